@@ -1,0 +1,35 @@
+"""Names shared by the API, the workers and the workflows: task queues, search attributes, statuses."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from temporalio.common import SearchAttributeKey
+
+LEADS_TASK_QUEUE = "leads"
+
+# Search attributes support staff filter on in the Temporal Web UI. Never put PII here.
+LEAD_ID = SearchAttributeKey.for_keyword("LeadId")
+DEALER_ID = SearchAttributeKey.for_keyword("DealerId")
+LEAD_STATUS = SearchAttributeKey.for_keyword("LeadStatus")
+
+SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[str], ...] = (LEAD_ID, DEALER_ID, LEAD_STATUS)
+
+
+class LeadStatus(StrEnum):
+    """Portal status of a lead, as served at ``GET /v1/leads/{id}``."""
+
+    RECEIVED = "received"
+    ROUTED = "routed"
+    DELIVERED = "delivered"
+    UNROUTED = "unrouted"
+    FAILED = "failed"
+
+
+def lead_workflow_id(lead_id: str) -> str:
+    """Workflow id of a lead: the idempotency key of its distribution."""
+    return f"lead-{lead_id}"
+
+
+LEAD_EVENT_REQUESTED = "LeadDistribuicaoSolicitada"
+LEAD_EVENT_DISTRIBUTED = "LeadDistribuidoComSucesso"

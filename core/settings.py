@@ -1,0 +1,100 @@
+"""The one place that reads configuration: environment variables prefixed ``HUB_`` and ``.env``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+LOCAL_PLACEHOLDER = "local-dev-only-change-me"
+
+
+class Settings(BaseSettings):
+    """Every setting of the system; `.env.example` documents each one."""
+
+    model_config = SettingsConfigDict(env_prefix="HUB_", env_file=".env", extra="ignore")
+
+    environment: Literal["local", "test", "production"] = "local"
+    state_dir: Path = PROJECT_ROOT / "var"
+
+    # Temporal
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_rpc_timeout_seconds: float = Field(default=3.0, gt=0)
+
+    # Portal / central database (SQLAlchemy URL, sync driver form)
+    database_url: str = ""
+
+    # Webhook API
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    webhook_max_body_bytes: int = Field(default=256 * 1024, gt=0)
+    zoho_webhook_secret: SecretStr = SecretStr(LOCAL_PLACEHOLDER)
+    zoho_webhook_secret_header: str = "X-Zoho-Webhook-Token"
+
+    # Zoho CRM API
+    zoho_api_base_url: str = "http://127.0.0.1:8100/zoho"
+    zoho_accounts_url: str = "http://127.0.0.1:8100/zoho"
+    zoho_client_id: str = "local-client"
+    zoho_client_secret: SecretStr = SecretStr(LOCAL_PLACEHOLDER)
+    zoho_refresh_token: SecretStr = SecretStr(LOCAL_PLACEHOLDER)
+    zoho_api_version: str = "v8"
+    zoho_token_refresh_margin_seconds: int = Field(default=300, ge=0)
+
+    # Dealer CRMs: API keys by dealer id, e.g. {"dealer-sp-centro": "key"}
+    dealer_api_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    dealer_http_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    # Lead distribution
+    assign_dealer_deadline_seconds: int = Field(default=24 * 3600, gt=0)
+    dealer_delivery_attempt_timeout_seconds: int = Field(default=30, gt=0)
+    dealer_delivery_retry_window_seconds: int = Field(default=6 * 3600, gt=0)
+
+    # Outbound events (Standard Webhooks)
+    event_subscribers: list[str] = Field(default_factory=list)
+    event_signing_secret: SecretStr = SecretStr("whsec_bG9jYWwtZGV2LW9ubHktY2hhbmdlLW1lLXNpZ25pbmc=")
+    event_source: str = "urn:integrations-hub:lead-distribution"
+
+    # Worker
+    worker_metrics_port: int = 9464
+    worker_max_concurrent_activities: int = Field(default=100, gt=0)
+
+    @field_validator("event_subscribers", mode="before")
+    @classmethod
+    def _split_subscribers(cls, value: object) -> object:
+        # Accept a comma-separated list as well as JSON.
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _defaults_and_safety(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.state_dir / 'portal.db'}"
+        if self.environment == "production":
+            unsafe = [
+                name
+                for name, value in (
+                    ("zoho_webhook_secret", self.zoho_webhook_secret),
+                    ("zoho_client_secret", self.zoho_client_secret),
+                    ("zoho_refresh_token", self.zoho_refresh_token),
+                )
+                if value.get_secret_value() == LOCAL_PLACEHOLDER
+            ]
+            if unsafe:
+                raise ValueError(f"placeholder secrets are refused in production: {', '.join(unsafe)}")
+            if "local-dev-only" in self.event_signing_secret.get_secret_value() or self.event_signing_secret == (
+                Settings.model_fields["event_signing_secret"].default
+            ):
+                raise ValueError("placeholder secrets are refused in production: event_signing_secret")
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()
