@@ -1,0 +1,116 @@
+"""Portal status of leads and the history of how each got there."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.constants import LeadStatus
+from db.models import Lead, LeadStatusChange
+from db.timeutil import as_utc
+
+# A zombie activity attempt finishing late must not move a delivered lead back.
+FINAL_STATUSES = frozenset({LeadStatus.DELIVERED})
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    status: str
+    dealer_id: str | None
+    detail: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class LeadView:
+    lead_id: str
+    status: str
+    dealer_id: str | None
+    dealer_lead_id: str | None
+    detail: str | None
+    workflow_id: str
+    created_at: datetime
+    updated_at: datetime
+    history: list[StatusChange]
+
+
+async def record_status(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    lead_id: str,
+    status: LeadStatus,
+    workflow_id: str,
+    at: datetime,
+    dealer_id: str | None = None,
+    dealer_lead_id: str | None = None,
+    detail: str | None = None,
+) -> None:
+    """Set the lead's current status and append it to its history; repeating a call changes nothing."""
+    async with sessions.begin() as session:
+        lead = await session.get(Lead, lead_id, with_for_update=True)
+        if lead is None:
+            lead = Lead(lead_id=lead_id, status=status, workflow_id=workflow_id, created_at=at, updated_at=at)
+            session.add(lead)
+        elif lead.status in FINAL_STATUSES and status != lead.status:
+            return
+        lead.status = status
+        lead.updated_at = at
+        lead.detail = detail
+        if dealer_id is not None:
+            lead.dealer_id = dealer_id
+        if dealer_lead_id is not None:
+            lead.dealer_lead_id = dealer_lead_id
+    await _append_history(sessions, lead_id, status, dealer_id, detail, at)
+
+
+async def _append_history(
+    sessions: async_sessionmaker[AsyncSession],
+    lead_id: str,
+    status: str,
+    dealer_id: str | None,
+    detail: str | None,
+    at: datetime,
+) -> None:
+    try:
+        async with sessions.begin() as session:
+            session.add(
+                LeadStatusChange(
+                    lead_id=lead_id, status=status, dealer_id=dealer_id or "", detail=detail, at=at
+                )
+            )
+    except IntegrityError:
+        pass  # the same change recorded by an earlier attempt
+
+
+async def get_lead(sessions: async_sessionmaker[AsyncSession], lead_id: str) -> LeadView | None:
+    """The lead's current status and its history, oldest first; None when unknown."""
+    async with sessions() as session:
+        lead = await session.get(Lead, lead_id)
+        if lead is None:
+            return None
+        rows = await session.scalars(
+            select(LeadStatusChange)
+            .where(LeadStatusChange.lead_id == lead_id)
+            .order_by(LeadStatusChange.at, LeadStatusChange.id)
+        )
+        history = [
+            StatusChange(
+                status=row.status, dealer_id=row.dealer_id or None, detail=row.detail, at=as_utc(row.at)
+            )
+            for row in rows
+        ]
+    return LeadView(
+        lead_id=lead.lead_id,
+        status=lead.status,
+        dealer_id=lead.dealer_id,
+        dealer_lead_id=lead.dealer_lead_id,
+        detail=lead.detail,
+        workflow_id=lead.workflow_id,
+        created_at=as_utc(lead.created_at),
+        updated_at=as_utc(lead.updated_at),
+        history=history,
+    )

@@ -1,0 +1,84 @@
+"""Tables of the portal database (dealers, routing, lead status, shared OAuth tokens)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Date, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON, datetime: DateTime(timezone=True)}
+
+
+class Dealer(Base):
+    """A dealership: where it sells, how much it takes, and how to reach its CRM."""
+
+    __tablename__ = "dealers"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(default=True)
+    crm_kind: Mapped[str] = mapped_column(String(16))  # "rest" or "soap"
+    crm_url: Mapped[str] = mapped_column(String(500))
+    field_mapping: Mapped[dict[str, Any]] = mapped_column(JSON)
+    states: Mapped[list[str]] = mapped_column(JSON)
+    cities: Mapped[list[str]] = mapped_column(JSON)  # empty: every city of its states
+    models: Mapped[list[str]] = mapped_column(JSON)  # empty: every model
+    daily_capacity: Mapped[int] = mapped_column(Integer)
+    priority: Mapped[int] = mapped_column(Integer, default=100)  # lower is preferred
+    last_assigned_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Delivery(Base):
+    """A lead handed to a dealer; counts against that dealer's capacity for the day."""
+
+    __tablename__ = "deliveries"
+
+    lead_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    dealer_id: Mapped[str] = mapped_column(ForeignKey("dealers.id"), index=True)
+    day: Mapped[date] = mapped_column(Date, index=True)
+    dealer_lead_id: Mapped[str] = mapped_column(String(200))
+    delivered_at: Mapped[datetime]
+
+
+class Lead(Base):
+    """Portal status of a lead, as support and the CRM/ERP read it."""
+
+    __tablename__ = "leads"
+
+    lead_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    dealer_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    dealer_lead_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    detail: Mapped[str | None] = mapped_column(Text, default=None)
+    workflow_id: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class LeadStatusChange(Base):
+    """Every status a lead went through; one row per (lead, status, dealer) so retries add nothing."""
+
+    __tablename__ = "lead_status_changes"
+    __table_args__ = (UniqueConstraint("lead_id", "status", "dealer_id", name="uq_lead_status_change"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    lead_id: Mapped[str] = mapped_column(ForeignKey("leads.lead_id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    dealer_id: Mapped[str] = mapped_column(String(64), default="")
+    detail: Mapped[str | None] = mapped_column(Text, default=None)
+    at: Mapped[datetime]
+
+
+class OAuthToken(Base):
+    """An access token shared by every worker, so the provider's token quota is respected."""
+
+    __tablename__ = "oauth_tokens"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    access_token: Mapped[str | None] = mapped_column(Text, default=None)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    refresh_lease_until: Mapped[datetime | None] = mapped_column(default=None)

@@ -1,0 +1,148 @@
+"""Routing of a lead to dealers: coverage, capacity, priority and a fair rotation among equals."""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from db.models import Dealer, Delivery
+from db.timeutil import as_utc
+
+# Rotation claims race with other workers; after this many lost races we take the order as it stands.
+MAX_CLAIM_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class LeadProfile:
+    """What routing looks at: where the customer is and what they want."""
+
+    state: str
+    city: str
+    model: str
+
+
+@dataclass(frozen=True)
+class DealerConfig:
+    """A dealer as the delivery step needs it."""
+
+    id: str
+    name: str
+    crm_kind: str
+    crm_url: str
+    field_mapping: dict[str, Any]
+
+
+def normalise(text: str) -> str:
+    """Case- and accent-insensitive form, so "SAO PAULO" matches "São Paulo"."""
+    decomposed = unicodedata.normalize("NFKD", text.strip())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
+
+
+def covers(dealer: Dealer, lead: LeadProfile) -> bool:
+    """Whether the dealer serves the lead's state, city and model."""
+    if normalise(lead.state) not in {normalise(s) for s in dealer.states}:
+        return False
+    if dealer.cities and normalise(lead.city) not in {normalise(c) for c in dealer.cities}:
+        return False
+    return not dealer.models or normalise(lead.model) in {normalise(m) for m in dealer.models}
+
+
+def _rotation_key(dealer: Dealer) -> tuple[int, int, float, str]:
+    # Lower priority number first; among equals, never-assigned dealers, then the one that waited longest.
+    last = as_utc(dealer.last_assigned_at).timestamp() if dealer.last_assigned_at else None
+    return (dealer.priority, 0 if last is None else 1, last or 0.0, dealer.id)
+
+
+async def _deliveries_on(session: AsyncSession, day: date) -> dict[str, int]:
+    rows = await session.execute(
+        select(Delivery.dealer_id, func.count()).where(Delivery.day == day).group_by(Delivery.dealer_id)
+    )
+    return {dealer_id: count for dealer_id, count in rows.tuples()}
+
+
+async def candidates(
+    sessions: async_sessionmaker[AsyncSession], lead: LeadProfile, day: date
+) -> list[Dealer]:
+    """Active dealers that cover the lead and have capacity left on ``day``, best first."""
+    async with sessions() as session:
+        dealers = list(await session.scalars(select(Dealer).where(Dealer.active.is_(True))))
+        used = await _deliveries_on(session, day)
+    eligible = [d for d in dealers if covers(d, lead) and used.get(d.id, 0) < d.daily_capacity]
+    return sorted(eligible, key=_rotation_key)
+
+
+async def claim(sessions: async_sessionmaker[AsyncSession], dealer: Dealer, at: datetime) -> bool:
+    """Move the dealer to the back of its rotation if nobody else did since we read it."""
+    seen = (
+        Dealer.last_assigned_at.is_(None)
+        if dealer.last_assigned_at is None
+        else (Dealer.last_assigned_at == dealer.last_assigned_at)
+    )
+    async with sessions.begin() as session:
+        result = await session.execute(
+            update(Dealer).where(Dealer.id == dealer.id, seen).values(last_assigned_at=at)
+        )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def route(
+    sessions: async_sessionmaker[AsyncSession], lead: LeadProfile, day: date, at: datetime
+) -> list[str]:
+    """Ordered dealer ids for the lead; the first one is claimed in the rotation."""
+    for _ in range(MAX_CLAIM_ATTEMPTS):
+        ranked = await candidates(sessions, lead, day)
+        if not ranked or await claim(sessions, ranked[0], at):
+            return [d.id for d in ranked]
+    return [d.id for d in ranked]
+
+
+async def mark_assigned(sessions: async_sessionmaker[AsyncSession], dealer_id: str, at: datetime) -> None:
+    """Move a dealer to the back of its rotation (used when a later candidate takes the lead)."""
+    async with sessions.begin() as session:
+        await session.execute(update(Dealer).where(Dealer.id == dealer_id).values(last_assigned_at=at))
+
+
+async def dealer_config(sessions: async_sessionmaker[AsyncSession], dealer_id: str) -> DealerConfig | None:
+    """How to reach a dealer's CRM, or None when the dealer is unknown or inactive."""
+    async with sessions() as session:
+        dealer = await session.get(Dealer, dealer_id)
+    if dealer is None or not dealer.active:
+        return None
+    return DealerConfig(
+        id=dealer.id,
+        name=dealer.name,
+        crm_kind=dealer.crm_kind,
+        crm_url=dealer.crm_url,
+        field_mapping=dict(dealer.field_mapping),
+    )
+
+
+async def record_delivery(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    lead_id: str,
+    dealer_id: str,
+    dealer_lead_id: str,
+    day: date,
+    at: datetime,
+) -> None:
+    """Count the delivery against the dealer's capacity; a repeated call counts nothing."""
+    try:
+        async with sessions.begin() as session:
+            session.add(
+                Delivery(
+                    lead_id=lead_id,
+                    dealer_id=dealer_id,
+                    day=day,
+                    dealer_lead_id=dealer_lead_id,
+                    delivered_at=at,
+                )
+            )
+    except IntegrityError:
+        pass

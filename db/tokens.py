@@ -1,0 +1,79 @@
+"""OAuth access tokens shared by every process through the database.
+
+Zoho issues at most 10 access tokens per refresh token in 10 minutes, so workers must reuse one token
+and only one of them may refresh it at a time: a refresh lease taken by a conditional UPDATE, which is
+atomic on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from db.models import OAuthToken
+from db.timeutil import as_utc
+
+
+@dataclass(frozen=True)
+class StoredToken:
+    access_token: str
+    expires_at: datetime
+
+
+async def read_token(sessions: async_sessionmaker[AsyncSession], name: str) -> StoredToken | None:
+    """The stored token, or None if there is none yet."""
+    async with sessions() as session:
+        row = await session.get(OAuthToken, name)
+    if row is None or row.access_token is None or row.expires_at is None:
+        return None
+    return StoredToken(access_token=row.access_token, expires_at=as_utc(row.expires_at))
+
+
+async def _ensure_row(sessions: async_sessionmaker[AsyncSession], name: str) -> None:
+    try:
+        async with sessions.begin() as session:
+            if await session.get(OAuthToken, name) is None:
+                session.add(OAuthToken(name=name))
+    except IntegrityError:
+        pass  # another process created it first
+
+
+async def take_refresh_lease(
+    sessions: async_sessionmaker[AsyncSession], name: str, now: datetime, lease: timedelta
+) -> bool:
+    """True if this caller may refresh the token now; others wait for the new token instead."""
+    await _ensure_row(sessions, name)
+    async with sessions.begin() as session:
+        result = await session.execute(
+            update(OAuthToken)
+            .where(
+                OAuthToken.name == name,
+                or_(OAuthToken.refresh_lease_until.is_(None), OAuthToken.refresh_lease_until < now),
+            )
+            .values(refresh_lease_until=now + lease)
+        )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def store_token(
+    sessions: async_sessionmaker[AsyncSession], name: str, access_token: str, expires_at: datetime
+) -> None:
+    """Save a fresh token and release the refresh lease."""
+    async with sessions.begin() as session:
+        await session.execute(
+            update(OAuthToken)
+            .where(OAuthToken.name == name)
+            .values(access_token=access_token, expires_at=expires_at, refresh_lease_until=None)
+        )
+
+
+async def release_lease(sessions: async_sessionmaker[AsyncSession], name: str) -> None:
+    """Give the lease back after a failed refresh so another process can try at once."""
+    async with sessions.begin() as session:
+        await session.execute(
+            update(OAuthToken).where(OAuthToken.name == name).values(refresh_lease_until=None)
+        )
