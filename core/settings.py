@@ -87,8 +87,9 @@ class Settings(BaseSettings):
             ]
             if unsafe:
                 raise ValueError(f"placeholder secrets are refused in production: {', '.join(unsafe)}")
-            if "local-dev-only" in self.event_signing_secret.get_secret_value() or self.event_signing_secret == (
-                Settings.model_fields["event_signing_secret"].default
+            if (
+                "local-dev-only" in self.event_signing_secret.get_secret_value()
+                or self.event_signing_secret == (Settings.model_fields["event_signing_secret"].default)
             ):
                 raise ValueError("placeholder secrets are refused in production: event_signing_secret")
         return self

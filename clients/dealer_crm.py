@@ -1,0 +1,127 @@
+"""Dealer CRM adapters: map a Zoho lead to the dealer's fields and create it there exactly once.
+
+REST dealers deduplicate on the ``Idempotency-Key`` header. SOAP dealers (legacy DMSs) do not, so the
+SOAP adapter looks the lead up by its external id before creating it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import httpx
+import zeep
+import zeep.exceptions
+from zeep.transports import AsyncTransport
+
+from clients.errors import PermanentError, TransientError, raise_for_status
+from db.routing import DealerConfig
+
+SERVICE = "dealer-crm"
+
+
+class DealerCrm(Protocol):
+    async def create_lead(
+        self, dealer: DealerConfig, fields: dict[str, str], external_id: str, idempotency_key: str
+    ) -> str:
+        """Create the lead in the dealer's CRM and return the dealer-side id."""
+        ...
+
+
+def map_fields(mapping: Mapping[str, Any], lead: Mapping[str, Any]) -> dict[str, str]:
+    """The dealer's fields for ``lead``: ``target -> Zoho field``, or ``"=literal"``.
+
+    Missing or empty Zoho fields are left out rather than sent as empty strings.
+    """
+    fields: dict[str, str] = {}
+    for target, source in mapping.items():
+        source = str(source)
+        if source.startswith("="):
+            fields[target] = source[1:]
+            continue
+        value = lead.get(source)
+        if isinstance(value, dict):  # lookups such as Owner: {"id", "name"}
+            value = value.get("name")
+        if value not in (None, ""):
+            fields[target] = str(value)
+    return fields
+
+
+class RestDealerCrm:
+    """Dealers with a JSON API: ``POST {url}/api/v1/leads`` with an idempotency key."""
+
+    def __init__(self, http: httpx.AsyncClient, api_keys: Mapping[str, str]) -> None:
+        self._http = http
+        self._api_keys = api_keys
+
+    async def create_lead(
+        self, dealer: DealerConfig, fields: dict[str, str], external_id: str, idempotency_key: str
+    ) -> str:
+        headers = {"Idempotency-Key": idempotency_key}
+        if key := self._api_keys.get(dealer.id):
+            headers["Authorization"] = f"Bearer {key}"
+        response = await self._http.post(
+            f"{dealer.crm_url.rstrip('/')}/api/v1/leads", json=fields, headers=headers
+        )
+        raise_for_status(f"{SERVICE}:{dealer.id}", response)
+        return str(response.json()["id"])
+
+
+class SoapDealerCrm:
+    """Dealers with a SOAP service (``FindLeadByExternalId``, ``CreateLead``), reached through zeep."""
+
+    def __init__(self, timeout_seconds: float, api_keys: Mapping[str, str]) -> None:
+        self._timeout = timeout_seconds
+        self._api_keys = api_keys
+        self._clients: dict[str, zeep.AsyncClient] = {}
+        self._lock = asyncio.Lock()
+
+    async def create_lead(
+        self, dealer: DealerConfig, fields: dict[str, str], external_id: str, idempotency_key: str
+    ) -> str:
+        service = f"{SERVICE}:{dealer.id}"
+        client = await self._client(dealer)
+        try:
+            found = await client.service.FindLeadByExternalId(ExternalId=external_id)
+            if found.Found and found.LeadId:
+                return str(found.LeadId)
+            created = await client.service.CreateLead(Lead={**fields, "ExternalId": external_id})
+        except zeep.exceptions.Fault as fault:
+            # SOAP 1.1: a Client fault blames the request (permanent), a Server fault the service.
+            if "client" in str(fault.code or "").lower():
+                raise PermanentError(service, f"SOAP fault {fault.code}: {fault.message}", 500) from fault
+            raise TransientError(service, f"SOAP fault {fault.code}: {fault.message}", 500) from fault
+        except zeep.exceptions.TransportError as error:
+            raise_for_status(service, httpx.Response(error.status_code, content=error.content or b""))
+            raise TransientError(service, f"transport error {error.status_code}") from error
+        return str(created)
+
+    async def _client(self, dealer: DealerConfig) -> zeep.AsyncClient:
+        # Parsing a WSDL is slow and blocking: once per dealer per process, off the event loop.
+        async with self._lock:
+            client = self._clients.get(dealer.id)
+            if client is None:
+                client = await asyncio.to_thread(self._build_client, dealer)
+                self._clients[dealer.id] = client
+            return client
+
+    def _build_client(self, dealer: DealerConfig) -> zeep.AsyncClient:
+        transport = AsyncTransport(  # type: ignore[no-untyped-call]
+            client=httpx.AsyncClient(timeout=self._timeout),
+            wsdl_client=httpx.Client(timeout=self._timeout),
+        )
+        # AsyncTransport replaces the clients' headers, so credentials go in afterwards.
+        if key := self._api_keys.get(dealer.id):
+            transport.client.headers["Authorization"] = f"Bearer {key}"
+        try:
+            return zeep.AsyncClient(dealer.crm_url, transport=transport)  # type: ignore[no-untyped-call]
+        except (httpx.HTTPError, zeep.exceptions.Error) as error:
+            raise TransientError(
+                f"{SERVICE}:{dealer.id}", f"cannot load WSDL {dealer.crm_url}: {error}"
+            ) from error
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.transport.aclose()
+            client.transport.wsdl_client.close()

@@ -1,0 +1,108 @@
+"""Zoho CRM REST client: OAuth refresh-token flow with one token shared through the database."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from clients.errors import PermanentError, TransientError, raise_for_status
+from core.settings import Settings
+from db import tokens
+from db.timeutil import utcnow
+
+SERVICE = "zoho"
+REFRESH_LEASE = timedelta(seconds=30)
+LEASE_WAIT_SECONDS = 0.25
+TOKEN_QUOTA_BACKOFF_SECONDS = 60.0
+
+
+class ZohoClient:
+    """Reads and updates Zoho CRM records."""
+
+    def __init__(
+        self, http: httpx.AsyncClient, settings: Settings, sessions: async_sessionmaker[AsyncSession]
+    ) -> None:
+        self._http = http
+        self._settings = settings
+        self._sessions = sessions
+        self._token_name = f"zoho:{settings.zoho_client_id}"
+
+    async def get_lead(self, lead_id: str) -> dict[str, Any] | None:
+        """The lead's fields, or None if Zoho has no such lead."""
+        response = await self._request("GET", f"/Leads/{lead_id}")
+        if response.status_code == 204:
+            return None
+        records = response.json().get("data") or []
+        return dict(records[0]) if records else None
+
+    async def update_lead(self, lead_id: str, fields: dict[str, Any]) -> None:
+        """Update a lead without firing Zoho workflow rules (which would call our webhook again)."""
+        body = {"data": [{"id": lead_id, **fields}], "trigger": []}
+        response = await self._request("PUT", f"/Leads/{lead_id}", json=body)
+        results = response.json().get("data") or [{}]
+        if results[0].get("status") != "success":
+            raise PermanentError(SERVICE, f"lead update refused: {results[0]}", response.status_code)
+
+    async def _request(self, method: str, path: str, json: Any = None) -> httpx.Response:
+        url = f"{self._settings.zoho_api_base_url}/crm/{self._settings.zoho_api_version}{path}"
+        token = await self.access_token()
+        response = await self._http.request(method, url, json=json, headers=_auth(token))
+        if response.status_code == 401:
+            # The shared token was revoked or expired early: replace it once, then give up.
+            token = await self.access_token(rejected=token)
+            response = await self._http.request(method, url, json=json, headers=_auth(token))
+        raise_for_status(SERVICE, response)
+        return response
+
+    async def access_token(self, rejected: str | None = None) -> str:
+        """A valid access token, refreshed by at most one process at a time.
+
+        Args:
+            rejected: a token the API just refused; it is replaced even if not yet expired.
+        """
+        margin = timedelta(seconds=self._settings.zoho_token_refresh_margin_seconds)
+        deadline = asyncio.get_running_loop().time() + REFRESH_LEASE.total_seconds() * 2
+        while True:
+            stored = await tokens.read_token(self._sessions, self._token_name)
+            if stored and stored.access_token != rejected and stored.expires_at - margin > utcnow():
+                return stored.access_token
+            if await tokens.take_refresh_lease(self._sessions, self._token_name, utcnow(), REFRESH_LEASE):
+                return await self._refresh()
+            if asyncio.get_running_loop().time() > deadline:
+                raise TransientError(SERVICE, "timed out waiting for another process to refresh the token")
+            await asyncio.sleep(LEASE_WAIT_SECONDS)
+
+    async def _refresh(self) -> str:
+        settings = self._settings
+        params = {
+            "grant_type": "refresh_token",
+            "client_id": settings.zoho_client_id,
+            "client_secret": settings.zoho_client_secret.get_secret_value(),
+            "refresh_token": settings.zoho_refresh_token.get_secret_value(),
+        }
+        try:
+            response = await self._http.post(f"{settings.zoho_accounts_url}/oauth/v2/token", params=params)
+            if response.status_code == 400 and "too many requests" in response.text.lower():
+                # Over the 10-tokens-per-10-minutes quota: waiting is the only cure.
+                raise TransientError(
+                    SERVICE, "token refresh quota exceeded", 400, TOKEN_QUOTA_BACKOFF_SECONDS
+                )
+            raise_for_status(SERVICE, response)
+            body = response.json()
+            if "access_token" not in body:
+                # Zoho answers bad credentials with 200 and an "error" key.
+                raise PermanentError(SERVICE, f"token refresh refused: {body.get('error', body)}")
+        except BaseException:
+            await tokens.release_lease(self._sessions, self._token_name)
+            raise
+        expires_at = utcnow() + timedelta(seconds=int(body.get("expires_in", 3600)))
+        await tokens.store_token(self._sessions, self._token_name, body["access_token"], expires_at)
+        return str(body["access_token"])
+
+
+def _auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Zoho-oauthtoken {token}"}
