@@ -33,3 +33,4 @@ def lead_workflow_id(lead_id: str) -> str:
 
 LEAD_EVENT_REQUESTED = "LeadDistribuicaoSolicitada"
 LEAD_EVENT_DISTRIBUTED = "LeadDistribuidoComSucesso"
+EVENT_SOURCE = "urn:integrations-hub:lead-distribution"  # CloudEvents "source" of our events

@@ -57,7 +57,6 @@ class Settings(BaseSettings):
     # Outbound events (Standard Webhooks)
     event_subscribers: list[str] = Field(default_factory=list)
     event_signing_secret: SecretStr = SecretStr("whsec_bG9jYWwtZGV2LW9ubHktY2hhbmdlLW1lLXNpZ25pbmc=")
-    event_source: str = "urn:integrations-hub:lead-distribution"
 
     # Worker
     worker_metrics_port: int = 9464

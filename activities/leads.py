@@ -1,0 +1,230 @@
+"""Activities of lead distribution: every read and write to the database, Zoho, dealer CRMs, subscribers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from clients.dealer_crm import DealerCrm, map_fields
+from clients.errors import PermanentError, TransientError
+from clients.subscribers import EventPublisher
+from clients.zoho import ZohoClient
+from core.constants import LeadStatus
+from db import lead_status, routing
+from db.timeutil import utcnow
+
+# Error types the workflow tells apart; listed as non-retryable where retrying cannot help.
+LEAD_NOT_FOUND = "LeadNotFound"
+DEALER_REJECTED = "DealerRejected"
+UNKNOWN_DEALER = "UnknownDealer"
+SERVICE_UNAVAILABLE = "ServiceUnavailable"
+PERMANENT_FAILURE = "PermanentFailure"
+
+
+@dataclass
+class RecordStatusInput:
+    lead_id: str
+    workflow_id: str
+    status: LeadStatus
+    dealer_id: str | None = None
+    dealer_lead_id: str | None = None
+    detail: str | None = None
+    claim_dealer: bool = False  # also move the dealer to the back of its rotation
+
+
+@dataclass
+class FetchLeadInput:
+    lead_id: str
+
+
+@dataclass
+class FetchLeadResult:
+    lead: dict[str, Any]
+
+
+@dataclass
+class RouteLeadInput:
+    lead_id: str
+    state: str
+    city: str
+    model: str
+
+
+@dataclass
+class RouteLeadResult:
+    dealer_ids: list[str]
+
+
+@dataclass
+class DealerLookupInput:
+    dealer_id: str
+
+
+@dataclass
+class DealerLookupResult:
+    found: bool
+    name: str = ""
+
+
+@dataclass
+class DeliverLeadInput:
+    lead_id: str
+    dealer_id: str
+    lead: dict[str, Any]
+
+
+@dataclass
+class DeliverLeadResult:
+    dealer_lead_id: str
+
+
+@dataclass
+class UpdateZohoLeadInput:
+    lead_id: str
+    fields: dict[str, Any]
+
+
+@dataclass
+class PublishEventInput:
+    event: dict[str, Any]
+
+
+@dataclass
+class PublishEventResult:
+    delivered_to: list[str] = field(default_factory=list)
+
+
+def as_application_error(error: Exception) -> ApplicationError:
+    """Translate a client error into what Temporal's retry policy understands."""
+    if isinstance(error, TransientError):
+        delay = timedelta(seconds=error.retry_after) if error.retry_after is not None else None
+        return ApplicationError(str(error), type=SERVICE_UNAVAILABLE, next_retry_delay=delay)
+    return ApplicationError(str(error), type=PERMANENT_FAILURE, non_retryable=True)
+
+
+class LeadActivities:
+    """Holds the clients built once per worker; each method is one activity."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        zoho: ZohoClient,
+        dealer_crms: Mapping[str, DealerCrm],
+        publisher: EventPublisher,
+        subscribers: list[str],
+        business_timezone: str = "America/Sao_Paulo",
+    ) -> None:
+        self._sessions = sessions
+        self._zoho = zoho
+        self._dealer_crms = dealer_crms
+        self._publisher = publisher
+        self._subscribers = subscribers
+        self._timezone = ZoneInfo(business_timezone)
+
+    @activity.defn
+    async def record_lead_status(self, params: RecordStatusInput) -> None:
+        """Write the portal status of a lead (idempotent)."""
+        now = utcnow()
+        await lead_status.record_status(
+            self._sessions,
+            lead_id=params.lead_id,
+            status=params.status,
+            workflow_id=params.workflow_id,
+            at=now,
+            dealer_id=params.dealer_id,
+            dealer_lead_id=params.dealer_lead_id,
+            detail=params.detail,
+        )
+        if params.claim_dealer and params.dealer_id:
+            await routing.mark_assigned(self._sessions, params.dealer_id, now)
+
+    @activity.defn
+    async def fetch_lead(self, params: FetchLeadInput) -> FetchLeadResult:
+        """The full lead from Zoho CRM (webhooks carry only a few fields)."""
+        try:
+            lead = await self._zoho.get_lead(params.lead_id)
+        except (TransientError, PermanentError) as error:
+            raise as_application_error(error) from error
+        if lead is None:
+            raise ApplicationError(
+                f"Zoho has no lead {params.lead_id}", type=LEAD_NOT_FOUND, non_retryable=True
+            )
+        return FetchLeadResult(lead=lead)
+
+    @activity.defn
+    async def route_lead(self, params: RouteLeadInput) -> RouteLeadResult:
+        """Dealers that may take the lead, best first; the first is claimed in the rotation."""
+        now = utcnow()
+        profile = routing.LeadProfile(state=params.state, city=params.city, model=params.model)
+        dealer_ids = await routing.route(self._sessions, profile, now.astimezone(self._timezone).date(), now)
+        return RouteLeadResult(dealer_ids=dealer_ids)
+
+    @activity.defn
+    async def lookup_dealer(self, params: DealerLookupInput) -> DealerLookupResult:
+        """Whether an active dealer with this id exists (checks support's ``assign_dealer``)."""
+        dealer = await routing.dealer_config(self._sessions, params.dealer_id)
+        return DealerLookupResult(found=dealer is not None, name=dealer.name if dealer else "")
+
+    @activity.defn
+    async def deliver_lead(self, params: DeliverLeadInput) -> DeliverLeadResult:
+        """Create the lead in the dealer's CRM exactly once and count it against the dealer's capacity."""
+        dealer = await routing.dealer_config(self._sessions, params.dealer_id)
+        if dealer is None:
+            raise ApplicationError(
+                f"no active dealer {params.dealer_id}", type=UNKNOWN_DEALER, non_retryable=True
+            )
+        crm = self._dealer_crms.get(dealer.crm_kind)
+        if crm is None:
+            raise ApplicationError(
+                f"unsupported CRM kind {dealer.crm_kind}", type=UNKNOWN_DEALER, non_retryable=True
+            )
+        fields = map_fields(dealer.field_mapping, params.lead)
+        # Stable across retries and worker restarts: the dealer sees one lead however often we call.
+        idempotency_key = f"lead-{params.lead_id}-{dealer.id}"
+        try:
+            dealer_lead_id = await crm.create_lead(dealer, fields, params.lead_id, idempotency_key)
+        except PermanentError as error:
+            raise ApplicationError(str(error), type=DEALER_REJECTED, non_retryable=True) from error
+        except TransientError as error:
+            raise as_application_error(error) from error
+        now = utcnow()
+        await routing.record_delivery(
+            self._sessions,
+            lead_id=params.lead_id,
+            dealer_id=dealer.id,
+            dealer_lead_id=dealer_lead_id,
+            day=now.astimezone(self._timezone).date(),
+            at=now,
+        )
+        return DeliverLeadResult(dealer_lead_id=dealer_lead_id)
+
+    @activity.defn
+    async def update_zoho_lead(self, params: UpdateZohoLeadInput) -> None:
+        """Write the distribution outcome back to the Zoho lead without re-firing workflow rules."""
+        try:
+            await self._zoho.update_lead(params.lead_id, params.fields)
+        except (TransientError, PermanentError) as error:
+            raise as_application_error(error) from error
+
+    @activity.defn
+    async def publish_event(self, params: PublishEventInput) -> PublishEventResult:
+        """Send the event to every subscriber; after a retry, only to those that did not get it yet."""
+        details = activity.info().heartbeat_details
+        delivered: list[str] = list(details[0]) if details else []
+        for url in self._subscribers:
+            if url in delivered:
+                continue
+            try:
+                await self._publisher.publish(url, params.event, utcnow())
+            except (TransientError, PermanentError) as error:
+                raise as_application_error(error) from error
+            delivered.append(url)
+            activity.heartbeat(delivered)
+        return PublishEventResult(delivered_to=delivered)

@@ -1,0 +1,144 @@
+"""Fault injection and the control API (faults, counters, reset, dealer leads) under ``/_control``."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict
+from enum import StrEnum
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from simulators.state import (
+    DealerCounters,
+    DealerState,
+    EventCounters,
+    FaultPlan,
+    SimulatorState,
+    StateDep,
+    ZohoCounters,
+)
+
+ZOHO_TARGET = "zoho"
+
+
+class Fault(StrEnum):
+    """What a request gets instead of a normal answer."""
+
+    NONE = "none"
+    UNAVAILABLE = "unavailable"
+    RATE_LIMITED = "rate_limited"
+
+
+async def take_fault(state: SimulatorState, target: str) -> tuple[Fault, int]:
+    """Apply the target's latency and consume one injected failure, if any is left.
+
+    Failures are served in order: first the 503s, then the 429s.
+
+    Args:
+        state: The app state.
+        target: ``zoho`` or a dealer id.
+
+    Returns:
+        The fault to serve and the ``Retry-After`` seconds that go with a 429.
+    """
+    plan = state.faults.get(target)
+    if plan is None:
+        return Fault.NONE, 0
+    # Decide before sleeping so that concurrent requests each consume their own failure.
+    fault = Fault.NONE
+    if plan.error_5xx_remaining > 0:
+        plan.error_5xx_remaining -= 1
+        fault = Fault.UNAVAILABLE
+    elif plan.rate_limit_remaining > 0:
+        plan.rate_limit_remaining -= 1
+        fault = Fault.RATE_LIMITED
+    if plan.latency_ms:
+        await asyncio.sleep(plan.latency_ms / 1000)
+    return fault, plan.retry_after_seconds
+
+
+class FaultSpec(BaseModel):
+    """Failures to inject for one target; replaces what was set for it before."""
+
+    target: str = Field(min_length=1, description='"zoho" or a dealer id')
+    latency_ms: int = Field(default=0, ge=0, le=60_000)
+    error_5xx_count: int = Field(default=0, ge=0)
+    rate_limit_count: int = Field(default=0, ge=0)
+    retry_after_seconds: int = Field(default=1, ge=0)
+    reject: bool = False
+
+
+class CountersOut(BaseModel):
+    """Everything counted since the last reset."""
+
+    zoho: ZohoCounters
+    dealers: dict[str, DealerCounters]
+    events: dict[str, EventCounters]
+
+
+router = APIRouter(prefix="/_control", tags=["control"])
+
+
+@router.post("/faults")
+async def set_faults(spec: FaultSpec, state: StateDep) -> dict[str, Any]:
+    """Inject failures for a target."""
+    plan = FaultPlan(
+        latency_ms=spec.latency_ms,
+        error_5xx_remaining=spec.error_5xx_count,
+        rate_limit_remaining=spec.rate_limit_count,
+        retry_after_seconds=spec.retry_after_seconds,
+        reject=spec.reject,
+    )
+    state.faults[spec.target] = plan
+    return {"target": spec.target, **asdict(plan)}
+
+
+@router.get("/faults")
+async def list_faults(state: StateDep) -> dict[str, Any]:
+    """The failures still pending, by target."""
+    return {target: asdict(plan) for target, plan in state.faults.items()}
+
+
+@router.delete("/faults")
+async def clear_faults(state: StateDep) -> dict[str, Any]:
+    """Remove every injected failure."""
+    state.faults.clear()
+    return {"cleared": "all"}
+
+
+@router.delete("/faults/{target}")
+async def clear_target_faults(target: str, state: StateDep) -> dict[str, Any]:
+    """Remove the failures injected for one target."""
+    state.faults.pop(target, None)
+    return {"cleared": target}
+
+
+@router.get("/counters", response_model=CountersOut)
+async def counters(state: StateDep) -> CountersOut:
+    """Every counter: Zoho, each dealer, each event subscriber."""
+    return CountersOut(
+        zoho=state.zoho.counters,
+        dealers={dealer_id: dealer.counters for dealer_id, dealer in state.dealers.items()},
+        events={name: subscriber.counters for name, subscriber in state.subscribers.items()},
+    )
+
+
+@router.get("/dealers/{dealer_id}/leads")
+async def dealer_leads(dealer_id: str, state: StateDep) -> dict[str, Any]:
+    """The leads a dealer stored (REST and SOAP alike) and how often each external id was created."""
+    # A lookup must not make the dealer appear in the counters.
+    dealer = state.dealers.get(dealer_id) or DealerState()
+    return {
+        "dealer_id": dealer_id,
+        "leads": [asdict(lead) for lead in dealer.leads],
+        "creates_by_external_id": dict(dealer.creates_by_external_id),
+    }
+
+
+@router.post("/reset")
+async def reset(state: StateDep) -> dict[str, str]:
+    """Forget everything: leads, tokens, faults, events, counters."""
+    state.reset()
+    return {"status": "reset"}

@@ -1,0 +1,236 @@
+"""In-memory state of one simulator app: every store and counter lives here, none in module globals.
+
+Handlers read and write this state without awaiting in between, so asyncio's single thread keeps each
+read-modify-write atomic without a lock.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import httpx
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import Response
+from standardwebhooks.webhooks import Webhook
+
+from simulators.config import SimulatorConfig
+from simulators.leads import BRT, ZOHO_ORG_PREFIX, generate_lead, zoho_timestamp
+
+Clock = Callable[[], float]
+
+
+class EarlyReply(Exception):
+    """Raised by guards to answer a request at once with a ready-made response (error, fault)."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+@dataclass
+class ZohoCounters:
+    """What the project did to Zoho, for tests to assert on."""
+
+    tokens_issued: int = 0
+    lead_gets: int = 0
+    lead_updates: int = 0
+    updates_without_trigger: int = 0
+    webhooks_sent: int = 0
+    faults_served: int = 0
+
+
+@dataclass
+class ZohoState:
+    """Zoho CRM: leads, their update history, OAuth tokens."""
+
+    rng: random.Random
+    leads: dict[str, dict[str, Any]] = field(default_factory=dict)
+    updates: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    token_expiry: dict[str, float] = field(default_factory=dict)
+    issued_at: dict[str, deque[float]] = field(default_factory=dict)
+    counters: ZohoCounters = field(default_factory=ZohoCounters)
+    next_sequence: int = 412001
+
+    def create_lead(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Store a new generated lead.
+
+        Args:
+            overrides: Zoho fields to set on it, ``id`` included.
+
+        Returns:
+            The stored lead.
+        """
+        lead_id = f"{ZOHO_ORG_PREFIX}{self.next_sequence:012d}"
+        self.next_sequence += 1
+        lead = generate_lead(self.rng, lead_id=lead_id, overrides=overrides)
+        self.leads[lead["id"]] = lead
+        self.updates.setdefault(lead["id"], [])
+        return lead
+
+
+@dataclass
+class DealerCounters:
+    """What the project did to one dealer CRM."""
+
+    requests: int = 0
+    created: int = 0
+    replays: int = 0
+    lookups: int = 0
+    rejected: int = 0
+    faults_served: int = 0
+
+
+@dataclass
+class DealerLead:
+    """A lead as the dealer CRM stored it."""
+
+    id: str
+    channel: Literal["rest", "soap"]
+    external_id: str | None
+    fields: dict[str, Any]
+    created_at: str
+
+
+@dataclass
+class IdempotentResult:
+    """The first answer given to an ``Idempotency-Key``, replayed to retries with the same body."""
+
+    body: Any
+    response: dict[str, Any]
+
+
+@dataclass
+class DealerState:
+    """One dealer's CRM: stored leads (REST and SOAP alike), idempotency keys, counters."""
+
+    leads: list[DealerLead] = field(default_factory=list)
+    idempotency: dict[str, IdempotentResult] = field(default_factory=dict)
+    creates_by_external_id: Counter[str] = field(default_factory=Counter)
+    counters: DealerCounters = field(default_factory=DealerCounters)
+
+    def add_lead(self, channel: Literal["rest", "soap"], external_id: str | None, fields: Any) -> DealerLead:
+        """Store a new lead; no deduplication here, that is the caller's business.
+
+        Args:
+            channel: The API it came through.
+            external_id: The sender's id of the lead (the Zoho id), when known.
+            fields: The lead as received.
+
+        Returns:
+            The stored lead with its dealer-side id.
+        """
+        lead = DealerLead(
+            id=f"CRM-{len(self.leads) + 1:06d}",
+            channel=channel,
+            external_id=external_id,
+            fields=fields,
+            created_at=zoho_timestamp(datetime.now(BRT)),
+        )
+        self.leads.append(lead)
+        self.counters.created += 1
+        if external_id is not None:
+            self.creates_by_external_id[external_id] += 1
+        return lead
+
+    def find_by_external_id(self, external_id: str) -> DealerLead | None:
+        """The first lead stored under an external id, if any."""
+        return next((lead for lead in self.leads if lead.external_id == external_id), None)
+
+
+@dataclass
+class FaultPlan:
+    """Failures to inject for one target (``zoho`` or a dealer id)."""
+
+    latency_ms: int = 0
+    error_5xx_remaining: int = 0
+    rate_limit_remaining: int = 0
+    retry_after_seconds: int = 1
+    reject: bool = False
+
+
+@dataclass
+class EventCounters:
+    """What one outbound-event subscriber received."""
+
+    received: int = 0
+    duplicates: int = 0
+    invalid: int = 0
+
+
+@dataclass
+class ReceivedEvent:
+    """An outbound event that passed signature verification."""
+
+    id: str
+    type: str | None
+    data: Any
+    timestamp: str
+
+
+@dataclass
+class SubscriberState:
+    """One outbound-event subscriber: the events it kept and the ids it has seen."""
+
+    events: list[ReceivedEvent] = field(default_factory=list)
+    seen_ids: set[str] = field(default_factory=set)
+    counters: EventCounters = field(default_factory=EventCounters)
+
+
+class SimulatorState:
+    """All state of one simulator app.
+
+    Args:
+        config: The app's configuration.
+        clock: Monotonic seconds; tests pass a fake one to skip time (token expiry, rate windows).
+    """
+
+    def __init__(self, config: SimulatorConfig, clock: Clock = time.monotonic) -> None:
+        self.config = config
+        self.clock = clock
+        self.event_verifier = Webhook(config.event_signing_secret)
+        # Opened by the app's lifespan, used to send Zoho webhooks.
+        self.http: httpx.AsyncClient | None = None
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every lead, token, fault, event and counter."""
+        self.zoho = ZohoState(rng=random.Random(self.config.seed))
+        self.dealers: dict[str, DealerState] = {}
+        self.faults: dict[str, FaultPlan] = {}
+        self.subscribers: dict[str, SubscriberState] = {}
+
+    def dealer(self, dealer_id: str) -> DealerState:
+        """The state of a dealer, created on first use."""
+        return self.dealers.setdefault(dealer_id, DealerState())
+
+    def subscriber(self, name: str) -> SubscriberState:
+        """The state of an event subscriber, created on first use."""
+        return self.subscribers.setdefault(name, SubscriberState())
+
+
+def get_state(request: Request) -> SimulatorState:
+    """FastAPI dependency: the state of the app serving the request."""
+    return app_state(request.app)
+
+
+def app_state(app: FastAPI) -> SimulatorState:
+    """The state of a simulator app, for tests and embedding code.
+
+    Args:
+        app: An app made by :func:`simulators.app.create_app`.
+
+    Returns:
+        Its state.
+    """
+    state = app.state.simulator
+    assert isinstance(state, SimulatorState)
+    return state
+
+
+StateDep = Annotated[SimulatorState, Depends(get_state)]

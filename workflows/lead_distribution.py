@@ -1,0 +1,332 @@
+"""LeadDistributionWorkflow: one per Zoho lead, from webhook to a dealer CRM and back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.leads import (
+        DEALER_REJECTED,
+        LEAD_NOT_FOUND,
+        PERMANENT_FAILURE,
+        UNKNOWN_DEALER,
+        DealerLookupInput,
+        DeliverLeadInput,
+        FetchLeadInput,
+        LeadActivities,
+        PublishEventInput,
+        RecordStatusInput,
+        RouteLeadInput,
+        UpdateZohoLeadInput,
+    )
+    from core.constants import (
+        DEALER_ID,
+        EVENT_SOURCE,
+        LEAD_EVENT_DISTRIBUTED,
+        LEAD_ID,
+        LEAD_STATUS,
+        LeadStatus,
+    )
+    from core.events import cloud_event
+
+# Workflow-only status for the Web UI: leads waiting for support's assign_dealer decision.
+AWAITING_ASSIGNMENT = "awaiting_assignment"
+
+DATABASE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+LOCAL_STEP_TIMEOUT = timedelta(seconds=30)
+
+
+@dataclass
+class LeadDistributionInput:
+    lead_id: str
+    event: dict[str, Any] = field(default_factory=dict)  # the CloudEvent the webhook became
+    assign_deadline_seconds: int = 24 * 3600
+    delivery_attempt_timeout_seconds: int = 30
+    delivery_retry_window_seconds: int = 6 * 3600
+
+
+@dataclass
+class DeliveryAttempt:
+    dealer_id: str
+    outcome: str  # "delivered", "rejected" or "unavailable"
+    detail: str = ""
+
+
+@dataclass
+class LeadDistributionResult:
+    lead_id: str
+    status: str
+    dealer_id: str | None = None
+    dealer_lead_id: str | None = None
+    attempts: list[DeliveryAttempt] = field(default_factory=list)
+
+
+@dataclass
+class AssignDealerInput:
+    dealer_id: str
+    assigned_by: str = ""  # who decided, for the history; a support login, never customer data
+
+
+@dataclass
+class AssignDealerResult:
+    dealer_id: str
+    dealer_name: str
+
+
+@dataclass
+class LeadDistributionState:
+    lead_id: str
+    status: str
+    dealer_id: str | None
+    attempts: list[DeliveryAttempt]
+
+
+@workflow.defn
+class LeadDistributionWorkflow:
+    def __init__(self) -> None:
+        self._lead_id = ""
+        self._status = LeadStatus.RECEIVED.value
+        self._dealer_id: str | None = None
+        self._attempts: list[DeliveryAttempt] = []
+        self._awaiting_assignment = False
+        self._assigned: str | None = None
+
+    @workflow.run
+    async def run(self, params: LeadDistributionInput) -> LeadDistributionResult:
+        self._lead_id = params.lead_id
+        workflow.upsert_search_attributes([LEAD_ID.value_set(params.lead_id)])
+        await self._set_status(LeadStatus.RECEIVED)
+        lead = await self._fetch_lead()
+        if lead is None:
+            await self._set_status(LeadStatus.FAILED, detail=f"lead {params.lead_id} not found in Zoho")
+            return self._result()
+
+        candidates = await self._route(lead)
+        delivered = await self._deliver_to_first_accepting(candidates, lead, params)
+        deadline = workflow.now() + timedelta(seconds=params.assign_deadline_seconds)
+        while delivered is None:
+            dealer_id = await self._wait_for_assignment(deadline)
+            if dealer_id is None:
+                return await self._give_up()
+            delivered = await self._deliver_to_first_accepting([dealer_id], lead, params)
+
+        dealer_id, dealer_lead_id = delivered
+        await self._set_status(LeadStatus.DELIVERED, dealer_id=dealer_id, dealer_lead_id=dealer_lead_id)
+        await self._feed_back_to_zoho({"Status_Distribuicao": "delivered", "Concessionaria_Id": dealer_id})
+        await self._publish_distributed(dealer_id, dealer_lead_id)
+        return self._result(dealer_lead_id)
+
+    @workflow.update
+    async def assign_dealer(self, params: AssignDealerInput) -> AssignDealerResult:
+        """Support's decision for a lead no dealer took: deliver it to this dealer."""
+        found = await workflow.execute_activity_method(
+            LeadActivities.lookup_dealer,
+            DealerLookupInput(dealer_id=params.dealer_id),
+            start_to_close_timeout=LOCAL_STEP_TIMEOUT,
+            retry_policy=DATABASE_RETRY,
+        )
+        if not found.found:
+            raise ApplicationError(f"no active dealer {params.dealer_id}", type=UNKNOWN_DEALER)
+        if not self._awaiting_assignment:
+            raise ApplicationError("the lead is no longer waiting for a dealer", type="NotAwaitingAssignment")
+        workflow.logger.info("dealer %s assigned by %s", params.dealer_id, params.assigned_by or "unknown")
+        self._assigned = params.dealer_id
+        self._awaiting_assignment = False
+        return AssignDealerResult(dealer_id=params.dealer_id, dealer_name=found.name)
+
+    @assign_dealer.validator
+    def _validate_assign_dealer(self, params: AssignDealerInput) -> None:
+        # Rejected updates leave no trace in history, so bad calls cost nothing.
+        if not params.dealer_id.strip():
+            raise ValueError("dealer_id is required")
+        if not self._awaiting_assignment:
+            raise ValueError(f"the lead is not waiting for a dealer (status {self._status})")
+
+    @workflow.query
+    def state(self) -> LeadDistributionState:
+        """Where the lead stands now."""
+        return LeadDistributionState(
+            lead_id=self._lead_id,
+            status=self._status,
+            dealer_id=self._dealer_id,
+            attempts=list(self._attempts),
+        )
+
+    async def _fetch_lead(self) -> dict[str, Any] | None:
+        try:
+            fetched = await workflow.execute_activity_method(
+                LeadActivities.fetch_lead,
+                FetchLeadInput(lead_id=self._lead_id),
+                start_to_close_timeout=LOCAL_STEP_TIMEOUT,
+                retry_policy=RetryPolicy(
+                    maximum_interval=timedelta(minutes=5),
+                    non_retryable_error_types=[LEAD_NOT_FOUND, PERMANENT_FAILURE],
+                ),
+            )
+        except ActivityError as error:
+            if _error_type(error) in (LEAD_NOT_FOUND, PERMANENT_FAILURE):
+                return None
+            raise
+        return fetched.lead
+
+    async def _route(self, lead: dict[str, Any]) -> list[str]:
+        routed = await workflow.execute_activity_method(
+            LeadActivities.route_lead,
+            RouteLeadInput(
+                lead_id=self._lead_id,
+                state=str(lead.get("State") or ""),
+                city=str(lead.get("City") or ""),
+                model=str(lead.get("Modelo_de_Interesse") or ""),
+            ),
+            start_to_close_timeout=LOCAL_STEP_TIMEOUT,
+            retry_policy=DATABASE_RETRY,
+        )
+        return routed.dealer_ids
+
+    async def _deliver_to_first_accepting(
+        self, dealer_ids: list[str], lead: dict[str, Any], params: LeadDistributionInput
+    ) -> tuple[str, str] | None:
+        for index, dealer_id in enumerate(dealer_ids):
+            # The first candidate was claimed in the rotation by routing already.
+            await self._set_status(LeadStatus.ROUTED, dealer_id=dealer_id, claim_dealer=index > 0)
+            try:
+                result = await workflow.execute_activity_method(
+                    LeadActivities.deliver_lead,
+                    DeliverLeadInput(lead_id=self._lead_id, dealer_id=dealer_id, lead=lead),
+                    start_to_close_timeout=timedelta(seconds=params.delivery_attempt_timeout_seconds),
+                    schedule_to_close_timeout=timedelta(seconds=params.delivery_retry_window_seconds),
+                    retry_policy=RetryPolicy(
+                        initial_interval=timedelta(seconds=1),
+                        maximum_interval=timedelta(minutes=5),
+                        non_retryable_error_types=[DEALER_REJECTED, UNKNOWN_DEALER],
+                    ),
+                )
+            except ActivityError as error:
+                rejected = _error_type(error) in (DEALER_REJECTED, UNKNOWN_DEALER)
+                detail = str(error.cause or error)
+                self._attempts.append(
+                    DeliveryAttempt(dealer_id, "rejected" if rejected else "unavailable", detail)
+                )
+                workflow.logger.warning("dealer %s did not take the lead: %s", dealer_id, detail)
+                continue
+            self._attempts.append(DeliveryAttempt(dealer_id, "delivered"))
+            return dealer_id, result.dealer_lead_id
+        return None
+
+    async def _wait_for_assignment(self, deadline: datetime) -> str | None:
+        remaining = deadline - workflow.now()
+        if remaining <= timedelta(0):
+            return None
+        self._awaiting_assignment = True
+        tried = ", ".join(f"{a.dealer_id}: {a.outcome}" for a in self._attempts) or "no dealer matched"
+        await self._set_status(
+            LeadStatus.RECEIVED,
+            detail=f"awaiting assign_dealer until {deadline.isoformat()} ({tried})",
+            search_status=AWAITING_ASSIGNMENT,
+        )
+        try:
+            await workflow.wait_condition(lambda: self._assigned is not None, timeout=remaining)
+        except TimeoutError:
+            self._awaiting_assignment = False
+            return None
+        dealer_id, self._assigned = self._assigned, None
+        return dealer_id
+
+    async def _give_up(self) -> LeadDistributionResult:
+        # "failed": a dealer was chosen but could not be reached; "unrouted": nobody would take it.
+        unreachable = bool(self._attempts) and self._attempts[-1].outcome == "unavailable"
+        status = LeadStatus.FAILED if unreachable else LeadStatus.UNROUTED
+        tried = ", ".join(f"{a.dealer_id}: {a.outcome}" for a in self._attempts) or "no dealer matched"
+        await self._set_status(status, detail=f"assignment deadline passed ({tried})")
+        await self._feed_back_to_zoho({"Status_Distribuicao": status.value})
+        return self._result()
+
+    async def _feed_back_to_zoho(self, fields: dict[str, Any]) -> None:
+        try:
+            await workflow.execute_activity_method(
+                LeadActivities.update_zoho_lead,
+                UpdateZohoLeadInput(lead_id=self._lead_id, fields=fields),
+                start_to_close_timeout=LOCAL_STEP_TIMEOUT,
+                schedule_to_close_timeout=timedelta(hours=6),
+                retry_policy=RetryPolicy(
+                    maximum_interval=timedelta(minutes=5), non_retryable_error_types=[PERMANENT_FAILURE]
+                ),
+            )
+        except ActivityError as error:
+            # The delivery stands; a Zoho write-back that cannot be made is recorded, not fatal.
+            workflow.logger.error("Zoho lead %s not updated: %s", self._lead_id, error.cause or error)
+
+    async def _publish_distributed(self, dealer_id: str, dealer_lead_id: str) -> None:
+        event = cloud_event(
+            event_id=str(workflow.uuid4()),
+            event_type=LEAD_EVENT_DISTRIBUTED,
+            source=EVENT_SOURCE,
+            subject=self._lead_id,
+            time=workflow.now(),
+            data={"lead_id": self._lead_id, "dealer_id": dealer_id, "dealer_lead_id": dealer_lead_id},
+        )
+        try:
+            await workflow.execute_activity_method(
+                LeadActivities.publish_event,
+                PublishEventInput(event=event),
+                start_to_close_timeout=LOCAL_STEP_TIMEOUT,
+                schedule_to_close_timeout=timedelta(hours=24),
+                heartbeat_timeout=LOCAL_STEP_TIMEOUT,
+                retry_policy=RetryPolicy(
+                    maximum_interval=timedelta(minutes=10), non_retryable_error_types=[PERMANENT_FAILURE]
+                ),
+            )
+        except ActivityError as error:
+            workflow.logger.error("event %s not published: %s", event["id"], error.cause or error)
+
+    async def _set_status(
+        self,
+        status: LeadStatus,
+        *,
+        dealer_id: str | None = None,
+        dealer_lead_id: str | None = None,
+        detail: str | None = None,
+        claim_dealer: bool = False,
+        search_status: str | None = None,
+    ) -> None:
+        self._status = search_status or status.value
+        if dealer_id is not None:
+            self._dealer_id = dealer_id
+        pairs: list[SearchAttributeUpdate[Any]] = [LEAD_STATUS.value_set(self._status)]
+        if self._dealer_id:
+            pairs.append(DEALER_ID.value_set(self._dealer_id))
+        workflow.upsert_search_attributes(pairs)
+        await workflow.execute_activity_method(
+            LeadActivities.record_lead_status,
+            RecordStatusInput(
+                lead_id=self._lead_id,
+                workflow_id=workflow.info().workflow_id,
+                status=status,
+                dealer_id=dealer_id,
+                dealer_lead_id=dealer_lead_id,
+                detail=detail,
+                claim_dealer=claim_dealer,
+            ),
+            start_to_close_timeout=LOCAL_STEP_TIMEOUT,
+            retry_policy=DATABASE_RETRY,
+        )
+
+    def _result(self, dealer_lead_id: str | None = None) -> LeadDistributionResult:
+        return LeadDistributionResult(
+            lead_id=self._lead_id,
+            status=self._status,
+            dealer_id=self._dealer_id,
+            dealer_lead_id=dealer_lead_id,
+            attempts=list(self._attempts),
+        )
+
+
+def _error_type(error: ActivityError) -> str | None:
+    cause = error.cause
+    return cause.type if isinstance(cause, ApplicationError) else None
