@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     webhook_max_body_bytes: int = Field(default=256 * 1024, gt=0)
     zoho_webhook_secret: SecretStr = SecretStr(LOCAL_PLACEHOLDER)
     zoho_webhook_secret_header: str = "X-Zoho-Webhook-Token"
+    read_api_token: SecretStr = SecretStr(LOCAL_PLACEHOLDER)  # Bearer token of the /v1 read API
+    temporal_unavailable_retry_after_seconds: int = Field(default=5, gt=0)
 
     # Zoho CRM API
     zoho_api_base_url: str = "http://127.0.0.1:8100/zoho"
@@ -81,6 +83,7 @@ class Settings(BaseSettings):
                     ("zoho_webhook_secret", self.zoho_webhook_secret),
                     ("zoho_client_secret", self.zoho_client_secret),
                     ("zoho_refresh_token", self.zoho_refresh_token),
+                    ("read_api_token", self.read_api_token),
                 )
                 if value.get_secret_value() == LOCAL_PLACEHOLDER
             ]

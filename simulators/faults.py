@@ -59,6 +59,12 @@ async def take_fault(state: SimulatorState, target: str) -> tuple[Fault, int]:
     return fault, plan.retry_after_seconds
 
 
+def rejects_leads(state: SimulatorState, target: str) -> bool:
+    """Whether the target is set to refuse every lead."""
+    plan = state.faults.get(target)
+    return plan is not None and plan.reject
+
+
 class FaultSpec(BaseModel):
     """Failures to inject for one target; replaces what was set for it before."""
 
