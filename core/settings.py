@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.constants import LEADS_TASK_QUEUE
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_PLACEHOLDER = "local-dev-only-change-me"
 
@@ -25,6 +27,7 @@ class Settings(BaseSettings):
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     temporal_rpc_timeout_seconds: float = Field(default=3.0, gt=0)
+    leads_task_queue: str = LEADS_TASK_QUEUE
 
     # Portal / central database (SQLAlchemy URL, sync driver form)
     database_url: str = ""

@@ -63,7 +63,7 @@ async def _deliveries_on(session: AsyncSession, day: date) -> dict[str, int]:
     rows = await session.execute(
         select(Delivery.dealer_id, func.count()).where(Delivery.day == day).group_by(Delivery.dealer_id)
     )
-    return {dealer_id: count for dealer_id, count in rows.tuples()}
+    return {str(dealer_id): int(count) for dealer_id, count in rows.all()}
 
 
 async def candidates(

@@ -12,19 +12,19 @@ class SimulatorConfig(BaseSettings):
     """Everything a simulator app needs to know about its surroundings.
 
     The simulators stand in for external SaaS during local runs and tests only, so the secrets are plain
-    strings with the same local placeholders as the hub's own settings.
+    strings with the same local placeholders as the hub's own settings; they are left out of ``repr``.
     """
 
     model_config = SettingsConfigDict(env_prefix="SIM_", extra="ignore")
 
     public_base_url: str = "http://127.0.0.1:8100"
     api_url: str = "http://127.0.0.1:8000"
-    zoho_webhook_secret: str = LOCAL_PLACEHOLDER
+    zoho_webhook_secret: str = Field(default=LOCAL_PLACEHOLDER, repr=False)
     zoho_webhook_secret_header: str = "X-Zoho-Webhook-Token"
     zoho_client_id: str = "local-client"
-    zoho_client_secret: str = LOCAL_PLACEHOLDER
-    zoho_refresh_token: str = LOCAL_PLACEHOLDER
-    event_signing_secret: str = "whsec_bG9jYWwtZGV2LW9ubHktY2hhbmdlLW1lLXNpZ25pbmc="
+    zoho_client_secret: str = Field(default=LOCAL_PLACEHOLDER, repr=False)
+    zoho_refresh_token: str = Field(default=LOCAL_PLACEHOLDER, repr=False)
+    event_signing_secret: str = Field(default="whsec_bG9jYWwtZGV2LW9ubHktY2hhbmdlLW1lLXNpZ25pbmc=", repr=False)
     token_lifetime_seconds: int = Field(default=3600, gt=0)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
     seed: int | None = None

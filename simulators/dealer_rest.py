@@ -45,7 +45,9 @@ async def dealer_rest_guard(dealer_id: str, request: Request, state: StateDep) -
         raise EarlyReply(dealer_error(429, "rate_limited", "too many requests", headers))
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
-        raise EarlyReply(dealer_error(401, "unauthorized", "an Authorization: Bearer <api key> header is required"))
+        raise EarlyReply(
+            dealer_error(401, "unauthorized", "an Authorization: Bearer <api key> header is required")
+        )
     return dealer
 
 
@@ -85,7 +87,12 @@ async def create_lead(
 async def list_leads(dealer: DealerDep) -> dict[str, Any]:
     """Every lead the dealer stored."""
     leads = [
-        {"id": lead.id, "external_id": lead.external_id, "created_at": lead.created_at, "received": lead.fields}
+        {
+            "id": lead.id,
+            "external_id": lead.external_id,
+            "created_at": lead.created_at,
+            "received": lead.fields,
+        }
         for lead in dealer.leads
     ]
     return {"data": leads}

@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 TOKEN_WINDOW_SECONDS = 600
 TOKENS_PER_WINDOW = 10
+TOO_MANY_TOKENS = "You have made too many requests continuously. Please try again after some time."
 API_VERSIONS = frozenset(f"v{number}" for number in range(2, 9))
 INTEGRATION_USER = {key: OWNERS[2][key] for key in ("id", "name")}
 # Fields Zoho computes itself: an update cannot set them.
@@ -36,7 +37,9 @@ router = APIRouter(prefix="/zoho", tags=["zoho"])
 control_router = APIRouter(prefix="/_control/zoho", tags=["control"])
 
 
-def zoho_error(status_code: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def zoho_error(
+    status_code: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     """An error in the shape of Zoho CRM's REST API."""
     body = {"code": code, "details": {}, "message": message, "status": "error"}
     return JSONResponse(body, status_code=status_code, headers=headers)
@@ -70,11 +73,7 @@ def _token_answer(state: SimulatorState, params: dict[str, str]) -> JSONResponse
     while issued and issued[0] <= now - TOKEN_WINDOW_SECONDS:
         issued.popleft()
     if len(issued) >= TOKENS_PER_WINDOW:
-        body = {
-            "error": "Access Denied",
-            "error_description": "You have made too many requests continuously. Please try again after some time.",
-        }
-        return JSONResponse(body, status_code=400)
+        return JSONResponse({"error": "Access Denied", "error_description": TOO_MANY_TOKENS}, status_code=400)
     issued.append(now)
     token = f"1000.{secrets.token_hex(16)}.{secrets.token_hex(16)}"
     zoho.token_expiry[token] = now + config.token_lifetime_seconds
@@ -134,7 +133,11 @@ async def update_lead(lead_id: str, request: Request, state: StateDep) -> JSONRe
         return zoho_error(400, "MANDATORY_NOT_FOUND", "required field not found: data (one record)")
     lead = state.zoho.leads.get(lead_id)
     if lead is None:
-        item = {"code": "INVALID_DATA", "details": {"id": lead_id}, "message": "the id given seems to be invalid"}
+        item = {
+            "code": "INVALID_DATA",
+            "details": {"id": lead_id},
+            "message": "the id given seems to be invalid",
+        }
         return JSONResponse({"data": [{**item, "status": "error"}]}, status_code=400)
     return JSONResponse({"data": [_apply_update(state, lead, records[0], payload)]})
 
@@ -153,7 +156,9 @@ def _apply_update(
     lead["Modified_Time"] = now
     lead["Modified_By"] = dict(INTEGRATION_USER)
     history = zoho.updates.setdefault(lead["id"], [])
-    history.append({"at": now, "fields": fields, "trigger_sent": trigger_sent, "trigger": payload.get("trigger")})
+    history.append(
+        {"at": now, "fields": fields, "trigger_sent": trigger_sent, "trigger": payload.get("trigger")}
+    )
     owner = lead.get("Owner") or INTEGRATION_USER
     details = {
         "Modified_Time": now,
@@ -172,7 +177,9 @@ class WebhookRequest(BaseModel):
 
 
 @control_router.post("/leads")
-async def create_lead(state: StateDep, body: Annotated[dict[str, Any] | None, Body()] = None) -> dict[str, Any]:
+async def create_lead(
+    state: StateDep, body: Annotated[dict[str, Any] | None, Body()] = None
+) -> dict[str, Any]:
     """Create a lead (fields in the body override generated ones) and optionally fire its webhook.
 
     Body keys ``send_webhook`` (default false) and ``webhook_format`` (``form`` or ``json``) are options,

@@ -18,7 +18,6 @@ from activities.leads import LeadActivities
 from clients.dealer_crm import RestDealerCrm, SoapDealerCrm
 from clients.subscribers import EventPublisher
 from clients.zoho import ZohoClient
-from core.constants import LEADS_TASK_QUEUE
 from core.settings import Settings, get_settings
 from db.engine import create_engine, session_factory
 from workflows.lead_distribution import LeadDistributionWorkflow
@@ -95,10 +94,11 @@ async def run(settings: Settings, task_queue: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="hub-worker", description="Run the integrations worker.")
-    parser.add_argument("--task-queue", default=LEADS_TASK_QUEUE)
+    parser.add_argument("--task-queue", default=None, help="defaults to HUB_LEADS_TASK_QUEUE")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(run(get_settings(), args.task_queue))
+    settings = get_settings()
+    asyncio.run(run(settings, args.task_queue or settings.leads_task_queue))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from temporalio.common import SearchAttributePair
 from api.body import parse_fields, read_limited
 from api.deps import SettingsDep, TemporalClientDep, ZohoSecretDep
 from api.temporal import start_once
-from core.constants import LEAD_EVENT_REQUESTED, LEAD_ID, LEADS_TASK_QUEUE, lead_workflow_id
+from core.constants import LEAD_EVENT_REQUESTED, LEAD_ID, lead_workflow_id
 from core.events import cloud_event
 from workflows.lead_distribution import LeadDistributionInput, LeadDistributionWorkflow
 
@@ -88,7 +88,7 @@ async def receive_lead(
             delivery_retry_window_seconds=settings.dealer_delivery_retry_window_seconds,
         ),
         workflow_id=workflow_id,
-        task_queue=LEADS_TASK_QUEUE,
+        task_queue=settings.leads_task_queue,
         search_attributes=[SearchAttributePair(LEAD_ID, webhook.lead_id)],
     )
     return WebhookAccepted(status=outcome, workflow_id=workflow_id, lead_id=webhook.lead_id)

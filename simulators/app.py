@@ -1,0 +1,59 @@
+"""The simulators app: Zoho CRM, dealer CRMs (REST and SOAP), the outbound-event receiver, the control API."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from simulators import dealer_rest, dealer_soap, events, faults, zoho
+from simulators.config import SimulatorConfig
+from simulators.state import Clock, EarlyReply, SimulatorState
+
+
+def create_app(config: SimulatorConfig | None = None, *, clock: Clock = time.monotonic) -> FastAPI:
+    """Build a simulators app with its own, empty, in-memory state.
+
+    Args:
+        config: Addresses and credentials; defaults match the hub's local settings.
+        clock: Monotonic seconds, for token expiry and the token rate window; tests pass a fake one.
+
+    Returns:
+        The app. Its state is reachable with :func:`simulators.state.app_state`.
+    """
+    config = config or SimulatorConfig()
+    state = SimulatorState(config, clock)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # The simulator posts webhooks straight to the project's API: no proxies from the environment.
+        async with httpx.AsyncClient(timeout=config.webhook_timeout_seconds, trust_env=False) as http:
+            state.http = http
+            try:
+                yield
+            finally:
+                state.http = None
+
+    app = FastAPI(title="Integration simulators", lifespan=lifespan)
+    app.state.simulator = state
+    app.add_exception_handler(EarlyReply, _early_reply)
+    for router in (
+        zoho.router,
+        zoho.control_router,
+        dealer_rest.router,
+        dealer_soap.router,
+        events.router,
+        events.control_router,
+        faults.router,
+    ):
+        app.include_router(router)
+    return app
+
+
+async def _early_reply(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, EarlyReply)
+    return exc.response

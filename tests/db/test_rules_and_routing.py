@@ -1,0 +1,120 @@
+"""Routing rules loaded from YAML drive candidate choice: coverage, capacity, priority, rotation."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from db import routing
+from db.models import Dealer
+from db.routing import LeadProfile
+from db.rules import RulesFile, apply_rules, parse_rules
+from db.rules_cli import main as rules_main
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "dealers.example.yaml"
+DAY = date(2026, 11, 24)
+T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+def dealer(dealer_id: str, **routing_fields: object) -> dict[str, object]:
+    routing_block = {"states": ["SP"], "daily_capacity": 10, **routing_fields}
+    return {
+        "id": dealer_id,
+        "name": dealer_id.title(),
+        "crm": {"kind": "rest", "url": f"http://crm/{dealer_id}"},
+        "routing": routing_block,
+        "field_mapping": {"external_id": "id"},
+    }
+
+
+async def load(sessions: async_sessionmaker[AsyncSession], *dealers: dict[str, object]) -> dict[str, int]:
+    return await apply_rules(sessions, RulesFile.model_validate({"dealers": list(dealers)}))
+
+
+async def test_example_file_loads(sessions: async_sessionmaker[AsyncSession]) -> None:
+    counts = await apply_rules(sessions, parse_rules(EXAMPLE))
+    assert counts["created"] == 5
+    ranked = await routing.candidates(sessions, LeadProfile("SP", "São Paulo", "Onix"), DAY)
+    assert [d.id for d in ranked] == ["dealer-sp-centro", "dealer-sp-paulista", "dealer-sp-interior"]
+
+
+async def test_city_model_and_accents(sessions: async_sessionmaker[AsyncSession]) -> None:
+    await load(
+        sessions,
+        dealer("capital", cities=["São Paulo"], models=["Onix"]),
+        dealer("anywhere-sp"),
+        dealer("rio", states=["RJ"]),
+    )
+    ids = [d.id for d in await routing.candidates(sessions, LeadProfile("sp", "SAO PAULO", "onix"), DAY)]
+    assert set(ids) == {"capital", "anywhere-sp"}
+    ids = [d.id for d in await routing.candidates(sessions, LeadProfile("SP", "Campinas", "Onix"), DAY)]
+    assert ids == ["anywhere-sp"]
+    ids = [d.id for d in await routing.candidates(sessions, LeadProfile("SP", "São Paulo", "S10"), DAY)]
+    assert ids == ["anywhere-sp"]
+    assert await routing.candidates(sessions, LeadProfile("BA", "Salvador", "Onix"), DAY) == []
+
+
+async def test_priority_then_fair_rotation(sessions: async_sessionmaker[AsyncSession]) -> None:
+    await load(sessions, dealer("a", priority=10), dealer("b", priority=10), dealer("fallback", priority=90))
+    lead = LeadProfile("SP", "Santos", "Onix")
+    firsts = []
+    for minute in range(6):
+        ranked = await routing.route(sessions, lead, DAY, T0 + timedelta(minutes=minute))
+        assert ranked[-1] == "fallback"
+        firsts.append(ranked[0])
+    assert firsts == ["a", "b", "a", "b", "a", "b"]
+
+
+async def test_capacity_is_per_day(sessions: async_sessionmaker[AsyncSession]) -> None:
+    await load(sessions, dealer("small", daily_capacity=2), dealer("big", priority=200, daily_capacity=100))
+    lead = LeadProfile("SP", "Santos", "Onix")
+    for n in range(2):
+        await routing.record_delivery(
+            sessions, lead_id=f"{n}", dealer_id="small", dealer_lead_id=f"X{n}", day=DAY, at=T0
+        )
+    # Recording the same delivery again (a retried activity) must not use capacity twice.
+    await routing.record_delivery(
+        sessions, lead_id="0", dealer_id="small", dealer_lead_id="X0", day=DAY, at=T0
+    )
+    assert [d.id for d in await routing.candidates(sessions, lead, DAY)] == ["big"]
+    tomorrow = DAY + timedelta(days=1)
+    assert [d.id for d in await routing.candidates(sessions, lead, tomorrow)] == ["small", "big"]
+
+
+async def test_reload_updates_and_deactivates(sessions: async_sessionmaker[AsyncSession]) -> None:
+    await load(sessions, dealer("a"), dealer("b"))
+    await routing.route(sessions, LeadProfile("SP", "x", "y"), DAY, T0)
+    counts = await load(sessions, dealer("a", daily_capacity=5))
+    assert counts == {"created": 0, "updated": 1, "deactivated": 1}
+    async with sessions() as session:
+        rows = {d.id: d for d in await session.scalars(select(Dealer))}
+    assert rows["a"].daily_capacity == 5 and rows["a"].last_assigned_at is not None  # rotation kept
+    assert rows["b"].active is False
+    assert await routing.dealer_config(sessions, "b") is None
+
+
+def test_invalid_files_are_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"dealers": [dealer("a"), dealer("a")]}))
+    with pytest.raises(ValidationError, match="unique"):
+        parse_rules(bad)
+    entry = dealer("b")
+    entry["crm"] = {"kind": "ftp", "url": "x"}
+    bad.write_text(yaml.safe_dump({"dealers": [entry]}))
+    with pytest.raises(ValidationError, match="crm.kind"):
+        parse_rules(bad)
+
+
+def test_cli_loads_and_reports_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    assert rules_main(["load", str(EXAMPLE), "--database-url", url]) == 0
+    assert "5 created" in capsys.readouterr().out
+    missing = tmp_path / "missing.yaml"
+    assert rules_main(["load", str(missing), "--database-url", url]) == 2
+    assert "missing.yaml" in capsys.readouterr().err
