@@ -52,8 +52,10 @@ EMAIL_DOMAINS = ("example.com", "example.net", "example.org")
 OWNERS = (
     {"id": "5725767000000318001", "name": "Renata Moreira", "email": "renata.moreira@example.com"},
     {"id": "5725767000000318002", "name": "Eduardo Nogueira", "email": "eduardo.nogueira@example.com"},
-    {"id": "5725767000000318003", "name": "Integration", "email": "integration@example.com"},
+    {"id": "5725767000000318004", "name": "Patrícia Lemos", "email": "patricia.lemos@example.com"},
 )
+# The API user the project's updates are made as.
+INTEGRATION_USER = {"id": "5725767000000318003", "name": "Integration", "email": "integration@example.com"}
 
 
 def zoho_timestamp(moment: datetime) -> str:

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from simulators.faults import ZOHO_TARGET, Fault, take_fault
-from simulators.leads import BRT, OWNERS, zoho_timestamp
+from simulators.leads import BRT, INTEGRATION_USER, zoho_timestamp
 from simulators.state import EarlyReply, SimulatorState, StateDep
 
 logger = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ TOKEN_WINDOW_SECONDS = 600
 TOKENS_PER_WINDOW = 10
 TOO_MANY_TOKENS = "You have made too many requests continuously. Please try again after some time."
 API_VERSIONS = frozenset(f"v{number}" for number in range(2, 9))
-INTEGRATION_USER = {key: OWNERS[2][key] for key in ("id", "name")}
+MODIFIED_BY = {key: INTEGRATION_USER[key] for key in ("id", "name")}
 # Fields Zoho computes itself: an update cannot set them.
 READ_ONLY_FIELDS = frozenset({"id", "Created_Time", "Modified_Time", "Created_By", "Modified_By"})
 WEBHOOK_PATH = "/webhooks/zoho/leads"
@@ -154,15 +154,15 @@ def _apply_update(
     now = zoho_timestamp(datetime.now(BRT))
     lead.update(fields)
     lead["Modified_Time"] = now
-    lead["Modified_By"] = dict(INTEGRATION_USER)
+    lead["Modified_By"] = dict(MODIFIED_BY)
     history = zoho.updates.setdefault(lead["id"], [])
     history.append(
         {"at": now, "fields": fields, "trigger_sent": trigger_sent, "trigger": payload.get("trigger")}
     )
-    owner = lead.get("Owner") or INTEGRATION_USER
+    owner = lead.get("Owner") or MODIFIED_BY
     details = {
         "Modified_Time": now,
-        "Modified_By": dict(INTEGRATION_USER),
+        "Modified_By": dict(MODIFIED_BY),
         "Created_Time": lead.get("Created_Time"),
         "id": lead["id"],
         "Created_By": {"id": owner.get("id"), "name": owner.get("name")},

@@ -107,7 +107,7 @@ def test_invalid_files_are_refused(tmp_path: Path) -> None:
     entry = dealer("b")
     entry["crm"] = {"kind": "ftp", "url": "x"}
     bad.write_text(yaml.safe_dump({"dealers": [entry]}))
-    with pytest.raises(ValidationError, match="crm.kind"):
+    with pytest.raises(ValidationError, match=r"crm\.kind"):
         parse_rules(bad)
 
 

@@ -1,0 +1,99 @@
+"""Demo: realistic Zoho leads sent as webhooks through the running stack, and what became of each."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from temporalio.client import Client
+
+from core.constants import lead_workflow_id
+from core.settings import Settings
+from workflows.lead_distribution import AssignDealerInput, LeadDistributionWorkflow
+
+FINAL = {"delivered", "unrouted", "failed"}
+DEMO_LEADS: list[dict[str, str]] = [
+    {"State": "SP", "City": "São Paulo", "Modelo_de_Interesse": "Onix"},
+    {"State": "SP", "City": "São Paulo", "Modelo_de_Interesse": "Tracker"},
+    {"State": "SP", "City": "Campinas", "Modelo_de_Interesse": "Equinox"},
+    {"State": "RJ", "City": "Rio de Janeiro", "Modelo_de_Interesse": "Spin"},
+    {"State": "MG", "City": "Belo Horizonte", "Modelo_de_Interesse": "S10"},
+    {"State": "BA", "City": "Salvador", "Modelo_de_Interesse": "Onix"},  # no dealer covers BA
+]
+SUPPORT_CHOICE = "dealer-sp-interior"  # the dealer support assigns to the lead nobody covers
+
+
+@dataclass
+class DemoLead:
+    lead_id: str
+    where: str
+    webhook_status: int
+    status: str = "?"
+    dealer_id: str = ""
+    note: str = ""
+
+
+async def run_demo(settings: Settings, api_url: str, simulators_url: str, ui_url: str) -> bool:
+    """Send the demo leads, follow each to its end, print a table; True if every lead ended delivered."""
+    headers = {"Authorization": f"Bearer {settings.read_api_token.get_secret_value()}"}
+    async with httpx.AsyncClient(timeout=15, headers=headers) as http:
+        leads = [await _send(http, simulators_url, fields, i) for i, fields in enumerate(DEMO_LEADS)]
+        print(f"\nSent {len(leads)} Zoho lead webhooks; following them...", flush=True)
+        client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+        await asyncio.gather(*(_follow(http, client, api_url, lead) for lead in leads))
+        counters = (await http.get(f"{simulators_url}/_control/counters")).json()
+
+    print(f"\n{'lead id':<21} {'where / model':<34} {'webhook':<8} {'status':<10} {'dealer':<20} note")
+    for lead in leads:
+        print(
+            f"{lead.lead_id:<21} {lead.where:<34} {lead.webhook_status:<8} {lead.status:<10} "
+            f"{lead.dealer_id:<20} {lead.note}"
+        )
+    created = sum(d.get("created", 0) for d in counters.get("dealers", {}).values())
+    zoho = counters.get("zoho", {})
+    print(
+        f"\nDealer CRMs created {created} leads; Zoho got {zoho.get('lead_updates', 0)} updates "
+        f'({zoho.get("updates_without_trigger", 0)} without "trigger": []); '
+        f"subscribers got {counters.get('events', {}).get('received', '?')} signed events."
+    )
+    print(
+        f"Read any lead's history in the Temporal Web UI: {ui_url}/namespaces/{settings.temporal_namespace}"
+        f'/workflows/{lead_workflow_id(leads[0].lead_id)}  (or filter: LeadStatus="delivered")'
+    )
+    return all(lead.status == "delivered" for lead in leads)
+
+
+async def _send(http: httpx.AsyncClient, simulators_url: str, fields: dict[str, str], index: int) -> DemoLead:
+    fmt = "form" if index % 2 == 0 else "json"
+    response = await http.post(
+        f"{simulators_url}/_control/zoho/leads", json={**fields, "send_webhook": True, "webhook_format": fmt}
+    )
+    response.raise_for_status()
+    body: dict[str, Any] = response.json()
+    lead = body.get("lead", body)
+    webhook = body.get("webhook") or {}
+    where = f"{fields['City']}/{fields['State']} {fields['Modelo_de_Interesse']}"
+    return DemoLead(lead_id=str(lead["id"]), where=where, webhook_status=int(webhook.get("status_code", 0)))
+
+
+async def _follow(http: httpx.AsyncClient, client: Client, api_url: str, lead: DemoLead) -> None:
+    assigned = False
+    for _ in range(300):
+        response = await http.get(f"{api_url}/v1/leads/{lead.lead_id}")
+        if response.status_code == 200:
+            body = response.json()
+            lead.status, lead.dealer_id = body["status"], body.get("dealer_id") or ""
+            if lead.status in FINAL:
+                return
+            if not assigned and (body.get("detail") or "").startswith("awaiting assign_dealer"):
+                # What a support person does in the Temporal UI or CLI: decide the dealer.
+                handle = client.get_workflow_handle(lead_workflow_id(lead.lead_id))
+                await handle.execute_update(
+                    LeadDistributionWorkflow.assign_dealer, AssignDealerInput(SUPPORT_CHOICE, "demo-support")
+                )
+                lead.note = f"no dealer covers it; support assigned {SUPPORT_CHOICE}"
+                assigned = True
+        await asyncio.sleep(0.2)
+    lead.note = lead.note or "still in progress after 60 s"
