@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.constants import LEADS_TASK_QUEUE
 
@@ -60,7 +61,7 @@ class Settings(BaseSettings):
     dealer_delivery_retry_window_seconds: int = Field(default=6 * 3600, gt=0)
 
     # Outbound events (Standard Webhooks)
-    event_subscribers: list[str] = Field(default_factory=list)
+    event_subscribers: Annotated[list[str], NoDecode] = Field(default_factory=list)
     event_signing_secret: SecretStr = SecretStr("whsec_bG9jYWwtZGV2LW9ubHktY2hhbmdlLW1lLXNpZ25pbmc=")
 
     # Worker
@@ -71,7 +72,9 @@ class Settings(BaseSettings):
     @classmethod
     def _split_subscribers(cls, value: object) -> object:
         # Accept a comma-separated list as well as JSON.
-        if isinstance(value, str) and not value.lstrip().startswith("["):
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from core.settings import PROJECT_ROOT, Settings
+from db.rules import parse_rules
 from db.rules_cli import load
 from devstack.demo import run_demo
 from devstack.stack import Ports, Stack
@@ -33,7 +34,7 @@ def up(args: argparse.Namespace) -> int:
     print(f"Portal database: {settings.database_url}", flush=True)
     counts = asyncio.run(load(args.rules, settings.database_url))
     print(f"Routing rules: {args.rules} ({counts['created']} new, {counts['updated']} updated dealers)")
-    stack = Stack(ports, args.state_dir)
+    stack = Stack(ports, args.state_dir, [dealer.id for dealer in parse_rules(args.rules).dealers])
     print("Starting the local stack (logs in var/logs/):", flush=True)
     try:
         stack.start()

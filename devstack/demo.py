@@ -53,10 +53,11 @@ async def run_demo(settings: Settings, api_url: str, simulators_url: str, ui_url
         )
     created = sum(d.get("created", 0) for d in counters.get("dealers", {}).values())
     zoho = counters.get("zoho", {})
+    events = sum(subscriber.get("received", 0) for subscriber in counters.get("events", {}).values())
     print(
         f"\nDealer CRMs created {created} leads; Zoho got {zoho.get('lead_updates', 0)} updates "
         f'({zoho.get("updates_without_trigger", 0)} without "trigger": []); '
-        f"subscribers got {counters.get('events', {}).get('received', '?')} signed events."
+        f"subscribers got {events} signed events."
     )
     print(
         f"Read any lead's history in the Temporal Web UI: {ui_url}/namespaces/{settings.temporal_namespace}"

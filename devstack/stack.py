@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -66,7 +67,7 @@ def http_ok(url: str) -> Callable[[], bool]:
     return check
 
 
-def stack_environment(ports: Ports, state_dir: Path) -> dict[str, str]:
+def stack_environment(ports: Ports, state_dir: Path, dealer_ids: list[str]) -> dict[str, str]:
     """Settings every child gets: each part finds the others on 127.0.0.1."""
     sims = f"http://127.0.0.1:{ports.simulators}"
     env = dict(os.environ)
@@ -76,6 +77,10 @@ def stack_environment(ports: Ports, state_dir: Path) -> dict[str, str]:
     env.setdefault("HUB_ZOHO_ACCOUNTS_URL", f"{sims}/zoho")
     env.setdefault("HUB_EVENT_SUBSCRIBERS", f"{sims}/events/portal")
     env.setdefault("HUB_WORKER_METRICS_PORT", str(ports.worker_metrics))
+    # The simulated dealer CRMs accept any key; real dealers each issue their own.
+    env.setdefault(
+        "HUB_DEALER_API_KEYS", json.dumps({dealer: f"local-key-{dealer}" for dealer in dealer_ids})
+    )
     return env
 
 
@@ -109,12 +114,12 @@ def parts(ports: Ports, state_dir: Path) -> list[Part]:
 class Stack:
     """Starts the parts in order, waits until each is healthy, and stops all of them on exit."""
 
-    def __init__(self, ports: Ports, state_dir: Path) -> None:
+    def __init__(self, ports: Ports, state_dir: Path, dealer_ids: list[str]) -> None:
         self.ports = ports
         self.state_dir = state_dir
         self.log_dir = state_dir / "logs"
         self.parts = parts(ports, state_dir)
-        self.env = stack_environment(ports, state_dir)
+        self.env = stack_environment(ports, state_dir, dealer_ids)
 
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)

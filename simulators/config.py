@@ -6,6 +6,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOCAL_PLACEHOLDER = "local-dev-only-change-me"
+LOCAL_EVENT_SIGNING_SECRET = "whsec_bG9jYWwtZGV2LW9ubHktY2hhbmdlLW1lLXNpZ25pbmc="
 
 
 class SimulatorConfig(BaseSettings):
@@ -24,7 +25,7 @@ class SimulatorConfig(BaseSettings):
     zoho_client_id: str = "local-client"
     zoho_client_secret: str = Field(default=LOCAL_PLACEHOLDER, repr=False)
     zoho_refresh_token: str = Field(default=LOCAL_PLACEHOLDER, repr=False)
-    event_signing_secret: str = Field(default="whsec_bG9jYWwtZGV2LW9ubHktY2hhbmdlLW1lLXNpZ25pbmc=", repr=False)
+    event_signing_secret: str = Field(default=LOCAL_EVENT_SIGNING_SECRET, repr=False)
     token_lifetime_seconds: int = Field(default=3600, gt=0)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
     seed: int | None = None

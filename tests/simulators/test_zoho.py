@@ -107,7 +107,10 @@ async def test_update_merges_fields_and_counts_missing_trigger(client: httpx.Asy
     url = f"/zoho/crm/v8/Leads/{lead['id']}"
     auth = {"Authorization": f"Zoho-oauthtoken {await zoho_token(client)}"}
 
-    with_trigger = {"data": [{"Lead_Status": "Contacted", "id": "1", "Concessionaria": "dealer-sp"}], "trigger": []}
+    with_trigger = {
+        "data": [{"Lead_Status": "Contacted", "id": "1", "Concessionaria": "dealer-sp"}],
+        "trigger": [],
+    }
     response = await client.put(url, json=with_trigger, headers=auth)
     assert response.status_code == 200
     item = response.json()["data"][0]
@@ -135,7 +138,9 @@ async def test_update_merges_fields_and_counts_missing_trigger(client: httpx.Asy
 
 async def test_update_errors(client: httpx.AsyncClient) -> None:
     auth = {"Authorization": f"Zoho-oauthtoken {await zoho_token(client)}"}
-    unknown = await client.put("/zoho/crm/v8/Leads/123", json={"data": [{"City": "x"}], "trigger": []}, headers=auth)
+    unknown = await client.put(
+        "/zoho/crm/v8/Leads/123", json={"data": [{"City": "x"}], "trigger": []}, headers=auth
+    )
     assert unknown.status_code == 400
     assert unknown.json()["data"][0]["code"] == "INVALID_DATA"
     lead = await new_lead(client)
