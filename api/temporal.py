@@ -64,5 +64,10 @@ async def start_once(
     except Exception as error:  # every other failure means: not durable, so never acknowledge
         log.warning("could not start %s: %r", workflow_id, error)
         raise unavailable(settings, "workflow engine unavailable") from error
-    log.info("started or joined %s (run %s)", workflow_id, handle.result_run_id)
+    # The start response says whether this call started the run or joined a running one; the SDK keeps
+    # it on the handle without a public accessor, so read it defensively and default to "accepted".
+    response = getattr(handle, "_start_workflow_response", None)
+    if response is not None and getattr(response, "started", True) is False:
+        return "duplicate"
+    log.info("started %s (run %s)", workflow_id, handle.result_run_id)
     return "accepted"

@@ -68,9 +68,17 @@ class ZohoClient:
         deadline = asyncio.get_running_loop().time() + REFRESH_LEASE.total_seconds() * 2
         while True:
             stored = await tokens.read_token(self._sessions, self._token_name)
-            if stored and stored.access_token != rejected and stored.expires_at - margin > utcnow():
+            now = utcnow()
+            if stored and stored.access_token != rejected and stored.expires_at - margin > now:
                 return stored.access_token
-            if await tokens.take_refresh_lease(self._sessions, self._token_name, utcnow(), REFRESH_LEASE):
+            if await tokens.take_refresh_lease(
+                self._sessions,
+                self._token_name,
+                now,
+                REFRESH_LEASE,
+                stale_before=now + margin,
+                rejected=rejected,
+            ):
                 return await self._refresh()
             if asyncio.get_running_loop().time() > deadline:
                 raise TransientError(SERVICE, "timed out waiting for another process to refresh the token")

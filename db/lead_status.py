@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.constants import LeadStatus
@@ -49,7 +48,10 @@ async def record_status(
     dealer_lead_id: str | None = None,
     detail: str | None = None,
 ) -> None:
-    """Set the lead's current status and append it to its history; repeating a call changes nothing."""
+    """Set the lead's current status and append it to its history, in one transaction.
+
+    Repeating a call (a retried activity) changes nothing.
+    """
     async with sessions.begin() as session:
         lead = await session.get(Lead, lead_id, with_for_update=True)
         if lead is None:
@@ -64,26 +66,19 @@ async def record_status(
             lead.dealer_id = dealer_id
         if dealer_lead_id is not None:
             lead.dealer_lead_id = dealer_lead_id
-    await _append_history(sessions, lead_id, status, dealer_id, detail, at)
-
-
-async def _append_history(
-    sessions: async_sessionmaker[AsyncSession],
-    lead_id: str,
-    status: str,
-    dealer_id: str | None,
-    detail: str | None,
-    at: datetime,
-) -> None:
-    try:
-        async with sessions.begin() as session:
+        recorded = await session.scalar(
+            select(LeadStatusChange.id).where(
+                LeadStatusChange.lead_id == lead_id,
+                LeadStatusChange.status == status,
+                LeadStatusChange.dealer_id == (dealer_id or ""),
+            )
+        )
+        if recorded is None:
             session.add(
                 LeadStatusChange(
                     lead_id=lead_id, status=status, dealer_id=dealer_id or "", detail=detail, at=at
                 )
             )
-    except IntegrityError:
-        pass  # the same change recorded by an earlier attempt
 
 
 async def get_lead(sessions: async_sessionmaker[AsyncSession], lead_id: str) -> LeadView | None:

@@ -43,16 +43,35 @@ async def _ensure_row(sessions: async_sessionmaker[AsyncSession], name: str) -> 
 
 
 async def take_refresh_lease(
-    sessions: async_sessionmaker[AsyncSession], name: str, now: datetime, lease: timedelta
+    sessions: async_sessionmaker[AsyncSession],
+    name: str,
+    now: datetime,
+    lease: timedelta,
+    *,
+    stale_before: datetime,
+    rejected: str | None = None,
 ) -> bool:
-    """True if this caller may refresh the token now; others wait for the new token instead."""
+    """True if this caller may refresh the token now; others wait for the new token instead.
+
+    The lease is granted only while the stored token is still stale (missing, expiring before
+    ``stale_before``, or the ``rejected`` one), checked in the same atomic UPDATE: a caller that read a
+    stale token just before another process stored a fresh one does not refresh again.
+    """
     await _ensure_row(sessions, name)
+    still_stale = [
+        OAuthToken.access_token.is_(None),
+        OAuthToken.expires_at.is_(None),
+        OAuthToken.expires_at < stale_before,
+    ]
+    if rejected is not None:
+        still_stale.append(OAuthToken.access_token == rejected)
     async with sessions.begin() as session:
         result = await session.execute(
             update(OAuthToken)
             .where(
                 OAuthToken.name == name,
                 or_(OAuthToken.refresh_lease_until.is_(None), OAuthToken.refresh_lease_until < now),
+                or_(*still_stale),
             )
             .values(refresh_lease_until=now + lease)
         )

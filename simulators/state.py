@@ -45,6 +45,9 @@ class ZohoCounters:
     faults_served: int = 0
 
 
+SEEDED_FIRST_SEQUENCE = 412001
+
+
 @dataclass
 class ZohoState:
     """Zoho CRM: leads, their update history, OAuth tokens."""
@@ -55,7 +58,8 @@ class ZohoState:
     token_expiry: dict[str, float] = field(default_factory=dict)
     issued_at: dict[str, deque[float]] = field(default_factory=dict)
     counters: ZohoCounters = field(default_factory=ZohoCounters)
-    next_sequence: int = 412001
+    # Time-based start: ids stay unique across restarts, as Zoho's do (workflow ids derive from them).
+    next_sequence: int = field(default_factory=lambda: int(time.time() * 1000) % 10**12)
 
     def create_lead(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """Store a new generated lead.
@@ -201,6 +205,8 @@ class SimulatorState:
     def reset(self) -> None:
         """Forget every lead, token, fault, event and counter."""
         self.zoho = ZohoState(rng=random.Random(self.config.seed))
+        if self.config.seed is not None:
+            self.zoho.next_sequence = SEEDED_FIRST_SEQUENCE  # a seeded run repeats its ids too
         self.dealers: dict[str, DealerState] = {}
         self.faults: dict[str, FaultPlan] = {}
         self.subscribers: dict[str, SubscriberState] = {}

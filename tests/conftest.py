@@ -8,6 +8,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -114,3 +115,12 @@ def task_queue() -> str:
 async def http() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=30) as client:
         yield client
+
+
+@pytest.fixture
+async def hub(temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str) -> AsyncIterator[Any]:
+    """The whole system on the real dev server, SQLite and the simulators."""
+    from tests.hub import running_hub
+
+    async with running_hub(temporal_env.client, sqlite_url, task_queue) as hub:
+        yield hub

@@ -44,17 +44,25 @@ async def test_status_history_is_idempotent(sessions: async_sessionmaker[AsyncSe
 
 async def test_only_one_process_refreshes(sessions: async_sessionmaker[AsyncSession]) -> None:
     lease = timedelta(seconds=30)
-    results = await asyncio.gather(
-        *(tokens.take_refresh_lease(sessions, "zoho:x", T0, lease) for _ in range(8))
-    )
+
+    async def take(at: datetime, rejected: str | None = None) -> bool:
+        return await tokens.take_refresh_lease(
+            sessions, "zoho:x", at, lease, stale_before=at + timedelta(minutes=5), rejected=rejected
+        )
+
+    results = await asyncio.gather(*(take(T0) for _ in range(8)))
     assert results.count(True) == 1
     # Until the lease ends nobody else may refresh; after it, someone can (the holder may have died).
-    assert not await tokens.take_refresh_lease(sessions, "zoho:x", T0 + timedelta(seconds=29), lease)
-    assert await tokens.take_refresh_lease(sessions, "zoho:x", T0 + timedelta(seconds=31), lease)
+    assert not await take(T0 + timedelta(seconds=29))
+    assert await take(T0 + timedelta(seconds=31))
 
     await tokens.store_token(sessions, "zoho:x", "1000.abc", T0 + timedelta(hours=1))
     stored = await tokens.read_token(sessions, "zoho:x")
     assert stored is not None and stored.access_token == "1000.abc"
     assert stored.expires_at == T0 + timedelta(hours=1)
-    # Storing released the lease.
-    assert await tokens.take_refresh_lease(sessions, "zoho:x", T0 + timedelta(seconds=32), lease)
+    # A process that saw the old (stale) token just before the store must not refresh again...
+    assert not await take(T0 + timedelta(seconds=32))
+    # ...unless the API rejected the fresh token, or it nears expiry.
+    assert await take(T0 + timedelta(seconds=33), rejected="1000.abc")
+    await tokens.release_lease(sessions, "zoho:x")
+    assert await take(T0 + timedelta(minutes=56))

@@ -1,0 +1,191 @@
+"""The whole system in one test process: simulators and API over HTTP, a worker, the dev server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from temporalio.client import Client, WorkflowHandle
+
+from api.app import create_app
+from core.constants import lead_workflow_id
+from core.settings import Settings
+from db.engine import create_engine, session_factory
+from db.rules import RulesFile, apply_rules
+from simulators import SimulatorConfig
+from simulators import create_app as create_simulators
+from tests.support import eventually, free_port, serve
+from workers.main import build_worker, lead_activities
+from workflows.lead_distribution import LeadDistributionResult, LeadDistributionWorkflow
+
+WEBHOOK_SECRET = "test-webhook-secret"
+READ_TOKEN = "test-read-token"
+FINAL = {"delivered", "unrouted", "failed"}
+
+
+def test_rules(sims_url: str) -> RulesFile:
+    """Dealers of every CRM kind, reachable on the simulators."""
+
+    def rest(dealer_id: str, **routing: Any) -> dict[str, Any]:
+        return {
+            "id": dealer_id,
+            "name": dealer_id,
+            "crm": {"kind": "rest", "url": f"{sims_url}/dealer-rest/{dealer_id}"},
+            "routing": {"daily_capacity": 100, **routing},
+            "field_mapping": {
+                "external_id": "id",
+                "first_name": "First_Name",
+                "last_name": "Last_Name",
+                "email": "Email",
+                "vehicle_model": "Modelo_de_Interesse",
+                "source": "=zoho-crm",
+            },
+        }
+
+    soap = {
+        "id": "soap-rj",
+        "name": "soap-rj",
+        "crm": {"kind": "soap", "url": f"{sims_url}/dealer-soap/soap-rj?wsdl"},
+        "routing": {"states": ["RJ"], "daily_capacity": 100},
+        "field_mapping": {"Nome": "First_Name", "Sobrenome": "Last_Name", "UF": "State", "Origem": "=Zoho"},
+    }
+    return RulesFile.model_validate(
+        {
+            "dealers": [
+                rest("rest-sp-a", states=["SP"], priority=10),
+                rest("rest-sp-b", states=["SP"], priority=20),
+                rest("rest-mg", states=["MG"]),
+                soap,
+            ]
+        }
+    )
+
+
+@dataclass
+class Hub:
+    settings: Settings
+    client: Client
+    api_url: str
+    sims_url: str
+    http: httpx.AsyncClient
+
+    async def create_lead(self, **fields: Any) -> str:
+        """A lead in the Zoho simulator (no webhook yet); returns its id."""
+        response = await self.http.post(f"{self.sims_url}/_control/zoho/leads", json=fields)
+        response.raise_for_status()
+        return str(response.json()["lead"]["id"])
+
+    async def post_webhook(
+        self, lead_id: str, *, form: bool = True, secret: str = WEBHOOK_SECRET
+    ) -> httpx.Response:
+        """The lead webhook as Zoho sends it: merge fields, shared secret in a custom header."""
+        headers = {self.settings.zoho_webhook_secret_header: secret}
+        url = f"{self.api_url}/webhooks/zoho/leads"
+        if form:
+            return await self.http.post(
+                url, data={"lead_id": lead_id, "lead_source": "Site"}, headers=headers
+            )
+        return await self.http.post(url, json={"lead_id": lead_id}, headers=headers)
+
+    async def lead(self, lead_id: str) -> dict[str, Any] | None:
+        response = await self.http.get(
+            f"{self.api_url}/v1/leads/{lead_id}", headers={"Authorization": f"Bearer {READ_TOKEN}"}
+        )
+        return response.json() if response.status_code == 200 else None
+
+    async def wait_for_status(self, lead_id: str, *statuses: str, timeout: float = 60) -> dict[str, Any]:
+        async def check() -> dict[str, Any] | None:
+            lead = await self.lead(lead_id)
+            return lead if lead and lead["status"] in statuses else None
+
+        return await eventually(check, timeout=timeout)
+
+    async def wait_for_awaiting(self, lead_id: str) -> dict[str, Any]:
+        async def check() -> dict[str, Any] | None:
+            lead = await self.lead(lead_id)
+            return lead if lead and (lead["detail"] or "").startswith("awaiting assign_dealer") else None
+
+        return await eventually(check)
+
+    async def counters(self) -> dict[str, Any]:
+        return dict((await self.http.get(f"{self.sims_url}/_control/counters")).json())
+
+    async def dealer_leads(self, dealer_id: str) -> dict[str, Any]:
+        return dict((await self.http.get(f"{self.sims_url}/_control/dealers/{dealer_id}/leads")).json())
+
+    async def fault(self, **spec: Any) -> None:
+        (await self.http.post(f"{self.sims_url}/_control/faults", json=spec)).raise_for_status()
+
+    def handle(self, lead_id: str) -> WorkflowHandle[LeadDistributionWorkflow, LeadDistributionResult]:
+        return self.client.get_workflow_handle_for(LeadDistributionWorkflow.run, lead_workflow_id(lead_id))
+
+    async def count_workflows(self, query: str) -> int:
+        return (await self.client.count_workflows(query)).count
+
+
+def hub_settings(
+    database_url: str, temporal_address: str, sims_url: str, task_queue: str, **extra: Any
+) -> Settings:
+    values: dict[str, Any] = {
+        "environment": "test",
+        "database_url": database_url,
+        "temporal_address": temporal_address,
+        "leads_task_queue": task_queue,
+        "zoho_api_base_url": f"{sims_url}/zoho",
+        "zoho_accounts_url": f"{sims_url}/zoho",
+        "zoho_webhook_secret": WEBHOOK_SECRET,
+        "read_api_token": READ_TOKEN,
+        "event_subscribers": [f"{sims_url}/events/portal"],
+        "dealer_api_keys": {d: f"key-{d}" for d in ("rest-sp-a", "rest-sp-b", "rest-mg")},
+        "dealer_delivery_attempt_timeout_seconds": 10,
+        "assign_dealer_deadline_seconds": 600,
+        **extra,
+    }
+    return Settings(**values)
+
+
+def environment_of(settings: Settings) -> dict[str, str]:
+    """The settings as HUB_* variables, for a worker started as a separate process."""
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump(mode="json").items():
+        secret = getattr(settings, name)
+        if hasattr(secret, "get_secret_value"):
+            value = secret.get_secret_value()
+        elif name == "dealer_api_keys":
+            value = json.dumps({k: v.get_secret_value() for k, v in settings.dealer_api_keys.items()})
+        if isinstance(value, list | dict):
+            value = json.dumps(value)
+        env[f"HUB_{name.upper()}"] = str(value)
+    return env
+
+
+@asynccontextmanager
+async def running_hub(
+    client: Client, database_url: str, task_queue: str, *, worker: bool = True, **settings_extra: Any
+) -> AsyncIterator[Hub]:
+    """Start simulators, API and (unless ``worker=False``) an in-process worker."""
+    sims_port = free_port()
+    api_port = free_port()
+    sims_url = f"http://127.0.0.1:{sims_port}"
+    sims_config = SimulatorConfig(
+        public_base_url=sims_url, api_url=f"http://127.0.0.1:{api_port}", zoho_webhook_secret=WEBHOOK_SECRET
+    )
+    target = client.service_client.config.target_host
+    settings = hub_settings(database_url, target, sims_url, task_queue, **settings_extra)
+    engine = create_engine(database_url)
+    await apply_rules(session_factory(engine), test_rules(sims_url))
+    await engine.dispose()
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(serve(create_simulators(sims_config), sims_port))
+        api_url = await stack.enter_async_context(serve(create_app(settings, temporal=client), api_port))
+        if worker:
+            activities = await stack.enter_async_context(lead_activities(settings))
+            await stack.enter_async_context(build_worker(client, activities, settings, task_queue))
+        http = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
+        yield Hub(settings=settings, client=client, api_url=api_url, sims_url=sims_url, http=http)
+        await asyncio.sleep(0)

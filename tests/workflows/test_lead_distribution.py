@@ -1,0 +1,153 @@
+"""Lead distribution end to end on the real Temporal dev server, SQLite and the simulators over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.service import RPCError
+
+from tests.hub import Hub
+from tests.support import eventually
+from workflows.lead_distribution import AssignDealerInput, LeadDistributionWorkflow
+
+
+async def test_lead_is_delivered_and_fed_back(hub: Hub) -> None:
+    lead_id = await hub.create_lead(State="SP", City="Santos", Modelo_de_Interesse="Onix")
+    response = await hub.post_webhook(lead_id)
+    assert response.status_code == 202
+    assert response.json() == {"status": "accepted", "workflow_id": f"lead-{lead_id}", "lead_id": lead_id}
+
+    lead = await hub.wait_for_status(lead_id, "delivered")
+    assert lead["dealer_id"] == "rest-sp-a"
+    assert [h["status"] for h in lead["history"]] == ["received", "routed", "delivered"]
+
+    stored = await hub.dealer_leads("rest-sp-a")
+    assert stored["creates_by_external_id"] == {lead_id: 1}
+    assert stored["leads"][0]["fields"]["source"] == "zoho-crm"  # literal from the mapping
+    assert lead["dealer_lead_id"] == stored["leads"][0]["id"]
+
+    await hub.handle(lead_id).result()  # the feedback steps run after the delivery
+    zoho = (await hub.http.get(f"{hub.sims_url}/_control/zoho/leads/{lead_id}")).json()
+    assert zoho["lead"]["Status_Distribuicao"] == "delivered"
+    assert zoho["lead"]["Concessionaria_Id"] == "rest-sp-a"
+    counters = await hub.counters()
+    assert counters["zoho"]["updates_without_trigger"] == 0  # no webhook loop
+
+    async def event_received() -> list[dict[str, object]] | None:
+        events = (await hub.http.get(f"{hub.sims_url}/_control/events/portal")).json()["events"]
+        return events or None
+
+    events = await eventually(event_received)
+    assert events[0]["type"] == "LeadDistribuidoComSucesso"
+    assert events[0]["data"] == {
+        "lead_id": lead_id,
+        "dealer_id": "rest-sp-a",
+        "dealer_lead_id": lead["dealer_lead_id"],
+    }
+
+    # Support finds the lead in the Web UI by search attributes; no personal data in them.
+    query = f"LeadId = '{lead_id}' AND LeadStatus = 'delivered' AND DealerId = 'rest-sp-a'"
+    assert await eventually(lambda: hub.count_workflows(query)) == 1
+    described = await hub.handle(lead_id).describe()
+    attributes = str(described.typed_search_attributes)
+    assert "@" not in attributes and "Santos" not in attributes
+
+
+async def test_soap_dealer_gets_the_lead_once(hub: Hub) -> None:
+    lead_id = await hub.create_lead(State="RJ", City="Niterói", First_Name="Ana")
+    assert (await hub.post_webhook(lead_id, form=False)).status_code == 202
+    lead = await hub.wait_for_status(lead_id, "delivered")
+    assert lead["dealer_id"] == "soap-rj"
+    stored = await hub.dealer_leads("soap-rj")
+    assert stored["creates_by_external_id"] == {lead_id: 1}
+    assert stored["leads"][0]["fields"]["Nome"] == "Ana"
+
+
+async def test_duplicate_webhooks_make_one_workflow_and_one_dealer_lead(hub: Hub) -> None:
+    lead_id = await hub.create_lead(State="MG", City="Contagem")
+    first = await asyncio.gather(*(hub.post_webhook(lead_id, form=i % 2 == 0) for i in range(3)))
+    assert [r.status_code for r in first] == [202, 202, 202]
+    assert sorted(r.json()["status"] for r in first) == ["accepted", "duplicate", "duplicate"]
+    await hub.handle(lead_id).result()
+
+    later = await hub.post_webhook(lead_id)
+    assert later.status_code == 202
+    assert later.json()["status"] == "duplicate"
+
+    assert await hub.count_workflows(f"WorkflowId = 'lead-{lead_id}'") == 1
+    stored = await hub.dealer_leads("rest-mg")
+    assert stored["creates_by_external_id"] == {lead_id: 1}
+    assert (await hub.counters())["dealers"]["rest-mg"]["created"] == 1
+
+
+async def test_rejecting_dealer_passes_the_lead_to_the_next(hub: Hub) -> None:
+    await hub.fault(target="rest-sp-a", reject=True)
+    lead_id = await hub.create_lead(State="SP", City="Campinas")
+    await hub.post_webhook(lead_id)
+    lead = await hub.wait_for_status(lead_id, "delivered")
+    assert lead["dealer_id"] == "rest-sp-b"
+    assert [(h["status"], h["dealer_id"]) for h in lead["history"]] == [
+        ("received", None),
+        ("routed", "rest-sp-a"),
+        ("routed", "rest-sp-b"),
+        ("delivered", "rest-sp-b"),
+    ]
+    result = await hub.handle(lead_id).result()
+    assert [(a.dealer_id, a.outcome) for a in result.attempts] == [
+        ("rest-sp-a", "rejected"),
+        ("rest-sp-b", "delivered"),
+    ]
+
+
+async def test_rate_limit_and_5xx_are_retried_honouring_retry_after(hub: Hub) -> None:
+    await hub.fault(target="rest-mg", error_5xx_count=1, rate_limit_count=1, retry_after_seconds=3)
+    lead_id = await hub.create_lead(State="MG", City="Uberlândia")
+    started = time.monotonic()
+    await hub.post_webhook(lead_id)
+    lead = await hub.wait_for_status(lead_id, "delivered")
+    # Default backoff after the 503 is ~1 s; the 429 asked for 3 s more.
+    assert time.monotonic() - started >= 3.5
+    assert lead["dealer_id"] == "rest-mg"
+    counters = (await hub.counters())["dealers"]["rest-mg"]
+    assert (counters["created"], counters["faults_served"]) == (1, 2)
+
+
+async def test_unmatched_lead_waits_for_support_then_is_delivered(hub: Hub) -> None:
+    lead_id = await hub.create_lead(State="BA", City="Salvador")
+    await hub.post_webhook(lead_id)
+    waiting = await hub.wait_for_awaiting(lead_id)
+    assert waiting["status"] == "received"
+    query = f"LeadId = '{lead_id}' AND LeadStatus = 'awaiting_assignment'"
+    assert await eventually(lambda: hub.count_workflows(query)) == 1
+
+    handle = hub.handle(lead_id)
+    with pytest.raises(WorkflowUpdateFailedError):
+        await handle.execute_update(
+            LeadDistributionWorkflow.assign_dealer, AssignDealerInput("no-such-dealer")
+        )
+    assigned = await handle.execute_update(
+        LeadDistributionWorkflow.assign_dealer, AssignDealerInput("rest-mg", assigned_by="support-ana")
+    )
+    assert assigned.dealer_name == "rest-mg"
+    lead = await hub.wait_for_status(lead_id, "delivered")
+    assert lead["dealer_id"] == "rest-mg"
+    # Once delivered, another assignment is refused (by the validator, or the server once the run closed).
+    with pytest.raises((WorkflowUpdateFailedError, RPCError)):
+        await handle.execute_update(LeadDistributionWorkflow.assign_dealer, AssignDealerInput("rest-sp-a"))
+
+
+async def test_lead_missing_in_zoho_is_marked_failed(hub: Hub) -> None:
+    await hub.post_webhook("5725767999999999999")
+    lead = await hub.wait_for_status("5725767999999999999", "failed")
+    assert "not found" in lead["detail"]
+
+
+async def test_workers_share_one_zoho_token(hub: Hub) -> None:
+    lead_ids = [await hub.create_lead(State="SP", City="Santos") for _ in range(5)]
+    await asyncio.gather(*(hub.post_webhook(lead_id) for lead_id in lead_ids))
+    for lead_id in lead_ids:
+        await hub.wait_for_status(lead_id, "delivered")
+    assert (await hub.counters())["zoho"]["tokens_issued"] == 1
