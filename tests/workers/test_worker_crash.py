@@ -1,0 +1,67 @@
+"""A worker process killed in the middle of a delivery: after a restart the lead is delivered exactly once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from temporalio.testing import WorkflowEnvironment
+
+from tests.hub import environment_of, running_hub
+from tests.support import eventually
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "workers.main"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+async def test_killed_worker_delivers_exactly_once(
+    temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, tmp_path: Path
+) -> None:
+    async with running_hub(
+        temporal_env.client,
+        sqlite_url,
+        task_queue,
+        worker=False,
+        dealer_delivery_attempt_timeout_seconds=4,
+        worker_metrics_port=0,
+    ) as hub:
+        env = {**os.environ, **environment_of(hub.settings)}
+        log = tmp_path / "worker.log"
+        # The dealer answers slowly, so the kill lands while the request is in flight.
+        await hub.fault(target="rest-mg", latency_ms=2000)
+        lead_id = await hub.create_lead(State="MG", City="Betim")
+        assert (await hub.post_webhook(lead_id)).status_code == 202
+
+        worker = start_worker(env, log)
+        try:
+
+            async def delivery_in_flight() -> bool:
+                return (await hub.counters())["dealers"].get("rest-mg", {}).get("requests", 0) >= 1
+
+            await eventually(delivery_in_flight, timeout=60)
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(timeout=10)
+            assert (await hub.lead(lead_id) or {}).get("status") != "delivered"
+
+            worker = start_worker(env, log)
+            lead = await hub.wait_for_status(lead_id, "delivered", timeout=90)
+            await hub.handle(lead_id).result()
+        finally:
+            worker.kill()
+            worker.wait(timeout=10)
+
+        stored = await hub.dealer_leads("rest-mg")
+        assert stored["creates_by_external_id"] == {lead_id: 1}
+        counters = (await hub.counters())["dealers"]["rest-mg"]
+        assert counters["created"] == 1
+        assert counters["requests"] >= 2  # the retry really reached the dealer again
+        assert lead["dealer_lead_id"] == stored["leads"][0]["id"]

