@@ -6,7 +6,7 @@ from prometheus_client import Counter, Histogram
 
 WEBHOOKS = Counter(
     "hub_webhooks_total",
-    "Webhooks received, by source and outcome (accepted, duplicate, rejected, unavailable).",
+    "Webhooks answered, by source and outcome: accepted (2xx), rejected (4xx), unavailable (5xx).",
     ["source", "outcome"],
 )
 ACK_SECONDS = Histogram(

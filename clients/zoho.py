@@ -30,6 +30,7 @@ class ZohoClient:
         self._settings = settings
         self._sessions = sessions
         self._token_name = f"zoho:{settings.zoho_client_id}"
+        self._cached: tokens.StoredToken | None = None
 
     async def get_lead(self, lead_id: str) -> dict[str, Any] | None:
         """The lead's fields, or None if Zoho has no such lead."""
@@ -65,11 +66,15 @@ class ZohoClient:
             rejected: a token the API just refused; it is replaced even if not yet expired.
         """
         margin = timedelta(seconds=self._settings.zoho_token_refresh_margin_seconds)
+        cached = self._cached
+        if cached and cached.access_token != rejected and cached.expires_at - margin > utcnow():
+            return cached.access_token  # the shared token, already read from the database
         deadline = asyncio.get_running_loop().time() + REFRESH_LEASE.total_seconds() * 2
         while True:
             stored = await tokens.read_token(self._sessions, self._token_name)
             now = utcnow()
             if stored and stored.access_token != rejected and stored.expires_at - margin > now:
+                self._cached = stored
                 return stored.access_token
             if await tokens.take_refresh_lease(
                 self._sessions,
@@ -109,7 +114,8 @@ class ZohoClient:
             raise
         expires_at = utcnow() + timedelta(seconds=int(body.get("expires_in", 3600)))
         await tokens.store_token(self._sessions, self._token_name, body["access_token"], expires_at)
-        return str(body["access_token"])
+        self._cached = tokens.StoredToken(access_token=str(body["access_token"]), expires_at=expires_at)
+        return self._cached.access_token
 
 
 def _auth(token: str) -> dict[str, str]:

@@ -34,8 +34,6 @@ class Settings(BaseSettings):
     database_url: str = ""
 
     # Webhook API
-    api_host: str = "127.0.0.1"
-    api_port: int = 8000
     webhook_max_body_bytes: int = Field(default=256 * 1024, gt=0)
     zoho_webhook_secret: SecretStr = SecretStr(LOCAL_PLACEHOLDER)
     zoho_webhook_secret_header: str = "X-Zoho-Webhook-Token"
@@ -65,7 +63,8 @@ class Settings(BaseSettings):
     event_signing_secret: SecretStr = SecretStr("whsec_bG9jYWwtZGV2LW9ubHktY2hhbmdlLW1lLXNpZ25pbmc=")
 
     # Worker
-    worker_metrics_port: int = 9464
+    worker_metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container, so Prometheus can scrape it
+    worker_metrics_port: int = 9464  # 0 turns the metrics endpoint off
     worker_max_concurrent_activities: int = Field(default=100, gt=0)
 
     @field_validator("event_subscribers", mode="before")

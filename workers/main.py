@@ -66,12 +66,12 @@ def build_worker(client: Client, activities: LeadActivities, settings: Settings,
     )
 
 
-async def connect(settings: Settings, metrics_port: int | None = None) -> Client:
-    """A Temporal client; with ``metrics_port``, the SDK's metrics are served for Prometheus there."""
+async def connect(settings: Settings, serve_metrics: bool = False) -> Client:
+    """A Temporal client; with ``serve_metrics``, the SDK's metrics are served for Prometheus."""
     runtime = None
-    if metrics_port:
-        telemetry = TelemetryConfig(metrics=PrometheusConfig(bind_address=f"127.0.0.1:{metrics_port}"))
-        runtime = Runtime(telemetry=telemetry)
+    if serve_metrics and settings.worker_metrics_port:
+        address = f"{settings.worker_metrics_host}:{settings.worker_metrics_port}"
+        runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
     return await Client.connect(
         settings.temporal_address, namespace=settings.temporal_namespace, runtime=runtime
     )
@@ -79,7 +79,7 @@ async def connect(settings: Settings, metrics_port: int | None = None) -> Client
 
 async def run(settings: Settings, task_queue: str) -> None:
     """Run until SIGINT/SIGTERM, then finish in-flight tasks and stop."""
-    client = await connect(settings, settings.worker_metrics_port)
+    client = await connect(settings, serve_metrics=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -97,6 +97,7 @@ def main() -> None:
     parser.add_argument("--task-queue", default=None, help="defaults to HUB_LEADS_TASK_QUEUE")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the useful ones
     settings = get_settings()
     asyncio.run(run(settings, args.task_queue or settings.leads_task_queue))
 

@@ -110,7 +110,7 @@ async def test_temporal_unreachable_is_503_with_retry_after(
         ready = await http.get(f"{base}/readyz")
         assert ready.status_code == 503
         assert ready.json()["temporal"].startswith("unavailable")
-        metrics = (await http.get(f"{base}/metrics/")).text
+        metrics = (await http.get(f"{base}/metrics")).text
         assert 'hub_webhooks_total{outcome="unavailable",source="zoho_leads"}' in metrics
     # Nothing was started behind the 503.
     assert (await temporal_env.client.count_workflows(f"WorkflowId = 'lead-{LEAD_ID}'")).count == 0

@@ -1,0 +1,46 @@
+# One image for every process of the integrations hub; the command picks the process:
+#   API         uvicorn --factory api.app:app --host 0.0.0.0 --port 8000   (the default)
+#   worker      python -m workers.main                                     (or hub-worker)
+#   migrations  python -m db.migrate
+#   rules       hub-rules load FILE
+#   simulators  python -m simulators --host 0.0.0.0 --port 8100 ...        (local stand-ins only)
+# No secret is baked in: configuration comes from HUB_* variables at run time (see core/settings.py).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HUB_STATE_DIR=/app/var
+
+# An unprivileged user with a fixed uid, so orchestrators can check runAsNonRoot.
+RUN groupadd --system --gid 10001 hub \
+    && useradd --system --uid 10001 --gid hub --create-home --home-dir /home/hub --shell /usr/sbin/nologin hub
+
+WORKDIR /app
+
+# The project: pyproject.toml and the packages of [tool.setuptools.packages.find], plus the example rules.
+COPY pyproject.toml ./
+COPY api ./api
+COPY workflows ./workflows
+COPY activities ./activities
+COPY workers ./workers
+COPY core ./core
+COPY clients ./clients
+COPY db ./db
+COPY simulators ./simulators
+COPY devstack ./devstack
+COPY config ./config
+COPY deploy/dealers.compose.yaml ./deploy/dealers.compose.yaml
+
+# Runtime dependencies only (no [dev] extra); HUB_STATE_DIR is the one folder the hub may write to.
+RUN pip install --no-cache-dir . \
+    && rm -rf build ./*.egg-info \
+    && mkdir -p /app/var \
+    && chown hub:hub /app/var
+
+USER 10001:10001
+
+# 8000: API (/healthz, /readyz, /metrics); 8100: simulators; 9464: worker's Temporal SDK metrics.
+EXPOSE 8000 8100 9464
+
+CMD ["uvicorn", "--factory", "api.app:app", "--host", "0.0.0.0", "--port", "8000"]
