@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from temporalio.client import Client
 
 from api.metrics import ACK_SECONDS, WEBHOOKS
-from api.routes import health, leads, zoho
+from api.routes import health, leads, opportunities, zoho
 from core.settings import Settings, get_settings
 from db.engine import create_engine, session_factory
 
@@ -48,6 +48,8 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.state.settings = settings
     app.include_router(zoho.router)
     app.include_router(leads.router)
+    app.include_router(opportunities.webhooks)
+    app.include_router(opportunities.reads)
     app.include_router(health.router)
     app.add_route("/metrics", metrics, include_in_schema=False)
 

@@ -71,3 +71,35 @@ async def start_once(
         return "duplicate"
     log.info("started %s (run %s)", workflow_id, handle.result_run_id)
     return "accepted"
+
+
+async def signal_with_start(
+    client: Client,
+    settings: Settings,
+    *,
+    workflow: Any,
+    arg: Any,
+    signal: str,
+    signal_arg: Any,
+    workflow_id: str,
+    task_queue: str,
+    search_attributes: Sequence[SearchAttributePair[Any]],
+) -> None:
+    """Deliver ``signal_arg`` to the workflow ``workflow_id``, starting it if it is not running.
+
+    Returns once the signal is in the workflow's history: the event is durable.
+    """
+    try:
+        await client.start_workflow(
+            workflow,
+            arg,
+            id=workflow_id,
+            task_queue=task_queue,
+            start_signal=signal,
+            start_signal_args=[signal_arg],
+            search_attributes=TypedSearchAttributes(list(search_attributes)),
+            rpc_timeout=timedelta(seconds=settings.temporal_rpc_timeout_seconds),
+        )
+    except Exception as error:  # not durable: never acknowledge
+        log.warning("could not signal %s: %r", workflow_id, error)
+        raise unavailable(settings, "workflow engine unavailable") from error

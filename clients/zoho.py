@@ -34,8 +34,15 @@ class ZohoClient:
 
     async def get_lead(self, lead_id: str) -> dict[str, Any] | None:
         """The lead's fields, or None if Zoho has no such lead."""
-        response = await self._request("GET", f"/Leads/{lead_id}")
-        if response.status_code == 204:
+        return await self._get_record("Leads", lead_id)
+
+    async def get_deal(self, deal_id: str) -> dict[str, Any] | None:
+        """The deal's fields, or None if Zoho has no such deal."""
+        return await self._get_record("Deals", deal_id)
+
+    async def _get_record(self, module: str, record_id: str) -> dict[str, Any] | None:
+        response = await self._request("GET", f"/{module}/{record_id}")
+        if response.status_code == 204:  # Zoho's answer for an id it does not know
             return None
         records = response.json().get("data") or []
         return dict(records[0]) if records else None

@@ -7,13 +7,23 @@ from enum import StrEnum
 from temporalio.common import SearchAttributeKey
 
 LEADS_TASK_QUEUE = "leads"
+OPPORTUNITIES_TASK_QUEUE = "opportunities"
 
 # Search attributes support staff filter on in the Temporal Web UI. Never put PII here.
 LEAD_ID = SearchAttributeKey.for_keyword("LeadId")
 DEALER_ID = SearchAttributeKey.for_keyword("DealerId")
 LEAD_STATUS = SearchAttributeKey.for_keyword("LeadStatus")
 
-SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[str], ...] = (LEAD_ID, DEALER_ID, LEAD_STATUS)
+DEAL_ID = SearchAttributeKey.for_keyword("DealId")
+DEAL_STAGE = SearchAttributeKey.for_keyword("DealStage")
+
+SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[str], ...] = (
+    LEAD_ID,
+    DEALER_ID,
+    LEAD_STATUS,
+    DEAL_ID,
+    DEAL_STAGE,
+)
 
 
 class LeadStatus(StrEnum):
@@ -29,6 +39,11 @@ class LeadStatus(StrEnum):
 def lead_workflow_id(lead_id: str) -> str:
     """Workflow id of a lead: the idempotency key of its distribution."""
     return f"lead-{lead_id}"
+
+
+def opportunity_workflow_id(deal_id: str) -> str:
+    """Workflow id of a deal: every update of one deal goes through this one workflow, in order."""
+    return f"opportunity-{deal_id}"
 
 
 LEAD_EVENT_REQUESTED = "LeadDistribuicaoSolicitada"

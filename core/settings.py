@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from core.constants import LEADS_TASK_QUEUE
+from core.constants import LEADS_TASK_QUEUE, OPPORTUNITIES_TASK_QUEUE
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_PLACEHOLDER = "local-dev-only-change-me"
@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     temporal_rpc_timeout_seconds: float = Field(default=3.0, gt=0)
     leads_task_queue: str = LEADS_TASK_QUEUE
+    opportunities_task_queue: str = OPPORTUNITIES_TASK_QUEUE
 
     # Portal / central database (SQLAlchemy URL, sync driver form)
     database_url: str = ""
@@ -57,6 +58,11 @@ class Settings(BaseSettings):
     assign_dealer_deadline_seconds: int = Field(default=24 * 3600, gt=0)
     dealer_delivery_attempt_timeout_seconds: int = Field(default=30, gt=0)
     dealer_delivery_retry_window_seconds: int = Field(default=6 * 3600, gt=0)
+
+    # Opportunity replication
+    opportunity_idle_close_seconds: int = Field(default=3600, gt=0)  # a deal's workflow ends after this quiet
+    opportunity_batch_window_seconds: float = Field(default=2.0, ge=0)  # gathers out-of-order updates
+    opportunity_changes_per_run: int = Field(default=500, gt=0)  # then continue-as-new (history stays small)
 
     # Outbound events (Standard Webhooks)
     event_subscribers: Annotated[list[str], NoDecode] = Field(default_factory=list)

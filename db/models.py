@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Date, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Date, DateTime, ForeignKey, Integer, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -82,3 +83,35 @@ class OAuthToken(Base):
     access_token: Mapped[str | None] = mapped_column(Text, default=None)
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
     refresh_lease_until: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Opportunity(Base):
+    """Current state of a Zoho deal, replicated into the central database."""
+
+    __tablename__ = "opportunities"
+
+    deal_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    deal_name: Mapped[str | None] = mapped_column(String(300), default=None)
+    stage: Mapped[str | None] = mapped_column(String(100), default=None)
+    amount: Mapped[Decimal | None] = mapped_column(Numeric(18, 2), default=None)
+    closing_date: Mapped[str | None] = mapped_column(String(10), default=None)
+    probability: Mapped[int | None] = mapped_column(Integer, default=None)
+    account_name: Mapped[str | None] = mapped_column(String(300), default=None)
+    contact_name: Mapped[str | None] = mapped_column(String(300), default=None)
+    owner_name: Mapped[str | None] = mapped_column(String(300), default=None)
+    modified_time: Mapped[datetime]  # Zoho's Modified_Time of the state stored here
+    updated_at: Mapped[datetime]
+
+
+class OpportunityStageChange(Base):
+    """A stage a deal moved to, who moved it and when (Zoho's Modified_Time)."""
+
+    __tablename__ = "opportunity_stage_changes"
+    __table_args__ = (UniqueConstraint("deal_id", "changed_at", name="uq_opportunity_stage_change"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    deal_id: Mapped[str] = mapped_column(ForeignKey("opportunities.deal_id"), index=True)
+    from_stage: Mapped[str | None] = mapped_column(String(100), default=None)
+    to_stage: Mapped[str] = mapped_column(String(100))
+    changed_by: Mapped[str | None] = mapped_column(String(300), default=None)
+    changed_at: Mapped[datetime]

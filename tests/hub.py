@@ -20,7 +20,7 @@ from db.rules import RulesFile, apply_rules
 from simulators import SimulatorConfig
 from simulators import create_app as create_simulators
 from tests.support import eventually, free_port, serve
-from workers.main import build_worker, lead_activities
+from workers.main import build_workers, worker_activities
 from workflows.lead_distribution import LeadDistributionResult, LeadDistributionWorkflow
 
 WEBHOOK_SECRET = "test-webhook-secret"
@@ -136,6 +136,8 @@ def hub_settings(
         "database_url": database_url,
         "temporal_address": temporal_address,
         "leads_task_queue": task_queue,
+        "opportunities_task_queue": f"{task_queue}-opportunities",
+        "opportunity_batch_window_seconds": 1.0,
         "zoho_api_base_url": f"{sims_url}/zoho",
         "zoho_accounts_url": f"{sims_url}/zoho",
         "zoho_webhook_secret": WEBHOOK_SECRET,
@@ -184,8 +186,9 @@ async def running_hub(
         await stack.enter_async_context(serve(create_simulators(sims_config), sims_port))
         api_url = await stack.enter_async_context(serve(create_app(settings, temporal=client), api_port))
         if worker:
-            activities = await stack.enter_async_context(lead_activities(settings))
-            await stack.enter_async_context(build_worker(client, activities, settings, task_queue))
+            activities = await stack.enter_async_context(worker_activities(settings))
+            for each in build_workers(client, activities, settings):
+                await stack.enter_async_context(each)
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
         yield Hub(settings=settings, client=client, api_url=api_url, sims_url=sims_url, http=http)
         await asyncio.sleep(0)

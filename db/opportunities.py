@@ -1,0 +1,135 @@
+"""Opportunities (Zoho deals) in the central database: current state and stage history."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from db.models import Opportunity, OpportunityStageChange
+from db.timeutil import as_utc
+
+
+@dataclass(frozen=True)
+class DealState:
+    """A deal as of ``modified_time`` (Zoho's Modified_Time)."""
+
+    deal_id: str
+    modified_time: datetime
+    stage: str | None = None
+    deal_name: str | None = None
+    amount: Decimal | None = None
+    closing_date: str | None = None
+    probability: int | None = None
+    account_name: str | None = None
+    contact_name: str | None = None
+    owner_name: str | None = None
+    modified_by: str | None = None
+
+
+@dataclass(frozen=True)
+class StageChangeView:
+    from_stage: str | None
+    to_stage: str
+    changed_by: str | None
+    changed_at: datetime
+
+
+@dataclass(frozen=True)
+class OpportunityView:
+    deal_id: str
+    deal_name: str | None
+    stage: str | None
+    amount: Decimal | None
+    closing_date: str | None
+    probability: int | None
+    account_name: str | None
+    contact_name: str | None
+    owner_name: str | None
+    modified_time: datetime
+    updated_at: datetime
+    stage_history: list[StageChangeView]
+
+
+async def apply_change(
+    sessions: async_sessionmaker[AsyncSession], state: DealState, at: datetime
+) -> Literal["applied", "stale"]:
+    """Store ``state`` unless the database already holds a state as new or newer.
+
+    The check and the write share one transaction (the row is locked on PostgreSQL), so a retried or
+    late activity attempt can never move a deal backwards or record a stage change twice.
+    """
+    async with sessions.begin() as session:
+        row = await session.get(Opportunity, state.deal_id, with_for_update=True)
+        if row is not None and as_utc(row.modified_time) >= state.modified_time:
+            return "stale"
+        previous_stage = row.stage if row is not None else None
+        if row is None:
+            row = Opportunity(deal_id=state.deal_id, modified_time=state.modified_time, updated_at=at)
+            session.add(row)
+        _copy(state, row, at)
+        if state.stage and state.stage != previous_stage:
+            session.add(
+                OpportunityStageChange(
+                    deal_id=state.deal_id,
+                    from_stage=previous_stage,
+                    to_stage=state.stage,
+                    changed_by=state.modified_by,
+                    changed_at=state.modified_time,
+                )
+            )
+    return "applied"
+
+
+def _copy(state: DealState, row: Opportunity, at: datetime) -> None:
+    row.modified_time = state.modified_time
+    row.updated_at = at
+    # A partial state (a webhook with a few merge fields) keeps what it does not mention.
+    for name in (
+        "stage",
+        "deal_name",
+        "amount",
+        "closing_date",
+        "probability",
+        "account_name",
+        "contact_name",
+    ):
+        value = getattr(state, name)
+        if value is not None:
+            setattr(row, name, value)
+    if state.owner_name is not None:
+        row.owner_name = state.owner_name
+
+
+async def get_opportunity(sessions: async_sessionmaker[AsyncSession], deal_id: str) -> OpportunityView | None:
+    """The deal's current state and its stage changes, oldest first; None when unknown."""
+    async with sessions() as session:
+        row = await session.get(Opportunity, deal_id)
+        if row is None:
+            return None
+        changes = await session.scalars(
+            select(OpportunityStageChange)
+            .where(OpportunityStageChange.deal_id == deal_id)
+            .order_by(OpportunityStageChange.changed_at, OpportunityStageChange.id)
+        )
+        history = [
+            StageChangeView(c.from_stage, c.to_stage, c.changed_by, as_utc(c.changed_at)) for c in changes
+        ]
+    return OpportunityView(
+        deal_id=row.deal_id,
+        deal_name=row.deal_name,
+        stage=row.stage,
+        amount=row.amount,
+        closing_date=row.closing_date,
+        probability=row.probability,
+        account_name=row.account_name,
+        contact_name=row.contact_name,
+        owner_name=row.owner_name,
+        modified_time=as_utc(row.modified_time),
+        updated_at=as_utc(row.updated_at),
+        stage_history=history,
+    )
