@@ -63,7 +63,41 @@ async def run_demo(settings: Settings, api_url: str, simulators_url: str, ui_url
         f"Read any lead's history in the Temporal Web UI: {ui_url}/namespaces/{settings.temporal_namespace}"
         f'/workflows/{lead_workflow_id(leads[0].lead_id)}  (or filter: LeadStatus="delivered")'
     )
-    return all(lead.status == "delivered" for lead in leads)
+    deal_ok = await _demo_deal(settings, api_url, simulators_url)
+    return deal_ok and all(lead.status == "delivered" for lead in leads)
+
+
+DEAL_STAGES = ["Needs Analysis", "Proposal/Price Quote", "Negotiation/Review", "Closed Won"]
+
+
+async def _demo_deal(settings: Settings, api_url: str, simulators_url: str) -> bool:
+    """A fleet deal moving through the pipeline in Zoho, replicated stage by stage."""
+    headers = {"Authorization": f"Bearer {settings.read_api_token.get_secret_value()}"}
+    async with httpx.AsyncClient(timeout=15, headers=headers) as http:
+        created = await http.post(f"{simulators_url}/_control/zoho/deals", json={})
+        created.raise_for_status()
+        deal = created.json()["deal"]
+        print(
+            f"\nDeal {deal['id']} ({deal['Deal_Name']}) moves through {len(DEAL_STAGES)} stages in Zoho ..."
+        )
+        for stage in DEAL_STAGES:
+            body = {"stage": stage, "modified_by": "Carla Mendes", "send_webhook": True}
+            moved = await http.post(f"{simulators_url}/_control/zoho/deals/{deal['id']}/stage", json=body)
+            moved.raise_for_status()
+        for _ in range(150):
+            response = await http.get(f"{api_url}/v1/opportunities/{deal['id']}")
+            if response.status_code == 200 and response.json()["stage"] == DEAL_STAGES[-1]:
+                break
+            await asyncio.sleep(0.2)
+        else:
+            print("  not replicated after 30 s")
+            return False
+    replicated = response.json()
+    print(f"Central database: stage {replicated['stage']}, amount {replicated['amount']}; history:")
+    for change in replicated["stage_history"]:
+        print(f"  {change['changed_at']}  {change['from_stage'] or '-':<22} -> {change['to_stage']:<22} "
+              f"by {change['changed_by']}")  # fmt: skip
+    return True
 
 
 async def _send(http: httpx.AsyncClient, simulators_url: str, fields: dict[str, str], index: int) -> DemoLead:

@@ -7,6 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -111,6 +112,38 @@ class Hub:
             return lead if lead and (lead["detail"] or "").startswith("awaiting assign_dealer") else None
 
         return await eventually(check)
+
+    async def create_deal(self, **fields: Any) -> str:
+        """A deal in the Zoho simulator; returns its id."""
+        response = await self.http.post(f"{self.sims_url}/_control/zoho/deals", json=fields)
+        response.raise_for_status()
+        return str(response.json()["deal"]["id"])
+
+    async def post_deal_webhook(self, fields: dict[str, Any], *, form: bool = True) -> httpx.Response:
+        """A deal-stage webhook as Zoho's workflow rule sends it."""
+        headers = {self.settings.zoho_webhook_secret_header: WEBHOOK_SECRET}
+        url = f"{self.api_url}/webhooks/zoho/opportunities"
+        if form:
+            return await self.http.post(url, data=fields, headers=headers)
+        return await self.http.post(url, json=fields, headers=headers)
+
+    async def opportunity(self, deal_id: str) -> dict[str, Any] | None:
+        response = await self.http.get(
+            f"{self.api_url}/v1/opportunities/{deal_id}", headers={"Authorization": f"Bearer {READ_TOKEN}"}
+        )
+        return response.json() if response.status_code == 200 else None
+
+    async def wait_for_modified_time(
+        self, deal_id: str, modified_time: str, timeout: float = 60
+    ) -> dict[str, Any]:
+        """The opportunity once the database holds the state of ``modified_time``."""
+        wanted = datetime.fromisoformat(modified_time)
+
+        async def check() -> dict[str, Any] | None:
+            deal = await self.opportunity(deal_id)
+            return deal if deal and datetime.fromisoformat(deal["modified_time"]) >= wanted else None
+
+        return await eventually(check, timeout=timeout)
 
     async def counters(self) -> dict[str, Any]:
         return dict((await self.http.get(f"{self.sims_url}/_control/counters")).json())

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
 
 DEAL_CHANGED = "deal_changed"
 STEP_TIMEOUT = timedelta(seconds=30)
+MAX_GATHER_WINDOWS = 10
 # The central database may be down for a while: keep trying, never lose an acknowledged update.
 DATABASE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 ZOHO_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5), non_retryable_error_types=[DEAL_NOT_FOUND])
@@ -82,8 +83,7 @@ class OpportunitySyncWorkflow:
                 )
             except TimeoutError:
                 return OpportunitySyncResult(params.deal_id, self._applied, self._dropped, self._last_applied)
-            # Updates fired together arrive in any order: gather them, then apply oldest first.
-            await workflow.sleep(timedelta(seconds=params.batch_window_seconds))
+            await self._gather(params.batch_window_seconds)
             batch, self._pending = _oldest_first(self._pending), []
             for change in batch:
                 await self._apply(change)
@@ -92,6 +92,18 @@ class OpportunitySyncWorkflow:
                 workflow.continue_as_new(
                     replace(params, last_applied=self._last_applied, pending=list(self._pending))
                 )
+
+    async def _gather(self, window_seconds: float) -> None:
+        """Wait until no update arrived for one window (at most MAX_GATHER_WINDOWS of them).
+
+        Updates fired together reach us in any order; gathered, they are applied oldest first instead
+        of the late ones being dropped as stale.
+        """
+        for _ in range(MAX_GATHER_WINDOWS):
+            seen = len(self._pending)
+            await workflow.sleep(timedelta(seconds=window_seconds))
+            if len(self._pending) == seen:
+                return
 
     async def _apply(self, change: DealChange) -> None:
         if change.modified_time and self._is_stale(change.modified_time):

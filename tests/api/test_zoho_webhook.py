@@ -107,6 +107,13 @@ async def test_temporal_unreachable_is_503_with_retry_after(
         assert response.status_code == 503
         assert response.headers["retry-after"] == str(settings.temporal_unavailable_retry_after_seconds)
         assert "retry later" in response.json()["detail"]
+        deal = await http.post(
+            f"{base}/webhooks/zoho/opportunities",
+            data={"deal_id": LEAD_ID, "stage": "Qualification"},
+            headers={settings.zoho_webhook_secret_header: WEBHOOK_SECRET},
+        )
+        assert deal.status_code == 503
+        assert deal.headers["retry-after"] == str(settings.temporal_unavailable_retry_after_seconds)
         ready = await http.get(f"{base}/readyz")
         assert ready.status_code == 503
         assert ready.json()["temporal"].startswith("unavailable")
