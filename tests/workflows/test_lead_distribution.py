@@ -8,6 +8,7 @@ import time
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
+from temporalio.worker import Replayer
 
 from tests.hub import Hub
 from tests.support import eventually
@@ -151,3 +152,12 @@ async def test_workers_share_one_zoho_token(hub: Hub) -> None:
     for lead_id in lead_ids:
         await hub.wait_for_status(lead_id, "delivered")
     assert (await hub.counters())["zoho"]["tokens_issued"] == 1
+
+
+async def test_histories_replay_deterministically(hub: Hub) -> None:
+    """A deploy must be able to replay running histories: catches non-determinism before it ships."""
+    lead_id = await hub.create_lead(State="SP", City="Santos")
+    await hub.post_webhook(lead_id)
+    await hub.handle(lead_id).result()
+    history = await hub.handle(lead_id).fetch_history()
+    await Replayer(workflows=[LeadDistributionWorkflow]).replay_workflow(history)

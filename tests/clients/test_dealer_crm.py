@@ -1,0 +1,86 @@
+"""Dealer CRM adapters against the simulators over HTTP: exactly-once creation and error classes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from clients.dealer_crm import RestDealerCrm, SoapDealerCrm, map_fields
+from clients.errors import PermanentError, TransientError
+from db.routing import DealerConfig
+from simulators import SimulatorConfig
+from simulators import create_app as create_simulators
+from tests.support import free_port, serve
+
+LEAD = "5725767000000123456"
+
+
+@pytest.fixture
+async def sims() -> AsyncIterator[str]:
+    port = free_port()
+    async with serve(
+        create_simulators(SimulatorConfig(public_base_url=f"http://127.0.0.1:{port}")), port
+    ) as url:
+        yield url
+
+
+def dealer(sims: str, kind: str, dealer_id: str = "d1") -> DealerConfig:
+    url = f"{sims}/dealer-rest/{dealer_id}" if kind == "rest" else f"{sims}/dealer-soap/{dealer_id}?wsdl"
+    return DealerConfig(id=dealer_id, name=dealer_id, crm_kind=kind, crm_url=url, field_mapping={})
+
+
+def test_mapping_takes_fields_literals_and_lookup_names() -> None:
+    lead = {"First_Name": "Ana", "Email": "", "Owner": {"id": "1", "name": "Carla"}}
+    mapping = {"Nome": "First_Name", "Email": "Email", "Vendedor": "Owner", "Origem": "=Zoho", "X": "Missing"}
+    assert map_fields(mapping, lead) == {"Nome": "Ana", "Vendedor": "Carla", "Origem": "Zoho"}
+
+
+async def test_soap_adapter_looks_up_before_creating(sims: str, http: httpx.AsyncClient) -> None:
+    soap = SoapDealerCrm(10, {})
+    try:
+        first = await soap.create_lead(dealer(sims, "soap"), {"Nome": "Ana"}, LEAD, "key")
+        again = await soap.create_lead(
+            dealer(sims, "soap"), {"Nome": "Ana"}, LEAD, "key"
+        )  # a retried activity
+    finally:
+        await soap.aclose()
+    assert first == again
+    stored = (await http.get(f"{sims}/_control/dealers/d1/leads")).json()
+    assert stored["creates_by_external_id"] == {LEAD: 1}
+
+
+async def test_soap_rejection_is_permanent_and_503_transient(sims: str, http: httpx.AsyncClient) -> None:
+    soap = SoapDealerCrm(10, {})
+    try:
+        await http.post(f"{sims}/_control/faults", json={"target": "d2", "reject": True})
+        with pytest.raises(PermanentError, match="LeadRejected"):
+            await soap.create_lead(dealer(sims, "soap", "d2"), {}, LEAD, "key")
+        await http.post(f"{sims}/_control/faults", json={"target": "d3", "error_5xx_count": 1})
+        with pytest.raises(TransientError):
+            await soap.create_lead(dealer(sims, "soap", "d3"), {}, LEAD, "key")
+    finally:
+        await soap.aclose()
+
+
+async def test_rest_adapter_is_idempotent_and_classifies_errors(sims: str, http: httpx.AsyncClient) -> None:
+    rest = RestDealerCrm(http, {"d1": "k1", "d2": "k2"})
+    first = await rest.create_lead(dealer(sims, "rest"), {"external_id": LEAD}, LEAD, f"lead-{LEAD}-d1")
+    again = await rest.create_lead(dealer(sims, "rest"), {"external_id": LEAD}, LEAD, f"lead-{LEAD}-d1")
+    assert first == again
+    assert (await http.get(f"{sims}/_control/counters")).json()["dealers"]["d1"]["created"] == 1
+
+    await http.post(
+        f"{sims}/_control/faults", json={"target": "d2", "rate_limit_count": 1, "retry_after_seconds": 7}
+    )
+    with pytest.raises(TransientError) as limited:
+        await rest.create_lead(dealer(sims, "rest", "d2"), {}, LEAD, "k")
+    assert (limited.value.status_code, limited.value.retry_after) == (429, 7.0)
+    await http.post(f"{sims}/_control/faults", json={"target": "d2", "reject": True})
+    with pytest.raises(PermanentError) as rejected:
+        await rest.create_lead(dealer(sims, "rest", "d2"), {}, LEAD, "k2")
+    assert rejected.value.status_code == 422
+    with pytest.raises(PermanentError) as unauthorised:  # no API key configured for d3
+        await RestDealerCrm(http, {}).create_lead(dealer(sims, "rest", "d3"), {}, LEAD, "k3")
+    assert unauthorised.value.status_code == 401
