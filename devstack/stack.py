@@ -111,7 +111,7 @@ def parts(ports: Ports, state_dir: Path) -> list[Part]:
              http_ok(f"http://127.0.0.1:{ports.api}/readyz"),
              f"http://127.0.0.1:{ports.api} (docs /docs, metrics /metrics)"),
         Part("worker", [python, "-m", "workers.main"], lambda: port_open(ports.worker_metrics),
-             f"task queue 'leads' (metrics http://127.0.0.1:{ports.worker_metrics}/metrics)"),
+             f"task queues leads, opportunities (metrics http://127.0.0.1:{ports.worker_metrics}/metrics)"),
     ]  # fmt: skip
 
 
