@@ -49,7 +49,7 @@ class ApplyDealInput:
 
 @dataclass
 class ApplyDealResult:
-    outcome: str  # "applied" or "stale"
+    outcome: str  # "applied", "stale" (history only) or "repeated"
 
 
 def _name(value: Any) -> str | None:

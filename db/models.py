@@ -104,14 +104,17 @@ class Opportunity(Base):
 
 
 class OpportunityStageChange(Base):
-    """A stage a deal moved to, who moved it and when (Zoho's Modified_Time)."""
+    """The stage a deal had at one ``Modified_Time``, and who changed it.
+
+    One row per (deal, time): a change is recorded once however often it arrives, and a late one slots
+    into place. Transitions (from -> to) are derived in time order when read.
+    """
 
     __tablename__ = "opportunity_stage_changes"
     __table_args__ = (UniqueConstraint("deal_id", "changed_at", name="uq_opportunity_stage_change"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     deal_id: Mapped[str] = mapped_column(ForeignKey("opportunities.deal_id"), index=True)
-    from_stage: Mapped[str | None] = mapped_column(String(100), default=None)
-    to_stage: Mapped[str] = mapped_column(String(100))
+    stage: Mapped[str] = mapped_column(String(100))
     changed_by: Mapped[str | None] = mapped_column(String(300), default=None)
     changed_at: Mapped[datetime]

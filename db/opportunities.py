@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -57,32 +58,46 @@ class OpportunityView:
 
 async def apply_change(
     sessions: async_sessionmaker[AsyncSession], state: DealState, at: datetime
-) -> Literal["applied", "stale"]:
-    """Store ``state`` unless the database already holds a state as new or newer.
+) -> Literal["applied", "stale", "repeated"]:
+    """Record the change in the stage history and, if it is the newest, make it the current state.
 
-    The check and the write share one transaction (the row is locked on PostgreSQL), so a retried or
-    late activity attempt can never move a deal backwards or record a stage change twice.
+    "stale": an older change arriving late: its stage joins the history in time order, the current
+    state keeps the newer values. "repeated": this very change was stored before. Check and write share
+    one transaction (the row is locked on PostgreSQL), so retried or late activity attempts can neither
+    move a deal backwards nor record a change twice.
     """
     async with sessions.begin() as session:
         row = await session.get(Opportunity, state.deal_id, with_for_update=True)
-        if row is not None and as_utc(row.modified_time) >= state.modified_time:
-            return "stale"
-        previous_stage = row.stage if row is not None else None
+        newest = row is None or as_utc(row.modified_time) < state.modified_time
         if row is None:
             row = Opportunity(deal_id=state.deal_id, modified_time=state.modified_time, updated_at=at)
             session.add(row)
+            await session.flush()  # the stage history refers to this row
+        recorded = state.stage is not None and await _record_stage(session, state)
+        if not newest:
+            return "stale" if recorded else "repeated"
         _copy(state, row, at)
-        if state.stage and state.stage != previous_stage:
-            session.add(
-                OpportunityStageChange(
-                    deal_id=state.deal_id,
-                    from_stage=previous_stage,
-                    to_stage=state.stage,
-                    changed_by=state.modified_by,
-                    changed_at=state.modified_time,
-                )
-            )
     return "applied"
+
+
+async def _record_stage(session: AsyncSession, state: DealState) -> bool:
+    known = await session.scalar(
+        select(OpportunityStageChange.id).where(
+            OpportunityStageChange.deal_id == state.deal_id,
+            OpportunityStageChange.changed_at == state.modified_time,
+        )
+    )
+    if known is not None or state.stage is None:
+        return False
+    session.add(
+        OpportunityStageChange(
+            deal_id=state.deal_id,
+            stage=state.stage,
+            changed_by=state.modified_by,
+            changed_at=state.modified_time,
+        )
+    )
+    return True
 
 
 def _copy(state: DealState, row: Opportunity, at: datetime) -> None:
@@ -105,6 +120,19 @@ def _copy(state: DealState, row: Opportunity, at: datetime) -> None:
         row.owner_name = state.owner_name
 
 
+def _transitions(changes: Iterable[OpportunityStageChange]) -> list[StageChangeView]:
+    """Stage moves in time order; updates that kept the stage are not moves."""
+    moves: list[StageChangeView] = []
+    previous: str | None = None
+    for change in changes:
+        if change.stage != previous:
+            moves.append(
+                StageChangeView(previous, change.stage, change.changed_by, as_utc(change.changed_at))
+            )
+            previous = change.stage
+    return moves
+
+
 async def get_opportunity(sessions: async_sessionmaker[AsyncSession], deal_id: str) -> OpportunityView | None:
     """The deal's current state and its stage changes, oldest first; None when unknown."""
     async with sessions() as session:
@@ -116,9 +144,7 @@ async def get_opportunity(sessions: async_sessionmaker[AsyncSession], deal_id: s
             .where(OpportunityStageChange.deal_id == deal_id)
             .order_by(OpportunityStageChange.changed_at, OpportunityStageChange.id)
         )
-        history = [
-            StageChangeView(c.from_stage, c.to_stage, c.changed_by, as_utc(c.changed_at)) for c in changes
-        ]
+        history = _transitions(changes)
     return OpportunityView(
         deal_id=row.deal_id,
         deal_name=row.deal_name,

@@ -2,7 +2,19 @@
 
 from simulators.app import create_app
 from simulators.config import SimulatorConfig
+from simulators.deals import generate_deal, generate_deals
 from simulators.leads import generate_lead, generate_leads
 from simulators.state import SimulatorState, app_state
+from simulators.zoho_deals import deal_webhook_fields
 
-__all__ = ["SimulatorConfig", "SimulatorState", "app_state", "create_app", "generate_lead", "generate_leads"]
+__all__ = [
+    "SimulatorConfig",
+    "SimulatorState",
+    "app_state",
+    "create_app",
+    "deal_webhook_fields",
+    "generate_deal",
+    "generate_deals",
+    "generate_lead",
+    "generate_leads",
+]

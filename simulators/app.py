@@ -10,7 +10,7 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from simulators import dealer_rest, dealer_soap, events, faults, zoho
+from simulators import dealer_rest, dealer_soap, events, faults, zoho, zoho_deals
 from simulators.config import SimulatorConfig
 from simulators.state import Clock, EarlyReply, SimulatorState
 
@@ -44,6 +44,8 @@ def create_app(config: SimulatorConfig | None = None, *, clock: Clock = time.mon
     for router in (
         zoho.router,
         zoho.control_router,
+        zoho_deals.router,
+        zoho_deals.control_router,
         dealer_rest.router,
         dealer_soap.router,
         events.router,

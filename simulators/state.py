@@ -20,6 +20,7 @@ from fastapi.responses import Response
 from standardwebhooks.webhooks import Webhook
 
 from simulators.config import SimulatorConfig
+from simulators.deals import generate_deal
 from simulators.leads import BRT, ZOHO_ORG_PREFIX, generate_lead, zoho_timestamp
 
 Clock = Callable[[], float]
@@ -43,6 +44,9 @@ class ZohoCounters:
     updates_without_trigger: int = 0
     webhooks_sent: int = 0
     faults_served: int = 0
+    deal_gets: int = 0
+    deal_updates: int = 0
+    deal_webhooks_sent: int = 0
 
 
 SEEDED_FIRST_SEQUENCE = 412001
@@ -50,16 +54,27 @@ SEEDED_FIRST_SEQUENCE = 412001
 
 @dataclass
 class ZohoState:
-    """Zoho CRM: leads, their update history, OAuth tokens."""
+    """Zoho CRM: leads and deals, their update (and stage) histories, OAuth tokens."""
 
     rng: random.Random
     leads: dict[str, dict[str, Any]] = field(default_factory=dict)
     updates: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # Deals draw from their own generator: creating deals does not change the leads a seed gives.
+    deal_rng: random.Random = field(default_factory=random.Random)
+    deals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    deal_updates: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    stage_history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     token_expiry: dict[str, float] = field(default_factory=dict)
     issued_at: dict[str, deque[float]] = field(default_factory=dict)
     counters: ZohoCounters = field(default_factory=ZohoCounters)
     # Time-based start: ids stay unique across restarts, as Zoho's do (workflow ids derive from them).
     next_sequence: int = field(default_factory=lambda: int(time.time() * 1000) % 10**12)
+
+    def new_record_id(self) -> str:
+        """The next 19-digit record id; leads and deals share the sequence, as Zoho ids are org-wide."""
+        record_id = f"{ZOHO_ORG_PREFIX}{self.next_sequence:012d}"
+        self.next_sequence += 1
+        return record_id
 
     def create_lead(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """Store a new generated lead.
@@ -70,12 +85,34 @@ class ZohoState:
         Returns:
             The stored lead.
         """
-        lead_id = f"{ZOHO_ORG_PREFIX}{self.next_sequence:012d}"
-        self.next_sequence += 1
-        lead = generate_lead(self.rng, lead_id=lead_id, overrides=overrides)
+        lead = generate_lead(self.rng, lead_id=self.new_record_id(), overrides=overrides)
         self.leads[lead["id"]] = lead
         self.updates.setdefault(lead["id"], [])
         return lead
+
+    def create_deal(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Store a new generated deal; its stage history starts with the stage it was created in.
+
+        Args:
+            overrides: Zoho fields to set on it, ``id`` included.
+
+        Returns:
+            The stored deal.
+        """
+        deal = generate_deal(self.deal_rng, deal_id=self.new_record_id(), overrides=overrides)
+        deal_id = str(deal["id"])
+        deal["id"] = deal_id
+        self.deals[deal_id] = deal
+        self.deal_updates[deal_id] = []
+        modified_by = deal.get("Modified_By")
+        self.stage_history[deal_id] = [
+            {
+                "stage": deal.get("Stage"),
+                "modified_time": deal.get("Modified_Time"),
+                "modified_by": modified_by.get("name") if isinstance(modified_by, dict) else modified_by,
+            }
+        ]
+        return deal
 
 
 @dataclass
@@ -203,8 +240,10 @@ class SimulatorState:
         self.reset()
 
     def reset(self) -> None:
-        """Forget every lead, token, fault, event and counter."""
-        self.zoho = ZohoState(rng=random.Random(self.config.seed))
+        """Forget every lead, deal, token, fault, event and counter."""
+        seed = self.config.seed
+        deal_seed = None if seed is None else f"deals-{seed}"
+        self.zoho = ZohoState(rng=random.Random(seed), deal_rng=random.Random(deal_seed))
         if self.config.seed is not None:
             self.zoho.next_sequence = SEEDED_FIRST_SEQUENCE  # a seeded run repeats its ids too
         self.dealers: dict[str, DealerState] = {}

@@ -1,4 +1,7 @@
-"""Zoho CRM stand-in: OAuth token refresh, Leads get/update, and the workflow-rule webhook sender."""
+"""Zoho CRM stand-in: OAuth token refresh, Leads get/update, and the workflow-rule webhook sender.
+
+Deals (their API, control routes and stage-change webhook) are in :mod:`simulators.zoho_deals`.
+"""
 
 from __future__ import annotations
 
@@ -124,47 +127,81 @@ async def get_lead(lead_id: str, state: StateDep) -> Response:
 @router.put("/crm/{version}/Leads/{lead_id}", dependencies=[Depends(zoho_api_guard)])
 async def update_lead(lead_id: str, request: Request, state: StateDep) -> JSONResponse:
     """Merge ``data[0]`` into the lead; an update without ``trigger`` is counted (it would loop)."""
+    payload, record = await read_update(request)
+    lead = state.zoho.leads.get(lead_id)
+    if lead is None:
+        return invalid_id(lead_id)
+    state.zoho.counters.lead_updates += 1
+    now = zoho_timestamp(datetime.now(BRT))
+    item = apply_update(state, lead, record, payload, now, state.zoho.updates)
+    return JSONResponse({"data": [item]})
+
+
+async def read_update(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The body of a record update and its one record.
+
+    Raises:
+        EarlyReply: With Zoho's 400 for a body that is not JSON or does not hold exactly one record.
+    """
     try:
         payload = json.loads(await request.body())
     except ValueError:
-        return zoho_error(400, "INVALID_DATA", "body is not valid JSON")
+        raise EarlyReply(zoho_error(400, "INVALID_DATA", "body is not valid JSON")) from None
     records = payload.get("data") if isinstance(payload, dict) else None
     if not (isinstance(records, list) and len(records) == 1 and isinstance(records[0], dict)):
-        return zoho_error(400, "MANDATORY_NOT_FOUND", "required field not found: data (one record)")
-    lead = state.zoho.leads.get(lead_id)
-    if lead is None:
-        item = {
-            "code": "INVALID_DATA",
-            "details": {"id": lead_id},
-            "message": "the id given seems to be invalid",
-        }
-        return JSONResponse({"data": [{**item, "status": "error"}]}, status_code=400)
-    return JSONResponse({"data": [_apply_update(state, lead, records[0], payload)]})
+        message = "required field not found: data (one record)"
+        raise EarlyReply(zoho_error(400, "MANDATORY_NOT_FOUND", message))
+    return payload, records[0]
 
 
-def _apply_update(
-    state: SimulatorState, lead: dict[str, Any], record: dict[str, Any], payload: dict[str, Any]
+def invalid_id(record_id: str) -> JSONResponse:
+    """Zoho's answer to an update of a record id it does not know."""
+    item = {
+        "code": "INVALID_DATA",
+        "details": {"id": record_id},
+        "message": "the id given seems to be invalid",
+    }
+    return JSONResponse({"data": [{**item, "status": "error"}]}, status_code=400)
+
+
+def apply_update(
+    state: SimulatorState,
+    stored: dict[str, Any],
+    record: dict[str, Any],
+    payload: dict[str, Any],
+    now: str,
+    updates: dict[str, list[dict[str, Any]]],
 ) -> dict[str, Any]:
-    zoho = state.zoho
+    """Merge an update into a stored record (lead or deal) as the integration user, and log it.
+
+    Args:
+        state: The app state; an update without ``trigger`` is counted (it would fire the rules again).
+        stored: The record to change.
+        record: The fields sent; read-only ones are ignored.
+        payload: The whole body (for ``trigger``).
+        now: The new ``Modified_Time``.
+        updates: The update log to append to, by record id.
+
+    Returns:
+        Zoho's per-record success item.
+    """
     trigger_sent = "trigger" in payload
-    zoho.counters.lead_updates += 1
     if not trigger_sent:
-        zoho.counters.updates_without_trigger += 1
+        state.zoho.counters.updates_without_trigger += 1
     fields = {key: value for key, value in record.items() if key not in READ_ONLY_FIELDS}
-    now = zoho_timestamp(datetime.now(BRT))
-    lead.update(fields)
-    lead["Modified_Time"] = now
-    lead["Modified_By"] = dict(MODIFIED_BY)
-    history = zoho.updates.setdefault(lead["id"], [])
+    stored.update(fields)
+    stored["Modified_Time"] = now
+    stored["Modified_By"] = dict(MODIFIED_BY)
+    history = updates.setdefault(stored["id"], [])
     history.append(
         {"at": now, "fields": fields, "trigger_sent": trigger_sent, "trigger": payload.get("trigger")}
     )
-    owner = lead.get("Owner") or MODIFIED_BY
+    owner = stored.get("Owner") or MODIFIED_BY
     details = {
         "Modified_Time": now,
         "Modified_By": dict(MODIFIED_BY),
-        "Created_Time": lead.get("Created_Time"),
-        "id": lead["id"],
+        "Created_Time": stored.get("Created_Time"),
+        "id": stored["id"],
         "Created_By": {"id": owner.get("id"), "name": owner.get("name")},
     }
     return {"code": "SUCCESS", "details": details, "message": "record updated", "status": "success"}
@@ -244,12 +281,42 @@ async def send_lead_webhook(
     Raises:
         EarlyReply: 422 if the JSON body would exceed Zoho's limit, 502 if the API cannot be reached.
     """
+    subject = f"lead {lead.get('id')}"
+    failure = {"lead_id": lead.get("id")}
+    response = await post_webhook(state, WEBHOOK_PATH, webhook_fields(lead), webhook_format, subject, failure)
+    state.zoho.counters.webhooks_sent += 1
+    return webhook_answer(response)
+
+
+async def post_webhook(
+    state: SimulatorState,
+    path: str,
+    fields: dict[str, str],
+    webhook_format: WebhookFormat,
+    subject: str,
+    failure: dict[str, Any],
+) -> httpx.Response:
+    """Post merge fields to the project's API with the secret header, as a Zoho webhook does.
+
+    Args:
+        state: The app state (configuration and HTTP client).
+        path: The webhook's path on the API.
+        fields: The merge fields.
+        webhook_format: ``form`` (url-encoded pairs) or ``json`` (raw body of at most 500 characters).
+        subject: The record, for the log (``lead <id>``).
+        failure: What to add to the 502 answer if the API cannot be reached (the record's id...).
+
+    Returns:
+        The API's answer, whatever its status.
+
+    Raises:
+        EarlyReply: 422 if the JSON body would exceed Zoho's limit, 502 if the API cannot be reached.
+    """
     config, http = state.config, state.http
     if http is None:
         raise RuntimeError("the simulator app's lifespan did not run: no HTTP client")
-    url = f"{config.api_url.rstrip('/')}{WEBHOOK_PATH}"
+    url = f"{config.api_url.rstrip('/')}{path}"
     headers = {config.zoho_webhook_secret_header: config.zoho_webhook_secret}
-    fields = webhook_fields(lead)
     if webhook_format == "json":
         body = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
         if len(body) > WEBHOOK_JSON_LIMIT:
@@ -260,13 +327,16 @@ async def send_lead_webhook(
     else:
         request = http.build_request("POST", url, data=fields, headers=headers)
     try:
-        response = await http.send(request)
+        return await http.send(request)
     except httpx.HTTPError as exc:
-        logger.warning("zoho webhook for lead %s failed: %s", lead.get("id"), type(exc).__name__)
+        logger.warning("zoho webhook for %s failed: %s", subject, type(exc).__name__)
         message = f"could not deliver the webhook to {url}: {type(exc).__name__}: {exc}"
-        failure = {"error": "webhook_failed", "message": message, "lead_id": lead.get("id")}
-        raise EarlyReply(JSONResponse(failure, status_code=502)) from exc
-    state.zoho.counters.webhooks_sent += 1
+        failed = {"error": "webhook_failed", "message": message, **failure}
+        raise EarlyReply(JSONResponse(failed, status_code=502)) from exc
+
+
+def webhook_answer(response: httpx.Response) -> dict[str, Any]:
+    """What the control API reports of a webhook delivery: ``{"status_code", "body"}`` of the answer."""
     return {"status_code": response.status_code, "body": _decoded(response)}
 
 

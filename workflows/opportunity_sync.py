@@ -22,6 +22,10 @@ with workflow.unsafe.imports_passed_through():
 DEAL_CHANGED = "deal_changed"
 STEP_TIMEOUT = timedelta(seconds=30)
 MAX_GATHER_WINDOWS = 10
+DROP_REASONS = {
+    "stale": "older than the current state: recorded in the stage history only",
+    "repeated": "repeated: this change was stored before",
+}
 # The central database may be down for a while: keep trying, never lose an acknowledged update.
 DATABASE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 ZOHO_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5), non_retryable_error_types=[DEAL_NOT_FOUND])
@@ -107,28 +111,40 @@ class OpportunitySyncWorkflow:
 
     async def _apply(self, change: DealChange) -> None:
         if change.modified_time and self._is_stale(change.modified_time):
-            self._drop(change, "stale or repeated")
+            # Too late for the current state, but the stage it reports still belongs in the history.
+            outcome = "stale"
+            if change.stage:
+                outcome = await self._store(
+                    DealFields(
+                        deal_id=change.deal_id,
+                        modified_time=change.modified_time,
+                        stage=change.stage,
+                        modified_by=change.modified_by,
+                    )
+                )
+            self._drop(change, DROP_REASONS.get(outcome, outcome))
             return
         deal = await self._current_deal(change)
         if deal is None:
             self._drop(change, "deal not found in Zoho")
             return
-        if self._is_stale(deal.modified_time):
-            self._drop(change, "stale or repeated")
+        outcome = await self._store(deal)
+        if outcome != "applied":
+            self._drop(change, DROP_REASONS[outcome])
             return
+        self._applied += 1
+        self._last_applied = deal.modified_time
+        if deal.stage:
+            workflow.upsert_search_attributes([DEAL_STAGE.value_set(deal.stage)])
+
+    async def _store(self, deal: DealFields) -> str:
         result = await workflow.execute_activity_method(
             OpportunityActivities.apply_deal_change,
             ApplyDealInput(deal=deal),
             start_to_close_timeout=STEP_TIMEOUT,
             retry_policy=DATABASE_RETRY,
         )
-        if result.outcome == "stale":  # the database already had it (e.g. an earlier run applied it)
-            self._drop(change, "database already newer")
-            return
-        self._applied += 1
-        self._last_applied = deal.modified_time
-        if deal.stage:
-            workflow.upsert_search_attributes([DEAL_STAGE.value_set(deal.stage)])
+        return result.outcome
 
     async def _current_deal(self, change: DealChange) -> DealFields | None:
         """The full deal from Zoho, with the webhook's own stage, time and author laid over it.

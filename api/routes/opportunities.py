@@ -15,7 +15,7 @@ from api.deps import ReadTokenDep, SessionsDep, SettingsDep, TemporalClientDep, 
 from api.routes.zoho import ERRORS, ZOHO_ID_PATTERN, validation_message
 from api.temporal import signal_with_start
 from core.constants import DEAL_ID, opportunity_workflow_id
-from db.opportunities import get_opportunity
+from db.opportunities import OpportunityView, get_opportunity
 from workflows.opportunity_sync import DEAL_CHANGED, DealChange, OpportunitySyncInput, OpportunitySyncWorkflow
 
 webhooks = APIRouter(prefix="/webhooks/zoho", tags=["zoho"], dependencies=[ZohoSecretDep])
@@ -88,34 +88,12 @@ async def receive_deal_update(
     return UpdateAccepted(status="accepted", workflow_id=workflow_id, deal_id=webhook.deal_id)
 
 
-class StageChangeOut(BaseModel):
-    from_stage: str | None
-    to_stage: str
-    changed_by: str | None
-    changed_at: datetime
-
-
-class OpportunityOut(BaseModel):
-    deal_id: str
-    deal_name: str | None
-    stage: str | None
-    amount: Decimal | None
-    closing_date: str | None
-    probability: int | None
-    account_name: str | None
-    contact_name: str | None
-    owner_name: str | None
-    modified_time: datetime
-    updated_at: datetime
-    stage_history: list[StageChangeOut]
-
-
-@reads.get("/{deal_id}", response_model=OpportunityOut, responses={404: {"description": "no such deal"}})
+@reads.get("/{deal_id}", response_model=OpportunityView, responses={404: {"description": "no such deal"}})
 async def read_opportunity(
     deal_id: str = Path(pattern=ZOHO_ID_PATTERN), *, sessions: SessionsDep
-) -> OpportunityOut:
+) -> OpportunityView:
     """Current state of the deal and every stage it went through."""
     deal = await get_opportunity(sessions, deal_id)
     if deal is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no opportunity {deal_id}")
-    return OpportunityOut.model_validate(deal, from_attributes=True)
+    return deal

@@ -25,9 +25,11 @@ async def test_newer_states_apply_and_older_ones_are_stale(
         0, "Qualification", deal_name="Frota 40 Onix", amount=Decimal("1250000.50"), modified_by="Ana"
     )
     assert await apply_change(sessions, first, now) == "applied"
-    assert await apply_change(sessions, first, now) == "stale"  # repeated
+    assert await apply_change(sessions, first, now) == "repeated"
     assert await apply_change(sessions, state(2, "Negotiation/Review", modified_by="Bruno"), now) == "applied"
-    assert await apply_change(sessions, state(1, "Needs Analysis"), now) == "stale"  # out of order, late
+    # Out of order and late: joins the stage history, leaves the current state alone.
+    assert await apply_change(sessions, state(1, "Needs Analysis", modified_by="Caio"), now) == "stale"
+    assert await apply_change(sessions, state(1, "Needs Analysis", modified_by="Caio"), now) == "repeated"
     assert (
         await apply_change(sessions, state(3, "Negotiation/Review", amount=Decimal("990000")), now)
         == "applied"
@@ -43,7 +45,8 @@ async def test_newer_states_apply_and_older_ones_are_stale(
     assert deal.modified_time == T0 + timedelta(minutes=3)
     assert [(c.from_stage, c.to_stage, c.changed_by) for c in deal.stage_history] == [
         (None, "Qualification", "Ana"),
-        ("Qualification", "Negotiation/Review", "Bruno"),
+        ("Qualification", "Needs Analysis", "Caio"),
+        ("Needs Analysis", "Negotiation/Review", "Bruno"),
     ]
-    assert deal.stage_history[1].changed_at == T0 + timedelta(minutes=2)
+    assert deal.stage_history[2].changed_at == T0 + timedelta(minutes=2)
     assert await get_opportunity(sessions, "1") is None

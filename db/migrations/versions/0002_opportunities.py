@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-24 07:34:16.663173
+Create Date: 2026-11-24 07:57:00.531805
 """
 
 from collections.abc import Sequence
@@ -37,8 +37,7 @@ def upgrade() -> None:
         "opportunity_stage_changes",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("deal_id", sa.String(length=64), nullable=False),
-        sa.Column("from_stage", sa.String(length=100), nullable=True),
-        sa.Column("to_stage", sa.String(length=100), nullable=False),
+        sa.Column("stage", sa.String(length=100), nullable=False),
         sa.Column("changed_by", sa.String(length=300), nullable=True),
         sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(

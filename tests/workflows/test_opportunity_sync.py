@@ -1,0 +1,224 @@
+"""Opportunity updates replicated in order and exactly once, on the real dev server and databases."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import make_url
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.testing import WorkflowEnvironment
+
+from core.constants import opportunity_workflow_id
+from tests.hub import Hub, running_hub
+from tests.support import TcpProxy, eventually
+
+BRT = timezone(timedelta(hours=-3))
+PIPELINE = [
+    "Qualification",
+    "Needs Analysis",
+    "Value Proposition",
+    "Id. Decision Makers",
+    "Perception Analysis",
+    "Proposal/Price Quote",
+    "Negotiation/Review",
+]
+T0 = datetime(2026, 11, 24, 9, 0, tzinfo=BRT)
+
+
+def change(deal_id: str, n: int, stage: str | None = None, **extra: Any) -> dict[str, Any]:
+    """The n-th update of a deal, n seconds after T0, as Zoho's merge fields."""
+    return {
+        "deal_id": deal_id,
+        "stage": stage or PIPELINE[n % len(PIPELINE)],
+        "modified_time": (T0 + timedelta(seconds=n)).isoformat(),
+        "modified_by": f"Vendedor {n}",
+        **extra,
+    }
+
+
+def expected_history(changes: list[dict[str, Any]]) -> list[tuple[str | None, str]]:
+    history: list[tuple[str | None, str]] = []
+    previous = None
+    for item in sorted(changes, key=lambda c: c["modified_time"]):
+        if item["stage"] != previous:
+            history.append((previous, item["stage"]))
+            previous = item["stage"]
+    return history
+
+
+def history_of(deal: dict[str, Any]) -> list[tuple[str | None, str]]:
+    return [(c["from_stage"], c["to_stage"]) for c in deal["stage_history"]]
+
+
+async def test_concurrent_out_of_order_updates_end_newest_without_gaps(hub: Hub) -> None:
+    deal_id = await hub.create_deal(Deal_Name="Frota 40 Onix - Locadora Sul")
+    changes = [change(deal_id, n) for n in range(20)]
+    shuffled = random.Random(7).sample(changes, len(changes))
+    responses = await asyncio.gather(
+        *(hub.post_deal_webhook(c, form=i % 2 == 0) for i, c in enumerate(shuffled))
+    )
+    assert {r.status_code for r in responses} == {202}
+
+    deal = await hub.wait_for_modified_time(deal_id, changes[-1]["modified_time"])
+    assert deal["stage"] == changes[-1]["stage"]
+    assert deal["deal_name"] == "Frota 40 Onix - Locadora Sul"  # fetched from Zoho
+    assert history_of(deal) == expected_history(changes)
+    assert [c["changed_by"] for c in deal["stage_history"]] == [f"Vendedor {n}" for n in range(20)]
+
+    # The same updates again (Zoho retrying its webhooks): dropped, nothing duplicated.
+    await asyncio.gather(*(hub.post_deal_webhook(c) for c in changes[:5]))
+
+    async def dropped() -> bool:
+        described = await hub.client.get_workflow_handle(opportunity_workflow_id(deal_id)).describe()
+        memo = await described.memo()
+        return int(memo.get("dropped", 0)) >= 5
+
+    await eventually(dropped)
+    again = await hub.opportunity(deal_id)
+    assert again is not None and history_of(again) == expected_history(changes)
+
+
+async def test_fifty_deals_interleaved(hub: Hub) -> None:
+    deal_ids = await asyncio.gather(*(hub.create_deal() for _ in range(50)))
+    stages = ["Needs Analysis", "Proposal/Price Quote", "Closed Won"]
+    updates = [change(d, n, stages[n]) for n in range(3) for d in deal_ids]
+    random.Random(3).shuffle(updates)
+    limit = asyncio.Semaphore(25)
+
+    async def send(update: dict[str, Any]) -> int:
+        async with limit:
+            return (await hub.post_deal_webhook(update)).status_code
+
+    assert set(await asyncio.gather(*(send(u) for u in updates))) == {202}
+    for deal_id in deal_ids:
+        deal = await hub.wait_for_modified_time(deal_id, change(deal_id, 2, "Closed Won")["modified_time"])
+        assert deal["stage"] == "Closed Won"
+        assert history_of(deal) == [(None, stages[0]), (stages[0], stages[1]), (stages[1], stages[2])]
+
+
+async def test_partial_webhook_fetches_the_deal(hub: Hub) -> None:
+    deal_id = await hub.create_deal(Deal_Name="Frota 12 S10")
+    response = await hub.http.post(
+        f"{hub.sims_url}/_control/zoho/deals/{deal_id}/stage",
+        json={"stage": "Negotiation/Review", "send_webhook": True, "partial": True},
+    )
+    assert response.json()["webhook"]["status_code"] == 202
+    zoho_deal = response.json()["deal"]
+    deal = await hub.wait_for_modified_time(deal_id, zoho_deal["Modified_Time"])
+    assert (deal["stage"], deal["deal_name"]) == ("Negotiation/Review", "Frota 12 S10")
+    assert deal["amount"] is not None
+
+
+async def test_locked_database_delays_but_loses_nothing(hub: Hub, sqlite_url: str) -> None:
+    import sqlite3
+
+    deal_id = await hub.create_deal()
+    path = make_url(sqlite_url).database
+    assert path is not None
+    lock = sqlite3.connect(Path(path), timeout=1, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")  # nobody else may read or write until we commit
+    try:
+        changes = [change(deal_id, n) for n in range(5)]
+        responses = await asyncio.gather(*(hub.post_deal_webhook(c) for c in changes))
+        assert {r.status_code for r in responses} == {202}  # durable in Temporal, not yet in the database
+        await asyncio.sleep(4)
+    finally:
+        lock.execute("COMMIT")
+        lock.close()
+    deal = await hub.wait_for_modified_time(deal_id, changes[-1]["modified_time"])
+    assert history_of(deal) == expected_history(changes)
+
+
+@pytest.fixture
+async def proxied_postgres(postgres_url: str) -> AsyncIterator[tuple[str, TcpProxy]]:
+    url = make_url(postgres_url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    await proxy.start()
+    yield url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False), proxy
+    await proxy.stop()
+
+
+@pytest.mark.postgres
+async def test_database_down_for_a_while_loses_nothing(
+    temporal_env: WorkflowEnvironment, proxied_postgres: tuple[str, TcpProxy], task_queue: str
+) -> None:
+    url, proxy = proxied_postgres
+    async with running_hub(temporal_env.client, url, task_queue) as hub:
+        deal_id = await hub.create_deal()
+        first = change(deal_id, 0)
+        await hub.post_deal_webhook(first)
+        await hub.wait_for_modified_time(deal_id, first["modified_time"])
+
+        await proxy.stop()  # the database goes away
+        changes = [change(deal_id, n) for n in range(1, 6)]
+        responses = await asyncio.gather(*(hub.post_deal_webhook(c) for c in changes))
+        assert {r.status_code for r in responses} == {202}
+        await asyncio.sleep(5)
+        await proxy.start()  # and comes back
+
+        deal = await hub.wait_for_modified_time(deal_id, changes[-1]["modified_time"], timeout=90)
+        assert history_of(deal) == expected_history([first, *changes])
+
+
+async def test_idle_workflow_closes_and_long_ones_continue_as_new(
+    temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str
+) -> None:
+    async with running_hub(
+        temporal_env.client,
+        sqlite_url,
+        task_queue,
+        opportunity_idle_close_seconds=3,
+        opportunity_changes_per_run=2,
+        opportunity_batch_window_seconds=0.2,
+    ) as hub:
+        deal_id = await hub.create_deal()
+        handle = hub.client.get_workflow_handle(opportunity_workflow_id(deal_id))
+        sent = []
+        for n in range(5):  # one at a time: each its own batch
+            sent.append(change(deal_id, n))
+            await hub.post_deal_webhook(sent[-1])
+            await hub.wait_for_modified_time(deal_id, sent[-1]["modified_time"])
+
+        async def closed() -> bool:
+            return (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+
+        await eventually(closed, timeout=30)
+        runs = await hub.count_workflows(f"WorkflowId = '{opportunity_workflow_id(deal_id)}'")
+        assert runs >= 3  # 5 updates, 2 per run: continued as new at least twice
+
+        # After the idle close, the next update starts a new run and is applied.
+        late = change(deal_id, 9, "Closed Won")
+        assert (await hub.post_deal_webhook(late)).status_code == 202
+        deal = await hub.wait_for_modified_time(deal_id, late["modified_time"])
+        assert history_of(deal) == expected_history([*sent, late])
+
+
+@pytest.mark.parametrize(
+    ("fields", "status", "message"),
+    [
+        ({"stage": "Qualification"}, 422, "deal_id: Field required"),
+        ({"deal_id": "x1"}, 422, "deal_id: String should match pattern"),
+        ({"deal_id": "1", "modified_time": "2026-11-24T09:00:00"}, 422, "modified_time"),
+        ({"deal_id": "1", "amount": "muito"}, 422, "amount"),
+    ],
+)
+async def test_bad_deal_webhooks_are_refused(
+    hub: Hub, fields: dict[str, Any], status: int, message: str
+) -> None:
+    response = await hub.post_deal_webhook(fields)
+    assert response.status_code == status
+    assert message in response.json()["detail"]
+
+
+async def test_deal_webhook_needs_secret_and_size_limit(hub: Hub) -> None:
+    url = f"{hub.api_url}/webhooks/zoho/opportunities"
+    assert (await hub.http.post(url, data={"deal_id": "1"})).status_code == 401
+    big = {"deal_id": "1", "note": "x" * (hub.settings.webhook_max_body_bytes + 1)}
+    headers = {hub.settings.zoho_webhook_secret_header: "test-webhook-secret"}
+    assert (await hub.http.post(url, json=big, headers=headers)).status_code == 413
