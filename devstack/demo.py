@@ -121,6 +121,8 @@ async def _follow(http: httpx.AsyncClient, client: Client, api_url: str, lead: D
             body = response.json()
             lead.status, lead.dealer_id = body["status"], body.get("dealer_id") or ""
             if lead.status in FINAL:
+                # The Zoho write-back and the event follow the final status: wait for them too.
+                await client.get_workflow_handle(lead_workflow_id(lead.lead_id)).result()
                 return
             if not assigned and (body.get("detail") or "").startswith("awaiting assign_dealer"):
                 # What a support person does in the Temporal UI or CLI: decide the dealer.
