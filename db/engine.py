@@ -13,24 +13,22 @@ from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
+def _with_driver(url: str, sqlite_driver: str) -> str:
+    # PostgreSQL always goes through psycopg 3, which serves both sync and async engines.
+    parsed = make_url(url)
+    drivers = {"sqlite": sqlite_driver, "postgresql": "postgresql+psycopg"}
+    driver = drivers.get(parsed.get_backend_name())
+    return parsed.set(drivername=driver).render_as_string(hide_password=False) if driver else url
+
+
 def async_url(url: str) -> str:
     """The async-driver form of a database URL (aiosqlite for SQLite, psycopg 3 for PostgreSQL)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        return parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
-    if parsed.get_backend_name() == "postgresql":
-        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    return url
+    return _with_driver(url, "sqlite+aiosqlite")
 
 
 def sync_url(url: str) -> str:
     """The sync-driver form of a database URL (used by migrations)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        return parsed.set(drivername="sqlite").render_as_string(hide_password=False)
-    if parsed.get_backend_name() == "postgresql":
-        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    return url
+    return _with_driver(url, "sqlite")
 
 
 def ensure_sqlite_dir(url: str) -> None:
