@@ -6,6 +6,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -55,6 +56,7 @@ class Settings(BaseSettings):
     dealer_http_timeout_seconds: float = Field(default=10.0, gt=0)
 
     # Lead distribution
+    business_timezone: str = "America/Sao_Paulo"  # dealers' daily capacity counts in this day
     assign_dealer_deadline_seconds: int = Field(default=24 * 3600, gt=0)
     dealer_delivery_attempt_timeout_seconds: int = Field(default=30, gt=0)
     dealer_delivery_retry_window_seconds: int = Field(default=6 * 3600, gt=0)
@@ -81,6 +83,15 @@ class Settings(BaseSettings):
             if value.lstrip().startswith("["):
                 return json.loads(value)
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("business_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"unknown time zone {value!r}") from error
         return value
 
     @model_validator(mode="after")

@@ -48,3 +48,8 @@ def test_subscribers_accept_comma_list_and_json(monkeypatch: pytest.MonkeyPatch)
     assert Settings().event_subscribers == ["https://a.example/hook", "https://b.example/hook"]
     monkeypatch.setenv("HUB_EVENT_SUBSCRIBERS", '["https://c.example/hook"]')
     assert Settings().event_subscribers == ["https://c.example/hook"]
+
+
+def test_unknown_business_timezone_is_refused() -> None:
+    with pytest.raises(ValidationError, match="unknown time zone"):
+        Settings(business_timezone="America/Atlantis")

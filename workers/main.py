@@ -51,6 +51,7 @@ async def worker_activities(settings: Settings) -> AsyncIterator[WorkerActivitie
                 dealer_crms={"rest": RestDealerCrm(http, api_keys), "soap": soap},
                 publisher=EventPublisher(http, settings.event_signing_secret.get_secret_value()),
                 subscribers=list(settings.event_subscribers),
+                business_timezone=settings.business_timezone,
             ),
             opportunities=OpportunityActivities(sessions, zoho),
         )
