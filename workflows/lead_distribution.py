@@ -224,10 +224,9 @@ class LeadDistributionWorkflow:
         if remaining <= timedelta(0):
             return None
         self._awaiting_assignment = True
-        tried = ", ".join(f"{a.dealer_id}: {a.outcome}" for a in self._attempts) or "no dealer matched"
         await self._set_status(
             LeadStatus.RECEIVED,
-            detail=f"awaiting assign_dealer until {deadline.isoformat()} ({tried})",
+            detail=f"awaiting assign_dealer until {deadline.isoformat()} ({self._attempts_summary()})",
             search_status=AWAITING_ASSIGNMENT,
         )
         try:
@@ -242,8 +241,7 @@ class LeadDistributionWorkflow:
         # "failed": a dealer was chosen but could not be reached; "unrouted": nobody would take it.
         unreachable = bool(self._attempts) and self._attempts[-1].outcome == "unavailable"
         status = LeadStatus.FAILED if unreachable else LeadStatus.UNROUTED
-        tried = ", ".join(f"{a.dealer_id}: {a.outcome}" for a in self._attempts) or "no dealer matched"
-        await self._set_status(status, detail=f"assignment deadline passed ({tried})")
+        await self._set_status(status, detail=f"assignment deadline passed ({self._attempts_summary()})")
         await self._feed_back_to_zoho({"Status_Distribuicao": status.value})
         return self._result()
 
@@ -316,6 +314,9 @@ class LeadDistributionWorkflow:
             start_to_close_timeout=LOCAL_STEP_TIMEOUT,
             retry_policy=DATABASE_RETRY,
         )
+
+    def _attempts_summary(self) -> str:
+        return ", ".join(f"{a.dealer_id}: {a.outcome}" for a in self._attempts) or "no dealer matched"
 
     def _result(self, dealer_lead_id: str | None = None) -> LeadDistributionResult:
         return LeadDistributionResult(
