@@ -114,14 +114,18 @@ async def zoho_api_guard(version: str, request: Request, state: StateDep) -> Non
         raise EarlyReply(zoho_error(401, "INVALID_TOKEN", "invalid oauth token"))
 
 
+def record_response(record: dict[str, Any] | None) -> Response:
+    """A record as Zoho's GET answers it: ``{"data": [record]}``, or 204 with no body when unknown."""
+    if record is None:
+        return Response(status_code=204)
+    return JSONResponse({"data": [record]})
+
+
 @router.get("/crm/{version}/Leads/{lead_id}", dependencies=[Depends(zoho_api_guard)])
 async def get_lead(lead_id: str, state: StateDep) -> Response:
     """One lead as ``{"data": [lead]}``; 204 with no body for an unknown id, as Zoho does."""
     state.zoho.counters.lead_gets += 1
-    lead = state.zoho.leads.get(lead_id)
-    if lead is None:
-        return Response(status_code=204)
-    return JSONResponse({"data": [lead]})
+    return record_response(state.zoho.leads.get(lead_id))
 
 
 @router.put("/crm/{version}/Leads/{lead_id}", dependencies=[Depends(zoho_api_guard)])

@@ -26,6 +26,7 @@ from simulators.zoho import (
     invalid_id,
     post_webhook,
     read_update,
+    record_response,
     webhook_answer,
     zoho_api_guard,
 )
@@ -41,10 +42,7 @@ control_router = APIRouter(prefix="/_control/zoho", tags=["control"])
 async def get_deal(deal_id: str, state: StateDep) -> Response:
     """One deal as ``{"data": [deal]}``; 204 with no body for an unknown id, as Zoho does."""
     state.zoho.counters.deal_gets += 1
-    deal = state.zoho.deals.get(deal_id)
-    if deal is None:
-        return Response(status_code=204)
-    return JSONResponse({"data": [deal]})
+    return record_response(state.zoho.deals.get(deal_id))
 
 
 @router.put("/crm/{version}/Deals/{deal_id}", dependencies=[Depends(zoho_api_guard)])
