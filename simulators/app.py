@@ -1,4 +1,4 @@
-"""The simulators app: Zoho CRM, dealer CRMs (REST and SOAP), the outbound-event receiver, the control API."""
+"""The simulators app: Zoho CRM, VTEX, dealer CRMs (REST, SOAP), the outbound-event receiver, control API."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from simulators import dealer_rest, dealer_soap, events, faults, zoho, zoho_deals
+from simulators import dealer_rest, dealer_soap, events, faults, vtex, zoho, zoho_deals
 from simulators.config import SimulatorConfig
 from simulators.state import Clock, EarlyReply, SimulatorState
 
@@ -20,7 +20,8 @@ def create_app(config: SimulatorConfig | None = None, *, clock: Clock = time.mon
 
     Args:
         config: Addresses and credentials; defaults match the hub's local settings.
-        clock: Monotonic seconds, for token expiry and the token rate window; tests pass a fake one.
+        clock: Monotonic seconds, for token expiry, the token rate window, VTEX feed visibility and OMS
+            request times; tests pass a fake one.
 
     Returns:
         The app. Its state is reachable with :func:`simulators.state.app_state`.
@@ -30,7 +31,8 @@ def create_app(config: SimulatorConfig | None = None, *, clock: Clock = time.mon
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        # The simulator posts webhooks straight to the project's API: no proxies from the environment.
+        # The simulator posts webhooks (and VTEX hook pings) straight to the project's API: no proxies
+        # from the environment.
         async with httpx.AsyncClient(timeout=config.webhook_timeout_seconds, trust_env=False) as http:
             state.http = http
             try:
@@ -46,6 +48,8 @@ def create_app(config: SimulatorConfig | None = None, *, clock: Clock = time.mon
         zoho.control_router,
         zoho_deals.router,
         zoho_deals.control_router,
+        vtex.router,
+        vtex.control_router,
         dealer_rest.router,
         dealer_soap.router,
         events.router,

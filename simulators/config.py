@@ -27,5 +27,11 @@ class SimulatorConfig(BaseSettings):
     zoho_refresh_token: str = Field(default=LOCAL_PLACEHOLDER, repr=False)
     event_signing_secret: str = Field(default=LOCAL_EVENT_SIGNING_SECRET, repr=False)
     token_lifetime_seconds: int = Field(default=3600, gt=0)
+    vtex_account: str = "localstore"
+    vtex_app_key: str = "vtexappkey-localstore-LOCAL"
+    vtex_app_token: str = Field(default=LOCAL_PLACEHOLDER, repr=False)
+    vtex_hook_secret: str = Field(default=LOCAL_PLACEHOLDER, repr=False)
+    vtex_hook_secret_header: str = "X-VTEX-Hook-Secret"
+    vtex_feed_visibility_timeout_seconds: float = Field(default=60.0, gt=0)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
     seed: int | None = None

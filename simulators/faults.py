@@ -17,10 +17,12 @@ from simulators.state import (
     FaultPlan,
     SimulatorState,
     StateDep,
+    VtexCounters,
     ZohoCounters,
 )
 
 ZOHO_TARGET = "zoho"
+VTEX_TARGET = "vtex"
 
 
 class Fault(StrEnum):
@@ -38,7 +40,7 @@ async def take_fault(state: SimulatorState, target: str) -> tuple[Fault, int]:
 
     Args:
         state: The app state.
-        target: ``zoho`` or a dealer id.
+        target: ``zoho``, ``vtex`` or a dealer id.
 
     Returns:
         The fault to serve and the ``Retry-After`` seconds that go with a 429.
@@ -68,7 +70,7 @@ def rejects_leads(state: SimulatorState, target: str) -> bool:
 class FaultSpec(BaseModel):
     """Failures to inject for one target; replaces what was set for it before."""
 
-    target: str = Field(min_length=1, description='"zoho" or a dealer id')
+    target: str = Field(min_length=1, description='"zoho", "vtex" or a dealer id')
     latency_ms: int = Field(default=0, ge=0, le=60_000)
     error_5xx_count: int = Field(default=0, ge=0)
     rate_limit_count: int = Field(default=0, ge=0)
@@ -80,6 +82,7 @@ class CountersOut(BaseModel):
     """Everything counted since the last reset."""
 
     zoho: ZohoCounters
+    vtex: VtexCounters
     dealers: dict[str, DealerCounters]
     events: dict[str, EventCounters]
 
@@ -123,9 +126,10 @@ async def clear_target_faults(target: str, state: StateDep) -> dict[str, Any]:
 
 @router.get("/counters", response_model=CountersOut)
 async def counters(state: StateDep) -> CountersOut:
-    """Every counter: Zoho, each dealer, each event subscriber."""
+    """Every counter: Zoho, VTEX, each dealer, each event subscriber."""
     return CountersOut(
         zoho=state.zoho.counters,
+        vtex=state.vtex.counters,
         dealers={dealer_id: dealer.counters for dealer_id, dealer in state.dealers.items()},
         events={name: subscriber.counters for name, subscriber in state.subscribers.items()},
     )
@@ -145,6 +149,6 @@ async def dealer_leads(dealer_id: str, state: StateDep) -> dict[str, Any]:
 
 @router.post("/reset")
 async def reset(state: StateDep) -> dict[str, str]:
-    """Forget everything: leads, tokens, faults, events, counters."""
+    """Forget everything: leads, deals, orders, tokens, faults, events, the VTEX hook config, counters."""
     state.reset()
     return {"status": "reset"}

@@ -100,7 +100,7 @@ def generate_lead(
         "id": lead_id or f"{ZOHO_ORG_PREFIX}{rng.randrange(10**11, 10**12)}",
         "First_Name": first,
         "Last_Name": last,
-        "Email": f"{_ascii(first)}.{_ascii(last)}{rng.randint(1, 99)}@{rng.choice(EMAIL_DOMAINS)}",
+        "Email": f"{ascii_lower(first)}.{ascii_lower(last)}{rng.randint(1, 99)}@{rng.choice(EMAIL_DOMAINS)}",
         "Phone": f"+55 {city.ddd} 3{rng.randint(0, 999):03d}-{rng.randint(0, 9999):04d}",
         "Mobile": f"+55 {city.ddd} 9{rng.randint(6000, 9999)}-{rng.randint(0, 9999):04d}",
         # Zoho makes Company mandatory on Leads; retail buyers get the usual placeholder.
@@ -134,6 +134,7 @@ def generate_leads(count: int, seed: int = 0, *, now: datetime | None = None) ->
     return [generate_lead(rng, now=now) for _ in range(count)]
 
 
-def _ascii(text: str) -> str:
+def ascii_lower(text: str) -> str:
+    """Text without accents, in lower case, for made-up email addresses."""
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(char for char in decomposed if not unicodedata.combining(char)).lower()

@@ -22,6 +22,7 @@ from standardwebhooks.webhooks import Webhook
 from simulators.config import SimulatorConfig
 from simulators.deals import generate_deal
 from simulators.leads import BRT, ZOHO_ORG_PREFIX, generate_lead, zoho_timestamp
+from simulators.vtex_orders import generate_order
 
 Clock = Callable[[], float]
 
@@ -186,7 +187,7 @@ class DealerState:
 
 @dataclass
 class FaultPlan:
-    """Failures to inject for one target (``zoho`` or a dealer id)."""
+    """Failures to inject for one target (``zoho``, ``vtex`` or a dealer id)."""
 
     latency_ms: int = 0
     error_5xx_remaining: int = 0
@@ -223,6 +224,112 @@ class SubscriberState:
     counters: EventCounters = field(default_factory=EventCounters)
 
 
+@dataclass
+class VtexCounters:
+    """What the project did to VTEX, and what VTEX sent it; API requests count whatever their answer."""
+
+    oms_gets: int = 0
+    feed_reads: int = 0
+    feed_commits: int = 0
+    hook_config_saves: int = 0
+    pings_sent: int = 0
+    hooks_sent: int = 0
+    faults_served: int = 0
+
+
+@dataclass
+class FeedItem:
+    """One Feed v3 item: an order's state change, waiting to be read and committed."""
+
+    event_id: str
+    handle: str
+    domain: str
+    state: str
+    last_state: str
+    order_id: str
+    last_change: str
+    current_change: str
+    committed: bool = False
+    invisible_until: float = float("-inf")
+    reads: int = 0
+
+    def visible(self, now: float) -> bool:
+        """Whether a feed read at ``now`` (monotonic seconds) may return the item."""
+        return not self.committed and now >= self.invisible_until
+
+    def as_feed(self) -> dict[str, str]:
+        """The item as ``GET /api/orders/feed`` lists it."""
+        return {
+            "eventId": self.event_id,
+            "handle": self.handle,
+            "domain": self.domain,
+            "state": self.state,
+            "lastState": self.last_state,
+            "orderId": self.order_id,
+            "lastChange": self.last_change,
+            "currentChange": self.current_change,
+        }
+
+
+VTEX_SEEDED_FIRST_SEQUENCE = 1480570412001
+
+
+@dataclass
+class VtexState:
+    """VTEX: OMS orders, the hooks built for them, Feed v3, the Orders hook configuration."""
+
+    rng: random.Random
+    # Feed handles draw from their own generator: reading the feed does not change the orders a seed gives.
+    feed_rng: random.Random = field(default_factory=random.Random)
+    orders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    hooks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    request_times: dict[str, list[float]] = field(default_factory=dict)
+    feed: list[FeedItem] = field(default_factory=list)
+    feed_by_handle: dict[str, FeedItem] = field(default_factory=dict)
+    hook_config: dict[str, Any] | None = None
+    hook_saved_at: str | None = None
+    counters: VtexCounters = field(default_factory=VtexCounters)
+    # Time-based start, as for Zoho ids: order ids stay unique across restarts.
+    next_sequence: int = field(default_factory=lambda: time.time_ns() // 10**6 % 10**13)
+
+    def create_order(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Store a new generated order in status ``order-created``.
+
+        Args:
+            overrides: Fields to merge into the generated document, ``orderId`` included.
+
+        Returns:
+            The stored order.
+        """
+        sequence = self.next_sequence
+        self.next_sequence += 1
+        order = generate_order(
+            self.rng, order_id=f"{sequence:013d}-01", sequence=f"{sequence % 10**7:07d}", overrides=overrides
+        )
+        order_id = str(order["orderId"])
+        order["orderId"] = order_id
+        self.orders[order_id] = order
+        self.hooks[order_id] = []
+        return order
+
+    def add_feed_item(self, hook: dict[str, Any]) -> FeedItem:
+        """Append an order's state change to the feed, built from the hook payload of the same change."""
+        item = FeedItem(
+            event_id=f"{self.feed_rng.getrandbits(128):032X}",
+            # Opaque like VTEX's (an SQS receipt handle): only good for committing.
+            handle=f"{self.feed_rng.getrandbits(256):064x}",
+            domain=str(hook["Domain"]),
+            state=str(hook["State"]),
+            last_state=str(hook["LastState"]),
+            order_id=str(hook["OrderId"]),
+            last_change=str(hook["LastChange"]),
+            current_change=str(hook["CurrentChange"]),
+        )
+        self.feed.append(item)
+        self.feed_by_handle[item.handle] = item
+        return item
+
+
 class SimulatorState:
     """All state of one simulator app.
 
@@ -240,12 +347,18 @@ class SimulatorState:
         self.reset()
 
     def reset(self) -> None:
-        """Forget every lead, deal, token, fault, event and counter."""
+        """Forget every lead, deal, order, token, fault, event, hook config and counter."""
         seed = self.config.seed
         deal_seed = None if seed is None else f"deals-{seed}"
         self.zoho = ZohoState(rng=random.Random(seed), deal_rng=random.Random(deal_seed))
         if self.config.seed is not None:
             self.zoho.next_sequence = SEEDED_FIRST_SEQUENCE  # a seeded run repeats its ids too
+        self.vtex = VtexState(
+            rng=random.Random(None if seed is None else f"vtex-{seed}"),
+            feed_rng=random.Random(None if seed is None else f"vtex-feed-{seed}"),
+        )
+        if seed is not None:
+            self.vtex.next_sequence = VTEX_SEEDED_FIRST_SEQUENCE
         self.dealers: dict[str, DealerState] = {}
         self.faults: dict[str, FaultPlan] = {}
         self.subscribers: dict[str, SubscriberState] = {}

@@ -22,6 +22,11 @@ ZOHO_CREDENTIALS = {
     "refresh_token": "test-refresh-token",
 }
 EVENT_SECRET = "whsec_dGVzdC1ldmVudC1zaWduaW5nLXNlY3JldA=="
+VTEX_HEADERS = {
+    "X-VTEX-API-AppKey": "vtexappkey-teststore-TEST",
+    "X-VTEX-API-AppToken": "test-vtex-app-token",
+}
+VTEX_HOOK_SECRET = "test-vtex-hook-secret"
 
 
 class FakeClock:
@@ -47,6 +52,10 @@ def make_config(**overrides: object) -> SimulatorConfig:
         "zoho_client_secret": ZOHO_CREDENTIALS["client_secret"],
         "zoho_refresh_token": ZOHO_CREDENTIALS["refresh_token"],
         "event_signing_secret": EVENT_SECRET,
+        "vtex_account": "teststore",
+        "vtex_app_key": VTEX_HEADERS["X-VTEX-API-AppKey"],
+        "vtex_app_token": VTEX_HEADERS["X-VTEX-API-AppToken"],
+        "vtex_hook_secret": VTEX_HOOK_SECRET,
         "seed": 7,
     }
     values.update(overrides)
