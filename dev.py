@@ -49,7 +49,7 @@ def run(command: list[str]) -> None:
 
 
 def test(pytest_args: list[str]) -> None:
-    ensure_installed("dev")
+    ensure_installed("dev,emulator")
     run([str(BIN / "ruff"), "check", "."])
     run([str(BIN / "ruff"), "format", "--check", "."])
     run([str(BIN / "mypy")])
@@ -57,7 +57,7 @@ def test(pytest_args: list[str]) -> None:
 
 
 def up(args: list[str]) -> None:
-    ensure_installed("")
+    ensure_installed("emulator")
     os.execv(str(PYTHON), [str(PYTHON), "-m", "devstack", "up", *args])
 
 

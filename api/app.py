@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from temporalio.client import Client
 
 from api.metrics import ACK_SECONDS, WEBHOOKS
-from api.routes import health, leads, opportunities, zoho
+from api.routes import health, leads, opportunities, vtex, zoho
 from core.settings import Settings, get_settings
 from db.engine import create_engine, session_factory
 
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(leads.router)
     app.include_router(opportunities.webhooks)
     app.include_router(opportunities.reads)
+    app.include_router(vtex.router)
     app.include_router(health.router)
     app.add_route("/metrics", metrics, include_in_schema=False)
 

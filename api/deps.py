@@ -32,7 +32,8 @@ TemporalClientDep = Annotated[Client, Depends(get_temporal)]
 SessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessions)]
 
 
-def _check_secret(expected: str, presented: str | None, header: str) -> None:
+def check_secret(expected: str, presented: str | None, header: str) -> None:
+    """Distinct answers: not configured (503), header missing (401), wrong secret (401)."""
     if not expected:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "webhook secret is not configured")
     if presented is None:
@@ -44,14 +45,14 @@ def _check_secret(expected: str, presented: str | None, header: str) -> None:
 def verify_zoho_secret(request: Request, settings: SettingsDep) -> None:
     """Zoho webhooks carry our shared secret in a static custom header."""
     header = settings.zoho_webhook_secret_header
-    _check_secret(settings.zoho_webhook_secret.get_secret_value(), request.headers.get(header), header)
+    check_secret(settings.zoho_webhook_secret.get_secret_value(), request.headers.get(header), header)
 
 
 def verify_read_token(request: Request, settings: SettingsDep) -> None:
     """The internal read API takes ``Authorization: Bearer <token>``."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     presented = token if scheme.lower() == "bearer" and token else None
-    _check_secret(settings.read_api_token.get_secret_value(), presented, "Authorization")
+    check_secret(settings.read_api_token.get_secret_value(), presented, "Authorization")
 
 
 ZohoSecretDep = Depends(verify_zoho_secret)

@@ -8,6 +8,8 @@ from temporalio.common import SearchAttributeKey
 
 LEADS_TASK_QUEUE = "leads"
 OPPORTUNITIES_TASK_QUEUE = "opportunities"
+VTEX_ORDERS_TASK_QUEUE = "vtex-orders"
+VTEX_API_TASK_QUEUE = "vtex-api"
 
 # Search attributes support staff filter on in the Temporal Web UI. Never put PII here.
 LEAD_ID = SearchAttributeKey.for_keyword("LeadId")
@@ -17,12 +19,17 @@ LEAD_STATUS = SearchAttributeKey.for_keyword("LeadStatus")
 DEAL_ID = SearchAttributeKey.for_keyword("DealId")
 DEAL_STAGE = SearchAttributeKey.for_keyword("DealStage")
 
+ORDER_ID = SearchAttributeKey.for_keyword("OrderId")
+ORDER_STATE = SearchAttributeKey.for_keyword("OrderState")
+
 SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[str], ...] = (
     LEAD_ID,
     DEALER_ID,
     LEAD_STATUS,
     DEAL_ID,
     DEAL_STAGE,
+    ORDER_ID,
+    ORDER_STATE,
 )
 
 
@@ -44,6 +51,11 @@ def lead_workflow_id(lead_id: str) -> str:
 def opportunity_workflow_id(deal_id: str) -> str:
     """Workflow id of a deal: every update of one deal goes through this one workflow, in order."""
     return f"opportunity-{deal_id}"
+
+
+def vtex_order_workflow_id(order_id: str) -> str:
+    """Workflow id of a VTEX order: every hook of one order goes through this one workflow, in order."""
+    return f"vtex-order-{order_id}"
 
 
 LEAD_EVENT_REQUESTED = "LeadDistribuicaoSolicitada"

@@ -11,7 +11,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from core.constants import LEADS_TASK_QUEUE, OPPORTUNITIES_TASK_QUEUE
+from core.constants import (
+    LEADS_TASK_QUEUE,
+    OPPORTUNITIES_TASK_QUEUE,
+    VTEX_API_TASK_QUEUE,
+    VTEX_ORDERS_TASK_QUEUE,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_PLACEHOLDER = "local-dev-only-change-me"
@@ -31,6 +36,8 @@ class Settings(BaseSettings):
     temporal_rpc_timeout_seconds: float = Field(default=3.0, gt=0)
     leads_task_queue: str = LEADS_TASK_QUEUE
     opportunities_task_queue: str = OPPORTUNITIES_TASK_QUEUE
+    vtex_orders_task_queue: str = VTEX_ORDERS_TASK_QUEUE
+    vtex_api_task_queue: str = VTEX_API_TASK_QUEUE  # every VTEX call, rate-limited across all workers
 
     # Portal / central database (SQLAlchemy URL, sync driver form)
     database_url: str = ""
@@ -65,6 +72,32 @@ class Settings(BaseSettings):
     opportunity_idle_close_seconds: int = Field(default=3600, gt=0)  # a deal's workflow ends after this quiet
     opportunity_batch_window_seconds: float = Field(default=2.0, ge=0)  # gathers out-of-order updates
     opportunity_changes_per_run: int = Field(default=500, gt=0)  # then continue-as-new (history stays small)
+
+    # VTEX (production base URL: https://<account>.vtexcommercestable.com.br)
+    vtex_account: str = "localstore"
+    vtex_api_base_url: str = "http://127.0.0.1:8100/vtex"
+    vtex_app_key: str = "vtexappkey-localstore-LOCAL"
+    vtex_app_token: SecretStr = SecretStr(LOCAL_PLACEHOLDER)
+    vtex_http_timeout_seconds: float = Field(default=10.0, gt=0)
+    vtex_requests_per_second: float = Field(default=50.0, gt=0)  # VTEX allows about 100/s for OMS
+    vtex_hook_secret: SecretStr = SecretStr(LOCAL_PLACEHOLDER)
+    vtex_hook_secret_header: str = "X-VTEX-Hook-Secret"
+    vtex_hook_origin_key: str = ""  # when set, a hook's Origin.Key must equal it
+    vtex_hook_url: str = "http://127.0.0.1:8000/webhooks/vtex/orders"  # what the hook config tells VTEX
+    vtex_hook_reassert_interval_seconds: int = Field(default=12 * 3600, gt=0)  # VTEX drops idle hooks (3 d)
+    vtex_reconcile_interval_seconds: int = Field(default=300, gt=0)  # Feed v3 catches missed hooks
+    vtex_order_idle_close_seconds: int = Field(default=7 * 24 * 3600, gt=0)  # then the order workflow ends
+    vtex_order_batch_window_seconds: float = Field(default=1.0, ge=0)  # gathers out-of-order hooks
+    vtex_order_final_linger_seconds: float = Field(default=300.0, ge=0)  # late hooks after invoiced/canceled
+    vtex_order_events_per_run: int = Field(default=200, gt=0)  # then continue-as-new
+
+    # Warehouse (BigQuery). An endpoint means a local emulator; empty means Google's BigQuery API.
+    bigquery_project: str = "local-proj"
+    bigquery_location: str = "US"
+    bigquery_endpoint: str = "http://127.0.0.1:9050"
+    bigquery_credentials_file: str = ""  # service-account JSON; empty uses application default credentials
+    bigquery_dataset_prefix: str = ""  # "<prefix>bronze", "<prefix>silver", "<prefix>gold"
+    bigquery_timeout_seconds: float = Field(default=30.0, gt=0)
 
     # Outbound events (Standard Webhooks)
     event_subscribers: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -106,6 +139,8 @@ class Settings(BaseSettings):
                     ("zoho_client_secret", self.zoho_client_secret),
                     ("zoho_refresh_token", self.zoho_refresh_token),
                     ("read_api_token", self.read_api_token),
+                    ("vtex_app_token", self.vtex_app_token),
+                    ("vtex_hook_secret", self.vtex_hook_secret),
                 )
                 if value.get_secret_value() == LOCAL_PLACEHOLDER
             ]

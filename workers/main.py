@@ -17,13 +17,21 @@ from temporalio.worker import Worker
 
 from activities.leads import LeadActivities
 from activities.opportunities import OpportunityActivities
+from activities.vtex import VtexOrderActivities
+from activities.vtex_feed import VtexFeedActivities
 from clients.dealer_crm import RestDealerCrm, SoapDealerCrm
 from clients.subscribers import EventPublisher
+from clients.vtex import VtexClient
 from clients.zoho import ZohoClient
 from core.settings import Settings, get_settings
 from db.engine import create_engine, session_factory
+from warehouse import Warehouse
+from workers.schedules import ensure_schedules
 from workflows.lead_distribution import LeadDistributionWorkflow
 from workflows.opportunity_sync import OpportunitySyncWorkflow
+from workflows.vtex_feed_reconcile import VtexFeedReconcileWorkflow
+from workflows.vtex_hook_config import VtexHookConfigWorkflow
+from workflows.vtex_order import VtexOrderWorkflow
 
 log = logging.getLogger("workers")
 
@@ -32,6 +40,8 @@ log = logging.getLogger("workers")
 class WorkerActivities:
     leads: LeadActivities
     opportunities: OpportunityActivities
+    vtex_orders: VtexOrderActivities
+    vtex_feed: VtexFeedActivities
 
 
 @asynccontextmanager
@@ -43,6 +53,8 @@ async def worker_activities(settings: Settings) -> AsyncIterator[WorkerActivitie
     soap = SoapDealerCrm(settings.dealer_http_timeout_seconds, api_keys)
     sessions = session_factory(engine)
     zoho = ZohoClient(http, settings, sessions)
+    vtex = VtexClient(http, settings)
+    warehouse = Warehouse.from_settings(settings)
     try:
         yield WorkerActivities(
             leads=LeadActivities(
@@ -54,17 +66,22 @@ async def worker_activities(settings: Settings) -> AsyncIterator[WorkerActivitie
                 business_timezone=settings.business_timezone,
             ),
             opportunities=OpportunityActivities(sessions, zoho),
+            vtex_orders=VtexOrderActivities(vtex, warehouse),
+            vtex_feed=VtexFeedActivities(vtex, warehouse, settings),
         )
     finally:
+        warehouse.close()
         await soap.aclose()
         await http.aclose()
         await engine.dispose()
 
 
 def build_workers(client: Client, activities: WorkerActivities, settings: Settings) -> list[Worker]:
-    """One worker per task queue: leads and opportunities scale and rate-limit separately."""
+    """One worker per task queue: each flow scales separately, and every VTEX call shares one rate limit."""
     leads = activities.leads
     opportunities = activities.opportunities
+    orders = activities.vtex_orders
+    feed = activities.vtex_feed
     return [
         Worker(
             client,
@@ -88,6 +105,27 @@ def build_workers(client: Client, activities: WorkerActivities, settings: Settin
             activities=[opportunities.fetch_deal, opportunities.apply_deal_change],
             max_concurrent_activities=settings.worker_max_concurrent_activities,
         ),
+        Worker(
+            client,
+            task_queue=settings.vtex_orders_task_queue,
+            workflows=[VtexOrderWorkflow, VtexFeedReconcileWorkflow, VtexHookConfigWorkflow],
+            activities=[orders.land_order_events, feed.deliver_feed_items],
+            max_concurrent_activities=settings.worker_max_concurrent_activities,
+        ),
+        Worker(
+            client,
+            task_queue=settings.vtex_api_task_queue,
+            activities=[
+                orders.land_order_version,
+                feed.read_order_feed,
+                feed.commit_order_feed,
+                feed.save_hook_config,
+            ],
+            max_concurrent_activities=settings.worker_max_concurrent_activities,
+            # Enforced by the Temporal server across every worker polling this queue: VTEX's limit is
+            # per account, not per process.
+            max_task_queue_activities_per_second=settings.vtex_requests_per_second,
+        ),
     ]
 
 
@@ -109,6 +147,7 @@ async def run(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    await ensure_schedules(client, settings)
     async with worker_activities(settings) as activities, AsyncExitStack() as workers:
         for worker in build_workers(client, activities, settings):
             await workers.enter_async_context(worker)

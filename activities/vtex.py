@@ -1,0 +1,87 @@
+"""Activities of VTEX orders: read orders from the OMS and land them, and their state changes, in bronze."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.leads import as_application_error
+from clients.errors import PermanentError, TransientError
+from clients.vtex import VtexClient
+from core.vtex import OrderEvent
+from warehouse import Warehouse
+from warehouse.tables import VTEX_ORDER_EVENTS, VTEX_ORDERS
+from warehouse.vtex_orders import InvalidRecord, order_event, order_version
+
+ORDER_NOT_FOUND = "OrderNotFound"
+
+
+@dataclass
+class LandEventsInput:
+    events: list[OrderEvent]
+
+
+@dataclass
+class LandOrderInput:
+    order_id: str
+
+
+@dataclass
+class LandOrderResult:
+    """What was landed: the order's state and change time as the OMS served them."""
+
+    status: str | None
+    last_change: str | None  # change_key of lastChange
+    event_key: str
+    quarantined: str | None = None  # the reason, when the order failed validation
+
+
+class VtexOrderActivities:
+    """Holds the VTEX client and the warehouse, built once per worker."""
+
+    def __init__(self, vtex: VtexClient, warehouse: Warehouse) -> None:
+        self._vtex = vtex
+        self._warehouse = warehouse
+
+    @activity.defn
+    async def land_order_events(self, params: LandEventsInput) -> None:
+        """Land the state changes in bronze (keyed: a retry adds no row downstream)."""
+        records = [order_event(event) for event in params.events]
+        try:
+            await self._warehouse.land(VTEX_ORDER_EVENTS, records)
+        except (TransientError, PermanentError) as error:
+            raise as_application_error(error) from error
+
+    @activity.defn
+    async def land_order_version(self, params: LandOrderInput) -> LandOrderResult:
+        """Fetch the order from the OMS and land it in ``bronze.vtex_orders``, or in quarantine if invalid.
+
+        Runs on the rate-limited VTEX task queue: it makes exactly one VTEX request per attempt.
+        """
+        try:
+            document = await self._vtex.get_order(params.order_id)
+            if document is None:
+                raise ApplicationError(
+                    f"the OMS has no order {params.order_id}", type=ORDER_NOT_FOUND, non_retryable=True
+                )
+            try:
+                record = order_version(document)
+            except InvalidRecord as invalid:
+                await self._warehouse.quarantine([invalid.quarantine])
+                status = document.get("status")
+                return LandOrderResult(
+                    status=status if isinstance(status, str) else None,
+                    last_change=None,
+                    event_key=invalid.quarantine.event_key,
+                    quarantined=str(invalid),
+                )
+            await self._warehouse.land(VTEX_ORDERS, [record])
+        except (TransientError, PermanentError) as error:
+            raise as_application_error(error) from error
+        return LandOrderResult(
+            status=str(document["status"]),
+            last_change=record.event_key.partition("@")[2],
+            event_key=record.event_key,
+        )

@@ -1,0 +1,141 @@
+"""Activities of the VTEX safety nets: the Feed v3 reconciler and the hook configuration re-assertion."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+from temporalio import activity
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+
+from activities.leads import as_application_error
+from clients.errors import PermanentError, TransientError
+from clients.vtex import FEED_MAX_LOT, VtexClient
+from core.constants import ORDER_ID, vtex_order_workflow_id
+from core.settings import Settings
+from core.vtex import FeedItem, OrderEvent
+from warehouse import QuarantineRecord, Warehouse
+from warehouse.tables import VTEX_ORDER_EVENTS
+from workflows.vtex_order import ORDER_CHANGED, VtexOrderInput, VtexOrderWorkflow
+
+log = logging.getLogger("activities.vtex_feed")
+
+
+@dataclass
+class ReadFeedInput:
+    max_lot: int = FEED_MAX_LOT
+
+
+@dataclass
+class ReadFeedResult:
+    items: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class DeliverFeedInput:
+    items: list[dict[str, Any]]
+
+
+@dataclass
+class DeliverFeedResult:
+    handles: list[str]  # every item handled (delivered or quarantined): safe to commit
+    delivered: int = 0
+    quarantined: int = 0
+
+
+@dataclass
+class CommitFeedInput:
+    handles: list[str]
+
+
+@dataclass
+class SaveHookInput:
+    url: str
+
+
+@dataclass
+class SaveHookResult:
+    url: str
+
+
+class VtexFeedActivities:
+    """Holds the VTEX client, the warehouse and the settings; signals order workflows through Temporal."""
+
+    def __init__(self, vtex: VtexClient, warehouse: Warehouse, settings: Settings) -> None:
+        self._vtex = vtex
+        self._warehouse = warehouse
+        self._settings = settings
+
+    @activity.defn
+    async def read_order_feed(self, params: ReadFeedInput) -> ReadFeedResult:
+        """The next lot of Feed v3 items (one VTEX request)."""
+        try:
+            return ReadFeedResult(items=await self._vtex.read_feed(params.max_lot))
+        except (TransientError, PermanentError) as error:
+            raise as_application_error(error) from error
+
+    @activity.defn
+    async def deliver_feed_items(self, params: DeliverFeedInput) -> DeliverFeedResult:
+        """Hand each item to its order's workflow (signal-with-start); malformed items go to quarantine.
+
+        Items the hook delivered too are recognised by their event key in the order's workflow.
+        """
+        result = DeliverFeedResult(handles=[])
+        invalid: list[QuarantineRecord] = []
+        for item in params.items:
+            try:
+                event = FeedItem.model_validate(item).event()
+            except ValidationError as error:
+                invalid.append(_quarantined(item, str(error.errors()[0]["msg"])))
+                result.quarantined += 1
+            else:
+                await self._signal(event)
+                result.delivered += 1
+            if isinstance(item.get("handle"), str):
+                result.handles.append(item["handle"])
+        try:
+            await self._warehouse.quarantine(invalid)
+        except (TransientError, PermanentError) as error:
+            raise as_application_error(error) from error
+        return result
+
+    @activity.defn
+    async def commit_order_feed(self, params: CommitFeedInput) -> None:
+        """Remove handled items from the feed (one VTEX request)."""
+        if not params.handles:
+            return
+        try:
+            await self._vtex.commit_feed(params.handles)
+        except (TransientError, PermanentError) as error:
+            raise as_application_error(error) from error
+
+    @activity.defn
+    async def save_hook_config(self, params: SaveHookInput) -> SaveHookResult:
+        """Save the Orders hook again, so VTEX never deletes it for idleness (one VTEX request)."""
+        header = self._settings.vtex_hook_secret_header
+        secret = self._settings.vtex_hook_secret.get_secret_value()
+        try:
+            await self._vtex.save_hook_config(params.url, {header: secret})
+        except (TransientError, PermanentError) as error:
+            raise as_application_error(error) from error
+        return SaveHookResult(url=params.url)
+
+    async def _signal(self, event: OrderEvent) -> None:
+        settings = self._settings
+        await activity.client().start_workflow(
+            VtexOrderWorkflow.run,
+            VtexOrderInput.for_order(settings, event.order_id),
+            id=vtex_order_workflow_id(event.order_id),
+            task_queue=settings.vtex_orders_task_queue,
+            start_signal=ORDER_CHANGED,
+            start_signal_args=[event],
+            search_attributes=TypedSearchAttributes([SearchAttributePair(ORDER_ID, event.order_id)]),
+        )
+
+
+def _quarantined(item: dict[str, Any], reason: str) -> QuarantineRecord:
+    order_id = item.get("orderId") if isinstance(item.get("orderId"), str) else None
+    key = f"feed:{item.get('eventId') or item.get('handle') or order_id}"
+    return QuarantineRecord("vtex", VTEX_ORDER_EVENTS, key, f"feed item: {reason}", item, order_id)

@@ -1,0 +1,51 @@
+"""The warehouse's datasets and bronze tables: one definition, created idempotently by ``Warehouse``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from google.cloud.bigquery import SchemaField
+
+VTEX_ORDERS = "vtex_orders"  # one row per version of an order as the OMS served it
+VTEX_ORDER_EVENTS = "vtex_order_events"  # one row per state change VTEX announced (hook or feed)
+QUARANTINE = "quarantine"  # records that failed validation, with the reason
+
+# Ingestion metadata every bronze row carries; ``payload`` is the source's JSON, untouched.
+BRONZE_SCHEMA = (
+    SchemaField("source", "STRING", mode="REQUIRED", description="system the record came from"),
+    SchemaField("entity_id", "STRING", mode="REQUIRED", description="the record's id in that system"),
+    SchemaField(
+        "event_key", "STRING", mode="REQUIRED", description="identifies this version; silver dedups on it"
+    ),
+    SchemaField("source_updated_at", "TIMESTAMP", description="when the source changed the record"),
+    SchemaField("ingested_at", "TIMESTAMP", mode="REQUIRED"),
+    SchemaField("payload", "JSON", mode="REQUIRED"),
+)
+
+QUARANTINE_SCHEMA = (
+    SchemaField("source", "STRING", mode="REQUIRED"),
+    SchemaField("entity", "STRING", mode="REQUIRED", description="bronze table the record was meant for"),
+    SchemaField("entity_id", "STRING", description="the record's id, when it had one"),
+    SchemaField("event_key", "STRING", mode="REQUIRED"),
+    SchemaField("reason", "STRING", mode="REQUIRED"),
+    SchemaField("quarantined_at", "TIMESTAMP", mode="REQUIRED"),
+    SchemaField("payload", "JSON", mode="REQUIRED"),
+)
+
+BRONZE_TABLES = {VTEX_ORDERS: BRONZE_SCHEMA, VTEX_ORDER_EVENTS: BRONZE_SCHEMA, QUARANTINE: QUARANTINE_SCHEMA}
+
+
+@dataclass(frozen=True)
+class Layers:
+    """Dataset names of the three layers; a prefix keeps several environments in one project apart."""
+
+    bronze: str = "bronze"
+    silver: str = "silver"
+    gold: str = "gold"
+
+    @classmethod
+    def with_prefix(cls, prefix: str) -> Layers:
+        return cls(bronze=f"{prefix}bronze", silver=f"{prefix}silver", gold=f"{prefix}gold")
+
+    def all(self) -> tuple[str, str, str]:
+        return (self.bronze, self.silver, self.gold)

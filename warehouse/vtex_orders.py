@@ -1,0 +1,108 @@
+"""VTEX orders on their way into bronze: validation, event keys, quarantine records."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
+
+from core.vtex import OrderEvent, change_key, change_time
+from warehouse.landing import BronzeRecord, QuarantineRecord
+from warehouse.tables import VTEX_ORDERS
+
+SOURCE = "vtex"
+
+# Money is integer cents; a float or a string there means a broken export, not a price.
+Cents = Annotated[StrictInt, Field(ge=0)]
+
+
+class _Item(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(min_length=1)
+    quantity: Annotated[StrictInt, Field(gt=0)]
+    price: Cents
+    sellingPrice: Cents | None = None
+
+
+class _Total(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(min_length=1)
+    value: StrictInt  # "Discounts" is negative by design
+
+
+class OrderDocument(BaseModel):
+    """The fields of an OMS order the warehouse relies on; everything else is kept as it came."""
+
+    model_config = ConfigDict(extra="allow")
+
+    orderId: str = Field(min_length=1)
+    status: str = Field(min_length=1)
+    creationDate: str
+    lastChange: str
+    value: Cents
+    totals: list[_Total] = Field(default_factory=list)
+    items: list[_Item] = Field(default_factory=list)
+
+    @field_validator("creationDate", "lastChange")
+    @classmethod
+    def _timestamp(cls, value: str) -> str:
+        change_key(value)  # raises ValueError with the reason
+        return value
+
+
+class InvalidRecord(ValueError):
+    """A record that must go to quarantine instead of bronze."""
+
+    def __init__(self, reason: str, quarantine: QuarantineRecord) -> None:
+        super().__init__(reason)
+        self.quarantine = quarantine
+
+
+def order_version(document: dict[str, Any]) -> BronzeRecord:
+    """The bronze record of one version of an order, keyed by order id and ``lastChange``.
+
+    Raises:
+        InvalidRecord: a required id is missing, money is not non-negative integer cents, or a date does
+            not parse; the exception carries the quarantine record naming every problem.
+    """
+    try:
+        order = OrderDocument.model_validate(document)
+    except ValidationError as error:
+        order_id = document.get("orderId") if isinstance(document.get("orderId"), str) else None
+        reason = _reason(error)
+        key = f"{order_id or '?'}@{document.get('lastChange')}"
+        raise InvalidRecord(
+            reason, QuarantineRecord(SOURCE, VTEX_ORDERS, key, reason, document, order_id)
+        ) from error
+    return BronzeRecord(
+        source=SOURCE,
+        entity_id=order.orderId,
+        event_key=order_version_key(order.orderId, order.lastChange),
+        payload=document,
+        source_updated_at=change_time(order.lastChange),
+    )
+
+
+def order_version_key(order_id: str, last_change: str) -> str:
+    return f"{order_id}@{change_key(last_change)}"
+
+
+def order_event(event: OrderEvent) -> BronzeRecord:
+    """The bronze record of one state change VTEX announced, as it announced it."""
+    return BronzeRecord(
+        source=SOURCE,
+        entity_id=event.order_id,
+        event_key=event.key,
+        payload=event.payload,
+        source_updated_at=change_time(event.change),
+    )
+
+
+def _reason(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"]) or "order"
+        problems.append(f"{location}: {item['msg']}")
+    return "; ".join(problems)

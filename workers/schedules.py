@@ -1,0 +1,87 @@
+"""Temporal Schedules of the scheduled flows, created or brought up to date at worker start."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
+
+from core.settings import Settings
+from workflows.vtex_feed_reconcile import VtexFeedReconcileInput, VtexFeedReconcileWorkflow
+from workflows.vtex_hook_config import VtexHookConfigInput, VtexHookConfigWorkflow
+
+log = logging.getLogger("workers.schedules")
+
+VTEX_FEED_RECONCILE = "vtex-orders-feed-reconcile"
+VTEX_HOOK_CONFIG = "vtex-orders-hook-config"
+
+
+@dataclass
+class ScheduledFlow:
+    schedule_id: str
+    workflow: Callable[..., Any]
+    arg: Any
+    every: timedelta
+
+
+def scheduled_flows(settings: Settings) -> list[ScheduledFlow]:
+    return [
+        ScheduledFlow(
+            VTEX_FEED_RECONCILE,
+            VtexFeedReconcileWorkflow.run,
+            VtexFeedReconcileInput(api_task_queue=settings.vtex_api_task_queue),
+            timedelta(seconds=settings.vtex_reconcile_interval_seconds),
+        ),
+        ScheduledFlow(
+            VTEX_HOOK_CONFIG,
+            VtexHookConfigWorkflow.run,
+            VtexHookConfigInput(hook_url=settings.vtex_hook_url, api_task_queue=settings.vtex_api_task_queue),
+            timedelta(seconds=settings.vtex_hook_reassert_interval_seconds),
+        ),
+    ]
+
+
+def schedule_of(flow: ScheduledFlow, settings: Settings) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            flow.workflow,
+            flow.arg,
+            id=flow.schedule_id,  # Temporal appends the scheduled time, so each run has its own id
+            task_queue=settings.vtex_orders_task_queue,
+            execution_timeout=flow.every,
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=flow.every)]),
+        # A run still going when the next is due: skip the next, never run two at once.
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+
+
+async def ensure_schedules(client: Client, settings: Settings) -> None:
+    """Create each schedule, or update it to the current settings if it exists (any worker may run this)."""
+    for flow in scheduled_flows(settings):
+        schedule = schedule_of(flow, settings)
+        try:
+            await client.create_schedule(flow.schedule_id, schedule, trigger_immediately=True)
+            log.info("schedule %s created (every %s)", flow.schedule_id, flow.every)
+        except ScheduleAlreadyRunningError:
+
+            def replace(_: ScheduleUpdateInput, new: Schedule = schedule) -> ScheduleUpdate:
+                return ScheduleUpdate(schedule=new)
+
+            await client.get_schedule_handle(flow.schedule_id).update(replace)
+            log.info("schedule %s updated (every %s)", flow.schedule_id, flow.every)

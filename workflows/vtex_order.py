@@ -1,0 +1,195 @@
+"""VtexOrderWorkflow: one workflow per VTEX order follows its state changes and lands each in bronze."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.leads import PERMANENT_FAILURE
+    from activities.vtex import ORDER_NOT_FOUND, LandEventsInput, LandOrderInput, VtexOrderActivities
+    from core.constants import ORDER_ID, ORDER_STATE, VTEX_API_TASK_QUEUE
+    from core.vtex import FINAL_ORDER_STATES, OrderEvent
+
+if TYPE_CHECKING:
+    from core.settings import Settings
+
+ORDER_CHANGED = "order_changed"
+STATUS_QUERY = "status"
+STEP_TIMEOUT = timedelta(seconds=30)
+MAX_GATHER_WINDOWS = 10
+SEEN_KEYS_KEPT = 1000  # event keys carried over continue-as-new, to recognise repeats
+# The warehouse may be down for a while: keep trying, never lose an acknowledged event.
+WAREHOUSE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(minutes=1),
+    non_retryable_error_types=[PERMANENT_FAILURE],
+)
+# VTEX rate limits: the activity's ApplicationError carries Retry-After as next_retry_delay.
+VTEX_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(minutes=5),
+    non_retryable_error_types=[ORDER_NOT_FOUND, PERMANENT_FAILURE],
+)
+
+
+@dataclass
+class VtexOrderInput:
+    order_id: str
+    api_task_queue: str = VTEX_API_TASK_QUEUE
+    idle_close_seconds: int = 7 * 24 * 3600
+    batch_window_seconds: float = 1.0
+    final_linger_seconds: float = 300.0
+    events_per_run: int = 200
+    # Carried over continue-as-new:
+    state: str | None = None
+    last_applied: str | None = None
+    seen: list[str] = field(default_factory=list)
+    pending: list[OrderEvent] = field(default_factory=list)
+
+    @classmethod
+    def for_order(cls, settings: Settings, order_id: str) -> VtexOrderInput:
+        return cls(
+            order_id=order_id,
+            api_task_queue=settings.vtex_api_task_queue,
+            idle_close_seconds=settings.vtex_order_idle_close_seconds,
+            batch_window_seconds=settings.vtex_order_batch_window_seconds,
+            final_linger_seconds=settings.vtex_order_final_linger_seconds,
+            events_per_run=settings.vtex_order_events_per_run,
+        )
+
+
+@dataclass
+class VtexOrderStatus:
+    """What support sees through the ``status`` query, and what the run returns."""
+
+    order_id: str
+    state: str | None
+    last_applied: str | None  # change time of the newest state landed (core.vtex.change_key)
+    events_landed: int = 0
+    versions_landed: int = 0
+    ignored: int = 0
+    quarantined: int = 0
+
+
+@workflow.defn
+class VtexOrderWorkflow:
+    def __init__(self) -> None:
+        self._pending: list[OrderEvent] = []
+        self._seen: list[str] = []
+        self._status = VtexOrderStatus(order_id="", state=None, last_applied=None)
+
+    @workflow.signal(name=ORDER_CHANGED)
+    def order_changed(self, event: OrderEvent) -> None:
+        self._pending.append(event)
+
+    @workflow.query(name=STATUS_QUERY)
+    def status(self) -> VtexOrderStatus:
+        return self._status
+
+    @workflow.run
+    async def run(self, params: VtexOrderInput) -> VtexOrderStatus:
+        self._pending = list(params.pending) + self._pending
+        self._seen = list(params.seen)
+        self._status = VtexOrderStatus(params.order_id, params.state, params.last_applied)
+        workflow.upsert_search_attributes([ORDER_ID.value_set(params.order_id)])
+        handled = 0
+        while True:
+            quiet = params.final_linger_seconds if self._is_final() else params.idle_close_seconds
+            try:
+                await workflow.wait_condition(lambda: bool(self._pending), timeout=timedelta(seconds=quiet))
+            except TimeoutError:
+                return self._status
+            await self._gather(params.batch_window_seconds)
+            batch, self._pending = self._pending, []
+            await self._handle(params, batch)
+            handled += len(batch)
+            if handled >= params.events_per_run or workflow.info().is_continue_as_new_suggested():
+                workflow.continue_as_new(
+                    replace(
+                        params,
+                        state=self._status.state,
+                        last_applied=self._status.last_applied,
+                        seen=self._seen[-SEEN_KEYS_KEPT:],
+                        pending=list(self._pending),
+                    )
+                )
+
+    async def _gather(self, window_seconds: float) -> None:
+        """Wait until no hook arrived for one window (at most MAX_GATHER_WINDOWS of them).
+
+        VTEX fires one hook per state change, in any order: gathered, they cost one OMS read.
+        """
+        for _ in range(MAX_GATHER_WINDOWS):
+            seen = len(self._pending)
+            await workflow.sleep(timedelta(seconds=window_seconds))
+            if len(self._pending) == seen:
+                return
+
+    async def _handle(self, params: VtexOrderInput, batch: list[OrderEvent]) -> None:
+        fresh = self._first_sightings(batch)
+        if len(fresh) < len(batch):
+            self._note("repeated", len(batch) - len(fresh), "already landed")
+        if not fresh:
+            return
+        await workflow.execute_activity_method(
+            VtexOrderActivities.land_order_events,
+            LandEventsInput(events=fresh),
+            start_to_close_timeout=STEP_TIMEOUT,
+            retry_policy=WAREHOUSE_RETRY,
+        )
+        self._seen += [event.key for event in fresh]
+        self._status.events_landed += len(fresh)
+        last = self._status.last_applied
+        newer = [event for event in fresh if last is None or event.change > last]
+        if len(newer) < len(fresh):
+            # The OMS already served a later state: reading it again would land nothing new.
+            self._note("ignored", len(fresh) - len(newer), f"older than the state of {last}")
+        if newer:
+            await self._land_version(params, newest=newer[-1])
+
+    def _first_sightings(self, batch: list[OrderEvent]) -> list[OrderEvent]:
+        """The batch oldest first, without events landed before or repeated within it."""
+        fresh: dict[str, OrderEvent] = {}
+        for event in sorted(batch, key=lambda e: e.change):
+            if event.key not in self._seen:
+                fresh.setdefault(event.key, event)
+        return list(fresh.values())
+
+    async def _land_version(self, params: VtexOrderInput, newest: OrderEvent) -> None:
+        try:
+            landed = await workflow.execute_activity_method(
+                VtexOrderActivities.land_order_version,
+                LandOrderInput(order_id=params.order_id),
+                task_queue=params.api_task_queue,
+                start_to_close_timeout=STEP_TIMEOUT,
+                retry_policy=VTEX_RETRY,
+            )
+        except ActivityError as error:
+            # Not in the OMS (yet): the next event of this order reads it again.
+            self._note("unreadable", 1, str(error.cause or error))
+            return
+        if landed.quarantined:
+            self._status.quarantined += 1
+            workflow.upsert_memo({"last_quarantined": f"{landed.event_key}: {landed.quarantined}"})
+        else:
+            self._status.versions_landed += 1
+        self._status.last_applied = max(newest.change, landed.last_change or newest.change)
+        self._status.state = landed.status or newest.state
+        workflow.upsert_search_attributes([ORDER_STATE.value_set(self._status.state)])
+
+    def _is_final(self) -> bool:
+        return self._status.state in FINAL_ORDER_STATES
+
+    def _note(self, kind: str, count: int, reason: str) -> None:
+        # Memo changes are events in the history: support reads what was skipped and why.
+        if kind == "ignored":
+            self._status.ignored += count
+        note = f"{kind} {count} event(s): {reason}"
+        workflow.logger.info(note)
+        workflow.upsert_memo({f"last_{kind}": note})
