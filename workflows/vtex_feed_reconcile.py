@@ -1,4 +1,4 @@
-"""VtexFeedReconcileWorkflow: on a Schedule, hands order changes the hook missed (Feed v3) to their workflows."""
+"""VtexFeedReconcileWorkflow: on a Schedule, hands order changes the hook missed to their workflows."""
 
 from __future__ import annotations
 
