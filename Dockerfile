@@ -27,6 +27,7 @@ COPY workers ./workers
 COPY core ./core
 COPY clients ./clients
 COPY db ./db
+COPY warehouse ./warehouse
 COPY simulators ./simulators
 COPY devstack ./devstack
 COPY config ./config

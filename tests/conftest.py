@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -20,6 +22,8 @@ from temporalio.testing import WorkflowEnvironment
 from core.constants import SEARCH_ATTRIBUTES
 from db.engine import create_engine, session_factory
 from db.migrate import upgrade
+from tests.support import free_port
+from warehouse import emulator
 
 POSTGRES_URL = os.environ.get("HUB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REQUIRE_POSTGRES = os.environ.get("HUB_REQUIRE_POSTGRES") == "1"
@@ -118,9 +122,57 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-async def hub(temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str) -> AsyncIterator[Any]:
-    """The whole system on the real dev server, SQLite and the simulators."""
+async def hub(
+    temporal_env: WorkflowEnvironment,
+    sqlite_url: str,
+    task_queue: str,
+    bigquery_endpoint: str,
+    warehouse_prefix: str,
+) -> AsyncIterator[Any]:
+    """The whole system on the real dev server, SQLite, the BigQuery emulator and the simulators."""
     from tests.hub import running_hub
 
-    async with running_hub(temporal_env.client, sqlite_url, task_queue) as hub:
+    async with running_hub(
+        temporal_env.client,
+        sqlite_url,
+        task_queue,
+        bigquery_endpoint=bigquery_endpoint,
+        bigquery_dataset_prefix=warehouse_prefix,
+    ) as hub:
         yield hub
+
+
+@pytest.fixture(scope="session")
+def bigquery_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The BigQuery emulator (bqemulator, in memory) that the real google-cloud-bigquery client talks to."""
+    home = tmp_path_factory.mktemp("bqemulator-home")
+    emulator.prepare_home(home)
+    rest_port, grpc_port = free_port(), free_port()
+    log = (home / "emulator.log").open("wb")
+    process = subprocess.Popen(
+        emulator.command(rest_port, grpc_port), env=emulator.environment(home), stdout=log, stderr=log
+    )
+    endpoint = f"http://127.0.0.1:{rest_port}"
+    deadline = time.monotonic() + 60
+    while not _healthy(endpoint):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"the BigQuery emulator did not start; see {home / 'emulator.log'}")
+        time.sleep(0.2)
+    yield endpoint
+    process.terminate()
+    process.wait(timeout=15)
+    log.close()
+
+
+def _healthy(endpoint: str) -> bool:
+    try:
+        return httpx.get(f"{endpoint}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture
+def warehouse_prefix() -> str:
+    """Datasets of their own for one test, on the shared emulator."""
+    return f"t{uuid.uuid4().hex[:10]}_"

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+from google.cloud.bigquery import ScalarQueryParameter
 from temporalio.client import Client, WorkflowHandle
 
 from api.app import create_app
@@ -21,11 +22,15 @@ from db.rules import RulesFile, apply_rules
 from simulators import SimulatorConfig
 from simulators import create_app as create_simulators
 from tests.support import eventually, free_port, serve
+from warehouse import Warehouse, WarehouseUnavailable
 from workers.main import build_workers, worker_activities
 from workflows.lead_distribution import LeadDistributionResult, LeadDistributionWorkflow
 
 WEBHOOK_SECRET = "test-webhook-secret"
 READ_TOKEN = "test-read-token"
+VTEX_ACCOUNT = "teststore"
+VTEX_APP_TOKEN = "test-vtex-app-token"
+VTEX_HOOK_SECRET = "test-vtex-hook-secret"
 FINAL = {"delivered", "unrouted", "failed"}
 
 
@@ -154,6 +159,45 @@ class Hub:
     async def fault(self, **spec: Any) -> None:
         (await self.http.post(f"{self.sims_url}/_control/faults", json=spec)).raise_for_status()
 
+    async def create_order(self, **overrides: Any) -> str:
+        """An order in the VTEX simulator (no hook yet); returns its id."""
+        response = await self.http.post(
+            f"{self.sims_url}/_control/vtex/orders", json={"overrides": overrides}
+        )
+        response.raise_for_status()
+        return str(response.json()["order"]["orderId"])
+
+    async def move_order(self, order_id: str, *states: str, delivery: str = "in_order") -> dict[str, Any]:
+        """Move the order through ``states``; the simulator sends the hooks as ``delivery`` says."""
+        response = await self.http.post(
+            f"{self.sims_url}/_control/vtex/orders/{order_id}/states",
+            json={"states": list(states), "delivery": delivery},
+        )
+        response.raise_for_status()
+        return dict(response.json())
+
+    async def post_order_hook(self, payload: dict[str, Any], **headers: str) -> httpx.Response:
+        """An Orders hook as VTEX delivers it, with the configured secret header unless given."""
+        sent = {self.settings.vtex_hook_secret_header: VTEX_HOOK_SECRET, **headers}
+        return await self.http.post(f"{self.api_url}/webhooks/vtex/orders", json=payload, headers=sent)
+
+    def warehouse(self) -> Warehouse:
+        return Warehouse.from_settings(self.settings)
+
+    async def bronze(self, table: str, order_id: str) -> list[dict[str, Any]]:
+        """Rows of ``bronze.<table>`` for one order, oldest change first."""
+        warehouse = self.warehouse()
+        try:
+            return await warehouse.query(
+                f"select * from `{warehouse.table_id(warehouse.layers.bronze, table)}`"
+                " where entity_id = @id order by source_updated_at, ingested_at",
+                [ScalarQueryParameter("id", "STRING", order_id)],
+            )
+        except WarehouseUnavailable:
+            return []  # not created yet
+        finally:
+            warehouse.close()
+
     def handle(self, lead_id: str) -> WorkflowHandle[LeadDistributionWorkflow, LeadDistributionResult]:
         return self.client.get_workflow_handle_for(LeadDistributionWorkflow.run, lead_workflow_id(lead_id))
 
@@ -179,6 +223,15 @@ def hub_settings(
         "dealer_api_keys": {d: f"key-{d}" for d in ("rest-sp-a", "rest-sp-b", "rest-mg")},
         "dealer_delivery_attempt_timeout_seconds": 10,
         "assign_dealer_deadline_seconds": 600,
+        "vtex_account": VTEX_ACCOUNT,
+        "vtex_api_base_url": f"{sims_url}/vtex",
+        "vtex_app_token": VTEX_APP_TOKEN,
+        "vtex_hook_secret": VTEX_HOOK_SECRET,
+        "vtex_orders_task_queue": f"{task_queue}-vtex-orders",
+        "vtex_api_task_queue": f"{task_queue}-vtex-api",
+        "vtex_order_batch_window_seconds": 0.5,
+        "vtex_order_final_linger_seconds": 2.0,
+        "bigquery_timeout_seconds": 5.0,
         **extra,
     }
     return Settings(**values)
@@ -208,10 +261,18 @@ async def running_hub(
     api_port = free_port()
     sims_url = f"http://127.0.0.1:{sims_port}"
     sims_config = SimulatorConfig(
-        public_base_url=sims_url, api_url=f"http://127.0.0.1:{api_port}", zoho_webhook_secret=WEBHOOK_SECRET
+        public_base_url=sims_url,
+        api_url=f"http://127.0.0.1:{api_port}",
+        zoho_webhook_secret=WEBHOOK_SECRET,
+        vtex_account=VTEX_ACCOUNT,
+        vtex_app_token=VTEX_APP_TOKEN,
+        vtex_hook_secret=VTEX_HOOK_SECRET,
     )
     target = client.service_client.config.target_host
-    settings = hub_settings(database_url, target, sims_url, task_queue, **settings_extra)
+    hook_url = f"http://127.0.0.1:{api_port}/webhooks/vtex/orders"
+    settings = hub_settings(
+        database_url, target, sims_url, task_queue, **{"vtex_hook_url": hook_url, **settings_extra}
+    )
     engine = create_engine(database_url)
     await apply_rules(session_factory(engine), test_rules(sims_url))
     await engine.dispose()

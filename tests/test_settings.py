@@ -37,10 +37,17 @@ def test_production_refuses_placeholder_secrets() -> None:
         "zoho_client_secret": "s2",
         "zoho_refresh_token": "s3",
         "read_api_token": "s4",
+        "vtex_app_token": "s5",
+        "vtex_hook_secret": "s6",
     }
     with pytest.raises(ValidationError, match="event_signing_secret"):
         Settings(environment="production", **real)
     assert Settings(environment="production", event_signing_secret="whsec_cHJvZHVjdGlvbi1rZXk=", **real)
+    without_hook_secret = {key: value for key, value in real.items() if key != "vtex_hook_secret"}
+    with pytest.raises(ValidationError, match="vtex_hook_secret"):
+        Settings(
+            environment="production", event_signing_secret="whsec_cHJvZHVjdGlvbi1rZXk=", **without_hook_secret
+        )
 
 
 def test_subscribers_accept_comma_list_and_json(monkeypatch: pytest.MonkeyPatch) -> None:

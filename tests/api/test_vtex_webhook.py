@@ -1,0 +1,104 @@
+"""The VTEX Orders hook: ping answered, secret and account checked, bad hooks 4xx, 503 when not durable."""
+
+from __future__ import annotations
+
+import httpx
+from temporalio.testing import WorkflowEnvironment
+
+from api.app import create_app
+from tests.hub import VTEX_ACCOUNT, VTEX_HOOK_SECRET, Hub, hub_settings
+from tests.support import free_port, serve
+
+ORDER_ID = "1480570999001-01"
+
+
+def hook(**changes: object) -> dict[str, object]:
+    """A hook exactly as REFERENCE.md shows VTEX sending it (7 fractional digits)."""
+    payload: dict[str, object] = {
+        "Domain": "Fulfillment",
+        "OrderId": ORDER_ID,
+        "State": "ready-for-handling",
+        "LastState": "window-to-cancel",
+        "LastChange": "2026-11-24T17:11:39.2550122Z",
+        "CurrentChange": "2026-11-24T17:12:48.0965893Z",
+        "Origin": {"Account": VTEX_ACCOUNT, "Key": "vtexappkey-appvtex"},
+    }
+    payload.update(changes)
+    return payload
+
+
+async def test_ping_is_answered_without_starting_anything(hub: Hub) -> None:
+    response = await hub.http.post(f"{hub.api_url}/webhooks/vtex/orders", json={"hookConfig": "ping"})
+    assert response.status_code == 200
+    assert response.json()["status"] == "pong"
+
+
+async def test_secret_header_and_origin_account_are_checked(hub: Hub) -> None:
+    url = f"{hub.api_url}/webhooks/vtex/orders"
+    missing = await hub.http.post(url, json=hook())
+    assert missing.status_code == 401
+    assert "missing X-VTEX-Hook-Secret" in missing.json()["detail"]
+    wrong = await hub.post_order_hook(hook(), **{hub.settings.vtex_hook_secret_header: "nope"})
+    assert wrong.status_code == 401
+    other_store = await hub.post_order_hook(hook(Origin={"Account": "otherstore", "Key": "k"}))
+    assert other_store.status_code == 401
+    assert "otherstore" in other_store.json()["detail"]
+    assert await hub.count_workflows(f"WorkflowId = 'vtex-order-{ORDER_ID}'") == 0
+
+
+async def test_malformed_hooks_are_422_naming_the_problem(hub: Hub) -> None:
+    url = f"{hub.api_url}/webhooks/vtex/orders"
+    headers = {hub.settings.vtex_hook_secret_header: VTEX_HOOK_SECRET}
+    not_json = await hub.http.post(url, content=b"{not json", headers=headers)
+    assert not_json.status_code == 422
+    assert "not valid JSON" in not_json.json()["detail"]
+    a_list = await hub.http.post(url, json=[hook()], headers=headers)
+    assert a_list.status_code == 422
+    no_id = hook()
+    del no_id["OrderId"]
+    assert "OrderId" in (await hub.post_order_hook(no_id)).json()["detail"]
+    bad_time = await hub.post_order_hook(hook(CurrentChange="yesterday"))
+    assert bad_time.status_code == 422
+    assert "CurrentChange" in bad_time.json()["detail"]
+    no_time = hook()
+    del no_time["LastChange"], no_time["CurrentChange"]
+    assert (await hub.post_order_hook(no_time)).status_code == 422
+    assert await hub.count_workflows(f"WorkflowId = 'vtex-order-{ORDER_ID}'") == 0
+
+
+async def test_oversized_hook_is_413(hub: Hub) -> None:
+    big = hook(Padding="x" * (hub.settings.webhook_max_body_bytes + 1))
+    assert (await hub.post_order_hook(big)).status_code == 413
+
+
+async def test_optional_fields_missing_is_accepted(hub: Hub) -> None:
+    # LastState and CurrentChange are absent in some of VTEX's documented examples.
+    minimal = hook()
+    del minimal["LastState"], minimal["CurrentChange"]
+    response = await hub.post_order_hook(minimal)
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "status": "accepted",
+        "workflow_id": f"vtex-order-{ORDER_ID}",
+        "order_id": ORDER_ID,
+    }
+    await hub.client.get_workflow_handle(f"vtex-order-{ORDER_ID}").terminate("test over")
+
+
+async def test_temporal_unreachable_is_503(
+    temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str
+) -> None:
+    dead = f"127.0.0.1:{free_port()}"  # nothing listens here
+    settings = hub_settings(
+        sqlite_url, dead, "http://127.0.0.1:9", task_queue, temporal_rpc_timeout_seconds=1.0
+    )
+    async with serve(create_app(settings)) as base, httpx.AsyncClient(timeout=30) as http:
+        response = await http.post(
+            f"{base}/webhooks/vtex/orders",
+            json=hook(),
+            headers={settings.vtex_hook_secret_header: VTEX_HOOK_SECRET},
+        )
+        assert response.status_code == 503
+        assert "retry later" in response.json()["detail"]
+        metrics = (await http.get(f"{base}/metrics")).text
+        assert 'hub_webhooks_total{outcome="unavailable",source="vtex_orders"}' in metrics

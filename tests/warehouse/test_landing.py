@@ -1,0 +1,118 @@
+"""The warehouse layer against the BigQuery emulator, through the real google-cloud-bigquery client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from core.settings import Settings
+from core.vtex import OrderEvent, change_key
+from simulators.vtex_orders import generate_order
+from warehouse import BronzeRecord, Warehouse
+from warehouse.tables import QUARANTINE, VTEX_ORDERS
+from warehouse.vtex_orders import InvalidRecord, order_event, order_version
+
+
+@pytest.fixture
+def warehouse(bigquery_endpoint: str, warehouse_prefix: str) -> Iterator[Warehouse]:
+    settings = Settings(
+        environment="test",
+        bigquery_endpoint=bigquery_endpoint,
+        bigquery_dataset_prefix=warehouse_prefix,
+        bigquery_timeout_seconds=5,
+    )
+    warehouse = Warehouse.from_settings(settings)
+    yield warehouse
+    warehouse.close()
+
+
+def deduplicated(warehouse: Warehouse, table: str) -> str:
+    """The silver layer's rule: one row per event key, the first landed."""
+    return (
+        f"select * from `{warehouse.table_id(warehouse.layers.bronze, table)}`"
+        " qualify row_number() over (partition by event_key order by ingested_at) = 1"
+    )
+
+
+async def test_schema_is_created_idempotently(warehouse: Warehouse) -> None:
+    await warehouse.ensure_schema()
+    await warehouse.ensure_schema()
+    datasets = {d.dataset_id for d in warehouse._client.list_datasets()}
+    assert set(warehouse.layers.all()) <= datasets
+    table = warehouse._client.get_table(warehouse.table_id(warehouse.layers.bronze, VTEX_ORDERS))
+    columns = {field.name: (field.field_type, field.mode) for field in table.schema}
+    assert columns["event_key"] == ("STRING", "REQUIRED")
+    assert columns["payload"] == ("JSON", "REQUIRED")
+    assert columns["ingested_at"] == ("TIMESTAMP", "REQUIRED")
+
+
+async def test_landing_twice_gives_one_row_downstream(warehouse: Warehouse) -> None:
+    order = _order("1480570000001-01", "2026-11-24T10:00:00.1234567+00:00")
+    record = order_version(order)
+    assert record.event_key == "1480570000001-01@2026-11-24T10:00:00.1234567Z"
+    await warehouse.land(VTEX_ORDERS, [record])
+    await warehouse.land(VTEX_ORDERS, [record])  # a retried activity
+    raw = await warehouse.query(f"select * from `{warehouse.table_id(warehouse.layers.bronze, VTEX_ORDERS)}`")
+    assert len(raw) == 2  # the emulator, like BigQuery at times, keeps repeated insert ids
+    rows = await warehouse.query(deduplicated(warehouse, VTEX_ORDERS))
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["payload"] == order  # the raw JSON, untouched
+    assert row["source"] == "vtex"
+    assert row["entity_id"] == "1480570000001-01"
+    assert row["source_updated_at"] == datetime(2026, 11, 24, 10, 0, 0, 123456, tzinfo=UTC)
+
+
+async def test_order_events_keep_the_seventh_digit_apart(warehouse: Warehouse) -> None:
+    first = OrderEvent("o-1", "handling", change_key("2026-11-24T10:00:00.0000001Z"), payload={"n": 1})
+    second = OrderEvent("o-1", "handling", change_key("2026-11-24T10:00:00.0000002Z"), payload={"n": 2})
+    assert first.key != second.key
+    assert order_event(first).event_key < order_event(second).event_key
+
+
+@pytest.mark.parametrize(
+    ("override", "reason"),
+    [
+        ({"orderId": ""}, "orderId"),
+        ({"value": -5}, "value"),
+        ({"value": 10.5}, "value"),
+        ({"items": [{"id": "1", "quantity": 1, "price": "1000"}]}, "items.0.price"),
+        ({"creationDate": "not a date"}, "creationDate"),
+    ],
+)
+async def test_invalid_orders_go_to_quarantine_with_the_reason(
+    warehouse: Warehouse, override: dict[str, Any], reason: str
+) -> None:
+    order = {**_order("1480570000002-01", "2026-11-24T10:00:00.0000000+00:00"), **override}
+    with pytest.raises(InvalidRecord) as invalid:
+        order_version(order)
+    assert reason in str(invalid.value)
+    await warehouse.quarantine([invalid.value.quarantine])
+    rows = await warehouse.query(f"select * from `{warehouse.table_id(warehouse.layers.bronze, QUARANTINE)}`")
+    assert len(rows) == 1
+    assert reason in rows[0]["reason"]
+    assert rows[0]["entity"] == VTEX_ORDERS
+    assert rows[0]["payload"] == order
+
+
+async def test_unreachable_warehouse_is_a_transient_error(warehouse_prefix: str) -> None:
+    from tests.support import free_port
+    from warehouse import WarehouseUnavailable
+
+    settings = Settings(
+        environment="test",
+        bigquery_endpoint=f"http://127.0.0.1:{free_port()}",
+        bigquery_dataset_prefix=warehouse_prefix,
+        bigquery_timeout_seconds=1,
+    )
+    warehouse = Warehouse.from_settings(settings)
+    with pytest.raises(WarehouseUnavailable):
+        await warehouse.land(VTEX_ORDERS, [BronzeRecord("vtex", "o", "o@k", {})])
+    warehouse.close()
+
+
+def _order(order_id: str, last_change: str) -> dict[str, Any]:
+    return generate_order(3, order_id=order_id, overrides={"lastChange": last_change})
