@@ -11,6 +11,7 @@ from temporalio.client import Client
 
 from core.constants import lead_workflow_id
 from core.settings import Settings
+from devstack.demo_orders import run_order_demo
 from workflows.lead_distribution import AssignDealerInput, LeadDistributionWorkflow
 
 FINAL = {"delivered", "unrouted", "failed"}
@@ -64,7 +65,8 @@ async def run_demo(settings: Settings, api_url: str, simulators_url: str, ui_url
         f'/workflows/{lead_workflow_id(leads[0].lead_id)}  (or filter: LeadStatus="delivered")'
     )
     deal_ok = await _demo_deal(settings, api_url, simulators_url)
-    return deal_ok and all(lead.status == "delivered" for lead in leads)
+    orders_ok = await run_order_demo(settings, simulators_url)
+    return deal_ok and orders_ok and all(lead.status == "delivered" for lead in leads)
 
 
 DEAL_STAGES = ["Needs Analysis", "Proposal/Price Quote", "Negotiation/Review", "Closed Won"]

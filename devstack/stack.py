@@ -19,6 +19,7 @@ import httpx
 
 from core.constants import SEARCH_ATTRIBUTES
 from core.settings import PROJECT_ROOT
+from warehouse import emulator
 
 STARTUP_TIMEOUT_SECONDS = 60.0
 
@@ -30,6 +31,8 @@ class Ports:
     api: int = 8000
     simulators: int = 8100
     worker_metrics: int = 9464
+    bigquery: int = 9050
+    bigquery_grpc: int = 9060
 
 
 @dataclass
@@ -38,6 +41,7 @@ class Part:
     command: list[str]
     ready: Callable[[], bool]
     where: str
+    env: dict[str, str] = field(default_factory=dict)  # on top of the stack's environment
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
 
@@ -78,6 +82,10 @@ def stack_environment(ports: Ports, state_dir: Path, dealer_ids: list[str]) -> d
     env.setdefault("HUB_ZOHO_ACCOUNTS_URL", f"{sims}/zoho")
     env.setdefault("HUB_EVENT_SUBSCRIBERS", f"{sims}/events/portal")
     env.setdefault("HUB_WORKER_METRICS_PORT", str(ports.worker_metrics))
+    env.setdefault("HUB_VTEX_API_BASE_URL", f"{sims}/vtex")
+    env.setdefault("HUB_VTEX_HOOK_URL", f"http://127.0.0.1:{ports.api}/webhooks/vtex/orders")
+    env.setdefault("HUB_BIGQUERY_ENDPOINT", f"http://127.0.0.1:{ports.bigquery}")
+    env.setdefault("HUB_BIGQUERY_PROJECT", emulator.PROJECT)
     # The simulated dealer CRMs accept any key; real dealers each issue their own.
     env.setdefault(
         "HUB_DEALER_API_KEYS", json.dumps({dealer: f"local-key-{dealer}" for dealer in dealer_ids})
@@ -97,9 +105,15 @@ def parts(ports: Ports, state_dir: Path) -> list[Part]:
     ]  # fmt: skip
     for key in SEARCH_ATTRIBUTES:
         temporal += ["--search-attribute", f"{key.name}=Keyword"]
+    bigquery_home = state_dir / "bigquery-home"
     return [
         Part("temporal", temporal, http_ok(f"http://127.0.0.1:{ports.temporal_ui}/"),
              f"127.0.0.1:{ports.temporal} (Web UI http://127.0.0.1:{ports.temporal_ui})"),
+        Part("bigquery",
+             emulator.command(ports.bigquery, ports.bigquery_grpc, data_dir=state_dir / "bigquery"),
+             http_ok(f"http://127.0.0.1:{ports.bigquery}/healthz"),
+             f"http://127.0.0.1:{ports.bigquery} (BigQuery emulator, project {emulator.PROJECT})",
+             env=emulator.environment(bigquery_home)),
         Part("simulators",
              [python, "-m", "simulators", "--port", str(ports.simulators),
               "--api-url", f"http://127.0.0.1:{ports.api}", "--log-level", "warning"],
@@ -111,7 +125,8 @@ def parts(ports: Ports, state_dir: Path) -> list[Part]:
              http_ok(f"http://127.0.0.1:{ports.api}/readyz"),
              f"http://127.0.0.1:{ports.api} (docs /docs, metrics /metrics)"),
         Part("worker", [python, "-m", "workers.main"], lambda: port_open(ports.worker_metrics),
-             f"task queues leads, opportunities (metrics http://127.0.0.1:{ports.worker_metrics}/metrics)"),
+             "task queues leads, opportunities, vtex-orders, vtex-api"
+             f" (metrics http://127.0.0.1:{ports.worker_metrics}/metrics)"),
     ]  # fmt: skip
 
 
@@ -132,6 +147,8 @@ class Stack:
             ports = ", ".join(map(str, busy))
             raise RuntimeError(f"port(s) {ports} already in use: is another stack running?")
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        # The emulator's DuckDB extension comes from its wheel: no download on a machine without internet.
+        emulator.prepare_home(self.state_dir / "bigquery-home")
         for part in self.parts:
             self._start(part)
 
@@ -139,7 +156,8 @@ class Stack:
         log_path = self.log_dir / f"{part.name}.log"
         with log_path.open("ab") as log:
             part.process = subprocess.Popen(
-                part.command, cwd=PROJECT_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                part.command, cwd=PROJECT_ROOT, env={**self.env, **part.env},
+                stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches us only; we stop children in order
             )  # fmt: skip
         deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS

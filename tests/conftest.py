@@ -150,7 +150,10 @@ def bigquery_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
     rest_port, grpc_port = free_port(), free_port()
     log = (home / "emulator.log").open("wb")
     process = subprocess.Popen(
-        emulator.command(rest_port, grpc_port), env=emulator.environment(home), stdout=log, stderr=log
+        emulator.command(rest_port, grpc_port),
+        env={**os.environ, **emulator.environment(home)},
+        stdout=log,
+        stderr=log,
     )
     endpoint = f"http://127.0.0.1:{rest_port}"
     deadline = time.monotonic() + 60

@@ -7,7 +7,6 @@ under the ``HOME`` the emulator runs with.
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -39,8 +38,8 @@ def prepare_home(home: Path) -> None:
 
 
 def environment(home: Path) -> dict[str, str]:
-    """The emulator's environment: its own HOME (where the extension lies), no format downloads."""
-    return {**os.environ, "HOME": str(home), "BQEMU_ENABLE_FORMAT_EXTENSIONS": "false"}
+    """What the emulator's environment needs on top: its own HOME (where the extension lies), no downloads."""
+    return {"HOME": str(home), "BQEMU_ENABLE_FORMAT_EXTENSIONS": "false"}
 
 
 def command(
