@@ -1,0 +1,141 @@
+"""VTEX order benchmark against the running local stack (``python3 dev.py up``).
+
+    .venv/bin/python bench/orders.py --orders 200 --rate 50
+
+Creates ``orders`` orders in the VTEX simulator and moves each through three states with hooks held
+back, then sends those hooks to the API itself, interleaved, at a fixed rate. Prints hook
+acknowledgement p50/p99, orders landed per second (final version in bronze), and hook-to-bronze latency
+p50/p99 (the hook's send time until its state change is a row in ``bronze.vtex_order_events``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from google.cloud.bigquery import ScalarQueryParameter
+
+from bench.leads import paced, percentile, worker_peak_rss_mib
+from core.settings import Settings
+from core.vtex import change_key, order_event_key
+from warehouse import Warehouse, WarehouseUnavailable
+from warehouse.tables import VTEX_ORDER_EVENTS, VTEX_ORDERS
+
+STATES = ["payment-approved", "ready-for-handling", "invoiced"]
+
+
+async def held_hooks(http: httpx.AsyncClient, sims: str, count: int) -> list[dict[str, Any]]:
+    """Orders moved through STATES in the simulator; their hooks, not yet delivered."""
+    hooks: list[dict[str, Any]] = []
+    for _ in range(count):
+        created = await http.post(f"{sims}/_control/vtex/orders", json={})
+        created.raise_for_status()
+        order_id = created.json()["order"]["orderId"]
+        url = f"{sims}/_control/vtex/orders/{order_id}/states"
+        (await http.post(url, json={"states": STATES, "delivery": "none"})).raise_for_status()
+        shown = await http.get(f"{sims}/_control/vtex/orders/{order_id}")
+        hooks += shown.json()["hooks"]
+    return hooks
+
+
+async def landed_rows(warehouse: Warehouse, table: str, since: datetime) -> list[dict[str, Any]]:
+    try:
+        return await warehouse.query(
+            f"select event_key, entity_id, ingested_at, payload"
+            f" from `{warehouse.table_id(warehouse.layers.bronze, table)}` where ingested_at >= @since",
+            [ScalarQueryParameter("since", "TIMESTAMP", since)],
+        )
+    except WarehouseUnavailable:
+        return []
+
+
+def first_final_versions(versions: list[dict[str, Any]]) -> dict[str, datetime]:
+    """When each order's final state first reached bronze."""
+    final: dict[str, datetime] = {}
+    for row in versions:
+        if row["payload"].get("status") == STATES[-1]:
+            order_id = row["entity_id"]
+            final[order_id] = min(row["ingested_at"], final.get(order_id, row["ingested_at"]))
+    return final
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--orders", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=50.0, help="hooks per second; 0 = as fast as possible")
+    parser.add_argument("--api", default="http://127.0.0.1:8000")
+    parser.add_argument("--sims", default="http://127.0.0.1:8100")
+    parser.add_argument("--timeout", type=float, default=600)
+    args = parser.parse_args()
+    settings = Settings()
+    headers = {settings.vtex_hook_secret_header: settings.vtex_hook_secret.get_secret_value()}
+    warehouse = Warehouse.from_settings(settings)
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+        hooks = await held_hooks(http, args.sims, args.orders)
+        random.Random(1).shuffle(hooks)  # interleaved, and each order's hooks out of order
+        sent_at: dict[str, datetime] = {}
+        print(f"Sending {len(hooks)} hooks of {args.orders} orders at {args.rate or 'max'}/s ...", flush=True)
+        since = datetime.now(UTC)
+
+        async def send(i: int) -> tuple[int, float]:
+            hook = hooks[i]
+            key = order_event_key(hook["OrderId"], hook["State"], change_key(hook["CurrentChange"]))
+            sent_at.setdefault(key, datetime.now(UTC))
+            started = time.perf_counter()
+            response = await http.post(f"{args.api}/webhooks/vtex/orders", json=hook, headers=headers)
+            return response.status_code, time.perf_counter() - started
+
+        first = time.perf_counter()
+        results = await paced(len(hooks), args.rate, send)
+
+    final: dict[str, datetime] = {}
+    landed_keys: set[str] = set()
+    events: list[dict[str, Any]] = []
+    # Done when every order's final version and every state change (late, older ones too) are in bronze.
+    while (len(final) < args.orders or not landed_keys >= sent_at.keys()) and (
+        time.perf_counter() - first < args.timeout
+    ):
+        await asyncio.sleep(1)
+        final = first_final_versions(await landed_rows(warehouse, VTEX_ORDERS, since))
+        events = await landed_rows(warehouse, VTEX_ORDER_EVENTS, since)
+        landed_keys = {row["event_key"] for row in events}
+    warehouse.close()
+
+    latencies = [seconds for _, seconds in results]
+    accepted = sum(1 for status, _ in results if status == 200)
+    print(f"accepted              {accepted}/{len(hooks)}")
+    print(f"ack latency           p50 {percentile(latencies, 50) * 1000:.1f} ms   "
+          f"p99 {percentile(latencies, 99) * 1000:.1f} ms   max {max(latencies) * 1000:.1f} ms")  # fmt: skip
+    if final:
+        span = (max(final.values()) - since).total_seconds()
+        print(f"orders landed         {len(final)}/{args.orders}, {len(final) / span:.1f} orders/s "
+              f"(first hook until the last order's final version is in bronze, {span:.1f} s)")  # fmt: skip
+    first_landing: dict[str, datetime] = {}
+    for row in events:
+        key = row["event_key"]
+        first_landing[key] = min(row["ingested_at"], first_landing.get(key, row["ingested_at"]))
+    delays = [(first_landing[k] - sent).total_seconds() for k, sent in sent_at.items() if k in first_landing]
+    if delays:
+        p50, p99 = percentile(delays, 50), percentile(delays, 99)
+        print(f"hook to bronze        p50 {p50:.2f} s   p99 {p99:.2f} s "
+              f"({len(delays)}/{len(sent_at)} state changes landed)")  # fmt: skip
+    rss = worker_peak_rss_mib()
+    if rss is not None:
+        print(f"worker peak RSS       {rss:.0f} MiB")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
