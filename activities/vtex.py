@@ -10,7 +10,7 @@ from temporalio.exceptions import ApplicationError
 from activities.leads import as_application_error
 from clients.errors import PermanentError, TransientError
 from clients.vtex import VtexClient
-from core.vtex import OrderEvent
+from core.vtex import OrderEvent, change_key
 from warehouse import Warehouse
 from warehouse.tables import VTEX_ORDER_EVENTS, VTEX_ORDERS
 from warehouse.vtex_orders import InvalidRecord, order_event, order_version
@@ -82,6 +82,6 @@ class VtexOrderActivities:
             raise as_application_error(error) from error
         return LandOrderResult(
             status=str(document["status"]),
-            last_change=record.event_key.partition("@")[2],
+            last_change=change_key(str(document["lastChange"])),
             event_key=record.event_key,
         )

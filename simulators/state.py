@@ -6,6 +6,7 @@ read-modify-write atomic without a lock.
 
 from __future__ import annotations
 
+import hmac
 import random
 import time
 from collections import Counter, deque
@@ -25,6 +26,11 @@ from simulators.leads import BRT, ZOHO_ORG_PREFIX, generate_lead, zoho_timestamp
 from simulators.vtex_orders import generate_order
 
 Clock = Callable[[], float]
+
+
+def same_secret(given: str | None, expected: str) -> bool:
+    """Whether a presented credential equals the expected one, compared in constant time."""
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
 
 
 class EarlyReply(Exception):
@@ -345,6 +351,12 @@ class SimulatorState:
         # Opened by the app's lifespan, used to send Zoho webhooks.
         self.http: httpx.AsyncClient | None = None
         self.reset()
+
+    def client(self) -> httpx.AsyncClient:
+        """The HTTP client the simulators send webhooks and hooks with (opened by the app's lifespan)."""
+        if self.http is None:
+            raise RuntimeError("the simulator app's lifespan did not run: no HTTP client")
+        return self.http
 
     def reset(self) -> None:
         """Forget every lead, deal, order, token, fault, event, hook config and counter."""

@@ -7,7 +7,6 @@ delivers those hooks in order, reversed, twice each, or not at all (feed only).
 
 from __future__ import annotations
 
-import hmac
 import itertools
 import json
 import logging
@@ -20,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from simulators.faults import VTEX_TARGET, Fault, take_fault
-from simulators.state import EarlyReply, SimulatorState, StateDep
+from simulators.state import EarlyReply, SimulatorState, StateDep, same_secret
 from simulators.vtex_orders import STATUS_DESCRIPTIONS, OrderState, now_ticks, parse_ticks, vtex_timestamp
 
 logger = logging.getLogger(__name__)
@@ -53,8 +52,8 @@ def check_credentials(request: Request, state: SimulatorState) -> None:
         EarlyReply: 401 when either is missing or wrong.
     """
     config = state.config
-    key_ok = _same(request.headers.get("x-vtex-api-appkey"), config.vtex_app_key)
-    token_ok = _same(request.headers.get("x-vtex-api-apptoken"), config.vtex_app_token)
+    key_ok = same_secret(request.headers.get("x-vtex-api-appkey"), config.vtex_app_key)
+    token_ok = same_secret(request.headers.get("x-vtex-api-apptoken"), config.vtex_app_token)
     if not (key_ok and token_ok):
         message = "Unauthorized: X-VTEX-API-AppKey and X-VTEX-API-AppToken are missing or wrong"
         raise EarlyReply(vtex_error(401, "1", message))
@@ -158,7 +157,7 @@ async def save_hook_config(request: Request, state: StateDep) -> JSONResponse:
     vtex = state.vtex
     vtex.counters.pings_sent += 1
     try:
-        answer = await _http(state).post(url, json=PING, headers=headers, timeout=HOOK_TIMEOUT_SECONDS)
+        answer = await state.client().post(url, json=PING, headers=headers, timeout=HOOK_TIMEOUT_SECONDS)
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         message = f"The hook ping to {url} failed ({type(exc).__name__}: {exc}); the endpoint must answer 200"
         return vtex_error(400, "HOOK002", message)
@@ -321,7 +320,7 @@ async def deliver_hook(state: SimulatorState, hook: dict[str, Any]) -> dict[str,
     state.vtex.counters.hooks_sent += 1
     status_code: int | None = None
     try:
-        answer = await _http(state).post(url, json=hook, headers=headers, timeout=HOOK_TIMEOUT_SECONDS)
+        answer = await state.client().post(url, json=hook, headers=headers, timeout=HOOK_TIMEOUT_SECONDS)
         status_code = answer.status_code
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         logger.warning("vtex hook for order %s to %s failed: %s", hook["OrderId"], url, type(exc).__name__)
@@ -356,18 +355,8 @@ async def _json_body(request: Request) -> Any:
         raise EarlyReply(vtex_error(400, "400", "The body is not valid JSON")) from None
 
 
-def _http(state: SimulatorState) -> httpx.AsyncClient:
-    if state.http is None:
-        raise RuntimeError("the simulator app's lifespan did not run: no HTTP client")
-    return state.http
-
-
 def _known_order(state: SimulatorState, order_id: str) -> dict[str, Any]:
     order = state.vtex.orders.get(order_id)
     if order is None:
         raise EarlyReply(JSONResponse({"error": "order_not_found", "order_id": order_id}, status_code=404))
     return order
-
-
-def _same(given: str | None, expected: str) -> bool:
-    return given is not None and hmac.compare_digest(given.encode(), expected.encode())

@@ -5,7 +5,6 @@ Deals (their API, control routes and stage-change webhook) are in :mod:`simulato
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import secrets
@@ -20,7 +19,7 @@ from pydantic import BaseModel
 
 from simulators.faults import ZOHO_TARGET, Fault, take_fault
 from simulators.leads import BRT, INTEGRATION_USER, zoho_timestamp
-from simulators.state import EarlyReply, SimulatorState, StateDep
+from simulators.state import EarlyReply, SimulatorState, StateDep, same_secret
 
 logger = logging.getLogger(__name__)
 
@@ -64,12 +63,12 @@ def _token_answer(state: SimulatorState, params: dict[str, str]) -> JSONResponse
     if params.get("grant_type") != "refresh_token":
         return JSONResponse({"error": "unsupported_grant_type"})
     if not (
-        _same(params.get("client_id"), config.zoho_client_id)
-        and _same(params.get("client_secret"), config.zoho_client_secret)
+        same_secret(params.get("client_id"), config.zoho_client_id)
+        and same_secret(params.get("client_secret"), config.zoho_client_secret)
     ):
         return JSONResponse({"error": "invalid_client"})
     refresh_token = params.get("refresh_token", "")
-    if not _same(refresh_token, config.zoho_refresh_token):
+    if not same_secret(refresh_token, config.zoho_refresh_token):
         return JSONResponse({"error": "invalid_code"})
     now = state.clock()
     issued = zoho.issued_at.setdefault(refresh_token, deque())
@@ -316,9 +315,7 @@ async def post_webhook(
     Raises:
         EarlyReply: 422 if the JSON body would exceed Zoho's limit, 502 if the API cannot be reached.
     """
-    config, http = state.config, state.http
-    if http is None:
-        raise RuntimeError("the simulator app's lifespan did not run: no HTTP client")
+    config, http = state.config, state.client()
     url = f"{config.api_url.rstrip('/')}{path}"
     headers = {config.zoho_webhook_secret_header: config.zoho_webhook_secret}
     if webhook_format == "json":
@@ -356,7 +353,3 @@ def _known_lead(state: SimulatorState, lead_id: str) -> dict[str, Any]:
     if lead is None:
         raise EarlyReply(JSONResponse({"error": "lead_not_found", "lead_id": lead_id}, status_code=404))
     return lead
-
-
-def _same(given: str | None, expected: str) -> bool:
-    return given is not None and hmac.compare_digest(given.encode(), expected.encode())

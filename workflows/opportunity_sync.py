@@ -9,6 +9,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
+from workflows.gathering import until_quiet
+
 with workflow.unsafe.imports_passed_through():
     from activities.opportunities import (
         DEAL_NOT_FOUND,
@@ -87,7 +89,8 @@ class OpportunitySyncWorkflow:
                 )
             except TimeoutError:
                 return OpportunitySyncResult(params.deal_id, self._applied, self._dropped, self._last_applied)
-            await self._gather(params.batch_window_seconds)
+            # Updates fired together arrive in any order; gathered, they are applied oldest first.
+            await until_quiet(lambda: len(self._pending), params.batch_window_seconds, MAX_GATHER_WINDOWS)
             batch, self._pending = _oldest_first(self._pending), []
             for change in batch:
                 await self._apply(change)
@@ -96,18 +99,6 @@ class OpportunitySyncWorkflow:
                 workflow.continue_as_new(
                     replace(params, last_applied=self._last_applied, pending=list(self._pending))
                 )
-
-    async def _gather(self, window_seconds: float) -> None:
-        """Wait until no update arrived for one window (at most MAX_GATHER_WINDOWS of them).
-
-        Updates fired together reach us in any order; gathered, they are applied oldest first instead
-        of the late ones being dropped as stale.
-        """
-        for _ in range(MAX_GATHER_WINDOWS):
-            seen = len(self._pending)
-            await workflow.sleep(timedelta(seconds=window_seconds))
-            if len(self._pending) == seen:
-                return
 
     async def _apply(self, change: DealChange) -> None:
         if change.modified_time and self._is_stale(change.modified_time):

@@ -10,6 +10,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
+from workflows.gathering import until_quiet
+
 with workflow.unsafe.imports_passed_through():
     from activities.leads import PERMANENT_FAILURE
     from activities.vtex import ORDER_NOT_FOUND, LandEventsInput, LandOrderInput, VtexOrderActivities
@@ -105,7 +107,8 @@ class VtexOrderWorkflow:
                 await workflow.wait_condition(lambda: bool(self._pending), timeout=timedelta(seconds=quiet))
             except TimeoutError:
                 return self._status
-            await self._gather(params.batch_window_seconds)
+            # Hooks of one order arrive in any order; gathered, they cost one OMS read.
+            await until_quiet(lambda: len(self._pending), params.batch_window_seconds, MAX_GATHER_WINDOWS)
             batch, self._pending = self._pending, []
             await self._handle(params, batch)
             handled += len(batch)
@@ -119,17 +122,6 @@ class VtexOrderWorkflow:
                         pending=list(self._pending),
                     )
                 )
-
-    async def _gather(self, window_seconds: float) -> None:
-        """Wait until no hook arrived for one window (at most MAX_GATHER_WINDOWS of them).
-
-        VTEX fires one hook per state change, in any order: gathered, they cost one OMS read.
-        """
-        for _ in range(MAX_GATHER_WINDOWS):
-            seen = len(self._pending)
-            await workflow.sleep(timedelta(seconds=window_seconds))
-            if len(self._pending) == seen:
-                return
 
     async def _handle(self, params: VtexOrderInput, batch: list[OrderEvent]) -> None:
         fresh = self._first_sightings(batch)
