@@ -49,7 +49,7 @@ def run(command: list[str]) -> None:
 
 
 def test(pytest_args: list[str]) -> None:
-    ensure_installed("dev,emulator")
+    ensure_installed("dev,local")
     run([str(BIN / "ruff"), "check", "."])
     run([str(BIN / "ruff"), "format", "--check", "."])
     run([str(BIN / "mypy")])
@@ -57,7 +57,7 @@ def test(pytest_args: list[str]) -> None:
 
 
 def up(args: list[str]) -> None:
-    ensure_installed("emulator")
+    ensure_installed("local")
     os.execv(str(PYTHON), [str(PYTHON), "-m", "devstack", "up", *args])
 
 

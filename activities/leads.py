@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -12,20 +11,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.errors import external_call
 from clients.dealer_crm import DealerCrm, map_fields
-from clients.errors import PermanentError, TransientError
 from clients.subscribers import EventPublisher
 from clients.zoho import ZohoClient
 from core.constants import LeadStatus
+from core.timeutil import utcnow
 from db import lead_status, routing
-from db.timeutil import utcnow
 
 # Error types the workflow tells apart; listed as non-retryable where retrying cannot help.
 LEAD_NOT_FOUND = "LeadNotFound"
 DEALER_REJECTED = "DealerRejected"
 UNKNOWN_DEALER = "UnknownDealer"
-SERVICE_UNAVAILABLE = "ServiceUnavailable"
-PERMANENT_FAILURE = "PermanentFailure"
 
 
 @dataclass
@@ -101,14 +98,6 @@ class PublishEventResult:
     delivered_to: list[str] = field(default_factory=list)
 
 
-def as_application_error(error: Exception) -> ApplicationError:
-    """Translate a client error into what Temporal's retry policy understands."""
-    if isinstance(error, TransientError):
-        delay = timedelta(seconds=error.retry_after) if error.retry_after is not None else None
-        return ApplicationError(str(error), type=SERVICE_UNAVAILABLE, next_retry_delay=delay)
-    return ApplicationError(str(error), type=PERMANENT_FAILURE, non_retryable=True)
-
-
 class LeadActivities:
     """Holds the clients built once per worker; each method is one activity."""
 
@@ -148,10 +137,8 @@ class LeadActivities:
     @activity.defn
     async def fetch_lead(self, params: FetchLeadInput) -> FetchLeadResult:
         """The full lead from Zoho CRM (webhooks carry only a few fields)."""
-        try:
+        with external_call():
             lead = await self._zoho.get_lead(params.lead_id)
-        except (TransientError, PermanentError) as error:
-            raise as_application_error(error) from error
         if lead is None:
             raise ApplicationError(
                 f"Zoho has no lead {params.lead_id}", type=LEAD_NOT_FOUND, non_retryable=True
@@ -188,12 +175,8 @@ class LeadActivities:
         fields = map_fields(dealer.field_mapping, params.lead)
         # Stable across retries and worker restarts: the dealer sees one lead however often we call.
         idempotency_key = f"lead-{params.lead_id}-{dealer.id}"
-        try:
+        with external_call(permanent_type=DEALER_REJECTED):
             dealer_lead_id = await crm.create_lead(dealer, fields, params.lead_id, idempotency_key)
-        except PermanentError as error:
-            raise ApplicationError(str(error), type=DEALER_REJECTED, non_retryable=True) from error
-        except TransientError as error:
-            raise as_application_error(error) from error
         now = utcnow()
         await routing.record_delivery(
             self._sessions,
@@ -208,10 +191,8 @@ class LeadActivities:
     @activity.defn
     async def update_zoho_lead(self, params: UpdateZohoLeadInput) -> None:
         """Write the distribution outcome back to the Zoho lead without re-firing workflow rules."""
-        try:
+        with external_call():
             await self._zoho.update_lead(params.lead_id, params.fields)
-        except (TransientError, PermanentError) as error:
-            raise as_application_error(error) from error
 
     @activity.defn
     async def publish_event(self, params: PublishEventInput) -> PublishEventResult:
@@ -221,10 +202,8 @@ class LeadActivities:
         for url in self._subscribers:
             if url in delivered:
                 continue
-            try:
+            with external_call():
                 await self._publisher.publish(url, params.event, utcnow())
-            except (TransientError, PermanentError) as error:
-                raise as_application_error(error) from error
             delivered.append(url)
             activity.heartbeat(delivered)
         return PublishEventResult(delivered_to=delivered)

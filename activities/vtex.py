@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.leads import as_application_error
-from clients.errors import PermanentError, TransientError
+from activities.errors import external_call
 from clients.vtex import VtexClient
 from core.vtex import OrderEvent, change_key
 from warehouse import Warehouse
@@ -49,10 +48,8 @@ class VtexOrderActivities:
     async def land_order_events(self, params: LandEventsInput) -> None:
         """Land the state changes in bronze (keyed: a retry adds no row downstream)."""
         records = [order_event(event) for event in params.events]
-        try:
+        with external_call():
             await self._warehouse.land(VTEX_ORDER_EVENTS, records)
-        except (TransientError, PermanentError) as error:
-            raise as_application_error(error) from error
 
     @activity.defn
     async def land_order_version(self, params: LandOrderInput) -> LandOrderResult:
@@ -60,7 +57,7 @@ class VtexOrderActivities:
 
         Runs on the rate-limited VTEX task queue: it makes exactly one VTEX request per attempt.
         """
-        try:
+        with external_call():
             document = await self._vtex.get_order(params.order_id)
             if document is None:
                 raise ApplicationError(
@@ -78,8 +75,6 @@ class VtexOrderActivities:
                     quarantined=str(invalid),
                 )
             await self._warehouse.land(VTEX_ORDERS, [record])
-        except (TransientError, PermanentError) as error:
-            raise as_application_error(error) from error
         return LandOrderResult(
             status=str(document["status"]),
             last_change=change_key(str(document["lastChange"])),

@@ -8,17 +8,14 @@ from typing import Any
 
 from pydantic import ValidationError
 from temporalio import activity
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
-from activities.leads import as_application_error
-from clients.errors import PermanentError, TransientError
+from activities.errors import external_call
 from clients.vtex import FEED_MAX_LOT, VtexClient
-from core.constants import ORDER_ID, vtex_order_workflow_id
 from core.settings import Settings
 from core.vtex import FeedItem, OrderEvent
 from warehouse import QuarantineRecord, Warehouse
 from warehouse.tables import VTEX_ORDER_EVENTS
-from workflows.vtex_order import ORDER_CHANGED, VtexOrderInput, VtexOrderWorkflow
+from workflows.vtex_order import signal_order_event
 
 log = logging.getLogger("activities.vtex_feed")
 
@@ -71,10 +68,8 @@ class VtexFeedActivities:
     @activity.defn
     async def read_order_feed(self, params: ReadFeedInput) -> ReadFeedResult:
         """The next lot of Feed v3 items (one VTEX request)."""
-        try:
+        with external_call():
             return ReadFeedResult(items=await self._vtex.read_feed(params.max_lot))
-        except (TransientError, PermanentError) as error:
-            raise as_application_error(error) from error
 
     @activity.defn
     async def deliver_feed_items(self, params: DeliverFeedInput) -> DeliverFeedResult:
@@ -95,10 +90,8 @@ class VtexFeedActivities:
                 result.delivered += 1
             if isinstance(item.get("handle"), str):
                 result.handles.append(item["handle"])
-        try:
+        with external_call():
             await self._warehouse.quarantine(invalid)
-        except (TransientError, PermanentError) as error:
-            raise as_application_error(error) from error
         return result
 
     @activity.defn
@@ -106,33 +99,20 @@ class VtexFeedActivities:
         """Remove handled items from the feed (one VTEX request)."""
         if not params.handles:
             return
-        try:
+        with external_call():
             await self._vtex.commit_feed(params.handles)
-        except (TransientError, PermanentError) as error:
-            raise as_application_error(error) from error
 
     @activity.defn
     async def save_hook_config(self, params: SaveHookInput) -> SaveHookResult:
         """Save the Orders hook again, so VTEX never deletes it for idleness (one VTEX request)."""
         header = self._settings.vtex_hook_secret_header
         secret = self._settings.vtex_hook_secret.get_secret_value()
-        try:
+        with external_call():
             await self._vtex.save_hook_config(params.url, {header: secret})
-        except (TransientError, PermanentError) as error:
-            raise as_application_error(error) from error
         return SaveHookResult(url=params.url)
 
     async def _signal(self, event: OrderEvent) -> None:
-        settings = self._settings
-        await activity.client().start_workflow(
-            VtexOrderWorkflow.run,
-            VtexOrderInput.for_order(settings, event.order_id),
-            id=vtex_order_workflow_id(event.order_id),
-            task_queue=settings.vtex_orders_task_queue,
-            start_signal=ORDER_CHANGED,
-            start_signal_args=[event],
-            search_attributes=TypedSearchAttributes([SearchAttributePair(ORDER_ID, event.order_id)]),
-        )
+        await signal_order_event(activity.client(), self._settings, event)
 
 
 def _quarantined(item: dict[str, Any], reason: str) -> QuarantineRecord:

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from temporalio.client import Client
 
-from api.metrics import ACK_SECONDS, WEBHOOKS
+from api.metrics import ACK_SECONDS, UNKNOWN_SOURCE, WEBHOOKS, outcome_of
+from api.openapi import document
 from api.routes import health, leads, opportunities, vtex, zoho
+from api.temporal import Intake, connect_for_api
 from core.settings import Settings, get_settings
 from db.engine import create_engine, session_factory
 
@@ -19,14 +26,21 @@ WEBHOOK_PREFIX = "/webhooks/"
 
 
 async def metrics(_: Request) -> Response:
-    """Prometheus exposition of this process's metrics."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus exposition of this process's metrics, or of every API process when several run."""
+    registry = None
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return Response(
+        generate_latest(registry) if registry else generate_latest(), media_type=CONTENT_TYPE_LATEST
+    )
 
 
-def outcome_of(status_code: int) -> str:
-    if status_code < 300:
-        return "accepted"
-    return "rejected" if status_code < 500 else "unavailable"
+async def invalid_request(_: Request, error: Exception) -> JSONResponse:
+    """Path and query parameters that fail validation: 422 naming them, in the same shape as every error."""
+    assert isinstance(error, RequestValidationError)
+    parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
+    return JSONResponse({"detail": "invalid request: " + "; ".join(parts)}, status_code=422)
 
 
 def create_app(settings: Settings | None = None, temporal: Client | None = None) -> FastAPI:
@@ -35,10 +49,9 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Lazy: the API starts (and answers 503) while Temporal is down, and connects when it is back.
-        app.state.temporal = temporal or await Client.connect(
-            settings.temporal_address, namespace=settings.temporal_namespace, lazy=True
-        )
+        client = temporal or await connect_for_api(settings)
+        app.state.temporal = client
+        app.state.intake = Intake(client, settings)
         engine = create_engine(settings.database_url)
         app.state.sessions = session_factory(engine)
         yield
@@ -46,21 +59,27 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
 
     app = FastAPI(title="Integrations hub", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
-    app.include_router(zoho.router)
-    app.include_router(leads.router)
-    app.include_router(opportunities.webhooks)
-    app.include_router(opportunities.reads)
-    app.include_router(vtex.router)
-    app.include_router(health.router)
+    webhooks = (zoho.router, opportunities.webhooks, vtex.router)
+    for router in (*webhooks, leads.router, opportunities.reads, health.router):
+        app.include_router(router)
     app.add_route("/metrics", metrics, include_in_schema=False)
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.openapi = document(app, settings)  # type: ignore[method-assign]
+    sources = {
+        route.path: route.path.removeprefix(WEBHOOK_PREFIX).replace("/", "_")
+        for router in webhooks
+        for route in router.routes
+        if isinstance(route, APIRoute)
+    }
 
     @app.middleware("http")
     async def measure_webhooks(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        if not request.url.path.startswith(WEBHOOK_PREFIX):
+        path = request.url.path
+        if not path.startswith(WEBHOOK_PREFIX):
             return await call_next(request)
-        source = request.url.path.removeprefix(WEBHOOK_PREFIX).replace("/", "_")
+        source = sources.get(path, UNKNOWN_SOURCE)  # a fixed set: unknown paths share one label
         started = time.perf_counter()
         response = await call_next(request)
         ACK_SECONDS.labels(source).observe(time.perf_counter() - started)

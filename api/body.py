@@ -1,14 +1,67 @@
-"""Reading webhook bodies safely: bounded size, form-encoded or JSON, always a flat object."""
+"""Reading and checking webhook bodies: bounded size, form-encoded or JSON, one clear 4xx for each fault.
+
+Also what the OpenAPI document says of them, so ``/docs`` shows a sender every field and every answer.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 from fastapi import HTTPException, Request, status
+from pydantic import AliasChoices, BaseModel, TypeAdapter, ValidationError
 
 FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+ZOHO_ID_PATTERN = r"^[0-9]{1,30}$"
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ErrorAnswer(BaseModel):
+    """Every 4xx and 5xx answer: one line saying what was wrong."""
+
+    detail: str
+
+
+def errors(**descriptions: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for error answers, e.g. ``errors(e401="missing or wrong secret")``."""
+    return {
+        int(code.removeprefix("e")): {"model": ErrorAnswer, "description": text}
+        for code, text in descriptions.items()
+    }
+
+
+WEBHOOK_ERRORS = errors(
+    e400="body is not valid UTF-8 or not valid JSON",
+    e401="missing or wrong shared secret",
+    e413="body over the size limit",
+    e415="neither form-encoded nor JSON",
+    e422="a field is missing or malformed (the answer names it)",
+    e503="not made durable (Temporal unreachable or too busy, or no secret configured): "
+    "send again after the Retry-After delay",
+)
+
+
+def request_body(body_type: Any, *media_types: str) -> dict[str, Any]:
+    """``openapi_extra`` declaring ``body_type`` (a model, or a union of them) as the body in each media type.
+
+    The routes read and check bodies themselves (size limit, form or JSON, one 422 naming the field), so
+    FastAPI does not know them; this tells the OpenAPI document.
+    """
+    schema = TypeAdapter(body_type).json_schema(ref_template="#/components/schemas/{model}")
+    definitions = schema.pop("$defs", {})
+    if "title" in schema and "properties" in schema:  # a model: declared once, referred to per media type
+        definitions[schema["title"]] = schema
+        schema = {"$ref": f"#/components/schemas/{schema['title']}"}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {media_type: {"schema": schema} for media_type in media_types},
+        },
+        "x-schemas": definitions,  # moved to components.schemas by api.openapi
+    }
 
 
 async def read_limited(request: Request, limit: int) -> bytes:
@@ -26,23 +79,62 @@ async def read_limited(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object: 400 when it is not JSON, 422 when it is JSON but not an object."""
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "body is not valid UTF-8") from error
+    except json.JSONDecodeError as error:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"body is not valid JSON: {error}") from error
+    if not isinstance(data, dict):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "JSON body must be an object")
+    return data
+
+
 def parse_fields(body: bytes, content_type: str) -> dict[str, Any]:
     """Zoho webhooks send form-encoded pairs or a raw JSON object; anything else is a 4xx."""
     media_type = content_type.split(";", 1)[0].strip().lower()
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "body is not valid UTF-8") from error
     if media_type == FORM:
-        return dict(parse_qsl(text, keep_blank_values=True))
-    if media_type == "application/json" or media_type.endswith("+json"):
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, f"body is not valid JSON: {error}") from error
-        if not isinstance(data, dict):
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "JSON body must be an object")
-        return data
-    raise HTTPException(
-        status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, f"content type must be {FORM} or application/json"
-    )
+            return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+        except UnicodeDecodeError as error:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, "body is not valid UTF-8") from error
+    if media_type == JSON or media_type.endswith("+json"):
+        return json_object(body)
+    raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, f"content type must be {FORM} or {JSON}")
+
+
+def validation_message(error: ValidationError) -> str:
+    """One line naming each offending field, e.g. ``lead_id: Field required``."""
+    parts = [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in error.errors()]
+    return "invalid webhook: " + "; ".join(parts)
+
+
+def parse_model(model: type[M], fields: dict[str, Any]) -> M:
+    """``fields`` as ``model``, or 422 naming each offending field."""
+    try:
+        return model.model_validate(fields)
+    except ValidationError as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, validation_message(error)) from error
+
+
+def spellings(name: str, *others: str) -> AliasChoices:
+    """The names Zoho admins give a webhook parameter for the field ``name`` (snake_case).
+
+    ``lead_id`` also answers to ``leadId``, ``LeadId``, ``Lead_Id``, ``Lead_ID``, ``LEAD_ID`` and
+    ``lead-id``, and to ``others`` (e.g. plain ``id``). The first spelling is the documented one.
+    """
+    words = name.split("_")
+    capitalised = [word.capitalize() for word in words]
+    forms = [
+        name,
+        words[0] + "".join(capitalised[1:]),
+        "".join(capitalised),
+        "_".join(capitalised),
+        "_".join([*capitalised[:-1], words[-1].upper()]),
+        name.upper(),
+        "-".join(words),
+        *others,
+    ]
+    return AliasChoices(*dict.fromkeys(forms))

@@ -1,15 +1,18 @@
-"""Dependencies routes declare: settings, the Temporal client, database sessions, secret checks."""
+"""Dependencies routes declare: settings, Temporal, database sessions, and each caller's authentication."""
 
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
+from api.body import json_object, parse_model, read_limited
+from api.temporal import Intake
 from core.settings import Settings
+from core.vtex import OrderHook
 
 
 def get_settings(request: Request) -> Settings:
@@ -22,6 +25,11 @@ def get_temporal(request: Request) -> Client:
     return client
 
 
+def get_intake(request: Request) -> Intake:
+    intake: Intake = request.app.state.intake
+    return intake
+
+
 def get_sessions(request: Request) -> async_sessionmaker[AsyncSession]:
     sessions: async_sessionmaker[AsyncSession] = request.app.state.sessions
     return sessions
@@ -29,6 +37,7 @@ def get_sessions(request: Request) -> async_sessionmaker[AsyncSession]:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 TemporalClientDep = Annotated[Client, Depends(get_temporal)]
+IntakeDep = Annotated[Intake, Depends(get_intake)]
 SessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessions)]
 
 
@@ -55,5 +64,32 @@ def verify_read_token(request: Request, settings: SettingsDep) -> None:
     check_secret(settings.read_api_token.get_secret_value(), presented, "Authorization")
 
 
+VerifiedHook = tuple[OrderHook, dict[str, Any]]
+
+
+async def verified_order_hook(request: Request, settings: SettingsDep) -> VerifiedHook | None:
+    """The Orders hook and its raw body, once it proves to come from our VTEX store; None for the ping.
+
+    VTEX does not sign hooks. It sends the static headers saved with the hook configuration (our
+    secret) and names the store in ``Origin.Account`` (and the app key in ``Origin.Key``); both are
+    checked. The ping that saving the configuration sends carries no order, so it is not checked.
+    """
+    body = json_object(await read_limited(request, settings.webhook_max_body_bytes))
+    if body.get("hookConfig") == "ping":
+        return None
+    header = settings.vtex_hook_secret_header
+    check_secret(settings.vtex_hook_secret.get_secret_value(), request.headers.get(header), header)
+    hook = parse_model(OrderHook, body)
+    if not hmac.compare_digest(hook.origin.account.encode(), settings.vtex_account.encode()):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, f"Origin.Account {hook.origin.account!r} is not ours"
+        )
+    expected_key = settings.vtex_hook_origin_key
+    if expected_key and not hmac.compare_digest((hook.origin.key or "").encode(), expected_key.encode()):
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Origin.Key is not the expected app key")
+    return hook, body
+
+
 ZohoSecretDep = Depends(verify_zoho_secret)
 ReadTokenDep = Depends(verify_read_token)
+VerifiedOrderHookDep = Annotated[VerifiedHook | None, Depends(verified_order_hook)]

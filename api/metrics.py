@@ -1,8 +1,12 @@
-"""Prometheus metrics of the webhook API: ingestion volume, outcomes and acknowledgement latency."""
+"""Prometheus metrics of the webhook API: ingestion volume, outcomes and acknowledgement latency.
+
+Labels come from fixed sets (the webhook routes and three outcomes), never from the request, so
+unauthenticated callers cannot grow them.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 WEBHOOKS = Counter(
     "hub_webhooks_total",
@@ -15,3 +19,15 @@ ACK_SECONDS = Histogram(
     ["source"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+IN_FLIGHT = Gauge(
+    "hub_webhooks_in_flight",
+    "Webhook events being handed to Temporal right now (per API process).",
+    multiprocess_mode="livesum",
+)
+UNKNOWN_SOURCE = "other"  # any path under /webhooks/ that is not a webhook route
+
+
+def outcome_of(status_code: int) -> str:
+    if status_code < 300:
+        return "accepted"
+    return "rejected" if status_code < 500 else "unavailable"

@@ -1,27 +1,30 @@
-"""Making a webhook durable: start its workflow once, or answer 503 so the sender retries."""
+"""Making a webhook's event durable in Temporal within the sender's patience, or answering 503.
+
+Senders give a webhook a few seconds (VTEX 5 s) and retry what was not acknowledged. So the API waits
+for Temporal at most ``webhook_ack_timeout_seconds`` in all (connecting and the SDK's own retries
+included), and sheds a burst beyond ``webhook_max_in_flight`` calls with an immediate 503 instead of
+queueing it until every sender times out.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, Literal
+from typing import TypeVar
 
 from fastapi import HTTPException, status
-from temporalio.client import Client, WorkflowHandle
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.client import Client
+from temporalio.service import RetryConfig
 
+from api.metrics import IN_FLIGHT
 from core.settings import Settings
+from core.temporal import connect
 
 log = logging.getLogger("api")
 
-StartOutcome = Literal["accepted", "duplicate"]
+T = TypeVar("T")
 
 
 def unavailable(settings: Settings, reason: str) -> HTTPException:
@@ -33,73 +36,47 @@ def unavailable(settings: Settings, reason: str) -> HTTPException:
     )
 
 
-async def start_once(
-    client: Client,
-    settings: Settings,
-    *,
-    workflow: Any,
-    arg: Any,
-    workflow_id: str,
-    task_queue: str,
-    search_attributes: Sequence[SearchAttributePair[Any]],
-) -> StartOutcome:
-    """Start ``workflow`` under ``workflow_id`` unless it runs or ran already.
+async def connect_for_api(settings: Settings) -> Client:
+    """A lazy client: the API starts (and answers 503) while Temporal is down, and connects once it is up.
 
-    The workflow id is the idempotency key: concurrent and later duplicates join the existing execution.
-    A failed or terminated execution may be started again, so a resent webhook can repair it.
+    The SDK's own retries stop within the acknowledgement budget, so a call given up on does not keep
+    retrying in the background.
     """
-    try:
-        handle: WorkflowHandle[Any, Any] = await client.start_workflow(
-            workflow,
-            arg,
-            id=workflow_id,
-            task_queue=task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-            search_attributes=TypedSearchAttributes(list(search_attributes)),
-            rpc_timeout=timedelta(seconds=settings.temporal_rpc_timeout_seconds),
-        )
-    except WorkflowAlreadyStartedError:
-        return "duplicate"
-    except Exception as error:  # every other failure means: not durable, so never acknowledge
-        log.warning("could not start %s: %r", workflow_id, error)
-        raise unavailable(settings, "workflow engine unavailable") from error
-    # The start response says whether this call started the run or joined a running one; the SDK keeps
-    # it on the handle without a public accessor, so read it defensively and default to "accepted".
-    response = getattr(handle, "_start_workflow_response", None)
-    if response is not None and getattr(response, "started", True) is False:
-        return "duplicate"
-    log.info("started %s (run %s)", workflow_id, handle.result_run_id)
-    return "accepted"
+    budget_ms = int(settings.webhook_ack_timeout_seconds * 1000)
+    return await connect(
+        settings, lazy=True, retry_config=RetryConfig(max_elapsed_time_millis=budget_ms, max_retries=5)
+    )
 
 
-async def signal_with_start(
-    client: Client,
-    settings: Settings,
-    *,
-    workflow: Any,
-    arg: Any,
-    signal: str,
-    signal_arg: Any,
-    workflow_id: str,
-    task_queue: str,
-    search_attributes: Sequence[SearchAttributePair[Any]],
-) -> None:
-    """Deliver ``signal_arg`` to the workflow ``workflow_id``, starting it if it is not running.
+class Intake:
+    """Hands webhook events to Temporal, one bounded call each."""
 
-    Returns once the signal is in the workflow's history: the event is durable.
-    """
-    try:
-        await client.start_workflow(
-            workflow,
-            arg,
-            id=workflow_id,
-            task_queue=task_queue,
-            start_signal=signal,
-            start_signal_args=[signal_arg],
-            search_attributes=TypedSearchAttributes(list(search_attributes)),
-            rpc_timeout=timedelta(seconds=settings.temporal_rpc_timeout_seconds),
-        )
-    except Exception as error:  # not durable: never acknowledge
-        log.warning("could not signal %s: %r", workflow_id, error)
-        raise unavailable(settings, "workflow engine unavailable") from error
+    def __init__(self, client: Client, settings: Settings) -> None:
+        self.client = client
+        self._settings = settings
+        self._in_flight = 0
+
+    async def submit(self, call: Callable[[Client, timedelta], Awaitable[T]]) -> T:
+        """Await ``call(client, rpc_timeout)``, the one Temporal call that makes an event durable.
+
+        When it returns, the event is durable and the webhook may be acknowledged. Otherwise raises 503
+        with Retry-After: at once when this process already has ``webhook_max_in_flight`` calls under
+        way, or when the call failed or did not finish within ``webhook_ack_timeout_seconds``. A call cut
+        off by the deadline may still reach Temporal; the sender's retry then meets the same workflow id
+        or event key, so nothing happens twice.
+        """
+        settings = self._settings
+        if self._in_flight >= settings.webhook_max_in_flight:
+            raise unavailable(settings, "too many webhooks in flight")
+        budget = settings.webhook_ack_timeout_seconds
+        self._in_flight += 1
+        IN_FLIGHT.inc()
+        try:
+            async with asyncio.timeout(budget):
+                return await call(self.client, timedelta(seconds=budget))
+        except Exception as error:  # not durable: never acknowledge
+            log.warning("event not made durable: %s", type(error).__name__)
+            raise unavailable(settings, "workflow engine unavailable") from error
+        finally:
+            self._in_flight -= 1
+            IN_FLIGHT.dec()

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.skeleton import SkeletonInput, SkeletonWorkflow, no_op
 from core.settings import Settings
+from core.temporal import connect
 
 T = TypeVar("T")
 ENDED = ("delivered", "awaiting_assignment", "unrouted", "failed")
@@ -150,7 +151,7 @@ async def main() -> None:
     args = parser.parse_args()
 
     settings = Settings()
-    client = await Client.connect(args.temporal)
+    client = await connect(Settings(temporal_address=args.temporal))
     print(f"Sending {args.count} lead webhooks at {args.rate or 'max'}/s to {args.api} ...", flush=True)
     acks, end_to_end, counts = await bench_leads(args, settings, client)
     latencies = [a.seconds for a in acks]

@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from clients.errors import PermanentError, TransientError, raise_for_status
 from core.settings import Settings
+from core.timeutil import utcnow
 from db import tokens
-from db.timeutil import utcnow
 
 SERVICE = "zoho"
 REFRESH_LEASE = timedelta(seconds=30)

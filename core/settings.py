@@ -33,7 +33,6 @@ class Settings(BaseSettings):
     # Temporal
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
-    temporal_rpc_timeout_seconds: float = Field(default=3.0, gt=0)
     leads_task_queue: str = LEADS_TASK_QUEUE
     opportunities_task_queue: str = OPPORTUNITIES_TASK_QUEUE
     vtex_orders_task_queue: str = VTEX_ORDERS_TASK_QUEUE
@@ -48,6 +47,11 @@ class Settings(BaseSettings):
     zoho_webhook_secret_header: str = "X-Zoho-Webhook-Token"
     read_api_token: SecretStr = SecretStr(LOCAL_PLACEHOLDER)  # Bearer token of the /v1 read API
     temporal_unavailable_retry_after_seconds: int = Field(default=5, gt=0)
+    # The whole wait for Temporal (connect, SDK retries, the call): past it the webhook gets 503.
+    webhook_ack_timeout_seconds: float = Field(default=2.5, gt=0, le=30)
+    # Calls to Temporal in flight per API process; beyond them a webhook gets 503 at once (shed load).
+    webhook_max_in_flight: int = Field(default=64, gt=0)
+    api_processes: int = Field(default=2, gt=0)  # uvicorn worker processes of the local stack's API
 
     # Zoho CRM API
     zoho_api_base_url: str = "http://127.0.0.1:8100/zoho"

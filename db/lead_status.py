@@ -9,8 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.constants import LeadStatus
+from core.timeutil import as_utc
 from db.models import Lead, LeadStatusChange
-from db.timeutil import as_utc
 
 # A zombie activity attempt finishing late must not move a delivered lead back.
 FINAL_STATUSES = frozenset({LeadStatus.DELIVERED})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Literal
@@ -11,25 +11,9 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core.deals import DealState
+from core.timeutil import as_utc
 from db.models import Opportunity, OpportunityStageChange
-from db.timeutil import as_utc
-
-
-@dataclass(frozen=True)
-class DealState:
-    """A deal as of ``modified_time`` (Zoho's Modified_Time)."""
-
-    deal_id: str
-    modified_time: datetime
-    stage: str | None = None
-    deal_name: str | None = None
-    amount: Decimal | None = None
-    closing_date: str | None = None
-    probability: int | None = None
-    account_name: str | None = None
-    contact_name: str | None = None
-    owner_name: str | None = None
-    modified_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +50,8 @@ async def apply_change(
     one transaction (the row is locked on PostgreSQL), so retried or late activity attempts can neither
     move a deal backwards nor record a change twice.
     """
+    # SQLite keeps datetimes without their zone: store UTC, whatever offset Zoho wrote.
+    state = replace(state, modified_time=as_utc(state.modified_time))
     async with sessions.begin() as session:
         row = await session.get(Opportunity, state.deal_id, with_for_update=True)
         newest = row is None or as_utc(row.modified_time) < state.modified_time

@@ -11,8 +11,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core.timeutil import as_utc
 from db.models import Dealer, Delivery
-from db.timeutil import as_utc
 
 # Rotation claims race with other workers; after this many lost races we take the order as it stands.
 MAX_CLAIM_ATTEMPTS = 5

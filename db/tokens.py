@@ -14,8 +14,8 @@ from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core.timeutil import as_utc
 from db.models import OAuthToken
-from db.timeutil import as_utc
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from temporalio.client import Client
 
 from core.constants import lead_workflow_id
 from core.settings import Settings
+from core.temporal import connect
 from devstack.demo_orders import run_order_demo
 from workflows.lead_distribution import AssignDealerInput, LeadDistributionWorkflow
 
@@ -42,7 +43,7 @@ async def run_demo(settings: Settings, api_url: str, simulators_url: str, ui_url
     async with httpx.AsyncClient(timeout=15, headers=headers) as http:
         leads = [await _send(http, simulators_url, fields, i) for i, fields in enumerate(DEMO_LEADS)]
         print(f"\nSent {len(leads)} Zoho lead webhooks; following them...", flush=True)
-        client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+        client = await connect(settings)
         await asyncio.gather(*(_follow(http, client, api_url, lead) for lead in leads))
         counters = (await http.get(f"{simulators_url}/_control/counters")).json()
 

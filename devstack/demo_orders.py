@@ -10,9 +10,9 @@ from typing import Any
 
 import httpx
 from google.cloud.bigquery import ScalarQueryParameter
-from temporalio.client import Client
 
 from core.settings import Settings
+from core.temporal import connect
 from warehouse import Warehouse, WarehouseUnavailable
 from warehouse.tables import VTEX_ORDER_EVENTS, VTEX_ORDERS
 from workers.schedules import VTEX_FEED_RECONCILE
@@ -39,7 +39,7 @@ async def run_order_demo(settings: Settings, simulators_url: str) -> bool:
     print(f"\nMoved {len(orders)} VTEX orders through {len(LIFECYCLE)} states; waiting for bronze...")
     if any(order.delivery == "none" for order in orders):
         # Lost hooks wait for the reconciler's next scheduled run; run it now instead.
-        client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+        client = await connect(settings)
         await client.get_schedule_handle(VTEX_FEED_RECONCILE).trigger()
     warehouse = Warehouse.from_settings(settings)
     try:

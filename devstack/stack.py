@@ -19,7 +19,7 @@ import httpx
 
 from core.constants import SEARCH_ATTRIBUTES
 from core.settings import PROJECT_ROOT
-from warehouse import emulator
+from devstack import emulator
 
 STARTUP_TIMEOUT_SECONDS = 60.0
 

@@ -20,10 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
 from core.constants import SEARCH_ATTRIBUTES
+from core.temporal import DATA_CONVERTER
 from db.engine import create_engine, session_factory
 from db.migrate import upgrade
+from devstack import emulator
 from tests.support import free_port
-from warehouse import emulator
 
 POSTGRES_URL = os.environ.get("HUB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REQUIRE_POSTGRES = os.environ.get("HUB_REQUIRE_POSTGRES") == "1"
@@ -105,6 +106,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=binary("temporal"),
         search_attributes=SEARCH_ATTRIBUTES,
         dev_server_log_level="error",
+        data_converter=DATA_CONVERTER,
     )
     yield env
     await env.shutdown()

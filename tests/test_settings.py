@@ -42,7 +42,9 @@ def test_production_refuses_placeholder_secrets() -> None:
     }
     with pytest.raises(ValidationError, match="event_signing_secret"):
         Settings(environment="production", **real)
-    assert Settings(environment="production", event_signing_secret="whsec_cHJvZHVjdGlvbi1rZXk=", **real)
+    production = Settings(environment="production", event_signing_secret="whsec_cHJvZHVjdGlvbi1rZXk=", **real)
+    assert production.environment == "production"
+    assert {name: getattr(production, name).get_secret_value() for name in real} == real
     without_hook_secret = {key: value for key, value in real.items() if key != "vtex_hook_secret"}
     with pytest.raises(ValidationError, match="vtex_hook_secret"):
         Settings(

@@ -24,6 +24,7 @@ from clients.subscribers import EventPublisher
 from clients.vtex import VtexClient
 from clients.zoho import ZohoClient
 from core.settings import Settings, get_settings
+from core.temporal import connect
 from db.engine import create_engine, session_factory
 from warehouse import Warehouse
 from workers.schedules import ensure_schedules
@@ -129,20 +130,18 @@ def build_workers(client: Client, activities: WorkerActivities, settings: Settin
     ]
 
 
-async def connect(settings: Settings, serve_metrics: bool = False) -> Client:
-    """A Temporal client; with ``serve_metrics``, the SDK's metrics are served for Prometheus."""
+async def connect_worker(settings: Settings) -> Client:
+    """The worker's Temporal client, serving the SDK's metrics for Prometheus unless the port is 0."""
     runtime = None
-    if serve_metrics and settings.worker_metrics_port:
+    if settings.worker_metrics_port:
         address = f"{settings.worker_metrics_host}:{settings.worker_metrics_port}"
         runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
-    return await Client.connect(
-        settings.temporal_address, namespace=settings.temporal_namespace, runtime=runtime
-    )
+    return await connect(settings, runtime=runtime)
 
 
 async def run(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM, then finish in-flight tasks and stop."""
-    client = await connect(settings, serve_metrics=True)
+    client = await connect_worker(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

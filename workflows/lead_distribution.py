@@ -4,17 +4,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.client import Client
+from temporalio.common import (
+    RetryPolicy,
+    SearchAttributePair,
+    SearchAttributeUpdate,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
+
+from workflows.policies import DATABASE_RETRY
 
 with workflow.unsafe.imports_passed_through():
+    from activities.errors import PERMANENT_FAILURE
     from activities.leads import (
         DEALER_REJECTED,
         LEAD_NOT_FOUND,
-        PERMANENT_FAILURE,
         UNKNOWN_DEALER,
         DealerLookupInput,
         DeliverLeadInput,
@@ -32,13 +42,16 @@ with workflow.unsafe.imports_passed_through():
         LEAD_ID,
         LEAD_STATUS,
         LeadStatus,
+        lead_workflow_id,
     )
     from core.events import cloud_event
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 # Workflow-only status for the Web UI: leads waiting for support's assign_dealer decision.
 AWAITING_ASSIGNMENT = "awaiting_assignment"
 
-DATABASE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 LOCAL_STEP_TIMEOUT = timedelta(seconds=30)
 
 
@@ -49,6 +62,16 @@ class LeadDistributionInput:
     assign_deadline_seconds: int = 24 * 3600
     delivery_attempt_timeout_seconds: int = 30
     delivery_retry_window_seconds: int = 6 * 3600
+
+    @classmethod
+    def for_lead(cls, settings: Settings, lead_id: str, event: dict[str, Any]) -> LeadDistributionInput:
+        return cls(
+            lead_id=lead_id,
+            event=event,
+            assign_deadline_seconds=settings.assign_dealer_deadline_seconds,
+            delivery_attempt_timeout_seconds=settings.dealer_delivery_attempt_timeout_seconds,
+            delivery_retry_window_seconds=settings.dealer_delivery_retry_window_seconds,
+        )
 
 
 @dataclass
@@ -85,6 +108,34 @@ class LeadDistributionState:
     status: str
     dealer_id: str | None
     attempts: list[DeliveryAttempt]
+
+
+async def start_lead_distribution(
+    client: Client,
+    settings: Settings,
+    lead_id: str,
+    event: dict[str, Any],
+    rpc_timeout: timedelta | None = None,
+) -> bool:
+    """Start the lead's workflow unless it runs or ran already; True when this call started it.
+
+    The workflow id is the idempotency key: concurrent and later duplicates are refused by the server
+    and joined here. A failed or terminated run may be started again, so a resent webhook repairs it.
+    """
+    try:
+        await client.start_workflow(
+            LeadDistributionWorkflow.run,
+            LeadDistributionInput.for_lead(settings, lead_id, event),
+            id=lead_workflow_id(lead_id),
+            task_queue=settings.leads_task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+            search_attributes=TypedSearchAttributes([SearchAttributePair(LEAD_ID, lead_id)]),
+            rpc_timeout=rpc_timeout,
+        )
+    except WorkflowAlreadyStartedError:
+        return False
+    return True
 
 
 @workflow.defn

@@ -4,32 +4,36 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.client import Client
+from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError
 
-from workflows.gathering import until_quiet
+from workflows.gathering import Inbox, handle_batches
+from workflows.policies import DATABASE_RETRY
 
 with workflow.unsafe.imports_passed_through():
     from activities.opportunities import (
         DEAL_NOT_FOUND,
         ApplyDealInput,
-        DealFields,
         FetchDealInput,
         OpportunityActivities,
     )
-    from core.constants import DEAL_ID, DEAL_STAGE
+    from core.constants import DEAL_ID, DEAL_STAGE, opportunity_workflow_id
+    from core.deals import DealState
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 DEAL_CHANGED = "deal_changed"
 STEP_TIMEOUT = timedelta(seconds=30)
-MAX_GATHER_WINDOWS = 10
 DROP_REASONS = {
     "stale": "older than the current state: recorded in the stage history only",
     "repeated": "repeated: this change was stored before",
 }
-# The central database may be down for a while: keep trying, never lose an acknowledged update.
-DATABASE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 ZOHO_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5), non_retryable_error_types=[DEAL_NOT_FOUND])
 
 
@@ -39,10 +43,10 @@ class DealChange:
 
     deal_id: str
     stage: str | None = None
-    modified_time: str | None = None  # ISO 8601 with offset
+    modified_time: datetime | None = None  # aware
     modified_by: str | None = None
-    amount: str | None = None
-    received_at: str = ""
+    amount: Decimal | None = None
+    received_at: datetime | None = None
 
 
 @dataclass
@@ -52,8 +56,17 @@ class OpportunitySyncInput:
     batch_window_seconds: float = 2.0
     changes_per_run: int = 500
     # Carried over continue-as-new:
-    last_applied: str | None = None
+    last_applied: datetime | None = None
     pending: list[DealChange] = field(default_factory=list)
+
+    @classmethod
+    def for_deal(cls, settings: Settings, deal_id: str) -> OpportunitySyncInput:
+        return cls(
+            deal_id=deal_id,
+            idle_close_seconds=settings.opportunity_idle_close_seconds,
+            batch_window_seconds=settings.opportunity_batch_window_seconds,
+            changes_per_run=settings.opportunity_changes_per_run,
+        )
 
 
 @dataclass
@@ -61,44 +74,64 @@ class OpportunitySyncResult:
     deal_id: str
     applied: int
     dropped: int
-    last_applied: str | None
+    last_applied: datetime | None
+
+
+async def signal_deal_change(
+    client: Client, settings: Settings, change: DealChange, rpc_timeout: timedelta | None = None
+) -> str:
+    """Deliver ``change`` to its deal's workflow, starting the workflow if it is not running.
+
+    Returns the workflow id once the signal is in the workflow's history: the change is durable.
+    """
+    workflow_id = opportunity_workflow_id(change.deal_id)
+    await client.start_workflow(
+        OpportunitySyncWorkflow.run,
+        OpportunitySyncInput.for_deal(settings, change.deal_id),
+        id=workflow_id,
+        task_queue=settings.opportunities_task_queue,
+        start_signal=DEAL_CHANGED,
+        start_signal_args=[change],
+        search_attributes=TypedSearchAttributes([SearchAttributePair(DEAL_ID, change.deal_id)]),
+        rpc_timeout=rpc_timeout,
+    )
+    return workflow_id
 
 
 @workflow.defn
 class OpportunitySyncWorkflow:
     def __init__(self) -> None:
-        self._pending: list[DealChange] = []
+        self._inbox: Inbox[DealChange] = Inbox()
         self._applied = 0
         self._dropped = 0
-        self._last_applied: str | None = None
+        self._last_applied: datetime | None = None
 
     @workflow.signal(name=DEAL_CHANGED)
     def deal_changed(self, change: DealChange) -> None:
-        self._pending.append(change)
+        self._inbox.put(change)
 
     @workflow.run
     async def run(self, params: OpportunitySyncInput) -> OpportunitySyncResult:
-        self._pending = list(params.pending) + self._pending
+        self._inbox.items[:0] = params.pending
         self._last_applied = params.last_applied
         workflow.upsert_search_attributes([DEAL_ID.value_set(params.deal_id)])
-        handled = 0
-        while True:
-            try:
-                await workflow.wait_condition(
-                    lambda: bool(self._pending), timeout=timedelta(seconds=params.idle_close_seconds)
-                )
-            except TimeoutError:
-                return OpportunitySyncResult(params.deal_id, self._applied, self._dropped, self._last_applied)
-            # Updates fired together arrive in any order; gathered, they are applied oldest first.
-            await until_quiet(lambda: len(self._pending), params.batch_window_seconds, MAX_GATHER_WINDOWS)
-            batch, self._pending = _oldest_first(self._pending), []
-            for change in batch:
-                await self._apply(change)
-            handled += len(batch)
-            if handled >= params.changes_per_run or workflow.info().is_continue_as_new_suggested():
-                workflow.continue_as_new(
-                    replace(params, last_applied=self._last_applied, pending=list(self._pending))
-                )
+        more = await handle_batches(
+            self._inbox,
+            self._apply_batch,
+            idle=lambda: timedelta(seconds=params.idle_close_seconds),
+            window_seconds=params.batch_window_seconds,
+            per_run=params.changes_per_run,
+        )
+        if more:
+            workflow.continue_as_new(
+                replace(params, last_applied=self._last_applied, pending=list(self._inbox.items))
+            )
+        return OpportunitySyncResult(params.deal_id, self._applied, self._dropped, self._last_applied)
+
+    async def _apply_batch(self, batch: list[DealChange]) -> None:
+        # Changes without a time (partial webhooks) fetch the current state; apply them last.
+        for change in sorted(batch, key=lambda c: (c.modified_time is None, c.modified_time or _EPOCH)):
+            await self._apply(change)
 
     async def _apply(self, change: DealChange) -> None:
         if change.modified_time and self._is_stale(change.modified_time):
@@ -106,7 +139,7 @@ class OpportunitySyncWorkflow:
             outcome = "stale"
             if change.stage:
                 outcome = await self._store(
-                    DealFields(
+                    DealState(
                         deal_id=change.deal_id,
                         modified_time=change.modified_time,
                         stage=change.stage,
@@ -128,7 +161,7 @@ class OpportunitySyncWorkflow:
         if deal.stage:
             workflow.upsert_search_attributes([DEAL_STAGE.value_set(deal.stage)])
 
-    async def _store(self, deal: DealFields) -> str:
+    async def _store(self, deal: DealState) -> str:
         result = await workflow.execute_activity_method(
             OpportunityActivities.apply_deal_change,
             ApplyDealInput(deal=deal),
@@ -137,7 +170,7 @@ class OpportunitySyncWorkflow:
         )
         return result.outcome
 
-    async def _current_deal(self, change: DealChange) -> DealFields | None:
+    async def _current_deal(self, change: DealChange) -> DealState | None:
         """The full deal from Zoho, with the webhook's own stage, time and author laid over it.
 
         The webhook's values describe this very change; the fetched record may already be newer.
@@ -161,24 +194,16 @@ class OpportunitySyncWorkflow:
             amount=change.amount if change.amount is not None else fetched.amount,
         )
 
-    def _is_stale(self, modified_time: str) -> bool:
-        return self._last_applied is not None and _parse(modified_time) <= _parse(self._last_applied)
+    def _is_stale(self, modified_time: datetime) -> bool:
+        return self._last_applied is not None and modified_time <= self._last_applied
 
     def _drop(self, change: DealChange, reason: str) -> None:
         # The memo change is an event in the history, so support sees what was dropped and why.
         self._dropped += 1
-        note = f"dropped change of {change.modified_time or 'unknown time'} ({change.stage or '-'}): {reason}"
+        when = change.modified_time.isoformat() if change.modified_time else "unknown time"
+        note = f"dropped change of {when} ({change.stage or '-'}): {reason}"
         workflow.logger.info(note)
         workflow.upsert_memo({"last_dropped": note, "dropped": self._dropped})
 
 
-def _parse(value: str) -> datetime:
-    return datetime.fromisoformat(value)
-
-
-def _oldest_first(changes: list[DealChange]) -> list[DealChange]:
-    # Changes without a time (partial webhooks) fetch the current state; apply them last.
-    return sorted(
-        changes,
-        key=lambda c: (c.modified_time is None, _parse(c.modified_time or "0001-01-01T00:00:00+00:00")),
-    )
+_EPOCH = datetime.fromisoformat("0001-01-01T00:00:00+00:00")

@@ -9,7 +9,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.leads import PERMANENT_FAILURE
+    from activities.errors import PERMANENT_FAILURE
     from activities.vtex_feed import SaveHookInput, VtexFeedActivities
     from core.constants import VTEX_API_TASK_QUEUE
 

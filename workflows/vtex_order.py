@@ -7,15 +7,16 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.client import Client
+from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError
 
-from workflows.gathering import until_quiet
+from workflows.gathering import Inbox, handle_batches
 
 with workflow.unsafe.imports_passed_through():
-    from activities.leads import PERMANENT_FAILURE
+    from activities.errors import PERMANENT_FAILURE
     from activities.vtex import ORDER_NOT_FOUND, LandEventsInput, LandOrderInput, VtexOrderActivities
-    from core.constants import ORDER_ID, ORDER_STATE, VTEX_API_TASK_QUEUE
+    from core.constants import ORDER_ID, ORDER_STATE, VTEX_API_TASK_QUEUE, vtex_order_workflow_id
     from core.vtex import FINAL_ORDER_STATES, OrderEvent
 
 if TYPE_CHECKING:
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 ORDER_CHANGED = "order_changed"
 STATUS_QUERY = "status"
 STEP_TIMEOUT = timedelta(seconds=30)
-MAX_GATHER_WINDOWS = 10
 SEEN_KEYS_KEPT = 1000  # event keys carried over continue-as-new, to recognise repeats
 # The warehouse may be down for a while: keep trying, never lose an acknowledged event.
 WAREHOUSE_RETRY = RetryPolicy(
@@ -79,16 +79,38 @@ class VtexOrderStatus:
     quarantined: int = 0
 
 
+async def signal_order_event(
+    client: Client, settings: Settings, event: OrderEvent, rpc_timeout: timedelta | None = None
+) -> str:
+    """Deliver ``event`` to its order's workflow, starting the workflow if it is not running.
+
+    Returns the workflow id once the signal is in the workflow's history: the change is durable. The
+    hook endpoint and the Feed v3 reconciler both deliver through here.
+    """
+    workflow_id = vtex_order_workflow_id(event.order_id)
+    await client.start_workflow(
+        VtexOrderWorkflow.run,
+        VtexOrderInput.for_order(settings, event.order_id),
+        id=workflow_id,
+        task_queue=settings.vtex_orders_task_queue,
+        start_signal=ORDER_CHANGED,
+        start_signal_args=[event],
+        search_attributes=TypedSearchAttributes([SearchAttributePair(ORDER_ID, event.order_id)]),
+        rpc_timeout=rpc_timeout,
+    )
+    return workflow_id
+
+
 @workflow.defn
 class VtexOrderWorkflow:
     def __init__(self) -> None:
-        self._pending: list[OrderEvent] = []
+        self._inbox: Inbox[OrderEvent] = Inbox()
         self._seen: list[str] = []
         self._status = VtexOrderStatus(order_id="", state=None, last_applied=None)
 
     @workflow.signal(name=ORDER_CHANGED)
     def order_changed(self, event: OrderEvent) -> None:
-        self._pending.append(event)
+        self._inbox.put(event)
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> VtexOrderStatus:
@@ -96,32 +118,31 @@ class VtexOrderWorkflow:
 
     @workflow.run
     async def run(self, params: VtexOrderInput) -> VtexOrderStatus:
-        self._pending = list(params.pending) + self._pending
+        self._inbox.items[:0] = params.pending
         self._seen = list(params.seen)
         self._status = VtexOrderStatus(params.order_id, params.state, params.last_applied)
         workflow.upsert_search_attributes([ORDER_ID.value_set(params.order_id)])
-        handled = 0
-        while True:
-            quiet = params.final_linger_seconds if self._is_final() else params.idle_close_seconds
-            try:
-                await workflow.wait_condition(lambda: bool(self._pending), timeout=timedelta(seconds=quiet))
-            except TimeoutError:
-                return self._status
-            # Hooks of one order arrive in any order; gathered, they cost one OMS read.
-            await until_quiet(lambda: len(self._pending), params.batch_window_seconds, MAX_GATHER_WINDOWS)
-            batch, self._pending = self._pending, []
-            await self._handle(params, batch)
-            handled += len(batch)
-            if handled >= params.events_per_run or workflow.info().is_continue_as_new_suggested():
-                workflow.continue_as_new(
-                    replace(
-                        params,
-                        state=self._status.state,
-                        last_applied=self._status.last_applied,
-                        seen=self._seen[-SEEN_KEYS_KEPT:],
-                        pending=list(self._pending),
-                    )
+        # Hooks of one order arrive in any order; gathered, they cost one OMS read.
+        more = await handle_batches(
+            self._inbox,
+            lambda batch: self._handle(params, batch),
+            idle=lambda: timedelta(
+                seconds=params.final_linger_seconds if self._is_final() else params.idle_close_seconds
+            ),
+            window_seconds=params.batch_window_seconds,
+            per_run=params.events_per_run,
+        )
+        if more:
+            workflow.continue_as_new(
+                replace(
+                    params,
+                    state=self._status.state,
+                    last_applied=self._status.last_applied,
+                    seen=self._seen[-SEEN_KEYS_KEPT:],
+                    pending=list(self._inbox.items),
                 )
+            )
+        return self._status
 
     async def _handle(self, params: VtexOrderInput, batch: list[OrderEvent]) -> None:
         fresh = self._first_sightings(batch)

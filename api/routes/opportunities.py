@@ -1,4 +1,4 @@
-"""Zoho deal-stage webhooks: every update of a deal goes to that deal's one workflow."""
+"""Zoho deal-stage webhooks (each deal's updates go to its one workflow) and the deal read API."""
 
 from __future__ import annotations
 
@@ -7,46 +7,56 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Request, status
-from pydantic import AliasChoices, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
-from temporalio.common import SearchAttributePair
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from api.body import parse_fields, read_limited
-from api.deps import ReadTokenDep, SessionsDep, SettingsDep, TemporalClientDep, ZohoSecretDep
-from api.routes.zoho import ERRORS, ZOHO_ID_PATTERN, validation_message
-from api.temporal import signal_with_start
-from core.constants import DEAL_ID, opportunity_workflow_id
-from db.opportunities import OpportunityView, get_opportunity
-from workflows.opportunity_sync import DEAL_CHANGED, DealChange, OpportunitySyncInput, OpportunitySyncWorkflow
+from api.body import (
+    FORM,
+    JSON,
+    WEBHOOK_ERRORS,
+    ZOHO_ID_PATTERN,
+    errors,
+    parse_fields,
+    parse_model,
+    read_limited,
+    spellings,
+)
+from api.body import request_body as declared_body
+from api.deps import IntakeDep, ReadTokenDep, SessionsDep, SettingsDep, ZohoSecretDep
+from api.openapi import READ_TOKEN, ZOHO_SECRET, security
+from db.opportunities import get_opportunity
+from workflows.opportunity_sync import DealChange, signal_deal_change
 
 webhooks = APIRouter(prefix="/webhooks/zoho", tags=["zoho"], dependencies=[ZohoSecretDep])
 reads = APIRouter(prefix="/v1/opportunities", tags=["opportunities"], dependencies=[ReadTokenDep])
 
 
 class ZohoDealWebhook(BaseModel):
-    """Merge fields of the deal webhook; only the deal id is required (the rest is fetched)."""
+    """Merge fields of the deal webhook; only the deal id is required (the rest is fetched).
+
+    Each field is accepted in the common spellings: ``deal_id``, ``dealId``, ``Deal_Id``, ``id``...
+    """
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
-    deal_id: str = Field(validation_alias=AliasChoices("deal_id", "id", "Deal_Id"), pattern=ZOHO_ID_PATTERN)
-    stage: str | None = Field(default=None, max_length=100)
-    modified_time: AwareDatetime | None = None
-    modified_by: str | None = Field(default=None, max_length=300)
-    amount: Decimal | None = None
+    deal_id: str = Field(
+        validation_alias=spellings("deal_id", "id", "Id", "ID", "Potential_Id"), pattern=ZOHO_ID_PATTERN
+    )
+    stage: str | None = Field(default=None, max_length=100, validation_alias=spellings("stage"))
+    modified_time: AwareDatetime | None = Field(
+        default=None, validation_alias=spellings("modified_time"), description="ISO 8601 with offset"
+    )
+    modified_by: str | None = Field(default=None, max_length=300, validation_alias=spellings("modified_by"))
+    amount: Decimal | None = Field(default=None, validation_alias=spellings("amount"))
 
     def change(self) -> DealChange:
-        # Empty merge fields (a field Zoho had no value for) count as absent.
         return DealChange(
             deal_id=self.deal_id,
-            stage=self.stage or None,
-            modified_time=self.modified_time.isoformat() if self.modified_time else None,
-            modified_by=self.modified_by or None,
-            amount=None if self.amount is None else str(self.amount),
-            received_at=datetime.now(UTC).isoformat(),
+            stage=self.stage,
+            modified_time=self.modified_time,
+            modified_by=self.modified_by,
+            amount=self.amount,
+            received_at=datetime.now(UTC),
         )
-
-
-def _blank_to_none(fields: dict[str, Any]) -> dict[str, Any]:
-    return {key: (None if value == "" else value) for key, value in fields.items()}
 
 
 class UpdateAccepted(BaseModel):
@@ -55,45 +65,73 @@ class UpdateAccepted(BaseModel):
     deal_id: str
 
 
+class StageChangeAnswer(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    from_stage: str | None
+    to_stage: str
+    changed_by: str | None
+    changed_at: datetime
+
+
+class OpportunityAnswer(BaseModel):
+    """A deal's current state in the central database and every stage move, oldest first."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    deal_id: str
+    deal_name: str | None
+    stage: str | None
+    amount: Decimal | None
+    closing_date: str | None
+    probability: int | None
+    account_name: str | None
+    contact_name: str | None
+    owner_name: str | None
+    modified_time: datetime
+    updated_at: datetime
+    stage_history: list[StageChangeAnswer]
+
+
+def _blank_to_none(fields: dict[str, Any]) -> dict[str, Any]:
+    # Empty merge fields (a field Zoho had no value for) count as absent.
+    return {key: (None if value == "" else value) for key, value in fields.items()}
+
+
 @webhooks.post(
-    "/opportunities", status_code=status.HTTP_202_ACCEPTED, response_model=UpdateAccepted, responses=ERRORS
+    "/opportunities",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=UpdateAccepted,
+    responses=WEBHOOK_ERRORS,
+    openapi_extra={**declared_body(ZohoDealWebhook, FORM, JSON), **security(ZOHO_SECRET)},
 )
-async def receive_deal_update(
-    request: Request, settings: SettingsDep, temporal: TemporalClientDep
-) -> UpdateAccepted:
+async def receive_deal_update(request: Request, settings: SettingsDep, intake: IntakeDep) -> UpdateAccepted:
     """Signal (or start and signal) the deal's workflow; answers once the update is durable."""
     body = await read_limited(request, settings.webhook_max_body_bytes)
     fields = _blank_to_none(parse_fields(body, request.headers.get("content-type", "")))
-    try:
-        webhook = ZohoDealWebhook.model_validate(fields)
-    except ValidationError as error:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, validation_message(error)) from error
-    workflow_id = opportunity_workflow_id(webhook.deal_id)
-    await signal_with_start(
-        temporal,
-        settings,
-        workflow=OpportunitySyncWorkflow.run,
-        arg=OpportunitySyncInput(
-            deal_id=webhook.deal_id,
-            idle_close_seconds=settings.opportunity_idle_close_seconds,
-            batch_window_seconds=settings.opportunity_batch_window_seconds,
-            changes_per_run=settings.opportunity_changes_per_run,
-        ),
-        signal=DEAL_CHANGED,
-        signal_arg=webhook.change(),
-        workflow_id=workflow_id,
-        task_queue=settings.opportunities_task_queue,
-        search_attributes=[SearchAttributePair(DEAL_ID, webhook.deal_id)],
+    change = parse_model(ZohoDealWebhook, fields).change()
+    workflow_id = await intake.submit(
+        lambda client, timeout: signal_deal_change(client, settings, change, timeout)
     )
-    return UpdateAccepted(status="accepted", workflow_id=workflow_id, deal_id=webhook.deal_id)
+    return UpdateAccepted(status="accepted", workflow_id=workflow_id, deal_id=change.deal_id)
 
 
-@reads.get("/{deal_id}", response_model=OpportunityView, responses={404: {"description": "no such deal"}})
+@reads.get(
+    "/{deal_id}",
+    response_model=OpportunityAnswer,
+    responses=errors(
+        e401="missing or wrong bearer token",
+        e404="no such deal",
+        e422="malformed deal id",
+        e503="no read token configured",
+    ),
+    openapi_extra=security(READ_TOKEN),
+)
 async def read_opportunity(
     deal_id: str = Path(pattern=ZOHO_ID_PATTERN), *, sessions: SessionsDep
-) -> OpportunityView:
+) -> OpportunityAnswer:
     """Current state of the deal and every stage it went through."""
     deal = await get_opportunity(sessions, deal_id)
     if deal is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no opportunity {deal_id}")
-    return deal
+    return OpportunityAnswer.model_validate(deal)

@@ -96,7 +96,7 @@ async def test_temporal_unreachable_is_503_with_retry_after(
 ) -> None:
     dead = f"127.0.0.1:{free_port()}"  # nothing listens here
     settings = hub_settings(
-        sqlite_url, dead, "http://127.0.0.1:9", task_queue, temporal_rpc_timeout_seconds=1.0
+        sqlite_url, dead, "http://127.0.0.1:9", task_queue, webhook_ack_timeout_seconds=1.0
     )
     async with serve(create_app(settings)) as base, httpx.AsyncClient(timeout=30) as http:
         response = await http.post(

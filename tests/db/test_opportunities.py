@@ -7,7 +7,8 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db.opportunities import DealState, apply_change, get_opportunity
+from core.deals import DealState
+from db.opportunities import apply_change, get_opportunity
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 DEAL = "5725767000000900001"

@@ -10,6 +10,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 from temporalio.worker import Replayer
 
+from core.temporal import DATA_CONVERTER
 from tests.hub import Hub
 from tests.support import eventually
 from workflows.lead_distribution import AssignDealerInput, LeadDistributionWorkflow
@@ -160,4 +161,6 @@ async def test_histories_replay_deterministically(hub: Hub) -> None:
     await hub.post_webhook(lead_id)
     await hub.handle(lead_id).result()
     history = await hub.handle(lead_id).fetch_history()
-    await Replayer(workflows=[LeadDistributionWorkflow]).replay_workflow(history)
+    await Replayer(workflows=[LeadDistributionWorkflow], data_converter=DATA_CONVERTER).replay_workflow(
+        history
+    )

@@ -18,7 +18,7 @@ def _binary() -> str:
     candidate = Path(sys.prefix) / "bin" / "bqemulator"
     found = str(candidate) if candidate.exists() else shutil.which("bqemulator")
     if not found:
-        raise RuntimeError("bqemulator is not installed: install the project's [emulator] extra")
+        raise RuntimeError("bqemulator is not installed: install the project's [local] extra")
     return found
 
 

@@ -1,0 +1,65 @@
+"""A Zoho deal as the hub replicates it: one type for the workflow, the activities and the database.
+
+Temporal carries it as is (``core.temporal``'s pydantic data converter keeps ``Decimal`` and aware
+``datetime`` values), so no string mirror of it is needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from core.timeutil import as_utc
+
+
+@dataclass(frozen=True)
+class DealState:
+    """A deal as of ``modified_time`` (Zoho's Modified_Time). None means "not known from this source"."""
+
+    deal_id: str
+    modified_time: datetime
+    stage: str | None = None
+    deal_name: str | None = None
+    amount: Decimal | None = None
+    closing_date: str | None = None
+    probability: int | None = None
+    account_name: str | None = None
+    contact_name: str | None = None
+    owner_name: str | None = None
+    modified_by: str | None = None
+
+
+class InvalidDeal(ValueError):
+    """A Zoho record the hub cannot replicate (retrying the read returns the same record)."""
+
+
+def _name(value: Any) -> str | None:
+    # Zoho lookups come as {"id", "name"}.
+    if isinstance(value, dict):
+        return str(value.get("name")) if value.get("name") is not None else None
+    return str(value) if value not in (None, "") else None
+
+
+def deal_from_zoho(record: dict[str, Any]) -> DealState:
+    """The fields we replicate from a Zoho Deals record."""
+    probability = record.get("Probability")
+    try:
+        amount = None if record.get("Amount") is None else Decimal(str(record["Amount"]))
+        modified_time = as_utc(datetime.fromisoformat(str(record["Modified_Time"])))
+    except (InvalidOperation, ValueError, KeyError) as error:
+        raise InvalidDeal(f"deal {record.get('id')}: {error!r}") from error
+    return DealState(
+        deal_id=str(record["id"]),
+        modified_time=modified_time,
+        stage=_name(record.get("Stage")),
+        deal_name=_name(record.get("Deal_Name")),
+        amount=amount,
+        closing_date=_name(record.get("Closing_Date")),
+        probability=None if probability is None else int(probability),
+        account_name=_name(record.get("Account_Name")),
+        contact_name=_name(record.get("Contact_Name")),
+        owner_name=_name(record.get("Owner")),
+        modified_by=_name(record.get("Modified_By")),
+    )
