@@ -18,7 +18,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses={503: {"description": "Temporal or the database does not answer"}})
 async def readyz(response: Response, temporal: TemporalClientDep, sessions: SessionsDep) -> dict[str, str]:
     """200 when Temporal and the database answer, else 503 with the failing part named."""
     checks = {"temporal": "ok", "database": "ok"}

@@ -1,0 +1,178 @@
+"""A sender never waits long: 503 with Retry-After within the budget, bursts shed, parameter spellings.
+
+Budget: VTEX gives a hook 5 s; ``webhook_ack_timeout_seconds`` (2.5 s by default) bounds the whole wait
+for Temporal, connecting and the SDK's retries included, so a 503 comes well inside 3.5 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from api.app import create_app
+from core.constants import SEARCH_ATTRIBUTES
+from core.temporal import DATA_CONVERTER
+from tests.api.test_vtex_webhook import hook
+from tests.conftest import binary
+from tests.hub import VTEX_HOOK_SECRET, WEBHOOK_SECRET, Hub, hub_settings, running_hub
+from tests.support import free_port, serve
+
+SENDER_PATIENCE_SECONDS = 3.5
+
+
+class BlackHole:
+    """A TCP server that accepts connections and never answers: a Temporal that hangs."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> BlackHole:
+        self._server = await asyncio.start_server(self._swallow, "127.0.0.1", self.port)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    async def _swallow(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(65536):
+            pass
+        writer.close()
+
+
+def secret(settings: Any) -> dict[str, str]:
+    return {settings.zoho_webhook_secret_header: WEBHOOK_SECRET}
+
+
+def assert_prompt_503(timed: list[tuple[httpx.Response, float]], retry_after: int) -> None:
+    for response, took in timed:
+        assert response.status_code == 503, response.text
+        assert response.headers["retry-after"] == str(retry_after)
+        assert took < SENDER_PATIENCE_SECONDS, f"{response.request.url} answered after {took:.1f}s"
+
+
+async def post_each_webhook(
+    http: httpx.AsyncClient, base: str, settings: Any, n: int
+) -> list[tuple[httpx.Response, float]]:
+    """One webhook of each kind, each with how long its answer took."""
+    timed = []
+    for post in (
+        lambda: http.post(f"{base}/webhooks/zoho/leads", data={"lead_id": f"9{n}"}, headers=secret(settings)),
+        lambda: http.post(
+            f"{base}/webhooks/zoho/opportunities", data={"deal_id": f"8{n}"}, headers=secret(settings)
+        ),
+        lambda: http.post(
+            f"{base}/webhooks/vtex/orders",
+            json=hook(OrderId=f"v-{n}"),
+            headers={settings.vtex_hook_secret_header: VTEX_HOOK_SECRET},
+        ),
+    ):
+        started = time.perf_counter()
+        response = await post()
+        timed.append((response, time.perf_counter() - started))
+    return timed
+
+
+async def test_503_within_budget_after_the_dev_server_is_killed(sqlite_url: str, task_queue: str) -> None:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=binary("temporal"),
+        search_attributes=SEARCH_ATTRIBUTES,
+        dev_server_log_level="error",
+        data_converter=DATA_CONVERTER,
+    )
+    address = env.client.service_client.config.target_host
+    settings = hub_settings(sqlite_url, address, "http://127.0.0.1:9", task_queue, vtex_account="teststore")
+    try:
+        async with serve(create_app(settings)) as base, httpx.AsyncClient(timeout=30) as http:
+            alive = await post_each_webhook(http, base, settings, 1)
+            assert [response.status_code for response, _ in alive] == [202, 202, 200]
+            await env.shutdown()  # the real server goes away under a connected client
+            for n in (2, 3):  # the first calls after the loss, and more once the SDK knows of it
+                timed = await post_each_webhook(http, base, settings, n)
+                assert_prompt_503(timed, settings.temporal_unavailable_retry_after_seconds)
+    finally:
+        await env.shutdown()
+
+
+async def test_503_within_budget_when_temporal_hangs_from_the_start(sqlite_url: str, task_queue: str) -> None:
+    async with BlackHole() as hole:
+        settings = hub_settings(sqlite_url, f"127.0.0.1:{hole.port}", "http://127.0.0.1:9", task_queue)
+        async with serve(create_app(settings)) as base, httpx.AsyncClient(timeout=30) as http:
+            timed = await post_each_webhook(http, base, settings, 1)
+            assert_prompt_503(timed, settings.temporal_unavailable_retry_after_seconds)
+
+
+async def test_a_burst_beyond_the_cap_is_shed_at_once(sqlite_url: str, task_queue: str) -> None:
+    async with BlackHole() as hole:
+        settings = hub_settings(
+            sqlite_url, f"127.0.0.1:{hole.port}", "http://127.0.0.1:9", task_queue, webhook_max_in_flight=3
+        )
+        async with serve(create_app(settings)) as base, httpx.AsyncClient(timeout=30) as http:
+
+            async def send(n: int) -> tuple[httpx.Response, float]:
+                started = time.perf_counter()
+                response = await http.post(
+                    f"{base}/webhooks/zoho/leads", data={"lead_id": f"7{n}"}, headers=secret(settings)
+                )
+                return response, time.perf_counter() - started
+
+            answers = await asyncio.gather(*(send(n) for n in range(10)))
+    assert {response.status_code for response, _ in answers} == {503}
+    shed = [took for response, took in answers if "too many webhooks in flight" in response.json()["detail"]]
+    waited = [
+        took for response, took in answers if "workflow engine unavailable" in response.json()["detail"]
+    ]
+    assert (len(shed), len(waited)) == (7, 3)
+    assert max(shed) < 1.0  # shed at once, not queued behind the hanging calls
+    assert min(waited) >= settings.webhook_ack_timeout_seconds * 0.9
+    assert max(waited) < SENDER_PATIENCE_SECONDS
+
+
+@pytest.fixture
+async def api_only(temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str) -> AsyncIterator[Hub]:
+    async with running_hub(temporal_env.client, sqlite_url, task_queue, worker=False) as hub:
+        yield hub
+
+
+@pytest.mark.parametrize("name", ["lead_id", "leadId", "LeadId", "Lead_Id", "LEAD_ID", "lead-id", "id"])
+async def test_lead_id_in_the_spellings_zoho_admins_use(api_only: Hub, name: str) -> None:
+    lead_id = str(5725767000000700000 + len(name) * 10 + name.count("_"))
+    response = await api_only.http.post(
+        f"{api_only.api_url}/webhooks/zoho/leads", data={name: lead_id}, headers=secret(api_only.settings)
+    )
+    assert response.status_code == 202, response.text
+    assert response.json()["lead_id"] == lead_id
+    assert await api_only.count_workflows(f"WorkflowId = 'lead-{lead_id}'") == 1
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {
+            "dealId": "5725767000000800001",
+            "Stage": "Qualification",
+            "modifiedTime": "2026-11-24T10:00:00-03:00",
+        },
+        {"Deal_Id": "5725767000000800002", "STAGE": "Qualification", "Modified_Time": "2026-11-24T10:00:00Z"},
+    ],
+)
+async def test_deal_fields_in_the_spellings_zoho_admins_use(api_only: Hub, fields: dict[str, str]) -> None:
+    response = await api_only.http.post(
+        f"{api_only.api_url}/webhooks/zoho/opportunities", json=fields, headers=secret(api_only.settings)
+    )
+    assert response.status_code == 202, response.text
+    deal_id = response.json()["deal_id"]
+    assert deal_id in fields.values()
+    handle = api_only.client.get_workflow_handle(f"opportunity-{deal_id}")
+    history = await handle.fetch_history()
+    signal = next(e for e in history.events if e.HasField("workflow_execution_signaled_event_attributes"))
+    payload = signal.workflow_execution_signaled_event_attributes.input.payloads[0].data.decode()
+    assert '"stage":"Qualification"' in payload
+    assert '"modified_time":"2026-11-24T' in payload
