@@ -15,7 +15,7 @@ from activities.errors import external_call
 from clients.dealer_crm import DealerCrm, map_fields
 from clients.subscribers import EventPublisher
 from clients.zoho import ZohoClient
-from core.constants import LeadStatus
+from core.constants import LeadStatus, lead_workflow_id
 from core.timeutil import utcnow
 from db import lead_status, routing
 
@@ -52,6 +52,7 @@ class RouteLeadInput:
     state: str
     city: str
     model: str
+    record_routed: bool = False  # also record the portal status "routed" to the first dealer
 
 
 @dataclass
@@ -75,6 +76,7 @@ class DeliverLeadInput:
     lead_id: str
     dealer_id: str
     lead: dict[str, Any]
+    record_delivered: bool = False  # also record the portal status "delivered"
 
 
 @dataclass
@@ -151,6 +153,8 @@ class LeadActivities:
         now = utcnow()
         profile = routing.LeadProfile(state=params.state, city=params.city, model=params.model)
         dealer_ids = await routing.route(self._sessions, profile, now.astimezone(self._timezone).date(), now)
+        if params.record_routed and dealer_ids:
+            await self._record(params.lead_id, LeadStatus.ROUTED, dealer_id=dealer_ids[0])
         return RouteLeadResult(dealer_ids=dealer_ids)
 
     @activity.defn
@@ -186,7 +190,22 @@ class LeadActivities:
             day=now.astimezone(self._timezone).date(),
             at=now,
         )
+        if params.record_delivered:
+            await self._record(
+                params.lead_id, LeadStatus.DELIVERED, dealer_id=dealer.id, dealer_lead_id=dealer_lead_id
+            )
         return DeliverLeadResult(dealer_lead_id=dealer_lead_id)
+
+    async def _record(self, lead_id: str, status: LeadStatus, **details: str) -> None:
+        # Written by the step that caused it: one round trip to Temporal fewer (idempotent on retry).
+        await lead_status.record_status(
+            self._sessions,
+            lead_id=lead_id,
+            status=status,
+            workflow_id=lead_workflow_id(lead_id),
+            at=utcnow(),
+            **details,
+        )
 
     @activity.defn
     async def update_zoho_lead(self, params: UpdateZohoLeadInput) -> None:

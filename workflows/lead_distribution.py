@@ -51,6 +51,9 @@ if TYPE_CHECKING:
 
 # Workflow-only status for the Web UI: leads waiting for support's assign_dealer decision.
 AWAITING_ASSIGNMENT = "awaiting_assignment"
+# Patch: route_lead records "routed" and deliver_lead records "delivered" themselves, two activity
+# round trips fewer per lead. Runs started before it replay with their separate record_lead_status steps.
+STATUS_WITH_STEP = "status-recorded-with-route-and-delivery"
 
 LOCAL_STEP_TIMEOUT = timedelta(seconds=30)
 
@@ -147,10 +150,12 @@ class LeadDistributionWorkflow:
         self._attempts: list[DeliveryAttempt] = []
         self._awaiting_assignment = False
         self._assigned: str | None = None
+        self._status_with_step = False
 
     @workflow.run
     async def run(self, params: LeadDistributionInput) -> LeadDistributionResult:
         self._lead_id = params.lead_id
+        self._status_with_step = workflow.patched(STATUS_WITH_STEP)
         workflow.upsert_search_attributes([LEAD_ID.value_set(params.lead_id)])
         await self._set_status(LeadStatus.RECEIVED)
         lead = await self._fetch_lead()
@@ -159,16 +164,21 @@ class LeadDistributionWorkflow:
             return self._result()
 
         candidates = await self._route(lead)
-        delivered = await self._deliver_to_first_accepting(candidates, lead, params)
+        delivered = await self._deliver_to_first_accepting(candidates, lead, params, routed=True)
         deadline = workflow.now() + timedelta(seconds=params.assign_deadline_seconds)
         while delivered is None:
             dealer_id = await self._wait_for_assignment(deadline)
             if dealer_id is None:
                 return await self._give_up()
-            delivered = await self._deliver_to_first_accepting([dealer_id], lead, params)
+            delivered = await self._deliver_to_first_accepting([dealer_id], lead, params, routed=False)
 
         dealer_id, dealer_lead_id = delivered
-        await self._set_status(LeadStatus.DELIVERED, dealer_id=dealer_id, dealer_lead_id=dealer_lead_id)
+        await self._set_status(
+            LeadStatus.DELIVERED,
+            dealer_id=dealer_id,
+            dealer_lead_id=dealer_lead_id,
+            recorded=self._status_with_step,  # by deliver_lead
+        )
         await self._feed_back_to_zoho({"Status_Distribuicao": "delivered", "Concessionaria_Id": dealer_id})
         await self._publish_distributed(dealer_id, dealer_lead_id)
         return self._result(dealer_lead_id)
@@ -234,6 +244,7 @@ class LeadDistributionWorkflow:
                 state=str(lead.get("State") or ""),
                 city=str(lead.get("City") or ""),
                 model=str(lead.get("Modelo_de_Interesse") or ""),
+                record_routed=self._status_with_step,
             ),
             start_to_close_timeout=LOCAL_STEP_TIMEOUT,
             retry_policy=DATABASE_RETRY,
@@ -241,15 +252,25 @@ class LeadDistributionWorkflow:
         return routed.dealer_ids
 
     async def _deliver_to_first_accepting(
-        self, dealer_ids: list[str], lead: dict[str, Any], params: LeadDistributionInput
+        self, dealer_ids: list[str], lead: dict[str, Any], params: LeadDistributionInput, *, routed: bool
     ) -> tuple[str, str] | None:
+        """``routed``: the candidates come from routing, which claimed (and recorded) the first."""
         for index, dealer_id in enumerate(dealer_ids):
-            # The first candidate was claimed in the rotation by routing already.
-            await self._set_status(LeadStatus.ROUTED, dealer_id=dealer_id, claim_dealer=index > 0)
+            await self._set_status(
+                LeadStatus.ROUTED,
+                dealer_id=dealer_id,
+                claim_dealer=index > 0,
+                recorded=routed and index == 0 and self._status_with_step,
+            )
             try:
                 result = await workflow.execute_activity_method(
                     LeadActivities.deliver_lead,
-                    DeliverLeadInput(lead_id=self._lead_id, dealer_id=dealer_id, lead=lead),
+                    DeliverLeadInput(
+                        lead_id=self._lead_id,
+                        dealer_id=dealer_id,
+                        lead=lead,
+                        record_delivered=self._status_with_step,
+                    ),
                     start_to_close_timeout=timedelta(seconds=params.delivery_attempt_timeout_seconds),
                     schedule_to_close_timeout=timedelta(seconds=params.delivery_retry_window_seconds),
                     retry_policy=RetryPolicy(
@@ -343,7 +364,9 @@ class LeadDistributionWorkflow:
         detail: str | None = None,
         claim_dealer: bool = False,
         search_status: str | None = None,
+        recorded: bool = False,
     ) -> None:
+        """Show the status in the Web UI and record it in the portal (unless an activity ``recorded`` it)."""
         self._status = search_status or status.value
         if dealer_id is not None:
             self._dealer_id = dealer_id
@@ -351,6 +374,8 @@ class LeadDistributionWorkflow:
         if self._dealer_id:
             pairs.append(DEALER_ID.value_set(self._dealer_id))
         workflow.upsert_search_attributes(pairs)
+        if recorded:
+            return
         await workflow.execute_activity_method(
             LeadActivities.record_lead_status,
             RecordStatusInput(
