@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import WorkflowHistory, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 from temporalio.worker import Replayer
 
@@ -164,3 +165,36 @@ async def test_histories_replay_deterministically(hub: Hub) -> None:
     await Replayer(workflows=[LeadDistributionWorkflow], data_converter=DATA_CONVERTER).replay_workflow(
         history
     )
+
+
+async def test_runs_started_before_the_status_patch_still_replay() -> None:
+    """A history recorded by the previous release (separate record_lead_status steps) replays cleanly."""
+    recorded = Path(__file__).parent / "histories" / "lead_delivered_before_status_patch.json"
+    history = WorkflowHistory.from_json("lead-recorded", recorded.read_text())
+    steps = [e.activity_task_scheduled_event_attributes.activity_type.name for e in history.events]
+    assert [step for step in steps if step].count("record_lead_status") == 3
+    replayer = Replayer(workflows=[LeadDistributionWorkflow], data_converter=DATA_CONVERTER)
+    await replayer.replay_workflow(history)
+
+
+async def test_a_delivered_lead_takes_six_activities(hub: Hub) -> None:
+    lead_id = await hub.create_lead(State="SP", City="Santos")
+    await hub.post_webhook(lead_id)
+    await hub.handle(lead_id).result()
+    history = await hub.handle(lead_id).fetch_history()
+    steps = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert steps == [
+        "record_lead_status",
+        "fetch_lead",
+        "route_lead",
+        "deliver_lead",
+        "update_zoho_lead",
+        "publish_event",
+    ]
+    lead = await hub.lead(lead_id)
+    assert lead is not None
+    assert [change["status"] for change in lead["history"]] == ["received", "routed", "delivered"]
