@@ -44,6 +44,16 @@ WEBHOOK_ERRORS = errors(
 )
 
 
+def read_errors(record: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` of a read API route for one ``record`` by its id."""
+    return errors(
+        e401="missing or wrong bearer token",
+        e404=f"no such {record}",
+        e422=f"malformed {record} id",
+        e503="no read token configured",
+    )
+
+
 def request_body(body_type: Any, *media_types: str) -> dict[str, Any]:
     """``openapi_extra`` declaring ``body_type`` (a model, or a union of them) as the body in each media type.
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -16,16 +16,16 @@ from db.models import Lead, LeadStatusChange
 FINAL_STATUSES = frozenset({LeadStatus.DELIVERED})
 
 
-@dataclass(frozen=True)
-class StatusChange:
+class StatusChange(BaseModel):
     status: str
     dealer_id: str | None
     detail: str | None
     at: datetime
 
 
-@dataclass(frozen=True)
-class LeadView:
+class LeadView(BaseModel):
+    """A lead's portal status, the dealer that took it and every status it went through (the read API)."""
+
     lead_id: str
     status: str
     dealer_id: str | None

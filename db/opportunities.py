@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -16,16 +17,16 @@ from core.timeutil import as_utc
 from db.models import Opportunity, OpportunityStageChange
 
 
-@dataclass(frozen=True)
-class StageChangeView:
+class StageChangeView(BaseModel):
     from_stage: str | None
     to_stage: str
     changed_by: str | None
     changed_at: datetime
 
 
-@dataclass(frozen=True)
-class OpportunityView:
+class OpportunityView(BaseModel):
+    """A deal's current state in the central database and every stage move, oldest first (the read API)."""
+
     deal_id: str
     deal_name: str | None
     stage: str | None
@@ -113,7 +114,12 @@ def _transitions(changes: Iterable[OpportunityStageChange]) -> list[StageChangeV
     for change in changes:
         if change.stage != previous:
             moves.append(
-                StageChangeView(previous, change.stage, change.changed_by, as_utc(change.changed_at))
+                StageChangeView(
+                    from_stage=previous,
+                    to_stage=change.stage,
+                    changed_by=change.changed_by,
+                    changed_at=as_utc(change.changed_at),
+                )
             )
             previous = change.stage
     return moves

@@ -14,16 +14,16 @@ from api.body import (
     JSON,
     WEBHOOK_ERRORS,
     ZOHO_ID_PATTERN,
-    errors,
     parse_fields,
     parse_model,
+    read_errors,
     read_limited,
     spellings,
 )
 from api.body import request_body as declared_body
 from api.deps import IntakeDep, ReadTokenDep, SessionsDep, SettingsDep, ZohoSecretDep
 from api.openapi import READ_TOKEN, ZOHO_SECRET, security
-from db.opportunities import get_opportunity
+from db.opportunities import OpportunityView, get_opportunity
 from workflows.opportunity_sync import DealChange, signal_deal_change
 
 webhooks = APIRouter(prefix="/webhooks/zoho", tags=["zoho"], dependencies=[ZohoSecretDep])
@@ -65,34 +65,6 @@ class UpdateAccepted(BaseModel):
     deal_id: str
 
 
-class StageChangeAnswer(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    from_stage: str | None
-    to_stage: str
-    changed_by: str | None
-    changed_at: datetime
-
-
-class OpportunityAnswer(BaseModel):
-    """A deal's current state in the central database and every stage move, oldest first."""
-
-    model_config = ConfigDict(from_attributes=True)
-
-    deal_id: str
-    deal_name: str | None
-    stage: str | None
-    amount: Decimal | None
-    closing_date: str | None
-    probability: int | None
-    account_name: str | None
-    contact_name: str | None
-    owner_name: str | None
-    modified_time: datetime
-    updated_at: datetime
-    stage_history: list[StageChangeAnswer]
-
-
 def _blank_to_none(fields: dict[str, Any]) -> dict[str, Any]:
     # Empty merge fields (a field Zoho had no value for) count as absent.
     return {key: (None if value == "" else value) for key, value in fields.items()}
@@ -118,20 +90,15 @@ async def receive_deal_update(request: Request, settings: SettingsDep, intake: I
 
 @reads.get(
     "/{deal_id}",
-    response_model=OpportunityAnswer,
-    responses=errors(
-        e401="missing or wrong bearer token",
-        e404="no such deal",
-        e422="malformed deal id",
-        e503="no read token configured",
-    ),
+    response_model=OpportunityView,
+    responses=read_errors("deal"),
     openapi_extra=security(READ_TOKEN),
 )
 async def read_opportunity(
     deal_id: str = Path(pattern=ZOHO_ID_PATTERN), *, sessions: SessionsDep
-) -> OpportunityAnswer:
+) -> OpportunityView:
     """Current state of the deal and every stage it went through."""
     deal = await get_opportunity(sessions, deal_id)
     if deal is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no opportunity {deal_id}")
-    return OpportunityAnswer.model_validate(deal)
+    return deal

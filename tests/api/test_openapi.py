@@ -73,7 +73,7 @@ async def test_openapi_declares_bodies_and_security(api_only: Hub) -> None:
     read = document["paths"]["/v1/leads/{lead_id}"]["get"]
     assert read["security"] == [{"ReadApiToken": []}]
     assert read["responses"]["200"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/LeadAnswer"
+        "$ref": "#/components/schemas/LeadView"
     }
 
 
