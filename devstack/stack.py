@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -14,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 
 import httpx
 
@@ -22,6 +24,10 @@ from core.settings import PROJECT_ROOT
 from devstack import emulator
 
 STARTUP_TIMEOUT_SECONDS = 60.0
+STOP_TIMEOUT_SECONDS = 15.0  # per part; then its process group is killed
+# Each stops the stack the way Ctrl-C does: a closed terminal (SIGHUP) or `kill` (SIGTERM) must not leave
+# children running and holding their ports.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass
@@ -33,6 +39,13 @@ class Ports:
     worker_metrics: int = 9464
     bigquery: int = 9050
     bigquery_grpc: int = 9060
+
+    @classmethod
+    def from_base(cls, base: int | None) -> Ports:
+        """The usual ports for None, else ``base``, ``base + 1``, ... in field order (a second stack)."""
+        if base is None:
+            return cls()
+        return cls(*(base + offset for offset in range(len(dataclasses.fields(cls)))))
 
 
 @dataclass
@@ -54,6 +67,12 @@ def venv_binary(name: str) -> str:
     if not found:
         raise SystemExit(f"{name} not found: install the project first (python3 dev.py up)")
     return found
+
+
+def say(text: str) -> None:
+    """Print, unless stdout is gone (a closed terminal, a dead pipe): stopping must go on regardless."""
+    with contextlib.suppress(OSError):
+        print(text, flush=True)
 
 
 def port_open(port: int) -> bool:
@@ -93,8 +112,22 @@ def stack_environment(ports: Ports, state_dir: Path, dealer_ids: list[str]) -> d
     return env
 
 
-def parts(ports: Ports, state_dir: Path) -> list[Part]:
+def api_metrics_dir(state_dir: Path) -> Path:
+    """Where the API's processes keep their Prometheus samples for /metrics to add up."""
+    return state_dir / "api-metrics"
+
+
+def reset_metrics_dir(path: Path) -> None:
+    """Empty the API's Prometheus multiprocess directory: an earlier run's files would still be counted."""
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+
+
+def parts(ports: Ports, state_dir: Path, api_processes: int = 1) -> list[Part]:
+    """The stack's parts in start order; ``api_processes`` uvicorn workers serve the API."""
     python = sys.executable
+    plural = "" if api_processes == 1 else "es"
     temporal = [
         venv_binary("temporal"), "server", "start-dev",
         "--ip", "127.0.0.1", "--port", str(ports.temporal), "--ui-port", str(ports.temporal_ui),
@@ -121,9 +154,11 @@ def parts(ports: Ports, state_dir: Path) -> list[Part]:
              f"http://127.0.0.1:{ports.simulators} (Zoho, dealer CRMs, event receiver)"),
         Part("api",
              [python, "-m", "uvicorn", "--factory", "api.app:app", "--host", "127.0.0.1",
-              "--port", str(ports.api), "--log-level", "warning"],
+              "--port", str(ports.api), "--workers", str(api_processes), "--log-level", "warning"],
              http_ok(f"http://127.0.0.1:{ports.api}/readyz"),
-             f"http://127.0.0.1:{ports.api} (docs /docs, metrics /metrics)"),
+             f"http://127.0.0.1:{ports.api} ({api_processes} process{plural}; docs /docs, metrics /metrics)",
+             # /metrics then adds up every API process's samples, not only those of the one that answers.
+             env={"PROMETHEUS_MULTIPROC_DIR": str(api_metrics_dir(state_dir))}),
         Part("worker", [python, "-m", "workers.main"], lambda: port_open(ports.worker_metrics),
              "task queues leads, opportunities, vtex-orders, vtex-api"
              f" (metrics http://127.0.0.1:{ports.worker_metrics}/metrics)"),
@@ -131,14 +166,36 @@ def parts(ports: Ports, state_dir: Path) -> list[Part]:
 
 
 class Stack:
-    """Starts the parts in order, waits until each is healthy, and stops all of them on exit."""
+    """Starts the parts in order, waits until each is healthy, and stops all of them on exit.
 
-    def __init__(self, ports: Ports, state_dir: Path, dealer_ids: list[str]) -> None:
+    ``interrupt`` is the signal handler for STOP_SIGNALS: it turns the first one into KeyboardInterrupt
+    (the Ctrl-C path) and ignores the rest, so a second signal cannot cut the shutdown short.
+    """
+
+    def __init__(self, ports: Ports, state_dir: Path, dealer_ids: list[str], api_processes: int = 1) -> None:
         self.ports = ports
         self.state_dir = state_dir
         self.log_dir = state_dir / "logs"
-        self.parts = parts(ports, state_dir)
+        self.parts = parts(ports, state_dir, api_processes)
         self.env = stack_environment(ports, state_dir, dealer_ids)
+        self._spawning = False  # inside Popen: an exception now would lose the new child's pid
+        self._deferred = False  # a signal came while spawning; raised once the child is recorded
+        self._interrupted = False  # a signal has already been raised
+        self._stopping = False
+
+    def interrupt(self, signum: int, frame: FrameType | None) -> None:
+        """Signal handler: the first stop signal raises KeyboardInterrupt, as Ctrl-C does; later ones don't.
+
+        Raises:
+            KeyboardInterrupt: on the first signal, unless the stack is already stopping.
+        """
+        if self._interrupted or self._stopping:
+            return
+        if self._spawning:
+            self._deferred = True
+            return
+        self._interrupted = True
+        raise KeyboardInterrupt
 
     def start(self) -> None:
         busy = [port for port in dataclasses.astuple(self.ports) if port_open(port)]
@@ -149,27 +206,44 @@ class Stack:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         # The emulator's DuckDB extension comes from its wheel: no download on a machine without internet.
         emulator.prepare_home(self.state_dir / "bigquery-home")
+        reset_metrics_dir(api_metrics_dir(self.state_dir))
         for part in self.parts:
             self._start(part)
 
     def _start(self, part: Part) -> None:
         log_path = self.log_dir / f"{part.name}.log"
-        with log_path.open("ab") as log:
-            part.process = subprocess.Popen(
-                part.command, cwd=PROJECT_ROOT, env={**self.env, **part.env},
-                stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C reaches us only; we stop children in order
-            )  # fmt: skip
+        process = self._spawn(part, log_path)
         deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
         while not part.ready():
-            if part.process.poll() is not None:
-                raise RuntimeError(f"{part.name} exited with {part.process.returncode}; see {log_path}")
+            if process.poll() is not None:
+                raise RuntimeError(f"{part.name} exited with {process.returncode}; see {log_path}")
             if time.monotonic() > deadline:
                 raise RuntimeError(
                     f"{part.name} not healthy after {STARTUP_TIMEOUT_SECONDS:.0f}s; see {log_path}"
                 )
             time.sleep(0.2)
         print(f"  {part.name:<11} healthy   {part.where}", flush=True)
+
+    def _spawn(self, part: Part, log_path: Path) -> subprocess.Popen[bytes]:
+        # A signal raised inside Popen would leave a child we hold no handle to, so stop() could not
+        # stop it: the handler defers it until part.process is set.
+        self._spawning = True
+        try:
+            with log_path.open("ab") as log:
+                process = subprocess.Popen(
+                    part.command, cwd=PROJECT_ROOT, env={**self.env, **part.env},
+                    stdout=log, stderr=subprocess.STDOUT,
+                    # Signals to us (Ctrl-C in the terminal) reach us only; we stop children in order.
+                    # Each child leads its own process group, which stop() signals as a whole.
+                    start_new_session=True,
+                )  # fmt: skip
+                part.process = process
+        finally:
+            self._spawning = False
+        if self._deferred:
+            self._interrupted = True
+            raise KeyboardInterrupt
+        return process
 
     def check(self) -> str | None:
         """The name of a part that died, if any."""
@@ -179,16 +253,46 @@ class Stack:
         return None
 
     def stop(self) -> None:
-        # A second Ctrl-C must not cut the shutdown short and leave children running.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        for part in reversed(self.parts):
-            process = part.process
-            if process is None or process.poll() is not None:
-                continue
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            print(f"  {part.name:<11} stopped", flush=True)
+        """Stop every part started, last first, with its process group; stop signals are ignored meanwhile."""
+        self._stopping = True
+        # The handler ignores signals already; SIG_IGN also covers a Stack used without it (default handlers).
+        previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in STOP_SIGNALS}
+        try:
+            for part in reversed(self.parts):
+                if part.process is not None:
+                    self._stop_part(part.name, part.process)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def _stop_part(self, name: str, process: subprocess.Popen[bytes]) -> None:
+        was_running = process.poll() is None
+        # Even a part that died may have left children in its group (uvicorn's workers, say).
+        signal_group(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        while process.poll() is None or group_exists(process.pid):
+            if time.monotonic() > deadline:
+                signal_group(process.pid, signal.SIGKILL)
+                break
+            time.sleep(0.05)
+        process.wait()
+        if was_running:
+            say(f"  {name:<11} stopped")
+
+
+def signal_group(pgid: int, signum: int) -> None:
+    """Send ``signum`` to every process of the group, if any is left."""
+    # ProcessLookupError: no group left; PermissionError: only zombies left (macOS), nothing to stop.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+def group_exists(pgid: int) -> bool:
+    """Whether any process of the group is left (a part's children may outlive it)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

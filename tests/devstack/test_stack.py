@@ -1,0 +1,189 @@
+"""``python -m devstack up`` on ports of its own: SIGTERM or SIGHUP stops every process it started.
+
+Each test runs the whole local stack (Temporal, the BigQuery emulator, the simulators, the API in
+several processes, the worker) beside any stack a developer has running on the usual ports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import psutil
+import pytest
+
+from devstack.stack import Ports, port_open
+
+PARTS = ("temporal", "bigquery", "simulators", "api", "worker")
+PORT_COUNT = len(dataclasses.fields(Ports))
+API_PROCESSES = 2
+HEALTHY = "All parts healthy"
+START_TIMEOUT_SECONDS = 120.0
+EXIT_TIMEOUT_SECONDS = 60.0
+# Below Linux's ephemeral range (32768-60999), where the stack's own outgoing connections take ports.
+PORT_RANGE = (20000, 32000)
+
+
+@dataclasses.dataclass
+class Run:
+    process: subprocess.Popen[bytes]
+    ports: Ports
+    state_dir: Path
+    output: Path
+    descendants: list[psutil.Process] = dataclasses.field(default_factory=list)  # once recorded
+
+    def text(self) -> str:
+        return self.output.read_text(errors="replace")
+
+
+def test_port_base_moves_every_port_and_none_keeps_the_usual_ones() -> None:
+    assert Ports.from_base(None) == Ports()
+    assert dataclasses.astuple(Ports.from_base(20000)) == tuple(range(20000, 20000 + PORT_COUNT))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_signal_stops_every_process_it_started(tmp_path: Path, signum: int) -> None:
+    with devstack_up(tmp_path) as run:
+        wait_for(run, HEALTHY)
+        assert_prints_where_parts_listen(run)
+        run.descendants = psutil.Process(run.process.pid).children(recursive=True)
+        assert api_process_count(run.descendants) == API_PROCESSES
+        assert list((run.state_dir / "api-metrics").glob("*.db")), "the API runs without multiprocess metrics"
+
+        assert stop(run, signum) == 0, run.text()
+        stopped = {line.split()[0] for line in run.text().splitlines() if line.endswith(" stopped")}
+        assert stopped == set(PARTS)
+
+
+def test_sigterm_while_starting_stops_the_parts_already_started(tmp_path: Path) -> None:
+    with devstack_up(tmp_path) as run:
+        wait_for(run, "temporal    healthy")  # the emulator is starting now
+        run.descendants = psutil.Process(run.process.pid).children(recursive=True)
+
+        assert stop(run, signal.SIGTERM) == 0, run.text()
+        assert HEALTHY not in run.text()
+
+
+def stop(run: Run, signum: int) -> int:
+    """Send ``signum`` to ``devstack up``, check that nothing it started outlives it; its exit code."""
+    run.process.send_signal(signum)
+    code = run.process.wait(timeout=EXIT_TIMEOUT_SECONDS)
+    left = [f"{p.pid} {' '.join(p.cmdline())}" for p in run.descendants if still_alive(p)]
+    assert not left, f"still running after {signum!r}: {left}"
+    listening = [port for port in dataclasses.astuple(run.ports) if port_open(port)]
+    assert not listening, f"port(s) still open after {signum!r}: {listening}"
+    return code
+
+
+@contextmanager
+def devstack_up(tmp_path: Path) -> Iterator[Run]:
+    """Start ``devstack up`` on free ports; if the test leaves it running, kill it and all it started."""
+    ports = Ports.from_base(free_port_base())
+    state_dir, output = tmp_path / "state", tmp_path / "up.out"
+    # A developer's HUB_* variables would win over the stack's own addresses and ports.
+    env = {name: value for name, value in os.environ.items() if not name.startswith("HUB_")}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env["HUB_API_PROCESSES"] = str(API_PROCESSES)
+    command = [sys.executable, "-m", "devstack", "up", "--port-base", str(ports.temporal)]
+    with output.open("wb") as out:
+        process = subprocess.Popen(
+            [*command, "--state-dir", str(state_dir)],
+            cwd=tmp_path,  # no stray .env
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a group of its own, killed without touching pytest's
+        )
+    run = Run(process, ports, state_dir, output)
+    try:
+        yield run
+    finally:
+        kill_everything(run)
+
+
+def free_port_base() -> int:
+    """A first port such that it and the next ones, one per part, are free on 127.0.0.1."""
+    for _ in range(100):
+        base = random.randrange(*PORT_RANGE)
+        if all(bindable(port) for port in range(base, base + PORT_COUNT)):
+            return base
+    pytest.fail(f"no {PORT_COUNT} consecutive free ports in {PORT_RANGE}")
+
+
+def bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_for(run: Run, text: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while text not in run.text():
+        if run.process.poll() is not None:
+            pytest.fail(f"devstack up exited with {run.process.returncode}:\n{run.text()}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {text!r} after {START_TIMEOUT_SECONDS:.0f}s:\n{run.text()}")
+        time.sleep(0.1)
+
+
+def assert_prints_where_parts_listen(run: Run) -> None:
+    ports = run.ports
+    expected = {
+        "temporal": f"127.0.0.1:{ports.temporal} (Web UI http://127.0.0.1:{ports.temporal_ui})",
+        "bigquery": f"http://127.0.0.1:{ports.bigquery} (",
+        "simulators": f"http://127.0.0.1:{ports.simulators} (",
+        "api": f"http://127.0.0.1:{ports.api} ({API_PROCESSES} processes;",
+        "worker": f"(metrics http://127.0.0.1:{ports.worker_metrics}/metrics)",
+    }
+    healthy = {line.split()[0]: line for line in run.text().splitlines() if line.split()[1:2] == ["healthy"]}
+    assert set(healthy) == set(PARTS), run.text()
+    for part, where in expected.items():
+        assert where in healthy[part], f"{part}: expected {where!r} in {healthy[part]!r}"
+
+
+def api_process_count(descendants: list[psutil.Process]) -> int:
+    """uvicorn's worker processes under the API's supervisor."""
+    (supervisor,) = [p for p in descendants if "uvicorn" in p.cmdline()]
+    return sum("spawn_main" in " ".join(child.cmdline()) for child in supervisor.children())
+
+
+def still_alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def kill_everything(run: Run) -> None:
+    """Kill ``devstack up``, if still running, and every process it started that is still alive.
+
+    Its children lead process groups of their own, which killing its group would not reach.
+    """
+    process = run.process
+    descendants = run.descendants
+    if process.poll() is None:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGSTOP)  # frozen, it starts nothing more while we look
+        with suppress(psutil.NoSuchProcess):
+            descendants = descendants + psutil.Process(process.pid).children(recursive=True)
+    for child in descendants:
+        if still_alive(child):
+            with suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, signal.SIGKILL)
+            with suppress(psutil.NoSuchProcess):
+                child.kill()
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
