@@ -53,9 +53,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def create_engine(url: str) -> AsyncEngine:
     """An async engine for ``url``; one per process, disposed on shutdown."""
     ensure_sqlite_dir(url)
-    engine = create_async_engine(async_url(url), pool_pre_ping=True)
-    if engine.dialect.name == "sqlite":
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    if make_url(url).get_backend_name() != "sqlite":
+        return create_async_engine(async_url(url), pool_pre_ping=True)
+    # SQLite takes one writer at a time; concurrent writers poll its busy handler with sleeps of up to
+    # 100 ms, which under load costs seconds per transaction. One connection per process makes them
+    # queue for the pool instead (an asyncio wait, served in order) and needs no pre-ping: a local file
+    # does not drop connections.
+    engine = create_async_engine(
+        async_url(url), pool_size=1, max_overflow=0, pool_timeout=SQLITE_BUSY_TIMEOUT_MS / 1000
+    )
+    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
 
 

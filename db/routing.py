@@ -14,9 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from core.timeutil import as_utc
 from db.models import Dealer, Delivery
 
-# Rotation claims race with other workers; after this many lost races we take the order as it stands.
-MAX_CLAIM_ATTEMPTS = 5
-
 
 @dataclass(frozen=True)
 class LeadProfile:
@@ -66,40 +63,35 @@ async def _deliveries_on(session: AsyncSession, day: date) -> dict[str, int]:
     return {str(dealer_id): int(count) for dealer_id, count in rows.all()}
 
 
+async def _ranked(session: AsyncSession, lead: LeadProfile, day: date, *, lock: bool) -> list[Dealer]:
+    query = select(Dealer).where(Dealer.active.is_(True))
+    dealers = list(await session.scalars(query.with_for_update() if lock else query))
+    used = await _deliveries_on(session, day)
+    eligible = [d for d in dealers if covers(d, lead) and used.get(d.id, 0) < d.daily_capacity]
+    return sorted(eligible, key=_rotation_key)
+
+
 async def candidates(
     sessions: async_sessionmaker[AsyncSession], lead: LeadProfile, day: date
 ) -> list[Dealer]:
     """Active dealers that cover the lead and have capacity left on ``day``, best first."""
     async with sessions() as session:
-        dealers = list(await session.scalars(select(Dealer).where(Dealer.active.is_(True))))
-        used = await _deliveries_on(session, day)
-    eligible = [d for d in dealers if covers(d, lead) and used.get(d.id, 0) < d.daily_capacity]
-    return sorted(eligible, key=_rotation_key)
-
-
-async def claim(sessions: async_sessionmaker[AsyncSession], dealer: Dealer, at: datetime) -> bool:
-    """Move the dealer to the back of its rotation if nobody else did since we read it."""
-    seen = (
-        Dealer.last_assigned_at.is_(None)
-        if dealer.last_assigned_at is None
-        else (Dealer.last_assigned_at == dealer.last_assigned_at)
-    )
-    async with sessions.begin() as session:
-        result = await session.execute(
-            update(Dealer).where(Dealer.id == dealer.id, seen).values(last_assigned_at=at)
-        )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+        return await _ranked(session, lead, day, lock=False)
 
 
 async def route(
     sessions: async_sessionmaker[AsyncSession], lead: LeadProfile, day: date, at: datetime
 ) -> list[str]:
-    """Ordered dealer ids for the lead; the first one is claimed in the rotation."""
-    for _ in range(MAX_CLAIM_ATTEMPTS):
-        ranked = await candidates(sessions, lead, day)
-        if not ranked or await claim(sessions, ranked[0], at):
-            return [d.id for d in ranked]
-    return [d.id for d in ranked]
+    """Ordered dealer ids for the lead; the first one is claimed in the rotation.
+
+    Ranking and claim share one transaction with the dealers locked (PostgreSQL: row locks; SQLite: its
+    single writer), so concurrent leads take turns instead of racing for the same dealer and retrying.
+    """
+    async with sessions.begin() as session:
+        ranked = await _ranked(session, lead, day, lock=True)
+        if ranked:
+            ranked[0].last_assigned_at = at
+    return [dealer.id for dealer in ranked]
 
 
 async def mark_assigned(sessions: async_sessionmaker[AsyncSession], dealer_id: str, at: datetime) -> None:
