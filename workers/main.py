@@ -14,6 +14,7 @@ import httpx
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.leads import LeadActivities
 from activities.opportunities import OpportunityActivities
@@ -35,6 +36,14 @@ from workflows.vtex_hook_config import VtexHookConfigWorkflow
 from workflows.vtex_order import VtexOrderWorkflow
 
 log = logging.getLogger("workers")
+
+# Each workflow run re-executes, inside the sandbox, every module its workflow module imports unless
+# it is passed through; with hundreds of runs in the cache, those copies dominate the worker's memory.
+# The workflow modules import only deterministic code (dataclasses, constants, the activity
+# contracts), so they share the modules the worker loaded; the sandbox still checks every call.
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
+)
 
 
 @dataclass
@@ -88,6 +97,7 @@ def build_workers(client: Client, activities: WorkerActivities, settings: Settin
             client,
             task_queue=settings.leads_task_queue,
             workflows=[LeadDistributionWorkflow],
+            workflow_runner=WORKFLOW_RUNNER,
             activities=[
                 leads.record_lead_status,
                 leads.fetch_lead,
@@ -103,6 +113,7 @@ def build_workers(client: Client, activities: WorkerActivities, settings: Settin
             client,
             task_queue=settings.opportunities_task_queue,
             workflows=[OpportunitySyncWorkflow],
+            workflow_runner=WORKFLOW_RUNNER,
             activities=[opportunities.fetch_deal, opportunities.apply_deal_change],
             max_concurrent_activities=settings.worker_max_concurrent_activities,
         ),
@@ -110,6 +121,7 @@ def build_workers(client: Client, activities: WorkerActivities, settings: Settin
             client,
             task_queue=settings.vtex_orders_task_queue,
             workflows=[VtexOrderWorkflow, VtexFeedReconcileWorkflow, VtexHookConfigWorkflow],
+            workflow_runner=WORKFLOW_RUNNER,
             activities=[orders.land_order_events, feed.deliver_feed_items],
             max_concurrent_activities=settings.worker_max_concurrent_activities,
         ),
