@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     # The whole wait for Temporal (connect, SDK retries, the call): past it the webhook gets 503.
     webhook_ack_timeout_seconds: float = Field(default=2.5, gt=0, le=30)
     # Calls to Temporal in flight per API process; beyond them a webhook gets 503 at once (shed load).
-    webhook_max_in_flight: int = Field(default=64, gt=0)
+    webhook_max_in_flight: int = Field(default=128, gt=0)
     api_processes: int = Field(default=2, gt=0)  # uvicorn worker processes of the local stack's API
 
     # Zoho CRM API
