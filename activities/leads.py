@@ -152,9 +152,21 @@ class LeadActivities:
         """Dealers that may take the lead, best first; the first is claimed in the rotation."""
         now = utcnow()
         profile = routing.LeadProfile(state=params.state, city=params.city, model=params.model)
-        dealer_ids = await routing.route(self._sessions, profile, now.astimezone(self._timezone).date(), now)
-        if params.record_routed and dealer_ids:
-            await self._record(params.lead_id, LeadStatus.ROUTED, dealer_id=dealer_ids[0])
+
+        async def record_routed(session: AsyncSession, dealer_id: str) -> None:
+            # In the claim's transaction: a retry never finds a dealer claimed but not recorded.
+            await lead_status.write_status(
+                session,
+                lead_id=params.lead_id,
+                status=LeadStatus.ROUTED,
+                workflow_id=lead_workflow_id(params.lead_id),
+                at=now,
+                dealer_id=dealer_id,
+            )
+
+        day = now.astimezone(self._timezone).date()
+        on_claim = record_routed if params.record_routed else None
+        dealer_ids = await routing.route(self._sessions, profile, day, now, on_claim=on_claim)
         return RouteLeadResult(dealer_ids=dealer_ids)
 
     @activity.defn

@@ -11,6 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Shorter than an activity's 30 s step: an attempt gives up waiting before Temporal times it out.
+POOL_WAIT_SECONDS = 20.0
 
 
 def _with_driver(url: str, sqlite_driver: str) -> str:
@@ -59,9 +61,7 @@ def create_engine(url: str) -> AsyncEngine:
     # 100 ms, which under load costs seconds per transaction. One connection per process makes them
     # queue for the pool instead (an asyncio wait, served in order) and needs no pre-ping: a local file
     # does not drop connections.
-    engine = create_async_engine(
-        async_url(url), pool_size=1, max_overflow=0, pool_timeout=SQLITE_BUSY_TIMEOUT_MS / 1000
-    )
+    engine = create_async_engine(async_url(url), pool_size=1, max_overflow=0, pool_timeout=POOL_WAIT_SECONDS)
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
 

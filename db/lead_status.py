@@ -53,32 +53,54 @@ async def record_status(
     Repeating a call (a retried activity) changes nothing.
     """
     async with sessions.begin() as session:
-        lead = await session.get(Lead, lead_id, with_for_update=True)
-        if lead is None:
-            lead = Lead(lead_id=lead_id, status=status, workflow_id=workflow_id, created_at=at, updated_at=at)
-            session.add(lead)
-        elif lead.status in FINAL_STATUSES and status != lead.status:
-            return
-        lead.status = status
-        lead.updated_at = at
-        lead.detail = detail
-        if dealer_id is not None:
-            lead.dealer_id = dealer_id
-        if dealer_lead_id is not None:
-            lead.dealer_lead_id = dealer_lead_id
-        recorded = await session.scalar(
-            select(LeadStatusChange.id).where(
-                LeadStatusChange.lead_id == lead_id,
-                LeadStatusChange.status == status,
-                LeadStatusChange.dealer_id == (dealer_id or ""),
-            )
+        await write_status(
+            session,
+            lead_id=lead_id,
+            status=status,
+            workflow_id=workflow_id,
+            at=at,
+            dealer_id=dealer_id,
+            dealer_lead_id=dealer_lead_id,
+            detail=detail,
         )
-        if recorded is None:
-            session.add(
-                LeadStatusChange(
-                    lead_id=lead_id, status=status, dealer_id=dealer_id or "", detail=detail, at=at
-                )
-            )
+
+
+async def write_status(
+    session: AsyncSession,
+    *,
+    lead_id: str,
+    status: LeadStatus,
+    workflow_id: str,
+    at: datetime,
+    dealer_id: str | None = None,
+    dealer_lead_id: str | None = None,
+    detail: str | None = None,
+) -> None:
+    """``record_status`` inside a transaction the caller holds (a write that must commit with it)."""
+    lead = await session.get(Lead, lead_id, with_for_update=True)
+    if lead is None:
+        lead = Lead(lead_id=lead_id, status=status, workflow_id=workflow_id, created_at=at, updated_at=at)
+        session.add(lead)
+    elif lead.status in FINAL_STATUSES and status != lead.status:
+        return
+    lead.status = status
+    lead.updated_at = at
+    lead.detail = detail
+    if dealer_id is not None:
+        lead.dealer_id = dealer_id
+    if dealer_lead_id is not None:
+        lead.dealer_lead_id = dealer_lead_id
+    recorded = await session.scalar(
+        select(LeadStatusChange.id).where(
+            LeadStatusChange.lead_id == lead_id,
+            LeadStatusChange.status == status,
+            LeadStatusChange.dealer_id == (dealer_id or ""),
+        )
+    )
+    if recorded is None:
+        session.add(
+            LeadStatusChange(lead_id=lead_id, status=status, dealer_id=dealer_id or "", detail=detail, at=at)
+        )
 
 
 async def get_lead(sessions: async_sessionmaker[AsyncSession], lead_id: str) -> LeadView | None:

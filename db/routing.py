@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -13,6 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.timeutil import as_utc
 from db.models import Dealer, Delivery
+
+# Claims lost to other worker processes (SQLite) before routing gives up and the activity retries.
+MAX_CLAIM_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,7 @@ async def _deliveries_on(session: AsyncSession, day: date) -> dict[str, int]:
 
 
 async def _ranked(session: AsyncSession, lead: LeadProfile, day: date, *, lock: bool) -> list[Dealer]:
-    query = select(Dealer).where(Dealer.active.is_(True))
+    query = select(Dealer).where(Dealer.active.is_(True)).order_by(Dealer.id)  # one lock order: no deadlock
     dealers = list(await session.scalars(query.with_for_update() if lock else query))
     used = await _deliveries_on(session, day)
     eligible = [d for d in dealers if covers(d, lead) and used.get(d.id, 0) < d.daily_capacity]
@@ -79,19 +83,50 @@ async def candidates(
         return await _ranked(session, lead, day, lock=False)
 
 
+ClaimHook = Callable[[AsyncSession, str], Awaitable[None]]
+
+
 async def route(
-    sessions: async_sessionmaker[AsyncSession], lead: LeadProfile, day: date, at: datetime
+    sessions: async_sessionmaker[AsyncSession],
+    lead: LeadProfile,
+    day: date,
+    at: datetime,
+    on_claim: ClaimHook | None = None,
 ) -> list[str]:
     """Ordered dealer ids for the lead; the first one is claimed in the rotation.
 
-    Ranking and claim share one transaction with the dealers locked (PostgreSQL: row locks; SQLite: its
-    single writer), so concurrent leads take turns instead of racing for the same dealer and retrying.
+    Ranking and claim share one transaction, with the dealers locked on PostgreSQL, so concurrent leads
+    take turns instead of racing for the same dealer. ``on_claim(session, dealer_id)`` writes in that
+    same transaction (the lead's "routed" status): the claim and its record commit together or not at
+    all. SQLite does not lock on read, so the claim also checks that nobody (another worker process)
+    moved the dealer since it was read, and ranks again if somebody did.
     """
-    async with sessions.begin() as session:
-        ranked = await _ranked(session, lead, day, lock=True)
-        if ranked:
-            ranked[0].last_assigned_at = at
-    return [dealer.id for dealer in ranked]
+    for _ in range(MAX_CLAIM_ATTEMPTS):
+        async with sessions.begin() as session:
+            ranked = await _ranked(session, lead, day, lock=True)
+            if not ranked:
+                return []
+            if await _claim(session, ranked[0], at):
+                if on_claim is not None:
+                    await on_claim(session, ranked[0].id)
+                return [dealer.id for dealer in ranked]
+    raise RoutingContention(f"the rotation moved under {MAX_CLAIM_ATTEMPTS} claims in a row")
+
+
+class RoutingContention(RuntimeError):
+    """Other workers kept claiming first; retrying the activity later succeeds."""
+
+
+async def _claim(session: AsyncSession, dealer: Dealer, at: datetime) -> bool:
+    seen = (
+        Dealer.last_assigned_at.is_(None)
+        if dealer.last_assigned_at is None
+        else (Dealer.last_assigned_at == dealer.last_assigned_at)
+    )
+    result = await session.execute(
+        update(Dealer).where(Dealer.id == dealer.id, seen).values(last_assigned_at=at)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def mark_assigned(sessions: async_sessionmaker[AsyncSession], dealer_id: str, at: datetime) -> None:

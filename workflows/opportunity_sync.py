@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from temporalio import workflow
 from temporalio.client import Client
 from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.gathering import Inbox, handle_batches
 from workflows.policies import DATABASE_RETRY
@@ -149,8 +149,8 @@ class OpportunitySyncWorkflow:
             self._drop(change, DROP_REASONS.get(outcome, outcome))
             return
         deal = await self._current_deal(change)
-        if deal is None:
-            self._drop(change, "deal not found in Zoho")
+        if isinstance(deal, str):
+            self._drop(change, deal)
             return
         outcome = await self._store(deal)
         if outcome != "applied":
@@ -170,10 +170,11 @@ class OpportunitySyncWorkflow:
         )
         return result.outcome
 
-    async def _current_deal(self, change: DealChange) -> DealState | None:
+    async def _current_deal(self, change: DealChange) -> DealState | str:
         """The full deal from Zoho, with the webhook's own stage, time and author laid over it.
 
         The webhook's values describe this very change; the fetched record may already be newer.
+        Returns why not, when Zoho has no such deal or serves one that cannot be read.
         """
         try:
             fetched = await workflow.execute_activity_method(
@@ -182,8 +183,11 @@ class OpportunitySyncWorkflow:
                 start_to_close_timeout=STEP_TIMEOUT,
                 retry_policy=ZOHO_RETRY,
             )
-        except ActivityError:
-            return None
+        except ActivityError as error:
+            cause = error.cause
+            if isinstance(cause, ApplicationError) and cause.type == DEAL_NOT_FOUND:
+                return "deal not found in Zoho"
+            return f"deal unreadable from Zoho: {cause or error}"
         if not (change.stage and change.modified_time):
             return fetched  # a partial webhook: Zoho's current state is the change
         return replace(

@@ -49,11 +49,12 @@ class ZohoDealWebhook(BaseModel):
     amount: Decimal | None = Field(default=None, validation_alias=spellings("amount"))
 
     def change(self) -> DealChange:
+        # A merge field of blanks is as absent as an empty one.
         return DealChange(
             deal_id=self.deal_id,
-            stage=self.stage,
+            stage=self.stage or None,
             modified_time=self.modified_time,
-            modified_by=self.modified_by,
+            modified_by=self.modified_by or None,
             amount=self.amount,
             received_at=datetime.now(UTC),
         )
