@@ -5,10 +5,10 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -98,15 +98,16 @@ async def route(
     Ranking and claim share one transaction, with the dealers locked on PostgreSQL, so concurrent leads
     take turns instead of racing for the same dealer. ``on_claim(session, dealer_id)`` writes in that
     same transaction (the lead's "routed" status): the claim and its record commit together or not at
-    all. SQLite does not lock on read, so the claim also checks that nobody (another worker process)
-    moved the dealer since it was read, and ranks again if somebody did.
+    all. The claim also checks that nobody moved the dealer since it was read, and ranks again if
+    somebody did: a safety net, should a database not lock as asked.
     """
     for _ in range(MAX_CLAIM_ATTEMPTS):
         async with sessions.begin() as session:
+            await _lock_for_writing(session)
             ranked = await _ranked(session, lead, day, lock=True)
             if not ranked:
                 return []
-            if await _claim(session, ranked[0], at):
+            if await _claim(session, ranked[0], _back_of_rotation(ranked, at)):
                 if on_claim is not None:
                     await on_claim(session, ranked[0].id)
                 return [dealer.id for dealer in ranked]
@@ -115,6 +116,24 @@ async def route(
 
 class RoutingContention(RuntimeError):
     """Other workers kept claiming first; retrying the activity later succeeds."""
+
+
+async def _lock_for_writing(session: AsyncSession) -> None:
+    # SQLite starts a transaction only at the first write, so two worker processes would both rank on
+    # the same snapshot; taking its write lock first makes them take turns (the busy timeout waits).
+    if session.get_bind().dialect.name == "sqlite":
+        await session.execute(text("BEGIN IMMEDIATE"))
+
+
+def _back_of_rotation(ranked: list[Dealer], at: datetime) -> datetime:
+    """A claim time that puts the claimed dealer behind every other, whatever the order of ``at``s.
+
+    Concurrent routes take their time before they wait for the lock, and workers' clocks differ: a
+    claim stamped earlier than the last one would put the dealer back at the front.
+    """
+    stamps = [as_utc(d.last_assigned_at) for d in ranked if d.last_assigned_at is not None]
+    newest = max(stamps, default=None)
+    return at if newest is None or newest < at else newest + timedelta(microseconds=1)
 
 
 async def _claim(session: AsyncSession, dealer: Dealer, at: datetime) -> bool:

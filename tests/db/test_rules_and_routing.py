@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import routing
+from db.engine import create_engine, session_factory
 from db.models import Dealer
 from db.routing import LeadProfile
 from db.rules import RulesFile, apply_rules, parse_rules
@@ -118,3 +121,20 @@ def test_cli_loads_and_reports_errors(tmp_path: Path, capsys: pytest.CaptureFixt
     missing = tmp_path / "missing.yaml"
     assert rules_main(["load", str(missing), "--database-url", url]) == 2
     assert "missing.yaml" in capsys.readouterr().err
+
+
+async def test_concurrent_routing_from_two_workers_shares_the_rotation_fairly(database_url: str) -> None:
+    """Two engines on one database, as two worker processes: every claim counts once, turns stay fair."""
+    engines = [create_engine(database_url), create_engine(database_url)]
+    workers = [session_factory(engine) for engine in engines]
+    await load(workers[0], dealer("a"), dealer("b"), dealer("c"))
+    lead = LeadProfile("SP", "São Paulo", "Onix")
+    try:
+        firsts = await asyncio.gather(
+            *(routing.route(workers[n % 2], lead, DAY, T0 + timedelta(seconds=n)) for n in range(30))
+        )
+    finally:
+        for engine in engines:
+            await engine.dispose()
+    claimed = Counter(ranked[0] for ranked in firsts)
+    assert claimed == {"a": 10, "b": 10, "c": 10}
