@@ -11,10 +11,11 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from temporalio.client import Client
 
+from api.body import validation_message
 from api.metrics import ACK_SECONDS, UNKNOWN_SOURCE, WEBHOOKS, outcome_of
 from api.openapi import document
 from api.routes import health, leads, opportunities, vtex, zoho
@@ -27,20 +28,17 @@ WEBHOOK_PREFIX = "/webhooks/"
 
 async def metrics(_: Request) -> Response:
     """Prometheus exposition of this process's metrics, or of every API process when several run."""
-    registry = None
+    registry = REGISTRY
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    return Response(
-        generate_latest(registry) if registry else generate_latest(), media_type=CONTENT_TYPE_LATEST
-    )
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
 async def invalid_request(_: Request, error: Exception) -> JSONResponse:
     """Path and query parameters that fail validation: 422 naming them, in the same shape as every error."""
     assert isinstance(error, RequestValidationError)
-    parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
-    return JSONResponse({"detail": "invalid request: " + "; ".join(parts)}, status_code=422)
+    return JSONResponse({"detail": validation_message(error.errors(), "request")}, status_code=422)
 
 
 def create_app(settings: Settings | None = None, temporal: Client | None = None) -> FastAPI:

@@ -6,6 +6,7 @@ Also what the OpenAPI document says of them, so ``/docs`` shows a sender every f
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
@@ -115,10 +116,10 @@ def parse_fields(body: bytes, content_type: str) -> dict[str, Any]:
     raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, f"content type must be {FORM} or {JSON}")
 
 
-def validation_message(error: ValidationError) -> str:
-    """One line naming each offending field, e.g. ``lead_id: Field required``."""
-    parts = [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in error.errors()]
-    return "invalid webhook: " + "; ".join(parts)
+def validation_message(errors: Sequence[Any], what: str = "webhook") -> str:
+    """One line naming each offending field, e.g. ``invalid webhook: lead_id: Field required``."""
+    parts = [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in errors]
+    return f"invalid {what}: " + "; ".join(parts)
 
 
 def parse_model(model: type[M], fields: dict[str, Any]) -> M:
@@ -126,7 +127,9 @@ def parse_model(model: type[M], fields: dict[str, Any]) -> M:
     try:
         return model.model_validate(fields)
     except ValidationError as error:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, validation_message(error)) from error
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, validation_message(error.errors())
+        ) from error
 
 
 def spellings(name: str, *others: str) -> AliasChoices:

@@ -17,6 +17,7 @@ import json
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,11 +37,14 @@ from core.temporal import connect
 ACKNOWLEDGED = {200, 202}
 
 
+@dataclass
 class Hook:
     """One webhook to send, and the text that proves it reached its workflow."""
 
-    def __init__(self, path: str, marker: str, *, form: dict[str, str] | None = None, json: Any = None):
-        self.path, self.marker, self.form, self.json = path, marker, form, json
+    path: str
+    marker: str
+    form: dict[str, str] | None = None
+    json: Any = None
 
 
 async def deal_hooks(http: httpx.AsyncClient, sims: str, count: int) -> list[Hook]:
