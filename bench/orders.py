@@ -112,7 +112,7 @@ async def main() -> None:
         final = first_final_versions(await landed_rows(warehouse, VTEX_ORDERS, since))
         events = await landed_rows(warehouse, VTEX_ORDER_EVENTS, since)
         landed_keys = {row["event_key"] for row in events}
-    warehouse.close()
+    await warehouse.aclose()
 
     latencies = [seconds for _, seconds in results]
     accepted = sum(1 for status, _ in results if status == 200)

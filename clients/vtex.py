@@ -1,4 +1,4 @@
-"""VTEX REST client: OMS orders, Feed v3 and the Orders hook configuration.
+"""VTEX REST client: OMS orders (one or a page of them), Feed v3 and the Orders hook configuration.
 
 Each method makes exactly one request, so a rate limit on the activities that call them is a rate
 limit on requests to VTEX.
@@ -6,11 +6,13 @@ limit on requests to VTEX.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from clients.errors import TransientError, raise_for_status, retry_after_seconds
+from clients.errors import PermanentError, TransientError, raise_for_status, retry_after_seconds
 from core.settings import Settings
 from core.vtex import HOOK_ORDER_STATES
 
@@ -18,6 +20,25 @@ SERVICE = "vtex"
 FEED_MAX_LOT = 10  # VTEX serves at most 10 feed items per call
 # VTEX asks clients to back off about a minute after a 429 that names no delay.
 RATE_LIMIT_BACKOFF_SECONDS = 60.0
+# VTEX's List orders serves at most 30 pages of at most 100 orders for one filter: a creationDate window
+# holding more than LIST_MAX_PAGES * LIST_MAX_PER_PAGE orders must be split, its total still says how many.
+LIST_MAX_PER_PAGE = 100
+LIST_MAX_PAGES = 30
+
+
+@dataclass(frozen=True)
+class OrderPage:
+    """One page of the OMS list: order summaries (not full documents), and how many match in all.
+
+    Attributes:
+        orders: The summaries (``orderId, creationDate, lastChange, status, totalValue, ...``).
+        total: How many orders the filter matches, beyond the pages that can be read too.
+        pages: How many pages of this size ``total`` makes.
+    """
+
+    orders: list[dict[str, Any]]
+    total: int
+    pages: int
 
 
 class VtexClient:
@@ -40,6 +61,49 @@ class VtexClient:
             return None
         raise_for_status(SERVICE, response)
         return dict(response.json())
+
+    async def list_orders(
+        self, created_from: datetime, created_to: datetime, page: int, per_page: int
+    ) -> OrderPage:
+        """One page of the orders created between two moments (both inclusive), oldest first.
+
+        VTEX compares creation dates to the millisecond, so windows that meet at consecutive milliseconds
+        (``...59.999`` then ``...00.000``) see every order once.
+
+        Args:
+            created_from: The first creation moment (aware); sub-millisecond digits are dropped.
+            created_to: The last creation moment (aware); sub-millisecond digits are dropped.
+            page: From 1 to ``LIST_MAX_PAGES``.
+            per_page: From 1 to ``LIST_MAX_PER_PAGE``.
+
+        Returns:
+            The page.
+
+        Raises:
+            ValueError: For a naive moment or a page or size VTEX would refuse (a bug in the caller).
+            TransientError: 429, 5xx, network failure.
+            PermanentError: Any other refusal, or a body that is not a list page.
+        """
+        if not 1 <= page <= LIST_MAX_PAGES:
+            raise ValueError(f"page must be from 1 to {LIST_MAX_PAGES}: split the window instead")
+        if not 1 <= per_page <= LIST_MAX_PER_PAGE:
+            raise ValueError(f"per_page must be from 1 to {LIST_MAX_PER_PAGE}")
+        window = f"creationDate:[{_list_time(created_from)} TO {_list_time(created_to)}]"
+        params = {"f_creationDate": window, "page": page, "per_page": per_page, "orderBy": "creationDate,asc"}
+        response = await self._request("GET", "/api/oms/pvt/orders", params=params)
+        raise_for_status(SERVICE, response)
+        try:
+            body = response.json()
+            orders, paging = body["list"], body["paging"]
+            page_of_orders = OrderPage(
+                orders=[dict(order) for order in orders],
+                total=int(paging["total"]),
+                pages=int(paging["pages"]),
+            )
+        except (ValueError, KeyError, TypeError) as error:
+            message = f"unexpected order list body ({type(error).__name__}): {response.text[:300]}"
+            raise PermanentError(SERVICE, message, response.status_code) from error
+        return page_of_orders
 
     async def read_feed(self, max_lot: int = FEED_MAX_LOT) -> list[dict[str, Any]]:
         """The next Feed v3 items; each stays invisible to other readers until committed or timed out."""
@@ -77,3 +141,11 @@ class VtexClient:
         if response.status_code == 429 and retry_after_seconds(response) is None:
             raise TransientError(SERVICE, "HTTP 429: rate limited", 429, RATE_LIMIT_BACKOFF_SECONDS)
         return response
+
+
+def _list_time(moment: datetime) -> str:
+    # The list filter's format: UTC, milliseconds, "Z" (2024-01-01T00:00:00.000Z).
+    if moment.tzinfo is None:
+        raise ValueError(f"an aware datetime is needed, got {moment!r}")
+    utc = moment.astimezone(UTC)
+    return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"

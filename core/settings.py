@@ -99,9 +99,14 @@ class Settings(BaseSettings):
     bigquery_project: str = "local-proj"
     bigquery_location: str = "US"
     bigquery_endpoint: str = "http://127.0.0.1:9050"
+    # The emulator's Storage Write API (gRPC, host:port); used only with an endpoint above.
+    bigquery_write_endpoint: str = "127.0.0.1:9060"
     bigquery_credentials_file: str = ""  # service-account JSON; empty uses application default credentials
     bigquery_dataset_prefix: str = ""  # "<prefix>bronze", "<prefix>silver", "<prefix>gold"
     bigquery_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Concurrent landings in one worker share an append: sent at this many rows or after this delay.
+    warehouse_batch_rows: int = Field(default=500, gt=0)
+    warehouse_batch_delay_seconds: float = Field(default=0.05, ge=0)
 
     # Outbound events (Standard Webhooks)
     event_subscribers: Annotated[list[str], NoDecode] = Field(default_factory=list)

@@ -45,7 +45,7 @@ async def run_order_demo(settings: Settings, simulators_url: str) -> bool:
     try:
         await asyncio.gather(*(_follow(warehouse, order) for order in orders))
     finally:
-        warehouse.close()
+        await warehouse.aclose()
     print(f"\n{'order id':<19} {'hooks':<18} {'answers':<22} {'states':<7} {'versions':<9} latest in bronze")
     for order in orders:
         print(

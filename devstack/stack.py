@@ -104,6 +104,7 @@ def stack_environment(ports: Ports, state_dir: Path, dealer_ids: list[str]) -> d
     env.setdefault("HUB_VTEX_API_BASE_URL", f"{sims}/vtex")
     env.setdefault("HUB_VTEX_HOOK_URL", f"http://127.0.0.1:{ports.api}/webhooks/vtex/orders")
     env.setdefault("HUB_BIGQUERY_ENDPOINT", f"http://127.0.0.1:{ports.bigquery}")
+    env.setdefault("HUB_BIGQUERY_WRITE_ENDPOINT", f"127.0.0.1:{ports.bigquery_grpc}")
     env.setdefault("HUB_BIGQUERY_PROJECT", emulator.PROJECT)
     # The simulated dealer CRMs accept any key; real dealers each issue their own.
     env.setdefault(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from datetime import datetime
+
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOCAL_PLACEHOLDER = "local-dev-only-change-me"
@@ -33,5 +35,22 @@ class SimulatorConfig(BaseSettings):
     vtex_hook_secret: str = Field(default=LOCAL_PLACEHOLDER, repr=False)
     vtex_hook_secret_header: str = "X-VTEX-Hook-Secret"
     vtex_feed_visibility_timeout_seconds: float = Field(default=60.0, gt=0)
+    # The generated order history the OMS list API serves: fixed end, so every run serves the same orders.
+    vtex_history_orders: int = Field(default=10_000, ge=0, le=1_000_000)
+    vtex_history_days: int = Field(default=730, gt=0)
+    vtex_history_end: str = "2026-11-01T00:00:00Z"
+    vtex_history_seed: int = 20241101
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
     seed: int | None = None
+
+    @field_validator("vtex_history_end")
+    @classmethod
+    def _aware_history_end(cls, value: str) -> str:
+        # Refused at start-up rather than on the first list request.
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError as error:
+            raise ValueError(f"not an ISO 8601 timestamp: {value!r}") from error
+        if moment.tzinfo is None:
+            raise ValueError(f"the history end needs a zone (Z or an offset): {value!r}")
+        return value

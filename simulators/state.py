@@ -23,6 +23,7 @@ from standardwebhooks.webhooks import Webhook
 from simulators.config import SimulatorConfig
 from simulators.deals import generate_deal
 from simulators.leads import BRT, ZOHO_ORG_PREFIX, generate_lead, zoho_timestamp
+from simulators.vtex_history import OrderHistory
 from simulators.vtex_orders import generate_order
 
 Clock = Callable[[], float]
@@ -235,6 +236,7 @@ class VtexCounters:
     """What the project did to VTEX, and what VTEX sent it; API requests count whatever their answer."""
 
     oms_gets: int = 0
+    oms_lists: int = 0
     feed_reads: int = 0
     feed_commits: int = 0
     hook_config_saves: int = 0
@@ -282,9 +284,11 @@ VTEX_SEEDED_FIRST_SEQUENCE = 1480570412001
 
 @dataclass
 class VtexState:
-    """VTEX: OMS orders, the hooks built for them, Feed v3, the Orders hook configuration."""
+    """VTEX: OMS orders (live and generated history), the hooks built for them, Feed v3, the hook config."""
 
     rng: random.Random
+    # Read-only and the same after a reset: built once per app, its index on first use.
+    history: OrderHistory
     # Feed handles draw from their own generator: reading the feed does not change the orders a seed gives.
     feed_rng: random.Random = field(default_factory=random.Random)
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -350,6 +354,7 @@ class SimulatorState:
         self.event_verifier = Webhook(config.event_signing_secret)
         # Opened by the app's lifespan, used to send Zoho webhooks.
         self.http: httpx.AsyncClient | None = None
+        self.vtex_history = OrderHistory.from_config(config)
         self.reset()
 
     def client(self) -> httpx.AsyncClient:
@@ -359,7 +364,10 @@ class SimulatorState:
         return self.http
 
     def reset(self) -> None:
-        """Forget every lead, deal, order, token, fault, event, hook config and counter."""
+        """Forget every lead, deal, order, token, fault, event, hook config and counter.
+
+        The generated VTEX order history stays: it depends on the configuration alone.
+        """
         seed = self.config.seed
         deal_seed = None if seed is None else f"deals-{seed}"
         self.zoho = ZohoState(rng=random.Random(seed), deal_rng=random.Random(deal_seed))
@@ -367,6 +375,7 @@ class SimulatorState:
             self.zoho.next_sequence = SEEDED_FIRST_SEQUENCE  # a seeded run repeats its ids too
         self.vtex = VtexState(
             rng=random.Random(None if seed is None else f"vtex-{seed}"),
+            history=self.vtex_history,
             feed_rng=random.Random(None if seed is None else f"vtex-feed-{seed}"),
         )
         if seed is not None:

@@ -1,6 +1,8 @@
 """VTEX stand-in: OMS orders, Feed v3, and the Orders hook (its configuration, ping and deliveries).
 
-An order moves through states only when the control API says so. Every change gets a strictly later
+The OMS serves two kinds of orders: live ones, created through the control API, and a generated history
+(:mod:`simulators.vtex_history`) that the list API pages through for backfills. A live order moves
+through states only when the control API says so. Every change gets a strictly later
 ``lastChange``, goes into the feed, and builds the hook payload VTEX would send; the control API then
 delivers those hooks in order, reversed, twice each, or not at all (feed only).
 """
@@ -20,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from simulators.faults import VTEX_TARGET, Fault, take_fault
 from simulators.state import EarlyReply, SimulatorState, StateDep, same_secret
+from simulators.vtex_history import CreationWindow, parse_creation_filter, select_orders, window_of
 from simulators.vtex_orders import STATUS_DESCRIPTIONS, OrderState, now_ticks, parse_ticks, vtex_timestamp
 
 logger = logging.getLogger(__name__)
@@ -30,6 +33,11 @@ PING = {"hookConfig": "ping"}
 # VTEX gives a hook delivery (and the ping) 5000 ms to answer before it counts as failed.
 HOOK_TIMEOUT_SECONDS = 5.0
 FEED_MAX_LOT = 10
+# VTEX's List orders serves at most 30 pages of at most 100 orders: a larger window must be split.
+LIST_MAX_PAGES = 30
+LIST_MAX_PER_PAGE = 100
+LIST_DEFAULT_PER_PAGE = 15
+LIST_ORDER_BY = {"creationDate,asc": False, "creationDate,desc": True}  # value: descending
 
 Delivery = Literal["in_order", "reversed", "repeated", "repeated_reversed", "none"]
 
@@ -83,10 +91,101 @@ async def get_order(order_id: str, request: Request, state: StateDep) -> JSONRes
     vtex.counters.oms_gets += 1
     vtex.request_times.setdefault(order_id, []).append(state.clock())
     await vtex_api_guard(request, state)
-    order = vtex.orders.get(order_id)
+    order = vtex.orders.get(order_id) or vtex.history.document(order_id)
     if order is None:
         return vtex_error(404, "OMS003", "Order not found")
     return JSONResponse(order)
+
+
+@router.get("/api/oms/pvt/orders")
+async def list_orders(
+    request: Request,
+    state: StateDep,
+    creation_filter: Annotated[str | None, Query(alias="f_creationDate")] = None,
+    page: Annotated[str | None, Query()] = None,
+    per_page: Annotated[str | None, Query()] = None,
+    order_by: Annotated[str | None, Query(alias="orderBy")] = None,
+) -> JSONResponse:
+    """Order summaries, history and live orders together, filtered on ``creationDate`` and paged.
+
+    ``f_creationDate=creationDate:[<from> TO <to>]`` (inclusive, millisecond precision; no filter lists
+    every order), ``page`` from 1 to 30, ``per_page`` from 1 to 100 (default 15), ``orderBy``
+    ``creationDate,desc`` (default) or ``creationDate,asc``. ``paging.total`` counts every match, but
+    only 30 pages can be read: a window holding more must be split by the caller.
+    """
+    vtex = state.vtex
+    vtex.counters.oms_lists += 1
+    await vtex_api_guard(request, state)
+    page_number = _list_number("page", page, 1, LIST_MAX_PAGES)
+    size = _list_number("per_page", per_page, LIST_DEFAULT_PER_PAGE, LIST_MAX_PER_PAGE)
+    descending = LIST_ORDER_BY.get(order_by or "creationDate,desc")
+    if descending is None:
+        return vtex_error(400, "OMS011", f"orderBy must be one of {', '.join(LIST_ORDER_BY)}")
+    try:
+        window = CreationWindow() if creation_filter is None else parse_creation_filter(creation_filter)
+    except ValueError as exc:
+        return vtex_error(400, "OMS012", f"Invalid f_creationDate: {exc}")
+    total, orders = select_orders(
+        vtex.history, vtex.orders, window, descending=descending, offset=(page_number - 1) * size, limit=size
+    )
+    return JSONResponse(
+        {
+            "list": [order_summary(order, state.config.vtex_account) for order in orders],
+            "facets": [],
+            "paging": {
+                "total": total,
+                "pages": -(-total // size),
+                "currentPage": page_number,
+                "perPage": size,
+            },
+            "stats": {"stats": {}},
+        }
+    )
+
+
+def order_summary(order: dict[str, Any], account: str) -> dict[str, Any]:
+    """An order as the OMS list shows it: a few fields of the document, the buyer's name, payment names.
+
+    Args:
+        order: The full document (live ones may carry any override, so nothing is assumed of its types).
+        account: The VTEX account, which the list gives as ``hostname``.
+
+    Returns:
+        ``orderId, creationDate, clientName, items (null), totalValue, paymentNames, status,
+        statusDescription, marketPlaceOrderId, sequence, salesChannel, affiliateId, origin,
+        ShippingEstimatedDate (null), lastChange, currencyCode, hostname``.
+    """
+    profile = order.get("clientProfileData")
+    names = (profile.get("firstName"), profile.get("lastName")) if isinstance(profile, dict) else ()
+    payment_data = order.get("paymentData")
+    transactions = payment_data.get("transactions") if isinstance(payment_data, dict) else None
+    payments = [
+        payment.get("paymentSystemName")
+        for transaction in (transactions if isinstance(transactions, list) else [])
+        if isinstance(transaction, dict) and isinstance(transaction.get("payments"), list)
+        for payment in transaction["payments"]
+        if isinstance(payment, dict)
+    ]
+    store = order.get("storePreferencesData")
+    return {
+        "orderId": order.get("orderId"),
+        "creationDate": order.get("creationDate"),
+        "clientName": " ".join(str(name) for name in names if name),
+        "items": None,
+        "totalValue": order.get("value"),
+        "paymentNames": ", ".join(str(name) for name in payments if name),
+        "status": order.get("status"),
+        "statusDescription": order.get("statusDescription"),
+        "marketPlaceOrderId": order.get("marketplaceOrderId"),
+        "sequence": order.get("sequence"),
+        "salesChannel": order.get("salesChannel"),
+        "affiliateId": order.get("affiliateId"),
+        "origin": order.get("origin"),
+        "ShippingEstimatedDate": None,
+        "lastChange": order.get("lastChange"),
+        "currencyCode": store.get("currencyCode") if isinstance(store, dict) else None,
+        "hostname": account,
+    }
 
 
 @router.get("/api/orders/feed")
@@ -230,6 +329,34 @@ async def order_requests(order_id: str, state: StateDep) -> dict[str, Any]:
     return {"times": state.vtex.request_times.get(order_id, [])}
 
 
+@control_router.get("/history")
+async def show_history(
+    state: StateDep,
+    first: Annotated[str | None, Query(alias="from")] = None,
+    last: Annotated[str | None, Query(alias="to")] = None,
+) -> Any:
+    """The generated history: how many orders, the first and last ``creationDate`` (null when empty).
+
+    With ``from`` and/or ``to`` (inclusive ISO timestamps with a zone, millisecond precision) it adds
+    ``count``: what the list API's ``paging.total`` says for that window, live orders included.
+    """
+    history = state.vtex.history
+    body: dict[str, Any] = {
+        "orders": len(history),
+        "first": history.creation_date(0) if len(history) else None,
+        "last": history.creation_date(len(history) - 1) if len(history) else None,
+    }
+    if first is not None or last is not None:
+        try:
+            window = window_of(first, last)
+        except ValueError as exc:
+            return JSONResponse({"error": "invalid_window", "message": str(exc)}, status_code=400)
+        body["count"], _ = select_orders(
+            history, state.vtex.orders, window, descending=False, offset=0, limit=0
+        )
+    return body
+
+
 @control_router.get("/hook")
 async def show_hook(state: StateDep) -> dict[str, Any]:
     """The saved hook config (or null), how many saves were made, and when the last one was (ISO, UTC)."""
@@ -334,6 +461,21 @@ def _hook_target(state: SimulatorState) -> tuple[str, dict[str, str]]:
     config = state.config
     headers = {config.vtex_hook_secret_header: config.vtex_hook_secret}
     return f"{config.api_url.rstrip('/')}{HOOK_PATH}", headers
+
+
+def _list_number(name: str, value: str | None, default: int, maximum: int) -> int:
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= maximum:
+        message = f"{name} must be an integer from 1 to {maximum}"
+        if name == "page":
+            message += f": VTEX serves at most {LIST_MAX_PAGES} pages, split the creationDate window instead"
+        raise EarlyReply(vtex_error(400, "OMS010", message))
+    return number
 
 
 def _max_lot(maxlot: str | None) -> int:

@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -128,25 +129,24 @@ async def hub(
     temporal_env: WorkflowEnvironment,
     sqlite_url: str,
     task_queue: str,
-    bigquery_endpoint: str,
-    warehouse_prefix: str,
+    warehouse_settings: dict[str, Any],
 ) -> AsyncIterator[Any]:
     """The whole system on the real dev server, SQLite, the BigQuery emulator and the simulators."""
     from tests.hub import running_hub
 
-    async with running_hub(
-        temporal_env.client,
-        sqlite_url,
-        task_queue,
-        bigquery_endpoint=bigquery_endpoint,
-        bigquery_dataset_prefix=warehouse_prefix,
-    ) as hub:
+    async with running_hub(temporal_env.client, sqlite_url, task_queue, **warehouse_settings) as hub:
         yield hub
 
 
+@dataclass(frozen=True)
+class BigQueryEmulator:
+    rest: str  # http://127.0.0.1:<port>, for google-cloud-bigquery
+    grpc: str  # 127.0.0.1:<port>, the Storage Write API
+
+
 @pytest.fixture(scope="session")
-def bigquery_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The BigQuery emulator (bqemulator, in memory) that the real google-cloud-bigquery client talks to."""
+def bigquery_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BigQueryEmulator]:
+    """The BigQuery emulator (bqemulator, in memory) that the real BigQuery clients talk to."""
     home = tmp_path_factory.mktemp("bqemulator-home")
     emulator.prepare_home(home)
     rest_port, grpc_port = free_port(), free_port()
@@ -164,7 +164,7 @@ def bigquery_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
             process.kill()
             pytest.fail(f"the BigQuery emulator did not start; see {home / 'emulator.log'}")
         time.sleep(0.2)
-    yield endpoint
+    yield BigQueryEmulator(endpoint, f"127.0.0.1:{grpc_port}")
     process.terminate()
     process.wait(timeout=15)
     log.close()
@@ -178,6 +178,21 @@ def _healthy(endpoint: str) -> bool:
 
 
 @pytest.fixture
+def bigquery_endpoint(bigquery_emulator: BigQueryEmulator) -> str:
+    return bigquery_emulator.rest
+
+
+@pytest.fixture
 def warehouse_prefix() -> str:
     """Datasets of their own for one test, on the shared emulator."""
     return f"t{uuid.uuid4().hex[:10]}_"
+
+
+@pytest.fixture
+def warehouse_settings(bigquery_emulator: BigQueryEmulator, warehouse_prefix: str) -> dict[str, Any]:
+    """Settings that point the hub at the shared emulator, in datasets of this test's own."""
+    return {
+        "bigquery_endpoint": bigquery_emulator.rest,
+        "bigquery_write_endpoint": bigquery_emulator.grpc,
+        "bigquery_dataset_prefix": warehouse_prefix,
+    }

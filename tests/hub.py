@@ -196,7 +196,7 @@ class Hub:
         except WarehouseUnavailable:
             return []  # not created yet
         finally:
-            warehouse.close()
+            await warehouse.aclose()
 
     def handle(self, lead_id: str) -> WorkflowHandle[LeadDistributionWorkflow, LeadDistributionResult]:
         return self.client.get_workflow_handle_for(LeadDistributionWorkflow.run, lead_workflow_id(lead_id))

@@ -1,7 +1,10 @@
-"""Landing records in bronze (and quarantine) through the real ``google-cloud-bigquery`` client.
+"""Landing records in bronze (and quarantine): the Storage Write API for rows, the REST API for the rest.
 
-The client is synchronous; each call runs in a worker thread so activities stay responsive. Failures
-are translated into the project's Transient/Permanent errors: Temporal retries the transient ones.
+Rows go in as Arrow through the BigQuery Storage Write API (``warehouse.streams``): short flows share one
+append per table and process (``warehouse.batching``), long jobs append at offsets they keep. Datasets,
+tables and queries use the real ``google-cloud-bigquery`` client. Both clients are synchronous; each call
+runs in a worker thread so activities stay responsive. Failures become the project's Transient/Permanent
+errors: Temporal retries the transient ones.
 """
 
 from __future__ import annotations
@@ -13,16 +16,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
+import pyarrow as pa
 import requests
 from google.api_core import exceptions as google_errors
 from google.api_core.client_options import ClientOptions
 from google.api_core.retry import Retry
-from google.auth.credentials import AnonymousCredentials
+from google.auth.credentials import AnonymousCredentials, Credentials
 from google.cloud import bigquery
 from google.oauth2 import service_account
 
 from clients.errors import PermanentError, TransientError
 from core.settings import Settings
+from warehouse.batching import SharedAppends
+from warehouse.streams import StorageWriter, StreamCursor, TableGone, arrow_schema, write_client
 from warehouse.tables import BRONZE_TABLES, QUARANTINE, Layers
 
 SERVICE = "bigquery"
@@ -66,6 +72,15 @@ class QuarantineRecord:
     entity_id: str | None = None
 
 
+def _credentials(settings: Settings) -> Credentials | None:
+    """The service account's credentials if a key file is set; None means application default ones."""
+    if not settings.bigquery_credentials_file:
+        return None
+    return service_account.Credentials.from_service_account_file(  # type: ignore[no-any-return,no-untyped-call]
+        settings.bigquery_credentials_file
+    )
+
+
 def bigquery_client(settings: Settings) -> bigquery.Client:
     """A client for BigQuery, or for the emulator at ``bigquery_endpoint`` (no credentials needed)."""
     if settings.bigquery_endpoint:
@@ -75,36 +90,59 @@ def bigquery_client(settings: Settings) -> bigquery.Client:
             client_options=ClientOptions(api_endpoint=settings.bigquery_endpoint),
             location=settings.bigquery_location,
         )
-    credentials = None
-    if settings.bigquery_credentials_file:
-        credentials = service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
-            settings.bigquery_credentials_file
-        )
     return bigquery.Client(
-        project=settings.bigquery_project, credentials=credentials, location=settings.bigquery_location
+        project=settings.bigquery_project,
+        credentials=_credentials(settings),
+        location=settings.bigquery_location,
     )
+
+
+def storage_writer(settings: Settings) -> StorageWriter:
+    """A Storage Write API writer for BigQuery, or for the emulator's gRPC port beside its REST one."""
+    if settings.bigquery_endpoint:
+        client = write_client(settings.bigquery_write_endpoint)
+    else:
+        client = write_client("", _credentials(settings))
+    return StorageWriter(client, settings.bigquery_timeout_seconds)
 
 
 class Warehouse:
     """Creates the layers and bronze tables, lands records, runs queries."""
 
-    def __init__(self, client: bigquery.Client, layers: Layers, timeout_seconds: float) -> None:
+    def __init__(
+        self,
+        client: bigquery.Client,
+        writer: StorageWriter,
+        layers: Layers,
+        timeout_seconds: float,
+        batch_rows: int = 500,
+        batch_delay_seconds: float = 0.05,
+    ) -> None:
         self._client = client
+        self._writer = writer
         self.layers = layers
         self._timeout = timeout_seconds
         # The client's default retries last 10 minutes; Temporal owns the longer retries.
         self._retry = Retry(deadline=timeout_seconds)
         self._schema_ready = False
+        self._schemas = {name: arrow_schema(fields) for name, fields in BRONZE_TABLES.items()}
+        self._shared = SharedAppends(self._append_default, batch_rows, batch_delay_seconds)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Warehouse:
         return cls(
             bigquery_client(settings),
+            storage_writer(settings),
             Layers.with_prefix(settings.bigquery_dataset_prefix),
             settings.bigquery_timeout_seconds,
+            settings.warehouse_batch_rows,
+            settings.warehouse_batch_delay_seconds,
         )
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
+        """Send the rows gathered for shared appends, then close both clients."""
+        await self._shared.drain()
+        self._writer.close()
         self._client.close()  # type: ignore[no-untyped-call]
 
     def table_id(self, dataset: str, table: str) -> str:
@@ -117,42 +155,30 @@ class Warehouse:
         self._schema_ready = True
 
     async def land(self, table: str, records: Sequence[BronzeRecord]) -> None:
-        """Stream ``records`` into ``bronze.<table>``, each with its event key as the insert id.
+        """Land ``records`` in ``bronze.<table>`` in an append shared with concurrent landings.
 
-        BigQuery drops a repeated insert id on a best-effort basis only, so silver deduplicates on
-        ``event_key`` as well: landing a record twice never makes two rows downstream.
+        Returns once they are durable. A retry after a lost answer can land a record twice; silver keeps
+        one row per ``event_key``.
         """
-        now = _timestamp(datetime.now().astimezone())
-        rows = [
-            {
-                "source": record.source,
-                "entity_id": record.entity_id,
-                "event_key": record.event_key,
-                "source_updated_at": _timestamp(record.source_updated_at),
-                "ingested_at": now,
-                "payload": json.dumps(record.payload, separators=(",", ":")),
-            }
-            for record in records
-        ]
-        await self._insert(self.layers.bronze, table, rows, [record.event_key for record in records])
+        await self._shared.land(table, bronze_rows(records))
 
     async def quarantine(self, records: Sequence[QuarantineRecord]) -> None:
-        """Keep records that failed validation in ``bronze.quarantine`` with their reason."""
-        now = _timestamp(datetime.now().astimezone())
-        rows = [
-            {
-                "source": record.source,
-                "entity": record.entity,
-                "entity_id": record.entity_id,
-                "event_key": record.event_key,
-                "reason": record.reason,
-                "quarantined_at": now,
-                "payload": json.dumps(record.payload, separators=(",", ":")),
-            }
-            for record in records
-        ]
-        keys = [f"{record.entity}:{record.event_key}" for record in records]
-        await self._insert(self.layers.bronze, QUARANTINE, rows, keys)
+        """Keep records that failed validation in ``bronze.quarantine`` with their reason (shared append)."""
+        await self._shared.land(QUARANTINE, quarantine_rows(records))
+
+    async def land_at(
+        self, table: str, cursor: StreamCursor, records: Sequence[BronzeRecord]
+    ) -> StreamCursor:
+        """Land ``records`` in ``bronze.<table>`` at ``cursor``, exactly once; return the cursor after them.
+
+        For long jobs that keep the cursor in workflow state: retried with the same cursor and records, an
+        append that already landed adds nothing.
+        """
+        return await self._append_at(table, cursor, bronze_rows(records))
+
+    async def quarantine_at(self, cursor: StreamCursor, records: Sequence[QuarantineRecord]) -> StreamCursor:
+        """``land_at`` for quarantined records."""
+        return await self._append_at(QUARANTINE, cursor, quarantine_rows(records))
 
     async def query(self, sql: str, parameters: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Run ``sql`` (with ``@name`` query parameters) and return its rows as dicts."""
@@ -164,33 +190,41 @@ class Warehouse:
 
         return await self._call(run)
 
-    async def _insert(self, dataset: str, table: str, rows: list[dict[str, Any]], ids: list[str]) -> None:
+    async def _append_default(self, table: str, rows: list[dict[str, Any]]) -> None:
+        await self._ready()
+        path, schema = self._path(table), self._schemas[table]
+        await self._call(lambda: self._writer.append_default(path, schema, rows))
+
+    async def _append_at(self, table: str, cursor: StreamCursor, rows: list[dict[str, Any]]) -> StreamCursor:
         if not rows:
-            return
+            return cursor
+        await self._ready()
+        path, schema = self._path(table), self._schemas[table]
+        return await self._call(lambda: self._writer.append_at(path, schema, cursor, rows))
+
+    def _path(self, table: str) -> str:
+        """The bronze table's resource name, as the Storage Write API names it."""
+        return f"projects/{self._client.project}/datasets/{self.layers.bronze}/tables/{table}"
+
+    async def _ready(self) -> None:
         if not self._schema_ready:
             await self.ensure_schema()
-        table_id = self.table_id(dataset, table)
-
-        def insert() -> Sequence[dict[str, Any]]:
-            return self._client.insert_rows_json(
-                table_id, rows, row_ids=ids, retry=self._retry, timeout=self._timeout
-            )
-
-        errors = await self._call(insert)
-        if errors:
-            raise PermanentError(SERVICE, f"rows refused by {table_id}: {errors[:3]}")
 
     async def _call(self, function: Callable[[], T]) -> T:
         try:
             return await asyncio.to_thread(function)
-        except google_errors.NotFound as error:
+        except (google_errors.NotFound, TableGone) as error:
             # A dataset or table dropped under us: recreate it on the next attempt.
             self._schema_ready = False
             raise WarehouseUnavailable(SERVICE, f"not found: {error}") from error
+        except (TransientError, PermanentError):
+            raise
         except TRANSIENT_ERRORS as error:
             raise WarehouseUnavailable(SERVICE, f"{type(error).__name__}: {error}") from error
         except google_errors.GoogleAPICallError as error:
             raise PermanentError(SERVICE, str(error), error.code) from error
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+            raise PermanentError(SERVICE, f"rows do not fit the table: {error}") from error
 
     def _create_schema(self) -> None:
         for name in self.layers.all():
@@ -205,5 +239,38 @@ class Warehouse:
             self._client.create_table(table, exists_ok=True, retry=self._retry, timeout=self._timeout)
 
 
-def _timestamp(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
+def bronze_rows(records: Sequence[BronzeRecord]) -> list[dict[str, Any]]:
+    """Bronze rows of ``records``: the ingestion metadata and the payload as JSON text."""
+    now = datetime.now().astimezone()
+    return [
+        {
+            "source": record.source,
+            "entity_id": record.entity_id,
+            "event_key": record.event_key,
+            "source_updated_at": record.source_updated_at,
+            "ingested_at": now,
+            "payload": _json(record.payload),
+        }
+        for record in records
+    ]
+
+
+def quarantine_rows(records: Sequence[QuarantineRecord]) -> list[dict[str, Any]]:
+    """Quarantine rows of ``records``, each with its reason."""
+    now = datetime.now().astimezone()
+    return [
+        {
+            "source": record.source,
+            "entity": record.entity,
+            "entity_id": record.entity_id,
+            "event_key": record.event_key,
+            "reason": record.reason,
+            "quarantined_at": now,
+            "payload": _json(record.payload),
+        }
+        for record in records
+    ]
+
+
+def _json(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)

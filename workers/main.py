@@ -80,7 +80,7 @@ async def worker_activities(settings: Settings) -> AsyncIterator[WorkerActivitie
             vtex_feed=VtexFeedActivities(vtex, warehouse, settings),
         )
     finally:
-        warehouse.close()
+        await warehouse.aclose()
         await soap.aclose()
         await http.aclose()
         await engine.dispose()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,16 +17,11 @@ from warehouse.vtex_orders import InvalidRecord, order_event, order_version
 
 
 @pytest.fixture
-def warehouse(bigquery_endpoint: str, warehouse_prefix: str) -> Iterator[Warehouse]:
-    settings = Settings(
-        environment="test",
-        bigquery_endpoint=bigquery_endpoint,
-        bigquery_dataset_prefix=warehouse_prefix,
-        bigquery_timeout_seconds=5,
-    )
+async def warehouse(warehouse_settings: dict[str, Any]) -> AsyncIterator[Warehouse]:
+    settings = Settings(environment="test", bigquery_timeout_seconds=5, **warehouse_settings)
     warehouse = Warehouse.from_settings(settings)
     yield warehouse
-    warehouse.close()
+    await warehouse.aclose()
 
 
 def deduplicated(warehouse: Warehouse, table: str) -> str:
@@ -105,13 +100,14 @@ async def test_unreachable_warehouse_is_a_transient_error(warehouse_prefix: str)
     settings = Settings(
         environment="test",
         bigquery_endpoint=f"http://127.0.0.1:{free_port()}",
+        bigquery_write_endpoint=f"127.0.0.1:{free_port()}",
         bigquery_dataset_prefix=warehouse_prefix,
         bigquery_timeout_seconds=1,
     )
     warehouse = Warehouse.from_settings(settings)
     with pytest.raises(WarehouseUnavailable):
         await warehouse.land(VTEX_ORDERS, [BronzeRecord("vtex", "o", "o@k", {})])
-    warehouse.close()
+    await warehouse.aclose()
 
 
 def _order(order_id: str, last_change: str) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from core.constants import vtex_order_workflow_id
+from tests.conftest import BigQueryEmulator
 from tests.hub import Hub, running_hub
 from tests.support import TcpProxy, eventually
 from warehouse import WarehouseUnavailable
@@ -131,7 +133,7 @@ async def test_invalid_order_goes_to_quarantine(hub: Hub) -> None:
         except WarehouseUnavailable:
             return None  # nothing landed yet
         finally:
-            warehouse.close()
+            await warehouse.aclose()
         return [row for row in rows if row["entity_id"] == order_id] or None
 
     rows = await eventually(quarantined)
@@ -161,26 +163,43 @@ async def test_hook_configuration_is_reasserted(hub: Hub) -> None:
 
 @pytest.fixture
 async def proxied_hub(
-    temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, bigquery_endpoint: str,
+    temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, bigquery_emulator: BigQueryEmulator,
     warehouse_prefix: str,
-) -> AsyncIterator[tuple[Hub, TcpProxy]]:  # fmt: skip
-    """A hub whose warehouse connection goes through a proxy the test can cut."""
-    port = int(bigquery_endpoint.rsplit(":", 1)[1])
-    proxy = TcpProxy("127.0.0.1", port)
-    await proxy.start()
+) -> AsyncIterator[tuple[Hub, Proxies]]:  # fmt: skip
+    """A hub whose warehouse connections (REST and Storage Write) go through proxies the test can cut."""
+    proxies = Proxies(
+        TcpProxy("127.0.0.1", int(bigquery_emulator.rest.rsplit(":", 1)[1])),
+        TcpProxy("127.0.0.1", int(bigquery_emulator.grpc.rsplit(":", 1)[1])),
+    )
+    await proxies.start()
     async with running_hub(
         temporal_env.client,
         sqlite_url,
         task_queue,
-        bigquery_endpoint=f"http://127.0.0.1:{proxy.port}",
+        bigquery_endpoint=f"http://127.0.0.1:{proxies.rest.port}",
+        bigquery_write_endpoint=f"127.0.0.1:{proxies.grpc.port}",
         bigquery_dataset_prefix=warehouse_prefix,
         bigquery_timeout_seconds=1.0,
     ) as hub:
-        yield hub, proxy
-    await proxy.stop()
+        yield hub, proxies
+    await proxies.stop()
 
 
-async def test_warehouse_outage_loses_nothing(proxied_hub: tuple[Hub, TcpProxy]) -> None:
+@dataclass
+class Proxies:
+    rest: TcpProxy
+    grpc: TcpProxy
+
+    async def start(self) -> None:
+        await self.rest.start()
+        await self.grpc.start()
+
+    async def stop(self) -> None:
+        await self.rest.stop()
+        await self.grpc.stop()
+
+
+async def test_warehouse_outage_loses_nothing(proxied_hub: tuple[Hub, Proxies]) -> None:
     hub, proxy = proxied_hub
     await proxy.stop()  # the warehouse is gone
     order_id = await hub.create_order()
