@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     vtex_order_batch_window_seconds: float = Field(default=1.0, ge=0)  # gathers out-of-order hooks
     vtex_order_final_linger_seconds: float = Field(default=300.0, ge=0)  # late hooks after invoiced/canceled
     vtex_order_events_per_run: int = Field(default=200, gt=0)  # then continue-as-new
+    # What an order history backfill may use of VTEX's limit by default (`hub backfill orders --rate`).
+    vtex_backfill_requests_per_second: float = Field(default=20.0, gt=0)
 
     # Warehouse (BigQuery). An endpoint means a local emulator; empty means Google's BigQuery API.
     bigquery_project: str = "local-proj"

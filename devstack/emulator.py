@@ -47,8 +47,10 @@ def command(
 ) -> list[str]:
     """The emulator's command line; ``data_dir`` keeps the data between runs, None keeps it in memory."""
     storage = ["--persistent", "--data-dir", str(data_dir)] if data_dir else ["--ephemeral"]
+    _binary()  # the [local] extra is installed
+    # Through our launcher, which keeps the emulator's DuckDB connection on one thread.
     return [
-        _binary(), "start",
+        sys.executable, "-m", "devstack.bqemulator_main", "start",
         "--rest-host", "127.0.0.1", "--rest-port", str(rest_port),
         "--grpc-host", "127.0.0.1", "--grpc-port", str(grpc_port),
         "--project", project, *storage,

@@ -254,9 +254,15 @@ def environment_of(settings: Settings) -> dict[str, str]:
 
 @asynccontextmanager
 async def running_hub(
-    client: Client, database_url: str, task_queue: str, *, worker: bool = True, **settings_extra: Any
+    client: Client,
+    database_url: str,
+    task_queue: str,
+    *,
+    worker: bool = True,
+    simulator: dict[str, Any] | None = None,
+    **settings_extra: Any,
 ) -> AsyncIterator[Hub]:
-    """Start simulators, API and (unless ``worker=False``) an in-process worker."""
+    """Start simulators (``simulator`` overrides their config), API and (unless ``worker=False``) a worker."""
     sims_port = free_port()
     api_port = free_port()
     sims_url = f"http://127.0.0.1:{sims_port}"
@@ -267,6 +273,7 @@ async def running_hub(
         vtex_account=VTEX_ACCOUNT,
         vtex_app_token=VTEX_APP_TOKEN,
         vtex_hook_secret=VTEX_HOOK_SECRET,
+        **(simulator or {}),
     )
     target = client.service_client.config.target_host
     hook_url = f"http://127.0.0.1:{api_port}/webhooks/vtex/orders"

@@ -180,6 +180,18 @@ class Warehouse:
         """``land_at`` for quarantined records."""
         return await self._append_at(QUARANTINE, cursor, quarantine_rows(records))
 
+    async def landed_keys(self, table: str, keys: Sequence[str]) -> set[str]:
+        """Which of ``keys`` are event keys of rows in ``bronze.<table>`` already."""
+        if not keys:
+            return set()
+        await self._ready()
+        rows = await self.query(
+            f"select distinct event_key from `{self.table_id(self.layers.bronze, table)}`"
+            " where event_key in unnest(@keys)",
+            [bigquery.ArrayQueryParameter("keys", "STRING", list(keys))],
+        )
+        return {str(row["event_key"]) for row in rows}
+
     async def query(self, sql: str, parameters: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Run ``sql`` (with ``@name`` query parameters) and return its rows as dicts."""
         config = bigquery.QueryJobConfig(query_parameters=list(parameters))

@@ -220,7 +220,9 @@ class StorageWriter:
 
         def send() -> tuple[grpc.StatusCode, str]:
             # Read the call to its end: a call left open holds a server thread until its deadline.
-            answers = list(self._client.append_rows(iter([request]), timeout=self._timeout, metadata=metadata))
+            answers = list(
+                self._client.append_rows(iter([request]), timeout=self._timeout, metadata=metadata)
+            )
             if not answers:
                 raise TransientError(SERVICE, f"append to {stream}: the stream closed without an answer")
             return _status(answers[0].error.code), str(answers[0].error.message)

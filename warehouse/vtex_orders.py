@@ -72,7 +72,7 @@ def order_version(document: dict[str, Any]) -> BronzeRecord:
     except ValidationError as error:
         order_id = document.get("orderId") if isinstance(document.get("orderId"), str) else None
         reason = _reason(error)
-        key = f"{order_id or '?'}@{document.get('lastChange')}"
+        key = _quarantine_key(order_id, document.get("lastChange"))
         raise InvalidRecord(
             reason, QuarantineRecord(SOURCE, VTEX_ORDERS, key, reason, document, order_id)
         ) from error
@@ -87,6 +87,16 @@ def order_version(document: dict[str, Any]) -> BronzeRecord:
 
 def order_version_key(order_id: str, last_change: str) -> str:
     return f"{order_id}@{change_key(last_change)}"
+
+
+def _quarantine_key(order_id: str | None, last_change: Any) -> str:
+    """The version's usual key where its parts are readable, so a backfill recognises it as landed."""
+    if order_id and isinstance(last_change, str):
+        try:
+            return order_version_key(order_id, last_change)
+        except ValueError:
+            pass
+    return f"{order_id or '?'}@{last_change}"
 
 
 def order_event(event: OrderEvent) -> BronzeRecord:

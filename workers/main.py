@@ -19,6 +19,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.leads import LeadActivities
 from activities.opportunities import OpportunityActivities
 from activities.vtex import VtexOrderActivities
+from activities.vtex_backfill import VtexBackfillActivities
 from activities.vtex_feed import VtexFeedActivities
 from clients.dealer_crm import RestDealerCrm, SoapDealerCrm
 from clients.subscribers import EventPublisher
@@ -34,6 +35,7 @@ from workflows.opportunity_sync import OpportunitySyncWorkflow
 from workflows.vtex_feed_reconcile import VtexFeedReconcileWorkflow
 from workflows.vtex_hook_config import VtexHookConfigWorkflow
 from workflows.vtex_order import VtexOrderWorkflow
+from workflows.vtex_order_backfill import OrderBackfillWorkflow
 
 log = logging.getLogger("workers")
 
@@ -52,6 +54,7 @@ class WorkerActivities:
     opportunities: OpportunityActivities
     vtex_orders: VtexOrderActivities
     vtex_feed: VtexFeedActivities
+    vtex_backfill: VtexBackfillActivities
 
 
 @asynccontextmanager
@@ -78,6 +81,7 @@ async def worker_activities(settings: Settings) -> AsyncIterator[WorkerActivitie
             opportunities=OpportunityActivities(sessions, zoho),
             vtex_orders=VtexOrderActivities(vtex, warehouse),
             vtex_feed=VtexFeedActivities(vtex, warehouse, settings),
+            vtex_backfill=VtexBackfillActivities(vtex, warehouse),
         )
     finally:
         await warehouse.aclose()
@@ -92,6 +96,7 @@ def build_workers(client: Client, activities: WorkerActivities, settings: Settin
     opportunities = activities.opportunities
     orders = activities.vtex_orders
     feed = activities.vtex_feed
+    backfill = activities.vtex_backfill
     return [
         Worker(
             client,
@@ -120,7 +125,12 @@ def build_workers(client: Client, activities: WorkerActivities, settings: Settin
         Worker(
             client,
             task_queue=settings.vtex_orders_task_queue,
-            workflows=[VtexOrderWorkflow, VtexFeedReconcileWorkflow, VtexHookConfigWorkflow],
+            workflows=[
+                VtexOrderWorkflow,
+                VtexFeedReconcileWorkflow,
+                VtexHookConfigWorkflow,
+                OrderBackfillWorkflow,
+            ],
             workflow_runner=WORKFLOW_RUNNER,
             activities=[orders.land_order_events, feed.deliver_feed_items],
             max_concurrent_activities=settings.worker_max_concurrent_activities,
@@ -133,6 +143,9 @@ def build_workers(client: Client, activities: WorkerActivities, settings: Settin
                 feed.read_order_feed,
                 feed.commit_order_feed,
                 feed.save_hook_config,
+                backfill.count_orders,
+                backfill.plan_page,
+                backfill.land_orders,
             ],
             max_concurrent_activities=settings.worker_max_concurrent_activities,
             # Enforced by the Temporal server across every worker polling this queue: VTEX's limit is

@@ -1,0 +1,215 @@
+"""Activities of the order history backfill: count and list orders by creation date, read and land them.
+
+Every VTEX request of a backfill waits for its turn under the backfill's own rate budget (requests per
+second, shared by every backfill activity in this worker), so a backfill leaves VTEX's account limit
+to the live flows. A page's orders are landed exactly once: the workflow keeps the stream cursors and
+passes them in, so an attempt that meets rows an earlier attempt landed adds none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from aiolimiter import AsyncLimiter
+from temporalio import activity
+
+from activities.errors import external_call
+from clients.errors import TransientError
+from clients.vtex import VtexClient
+from warehouse import BronzeRecord, QuarantineRecord, Warehouse
+from warehouse.streams import StreamCursor
+from warehouse.tables import QUARANTINE, VTEX_ORDERS
+from warehouse.vtex_orders import InvalidRecord, order_version, order_version_key
+
+log = logging.getLogger("activities.vtex_backfill")
+
+# Orders of one page read at once: enough to use the budget while VTEX answers, few enough to be polite.
+READ_CONCURRENCY = 8
+# A read that VTEX answers with 429/5xx is tried again this many times within the activity (after its
+# Retry-After) before the whole page fails and Temporal retries it.
+READ_ATTEMPTS = 5
+READ_BACKOFF_SECONDS = 1.0
+
+
+@dataclass
+class CreationWindow:
+    """Orders created from ``start`` to ``end``, both inclusive (ISO 8601, UTC, milliseconds)."""
+
+    start: str
+    end: str
+
+
+@dataclass
+class CountOrdersInput:
+    window: CreationWindow
+    requests_per_second: float
+
+
+@dataclass
+class CountOrdersResult:
+    total: int
+
+
+@dataclass
+class PlanPageInput:
+    window: CreationWindow
+    page: int
+    per_page: int
+    requests_per_second: float
+
+
+@dataclass
+class PlanPageResult:
+    """The page's orders whose current version is not in the warehouse yet (ids only: no personal data)."""
+
+    order_ids: list[str]
+    listed: int  # orders on the page
+    total: int  # orders in the window, as the list counted them now
+    pages: int
+
+
+@dataclass
+class BackfillCursors:
+    """Where the backfill appends next, per table: kept in workflow state."""
+
+    orders: StreamCursor = field(default_factory=StreamCursor)
+    quarantine: StreamCursor = field(default_factory=StreamCursor)
+
+
+@dataclass
+class LandOrdersInput:
+    order_ids: list[str]
+    cursors: BackfillCursors
+    requests_per_second: float
+
+
+@dataclass
+class LandOrdersResult:
+    cursors: BackfillCursors
+    landed: int = 0
+    quarantined: int = 0
+    missing: list[str] = field(default_factory=list)  # listed, but the OMS did not serve them
+
+
+class VtexBackfillActivities:
+    """Holds the VTEX client and the warehouse, built once per worker."""
+
+    def __init__(self, vtex: VtexClient, warehouse: Warehouse) -> None:
+        self._vtex = vtex
+        self._warehouse = warehouse
+        self._limiters: dict[float, AsyncLimiter] = {}
+
+    @activity.defn
+    async def count_orders(self, params: CountOrdersInput) -> CountOrdersResult:
+        """How many orders the window holds (one VTEX request)."""
+        await self._turn(params.requests_per_second)
+        with external_call():
+            page = await self._vtex.list_orders(*_bounds(params.window), page=1, per_page=1)
+        return CountOrdersResult(total=page.total)
+
+    @activity.defn
+    async def plan_page(self, params: PlanPageInput) -> PlanPageResult:
+        """List one page of the window (one VTEX request) and keep the orders not landed in this version.
+
+        An order whose ``orderId@lastChange`` is already in bronze (or quarantine), by an earlier backfill
+        or by the live flow, is not read again: the same range backfilled twice lands nothing new.
+        """
+        await self._turn(params.requests_per_second)
+        with external_call():
+            page = await self._vtex.list_orders(
+                *_bounds(params.window), page=params.page, per_page=params.per_page
+            )
+            keys = {_summary_key(order): str(order["orderId"]) for order in page.orders if "orderId" in order}
+            landed = await self._warehouse.landed_keys(VTEX_ORDERS, list(keys))
+            landed |= await self._warehouse.landed_keys(QUARANTINE, list(keys))
+        return PlanPageResult(
+            order_ids=[order_id for key, order_id in keys.items() if key not in landed],
+            listed=len(page.orders),
+            total=page.total,
+            pages=page.pages,
+        )
+
+    @activity.defn
+    async def land_orders(self, params: LandOrdersInput) -> LandOrdersResult:
+        """Read each order from the OMS (one request each, under the budget) and land its current version.
+
+        Valid versions go to ``bronze.vtex_orders``, invalid ones to quarantine with their reason, each at
+        the workflow's cursor: a retried page lands nothing twice.
+        """
+        limiter = self._limiter(params.requests_per_second)
+        gate = asyncio.Semaphore(READ_CONCURRENCY)
+        done = 0
+
+        async def read(order_id: str) -> dict[str, Any] | None:
+            nonlocal done
+            async with gate:
+                document = await self._read(order_id, limiter)
+            done += 1
+            activity.heartbeat(f"{done}/{len(params.order_ids)} orders read")
+            return document
+
+        with external_call():
+            documents = await asyncio.gather(*(read(order_id) for order_id in params.order_ids))
+            records, invalid, missing = _records(params.order_ids, documents)
+            cursors = BackfillCursors(
+                orders=await self._warehouse.land_at(VTEX_ORDERS, params.cursors.orders, records),
+                quarantine=await self._warehouse.quarantine_at(params.cursors.quarantine, invalid),
+            )
+        return LandOrdersResult(cursors, landed=len(records), quarantined=len(invalid), missing=missing)
+
+    async def _read(self, order_id: str, limiter: AsyncLimiter) -> dict[str, Any] | None:
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            async with limiter:
+                try:
+                    return await self._vtex.get_order(order_id)
+                except TransientError as error:
+                    if attempt == READ_ATTEMPTS:
+                        raise
+                    delay = error.retry_after or READ_BACKOFF_SECONDS * 2 ** (attempt - 1)
+            activity.heartbeat(f"VTEX asked to wait {delay:.0f} s")
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _turn(self, requests_per_second: float) -> None:
+        async with self._limiter(requests_per_second):
+            pass
+
+    def _limiter(self, requests_per_second: float) -> AsyncLimiter:
+        # One budget per rate, shared by this worker's backfill activities: listing and reading together.
+        limiter = self._limiters.get(requests_per_second)
+        if limiter is None:
+            limiter = self._limiters[requests_per_second] = AsyncLimiter(requests_per_second, 1.0)
+        return limiter
+
+
+def _bounds(window: CreationWindow) -> tuple[datetime, datetime]:
+    return datetime.fromisoformat(window.start), datetime.fromisoformat(window.end)
+
+
+def _summary_key(order: dict[str, Any]) -> str:
+    """The event key the order's current version lands under, from its list summary."""
+    try:
+        return order_version_key(str(order["orderId"]), str(order.get("lastChange")))
+    except ValueError:  # no readable lastChange: read the order, its version decides
+        return f"{order['orderId']}@?"
+
+
+def _records(
+    order_ids: list[str], documents: list[dict[str, Any] | None]
+) -> tuple[list[BronzeRecord], list[QuarantineRecord], list[str]]:
+    records: list[BronzeRecord] = []
+    invalid: list[QuarantineRecord] = []
+    missing: list[str] = []
+    for order_id, document in zip(order_ids, documents, strict=True):
+        if document is None:
+            missing.append(order_id)
+            continue
+        try:
+            records.append(order_version(document))
+        except InvalidRecord as error:
+            invalid.append(error.quarantine)
+    return records, invalid, missing

@@ -1,0 +1,1 @@
+"""The ``hub`` command: what support staff run beside the Temporal Web UI."""

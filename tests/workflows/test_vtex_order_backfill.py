@@ -1,0 +1,196 @@
+"""Order history backfill end to end: OMS list and reads on the simulator, the dev server, the emulator."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.testing import WorkflowEnvironment
+
+from core.constants import vtex_order_workflow_id
+from tests.hub import Hub, environment_of, running_hub
+from tests.support import eventually
+from warehouse.tables import QUARANTINE, VTEX_ORDERS
+from workflows.vtex_order import STATUS_QUERY, VtexOrderStatus
+from workflows.vtex_order_backfill import (
+    PROGRESS_QUERY,
+    BackfillProgress,
+    OrderBackfillInput,
+    start_order_backfill,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+HISTORY_END = "2026-11-01T00:00:00Z"
+# Small pages make the list's 30-page cap bite at 300 orders a window: the backfill has to split.
+HISTORY = {"vtex_history_orders": 700, "vtex_history_days": 60, "vtex_history_end": HISTORY_END}
+PER_PAGE = 10
+SINCE = datetime.fromisoformat("2026-09-01T00:00:00+00:00")
+UNTIL = datetime.fromisoformat("2026-11-01T00:00:00+00:00")
+
+
+def backfill_input(hub: Hub, **overrides: Any) -> OrderBackfillInput:
+    params = OrderBackfillInput.for_range(hub.settings, SINCE, UNTIL, rate=400)
+    params.per_page = PER_PAGE
+    for name, value in overrides.items():
+        setattr(params, name, value)
+    return params
+
+
+async def orders_in_range(hub: Hub) -> int:
+    response = await hub.http.get(
+        f"{hub.sims_url}/_control/vtex/history",
+        params={
+            "from": SINCE.isoformat().replace("+00:00", "Z"),
+            "to": UNTIL.isoformat().replace("+00:00", "Z"),
+        },
+    )
+    return int(response.json()["count"])
+
+
+async def bronze_counts(hub: Hub, table: str = VTEX_ORDERS) -> tuple[int, int]:
+    """``count(*)`` and ``count(distinct event_key)`` of a bronze table."""
+    warehouse = hub.warehouse()
+    try:
+        rows = await warehouse.query(
+            "select count(*) as n, count(distinct event_key) as keys"
+            f" from `{warehouse.table_id(warehouse.layers.bronze, table)}`"
+        )
+    finally:
+        await warehouse.aclose()
+    return int(rows[0]["n"]), int(rows[0]["keys"])
+
+
+@pytest.fixture
+async def hub(
+    temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, warehouse_settings: dict[str, Any]
+) -> Any:
+    async with running_hub(
+        temporal_env.client, sqlite_url, task_queue, simulator=HISTORY, **warehouse_settings
+    ) as hub:
+        yield hub
+
+
+async def test_backfill_lands_every_order_once_and_a_second_run_lands_nothing(hub: Hub) -> None:
+    expected = await orders_in_range(hub)
+    assert expected > 30 * PER_PAGE  # more than one list query can page through
+
+    handle = await start_order_backfill(hub.client, hub.settings, backfill_input(hub))
+    first = await handle.result()
+    assert first.done
+    assert first.orders_landed == expected
+    assert first.orders_listed == expected
+    assert first.windows_done > 1  # the range was split to fit the list's paging cap
+    assert (first.quarantined, first.missing, first.already_landed) == (0, 0, 0)
+    assert await bronze_counts(hub) == (expected, expected)
+    memo = await (await handle.describe()).memo()
+    assert f"{expected} landed" in memo["progress"]
+    # Every order was read once, and each page listed once (plus one count per window).
+    counters = (await hub.counters())["vtex"]
+    assert counters["oms_gets"] == expected
+
+    again = await (await start_order_backfill(hub.client, hub.settings, backfill_input(hub))).result()
+    assert again.orders_landed == 0
+    assert again.already_landed == expected
+    assert await bronze_counts(hub) == (expected, expected)
+    assert (await hub.counters())["vtex"]["oms_gets"] == expected  # nothing read again
+
+
+async def test_backfill_goes_on_through_rate_limits_and_outages(hub: Hub) -> None:
+    expected = await orders_in_range(hub)
+    # VTEX answers the first requests with 503s, then 429s asking to wait a second.
+    await hub.fault(target="vtex", error_5xx_count=4, rate_limit_count=6, retry_after_seconds=1)
+    progress = await (await start_order_backfill(hub.client, hub.settings, backfill_input(hub))).result()
+    assert progress.orders_landed == expected
+    assert await bronze_counts(hub) == (expected, expected)
+    assert (await hub.counters())["vtex"]["faults_served"] > 0
+
+
+async def test_order_backfilled_and_hooked_lands_one_version_per_change(hub: Hub) -> None:
+    # A live order, created in the range, whose hooks are held back.
+    created = (datetime.fromisoformat(HISTORY_END) - timedelta(days=3)).strftime(
+        "%Y-%m-%dT%H:%M:%S.0000000+00:00"
+    )
+    order_id = await hub.create_order(creationDate=created, lastChange=created)
+    moved = await hub.http.post(
+        f"{hub.sims_url}/_control/vtex/orders/{order_id}/states",
+        json={"states": ["payment-approved", "invoiced"], "delivery": "none"},
+    )
+    moved.raise_for_status()
+
+    progress = await (await start_order_backfill(hub.client, hub.settings, backfill_input(hub))).result()
+    assert progress.orders_landed == await orders_in_range(hub)
+    backfilled = await hub.bronze(VTEX_ORDERS, order_id)
+    assert [row["payload"]["status"] for row in backfilled] == ["invoiced"]
+
+    # Now its hooks arrive: the live flow lands the state changes and reads the same current version.
+    hooks = (await hub.http.get(f"{hub.sims_url}/_control/vtex/orders/{order_id}")).json()["hooks"]
+    for hook in hooks:
+        assert (await hub.post_order_hook(hook)).status_code == 200
+    handle = hub.client.get_workflow_handle(vtex_order_workflow_id(order_id))
+
+    async def followed() -> VtexOrderStatus | None:
+        status = await handle.query(STATUS_QUERY, result_type=VtexOrderStatus)
+        return status if status.state == "invoiced" and status.events_landed == len(hooks) else None
+
+    await eventually(followed, timeout=60)
+    versions = await hub.bronze(VTEX_ORDERS, order_id)
+    # One version per change: the live flow's read of the unchanged order lands under the backfill's key
+    # (a raw repeat that silver's one-row-per-event-key rule removes), never as a second version.
+    assert {row["event_key"] for row in versions} == {backfilled[0]["event_key"]}
+
+
+async def test_killed_worker_backfill_completes_exactly_once(
+    temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, warehouse_settings: dict[str, Any],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    async with running_hub(
+        temporal_env.client, sqlite_url, task_queue, worker=False, simulator=HISTORY, worker_metrics_port=0,
+        **warehouse_settings,
+    ) as hub:  # fmt: skip
+        expected = await orders_in_range(hub)
+        env = {**os.environ, **environment_of(hub.settings)}
+        log = tmp_path / "worker.log"
+        # A slow budget keeps each page in flight for a while, so kills land mid-page.
+        handle = await start_order_backfill(
+            hub.client, hub.settings, backfill_input(hub, requests_per_second=60)
+        )
+        kills = 0
+        worker = start_worker(env, log)
+        try:
+            for landed_before_kill in (40, 200, 420):
+
+                async def landed_at_least(count: int = landed_before_kill) -> bool:
+                    progress = await handle.query(PROGRESS_QUERY, result_type=BackfillProgress)
+                    gets = (await hub.counters())["vtex"]["oms_gets"]
+                    return progress.orders_landed >= count and gets > progress.orders_landed
+
+                await eventually(landed_at_least, timeout=120)
+                worker.send_signal(signal.SIGKILL)
+                worker.wait(timeout=10)
+                kills += 1
+                worker = start_worker(env, log)
+            progress = await handle.result()
+        finally:
+            worker.kill()
+            worker.wait(timeout=10)
+        assert kills == 3
+        assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+        assert progress.orders_landed + progress.already_landed == expected
+        assert await bronze_counts(hub) == (expected, expected)
+        assert (await bronze_counts(hub, QUARANTINE))[0] == 0
+        # The killed pages were read again: more reads than orders, still one row each.
+        assert (await hub.counters())["vtex"]["oms_gets"] > expected
+
+
+def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "workers.main"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
