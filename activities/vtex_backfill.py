@@ -33,6 +33,7 @@ READ_CONCURRENCY = 8
 # Retry-After) before the whole page fails and Temporal retries it.
 READ_ATTEMPTS = 5
 READ_BACKOFF_SECONDS = 1.0
+HEARTBEAT_EVERY_SECONDS = 2.0
 
 
 @dataclass
@@ -170,8 +171,7 @@ class VtexBackfillActivities:
                     if attempt == READ_ATTEMPTS:
                         raise
                     delay = error.retry_after or READ_BACKOFF_SECONDS * 2 ** (attempt - 1)
-            activity.heartbeat(f"VTEX asked to wait {delay:.0f} s")
-            await asyncio.sleep(delay)
+            await _wait_alive(delay, f"VTEX asked to wait {delay:.0f} s")
         raise AssertionError("unreachable")
 
     async def _turn(self, requests_per_second: float) -> None:
@@ -184,6 +184,15 @@ class VtexBackfillActivities:
         if limiter is None:
             limiter = self._limiters[requests_per_second] = AsyncLimiter(requests_per_second, 1.0)
         return limiter
+
+
+async def _wait_alive(seconds: float, note: str) -> None:
+    """Sleep, heartbeating now and then, so a long Retry-After does not look like a dead worker."""
+    while seconds > 0:
+        activity.heartbeat(note)
+        step = min(seconds, HEARTBEAT_EVERY_SECONDS)
+        await asyncio.sleep(step)
+        seconds -= step
 
 
 def _bounds(window: CreationWindow) -> tuple[datetime, datetime]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 
 ORDER_CHANGED = "order_changed"
 STATUS_QUERY = "status"
+# Runs started before this patch land a batch's events, then read its version; later ones do both at once.
+EVENTS_WITH_VERSION = "events-and-version-together"
 STEP_TIMEOUT = timedelta(seconds=30)
 SEEN_KEYS_KEPT = 1000  # event keys carried over continue-as-new, to recognise repeats
 # The warehouse may be down for a while: keep trying, never lose an acknowledged event.
@@ -150,6 +153,20 @@ class VtexOrderWorkflow:
             self._note("repeated", len(batch) - len(fresh), "already landed")
         if not fresh:
             return
+        last = self._status.last_applied
+        newer = [event for event in fresh if last is None or event.change > last]
+        if len(newer) < len(fresh):
+            # The OMS already served a later state: reading it again would land nothing new.
+            self._note("ignored", len(fresh) - len(newer), f"older than the state of {last}")
+        if newer and workflow.patched(EVENTS_WITH_VERSION):
+            # The two landings do not depend on each other: one workflow task schedules both.
+            await asyncio.gather(self._land_events(fresh), self._land_version(params, newest=newer[-1]))
+            return
+        await self._land_events(fresh)
+        if newer:
+            await self._land_version(params, newest=newer[-1])
+
+    async def _land_events(self, fresh: list[OrderEvent]) -> None:
         await workflow.execute_activity_method(
             VtexOrderActivities.land_order_events,
             LandEventsInput(events=fresh),
@@ -158,13 +175,6 @@ class VtexOrderWorkflow:
         )
         self._seen += [event.key for event in fresh]
         self._status.events_landed += len(fresh)
-        last = self._status.last_applied
-        newer = [event for event in fresh if last is None or event.change > last]
-        if len(newer) < len(fresh):
-            # The OMS already served a later state: reading it again would land nothing new.
-            self._note("ignored", len(fresh) - len(newer), f"older than the state of {last}")
-        if newer:
-            await self._land_version(params, newest=newer[-1])
 
     def _first_sightings(self, batch: list[OrderEvent]) -> list[OrderEvent]:
         """The batch oldest first, without events landed before or repeated within it."""

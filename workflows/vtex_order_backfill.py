@@ -36,10 +36,8 @@ if TYPE_CHECKING:
     from core.settings import Settings
 
 PROGRESS_QUERY = "progress"
-LIST_TIMEOUT = timedelta(seconds=60)
-# A page of 100 orders at a small budget (5 requests/s) takes 20 s; heartbeats show it is alive.
-LAND_TIMEOUT = timedelta(minutes=10)
-LAND_HEARTBEAT = timedelta(seconds=60)
+# A page of 100 orders at a small budget (1 request/s) takes minutes; heartbeats show it is alive.
+LAND_TIMEOUT = timedelta(minutes=30)
 # VTEX or the warehouse may be away for a while: keep trying, the cursor makes retries safe.
 RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -77,6 +75,9 @@ class OrderBackfillInput:
     per_page: int = LIST_MAX_PER_PAGE
     api_task_queue: str = VTEX_API_TASK_QUEUE
     pages_per_run: int = 200  # then continue-as-new
+    # How soon a page whose worker died is tried again: a list step's timeout, a read step's heartbeat.
+    step_timeout_seconds: float = 30.0
+    heartbeat_seconds: float = 20.0
     # Carried over continue-as-new:
     windows: list[CreationWindow] = field(default_factory=list)  # left to do, oldest first
     page: int = 1  # the next page of windows[0]
@@ -151,7 +152,7 @@ class OrderBackfillWorkflow:
             VtexBackfillActivities.count_orders,
             CountOrdersInput(window, state.requests_per_second),
             task_queue=state.api_task_queue,
-            start_to_close_timeout=LIST_TIMEOUT,
+            start_to_close_timeout=timedelta(seconds=state.step_timeout_seconds),
             retry_policy=RETRY,
         )
         self._progress.vtex_requests += 1
@@ -170,7 +171,7 @@ class OrderBackfillWorkflow:
             VtexBackfillActivities.plan_page,
             PlanPageInput(window, state.page, state.per_page, state.requests_per_second),
             task_queue=state.api_task_queue,
-            start_to_close_timeout=LIST_TIMEOUT,
+            start_to_close_timeout=timedelta(seconds=state.step_timeout_seconds),
             retry_policy=RETRY,
         )
         cursors = state.cursors
@@ -180,7 +181,7 @@ class OrderBackfillWorkflow:
                 LandOrdersInput(planned.order_ids, state.cursors, state.requests_per_second),
                 task_queue=state.api_task_queue,
                 start_to_close_timeout=LAND_TIMEOUT,
-                heartbeat_timeout=LAND_HEARTBEAT,
+                heartbeat_timeout=timedelta(seconds=state.heartbeat_seconds),
                 retry_policy=RETRY,
             )
             cursors = landed.cursors

@@ -105,7 +105,7 @@ async def test_backfill_lands_every_order_once_and_a_second_run_lands_nothing(hu
 async def test_backfill_goes_on_through_rate_limits_and_outages(hub: Hub) -> None:
     expected = await orders_in_range(hub)
     # VTEX answers the first requests with 503s, then 429s asking to wait a second.
-    await hub.fault(target="vtex", error_5xx_count=4, rate_limit_count=6, retry_after_seconds=1)
+    await hub.fault(target="vtex", error_5xx_count=2, rate_limit_count=4, retry_after_seconds=1)
     progress = await (await start_order_backfill(hub.client, hub.settings, backfill_input(hub))).result()
     assert progress.orders_landed == expected
     assert await bronze_counts(hub) == (expected, expected)
@@ -159,7 +159,9 @@ async def test_killed_worker_backfill_completes_exactly_once(
         log = tmp_path / "worker.log"
         # A slow budget keeps each page in flight for a while, so kills land mid-page.
         handle = await start_order_backfill(
-            hub.client, hub.settings, backfill_input(hub, requests_per_second=60)
+            hub.client,
+            hub.settings,
+            backfill_input(hub, requests_per_second=60, step_timeout_seconds=5, heartbeat_seconds=3),
         )
         kills = 0
         worker = start_worker(env, log)
