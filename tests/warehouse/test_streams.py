@@ -1,0 +1,129 @@
+"""Storage Write API landing on the emulator: offsets make retries exactly once; shared appends share."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from clients.errors import TransientError
+from core.settings import Settings
+from warehouse import BronzeRecord, Warehouse
+from warehouse.streams import StreamCursor
+from warehouse.tables import VTEX_ORDER_EVENTS, VTEX_ORDERS
+
+TABLE = VTEX_ORDERS
+
+
+@pytest.fixture
+async def warehouse(warehouse_settings: dict[str, Any]) -> AsyncIterator[Warehouse]:
+    settings = Settings(environment="test", bigquery_timeout_seconds=10, **warehouse_settings)
+    warehouse = Warehouse.from_settings(settings)
+    yield warehouse
+    await warehouse.aclose()
+
+
+def records(prefix: str, count: int) -> list[BronzeRecord]:
+    return [
+        BronzeRecord("vtex", f"{prefix}-{i}", f"{prefix}-{i}@1", {"n": i, "prefix": prefix})
+        for i in range(count)
+    ]
+
+
+async def counts(warehouse: Warehouse, table: str = TABLE) -> tuple[int, int]:
+    rows = await warehouse.query(
+        f"select count(*) as n, count(distinct event_key) as keys from `{warehouse.table_id(warehouse.layers.bronze, table)}`"
+    )
+    return int(rows[0]["n"]), int(rows[0]["keys"])
+
+
+async def test_a_replayed_append_at_a_written_offset_adds_no_row(warehouse: Warehouse) -> None:
+    first = records("a", 50)
+    cursor = await warehouse.land_at(TABLE, StreamCursor(), first)
+    assert cursor.stream and cursor.offset == 50
+    # The activity's answer was lost: Temporal runs it again with the cursor the workflow still holds.
+    replayed = await warehouse.land_at(TABLE, StreamCursor(), first)  # a new stream: lands once more
+    assert await counts(warehouse) == (100, 50)  # (a retry without the cursor would duplicate)
+
+    again = await warehouse.land_at(TABLE, StreamCursor(cursor.stream, 0), first)
+    assert await counts(warehouse) == (100, 50)  # nothing added: ALREADY_EXISTS counted as landed
+    # The job goes on from the cursor it got back, and its next page lands.
+    after = await warehouse.land_at(TABLE, again, records("b", 20))
+    assert after.offset == again.offset + 20
+    assert await counts(warehouse) == (120, 70)
+    assert replayed.stream != cursor.stream
+
+
+async def test_a_page_split_into_several_requests_is_recognised_whole(
+    warehouse_settings: dict[str, Any],
+) -> None:
+    settings = Settings(environment="test", bigquery_timeout_seconds=10, **warehouse_settings)
+    warehouse = Warehouse.from_settings(settings)
+    warehouse._writer._max_request_bytes = 2_000  # a page of 60 rows goes out in several appends
+    try:
+        page = records("c", 60)
+        cursor = await warehouse.land_at(TABLE, StreamCursor(), page)
+        assert cursor.offset == 60
+        replayed = await warehouse.land_at(TABLE, StreamCursor(cursor.stream, 0), page)
+        assert replayed.offset == 0 and replayed.stream == ""  # landed; the next page opens a new stream
+        assert await counts(warehouse) == (60, 60)
+    finally:
+        await warehouse.aclose()
+
+
+async def test_other_rows_at_a_written_offset_still_land(warehouse: Warehouse) -> None:
+    cursor = await warehouse.land_at(TABLE, StreamCursor(), records("d", 10))
+    # A retry that read the source again and got a different page: nothing may be lost.
+    await warehouse.land_at(TABLE, StreamCursor(cursor.stream, 0), records("e", 7))
+    assert await counts(warehouse) == (17, 17)
+
+
+async def test_a_finalized_stream_is_replaced(warehouse: Warehouse) -> None:
+    cursor = await warehouse.land_at(TABLE, StreamCursor(), records("f", 5))
+    await asyncio.to_thread(warehouse._writer._finalize, cursor.stream)  # as the service does to idle streams
+    after = await warehouse.land_at(TABLE, cursor, records("g", 5))
+    assert after.stream != cursor.stream and after.offset == 5
+    assert await counts(warehouse) == (10, 10)
+
+
+async def test_concurrent_landings_share_one_append(warehouse: Warehouse) -> None:
+    appends: list[int] = []
+    append = warehouse._writer.append_default
+
+    def counted(table: str, schema: Any, rows: list[dict[str, Any]]) -> None:
+        appends.append(len(rows))
+        append(table, schema, rows)
+
+    warehouse._writer.append_default = counted  # type: ignore[method-assign]
+    await warehouse.ensure_schema()
+    await asyncio.gather(*(warehouse.land(VTEX_ORDER_EVENTS, [record]) for record in records("h", 40)))
+    assert appends == [40]
+    assert await counts(warehouse, VTEX_ORDER_EVENTS) == (40, 40)
+
+
+async def test_a_failed_append_fails_only_its_own_callers(warehouse: Warehouse) -> None:
+    append = warehouse._writer.append_default
+    calls = 0
+
+    def first_fails(table: str, schema: Any, rows: list[dict[str, Any]]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise TransientError("bigquery", "UNAVAILABLE: injected")
+        append(table, schema, rows)
+
+    warehouse._writer.append_default = first_fails  # type: ignore[method-assign]
+    await warehouse.ensure_schema()
+    early = [asyncio.create_task(warehouse.land(VTEX_ORDER_EVENTS, [r])) for r in records("i", 5)]
+    await asyncio.sleep(0.2)  # the first batch has gone out
+    late = [asyncio.create_task(warehouse.land(VTEX_ORDER_EVENTS, [r])) for r in records("j", 5)]
+    early_outcomes = await asyncio.gather(*early, return_exceptions=True)
+    late_outcomes = await asyncio.gather(*late, return_exceptions=True)
+    assert all(isinstance(outcome, TransientError) for outcome in early_outcomes)
+    assert late_outcomes == [None] * 5
+    assert await counts(warehouse, VTEX_ORDER_EVENTS) == (5, 5)
+    # The failed callers retry (as their activities do) and land.
+    await asyncio.gather(*(warehouse.land(VTEX_ORDER_EVENTS, [r]) for r in records("i", 5)))
+    assert await counts(warehouse, VTEX_ORDER_EVENTS) == (10, 10)
