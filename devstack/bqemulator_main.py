@@ -1,10 +1,14 @@
-"""Runs bqemulator with its gRPC work done on the thread that serves its REST API.
+"""Runs bqemulator with two changes that keep it answering under the project's load.
 
-bqemulator keeps one DuckDB connection for everything. Its REST handlers use it on the event loop's
-thread, but its gRPC handlers (the Storage Write and Read APIs) run in a thread pool and use the same
-connection at the same time; under load (appends while a query runs) the connection deadlocks and the
-emulator stops answering. Here every gRPC step that touches DuckDB is handed to the event loop's
-thread and waited for, so one thread uses the connection, as DuckDB requires.
+- One thread per DuckDB connection. bqemulator keeps one DuckDB connection for everything. Its REST
+  handlers use it on the event loop's thread, but its gRPC handlers (the Storage Write and Read APIs)
+  run in a thread pool and use the same connection at the same time; under load (appends while a query
+  runs) the connection deadlocks and the emulator stops answering. Here every gRPC step that touches
+  DuckDB is handed to the event loop's thread and waited for.
+- No time-travel snapshot per write. After every write (each append, each insert) bqemulator copies
+  the whole table into a snapshot for ``FOR SYSTEM_TIME AS OF``; appends then cost the table's size
+  and throughput falls as bronze grows. The project never time-travels on the local emulator, so a
+  write only announces the change (which refreshes caches and views) and keeps no copy.
 
     python -m devstack.bqemulator_main start --rest-port ... --grpc-port ...   (bqemulator's own CLI)
 """
@@ -20,8 +24,10 @@ from typing import Any, TypeVar
 
 from bqemulator import server
 from bqemulator.cli import main
+from bqemulator.domain.events import TableDataChanged
 from bqemulator.grpc_api.read_servicer import BigQueryReadHandler
 from bqemulator.grpc_api.write_servicer import BigQueryWriteHandler
+from bqemulator.versioning.snapshots import SnapshotManager
 
 T = TypeVar("T")
 _loop: asyncio.AbstractEventLoop | None = None
@@ -71,9 +77,16 @@ async def _start_remembering_loop(self: server.EmulatorServer) -> None:
     await _start(self)
 
 
+def _record_change_without_snapshot(
+    self: SnapshotManager, project_id: str, dataset_id: str, table_id: str
+) -> None:
+    self._events.publish(TableDataChanged(project_id, dataset_id, table_id))
+
+
 def install() -> None:
     """Patch the emulator's classes (before it starts)."""
     server.EmulatorServer.start = _start_remembering_loop  # type: ignore[method-assign]
+    SnapshotManager.record_change = _record_change_without_snapshot  # type: ignore[method-assign]
     for handler, steps in ((BigQueryWriteHandler, WRITE_STEPS), (BigQueryReadHandler, READ_STEPS)):
         for name in steps:
             setattr(handler, name, on_loop_thread(getattr(handler, name)))

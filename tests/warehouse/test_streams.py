@@ -33,9 +33,8 @@ def records(prefix: str, count: int) -> list[BronzeRecord]:
 
 
 async def counts(warehouse: Warehouse, table: str = TABLE) -> tuple[int, int]:
-    rows = await warehouse.query(
-        f"select count(*) as n, count(distinct event_key) as keys from `{warehouse.table_id(warehouse.layers.bronze, table)}`"
-    )
+    table_id = warehouse.table_id(warehouse.layers.bronze, table)
+    rows = await warehouse.query(f"select count(*) as n, count(distinct event_key) as keys from `{table_id}`")
     return int(rows[0]["n"]), int(rows[0]["keys"])
 
 
