@@ -28,6 +28,7 @@ COPY core ./core
 COPY clients ./clients
 COPY db ./db
 COPY warehouse ./warehouse
+COPY cli ./cli
 COPY simulators ./simulators
 COPY devstack ./devstack
 COPY config ./config
