@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,14 +13,6 @@ from simulators.vtex_orders import generate_order
 from warehouse import BronzeRecord, Warehouse
 from warehouse.tables import QUARANTINE, VTEX_ORDERS
 from warehouse.vtex_orders import InvalidRecord, order_event, order_version
-
-
-@pytest.fixture
-async def warehouse(warehouse_settings: dict[str, Any]) -> AsyncIterator[Warehouse]:
-    settings = Settings(environment="test", bigquery_timeout_seconds=5, **warehouse_settings)
-    warehouse = Warehouse.from_settings(settings)
-    yield warehouse
-    await warehouse.aclose()
 
 
 def deduplicated(warehouse: Warehouse, table: str) -> str:

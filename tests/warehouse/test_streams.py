@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
-
-import pytest
 
 from clients.errors import TransientError
 from core.settings import Settings
@@ -15,14 +12,6 @@ from warehouse.streams import StreamCursor
 from warehouse.tables import VTEX_ORDER_EVENTS, VTEX_ORDERS
 
 TABLE = VTEX_ORDERS
-
-
-@pytest.fixture
-async def warehouse(warehouse_settings: dict[str, Any]) -> AsyncIterator[Warehouse]:
-    settings = Settings(environment="test", bigquery_timeout_seconds=10, **warehouse_settings)
-    warehouse = Warehouse.from_settings(settings)
-    yield warehouse
-    await warehouse.aclose()
 
 
 def records(prefix: str, count: int) -> list[BronzeRecord]:
