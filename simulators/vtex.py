@@ -116,8 +116,9 @@ async def list_orders(
     vtex = state.vtex
     vtex.counters.oms_lists += 1
     await vtex_api_guard(request, state)
-    page_number = _list_number("page", page, 1, LIST_MAX_PAGES)
-    size = _list_number("per_page", per_page, LIST_DEFAULT_PER_PAGE, LIST_MAX_PER_PAGE)
+    split = f": VTEX serves at most {LIST_MAX_PAGES} pages, split the creationDate window instead"
+    page_number = _query_number("page", page, 1, LIST_MAX_PAGES, "OMS010", split)
+    size = _query_number("per_page", per_page, LIST_DEFAULT_PER_PAGE, LIST_MAX_PER_PAGE, "OMS010")
     descending = LIST_ORDER_BY.get(order_by or "creationDate,desc")
     if descending is None:
         return vtex_error(400, "OMS011", f"orderBy must be one of {', '.join(LIST_ORDER_BY)}")
@@ -200,7 +201,7 @@ async def read_feed(
     vtex = state.vtex
     vtex.counters.feed_reads += 1
     await vtex_api_guard(request, state)
-    lot = _max_lot(maxlot)
+    lot = _query_number("maxlot", maxlot, FEED_MAX_LOT, FEED_MAX_LOT, "FEED002")
     now = state.clock()
     items = list(itertools.islice((item for item in vtex.feed if item.visible(now)), lot))
     for item in items:
@@ -463,7 +464,8 @@ def _hook_target(state: SimulatorState) -> tuple[str, dict[str, str]]:
     return f"{config.api_url.rstrip('/')}{HOOK_PATH}", headers
 
 
-def _list_number(name: str, value: str | None, default: int, maximum: int) -> int:
+def _query_number(name: str, value: str | None, default: int, maximum: int, code: str, hint: str = "") -> int:
+    """A query parameter from 1 to ``maximum`` (``default`` when absent); otherwise a 400 in VTEX's shape."""
     if value is None:
         return default
     try:
@@ -471,23 +473,8 @@ def _list_number(name: str, value: str | None, default: int, maximum: int) -> in
     except ValueError:
         number = 0
     if not 1 <= number <= maximum:
-        message = f"{name} must be an integer from 1 to {maximum}"
-        if name == "page":
-            message += f": VTEX serves at most {LIST_MAX_PAGES} pages, split the creationDate window instead"
-        raise EarlyReply(vtex_error(400, "OMS010", message))
+        raise EarlyReply(vtex_error(400, code, f"{name} must be an integer from 1 to {maximum}{hint}"))
     return number
-
-
-def _max_lot(maxlot: str | None) -> int:
-    if maxlot is None:
-        return FEED_MAX_LOT
-    try:
-        lot = int(maxlot)
-    except ValueError:
-        lot = 0
-    if not 1 <= lot <= FEED_MAX_LOT:
-        raise EarlyReply(vtex_error(400, "FEED002", f"maxlot must be an integer from 1 to {FEED_MAX_LOT}"))
-    return lot
 
 
 async def _json_body(request: Request) -> Any:
