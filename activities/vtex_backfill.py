@@ -107,7 +107,7 @@ class VtexBackfillActivities:
     @activity.defn
     async def count_orders(self, params: CountOrdersInput) -> CountOrdersResult:
         """How many orders the window holds (one VTEX request)."""
-        await self._turn(params.requests_per_second)
+        await self._limiter(params.requests_per_second).acquire()
         with external_call():
             page = await self._vtex.list_orders(*_bounds(params.window), page=1, per_page=1)
         return CountOrdersResult(total=page.total)
@@ -119,14 +119,13 @@ class VtexBackfillActivities:
         An order whose ``orderId@lastChange`` is already in bronze (or quarantine), by an earlier backfill
         or by the live flow, is not read again: the same range backfilled twice lands nothing new.
         """
-        await self._turn(params.requests_per_second)
+        await self._limiter(params.requests_per_second).acquire()
         with external_call():
             page = await self._vtex.list_orders(
                 *_bounds(params.window), page=params.page, per_page=params.per_page
             )
             keys = {_summary_key(order): str(order["orderId"]) for order in page.orders if "orderId" in order}
-            landed = await self._warehouse.landed_keys(VTEX_ORDERS, list(keys))
-            landed |= await self._warehouse.landed_keys(QUARANTINE, list(keys))
+            landed = await self._warehouse.landed_keys([VTEX_ORDERS, QUARANTINE], list(keys))
         return PlanPageResult(
             order_ids=[order_id for key, order_id in keys.items() if key not in landed],
             listed=len(page.orders),
@@ -173,10 +172,6 @@ class VtexBackfillActivities:
                     delay = error.retry_after or READ_BACKOFF_SECONDS * 2 ** (attempt - 1)
             await _wait_alive(delay, f"VTEX asked to wait {delay:.0f} s")
         raise AssertionError("unreachable")
-
-    async def _turn(self, requests_per_second: float) -> None:
-        async with self._limiter(requests_per_second):
-            pass
 
     def _limiter(self, requests_per_second: float) -> AsyncLimiter:
         # One budget per rate, shared by this worker's backfill activities: listing and reading together.

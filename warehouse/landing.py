@@ -180,15 +180,18 @@ class Warehouse:
         """``land_at`` for quarantined records."""
         return await self._append_at(QUARANTINE, cursor, quarantine_rows(records))
 
-    async def landed_keys(self, table: str, keys: Sequence[str]) -> set[str]:
-        """Which of ``keys`` are event keys of rows in ``bronze.<table>`` already."""
+    async def landed_keys(self, tables: Sequence[str], keys: Sequence[str]) -> set[str]:
+        """Which of ``keys`` are event keys of rows already in any of these bronze tables (one query)."""
         if not keys:
             return set()
         await self._ready()
+        selects = [
+            f"select event_key from `{self.table_id(self.layers.bronze, table)}`"
+            " where event_key in unnest(@keys)"
+            for table in tables
+        ]
         rows = await self.query(
-            f"select distinct event_key from `{self.table_id(self.layers.bronze, table)}`"
-            " where event_key in unnest(@keys)",
-            [bigquery.ArrayQueryParameter("keys", "STRING", list(keys))],
+            " union distinct ".join(selects), [bigquery.ArrayQueryParameter("keys", "STRING", list(keys))]
         )
         return {str(row["event_key"]) for row in rows}
 
