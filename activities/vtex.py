@@ -11,8 +11,9 @@ from activities.errors import external_call
 from clients.vtex import VtexClient
 from core.vtex import OrderEvent, change_key
 from warehouse import Warehouse
+from warehouse.landing import InvalidRecord
 from warehouse.tables import VTEX_ORDER_EVENTS, VTEX_ORDERS
-from warehouse.vtex_orders import InvalidRecord, order_event, order_version
+from warehouse.vtex_orders import order_event, order_version
 
 ORDER_NOT_FOUND = "OrderNotFound"
 

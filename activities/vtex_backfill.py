@@ -14,26 +14,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from aiolimiter import AsyncLimiter
 from temporalio import activity
 
 from activities.errors import external_call
-from clients.errors import TransientError
+from activities.pacing import RequestBudgets, paced
 from clients.vtex import VtexClient
 from warehouse import BronzeRecord, QuarantineRecord, Warehouse
+from warehouse.landing import InvalidRecord
 from warehouse.streams import StreamCursor
 from warehouse.tables import QUARANTINE, VTEX_ORDERS
-from warehouse.vtex_orders import InvalidRecord, order_version, order_version_key
+from warehouse.vtex_orders import order_version, order_version_key
 
 log = logging.getLogger("activities.vtex_backfill")
 
 # Orders of one page read at once: enough to use the budget while VTEX answers, few enough to be polite.
 READ_CONCURRENCY = 8
-# A read that VTEX answers with 429/5xx is tried again this many times within the activity (after its
-# Retry-After) before the whole page fails and Temporal retries it.
-READ_ATTEMPTS = 5
-READ_BACKOFF_SECONDS = 1.0
-HEARTBEAT_EVERY_SECONDS = 2.0
 
 
 @dataclass
@@ -102,12 +97,12 @@ class VtexBackfillActivities:
     def __init__(self, vtex: VtexClient, warehouse: Warehouse) -> None:
         self._vtex = vtex
         self._warehouse = warehouse
-        self._limiters: dict[float, AsyncLimiter] = {}
+        self._budgets = RequestBudgets()
 
     @activity.defn
     async def count_orders(self, params: CountOrdersInput) -> CountOrdersResult:
         """How many orders the window holds (one VTEX request)."""
-        await self._limiter(params.requests_per_second).acquire()
+        await self._budgets.at(params.requests_per_second).acquire()
         with external_call():
             page = await self._vtex.list_orders(*_bounds(params.window), page=1, per_page=1)
         return CountOrdersResult(total=page.total)
@@ -119,7 +114,7 @@ class VtexBackfillActivities:
         An order whose ``orderId@lastChange`` is already in bronze (or quarantine), by an earlier backfill
         or by the live flow, is not read again: the same range backfilled twice lands nothing new.
         """
-        await self._limiter(params.requests_per_second).acquire()
+        await self._budgets.at(params.requests_per_second).acquire()
         with external_call():
             page = await self._vtex.list_orders(
                 *_bounds(params.window), page=params.page, per_page=params.per_page
@@ -140,14 +135,14 @@ class VtexBackfillActivities:
         Valid versions go to ``bronze.vtex_orders``, invalid ones to quarantine with their reason, each at
         the workflow's cursor: a retried page lands nothing twice.
         """
-        limiter = self._limiter(params.requests_per_second)
+        limiter = self._budgets.at(params.requests_per_second)
         gate = asyncio.Semaphore(READ_CONCURRENCY)
         done = 0
 
         async def read(order_id: str) -> dict[str, Any] | None:
             nonlocal done
             async with gate:
-                document = await self._read(order_id, limiter)
+                document = await paced(limiter, lambda: self._vtex.get_order(order_id))
             done += 1
             activity.heartbeat(f"{done}/{len(params.order_ids)} orders read")
             return document
@@ -160,34 +155,6 @@ class VtexBackfillActivities:
                 quarantine=await self._warehouse.quarantine_at(params.cursors.quarantine, invalid),
             )
         return LandOrdersResult(cursors, landed=len(records), quarantined=len(invalid), missing=missing)
-
-    async def _read(self, order_id: str, limiter: AsyncLimiter) -> dict[str, Any] | None:
-        for attempt in range(1, READ_ATTEMPTS + 1):
-            async with limiter:
-                try:
-                    return await self._vtex.get_order(order_id)
-                except TransientError as error:
-                    if attempt == READ_ATTEMPTS:
-                        raise
-                    delay = error.retry_after or READ_BACKOFF_SECONDS * 2 ** (attempt - 1)
-            await _wait_alive(delay, f"VTEX asked to wait {delay:.0f} s")
-        raise AssertionError("unreachable")
-
-    def _limiter(self, requests_per_second: float) -> AsyncLimiter:
-        # One budget per rate, shared by this worker's backfill activities: listing and reading together.
-        limiter = self._limiters.get(requests_per_second)
-        if limiter is None:
-            limiter = self._limiters[requests_per_second] = AsyncLimiter(requests_per_second, 1.0)
-        return limiter
-
-
-async def _wait_alive(seconds: float, note: str) -> None:
-    """Sleep, heartbeating now and then, so a long Retry-After does not look like a dead worker."""
-    while seconds > 0:
-        activity.heartbeat(note)
-        step = min(seconds, HEARTBEAT_EVERY_SECONDS)
-        await asyncio.sleep(step)
-        seconds -= step
 
 
 def _bounds(window: CreationWindow) -> tuple[datetime, datetime]:

@@ -1,4 +1,4 @@
-"""VTEX REST client: OMS orders (one or a page of them), Feed v3 and the Orders hook configuration.
+"""VTEX REST client: OMS orders, Feed v3, the Orders hook configuration, the catalog and Master Data CL.
 
 Each method makes exactly one request, so a rate limit on the activities that call them is a rate
 limit on requests to VTEX.
@@ -24,6 +24,9 @@ RATE_LIMIT_BACKOFF_SECONDS = 60.0
 # holding more than LIST_MAX_PAGES * LIST_MAX_PER_PAGE orders must be split, its total still says how many.
 LIST_MAX_PER_PAGE = 100
 LIST_MAX_PAGES = 30
+SKU_IDS_MAX_PAGE_SIZE = 1000  # stockkeepingunitids serves at most 1,000 ids a page
+SCROLL_MAX_SIZE = 1000  # a Master Data scroll serves at most 1,000 documents a page
+MD_TOKEN_HEADER = "X-VTEX-MD-TOKEN"
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,18 @@ class OrderPage:
     orders: list[dict[str, Any]]
     total: int
     pages: int
+
+
+@dataclass(frozen=True)
+class ScrollPage:
+    """One page of a Master Data scroll and the token that reads the next one (empty documents: done)."""
+
+    documents: list[dict[str, Any]]
+    token: str | None
+
+
+class ScrollExpired(PermanentError):
+    """The scroll token is unknown to Master Data: idle for 20 minutes, or replaced by a newer scroll."""
 
 
 class VtexClient:
@@ -105,6 +120,61 @@ class VtexClient:
             raise PermanentError(SERVICE, message, response.status_code) from error
         return page_of_orders
 
+    async def list_sku_ids(self, page: int, page_size: int = SKU_IDS_MAX_PAGE_SIZE) -> list[int]:
+        """One page (from 1) of the catalog's SKU ids, active or not; an empty list past the last page."""
+        if not 1 <= page_size <= SKU_IDS_MAX_PAGE_SIZE:
+            raise ValueError(f"page_size must be from 1 to {SKU_IDS_MAX_PAGE_SIZE}")
+        response = await self._request(
+            "GET",
+            "/api/catalog_system/pvt/sku/stockkeepingunitids",
+            params={"page": page, "pagesize": page_size},
+        )
+        raise_for_status(SERVICE, response)
+        body = response.json()
+        if not isinstance(body, list) or not all(isinstance(sku, int) for sku in body):
+            raise PermanentError(SERVICE, f"unexpected SKU id list: {response.text[:300]}")
+        return list(body)
+
+    async def get_sku(self, sku_id: int) -> dict[str, Any] | None:
+        """The SKU's catalog record (``Id, ProductId, IsActive, Name, RefId, ...``), or None if it is gone."""
+        return await self._get_document(f"/api/catalog/pvt/stockkeepingunit/{sku_id}")
+
+    async def get_price(self, sku_id: int) -> dict[str, Any] | None:
+        """The SKU's price (Pricing API: ``listPrice, costPrice, basePrice, ...``), or None if unpriced."""
+        return await self._get_document(f"/api/pricing/prices/{sku_id}")
+
+    async def scroll_customers(
+        self, *, token: str | None = None, where: str | None = None, size: int = SCROLL_MAX_SIZE
+    ) -> ScrollPage:
+        """The next page of a Master Data v1 scroll over entity ``CL`` (customers), every field.
+
+        Without ``token`` a new scroll opens (Master Data keeps one per account: the previous one dies);
+        with it, the scroll goes on where its last page ended.
+
+        Raises:
+            ScrollExpired: The token is no longer served; open a new scroll.
+            TransientError: 429 (with its ``Retry-After``), 5xx, network failure.
+            PermanentError: Any other refusal, such as a ``_where`` Master Data cannot parse.
+        """
+        if not 1 <= size <= SCROLL_MAX_SIZE:
+            raise ValueError(f"size must be from 1 to {SCROLL_MAX_SIZE}")
+        params: dict[str, Any] = {"_size": size, "_fields": "_all"}
+        if token is not None:
+            params["_token"] = token
+        elif where:
+            params["_where"] = where
+        response = await self._request("GET", "/api/dataentities/CL/scroll", params=params)
+        if token is not None and response.status_code in (400, 404):
+            raise ScrollExpired(SERVICE, f"scroll token refused: {response.text[:200]}", response.status_code)
+        raise_for_status(SERVICE, response)
+        body = response.json()
+        if not isinstance(body, list):
+            raise PermanentError(SERVICE, f"unexpected scroll page: {response.text[:300]}")
+        return ScrollPage(
+            documents=[dict(document) for document in body],
+            token=response.headers.get(MD_TOKEN_HEADER) or token,
+        )
+
     async def read_feed(self, max_lot: int = FEED_MAX_LOT) -> list[dict[str, Any]]:
         """The next Feed v3 items; each stays invisible to other readers until committed or timed out."""
         response = await self._request(
@@ -127,6 +197,16 @@ class VtexClient:
         response = await self._request("POST", "/api/orders/hook/config", json=body)
         raise_for_status(SERVICE, response)
         return dict(response.json() or {})
+
+    async def _get_document(self, path: str) -> dict[str, Any] | None:
+        response = await self._request("GET", path)
+        if response.status_code == 404:
+            return None
+        raise_for_status(SERVICE, response)
+        body = response.json()
+        if not isinstance(body, dict):
+            raise PermanentError(SERVICE, f"unexpected body at {path}: {response.text[:300]}")
+        return body
 
     async def _request(
         self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None

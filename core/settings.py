@@ -96,6 +96,14 @@ class Settings(BaseSettings):
     vtex_order_events_per_run: int = Field(default=200, gt=0)  # then continue-as-new
     # What an order history backfill may use of VTEX's limit by default (`hub backfill orders --rate`).
     vtex_backfill_requests_per_second: float = Field(default=20.0, gt=0)
+    # Catalog sync (Schedule vtex-catalog-sync): how often, and the catalog requests per second it may use
+    # (VTEX allows about 250/s per catalog endpoint; each SKU takes two: its detail and its price).
+    vtex_catalog_sync_interval_seconds: int = Field(default=6 * 3600, gt=0)
+    vtex_catalog_requests_per_second: float = Field(default=100.0, gt=0)
+    # Customer sync (Schedule vtex-customer-sync): how often, and how far back each run re-reads before
+    # the last watermark, for documents whose update became searchable late.
+    vtex_customer_sync_interval_seconds: int = Field(default=24 * 3600, gt=0)
+    vtex_customer_sync_overlap_seconds: int = Field(default=600, ge=0)
 
     # Warehouse (BigQuery). An endpoint means a local emulator; empty means Google's BigQuery API.
     bigquery_project: str = "local-proj"

@@ -118,3 +118,13 @@ class OpportunityStageChange(Base):
     stage: Mapped[str] = mapped_column(String(100))
     changed_by: Mapped[str | None] = mapped_column(String(300), default=None)
     changed_at: Mapped[datetime]
+
+
+class SyncWatermark(Base):
+    """How far an incremental sync has landed: the next run reads changes from here (less an overlap)."""
+
+    __tablename__ = "sync_watermarks"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    watermark: Mapped[datetime]
+    updated_at: Mapped[datetime]

@@ -8,6 +8,8 @@ from google.cloud.bigquery import SchemaField
 
 VTEX_ORDERS = "vtex_orders"  # one row per version of an order as the OMS served it
 VTEX_ORDER_EVENTS = "vtex_order_events"  # one row per state change VTEX announced (hook or feed)
+VTEX_SKUS = "vtex_skus"  # one row per version of a SKU (detail and price) the catalog sync saw change
+VTEX_CUSTOMERS = "vtex_customers"  # one row per version of a Master Data CL document (customer)
 QUARANTINE = "quarantine"  # records that failed validation, with the reason
 
 # Ingestion metadata every bronze row carries; ``payload`` is the source's JSON, untouched.
@@ -32,7 +34,13 @@ QUARANTINE_SCHEMA = (
     SchemaField("payload", "JSON", mode="REQUIRED"),
 )
 
-BRONZE_TABLES = {VTEX_ORDERS: BRONZE_SCHEMA, VTEX_ORDER_EVENTS: BRONZE_SCHEMA, QUARANTINE: QUARANTINE_SCHEMA}
+BRONZE_TABLES = {
+    VTEX_ORDERS: BRONZE_SCHEMA,
+    VTEX_ORDER_EVENTS: BRONZE_SCHEMA,
+    VTEX_SKUS: BRONZE_SCHEMA,
+    VTEX_CUSTOMERS: BRONZE_SCHEMA,
+    QUARANTINE: QUARANTINE_SCHEMA,
+}
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
 from core.vtex import OrderEvent, change_key, change_time
-from warehouse.landing import BronzeRecord, QuarantineRecord
+from warehouse.landing import BronzeRecord, InvalidRecord, QuarantineRecord, validation_reason
 from warehouse.tables import VTEX_ORDERS
 
 SOURCE = "vtex"
@@ -52,14 +52,6 @@ class OrderDocument(BaseModel):
         return value
 
 
-class InvalidRecord(ValueError):
-    """A record that must go to quarantine instead of bronze."""
-
-    def __init__(self, reason: str, quarantine: QuarantineRecord) -> None:
-        super().__init__(reason)
-        self.quarantine = quarantine
-
-
 def order_version(document: dict[str, Any]) -> BronzeRecord:
     """The bronze record of one version of an order, keyed by order id and ``lastChange``.
 
@@ -71,7 +63,7 @@ def order_version(document: dict[str, Any]) -> BronzeRecord:
         order = OrderDocument.model_validate(document)
     except ValidationError as error:
         order_id = document.get("orderId") if isinstance(document.get("orderId"), str) else None
-        reason = _reason(error)
+        reason = validation_reason(error, "order")
         key = _quarantine_key(order_id, document.get("lastChange"))
         raise InvalidRecord(
             reason, QuarantineRecord(SOURCE, VTEX_ORDERS, key, reason, document, order_id)
@@ -108,11 +100,3 @@ def order_event(event: OrderEvent) -> BronzeRecord:
         payload=event.payload,
         source_updated_at=change_time(event.change),
     )
-
-
-def _reason(error: ValidationError) -> str:
-    problems = []
-    for item in error.errors():
-        location = ".".join(str(part) for part in item["loc"]) or "order"
-        problems.append(f"{location}: {item['msg']}")
-    return "; ".join(problems)

@@ -20,6 +20,8 @@ from activities.leads import LeadActivities
 from activities.opportunities import OpportunityActivities
 from activities.vtex import VtexOrderActivities
 from activities.vtex_backfill import VtexBackfillActivities
+from activities.vtex_catalog import VtexCatalogActivities
+from activities.vtex_customers import VtexCustomerActivities
 from activities.vtex_feed import VtexFeedActivities
 from clients.dealer_crm import RestDealerCrm, SoapDealerCrm
 from clients.subscribers import EventPublisher
@@ -32,6 +34,8 @@ from warehouse import Warehouse
 from workers.schedules import ensure_schedules
 from workflows.lead_distribution import LeadDistributionWorkflow
 from workflows.opportunity_sync import OpportunitySyncWorkflow
+from workflows.vtex_catalog_sync import CatalogSyncWorkflow
+from workflows.vtex_customer_sync import CustomerSyncWorkflow
 from workflows.vtex_feed_reconcile import VtexFeedReconcileWorkflow
 from workflows.vtex_hook_config import VtexHookConfigWorkflow
 from workflows.vtex_order import VtexOrderWorkflow
@@ -55,6 +59,8 @@ class WorkerActivities:
     vtex_orders: VtexOrderActivities
     vtex_feed: VtexFeedActivities
     vtex_backfill: VtexBackfillActivities
+    vtex_catalog: VtexCatalogActivities
+    vtex_customers: VtexCustomerActivities
 
 
 @asynccontextmanager
@@ -82,6 +88,8 @@ async def worker_activities(settings: Settings) -> AsyncIterator[WorkerActivitie
             vtex_orders=VtexOrderActivities(vtex, warehouse),
             vtex_feed=VtexFeedActivities(vtex, warehouse, settings),
             vtex_backfill=VtexBackfillActivities(vtex, warehouse),
+            vtex_catalog=VtexCatalogActivities(vtex, warehouse),
+            vtex_customers=VtexCustomerActivities(vtex, warehouse, sessions),
         )
     finally:
         await warehouse.aclose()
@@ -97,6 +105,8 @@ def build_workers(client: Client, activities: WorkerActivities, settings: Settin
     orders = activities.vtex_orders
     feed = activities.vtex_feed
     backfill = activities.vtex_backfill
+    catalog = activities.vtex_catalog
+    customers = activities.vtex_customers
     return [
         Worker(
             client,
@@ -130,6 +140,8 @@ def build_workers(client: Client, activities: WorkerActivities, settings: Settin
                 VtexFeedReconcileWorkflow,
                 VtexHookConfigWorkflow,
                 OrderBackfillWorkflow,
+                CatalogSyncWorkflow,
+                CustomerSyncWorkflow,
             ],
             workflow_runner=WORKFLOW_RUNNER,
             activities=[orders.land_order_events, feed.deliver_feed_items],
@@ -146,6 +158,11 @@ def build_workers(client: Client, activities: WorkerActivities, settings: Settin
                 backfill.count_orders,
                 backfill.plan_page,
                 backfill.land_orders,
+                catalog.land_catalog_page,
+                catalog.land_removed_skus,
+                customers.read_watermark,
+                customers.land_customer_page,
+                customers.advance_watermark,
             ],
             max_concurrent_activities=settings.worker_max_concurrent_activities,
             # Enforced by the Temporal server across every worker polling this queue: VTEX's limit is

@@ -22,6 +22,8 @@ from temporalio.client import (
 )
 
 from core.settings import Settings
+from workflows.vtex_catalog_sync import CatalogSyncInput, CatalogSyncWorkflow
+from workflows.vtex_customer_sync import CustomerSyncInput, CustomerSyncWorkflow
 from workflows.vtex_feed_reconcile import VtexFeedReconcileInput, VtexFeedReconcileWorkflow
 from workflows.vtex_hook_config import VtexHookConfigInput, VtexHookConfigWorkflow
 
@@ -29,6 +31,8 @@ log = logging.getLogger("workers.schedules")
 
 VTEX_FEED_RECONCILE = "vtex-orders-feed-reconcile"
 VTEX_HOOK_CONFIG = "vtex-orders-hook-config"
+VTEX_CATALOG_SYNC = "vtex-catalog-sync"
+VTEX_CUSTOMER_SYNC = "vtex-customer-sync"
 
 
 @dataclass
@@ -37,6 +41,9 @@ class ScheduledFlow:
     workflow: Callable[..., Any]
     arg: Any
     every: timedelta
+    # A small flow runs at once when its schedule is first created; a sync waits for its first interval
+    # (or `temporal schedule trigger`): a new deployment should not start reading the whole catalog.
+    trigger_immediately: bool = True
 
 
 def scheduled_flows(settings: Settings) -> list[ScheduledFlow]:
@@ -53,6 +60,26 @@ def scheduled_flows(settings: Settings) -> list[ScheduledFlow]:
             VtexHookConfigInput(hook_url=settings.vtex_hook_url, api_task_queue=settings.vtex_api_task_queue),
             timedelta(seconds=settings.vtex_hook_reassert_interval_seconds),
         ),
+        ScheduledFlow(
+            VTEX_CATALOG_SYNC,
+            CatalogSyncWorkflow.run,
+            CatalogSyncInput(
+                requests_per_second=settings.vtex_catalog_requests_per_second,
+                api_task_queue=settings.vtex_api_task_queue,
+            ),
+            timedelta(seconds=settings.vtex_catalog_sync_interval_seconds),
+            trigger_immediately=False,
+        ),
+        ScheduledFlow(
+            VTEX_CUSTOMER_SYNC,
+            CustomerSyncWorkflow.run,
+            CustomerSyncInput(
+                overlap_seconds=settings.vtex_customer_sync_overlap_seconds,
+                api_task_queue=settings.vtex_api_task_queue,
+            ),
+            timedelta(seconds=settings.vtex_customer_sync_interval_seconds),
+            trigger_immediately=False,
+        ),
     ]
 
 
@@ -66,8 +93,9 @@ def schedule_of(flow: ScheduledFlow, settings: Settings) -> Schedule:
             execution_timeout=flow.every,
         ),
         spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=flow.every)]),
-        # A run still going when the next is due: skip the next, never run two at once.
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+        # A run still going when the next is due: skip the next, never run two at once. Runs missed while
+        # Temporal was down are made up for one interval back at most (SKIP then keeps it to one run).
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=flow.every),
     )
 
 
@@ -76,7 +104,9 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
     for flow in scheduled_flows(settings):
         schedule = schedule_of(flow, settings)
         try:
-            await client.create_schedule(flow.schedule_id, schedule, trigger_immediately=True)
+            await client.create_schedule(
+                flow.schedule_id, schedule, trigger_immediately=flow.trigger_immediately
+            )
             log.info("schedule %s created (every %s)", flow.schedule_id, flow.every)
         except ScheduleAlreadyRunningError:
 

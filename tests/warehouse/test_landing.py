@@ -11,8 +11,9 @@ from core.settings import Settings
 from core.vtex import OrderEvent, change_key
 from simulators.vtex_orders import generate_order
 from warehouse import BronzeRecord, Warehouse
+from warehouse.landing import InvalidRecord
 from warehouse.tables import QUARANTINE, VTEX_ORDERS
-from warehouse.vtex_orders import InvalidRecord, order_event, order_version
+from warehouse.vtex_orders import order_event, order_version
 
 
 def deduplicated(warehouse: Warehouse, table: str) -> str:

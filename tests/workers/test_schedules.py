@@ -8,7 +8,13 @@ from temporalio.client import ScheduleActionStartWorkflow, ScheduleOverlapPolicy
 from temporalio.testing import WorkflowEnvironment
 
 from core.settings import Settings
-from workers.schedules import VTEX_FEED_RECONCILE, VTEX_HOOK_CONFIG, ensure_schedules
+from workers.schedules import (
+    VTEX_CATALOG_SYNC,
+    VTEX_CUSTOMER_SYNC,
+    VTEX_FEED_RECONCILE,
+    VTEX_HOOK_CONFIG,
+    ensure_schedules,
+)
 
 
 async def test_schedules_are_created_then_updated(temporal_env: WorkflowEnvironment, task_queue: str) -> None:
@@ -34,5 +40,5 @@ async def test_schedules_are_created_then_updated(temporal_env: WorkflowEnvironm
             seconds=settings.vtex_hook_reassert_interval_seconds
         )
     finally:
-        for schedule_id in (VTEX_FEED_RECONCILE, VTEX_HOOK_CONFIG):
+        for schedule_id in (VTEX_FEED_RECONCILE, VTEX_HOOK_CONFIG, VTEX_CATALOG_SYNC, VTEX_CUSTOMER_SYNC):
             await client.get_schedule_handle(schedule_id).delete()

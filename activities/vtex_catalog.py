@@ -1,0 +1,209 @@
+"""Activities of the catalog sync: land a page of SKUs whose content changed, then the SKUs VTEX dropped.
+
+Each SKU costs two catalog requests (its record and its price) under the sync's budget. What was landed
+before is read back from bronze, not kept in workflow history: one query per page returns the latest
+event key of each SKU on it, and that key carries the hash of the content it landed. A SKU lands again
+only when the hash differs. Rows are appended at the workflow's stream cursors: a retried page lands
+nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import dataclass, field
+from functools import partial
+
+from temporalio import activity
+
+from activities.errors import external_call
+from activities.pacing import RequestBudgets, paced
+from clients.vtex import SKU_IDS_MAX_PAGE_SIZE, VtexClient
+from warehouse import BronzeRecord, QuarantineRecord, Warehouse
+from warehouse.landing import InvalidRecord
+from warehouse.streams import StreamCursor
+from warehouse.tables import QUARANTINE, VTEX_SKUS
+from warehouse.vtex_catalog import is_removed_key, sku_version
+
+# SKUs of one page read at once (two requests each): enough to fill the budget while VTEX answers.
+READ_CONCURRENCY = 16
+HEARTBEAT_EVERY_SKUS = 50
+
+
+@dataclass
+class CatalogCursors:
+    """Where the sync appends next, per table: kept in workflow state."""
+
+    skus: StreamCursor = field(default_factory=StreamCursor)
+    quarantine: StreamCursor = field(default_factory=StreamCursor)
+
+
+@dataclass
+class CatalogPageInput:
+    page: int  # from 1
+    cursors: CatalogCursors
+    requests_per_second: float
+    page_size: int = SKU_IDS_MAX_PAGE_SIZE
+
+
+@dataclass
+class CatalogCounts:
+    """What a page (or a whole sync, summed) found."""
+
+    read: int = 0  # SKUs listed and read
+    changed: int = 0  # landed a new version (new SKUs included)
+    unchanged: int = 0
+    quarantined: int = 0  # read, but failed validation (landed in quarantine once per version)
+    removed: int = 0  # no longer in the catalog: landed as removed
+    vtex_requests: int = 0
+
+    def add(self, other: CatalogCounts) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass
+class CatalogPageResult:
+    cursors: CatalogCursors
+    counts: CatalogCounts
+    listed: int  # ids on the page: fewer than the page size means it was the last
+
+
+@dataclass
+class RemovedSkusInput:
+    cursors: CatalogCursors
+    requests_per_second: float
+    page_size: int = SKU_IDS_MAX_PAGE_SIZE
+
+
+@dataclass
+class RemovedSkusResult:
+    cursors: CatalogCursors
+    counts: CatalogCounts
+
+
+class VtexCatalogActivities:
+    """Holds the VTEX client and the warehouse, built once per worker."""
+
+    def __init__(self, vtex: VtexClient, warehouse: Warehouse) -> None:
+        self._vtex = vtex
+        self._warehouse = warehouse
+        self._budgets = RequestBudgets()
+
+    @activity.defn
+    async def land_catalog_page(self, params: CatalogPageInput) -> CatalogPageResult:
+        """List one page of SKU ids, read each SKU and its price, land the ones whose content changed."""
+        limiter = self._budgets.at(params.requests_per_second)
+        counts = CatalogCounts()
+        with external_call():
+            ids = await paced(limiter, lambda: self._vtex.list_sku_ids(params.page, params.page_size))
+            counts.vtex_requests += 1
+            versions = await self._read_skus(ids, counts, params.requests_per_second)
+            landed = await self._warehouse.latest_keys(VTEX_SKUS, [str(sku_id) for sku_id in ids])
+            changed, invalid = _changes(versions, landed, counts)
+            invalid = await self._not_quarantined(invalid)
+            cursors = await self._land(params.cursors, changed, invalid)
+        counts.changed = len(changed)
+        counts.removed = sum(
+            1 for record in changed if is_removed_key(record.event_key, int(record.entity_id))
+        )
+        counts.changed -= counts.removed
+        return CatalogPageResult(cursors, counts, listed=len(ids))
+
+    @activity.defn
+    async def land_removed_skus(self, params: RemovedSkusInput) -> RemovedSkusResult:
+        """Land SKUs that bronze has as present but VTEX no longer lists, as removed.
+
+        Lists every SKU id again (one request per page of 1,000): only ids are held, never SKU records.
+        """
+        limiter = self._budgets.at(params.requests_per_second)
+        counts = CatalogCounts()
+        listed: set[str] = set()
+        with external_call():
+            for page in itertools.count(1):
+                ids = await paced(limiter, partial(self._vtex.list_sku_ids, page, params.page_size))
+                counts.vtex_requests += 1
+                if not ids:
+                    break
+                listed.update(str(sku_id) for sku_id in ids)
+                activity.heartbeat(f"{len(listed)} SKU ids listed")
+            present = await self._present_skus()
+            gone = [sku_version(int(sku_id), None, None) for sku_id in sorted(present - listed, key=int)]
+            cursors = await self._land(params.cursors, gone, [])
+        counts.removed = len(gone)
+        return RemovedSkusResult(cursors, counts)
+
+    async def _read_skus(
+        self, ids: list[int], counts: CatalogCounts, requests_per_second: float
+    ) -> list[BronzeRecord | InvalidRecord]:
+        limiter = self._budgets.at(requests_per_second)
+        gate = asyncio.Semaphore(READ_CONCURRENCY)
+        done = 0
+
+        async def read(sku_id: int) -> BronzeRecord | InvalidRecord:
+            nonlocal done
+            async with gate:
+                sku = await paced(limiter, lambda: self._vtex.get_sku(sku_id))
+                price = None if sku is None else await paced(limiter, lambda: self._vtex.get_price(sku_id))
+            counts.vtex_requests += 1 if sku is None else 2
+            done += 1
+            if done % HEARTBEAT_EVERY_SKUS == 0:
+                activity.heartbeat(f"{done}/{len(ids)} SKUs read")
+            try:
+                return sku_version(sku_id, sku, price)
+            except InvalidRecord as invalid:
+                return invalid
+
+        versions = await asyncio.gather(*(read(sku_id) for sku_id in ids))
+        counts.read = sum(1 for version in versions if not _is_removed(version))
+        return versions
+
+    async def _not_quarantined(self, invalid: list[QuarantineRecord]) -> list[QuarantineRecord]:
+        """The invalid versions not quarantined by an earlier sync (a broken SKU is kept once per version)."""
+        kept = await self._warehouse.landed_keys([QUARANTINE], [record.event_key for record in invalid])
+        return [record for record in invalid if record.event_key not in kept]
+
+    async def _present_skus(self) -> set[str]:
+        """SKU ids whose latest version in bronze is not the removed record."""
+        table = self._warehouse.table_id(self._warehouse.layers.bronze, VTEX_SKUS)
+        rows = await self._warehouse.query(
+            f"select entity_id, event_key from `{table}`"
+            " qualify row_number() over (partition by entity_id order by ingested_at desc, event_key) = 1"
+        )
+        return {
+            str(row["entity_id"])
+            for row in rows
+            if not is_removed_key(str(row["event_key"]), int(row["entity_id"]))
+        }
+
+    async def _land(
+        self, cursors: CatalogCursors, records: list[BronzeRecord], invalid: list[QuarantineRecord]
+    ) -> CatalogCursors:
+        return CatalogCursors(
+            skus=await self._warehouse.land_at(VTEX_SKUS, cursors.skus, records),
+            quarantine=await self._warehouse.quarantine_at(cursors.quarantine, invalid),
+        )
+
+
+def _is_removed(version: BronzeRecord | InvalidRecord) -> bool:
+    return isinstance(version, BronzeRecord) and is_removed_key(version.event_key, int(version.entity_id))
+
+
+def _changes(
+    versions: list[BronzeRecord | InvalidRecord], landed: dict[str, str], counts: CatalogCounts
+) -> tuple[list[BronzeRecord], list[QuarantineRecord]]:
+    """The versions to land (content differs from the latest landed), and the invalid ones."""
+    changed: list[BronzeRecord] = []
+    invalid: list[QuarantineRecord] = []
+    for version in versions:
+        if isinstance(version, InvalidRecord):
+            counts.quarantined += 1
+            invalid.append(version.quarantine)
+        elif landed.get(version.entity_id) == version.event_key:
+            if not _is_removed(version):  # a SKU still gone is not counted: it was not read
+                counts.unchanged += 1
+        elif _is_removed(version) and version.entity_id not in landed:
+            continue  # listed, then deleted before it was ever landed: nothing to record
+        else:
+            changed.append(version)
+    return changed, invalid

@@ -1,0 +1,128 @@
+"""CatalogSyncWorkflow: every SKU of the VTEX catalog read, and each changed one landed once in bronze.
+
+Started by the Schedule ``vtex-catalog-sync`` (every 6 hours by default). The workflow walks the SKU id
+list a page at a time (1,000 ids); one activity per page reads each SKU and its price under the sync's
+request budget and lands those whose content changed since the last landed version. A final step lands
+the SKUs VTEX no longer lists as removed. The page, the stream cursors and the counts are workflow state:
+a killed worker resumes at the page that had not landed, and long runs continue as new with that state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.errors import PERMANENT_FAILURE
+    from activities.vtex_catalog import (
+        CatalogCounts,
+        CatalogCursors,
+        CatalogPageInput,
+        RemovedSkusInput,
+        VtexCatalogActivities,
+    )
+    from clients.vtex import SKU_IDS_MAX_PAGE_SIZE
+    from core.constants import VTEX_API_TASK_QUEUE
+
+PROGRESS_QUERY = "progress"
+# A page of 1,000 SKUs at a small budget takes minutes; heartbeats show the worker is alive.
+PAGE_TIMEOUT = timedelta(minutes=30)
+# VTEX or the warehouse may be away for a while: keep trying, the cursors make retries safe.
+RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(minutes=2),
+    non_retryable_error_types=[PERMANENT_FAILURE],
+)
+
+
+@dataclass
+class CatalogSyncResult:
+    """What the sync found (the result, the ``progress`` query and the memo)."""
+
+    counts: CatalogCounts = field(default_factory=CatalogCounts)
+    pages: int = 0
+    seconds: float = 0.0  # since the sync started, across continue-as-new
+    skus_per_second: float = 0.0
+    done: bool = False
+
+
+@dataclass
+class CatalogSyncInput:
+    """The budget (catalog requests per second) and, carried over continue-as-new, where the sync is."""
+
+    requests_per_second: float = 100.0
+    api_task_queue: str = VTEX_API_TASK_QUEUE
+    page_size: int = SKU_IDS_MAX_PAGE_SIZE
+    pages_per_run: int = 10  # then continue-as-new
+    heartbeat_seconds: float = 30.0  # how soon a page whose worker died is tried again
+    # Carried over continue-as-new:
+    page: int = 1
+    cursors: CatalogCursors = field(default_factory=CatalogCursors)
+    result: CatalogSyncResult = field(default_factory=CatalogSyncResult)
+    started_at: str = ""
+
+
+@workflow.defn
+class CatalogSyncWorkflow:
+    def __init__(self) -> None:
+        self._result = CatalogSyncResult()
+
+    @workflow.query(name=PROGRESS_QUERY)
+    def progress(self) -> CatalogSyncResult:
+        return self._result
+
+    @workflow.run
+    async def run(self, params: CatalogSyncInput) -> CatalogSyncResult:
+        state = params if params.started_at else replace(params, started_at=workflow.now().isoformat())
+        self._result = state.result
+        for _ in range(state.pages_per_run):
+            page = await workflow.execute_activity_method(
+                VtexCatalogActivities.land_catalog_page,
+                CatalogPageInput(state.page, state.cursors, state.requests_per_second, state.page_size),
+                task_queue=state.api_task_queue,
+                start_to_close_timeout=PAGE_TIMEOUT,
+                heartbeat_timeout=timedelta(seconds=state.heartbeat_seconds),
+                retry_policy=RETRY,
+            )
+            self._result.counts.add(page.counts)
+            self._result.pages += 1
+            state = replace(state, page=state.page + 1, cursors=page.cursors)
+            self._publish(state)
+            if page.listed < state.page_size:
+                return await self._land_removed(state)
+        workflow.continue_as_new(replace(state, result=self._result))
+
+    async def _land_removed(self, state: CatalogSyncInput) -> CatalogSyncResult:
+        removed = await workflow.execute_activity_method(
+            VtexCatalogActivities.land_removed_skus,
+            RemovedSkusInput(state.cursors, state.requests_per_second, state.page_size),
+            task_queue=state.api_task_queue,
+            start_to_close_timeout=PAGE_TIMEOUT,
+            heartbeat_timeout=timedelta(seconds=state.heartbeat_seconds),
+            retry_policy=RETRY,
+        )
+        self._result.counts.add(removed.counts)
+        self._result.done = True
+        self._publish(state)
+        return self._result
+
+    def _publish(self, state: CatalogSyncInput) -> None:
+        """Refresh the duration and put the counts in the memo, where the UI shows them."""
+        result = self._result
+        result.seconds = round((workflow.now() - datetime.fromisoformat(state.started_at)).total_seconds(), 3)
+        if result.seconds > 0:
+            result.skus_per_second = round(result.counts.read / result.seconds, 2)
+        c = result.counts
+        stage = "done" if result.done else f"page {state.page}"
+        workflow.upsert_memo(
+            {
+                "progress": (
+                    f"{stage}: {c.read} SKUs read, {c.changed} changed,"
+                    f" {c.unchanged} unchanged, {c.quarantined} quarantined, {c.removed} removed;"
+                    f" {result.seconds:.0f} s, {result.skus_per_second}/s"
+                ),
+            }
+        )

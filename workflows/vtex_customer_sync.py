@@ -1,0 +1,171 @@
+"""CustomerSyncWorkflow: the customers (Master Data CL) changed since the last run, landed once in bronze.
+
+Started by the Schedule ``vtex-customer-sync`` (daily by default). A run reads the watermark (where the
+last complete run landed up to), scrolls the documents updated since then, or never updated and created
+since then, less a small overlap, up to the moment the run started, lands their new versions, and only
+then moves the watermark to that moment. The scroll token, the stream cursors and the counts are
+workflow state; a page whose activity is retried, or whose token expired, scrolls the window again from
+its start, and versions already in bronze are not landed twice.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.errors import PERMANENT_FAILURE
+    from activities.vtex_customers import (
+        AdvanceWatermarkInput,
+        CustomerCursors,
+        CustomerPageInput,
+        CustomerWindow,
+        VtexCustomerActivities,
+        WatermarkInput,
+    )
+    from clients.vtex import SCROLL_MAX_SIZE
+    from core.constants import VTEX_API_TASK_QUEUE
+    from workflows.policies import DATABASE_RETRY
+
+PROGRESS_QUERY = "progress"
+WATERMARK = "vtex-customers"
+PAGE_TIMEOUT = timedelta(minutes=5)
+DATABASE_TIMEOUT = timedelta(seconds=30)
+RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(minutes=2),
+    non_retryable_error_types=[PERMANENT_FAILURE],
+)
+
+
+@dataclass
+class CustomerSyncResult:
+    """What the sync did (the result, the ``progress`` query and the memo)."""
+
+    since: str | None = None  # the window read: changes after ``since`` (None: every customer)
+    until: str = ""
+    read: int = 0
+    landed: int = 0
+    already_landed: int = 0
+    quarantined: int = 0
+    checks: dict[str, int] = field(default_factory=dict)  # data-quality code -> documents
+    pages: int = 0
+    scroll_restarts: int = 0
+    watermark: str | None = None  # where it stands after the run
+    seconds: float = 0.0
+    customers_per_second: float = 0.0
+    done: bool = False
+
+
+@dataclass
+class CustomerSyncInput:
+    """How to read, and, carried over continue-as-new, where the sync is."""
+
+    overlap_seconds: float = 600.0
+    requests_per_second: float = 5.0  # scroll pages per second (up to 1,000 customers each)
+    api_task_queue: str = VTEX_API_TASK_QUEUE
+    page_size: int = SCROLL_MAX_SIZE
+    pages_per_run: int = 100  # then continue-as-new
+    # Carried over continue-as-new:
+    window: CustomerWindow | None = None
+    token: str | None = None
+    cursors: CustomerCursors = field(default_factory=CustomerCursors)
+    result: CustomerSyncResult = field(default_factory=CustomerSyncResult)
+    started_at: str = ""
+
+
+@workflow.defn
+class CustomerSyncWorkflow:
+    def __init__(self) -> None:
+        self._result = CustomerSyncResult()
+
+    @workflow.query(name=PROGRESS_QUERY)
+    def progress(self) -> CustomerSyncResult:
+        return self._result
+
+    @workflow.run
+    async def run(self, params: CustomerSyncInput) -> CustomerSyncResult:
+        state = params if params.window is not None else await self._open(params)
+        assert state.window is not None
+        self._result = state.result
+        for _ in range(state.pages_per_run):
+            page = await workflow.execute_activity_method(
+                VtexCustomerActivities.land_customer_page,
+                CustomerPageInput(
+                    state.window, state.token, state.cursors, state.requests_per_second, state.page_size
+                ),
+                task_queue=state.api_task_queue,
+                start_to_close_timeout=PAGE_TIMEOUT,
+                retry_policy=RETRY,
+            )
+            self._count(page.read, page.landed, page.already_landed, page.quarantined, page.checks)
+            self._result.scroll_restarts += page.restarted
+            state = replace(state, token=page.token, cursors=page.cursors)
+            if page.done:
+                return await self._close(state)
+            self._publish(state)
+        workflow.continue_as_new(replace(state, result=self._result))
+
+    async def _open(self, params: CustomerSyncInput) -> CustomerSyncInput:
+        """Fix the run's window: from the watermark less the overlap, to now."""
+        stored = await workflow.execute_activity_method(
+            VtexCustomerActivities.read_watermark,
+            WatermarkInput(WATERMARK),
+            task_queue=params.api_task_queue,
+            start_to_close_timeout=DATABASE_TIMEOUT,
+            retry_policy=DATABASE_RETRY,
+        )
+        now = workflow.now()
+        since = None
+        if stored.watermark is not None:
+            since = (
+                datetime.fromisoformat(stored.watermark) - timedelta(seconds=params.overlap_seconds)
+            ).isoformat()
+        window = CustomerWindow(since=since, until=now.isoformat())
+        result = CustomerSyncResult(since=since, until=window.until, watermark=stored.watermark)
+        return replace(params, window=window, result=result, started_at=now.isoformat())
+
+    async def _close(self, state: CustomerSyncInput) -> CustomerSyncResult:
+        """Every page is landed: move the watermark to the end of the window."""
+        assert state.window is not None
+        moved = await workflow.execute_activity_method(
+            VtexCustomerActivities.advance_watermark,
+            AdvanceWatermarkInput(WATERMARK, state.window.until),
+            task_queue=state.api_task_queue,
+            start_to_close_timeout=DATABASE_TIMEOUT,
+            retry_policy=DATABASE_RETRY,
+        )
+        self._result.watermark = moved.watermark
+        self._result.done = True
+        self._publish(state)
+        return self._result
+
+    def _count(self, read: int, landed: int, already: int, quarantined: int, checks: dict[str, int]) -> None:
+        result = self._result
+        result.pages += 1
+        result.read += read
+        result.landed += landed
+        result.already_landed += already
+        result.quarantined += quarantined
+        result.checks = dict(Counter(result.checks) + Counter(checks))
+
+    def _publish(self, state: CustomerSyncInput) -> None:
+        result = self._result
+        result.seconds = round((workflow.now() - datetime.fromisoformat(state.started_at)).total_seconds(), 3)
+        if result.seconds > 0:
+            result.customers_per_second = round(result.read / result.seconds, 2)
+        checks = ", ".join(f"{count} {code}" for code, count in sorted(result.checks.items())) or "none"
+        workflow.upsert_memo(
+            {
+                "progress": (
+                    f"{'done' if result.done else f'page {result.pages}'}: {result.read} read,"
+                    f" {result.landed} landed, {result.already_landed} already there,"
+                    f" {result.quarantined} quarantined; checks: {checks}; {result.seconds:.0f} s"
+                ),
+                "window": f"{result.since or 'everything'} .. {result.until}",
+            }
+        )
