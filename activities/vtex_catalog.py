@@ -102,7 +102,7 @@ class VtexCatalogActivities:
             landed = await self._warehouse.latest_keys(VTEX_SKUS, [str(sku_id) for sku_id in ids])
             changed, invalid = _changes(versions, landed, counts)
             invalid = await self._not_quarantined(invalid)
-            cursors = await self._land(params.cursors, changed, invalid)
+            cursors = await self._land(_cursors_for_attempt(params.cursors), changed, invalid)
         counts.changed = len(changed)
         counts.removed = sum(
             1 for record in changed if is_removed_key(record.event_key, int(record.entity_id))
@@ -129,7 +129,7 @@ class VtexCatalogActivities:
                 activity.heartbeat(f"{len(listed)} SKU ids listed")
             present = await self._present_skus()
             gone = [sku_version(int(sku_id), None, None) for sku_id in sorted(present - listed, key=int)]
-            cursors = await self._land(params.cursors, gone, [])
+            cursors = await self._land(_cursors_for_attempt(params.cursors), gone, [])
         counts.removed = len(gone)
         return RemovedSkusResult(cursors, counts)
 
@@ -183,6 +183,16 @@ class VtexCatalogActivities:
             skus=await self._warehouse.land_at(VTEX_SKUS, cursors.skus, records),
             quarantine=await self._warehouse.quarantine_at(cursors.quarantine, invalid),
         )
+
+
+def _cursors_for_attempt(cursors: CatalogCursors) -> CatalogCursors:
+    """The workflow's cursors on a first attempt; new streams on a retry.
+
+    A retry chooses its rows by what bronze holds, so it lands fewer (or none) of the rows an earlier
+    attempt landed at these offsets: appending them there could be mistaken for that earlier append.
+    In new streams they are simply the rows not landed yet.
+    """
+    return cursors if activity.info().attempt == 1 else CatalogCursors()
 
 
 def _is_removed(version: BronzeRecord | InvalidRecord) -> bool:

@@ -153,9 +153,12 @@ class VtexCustomerActivities:
         landed = await self._warehouse.landed_keys([VTEX_CUSTOMERS, QUARANTINE], keys)
         new_valid = _unique([record for record in valid if record.event_key not in landed])
         new_invalid = [record for record in invalid if record.event_key not in landed]
+        # A retry chooses its rows by what bronze holds, so it may land fewer than an earlier attempt did at
+        # the same offsets: it lands in new streams rather than be mistaken for that earlier append.
+        cursors = result.cursors if activity.info().attempt == 1 else CustomerCursors()
         result.cursors = CustomerCursors(
-            customers=await self._warehouse.land_at(VTEX_CUSTOMERS, result.cursors.customers, new_valid),
-            quarantine=await self._warehouse.quarantine_at(result.cursors.quarantine, new_invalid),
+            customers=await self._warehouse.land_at(VTEX_CUSTOMERS, cursors.customers, new_valid),
+            quarantine=await self._warehouse.quarantine_at(cursors.quarantine, new_invalid),
         )
         result.read = len(page.documents)
         result.landed = len(new_valid)

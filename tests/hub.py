@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,6 +30,7 @@ from workers.main import build_workers, worker_activities
 from workflows.lead_distribution import LeadDistributionResult, LeadDistributionWorkflow
 
 WEBHOOK_SECRET = "test-webhook-secret"
+ROOT = Path(__file__).resolve().parents[1]
 READ_TOKEN = "test-read-token"
 VTEX_ACCOUNT = "teststore"
 VTEX_APP_TOKEN = "test-vtex-app-token"
@@ -184,6 +188,18 @@ class Hub:
     def warehouse(self) -> Warehouse:
         return Warehouse.from_settings(self.settings)
 
+    async def bronze_counts(self, table: str) -> tuple[int, int]:
+        """``count(*)`` and ``count(distinct event_key)`` of a bronze table."""
+        warehouse = self.warehouse()
+        try:
+            rows = await warehouse.query(
+                "select count(*) as n, count(distinct event_key) as keys"
+                f" from `{warehouse.table_id(warehouse.layers.bronze, table)}`"
+            )
+        finally:
+            await warehouse.aclose()
+        return int(rows[0]["n"]), int(rows[0]["keys"])
+
     async def bronze(self, table: str, order_id: str) -> list[dict[str, Any]]:
         """Rows of ``bronze.<table>`` for one order, oldest change first."""
         warehouse = self.warehouse()
@@ -293,3 +309,11 @@ async def running_hub(
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
         yield Hub(settings=settings, client=client, api_url=api_url, sims_url=sims_url, http=http)
         await asyncio.sleep(0)
+
+
+def start_worker_process(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``python -m workers.main`` as its own process (to be killed), its output appended to ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "workers.main"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )

@@ -11,6 +11,7 @@ from typing import Any
 from temporalio.client import (
     Client,
     Schedule,
+    ScheduleActionExecutionStartWorkflow,
     ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
     ScheduleIntervalSpec,
@@ -115,3 +116,11 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
 
             await client.get_schedule_handle(flow.schedule_id).update(replace)
             log.info("schedule %s updated (every %s)", flow.schedule_id, flow.every)
+
+
+async def latest_run_id(client: Client, schedule_id: str) -> str | None:
+    """The workflow id of the schedule's most recent run, or None if it has not started one."""
+    recent = (await client.get_schedule_handle(schedule_id).describe()).info.recent_actions
+    if not recent or not isinstance(recent[-1].action, ScheduleActionExecutionStartWorkflow):
+        return None
+    return recent[-1].action.workflow_id

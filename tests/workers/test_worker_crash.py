@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
-from tests.hub import environment_of, running_hub
+from tests.hub import environment_of, running_hub, start_worker_process
 from tests.support import eventually
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "workers.main"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
 
 
 async def test_killed_worker_delivers_exactly_once(
@@ -41,7 +30,7 @@ async def test_killed_worker_delivers_exactly_once(
         lead_id = await hub.create_lead(State="MG", City="Betim")
         assert (await hub.post_webhook(lead_id)).status_code == 202
 
-        worker = start_worker(env, log)
+        worker = start_worker_process(env, log)
         try:
 
             async def delivery_in_flight() -> bool:
@@ -52,7 +41,7 @@ async def test_killed_worker_delivers_exactly_once(
             worker.wait(timeout=10)
             assert (await hub.lead(lead_id) or {}).get("status") != "delivered"
 
-            worker = start_worker(env, log)
+            worker = start_worker_process(env, log)
             lead = await hub.wait_for_status(lead_id, "delivered", timeout=90)
             await hub.handle(lead_id).result()
         finally:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,7 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from core.constants import vtex_order_workflow_id
-from tests.hub import Hub, environment_of, running_hub
+from tests.hub import Hub, environment_of, running_hub, start_worker_process
 from tests.support import eventually
 from warehouse.tables import QUARANTINE, VTEX_ORDERS
 from workflows.vtex_order import STATUS_QUERY, VtexOrderStatus
@@ -26,7 +24,6 @@ from workflows.vtex_order_backfill import (
     start_order_backfill,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
 HISTORY_END = "2026-11-01T00:00:00Z"
 # Small pages make the list's 30-page cap bite at 300 orders a window: the backfill has to split.
 HISTORY = {"vtex_history_orders": 700, "vtex_history_days": 60, "vtex_history_end": HISTORY_END}
@@ -54,19 +51,6 @@ async def orders_in_range(hub: Hub) -> int:
     return int(response.json()["count"])
 
 
-async def bronze_counts(hub: Hub, table: str = VTEX_ORDERS) -> tuple[int, int]:
-    """``count(*)`` and ``count(distinct event_key)`` of a bronze table."""
-    warehouse = hub.warehouse()
-    try:
-        rows = await warehouse.query(
-            "select count(*) as n, count(distinct event_key) as keys"
-            f" from `{warehouse.table_id(warehouse.layers.bronze, table)}`"
-        )
-    finally:
-        await warehouse.aclose()
-    return int(rows[0]["n"]), int(rows[0]["keys"])
-
-
 @pytest.fixture
 async def hub(
     temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, warehouse_settings: dict[str, Any]
@@ -88,7 +72,7 @@ async def test_backfill_lands_every_order_once_and_a_second_run_lands_nothing(hu
     assert first.orders_listed == expected
     assert first.windows_done > 1  # the range was split to fit the list's paging cap
     assert (first.quarantined, first.missing, first.already_landed) == (0, 0, 0)
-    assert await bronze_counts(hub) == (expected, expected)
+    assert await hub.bronze_counts(VTEX_ORDERS) == (expected, expected)
     memo = await (await handle.describe()).memo()
     assert f"{expected} landed" in memo["progress"]
     # Every order was read once, and each page listed once (plus one count per window).
@@ -98,7 +82,7 @@ async def test_backfill_lands_every_order_once_and_a_second_run_lands_nothing(hu
     again = await (await start_order_backfill(hub.client, hub.settings, backfill_input(hub))).result()
     assert again.orders_landed == 0
     assert again.already_landed == expected
-    assert await bronze_counts(hub) == (expected, expected)
+    assert await hub.bronze_counts(VTEX_ORDERS) == (expected, expected)
     assert (await hub.counters())["vtex"]["oms_gets"] == expected  # nothing read again
 
 
@@ -108,7 +92,7 @@ async def test_backfill_goes_on_through_rate_limits_and_outages(hub: Hub) -> Non
     await hub.fault(target="vtex", error_5xx_count=2, rate_limit_count=4, retry_after_seconds=1)
     progress = await (await start_order_backfill(hub.client, hub.settings, backfill_input(hub))).result()
     assert progress.orders_landed == expected
-    assert await bronze_counts(hub) == (expected, expected)
+    assert await hub.bronze_counts(VTEX_ORDERS) == (expected, expected)
     assert (await hub.counters())["vtex"]["faults_served"] > 0
 
 
@@ -164,7 +148,7 @@ async def test_killed_worker_backfill_completes_exactly_once(
             backfill_input(hub, requests_per_second=60, step_timeout_seconds=5, heartbeat_seconds=3),
         )
         kills = 0
-        worker = start_worker(env, log)
+        worker = start_worker_process(env, log)
         try:
             for landed_before_kill in (40, 200, 420):
 
@@ -177,7 +161,7 @@ async def test_killed_worker_backfill_completes_exactly_once(
                 worker.send_signal(signal.SIGKILL)
                 worker.wait(timeout=10)
                 kills += 1
-                worker = start_worker(env, log)
+                worker = start_worker_process(env, log)
             progress = await handle.result()
         finally:
             worker.kill()
@@ -185,14 +169,7 @@ async def test_killed_worker_backfill_completes_exactly_once(
         assert kills == 3
         assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
         assert progress.orders_landed + progress.already_landed == expected
-        assert await bronze_counts(hub) == (expected, expected)
-        assert (await bronze_counts(hub, QUARANTINE))[0] == 0
+        assert await hub.bronze_counts(VTEX_ORDERS) == (expected, expected)
+        assert (await hub.bronze_counts(QUARANTINE))[0] == 0
         # The killed pages were read again: more reads than orders, still one row each.
         assert (await hub.counters())["vtex"]["oms_gets"] > expected
-
-
-def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "workers.main"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-        )

@@ -1,0 +1,155 @@
+"""Catalog sync end to end: SKU list, records and prices on the simulator, the dev server, the emulator."""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from tests.hub import Hub, environment_of, running_hub, start_worker_process
+from tests.support import eventually
+from warehouse.tables import QUARANTINE, VTEX_SKUS
+from workflows.vtex_catalog_sync import (
+    PROGRESS_QUERY,
+    CatalogSyncInput,
+    CatalogSyncResult,
+    CatalogSyncWorkflow,
+)
+
+SKUS = 600
+PAGE_SIZE = 100  # six pages, so paging, resuming and continue-as-new are all exercised
+CATALOG = {"vtex_catalog_skus": SKUS}
+
+
+async def start_sync(hub: Hub, **overrides: Any) -> WorkflowHandle[CatalogSyncWorkflow, CatalogSyncResult]:
+    params = CatalogSyncInput(
+        requests_per_second=400, api_task_queue=hub.settings.vtex_api_task_queue, page_size=PAGE_SIZE
+    )
+    for name, value in overrides.items():
+        setattr(params, name, value)
+    return await hub.client.start_workflow(
+        CatalogSyncWorkflow.run,
+        params,
+        id=f"vtex-catalog-sync-test-{uuid.uuid4().hex[:8]}",
+        task_queue=hub.settings.vtex_orders_task_queue,
+    )
+
+
+async def catalog(hub: Hub) -> dict[str, Any]:
+    return dict((await hub.http.get(f"{hub.sims_url}/_control/vtex/catalog")).json())
+
+
+async def latest_rows(hub: Hub, sku_ids: list[int]) -> dict[str, dict[str, Any]]:
+    """The latest bronze row of each SKU, by id."""
+    warehouse = hub.warehouse()
+    table = warehouse.table_id(warehouse.layers.bronze, VTEX_SKUS)
+    try:
+        rows = await warehouse.query(
+            f"select entity_id, event_key, payload from `{table}`"
+            " qualify row_number() over (partition by entity_id order by ingested_at desc) = 1"
+        )
+    finally:
+        await warehouse.aclose()
+    wanted = {str(sku_id) for sku_id in sku_ids}
+    return {str(row["entity_id"]): row for row in rows if str(row["entity_id"]) in wanted}
+
+
+@pytest.fixture
+async def hub(
+    temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, warehouse_settings: dict[str, Any]
+) -> Any:
+    async with running_hub(
+        temporal_env.client, sqlite_url, task_queue, simulator=CATALOG, **warehouse_settings
+    ) as hub:
+        yield hub
+
+
+async def test_second_sync_lands_exactly_the_changed_skus(hub: Hub) -> None:
+    first = await (await start_sync(hub, pages_per_run=2)).result()  # continues as new twice
+    assert first.done
+    listed = (await catalog(hub))["skus"]
+    assert listed == SKUS
+    assert (first.counts.read, first.counts.changed, first.counts.unchanged) == (SKUS, SKUS, 0)
+    assert (first.counts.quarantined, first.counts.removed) == (0, 0)
+    assert await hub.bronze_counts(VTEX_SKUS) == (SKUS, SKUS)
+    gets = (await hub.counters())["vtex"]
+    assert gets["catalog_sku_gets"] == SKUS  # every SKU read once, however the run was cut
+
+    change = await hub.http.post(
+        f"{hub.sims_url}/_control/vtex/catalog/change", json={"count": 7, "deactivate": 3, "delete": 2}
+    )
+    changed = change.json()
+    second = await (await start_sync(hub)).result()
+    assert second.counts.changed == 10  # 7 new contents and 3 deactivations, nothing else
+    assert second.counts.removed == 2
+    assert second.counts.unchanged == SKUS - 12
+    assert second.counts.read == SKUS - 2  # deleted SKUs are no longer listed
+    assert await hub.bronze_counts(VTEX_SKUS) == (SKUS + 12, SKUS + 12)
+
+    latest = await latest_rows(hub, changed["deactivated"] + changed["deleted"])
+    for sku_id in changed["deactivated"]:
+        assert latest[str(sku_id)]["payload"]["sku"]["IsActive"] is False
+    for sku_id in changed["deleted"]:
+        assert latest[str(sku_id)]["payload"] == {"sku": None, "price": None}
+
+    third = await (await start_sync(hub)).result()
+    assert (third.counts.changed, third.counts.removed) == (0, 0)
+    assert await hub.bronze_counts(VTEX_SKUS) == (SKUS + 12, SKUS + 12)
+
+
+async def test_sync_waits_out_rate_limits_and_outages(hub: Hub) -> None:
+    await hub.fault(target="vtex", error_5xx_count=3, rate_limit_count=4, retry_after_seconds=1)
+    handle = await start_sync(hub)
+    result = await handle.result()
+    assert (result.counts.read, result.counts.changed) == (SKUS, SKUS)
+    assert await hub.bronze_counts(VTEX_SKUS) == (SKUS, SKUS)
+    assert (await hub.counters())["vtex"]["faults_served"] == 7
+    memo = await (await handle.describe()).memo()
+    assert f"{SKUS} SKUs read, {SKUS} changed" in memo["progress"]
+
+
+async def test_killed_worker_sync_lands_each_version_once(
+    temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, warehouse_settings: dict[str, Any],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    async with running_hub(
+        temporal_env.client, sqlite_url, task_queue, worker=False, simulator=CATALOG, worker_metrics_port=0,
+        **warehouse_settings,
+    ) as hub:  # fmt: skip
+        env = {**os.environ, **environment_of(hub.settings)}
+        log = tmp_path / "worker.log"
+        # A slow budget keeps each page in flight for a while (200 requests at 80/s), so kills land mid-page.
+        handle = await start_sync(hub, requests_per_second=80, heartbeat_seconds=3, pages_per_run=2)
+        worker = start_worker_process(env, log)
+        kills = 0
+        try:
+            for pages_before_kill in (1, 2, 4):
+
+                async def mid_page(pages: int = pages_before_kill) -> bool:
+                    progress = await handle.query(PROGRESS_QUERY, result_type=CatalogSyncResult)
+                    gets = (await hub.counters())["vtex"]["catalog_sku_gets"]
+                    return progress.pages >= pages and gets > progress.pages * PAGE_SIZE + 20
+
+                await eventually(mid_page, timeout=120)
+                worker.send_signal(signal.SIGKILL)
+                worker.wait(timeout=10)
+                kills += 1
+                worker = start_worker_process(env, log)
+            result = await handle.result()
+        finally:
+            worker.kill()
+            worker.wait(timeout=10)
+        assert kills == 3
+        assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+        assert await hub.bronze_counts(VTEX_SKUS) == (SKUS, SKUS)  # one row per SKU version
+        assert (await hub.bronze_counts(QUARANTINE))[0] == 0
+        # Killed pages were read again, yet only their SKUs: the sync resumed, it did not start over.
+        gets = (await hub.counters())["vtex"]["catalog_sku_gets"]
+        assert SKUS < gets < 2 * SKUS
+        assert result.done and result.counts.changed + result.counts.unchanged == SKUS

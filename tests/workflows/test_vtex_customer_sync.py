@@ -1,0 +1,129 @@
+"""Customer sync end to end: Master Data CL scroll on the simulator, the dev server, the emulator."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from google.cloud.bigquery import ArrayQueryParameter
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from tests.hub import Hub, running_hub
+from tests.support import eventually
+from warehouse.tables import QUARANTINE, VTEX_CUSTOMERS
+from warehouse.vtex_customers import INVALID_EMAIL, MASKED_EMAIL
+from workflows.vtex_customer_sync import (
+    PROGRESS_QUERY,
+    CustomerSyncInput,
+    CustomerSyncResult,
+    CustomerSyncWorkflow,
+)
+
+CUSTOMERS = 400
+DIRECTORY = {"vtex_customers": CUSTOMERS}
+
+
+async def start_sync(hub: Hub, **overrides: Any) -> WorkflowHandle[CustomerSyncWorkflow, CustomerSyncResult]:
+    params = CustomerSyncInput(api_task_queue=hub.settings.vtex_api_task_queue, requests_per_second=50)
+    for name, value in overrides.items():
+        setattr(params, name, value)
+    return await hub.client.start_workflow(
+        CustomerSyncWorkflow.run,
+        params,
+        id=f"vtex-customer-sync-test-{uuid.uuid4().hex[:8]}",
+        task_queue=hub.settings.vtex_orders_task_queue,
+    )
+
+
+async def directory(hub: Hub) -> dict[str, Any]:
+    return dict((await hub.http.get(f"{hub.sims_url}/_control/vtex/customers")).json())
+
+
+async def control(hub: Hub, action: str, **body: Any) -> dict[str, Any]:
+    response = await hub.http.post(f"{hub.sims_url}/_control/vtex/customers/{action}", json=body)
+    response.raise_for_status()
+    return dict(response.json())
+
+
+async def landed_ids(hub: Hub, ids: list[str]) -> list[str]:
+    """Which of these customers have a row in bronze, one entry per row."""
+    warehouse = hub.warehouse()
+    try:
+        rows = await warehouse.query(
+            f"select entity_id from `{warehouse.table_id(warehouse.layers.bronze, VTEX_CUSTOMERS)}`"
+            " where entity_id in unnest(@ids)",
+            [ArrayQueryParameter("ids", "STRING", ids)],
+        )
+    finally:
+        await warehouse.aclose()
+    return sorted(str(row["entity_id"]) for row in rows)
+
+
+@pytest.fixture
+async def hub(
+    temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, warehouse_settings: dict[str, Any]
+) -> Any:
+    async with running_hub(
+        temporal_env.client, sqlite_url, task_queue, simulator=DIRECTORY, **warehouse_settings
+    ) as hub:
+        yield hub
+
+
+async def test_first_run_lands_all_then_only_what_changed(hub: Hub) -> None:
+    never_updated = (await control(hub, "create", count=1))["ids"]
+    before = await directory(hub)
+    documents, invalid = before["documents"], before["invalid_emails"]
+
+    first = await (await start_sync(hub, page_size=100)).result()
+    assert first.done and first.since is None  # no watermark yet: every customer
+    assert first.read == documents
+    assert (first.landed, first.quarantined) == (documents - invalid, invalid)
+    assert first.checks[MASKED_EMAIL] == before["masked_emails"]  # landed, flagged, not invalid
+    assert first.checks[INVALID_EMAIL] == invalid
+    assert await landed_ids(hub, never_updated) == never_updated  # updatedIn is null: still landed
+    assert await hub.bronze_counts(VTEX_CUSTOMERS) == (documents - invalid, documents - invalid)
+    assert (await hub.bronze_counts(QUARANTINE))[0] == invalid
+    assert first.watermark == first.until
+
+    updated = (await control(hub, "update", count=5))["ids"]
+    created = (await control(hub, "create", count=2))["ids"]
+    second = await (await start_sync(hub)).result()
+    assert second.since is not None and second.since < first.until  # the overlap re-reads the edge
+    # The changed and the new ones land, nothing else; the one created just before the first run is
+    # read again in the overlap, and not landed again.
+    assert (second.read, second.landed, second.already_landed) == (8, 7, 1)
+    assert await landed_ids(hub, updated + created) == sorted(updated * 2 + created)
+    assert await hub.bronze_counts(VTEX_CUSTOMERS) == (documents - invalid + 7,) * 2
+    assert second.watermark == second.until > first.until
+
+    third = await (await start_sync(hub)).result()
+    assert third.landed == 0
+    assert third.read == third.already_landed  # only the overlap was read again
+
+
+async def test_expired_scroll_is_read_again_without_losing_or_repeating(hub: Hub) -> None:
+    before = await directory(hub)
+    expected = before["documents"] - before["invalid_emails"]
+    # Small pages at 4 a second: the scroll is open for several seconds.
+    handle = await start_sync(hub, page_size=20, requests_per_second=4)
+
+    async def some_pages_landed() -> bool:
+        return (await handle.query(PROGRESS_QUERY, result_type=CustomerSyncResult)).pages >= 3
+
+    await eventually(some_pages_landed, timeout=60)
+    assert (await control(hub, "expire-scrolls"))["expired"] == 1
+    result = await handle.result()
+    assert result.scroll_restarts >= 1
+    assert result.already_landed > 0  # the pages before the expiry were served again...
+    assert result.landed == expected  # ...and none was landed twice, none was missed
+    assert await hub.bronze_counts(VTEX_CUSTOMERS) == (expected, expected)
+
+
+async def test_sync_waits_out_rate_limits_and_outages(hub: Hub) -> None:
+    before = await directory(hub)
+    await hub.fault(target="vtex", error_5xx_count=2, rate_limit_count=3, retry_after_seconds=1)
+    result = await (await start_sync(hub, page_size=200)).result()
+    assert result.landed == before["documents"] - before["invalid_emails"]
+    assert (await hub.counters())["vtex"]["faults_served"] == 5
