@@ -10,7 +10,17 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from simulators import dealer_rest, dealer_soap, events, faults, vtex, zoho, zoho_deals
+from simulators import (
+    dealer_rest,
+    dealer_soap,
+    events,
+    faults,
+    vtex,
+    vtex_catalog,
+    vtex_customers,
+    zoho,
+    zoho_deals,
+)
 from simulators.config import SimulatorConfig
 from simulators.state import Clock, EarlyReply, SimulatorState
 
@@ -20,8 +30,8 @@ def create_app(config: SimulatorConfig | None = None, *, clock: Clock = time.mon
 
     Args:
         config: Addresses and credentials; defaults match the hub's local settings.
-        clock: Monotonic seconds, for token expiry, the token rate window, VTEX feed visibility and OMS
-            request times; tests pass a fake one.
+        clock: Monotonic seconds, for token expiry, the token rate window, VTEX feed visibility, OMS
+            request times and Master Data scroll idling; tests pass a fake one.
 
     Returns:
         The app. Its state is reachable with :func:`simulators.state.app_state`.
@@ -50,6 +60,10 @@ def create_app(config: SimulatorConfig | None = None, *, clock: Clock = time.mon
         zoho_deals.control_router,
         vtex.router,
         vtex.control_router,
+        vtex_catalog.router,
+        vtex_catalog.control_router,
+        vtex_customers.router,
+        vtex_customers.control_router,
         dealer_rest.router,
         dealer_soap.router,
         events.router,

@@ -40,6 +40,14 @@ class SimulatorConfig(BaseSettings):
     vtex_history_days: int = Field(default=730, gt=0)
     vtex_history_end: str = "2026-11-01T00:00:00Z"
     vtex_history_seed: int = 20241101
+    # The generated catalog the catalog and pricing APIs serve: SKU ids 1..vtex_catalog_skus.
+    vtex_catalog_skus: int = Field(default=20_000, ge=0, le=1_000_000)
+    vtex_catalog_seed: int = 20241102
+    # The generated Master Data customers (entity CL), created over the two years before vtex_history_end.
+    vtex_customers: int = Field(default=5_000, ge=0, le=1_000_000)
+    vtex_customers_seed: int = 20241103
+    # Master Data forgets a scroll token left unused this long (20 minutes at VTEX).
+    vtex_md_scroll_idle_seconds: float = Field(default=1200, gt=0)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
     seed: int | None = None
 

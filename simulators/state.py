@@ -243,6 +243,12 @@ class VtexCounters:
     pings_sent: int = 0
     hooks_sent: int = 0
     faults_served: int = 0
+    catalog_sku_lists: int = 0
+    catalog_sku_gets: int = 0
+    pricing_gets: int = 0
+    md_scrolls_opened: int = 0
+    md_scroll_pages: int = 0
+    md_scrolls_superseded: int = 0
 
 
 @dataclass
@@ -279,12 +285,56 @@ class FeedItem:
         }
 
 
+@dataclass
+class CatalogChanges:
+    """What the control API did to the generated catalog since the last reset, by SKU id.
+
+    The generated SKUs stay as the configuration makes them; these overlay them.
+    """
+
+    # Picks the SKUs to change: a seeded app changes the same SKUs every run.
+    rng: random.Random = field(default_factory=random.Random)
+    versions: dict[int, int] = field(default_factory=dict)
+    deactivated: set[int] = field(default_factory=set)
+    deleted: set[int] = field(default_factory=set)
+
+
+@dataclass
+class MdScroll:
+    """An open Master Data scroll: the ids that matched when it opened, in order, and how far it got."""
+
+    token: str
+    ids: list[str]
+    fields: tuple[str, ...] | None  # None: every field
+    size: int
+    last_used: float
+    served: int = 0
+
+
+@dataclass
+class MasterDataState:
+    """Master Data v1, entity CL: customers changed or created since the last reset, and the open scroll.
+
+    The generated customers stay as the configuration makes them; ``documents`` holds the current content
+    of those updated since, and of those created.
+    """
+
+    # Picks the customers to update and makes new ones and scroll tokens: a seeded app repeats them.
+    rng: random.Random = field(default_factory=random.Random)
+    documents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    created: list[str] = field(default_factory=list)
+    # Master Data keeps one scroll at a time: opening another closes it.
+    scroll: MdScroll | None = None
+    # The latest createdIn/updatedIn handed out (ticks): the next one is strictly later.
+    last_ticks: int = 0
+
+
 VTEX_SEEDED_FIRST_SEQUENCE = 1480570412001
 
 
 @dataclass
 class VtexState:
-    """VTEX: OMS orders (live and generated history), the hooks built for them, Feed v3, the hook config."""
+    """VTEX: OMS orders (live, history), their hooks, Feed v3, hook config, catalog and customer changes."""
 
     rng: random.Random
     # Read-only and the same after a reset: built once per app, its index on first use.
@@ -298,6 +348,8 @@ class VtexState:
     feed_by_handle: dict[str, FeedItem] = field(default_factory=dict)
     hook_config: dict[str, Any] | None = None
     hook_saved_at: str | None = None
+    catalog_changes: CatalogChanges = field(default_factory=CatalogChanges)
+    master_data: MasterDataState = field(default_factory=MasterDataState)
     counters: VtexCounters = field(default_factory=VtexCounters)
     # Time-based start, as for Zoho ids: order ids stay unique across restarts.
     next_sequence: int = field(default_factory=lambda: time.time_ns() // 10**6 % 10**13)
@@ -366,7 +418,8 @@ class SimulatorState:
     def reset(self) -> None:
         """Forget every lead, deal, order, token, fault, event, hook config and counter.
 
-        The generated VTEX order history stays: it depends on the configuration alone.
+        VTEX catalog changes, customer changes and the Master Data scroll go too. The generated VTEX order
+        history, catalog and customers stay: they depend on the configuration alone.
         """
         seed = self.config.seed
         deal_seed = None if seed is None else f"deals-{seed}"
@@ -377,6 +430,10 @@ class SimulatorState:
             rng=random.Random(None if seed is None else f"vtex-{seed}"),
             history=self.vtex_history,
             feed_rng=random.Random(None if seed is None else f"vtex-feed-{seed}"),
+            catalog_changes=CatalogChanges(
+                rng=random.Random(None if seed is None else f"vtex-catalog-{seed}")
+            ),
+            master_data=MasterDataState(rng=random.Random(None if seed is None else f"vtex-md-{seed}")),
         )
         if seed is not None:
             self.vtex.next_sequence = VTEX_SEEDED_FIRST_SEQUENCE

@@ -117,8 +117,8 @@ async def list_orders(
     vtex.counters.oms_lists += 1
     await vtex_api_guard(request, state)
     split = f": VTEX serves at most {LIST_MAX_PAGES} pages, split the creationDate window instead"
-    page_number = _query_number("page", page, 1, LIST_MAX_PAGES, "OMS010", split)
-    size = _query_number("per_page", per_page, LIST_DEFAULT_PER_PAGE, LIST_MAX_PER_PAGE, "OMS010")
+    page_number = query_number("page", page, 1, LIST_MAX_PAGES, "OMS010", split)
+    size = query_number("per_page", per_page, LIST_DEFAULT_PER_PAGE, LIST_MAX_PER_PAGE, "OMS010")
     descending = LIST_ORDER_BY.get(order_by or "creationDate,desc")
     if descending is None:
         return vtex_error(400, "OMS011", f"orderBy must be one of {', '.join(LIST_ORDER_BY)}")
@@ -201,7 +201,7 @@ async def read_feed(
     vtex = state.vtex
     vtex.counters.feed_reads += 1
     await vtex_api_guard(request, state)
-    lot = _query_number("maxlot", maxlot, FEED_MAX_LOT, FEED_MAX_LOT, "FEED002")
+    lot = query_number("maxlot", maxlot, FEED_MAX_LOT, FEED_MAX_LOT, "FEED002")
     now = state.clock()
     items = list(itertools.islice((item for item in vtex.feed if item.visible(now)), lot))
     for item in items:
@@ -464,7 +464,7 @@ def _hook_target(state: SimulatorState) -> tuple[str, dict[str, str]]:
     return f"{config.api_url.rstrip('/')}{HOOK_PATH}", headers
 
 
-def _query_number(name: str, value: str | None, default: int, maximum: int, code: str, hint: str = "") -> int:
+def query_number(name: str, value: str | None, default: int, maximum: int, code: str, hint: str = "") -> int:
     """A query parameter from 1 to ``maximum`` (``default`` when absent); otherwise a 400 in VTEX's shape."""
     if value is None:
         return default

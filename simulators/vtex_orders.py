@@ -230,7 +230,7 @@ def generate_order(
             "firstName": first,
             "lastName": last,
             "documentType": "cpf",
-            "document": _cpf(rng),
+            "document": cpf(rng),
             "phone": f"+55{city.ddd}9{rng.randint(60000000, 99999999)}",
             "isCorporate": False,
             "userProfileId": _uuid(rng),
@@ -271,7 +271,7 @@ def _item(rng: random.Random, product: Product) -> dict[str, Any]:
     }
 
 
-def _cpf(rng: random.Random) -> str:
+def cpf(rng: random.Random) -> str:
     # A CPF with valid check digits, so document validation in the project sees a plausible one.
     digits = [rng.randint(0, 9) for _ in range(9)]
     for length in (9, 10):
