@@ -1,4 +1,4 @@
-"""Pacing of the long VTEX jobs (backfill, catalog and customer syncs) inside their activities.
+"""Pacing and retries of the long VTEX jobs (backfill, catalog and customer syncs) inside their activities.
 
 A long job makes thousands of requests from a few activities, so the task queue's rate limit (which
 counts activities, not requests) cannot pace it. Each job names a budget in requests per second; the
@@ -10,7 +10,8 @@ meanwhile, before the activity fails and Temporal retries it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 from aiolimiter import AsyncLimiter
@@ -26,7 +27,11 @@ HEARTBEAT_EVERY_SECONDS = 2.0
 
 
 class RequestBudgets:
-    """One limiter per rate: jobs at the same rate in one worker share it (listing and reading together)."""
+    """One limiter per rate, built once per worker: the jobs there that run at one rate share its budget.
+
+    Jobs at different rates (a backfill at 20/s, the catalog at 100/s) each keep their own; their sum is
+    what the worker may send VTEX, so set the rates with the account's limit in mind.
+    """
 
     def __init__(self) -> None:
         self._limiters: dict[float, AsyncLimiter] = {}
@@ -64,3 +69,35 @@ async def wait_alive(seconds: float, note: str) -> None:
         step = min(seconds, HEARTBEAT_EVERY_SECONDS)
         await asyncio.sleep(step)
         seconds -= step
+
+
+@contextlib.asynccontextmanager
+async def heartbeating(every: float = HEARTBEAT_EVERY_SECONDS) -> AsyncIterator[None]:
+    """Heartbeat every ``every`` seconds while the block runs, slow queries and appends included.
+
+    A page's activity must not look dead while it is alive: Temporal would start a second attempt beside
+    it, and the two could land the same rows in different streams.
+    """
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(every)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def first_attempt() -> bool:
+    """Whether this is the activity's first attempt; a retried sync page lands in new streams.
+
+    A sync page chooses its rows by what bronze holds, so its retry lands fewer rows (or none) than an
+    earlier attempt may have written at the workflow's offsets; appended there, they could be mistaken
+    for that earlier append. In new streams they are simply the rows not landed yet.
+    """
+    return activity.info().attempt == 1

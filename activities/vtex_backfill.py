@@ -94,10 +94,10 @@ class LandOrdersResult:
 class VtexBackfillActivities:
     """Holds the VTEX client and the warehouse, built once per worker."""
 
-    def __init__(self, vtex: VtexClient, warehouse: Warehouse) -> None:
+    def __init__(self, vtex: VtexClient, warehouse: Warehouse, budgets: RequestBudgets) -> None:
         self._vtex = vtex
         self._warehouse = warehouse
-        self._budgets = RequestBudgets()
+        self._budgets = budgets
 
     @activity.defn
     async def count_orders(self, params: CountOrdersInput) -> CountOrdersResult:

@@ -13,21 +13,22 @@ import asyncio
 import itertools
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
+from google.cloud.bigquery import ScalarQueryParameter
 from temporalio import activity
 
 from activities.errors import external_call
-from activities.pacing import RequestBudgets, paced
+from activities.pacing import RequestBudgets, first_attempt, heartbeating, paced
 from clients.vtex import SKU_IDS_MAX_PAGE_SIZE, VtexClient
 from warehouse import BronzeRecord, QuarantineRecord, Warehouse
 from warehouse.landing import InvalidRecord
 from warehouse.streams import StreamCursor
 from warehouse.tables import QUARANTINE, VTEX_SKUS
-from warehouse.vtex_catalog import is_removed_key, sku_version
+from warehouse.vtex_catalog import REMOVED_HASH, is_removed_key, sku_version
 
 # SKUs of one page read at once (two requests each): enough to fill the budget while VTEX answers.
 READ_CONCURRENCY = 16
-HEARTBEAT_EVERY_SKUS = 50
 
 
 @dataclass
@@ -85,10 +86,10 @@ class RemovedSkusResult:
 class VtexCatalogActivities:
     """Holds the VTEX client and the warehouse, built once per worker."""
 
-    def __init__(self, vtex: VtexClient, warehouse: Warehouse) -> None:
+    def __init__(self, vtex: VtexClient, warehouse: Warehouse, budgets: RequestBudgets) -> None:
         self._vtex = vtex
         self._warehouse = warehouse
-        self._budgets = RequestBudgets()
+        self._budgets = budgets
 
     @activity.defn
     async def land_catalog_page(self, params: CatalogPageInput) -> CatalogPageResult:
@@ -96,67 +97,69 @@ class VtexCatalogActivities:
         limiter = self._budgets.at(params.requests_per_second)
         counts = CatalogCounts()
         with external_call():
-            ids = await paced(limiter, lambda: self._vtex.list_sku_ids(params.page, params.page_size))
-            counts.vtex_requests += 1
-            versions = await self._read_skus(ids, counts, params.requests_per_second)
-            landed = await self._warehouse.latest_keys(VTEX_SKUS, [str(sku_id) for sku_id in ids])
-            changed, invalid = _changes(versions, landed, counts)
-            invalid = await self._not_quarantined(invalid)
-            cursors = await self._land(_cursors_for_attempt(params.cursors), changed, invalid)
-        counts.changed = len(changed)
-        counts.removed = sum(
-            1 for record in changed if is_removed_key(record.event_key, int(record.entity_id))
-        )
-        counts.changed -= counts.removed
+            async with heartbeating():
+                ids = await paced(limiter, partial(self._vtex.list_sku_ids, params.page, params.page_size))
+                counts.vtex_requests += 1
+                versions = await self._read_skus(ids, counts, params.requests_per_second)
+                landed = await self._warehouse.latest_keys(VTEX_SKUS, [str(sku_id) for sku_id in ids])
+                changed, invalid = _changes(versions, landed, counts)
+                invalid = await self._not_quarantined(invalid)
+                cursors = await self._land(params.cursors, changed, invalid)
+        counts.removed = sum(1 for record in changed if _is_removed(record))
+        counts.changed = len(changed) - counts.removed
         return CatalogPageResult(cursors, counts, listed=len(ids))
 
     @activity.defn
     async def land_removed_skus(self, params: RemovedSkusInput) -> RemovedSkusResult:
         """Land SKUs that bronze has as present but VTEX no longer lists, as removed.
 
-        Lists every SKU id again (one request per page of 1,000): only ids are held, never SKU records.
+        Lists every SKU id again (one request per page of 1,000) and compares ids only: no SKU record is
+        held, only two sets of ids.
         """
         limiter = self._budgets.at(params.requests_per_second)
         counts = CatalogCounts()
         listed: set[str] = set()
         with external_call():
-            for page in itertools.count(1):
-                ids = await paced(limiter, partial(self._vtex.list_sku_ids, page, params.page_size))
-                counts.vtex_requests += 1
-                if not ids:
-                    break
-                listed.update(str(sku_id) for sku_id in ids)
-                activity.heartbeat(f"{len(listed)} SKU ids listed")
-            present = await self._present_skus()
-            gone = [sku_version(int(sku_id), None, None) for sku_id in sorted(present - listed, key=int)]
-            cursors = await self._land(_cursors_for_attempt(params.cursors), gone, [])
+            async with heartbeating():
+                for page in itertools.count(1):
+                    ids = await paced(limiter, partial(self._vtex.list_sku_ids, page, params.page_size))
+                    counts.vtex_requests += 1
+                    if not ids:
+                        break
+                    listed.update(str(sku_id) for sku_id in ids)
+                present = await self._present_skus()
+                gone = [sku_version(int(sku_id), None, None) for sku_id in sorted(present - listed, key=int)]
+                cursors = await self._land(params.cursors, gone, [])
         counts.removed = len(gone)
         return RemovedSkusResult(cursors, counts)
 
     async def _read_skus(
         self, ids: list[int], counts: CatalogCounts, requests_per_second: float
     ) -> list[BronzeRecord | InvalidRecord]:
+        """Each SKU's version, in the order of ``ids``; READ_CONCURRENCY readers share the page.
+
+        The readers run in a task group: when one read fails for good, the others stop at once rather
+        than keep calling VTEX beside the retried page.
+        """
         limiter = self._budgets.at(requests_per_second)
-        gate = asyncio.Semaphore(READ_CONCURRENCY)
-        done = 0
+        versions: dict[int, BronzeRecord | InvalidRecord] = {}
+        queue = iter(ids)
 
-        async def read(sku_id: int) -> BronzeRecord | InvalidRecord:
-            nonlocal done
-            async with gate:
-                sku = await paced(limiter, lambda: self._vtex.get_sku(sku_id))
-                price = None if sku is None else await paced(limiter, lambda: self._vtex.get_price(sku_id))
-            counts.vtex_requests += 1 if sku is None else 2
-            done += 1
-            if done % HEARTBEAT_EVERY_SKUS == 0:
-                activity.heartbeat(f"{done}/{len(ids)} SKUs read")
-            try:
-                return sku_version(sku_id, sku, price)
-            except InvalidRecord as invalid:
-                return invalid
+        async def reader() -> None:
+            for sku_id in queue:  # every reader takes the next id left
+                sku = await paced(limiter, partial(self._vtex.get_sku, sku_id))
+                price = None if sku is None else await paced(limiter, partial(self._vtex.get_price, sku_id))
+                counts.vtex_requests += 1 if sku is None else 2
+                versions[sku_id] = _version(sku_id, sku, price)
 
-        versions = await asyncio.gather(*(read(sku_id) for sku_id in ids))
-        counts.read = sum(1 for version in versions if not _is_removed(version))
-        return versions
+        try:
+            async with asyncio.TaskGroup() as readers:
+                for _ in range(min(READ_CONCURRENCY, len(ids))):
+                    readers.create_task(reader())
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None  # the first failure, as the retry policy knows it
+        counts.read = sum(1 for version in versions.values() if not _is_removed(version))
+        return [versions[sku_id] for sku_id in ids]
 
     async def _not_quarantined(self, invalid: list[QuarantineRecord]) -> list[QuarantineRecord]:
         """The invalid versions not quarantined by an earlier sync (a broken SKU is kept once per version)."""
@@ -164,35 +167,34 @@ class VtexCatalogActivities:
         return [record for record in invalid if record.event_key not in kept]
 
     async def _present_skus(self) -> set[str]:
-        """SKU ids whose latest version in bronze is not the removed record."""
+        """SKU ids whose latest version in bronze is not the removed record (ids only)."""
         table = self._warehouse.table_id(self._warehouse.layers.bronze, VTEX_SKUS)
         rows = await self._warehouse.query(
-            f"select entity_id, event_key from `{table}`"
+            f"select entity_id from `{table}`"
             " qualify row_number() over (partition by entity_id order by ingested_at desc, event_key) = 1"
+            " and not ends_with(event_key, @removed)",
+            [ScalarQueryParameter("removed", "STRING", "@" + REMOVED_HASH)],
         )
-        return {
-            str(row["entity_id"])
-            for row in rows
-            if not is_removed_key(str(row["event_key"]), int(row["entity_id"]))
-        }
+        return {str(row["entity_id"]) for row in rows}
 
     async def _land(
         self, cursors: CatalogCursors, records: list[BronzeRecord], invalid: list[QuarantineRecord]
     ) -> CatalogCursors:
+        if not first_attempt():
+            cursors = CatalogCursors()
         return CatalogCursors(
             skus=await self._warehouse.land_at(VTEX_SKUS, cursors.skus, records),
             quarantine=await self._warehouse.quarantine_at(cursors.quarantine, invalid),
         )
 
 
-def _cursors_for_attempt(cursors: CatalogCursors) -> CatalogCursors:
-    """The workflow's cursors on a first attempt; new streams on a retry.
-
-    A retry chooses its rows by what bronze holds, so it lands fewer (or none) of the rows an earlier
-    attempt landed at these offsets: appending them there could be mistaken for that earlier append.
-    In new streams they are simply the rows not landed yet.
-    """
-    return cursors if activity.info().attempt == 1 else CatalogCursors()
+def _version(
+    sku_id: int, sku: dict[str, Any] | None, price: dict[str, Any] | None
+) -> BronzeRecord | InvalidRecord:
+    try:
+        return sku_version(sku_id, sku, price)
+    except InvalidRecord as invalid:
+        return invalid
 
 
 def _is_removed(version: BronzeRecord | InvalidRecord) -> bool:

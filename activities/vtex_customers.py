@@ -20,14 +20,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities.errors import external_call
-from activities.pacing import RequestBudgets, paced
+from activities.pacing import RequestBudgets, first_attempt, heartbeating, paced
+from clients.errors import TransientError
 from clients.vtex import SCROLL_MAX_SIZE, ScrollExpired, ScrollPage, VtexClient
 from db.watermarks import advance_watermark, read_watermark
-from warehouse import BronzeRecord, QuarantineRecord, Warehouse
+from warehouse import Warehouse
 from warehouse.landing import InvalidRecord
 from warehouse.streams import StreamCursor
 from warehouse.tables import QUARANTINE, VTEX_CUSTOMERS
-from warehouse.vtex_customers import customer_version
+from warehouse.vtex_customers import CustomerVersion, customer_version
 
 
 @dataclass
@@ -93,12 +94,16 @@ class VtexCustomerActivities:
     """Holds the VTEX client, the warehouse and the central database, built once per worker."""
 
     def __init__(
-        self, vtex: VtexClient, warehouse: Warehouse, sessions: async_sessionmaker[AsyncSession]
+        self,
+        vtex: VtexClient,
+        warehouse: Warehouse,
+        sessions: async_sessionmaker[AsyncSession],
+        budgets: RequestBudgets,
     ) -> None:
         self._vtex = vtex
         self._warehouse = warehouse
         self._sessions = sessions
-        self._budgets = RequestBudgets()
+        self._budgets = budgets
 
     @activity.defn
     async def read_watermark(self, params: WatermarkInput) -> WatermarkResult:
@@ -117,62 +122,71 @@ class VtexCustomerActivities:
         """Read the scroll's next page and land the versions bronze does not hold yet."""
         limiter = self._budgets.at(params.requests_per_second)
         with external_call():
-            page, restarted = await self._next_page(params, limiter)
-            result = CustomerPageResult(page.token, not page.documents, params.cursors, restarted=restarted)
-            if page.documents:
-                await self._land(page, result)
+            async with heartbeating():
+                page, restarted = await self._next_page(params, limiter)
+                result = CustomerPageResult(
+                    page.token, not page.documents, params.cursors, restarted=restarted
+                )
+                if page.documents:
+                    await self._land(page, result)
         return result
 
     async def _next_page(self, params: CustomerPageInput, limiter: AsyncLimiter) -> tuple[ScrollPage, bool]:
         """The next page, and whether the scroll had to be opened again from the window's start."""
-        scroll = self._vtex.scroll_customers
-        fresh = partial(scroll, where=params.window.where(), size=params.page_size)
+        fresh = partial(self._vtex.scroll_customers, where=params.window.where(), size=params.page_size)
         # A retried attempt may have consumed the page its token pointed at: start the window again.
-        if params.token is None or activity.info().attempt > 1:
+        if params.token is None or not first_attempt():
             return await paced(limiter, fresh), params.token is not None
         try:
-            return await paced(limiter, partial(scroll, token=params.token, size=params.page_size)), False
+            # Never repeated: Master Data moves the scroll on every call, so a call that failed after
+            # the server answered may have taken a page with it. Any failure opens the window again.
+            async with limiter:
+                return await self._vtex.scroll_customers(token=params.token, size=params.page_size), False
         except ScrollExpired:
             activity.logger.info("Master Data scroll token expired: scrolling the window again")
-            return await paced(limiter, fresh), True
+        except TransientError as error:
+            activity.logger.info("Master Data scroll call failed (%s): scrolling the window again", error)
+        return await paced(limiter, fresh), True
 
     async def _land(self, page: ScrollPage, result: CustomerPageResult) -> None:
-        valid: list[BronzeRecord] = []
-        invalid: list[QuarantineRecord] = []
-        checks: Counter[str] = Counter()
+        """Land the page's versions not in bronze or quarantine yet; count the checks of those only."""
+        versions: dict[str, CustomerVersion | InvalidRecord] = {}
         for document in page.documents:
             try:
-                version = customer_version(document)
+                version: CustomerVersion | InvalidRecord = customer_version(document)
             except InvalidRecord as error:
-                checks[error.code] += 1
-                invalid.append(error.quarantine)
-                continue
-            checks.update(version.notes)
-            valid.append(version.record)
-        keys = [record.event_key for record in valid] + [record.event_key for record in invalid]
-        landed = await self._warehouse.landed_keys([VTEX_CUSTOMERS, QUARANTINE], keys)
-        new_valid = _unique([record for record in valid if record.event_key not in landed])
-        new_invalid = [record for record in invalid if record.event_key not in landed]
-        # A retry chooses its rows by what bronze holds, so it may land fewer than an earlier attempt did at
-        # the same offsets: it lands in new streams rather than be mistaken for that earlier append.
-        cursors = result.cursors if activity.info().attempt == 1 else CustomerCursors()
+                version = error
+            key = (
+                version.record.event_key
+                if isinstance(version, CustomerVersion)
+                else version.quarantine.event_key
+            )
+            versions.setdefault(key, version)  # a scroll may serve a document twice while it is updated
+        landed = await self._warehouse.landed_keys([VTEX_CUSTOMERS, QUARANTINE], list(versions))
+        new = [version for key, version in versions.items() if key not in landed]
+        valid = [version.record for version in new if isinstance(version, CustomerVersion)]
+        invalid = [version.quarantine for version in new if isinstance(version, InvalidRecord)]
+        cursors = result.cursors if first_attempt() else CustomerCursors()
         result.cursors = CustomerCursors(
-            customers=await self._warehouse.land_at(VTEX_CUSTOMERS, cursors.customers, new_valid),
-            quarantine=await self._warehouse.quarantine_at(cursors.quarantine, new_invalid),
+            customers=await self._warehouse.land_at(VTEX_CUSTOMERS, cursors.customers, valid),
+            quarantine=await self._warehouse.quarantine_at(cursors.quarantine, invalid),
         )
         result.read = len(page.documents)
-        result.landed = len(new_valid)
-        result.quarantined = len(new_invalid)
+        result.landed = len(valid)
+        result.quarantined = len(invalid)
         result.already_landed = result.read - result.landed - result.quarantined
-        result.checks = dict(checks)
+        result.checks = dict(Counter(_check_codes(new)))
 
 
-def _unique(records: list[BronzeRecord]) -> list[BronzeRecord]:
-    """One record per event key (a scroll may serve a document twice while it is being updated)."""
-    seen: dict[str, BronzeRecord] = {}
-    for record in records:
-        seen.setdefault(record.event_key, record)
-    return list(seen.values())
+def _key(version: CustomerVersion | InvalidRecord) -> str:
+    return version.record.event_key if isinstance(version, CustomerVersion) else version.quarantine.event_key
+
+
+def _check_codes(versions: list[CustomerVersion | InvalidRecord]) -> list[str]:
+    codes: list[str] = []
+    for version in versions:
+        codes.extend(version.notes if isinstance(version, CustomerVersion) else [version.code])
+    return codes
 
 
 def _md_time(value: str) -> str:

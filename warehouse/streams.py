@@ -121,7 +121,8 @@ class StorageWriter:
         The caller passes the same cursor and the same rows when it retries: rows an earlier attempt
         already landed are recognised by their offset and not written again. When the stream is gone, or
         an earlier attempt landed a different set of rows at this offset, the rest goes into a new stream;
-        the rows' event keys still let silver keep one of each.
+        the rows' event keys still let silver keep one of each. (A job whose retry picks its rows anew,
+        by what the table holds, passes an empty cursor instead: see ``activities.pacing.first_attempt``.)
 
         Raises:
             TransientError: the service could not be reached, or the stream kept disappearing.

@@ -55,13 +55,20 @@ def sku_version(sku_id: int, sku: dict[str, Any] | None, price: dict[str, Any] |
 
 def sku_version_key(sku_id: int, payload: dict[str, Any]) -> str:
     """``<sku id>@<hash of the content>``: equal for equal content, whatever the order of its fields."""
+    return f"{sku_id}@{content_hash(payload)}"
+
+
+def content_hash(payload: dict[str, Any]) -> str:
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return f"{sku_id}@{hashlib.sha256(canonical.encode()).hexdigest()[:20]}"
+    return hashlib.sha256(canonical.encode()).hexdigest()[:20]
+
+
+REMOVED_HASH = content_hash(REMOVED)
 
 
 def is_removed_key(key: str, sku_id: int) -> bool:
     """Whether a SKU's event key is that of its removed-from-the-catalog record."""
-    return key == sku_version_key(sku_id, REMOVED)
+    return key == f"{sku_id}@{REMOVED_HASH}"
 
 
 def _check(

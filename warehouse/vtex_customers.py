@@ -5,7 +5,8 @@ until the first update, so a never-updated customer is keyed by its creation. Th
 (the sync re-reads a little before its watermark) has the same key and lands once.
 
 Checks, each counted by the sync under its code:
-- ``missing_id``: no document id; quarantined (nothing could key it).
+- ``missing_id``: no document id; quarantined, keyed by a hash of the document.
+- ``invalid_date``: neither ``updatedIn`` nor ``createdIn`` reads as a timestamp; quarantined.
 - ``invalid_email``: an e-mail that is not an address; quarantined with the reason.
 - ``masked_email``: VTEX masks shoppers' e-mails (``<hash>@ct.vtex.com.br``); such a customer lands, and
   silver must not count the address as the customer's (see :func:`is_masked_email`).
@@ -14,6 +15,8 @@ Checks, each counted by the sync under its code:
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,10 +64,10 @@ def customer_version(document: dict[str, Any]) -> CustomerVersion:
     notes: tuple[str, ...] = ()
     if email is None or email == "":
         notes = (NO_EMAIL,)
+    elif isinstance(email, str) and is_masked_email(email):
+        notes = (MASKED_EMAIL,)  # VTEX's relay address: its local part is VTEX's business, not ours
     elif not isinstance(email, str) or not _is_address(email):
         raise _invalid(document, customer_id, INVALID_EMAIL, "email: not a valid address", key)
-    elif is_masked_email(email):
-        notes = (MASKED_EMAIL,)
     record = BronzeRecord(SOURCE, customer_id, key, document, change_time(str(changed)))
     return CustomerVersion(record, notes)
 
@@ -85,7 +88,12 @@ def _is_address(email: str) -> bool:
 def _invalid(
     document: dict[str, Any], customer_id: str | None, code: str, reason: str, key: str | None = None
 ) -> InvalidRecord:
-    changed = document.get("updatedIn") or document.get("createdIn")
-    event_key = key or f"{customer_id or '?'}@{changed}"
+    # Without an id or a readable date, only the content tells two broken documents apart.
+    event_key = key or f"{customer_id or '?'}@{_content_hash(document)}"
     quarantine = QuarantineRecord(SOURCE, VTEX_CUSTOMERS, event_key, reason, document, customer_id)
     return InvalidRecord(reason, quarantine, code=code)
+
+
+def _content_hash(document: dict[str, Any]) -> str:
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:20]

@@ -18,6 +18,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.leads import LeadActivities
 from activities.opportunities import OpportunityActivities
+from activities.pacing import RequestBudgets
 from activities.vtex import VtexOrderActivities
 from activities.vtex_backfill import VtexBackfillActivities
 from activities.vtex_catalog import VtexCatalogActivities
@@ -74,6 +75,7 @@ async def worker_activities(settings: Settings) -> AsyncIterator[WorkerActivitie
     zoho = ZohoClient(http, settings, sessions)
     vtex = VtexClient(http, settings)
     warehouse = Warehouse.from_settings(settings)
+    budgets = RequestBudgets()  # the long jobs' VTEX request budgets, shared by this worker's activities
     try:
         yield WorkerActivities(
             leads=LeadActivities(
@@ -87,9 +89,9 @@ async def worker_activities(settings: Settings) -> AsyncIterator[WorkerActivitie
             opportunities=OpportunityActivities(sessions, zoho),
             vtex_orders=VtexOrderActivities(vtex, warehouse),
             vtex_feed=VtexFeedActivities(vtex, warehouse, settings),
-            vtex_backfill=VtexBackfillActivities(vtex, warehouse),
-            vtex_catalog=VtexCatalogActivities(vtex, warehouse),
-            vtex_customers=VtexCustomerActivities(vtex, warehouse, sessions),
+            vtex_backfill=VtexBackfillActivities(vtex, warehouse, budgets),
+            vtex_catalog=VtexCatalogActivities(vtex, warehouse, budgets),
+            vtex_customers=VtexCustomerActivities(vtex, warehouse, sessions, budgets),
         )
     finally:
         await warehouse.aclose()

@@ -45,6 +45,9 @@ class ScheduledFlow:
     # A small flow runs at once when its schedule is first created; a sync waits for its first interval
     # (or `temporal schedule trigger`): a new deployment should not start reading the whole catalog.
     trigger_immediately: bool = True
+    # A small flow gives up when its next run is due; a sync may outlast its interval (a large catalog)
+    # and must finish, or the next run would start over: SKIP keeps the next one waiting meanwhile.
+    may_outlast_interval: bool = False
 
 
 def scheduled_flows(settings: Settings) -> list[ScheduledFlow]:
@@ -70,6 +73,7 @@ def scheduled_flows(settings: Settings) -> list[ScheduledFlow]:
             ),
             timedelta(seconds=settings.vtex_catalog_sync_interval_seconds),
             trigger_immediately=False,
+            may_outlast_interval=True,
         ),
         ScheduledFlow(
             VTEX_CUSTOMER_SYNC,
@@ -80,6 +84,7 @@ def scheduled_flows(settings: Settings) -> list[ScheduledFlow]:
             ),
             timedelta(seconds=settings.vtex_customer_sync_interval_seconds),
             trigger_immediately=False,
+            may_outlast_interval=True,
         ),
     ]
 
@@ -91,7 +96,7 @@ def schedule_of(flow: ScheduledFlow, settings: Settings) -> Schedule:
             flow.arg,
             id=flow.schedule_id,  # Temporal appends the scheduled time, so each run has its own id
             task_queue=settings.vtex_orders_task_queue,
-            execution_timeout=flow.every,
+            execution_timeout=None if flow.may_outlast_interval else flow.every,
         ),
         spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=flow.every)]),
         # A run still going when the next is due: skip the next, never run two at once. Runs missed while

@@ -70,6 +70,7 @@ class CustomerSyncInput:
     api_task_queue: str = VTEX_API_TASK_QUEUE
     page_size: int = SCROLL_MAX_SIZE
     pages_per_run: int = 100  # then continue-as-new
+    heartbeat_seconds: float = 30.0  # how soon a page whose worker died is tried again
     # Carried over continue-as-new:
     window: CustomerWindow | None = None
     token: str | None = None
@@ -100,6 +101,7 @@ class CustomerSyncWorkflow:
                 ),
                 task_queue=state.api_task_queue,
                 start_to_close_timeout=PAGE_TIMEOUT,
+                heartbeat_timeout=timedelta(seconds=state.heartbeat_seconds),
                 retry_policy=RETRY,
             )
             self._count(page.read, page.landed, page.already_landed, page.quarantined, page.checks)

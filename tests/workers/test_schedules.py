@@ -74,6 +74,13 @@ async def test_sync_schedules_run_when_triggered_from_the_temporal_cli(
                 assert described.schedule.policy.overlap == ScheduleOverlapPolicy.SKIP
                 assert described.schedule.policy.catchup_window == described.schedule.spec.intervals[0].every
                 assert described.info.num_actions == 0  # a sync does not start when its schedule is made
+                action = described.schedule.action
+                assert isinstance(action, ScheduleActionStartWorkflow)
+                assert action.task_queue == hub.settings.vtex_orders_task_queue
+                assert action.execution_timeout is None  # a long sync finishes rather than start over
+            catalog_action = catalog.schedule.action
+            assert isinstance(catalog_action, ScheduleActionStartWorkflow)
+            assert catalog_action.workflow == "CatalogSyncWorkflow"
 
             address = client.service_client.config.target_host
             for schedule_id in (VTEX_CATALOG_SYNC, VTEX_CUSTOMER_SYNC):

@@ -100,7 +100,7 @@ async def test_first_run_lands_all_then_only_what_changed(hub: Hub) -> None:
 
     third = await (await start_sync(hub)).result()
     assert third.landed == 0
-    assert third.read == third.already_landed  # only the overlap was read again
+    assert third.read == third.already_landed > 0  # only the overlap was read again
 
 
 async def test_expired_scroll_is_read_again_without_losing_or_repeating(hub: Hub) -> None:
