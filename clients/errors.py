@@ -42,7 +42,7 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
     if value.strip().isdigit():
         return float(value)
     try:
-        when = email.utils.parsedate_to_datetime(value)
+        when: datetime = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
