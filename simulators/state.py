@@ -24,7 +24,8 @@ from simulators.config import SimulatorConfig
 from simulators.deals import generate_deal
 from simulators.leads import BRT, ZOHO_ORG_PREFIX, generate_lead, zoho_timestamp
 from simulators.vtex_history import OrderHistory
-from simulators.vtex_orders import generate_order
+from simulators.vtex_orders import Store, generate_order
+from simulators.vtex_store import CatalogChanges, GeneratedStore
 
 Clock = Callable[[], float]
 
@@ -286,20 +287,6 @@ class FeedItem:
 
 
 @dataclass
-class CatalogChanges:
-    """What the control API did to the generated catalog since the last reset, by SKU id.
-
-    The generated SKUs stay as the configuration makes them; these overlay them.
-    """
-
-    # Picks the SKUs to change: a seeded app changes the same SKUs every run.
-    rng: random.Random = field(default_factory=random.Random)
-    versions: dict[int, int] = field(default_factory=dict)
-    deactivated: set[int] = field(default_factory=set)
-    deleted: set[int] = field(default_factory=set)
-
-
-@dataclass
 class MdScroll:
     """An open Master Data scroll: the ids that matched when it opened, in order, and how far it got."""
 
@@ -339,6 +326,8 @@ class VtexState:
     rng: random.Random
     # Read-only and the same after a reset: built once per app, its index on first use.
     history: OrderHistory
+    # What live orders take their items and buyers from: the catalog and customers as they are now.
+    store: Store | None = None
     # Feed handles draw from their own generator: reading the feed does not change the orders a seed gives.
     feed_rng: random.Random = field(default_factory=random.Random)
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -355,7 +344,7 @@ class VtexState:
     next_sequence: int = field(default_factory=lambda: time.time_ns() // 10**6 % 10**13)
 
     def create_order(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Store a new generated order in status ``order-created``.
+        """Store a new generated order in status ``order-created``, its items and buyer from :attr:`store`.
 
         Args:
             overrides: Fields to merge into the generated document, ``orderId`` included.
@@ -366,7 +355,11 @@ class VtexState:
         sequence = self.next_sequence
         self.next_sequence += 1
         order = generate_order(
-            self.rng, order_id=f"{sequence:013d}-01", sequence=f"{sequence % 10**7:07d}", overrides=overrides
+            self.rng,
+            order_id=f"{sequence:013d}-01",
+            sequence=f"{sequence % 10**7:07d}",
+            overrides=overrides,
+            store=self.store,
         )
         order_id = str(order["orderId"])
         order["orderId"] = order_id
@@ -426,14 +419,15 @@ class SimulatorState:
         self.zoho = ZohoState(rng=random.Random(seed), deal_rng=random.Random(deal_seed))
         if self.config.seed is not None:
             self.zoho.next_sequence = SEEDED_FIRST_SEQUENCE  # a seeded run repeats its ids too
+        catalog_changes = CatalogChanges(rng=random.Random(None if seed is None else f"vtex-catalog-{seed}"))
+        master_data = MasterDataState(rng=random.Random(None if seed is None else f"vtex-md-{seed}"))
         self.vtex = VtexState(
             rng=random.Random(None if seed is None else f"vtex-{seed}"),
             history=self.vtex_history,
+            store=GeneratedStore(self.config, catalog_changes, master_data.documents),
             feed_rng=random.Random(None if seed is None else f"vtex-feed-{seed}"),
-            catalog_changes=CatalogChanges(
-                rng=random.Random(None if seed is None else f"vtex-catalog-{seed}")
-            ),
-            master_data=MasterDataState(rng=random.Random(None if seed is None else f"vtex-md-{seed}")),
+            catalog_changes=catalog_changes,
+            master_data=master_data,
         )
         if seed is not None:
             self.vtex.next_sequence = VTEX_SEEDED_FIRST_SEQUENCE

@@ -299,7 +299,10 @@ class StateChanges(BaseModel):
 
 @control_router.post("/orders")
 async def create_order(state: StateDep, body: Annotated[OrderCreate | None, Body()] = None) -> dict[str, Any]:
-    """Create a generated order in status ``order-created``; no hook is sent and no feed item added."""
+    """Create a generated order in status ``order-created``; no hook is sent and no feed item added.
+
+    Its items are active, priced SKUs of the catalog as it is now, its buyer a generated CL customer.
+    """
     return {"order": state.vtex.create_order((body or OrderCreate()).overrides)}
 
 

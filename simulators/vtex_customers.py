@@ -1,7 +1,8 @@
 """Master Data v1, entity CL (customers): generated documents, the scroll API and its ``_where`` filter.
 
 The generated customers (``vtex_customers`` of them, created over the two years before
-``vtex_history_end``) are built on first use and never change. Updates and new customers made through the
+``vtex_history_end``, :func:`simulators.vtex_store.customer_base`) are built on first use and never
+change; orders take their buyers from them too. Updates and new customers made through the
 control API live in the app state (:class:`simulators.state.MasterDataState`), which a reset clears. A
 scroll snapshots the ids matching its ``_where`` when it opens, in creation order, and serves each page
 with the documents' content at the time the page is served, as Master Data does.
@@ -9,13 +10,10 @@ with the documents' content at the time the page is served, as Master Data does.
 
 from __future__ import annotations
 
-import functools
 import random
 import re
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -23,118 +21,26 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from simulators.config import SimulatorConfig
-from simulators.leads import CITIES, EMAIL_DOMAINS, FIRST_NAMES, LAST_NAMES, ascii_lower
 from simulators.state import EarlyReply, MasterDataState, MdScroll, SimulatorState, StateDep
 from simulators.vtex import vtex_api_guard
-from simulators.vtex_orders import (
-    MASKED_EMAIL_DOMAIN,
-    TICKS_PER_SECOND,
-    cpf,
-    now_ticks,
-    parse_ticks,
-    ticks_of,
-    vtex_timestamp,
+from simulators.vtex_orders import now_ticks, parse_ticks
+from simulators.vtex_store import (
+    FIELDS,
+    customer_document,
+    email_kind,
+    generated_customers,
+    md_timestamp,
+    phone_number,
 )
 
 TOKEN_HEADER = "X-VTEX-MD-TOKEN"
 SCROLL_MAX_SIZE = 1000
 SCROLL_DEFAULT_SIZE = 100
 EXPIRED_TOKEN = "The scroll token is invalid or has expired"
-CUSTOMER_DAYS = 730
-TICKS_PER_DAY = 86_400 * TICKS_PER_SECOND
-NEVER_UPDATED_SHARE = 0.4
-MASKED_EMAIL_SHARE = 0.2
-INVALID_EMAIL_SHARE = 0.01
-NEWSLETTER_SHARE = 0.35
-# Addresses people mistype into a sign-up form; none passes a syntax check.
-INVALID_EMAIL_FORMS = ("{local}@@{domain}", "{local}.{domain}", "{local} @{domain}", "{local}@{domain},")
-FIELDS = (
-    "id", "email", "firstName", "lastName", "document", "documentType", "phone", "userId",
-    "isNewsletterOptIn", "accountName", "dataEntityId", "createdIn", "updatedIn",
-)  # fmt: skip
 DATE_FIELDS = frozenset({"createdIn", "updatedIn"})
 BOOLEAN_FIELDS = frozenset({"isNewsletterOptIn"})
-AREA_CODES = tuple(sorted({city.ddd for cities in CITIES.values() for city in cities}))
-# Stricter than RFC 5322 on purpose: every address generated here passes, every mistyped one fails.
-_VALID_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}")
 
 Predicate = Callable[[Mapping[str, Any]], bool]
-
-
-def md_timestamp(ticks: int) -> str:
-    """Ticks the way Master Data writes them: UTC, 7 fractional digits, ``Z``."""
-    return vtex_timestamp(ticks, zulu=True)
-
-
-def customer_document(
-    rng: random.Random, *, account: str, created: int, updated: int | None
-) -> dict[str, Any]:
-    """A CL document as Master Data v1 serves it.
-
-    Args:
-        rng: Draws everything but the times.
-        account: The VTEX account (``accountName``).
-        created: ``createdIn`` in ticks.
-        updated: ``updatedIn`` in ticks, or None for a document never updated (``updatedIn`` null).
-
-    Returns:
-        The document with every field of :data:`FIELDS`.
-    """
-    first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
-    # Dict displays evaluate in order: the draws below always happen in this order.
-    return {
-        "id": _uuid(rng),
-        "email": _email(rng, first, last),
-        "firstName": first,
-        "lastName": last,
-        "document": cpf(rng),
-        "documentType": "CPF",
-        "phone": _phone(rng),
-        "userId": _uuid(rng),
-        "isNewsletterOptIn": rng.random() < NEWSLETTER_SHARE,
-        "accountName": account,
-        "dataEntityId": "CL",
-        "createdIn": md_timestamp(created),
-        "updatedIn": None if updated is None else md_timestamp(updated),
-    }
-
-
-def email_kind(email: Any) -> Literal["masked", "invalid", "plain"]:
-    """Whether an address is VTEX's masked relay, not an address at all, or a plain one."""
-    if not (isinstance(email, str) and _VALID_EMAIL.fullmatch(email)):
-        return "invalid"
-    return "masked" if email.endswith(f"@{MASKED_EMAIL_DOMAIN}") else "plain"
-
-
-@dataclass(frozen=True)
-class CustomerBase:
-    """The generated customers, in creation order; nobody changes them."""
-
-    documents: tuple[dict[str, Any], ...]
-    positions: dict[str, int]
-    latest_ticks: int  # the latest createdIn or updatedIn among them
-
-
-@functools.lru_cache(maxsize=4)
-def customer_base(seed: int, count: int, end: str, account: str) -> CustomerBase:
-    """``count`` customers created over the two years before ``end``; the same arguments give the same ones.
-
-    About 40 % were never updated; the others were, after their creation and before ``end``. Kept per
-    arguments for the process: it is read-only, and apps made from one config share it.
-    """
-    end_ticks = ticks_of(datetime.fromisoformat(end))
-    span = CUSTOMER_DAYS * TICKS_PER_DAY
-    rng = random.Random(f"vtex-md:{seed}")
-    created = sorted(end_ticks - span + rng.randrange(span) for _ in range(count))
-    documents, latest = [], 0
-    for ticks in created:
-        updated = None
-        if rng.random() >= NEVER_UPDATED_SHARE:
-            updated = ticks + 1 + rng.randrange(max(1, end_ticks - ticks - 1))
-        documents.append(customer_document(rng, account=account, created=ticks, updated=updated))
-        latest = max(latest, ticks, updated or 0)
-    positions = {document["id"]: position for position, document in enumerate(documents)}
-    return CustomerBase(tuple(documents), positions, latest)
 
 
 class NotEnoughCustomers(ValueError):
@@ -150,9 +56,7 @@ class Customers:
     """
 
     def __init__(self, config: SimulatorConfig, live: MasterDataState) -> None:
-        self.base = customer_base(
-            config.vtex_customers_seed, config.vtex_customers, config.vtex_history_end, config.vtex_account
-        )
+        self.base = generated_customers(config)
         self.live = live
         self.account = config.vtex_account
 
@@ -565,27 +469,8 @@ def _project(document: Mapping[str, Any], fields: tuple[str, ...] | None) -> dic
     return {name: document[name] for name in fields if name in document}
 
 
-def _uuid(rng: random.Random) -> str:
-    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
-
-
-def _email(rng: random.Random, first: str, last: str) -> str:
-    draw = rng.random()
-    if draw < MASKED_EMAIL_SHARE:
-        return f"{rng.getrandbits(128):032x}@{MASKED_EMAIL_DOMAIN}"
-    local = f"{ascii_lower(first)}.{ascii_lower(last)}{rng.randint(1, 999)}"
-    domain = rng.choice(EMAIL_DOMAINS)
-    if draw < MASKED_EMAIL_SHARE + INVALID_EMAIL_SHARE:
-        return rng.choice(INVALID_EMAIL_FORMS).format(local=local, domain=domain)
-    return f"{local}@{domain}"
-
-
-def _phone(rng: random.Random) -> str:
-    return f"+55{rng.choice(AREA_CODES)}9{rng.randint(60_000_000, 99_999_999)}"
-
-
 def _other_phone(rng: random.Random, phone: Any) -> str:
-    new = _phone(rng)
+    new = phone_number(rng)
     while new == phone:
-        new = _phone(rng)
+        new = phone_number(rng)
     return new

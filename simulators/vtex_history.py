@@ -2,8 +2,9 @@
 
 Only a sorted index of creation times is kept; each full document is generated on demand from
 ``(seed, position)``, so ten thousand orders cost a list of integers, not ten thousand documents. The
-same settings give the same ids, dates and documents on every run and every machine: every random
-generator is seeded with a string (hashed with SHA-512 by :mod:`random`), never with ``hash()``.
+same settings (the catalog's and customers' included) give the same ids, dates and documents on every
+run and every machine: every random generator is seeded with a string (hashed with SHA-512 by
+:mod:`random`), never with ``hash()``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from simulators.vtex_orders import (
     ticks_of,
     vtex_timestamp,
 )
+from simulators.vtex_store import GeneratedStore
 
 TICKS_PER_MILLISECOND = TICKS_PER_SECOND // 1000
 TICKS_PER_HOUR = 3600 * TICKS_PER_SECOND
@@ -116,21 +118,27 @@ class OrderHistory:
     Creation times follow a shop's rhythm (evenings busier than nights, growth over the years, Black
     Friday peaks); about 8 % of the orders ended ``canceled``, the rest ``invoiced``. Positions in the
     index follow creation time, so ids and store sequence numbers grow with it, as a real store's do.
+    With a store, every order's items and buyer come from its catalog and customers as they were
+    generated (the control API's changes are later news), among those created before the order.
 
     Args:
         orders: How many orders the history holds.
         days: How long it spans.
         end: When it ends (aware); every order was created before.
         seed: What the history is made from.
+        store: The generated catalog and customers; without one, fixed products and made-up buyers.
     """
 
-    def __init__(self, *, orders: int, days: int, end: datetime, seed: int) -> None:
+    def __init__(
+        self, *, orders: int, days: int, end: datetime, seed: int, store: GeneratedStore | None = None
+    ) -> None:
         if end.tzinfo is None:
             raise ValueError("the end of the history must be an aware datetime")
         self.size = orders
         self.days = days
         self.end = end.astimezone(UTC)
         self.seed = seed
+        self.store = store
         self._ticks: list[int] | None = None
         self._cache: OrderedDict[int, dict[str, Any]] = OrderedDict()
         # The id's 13-digit group starts at a seed-derived number: other seeds give other ids.
@@ -138,12 +146,16 @@ class OrderHistory:
 
     @classmethod
     def from_config(cls, config: SimulatorConfig) -> OrderHistory:
-        """The history the ``SIM_VTEX_HISTORY_*`` settings describe; its index is built on first use."""
+        """The history the ``SIM_VTEX_HISTORY_*`` settings describe, over the generated catalog and customers.
+
+        Its index is built on first use, each document when it is asked for.
+        """
         return cls(
             orders=config.vtex_history_orders,
             days=config.vtex_history_days,
             end=datetime.fromisoformat(config.vtex_history_end),
             seed=config.vtex_history_seed,
+            store=GeneratedStore(config),
         )
 
     def __len__(self) -> int:
@@ -237,6 +249,7 @@ class OrderHistory:
             sequence=f"{(self._id_base + position) % 10**7:07d}",
             now=EPOCH + timedelta(microseconds=created // 10),
             overrides=overrides,
+            store=None if self.store is None else self.store.at(created),
         )
         order["paymentData"] = {
             "transactions": [

@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Protocol, get_args
 
 from simulators.leads import CITIES, EMAIL_DOMAINS, FIRST_NAMES, LAST_NAMES, STATE_WEIGHTS, ascii_lower
 
@@ -72,15 +72,33 @@ STATUS_DESCRIPTIONS: dict[str, str] = {
 
 @dataclass(frozen=True)
 class Product:
-    """A catalog product with its one SKU: what an order item is made of."""
+    """A SKU as an order item carries it: its ids, name and prices in cents.
+
+    ``price`` is the "por" and ``list_price`` the "de"; without a ``price``, each order draws one a little
+    under the list price (the fixed :data:`PRODUCTS`).
+    """
 
     product_id: str
     sku_id: str
     ref_id: str
     name: str
     list_price: int
+    price: int | None = None
 
 
+class Store(Protocol):
+    """What orders are placed in: a catalog to take items from, customers to buy them."""
+
+    def pick_products(self, rng: random.Random, count: int) -> list[Product]:
+        """Up to ``count`` distinct SKUs for an order's items; ``[]`` when the catalog has none."""
+        ...
+
+    def pick_buyer(self, rng: random.Random) -> dict[str, Any] | None:
+        """The ``clientProfileData`` of an order's buyer; None when there are no customers."""
+        ...
+
+
+# What orders are made of when no store is given, or its catalog is empty.
 PRODUCTS = (
     Product("1001", "2001", "TAP-ONX-BOR", "Jogo de Tapetes de Borracha Onix", 18990),
     Product("1002", "2002", "ENG-TRK-REM", "Engate Reboque Removível Tracker", 89900),
@@ -171,15 +189,18 @@ def generate_order(
     sequence: str | None = None,
     now: datetime | None = None,
     overrides: Mapping[str, Any] | None = None,
+    store: Store | None = None,
 ) -> dict[str, Any]:
     """Make one order as VTEX's OMS API (``GET /api/oms/pvt/orders/{orderId}``) returns it.
 
     Args:
-        rng: A random generator or a seed; the same seed and ``now`` give the same order.
+        rng: A random generator or a seed; the same seed, ``now`` and store give the same order.
         order_id: The order id; a random ``<13 digits>-01`` one when omitted.
         sequence: The store's order sequence number; derived from the id when omitted.
         now: The moment the order is generated; it was placed up to 30 minutes before.
         overrides: Fields to merge into the generated document (nested objects merge key by key).
+        store: Where the items and the buyer come from (:class:`simulators.vtex_store.GeneratedStore`);
+            without one, or where it has none, a dozen fixed products and a made-up buyer.
 
     Returns:
         The order in status ``order-created``, with ``orderId, sequence, status, statusDescription,
@@ -191,7 +212,9 @@ def generate_order(
     order_id = order_id or f"{rng.randrange(10**12, 10**13)}-01"
     group = order_id.rsplit("-", 1)[0]
     created = ticks_of(now or datetime.now(UTC)) - rng.randint(0, 30 * 60 * TICKS_PER_SECOND)
-    items = [_item(rng, product) for product in rng.sample(PRODUCTS, rng.choices((1, 2, 3), (6, 3, 1))[0])]
+    count = rng.choices((1, 2, 3), (6, 3, 1))[0]
+    products = store.pick_products(rng, count) if store is not None else []
+    items = [_item(rng, product) for product in products or rng.sample(PRODUCTS, count)]
     items_total = sum(item["price"] * item["quantity"] for item in items)
     discounts = sum((item["sellingPrice"] - item["price"]) * item["quantity"] for item in items)
     shipping = rng.choice(SHIPPING_PRICES)
@@ -201,14 +224,30 @@ def generate_order(
         {"id": "Shipping", "name": "Total do Frete", "value": shipping},
         {"id": "Tax", "name": "Total da Taxa", "value": 0},
     ]
-    first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
-    if rng.random() < MASKED_EMAIL_SHARE:
-        email = f"{rng.getrandbits(128):032x}@{MASKED_EMAIL_DOMAIN}"
+    buyer = store.pick_buyer(rng) if store is not None else None
+    if buyer is None:  # made up; the draws keep the order they had before stores existed
+        first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+        if rng.random() < MASKED_EMAIL_SHARE:
+            email = f"{rng.getrandbits(128):032x}@{MASKED_EMAIL_DOMAIN}"
+        else:
+            local = f"{ascii_lower(first)}.{ascii_lower(last)}{rng.randint(1, 99)}"
+            email = f"{local}@{rng.choice(EMAIL_DOMAINS)}"
     else:
-        email = f"{ascii_lower(first)}.{ascii_lower(last)}{rng.randint(1, 99)}@{rng.choice(EMAIL_DOMAINS)}"
+        first, last = buyer["firstName"], buyer["lastName"]
     uf = rng.choices(list(STATE_WEIGHTS), weights=list(STATE_WEIGHTS.values()))[0]
     city = rng.choice(CITIES[uf])
     cep = f"{rng.randint(city.cep_low, city.cep_high):08d}"
+    if buyer is None:
+        buyer = {
+            "email": email,
+            "firstName": first,
+            "lastName": last,
+            "documentType": "cpf",
+            "document": cpf(rng),
+            "phone": f"+55{city.ddd}9{rng.randint(60000000, 99999999)}",
+            "isCorporate": False,
+            "userProfileId": _uuid(rng),
+        }
     order: dict[str, Any] = {
         "orderId": order_id,
         "sequence": sequence or group[-7:],
@@ -225,16 +264,7 @@ def generate_order(
         "lastChange": vtex_timestamp(created),
         "totals": totals,
         "items": items,
-        "clientProfileData": {
-            "email": email,
-            "firstName": first,
-            "lastName": last,
-            "documentType": "cpf",
-            "document": cpf(rng),
-            "phone": f"+55{city.ddd}9{rng.randint(60000000, 99999999)}",
-            "isCorporate": False,
-            "userProfileId": _uuid(rng),
-        },
+        "clientProfileData": buyer,
         "shippingData": {
             "address": {
                 "addressType": "residential",
@@ -255,7 +285,9 @@ def generate_order(
 
 def _item(rng: random.Random, product: Product) -> dict[str, Any]:
     # The list price is the "de", the price the "por"; some items carry a promotion on top.
-    price = product.list_price - rng.choice((0, 0, 1000, 2000))
+    price = product.price
+    if price is None:
+        price = product.list_price - rng.choice((0, 0, 1000, 2000))
     selling_price = price - (price * rng.choice((0, 0, 0, 5, 10)) // 100)
     return {
         "uniqueId": f"{rng.getrandbits(128):032X}",
