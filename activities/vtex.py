@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.dbt import BuildRequester
 from activities.errors import external_call
 from clients.vtex import VtexClient
 from core.vtex import OrderEvent, change_key
@@ -41,9 +42,10 @@ class LandOrderResult:
 class VtexOrderActivities:
     """Holds the VTEX client and the warehouse, built once per worker."""
 
-    def __init__(self, vtex: VtexClient, warehouse: Warehouse) -> None:
+    def __init__(self, vtex: VtexClient, warehouse: Warehouse, builds: BuildRequester) -> None:
         self._vtex = vtex
         self._warehouse = warehouse
+        self._builds = builds
 
     @activity.defn
     async def land_order_events(self, params: LandEventsInput) -> None:
@@ -76,6 +78,7 @@ class VtexOrderActivities:
                     quarantined=str(invalid),
                 )
             await self._warehouse.land(VTEX_ORDERS, [record])
+        await self._builds.request_soon("vtex orders")  # silver and gold follow within a minute or two
         return LandOrderResult(
             status=str(document["status"]),
             last_change=change_key(str(document["lastChange"])),

@@ -10,6 +10,12 @@ LEADS_TASK_QUEUE = "leads"
 OPPORTUNITIES_TASK_QUEUE = "opportunities"
 VTEX_ORDERS_TASK_QUEUE = "vtex-orders"
 VTEX_API_TASK_QUEUE = "vtex-api"
+DBT_TASK_QUEUE = "dbt"
+
+# The one workflow that builds silver and gold; flows ask it for builds with this signal.
+DBT_BUILD_WORKFLOW = "DbtBuildWorkflow"
+DBT_BUILD_WORKFLOW_ID = "dbt-build"
+REQUEST_BUILD_SIGNAL = "request_build"
 
 # Search attributes support staff filter on in the Temporal Web UI. Never put PII here.
 LEAD_ID = SearchAttributeKey.for_keyword("LeadId")

@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.constants import (
+    DBT_TASK_QUEUE,
     LEADS_TASK_QUEUE,
     OPPORTUNITIES_TASK_QUEUE,
     VTEX_API_TASK_QUEUE,
@@ -37,6 +38,7 @@ class Settings(BaseSettings):
     opportunities_task_queue: str = OPPORTUNITIES_TASK_QUEUE
     vtex_orders_task_queue: str = VTEX_ORDERS_TASK_QUEUE
     vtex_api_task_queue: str = VTEX_API_TASK_QUEUE  # every VTEX call, rate-limited across all workers
+    dbt_task_queue: str = DBT_TASK_QUEUE  # dbt builds of silver and gold, one at a time
 
     # Portal / central database (SQLAlchemy URL, sync driver form)
     database_url: str = ""
@@ -117,6 +119,11 @@ class Settings(BaseSettings):
     # Concurrent landings in one worker share an append: sent at this many rows or after this delay.
     warehouse_batch_rows: int = Field(default=500, gt=0)
     warehouse_batch_delay_seconds: float = Field(default=0.05, ge=0)
+    # dbt (silver and gold): where builds keep dbt's target and logs, and how often landing orders ask
+    # for a build at most (per worker process).
+    dbt_work_dir: str = "var/dbt"
+    dbt_builds_enabled: bool = True  # off when silver and gold are built elsewhere
+    dbt_orders_build_interval_seconds: float = Field(default=60.0, ge=0)
 
     # Outbound events (Standard Webhooks)
     event_subscribers: Annotated[list[str], NoDecode] = Field(default_factory=list)

@@ -248,6 +248,8 @@ def hub_settings(
         "vtex_order_batch_window_seconds": 0.5,
         "vtex_order_final_linger_seconds": 2.0,
         "bigquery_timeout_seconds": 5.0,
+        "dbt_task_queue": f"{task_queue}-dbt",
+        "dbt_builds_enabled": False,  # the dbt tests turn builds on
         **extra,
     }
     return Settings(**values)
@@ -303,7 +305,7 @@ async def running_hub(
         await stack.enter_async_context(serve(create_simulators(sims_config), sims_port))
         api_url = await stack.enter_async_context(serve(create_app(settings, temporal=client), api_port))
         if worker:
-            activities = await stack.enter_async_context(worker_activities(settings))
+            activities = await stack.enter_async_context(worker_activities(settings, client))
             for each in build_workers(client, activities, settings):
                 await stack.enter_async_context(each)
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=30))

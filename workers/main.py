@@ -16,6 +16,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.dbt import BuildRequester, DbtActivities
 from activities.leads import LeadActivities
 from activities.opportunities import OpportunityActivities
 from activities.pacing import RequestBudgets
@@ -33,6 +34,7 @@ from core.temporal import connect
 from db.engine import create_engine, session_factory
 from warehouse import Warehouse
 from workers.schedules import ensure_schedules
+from workflows.dbt_build import DbtBuildWorkflow
 from workflows.lead_distribution import LeadDistributionWorkflow
 from workflows.opportunity_sync import OpportunitySyncWorkflow
 from workflows.vtex_catalog_sync import CatalogSyncWorkflow
@@ -62,10 +64,12 @@ class WorkerActivities:
     vtex_backfill: VtexBackfillActivities
     vtex_catalog: VtexCatalogActivities
     vtex_customers: VtexCustomerActivities
+    dbt: DbtActivities
+    builds: BuildRequester
 
 
 @asynccontextmanager
-async def worker_activities(settings: Settings) -> AsyncIterator[WorkerActivities]:
+async def worker_activities(settings: Settings, client: Client) -> AsyncIterator[WorkerActivities]:
     """The activity objects with their clients (built once per process), closed again on exit."""
     engine = create_engine(settings.database_url)
     http = httpx.AsyncClient(timeout=settings.dealer_http_timeout_seconds)
@@ -76,6 +80,7 @@ async def worker_activities(settings: Settings) -> AsyncIterator[WorkerActivitie
     vtex = VtexClient(http, settings)
     warehouse = Warehouse.from_settings(settings)
     budgets = RequestBudgets()  # the long jobs' VTEX request budgets, shared by this worker's activities
+    builds = BuildRequester(client, settings)
     try:
         yield WorkerActivities(
             leads=LeadActivities(
@@ -87,11 +92,13 @@ async def worker_activities(settings: Settings) -> AsyncIterator[WorkerActivitie
                 business_timezone=settings.business_timezone,
             ),
             opportunities=OpportunityActivities(sessions, zoho),
-            vtex_orders=VtexOrderActivities(vtex, warehouse),
+            vtex_orders=VtexOrderActivities(vtex, warehouse, builds),
             vtex_feed=VtexFeedActivities(vtex, warehouse, settings),
             vtex_backfill=VtexBackfillActivities(vtex, warehouse, budgets),
             vtex_catalog=VtexCatalogActivities(vtex, warehouse, budgets),
             vtex_customers=VtexCustomerActivities(vtex, warehouse, sessions, budgets),
+            dbt=DbtActivities(settings),
+            builds=builds,
         )
     finally:
         await warehouse.aclose()
@@ -171,6 +178,15 @@ def build_workers(client: Client, activities: WorkerActivities, settings: Settin
             # per account, not per process.
             max_task_queue_activities_per_second=settings.vtex_requests_per_second,
         ),
+        Worker(
+            client,
+            task_queue=settings.dbt_task_queue,
+            workflows=[DbtBuildWorkflow],
+            workflow_runner=WORKFLOW_RUNNER,
+            activities=[activities.dbt.dbt_build, activities.builds.request_dbt_build],
+            # One build at a time per worker; the workflow never asks for two at once anyway.
+            max_concurrent_activities=2,
+        ),
     ]
 
 
@@ -191,7 +207,7 @@ async def run(settings: Settings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     await ensure_schedules(client, settings)
-    async with worker_activities(settings) as activities, AsyncExitStack() as workers:
+    async with worker_activities(settings, client) as activities, AsyncExitStack() as workers:
         for worker in build_workers(client, activities, settings):
             await workers.enter_async_context(worker)
             log.info("worker polling %s at %s", worker.task_queue, settings.temporal_address)

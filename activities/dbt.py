@@ -1,0 +1,145 @@
+"""Activities that build silver and gold with dbt, and that ask for such a build.
+
+The build runs ``python -m warehouse.dbt build`` as a child process and heartbeats while it waits: a
+cancelled or timed-out activity kills the child. Asking for a build is a signal-with-start of the one
+``DbtBuildWorkflow`` (id ``dbt-build``), which coalesces the requests that arrive while it builds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
+
+from activities.pacing import heartbeating
+from core.constants import DBT_BUILD_WORKFLOW, DBT_BUILD_WORKFLOW_ID, REQUEST_BUILD_SIGNAL
+from core.settings import Settings
+from warehouse.dbt import DbtBuildSummary, build_command, dbt_environment, parse_summary
+
+log = logging.getLogger("activities.dbt")
+
+
+@dataclass
+class DbtBuildInput:
+    select: list[str] = field(default_factory=list)  # dbt node selection; empty: everything
+    full_refresh: bool = False
+
+
+@dataclass
+class BuildRequest:
+    """Why a build is wanted (shown in the build workflow's history): a flow's name, never record data."""
+
+    reason: str
+
+
+class DbtActivities:
+    """Runs dbt builds for this worker's settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._environment = {**os.environ, **dbt_environment(settings)}
+        self._work_dir = Path(settings.dbt_work_dir).resolve()
+
+    @activity.defn
+    async def dbt_build(self, params: DbtBuildInput) -> DbtBuildSummary:
+        """Run ``dbt build``; failed tests come back in the summary (a build that could not run raises)."""
+        command = build_command(self._work_dir, params.select, params.full_refresh)
+        process = await asyncio.create_subprocess_exec(
+            *command, env=self._environment, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+        try:
+            async with heartbeating():
+                output, _ = await process.communicate()
+        finally:
+            if process.returncode is None:  # cancelled or timed out: the build must not outlive us
+                process.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    await process.wait()
+        text = output.decode(errors="replace")
+        summary = parse_summary(text)
+        if summary.error:
+            log.error("dbt build could not run: %s", summary.error)
+            raise RuntimeError(f"dbt build could not run: {summary.error}")
+        if not summary.success:
+            log.warning("dbt build failed: %s", "; ".join(summary.failures)[:2000])
+        return summary
+
+
+def dbt_build_workflow_id(settings: Settings) -> str:
+    """One build workflow per warehouse: environments that share a project differ by dataset prefix."""
+    prefix = settings.bigquery_dataset_prefix.strip("_-")
+    return f"{DBT_BUILD_WORKFLOW_ID}-{prefix}" if prefix else DBT_BUILD_WORKFLOW_ID
+
+
+async def request_dbt_build(client: Client, settings: Settings, reason: str) -> None:
+    """Ask the warehouse's build workflow for a build, starting it if it is not running.
+
+    Contract: when this returns, a build that starts after this moment is guaranteed (a build already
+    running does not count: it may have read bronze before the caller's rows landed).
+    """
+    await client.start_workflow(
+        DBT_BUILD_WORKFLOW,
+        DbtBuildWorkflowInput(),
+        id=dbt_build_workflow_id(settings),
+        task_queue=settings.dbt_task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        start_signal=REQUEST_BUILD_SIGNAL,
+        start_signal_args=[BuildRequest(reason)],
+    )
+
+
+@dataclass
+class DbtBuildWorkflowInput:
+    """The build workflow's state, carried over continue-as-new."""
+
+    pending: list[str] = field(default_factory=list)  # reasons of requests not built yet
+    builds: int = 0
+    failed_builds: int = 0
+    last: DbtBuildSummary | None = None
+
+
+class BuildRequester:
+    """Asks for a dbt build, at most once per ``min_interval`` seconds from this process.
+
+    Orders land all the time; one request every minute or so keeps silver and gold fresh without a
+    build per order. Requests between builds coalesce in the build workflow anyway.
+    """
+
+    def __init__(self, client: Client, settings: Settings) -> None:
+        self._client = client
+        self._settings = settings
+        self._min_interval = settings.dbt_orders_build_interval_seconds
+        self._last = float("-inf")
+
+    async def request(self, reason: str) -> None:
+        """Signal-with-start the build workflow (raises if Temporal does not answer); no-op when disabled."""
+        if self._settings.dbt_builds_enabled:
+            await request_dbt_build(self._client, self._settings, reason)
+
+    async def request_soon(self, reason: str) -> None:
+        """Request a build unless this process did less than ``min_interval`` ago; never raises.
+
+        The landing that calls this has already succeeded: a lost request only delays gold until the
+        next landing's request.
+        """
+        now = time.monotonic()
+        if now - self._last < self._min_interval:
+            return
+        self._last = now
+        try:
+            await self.request(reason)
+        except Exception as error:  # a missed request is made up by the next one
+            self._last = float("-inf")
+            log.warning("could not request a dbt build (%s): %s", reason, error)
+
+    @activity.defn
+    async def request_dbt_build(self, params: BuildRequest) -> None:
+        """Ask for a build (a sync or backfill that landed something); coalesced with others."""
+        await self.request(params.reason)

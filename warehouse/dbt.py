@@ -1,0 +1,141 @@
+"""dbt builds of the silver and gold layers: run in a child process, summarised for Temporal.
+
+``python -m warehouse.dbt build`` runs ``dbt build`` through dbt's programmatic runner (``dbtRunner``) on
+the project in ``dbt/`` and prints a JSON summary on its last line. The build runs in a process of its
+own because dbt keeps global state between invocations and its BigQuery adapter costs a worker about
+200 MiB; the child gives both back when it exits. :func:`dbt_environment` names everything the profile
+reads, from the hub's settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.settings import Settings
+
+PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt"
+SUMMARY_PREFIX = "DBT-SUMMARY "
+TEST_TYPES = {"test", "unit_test"}
+
+
+@dataclass
+class DbtBuildSummary:
+    """What one ``dbt build`` did; ``failures`` names every model or test that failed, with dbt's message."""
+
+    success: bool = False
+    models_built: int = 0
+    models_failed: int = 0
+    tests_passed: int = 0
+    tests_failed: int = 0
+    tests_warned: int = 0
+    skipped: int = 0
+    failures: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    error: str = ""  # dbt could not run at all (profile, connection, parse error)
+
+
+def dbt_environment(settings: Settings) -> dict[str, str]:
+    """The variables ``dbt/profiles.yml`` and the models read, from the hub's settings."""
+    environment = {
+        "HUB_BIGQUERY_PROJECT": settings.bigquery_project,
+        "HUB_BIGQUERY_LOCATION": settings.bigquery_location,
+        "HUB_BIGQUERY_DATASET_PREFIX": settings.bigquery_dataset_prefix,
+        "HUB_BIGQUERY_CREDENTIALS_FILE": settings.bigquery_credentials_file,
+        "HUB_DBT_TARGET": "emulator" if settings.bigquery_endpoint else "bigquery",
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+    if settings.bigquery_endpoint:
+        environment["BIGQUERY_EMULATOR_HOST"] = settings.bigquery_endpoint
+    return environment
+
+
+def build_command(work_dir: Path, select: Sequence[str] = (), full_refresh: bool = False) -> list[str]:
+    """The child process that builds: this module, with where dbt keeps its target and logs."""
+    command = [sys.executable, "-m", "warehouse.dbt", "build", "--work-dir", str(work_dir)]
+    if select:
+        command += ["--select", *select]
+    if full_refresh:
+        command.append("--full-refresh")
+    return command
+
+
+def parse_summary(output: str) -> DbtBuildSummary:
+    """The summary the child printed, or one that says it printed none (it crashed)."""
+    for line in reversed(output.splitlines()):
+        if line.startswith(SUMMARY_PREFIX):
+            return DbtBuildSummary(**json.loads(line[len(SUMMARY_PREFIX) :]))
+    return DbtBuildSummary(error=f"dbt printed no summary; last output: {output[-500:]}")
+
+
+def summarise(results: Sequence[Any]) -> DbtBuildSummary:
+    """Count dbt's run results by kind and status; name each failure."""
+    summary = DbtBuildSummary()
+    for result in results:
+        kind, status, name = str(result.node.resource_type), str(result.status), result.node.name
+        message = f"{name}: {result.message or status}"
+        if kind in TEST_TYPES:
+            if status == "pass":
+                summary.tests_passed += 1
+            elif status == "warn":
+                summary.tests_warned += 1
+                summary.warnings.append(message)
+            elif status in ("fail", "error"):
+                summary.tests_failed += 1
+                summary.failures.append(message)
+            else:
+                summary.skipped += 1
+        elif status == "success":
+            summary.models_built += 1
+        elif status == "error":
+            summary.models_failed += 1
+            summary.failures.append(message)
+        else:
+            summary.skipped += 1
+    summary.success = not summary.failures
+    return summary
+
+
+def run_build(work_dir: Path, select: Sequence[str], full_refresh: bool) -> DbtBuildSummary:
+    """Run ``dbt build`` in this process (the child's side)."""
+    from dbt.cli.main import dbtRunner  # heavy: only the child process loads dbt
+
+    started = time.monotonic()
+    arguments = ["build", "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR)]
+    arguments += ["--target-path", str(work_dir / "target"), "--log-path", str(work_dir / "logs")]
+    if select:
+        arguments += ["--select", *select]
+    if full_refresh:
+        arguments.append("--full-refresh")
+    outcome = dbtRunner().invoke(arguments)
+    results = getattr(outcome.result, "results", None)
+    if results is None:
+        summary = DbtBuildSummary(error=str(outcome.exception or "dbt did not run"))
+    else:
+        summary = summarise(results)
+        summary.success = summary.success and outcome.success
+    summary.seconds = round(time.monotonic() - started, 3)
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m warehouse.dbt", description="Build silver and gold.")
+    parser.add_argument("command", choices=["build"])
+    parser.add_argument("--work-dir", type=Path, default=Path("var/dbt"))
+    parser.add_argument("--select", nargs="*", default=[])
+    parser.add_argument("--full-refresh", action="store_true")
+    args = parser.parse_args(argv)
+    summary = run_build(args.work_dir, args.select, args.full_refresh)
+    sys.stdout.write(SUMMARY_PREFIX + json.dumps(asdict(summary)) + "\n")
+    sys.exit(0 if summary.success else 1)
+
+
+if __name__ == "__main__":
+    main()
