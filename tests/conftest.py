@@ -21,11 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
 from core.constants import SEARCH_ATTRIBUTES
+from core.settings import Settings
 from core.temporal import DATA_CONVERTER
 from db.engine import create_engine, session_factory
 from db.migrate import upgrade
 from devstack import emulator
 from tests.support import free_port
+from warehouse import Warehouse
 
 POSTGRES_URL = os.environ.get("HUB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REQUIRE_POSTGRES = os.environ.get("HUB_REQUIRE_POSTGRES") == "1"
@@ -196,3 +198,12 @@ def warehouse_settings(bigquery_emulator: BigQueryEmulator, warehouse_prefix: st
         "bigquery_write_endpoint": bigquery_emulator.grpc,
         "bigquery_dataset_prefix": warehouse_prefix,
     }
+
+
+@pytest.fixture
+async def warehouse(warehouse_settings: dict[str, Any]) -> AsyncIterator[Warehouse]:
+    """The warehouse layer on the shared emulator, in datasets of the test's own."""
+    settings = Settings(environment="test", bigquery_timeout_seconds=10, **warehouse_settings)
+    warehouse = Warehouse.from_settings(settings)
+    yield warehouse
+    await warehouse.aclose()

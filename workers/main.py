@@ -172,6 +172,7 @@ def build_workers(client: Client, activities: WorkerActivities, settings: Settin
                 customers.read_watermark,
                 customers.land_customer_page,
                 customers.advance_watermark,
+                activities.builds.request_dbt_build,
             ],
             max_concurrent_activities=settings.worker_max_concurrent_activities,
             # Enforced by the Temporal server across every worker polling this queue: VTEX's limit is

@@ -10,7 +10,7 @@ the memo and the ``last_build`` query; a build with failures is logged as a warn
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from temporalio import workflow
@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from core.constants import DBT_BUILD_WORKFLOW, REQUEST_BUILD_SIGNAL
     from warehouse.dbt import DbtBuildSummary
 
-LAST_BUILD_QUERY = "last_build"
+STATUS_QUERY = "status"
 BUILD_TIMEOUT = timedelta(minutes=60)
 HEARTBEAT_TIMEOUT = timedelta(seconds=60)
 BUILDS_PER_RUN = 100  # then continue-as-new
@@ -29,29 +29,40 @@ BUILDS_PER_RUN = 100  # then continue-as-new
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=5))
 
 
+@dataclass
+class DbtBuildStatus:
+    """What support reads in the ``status`` query: builds so far, the last one, requests waiting."""
+
+    builds: int = 0
+    failed_builds: int = 0
+    building: bool = False
+    pending: list[str] = field(default_factory=list)
+    last: DbtBuildSummary | None = None
+
+
 @workflow.defn(name=DBT_BUILD_WORKFLOW)
 class DbtBuildWorkflow:
     def __init__(self) -> None:
         self._pending: list[str] = []
-        self._last: DbtBuildSummary | None = None
+        self._status = DbtBuildStatus()
 
     @workflow.signal(name=REQUEST_BUILD_SIGNAL)
     def request_build(self, request: BuildRequest) -> None:
         if request.reason not in self._pending:
             self._pending.append(request.reason)
 
-    @workflow.query(name=LAST_BUILD_QUERY)
-    def last_build(self) -> DbtBuildSummary | None:
-        return self._last
+    @workflow.query(name=STATUS_QUERY)
+    def status(self) -> DbtBuildStatus:
+        return replace(self._status, pending=list(self._pending))
 
     @workflow.run
     async def run(self, params: DbtBuildWorkflowInput) -> None:
         self._pending = [*params.pending, *self._pending]
-        self._last = params.last
-        state = params
+        self._status = DbtBuildStatus(params.builds, params.failed_builds, last=params.last)
         for _ in range(BUILDS_PER_RUN):
             await workflow.wait_condition(lambda: bool(self._pending))
             reasons, self._pending = self._pending, []
+            self._status.building = True
             summary = await workflow.execute_activity_method(
                 DbtActivities.dbt_build,
                 DbtBuildInput(),
@@ -59,20 +70,22 @@ class DbtBuildWorkflow:
                 heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 retry_policy=RETRY,
             )
-            state = self._record(state, summary, reasons)
+            self._record(summary, reasons)
         # Requests that arrived meanwhile go on with the next run.
-        workflow.continue_as_new(replace(state, pending=self._pending, last=self._last))
-
-    def _record(
-        self, state: DbtBuildWorkflowInput, summary: DbtBuildSummary, reasons: list[str]
-    ) -> DbtBuildWorkflowInput:
-        self._last = summary
-        state = replace(
-            state, builds=state.builds + 1, failed_builds=state.failed_builds + (not summary.success)
+        status = self._status
+        workflow.continue_as_new(
+            DbtBuildWorkflowInput(self._pending, status.builds, status.failed_builds, status.last)
         )
+
+    def _record(self, summary: DbtBuildSummary, reasons: list[str]) -> None:
+        status = self._status
+        status.building = False
+        status.last = summary
+        status.builds += 1
         meter = workflow.metric_meter()
         meter.create_counter("dbt_builds", "dbt builds run").add(1)
         if not summary.success:
+            status.failed_builds += 1
             meter.create_counter("dbt_build_failures", "dbt builds with a failed model or test").add(1)
             workflow.logger.warning("dbt build failed: %s", "; ".join(summary.failures)[:2000])
         outcome = "passed" if summary.success else f"FAILED: {'; '.join(summary.failures)[:1500]}"
@@ -83,7 +96,6 @@ class DbtBuildWorkflow:
                     f" {summary.tests_failed} failed, {summary.tests_warned} warned; {summary.seconds:.0f} s;"
                     f" asked by {', '.join(reasons)})"
                 ),
-                "builds": f"{state.builds} builds, {state.failed_builds} failed",
+                "builds": f"{status.builds} builds, {status.failed_builds} failed",
             }
         )
-        return state

@@ -15,6 +15,8 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
+from workflows.dbt_requests import ask_for_build
+
 with workflow.unsafe.imports_passed_through():
     from activities.errors import PERMANENT_FAILURE
     from activities.vtex_catalog import (
@@ -107,6 +109,8 @@ class CatalogSyncWorkflow:
         self._result.counts.add(removed.counts)
         self._result.done = True
         self._publish(state)
+        if self._result.counts.changed or self._result.counts.removed:
+            await ask_for_build("vtex catalog sync", state.api_task_queue)
         return self._result
 
     def _publish(self, state: CatalogSyncInput) -> None:

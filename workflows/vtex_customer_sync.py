@@ -17,6 +17,8 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
+from workflows.dbt_requests import ask_for_build
+
 with workflow.unsafe.imports_passed_through():
     from activities.errors import PERMANENT_FAILURE
     from activities.vtex_customers import (
@@ -144,6 +146,8 @@ class CustomerSyncWorkflow:
         self._result.watermark = moved.watermark
         self._result.done = True
         self._publish(state)
+        if self._result.landed:
+            await ask_for_build("vtex customer sync", state.api_task_queue)
         return self._result
 
     def _count(self, read: int, landed: int, already: int, quarantined: int, checks: dict[str, int]) -> None:

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
+from workflows.dbt_requests import ask_for_build
+
 with workflow.unsafe.imports_passed_through():
     from activities.errors import PERMANENT_FAILURE
     from activities.vtex_backfill import (
@@ -143,6 +145,8 @@ class OrderBackfillWorkflow:
             pages_this_run += 1
         self._progress.done = True
         self._publish(state)
+        if self._progress.orders_landed:
+            await ask_for_build("vtex order backfill", state.api_task_queue)
         return self._progress
 
     async def _count(self, state: OrderBackfillInput) -> OrderBackfillInput:

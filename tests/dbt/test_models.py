@@ -1,0 +1,104 @@
+"""dbt build of silver and gold on the emulator, on bronze rows the test lands through the warehouse layer."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.settings import Settings
+from tests.dbt.fixture import EXPECTED_360, ORDERS, land_store, order
+from warehouse import Warehouse
+from warehouse.dbt import DbtBuildSummary, build_command, dbt_environment, parse_summary
+from warehouse.tables import VTEX_ORDERS
+from warehouse.vtex_orders import order_version
+
+# Every table a build writes, with the key its rows are sorted by for comparison.
+BUILT = {
+    ("silver", "orders"): "order_id",
+    ("silver", "order_items"): "order_item_id",
+    ("silver", "skus"): "sku_id",
+    ("silver", "customers"): "customer_id",
+    ("gold", "customer_360"): "customer_id",
+    ("gold", "daily_sales"): "sales_date",
+    ("gold", "product_performance"): "sku_id",
+}
+
+
+@pytest.fixture
+def settings(warehouse_settings: dict[str, Any]) -> Settings:
+    return Settings(environment="test", bigquery_timeout_seconds=10, **warehouse_settings)
+
+
+async def dbt_build(settings: Settings, work_dir: Path, full_refresh: bool = False) -> DbtBuildSummary:
+    """``python -m warehouse.dbt build``, as the build activity runs it."""
+    command = build_command(work_dir, full_refresh=full_refresh)
+    environment = {**os.environ, **dbt_environment(settings)}
+    done = await asyncio.to_thread(
+        subprocess.run, command, env=environment, capture_output=True, text=True, timeout=600, check=False
+    )
+    summary = parse_summary(done.stdout)
+    assert not summary.error, done.stdout[-3000:]
+    return summary
+
+
+async def snapshot(warehouse: Warehouse) -> dict[str, list[dict[str, Any]]]:
+    """Every built table's rows, sorted by key."""
+    tables = {}
+    for (layer, table), key in BUILT.items():
+        dataset = getattr(warehouse.layers, layer)
+        tables[table] = await warehouse.query(
+            f"select * from `{warehouse.table_id(dataset, table)}` order by {key}"
+        )
+    return tables
+
+
+async def test_build_passes_and_gold_matches_a_hand_computation(
+    warehouse: Warehouse, settings: Settings, tmp_path: Path
+) -> None:
+    await land_store(warehouse)
+    summary = await dbt_build(settings, tmp_path)
+    assert summary.success, summary.failures
+    assert (summary.models_built, summary.models_failed, summary.tests_failed) == (13, 0, 0)
+    assert summary.tests_passed >= 40  # keys, relationships, accepted values, and the unit tests
+
+    built = await snapshot(warehouse)
+    gold = {row["customer_id"]: row for row in built["customer_360"]}
+    for customer_id, expected in EXPECTED_360.items():
+        assert {name: gold[customer_id][name] for name in expected} == expected, customer_id
+    orders = {row["order_id"]: row for row in built["orders"]}
+    assert len(built["orders"]) == 4  # o-1 landed three times (two versions, one repeated): one order
+    assert orders["o-1"]["status"] == "invoiced"  # its latest version
+    customers = {row["customer_id"]: row for row in built["customers"]}
+    assert customers["c-bruno"]["email_is_masked"] and customers["c-bruno"]["email"] is None
+    daily = {str(row["sales_date"]): row for row in built["daily_sales"]}
+    assert daily["2026-02-01"]["revenue"] == 0 and daily["2026-02-01"]["canceled_orders"] == 1
+    assert daily["2026-01-01"]["revenue"] == 100
+
+    again = await dbt_build(settings, tmp_path)  # nothing new landed
+    assert again.success
+    assert await snapshot(warehouse) == built
+
+
+async def test_incremental_build_equals_a_full_rebuild(
+    warehouse: Warehouse, settings: Settings, tmp_path: Path
+) -> None:
+    await land_store(warehouse)
+    assert (await dbt_build(settings, tmp_path)).success
+    # Later: o-2 is canceled, and Carla buys for the first time.
+    canceled = order("o-2", "u-ana", 5000, "2026-03-02T10:00:00.0000000Z", "canceled", "2026-03-05T10:00:00Z")
+    carla = order("o-5", "u-carla", 12345, "2026-04-01T12:00:00.0000000Z")
+    await warehouse.land(VTEX_ORDERS, [order_version(canceled), order_version(carla)])
+    assert (await dbt_build(settings, tmp_path)).success
+    incremental = await snapshot(warehouse)
+    gold = {row["customer_id"]: row for row in incremental["customer_360"]}
+    assert (gold["c-ana"]["orders_count"], gold["c-ana"]["lifetime_value"]) == (1, 100)
+    assert (gold["c-carla"]["orders_count"], float(gold["c-carla"]["lifetime_value"])) == (1, 123.45)
+
+    assert (await dbt_build(settings, tmp_path, full_refresh=True)).success
+    assert await snapshot(warehouse) == incremental
+    assert len(ORDERS) == 5  # the fixture this comparison was made on
