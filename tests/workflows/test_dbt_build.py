@@ -1,0 +1,116 @@
+"""DbtBuildWorkflow: one build at a time, requests coalesced, failures reported by name."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.dbt import DbtBuildInput, dbt_build_workflow_id, request_dbt_build
+from core.settings import Settings
+from tests.dbt.fixture import land_store, order
+from tests.hub import running_hub
+from tests.support import eventually
+from warehouse.dbt import DbtBuildSummary
+from warehouse.tables import VTEX_ORDERS
+from warehouse.vtex_orders import order_version
+from workflows.dbt_build import STATUS_QUERY, DbtBuildStatus, DbtBuildWorkflow
+
+
+class StandInBuilds:
+    """``dbt_build`` that takes a while and counts how many ran at once."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.most_at_once = 0
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    @activity.defn(name="dbt_build")
+    async def dbt_build(self, _: DbtBuildInput) -> DbtBuildSummary:
+        self.running += 1
+        self.most_at_once = max(self.most_at_once, self.running)
+        self.started.set()
+        await self.release.wait()
+        self.running -= 1
+        return DbtBuildSummary(success=True, models_built=13, tests_passed=46)
+
+
+async def status(client: Client, workflow_id: str) -> DbtBuildStatus:
+    return await client.get_workflow_handle(workflow_id).query(STATUS_QUERY, result_type=DbtBuildStatus)
+
+
+async def test_requests_during_a_build_coalesce_into_one_more(
+    temporal_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    client = temporal_env.client
+    settings = Settings(
+        environment="test", dbt_task_queue=task_queue, bigquery_dataset_prefix=f"c{uuid.uuid4().hex[:8]}_"
+    )
+    builds = StandInBuilds()
+    workflow_id = dbt_build_workflow_id(settings)
+    async with Worker(
+        client, task_queue=task_queue, workflows=[DbtBuildWorkflow], activities=[builds.dbt_build]
+    ):
+        await request_dbt_build(client, settings, "vtex orders")
+        await asyncio.wait_for(builds.started.wait(), timeout=30)
+        for reason in ("vtex orders", "vtex catalog sync", "vtex customer sync"):  # while it builds
+            await request_dbt_build(client, settings, reason)
+        builds.release.set()
+
+        async def two_builds() -> DbtBuildStatus | None:
+            current = await status(client, workflow_id)
+            return current if current.builds == 2 and not current.building else None
+
+        done = await eventually(two_builds, timeout=30)
+        await asyncio.sleep(1)  # no third build follows
+        assert (await status(client, workflow_id)).builds == 2
+        assert builds.most_at_once == 1
+        assert done.last is not None and done.last.success
+        memo = await (await client.get_workflow_handle(workflow_id).describe()).memo()
+        assert "asked by vtex orders, vtex catalog sync, vtex customer sync" in memo["last_build"]
+        await client.get_workflow_handle(workflow_id).terminate("test over")
+
+
+async def test_a_broken_row_fails_the_build_by_name(
+    temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, warehouse_settings: dict[str, Any]
+) -> None:
+    async with running_hub(
+        temporal_env.client, sqlite_url, task_queue, dbt_builds_enabled=True, **warehouse_settings
+    ) as hub:
+        warehouse = hub.warehouse()
+        try:
+            await land_store(warehouse)
+            # A status VTEX does not have: ingestion keeps it (raw), silver's accepted-values test must not.
+            broken = order("o-9", "u-ana", 10000, "2026-05-01T10:00:00.0000000Z", "teleported")
+            await warehouse.land(VTEX_ORDERS, [order_version(broken)])
+        finally:
+            await warehouse.aclose()
+        workflow_id = dbt_build_workflow_id(hub.settings)
+        await request_dbt_build(hub.client, hub.settings, "test")
+
+        async def built() -> DbtBuildStatus | None:
+            current = await status(hub.client, workflow_id)
+            return current if current.builds >= 1 else None
+
+        result = await eventually(built, timeout=180, interval=1)
+        assert result.last is not None and not result.last.success
+        assert result.last.tests_failed >= 1
+        assert any(failure.startswith("stg_vtex__orders_known_status:") for failure in result.last.failures)
+        assert result.failed_builds == 1
+        memo = await (await hub.client.get_workflow_handle(workflow_id).describe()).memo()
+        assert memo["last_build"].startswith("FAILED: stg_vtex__orders_known_status")
+        # The failing rows are kept for inspection.
+        audit = f"{hub.settings.bigquery_dataset_prefix}dbt_test__audit"
+        check = hub.warehouse()
+        try:
+            tables = await check.query(f"select table_name from `{audit}.INFORMATION_SCHEMA.TABLES`")
+        finally:
+            await check.aclose()
+        assert "stg_vtex__orders_known_status" in {row["table_name"] for row in tables}
+        await hub.client.get_workflow_handle(workflow_id).terminate("test over")
