@@ -18,10 +18,11 @@ from temporalio.client import Client
 from api.body import validation_message
 from api.metrics import ACK_SECONDS, UNKNOWN_SOURCE, WEBHOOKS, outcome_of
 from api.openapi import document
-from api.routes import health, leads, opportunities, vtex, zoho
+from api.routes import health, leads, opportunities, vtex, warehouse_reads, zoho
 from api.temporal import Intake, connect_for_api
 from core.settings import Settings, get_settings
 from db.engine import create_engine, session_factory
+from warehouse import Warehouse
 
 WEBHOOK_PREFIX = "/webhooks/"
 
@@ -52,13 +53,21 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         app.state.intake = Intake(client, settings)
         engine = create_engine(settings.database_url)
         app.state.sessions = session_factory(engine)
+        # Reads only, and short: a caller waiting on the warehouse gets a 503, not a hung request.
+        app.state.warehouse = Warehouse.from_settings(
+            settings.model_copy(
+                update={"bigquery_timeout_seconds": settings.read_api_warehouse_timeout_seconds}
+            )
+        )
         yield
+        await app.state.warehouse.aclose()
         await engine.dispose()
 
     app = FastAPI(title="Integrations hub", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     webhooks = (zoho.router, opportunities.webhooks, vtex.router)
-    for router in (*webhooks, leads.router, opportunities.reads, health.router):
+    reads = (leads.router, opportunities.reads, warehouse_reads.customers, warehouse_reads.orders)
+    for router in (*webhooks, *reads, health.router):
         app.include_router(router)
     app.add_route("/metrics", metrics, include_in_schema=False)
     app.add_exception_handler(RequestValidationError, invalid_request)

@@ -45,13 +45,15 @@ WEBHOOK_ERRORS = errors(
 )
 
 
-def read_errors(record: str) -> dict[int | str, dict[str, Any]]:
+def read_errors(
+    record: str, unavailable: str = "no read token configured"
+) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` of a read API route for one ``record`` by its id."""
     return errors(
         e401="missing or wrong bearer token",
         e404=f"no such {record}",
         e422=f"malformed {record} id",
-        e503="no read token configured",
+        e503=unavailable,
     )
 
 

@@ -122,6 +122,8 @@ class Settings(BaseSettings):
     # dbt (silver and gold): where builds keep dbt's target and logs, and how often landing orders ask
     # for a build at most (per worker process).
     dbt_work_dir: str = "var/dbt"
+    # The read API's customer and order views wait this long for the warehouse, then answer 503.
+    read_api_warehouse_timeout_seconds: float = Field(default=5.0, gt=0)
     dbt_builds_enabled: bool = True  # off when silver and gold are built elsewhere
     dbt_orders_build_interval_seconds: float = Field(default=60.0, ge=0)
 

@@ -235,10 +235,17 @@ class Warehouse:
         config = bigquery.QueryJobConfig(query_parameters=list(parameters))
 
         def run() -> list[dict[str, Any]]:
-            job = self._client.query(sql, job_config=config, retry=self._retry, timeout=self._timeout)
-            return [dict(row.items()) for row in job.result(timeout=self._timeout)]
+            # No job retries (the client's default goes on for 10 minutes): callers retry, or answer 503.
+            job = self._client.query(
+                sql, job_config=config, retry=self._retry, job_retry=None, timeout=self._timeout
+            )
+            rows = job.result(timeout=self._timeout, retry=self._retry, job_retry=None)
+            return [dict(row.items()) for row in rows]
 
-        return await self._call(run)
+        try:
+            return await asyncio.wait_for(self._call(run), timeout=3 * self._timeout)
+        except TimeoutError as error:  # the client's own deadlines did not hold
+            raise WarehouseUnavailable(SERVICE, f"no answer within {3 * self._timeout:.0f} s") from error
 
     async def _append_default(self, table: str, rows: list[dict[str, Any]]) -> None:
         await self._ready()

@@ -1,0 +1,66 @@
+"""Internal read API over the warehouse: a customer's 360 view (gold) and an order (silver), for CRM/ERP."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
+
+from api.body import read_errors
+from api.deps import ReadTokenDep
+from api.openapi import READ_TOKEN, security
+from warehouse import Warehouse, WarehouseUnavailable
+from warehouse.reads import CustomerView, OrderView, read_customer, read_order
+
+# Master Data ids are UUIDs, VTEX order ids like "1480570412001-01": letters, digits, dashes.
+RECORD_ID_PATTERN = r"^[A-Za-z0-9-]{1,64}$"
+
+customers = APIRouter(prefix="/v1/customers", tags=["customers"], dependencies=[ReadTokenDep])
+orders = APIRouter(prefix="/v1/orders", tags=["orders"], dependencies=[ReadTokenDep])
+
+
+def get_warehouse(request: Request) -> Warehouse:
+    warehouse: Warehouse = request.app.state.warehouse
+    return warehouse
+
+
+WarehouseDep = Annotated[Warehouse, Depends(get_warehouse)]
+
+
+UNAVAILABLE = "no read token configured, or the warehouse did not answer in time"
+
+
+@customers.get(
+    "/{customer_id}",
+    response_model=CustomerView,
+    responses=read_errors("customer", UNAVAILABLE),
+    openapi_extra=security(READ_TOKEN),
+)
+async def customer_view(
+    warehouse: WarehouseDep, customer_id: str = Path(pattern=RECORD_ID_PATTERN)
+) -> CustomerView:
+    """The customer's 360 view: lifetime value, average ticket, frequency, first, last and recent orders."""
+    try:
+        view = await read_customer(warehouse, customer_id)
+    except WarehouseUnavailable as error:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the warehouse did not answer") from error
+    if view is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no customer {customer_id}")
+    return view
+
+
+@orders.get(
+    "/{order_id}",
+    response_model=OrderView,
+    responses=read_errors("order", UNAVAILABLE),
+    openapi_extra=security(READ_TOKEN),
+)
+async def order_view(warehouse: WarehouseDep, order_id: str = Path(pattern=RECORD_ID_PATTERN)) -> OrderView:
+    """The order's current status and consolidated values, with its items."""
+    try:
+        view = await read_order(warehouse, order_id)
+    except WarehouseUnavailable as error:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the warehouse did not answer") from error
+    if view is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no order {order_id}")
+    return view

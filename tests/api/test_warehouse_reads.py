@@ -1,0 +1,78 @@
+"""GET /v1/customers/{id} and /v1/orders/{id}: gold and silver served to CRM/ERP over the read API."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+from temporalio.testing import WorkflowEnvironment
+
+from tests.dbt.fixture import EXPECTED_360, land_store
+from tests.hub import READ_TOKEN, running_hub
+from tests.support import free_port
+from warehouse.dbt import build_command, dbt_environment, parse_summary
+
+AUTH = {"Authorization": f"Bearer {READ_TOKEN}"}
+
+
+async def test_customer_and_order_views_come_from_gold_and_silver(
+    temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, warehouse_settings: dict[str, Any],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    async with running_hub(
+        temporal_env.client, sqlite_url, task_queue, worker=False, **warehouse_settings
+    ) as hub:
+        warehouse = hub.warehouse()
+        try:
+            await land_store(warehouse)
+        finally:
+            await warehouse.aclose()
+        done = subprocess.run(
+            build_command(tmp_path), env={**os.environ, **dbt_environment(hub.settings)},
+            capture_output=True, text=True, timeout=600, check=False,
+        )  # fmt: skip
+        assert parse_summary(done.stdout).success, done.stdout[-2000:]
+
+        answer = await hub.http.get(f"{hub.api_url}/v1/customers/c-ana", headers=AUTH)
+        assert answer.status_code == 200, answer.text
+        ana = answer.json()
+        expected = EXPECTED_360["c-ana"]
+        assert (ana["orders_count"], Decimal(ana["lifetime_value"])) == (2, expected["lifetime_value"])
+        assert Decimal(ana["average_ticket"]) == expected["average_ticket"]
+        assert ana["purchase_frequency"] == expected["purchase_frequency"]
+        assert ana["first_order_at"].startswith("2026-01-01T10:00:00")
+        assert [order["order_id"] for order in ana["recent_orders"]] == ["o-2", "o-3", "o-1"]  # newest first
+
+        bruno = (await hub.http.get(f"{hub.api_url}/v1/customers/c-bruno", headers=AUTH)).json()
+        assert bruno["email"] is None and bruno["email_is_masked"] is True
+
+        order = await hub.http.get(f"{hub.api_url}/v1/orders/o-1", headers=AUTH)
+        assert order.status_code == 200, order.text
+        body = order.json()
+        assert (body["status"], Decimal(body["order_value"])) == ("invoiced", Decimal("100"))
+        assert [item["sku_id"] for item in body["items"]] == ["101", "102"]
+
+        assert (await hub.http.get(f"{hub.api_url}/v1/customers/c-nobody", headers=AUTH)).status_code == 404
+        assert (await hub.http.get(f"{hub.api_url}/v1/orders/o-404", headers=AUTH)).status_code == 404
+        assert (await hub.http.get(f"{hub.api_url}/v1/orders/bad%20id", headers=AUTH)).status_code == 422
+        assert (await hub.http.get(f"{hub.api_url}/v1/orders/o-1")).status_code == 401
+
+
+async def test_warehouse_away_answers_503_in_time(
+    temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str
+) -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    async with running_hub(
+        temporal_env.client, sqlite_url, task_queue, worker=False, bigquery_endpoint=nowhere,
+        read_api_warehouse_timeout_seconds=2,
+    ) as hub:  # fmt: skip
+        try:
+            answer = await hub.http.get(f"{hub.api_url}/v1/customers/c-ana", headers=AUTH, timeout=15)
+        except httpx.TimeoutException as error:
+            raise AssertionError("the read API hung on a warehouse that is away") from error
+        assert answer.status_code == 503
+        assert answer.json() == {"detail": "the warehouse did not answer"}
