@@ -28,6 +28,10 @@ COPY core ./core
 COPY clients ./clients
 COPY db ./db
 COPY warehouse ./warehouse
+COPY dbt/dbt_project.yml ./dbt/dbt_project.yml
+COPY dbt/profiles.yml ./dbt/profiles.yml
+COPY dbt/models ./dbt/models
+COPY dbt/macros ./dbt/macros
 COPY cli ./cli
 COPY simulators ./simulators
 COPY devstack ./devstack
