@@ -12,6 +12,7 @@ from temporalio.client import Client
 from core.constants import lead_workflow_id
 from core.settings import Settings
 from core.temporal import connect
+from devstack.demo_gold import run_gold_demo
 from devstack.demo_orders import run_order_demo
 from devstack.demo_syncs import run_sync_demo
 from workflows.lead_distribution import AssignDealerInput, LeadDistributionWorkflow
@@ -69,7 +70,10 @@ async def run_demo(settings: Settings, api_url: str, simulators_url: str, ui_url
     deal_ok = await _demo_deal(settings, api_url, simulators_url)
     orders_ok = await run_order_demo(settings, simulators_url)
     syncs_ok = await run_sync_demo(settings)
-    return deal_ok and orders_ok and syncs_ok and all(lead.status == "delivered" for lead in leads)
+    gold_ok = await run_gold_demo(settings)
+    return (
+        deal_ok and orders_ok and syncs_ok and gold_ok and all(lead.status == "delivered" for lead in leads)
+    )
 
 
 DEAL_STAGES = ["Needs Analysis", "Proposal/Price Quote", "Negotiation/Review", "Closed Won"]
