@@ -64,12 +64,14 @@ async def _print_gold(warehouse: Warehouse) -> None:
         f"select customer_id from `{warehouse.table_id(gold, 'customer_360')}`"
         " order by orders_count desc, lifetime_value desc limit 1"
     )
-    if busiest:
+    if not busiest:
+        print("No customers in gold yet (the customer sync lands them).")
+    else:
         view = await read_customer(warehouse, str(busiest[0]["customer_id"]))
         if view is not None:
             print(
                 f"Customer 360 of {view.customer_id} (GET /v1/customers/{view.customer_id}):"
-                f" {view.orders_count} orders, LTV {view.lifetime_value},"
+                f" {view.orders_count} orders, LTV {view.lifetime_value:.2f},"
                 f" average ticket {view.average_ticket}, frequency {view.purchase_frequency} per 30 days,"
                 f" first {view.first_order_at:%Y-%m-%d}"
                 if view.first_order_at
@@ -81,6 +83,6 @@ async def _print_gold(warehouse: Warehouse) -> None:
     print(f"{'day':<12} {'orders':>6} {'revenue':>12} {'units':>6} {'canceled':>8}")
     for day in days:
         print(
-            f"{day['sales_date']!s:<12} {day['orders_count']:>6} {day['revenue']!s:>12}"
+            f"{day['sales_date']!s:<12} {day['orders_count']:>6} {day['revenue']:>12.2f}"
             f" {day['units_sold']:>6} {day['canceled_orders']:>8}"
         )
