@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
 
@@ -11,6 +12,8 @@ from api.deps import ReadTokenDep
 from api.openapi import READ_TOKEN, security
 from warehouse import Warehouse, WarehouseUnavailable
 from warehouse.reads import CustomerView, OrderView, read_customer, read_order
+
+T = TypeVar("T")
 
 # Master Data ids are UUIDs, VTEX order ids like "1480570412001-01": letters, digits, dashes.
 RECORD_ID_PATTERN = r"^[A-Za-z0-9-]{1,64}$"
@@ -40,13 +43,7 @@ async def customer_view(
     warehouse: WarehouseDep, customer_id: str = Path(pattern=RECORD_ID_PATTERN)
 ) -> CustomerView:
     """The customer's 360 view: lifetime value, average ticket, frequency, first, last and recent orders."""
-    try:
-        view = await read_customer(warehouse, customer_id)
-    except WarehouseUnavailable as error:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the warehouse did not answer") from error
-    if view is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no customer {customer_id}")
-    return view
+    return await _found(read_customer(warehouse, customer_id), f"no customer {customer_id}")
 
 
 @orders.get(
@@ -57,10 +54,15 @@ async def customer_view(
 )
 async def order_view(warehouse: WarehouseDep, order_id: str = Path(pattern=RECORD_ID_PATTERN)) -> OrderView:
     """The order's current status and consolidated values, with its items."""
+    return await _found(read_order(warehouse, order_id), f"no order {order_id}")
+
+
+async def _found(read: Awaitable[T | None], missing: str) -> T:
+    """The view read, 404 when there is none, 503 when the warehouse did not answer in time."""
     try:
-        view = await read_order(warehouse, order_id)
+        view = await read
     except WarehouseUnavailable as error:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the warehouse did not answer") from error
     if view is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no order {order_id}")
+        raise HTTPException(status.HTTP_404_NOT_FOUND, missing)
     return view

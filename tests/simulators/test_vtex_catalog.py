@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -13,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 
 from simulators import SimulatorConfig, create_app
-from tests.simulators.conftest import VTEX_HEADERS, FakeClock, make_config
+from tests.simulators.conftest import VTEX_HEADERS, FakeClock, in_process, make_config
 
 LIST_URL = "/vtex/api/catalog_system/pvt/sku/stockkeepingunitids"
 SKU_URL = "/vtex/api/catalog/pvt/stockkeepingunit"
@@ -42,15 +40,6 @@ def catalog_config(**overrides: object) -> SimulatorConfig:
 @pytest.fixture
 def app(clock: FakeClock) -> FastAPI:
     return create_app(catalog_config(), clock=clock)
-
-
-@asynccontextmanager
-async def in_process(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://sim.test") as http,
-    ):
-        yield http
 
 
 async def id_page(client: httpx.AsyncClient, **params: str | int) -> list[int]:

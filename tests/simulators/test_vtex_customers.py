@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +14,7 @@ from fastapi import FastAPI
 from simulators import SimulatorConfig, create_app
 from simulators.vtex_customers import FIELDS, WhereError, parse_where
 from simulators.vtex_orders import TICKS_PER_SECOND, parse_ticks
-from tests.simulators.conftest import VTEX_HEADERS, FakeClock, make_config
+from tests.simulators.conftest import VTEX_HEADERS, FakeClock, in_process, make_config
 
 SCROLL_URL = "/vtex/api/dataentities/CL/scroll"
 TOKEN = "X-VTEX-MD-TOKEN"
@@ -44,15 +42,6 @@ def customers_config(**overrides: object) -> SimulatorConfig:
 @pytest.fixture
 def app(clock: FakeClock) -> FastAPI:
     return create_app(customers_config(), clock=clock)
-
-
-@asynccontextmanager
-async def in_process(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://sim.test") as http,
-    ):
-        yield http
 
 
 async def scroll(client: httpx.AsyncClient, **params: str | int) -> httpx.Response:

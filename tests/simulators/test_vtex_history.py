@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,7 +19,7 @@ from simulators import SimulatorConfig, create_app
 from simulators.leads import BRT
 from simulators.vtex_history import OrderHistory
 from simulators.vtex_orders import parse_ticks
-from tests.simulators.conftest import VTEX_HEADERS, live_server, make_config
+from tests.simulators.conftest import VTEX_HEADERS, in_process, live_server, make_config
 
 LIST_URL = "/vtex/api/oms/pvt/orders"
 OMS_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{7}\+00:00$")
@@ -42,15 +41,6 @@ def history_config(**overrides: object) -> SimulatorConfig:
 @pytest.fixture
 def app() -> FastAPI:
     return create_app(history_config(vtex_history_orders=SMALL))
-
-
-@asynccontextmanager
-async def in_process(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://sim.test") as http,
-    ):
-        yield http
 
 
 def window(first: str, last: str) -> str:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -20,7 +18,7 @@ from simulators import SimulatorConfig, create_app
 from simulators.vtex_history import OrderHistory
 from simulators.vtex_orders import MASKED_EMAIL_DOMAIN, PRODUCTS, parse_ticks
 from simulators.vtex_store import Catalog, CatalogChanges, buyer_frequencies, catalog_layout, customer_base
-from tests.simulators.conftest import VTEX_HEADERS, make_config
+from tests.simulators.conftest import VTEX_HEADERS, in_process, make_config
 
 OMS_URL = "/vtex/api/oms/pvt/orders"
 SKU_URL = "/vtex/api/catalog/pvt/stockkeepingunit"
@@ -43,15 +41,6 @@ def store_config(**overrides: object) -> SimulatorConfig:
 @pytest.fixture
 def app() -> FastAPI:
     return create_app(store_config())
-
-
-@asynccontextmanager
-async def in_process(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://sim.test") as http,
-    ):
-        yield http
 
 
 async def get_json(client: httpx.AsyncClient, url: str, **params: str | int) -> Any:
