@@ -22,7 +22,7 @@ from activities.errors import external_call
 from activities.pacing import RequestBudgets, first_attempt, heartbeating, paced
 from clients.vtex import SKU_IDS_MAX_PAGE_SIZE, VtexClient
 from warehouse import BronzeRecord, QuarantineRecord, Warehouse
-from warehouse.landing import InvalidRecord
+from warehouse.landing import LATEST_PER_ENTITY, InvalidRecord
 from warehouse.streams import StreamCursor
 from warehouse.tables import QUARANTINE, VTEX_SKUS
 from warehouse.vtex_catalog import REMOVED_HASH, is_removed_key, sku_version
@@ -170,9 +170,7 @@ class VtexCatalogActivities:
         """SKU ids whose latest version in bronze is not the removed record (ids only)."""
         table = self._warehouse.table_id(self._warehouse.layers.bronze, VTEX_SKUS)
         rows = await self._warehouse.query(
-            f"select entity_id from `{table}`"
-            " qualify row_number() over (partition by entity_id order by ingested_at desc, event_key) = 1"
-            " and not ends_with(event_key, @removed)",
+            f"select entity_id from `{table}` {LATEST_PER_ENTITY} and not ends_with(event_key, @removed)",
             [ScalarQueryParameter("removed", "STRING", "@" + REMOVED_HASH)],
         )
         return {str(row["entity_id"]) for row in rows}

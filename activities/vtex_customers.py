@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 
 from aiolimiter import AsyncLimiter
@@ -22,7 +22,7 @@ from temporalio import activity
 from activities.errors import external_call
 from activities.pacing import RequestBudgets, first_attempt, heartbeating, paced
 from clients.errors import TransientError
-from clients.vtex import SCROLL_MAX_SIZE, ScrollExpired, ScrollPage, VtexClient
+from clients.vtex import SCROLL_MAX_SIZE, ScrollExpired, ScrollPage, VtexClient, vtex_filter_time
 from db.watermarks import advance_watermark, read_watermark
 from warehouse import Warehouse
 from warehouse.landing import InvalidRecord
@@ -42,7 +42,8 @@ class CustomerWindow:
         """Master Data's ``_where``: updated in the window, or never updated and created in it."""
         if self.since is None:
             return None
-        bounds = f"between {_md_time(self.since)} AND {_md_time(self.until)}"
+        since, until = (vtex_filter_time(datetime.fromisoformat(bound)) for bound in (self.since, self.until))
+        bounds = f"between {since} AND {until}"
         return f"(updatedIn {bounds}) OR (updatedIn is null AND createdIn {bounds})"
 
 
@@ -187,9 +188,3 @@ def _check_codes(versions: list[CustomerVersion | InvalidRecord]) -> list[str]:
     for version in versions:
         codes.extend(version.notes if isinstance(version, CustomerVersion) else [version.code])
     return codes
-
-
-def _md_time(value: str) -> str:
-    """Master Data's timestamp format: UTC with milliseconds and ``Z``."""
-    moment = datetime.fromisoformat(value).astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

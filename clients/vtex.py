@@ -103,7 +103,7 @@ class VtexClient:
             raise ValueError(f"page must be from 1 to {LIST_MAX_PAGES}: split the window instead")
         if not 1 <= per_page <= LIST_MAX_PER_PAGE:
             raise ValueError(f"per_page must be from 1 to {LIST_MAX_PER_PAGE}")
-        window = f"creationDate:[{_list_time(created_from)} TO {_list_time(created_to)}]"
+        window = f"creationDate:[{vtex_filter_time(created_from)} TO {vtex_filter_time(created_to)}]"
         params = {"f_creationDate": window, "page": page, "per_page": per_page, "orderBy": "creationDate,asc"}
         response = await self._request("GET", "/api/oms/pvt/orders", params=params)
         raise_for_status(SERVICE, response)
@@ -223,8 +223,8 @@ class VtexClient:
         return response
 
 
-def _list_time(moment: datetime) -> str:
-    # The list filter's format: UTC, milliseconds, "Z" (2024-01-01T00:00:00.000Z).
+def vtex_filter_time(moment: datetime) -> str:
+    """A moment as VTEX's filters take it (OMS list, Master Data ``_where``): UTC, milliseconds, ``Z``."""
     if moment.tzinfo is None:
         raise ValueError(f"an aware datetime is needed, got {moment!r}")
     utc = moment.astimezone(UTC)

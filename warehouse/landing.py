@@ -46,6 +46,12 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+# Keeps each entity's latest bronze row (by landing time); the syncs read what they landed last with it.
+LATEST_PER_ENTITY = (
+    "qualify row_number() over (partition by entity_id order by ingested_at desc, event_key) = 1"
+)
+
+
 class WarehouseUnavailable(TransientError):
     """The warehouse could not be reached or answered with a server error: retry later."""
 
@@ -224,8 +230,7 @@ class Warehouse:
         await self._ready()
         rows = await self.query(
             f"select entity_id, event_key from `{self.table_id(self.layers.bronze, table)}`"
-            " where entity_id in unnest(@ids)"
-            " qualify row_number() over (partition by entity_id order by ingested_at desc, event_key) = 1",
+            f" where entity_id in unnest(@ids) {LATEST_PER_ENTITY}",
             [bigquery.ArrayQueryParameter("ids", "STRING", list(entity_ids))],
         )
         return {str(row["entity_id"]): str(row["event_key"]) for row in rows}
