@@ -94,7 +94,13 @@ async def test_first_run_lands_all_then_only_what_changed(hub: Hub) -> None:
     assert second.since is not None and second.since < first.until  # the overlap re-reads the edge
     # The changed and the new ones land (in bronze, or quarantine for a broken e-mail), nothing else; the
     # one created just before the first run is read again in the overlap, and not landed again.
-    assert (second.read, second.landed + second.quarantined, second.already_landed) == (8, 7, 1)
+    # (Unless the update happened to pick that very customer: then it is one of the 7.)
+    overlap = len(set(never_updated) - set(updated))
+    assert (second.read, second.landed + second.quarantined, second.already_landed) == (
+        7 + overlap,
+        7,
+        overlap,
+    )
     assert await kept_ids(hub, updated + created) == sorted(updated * 2 + created)
     assert await hub.bronze_counts(VTEX_CUSTOMERS) == (documents - invalid + second.landed,) * 2
     assert (await hub.bronze_counts(QUARANTINE))[0] == invalid + second.quarantined
