@@ -108,8 +108,10 @@ class DbtBuildWorkflowInput:
 class BuildRequester:
     """Asks for a dbt build, at most once per ``min_interval`` seconds from this process.
 
-    Orders land all the time; one request every minute or so keeps silver and gold fresh without a
-    build per order. Requests between builds coalesce in the build workflow anyway.
+    Orders land all the time; one request every few seconds keeps silver and gold fresh without a signal
+    per order (requests between builds coalesce in the build workflow anyway). A landing that comes
+    within the interval is not forgotten: one request goes out when the interval ends, so the last order
+    of a quiet spell reaches gold without waiting for the next one.
     """
 
     def __init__(self, client: Client, settings: Settings) -> None:
@@ -117,6 +119,7 @@ class BuildRequester:
         self._settings = settings
         self._min_interval = settings.dbt_orders_build_interval_seconds
         self._last = float("-inf")
+        self._trailing: asyncio.Task[None] | None = None
 
     async def request(self, reason: str) -> None:
         """Signal-with-start the build workflow (raises if Temporal does not answer); no-op when disabled."""
@@ -124,15 +127,23 @@ class BuildRequester:
             await request_dbt_build(self._client, self._settings, reason)
 
     async def request_soon(self, reason: str) -> None:
-        """Request a build unless this process did less than ``min_interval`` ago; never raises.
+        """Request a build now, or when ``min_interval`` has passed since the last request; never raises.
 
         The landing that calls this has already succeeded: a lost request only delays gold until the
         next landing's request.
         """
-        now = time.monotonic()
-        if now - self._last < self._min_interval:
-            return
-        self._last = now
+        wait = self._last + self._min_interval - time.monotonic()
+        if wait <= 0:
+            await self._request_now(reason)
+        elif self._trailing is None or self._trailing.done():
+            self._trailing = asyncio.create_task(self._request_after(wait, reason))
+
+    async def _request_after(self, seconds: float, reason: str) -> None:
+        await asyncio.sleep(seconds)
+        await self._request_now(reason)
+
+    async def _request_now(self, reason: str) -> None:
+        self._last = time.monotonic()
         try:
             await self.request(reason)
         except Exception as error:  # a missed request is made up by the next one

@@ -18,6 +18,7 @@ from warehouse.vtex_customers import customer_version
 from warehouse.vtex_orders import order_version
 
 SKUS = {"101": ("11", "Tapete de borracha", 4000), "102": ("12", "Engate reboque", 6000)}
+UNPRICED_SKU = "103"
 CUSTOMERS = [
     ("c-ana", "u-ana", "ana.souza@example.com.br"),
     ("c-bruno", "u-bruno", "5d1f0c2b9a@ct.vtex.com.br"),
@@ -103,4 +104,8 @@ async def land_store(warehouse: Warehouse) -> None:
         )
         for sku_id, (product, name, cents) in SKUS.items()
     ]
-    await warehouse.land(VTEX_SKUS, skus)
+    # Active in the catalog but not priced yet: VTEX allows it; it cannot be bought.
+    unpriced = sku_version(
+        int(UNPRICED_SKU), {"Id": 103, "ProductId": 13, "IsActive": True, "Name": "Rack"}, None
+    )
+    await warehouse.land(VTEX_SKUS, [*skus, unpriced])

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from core.settings import Settings
-from tests.dbt.fixture import EXPECTED_360, ORDERS, land_store, order
+from tests.dbt.fixture import EXPECTED_360, ORDERS, SKUS, land_store, order
 from warehouse import Warehouse
 from warehouse.dbt import DbtBuildSummary, build_command, dbt_environment, parse_summary
 from warehouse.tables import VTEX_ORDERS
@@ -65,6 +65,7 @@ async def test_build_passes_and_gold_matches_a_hand_computation(
     assert summary.success, summary.failures
     assert (summary.models_built, summary.models_failed, summary.tests_failed) == (13, 0, 0)
     assert summary.tests_passed >= 40  # keys, relationships, accepted values, and the unit tests
+    assert [warning.split(":")[0] for warning in summary.warnings] == ["not_null_skus_base_price"]
 
     built = await snapshot(warehouse)
     gold = {row["customer_id"]: row for row in built["customer_360"]}
@@ -75,6 +76,10 @@ async def test_build_passes_and_gold_matches_a_hand_computation(
     assert orders["o-1"]["status"] == "invoiced"  # its latest version
     customers = {row["customer_id"]: row for row in built["customers"]}
     assert customers["c-bruno"]["email_is_masked"] and customers["c-bruno"]["email"] is None
+    active = await warehouse.query(
+        f"select sku_id from `{warehouse.table_id(warehouse.layers.silver, 'products_active')}` order by 1"
+    )
+    assert [row["sku_id"] for row in active] == list(SKUS)  # the unpriced SKU cannot be bought
     daily = {str(row["sales_date"]): row for row in built["daily_sales"]}
     assert daily["2026-02-01"]["revenue"] == 0 and daily["2026-02-01"]["canceled_orders"] == 1
     assert daily["2026-01-01"]["revenue"] == 100

@@ -11,7 +11,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.dbt import DbtBuildInput, dbt_build_workflow_id, request_dbt_build
+from activities.dbt import BuildRequester, DbtBuildInput, dbt_build_workflow_id, request_dbt_build
 from core.settings import Settings
 from tests.dbt.fixture import land_store, order
 from tests.hub import running_hub
@@ -114,3 +114,34 @@ async def test_a_broken_row_fails_the_build_by_name(
             await check.aclose()
         assert "stg_vtex__orders_known_status" in {row["table_name"] for row in tables}
         await hub.client.get_workflow_handle(workflow_id).terminate("test over")
+
+
+async def test_landings_within_the_interval_are_asked_for_once_when_it_ends(
+    temporal_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    """Orders ask for builds at most once per interval, and the last order of a burst is not forgotten."""
+    client = temporal_env.client
+    settings = Settings(
+        environment="test",
+        dbt_task_queue=task_queue,  # no worker: the requests wait in the build workflow's history
+        bigquery_dataset_prefix=f"t{uuid.uuid4().hex[:8]}_",
+        dbt_orders_build_interval_seconds=1.0,
+    )
+    requester = BuildRequester(client, settings)
+    signaled = "workflow_execution_signaled_event_attributes"
+    handle = client.get_workflow_handle(dbt_build_workflow_id(settings))
+
+    async def requests() -> int:
+        return len([event async for event in handle.fetch_history_events() if event.HasField(signaled)])
+
+    for _ in range(5):  # a burst of landings: the first asks now, the rest once, when the interval ends
+        await requester.request_soon("vtex orders")
+    assert await requests() == 1
+
+    async def trailing_request() -> bool:
+        return await requests() >= 2
+
+    await eventually(trailing_request, timeout=10)
+    await asyncio.sleep(1.5)  # nothing landed since: no more requests
+    assert await requests() == 2
+    await handle.terminate("test over")

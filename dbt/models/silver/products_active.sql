@@ -1,4 +1,4 @@
--- The SKUs a shopper can buy now: active in the catalog and still listed.
+-- The SKUs a shopper can buy now: active in the catalog, still listed, and priced.
 {{ config(materialized='view') }}
 
 select
@@ -9,4 +9,4 @@ select
     list_price,
     base_price
 from {{ ref('skus') }}
-where is_active
+where is_active and base_price is not null

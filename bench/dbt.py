@@ -1,0 +1,248 @@
+"""dbt benchmark: silver and gold built on a seeded bronze, against the running local stack (``dev.py up``).
+
+    .venv/bin/python bench/dbt.py --orders 100000
+
+1. Seeds bronze through the warehouse layer (exactly-once appends, as the backfill lands): ``--orders``
+   orders of a generated two-year history (the simulator's generator, with a seed of its own so its ids
+   differ from the stack's history), and the simulator's catalog SKUs and Master Data customers, who are
+   the items and buyers of those orders.
+2. Times a full build (``dbt build --full-refresh``, as ``python -m warehouse.dbt`` runs it).
+3. Lands ``--more`` newer orders and times an incremental build.
+4. Prints the rows of each silver and gold model.
+5. Hook-to-gold: ``--samples`` orders are created in the VTEX simulator and moved to ``invoiced``; their
+   hooks go through the API and the order flow, which asks the build workflow for builds. Measures the
+   time from the last hook's answer until ``GET /v1/orders/{id}`` shows ``invoiced`` (silver) and until
+   ``GET /v1/customers/{id}`` shows the order as the buyer's last (gold). The goal is 2 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx
+from google.cloud.bigquery import ScalarQueryParameter
+
+from core.settings import Settings
+from core.vtex import change_time
+from simulators.config import SimulatorConfig
+from simulators.vtex_history import OrderHistory
+from simulators.vtex_store import Catalog, CatalogChanges, GeneratedStore, generated_customers
+from warehouse import BronzeRecord, Warehouse, WarehouseUnavailable
+from warehouse.dbt import DbtBuildSummary, build_command, dbt_environment, parse_summary
+from warehouse.streams import StreamCursor
+from warehouse.tables import VTEX_CUSTOMERS, VTEX_ORDERS, VTEX_SKUS
+from warehouse.vtex_catalog import sku_version
+from warehouse.vtex_customers import customer_version
+from warehouse.vtex_orders import order_version
+
+PAGE = 2_000  # records per exactly-once append
+LIFECYCLE = ["payment-pending", "payment-approved", "ready-for-handling", "handling", "invoiced"]
+MODELS = {"silver": ["orders", "order_items", "skus", "customers"],
+          "gold": ["customer_360", "daily_sales", "product_performance"]}  # fmt: skip
+FRESHNESS_GOAL_SECONDS = 120.0
+
+
+async def land_all(warehouse: Warehouse, table: str, records: Iterable[BronzeRecord]) -> int:
+    """Land ``records`` page by page at one cursor; the number landed."""
+    cursor, landed = StreamCursor(), 0
+    for page in pages(records, PAGE):
+        cursor = await warehouse.land_at(table, cursor, page)
+        landed += len(page)
+    return landed
+
+
+def pages(records: Iterable[BronzeRecord], size: int) -> Iterator[list[BronzeRecord]]:
+    page: list[BronzeRecord] = []
+    for record in records:
+        page.append(record)
+        if len(page) == size:
+            yield page
+            page = []
+    if page:
+        yield page
+
+
+def history_orders(history: OrderHistory, positions: range) -> Iterator[BronzeRecord]:
+    for position in positions:
+        yield order_version(history.cached_document(position))
+
+
+def catalog_skus(config: SimulatorConfig) -> Iterator[BronzeRecord]:
+    catalog = Catalog(config, CatalogChanges())
+    for sku in range(1, catalog.size + 1):
+        yield sku_version(sku, catalog.sku_document(sku), catalog.price_document(sku))
+
+
+def customers(config: SimulatorConfig) -> Iterator[BronzeRecord]:
+    for document in generated_customers(config).documents:
+        try:
+            yield customer_version(document).record
+        except ValueError:
+            continue  # the simulator's few invalid addresses: the customer sync quarantines them
+
+
+async def seed(warehouse: Warehouse, history: OrderHistory, orders: int) -> None:
+    config = SimulatorConfig()
+    started = time.perf_counter()
+    skus = await land_all(warehouse, VTEX_SKUS, catalog_skus(config))
+    people = await land_all(warehouse, VTEX_CUSTOMERS, customers(config))
+    landed = await land_all(warehouse, VTEX_ORDERS, history_orders(history, range(orders)))
+    print(
+        f"seeded bronze         {landed:,} orders, {people:,} customers, {skus:,} SKUs"
+        f" in {time.perf_counter() - started:.0f} s",
+        flush=True,
+    )
+
+
+def dbt_build(settings: Settings, full_refresh: bool) -> DbtBuildSummary:
+    """One build in a child process, as the build activity runs it."""
+    command = build_command(Path("var/bench-dbt").resolve(), full_refresh=full_refresh)
+    done = subprocess.run(
+        command,
+        env={**os.environ, **dbt_environment(settings)},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=3 * 3600,
+    )
+    summary = parse_summary(done.stdout)
+    if summary.error:
+        raise SystemExit(f"dbt could not run: {summary.error}")
+    return summary
+
+
+def report_build(name: str, summary: DbtBuildSummary) -> None:
+    outcome = "passed" if summary.success else "FAILED: " + "; ".join(summary.failures)[:600]
+    print(
+        f"{name:<21} {summary.seconds:.1f} s: {summary.models_built} models, {summary.tests_passed} tests"
+        f" passed, {summary.tests_failed} failed; {outcome}",
+        flush=True,
+    )
+
+
+async def model_rows(warehouse: Warehouse) -> None:
+    for layer, models in MODELS.items():
+        dataset = getattr(warehouse.layers, layer)
+        counts = []
+        for model in models:
+            try:
+                rows = await warehouse.query(
+                    f"select count(*) as n from `{warehouse.table_id(dataset, model)}`"
+                )
+            except WarehouseUnavailable:
+                counts.append(f"{model} not built")
+                continue
+            counts.append(f"{model} {rows[0]['n']:,}")
+        print(f"{layer + ' rows':<21} {', '.join(counts)}")
+
+
+async def hook_to_gold(
+    http: httpx.AsyncClient, warehouse: Warehouse, api: str, sims: str, limit: float
+) -> tuple[float, float]:
+    """Seconds from an order's last hook to silver, and to gold, through the running stack."""
+    created = (await http.post(f"{sims}/_control/vtex/orders", json={})).raise_for_status().json()["order"]
+    order_id, user_id = created["orderId"], created["clientProfileData"]["userProfileId"]
+    created_at = change_time(created["creationDate"]).replace(microsecond=0)
+    customer_id = await customer_of(warehouse, user_id)
+    moved = await http.post(
+        f"{sims}/_control/vtex/orders/{order_id}/states", json={"states": LIFECYCLE, "delivery": "in_order"}
+    )
+    moved.raise_for_status()
+    hooked = time.monotonic()
+    to_silver = to_gold = None
+    while time.monotonic() - hooked < limit and (to_silver is None or to_gold is None):
+        await asyncio.sleep(0.5)
+        if to_silver is None:
+            order = await http.get(f"{api}/v1/orders/{order_id}")
+            if order.status_code == 200 and order.json()["status"] == LIFECYCLE[-1]:
+                to_silver = time.monotonic() - hooked
+        if to_gold is None:
+            view = await http.get(f"{api}/v1/customers/{customer_id}")
+            last = view.json().get("last_order_at") if view.status_code == 200 else None
+            if last and datetime.fromisoformat(last) >= created_at:
+                to_gold = time.monotonic() - hooked
+    if to_silver is None or to_gold is None:
+        raise SystemExit(f"order {order_id} did not reach silver and gold within {limit:.0f} s")
+    return to_silver, to_gold
+
+
+async def customer_of(warehouse: Warehouse, user_id: str) -> str:
+    rows = await warehouse.query(
+        f"select customer_id from `{warehouse.table_id(warehouse.layers.silver, 'customers')}`"
+        " where user_id = @user",
+        [ScalarQueryParameter("user", "STRING", user_id)],
+    )
+    if not rows:
+        raise SystemExit(f"the simulator's buyer {user_id} is not in silver.customers: was bronze seeded?")
+    return str(rows[0]["customer_id"])
+
+
+async def run(args: argparse.Namespace) -> None:
+    settings = Settings()
+    # Over the simulator's SKUs and buyers, up to now (daily sales reach today).
+    store = GeneratedStore(SimulatorConfig())
+    history = OrderHistory(
+        orders=args.orders + args.more, days=730, end=datetime.now(UTC), seed=args.seed, store=store
+    )
+    warehouse = Warehouse.from_settings(settings)
+    await warehouse.ensure_schema()
+    try:
+        if not args.skip_seed:
+            await seed(warehouse, history, args.orders)
+            report_build("full build", await asyncio.to_thread(dbt_build, settings, True))
+            started = time.perf_counter()
+            more = await land_all(
+                warehouse, VTEX_ORDERS, history_orders(history, range(args.orders, args.orders + args.more))
+            )
+            print(f"landed                {more:,} newer orders in {time.perf_counter() - started:.1f} s")
+            report_build("incremental build", await asyncio.to_thread(dbt_build, settings, False))
+            await model_rows(warehouse)
+        headers = {"Authorization": f"Bearer {settings.read_api_token.get_secret_value()}"}
+        silver, gold = [], []
+        async with httpx.AsyncClient(timeout=30, headers=headers) as http:
+            for sample in range(args.samples):
+                to_silver, to_gold = await hook_to_gold(http, warehouse, args.api, args.sims, args.timeout)
+                silver.append(to_silver)
+                gold.append(to_gold)
+                print(f"hook to gold #{sample + 1:<8} silver {to_silver:.1f} s, gold {to_gold:.1f} s")
+                await asyncio.sleep(args.gap)
+        if gold:
+            met = "met" if max(gold) <= FRESHNESS_GOAL_SECONDS else "MISSED"
+            print(
+                f"hook to gold          median {statistics.median(gold):.1f} s, max {max(gold):.1f} s"
+                f" (silver median {statistics.median(silver):.1f} s) over {len(gold)} orders;"
+                f" goal {FRESHNESS_GOAL_SECONDS:.0f} s: {met}"
+            )
+    finally:
+        await warehouse.aclose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--orders", type=int, default=100_000, help="orders seeded in bronze")
+    parser.add_argument("--more", type=int, default=1_000, help="orders landed before the incremental build")
+    parser.add_argument("--samples", type=int, default=5, help="orders whose hook-to-gold time is measured")
+    parser.add_argument("--gap", type=float, default=20.0, help="seconds between those orders")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds an order may take")
+    parser.add_argument("--seed", type=int, default=20261125, help="seed of the generated history")
+    parser.add_argument("--skip-seed", action="store_true", help="only measure hook-to-gold")
+    parser.add_argument("--api", default="http://127.0.0.1:8000")
+    parser.add_argument("--sims", default="http://127.0.0.1:8100")
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
