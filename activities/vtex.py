@@ -78,7 +78,7 @@ class VtexOrderActivities:
                     quarantined=str(invalid),
                 )
             await self._warehouse.land(VTEX_ORDERS, [record])
-        await self._builds.request_soon("vtex orders")  # silver and gold follow within a minute or two
+        await self._builds.request_soon("vtex orders")  # silver and gold follow within 2 minutes
         return LandOrderResult(
             status=str(document["status"]),
             last_change=change_key(str(document["lastChange"])),

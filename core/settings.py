@@ -125,7 +125,7 @@ class Settings(BaseSettings):
     # The read API's customer and order views wait this long for the warehouse, then answer 503.
     read_api_warehouse_timeout_seconds: float = Field(default=5.0, gt=0)
     dbt_builds_enabled: bool = True  # off when silver and gold are built elsewhere
-    dbt_orders_build_interval_seconds: float = Field(default=60.0, ge=0)
+    dbt_orders_build_interval_seconds: float = Field(default=15.0, ge=0)
 
     # Outbound events (Standard Webhooks)
     event_subscribers: Annotated[list[str], NoDecode] = Field(default_factory=list)
