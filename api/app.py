@@ -20,6 +20,7 @@ from api.metrics import ACK_SECONDS, UNKNOWN_SOURCE, WEBHOOKS, outcome_of
 from api.openapi import document
 from api.routes import health, leads, opportunities, vtex, warehouse_reads, zoho
 from api.temporal import Intake, connect_for_api
+from core.production import api_tls_problem
 from core.settings import Settings, get_settings
 from db.engine import create_engine, session_factory
 from warehouse import Warehouse
@@ -97,5 +98,11 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
 
 
 def app() -> FastAPI:
-    """Factory for ``uvicorn --factory api.app:app``."""
-    return create_app()
+    """Factory for ``uvicorn --factory api.app:app`` (``python -m api`` adds the TLS settings).
+
+    Refuses in production without TLS settings or a TLS-terminating proxy, however uvicorn was started.
+    """
+    settings = get_settings()
+    if problem := api_tls_problem(settings):
+        raise RuntimeError(problem)
+    return create_app(settings)

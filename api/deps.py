@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
@@ -41,27 +43,34 @@ IntakeDep = Annotated[Intake, Depends(get_intake)]
 SessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessions)]
 
 
-def check_secret(expected: str, presented: str | None, header: str) -> None:
-    """Distinct answers: not configured (503), header missing (401), wrong secret (401)."""
-    if not expected:
+def check_secret(expected: Sequence[SecretStr], presented: str | None, header: str) -> None:
+    """Accept any of the configured secrets (the current one, and the previous one while it rotates).
+
+    Distinct answers: not configured (503), header missing (401), wrong secret (401).
+    """
+    accepted = [secret.get_secret_value().encode() for secret in expected if secret.get_secret_value()]
+    if not accepted:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "webhook secret is not configured")
     if presented is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, f"missing {header} header")
-    if not hmac.compare_digest(presented.encode(), expected.encode()):
+    # Compare with every secret, not stopping at a match: the time taken does not tell which matched.
+    matches = [hmac.compare_digest(presented.encode(), secret) for secret in accepted]
+    if not any(matches):
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, f"invalid {header}")
 
 
 def verify_zoho_secret(request: Request, settings: SettingsDep) -> None:
     """Zoho webhooks carry our shared secret in a static custom header."""
     header = settings.zoho_webhook_secret_header
-    check_secret(settings.zoho_webhook_secret.get_secret_value(), request.headers.get(header), header)
+    secrets = (settings.zoho_webhook_secret, settings.zoho_webhook_previous_secret)
+    check_secret(secrets, request.headers.get(header), header)
 
 
 def verify_read_token(request: Request, settings: SettingsDep) -> None:
     """The internal read API takes ``Authorization: Bearer <token>``."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     presented = token if scheme.lower() == "bearer" and token else None
-    check_secret(settings.read_api_token.get_secret_value(), presented, "Authorization")
+    check_secret([settings.read_api_token], presented, "Authorization")
 
 
 VerifiedHook = tuple[OrderHook, dict[str, Any]]
@@ -78,7 +87,8 @@ async def verified_order_hook(request: Request, settings: SettingsDep) -> Verifi
     if body.get("hookConfig") == "ping":
         return None
     header = settings.vtex_hook_secret_header
-    check_secret(settings.vtex_hook_secret.get_secret_value(), request.headers.get(header), header)
+    secrets = (settings.vtex_hook_secret, settings.vtex_hook_previous_secret)
+    check_secret(secrets, request.headers.get(header), header)
     hook = parse_model(OrderHook, body)
     if not hmac.compare_digest(hook.origin.account.encode(), settings.vtex_account.encode()):
         raise HTTPException(

@@ -18,6 +18,7 @@ from core.constants import (
     VTEX_API_TASK_QUEUE,
     VTEX_ORDERS_TASK_QUEUE,
 )
+from core.outbound import check_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_PLACEHOLDER = "local-dev-only-change-me"
@@ -26,7 +27,10 @@ LOCAL_PLACEHOLDER = "local-dev-only-change-me"
 class Settings(BaseSettings):
     """Every setting of the system; `.env.example` documents each one."""
 
-    model_config = SettingsConfigDict(env_prefix="HUB_", env_file=".env", extra="ignore")
+    # Errors name the setting, never echo the input: it holds secrets.
+    model_config = SettingsConfigDict(
+        env_prefix="HUB_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
 
     environment: Literal["local", "test", "production"] = "local"
     state_dir: Path = PROJECT_ROOT / "var"
@@ -34,6 +38,14 @@ class Settings(BaseSettings):
     # Temporal
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
+    # TLS to Temporal: on with any file below or an API key (Temporal Cloud), or by temporal_tls. The CA
+    # is needed for a private CA only; client certificate and key together give mTLS.
+    temporal_tls: bool = False
+    temporal_tls_ca_file: str = ""
+    temporal_tls_cert_file: str = ""
+    temporal_tls_key_file: str = ""
+    temporal_tls_server_name: str = ""  # when the address is not the certificate's name
+    temporal_api_key: SecretStr = SecretStr("")
     leads_task_queue: str = LEADS_TASK_QUEUE
     opportunities_task_queue: str = OPPORTUNITIES_TASK_QUEUE
     vtex_orders_task_queue: str = VTEX_ORDERS_TASK_QUEUE
@@ -43,9 +55,15 @@ class Settings(BaseSettings):
     # Portal / central database (SQLAlchemy URL, sync driver form)
     database_url: str = ""
 
-    # Webhook API
+    # Webhook API. TLS: `python -m api` serves https with a certificate and key; in production it refuses
+    # to start without them unless api_behind_tls_proxy says a proxy in front terminates TLS.
+    api_tls_cert_file: str = ""
+    api_tls_key_file: str = ""
+    api_behind_tls_proxy: bool = False
     webhook_max_body_bytes: int = Field(default=256 * 1024, gt=0)
     zoho_webhook_secret: SecretStr = SecretStr(LOCAL_PLACEHOLDER)
+    # While a secret rotates: the previous one, accepted alongside until removed.
+    zoho_webhook_previous_secret: SecretStr = SecretStr("")
     zoho_webhook_secret_header: str = "X-Zoho-Webhook-Token"
     read_api_token: SecretStr = SecretStr(LOCAL_PLACEHOLDER)  # Bearer token of the /v1 read API
     temporal_unavailable_retry_after_seconds: int = Field(default=5, gt=0)
@@ -87,6 +105,7 @@ class Settings(BaseSettings):
     vtex_http_timeout_seconds: float = Field(default=10.0, gt=0)
     vtex_requests_per_second: float = Field(default=50.0, gt=0)  # VTEX allows about 100/s for OMS
     vtex_hook_secret: SecretStr = SecretStr(LOCAL_PLACEHOLDER)
+    vtex_hook_previous_secret: SecretStr = SecretStr("")  # accepted alongside while the secret rotates
     vtex_hook_secret_header: str = "X-VTEX-Hook-Secret"
     vtex_hook_origin_key: str = ""  # when set, a hook's Origin.Key must equal it
     vtex_hook_url: str = "http://127.0.0.1:8000/webhooks/vtex/orders"  # what the hook config tells VTEX
@@ -114,7 +133,9 @@ class Settings(BaseSettings):
     # The emulator's Storage Write API (gRPC, host:port); used only with an endpoint above.
     bigquery_write_endpoint: str = "127.0.0.1:9060"
     bigquery_credentials_file: str = ""  # service-account JSON; empty uses application default credentials
-    bigquery_dataset_prefix: str = ""  # "<prefix>bronze", "<prefix>silver", "<prefix>gold"
+    bigquery_dataset_prefix: str = ""
+    # Cloud KMS key (projects/.../cryptoKeys/...) the datasets' tables are encrypted with; empty: Google's.
+    bigquery_kms_key: str = ""  # "<prefix>bronze", "<prefix>silver", "<prefix>gold"
     bigquery_timeout_seconds: float = Field(default=30.0, gt=0)
     # Concurrent landings in one worker share an append: sent at this many rows or after this delay.
     warehouse_batch_rows: int = Field(default=500, gt=0)
@@ -127,6 +148,11 @@ class Settings(BaseSettings):
     dbt_builds_enabled: bool = True  # off when silver and gold are built elsewhere
     dbt_orders_build_interval_seconds: float = Field(default=15.0, ge=0)
 
+    # Outbound calls in production (core/outbound.py): hosts allowed over plain http, and hosts allowed to
+    # be internal addresses (private, loopback, link-local). Both empty: https to public hosts only.
+    outbound_plain_http_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    outbound_private_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     # Outbound events (Standard Webhooks)
     event_subscribers: Annotated[list[str], NoDecode] = Field(default_factory=list)
     event_signing_secret: SecretStr = SecretStr("whsec_bG9jYWwtZGV2LW9ubHktY2hhbmdlLW1lLXNpZ25pbmc=")
@@ -136,7 +162,9 @@ class Settings(BaseSettings):
     worker_metrics_port: int = 9464  # 0 turns the metrics endpoint off
     worker_max_concurrent_activities: int = Field(default=100, gt=0)
 
-    @field_validator("event_subscribers", mode="before")
+    @field_validator(
+        "event_subscribers", "outbound_plain_http_hosts", "outbound_private_hosts", mode="before"
+    )
     @classmethod
     def _split_subscribers(cls, value: object) -> object:
         # Accept a comma-separated list as well as JSON.
@@ -159,27 +187,28 @@ class Settings(BaseSettings):
     def _defaults_and_safety(self) -> Settings:
         if not self.database_url:
             self.database_url = f"sqlite:///{self.state_dir / 'portal.db'}"
+        for certificate, key in (
+            ("api_tls_cert_file", "api_tls_key_file"),
+            ("temporal_tls_cert_file", "temporal_tls_key_file"),
+        ):
+            if bool(getattr(self, certificate)) != bool(getattr(self, key)):
+                raise ValueError(f"{certificate} and {key} go together: set both or neither")
         if self.environment == "production":
-            unsafe = [
-                name
-                for name, value in (
-                    ("zoho_webhook_secret", self.zoho_webhook_secret),
-                    ("zoho_client_secret", self.zoho_client_secret),
-                    ("zoho_refresh_token", self.zoho_refresh_token),
-                    ("read_api_token", self.read_api_token),
-                    ("vtex_app_token", self.vtex_app_token),
-                    ("vtex_hook_secret", self.vtex_hook_secret),
-                )
-                if value.get_secret_value() == LOCAL_PLACEHOLDER
-            ]
-            if unsafe:
-                raise ValueError(f"placeholder secrets are refused in production: {', '.join(unsafe)}")
-            if (
-                "local-dev-only" in self.event_signing_secret.get_secret_value()
-                or self.event_signing_secret == (Settings.model_fields["event_signing_secret"].default)
-            ):
-                raise ValueError("placeholder secrets are refused in production: event_signing_secret")
+            from core.production import production_problems  # it reads these settings
+
+            problems = production_problems(self)
+            if problems:
+                raise ValueError("refused in production: " + "; ".join(problems))
         return self
+
+    def check_outbound_url(self, url: str) -> None:
+        """Raise :class:`core.outbound.RefusedUrl` for a URL the hub may not call in this environment."""
+        check_url(
+            url,
+            production=self.environment == "production",
+            plain_http_hosts=self.outbound_plain_http_hosts,
+            private_hosts=self.outbound_private_hosts,
+        )
 
 
 @lru_cache

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 from temporalio.runtime import Runtime
-from temporalio.service import RetryConfig
+from temporalio.service import RetryConfig, TLSConfig
 
 from core.settings import Settings
 
@@ -27,7 +29,25 @@ async def connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=DATA_CONVERTER,
+        tls=tls_config(settings),
+        api_key=settings.temporal_api_key.get_secret_value() or None,
         lazy=lazy,
         runtime=runtime,
         retry_config=retry_config,
     )
+
+
+def tls_config(settings: Settings) -> TLSConfig | bool:
+    """TLS to Temporal from the settings: files read here, so a missing one fails at start, by name.
+
+    An API key (Temporal Cloud) needs TLS, with the system's CAs unless a CA file is given.
+    """
+    files = {
+        "server_root_ca_cert": settings.temporal_tls_ca_file,
+        "client_cert": settings.temporal_tls_cert_file,
+        "client_private_key": settings.temporal_tls_key_file,
+    }
+    if not any(files.values()) and not settings.temporal_tls_server_name:
+        return settings.temporal_tls or bool(settings.temporal_api_key.get_secret_value())
+    contents = {name: Path(path).read_bytes() for name, path in files.items() if path}
+    return TLSConfig(domain=settings.temporal_tls_server_name or None, **contents)

@@ -306,8 +306,19 @@ def test_compose_environment_holds_no_production_secrets(
     compose_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HUB_ENVIRONMENT", "production")
-    with pytest.raises(ValidationError, match="placeholder secrets are refused in production"):
+    with pytest.raises(ValidationError, match="zoho_webhook_secret is a local placeholder"):
         Settings(_env_file=None)
+    # Even with every secret set for real, the file's dealer keys and simulator URLs are refused.
+    for name in ("ZOHO_WEBHOOK_SECRET", "ZOHO_CLIENT_SECRET", "ZOHO_REFRESH_TOKEN", "READ_API_TOKEN",
+                 "VTEX_APP_TOKEN", "VTEX_HOOK_SECRET"):  # fmt: skip
+        monkeypatch.setenv(f"HUB_{name}", f"real-{name.lower()}")
+    monkeypatch.setenv("HUB_EVENT_SIGNING_SECRET", "whsec_cHJvZHVjdGlvbi1rZXk=")
+    with pytest.raises(ValidationError) as refused:
+        Settings(_env_file=None)
+    message = str(refused.value)
+    assert "dealer_api_keys[dealer-sp-centro] is a local placeholder" in message
+    for name in ("zoho_api_base_url", "event_subscribers[0]", "vtex_api_base_url", "vtex_hook_url"):
+        assert f"{name}: http://" in message and "plain http is refused" in message, name
 
 
 def test_hub_environment_points_at_compose_services(

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
@@ -130,3 +131,26 @@ async def test_read_api_needs_token_and_answers_404(hub: Hub) -> None:
     auth = {"Authorization": f"Bearer {READ_TOKEN}"}
     assert (await hub.http.get(url, headers=auth)).status_code == 404
     assert (await hub.http.get(f"{hub.api_url}/v1/leads/abc", headers=auth)).status_code == 422
+
+
+async def test_a_rotating_secret_is_accepted_alongside_the_new_one_until_removed(
+    sqlite_url: str, task_queue: str
+) -> None:
+    """Both secrets authenticate (the body is then checked: 422), any other gets 401."""
+    dead = f"127.0.0.1:{free_port()}"  # authentication and validation come before Temporal
+    rotating = hub_settings(
+        sqlite_url, dead, "http://127.0.0.1:9", task_queue, zoho_webhook_previous_secret=WEBHOOK_SECRET,
+        zoho_webhook_secret="new-secret",
+    )  # fmt: skip
+    done = rotating.model_copy(update={"zoho_webhook_previous_secret": SecretStr("")})
+    header = rotating.zoho_webhook_secret_header
+    statuses = {}
+    for name, settings in (("rotating", rotating), ("done", done)):
+        async with serve(create_app(settings)) as base, httpx.AsyncClient(timeout=30) as http:
+            for secret in ("new-secret", WEBHOOK_SECRET, "other"):
+                answer = await http.post(f"{base}/webhooks/zoho/leads", json={}, headers={header: secret})
+                statuses[name, secret] = answer.status_code
+    assert statuses == {
+        ("rotating", "new-secret"): 422, ("rotating", WEBHOOK_SECRET): 422, ("rotating", "other"): 401,
+        ("done", "new-secret"): 422, ("done", WEBHOOK_SECRET): 401, ("done", "other"): 401,
+    }  # fmt: skip

@@ -94,12 +94,15 @@ async def test_incremental_build_equals_a_full_rebuild(
 ) -> None:
     await land_store(warehouse)
     assert (await dbt_build(settings, tmp_path)).success
-    # Later: o-2 is canceled, and Carla buys for the first time.
+    # Later: o-2 is canceled, Carla buys for the first time, and Bruno's o-4 loses an item.
     canceled = order("o-2", "u-ana", 5000, "2026-03-02T10:00:00.0000000Z", "canceled", "2026-03-05T10:00:00Z")
     carla = order("o-5", "u-carla", 12345, "2026-04-01T12:00:00.0000000Z")
-    await warehouse.land(VTEX_ORDERS, [order_version(canceled), order_version(carla)])
+    shrunk = order("o-4", "u-bruno", 4000, "2026-02-10T08:00:00.0000000Z", changed="2026-02-11T08:00:00Z")
+    shrunk["items"] = shrunk["items"][:1]
+    await warehouse.land(VTEX_ORDERS, [order_version(canceled), order_version(carla), order_version(shrunk)])
     assert (await dbt_build(settings, tmp_path)).success
     incremental = await snapshot(warehouse)
+    assert [item["sku_id"] for item in incremental["order_items"] if item["order_id"] == "o-4"] == ["101"]
     gold = {row["customer_id"]: row for row in incremental["customer_360"]}
     assert (gold["c-ana"]["orders_count"], gold["c-ana"]["lifetime_value"]) == (1, 100)
     assert (gold["c-carla"]["orders_count"], float(gold["c-carla"]["lifetime_value"])) == (1, 123.45)

@@ -19,6 +19,7 @@ select
     items_value,
     discounts_value,
     shipping_value,
+    items_count,
     customer_user_id,
     customer_document,
     shipping_state,

@@ -22,6 +22,7 @@ renamed as (
         json_value(payload, '$.shippingData.address.state') as shipping_state,
         json_value(payload, '$.shippingData.address.city') as shipping_city,
         json_query(payload, '$.items') as items,
+        coalesce(array_length(json_query_array(payload, '$.items')), 0) as items_count,
         event_key,
         ingested_at
     from latest

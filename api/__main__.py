@@ -1,0 +1,45 @@
+"""Serve the API: ``python -m api [--host H] [--port P] [--workers N]``, over TLS when configured.
+
+uvicorn with the hub's TLS settings: with ``HUB_API_TLS_CERT_FILE`` and ``HUB_API_TLS_KEY_FILE`` it
+serves https only. In production it refuses to start without them unless ``HUB_API_BEHIND_TLS_PROXY``
+says a proxy in front terminates TLS; then the proxy's ``X-Forwarded-*`` headers are trusted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+
+from core.production import api_tls_problem
+from core.settings import get_settings
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m api", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 in a container")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=1, help="processes (locally; replicas in production)")
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    if problem := api_tls_problem(settings):
+        sys.exit(f"error: {problem}")
+    uvicorn.run(
+        "api.app:app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+        ssl_certfile=settings.api_tls_cert_file or None,
+        ssl_keyfile=settings.api_tls_key_file or None,
+        proxy_headers=settings.api_behind_tls_proxy,
+        forwarded_allow_ips="*" if settings.api_behind_tls_proxy else None,
+    )
+
+
+if __name__ == "__main__":
+    main()

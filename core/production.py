@@ -1,0 +1,95 @@
+"""What production refuses in the settings: local secrets and keys, empty secrets, local endpoints.
+
+The local stack and docker-compose run on placeholder secrets (``local-dev-only-change-me``, the compose
+file's ``local-key-*`` dealer keys, the simulators' app key) and on the simulators' and emulator's
+plain-http loopback URLs. Any of them in production means a deployment that forgot a setting: the
+settings refuse to load, naming each one (never its value).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pydantic import SecretStr
+
+from core.outbound import RefusedUrl
+
+if TYPE_CHECKING:
+    from core.settings import Settings
+
+# Values only the local stack uses: a secret containing one of them was never set for real.
+LOCAL_MARKERS = ("local-dev-only", "local-key-", "change-me")
+REQUIRED_SECRETS = (
+    "zoho_webhook_secret",
+    "zoho_client_secret",
+    "zoho_refresh_token",
+    "read_api_token",
+    "vtex_app_token",
+    "vtex_hook_secret",
+    "event_signing_secret",
+)
+OPTIONAL_SECRETS = ("zoho_webhook_previous_secret", "vtex_hook_previous_secret", "temporal_api_key")
+LOCAL_IDENTIFIERS = {"zoho_client_id": "local-client", "vtex_app_key": "vtexappkey-localstore-LOCAL"}
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """Every reason these settings cannot run in production; empty when they can."""
+    return [*_secret_problems(settings), *_endpoint_problems(settings)]
+
+
+def _secret_problems(settings: Settings) -> list[str]:
+    problems = []
+    for name in REQUIRED_SECRETS:
+        value = getattr(settings, name).get_secret_value()
+        if not value:
+            problems.append(f"{name} is empty")
+        elif _is_local(name, value, settings):
+            problems.append(f"{name} is a local placeholder")
+    for name in OPTIONAL_SECRETS:
+        value = getattr(settings, name).get_secret_value()
+        if value and _is_local(name, value, settings):
+            problems.append(f"{name} is a local placeholder")
+    for dealer, key in settings.dealer_api_keys.items():
+        if not key.get_secret_value():
+            problems.append(f"dealer_api_keys[{dealer}] is empty")
+        elif _is_local("dealer_api_keys", key.get_secret_value(), settings):
+            problems.append(f"dealer_api_keys[{dealer}] is a local placeholder")
+    for name, local in LOCAL_IDENTIFIERS.items():
+        if getattr(settings, name) == local:
+            problems.append(f"{name} is the local stack's {local!r}")
+    return problems
+
+
+def _is_local(name: str, value: str, settings: Settings) -> bool:
+    default = type(settings).model_fields[name].default
+    default_value = default.get_secret_value() if isinstance(default, SecretStr) else default
+    return value == default_value or any(marker in value for marker in LOCAL_MARKERS)
+
+
+def _endpoint_problems(settings: Settings) -> list[str]:
+    urls = {
+        "zoho_api_base_url": settings.zoho_api_base_url,
+        "zoho_accounts_url": settings.zoho_accounts_url,
+        "vtex_api_base_url": settings.vtex_api_base_url,
+        "vtex_hook_url": settings.vtex_hook_url,  # VTEX calls it: a public https URL
+        **{f"event_subscribers[{i}]": url for i, url in enumerate(settings.event_subscribers)},
+    }
+    if settings.bigquery_endpoint:  # empty is Google's API; anything else must pass like any partner
+        urls["bigquery_endpoint"] = settings.bigquery_endpoint
+    problems = []
+    for name, url in urls.items():
+        try:
+            settings.check_outbound_url(url)
+        except RefusedUrl as refused:
+            problems.append(f"{name}: {refused}")
+    return problems
+
+
+def api_tls_problem(settings: Settings) -> str:
+    """Why the API may not serve in this environment without TLS, or ``""``: checked where it starts."""
+    if settings.environment != "production" or settings.api_behind_tls_proxy or settings.api_tls_cert_file:
+        return ""
+    return (
+        "the API refuses to serve without TLS in production: set HUB_API_TLS_CERT_FILE and"
+        " HUB_API_TLS_KEY_FILE, or HUB_API_BEHIND_TLS_PROXY=true when a proxy in front terminates TLS"
+    )
