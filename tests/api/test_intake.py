@@ -17,9 +17,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from core.constants import SEARCH_ATTRIBUTES
-from core.temporal import DATA_CONVERTER
 from tests.api.test_vtex_webhook import hook
-from tests.conftest import binary
+from tests.conftest import TEST_CONVERTER, binary
 from tests.hub import VTEX_HOOK_SECRET, WEBHOOK_SECRET, Hub, hub_settings, running_hub
 from tests.support import eventually, free_port, serve
 
@@ -85,7 +84,7 @@ async def test_503_within_budget_after_the_dev_server_is_killed(sqlite_url: str,
         dev_server_existing_path=binary("temporal"),
         search_attributes=SEARCH_ATTRIBUTES,
         dev_server_log_level="error",
-        data_converter=DATA_CONVERTER,
+        data_converter=TEST_CONVERTER,
     )
     address = env.client.service_client.config.target_host
     settings = hub_settings(sqlite_url, address, "http://127.0.0.1:9", task_queue, vtex_account="teststore")

@@ -11,7 +11,7 @@ from temporalio.client import WorkflowHistory, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 from temporalio.worker import Replayer
 
-from core.temporal import DATA_CONVERTER
+from tests.conftest import TEST_CONVERTER
 from tests.hub import Hub
 from tests.support import eventually
 from workflows.lead_distribution import AssignDealerInput, LeadDistributionWorkflow
@@ -162,7 +162,7 @@ async def test_histories_replay_deterministically(hub: Hub) -> None:
     await hub.post_webhook(lead_id)
     await hub.handle(lead_id).result()
     history = await hub.handle(lead_id).fetch_history()
-    await Replayer(workflows=[LeadDistributionWorkflow], data_converter=DATA_CONVERTER).replay_workflow(
+    await Replayer(workflows=[LeadDistributionWorkflow], data_converter=TEST_CONVERTER).replay_workflow(
         history
     )
 
@@ -173,7 +173,7 @@ async def test_runs_started_before_the_status_patch_still_replay() -> None:
     history = WorkflowHistory.from_json("lead-recorded", recorded.read_text())
     steps = [e.activity_task_scheduled_event_attributes.activity_type.name for e in history.events]
     assert [step for step in steps if step].count("record_lead_status") == 3
-    replayer = Replayer(workflows=[LeadDistributionWorkflow], data_converter=DATA_CONVERTER)
+    replayer = Replayer(workflows=[LeadDistributionWorkflow], data_converter=TEST_CONVERTER)
     await replayer.replay_workflow(history)
 
 
