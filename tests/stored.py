@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from google.protobuf.message import Message
 from temporalio.api.common.v1 import Payload, SearchAttributes
 from temporalio.api.failure.v1 import Failure
-from temporalio.api.history.v1 import History
+from temporalio.api.history.v1 import History, MarkerRecordedEventAttributes
 from temporalio.api.workflowservice.v1 import (
     DescribeWorkflowExecutionRequest,
     DescribeWorkflowExecutionResponse,
     GetWorkflowExecutionHistoryRequest,
 )
 from temporalio.client import Client
+
+from core.codec import ENCODING
+
+PATCH_MARKER = "core_patch"
 
 
 @dataclass
@@ -25,19 +29,26 @@ class Stored:
     history: History
     description: DescribeWorkflowExecutionResponse
 
-    def raw_bytes(self) -> bytes:
-        return self.history.SerializeToString() + self.description.SerializeToString()
-
     def payloads(self) -> list[Payload]:
         """Every payload of the history and description, except search attributes (plain by design)."""
-        return [m for m in messages_in(self.history, self.description) if isinstance(m, Payload)]
+        return payloads_in(self.history, self.description)
+
+    def plaintext(self) -> bytes:
+        """Everything stored except the ciphertext of encrypted payloads: what anyone can read."""
+        history, description = History(), DescribeWorkflowExecutionResponse()
+        history.CopyFrom(self.history)
+        description.CopyFrom(self.description)
+        for payload in payloads_in(history, description):
+            if payload.metadata.get("encoding") == ENCODING:
+                payload.data = b""
+        return history.SerializeToString() + description.SerializeToString()
 
     def failures(self) -> list[Failure]:
         return [m for m in messages_in(self.history) if isinstance(m, Failure)]
 
     def search_attribute_values(self) -> list[bytes]:
         found = []
-        for message in messages_in(self.history, self.description, into_search_attributes=True):
+        for message in messages_in(self.history, self.description):
             if isinstance(message, SearchAttributes):
                 found += [payload.data for payload in message.indexed_fields.values()]
         return found
@@ -80,19 +91,32 @@ async def _history_of(client: Client, workflow_id: str, run_id: str) -> History:
             return history
 
 
-def messages_in(*roots: Message, into_search_attributes: bool = False) -> Iterator[Message]:
-    """Every message nested in ``roots`` (themselves included), maps and lists too."""
+def payloads_in(*roots: Message) -> list[Payload]:
+    """Every payload nested in ``roots``, except those plain by design (see ``plain_by_design``)."""
+    return [m for m in messages_in(*roots, skip=plain_by_design) if isinstance(m, Payload)]
+
+
+def plain_by_design(message: Message) -> bool:
+    """Search attributes (Temporal indexes them) and the SDK's patch markers (a patch id the SDK core
+    records beneath the codec) are stored in plain text; neither holds personal data."""
+    if isinstance(message, SearchAttributes):
+        return True
+    return isinstance(message, MarkerRecordedEventAttributes) and message.marker_name == PATCH_MARKER
+
+
+def messages_in(*roots: Message, skip: Callable[[Message], bool] | None = None) -> Iterator[Message]:
+    """Every message nested in ``roots`` (themselves included), maps and lists too; not inside ``skip``."""
     for root in roots:
         yield root
-        if isinstance(root, SearchAttributes) and not into_search_attributes:
+        if skip is not None and skip(root):
             continue
         for field, value in root.ListFields():
             if field.message_type is None:
                 continue
             if field.message_type.GetOptions().map_entry:
                 if field.message_type.fields_by_name["value"].message_type is not None:
-                    yield from messages_in(*value.values(), into_search_attributes=into_search_attributes)
+                    yield from messages_in(*value.values(), skip=skip)
             elif field.is_repeated:
-                yield from messages_in(*value, into_search_attributes=into_search_attributes)
+                yield from messages_in(*value, skip=skip)
             else:
-                yield from messages_in(value, into_search_attributes=into_search_attributes)
+                yield from messages_in(value, skip=skip)
