@@ -84,7 +84,7 @@ class EncryptionCodec(PayloadCodec):
         return [self.seal(payload) for payload in payloads]
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        return [self.open(payload) for payload in payloads]
+        return [self.unseal(payload) for payload in payloads]
 
     def seal(self, payload: Payload) -> Payload:
         key_id = self._ring.active
@@ -95,7 +95,7 @@ class EncryptionCodec(PayloadCodec):
         sealed = self._ciphers[key_id].encrypt(nonce, plain, key_id.encode())
         return Payload(metadata={"encoding": ENCODING, KEY_ID: key_id.encode()}, data=nonce + sealed)
 
-    def open(self, payload: Payload) -> Payload:
+    def unseal(self, payload: Payload) -> Payload:
         if payload.metadata.get("encoding") != ENCODING:
             return payload
         key_id = payload.metadata.get(KEY_ID, b"").decode(errors="replace")
