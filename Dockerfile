@@ -1,5 +1,6 @@
 # One image for every process of the integrations hub; the command picks the process:
 #   API         uvicorn --factory api.app:app --host 0.0.0.0 --port 8000   (the default)
+#   codec       uvicorn --factory api.codec_server:app --host 0.0.0.0 --port 8234
 #   worker      python -m workers.main                                     (or hub-worker)
 #   migrations  python -m db.migrate
 #   rules       hub-rules load FILE
@@ -46,7 +47,8 @@ RUN pip install --no-cache-dir . \
 
 USER 10001:10001
 
-# 8000: API (/healthz, /readyz, /metrics); 8100: simulators; 9464: worker's Temporal SDK metrics.
-EXPOSE 8000 8100 9464
+# 8000: API (/healthz, /readyz, /metrics); 8100: simulators; 8234: codec server; 9464: worker's
+# Temporal SDK metrics.
+EXPOSE 8000 8100 8234 9464
 
 CMD ["uvicorn", "--factory", "api.app:app", "--host", "0.0.0.0", "--port", "8000"]

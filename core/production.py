@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from pydantic import SecretStr
 
 from core.outbound import RefusedUrl
+from core.settings import LOCAL_PAYLOAD_KEY
 
 if TYPE_CHECKING:
     from core.settings import Settings
@@ -54,6 +55,11 @@ def _secret_problems(settings: Settings) -> list[str]:
             problems.append(f"dealer_api_keys[{dealer}] is empty")
         elif _is_local("dealer_api_keys", key.get_secret_value(), settings):
             problems.append(f"dealer_api_keys[{dealer}] is a local placeholder")
+    if not settings.payload_keys:
+        problems.append("payload_keys is empty: encrypt payloads with keys of your own (HUB_PAYLOAD_KEYS)")
+    for key_id, key in settings.payload_keys.items():
+        if key.get_secret_value() == LOCAL_PAYLOAD_KEY:
+            problems.append(f"payload_keys[{key_id}] is the local development key")
     for name, local in LOCAL_IDENTIFIERS.items():
         if getattr(settings, name) == local:
             problems.append(f"{name} is the local stack's {local!r}")

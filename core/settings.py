@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -11,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from core.codec import decode_key
 from core.constants import (
     DBT_TASK_QUEUE,
     LEADS_TASK_QUEUE,
@@ -22,6 +24,11 @@ from core.outbound import check_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_PLACEHOLDER = "local-dev-only-change-me"
+# The payload key local runs and tests use when HUB_PAYLOAD_KEYS is empty. It is public (it is right
+# here), so production refuses it.
+LOCAL_PAYLOAD_KEY_ID = "local-dev"
+LOCAL_PAYLOAD_KEY = base64.b64encode(b"local-dev-only-payload-key-0001!").decode()
+LOCAL_UI_ORIGINS = ["http://localhost:8233", "http://127.0.0.1:8233"]  # the dev server's Web UI
 
 
 class Settings(BaseSettings):
@@ -51,6 +58,17 @@ class Settings(BaseSettings):
     vtex_orders_task_queue: str = VTEX_ORDERS_TASK_QUEUE
     vtex_api_task_queue: str = VTEX_API_TASK_QUEUE  # every VTEX call, rate-limited across all workers
     dbt_task_queue: str = DBT_TASK_QUEUE  # dbt builds of silver and gold, one at a time
+    # Payload encryption (core/codec.py): "id:base64key,id2:base64key" (AES-256, 32 bytes each). The
+    # active key encrypts, every key decrypts. Empty: the local key in local runs and tests; production
+    # refuses to start without keys of its own.
+    payload_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
+    payload_active_key: str = ""  # may stay empty when the ring holds one key
+    # Codec server (api/codec_server.py): decodes payloads for the Temporal Web UI and CLI. Production
+    # refuses requests without this bearer token; locally it is optional.
+    codec_server_token: SecretStr = SecretStr("")
+    codec_server_cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(LOCAL_UI_ORIGINS)
+    )
 
     # Portal / central database (SQLAlchemy URL, sync driver form)
     database_url: str = ""
@@ -163,15 +181,42 @@ class Settings(BaseSettings):
     worker_max_concurrent_activities: int = Field(default=100, gt=0)
 
     @field_validator(
-        "event_subscribers", "outbound_plain_http_hosts", "outbound_private_hosts", mode="before"
+        "event_subscribers",
+        "codec_server_cors_origins",
+        "outbound_plain_http_hosts",
+        "outbound_private_hosts",
+        mode="before",
     )
     @classmethod
-    def _split_subscribers(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         # Accept a comma-separated list as well as JSON.
         if isinstance(value, str):
             if value.lstrip().startswith("["):
                 return json.loads(value)
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("payload_keys", mode="before")
+    @classmethod
+    def _split_payload_keys(cls, value: object) -> object:
+        # "id:base64key,id2:base64key" (base64 has no ":" or ","), or a JSON object like the dealer keys.
+        if not isinstance(value, str):
+            return value
+        if value.lstrip().startswith("{"):
+            return json.loads(value)
+        keys: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            key_id, separator, key = item.partition(":")
+            if not separator or not key_id.strip():
+                raise ValueError("payload keys are written id:base64key, separated by commas")
+            keys[key_id.strip()] = key.strip()
+        return keys
+
+    @field_validator("payload_keys")
+    @classmethod
+    def _payload_keys_are_aes_256(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for key_id, key in value.items():
+            decode_key(key_id, key.get_secret_value())
         return value
 
     @field_validator("business_timezone")
@@ -209,6 +254,17 @@ class Settings(BaseSettings):
             plain_http_hosts=self.outbound_plain_http_hosts,
             private_hosts=self.outbound_private_hosts,
         )
+
+    @model_validator(mode="after")
+    def _payload_key_ring(self) -> Settings:
+        if not self.payload_keys:  # local and test runs; production refuses it (core/production.py)
+            self.payload_keys = {LOCAL_PAYLOAD_KEY_ID: SecretStr(LOCAL_PAYLOAD_KEY)}
+        if not self.payload_active_key and len(self.payload_keys) == 1:
+            self.payload_active_key = next(iter(self.payload_keys))
+        if self.payload_active_key not in self.payload_keys:
+            known = ", ".join(sorted(self.payload_keys))
+            raise ValueError(f"HUB_PAYLOAD_ACTIVE_KEY must name one of the payload keys ({known})")
+        return self
 
 
 @lru_cache

@@ -1,20 +1,39 @@
-"""Connecting to Temporal: every client and worker the project creates uses the data converter here."""
+"""Connecting to Temporal: every client, worker and replayer the project creates uses ``data_converter``."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.runtime import Runtime
 from temporalio.service import RetryConfig, TLSConfig
 
+from core.codec import EncryptionCodec, KeyRing
 from core.settings import Settings
 
-# JSON through pydantic: workflow and activity types may carry Decimal and aware datetime values, and
-# plain dataclasses keep working (their JSON is the same as with the SDK's default converter).
-DATA_CONVERTER: DataConverter = pydantic_data_converter
+
+def payload_codec(settings: Settings) -> EncryptionCodec:
+    """The payload codec of the configured key ring (the codec server uses it alone)."""
+    keys = {key_id: key.get_secret_value() for key_id, key in settings.payload_keys.items()}
+    return EncryptionCodec(KeyRing.from_text(keys, settings.payload_active_key))
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    """The one data converter: JSON through pydantic, then compressed and encrypted with the key ring.
+
+    JSON through pydantic: workflow and activity types may carry Decimal and aware datetime values, and
+    plain dataclasses keep working (their JSON is the same as with the SDK's default converter).
+    Failure messages and stack traces move into the failure's encoded attributes, so they are encrypted
+    too: errors quote field values and partners' answers.
+    """
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=payload_codec(settings),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
 
 
 async def connect(
@@ -28,7 +47,7 @@ async def connect(
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=DATA_CONVERTER,
+        data_converter=data_converter(settings),
         tls=tls_config(settings),
         api_key=settings.temporal_api_key.get_secret_value() or None,
         lazy=lazy,

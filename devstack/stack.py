@@ -39,6 +39,7 @@ class Ports:
     worker_metrics: int = 9464
     bigquery: int = 9050
     bigquery_grpc: int = 9060
+    codec_server: int = 8234  # next to the Web UI, whose browser pages call it
 
     @classmethod
     def from_base(cls, base: int | None) -> Ports:
@@ -106,6 +107,8 @@ def stack_environment(ports: Ports, state_dir: Path, dealer_ids: list[str]) -> d
     env.setdefault("HUB_BIGQUERY_ENDPOINT", f"http://127.0.0.1:{ports.bigquery}")
     env.setdefault("HUB_BIGQUERY_WRITE_ENDPOINT", f"127.0.0.1:{ports.bigquery_grpc}")
     env.setdefault("HUB_BIGQUERY_PROJECT", emulator.PROJECT)
+    ui = ports.temporal_ui
+    env.setdefault("HUB_CODEC_SERVER_CORS_ORIGINS", f"http://localhost:{ui},http://127.0.0.1:{ui}")
     # The simulated dealer CRMs accept any key; real dealers each issue their own.
     env.setdefault(
         "HUB_DEALER_API_KEYS", json.dumps({dealer: f"local-key-{dealer}" for dealer in dealer_ids})
@@ -136,11 +139,18 @@ def parts(ports: Ports, state_dir: Path, api_processes: int = 1) -> list[Part]:
         # WAL without an fsync per commit: several times the throughput; a power cut may lose the
         # last moments of a local run, never a production cluster's data.
         "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
+        # Histories are encrypted: the UI has the browser decode them through the codec server.
+        "--ui-codec-endpoint", f"http://127.0.0.1:{ports.codec_server}",
     ]  # fmt: skip
     for key in SEARCH_ATTRIBUTES:
         temporal += ["--search-attribute", f"{key.name}=Keyword"]
     bigquery_home = state_dir / "bigquery-home"
     return [
+        Part("codec",
+             [python, "-m", "uvicorn", "--factory", "api.codec_server:app", "--host", "127.0.0.1",
+              "--port", str(ports.codec_server), "--log-level", "warning"],
+             http_ok(f"http://127.0.0.1:{ports.codec_server}/healthz"),
+             f"http://127.0.0.1:{ports.codec_server} (codec server: the Web UI shows payloads decrypted)"),
         Part("temporal", temporal, http_ok(f"http://127.0.0.1:{ports.temporal_ui}/"),
              f"127.0.0.1:{ports.temporal} (Web UI http://127.0.0.1:{ports.temporal_ui})"),
         Part("bigquery",

@@ -22,7 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from core.constants import SEARCH_ATTRIBUTES
 from core.settings import Settings
-from core.temporal import DATA_CONVERTER
+from core.temporal import data_converter
 from db.engine import create_engine, session_factory
 from db.migrate import upgrade
 from devstack import emulator
@@ -31,6 +31,8 @@ from warehouse import Warehouse
 
 POSTGRES_URL = os.environ.get("HUB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REQUIRE_POSTGRES = os.environ.get("HUB_REQUIRE_POSTGRES") == "1"
+# The project's data converter with the tests' key ring (the local key), as every hub in a test uses.
+TEST_CONVERTER = data_converter(Settings(environment="test"))
 
 
 def binary(name: str) -> str:
@@ -109,7 +111,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=binary("temporal"),
         search_attributes=SEARCH_ATTRIBUTES,
         dev_server_log_level="error",
-        data_converter=DATA_CONVERTER,
+        data_converter=TEST_CONVERTER,
     )
     yield env
     await env.shutdown()

@@ -262,8 +262,8 @@ def environment_of(settings: Settings) -> dict[str, str]:
         secret = getattr(settings, name)
         if hasattr(secret, "get_secret_value"):
             value = secret.get_secret_value()
-        elif name == "dealer_api_keys":
-            value = json.dumps({k: v.get_secret_value() for k, v in settings.dealer_api_keys.items()})
+        elif name in ("dealer_api_keys", "payload_keys"):
+            value = {key: each.get_secret_value() for key, each in secret.items()}
         if isinstance(value, list | dict):
             value = json.dumps(value)
         env[f"HUB_{name.upper()}"] = str(value)

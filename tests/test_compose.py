@@ -29,6 +29,7 @@ from sqlalchemy.engine import make_url
 from temporalio.common import SearchAttributeIndexedValueType
 
 from api.app import create_app
+from api.codec_server import create_codec_app
 from api.metrics import ACK_SECONDS, WEBHOOKS
 from core.constants import SEARCH_ATTRIBUTES
 from core.settings import Settings
@@ -48,7 +49,7 @@ PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
 GRAFANA = DEPLOY / "grafana"
 POSTGRES_INIT = DEPLOY / "postgres" / "init.sql"
 
-HUB_SERVICES = ("migrate", "api", "worker", "simulators")
+HUB_SERVICES = ("migrate", "api", "worker", "simulators", "codec-server")
 IMAGES = {  # service -> image repository; the tag must be pinned
     "postgresql": "postgres",
     "temporal": "temporalio/auto-setup",
@@ -61,6 +62,7 @@ PUBLISHED = {  # service -> (host port, container port)
     "api": (8000, 8000),
     "temporal-ui": (8233, 8080),
     "simulators": (8100, 8100),
+    "codec-server": (8234, 8234),
     "temporal": (7233, 7233),
     "prometheus": (9090, 9090),
     "grafana": (3000, 3000),
@@ -257,6 +259,31 @@ def test_hub_services_start_after_migrations_and_search_attributes(
     assert services["temporal-setup"]["restart"] == "no"
 
 
+async def test_the_ui_decodes_through_the_codec_server_from_the_browser(
+    services: dict[str, dict[str, Any]], compose_settings: Settings
+) -> None:
+    command = services["codec-server"]["command"]
+    assert command[:3] == ["uvicorn", "--factory", "api.codec_server:app"]
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    port = int(command[command.index("--port") + 1])
+    # The browser calls the endpoint: it must be the published address, and the UI's origin allowed.
+    endpoint = urlsplit(services["temporal-ui"]["environment"]["TEMPORAL_CODEC_ENDPOINT"])
+    assert [(ip, host) for ip, host, _ in published_ports(services["codec-server"])] == [
+        (endpoint.hostname, endpoint.port)
+    ]
+    assert (endpoint.port, port) in [(h, c) for _, h, c in published_ports(services["codec-server"])]
+    ((ui_ip, ui_port, _),) = published_ports(services["temporal-ui"])
+    assert f"http://{ui_ip}:{ui_port}" in compose_settings.codec_server_cors_origins
+    module, _, attribute = command[2].partition(":")
+    assert callable(getattr(importlib.import_module(module), attribute))
+    app = create_codec_app(compose_settings)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://codec") as client:
+        healthcheck = " ".join(services["codec-server"]["healthcheck"]["test"])
+        health_path = re.search(rf"http://127\.0\.0\.1:{port}(/\w+)", healthcheck)
+        assert health_path, healthcheck
+        assert (await client.get(health_path.group(1))).status_code == 200
+
+
 def test_worker_healthcheck_uses_the_metrics_port(
     services: dict[str, dict[str, Any]], hub_env: dict[str, str]
 ) -> None:
@@ -278,7 +305,7 @@ def test_every_hub_variable_is_a_settings_field(services: dict[str, dict[str, An
 def test_hub_services_share_the_hub_environment(
     services: dict[str, dict[str, Any]], hub_env: dict[str, str]
 ) -> None:
-    for name in ("migrate", "api", "worker"):
+    for name in ("migrate", "api", "worker", "codec-server"):
         assert services[name]["environment"] == hub_env, name
 
 

@@ -11,26 +11,7 @@ from pydantic import ValidationError
 from core.outbound import RefusedUrl, check_url
 from core.production import api_tls_problem
 from core.settings import Settings
-
-REAL: dict[str, Any] = {
-    "environment": "production",
-    "zoho_webhook_secret": "zs-8f2a",
-    "zoho_client_secret": "zc-41d9",
-    "zoho_refresh_token": "1000.refresh",
-    "zoho_client_id": "1000.CLIENT",
-    "read_api_token": "rt-77c1",
-    "vtex_app_token": "vt-0b3e",
-    "vtex_app_key": "vtexappkey-carmaker-ABCDEF",
-    "vtex_hook_secret": "vh-5a5a",
-    "event_signing_secret": "whsec_cHJvZHVjdGlvbi1rZXk=",
-    "dealer_api_keys": {"dealer-sp-centro": "dk-123"},
-    "zoho_api_base_url": "https://www.zohoapis.example",
-    "zoho_accounts_url": "https://accounts.zoho.example",
-    "vtex_api_base_url": "https://carmaker.vtexcommercestable.example",
-    "vtex_hook_url": "https://hub.carmaker.example/webhooks/vtex/orders",
-    "event_subscribers": ["https://portal.carmaker.example/hooks"],
-    "bigquery_endpoint": "",
-}
+from tests.support import PRODUCTION_SETTINGS as REAL
 
 
 def refused(**changes: Any) -> str:

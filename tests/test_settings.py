@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from core.settings import Settings
+from core.codec import new_key
+from core.settings import LOCAL_PAYLOAD_KEY, LOCAL_PAYLOAD_KEY_ID, Settings
+from tests.support import PRODUCTION_SETTINGS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,3 +41,61 @@ def test_subscribers_accept_comma_list_and_json(monkeypatch: pytest.MonkeyPatch)
 def test_unknown_business_timezone_is_refused() -> None:
     with pytest.raises(ValidationError, match="unknown time zone"):
         Settings(business_timezone="America/Atlantis")
+
+
+PRODUCTION_SECRETS = {name: value for name, value in PRODUCTION_SETTINGS.items() if name != "payload_keys"}
+
+
+def test_local_runs_encrypt_with_the_local_key_without_configuration() -> None:
+    settings = Settings(environment="local")
+    assert settings.payload_active_key == LOCAL_PAYLOAD_KEY_ID
+    assert {k: v.get_secret_value() for k, v in settings.payload_keys.items()} == {
+        LOCAL_PAYLOAD_KEY_ID: LOCAL_PAYLOAD_KEY
+    }
+
+
+def test_production_refuses_to_run_without_payload_keys_or_with_the_local_key() -> None:
+    with pytest.raises(ValidationError, match="payload_keys is empty"):
+        Settings(**PRODUCTION_SECRETS)
+    with pytest.raises(ValidationError, match=r"payload_keys\[mine\] is the local development key"):
+        Settings(**PRODUCTION_SECRETS, payload_keys={"mine": LOCAL_PAYLOAD_KEY})
+    with pytest.raises(ValidationError, match="the local development key"):
+        Settings(
+            **PRODUCTION_SECRETS, payload_keys={"k1": new_key(), LOCAL_PAYLOAD_KEY_ID: LOCAL_PAYLOAD_KEY}
+        )
+    assert Settings(**PRODUCTION_SECRETS, payload_keys={"k1": new_key()}).payload_active_key == "k1"
+
+
+def test_payload_keys_parse_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    old, new = new_key(), new_key()
+    monkeypatch.setenv("HUB_PAYLOAD_KEYS", f"2025-01:{old}, 2026-01:{new}")
+    monkeypatch.setenv("HUB_PAYLOAD_ACTIVE_KEY", "2026-01")
+    settings = Settings()
+    assert {k: v.get_secret_value() for k, v in settings.payload_keys.items()} == {
+        "2025-01": old,
+        "2026-01": new,
+    }
+    assert settings.payload_active_key == "2026-01"
+    monkeypatch.setenv("HUB_PAYLOAD_KEYS", f'{{"2026-01": "{new}"}}')
+    assert Settings().payload_keys["2026-01"].get_secret_value() == new
+
+
+@pytest.mark.parametrize(
+    ("keys", "active", "message"),
+    [
+        ("a:{k},b:{k}", "", "HUB_PAYLOAD_ACTIVE_KEY must name one of the payload keys \\(a, b\\)"),
+        ("a:{k}", "c", "HUB_PAYLOAD_ACTIVE_KEY must name one of the payload keys \\(a\\)"),
+        ("a:not base64!", "", "payload key 'a' is not valid base64"),
+        ("a:c2hvcnQ=", "", "payload key 'a' must be 32 bytes"),
+        ("{k}", "", "payload keys are written id:base64key"),
+    ],
+)
+def test_bad_payload_keys_are_refused_without_showing_them(
+    monkeypatch: pytest.MonkeyPatch, keys: str, active: str, message: str
+) -> None:
+    key = new_key()
+    monkeypatch.setenv("HUB_PAYLOAD_KEYS", keys.format(k=key))
+    monkeypatch.setenv("HUB_PAYLOAD_ACTIVE_KEY", active)
+    with pytest.raises(ValidationError, match=message) as refused:
+        Settings()
+    assert key not in str(refused.value)

@@ -17,9 +17,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from core.constants import SEARCH_ATTRIBUTES
-from core.temporal import DATA_CONVERTER
+from core.temporal import payload_codec
 from tests.api.test_vtex_webhook import hook
-from tests.conftest import binary
+from tests.conftest import TEST_CONVERTER, binary
 from tests.hub import VTEX_HOOK_SECRET, WEBHOOK_SECRET, Hub, hub_settings, running_hub
 from tests.support import eventually, free_port, serve
 
@@ -85,7 +85,7 @@ async def test_503_within_budget_after_the_dev_server_is_killed(sqlite_url: str,
         dev_server_existing_path=binary("temporal"),
         search_attributes=SEARCH_ATTRIBUTES,
         dev_server_log_level="error",
-        data_converter=DATA_CONVERTER,
+        data_converter=TEST_CONVERTER,
     )
     address = env.client.service_client.config.target_host
     settings = hub_settings(sqlite_url, address, "http://127.0.0.1:9", task_queue, vtex_account="teststore")
@@ -175,6 +175,7 @@ async def test_deal_fields_in_the_spellings_zoho_admins_use(api_only: Hub, field
     handle = api_only.client.get_workflow_handle(f"opportunity-{deal_id}")
     history = await handle.fetch_history()
     signal = next(e for e in history.events if e.HasField("workflow_execution_signaled_event_attributes"))
-    payload = signal.workflow_execution_signaled_event_attributes.input.payloads[0].data.decode()
+    (stored,) = signal.workflow_execution_signaled_event_attributes.input.payloads
+    payload = (await payload_codec(api_only.settings).decode([stored]))[0].data.decode()  # stored encrypted
     assert '"stage":"Qualification"' in payload
     assert '"modified_time":"2026-11-24T' in payload

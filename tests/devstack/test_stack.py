@@ -23,7 +23,7 @@ import pytest
 
 from devstack.stack import Ports, port_open
 
-PARTS = ("temporal", "bigquery", "simulators", "api", "worker")
+PARTS = ("codec", "temporal", "bigquery", "simulators", "api", "worker")
 PORT_COUNT = len(dataclasses.fields(Ports))
 API_PROCESSES = 2
 HEALTHY = "All parts healthy"
@@ -57,6 +57,7 @@ def test_signal_stops_every_process_it_started(tmp_path: Path, signum: int) -> N
         assert_prints_where_parts_listen(run)
         run.descendants = psutil.Process(run.process.pid).children(recursive=True)
         assert api_process_count(run.descendants) == API_PROCESSES
+        assert ui_codec_endpoint(run.descendants) == f"http://127.0.0.1:{run.ports.codec_server}"
         assert list((run.state_dir / "api-metrics").glob("*.db")), "the API runs without multiprocess metrics"
 
         assert stop(run, signum) == 0, run.text()
@@ -141,6 +142,7 @@ def wait_for(run: Run, text: str) -> None:
 def assert_prints_where_parts_listen(run: Run) -> None:
     ports = run.ports
     expected = {
+        "codec": f"http://127.0.0.1:{ports.codec_server} (codec server",
         "temporal": f"127.0.0.1:{ports.temporal} (Web UI http://127.0.0.1:{ports.temporal_ui})",
         "bigquery": f"http://127.0.0.1:{ports.bigquery} (",
         "simulators": f"http://127.0.0.1:{ports.simulators} (",
@@ -153,9 +155,16 @@ def assert_prints_where_parts_listen(run: Run) -> None:
         assert where in healthy[part], f"{part}: expected {where!r} in {healthy[part]!r}"
 
 
+def ui_codec_endpoint(descendants: list[psutil.Process]) -> str:
+    """Where the dev server's Web UI has browsers decode payloads."""
+    (server,) = [p for p in descendants if p.cmdline()[1:3] == ["server", "start-dev"]]
+    command = server.cmdline()
+    return command[command.index("--ui-codec-endpoint") + 1]
+
+
 def api_process_count(descendants: list[psutil.Process]) -> int:
     """uvicorn's worker processes under the API's supervisor."""
-    (supervisor,) = [p for p in descendants if "uvicorn" in p.cmdline()]
+    (supervisor,) = [p for p in descendants if "api.app:app" in p.cmdline()]
     return sum("spawn_main" in " ".join(child.cmdline()) for child in supervisor.children())
 
 

@@ -32,8 +32,7 @@ from activities.leads import (
     UpdateZohoLeadInput,
 )
 from core.constants import SEARCH_ATTRIBUTES
-from core.temporal import DATA_CONVERTER
-from tests.conftest import binary
+from tests.conftest import TEST_CONVERTER, binary
 from workflows.lead_distribution import (
     AssignDealerInput,
     LeadDistributionInput,
@@ -85,7 +84,7 @@ class StandIns:
 @pytest.fixture(scope="module")
 async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=binary("temporal-test-server"), data_converter=DATA_CONVERTER
+        test_server_existing_path=binary("temporal-test-server"), data_converter=TEST_CONVERTER
     )
     # The test server knows no custom search attributes until told, as a real cluster's operator would.
     await env.client.operator_service.add_search_attributes(

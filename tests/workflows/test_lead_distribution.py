@@ -11,8 +11,12 @@ from temporalio.client import WorkflowHistory, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 from temporalio.worker import Replayer
 
-from core.temporal import DATA_CONVERTER
+from core.codec import ENCODING
+from core.settings import LOCAL_PAYLOAD_KEY, LOCAL_PAYLOAD_KEY_ID, Settings
+from core.temporal import data_converter
+from tests.conftest import TEST_CONVERTER
 from tests.hub import Hub
+from tests.stored import payloads_in
 from tests.support import eventually
 from workflows.lead_distribution import AssignDealerInput, LeadDistributionWorkflow
 
@@ -162,7 +166,7 @@ async def test_histories_replay_deterministically(hub: Hub) -> None:
     await hub.post_webhook(lead_id)
     await hub.handle(lead_id).result()
     history = await hub.handle(lead_id).fetch_history()
-    await Replayer(workflows=[LeadDistributionWorkflow], data_converter=DATA_CONVERTER).replay_workflow(
+    await Replayer(workflows=[LeadDistributionWorkflow], data_converter=TEST_CONVERTER).replay_workflow(
         history
     )
 
@@ -173,8 +177,20 @@ async def test_runs_started_before_the_status_patch_still_replay() -> None:
     history = WorkflowHistory.from_json("lead-recorded", recorded.read_text())
     steps = [e.activity_task_scheduled_event_attributes.activity_type.name for e in history.events]
     assert [step for step in steps if step].count("record_lead_status") == 3
-    replayer = Replayer(workflows=[LeadDistributionWorkflow], data_converter=DATA_CONVERTER)
+    replayer = Replayer(workflows=[LeadDistributionWorkflow], data_converter=TEST_CONVERTER)
     await replayer.replay_workflow(history)
+
+
+async def test_runs_recorded_with_encryption_replay() -> None:
+    """A history recorded with payload encryption on (the local key) replays with the project's converter."""
+    recorded = Path(__file__).parent / "histories" / "lead_delivered_encrypted.json"
+    history = WorkflowHistory.from_json("lead-encrypted", recorded.read_text())
+    payloads = payloads_in(*history.events)
+    assert payloads and {p.metadata["encoding"] for p in payloads} == {ENCODING}
+    local = Settings(environment="test", payload_keys={LOCAL_PAYLOAD_KEY_ID: LOCAL_PAYLOAD_KEY})
+    await Replayer(
+        workflows=[LeadDistributionWorkflow], data_converter=data_converter(local)
+    ).replay_workflow(history)
 
 
 async def test_a_delivered_lead_takes_six_activities(hub: Hub) -> None:

@@ -1,0 +1,122 @@
+"""What Temporal stores of a workflow, read as anyone with access to Temporal would: no codec, no key."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from google.protobuf.message import Message
+from temporalio.api.common.v1 import Payload, SearchAttributes
+from temporalio.api.failure.v1 import Failure
+from temporalio.api.history.v1 import History, MarkerRecordedEventAttributes
+from temporalio.api.workflowservice.v1 import (
+    DescribeWorkflowExecutionRequest,
+    DescribeWorkflowExecutionResponse,
+    GetWorkflowExecutionHistoryRequest,
+)
+from temporalio.client import Client
+
+from core.codec import ENCODING
+
+PATCH_MARKER = "core_patch"
+
+
+@dataclass
+class Stored:
+    """A workflow's history (every run) and its description (memo, search attributes), as stored."""
+
+    workflow_id: str
+    history: History
+    description: DescribeWorkflowExecutionResponse
+
+    def payloads(self) -> list[Payload]:
+        """Every payload of the history and description, except search attributes (plain by design)."""
+        return payloads_in(self.history, self.description)
+
+    def plaintext(self) -> bytes:
+        """Everything stored except the ciphertext of encrypted payloads: what anyone can read."""
+        history, description = History(), DescribeWorkflowExecutionResponse()
+        history.CopyFrom(self.history)
+        description.CopyFrom(self.description)
+        for payload in payloads_in(history, description):
+            if payload.metadata.get("encoding") == ENCODING:
+                payload.data = b""
+        return history.SerializeToString() + description.SerializeToString()
+
+    def failures(self) -> list[Failure]:
+        return [m for m in messages_in(self.history) if isinstance(m, Failure)]
+
+    def search_attribute_values(self) -> list[bytes]:
+        found = []
+        for message in messages_in(self.history, self.description):
+            if isinstance(message, SearchAttributes):
+                found += [payload.data for payload in message.indexed_fields.values()]
+        return found
+
+
+async def stored(client: Client, workflow_id: str) -> Stored:
+    """The workflow's stored history across its runs (continue-as-new included) and its description.
+
+    Straight from the service's API: nothing goes through a data converter on the way.
+    """
+    history = History()
+    run_id = ""
+    for _ in range(100):  # runs chained by continue-as-new
+        run = await _history_of(client, workflow_id, run_id)
+        history.events.extend(run.events)
+        last = run.events[-1] if run.events else None
+        if last is None or not last.HasField("workflow_execution_continued_as_new_event_attributes"):
+            break
+        run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+    description = await client.workflow_service.describe_workflow_execution(
+        DescribeWorkflowExecutionRequest(namespace=client.namespace, execution={"workflow_id": workflow_id})
+    )
+    return Stored(workflow_id, history, description)
+
+
+async def _history_of(client: Client, workflow_id: str, run_id: str) -> History:
+    history = History()
+    page_token = b""
+    while True:
+        response = await client.workflow_service.get_workflow_execution_history(
+            GetWorkflowExecutionHistoryRequest(
+                namespace=client.namespace,
+                execution={"workflow_id": workflow_id, "run_id": run_id},
+                next_page_token=page_token,
+            )
+        )
+        history.events.extend(response.history.events)
+        page_token = response.next_page_token
+        if not page_token:
+            return history
+
+
+def payloads_in(*roots: Message) -> list[Payload]:
+    """Every payload nested in ``roots``, except those plain by design (see ``plain_by_design``)."""
+    return [m for m in messages_in(*roots, skip=plain_by_design) if isinstance(m, Payload)]
+
+
+def plain_by_design(message: Message) -> bool:
+    """Search attributes (Temporal indexes them) and the SDK's patch markers (a patch id the SDK core
+    records beneath the codec) are stored in plain text; neither holds personal data."""
+    if isinstance(message, SearchAttributes):
+        return True
+    return isinstance(message, MarkerRecordedEventAttributes) and message.marker_name == PATCH_MARKER
+
+
+def messages_in(*roots: Message, skip: Callable[[Message], bool] | None = None) -> Iterator[Message]:
+    """Every message nested in ``roots`` (themselves included), maps and lists too; not inside ``skip``."""
+    for root in roots:
+        yield root
+        if skip is not None and skip(root):
+            continue
+        for field, value in root.ListFields():
+            if field.message_type is None:
+                continue
+            if field.message_type.GetOptions().map_entry:
+                if field.message_type.fields_by_name["value"].message_type is not None:
+                    yield from messages_in(*value.values(), skip=skip)
+            elif field.is_repeated:
+                yield from messages_in(*value, skip=skip)
+            else:
+                yield from messages_in(value, skip=skip)
