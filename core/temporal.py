@@ -18,7 +18,8 @@ from core.settings import Settings
 def payload_codec(settings: Settings) -> EncryptionCodec:
     """The payload codec of the configured key ring (the codec server uses it alone)."""
     keys = {key_id: key.get_secret_value() for key_id, key in settings.payload_keys.items()}
-    return EncryptionCodec(KeyRing.from_text(keys, settings.payload_active_key))
+    ring = KeyRing.from_text(keys, settings.payload_active_key)
+    return EncryptionCodec(ring, encrypt=settings.payload_encryption)
 
 
 def data_converter(settings: Settings) -> DataConverter:
