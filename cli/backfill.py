@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import asdict
+from functools import partial
 
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
@@ -27,8 +28,13 @@ def add_commands(commands: Subcommands, common: argparse.ArgumentParser, default
     orders = command(
         kinds, "orders", "VTEX orders created in a range of dates (both inclusive)", common, backfill_orders
     )
-    orders.add_argument("--since", required=True, help="first creation date (2024-11-01) or ISO time")
-    orders.add_argument("--until", required=True, help="last creation date (whole day) or ISO time")
+    orders.add_argument(
+        "--since", required=True, type=moment, help="first creation date (2024-11-01) or ISO time"
+    )
+    orders.add_argument(
+        "--until", required=True, type=partial(moment, end_of_day=True),
+        help="last creation date (whole day) or ISO time",
+    )  # fmt: skip
     orders.add_argument(
         "--rate", type=float, default=default_rate,
         help="VTEX requests per second the backfill may use (default %(default)s)",
@@ -37,7 +43,7 @@ def add_commands(commands: Subcommands, common: argparse.ArgumentParser, default
 
 
 async def backfill_orders(args: argparse.Namespace, ctx: Context) -> int:
-    since, until = moment(args.since), moment(args.until, end_of_day=True)
+    since, until = args.since, args.until
     if until < since:
         return ctx.out.fail(f"--until ({until.isoformat()}) is before --since ({since.isoformat()})")
     if args.rate <= 0:

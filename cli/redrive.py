@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -54,6 +55,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--since",
         default="24h",
+        type=since,
         help="runs that ended since: 30m, 24h, 7d, a date or an ISO time (default 24h)",
     )
     parser.add_argument("--dry-run", action="store_true", help="list what would be redriven; change nothing")
@@ -65,7 +67,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 
 def query(flow: Flow, args: argparse.Namespace, condition: str) -> str:
     """The list filter: runs of the flow's type that ended since ``--since`` and meet ``condition``."""
-    ended_since = visibility_time(since(args.since))
+    ended_since = visibility_time(args.since)
     return f"WorkflowType = '{flow.workflow_type}' AND CloseTime >= '{ended_since}' AND {condition}"
 
 
@@ -92,9 +94,9 @@ async def redrive(args: argparse.Namespace, ctx: Context, flow: Flow, condition:
         return FAILED
     actions = [await restart(ctx, flow, run) for run in found]
     show(out, flow, found, actions)
-    failures = sum(action.startswith("failed") for action in actions)
-    out.say(f"{len(found) - failures} {flow.noun}(s) redriven or skipped, {failures} failed")
-    return FAILED if failures else 0
+    tally = Counter(action.split()[0].rstrip(":") for action in actions)
+    out.say(f"{tally['redriven']} redriven, {tally['skipped']} skipped, {tally['failed']} failed")
+    return FAILED if tally["failed"] else 0
 
 
 async def find(client: Client, flow: Flow, listed: str, limit: int) -> tuple[list[Ended], int]:
