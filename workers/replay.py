@@ -28,7 +28,13 @@ def replayer(settings: Settings, workflows: Sequence[type] = WORKFLOWS) -> Repla
 async def replay(
     history: WorkflowHistory, settings: Settings, workflows: Sequence[type] = WORKFLOWS
 ) -> Exception | None:
-    """Why the history does not replay with the current code (a ``NondeterminismError`` when the code
-    takes another path), or None when it does."""
-    result = await replayer(settings, workflows).replay_workflow(history, raise_on_replay_failure=False)
+    """Why the history does not replay with the current code, or None when it does.
+
+    A ``NondeterminismError`` when the code takes another path than the history; an error naming
+    ``PayloadKeyError`` when the key ring cannot decrypt the history.
+    """
+    try:
+        result = await replayer(settings, workflows).replay_workflow(history, raise_on_replay_failure=False)
+    except Exception as error:  # payloads are decoded before any workflow code runs, and outside it
+        return error
     return result.replay_failure
