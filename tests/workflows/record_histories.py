@@ -29,6 +29,7 @@ from temporalio.worker import Worker
 
 from activities.dbt import DbtBuildInput, dbt_build_workflow_id, request_dbt_build
 from core.constants import lead_workflow_id, opportunity_workflow_id, vtex_order_workflow_id
+from core.settings import Settings
 from tests.hub import Hub, running_hub
 from tests.support import eventually
 from tests.workflows.test_vtex_catalog_sync import start_sync as start_catalog_sync
@@ -138,21 +139,20 @@ async def test_record_feed_reconcile(hub: Hub) -> None:
 
 
 async def test_record_hook_config(hub: Hub) -> None:
-    handle = await start_hook_config(hub, VtexHookConfigWorkflow.run)
+    handle = await start_hook_config(hub.client, hub.settings, VtexHookConfigWorkflow.run)
     await handle.result()
     await save(hub.client, handle.id, "hook_config")
 
 
-async def start_hook_config(hub: Hub, run: Any) -> WorkflowHandle[Any, Any]:
+async def start_hook_config(
+    client: Client, settings: Settings, run: Any, task_queue: str | None = None
+) -> WorkflowHandle[Any, Any]:
     """A hook configuration run (``run``: the workflow's run method, or a changed one's)."""
-    params = VtexHookConfigInput(
-        hook_url=hub.settings.vtex_hook_url, api_task_queue=hub.settings.vtex_api_task_queue
-    )
-    return await hub.client.start_workflow(
+    return await client.start_workflow(
         run,
-        params,
+        VtexHookConfigInput(hook_url=settings.vtex_hook_url, api_task_queue=settings.vtex_api_task_queue),
         id=f"vtex-orders-hook-config-{uuid.uuid4().hex[:8]}",
-        task_queue=hub.settings.vtex_orders_task_queue,
+        task_queue=task_queue or settings.vtex_orders_task_queue,
     )
 
 
