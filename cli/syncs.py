@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
 from temporalio.client import Client, ScheduleActionExecutionStartWorkflow, WorkflowFailureError
@@ -118,7 +119,7 @@ async def schedule_status(client: Client, schedule_id: str) -> dict[str, Any]:
     return row
 
 
-async def customer_watermark(ctx: Context) -> str | None:
+async def customer_watermark(ctx: Context) -> datetime | str | None:
     """Where the customer sync has landed up to (its next run reads from there, less the overlap)."""
     engine = create_engine(ctx.settings.database_url)
     try:
@@ -128,7 +129,7 @@ async def customer_watermark(ctx: Context) -> str | None:
         return None
     finally:
         await engine.dispose()
-    return moment.isoformat() if moment else "none yet (the next run reads every customer)"
+    return moment or "none yet (the next run reads every customer)"
 
 
 def _numbers(result: Any) -> str | None:
