@@ -135,4 +135,5 @@ async def customer_watermark(ctx: Context) -> datetime | str | None:
 def _numbers(result: Any) -> str | None:
     if not isinstance(result, dict):
         return None
-    return ", ".join(f"{name} {value}" for name, value in result.items() if isinstance(value, int)) or None
+    counts = [f"{name} {value}" for name, value in result.items() if type(value) is int]  # not the flags
+    return ", ".join(counts) or None

@@ -76,9 +76,9 @@ def _internal_address(host: str, resolver: Resolver) -> str:
         addresses = [ipaddress.ip_address(host.strip("[]"))]
     except ValueError:
         addresses = []
-        for address in resolver(host):
+        for resolved in resolver(host):
             try:
-                addresses.append(ipaddress.ip_address(address.split("%")[0]))
+                addresses.append(ipaddress.ip_address(resolved.split("%")[0]))
             except ValueError:
                 continue
     for address in addresses:

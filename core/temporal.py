@@ -61,12 +61,20 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
 
     An API key (Temporal Cloud) needs TLS, with the system's CAs unless a CA file is given.
     """
-    files = {
-        "server_root_ca_cert": settings.temporal_tls_ca_file,
-        "client_cert": settings.temporal_tls_cert_file,
-        "client_private_key": settings.temporal_tls_key_file,
-    }
-    if not any(files.values()) and not settings.temporal_tls_server_name:
+    ca, cert, key = (
+        settings.temporal_tls_ca_file,
+        settings.temporal_tls_cert_file,
+        settings.temporal_tls_key_file,
+    )
+    if not (ca or cert or key or settings.temporal_tls_server_name):
         return settings.temporal_tls or bool(settings.temporal_api_key.get_secret_value())
-    contents = {name: Path(path).read_bytes() for name, path in files.items() if path}
-    return TLSConfig(domain=settings.temporal_tls_server_name or None, **contents)
+    return TLSConfig(
+        server_root_ca_cert=_read(ca),
+        client_cert=_read(cert),
+        client_private_key=_read(key),
+        domain=settings.temporal_tls_server_name or None,
+    )
+
+
+def _read(path: str | None) -> bytes | None:
+    return Path(path).read_bytes() if path else None
