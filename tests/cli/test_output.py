@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cli.output import Output
+from cli.redrive import confirmed
 from cli.times import since
 
 ROWS = [
@@ -63,3 +64,14 @@ def test_since_reads_durations_dates_and_times() -> None:
     assert since("2026-11-20T09:30:00-03:00", now) == datetime(2026, 11, 20, 12, 30, tzinfo=UTC)
     with pytest.raises(argparse.ArgumentTypeError, match="not a date"):
         since("yesterday", now)
+
+
+@pytest.mark.parametrize(("answer", "redrive"), [("y", True), ("yes", True), ("", False), ("n", False)])
+def test_a_person_at_a_terminal_is_asked_before_a_redrive(
+    monkeypatch: pytest.MonkeyPatch, answer: str, redrive: bool
+) -> None:
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    asked: list[str] = []
+    monkeypatch.setattr("builtins.input", lambda prompt: asked.append(prompt) or answer)
+    assert confirmed(Output(json_lines=False), 3, "lead") is redrive
+    assert asked == ["Redrive these 3 lead(s)? [y/N] "]
