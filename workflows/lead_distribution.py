@@ -122,15 +122,15 @@ async def start_lead_distribution(
     *,
     redrive: bool = False,
 ) -> bool:
-    """Start the lead's workflow unless it runs, or ran to its end already; True when this call started it.
+    """Start a run of the lead's workflow; True when this call started it, False when it was joined.
 
     The workflow id is the idempotency key: concurrent and later duplicates are refused by the server
     and joined here. A webhook starts a new run only where the last one broke off (its workflow failed,
-    timed out or was terminated), so a resent webhook repairs a broken run. A run that ended is never
-    redone by a webhook: not a delivered lead, and not a lead that ended ``failed`` (no dealer could be
-    reached, or Zoho does not know it) or ``unrouted`` (no dealer took it by the deadline), whose runs end
-    normally too. Support retries those on purpose (``hub leads redrive``): ``redrive`` starts a new run
-    after any run that is not running.
+    timed out or was terminated), so a resent webhook repairs a broken run. A run that ended normally is
+    never redone by a webhook: not a delivered lead, and not a lead that ended ``failed`` (no dealer could
+    be reached, or Zoho does not know it) or ``unrouted`` (no dealer took it by the deadline), whose runs
+    end normally too. Support retries those on purpose (``hub leads redrive``): with ``redrive`` a new run
+    starts after any closed one, and only a running one is joined.
     """
     reuse = (
         WorkflowIDReusePolicy.ALLOW_DUPLICATE
