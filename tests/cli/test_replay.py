@@ -40,5 +40,6 @@ async def test_a_run_of_other_code_is_reported_non_deterministic(hub: Hub, hub_c
 
 
 async def test_an_unknown_workflow_is_said_to_be_unknown(hub: Hub, hub_cli: HubCli) -> None:
-    ran = await hub_cli(hub.settings, "replay", "--workflow-id", "lead-0")
-    assert ran.code == 1 and "no workflow lead-0" in ran.err
+    unknown = f"lead-{uuid.uuid4().hex}"  # the server is shared: other tests' ids are taken
+    ran = await hub_cli(hub.settings, "replay", "--workflow-id", unknown)
+    assert ran.code == 1 and f"no workflow {unknown}" in ran.err
