@@ -1,5 +1,5 @@
 # One image for every process of the integrations hub; the command picks the process:
-#   API         uvicorn --factory api.app:app --host 0.0.0.0 --port 8000   (the default)
+#   API         python -m api --host 0.0.0.0 --port 8000   (the default; https with HUB_API_TLS_*)
 #   codec       uvicorn --factory api.codec_server:app --host 0.0.0.0 --port 8234
 #   worker      python -m workers.main                                     (or hub-worker)
 #   migrations  python -m db.migrate
@@ -51,4 +51,4 @@ USER 10001:10001
 # Temporal SDK metrics.
 EXPOSE 8000 8100 8234 9464
 
-CMD ["uvicorn", "--factory", "api.app:app", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["python", "-m", "api", "--host", "0.0.0.0", "--port", "8000"]

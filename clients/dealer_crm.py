@@ -7,8 +7,9 @@ SOAP adapter looks the lead up by its external id before creating it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 import zeep
@@ -16,9 +17,31 @@ import zeep.exceptions
 from zeep.transports import AsyncTransport
 
 from clients.errors import PermanentError, TransientError, raise_for_status
+from core.outbound import RefusedUrl, check_url
 from db.routing import DealerConfig
 
 SERVICE = "dealer-crm"
+# Says whether the hub may call a URL (Settings.check_outbound_url in the worker): dealer URLs come from
+# YAML and a SOAP dealer's WSDL names where calls go, and the calls carry the dealer's API key.
+UrlCheck = Callable[[str], None]
+
+
+def any_http_url(url: str) -> None:
+    """The check outside production: any http(s) URL."""
+    check_url(url, production=False)
+
+
+def checked(service: str, url_check: UrlCheck, url: str) -> None:
+    """Refuse a URL the hub may not call: permanently, since retrying cannot change the configuration."""
+    try:
+        url_check(url)
+    except RefusedUrl as refused:
+        raise PermanentError(service, f"refused: {refused}") from refused
+
+
+def origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
 
 
 class DealerCrm(Protocol):
@@ -51,13 +74,17 @@ def map_fields(mapping: Mapping[str, Any], lead: Mapping[str, Any]) -> dict[str,
 class RestDealerCrm:
     """Dealers with a JSON API: ``POST {url}/api/v1/leads`` with an idempotency key."""
 
-    def __init__(self, http: httpx.AsyncClient, api_keys: Mapping[str, str]) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, api_keys: Mapping[str, str], url_check: UrlCheck = any_http_url
+    ) -> None:
         self._http = http
         self._api_keys = api_keys
+        self._url_check = url_check
 
     async def create_lead(
         self, dealer: DealerConfig, fields: dict[str, str], external_id: str, idempotency_key: str
     ) -> str:
+        checked(f"{SERVICE}:{dealer.id}", self._url_check, dealer.crm_url)
         headers = {"Idempotency-Key": idempotency_key}
         if key := self._api_keys.get(dealer.id):
             headers["Authorization"] = f"Bearer {key}"
@@ -69,11 +96,19 @@ class RestDealerCrm:
 
 
 class SoapDealerCrm:
-    """Dealers with a SOAP service (``FindLeadByExternalId``, ``CreateLead``), reached through zeep."""
+    """Dealers with a SOAP service (``FindLeadByExternalId``, ``CreateLead``), reached through zeep.
 
-    def __init__(self, timeout_seconds: float, api_keys: Mapping[str, str]) -> None:
+    Calls go only to the host the dealer's configured WSDL URL names: a WSDL whose ``soap:address``
+    points elsewhere is refused, so a changed or hostile WSDL cannot send the dealer's key and the
+    customer's data to another host.
+    """
+
+    def __init__(
+        self, timeout_seconds: float, api_keys: Mapping[str, str], url_check: UrlCheck = any_http_url
+    ) -> None:
         self._timeout = timeout_seconds
         self._api_keys = api_keys
+        self._url_check = url_check
         self._clients: dict[str, zeep.AsyncClient] = {}
         self._lock = asyncio.Lock()
 
@@ -107,6 +142,8 @@ class SoapDealerCrm:
             return client
 
     def _build_client(self, dealer: DealerConfig) -> zeep.AsyncClient:
+        service = f"{SERVICE}:{dealer.id}"
+        checked(service, self._url_check, dealer.crm_url)
         transport = AsyncTransport(  # type: ignore[no-untyped-call]
             client=httpx.AsyncClient(timeout=self._timeout),
             wsdl_client=httpx.Client(timeout=self._timeout),
@@ -115,13 +152,29 @@ class SoapDealerCrm:
         if key := self._api_keys.get(dealer.id):
             transport.client.headers["Authorization"] = f"Bearer {key}"
         try:
-            return zeep.AsyncClient(dealer.crm_url, transport=transport)  # type: ignore[no-untyped-call]
+            client = zeep.AsyncClient(dealer.crm_url, transport=transport)  # type: ignore[no-untyped-call]
         except (httpx.HTTPError, zeep.exceptions.Error) as error:
-            raise TransientError(
-                f"{SERVICE}:{dealer.id}", f"cannot load WSDL {dealer.crm_url}: {error}"
-            ) from error
+            raise TransientError(service, f"cannot load WSDL {origin(dealer.crm_url)}: {error}") from error
+        for address in soap_addresses(client):
+            if origin(address) != origin(dealer.crm_url):
+                raise PermanentError(
+                    service,
+                    f"the WSDL sends calls to {origin(address)}, not to the configured"
+                    f" {origin(dealer.crm_url)}: refused",
+                )
+            checked(service, self._url_check, address)
+        return client
 
     async def aclose(self) -> None:
         for client in self._clients.values():
             await client.transport.aclose()
             client.transport.wsdl_client.close()
+
+
+def soap_addresses(client: zeep.AsyncClient) -> list[str]:
+    """The ``soap:address`` of every port of every service the WSDL declares."""
+    return [
+        str(port.binding_options.get("address", ""))
+        for service in client.wsdl.services.values()
+        for port in service.ports.values()
+    ]

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import email.utils
+import re
 from datetime import UTC, datetime
 
 import httpx
 
+# What a partner's error code looks like (OMS003, INVALID_DATA, 429): short, no spaces, no @.
+ERROR_CODE = re.compile(r"[A-Za-z0-9_.:-]{1,40}")
 # Retrying these can succeed; every other 4xx means the request itself is wrong.
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -48,11 +51,46 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
+def describe(response: httpx.Response) -> str:
+    """A partner's answer as error messages carry it: status, the partner's error code, size and type.
+
+    Never the body itself: partners echo what they were sent (names, e-mails, documents, phones), and
+    these messages reach workflow histories and logs. The error code (VTEX's ``OMS003``, Zoho's
+    ``INVALID_DATA``) is what support looks up; the request is in the activity's input.
+    """
+    code = error_code(response)
+    kind = response.headers.get("content-type", "no content type").split(";")[0]
+    return (
+        f"HTTP {response.status_code}"
+        + (f" {code}" if code else "")
+        + f" ({len(response.content)} bytes of {kind})"
+    )
+
+
+def error_code(response: httpx.Response) -> str:
+    """The machine-readable error code of a JSON error body, if it has one that looks like a code."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    candidates = []
+    if isinstance(body, dict):
+        error = body.get("error")
+        candidates = [error.get("code") if isinstance(error, dict) else error, body.get("code")]
+        data = body.get("data")
+        if isinstance(data, list) and data and isinstance(data[0], dict):  # Zoho: per-record results
+            candidates.append(data[0].get("code"))
+    for candidate in candidates:
+        if isinstance(candidate, str | int) and ERROR_CODE.fullmatch(str(candidate)):
+            return str(candidate)
+    return ""
+
+
 def raise_for_status(service: str, response: httpx.Response) -> None:
     """Raise a Transient or Permanent error for a non-2xx response."""
     if response.is_success:
         return
-    message = f"HTTP {response.status_code}: {response.text[:300]}"
+    message = describe(response)
     if response.status_code in TRANSIENT_STATUS:
         raise TransientError(service, message, response.status_code, retry_after_seconds(response))
     raise PermanentError(service, message, response.status_code)

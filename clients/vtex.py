@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from clients.errors import PermanentError, TransientError, raise_for_status, retry_after_seconds
+from clients.errors import PermanentError, TransientError, describe, raise_for_status, retry_after_seconds
 from core.settings import Settings
 from core.vtex import HOOK_ORDER_STATES
 
@@ -116,7 +116,7 @@ class VtexClient:
                 pages=int(paging["pages"]),
             )
         except (ValueError, KeyError, TypeError) as error:
-            message = f"unexpected order list body ({type(error).__name__}): {response.text[:300]}"
+            message = f"unexpected order list body ({type(error).__name__}): {describe(response)}"
             raise PermanentError(SERVICE, message, response.status_code) from error
         return page_of_orders
 
@@ -132,7 +132,7 @@ class VtexClient:
         raise_for_status(SERVICE, response)
         body = response.json()
         if not isinstance(body, list) or not all(isinstance(sku, int) for sku in body):
-            raise PermanentError(SERVICE, f"unexpected SKU id list: {response.text[:300]}")
+            raise PermanentError(SERVICE, f"unexpected SKU id list: {describe(response)}")
         return list(body)
 
     async def get_sku(self, sku_id: int) -> dict[str, Any] | None:
@@ -165,11 +165,11 @@ class VtexClient:
             params["_where"] = where
         response = await self._request("GET", "/api/dataentities/CL/scroll", params=params)
         if token is not None and response.status_code in (400, 404):
-            raise ScrollExpired(SERVICE, f"scroll token refused: {response.text[:200]}", response.status_code)
+            raise ScrollExpired(SERVICE, f"scroll token refused: {describe(response)}", response.status_code)
         raise_for_status(SERVICE, response)
         body = response.json()
         if not isinstance(body, list):
-            raise PermanentError(SERVICE, f"unexpected scroll page: {response.text[:300]}")
+            raise PermanentError(SERVICE, f"unexpected scroll page: {describe(response)}")
         return ScrollPage(
             documents=[dict(document) for document in body],
             token=response.headers.get(MD_TOKEN_HEADER) or token,
@@ -205,7 +205,7 @@ class VtexClient:
         raise_for_status(SERVICE, response)
         body = response.json()
         if not isinstance(body, dict):
-            raise PermanentError(SERVICE, f"unexpected body at {path}: {response.text[:300]}")
+            raise PermanentError(SERVICE, f"unexpected body at {path}: {describe(response)}")
         return body
 
     async def _request(

@@ -73,14 +73,18 @@ class EncryptionCodec(PayloadCodec):
     """Compresses then encrypts each payload with the ring's active key; decrypts with the key it names.
 
     Payloads without the encrypted encoding pass through decoding unchanged: histories written before
-    encryption was turned on (and still running workflows) keep replaying.
+    encryption was turned on (and still running workflows) keep replaying. With ``encrypt=False`` (local
+    measurements only; production refuses it) new payloads are written plain and old ones still decrypt.
     """
 
-    def __init__(self, ring: KeyRing) -> None:
+    def __init__(self, ring: KeyRing, *, encrypt: bool = True) -> None:
         self._ring = ring
+        self._encrypt = encrypt
         self._ciphers = {key_id: AESGCM(key) for key_id, key in ring.keys.items()}
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        if not self._encrypt:
+            return list(payloads)
         return [self.seal(payload) for payload in payloads]
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:

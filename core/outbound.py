@@ -72,16 +72,21 @@ def _internal_address(host: str, resolver: Resolver) -> str:
     """The first internal address ``host`` is or resolves to, or ``""``."""
     if host in LOCAL_NAMES or host.endswith(".localhost"):
         return host
-    try:
-        addresses = [ipaddress.ip_address(host.strip("[]"))]
-    except ValueError:
-        addresses = []
-        for address in resolver(host):
-            try:
-                addresses.append(ipaddress.ip_address(address.split("%")[0]))
-            except ValueError:
-                continue
+    addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    for candidate in [host] if _is_address(host) else list(resolver(host)):
+        try:
+            addresses.append(ipaddress.ip_address(candidate.strip("[]").split("%")[0]))
+        except ValueError:
+            continue
     for address in addresses:
         if not address.is_global or address.is_multicast:
             return str(address)
     return ""
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True

@@ -55,6 +55,8 @@ def _secret_problems(settings: Settings) -> list[str]:
             problems.append(f"dealer_api_keys[{dealer}] is empty")
         elif _is_local("dealer_api_keys", key.get_secret_value(), settings):
             problems.append(f"dealer_api_keys[{dealer}] is a local placeholder")
+    if not settings.payload_encryption:
+        problems.append("payload_encryption is off: histories would hold customer data in clear text")
     if not settings.payload_keys:
         problems.append("payload_keys is empty: encrypt payloads with keys of your own (HUB_PAYLOAD_KEYS)")
     for key_id, key in settings.payload_keys.items():

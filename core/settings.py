@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     # refuses to start without keys of its own.
     payload_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
     payload_active_key: str = ""  # may stay empty when the ring holds one key
+    payload_encryption: bool = True  # off only to measure what encryption costs; production refuses it
     # Codec server (api/codec_server.py): decodes payloads for the Temporal Web UI and CLI. Production
     # refuses requests without this bearer token; locally it is optional.
     codec_server_token: SecretStr = SecretStr("")

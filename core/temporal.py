@@ -18,7 +18,8 @@ from core.settings import Settings
 def payload_codec(settings: Settings) -> EncryptionCodec:
     """The payload codec of the configured key ring (the codec server uses it alone)."""
     keys = {key_id: key.get_secret_value() for key_id, key in settings.payload_keys.items()}
-    return EncryptionCodec(KeyRing.from_text(keys, settings.payload_active_key))
+    ring = KeyRing.from_text(keys, settings.payload_active_key)
+    return EncryptionCodec(ring, encrypt=settings.payload_encryption)
 
 
 def data_converter(settings: Settings) -> DataConverter:
@@ -68,5 +69,10 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
     }
     if not any(files.values()) and not settings.temporal_tls_server_name:
         return settings.temporal_tls or bool(settings.temporal_api_key.get_secret_value())
-    contents = {name: Path(path).read_bytes() for name, path in files.items() if path}
-    return TLSConfig(domain=settings.temporal_tls_server_name or None, **contents)
+    contents = {name: Path(path).read_bytes() if path else None for name, path in files.items()}
+    return TLSConfig(
+        server_root_ca_cert=contents["server_root_ca_cert"],
+        client_cert=contents["client_cert"],
+        client_private_key=contents["client_private_key"],
+        domain=settings.temporal_tls_server_name or None,
+    )

@@ -164,7 +164,7 @@ def parts(ports: Ports, state_dir: Path, api_processes: int = 1) -> list[Part]:
              http_ok(f"http://127.0.0.1:{ports.simulators}/_control/counters"),
              f"http://127.0.0.1:{ports.simulators} (Zoho, dealer CRMs, event receiver)"),
         Part("api",
-             [python, "-m", "uvicorn", "--factory", "api.app:app", "--host", "127.0.0.1",
+             [python, "-m", "api", "--host", "127.0.0.1",
               "--port", str(ports.api), "--workers", str(api_processes), "--log-level", "warning"],
              http_ok(f"http://127.0.0.1:{ports.api}/readyz"),
              f"http://127.0.0.1:{ports.api} ({api_processes} process{plural}; docs /docs, metrics /metrics)",

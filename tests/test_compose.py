@@ -198,14 +198,13 @@ def test_published_ports_are_bound_to_loopback(services: dict[str, dict[str, Any
 # --- the hub's processes ----------------------------------------------------------------------------------
 
 
-async def test_api_command_is_the_app_factory(services: dict[str, dict[str, Any]]) -> None:
+async def test_api_command_serves_the_app(services: dict[str, dict[str, Any]]) -> None:
     command = services["api"]["command"]
-    assert command[:3] == ["uvicorn", "--factory", "api.app:app"]
+    assert command[:3] == ["python", "-m", "api"]
     assert command[command.index("--host") + 1] == "0.0.0.0"
     port = int(command[command.index("--port") + 1])
     assert (8000, port) in [(host, container) for _, host, container in published_ports(services["api"])]
-    module, _, attribute = command[2].partition(":")
-    assert callable(getattr(importlib.import_module(module), attribute))
+    assert callable(importlib.import_module("api.__main__").main)
 
     healthcheck = " ".join(services["api"]["healthcheck"]["test"])
     health_path = re.search(rf"http://127\.0\.0\.1:{port}(/\w+)", healthcheck)

@@ -40,6 +40,7 @@ def test_a_real_production_configuration_loads() -> None:
         ({"event_subscribers": ["https://10.0.4.2/hook"]}, "event_subscribers[0]: https://10.0.4.2"),
         ({"event_subscribers": ["https://169.254.169.254/latest"]}, "169.254.169.254 is an internal"),
         ({"zoho_accounts_url": "https://localhost/oauth"}, "localhost is an internal address"),
+        ({"payload_encryption": False}, "payload_encryption is off"),
     ],
 )  # fmt: skip
 def test_production_refuses(changes: dict[str, Any], reason: str) -> None:

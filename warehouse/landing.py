@@ -151,8 +151,10 @@ class Warehouse:
         timeout_seconds: float,
         batch_rows: int = 500,
         batch_delay_seconds: float = 0.05,
+        kms_key: str = "",
     ) -> None:
         self._client = client
+        self._kms_key = kms_key
         self._writer = writer
         self.layers = layers
         self._timeout = timeout_seconds
@@ -171,6 +173,7 @@ class Warehouse:
             settings.bigquery_timeout_seconds,
             settings.warehouse_batch_rows,
             settings.warehouse_batch_delay_seconds,
+            settings.bigquery_kms_key,
         )
 
     async def aclose(self) -> None:
@@ -303,11 +306,32 @@ class Warehouse:
         except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
             raise PermanentError(SERVICE, f"rows do not fit the table: {error}") from error
 
+    def dataset_definition(self, name: str) -> bigquery.Dataset:
+        """A layer's dataset: in the client's location, its tables encrypted with the KMS key if one is set.
+
+        The key is the dataset's default, so the tables dbt creates in silver and gold use it too.
+        """
+        dataset = bigquery.Dataset(f"{self._client.project}.{name}")
+        dataset.location = self._client.location
+        if self._kms_key:
+            dataset.default_encryption_configuration = bigquery.EncryptionConfiguration(
+                kms_key_name=self._kms_key
+            )
+        return dataset
+
     def _create_schema(self) -> None:
         for name in self.layers.all():
-            dataset = bigquery.Dataset(f"{self._client.project}.{name}")
-            dataset.location = self._client.location
-            self._client.create_dataset(dataset, exists_ok=True, retry=self._retry, timeout=self._timeout)
+            wanted = self.dataset_definition(name)
+            dataset = self._client.create_dataset(
+                wanted, exists_ok=True, retry=self._retry, timeout=self._timeout
+            )
+            if self._kms_key and dataset.default_encryption_configuration != (
+                wanted.default_encryption_configuration
+            ):  # a dataset made before the key was set: its new tables use the key from now on
+                dataset.default_encryption_configuration = wanted.default_encryption_configuration
+                self._client.update_dataset(
+                    dataset, ["default_encryption_configuration"], retry=self._retry, timeout=self._timeout
+                )
         for name, schema in BRONZE_TABLES.items():
             table = bigquery.Table(self.table_id(self.layers.bronze, name), schema=list(schema))
             # Daily partitions on ingestion time keep incremental dbt reads cheap on BigQuery.

@@ -84,7 +84,8 @@ async def worker_activities(settings: Settings, client: Client) -> AsyncIterator
     engine = create_engine(settings.database_url)
     http = httpx.AsyncClient(timeout=settings.dealer_http_timeout_seconds)
     api_keys = {dealer: key.get_secret_value() for dealer, key in settings.dealer_api_keys.items()}
-    soap = SoapDealerCrm(settings.dealer_http_timeout_seconds, api_keys)
+    rest = RestDealerCrm(http, api_keys, settings.check_outbound_url)
+    soap = SoapDealerCrm(settings.dealer_http_timeout_seconds, api_keys, settings.check_outbound_url)
     sessions = session_factory(engine)
     zoho = ZohoClient(http, settings, sessions)
     vtex = VtexClient(http, settings)
@@ -96,7 +97,7 @@ async def worker_activities(settings: Settings, client: Client) -> AsyncIterator
             leads=LeadActivities(
                 sessions=sessions,
                 zoho=zoho,
-                dealer_crms={"rest": RestDealerCrm(http, api_keys), "soap": soap},
+                dealer_crms={"rest": rest, "soap": soap},
                 publisher=EventPublisher(http, settings.event_signing_secret.get_secret_value()),
                 subscribers=list(settings.event_subscribers),
                 business_timezone=settings.business_timezone,

@@ -9,10 +9,11 @@ import pytest
 
 from clients.dealer_crm import RestDealerCrm, SoapDealerCrm, map_fields
 from clients.errors import PermanentError, TransientError
+from core.settings import Settings
 from db.routing import DealerConfig
 from simulators import SimulatorConfig
 from simulators import create_app as create_simulators
-from tests.support import free_port, serve
+from tests.support import PRODUCTION_SETTINGS, free_port, serve
 
 LEAD = "5725767000000123456"
 
@@ -84,3 +85,38 @@ async def test_rest_adapter_is_idempotent_and_classifies_errors(sims: str, http:
     with pytest.raises(PermanentError) as unauthorised:  # no API key configured for d3
         await RestDealerCrm(http, {}).create_lead(dealer(sims, "rest", "d3"), {}, LEAD, "k3")
     assert unauthorised.value.status_code == 401
+
+
+async def test_a_wsdl_that_sends_calls_to_another_host_is_refused(http: httpx.AsyncClient) -> None:
+    """The WSDL is served here, but its soap:address names another port: no call goes there."""
+    port, elsewhere = free_port(), free_port()
+    config = SimulatorConfig(public_base_url=f"http://127.0.0.1:{elsewhere}")
+    async with serve(create_simulators(config), port) as sims:
+        soap = SoapDealerCrm(10, {"d1": "dealer-key"})
+        try:
+            with pytest.raises(PermanentError, match=f"sends calls to http://127.0.0.1:{elsewhere}"):
+                await soap.create_lead(dealer(sims, "soap"), {}, LEAD, "key")
+        finally:
+            await soap.aclose()
+
+
+async def test_production_refuses_internal_dealer_urls(sims: str, http: httpx.AsyncClient) -> None:
+    production = Settings(**PRODUCTION_SETTINGS)
+    rest = RestDealerCrm(http, {}, production.check_outbound_url)
+    soap = SoapDealerCrm(10, {}, production.check_outbound_url)
+    try:
+        for adapter, kind in ((rest, "rest"), (soap, "soap")):
+            plain_http = r"refused: http://127\.0\.0\.1:\d+: plain http is refused"
+            with pytest.raises(PermanentError, match=plain_http):
+                await adapter.create_lead(dealer(sims, kind), {}, LEAD, "key")
+        allowed = production.model_copy(
+            update={"outbound_plain_http_hosts": ["127.0.0.1"], "outbound_private_hosts": ["127.0.0.1"]}
+        )
+        created = await RestDealerCrm(http, {"d1": "k1"}, allowed.check_outbound_url).create_lead(
+            dealer(sims, "rest"), {}, LEAD, "key"
+        )
+        assert created
+    finally:
+        await soap.aclose()
+    counters = (await http.get(f"{sims}/_control/counters")).json()
+    assert counters["dealers"]["d1"]["created"] == 1  # only the allowed call reached a dealer

@@ -82,6 +82,14 @@ async def test_payloads_written_before_encryption_pass_through() -> None:
     assert await payload_codec(settings("a", a=KEY_A)).decode([plain]) == [plain]
 
 
+async def test_with_encryption_off_new_payloads_are_plain_and_old_ones_still_open() -> None:
+    (sealed,) = await payload_codec(settings("a", a=KEY_A)).encode([json_payload(CONTACT)])
+    off = payload_codec(Settings(environment="test", payload_keys={"a": KEY_A}, payload_encryption=False))
+    plain = json_payload(CONTACT)
+    assert await off.encode([plain]) == [plain]
+    assert await off.decode([sealed]) == [plain]
+
+
 def test_a_ring_needs_its_active_key() -> None:
     with pytest.raises(ValueError, match="not in the key ring"):
         EncryptionCodec(KeyRing({"a": b"k" * 32}, active="b"))

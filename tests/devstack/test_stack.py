@@ -164,7 +164,7 @@ def ui_codec_endpoint(descendants: list[psutil.Process]) -> str:
 
 def api_process_count(descendants: list[psutil.Process]) -> int:
     """uvicorn's worker processes under the API's supervisor."""
-    (supervisor,) = [p for p in descendants if "api.app:app" in p.cmdline()]
+    (supervisor,) = [p for p in descendants if p.cmdline()[1:3] == ["-m", "api"]]
     return sum("spawn_main" in " ".join(child.cmdline()) for child in supervisor.children())
 
 

@@ -36,6 +36,34 @@ async def test_schema_is_created_idempotently(warehouse: Warehouse) -> None:
     assert columns["ingested_at"] == ("TIMESTAMP", "REQUIRED")
 
 
+async def test_the_kms_key_setting_reaches_every_dataset_definition(
+    warehouse_settings: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Customer-managed encryption: the emulator ignores it, so the definitions sent are checked."""
+    key = "projects/carmaker/locations/us/keyRings/hub/cryptoKeys/warehouse"
+    settings = Settings(environment="test", bigquery_kms_key=key, **warehouse_settings)
+    warehouse = Warehouse.from_settings(settings)
+    client = warehouse._client  # the real google-cloud-bigquery client, watched on its way to the emulator
+    sent: list[Any] = []
+    create_dataset = client.create_dataset
+
+    def watched(dataset: Any, **kwargs: Any) -> Any:
+        sent.append(dataset)
+        return create_dataset(dataset, **kwargs)
+
+    monkeypatch.setattr(client, "create_dataset", watched)
+    monkeypatch.setattr(client, "update_dataset", lambda dataset, fields, **_: dataset)  # not emulated
+    try:
+        await warehouse.ensure_schema()
+    finally:
+        await warehouse.aclose()
+    assert sorted(dataset.dataset_id for dataset in sent) == sorted(warehouse.layers.all())
+    assert {dataset.default_encryption_configuration.kms_key_name for dataset in sent} == {key}
+    unset = Warehouse.from_settings(Settings(environment="test", **warehouse_settings))
+    assert unset.dataset_definition("bronze").default_encryption_configuration is None
+    await unset.aclose()
+
+
 async def test_landing_twice_gives_one_row_downstream(warehouse: Warehouse) -> None:
     order = _order("1480570000001-01", "2026-11-24T10:00:00.1234567+00:00")
     record = order_version(order)
