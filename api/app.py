@@ -16,7 +16,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from temporalio.client import Client
 
 from api.body import validation_message
-from api.metrics import ACK_SECONDS, UNKNOWN_SOURCE, WEBHOOKS, outcome_of
+from api.metrics import ACK_SECONDS, UNKNOWN_SOURCE, WEBHOOKS, outcome_of, start_at_zero
 from api.openapi import document
 from api.routes import health, leads, opportunities, vtex, warehouse_reads, zoho
 from api.temporal import Intake, connect_for_api
@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         for route in router.routes
         if isinstance(route, APIRoute)
     }
+    start_at_zero([*sources.values(), UNKNOWN_SOURCE])
 
     @app.middleware("http")
     async def measure_webhooks(

@@ -43,6 +43,11 @@ SYNC_RECORDS = Counter(
     ["sync", "count"],
     registry=REGISTRY,
 )
+SYNC_COUNTS = {
+    "catalog": ("read", "landed", "unchanged", "quarantined", "removed"),
+    "customers": ("read", "landed", "unchanged", "quarantined"),
+    "backfill": ("read", "landed", "unchanged", "quarantined", "missing"),
+}
 
 # --- Failures --------------------------------------------------------------------------------------------
 DEALER_DELIVERIES = Counter(
@@ -101,6 +106,23 @@ EXPECTED_INTERVAL = Gauge(
 
 
 def count_sync(sync: str, **counts: int) -> None:
-    """Add a page's counts to ``hub_sync_records_total`` (zeros too: the series exist from the first page)."""
+    """Add a page's counts to ``hub_sync_records_total`` (``SYNC_COUNTS`` names them)."""
     for name, value in counts.items():
         SYNC_RECORDS.labels(sync, name).inc(value)
+
+
+def start_at_zero(bronze_tables: list[str], quarantine_checks: list[tuple[str, str]]) -> None:
+    """Create the series whose labels are known in advance at zero, when the worker starts.
+
+    ``rate()`` counts only increases between two scrapes: a series that first appeared holding 3 would
+    hide those 3. (Dealers are known once they deliver; their first minute may go uncounted.)
+    """
+    for table in bronze_tables:
+        BRONZE_ROWS.labels(table)
+    for table, check in quarantine_checks:
+        QUARANTINED_ROWS.labels(table, check)
+    for sync, counts in SYNC_COUNTS.items():
+        for count in counts:
+            SYNC_RECORDS.labels(sync, count)
+    for layer in ("bronze", "gold"):
+        ORDER_CHANGE_LATENCY.labels(layer)

@@ -29,6 +29,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from activities.dbt import dbt_build_workflow_id
+from activities.vtex_feed import INVALID_FEED_ITEM
 from core.constants import LEAD_STATUS
 from core.metrics import (
     DBT_LAST_BUILD,
@@ -37,8 +38,20 @@ from core.metrics import (
     LEADS_IN_PROGRESS,
     REGISTRY,
     RUNS_CLOSED_LAST_HOUR,
+    start_at_zero,
 )
 from core.settings import Settings
+from warehouse.tables import (
+    BRONZE_TABLES,
+    QUARANTINE,
+    VTEX_CUSTOMERS,
+    VTEX_ORDER_EVENTS,
+    VTEX_ORDERS,
+    VTEX_SKUS,
+)
+from warehouse.vtex_catalog import INVALID_SKU
+from warehouse.vtex_customers import INVALID_DATE, INVALID_EMAIL, MISSING_ID
+from warehouse.vtex_orders import INVALID_ORDER
 from workers.schedules import scheduled_flows
 from workflows.dbt_build import DbtBuildWorkflow
 from workflows.lead_distribution import AWAITING_ASSIGNMENT, LeadDistributionWorkflow
@@ -53,6 +66,13 @@ CLOSED_STATUSES = {"Terminated": "terminated", "TimedOut": "timed_out"}
 # A lead workflow's LeadStatus while it runs; the final statuses end the run.
 RUNNING_LEAD_STATUSES = ("received", "routed", AWAITING_ASSIGNMENT)
 DBT_FLOW = "dbt-build"
+# Every check that sends a record to quarantine, with the table the record was meant for.
+QUARANTINE_CHECKS = [
+    (VTEX_ORDERS, INVALID_ORDER),
+    (VTEX_ORDER_EVENTS, INVALID_FEED_ITEM),
+    (VTEX_SKUS, INVALID_SKU),
+    *((VTEX_CUSTOMERS, check) for check in (MISSING_ID, INVALID_DATE, INVALID_EMAIL)),
+]
 
 
 @asynccontextmanager
@@ -60,6 +80,7 @@ async def serving_metrics(
     settings: Settings, client: Client, workers: Sequence[Worker], sdk_port: int
 ) -> AsyncIterator[None]:
     """The endpoint on ``HUB_WORKER_METRICS_HOST:PORT``, and the visibility poll unless its interval is 0."""
+    start_at_zero([table for table in BRONZE_TABLES if table != QUARANTINE], QUARANTINE_CHECKS)
     poll = VisibilityPoll(client, settings, workflow_queues(workers))
     every = settings.worker_metrics_poll_seconds
     task = asyncio.create_task(poll.run(every)) if every else None
@@ -187,8 +208,6 @@ class VisibilityPoll:
                     LAST_SUCCESS.labels(flow).set(execution.close_time.timestamp())
 
     async def _dbt_build(self) -> None:
-        # Builds follow landings, not a clock; the catalog sync asks for one every interval it lands.
-        EXPECTED_INTERVAL.labels(DBT_FLOW).set(self._settings.vtex_catalog_sync_interval_seconds)
         handle = self._client.get_workflow_handle_for(
             DbtBuildWorkflow.run, dbt_build_workflow_id(self._settings)
         )
@@ -196,8 +215,10 @@ class VisibilityPoll:
             status = await handle.query(DbtBuildWorkflow.status, rpc_timeout=RPC_TIMEOUT)
         except RPCError as error:
             if error.status is RPCStatusCode.NOT_FOUND:
-                return  # no build asked for yet
+                return  # no build asked for yet (or builds run elsewhere): nothing to expect
             raise
+        # Builds follow landings, not a clock; the catalog sync asks for one every interval it lands.
+        EXPECTED_INTERVAL.labels(DBT_FLOW).set(self._settings.vtex_catalog_sync_interval_seconds)
         if status.last_success_at:
             LAST_SUCCESS.labels(DBT_FLOW).set(datetime.fromisoformat(status.last_success_at).timestamp())
         if status.last is not None:
