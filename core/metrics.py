@@ -18,7 +18,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 REGISTRY = CollectorRegistry()
-ProcessCollector(registry=REGISTRY)  # the worker's memory and CPU beside what it does
+PROCESS = ProcessCollector(registry=REGISTRY)  # the worker's memory and CPU beside what it does
 
 # Seconds, for latencies from a webhook's arrival to a dealer or a warehouse layer: seconds to hours.
 LATENCY_BUCKETS = (0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600)
