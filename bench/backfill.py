@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.leads import worker_peak_rss_mib
-from cli.hub import moment
+from cli.times import moment
 from core.settings import Settings
 from core.temporal import connect
 from workflows.vtex_order_backfill import BackfillProgress, OrderBackfillInput, start_order_backfill

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
 
 from core.settings import Settings
 from core.temporal import connect
-from workers.schedules import VTEX_CATALOG_SYNC, VTEX_CUSTOMER_SYNC, latest_run_id
+from workers.schedules import VTEX_CATALOG_SYNC, VTEX_CUSTOMER_SYNC, trigger_run
 from workflows.vtex_catalog_sync import PROGRESS_QUERY, CatalogSyncResult
 from workflows.vtex_customer_sync import CustomerSyncResult
 
 PROGRESS_EVERY_SECONDS = 15.0
-START_TIMEOUT_SECONDS = 30.0
 
 
 async def run_sync_demo(settings: Settings) -> bool:
@@ -44,17 +42,9 @@ async def run_sync_demo(settings: Settings) -> bool:
 
 
 async def _trigger(client: Client, schedule_id: str, result_type: type[Any]) -> WorkflowHandle[Any, Any]:
-    """Trigger the schedule now and return the run it started."""
-    schedule = client.get_schedule_handle(schedule_id)
-    before = await latest_run_id(client, schedule_id)
-    await schedule.trigger()
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        latest = await latest_run_id(client, schedule_id)
-        if latest is not None and latest != before:
-            return client.get_workflow_handle(latest, result_type=result_type)
-        await asyncio.sleep(0.5)
-    raise TimeoutError(f"schedule {schedule_id} did not start a run within {START_TIMEOUT_SECONDS:.0f} s")
+    """Trigger the schedule now and return the run it started (or the one still running)."""
+    workflow_id, _ = await trigger_run(client, schedule_id)
+    return client.get_workflow_handle(workflow_id, result_type=result_type)
 
 
 async def _follow(handle: WorkflowHandle[Any, CatalogSyncResult]) -> CatalogSyncResult:

@@ -64,6 +64,20 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
 )
 
+# The workflows of each task queue. ``WORKFLOWS`` is every one of them: what a replay must know.
+LEAD_WORKFLOWS: tuple[type, ...] = (LeadDistributionWorkflow,)
+OPPORTUNITY_WORKFLOWS: tuple[type, ...] = (OpportunitySyncWorkflow,)
+VTEX_WORKFLOWS: tuple[type, ...] = (
+    VtexOrderWorkflow,
+    VtexFeedReconcileWorkflow,
+    VtexHookConfigWorkflow,
+    OrderBackfillWorkflow,
+    CatalogSyncWorkflow,
+    CustomerSyncWorkflow,
+)
+DBT_WORKFLOWS: tuple[type, ...] = (DbtBuildWorkflow,)
+WORKFLOWS = (*LEAD_WORKFLOWS, *OPPORTUNITY_WORKFLOWS, *VTEX_WORKFLOWS, *DBT_WORKFLOWS)
+
 
 @dataclass
 class WorkerActivities:
@@ -131,7 +145,7 @@ def build_workers(client: Client, activities: WorkerActivities, settings: Settin
         Worker(
             client,
             task_queue=settings.leads_task_queue,
-            workflows=[LeadDistributionWorkflow],
+            workflows=LEAD_WORKFLOWS,
             workflow_runner=WORKFLOW_RUNNER,
             activities=[
                 leads.record_lead_status,
@@ -147,7 +161,7 @@ def build_workers(client: Client, activities: WorkerActivities, settings: Settin
         Worker(
             client,
             task_queue=settings.opportunities_task_queue,
-            workflows=[OpportunitySyncWorkflow],
+            workflows=OPPORTUNITY_WORKFLOWS,
             workflow_runner=WORKFLOW_RUNNER,
             activities=[opportunities.fetch_deal, opportunities.apply_deal_change],
             max_concurrent_activities=settings.worker_max_concurrent_activities,
@@ -155,14 +169,7 @@ def build_workers(client: Client, activities: WorkerActivities, settings: Settin
         Worker(
             client,
             task_queue=settings.vtex_orders_task_queue,
-            workflows=[
-                VtexOrderWorkflow,
-                VtexFeedReconcileWorkflow,
-                VtexHookConfigWorkflow,
-                OrderBackfillWorkflow,
-                CatalogSyncWorkflow,
-                CustomerSyncWorkflow,
-            ],
+            workflows=VTEX_WORKFLOWS,
             workflow_runner=WORKFLOW_RUNNER,
             activities=[orders.land_order_events, feed.deliver_feed_items],
             max_concurrent_activities=settings.worker_max_concurrent_activities,
@@ -193,7 +200,7 @@ def build_workers(client: Client, activities: WorkerActivities, settings: Settin
         Worker(
             client,
             task_queue=settings.dbt_task_queue,
-            workflows=[DbtBuildWorkflow],
+            workflows=DBT_WORKFLOWS,
             workflow_runner=WORKFLOW_RUNNER,
             activities=[activities.dbt.dbt_build, activities.builds.request_dbt_build],
             # One build at a time per worker; the workflow never asks for two at once anyway.

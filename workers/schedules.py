@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -129,3 +131,24 @@ async def latest_run_id(client: Client, schedule_id: str) -> str | None:
     if not recent or not isinstance(recent[-1].action, ScheduleActionExecutionStartWorkflow):
         return None
     return recent[-1].action.workflow_id
+
+
+async def trigger_run(client: Client, schedule_id: str, start_within: float = 30.0) -> tuple[str, bool]:
+    """Start a run of the schedule now; the workflow id of that run and True.
+
+    When a run of the schedule is still going, its overlap policy (SKIP) would skip the trigger: the
+    workflow id of that run and False instead.
+    """
+    schedule = client.get_schedule_handle(schedule_id)
+    running = (await schedule.describe()).info.running_actions
+    if running and isinstance(running[-1], ScheduleActionExecutionStartWorkflow):
+        return running[-1].workflow_id, False
+    before = await latest_run_id(client, schedule_id)
+    await schedule.trigger()
+    deadline = time.monotonic() + start_within
+    while (latest := await latest_run_id(client, schedule_id)) in (None, before):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"schedule {schedule_id} did not start a run within {start_within:.0f} s")
+        await asyncio.sleep(0.5)
+    assert latest is not None
+    return latest, True

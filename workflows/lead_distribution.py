@@ -119,12 +119,24 @@ async def start_lead_distribution(
     lead_id: str,
     event: dict[str, Any],
     rpc_timeout: timedelta | None = None,
+    *,
+    redrive: bool = False,
 ) -> bool:
-    """Start the lead's workflow unless it runs or ran already; True when this call started it.
+    """Start a run of the lead's workflow; True when this call started it, False when it was joined.
 
     The workflow id is the idempotency key: concurrent and later duplicates are refused by the server
-    and joined here. A failed or terminated run may be started again, so a resent webhook repairs it.
+    and joined here. A webhook starts a new run only where the last one broke off (its workflow failed,
+    timed out or was terminated), so a resent webhook repairs a broken run. A run that ended normally is
+    never redone by a webhook: not a delivered lead, and not a lead that ended ``failed`` (no dealer could
+    be reached, or Zoho does not know it) or ``unrouted`` (no dealer took it by the deadline), whose runs
+    end normally too. Support retries those on purpose (``hub leads redrive``): with ``redrive`` a new run
+    starts after any closed one, and only a running one is joined.
     """
+    reuse = (
+        WorkflowIDReusePolicy.ALLOW_DUPLICATE
+        if redrive
+        else WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY
+    )
     try:
         await client.start_workflow(
             LeadDistributionWorkflow.run,
@@ -132,7 +144,7 @@ async def start_lead_distribution(
             id=lead_workflow_id(lead_id),
             task_queue=settings.leads_task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+            id_reuse_policy=reuse,
             search_attributes=TypedSearchAttributes([SearchAttributePair(LEAD_ID, lead_id)]),
             rpc_timeout=rpc_timeout,
         )

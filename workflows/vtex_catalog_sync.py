@@ -50,6 +50,15 @@ class CatalogSyncResult:
     skus_per_second: float = 0.0
     done: bool = False
 
+    def summary(self) -> str:
+        """The counts in one line, for people (the memo, ``hub syncs``)."""
+        c = self.counts
+        return (
+            f"{'done' if self.done else f'page {self.pages + 1}'}: {c.read} SKUs read, {c.changed} changed,"
+            f" {c.unchanged} unchanged, {c.quarantined} quarantined, {c.removed} removed;"
+            f" {self.seconds:.0f} s, {self.skus_per_second}/s"
+        )
+
 
 @dataclass
 class CatalogSyncInput:
@@ -119,14 +128,4 @@ class CatalogSyncWorkflow:
         result.seconds = round((workflow.now() - datetime.fromisoformat(state.started_at)).total_seconds(), 3)
         if result.seconds > 0:
             result.skus_per_second = round(result.counts.read / result.seconds, 2)
-        c = result.counts
-        stage = "done" if result.done else f"page {state.page}"
-        workflow.upsert_memo(
-            {
-                "progress": (
-                    f"{stage}: {c.read} SKUs read, {c.changed} changed,"
-                    f" {c.unchanged} unchanged, {c.quarantined} quarantined, {c.removed} removed;"
-                    f" {result.seconds:.0f} s, {result.skus_per_second}/s"
-                ),
-            }
-        )
+        workflow.upsert_memo({"progress": result.summary()})

@@ -62,6 +62,15 @@ class CustomerSyncResult:
     customers_per_second: float = 0.0
     done: bool = False
 
+    def summary(self) -> str:
+        """The counts in one line, for people (the memo, ``hub syncs``)."""
+        checks = ", ".join(f"{count} {code}" for code, count in sorted(self.checks.items())) or "none"
+        return (
+            f"{'done' if self.done else f'page {self.pages}'}: {self.read} read,"
+            f" {self.landed} landed, {self.already_landed} already there,"
+            f" {self.quarantined} quarantined; checks: {checks}; {self.seconds:.0f} s"
+        )
+
 
 @dataclass
 class CustomerSyncInput:
@@ -164,14 +173,6 @@ class CustomerSyncWorkflow:
         result.seconds = round((workflow.now() - datetime.fromisoformat(state.started_at)).total_seconds(), 3)
         if result.seconds > 0:
             result.customers_per_second = round(result.read / result.seconds, 2)
-        checks = ", ".join(f"{count} {code}" for code, count in sorted(result.checks.items())) or "none"
         workflow.upsert_memo(
-            {
-                "progress": (
-                    f"{'done' if result.done else f'page {result.pages}'}: {result.read} read,"
-                    f" {result.landed} landed, {result.already_landed} already there,"
-                    f" {result.quarantined} quarantined; checks: {checks}; {result.seconds:.0f} s"
-                ),
-                "window": f"{result.since or 'everything'} .. {result.until}",
-            }
+            {"progress": result.summary(), "window": f"{result.since or 'everything'} .. {result.until}"}
         )

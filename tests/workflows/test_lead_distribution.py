@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
 import pytest
-from temporalio.client import WorkflowHistory, WorkflowUpdateFailedError
+from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
-from temporalio.worker import Replayer
 
-from core.codec import ENCODING
-from core.settings import LOCAL_PAYLOAD_KEY, LOCAL_PAYLOAD_KEY_ID, Settings
-from core.temporal import data_converter
-from tests.conftest import TEST_CONVERTER
 from tests.hub import Hub
-from tests.stored import payloads_in
 from tests.support import eventually
 from workflows.lead_distribution import AssignDealerInput, LeadDistributionWorkflow
 
@@ -158,39 +151,6 @@ async def test_workers_share_one_zoho_token(hub: Hub) -> None:
     for lead_id in lead_ids:
         await hub.wait_for_status(lead_id, "delivered")
     assert (await hub.counters())["zoho"]["tokens_issued"] == 1
-
-
-async def test_histories_replay_deterministically(hub: Hub) -> None:
-    """A deploy must be able to replay running histories: catches non-determinism before it ships."""
-    lead_id = await hub.create_lead(State="SP", City="Santos")
-    await hub.post_webhook(lead_id)
-    await hub.handle(lead_id).result()
-    history = await hub.handle(lead_id).fetch_history()
-    await Replayer(workflows=[LeadDistributionWorkflow], data_converter=TEST_CONVERTER).replay_workflow(
-        history
-    )
-
-
-async def test_runs_started_before_the_status_patch_still_replay() -> None:
-    """A history recorded by the previous release (separate record_lead_status steps) replays cleanly."""
-    recorded = Path(__file__).parent / "histories" / "lead_delivered_before_status_patch.json"
-    history = WorkflowHistory.from_json("lead-recorded", recorded.read_text())
-    steps = [e.activity_task_scheduled_event_attributes.activity_type.name for e in history.events]
-    assert [step for step in steps if step].count("record_lead_status") == 3
-    replayer = Replayer(workflows=[LeadDistributionWorkflow], data_converter=TEST_CONVERTER)
-    await replayer.replay_workflow(history)
-
-
-async def test_runs_recorded_with_encryption_replay() -> None:
-    """A history recorded with payload encryption on (the local key) replays with the project's converter."""
-    recorded = Path(__file__).parent / "histories" / "lead_delivered_encrypted.json"
-    history = WorkflowHistory.from_json("lead-encrypted", recorded.read_text())
-    payloads = payloads_in(*history.events)
-    assert payloads and {p.metadata["encoding"] for p in payloads} == {ENCODING}
-    local = Settings(environment="test", payload_keys={LOCAL_PAYLOAD_KEY_ID: LOCAL_PAYLOAD_KEY})
-    await Replayer(
-        workflows=[LeadDistributionWorkflow], data_converter=data_converter(local)
-    ).replay_workflow(history)
 
 
 async def test_a_delivered_lead_takes_six_activities(hub: Hub) -> None:

@@ -1,0 +1,97 @@
+"""``hub leads``: redrive leads that ended failed or unrouted; decide the dealer of a waiting lead."""
+
+from __future__ import annotations
+
+import argparse
+
+from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from cli.command import Context, Subcommands, command
+from cli.redrive import BROKE_OFF, Ended, Flow, add_options, any_of, recorded_history, redrive, started_with
+from core.constants import LEAD_STATUS, LeadStatus, lead_workflow_id
+from workflows.lead_distribution import (
+    AssignDealerInput,
+    LeadDistributionInput,
+    LeadDistributionWorkflow,
+    start_lead_distribution,
+)
+
+# What ``--status`` finds. A lead that ended failed or unrouted completed its run; a run that broke off
+# (its workflow failed, timed out or was terminated) left the lead undecided, so it counts as failed too.
+REDRIVABLE = {
+    LeadStatus.FAILED.value: f"(LeadStatus = '{LeadStatus.FAILED}' OR {any_of(list(BROKE_OFF))})",
+    LeadStatus.UNROUTED.value: f"LeadStatus = '{LeadStatus.UNROUTED}'",
+}
+
+
+def add_commands(commands: Subcommands, common: argparse.ArgumentParser) -> None:
+    leads = commands.add_parser("leads", help="lead distribution: redrive, assign")
+    actions = leads.add_subparsers(dest="action", required=True)
+    again = command(
+        actions, "redrive", "distribute again the leads that ended failed or unrouted", common, redrive_leads
+    )
+    again.add_argument(
+        "--status", required=True, choices=sorted(REDRIVABLE),
+        help="failed: no dealer could be reached, Zoho did not know the lead, or its workflow broke off;"
+        " unrouted: no dealer took it before the assignment deadline",
+    )  # fmt: skip
+    add_options(again)
+    assign = command(
+        actions, "assign", "deliver a lead waiting for assignment to a dealer", common, assign_lead
+    )
+    assign.add_argument("lead_id", help="the Zoho lead id")
+    assign.add_argument("dealer_id", help="the dealer's id in the routing rules")
+    assign.add_argument("--by", required=True, help="who decides (a support login), kept in the history")
+
+
+async def redrive_leads(args: argparse.Namespace, ctx: Context) -> int:
+    flow = Flow("lead", LeadDistributionWorkflow.__name__, LEAD_STATUS, "lead_status", restart_lead)
+    return await redrive(args, ctx, flow, REDRIVABLE[args.status])
+
+
+async def restart_lead(ctx: Context, run: Ended) -> str:
+    """A new run of the lead's workflow with the webhook's event the ended run was started with."""
+    previous = await started_with(ctx.client, await recorded_history(ctx.client, run), LeadDistributionInput)
+    started = await start_lead_distribution(
+        ctx.client, ctx.settings, previous.lead_id, previous.event, redrive=True
+    )
+    return "redriven" if started else "skipped: running again already"
+
+
+async def assign_lead(args: argparse.Namespace, ctx: Context) -> int:
+    out = ctx.out
+    handle = ctx.client.get_workflow_handle_for(LeadDistributionWorkflow.run, lead_workflow_id(args.lead_id))
+    try:
+        described = await handle.describe()
+    except RPCError as error:
+        if error.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return out.fail(f"unknown lead {args.lead_id}: there is no workflow {handle.id}")
+    if described.status != WorkflowExecutionStatus.RUNNING:
+        status = described.typed_search_attributes.get(LEAD_STATUS)
+        ended = described.status.name.lower() if described.status else "closed"
+        return out.fail(
+            f"lead {args.lead_id} is not waiting for a dealer: its workflow {ended} (lead {status})"
+        )
+    try:
+        assigned = await handle.execute_update(
+            LeadDistributionWorkflow.assign_dealer, AssignDealerInput(args.dealer_id, assigned_by=args.by)
+        )
+    except WorkflowUpdateFailedError as error:  # refused: not waiting (any more), or no such dealer
+        return out.fail(f"lead {args.lead_id} not assigned: {error.cause or error}")
+    except RPCError as error:  # its run ended meanwhile
+        return out.fail(f"lead {args.lead_id} not assigned: {error}")
+    fields = {
+        "lead_id": args.lead_id,
+        "dealer_id": assigned.dealer_id,
+        "dealer_name": assigned.dealer_name,
+        "assigned_by": args.by,
+    }
+    out.show(
+        "assignment",
+        fields,
+        f"lead {args.lead_id} assigned to {assigned.dealer_id} ({assigned.dealer_name}) by {args.by};"
+        " its workflow delivers it now",
+    )
+    return 0

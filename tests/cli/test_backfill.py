@@ -1,0 +1,43 @@
+"""``hub backfill orders``: lands a range of the order history, showing its progress until it ends."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from tests.cli.conftest import HubCli
+from tests.hub import Hub, running_hub
+from warehouse.tables import VTEX_ORDERS
+
+HISTORY = {"vtex_history_orders": 30, "vtex_history_days": 10, "vtex_history_end": "2026-11-01T00:00:00Z"}
+
+
+@pytest.fixture
+async def hub(
+    temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, warehouse_settings: dict[str, Any]
+) -> AsyncIterator[Hub]:
+    async with running_hub(
+        temporal_env.client, sqlite_url, task_queue, simulator=HISTORY, **warehouse_settings
+    ) as hub:
+        yield hub
+
+
+async def test_backfill_lands_the_range_and_reports_its_progress(hub: Hub, hub_cli: HubCli) -> None:
+    ran = await hub_cli(
+        hub.settings, "backfill", "orders", "--since", "2026-10-20", "--until", "2026-10-31", "--rate", "400",
+        "--json",
+    )  # fmt: skip
+    assert ran.code == 0, ran.err
+    [started] = ran.lines("message")
+    assert started["message"].startswith("started vtex-orders-backfill-2026-10-20")
+    final = ran.lines("progress")[-1]
+    assert final["done"] is True and final["orders_landed"] > 0
+    assert (await hub.bronze_counts(VTEX_ORDERS))[0] == final["orders_landed"]
+
+
+async def test_a_range_that_ends_before_it_starts_is_refused(hub: Hub, hub_cli: HubCli) -> None:
+    ran = await hub_cli(hub.settings, "backfill", "orders", "--since", "2026-10-20", "--until", "2026-10-01")
+    assert ran.code == 1 and "is before --since" in ran.err

@@ -1,0 +1,187 @@
+"""Records the saved histories that ``test_replay.py`` replays in CI: one run of every workflow type.
+
+    .venv/bin/python -m pytest tests/workflows/record_histories.py     # all of them
+    .venv/bin/python -m pytest tests/workflows/record_histories.py -k lead
+
+(pytest collects this file only when it is named, so the test suite never rewrites the histories.)
+Each flow runs once end to end on the dev server with the simulators and the BigQuery emulator, and its
+history is written to ``histories/<name>.json``, encrypted with the local development key.
+
+Record a history for a new workflow type, or one more for a path worth guarding, and commit it. Never
+re-record a history to make a failing replay pass: the failure means runs started by the released code
+would break on the new code. Keep the old path behind ``workflow.patched(...)`` instead, and keep the
+old history, so CI proves the old runs still replay.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio import activity
+from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.dbt import DbtBuildInput, dbt_build_workflow_id, request_dbt_build
+from core.constants import lead_workflow_id, opportunity_workflow_id, vtex_order_workflow_id
+from core.settings import Settings
+from tests.hub import Hub, running_hub
+from tests.support import eventually
+from tests.workflows.test_vtex_catalog_sync import start_sync as start_catalog_sync
+from tests.workflows.test_vtex_customer_sync import start_sync as start_customer_sync
+from tests.workflows.test_vtex_order import LIFECYCLE
+from warehouse.dbt import DbtBuildSummary
+from workers.main import WORKFLOW_RUNNER
+from workflows.dbt_build import STATUS_QUERY, DbtBuildStatus, DbtBuildWorkflow
+from workflows.lead_distribution import AssignDealerInput, LeadDistributionWorkflow
+from workflows.vtex_feed_reconcile import VtexFeedReconcileInput, VtexFeedReconcileWorkflow
+from workflows.vtex_hook_config import VtexHookConfigInput, VtexHookConfigWorkflow
+from workflows.vtex_order_backfill import OrderBackfillInput, start_order_backfill
+
+HISTORIES = Path(__file__).parent / "histories"
+STORE = {
+    "vtex_history_orders": 30,
+    "vtex_history_days": 10,
+    "vtex_history_end": "2026-11-01T00:00:00Z",
+    "vtex_catalog_skus": 40,
+    "vtex_customers": 30,
+}
+
+
+@pytest.fixture
+async def hub(
+    temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, warehouse_settings: dict[str, Any]
+) -> AsyncIterator[Hub]:
+    async with running_hub(
+        temporal_env.client, sqlite_url, task_queue, simulator=STORE, opportunity_idle_close_seconds=2,
+        **warehouse_settings,
+    ) as hub:  # fmt: skip
+        yield hub
+
+
+async def save(client: Client, workflow_id: str, name: str) -> None:
+    """Write the history of the workflow's latest run."""
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    (HISTORIES / f"{name}.json").write_text(history.to_json() + "\n")
+
+
+async def test_record_lead_assigned_by_support(hub: Hub) -> None:
+    """No dealer covers the lead; support's assign_dealer update delivers it."""
+    lead_id = await hub.create_lead(State="BA", City="Salvador")
+    await hub.post_webhook(lead_id)
+    await hub.wait_for_awaiting(lead_id)
+    await hub.handle(lead_id).execute_update(
+        LeadDistributionWorkflow.assign_dealer, AssignDealerInput("rest-mg", assigned_by="support")
+    )
+    await hub.handle(lead_id).result()
+    await save(hub.client, lead_workflow_id(lead_id), "lead_assigned_by_support")
+
+
+async def test_record_opportunity_updates(hub: Hub) -> None:
+    """Two stage changes sent in reverse order; the workflow ends once the deal is quiet."""
+    deal_id = await hub.create_deal()
+    now = datetime.now(timezone(timedelta(hours=-3))).replace(microsecond=0)
+    changes = [
+        {"deal_id": deal_id, "stage": stage, "modified_time": (now + timedelta(minutes=n)).isoformat()}
+        for n, stage in enumerate(["Needs Analysis", "Negotiation/Review"])
+    ]
+    for change in reversed(changes):
+        assert (await hub.post_deal_webhook(change)).status_code == 202
+    await hub.client.get_workflow_handle(opportunity_workflow_id(deal_id)).result()
+    await save(hub.client, opportunity_workflow_id(deal_id), "opportunity_updates")
+
+
+async def test_record_vtex_order_to_invoiced(hub: Hub) -> None:
+    order_id = await hub.create_order()
+    await hub.move_order(order_id, *LIFECYCLE, delivery="repeated_reversed")
+    await hub.client.get_workflow_handle(vtex_order_workflow_id(order_id)).result()
+    await save(hub.client, vtex_order_workflow_id(order_id), "vtex_order_to_invoiced")
+
+
+async def test_record_order_backfill(hub: Hub) -> None:
+    params = OrderBackfillInput.for_range(
+        hub.settings, datetime(2026, 10, 20, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC), rate=400
+    )
+    handle = await start_order_backfill(hub.client, hub.settings, params)
+    assert (await handle.result()).orders_landed > 0
+    await save(hub.client, handle.id, "order_backfill")
+
+
+async def test_record_catalog_sync(hub: Hub) -> None:
+    handle = await start_catalog_sync(hub, page_size=20)  # three pages, then the removed SKUs
+    assert (await handle.result()).done
+    await save(hub.client, handle.id, "catalog_sync")
+
+
+async def test_record_customer_sync(hub: Hub) -> None:
+    handle = await start_customer_sync(hub, page_size=10)
+    assert (await handle.result()).done
+    await save(hub.client, handle.id, "customer_sync")
+
+
+async def test_record_feed_reconcile(hub: Hub) -> None:
+    """Hooks that were lost, found in Feed v3 and handed to the order's workflow."""
+    order_id = await hub.create_order()
+    await hub.move_order(order_id, "payment-approved", "ready-for-handling", delivery="none")
+    handle = await hub.client.start_workflow(
+        VtexFeedReconcileWorkflow.run,
+        VtexFeedReconcileInput(api_task_queue=hub.settings.vtex_api_task_queue),
+        id=f"vtex-orders-feed-reconcile-{uuid.uuid4().hex[:8]}",
+        task_queue=hub.settings.vtex_orders_task_queue,
+    )
+    assert (await handle.result()).delivered == 2
+    await save(hub.client, handle.id, "feed_reconcile")
+
+
+async def test_record_hook_config(hub: Hub) -> None:
+    handle = await start_hook_config(hub.client, hub.settings, VtexHookConfigWorkflow.run)
+    await handle.result()
+    await save(hub.client, handle.id, "hook_config")
+
+
+async def start_hook_config(
+    client: Client, settings: Settings, run: Any, task_queue: str | None = None
+) -> WorkflowHandle[Any, Any]:
+    """A hook configuration run (``run``: the workflow's run method, or a changed one's)."""
+    return await client.start_workflow(
+        run,
+        VtexHookConfigInput(hook_url=settings.vtex_hook_url, api_task_queue=settings.vtex_api_task_queue),
+        id=f"vtex-orders-hook-config-{uuid.uuid4().hex[:8]}",
+        task_queue=task_queue or settings.vtex_orders_task_queue,
+    )
+
+
+@activity.defn(name="dbt_build")
+async def passing_build(_: DbtBuildInput) -> DbtBuildSummary:
+    """A build that passes without running dbt: the workflow's history is the same."""
+    return DbtBuildSummary(success=True, models_built=13, tests_passed=46)
+
+
+async def test_record_dbt_build(hub: Hub) -> None:
+    """Two requests, two builds; then the workflow (which never ends by itself) is terminated."""
+    # A task queue of its own: the hub's worker would run the real dbt.
+    settings = hub.settings.model_copy(update={"dbt_task_queue": f"{hub.settings.dbt_task_queue}-recorded"})
+    workflow_id = dbt_build_workflow_id(settings)
+    handle = hub.client.get_workflow_handle(workflow_id)
+    async with Worker(
+        hub.client,
+        task_queue=settings.dbt_task_queue,
+        workflows=[DbtBuildWorkflow],
+        activities=[passing_build],
+        workflow_runner=WORKFLOW_RUNNER,
+    ):
+        for builds, reason in enumerate(("vtex orders", "vtex catalog sync"), start=1):
+            await request_dbt_build(hub.client, settings, reason)
+            await eventually(lambda builds=builds: has_built(handle, builds))
+        await handle.terminate("recorded")
+    await save(hub.client, workflow_id, "dbt_build")
+
+
+async def has_built(handle: WorkflowHandle[Any, Any], count: int) -> bool:
+    status = await handle.query(STATUS_QUERY, result_type=DbtBuildStatus)
+    return status.builds == count and not status.building

@@ -1,0 +1,78 @@
+"""Saved histories of every workflow type replay against the current code: a non-deterministic change
+fails here, before it ships and breaks the runs already under way.
+
+The histories in ``histories/`` were recorded by earlier code (``record_histories.py`` says how and
+when to record one); they are encrypted with the local development key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio import workflow
+from temporalio.client import WorkflowHistory
+from temporalio.workflow import NondeterminismError
+
+from core.codec import ENCODING
+from core.settings import LOCAL_PAYLOAD_KEY, LOCAL_PAYLOAD_KEY_ID, Settings
+from tests.stored import payloads_in
+from tests.workflows.changed_workflows import HookConfigWithAPauseFirst
+from workers.main import WORKFLOWS
+from workers.replay import replay
+
+HISTORIES = Path(__file__).parent / "histories"
+SAVED = sorted(HISTORIES.glob("*.json"))
+LOCAL = Settings(environment="test", payload_keys={LOCAL_PAYLOAD_KEY_ID: LOCAL_PAYLOAD_KEY})
+
+
+def saved(path: Path) -> WorkflowHistory:
+    return WorkflowHistory.from_json(path.stem, path.read_text())
+
+
+def workflow_type(history: WorkflowHistory) -> str:
+    return history.events[0].workflow_execution_started_event_attributes.workflow_type.name
+
+
+def registered_name(cls: type) -> str:
+    return workflow._Definition.must_from_class(cls).name  # the SDK's own reading of @workflow.defn
+
+
+def test_every_workflow_the_worker_runs_has_a_saved_history() -> None:
+    recorded = {workflow_type(saved(path)) for path in SAVED}
+    missing = sorted({registered_name(cls) for cls in WORKFLOWS} - recorded)
+    assert not missing, f"no saved history of {missing}: record one (tests/workflows/record_histories.py)"
+
+
+@pytest.mark.parametrize("path", SAVED, ids=lambda path: path.stem)
+async def test_saved_history_replays_with_the_current_code(path: Path) -> None:
+    failure = await replay(saved(path), LOCAL)
+    assert failure is None, f"{path.name} no longer replays with the current code: {failure!r}"
+
+
+def test_the_saved_histories_hold_what_their_replay_proves() -> None:
+    """A lead recorded before the status patch (its three separate record_lead_status steps), and every
+    history recorded since payload encryption with its payloads encrypted."""
+    before_patch = saved(HISTORIES / "lead_delivered_before_status_patch.json")
+    steps = [e.activity_task_scheduled_event_attributes.activity_type.name for e in before_patch.events]
+    assert steps.count("record_lead_status") == 3
+    for path in SAVED:
+        if path != HISTORIES / "lead_delivered_before_status_patch.json":
+            encodings = {p.metadata["encoding"] for p in payloads_in(*saved(path).events)}
+            assert encodings == {ENCODING}, path.name
+
+
+async def test_a_changed_workflow_fails_the_replay() -> None:
+    """The check can fail: the hook configuration workflow with a timer added before its activity."""
+    history = saved(HISTORIES / "hook_config.json")
+    assert await replay(history, LOCAL) is None
+    failure = await replay(history, LOCAL, workflows=[HookConfigWithAPauseFirst])
+    assert isinstance(failure, NondeterminismError)
+    assert "StartTimer" in str(failure) or "Timer" in str(failure)
+
+
+async def test_a_history_needs_the_key_it_was_encrypted_with() -> None:
+    """Replays decrypt with the project's data converter: a ring without the key cannot read them."""
+    other = Settings(environment="test", payload_keys={"other": "A" * 43 + "="})
+    failure = await replay(saved(HISTORIES / "hook_config.json"), other)
+    assert failure is not None and "PayloadKeyError" in str(failure)

@@ -1,0 +1,40 @@
+"""Replaying a recorded history against the current workflow code, the way the worker runs it.
+
+A workflow change is non-deterministic when a run recorded before it takes another path through the new
+code (an activity added before an old one, a timer removed): after a deploy the worker would fail that
+run's workflow tasks again and again. Replaying histories finds this before the change ships:
+``hub replay`` for one workflow, ``tests/workflows/test_replay.py`` for the saved histories in CI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from core.settings import Settings
+from core.temporal import data_converter
+from workers.main import WORKFLOW_RUNNER, WORKFLOWS
+
+
+def replayer(settings: Settings, workflows: Sequence[type] = WORKFLOWS) -> Replayer:
+    """Every workflow the worker registers, in its sandbox, with the project's data converter."""
+    return Replayer(
+        workflows=workflows, workflow_runner=WORKFLOW_RUNNER, data_converter=data_converter(settings)
+    )
+
+
+async def replay(
+    history: WorkflowHistory, settings: Settings, workflows: Sequence[type] = WORKFLOWS
+) -> Exception | None:
+    """Why the history does not replay with the current code, or None when it does.
+
+    A ``NondeterminismError`` when the code takes another path than the history; an error naming
+    ``PayloadKeyError`` when the key ring cannot decrypt the history.
+    """
+    try:
+        result = await replayer(settings, workflows).replay_workflow(history, raise_on_replay_failure=False)
+    except Exception as error:  # payloads are decoded before any workflow code runs, and outside it
+        return error
+    return result.replay_failure
