@@ -239,13 +239,14 @@ class Stack:
         # The emulator's DuckDB extension comes from its wheel: no download on a machine without internet.
         emulator.prepare_home(self.state_dir / "bigquery-home")
         reset_metrics_dir(api_metrics_dir(self.state_dir))
-        # The compose stack's Prometheus configuration, its targets moved to this stack's ports.
-        config = prometheus.local_config(self.ports.api, self.ports.worker_metrics)
-        prometheus.write_config(prometheus_config_file(self.state_dir), config)
+        if any(part.name == "prometheus" for part in self.parts):
+            # The compose stack's Prometheus configuration, its targets moved to this stack's ports.
+            config = prometheus.local_config(self.ports.api, self.ports.worker_metrics)
+            prometheus.write_config(prometheus_config_file(self.state_dir), config)
+        else:
+            say("  prometheus  skipped   (no prometheus binary: on Debian, apt-get install prometheus)")
         for part in self.parts:
             self._start(part)
-        if not any(part.name == "prometheus" for part in self.parts):
-            say("  prometheus  skipped   (no prometheus binary: on Debian, apt-get install prometheus)")
 
     def _start(self, part: Part) -> None:
         log_path = self.log_dir / f"{part.name}.log"
