@@ -21,7 +21,9 @@ from temporalio.common import WorkflowIDConflictPolicy
 
 from activities.pacing import heartbeating
 from core.constants import DBT_BUILD_WORKFLOW, DBT_BUILD_WORKFLOW_ID, REQUEST_BUILD_SIGNAL
+from core.metrics import ORDER_CHANGE_LATENCY
 from core.settings import Settings
+from core.timeutil import seconds_since
 from warehouse.dbt import DbtBuildSummary, build_command, dbt_environment, parse_summary
 
 log = logging.getLogger("activities.dbt")
@@ -31,6 +33,8 @@ log = logging.getLogger("activities.dbt")
 class DbtBuildInput:
     select: list[str] = field(default_factory=list)  # dbt node selection; empty: everything
     full_refresh: bool = False
+    # The oldest order change this build brings to gold (``BuildRequest.oldest_received_at``).
+    oldest_received_at: str | None = None
 
 
 @dataclass
@@ -38,6 +42,9 @@ class BuildRequest:
     """Why a build is wanted (shown in the build workflow's history): a flow's name, never record data."""
 
     reason: str
+    # When the hub received the oldest order change landed for this request (ISO 8601 UTC), if any: the
+    # build that follows measures hook-to-gold from it.
+    oldest_received_at: str | None = None
 
 
 class DbtActivities:
@@ -69,6 +76,8 @@ class DbtActivities:
             raise RuntimeError(f"dbt build could not run: {summary.error}")
         if not summary.success:
             log.warning("dbt build failed: %s", "; ".join(summary.failures)[:2000])
+        elif params.oldest_received_at:
+            ORDER_CHANGE_LATENCY.labels("gold").observe(seconds_since(params.oldest_received_at))
         return summary
 
 
@@ -78,7 +87,9 @@ def dbt_build_workflow_id(settings: Settings) -> str:
     return f"{DBT_BUILD_WORKFLOW_ID}-{prefix}" if prefix else DBT_BUILD_WORKFLOW_ID
 
 
-async def request_dbt_build(client: Client, settings: Settings, reason: str) -> None:
+async def request_dbt_build(
+    client: Client, settings: Settings, reason: str, oldest_received_at: str | None = None
+) -> None:
     """Ask the warehouse's build workflow for a build, starting it if it is not running.
 
     Contract: when this returns, a build that starts after this moment is guaranteed (a build already
@@ -91,7 +102,7 @@ async def request_dbt_build(client: Client, settings: Settings, reason: str) -> 
         task_queue=settings.dbt_task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         start_signal=REQUEST_BUILD_SIGNAL,
-        start_signal_args=[BuildRequest(reason)],
+        start_signal_args=[BuildRequest(reason, oldest_received_at)],
     )
 
 
@@ -103,6 +114,8 @@ class DbtBuildWorkflowInput:
     builds: int = 0
     failed_builds: int = 0
     last: DbtBuildSummary | None = None
+    last_success_at: str | None = None  # when the last build that passed ended (ISO 8601 UTC)
+    oldest_received_at: str | None = None  # of the pending requests' order changes
 
 
 class BuildRequester:
@@ -120,18 +133,20 @@ class BuildRequester:
         self._min_interval = settings.dbt_orders_build_interval_seconds
         self._last = float("-inf")
         self._trailing: asyncio.Task[None] | None = None
+        self._oldest_received: str | None = None  # of the order changes landed since the last request
 
-    async def request(self, reason: str) -> None:
+    async def request(self, request: BuildRequest) -> None:
         """Signal-with-start the build workflow (raises if Temporal does not answer); no-op when disabled."""
         if self._settings.dbt_builds_enabled:
-            await request_dbt_build(self._client, self._settings, reason)
+            await request_dbt_build(self._client, self._settings, request.reason, request.oldest_received_at)
 
-    async def request_soon(self, reason: str) -> None:
+    async def request_soon(self, reason: str, oldest_received_at: str | None = None) -> None:
         """Request a build now, or when ``min_interval`` has passed since the last request; never raises.
 
         The landing that calls this has already succeeded: a lost request only delays gold until the
-        next landing's request.
+        next landing's request. ``oldest_received_at`` (order changes) goes with the next request sent.
         """
+        self._oldest_received = earliest(self._oldest_received, oldest_received_at)
         wait = self._last + self._min_interval - time.monotonic()
         if wait <= 0:
             await self._request_now(reason)
@@ -144,13 +159,20 @@ class BuildRequester:
 
     async def _request_now(self, reason: str) -> None:
         self._last = time.monotonic()
+        oldest, self._oldest_received = self._oldest_received, None
         try:
-            await self.request(reason)
+            await self.request(BuildRequest(reason, oldest))
         except Exception as error:  # a missed request is made up by the next one
             self._last = float("-inf")
+            self._oldest_received = earliest(self._oldest_received, oldest)
             log.warning("could not request a dbt build (%s): %s", reason, error)
 
     @activity.defn
     async def request_dbt_build(self, params: BuildRequest) -> None:
         """Ask for a build (a sync or backfill that landed something); coalesced with others."""
-        await self.request(params.reason)
+        await self.request(params)
+
+
+def earliest(first: str | None, second: str | None) -> str | None:
+    """The earlier of two ISO 8601 UTC times written alike (``core.vtex.received_now``), ignoring None."""
+    return min(filter(None, (first, second)), default=None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -16,6 +17,7 @@ from clients.dealer_crm import DealerCrm, map_fields
 from clients.subscribers import EventPublisher
 from clients.zoho import ZohoClient
 from core.constants import LeadStatus, lead_workflow_id
+from core.metrics import DEALER_DELIVERIES, LEAD_RECEIVED_TO_DELIVERED
 from core.timeutil import utcnow
 from db import lead_status, routing
 
@@ -135,6 +137,8 @@ class LeadActivities:
         )
         if params.claim_dealer and params.dealer_id:
             await routing.mark_assigned(self._sessions, params.dealer_id, now)
+        if params.status == LeadStatus.DELIVERED and params.dealer_id:
+            await self._measure_delivery(params.lead_id, params.dealer_id, now)
 
     @activity.defn
     async def fetch_lead(self, params: FetchLeadInput) -> FetchLeadResult:
@@ -191,8 +195,14 @@ class LeadActivities:
         fields = map_fields(dealer.field_mapping, params.lead)
         # Stable across retries and worker restarts: the dealer sees one lead however often we call.
         idempotency_key = f"lead-{params.lead_id}-{dealer.id}"
-        with external_call(permanent_type=DEALER_REJECTED):
-            dealer_lead_id = await crm.create_lead(dealer, fields, params.lead_id, idempotency_key)
+        try:
+            with external_call(permanent_type=DEALER_REJECTED):
+                dealer_lead_id = await crm.create_lead(dealer, fields, params.lead_id, idempotency_key)
+        except Exception as error:
+            rejected = isinstance(error, ApplicationError) and error.non_retryable
+            DEALER_DELIVERIES.labels(dealer.id, "rejected" if rejected else "unavailable").inc()
+            raise
+        DEALER_DELIVERIES.labels(dealer.id, "delivered").inc()
         now = utcnow()
         await routing.record_delivery(
             self._sessions,
@@ -206,7 +216,14 @@ class LeadActivities:
             await self._record(
                 params.lead_id, LeadStatus.DELIVERED, dealer_id=dealer.id, dealer_lead_id=dealer_lead_id
             )
+            await self._measure_delivery(params.lead_id, dealer.id, now)
         return DeliverLeadResult(dealer_lead_id=dealer_lead_id)
+
+    async def _measure_delivery(self, lead_id: str, dealer_id: str, delivered: datetime) -> None:
+        received = await lead_status.received_at(self._sessions, lead_id)
+        if received is not None:
+            seconds = (delivered - received).total_seconds()
+            LEAD_RECEIVED_TO_DELIVERED.labels(dealer_id).observe(max(seconds, 0.0))
 
     async def _record(self, lead_id: str, status: LeadStatus, **details: str) -> None:
         # Written by the step that caused it: one round trip to Temporal fewer (idempotent on retry).

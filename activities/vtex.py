@@ -10,6 +10,8 @@ from temporalio.exceptions import ApplicationError
 from activities.dbt import BuildRequester
 from activities.errors import external_call
 from clients.vtex import VtexClient
+from core.metrics import ORDER_CHANGE_LATENCY
+from core.timeutil import seconds_since, utcnow
 from core.vtex import OrderEvent, change_key
 from warehouse import Warehouse
 from warehouse.landing import InvalidRecord
@@ -53,6 +55,13 @@ class VtexOrderActivities:
         records = [order_event(event) for event in params.events]
         with external_call():
             await self._warehouse.land(VTEX_ORDER_EVENTS, records)
+        received = sorted(event.received_at for event in params.events if event.received_at)
+        landed = utcnow()
+        for moment in received:
+            ORDER_CHANGE_LATENCY.labels("bronze").observe(seconds_since(moment, landed))
+        if received:
+            # Gold shows these changes after the next build: it measures hook-to-gold from the oldest.
+            await self._builds.request_soon("vtex orders", oldest_received_at=received[0])
 
     @activity.defn
     async def land_order_version(self, params: LandOrderInput) -> LandOrderResult:

@@ -19,6 +19,7 @@ from temporalio import activity
 from activities.errors import external_call
 from activities.pacing import RequestBudgets, paced
 from clients.vtex import VtexClient
+from core.metrics import count_sync
 from warehouse import BronzeRecord, QuarantineRecord, Warehouse
 from warehouse.landing import InvalidRecord
 from warehouse.streams import StreamCursor
@@ -121,12 +122,9 @@ class VtexBackfillActivities:
             )
             keys = {_summary_key(order): str(order["orderId"]) for order in page.orders if "orderId" in order}
             landed = await self._warehouse.landed_keys([VTEX_ORDERS, QUARANTINE], list(keys))
-        return PlanPageResult(
-            order_ids=[order_id for key, order_id in keys.items() if key not in landed],
-            listed=len(page.orders),
-            total=page.total,
-            pages=page.pages,
-        )
+        order_ids = [order_id for key, order_id in keys.items() if key not in landed]
+        count_sync("backfill", unchanged=len(keys) - len(order_ids))
+        return PlanPageResult(order_ids, listed=len(page.orders), total=page.total, pages=page.pages)
 
     @activity.defn
     async def land_orders(self, params: LandOrdersInput) -> LandOrdersResult:
@@ -154,6 +152,13 @@ class VtexBackfillActivities:
                 orders=await self._warehouse.land_at(VTEX_ORDERS, params.cursors.orders, records),
                 quarantine=await self._warehouse.quarantine_at(params.cursors.quarantine, invalid),
             )
+        count_sync(
+            "backfill",
+            read=len(params.order_ids) - len(missing),
+            landed=len(records),
+            quarantined=len(invalid),
+            missing=len(missing),
+        )
         return LandOrdersResult(cursors, landed=len(records), quarantined=len(invalid), missing=missing)
 
 

@@ -21,6 +21,7 @@ from temporalio import activity
 from activities.errors import external_call
 from activities.pacing import RequestBudgets, first_attempt, heartbeating, paced
 from clients.vtex import SKU_IDS_MAX_PAGE_SIZE, VtexClient
+from core.metrics import count_sync
 from warehouse import BronzeRecord, QuarantineRecord, Warehouse
 from warehouse.landing import LATEST_PER_ENTITY, InvalidRecord
 from warehouse.streams import StreamCursor
@@ -107,6 +108,14 @@ class VtexCatalogActivities:
                 cursors = await self._land(params.cursors, changed, invalid)
         counts.removed = sum(1 for record in changed if _is_removed(record))
         counts.changed = len(changed) - counts.removed
+        count_sync(
+            "catalog",
+            read=counts.read,
+            landed=counts.changed,
+            unchanged=counts.unchanged,
+            quarantined=counts.quarantined,
+            removed=counts.removed,
+        )
         return CatalogPageResult(cursors, counts, listed=len(ids))
 
     @activity.defn
@@ -131,6 +140,7 @@ class VtexCatalogActivities:
                 gone = [sku_version(int(sku_id), None, None) for sku_id in sorted(present - listed, key=int)]
                 cursors = await self._land(params.cursors, gone, [])
         counts.removed = len(gone)
+        count_sync("catalog", removed=counts.removed)
         return RemovedSkusResult(cursors, counts)
 
     async def _read_skus(

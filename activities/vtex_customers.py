@@ -23,6 +23,7 @@ from activities.errors import external_call
 from activities.pacing import RequestBudgets, first_attempt, heartbeating, paced
 from clients.errors import TransientError
 from clients.vtex import SCROLL_MAX_SIZE, ScrollExpired, ScrollPage, VtexClient, vtex_filter_time
+from core.metrics import count_sync
 from db.watermarks import advance_watermark, read_watermark
 from warehouse import Warehouse
 from warehouse.landing import InvalidRecord
@@ -130,6 +131,13 @@ class VtexCustomerActivities:
                 )
                 if page.documents:
                     await self._land(page, result)
+        count_sync(
+            "customers",
+            read=result.read,
+            landed=result.landed,
+            unchanged=result.already_landed,
+            quarantined=result.quarantined,
+        )
         return result
 
     async def _next_page(self, params: CustomerPageInput, limiter: AsyncLimiter) -> tuple[ScrollPage, bool]:

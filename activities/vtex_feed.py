@@ -18,6 +18,7 @@ from warehouse.tables import VTEX_ORDER_EVENTS
 from workflows.vtex_order import signal_order_event
 
 log = logging.getLogger("activities.vtex_feed")
+INVALID_FEED_ITEM = "invalid_feed_item"  # the quarantine code of a feed item that is not an order change
 
 
 @dataclass
@@ -118,4 +119,6 @@ class VtexFeedActivities:
 def _quarantined(item: dict[str, Any], reason: str) -> QuarantineRecord:
     order_id = item.get("orderId") if isinstance(item.get("orderId"), str) else None
     key = f"feed:{item.get('eventId') or item.get('handle') or order_id}"
-    return QuarantineRecord("vtex", VTEX_ORDER_EVENTS, key, f"feed item: {reason}", item, order_id)
+    return QuarantineRecord(
+        "vtex", VTEX_ORDER_EVENTS, key, f"feed item: {reason}", item, order_id, INVALID_FEED_ITEM
+    )

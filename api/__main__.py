@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import uvicorn
 
+from core.logs import configure_logging
 from core.production import api_tls_problem
 from core.settings import get_settings
 
@@ -27,6 +28,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = get_settings()
     if problem := api_tls_problem(settings):
         sys.exit(f"error: {problem}")
+    configure_logging(settings.log_level)  # uvicorn's own lines too, also in its supervisor process
     uvicorn.run(
         "api.app:app",
         factory=True,
@@ -34,6 +36,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         port=args.port,
         workers=args.workers,
         log_level=args.log_level,
+        log_config=None,  # keep the JSON logging set up above
         ssl_certfile=settings.api_tls_cert_file or None,
         ssl_keyfile=settings.api_tls_key_file or None,
         proxy_headers=settings.api_behind_tls_proxy,

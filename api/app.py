@@ -16,10 +16,11 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from temporalio.client import Client
 
 from api.body import validation_message
-from api.metrics import ACK_SECONDS, UNKNOWN_SOURCE, WEBHOOKS, outcome_of
+from api.metrics import ACK_SECONDS, UNKNOWN_SOURCE, WEBHOOKS, outcome_of, start_at_zero
 from api.openapi import document
 from api.routes import health, leads, opportunities, vtex, warehouse_reads, zoho
 from api.temporal import Intake, connect_for_api
+from core.logs import configure_logging
 from core.production import api_tls_problem
 from core.settings import Settings, get_settings
 from db.engine import create_engine, session_factory
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         for route in router.routes
         if isinstance(route, APIRoute)
     }
+    start_at_zero([*sources.values(), UNKNOWN_SOURCE])
 
     @app.middleware("http")
     async def measure_webhooks(
@@ -101,8 +103,11 @@ def app() -> FastAPI:
     """Factory for ``uvicorn --factory api.app:app`` (``python -m api`` adds the TLS settings).
 
     Refuses in production without TLS settings or a TLS-terminating proxy, however uvicorn was started.
+    Logging is set up here, the one place every API process passes (uvicorn has set up its own loggers
+    by now; their lines join ours as JSON).
     """
     settings = get_settings()
+    configure_logging(settings.log_level)
     if problem := api_tls_problem(settings):
         raise RuntimeError(problem)
     return create_app(settings)

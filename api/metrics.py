@@ -25,6 +25,16 @@ IN_FLIGHT = Gauge(
     multiprocess_mode="livesum",
 )
 UNKNOWN_SOURCE = "other"  # any path under /webhooks/ that is not a webhook route
+OUTCOMES = ("accepted", "rejected", "unavailable")
+
+
+def start_at_zero(sources: list[str]) -> None:
+    """Create every source's series at zero: ``rate()`` counts only increases between two scrapes, so a
+    series that first appeared holding 3 would hide those 3 webhooks."""
+    for source in sources:
+        ACK_SECONDS.labels(source)
+        for outcome in OUTCOMES:
+            WEBHOOKS.labels(source, outcome)
 
 
 def outcome_of(status_code: int) -> str:

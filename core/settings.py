@@ -41,6 +41,7 @@ class Settings(BaseSettings):
 
     environment: Literal["local", "test", "production"] = "local"
     state_dir: Path = PROJECT_ROOT / "var"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"  # of the API's and worker's JSON logs
 
     # Temporal
     temporal_address: str = "127.0.0.1:7233"
@@ -179,6 +180,8 @@ class Settings(BaseSettings):
     # Worker
     worker_metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container, so Prometheus can scrape it
     worker_metrics_port: int = 9464  # 0 turns the metrics endpoint off
+    # How often the worker asks Temporal for the gauges only it knows (leads waiting, freshness); 0: never.
+    worker_metrics_poll_seconds: float = Field(default=30.0, ge=0)
     worker_max_concurrent_activities: int = Field(default=100, gt=0)
 
     @field_validator(

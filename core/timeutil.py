@@ -12,3 +12,9 @@ def as_utc(value: datetime) -> datetime:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def seconds_since(iso_time: str, now: datetime | None = None) -> float:
+    """Seconds from ``iso_time`` (ISO 8601 with a zone) to ``now`` (default: now); never negative."""
+    elapsed = ((now or utcnow()) - datetime.fromisoformat(iso_time)).total_seconds()
+    return max(elapsed, 0.0)

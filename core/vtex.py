@@ -55,6 +55,11 @@ def change_time(value: str) -> datetime:
     return datetime.fromisoformat(key[:26] + "+00:00")
 
 
+def received_now() -> str:
+    """Now, as ``OrderEvent.received_at`` holds it (ISO 8601 UTC, microseconds: the texts sort as times)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
 def order_event_key(order_id: str, state: str, change: str) -> str:
     """Identifies one state change of an order; the same change announced twice has the same key."""
     return f"{order_id}:{state}@{change}"
@@ -70,6 +75,9 @@ class OrderEvent:
     last_state: str | None = None
     via: str = "hook"  # or "feed"
     payload: dict[str, Any] = field(default_factory=dict)  # as VTEX sent it; landed in bronze
+    # When the hub got the change (ISO 8601 UTC): the hook's arrival, or the reconciler reading the feed
+    # (``event()`` stamps it). Latencies to bronze and gold count from it; older signals have None.
+    received_at: str | None = None
 
     @property
     def key(self) -> str:
@@ -115,7 +123,7 @@ class OrderHook(BaseModel):
     def event(self, payload: dict[str, Any]) -> OrderEvent:
         change = _change(self.current_change or self.last_change)
         assert change is not None  # checked by _has_a_time
-        return OrderEvent(self.order_id, self.state, change, self.last_state, "hook", payload)
+        return OrderEvent(self.order_id, self.state, change, self.last_state, "hook", payload, received_now())
 
 
 class FeedItem(BaseModel):
@@ -145,4 +153,4 @@ class FeedItem(BaseModel):
         change = _change(self.currentChange or self.lastChange)
         assert change is not None  # checked by _has_a_time
         payload = self.model_dump(mode="json")
-        return OrderEvent(self.orderId, self.state, change, self.lastState, "feed", payload)
+        return OrderEvent(self.orderId, self.state, change, self.lastState, "feed", payload, received_now())

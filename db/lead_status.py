@@ -103,6 +103,13 @@ async def write_status(
         )
 
 
+async def received_at(sessions: async_sessionmaker[AsyncSession], lead_id: str) -> datetime | None:
+    """When the lead's first status (received) was recorded; None when unknown."""
+    async with sessions() as session:
+        created = await session.scalar(select(Lead.created_at).where(Lead.lead_id == lead_id))
+    return None if created is None else as_utc(created)
+
+
 async def get_lead(sessions: async_sessionmaker[AsyncSession], lead_id: str) -> LeadView | None:
     """The lead's current status and its history, oldest first; None when unknown."""
     async with sessions() as session:

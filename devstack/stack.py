@@ -21,7 +21,7 @@ import httpx
 
 from core.constants import SEARCH_ATTRIBUTES
 from core.settings import PROJECT_ROOT
-from devstack import emulator
+from devstack import emulator, prometheus
 
 STARTUP_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 15.0  # per part; then its process group is killed
@@ -40,6 +40,7 @@ class Ports:
     bigquery: int = 9050
     bigquery_grpc: int = 9060
     codec_server: int = 8234  # next to the Web UI, whose browser pages call it
+    prometheus: int = 9090  # when Debian's prometheus is installed
 
     @classmethod
     def from_base(cls, base: int | None) -> Ports:
@@ -173,7 +174,27 @@ def parts(ports: Ports, state_dir: Path, api_processes: int = 1) -> list[Part]:
         Part("worker", [python, "-m", "workers.main"], lambda: port_open(ports.worker_metrics),
              "task queues leads, opportunities, vtex-orders, vtex-api"
              f" (metrics http://127.0.0.1:{ports.worker_metrics}/metrics)"),
+        *prometheus_part(ports, state_dir),
     ]  # fmt: skip
+
+
+def prometheus_config_file(state_dir: Path) -> Path:
+    return state_dir / "prometheus.yml"
+
+
+def prometheus_part(ports: Ports, state_dir: Path) -> list[Part]:
+    """Prometheus with the compose stack's configuration, if its binary is installed (else nothing)."""
+    binary = prometheus.binary()
+    if binary is None:
+        return []
+    command = prometheus.command(
+        binary, prometheus_config_file(state_dir), state_dir / "prometheus", ports.prometheus
+    )
+    where = (
+        f"http://127.0.0.1:{ports.prometheus} (Prometheus: scrapes the API and the worker,"
+        " alert rules of deploy/prometheus/alerts.yml)"
+    )
+    return [Part("prometheus", command, http_ok(f"http://127.0.0.1:{ports.prometheus}/-/ready"), where)]
 
 
 class Stack:
@@ -218,6 +239,12 @@ class Stack:
         # The emulator's DuckDB extension comes from its wheel: no download on a machine without internet.
         emulator.prepare_home(self.state_dir / "bigquery-home")
         reset_metrics_dir(api_metrics_dir(self.state_dir))
+        if any(part.name == "prometheus" for part in self.parts):
+            # The compose stack's Prometheus configuration, its targets moved to this stack's ports.
+            config = prometheus.local_config(self.ports.api, self.ports.worker_metrics)
+            prometheus.write_config(prometheus_config_file(self.state_dir), config)
+        else:
+            say("  prometheus  skipped   (no prometheus binary: on Debian, apt-get install prometheus)")
         for part in self.parts:
             self._start(part)
 

@@ -31,6 +31,7 @@ from temporalio.common import SearchAttributeIndexedValueType
 from api.app import create_app
 from api.codec_server import create_codec_app
 from api.metrics import ACK_SECONDS, WEBHOOKS
+from core import metrics as worker_metrics
 from core.constants import SEARCH_ATTRIBUTES
 from core.settings import Settings
 from db.engine import async_url
@@ -575,6 +576,14 @@ def test_prometheus_scrapes_the_worker_metrics_port(
     assert bind_mounts(services["prometheus"])["/etc/prometheus/prometheus.yml"] == PROMETHEUS_CONFIG
 
 
+def test_prometheus_finds_its_alert_rules(services: dict[str, dict[str, Any]]) -> None:
+    rule_files = yaml.safe_load(PROMETHEUS_CONFIG.read_text(encoding="utf-8"))["rule_files"]
+    assert rule_files
+    mounts = bind_mounts(services["prometheus"])
+    for name in rule_files:  # relative to the configuration file, as Prometheus reads them
+        assert mounts[f"/etc/prometheus/{name}"] == PROMETHEUS_CONFIG.parent / name
+
+
 def test_grafana_provisions_prometheus_and_the_dashboard(services: dict[str, dict[str, Any]]) -> None:
     mounts = bind_mounts(services["grafana"])
     provisioning = mounts["/etc/grafana/provisioning"]
@@ -591,7 +600,7 @@ def test_grafana_provisions_prometheus_and_the_dashboard(services: dict[str, dic
     assert dashboards_dir == GRAFANA / "dashboards"
 
     dashboard = json.loads((dashboards_dir / "integrations-hub.json").read_text(encoding="utf-8"))
-    panels = dashboard["panels"]
+    panels = [panel for panel in dashboard["panels"] if panel["type"] != "row"]
     assert {panel["datasource"]["uid"] for panel in panels} == {datasource["uid"]}
     queries = " ".join(target["expr"] for panel in panels for target in panel["targets"])
     (webhooks,) = WEBHOOKS.describe()
@@ -602,6 +611,10 @@ def test_grafana_provisions_prometheus_and_the_dashboard(services: dict[str, dic
         assert f"histogram_quantile({quantile}, sum by (le) (rate({ack.name}_bucket" in queries
     assert "temporal_worker_task_slots_used" in queries
     assert "temporal_activity_execution_latency_bucket" in queries
+    # Every metric of the worker's side is on the dashboard.
+    for collector in set(worker_metrics.REGISTRY._collector_to_names) - {worker_metrics.PROCESS}:
+        for family in collector.describe():
+            assert family.name in queries, f"{family.name} is on no panel"
 
 
 # --- Dockerfile -------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from google.oauth2 import service_account
 from pydantic import ValidationError
 
 from clients.errors import PermanentError, TransientError
+from core.metrics import BRONZE_ROWS, QUARANTINED_ROWS
 from core.settings import Settings
 from warehouse.batching import SharedAppends
 from warehouse.streams import StorageWriter, StreamCursor, TableGone, arrow_schema, write_client
@@ -69,7 +70,11 @@ class BronzeRecord:
 
 @dataclass(frozen=True)
 class QuarantineRecord:
-    """A record that failed validation: kept, with the reason, instead of being dropped."""
+    """A record that failed validation: kept, with the reason, instead of being dropped.
+
+    ``reason`` says what was wrong in words (it may quote the record); ``code`` names the check that
+    failed, from a fixed set per source: it is the metrics' label.
+    """
 
     source: str
     entity: str
@@ -77,15 +82,19 @@ class QuarantineRecord:
     reason: str
     payload: dict[str, Any]
     entity_id: str | None = None
+    code: str = "invalid"
 
 
 class InvalidRecord(ValueError):
     """A record that must go to quarantine instead of bronze; ``code`` names the check it failed."""
 
-    def __init__(self, reason: str, quarantine: QuarantineRecord, code: str = "invalid") -> None:
+    def __init__(self, reason: str, quarantine: QuarantineRecord) -> None:
         super().__init__(reason)
         self.quarantine = quarantine
-        self.code = code
+
+    @property
+    def code(self) -> str:
+        return self.quarantine.code
 
 
 def validation_reason(error: ValidationError, record: str) -> str:
@@ -189,10 +198,12 @@ class Warehouse:
         one row per ``event_key``.
         """
         await self._shared.land(table, bronze_rows(records))
+        count_landed(table, records)
 
     async def quarantine(self, records: Sequence[QuarantineRecord]) -> None:
         """Keep records that failed validation in ``bronze.quarantine`` with their reason (shared append)."""
         await self._shared.land(QUARANTINE, quarantine_rows(records))
+        count_quarantined(records)
 
     async def land_at(
         self, table: str, cursor: StreamCursor, records: Sequence[BronzeRecord]
@@ -202,11 +213,15 @@ class Warehouse:
         For long jobs that keep the cursor in workflow state: retried with the same cursor and records, an
         append that already landed adds nothing.
         """
-        return await self._append_at(table, cursor, bronze_rows(records))
+        after = await self._append_at(table, cursor, bronze_rows(records))
+        count_landed(table, records)
+        return after
 
     async def quarantine_at(self, cursor: StreamCursor, records: Sequence[QuarantineRecord]) -> StreamCursor:
         """``land_at`` for quarantined records."""
-        return await self._append_at(QUARANTINE, cursor, quarantine_rows(records))
+        after = await self._append_at(QUARANTINE, cursor, quarantine_rows(records))
+        count_quarantined(records)
+        return after
 
     async def landed_keys(self, tables: Sequence[str], keys: Sequence[str]) -> set[str]:
         """Which of ``keys`` are event keys of rows already in any of these bronze tables (one query)."""
@@ -325,6 +340,17 @@ class Warehouse:
             # Syncs ask for the latest version of a page of entities: clustering keeps that read small.
             table.clustering_fields = ["entity_id"]
             self._client.create_table(table, exists_ok=True, retry=self._retry, timeout=self._timeout)
+
+
+def count_landed(table: str, records: Sequence[BronzeRecord]) -> None:
+    """Count rows an append acknowledged (a retry after a lost answer may count its rows again)."""
+    if records:
+        BRONZE_ROWS.labels(table).inc(len(records))
+
+
+def count_quarantined(records: Sequence[QuarantineRecord]) -> None:
+    for record in records:
+        QUARANTINED_ROWS.labels(record.entity, record.code).inc()
 
 
 def bronze_rows(records: Sequence[BronzeRecord]) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from warehouse.tables import VTEX_SKUS
 
 SOURCE = "vtex"
 REMOVED: dict[str, Any] = {"sku": None, "price": None}
+INVALID_SKU = "invalid_sku"  # the quarantine code: a field missing or of the wrong type, a negative price
 
 
 class _Sku(BaseModel):
@@ -88,5 +89,5 @@ def _check(
             problems.append(validation_reason(error, "price"))
     if problems:
         reason = "; ".join(problems)
-        quarantine = QuarantineRecord(SOURCE, VTEX_SKUS, key, reason, payload, str(sku_id))
-        raise InvalidRecord(reason, quarantine, code="invalid_sku")
+        quarantine = QuarantineRecord(SOURCE, VTEX_SKUS, key, reason, payload, str(sku_id), INVALID_SKU)
+        raise InvalidRecord(reason, quarantine)

@@ -90,8 +90,8 @@ def _invalid(
 ) -> InvalidRecord:
     # Without an id or a readable date, only the content tells two broken documents apart.
     event_key = key or f"{customer_id or '?'}@{_content_hash(document)}"
-    quarantine = QuarantineRecord(SOURCE, VTEX_CUSTOMERS, event_key, reason, document, customer_id)
-    return InvalidRecord(reason, quarantine, code=code)
+    quarantine = QuarantineRecord(SOURCE, VTEX_CUSTOMERS, event_key, reason, document, customer_id, code)
+    return InvalidRecord(reason, quarantine)
 
 
 def _content_hash(document: dict[str, Any]) -> str:

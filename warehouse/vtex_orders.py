@@ -11,6 +11,7 @@ from warehouse.landing import BronzeRecord, InvalidRecord, QuarantineRecord, val
 from warehouse.tables import VTEX_ORDERS
 
 SOURCE = "vtex"
+INVALID_ORDER = "invalid_order"  # the quarantine code: an id missing, money not cents, a date unreadable
 
 # Money is integer cents; a float or a string there means a broken export, not a price.
 Cents = Annotated[StrictInt, Field(ge=0)]
@@ -65,9 +66,8 @@ def order_version(document: dict[str, Any]) -> BronzeRecord:
         order_id = document.get("orderId") if isinstance(document.get("orderId"), str) else None
         reason = validation_reason(error, "order")
         key = _quarantine_key(order_id, document.get("lastChange"))
-        raise InvalidRecord(
-            reason, QuarantineRecord(SOURCE, VTEX_ORDERS, key, reason, document, order_id)
-        ) from error
+        quarantine = QuarantineRecord(SOURCE, VTEX_ORDERS, key, reason, document, order_id, INVALID_ORDER)
+        raise InvalidRecord(reason, quarantine) from error
     return BronzeRecord(
         source=SOURCE,
         entity_id=order.orderId,

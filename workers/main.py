@@ -6,13 +6,21 @@ import argparse
 import asyncio
 import logging
 import signal
+import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
 from temporalio.client import Client
-from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
+    PrometheusConfig,
+    Runtime,
+    TelemetryConfig,
+    TelemetryFilter,
+)
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -29,10 +37,12 @@ from clients.dealer_crm import RestDealerCrm, SoapDealerCrm
 from clients.subscribers import EventPublisher
 from clients.vtex import VtexClient
 from clients.zoho import ZohoClient
+from core.logs import configure_logging
 from core.settings import Settings, get_settings
 from core.temporal import connect
 from db.engine import create_engine, session_factory
 from warehouse import Warehouse
+from workers.metrics import serving_metrics
 from workers.schedules import ensure_schedules
 from workflows.dbt_build import DbtBuildWorkflow
 from workflows.lead_distribution import LeadDistributionWorkflow
@@ -199,37 +209,49 @@ def build_workers(client: Client, activities: WorkerActivities, settings: Settin
     ]
 
 
-async def connect_worker(settings: Settings) -> Client:
-    """The worker's Temporal client, serving the SDK's metrics for Prometheus unless the port is 0."""
-    runtime = None
-    if settings.worker_metrics_port:
-        address = f"{settings.worker_metrics_host}:{settings.worker_metrics_port}"
-        runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
-    return await connect(settings, runtime=runtime)
+def worker_runtime(sdk_metrics_port: int | None) -> Runtime:
+    """The SDK's runtime: its metrics on a loopback port (``workers.metrics`` serves them with the hub's),
+    and its core's warnings forwarded into Python logging, so they come out as JSON like every line."""
+    metrics = PrometheusConfig(bind_address=f"127.0.0.1:{sdk_metrics_port}") if sdk_metrics_port else None
+    logs = LoggingConfig(
+        filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+        forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
+    )
+    return Runtime(telemetry=TelemetryConfig(metrics=metrics, logging=logs))
 
 
 async def run(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM, then finish in-flight tasks and stop."""
-    client = await connect_worker(settings)
+    sdk_metrics_port = free_loopback_port() if settings.worker_metrics_port else None
+    client = await connect(settings, runtime=worker_runtime(sdk_metrics_port))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     await ensure_schedules(client, settings)
-    async with worker_activities(settings, client) as activities, AsyncExitStack() as workers:
-        for worker in build_workers(client, activities, settings):
-            await workers.enter_async_context(worker)
+    async with worker_activities(settings, client) as activities, AsyncExitStack() as running:
+        workers = build_workers(client, activities, settings)
+        for worker in workers:
+            await running.enter_async_context(worker)
             log.info("worker polling %s at %s", worker.task_queue, settings.temporal_address)
+        if sdk_metrics_port:
+            await running.enter_async_context(serving_metrics(settings, client, workers, sdk_metrics_port))
         await stop.wait()
     log.info("worker stopped")
+
+
+def free_loopback_port() -> int:
+    """A port free on 127.0.0.1 now, for the SDK's metrics (read only by this process's endpoint)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="hub-worker", description="Run the integrations worker.")
     parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the useful ones
     settings = get_settings()
+    configure_logging(settings.log_level)
     asyncio.run(run(settings))
 
 

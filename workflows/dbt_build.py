@@ -17,7 +17,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.dbt import BuildRequest, DbtActivities, DbtBuildInput, DbtBuildWorkflowInput
+    from activities.dbt import BuildRequest, DbtActivities, DbtBuildInput, DbtBuildWorkflowInput, earliest
     from core.constants import DBT_BUILD_WORKFLOW, REQUEST_BUILD_SIGNAL
     from warehouse.dbt import DbtBuildSummary
 
@@ -38,18 +38,21 @@ class DbtBuildStatus:
     building: bool = False
     pending: list[str] = field(default_factory=list)
     last: DbtBuildSummary | None = None
+    last_success_at: str | None = None  # when the last build that passed ended (ISO 8601 UTC)
 
 
 @workflow.defn(name=DBT_BUILD_WORKFLOW)
 class DbtBuildWorkflow:
     def __init__(self) -> None:
         self._pending: list[str] = []
+        self._oldest_received: str | None = None  # the pending requests' oldest order change
         self._status = DbtBuildStatus()
 
     @workflow.signal(name=REQUEST_BUILD_SIGNAL)
     def request_build(self, request: BuildRequest) -> None:
         if request.reason not in self._pending:
             self._pending.append(request.reason)
+        self._oldest_received = earliest(self._oldest_received, request.oldest_received_at)
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> DbtBuildStatus:
@@ -58,14 +61,18 @@ class DbtBuildWorkflow:
     @workflow.run
     async def run(self, params: DbtBuildWorkflowInput) -> None:
         self._pending = [*params.pending, *self._pending]
-        self._status = DbtBuildStatus(params.builds, params.failed_builds, last=params.last)
+        self._oldest_received = earliest(params.oldest_received_at, self._oldest_received)
+        self._status = DbtBuildStatus(
+            params.builds, params.failed_builds, last=params.last, last_success_at=params.last_success_at
+        )
         for _ in range(BUILDS_PER_RUN):
             await workflow.wait_condition(lambda: bool(self._pending))
             reasons, self._pending = self._pending, []
+            oldest_received, self._oldest_received = self._oldest_received, None
             self._status.building = True
             summary = await workflow.execute_activity_method(
                 DbtActivities.dbt_build,
-                DbtBuildInput(),
+                DbtBuildInput(oldest_received_at=oldest_received),
                 start_to_close_timeout=BUILD_TIMEOUT,
                 heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 retry_policy=RETRY,
@@ -74,7 +81,14 @@ class DbtBuildWorkflow:
         # Requests that arrived meanwhile go on with the next run.
         status = self._status
         workflow.continue_as_new(
-            DbtBuildWorkflowInput(self._pending, status.builds, status.failed_builds, status.last)
+            DbtBuildWorkflowInput(
+                self._pending,
+                status.builds,
+                status.failed_builds,
+                status.last,
+                status.last_success_at,
+                self._oldest_received,
+            )
         )
 
     def _record(self, summary: DbtBuildSummary, reasons: list[str]) -> None:
@@ -84,7 +98,9 @@ class DbtBuildWorkflow:
         status.builds += 1
         meter = workflow.metric_meter()
         meter.create_counter("dbt_builds", "dbt builds run").add(1)
-        if not summary.success:
+        if summary.success:
+            status.last_success_at = workflow.now().isoformat(timespec="microseconds")
+        else:
             status.failed_builds += 1
             meter.create_counter("dbt_build_failures", "dbt builds with a failed model or test").add(1)
             workflow.logger.warning("dbt build failed: %s", "; ".join(summary.failures)[:2000])

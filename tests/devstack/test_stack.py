@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,12 +19,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
+import yaml
 
+from devstack import prometheus
 from devstack.stack import Ports, port_open
 
-PARTS = ("codec", "temporal", "bigquery", "simulators", "api", "worker")
+# Prometheus joins when Debian's binary is installed (.ci/run installs it).
+PARTS = ("codec", "temporal", "bigquery", "simulators", "api", "worker") + (
+    ("prometheus",) if prometheus.binary() else ()
+)
 PORT_COUNT = len(dataclasses.fields(Ports))
 API_PROCESSES = 2
 HEALTHY = "All parts healthy"
@@ -59,6 +66,8 @@ def test_signal_stops_every_process_it_started(tmp_path: Path, signum: int) -> N
         assert api_process_count(run.descendants) == API_PROCESSES
         assert ui_codec_endpoint(run.descendants) == f"http://127.0.0.1:{run.ports.codec_server}"
         assert list((run.state_dir / "api-metrics").glob("*.db")), "the API runs without multiprocess metrics"
+        if "prometheus" in PARTS:
+            assert_prometheus_scrapes_the_stack(run.ports)
 
         assert stop(run, signum) == 0, run.text()
         stopped = {line.split()[0] for line in run.text().splitlines() if line.endswith(" stopped")}
@@ -148,11 +157,49 @@ def assert_prints_where_parts_listen(run: Run) -> None:
         "simulators": f"http://127.0.0.1:{ports.simulators} (",
         "api": f"http://127.0.0.1:{ports.api} ({API_PROCESSES} processes;",
         "worker": f"(metrics http://127.0.0.1:{ports.worker_metrics}/metrics)",
+        "prometheus": f"http://127.0.0.1:{ports.prometheus} (Prometheus",
     }
     healthy = {line.split()[0]: line for line in run.text().splitlines() if line.split()[1:2] == ["healthy"]}
     assert set(healthy) == set(PARTS), run.text()
-    for part, where in expected.items():
-        assert where in healthy[part], f"{part}: expected {where!r} in {healthy[part]!r}"
+    for part in PARTS:
+        assert expected[part] in healthy[part], f"{part}: expected {expected[part]!r} in {healthy[part]!r}"
+
+
+def assert_prometheus_scrapes_the_stack(ports: Ports) -> None:
+    """The compose configuration's jobs, on this stack's ports, and its alert rules loaded."""
+    base = f"http://127.0.0.1:{ports.prometheus}/api/v1"
+    expected = {
+        "hub-api": f"http://127.0.0.1:{ports.api}/metrics",
+        "hub-worker": f"http://127.0.0.1:{ports.worker_metrics}/metrics",
+    }
+    deadline = time.monotonic() + 30  # Prometheus hands its targets to the scrapers a few seconds in
+    scraped: dict[str, str] = {}
+    while scraped != expected and time.monotonic() < deadline:
+        time.sleep(0.5)
+        targets = httpx.get(f"{base}/targets", timeout=5).json()["data"]["activeTargets"]
+        scraped = {target["labels"]["job"]: target["scrapeUrl"] for target in targets}
+    assert scraped == expected
+    groups = httpx.get(f"{base}/rules", timeout=5).json()["data"]["groups"]
+    assert "HubWorkerDown" in {rule["name"] for group in groups for rule in group["rules"]}
+
+
+def test_local_prometheus_configuration_is_the_compose_one_on_local_ports(tmp_path: Path) -> None:
+    compose = yaml.safe_load(prometheus.CONFIG.read_text())
+    local = prometheus.local_config(api_port=18000, worker_port=19464)
+    targets = {job["job_name"]: job["static_configs"] for job in local["scrape_configs"]}
+    assert targets == {
+        "hub-api": [{"targets": ["127.0.0.1:18000"]}],
+        "hub-worker": [{"targets": ["127.0.0.1:19464"]}],
+    }
+    assert [Path(name) for name in local["rule_files"]] == [
+        prometheus.CONFIG.parent / name for name in compose["rule_files"]
+    ]
+    assert local["global"] == compose["global"]
+    assert prometheus.local_config(1, 2, scrape_interval="1s")["global"]["scrape_interval"] == "1s"
+    if shutil.which("promtool"):
+        written = prometheus.write_config(tmp_path / "prometheus.yml", local)
+        check = subprocess.run(["promtool", "check", "config", str(written)], capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
 
 
 def ui_codec_endpoint(descendants: list[psutil.Process]) -> str:

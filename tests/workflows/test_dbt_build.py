@@ -11,7 +11,13 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.dbt import BuildRequester, DbtBuildInput, dbt_build_workflow_id, request_dbt_build
+from activities.dbt import (
+    BuildRequest,
+    BuildRequester,
+    DbtBuildInput,
+    dbt_build_workflow_id,
+    request_dbt_build,
+)
 from core.settings import Settings
 from tests.dbt.fixture import land_store, order
 from tests.hub import running_hub
@@ -30,9 +36,11 @@ class StandInBuilds:
         self.most_at_once = 0
         self.started = asyncio.Event()
         self.release = asyncio.Event()
+        self.inputs: list[DbtBuildInput] = []
 
     @activity.defn(name="dbt_build")
-    async def dbt_build(self, _: DbtBuildInput) -> DbtBuildSummary:
+    async def dbt_build(self, params: DbtBuildInput) -> DbtBuildSummary:
+        self.inputs.append(params)
         self.running += 1
         self.most_at_once = max(self.most_at_once, self.running)
         self.started.set()
@@ -144,4 +152,68 @@ async def test_landings_within_the_interval_are_asked_for_once_when_it_ends(
     await eventually(trailing_request, timeout=10)
     await asyncio.sleep(1.5)  # nothing landed since: no more requests
     assert await requests() == 2
+    await handle.terminate("test over")
+
+
+async def test_each_build_is_told_the_oldest_order_change_it_brings_to_gold(
+    temporal_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    """Hook-to-gold is measured from the oldest change a build carries; a passed build is timed."""
+    client = temporal_env.client
+    settings = Settings(
+        environment="test", dbt_task_queue=task_queue, bigquery_dataset_prefix=f"h{uuid.uuid4().hex[:8]}_"
+    )
+    builds = StandInBuilds()
+    workflow_id = dbt_build_workflow_id(settings)
+    async with Worker(
+        client, task_queue=task_queue, workflows=[DbtBuildWorkflow], activities=[builds.dbt_build]
+    ):
+        await request_dbt_build(client, settings, "vtex orders", "2026-11-25T10:00:05.000000+00:00")
+        await asyncio.wait_for(builds.started.wait(), timeout=30)
+        # While it builds: these changes wait for the next build, which is told the oldest of them.
+        await request_dbt_build(client, settings, "vtex orders", "2026-11-25T10:00:09.000000+00:00")
+        await request_dbt_build(client, settings, "vtex catalog sync")
+        await request_dbt_build(client, settings, "vtex orders", "2026-11-25T10:00:07.000000+00:00")
+        builds.release.set()
+
+        async def two_builds() -> DbtBuildStatus | None:
+            current = await status(client, workflow_id)
+            return current if current.builds == 2 and not current.building else None
+
+        done = await eventually(two_builds, timeout=30)
+        assert [params.oldest_received_at for params in builds.inputs] == [
+            "2026-11-25T10:00:05.000000+00:00",
+            "2026-11-25T10:00:07.000000+00:00",
+        ]
+        assert done.last_success_at is not None
+        await client.get_workflow_handle(workflow_id).terminate("test over")
+
+
+async def test_a_throttled_request_carries_the_oldest_change_landed_meanwhile(
+    temporal_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    client = temporal_env.client
+    settings = Settings(
+        environment="test",
+        dbt_task_queue=task_queue,  # no worker: the requests wait in the build workflow's history
+        bigquery_dataset_prefix=f"r{uuid.uuid4().hex[:8]}_",
+        dbt_orders_build_interval_seconds=1.0,
+    )
+    requester = BuildRequester(client, settings)
+    handle = client.get_workflow_handle(dbt_build_workflow_id(settings))
+    await requester.request_soon("vtex orders", "2026-11-25T10:00:01.000000+00:00")
+    for received in ("2026-11-25T10:00:04.000000+00:00", "2026-11-25T10:00:03.000000+00:00"):
+        await requester.request_soon("vtex orders", received)  # within the interval: sent when it ends
+
+    async def requests() -> list[BuildRequest] | None:
+        sent = []
+        async for event in handle.fetch_history_events():
+            if event.HasField("workflow_execution_signaled_event_attributes"):
+                payloads = event.workflow_execution_signaled_event_attributes.input.payloads
+                sent += await client.data_converter.decode(payloads, [BuildRequest])
+        return sent if len(sent) == 2 else None
+
+    first, trailing = await eventually(requests, timeout=10)
+    assert first.oldest_received_at == "2026-11-25T10:00:01.000000+00:00"
+    assert trailing.oldest_received_at == "2026-11-25T10:00:03.000000+00:00"
     await handle.terminate("test over")

@@ -1,0 +1,128 @@
+"""Prometheus metrics of the worker side: what landed in bronze, what failed, how long things take.
+
+Recorded by the activities and the warehouse layer (workflow code records nothing: it must stay
+deterministic), and by the worker's visibility poll (``workers/metrics.py``), which reads from Temporal
+what no single process sees: leads waiting, runs terminated or timed out, when each flow last succeeded,
+the last dbt build. The worker serves them with the Temporal SDK's own metrics on one endpoint.
+
+They live in a registry of their own, so the API, which imports the activity modules for their
+contracts, does not serve them. Every metric has a label: under the API's multiprocess mode a metric
+without one would still leave a zero sample behind in the API's files.
+
+Labels come from fixed sets (tables, check codes, dealers, flows, workflow types, outcomes), never from
+a record: no lead, order or customer ids.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+
+REGISTRY = CollectorRegistry()
+PROCESS = ProcessCollector(registry=REGISTRY)  # the worker's memory and CPU beside what it does
+
+# Seconds, for latencies from a webhook's arrival to a dealer or a warehouse layer: seconds to hours.
+LATENCY_BUCKETS = (0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600)
+
+# --- Ingestion -------------------------------------------------------------------------------------------
+BRONZE_ROWS = Counter(
+    "hub_bronze_rows_total",
+    "Rows landed in a bronze table (acknowledged appends).",
+    ["table"],
+    registry=REGISTRY,
+)
+QUARANTINED_ROWS = Counter(
+    "hub_quarantined_rows_total",
+    "Records kept in bronze.quarantine instead of their table, by the table meant and the check failed.",
+    ["table", "reason"],
+    registry=REGISTRY,
+)
+SYNC_RECORDS = Counter(
+    "hub_sync_records_total",
+    "Records the long jobs handled: sync is catalog, customers or backfill; count is read, landed,"
+    " unchanged (already in bronze), quarantined, removed (catalog) or missing (backfill).",
+    ["sync", "count"],
+    registry=REGISTRY,
+)
+SYNC_COUNTS = {
+    "catalog": ("read", "landed", "unchanged", "quarantined", "removed"),
+    "customers": ("read", "landed", "unchanged", "quarantined"),
+    "backfill": ("read", "landed", "unchanged", "quarantined", "missing"),
+}
+
+# --- Failures --------------------------------------------------------------------------------------------
+DEALER_DELIVERIES = Counter(
+    "hub_dealer_deliveries_total",
+    "Attempts to create a lead in a dealer's CRM: delivered, rejected (for good) or unavailable (retried).",
+    ["dealer", "outcome"],
+    registry=REGISTRY,
+)
+LEADS_IN_PROGRESS = Gauge(
+    "hub_leads_in_progress",
+    "Running lead workflows by their LeadStatus search attribute (awaiting_assignment: waiting for support).",
+    ["status"],
+    registry=REGISTRY,
+)
+RUNS_CLOSED_LAST_HOUR = Gauge(
+    "hub_workflow_runs_closed_last_hour",
+    "Workflow runs Temporal terminated or timed out in the last hour (failed: temporal_workflow_failed).",
+    ["workflow_type", "status"],
+    registry=REGISTRY,
+)
+DBT_LAST_BUILD = Gauge(
+    "hub_dbt_last_build",
+    "The last dbt build: models built and failed, tests passed, failed and warned.",
+    ["result"],
+    registry=REGISTRY,
+)
+
+# --- Latency and freshness -------------------------------------------------------------------------------
+LEAD_RECEIVED_TO_DELIVERED = Histogram(
+    "hub_lead_received_to_delivered_seconds",
+    "Time from a lead's webhook (its status received) to its creation in the dealer's CRM.",
+    ["dealer"],
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+ORDER_CHANGE_LATENCY = Histogram(
+    "hub_order_change_latency_seconds",
+    "Time from the API (or the feed reconciler) receiving an order change to the change reaching a layer:"
+    " bronze, per change landed; gold, per dbt build, for the oldest change the build brought to gold.",
+    ["layer"],
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+LAST_SUCCESS = Gauge(
+    "hub_last_success_timestamp_seconds",
+    "When each scheduled flow last completed, and the last dbt build passed (Unix time).",
+    ["flow"],
+    registry=REGISTRY,
+)
+EXPECTED_INTERVAL = Gauge(
+    "hub_expected_interval_seconds",
+    "How often each flow of hub_last_success_timestamp_seconds should succeed (its schedule's interval).",
+    ["flow"],
+    registry=REGISTRY,
+)
+
+
+def count_sync(sync: str, **counts: int) -> None:
+    """Add a page's counts to ``hub_sync_records_total`` (``SYNC_COUNTS`` names them)."""
+    for name, value in counts.items():
+        SYNC_RECORDS.labels(sync, name).inc(value)
+
+
+def start_at_zero(bronze_tables: list[str], quarantine_checks: list[tuple[str, str]]) -> None:
+    """Create the series whose labels are known in advance at zero, when the worker starts.
+
+    ``rate()`` counts only increases between two scrapes: a series that first appeared holding 3 would
+    hide those 3. (Dealers are known once they deliver; their first minute may go uncounted.)
+    """
+    for table in bronze_tables:
+        BRONZE_ROWS.labels(table)
+    for table, check in quarantine_checks:
+        QUARANTINED_ROWS.labels(table, check)
+    for sync, counts in SYNC_COUNTS.items():
+        for count in counts:
+            SYNC_RECORDS.labels(sync, count)
+    for layer in ("bronze", "gold"):
+        ORDER_CHANGE_LATENCY.labels(layer)
