@@ -114,3 +114,14 @@ PRODUCTION_SETTINGS: dict[str, Any] = {
     "bigquery_endpoint": "",
     "payload_keys": {"2026-11": "cHJvZHVjdGlvbiBwYXlsb2FkIGtleSAyMDI2LTExISE="},
 }
+
+
+# A simulator store small enough for a test to run every flow on it in seconds: 30 history orders over
+# 10 days, 40 SKUs, 30 customers.
+SMALL_STORE: dict[str, Any] = {
+    "vtex_history_orders": 30,
+    "vtex_history_days": 10,
+    "vtex_history_end": "2026-11-01T00:00:00Z",
+    "vtex_catalog_skus": 40,
+    "vtex_customers": 30,
+}

@@ -31,7 +31,7 @@ from activities.dbt import DbtBuildInput, dbt_build_workflow_id, request_dbt_bui
 from core.constants import lead_workflow_id, opportunity_workflow_id, vtex_order_workflow_id
 from core.settings import Settings
 from tests.hub import Hub, running_hub
-from tests.support import eventually
+from tests.support import SMALL_STORE, eventually
 from tests.workflows.test_vtex_catalog_sync import start_sync as start_catalog_sync
 from tests.workflows.test_vtex_customer_sync import start_sync as start_customer_sync
 from tests.workflows.test_vtex_order import LIFECYCLE
@@ -44,13 +44,6 @@ from workflows.vtex_hook_config import VtexHookConfigInput, VtexHookConfigWorkfl
 from workflows.vtex_order_backfill import OrderBackfillInput, start_order_backfill
 
 HISTORIES = Path(__file__).parent / "histories"
-STORE = {
-    "vtex_history_orders": 30,
-    "vtex_history_days": 10,
-    "vtex_history_end": "2026-11-01T00:00:00Z",
-    "vtex_catalog_skus": 40,
-    "vtex_customers": 30,
-}
 
 
 @pytest.fixture
@@ -58,7 +51,7 @@ async def hub(
     temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, warehouse_settings: dict[str, Any]
 ) -> AsyncIterator[Hub]:
     async with running_hub(
-        temporal_env.client, sqlite_url, task_queue, simulator=STORE, opportunity_idle_close_seconds=2,
+        temporal_env.client, sqlite_url, task_queue, simulator=SMALL_STORE, opportunity_idle_close_seconds=2,
         **warehouse_settings,
     ) as hub:  # fmt: skip
         yield hub

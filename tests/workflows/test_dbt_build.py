@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -124,20 +124,26 @@ async def test_a_broken_row_fails_the_build_by_name(
         await hub.client.get_workflow_handle(workflow_id).terminate("test over")
 
 
+def throttled_requester(client: Client, task_queue: str) -> tuple[BuildRequester, WorkflowHandle[Any, Any]]:
+    """A requester asking at most once a second, and its build workflow (of a warehouse of its own).
+
+    No worker polls the queue: the requests wait in the build workflow's history, where tests count them.
+    """
+    settings = Settings(
+        environment="test",
+        dbt_task_queue=task_queue,
+        bigquery_dataset_prefix=f"t{uuid.uuid4().hex[:8]}_",
+        dbt_orders_build_interval_seconds=1.0,
+    )
+    return BuildRequester(client, settings), client.get_workflow_handle(dbt_build_workflow_id(settings))
+
+
 async def test_landings_within_the_interval_are_asked_for_once_when_it_ends(
     temporal_env: WorkflowEnvironment, task_queue: str
 ) -> None:
     """Orders ask for builds at most once per interval, and the last order of a burst is not forgotten."""
-    client = temporal_env.client
-    settings = Settings(
-        environment="test",
-        dbt_task_queue=task_queue,  # no worker: the requests wait in the build workflow's history
-        bigquery_dataset_prefix=f"t{uuid.uuid4().hex[:8]}_",
-        dbt_orders_build_interval_seconds=1.0,
-    )
-    requester = BuildRequester(client, settings)
+    requester, handle = throttled_requester(temporal_env.client, task_queue)
     signaled = "workflow_execution_signaled_event_attributes"
-    handle = client.get_workflow_handle(dbt_build_workflow_id(settings))
 
     async def requests() -> int:
         return len([event async for event in handle.fetch_history_events() if event.HasField(signaled)])
@@ -192,15 +198,7 @@ async def test_each_build_is_told_the_oldest_order_change_it_brings_to_gold(
 async def test_a_throttled_request_carries_the_oldest_change_landed_meanwhile(
     temporal_env: WorkflowEnvironment, task_queue: str
 ) -> None:
-    client = temporal_env.client
-    settings = Settings(
-        environment="test",
-        dbt_task_queue=task_queue,  # no worker: the requests wait in the build workflow's history
-        bigquery_dataset_prefix=f"r{uuid.uuid4().hex[:8]}_",
-        dbt_orders_build_interval_seconds=1.0,
-    )
-    requester = BuildRequester(client, settings)
-    handle = client.get_workflow_handle(dbt_build_workflow_id(settings))
+    requester, handle = throttled_requester(temporal_env.client, task_queue)
     await requester.request_soon("vtex orders", "2026-11-25T10:00:01.000000+00:00")
     for received in ("2026-11-25T10:00:04.000000+00:00", "2026-11-25T10:00:03.000000+00:00"):
         await requester.request_soon("vtex orders", received)  # within the interval: sent when it ends
@@ -210,7 +208,7 @@ async def test_a_throttled_request_carries_the_oldest_change_landed_meanwhile(
         async for event in handle.fetch_history_events():
             if event.HasField("workflow_execution_signaled_event_attributes"):
                 payloads = event.workflow_execution_signaled_event_attributes.input.payloads
-                sent += await client.data_converter.decode(payloads, [BuildRequest])
+                sent += await temporal_env.client.data_converter.decode(payloads, [BuildRequest])
         return sent if len(sent) == 2 else None
 
     first, trailing = await eventually(requests, timeout=10)

@@ -19,19 +19,13 @@ from core.constants import lead_workflow_id, opportunity_workflow_id, vtex_order
 from core.temporal import payload_codec
 from tests.hub import Hub, running_hub
 from tests.stored import Stored, payloads_in, stored
+from tests.support import SMALL_STORE
 from tests.workflows.test_vtex_catalog_sync import start_sync as start_catalog_sync
 from tests.workflows.test_vtex_customer_sync import start_sync as start_customer_sync
 from tests.workflows.test_vtex_order import LIFECYCLE, landed
 from warehouse.tables import QUARANTINE, VTEX_CUSTOMERS, VTEX_ORDERS
 from workflows.vtex_order_backfill import OrderBackfillInput, start_order_backfill
 
-STORE = {
-    "vtex_history_orders": 30,
-    "vtex_history_days": 10,
-    "vtex_history_end": "2026-11-01T00:00:00Z",
-    "vtex_catalog_skus": 40,
-    "vtex_customers": 30,
-}
 BACKFILL = (datetime(2026, 10, 20, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC))
 LEAD = {
     "First_Name": "Rosângela",
@@ -59,7 +53,7 @@ async def hub(
     temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, warehouse_settings: dict[str, Any]
 ) -> Any:
     async with running_hub(
-        temporal_env.client, sqlite_url, task_queue, simulator=STORE, **warehouse_settings
+        temporal_env.client, sqlite_url, task_queue, simulator=SMALL_STORE, **warehouse_settings
     ) as hub:
         yield hub
 
