@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
 
+from cli.progress import follow
 from core.settings import Settings
 from core.temporal import connect
 from workers.schedules import VTEX_CATALOG_SYNC, VTEX_CUSTOMER_SYNC, trigger_run
@@ -49,17 +49,15 @@ async def _trigger(client: Client, schedule_id: str, result_type: type[Any]) -> 
 
 async def _follow(handle: WorkflowHandle[Any, CatalogSyncResult]) -> CatalogSyncResult:
     """The catalog sync's result, printing its progress while it runs (it reads every SKU)."""
-    result = asyncio.ensure_future(handle.result())
-    while not result.done():
-        done, _ = await asyncio.wait({result}, timeout=PROGRESS_EVERY_SECONDS)
-        if not done:
-            progress = await handle.query(PROGRESS_QUERY, result_type=CatalogSyncResult)
-            print(
-                f"  catalog: {progress.counts.read} SKUs read ({progress.skus_per_second}/s),"
-                f" {progress.counts.changed} changed so far",
-                flush=True,
-            )
-    return result.result()
+
+    def show(progress: CatalogSyncResult) -> None:
+        print(
+            f"  catalog: {progress.counts.read} SKUs read ({progress.skus_per_second}/s),"
+            f" {progress.counts.changed} changed so far",
+            flush=True,
+        )
+
+    return await follow(handle, PROGRESS_QUERY, CatalogSyncResult, show, every=PROGRESS_EVERY_SECONDS)
 
 
 def _checks(checks: dict[str, int]) -> str:
