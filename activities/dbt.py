@@ -119,21 +119,25 @@ class DbtBuildWorkflowInput:
 
 
 class BuildRequester:
-    """Asks for a dbt build, at most once per ``min_interval`` seconds from this process.
+    """Asks for a dbt build once order landings pause, and at least once per interval while they go on.
 
-    Orders land all the time; one request every few seconds keeps silver and gold fresh without a signal
-    per order (requests between builds coalesce in the build workflow anyway). A landing that comes
-    within the interval is not forgotten: one request goes out when the interval ends, so the last order
-    of a quiet spell reaches gold without waiting for the next one.
+    A build costs about the same whether it carries one order or a thousand, and on BigQuery each one is
+    billed for what it reads. During a burst of orders, one request once the burst is over (``quiet``
+    seconds without a landing) serves them all; under steady traffic a request still goes out
+    ``interval`` seconds after the oldest landing waiting for one, so gold stays within minutes of the
+    hooks. Requests between builds coalesce in the build workflow anyway.
     """
 
     def __init__(self, client: Client, settings: Settings) -> None:
         self._client = client
         self._settings = settings
-        self._min_interval = settings.dbt_orders_build_interval_seconds
-        self._last = float("-inf")
-        self._trailing: asyncio.Task[None] | None = None
+        self._quiet = settings.dbt_orders_build_quiet_seconds
+        self._interval = settings.dbt_orders_build_interval_seconds
+        self._reason = ""
+        self._first_waiting: float | None = None  # monotonic time of the oldest landing not asked for
+        self._last_landing = float("-inf")
         self._oldest_received: str | None = None  # of the order changes landed since the last request
+        self._sender: asyncio.Task[None] | None = None
 
     async def request(self, request: BuildRequest) -> None:
         """Signal-with-start the build workflow (raises if Temporal does not answer); no-op when disabled."""
@@ -141,31 +145,56 @@ class BuildRequester:
             await request_dbt_build(self._client, self._settings, request.reason, request.oldest_received_at)
 
     async def request_soon(self, reason: str, oldest_received_at: str | None = None) -> None:
-        """Request a build now, or when ``min_interval`` has passed since the last request; never raises.
+        """Ask for a build once landings pause or the interval is up; returns at once, never raises.
 
-        The landing that calls this has already succeeded: a lost request only delays gold until the
-        next landing's request. ``oldest_received_at`` (order changes) goes with the next request sent.
+        The landing that calls this has already succeeded: a request that fails is tried again a little
+        later. ``oldest_received_at`` (order changes) goes with the next request sent.
         """
+        self._reason = reason
         self._oldest_received = earliest(self._oldest_received, oldest_received_at)
-        wait = self._last + self._min_interval - time.monotonic()
-        if wait <= 0:
-            await self._request_now(reason)
-        elif self._trailing is None or self._trailing.done():
-            self._trailing = asyncio.create_task(self._request_after(wait, reason))
+        self._last_landing = time.monotonic()
+        if self._first_waiting is None:
+            self._first_waiting = self._last_landing
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_when_due())
 
-    async def _request_after(self, seconds: float, reason: str) -> None:
-        await asyncio.sleep(seconds)
-        await self._request_now(reason)
+    async def flush(self) -> None:
+        """Send a request still waiting now (the worker is stopping; it would be lost otherwise)."""
+        if self._sender is not None and not self._sender.done():
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender  # a request it had under way is waiting again
+        if self._first_waiting is not None:
+            self._first_waiting = None
+            await self._request_now()
 
-    async def _request_now(self, reason: str) -> None:
-        self._last = time.monotonic()
+    def _due(self, first_waiting: float) -> float:
+        return min(self._last_landing + self._quiet, first_waiting + self._interval)
+
+    async def _send_when_due(self) -> None:
+        # Landings during a request wait for the next one: the loop goes on until none is waiting.
+        while self._first_waiting is not None:
+            wait = self._due(self._first_waiting) - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            self._first_waiting = None
+            if not await self._request_now():
+                await asyncio.sleep(max(self._quiet, 1.0))  # Temporal away: try again, not in a tight loop
+
+    async def _request_now(self) -> bool:
         oldest, self._oldest_received = self._oldest_received, None
         try:
-            await self.request(BuildRequest(reason, oldest))
-        except Exception as error:  # a missed request is made up by the next one
-            self._last = float("-inf")
+            await self.request(BuildRequest(self._reason, oldest))
+        except BaseException as error:  # failed or cancelled: the request waits for the next try
+            if self._first_waiting is None:
+                self._first_waiting = time.monotonic() - self._interval  # due at once
             self._oldest_received = earliest(self._oldest_received, oldest)
-            log.warning("could not request a dbt build (%s): %s", reason, error)
+            if not isinstance(error, Exception):
+                raise
+            log.warning("could not request a dbt build (%s): %s", self._reason, error)
+            return False
+        return True
 
     @activity.defn
     async def request_dbt_build(self, params: BuildRequest) -> None:

@@ -70,6 +70,20 @@ def first_final_versions(versions: list[dict[str, Any]]) -> dict[str, datetime]:
     return final
 
 
+def print_timeline(
+    sent_at: dict[str, datetime], landed_at: dict[str, datetime], since: datetime, window: float
+) -> None:
+    """Hook-to-bronze by when the hook was sent: shows whether a slow tail is steady or one stall."""
+    windows: dict[int, list[float]] = {}
+    for key, sent in sent_at.items():
+        if key in landed_at:
+            index = int((sent - since).total_seconds() // window)
+            windows.setdefault(index, []).append((landed_at[key] - sent).total_seconds())
+    for index, delays in sorted(windows.items()):
+        print(f"  sent {index * window:5.0f}-{(index + 1) * window:<5.0f}s  {len(delays):4d} hooks   "
+              f"p50 {percentile(delays, 50):6.2f} s   p99 {percentile(delays, 99):6.2f} s")  # fmt: skip
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -79,6 +93,10 @@ async def main() -> None:
     parser.add_argument("--api", default="http://127.0.0.1:8000")
     parser.add_argument("--sims", default="http://127.0.0.1:8100")
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument(
+        "--timeline", type=float, default=0, metavar="SECONDS",
+        help="also print hook-to-bronze p50/p99 of the hooks sent in each window of this many seconds",
+    )  # fmt: skip
     args = parser.parse_args()
     settings = Settings()
     headers = {settings.vtex_hook_secret_header: settings.vtex_hook_secret.get_secret_value()}
@@ -133,6 +151,8 @@ async def main() -> None:
         p50, p99 = percentile(delays, 50), percentile(delays, 99)
         print(f"hook to bronze        p50 {p50:.2f} s   p99 {p99:.2f} s "
               f"({len(delays)}/{len(sent_at)} state changes landed)")  # fmt: skip
+    if args.timeline and delays:
+        print_timeline(sent_at, first_landing, since, args.timeline)
     rss = worker_peak_rss_mib()
     if rss is not None:
         print(f"worker peak RSS       {rss:.0f} MiB")

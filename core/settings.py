@@ -132,7 +132,9 @@ class Settings(BaseSettings):
     vtex_hook_reassert_interval_seconds: int = Field(default=12 * 3600, gt=0)  # VTEX drops idle hooks (3 d)
     vtex_reconcile_interval_seconds: int = Field(default=300, gt=0)  # Feed v3 catches missed hooks
     vtex_order_idle_close_seconds: int = Field(default=7 * 24 * 3600, gt=0)  # then the order workflow ends
-    vtex_order_batch_window_seconds: float = Field(default=1.0, ge=0)  # gathers out-of-order hooks
+    # Over 0: hooks of one order are gathered until none came for this long (a timer per batch). At 0,
+    # each hook is handled as it comes, and hooks arriving while one lands are taken together.
+    vtex_order_batch_window_seconds: float = Field(default=0.0, ge=0)
     vtex_order_final_linger_seconds: float = Field(default=300.0, ge=0)  # late hooks after invoiced/canceled
     vtex_order_events_per_run: int = Field(default=200, gt=0)  # then continue-as-new
     # What an order history backfill may use of VTEX's limit by default (`hub backfill orders --rate`).
@@ -160,13 +162,15 @@ class Settings(BaseSettings):
     # Concurrent landings in one worker share an append: sent at this many rows or after this delay.
     warehouse_batch_rows: int = Field(default=500, gt=0)
     warehouse_batch_delay_seconds: float = Field(default=0.05, ge=0)
-    # dbt (silver and gold): where builds keep dbt's target and logs, and how often landing orders ask
-    # for a build at most (per worker process).
+    # dbt (silver and gold): where builds keep dbt's target and logs.
     dbt_work_dir: str = "var/dbt"
     # The read API's customer and order views wait this long for the warehouse, then answer 503.
     read_api_warehouse_timeout_seconds: float = Field(default=5.0, gt=0)
     dbt_builds_enabled: bool = True  # off when silver and gold are built elsewhere
-    dbt_orders_build_interval_seconds: float = Field(default=15.0, ge=0)
+    # Landing orders ask for a build once no order landed for the quiet time, and at the latest this
+    # interval after the oldest landing not asked for yet (per worker process; activities/dbt.py).
+    dbt_orders_build_quiet_seconds: float = Field(default=5.0, ge=0)
+    dbt_orders_build_interval_seconds: float = Field(default=60.0, ge=0)
 
     # Outbound calls in production (core/outbound.py): hosts allowed over plain http, and hosts allowed to
     # be internal addresses (private, loopback, link-local). Both empty: https to public hosts only.
@@ -183,6 +187,9 @@ class Settings(BaseSettings):
     # How often the worker asks Temporal for the gauges only it knows (leads waiting, freshness); 0: never.
     worker_metrics_poll_seconds: float = Field(default=30.0, ge=0)
     worker_max_concurrent_activities: int = Field(default=100, gt=0)
+    # Workflow task polls each workflow worker keeps open, half of them for new and evicted workflows.
+    # A burst of new orders starts dozens of workflows a second: one such poll cannot keep up.
+    worker_workflow_task_polls: int = Field(default=10, ge=2)
 
     @field_validator(
         "event_subscribers",

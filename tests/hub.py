@@ -245,7 +245,6 @@ def hub_settings(
         "vtex_hook_secret": VTEX_HOOK_SECRET,
         "vtex_orders_task_queue": f"{task_queue}-vtex-orders",
         "vtex_api_task_queue": f"{task_queue}-vtex-api",
-        "vtex_order_batch_window_seconds": 0.5,
         "vtex_order_final_linger_seconds": 2.0,
         "bigquery_timeout_seconds": 5.0,
         "dbt_task_queue": f"{task_queue}-dbt",

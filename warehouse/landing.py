@@ -161,6 +161,7 @@ class Warehouse:
         # The client's default retries last 10 minutes; Temporal owns the longer retries.
         self._retry = Retry(deadline=timeout_seconds)
         self._schema_ready = False
+        self._schema_lock = asyncio.Lock()  # the first landings of a process create the schema once
         self._schemas = {name: arrow_schema(fields) for name, fields in BRONZE_TABLES.items()}
         self._shared = SharedAppends(self._append_default, batch_rows, batch_delay_seconds)
 
@@ -190,6 +191,17 @@ class Warehouse:
         """Create the bronze, silver and gold datasets and the bronze tables unless they exist."""
         await self._call(self._create_schema)
         self._schema_ready = True
+
+    async def ready(self) -> None:
+        """Make sure the schema exists, once per process: concurrent callers wait for the one creating it.
+
+        A worker calls this at start, so its first landings do not wait for the datasets and tables.
+        """
+        if self._schema_ready:
+            return
+        async with self._schema_lock:
+            if not self._schema_ready:
+                await self.ensure_schema()
 
     async def land(self, table: str, records: Sequence[BronzeRecord]) -> None:
         """Land ``records`` in ``bronze.<table>`` in an append shared with concurrent landings.
@@ -227,7 +239,7 @@ class Warehouse:
         """Which of ``keys`` are event keys of rows already in any of these bronze tables (one query)."""
         if not keys:
             return set()
-        await self._ready()
+        await self.ready()
         selects = [
             f"select event_key from `{self.table_id(self.layers.bronze, table)}`"
             " where event_key in unnest(@keys)"
@@ -245,7 +257,7 @@ class Warehouse:
         """
         if not entity_ids:
             return {}
-        await self._ready()
+        await self.ready()
         rows = await self.query(
             f"select entity_id, event_key from `{self.table_id(self.layers.bronze, table)}`"
             f" where entity_id in unnest(@ids) {LATEST_PER_ENTITY}",
@@ -271,24 +283,20 @@ class Warehouse:
             raise WarehouseUnavailable(SERVICE, f"no answer within {3 * self._timeout:.0f} s") from error
 
     async def _append_default(self, table: str, rows: list[dict[str, Any]]) -> None:
-        await self._ready()
+        await self.ready()
         path, schema = self._path(table), self._schemas[table]
         await self._call(lambda: self._writer.append_default(path, schema, rows))
 
     async def _append_at(self, table: str, cursor: StreamCursor, rows: list[dict[str, Any]]) -> StreamCursor:
         if not rows:
             return cursor
-        await self._ready()
+        await self.ready()
         path, schema = self._path(table), self._schemas[table]
         return await self._call(lambda: self._writer.append_at(path, schema, cursor, rows))
 
     def _path(self, table: str) -> str:
         """The bronze table's resource name, as the Storage Write API names it."""
         return f"projects/{self._client.project}/datasets/{self.layers.bronze}/tables/{table}"
-
-    async def _ready(self) -> None:
-        if not self._schema_ready:
-            await self.ensure_schema()
 
     async def _call(self, function: Callable[[], T]) -> T:
         try:

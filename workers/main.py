@@ -10,6 +10,7 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from temporalio.client import Client
@@ -21,7 +22,7 @@ from temporalio.runtime import (
     TelemetryConfig,
     TelemetryFilter,
 )
-from temporalio.worker import Worker
+from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.dbt import BuildRequester, DbtActivities
@@ -106,6 +107,7 @@ async def worker_activities(settings: Settings, client: Client) -> AsyncIterator
     warehouse = Warehouse.from_settings(settings)
     budgets = RequestBudgets()  # the long jobs' VTEX request budgets, shared by this worker's activities
     builds = BuildRequester(client, settings)
+    preparing = asyncio.create_task(prepare_warehouse(warehouse))
     try:
         yield WorkerActivities(
             leads=LeadActivities(
@@ -126,10 +128,20 @@ async def worker_activities(settings: Settings, client: Client) -> AsyncIterator
             builds=builds,
         )
     finally:
+        preparing.cancel()
+        await builds.flush()  # a build request still waiting for a pause in landings goes out now
         await warehouse.aclose()
         await soap.aclose()
         await http.aclose()
         await engine.dispose()
+
+
+async def prepare_warehouse(warehouse: Warehouse) -> None:
+    """Create the warehouse's schema now, so the first landings do not wait for it."""
+    try:
+        await warehouse.ready()
+    except Exception as error:  # the warehouse may be away at start: the first landing tries again
+        log.warning("warehouse schema not ready at start (the first landing tries again): %s", error)
 
 
 def build_workers(client: Client, activities: WorkerActivities, settings: Settings) -> list[Worker]:
@@ -141,12 +153,14 @@ def build_workers(client: Client, activities: WorkerActivities, settings: Settin
     backfill = activities.vtex_backfill
     catalog = activities.vtex_catalog
     customers = activities.vtex_customers
+    webhook_polling = workflow_task_polling(settings)  # the queues that webhooks start workflows on
     return [
         Worker(
             client,
             task_queue=settings.leads_task_queue,
             workflows=LEAD_WORKFLOWS,
             workflow_runner=WORKFLOW_RUNNER,
+            **webhook_polling,
             activities=[
                 leads.record_lead_status,
                 leads.fetch_lead,
@@ -163,6 +177,7 @@ def build_workers(client: Client, activities: WorkerActivities, settings: Settin
             task_queue=settings.opportunities_task_queue,
             workflows=OPPORTUNITY_WORKFLOWS,
             workflow_runner=WORKFLOW_RUNNER,
+            **webhook_polling,
             activities=[opportunities.fetch_deal, opportunities.apply_deal_change],
             max_concurrent_activities=settings.worker_max_concurrent_activities,
         ),
@@ -173,6 +188,7 @@ def build_workers(client: Client, activities: WorkerActivities, settings: Settin
             workflow_runner=WORKFLOW_RUNNER,
             activities=[orders.land_order_events, feed.deliver_feed_items],
             max_concurrent_activities=settings.worker_max_concurrent_activities,
+            **webhook_polling,
         ),
         Worker(
             client,
@@ -207,6 +223,19 @@ def build_workers(client: Client, activities: WorkerActivities, settings: Settin
             max_concurrent_activities=2,
         ),
     ]
+
+
+def workflow_task_polling(settings: Settings) -> dict[str, Any]:
+    """Worker options for queues where webhooks start many workflows at once.
+
+    A workflow's first task (and that of one evicted from the cache) comes from the task queue itself;
+    later ones from the worker's own sticky queue. The SDK's default gives the first kind one poll of
+    five: a burst of new orders then waits seconds for it. Half of the polls go to each kind instead.
+    """
+    return {
+        "workflow_task_poller_behavior": PollerBehaviorSimpleMaximum(settings.worker_workflow_task_polls),
+        "nonsticky_to_sticky_poll_ratio": 0.5,
+    }
 
 
 def worker_runtime(sdk_metrics_port: int | None) -> Runtime:

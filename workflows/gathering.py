@@ -36,12 +36,17 @@ class Inbox(Generic[T]):
         self.items.append(item)
 
     async def next_batch(self, idle: timedelta, window_seconds: float) -> list[T] | None:
-        """The next gathered batch, or None when nothing arrived for ``idle``."""
+        """The next gathered batch, or None when nothing arrived for ``idle``.
+
+        With a window of 0 the batch is what arrived so far (no timer): what comes while it is handled
+        makes the next batch.
+        """
         try:
             await workflow.wait_condition(lambda: bool(self.items), timeout=idle)
         except TimeoutError:
             return None
-        await until_quiet(lambda: len(self.items), window_seconds, MAX_GATHER_WINDOWS)
+        if window_seconds > 0:
+            await until_quiet(lambda: len(self.items), window_seconds, MAX_GATHER_WINDOWS)
         batch, self.items = self.items, []
         return batch
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from typing import Any
 
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -124,40 +126,82 @@ async def test_a_broken_row_fails_the_build_by_name(
         await hub.client.get_workflow_handle(workflow_id).terminate("test over")
 
 
-def throttled_requester(client: Client, task_queue: str) -> tuple[BuildRequester, WorkflowHandle[Any, Any]]:
-    """A requester asking at most once a second, and its build workflow (of a warehouse of its own).
+def debounced_requester(
+    client: Client, task_queue: str, quiet: float, interval: float
+) -> tuple[BuildRequester, WorkflowHandle[Any, Any]]:
+    """A requester with these timings, and its build workflow (of a warehouse of its own).
 
-    No worker polls the queue: the requests wait in the build workflow's history, where tests count them.
+    No worker polls the queue: the requests wait in the build workflow's history, where tests read them.
     """
     settings = Settings(
         environment="test",
         dbt_task_queue=task_queue,
         bigquery_dataset_prefix=f"t{uuid.uuid4().hex[:8]}_",
-        dbt_orders_build_interval_seconds=1.0,
+        dbt_orders_build_quiet_seconds=quiet,
+        dbt_orders_build_interval_seconds=interval,
     )
     return BuildRequester(client, settings), client.get_workflow_handle(dbt_build_workflow_id(settings))
 
 
-async def test_landings_within_the_interval_are_asked_for_once_when_it_ends(
+async def sent_requests(client: Client, handle: WorkflowHandle[Any, Any]) -> list[BuildRequest]:
+    """The build requests in the build workflow's history (none if it has not started)."""
+    sent: list[BuildRequest] = []
+    try:
+        async for event in handle.fetch_history_events():
+            if event.HasField("workflow_execution_signaled_event_attributes"):
+                payloads = event.workflow_execution_signaled_event_attributes.input.payloads
+                sent += await client.data_converter.decode(payloads, [BuildRequest])
+    except RPCError as error:
+        if error.status != RPCStatusCode.NOT_FOUND:
+            raise
+    return sent
+
+
+async def test_a_burst_of_landings_asks_for_one_build_once_it_pauses(
     temporal_env: WorkflowEnvironment, task_queue: str
 ) -> None:
-    """Orders ask for builds at most once per interval, and the last order of a burst is not forgotten."""
-    requester, handle = throttled_requester(temporal_env.client, task_queue)
-    signaled = "workflow_execution_signaled_event_attributes"
-
-    async def requests() -> int:
-        return len([event async for event in handle.fetch_history_events() if event.HasField(signaled)])
-
-    for _ in range(5):  # a burst of landings: the first asks now, the rest once, when the interval ends
+    """Orders landing together cost one build, asked for when they stop; nothing later asks again."""
+    client = temporal_env.client
+    requester, handle = debounced_requester(client, task_queue, quiet=1.0, interval=30)
+    for _ in range(5):
         await requester.request_soon("vtex orders")
-    assert await requests() == 1
+        await asyncio.sleep(0.2)
+    assert await sent_requests(client, handle) == []  # still landing: no build yet
 
-    async def trailing_request() -> bool:
-        return await requests() >= 2
+    async def one_request() -> list[BuildRequest] | None:
+        return await sent_requests(client, handle) or None
 
-    await eventually(trailing_request, timeout=10)
+    assert len(await eventually(one_request, timeout=10)) == 1
     await asyncio.sleep(1.5)  # nothing landed since: no more requests
-    assert await requests() == 2
+    assert len(await sent_requests(client, handle)) == 1
+    await handle.terminate("test over")
+
+
+async def test_steady_landings_still_ask_for_a_build_each_interval(
+    temporal_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    """Orders that never pause for the quiet time still reach gold: a request at least each interval."""
+    client = temporal_env.client
+    requester, handle = debounced_requester(client, task_queue, quiet=30, interval=1.0)
+    started = time.monotonic()
+    while time.monotonic() - started < 3.5:  # never quiet for 30 s
+        await requester.request_soon("vtex orders")
+        await asyncio.sleep(0.1)
+    assert 2 <= len(await sent_requests(client, handle)) <= 4
+    await handle.terminate("test over")
+
+
+async def test_a_stopping_worker_sends_the_request_still_waiting(
+    temporal_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    client = temporal_env.client
+    requester, handle = debounced_requester(client, task_queue, quiet=60, interval=60)
+    await requester.request_soon("vtex orders", "2026-11-25T10:00:01.000000+00:00")
+    await requester.flush()
+    [sent] = await sent_requests(client, handle)
+    assert sent.oldest_received_at == "2026-11-25T10:00:01.000000+00:00"
+    await requester.flush()  # nothing waits any more: nothing is sent
+    assert len(await sent_requests(client, handle)) == 1
     await handle.terminate("test over")
 
 
@@ -195,23 +239,22 @@ async def test_each_build_is_told_the_oldest_order_change_it_brings_to_gold(
         await client.get_workflow_handle(workflow_id).terminate("test over")
 
 
-async def test_a_throttled_request_carries_the_oldest_change_landed_meanwhile(
+async def test_each_request_carries_the_oldest_change_landed_since_the_last(
     temporal_env: WorkflowEnvironment, task_queue: str
 ) -> None:
-    requester, handle = throttled_requester(temporal_env.client, task_queue)
+    client = temporal_env.client
+    requester, handle = debounced_requester(client, task_queue, quiet=0.5, interval=30)
+    await requester.request_soon("vtex orders", "2026-11-25T10:00:02.000000+00:00")
     await requester.request_soon("vtex orders", "2026-11-25T10:00:01.000000+00:00")
+
+    async def requests(count: int) -> list[BuildRequest] | None:
+        sent = await sent_requests(client, handle)
+        return sent if len(sent) == count else None
+
+    await eventually(lambda: requests(1), timeout=10)
     for received in ("2026-11-25T10:00:04.000000+00:00", "2026-11-25T10:00:03.000000+00:00"):
-        await requester.request_soon("vtex orders", received)  # within the interval: sent when it ends
-
-    async def requests() -> list[BuildRequest] | None:
-        sent = []
-        async for event in handle.fetch_history_events():
-            if event.HasField("workflow_execution_signaled_event_attributes"):
-                payloads = event.workflow_execution_signaled_event_attributes.input.payloads
-                sent += await temporal_env.client.data_converter.decode(payloads, [BuildRequest])
-        return sent if len(sent) == 2 else None
-
-    first, trailing = await eventually(requests, timeout=10)
+        await requester.request_soon("vtex orders", received)
+    first, second = await eventually(lambda: requests(2), timeout=10)
     assert first.oldest_received_at == "2026-11-25T10:00:01.000000+00:00"
-    assert trailing.oldest_received_at == "2026-11-25T10:00:03.000000+00:00"
+    assert second.oldest_received_at == "2026-11-25T10:00:03.000000+00:00"
     await handle.terminate("test over")
