@@ -122,7 +122,8 @@ async def burst(
 
 
 async def reached(client: Client, workflow_id: str, markers: set[str]) -> set[str]:
-    """The markers found in the workflow's start input and signals (every run of it)."""
+    """The markers found in the workflow's start input and signals (every run of it), decrypted."""
+    codec = client.data_converter.payload_codec
     found: set[str] = set()
     async for execution in client.list_workflows(f"WorkflowId = '{workflow_id}'"):
         history = await client.get_workflow_handle(workflow_id, run_id=execution.run_id).fetch_history()
@@ -132,6 +133,8 @@ async def reached(client: Client, workflow_id: str, markers: set[str]) -> set[st
                 inputs = event.workflow_execution_started_event_attributes.input.payloads
             elif event.HasField("workflow_execution_signaled_event_attributes"):
                 inputs = event.workflow_execution_signaled_event_attributes.input.payloads
+            if codec is not None:
+                inputs = await codec.decode(inputs)
             text = b"".join(payload.data for payload in inputs).decode(errors="replace")
             found |= {marker for marker in markers if marker in text}
     return found

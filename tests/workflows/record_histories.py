@@ -57,6 +57,18 @@ async def hub(
         yield hub
 
 
+@pytest.fixture
+async def gathering_hub(
+    temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, warehouse_settings: dict[str, Any]
+) -> AsyncIterator[Hub]:
+    """A hub whose order workflows gather hooks for half a second (a timer per batch)."""
+    async with running_hub(
+        temporal_env.client, sqlite_url, task_queue, simulator=SMALL_STORE, vtex_order_batch_window_seconds=0.5,
+        **warehouse_settings,
+    ) as hub:  # fmt: skip
+        yield hub
+
+
 async def save(client: Client, workflow_id: str, name: str) -> None:
     """Write the history of the workflow's latest run."""
     history = await client.get_workflow_handle(workflow_id).fetch_history()
@@ -89,11 +101,21 @@ async def test_record_opportunity_updates(hub: Hub) -> None:
     await save(hub.client, opportunity_workflow_id(deal_id), "opportunity_updates")
 
 
-async def test_record_vtex_order_to_invoiced(hub: Hub) -> None:
+async def test_record_vtex_order_to_invoiced(gathering_hub: Hub) -> None:
+    """Hooks gathered in a window (the default before hooks were handled as they come)."""
+    await record_order_lifecycle(gathering_hub, "vtex_order_to_invoiced")
+
+
+async def test_record_vtex_order_hooks_as_they_come(hub: Hub) -> None:
+    """The default: no window, each hook handled as it comes."""
+    await record_order_lifecycle(hub, "vtex_order_hooks_as_they_come")
+
+
+async def record_order_lifecycle(hub: Hub, name: str) -> None:
     order_id = await hub.create_order()
     await hub.move_order(order_id, *LIFECYCLE, delivery="repeated_reversed")
     await hub.client.get_workflow_handle(vtex_order_workflow_id(order_id)).result()
-    await save(hub.client, vtex_order_workflow_id(order_id), "vtex_order_to_invoiced")
+    await save(hub.client, vtex_order_workflow_id(order_id), name)
 
 
 async def test_record_order_backfill(hub: Hub) -> None:

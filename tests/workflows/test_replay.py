@@ -7,6 +7,7 @@ when to record one); they are encrypted with the local development key.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,22 @@ def test_the_saved_histories_hold_what_their_replay_proves() -> None:
         if path != HISTORIES / "lead_delivered_before_status_patch.json":
             encodings = {p.metadata["encoding"] for p in payloads_in(*saved(path).events)}
             assert encodings == {ENCODING}, path.name
+
+
+def test_the_order_histories_cover_both_ways_of_taking_hooks() -> None:
+    """One order gathered its hooks in half-second windows; the other took each as it came (its only
+    timer is the linger after the final state)."""
+
+    def timers(name: str) -> list[timedelta]:
+        events = saved(HISTORIES / f"{name}.json").events
+        return [
+            event.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta()
+            for event in events
+            if event.HasField("timer_started_event_attributes")
+        ]
+
+    assert timedelta(seconds=0.5) in timers("vtex_order_to_invoiced")
+    assert timers("vtex_order_hooks_as_they_come") == [timedelta(seconds=2)]
 
 
 async def test_a_changed_workflow_fails_the_replay() -> None:
