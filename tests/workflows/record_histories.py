@@ -63,8 +63,8 @@ async def gathering_hub(
 ) -> AsyncIterator[Hub]:
     """A hub whose order workflows gather hooks for half a second (a timer per batch)."""
     async with running_hub(
-        temporal_env.client, sqlite_url, task_queue, simulator=SMALL_STORE, vtex_order_batch_window_seconds=0.5,
-        **warehouse_settings,
+        temporal_env.client, sqlite_url, task_queue, simulator=SMALL_STORE,
+        vtex_order_batch_window_seconds=0.5, **warehouse_settings,
     ) as hub:  # fmt: skip
         yield hub
 
