@@ -27,6 +27,7 @@ from core.timeutil import seconds_since
 from warehouse.dbt import DbtBuildSummary, build_command, dbt_environment, parse_summary
 
 log = logging.getLogger("activities.dbt")
+FLUSH_TIMEOUT_SECONDS = 10.0  # a stopping worker waits this long for its last build request
 
 
 @dataclass
@@ -150,6 +151,8 @@ class BuildRequester:
         The landing that calls this has already succeeded: a request that fails is tried again a little
         later. ``oldest_received_at`` (order changes) goes with the next request sent.
         """
+        if not self._settings.dbt_builds_enabled:
+            return
         self._reason = reason
         self._oldest_received = earliest(self._oldest_received, oldest_received_at)
         self._last_landing = time.monotonic()
@@ -162,11 +165,15 @@ class BuildRequester:
         """Send a request still waiting now (the worker is stopping; it would be lost otherwise)."""
         if self._sender is not None and not self._sender.done():
             self._sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sender  # a request it had under way is waiting again
-        if self._first_waiting is not None:
-            self._first_waiting = None
-            await self._request_now()
+            await asyncio.wait([self._sender])  # a request it had under way is waiting again
+        if self._first_waiting is None:
+            return
+        self._first_waiting = None
+        try:
+            async with asyncio.timeout(FLUSH_TIMEOUT_SECONDS):
+                await self._request_now()
+        except TimeoutError:
+            log.warning("dbt build request not sent before stopping: no answer from Temporal in time")
 
     def _due(self, first_waiting: float) -> float:
         return min(self._last_landing + self._quiet, first_waiting + self._interval)
@@ -187,8 +194,8 @@ class BuildRequester:
         try:
             await self.request(BuildRequest(self._reason, oldest))
         except BaseException as error:  # failed or cancelled: the request waits for the next try
-            if self._first_waiting is None:
-                self._first_waiting = time.monotonic() - self._interval  # due at once
+            due_at_once = time.monotonic() - self._interval
+            self._first_waiting = min(self._first_waiting or due_at_once, due_at_once)
             self._oldest_received = earliest(self._oldest_received, oldest)
             if not isinstance(error, Exception):
                 raise

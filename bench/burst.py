@@ -133,7 +133,7 @@ async def reached(client: Client, workflow_id: str, markers: set[str]) -> set[st
                 inputs = event.workflow_execution_started_event_attributes.input.payloads
             elif event.HasField("workflow_execution_signaled_event_attributes"):
                 inputs = event.workflow_execution_signaled_event_attributes.input.payloads
-            if codec is not None:
+            if codec is not None and inputs:
                 inputs = await codec.decode(inputs)
             text = b"".join(payload.data for payload in inputs).decode(errors="replace")
             found |= {marker for marker in markers if marker in text}

@@ -80,7 +80,9 @@ async def assign_lead(args: argparse.Namespace, ctx: Context) -> int:
         )
     except WorkflowUpdateFailedError as error:  # refused: not waiting (any more), or no such dealer
         return out.fail(f"lead {args.lead_id} not assigned: {error.cause or error}")
-    except RPCError as error:  # its run ended meanwhile
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:  # its run ended between the check and the update
+            return out.fail(f"lead {args.lead_id} is not waiting for a dealer: its workflow ended meanwhile")
         return out.fail(f"lead {args.lead_id} not assigned: {error}")
     fields = {
         "lead_id": args.lead_id,

@@ -170,7 +170,7 @@ class Settings(BaseSettings):
     # Landing orders ask for a build once no order landed for the quiet time, and at the latest this
     # interval after the oldest landing not asked for yet (per worker process; activities/dbt.py).
     dbt_orders_build_quiet_seconds: float = Field(default=5.0, ge=0)
-    dbt_orders_build_interval_seconds: float = Field(default=60.0, ge=0)
+    dbt_orders_build_interval_seconds: float = Field(default=30.0, ge=0)
 
     # Outbound calls in production (core/outbound.py): hosts allowed over plain http, and hosts allowed to
     # be internal addresses (private, loopback, link-local). Both empty: https to public hosts only.

@@ -161,7 +161,7 @@ class Warehouse:
         # The client's default retries last 10 minutes; Temporal owns the longer retries.
         self._retry = Retry(deadline=timeout_seconds)
         self._schema_ready = False
-        self._schema_lock = asyncio.Lock()  # the first landings of a process create the schema once
+        self._creating_schema: asyncio.Future[None] | None = None  # the attempt callers share
         self._schemas = {name: arrow_schema(fields) for name, fields in BRONZE_TABLES.items()}
         self._shared = SharedAppends(self._append_default, batch_rows, batch_delay_seconds)
 
@@ -193,15 +193,19 @@ class Warehouse:
         self._schema_ready = True
 
     async def ready(self) -> None:
-        """Make sure the schema exists, once per process: concurrent callers wait for the one creating it.
+        """Make sure the schema exists: concurrent callers share one attempt, and its outcome.
 
-        A worker calls this at start, so its first landings do not wait for the datasets and tables.
+        A worker calls this at start, so its first landings do not wait for the datasets and tables;
+        while the warehouse is away, every landing waiting on the attempt fails with it, at once.
         """
         if self._schema_ready:
             return
-        async with self._schema_lock:
-            if not self._schema_ready:
-                await self.ensure_schema()
+        if self._creating_schema is None or self._creating_schema.done():
+            self._creating_schema = asyncio.ensure_future(self.ensure_schema())
+            # Read here too: if every caller gave up, a failure must not be reported as never retrieved.
+            self._creating_schema.add_done_callback(lambda done: done.cancelled() or done.exception())
+        # Shielded: a caller that gives up does not cancel the attempt the others wait on.
+        await asyncio.shield(self._creating_schema)
 
     async def land(self, table: str, records: Sequence[BronzeRecord]) -> None:
         """Land ``records`` in ``bronze.<table>`` in an append shared with concurrent landings.

@@ -91,6 +91,7 @@ class WorkerActivities:
     vtex_customers: VtexCustomerActivities
     dbt: DbtActivities
     builds: BuildRequester
+    warehouse: Warehouse
 
 
 @asynccontextmanager
@@ -107,7 +108,6 @@ async def worker_activities(settings: Settings, client: Client) -> AsyncIterator
     warehouse = Warehouse.from_settings(settings)
     budgets = RequestBudgets()  # the long jobs' VTEX request budgets, shared by this worker's activities
     builds = BuildRequester(client, settings)
-    preparing = asyncio.create_task(prepare_warehouse(warehouse))
     try:
         yield WorkerActivities(
             leads=LeadActivities(
@@ -126,9 +126,9 @@ async def worker_activities(settings: Settings, client: Client) -> AsyncIterator
             vtex_customers=VtexCustomerActivities(vtex, warehouse, sessions, budgets),
             dbt=DbtActivities(settings),
             builds=builds,
+            warehouse=warehouse,
         )
     finally:
-        preparing.cancel()
         await builds.flush()  # a build request still waiting for a pause in landings goes out now
         await warehouse.aclose()
         await soap.aclose()
@@ -142,6 +142,11 @@ async def prepare_warehouse(warehouse: Warehouse) -> None:
         await warehouse.ready()
     except Exception as error:  # the warehouse may be away at start: the first landing tries again
         log.warning("warehouse schema not ready at start (the first landing tries again): %s", error)
+
+
+async def stop_task(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.wait([task])
 
 
 def build_workers(client: Client, activities: WorkerActivities, settings: Settings) -> list[Worker]:
@@ -186,9 +191,9 @@ def build_workers(client: Client, activities: WorkerActivities, settings: Settin
             task_queue=settings.vtex_orders_task_queue,
             workflows=VTEX_WORKFLOWS,
             workflow_runner=WORKFLOW_RUNNER,
+            **webhook_polling,
             activities=[orders.land_order_events, feed.deliver_feed_items],
             max_concurrent_activities=settings.worker_max_concurrent_activities,
-            **webhook_polling,
         ),
         Worker(
             client,
@@ -259,6 +264,7 @@ async def run(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     await ensure_schedules(client, settings)
     async with worker_activities(settings, client) as activities, AsyncExitStack() as running:
+        running.push_async_callback(stop_task, asyncio.create_task(prepare_warehouse(activities.warehouse)))
         workers = build_workers(client, activities, settings)
         for worker in workers:
             await running.enter_async_context(worker)

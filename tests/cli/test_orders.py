@@ -11,6 +11,7 @@ from temporalio.testing import WorkflowEnvironment
 from core.constants import vtex_order_workflow_id
 from tests.cli.conftest import HubCli
 from tests.hub import running_hub
+from tests.support import eventually
 from tests.workflows.test_vtex_order import landed
 from warehouse.tables import VTEX_ORDER_EVENTS, VTEX_ORDERS
 from workers.main import build_workers, worker_activities
@@ -46,7 +47,11 @@ async def test_redrive_lands_the_changes_of_a_terminated_order_run(
         assert done.code == 0, done.err
         [row] = [r for r in done.lines("order") if r["workflow_id"] == workflow_id]
         assert row["action"] == "redriven (1 change(s) delivered again)"
-        assert await hub.count_workflows(f"WorkflowId = '{workflow_id}'") == 2
+
+        async def two_runs() -> bool:  # visibility follows the service a moment later
+            return await hub.count_workflows(f"WorkflowId = '{workflow_id}'") == 2
+
+        await eventually(two_runs)
 
         async with AsyncExitStack() as stack:
             activities = await stack.enter_async_context(worker_activities(hub.settings, client))
