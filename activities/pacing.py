@@ -18,6 +18,7 @@ from aiolimiter import AsyncLimiter
 from temporalio import activity
 
 from clients.errors import TransientError
+from core.background import in_background
 
 T = TypeVar("T")
 
@@ -84,13 +85,8 @@ async def heartbeating(every: float = HEARTBEAT_EVERY_SECONDS) -> AsyncIterator[
             activity.heartbeat()
             await asyncio.sleep(every)
 
-    task = asyncio.create_task(beat())
-    try:
+    async with in_background(beat()):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def first_attempt() -> bool:

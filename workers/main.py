@@ -38,6 +38,7 @@ from clients.dealer_crm import RestDealerCrm, SoapDealerCrm
 from clients.subscribers import EventPublisher
 from clients.vtex import VtexClient
 from clients.zoho import ZohoClient
+from core.background import in_background
 from core.logs import configure_logging
 from core.settings import Settings, get_settings
 from core.temporal import connect
@@ -142,11 +143,6 @@ async def prepare_warehouse(warehouse: Warehouse) -> None:
         await warehouse.ready()
     except Exception as error:  # the warehouse may be away at start: the first landing tries again
         log.warning("warehouse schema not ready at start (the first landing tries again): %s", error)
-
-
-async def stop_task(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    await asyncio.wait([task])
 
 
 def build_workers(client: Client, activities: WorkerActivities, settings: Settings) -> list[Worker]:
@@ -264,7 +260,7 @@ async def run(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     await ensure_schedules(client, settings)
     async with worker_activities(settings, client) as activities, AsyncExitStack() as running:
-        running.push_async_callback(stop_task, asyncio.create_task(prepare_warehouse(activities.warehouse)))
+        await running.enter_async_context(in_background(prepare_warehouse(activities.warehouse)))
         workers = build_workers(client, activities, settings)
         for worker in workers:
             await running.enter_async_context(worker)

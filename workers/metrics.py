@@ -30,6 +30,7 @@ from temporalio.worker import Worker
 
 from activities.dbt import dbt_build_workflow_id
 from activities.vtex_feed import INVALID_FEED_ITEM
+from core.background import in_background
 from core.constants import LEAD_STATUS
 from core.metrics import (
     DBT_LAST_BUILD,
@@ -83,15 +84,10 @@ async def serving_metrics(
     start_at_zero([table for table in BRONZE_TABLES if table != QUARANTINE], QUARANTINE_CHECKS)
     poll = VisibilityPoll(client, settings, workflow_queues(workers))
     every = settings.worker_metrics_poll_seconds
-    task = asyncio.create_task(poll.run(every)) if every else None
-    try:
+    polling = in_background(poll.run(every)) if every else contextlib.nullcontext()
+    async with polling:
         with metrics_endpoint(settings.worker_metrics_host, settings.worker_metrics_port, sdk_port):
             yield
-    finally:
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 @contextmanager

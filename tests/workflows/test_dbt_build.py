@@ -55,13 +55,21 @@ async def status(client: Client, workflow_id: str) -> DbtBuildStatus:
     return await client.get_workflow_handle(workflow_id).query(STATUS_QUERY, result_type=DbtBuildStatus)
 
 
+def own_warehouse_settings(task_queue: str, **extra: Any) -> Settings:
+    """Settings of a warehouse of the test's own (its own build workflow id), builds on ``task_queue``."""
+    return Settings(
+        environment="test",
+        dbt_task_queue=task_queue,
+        bigquery_dataset_prefix=f"t{uuid.uuid4().hex[:8]}_",
+        **extra,
+    )
+
+
 async def test_requests_during_a_build_coalesce_into_one_more(
     temporal_env: WorkflowEnvironment, task_queue: str
 ) -> None:
     client = temporal_env.client
-    settings = Settings(
-        environment="test", dbt_task_queue=task_queue, bigquery_dataset_prefix=f"c{uuid.uuid4().hex[:8]}_"
-    )
+    settings = own_warehouse_settings(task_queue)
     builds = StandInBuilds()
     workflow_id = dbt_build_workflow_id(settings)
     async with Worker(
@@ -133,12 +141,8 @@ def debounced_requester(
 
     No worker polls the queue: the requests wait in the build workflow's history, where tests read them.
     """
-    settings = Settings(
-        environment="test",
-        dbt_task_queue=task_queue,
-        bigquery_dataset_prefix=f"t{uuid.uuid4().hex[:8]}_",
-        dbt_orders_build_quiet_seconds=quiet,
-        dbt_orders_build_interval_seconds=interval,
+    settings = own_warehouse_settings(
+        task_queue, dbt_orders_build_quiet_seconds=quiet, dbt_orders_build_interval_seconds=interval
     )
     return BuildRequester(client, settings), client.get_workflow_handle(dbt_build_workflow_id(settings))
 
@@ -211,9 +215,7 @@ async def test_each_build_is_told_the_oldest_order_change_it_brings_to_gold(
 ) -> None:
     """Hook-to-gold is measured from the oldest change a build carries; a passed build is timed."""
     client = temporal_env.client
-    settings = Settings(
-        environment="test", dbt_task_queue=task_queue, bigquery_dataset_prefix=f"h{uuid.uuid4().hex[:8]}_"
-    )
+    settings = own_warehouse_settings(task_queue)
     builds = StandInBuilds()
     workflow_id = dbt_build_workflow_id(settings)
     async with Worker(
