@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -13,13 +13,14 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import external_call
+from activities.pacing import heartbeating
 from clients.dealer_crm import DealerCrm, map_fields
 from clients.subscribers import EventPublisher
 from clients.zoho import ZohoClient
 from core.constants import LeadStatus, lead_workflow_id
 from core.metrics import DEALER_DELIVERIES, LEAD_RECEIVED_TO_DELIVERED
 from core.timeutil import utcnow
-from db import lead_status, routing
+from db import deliveries, lead_status, routing
 
 # Error types the workflow tells apart; listed as non-retryable where retrying cannot help.
 LEAD_NOT_FOUND = "LeadNotFound"
@@ -74,11 +75,60 @@ class DealerLookupResult:
 
 
 @dataclass
+class ClaimLeadInput:
+    lead_id: str
+    state: str
+    city: str
+    model: str
+    release_dealer_id: str | None = None  # a dealer that did not take the lead: drop its claim first
+    exclude: list[str] = field(default_factory=list)  # dealers this run already tried
+
+
+@dataclass
+class AssignLeadInput:
+    lead_id: str
+    dealer_id: str
+    assigned_by: str = ""
+
+
+@dataclass
+class ReassignLeadInput:
+    lead_id: str
+    dealer_id: str
+    reason: str
+    reassigned_by: str
+
+
+@dataclass
+class ClaimLeadResult:
+    """The lead's delivery decision (``dealer_id`` None: no dealer covers it with capacity left)."""
+
+    dealer_id: str | None
+    idempotency_key: str = ""
+    delivered: bool = False
+    dealer_lead_id: str | None = None
+    resumed: bool = False  # an earlier run (or attempt) took it: this run goes on from there
+
+    @classmethod
+    def of(cls, claim: deliveries.Claim | None) -> ClaimLeadResult:
+        if claim is None:
+            return cls(dealer_id=None)
+        return cls(
+            dealer_id=claim.dealer_id,
+            idempotency_key=claim.idempotency_key,
+            delivered=claim.delivered,
+            dealer_lead_id=claim.dealer_lead_id,
+            resumed=claim.resumed,
+        )
+
+
+@dataclass
 class DeliverLeadInput:
     lead_id: str
     dealer_id: str
     lead: dict[str, Any]
     record_delivered: bool = False  # also record the portal status "delivered"
+    idempotency_key: str = ""  # the claim's key; runs started before claims derive it
 
 
 @dataclass
@@ -157,21 +207,79 @@ class LeadActivities:
         now = utcnow()
         profile = routing.LeadProfile(state=params.state, city=params.city, model=params.model)
 
+        # The claim and its "routed" record commit together: a retry never finds one without the other.
+        on_claim = self._routed_hook(params.lead_id, now) if params.record_routed else None
+        dealer_ids = await routing.route(self._sessions, profile, self._day(now), now, on_claim=on_claim)
+        return RouteLeadResult(dealer_ids=dealer_ids)
+
+    @activity.defn
+    async def claim_lead(self, params: ClaimLeadInput) -> ClaimLeadResult:
+        """The lead's delivery decision: resumed when an earlier run took one, else the best dealer with
+        capacity left, claimed (and recorded "routed") in one transaction that reserves the capacity."""
+        now = utcnow()
+        profile = routing.LeadProfile(state=params.state, city=params.city, model=params.model)
+        claim = await deliveries.claim_next(
+            self._sessions,
+            params.lead_id,
+            profile,
+            self._day(now),
+            now,
+            release=params.release_dealer_id,
+            exclude=params.exclude,
+            on_claim=self._routed_hook(params.lead_id, now),
+        )
+        return ClaimLeadResult.of(claim)
+
+    @activity.defn
+    async def assign_lead(self, params: AssignLeadInput) -> ClaimLeadResult:
+        """Claim the dealer support chose for a lead that no dealer took (``assign_dealer``)."""
+        now = utcnow()
+        claim = await deliveries.assign(
+            self._sessions,
+            params.lead_id,
+            params.dealer_id,
+            self._day(now),
+            now,
+            assigned_by=params.assigned_by,
+            on_claim=self._routed_hook(params.lead_id, now),
+        )
+        return ClaimLeadResult.of(claim)
+
+    @activity.defn
+    async def reassign_lead(self, params: ReassignLeadInput) -> ClaimLeadResult:
+        """Move the lead to the dealer support chose (``hub leads reassign``), with its reason."""
+        if await routing.dealer_config(self._sessions, params.dealer_id) is None:
+            raise ApplicationError(
+                f"no active dealer {params.dealer_id}", type=UNKNOWN_DEALER, non_retryable=True
+            )
+        now = utcnow()
+        claim = await deliveries.reassign(
+            self._sessions,
+            params.lead_id,
+            params.dealer_id,
+            self._day(now),
+            now,
+            reason=params.reason,
+            reassigned_by=params.reassigned_by,
+        )
+        return ClaimLeadResult.of(claim)
+
+    def _day(self, at: datetime) -> date:
+        """The business day that capacity is counted on."""
+        return at.astimezone(self._timezone).date()
+
+    def _routed_hook(self, lead_id: str, at: datetime) -> deliveries.ClaimHook:
         async def record_routed(session: AsyncSession, dealer_id: str) -> None:
-            # In the claim's transaction: a retry never finds a dealer claimed but not recorded.
             await lead_status.write_status(
                 session,
-                lead_id=params.lead_id,
+                lead_id=lead_id,
                 status=LeadStatus.ROUTED,
-                workflow_id=lead_workflow_id(params.lead_id),
-                at=now,
+                workflow_id=lead_workflow_id(lead_id),
+                at=at,
                 dealer_id=dealer_id,
             )
 
-        day = now.astimezone(self._timezone).date()
-        on_claim = record_routed if params.record_routed else None
-        dealer_ids = await routing.route(self._sessions, profile, day, now, on_claim=on_claim)
-        return RouteLeadResult(dealer_ids=dealer_ids)
+        return record_routed
 
     @activity.defn
     async def lookup_dealer(self, params: DealerLookupInput) -> DealerLookupResult:
@@ -193,29 +301,41 @@ class LeadActivities:
                 f"unsupported CRM kind {dealer.crm_kind}", type=UNKNOWN_DEALER, non_retryable=True
             )
         fields = map_fields(dealer.field_mapping, params.lead)
-        # Stable across retries and worker restarts: the dealer sees one lead however often we call.
-        idempotency_key = f"lead-{params.lead_id}-{dealer.id}"
+        # Stable across retries, worker restarts and later runs: the dealer sees one lead however often
+        # the hub calls. Heartbeats let Temporal see a live call, and cancel an attempt it gave up on.
+        key = params.idempotency_key or deliveries.idempotency_key(params.lead_id, dealer.id)
         try:
             with external_call(permanent_type=DEALER_REJECTED):
-                dealer_lead_id = await crm.create_lead(dealer, fields, params.lead_id, idempotency_key)
+                async with heartbeating():
+                    dealer_lead_id = await crm.create_lead(dealer, fields, params.lead_id, key)
         except Exception as error:
             rejected = isinstance(error, ApplicationError) and error.non_retryable
             DEALER_DELIVERIES.labels(dealer.id, "rejected" if rejected else "unavailable").inc()
             raise
         DEALER_DELIVERIES.labels(dealer.id, "delivered").inc()
         now = utcnow()
-        await routing.record_delivery(
-            self._sessions,
-            lead_id=params.lead_id,
-            dealer_id=dealer.id,
-            dealer_lead_id=dealer_lead_id,
-            day=now.astimezone(self._timezone).date(),
-            at=now,
-        )
-        if params.record_delivered:
-            await self._record(
-                params.lead_id, LeadStatus.DELIVERED, dealer_id=dealer.id, dealer_lead_id=dealer_lead_id
+        async with self._sessions.begin() as session:
+            kept = await deliveries.mark_delivered(
+                session,
+                lead_id=params.lead_id,
+                dealer_id=dealer.id,
+                dealer_lead_id=dealer_lead_id,
+                day=self._day(now),
+                at=now,
             )
+            if kept and params.record_delivered:
+                await lead_status.write_status(
+                    session,
+                    lead_id=params.lead_id,
+                    status=LeadStatus.DELIVERED,
+                    workflow_id=lead_workflow_id(params.lead_id),
+                    at=now,
+                    dealer_id=dealer.id,
+                    dealer_lead_id=dealer_lead_id,
+                )
+        if not kept:  # support moved the lead while this call was under way: the move stands
+            activity.logger.warning("lead delivered to %s after it was reassigned", dealer.id)
+        elif params.record_delivered:
             await self._measure_delivery(params.lead_id, dealer.id, now)
         return DeliverLeadResult(dealer_lead_id=dealer_lead_id)
 
@@ -224,17 +344,6 @@ class LeadActivities:
         if received is not None:
             seconds = (delivered - received).total_seconds()
             LEAD_RECEIVED_TO_DELIVERED.labels(dealer_id).observe(max(seconds, 0.0))
-
-    async def _record(self, lead_id: str, status: LeadStatus, **details: str) -> None:
-        # Written by the step that caused it: one round trip to Temporal fewer (idempotent on retry).
-        await lead_status.record_status(
-            self._sessions,
-            lead_id=lead_id,
-            status=status,
-            workflow_id=lead_workflow_id(lead_id),
-            at=utcnow(),
-            **details,
-        )
 
     @activity.defn
     async def update_zoho_lead(self, params: UpdateZohoLeadInput) -> None:

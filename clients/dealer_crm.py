@@ -16,11 +16,13 @@ import zeep
 import zeep.exceptions
 from zeep.transports import AsyncTransport
 
-from clients.errors import PermanentError, TransientError, raise_for_status
+from clients.errors import PermanentError, TransientError, describe, error_code, raise_for_status
 from core.outbound import RefusedUrl, check_url
 from db.routing import DealerConfig
 
 SERVICE = "dealer-crm"
+# The REST dealer's error code for a key already used with another body.
+KEY_REUSED = "idempotency_key_reused"
 # Says whether the hub may call a URL (Settings.check_outbound_url in the worker): dealer URLs come from
 # YAML and a SOAP dealer's WSDL names where calls go, and the calls carry the dealer's API key.
 UrlCheck = Callable[[str], None]
@@ -37,6 +39,16 @@ def checked(service: str, url_check: UrlCheck, url: str) -> None:
         url_check(url)
     except RefusedUrl as refused:
         raise PermanentError(service, f"refused: {refused}") from refused
+
+
+def _id_of(response: httpx.Response) -> str:
+    """The created lead's id in a dealer's 2xx answer, or "" when it names none."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    value = body.get("id") if isinstance(body, dict) else None
+    return "" if value in (None, "") else str(value)
 
 
 def origin(url: str) -> str:
@@ -88,11 +100,41 @@ class RestDealerCrm:
         headers = {"Idempotency-Key": idempotency_key}
         if key := self._api_keys.get(dealer.id):
             headers["Authorization"] = f"Bearer {key}"
-        response = await self._http.post(
-            f"{dealer.crm_url.rstrip('/')}/api/v1/leads", json=fields, headers=headers
-        )
-        raise_for_status(f"{SERVICE}:{dealer.id}", response)
-        return str(response.json()["id"])
+        service = f"{SERVICE}:{dealer.id}"
+        leads_url = f"{dealer.crm_url.rstrip('/')}/api/v1/leads"
+        response = await self._http.post(leads_url, json=fields, headers=headers)
+        if response.status_code == 409 or error_code(response) == KEY_REUSED:
+            # The dealer knows this key: a create under it is running, or was made with another body (the
+            # lead changed in Zoho since). Either way the lead may be there already: never move on blind.
+            if found := await self._find(leads_url, external_id, headers):
+                return found
+            if response.status_code == 409:
+                raise TransientError(
+                    service, f"{describe(response)}: a create under this key is under way", 409
+                )
+            return ""  # the dealer has a lead under this key; its id is unknown to the hub
+        raise_for_status(service, response)
+        created = _id_of(response)
+        # A 2xx is the dealer's word that it created the lead: never a reason to try another dealer.
+        return created or await self._find(leads_url, external_id, headers) or ""
+
+    async def _find(self, leads_url: str, external_id: str, headers: dict[str, str]) -> str | None:
+        """The dealer's id of the lead stored under ``external_id`` (the Zoho id), if it can be read."""
+        auth = {k: v for k, v in headers.items() if k == "Authorization"}
+        try:
+            response = await self._http.get(leads_url, params={"external_id": external_id}, headers=auth)
+        except httpx.HTTPError:
+            return None
+        if not response.is_success:
+            return None
+        try:
+            stored = response.json().get("data") or []
+        except (ValueError, AttributeError):
+            return None
+        matches = [
+            lead for lead in stored if isinstance(lead, dict) and str(lead.get("external_id")) == external_id
+        ]
+        return str(matches[0]["id"]) if matches and matches[0].get("id") else None
 
 
 class SoapDealerCrm:

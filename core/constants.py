@@ -47,6 +47,7 @@ class LeadStatus(StrEnum):
     DELIVERED = "delivered"
     UNROUTED = "unrouted"
     FAILED = "failed"
+    REASSIGNED = "reassigned"  # support moved a lead that had a dealer to another (hub leads reassign)
 
 
 def lead_workflow_id(lead_id: str) -> str:

@@ -12,8 +12,10 @@ from core.constants import LeadStatus
 from core.timeutil import as_utc
 from db.models import Lead, LeadStatusChange
 
-# A zombie activity attempt finishing late must not move a delivered lead back.
+# A zombie activity attempt finishing late must not move a delivered lead back; only support's explicit
+# reassignment (``hub leads reassign``) moves a delivered lead on.
 FINAL_STATUSES = frozenset({LeadStatus.DELIVERED})
+LEAVES_FINAL = frozenset({LeadStatus.REASSIGNED})
 
 
 class StatusChange(BaseModel):
@@ -81,7 +83,7 @@ async def write_status(
     if lead is None:
         lead = Lead(lead_id=lead_id, status=status, workflow_id=workflow_id, created_at=at, updated_at=at)
         session.add(lead)
-    elif lead.status in FINAL_STATUSES and status != lead.status:
+    elif lead.status in FINAL_STATUSES and status != lead.status and status not in LEAVES_FINAL:
         return
     lead.status = status
     lead.updated_at = at

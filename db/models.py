@@ -34,15 +34,24 @@ class Dealer(Base):
 
 
 class Delivery(Base):
-    """A lead handed to a dealer; counts against that dealer's capacity for the day."""
+    """A lead's delivery decision: the dealer it goes to, under which key, and whether it got there.
+
+    Written when routing (or support) claims the dealer, in the transaction that checks and reserves the
+    dealer's capacity for the day; ``delivered`` once the dealer's CRM confirmed. Every later run of the
+    lead resumes this row instead of routing again.
+    """
 
     __tablename__ = "deliveries"
 
     lead_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     dealer_id: Mapped[str] = mapped_column(ForeignKey("dealers.id"), index=True)
-    day: Mapped[date] = mapped_column(Date, index=True)
-    dealer_lead_id: Mapped[str] = mapped_column(String(200))
-    delivered_at: Mapped[datetime]
+    day: Mapped[date] = mapped_column(Date, index=True)  # the capacity day the claim counts against
+    status: Mapped[str] = mapped_column(String(16), server_default="delivered")  # claimed, delivered
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    reason: Mapped[str | None] = mapped_column(Text, default=None)  # routed, assigned or reassigned, by whom
+    claimed_at: Mapped[datetime | None] = mapped_column(default=None)
+    dealer_lead_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    delivered_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Lead(Base):

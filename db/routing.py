@@ -9,7 +9,6 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, text, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.timeutil import as_utc
@@ -67,12 +66,25 @@ async def _deliveries_on(session: AsyncSession, day: date) -> dict[str, int]:
     return {str(dealer_id): int(count) for dealer_id, count in rows.all()}
 
 
-async def _ranked(session: AsyncSession, lead: LeadProfile, day: date, *, lock: bool) -> list[Dealer]:
+async def active_dealers(session: AsyncSession, *, lock: bool) -> list[Dealer]:
+    """Every active dealer; with ``lock``, locked for this transaction (PostgreSQL), always in one order."""
     query = select(Dealer).where(Dealer.active.is_(True)).order_by(Dealer.id)  # one lock order: no deadlock
-    dealers = list(await session.scalars(query.with_for_update() if lock else query))
+    return list(await session.scalars(query.with_for_update() if lock else query))
+
+
+async def rank(session: AsyncSession, dealers: list[Dealer], lead: LeadProfile, day: date) -> list[Dealer]:
+    """The dealers that cover the lead and have capacity left on ``day``, best first.
+
+    Capacity counts every delivery decision of the day, claimed or delivered: a claim reserves its place
+    in the transaction that takes it.
+    """
     used = await _deliveries_on(session, day)
     eligible = [d for d in dealers if covers(d, lead) and used.get(d.id, 0) < d.daily_capacity]
     return sorted(eligible, key=_rotation_key)
+
+
+async def _ranked(session: AsyncSession, lead: LeadProfile, day: date, *, lock: bool) -> list[Dealer]:
+    return await rank(session, await active_dealers(session, lock=lock), lead, day)
 
 
 async def candidates(
@@ -103,11 +115,11 @@ async def route(
     """
     for _ in range(MAX_CLAIM_ATTEMPTS):
         async with sessions.begin() as session:
-            await _lock_for_writing(session)
+            await lock_for_writing(session)
             ranked = await _ranked(session, lead, day, lock=True)
             if not ranked:
                 return []
-            if await _claim(session, ranked[0], _back_of_rotation(ranked, at)):
+            if await take_turn(session, ranked[0], ranked, at):
                 if on_claim is not None:
                     await on_claim(session, ranked[0].id)
                 return [dealer.id for dealer in ranked]
@@ -118,7 +130,7 @@ class RoutingContention(RuntimeError):
     """Other workers kept claiming first; retrying the activity later succeeds."""
 
 
-async def _lock_for_writing(session: AsyncSession) -> None:
+async def lock_for_writing(session: AsyncSession) -> None:
     # SQLite starts a transaction only at the first write, so two worker processes would both rank on
     # the same snapshot; taking its write lock first makes them take turns (the busy timeout waits).
     if session.get_bind().dialect.name == "sqlite":
@@ -134,6 +146,12 @@ def _back_of_rotation(ranked: list[Dealer], at: datetime) -> datetime:
     stamps = [as_utc(d.last_assigned_at) for d in ranked if d.last_assigned_at is not None]
     newest = max(stamps, default=None)
     return at if newest is None or newest < at else newest + timedelta(microseconds=1)
+
+
+async def take_turn(session: AsyncSession, dealer: Dealer, ranked: list[Dealer], at: datetime) -> bool:
+    """Move ``dealer`` behind every other of ``ranked`` in the rotation, unless somebody moved it since it
+    was read (then False: rank again)."""
+    return await _claim(session, dealer, _back_of_rotation(ranked, at))
 
 
 async def _claim(session: AsyncSession, dealer: Dealer, at: datetime) -> bool:
@@ -167,28 +185,3 @@ async def dealer_config(sessions: async_sessionmaker[AsyncSession], dealer_id: s
         crm_url=dealer.crm_url,
         field_mapping=dict(dealer.field_mapping),
     )
-
-
-async def record_delivery(
-    sessions: async_sessionmaker[AsyncSession],
-    *,
-    lead_id: str,
-    dealer_id: str,
-    dealer_lead_id: str,
-    day: date,
-    at: datetime,
-) -> None:
-    """Count the delivery against the dealer's capacity; a repeated call counts nothing."""
-    try:
-        async with sessions.begin() as session:
-            session.add(
-                Delivery(
-                    lead_id=lead_id,
-                    dealer_id=dealer_id,
-                    day=day,
-                    dealer_lead_id=dealer_lead_id,
-                    delivered_at=at,
-                )
-            )
-    except IntegrityError:
-        pass

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 
-from simulators.faults import Fault, rejects_leads, take_fault
+from simulators.faults import Fault, rejects_leads, take_answer_fault, take_fault
 from simulators.state import DealerState, EarlyReply, IdempotentResult, StateDep
 
 # Keys under which the sender may put its own id of the lead; the first one present is recorded.
@@ -80,12 +80,17 @@ async def create_lead(
     lead = dealer.add_lead("rest", _external_id(body), body)
     response = {"id": lead.id, "status": "created", "received": body}
     dealer.idempotency[idempotency_key] = IdempotentResult(body=body, response=response)
+    garbled = take_answer_fault(state, dealer_id)
+    if garbled == "no_id":
+        return JSONResponse({"status": "created"}, status_code=201)
+    if garbled == "conflict":
+        return dealer_error(409, "idempotency_key_in_use", "a request with this key is being processed")
     return JSONResponse(response, status_code=201)
 
 
 @router.get("/leads")
-async def list_leads(dealer: DealerDep) -> dict[str, Any]:
-    """Every lead the dealer stored."""
+async def list_leads(dealer: DealerDep, external_id: str | None = None) -> dict[str, Any]:
+    """Every lead the dealer stored, or those stored under ``external_id``."""
     leads = [
         {
             "id": lead.id,
@@ -94,6 +99,7 @@ async def list_leads(dealer: DealerDep) -> dict[str, Any]:
             "received": lead.fields,
         }
         for lead in dealer.leads
+        if external_id is None or lead.external_id == external_id
     ]
     return {"data": leads}
 

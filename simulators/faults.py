@@ -67,6 +67,21 @@ def rejects_leads(state: SimulatorState, target: str) -> bool:
     return plan is not None and plan.reject
 
 
+def take_answer_fault(state: SimulatorState, target: str) -> str | None:
+    """How a dealer garbles the answer to a create it performed: ``"no_id"`` (2xx without the lead's
+    id), ``"conflict"`` (409, as when a create under the same key is still running), or None."""
+    plan = state.faults.get(target)
+    if plan is None:
+        return None
+    if plan.answer_without_id_remaining > 0:
+        plan.answer_without_id_remaining -= 1
+        return "no_id"
+    if plan.conflict_remaining > 0:
+        plan.conflict_remaining -= 1
+        return "conflict"
+    return None
+
+
 class FaultSpec(BaseModel):
     """Failures to inject for one target; replaces what was set for it before."""
 
@@ -76,6 +91,8 @@ class FaultSpec(BaseModel):
     rate_limit_count: int = Field(default=0, ge=0)
     retry_after_seconds: int = Field(default=1, ge=0)
     reject: bool = False
+    answer_without_id_count: int = Field(default=0, ge=0, description="REST dealer: 201 without an id")
+    conflict_count: int = Field(default=0, ge=0, description="REST dealer: 409 after storing the lead")
 
 
 class CountersOut(BaseModel):
@@ -99,6 +116,8 @@ async def set_faults(spec: FaultSpec, state: StateDep) -> dict[str, Any]:
         rate_limit_remaining=spec.rate_limit_count,
         retry_after_seconds=spec.retry_after_seconds,
         reject=spec.reject,
+        answer_without_id_remaining=spec.answer_without_id_count,
+        conflict_remaining=spec.conflict_count,
     )
     state.faults[spec.target] = plan
     return {"target": spec.target, **asdict(plan)}

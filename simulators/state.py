@@ -202,6 +202,8 @@ class FaultPlan:
     rate_limit_remaining: int = 0
     retry_after_seconds: int = 1
     reject: bool = False
+    answer_without_id_remaining: int = 0  # REST dealer: creates answered 201 with no ``id``
+    conflict_remaining: int = 0  # REST dealer: creates answered 409 after storing the lead
 
 
 @dataclass

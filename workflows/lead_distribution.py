@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -26,11 +27,15 @@ with workflow.unsafe.imports_passed_through():
         DEALER_REJECTED,
         LEAD_NOT_FOUND,
         UNKNOWN_DEALER,
+        AssignLeadInput,
+        ClaimLeadInput,
+        ClaimLeadResult,
         DealerLookupInput,
         DeliverLeadInput,
         FetchLeadInput,
         LeadActivities,
         PublishEventInput,
+        ReassignLeadInput,
         RecordStatusInput,
         RouteLeadInput,
         UpdateZohoLeadInput,
@@ -54,8 +59,17 @@ AWAITING_ASSIGNMENT = "awaiting_assignment"
 # Patch: route_lead records "routed" and deliver_lead records "delivered" themselves, two activity
 # round trips fewer per lead. Runs started before it replay with their separate record_lead_status steps.
 STATUS_WITH_STEP = "status-recorded-with-route-and-delivery"
+# Patch: the delivery decision lives in the portal database (db/deliveries.py), so every later run of
+# the lead resumes it instead of routing again. Runs started before it route with route_lead and keep
+# the decision in the run.
+DELIVERY_CLAIM = "delivery-decision-in-database"
 
 LOCAL_STEP_TIMEOUT = timedelta(seconds=30)
+# A delivery attempt heartbeats every 2 s: one silent this long is dead, and its retry may start.
+DELIVERY_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
+# Ids of the events the hub publishes about a lead: the same lead and dealer give the same id in every
+# run, so a subscriber drops the copy a redriven or resumed run sends (it dedupes on webhook-id).
+EVENT_ID_NAMESPACE = uuid.UUID("6f1d3c56-4c1e-4a8e-9a55-3f3e1f0f5a21")
 
 
 @dataclass
@@ -65,6 +79,11 @@ class LeadDistributionInput:
     assign_deadline_seconds: int = 24 * 3600
     delivery_attempt_timeout_seconds: int = 30
     delivery_retry_window_seconds: int = 6 * 3600
+    # Support's explicit move of the lead to another dealer (hub leads reassign): applied to the
+    # lead's delivery decision before the run resumes it. The reason and who decided go to its history.
+    reassign_to: str | None = None
+    reassign_reason: str = ""
+    reassigned_by: str = ""
 
     @classmethod
     def for_lead(cls, settings: Settings, lead_id: str, event: dict[str, Any]) -> LeadDistributionInput:
@@ -162,18 +181,22 @@ class LeadDistributionWorkflow:
         self._attempts: list[DeliveryAttempt] = []
         self._awaiting_assignment = False
         self._assigned: str | None = None
+        self._assigned_by = ""
         self._status_with_step = False
 
     @workflow.run
     async def run(self, params: LeadDistributionInput) -> LeadDistributionResult:
         self._lead_id = params.lead_id
         self._status_with_step = workflow.patched(STATUS_WITH_STEP)
+        decision_in_database = workflow.patched(DELIVERY_CLAIM)
         workflow.upsert_search_attributes([LEAD_ID.value_set(params.lead_id)])
         await self._set_status(LeadStatus.RECEIVED)
         lead = await self._fetch_lead()
         if lead is None:
             await self._set_status(LeadStatus.FAILED, detail=f"lead {params.lead_id} not found in Zoho")
             return self._result()
+        if decision_in_database:
+            return await self._distribute(lead, params)
 
         candidates = await self._route(lead)
         delivered = await self._deliver_to_first_accepting(candidates, lead, params, routed=True)
@@ -210,6 +233,7 @@ class LeadDistributionWorkflow:
             raise ApplicationError("the lead is no longer waiting for a dealer", type="NotAwaitingAssignment")
         workflow.logger.info("dealer %s assigned by %s", params.dealer_id, params.assigned_by or "unknown")
         self._assigned = params.dealer_id
+        self._assigned_by = params.assigned_by
         self._awaiting_assignment = False
         return AssignDealerResult(dealer_id=params.dealer_id, dealer_name=found.name)
 
@@ -230,6 +254,112 @@ class LeadDistributionWorkflow:
             dealer_id=self._dealer_id,
             attempts=list(self._attempts),
         )
+
+    async def _distribute(
+        self, lead: dict[str, Any], params: LeadDistributionInput
+    ) -> LeadDistributionResult:
+        """Deliver the lead along its decision in the portal database, taking one where none exists.
+
+        A decision found there was taken by an earlier run: this run resumes it (same dealer, same key),
+        and a delivered one only gets its feedback steps again (idempotent). A dealer that does not take
+        the lead releases its claim and the next is claimed; none left: support decides.
+        """
+        if params.reassign_to:
+            claim = await self._decide(
+                LeadActivities.reassign_lead,
+                ReassignLeadInput(
+                    self._lead_id, params.reassign_to, params.reassign_reason, params.reassigned_by
+                ),
+            )
+        else:
+            claim = await self._decide(LeadActivities.claim_lead, self._claim_input(lead))
+        deadline = workflow.now() + timedelta(seconds=params.assign_deadline_seconds)
+        while not claim.delivered:
+            if claim.dealer_id is None:
+                dealer_id = await self._wait_for_assignment(deadline)
+                if dealer_id is None:
+                    return await self._give_up()
+                assigned = AssignLeadInput(self._lead_id, dealer_id, assigned_by=self._assigned_by)
+                claim = await self._decide(LeadActivities.assign_lead, assigned)
+                continue
+            await self._set_status(LeadStatus.ROUTED, dealer_id=claim.dealer_id, recorded=True)
+            dealer_lead_id = await self._deliver(claim, lead, params)
+            if dealer_lead_id is not None:
+                claim.delivered, claim.dealer_lead_id = True, dealer_lead_id
+            else:
+                claim = await self._decide(
+                    LeadActivities.claim_lead, self._claim_input(lead, release=claim.dealer_id)
+                )
+        dealer_id, dealer_lead_id = str(claim.dealer_id), claim.dealer_lead_id or ""
+        # Recorded with the delivery, in the transaction that marked the decision delivered.
+        await self._set_status(
+            LeadStatus.DELIVERED, dealer_id=dealer_id, dealer_lead_id=dealer_lead_id, recorded=True
+        )
+        await self._feed_back_to_zoho({"Status_Distribuicao": "delivered", "Concessionaria_Id": dealer_id})
+        await self._publish_distributed(dealer_id, dealer_lead_id, stable_id=True)
+        return self._result(dealer_lead_id)
+
+    def _claim_input(self, lead: dict[str, Any], release: str | None = None) -> ClaimLeadInput:
+        return ClaimLeadInput(
+            lead_id=self._lead_id,
+            state=str(lead.get("State") or ""),
+            city=str(lead.get("City") or ""),
+            model=str(lead.get("Modelo_de_Interesse") or ""),
+            release_dealer_id=release,
+            exclude=sorted({attempt.dealer_id for attempt in self._attempts}),
+        )
+
+    async def _decide(self, step: Any, params: Any) -> ClaimLeadResult:
+        """Run one of the steps that read or take the lead's delivery decision (claim, assign, reassign)."""
+        claim: ClaimLeadResult = await workflow.execute_activity_method(
+            step,
+            params,
+            start_to_close_timeout=LOCAL_STEP_TIMEOUT,
+            retry_policy=RetryPolicy(
+                maximum_interval=DATABASE_RETRY.maximum_interval,
+                non_retryable_error_types=[UNKNOWN_DEALER],
+            ),
+        )
+        if claim.resumed and claim.dealer_id:
+            workflow.logger.info("lead resumes its delivery decision: dealer %s", claim.dealer_id)
+        return claim
+
+    async def _deliver(
+        self, claim: ClaimLeadResult, lead: dict[str, Any], params: LeadDistributionInput
+    ) -> str | None:
+        """The dealer's id of the lead once its CRM has it; None when the dealer did not take it."""
+        dealer_id = str(claim.dealer_id)
+        try:
+            result = await workflow.execute_activity_method(
+                LeadActivities.deliver_lead,
+                DeliverLeadInput(
+                    lead_id=self._lead_id,
+                    dealer_id=dealer_id,
+                    lead=lead,
+                    record_delivered=True,
+                    idempotency_key=claim.idempotency_key,
+                ),
+                start_to_close_timeout=timedelta(seconds=params.delivery_attempt_timeout_seconds),
+                schedule_to_close_timeout=timedelta(seconds=params.delivery_retry_window_seconds),
+                heartbeat_timeout=min(
+                    DELIVERY_HEARTBEAT_TIMEOUT, timedelta(seconds=params.delivery_attempt_timeout_seconds)
+                ),
+                retry_policy=RetryPolicy(
+                    initial_interval=timedelta(seconds=1),
+                    maximum_interval=timedelta(minutes=5),
+                    non_retryable_error_types=[DEALER_REJECTED, UNKNOWN_DEALER],
+                ),
+            )
+        except ActivityError as error:
+            rejected = _error_type(error) in (DEALER_REJECTED, UNKNOWN_DEALER)
+            detail = str(error.cause or error)
+            self._attempts.append(
+                DeliveryAttempt(dealer_id, "rejected" if rejected else "unavailable", detail)
+            )
+            workflow.logger.warning("dealer %s did not take the lead: %s", dealer_id, detail)
+            return None
+        self._attempts.append(DeliveryAttempt(dealer_id, "delivered"))
+        return result.dealer_lead_id
 
     async def _fetch_lead(self) -> dict[str, Any] | None:
         try:
@@ -344,9 +474,14 @@ class LeadDistributionWorkflow:
             # The delivery stands; a Zoho write-back that cannot be made is recorded, not fatal.
             workflow.logger.error("Zoho lead %s not updated: %s", self._lead_id, error.cause or error)
 
-    async def _publish_distributed(self, dealer_id: str, dealer_lead_id: str) -> None:
+    async def _publish_distributed(
+        self, dealer_id: str, dealer_lead_id: str, *, stable_id: bool = False
+    ) -> None:
+        # Runs before the delivery-decision patch drew a random id; later ones derive it (EVENT_ID_NAMESPACE).
+        name = f"{LEAD_EVENT_DISTRIBUTED}:{self._lead_id}:{dealer_id}"
+        event_id = uuid.uuid5(EVENT_ID_NAMESPACE, name) if stable_id else workflow.uuid4()
         event = cloud_event(
-            event_id=str(workflow.uuid4()),
+            event_id=str(event_id),
             event_type=LEAD_EVENT_DISTRIBUTED,
             source=EVENT_SOURCE,
             subject=self._lead_id,

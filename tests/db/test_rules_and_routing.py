@@ -13,7 +13,8 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db import routing
+from core.constants import LeadStatus
+from db import deliveries, lead_status, routing
 from db.engine import create_engine, session_factory
 from db.models import Dealer
 from db.routing import LeadProfile
@@ -74,20 +75,85 @@ async def test_priority_then_fair_rotation(sessions: async_sessionmaker[AsyncSes
     assert firsts == ["a", "b", "a", "b", "a", "b"]
 
 
-async def test_capacity_is_per_day(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_capacity_is_reserved_by_claims_per_day(sessions: async_sessionmaker[AsyncSession]) -> None:
     await load(sessions, dealer("small", daily_capacity=2), dealer("big", priority=200, daily_capacity=100))
     lead = LeadProfile("SP", "Santos", "Onix")
     for n in range(2):
-        await routing.record_delivery(
-            sessions, lead_id=f"{n}", dealer_id="small", dealer_lead_id=f"X{n}", day=DAY, at=T0
-        )
-    # Recording the same delivery again (a retried activity) must not use capacity twice.
-    await routing.record_delivery(
-        sessions, lead_id="0", dealer_id="small", dealer_lead_id="X0", day=DAY, at=T0
-    )
+        claim = await deliveries.claim_next(sessions, f"{n}", lead, DAY, T0)
+        assert claim is not None and (claim.dealer_id, claim.resumed) == ("small", False)
+    # The same lead again (a retried activity, a later run) resumes its claim: no capacity used twice.
+    again = await deliveries.claim_next(sessions, "0", lead, DAY, T0 + timedelta(minutes=1))
+    assert again is not None and (again.dealer_id, again.resumed) == ("small", True)
+    assert again.idempotency_key == "lead-0-small"
     assert [d.id for d in await routing.candidates(sessions, lead, DAY)] == ["big"]
     tomorrow = DAY + timedelta(days=1)
     assert [d.id for d in await routing.candidates(sessions, lead, tomorrow)] == ["small", "big"]
+
+
+async def test_concurrent_claims_never_exceed_capacity(sessions: async_sessionmaker[AsyncSession]) -> None:
+    await load(sessions, dealer("a", daily_capacity=4), dealer("b", daily_capacity=6))
+    lead = LeadProfile("SP", "Santos", "Onix")
+    claims = await asyncio.gather(
+        *(deliveries.claim_next(sessions, f"L{n}", lead, DAY, T0) for n in range(30))
+    )
+    taken = Counter(claim.dealer_id for claim in claims if claim is not None)
+    assert taken == {"a": 4, "b": 6}
+    assert sum(claim is None for claim in claims) == 20
+
+
+async def test_a_refusing_dealer_releases_its_claim_and_the_next_is_claimed(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    await load(sessions, dealer("a", priority=10, daily_capacity=1), dealer("b", priority=20))
+    lead = LeadProfile("SP", "Santos", "Onix")
+    first = await deliveries.claim_next(sessions, "L1", lead, DAY, T0)
+    assert first is not None and first.dealer_id == "a"
+    second = await deliveries.claim_next(sessions, "L1", lead, DAY, T0, release="a", exclude=["a"])
+    assert second is not None and (second.dealer_id, second.resumed) == ("b", False)
+    # a's capacity is free again: another lead may take it.
+    other = await deliveries.claim_next(sessions, "L2", lead, DAY, T0)
+    assert other is not None and other.dealer_id == "a"
+    # A delivered claim is never released, whatever a late caller asks.
+    async with sessions.begin() as session:
+        await deliveries.mark_delivered(
+            session, lead_id="L1", dealer_id="b", dealer_lead_id="CRM-9", day=DAY, at=T0
+        )
+    kept = await deliveries.claim_next(sessions, "L1", lead, DAY, T0, release="b", exclude=["a", "b"])
+    assert kept is not None and (kept.dealer_id, kept.delivered, kept.dealer_lead_id) == ("b", True, "CRM-9")
+
+
+async def test_only_a_reassignment_moves_a_delivered_lead(sessions: async_sessionmaker[AsyncSession]) -> None:
+    await load(sessions, dealer("a", priority=10), dealer("b", priority=20))
+    lead = LeadProfile("SP", "Santos", "Onix")
+    await lead_status.record_status(
+        sessions, lead_id="L1", status=LeadStatus.RECEIVED, workflow_id="lead-L1", at=T0
+    )
+    await deliveries.claim_next(sessions, "L1", lead, DAY, T0)
+    async with sessions.begin() as session:
+        await deliveries.mark_delivered(
+            session, lead_id="L1", dealer_id="a", dealer_lead_id="CRM-1", day=DAY, at=T0
+        )
+    assigned = await deliveries.assign(sessions, "L1", "b", DAY, T0, assigned_by="ana")
+    assert (assigned.dealer_id, assigned.delivered) == ("a", True)  # support's assign: not a move
+    moved = await deliveries.reassign(
+        sessions, "L1", "b", DAY, T0, reason="customer asked for Paulista", reassigned_by="ana"
+    )
+    assert (moved.dealer_id, moved.delivered, moved.idempotency_key) == ("b", False, "lead-L1-b")
+    again = await deliveries.reassign(sessions, "L1", "b", DAY, T0, reason="twice", reassigned_by="ana")
+    assert again.resumed and again.dealer_id == "b"
+    view = await lead_status.get_lead(sessions, "L1")
+    assert view is not None and view.status == "reassigned"
+    assert [(h.status, h.dealer_id) for h in view.history][-1] == ("reassigned", "b")
+    assert "by ana: customer asked for Paulista" in (view.history[-1].detail or "")
+    # A late delivery to the old dealer cannot take the lead back.
+    async with sessions.begin() as session:
+        kept = await deliveries.mark_delivered(
+            session, lead_id="L1", dealer_id="a", dealer_lead_id="CRM-1", day=DAY, at=T0
+        )
+    assert kept is False
+    assert (await deliveries.current(sessions, "L1")) == moved.__class__(
+        "L1", "b", "lead-L1-b", delivered=False, dealer_lead_id=None, resumed=True
+    )
 
 
 async def test_reload_updates_and_deactivates(sessions: async_sessionmaker[AsyncSession]) -> None:

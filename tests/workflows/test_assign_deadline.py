@@ -18,6 +18,9 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.leads import (
+    AssignLeadInput,
+    ClaimLeadInput,
+    ClaimLeadResult,
     DealerLookupInput,
     DealerLookupResult,
     DeliverLeadInput,
@@ -62,6 +65,14 @@ class StandIns:
     @activity.defn(name="route_lead")
     async def route_lead(self, params: RouteLeadInput) -> RouteLeadResult:
         return RouteLeadResult(dealer_ids=[])
+
+    @activity.defn(name="claim_lead")
+    async def claim_lead(self, params: ClaimLeadInput) -> ClaimLeadResult:
+        return ClaimLeadResult(dealer_id=None)
+
+    @activity.defn(name="assign_lead")
+    async def assign_lead(self, params: AssignLeadInput) -> ClaimLeadResult:
+        return ClaimLeadResult(dealer_id=params.dealer_id, idempotency_key=f"key-{params.dealer_id}")
 
     @activity.defn(name="lookup_dealer")
     async def lookup_dealer(self, params: DealerLookupInput) -> DealerLookupResult:
@@ -119,6 +130,8 @@ def worker(env: WorkflowEnvironment, stand_ins: StandIns, task_queue: str) -> Wo
             stand_ins.record_lead_status,
             stand_ins.fetch_lead,
             stand_ins.route_lead,
+            stand_ins.claim_lead,
+            stand_ins.assign_lead,
             stand_ins.lookup_dealer,
             stand_ins.deliver_lead,
             stand_ins.update_zoho_lead,

@@ -166,7 +166,7 @@ async def test_a_delivered_lead_takes_six_activities(hub: Hub) -> None:
     assert steps == [
         "record_lead_status",
         "fetch_lead",
-        "route_lead",
+        "claim_lead",
         "deliver_lead",
         "update_zoho_lead",
         "publish_event",

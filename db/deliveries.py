@@ -1,0 +1,214 @@
+"""Each lead's delivery decision, kept in the portal database so that it outlives any workflow run.
+
+A lead goes to one dealer at a time. Routing claims the dealer and reserves its capacity for the day in
+one transaction; the claim names the idempotency key every call to that dealer carries; it becomes
+``delivered`` once the dealer's CRM confirmed. A later run of the same lead (a resent webhook after a
+terminate, ``hub leads redrive``, a reset) finds the claim and resumes it: same dealer, same key. A
+dealer that refuses the lead releases its claim, and the next is claimed in the same transaction. Only
+support moves a lead that reached a dealer (``reassign``), and the move is in the lead's history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.constants import LeadStatus, lead_workflow_id
+from db import lead_status
+from db.models import Delivery
+from db.routing import (
+    MAX_CLAIM_ATTEMPTS,
+    LeadProfile,
+    RoutingContention,
+    active_dealers,
+    lock_for_writing,
+    rank,
+    take_turn,
+)
+
+CLAIMED = "claimed"
+DELIVERED = "delivered"
+
+ClaimHook = Callable[[AsyncSession, str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Where a lead goes and how it is sent there."""
+
+    lead_id: str
+    dealer_id: str
+    idempotency_key: str
+    delivered: bool
+    dealer_lead_id: str | None = None
+    resumed: bool = False  # taken by an earlier run (or attempt), not by this call
+
+
+def idempotency_key(lead_id: str, dealer_id: str) -> str:
+    """The key of every create call for this lead at this dealer: the dealer sees one lead however often
+    the hub calls (and the key the hub always sent, so leads delivered before claims keep theirs)."""
+    return f"lead-{lead_id}-{dealer_id}"
+
+
+def _as_claim(row: Delivery, *, resumed: bool) -> Claim:
+    return Claim(
+        lead_id=row.lead_id,
+        dealer_id=row.dealer_id,
+        idempotency_key=row.idempotency_key or idempotency_key(row.lead_id, row.dealer_id),
+        delivered=row.status == DELIVERED,
+        dealer_lead_id=row.dealer_lead_id,
+        resumed=resumed,
+    )
+
+
+async def current(sessions: async_sessionmaker[AsyncSession], lead_id: str) -> Claim | None:
+    """The lead's delivery decision, or None when none was taken (or the last one was released)."""
+    async with sessions() as session:
+        row = await session.get(Delivery, lead_id)
+        return None if row is None else _as_claim(row, resumed=True)
+
+
+async def claim_next(
+    sessions: async_sessionmaker[AsyncSession],
+    lead_id: str,
+    lead: LeadProfile,
+    day: date,
+    at: datetime,
+    *,
+    release: str | None = None,
+    exclude: Sequence[str] = (),
+    on_claim: ClaimHook | None = None,
+) -> Claim | None:
+    """The lead's claim: the one already taken, or the best dealer with capacity left, claimed now.
+
+    ``release`` names a dealer that did not take the lead: its claim (never a delivered one) is dropped
+    first, in the same transaction. Dealers in ``exclude`` are passed over. ``on_claim(session,
+    dealer_id)`` writes with a new claim (the lead's "routed" status): both commit together or not at
+    all. Returns None when no dealer covers the lead with capacity left.
+    """
+    for _ in range(MAX_CLAIM_ATTEMPTS):
+        async with sessions.begin() as session:
+            await lock_for_writing(session)
+            # Dealers first, then the lead's row: concurrent claims of one lead (a zombie attempt beside
+            # its retry) queue on the dealer locks and the second then sees what the first committed.
+            dealers = await active_dealers(session, lock=True)
+            row = await session.get(Delivery, lead_id, populate_existing=True, with_for_update=True)
+            if row is not None and row.dealer_id == release and row.status == CLAIMED:
+                await session.delete(row)
+                await session.flush()
+                row = None
+            if row is not None:
+                return _as_claim(row, resumed=True)
+            ranked = [d for d in await rank(session, dealers, lead, day) if d.id not in exclude]
+            if not ranked:
+                return None
+            if await take_turn(session, ranked[0], ranked, at):
+                row = _claim_row(lead_id, ranked[0].id, day, at, reason="routed")
+                session.add(row)
+                if on_claim is not None:
+                    await on_claim(session, row.dealer_id)
+                return _as_claim(row, resumed=False)
+    raise RoutingContention(f"the rotation moved under {MAX_CLAIM_ATTEMPTS} claims in a row")
+
+
+async def assign(
+    sessions: async_sessionmaker[AsyncSession],
+    lead_id: str,
+    dealer_id: str,
+    day: date,
+    at: datetime,
+    *,
+    assigned_by: str,
+    on_claim: ClaimHook | None = None,
+) -> Claim:
+    """Support's choice for a lead no dealer took: claim ``dealer_id``, whatever its capacity.
+
+    A lead that was delivered meanwhile (by an earlier run) keeps its dealer: that claim is returned.
+    """
+    async with sessions.begin() as session:
+        await lock_for_writing(session)
+        await active_dealers(session, lock=True)
+        row = await session.get(Delivery, lead_id, populate_existing=True, with_for_update=True)
+        if row is not None and (row.status == DELIVERED or row.dealer_id == dealer_id):
+            return _as_claim(row, resumed=True)
+        if row is not None:
+            await session.delete(row)
+            await session.flush()
+        row = _claim_row(lead_id, dealer_id, day, at, reason=f"assigned by {assigned_by or 'support'}")
+        session.add(row)
+        if on_claim is not None:
+            await on_claim(session, dealer_id)
+        return _as_claim(row, resumed=False)
+
+
+async def reassign(
+    sessions: async_sessionmaker[AsyncSession],
+    lead_id: str,
+    dealer_id: str,
+    day: date,
+    at: datetime,
+    *,
+    reason: str,
+    reassigned_by: str,
+) -> Claim:
+    """Support moves the lead to ``dealer_id``, delivered or not; recorded in the lead's history.
+
+    Repeating it (a retried activity, a redriven run) changes nothing once the lead is at that dealer.
+    """
+    async with sessions.begin() as session:
+        await lock_for_writing(session)
+        await active_dealers(session, lock=True)
+        row = await session.get(Delivery, lead_id, populate_existing=True, with_for_update=True)
+        if row is not None and row.dealer_id == dealer_id:
+            return _as_claim(row, resumed=True)
+        previous = row.dealer_id if row is not None else "no dealer"
+        if row is not None:
+            await session.delete(row)
+            await session.flush()
+        row = _claim_row(lead_id, dealer_id, day, at, reason=f"reassigned by {reassigned_by}: {reason}")
+        session.add(row)
+        await lead_status.write_status(
+            session,
+            lead_id=lead_id,
+            status=LeadStatus.REASSIGNED,
+            workflow_id=lead_workflow_id(lead_id),
+            at=at,
+            dealer_id=dealer_id,
+            detail=f"from {previous} to {dealer_id} by {reassigned_by}: {reason}",
+        )
+        return _as_claim(row, resumed=False)
+
+
+async def mark_delivered(
+    session: AsyncSession, *, lead_id: str, dealer_id: str, dealer_lead_id: str, day: date, at: datetime
+) -> bool:
+    """Record that the dealer's CRM has the lead, in the caller's transaction; False when the lead's
+    claim names another dealer (support moved it while this delivery was under way).
+
+    A lead without a claim (a run started before claims existed) gets its delivered row here.
+    """
+    row = await session.get(Delivery, lead_id, populate_existing=True, with_for_update=True)
+    if row is None:
+        row = _claim_row(lead_id, dealer_id, day, at, reason="routed")
+        session.add(row)
+    elif row.dealer_id != dealer_id:
+        return False
+    row.status = DELIVERED
+    row.dealer_lead_id = dealer_lead_id
+    row.delivered_at = at
+    return True
+
+
+def _claim_row(lead_id: str, dealer_id: str, day: date, at: datetime, *, reason: str) -> Delivery:
+    return Delivery(
+        lead_id=lead_id,
+        dealer_id=dealer_id,
+        day=day,
+        status=CLAIMED,
+        idempotency_key=idempotency_key(lead_id, dealer_id),
+        reason=reason,
+        claimed_at=at,
+    )
