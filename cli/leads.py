@@ -14,6 +14,7 @@ from workflows.lead_distribution import (
     AssignDealerInput,
     LeadDistributionInput,
     LeadDistributionWorkflow,
+    Reassignment,
     start_lead_distribution,
 )
 
@@ -26,7 +27,7 @@ REDRIVABLE = {
 
 
 def add_commands(commands: Subcommands, common: argparse.ArgumentParser) -> None:
-    leads = commands.add_parser("leads", help="lead distribution: redrive, assign")
+    leads = commands.add_parser("leads", help="lead distribution: redrive, assign, reassign")
     actions = leads.add_subparsers(dest="action", required=True)
     again = command(
         actions, "redrive", "distribute again the leads that ended failed or unrouted", common, redrive_leads
@@ -43,6 +44,56 @@ def add_commands(commands: Subcommands, common: argparse.ArgumentParser) -> None
     assign.add_argument("lead_id", help="the Zoho lead id")
     assign.add_argument("dealer_id", help="the dealer's id in the routing rules")
     assign.add_argument("--by", required=True, help="who decides (a support login), kept in the history")
+    move = command(
+        actions,
+        "reassign",
+        "move a lead to another dealer, even one a dealer already has (its workflow must have ended)",
+        common,
+        reassign_lead,
+    )
+    move.add_argument("lead_id", help="the Zoho lead id")
+    move.add_argument("dealer_id", help="the dealer that takes the lead now")
+    move.add_argument("--reason", required=True, help="why (kept in the lead's status history)")
+    move.add_argument("--by", required=True, help="who decides (a support login), kept in the history")
+
+
+async def reassign_lead(args: argparse.Namespace, ctx: Context) -> int:
+    """A new run of the lead's workflow that first moves its delivery decision to ``dealer_id``.
+
+    Only a lead whose workflow ended can be moved: a running one is still acting on its decision (one
+    waiting for a dealer takes ``hub leads assign``). Redrive and resent webhooks never move a lead.
+    """
+    out = ctx.out
+    handle = ctx.client.get_workflow_handle_for(LeadDistributionWorkflow.run, lead_workflow_id(args.lead_id))
+    try:
+        described = await handle.describe()
+    except RPCError as error:
+        if error.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return out.fail(f"unknown lead {args.lead_id}: there is no workflow {handle.id}")
+    if described.status == WorkflowExecutionStatus.RUNNING:
+        status = described.typed_search_attributes.get(LEAD_STATUS)
+        return out.fail(
+            f"lead {args.lead_id} is still being distributed (lead {status}): reassign it once its workflow"
+            " ended, or use 'hub leads assign' while it waits for a dealer"
+        )
+    ended = Ended(handle.id, described.run_id, "", described.close_time, None)
+    previous = await started_with(
+        ctx.client, await recorded_history(ctx.client, ended), LeadDistributionInput
+    )
+    move = Reassignment(args.dealer_id, reason=args.reason, by=args.by)
+    started = await start_lead_distribution(
+        ctx.client, ctx.settings, previous.lead_id, previous.event, redrive=True, reassignment=move
+    )
+    if not started:
+        return out.fail(f"lead {args.lead_id} not reassigned: its workflow started again meanwhile")
+    fields = {"lead_id": args.lead_id, "dealer_id": args.dealer_id, "reassigned_by": args.by}
+    out.show(
+        "reassignment",
+        fields,
+        f"lead {args.lead_id} reassigned to {args.dealer_id} by {args.by}; its workflow delivers it now",
+    )
+    return 0
 
 
 async def redrive_leads(args: argparse.Namespace, ctx: Context) -> int:

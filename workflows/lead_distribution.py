@@ -86,14 +86,32 @@ class LeadDistributionInput:
     reassigned_by: str = ""
 
     @classmethod
-    def for_lead(cls, settings: Settings, lead_id: str, event: dict[str, Any]) -> LeadDistributionInput:
+    def for_lead(
+        cls,
+        settings: Settings,
+        lead_id: str,
+        event: dict[str, Any],
+        reassignment: Reassignment | None = None,
+    ) -> LeadDistributionInput:
         return cls(
             lead_id=lead_id,
             event=event,
             assign_deadline_seconds=settings.assign_dealer_deadline_seconds,
             delivery_attempt_timeout_seconds=settings.dealer_delivery_attempt_timeout_seconds,
             delivery_retry_window_seconds=settings.dealer_delivery_retry_window_seconds,
+            reassign_to=reassignment.dealer_id if reassignment else None,
+            reassign_reason=reassignment.reason if reassignment else "",
+            reassigned_by=reassignment.by if reassignment else "",
         )
+
+
+@dataclass(frozen=True)
+class Reassignment:
+    """Support's decision to move a lead to another dealer: where, why and who decided."""
+
+    dealer_id: str
+    reason: str
+    by: str
 
 
 @dataclass
@@ -140,6 +158,7 @@ async def start_lead_distribution(
     rpc_timeout: timedelta | None = None,
     *,
     redrive: bool = False,
+    reassignment: Reassignment | None = None,
 ) -> bool:
     """Start a run of the lead's workflow; True when this call started it, False when it was joined.
 
@@ -149,7 +168,9 @@ async def start_lead_distribution(
     never redone by a webhook: not a delivered lead, and not a lead that ended ``failed`` (no dealer could
     be reached, or Zoho does not know it) or ``unrouted`` (no dealer took it by the deadline), whose runs
     end normally too. Support retries those on purpose (``hub leads redrive``): with ``redrive`` a new run
-    starts after any closed one, and only a running one is joined.
+    starts after any closed one, and only a running one is joined. Whatever starts it, a new run resumes
+    the lead's delivery decision in the portal database; only a ``reassignment`` (``hub leads reassign``,
+    with ``redrive``) moves it to another dealer.
     """
     reuse = (
         WorkflowIDReusePolicy.ALLOW_DUPLICATE
@@ -159,7 +180,7 @@ async def start_lead_distribution(
     try:
         await client.start_workflow(
             LeadDistributionWorkflow.run,
-            LeadDistributionInput.for_lead(settings, lead_id, event),
+            LeadDistributionInput.for_lead(settings, lead_id, event, reassignment),
             id=lead_workflow_id(lead_id),
             task_queue=settings.leads_task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,

@@ -1,0 +1,110 @@
+"""One dealer per lead whatever support and Zoho do to its runs: terminate, redrive, a resent webhook.
+
+Only ``hub leads reassign`` moves a lead that reached a dealer, and the move is in its history.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from db.engine import create_engine, session_factory
+from db.rules import apply_rules
+from tests.cli.conftest import HubCli
+from tests.hub import Hub
+from tests.hub import test_rules as routing_rules
+from tests.support import eventually
+
+
+async def set_capacity(hub: Hub, dealer_id: str, capacity: int) -> None:
+    rules = routing_rules(hub.sims_url)
+    next(d for d in rules.dealers if d.id == dealer_id).routing.daily_capacity = capacity
+    engine = create_engine(hub.settings.database_url)
+    await apply_rules(session_factory(engine), rules)
+    await engine.dispose()
+
+
+async def retrying(hub: Hub, lead_id: str, step: str) -> bool:
+    """Whether the lead's run is retrying ``step`` (its second attempt or later is pending)."""
+    described = await hub.handle(lead_id).describe()
+    return any(
+        pending.activity_type.name == step and pending.attempt >= 2
+        for pending in described.raw_description.pending_activities
+    )
+
+
+async def creates(hub: Hub, dealer_id: str) -> dict[str, int]:
+    return dict((await hub.dealer_leads(dealer_id))["creates_by_external_id"])
+
+
+async def test_terminate_redrive_and_resend_never_reach_a_second_dealer(hub: Hub, hub_cli: HubCli) -> None:
+    since = datetime.now(UTC).isoformat()
+    await hub.fault(target="rest-sp-a", latency_ms=1500)  # the delivery takes a moment
+    lead_id = await hub.create_lead(State="SP", City="São Paulo", Modelo_de_Interesse="Onix")
+    await hub.post_webhook(lead_id)
+
+    async def delivery_in_flight() -> bool:
+        return (await hub.counters())["dealers"].get("rest-sp-a", {}).get("requests", 0) >= 1
+
+    await eventually(delivery_in_flight)
+    await hub.fault(target="zoho", error_5xx_count=10_000)  # Zoho down from here on
+    delivered = await hub.wait_for_status(lead_id, "delivered")
+    assert delivered["dealer_id"] == "rest-sp-a"
+    # rest-sp-a is now full for the day: routing the lead again would send it to rest-sp-b.
+    await set_capacity(hub, "rest-sp-a", 1)
+
+    # Support terminates the run stuck on the Zoho outage; then redrives it; then terminates again.
+    await eventually(lambda: retrying(hub, lead_id, "update_zoho_lead"))
+    await hub.handle(lead_id).terminate(reason="stuck on the Zoho outage")
+    redriven = await hub_cli(
+        hub.settings, "leads", "redrive", "--status", "failed", "--since", since, "--yes"
+    )
+    assert redriven.code == 0, redriven.err
+    assert f"lead-{lead_id}" in redriven.out and "redriven" in redriven.out
+    await eventually(lambda: retrying(hub, lead_id, "fetch_lead"))  # Zoho is still down
+    await hub.handle(lead_id).terminate(reason="still stuck")
+
+    # Zoho is back and fires the lead's webhook again: the new run resumes the delivered lead.
+    await hub.http.delete(f"{hub.sims_url}/_control/faults/zoho")
+    resent = await hub.post_webhook(lead_id)
+    assert resent.json()["status"] == "accepted"
+    result = await hub.handle(lead_id).result()
+    assert (result.status, result.dealer_id) == ("delivered", "rest-sp-a")
+    assert result.dealer_lead_id == delivered["dealer_lead_id"]
+    assert await creates(hub, "rest-sp-a") == {lead_id: 1}
+    assert await creates(hub, "rest-sp-b") == {}
+    zoho = (await hub.http.get(f"{hub.sims_url}/_control/zoho/leads/{lead_id}")).json()["lead"]
+    assert (zoho["Status_Distribuicao"], zoho["Concessionaria_Id"]) == ("delivered", "rest-sp-a")
+    lead = await hub.lead(lead_id)
+    assert lead is not None and (lead["status"], lead["dealer_id"]) == ("delivered", "rest-sp-a")
+    assert [h["dealer_id"] for h in lead["history"] if h["status"] == "routed"] == ["rest-sp-a"]
+
+    # Only support's explicit reassignment moves it, with its reason in the history.
+    moved = await hub_cli(
+        hub.settings, "leads", "reassign", lead_id, "rest-sp-b", "--reason", "customer moved", "--by", "ana"
+    )
+    assert moved.code == 0, moved.err
+    result = await hub.handle(lead_id).result()
+    assert (result.status, result.dealer_id) == ("delivered", "rest-sp-b")
+    assert await creates(hub, "rest-sp-b") == {lead_id: 1}
+    assert await creates(hub, "rest-sp-a") == {lead_id: 1}
+    lead = await hub.lead(lead_id)
+    assert lead is not None and (lead["status"], lead["dealer_id"]) == ("delivered", "rest-sp-b")
+    statuses = [(h["status"], h["dealer_id"]) for h in lead["history"]]
+    assert statuses[-2:] == [("reassigned", "rest-sp-b"), ("delivered", "rest-sp-b")]
+    assert "from rest-sp-a to rest-sp-b by ana: customer moved" in lead["history"][-2]["detail"]
+
+    # And a later redrive or resend leaves it where support put it.
+    again = await hub.post_webhook(lead_id)
+    assert again.json()["status"] == "duplicate"
+    assert await creates(hub, "rest-sp-a") == {lead_id: 1}
+
+
+async def test_reassign_refuses_a_running_lead_and_an_unknown_one(hub: Hub, hub_cli: HubCli) -> None:
+    lead_id = await hub.create_lead(State="BA", City="Salvador")  # waits for support: still running
+    await hub.post_webhook(lead_id)
+    await hub.wait_for_awaiting(lead_id)
+    args = ("rest-mg", "--reason", "x", "--by", "ana")
+    running = await hub_cli(hub.settings, "leads", "reassign", lead_id, *args)
+    assert running.code == 1 and "hub leads assign" in running.err
+    unknown = await hub_cli(hub.settings, "leads", "reassign", "5725767000000000404", *args)
+    assert unknown.code == 1 and "unknown lead" in unknown.err
