@@ -87,6 +87,34 @@ async def test_rest_adapter_is_idempotent_and_classifies_errors(sims: str, http:
     assert unauthorised.value.status_code == 401
 
 
+async def test_rest_answers_that_hide_a_created_lead_are_looked_up(
+    sims: str, http: httpx.AsyncClient
+) -> None:
+    """A 2xx without an id, a 409 and a key reused with another body all mean the dealer may have the
+    lead: the adapter finds it by its external id instead of failing (which would pass the lead on)."""
+    rest = RestDealerCrm(http, {"d1": "k1", "d4": "k4"})
+    key = f"lead-{LEAD}-d1"
+    await http.post(
+        f"{sims}/_control/faults", json={"target": "d1", "answer_without_id_count": 1, "conflict_count": 1}
+    )
+    without_id = await rest.create_lead(dealer(sims, "rest"), {"external_id": LEAD}, LEAD, key)
+    conflict = await rest.create_lead(dealer(sims, "rest"), {"external_id": LEAD}, LEAD, key)
+    changed = await rest.create_lead(dealer(sims, "rest"), {"external_id": LEAD, "city": "Santos"}, LEAD, key)
+    stored = (await http.get(f"{sims}/_control/dealers/d1/leads")).json()
+    assert stored["creates_by_external_id"] == {LEAD: 1}
+    assert without_id == conflict == changed == stored["leads"][0]["id"]
+
+    # A 409 for a lead the dealer does not show (yet) is worth retrying, never a rejection.
+    await http.post(f"{sims}/_control/faults", json={"target": "d4", "conflict_count": 1})
+    other = "5725767000000999999"
+    with pytest.raises(TransientError) as busy:  # no external id sent, so no lookup can find it
+        await rest.create_lead(dealer(sims, "rest", "d4"), {}, other, "k-other")
+    assert busy.value.status_code == 409
+    retried = await rest.create_lead(dealer(sims, "rest", "d4"), {}, other, "k-other")
+    assert (await http.get(f"{sims}/_control/counters")).json()["dealers"]["d4"]["created"] == 1
+    assert retried.startswith("CRM-")
+
+
 async def test_a_wsdl_that_sends_calls_to_another_host_is_refused(http: httpx.AsyncClient) -> None:
     """The WSDL is served here, but its soap:address names another port: no call goes there."""
     port, elsewhere = free_port(), free_port()

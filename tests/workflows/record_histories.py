@@ -84,7 +84,37 @@ async def test_record_lead_assigned_by_support(hub: Hub) -> None:
         LeadDistributionWorkflow.assign_dealer, AssignDealerInput("rest-mg", assigned_by="support")
     )
     await hub.handle(lead_id).result()
-    await save(hub.client, lead_workflow_id(lead_id), "lead_assigned_by_support")
+    # lead_assigned_by_support.json holds the same path from before the delivery-decision patch.
+    await save(hub.client, lead_workflow_id(lead_id), "lead_assigned_by_support_decision_in_database")
+
+
+async def test_record_lead_rejected_then_delivered(hub: Hub) -> None:
+    """The first dealer refuses the lead: its claim is released and the next dealer is claimed."""
+    await hub.fault(target="rest-sp-a", reject=True)
+    lead_id = await hub.create_lead(State="SP", City="Campinas")
+    await hub.post_webhook(lead_id)
+    await hub.handle(lead_id).result()
+    await save(hub.client, lead_workflow_id(lead_id), "lead_rejected_then_delivered")
+
+
+async def test_record_lead_resumed_after_terminate(hub: Hub) -> None:
+    """A delivered lead's run is terminated before its feedback; the resent webhook's run resumes it."""
+    await hub.fault(target="rest-mg", latency_ms=1000)
+    lead_id = await hub.create_lead(State="MG", City="Betim")
+    await hub.post_webhook(lead_id)
+
+    async def delivery_in_flight() -> bool:
+        return (await hub.counters())["dealers"].get("rest-mg", {}).get("requests", 0) >= 1
+
+    await eventually(delivery_in_flight)
+    await hub.fault(target="zoho", error_5xx_count=3)
+    await hub.wait_for_status(lead_id, "delivered")
+    await hub.handle(lead_id).terminate(reason="stuck on Zoho")
+    await hub.http.delete(f"{hub.sims_url}/_control/faults/zoho")
+    await hub.post_webhook(lead_id)
+    result = await hub.handle(lead_id).result()
+    assert result.dealer_id == "rest-mg"
+    await save(hub.client, lead_workflow_id(lead_id), "lead_resumed_after_terminate")
 
 
 async def test_record_opportunity_updates(hub: Hub) -> None:

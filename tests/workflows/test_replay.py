@@ -63,6 +63,22 @@ def test_the_saved_histories_hold_what_their_replay_proves() -> None:
             assert encodings == {ENCODING}, path.name
 
 
+def test_the_lead_histories_cover_both_homes_of_the_delivery_decision() -> None:
+    """Leads recorded before the delivery-decision patch route in the run (route_lead); later ones claim
+    in the database, and a run after a terminate resumes the delivered lead without calling a dealer."""
+
+    def steps(name: str) -> list[str]:
+        events = saved(HISTORIES / f"{name}.json").events
+        return [e.activity_task_scheduled_event_attributes.activity_type.name for e in events if e.HasField(
+            "activity_task_scheduled_event_attributes")]  # fmt: skip
+
+    assert "route_lead" in steps("lead_assigned_by_support")
+    assert "assign_lead" in steps("lead_assigned_by_support_decision_in_database")
+    assert steps("lead_rejected_then_delivered").count("claim_lead") == 2
+    resumed = steps("lead_resumed_after_terminate")
+    assert "claim_lead" in resumed and "deliver_lead" not in resumed
+
+
 def test_the_order_histories_cover_both_ways_of_taking_hooks() -> None:
     """One order gathered its hooks in half-second windows; the other took each as it came (its only
     timer is the linger after the final state)."""
