@@ -40,6 +40,7 @@ WEBHOOK_ERRORS = errors(
     e413="body over the size limit",
     e415="neither form-encoded nor JSON",
     e422="a field is missing or malformed (the answer names it)",
+    e500="not made durable because of a bug in the hub (logged with its stack)",
     e503="not made durable (Temporal unreachable or too busy, or no secret configured): "
     "send again after the Retry-After delay",
 )

@@ -25,7 +25,7 @@ IN_FLIGHT = Gauge(
     multiprocess_mode="livesum",
 )
 UNKNOWN_SOURCE = "other"  # any path under /webhooks/ that is not a webhook route
-OUTCOMES = ("accepted", "rejected", "unavailable")
+OUTCOMES = ("accepted", "rejected", "unavailable", "error")
 
 
 def start_at_zero(sources: list[str]) -> None:
@@ -40,4 +40,6 @@ def start_at_zero(sources: list[str]) -> None:
 def outcome_of(status_code: int) -> str:
     if status_code < 300:
         return "accepted"
-    return "rejected" if status_code < 500 else "unavailable"
+    if status_code < 500:
+        return "rejected"
+    return "unavailable" if status_code == 503 else "error"  # 500: a bug in the hub

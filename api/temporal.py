@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from fastapi import HTTPException, status
 from temporalio.client import Client
-from temporalio.service import RetryConfig
+from temporalio.service import RetryConfig, RPCError, RPCStatusCode
 
 from api.metrics import IN_FLIGHT
 from core.settings import Settings
@@ -25,6 +25,28 @@ from core.temporal import connect
 log = logging.getLogger("api")
 
 T = TypeVar("T")
+
+# What Temporal answers when it is away, overloaded or too slow: the sender should retry later. Any
+# other gRPC status (INVALID_ARGUMENT, PERMISSION_DENIED, NOT_FOUND ...) means the hub asked wrongly.
+UNAVAILABLE_STATUSES = frozenset(
+    {
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.RESOURCE_EXHAUSTED,
+        RPCStatusCode.CANCELLED,
+        RPCStatusCode.ABORTED,
+    }
+)
+
+
+def temporal_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` says Temporal could not be reached in time (retry later), not a hub bug."""
+    if isinstance(error, TimeoutError):
+        return True
+    if isinstance(error, RPCError):
+        return error.status in UNAVAILABLE_STATUSES
+    # The lazy client's connection attempt fails with a plain RuntimeError (temporalio's bridge).
+    return isinstance(error, RuntimeError) and str(error).startswith("Failed client connect")
 
 
 def unavailable(settings: Settings, reason: str) -> HTTPException:
@@ -61,9 +83,10 @@ class Intake:
 
         When it returns, the event is durable and the webhook may be acknowledged. Otherwise raises 503
         with Retry-After: at once when this process already has ``webhook_max_in_flight`` calls under
-        way, or when the call failed or did not finish within ``webhook_ack_timeout_seconds``. A call cut
-        off by the deadline may still reach Temporal; the sender's retry then meets the same workflow id
-        or event key, so nothing happens twice.
+        way, or when Temporal was unreachable or did not answer within ``webhook_ack_timeout_seconds``.
+        A call cut off by the deadline may still reach Temporal; the sender's retry then meets the same
+        workflow id or event key, so nothing happens twice. Any other failure is a bug in the hub: 500,
+        with its stack in the log, so it is not mistaken for an outage (and retried forever unseen).
         """
         settings = self._settings
         if self._in_flight >= settings.webhook_max_in_flight:
@@ -75,6 +98,11 @@ class Intake:
             async with asyncio.timeout(budget):
                 return await call(self.client, timedelta(seconds=budget))
         except Exception as error:  # not durable: never acknowledge
+            if not temporal_unavailable(error):
+                log.exception("event not made durable: a bug in the hub")
+                raise HTTPException(
+                    status.HTTP_500_INTERNAL_SERVER_ERROR, "event not accepted: internal error"
+                ) from error
             log.warning("event not made durable: %s", type(error).__name__)
             raise unavailable(settings, "workflow engine unavailable") from error
         finally:

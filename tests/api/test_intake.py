@@ -7,16 +7,22 @@ for Temporal, connecting and the SDK's retries included, so a 503 comes well ins
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
+from fastapi import HTTPException
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
+from api.temporal import Intake
 from core.constants import SEARCH_ATTRIBUTES
+from core.settings import Settings
 from core.temporal import payload_codec
 from tests.api.test_vtex_webhook import hook
 from tests.conftest import TEST_CONVERTER, binary
@@ -179,3 +185,35 @@ async def test_deal_fields_in_the_spellings_zoho_admins_use(api_only: Hub, field
     payload = (await payload_codec(api_only.settings).decode([stored]))[0].data.decode()  # stored encrypted
     assert '"stage":"Qualification"' in payload
     assert '"modified_time":"2026-11-24T' in payload
+
+
+@pytest.mark.parametrize(
+    ("failure", "answer"),
+    [
+        (TimeoutError(), 503),
+        (RPCError("unavailable", RPCStatusCode.UNAVAILABLE, b""), 503),
+        (RPCError("overloaded", RPCStatusCode.RESOURCE_EXHAUSTED, b""), 503),
+        (RuntimeError("Failed client connect: connection refused"), 503),
+        (RPCError("bad search attribute", RPCStatusCode.INVALID_ARGUMENT, b""), 500),
+        (KeyError("lead_id"), 500),
+    ],
+    ids=["timeout", "unavailable", "overloaded", "no-connection", "invalid-argument", "bug"],
+)
+async def test_only_an_unreachable_temporal_answers_503(
+    failure: Exception, answer: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug in the hub is a 500 with its stack in the log, never disguised as an outage."""
+
+    async def call(_client: Any, _timeout: Any) -> None:
+        raise failure
+
+    intake = Intake(cast(Client, object()), Settings(environment="test"))
+    with caplog.at_level(logging.WARNING, logger="api"), pytest.raises(HTTPException) as raised:
+        await intake.submit(call)
+    assert raised.value.status_code == answer
+    [record] = [r for r in caplog.records if r.name == "api"]
+    if answer == 500:
+        assert record.levelno == logging.ERROR and record.exc_info is not None
+        assert raised.value.headers is None  # no Retry-After: retrying the same event cannot help
+    else:
+        assert record.levelno == logging.WARNING and raised.value.headers == {"Retry-After": "5"}
