@@ -2,6 +2,9 @@
 
     hub leads redrive --status failed --since 24h --dry-run
     hub leads assign 5725767000000412001 dealer-sp-interior --by ana.souza
+    hub leads reassign 5725767000000412001 dealer-sp-paulista --reason "customer moved" --by ana.souza
+    hub parked list
+    hub parked redrive --partner zoho --yes
     hub orders redrive --since 24h --yes
     hub replay --workflow-id lead-5725767000000412001
     hub syncs trigger catalog
@@ -20,7 +23,7 @@ import argparse
 import asyncio
 import sys
 
-from cli import backfill, leads, orders, replay, syncs
+from cli import backfill, leads, orders, parked, replay, syncs
 from cli.command import Context
 from cli.output import Output
 from core.settings import Settings, get_settings
@@ -38,6 +41,7 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
     commands = hub.add_subparsers(dest="command", required=True)
     leads.add_commands(commands, common)
     orders.add_commands(commands, common)
+    parked.add_commands(commands, common)
     replay.add_commands(commands, common)
     syncs.add_commands(commands, common)
     backfill.add_commands(commands, common, settings.vtex_backfill_requests_per_second)

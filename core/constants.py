@@ -28,6 +28,12 @@ DEAL_STAGE = SearchAttributeKey.for_keyword("DealStage")
 ORDER_ID = SearchAttributeKey.for_keyword("OrderId")
 ORDER_STATE = SearchAttributeKey.for_keyword("OrderState")
 
+# Set while a run holds an event a partner refused for good (revoked credentials, a record it cannot
+# read): the partner's name, "zoho" or "vtex". Cleared when support redrives it (hub parked redrive).
+PARKED = SearchAttributeKey.for_keyword("Parked")
+PARTNERS = ("zoho", "vtex")
+REDRIVE_PARKED_SIGNAL = "redrive_parked"
+
 SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[str], ...] = (
     LEAD_ID,
     DEALER_ID,
@@ -36,6 +42,7 @@ SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[str], ...] = (
     DEAL_STAGE,
     ORDER_ID,
     ORDER_STATE,
+    PARKED,
 )
 
 

@@ -45,19 +45,25 @@ def _name(value: Any) -> str | None:
 def deal_from_zoho(record: dict[str, Any]) -> DealState:
     """The fields we replicate from a Zoho Deals record."""
     probability = record.get("Probability")
+    # Every conversion inside the try: a record Zoho serves in an unexpected shape is a permanent,
+    # named failure (its change is parked), never a crash retried forever.
     try:
+        deal_id = str(record["id"])
+        if not deal_id.strip() or isinstance(record["id"], dict | list):
+            raise ValueError("id is not a record id")
         amount = None if record.get("Amount") is None else Decimal(str(record["Amount"]))
         modified_time = as_utc(datetime.fromisoformat(str(record["Modified_Time"])))
-    except (InvalidOperation, ValueError, KeyError) as error:
-        raise InvalidDeal(f"deal {record.get('id')}: {error!r}") from error
+        probability = None if probability is None else int(probability)
+    except (InvalidOperation, ValueError, TypeError, KeyError) as error:
+        raise InvalidDeal(f"deal {record.get('id')!r:.40}: {type(error).__name__} in its fields") from error
     return DealState(
-        deal_id=str(record["id"]),
+        deal_id=deal_id,
         modified_time=modified_time,
         stage=_name(record.get("Stage")),
         deal_name=_name(record.get("Deal_Name")),
         amount=amount,
         closing_date=_name(record.get("Closing_Date")),
-        probability=None if probability is None else int(probability),
+        probability=probability,
         account_name=_name(record.get("Account_Name")),
         contact_name=_name(record.get("Contact_Name")),
         owner_name=_name(record.get("Owner")),

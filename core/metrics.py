@@ -62,6 +62,12 @@ LEADS_IN_PROGRESS = Gauge(
     ["status"],
     registry=REGISTRY,
 )
+PARKED_WORKFLOWS = Gauge(
+    "hub_parked_workflows",
+    "Running workflows holding an event a partner refused for good, by partner (Parked search attribute).",
+    ["partner"],
+    registry=REGISTRY,
+)
 RUNS_CLOSED_LAST_HOUR = Gauge(
     "hub_workflow_runs_closed_last_hour",
     "Workflow runs Temporal terminated or timed out in the last hour (failed: temporal_workflow_failed).",

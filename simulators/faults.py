@@ -123,6 +123,23 @@ async def set_faults(spec: FaultSpec, state: StateDep) -> dict[str, Any]:
     return {"target": spec.target, **asdict(plan)}
 
 
+class CredentialsSpec(BaseModel):
+    """Revoke (or restore) the hub's credentials at a partner, as an admin revoking the app would."""
+
+    target: str = Field(pattern="^(zoho|vtex)$", description='"zoho" or "vtex"')
+    revoked: bool
+
+
+@router.post("/credentials")
+async def set_credentials(spec: CredentialsSpec, state: StateDep) -> dict[str, Any]:
+    """Zoho then refuses token refreshes (``invalid_client``) and every token; VTEX answers 401."""
+    if spec.revoked:
+        state.revoked.add(spec.target)
+    else:
+        state.revoked.discard(spec.target)
+    return {"target": spec.target, "revoked": spec.revoked}
+
+
 @router.get("/faults")
 async def list_faults(state: StateDep) -> dict[str, Any]:
     """The failures still pending, by target."""

@@ -436,6 +436,8 @@ class SimulatorState:
         self.dealers: dict[str, DealerState] = {}
         self.faults: dict[str, FaultPlan] = {}
         self.subscribers: dict[str, SubscriberState] = {}
+        # Partners whose credentials are revoked ("zoho", "vtex"): every call answers as a revoked app's.
+        self.revoked: set[str] = set()
 
     def dealer(self, dealer_id: str) -> DealerState:
         """The state of a dealer, created on first use."""

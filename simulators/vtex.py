@@ -62,7 +62,7 @@ def check_credentials(request: Request, state: SimulatorState) -> None:
     config = state.config
     key_ok = same_secret(request.headers.get("x-vtex-api-appkey"), config.vtex_app_key)
     token_ok = same_secret(request.headers.get("x-vtex-api-apptoken"), config.vtex_app_token)
-    if not (key_ok and token_ok):
+    if not (key_ok and token_ok) or VTEX_TARGET in state.revoked:
         message = "Unauthorized: X-VTEX-API-AppKey and X-VTEX-API-AppToken are missing or wrong"
         raise EarlyReply(vtex_error(401, "1", message))
 

@@ -62,6 +62,8 @@ def _token_answer(state: SimulatorState, params: dict[str, str]) -> JSONResponse
     # Zoho answers credential errors with HTTP 200 and an "error" key.
     if params.get("grant_type") != "refresh_token":
         return JSONResponse({"error": "unsupported_grant_type"})
+    if ZOHO_TARGET in state.revoked:
+        return JSONResponse({"error": "invalid_client"})
     if not (
         same_secret(params.get("client_id"), config.zoho_client_id)
         and same_secret(params.get("client_secret"), config.zoho_client_secret)
@@ -109,7 +111,7 @@ async def zoho_api_guard(version: str, request: Request, state: StateDep) -> Non
         raise EarlyReply(zoho_error(429, "TOO_MANY_REQUESTS", "API credits exhausted", headers))
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     expiry = state.zoho.token_expiry.get(token.strip()) if scheme == "Zoho-oauthtoken" else None
-    if expiry is None or expiry <= state.clock():
+    if expiry is None or expiry <= state.clock() or ZOHO_TARGET in state.revoked:
         raise EarlyReply(zoho_error(401, "INVALID_TOKEN", "invalid oauth token"))
 
 

@@ -31,12 +31,13 @@ from temporalio.worker import Worker
 from activities.dbt import dbt_build_workflow_id
 from activities.vtex_feed import INVALID_FEED_ITEM
 from core.background import in_background
-from core.constants import LEAD_STATUS
+from core.constants import LEAD_STATUS, PARKED, PARTNERS
 from core.metrics import (
     DBT_LAST_BUILD,
     EXPECTED_INTERVAL,
     LAST_SUCCESS,
     LEADS_IN_PROGRESS,
+    PARKED_WORKFLOWS,
     REGISTRY,
     RUNS_CLOSED_LAST_HOUR,
     start_at_zero,
@@ -159,7 +160,7 @@ class VisibilityPoll:
             await asyncio.sleep(every_seconds)
 
     async def poll(self) -> None:
-        for part in (self._leads, self._closed_runs, self._scheduled_flows, self._dbt_build):
+        for part in (self._leads, self._parked, self._closed_runs, self._scheduled_flows, self._dbt_build):
             try:
                 await part()
             except Exception as error:  # Temporal away, a query unanswered: the gauges keep their values
@@ -177,6 +178,12 @@ class VisibilityPoll:
         for status in RUNNING_LEAD_STATUSES:
             count = await self._count(f"{running} AND {LEAD_STATUS.name} = '{status}'")
             LEADS_IN_PROGRESS.labels(status).set(count)
+
+    async def _parked(self) -> None:
+        queues = ", ".join(f"'{queue}'" for queue in sorted(set(self._queues.values())))
+        for partner in PARTNERS:
+            query = f"ExecutionStatus = 'Running' AND TaskQueue IN ({queues}) AND {PARKED.name} = '{partner}'"
+            PARKED_WORKFLOWS.labels(partner).set(await self._count(query))
 
     async def _closed_runs(self) -> None:
         since = (datetime.now(UTC) - CLOSED_WINDOW).isoformat(timespec="seconds")

@@ -19,6 +19,7 @@ from temporalio.common import (
 )
 from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
 
+from workflows.parking import Parking
 from workflows.policies import DATABASE_RETRY
 
 with workflow.unsafe.imports_passed_through():
@@ -46,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
         LEAD_EVENT_DISTRIBUTED,
         LEAD_ID,
         LEAD_STATUS,
+        REDRIVE_PARKED_SIGNAL,
         LeadStatus,
         lead_workflow_id,
     )
@@ -204,6 +206,7 @@ class LeadDistributionWorkflow:
         self._assigned: str | None = None
         self._assigned_by = ""
         self._status_with_step = False
+        self._parking = Parking()
 
     @workflow.run
     async def run(self, params: LeadDistributionInput) -> LeadDistributionResult:
@@ -212,7 +215,8 @@ class LeadDistributionWorkflow:
         decision_in_database = workflow.patched(DELIVERY_CLAIM)
         workflow.upsert_search_attributes([LEAD_ID.value_set(params.lead_id)])
         await self._set_status(LeadStatus.RECEIVED)
-        lead = await self._fetch_lead()
+        # Runs that keep their decision in the database also park a lead Zoho refuses to serve.
+        lead = await self._fetch_lead(park_refused=decision_in_database)
         if lead is None:
             await self._set_status(LeadStatus.FAILED, detail=f"lead {params.lead_id} not found in Zoho")
             return self._result()
@@ -382,22 +386,33 @@ class LeadDistributionWorkflow:
         self._attempts.append(DeliveryAttempt(dealer_id, "delivered"))
         return result.dealer_lead_id
 
-    async def _fetch_lead(self) -> dict[str, Any] | None:
-        try:
-            fetched = await workflow.execute_activity_method(
-                LeadActivities.fetch_lead,
-                FetchLeadInput(lead_id=self._lead_id),
-                start_to_close_timeout=LOCAL_STEP_TIMEOUT,
-                retry_policy=RetryPolicy(
-                    maximum_interval=timedelta(minutes=5),
-                    non_retryable_error_types=[LEAD_NOT_FOUND, PERMANENT_FAILURE],
-                ),
-            )
-        except ActivityError as error:
-            if _error_type(error) in (LEAD_NOT_FOUND, PERMANENT_FAILURE):
-                return None
-            raise
-        return fetched.lead
+    @workflow.signal(name=REDRIVE_PARKED_SIGNAL)
+    def redrive_parked(self) -> None:
+        """Support fixed what Zoho refused (its credentials, say): read the lead again."""
+        self._parking.redrive()
+
+    async def _fetch_lead(self, *, park_refused: bool) -> dict[str, Any] | None:
+        """The lead from Zoho; None when Zoho does not know it. A read Zoho refuses for good (bad
+        credentials, ...) is parked until support redrives it, never taken for "not found"."""
+        while True:
+            try:
+                fetched = await workflow.execute_activity_method(
+                    LeadActivities.fetch_lead,
+                    FetchLeadInput(lead_id=self._lead_id),
+                    start_to_close_timeout=LOCAL_STEP_TIMEOUT,
+                    retry_policy=RetryPolicy(
+                        maximum_interval=timedelta(minutes=5),
+                        non_retryable_error_types=[LEAD_NOT_FOUND, PERMANENT_FAILURE],
+                    ),
+                )
+                return fetched.lead
+            except ActivityError as error:
+                kind = _error_type(error)
+                if kind == LEAD_NOT_FOUND or (kind == PERMANENT_FAILURE and not park_refused):
+                    return None
+                if kind != PERMANENT_FAILURE:
+                    raise
+                await self._parking.hold("zoho", f"Zoho refused the read of the lead: {error.cause}")
 
     async def _route(self, lead: dict[str, Any]) -> list[str]:
         routed = await workflow.execute_activity_method(

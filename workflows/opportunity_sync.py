@@ -13,6 +13,7 @@ from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttri
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.gathering import Inbox, handle_batches
+from workflows.parking import Parking
 from workflows.policies import DATABASE_RETRY
 
 with workflow.unsafe.imports_passed_through():
@@ -22,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
         FetchDealInput,
         OpportunityActivities,
     )
-    from core.constants import DEAL_ID, DEAL_STAGE, opportunity_workflow_id
+    from core.constants import DEAL_ID, DEAL_STAGE, REDRIVE_PARKED_SIGNAL, opportunity_workflow_id
     from core.deals import DealState
 
 if TYPE_CHECKING:
@@ -34,6 +35,9 @@ DROP_REASONS = {
     "stale": "older than the current state: recorded in the stage history only",
     "repeated": "repeated: this change was stored before",
 }
+# Patch: a change Zoho refuses for good (credentials, a record the hub cannot read) is parked until
+# support redrives it; runs started before it dropped the change with a memo note.
+PARK_REFUSED = "park-refused-deal-changes"
 ZOHO_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5), non_retryable_error_types=[DEAL_NOT_FOUND])
 
 
@@ -105,10 +109,16 @@ class OpportunitySyncWorkflow:
         self._applied = 0
         self._dropped = 0
         self._last_applied: datetime | None = None
+        self._parking = Parking()
 
     @workflow.signal(name=DEAL_CHANGED)
     def deal_changed(self, change: DealChange) -> None:
         self._inbox.put(change)
+
+    @workflow.signal(name=REDRIVE_PARKED_SIGNAL)
+    def redrive_parked(self) -> None:
+        """Support fixed what Zoho refused: try the parked change again."""
+        self._parking.redrive()
 
     @workflow.run
     async def run(self, params: OpportunitySyncInput) -> OpportunitySyncResult:
@@ -174,20 +184,26 @@ class OpportunitySyncWorkflow:
         """The full deal from Zoho, with the webhook's own stage, time and author laid over it.
 
         The webhook's values describe this very change; the fetched record may already be newer.
-        Returns why not, when Zoho has no such deal or serves one that cannot be read.
+        Returns why not, when Zoho has no such deal. A read Zoho refuses for good parks the change until
+        support redrives it (runs started before that patch returned why, and dropped the change).
         """
-        try:
-            fetched = await workflow.execute_activity_method(
-                OpportunityActivities.fetch_deal,
-                FetchDealInput(deal_id=change.deal_id),
-                start_to_close_timeout=STEP_TIMEOUT,
-                retry_policy=ZOHO_RETRY,
-            )
-        except ActivityError as error:
-            cause = error.cause
-            if isinstance(cause, ApplicationError) and cause.type == DEAL_NOT_FOUND:
-                return "deal not found in Zoho"
-            return f"deal unreadable from Zoho: {cause or error}"
+        while True:
+            try:
+                fetched = await workflow.execute_activity_method(
+                    OpportunityActivities.fetch_deal,
+                    FetchDealInput(deal_id=change.deal_id),
+                    start_to_close_timeout=STEP_TIMEOUT,
+                    retry_policy=ZOHO_RETRY,
+                )
+                break
+            except ActivityError as error:
+                cause = error.cause
+                if isinstance(cause, ApplicationError) and cause.type == DEAL_NOT_FOUND:
+                    return "deal not found in Zoho"
+                if not workflow.patched(PARK_REFUSED):
+                    return f"deal unreadable from Zoho: {cause or error}"
+                when = change.modified_time.isoformat() if change.modified_time else "unknown time"
+                await self._parking.hold("zoho", f"change of {when}: Zoho refused the read: {cause or error}")
         if not (change.stage and change.modified_time):
             return fetched  # a partial webhook: Zoho's current state is the change
         return replace(

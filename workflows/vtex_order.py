@@ -10,14 +10,21 @@ from typing import TYPE_CHECKING
 from temporalio import workflow
 from temporalio.client import Client
 from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.gathering import Inbox, handle_batches
+from workflows.parking import Parking
 
 with workflow.unsafe.imports_passed_through():
     from activities.errors import PERMANENT_FAILURE
     from activities.vtex import ORDER_NOT_FOUND, LandEventsInput, LandOrderInput, VtexOrderActivities
-    from core.constants import ORDER_ID, ORDER_STATE, VTEX_API_TASK_QUEUE, vtex_order_workflow_id
+    from core.constants import (
+        ORDER_ID,
+        ORDER_STATE,
+        REDRIVE_PARKED_SIGNAL,
+        VTEX_API_TASK_QUEUE,
+        vtex_order_workflow_id,
+    )
     from core.vtex import FINAL_ORDER_STATES, OrderEvent
 
 if TYPE_CHECKING:
@@ -27,6 +34,9 @@ ORDER_CHANGED = "order_changed"
 STATUS_QUERY = "status"
 # Runs started before this patch land a batch's events, then read its version; later ones do both at once.
 EVENTS_WITH_VERSION = "events-and-version-together"
+# Patch: an order the OMS refuses to serve for good (a revoked app token, say) is parked until support
+# redrives it; runs started before it noted it unreadable and waited for the order's next event.
+PARK_REFUSED = "park-refused-order-reads"
 STEP_TIMEOUT = timedelta(seconds=30)
 SEEN_KEYS_KEPT = 1000  # event keys carried over continue-as-new, to recognise repeats
 # The warehouse may be down for a while: keep trying, never lose an acknowledged event.
@@ -110,10 +120,16 @@ class VtexOrderWorkflow:
         self._inbox: Inbox[OrderEvent] = Inbox()
         self._seen: list[str] = []
         self._status = VtexOrderStatus(order_id="", state=None, last_applied=None)
+        self._parking = Parking()
 
     @workflow.signal(name=ORDER_CHANGED)
     def order_changed(self, event: OrderEvent) -> None:
         self._inbox.put(event)
+
+    @workflow.signal(name=REDRIVE_PARKED_SIGNAL)
+    def redrive_parked(self) -> None:
+        """Support fixed what the OMS refused: read the order again."""
+        self._parking.redrive()
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> VtexOrderStatus:
@@ -186,18 +202,24 @@ class VtexOrderWorkflow:
         return list(fresh.values())
 
     async def _land_version(self, params: VtexOrderInput, newest: OrderEvent) -> None:
-        try:
-            landed = await workflow.execute_activity_method(
-                VtexOrderActivities.land_order_version,
-                LandOrderInput(order_id=params.order_id),
-                task_queue=params.api_task_queue,
-                start_to_close_timeout=STEP_TIMEOUT,
-                retry_policy=VTEX_RETRY,
-            )
-        except ActivityError as error:
-            # Not in the OMS (yet): the next event of this order reads it again.
-            self._note("unreadable", 1, str(error.cause or error))
-            return
+        while True:
+            try:
+                landed = await workflow.execute_activity_method(
+                    VtexOrderActivities.land_order_version,
+                    LandOrderInput(order_id=params.order_id),
+                    task_queue=params.api_task_queue,
+                    start_to_close_timeout=STEP_TIMEOUT,
+                    retry_policy=VTEX_RETRY,
+                )
+                break
+            except ActivityError as error:
+                cause = error.cause
+                not_found = isinstance(cause, ApplicationError) and cause.type == ORDER_NOT_FOUND
+                if not_found or not workflow.patched(PARK_REFUSED):
+                    # Not in the OMS (yet): the next event of this order reads it again.
+                    self._note("unreadable", 1, str(cause or error))
+                    return
+                await self._parking.hold("vtex", f"state {newest.state}: the OMS refused the read: {cause}")
         if landed.quarantined:
             self._status.quarantined += 1
             workflow.upsert_memo({"last_quarantined": f"{landed.event_key}: {landed.quarantined}"})

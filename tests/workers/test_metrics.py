@@ -159,3 +159,22 @@ def sdk_stand_in(body: bytes) -> Iterator[int]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+async def test_the_poll_counts_runs_holding_a_refused_event(hub: Hub) -> None:
+    poll = VisibilityPoll(
+        hub.client, hub.settings, {"LeadDistributionWorkflow": hub.settings.leads_task_queue}
+    )
+    lead_id = await hub.create_lead(State="MG", City="Betim")
+    await hub.http.post(f"{hub.sims_url}/_control/credentials", json={"target": "zoho", "revoked": True})
+    await hub.post_webhook(lead_id)
+
+    async def counted(expected: int) -> bool:
+        await poll.poll()
+        return value("hub_parked_workflows", partner="zoho") == expected and (
+            value("hub_parked_workflows", partner="vtex") == 0
+        )
+
+    await eventually(lambda: counted(1), timeout=30, interval=0.5)
+    await hub.handle(lead_id).terminate("test over")
+    await eventually(lambda: counted(0), timeout=30, interval=0.5)

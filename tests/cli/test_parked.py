@@ -1,0 +1,105 @@
+"""Nothing acknowledged is dropped: an event a partner refuses for good is parked in its run (search
+attribute ``Parked``, memo, metric) and lands once after ``hub parked redrive``, in every flow."""
+
+from __future__ import annotations
+
+from core.constants import vtex_order_workflow_id
+from tests.cli.conftest import HubCli
+from tests.hub import Hub
+from tests.support import eventually
+from warehouse.tables import VTEX_ORDERS
+
+
+async def revoke(hub: Hub, partner: str, revoked: bool = True) -> None:
+    response = await hub.http.post(
+        f"{hub.sims_url}/_control/credentials", json={"target": partner, "revoked": revoked}
+    )
+    response.raise_for_status()
+
+
+async def parked_run(hub: Hub, workflow_id: str, partner: str) -> bool:
+    query = f"WorkflowId = '{workflow_id}' AND Parked = '{partner}' AND ExecutionStatus = 'Running'"
+    return await hub.count_workflows(query) == 1
+
+
+async def redrive_parked(hub: Hub, hub_cli: HubCli, workflow_id: str, partner: str) -> None:
+    listed = await hub_cli(hub.settings, "--json", "parked", "list", "--partner", partner)
+    assert listed.code == 0, listed.err
+    [row] = [row for row in listed.lines("parked") if row["workflow_id"] == workflow_id]
+    assert row["partner"] == partner and "refused" in row["reason"]
+    done = await hub_cli(hub.settings, "--json", "parked", "redrive", "--partner", partner, "--yes")
+    assert done.code == 0, done.err
+    assert {r["workflow_id"]: r["action"] for r in done.lines("parked")}[workflow_id] == "redriven"
+
+
+async def test_a_lead_read_refused_by_zoho_is_parked_then_delivered_once(hub: Hub, hub_cli: HubCli) -> None:
+    lead_id = await hub.create_lead(State="MG", City="Betim")
+    await revoke(hub, "zoho")
+    await hub.post_webhook(lead_id)
+    await eventually(lambda: parked_run(hub, f"lead-{lead_id}", "zoho"))
+    lead = await hub.lead(lead_id)
+    assert lead is not None and lead["status"] == "received"  # not "failed as not found"
+
+    await revoke(hub, "zoho", revoked=False)
+    await redrive_parked(hub, hub_cli, f"lead-{lead_id}", "zoho")
+    result = await hub.handle(lead_id).result()
+    assert (result.status, result.dealer_id) == ("delivered", "rest-mg")
+    assert (await hub.dealer_leads("rest-mg"))["creates_by_external_id"] == {lead_id: 1}
+    assert not await parked_run(hub, f"lead-{lead_id}", "zoho")
+
+
+async def test_a_deal_change_refused_by_zoho_is_parked_then_applied_once(hub: Hub, hub_cli: HubCli) -> None:
+    deal_id = await hub.create_deal(Deal_Name="Frota 8 Tracker")
+    await revoke(hub, "zoho")
+    moved = await hub.http.post(
+        f"{hub.sims_url}/_control/zoho/deals/{deal_id}/stage",
+        json={"stage": "Negotiation/Review", "partial": True},
+    )
+    assert moved.json()["webhook"]["status_code"] == 202
+    await eventually(lambda: parked_run(hub, f"opportunity-{deal_id}", "zoho"))
+    assert await hub.opportunity(deal_id) is None  # held, not dropped
+
+    await revoke(hub, "zoho", revoked=False)
+    await redrive_parked(hub, hub_cli, f"opportunity-{deal_id}", "zoho")
+    deal = await hub.wait_for_modified_time(deal_id, moved.json()["deal"]["Modified_Time"])
+    assert deal["stage"] == "Negotiation/Review"
+    assert [c["to_stage"] for c in deal["stage_history"]] == ["Negotiation/Review"]
+
+
+async def test_a_malformed_deal_record_is_parked_not_retried_forever(hub: Hub, hub_cli: HubCli) -> None:
+    deal_id = await hub.create_deal(Deal_Name="Frota 3 Spin", Probability="high")
+    sent = await hub.http.post(
+        f"{hub.sims_url}/_control/zoho/deals/{deal_id}/webhook", json={"partial": True}
+    )
+    assert sent.json()["status_code"] == 202
+    await eventually(lambda: parked_run(hub, f"opportunity-{deal_id}", "zoho"))
+    described = await hub.client.get_workflow_handle(f"opportunity-{deal_id}").describe()
+    assert not described.raw_description.pending_activities  # failed for good, not retrying
+
+    # Someone fixes the record in Zoho (a stage change sets its probability), then support redrives.
+    fixed = await hub.http.post(
+        f"{hub.sims_url}/_control/zoho/deals/{deal_id}/stage",
+        json={"stage": "Proposal/Price Quote", "send_webhook": False},
+    )
+    await redrive_parked(hub, hub_cli, f"opportunity-{deal_id}", "zoho")
+    deal = await hub.wait_for_modified_time(deal_id, fixed.json()["deal"]["Modified_Time"])
+    assert (deal["stage"], deal["probability"]) == ("Proposal/Price Quote", 75)
+
+
+async def test_an_order_the_oms_refuses_is_parked_then_landed_once(hub: Hub, hub_cli: HubCli) -> None:
+    order_id = await hub.create_order()
+    await revoke(hub, "vtex")
+    await hub.move_order(order_id, "payment-pending")
+    workflow_id = vtex_order_workflow_id(order_id)
+    await eventually(lambda: parked_run(hub, workflow_id, "vtex"))
+    assert await hub.bronze(VTEX_ORDERS, order_id) == []
+
+    await revoke(hub, "vtex", revoked=False)
+    await redrive_parked(hub, hub_cli, workflow_id, "vtex")
+
+    async def version_landed() -> list[dict[str, object]] | None:
+        return await hub.bronze(VTEX_ORDERS, order_id) or None
+
+    rows = await eventually(version_landed, timeout=60)
+    assert len(rows) == 1
+    assert not await parked_run(hub, workflow_id, "vtex")
