@@ -28,7 +28,12 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.dbt import DbtBuildInput, dbt_build_workflow_id, request_dbt_build
-from core.constants import lead_workflow_id, opportunity_workflow_id, vtex_order_workflow_id
+from core.constants import (
+    REDRIVE_PARKED_SIGNAL,
+    lead_workflow_id,
+    opportunity_workflow_id,
+    vtex_order_workflow_id,
+)
 from core.settings import Settings
 from tests.hub import Hub, running_hub
 from tests.support import SMALL_STORE, eventually
@@ -129,6 +134,45 @@ async def test_record_opportunity_updates(hub: Hub) -> None:
         assert (await hub.post_deal_webhook(change)).status_code == 202
     await hub.client.get_workflow_handle(opportunity_workflow_id(deal_id)).result()
     await save(hub.client, opportunity_workflow_id(deal_id), "opportunity_updates")
+
+
+async def parked(hub: Hub, workflow_id: str, partner: str) -> bool:
+    query = f"WorkflowId = '{workflow_id}' AND Parked = '{partner}' AND ExecutionStatus = 'Running'"
+    return await hub.count_workflows(query) == 1
+
+
+async def credentials(hub: Hub, partner: str, *, revoked: bool) -> None:
+    body = {"target": partner, "revoked": revoked}
+    (await hub.http.post(f"{hub.sims_url}/_control/credentials", json=body)).raise_for_status()
+
+
+async def test_record_opportunity_parked_then_redriven(hub: Hub) -> None:
+    """Zoho refuses the deal's read (credentials revoked): the change is parked, then redriven."""
+    deal_id = await hub.create_deal()
+    await credentials(hub, "zoho", revoked=True)
+    await hub.http.post(
+        f"{hub.sims_url}/_control/zoho/deals/{deal_id}/stage",
+        json={"stage": "Needs Analysis", "partial": True},
+    )
+    workflow_id = opportunity_workflow_id(deal_id)
+    await eventually(lambda: parked(hub, workflow_id, "zoho"))
+    await credentials(hub, "zoho", revoked=False)
+    await hub.client.get_workflow_handle(workflow_id).signal(REDRIVE_PARKED_SIGNAL)
+    await hub.client.get_workflow_handle(workflow_id).result()
+    await save(hub.client, workflow_id, "opportunity_parked_then_redriven")
+
+
+async def test_record_vtex_order_parked_then_redriven(hub: Hub) -> None:
+    """The OMS refuses the order's read (app token revoked): the read is parked, then redriven."""
+    order_id = await hub.create_order()
+    await credentials(hub, "vtex", revoked=True)
+    await hub.move_order(order_id, "invoiced")
+    workflow_id = vtex_order_workflow_id(order_id)
+    await eventually(lambda: parked(hub, workflow_id, "vtex"))
+    await credentials(hub, "vtex", revoked=False)
+    await hub.client.get_workflow_handle(workflow_id).signal(REDRIVE_PARKED_SIGNAL)
+    await hub.client.get_workflow_handle(workflow_id).result()
+    await save(hub.client, workflow_id, "vtex_order_parked_then_redriven")
 
 
 async def test_record_vtex_order_to_invoiced(gathering_hub: Hub) -> None:

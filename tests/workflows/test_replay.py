@@ -79,6 +79,18 @@ def test_the_lead_histories_cover_both_homes_of_the_delivery_decision() -> None:
     assert "claim_lead" in resumed and "deliver_lead" not in resumed
 
 
+@pytest.mark.parametrize("name", ["opportunity_parked_then_redriven", "vtex_order_parked_then_redriven"])
+def test_the_parked_histories_hold_a_refusal_and_its_redrive(name: str) -> None:
+    events = saved(HISTORIES / f"{name}.json").events
+    signals = [
+        e.workflow_execution_signaled_event_attributes.signal_name
+        for e in events
+        if e.HasField("workflow_execution_signaled_event_attributes")
+    ]
+    failed = [e for e in events if e.HasField("activity_task_failed_event_attributes")]
+    assert "redrive_parked" in signals and failed  # refused once, then redriven
+
+
 def test_the_order_histories_cover_both_ways_of_taking_hooks() -> None:
     """One order gathered its hooks in half-second windows; the other took each as it came (its only
     timer is the linger after the final state)."""
