@@ -18,6 +18,7 @@ from pathlib import Path
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
 
 from activities.pacing import heartbeating
 from core.constants import DBT_BUILD_WORKFLOW, DBT_BUILD_WORKFLOW_ID, REQUEST_BUILD_SIGNAL
@@ -27,6 +28,8 @@ from core.timeutil import seconds_since
 from warehouse.dbt import DbtBuildSummary, build_command, dbt_environment, parse_summary
 
 log = logging.getLogger("activities.dbt")
+# A build that cannot run until someone fixes the dbt project or profile (parse, compile, configuration).
+DBT_PROJECT_BROKEN = "DbtProjectBroken"
 FLUSH_TIMEOUT_SECONDS = 10.0  # a stopping worker waits this long for its last build request
 
 
@@ -74,6 +77,12 @@ class DbtActivities:
         summary = parse_summary(text)
         if summary.error:
             log.error("dbt build could not run: %s", summary.error)
+            if summary.error_kind == "project":  # a broken profile or model: retrying cannot help
+                raise ApplicationError(
+                    f"dbt project or profile broken: {summary.error}"[:2000],
+                    type=DBT_PROJECT_BROKEN,
+                    non_retryable=True,
+                )
             raise RuntimeError(f"dbt build could not run: {summary.error}")
         if not summary.success:
             log.warning("dbt build failed: %s", "; ".join(summary.failures)[:2000])

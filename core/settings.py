@@ -164,6 +164,8 @@ class Settings(BaseSettings):
     warehouse_batch_delay_seconds: float = Field(default=0.05, ge=0)
     # dbt (silver and gold): where builds keep dbt's target and logs.
     dbt_work_dir: str = "var/dbt"
+    # The dbt/profiles.yml target; empty: "emulator" when bigquery_endpoint is set, else "bigquery".
+    dbt_target: str = ""
     # The read API's customer and order views wait this long for the warehouse, then answer 503.
     read_api_warehouse_timeout_seconds: float = Field(default=5.0, gt=0)
     dbt_builds_enabled: bool = True  # off when silver and gold are built elsewhere

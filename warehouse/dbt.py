@@ -40,6 +40,9 @@ class DbtBuildSummary:
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     error: str = ""  # dbt could not run at all (profile, connection, parse error)
+    # "project" when the error is in the project or its profile (parse, compile, configuration):
+    # running again cannot help until someone fixes it. Empty: it may pass later (a warehouse away).
+    error_kind: str = ""
 
 
 def dbt_environment(settings: Settings) -> dict[str, str]:
@@ -49,7 +52,7 @@ def dbt_environment(settings: Settings) -> dict[str, str]:
         "HUB_BIGQUERY_LOCATION": settings.bigquery_location,
         "HUB_BIGQUERY_DATASET_PREFIX": settings.bigquery_dataset_prefix,
         "HUB_BIGQUERY_CREDENTIALS_FILE": settings.bigquery_credentials_file,
-        "HUB_DBT_TARGET": "emulator" if settings.bigquery_endpoint else "bigquery",
+        "HUB_DBT_TARGET": settings.dbt_target or ("emulator" if settings.bigquery_endpoint else "bigquery"),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
     if settings.bigquery_endpoint:
@@ -106,6 +109,8 @@ def summarise(results: Sequence[Any]) -> DbtBuildSummary:
 def run_build(work_dir: Path, select: Sequence[str], full_refresh: bool) -> DbtBuildSummary:
     """Run ``dbt build`` in this process (the child's side)."""
     from dbt.cli.main import dbtRunner  # heavy: only the child process loads dbt
+    from dbt.exceptions import ParsingError
+    from dbt_common.exceptions import CompilationError, DbtConfigError
 
     started = time.monotonic()
     arguments = ["build", "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR)]
@@ -118,6 +123,8 @@ def run_build(work_dir: Path, select: Sequence[str], full_refresh: bool) -> DbtB
     results = getattr(outcome.result, "results", None)
     if results is None:
         summary = DbtBuildSummary(error=str(outcome.exception or "dbt did not run"))
+        if isinstance(outcome.exception, DbtConfigError | ParsingError | CompilationError):
+            summary.error_kind = "project"
     else:
         summary = summarise(results)
         summary.success = summary.success and outcome.success

@@ -15,9 +15,17 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.dbt import BuildRequest, DbtActivities, DbtBuildInput, DbtBuildWorkflowInput, earliest
+    from activities.dbt import (
+        DBT_PROJECT_BROKEN,
+        BuildRequest,
+        DbtActivities,
+        DbtBuildInput,
+        DbtBuildWorkflowInput,
+        earliest,
+    )
     from core.constants import DBT_BUILD_WORKFLOW, REQUEST_BUILD_SIGNAL
     from warehouse.dbt import DbtBuildSummary
 
@@ -25,8 +33,16 @@ STATUS_QUERY = "status"
 BUILD_TIMEOUT = timedelta(minutes=60)
 HEARTBEAT_TIMEOUT = timedelta(seconds=60)
 BUILDS_PER_RUN = 100  # then continue-as-new
-# dbt could not run (warehouse away, broken profile): try again, but never more than one at a time.
-RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=5))
+# dbt could not run (the warehouse away): try again, but never more than one at a time. A broken project
+# or profile is not retried: the build is recorded as failed, and the next request tries again.
+RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5),
+    maximum_interval=timedelta(minutes=5),
+    non_retryable_error_types=[DBT_PROJECT_BROKEN],
+)
+# Patch: the run continues as new as soon as Temporal suggests it (request signals grow its history),
+# not only after BUILDS_PER_RUN builds.
+CONTINUE_WHEN_SUGGESTED = "continue-as-new-when-suggested"
 
 
 @dataclass
@@ -65,19 +81,19 @@ class DbtBuildWorkflow:
         self._status = DbtBuildStatus(
             params.builds, params.failed_builds, last=params.last, last_success_at=params.last_success_at
         )
+        when_suggested = workflow.patched(CONTINUE_WHEN_SUGGESTED)
+
+        def suggested() -> bool:
+            return when_suggested and workflow.info().is_continue_as_new_suggested()
+
         for _ in range(BUILDS_PER_RUN):
-            await workflow.wait_condition(lambda: bool(self._pending))
+            await workflow.wait_condition(lambda: bool(self._pending) or suggested())
+            if suggested():
+                break
             reasons, self._pending = self._pending, []
             oldest_received, self._oldest_received = self._oldest_received, None
             self._status.building = True
-            summary = await workflow.execute_activity_method(
-                DbtActivities.dbt_build,
-                DbtBuildInput(oldest_received_at=oldest_received),
-                start_to_close_timeout=BUILD_TIMEOUT,
-                heartbeat_timeout=HEARTBEAT_TIMEOUT,
-                retry_policy=RETRY,
-            )
-            self._record(summary, reasons)
+            self._record(await self._build(oldest_received), reasons)
         # Requests that arrived meanwhile go on with the next run.
         status = self._status
         workflow.continue_as_new(
@@ -90,6 +106,22 @@ class DbtBuildWorkflow:
                 self._oldest_received,
             )
         )
+
+    async def _build(self, oldest_received: str | None) -> DbtBuildSummary:
+        try:
+            return await workflow.execute_activity_method(
+                DbtActivities.dbt_build,
+                DbtBuildInput(oldest_received_at=oldest_received),
+                start_to_close_timeout=BUILD_TIMEOUT,
+                heartbeat_timeout=HEARTBEAT_TIMEOUT,
+                retry_policy=RETRY,
+            )
+        except ActivityError as error:
+            cause = error.cause
+            if not (isinstance(cause, ApplicationError) and cause.type == DBT_PROJECT_BROKEN):
+                raise
+            # Recorded as a failed build (memo, metric, alert); waiting requests go on with the next.
+            return DbtBuildSummary(error=cause.message, error_kind="project", failures=[cause.message[:500]])
 
     def _record(self, summary: DbtBuildSummary, reasons: list[str]) -> None:
         status = self._status

@@ -16,6 +16,7 @@ from temporalio.worker import Worker
 from activities.dbt import (
     BuildRequest,
     BuildRequester,
+    DbtActivities,
     DbtBuildInput,
     dbt_build_workflow_id,
     request_dbt_build,
@@ -261,3 +262,31 @@ async def test_each_request_carries_the_oldest_change_landed_since_the_last(
     assert first.oldest_received_at == "2026-11-25T10:00:01.000000+00:00"
     assert second.oldest_received_at == "2026-11-25T10:00:03.000000+00:00"
     await handle.terminate("test over")
+
+
+async def test_a_broken_profile_fails_its_build_instead_of_retrying_forever(
+    temporal_env: WorkflowEnvironment, task_queue: str, tmp_path: Any
+) -> None:
+    client = temporal_env.client
+    settings = own_warehouse_settings(task_queue, dbt_target="no-such-target", dbt_work_dir=str(tmp_path))
+    workflow_id = dbt_build_workflow_id(settings)
+    async with Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[DbtBuildWorkflow],
+        activities=[DbtActivities(settings).dbt_build],
+    ):
+        await request_dbt_build(client, settings, "vtex orders")
+
+        async def recorded() -> DbtBuildStatus | None:
+            current = await status(client, workflow_id)
+            return current if current.builds == 1 and not current.building else None
+
+        result = await eventually(recorded, timeout=120, interval=0.5)
+        assert result.failed_builds == 1 and result.last is not None
+        assert result.last.error_kind == "project" and "no-such-target" in result.last.error
+        described = await client.get_workflow_handle(workflow_id).describe()
+        assert not described.raw_description.pending_activities  # not retried every 5 minutes
+        memo = await described.memo()
+        assert memo["last_build"].startswith("FAILED: dbt project or profile broken")
+        await client.get_workflow_handle(workflow_id).terminate("test over")
