@@ -271,20 +271,32 @@ class Warehouse:
 
     async def query(self, sql: str, parameters: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Run ``sql`` (with ``@name`` query parameters) and return its rows as dicts."""
-        config = bigquery.QueryJobConfig(query_parameters=list(parameters))
-
-        def run() -> list[dict[str, Any]]:
-            # No job retries (the client's default goes on for 10 minutes): callers retry, or answer 503.
-            job = self._client.query(
-                sql, job_config=config, retry=self._retry, job_retry=None, timeout=self._timeout
-            )
-            rows = job.result(timeout=self._timeout, retry=self._retry, job_retry=None)
-            return [dict(row.items()) for row in rows]
-
         try:
-            return await asyncio.wait_for(self._call(run), timeout=3 * self._timeout)
+            return await asyncio.wait_for(
+                self._call(lambda: self._run_query(sql, parameters)), timeout=3 * self._timeout
+            )
         except TimeoutError as error:  # the client's own deadlines did not hold
             raise WarehouseUnavailable(SERVICE, f"no answer within {3 * self._timeout:.0f} s") from error
+
+    def _run_query(self, sql: str, parameters: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """``query``'s blocking part, for code already on a worker thread."""
+        config = bigquery.QueryJobConfig(query_parameters=list(parameters))
+        # No job retries (the client's default goes on for 10 minutes): callers retry, or answer 503.
+        job = self._client.query(
+            sql, job_config=config, retry=self._retry, job_retry=None, timeout=self._timeout
+        )
+        rows = job.result(timeout=self._timeout, retry=self._retry, job_retry=None)
+        return [dict(row.items()) for row in rows]
+
+    def _held_keys(self, table: str, keys: list[str]) -> set[str]:
+        """Which of ``keys`` ``bronze.<table>`` holds (blocking; asked only when a retried append meets
+        its offset written)."""
+        rows = self._run_query(
+            f"select distinct event_key from `{self.table_id(self.layers.bronze, table)}`"
+            " where event_key in unnest(@keys)",
+            [bigquery.ArrayQueryParameter("keys", "STRING", keys)],
+        )
+        return {str(row["event_key"]) for row in rows}
 
     async def _append_default(self, table: str, rows: list[dict[str, Any]]) -> None:
         await self.ready()
@@ -296,7 +308,11 @@ class Warehouse:
             return cursor
         await self.ready()
         path, schema = self._path(table), self._schemas[table]
-        return await self._call(lambda: self._writer.append_at(path, schema, cursor, rows))
+
+        def held(keys: list[str]) -> set[str]:
+            return self._held_keys(table, keys)
+
+        return await self._call(lambda: self._writer.append_at(path, schema, cursor, rows, held))
 
     def _path(self, table: str) -> str:
         """The bronze table's resource name, as the Storage Write API names it."""

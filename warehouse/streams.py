@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +51,11 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
     "BOOL": pa.bool_(),
     "DATE": pa.date32(),
 }
+
+
+# Which of these event keys the table holds: how a retried append checks that the rows an earlier
+# attempt wrote at its offset are its own rows, not merely as many rows.
+HeldKeys = Callable[[list[str]], set[str]]
 
 
 class TableGone(TransientError):
@@ -114,15 +119,20 @@ class StorageWriter:
                 raise _error(code, f"append to {stream}: {message}")
 
     def append_at(
-        self, table: str, schema: pa.Schema, cursor: StreamCursor, rows: list[dict[str, Any]]
+        self,
+        table: str,
+        schema: pa.Schema,
+        cursor: StreamCursor,
+        rows: list[dict[str, Any]],
+        held: HeldKeys | None = None,
     ) -> StreamCursor:
         """Append ``rows`` at ``cursor`` and return the cursor after them (exactly once).
 
-        The caller passes the same cursor and the same rows when it retries: rows an earlier attempt
-        already landed are recognised by their offset and not written again. When the stream is gone, or
-        an earlier attempt landed a different set of rows at this offset, the rest goes into a new stream;
-        the rows' event keys still let silver keep one of each. (A job whose retry picks its rows anew,
-        by what the table holds, passes an empty cursor instead: see ``activities.pacing.first_attempt``.)
+        The caller passes the same cursor when it retries: rows an earlier attempt already landed are
+        recognised at their offset and not written again, once ``held`` confirms the table holds their
+        event keys (the same number of other rows, read again from a source that changed meanwhile, is
+        not the same page). When the stream is gone, or an earlier attempt landed other rows at this
+        offset, the rest goes into a new stream; the rows' event keys still let silver keep one of each.
 
         Raises:
             TransientError: the service could not be reached, or the stream kept disappearing.
@@ -143,7 +153,7 @@ class StorageWriter:
                 offset += batches[index].num_rows
                 index += 1
             elif code is grpc.StatusCode.ALREADY_EXISTS:
-                index += self._landed_before(stream, offset, batches[index:])
+                index += self._landed_before(stream, offset, batches[index:], held)
                 stream = ""  # finalized while finding out how far the earlier attempt got
             elif code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
                 log.warning("stream %s is gone (%s); appending to a new one", stream, message)
@@ -156,26 +166,43 @@ class StorageWriter:
                 raise _error(code, f"append to {stream} at offset {offset}: {message}")
         return StreamCursor(stream, offset)
 
-    def _landed_before(self, stream: str, offset: int, batches: Sequence[pa.RecordBatch]) -> int:
+    def _landed_before(
+        self, stream: str, offset: int, batches: Sequence[pa.RecordBatch], held: HeldKeys | None
+    ) -> int:
         """How many of ``batches`` (appended from ``offset``) an earlier attempt already landed.
 
         BigQuery answers ALREADY_EXISTS without saying how many rows follow the offset, so the stream is
-        finalized, which returns its row count. If that count ends exactly after one of these batches, the
-        earlier attempt landed the same rows up to there; otherwise it landed other rows, and all of these
-        go to a new stream.
+        finalized, which returns its row count. If that count ends exactly after one of these batches and
+        the table holds those batches' event keys, the earlier attempt landed these rows up to there;
+        otherwise it landed other rows, and all of these go to a new stream.
         """
         rows = self._finalize(stream)
         end = offset
         for count, batch in enumerate(batches, start=1):
             end += batch.num_rows
-            if rows == end:
+            if rows == end and self._held(batches[:count], held):
                 return count
+            if rows == end:
+                log.warning(
+                    "stream %s holds as many rows as this page from offset %d, but not its rows: an earlier"
+                    " attempt landed other versions; appending these to a new stream",
+                    stream, offset,
+                )  # fmt: skip
+                return 0
         log.warning(
             "stream %s holds %d rows, not the end of any batch appended from offset %d: an earlier attempt"
             " landed other rows; appending these to a new stream (silver keeps one row per event key)",
             stream, rows, offset,
         )  # fmt: skip
         return 0
+
+    @staticmethod
+    def _held(batches: Sequence[pa.RecordBatch], held: HeldKeys | None) -> bool:
+        """Whether the table holds every event key of ``batches`` (True when it cannot be asked)."""
+        if held is None or "event_key" not in batches[0].schema.names:
+            return True
+        keys = [str(key) for batch in batches for key in batch.column("event_key").to_pylist()]
+        return set(keys) <= held(keys)
 
     def _batches(self, schema: pa.Schema, rows: list[dict[str, Any]]) -> list[pa.RecordBatch]:
         """``rows`` as record batches under the request size limit; the same rows split the same way."""

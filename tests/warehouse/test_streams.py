@@ -115,3 +115,12 @@ async def test_a_failed_append_fails_only_its_own_callers(warehouse: Warehouse) 
     # The failed callers retry (as their activities do) and land.
     await asyncio.gather(*(warehouse.land(VTEX_ORDER_EVENTS, [r]) for r in records("i", 5)))
     assert await counts(warehouse, VTEX_ORDER_EVENTS) == (10, 10)
+
+
+async def test_as_many_other_rows_at_a_written_offset_still_land(warehouse: Warehouse) -> None:
+    """A backfill page retried after the OMS moved on: the same number of orders, other versions."""
+    cursor = await warehouse.land_at(TABLE, StreamCursor(), records("k", 10))
+    changed = [BronzeRecord("vtex", r.entity_id, f"{r.entity_id}@2", r.payload) for r in records("k", 10)]
+    retried = await warehouse.land_at(TABLE, StreamCursor(cursor.stream, 0), changed)
+    assert retried.stream != cursor.stream and retried.offset == 10  # a new stream: they were not there
+    assert await counts(warehouse) == (20, 20)
