@@ -51,14 +51,34 @@ async def test_saved_history_replays_with_the_current_code(path: Path) -> None:
     assert failure is None, f"{path.name} no longer replays with the current code: {failure!r}"
 
 
+# Recorded by code from before payload encryption: their payloads are plain JSON.
+BEFORE_ENCRYPTION = {
+    "lead_delivered_before_status_patch.json",
+    "vtex_order_before_events_with_version.json",
+    "customer_sync_before_build_requests.json",
+}
+
+
+def markers(history: WorkflowHistory) -> int:
+    """How many patch markers the run recorded (their ids are encrypted in newer histories)."""
+    return sum(1 for event in history.events if event.HasField("marker_recorded_event_attributes"))
+
+
 def test_the_saved_histories_hold_what_their_replay_proves() -> None:
-    """A lead recorded before the status patch (its three separate record_lead_status steps), and every
-    history recorded since payload encryption with its payloads encrypted."""
+    """A lead recorded before the status patch (its three separate record_lead_status steps), an order
+    recorded before its events and version landed together (no patch marker), and every history
+    recorded since payload encryption with its payloads encrypted."""
     before_patch = saved(HISTORIES / "lead_delivered_before_status_patch.json")
     steps = [e.activity_task_scheduled_event_attributes.activity_type.name for e in before_patch.events]
     assert steps.count("record_lead_status") == 3
+    old_order = saved(HISTORIES / "vtex_order_before_events_with_version.json")
+    assert markers(old_order) == 0
+    old_sync = saved(HISTORIES / "customer_sync_before_build_requests.json")
+    old_steps = [e.activity_task_scheduled_event_attributes.activity_type.name for e in old_sync.events]
+    assert "request_dbt_build" not in old_steps and markers(old_sync) == 0
+    assert markers(saved(HISTORIES / "vtex_order_hooks_as_they_come.json")) >= 1
     for path in SAVED:
-        if path != HISTORIES / "lead_delivered_before_status_patch.json":
+        if path.name not in BEFORE_ENCRYPTION:
             encodings = {p.metadata["encoding"] for p in payloads_in(*saved(path).events)}
             assert encodings == {ENCODING}, path.name
 
