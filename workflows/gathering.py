@@ -40,6 +40,12 @@ class Inbox(Generic[T]):
 
         With a window of 0 the batch is what arrived so far (no timer): what comes while it is handled
         makes the next batch.
+
+        No patch marker guards that branch: runs of the code before it with a window of 0 slept a
+        zero-length timer, runs of the code since sleep none, and neither recorded a marker, so
+        ``workflow.patched`` cannot tell them apart. Runs since (a window of 0 is the default) replay as
+        recorded (saved history ``vtex_order_hooks_as_they_come``); a run from before with a window set
+        to 0, if one is still open, needs ``temporal workflow reset``.
         """
         try:
             await workflow.wait_condition(lambda: bool(self.items), timeout=idle)
