@@ -16,6 +16,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from temporalio.client import Client
 
 from api.body import validation_message
+from api.deps import bearer_token, check_secret
 from api.metrics import ACK_SECONDS, UNKNOWN_SOURCE, WEBHOOKS, outcome_of, start_at_zero
 from api.openapi import document
 from api.routes import health, leads, opportunities, vtex, warehouse_reads, zoho
@@ -29,8 +30,15 @@ from warehouse import Warehouse
 WEBHOOK_PREFIX = "/webhooks/"
 
 
-async def metrics(_: Request) -> Response:
-    """Prometheus exposition of this process's metrics, or of every API process when several run."""
+async def metrics(request: Request) -> Response:
+    """Prometheus exposition of this process's metrics, or of every API process when several run.
+
+    With ``metrics_token`` set the scraper must send it as a bearer token (401 otherwise); the endpoint
+    shares the public API's port. Without one it is open, which production refuses to start with.
+    """
+    settings: Settings = request.app.state.settings
+    if settings.metrics_token.get_secret_value():
+        check_secret([settings.metrics_token], bearer_token(request), "Authorization")
     registry = REGISTRY
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()

@@ -66,14 +66,20 @@ def verify_zoho_secret(request: Request, settings: SettingsDep) -> None:
     check_secret(secrets, request.headers.get(header), header)
 
 
+def bearer_token(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token if scheme.lower() == "bearer" and token else None
+
+
 def verify_read_token(request: Request, settings: SettingsDep) -> None:
     """The internal read API takes ``Authorization: Bearer <token>``."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    presented = token if scheme.lower() == "bearer" and token else None
-    check_secret([settings.read_api_token], presented, "Authorization")
+    check_secret([settings.read_api_token], bearer_token(request), "Authorization")
 
 
 VerifiedHook = tuple[OrderHook, dict[str, Any]]
+# VTEX's ping is ``{"hookConfig": "ping"}``: a request without the secret is read no further than this.
+PING_MAX_BYTES = 1024
 
 
 async def verified_order_hook(request: Request, settings: SettingsDep) -> VerifiedHook | None:
@@ -81,14 +87,19 @@ async def verified_order_hook(request: Request, settings: SettingsDep) -> Verifi
 
     VTEX does not sign hooks. It sends the static headers saved with the hook configuration (our
     secret) and names the store in ``Origin.Account`` (and the app key in ``Origin.Key``); both are
-    checked. The ping that saving the configuration sends carries no order, so it is not checked.
+    checked. The ping that saving the configuration sends comes without the secret: only a request
+    without the header has its body read before the secret is checked, and only to recognise the ping.
+    A wrong secret is refused before its body is parsed.
     """
+    header = settings.vtex_hook_secret_header
+    secrets = (settings.vtex_hook_secret, settings.vtex_hook_previous_secret)
+    presented = request.headers.get(header)
+    if presented is None and await _is_ping(request):
+        return None
+    check_secret(secrets, presented, header)
     body = json_object(await read_limited(request, settings.webhook_max_body_bytes))
     if body.get("hookConfig") == "ping":
         return None
-    header = settings.vtex_hook_secret_header
-    secrets = (settings.vtex_hook_secret, settings.vtex_hook_previous_secret)
-    check_secret(secrets, request.headers.get(header), header)
     hook = parse_model(OrderHook, body)
     if not hmac.compare_digest(hook.origin.account.encode(), settings.vtex_account.encode()):
         raise HTTPException(
@@ -98,6 +109,15 @@ async def verified_order_hook(request: Request, settings: SettingsDep) -> Verifi
     if expected_key and not hmac.compare_digest((hook.origin.key or "").encode(), expected_key.encode()):
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Origin.Key is not the expected app key")
     return hook, body
+
+
+async def _is_ping(request: Request) -> bool:
+    """Whether an unauthenticated body is VTEX's ping; anything else (too long, not JSON) is not."""
+    try:
+        body = json_object(await read_limited(request, PING_MAX_BYTES))
+    except HTTPException:
+        return False
+    return body.get("hookConfig") == "ping"
 
 
 ZohoSecretDep = Depends(verify_zoho_secret)

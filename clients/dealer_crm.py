@@ -16,8 +16,16 @@ import zeep
 import zeep.exceptions
 from zeep.transports import AsyncTransport
 
-from clients.errors import PermanentError, TransientError, describe, error_code, raise_for_status
-from core.outbound import RefusedUrl, check_url
+from clients.errors import (
+    PermanentError,
+    TransientError,
+    as_code,
+    describe,
+    error_code,
+    leading_code,
+    raise_for_status,
+)
+from core.outbound import AddressRules, PinnedSyncTransport, PinnedTransport, RefusedUrl, check_url
 from db.routing import DealerConfig
 
 SERVICE = "dealer-crm"
@@ -26,6 +34,8 @@ KEY_REUSED = "idempotency_key_reused"
 # Says whether the hub may call a URL (Settings.check_outbound_url in the worker): dealer URLs come from
 # YAML and a SOAP dealer's WSDL names where calls go, and the calls carry the dealer's API key.
 UrlCheck = Callable[[str], None]
+# Where connections may go outside production (Settings.outbound_rules in the worker): anywhere.
+ANY_ADDRESS = AddressRules(production=False)
 
 
 def any_http_url(url: str) -> None:
@@ -102,7 +112,10 @@ class RestDealerCrm:
             headers["Authorization"] = f"Bearer {key}"
         service = f"{SERVICE}:{dealer.id}"
         leads_url = f"{dealer.crm_url.rstrip('/')}/api/v1/leads"
-        response = await self._http.post(leads_url, json=fields, headers=headers)
+        try:
+            response = await self._http.post(leads_url, json=fields, headers=headers)
+        except RefusedUrl as refused:  # the name resolved to an internal address when connecting
+            raise PermanentError(service, f"refused: {refused}") from refused
         if response.status_code == 409 or error_code(response) == KEY_REUSED:
             # The dealer knows this key: a create under it is running, or was made with another body (the
             # lead changed in Zoho since). Either way the lead may be there already: never move on blind.
@@ -123,7 +136,7 @@ class RestDealerCrm:
         auth = {k: v for k, v in headers.items() if k == "Authorization"}
         try:
             response = await self._http.get(leads_url, params={"external_id": external_id}, headers=auth)
-        except httpx.HTTPError:
+        except (httpx.HTTPError, RefusedUrl):
             return None
         if not response.is_success:
             return None
@@ -142,15 +155,21 @@ class SoapDealerCrm:
 
     Calls go only to the host the dealer's configured WSDL URL names: a WSDL whose ``soap:address``
     points elsewhere is refused, so a changed or hostile WSDL cannot send the dealer's key and the
-    customer's data to another host.
+    customer's data to another host. The documents the WSDL imports (schemas, other WSDLs) pass the same
+    URL check before they are fetched, and every connection goes to an address ``rules`` checked.
     """
 
     def __init__(
-        self, timeout_seconds: float, api_keys: Mapping[str, str], url_check: UrlCheck = any_http_url
+        self,
+        timeout_seconds: float,
+        api_keys: Mapping[str, str],
+        url_check: UrlCheck = any_http_url,
+        rules: AddressRules = ANY_ADDRESS,
     ) -> None:
         self._timeout = timeout_seconds
         self._api_keys = api_keys
         self._url_check = url_check
+        self._rules = rules
         self._clients: dict[str, zeep.AsyncClient] = {}
         self._lock = asyncio.Lock()
 
@@ -165,10 +184,13 @@ class SoapDealerCrm:
                 return str(found.LeadId)
             created = await client.service.CreateLead(Lead={**fields, "ExternalId": external_id})
         except zeep.exceptions.Fault as fault:
-            # SOAP 1.1: a Client fault blames the request (permanent), a Server fault the service.
+            # SOAP 1.1: a Client fault blames the request (permanent), a Server fault the service. The
+            # fault is not chained: Temporal's failures and logged tracebacks would carry its text.
             if "client" in str(fault.code or "").lower():
-                raise PermanentError(service, f"SOAP fault {fault.code}: {fault.message}", 500) from fault
-            raise TransientError(service, f"SOAP fault {fault.code}: {fault.message}", 500) from fault
+                raise PermanentError(service, fault_summary(fault), 500) from None
+            raise TransientError(service, fault_summary(fault), 500) from None
+        except RefusedUrl as refused:  # the name resolved to an internal address when connecting
+            raise PermanentError(service, f"refused: {refused}") from refused
         except zeep.exceptions.TransportError as error:
             raise_for_status(service, httpx.Response(error.status_code, content=error.content or b""))
             raise TransientError(service, f"transport error {error.status_code}") from error
@@ -187,14 +209,20 @@ class SoapDealerCrm:
         service = f"{SERVICE}:{dealer.id}"
         checked(service, self._url_check, dealer.crm_url)
         transport = AsyncTransport(  # type: ignore[no-untyped-call]
-            client=httpx.AsyncClient(timeout=self._timeout),
-            wsdl_client=httpx.Client(timeout=self._timeout),
+            client=httpx.AsyncClient(timeout=self._timeout, transport=PinnedTransport(self._rules)),
+            wsdl_client=httpx.Client(
+                timeout=self._timeout,
+                transport=PinnedSyncTransport(self._rules),
+                event_hooks={"request": [self._check_fetch]},
+            ),
         )
         # AsyncTransport replaces the clients' headers, so credentials go in afterwards.
         if key := self._api_keys.get(dealer.id):
             transport.client.headers["Authorization"] = f"Bearer {key}"
         try:
             client = zeep.AsyncClient(dealer.crm_url, transport=transport)  # type: ignore[no-untyped-call]
+        except RefusedUrl as refused:
+            raise PermanentError(service, f"refused: {refused}") from refused
         except (httpx.HTTPError, zeep.exceptions.Error) as error:
             raise TransientError(service, f"cannot load WSDL {origin(dealer.crm_url)}: {error}") from error
         for address in soap_addresses(client):
@@ -207,10 +235,25 @@ class SoapDealerCrm:
             checked(service, self._url_check, address)
         return client
 
+    def _check_fetch(self, request: httpx.Request) -> None:
+        """zeep fetches the documents a WSDL imports on its own: each one passes the dealer's URL check."""
+        self._url_check(str(request.url))
+
     async def aclose(self) -> None:
         for client in self._clients.values():
             await client.transport.aclose()
             client.transport.wsdl_client.close()
+
+
+def fault_summary(fault: zeep.exceptions.Fault) -> str:
+    """A SOAP fault as error messages carry it: its code and the machine code its text opens with.
+
+    Never the text itself: dealers write the lead they were sent into it, and these messages reach
+    workflow histories and logs.
+    """
+    code = as_code(str(fault.code or "")) or "(no code)"
+    detail = leading_code(str(fault.message or ""))
+    return f"SOAP fault {code}" + (f" {detail}" if detail else "")
 
 
 def soap_addresses(client: zeep.AsyncClient) -> list[str]:

@@ -10,6 +10,10 @@ import httpx
 
 # What a partner's error code looks like (OMS003, INVALID_DATA, 429): short, no spaces, no @.
 ERROR_CODE = re.compile(r"[A-Za-z0-9_.:-]{1,40}")
+# A code that opens a free-text message ("LeadRejected: ...", "E1042: ..."): it must look made for
+# machines, with a digit, an underscore or an inner capital, so that a name ("Ana: ...") is not taken.
+LEADING_CODE = re.compile(r"([A-Za-z0-9_.-]{1,40}):")
+MACHINE_MADE = re.compile(r"[0-9_]|[a-z][A-Z]")
 # Retrying these can succeed; every other 4xx means the request itself is wrong.
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -80,10 +84,24 @@ def error_code(response: httpx.Response) -> str:
         data = body.get("data")
         if isinstance(data, list) and data and isinstance(data[0], dict):  # Zoho: per-record results
             candidates.append(data[0].get("code"))
-    for candidate in candidates:
-        if isinstance(candidate, str | int) and ERROR_CODE.fullmatch(str(candidate)):
-            return str(candidate)
+    return next(filter(None, map(as_code, candidates)), "")
+
+
+def as_code(value: object) -> str:
+    """``value`` when it looks like an error code (:data:`ERROR_CODE`), else ``""``: partners' fields
+    meant for codes can hold sentences, and sentences can hold customer data."""
+    if isinstance(value, str | int) and ERROR_CODE.fullmatch(str(value)):
+        return str(value)
     return ""
+
+
+def leading_code(message: str) -> str:
+    """The code a free-text message opens with (``"LeadRejected: ..."`` gives ``LeadRejected``), or ``""``.
+
+    The rest of the message is never kept: partners write what they were sent into it.
+    """
+    match = LEADING_CODE.match(message.strip())
+    return match.group(1) if match and MACHINE_MADE.search(match.group(1)) else ""
 
 
 def raise_for_status(service: str, response: httpx.Response) -> None:

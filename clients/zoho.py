@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from clients.errors import PermanentError, TransientError, raise_for_status
+from clients.errors import PermanentError, TransientError, as_code, raise_for_status
 from core.settings import Settings
 from core.timeutil import utcnow
 from db import tokens
@@ -53,7 +53,9 @@ class ZohoClient:
         response = await self._request("PUT", f"/Leads/{lead_id}", json=body)
         results = response.json().get("data") or [{}]
         if results[0].get("status") != "success":
-            raise PermanentError(SERVICE, f"lead update refused: {results[0]}", response.status_code)
+            # Only Zoho's code: the result's message and details echo the fields sent (e-mail, phone).
+            code = as_code(results[0].get("code")) or "(no code)"
+            raise PermanentError(SERVICE, f"lead update refused: {code}", response.status_code)
 
     async def _request(self, method: str, path: str, json: Any = None) -> httpx.Response:
         url = f"{self._settings.zoho_api_base_url}/crm/{self._settings.zoho_api_version}{path}"
@@ -97,15 +99,16 @@ class ZohoClient:
             await asyncio.sleep(LEASE_WAIT_SECONDS)
 
     async def _refresh(self) -> str:
+        # The secrets go in a form body, as Zoho accepts them: URLs end up in access logs and traces.
         settings = self._settings
-        params = {
+        form = {
             "grant_type": "refresh_token",
             "client_id": settings.zoho_client_id,
             "client_secret": settings.zoho_client_secret.get_secret_value(),
             "refresh_token": settings.zoho_refresh_token.get_secret_value(),
         }
         try:
-            response = await self._http.post(f"{settings.zoho_accounts_url}/oauth/v2/token", params=params)
+            response = await self._http.post(f"{settings.zoho_accounts_url}/oauth/v2/token", data=form)
             if response.status_code == 400 and "too many requests" in response.text.lower():
                 # Over the 10-tokens-per-10-minutes quota: waiting is the only cure.
                 raise TransientError(
@@ -114,8 +117,9 @@ class ZohoClient:
             raise_for_status(SERVICE, response)
             body = response.json()
             if "access_token" not in body:
-                # Zoho answers bad credentials with 200 and an "error" key.
-                raise PermanentError(SERVICE, f"token refresh refused: {body.get('error', body)}")
+                # Zoho answers bad credentials with 200 and an "error" key; only a code-like one is kept.
+                code = as_code(body.get("error")) if isinstance(body, dict) else ""
+                raise PermanentError(SERVICE, f"token refresh refused: {code or '(no code)'}")
         except BaseException:
             await tokens.release_lease(self._sessions, self._token_name)
             raise

@@ -5,21 +5,48 @@ SOAP dealer's WSDL names where its calls go. Those calls carry credentials and c
 production a URL must:
 - use https, unless its host is in ``HUB_OUTBOUND_PLAIN_HTTP_HOSTS``;
 - not point at a loopback, private, link-local or otherwise internal address (by literal address or by
-  what its name resolves to), unless its host is in ``HUB_OUTBOUND_PRIVATE_HOSTS``.
+  what its name resolves to, including an IPv4 address carried inside an IPv6 one: NAT64, 6to4,
+  IPv4-mapped), unless its host is in ``HUB_OUTBOUND_PRIVATE_HOSTS``.
 Locally and in tests every URL is allowed: the simulators and the emulator live on 127.0.0.1.
+
+A check made before a call is not enough on its own: the connection looks the name up again, and a name
+whose answers change in between (DNS rebinding) passes with a public address and connects to an internal
+one. :class:`PinnedTransport` closes that gap for the dealer CRMs, whose URLs come from configuration
+files and WSDLs: it looks each name up once per connection, checks every address, and connects to a
+checked one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
+import ssl
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+import httpcore
+import httpx
 
 # Names that always mean this machine, whatever the resolver says.
 LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
+# IPv6 addresses whose last 32 bits are an IPv4 address the traffic ends up at: NAT64's well-known prefix
+# (RFC 6052), the /96 of the local-use NAT64 prefix (RFC 8215) and the deprecated IPv4-compatible
+# addresses. Python reads IPv4-mapped (::ffff:0:0/96) and 6to4 (2002::/16) addresses itself.
+IPV4_IN_LAST_32_BITS = (
+    ipaddress.IPv6Network("64:ff9b::/96"),
+    ipaddress.IPv6Network("64:ff9b:1::/96"),
+    ipaddress.IPv6Network("::/96"),
+)
+# The local-use NAT64 prefix: where the IPv4 address sits depends on the operator's prefix length, so
+# outside its /96 (read above) the address cannot be known, and RFC 8215 makes none of it global.
+LOCAL_USE_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
+# httpx's own connection limits, kept for the pinned transports.
+LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 
 Resolver = Callable[[str], Iterable[str]]
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class RefusedUrl(ValueError):
@@ -60,28 +87,52 @@ def check_url(
         )
     if host in {h.lower() for h in private_hosts}:
         return
-    internal = _internal_address(host, resolver)
+    internal = host if _is_local_name(host) else _first_internal(_addresses(host, resolver))
     if internal:
-        raise RefusedUrl(
-            f"{where}: {internal} is an internal address, refused in production (list the host in"
-            " HUB_OUTBOUND_PRIVATE_HOSTS if it is meant)"
-        )
+        raise _refused(where, internal)
 
 
-def _internal_address(host: str, resolver: Resolver) -> str:
-    """The first internal address ``host`` is or resolves to, or ``""``."""
-    if host in LOCAL_NAMES or host.endswith(".localhost"):
-        return host
-    addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+def is_internal(address: IPAddress) -> bool:
+    """Whether a connection to ``address`` would reach an internal network, directly or through the IPv4
+    address it carries (``64:ff9b::a9fe:a9fe`` is 169.254.169.254 behind a NAT64 gateway)."""
+    if not address.is_global or address.is_multicast:
+        return True
+    if isinstance(address, ipaddress.IPv4Address):
+        return False
+    if address.is_site_local or (address in LOCAL_USE_NAT64 and address not in IPV4_IN_LAST_32_BITS[1]):
+        return True
+    embedded = _embedded_ipv4(address)
+    return embedded is not None and is_internal(embedded)
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if any(address in network for network in IPV4_IN_LAST_32_BITS):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def _is_local_name(host: str) -> bool:
+    return host in LOCAL_NAMES or host.endswith(".localhost")
+
+
+def _first_internal(addresses: list[IPAddress]) -> str:
+    return next((str(address) for address in addresses if is_internal(address)), "")
+
+
+def _addresses(host: str, resolver: Resolver) -> list[IPAddress]:
+    """``host`` itself when it is an address, else what it resolves to (answers that are not addresses
+    left out)."""
+    addresses: list[IPAddress] = []
     for candidate in [host] if _is_address(host) else list(resolver(host)):
         try:
             addresses.append(ipaddress.ip_address(candidate.strip("[]").split("%")[0]))
         except ValueError:
             continue
-    for address in addresses:
-        if not address.is_global or address.is_multicast:
-            return str(address)
-    return ""
+    return addresses
 
 
 def _is_address(host: str) -> bool:
@@ -90,3 +141,170 @@ def _is_address(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _refused(where: str, internal: str) -> RefusedUrl:
+    return RefusedUrl(
+        f"{where}: {internal} is an internal address, refused in production (list the host in"
+        " HUB_OUTBOUND_PRIVATE_HOSTS if it is meant)"
+    )
+
+
+@dataclass(frozen=True)
+class AddressRules:
+    """The address half of :func:`check_url`, applied where a connection is opened.
+
+    Attributes:
+        production: Outside production every address is allowed and names are left to the system.
+        private_hosts: Hosts allowed to be internal (``HUB_OUTBOUND_PRIVATE_HOSTS``), lower case.
+        resolver: Looks names up; tests inject one.
+    """
+
+    production: bool
+    private_hosts: frozenset[str] = frozenset()
+    resolver: Resolver = resolve
+
+    def addresses(self, host: str) -> list[str]:
+        """Where a connection to ``host`` may go: addresses looked up once and all checked.
+
+        Returns ``[host]`` unchanged where nothing would be refused (outside production, or a host listed
+        as private), and ``[]`` when the name does not resolve.
+
+        Raises:
+            RefusedUrl: ``host`` is, or resolves to, an internal address.
+        """
+        host = host.lower()
+        if not self.production or host in self.private_hosts:
+            return [host]
+        if _is_local_name(host):
+            raise _refused(host, host)
+        addresses = _addresses(host, self.resolver)
+        if internal := _first_internal(addresses):
+            raise _refused(host, internal)
+        return list(dict.fromkeys(str(address) for address in addresses))
+
+
+class PinnedBackend(httpcore.AsyncNetworkBackend):
+    """Opens each connection to an address :class:`AddressRules` checked, never to a fresh lookup.
+
+    TLS is started on the returned stream by the connection, with the URL's host name: SNI and the
+    certificate check still use the name, only the address is pinned.
+    """
+
+    def __init__(self, rules: AddressRules, backend: httpcore.AsyncNetworkBackend | None = None) -> None:
+        self._rules = rules
+        self._backend = backend or httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:  # getaddrinfo blocks: off the event loop, within the connect timeout
+            addresses = await asyncio.wait_for(asyncio.to_thread(self._rules.addresses, host), timeout)
+        except TimeoutError as error:
+            raise httpcore.ConnectTimeout(f"looking up {host} timed out") from error
+        failure: Exception = httpcore.ConnectError(f"{host} does not resolve")
+        for address in addresses:  # every one was checked: try them in the resolver's order
+            try:
+                return await self._backend.connect_tcp(address, port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as error:
+                failure = error
+        raise failure
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("unix sockets are not outbound calls")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._backend.sleep(seconds)
+
+
+class PinnedSyncBackend(httpcore.NetworkBackend):
+    """:class:`PinnedBackend` for blocking clients (zeep loads WSDLs and their imports with one)."""
+
+    def __init__(self, rules: AddressRules, backend: httpcore.NetworkBackend | None = None) -> None:
+        self._rules = rules
+        self._backend = backend or httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        failure: Exception = httpcore.ConnectError(f"{host} does not resolve")
+        for address in self._rules.addresses(host):
+            try:
+                return self._backend.connect_tcp(address, port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as error:
+                failure = error
+        raise failure
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        raise httpcore.ConnectError("unix sockets are not outbound calls")
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+# httpx builds its connection pool in the transport's constructor and offers no way to hand it a network
+# backend, so the pinned transports replace that pool with one that has the pinned backend. Environment
+# proxies are not used: behind a proxy the proxy would look the name up, and the pin would be lost.
+
+
+class PinnedTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport, connecting only to addresses :class:`AddressRules` checked.
+
+    A refused address raises :class:`RefusedUrl` out of the request.
+    """
+
+    def __init__(
+        self,
+        rules: AddressRules,
+        *,
+        verify: ssl.SSLContext | bool = True,
+        backend: httpcore.AsyncNetworkBackend | None = None,
+    ) -> None:
+        super().__init__(verify=verify, limits=LIMITS)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(verify=verify),
+            max_connections=LIMITS.max_connections,
+            max_keepalive_connections=LIMITS.max_keepalive_connections,
+            keepalive_expiry=LIMITS.keepalive_expiry,
+            network_backend=PinnedBackend(rules, backend),
+        )
+
+
+class PinnedSyncTransport(httpx.HTTPTransport):
+    """:class:`PinnedTransport` for blocking clients."""
+
+    def __init__(
+        self,
+        rules: AddressRules,
+        *,
+        verify: ssl.SSLContext | bool = True,
+        backend: httpcore.NetworkBackend | None = None,
+    ) -> None:
+        super().__init__(verify=verify, limits=LIMITS)
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(verify=verify),
+            max_connections=LIMITS.max_connections,
+            max_keepalive_connections=LIMITS.max_keepalive_connections,
+            keepalive_expiry=LIMITS.keepalive_expiry,
+            network_backend=PinnedSyncBackend(rules, backend),
+        )

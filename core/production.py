@@ -25,6 +25,7 @@ REQUIRED_SECRETS = (
     "zoho_client_secret",
     "zoho_refresh_token",
     "read_api_token",
+    "metrics_token",
     "vtex_app_token",
     "vtex_hook_secret",
     "event_signing_secret",

@@ -20,7 +20,7 @@ from core.constants import (
     VTEX_API_TASK_QUEUE,
     VTEX_ORDERS_TASK_QUEUE,
 )
-from core.outbound import check_url
+from core.outbound import AddressRules, check_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_PLACEHOLDER = "local-dev-only-change-me"
@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     zoho_webhook_previous_secret: SecretStr = SecretStr("")
     zoho_webhook_secret_header: str = "X-Zoho-Webhook-Token"
     read_api_token: SecretStr = SecretStr(LOCAL_PLACEHOLDER)  # Bearer token of the /v1 read API
+    # Bearer token the API's /metrics requires. Empty leaves it open, which only local runs accept: the
+    # endpoint is on the public API, so production refuses to start without one.
+    metrics_token: SecretStr = SecretStr("")
     temporal_unavailable_retry_after_seconds: int = Field(default=5, gt=0)
     # The whole wait for Temporal (connect, SDK retries, the call): past it the webhook gets 503.
     webhook_ack_timeout_seconds: float = Field(default=2.5, gt=0, le=30)
@@ -266,6 +269,14 @@ class Settings(BaseSettings):
             production=self.environment == "production",
             plain_http_hosts=self.outbound_plain_http_hosts,
             private_hosts=self.outbound_private_hosts,
+        )
+
+    def outbound_rules(self) -> AddressRules:
+        """What :meth:`check_outbound_url` says of addresses, for :class:`core.outbound.PinnedTransport`
+        to apply as each connection opens."""
+        return AddressRules(
+            production=self.environment == "production",
+            private_hosts=frozenset(host.lower() for host in self.outbound_private_hosts),
         )
 
     @model_validator(mode="after")

@@ -2,8 +2,10 @@
 
 ``deploy/prometheus/prometheus.yml`` scrapes ``api:8000`` and ``worker:9464`` on the compose network and
 loads the alert rules beside it. Here the same file is written to the state folder with each job's
-target moved to 127.0.0.1 and the stack's ports, and the rule files named by their full path; nothing
-else changes, so the local Prometheus evaluates the rules and serves the queries the dashboard uses.
+target moved to 127.0.0.1 and the stack's ports, and the rule and credentials files named by their full
+path; nothing else changes, so the local Prometheus evaluates the rules and serves the queries the
+dashboard uses. (The local API's /metrics is open unless HUB_METRICS_TOKEN is set; the token Prometheus
+sends is then ignored.)
 Debian's ``prometheus`` package provides the binary; without it the stack runs without Prometheus.
 """
 
@@ -36,6 +38,9 @@ def local_config(api_port: int, worker_port: int, scrape_interval: str | None = 
     ports = {API_JOB: api_port, WORKER_JOB: worker_port}
     for job in config["scrape_configs"]:
         job["static_configs"] = [{"targets": [f"127.0.0.1:{ports[job['job_name']]}"]}]
+        authorization = job.get("authorization", {})
+        if "credentials_file" in authorization:
+            authorization["credentials_file"] = str(CONFIG.parent / authorization["credentials_file"])
     config["rule_files"] = [str(CONFIG.parent / name) for name in config.get("rule_files", [])]
     if scrape_interval:
         config["global"].update(scrape_interval=scrape_interval, evaluation_interval=scrape_interval)

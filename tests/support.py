@@ -101,6 +101,7 @@ PRODUCTION_SETTINGS: dict[str, Any] = {
     "zoho_refresh_token": "1000.refresh",
     "zoho_client_id": "1000.CLIENT",
     "read_api_token": "rt-77c1",
+    "metrics_token": "mt-3c9d",
     "vtex_app_token": "vt-0b3e",
     "vtex_app_key": "vtexappkey-carmaker-ABCDEF",
     "vtex_hook_secret": "vh-5a5a",

@@ -114,13 +114,15 @@ def published_ports(service: dict[str, Any]) -> list[tuple[str, int, int]]:
     return result
 
 
-async def get_from_api(path: str) -> httpx.Response:
+async def get_from_api(
+    path: str, settings: Settings | None = None, headers: dict[str, str] | None = None
+) -> httpx.Response:
     """GET ``path`` from the API app in process (no lifespan: no Temporal or database needed)."""
-    app = create_app(Settings(_env_file=None))
+    app = create_app(settings or Settings(_env_file=None))
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://api:8000"
     ) as client:
-        return await client.get(path)
+        return await client.get(path, headers=headers)
 
 
 def bind_mounts(service: dict[str, Any]) -> dict[str, Path]:
@@ -557,10 +559,20 @@ def job_for(target: str) -> dict[str, Any]:
     raise AssertionError(f"Prometheus does not scrape {target}")
 
 
-async def test_prometheus_scrapes_the_api_metrics_path() -> None:
+async def test_prometheus_scrapes_the_api_metrics_path(
+    services: dict[str, dict[str, Any]], hub_env: dict[str, str]
+) -> None:
     job = job_for("api:8000")
     path = job.get("metrics_path", "/metrics")
-    response = await get_from_api(path)
+    # Prometheus sends, from a mounted file, the token the compose API wants.
+    authorization = job["authorization"]
+    credentials = PROMETHEUS_CONFIG.parent / authorization["credentials_file"]
+    assert bind_mounts(services["prometheus"])[f"/etc/prometheus/{credentials.name}"] == credentials
+    token = credentials.read_text(encoding="utf-8").strip()
+    assert token == hub_env["HUB_METRICS_TOKEN"]
+    settings = Settings(_env_file=None, metrics_token=token)
+    assert (await get_from_api(path, settings)).status_code == 401
+    response = await get_from_api(path, settings, {"Authorization": f"{authorization['type']} {token}"})
     assert response.status_code == 200
     assert "hub_webhooks_total" in response.text
     assert "hub_webhook_ack_seconds" in response.text

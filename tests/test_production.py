@@ -41,6 +41,8 @@ def test_a_real_production_configuration_loads() -> None:
         ({"event_subscribers": ["https://169.254.169.254/latest"]}, "169.254.169.254 is an internal"),
         ({"zoho_accounts_url": "https://localhost/oauth"}, "localhost is an internal address"),
         ({"payload_encryption": False}, "payload_encryption is off"),
+        ({"metrics_token": ""}, "metrics_token is empty"),
+        ({"metrics_token": "local-dev-only-change-me"}, "metrics_token is a local placeholder"),
     ],
 )  # fmt: skip
 def test_production_refuses(changes: dict[str, Any], reason: str) -> None:

@@ -40,6 +40,7 @@ from clients.vtex import VtexClient
 from clients.zoho import ZohoClient
 from core.background import in_background
 from core.logs import configure_logging
+from core.outbound import PinnedTransport
 from core.settings import Settings, get_settings
 from core.temporal import connect
 from db.engine import create_engine, session_factory
@@ -100,9 +101,15 @@ async def worker_activities(settings: Settings, client: Client) -> AsyncIterator
     """The activity objects with their clients (built once per process), closed again on exit."""
     engine = create_engine(settings.database_url)
     http = httpx.AsyncClient(timeout=settings.dealer_http_timeout_seconds)
+    # Dealer URLs come from the dealers' YAML and their WSDLs: their connections go only to addresses
+    # checked as they open (a name cannot pass the URL check and then resolve to an internal address).
+    rules = settings.outbound_rules()
+    dealer_http = httpx.AsyncClient(
+        timeout=settings.dealer_http_timeout_seconds, transport=PinnedTransport(rules)
+    )
     api_keys = {dealer: key.get_secret_value() for dealer, key in settings.dealer_api_keys.items()}
-    rest = RestDealerCrm(http, api_keys, settings.check_outbound_url)
-    soap = SoapDealerCrm(settings.dealer_http_timeout_seconds, api_keys, settings.check_outbound_url)
+    rest = RestDealerCrm(dealer_http, api_keys, settings.check_outbound_url)
+    soap = SoapDealerCrm(settings.dealer_http_timeout_seconds, api_keys, settings.check_outbound_url, rules)
     sessions = session_factory(engine)
     zoho = ZohoClient(http, settings, sessions)
     vtex = VtexClient(http, settings)
@@ -133,6 +140,7 @@ async def worker_activities(settings: Settings, client: Client) -> AsyncIterator
         await builds.flush()  # a build request still waiting for a pause in landings goes out now
         await warehouse.aclose()
         await soap.aclose()
+        await dealer_http.aclose()
         await http.aclose()
         await engine.dispose()
 

@@ -6,6 +6,7 @@ import httpx
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
+from core.settings import Settings
 from tests.hub import VTEX_ACCOUNT, VTEX_HOOK_SECRET, Hub, hub_settings
 from tests.support import free_port, serve
 
@@ -44,6 +45,28 @@ async def test_secret_header_and_origin_account_are_checked(hub: Hub) -> None:
     assert other_store.status_code == 401
     assert "otherstore" in other_store.json()["detail"]
     assert await hub.count_workflows(f"WorkflowId = 'vtex-order-{ORDER_ID}'") == 0
+
+
+async def test_a_wrong_secret_is_refused_before_the_body_is_read() -> None:
+    """Only a request without the secret header has its body looked at, and only to find the ping."""
+    settings = Settings(environment="test", vtex_hook_secret=VTEX_HOOK_SECRET)
+    app = create_app(settings)
+    app.state.intake = None  # no lifespan here: nothing may reach Temporal
+    transport = httpx.ASGITransport(app=app)
+    url = "http://api/webhooks/vtex/orders"
+    header = settings.vtex_hook_secret_header
+    async with httpx.AsyncClient(transport=transport) as http:
+        for body in (b"{not json", b'{"hookConfig": "ping"}', b"\xff" * 10, b"x" * 1_000_000):
+            wrong = await http.post(url, content=body, headers={header: "nope"})
+            assert (wrong.status_code, wrong.json()["detail"]) == (401, f"invalid {header}"), body[:20]
+        pong = await http.post(url, json={"hookConfig": "ping"})
+        assert (pong.status_code, pong.json()["status"]) == (200, "pong")
+        padded_ping = b" " * 2048 + b'{"hookConfig": "ping"}'  # longer than a ping is
+        for body in (b"{not json", b"[]", b'{"hookConfig": "other"}', padded_ping):
+            missing = await http.post(url, content=body)
+            assert (missing.status_code, missing.json()["detail"]) == (401, f"missing {header} header")
+        right = await http.post(url, content=b"{not json", headers={header: VTEX_HOOK_SECRET})
+        assert right.status_code == 400  # the secret holds: now the body is read, and it is not JSON
 
 
 async def test_malformed_hooks_are_4xx_naming_the_problem(hub: Hub) -> None:

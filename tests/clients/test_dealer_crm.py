@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import AsyncIterator
+from functools import partial
 
 import httpx
 import pytest
+from fastapi import FastAPI, Request, Response
 
 from clients.dealer_crm import RestDealerCrm, SoapDealerCrm, map_fields
-from clients.errors import PermanentError, TransientError
+from clients.errors import ExternalServiceError, PermanentError, TransientError
+from core.outbound import AddressRules, PinnedTransport, check_url
 from core.settings import Settings
 from db.routing import DealerConfig
 from simulators import SimulatorConfig
 from simulators import create_app as create_simulators
+from simulators.dealer_soap import SOAP_CONTENT_TYPE, dealer_wsdl, soap_fault
 from tests.support import PRODUCTION_SETTINGS, free_port, serve
 
 LEAD = "5725767000000123456"
+EMAIL = "rosangela.vasconcellos@example.com.br"
 
 
 @pytest.fixture
@@ -148,3 +154,123 @@ async def test_production_refuses_internal_dealer_urls(sims: str, http: httpx.As
         await soap.aclose()
     counters = (await http.get(f"{sims}/_control/counters")).json()
     assert counters["dealers"]["d1"]["created"] == 1  # only the allowed call reached a dealer
+
+
+async def test_a_dealer_name_that_rebinds_after_the_check_reaches_no_internal_address(
+    sims: str, http: httpx.AsyncClient
+) -> None:
+    """The URL check sees a public address; the connection's own lookup gets 127.0.0.1, where the
+    simulators listen: the call is refused, and no dealer sees it."""
+    answers = iter([["93.184.215.14"], ["127.0.0.1"]])
+
+    def resolver(host: str) -> list[str]:
+        return next(answers)
+
+    name = "crm.dealer.example"
+    url_check = partial(check_url, production=True, plain_http_hosts=[name], resolver=resolver)
+    rules = AddressRules(production=True, resolver=resolver)
+    port = sims.rsplit(":", 1)[1]
+    rebinding = DealerConfig(
+        id="d1", name="d1", crm_kind="rest", crm_url=f"http://{name}:{port}/dealer-rest/d1", field_mapping={}
+    )
+    async with httpx.AsyncClient(transport=PinnedTransport(rules)) as pinned:
+        with pytest.raises(PermanentError, match=r"refused: .*127\.0\.0\.1 is an internal address"):
+            await RestDealerCrm(pinned, {"d1": "k1"}, url_check).create_lead(rebinding, {}, LEAD, "key")
+    counters = (await http.get(f"{sims}/_control/counters")).json()
+    assert counters["dealers"].get("d1", {}).get("created", 0) == 0
+
+
+# A schema the legacy dealer's WSDL imports, served beside it.
+COMMON_XSD = """<?xml version="1.0" encoding="UTF-8"?>
+<xsd:schema xmlns:xsd="http://www.w3.org/2001/XMLSchema" targetNamespace="urn:dealer-crm:common:v1">
+  <xsd:simpleType name="Code"><xsd:restriction base="xsd:string"/></xsd:simpleType>
+</xsd:schema>
+"""
+SCHEMA_OPENS = '<xsd:schema targetNamespace="urn:dealer-crm:leads:v1" elementFormDefault="qualified">'
+
+
+def legacy_dealer(import_from: str = "", fault: tuple[str, str] | None = None) -> tuple[FastAPI, list[str]]:
+    """A SOAP dealer serving the simulators' WSDL, importing a schema from ``import_from`` when given,
+    and answering every call with ``fault`` (code, message). Returns the app and the paths it served."""
+    app, served = FastAPI(), []
+
+    @app.get("/dealer-soap/d1")
+    async def wsdl(request: Request) -> Response:
+        served.append(request.url.path)
+        text = dealer_wsdl(str(request.base_url), "d1")
+        if import_from:
+            imported = f'<xsd:import namespace="urn:dealer-crm:common:v1" schemaLocation="{import_from}"/>'
+            text = text.replace(SCHEMA_OPENS, SCHEMA_OPENS + imported)
+        return Response(text, media_type=SOAP_CONTENT_TYPE)
+
+    @app.get("/common.xsd")
+    async def schema(request: Request) -> Response:
+        served.append(request.url.path)
+        return Response(COMMON_XSD, media_type="application/xml")
+
+    @app.post("/dealer-soap/d1")
+    async def call(request: Request) -> Response:
+        served.append(request.url.path)
+        code, message = fault or ("Server", "no faults configured")
+        return soap_fault(code, message)
+
+    return app, served
+
+
+async def test_wsdl_imports_pass_the_url_check_before_they_are_fetched() -> None:
+    """The WSDL is allowed, the schema it imports is not (an internal name): it is never fetched."""
+    port = free_port()
+    app, served = legacy_dealer(import_from=f"http://localhost:{port}/common.xsd")
+    url_check = partial(
+        check_url, production=True, plain_http_hosts=["127.0.0.1", "localhost"], private_hosts=["127.0.0.1"]
+    )
+    async with serve(app, port) as base:
+        legacy = DealerConfig(
+            id="d1", name="d1", crm_kind="soap", crm_url=f"{base}/dealer-soap/d1?wsdl", field_mapping={}
+        )
+        refusing = SoapDealerCrm(10, {}, url_check)
+        try:
+            with pytest.raises(PermanentError, match=r"refused: .*localhost is an internal address"):
+                await refusing.create_lead(legacy, {}, LEAD, "key")
+        finally:
+            await refusing.aclose()
+        assert served == ["/dealer-soap/d1"]
+
+        # The same WSDL under a check that allows the import: the schema is fetched (the test can fail).
+        allowing = SoapDealerCrm(10, {})
+        try:
+            with pytest.raises(TransientError):  # this dealer answers every call with a fault
+                await allowing.create_lead(legacy, {}, LEAD, "key")
+        finally:
+            await allowing.aclose()
+        assert "/common.xsd" in served
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "error_type", "kept"),
+    [
+        ("Client", f"LeadRejected: {EMAIL} is already a customer", PermanentError,
+         "SOAP fault soap:Client LeadRejected"),
+        ("Client", f"Lead of Rosangela <{EMAIL}> exists", PermanentError, "SOAP fault soap:Client"),
+        ("Server", f"{EMAIL}: mailbox table locked", TransientError, "SOAP fault soap:Server"),
+        ("Server", f"Rosangela: {EMAIL}", TransientError, "SOAP fault soap:Server"),
+    ],
+)  # fmt: skip
+async def test_soap_faults_keep_their_code_and_drop_their_text(
+    code: str, message: str, error_type: type[ExternalServiceError], kept: str
+) -> None:
+    app, _ = legacy_dealer(fault=(code, message))
+    async with serve(app) as base:
+        legacy = DealerConfig(
+            id="d1", name="d1", crm_kind="soap", crm_url=f"{base}/dealer-soap/d1?wsdl", field_mapping={}
+        )
+        soap = SoapDealerCrm(10, {})
+        try:
+            with pytest.raises(error_type) as failed:
+                await soap.create_lead(legacy, {"Email": EMAIL}, LEAD, "key")
+        finally:
+            await soap.aclose()
+    assert str(failed.value) == f"dealer-crm:d1: {kept}"
+    # Nor in what a log of the error prints (its causes included), or what Temporal records of it.
+    assert EMAIL not in "".join(traceback.format_exception(failed.value))
+    assert "Rosangela" not in "".join(traceback.format_exception(failed.value))

@@ -4,7 +4,8 @@ A hub runs (API and simulators in process, the worker as its own process with it
 goes through a short day: leads delivered, one refused by a dealer, two left to support (one then
 terminated), an order through its states, an invalid order, both syncs, a hook configuration that
 fails, and a dbt build. Prometheus scrapes the API and the worker every second with the compose
-stack's configuration (targets moved), and each query of ``deploy/grafana`` must return a number.
+stack's configuration (targets moved; the API wants the compose stack's metrics token, which the scrape
+sends from its credentials file), and each query of ``deploy/grafana`` must return a number.
 ``promtool`` checks the configuration and the rules and runs their unit tests (``alerts_test.yml``).
 The tests skip, saying so, where Prometheus is not installed; ``.ci/run`` installs it.
 """
@@ -41,6 +42,7 @@ from workflows.vtex_hook_config import VtexHookConfigInput, VtexHookConfigWorkfl
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "integrations-hub.json"
+METRICS_TOKEN = (RULES / "api-metrics-token").read_text(encoding="utf-8").strip()
 STORE = {"vtex_catalog_skus": 40, "vtex_customers": 30}
 # What Grafana fills in: a rate window and the dashboard's range, both covering the whole test.
 VARIABLES = {"$__rate_interval": "5m", "$__range": "10m"}
@@ -121,6 +123,7 @@ async def test_every_dashboard_query_returns_data(
         worker_metrics_port=worker_port,
         worker_metrics_poll_seconds=1,
         assign_dealer_deadline_seconds=3600,
+        metrics_token=METRICS_TOKEN,
         **warehouse_settings,
     ) as hub:
         api_port = int(hub.api_url.rsplit(":", 1)[1])

@@ -195,6 +195,13 @@ def test_local_prometheus_configuration_is_the_compose_one_on_local_ports(tmp_pa
         prometheus.CONFIG.parent / name for name in compose["rule_files"]
     ]
     assert local["global"] == compose["global"]
+    credentials = {
+        job["job_name"]: Path(job["authorization"]["credentials_file"])
+        for job in local["scrape_configs"]
+        if "authorization" in job
+    }
+    assert credentials == {"hub-api": prometheus.CONFIG.parent / "api-metrics-token"}  # full path, exists
+    assert credentials["hub-api"].is_file()
     assert prometheus.local_config(1, 2, scrape_interval="1s")["global"]["scrape_interval"] == "1s"
     if shutil.which("promtool"):
         written = prometheus.write_config(tmp_path / "prometheus.yml", local)

@@ -1,0 +1,124 @@
+"""The Zoho client's token refresh and record updates: secrets out of URLs, Zoho's answers out of errors."""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from clients.errors import PermanentError
+from clients.zoho import ZohoClient
+from core.settings import Settings
+from db.engine import create_engine, session_factory
+from simulators import SimulatorConfig
+from simulators import create_app as create_simulators
+from tests.support import free_port, serve
+
+EMAIL = "rosangela.vasconcellos@example.com.br"
+CLIENT_SECRET = "zc-41d9-not-for-urls"
+REFRESH_TOKEN = "1000.rt-77c1-not-for-urls"
+LEAD = "5725767000000123456"
+
+
+@pytest.fixture
+async def token_store(sqlite_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(sqlite_url)
+    yield session_factory(engine)
+    await engine.dispose()
+
+
+def settings_for(base_url: str) -> Settings:
+    return Settings(
+        environment="test",
+        zoho_api_base_url=f"{base_url}/zoho",
+        zoho_accounts_url=f"{base_url}/zoho",
+        zoho_client_secret=CLIENT_SECRET,
+        zoho_refresh_token=REFRESH_TOKEN,
+    )
+
+
+async def test_the_token_refresh_sends_its_secrets_in_a_form_body(
+    token_store: async_sessionmaker[AsyncSession],
+) -> None:
+    """URLs reach access logs and traces; Zoho (and the simulator) take the secrets as a form."""
+    port = free_port()
+    config = SimulatorConfig(
+        public_base_url=f"http://127.0.0.1:{port}",
+        zoho_client_secret=CLIENT_SECRET,
+        zoho_refresh_token=REFRESH_TOKEN,
+    )
+    sent: list[httpx.Request] = []
+
+    async def record(request: httpx.Request) -> None:
+        sent.append(request)
+
+    async with (
+        serve(create_simulators(config), port) as sims,
+        httpx.AsyncClient(timeout=30, event_hooks={"request": [record]}) as http,
+    ):
+        token = await ZohoClient(http, settings_for(sims), token_store).access_token()
+    assert token  # the simulator accepted the form
+    (refresh,) = sent
+    assert refresh.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert CLIENT_SECRET.encode() in refresh.content and REFRESH_TOKEN.encode() in refresh.content
+    assert CLIENT_SECRET not in str(refresh.url) and REFRESH_TOKEN not in str(refresh.url)
+    assert not refresh.url.query
+
+
+def zoho_answering(update: dict[str, Any], token: dict[str, Any] | None = None) -> httpx.MockTransport:
+    """Zoho answering token refreshes with ``token`` (a valid one by default), updates with ``update``."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/oauth/v2/token"):
+            return httpx.Response(200, json=token or {"access_token": "1000.abc", "expires_in": 3600})
+        return httpx.Response(200, json=update)
+
+    return httpx.MockTransport(answer)
+
+
+def nothing_personal(error: BaseException) -> None:
+    printed = "".join(traceback.format_exception(error))  # what a log of it shows, causes included
+    assert EMAIL not in printed and "Rosangela" not in printed
+
+
+@pytest.mark.parametrize(
+    ("result", "expected"),
+    [
+        ({"code": "INVALID_DATA", "details": {"api_name": "Email", "value": EMAIL},
+          "message": f"invalid email {EMAIL} for Rosangela", "status": "error"}, "INVALID_DATA"),
+        ({"code": f"DUPLICATE_DATA {EMAIL}", "message": "duplicate", "status": "error"}, "(no code)"),
+        ({"message": f"Rosangela <{EMAIL}> is locked", "status": "error"}, "(no code)"),
+    ],
+)  # fmt: skip
+async def test_a_refused_lead_update_keeps_only_zoho_code(
+    token_store: async_sessionmaker[AsyncSession], result: dict[str, Any], expected: str
+) -> None:
+    async with httpx.AsyncClient(transport=zoho_answering({"data": [result]})) as http:
+        zoho = ZohoClient(http, settings_for("https://zoho.example"), token_store)
+        with pytest.raises(PermanentError) as refused:
+            await zoho.update_lead(LEAD, {"Email": EMAIL})
+    assert str(refused.value) == f"zoho: lead update refused: {expected}"
+    nothing_personal(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"error": "invalid_client"}, "invalid_client"),
+        ({"error": f"no refresh token for {EMAIL}"}, "(no code)"),
+        ({"message": f"account of Rosangela ({EMAIL}) suspended"}, "(no code)"),
+    ],
+)
+async def test_a_refused_token_refresh_keeps_only_the_error_code(
+    token_store: async_sessionmaker[AsyncSession], body: dict[str, Any], expected: str
+) -> None:
+    async with httpx.AsyncClient(transport=zoho_answering({}, token=body)) as http:
+        zoho = ZohoClient(http, settings_for("https://zoho.example"), token_store)
+        with pytest.raises(PermanentError) as refused:
+            await zoho.access_token()
+    assert str(refused.value) == f"zoho: token refresh refused: {expected}"
+    nothing_personal(refused.value)
