@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.client import (
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 from cli.command import Context, Subcommands, command
@@ -13,6 +18,7 @@ from core.constants import LEAD_STATUS, LeadStatus, lead_workflow_id
 from workflows.lead_distribution import (
     AssignDealerInput,
     LeadDistributionInput,
+    LeadDistributionResult,
     LeadDistributionWorkflow,
     Reassignment,
     start_lead_distribution,
@@ -57,6 +63,20 @@ def add_commands(commands: Subcommands, common: argparse.ArgumentParser) -> None
     move.add_argument("--by", required=True, help="who decides (a support login), kept in the history")
 
 
+LeadHandle = WorkflowHandle[LeadDistributionWorkflow, LeadDistributionResult]
+
+
+async def lead_workflow(ctx: Context, lead_id: str) -> tuple[LeadHandle, WorkflowExecutionDescription] | None:
+    """The lead's workflow and where its latest run stands; None when there is no such workflow."""
+    handle = ctx.client.get_workflow_handle_for(LeadDistributionWorkflow.run, lead_workflow_id(lead_id))
+    try:
+        return handle, await handle.describe()
+    except RPCError as error:
+        if error.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return None
+
+
 async def reassign_lead(args: argparse.Namespace, ctx: Context) -> int:
     """A new run of the lead's workflow that first moves its delivery decision to ``dealer_id``.
 
@@ -64,13 +84,10 @@ async def reassign_lead(args: argparse.Namespace, ctx: Context) -> int:
     waiting for a dealer takes ``hub leads assign``). Redrive and resent webhooks never move a lead.
     """
     out = ctx.out
-    handle = ctx.client.get_workflow_handle_for(LeadDistributionWorkflow.run, lead_workflow_id(args.lead_id))
-    try:
-        described = await handle.describe()
-    except RPCError as error:
-        if error.status != RPCStatusCode.NOT_FOUND:
-            raise
-        return out.fail(f"unknown lead {args.lead_id}: there is no workflow {handle.id}")
+    found = await lead_workflow(ctx, args.lead_id)
+    if found is None:
+        return out.fail(f"unknown lead {args.lead_id}: there is no workflow {lead_workflow_id(args.lead_id)}")
+    handle, described = found
     if described.status == WorkflowExecutionStatus.RUNNING:
         status = described.typed_search_attributes.get(LEAD_STATUS)
         return out.fail(
@@ -112,13 +129,10 @@ async def restart_lead(ctx: Context, run: Ended) -> str:
 
 async def assign_lead(args: argparse.Namespace, ctx: Context) -> int:
     out = ctx.out
-    handle = ctx.client.get_workflow_handle_for(LeadDistributionWorkflow.run, lead_workflow_id(args.lead_id))
-    try:
-        described = await handle.describe()
-    except RPCError as error:
-        if error.status != RPCStatusCode.NOT_FOUND:
-            raise
-        return out.fail(f"unknown lead {args.lead_id}: there is no workflow {handle.id}")
+    found = await lead_workflow(ctx, args.lead_id)
+    if found is None:
+        return out.fail(f"unknown lead {args.lead_id}: there is no workflow {lead_workflow_id(args.lead_id)}")
+    handle, described = found
     if described.status != WorkflowExecutionStatus.RUNNING:
         status = described.typed_search_attributes.get(LEAD_STATUS)
         ended = described.status.name.lower() if described.status else "closed"

@@ -308,7 +308,16 @@ class LeadDistributionWorkflow:
                 claim = await self._decide(LeadActivities.assign_lead, assigned)
                 continue
             await self._set_status(LeadStatus.ROUTED, dealer_id=claim.dealer_id, recorded=True)
-            dealer_lead_id = await self._deliver(claim, lead, params)
+            dealer_lead_id = await self._deliver(
+                str(claim.dealer_id),
+                lead,
+                params,
+                record_delivered=True,
+                idempotency_key=claim.idempotency_key,
+                heartbeat_timeout=min(
+                    DELIVERY_HEARTBEAT_TIMEOUT, timedelta(seconds=params.delivery_attempt_timeout_seconds)
+                ),
+            )
             if dealer_lead_id is not None:
                 claim.delivered, claim.dealer_lead_id = True, dealer_lead_id
             else:
@@ -350,10 +359,16 @@ class LeadDistributionWorkflow:
         return claim
 
     async def _deliver(
-        self, claim: ClaimLeadResult, lead: dict[str, Any], params: LeadDistributionInput
+        self,
+        dealer_id: str,
+        lead: dict[str, Any],
+        params: LeadDistributionInput,
+        *,
+        record_delivered: bool,
+        idempotency_key: str = "",
+        heartbeat_timeout: timedelta | None = None,
     ) -> str | None:
         """The dealer's id of the lead once its CRM has it; None when the dealer did not take it."""
-        dealer_id = str(claim.dealer_id)
         try:
             result = await workflow.execute_activity_method(
                 LeadActivities.deliver_lead,
@@ -361,14 +376,12 @@ class LeadDistributionWorkflow:
                     lead_id=self._lead_id,
                     dealer_id=dealer_id,
                     lead=lead,
-                    record_delivered=True,
-                    idempotency_key=claim.idempotency_key,
+                    record_delivered=record_delivered,
+                    idempotency_key=idempotency_key,
                 ),
                 start_to_close_timeout=timedelta(seconds=params.delivery_attempt_timeout_seconds),
                 schedule_to_close_timeout=timedelta(seconds=params.delivery_retry_window_seconds),
-                heartbeat_timeout=min(
-                    DELIVERY_HEARTBEAT_TIMEOUT, timedelta(seconds=params.delivery_attempt_timeout_seconds)
-                ),
+                heartbeat_timeout=heartbeat_timeout,
                 retry_policy=RetryPolicy(
                     initial_interval=timedelta(seconds=1),
                     maximum_interval=timedelta(minutes=5),
@@ -432,7 +445,10 @@ class LeadDistributionWorkflow:
     async def _deliver_to_first_accepting(
         self, dealer_ids: list[str], lead: dict[str, Any], params: LeadDistributionInput, *, routed: bool
     ) -> tuple[str, str] | None:
-        """``routed``: the candidates come from routing, which claimed (and recorded) the first."""
+        """Runs from before the delivery-decision patch: each candidate in turn, the decision in the run.
+
+        ``routed``: the candidates come from routing, which claimed (and recorded) the first.
+        """
         for index, dealer_id in enumerate(dealer_ids):
             await self._set_status(
                 LeadStatus.ROUTED,
@@ -440,33 +456,11 @@ class LeadDistributionWorkflow:
                 claim_dealer=index > 0,
                 recorded=routed and index == 0 and self._status_with_step,
             )
-            try:
-                result = await workflow.execute_activity_method(
-                    LeadActivities.deliver_lead,
-                    DeliverLeadInput(
-                        lead_id=self._lead_id,
-                        dealer_id=dealer_id,
-                        lead=lead,
-                        record_delivered=self._status_with_step,
-                    ),
-                    start_to_close_timeout=timedelta(seconds=params.delivery_attempt_timeout_seconds),
-                    schedule_to_close_timeout=timedelta(seconds=params.delivery_retry_window_seconds),
-                    retry_policy=RetryPolicy(
-                        initial_interval=timedelta(seconds=1),
-                        maximum_interval=timedelta(minutes=5),
-                        non_retryable_error_types=[DEALER_REJECTED, UNKNOWN_DEALER],
-                    ),
-                )
-            except ActivityError as error:
-                rejected = _error_type(error) in (DEALER_REJECTED, UNKNOWN_DEALER)
-                detail = str(error.cause or error)
-                self._attempts.append(
-                    DeliveryAttempt(dealer_id, "rejected" if rejected else "unavailable", detail)
-                )
-                workflow.logger.warning("dealer %s did not take the lead: %s", dealer_id, detail)
-                continue
-            self._attempts.append(DeliveryAttempt(dealer_id, "delivered"))
-            return dealer_id, result.dealer_lead_id
+            dealer_lead_id = await self._deliver(
+                dealer_id, lead, params, record_delivered=self._status_with_step
+            )
+            if dealer_lead_id is not None:
+                return dealer_id, dealer_lead_id
         return None
 
     async def _wait_for_assignment(self, deadline: datetime) -> str | None:
