@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from core.settings import Settings
+from tests.dbt.bigquery_rules import compiled_violations
 from tests.dbt.fixture import EXPECTED_360, ORDERS, SKUS, land_store, order
 from warehouse import Warehouse
 from warehouse.dbt import DbtBuildSummary, build_command, dbt_environment, parse_summary
@@ -87,6 +88,8 @@ async def test_build_passes_and_gold_matches_a_hand_computation(
     again = await dbt_build(settings, tmp_path)  # nothing new landed
     assert again.success
     assert await snapshot(warehouse) == built
+    # What ran would mean the same on BigQuery: no emulator leniency in the compiled SQL.
+    assert compiled_violations(tmp_path / "target") == {}
 
 
 async def test_incremental_build_equals_a_full_rebuild(

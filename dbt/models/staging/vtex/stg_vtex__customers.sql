@@ -17,7 +17,7 @@ renamed as (
         json_value(payload, '$.firstName') as first_name,
         json_value(payload, '$.lastName') as last_name,
         json_value(payload, '$.document') as document,
-        timestamp(json_value(payload, '$.createdIn')) as created_at,
+        {{ vtex_timestamp("json_value(payload, '$.createdIn')") }} as created_at,
         source_updated_at as updated_at,
         ingested_at
     from latest

@@ -11,7 +11,7 @@ renamed as (
     select
         entity_id as order_id,
         json_value(payload, '$.status') as status,
-        timestamp(json_value(payload, '$.creationDate')) as created_at,
+        {{ vtex_timestamp("json_value(payload, '$.creationDate')") }} as created_at,
         source_updated_at as last_change_at,
         {{ cents_to_money("json_value(payload, '$.value')") }} as order_value,
         {{ cents_to_money(order_total('payload', 'Items')) }} as items_value,
