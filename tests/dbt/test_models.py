@@ -8,8 +8,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from core.settings import Settings
 from tests.dbt.bigquery_rules import compiled_violations
 from tests.dbt.fixture import EXPECTED_360, ORDERS, SKUS, land_store, order
@@ -28,11 +26,6 @@ BUILT = {
     ("gold", "daily_sales"): "sales_date",
     ("gold", "product_performance"): "sku_id",
 }
-
-
-@pytest.fixture
-def settings(warehouse_settings: dict[str, Any]) -> Settings:
-    return Settings(environment="test", bigquery_timeout_seconds=10, **warehouse_settings)
 
 
 async def dbt_build(settings: Settings, work_dir: Path, full_refresh: bool = False) -> DbtBuildSummary:

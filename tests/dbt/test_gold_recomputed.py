@@ -1,0 +1,116 @@
+"""Gold against a recomputation from bronze in Python, with BigQuery's documented rules.
+
+A generated store (its order times carry VTEX's 7 fractional digits, its buyers are Master Data
+customers) is landed in bronze and built; then every customer's figures are computed again from the
+documents that were landed: times cut to microseconds, days as whole 24-hour periods (BigQuery's
+``TIMESTAMP_DIFF(..., DAY)``), ``ROUND`` half away from zero, canceled orders left out.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+from core.settings import Settings
+from simulators.config import SimulatorConfig
+from simulators.vtex_history import OrderHistory
+from simulators.vtex_store import Catalog, CatalogChanges, generated_customers
+from tests.dbt.test_models import dbt_build
+from warehouse import BronzeRecord, Warehouse
+from warehouse.streams import StreamCursor
+from warehouse.tables import VTEX_CUSTOMERS, VTEX_ORDERS, VTEX_SKUS
+from warehouse.vtex_catalog import sku_version
+from warehouse.vtex_customers import customer_version
+from warehouse.vtex_orders import order_version
+
+STORE = SimulatorConfig(
+    vtex_history_orders=300,
+    vtex_history_days=400,
+    vtex_history_end="2026-11-01T00:00:00Z",
+    vtex_catalog_skus=40,
+    vtex_customers=40,
+)
+SECONDS_PER_DAY = 86400
+
+
+async def land(warehouse: Warehouse, table: str, records: Iterable[BronzeRecord]) -> None:
+    await warehouse.land_at(table, StreamCursor(), list(records))
+
+
+def bigquery_time(text: str) -> datetime:
+    """A VTEX time as BigQuery's TIMESTAMP holds it: microseconds (the 7th digit cut)."""
+    return datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1", text))
+
+
+def rounded(value: float, places: int) -> float:
+    """BigQuery's ROUND: half away from zero."""
+    return float(Decimal(repr(value)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
+
+
+def recomputed(customers: list[dict[str, Any]], orders: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """customer_360's figures for each customer, from the landed documents."""
+    bought: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for order in orders:
+        if order["status"] != "canceled":
+            bought[str(order["clientProfileData"]["userProfileId"])].append(order)
+    figures = {}
+    for customer in customers:
+        own = bought.get(str(customer["userId"]), [])
+        value = sum((Decimal(order["value"]) / 100 for order in own), Decimal(0))
+        times = [bigquery_time(order["creationDate"]) for order in own]
+        expected: dict[str, Any] = {"orders_count": len(own), "lifetime_value": value}
+        if own:
+            days = int((max(times) - min(times)).total_seconds() // SECONDS_PER_DAY)
+            expected["purchase_frequency"] = rounded(len(own) * 30 / max(days, 30), 4)
+            expected["days_between_orders"] = rounded(days / (len(own) - 1), 1) if len(own) > 1 else None
+            expected["first_order_at"], expected["last_order_at"] = min(times), max(times)
+        figures[str(customer["id"])] = expected
+    return figures
+
+
+async def test_gold_equals_a_recomputation_with_bigquerys_rules(
+    warehouse: Warehouse, settings: Settings, tmp_path: Path
+) -> None:
+    history = OrderHistory.from_config(STORE)
+    orders = [history.cached_document(position) for position in range(STORE.vtex_history_orders)]
+    customers, people = [], []
+    for document in generated_customers(STORE).documents:
+        try:
+            people.append(customer_version(document).record)
+        except ValueError:
+            continue  # the generator's few invalid addresses: the customer sync quarantines them
+        customers.append(document)
+    catalog = Catalog(STORE, CatalogChanges())
+    skus = [
+        sku_version(n, catalog.sku_document(n), catalog.price_document(n)) for n in range(1, catalog.size + 1)
+    ]
+    await land(warehouse, VTEX_SKUS, skus)
+    await land(warehouse, VTEX_CUSTOMERS, people)
+    await land(warehouse, VTEX_ORDERS, (order_version(order) for order in orders))
+    assert any(re.search(r"\.\d{7}", order["creationDate"]) for order in orders)  # VTEX's 7 digits
+
+    summary = await dbt_build(settings, tmp_path)
+    assert summary.models_failed == 0, summary.failures
+    gold = await warehouse.query(
+        f"select * from `{warehouse.table_id(warehouse.layers.gold, 'customer_360')}`"
+    )
+    served = {str(row["customer_id"]): row for row in gold}
+    expected = recomputed(customers, orders)
+    assert sum(1 for figures in expected.values() if figures["orders_count"] > 1) >= 10  # spans to compare
+
+    differences = []
+    for customer_id, figures in expected.items():
+        row = served[customer_id]
+        for name, value in figures.items():
+            got = row[name]
+            same = math.isclose(got, value, abs_tol=1e-9) if isinstance(value, float) else got == value
+            if not same:
+                differences.append(f"{customer_id} {name}: served {got!r}, BigQuery's rules {value!r}")
+    assert differences == []
+    assert set(served) == set(expected)
