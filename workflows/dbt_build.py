@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from typing import cast
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows.policies import error_type
 
 with workflow.unsafe.imports_passed_through():
     from activities.dbt import (
@@ -117,11 +120,11 @@ class DbtBuildWorkflow:
                 retry_policy=RETRY,
             )
         except ActivityError as error:
-            cause = error.cause
-            if not (isinstance(cause, ApplicationError) and cause.type == DBT_PROJECT_BROKEN):
+            if error_type(error) != DBT_PROJECT_BROKEN:
                 raise
             # Recorded as a failed build (memo, metric, alert); waiting requests go on with the next.
-            return DbtBuildSummary(error=cause.message, error_kind="project", failures=[cause.message[:500]])
+            message = cast(ApplicationError, error.cause).message
+            return DbtBuildSummary(error=message, error_kind="project", failures=[message[:500]])
 
     def _record(self, summary: DbtBuildSummary, reasons: list[str]) -> None:
         status = self._status

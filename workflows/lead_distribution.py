@@ -20,7 +20,7 @@ from temporalio.common import (
 from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
 
 from workflows.parking import Parking
-from workflows.policies import DATABASE_RETRY
+from workflows.policies import DATABASE_RETRY, error_type
 
 with workflow.unsafe.imports_passed_through():
     from activities.errors import PERMANENT_FAILURE
@@ -389,7 +389,7 @@ class LeadDistributionWorkflow:
                 ),
             )
         except ActivityError as error:
-            rejected = _error_type(error) in (DEALER_REJECTED, UNKNOWN_DEALER)
+            rejected = error_type(error) in (DEALER_REJECTED, UNKNOWN_DEALER)
             detail = str(error.cause or error)
             self._attempts.append(
                 DeliveryAttempt(dealer_id, "rejected" if rejected else "unavailable", detail)
@@ -420,7 +420,7 @@ class LeadDistributionWorkflow:
                 )
                 return fetched.lead
             except ActivityError as error:
-                kind = _error_type(error)
+                kind = error_type(error)
                 if kind == LEAD_NOT_FOUND or (kind == PERMANENT_FAILURE and not park_refused):
                     return None
                 if kind != PERMANENT_FAILURE:
@@ -579,8 +579,3 @@ class LeadDistributionWorkflow:
             dealer_lead_id=dealer_lead_id,
             attempts=list(self._attempts),
         )
-
-
-def _error_type(error: ActivityError) -> str | None:
-    cause = error.cause
-    return cause.type if isinstance(cause, ApplicationError) else None

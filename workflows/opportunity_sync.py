@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 from temporalio import workflow
 from temporalio.client import Client
 from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 from workflows.gathering import Inbox, handle_batches
 from workflows.parking import Parking
-from workflows.policies import DATABASE_RETRY
+from workflows.policies import DATABASE_RETRY, error_type
 
 with workflow.unsafe.imports_passed_through():
     from activities.opportunities import (
@@ -197,13 +197,13 @@ class OpportunitySyncWorkflow:
                 )
                 break
             except ActivityError as error:
-                cause = error.cause
-                if isinstance(cause, ApplicationError) and cause.type == DEAL_NOT_FOUND:
+                if error_type(error) == DEAL_NOT_FOUND:
                     return "deal not found in Zoho"
                 if not workflow.patched(PARK_REFUSED):
-                    return f"deal unreadable from Zoho: {cause or error}"
+                    return f"deal unreadable from Zoho: {error.cause or error}"
                 when = change.modified_time.isoformat() if change.modified_time else "unknown time"
-                await self._parking.hold("zoho", f"change of {when}: Zoho refused the read: {cause or error}")
+                refused = f"change of {when}: Zoho refused the read: {error.cause or error}"
+                await self._parking.hold("zoho", refused)
         if not (change.stage and change.modified_time):
             return fetched  # a partial webhook: Zoho's current state is the change
         return replace(

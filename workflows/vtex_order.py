@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING
 from temporalio import workflow
 from temporalio.client import Client
 from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 from workflows.gathering import Inbox, handle_batches
 from workflows.parking import Parking
+from workflows.policies import error_type
 
 with workflow.unsafe.imports_passed_through():
     from activities.errors import PERMANENT_FAILURE
@@ -213,13 +214,12 @@ class VtexOrderWorkflow:
                 )
                 break
             except ActivityError as error:
-                cause = error.cause
-                not_found = isinstance(cause, ApplicationError) and cause.type == ORDER_NOT_FOUND
-                if not_found or not workflow.patched(PARK_REFUSED):
+                if error_type(error) == ORDER_NOT_FOUND or not workflow.patched(PARK_REFUSED):
                     # Not in the OMS (yet): the next event of this order reads it again.
-                    self._note("unreadable", 1, str(cause or error))
+                    self._note("unreadable", 1, str(error.cause or error))
                     return
-                await self._parking.hold("vtex", f"state {newest.state}: the OMS refused the read: {cause}")
+                refused = f"state {newest.state}: the OMS refused the read: {error.cause}"
+                await self._parking.hold("vtex", refused)
         if landed.quarantined:
             self._status.quarantined += 1
             workflow.upsert_memo({"last_quarantined": f"{landed.event_key}: {landed.quarantined}"})
