@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.constants import LeadStatus, lead_workflow_id
 from db import lead_status
-from db.models import Delivery
+from db.models import Dealer, Delivery
 from db.routing import (
     MAX_CLAIM_ATTEMPTS,
     LeadProfile,
@@ -64,11 +64,23 @@ def _as_claim(row: Delivery, *, resumed: bool) -> Claim:
     )
 
 
-async def current(sessions: async_sessionmaker[AsyncSession], lead_id: str) -> Claim | None:
-    """The lead's delivery decision, or None when none was taken (or the last one was released)."""
-    async with sessions() as session:
-        row = await session.get(Delivery, lead_id)
-        return None if row is None else _as_claim(row, resumed=True)
+async def _locked_decision(session: AsyncSession, lead_id: str) -> tuple[list[Dealer], Delivery | None]:
+    """Take the locks every decision takes, then read the lead's row: the active dealers and the row.
+
+    Dealers first, then the lead's row: concurrent decisions about one lead (a zombie attempt beside its
+    retry) queue on the dealer locks, and the second then reads what the first committed.
+    """
+    await lock_for_writing(session)
+    dealers = await active_dealers(session, lock=True)
+    row = await session.get(Delivery, lead_id, populate_existing=True, with_for_update=True)
+    return dealers, row
+
+
+async def _drop(session: AsyncSession, row: Delivery | None) -> None:
+    """Remove the lead's decision now (one row per lead): it no longer holds the dealer's capacity."""
+    if row is not None:
+        await session.delete(row)
+        await session.flush()
 
 
 async def claim_next(
@@ -91,26 +103,19 @@ async def claim_next(
     """
     for _ in range(MAX_CLAIM_ATTEMPTS):
         async with sessions.begin() as session:
-            await lock_for_writing(session)
-            # Dealers first, then the lead's row: concurrent claims of one lead (a zombie attempt beside
-            # its retry) queue on the dealer locks and the second then sees what the first committed.
-            dealers = await active_dealers(session, lock=True)
-            row = await session.get(Delivery, lead_id, populate_existing=True, with_for_update=True)
-            if row is not None and row.dealer_id == release and row.status == CLAIMED:
-                await session.delete(row)
-                await session.flush()
-                row = None
-            if row is not None:
+            dealers, row = await _locked_decision(session, lead_id)
+            if row is not None and not (row.dealer_id == release and row.status == CLAIMED):
                 return _as_claim(row, resumed=True)
+            await _drop(session, row)  # released (or none): ranking then counts its capacity free
             ranked = [d for d in await rank(session, dealers, lead, day) if d.id not in exclude]
             if not ranked:
                 return None
             if await take_turn(session, ranked[0], ranked, at):
-                row = _claim_row(lead_id, ranked[0].id, day, at, reason="routed")
-                session.add(row)
+                claimed = _claim_row(lead_id, ranked[0].id, day, at, reason="routed")
+                session.add(claimed)
                 if on_claim is not None:
-                    await on_claim(session, row.dealer_id)
-                return _as_claim(row, resumed=False)
+                    await on_claim(session, claimed.dealer_id)
+                return _as_claim(claimed, resumed=False)
     raise RoutingContention(f"the rotation moved under {MAX_CLAIM_ATTEMPTS} claims in a row")
 
 
@@ -129,19 +134,15 @@ async def assign(
     A lead that was delivered meanwhile (by an earlier run) keeps its dealer: that claim is returned.
     """
     async with sessions.begin() as session:
-        await lock_for_writing(session)
-        await active_dealers(session, lock=True)
-        row = await session.get(Delivery, lead_id, populate_existing=True, with_for_update=True)
+        _, row = await _locked_decision(session, lead_id)
         if row is not None and (row.status == DELIVERED or row.dealer_id == dealer_id):
             return _as_claim(row, resumed=True)
-        if row is not None:
-            await session.delete(row)
-            await session.flush()
-        row = _claim_row(lead_id, dealer_id, day, at, reason=f"assigned by {assigned_by or 'support'}")
-        session.add(row)
+        claimed = _claim_row(lead_id, dealer_id, day, at, reason=f"assigned by {assigned_by or 'support'}")
+        await _drop(session, row)
+        session.add(claimed)
         if on_claim is not None:
             await on_claim(session, dealer_id)
-        return _as_claim(row, resumed=False)
+        return _as_claim(claimed, resumed=False)
 
 
 async def reassign(
@@ -159,17 +160,13 @@ async def reassign(
     Repeating it (a retried activity, a redriven run) changes nothing once the lead is at that dealer.
     """
     async with sessions.begin() as session:
-        await lock_for_writing(session)
-        await active_dealers(session, lock=True)
-        row = await session.get(Delivery, lead_id, populate_existing=True, with_for_update=True)
+        _, row = await _locked_decision(session, lead_id)
         if row is not None and row.dealer_id == dealer_id:
             return _as_claim(row, resumed=True)
         previous = row.dealer_id if row is not None else "no dealer"
-        if row is not None:
-            await session.delete(row)
-            await session.flush()
-        row = _claim_row(lead_id, dealer_id, day, at, reason=f"reassigned by {reassigned_by}: {reason}")
-        session.add(row)
+        claimed = _claim_row(lead_id, dealer_id, day, at, reason=f"reassigned by {reassigned_by}: {reason}")
+        await _drop(session, row)
+        session.add(claimed)
         await lead_status.write_status(
             session,
             lead_id=lead_id,
@@ -179,7 +176,7 @@ async def reassign(
             dealer_id=dealer_id,
             detail=f"from {previous} to {dealer_id} by {reassigned_by}: {reason}",
         )
-        return _as_claim(row, resumed=False)
+        return _as_claim(claimed, resumed=False)
 
 
 async def mark_delivered(

@@ -151,7 +151,7 @@ async def test_only_a_reassignment_moves_a_delivered_lead(sessions: async_sessio
             session, lead_id="L1", dealer_id="a", dealer_lead_id="CRM-1", day=DAY, at=T0
         )
     assert kept is False
-    assert (await deliveries.current(sessions, "L1")) == moved.__class__(
+    assert (await deliveries.claim_next(sessions, "L1", lead, DAY, T0)) == moved.__class__(
         "L1", "b", "lead-L1-b", delivered=False, dealer_lead_id=None, resumed=True
     )
 
