@@ -8,6 +8,7 @@ from temporalio.client import (
     WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowHandle,
+    WorkflowHistory,
     WorkflowUpdateFailedError,
 )
 from temporalio.service import RPCError, RPCStatusCode
@@ -94,15 +95,8 @@ async def reassign_lead(args: argparse.Namespace, ctx: Context) -> int:
             f"lead {args.lead_id} is still being distributed (lead {status}): reassign it once its workflow"
             " ended, or use 'hub leads assign' while it waits for a dealer"
         )
-    ended = Ended(handle.id, described.run_id, "", described.close_time, None)
-    previous = await started_with(
-        ctx.client, await recorded_history(ctx.client, ended), LeadDistributionInput
-    )
     move = Reassignment(args.dealer_id, reason=args.reason, by=args.by)
-    started = await start_lead_distribution(
-        ctx.client, ctx.settings, previous.lead_id, previous.event, redrive=True, reassignment=move
-    )
-    if not started:
+    if not await start_again(ctx, await handle.fetch_history(), move):
         return out.fail(f"lead {args.lead_id} not reassigned: its workflow started again meanwhile")
     fields = {"lead_id": args.lead_id, "dealer_id": args.dealer_id, "reassigned_by": args.by}
     out.show(
@@ -119,12 +113,19 @@ async def redrive_leads(args: argparse.Namespace, ctx: Context) -> int:
 
 
 async def restart_lead(ctx: Context, run: Ended) -> str:
-    """A new run of the lead's workflow with the webhook's event the ended run was started with."""
-    previous = await started_with(ctx.client, await recorded_history(ctx.client, run), LeadDistributionInput)
-    started = await start_lead_distribution(
-        ctx.client, ctx.settings, previous.lead_id, previous.event, redrive=True
-    )
+    started = await start_again(ctx, await recorded_history(ctx.client, run))
     return "redriven" if started else "skipped: running again already"
+
+
+async def start_again(
+    ctx: Context, history: WorkflowHistory, reassignment: Reassignment | None = None
+) -> bool:
+    """A new run of the lead's workflow with the webhook's event its ended run was started with; False
+    when a run is under way already."""
+    previous = await started_with(ctx.client, history, LeadDistributionInput)
+    return await start_lead_distribution(
+        ctx.client, ctx.settings, previous.lead_id, previous.event, redrive=True, reassignment=reassignment
+    )
 
 
 async def assign_lead(args: argparse.Namespace, ctx: Context) -> int:

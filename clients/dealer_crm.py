@@ -7,7 +7,8 @@ SOAP adapter looks the lead up by its external id before creating it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -43,12 +44,20 @@ def any_http_url(url: str) -> None:
     check_url(url, production=False)
 
 
-def checked(service: str, url_check: UrlCheck, url: str) -> None:
-    """Refuse a URL the hub may not call: permanently, since retrying cannot change the configuration."""
+@contextmanager
+def refusals_permanent(service: str) -> Iterator[None]:
+    """A URL the hub may not call, refused by its check or when connecting (its name resolved to an
+    internal address), fails permanently: retrying cannot change the configuration."""
     try:
-        url_check(url)
+        yield
     except RefusedUrl as refused:
         raise PermanentError(service, f"refused: {refused}") from refused
+
+
+def checked(service: str, url_check: UrlCheck, url: str) -> None:
+    """Refuse a URL the hub may not call (see :func:`refusals_permanent`)."""
+    with refusals_permanent(service):
+        url_check(url)
 
 
 def _id_of(response: httpx.Response) -> str:
@@ -112,10 +121,8 @@ class RestDealerCrm:
             headers["Authorization"] = f"Bearer {key}"
         service = f"{SERVICE}:{dealer.id}"
         leads_url = f"{dealer.crm_url.rstrip('/')}/api/v1/leads"
-        try:
+        with refusals_permanent(service):
             response = await self._http.post(leads_url, json=fields, headers=headers)
-        except RefusedUrl as refused:  # the name resolved to an internal address when connecting
-            raise PermanentError(service, f"refused: {refused}") from refused
         if response.status_code == 409 or error_code(response) == KEY_REUSED:
             # The dealer knows this key: a create under it is running, or was made with another body (the
             # lead changed in Zoho since). Either way the lead may be there already: never move on blind.
@@ -178,22 +185,21 @@ class SoapDealerCrm:
     ) -> str:
         service = f"{SERVICE}:{dealer.id}"
         client = await self._client(dealer)
-        try:
-            found = await client.service.FindLeadByExternalId(ExternalId=external_id)
-            if found.Found and found.LeadId:
-                return str(found.LeadId)
-            created = await client.service.CreateLead(Lead={**fields, "ExternalId": external_id})
-        except zeep.exceptions.Fault as fault:
-            # SOAP 1.1: a Client fault blames the request (permanent), a Server fault the service. The
-            # fault is not chained: Temporal's failures and logged tracebacks would carry its text.
-            if "client" in str(fault.code or "").lower():
-                raise PermanentError(service, fault_summary(fault), 500) from None
-            raise TransientError(service, fault_summary(fault), 500) from None
-        except RefusedUrl as refused:  # the name resolved to an internal address when connecting
-            raise PermanentError(service, f"refused: {refused}") from refused
-        except zeep.exceptions.TransportError as error:
-            raise_for_status(service, httpx.Response(error.status_code, content=error.content or b""))
-            raise TransientError(service, f"transport error {error.status_code}") from error
+        with refusals_permanent(service):
+            try:
+                found = await client.service.FindLeadByExternalId(ExternalId=external_id)
+                if found.Found and found.LeadId:
+                    return str(found.LeadId)
+                created = await client.service.CreateLead(Lead={**fields, "ExternalId": external_id})
+            except zeep.exceptions.Fault as fault:
+                # SOAP 1.1: a Client fault blames the request (permanent), a Server fault the service. The
+                # fault is not chained: Temporal's failures and logged tracebacks would carry its text.
+                if "client" in str(fault.code or "").lower():
+                    raise PermanentError(service, fault_summary(fault), 500) from None
+                raise TransientError(service, fault_summary(fault), 500) from None
+            except zeep.exceptions.TransportError as error:
+                raise_for_status(service, httpx.Response(error.status_code, content=error.content or b""))
+                raise TransientError(service, f"transport error {error.status_code}") from error
         return str(created)
 
     async def _client(self, dealer: DealerConfig) -> zeep.AsyncClient:
@@ -220,9 +226,8 @@ class SoapDealerCrm:
         if key := self._api_keys.get(dealer.id):
             transport.client.headers["Authorization"] = f"Bearer {key}"
         try:
-            client = zeep.AsyncClient(dealer.crm_url, transport=transport)  # type: ignore[no-untyped-call]
-        except RefusedUrl as refused:
-            raise PermanentError(service, f"refused: {refused}") from refused
+            with refusals_permanent(service):
+                client = zeep.AsyncClient(dealer.crm_url, transport=transport)  # type: ignore[no-untyped-call]
         except (httpx.HTTPError, zeep.exceptions.Error) as error:
             raise TransientError(service, f"cannot load WSDL {origin(dealer.crm_url)}: {error}") from error
         for address in soap_addresses(client):

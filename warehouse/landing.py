@@ -10,6 +10,7 @@ errors: Temporal retries the transient ones.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -244,15 +245,17 @@ class Warehouse:
         if not keys:
             return set()
         await self.ready()
+        rows = await self.query(*self._keys_query(tables, keys))
+        return {str(row["event_key"]) for row in rows}
+
+    def _keys_query(self, tables: Sequence[str], keys: Sequence[str]) -> tuple[str, list[Any]]:
+        """The query (and its parameter) for which of ``keys`` are event keys in these bronze tables."""
         selects = [
             f"select event_key from `{self.table_id(self.layers.bronze, table)}`"
             " where event_key in unnest(@keys)"
             for table in tables
         ]
-        rows = await self.query(
-            " union distinct ".join(selects), [bigquery.ArrayQueryParameter("keys", "STRING", list(keys))]
-        )
-        return {str(row["event_key"]) for row in rows}
+        return " union distinct ".join(selects), [bigquery.ArrayQueryParameter("keys", "STRING", list(keys))]
 
     async def latest_keys(self, table: str, entity_ids: Sequence[str]) -> dict[str, str]:
         """The event key of each entity's latest row (by ``ingested_at``) in ``bronze.<table>``.
@@ -289,14 +292,9 @@ class Warehouse:
         return [dict(row.items()) for row in rows]
 
     def _held_keys(self, table: str, keys: list[str]) -> set[str]:
-        """Which of ``keys`` ``bronze.<table>`` holds (blocking; asked only when a retried append meets
-        its offset written)."""
-        rows = self._run_query(
-            f"select distinct event_key from `{self.table_id(self.layers.bronze, table)}`"
-            " where event_key in unnest(@keys)",
-            [bigquery.ArrayQueryParameter("keys", "STRING", keys)],
-        )
-        return {str(row["event_key"]) for row in rows}
+        """``landed_keys`` for one table, blocking: for the writer's thread, when a retried append meets
+        its offset written."""
+        return {str(row["event_key"]) for row in self._run_query(*self._keys_query([table], keys))}
 
     async def _append_default(self, table: str, rows: list[dict[str, Any]]) -> None:
         await self.ready()
@@ -308,10 +306,7 @@ class Warehouse:
             return cursor
         await self.ready()
         path, schema = self._path(table), self._schemas[table]
-
-        def held(keys: list[str]) -> set[str]:
-            return self._held_keys(table, keys)
-
+        held = functools.partial(self._held_keys, table)
         return await self._call(lambda: self._writer.append_at(path, schema, cursor, rows, held))
 
     def _path(self, table: str) -> str:
