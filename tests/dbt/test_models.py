@@ -57,8 +57,8 @@ async def test_build_passes_and_gold_matches_a_hand_computation(
     await land_store(warehouse)
     summary = await dbt_build(settings, tmp_path)
     assert summary.success, summary.failures
-    assert (summary.models_built, summary.models_failed, summary.tests_failed) == (13, 0, 0)
-    assert summary.tests_passed >= 40  # keys, relationships, accepted values, and the unit tests
+    assert (summary.models_built, summary.models_failed, summary.tests_failed) == (9, 0, 0)
+    assert summary.tests_passed >= 25  # keys, relationships, accepted values, and the unit tests
     assert [warning.split(":")[0] for warning in summary.warnings] == ["not_null_skus_base_price"]
 
     built = await snapshot(warehouse)

@@ -1,44 +1,85 @@
--- One row per customer: what they bought and how often. Canceled orders count nowhere.
+-- One row per buyer: what they bought and how often. Only revenue orders count (macros/orders.sql).
+-- Every revenue order counts once: orders whose VTEX profile has no customer document yet (a guest
+-- checkout, or a customer the daily sync has not landed) are counted in a row of their own, keyed
+-- "profile:<user id>", so lifetime values add up to the revenue of daily_sales.
+{{ config(cluster_by=['customer_id']) }}
+
 with customers as (
     select * from {{ ref('customers') }}
 ),
 
-orders as (
-    select * from {{ ref('orders') }}
-    where not is_canceled
+-- The customer document each VTEX profile's orders go to: the most recently updated of its documents.
+buyers as (
+    select user_id, customer_id
+    from customers
+    where user_id is not null
+    qualify row_number() over (
+        partition by user_id order by updated_at desc nulls last, customer_id
+    ) = 1
 ),
 
-orders_per_customer as (
+revenue_orders as (
+    select customer_user_id, order_value, created_at
+    from {{ ref('orders') }}
+    where is_revenue
+),
+
+orders_per_buyer as (
     select
-        customers.customer_id,
+        coalesce(buyers.customer_id, concat('profile:', coalesce(orders.customer_user_id, 'unknown'))) as customer_id,
+        any_value(orders.customer_user_id) as user_id,
         count(*) as orders_count,
         sum(orders.order_value) as lifetime_value,
         min(orders.created_at) as first_order_at,
         max(orders.created_at) as last_order_at
+    from revenue_orders as orders
+    left join buyers on buyers.user_id = orders.customer_user_id
+    group by 1
+),
+
+people as (
+    select
+        customer_id,
+        user_id,
+        first_name,
+        last_name,
+        email,
+        email_is_masked,
+        true as is_known_customer
     from customers
-    inner join orders on orders.customer_user_id = customers.user_id
-    group by customers.customer_id
+    union all
+    select
+        customer_id,
+        user_id,
+        cast(null as string) as first_name,
+        cast(null as string) as last_name,
+        cast(null as string) as email,
+        cast(null as bool) as email_is_masked,
+        false as is_known_customer
+    from orders_per_buyer
+    where customer_id like 'profile:%'
 ),
 
 final as (
     select
-        customers.customer_id,
-        customers.user_id,
-        customers.first_name,
-        customers.last_name,
-        customers.email,
-        customers.email_is_masked,
-        coalesce(per_customer.orders_count, 0) as orders_count,
-        coalesce(per_customer.lifetime_value, 0) as lifetime_value,
-        {{ average_ticket('per_customer.lifetime_value', 'per_customer.orders_count') }} as average_ticket,
-        per_customer.first_order_at,
-        per_customer.last_order_at,
-        {{ purchase_frequency('per_customer.orders_count', 'per_customer.first_order_at', 'per_customer.last_order_at') }}
+        people.customer_id,
+        people.user_id,
+        people.is_known_customer,
+        people.first_name,
+        people.last_name,
+        people.email,
+        people.email_is_masked,
+        coalesce(per_buyer.orders_count, 0) as orders_count,
+        coalesce(per_buyer.lifetime_value, 0) as lifetime_value,
+        {{ average_ticket('per_buyer.lifetime_value', 'per_buyer.orders_count') }} as average_ticket,
+        per_buyer.first_order_at,
+        per_buyer.last_order_at,
+        {{ purchase_frequency('per_buyer.orders_count', 'per_buyer.first_order_at', 'per_buyer.last_order_at') }}
             as purchase_frequency,
-        {{ days_between_orders('per_customer.orders_count', 'per_customer.first_order_at', 'per_customer.last_order_at') }}
+        {{ days_between_orders('per_buyer.orders_count', 'per_buyer.first_order_at', 'per_buyer.last_order_at') }}
             as days_between_orders
-    from customers
-    left join orders_per_customer as per_customer on per_customer.customer_id = customers.customer_id
+    from people
+    left join orders_per_buyer as per_buyer on per_buyer.customer_id = people.customer_id
 )
 
 select * from final

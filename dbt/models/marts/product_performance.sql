@@ -1,9 +1,8 @@
--- Per SKU: units and revenue from orders that were not canceled, with its catalog state.
+-- Per SKU: units and revenue from revenue orders (macros/orders.sql), with its catalog state.
 with items as (
-    select order_items.*
-    from {{ ref('order_items') }} as order_items
-    inner join {{ ref('orders') }} as orders on orders.order_id = order_items.order_id
-    where not orders.is_canceled
+    select *
+    from {{ ref('order_items') }}
+    where is_revenue
 ),
 
 sold as (

@@ -1,5 +1,35 @@
 -- Customers (Master Data CL) in their current state; a masked e-mail is VTEX's relay, not the shopper's.
-{{ config(unique_key='customer_id') }}
+-- Reads only the bronze rows landed since the last build; a version older than the one held is not merged.
+{{ config(
+    unique_key='customer_id',
+    cluster_by=['customer_id'],
+    merge_update_condition=is_newer_version('DBT_INTERNAL_SOURCE', 'DBT_INTERNAL_DEST'),
+) }}
+
+with versions as (
+    {{ landed_versions('vtex_customers') }}
+),
+
+latest as (
+    {{ latest_version('versions') }}
+),
+
+renamed as (
+    select
+        entity_id as customer_id,
+        json_value(payload, '$.userId') as user_id,
+        json_value(payload, '$.email') as email,
+        -- Same rule as the ingestion check (warehouse/vtex_customers.py): the address is VTEX's relay.
+        coalesce(ends_with(lower(json_value(payload, '$.email')), '@ct.vtex.com.br'), false) as email_is_masked,
+        json_value(payload, '$.firstName') as first_name,
+        json_value(payload, '$.lastName') as last_name,
+        json_value(payload, '$.document') as document,
+        {{ vtex_timestamp("json_value(payload, '$.createdIn')") }} as created_at,
+        source_updated_at,
+        ingested_at,
+        event_key
+    from latest
+)
 
 select
     customer_id,
@@ -10,9 +40,8 @@ select
     last_name,
     document,
     created_at,
-    updated_at,
-    ingested_at
-from {{ ref('stg_vtex__customers') }}
-{% if is_incremental() %}
-where {{ landed_since_last_build() }}
-{% endif %}
+    source_updated_at as updated_at,
+    source_updated_at,
+    ingested_at,
+    event_key
+from renamed

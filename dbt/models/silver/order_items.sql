@@ -1,33 +1,18 @@
--- One row per item of each current order.
--- A merge only adds and updates rows: when an order's latest version has fewer items than an earlier
--- one, the post-hook deletes the items past its new count.
--- depends_on: {{ ref('orders') }}
-{{ config(
-    unique_key='order_item_id',
-    post_hook="
-        delete from {{ this }}
-        where order_item_id in (
-            select items.order_item_id
-            from {{ this }} as items
-            inner join {{ ref('orders') }} as orders on orders.order_id = items.order_id
-            where items.item_index >= orders.items_count
-        )
-    ",
-) }}
+-- One row per item of each current order: the items silver.orders keeps with their order.
+{{ config(materialized='view') }}
 
 select
-    order_item_id,
-    order_id,
-    item_index,
-    sku_id,
-    product_id,
-    item_name,
-    quantity,
-    unit_price,
-    selling_price,
-    line_total,
-    ingested_at
-from {{ ref('stg_vtex__order_items') }}
-{% if is_incremental() %}
-where {{ landed_since_last_build() }}
-{% endif %}
+    concat(orders.order_id, '#', cast(item.item_index as string)) as order_item_id,
+    orders.order_id,
+    item.item_index,
+    item.sku_id,
+    item.product_id,
+    item.item_name,
+    item.quantity,
+    item.unit_price,
+    item.selling_price,
+    item.selling_price * item.quantity as line_total,
+    orders.is_revenue,
+    orders.created_at as order_created_at
+from {{ ref('orders') }} as orders
+cross join unnest(orders.items) as item

@@ -1,0 +1,102 @@
+{#- How the silver models read bronze and merge what they read: only what landed since the last build,
+    and never a version older than the one silver holds.
+
+    BigQuery prunes partitions only on constant filters. So the bound is computed before the model runs
+    and written into its SQL as a literal: silver's newest ingested_at minus a lookback. The lookback
+    (var incremental_lookback_minutes, 180) takes in landings that arrive late: ingested_at is the
+    landing worker's clock when its append started, and an append can be acknowledged after a build read
+    the table, or come from a worker whose clock runs behind. Rows read again merge over themselves. -#}
+
+{#- The first day bronze is read from on a full refresh: a constant, so even that read is pruned. -#}
+{% macro bronze_begin() -%}
+    timestamp '{{ var("bronze_begin", "2000-01-01") }} 00:00:00+00'
+{%- endmacro %}
+
+{#- The literal lower bound of ingested_at that an incremental build of this model reads. -#}
+{% macro bronze_since() -%}
+    {%- if not (is_incremental() and execute) -%}
+        {{ return(bronze_begin()) }}
+    {%- endif -%}
+    {%- set lookback = var("incremental_lookback_minutes", 180) -%}
+    {{ return(timestamp_literal(
+        "timestamp_sub(max(ingested_at), interval " ~ lookback ~ " minute)", "select ingested_at from " ~ this,
+        default=bronze_begin()
+    )) }}
+{%- endmacro %}
+
+{#- ``aggregate`` over the rows of ``query``, run now, as a TIMESTAMP literal for the SQL dbt writes next
+    (``default`` when it is null), rounded down to the second: a lower bound stays a lower bound, and
+    the emulator misreads fractional seconds in literals. It travels as microseconds since the epoch:
+    exact, and UTC. -#}
+{% macro timestamp_literal(aggregate, query, default) -%}
+    {%- set micros = run_query(
+        "select unix_micros(" ~ aggregate ~ ") from (" ~ query ~ ")"
+    ).columns[0].values()[0] -%}
+    {%- if micros is none -%}
+        {{ return(default) }}
+    {%- endif -%}
+    {%- set dt = modules.datetime -%}
+    {%- set moment = dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=micros | int) -%}
+    {{ return("timestamp '" ~ moment.strftime("%Y-%m-%d %H:%M:%S") ~ "+00'") }}
+{%- endmacro %}
+
+{#- The rows of a bronze table this build reads: filtered by a constant before any window. -#}
+{% macro landed_versions(table) -%}
+    select * from {{ source('vtex', table) }}
+    where ingested_at >= {{ bronze_since() }}
+{%- endmacro %}
+
+{#- Whether the version ``new`` is at least as recent as ``current``, in latest_version's order: the
+    source's change time (none is oldest), then when it landed, then its event key. -#}
+{% macro is_newer_version(new, current) -%}
+    (
+        coalesce({{ new }}.source_updated_at, {{ bronze_begin() }})
+            > coalesce({{ current }}.source_updated_at, {{ bronze_begin() }})
+        or (
+            coalesce({{ new }}.source_updated_at, {{ bronze_begin() }})
+                = coalesce({{ current }}.source_updated_at, {{ bronze_begin() }})
+            and (
+                {{ new }}.ingested_at > {{ current }}.ingested_at
+                or ({{ new }}.ingested_at = {{ current }}.ingested_at and {{ new }}.event_key >= {{ current }}.event_key)
+            )
+        )
+    )
+{%- endmacro %}
+
+{#- The silver merge, with two additions to the statement dbt writes (dbt's merge has neither):
+
+    - config merge_update_condition: a matched row is updated only when the condition holds. Silver
+      passes is_newer_version, so a version landed out of order (an older one after a newer one: a
+      backfill, a late retry), read in a later window than the newer one, does not overwrite it.
+    - config merge_bound (a column): the target is read only where that column is at least its oldest
+      value among the rows merged, a literal, so BigQuery reads and rewrites only those partitions. The
+      column must never change between an entity's versions (an order's creation time): a row outside
+      the bound would not be matched and would be inserted again. -#}
+{% macro bigquery__get_merge_sql(target, source, unique_key, dest_columns, incremental_predicates=none) -%}
+    {%- set predicates = [] + (incremental_predicates or []) -%}
+    {%- set bound = config.get("merge_bound") -%}
+    {%- if bound -%}
+        {%- set oldest = timestamp_literal("min(" ~ bound ~ ")", "select " ~ bound ~ " from " ~ source, "") -%}
+        {%- if oldest -%}  {#- none when nothing was read: then there is nothing to bound -#}
+            {%- do predicates.append("DBT_INTERNAL_DEST." ~ bound ~ " >= " ~ oldest) -%}
+        {%- endif -%}
+    {%- endif -%}
+    {%- set merge = default__get_merge_sql(target, source, unique_key, dest_columns, predicates) -%}
+    {%- set condition = config.get("merge_update_condition") -%}
+    {%- set matched = "when matched then update set" -%}
+    {%- if condition and matched not in merge -%}
+        {%- do exceptions.raise_compiler_error("merge_update_condition: dbt's merge has no '" ~ matched ~ "'") -%}
+    {%- endif -%}
+    {{ return(merge | replace(matched, "when matched and " ~ condition ~ " then update set") if condition else merge) }}
+{%- endmacro %}
+
+{#- One row per entity: its latest version, by the source's change time, then by when it landed.
+    Rows landed twice (a retried append, a backfill and a hook) share an event key and collapse here. -#}
+{% macro latest_version(relation, key="entity_id") -%}
+    select *
+    from {{ relation }}
+    qualify row_number() over (
+        partition by {{ key }}
+        order by source_updated_at desc nulls last, ingested_at desc, event_key desc
+    ) = 1
+{%- endmacro %}
