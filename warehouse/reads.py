@@ -12,8 +12,6 @@ from pydantic import BaseModel, Field
 
 from warehouse.landing import Warehouse, WarehouseUnavailable
 
-RECENT_ORDERS = 10
-
 
 class OrderSummary(BaseModel):
     order_id: str
@@ -23,9 +21,15 @@ class OrderSummary(BaseModel):
 
 
 class CustomerView(BaseModel):
-    """A customer's profile and purchase figures; canceled orders count nowhere."""
+    """A buyer's profile and purchase figures, from revenue orders only (canceled, pending, denied and
+    replaced orders count nowhere)."""
 
-    customer_id: str
+    customer_id: str = Field(
+        description='the Master Data customer id, or "profile:<VTEX user id>" for orders of a profile'
+        " without a customer document (a guest checkout, or a customer not synced yet)"
+    )
+    user_id: str | None = Field(default=None, description="the VTEX profile id its orders carry")
+    is_known_customer: bool = Field(default=True, description='false for a "profile:..." buyer')
     first_name: str | None
     last_name: str | None
     email: str | None = Field(description="null when VTEX only has its masked relay address")
@@ -40,7 +44,7 @@ class CustomerView(BaseModel):
     first_order_at: datetime | None
     last_order_at: datetime | None
     recent_orders: list[OrderSummary] = Field(
-        description=f"the latest {RECENT_ORDERS}, canceled ones included"
+        description="the latest 10 orders, whatever their status (canceled and pending ones included)"
     )
 
 
@@ -75,28 +79,14 @@ async def read_customer(warehouse: Warehouse, customer_id: str) -> CustomerView 
     Raises:
         WarehouseUnavailable: the warehouse did not answer in time.
     """
-    gold, silver = warehouse.layers.gold, warehouse.layers.silver
+    # One row: customer_360 is clustered by customer_id and carries the latest orders.
     parameters = [ScalarQueryParameter("id", "STRING", customer_id)]
     rows = await _query_built(
         warehouse,
-        f"select * from `{warehouse.table_id(gold, 'customer_360')}` where customer_id = @id",
+        f"select * from `{warehouse.table_id(warehouse.layers.gold, 'customer_360')}` where customer_id = @id",
         parameters,
     )
-    if not rows:
-        return None
-    orders_table, customers_table = (
-        warehouse.table_id(silver, "orders"),
-        warehouse.table_id(silver, "customers"),
-    )
-    orders = await warehouse.query(
-        f"select o.order_id, o.status, o.created_at, o.order_value from `{orders_table}` o"
-        f" join `{customers_table}` c on o.customer_user_id = c.user_id"
-        f" where c.customer_id = @id order by o.created_at desc limit {RECENT_ORDERS}",
-        parameters,
-    )
-    return CustomerView(
-        **_fields(rows[0], CustomerView), recent_orders=[OrderSummary(**row) for row in orders]
-    )
+    return CustomerView(**_fields(rows[0], CustomerView)) if rows else None
 
 
 async def read_order(warehouse: Warehouse, order_id: str) -> OrderView | None:
@@ -105,21 +95,23 @@ async def read_order(warehouse: Warehouse, order_id: str) -> OrderView | None:
     Raises:
         WarehouseUnavailable: the warehouse did not answer in time.
     """
-    silver = warehouse.layers.silver
+    # One row: silver.orders is clustered by order_id and keeps the order's items with it.
     parameters = [ScalarQueryParameter("id", "STRING", order_id)]
-    rows = await _query_built(
-        warehouse, f"select * from `{warehouse.table_id(silver, 'orders')}` where order_id = @id", parameters
-    )
+    orders = warehouse.table_id(warehouse.layers.silver, "orders")
+    rows = await _query_built(warehouse, f"select * from `{orders}` where order_id = @id", parameters)
     if not rows:
         return None
-    items_table = warehouse.table_id(silver, "order_items")
-    items = await warehouse.query(
-        f"select * from `{items_table}` where order_id = @id order by item_index",
-        parameters,
-    )
-    return OrderView(
-        **_fields(rows[0], OrderView), items=[OrderItemView(**_fields(item, OrderItemView)) for item in items]
-    )
+    items = [
+        OrderItemView(**_fields(item, OrderItemView), line_total=_line_total(item))
+        for item in sorted(rows[0]["items"], key=lambda item: item["item_index"])
+    ]
+    return OrderView(**_fields(rows[0], OrderView, exclude={"items"}), items=items)
+
+
+def _line_total(item: dict[str, Any]) -> Decimal | None:
+    """selling price x quantity, as silver.order_items computes it."""
+    price, quantity = item.get("selling_price"), item.get("quantity")
+    return None if price is None or quantity is None else price * quantity
 
 
 async def _query_built(warehouse: Warehouse, sql: str, parameters: list[Any]) -> list[dict[str, Any]]:
@@ -132,6 +124,6 @@ async def _query_built(warehouse: Warehouse, sql: str, parameters: list[Any]) ->
         raise
 
 
-def _fields(row: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
-    """The row's columns the model declares (tables may have more)."""
-    return {name: row[name] for name in model.model_fields if name in row}
+def _fields(row: dict[str, Any], model: type[BaseModel], exclude: set[str] = frozenset()) -> dict[str, Any]:
+    """The row's columns the model declares (tables may have more), but those in ``exclude``."""
+    return {name: row[name] for name in model.model_fields if name in row and name not in exclude}

@@ -6,13 +6,17 @@ import asyncio
 import os
 import subprocess
 from pathlib import Path
+from datetime import timedelta
 from typing import Any
+
+from google.cloud.bigquery import ScalarQueryParameter
 
 from core.settings import Settings
 from tests.dbt.bigquery_rules import compiled_violations
 from tests.dbt.fixture import EXPECTED_360, ORDERS, SKUS, land_store, order
 from warehouse import Warehouse
 from warehouse.dbt import DbtBuildSummary, build_command, dbt_environment, parse_summary
+from warehouse.landing import bronze_rows
 from warehouse.tables import VTEX_ORDERS
 from warehouse.vtex_orders import order_version
 
@@ -20,6 +24,7 @@ from warehouse.vtex_orders import order_version
 BUILT = {
     ("silver", "orders"): "order_id",
     ("silver", "order_items"): "order_item_id",
+    ("silver", "order_events"): "order_event_id",
     ("silver", "skus"): "sku_id",
     ("silver", "customers"): "customer_id",
     ("gold", "customer_360"): "customer_id",
@@ -85,23 +90,66 @@ async def test_build_passes_and_gold_matches_a_hand_computation(
     assert compiled_violations(tmp_path / "target") == {}
 
 
+async def land_late(warehouse: Warehouse, document: dict[str, Any], minutes_behind: int) -> None:
+    """Land an order version as a worker whose clock runs ``minutes_behind`` would: its ingested_at is
+    that far before the moment it lands (an append acknowledged long after it started looks the same)."""
+    row = bronze_rows([order_version(document)])[0]
+    await warehouse.query(
+        f"insert into `{warehouse.table_id(warehouse.layers.bronze, VTEX_ORDERS)}`"
+        " (source, entity_id, event_key, source_updated_at, ingested_at, payload)"
+        " values (@source, @entity_id, @event_key, @source_updated_at, @ingested_at, parse_json(@payload))",
+        [
+            ScalarQueryParameter("source", "STRING", row["source"]),
+            ScalarQueryParameter("entity_id", "STRING", row["entity_id"]),
+            ScalarQueryParameter("event_key", "STRING", row["event_key"]),
+            ScalarQueryParameter("source_updated_at", "TIMESTAMP", row["source_updated_at"]),
+            ScalarQueryParameter(
+                "ingested_at", "TIMESTAMP", row["ingested_at"] - timedelta(minutes=minutes_behind)
+            ),
+            ScalarQueryParameter("payload", "STRING", row["payload"]),
+        ],
+    )
+
+
 async def test_incremental_build_equals_a_full_rebuild(
     warehouse: Warehouse, settings: Settings, tmp_path: Path
 ) -> None:
     await land_store(warehouse)
-    assert (await dbt_build(settings, tmp_path)).success
-    # Later: o-2 is canceled, Carla buys for the first time, and Bruno's o-4 loses an item.
-    canceled = order("o-2", "u-ana", 5000, "2026-03-02T10:00:00.0000000Z", "canceled", "2026-03-05T10:00:00Z")
-    carla = order("o-5", "u-carla", 12345, "2026-04-01T12:00:00.0000000Z")
+    # Bruno's o-4 loses an item; that version landed five hours ago, long before the next landings.
     shrunk = order("o-4", "u-bruno", 4000, "2026-02-10T08:00:00.0000000Z", changed="2026-02-11T08:00:00Z")
     shrunk["items"] = shrunk["items"][:1]
-    await warehouse.land(VTEX_ORDERS, [order_version(canceled), order_version(carla), order_version(shrunk)])
+    await land_late(warehouse, shrunk, minutes_behind=300)
+    assert (await dbt_build(settings, tmp_path)).success
+    # Later: o-2 is canceled, and Carla buys for the first time.
+    canceled = order("o-2", "u-ana", 5000, "2026-03-02T10:00:00.0000000Z", "canceled", "2026-03-05T10:00:00Z")
+    carla = order("o-5", "u-carla", 12345, "2026-04-01T12:00:00.0000000Z", "payment-approved")
+    await warehouse.land(VTEX_ORDERS, [order_version(canceled), order_version(carla)])
     assert (await dbt_build(settings, tmp_path)).success
     incremental = await snapshot(warehouse)
     assert [item["sku_id"] for item in incremental["order_items"] if item["order_id"] == "o-4"] == ["101"]
     gold = {row["customer_id"]: row for row in incremental["customer_360"]}
     assert (gold["c-ana"]["orders_count"], gold["c-ana"]["lifetime_value"]) == (1, 100)
     assert (gold["c-carla"]["orders_count"], float(gold["c-carla"]["lifetime_value"])) == (1, 123.45)
+
+    # Then landings a watermark must not lose: an older version of o-4 landed now, hours after its newer
+    # one (a backfill; the newer one is outside this build's window), a newer version of o-5 from a worker whose clock runs 20 minutes behind, and an order
+    # of a guest (no customer document) landed an hour late.
+    older = order("o-4", "u-bruno", 8010, "2026-02-10T08:00:00.0000000Z", "payment-approved")
+    await warehouse.land(VTEX_ORDERS, [order_version(older)])
+    invoiced = order("o-5", "u-carla", 12345, "2026-04-01T12:00:00.0000000Z", changed="2026-04-03T09:00:00Z")
+    await land_late(warehouse, invoiced, minutes_behind=20)
+    await land_late(
+        warehouse, order("o-6", "u-guest", 5000, "2026-04-02T12:00:00.0000000Z"), minutes_behind=60
+    )
+    assert (await dbt_build(settings, tmp_path)).success
+    incremental = await snapshot(warehouse)
+    orders = {row["order_id"]: row for row in incremental["orders"]}
+    assert (orders["o-4"]["items_count"], orders["o-4"]["status"]) == (1, "invoiced")  # not the older one
+    assert orders["o-5"]["status"] == "invoiced"
+    gold = {row["customer_id"]: row for row in incremental["customer_360"]}
+    assert (gold["profile:u-guest"]["orders_count"], gold["profile:u-guest"]["lifetime_value"]) == (1, 50)
+    revenue = sum(day["revenue"] for day in incremental["daily_sales"])
+    assert sum(row["lifetime_value"] for row in gold.values()) == revenue  # every revenue order counted once
 
     assert (await dbt_build(settings, tmp_path, full_refresh=True)).success
     assert await snapshot(warehouse) == incremental
