@@ -4,7 +4,11 @@ Read with a real SQL parser (sqlglot, BigQuery dialect), so a rule sees expressi
 - a JSON string made a TIMESTAMP without its fraction cut to microseconds (VTEX writes 7 digits;
   BigQuery refuses them, the emulator accepts them): use the ``vtex_timestamp`` macro;
 - ``TIMESTAMP_DIFF(..., DAY)`` or ``WEEK`` (BigQuery counts 24-hour periods, the emulator calendar
-  boundaries): use the ``days_between`` macro.
+  boundaries): use the ``days_between`` macro;
+- a read of a bronze table without a constant filter on ``ingested_at`` in the SELECT that reads it
+  (its WHERE, which applies before any window): BigQuery prunes partitions only on constant filters, so
+  such a read bills all of history, and ``require_partition_filter`` refuses it. Use the
+  ``landed_versions`` macro.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from sqlglot import exp
 
 JSON_READS = (exp.JSONExtractScalar, exp.JSONExtract)
 CALENDAR_UNITS = {"DAY", "WEEK"}
+PARTITION_COLUMN = "ingested_at"
+BOUNDS = (exp.GTE, exp.GT, exp.EQ, exp.LT, exp.LTE, exp.Between)
 TIMESTAMP_TYPES = (exp.DataType.Type.TIMESTAMP, exp.DataType.Type.TIMESTAMPTZ)
 
 
@@ -34,7 +40,39 @@ def violations(sql: str) -> list[str]:
                 continue
             if _reads_json_untruncated(made.this):
                 found.append(made.sql("bigquery"))
+        for select in tree.find_all(exp.Select):
+            for table in _bronze_tables(select):
+                if not _filters_partition_by_constant(select):
+                    found.append(f"{table.sql('bigquery')} read without a constant {PARTITION_COLUMN} filter")
     return found
+
+
+def _bronze_tables(select: exp.Select) -> list[exp.Table]:
+    """The bronze tables this SELECT reads itself (in its FROM and joins, not in nested queries)."""
+    sources = [select.args.get("from_") or select.args.get("from"), *select.args.get("joins", [])]
+    tables = [source.this for source in sources if source is not None]
+    return [table for table in tables if isinstance(table, exp.Table) and table.db.endswith("bronze")]
+
+
+def _filters_partition_by_constant(select: exp.Select) -> bool:
+    """Whether the SELECT's WHERE bounds ingested_at by a constant, in a conjunct that always applies."""
+    where = select.args.get("where")
+    if where is None:
+        return False
+    for condition in where.this.flatten() if isinstance(where.this, exp.And) else [where.this]:
+        if not isinstance(condition, BOUNDS):
+            continue
+        sides = [side for side in condition.args.values() if isinstance(side, exp.Expression)]
+        column = [side for side in sides if isinstance(side, exp.Column) and side.name == PARTITION_COLUMN]
+        others = [side for side in sides if side not in column]
+        if column and others and all(_constant(side) for side in others):
+            return True
+    return False
+
+
+def _constant(expression: exp.Expression) -> bool:
+    """A literal, or a function of literals only: no column, no subquery."""
+    return expression.find(exp.Column, exp.Select, exp.Subquery) is None
 
 
 def _reads_json_untruncated(argument: exp.Expression | None) -> bool:

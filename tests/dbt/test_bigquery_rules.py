@@ -27,3 +27,35 @@ def test_the_time_macros_pass() -> None:
         from source
     """
     assert violations(now) == []
+
+
+def test_a_bronze_read_must_be_bounded_by_a_constant_before_the_window() -> None:
+    # The shape of staging and silver before macros/incremental.sql: staging deduplicated all of bronze,
+    # and silver's filter came after the window, as a scalar subquery.
+    before = """
+        with source as (select * from `p`.`bronze`.`vtex_orders`),
+        latest as (
+            select * from source
+            qualify row_number() over (partition by entity_id order by ingested_at desc) = 1
+        )
+        select * from latest
+        where ingested_at >= (select timestamp_sub(max(ingested_at), interval 30 minute) from `p`.`silver`.`orders`)
+    """
+    assert violations(before) == ["`p`.`bronze`.`vtex_orders` read without a constant ingested_at filter"]
+    subquery = "select * from `p`.`bronze`.`vtex_orders` where ingested_at >= (select max(t) from x)"
+    assert violations(subquery) != []
+    either = "select * from `p`.`x_bronze`.`vtex_orders` where ingested_at >= timestamp '2026-01-01' or true"
+    assert violations(either) != []
+
+
+def test_the_landed_versions_read_passes() -> None:
+    now = """
+        with versions as (
+            select * from `p`.`x_bronze`.`vtex_orders`
+            where ingested_at >= timestamp '2026-12-03 06:37:53+00'
+        )
+        select * from versions
+        qualify row_number() over (partition by entity_id order by ingested_at desc) = 1
+    """
+    assert violations(now) == []
+    assert violations("select * from `p`.`silver`.`orders`") == []  # only bronze is partitioned by landing
