@@ -169,6 +169,10 @@ class Settings(BaseSettings):
     dbt_work_dir: str = "var/dbt"
     # The dbt/profiles.yml target; empty: "emulator" when bigquery_endpoint is set, else "bigquery".
     dbt_target: str = ""
+    # The most one dbt query may bill on BigQuery (bytes; 0: no limit of the hub's own). A query over it
+    # fails instead of running: a build that reads all of history by mistake costs nothing. The default,
+    # 50 GiB, is far above an incremental build and above a full refresh of about 20 million orders.
+    dbt_maximum_bytes_billed: int = Field(default=50 * 1024**3, ge=0)
     # The read API's customer and order views wait this long for the warehouse, then answer 503.
     read_api_warehouse_timeout_seconds: float = Field(default=5.0, gt=0)
     dbt_builds_enabled: bool = True  # off when silver and gold are built elsewhere

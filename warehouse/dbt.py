@@ -53,6 +53,7 @@ def dbt_environment(settings: Settings) -> dict[str, str]:
         "HUB_BIGQUERY_DATASET_PREFIX": settings.bigquery_dataset_prefix,
         "HUB_BIGQUERY_CREDENTIALS_FILE": settings.bigquery_credentials_file,
         "HUB_DBT_TARGET": settings.dbt_target or ("emulator" if settings.bigquery_endpoint else "bigquery"),
+        "HUB_DBT_MAXIMUM_BYTES_BILLED": str(settings.dbt_maximum_bytes_billed),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
     if settings.bigquery_endpoint:

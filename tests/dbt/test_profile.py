@@ -1,0 +1,40 @@
+"""The BigQuery target of dbt/profiles.yml, rendered by dbt from the hub's settings."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import yaml
+from dbt.adapters.factory import load_plugin
+from dbt.config.profile import Profile, read_profile
+from dbt.config.renderer import ProfileRenderer
+from dbt.flags import set_from_args
+from dbt_common.context import set_invocation_context
+
+from core.settings import Settings
+from warehouse.dbt import PROJECT_DIR, dbt_environment
+
+
+def bigquery_target(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Profile:
+    for name, value in dbt_environment(settings).items():
+        monkeypatch.setenv(name, value)
+    set_from_args(type("Args", (), {})(), {})  # type: ignore[arg-type]
+    set_invocation_context(dict(os.environ))  # what env_var() reads
+    load_plugin("bigquery")
+    raw = read_profile(str(PROJECT_DIR))
+    return Profile.from_raw_profiles(raw, "integrations_hub", ProfileRenderer({}), target_override="bigquery")
+
+
+def test_a_query_billing_more_than_the_setting_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings(environment="test", bigquery_endpoint="", bigquery_project="acme-analytics")
+    profile = bigquery_target(monkeypatch, settings)
+    assert profile.credentials.maximum_bytes_billed == 50 * 1024**3  # the default guard  # type: ignore[attr-defined]
+    assert profile.credentials.database == "acme-analytics"
+    custom = Settings(environment="test", bigquery_endpoint="", dbt_maximum_bytes_billed=10**9)
+    assert bigquery_target(monkeypatch, custom).credentials.maximum_bytes_billed == 10**9  # type: ignore[attr-defined]
+
+
+def test_every_query_is_labelled_with_its_model() -> None:
+    project = yaml.safe_load((PROJECT_DIR / "dbt_project.yml").read_text())
+    assert project["query-comment"] == {"job-label": True}  # dbt's comment (node_id, ...) as job labels
