@@ -81,11 +81,8 @@ async def read_customer(warehouse: Warehouse, customer_id: str) -> CustomerView 
     """
     # One row: customer_360 is clustered by customer_id and carries the latest orders.
     parameters = [ScalarQueryParameter("id", "STRING", customer_id)]
-    rows = await _query_built(
-        warehouse,
-        f"select * from `{warehouse.table_id(warehouse.layers.gold, 'customer_360')}` where customer_id = @id",
-        parameters,
-    )
+    customers = warehouse.table_id(warehouse.layers.gold, "customer_360")
+    rows = await _query_built(warehouse, f"select * from `{customers}` where customer_id = @id", parameters)
     return CustomerView(**_fields(rows[0], CustomerView)) if rows else None
 
 
@@ -105,7 +102,7 @@ async def read_order(warehouse: Warehouse, order_id: str) -> OrderView | None:
         OrderItemView(**_fields(item, OrderItemView), line_total=_line_total(item))
         for item in sorted(rows[0]["items"], key=lambda item: item["item_index"])
     ]
-    return OrderView(**_fields(rows[0], OrderView, exclude={"items"}), items=items)
+    return OrderView(**_fields(rows[0], OrderView, exclude=frozenset({"items"})), items=items)
 
 
 def _line_total(item: dict[str, Any]) -> Decimal | None:
@@ -124,6 +121,6 @@ async def _query_built(warehouse: Warehouse, sql: str, parameters: list[Any]) ->
         raise
 
 
-def _fields(row: dict[str, Any], model: type[BaseModel], exclude: set[str] = frozenset()) -> dict[str, Any]:
+def _fields(row: dict[str, Any], model: type[BaseModel], exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The row's columns the model declares (tables may have more), but those in ``exclude``."""
     return {name: row[name] for name in model.model_fields if name in row and name not in exclude}
