@@ -121,6 +121,8 @@ async def _query_built(warehouse: Warehouse, sql: str, parameters: list[Any]) ->
         raise
 
 
-def _fields(row: dict[str, Any], model: type[BaseModel], exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
+def _fields(
+    row: dict[str, Any], model: type[BaseModel], exclude: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     """The row's columns the model declares (tables may have more), but those in ``exclude``."""
     return {name: row[name] for name in model.model_fields if name in row and name not in exclude}
