@@ -7,8 +7,8 @@
    differ from the stack's history), and the simulator's catalog SKUs and Master Data customers, who are
    the items and buyers of those orders.
 2. Times a full build (``dbt build --full-refresh``, as ``python -m warehouse.dbt`` runs it).
-3. Lands ``--more`` newer orders and times an incremental build.
-4. Prints the rows of each silver and gold model.
+3. Lands ``--more`` newer orders and times an incremental build, and its ratio to the full build.
+4. Prints the rows of each silver and gold model, and the emulator's peak resident memory so far.
 5. Hook-to-gold: ``--samples`` orders are created in the VTEX simulator and moved to ``invoiced``; their
    hooks go through the API and the order flow, which asks the build workflow for builds. Measures the
    time from the last hook's answer until ``GET /v1/orders/{id}`` shows ``invoiced`` (silver) and until
@@ -49,7 +49,7 @@ from warehouse.vtex_orders import order_version
 
 PAGE = 2_000  # records per exactly-once append
 LIFECYCLE = ["payment-pending", "payment-approved", "ready-for-handling", "handling", "invoiced"]
-MODELS = {"silver": ["orders", "order_items", "skus", "customers"],
+MODELS = {"silver": ["orders", "order_items", "order_events", "skus", "customers"],
           "gold": ["customer_360", "daily_sales", "product_performance"]}  # fmt: skip
 FRESHNESS_GOAL_SECONDS = 120.0
 
@@ -148,6 +148,21 @@ async def model_rows(warehouse: Warehouse) -> None:
         print(f"{layer + ' rows':<21} {', '.join(counts)}")
 
 
+def emulator_peak_memory() -> str:
+    """The local BigQuery emulator's peak resident memory (VmHWM), read from /proc (Linux)."""
+    for process in Path("/proc").glob("[0-9]*"):
+        try:
+            if b"bqemulator" not in (process / "cmdline").read_bytes():
+                continue
+            status = (process / "status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                return f"{int(line.split()[1]) / 1024**2:.2f} GiB (pid {process.name})"
+    return "unknown (no emulator process found)"
+
+
 async def hook_to_gold(
     http: httpx.AsyncClient, warehouse: Warehouse, api: str, sims: str, limit: float
 ) -> tuple[float, float]:
@@ -210,14 +225,20 @@ async def run(args: argparse.Namespace) -> None:
     try:
         if not args.skip_seed:
             await seed(warehouse, history, args.orders)
-            report_build("full build", await asyncio.to_thread(dbt_build, settings, True))
+            full = await asyncio.to_thread(dbt_build, settings, True)
+            report_build("full build", full)
             started = time.perf_counter()
             more = await land_all(
                 warehouse, VTEX_ORDERS, history_orders(history, range(args.orders, args.orders + args.more))
             )
             print(f"landed                {more:,} newer orders in {time.perf_counter() - started:.1f} s")
-            report_build("incremental build", await asyncio.to_thread(dbt_build, settings, False))
+            incremental = await asyncio.to_thread(dbt_build, settings, False)
+            report_build("incremental build", incremental)
+            print(
+                f"incremental / full    {incremental.seconds / full.seconds:.2f} (goal at 1M orders: <= 0.25)"
+            )
             await model_rows(warehouse)
+            print(f"emulator peak memory  {emulator_peak_memory()}")
         headers = {"Authorization": f"Bearer {settings.read_api_token.get_secret_value()}"}
         silver, gold = [], []
         async with httpx.AsyncClient(timeout=30, headers=headers) as http:

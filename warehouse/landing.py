@@ -13,7 +13,7 @@ import asyncio
 import functools
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -67,6 +67,8 @@ class BronzeRecord:
     event_key: str
     payload: dict[str, Any]
     source_updated_at: datetime | None = None
+    # The table's typed columns (``warehouse.tables.TYPED_COLUMNS``), read from the payload.
+    columns: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -281,6 +283,16 @@ class Warehouse:
         except TimeoutError as error:  # the client's own deadlines did not hold
             raise WarehouseUnavailable(SERVICE, f"no answer within {3 * self._timeout:.0f} s") from error
 
+    async def execute(self, sql: str) -> int:
+        """Run a DML statement (no client deadline: it may take minutes); the number of rows it changed."""
+
+        def run() -> int:
+            job = self._client.query(sql, retry=self._retry, job_retry=None)
+            job.result(retry=self._retry, job_retry=None)
+            return int(job.num_dml_affected_rows or 0)
+
+        return await self._call(run)
+
     def _run_query(self, sql: str, parameters: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """``query``'s blocking part, for code already on a worker thread."""
         config = bigquery.QueryJobConfig(query_parameters=list(parameters))
@@ -362,7 +374,24 @@ class Warehouse:
             table.time_partitioning = bigquery.TimePartitioning(field=time_column)
             # Syncs ask for the latest version of a page of entities: clustering keeps that read small.
             table.clustering_fields = ["entity_id"]
-            self._client.create_table(table, exists_ok=True, retry=self._retry, timeout=self._timeout)
+            found = self._client.create_table(table, exists_ok=True, retry=self._retry, timeout=self._timeout)
+            self._add_missing_columns(found, schema)
+
+    def _add_missing_columns(self, table: bigquery.Table, schema: Sequence[bigquery.SchemaField]) -> None:
+        """Give a table made by an earlier version the (nullable) columns added since, in place."""
+        have = {column.name for column in table.schema}
+        missing = [column for column in schema if column.name not in have]
+        if not missing:
+            return
+        table.schema = [*table.schema, *missing]
+        self._client.update_table(table, ["schema"], retry=self._retry, timeout=self._timeout)
+        # The same as DDL, which changes nothing on BigQuery after the update above, but is what the
+        # local emulator applies to its storage (it records the update without altering the table).
+        for column in missing:
+            self._run_query(
+                f"alter table `{table.project}.{table.dataset_id}.{table.table_id}`"
+                f" add column if not exists {column.name} {column.field_type}"
+            )
 
 
 def count_landed(table: str, records: Sequence[BronzeRecord]) -> None:
@@ -387,6 +416,7 @@ def bronze_rows(records: Sequence[BronzeRecord]) -> list[dict[str, Any]]:
             "source_updated_at": record.source_updated_at,
             "ingested_at": now,
             "payload": _json(record.payload),
+            **record.columns,
         }
         for record in records
     ]

@@ -34,11 +34,30 @@ QUARANTINE_SCHEMA = (
     SchemaField("payload", "JSON", mode="REQUIRED"),
 )
 
+# Typed columns beside the payload: the fields the models need, read once at landing where pydantic
+# validates them (times in UTC to the microsecond, money in integer cents), so no SQL parses a time
+# string from JSON. Nullable and last, so an installed table gains them in place; rows landed before
+# they existed get them from ``python -m warehouse.migrate``.
+TYPED_COLUMNS: dict[str, tuple[SchemaField, ...]] = {
+    VTEX_ORDERS: (
+        SchemaField("status", "STRING", description="status of this version"),
+        SchemaField("created_at", "TIMESTAMP", description="creationDate, cut to microseconds"),
+        SchemaField("value_cents", "INT64", description="value, in cents"),
+        SchemaField("items_cents", "INT64", description='the "Items" total, in cents'),
+        SchemaField("discounts_cents", "INT64", description='the "Discounts" total, in cents (negative)'),
+        SchemaField("shipping_cents", "INT64", description='the "Shipping" total, in cents'),
+        SchemaField("customer_profile_id", "STRING", description="clientProfileData.userProfileId"),
+    ),
+    VTEX_ORDER_EVENTS: (SchemaField("state", "STRING", description="the state VTEX announced"),),
+    VTEX_SKUS: (),
+    VTEX_CUSTOMERS: (
+        SchemaField("user_id", "STRING", description="userId: the profile id orders carry"),
+        SchemaField("created_at", "TIMESTAMP", description="createdIn, cut to microseconds"),
+    ),
+}
+
 BRONZE_TABLES = {
-    VTEX_ORDERS: BRONZE_SCHEMA,
-    VTEX_ORDER_EVENTS: BRONZE_SCHEMA,
-    VTEX_SKUS: BRONZE_SCHEMA,
-    VTEX_CUSTOMERS: BRONZE_SCHEMA,
+    **{table: BRONZE_SCHEMA + typed for table, typed in TYPED_COLUMNS.items()},
     QUARANTINE: QUARANTINE_SCHEMA,
 }
 

@@ -68,8 +68,20 @@ def customer_version(document: dict[str, Any]) -> CustomerVersion:
         notes = (MASKED_EMAIL,)  # VTEX's relay address: its local part is VTEX's business, not ours
     elif not isinstance(email, str) or not _is_address(email):
         raise _invalid(document, customer_id, INVALID_EMAIL, "email: not a valid address", key)
-    record = BronzeRecord(SOURCE, customer_id, key, document, change_time(str(changed)))
+    record = BronzeRecord(
+        SOURCE, customer_id, key, document, change_time(str(changed)), customer_columns(document)
+    )
     return CustomerVersion(record, notes)
+
+
+def customer_columns(document: dict[str, Any]) -> dict[str, Any]:
+    """The typed columns of a CL document (``warehouse.tables.TYPED_COLUMNS``); None where unreadable."""
+    user, created = document.get("userId"), document.get("createdIn")
+    try:
+        created_at = change_time(created) if isinstance(created, str) else None
+    except ValueError:
+        created_at = None  # the version is keyed by updatedIn; a broken createdIn alone does not stop it
+    return {"user_id": None if user is None else str(user), "created_at": created_at}
 
 
 def is_masked_email(email: str) -> bool:

@@ -74,7 +74,29 @@ def order_version(document: dict[str, Any]) -> BronzeRecord:
         event_key=order_version_key(order.orderId, order.lastChange),
         payload=document,
         source_updated_at=change_time(order.lastChange),
+        columns=order_columns(order, document),
     )
+
+
+def order_columns(order: OrderDocument, document: dict[str, Any]) -> dict[str, Any]:
+    """The typed columns of an order version (``warehouse.tables.TYPED_COLUMNS``)."""
+    profile = document.get("clientProfileData")
+    user = profile.get("userProfileId") if isinstance(profile, dict) else None
+    return {
+        "status": order.status,
+        "created_at": change_time(order.creationDate),
+        "value_cents": order.value,
+        "items_cents": _total(order, "Items"),
+        "discounts_cents": _total(order, "Discounts"),
+        "shipping_cents": _total(order, "Shipping"),
+        "customer_profile_id": None if user is None else str(user),
+    }
+
+
+def _total(order: OrderDocument, total_id: str) -> int | None:
+    """The sum of the order's totals entries named ``total_id``; None when it has none."""
+    values = [total.value for total in order.totals if total.id == total_id]
+    return sum(values) if values else None
 
 
 def order_version_key(order_id: str, last_change: str) -> str:
@@ -99,4 +121,5 @@ def order_event(event: OrderEvent) -> BronzeRecord:
         event_key=event.key,
         payload=event.payload,
         source_updated_at=change_time(event.change),
+        columns={"state": event.state},
     )

@@ -1,8 +1,8 @@
 """What the compiled dbt SQL must not rely on: the emulator's leniency where BigQuery means otherwise.
 
 Read with a real SQL parser (sqlglot, BigQuery dialect), so a rule sees expressions, not text:
-- a JSON string made a TIMESTAMP without its fraction cut to microseconds (VTEX writes 7 digits;
-  BigQuery refuses them, the emulator accepts them): use the ``vtex_timestamp`` macro;
+- a JSON string made a TIMESTAMP (VTEX writes 7 fractional digits; BigQuery refuses them, the emulator
+  accepts them): times come typed from bronze, parsed once at landing;
 - ``TIMESTAMP_DIFF(..., DAY)`` or ``WEEK`` (BigQuery counts 24-hour periods, the emulator calendar
   boundaries): use the ``days_between`` macro;
 - a read of a bronze table without a constant filter on ``ingested_at`` in the SELECT that reads it
@@ -38,13 +38,41 @@ def violations(sql: str) -> list[str]:
         for made in tree.find_all(exp.Timestamp, exp.Cast):
             if isinstance(made, exp.Cast) and not made.to.is_type(*TIMESTAMP_TYPES):
                 continue
-            if _reads_json_untruncated(made.this):
+            if made.this is not None and made.this.find(*JSON_READS) is not None:
                 found.append(made.sql("bigquery"))
         for select in tree.find_all(exp.Select):
             for table in _bronze_tables(select):
                 if not _filters_partition_by_constant(select):
                     found.append(f"{table.sql('bigquery')} read without a constant {PARTITION_COLUMN} filter")
     return found
+
+
+def _bronze_tables(select: exp.Select) -> list[exp.Table]:
+    """The bronze tables this SELECT reads itself (in its FROM and joins, not in nested queries)."""
+    sources = [select.args.get("from_") or select.args.get("from"), *select.args.get("joins", [])]
+    tables = [source.this for source in sources if source is not None]
+    return [table for table in tables if isinstance(table, exp.Table) and table.db.endswith("bronze")]
+
+
+def _filters_partition_by_constant(select: exp.Select) -> bool:
+    """Whether the SELECT's WHERE bounds ingested_at by a constant, in a conjunct that always applies."""
+    where = select.args.get("where")
+    if where is None:
+        return False
+    for condition in where.this.flatten() if isinstance(where.this, exp.And) else [where.this]:
+        if not isinstance(condition, BOUNDS):
+            continue
+        sides = [side for side in condition.args.values() if isinstance(side, exp.Expression)]
+        column = [side for side in sides if isinstance(side, exp.Column) and side.name == PARTITION_COLUMN]
+        others = [side for side in sides if side not in column]
+        if column and others and all(_constant(side) for side in others):
+            return True
+    return False
+
+
+def _constant(expression: exp.Expression) -> bool:
+    """A literal, or a function of literals only: no column, no subquery."""
+    return expression.find(exp.Column, exp.Select, exp.Subquery) is None
 
 
 def _bronze_tables(select: exp.Select) -> list[exp.Table]:

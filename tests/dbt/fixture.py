@@ -11,8 +11,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from google.cloud.bigquery import ScalarQueryParameter
+
 from warehouse import Warehouse
-from warehouse.tables import VTEX_CUSTOMERS, VTEX_ORDERS, VTEX_SKUS
+from warehouse.tables import BRONZE_TABLES, VTEX_CUSTOMERS, VTEX_ORDERS, VTEX_SKUS
 from warehouse.vtex_catalog import sku_version
 from warehouse.vtex_customers import customer_version
 from warehouse.vtex_orders import order_version
@@ -109,3 +111,18 @@ async def land_store(warehouse: Warehouse) -> None:
         int(UNPRICED_SKU), {"Id": 103, "ProductId": 13, "IsActive": True, "Name": "Rack"}, None
     )
     await warehouse.land(VTEX_SKUS, [*skus, unpriced])
+
+
+async def insert_bronze_row(warehouse: Warehouse, table: str, row: dict[str, Any]) -> None:
+    """Write one bronze row with SQL, its columns as given: to land with a chosen ``ingested_at``, or
+    without the columns an earlier version did not have."""
+    types = {field.name: field.field_type for field in BRONZE_TABLES[table]}
+    values = [f"parse_json(@{name})" if types[name] == "JSON" else f"@{name}" for name in row]
+    await warehouse.query(
+        f"insert into `{warehouse.table_id(warehouse.layers.bronze, table)}` ({', '.join(row)})"
+        f" values ({', '.join(values)})",
+        [
+            ScalarQueryParameter(name, "STRING" if types[name] == "JSON" else types[name], value)
+            for name, value in row.items()
+        ],
+    )

@@ -9,11 +9,10 @@ from pathlib import Path
 from datetime import timedelta
 from typing import Any
 
-from google.cloud.bigquery import ScalarQueryParameter
 
 from core.settings import Settings
 from tests.dbt.bigquery_rules import compiled_violations
-from tests.dbt.fixture import EXPECTED_360, ORDERS, SKUS, land_store, order
+from tests.dbt.fixture import EXPECTED_360, ORDERS, SKUS, insert_bronze_row, land_store, order
 from warehouse import Warehouse
 from warehouse.dbt import DbtBuildSummary, build_command, dbt_environment, parse_summary
 from warehouse.landing import bronze_rows
@@ -94,20 +93,8 @@ async def land_late(warehouse: Warehouse, document: dict[str, Any], minutes_behi
     """Land an order version as a worker whose clock runs ``minutes_behind`` would: its ingested_at is
     that far before the moment it lands (an append acknowledged long after it started looks the same)."""
     row = bronze_rows([order_version(document)])[0]
-    await warehouse.query(
-        f"insert into `{warehouse.table_id(warehouse.layers.bronze, VTEX_ORDERS)}`"
-        " (source, entity_id, event_key, source_updated_at, ingested_at, payload)"
-        " values (@source, @entity_id, @event_key, @source_updated_at, @ingested_at, parse_json(@payload))",
-        [
-            ScalarQueryParameter("source", "STRING", row["source"]),
-            ScalarQueryParameter("entity_id", "STRING", row["entity_id"]),
-            ScalarQueryParameter("event_key", "STRING", row["event_key"]),
-            ScalarQueryParameter("source_updated_at", "TIMESTAMP", row["source_updated_at"]),
-            ScalarQueryParameter(
-                "ingested_at", "TIMESTAMP", row["ingested_at"] - timedelta(minutes=minutes_behind)
-            ),
-            ScalarQueryParameter("payload", "STRING", row["payload"]),
-        ],
+    await insert_bronze_row(
+        warehouse, VTEX_ORDERS, {**row, "ingested_at": row["ingested_at"] - timedelta(minutes=minutes_behind)}
     )
 
 

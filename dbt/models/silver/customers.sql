@@ -17,14 +17,14 @@ latest as (
 renamed as (
     select
         entity_id as customer_id,
-        json_value(payload, '$.userId') as user_id,
+        user_id,  -- typed at landing (warehouse/vtex_customers.py), as created_at
         json_value(payload, '$.email') as email,
         -- Same rule as the ingestion check (warehouse/vtex_customers.py): the address is VTEX's relay.
         coalesce(ends_with(lower(json_value(payload, '$.email')), '@ct.vtex.com.br'), false) as email_is_masked,
         json_value(payload, '$.firstName') as first_name,
         json_value(payload, '$.lastName') as last_name,
         json_value(payload, '$.document') as document,
-        {{ vtex_timestamp("json_value(payload, '$.createdIn')") }} as created_at,
+        created_at,
         source_updated_at,
         ingested_at,
         event_key

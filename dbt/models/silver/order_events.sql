@@ -14,7 +14,7 @@ first_landing as (
 select
     event_key as order_event_id,
     entity_id as order_id,
-    coalesce(json_value(payload, '$.State'), json_value(payload, '$.state')) as state,
+    state,
     source_updated_at as changed_at,
     ingested_at
 from first_landing

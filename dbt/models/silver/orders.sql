@@ -21,14 +21,15 @@ latest as (
 renamed as (
     select
         entity_id as order_id,
-        json_value(payload, '$.status') as status,
-        {{ vtex_timestamp("json_value(payload, '$.creationDate')") }} as created_at,
+        -- Typed at landing (warehouse/vtex_orders.py): times in UTC to the microsecond, money in cents.
+        status,
+        created_at,
         source_updated_at as last_change_at,
-        {{ cents_to_money("json_value(payload, '$.value')") }} as order_value,
-        {{ cents_to_money(order_total('payload', 'Items')) }} as items_value,
-        {{ cents_to_money(order_total('payload', 'Discounts')) }} as discounts_value,
-        {{ cents_to_money(order_total('payload', 'Shipping')) }} as shipping_value,
-        json_value(payload, '$.clientProfileData.userProfileId') as customer_user_id,
+        {{ cents_to_money('value_cents') }} as order_value,
+        {{ cents_to_money('items_cents') }} as items_value,
+        {{ cents_to_money('discounts_cents') }} as discounts_value,
+        {{ cents_to_money('shipping_cents') }} as shipping_value,
+        customer_profile_id as customer_user_id,
         json_value(payload, '$.clientProfileData.document') as customer_document,
         json_value(payload, '$.shippingData.address.state') as shipping_state,
         json_value(payload, '$.shippingData.address.city') as shipping_city,
