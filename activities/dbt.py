@@ -37,6 +37,7 @@ FLUSH_TIMEOUT_SECONDS = 10.0  # a stopping worker waits this long for its last b
 class DbtBuildInput:
     select: list[str] = field(default_factory=list)  # dbt node selection; empty: everything
     full_refresh: bool = False
+    fast: bool = False  # leave out unit tests and what is tagged hourly (warehouse.dbt.FAST_BUILD_EXCLUDES)
     # The oldest order change this build brings to gold (``BuildRequest.oldest_received_at``).
     oldest_received_at: str | None = None
 
@@ -61,7 +62,7 @@ class DbtActivities:
     @activity.defn
     async def dbt_build(self, params: DbtBuildInput) -> DbtBuildSummary:
         """Run ``dbt build``; failed tests come back in the summary (a build that could not run raises)."""
-        command = build_command(self._work_dir, params.select, params.full_refresh)
+        command = build_command(self._work_dir, params.select, params.full_refresh, params.fast)
         process = await asyncio.create_subprocess_exec(
             *command, env=self._environment, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
         )
@@ -126,6 +127,8 @@ class DbtBuildWorkflowInput:
     last: DbtBuildSummary | None = None
     last_success_at: str | None = None  # when the last build that passed ended (ISO 8601 UTC)
     oldest_received_at: str | None = None  # of the pending requests' order changes
+    last_full_at: str | None = None  # when the last full build (every model and check) started
+    fast_since_full: bool = False  # a fast build ran since then: a full one is due within the hour
 
 
 class BuildRequester:

@@ -5,7 +5,9 @@
 1. Seeds bronze through the warehouse layer (exactly-once appends, as the backfill lands): ``--orders``
    orders of a generated two-year history (the simulator's generator, with a seed of its own so its ids
    differ from the stack's history), and the simulator's catalog SKUs and Master Data customers, who are
-   the items and buyers of those orders.
+   the items and buyers of those orders. Each seeded row is then dated as if it had landed when it
+   happened (a minute after its change, and at least a day ago): a warehouse's history landed over
+   two years, not in the last minute, and builds read bronze by landing time.
 2. Times a full build (``dbt build --full-refresh``, as ``python -m warehouse.dbt`` runs it).
 3. Lands ``--more`` newer orders and times an incremental build, and its ratio to the full build.
 4. Prints the rows of each silver and gold model, and the emulator's peak resident memory so far.
@@ -99,9 +101,15 @@ async def seed(warehouse: Warehouse, history: OrderHistory, orders: int) -> None
     skus = await land_all(warehouse, VTEX_SKUS, catalog_skus(config))
     people = await land_all(warehouse, VTEX_CUSTOMERS, customers(config))
     landed = await land_all(warehouse, VTEX_ORDERS, history_orders(history, range(orders)))
+    for table in (VTEX_SKUS, VTEX_CUSTOMERS, VTEX_ORDERS):
+        await warehouse.execute(
+            f"update `{warehouse.table_id(warehouse.layers.bronze, table)}` set ingested_at = least("
+            "coalesce(timestamp_add(source_updated_at, interval 1 minute), ingested_at),"
+            " timestamp_sub(ingested_at, interval 1 day)) where ingested_at >= timestamp '2000-01-01'"
+        )
     print(
-        f"seeded bronze         {landed:,} orders, {people:,} customers, {skus:,} SKUs"
-        f" in {time.perf_counter() - started:.0f} s",
+        f"seeded bronze         {landed:,} orders, {people:,} customers, {skus:,} SKUs, dated as landed"
+        f" when they happened, in {time.perf_counter() - started:.0f} s",
         flush=True,
     )
 

@@ -23,6 +23,11 @@ from core.settings import Settings
 PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt"
 SUMMARY_PREFIX = "DBT-SUMMARY "
 TEST_TYPES = {"test", "unit_test"}
+# A fast build (the 30-second path, after landings) leaves out what does not change with new rows or
+# reads whole tables: dbt's unit tests (they check the models' logic on fixed rows) and everything
+# tagged "hourly" (daily_sales, product_performance, and the tests that scan whole tables). A full
+# build runs everything; the build workflow runs one at least hourly (README, "Silver and gold").
+FAST_BUILD_EXCLUDES = ["--exclude-resource-type", "unit_test", "--exclude", "tag:hourly"]
 
 
 @dataclass
@@ -61,13 +66,17 @@ def dbt_environment(settings: Settings) -> dict[str, str]:
     return environment
 
 
-def build_command(work_dir: Path, select: Sequence[str] = (), full_refresh: bool = False) -> list[str]:
+def build_command(
+    work_dir: Path, select: Sequence[str] = (), full_refresh: bool = False, fast: bool = False
+) -> list[str]:
     """The child process that builds: this module, with where dbt keeps its target and logs."""
     command = [sys.executable, "-m", "warehouse.dbt", "build", "--work-dir", str(work_dir)]
     if select:
         command += ["--select", *select]
     if full_refresh:
         command.append("--full-refresh")
+    if fast:
+        command.append("--fast")
     return command
 
 
@@ -107,7 +116,9 @@ def summarise(results: Sequence[Any]) -> DbtBuildSummary:
     return summary
 
 
-def run_build(work_dir: Path, select: Sequence[str], full_refresh: bool) -> DbtBuildSummary:
+def run_build(
+    work_dir: Path, select: Sequence[str], full_refresh: bool, fast: bool = False
+) -> DbtBuildSummary:
     """Run ``dbt build`` in this process (the child's side)."""
     from dbt.cli.main import dbtRunner  # heavy: only the child process loads dbt
     from dbt.exceptions import ParsingError
@@ -120,6 +131,8 @@ def run_build(work_dir: Path, select: Sequence[str], full_refresh: bool) -> DbtB
         arguments += ["--select", *select]
     if full_refresh:
         arguments.append("--full-refresh")
+    if fast:
+        arguments += FAST_BUILD_EXCLUDES
     outcome = dbtRunner().invoke(arguments)
     results = getattr(outcome.result, "results", None)
     if results is None:
@@ -139,8 +152,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--work-dir", type=Path, default=Path("var/dbt"))
     parser.add_argument("--select", nargs="*", default=[])
     parser.add_argument("--full-refresh", action="store_true")
+    parser.add_argument("--fast", action="store_true", help="leave out unit tests and what is tagged hourly")
     args = parser.parse_args(argv)
-    summary = run_build(args.work_dir, args.select, args.full_refresh)
+    summary = run_build(args.work_dir, args.select, args.full_refresh, args.fast)
     sys.stdout.write(SUMMARY_PREFIX + json.dumps(asdict(summary)) + "\n")
     sys.exit(0 if summary.success else 1)
 

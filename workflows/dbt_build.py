@@ -6,12 +6,17 @@ a build reads bronze when it starts, so rows landed during a build are picked up
 build's summary (models built, tests passed, failed and warned, each failure by name) is in the history,
 the memo and the ``last_build`` query; a build with failures is logged as a warning and counted in the
 ``dbt_build_failures`` metric. The workflow continues as new after a number of builds.
+
+Builds that requests ask for are fast: they leave out the unit tests and what is tagged ``hourly`` (the
+gold tables that read all of history, the tests that scan whole tables; ``warehouse.dbt``). At least
+once an hour, after fast builds, a full build runs everything, asked for or not.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import cast
 
 from temporalio import workflow
@@ -46,6 +51,10 @@ RETRY = RetryPolicy(
 # Patch: the run continues as new as soon as Temporal suggests it (request signals grow its history),
 # not only after BUILDS_PER_RUN builds.
 CONTINUE_WHEN_SUGGESTED = "continue-as-new-when-suggested"
+# Patch: requests get fast builds, and a full build runs at least every FULL_BUILD_EVERY after a fast one
+# (before it, every build was full).
+FAST_AND_HOURLY_FULL = "fast-builds-and-hourly-full-builds"
+FULL_BUILD_EVERY = timedelta(hours=1)
 
 
 @dataclass
@@ -58,6 +67,7 @@ class DbtBuildStatus:
     pending: list[str] = field(default_factory=list)
     last: DbtBuildSummary | None = None
     last_success_at: str | None = None  # when the last build that passed ended (ISO 8601 UTC)
+    last_full_at: str | None = None  # when the last full build started (ISO 8601 UTC)
 
 
 @workflow.defn(name=DBT_BUILD_WORKFLOW)
@@ -66,6 +76,7 @@ class DbtBuildWorkflow:
         self._pending: list[str] = []
         self._oldest_received: str | None = None  # the pending requests' oldest order change
         self._status = DbtBuildStatus()
+        self._fast_since_full = False
 
     @workflow.signal(name=REQUEST_BUILD_SIGNAL)
     def request_build(self, request: BuildRequest) -> None:
@@ -82,21 +93,35 @@ class DbtBuildWorkflow:
         self._pending = [*params.pending, *self._pending]
         self._oldest_received = earliest(params.oldest_received_at, self._oldest_received)
         self._status = DbtBuildStatus(
-            params.builds, params.failed_builds, last=params.last, last_success_at=params.last_success_at
+            params.builds,
+            params.failed_builds,
+            last=params.last,
+            last_success_at=params.last_success_at,
+            last_full_at=params.last_full_at,
         )
+        self._fast_since_full = params.fast_since_full
         when_suggested = workflow.patched(CONTINUE_WHEN_SUGGESTED)
+        cadence = workflow.patched(FAST_AND_HOURLY_FULL)
 
         def suggested() -> bool:
             return when_suggested and workflow.info().is_continue_as_new_suggested()
 
         for _ in range(BUILDS_PER_RUN):
-            await workflow.wait_condition(lambda: bool(self._pending) or suggested())
+            with contextlib.suppress(TimeoutError):  # on time out, a full build is due, asked for or not
+                await workflow.wait_condition(
+                    lambda: bool(self._pending) or suggested(),
+                    timeout=self._until_full() if cadence else None,
+                )
             if suggested():
                 break
-            reasons, self._pending = self._pending, []
+            full = not cadence or self._full_due()
+            reasons, self._pending = self._pending or ["hourly full build"], []
             oldest_received, self._oldest_received = self._oldest_received, None
             self._status.building = True
-            self._record(await self._build(oldest_received), reasons)
+            if cadence and full:
+                self._status.last_full_at = workflow.now().isoformat(timespec="microseconds")
+            self._fast_since_full = cadence and not full  # then a full build is due within the hour
+            self._record(await self._build(oldest_received, fast=not full), reasons, cadence, full)
         # Requests that arrived meanwhile go on with the next run.
         status = self._status
         workflow.continue_as_new(
@@ -107,14 +132,29 @@ class DbtBuildWorkflow:
                 status.last,
                 status.last_success_at,
                 self._oldest_received,
+                status.last_full_at,
+                self._fast_since_full,
             )
         )
 
-    async def _build(self, oldest_received: str | None) -> DbtBuildSummary:
+    def _full_due(self) -> bool:
+        """Whether the next build runs everything: none ran yet, or the last one is an hour old."""
+        last = self._status.last_full_at
+        return last is None or workflow.now() - datetime.fromisoformat(last) >= FULL_BUILD_EVERY
+
+    def _until_full(self) -> timedelta | None:
+        """How long until a full build is due on its own: only after a fast build, so an idle warehouse
+        is not rebuilt every hour for nothing."""
+        if not self._fast_since_full or self._status.last_full_at is None:
+            return None
+        due = datetime.fromisoformat(self._status.last_full_at) + FULL_BUILD_EVERY
+        return max(due - workflow.now(), timedelta(seconds=1))
+
+    async def _build(self, oldest_received: str | None, fast: bool) -> DbtBuildSummary:
         try:
             return await workflow.execute_activity_method(
                 DbtActivities.dbt_build,
-                DbtBuildInput(oldest_received_at=oldest_received),
+                DbtBuildInput(oldest_received_at=oldest_received, fast=fast),
                 start_to_close_timeout=BUILD_TIMEOUT,
                 heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 retry_policy=RETRY,
@@ -126,7 +166,7 @@ class DbtBuildWorkflow:
             message = cast(ApplicationError, error.cause).message
             return DbtBuildSummary(error=message, error_kind="project", failures=[message[:500]])
 
-    def _record(self, summary: DbtBuildSummary, reasons: list[str]) -> None:
+    def _record(self, summary: DbtBuildSummary, reasons: list[str], cadence: bool, full: bool) -> None:
         status = self._status
         status.building = False
         status.last = summary
@@ -140,10 +180,11 @@ class DbtBuildWorkflow:
             meter.create_counter("dbt_build_failures", "dbt builds with a failed model or test").add(1)
             workflow.logger.warning("dbt build failed: %s", "; ".join(summary.failures)[:2000])
         outcome = "passed" if summary.success else f"FAILED: {'; '.join(summary.failures)[:1500]}"
+        kind = ("full build, " if full else "fast build, ") if cadence else ""
         workflow.upsert_memo(
             {
                 "last_build": (
-                    f"{outcome} ({summary.models_built} models, {summary.tests_passed} tests passed,"
+                    f"{outcome} ({kind}{summary.models_built} models, {summary.tests_passed} tests passed,"
                     f" {summary.tests_failed} failed, {summary.tests_warned} warned; {summary.seconds:.0f} s;"
                     f" asked by {', '.join(reasons)})"
                 ),

@@ -32,9 +32,11 @@ BUILT = {
 }
 
 
-async def dbt_build(settings: Settings, work_dir: Path, full_refresh: bool = False) -> DbtBuildSummary:
+async def dbt_build(
+    settings: Settings, work_dir: Path, full_refresh: bool = False, fast: bool = False
+) -> DbtBuildSummary:
     """``python -m warehouse.dbt build``, as the build activity runs it."""
-    command = build_command(work_dir, full_refresh=full_refresh)
+    command = build_command(work_dir, full_refresh=full_refresh, fast=fast)
     environment = {**os.environ, **dbt_environment(settings)}
     done = await asyncio.to_thread(
         subprocess.run, command, env=environment, capture_output=True, text=True, timeout=600, check=False
@@ -84,6 +86,10 @@ async def test_build_passes_and_gold_matches_a_hand_computation(
 
     again = await dbt_build(settings, tmp_path)  # nothing new landed
     assert again.success
+    assert await snapshot(warehouse) == built
+    # The 30-second path: silver and customer_360, no tests (they run in the hourly full build).
+    fast = await dbt_build(settings, tmp_path, fast=True)
+    assert (fast.success, fast.models_built, fast.tests_passed + fast.tests_warned) == (True, 7, 0)
     assert await snapshot(warehouse) == built
     # What ran would mean the same on BigQuery: no emulator leniency in the compiled SQL.
     assert compiled_violations(tmp_path / "target") == {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from temporalio import activity
@@ -22,6 +23,7 @@ from activities.dbt import (
     request_dbt_build,
 )
 from core.settings import Settings
+from tests.conftest import TEST_CONVERTER, binary
 from tests.dbt.fixture import land_store, order
 from tests.hub import running_hub
 from tests.support import eventually
@@ -94,6 +96,46 @@ async def test_requests_during_a_build_coalesce_into_one_more(
         memo = await (await client.get_workflow_handle(workflow_id).describe()).memo()
         assert "asked by vtex orders, vtex catalog sync, vtex customer sync" in memo["last_build"]
         await client.get_workflow_handle(workflow_id).terminate("test over")
+
+
+async def test_requests_get_fast_builds_and_a_full_build_follows_within_the_hour(task_queue: str) -> None:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=binary("temporal-test-server"), data_converter=TEST_CONVERTER
+    )
+    settings = own_warehouse_settings(task_queue)
+    builds = StandInBuilds()
+    builds.release.set()  # each build is done at once
+    workflow_id = dbt_build_workflow_id(settings)
+
+    async def built(count: int) -> None:
+        async def done() -> DbtBuildStatus | None:
+            current = await status(env.client, workflow_id)
+            return current if current.builds == count and not current.building else None
+
+        await eventually(done, timeout=30)
+
+    try:
+        async with Worker(
+            env.client, task_queue=task_queue, workflows=[DbtBuildWorkflow], activities=[builds.dbt_build]
+        ):
+            await request_dbt_build(env.client, settings, "vtex orders")
+            await built(1)  # the first build runs everything
+            await request_dbt_build(env.client, settings, "vtex orders")
+            await built(2)  # then requests get fast builds
+            memo = await (await env.client.get_workflow_handle(workflow_id).describe()).memo()
+            assert memo["last_build"].startswith("passed (fast build, ")
+            await env.sleep(timedelta(minutes=61))  # nothing asked for since
+            await built(3)  # a full build followed the fast one within the hour, on its own
+            await env.sleep(timedelta(hours=5))
+            assert (await status(env.client, workflow_id)).builds == 3  # idle: nothing to check again
+            assert [build.fast for build in builds.inputs] == [False, True, False]
+            memo = await (await env.client.get_workflow_handle(workflow_id).describe()).memo()
+            assert (
+                "(full build, " in memo["last_build"] and "asked by hourly full build" in memo["last_build"]
+            )
+            await env.client.get_workflow_handle(workflow_id).terminate("test over")
+    finally:
+        await env.shutdown()
 
 
 async def test_a_status_vtex_added_warns_and_gold_still_builds(
