@@ -50,6 +50,7 @@ class BuildRequest:
     # When the hub received the oldest order change landed for this request (ISO 8601 UTC), if any: the
     # build that follows measures hook-to-gold from it.
     oldest_received_at: str | None = None
+    full: bool = False  # every model and check now, not a fast build (the demo; support by hand)
 
 
 class DbtActivities:
@@ -99,7 +100,7 @@ def dbt_build_workflow_id(settings: Settings) -> str:
 
 
 async def request_dbt_build(
-    client: Client, settings: Settings, reason: str, oldest_received_at: str | None = None
+    client: Client, settings: Settings, reason: str, oldest_received_at: str | None = None, full: bool = False
 ) -> None:
     """Ask the warehouse's build workflow for a build, starting it if it is not running.
 
@@ -113,7 +114,7 @@ async def request_dbt_build(
         task_queue=settings.dbt_task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         start_signal=REQUEST_BUILD_SIGNAL,
-        start_signal_args=[BuildRequest(reason, oldest_received_at)],
+        start_signal_args=[BuildRequest(reason, oldest_received_at, full)],
     )
 
 
@@ -127,6 +128,7 @@ class DbtBuildWorkflowInput:
     last: DbtBuildSummary | None = None
     last_success_at: str | None = None  # when the last build that passed ended (ISO 8601 UTC)
     oldest_received_at: str | None = None  # of the pending requests' order changes
+    full_asked: bool = False  # a pending request asked for a full build
     last_full_at: str | None = None  # when the last full build (every model and check) started
     fast_since_full: bool = False  # a fast build ran since then: a full one is due within the hour
 

@@ -23,7 +23,7 @@ async def run_gold_demo(settings: Settings) -> bool:
     client = await connect(settings)
     workflow_id = dbt_build_workflow_id(settings)
     before = await _builds(client, workflow_id)
-    await request_dbt_build(client, settings, "demo")
+    await request_dbt_build(client, settings, "demo", full=True)  # daily sales too, not only the fast path
     print(f"\nAsked {workflow_id} for a dbt build of silver and gold; waiting...", flush=True)
     deadline = time.monotonic() + BUILD_WAIT_SECONDS
     status = DbtBuildStatus()

@@ -78,7 +78,7 @@ async def main() -> None:
     warehouse = Warehouse.from_settings(Settings())
     try:
         for table, rows in (await migrate(warehouse)).items():
-            print(f"bronze.{table}: typed columns filled on {rows:,} rows", flush=True)
+            sys.stdout.write(f"bronze.{table}: typed columns filled on {rows:,} rows\n")
     finally:
         await warehouse.aclose()
 

@@ -77,12 +77,14 @@ class DbtBuildWorkflow:
         self._oldest_received: str | None = None  # the pending requests' oldest order change
         self._status = DbtBuildStatus()
         self._fast_since_full = False
+        self._full_asked = False  # a pending request asked for a full build
 
     @workflow.signal(name=REQUEST_BUILD_SIGNAL)
     def request_build(self, request: BuildRequest) -> None:
         if request.reason not in self._pending:
             self._pending.append(request.reason)
         self._oldest_received = earliest(self._oldest_received, request.oldest_received_at)
+        self._full_asked = self._full_asked or request.full
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> DbtBuildStatus:
@@ -100,6 +102,7 @@ class DbtBuildWorkflow:
             last_full_at=params.last_full_at,
         )
         self._fast_since_full = params.fast_since_full
+        self._full_asked = self._full_asked or params.full_asked
         when_suggested = workflow.patched(CONTINUE_WHEN_SUGGESTED)
         cadence = workflow.patched(FAST_AND_HOURLY_FULL)
 
@@ -114,7 +117,8 @@ class DbtBuildWorkflow:
                 )
             if suggested():
                 break
-            full = not cadence or self._full_due()
+            full = not cadence or self._full_asked or self._full_due()
+            self._full_asked = False
             reasons, self._pending = self._pending or ["hourly full build"], []
             oldest_received, self._oldest_received = self._oldest_received, None
             self._status.building = True
@@ -132,6 +136,7 @@ class DbtBuildWorkflow:
                 status.last,
                 status.last_success_at,
                 self._oldest_received,
+                self._full_asked,
                 status.last_full_at,
                 self._fast_since_full,
             )

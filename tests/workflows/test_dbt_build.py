@@ -128,7 +128,13 @@ async def test_requests_get_fast_builds_and_a_full_build_follows_within_the_hour
             await built(3)  # a full build followed the fast one within the hour, on its own
             await env.sleep(timedelta(hours=5))
             assert (await status(env.client, workflow_id)).builds == 3  # idle: nothing to check again
-            assert [build.fast for build in builds.inputs] == [False, True, False]
+            await request_dbt_build(env.client, settings, "vtex orders")
+            await built(4)  # full: the last full build is more than an hour old
+            await request_dbt_build(env.client, settings, "vtex orders")
+            await built(5)
+            await request_dbt_build(env.client, settings, "demo", full=True)  # asked for everything
+            await built(6)
+            assert [build.fast for build in builds.inputs] == [False, True, False, False, True, False]
             memo = await (await env.client.get_workflow_handle(workflow_id).describe()).memo()
             assert (
                 "(full build, " in memo["last_build"] and "asked by hourly full build" in memo["last_build"]
