@@ -138,9 +138,7 @@ async def test_requests_get_fast_builds_and_a_full_build_follows_within_the_hour
             await built(6)
             assert [build.fast for build in builds.inputs] == [False, True, False, False, True, False]
             memo = await (await env.client.get_workflow_handle(workflow_id).describe()).memo()
-            assert (
-                "(full build, " in memo["last_build"] and "asked by hourly full build" in memo["last_build"]
-            )
+            assert "(full build, " in memo["last_build"] and "asked by demo" in memo["last_build"]
             await env.client.get_workflow_handle(workflow_id).terminate("test over")
     finally:
         await env.shutdown()
