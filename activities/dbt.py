@@ -131,6 +131,7 @@ class DbtBuildWorkflowInput:
     full_asked: bool = False  # a pending request asked for a full build
     last_full_at: str | None = None  # when the last full build (every model and check) started
     fast_since_full: bool = False  # a fast build ran since then: a full one is due within the hour
+    last_full: DbtBuildSummary | None = None  # the last full build's summary
 
 
 class BuildRequester:

@@ -76,8 +76,20 @@ RUNS_CLOSED_LAST_HOUR = Gauge(
 )
 DBT_LAST_BUILD = Gauge(
     "hub_dbt_last_build",
-    "The last dbt build: models built and failed, tests passed, failed and warned.",
+    "The last dbt build's models built and failed, and the last full build's tests passed, failed, warned.",
     ["result"],
+    registry=REGISTRY,
+)
+BRONZE_FRESHNESS = Gauge(
+    "hub_bronze_freshness",
+    "dbt source freshness of each bronze table at the last full build: 0 pass, 1 warn, 2 error.",
+    ["table"],
+    registry=REGISTRY,
+)
+BRONZE_LOADED_AT = Gauge(
+    "hub_bronze_last_landed_timestamp_seconds",
+    "When the newest row of each bronze table landed, at the last full build (Unix time).",
+    ["table"],
     registry=REGISTRY,
 )
 

@@ -48,6 +48,10 @@ class DbtBuildSummary:
     # "project" when the error is in the project or its profile (parse, compile, configuration):
     # running again cannot help until someone fixes it. Empty: it may pass later (a warehouse away).
     error_kind: str = ""
+    # Full builds only: ``dbt source freshness`` of each bronze table, by table: "pass", "warn", "error"
+    # (against the sources' warn_after/error_after), and when its newest row landed (ISO 8601 UTC).
+    freshness: dict[str, str] = field(default_factory=dict)
+    loaded_at: dict[str, str] = field(default_factory=dict)
 
 
 def dbt_environment(settings: Settings) -> dict[str, str]:
@@ -133,7 +137,8 @@ def run_build(
         arguments.append("--full-refresh")
     if fast:
         arguments += FAST_BUILD_EXCLUDES
-    outcome = dbtRunner().invoke(arguments)
+    runner = dbtRunner()
+    outcome = runner.invoke(arguments)
     results = getattr(outcome.result, "results", None)
     if results is None:
         summary = DbtBuildSummary(error=str(outcome.exception or "dbt did not run"))
@@ -142,8 +147,34 @@ def run_build(
     else:
         summary = summarise(results)
         summary.success = summary.success and outcome.success
+        if not fast and not select:
+            check_freshness(runner, work_dir, summary)
     summary.seconds = round(time.monotonic() - started, 3)
     return summary
+
+
+def check_freshness(runner: Any, work_dir: Path, summary: DbtBuildSummary) -> None:
+    """Run ``dbt source freshness`` and note each bronze table's status and newest landing in ``summary``.
+
+    It only reads ``max(ingested_at)``; a stale table is a warning of the build (and the
+    ``hub_bronze_freshness`` metric), not a failure: the models built from what is there are right.
+    """
+    arguments = ["source", "freshness", "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR)]
+    arguments += ["--target-path", str(work_dir / "target"), "--log-path", str(work_dir / "logs")]
+    arguments += ["--output", str(work_dir / "target" / "sources.json")]
+    outcome = runner.invoke(arguments)
+    for result in getattr(outcome.result, "results", None) or []:
+        table, status = result.node.name, str(result.status)
+        summary.freshness[table] = "error" if status == "runtime error" else status
+        loaded = getattr(result, "max_loaded_at", None)
+        if loaded is not None and loaded.year > 1:  # dbt says year 1 for a table with no rows
+            summary.loaded_at[table] = loaded.isoformat()
+        else:
+            loaded = None
+        if status != "pass":
+            summary.warnings.append(
+                f"source {table}: freshness {status}, newest row landed {loaded or 'never'}"
+            )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -33,6 +33,8 @@ from activities.vtex_feed import INVALID_FEED_ITEM
 from core.background import in_background
 from core.constants import LEAD_STATUS, PARKED, PARTNERS
 from core.metrics import (
+    BRONZE_FRESHNESS,
+    BRONZE_LOADED_AT,
     DBT_LAST_BUILD,
     EXPECTED_INTERVAL,
     LAST_SUCCESS,
@@ -57,6 +59,9 @@ from warehouse.vtex_orders import INVALID_ORDER
 from workers.schedules import scheduled_flows
 from workflows.dbt_build import DbtBuildWorkflow
 from workflows.lead_distribution import AWAITING_ASSIGNMENT, LeadDistributionWorkflow
+
+# dbt source freshness statuses as hub_bronze_freshness values (anything else, e.g. a runtime error: 2).
+FRESHNESS_LEVELS = {"pass": 0, "warn": 1, "error": 2}
 
 log = logging.getLogger("workers.metrics")
 
@@ -225,12 +230,17 @@ class VisibilityPoll:
         if status.last_success_at:
             LAST_SUCCESS.labels(DBT_FLOW).set(datetime.fromisoformat(status.last_success_at).timestamp())
         if status.last is not None:
-            last = status.last
+            # Models from the last build; tests from the last full build (fast builds run none).
+            last, checked = status.last, status.last_full or status.last
             for result, value in (
                 ("models_built", last.models_built),
                 ("models_failed", last.models_failed),
-                ("tests_passed", last.tests_passed),
-                ("tests_failed", last.tests_failed),
-                ("tests_warned", last.tests_warned),
+                ("tests_passed", checked.tests_passed),
+                ("tests_failed", checked.tests_failed),
+                ("tests_warned", checked.tests_warned),
             ):
                 DBT_LAST_BUILD.labels(result).set(value)
+            for table, freshness in checked.freshness.items():
+                BRONZE_FRESHNESS.labels(table).set(FRESHNESS_LEVELS.get(freshness, 2))
+            for table, loaded_at in checked.loaded_at.items():
+                BRONZE_LOADED_AT.labels(table).set(datetime.fromisoformat(loaded_at).timestamp())

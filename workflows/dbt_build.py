@@ -68,6 +68,8 @@ class DbtBuildStatus:
     last: DbtBuildSummary | None = None
     last_success_at: str | None = None  # when the last build that passed ended (ISO 8601 UTC)
     last_full_at: str | None = None  # when the last full build started (ISO 8601 UTC)
+    # The last full build: its tests are the latest word on the data (fast builds run none).
+    last_full: DbtBuildSummary | None = None
 
 
 @workflow.defn(name=DBT_BUILD_WORKFLOW)
@@ -100,6 +102,7 @@ class DbtBuildWorkflow:
             last=params.last,
             last_success_at=params.last_success_at,
             last_full_at=params.last_full_at,
+            last_full=params.last_full,
         )
         self._fast_since_full = params.fast_since_full
         self._full_asked = self._full_asked or params.full_asked
@@ -139,6 +142,7 @@ class DbtBuildWorkflow:
                 self._full_asked,
                 status.last_full_at,
                 self._fast_since_full,
+                status.last_full,
             )
         )
 
@@ -175,6 +179,8 @@ class DbtBuildWorkflow:
         status = self._status
         status.building = False
         status.last = summary
+        if full:
+            status.last_full = summary
         status.builds += 1
         meter = workflow.metric_meter()
         meter.create_counter("dbt_builds", "dbt builds run").add(1)

@@ -12,6 +12,11 @@
     timestamp '{{ var("bronze_begin", "2000-01-01") }} 00:00:00+00'
 {%- endmacro %}
 
+{#- A day before this build started, as a literal: recent partitions only, pruned on BigQuery. -#}
+{% macro day_before_build() -%}
+    timestamp '{{ (run_started_at - modules.datetime.timedelta(days=1)).strftime("%Y-%m-%d %H:%M:%S") }}+00'
+{%- endmacro %}
+
 {#- The literal lower bound of ingested_at that an incremental build of this model reads. -#}
 {% macro bronze_since() -%}
     {%- if not (is_incremental() and execute) -%}

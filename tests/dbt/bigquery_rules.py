@@ -5,7 +5,8 @@ Read with a real SQL parser (sqlglot, BigQuery dialect), so a rule sees expressi
   accepts them): times come typed from bronze, parsed once at landing;
 - ``TIMESTAMP_DIFF(..., DAY)`` or ``WEEK`` (BigQuery counts 24-hour periods, the emulator calendar
   boundaries): use the ``days_between`` macro;
-- a read of a bronze table without a constant filter on ``ingested_at`` in the SELECT that reads it
+- a read of a bronze table without a constant filter on its partition column (``ingested_at``;
+  ``quarantined_at`` for quarantine) in the SELECT that reads it
   (its WHERE, which applies before any window): BigQuery prunes partitions only on constant filters, so
   such a read bills all of history, and ``require_partition_filter`` refuses it. Use the
   ``landed_versions`` macro.
@@ -20,7 +21,9 @@ from sqlglot import exp
 
 JSON_READS = (exp.JSONExtractScalar, exp.JSONExtract)
 CALENDAR_UNITS = {"DAY", "WEEK"}
-PARTITION_COLUMN = "ingested_at"
+# Bronze tables are partitioned by landing time; quarantine by when the record was refused.
+PARTITION_COLUMNS = {"quarantine": "quarantined_at"}
+LANDING_TIME = "ingested_at"
 BOUNDS = (exp.GTE, exp.GT, exp.EQ, exp.LT, exp.LTE, exp.Between)
 TIMESTAMP_TYPES = (exp.DataType.Type.TIMESTAMP, exp.DataType.Type.TIMESTAMPTZ)
 
@@ -42,8 +45,9 @@ def violations(sql: str) -> list[str]:
                 found.append(made.sql("bigquery"))
         for select in tree.find_all(exp.Select):
             for table in _bronze_tables(select):
-                if not _filters_partition_by_constant(select):
-                    found.append(f"{table.sql('bigquery')} read without a constant {PARTITION_COLUMN} filter")
+                column = PARTITION_COLUMNS.get(table.name, LANDING_TIME)
+                if not _filters_by_constant(select, column):
+                    found.append(f"{table.sql('bigquery')} read without a constant {column} filter")
     return found
 
 
@@ -54,8 +58,8 @@ def _bronze_tables(select: exp.Select) -> list[exp.Table]:
     return [table for table in tables if isinstance(table, exp.Table) and table.db.endswith("bronze")]
 
 
-def _filters_partition_by_constant(select: exp.Select) -> bool:
-    """Whether the SELECT's WHERE bounds ingested_at by a constant, in a conjunct that always applies."""
+def _filters_by_constant(select: exp.Select, partition_column: str) -> bool:
+    """Whether the SELECT's WHERE bounds the column by a constant, in a conjunct that always applies."""
     where = select.args.get("where")
     if where is None:
         return False
@@ -63,7 +67,7 @@ def _filters_partition_by_constant(select: exp.Select) -> bool:
         if not isinstance(condition, BOUNDS):
             continue
         sides = [side for side in condition.args.values() if isinstance(side, exp.Expression)]
-        column = [side for side in sides if isinstance(side, exp.Column) and side.name == PARTITION_COLUMN]
+        column = [side for side in sides if isinstance(side, exp.Column) and side.name == partition_column]
         others = [side for side in sides if side not in column]
         if column and others and all(_constant(side) for side in others):
             return True
@@ -82,8 +86,8 @@ def _bronze_tables(select: exp.Select) -> list[exp.Table]:
     return [table for table in tables if isinstance(table, exp.Table) and table.db.endswith("bronze")]
 
 
-def _filters_partition_by_constant(select: exp.Select) -> bool:
-    """Whether the SELECT's WHERE bounds ingested_at by a constant, in a conjunct that always applies."""
+def _filters_by_constant(select: exp.Select, partition_column: str) -> bool:
+    """Whether the SELECT's WHERE bounds the column by a constant, in a conjunct that always applies."""
     where = select.args.get("where")
     if where is None:
         return False
@@ -91,7 +95,7 @@ def _filters_partition_by_constant(select: exp.Select) -> bool:
         if not isinstance(condition, BOUNDS):
             continue
         sides = [side for side in condition.args.values() if isinstance(side, exp.Expression)]
-        column = [side for side in sides if isinstance(side, exp.Column) and side.name == PARTITION_COLUMN]
+        column = [side for side in sides if isinstance(side, exp.Column) and side.name == partition_column]
         others = [side for side in sides if side not in column]
         if column and others and all(_constant(side) for side in others):
             return True

@@ -10,12 +10,14 @@ from datetime import timedelta
 from typing import Any
 
 
+import pytest
+
 from core.settings import Settings
 from tests.dbt.bigquery_rules import compiled_violations
 from tests.dbt.fixture import EXPECTED_360, ORDERS, SKUS, insert_bronze_row, land_store, order
 from warehouse import Warehouse
 from warehouse.dbt import DbtBuildSummary, build_command, dbt_environment, parse_summary
-from warehouse.landing import bronze_rows
+from warehouse.landing import InvalidRecord, bronze_rows
 from warehouse.tables import VTEX_ORDERS
 from warehouse.vtex_orders import order_version
 
@@ -61,11 +63,24 @@ async def test_build_passes_and_gold_matches_a_hand_computation(
     warehouse: Warehouse, settings: Settings, tmp_path: Path
 ) -> None:
     await land_store(warehouse)
+    # VTEX's newest version of o-2 has an unreadable value: refused at landing, kept in quarantine.
+    broken = order("o-2", "u-ana", 5000, "2026-03-02T10:00:00.0000000Z", "invoiced", "2026-03-09T10:00:00Z")
+    with pytest.raises(InvalidRecord) as refused:
+        order_version({**broken, "value": "50.00"})
+    await warehouse.quarantine([refused.value.quarantine])
     summary = await dbt_build(settings, tmp_path)
     assert summary.success, summary.failures
     assert (summary.models_built, summary.models_failed, summary.tests_failed) == (9, 0, 0)
     assert summary.tests_passed >= 25  # keys, relationships, accepted values, and the unit tests
-    assert [warning.split(":")[0] for warning in summary.warnings] == ["not_null_skus_base_price"]
+    assert sorted(warning.split(":")[0] for warning in summary.warnings) == [
+        "not_null_skus_base_price",
+        "orders_newer_version_quarantined",  # o-2: silver shows an older version than VTEX's newest
+        "quarantined_order_versions",
+        "source vtex_order_events",  # dbt source freshness: no state change landed at all
+    ]
+    fresh = {"vtex_orders": "pass", "vtex_customers": "pass", "vtex_skus": "pass"}
+    assert summary.freshness == {**fresh, "vtex_order_events": "error"}
+    assert set(summary.loaded_at) == set(fresh)
 
     built = await snapshot(warehouse)
     gold = {row["customer_id"]: row for row in built["customer_360"]}

@@ -127,7 +127,9 @@ async def test_requests_get_fast_builds_and_a_full_build_follows_within_the_hour
             await env.sleep(timedelta(minutes=61))  # nothing asked for since
             await built(3)  # a full build followed the fast one within the hour, on its own
             memo = await (await env.client.get_workflow_handle(workflow_id).describe()).memo()
-            assert "(full build, " in memo["last_build"] and "asked by hourly full build" in memo["last_build"]
+            assert (
+                "(full build, " in memo["last_build"] and "asked by hourly full build" in memo["last_build"]
+            )
             await env.sleep(timedelta(hours=5))
             assert (await status(env.client, workflow_id)).builds == 3  # idle: nothing to check again
             await request_dbt_build(env.client, settings, "vtex orders")
