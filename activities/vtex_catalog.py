@@ -25,7 +25,7 @@ from core.metrics import count_sync
 from warehouse import BronzeRecord, QuarantineRecord, Warehouse
 from warehouse.landing import LATEST_PER_ENTITY, InvalidRecord
 from warehouse.streams import StreamCursor
-from warehouse.tables import QUARANTINE, VTEX_SKUS
+from warehouse.tables import QUARANTINE, VTEX_SKUS, every_partition
 from warehouse.vtex_catalog import REMOVED_HASH, is_removed_key, sku_version
 
 # SKUs of one page read at once (two requests each): enough to fill the budget while VTEX answers.
@@ -180,7 +180,8 @@ class VtexCatalogActivities:
         """SKU ids whose latest version in bronze is not the removed record (ids only)."""
         table = self._warehouse.table_id(self._warehouse.layers.bronze, VTEX_SKUS)
         rows = await self._warehouse.query(
-            f"select entity_id from `{table}` {LATEST_PER_ENTITY} and not ends_with(event_key, @removed)",
+            f"select entity_id from `{table}` where {every_partition(VTEX_SKUS)} {LATEST_PER_ENTITY}"
+            " and not ends_with(event_key, @removed)",
             [ScalarQueryParameter("removed", "STRING", "@" + REMOVED_HASH)],
         )
         return {str(row["entity_id"]) for row in rows}

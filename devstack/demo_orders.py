@@ -14,7 +14,7 @@ from google.cloud.bigquery import ScalarQueryParameter
 from core.settings import Settings
 from core.temporal import connect
 from warehouse import Warehouse, WarehouseUnavailable
-from warehouse.tables import VTEX_ORDER_EVENTS, VTEX_ORDERS
+from warehouse.tables import VTEX_ORDER_EVENTS, VTEX_ORDERS, every_partition
 from workers.schedules import VTEX_FEED_RECONCILE
 
 LIFECYCLE = ["payment-pending", "payment-approved", "ready-for-handling", "handling", "invoiced"]
@@ -88,7 +88,7 @@ async def _rows(warehouse: Warehouse, table: str, order_id: str) -> list[dict[st
     try:
         return await warehouse.query(
             f"select event_key, payload from `{warehouse.table_id(warehouse.layers.bronze, table)}`"
-            " where entity_id = @id order by source_updated_at",
+            f" where entity_id = @id and {every_partition(table)} order by source_updated_at",
             [ScalarQueryParameter("id", "STRING", order_id)],
         )
     except WarehouseUnavailable:

@@ -32,7 +32,7 @@ from core.metrics import BRONZE_ROWS, QUARANTINED_ROWS
 from core.settings import Settings
 from warehouse.batching import SharedAppends
 from warehouse.streams import StorageWriter, StreamCursor, TableGone, arrow_schema, write_client
-from warehouse.tables import BRONZE_TABLES, QUARANTINE, Layers
+from warehouse.tables import BRONZE_TABLES, QUARANTINE, Layers, every_partition, partition_column
 
 SERVICE = "bigquery"
 T = TypeVar("T")
@@ -254,7 +254,7 @@ class Warehouse:
         """The query (and its parameter) for which of ``keys`` are event keys in these bronze tables."""
         selects = [
             f"select event_key from `{self.table_id(self.layers.bronze, table)}`"
-            " where event_key in unnest(@keys)"
+            f" where event_key in unnest(@keys) and {every_partition(table)}"
             for table in tables
         ]
         return " union distinct ".join(selects), [bigquery.ArrayQueryParameter("keys", "STRING", list(keys))]
@@ -269,7 +269,7 @@ class Warehouse:
         await self.ready()
         rows = await self.query(
             f"select entity_id, event_key from `{self.table_id(self.layers.bronze, table)}`"
-            f" where entity_id in unnest(@ids) {LATEST_PER_ENTITY}",
+            f" where entity_id in unnest(@ids) and {every_partition(table)} {LATEST_PER_ENTITY}",
             [bigquery.ArrayQueryParameter("ids", "STRING", list(entity_ids))],
         )
         return {str(row["entity_id"]): str(row["event_key"]) for row in rows}
@@ -369,13 +369,19 @@ class Warehouse:
                 )
         for name, schema in BRONZE_TABLES.items():
             table = bigquery.Table(self.table_id(self.layers.bronze, name), schema=list(schema))
-            # Daily partitions on ingestion time keep incremental dbt reads cheap on BigQuery.
-            time_column = "quarantined_at" if name == QUARANTINE else "ingested_at"
-            table.time_partitioning = bigquery.TimePartitioning(field=time_column)
+            # Daily partitions on ingestion time keep incremental dbt reads cheap on BigQuery, and a read
+            # without a filter on them is refused rather than billed for all of history.
+            table.time_partitioning = bigquery.TimePartitioning(field=partition_column(name))
+            table.require_partition_filter = True
             # Syncs ask for the latest version of a page of entities: clustering keeps that read small.
             table.clustering_fields = ["entity_id"]
             found = self._client.create_table(table, exists_ok=True, retry=self._retry, timeout=self._timeout)
             self._add_missing_columns(found, schema)
+            if not found.require_partition_filter:  # a table made by an earlier version
+                found.require_partition_filter = True
+                self._client.update_table(
+                    found, ["require_partition_filter"], retry=self._retry, timeout=self._timeout
+                )
 
     def _add_missing_columns(self, table: bigquery.Table, schema: Sequence[bigquery.SchemaField]) -> None:
         """Give a table made by an earlier version the (nullable) columns added since, in place."""

@@ -56,6 +56,19 @@ TYPED_COLUMNS: dict[str, tuple[SchemaField, ...]] = {
     ),
 }
 
+
+def every_partition(table: str) -> str:
+    """A filter on the table's partition column that keeps every partition: for the few reads that need
+    all of history (by key, pruned by clustering instead), since bronze tables require a partition filter
+    (``require_partition_filter``) so that no read bills all of history by mistake."""
+    return f"{partition_column(table)} >= timestamp '2000-01-01 00:00:00+00'"
+
+
+def partition_column(table: str) -> str:
+    """Bronze tables are partitioned by day of landing; quarantine by day of refusal."""
+    return "quarantined_at" if table == QUARANTINE else "ingested_at"
+
+
 BRONZE_TABLES = {
     **{table: BRONZE_SCHEMA + typed for table, typed in TYPED_COLUMNS.items()},
     QUARANTINE: QUARANTINE_SCHEMA,
