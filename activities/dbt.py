@@ -130,7 +130,6 @@ class DbtBuildWorkflowInput:
     oldest_received_at: str | None = None  # of the pending requests' order changes
     full_asked: bool = False  # a pending request asked for a full build
     last_full_at: str | None = None  # when the last full build (every model and check) started
-    fast_since_full: bool = False  # a fast build ran since then: a full one is due within the hour
     last_full: DbtBuildSummary | None = None  # the last full build's summary
 
 
@@ -158,7 +157,9 @@ class BuildRequester:
     async def request(self, request: BuildRequest) -> None:
         """Signal-with-start the build workflow (raises if Temporal does not answer); no-op when disabled."""
         if self._settings.dbt_builds_enabled:
-            await request_dbt_build(self._client, self._settings, request.reason, request.oldest_received_at)
+            await request_dbt_build(
+                self._client, self._settings, request.reason, request.oldest_received_at, request.full
+            )
 
     async def request_soon(self, reason: str, oldest_received_at: str | None = None) -> None:
         """Ask for a build once landings pause or the interval is up; returns at once, never raises.

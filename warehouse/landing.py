@@ -376,21 +376,24 @@ class Warehouse:
             # Syncs ask for the latest version of a page of entities: clustering keeps that read small.
             table.clustering_fields = ["entity_id"]
             found = self._client.create_table(table, exists_ok=True, retry=self._retry, timeout=self._timeout)
-            self._add_missing_columns(found, schema)
-            if not found.require_partition_filter:  # a table made by an earlier version
-                found.require_partition_filter = True
-                self._client.update_table(
-                    found, ["require_partition_filter"], retry=self._retry, timeout=self._timeout
-                )
+            self._upgrade(found, schema)
 
-    def _add_missing_columns(self, table: bigquery.Table, schema: Sequence[bigquery.SchemaField]) -> None:
-        """Give a table made by an earlier version the (nullable) columns added since, in place."""
+    def _upgrade(self, table: bigquery.Table, schema: Sequence[bigquery.SchemaField]) -> None:
+        """Bring a table made by an earlier version up to this one, in place: the (nullable) columns
+        added since, and the partition filter it requires. One update: a second one would carry the
+        table's old etag and be refused."""
         have = {column.name for column in table.schema}
         missing = [column for column in schema if column.name not in have]
-        if not missing:
+        fields = []
+        if missing:
+            table.schema = [*table.schema, *missing]
+            fields.append("schema")
+        if not table.require_partition_filter:
+            table.require_partition_filter = True
+            fields.append("require_partition_filter")
+        if not fields:
             return
-        table.schema = [*table.schema, *missing]
-        self._client.update_table(table, ["schema"], retry=self._retry, timeout=self._timeout)
+        self._client.update_table(table, fields, retry=self._retry, timeout=self._timeout)
         # The same as DDL, which changes nothing on BigQuery after the update above, but is what the
         # local emulator applies to its storage (it records the update without altering the table).
         for column in missing:

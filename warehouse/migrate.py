@@ -6,11 +6,14 @@
    every worker start too): the typed columns beside the payload (``warehouse.tables.TYPED_COLUMNS``).
 2. Fills those columns for rows landed before they existed, from the payload, with one UPDATE per table
    (rows that have them already are left alone, so a second run changes nothing). The SQL reads the
-   payload the way the landing does: times cut to microseconds, money as integer cents.
+   payload the way the landing does: times cut to microseconds, money as integer cents. Until it has
+   run, builds leave those order versions out rather than merge them as nulls.
+3. Drops the staging views earlier versions built in silver (``stg_vtex__*``): they read all of bronze,
+   which now requires a partition filter.
 
 Run it once after upgrading the workers, then rebuild silver and gold from all of bronze:
-``.venv/bin/python -m warehouse.dbt build --full-refresh``. On BigQuery the UPDATE bills each table's
-payload column once.
+``.venv/bin/python -m warehouse.dbt build --full-refresh``. On BigQuery each UPDATE bills the table's
+payload and typed columns once, and the rewrite of the partitions it changes (about twice the table).
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ _TOTAL = (
     " from unnest(json_query_array(payload, '$.totals')) as total"
     " where json_value(total, '$.id') = '{name}')"
 )
+
+# The views earlier versions built in silver (staging), gone from the dbt project.
+OLD_VIEWS = ("stg_vtex__orders", "stg_vtex__order_items", "stg_vtex__order_events", "stg_vtex__skus",
+             "stg_vtex__customers")  # fmt: skip
 
 # Per table: each typed column's value from the payload, and the rows still to fill.
 FILLS: dict[str, tuple[dict[str, str], str]] = {
@@ -69,9 +76,12 @@ def fill_statement(warehouse: Warehouse, table: str) -> str:
 
 
 async def migrate(warehouse: Warehouse) -> dict[str, int]:
-    """Add missing columns and fill the typed ones; the rows filled per table."""
+    """Add missing columns, fill the typed ones, drop the old views; the rows filled per table."""
     await warehouse.ensure_schema()
-    return {table: await warehouse.execute(fill_statement(warehouse, table)) for table in FILLS}
+    filled = {table: await warehouse.execute(fill_statement(warehouse, table)) for table in FILLS}
+    for view in OLD_VIEWS:
+        await warehouse.execute(f"drop view if exists `{warehouse.table_id(warehouse.layers.silver, view)}`")
+    return filled
 
 
 async def main() -> None:
@@ -79,6 +89,7 @@ async def main() -> None:
     try:
         for table, rows in (await migrate(warehouse)).items():
             sys.stdout.write(f"bronze.{table}: typed columns filled on {rows:,} rows\n")
+        sys.stdout.write("next: .venv/bin/python -m warehouse.dbt build --full-refresh\n")
     finally:
         await warehouse.aclose()
 

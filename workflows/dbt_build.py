@@ -9,7 +9,7 @@ the memo and the ``last_build`` query; a build with failures is logged as a warn
 
 Builds that requests ask for are fast: they leave out the unit tests and what is tagged ``hourly`` (the
 gold tables that read all of history, the tests that scan whole tables; ``warehouse.dbt``). At least
-once an hour, after fast builds, a full build runs everything, asked for or not.
+once an hour a full build runs everything, asked for or not: its checks and its source freshness.
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ RETRY = RetryPolicy(
 # Patch: the run continues as new as soon as Temporal suggests it (request signals grow its history),
 # not only after BUILDS_PER_RUN builds.
 CONTINUE_WHEN_SUGGESTED = "continue-as-new-when-suggested"
-# Patch: requests get fast builds, and a full build runs at least every FULL_BUILD_EVERY after a fast one
-# (before it, every build was full).
+# Patch: requests get fast builds, and a full build runs at least every FULL_BUILD_EVERY (before it,
+# every build was full, and only when asked for).
 FAST_AND_HOURLY_FULL = "fast-builds-and-hourly-full-builds"
 FULL_BUILD_EVERY = timedelta(hours=1)
 
@@ -78,7 +78,6 @@ class DbtBuildWorkflow:
         self._pending: list[str] = []
         self._oldest_received: str | None = None  # the pending requests' oldest order change
         self._status = DbtBuildStatus()
-        self._fast_since_full = False
         self._full_asked = False  # a pending request asked for a full build
 
     @workflow.signal(name=REQUEST_BUILD_SIGNAL)
@@ -104,7 +103,6 @@ class DbtBuildWorkflow:
             last_full_at=params.last_full_at,
             last_full=params.last_full,
         )
-        self._fast_since_full = params.fast_since_full
         self._full_asked = self._full_asked or params.full_asked
         when_suggested = workflow.patched(CONTINUE_WHEN_SUGGESTED)
         cadence = workflow.patched(FAST_AND_HOURLY_FULL)
@@ -127,7 +125,6 @@ class DbtBuildWorkflow:
             self._status.building = True
             if cadence and full:
                 self._status.last_full_at = workflow.now().isoformat(timespec="microseconds")
-            self._fast_since_full = cadence and not full  # then a full build is due within the hour
             self._record(await self._build(oldest_received, fast=not full), reasons, cadence, full)
         # Requests that arrived meanwhile go on with the next run.
         status = self._status
@@ -141,7 +138,6 @@ class DbtBuildWorkflow:
                 self._oldest_received,
                 self._full_asked,
                 status.last_full_at,
-                self._fast_since_full,
                 status.last_full,
             )
         )
@@ -152,9 +148,9 @@ class DbtBuildWorkflow:
         return last is None or workflow.now() - datetime.fromisoformat(last) >= FULL_BUILD_EVERY
 
     def _until_full(self) -> timedelta | None:
-        """How long until a full build is due on its own: only after a fast build, so an idle warehouse
-        is not rebuilt every hour for nothing."""
-        if not self._fast_since_full or self._status.last_full_at is None:
+        """How long until a full build is due on its own. Also when nothing was asked for since: its
+        freshness check is what notices that landings stopped."""
+        if self._status.last_full_at is None:
             return None
         due = datetime.fromisoformat(self._status.last_full_at) + FULL_BUILD_EVERY
         return max(due - workflow.now(), timedelta(seconds=1))

@@ -37,18 +37,23 @@
     {%- set micros = run_query(
         "select unix_micros(" ~ aggregate ~ ") from (" ~ query ~ ")"
     ).columns[0].values()[0] -%}
-    {%- if micros is none -%}
-        {{ return(default) }}
-    {%- endif -%}
+    {{ return(default if micros is none else micros_literal(micros)) }}
+{%- endmacro %}
+
+{#- Microseconds since the epoch as a TIMESTAMP literal, rounded down to the second. -#}
+{% macro micros_literal(micros) -%}
     {%- set dt = modules.datetime -%}
     {%- set moment = dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=micros | int) -%}
     {{ return("timestamp '" ~ moment.strftime("%Y-%m-%d %H:%M:%S") ~ "+00'") }}
 {%- endmacro %}
 
-{#- The rows of a bronze table this build reads: filtered by a constant before any window. -#}
-{% macro landed_versions(table) -%}
+{#- The rows of a bronze table this build reads: filtered by a constant before any window. ``typed``
+    names a typed column every row landed by this version has: rows an earlier version landed get it from
+    ``python -m warehouse.migrate``, and until then they are left out rather than merged as nulls. -#}
+{% macro landed_versions(table, typed=none) -%}
     select * from {{ source('vtex', table) }}
     where ingested_at >= {{ bronze_since() }}
+    {%- if typed %} and {{ typed }} is not null{% endif %}
 {%- endmacro %}
 
 {#- Whether the version ``new`` is at least as recent as ``current``, in latest_version's order: the
@@ -68,6 +73,18 @@
     )
 {%- endmacro %}
 
+{#- The oldest ``column`` among the rows to merge, as a literal; none when there is nothing to bound by:
+    no rows, or a row without the column (its target row could be in any partition). -#}
+{% macro merge_bound_literal(column, source) -%}
+    {%- set found = run_query(
+        "select unix_micros(min(" ~ column ~ ")), countif(" ~ column ~ " is null) from " ~ source ~ " as merged"
+    ).rows[0] -%}
+    {%- if found[0] is none or found[1] > 0 -%}
+        {{ return("") }}
+    {%- endif -%}
+    {{ return(micros_literal(found[0])) }}
+{%- endmacro %}
+
 {#- The silver merge, with two additions to the statement dbt writes (dbt's merge has neither):
 
     - config merge_update_condition: a matched row is updated only when the condition holds. Silver
@@ -81,9 +98,12 @@
     {%- set predicates = [] + (incremental_predicates or []) -%}
     {%- set bound = config.get("merge_bound") -%}
     {%- if bound -%}
-        {%- set oldest = timestamp_literal("min(" ~ bound ~ ")", "select " ~ bound ~ " from " ~ source, "") -%}
-        {%- if oldest -%}  {#- none when nothing was read: then there is nothing to bound -#}
-            {%- do predicates.append("DBT_INTERNAL_DEST." ~ bound ~ " >= " ~ oldest) -%}
+        {%- set dest = "DBT_INTERNAL_DEST." ~ bound -%}
+        {%- set oldest = merge_bound_literal(bound, source) -%}
+        {%- if oldest -%}
+            {#- A target row without the column is always a candidate (an OR on the same column still
+                prunes): it could be the row a merged version belongs to. -#}
+            {%- do predicates.append("(" ~ dest ~ " >= " ~ oldest ~ " or " ~ dest ~ " is null)") -%}
         {%- endif -%}
     {%- endif -%}
     {%- set merge = default__get_merge_sql(target, source, unique_key, dest_columns, predicates) -%}

@@ -75,6 +75,7 @@ async def test_build_passes_and_gold_matches_a_hand_computation(
     assert sorted(warning.split(":")[0] for warning in summary.warnings) == [
         "not_null_skus_base_price",
         "orders_newer_version_quarantined",  # o-2: silver shows an older version than VTEX's newest
+        "quarantine_share_of_order_versions",  # 1 of 7 versions today
         "quarantined_order_versions",
         "source vtex_order_events",  # dbt source freshness: no state change landed at all
     ]

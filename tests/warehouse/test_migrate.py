@@ -45,6 +45,9 @@ async def test_migrate_adds_and_fills_the_typed_columns_as_the_landing_would(
         old = bigquery.Table(warehouse.table_id(warehouse.layers.bronze, table), schema=list(BRONZE_SCHEMA))
         old.time_partitioning = bigquery.TimePartitioning(field="ingested_at")
         client.create_table(old)
+    await warehouse.execute(f"create schema if not exists `{client.project}.{warehouse.layers.silver}`")
+    old_view = warehouse.table_id(warehouse.layers.silver, "stg_vtex__orders")
+    await warehouse.execute(f"create view `{old_view}` as select 1 as one")
     orders = [order_version(document) for document in ORDERS]
     customer = customer_version(CUSTOMER).record
     for row in bronze_rows(orders):
@@ -54,6 +57,7 @@ async def test_migrate_adds_and_fills_the_typed_columns_as_the_landing_would(
     filled = await migrate(warehouse)
 
     assert (filled[VTEX_ORDERS], filled[VTEX_CUSTOMERS]) == (len(ORDERS), 1)
+    assert "stg_vtex__orders" not in {table.table_id for table in client.list_tables(warehouse.layers.silver)}
     # Exactly what the landing writes now (times cut to microseconds, in UTC; money in cents).
     assert await typed(warehouse, VTEX_ORDERS) == {order.event_key: order.columns for order in orders}
     assert await typed(warehouse, VTEX_CUSTOMERS) == {customer.event_key: customer.columns}

@@ -2,7 +2,7 @@
 {{ config(unique_key='order_event_id', merge_update_condition='false') }}
 
 with versions as (
-    {{ landed_versions('vtex_order_events') }}
+    {{ landed_versions('vtex_order_events', typed='state') }}
 ),
 
 first_landing as (

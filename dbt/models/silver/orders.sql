@@ -11,7 +11,7 @@
 ) }}
 
 with versions as (
-    {{ landed_versions('vtex_orders') }}
+    {{ landed_versions('vtex_orders', typed='status') }}
 ),
 
 latest as (
