@@ -79,43 +79,6 @@ def _constant(expression: exp.Expression) -> bool:
     return expression.find(exp.Column, exp.Select, exp.Subquery) is None
 
 
-def _bronze_tables(select: exp.Select) -> list[exp.Table]:
-    """The bronze tables this SELECT reads itself (in its FROM and joins, not in nested queries)."""
-    sources = [select.args.get("from_") or select.args.get("from"), *select.args.get("joins", [])]
-    tables = [source.this for source in sources if source is not None]
-    return [table for table in tables if isinstance(table, exp.Table) and table.db.endswith("bronze")]
-
-
-def _filters_by_constant(select: exp.Select, partition_column: str) -> bool:
-    """Whether the SELECT's WHERE bounds the column by a constant, in a conjunct that always applies."""
-    where = select.args.get("where")
-    if where is None:
-        return False
-    for condition in where.this.flatten() if isinstance(where.this, exp.And) else [where.this]:
-        if not isinstance(condition, BOUNDS):
-            continue
-        sides = [side for side in condition.args.values() if isinstance(side, exp.Expression)]
-        column = [side for side in sides if isinstance(side, exp.Column) and side.name == partition_column]
-        others = [side for side in sides if side not in column]
-        if column and others and all(_constant(side) for side in others):
-            return True
-    return False
-
-
-def _constant(expression: exp.Expression) -> bool:
-    """A literal, or a function of literals only: no column, no subquery."""
-    return expression.find(exp.Column, exp.Select, exp.Subquery) is None
-
-
-def _reads_json_untruncated(argument: exp.Expression | None) -> bool:
-    """Whether ``argument`` is a JSON string not passed through the microsecond cut first."""
-    if argument is None:
-        return False
-    if isinstance(argument, exp.RegexpReplace) and r"\d{6}" in argument.args["expression"].name:
-        return False
-    return argument.find(*JSON_READS) is not None
-
-
 def compiled_violations(target: Path) -> dict[str, list[str]]:
     """The violations in every SQL file dbt compiled or ran under ``target``, by file."""
     paths = sorted([*target.glob("compiled/**/*.sql"), *target.glob("run/**/*.sql")])
