@@ -73,19 +73,17 @@
     )
 {%- endmacro %}
 
-{#- The oldest ``column`` among the rows to merge, as a literal; none when there is nothing to bound by:
-    no rows, or a row without the column (its target row could be in any partition). -#}
-{% macro merge_bound_literal(column, source) -%}
-    {%- set found = run_query(
-        "select unix_micros(min(" ~ column ~ ")), countif(" ~ column ~ " is null) from " ~ source ~ " as merged"
-    ).rows[0] -%}
-    {%- if found[0] is none or found[1] > 0 -%}
-        {{ return("") }}
-    {%- endif -%}
-    {{ return(micros_literal(found[0])) }}
+{#- What the rows to merge hold, read before the merge (the table dbt made of them is small): how many,
+    and the oldest ``column`` among them as a literal, or none when there is nothing to bound by (no
+    rows, or a row without the column: its target row could be in any partition). -#}
+{% macro rows_to_merge(source, column=none) -%}
+    {%- set oldest = "unix_micros(min(" ~ column ~ ")), countif(" ~ column ~ " is null)" if column else "null, 0" -%}
+    {%- set found = run_query("select count(*), " ~ oldest ~ " from " ~ source ~ " as merged").rows[0] -%}
+    {%- set bound = "" if found[1] is none or found[2] > 0 else micros_literal(found[1]) -%}
+    {{ return({"rows": found[0], "oldest": bound}) }}
 {%- endmacro %}
 
-{#- The silver merge, with two additions to the statement dbt writes (dbt's merge has neither):
+{#- The silver merge, with three additions to the statement dbt writes (dbt's merge has none of them):
 
     - config merge_update_condition: a matched row is updated only when the condition holds. Silver
       passes is_newer_version, so a version landed out of order (an older one after a newer one: a
@@ -93,18 +91,21 @@
     - config merge_bound (a column): the target is read only where that column is at least its oldest
       value among the rows merged, a literal, so BigQuery reads and rewrites only those partitions. The
       column must never change between an entity's versions (an order's creation time): a row outside
-      the bound would not be matched and would be inserted again. -#}
+      the bound would not be matched and would be inserted again.
+    - no merge at all when nothing landed since the last build (the daily customers, between bursts). -#}
 {% macro bigquery__get_merge_sql(target, source, unique_key, dest_columns, incremental_predicates=none) -%}
     {%- set predicates = [] + (incremental_predicates or []) -%}
     {%- set bound = config.get("merge_bound") -%}
-    {%- if bound -%}
+    {%- set merging = rows_to_merge(source, bound) -%}
+    {%- if merging.rows == 0 -%}
+        {#- Nothing landed since the last build: a MERGE would still read (and bill) its target. -#}
+        {{ return("select 0 as rows_merged  -- nothing to merge") }}
+    {%- endif -%}
+    {%- if merging.oldest -%}
+        {#- A target row without the column is always a candidate (an OR on the same column still
+            prunes): it could be the row a merged version belongs to. -#}
         {%- set dest = "DBT_INTERNAL_DEST." ~ bound -%}
-        {%- set oldest = merge_bound_literal(bound, source) -%}
-        {%- if oldest -%}
-            {#- A target row without the column is always a candidate (an OR on the same column still
-                prunes): it could be the row a merged version belongs to. -#}
-            {%- do predicates.append("(" ~ dest ~ " >= " ~ oldest ~ " or " ~ dest ~ " is null)") -%}
-        {%- endif -%}
+        {%- do predicates.append("(" ~ dest ~ " >= " ~ merging.oldest ~ " or " ~ dest ~ " is null)") -%}
     {%- endif -%}
     {%- set merge = default__get_merge_sql(target, source, unique_key, dest_columns, predicates) -%}
     {%- set condition = config.get("merge_update_condition") -%}
