@@ -56,8 +56,9 @@
     {%- if typed %} and {{ typed }} is not null{% endif %}
 {%- endmacro %}
 
-{#- Whether the version ``new`` is at least as recent as ``current``, in latest_version's order: the
-    source's change time (none is oldest), then when it landed, then its event key. -#}
+{#- Whether the version ``new`` is more recent than ``current``, in latest_version's order: the source's
+    change time (none is oldest), then when it landed, then its event key. The same version read again
+    is not newer: its row is left as it is rather than rewritten. -#}
 {% macro is_newer_version(new, current) -%}
     (
         coalesce({{ new }}.source_updated_at, {{ bronze_begin() }})
@@ -67,7 +68,7 @@
                 = coalesce({{ current }}.source_updated_at, {{ bronze_begin() }})
             and (
                 {{ new }}.ingested_at > {{ current }}.ingested_at
-                or ({{ new }}.ingested_at = {{ current }}.ingested_at and {{ new }}.event_key >= {{ current }}.event_key)
+                or ({{ new }}.ingested_at = {{ current }}.ingested_at and {{ new }}.event_key > {{ current }}.event_key)
             )
         )
     )
