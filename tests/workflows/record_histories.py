@@ -271,6 +271,27 @@ async def test_record_dbt_build(hub: Hub) -> None:
     await save(hub.client, workflow_id, "dbt_build")
 
 
+async def test_record_dbt_build_fast_and_full(hub: Hub) -> None:
+    """A full first build, a fast one, and one asked for in full; then the workflow is terminated."""
+    settings = hub.settings.model_copy(update={"dbt_task_queue": f"{hub.settings.dbt_task_queue}-cadence"})
+    workflow_id = dbt_build_workflow_id(settings)
+    handle = hub.client.get_workflow_handle(workflow_id)
+    async with Worker(
+        hub.client,
+        task_queue=settings.dbt_task_queue,
+        workflows=[DbtBuildWorkflow],
+        activities=[passing_build],
+        workflow_runner=WORKFLOW_RUNNER,
+    ):
+        for builds, (reason, full) in enumerate(
+            [("vtex orders", False), ("vtex orders", False), ("demo", True)], start=1
+        ):
+            await request_dbt_build(hub.client, settings, reason, full=full)
+            await eventually(lambda builds=builds: has_built(handle, builds))
+        await handle.terminate("recorded")
+    await save(hub.client, workflow_id, "dbt_build_fast_and_full")
+
+
 async def has_built(handle: WorkflowHandle[Any, Any], count: int) -> bool:
     status = await handle.query(STATUS_QUERY, result_type=DbtBuildStatus)
     return status.builds == count and not status.building
