@@ -28,6 +28,7 @@ BUILT = {
     ("silver", "order_events"): "order_event_id",
     ("silver", "skus"): "sku_id",
     ("silver", "customers"): "customer_id",
+    ("silver", "orders_per_profile"): "user_id",
     ("gold", "customer_360"): "customer_id",
     ("gold", "daily_sales"): "sales_date",
     ("gold", "product_performance"): "sku_id",
@@ -70,7 +71,7 @@ async def test_build_passes_and_gold_matches_a_hand_computation(
     await warehouse.quarantine([refused.value.quarantine])
     summary = await dbt_build(settings, tmp_path)
     assert summary.success, summary.failures
-    assert (summary.models_built, summary.models_failed, summary.tests_failed) == (9, 0, 0)
+    assert (summary.models_built, summary.models_failed, summary.tests_failed) == (10, 0, 0)
     assert summary.tests_passed >= 25  # keys, relationships, accepted values, and the unit tests
     assert sorted(warning.split(":")[0] for warning in summary.warnings) == [
         "not_null_skus_base_price",
@@ -105,7 +106,7 @@ async def test_build_passes_and_gold_matches_a_hand_computation(
     assert await snapshot(warehouse) == built
     # The 30-second path: silver and customer_360, no tests (they run in the hourly full build).
     fast = await dbt_build(settings, tmp_path, fast=True)
-    assert (fast.success, fast.models_built, fast.tests_passed + fast.tests_warned) == (True, 7, 0)
+    assert (fast.success, fast.models_built, fast.tests_passed + fast.tests_warned) == (True, 8, 0)
     assert await snapshot(warehouse) == built
     # What ran would mean the same on BigQuery: no emulator leniency in the compiled SQL.
     assert compiled_violations(tmp_path / "target") == {}
