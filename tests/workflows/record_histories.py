@@ -253,27 +253,19 @@ async def passing_build(_: DbtBuildInput) -> DbtBuildSummary:
 
 async def test_record_dbt_build(hub: Hub) -> None:
     """Two requests, two builds; then the workflow (which never ends by itself) is terminated."""
-    # A task queue of its own: the hub's worker would run the real dbt.
-    settings = hub.settings.model_copy(update={"dbt_task_queue": f"{hub.settings.dbt_task_queue}-recorded"})
-    workflow_id = dbt_build_workflow_id(settings)
-    handle = hub.client.get_workflow_handle(workflow_id)
-    async with Worker(
-        hub.client,
-        task_queue=settings.dbt_task_queue,
-        workflows=[DbtBuildWorkflow],
-        activities=[passing_build],
-        workflow_runner=WORKFLOW_RUNNER,
-    ):
-        for builds, reason in enumerate(("vtex orders", "vtex catalog sync"), start=1):
-            await request_dbt_build(hub.client, settings, reason)
-            await eventually(lambda builds=builds: has_built(handle, builds))
-        await handle.terminate("recorded")
-    await save(hub.client, workflow_id, "dbt_build")
+    await record_builds(hub, "recorded", [("vtex orders", False), ("vtex catalog sync", False)], "dbt_build")
 
 
 async def test_record_dbt_build_fast_and_full(hub: Hub) -> None:
     """A full first build, a fast one, and one asked for in full; then the workflow is terminated."""
-    settings = hub.settings.model_copy(update={"dbt_task_queue": f"{hub.settings.dbt_task_queue}-cadence"})
+    requests = [("vtex orders", False), ("vtex orders", False), ("demo", True)]
+    await record_builds(hub, "cadence", requests, "dbt_build_fast_and_full")
+
+
+async def record_builds(hub: Hub, queue: str, requests: list[tuple[str, bool]], name: str) -> None:
+    """Send these build requests (reason, full) one after another, each once the last was built."""
+    # A task queue of its own: the hub's worker would run the real dbt.
+    settings = hub.settings.model_copy(update={"dbt_task_queue": f"{hub.settings.dbt_task_queue}-{queue}"})
     workflow_id = dbt_build_workflow_id(settings)
     handle = hub.client.get_workflow_handle(workflow_id)
     async with Worker(
@@ -283,13 +275,11 @@ async def test_record_dbt_build_fast_and_full(hub: Hub) -> None:
         activities=[passing_build],
         workflow_runner=WORKFLOW_RUNNER,
     ):
-        for builds, (reason, full) in enumerate(
-            [("vtex orders", False), ("vtex orders", False), ("demo", True)], start=1
-        ):
+        for builds, (reason, full) in enumerate(requests, start=1):
             await request_dbt_build(hub.client, settings, reason, full=full)
             await eventually(lambda builds=builds: has_built(handle, builds))
         await handle.terminate("recorded")
-    await save(hub.client, workflow_id, "dbt_build_fast_and_full")
+    await save(hub.client, workflow_id, name)
 
 
 async def has_built(handle: WorkflowHandle[Any, Any], count: int) -> bool:
