@@ -86,17 +86,18 @@
 
 {#- The silver merge, with three additions to the statement dbt writes (dbt's merge has none of them):
 
-    - config merge_update_condition: a matched row is updated only when the condition holds. Silver
-      passes is_newer_version, so a version landed out of order (an older one after a newer one: a
-      backfill, a late retry), read in a later window than the newer one, does not overwrite it.
-    - config merge_bound (a column): the target is read only where that column is at least its oldest
+    - meta merge_newer_only: a matched row is updated only by a newer version (is_newer_version), so a
+      version landed out of order (an older one after a newer one: a backfill, a late retry), read in a
+      later window than the newer one, does not overwrite it; meta merge_insert_only: never updated.
+    - meta merge_bound (a column): the target is read only where that column is at least its oldest
       value among the rows merged, a literal, so BigQuery reads and rewrites only those partitions. The
       column must never change between an entity's versions (an order's creation time): a row outside
       the bound would not be matched and would be inserted again.
     - no merge at all when nothing landed since the last build (the daily customers, between bursts). -#}
 {% macro bigquery__get_merge_sql(target, source, unique_key, dest_columns, incremental_predicates=none) -%}
     {%- set predicates = [] + (incremental_predicates or []) -%}
-    {%- set bound = config.get("merge_bound") -%}
+    {%- set meta = config.get("meta") or {} -%}
+    {%- set bound = meta.get("merge_bound") -%}
     {%- set merging = rows_to_merge(source, bound) -%}
     {%- if merging.rows == 0 -%}
         {#- Nothing landed since the last build: a MERGE would still read (and bill) its target. -#}
@@ -109,10 +110,12 @@
         {%- do predicates.append("(" ~ dest ~ " >= " ~ merging.oldest ~ " or " ~ dest ~ " is null)") -%}
     {%- endif -%}
     {%- set merge = default__get_merge_sql(target, source, unique_key, dest_columns, predicates) -%}
-    {%- set condition = config.get("merge_update_condition") -%}
+    {%- set condition = "false" if meta.get("merge_insert_only") else (
+        is_newer_version("DBT_INTERNAL_SOURCE", "DBT_INTERNAL_DEST") if meta.get("merge_newer_only") else none
+    ) -%}
     {%- set matched = "when matched then update set" -%}
     {%- if condition and matched not in merge -%}
-        {%- do exceptions.raise_compiler_error("merge_update_condition: dbt's merge has no '" ~ matched ~ "'") -%}
+        {%- do exceptions.raise_compiler_error("merge_newer_only: dbt's merge has no '" ~ matched ~ "'") -%}
     {%- endif -%}
     {{ return(merge | replace(matched, "when matched and " ~ condition ~ " then update set") if condition else merge) }}
 {%- endmacro %}

@@ -1,12 +1,11 @@
 -- Customers (Master Data CL) in their current state; a masked e-mail is VTEX's relay, not the shopper's.
 -- Reads only the bronze rows landed since the last build; a version older than the one held is not merged.
--- Partitioned by the document's creation day, which never changes (config merge_bound), as orders.
+-- Partitioned by the document's creation day, which never changes (meta merge_bound), as orders.
 {{ config(
     unique_key='customer_id',
     partition_by={'field': 'created_at', 'data_type': 'timestamp', 'granularity': 'day'},
     cluster_by=['customer_id'],
-    merge_bound='created_at',
-    merge_update_condition=is_newer_version('DBT_INTERNAL_SOURCE', 'DBT_INTERNAL_DEST'),
+    meta={'merge_bound': 'created_at', 'merge_newer_only': true},
 ) }}
 
 with versions as (

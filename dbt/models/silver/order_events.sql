@@ -1,5 +1,5 @@
 -- Every state change VTEX announced for an order, once (the first landing of each event key is kept).
-{{ config(unique_key='order_event_id', merge_update_condition='false') }}
+{{ config(unique_key='order_event_id', meta={'merge_insert_only': true}) }}
 
 with versions as (
     {{ landed_versions('vtex_order_events', typed='state') }}

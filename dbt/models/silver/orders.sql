@@ -1,13 +1,12 @@
 -- Current orders: status, consolidated values and items of each order's latest version.
 -- Reads only the bronze rows landed since the last build (macros/incremental.sql); a version older than
 -- the one held is not merged. Partitioned by creation day, which never changes: a merge reads and
--- rewrites only the days of the orders it touches (config merge_bound).
+-- rewrites only the days of the orders it touches (meta merge_bound).
 {{ config(
     unique_key='order_id',
     partition_by={'field': 'created_at', 'data_type': 'timestamp', 'granularity': 'day'},
     cluster_by=['order_id'],
-    merge_bound='created_at',
-    merge_update_condition=is_newer_version('DBT_INTERNAL_SOURCE', 'DBT_INTERNAL_DEST'),
+    meta={'merge_bound': 'created_at', 'merge_newer_only': true},
 ) }}
 
 with versions as (

@@ -2,7 +2,7 @@
 -- Reads only the bronze rows landed since the last build; a version older than the one held is not merged.
 {{ config(
     unique_key='sku_id',
-    merge_update_condition=is_newer_version('DBT_INTERNAL_SOURCE', 'DBT_INTERNAL_DEST'),
+    meta={'merge_newer_only': true},
 ) }}
 
 with versions as (
