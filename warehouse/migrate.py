@@ -23,7 +23,7 @@ import sys
 
 from core.settings import Settings
 from warehouse.landing import Warehouse
-from warehouse.tables import VTEX_CUSTOMERS, VTEX_ORDER_EVENTS, VTEX_ORDERS
+from warehouse.tables import VTEX_CUSTOMERS, VTEX_ORDER_EVENTS, VTEX_ORDERS, every_partition
 
 # A VTEX time string as the landing reads it: digits past the sixth cut (BigQuery's TIMESTAMP holds
 # microseconds and refuses more); SAFE: an unreadable time stays null rather than failing the statement.
@@ -67,11 +67,9 @@ def fill_statement(warehouse: Warehouse, table: str) -> str:
     """The UPDATE that fills ``table``'s typed columns where they are still empty."""
     values, unfilled = FILLS[table]
     assignments = ", ".join(f"{column} = {expression}" for column, expression in values.items())
-    # The constant bound on the partition column reads every partition, and satisfies
-    # require_partition_filter.
     return (
         f"update `{warehouse.table_id(warehouse.layers.bronze, table)}` set {assignments}"
-        f" where {unfilled} and ingested_at >= timestamp '2000-01-01 00:00:00+00'"
+        f" where {unfilled} and {every_partition(table)}"
     )
 
 
