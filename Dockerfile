@@ -22,6 +22,7 @@ WORKDIR /app
 # The project: pyproject.toml and the packages of [tool.setuptools.packages.find], plus the example rules.
 COPY pyproject.toml ./
 COPY api ./api
+COPY contracts ./contracts
 COPY workflows ./workflows
 COPY activities ./activities
 COPY workers ./workers

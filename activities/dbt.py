@@ -2,7 +2,7 @@
 
 The build runs ``python -m warehouse.dbt build`` as a child process and heartbeats while it waits: a
 cancelled or timed-out activity kills the child. Asking for a build is a signal-with-start of the one
-``DbtBuildWorkflow`` (id ``dbt-build``), which coalesces the requests that arrive while it builds.
+``DbtBuildWorkflow`` (``contracts.dbt_build``), which coalesces the requests that arrive while it builds.
 """
 
 from __future__ import annotations
@@ -11,21 +11,18 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from temporalio import activity
-from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 
 from activities.pacing import heartbeating
-from core.constants import DBT_BUILD_WORKFLOW, DBT_BUILD_WORKFLOW_ID, REQUEST_BUILD_SIGNAL
+from contracts.dbt_build import BuildRequest, BuildRequester, DbtBuildSummary
 from core.metrics import ORDER_CHANGE_LATENCY
 from core.settings import Settings
 from core.timeutil import seconds_since
-from warehouse.dbt import DbtBuildSummary, build_command, dbt_environment, parse_summary
+from warehouse.dbt import build_command, dbt_environment, parse_summary
 
 log = logging.getLogger("activities.dbt")
 # A build that cannot run until someone fixes the dbt project or profile (parse, compile, configuration).
@@ -35,22 +32,9 @@ FLUSH_TIMEOUT_SECONDS = 10.0  # a stopping worker waits this long for its last b
 
 @dataclass
 class DbtBuildInput:
-    select: list[str] = field(default_factory=list)  # dbt node selection; empty: everything
-    full_refresh: bool = False
     fast: bool = False  # leave out unit tests and what is tagged hourly (warehouse.dbt.FAST_BUILD_EXCLUDES)
     # The oldest order change this build brings to gold (``BuildRequest.oldest_received_at``).
     oldest_received_at: str | None = None
-
-
-@dataclass
-class BuildRequest:
-    """Why a build is wanted (shown in the build workflow's history): a flow's name, never record data."""
-
-    reason: str
-    # When the hub received the oldest order change landed for this request (ISO 8601 UTC), if any: the
-    # build that follows measures hook-to-gold from it.
-    oldest_received_at: str | None = None
-    full: bool = False  # every model and check now, not a fast build (the demo; support by hand)
 
 
 class DbtActivities:
@@ -63,7 +47,7 @@ class DbtActivities:
     @activity.defn
     async def dbt_build(self, params: DbtBuildInput) -> DbtBuildSummary:
         """Run ``dbt build``; failed tests come back in the summary (a build that could not run raises)."""
-        command = build_command(self._work_dir, params.select, params.full_refresh, params.fast)
+        command = build_command(self._work_dir, fast=params.fast)
         process = await asyncio.create_subprocess_exec(
             *command, env=self._environment, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
         )
@@ -93,138 +77,13 @@ class DbtActivities:
         return summary
 
 
-def dbt_build_workflow_id(settings: Settings) -> str:
-    """One build workflow per warehouse: environments that share a project differ by dataset prefix."""
-    prefix = settings.bigquery_dataset_prefix.strip("_-")
-    return f"{DBT_BUILD_WORKFLOW_ID}-{prefix}" if prefix else DBT_BUILD_WORKFLOW_ID
+class BuildRequestActivities:
+    """The activity through which a workflow that landed something asks for a build."""
 
-
-async def request_dbt_build(
-    client: Client, settings: Settings, reason: str, oldest_received_at: str | None = None, full: bool = False
-) -> None:
-    """Ask the warehouse's build workflow for a build, starting it if it is not running.
-
-    Contract: when this returns, a build that starts after this moment is guaranteed (a build already
-    running does not count: it may have read bronze before the caller's rows landed).
-    """
-    await client.start_workflow(
-        DBT_BUILD_WORKFLOW,
-        DbtBuildWorkflowInput(),
-        id=dbt_build_workflow_id(settings),
-        task_queue=settings.dbt_task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        start_signal=REQUEST_BUILD_SIGNAL,
-        start_signal_args=[BuildRequest(reason, oldest_received_at, full)],
-    )
-
-
-@dataclass
-class DbtBuildWorkflowInput:
-    """The build workflow's state, carried over continue-as-new."""
-
-    pending: list[str] = field(default_factory=list)  # reasons of requests not built yet
-    builds: int = 0
-    failed_builds: int = 0
-    last: DbtBuildSummary | None = None
-    last_success_at: str | None = None  # when the last build that passed ended (ISO 8601 UTC)
-    oldest_received_at: str | None = None  # of the pending requests' order changes
-    full_asked: bool = False  # a pending request asked for a full build
-    last_full_at: str | None = None  # when the last full build (every model and check) started
-    last_full: DbtBuildSummary | None = None  # the last full build's summary
-
-
-class BuildRequester:
-    """Asks for a dbt build once order landings pause, and at least once per interval while they go on.
-
-    A build costs about the same whether it carries one order or a thousand, and on BigQuery each one is
-    billed for what it reads. During a burst of orders, one request once the burst is over (``quiet``
-    seconds without a landing) serves them all; under steady traffic a request still goes out
-    ``interval`` seconds after the oldest landing waiting for one, so gold stays within minutes of the
-    hooks. Requests between builds coalesce in the build workflow anyway.
-    """
-
-    def __init__(self, client: Client, settings: Settings) -> None:
-        self._client = client
-        self._settings = settings
-        self._quiet = settings.dbt_orders_build_quiet_seconds
-        self._interval = settings.dbt_orders_build_interval_seconds
-        self._reason = ""
-        self._first_waiting: float | None = None  # monotonic time of the oldest landing not asked for
-        self._last_landing = float("-inf")
-        self._oldest_received: str | None = None  # of the order changes landed since the last request
-        self._sender: asyncio.Task[None] | None = None
-
-    async def request(self, request: BuildRequest) -> None:
-        """Signal-with-start the build workflow (raises if Temporal does not answer); no-op when disabled."""
-        if self._settings.dbt_builds_enabled:
-            await request_dbt_build(
-                self._client, self._settings, request.reason, request.oldest_received_at, request.full
-            )
-
-    async def request_soon(self, reason: str, oldest_received_at: str | None = None) -> None:
-        """Ask for a build once landings pause or the interval is up; returns at once, never raises.
-
-        The landing that calls this has already succeeded: a request that fails is tried again a little
-        later. ``oldest_received_at`` (order changes) goes with the next request sent.
-        """
-        if not self._settings.dbt_builds_enabled:
-            return
-        self._reason = reason
-        self._oldest_received = earliest(self._oldest_received, oldest_received_at)
-        self._last_landing = time.monotonic()
-        if self._first_waiting is None:
-            self._first_waiting = self._last_landing
-        if self._sender is None or self._sender.done():
-            self._sender = asyncio.create_task(self._send_when_due())
-
-    async def flush(self) -> None:
-        """Send a request still waiting now (the worker is stopping; it would be lost otherwise)."""
-        if self._sender is not None and not self._sender.done():
-            self._sender.cancel()
-            await asyncio.wait([self._sender])  # a request it had under way is waiting again
-        if self._first_waiting is None:
-            return
-        self._first_waiting = None
-        try:
-            async with asyncio.timeout(FLUSH_TIMEOUT_SECONDS):
-                await self._request_now()
-        except TimeoutError:
-            log.warning("dbt build request not sent before stopping: no answer from Temporal in time")
-
-    def _due(self, first_waiting: float) -> float:
-        return min(self._last_landing + self._quiet, first_waiting + self._interval)
-
-    async def _send_when_due(self) -> None:
-        # Landings during a request wait for the next one: the loop goes on until none is waiting.
-        while self._first_waiting is not None:
-            wait = self._due(self._first_waiting) - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-                continue
-            self._first_waiting = None
-            if not await self._request_now():
-                await asyncio.sleep(max(self._quiet, 1.0))  # Temporal away: try again, not in a tight loop
-
-    async def _request_now(self) -> bool:
-        oldest, self._oldest_received = self._oldest_received, None
-        try:
-            await self.request(BuildRequest(self._reason, oldest))
-        except BaseException as error:  # failed or cancelled: the request waits for the next try
-            due_at_once = time.monotonic() - self._interval
-            self._first_waiting = min(self._first_waiting or due_at_once, due_at_once)
-            self._oldest_received = earliest(self._oldest_received, oldest)
-            if not isinstance(error, Exception):
-                raise
-            log.warning("could not request a dbt build (%s): %s", self._reason, error)
-            return False
-        return True
+    def __init__(self, requester: BuildRequester) -> None:
+        self._requester = requester
 
     @activity.defn
     async def request_dbt_build(self, params: BuildRequest) -> None:
         """Ask for a build (a sync or backfill that landed something); coalesced with others."""
-        await self.request(params)
-
-
-def earliest(first: str | None, second: str | None) -> str | None:
-    """The earlier of two ISO 8601 UTC times written alike (``core.vtex.received_now``), ignoring None."""
-    return min(filter(None, (first, second)), default=None)
+        await self._requester.request(params)

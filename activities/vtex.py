@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.dbt import BuildRequester
 from activities.errors import external_call
 from clients.vtex import VtexClient
+from contracts.dbt_build import BuildRequester
 from core.metrics import ORDER_CHANGE_LATENCY
 from core.timeutil import seconds_since, utcnow
 from core.vtex import OrderEvent, change_key

@@ -8,14 +8,15 @@ from typing import Any
 
 from pydantic import ValidationError
 from temporalio import activity
+from temporalio.client import Client
 
 from activities.errors import external_call
 from clients.vtex import FEED_MAX_LOT, VtexClient
+from contracts.orders import signal_order_event
 from core.settings import Settings
 from core.vtex import FeedItem, OrderEvent
 from warehouse import QuarantineRecord, Warehouse
 from warehouse.tables import VTEX_ORDER_EVENTS
-from workflows.vtex_order import signal_order_event
 
 log = logging.getLogger("activities.vtex_feed")
 INVALID_FEED_ITEM = "invalid_feed_item"  # the quarantine code of a feed item that is not an order change
@@ -61,10 +62,11 @@ class SaveHookResult:
 class VtexFeedActivities:
     """Holds the VTEX client, the warehouse and the settings; signals order workflows through Temporal."""
 
-    def __init__(self, vtex: VtexClient, warehouse: Warehouse, settings: Settings) -> None:
+    def __init__(self, vtex: VtexClient, warehouse: Warehouse, settings: Settings, temporal: Client) -> None:
         self._vtex = vtex
         self._warehouse = warehouse
         self._settings = settings
+        self._temporal = temporal  # feed items go to their order's workflow
 
     @activity.defn
     async def read_order_feed(self, params: ReadFeedInput) -> ReadFeedResult:
@@ -113,7 +115,7 @@ class VtexFeedActivities:
         return SaveHookResult(url=params.url)
 
     async def _signal(self, event: OrderEvent) -> None:
-        await signal_order_event(activity.client(), self._settings, event)
+        await signal_order_event(self._temporal, self._settings, event)
 
 
 def _quarantined(item: dict[str, Any], reason: str) -> QuarantineRecord:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from temporalio.client import (
     WorkflowExecutionDescription,
@@ -15,15 +16,17 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from cli.command import Context, Subcommands, command
 from cli.redrive import BROKE_OFF, Ended, Flow, add_options, any_of, recorded_history, redrive, started_with
-from core.constants import LEAD_STATUS, LeadStatus, lead_workflow_id
-from workflows.lead_distribution import (
+from contracts.leads import (
+    ASSIGN_DEALER_UPDATE,
+    LEAD_DISTRIBUTION_WORKFLOW,
     AssignDealerInput,
+    AssignDealerResult,
     LeadDistributionInput,
     LeadDistributionResult,
-    LeadDistributionWorkflow,
     Reassignment,
     start_lead_distribution,
 )
+from core.constants import LEAD_STATUS, LeadStatus, lead_workflow_id
 
 # What ``--status`` finds. A lead that ended failed or unrouted completed its run; a run that broke off
 # (its workflow failed, timed out or was terminated) left the lead undecided, so it counts as failed too.
@@ -64,12 +67,14 @@ def add_commands(commands: Subcommands, common: argparse.ArgumentParser) -> None
     move.add_argument("--by", required=True, help="who decides (a support login), kept in the history")
 
 
-LeadHandle = WorkflowHandle[LeadDistributionWorkflow, LeadDistributionResult]
+LeadHandle = WorkflowHandle[Any, LeadDistributionResult]
 
 
 async def lead_workflow(ctx: Context, lead_id: str) -> tuple[LeadHandle, WorkflowExecutionDescription] | None:
     """The lead's workflow and where its latest run stands; None when there is no such workflow."""
-    handle = ctx.client.get_workflow_handle_for(LeadDistributionWorkflow.run, lead_workflow_id(lead_id))
+    handle: LeadHandle = ctx.client.get_workflow_handle(
+        lead_workflow_id(lead_id), result_type=LeadDistributionResult
+    )
     try:
         return handle, await handle.describe()
     except RPCError as error:
@@ -108,7 +113,7 @@ async def reassign_lead(args: argparse.Namespace, ctx: Context) -> int:
 
 
 async def redrive_leads(args: argparse.Namespace, ctx: Context) -> int:
-    flow = Flow("lead", LeadDistributionWorkflow.__name__, LEAD_STATUS, "lead_status", restart_lead)
+    flow = Flow("lead", LEAD_DISTRIBUTION_WORKFLOW, LEAD_STATUS, "lead_status", restart_lead)
     return await redrive(args, ctx, flow, REDRIVABLE[args.status])
 
 
@@ -142,7 +147,9 @@ async def assign_lead(args: argparse.Namespace, ctx: Context) -> int:
         )
     try:
         assigned = await handle.execute_update(
-            LeadDistributionWorkflow.assign_dealer, AssignDealerInput(args.dealer_id, assigned_by=args.by)
+            ASSIGN_DEALER_UPDATE,
+            AssignDealerInput(args.dealer_id, assigned_by=args.by),
+            result_type=AssignDealerResult,
         )
     except WorkflowUpdateFailedError as error:  # refused: not waiting (any more), or no such dealer
         return out.fail(f"lead {args.lead_id} not assigned: {error.cause or error}")

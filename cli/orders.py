@@ -16,9 +16,9 @@ from cli.redrive import (
     signals_received,
     started_with,
 )
+from contracts.orders import ORDER_CHANGED, VTEX_ORDER_WORKFLOW, VtexOrderInput, signal_order_event
 from core.constants import ORDER_STATE
 from core.vtex import OrderEvent
-from workflows.vtex_order import ORDER_CHANGED, VtexOrderInput, VtexOrderWorkflow, signal_order_event
 
 
 def add_commands(commands: Subcommands, common: argparse.ArgumentParser) -> None:
@@ -36,7 +36,7 @@ def add_commands(commands: Subcommands, common: argparse.ArgumentParser) -> None
 
 
 async def redrive_orders(args: argparse.Namespace, ctx: Context) -> int:
-    flow = Flow("order", VtexOrderWorkflow.__name__, ORDER_STATE, "order_state", restart_order)
+    flow = Flow("order", VTEX_ORDER_WORKFLOW, ORDER_STATE, "order_state", restart_order)
     return await redrive(args, ctx, flow, any_of(args.status or list(BROKE_OFF)))
 
 

@@ -9,7 +9,7 @@ from temporalio.workflow import NondeterminismError
 
 from cli.command import Context, Subcommands, command
 from cli.output import FAILED
-from workers.replay import replay
+from workflows.replay import replay
 
 
 def add_commands(commands: Subcommands, common: argparse.ArgumentParser) -> None:

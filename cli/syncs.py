@@ -12,9 +12,9 @@ from temporalio.client import Client, ScheduleActionExecutionStartWorkflow, Work
 from cli.command import Context, Subcommands, command
 from cli.output import FAILED
 from cli.progress import follow
+from contracts.schedules import VTEX_CATALOG_SYNC, VTEX_CUSTOMER_SYNC, scheduled, trigger_run
 from db.engine import create_engine, session_factory
 from db.watermarks import read_watermark
-from workers.schedules import VTEX_CATALOG_SYNC, VTEX_CUSTOMER_SYNC, scheduled_flows, trigger_run
 from workflows import vtex_catalog_sync, vtex_customer_sync
 from workflows.vtex_catalog_sync import CatalogSyncResult
 from workflows.vtex_customer_sync import WATERMARK, CustomerSyncResult
@@ -79,7 +79,7 @@ async def trigger_sync(args: argparse.Namespace, ctx: Context) -> int:
 async def status(args: argparse.Namespace, ctx: Context) -> int:
     watermark = await customer_watermark(ctx)
     rows = []
-    for flow in scheduled_flows(ctx.settings):
+    for flow in scheduled(ctx.settings):
         row = await schedule_status(ctx.client, flow.schedule_id)
         row["watermark"] = watermark if flow.schedule_id == VTEX_CUSTOMER_SYNC else None
         rows.append(row)

@@ -26,8 +26,8 @@ from clients.errors import (
     leading_code,
     raise_for_status,
 )
+from core.dealers import DealerConfig
 from core.outbound import AddressRules, PinnedSyncTransport, PinnedTransport, RefusedUrl, check_url
-from db.routing import DealerConfig
 
 SERVICE = "dealer-crm"
 # The REST dealer's error code for a key already used with another body.

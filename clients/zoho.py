@@ -7,12 +7,11 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from clients.errors import PermanentError, TransientError, as_code, raise_for_status
 from core.settings import Settings
 from core.timeutil import utcnow
-from db import tokens
+from core.tokens import StoredToken, TokenStore
 
 SERVICE = "zoho"
 REFRESH_LEASE = timedelta(seconds=30)
@@ -23,14 +22,12 @@ TOKEN_QUOTA_BACKOFF_SECONDS = 60.0
 class ZohoClient:
     """Reads and updates Zoho CRM records."""
 
-    def __init__(
-        self, http: httpx.AsyncClient, settings: Settings, sessions: async_sessionmaker[AsyncSession]
-    ) -> None:
+    def __init__(self, http: httpx.AsyncClient, settings: Settings, tokens: TokenStore) -> None:
         self._http = http
         self._settings = settings
-        self._sessions = sessions
+        self._tokens = tokens  # shared by every process (``db.tokens.DatabaseTokens``)
         self._token_name = f"zoho:{settings.zoho_client_id}"
-        self._cached: tokens.StoredToken | None = None
+        self._cached: StoredToken | None = None
 
     async def get_lead(self, lead_id: str) -> dict[str, Any] | None:
         """The lead's fields, or None if Zoho has no such lead."""
@@ -80,13 +77,12 @@ class ZohoClient:
             return cached.access_token  # the shared token, already read from the database
         deadline = asyncio.get_running_loop().time() + REFRESH_LEASE.total_seconds() * 2
         while True:
-            stored = await tokens.read_token(self._sessions, self._token_name)
+            stored = await self._tokens.read(self._token_name)
             now = utcnow()
             if stored and stored.access_token != rejected and stored.expires_at - margin > now:
                 self._cached = stored
                 return stored.access_token
-            if await tokens.take_refresh_lease(
-                self._sessions,
+            if await self._tokens.take_refresh_lease(
                 self._token_name,
                 now,
                 REFRESH_LEASE,
@@ -121,11 +117,11 @@ class ZohoClient:
                 code = as_code(body.get("error")) if isinstance(body, dict) else ""
                 raise PermanentError(SERVICE, f"token refresh refused: {code or '(no code)'}")
         except BaseException:
-            await tokens.release_lease(self._sessions, self._token_name)
+            await self._tokens.release_lease(self._token_name)
             raise
         expires_at = utcnow() + timedelta(seconds=int(body.get("expires_in", 3600)))
-        await tokens.store_token(self._sessions, self._token_name, body["access_token"], expires_at)
-        self._cached = tokens.StoredToken(access_token=str(body["access_token"]), expires_at=expires_at)
+        await self._tokens.store(self._token_name, body["access_token"], expires_at)
+        self._cached = StoredToken(access_token=str(body["access_token"]), expires_at=expires_at)
         return self._cached.access_token
 
 

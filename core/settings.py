@@ -22,6 +22,8 @@ from core.constants import (
 )
 from core.outbound import AddressRules, check_url
 
+WorkerRole = Literal["flows", "warehouse", "all"]
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_PLACEHOLDER = "local-dev-only-change-me"
 # The payload key local runs and tests use when HUB_PAYLOAD_KEYS is empty. It is public (it is right
@@ -190,7 +192,9 @@ class Settings(BaseSettings):
     event_subscribers: Annotated[list[str], NoDecode] = Field(default_factory=list)
     event_signing_secret: SecretStr = SecretStr("whsec_bG9jYWwtZGV2LW9ubHktY2hhbmdlLW1lLXNpZ25pbmc=")
 
-    # Worker
+    # Worker: the task queues it polls (workers/main.py). flows: leads and opportunities; warehouse: VTEX
+    # orders, the VTEX API queue, the syncs, the backfill and dbt; all: both in one process.
+    worker_role: WorkerRole = "all"
     worker_metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container, so Prometheus can scrape it
     worker_metrics_port: int = 9464  # 0 turns the metrics endpoint off
     # How often the worker asks Temporal for the gauges only it knows (leads waiting, freshness); 0: never.

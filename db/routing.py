@@ -6,11 +6,11 @@ import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core.dealers import DealerConfig
 from core.timeutil import as_utc
 from db.models import Dealer, Delivery
 
@@ -25,17 +25,6 @@ class LeadProfile:
     state: str
     city: str
     model: str
-
-
-@dataclass(frozen=True)
-class DealerConfig:
-    """A dealer as the delivery step needs it."""
-
-    id: str
-    name: str
-    crm_kind: str
-    crm_url: str
-    field_mapping: dict[str, Any]
 
 
 def normalise(text: str) -> str:

@@ -7,7 +7,6 @@ atomic on SQLite and PostgreSQL alike.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, update
@@ -15,13 +14,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.timeutil import as_utc
+from core.tokens import StoredToken
 from db.models import OAuthToken
-
-
-@dataclass(frozen=True)
-class StoredToken:
-    access_token: str
-    expires_at: datetime
 
 
 async def read_token(sessions: async_sessionmaker[AsyncSession], name: str) -> StoredToken | None:
@@ -96,3 +90,32 @@ async def release_lease(sessions: async_sessionmaker[AsyncSession], name: str) -
         await session.execute(
             update(OAuthToken).where(OAuthToken.name == name).values(refresh_lease_until=None)
         )
+
+
+class DatabaseTokens:
+    """The portal database as the Zoho client's token store (``core.tokens.TokenStore``)."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def read(self, name: str) -> StoredToken | None:
+        return await read_token(self._sessions, name)
+
+    async def take_refresh_lease(
+        self,
+        name: str,
+        now: datetime,
+        lease: timedelta,
+        *,
+        stale_before: datetime,
+        rejected: str | None = None,
+    ) -> bool:
+        return await take_refresh_lease(
+            self._sessions, name, now, lease, stale_before=stale_before, rejected=rejected
+        )
+
+    async def store(self, name: str, access_token: str, expires_at: datetime) -> None:
+        await store_token(self._sessions, name, access_token, expires_at)
+
+    async def release_lease(self, name: str) -> None:
+        await release_lease(self._sessions, name)

@@ -9,13 +9,13 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
+from contracts.leads import ASSIGN_DEALER_UPDATE, AssignDealerInput
 from core.constants import lead_workflow_id
 from core.settings import Settings
 from core.temporal import connect
 from devstack.demo_gold import run_gold_demo
 from devstack.demo_orders import run_order_demo
 from devstack.demo_syncs import run_sync_demo
-from workflows.lead_distribution import AssignDealerInput, LeadDistributionWorkflow
 
 FINAL = {"delivered", "unrouted", "failed"}
 DEMO_LEADS: list[dict[str, str]] = [
@@ -137,7 +137,7 @@ async def _follow(http: httpx.AsyncClient, client: Client, api_url: str, lead: D
                 # What a support person does in the Temporal UI or CLI: decide the dealer.
                 handle = client.get_workflow_handle(lead_workflow_id(lead.lead_id))
                 await handle.execute_update(
-                    LeadDistributionWorkflow.assign_dealer, AssignDealerInput(SUPPORT_CHOICE, "demo-support")
+                    ASSIGN_DEALER_UPDATE, AssignDealerInput(SUPPORT_CHOICE, "demo-support")
                 )
                 lead.note = f"no dealer covers it; support assigned {SUPPORT_CHOICE}"
                 assigned = True

@@ -8,12 +8,17 @@ import time
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from activities.dbt import dbt_build_workflow_id, request_dbt_build
+from contracts.dbt_build import (
+    STATUS_QUERY,
+    BuildRequest,
+    DbtBuildStatus,
+    dbt_build_workflow_id,
+    send_build_request,
+)
 from core.settings import Settings
 from core.temporal import connect
 from warehouse import Warehouse
 from warehouse.reads import read_customer
-from workflows.dbt_build import STATUS_QUERY, DbtBuildStatus
 
 BUILD_WAIT_SECONDS = 600.0
 
@@ -23,7 +28,9 @@ async def run_gold_demo(settings: Settings) -> bool:
     client = await connect(settings)
     workflow_id = dbt_build_workflow_id(settings)
     before = await _builds(client, workflow_id)
-    await request_dbt_build(client, settings, "demo", full=True)  # daily sales too, not only the fast path
+    await send_build_request(
+        client, settings, BuildRequest("demo", full=True)
+    )  # daily sales too, not only the fast path
     print(f"\nAsked {workflow_id} for a dbt build of silver and gold; waiting...", flush=True)
     deadline = time.monotonic() + BUILD_WAIT_SECONDS
     status = DbtBuildStatus()

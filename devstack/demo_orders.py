@@ -11,11 +11,11 @@ from typing import Any
 import httpx
 from google.cloud.bigquery import ScalarQueryParameter
 
+from contracts.schedules import VTEX_FEED_RECONCILE
 from core.settings import Settings
 from core.temporal import connect
 from warehouse import Warehouse, WarehouseUnavailable
 from warehouse.tables import VTEX_ORDER_EVENTS, VTEX_ORDERS, every_partition
-from workers.schedules import VTEX_FEED_RECONCILE
 
 LIFECYCLE = ["payment-pending", "payment-approved", "ready-for-handling", "handling", "invoiced"]
 DELIVERIES = ["in_order", "repeated_reversed", "none"]

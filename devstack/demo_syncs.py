@@ -7,9 +7,9 @@ from typing import Any
 from temporalio.client import Client, WorkflowHandle
 
 from cli.progress import follow
+from contracts.schedules import VTEX_CATALOG_SYNC, VTEX_CUSTOMER_SYNC, trigger_run
 from core.settings import Settings
 from core.temporal import connect
-from workers.schedules import VTEX_CATALOG_SYNC, VTEX_CUSTOMER_SYNC, trigger_run
 from workflows.vtex_catalog_sync import PROGRESS_QUERY, CatalogSyncResult
 from workflows.vtex_customer_sync import CustomerSyncResult
 

@@ -18,6 +18,7 @@ from google.cloud.bigquery import ScalarQueryParameter
 from temporalio.client import Client, WorkflowHandle
 
 from api.app import create_app
+from contracts.leads import LeadDistributionResult
 from core.constants import lead_workflow_id
 from core.settings import Settings
 from db.engine import create_engine, session_factory
@@ -26,8 +27,8 @@ from simulators import SimulatorConfig
 from simulators import create_app as create_simulators
 from tests.support import eventually, free_port, serve
 from warehouse import Warehouse, WarehouseUnavailable
-from workers.main import build_workers, worker_activities
-from workflows.lead_distribution import LeadDistributionResult, LeadDistributionWorkflow
+from workers.main import role_workers
+from workflows.lead_distribution import LeadDistributionWorkflow
 
 WEBHOOK_SECRET = "test-webhook-secret"
 ROOT = Path(__file__).resolve().parents[1]
@@ -304,8 +305,8 @@ async def running_hub(
         await stack.enter_async_context(serve(create_simulators(sims_config), sims_port))
         api_url = await stack.enter_async_context(serve(create_app(settings, temporal=client), api_port))
         if worker:
-            activities = await stack.enter_async_context(worker_activities(settings, client))
-            for each in build_workers(client, activities, settings):
+            workers = await stack.enter_async_context(role_workers(client, settings, "all"))
+            for each in workers:
                 await stack.enter_async_context(each)
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
         yield Hub(settings=settings, client=client, api_url=api_url, sims_url=sims_url, http=http)

@@ -14,10 +14,11 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from contracts.dbt_build import DbtBuildSummary
 from core.settings import Settings
 
 PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt"
@@ -28,30 +29,6 @@ TEST_TYPES = {"test", "unit_test"}
 # tagged "hourly" (daily_sales, product_performance, and the tests that scan whole tables). A full
 # build runs everything; the build workflow runs one at least hourly (README, "Silver and gold").
 FAST_BUILD_EXCLUDES = ["--exclude-resource-type", "unit_test", "--exclude", "tag:hourly"]
-
-
-@dataclass
-class DbtBuildSummary:
-    """What one ``dbt build`` did; ``failures`` names every model or test that failed, with dbt's message."""
-
-    success: bool = False
-    models_built: int = 0
-    models_failed: int = 0
-    tests_passed: int = 0
-    tests_failed: int = 0
-    tests_warned: int = 0
-    skipped: int = 0
-    failures: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    error: str = ""  # dbt could not run at all (profile, connection, parse error)
-    # "project" when the error is in the project or its profile (parse, compile, configuration):
-    # running again cannot help until someone fixes it. Empty: it may pass later (a warehouse away).
-    error_kind: str = ""
-    # Full builds only: ``dbt source freshness`` of each bronze table, by table: "pass", "warn", "error"
-    # (against the sources' warn_after/error_after), and when its newest row landed (ISO 8601 UTC).
-    freshness: dict[str, str] = field(default_factory=dict)
-    loaded_at: dict[str, str] = field(default_factory=dict)
 
 
 def dbt_environment(settings: Settings) -> dict[str, str]:

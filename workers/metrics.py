@@ -23,13 +23,13 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
-from temporalio import workflow
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
-from activities.dbt import dbt_build_workflow_id
-from activities.vtex_feed import INVALID_FEED_ITEM
+from contracts.dbt_build import STATUS_QUERY, DbtBuildStatus, dbt_build_workflow_id
+from contracts.leads import AWAITING_ASSIGNMENT, LEAD_DISTRIBUTION_WORKFLOW
+from contracts.schedules import scheduled
 from core.background import in_background
 from core.constants import LEAD_STATUS, PARKED, PARTNERS
 from core.metrics import (
@@ -42,23 +42,8 @@ from core.metrics import (
     PARKED_WORKFLOWS,
     REGISTRY,
     RUNS_CLOSED_LAST_HOUR,
-    start_at_zero,
 )
 from core.settings import Settings
-from warehouse.tables import (
-    BRONZE_TABLES,
-    QUARANTINE,
-    VTEX_CUSTOMERS,
-    VTEX_ORDER_EVENTS,
-    VTEX_ORDERS,
-    VTEX_SKUS,
-)
-from warehouse.vtex_catalog import INVALID_SKU
-from warehouse.vtex_customers import INVALID_DATE, INVALID_EMAIL, MISSING_ID
-from warehouse.vtex_orders import INVALID_ORDER
-from workers.schedules import scheduled_flows
-from workflows.dbt_build import DbtBuildWorkflow
-from workflows.lead_distribution import AWAITING_ASSIGNMENT, LeadDistributionWorkflow
 
 # dbt source freshness statuses as hub_bronze_freshness values (anything else, e.g. a runtime error: 2).
 FRESHNESS_LEVELS = {"pass": 0, "warn": 1, "error": 2}
@@ -73,13 +58,6 @@ CLOSED_STATUSES = {"Terminated": "terminated", "TimedOut": "timed_out"}
 # A lead workflow's LeadStatus while it runs; the final statuses end the run.
 RUNNING_LEAD_STATUSES = ("received", "routed", AWAITING_ASSIGNMENT)
 DBT_FLOW = "dbt-build"
-# Every check that sends a record to quarantine, with the table the record was meant for.
-QUARANTINE_CHECKS = [
-    (VTEX_ORDERS, INVALID_ORDER),
-    (VTEX_ORDER_EVENTS, INVALID_FEED_ITEM),
-    (VTEX_SKUS, INVALID_SKU),
-    *((VTEX_CUSTOMERS, check) for check in (MISSING_ID, INVALID_DATE, INVALID_EMAIL)),
-]
 
 
 @asynccontextmanager
@@ -87,7 +65,6 @@ async def serving_metrics(
     settings: Settings, client: Client, workers: Sequence[Worker], sdk_port: int
 ) -> AsyncIterator[None]:
     """The endpoint on ``HUB_WORKER_METRICS_HOST:PORT``, and the visibility poll unless its interval is 0."""
-    start_at_zero([table for table in BRONZE_TABLES if table != QUARANTINE], QUARANTINE_CHECKS)
     poll = VisibilityPoll(client, settings, workflow_queues(workers))
     every = settings.worker_metrics_poll_seconds
     polling = in_background(poll.run(every)) if every else contextlib.nullcontext()
@@ -137,11 +114,12 @@ def sdk_metrics(url: str) -> bytes:
 
 
 def workflow_queues(workers: Sequence[Worker]) -> dict[str, str]:
-    """Each workflow type these workers run, with its task queue."""
+    """Each workflow type these workers run, with its task queue.
+
+    Every workflow is registered under its class name (``tests/workers/test_roles.py`` checks it).
+    """
     return {
-        workflow._Definition.must_from_class(cls).name or cls.__name__: worker.task_queue
-        for worker in workers
-        for cls in worker.config().get("workflows", [])
+        cls.__name__: worker.task_queue for worker in workers for cls in worker.config().get("workflows", [])
     }
 
 
@@ -153,10 +131,7 @@ class VisibilityPoll:
         self._settings = settings
         self._queues = workflow_queues
         # Scheduled flows: the flow (its schedule id), its workflow type and task queue, its interval.
-        self._flows = [
-            (flow.schedule_id, workflow._Definition.must_from_run_fn(flow.workflow).name, flow.every)
-            for flow in scheduled_flows(settings)
-        ]
+        self._flows = [(flow.schedule_id, flow.workflow_type, flow.every) for flow in scheduled(settings)]
 
     async def run(self, every_seconds: float) -> None:
         """Poll until cancelled; a poll that fails is logged and the next one tries again."""
@@ -175,11 +150,9 @@ class VisibilityPoll:
         return (await self._client.count_workflows(query, rpc_timeout=RPC_TIMEOUT)).count
 
     async def _leads(self) -> None:
-        lead_type = workflow._Definition.must_from_class(LeadDistributionWorkflow).name
-        running = (
-            f"WorkflowType = '{lead_type}' AND TaskQueue = '{self._settings.leads_task_queue}'"
-            " AND ExecutionStatus = 'Running'"
-        )
+        queue = self._settings.leads_task_queue
+        running = f"WorkflowType = '{LEAD_DISTRIBUTION_WORKFLOW}' AND TaskQueue = '{queue}'"
+        running += " AND ExecutionStatus = 'Running'"
         for status in RUNNING_LEAD_STATUSES:
             count = await self._count(f"{running} AND {LEAD_STATUS.name} = '{status}'")
             LEADS_IN_PROGRESS.labels(status).set(count)
@@ -216,11 +189,9 @@ class VisibilityPoll:
                     LAST_SUCCESS.labels(flow).set(execution.close_time.timestamp())
 
     async def _dbt_build(self) -> None:
-        handle = self._client.get_workflow_handle_for(
-            DbtBuildWorkflow.run, dbt_build_workflow_id(self._settings)
-        )
+        handle = self._client.get_workflow_handle(dbt_build_workflow_id(self._settings))
         try:
-            status = await handle.query(DbtBuildWorkflow.status, rpc_timeout=RPC_TIMEOUT)
+            status = await handle.query(STATUS_QUERY, result_type=DbtBuildStatus, rpc_timeout=RPC_TIMEOUT)
         except RPCError as error:
             if error.status is RPCStatusCode.NOT_FOUND:
                 return  # no build asked for yet (or builds run elsewhere): nothing to expect

@@ -15,7 +15,7 @@ once an hour a full build runs everything, asked for or not: its checks and its 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import cast
 
@@ -26,18 +26,10 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from workflows.policies import error_type
 
 with workflow.unsafe.imports_passed_through():
-    from activities.dbt import (
-        DBT_PROJECT_BROKEN,
-        BuildRequest,
-        DbtActivities,
-        DbtBuildInput,
-        DbtBuildWorkflowInput,
-        earliest,
-    )
+    from activities.dbt import DBT_PROJECT_BROKEN, DbtActivities, DbtBuildInput
+    from contracts.dbt_build import STATUS_QUERY, BuildRequest, DbtBuildStatus, DbtBuildSummary, earliest
     from core.constants import DBT_BUILD_WORKFLOW, REQUEST_BUILD_SIGNAL
-    from warehouse.dbt import DbtBuildSummary
 
-STATUS_QUERY = "status"
 BUILD_TIMEOUT = timedelta(minutes=60)
 HEARTBEAT_TIMEOUT = timedelta(seconds=60)
 BUILDS_PER_RUN = 100  # then continue-as-new
@@ -57,21 +49,6 @@ FAST_AND_HOURLY_FULL = "fast-builds-and-hourly-full-builds"
 FULL_BUILD_EVERY = timedelta(hours=1)
 
 
-@dataclass
-class DbtBuildStatus:
-    """What support reads in the ``status`` query: builds so far, the last one, requests waiting."""
-
-    builds: int = 0
-    failed_builds: int = 0
-    building: bool = False
-    pending: list[str] = field(default_factory=list)
-    last: DbtBuildSummary | None = None
-    last_success_at: str | None = None  # when the last build that passed ended (ISO 8601 UTC)
-    last_full_at: str | None = None  # when the last full build started (ISO 8601 UTC)
-    # The last full build: its tests are the latest word on the data (fast builds run none).
-    last_full: DbtBuildSummary | None = None
-
-
 @workflow.defn(name=DBT_BUILD_WORKFLOW)
 class DbtBuildWorkflow:
     def __init__(self) -> None:
@@ -89,10 +66,15 @@ class DbtBuildWorkflow:
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> DbtBuildStatus:
-        return replace(self._status, pending=list(self._pending))
+        return replace(
+            self._status,
+            pending=list(self._pending),
+            oldest_received_at=self._oldest_received,
+            full_asked=self._full_asked,
+        )
 
     @workflow.run
-    async def run(self, params: DbtBuildWorkflowInput) -> None:
+    async def run(self, params: DbtBuildStatus) -> None:
         self._pending = [*params.pending, *self._pending]
         self._oldest_received = earliest(params.oldest_received_at, self._oldest_received)
         self._status = DbtBuildStatus(
@@ -127,20 +109,7 @@ class DbtBuildWorkflow:
                 self._status.last_full_at = workflow.now().isoformat(timespec="microseconds")
             self._record(await self._build(oldest_received, fast=not full), reasons, cadence, full)
         # Requests that arrived meanwhile go on with the next run.
-        status = self._status
-        workflow.continue_as_new(
-            DbtBuildWorkflowInput(
-                self._pending,
-                status.builds,
-                status.failed_builds,
-                status.last,
-                status.last_success_at,
-                self._oldest_received,
-                self._full_asked,
-                status.last_full_at,
-                status.last_full,
-            )
-        )
+        workflow.continue_as_new(replace(self.status(), building=False))
 
     def _full_due(self) -> bool:
         """Whether the next build runs everything: none ran yet, or the last one is an hour old."""

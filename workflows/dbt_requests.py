@@ -8,7 +8,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.dbt import BuildRequest, BuildRequester
+    from activities.dbt import BuildRequestActivities
+    from contracts.dbt_build import BuildRequest
 
 # Added after these workflows first ran: runs recorded before it never asked, and replay the same.
 PATCH = "request-dbt-build"
@@ -24,7 +25,7 @@ async def ask_for_build(reason: str, task_queue: str) -> None:
     if not workflow.patched(PATCH):
         return
     await workflow.execute_activity_method(
-        BuildRequester.request_dbt_build,
+        BuildRequestActivities.request_dbt_build,
         BuildRequest(reason),
         task_queue=task_queue,
         start_to_close_timeout=REQUEST_TIMEOUT,

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from temporalio import workflow
-from temporalio.client import Client
-from temporalio.common import (
-    RetryPolicy,
-    SearchAttributePair,
-    SearchAttributeUpdate,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
-from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.exceptions import ActivityError, ApplicationError
 
+from contracts.leads import (
+    ASSIGN_DEALER_UPDATE,
+    AWAITING_ASSIGNMENT,
+    LEAD_DISTRIBUTION_WORKFLOW,
+    STATE_QUERY,
+    AssignDealerInput,
+    AssignDealerResult,
+    DeliveryAttempt,
+    LeadDistributionInput,
+    LeadDistributionResult,
+)
 from workflows.parking import Parking
 from workflows.policies import DATABASE_RETRY, error_type
 
@@ -49,15 +51,9 @@ with workflow.unsafe.imports_passed_through():
         LEAD_STATUS,
         REDRIVE_PARKED_SIGNAL,
         LeadStatus,
-        lead_workflow_id,
     )
     from core.events import cloud_event
 
-if TYPE_CHECKING:
-    from core.settings import Settings
-
-# Workflow-only status for the Web UI: leads waiting for support's assign_dealer decision.
-AWAITING_ASSIGNMENT = "awaiting_assignment"
 # Patch: route_lead records "routed" and deliver_lead records "delivered" themselves, two activity
 # round trips fewer per lead. Runs started before it replay with their separate record_lead_status steps.
 STATUS_WITH_STEP = "status-recorded-with-route-and-delivery"
@@ -74,128 +70,7 @@ DELIVERY_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 EVENT_ID_NAMESPACE = uuid.UUID("6f1d3c56-4c1e-4a8e-9a55-3f3e1f0f5a21")
 
 
-@dataclass
-class LeadDistributionInput:
-    lead_id: str
-    event: dict[str, Any] = field(default_factory=dict)  # the CloudEvent the webhook became
-    assign_deadline_seconds: int = 24 * 3600
-    delivery_attempt_timeout_seconds: int = 30
-    delivery_retry_window_seconds: int = 6 * 3600
-    # Support's explicit move of the lead to another dealer (hub leads reassign): applied to the
-    # lead's delivery decision before the run resumes it. The reason and who decided go to its history.
-    reassign_to: str | None = None
-    reassign_reason: str = ""
-    reassigned_by: str = ""
-
-    @classmethod
-    def for_lead(
-        cls,
-        settings: Settings,
-        lead_id: str,
-        event: dict[str, Any],
-        reassignment: Reassignment | None = None,
-    ) -> LeadDistributionInput:
-        return cls(
-            lead_id=lead_id,
-            event=event,
-            assign_deadline_seconds=settings.assign_dealer_deadline_seconds,
-            delivery_attempt_timeout_seconds=settings.dealer_delivery_attempt_timeout_seconds,
-            delivery_retry_window_seconds=settings.dealer_delivery_retry_window_seconds,
-            reassign_to=reassignment.dealer_id if reassignment else None,
-            reassign_reason=reassignment.reason if reassignment else "",
-            reassigned_by=reassignment.by if reassignment else "",
-        )
-
-
-@dataclass(frozen=True)
-class Reassignment:
-    """Support's decision to move a lead to another dealer: where, why and who decided."""
-
-    dealer_id: str
-    reason: str
-    by: str
-
-
-@dataclass
-class DeliveryAttempt:
-    dealer_id: str
-    outcome: str  # "delivered", "rejected" or "unavailable"
-    detail: str = ""
-
-
-@dataclass
-class LeadDistributionResult:
-    lead_id: str
-    status: str
-    dealer_id: str | None = None
-    dealer_lead_id: str | None = None
-    attempts: list[DeliveryAttempt] = field(default_factory=list)
-
-
-@dataclass
-class AssignDealerInput:
-    dealer_id: str
-    assigned_by: str = ""  # who decided, for the history; a support login, never customer data
-
-
-@dataclass
-class AssignDealerResult:
-    dealer_id: str
-    dealer_name: str
-
-
-@dataclass
-class LeadDistributionState:
-    lead_id: str
-    status: str
-    dealer_id: str | None
-    attempts: list[DeliveryAttempt]
-
-
-async def start_lead_distribution(
-    client: Client,
-    settings: Settings,
-    lead_id: str,
-    event: dict[str, Any],
-    rpc_timeout: timedelta | None = None,
-    *,
-    redrive: bool = False,
-    reassignment: Reassignment | None = None,
-) -> bool:
-    """Start a run of the lead's workflow; True when this call started it, False when it was joined.
-
-    The workflow id is the idempotency key: concurrent and later duplicates are refused by the server
-    and joined here. A webhook starts a new run only where the last one broke off (its workflow failed,
-    timed out or was terminated), so a resent webhook repairs a broken run. A run that ended normally is
-    never redone by a webhook: not a delivered lead, and not a lead that ended ``failed`` (no dealer could
-    be reached, or Zoho does not know it) or ``unrouted`` (no dealer took it by the deadline), whose runs
-    end normally too. Support retries those on purpose (``hub leads redrive``): with ``redrive`` a new run
-    starts after any closed one, and only a running one is joined. Whatever starts it, a new run resumes
-    the lead's delivery decision in the portal database; only a ``reassignment`` (``hub leads reassign``,
-    with ``redrive``) moves it to another dealer.
-    """
-    reuse = (
-        WorkflowIDReusePolicy.ALLOW_DUPLICATE
-        if redrive
-        else WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY
-    )
-    try:
-        await client.start_workflow(
-            LeadDistributionWorkflow.run,
-            LeadDistributionInput.for_lead(settings, lead_id, event, reassignment),
-            id=lead_workflow_id(lead_id),
-            task_queue=settings.leads_task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            id_reuse_policy=reuse,
-            search_attributes=TypedSearchAttributes([SearchAttributePair(LEAD_ID, lead_id)]),
-            rpc_timeout=rpc_timeout,
-        )
-    except WorkflowAlreadyStartedError:
-        return False
-    return True
-
-
-@workflow.defn
+@workflow.defn(name=LEAD_DISTRIBUTION_WORKFLOW)
 class LeadDistributionWorkflow:
     def __init__(self) -> None:
         self._lead_id = ""
@@ -243,7 +118,7 @@ class LeadDistributionWorkflow:
         await self._publish_distributed(dealer_id, dealer_lead_id)
         return self._result(dealer_lead_id)
 
-    @workflow.update
+    @workflow.update(name=ASSIGN_DEALER_UPDATE)
     async def assign_dealer(self, params: AssignDealerInput) -> AssignDealerResult:
         """Support's decision for a lead no dealer took: deliver it to this dealer."""
         found = await workflow.execute_activity_method(
@@ -270,10 +145,10 @@ class LeadDistributionWorkflow:
         if not self._awaiting_assignment:
             raise ValueError(f"the lead is not waiting for a dealer (status {self._status})")
 
-    @workflow.query
-    def state(self) -> LeadDistributionState:
+    @workflow.query(name=STATE_QUERY)
+    def state(self) -> LeadDistributionResult:
         """Where the lead stands now."""
-        return LeadDistributionState(
+        return LeadDistributionResult(
             lead_id=self._lead_id,
             status=self._status,
             dealer_id=self._dealer_id,

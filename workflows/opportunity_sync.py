@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
-from decimal import Decimal
-from typing import TYPE_CHECKING
 
 from temporalio import workflow
-from temporalio.client import Client
-from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
+from contracts.opportunities import (
+    DEAL_CHANGED,
+    OPPORTUNITY_SYNC_WORKFLOW,
+    DealChange,
+    OpportunitySyncInput,
+    OpportunitySyncResult,
+)
 from workflows.gathering import Inbox, handle_batches
 from workflows.parking import Parking
 from workflows.policies import DATABASE_RETRY, error_type
@@ -23,13 +27,10 @@ with workflow.unsafe.imports_passed_through():
         FetchDealInput,
         OpportunityActivities,
     )
-    from core.constants import DEAL_ID, DEAL_STAGE, REDRIVE_PARKED_SIGNAL, opportunity_workflow_id
+    from core.constants import DEAL_ID, DEAL_STAGE, REDRIVE_PARKED_SIGNAL
     from core.deals import DealState
 
-if TYPE_CHECKING:
-    from core.settings import Settings
 
-DEAL_CHANGED = "deal_changed"
 STEP_TIMEOUT = timedelta(seconds=30)
 DROP_REASONS = {
     "stale": "older than the current state: recorded in the stage history only",
@@ -41,68 +42,7 @@ PARK_REFUSED = "park-refused-deal-changes"
 ZOHO_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5), non_retryable_error_types=[DEAL_NOT_FOUND])
 
 
-@dataclass
-class DealChange:
-    """One webhook: the merge fields Zoho sent (at least the deal id)."""
-
-    deal_id: str
-    stage: str | None = None
-    modified_time: datetime | None = None  # aware
-    modified_by: str | None = None
-    amount: Decimal | None = None
-    received_at: datetime | None = None
-
-
-@dataclass
-class OpportunitySyncInput:
-    deal_id: str
-    idle_close_seconds: int = 3600
-    batch_window_seconds: float = 2.0
-    changes_per_run: int = 500
-    # Carried over continue-as-new:
-    last_applied: datetime | None = None
-    pending: list[DealChange] = field(default_factory=list)
-
-    @classmethod
-    def for_deal(cls, settings: Settings, deal_id: str) -> OpportunitySyncInput:
-        return cls(
-            deal_id=deal_id,
-            idle_close_seconds=settings.opportunity_idle_close_seconds,
-            batch_window_seconds=settings.opportunity_batch_window_seconds,
-            changes_per_run=settings.opportunity_changes_per_run,
-        )
-
-
-@dataclass
-class OpportunitySyncResult:
-    deal_id: str
-    applied: int
-    dropped: int
-    last_applied: datetime | None
-
-
-async def signal_deal_change(
-    client: Client, settings: Settings, change: DealChange, rpc_timeout: timedelta | None = None
-) -> str:
-    """Deliver ``change`` to its deal's workflow, starting the workflow if it is not running.
-
-    Returns the workflow id once the signal is in the workflow's history: the change is durable.
-    """
-    workflow_id = opportunity_workflow_id(change.deal_id)
-    await client.start_workflow(
-        OpportunitySyncWorkflow.run,
-        OpportunitySyncInput.for_deal(settings, change.deal_id),
-        id=workflow_id,
-        task_queue=settings.opportunities_task_queue,
-        start_signal=DEAL_CHANGED,
-        start_signal_args=[change],
-        search_attributes=TypedSearchAttributes([SearchAttributePair(DEAL_ID, change.deal_id)]),
-        rpc_timeout=rpc_timeout,
-    )
-    return workflow_id
-
-
-@workflow.defn
+@workflow.defn(name=OPPORTUNITY_SYNC_WORKFLOW)
 class OpportunitySyncWorkflow:
     def __init__(self) -> None:
         self._inbox: Inbox[DealChange] = Inbox()

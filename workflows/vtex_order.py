@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from temporalio import workflow
-from temporalio.client import Client
-from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
+from contracts.orders import (
+    ORDER_CHANGED,
+    STATUS_QUERY,
+    VTEX_ORDER_WORKFLOW,
+    VtexOrderInput,
+    VtexOrderStatus,
+)
 from workflows.gathering import Inbox, handle_batches
 from workflows.parking import Parking
 from workflows.policies import error_type
@@ -23,16 +28,10 @@ with workflow.unsafe.imports_passed_through():
         ORDER_ID,
         ORDER_STATE,
         REDRIVE_PARKED_SIGNAL,
-        VTEX_API_TASK_QUEUE,
-        vtex_order_workflow_id,
     )
     from core.vtex import FINAL_ORDER_STATES, OrderEvent
 
-if TYPE_CHECKING:
-    from core.settings import Settings
 
-ORDER_CHANGED = "order_changed"
-STATUS_QUERY = "status"
 # Runs started before this patch land a batch's events, then read its version; later ones do both at once.
 EVENTS_WITH_VERSION = "events-and-version-together"
 # Patch: an order the OMS refuses to serve for good (a revoked app token, say) is parked until support
@@ -54,68 +53,7 @@ VTEX_RETRY = RetryPolicy(
 )
 
 
-@dataclass
-class VtexOrderInput:
-    order_id: str
-    api_task_queue: str = VTEX_API_TASK_QUEUE
-    idle_close_seconds: int = 7 * 24 * 3600
-    batch_window_seconds: float = 0.0
-    final_linger_seconds: float = 300.0
-    events_per_run: int = 200
-    # Carried over continue-as-new:
-    state: str | None = None
-    last_applied: str | None = None
-    seen: list[str] = field(default_factory=list)
-    pending: list[OrderEvent] = field(default_factory=list)
-
-    @classmethod
-    def for_order(cls, settings: Settings, order_id: str) -> VtexOrderInput:
-        return cls(
-            order_id=order_id,
-            api_task_queue=settings.vtex_api_task_queue,
-            idle_close_seconds=settings.vtex_order_idle_close_seconds,
-            batch_window_seconds=settings.vtex_order_batch_window_seconds,
-            final_linger_seconds=settings.vtex_order_final_linger_seconds,
-            events_per_run=settings.vtex_order_events_per_run,
-        )
-
-
-@dataclass
-class VtexOrderStatus:
-    """What support sees through the ``status`` query, and what the run returns."""
-
-    order_id: str
-    state: str | None
-    last_applied: str | None  # change time of the newest state landed (core.vtex.change_key)
-    events_landed: int = 0
-    versions_landed: int = 0
-    ignored: int = 0
-    quarantined: int = 0
-
-
-async def signal_order_event(
-    client: Client, settings: Settings, event: OrderEvent, rpc_timeout: timedelta | None = None
-) -> str:
-    """Deliver ``event`` to its order's workflow, starting the workflow if it is not running.
-
-    Returns the workflow id once the signal is in the workflow's history: the change is durable. The
-    hook endpoint and the Feed v3 reconciler both deliver through here.
-    """
-    workflow_id = vtex_order_workflow_id(event.order_id)
-    await client.start_workflow(
-        VtexOrderWorkflow.run,
-        VtexOrderInput.for_order(settings, event.order_id),
-        id=workflow_id,
-        task_queue=settings.vtex_orders_task_queue,
-        start_signal=ORDER_CHANGED,
-        start_signal_args=[event],
-        search_attributes=TypedSearchAttributes([SearchAttributePair(ORDER_ID, event.order_id)]),
-        rpc_timeout=rpc_timeout,
-    )
-    return workflow_id
-
-
-@workflow.defn
+@workflow.defn(name=VTEX_ORDER_WORKFLOW)
 class VtexOrderWorkflow:
     def __init__(self) -> None:
         self._inbox: Inbox[OrderEvent] = Inbox()

@@ -23,8 +23,8 @@ from api.body import (
 from api.body import request_body as declared_body
 from api.deps import IntakeDep, ReadTokenDep, SessionsDep, SettingsDep, ZohoSecretDep
 from api.openapi import READ_TOKEN, ZOHO_SECRET, security
+from contracts.opportunities import DealChange, signal_deal_change
 from db.opportunities import OpportunityView, get_opportunity
-from workflows.opportunity_sync import DealChange, signal_deal_change
 
 webhooks = APIRouter(prefix="/webhooks/zoho", tags=["zoho"], dependencies=[ZohoSecretDep])
 reads = APIRouter(prefix="/v1/opportunities", tags=["opportunities"], dependencies=[ReadTokenDep])

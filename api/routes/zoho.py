@@ -22,9 +22,9 @@ from api.body import (
 from api.body import request_body as declared_body
 from api.deps import IntakeDep, SettingsDep, ZohoSecretDep
 from api.openapi import ZOHO_SECRET, security
+from contracts.leads import start_lead_distribution
 from core.constants import LEAD_EVENT_REQUESTED, lead_workflow_id
 from core.events import cloud_event
-from workflows.lead_distribution import start_lead_distribution
 
 router = APIRouter(prefix="/webhooks/zoho", tags=["zoho"], dependencies=[ZohoSecretDep])
 

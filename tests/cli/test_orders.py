@@ -14,7 +14,7 @@ from tests.hub import running_hub
 from tests.support import eventually
 from tests.workflows.test_vtex_order import landed
 from warehouse.tables import VTEX_ORDER_EVENTS, VTEX_ORDERS
-from workers.main import build_workers, worker_activities
+from workers.main import role_workers
 
 
 async def test_redrive_lands_the_changes_of_a_terminated_order_run(
@@ -54,8 +54,8 @@ async def test_redrive_lands_the_changes_of_a_terminated_order_run(
         await eventually(two_runs)
 
         async with AsyncExitStack() as stack:
-            activities = await stack.enter_async_context(worker_activities(hub.settings, client))
-            for worker in build_workers(client, activities, hub.settings):
+            workers = await stack.enter_async_context(role_workers(client, hub.settings, "all"))
+            for worker in workers:
                 await stack.enter_async_context(worker)
             events = await landed(hub, order_id, VTEX_ORDER_EVENTS, 1)
             versions = await landed(hub, order_id, VTEX_ORDERS, 1)

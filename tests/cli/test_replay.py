@@ -10,7 +10,7 @@ from tests.cli.conftest import HubCli
 from tests.hub import Hub
 from tests.workflows.changed_workflows import HookConfigWithAPauseFirst
 from tests.workflows.record_histories import start_hook_config
-from workers.main import WORKFLOW_RUNNER
+from workflows.sandbox import WORKFLOW_RUNNER
 from workflows.vtex_hook_config import VtexHookConfigWorkflow
 
 

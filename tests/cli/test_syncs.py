@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from contracts.schedules import VTEX_CATALOG_SYNC, scheduled
 from tests.cli.conftest import HubCli
 from tests.hub import Hub, running_hub
 from warehouse.tables import VTEX_CUSTOMERS, VTEX_SKUS
-from workers.schedules import VTEX_CATALOG_SYNC, ensure_schedules, scheduled_flows
+from workers.schedules import ensure_schedules
 
 STORE = {"vtex_catalog_skus": 60, "vtex_customers": 30}
 
@@ -31,7 +32,7 @@ async def hub(
         try:
             yield hub
         finally:
-            for flow in scheduled_flows(hub.settings):
+            for flow in scheduled(hub.settings):
                 await client.get_schedule_handle(flow.schedule_id).delete()
 
 

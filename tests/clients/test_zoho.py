@@ -8,12 +8,12 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from clients.errors import PermanentError
 from clients.zoho import ZohoClient
 from core.settings import Settings
 from db.engine import create_engine, session_factory
+from db.tokens import DatabaseTokens
 from simulators import SimulatorConfig
 from simulators import create_app as create_simulators
 from tests.support import free_port, serve
@@ -25,9 +25,9 @@ LEAD = "5725767000000123456"
 
 
 @pytest.fixture
-async def token_store(sqlite_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+async def token_store(sqlite_url: str) -> AsyncIterator[DatabaseTokens]:
     engine = create_engine(sqlite_url)
-    yield session_factory(engine)
+    yield DatabaseTokens(session_factory(engine))
     await engine.dispose()
 
 
@@ -42,7 +42,7 @@ def settings_for(base_url: str) -> Settings:
 
 
 async def test_the_token_refresh_sends_its_secrets_in_a_form_body(
-    token_store: async_sessionmaker[AsyncSession],
+    token_store: DatabaseTokens,
 ) -> None:
     """URLs reach access logs and traces; Zoho (and the simulator) take the secrets as a form."""
     port = free_port()
@@ -95,7 +95,7 @@ def nothing_personal(error: BaseException) -> None:
     ],
 )  # fmt: skip
 async def test_a_refused_lead_update_keeps_only_zoho_code(
-    token_store: async_sessionmaker[AsyncSession], result: dict[str, Any], expected: str
+    token_store: DatabaseTokens, result: dict[str, Any], expected: str
 ) -> None:
     async with httpx.AsyncClient(transport=zoho_answering({"data": [result]})) as http:
         zoho = ZohoClient(http, settings_for("https://zoho.example"), token_store)
@@ -114,7 +114,7 @@ async def test_a_refused_lead_update_keeps_only_zoho_code(
     ],
 )
 async def test_a_refused_token_refresh_keeps_only_the_error_code(
-    token_store: async_sessionmaker[AsyncSession], body: dict[str, Any], expected: str
+    token_store: DatabaseTokens, body: dict[str, Any], expected: str
 ) -> None:
     async with httpx.AsyncClient(transport=zoho_answering({}, token=body)) as http:
         zoho = ZohoClient(http, settings_for("https://zoho.example"), token_store)

@@ -22,12 +22,13 @@ from typing import Any
 import httpx
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
+from contracts.leads import AssignDealerInput
 from core.logs import JsonFormatter
 from core.settings import Settings
 from tests.hub import WEBHOOK_SECRET, Hub, environment_of, running_hub, start_worker_process
 from tests.support import free_port
 from tests.workflows.test_encryption_at_rest import BUYER, LEAD, run_lead_rejected_once, run_order
-from workflows.lead_distribution import AssignDealerInput, LeadDistributionWorkflow
+from workflows.lead_distribution import LeadDistributionWorkflow
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_LOGGERS = ("temporalio.workflow", "temporalio.activity")  # lines about one run, from the SDK's adapters

@@ -9,19 +9,19 @@ from typing import Any, TypeVar
 from temporalio.client import Client, ScheduleActionStartWorkflow, ScheduleOverlapPolicy
 from temporalio.testing import WorkflowEnvironment
 
+from contracts.schedules import (
+    VTEX_CATALOG_SYNC,
+    VTEX_CUSTOMER_SYNC,
+    VTEX_FEED_RECONCILE,
+    VTEX_HOOK_CONFIG,
+    latest_run_id,
+)
 from core.settings import Settings
 from tests.conftest import binary
 from tests.hub import running_hub
 from tests.support import eventually
 from warehouse.tables import VTEX_CUSTOMERS, VTEX_SKUS
-from workers.schedules import (
-    VTEX_CATALOG_SYNC,
-    VTEX_CUSTOMER_SYNC,
-    VTEX_FEED_RECONCILE,
-    VTEX_HOOK_CONFIG,
-    ensure_schedules,
-    latest_run_id,
-)
+from workers.schedules import ensure_schedules
 from workflows.vtex_catalog_sync import CatalogSyncResult
 from workflows.vtex_customer_sync import CustomerSyncResult
 

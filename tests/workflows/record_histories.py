@@ -27,7 +27,16 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.dbt import DbtBuildInput, dbt_build_workflow_id, request_dbt_build
+from activities.dbt import DbtBuildInput
+from contracts.dbt_build import (
+    STATUS_QUERY,
+    BuildRequest,
+    DbtBuildStatus,
+    DbtBuildSummary,
+    dbt_build_workflow_id,
+    send_build_request,
+)
+from contracts.leads import AssignDealerInput
 from core.constants import (
     REDRIVE_PARKED_SIGNAL,
     lead_workflow_id,
@@ -40,10 +49,9 @@ from tests.support import SMALL_STORE, eventually
 from tests.workflows.test_vtex_catalog_sync import start_sync as start_catalog_sync
 from tests.workflows.test_vtex_customer_sync import start_sync as start_customer_sync
 from tests.workflows.test_vtex_order import LIFECYCLE
-from warehouse.dbt import DbtBuildSummary
-from workers.main import WORKFLOW_RUNNER
-from workflows.dbt_build import STATUS_QUERY, DbtBuildStatus, DbtBuildWorkflow
-from workflows.lead_distribution import AssignDealerInput, LeadDistributionWorkflow
+from workflows.dbt_build import DbtBuildWorkflow
+from workflows.lead_distribution import LeadDistributionWorkflow
+from workflows.sandbox import WORKFLOW_RUNNER
 from workflows.vtex_feed_reconcile import VtexFeedReconcileInput, VtexFeedReconcileWorkflow
 from workflows.vtex_hook_config import VtexHookConfigInput, VtexHookConfigWorkflow
 from workflows.vtex_order_backfill import OrderBackfillInput, start_order_backfill
@@ -276,7 +284,7 @@ async def record_builds(hub: Hub, queue: str, requests: list[tuple[str, bool]], 
         workflow_runner=WORKFLOW_RUNNER,
     ):
         for builds, (reason, full) in enumerate(requests, start=1):
-            await request_dbt_build(hub.client, settings, reason, full=full)
+            await send_build_request(hub.client, settings, BuildRequest(reason, full=full))
             await eventually(lambda builds=builds: has_built(handle, builds))
         await handle.terminate("recorded")
     await save(hub.client, workflow_id, name)

@@ -34,14 +34,10 @@ from activities.leads import (
     RouteLeadResult,
     UpdateZohoLeadInput,
 )
+from contracts.leads import AssignDealerInput, LeadDistributionInput, LeadDistributionResult
 from core.constants import SEARCH_ATTRIBUTES
 from tests.conftest import TEST_CONVERTER, binary
-from workflows.lead_distribution import (
-    AssignDealerInput,
-    LeadDistributionInput,
-    LeadDistributionResult,
-    LeadDistributionWorkflow,
-)
+from workflows.lead_distribution import LeadDistributionWorkflow
 
 DAY = 24 * 3600
 

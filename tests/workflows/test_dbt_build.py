@@ -14,23 +14,24 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.dbt import (
+from activities.dbt import DbtActivities, DbtBuildInput
+from contracts.dbt_build import (
+    STATUS_QUERY,
     BuildRequest,
     BuildRequester,
-    DbtActivities,
-    DbtBuildInput,
+    DbtBuildStatus,
+    DbtBuildSummary,
     dbt_build_workflow_id,
-    request_dbt_build,
+    send_build_request,
 )
 from core.settings import Settings
 from tests.conftest import TEST_CONVERTER, binary
 from tests.dbt.fixture import land_store, order
 from tests.hub import running_hub
 from tests.support import eventually
-from warehouse.dbt import DbtBuildSummary
 from warehouse.tables import VTEX_ORDERS
 from warehouse.vtex_orders import order_version
-from workflows.dbt_build import STATUS_QUERY, DbtBuildStatus, DbtBuildWorkflow
+from workflows.dbt_build import DbtBuildWorkflow
 
 
 class StandInBuilds:
@@ -78,10 +79,10 @@ async def test_requests_during_a_build_coalesce_into_one_more(
     async with Worker(
         client, task_queue=task_queue, workflows=[DbtBuildWorkflow], activities=[builds.dbt_build]
     ):
-        await request_dbt_build(client, settings, "vtex orders")
+        await send_build_request(client, settings, BuildRequest("vtex orders"))
         await asyncio.wait_for(builds.started.wait(), timeout=30)
         for reason in ("vtex orders", "vtex catalog sync", "vtex customer sync"):  # while it builds
-            await request_dbt_build(client, settings, reason)
+            await send_build_request(client, settings, BuildRequest(reason))
         builds.release.set()
 
         async def two_builds() -> DbtBuildStatus | None:
@@ -118,9 +119,9 @@ async def test_requests_get_fast_builds_and_a_full_build_runs_every_hour(task_qu
         async with Worker(
             env.client, task_queue=task_queue, workflows=[DbtBuildWorkflow], activities=[builds.dbt_build]
         ):
-            await request_dbt_build(env.client, settings, "vtex orders")
+            await send_build_request(env.client, settings, BuildRequest("vtex orders"))
             await built(1)  # the first build runs everything
-            await request_dbt_build(env.client, settings, "vtex orders")
+            await send_build_request(env.client, settings, BuildRequest("vtex orders"))
             await built(2)  # then requests get fast builds
             memo = await (await env.client.get_workflow_handle(workflow_id).describe()).memo()
             assert memo["last_build"].startswith("passed (fast build, ")
@@ -132,9 +133,11 @@ async def test_requests_get_fast_builds_and_a_full_build_runs_every_hour(task_qu
             )
             await env.sleep(timedelta(minutes=61))
             await built(4)  # and every hour after it, nothing asked for: its freshness check still runs
-            await request_dbt_build(env.client, settings, "vtex orders")
+            await send_build_request(env.client, settings, BuildRequest("vtex orders"))
             await built(5)
-            await request_dbt_build(env.client, settings, "demo", full=True)  # asked for everything
+            await send_build_request(
+                env.client, settings, BuildRequest("demo", full=True)
+            )  # asked for everything
             await built(6)
             assert [build.fast for build in builds.inputs] == [False, True, False, False, True, False]
             memo = await (await env.client.get_workflow_handle(workflow_id).describe()).memo()
@@ -159,7 +162,7 @@ async def test_a_status_vtex_added_warns_and_gold_still_builds(
         finally:
             await warehouse.aclose()
         workflow_id = dbt_build_workflow_id(hub.settings)
-        await request_dbt_build(hub.client, hub.settings, "test")
+        await send_build_request(hub.client, hub.settings, BuildRequest("test"))
 
         async def built() -> DbtBuildStatus | None:
             current = await status(hub.client, workflow_id)
@@ -276,12 +279,18 @@ async def test_each_build_is_told_the_oldest_order_change_it_brings_to_gold(
     async with Worker(
         client, task_queue=task_queue, workflows=[DbtBuildWorkflow], activities=[builds.dbt_build]
     ):
-        await request_dbt_build(client, settings, "vtex orders", "2026-11-25T10:00:05.000000+00:00")
+        await send_build_request(
+            client, settings, BuildRequest("vtex orders", "2026-11-25T10:00:05.000000+00:00")
+        )
         await asyncio.wait_for(builds.started.wait(), timeout=30)
         # While it builds: these changes wait for the next build, which is told the oldest of them.
-        await request_dbt_build(client, settings, "vtex orders", "2026-11-25T10:00:09.000000+00:00")
-        await request_dbt_build(client, settings, "vtex catalog sync")
-        await request_dbt_build(client, settings, "vtex orders", "2026-11-25T10:00:07.000000+00:00")
+        await send_build_request(
+            client, settings, BuildRequest("vtex orders", "2026-11-25T10:00:09.000000+00:00")
+        )
+        await send_build_request(client, settings, BuildRequest("vtex catalog sync"))
+        await send_build_request(
+            client, settings, BuildRequest("vtex orders", "2026-11-25T10:00:07.000000+00:00")
+        )
         builds.release.set()
 
         async def two_builds() -> DbtBuildStatus | None:
@@ -330,7 +339,7 @@ async def test_a_broken_profile_fails_its_build_instead_of_retrying_forever(
         workflows=[DbtBuildWorkflow],
         activities=[DbtActivities(settings).dbt_build],
     ):
-        await request_dbt_build(client, settings, "vtex orders")
+        await send_build_request(client, settings, BuildRequest("vtex orders"))
 
         async def recorded() -> DbtBuildStatus | None:
             current = await status(client, workflow_id)

@@ -9,9 +9,10 @@ import pytest
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
+from contracts.leads import AssignDealerInput
 from tests.hub import Hub
 from tests.support import eventually
-from workflows.lead_distribution import AssignDealerInput, LeadDistributionWorkflow
+from workflows.lead_distribution import LeadDistributionWorkflow
 
 
 async def test_lead_is_delivered_and_fed_back(hub: Hub) -> None:

@@ -19,8 +19,7 @@ from core.codec import ENCODING
 from core.settings import LOCAL_PAYLOAD_KEY, LOCAL_PAYLOAD_KEY_ID, Settings
 from tests.stored import payloads_in
 from tests.workflows.changed_workflows import HookConfigWithAPauseFirst
-from workers.main import WORKFLOWS
-from workers.replay import replay
+from workflows.replay import WORKFLOWS, replay
 
 HISTORIES = Path(__file__).parent / "histories"
 SAVED = sorted(HISTORIES.glob("*.json"))

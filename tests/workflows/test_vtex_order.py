@@ -10,6 +10,7 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
+from contracts.orders import STATUS_QUERY, VtexOrderStatus
 from core.constants import vtex_order_workflow_id
 from tests.conftest import BigQueryEmulator
 from tests.hub import Hub, running_hub
@@ -18,7 +19,7 @@ from warehouse import WarehouseUnavailable
 from warehouse.tables import QUARANTINE, VTEX_ORDER_EVENTS, VTEX_ORDERS
 from workflows.vtex_feed_reconcile import VtexFeedReconcileInput, VtexFeedReconcileWorkflow
 from workflows.vtex_hook_config import VtexHookConfigInput, VtexHookConfigWorkflow
-from workflows.vtex_order import STATUS_QUERY, VtexOrderStatus, VtexOrderWorkflow
+from workflows.vtex_order import VtexOrderWorkflow
 
 LIFECYCLE = ("payment-pending", "payment-approved", "ready-for-handling", "handling", "invoiced")
 

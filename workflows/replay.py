@@ -15,11 +15,33 @@ from temporalio.worker import Replayer
 
 from core.settings import Settings
 from core.temporal import data_converter
-from workers.main import WORKFLOW_RUNNER, WORKFLOWS
+from workflows.dbt_build import DbtBuildWorkflow
+from workflows.lead_distribution import LeadDistributionWorkflow
+from workflows.opportunity_sync import OpportunitySyncWorkflow
+from workflows.sandbox import WORKFLOW_RUNNER
+from workflows.vtex_catalog_sync import CatalogSyncWorkflow
+from workflows.vtex_customer_sync import CustomerSyncWorkflow
+from workflows.vtex_feed_reconcile import VtexFeedReconcileWorkflow
+from workflows.vtex_hook_config import VtexHookConfigWorkflow
+from workflows.vtex_order import VtexOrderWorkflow
+from workflows.vtex_order_backfill import OrderBackfillWorkflow
+
+# Every workflow some worker role registers (tests/workers/test_roles.py checks the roles cover them).
+WORKFLOWS: tuple[type, ...] = (
+    LeadDistributionWorkflow,
+    OpportunitySyncWorkflow,
+    VtexOrderWorkflow,
+    VtexFeedReconcileWorkflow,
+    VtexHookConfigWorkflow,
+    OrderBackfillWorkflow,
+    CatalogSyncWorkflow,
+    CustomerSyncWorkflow,
+    DbtBuildWorkflow,
+)
 
 
 def replayer(settings: Settings, workflows: Sequence[type] = WORKFLOWS) -> Replayer:
-    """Every workflow the worker registers, in its sandbox, with the project's data converter."""
+    """Every workflow the workers register, in their sandbox, with the project's data converter."""
     return Replayer(
         workflows=workflows, workflow_runner=WORKFLOW_RUNNER, data_converter=data_converter(settings)
     )

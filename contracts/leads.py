@@ -1,0 +1,142 @@
+"""The lead distribution workflow's contract: one run per Zoho lead, started by the lead webhook."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from temporalio.client import Client
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from core.constants import LEAD_ID, lead_workflow_id
+
+if TYPE_CHECKING:
+    from core.settings import Settings
+
+LEAD_DISTRIBUTION_WORKFLOW = "LeadDistributionWorkflow"
+STATE_QUERY = "state"
+ASSIGN_DEALER_UPDATE = "assign_dealer"
+# Workflow-only status for the Web UI: leads waiting for support's assign_dealer decision.
+AWAITING_ASSIGNMENT = "awaiting_assignment"
+
+
+@dataclass(frozen=True)
+class Reassignment:
+    """Support's decision to move a lead to another dealer: where, why and who decided."""
+
+    dealer_id: str
+    reason: str
+    by: str
+
+
+@dataclass
+class LeadDistributionInput:
+    lead_id: str
+    event: dict[str, Any] = field(default_factory=dict)  # the CloudEvent the webhook became
+    assign_deadline_seconds: int = 24 * 3600
+    delivery_attempt_timeout_seconds: int = 30
+    delivery_retry_window_seconds: int = 6 * 3600
+    # Support's explicit move of the lead to another dealer (hub leads reassign): applied to the
+    # lead's delivery decision before the run resumes it. The reason and who decided go to its history.
+    reassign_to: str | None = None
+    reassign_reason: str = ""
+    reassigned_by: str = ""
+
+    @classmethod
+    def for_lead(
+        cls,
+        settings: Settings,
+        lead_id: str,
+        event: dict[str, Any],
+        reassignment: Reassignment | None = None,
+    ) -> LeadDistributionInput:
+        return cls(
+            lead_id=lead_id,
+            event=event,
+            assign_deadline_seconds=settings.assign_dealer_deadline_seconds,
+            delivery_attempt_timeout_seconds=settings.dealer_delivery_attempt_timeout_seconds,
+            delivery_retry_window_seconds=settings.dealer_delivery_retry_window_seconds,
+            reassign_to=reassignment.dealer_id if reassignment else None,
+            reassign_reason=reassignment.reason if reassignment else "",
+            reassigned_by=reassignment.by if reassignment else "",
+        )
+
+
+@dataclass
+class DeliveryAttempt:
+    dealer_id: str
+    outcome: str  # "delivered", "rejected" or "unavailable"
+    detail: str = ""
+
+
+@dataclass
+class LeadDistributionResult:
+    """Where the lead stands: what a run returns, and what the ``state`` query shows while it runs."""
+
+    lead_id: str
+    status: str
+    dealer_id: str | None = None
+    dealer_lead_id: str | None = None
+    attempts: list[DeliveryAttempt] = field(default_factory=list)
+
+
+@dataclass
+class AssignDealerInput:
+    dealer_id: str
+    assigned_by: str = ""  # who decided, for the history; a support login, never customer data
+
+
+@dataclass
+class AssignDealerResult:
+    dealer_id: str
+    dealer_name: str
+
+
+async def start_lead_distribution(
+    client: Client,
+    settings: Settings,
+    lead_id: str,
+    event: dict[str, Any],
+    rpc_timeout: timedelta | None = None,
+    *,
+    redrive: bool = False,
+    reassignment: Reassignment | None = None,
+) -> bool:
+    """Start a run of the lead's workflow; True when this call started it, False when it was joined.
+
+    The workflow id is the idempotency key: concurrent and later duplicates are refused by the server
+    and joined here. A webhook starts a new run only where the last one broke off (its workflow failed,
+    timed out or was terminated), so a resent webhook repairs a broken run. A run that ended normally is
+    never redone by a webhook: not a delivered lead, and not a lead that ended ``failed`` (no dealer could
+    be reached, or Zoho does not know it) or ``unrouted`` (no dealer took it by the deadline), whose runs
+    end normally too. Support retries those on purpose (``hub leads redrive``): with ``redrive`` a new run
+    starts after any closed one, and only a running one is joined. Whatever starts it, a new run resumes
+    the lead's delivery decision in the portal database; only a ``reassignment`` (``hub leads reassign``,
+    with ``redrive``) moves it to another dealer.
+    """
+    reuse = (
+        WorkflowIDReusePolicy.ALLOW_DUPLICATE
+        if redrive
+        else WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY
+    )
+    try:
+        await client.start_workflow(
+            LEAD_DISTRIBUTION_WORKFLOW,
+            LeadDistributionInput.for_lead(settings, lead_id, event, reassignment),
+            id=lead_workflow_id(lead_id),
+            task_queue=settings.leads_task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            id_reuse_policy=reuse,
+            search_attributes=TypedSearchAttributes([SearchAttributePair(LEAD_ID, lead_id)]),
+            rpc_timeout=rpc_timeout,
+        )
+    except WorkflowAlreadyStartedError:
+        return False
+    return True

@@ -1,0 +1,80 @@
+"""The scheduled flows' Temporal Schedules: their ids, workflow types and intervals, and running one now.
+
+The warehouse worker creates the schedules (``workers.schedules``); ``hub syncs``, the metrics poll and
+the demo find them here without loading the workflows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from temporalio.client import Client, ScheduleActionExecutionStartWorkflow
+
+if TYPE_CHECKING:
+    from core.settings import Settings
+
+VTEX_FEED_RECONCILE = "vtex-orders-feed-reconcile"
+VTEX_HOOK_CONFIG = "vtex-orders-hook-config"
+VTEX_CATALOG_SYNC = "vtex-catalog-sync"
+VTEX_CUSTOMER_SYNC = "vtex-customer-sync"
+# Each schedule's workflow type (its class name) and the task queue its runs go to.
+WORKFLOW_TYPES = {
+    VTEX_FEED_RECONCILE: "VtexFeedReconcileWorkflow",
+    VTEX_HOOK_CONFIG: "VtexHookConfigWorkflow",
+    VTEX_CATALOG_SYNC: "CatalogSyncWorkflow",
+    VTEX_CUSTOMER_SYNC: "CustomerSyncWorkflow",
+}
+
+
+@dataclass(frozen=True)
+class Scheduled:
+    schedule_id: str
+    workflow_type: str
+    every: timedelta
+
+
+def scheduled(settings: Settings) -> list[Scheduled]:
+    """Every schedule with its interval under ``settings``."""
+    every = {
+        VTEX_FEED_RECONCILE: settings.vtex_reconcile_interval_seconds,
+        VTEX_HOOK_CONFIG: settings.vtex_hook_reassert_interval_seconds,
+        VTEX_CATALOG_SYNC: settings.vtex_catalog_sync_interval_seconds,
+        VTEX_CUSTOMER_SYNC: settings.vtex_customer_sync_interval_seconds,
+    }
+    return [
+        Scheduled(schedule_id, workflow_type, timedelta(seconds=every[schedule_id]))
+        for schedule_id, workflow_type in WORKFLOW_TYPES.items()
+    ]
+
+
+async def latest_run_id(client: Client, schedule_id: str) -> str | None:
+    """The workflow id of the schedule's most recent run, or None if it has not started one."""
+    recent = (await client.get_schedule_handle(schedule_id).describe()).info.recent_actions
+    if not recent or not isinstance(recent[-1].action, ScheduleActionExecutionStartWorkflow):
+        return None
+    return recent[-1].action.workflow_id
+
+
+async def trigger_run(client: Client, schedule_id: str, start_within: float = 30.0) -> tuple[str, bool]:
+    """Start a run of the schedule now; the workflow id of that run and True.
+
+    When a run of the schedule is still going, its overlap policy (SKIP) would skip the trigger: the
+    workflow id of that run and False instead.
+    """
+    schedule = client.get_schedule_handle(schedule_id)
+    running = (await schedule.describe()).info.running_actions
+    if running and isinstance(running[-1], ScheduleActionExecutionStartWorkflow):
+        return running[-1].workflow_id, False
+    before = await latest_run_id(client, schedule_id)
+    await schedule.trigger()
+    deadline = time.monotonic() + start_within
+    while (latest := await latest_run_id(client, schedule_id)) in (None, before):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"schedule {schedule_id} did not start a run within {start_within:.0f} s")
+        await asyncio.sleep(0.5)
+    assert latest is not None
+    return latest, True

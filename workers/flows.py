@@ -1,0 +1,95 @@
+"""The ``flows`` role: lead distribution and opportunity sync, the Zoho and dealer CRM side.
+
+Its process loads the portal database, Zoho and the dealer CRM clients; no BigQuery client, pyarrow or
+dbt. It polls the ``leads`` and ``opportunities`` task queues.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from temporalio.client import Client
+from temporalio.worker import Worker
+from workflows.sandbox import WORKFLOW_RUNNER
+
+from activities.leads import LeadActivities
+from activities.opportunities import OpportunityActivities
+from clients.dealer_crm import RestDealerCrm, SoapDealerCrm
+from clients.subscribers import EventPublisher
+from clients.zoho import ZohoClient
+from core.outbound import PinnedTransport
+from core.settings import Settings
+from db.engine import create_engine, session_factory
+from db.tokens import DatabaseTokens
+from workers.polling import webhook_queue_polling
+from workflows.lead_distribution import LeadDistributionWorkflow
+from workflows.opportunity_sync import OpportunitySyncWorkflow
+
+WORKFLOWS: tuple[type, ...] = (LeadDistributionWorkflow, OpportunitySyncWorkflow)
+
+
+@asynccontextmanager
+async def flow_workers(client: Client, settings: Settings) -> AsyncIterator[list[Worker]]:
+    """The role's workers with their clients (built once per process), closed again on exit."""
+    engine = create_engine(settings.database_url)
+    http = httpx.AsyncClient(timeout=settings.dealer_http_timeout_seconds)
+    # Dealer URLs come from the dealers' YAML and their WSDLs: their connections go only to addresses
+    # checked as they open (a name cannot pass the URL check and then resolve to an internal address).
+    rules = settings.outbound_rules()
+    dealer_http = httpx.AsyncClient(
+        timeout=settings.dealer_http_timeout_seconds, transport=PinnedTransport(rules)
+    )
+    api_keys = {dealer: key.get_secret_value() for dealer, key in settings.dealer_api_keys.items()}
+    rest = RestDealerCrm(dealer_http, api_keys, settings.check_outbound_url)
+    soap = SoapDealerCrm(settings.dealer_http_timeout_seconds, api_keys, settings.check_outbound_url, rules)
+    sessions = session_factory(engine)
+    zoho = ZohoClient(http, settings, DatabaseTokens(sessions))
+    leads = LeadActivities(
+        sessions=sessions,
+        zoho=zoho,
+        dealer_crms={"rest": rest, "soap": soap},
+        publisher=EventPublisher(http, settings.event_signing_secret.get_secret_value()),
+        subscribers=list(settings.event_subscribers),
+        business_timezone=settings.business_timezone,
+    )
+    opportunities = OpportunityActivities(sessions, zoho)
+    polling = webhook_queue_polling(settings)
+    try:
+        yield [
+            Worker(
+                client,
+                task_queue=settings.leads_task_queue,
+                workflows=[LeadDistributionWorkflow],
+                workflow_runner=WORKFLOW_RUNNER,
+                **polling,
+                activities=[
+                    leads.record_lead_status,
+                    leads.fetch_lead,
+                    leads.route_lead,
+                    leads.claim_lead,
+                    leads.assign_lead,
+                    leads.reassign_lead,
+                    leads.lookup_dealer,
+                    leads.deliver_lead,
+                    leads.update_zoho_lead,
+                    leads.publish_event,
+                ],
+                max_concurrent_activities=settings.worker_max_concurrent_activities,
+            ),
+            Worker(
+                client,
+                task_queue=settings.opportunities_task_queue,
+                workflows=[OpportunitySyncWorkflow],
+                workflow_runner=WORKFLOW_RUNNER,
+                **polling,
+                activities=[opportunities.fetch_deal, opportunities.apply_deal_change],
+                max_concurrent_activities=settings.worker_max_concurrent_activities,
+            ),
+        ]
+    finally:
+        await soap.aclose()
+        await dealer_http.aclose()
+        await http.aclose()
+        await engine.dispose()

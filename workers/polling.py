@@ -1,0 +1,22 @@
+"""Worker options shared by the roles."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio.worker import PollerBehaviorSimpleMaximum
+
+from core.settings import Settings
+
+
+def webhook_queue_polling(settings: Settings) -> dict[str, Any]:
+    """Worker options for queues where webhooks start many workflows at once.
+
+    A workflow's first task (and that of one evicted from the cache) comes from the task queue itself;
+    later ones from the worker's own sticky queue. The SDK's default gives the first kind one poll of
+    five: a burst of new orders then waits seconds for it. Half of the polls go to each kind instead.
+    """
+    return {
+        "workflow_task_poller_behavior": PollerBehaviorSimpleMaximum(settings.worker_workflow_task_polls),
+        "nonsticky_to_sticky_poll_ratio": 0.5,
+    }
