@@ -13,8 +13,7 @@ from contracts.dbt_build import BuildRequester
 from core.metrics import ORDER_CHANGE_LATENCY
 from core.timeutil import seconds_since, utcnow
 from core.vtex import OrderEvent, change_key
-from warehouse import Warehouse
-from warehouse.landing import InvalidRecord
+from warehouse.landing import InvalidRecord, Warehouse
 from warehouse.tables import VTEX_ORDER_EVENTS, VTEX_ORDERS
 from warehouse.vtex_orders import order_event, order_version
 

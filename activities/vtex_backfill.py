@@ -20,8 +20,7 @@ from activities.errors import external_call
 from activities.pacing import RequestBudgets, paced
 from clients.vtex import VtexClient
 from core.metrics import count_sync
-from warehouse import BronzeRecord, QuarantineRecord, Warehouse
-from warehouse.landing import InvalidRecord
+from warehouse.landing import BronzeRecord, InvalidRecord, QuarantineRecord, Warehouse
 from warehouse.streams import StreamCursor
 from warehouse.tables import QUARANTINE, VTEX_ORDERS
 from warehouse.vtex_orders import order_version, order_version_key

@@ -22,8 +22,7 @@ from activities.errors import external_call
 from activities.pacing import RequestBudgets, first_attempt, heartbeating, paced
 from clients.vtex import SKU_IDS_MAX_PAGE_SIZE, VtexClient
 from core.metrics import count_sync
-from warehouse import BronzeRecord, QuarantineRecord, Warehouse
-from warehouse.landing import LATEST_PER_ENTITY, InvalidRecord
+from warehouse.landing import LATEST_PER_ENTITY, BronzeRecord, InvalidRecord, QuarantineRecord, Warehouse
 from warehouse.streams import StreamCursor
 from warehouse.tables import QUARANTINE, VTEX_SKUS, every_partition
 from warehouse.vtex_catalog import REMOVED_HASH, is_removed_key, sku_version

@@ -25,8 +25,7 @@ from clients.errors import TransientError
 from clients.vtex import SCROLL_MAX_SIZE, ScrollExpired, ScrollPage, VtexClient, vtex_filter_time
 from core.metrics import count_sync
 from db.watermarks import advance_watermark, read_watermark
-from warehouse import Warehouse
-from warehouse.landing import InvalidRecord
+from warehouse.landing import InvalidRecord, Warehouse
 from warehouse.streams import StreamCursor
 from warehouse.tables import QUARANTINE, VTEX_CUSTOMERS
 from warehouse.vtex_customers import CustomerVersion, customer_version

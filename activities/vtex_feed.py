@@ -15,7 +15,7 @@ from clients.vtex import FEED_MAX_LOT, VtexClient
 from contracts.orders import signal_order_event
 from core.settings import Settings
 from core.vtex import FeedItem, OrderEvent
-from warehouse import QuarantineRecord, Warehouse
+from warehouse.landing import QuarantineRecord, Warehouse
 from warehouse.tables import VTEX_ORDER_EVENTS
 
 log = logging.getLogger("activities.vtex_feed")

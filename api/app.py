@@ -25,7 +25,6 @@ from core.logs import configure_logging
 from core.production import api_tls_problem
 from core.settings import Settings, get_settings
 from db.engine import create_engine, session_factory
-from warehouse import Warehouse
 
 WEBHOOK_PREFIX = "/webhooks/"
 
@@ -63,14 +62,10 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         app.state.intake = Intake(client, settings)
         engine = create_engine(settings.database_url)
         app.state.sessions = session_factory(engine)
-        # Reads only, and short: a caller waiting on the warehouse gets a 503, not a hung request.
-        app.state.warehouse = Warehouse.from_settings(
-            settings.model_copy(
-                update={"bigquery_timeout_seconds": settings.read_api_warehouse_timeout_seconds}
-            )
-        )
+        app.state.warehouse_reads = None  # opened by the first read (api.deps.get_warehouse_reads)
         yield
-        await app.state.warehouse.aclose()
+        if app.state.warehouse_reads is not None:
+            await app.state.warehouse_reads.aclose()
         await engine.dispose()
 
     app = FastAPI(title="Integrations hub", version="0.1.0", lifespan=lifespan)

@@ -1,4 +1,5 @@
-"""Dependencies routes declare: settings, Temporal, database sessions, and each caller's authentication."""
+"""Dependencies routes declare: settings, Temporal, database sessions, the warehouse, and each caller's
+authentication."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from api.body import json_object, parse_model, read_limited
 from api.temporal import Intake
 from core.settings import Settings
 from core.vtex import OrderHook
+from warehouse.views import WarehouseReads
 
 
 def get_settings(request: Request) -> Settings:
@@ -37,10 +39,26 @@ def get_sessions(request: Request) -> async_sessionmaker[AsyncSession]:
     return sessions
 
 
+def get_warehouse_reads(request: Request) -> WarehouseReads:
+    """The warehouse client of the read routes, opened at the first read.
+
+    Only those routes use BigQuery: its client and pyarrow would be most of an API process's memory, so
+    they are loaded when a read first needs them, and a replica that only takes webhooks never loads them.
+    """
+    state = request.app.state
+    if state.warehouse_reads is None:
+        from warehouse.reads import BigQueryReads
+
+        state.warehouse_reads = BigQueryReads(state.settings)
+    reads: WarehouseReads = state.warehouse_reads
+    return reads
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 TemporalClientDep = Annotated[Client, Depends(get_temporal)]
 IntakeDep = Annotated[Intake, Depends(get_intake)]
 SessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessions)]
+WarehouseReadsDep = Annotated[WarehouseReads, Depends(get_warehouse_reads)]
 
 
 def check_secret(expected: Sequence[SecretStr], presented: str | None, header: str) -> None:

@@ -43,8 +43,9 @@ from core.vtex import change_time
 from simulators.config import SimulatorConfig
 from simulators.vtex_history import OrderHistory
 from simulators.vtex_store import Catalog, CatalogChanges, GeneratedStore, generated_customers
-from warehouse import BronzeRecord, Warehouse, WarehouseUnavailable
 from warehouse.dbt import DbtBuildSummary, build_command, dbt_environment, parse_summary
+from warehouse.errors import WarehouseUnavailable
+from warehouse.landing import BronzeRecord, Warehouse
 from warehouse.streams import StreamCursor
 from warehouse.tables import VTEX_CUSTOMERS, VTEX_ORDERS, VTEX_SKUS
 from warehouse.vtex_catalog import sku_version

@@ -37,8 +37,7 @@ from google.cloud.bigquery_storage_v1 import types
 from core.settings import Settings
 from devstack import emulator
 from tests.support import free_port
-from warehouse import BronzeRecord, Warehouse
-from warehouse.landing import bronze_rows
+from warehouse.landing import BronzeRecord, Warehouse, bronze_rows
 from warehouse.streams import StreamCursor, arrow_schema, write_client
 from warehouse.tables import BRONZE_SCHEMA, VTEX_ORDER_EVENTS
 

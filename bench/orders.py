@@ -30,7 +30,8 @@ from google.cloud.bigquery import ScalarQueryParameter
 from bench.leads import paced, percentile, worker_peak_rss_mib
 from core.settings import Settings
 from core.vtex import change_key, order_event_key
-from warehouse import Warehouse, WarehouseUnavailable
+from warehouse.errors import WarehouseUnavailable
+from warehouse.landing import Warehouse
 from warehouse.tables import VTEX_ORDER_EVENTS, VTEX_ORDERS
 
 STATES = ["payment-approved", "ready-for-handling", "invoiced"]

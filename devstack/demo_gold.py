@@ -17,7 +17,7 @@ from contracts.dbt_build import (
 )
 from core.settings import Settings
 from core.temporal import connect
-from warehouse import Warehouse
+from warehouse.landing import Warehouse
 from warehouse.reads import read_customer
 
 BUILD_WAIT_SECONDS = 600.0

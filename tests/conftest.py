@@ -27,7 +27,7 @@ from db.engine import create_engine, session_factory
 from db.migrate import upgrade
 from devstack import emulator
 from tests.support import free_port
-from warehouse import Warehouse
+from warehouse.landing import Warehouse
 
 POSTGRES_URL = os.environ.get("HUB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REQUIRE_POSTGRES = os.environ.get("HUB_REQUIRE_POSTGRES") == "1"

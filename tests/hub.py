@@ -26,7 +26,8 @@ from db.rules import RulesFile, apply_rules
 from simulators import SimulatorConfig
 from simulators import create_app as create_simulators
 from tests.support import eventually, free_port, serve
-from warehouse import Warehouse, WarehouseUnavailable
+from warehouse.errors import WarehouseUnavailable
+from warehouse.landing import Warehouse
 from workers.main import role_workers
 from workflows.lead_distribution import LeadDistributionWorkflow
 

@@ -1,11 +1,5 @@
-"""All access to the warehouse (BigQuery, or the local emulator) goes through this package."""
+"""All access to the warehouse (BigQuery, or the local emulator) goes through this package.
 
-from warehouse.landing import (
-    BronzeRecord,
-    QuarantineRecord,
-    Warehouse,
-    WarehouseUnavailable,
-)
-from warehouse.tables import Layers
-
-__all__ = ["BronzeRecord", "Layers", "QuarantineRecord", "Warehouse", "WarehouseUnavailable"]
+``warehouse.landing`` holds the client (it loads google-cloud-bigquery and pyarrow); ``warehouse.views``
+and ``warehouse.errors`` load neither, for processes that only name what the warehouse returns.
+"""

@@ -31,6 +31,7 @@ from clients.errors import PermanentError, TransientError
 from core.metrics import BRONZE_ROWS, QUARANTINED_ROWS
 from core.settings import Settings
 from warehouse.batching import SharedAppends
+from warehouse.errors import WarehouseUnavailable
 from warehouse.streams import StorageWriter, StreamCursor, TableGone, arrow_schema, write_client
 from warehouse.tables import BRONZE_TABLES, QUARANTINE, Layers, every_partition, partition_column
 
@@ -52,10 +53,6 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
 LATEST_PER_ENTITY = (
     "qualify row_number() over (partition by entity_id order by ingested_at desc, event_key) = 1"
 )
-
-
-class WarehouseUnavailable(TransientError):
-    """The warehouse could not be reached or answered with a server error: retry later."""
 
 
 @dataclass(frozen=True)

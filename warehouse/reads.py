@@ -2,75 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from google.api_core import exceptions as google_errors
 from google.cloud.bigquery import ScalarQueryParameter
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
-from warehouse.landing import Warehouse, WarehouseUnavailable
-
-
-class OrderSummary(BaseModel):
-    order_id: str
-    status: str | None
-    created_at: datetime | None
-    order_value: Decimal | None = Field(description="in the store's currency (VTEX's cents / 100)")
-
-
-class CustomerView(BaseModel):
-    """A buyer's profile and purchase figures, from revenue orders only (canceled, pending, denied and
-    replaced orders count nowhere)."""
-
-    customer_id: str = Field(
-        description='the Master Data customer id, or "profile:<VTEX user id>" for orders of a profile'
-        " without a customer document (a guest checkout, or a customer not synced yet)"
-    )
-    user_id: str | None = Field(default=None, description="the VTEX profile id its orders carry")
-    is_known_customer: bool = Field(default=True, description='false for a "profile:..." buyer')
-    first_name: str | None
-    last_name: str | None
-    email: str | None = Field(description="null when VTEX only has its masked relay address")
-    email_is_masked: bool | None
-    orders_count: int
-    lifetime_value: Decimal
-    average_ticket: Decimal | None
-    purchase_frequency: float | None = Field(
-        description="orders per 30 days from the first order to the last"
-    )
-    days_between_orders: float | None
-    first_order_at: datetime | None
-    last_order_at: datetime | None
-    recent_orders: list[OrderSummary] = Field(
-        description="the latest 10 orders, whatever their status (canceled and pending ones included)"
-    )
-
-
-class OrderItemView(BaseModel):
-    sku_id: str | None
-    product_id: str | None
-    item_name: str | None
-    quantity: int | None
-    unit_price: Decimal | None
-    selling_price: Decimal | None
-    line_total: Decimal | None
-
-
-class OrderView(BaseModel):
-    """An order's current status and consolidated values, as silver holds them."""
-
-    order_id: str
-    status: str | None
-    is_canceled: bool | None
-    created_at: datetime | None
-    last_change_at: datetime | None
-    order_value: Decimal | None
-    items_value: Decimal | None
-    discounts_value: Decimal | None
-    shipping_value: Decimal | None
-    items: list[OrderItemView]
+from core.settings import Settings
+from warehouse.errors import WarehouseUnavailable
+from warehouse.landing import Warehouse
+from warehouse.views import CustomerView, OrderItemView, OrderView
 
 
 async def read_customer(warehouse: Warehouse, customer_id: str) -> CustomerView | None:
@@ -126,3 +68,22 @@ def _fields(
 ) -> dict[str, Any]:
     """The row's columns the model declares (tables may have more), but those in ``exclude``."""
     return {name: row[name] for name in model.model_fields if name in row and name not in exclude}
+
+
+class BigQueryReads:
+    """The read API's warehouse client: short deadlines, so a caller waiting on it gets a 503, not a hang."""
+
+    def __init__(self, settings: Settings) -> None:
+        timeout = settings.read_api_warehouse_timeout_seconds
+        self._warehouse = Warehouse.from_settings(
+            settings.model_copy(update={"bigquery_timeout_seconds": timeout})
+        )
+
+    async def customer(self, customer_id: str) -> CustomerView | None:
+        return await read_customer(self._warehouse, customer_id)
+
+    async def order(self, order_id: str) -> OrderView | None:
+        return await read_order(self._warehouse, order_id)
+
+    async def aclose(self) -> None:
+        await self._warehouse.aclose()

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Annotated, TypeVar
+from typing import TypeVar
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
+from fastapi import APIRouter, HTTPException, Path, status
 
 from api.body import read_errors
-from api.deps import ReadTokenDep
+from api.deps import ReadTokenDep, WarehouseReadsDep
 from api.openapi import READ_TOKEN, security
-from warehouse import Warehouse, WarehouseUnavailable
-from warehouse.reads import CustomerView, OrderView, read_customer, read_order
+from warehouse.errors import WarehouseUnavailable
+from warehouse.views import CustomerView, OrderView
 
 T = TypeVar("T")
 
@@ -20,14 +20,6 @@ RECORD_ID_PATTERN = r"^[A-Za-z0-9-]{1,64}$"
 
 customers = APIRouter(prefix="/v1/customers", tags=["customers"], dependencies=[ReadTokenDep])
 orders = APIRouter(prefix="/v1/orders", tags=["orders"], dependencies=[ReadTokenDep])
-
-
-def get_warehouse(request: Request) -> Warehouse:
-    warehouse: Warehouse = request.app.state.warehouse
-    return warehouse
-
-
-WarehouseDep = Annotated[Warehouse, Depends(get_warehouse)]
 
 
 UNAVAILABLE = "no read token configured, or the warehouse did not answer in time"
@@ -40,10 +32,10 @@ UNAVAILABLE = "no read token configured, or the warehouse did not answer in time
     openapi_extra=security(READ_TOKEN),
 )
 async def customer_view(
-    warehouse: WarehouseDep, customer_id: str = Path(pattern=RECORD_ID_PATTERN)
+    reads: WarehouseReadsDep, customer_id: str = Path(pattern=RECORD_ID_PATTERN)
 ) -> CustomerView:
     """The customer's 360 view: lifetime value, average ticket, frequency, first, last and recent orders."""
-    return await _found(read_customer(warehouse, customer_id), f"no customer {customer_id}")
+    return await _found(reads.customer(customer_id), f"no customer {customer_id}")
 
 
 @orders.get(
@@ -52,9 +44,9 @@ async def customer_view(
     responses=read_errors("order", UNAVAILABLE),
     openapi_extra=security(READ_TOKEN),
 )
-async def order_view(warehouse: WarehouseDep, order_id: str = Path(pattern=RECORD_ID_PATTERN)) -> OrderView:
+async def order_view(reads: WarehouseReadsDep, order_id: str = Path(pattern=RECORD_ID_PATTERN)) -> OrderView:
     """The order's current status and consolidated values, with its items."""
-    return await _found(read_order(warehouse, order_id), f"no order {order_id}")
+    return await _found(reads.order(order_id), f"no order {order_id}")
 
 
 async def _found(read: Awaitable[T | None], missing: str) -> T:

@@ -13,7 +13,7 @@ from typing import Any
 
 from google.cloud.bigquery import ScalarQueryParameter
 
-from warehouse import Warehouse
+from warehouse.landing import Warehouse
 from warehouse.tables import BRONZE_TABLES, VTEX_CUSTOMERS, VTEX_ORDERS, VTEX_SKUS
 from warehouse.vtex_catalog import sku_version
 from warehouse.vtex_customers import customer_version

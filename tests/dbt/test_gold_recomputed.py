@@ -24,7 +24,7 @@ from simulators.config import SimulatorConfig
 from simulators.vtex_history import OrderHistory
 from simulators.vtex_store import Catalog, CatalogChanges, generated_customers
 from tests.dbt.test_models import dbt_build
-from warehouse import BronzeRecord, Warehouse
+from warehouse.landing import BronzeRecord, Warehouse
 from warehouse.streams import StreamCursor
 from warehouse.tables import VTEX_CUSTOMERS, VTEX_ORDERS, VTEX_SKUS
 from warehouse.vtex_catalog import sku_version

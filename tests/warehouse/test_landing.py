@@ -10,8 +10,7 @@ import pytest
 from core.settings import Settings
 from core.vtex import OrderEvent, change_key
 from simulators.vtex_orders import generate_order
-from warehouse import BronzeRecord, Warehouse
-from warehouse.landing import InvalidRecord
+from warehouse.landing import BronzeRecord, InvalidRecord, Warehouse
 from warehouse.tables import QUARANTINE, VTEX_ORDERS
 from warehouse.vtex_orders import order_event, order_version
 
@@ -115,7 +114,7 @@ async def test_invalid_orders_go_to_quarantine_with_the_reason(
 
 async def test_unreachable_warehouse_is_a_transient_error(warehouse_prefix: str) -> None:
     from tests.support import free_port
-    from warehouse import WarehouseUnavailable
+    from warehouse.errors import WarehouseUnavailable
 
     settings = Settings(
         environment="test",

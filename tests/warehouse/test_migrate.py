@@ -7,8 +7,7 @@ from typing import Any
 from google.cloud import bigquery
 
 from tests.dbt.fixture import ORDERS, insert_bronze_row
-from warehouse import Warehouse
-from warehouse.landing import bronze_rows
+from warehouse.landing import Warehouse, bronze_rows
 from warehouse.migrate import migrate
 from warehouse.tables import BRONZE_SCHEMA, TYPED_COLUMNS, VTEX_CUSTOMERS, VTEX_ORDERS
 from warehouse.vtex_customers import customer_version

@@ -15,8 +15,7 @@ from activities.vtex_catalog import VtexCatalogActivities
 from core.settings import Settings
 from devstack.demo_orders import _rows
 from tests.dbt.bigquery_rules import violations
-from warehouse import Warehouse
-from warehouse.landing import bigquery_client, storage_writer
+from warehouse.landing import Warehouse, bigquery_client, storage_writer
 from warehouse.tables import QUARANTINE, VTEX_ORDERS, VTEX_SKUS, Layers
 
 

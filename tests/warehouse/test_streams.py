@@ -7,7 +7,7 @@ from typing import Any
 
 from clients.errors import TransientError
 from core.settings import Settings
-from warehouse import BronzeRecord, Warehouse
+from warehouse.landing import BronzeRecord, Warehouse
 from warehouse.streams import StreamCursor
 from warehouse.tables import VTEX_ORDER_EVENTS, VTEX_ORDERS
 

@@ -15,7 +15,7 @@ from core.constants import vtex_order_workflow_id
 from tests.conftest import BigQueryEmulator
 from tests.hub import Hub, running_hub
 from tests.support import TcpProxy, eventually
-from warehouse import WarehouseUnavailable
+from warehouse.errors import WarehouseUnavailable
 from warehouse.tables import QUARANTINE, VTEX_ORDER_EVENTS, VTEX_ORDERS
 from workflows.vtex_feed_reconcile import VtexFeedReconcileInput, VtexFeedReconcileWorkflow
 from workflows.vtex_hook_config import VtexHookConfigInput, VtexHookConfigWorkflow

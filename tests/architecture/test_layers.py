@@ -1,0 +1,97 @@
+"""The packages' arrows point down, and each process loads only what it serves.
+
+A process that imports a module it does not use pays for it in every replica: BigQuery's client and
+pyarrow alone are most of an API process's memory. These tests read the imports of every module, and
+import the entry points in a fresh interpreter to see what they load.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+# Lowest first. A package may import its own modules and those of lower layers, never a higher layer or
+# another package of its own layer.
+LAYERS = [
+    {"core"},
+    {"contracts"},
+    {"db", "clients"},
+    {"warehouse"},
+    {"activities"},
+    {"workflows"},
+    {"workers", "api", "cli"},
+    {"devstack"},
+]
+LAYER_OF = {package: level for level, packages in enumerate(LAYERS) for package in packages}
+HEAVY = ["activities", "google.cloud.bigquery", "pyarrow", "zeep", "dbt"]
+
+
+def project_imports(path: Path) -> list[tuple[int, str]]:
+    """Each import of a project package in the file (module level or inside functions), with its line."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        found += [(node.lineno, name) for name in names if name.split(".")[0] in LAYER_OF]
+    return found
+
+
+def test_every_arrow_between_packages_points_down() -> None:
+    wrong = []
+    for package, level in LAYER_OF.items():
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for line, module in project_imports(path):
+                target = module.split(".")[0]
+                if target != package and LAYER_OF[target] >= level:
+                    wrong.append(f"{path.relative_to(ROOT)}:{line} imports {module}")
+    assert not wrong, "imports that point up or sideways:\n" + "\n".join(wrong)
+
+
+def loaded_by(statement: str) -> list[str]:
+    """The heavy modules a fresh interpreter has loaded after ``statement``."""
+    probe = f"import sys, json\n{statement}\nprint(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
+    )
+    return list(json.loads(result.stdout.splitlines()[-1]))
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        # The whole API: webhook routes, status reads, and the warehouse reads (their client opens at the
+        # first read); and the contracts the API starts workflows through.
+        "from api.app import create_app; create_app()",
+        "import contracts.leads, contracts.opportunities, contracts.orders, contracts.dbt_build",
+    ],
+)
+def test_the_api_loads_no_activities_bigquery_pyarrow_zeep_or_dbt(statement: str) -> None:
+    assert loaded_by(statement) == []
+
+
+def test_the_flows_worker_loads_no_warehouse() -> None:
+    loaded = loaded_by("import workers.main, workers.flows")
+    assert "activities" in loaded  # its own: leads and opportunities (zeep for SOAP dealers)
+    assert not {"google.cloud.bigquery", "pyarrow", "dbt"} & set(loaded)
+
+
+def test_the_roles_register_every_workflow_under_its_class_name() -> None:
+    from temporalio import workflow
+
+    from workers import flows, warehouse
+    from workflows.replay import WORKFLOWS
+
+    assert sorted(cls.__name__ for cls in (*flows.WORKFLOWS, *warehouse.WORKFLOWS)) == sorted(
+        cls.__name__ for cls in WORKFLOWS
+    )
+    for cls in WORKFLOWS:
+        assert workflow._Definition.must_from_class(cls).name == cls.__name__

@@ -1,0 +1,79 @@
+"""What the read API returns from the warehouse: a customer's 360 view (gold) and an order (silver)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
+
+from pydantic import BaseModel, Field
+
+
+class OrderSummary(BaseModel):
+    order_id: str
+    status: str | None
+    created_at: datetime | None
+    order_value: Decimal | None = Field(description="in the store's currency (VTEX's cents / 100)")
+
+
+class CustomerView(BaseModel):
+    """A buyer's profile and purchase figures, from revenue orders only (canceled, pending, denied and
+    replaced orders count nowhere)."""
+
+    customer_id: str = Field(
+        description='the Master Data customer id, or "profile:<VTEX user id>" for orders of a profile'
+        " without a customer document (a guest checkout, or a customer not synced yet)"
+    )
+    user_id: str | None = Field(default=None, description="the VTEX profile id its orders carry")
+    is_known_customer: bool = Field(default=True, description='false for a "profile:..." buyer')
+    first_name: str | None
+    last_name: str | None
+    email: str | None = Field(description="null when VTEX only has its masked relay address")
+    email_is_masked: bool | None
+    orders_count: int
+    lifetime_value: Decimal
+    average_ticket: Decimal | None
+    purchase_frequency: float | None = Field(
+        description="orders per 30 days from the first order to the last"
+    )
+    days_between_orders: float | None
+    first_order_at: datetime | None
+    last_order_at: datetime | None
+    recent_orders: list[OrderSummary] = Field(
+        description="the latest 10 orders, whatever their status (canceled and pending ones included)"
+    )
+
+
+class OrderItemView(BaseModel):
+    sku_id: str | None
+    product_id: str | None
+    item_name: str | None
+    quantity: int | None
+    unit_price: Decimal | None
+    selling_price: Decimal | None
+    line_total: Decimal | None
+
+
+class OrderView(BaseModel):
+    """An order's current status and consolidated values, as silver holds them."""
+
+    order_id: str
+    status: str | None
+    is_canceled: bool | None
+    created_at: datetime | None
+    last_change_at: datetime | None
+    order_value: Decimal | None
+    items_value: Decimal | None
+    discounts_value: Decimal | None
+    shipping_value: Decimal | None
+    items: list[OrderItemView]
+
+
+class WarehouseReads(Protocol):
+    """The reads the API serves (``warehouse.reads.BigQueryReads``)."""
+
+    async def customer(self, customer_id: str) -> CustomerView | None: ...
+
+    async def order(self, order_id: str) -> OrderView | None: ...
+
+    async def aclose(self) -> None: ...
