@@ -29,15 +29,17 @@ def binary() -> str | None:
     return shutil.which("prometheus")
 
 
-def local_config(api_port: int, worker_port: int, scrape_interval: str | None = None) -> dict[str, Any]:
-    """The compose configuration with its jobs scraping 127.0.0.1 at these ports.
+def local_config(
+    api_port: int, worker_ports: list[int], scrape_interval: str | None = None
+) -> dict[str, Any]:
+    """The compose configuration with its jobs scraping 127.0.0.1 at these ports (a worker per role).
 
     ``scrape_interval`` (e.g. ``"1s"``) replaces the global scrape and evaluation intervals.
     """
     config: dict[str, Any] = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
-    ports = {API_JOB: api_port, WORKER_JOB: worker_port}
+    ports = {API_JOB: [api_port], WORKER_JOB: worker_ports}
     for job in config["scrape_configs"]:
-        job["static_configs"] = [{"targets": [f"127.0.0.1:{ports[job['job_name']]}"]}]
+        job["static_configs"] = [{"targets": [f"127.0.0.1:{port}" for port in ports[job["job_name"]]]}]
         authorization = job.get("authorization", {})
         if "credentials_file" in authorization:
             authorization["credentials_file"] = str(CONFIG.parent / authorization["credentials_file"])

@@ -41,6 +41,7 @@ class Ports:
     bigquery_grpc: int = 9060
     codec_server: int = 8234  # next to the Web UI, whose browser pages call it
     prometheus: int = 9090  # when Debian's prometheus is installed
+    warehouse_worker_metrics: int = 9465  # the warehouse role's worker; worker_metrics is the flows role's
 
     @classmethod
     def from_base(cls, base: int | None) -> Ports:
@@ -171,9 +172,14 @@ def parts(ports: Ports, state_dir: Path, api_processes: int = 1) -> list[Part]:
              f"http://127.0.0.1:{ports.api} ({api_processes} process{plural}; docs /docs, metrics /metrics)",
              # /metrics then adds up every API process's samples, not only those of the one that answers.
              env={"PROMETHEUS_MULTIPROC_DIR": str(api_metrics_dir(state_dir))}),
-        Part("worker", [python, "-m", "workers.main"], lambda: port_open(ports.worker_metrics),
-             "task queues leads, opportunities, vtex-orders, vtex-api"
-             f" (metrics http://127.0.0.1:{ports.worker_metrics}/metrics)"),
+        Part("worker-flows", [python, "-m", "workers.main", "--role", "flows"],
+             lambda: port_open(ports.worker_metrics),
+             f"task queues leads, opportunities (metrics http://127.0.0.1:{ports.worker_metrics}/metrics)"),
+        Part("worker-warehouse", [python, "-m", "workers.main", "--role", "warehouse"],
+             lambda: port_open(ports.warehouse_worker_metrics),
+             "task queues vtex-orders, vtex-api, dbt"
+             f" (metrics http://127.0.0.1:{ports.warehouse_worker_metrics}/metrics)",
+             env={"HUB_WORKER_METRICS_PORT": str(ports.warehouse_worker_metrics)}),
         *prometheus_part(ports, state_dir),
     ]  # fmt: skip
 
@@ -241,7 +247,9 @@ class Stack:
         reset_metrics_dir(api_metrics_dir(self.state_dir))
         if any(part.name == "prometheus" for part in self.parts):
             # The compose stack's Prometheus configuration, its targets moved to this stack's ports.
-            config = prometheus.local_config(self.ports.api, self.ports.worker_metrics)
+            config = prometheus.local_config(
+                self.ports.api, [self.ports.worker_metrics, self.ports.warehouse_worker_metrics]
+            )
             prometheus.write_config(prometheus_config_file(self.state_dir), config)
         else:
             say("  prometheus  skipped   (no prometheus binary: on Debian, apt-get install prometheus)")

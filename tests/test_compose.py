@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import urlsplit
 
 import httpx
@@ -33,7 +33,7 @@ from api.codec_server import create_codec_app
 from api.metrics import ACK_SECONDS, WEBHOOKS
 from core import metrics as worker_metrics
 from core.constants import SEARCH_ATTRIBUTES
-from core.settings import Settings
+from core.settings import Settings, WorkerRole
 from db.engine import async_url
 from db.rules import parse_rules
 from simulators.__main__ import build_config, parse_args
@@ -50,7 +50,8 @@ PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
 GRAFANA = DEPLOY / "grafana"
 POSTGRES_INIT = DEPLOY / "postgres" / "init.sql"
 
-HUB_SERVICES = ("migrate", "api", "worker", "simulators", "codec-server")
+HUB_SERVICES = ("migrate", "api", "worker-flows", "worker-warehouse", "simulators", "codec-server")
+WORKERS = {"worker-flows": "flows", "worker-warehouse": "warehouse"}  # service: role
 IMAGES = {  # service -> image repository; the tag must be pinned
     "postgresql": "postgres",
     "temporal": "temporalio/auto-setup",
@@ -215,9 +216,10 @@ async def test_api_command_serves_the_app(services: dict[str, dict[str, Any]]) -
     assert (await get_from_api(health_path.group(1))).status_code == 200
 
 
-def test_worker_command_is_the_worker_module(services: dict[str, dict[str, Any]]) -> None:
-    command = services["worker"]["command"]
-    assert command == ["python", "-m", "workers.main"]
+def test_each_worker_service_runs_one_role_of_the_worker_module(services: dict[str, dict[str, Any]]) -> None:
+    for service, role in WORKERS.items():
+        assert services[service]["command"] == ["python", "-m", "workers.main", "--role", role]
+    assert set(WORKERS.values()) | {"all"} == set(get_args(WorkerRole))
     assert importlib.util.find_spec("workers.main") is not None
     assert callable(importlib.import_module("workers.main").main)
     assert pyproject()["project"]["scripts"]["hub-worker"] == "workers.main:main"
@@ -250,7 +252,7 @@ def test_simulators_command_parses_and_points_at_compose_hosts(services: dict[st
 def test_hub_services_start_after_migrations_and_search_attributes(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    for name in ("api", "worker"):
+    for name in ("api", *WORKERS):
         depends = services[name]["depends_on"]
         assert depends["migrate"]["condition"] == "service_completed_successfully"
         assert depends["temporal-setup"]["condition"] == "service_completed_successfully"
@@ -289,8 +291,9 @@ async def test_the_ui_decodes_through_the_codec_server_from_the_browser(
 def test_worker_healthcheck_uses_the_metrics_port(
     services: dict[str, dict[str, Any]], hub_env: dict[str, str]
 ) -> None:
-    healthcheck = " ".join(services["worker"]["healthcheck"]["test"])
-    assert f"127.0.0.1:{hub_env['HUB_WORKER_METRICS_PORT']}/metrics" in healthcheck
+    for service in WORKERS:
+        healthcheck = " ".join(services[service]["healthcheck"]["test"])
+        assert f"127.0.0.1:{hub_env['HUB_WORKER_METRICS_PORT']}/metrics" in healthcheck
 
 
 # --- settings ---------------------------------------------------------------------------------------------
@@ -307,7 +310,7 @@ def test_every_hub_variable_is_a_settings_field(services: dict[str, dict[str, An
 def test_hub_services_share_the_hub_environment(
     services: dict[str, dict[str, Any]], hub_env: dict[str, str]
 ) -> None:
-    for name in ("migrate", "api", "worker", "codec-server"):
+    for name in ("migrate", "api", *WORKERS, "codec-server"):
         assert services[name]["environment"] == hub_env, name
 
 
@@ -581,7 +584,8 @@ async def test_prometheus_scrapes_the_api_metrics_path(
 def test_prometheus_scrapes_the_worker_metrics_port(
     services: dict[str, dict[str, Any]], hub_env: dict[str, str]
 ) -> None:
-    job_for(f"worker:{hub_env['HUB_WORKER_METRICS_PORT']}")
+    for service in WORKERS:
+        job_for(f"{service}:{hub_env['HUB_WORKER_METRICS_PORT']}")
     # Bound to all interfaces: 127.0.0.1 inside the worker's container is unreachable from Prometheus.
     assert hub_env["HUB_WORKER_METRICS_HOST"] == "0.0.0.0"
     assert int(hub_env["HUB_WORKER_METRICS_PORT"]) == Settings.model_fields["worker_metrics_port"].default

@@ -237,7 +237,7 @@ def prometheus_server(tmp_path: Path, api_port: int, worker_port: int) -> Iterat
     binary = prometheus.binary()
     assert binary is not None
     config = prometheus.write_config(
-        tmp_path / "prometheus.yml", prometheus.local_config(api_port, worker_port, scrape_interval="1s")
+        tmp_path / "prometheus.yml", prometheus.local_config(api_port, [worker_port], scrape_interval="1s")
     )
     port = free_port()
     log = tmp_path / "prometheus.log"

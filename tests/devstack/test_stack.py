@@ -28,7 +28,7 @@ from devstack import prometheus
 from devstack.stack import Ports, port_open
 
 # Prometheus joins when Debian's binary is installed (.ci/run installs it).
-PARTS = ("codec", "temporal", "bigquery", "simulators", "api", "worker") + (
+PARTS = ("codec", "temporal", "bigquery", "simulators", "api", "worker-flows", "worker-warehouse") + (
     ("prometheus",) if prometheus.binary() else ()
 )
 PORT_COUNT = len(dataclasses.fields(Ports))
@@ -156,7 +156,8 @@ def assert_prints_where_parts_listen(run: Run) -> None:
         "bigquery": f"http://127.0.0.1:{ports.bigquery} (",
         "simulators": f"http://127.0.0.1:{ports.simulators} (",
         "api": f"http://127.0.0.1:{ports.api} ({API_PROCESSES} processes;",
-        "worker": f"(metrics http://127.0.0.1:{ports.worker_metrics}/metrics)",
+        "worker-flows": f"(metrics http://127.0.0.1:{ports.worker_metrics}/metrics)",
+        "worker-warehouse": f"(metrics http://127.0.0.1:{ports.warehouse_worker_metrics}/metrics)",
         "prometheus": f"http://127.0.0.1:{ports.prometheus} (Prometheus",
     }
     healthy = {line.split()[0]: line for line in run.text().splitlines() if line.split()[1:2] == ["healthy"]}
@@ -170,14 +171,19 @@ def assert_prometheus_scrapes_the_stack(ports: Ports) -> None:
     base = f"http://127.0.0.1:{ports.prometheus}/api/v1"
     expected = {
         "hub-api": f"http://127.0.0.1:{ports.api}/metrics",
-        "hub-worker": f"http://127.0.0.1:{ports.worker_metrics}/metrics",
+        "hub-worker": {
+            f"http://127.0.0.1:{ports.worker_metrics}/metrics",
+            f"http://127.0.0.1:{ports.warehouse_worker_metrics}/metrics",
+        },
     }
     deadline = time.monotonic() + 30  # Prometheus hands its targets to the scrapers a few seconds in
-    scraped: dict[str, str] = {}
+    scraped: dict[str, set[str]] = {}
     while scraped != expected and time.monotonic() < deadline:
         time.sleep(0.5)
         targets = httpx.get(f"{base}/targets", timeout=5).json()["data"]["activeTargets"]
-        scraped = {target["labels"]["job"]: target["scrapeUrl"] for target in targets}
+        scraped = {}
+        for target in targets:
+            scraped.setdefault(target["labels"]["job"], set()).add(target["scrapeUrl"])
     assert scraped == expected
     groups = httpx.get(f"{base}/rules", timeout=5).json()["data"]["groups"]
     assert "HubWorkerDown" in {rule["name"] for group in groups for rule in group["rules"]}
@@ -185,11 +191,11 @@ def assert_prometheus_scrapes_the_stack(ports: Ports) -> None:
 
 def test_local_prometheus_configuration_is_the_compose_one_on_local_ports(tmp_path: Path) -> None:
     compose = yaml.safe_load(prometheus.CONFIG.read_text())
-    local = prometheus.local_config(api_port=18000, worker_port=19464)
+    local = prometheus.local_config(api_port=18000, worker_ports=[19464, 19465])
     targets = {job["job_name"]: job["static_configs"] for job in local["scrape_configs"]}
     assert targets == {
         "hub-api": [{"targets": ["127.0.0.1:18000"]}],
-        "hub-worker": [{"targets": ["127.0.0.1:19464"]}],
+        "hub-worker": [{"targets": ["127.0.0.1:19464", "127.0.0.1:19465"]}],
     }
     assert [Path(name) for name in local["rule_files"]] == [
         prometheus.CONFIG.parent / name for name in compose["rule_files"]
@@ -202,7 +208,7 @@ def test_local_prometheus_configuration_is_the_compose_one_on_local_ports(tmp_pa
     }
     assert credentials == {"hub-api": prometheus.CONFIG.parent / "api-metrics-token"}  # full path, exists
     assert credentials["hub-api"].is_file()
-    assert prometheus.local_config(1, 2, scrape_interval="1s")["global"]["scrape_interval"] == "1s"
+    assert prometheus.local_config(1, [2], scrape_interval="1s")["global"]["scrape_interval"] == "1s"
     if shutil.which("promtool"):
         written = prometheus.write_config(tmp_path / "prometheus.yml", local)
         check = subprocess.run(["promtool", "check", "config", str(written)], capture_output=True, text=True)
