@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     leads_task_queue: str = LEADS_TASK_QUEUE
     opportunities_task_queue: str = OPPORTUNITIES_TASK_QUEUE
     vtex_orders_task_queue: str = VTEX_ORDERS_TASK_QUEUE
-    vtex_api_task_queue: str = VTEX_API_TASK_QUEUE  # every VTEX call, rate-limited across all workers
+    vtex_api_task_queue: str = VTEX_API_TASK_QUEUE  # every VTEX call (the order reads' rate: Temporal's)
     dbt_task_queue: str = DBT_TASK_QUEUE  # dbt builds of silver and gold, one at a time
     # Payload encryption (core/codec.py): "id:base64key,id2:base64key" (AES-256, 32 bytes each). The
     # active key encrypts, every key decrypts. Empty: the local key in local runs and tests; production
@@ -128,7 +128,9 @@ class Settings(BaseSettings):
     vtex_app_key: str = "vtexappkey-localstore-LOCAL"
     vtex_app_token: SecretStr = SecretStr(LOCAL_PLACEHOLDER)
     vtex_http_timeout_seconds: float = Field(default=10.0, gt=0)
-    vtex_requests_per_second: float = Field(default=50.0, gt=0)  # VTEX allows about 100/s for OMS
+    # Order reads per second on the vtex-api queue, enforced by the Temporal server across all workers
+    # (VTEX allows about 100/s for OMS); the long jobs pace themselves at their own rates.
+    vtex_requests_per_second: float = Field(default=50.0, gt=0)
     vtex_hook_secret: SecretStr = SecretStr(LOCAL_PLACEHOLDER)
     vtex_hook_previous_secret: SecretStr = SecretStr("")  # accepted alongside while the secret rotates
     vtex_hook_secret_header: str = "X-VTEX-Hook-Secret"
