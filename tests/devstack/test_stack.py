@@ -170,7 +170,7 @@ def assert_prometheus_scrapes_the_stack(ports: Ports) -> None:
     """The compose configuration's jobs, on this stack's ports, and its alert rules loaded."""
     base = f"http://127.0.0.1:{ports.prometheus}/api/v1"
     expected = {
-        "hub-api": f"http://127.0.0.1:{ports.api}/metrics",
+        "hub-api": {f"http://127.0.0.1:{ports.api}/metrics"},
         "hub-worker": {
             f"http://127.0.0.1:{ports.worker_metrics}/metrics",
             f"http://127.0.0.1:{ports.warehouse_worker_metrics}/metrics",
