@@ -17,11 +17,12 @@ from temporalio.client import Client
 
 from api.body import validation_message
 from api.deps import bearer_token, check_secret
-from api.metrics import ACK_SECONDS, UNKNOWN_SOURCE, WEBHOOKS, outcome_of, start_at_zero
+from api.metrics import ACK_SECONDS, UNKNOWN_SOURCE, WEBHOOKS, outcome_of, webhook_series
 from api.openapi import document
 from api.routes import health, leads, opportunities, vtex, warehouse_reads, zoho
 from api.temporal import Intake, connect_for_api
 from core.logs import configure_logging
+from core.metrics import start_at_zero
 from core.production import api_tls_problem
 from core.settings import Settings, get_settings
 from db.engine import create_engine, session_factory
@@ -83,7 +84,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         for route in router.routes
         if isinstance(route, APIRoute)
     }
-    start_at_zero([*sources.values(), UNKNOWN_SOURCE])
+    start_at_zero(webhook_series([*sources.values(), UNKNOWN_SOURCE]))
 
     @app.middleware("http")
     async def measure_webhooks(

@@ -19,7 +19,7 @@ from core.vtex import OrderHook
 from warehouse.views import WarehouseReads
 
 
-def get_settings(request: Request) -> Settings:
+def request_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -54,7 +54,7 @@ def get_warehouse_reads(request: Request) -> WarehouseReads:
     return reads
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(request_settings)]
 TemporalClientDep = Annotated[Client, Depends(get_temporal)]
 IntakeDep = Annotated[Intake, Depends(get_intake)]
 SessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessions)]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from core.metrics import Series
+
 WEBHOOKS = Counter(
     "hub_webhooks_total",
     "Webhooks answered, by source and outcome: accepted (2xx), rejected (4xx), unavailable (5xx).",
@@ -28,13 +30,12 @@ UNKNOWN_SOURCE = "other"  # any path under /webhooks/ that is not a webhook rout
 OUTCOMES = ("accepted", "rejected", "unavailable", "error")
 
 
-def start_at_zero(sources: list[str]) -> None:
-    """Create every source's series at zero: ``rate()`` counts only increases between two scrapes, so a
-    series that first appeared holding 3 would hide those 3 webhooks."""
-    for source in sources:
-        ACK_SECONDS.labels(source)
-        for outcome in OUTCOMES:
-            WEBHOOKS.labels(source, outcome)
+def webhook_series(sources: list[str]) -> list[Series]:
+    """Every source's series, to start at zero (``core.metrics.start_at_zero``)."""
+    return [
+        *((ACK_SECONDS, (source,)) for source in sources),
+        *((WEBHOOKS, (source, outcome)) for source in sources for outcome in OUTCOMES),
+    ]
 
 
 def outcome_of(status_code: int) -> str:

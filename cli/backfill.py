@@ -12,8 +12,8 @@ from cli.command import Context, Subcommands, command
 from cli.output import FAILED, Output
 from cli.progress import follow
 from cli.times import moment
+from core.constants import PROGRESS_QUERY
 from workflows.vtex_order_backfill import (
-    PROGRESS_QUERY,
     BackfillProgress,
     OrderBackfillInput,
     OrderBackfillWorkflow,

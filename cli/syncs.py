@@ -13,9 +13,9 @@ from cli.command import Context, Subcommands, command
 from cli.output import FAILED
 from cli.progress import follow
 from contracts.schedules import VTEX_CATALOG_SYNC, VTEX_CUSTOMER_SYNC, scheduled, trigger_run
+from core.constants import PROGRESS_QUERY
 from db.engine import create_engine, session_factory
 from db.watermarks import read_watermark
-from workflows import vtex_catalog_sync, vtex_customer_sync
 from workflows.vtex_catalog_sync import CatalogSyncResult
 from workflows.vtex_customer_sync import WATERMARK, CustomerSyncResult
 
@@ -28,8 +28,8 @@ class Sync:
 
 
 SYNCS = {
-    "catalog": Sync(VTEX_CATALOG_SYNC, CatalogSyncResult, vtex_catalog_sync.PROGRESS_QUERY),
-    "customers": Sync(VTEX_CUSTOMER_SYNC, CustomerSyncResult, vtex_customer_sync.PROGRESS_QUERY),
+    "catalog": Sync(VTEX_CATALOG_SYNC, CatalogSyncResult, PROGRESS_QUERY),
+    "customers": Sync(VTEX_CUSTOMER_SYNC, CustomerSyncResult, PROGRESS_QUERY),
 }
 STATUS_COLUMNS = {
     "schedule_id": "SCHEDULE",

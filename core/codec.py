@@ -27,6 +27,11 @@ KEY_ID = "encryption-key-id"
 KEY_BYTES = 32  # AES-256
 NONCE_BYTES = 12  # GCM's standard nonce; random per payload
 
+# The payload key local runs and tests use when HUB_PAYLOAD_KEYS is empty. It is public (it is right
+# here), so production refuses it.
+LOCAL_PAYLOAD_KEY_ID = "local-dev"
+LOCAL_PAYLOAD_KEY = base64.b64encode(b"local-dev-only-payload-key-0001!").decode()
+
 
 class PayloadKeyError(ValueError):
     """A payload cannot be decrypted with this key ring (unknown key id, or not sealed by that key)."""
@@ -45,11 +50,6 @@ def decode_key(key_id: str, text: str) -> bytes:
     if len(key) != KEY_BYTES:
         raise ValueError(f"payload key {key_id!r} must be {KEY_BYTES} bytes (AES-256), got {len(key)}")
     return key
-
-
-def new_key() -> str:
-    """A fresh random key in the form ``HUB_PAYLOAD_KEYS`` takes (base64 of 32 bytes)."""
-    return base64.b64encode(AESGCM.generate_key(bit_length=KEY_BYTES * 8)).decode()
 
 
 @dataclass(frozen=True)

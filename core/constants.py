@@ -33,6 +33,8 @@ ORDER_STATE = SearchAttributeKey.for_keyword("OrderState")
 PARKED = SearchAttributeKey.for_keyword("Parked")
 PARTNERS = ("zoho", "vtex")
 REDRIVE_PARKED_SIGNAL = "redrive_parked"
+# The long jobs (backfill, catalog and customer syncs) answer it with where they are.
+PROGRESS_QUERY = "progress"
 
 SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[str], ...] = (
     LEAD_ID,

@@ -5,8 +5,8 @@ deterministic), and by the worker's visibility poll (``workers/metrics.py``), wh
 what no single process sees: leads waiting, runs terminated or timed out, when each flow last succeeded,
 the last dbt build. The worker serves them with the Temporal SDK's own metrics on one endpoint.
 
-They live in a registry of their own, so the API, which imports the activity modules for their
-contracts, does not serve them. Every metric has a label: under the API's multiprocess mode a metric
+They live in a registry of their own, so the API, which shares modules with the workers (settings,
+contracts), does not serve them. Every metric has a label: under the API's multiprocess mode a metric
 without one would still leave a zero sample behind in the API's files.
 
 Labels come from fixed sets (tables, check codes, dealers, flows, workflow types, outcomes), never from
@@ -15,7 +15,10 @@ a record: no lead, order or customer ids.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.metrics import MetricWrapperBase
 
 REGISTRY = CollectorRegistry()
 PROCESS = ProcessCollector(registry=REGISTRY)  # the worker's memory and CPU beside what it does
@@ -129,18 +132,24 @@ def count_sync(sync: str, **counts: int) -> None:
         SYNC_RECORDS.labels(sync, name).inc(value)
 
 
-def start_at_zero(bronze_tables: list[str], quarantine_checks: list[tuple[str, str]]) -> None:
-    """Create the series whose labels are known in advance at zero, when the worker starts.
+Series = tuple[MetricWrapperBase, tuple[str, ...]]
+
+
+def start_at_zero(series: Iterable[Series]) -> None:
+    """Create these series (a metric and its label values) at zero, when the process starts.
 
     ``rate()`` counts only increases between two scrapes: a series that first appeared holding 3 would
     hide those 3. (Dealers are known once they deliver; their first minute may go uncounted.)
     """
-    for table in bronze_tables:
-        BRONZE_ROWS.labels(table)
-    for table, check in quarantine_checks:
-        QUARANTINED_ROWS.labels(table, check)
-    for sync, counts in SYNC_COUNTS.items():
-        for count in counts:
-            SYNC_RECORDS.labels(sync, count)
-    for layer in ("bronze", "gold"):
-        ORDER_CHANGE_LATENCY.labels(layer)
+    for metric, labels in series:
+        metric.labels(*labels)
+
+
+def warehouse_series(bronze_tables: list[str], quarantine_checks: list[tuple[str, str]]) -> list[Series]:
+    """The warehouse worker's series whose labels are known in advance."""
+    return [
+        *((BRONZE_ROWS, (table,)) for table in bronze_tables),
+        *((QUARANTINED_ROWS, (table, check)) for table, check in quarantine_checks),
+        *((SYNC_RECORDS, (sync, count)) for sync, counts in SYNC_COUNTS.items() for count in counts),
+        *((ORDER_CHANGE_LATENCY, (layer,)) for layer in ("bronze", "gold")),
+    ]

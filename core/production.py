@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
+from core.codec import LOCAL_PAYLOAD_KEY
 from core.outbound import RefusedUrl
-from core.settings import LOCAL_PAYLOAD_KEY
 
 if TYPE_CHECKING:
     from core.settings import Settings

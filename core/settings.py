@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -12,7 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from core.codec import decode_key
+from core.codec import LOCAL_PAYLOAD_KEY, LOCAL_PAYLOAD_KEY_ID, decode_key
 from core.constants import (
     DBT_TASK_QUEUE,
     LEADS_TASK_QUEUE,
@@ -26,10 +25,6 @@ WorkerRole = Literal["flows", "warehouse", "all"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_PLACEHOLDER = "local-dev-only-change-me"
-# The payload key local runs and tests use when HUB_PAYLOAD_KEYS is empty. It is public (it is right
-# here), so production refuses it.
-LOCAL_PAYLOAD_KEY_ID = "local-dev"
-LOCAL_PAYLOAD_KEY = base64.b64encode(b"local-dev-only-payload-key-0001!").decode()
 LOCAL_UI_ORIGINS = ["http://localhost:8233", "http://127.0.0.1:8233"]  # the dev server's Web UI
 
 

@@ -8,9 +8,10 @@ from temporalio.client import Client, WorkflowHandle
 
 from cli.progress import follow
 from contracts.schedules import VTEX_CATALOG_SYNC, VTEX_CUSTOMER_SYNC, trigger_run
+from core.constants import PROGRESS_QUERY
 from core.settings import Settings
 from core.temporal import connect
-from workflows.vtex_catalog_sync import PROGRESS_QUERY, CatalogSyncResult
+from workflows.vtex_catalog_sync import CatalogSyncResult
 from workflows.vtex_customer_sync import CustomerSyncResult
 
 PROGRESS_EVERY_SECONDS = 15.0

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import uvicorn
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from core.codec import KEY_BYTES
 
 T = TypeVar("T")
 
@@ -126,3 +130,8 @@ SMALL_STORE: dict[str, Any] = {
     "vtex_catalog_skus": 40,
     "vtex_customers": 30,
 }
+
+
+def new_key() -> str:
+    """A fresh random payload key in the form ``HUB_PAYLOAD_KEYS`` takes (base64 of 32 bytes)."""
+    return base64.b64encode(AESGCM.generate_key(bit_length=KEY_BYTES * 8)).decode()

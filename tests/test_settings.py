@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from core.codec import new_key
-from core.settings import LOCAL_PAYLOAD_KEY, LOCAL_PAYLOAD_KEY_ID, Settings
-from tests.support import PRODUCTION_SETTINGS
+from core.codec import LOCAL_PAYLOAD_KEY, LOCAL_PAYLOAD_KEY_ID
+from core.settings import Settings
+from tests.support import PRODUCTION_SETTINGS, new_key
 
 ROOT = Path(__file__).resolve().parents[1]
 

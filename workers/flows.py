@@ -12,7 +12,6 @@ from contextlib import asynccontextmanager
 import httpx
 from temporalio.client import Client
 from temporalio.worker import Worker
-from workflows.sandbox import WORKFLOW_RUNNER
 
 from activities.leads import LeadActivities
 from activities.opportunities import OpportunityActivities
@@ -26,6 +25,7 @@ from db.tokens import DatabaseTokens
 from workers.polling import webhook_queue_polling
 from workflows.lead_distribution import LeadDistributionWorkflow
 from workflows.opportunity_sync import OpportunitySyncWorkflow
+from workflows.sandbox import WORKFLOW_RUNNER
 
 WORKFLOWS: tuple[type, ...] = (LeadDistributionWorkflow, OpportunitySyncWorkflow)
 

@@ -26,7 +26,7 @@ from activities.vtex_feed import INVALID_FEED_ITEM, VtexFeedActivities
 from clients.vtex import VtexClient
 from contracts.dbt_build import BuildRequester
 from core.background import in_background
-from core.metrics import start_at_zero
+from core.metrics import start_at_zero, warehouse_series
 from core.settings import Settings
 from db.engine import create_engine, session_factory
 from warehouse.landing import Warehouse
@@ -80,7 +80,9 @@ async def warehouse_workers(client: Client, settings: Settings) -> AsyncIterator
     workers start.
     """
     await ensure_schedules(client, settings)
-    start_at_zero([table for table in BRONZE_TABLES if table != QUARANTINE], QUARANTINE_CHECKS)
+    start_at_zero(
+        warehouse_series([table for table in BRONZE_TABLES if table != QUARANTINE], QUARANTINE_CHECKS)
+    )
     engine = create_engine(settings.database_url)
     http = httpx.AsyncClient(timeout=settings.dealer_http_timeout_seconds)
     vtex = VtexClient(http, settings)

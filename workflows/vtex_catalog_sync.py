@@ -10,15 +10,14 @@ a killed worker resumes at the page that had not landed, and long runs continue 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 from workflows.dbt_requests import ask_for_build
+from workflows.policies import LONG_JOB_RETRY, seconds_and_rate
 
 with workflow.unsafe.imports_passed_through():
-    from activities.errors import PERMANENT_FAILURE
     from activities.vtex_catalog import (
         CatalogCounts,
         CatalogCursors,
@@ -27,17 +26,10 @@ with workflow.unsafe.imports_passed_through():
         VtexCatalogActivities,
     )
     from clients.vtex import SKU_IDS_MAX_PAGE_SIZE
-    from core.constants import VTEX_API_TASK_QUEUE
+    from core.constants import PROGRESS_QUERY, VTEX_API_TASK_QUEUE
 
-PROGRESS_QUERY = "progress"
 # A page of 1,000 SKUs at a small budget takes minutes; heartbeats show the worker is alive.
 PAGE_TIMEOUT = timedelta(minutes=30)
-# VTEX or the warehouse may be away for a while: keep trying, the cursors make retries safe.
-RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(minutes=2),
-    non_retryable_error_types=[PERMANENT_FAILURE],
-)
 
 
 @dataclass
@@ -96,7 +88,7 @@ class CatalogSyncWorkflow:
                 task_queue=state.api_task_queue,
                 start_to_close_timeout=PAGE_TIMEOUT,
                 heartbeat_timeout=timedelta(seconds=state.heartbeat_seconds),
-                retry_policy=RETRY,
+                retry_policy=LONG_JOB_RETRY,
             )
             self._result.counts.add(page.counts)
             self._result.pages += 1
@@ -113,7 +105,7 @@ class CatalogSyncWorkflow:
             task_queue=state.api_task_queue,
             start_to_close_timeout=PAGE_TIMEOUT,
             heartbeat_timeout=timedelta(seconds=state.heartbeat_seconds),
-            retry_policy=RETRY,
+            retry_policy=LONG_JOB_RETRY,
         )
         self._result.counts.add(removed.counts)
         self._result.done = True
@@ -125,7 +117,5 @@ class CatalogSyncWorkflow:
     def _publish(self, state: CatalogSyncInput) -> None:
         """Refresh the duration and put the counts in the memo, where the UI shows them."""
         result = self._result
-        result.seconds = round((workflow.now() - datetime.fromisoformat(state.started_at)).total_seconds(), 3)
-        if result.seconds > 0:
-            result.skus_per_second = round(result.counts.read / result.seconds, 2)
+        result.seconds, result.skus_per_second = seconds_and_rate(state.started_at, result.counts.read)
         workflow.upsert_memo({"progress": result.summary()})

@@ -15,12 +15,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 from workflows.dbt_requests import ask_for_build
+from workflows.policies import DATABASE_RETRY, LONG_JOB_RETRY, seconds_and_rate
 
 with workflow.unsafe.imports_passed_through():
-    from activities.errors import PERMANENT_FAILURE
     from activities.vtex_customers import (
         AdvanceWatermarkInput,
         CustomerCursors,
@@ -30,18 +29,11 @@ with workflow.unsafe.imports_passed_through():
         WatermarkInput,
     )
     from clients.vtex import SCROLL_MAX_SIZE
-    from core.constants import VTEX_API_TASK_QUEUE
-    from workflows.policies import DATABASE_RETRY
+    from core.constants import PROGRESS_QUERY, VTEX_API_TASK_QUEUE
 
-PROGRESS_QUERY = "progress"
 WATERMARK = "vtex-customers"
 PAGE_TIMEOUT = timedelta(minutes=5)
 DATABASE_TIMEOUT = timedelta(seconds=30)
-RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(minutes=2),
-    non_retryable_error_types=[PERMANENT_FAILURE],
-)
 
 
 @dataclass
@@ -113,7 +105,7 @@ class CustomerSyncWorkflow:
                 task_queue=state.api_task_queue,
                 start_to_close_timeout=PAGE_TIMEOUT,
                 heartbeat_timeout=timedelta(seconds=state.heartbeat_seconds),
-                retry_policy=RETRY,
+                retry_policy=LONG_JOB_RETRY,
             )
             self._count(page.read, page.landed, page.already_landed, page.quarantined, page.checks)
             self._result.scroll_restarts += page.restarted
@@ -170,9 +162,7 @@ class CustomerSyncWorkflow:
 
     def _publish(self, state: CustomerSyncInput) -> None:
         result = self._result
-        result.seconds = round((workflow.now() - datetime.fromisoformat(state.started_at)).total_seconds(), 3)
-        if result.seconds > 0:
-            result.customers_per_second = round(result.read / result.seconds, 2)
+        result.seconds, result.customers_per_second = seconds_and_rate(state.started_at, result.read)
         workflow.upsert_memo(
             {"progress": result.summary(), "window": f"{result.since or 'everything'} .. {result.until}"}
         )

@@ -15,12 +15,11 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 from workflows.dbt_requests import ask_for_build
+from workflows.policies import LONG_JOB_RETRY, seconds_and_rate
 
 with workflow.unsafe.imports_passed_through():
-    from activities.errors import PERMANENT_FAILURE
     from activities.vtex_backfill import (
         BackfillCursors,
         CountOrdersInput,
@@ -30,22 +29,15 @@ with workflow.unsafe.imports_passed_through():
         VtexBackfillActivities,
     )
     from clients.vtex import LIST_MAX_PAGES, LIST_MAX_PER_PAGE
-    from core.constants import VTEX_API_TASK_QUEUE
+    from core.constants import PROGRESS_QUERY, VTEX_API_TASK_QUEUE
 
 if TYPE_CHECKING:
     from temporalio.client import Client, WorkflowHandle
 
     from core.settings import Settings
 
-PROGRESS_QUERY = "progress"
 # A page of 100 orders at a small budget (1 request/s) takes minutes; heartbeats show it is alive.
 LAND_TIMEOUT = timedelta(minutes=30)
-# VTEX or the warehouse may be away for a while: keep trying, the cursor makes retries safe.
-RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(minutes=2),
-    non_retryable_error_types=[PERMANENT_FAILURE],
-)
 MILLISECOND = timedelta(milliseconds=1)
 
 
@@ -157,7 +149,7 @@ class OrderBackfillWorkflow:
             CountOrdersInput(window, state.requests_per_second),
             task_queue=state.api_task_queue,
             start_to_close_timeout=timedelta(seconds=state.step_timeout_seconds),
-            retry_policy=RETRY,
+            retry_policy=LONG_JOB_RETRY,
         )
         self._progress.vtex_requests += 1
         if counted.total > LIST_MAX_PAGES * state.per_page and _splittable(window):
@@ -176,7 +168,7 @@ class OrderBackfillWorkflow:
             PlanPageInput(window, state.page, state.per_page, state.requests_per_second),
             task_queue=state.api_task_queue,
             start_to_close_timeout=timedelta(seconds=state.step_timeout_seconds),
-            retry_policy=RETRY,
+            retry_policy=LONG_JOB_RETRY,
         )
         cursors = state.cursors
         if planned.order_ids:
@@ -186,7 +178,7 @@ class OrderBackfillWorkflow:
                 task_queue=state.api_task_queue,
                 start_to_close_timeout=LAND_TIMEOUT,
                 heartbeat_timeout=timedelta(seconds=state.heartbeat_seconds),
-                retry_policy=RETRY,
+                retry_policy=LONG_JOB_RETRY,
             )
             cursors = landed.cursors
             self._progress.orders_landed += landed.landed
@@ -214,11 +206,8 @@ class OrderBackfillWorkflow:
 
     def _publish(self, state: OrderBackfillInput) -> None:
         """Refresh the rate and put the progress in the memo, where the UI shows it."""
-        started = datetime.fromisoformat(state.started_at)
-        self._progress.seconds = (workflow.now() - started).total_seconds()
-        if self._progress.seconds > 0:
-            self._progress.orders_per_second = round(self._progress.orders_landed / self._progress.seconds, 2)
         p = self._progress
+        p.seconds, p.orders_per_second = seconds_and_rate(state.started_at, p.orders_landed)
         workflow.upsert_memo(
             {
                 "progress": (

@@ -13,10 +13,9 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from api.codec_server import create_codec_app
-from core.codec import new_key
 from core.settings import LOCAL_UI_ORIGINS, Settings
 from core.temporal import data_converter
-from tests.support import PRODUCTION_SETTINGS
+from tests.support import PRODUCTION_SETTINGS, new_key
 
 UI = LOCAL_UI_ORIGINS[0]
 LEAD = {"First_Name": "Graziela", "Email": "graziela.tavares@example.com.br", "Phone": "+55 11 97777-1234"}

@@ -13,10 +13,11 @@ from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
-from core.codec import ENCODING, KEY_ID, EncryptionCodec, KeyRing, PayloadKeyError, new_key
+from core.codec import ENCODING, KEY_ID, EncryptionCodec, KeyRing, PayloadKeyError
 from core.settings import Settings
 from core.temporal import data_converter, payload_codec
 from tests.stored import stored
+from tests.support import new_key
 
 KEY_A, KEY_B = new_key(), new_key()
 CONTACT = {

@@ -15,8 +15,8 @@ from temporalio import workflow
 from temporalio.client import WorkflowHistory
 from temporalio.workflow import NondeterminismError
 
-from core.codec import ENCODING
-from core.settings import LOCAL_PAYLOAD_KEY, LOCAL_PAYLOAD_KEY_ID, Settings
+from core.codec import ENCODING, LOCAL_PAYLOAD_KEY, LOCAL_PAYLOAD_KEY_ID
+from core.settings import Settings
 from tests.stored import payloads_in
 from tests.workflows.changed_workflows import HookConfigWithAPauseFirst
 from workflows.replay import WORKFLOWS, replay

@@ -12,11 +12,11 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from core.constants import PROGRESS_QUERY
 from tests.hub import Hub, environment_of, running_hub, start_worker_process
 from tests.support import eventually
 from warehouse.tables import QUARANTINE, VTEX_SKUS
 from workflows.vtex_catalog_sync import (
-    PROGRESS_QUERY,
     CatalogSyncInput,
     CatalogSyncResult,
     CatalogSyncWorkflow,

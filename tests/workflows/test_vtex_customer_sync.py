@@ -10,12 +10,12 @@ from google.cloud.bigquery import ArrayQueryParameter
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from core.constants import PROGRESS_QUERY
 from tests.hub import Hub, running_hub
 from tests.support import eventually
 from warehouse.tables import QUARANTINE, VTEX_CUSTOMERS
 from warehouse.vtex_customers import INVALID_EMAIL, MASKED_EMAIL
 from workflows.vtex_customer_sync import (
-    PROGRESS_QUERY,
     CustomerSyncInput,
     CustomerSyncResult,
     CustomerSyncWorkflow,

@@ -13,12 +13,11 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from contracts.orders import STATUS_QUERY, VtexOrderStatus
-from core.constants import vtex_order_workflow_id
+from core.constants import PROGRESS_QUERY, vtex_order_workflow_id
 from tests.hub import Hub, environment_of, running_hub, start_worker_process
 from tests.support import eventually
 from warehouse.tables import QUARANTINE, VTEX_ORDERS
 from workflows.vtex_order_backfill import (
-    PROGRESS_QUERY,
     BackfillProgress,
     OrderBackfillInput,
     start_order_backfill,
