@@ -17,7 +17,7 @@ from pathlib import Path
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.pacing import heartbeating
+from activities.heartbeats import heartbeating
 from contracts.dbt_build import BuildRequest, BuildRequester, DbtBuildSummary
 from core.metrics import ORDER_CHANGE_LATENCY
 from core.settings import Settings

@@ -13,7 +13,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import external_call
-from activities.pacing import heartbeating
+from activities.heartbeats import heartbeating
 from clients.dealer_crm import DealerCrm, map_fields
 from clients.subscribers import EventPublisher
 from clients.zoho import ZohoClient

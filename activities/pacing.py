@@ -10,21 +10,19 @@ meanwhile, before the activity fails and Temporal retries it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from aiolimiter import AsyncLimiter
 from temporalio import activity
 
+from activities.heartbeats import HEARTBEAT_EVERY_SECONDS
 from clients.errors import TransientError
-from core.background import in_background
 
 T = TypeVar("T")
 
 ATTEMPTS = 5
 BACKOFF_SECONDS = 1.0
-HEARTBEAT_EVERY_SECONDS = 2.0
 
 
 class RequestBudgets:
@@ -70,24 +68,6 @@ async def wait_alive(seconds: float, note: str) -> None:
         step = min(seconds, HEARTBEAT_EVERY_SECONDS)
         await asyncio.sleep(step)
         seconds -= step
-
-
-@contextlib.asynccontextmanager
-async def heartbeating(every: float = HEARTBEAT_EVERY_SECONDS) -> AsyncIterator[None]:
-    """Heartbeat every ``every`` seconds while the block runs, slow queries and appends included.
-
-    A page's activity must not look dead while it is alive: Temporal would start a second attempt beside
-    it, and the two could land the same rows in different streams. The first beat comes after ``every``
-    seconds: a block done sooner (most dealer calls) costs Temporal no heartbeat at all.
-    """
-
-    async def beat() -> None:
-        while True:
-            await asyncio.sleep(every)
-            activity.heartbeat()
-
-    async with in_background(beat()):
-        yield
 
 
 def first_attempt() -> bool:

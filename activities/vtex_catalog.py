@@ -19,7 +19,8 @@ from google.cloud.bigquery import ScalarQueryParameter
 from temporalio import activity
 
 from activities.errors import external_call
-from activities.pacing import RequestBudgets, first_attempt, heartbeating, paced
+from activities.heartbeats import heartbeating
+from activities.pacing import RequestBudgets, first_attempt, paced
 from clients.vtex import SKU_IDS_MAX_PAGE_SIZE, VtexClient
 from core.metrics import count_sync
 from warehouse.landing import LATEST_PER_ENTITY, BronzeRecord, InvalidRecord, QuarantineRecord, Warehouse

@@ -20,7 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities.errors import external_call
-from activities.pacing import RequestBudgets, first_attempt, heartbeating, paced
+from activities.heartbeats import heartbeating
+from activities.pacing import RequestBudgets, first_attempt, paced
 from clients.errors import TransientError
 from clients.vtex import SCROLL_MAX_SIZE, ScrollExpired, ScrollPage, VtexClient, vtex_filter_time
 from core.metrics import count_sync
@@ -164,12 +165,8 @@ class VtexCustomerActivities:
                 version: CustomerVersion | InvalidRecord = customer_version(document)
             except InvalidRecord as error:
                 version = error
-            key = (
-                version.record.event_key
-                if isinstance(version, CustomerVersion)
-                else version.quarantine.event_key
-            )
-            versions.setdefault(key, version)  # a scroll may serve a document twice while it is updated
+            # A scroll may serve a document twice while it is updated: its first version counts.
+            versions.setdefault(_key(version), version)
         landed = await self._warehouse.landed_keys([VTEX_CUSTOMERS, QUARANTINE], list(versions))
         new = [version for key, version in versions.items() if key not in landed]
         valid = [version.record for version in new if isinstance(version, CustomerVersion)]

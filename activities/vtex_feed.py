@@ -11,10 +11,10 @@ from temporalio import activity
 from temporalio.client import Client
 
 from activities.errors import external_call
-from clients.vtex import FEED_MAX_LOT, VtexClient
+from clients.vtex import FEED_MAX_LOT, FeedItem, VtexClient
 from contracts.orders import signal_order_event
 from core.settings import Settings
-from core.vtex import FeedItem, OrderEvent
+from core.vtex import OrderEvent
 from warehouse.landing import QuarantineRecord, Warehouse
 from warehouse.tables import VTEX_ORDER_EVENTS
 
@@ -50,12 +50,9 @@ class CommitFeedInput:
 
 
 @dataclass
-class SaveHookInput:
-    url: str
+class HookConfig:
+    """The hook configuration saved in VTEX: where it sends the Orders hooks (asked for, and saved)."""
 
-
-@dataclass
-class SaveHookResult:
     url: str
 
 
@@ -106,13 +103,13 @@ class VtexFeedActivities:
             await self._vtex.commit_feed(params.handles)
 
     @activity.defn
-    async def save_hook_config(self, params: SaveHookInput) -> SaveHookResult:
+    async def save_hook_config(self, params: HookConfig) -> HookConfig:
         """Save the Orders hook again, so VTEX never deletes it for idleness (one VTEX request)."""
         header = self._settings.vtex_hook_secret_header
         secret = self._settings.vtex_hook_secret.get_secret_value()
         with external_call():
             await self._vtex.save_hook_config(params.url, {header: secret})
-        return SaveHookResult(url=params.url)
+        return HookConfig(url=params.url)
 
     async def _signal(self, event: OrderEvent) -> None:
         await signal_order_event(self._temporal, self._settings, event)

@@ -14,8 +14,8 @@ from temporalio.client import Client
 
 from api.body import json_object, parse_model, read_limited
 from api.temporal import Intake
+from api.vtex_hook import OrderHook
 from core.settings import Settings
-from core.vtex import OrderHook
 from warehouse.views import WarehouseReads
 
 

@@ -11,10 +11,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from clients.errors import PermanentError, TransientError, describe, raise_for_status, retry_after_seconds
 from core.settings import Settings
-from core.vtex import HOOK_ORDER_STATES
+from core.vtex import HOOK_ORDER_STATES, ORDER_ID_PATTERN, ChangeTime, OrderEvent, order_event
 
 SERVICE = "vtex"
 FEED_MAX_LOT = 10  # VTEX serves at most 10 feed items per call
@@ -27,6 +28,28 @@ LIST_MAX_PAGES = 30
 SKU_IDS_MAX_PAGE_SIZE = 1000  # stockkeepingunitids serves at most 1,000 ids a page
 SCROLL_MAX_SIZE = 1000  # a Master Data scroll serves at most 1,000 documents a page
 MD_TOKEN_HEADER = "X-VTEX-MD-TOKEN"
+
+
+class FeedItem(BaseModel):
+    """A Feed v3 item: the same facts as an Orders hook, in camelCase."""
+
+    model_config = ConfigDict(extra="allow")
+
+    orderId: str = Field(pattern=ORDER_ID_PATTERN)
+    state: str = Field(min_length=1, max_length=64)
+    lastState: str | None = None
+    lastChange: ChangeTime = None
+    currentChange: ChangeTime = None
+
+    @model_validator(mode="after")
+    def _has_a_time(self) -> FeedItem:
+        if self.currentChange is None and self.lastChange is None:
+            raise ValueError("currentChange or lastChange is required")
+        return self
+
+    def event(self) -> OrderEvent:
+        payload = self.model_dump(mode="json")
+        return order_event(self.orderId, self.state, self.currentChange, self.lastChange, payload)
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator
 
 # States that end an order's life: its workflow stops following it (a later hook starts a new run).
 FINAL_ORDER_STATES = frozenset({"invoiced", "canceled"})
@@ -72,8 +72,6 @@ class OrderEvent:
     order_id: str
     state: str
     change: str  # change_key of CurrentChange (LastChange when absent): sorts by time
-    last_state: str | None = None
-    via: str = "hook"  # or "feed"
     payload: dict[str, Any] = field(default_factory=dict)  # as VTEX sent it; landed in bronze
     # When the hub got the change (ISO 8601 UTC): the hook's arrival, or the reconciler reading the feed
     # (``event()`` stamps it). Latencies to bronze and gold count from it; older signals have None.
@@ -84,73 +82,22 @@ class OrderEvent:
         return order_event_key(self.order_id, self.state, self.change)
 
 
-def _change(value: str | None) -> str | None:
-    return None if value is None else change_key(value)
+def _valid_change(value: str | None) -> str | None:
+    if value is not None:
+        change_key(value)  # ValueError names the bad value
+    return value
 
 
-class OrderOrigin(BaseModel):
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
-
-    account: str = Field(alias="Account", min_length=1)
-    key: str | None = Field(default=None, alias="Key")
+# A change time as VTEX writes it in hooks and feed items; validated, kept as sent.
+ChangeTime = Annotated[str | None, AfterValidator(_valid_change)]
 
 
-class OrderHook(BaseModel):
-    """An Orders hook delivery. ``LastState`` and ``CurrentChange`` are missing in some of VTEX's examples."""
-
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
-
-    order_id: str = Field(alias="OrderId", pattern=ORDER_ID_PATTERN)
-    state: str = Field(alias="State", min_length=1, max_length=64)
-    last_state: str | None = Field(default=None, alias="LastState", max_length=64)
-    last_change: str | None = Field(default=None, alias="LastChange")
-    current_change: str | None = Field(default=None, alias="CurrentChange")
-    domain: str | None = Field(default=None, alias="Domain")
-    origin: OrderOrigin = Field(alias="Origin")
-
-    @field_validator("last_change", "current_change")
-    @classmethod
-    def _timestamp(cls, value: str | None) -> str | None:
-        _change(value)  # ValueError names the bad value
-        return value
-
-    @model_validator(mode="after")
-    def _has_a_time(self) -> OrderHook:
-        if self.current_change is None and self.last_change is None:
-            raise ValueError("CurrentChange or LastChange is required")
-        return self
-
-    def event(self, payload: dict[str, Any]) -> OrderEvent:
-        change = _change(self.current_change or self.last_change)
-        assert change is not None  # checked by _has_a_time
-        return OrderEvent(self.order_id, self.state, change, self.last_state, "hook", payload, received_now())
-
-
-class FeedItem(BaseModel):
-    """A Feed v3 item: the same facts as a hook, in camelCase."""
-
-    model_config = ConfigDict(extra="allow")
-
-    orderId: str = Field(pattern=ORDER_ID_PATTERN)
-    state: str = Field(min_length=1, max_length=64)
-    lastState: str | None = None
-    lastChange: str | None = None
-    currentChange: str | None = None
-
-    @field_validator("lastChange", "currentChange")
-    @classmethod
-    def _timestamp(cls, value: str | None) -> str | None:
-        _change(value)
-        return value
-
-    @model_validator(mode="after")
-    def _has_a_time(self) -> FeedItem:
-        if self.currentChange is None and self.lastChange is None:
-            raise ValueError("currentChange or lastChange is required")
-        return self
-
-    def event(self) -> OrderEvent:
-        change = _change(self.currentChange or self.lastChange)
-        assert change is not None  # checked by _has_a_time
-        payload = self.model_dump(mode="json")
-        return OrderEvent(self.orderId, self.state, change, self.lastState, "feed", payload, received_now())
+def order_event(
+    order_id: str, state: str, current: str | None, last: str | None, payload: dict[str, Any]
+) -> OrderEvent:
+    """The event a hook or a feed item announces, received now: its change is CurrentChange, else
+    LastChange (a model validator has checked that one of them is there)."""
+    change = current or last
+    if change is None:
+        raise ValueError("CurrentChange or LastChange is required")
+    return OrderEvent(order_id, state, change_key(change), payload, received_now())

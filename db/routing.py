@@ -76,14 +76,6 @@ async def _ranked(session: AsyncSession, lead: LeadProfile, day: date, *, lock: 
     return await rank(session, await active_dealers(session, lock=lock), lead, day)
 
 
-async def candidates(
-    sessions: async_sessionmaker[AsyncSession], lead: LeadProfile, day: date
-) -> list[Dealer]:
-    """Active dealers that cover the lead and have capacity left on ``day``, best first."""
-    async with sessions() as session:
-        return await _ranked(session, lead, day, lock=False)
-
-
 ClaimHook = Callable[[AsyncSession, str], Awaitable[None]]
 
 

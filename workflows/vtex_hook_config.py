@@ -10,7 +10,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.errors import PERMANENT_FAILURE
-    from activities.vtex_feed import SaveHookInput, VtexFeedActivities
+    from activities.vtex_feed import HookConfig, VtexFeedActivities
     from core.constants import VTEX_API_TASK_QUEUE
 
 RETRY = RetryPolicy(
@@ -38,7 +38,7 @@ class VtexHookConfigWorkflow:
     async def run(self, params: VtexHookConfigInput) -> VtexHookConfigResult:
         saved = await workflow.execute_activity_method(
             VtexFeedActivities.save_hook_config,
-            SaveHookInput(url=params.hook_url),
+            HookConfig(url=params.hook_url),
             task_queue=params.api_task_queue,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=RETRY,

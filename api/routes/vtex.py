@@ -15,8 +15,8 @@ from api.body import JSON, WEBHOOK_ERRORS
 from api.body import request_body as declared_body
 from api.deps import IntakeDep, SettingsDep, VerifiedOrderHookDep
 from api.openapi import VTEX_SECRET, security
+from api.vtex_hook import OrderHook
 from contracts.orders import signal_order_event
-from core.vtex import OrderHook
 
 router = APIRouter(prefix="/webhooks/vtex", tags=["vtex"])
 

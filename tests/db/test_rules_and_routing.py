@@ -37,6 +37,14 @@ def dealer(dealer_id: str, **routing_fields: object) -> dict[str, object]:
     }
 
 
+async def candidates(
+    sessions: async_sessionmaker[AsyncSession], lead: LeadProfile, day: date
+) -> list[Dealer]:
+    """Active dealers that cover the lead and have capacity left on ``day``, best first (as routing ranks)."""
+    async with sessions() as session:
+        return await routing.rank(session, await routing.active_dealers(session, lock=False), lead, day)
+
+
 async def load(sessions: async_sessionmaker[AsyncSession], *dealers: dict[str, object]) -> dict[str, int]:
     return await apply_rules(sessions, RulesFile.model_validate({"dealers": list(dealers)}))
 
@@ -44,7 +52,7 @@ async def load(sessions: async_sessionmaker[AsyncSession], *dealers: dict[str, o
 async def test_example_file_loads(sessions: async_sessionmaker[AsyncSession]) -> None:
     counts = await apply_rules(sessions, parse_rules(EXAMPLE))
     assert counts["created"] == 5
-    ranked = await routing.candidates(sessions, LeadProfile("SP", "São Paulo", "Onix"), DAY)
+    ranked = await candidates(sessions, LeadProfile("SP", "São Paulo", "Onix"), DAY)
     assert [d.id for d in ranked] == ["dealer-sp-centro", "dealer-sp-paulista", "dealer-sp-interior"]
 
 
@@ -55,13 +63,13 @@ async def test_city_model_and_accents(sessions: async_sessionmaker[AsyncSession]
         dealer("anywhere-sp"),
         dealer("rio", states=["RJ"]),
     )
-    ids = [d.id for d in await routing.candidates(sessions, LeadProfile("sp", "SAO PAULO", "onix"), DAY)]
+    ids = [d.id for d in await candidates(sessions, LeadProfile("sp", "SAO PAULO", "onix"), DAY)]
     assert set(ids) == {"capital", "anywhere-sp"}
-    ids = [d.id for d in await routing.candidates(sessions, LeadProfile("SP", "Campinas", "Onix"), DAY)]
+    ids = [d.id for d in await candidates(sessions, LeadProfile("SP", "Campinas", "Onix"), DAY)]
     assert ids == ["anywhere-sp"]
-    ids = [d.id for d in await routing.candidates(sessions, LeadProfile("SP", "São Paulo", "S10"), DAY)]
+    ids = [d.id for d in await candidates(sessions, LeadProfile("SP", "São Paulo", "S10"), DAY)]
     assert ids == ["anywhere-sp"]
-    assert await routing.candidates(sessions, LeadProfile("BA", "Salvador", "Onix"), DAY) == []
+    assert await candidates(sessions, LeadProfile("BA", "Salvador", "Onix"), DAY) == []
 
 
 async def test_priority_then_fair_rotation(sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -85,9 +93,9 @@ async def test_capacity_is_reserved_by_claims_per_day(sessions: async_sessionmak
     again = await deliveries.claim_next(sessions, "0", lead, DAY, T0 + timedelta(minutes=1))
     assert again is not None and (again.dealer_id, again.resumed) == ("small", True)
     assert again.idempotency_key == "lead-0-small"
-    assert [d.id for d in await routing.candidates(sessions, lead, DAY)] == ["big"]
+    assert [d.id for d in await candidates(sessions, lead, DAY)] == ["big"]
     tomorrow = DAY + timedelta(days=1)
-    assert [d.id for d in await routing.candidates(sessions, lead, tomorrow)] == ["small", "big"]
+    assert [d.id for d in await candidates(sessions, lead, tomorrow)] == ["small", "big"]
 
 
 async def test_concurrent_claims_never_exceed_capacity(sessions: async_sessionmaker[AsyncSession]) -> None:

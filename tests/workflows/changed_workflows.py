@@ -10,7 +10,7 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.vtex_feed import SaveHookInput, VtexFeedActivities
+    from activities.vtex_feed import HookConfig, VtexFeedActivities
     from workflows.vtex_hook_config import VtexHookConfigInput, VtexHookConfigResult
 
 
@@ -23,7 +23,7 @@ class HookConfigWithAPauseFirst:
         await workflow.sleep(timedelta(milliseconds=10))
         saved = await workflow.execute_activity_method(
             VtexFeedActivities.save_hook_config,
-            SaveHookInput(url=params.hook_url),
+            HookConfig(url=params.hook_url),
             task_queue=params.api_task_queue,
             start_to_close_timeout=timedelta(seconds=30),
         )
