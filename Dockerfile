@@ -4,9 +4,10 @@
 #   worker      python -m workers.main                                     (or hub-worker)
 #   migrations  python -m db.migrate
 #   rules       hub-rules load FILE
-#   simulators  python -m simulators --host 0.0.0.0 --port 8100 ...        (local stand-ins only)
 # No secret is baked in: configuration comes from HUB_* variables at run time (see core/settings.py).
-FROM python:3.11-slim
+# The simulators (local stand-ins for Zoho, VTEX and the dealer CRMs) are not in it: the target
+# `simulators` adds them for the compose stack (docker build --target simulators).
+FROM python:3.11-slim AS base
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -35,8 +36,6 @@ COPY dbt/profiles.yml ./dbt/profiles.yml
 COPY dbt/models ./dbt/models
 COPY dbt/macros ./dbt/macros
 COPY cli ./cli
-COPY simulators ./simulators
-COPY devstack ./devstack
 COPY config ./config
 COPY deploy/dealers.compose.yaml ./deploy/dealers.compose.yaml
 
@@ -48,8 +47,15 @@ RUN pip install --no-cache-dir . \
 
 USER 10001:10001
 
-# 8000: API (/healthz, /readyz, /metrics); 8100: simulators; 8234: codec server; 9464: worker's
-# Temporal SDK metrics.
-EXPOSE 8000 8100 8234 9464
+# The compose stack's stand-ins: the project plus the simulators package, run from /app.
+FROM base AS simulators
+COPY simulators ./simulators
+EXPOSE 8100
+CMD ["python", "-m", "simulators", "--host", "0.0.0.0", "--port", "8100"]
+
+# The product image, and the default target (the last stage).
+FROM base AS hub
+# 8000: API (/healthz, /readyz, /metrics); 8234: codec server; 9464: worker's metrics.
+EXPOSE 8000 8234 9464
 
 CMD ["python", "-m", "api", "--host", "0.0.0.0", "--port", "8000"]

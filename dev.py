@@ -58,7 +58,9 @@ def test(pytest_args: list[str]) -> None:
 
 def up(args: list[str]) -> None:
     ensure_installed("local")
-    os.execv(str(PYTHON), [str(PYTHON), "-m", "devstack", "up", *args])
+    # The local stack (devstack) and the simulators are dev tooling: not installed, run from the checkout.
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    os.execve(str(PYTHON), [str(PYTHON), "-m", "devstack", "up", *args], {**os.environ, "PYTHONPATH": path})
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.leads import worker_peak_rss_mib
+from bench.memory import print_memory
 from cli.times import moment
 from core.settings import Settings
 from core.temporal import connect
@@ -58,9 +58,7 @@ async def main() -> None:
     again, seconds_again = await backfill(args, settings)
     print(f"same range again      {again.orders_landed} landed, {again.already_landed} already there "
           f"({seconds_again:.1f} s)")  # fmt: skip
-    rss = worker_peak_rss_mib()
-    if rss is not None:
-        print(f"worker peak RSS       {rss:.0f} MiB")
+    print_memory()
 
 
 if __name__ == "__main__":

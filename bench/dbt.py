@@ -38,12 +38,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx
 from google.cloud.bigquery import ScalarQueryParameter
 
+from contracts.dbt_build import DbtBuildSummary
 from core.settings import Settings
 from core.vtex import change_time
 from simulators.config import SimulatorConfig
 from simulators.vtex_history import OrderHistory
 from simulators.vtex_store import Catalog, CatalogChanges, GeneratedStore, generated_customers
-from warehouse.dbt import DbtBuildSummary, build_command, dbt_environment, parse_summary
+from warehouse.dbt import build_command, dbt_environment, parse_summary
 from warehouse.errors import WarehouseUnavailable
 from warehouse.landing import BronzeRecord, Warehouse
 from warehouse.streams import StreamCursor

@@ -3,8 +3,9 @@
     .venv/bin/python bench/leads.py --count 500 --rate 50
 
 Sends N Zoho lead webhooks at a fixed rate and prints: accepted per second, acknowledgement latency
-p50/p99, leads delivered end to end per second, the worker's peak RSS, and the rate of a skeleton
-workflow with the same number of no-op activities on the same Temporal server.
+p50/p99, leads delivered end to end per second, each hub process's resident and peak memory, and the
+rate of a skeleton workflow with as many no-op activities as a delivered lead's history scheduled (counted
+from that history, not assumed), on the same Temporal server.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from pathlib import Path
 from typing import TypeVar
 
 import httpx
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.memory import print_memory
 from bench.skeleton import SkeletonInput, SkeletonWorkflow, no_op
 from core.settings import Settings
 from core.temporal import connect
@@ -45,17 +48,16 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
 
 
-def worker_peak_rss_mib() -> float | None:
-    """Peak resident memory (VmHWM) of the running ``workers.main`` process, Linux only."""
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and b"workers.main" in (proc / "cmdline").read_bytes():
-                for line in (proc / "status").read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        return int(line.split()[1]) / 1024
-        except OSError:
-            continue
-    return None
+async def activities_of_a_delivered_lead(client: Client, since: str) -> int:
+    """How many activities the history of one lead delivered since ``since`` scheduled."""
+    query = (
+        f"WorkflowType = 'LeadDistributionWorkflow' AND StartTime >= '{since}' AND LeadStatus = 'delivered'"
+    )
+    async for execution in client.list_workflows(query, limit=1):
+        history = await client.get_workflow_handle(execution.id, run_id=execution.run_id).fetch_history()
+        scheduled = EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        return sum(1 for event in history.events if event.event_type == scheduled)
+    raise RuntimeError("no lead was delivered: nothing to count the activities of")
 
 
 async def paced(count: int, rate: float, send: Callable[[int], Awaitable[T]]) -> list[T]:
@@ -95,7 +97,7 @@ async def outcomes(client: Client, since: str) -> dict[str, int]:
 
 async def bench_leads(
     args: argparse.Namespace, settings: Settings, client: Client
-) -> tuple[list[Ack], float, dict[str, int]]:
+) -> tuple[list[Ack], float, dict[str, int], str]:
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     async with httpx.AsyncClient(timeout=30, limits=limits) as http:
         lead_ids = await create_leads(http, args.sims, args.count)
@@ -118,17 +120,17 @@ async def bench_leads(
         if sum(counts.values()) >= args.count:
             break
         await asyncio.sleep(0.5)
-    return acks, time.perf_counter() - first_sent, counts
+    return acks, time.perf_counter() - first_sent, counts, since
 
 
-async def bench_skeleton(args: argparse.Namespace, client: Client) -> float:
+async def bench_skeleton(args: argparse.Namespace, client: Client, activities: int) -> float:
     task_queue = f"bench-skeleton-{uuid.uuid4().hex[:8]}"
     async with Worker(client, task_queue=task_queue, workflows=[SkeletonWorkflow], activities=[no_op]):
         first = time.perf_counter()
 
         async def start(i: int) -> None:
             await client.execute_workflow(
-                SkeletonWorkflow.run, SkeletonInput(), id=f"{task_queue}-{i}", task_queue=task_queue
+                SkeletonWorkflow.run, SkeletonInput(activities), id=f"{task_queue}-{i}", task_queue=task_queue
             )
 
         await paced(args.count, args.rate, start)
@@ -153,7 +155,7 @@ async def main() -> None:
     settings = Settings()
     client = await connect(Settings(temporal_address=args.temporal))
     print(f"Sending {args.count} lead webhooks at {args.rate or 'max'}/s to {args.api} ...", flush=True)
-    acks, end_to_end, counts = await bench_leads(args, settings, client)
+    acks, end_to_end, counts, since = await bench_leads(args, settings, client)
     latencies = [a.seconds for a in acks]
     accepted = sum(1 for a in acks if a.status == 202)
     send_window = max(args.count / args.rate if args.rate else 0, max(latencies))
@@ -168,16 +170,14 @@ async def main() -> None:
         f"delivered end to end  {delivered} in {end_to_end:.1f} s ({lead_rate:.1f} leads/s); others: "
         + ", ".join(f"{k} {v}" for k, v in counts.items() if k != "delivered")
     )
-    rss = worker_peak_rss_mib()
-    print(
-        f"worker peak RSS       {rss:.0f} MiB" if rss else "worker peak RSS       (worker process not found)"
-    )
+    print_memory()
     if not args.no_skeleton:
-        skeleton = await bench_skeleton(args, client)
+        activities = await activities_of_a_delivered_lead(client, since)
+        skeleton = await bench_skeleton(args, client, activities)
         skeleton_rate = args.count / skeleton
         print(
             f"skeleton workflows    {args.count} in {skeleton:.1f} s ({skeleton_rate:.1f}/s, "
-            f"{SkeletonInput().activities} no-op activities each)"
+            f"{activities} no-op activities each: as many as a delivered lead's history scheduled)"
         )
         print(f"end-to-end / skeleton {lead_rate / skeleton_rate:.2f}")
 

@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from google.cloud.bigquery import ScalarQueryParameter
 
-from bench.leads import paced, percentile, worker_peak_rss_mib
+from bench.leads import paced, percentile
+from bench.memory import print_memory
 from core.settings import Settings
 from core.vtex import change_key, order_event_key
 from warehouse.errors import WarehouseUnavailable
@@ -177,9 +178,7 @@ async def main() -> None:
               f"{len(delays)}/{len(sent_at)} state changes landed)")  # fmt: skip
     if args.timeline and delays:
         print_timeline(sent_at, first_landing, since, args.timeline)
-    rss = worker_peak_rss_mib()
-    if rss is not None:
-        print(f"worker peak RSS       {rss:.0f} MiB")
+    print_memory()
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.leads import worker_peak_rss_mib
+from bench.memory import print_memory
 from core.settings import Settings
 from core.temporal import connect
 from workflows.vtex_catalog_sync import CatalogSyncInput, CatalogSyncResult, CatalogSyncWorkflow
@@ -82,9 +82,7 @@ async def main() -> None:
         f"catalog duration      {seconds:.1f} s (rate-limit bound {bound:.1f} s at {args.rate:g} requests/s)"
     )
     print(f"ratio                 {bound / seconds:.2f} of the bound")
-    rss = worker_peak_rss_mib()
-    if rss is not None:
-        print(f"worker peak RSS       {rss:.0f} MiB")
+    print_memory()
 
 
 if __name__ == "__main__":

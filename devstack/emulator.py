@@ -7,6 +7,7 @@ under the ``HOME`` the emulator runs with.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -38,8 +39,16 @@ def prepare_home(home: Path) -> None:
 
 
 def environment(home: Path) -> dict[str, str]:
-    """What the emulator's environment needs on top: its own HOME (where the extension lies), no downloads."""
-    return {"HOME": str(home), "BQEMU_ENABLE_FORMAT_EXTENSIONS": "false"}
+    """What the emulator's environment needs on top: its own HOME (where the extension lies), no downloads,
+    and the project's root on the path (the dev tooling is not installed with the project)."""
+    return {"HOME": str(home), "BQEMU_ENABLE_FORMAT_EXTENSIONS": "false", "PYTHONPATH": with_project_root()}
+
+
+def with_project_root() -> str:
+    """``PYTHONPATH`` with the project's root first: ``devstack`` and ``simulators`` are dev tooling,
+    left out of the installed project and its image, and run from the checkout."""
+    root = str(Path(__file__).resolve().parents[1])
+    return os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
 
 
 def command(

@@ -98,6 +98,7 @@ def stack_environment(ports: Ports, state_dir: Path, dealer_ids: list[str]) -> d
     """Settings every child gets: each part finds the others on 127.0.0.1."""
     sims = f"http://127.0.0.1:{ports.simulators}"
     env = dict(os.environ)
+    env["PYTHONPATH"] = emulator.with_project_root()  # the simulators run from the checkout
     env.setdefault("HUB_STATE_DIR", str(state_dir))
     env.setdefault("HUB_TEMPORAL_ADDRESS", f"127.0.0.1:{ports.temporal}")
     env.setdefault("HUB_ZOHO_API_BASE_URL", f"{sims}/zoho")

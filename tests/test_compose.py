@@ -50,7 +50,7 @@ PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
 GRAFANA = DEPLOY / "grafana"
 POSTGRES_INIT = DEPLOY / "postgres" / "init.sql"
 
-HUB_SERVICES = ("migrate", "api", "worker-flows", "worker-warehouse", "simulators", "codec-server")
+HUB_SERVICES = ("migrate", "api", "worker-flows", "worker-warehouse", "codec-server")
 WORKERS = {"worker-flows": "flows", "worker-warehouse": "warehouse"}  # service: role
 IMAGES = {  # service -> image repository; the tag must be pinned
     "postgresql": "postgres",
@@ -181,9 +181,39 @@ def test_hub_services_build_one_image_from_the_dockerfile(services: dict[str, di
     images = {services[name]["image"] for name in HUB_SERVICES}
     assert len(images) == 1
     assert not images.pop().endswith(":latest")
-    for name in HUB_SERVICES:
+    stages = dockerfile_stages()
+    for name in (*HUB_SERVICES, "simulators"):
         build = services[name]["build"]
         assert (ROOT / build["context"] / build.get("dockerfile", "Dockerfile")).resolve() == DOCKERFILE
+        assert build["target"] == ("simulators" if name == "simulators" else "hub")
+        assert build["target"] in stages
+    assert services["simulators"]["image"] not in {services[name]["image"] for name in HUB_SERVICES}
+
+
+def dockerfile_stages() -> dict[str, list[tuple[str, str]]]:
+    """Each build stage's instructions, by stage name."""
+    stages: dict[str, list[tuple[str, str]]] = {}
+    for keyword, rest in dockerfile_instructions():
+        if keyword == "FROM":
+            current = stages.setdefault(rest.split()[-1], [])
+        current.append((keyword, rest))
+    return stages
+
+
+def test_the_product_image_leaves_the_dev_tooling_out() -> None:
+    stages = dockerfile_stages()
+    assert list(stages)[-1] == "hub", "the default build (no --target) must be the product image"
+    assert stages["hub"][0] == ("FROM", "base AS hub")
+    copied = {rest.split()[0] for keyword, rest in [*stages["base"], *stages["hub"]] if keyword == "COPY"}
+    assert not {"simulators", "devstack", "tests", "bench"} & copied
+    assert ("FROM", "base AS simulators") in stages["simulators"]
+    assert any(
+        keyword == "COPY" and rest.split()[0] == "simulators" for keyword, rest in stages["simulators"]
+    )
+    packages = {
+        pattern.rstrip("*") for pattern in pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]
+    }
+    assert not {"simulators", "devstack"} & packages
 
 
 @pytest.mark.parametrize(("service", "ports"), sorted(PUBLISHED.items()))
@@ -660,7 +690,7 @@ def dockerfile_copies() -> dict[str, Path]:
 
 def test_dockerfile_installs_the_project_without_dev_extras() -> None:
     instructions = dockerfile_instructions()
-    assert instructions[0] == ("FROM", "python:3.11-slim")
+    assert instructions[0] == ("FROM", "python:3.11-slim AS base")
     assert ("WORKDIR", "/app") in instructions
     runs = " ".join(rest for keyword, rest in instructions if keyword == "RUN")
     assert "pip install --no-cache-dir ." in runs
@@ -687,7 +717,7 @@ def test_dockerfile_runs_as_non_root_without_secrets() -> None:
         if keyword in {"ENV", "ARG"}:
             assert not re.search(r"SECRET|TOKEN|PASSWORD|API_KEY", rest, re.IGNORECASE), rest
     exposed = {int(port) for keyword, rest in instructions if keyword == "EXPOSE" for port in rest.split()}
-    assert {8000, 8100, Settings.model_fields["worker_metrics_port"].default} <= exposed
+    assert {8000, 8100, 8234, Settings.model_fields["worker_metrics_port"].default} <= exposed
 
 
 def test_dockerignore_keeps_local_state_out_of_the_image() -> None:

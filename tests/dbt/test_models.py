@@ -16,7 +16,8 @@ from core.settings import Settings
 from tests.dbt.bigquery_rules import compiled_violations
 from tests.dbt.fixture import EXPECTED_360, ORDERS, SKUS, insert_bronze_row, land_store, order
 from warehouse.landing import Warehouse
-from warehouse.dbt import DbtBuildSummary, build_command, dbt_environment, parse_summary
+from contracts.dbt_build import DbtBuildSummary
+from warehouse.dbt import build_command, dbt_environment, parse_summary
 from warehouse.landing import InvalidRecord, bronze_rows
 from warehouse.tables import VTEX_ORDERS
 from warehouse.vtex_orders import order_version

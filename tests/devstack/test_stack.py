@@ -24,7 +24,7 @@ import psutil
 import pytest
 import yaml
 
-from devstack import prometheus
+from devstack import emulator, prometheus
 from devstack.stack import Ports, port_open
 
 # Prometheus joins when Debian's binary is installed (.ci/run installs it).
@@ -103,6 +103,7 @@ def devstack_up(tmp_path: Path) -> Iterator[Run]:
     env = {name: value for name, value in os.environ.items() if not name.startswith("HUB_")}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     env["HUB_API_PROCESSES"] = str(API_PROCESSES)
+    env["PYTHONPATH"] = emulator.with_project_root()  # devstack is dev tooling, run from the checkout
     command = [sys.executable, "-m", "devstack", "up", "--port-base", str(ports.temporal)]
     with output.open("wb") as out:
         process = subprocess.Popen(
