@@ -1,0 +1,318 @@
+"""Soak benchmark: mixed traffic for a long time against the running local stack, watching memory and errors.
+
+    .venv/bin/python bench/soak.py --write-rules var/soak-dealers.yaml    # the example dealers, room for all
+    python3 dev.py up --rules var/soak-dealers.yaml                        # a fresh stack (new --state-dir)
+    .venv/bin/python bench/soak.py --minutes 30
+
+Sends, open loop, lead webhooks (5/s), deal changes (2/s) and VTEX order hooks (10/s); triggers a
+customer sync at a third of the run and starts an order backfill at half of it. Every minute it prints
+each hub process's resident memory and, per stream, what was sent, acknowledged, refused with 503 and
+failed otherwise. At the end it waits for the work to drain and checks that nothing acknowledged is
+missing: every lead ended delivered, every deal holds its last change, every order hook's state change is
+a row in bronze. Goals: no process grows more than 10 % after the first 5 minutes, no error, nothing
+missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from google.cloud.bigquery import ScalarQueryParameter
+from temporalio.client import Client
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.memory import hub_processes
+from bench.opportunities import STAGES, create_deals
+from bench.orders import held_hooks
+from cli.times import moment
+from contracts.schedules import VTEX_CUSTOMER_SYNC, trigger_run
+from core.settings import Settings
+from core.temporal import connect
+from core.vtex import change_key, order_event_key
+from warehouse.landing import Warehouse
+from warehouse.tables import VTEX_ORDER_EVENTS
+from workflows.vtex_order_backfill import OrderBackfillInput, start_order_backfill
+
+EXAMPLE_RULES = Path(__file__).resolve().parents[1] / "config" / "dealers.example.yaml"
+PLACES = [("SP", "São Paulo")] * 4 + [("RJ", "Rio de Janeiro")]
+DEAL_POOL = 200
+GROWTH_GOAL = 0.10
+
+
+@dataclass
+class Stream:
+    """One kind of traffic: what was sent and how it was answered."""
+
+    name: str
+    rate: float
+    answers: Counter[str] = field(default_factory=Counter)
+    accepted: list[Any] = field(default_factory=list)  # what each acknowledged request promised
+
+    def record(self, status: int | None, promise: Any) -> None:
+        if status is not None and 200 <= status < 300:
+            self.answers["ok"] += 1
+            self.accepted.append(promise)
+        elif status == 503:
+            self.answers["503"] += 1
+        else:
+            self.answers["error"] += 1
+
+    def line(self) -> str:
+        sent = sum(self.answers.values())
+        answers = self.answers
+        return f"{self.name} {sent} sent, {answers['ok']} ok, {answers['503']} 503, {answers['error']} errors"
+
+
+def write_rules(path: Path) -> None:
+    """The example dealers with a daily capacity that covers any soak."""
+    rules = yaml.safe_load(EXAMPLE_RULES.read_text(encoding="utf-8"))
+    for dealer in rules["dealers"]:
+        dealer["routing"]["daily_capacity"] = 1_000_000
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(rules, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    print(f"wrote {path}: start the stack with  python3 dev.py up --rules {path}")
+
+
+async def post(http: httpx.AsyncClient, url: str, **kwargs: Any) -> int | None:
+    try:
+        return (await http.post(url, **kwargs)).status_code
+    except httpx.HTTPError:
+        return None
+
+
+async def open_loop(stream: Stream, seconds: float, send: Callable[[int], Awaitable[None]]) -> None:
+    """Start ``send(i)`` at i / rate seconds until ``seconds`` are over; slow answers do not slow it."""
+    started, tasks = time.perf_counter(), set()
+    for i in range(int(seconds * stream.rate)):
+        delay = started + i / stream.rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        task = asyncio.create_task(send(i))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    if tasks:
+        await asyncio.wait(tasks)
+
+
+class Soak:
+    def __init__(self, args: argparse.Namespace, settings: Settings, http: httpx.AsyncClient) -> None:
+        self.args, self.settings, self.http = args, settings, http
+        self.leads = Stream("leads", args.lead_rate)
+        self.deals = Stream("deal changes", args.deal_rate)
+        self.orders = Stream("order hooks", args.order_rate)
+        self.zoho_secret = {
+            settings.zoho_webhook_secret_header: settings.zoho_webhook_secret.get_secret_value()
+        }
+        self.vtex_secret = {settings.vtex_hook_secret_header: settings.vtex_hook_secret.get_secret_value()}
+        self.base_time = datetime.now(UTC).replace(microsecond=0)
+        self.deal_ids: list[str] = []
+        self.hooks: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=300)
+
+    async def send_lead(self, i: int) -> None:
+        state, city = PLACES[i % len(PLACES)]
+        body = {"State": state, "City": city, "Modelo_de_Interesse": "Onix"}
+        created = await self.http.post(f"{self.args.sims}/_control/zoho/leads", json=body)
+        lead_id = str(created.json()["lead"]["id"])
+        url = f"{self.args.api}/webhooks/zoho/leads"
+        self.leads.record(
+            await post(self.http, url, data={"lead_id": lead_id}, headers=self.zoho_secret), lead_id
+        )
+
+    async def send_deal_change(self, i: int) -> None:
+        deal_id = self.deal_ids[i % len(self.deal_ids)]
+        modified = self.base_time + timedelta(seconds=i)  # later changes are newer, whatever the order
+        change = {
+            "deal_id": deal_id,
+            "stage": STAGES[(i // len(self.deal_ids)) % len(STAGES)],
+            "modified_time": modified.isoformat(),
+            "modified_by": "soak",
+        }
+        url = f"{self.args.api}/webhooks/zoho/opportunities"
+        self.deals.record(
+            await post(self.http, url, data=change, headers=self.zoho_secret), (deal_id, modified)
+        )
+
+    async def make_orders(self, seconds: float) -> None:
+        """Keep the queue of held hooks full: orders moved through their states in the simulator."""
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            for hook in await held_hooks(self.http, self.args.sims, 1):
+                await self.hooks.put(hook)
+
+    async def send_order_hook(self, _: int) -> None:
+        hook = await self.hooks.get()
+        url = f"{self.args.api}/webhooks/vtex/orders"
+        key = order_event_key(
+            hook["OrderId"], hook["State"], change_key(hook.get("CurrentChange") or hook["LastChange"])
+        )
+        self.orders.record(await post(self.http, url, json=hook, headers=self.vtex_secret), key)
+
+    async def long_jobs(self, client: Client, seconds: float) -> None:
+        """A customer sync at a third of the run, an order backfill at half of it."""
+        await asyncio.sleep(seconds / 3)
+        workflow_id, started = await trigger_run(client, VTEX_CUSTOMER_SYNC)
+        print(
+            f"customer sync         {workflow_id} ({'started' if started else 'already running'})", flush=True
+        )
+        await asyncio.sleep(seconds / 2 - seconds / 3)
+        params = OrderBackfillInput.for_range(
+            self.settings,
+            moment(self.args.backfill_since),
+            moment(self.args.backfill_until, end_of_day=True),
+            20.0,
+        )
+        handle = await start_order_backfill(client, self.settings, params)
+        print(f"order backfill        {handle.id} started", flush=True)
+
+    def report(self, minute: int, memory: dict[tuple[str, int], list[float]]) -> None:
+        for process in hub_processes():
+            memory.setdefault((process.kind, process.pid), []).append(process.rss_mib)
+        rss = ", ".join(f"{kind} {values[-1]:.0f}" for (kind, _), values in sorted(memory.items()))
+        streams = "; ".join(stream.line() for stream in (self.leads, self.deals, self.orders))
+        print(f"min {minute:3d}  RSS MiB: {rss}\n         {streams}", flush=True)
+
+
+async def missing_leads(client: Client, since: str, accepted: list[str]) -> int:
+    query = (
+        f"WorkflowType = 'LeadDistributionWorkflow' AND StartTime >= '{since}' AND LeadStatus = 'delivered'"
+    )
+    delivered = (await client.count_workflows(query)).count
+    return len(accepted) - delivered
+
+
+async def missing_deal_changes(
+    http: httpx.AsyncClient, api: str, token: str, accepted: list[tuple[str, datetime]]
+) -> int:
+    latest: dict[str, datetime] = {}
+    for deal_id, modified in accepted:
+        latest[deal_id] = max(modified, latest.get(deal_id, modified))
+    behind = 0
+    for deal_id, modified in latest.items():
+        response = await http.get(
+            f"{api}/v1/opportunities/{deal_id}", headers={"Authorization": f"Bearer {token}"}
+        )
+        if response.status_code != 200 or datetime.fromisoformat(response.json()["modified_time"]) < modified:
+            behind += 1
+    return behind
+
+
+async def missing_order_events(settings: Settings, since: datetime, accepted: list[str]) -> int:
+    warehouse = Warehouse.from_settings(settings)
+    events = warehouse.table_id(warehouse.layers.bronze, VTEX_ORDER_EVENTS)
+    try:
+        rows = await warehouse.query(
+            f"select distinct event_key from `{events}` where ingested_at >= @since",
+            [ScalarQueryParameter("since", "TIMESTAMP", since)],
+        )
+    finally:
+        await warehouse.aclose()
+    landed = {row["event_key"] for row in rows}
+    return len(set(accepted) - landed)
+
+
+async def drained(check: Callable[[], Awaitable[int]], patience: float) -> int:
+    """What ``check`` still misses once it reaches 0 or ``patience`` seconds pass (polled every 5 s)."""
+    deadline = time.perf_counter() + patience
+    missing = await check()
+    while missing and time.perf_counter() < deadline:
+        await asyncio.sleep(5)
+        missing = await check()
+    return missing
+
+
+def growth(memory: dict[tuple[str, int], list[float]], warm_minutes: int) -> list[str]:
+    lines = []
+    for (kind, pid), values in sorted(memory.items()):
+        if len(values) <= warm_minutes:
+            continue
+        warm, peak = values[warm_minutes - 1], max(values[warm_minutes - 1 :])
+        grown = (peak - warm) / warm if warm else 0.0
+        verdict = "ok" if grown <= GROWTH_GOAL else "OVER"
+        lines.append(f"{kind:<16} pid {pid:<7} {warm:5.0f} MiB at min {warm_minutes} -> max {peak:5.0f} MiB"
+                     f" (+{grown * 100:.1f} %) {verdict}")  # fmt: skip
+    return lines
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--write-rules", type=Path, metavar="PATH", help="write the soak's dealers and exit")
+    parser.add_argument("--minutes", type=float, default=30)
+    parser.add_argument("--lead-rate", type=float, default=5.0)
+    parser.add_argument("--deal-rate", type=float, default=2.0)
+    parser.add_argument("--order-rate", type=float, default=10.0)
+    parser.add_argument("--backfill-since", default="2026-08-01")
+    parser.add_argument("--backfill-until", default="2026-08-31")
+    parser.add_argument("--api", default="http://127.0.0.1:8000")
+    parser.add_argument("--sims", default="http://127.0.0.1:8100")
+    parser.add_argument("--drain-timeout", type=float, default=600)
+    args = parser.parse_args()
+    if args.write_rules:
+        write_rules(args.write_rules)
+        return
+    settings = Settings()
+    client = await connect(settings)
+    seconds = args.minutes * 60
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+        soak = Soak(args, settings, http)
+        soak.deal_ids = await create_deals(http, args.sims, DEAL_POOL)
+        since = datetime.now(UTC)
+        print(f"Soaking for {args.minutes:g} min: leads {args.lead_rate}/s, deal changes {args.deal_rate}/s, "
+              f"order hooks {args.order_rate}/s ...", flush=True)  # fmt: skip
+        memory: dict[tuple[str, int], list[float]] = {}
+        traffic = [
+            open_loop(soak.leads, seconds, soak.send_lead),
+            open_loop(soak.deals, seconds, soak.send_deal_change),
+            open_loop(soak.orders, seconds, soak.send_order_hook),
+            soak.make_orders(seconds + 5),
+            soak.long_jobs(client, seconds),
+        ]
+        running = asyncio.gather(*traffic)
+        minute = 0
+        while not running.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(running), timeout=60)
+            minute += 1
+            soak.report(minute, memory)
+        await running
+        print("Traffic over; waiting for the work to drain ...", flush=True)
+        token = settings.read_api_token.get_secret_value()
+        missing = {
+            "leads not delivered": await drained(
+                lambda: missing_leads(client, since.isoformat(), soak.leads.accepted), args.drain_timeout
+            ),
+            "deals behind their last change": await drained(
+                lambda: missing_deal_changes(http, args.api, token, soak.deals.accepted), args.drain_timeout
+            ),
+            "order changes not in bronze": await drained(
+                lambda: missing_order_events(settings, since, soak.orders.accepted), args.drain_timeout
+            ),
+        }
+    print("\nmemory growth after the first 5 minutes (goal: at most 10 %)")
+    for line in growth(memory, 5):
+        print("  " + line)
+    print("answers")
+    for stream in (soak.leads, soak.deals, soak.orders):
+        print("  " + stream.line())
+    print("nothing acknowledged missing")
+    for what, count in missing.items():
+        print(f"  {what:<32} {count}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
