@@ -1,5 +1,9 @@
 """Dependencies routes declare: settings, Temporal, database sessions, the warehouse, and each caller's
-authentication."""
+authentication.
+
+Each is ``async``, though none waits: FastAPI runs a plain function dependency on its thread pool, a thread
+hop per dependency per request that costs latency and, with a thread per concurrent request, memory.
+"""
 
 from __future__ import annotations
 
@@ -19,27 +23,27 @@ from core.settings import Settings
 from warehouse.views import WarehouseReads
 
 
-def request_settings(request: Request) -> Settings:
+async def request_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_temporal(request: Request) -> Client:
+async def get_temporal(request: Request) -> Client:
     client: Client = request.app.state.temporal
     return client
 
 
-def get_intake(request: Request) -> Intake:
+async def get_intake(request: Request) -> Intake:
     intake: Intake = request.app.state.intake
     return intake
 
 
-def get_sessions(request: Request) -> async_sessionmaker[AsyncSession]:
+async def get_sessions(request: Request) -> async_sessionmaker[AsyncSession]:
     sessions: async_sessionmaker[AsyncSession] = request.app.state.sessions
     return sessions
 
 
-def get_warehouse_reads(request: Request) -> WarehouseReads:
+async def get_warehouse_reads(request: Request) -> WarehouseReads:
     """The warehouse client of the read routes, opened at the first read.
 
     Only those routes use BigQuery: its client and pyarrow would be most of an API process's memory, so
@@ -77,7 +81,7 @@ def check_secret(expected: Sequence[SecretStr], presented: str | None, header: s
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, f"invalid {header}")
 
 
-def verify_zoho_secret(request: Request, settings: SettingsDep) -> None:
+async def verify_zoho_secret(request: Request, settings: SettingsDep) -> None:
     """Zoho webhooks carry our shared secret in a static custom header."""
     header = settings.zoho_webhook_secret_header
     secrets = (settings.zoho_webhook_secret, settings.zoho_webhook_previous_secret)
@@ -90,7 +94,7 @@ def bearer_token(request: Request) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
-def verify_read_token(request: Request, settings: SettingsDep) -> None:
+async def verify_read_token(request: Request, settings: SettingsDep) -> None:
     """The internal read API takes ``Authorization: Bearer <token>``."""
     check_secret([settings.read_api_token], bearer_token(request), "Authorization")
 

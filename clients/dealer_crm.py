@@ -26,8 +26,9 @@ from clients.errors import (
     leading_code,
     raise_for_status,
 )
+from clients.pinned import PinnedSyncTransport, PinnedTransport
 from core.dealers import DealerConfig
-from core.outbound import AddressRules, PinnedSyncTransport, PinnedTransport, RefusedUrl, check_url
+from core.outbound import AddressRules, RefusedUrl, check_url
 
 SERVICE = "dealer-crm"
 # The REST dealer's error code for a key already used with another body.

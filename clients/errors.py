@@ -5,8 +5,11 @@ from __future__ import annotations
 import email.utils
 import re
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
+
 
 # What a partner's error code looks like (OMS003, INVALID_DATA, 429): short, no spaces, no @.
 ERROR_CODE = re.compile(r"[A-Za-z0-9_.:-]{1,40}")

@@ -277,7 +277,7 @@ class Settings(BaseSettings):
         )
 
     def outbound_rules(self) -> AddressRules:
-        """What :meth:`check_outbound_url` says of addresses, for :class:`core.outbound.PinnedTransport`
+        """What :meth:`check_outbound_url` says of addresses, for :class:`clients.pinned.PinnedTransport`
         to apply as each connection opens."""
         return AddressRules(
             production=self.environment == "production",

@@ -16,9 +16,9 @@ from temporalio.worker import Worker
 from activities.leads import LeadActivities
 from activities.opportunities import OpportunityActivities
 from clients.dealer_crm import RestDealerCrm, SoapDealerCrm
+from clients.pinned import PinnedTransport
 from clients.subscribers import EventPublisher
 from clients.zoho import ZohoClient
-from core.outbound import PinnedTransport
 from core.settings import Settings
 from db.engine import create_engine, session_factory
 from db.tokens import DatabaseTokens

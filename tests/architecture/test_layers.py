@@ -56,9 +56,9 @@ def test_every_arrow_between_packages_points_down() -> None:
     assert not wrong, "imports that point up or sideways:\n" + "\n".join(wrong)
 
 
-def loaded_by(statement: str) -> list[str]:
-    """The heavy modules a fresh interpreter has loaded after ``statement``."""
-    probe = f"import sys, json\n{statement}\nprint(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+def loaded_by(statement: str, modules: list[str] = HEAVY) -> list[str]:
+    """Which of ``modules`` a fresh interpreter has loaded after ``statement``."""
+    probe = f"import sys, json\n{statement}\nprint(json.dumps([m for m in {modules!r} if m in sys.modules]))"
     result = subprocess.run(
         [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
     )
@@ -76,6 +76,11 @@ def loaded_by(statement: str) -> list[str]:
 )
 def test_the_api_loads_no_activities_bigquery_pyarrow_zeep_or_dbt(statement: str) -> None:
     assert loaded_by(statement) == []
+
+
+def test_the_api_loads_no_http_client() -> None:
+    # It calls no partner: httpx (and the command-line extras it imports when installed) is ~7 MiB a process.
+    assert loaded_by("from api.app import create_app; create_app()", ["httpx"]) == []
 
 
 def test_the_flows_worker_loads_no_warehouse() -> None:

@@ -12,8 +12,9 @@ from fastapi import FastAPI, Request, Response
 
 from clients.dealer_crm import RestDealerCrm, SoapDealerCrm, map_fields
 from clients.errors import ExternalServiceError, PermanentError, TransientError
+from clients.pinned import PinnedTransport
 from core.dealers import DealerConfig
-from core.outbound import AddressRules, PinnedTransport, check_url
+from core.outbound import AddressRules, check_url
 from core.settings import Settings
 from simulators import SimulatorConfig
 from simulators import create_app as create_simulators

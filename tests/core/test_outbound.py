@@ -20,7 +20,8 @@ import httpx
 import pytest
 import trustme
 
-from core.outbound import AddressRules, PinnedSyncTransport, PinnedTransport, RefusedUrl, check_url
+from clients.pinned import PinnedSyncTransport, PinnedTransport
+from core.outbound import AddressRules, RefusedUrl, check_url
 
 NAME = "crm.dealer.example"
 PUBLIC = "93.184.215.14"
