@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import sys
 import time
 import uuid
@@ -48,16 +49,19 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
 
 
-async def activities_of_a_delivered_lead(client: Client, since: str) -> int:
-    """How many activities the history of one lead delivered since ``since`` scheduled."""
-    query = (
-        f"WorkflowType = 'LeadDistributionWorkflow' AND StartTime >= '{since}' AND LeadStatus = 'delivered'"
-    )
-    async for execution in client.list_workflows(query, limit=1):
+async def activities_per_delivered_lead(client: Client, since: str, sample: int = 20) -> int:
+    """How many activities a delivered lead's history scheduled: the median over ``sample`` leads
+    delivered since ``since`` (a lead whose first dealer refuses it runs more)."""
+    query = f"WorkflowType = 'LeadDistributionWorkflow' AND StartTime >= '{since}'"
+    query += " AND LeadStatus = 'delivered'"
+    scheduled = EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    counts = []
+    async for execution in client.list_workflows(query, limit=sample):
         history = await client.get_workflow_handle(execution.id, run_id=execution.run_id).fetch_history()
-        scheduled = EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-        return sum(1 for event in history.events if event.event_type == scheduled)
-    raise RuntimeError("no lead was delivered: nothing to count the activities of")
+        counts.append(sum(1 for event in history.events if event.event_type == scheduled))
+    if not counts:
+        raise RuntimeError("no lead was delivered: nothing to count the activities of")
+    return round(statistics.median(counts))
 
 
 async def paced(count: int, rate: float, send: Callable[[int], Awaitable[T]]) -> list[T]:
@@ -172,12 +176,12 @@ async def main() -> None:
     )
     print_memory()
     if not args.no_skeleton:
-        activities = await activities_of_a_delivered_lead(client, since)
+        activities = await activities_per_delivered_lead(client, since)
         skeleton = await bench_skeleton(args, client, activities)
         skeleton_rate = args.count / skeleton
         print(
             f"skeleton workflows    {args.count} in {skeleton:.1f} s ({skeleton_rate:.1f}/s, "
-            f"{activities} no-op activities each: as many as a delivered lead's history scheduled)"
+            f"{activities} no-op activities each: the median a delivered lead's history scheduled)"
         )
         print(f"end-to-end / skeleton {lead_rate / skeleton_rate:.2f}")
 
