@@ -253,7 +253,7 @@ class Stack:
             )
             prometheus.write_config(prometheus_config_file(self.state_dir), config)
         else:
-            say("  prometheus  skipped   (no prometheus binary: on Debian, apt-get install prometheus)")
+            say(f"  {'prometheus':<16} skipped   (no prometheus binary: on Debian, apt-get install prometheus)")
         for part in self.parts:
             self._start(part)
 
@@ -269,7 +269,7 @@ class Stack:
                     f"{part.name} not healthy after {STARTUP_TIMEOUT_SECONDS:.0f}s; see {log_path}"
                 )
             time.sleep(0.2)
-        print(f"  {part.name:<11} healthy   {part.where}", flush=True)
+        print(f"  {part.name:<16} healthy   {part.where}", flush=True)
 
     def _spawn(self, part: Part, log_path: Path) -> subprocess.Popen[bytes]:
         # A signal raised inside Popen would leave a child we hold no handle to, so stop() could not
@@ -324,7 +324,7 @@ class Stack:
             time.sleep(0.05)
         process.wait()
         if was_running:
-            say(f"  {name:<11} stopped")
+            say(f"  {name:<16} stopped")
 
 
 def signal_group(pgid: int, signum: int) -> None:
