@@ -197,6 +197,9 @@ class Settings(BaseSettings):
     # How often the worker asks Temporal for the gauges only it knows (leads waiting, freshness); 0: never.
     worker_metrics_poll_seconds: float = Field(default=30.0, ge=0)
     worker_max_concurrent_activities: int = Field(default=100, gt=0)
+    # Workflow runs a worker keeps in memory between their tasks (Temporal's sticky cache): most of a busy
+    # worker's memory, a few hundred KiB each. An evicted run replays its history at its next task.
+    worker_max_cached_workflows: int = Field(default=1000, ge=0)
     # Workflow task polls each webhook-driven workflow worker (leads, opportunities, orders) keeps open,
     # half for workflows new to it: a burst of new orders starts dozens a second, too many for one poll.
     worker_workflow_task_polls: int = Field(default=10, ge=2)

@@ -253,7 +253,8 @@ class Stack:
             )
             prometheus.write_config(prometheus_config_file(self.state_dir), config)
         else:
-            say(f"  {'prometheus':<16} skipped   (no prometheus binary: on Debian, apt-get install prometheus)")
+            missing = "no prometheus binary: on Debian, apt-get install prometheus"
+            say(f"  {'prometheus':<16} skipped   ({missing})")
         for part in self.parts:
             self._start(part)
 

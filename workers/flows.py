@@ -22,7 +22,7 @@ from clients.zoho import ZohoClient
 from core.settings import Settings
 from db.engine import create_engine, session_factory
 from db.tokens import DatabaseTokens
-from workers.polling import webhook_queue_polling
+from workers.polling import webhook_queue_polling, workflow_cache
 from workflows.lead_distribution import LeadDistributionWorkflow
 from workflows.opportunity_sync import OpportunitySyncWorkflow
 from workflows.sandbox import WORKFLOW_RUNNER
@@ -63,6 +63,7 @@ async def flow_workers(client: Client, settings: Settings) -> AsyncIterator[list
                 task_queue=settings.leads_task_queue,
                 workflows=[LeadDistributionWorkflow],
                 workflow_runner=WORKFLOW_RUNNER,
+                **workflow_cache(settings),
                 **polling,
                 activities=[
                     leads.record_lead_status,
@@ -83,6 +84,7 @@ async def flow_workers(client: Client, settings: Settings) -> AsyncIterator[list
                 task_queue=settings.opportunities_task_queue,
                 workflows=[OpportunitySyncWorkflow],
                 workflow_runner=WORKFLOW_RUNNER,
+                **workflow_cache(settings),
                 **polling,
                 activities=[opportunities.fetch_deal, opportunities.apply_deal_change],
                 max_concurrent_activities=settings.worker_max_concurrent_activities,

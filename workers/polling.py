@@ -20,3 +20,9 @@ def webhook_queue_polling(settings: Settings) -> dict[str, Any]:
         "workflow_task_poller_behavior": PollerBehaviorSimpleMaximum(settings.worker_workflow_task_polls),
         "nonsticky_to_sticky_poll_ratio": 0.5,
     }
+
+
+def workflow_cache(settings: Settings) -> dict[str, Any]:
+    """How many workflow runs each worker keeps in memory between their tasks: the worker option of
+    ``HUB_WORKER_MAX_CACHED_WORKFLOWS``, per task queue."""
+    return {"max_cached_workflows": settings.worker_max_cached_workflows}

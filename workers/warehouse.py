@@ -41,7 +41,7 @@ from warehouse.tables import (
 from warehouse.vtex_catalog import INVALID_SKU
 from warehouse.vtex_customers import INVALID_DATE, INVALID_EMAIL, MISSING_ID
 from warehouse.vtex_orders import INVALID_ORDER
-from workers.polling import webhook_queue_polling
+from workers.polling import webhook_queue_polling, workflow_cache
 from workers.schedules import ensure_schedules
 from workflows.dbt_build import DbtBuildWorkflow
 from workflows.sandbox import WORKFLOW_RUNNER
@@ -123,6 +123,7 @@ def build_workers(
             task_queue=settings.vtex_orders_task_queue,
             workflows=VTEX_WORKFLOWS,
             workflow_runner=WORKFLOW_RUNNER,
+            **workflow_cache(settings),
             **webhook_queue_polling(settings),
             activities=[orders.land_order_events, feed.deliver_feed_items],
             max_concurrent_activities=settings.worker_max_concurrent_activities,
@@ -155,6 +156,7 @@ def build_workers(
             task_queue=settings.dbt_task_queue,
             workflows=[DbtBuildWorkflow],
             workflow_runner=WORKFLOW_RUNNER,
+            **workflow_cache(settings),
             activities=[DbtActivities(settings).dbt_build, requests.request_dbt_build],
             # One build at a time per worker; the workflow never asks for two at once anyway.
             max_concurrent_activities=2,
