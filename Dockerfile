@@ -1,7 +1,7 @@
 # One image for every process of the integrations hub; the command picks the process:
 #   API         python -m api --host 0.0.0.0 --port 8000   (the default; https with HUB_API_TLS_*)
 #   codec       uvicorn --factory api.codec_server:app --host 0.0.0.0 --port 8234
-#   worker      python -m workers.main                                     (or hub-worker)
+#   worker      python -m workers.main --role flows|warehouse|all          (or hub-worker --role ...)
 #   migrations  python -m db.migrate
 #   rules       hub-rules load FILE
 # No secret is baked in: configuration comes from HUB_* variables at run time (see core/settings.py).

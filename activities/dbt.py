@@ -27,7 +27,6 @@ from warehouse.dbt import build_command, dbt_environment, parse_summary
 log = logging.getLogger("activities.dbt")
 # A build that cannot run until someone fixes the dbt project or profile (parse, compile, configuration).
 DBT_PROJECT_BROKEN = "DbtProjectBroken"
-FLUSH_TIMEOUT_SECONDS = 10.0  # a stopping worker waits this long for its last build request
 
 
 @dataclass

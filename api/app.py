@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         engine = create_engine(settings.database_url)
         app.state.sessions = session_factory(engine)
         app.state.warehouse_reads = None  # opened by the first read (api.deps.get_warehouse_reads)
+        app.state.warehouse_reads_opening = asyncio.Lock()
         yield
         if app.state.warehouse_reads is not None:
             await app.state.warehouse_reads.aclose()

@@ -7,6 +7,7 @@ hop per dependency per request that costs latency and, with a thread per concurr
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from collections.abc import Sequence
 from typing import Annotated, Any
@@ -48,14 +49,20 @@ async def get_warehouse_reads(request: Request) -> WarehouseReads:
 
     Only those routes use BigQuery: its client and pyarrow would be most of an API process's memory, so
     they are loaded when a read first needs them, and a replica that only takes webhooks never loads them.
+    Loading them takes a moment and blocks: it runs on a thread, so webhooks meanwhile are not held up.
     """
     state = request.app.state
-    if state.warehouse_reads is None:
-        from warehouse.reads import BigQueryReads
-
-        state.warehouse_reads = BigQueryReads(state.settings)
+    async with state.warehouse_reads_opening:
+        if state.warehouse_reads is None:
+            state.warehouse_reads = await asyncio.to_thread(open_warehouse_reads, state.settings)
     reads: WarehouseReads = state.warehouse_reads
     return reads
+
+
+def open_warehouse_reads(settings: Settings) -> WarehouseReads:
+    from warehouse.reads import BigQueryReads
+
+    return BigQueryReads(settings)
 
 
 SettingsDep = Annotated[Settings, Depends(request_settings)]

@@ -31,6 +31,7 @@ import httpx
 import yaml
 from google.cloud.bigquery import ScalarQueryParameter
 from temporalio.client import Client
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -39,6 +40,7 @@ from bench.opportunities import STAGES, create_deals
 from bench.orders import held_hooks
 from cli.times import moment
 from contracts.schedules import VTEX_CUSTOMER_SYNC, trigger_run
+from core.constants import lead_workflow_id
 from core.settings import Settings
 from core.temporal import connect
 from core.vtex import change_key, order_event_key
@@ -94,13 +96,25 @@ async def post(http: httpx.AsyncClient, url: str, **kwargs: Any) -> int | None:
 
 
 async def open_loop(stream: Stream, seconds: float, send: Callable[[int], Awaitable[None]]) -> None:
-    """Start ``send(i)`` at i / rate seconds until ``seconds`` are over; slow answers do not slow it."""
+    """Start ``send(i)`` at i / rate seconds until ``seconds`` are over; slow answers do not slow it.
+
+    A send that raises (the simulator refused to make its record, no hook came) counts as an error.
+    """
+
+    async def guarded(i: int) -> None:
+        try:
+            await send(i)
+        except Exception as error:
+            if not stream.answers["error"]:
+                print(f"{stream.name}: first error: {type(error).__name__}: {error}", flush=True)
+            stream.answers["error"] += 1
+
     started, tasks = time.perf_counter(), set()
     for i in range(int(seconds * stream.rate)):
         delay = started + i / stream.rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        task = asyncio.create_task(send(i))
+        task = asyncio.create_task(guarded(i))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
     if tasks:
@@ -153,7 +167,7 @@ class Soak:
                 await self.hooks.put(hook)
 
     async def send_order_hook(self, _: int) -> None:
-        hook = await self.hooks.get()
+        hook = await asyncio.wait_for(self.hooks.get(), timeout=30)  # the simulator fell behind: an error
         url = f"{self.args.api}/webhooks/vtex/orders"
         key = order_event_key(
             hook["OrderId"], hook["State"], change_key(hook.get("CurrentChange") or hook["LastChange"])
@@ -174,7 +188,11 @@ class Soak:
             moment(self.args.backfill_until, end_of_day=True),
             20.0,
         )
-        handle = await start_order_backfill(client, self.settings, params)
+        try:
+            handle = await start_order_backfill(client, self.settings, params)
+        except WorkflowAlreadyStartedError:
+            print("order backfill        that range is being backfilled already: not started", flush=True)
+            return
         print(f"order backfill        {handle.id} started", flush=True)
 
     def report(self, minute: int, memory: dict[tuple[str, int], list[float]]) -> None:
@@ -186,11 +204,12 @@ class Soak:
 
 
 async def missing_leads(client: Client, since: str, accepted: list[str]) -> int:
+    """Acknowledged leads whose workflow has not delivered them (yet)."""
     query = (
         f"WorkflowType = 'LeadDistributionWorkflow' AND StartTime >= '{since}' AND LeadStatus = 'delivered'"
     )
-    delivered = (await client.count_workflows(query)).count
-    return len(accepted) - delivered
+    delivered = {execution.id async for execution in client.list_workflows(query)}
+    return len({lead_workflow_id(lead_id) for lead_id in accepted} - delivered)
 
 
 async def missing_deal_changes(

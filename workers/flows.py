@@ -30,8 +30,12 @@ from workflows.sandbox import WORKFLOW_RUNNER
 WORKFLOWS: tuple[type, ...] = (LeadDistributionWorkflow, OpportunitySyncWorkflow)
 
 
+async def prepare(client: Client, settings: Settings) -> None:
+    """Nothing to set up before this role's workers start."""
+
+
 @asynccontextmanager
-async def flow_workers(client: Client, settings: Settings) -> AsyncIterator[list[Worker]]:
+async def open_workers(client: Client, settings: Settings) -> AsyncIterator[list[Worker]]:
     """The role's workers with their clients (built once per process), closed again on exit."""
     engine = create_engine(settings.database_url)
     http = httpx.AsyncClient(timeout=settings.dealer_http_timeout_seconds)

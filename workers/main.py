@@ -16,6 +16,7 @@ import signal
 import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from types import ModuleType
 from typing import get_args
 
 from temporalio.client import Client
@@ -36,12 +37,22 @@ from workers.metrics import serving_metrics
 
 log = logging.getLogger("workers")
 
-# What each role runs: the module and its context manager that yields the role's workers.
-ROLE_PARTS = {
-    "flows": [("workers.flows", "flow_workers")],
-    "warehouse": [("workers.warehouse", "warehouse_workers")],
-    "all": [("workers.flows", "flow_workers"), ("workers.warehouse", "warehouse_workers")],
+# The modules of each role. Each has ``prepare(client, settings)``, what the role sets up once as it
+# starts (the warehouse's Schedules), and ``open_workers(client, settings)``, its workers.
+ROLE_MODULES = {
+    "flows": ["workers.flows"],
+    "warehouse": ["workers.warehouse"],
+    "all": ["workers.flows", "workers.warehouse"],
 }
+
+
+def role_modules(role: WorkerRole) -> list[ModuleType]:
+    return [importlib.import_module(name) for name in ROLE_MODULES[role]]
+
+
+async def prepare_role(client: Client, settings: Settings, role: WorkerRole) -> None:
+    for module in role_modules(role):
+        await module.prepare(client, settings)
 
 
 @asynccontextmanager
@@ -49,9 +60,8 @@ async def role_workers(client: Client, settings: Settings, role: WorkerRole) -> 
     """The workers of ``role`` with their clients, closed again on exit (not yet polling)."""
     async with AsyncExitStack() as parts:
         workers: list[Worker] = []
-        for module, factory in ROLE_PARTS[role]:
-            part = getattr(importlib.import_module(module), factory)
-            workers += await parts.enter_async_context(part(client, settings))
+        for module in role_modules(role):
+            workers += await parts.enter_async_context(module.open_workers(client, settings))
         yield workers
 
 
@@ -74,6 +84,7 @@ async def run(settings: Settings, role: WorkerRole) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    await prepare_role(client, settings, role)
     async with role_workers(client, settings, role) as workers, AsyncExitStack() as running:
         for worker in workers:
             await running.enter_async_context(worker)

@@ -116,7 +116,7 @@ def sdk_metrics(url: str) -> bytes:
 def workflow_queues(workers: Sequence[Worker]) -> dict[str, str]:
     """Each workflow type these workers run, with its task queue.
 
-    Every workflow is registered under its class name (``tests/workers/test_roles.py`` checks it).
+    Every workflow is registered under its class name (``tests/architecture/test_layers.py`` checks it).
     """
     return {
         cls.__name__: worker.task_queue for worker in workers for cls in worker.config().get("workflows", [])

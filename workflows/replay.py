@@ -26,7 +26,7 @@ from workflows.vtex_hook_config import VtexHookConfigWorkflow
 from workflows.vtex_order import VtexOrderWorkflow
 from workflows.vtex_order_backfill import OrderBackfillWorkflow
 
-# Every workflow some worker role registers (tests/workers/test_roles.py checks the roles cover them).
+# Every workflow some worker role registers (tests/architecture/test_layers.py checks the roles cover them).
 WORKFLOWS: tuple[type, ...] = (
     LeadDistributionWorkflow,
     OpportunitySyncWorkflow,
