@@ -51,6 +51,7 @@ from workflows.vtex_order_backfill import OrderBackfillInput, start_order_backfi
 EXAMPLE_RULES = Path(__file__).resolve().parents[1] / "config" / "dealers.example.yaml"
 PLACES = [("SP", "São Paulo")] * 4 + [("RJ", "Rio de Janeiro")]
 DEAL_POOL = 200
+HOOKS_AHEAD = 300  # order hooks made ready before they are sent
 GROWTH_GOAL = 0.10
 
 
@@ -133,7 +134,7 @@ class Soak:
         self.vtex_secret = {settings.vtex_hook_secret_header: settings.vtex_hook_secret.get_secret_value()}
         self.base_time = datetime.now(UTC).replace(microsecond=0)
         self.deal_ids: list[str] = []
-        self.hooks: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=300)
+        self.hooks: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
     async def send_lead(self, i: int) -> None:
         state, city = PLACES[i % len(PLACES)]
@@ -163,8 +164,11 @@ class Soak:
         """Keep the queue of held hooks full: orders moved through their states in the simulator."""
         deadline = time.perf_counter() + seconds
         while time.perf_counter() < deadline:
+            if self.hooks.qsize() >= HOOKS_AHEAD:  # the senders have enough: never block past the deadline
+                await asyncio.sleep(0.1)
+                continue
             for hook in await held_hooks(self.http, self.args.sims, 1):
-                await self.hooks.put(hook)
+                self.hooks.put_nowait(hook)
 
     async def send_order_hook(self, _: int) -> None:
         hook = await asyncio.wait_for(self.hooks.get(), timeout=30)  # the simulator fell behind: an error
