@@ -72,14 +72,15 @@ QUARANTINE_CHECKS = [
 ]
 
 
-@asynccontextmanager
-async def warehouse_workers(client: Client, settings: Settings) -> AsyncIterator[list[Worker]]:
-    """The role's workers with their clients (built once per process), closed again on exit.
-
-    The schedules are brought up to date first, and the warehouse's schema is prepared while the
-    workers start.
-    """
+async def prepare(client: Client, settings: Settings) -> None:
+    """Before the role's workers start: the scheduled flows' Schedules, created or brought up to date."""
     await ensure_schedules(client, settings)
+
+
+@asynccontextmanager
+async def open_workers(client: Client, settings: Settings) -> AsyncIterator[list[Worker]]:
+    """The role's workers with their clients (built once per process), closed again on exit; the
+    warehouse's schema is prepared while the workers start."""
     start_at_zero(
         warehouse_series([table for table in BRONZE_TABLES if table != QUARANTINE], QUARANTINE_CHECKS)
     )

@@ -89,6 +89,17 @@ def test_the_flows_worker_loads_no_warehouse() -> None:
     assert not {"google.cloud.bigquery", "pyarrow", "dbt"} & set(loaded)
 
 
+def test_every_role_module_can_prepare_and_open_its_workers() -> None:
+    import inspect
+
+    from workers.main import ROLE_MODULES, role_modules
+
+    for role in ROLE_MODULES:
+        for module in role_modules(role):  # type: ignore[arg-type]
+            assert inspect.iscoroutinefunction(module.prepare), module.__name__
+            assert callable(module.open_workers), module.__name__
+
+
 def test_the_roles_register_every_workflow_under_its_class_name() -> None:
     from temporalio import workflow
 
