@@ -76,7 +76,7 @@ def test_signal_stops_every_process_it_started(tmp_path: Path, signum: int) -> N
 
 def test_sigterm_while_starting_stops_the_parts_already_started(tmp_path: Path) -> None:
     with devstack_up(tmp_path) as run:
-        wait_for(run, "temporal    healthy")  # the emulator is starting now
+        wait_for(run, f"{'temporal':<16} healthy")  # the emulator is starting now (devstack pads names to 16)
         run.descendants = psutil.Process(run.process.pid).children(recursive=True)
 
         assert stop(run, signal.SIGTERM) == 0, run.text()
