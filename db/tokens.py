@@ -18,80 +18,6 @@ from core.tokens import StoredToken
 from db.models import OAuthToken
 
 
-async def read_token(sessions: async_sessionmaker[AsyncSession], name: str) -> StoredToken | None:
-    """The stored token, or None if there is none yet."""
-    async with sessions() as session:
-        row = await session.get(OAuthToken, name)
-    if row is None or row.access_token is None or row.expires_at is None:
-        return None
-    return StoredToken(access_token=row.access_token, expires_at=as_utc(row.expires_at))
-
-
-async def _ensure_row(sessions: async_sessionmaker[AsyncSession], name: str) -> None:
-    try:
-        async with sessions.begin() as session:
-            if await session.get(OAuthToken, name) is None:
-                session.add(OAuthToken(name=name))
-    except IntegrityError:
-        pass  # another process created it first
-
-
-async def take_refresh_lease(
-    sessions: async_sessionmaker[AsyncSession],
-    name: str,
-    now: datetime,
-    lease: timedelta,
-    *,
-    stale_before: datetime,
-    rejected: str | None = None,
-) -> bool:
-    """True if this caller may refresh the token now; others wait for the new token instead.
-
-    The lease is granted only while the stored token is still stale (missing, expiring before
-    ``stale_before``, or the ``rejected`` one), checked in the same atomic UPDATE: a caller that read a
-    stale token just before another process stored a fresh one does not refresh again.
-    """
-    await _ensure_row(sessions, name)
-    still_stale = [
-        OAuthToken.access_token.is_(None),
-        OAuthToken.expires_at.is_(None),
-        OAuthToken.expires_at < stale_before,
-    ]
-    if rejected is not None:
-        still_stale.append(OAuthToken.access_token == rejected)
-    async with sessions.begin() as session:
-        result = await session.execute(
-            update(OAuthToken)
-            .where(
-                OAuthToken.name == name,
-                or_(OAuthToken.refresh_lease_until.is_(None), OAuthToken.refresh_lease_until < now),
-                or_(*still_stale),
-            )
-            .values(refresh_lease_until=now + lease)
-        )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
-
-
-async def store_token(
-    sessions: async_sessionmaker[AsyncSession], name: str, access_token: str, expires_at: datetime
-) -> None:
-    """Save a fresh token and release the refresh lease."""
-    async with sessions.begin() as session:
-        await session.execute(
-            update(OAuthToken)
-            .where(OAuthToken.name == name)
-            .values(access_token=access_token, expires_at=expires_at, refresh_lease_until=None)
-        )
-
-
-async def release_lease(sessions: async_sessionmaker[AsyncSession], name: str) -> None:
-    """Give the lease back after a failed refresh so another process can try at once."""
-    async with sessions.begin() as session:
-        await session.execute(
-            update(OAuthToken).where(OAuthToken.name == name).values(refresh_lease_until=None)
-        )
-
-
 class DatabaseTokens:
     """The portal database as the Zoho client's token store (``core.tokens.TokenStore``)."""
 
@@ -99,7 +25,12 @@ class DatabaseTokens:
         self._sessions = sessions
 
     async def read(self, name: str) -> StoredToken | None:
-        return await read_token(self._sessions, name)
+        """The stored token, or None if there is none yet."""
+        async with self._sessions() as session:
+            row = await session.get(OAuthToken, name)
+        if row is None or row.access_token is None or row.expires_at is None:
+            return None
+        return StoredToken(access_token=row.access_token, expires_at=as_utc(row.expires_at))
 
     async def take_refresh_lease(
         self,
@@ -110,12 +41,52 @@ class DatabaseTokens:
         stale_before: datetime,
         rejected: str | None = None,
     ) -> bool:
-        return await take_refresh_lease(
-            self._sessions, name, now, lease, stale_before=stale_before, rejected=rejected
-        )
+        """True if this caller may refresh the token now; others wait for the new token instead.
+
+        The lease is granted only while the stored token is still stale (missing, expiring before
+        ``stale_before``, or the ``rejected`` one), checked in the same atomic UPDATE: a caller that read a
+        stale token just before another process stored a fresh one does not refresh again.
+        """
+        await self._ensure_row(name)
+        still_stale = [
+            OAuthToken.access_token.is_(None),
+            OAuthToken.expires_at.is_(None),
+            OAuthToken.expires_at < stale_before,
+        ]
+        if rejected is not None:
+            still_stale.append(OAuthToken.access_token == rejected)
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(OAuthToken)
+                .where(
+                    OAuthToken.name == name,
+                    or_(OAuthToken.refresh_lease_until.is_(None), OAuthToken.refresh_lease_until < now),
+                    or_(*still_stale),
+                )
+                .values(refresh_lease_until=now + lease)
+            )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def store(self, name: str, access_token: str, expires_at: datetime) -> None:
-        await store_token(self._sessions, name, access_token, expires_at)
+        """Save a fresh token and release the refresh lease."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(OAuthToken)
+                .where(OAuthToken.name == name)
+                .values(access_token=access_token, expires_at=expires_at, refresh_lease_until=None)
+            )
 
     async def release_lease(self, name: str) -> None:
-        await release_lease(self._sessions, name)
+        """Give the lease back after a failed refresh so another process can try at once."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(OAuthToken).where(OAuthToken.name == name).values(refresh_lease_until=None)
+            )
+
+    async def _ensure_row(self, name: str) -> None:
+        try:
+            async with self._sessions.begin() as session:
+                if await session.get(OAuthToken, name) is None:
+                    session.add(OAuthToken(name=name))
+        except IntegrityError:
+            pass  # another process created it first

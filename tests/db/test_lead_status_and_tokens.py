@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.constants import LeadStatus
-from db import tokens
 from db.lead_status import get_lead, record_status
+from db.tokens import DatabaseTokens
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -44,10 +44,11 @@ async def test_status_history_is_idempotent(sessions: async_sessionmaker[AsyncSe
 
 async def test_only_one_process_refreshes(sessions: async_sessionmaker[AsyncSession]) -> None:
     lease = timedelta(seconds=30)
+    tokens = DatabaseTokens(sessions)
 
     async def take(at: datetime, rejected: str | None = None) -> bool:
         return await tokens.take_refresh_lease(
-            sessions, "zoho:x", at, lease, stale_before=at + timedelta(minutes=5), rejected=rejected
+            "zoho:x", at, lease, stale_before=at + timedelta(minutes=5), rejected=rejected
         )
 
     results = await asyncio.gather(*(take(T0) for _ in range(8)))
@@ -56,13 +57,13 @@ async def test_only_one_process_refreshes(sessions: async_sessionmaker[AsyncSess
     assert not await take(T0 + timedelta(seconds=29))
     assert await take(T0 + timedelta(seconds=31))
 
-    await tokens.store_token(sessions, "zoho:x", "1000.abc", T0 + timedelta(hours=1))
-    stored = await tokens.read_token(sessions, "zoho:x")
+    await tokens.store("zoho:x", "1000.abc", T0 + timedelta(hours=1))
+    stored = await tokens.read("zoho:x")
     assert stored is not None and stored.access_token == "1000.abc"
     assert stored.expires_at == T0 + timedelta(hours=1)
     # A process that saw the old (stale) token just before the store must not refresh again...
     assert not await take(T0 + timedelta(seconds=32))
     # ...unless the API rejected the fresh token, or it nears expiry.
     assert await take(T0 + timedelta(seconds=33), rejected="1000.abc")
-    await tokens.release_lease(sessions, "zoho:x")
+    await tokens.release_lease("zoho:x")
     assert await take(T0 + timedelta(minutes=56))
