@@ -22,10 +22,9 @@ from clients.zoho import ZohoClient
 from core.settings import Settings
 from db.engine import create_engine, session_factory
 from db.tokens import DatabaseTokens
-from workers.polling import webhook_queue_polling, workflow_cache
+from workers.options import webhook_queue_polling, workflow_options
 from workflows.lead_distribution import LeadDistributionWorkflow
 from workflows.opportunity_sync import OpportunitySyncWorkflow
-from workflows.sandbox import WORKFLOW_RUNNER
 
 WORKFLOWS: tuple[type, ...] = (LeadDistributionWorkflow, OpportunitySyncWorkflow)
 
@@ -66,8 +65,7 @@ async def open_workers(client: Client, settings: Settings) -> AsyncIterator[list
                 client,
                 task_queue=settings.leads_task_queue,
                 workflows=[LeadDistributionWorkflow],
-                workflow_runner=WORKFLOW_RUNNER,
-                **workflow_cache(settings),
+                **workflow_options(settings),
                 **polling,
                 activities=[
                     leads.record_lead_status,
@@ -87,8 +85,7 @@ async def open_workers(client: Client, settings: Settings) -> AsyncIterator[list
                 client,
                 task_queue=settings.opportunities_task_queue,
                 workflows=[OpportunitySyncWorkflow],
-                workflow_runner=WORKFLOW_RUNNER,
-                **workflow_cache(settings),
+                **workflow_options(settings),
                 **polling,
                 activities=[opportunities.fetch_deal, opportunities.apply_deal_change],
                 max_concurrent_activities=settings.worker_max_concurrent_activities,

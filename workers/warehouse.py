@@ -41,10 +41,9 @@ from warehouse.tables import (
 from warehouse.vtex_catalog import INVALID_SKU
 from warehouse.vtex_customers import INVALID_DATE, INVALID_EMAIL, MISSING_ID
 from warehouse.vtex_orders import INVALID_ORDER
-from workers.polling import webhook_queue_polling, workflow_cache
+from workers.options import webhook_queue_polling, workflow_options
 from workers.schedules import ensure_schedules
 from workflows.dbt_build import DbtBuildWorkflow
-from workflows.sandbox import WORKFLOW_RUNNER
 from workflows.vtex_catalog_sync import CatalogSyncWorkflow
 from workflows.vtex_customer_sync import CustomerSyncWorkflow
 from workflows.vtex_feed_reconcile import VtexFeedReconcileWorkflow
@@ -123,8 +122,7 @@ def build_workers(
             client,
             task_queue=settings.vtex_orders_task_queue,
             workflows=VTEX_WORKFLOWS,
-            workflow_runner=WORKFLOW_RUNNER,
-            **workflow_cache(settings),
+            **workflow_options(settings),
             **webhook_queue_polling(settings),
             activities=[orders.land_order_events, feed.deliver_feed_items],
             max_concurrent_activities=settings.worker_max_concurrent_activities,
@@ -156,8 +154,7 @@ def build_workers(
             client,
             task_queue=settings.dbt_task_queue,
             workflows=[DbtBuildWorkflow],
-            workflow_runner=WORKFLOW_RUNNER,
-            **workflow_cache(settings),
+            **workflow_options(settings),
             activities=[DbtActivities(settings).dbt_build, requests.request_dbt_build],
             # One build at a time per worker; the workflow never asks for two at once anyway.
             max_concurrent_activities=2,

@@ -7,6 +7,7 @@ from typing import Any
 from temporalio.worker import PollerBehaviorSimpleMaximum
 
 from core.settings import Settings
+from workflows.sandbox import WORKFLOW_RUNNER
 
 
 def webhook_queue_polling(settings: Settings) -> dict[str, Any]:
@@ -22,7 +23,7 @@ def webhook_queue_polling(settings: Settings) -> dict[str, Any]:
     }
 
 
-def workflow_cache(settings: Settings) -> dict[str, Any]:
-    """How many workflow runs each worker keeps in memory between their tasks: the worker option of
-    ``HUB_WORKER_MAX_CACHED_WORKFLOWS``, per task queue."""
-    return {"max_cached_workflows": settings.worker_max_cached_workflows}
+def workflow_options(settings: Settings) -> dict[str, Any]:
+    """How every worker runs its workflows: in the shared sandbox, keeping up to
+    ``HUB_WORKER_MAX_CACHED_WORKFLOWS`` runs in memory between their tasks (per task queue)."""
+    return {"workflow_runner": WORKFLOW_RUNNER, "max_cached_workflows": settings.worker_max_cached_workflows}
