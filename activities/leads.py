@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -14,13 +14,14 @@ from temporalio.exceptions import ApplicationError
 
 from activities.errors import external_call
 from activities.heartbeats import heartbeating
-from clients.dealer_crm import DealerCrm, map_fields
+from clients.dealer_crm import RECORDED, DealerCrm, RestDealerCrm, map_fields
 from clients.subscribers import EventPublisher
 from clients.zoho import ZohoClient
-from core.constants import LeadStatus, lead_workflow_id
-from core.metrics import DEALER_DELIVERIES, LEAD_RECEIVED_TO_DELIVERED
-from core.timeutil import utcnow
-from db import deliveries, lead_status, routing
+from core import business_hours
+from core.constants import DEALER_STATUSES, LeadStatus, lead_workflow_id
+from core.metrics import DEALER_DELIVERIES, LEAD_RECEIVED_TO_DELIVERED, LEAD_WITHDRAWALS, LEADS_SLA_EXHAUSTED
+from core.timeutil import as_utc, utcnow
+from db import deliveries, feedback, lead_status, routing
 
 # Error types the workflow tells apart; listed as non-retryable where retrying cannot help.
 LEAD_NOT_FOUND = "LeadNotFound"
@@ -137,6 +138,71 @@ class DeliverLeadResult:
 
 
 @dataclass
+class FollowPlanInput:
+    lead_id: str
+    dealer_id: str
+
+
+@dataclass
+class FollowPlan:
+    """How to follow the lead at its dealer: until when it must accept, and how often to ask its CRM."""
+
+    holds: bool  # the dealer has the lead (support may have moved it meanwhile)
+    sla_deadline: str = ""  # ISO 8601, in the dealer's open hours; "": the dealer has no SLA
+    # Seconds from now to the deadline: the run waits this long on its own clock (Temporal's), which a
+    # worker's clock may not match to the second.
+    sla_remaining_seconds: float = 0.0
+    dealer_status: str | None = None  # the newest status the dealer reported so far
+    poll_seconds: int = 0  # 0: the dealer's CRM is not asked, its webhook reports
+    withdrawals: int = 0
+
+
+@dataclass
+class PollStatusInput:
+    lead_id: str
+    dealer_id: str
+    dealer_lead_id: str
+
+
+@dataclass
+class PollStatusResult:
+    """A status read from the dealer's CRM and recorded; ``applied``: newer than what the hub had."""
+
+    status: str | None = None
+    at: str = ""
+    applied: bool = False
+
+
+@dataclass
+class WithdrawLeadInput:
+    lead_id: str
+    dealer_id: str
+    reason: str
+
+
+@dataclass
+class WithdrawLeadResult:
+    withdrawn: bool  # False: the dealer accepted first and keeps the lead
+    dealer_status: str | None
+    withdrawals: int  # this lead's withdrawals so far, this one included
+    idempotency_key: str = ""
+    dealer_lead_id: str | None = None
+
+
+@dataclass
+class WithdrawAtDealerInput:
+    lead_id: str
+    dealer_id: str
+    idempotency_key: str
+    dealer_lead_id: str | None = None
+
+
+@dataclass
+class WithdrawAtDealerResult:
+    crm_outcome: str  # "withdrawn" by the CRM, or "recorded" where the CRM cannot drop leads
+
+
+@dataclass
 class UpdateZohoLeadInput:
     lead_id: str
     fields: dict[str, Any]
@@ -189,6 +255,8 @@ class LeadActivities:
             await routing.mark_assigned(self._sessions, params.dealer_id, now)
         if params.status == LeadStatus.DELIVERED and params.dealer_id:
             await self._measure_delivery(params.lead_id, params.dealer_id, now)
+        if params.status == LeadStatus.SLA_EXHAUSTED:
+            LEADS_SLA_EXHAUSTED.labels("leads").inc()
 
     @activity.defn
     async def fetch_lead(self, params: FetchLeadInput) -> FetchLeadResult:
@@ -344,6 +412,81 @@ class LeadActivities:
         if received is not None:
             seconds = (delivered - received).total_seconds()
             LEAD_RECEIVED_TO_DELIVERED.labels(dealer_id).observe(max(seconds, 0.0))
+
+    @activity.defn
+    async def follow_plan(self, params: FollowPlanInput) -> FollowPlan:
+        """The dealer's SLA deadline for the lead (open hours counted from its delivery) and what the
+        dealer reported so far, from the lead's delivery record: every run of the lead computes the same."""
+        dealer = await routing.dealer_config(self._sessions, params.dealer_id)
+        held = await deliveries.holding(self._sessions, params.lead_id, params.dealer_id)
+        if dealer is None or not held.holds:
+            return FollowPlan(holds=False, withdrawals=held.withdrawals)
+        deadline, remaining = "", 0.0
+        if dealer.sla_minutes and held.delivered_at is not None:
+            hours = business_hours.from_config(dealer.hours)
+            ends = hours.add_open_time(held.delivered_at, timedelta(minutes=dealer.sla_minutes))
+            deadline, remaining = ends.isoformat(), max((ends - utcnow()).total_seconds(), 0.0)
+        polls = dealer.crm_kind == "rest" and bool(dealer.status_poll_seconds)
+        return FollowPlan(
+            holds=True,
+            sla_deadline=deadline,
+            sla_remaining_seconds=remaining,
+            dealer_status=held.dealer_status,
+            poll_seconds=dealer.status_poll_seconds or 0 if polls else 0,
+            withdrawals=held.withdrawals,
+        )
+
+    @activity.defn
+    async def poll_dealer_status(self, params: PollStatusInput) -> PollStatusResult:
+        """Ask a REST dealer's CRM for the lead's status and record it as its webhook would."""
+        dealer = await routing.dealer_config(self._sessions, params.dealer_id)
+        crm = self._dealer_crms.get("rest")
+        if dealer is None or not isinstance(crm, RestDealerCrm):
+            return PollStatusResult()
+        with external_call():
+            reported = await crm.lead_status(dealer, params.dealer_lead_id)
+        if reported is None or reported.status not in DEALER_STATUSES:
+            return PollStatusResult()
+        recorded = await feedback.record(
+            self._sessions,
+            lead_id=params.lead_id,
+            dealer_id=params.dealer_id,
+            status=LeadStatus(reported.status),
+            at=as_utc(reported.at),
+            received_at=utcnow(),
+        )
+        applied = recorded.outcome == feedback.Outcome.APPLIED
+        return PollStatusResult(reported.status, as_utc(reported.at).isoformat(), applied)
+
+    @activity.defn
+    async def withdraw_lead(self, params: WithdrawLeadInput) -> WithdrawLeadResult:
+        """Take the lead from a dealer that missed its SLA, unless its acceptance was recorded first."""
+        decision = await deliveries.withdraw(
+            self._sessions, params.lead_id, params.dealer_id, utcnow(), reason=params.reason
+        )
+        if decision.taken_now:
+            LEAD_WITHDRAWALS.labels(params.dealer_id).inc()
+        return WithdrawLeadResult(
+            withdrawn=decision.withdrawn,
+            dealer_status=decision.dealer_status,
+            withdrawals=decision.withdrawals,
+            idempotency_key=decision.idempotency_key,
+            dealer_lead_id=decision.dealer_lead_id,
+        )
+
+    @activity.defn
+    async def withdraw_at_dealer(self, params: WithdrawAtDealerInput) -> WithdrawAtDealerResult:
+        """Ask the dealer's CRM to drop a lead it lost, and record what it answered."""
+        dealer = await routing.dealer_config(self._sessions, params.dealer_id)
+        crm = self._dealer_crms.get(dealer.crm_kind) if dealer else None
+        outcome = RECORDED
+        if dealer is not None and crm is not None:
+            with external_call():
+                outcome = await crm.withdraw_lead(
+                    dealer, params.dealer_lead_id, params.lead_id, params.idempotency_key
+                )
+        await deliveries.record_withdrawal(self._sessions, params.lead_id, params.dealer_id, outcome)
+        return WithdrawAtDealerResult(crm_outcome=outcome)
 
     @activity.defn
     async def update_zoho_lead(self, params: UpdateZohoLeadInput) -> None:

@@ -20,7 +20,7 @@ from api.body import validation_message
 from api.deps import bearer_token, check_secret
 from api.metrics import ACK_SECONDS, UNKNOWN_SOURCE, WEBHOOKS, outcome_of, webhook_series
 from api.openapi import document
-from api.routes import health, leads, opportunities, vtex, warehouse_reads
+from api.routes import dealers, health, leads, opportunities, vtex, warehouse_reads
 from api.temporal import Intake, connect_for_api
 from core.logs import configure_logging
 from core.metrics import start_at_zero
@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
 
     app = FastAPI(title="Integrations hub", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
-    webhooks = (leads.webhooks, opportunities.webhooks, vtex.router)
+    webhooks = (leads.webhooks, dealers.webhooks, opportunities.webhooks, vtex.router)
     reads = (leads.reads, opportunities.reads, warehouse_reads.customers, warehouse_reads.orders)
     for router in (*webhooks, *reads, health.router):
         app.include_router(router)

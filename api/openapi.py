@@ -13,6 +13,7 @@ from core.settings import Settings
 ZOHO_SECRET = "ZohoWebhookSecret"
 VTEX_SECRET = "VtexHookSecret"
 READ_TOKEN = "ReadApiToken"
+DEALER_SECRET = "DealerWebhookSecret"
 
 
 def security(scheme: str) -> dict[str, Any]:
@@ -42,6 +43,12 @@ def document(app: FastAPI, settings: Settings) -> Callable[[], dict[str, Any]]:
                 "in": "header",
                 "name": settings.vtex_hook_secret_header,
                 "description": "The secret header saved with the VTEX Orders hook configuration.",
+            },
+            DEALER_SECRET: {
+                "type": "apiKey",
+                "in": "header",
+                "name": settings.dealer_webhook_secret_header,
+                "description": "The dealer's own secret (HUB_DEALER_WEBHOOK_SECRETS).",
             },
             READ_TOKEN: {"type": "http", "scheme": "bearer", "description": "HUB_READ_API_TOKEN"},
         }

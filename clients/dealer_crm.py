@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -76,11 +78,30 @@ def origin(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
 
 
+# What a withdrawal came to: the CRM dropped the lead, or it cannot, and the hub only recorded it.
+WITHDRAWN = "withdrawn"
+RECORDED = "recorded"
+
+
+@dataclass(frozen=True)
+class ReportedStatus:
+    """A lead's status as the dealer's CRM reports it, and when it took it."""
+
+    status: str
+    at: datetime
+
+
 class DealerCrm(Protocol):
     async def create_lead(
         self, dealer: DealerConfig, fields: dict[str, str], external_id: str, idempotency_key: str
     ) -> str:
         """Create the lead in the dealer's CRM and return the dealer-side id."""
+        ...
+
+    async def withdraw_lead(
+        self, dealer: DealerConfig, dealer_lead_id: str | None, external_id: str, idempotency_key: str
+    ) -> str:
+        """Ask the CRM to drop a lead the dealer lost: ``withdrawn``, or ``recorded`` where it cannot."""
         ...
 
 
@@ -138,6 +159,44 @@ class RestDealerCrm:
         created = _id_of(response)
         # A 2xx is the dealer's word that it created the lead: never a reason to try another dealer.
         return created or await self._find(leads_url, external_id, headers) or ""
+
+    async def withdraw_lead(
+        self, dealer: DealerConfig, dealer_lead_id: str | None, external_id: str, idempotency_key: str
+    ) -> str:
+        """``DELETE {url}/api/v1/leads/{id}``: gone or already gone (404) is withdrawn; repeating is safe."""
+        service = f"{SERVICE}:{dealer.id}"
+        checked(service, self._url_check, dealer.crm_url)
+        leads_url = f"{dealer.crm_url.rstrip('/')}/api/v1/leads"
+        headers = self._auth(dealer)
+        lead_id = dealer_lead_id or await self._find(leads_url, external_id, headers)
+        if not lead_id:
+            return RECORDED  # the CRM never named the lead: nothing the hub can point at
+        with refusals_permanent(service):
+            once = {"Idempotency-Key": f"withdraw-{idempotency_key}"}
+            response = await self._http.delete(f"{leads_url}/{lead_id}", headers={**headers, **once})
+        if response.status_code in (404, 410):
+            return WITHDRAWN
+        raise_for_status(service, response)
+        return WITHDRAWN
+
+    async def lead_status(self, dealer: DealerConfig, dealer_lead_id: str) -> ReportedStatus | None:
+        """``GET {url}/api/v1/leads/{id}/status``: the dealer's status of the lead; None before it has one."""
+        service = f"{SERVICE}:{dealer.id}"
+        checked(service, self._url_check, dealer.crm_url)
+        url = f"{dealer.crm_url.rstrip('/')}/api/v1/leads/{dealer_lead_id}/status"
+        with refusals_permanent(service):
+            response = await self._http.get(url, headers=self._auth(dealer))
+        raise_for_status(service, response)
+        try:
+            body = response.json()
+            status, at = body.get("status"), body.get("at")
+            return None if not status else ReportedStatus(str(status), datetime.fromisoformat(str(at)))
+        except (ValueError, AttributeError, TypeError) as error:
+            raise PermanentError(service, f"unreadable status answer: {type(error).__name__}", 502) from None
+
+    def _auth(self, dealer: DealerConfig) -> dict[str, str]:
+        key = self._api_keys.get(dealer.id)
+        return {"Authorization": f"Bearer {key}"} if key else {}
 
     async def _find(self, leads_url: str, external_id: str, headers: dict[str, str]) -> str | None:
         """The dealer's id of the lead stored under ``external_id`` (the Zoho id), if it can be read."""
@@ -203,6 +262,21 @@ class SoapDealerCrm:
                 raise TransientError(service, f"transport error {error.status_code}") from error
         return str(created)
 
+    async def withdraw_lead(
+        self, dealer: DealerConfig, dealer_lead_id: str | None, external_id: str, idempotency_key: str
+    ) -> str:
+        """``WithdrawLead`` where the dealer's WSDL has that operation; otherwise only recorded."""
+        service = f"{SERVICE}:{dealer.id}"
+        client = await self._client(dealer)
+        if not has_operation(client, "WithdrawLead"):
+            return RECORDED
+        with refusals_permanent(service):
+            try:
+                await client.service.WithdrawLead(ExternalId=external_id)
+            except zeep.exceptions.Fault as fault:
+                raise TransientError(service, fault_summary(fault), 500) from None
+        return WITHDRAWN
+
     async def _client(self, dealer: DealerConfig) -> zeep.AsyncClient:
         # Parsing a WSDL is slow and blocking: once per dealer per process, off the event loop.
         async with self._lock:
@@ -260,6 +334,15 @@ def fault_summary(fault: zeep.exceptions.Fault) -> str:
     code = as_code(str(fault.code or "")) or "(no code)"
     detail = leading_code(str(fault.message or ""))
     return f"SOAP fault {code}" + (f" {detail}" if detail else "")
+
+
+def has_operation(client: zeep.AsyncClient, name: str) -> bool:
+    """Whether any port of the WSDL offers the operation ``name``."""
+    return any(
+        name in port.binding.all()
+        for service in client.wsdl.services.values()
+        for port in service.ports.values()
+    )
 
 
 def soap_addresses(client: zeep.AsyncClient) -> list[str]:

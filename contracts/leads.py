@@ -25,6 +25,10 @@ STATE_QUERY = "state"
 ASSIGN_DEALER_UPDATE = "assign_dealer"
 # Workflow-only status for the Web UI: leads waiting for support's assign_dealer decision.
 AWAITING_ASSIGNMENT = "awaiting_assignment"
+# Workflow-only status for the Web UI: delivered, waiting for the dealer to accept within its SLA.
+AWAITING_ACCEPTANCE = "awaiting_acceptance"
+# A status the dealer reported (recorded in the portal database first), for the run to pass on.
+DEALER_STATUS_SIGNAL = "dealer_status"
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,9 @@ class LeadDistributionInput:
     reassign_to: str | None = None
     reassign_reason: str = ""
     reassigned_by: str = ""
+    # The dealer's SLA (db dealers.sla_minutes): misses move the lead on this often, then to this owner.
+    max_reroutes: int = 3
+    fallback_owner_id: str = ""
 
     @classmethod
     def for_lead(
@@ -66,13 +73,15 @@ class LeadDistributionInput:
             reassign_to=reassignment.dealer_id if reassignment else None,
             reassign_reason=reassignment.reason if reassignment else "",
             reassigned_by=reassignment.by if reassignment else "",
+            max_reroutes=settings.lead_max_reroutes,
+            fallback_owner_id=settings.lead_fallback_owner_id,
         )
 
 
 @dataclass
 class DeliveryAttempt:
     dealer_id: str
-    outcome: str  # "delivered", "rejected" or "unavailable"
+    outcome: str  # "delivered", "rejected", "unavailable" or "withdrawn" (missed its SLA)
     detail: str = ""
 
 
@@ -85,6 +94,15 @@ class LeadDistributionResult:
     dealer_id: str | None = None
     dealer_lead_id: str | None = None
     attempts: list[DeliveryAttempt] = field(default_factory=list)
+
+
+@dataclass
+class DealerStatusReport:
+    """A status the dealer reported for the lead (accepted, contacted, ...) and when, ISO 8601."""
+
+    dealer_id: str
+    status: str
+    at: str
 
 
 @dataclass
@@ -140,3 +158,29 @@ async def start_lead_distribution(
     except WorkflowAlreadyStartedError:
         return False
     return True
+
+
+async def report_dealer_status(
+    client: Client,
+    settings: Settings,
+    lead_id: str,
+    report: DealerStatusReport,
+    rpc_timeout: timedelta | None = None,
+) -> None:
+    """Hand a recorded dealer status to the lead's run, starting one where none runs (signal-with-start).
+
+    A lead's run ends once its dealer accepted; a later status (contacted, sold, ...) starts a new run,
+    which resumes the lead's delivery decision from the database and passes the status on to Zoho and
+    the subscribers.
+    """
+    await client.start_workflow(
+        LEAD_DISTRIBUTION_WORKFLOW,
+        LeadDistributionInput.for_lead(settings, lead_id, {}),
+        id=lead_workflow_id(lead_id),
+        task_queue=settings.leads_task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        start_signal=DEALER_STATUS_SIGNAL,
+        start_signal_args=[report],
+        search_attributes=TypedSearchAttributes([SearchAttributePair(LEAD_ID, lead_id)]),
+        rpc_timeout=rpc_timeout,
+    )

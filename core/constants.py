@@ -57,6 +57,35 @@ class LeadStatus(StrEnum):
     UNROUTED = "unrouted"
     FAILED = "failed"
     REASSIGNED = "reassigned"  # support moved a lead that had a dealer to another (hub leads reassign)
+    # What the dealer reported doing with the lead (its status webhook, or a read of its CRM).
+    ACCEPTED = "accepted"
+    CONTACTED = "contacted"
+    QUALIFIED = "qualified"
+    LOST = "lost"
+    SOLD = "sold"
+    WITHDRAWN = "withdrawn"  # the dealer did not accept within its SLA: the lead moves on
+    SLA_EXHAUSTED = "sla_exhausted"  # no dealer accepted within the re-routes allowed: the fallback owner
+
+
+# The statuses a dealer reports, in the order a lead moves through them.
+DEALER_STATUSES = (
+    LeadStatus.ACCEPTED,
+    LeadStatus.CONTACTED,
+    LeadStatus.QUALIFIED,
+    LeadStatus.LOST,
+    LeadStatus.SOLD,
+)
+
+
+# Zoho's Lead_Status for each status a dealer reports: the standard picklist's values, and "Sold", which
+# the org adds to that picklist (Zoho's standard values stop at qualification).
+ZOHO_LEAD_STATUS = {
+    LeadStatus.ACCEPTED: "Not Contacted",
+    LeadStatus.CONTACTED: "Contacted",
+    LeadStatus.QUALIFIED: "Pre-Qualified",
+    LeadStatus.LOST: "Lost Lead",
+    LeadStatus.SOLD: "Sold",
+}
 
 
 def lead_workflow_id(lead_id: str) -> str:
@@ -76,4 +105,5 @@ def vtex_order_workflow_id(order_id: str) -> str:
 
 LEAD_EVENT_REQUESTED = "LeadDistribuicaoSolicitada"
 LEAD_EVENT_DISTRIBUTED = "LeadDistribuidoComSucesso"
+LEAD_EVENT_STATUS_UPDATED = "LeadStatusAtualizado"  # a status the dealer reported
 EVENT_SOURCE = "urn:integrations-hub:lead-distribution"  # CloudEvents "source" of our events

@@ -97,6 +97,18 @@ BRONZE_LOADED_AT = Gauge(
 )
 
 # --- Latency and freshness -------------------------------------------------------------------------------
+LEAD_WITHDRAWALS = Counter(
+    "hub_lead_withdrawals_total",
+    "Leads taken from a dealer that did not accept them within its SLA (the lead moved on).",
+    ["dealer"],
+    registry=REGISTRY,
+)
+LEADS_SLA_EXHAUSTED = Counter(
+    "hub_leads_sla_exhausted_total",
+    "Leads no dealer accepted within the re-routes allowed: handed to the fallback owner in Zoho.",
+    ["flow"],
+    registry=REGISTRY,
+)
 LEAD_RECEIVED_TO_DELIVERED = Histogram(
     "hub_lead_received_to_delivered_seconds",
     "Time from a lead's webhook (its status received) to its creation in the dealer's CRM.",

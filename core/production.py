@@ -51,11 +51,12 @@ def _secret_problems(settings: Settings) -> list[str]:
         value = getattr(settings, name).get_secret_value()
         if value and _is_local(name, value, settings):
             problems.append(f"{name} is a local placeholder")
-    for dealer, key in settings.dealer_api_keys.items():
-        if not key.get_secret_value():
-            problems.append(f"dealer_api_keys[{dealer}] is empty")
-        elif _is_local("dealer_api_keys", key.get_secret_value(), settings):
-            problems.append(f"dealer_api_keys[{dealer}] is a local placeholder")
+    for name in ("dealer_api_keys", "dealer_webhook_secrets"):
+        for dealer, key in getattr(settings, name).items():
+            if not key.get_secret_value():
+                problems.append(f"{name}[{dealer}] is empty")
+            elif _is_local(name, key.get_secret_value(), settings):
+                problems.append(f"{name}[{dealer}] is a local placeholder")
     if not settings.payload_encryption:
         problems.append("payload_encryption is off: histories would hold customer data in clear text")
     if not settings.payload_keys:

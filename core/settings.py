@@ -105,12 +105,20 @@ class Settings(BaseSettings):
     # Dealer CRMs: API keys by dealer id, e.g. {"dealer-sp-centro": "key"}
     dealer_api_keys: dict[str, SecretStr] = Field(default_factory=dict)
     dealer_http_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Dealers' status webhooks (POST /webhooks/dealers/{dealer}/leads/{lead}/status): a secret per dealer,
+    # e.g. {"dealer-sp-centro": "secret"}, sent in the header below. A dealer without one is refused.
+    dealer_webhook_secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    dealer_webhook_secret_header: str = "X-Dealer-Webhook-Token"
 
     # Lead distribution
     business_timezone: str = "America/Sao_Paulo"  # dealers' daily capacity counts in this day
     assign_dealer_deadline_seconds: int = Field(default=24 * 3600, gt=0)
     dealer_delivery_attempt_timeout_seconds: int = Field(default=30, gt=0)
     dealer_delivery_retry_window_seconds: int = Field(default=6 * 3600, gt=0)
+    # A dealer that misses its SLA loses the lead to the next one, this many times; then the fallback owner
+    # (a Zoho user or queue id; empty: the lead keeps its owner) gets it and support is alerted.
+    lead_max_reroutes: int = Field(default=3, ge=0, le=20)
+    lead_fallback_owner_id: str = ""
 
     # Opportunity replication
     opportunity_idle_close_seconds: int = Field(default=3600, gt=0)  # a deal's workflow ends after this quiet

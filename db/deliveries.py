@@ -14,17 +14,22 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.constants import LeadStatus, lead_workflow_id
+from core.timeutil import as_utc
 from db import lead_status
-from db.models import Dealer, Delivery
+from db.engine import lock_for_writing
+from db.feedback import funnel_rank
+from db.models import Dealer, Delivery, Withdrawal
 from db.routing import (
     MAX_CLAIM_ATTEMPTS,
     LeadProfile,
     RoutingContention,
     active_dealers,
-    lock_for_writing,
+    is_open,
+    peers,
     rank,
     take_turn,
 )
@@ -107,16 +112,36 @@ async def claim_next(
             if row is not None and not (row.dealer_id == release and row.status == CLAIMED):
                 return _as_claim(row, resumed=True)
             await _drop(session, row)  # released (or none): ranking then counts its capacity free
-            ranked = [d for d in await rank(session, dealers, lead, day) if d.id not in exclude]
+            passed_over = set(exclude) | await lost_by(session, lead_id)
+            ranked = [d for d in await rank(session, dealers, lead, day, at) if d.id not in passed_over]
             if not ranked:
                 return None
-            if await take_turn(session, ranked[0], ranked, at):
-                claimed = _claim_row(lead_id, ranked[0].id, day, at, reason="routed")
+            chosen = await take_turn(session, ranked, at)
+            if chosen is not None:
+                claimed = _claim_row(lead_id, chosen.id, day, at, reason=routing_reason(chosen, ranked, at))
                 session.add(claimed)
                 if on_claim is not None:
                     await on_claim(session, claimed.dealer_id)
                 return _as_claim(claimed, resumed=False)
     raise RoutingContention(f"the rotation moved under {MAX_CLAIM_ATTEMPTS} claims in a row")
+
+
+async def lost_by(session: AsyncSession, lead_id: str) -> set[str]:
+    """The dealers the lead was withdrawn from: it never goes back to them."""
+    rows = await session.scalars(select(Withdrawal.dealer_id).where(Withdrawal.lead_id == lead_id))
+    return set(rows)
+
+
+def routing_reason(chosen: Dealer, ranked: list[Dealer], at: datetime) -> str:
+    """Why routing chose this dealer, as support reads it in the lead's deliveries."""
+    group = peers(ranked, at)
+    open_now = "open now" if is_open(chosen, at) else "none open now: best by priority"
+    share = (
+        f"weight {chosen.weight} of {sum(d.weight for d in group)}"
+        if any(d.weight != 1 for d in group)
+        else "its turn in the rotation"
+    )
+    return f"routed: covers the lead, {open_now}, priority {chosen.priority}, {share} among {len(group)}"
 
 
 async def assign(
@@ -209,3 +234,98 @@ def _claim_row(lead_id: str, dealer_id: str, day: date, at: datetime, *, reason:
         reason=reason,
         claimed_at=at,
     )
+
+
+@dataclass(frozen=True)
+class Holding:
+    """Where the lead's delivery at one dealer stands, for following it against the dealer's SLA."""
+
+    holds: bool  # the dealer has the lead now (delivered, not withdrawn)
+    delivered_at: datetime | None
+    dealer_status: str | None  # the newest status the dealer reported
+    withdrawals: int  # how often the lead moved on already
+
+
+async def holding(sessions: async_sessionmaker[AsyncSession], lead_id: str, dealer_id: str) -> Holding:
+    async with sessions() as session:
+        row = await session.get(Delivery, lead_id)
+        withdrawals = len(await lost_by(session, lead_id))
+    holds = row is not None and row.dealer_id == dealer_id and row.status == DELIVERED
+    return Holding(
+        holds=holds,
+        delivered_at=as_utc(row.delivered_at) if holds and row and row.delivered_at else None,
+        dealer_status=row.dealer_status if holds and row else None,
+        withdrawals=withdrawals,
+    )
+
+
+@dataclass(frozen=True)
+class WithdrawDecision:
+    withdrawn: bool  # False: the dealer accepted first, it keeps the lead
+    dealer_status: str | None
+    withdrawals: int  # withdrawals of the lead so far, this one included
+    taken_now: bool = False  # this call withdrew it (not an earlier attempt)
+    idempotency_key: str = ""
+    dealer_lead_id: str | None = None
+
+
+async def withdraw(
+    sessions: async_sessionmaker[AsyncSession], lead_id: str, dealer_id: str, at: datetime, *, reason: str
+) -> WithdrawDecision:
+    """Take the lead from a dealer that has not accepted it: its delivery row becomes a withdrawal, in one
+    transaction with the "withdrawn" status. A dealer whose acceptance committed first keeps the lead.
+
+    Repeating it (a retried activity, a later run) finds the withdrawal and changes nothing.
+    """
+    async with sessions.begin() as session:
+        _, row = await _locked_decision(session, lead_id)
+        taken_now = False
+        if row is not None and row.dealer_id == dealer_id:
+            if funnel_rank(row.dealer_status) >= 0:
+                return WithdrawDecision(False, row.dealer_status, len(await lost_by(session, lead_id)))
+            session.add(
+                Withdrawal(
+                    lead_id=lead_id,
+                    dealer_id=dealer_id,
+                    day=row.day,
+                    routing_reason=row.reason,
+                    idempotency_key=row.idempotency_key,
+                    dealer_lead_id=row.dealer_lead_id,
+                    delivered_at=row.delivered_at,
+                    withdrawn_at=at,
+                    reason=reason,
+                    crm_outcome="pending",
+                )
+            )
+            await _drop(session, row)
+            taken_now = True
+            await lead_status.write_status(
+                session,
+                lead_id=lead_id,
+                status=LeadStatus.WITHDRAWN,
+                workflow_id=lead_workflow_id(lead_id),
+                at=at,
+                dealer_id=dealer_id,
+                detail=reason,
+            )
+        lost = await session.get(Withdrawal, (lead_id, dealer_id))
+        if lost is None:  # the lead is elsewhere and never was withdrawn here: nothing to take
+            return WithdrawDecision(False, None, len(await lost_by(session, lead_id)))
+        return WithdrawDecision(
+            True,
+            None,
+            len(await lost_by(session, lead_id)),
+            taken_now=taken_now,
+            idempotency_key=lost.idempotency_key or idempotency_key(lead_id, dealer_id),
+            dealer_lead_id=lost.dealer_lead_id,
+        )
+
+
+async def record_withdrawal(
+    sessions: async_sessionmaker[AsyncSession], lead_id: str, dealer_id: str, crm_outcome: str
+) -> None:
+    """What the dealer's CRM answered to the withdrawal: ``withdrawn``, or ``recorded`` where it cannot."""
+    async with sessions.begin() as session:
+        lost = await session.get(Withdrawal, (lead_id, dealer_id), with_for_update=True)
+        if lost is not None:
+            lost.crm_outcome = crm_outcome

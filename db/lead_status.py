@@ -8,14 +8,17 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.constants import LeadStatus
+from core.constants import DEALER_STATUSES, LeadStatus
 from core.timeutil import as_utc
-from db.models import Lead, LeadStatusChange
+from db.models import Delivery, Lead, LeadStatusChange, Withdrawal
 
 # A zombie activity attempt finishing late must not move a delivered lead back; only support's explicit
 # reassignment (``hub leads reassign``) moves a delivered lead on.
-FINAL_STATUSES = frozenset({LeadStatus.DELIVERED})
-LEAVES_FINAL = frozenset({LeadStatus.REASSIGNED})
+# Past delivery, the dealer's reports move the lead on, and so does the SLA (withdrawn, then exhausted).
+FINAL_STATUSES = frozenset({LeadStatus.DELIVERED, *DEALER_STATUSES})
+LEAVES_FINAL = frozenset(
+    {LeadStatus.REASSIGNED, LeadStatus.WITHDRAWN, LeadStatus.SLA_EXHAUSTED, *DEALER_STATUSES}
+)
 
 
 class StatusChange(BaseModel):
@@ -23,6 +26,19 @@ class StatusChange(BaseModel):
     dealer_id: str | None
     detail: str | None
     at: datetime
+
+
+class DeliveryView(BaseModel):
+    """One dealer the lead went to: why, and what became of it."""
+
+    dealer_id: str
+    status: str  # claimed, delivered or withdrawn
+    reason: str | None  # why routing (or support) chose this dealer
+    dealer_status: str | None  # the newest status the dealer reported
+    delivered_at: datetime | None
+    withdrawn_at: datetime | None = None
+    withdrawal_reason: str | None = None
+    withdrawal_at_crm: str | None = None  # withdrawn, recorded (the CRM cannot drop leads) or pending
 
 
 class LeadView(BaseModel):
@@ -37,6 +53,7 @@ class LeadView(BaseModel):
     created_at: datetime
     updated_at: datetime
     history: list[StatusChange]
+    deliveries: list[DeliveryView] = []  # oldest first; the last one holds the lead unless withdrawn
 
 
 async def record_status(
@@ -129,6 +146,7 @@ async def get_lead(sessions: async_sessionmaker[AsyncSession], lead_id: str) -> 
             )
             for row in rows
         ]
+        deliveries = await _deliveries(session, lead_id)
     return LeadView(
         lead_id=lead.lead_id,
         status=lead.status,
@@ -139,4 +157,40 @@ async def get_lead(sessions: async_sessionmaker[AsyncSession], lead_id: str) -> 
         created_at=as_utc(lead.created_at),
         updated_at=as_utc(lead.updated_at),
         history=history,
+        deliveries=deliveries,
     )
+
+
+def _time(value: datetime | None) -> datetime | None:
+    return None if value is None else as_utc(value)
+
+
+async def _deliveries(session: AsyncSession, lead_id: str) -> list[DeliveryView]:
+    lost = await session.scalars(
+        select(Withdrawal).where(Withdrawal.lead_id == lead_id).order_by(Withdrawal.withdrawn_at)
+    )
+    views = [
+        DeliveryView(
+            dealer_id=row.dealer_id,
+            status="withdrawn",
+            reason=row.routing_reason,
+            dealer_status=None,
+            delivered_at=_time(row.delivered_at),
+            withdrawn_at=_time(row.withdrawn_at),
+            withdrawal_reason=row.reason,
+            withdrawal_at_crm=row.crm_outcome,
+        )
+        for row in lost
+    ]
+    current = await session.get(Delivery, lead_id)
+    if current is not None:
+        views.append(
+            DeliveryView(
+                dealer_id=current.dealer_id,
+                status=current.status,
+                reason=current.reason,
+                dealer_status=current.dealer_status,
+                delivered_at=_time(current.delivered_at),
+            )
+        )
+    return views

@@ -31,6 +31,13 @@ class Dealer(Base):
     daily_capacity: Mapped[int] = mapped_column(Integer)
     priority: Mapped[int] = mapped_column(Integer, default=100)  # lower is preferred
     last_assigned_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Opening hours (core/business_hours.from_config); None: always open.
+    hours: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    sla_minutes: Mapped[int | None] = mapped_column(Integer, default=None)  # to accept, in open time
+    status_poll_seconds: Mapped[int | None] = mapped_column(Integer, default=None)  # REST status reads
+    weight: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # share among equals
+    # Smooth weighted rotation among dealers of one priority (db/routing.py): the dealer's running credit.
+    rotation_credit: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Delivery(Base):
@@ -52,6 +59,49 @@ class Delivery(Base):
     claimed_at: Mapped[datetime | None] = mapped_column(default=None)
     dealer_lead_id: Mapped[str | None] = mapped_column(String(200), default=None)
     delivered_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The newest status the dealer reported for the lead (accepted, contacted, ...), and its time.
+    dealer_status: Mapped[str | None] = mapped_column(String(16), default=None)
+    dealer_status_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Withdrawal(Base):
+    """A delivery the lead lost: the dealer did not accept it within its SLA, so it moved on.
+
+    The decision is written before the dealer's CRM is asked to drop the lead; ``crm_outcome`` says what
+    the CRM answered (``pending`` until it did). A lead never returns to a dealer that lost it.
+    """
+
+    __tablename__ = "withdrawals"
+
+    lead_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    dealer_id: Mapped[str] = mapped_column(ForeignKey("dealers.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, index=True)  # the capacity day the delivery counted against
+    routing_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    dealer_lead_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    delivered_at: Mapped[datetime | None] = mapped_column(default=None)
+    withdrawn_at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(Text)
+    crm_outcome: Mapped[str] = mapped_column(String(16), default="pending")  # withdrawn, recorded, pending
+
+
+class DealerFeedback(Base):
+    """A status a dealer reported for a lead; one row per (lead, dealer, status), however often sent.
+
+    ``outcome``: ``applied`` (the lead's newest), ``older`` (kept in history only) or ``late`` (the
+    dealer had already lost the lead: recorded, never taken).
+    """
+
+    __tablename__ = "dealer_feedback"
+    __table_args__ = (UniqueConstraint("lead_id", "dealer_id", "status", name="uq_dealer_feedback"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    lead_id: Mapped[str] = mapped_column(String(64), index=True)
+    dealer_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime]  # when the dealer says it happened
+    received_at: Mapped[datetime]
+    outcome: Mapped[str] = mapped_column(String(16))
 
 
 class Lead(Base):

@@ -7,12 +7,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core.business_hours import from_config
 from core.dealers import DealerConfig
 from core.timeutil import as_utc
-from db.models import Dealer, Delivery
+from db.engine import lock_for_writing
+from db.models import Dealer, Delivery, Withdrawal
 
 # Claims lost to other worker processes (SQLite) before routing gives up and the activity retries.
 MAX_CLAIM_ATTEMPTS = 5
@@ -42,17 +44,29 @@ def covers(dealer: Dealer, lead: LeadProfile) -> bool:
     return not dealer.models or normalise(lead.model) in {normalise(m) for m in dealer.models}
 
 
-def _rotation_key(dealer: Dealer) -> tuple[int, int, float, str]:
-    # Lower priority number first; among equals, never-assigned dealers, then the one that waited longest.
+def is_open(dealer: Dealer, at: datetime) -> bool:
+    """Whether the dealer is open at ``at`` (a dealer without opening hours always is)."""
+    return from_config(dealer.hours).is_open(at)
+
+
+def _rotation_key(dealer: Dealer, at: datetime) -> tuple[int, int, int, float, str]:
+    # Dealers open now first (a night lead still goes to the best one), then lower priority numbers;
+    # among equals, never-assigned dealers, then the one that waited longest.
     last = as_utc(dealer.last_assigned_at).timestamp() if dealer.last_assigned_at else None
-    return (dealer.priority, 0 if last is None else 1, last or 0.0, dealer.id)
+    closed = 0 if is_open(dealer, at) else 1
+    return (closed, dealer.priority, 0 if last is None else 1, last or 0.0, dealer.id)
 
 
 async def _deliveries_on(session: AsyncSession, day: date) -> dict[str, int]:
-    rows = await session.execute(
-        select(Delivery.dealer_id, func.count()).where(Delivery.day == day).group_by(Delivery.dealer_id)
-    )
-    return {str(dealer_id): int(count) for dealer_id, count in rows.all()}
+    """Deliveries counted against each dealer's capacity on ``day``: current ones and those withdrawn."""
+    used: dict[str, int] = {}
+    for table in (Delivery, Withdrawal):
+        rows = await session.execute(
+            select(table.dealer_id, func.count()).where(table.day == day).group_by(table.dealer_id)
+        )
+        for dealer_id, count in rows.all():
+            used[str(dealer_id)] = used.get(str(dealer_id), 0) + int(count)
+    return used
 
 
 async def active_dealers(session: AsyncSession, *, lock: bool) -> list[Dealer]:
@@ -61,19 +75,23 @@ async def active_dealers(session: AsyncSession, *, lock: bool) -> list[Dealer]:
     return list(await session.scalars(query.with_for_update() if lock else query))
 
 
-async def rank(session: AsyncSession, dealers: list[Dealer], lead: LeadProfile, day: date) -> list[Dealer]:
-    """The dealers that cover the lead and have capacity left on ``day``, best first.
+async def rank(
+    session: AsyncSession, dealers: list[Dealer], lead: LeadProfile, day: date, at: datetime
+) -> list[Dealer]:
+    """The dealers that cover the lead and have capacity left on ``day``, best first at ``at``.
 
-    Capacity counts every delivery decision of the day, claimed or delivered: a claim reserves its place
-    in the transaction that takes it.
+    Capacity counts every delivery decision of the day, claimed, delivered or withdrawn: a claim
+    reserves its place in the transaction that takes it.
     """
     used = await _deliveries_on(session, day)
     eligible = [d for d in dealers if covers(d, lead) and used.get(d.id, 0) < d.daily_capacity]
-    return sorted(eligible, key=_rotation_key)
+    return sorted(eligible, key=lambda dealer: _rotation_key(dealer, at))
 
 
-async def _ranked(session: AsyncSession, lead: LeadProfile, day: date, *, lock: bool) -> list[Dealer]:
-    return await rank(session, await active_dealers(session, lock=lock), lead, day)
+async def _ranked(
+    session: AsyncSession, lead: LeadProfile, day: date, at: datetime, *, lock: bool
+) -> list[Dealer]:
+    return await rank(session, await active_dealers(session, lock=lock), lead, day, at)
 
 
 ClaimHook = Callable[[AsyncSession, str], Awaitable[None]]
@@ -97,25 +115,19 @@ async def route(
     for _ in range(MAX_CLAIM_ATTEMPTS):
         async with sessions.begin() as session:
             await lock_for_writing(session)
-            ranked = await _ranked(session, lead, day, lock=True)
+            ranked = await _ranked(session, lead, day, at, lock=True)
             if not ranked:
                 return []
-            if await take_turn(session, ranked[0], ranked, at):
+            chosen = await take_turn(session, ranked, at)
+            if chosen is not None:
                 if on_claim is not None:
-                    await on_claim(session, ranked[0].id)
-                return [dealer.id for dealer in ranked]
+                    await on_claim(session, chosen.id)
+                return [chosen.id] + [dealer.id for dealer in ranked if dealer is not chosen]
     raise RoutingContention(f"the rotation moved under {MAX_CLAIM_ATTEMPTS} claims in a row")
 
 
 class RoutingContention(RuntimeError):
     """Other workers kept claiming first; retrying the activity later succeeds."""
-
-
-async def lock_for_writing(session: AsyncSession) -> None:
-    # SQLite starts a transaction only at the first write, so two worker processes would both rank on
-    # the same snapshot; taking its write lock first makes them take turns (the busy timeout waits).
-    if session.get_bind().dialect.name == "sqlite":
-        await session.execute(text("BEGIN IMMEDIATE"))
 
 
 def _back_of_rotation(ranked: list[Dealer], at: datetime) -> datetime:
@@ -129,10 +141,42 @@ def _back_of_rotation(ranked: list[Dealer], at: datetime) -> datetime:
     return at if newest is None or newest < at else newest + timedelta(microseconds=1)
 
 
-async def take_turn(session: AsyncSession, dealer: Dealer, ranked: list[Dealer], at: datetime) -> bool:
-    """Move ``dealer`` behind every other of ``ranked`` in the rotation, unless somebody moved it since it
-    was read (then False: rank again)."""
-    return await _claim(session, dealer, _back_of_rotation(ranked, at))
+def peers(ranked: list[Dealer], at: datetime) -> list[Dealer]:
+    """The dealers that share the lead with the best one: as open as it is, of its priority."""
+    best = _rotation_key(ranked[0], at)[:2]
+    return [dealer for dealer in ranked if _rotation_key(dealer, at)[:2] == best]
+
+
+def weighted_choice(group: list[Dealer]) -> tuple[Dealer, dict[str, int]]:
+    """The smooth weighted rotation (as nginx balances upstreams): every dealer of the group earns its
+    weight in credit, the richest takes the lead and pays the group's total weight. Over any run of
+    leads the shares follow the weights (2:1:1 gives A B A C A B A C ...), spread out rather than in
+    bursts. Ties go to the dealer first in ``group`` (the longest waiting). Returns the new credits."""
+    total = sum(dealer.weight for dealer in group)
+    credits = {dealer.id: dealer.rotation_credit + dealer.weight for dealer in group}
+    chosen = max(group, key=lambda dealer: credits[dealer.id])  # max keeps the first of equals
+    credits[chosen.id] -= total
+    return chosen, credits
+
+
+async def take_turn(session: AsyncSession, ranked: list[Dealer], at: datetime) -> Dealer | None:
+    """Choose among ``ranked`` and move the chosen dealer on in the rotation; None when somebody moved
+    it since it was read (rank again).
+
+    Dealers of one priority (and the same open state) share leads: by their weights when any differs,
+    else the longest-waiting first. The credits are written in the caller's transaction, which holds
+    the dealers' locks: concurrent claims in any worker process take turns on them.
+    """
+    group = peers(ranked, at)
+    if all(dealer.weight == 1 for dealer in group):
+        chosen = ranked[0]
+    else:
+        chosen, credits = weighted_choice(group)
+        for dealer in group:
+            await session.execute(
+                update(Dealer).where(Dealer.id == dealer.id).values(rotation_credit=credits[dealer.id])
+            )
+    return chosen if await _claim(session, chosen, _back_of_rotation(ranked, at)) else None
 
 
 async def _claim(session: AsyncSession, dealer: Dealer, at: datetime) -> bool:
@@ -165,4 +209,7 @@ async def dealer_config(sessions: async_sessionmaker[AsyncSession], dealer_id: s
         crm_kind=dealer.crm_kind,
         crm_url=dealer.crm_url,
         field_mapping=dict(dealer.field_mapping),
+        hours=dict(dealer.hours) if dealer.hours else None,
+        sla_minutes=dealer.sla_minutes,
+        status_poll_seconds=dealer.status_poll_seconds,
     )

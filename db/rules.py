@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core.business_hours import from_config
+from core.dealers import DEALER_ID_PATTERN
 from db.models import Dealer
 
-DealerId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
+DealerId = Annotated[str, StringConstraints(pattern=DEALER_ID_PATTERN)]
 
 
 class CrmConfig(BaseModel):
@@ -30,6 +33,42 @@ class RoutingConfig(BaseModel):
     models: list[str] = Field(default_factory=list, description="empty: every model")
     daily_capacity: int = Field(ge=0)
     priority: int = Field(default=100, description="lower is preferred; equals share leads in turn")
+    weight: int = Field(default=1, ge=1, le=100, description="share among dealers of the same priority")
+
+
+class HoursConfig(BaseModel):
+    """Opening hours: the SLA clock runs only while the dealer is open; routing prefers open dealers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timezone: str = "America/Sao_Paulo"
+    weekly: dict[str, list[str]] = Field(description='weekday -> intervals, e.g. mon: ["08:00-18:00"]')
+    holidays: str | None = Field(default=None, description='national (and state) holidays: "BR", "BR-SP"')
+    closed: list[date] = Field(default_factory=list, description="the dealer's own closed days")
+
+    @model_validator(mode="after")
+    def _valid_calendar(self) -> HoursConfig:
+        from_config(self.stored())  # unknown zones, weekdays or regions, overlaps: a clear error
+        return self
+
+    def stored(self) -> dict[str, Any]:
+        return {
+            "timezone": self.timezone,
+            "weekly": self.weekly,
+            "holidays": self.holidays,
+            "closed": [day.isoformat() for day in self.closed],
+        }
+
+
+class SlaConfig(BaseModel):
+    """How soon the dealer must accept a lead, in its open hours, before the lead moves on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    accept_within_minutes: int = Field(ge=1, le=7 * 24 * 60)
+    status_poll_seconds: int | None = Field(
+        default=None, ge=30, description="REST dealers: read each lead's status this often"
+    )
 
 
 class DealerEntry(BaseModel):
@@ -40,10 +79,20 @@ class DealerEntry(BaseModel):
     active: bool = True
     crm: CrmConfig
     routing: RoutingConfig
+    hours: HoursConfig | None = None
+    sla: SlaConfig | None = None
     field_mapping: dict[str, str] = Field(
         min_length=1,
         description='target field -> Zoho lead field; a value starting with "=" is a literal',
     )
+
+    @field_validator("sla")
+    @classmethod
+    def _poll_needs_rest(cls, sla: SlaConfig | None, info: Any) -> SlaConfig | None:
+        crm = info.data.get("crm")
+        if sla and sla.status_poll_seconds and crm is not None and crm.kind != "rest":
+            raise ValueError("status_poll_seconds: only REST dealers can be asked for a lead's status")
+        return sla
 
 
 class RulesFile(BaseModel):
@@ -101,3 +150,7 @@ def _copy(entry: DealerEntry, dealer: Dealer) -> None:
     dealer.models = list(entry.routing.models)
     dealer.daily_capacity = entry.routing.daily_capacity
     dealer.priority = entry.routing.priority
+    dealer.weight = entry.routing.weight
+    dealer.hours = entry.hours.stored() if entry.hours else None
+    dealer.sla_minutes = entry.sla.accept_within_minutes if entry.sla else None
+    dealer.status_poll_seconds = entry.sla.status_poll_seconds if entry.sla else None

@@ -29,6 +29,9 @@ class SimulatorConfig(BaseSettings):
     zoho_refresh_token: str = Field(default=LOCAL_PLACEHOLDER, repr=False)
     event_signing_secret: str = Field(default=LOCAL_EVENT_SIGNING_SECRET, repr=False)
     token_lifetime_seconds: int = Field(default=3600, gt=0)
+    # Dealers report lead statuses to the hub's dealer webhook with this secret (the hub's local default).
+    dealer_webhook_secret: str = Field(default=LOCAL_PLACEHOLDER, repr=False)
+    dealer_webhook_secret_header: str = "X-Dealer-Webhook-Token"
     vtex_account: str = "localstore"
     vtex_app_key: str = "vtexappkey-localstore-LOCAL"
     vtex_app_token: str = Field(default=LOCAL_PLACEHOLDER, repr=False)

@@ -115,3 +115,24 @@ def _replay(dealer: DealerState, previous: IdempotentResult, body: dict[str, Any
 def _external_id(body: dict[str, Any]) -> str | None:
     value = next((body[key] for key in EXTERNAL_ID_KEYS if body.get(key) not in (None, "")), None)
     return None if value is None else str(value)
+
+
+@router.delete("/leads/{lead_id}")
+async def withdraw_lead(lead_id: str, dealer: DealerDep) -> JSONResponse:
+    """Drop a lead the sender takes back; asking again answers the same."""
+    lead = dealer.find(lead_id)
+    if lead is None:
+        return dealer_error(404, "not_found", f"no lead {lead_id}")
+    dealer.withdraw(lead)
+    return JSONResponse({"id": lead.id, "status": "withdrawn"})
+
+
+@router.get("/leads/{lead_id}/status")
+async def lead_status(lead_id: str, dealer: DealerDep) -> JSONResponse:
+    """What the dealer did with the lead: ``{"status", "at"}``, status null before anything."""
+    lead = dealer.find(lead_id)
+    if lead is None:
+        return dealer_error(404, "not_found", f"no lead {lead_id}")
+    dealer.counters.status_reads += 1
+    status = "withdrawn" if lead.withdrawn else lead.status
+    return JSONResponse({"id": lead.id, "status": status, "at": lead.status_at})

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import asdict
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
 from simulators.state import (
@@ -181,6 +182,39 @@ async def dealer_leads(dealer_id: str, state: StateDep) -> dict[str, Any]:
         "leads": [asdict(lead) for lead in dealer.leads],
         "creates_by_external_id": dict(dealer.creates_by_external_id),
     }
+
+
+class LeadStatusSpec(BaseModel):
+    """What the dealer's salesperson did with a lead; with ``callback`` the CRM tells the hub."""
+
+    status: str = Field(pattern="^(accepted|contacted|qualified|lost|sold)$")
+    at: str | None = Field(default=None, description="ISO 8601 with its offset; default: now")
+    callback: bool = True
+
+
+@router.post("/dealers/{dealer_id}/leads/{external_id}/status")
+async def set_lead_status(
+    dealer_id: str, external_id: str, spec: LeadStatusSpec, state: StateDep
+) -> dict[str, Any]:
+    """Set a lead's status at the dealer and, with ``callback``, report it to the hub's dealer webhook
+    as the dealer's CRM would; the answer carries the hub's status code and body."""
+    dealer = state.dealers.get(dealer_id)
+    lead = dealer.find_by_external_id(external_id) if dealer else None
+    if dealer is None or lead is None:
+        raise HTTPException(404, f"dealer {dealer_id} has no lead {external_id}")
+    lead.status, lead.status_at = spec.status, spec.at or datetime.now(UTC).isoformat()
+    answer: dict[str, Any] = {"dealer_id": dealer_id, "lead": asdict(lead)}
+    if spec.callback:
+        config = state.config
+        response = await state.client().post(
+            f"{config.api_url}/webhooks/dealers/{dealer_id}/leads/{external_id}/status",
+            json={"status": lead.status, "at": lead.status_at},
+            headers={config.dealer_webhook_secret_header: config.dealer_webhook_secret},
+            timeout=config.webhook_timeout_seconds,
+        )
+        dealer.counters.callbacks_sent += 1
+        answer["hub"] = {"status_code": response.status_code, "body": response.json()}
+    return answer
 
 
 @router.post("/reset")

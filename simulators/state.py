@@ -134,6 +134,9 @@ class DealerCounters:
     lookups: int = 0
     rejected: int = 0
     faults_served: int = 0
+    withdrawn: int = 0  # leads the hub withdrew (each lead once, however often asked)
+    status_reads: int = 0
+    callbacks_sent: int = 0  # status reports sent to the hub's dealer webhook
 
 
 @dataclass
@@ -145,6 +148,9 @@ class DealerLead:
     external_id: str | None
     fields: dict[str, Any]
     created_at: str
+    status: str | None = None  # what the dealer did with it: accepted, contacted, ...
+    status_at: str | None = None
+    withdrawn: bool = False  # the hub took it back (the dealer missed its SLA)
 
 
 @dataclass
@@ -187,6 +193,16 @@ class DealerState:
         if external_id is not None:
             self.creates_by_external_id[external_id] += 1
         return lead
+
+    def find(self, lead_id: str) -> DealerLead | None:
+        """The lead with this dealer-side id, if any."""
+        return next((lead for lead in self.leads if lead.id == lead_id), None)
+
+    def withdraw(self, lead: DealerLead) -> None:
+        """Drop a lead the hub took back; counted once per lead."""
+        if not lead.withdrawn:
+            lead.withdrawn = True
+            self.counters.withdrawn += 1
 
     def find_by_external_id(self, external_id: str) -> DealerLead | None:
         """The first lead stored under an external id, if any."""

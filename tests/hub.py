@@ -6,7 +6,7 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +20,7 @@ from temporalio.client import Client, WorkflowHandle
 from api.app import create_app
 from contracts.leads import LeadDistributionResult
 from core.constants import lead_workflow_id
-from core.settings import Settings
+from core.settings import Settings, WorkerRole
 from db.engine import create_engine, session_factory
 from db.rules import RulesFile, apply_rules
 from simulators import SimulatorConfig
@@ -263,7 +263,7 @@ def environment_of(settings: Settings) -> dict[str, str]:
         secret = getattr(settings, name)
         if hasattr(secret, "get_secret_value"):
             value = secret.get_secret_value()
-        elif name in ("dealer_api_keys", "payload_keys"):
+        elif name in ("dealer_api_keys", "dealer_webhook_secrets", "payload_keys"):
             value = {key: each.get_secret_value() for key, each in secret.items()}
         if isinstance(value, list | dict):
             value = json.dumps(value)
@@ -278,10 +278,13 @@ async def running_hub(
     task_queue: str,
     *,
     worker: bool = True,
+    role: WorkerRole = "all",
+    rules: Callable[[str], RulesFile] = test_rules,
     simulator: dict[str, Any] | None = None,
     **settings_extra: Any,
 ) -> AsyncIterator[Hub]:
-    """Start simulators (``simulator`` overrides their config), API and (unless ``worker=False``) a worker."""
+    """Start simulators (``simulator`` overrides their config), API and (unless ``worker=False``) a
+    worker of ``role``, with the dealers of ``rules(simulators_url)``."""
     sims_port = free_port()
     api_port = free_port()
     sims_url = f"http://127.0.0.1:{sims_port}"
@@ -300,13 +303,13 @@ async def running_hub(
         database_url, target, sims_url, task_queue, **{"vtex_hook_url": hook_url, **settings_extra}
     )
     engine = create_engine(database_url)
-    await apply_rules(session_factory(engine), test_rules(sims_url))
+    await apply_rules(session_factory(engine), rules(sims_url))
     await engine.dispose()
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(serve(create_simulators(sims_config), sims_port))
         api_url = await stack.enter_async_context(serve(create_app(settings, temporal=client), api_port))
         if worker:
-            workers = await stack.enter_async_context(role_workers(client, settings, "all"))
+            workers = await stack.enter_async_context(role_workers(client, settings, role))
             for each in workers:
                 await stack.enter_async_context(each)
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=30))

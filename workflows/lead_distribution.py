@@ -12,11 +12,14 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 from contracts.leads import (
     ASSIGN_DEALER_UPDATE,
+    AWAITING_ACCEPTANCE,
     AWAITING_ASSIGNMENT,
+    DEALER_STATUS_SIGNAL,
     LEAD_DISTRIBUTION_WORKFLOW,
     STATE_QUERY,
     AssignDealerInput,
     AssignDealerResult,
+    DealerStatusReport,
     DeliveryAttempt,
     LeadDistributionInput,
     LeadDistributionResult,
@@ -36,20 +39,29 @@ with workflow.unsafe.imports_passed_through():
         DealerLookupInput,
         DeliverLeadInput,
         FetchLeadInput,
+        FollowPlan,
+        FollowPlanInput,
         LeadActivities,
+        PollStatusInput,
         PublishEventInput,
         ReassignLeadInput,
         RecordStatusInput,
         RouteLeadInput,
         UpdateZohoLeadInput,
+        WithdrawAtDealerInput,
+        WithdrawLeadInput,
+        WithdrawLeadResult,
     )
     from core.constants import (
         DEALER_ID,
+        DEALER_STATUSES,
         EVENT_SOURCE,
         LEAD_EVENT_DISTRIBUTED,
+        LEAD_EVENT_STATUS_UPDATED,
         LEAD_ID,
         LEAD_STATUS,
         REDRIVE_PARKED_SIGNAL,
+        ZOHO_LEAD_STATUS,
         LeadStatus,
     )
     from core.events import cloud_event
@@ -62,7 +74,14 @@ STATUS_WITH_STEP = "status-recorded-with-route-and-delivery"
 # the decision in the run.
 DELIVERY_CLAIM = "delivery-decision-in-database"
 
+# Patch: after delivery the run follows the dealer: it passes the statuses the dealer reports on to Zoho
+# and the subscribers, and a dealer with an SLA that does not accept in time loses the lead to the next
+# dealer (at most max_reroutes times, then the fallback owner). Runs started before it end at delivery.
+DEALER_SLA = "dealer-sla-and-status"
+
 LOCAL_STEP_TIMEOUT = timedelta(seconds=30)
+# How long the hub keeps asking a dealer's CRM to drop a lead it lost, before recording it as pending.
+WITHDRAWAL_WINDOW = timedelta(hours=1)
 # A delivery attempt heartbeats every 2 s: one silent this long is dead, and its retry may start.
 DELIVERY_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 # Ids of the events the hub publishes about a lead: the same lead and dealer give the same id in every
@@ -82,6 +101,7 @@ class LeadDistributionWorkflow:
         self._assigned_by = ""
         self._status_with_step = False
         self._parking = Parking()
+        self._reports: list[DealerStatusReport] = []  # recorded by the API, to pass on
 
     @workflow.run
     async def run(self, params: LeadDistributionInput) -> LeadDistributionResult:
@@ -163,6 +183,9 @@ class LeadDistributionWorkflow:
         A decision found there was taken by an earlier run: this run resumes it (same dealer, same key),
         and a delivered one only gets its feedback steps again (idempotent). A dealer that does not take
         the lead releases its claim and the next is claimed; none left: support decides.
+
+        Once delivered (runs with DEALER_SLA), the run follows the dealer: a dealer with an SLA that does
+        not accept in time loses the lead, which goes to the next dealer it was never at, as a new claim.
         """
         if params.reassign_to:
             claim = await self._decide(
@@ -173,12 +196,43 @@ class LeadDistributionWorkflow:
             )
         else:
             claim = await self._decide(LeadActivities.claim_lead, self._claim_input(lead))
+        following = workflow.patched(DEALER_SLA)
         deadline = workflow.now() + timedelta(seconds=params.assign_deadline_seconds)
+        while True:
+            delivered = await self._until_delivered(claim, lead, params, deadline)
+            if delivered is None:
+                return await self._give_up()
+            claim = delivered
+            dealer_id, dealer_lead_id = str(claim.dealer_id), claim.dealer_lead_id or ""
+            # Recorded with the delivery, in the transaction that marked the decision delivered.
+            await self._set_status(
+                LeadStatus.DELIVERED, dealer_id=dealer_id, dealer_lead_id=dealer_lead_id, recorded=True
+            )
+            await self._feed_back_to_zoho(
+                {"Status_Distribuicao": "delivered", "Concessionaria_Id": dealer_id}
+            )
+            await self._publish_distributed(dealer_id, dealer_lead_id, stable_id=True)
+            if not following:
+                return self._result(dealer_lead_id)
+            lost = await self._follow(dealer_id, dealer_lead_id)
+            if lost is None:
+                return self._result(dealer_lead_id)
+            if lost.withdrawals > params.max_reroutes:
+                return await self._sla_exhausted(params, f"{lost.withdrawals} dealers missed their SLA")
+            claim = await self._decide(LeadActivities.claim_lead, self._claim_input(lead))
+            if claim.dealer_id is None:
+                return await self._sla_exhausted(params, "no dealer left to take the lead")
+
+    async def _until_delivered(
+        self, claim: ClaimLeadResult, lead: dict[str, Any], params: LeadDistributionInput, deadline: datetime
+    ) -> ClaimLeadResult | None:
+        """Deliver along the claim: a dealer that does not take the lead releases it and the next is
+        claimed; none left, support decides until ``deadline``. None: nobody took it."""
         while not claim.delivered:
             if claim.dealer_id is None:
                 dealer_id = await self._wait_for_assignment(deadline)
                 if dealer_id is None:
-                    return await self._give_up()
+                    return None
                 assigned = AssignLeadInput(self._lead_id, dealer_id, assigned_by=self._assigned_by)
                 claim = await self._decide(LeadActivities.assign_lead, assigned)
                 continue
@@ -199,14 +253,122 @@ class LeadDistributionWorkflow:
                 claim = await self._decide(
                     LeadActivities.claim_lead, self._claim_input(lead, release=claim.dealer_id)
                 )
-        dealer_id, dealer_lead_id = str(claim.dealer_id), claim.dealer_lead_id or ""
-        # Recorded with the delivery, in the transaction that marked the decision delivered.
-        await self._set_status(
-            LeadStatus.DELIVERED, dealer_id=dealer_id, dealer_lead_id=dealer_lead_id, recorded=True
+        return claim
+
+    @workflow.signal(name=DEALER_STATUS_SIGNAL)
+    def dealer_status(self, report: DealerStatusReport) -> None:
+        """A status the dealer reported, already recorded in the portal database: pass it on."""
+        self._reports.append(report)
+
+    async def _follow(self, dealer_id: str, dealer_lead_id: str) -> WithdrawLeadResult | None:
+        """Follow the lead at its dealer until it accepts (None: it keeps the lead) or its SLA passes
+        (the withdrawal). Statuses the dealer reports go on to Zoho and the subscribers as they come."""
+        plan = await self._follow_plan(dealer_id)
+        status = plan.dealer_status
+        sla_deadline = None
+        if plan.sla_deadline:
+            sla_deadline = workflow.now() + timedelta(seconds=plan.sla_remaining_seconds)
+        poll = timedelta(seconds=plan.poll_seconds) if plan.poll_seconds else None
+        while True:
+            status = await self._pass_on_reports(dealer_id) or status
+            if not plan.holds or sla_deadline is None or status in DEALER_STATUSES:
+                return None
+            now = workflow.now()
+            if now >= sla_deadline:
+                withdrawal = await self._withdraw(dealer_id, plan.sla_deadline)
+                if withdrawal.withdrawn:
+                    return withdrawal
+                status = withdrawal.dealer_status  # the acceptance committed first: the dealer keeps it
+                continue
+            self._set_search_status(AWAITING_ACCEPTANCE)
+            wake = min(sla_deadline, now + poll) if poll else sla_deadline
+            try:
+                await workflow.wait_condition(lambda: bool(self._reports), timeout=wake - now)
+            except TimeoutError:
+                if poll and wake < sla_deadline:
+                    await self._poll_status(dealer_id, dealer_lead_id)
+
+    async def _follow_plan(self, dealer_id: str) -> FollowPlan:
+        plan: FollowPlan = await workflow.execute_activity_method(
+            LeadActivities.follow_plan,
+            FollowPlanInput(self._lead_id, dealer_id),
+            start_to_close_timeout=LOCAL_STEP_TIMEOUT,
+            retry_policy=DATABASE_RETRY,
         )
-        await self._feed_back_to_zoho({"Status_Distribuicao": "delivered", "Concessionaria_Id": dealer_id})
-        await self._publish_distributed(dealer_id, dealer_lead_id, stable_id=True)
-        return self._result(dealer_lead_id)
+        return plan
+
+    async def _poll_status(self, dealer_id: str, dealer_lead_id: str) -> None:
+        """Ask the dealer's CRM; a status newer than the hub's is passed on as a report would be."""
+        try:
+            polled = await workflow.execute_activity_method(
+                LeadActivities.poll_dealer_status,
+                PollStatusInput(self._lead_id, dealer_id, dealer_lead_id),
+                start_to_close_timeout=LOCAL_STEP_TIMEOUT,
+                retry_policy=RetryPolicy(maximum_attempts=3),
+            )
+        except ActivityError as error:  # the next poll, or the SLA, decides: a failed read changes nothing
+            workflow.logger.warning("status of the lead at %s not read: %s", dealer_id, error.cause or error)
+            return
+        if polled.applied and polled.status:
+            self._reports.append(DealerStatusReport(dealer_id, polled.status, polled.at))
+
+    async def _pass_on_reports(self, dealer_id: str) -> str | None:
+        """Pass each pending report on (Zoho's Lead_Status, a signed event); the newest status, if any."""
+        newest = None
+        while self._reports:
+            report = self._reports.pop(0)
+            if report.status not in DEALER_STATUSES:
+                continue
+            newest = report.status if report.dealer_id == dealer_id else newest
+            self._set_search_status(report.status)
+            await self._feed_back_to_zoho({"Lead_Status": ZOHO_LEAD_STATUS[LeadStatus(report.status)]})
+            name = f"{LEAD_EVENT_STATUS_UPDATED}:{self._lead_id}:{report.dealer_id}:{report.status}"
+            data = {"lead_id": self._lead_id, "dealer_id": report.dealer_id, "status": report.status}
+            await self._publish(LEAD_EVENT_STATUS_UPDATED, name, {**data, "at": report.at})
+        return newest
+
+    async def _withdraw(self, dealer_id: str, sla_deadline: str) -> WithdrawLeadResult:
+        """Take the lead from a dealer that missed its SLA, then ask its CRM to drop it (recorded)."""
+        reason = f"SLA to accept passed at {sla_deadline} without acceptance"
+        decision: WithdrawLeadResult = await workflow.execute_activity_method(
+            LeadActivities.withdraw_lead,
+            WithdrawLeadInput(self._lead_id, dealer_id, reason),
+            start_to_close_timeout=LOCAL_STEP_TIMEOUT,
+            retry_policy=DATABASE_RETRY,
+        )
+        if not decision.withdrawn:
+            return decision
+        self._attempts.append(DeliveryAttempt(dealer_id, "withdrawn", reason))
+        self._set_search_status(LeadStatus.WITHDRAWN.value)
+        try:
+            await workflow.execute_activity_method(
+                LeadActivities.withdraw_at_dealer,
+                WithdrawAtDealerInput(
+                    self._lead_id, dealer_id, decision.idempotency_key, decision.dealer_lead_id
+                ),
+                start_to_close_timeout=LOCAL_STEP_TIMEOUT,
+                schedule_to_close_timeout=WITHDRAWAL_WINDOW,
+                retry_policy=RetryPolicy(
+                    maximum_interval=timedelta(minutes=5), non_retryable_error_types=[PERMANENT_FAILURE]
+                ),
+            )
+        except ActivityError as error:
+            # The decision stands (the lead moves on); the withdrawal stays "pending" where support sees it.
+            workflow.logger.error("dealer %s did not drop the lead: %s", dealer_id, error.cause or error)
+        return decision
+
+    async def _sla_exhausted(self, params: LeadDistributionInput, why: str) -> LeadDistributionResult:
+        """No dealer accepted in time: the fallback owner in Zoho gets the lead, and support is alerted."""
+        owner = params.fallback_owner_id
+        await self._set_status(
+            LeadStatus.SLA_EXHAUSTED,
+            detail=f"{why}; handed to {'Zoho owner ' + owner if owner else 'its Zoho owner'}",
+        )
+        fields: dict[str, Any] = {"Status_Distribuicao": LeadStatus.SLA_EXHAUSTED.value}
+        if owner:
+            fields["Owner"] = {"id": owner}
+        await self._feed_back_to_zoho(fields)
+        return self._result()
 
     def _claim_input(self, lead: dict[str, Any], release: str | None = None) -> ClaimLeadInput:
         return ClaimLeadInput(
@@ -383,15 +545,20 @@ class LeadDistributionWorkflow:
         self, dealer_id: str, dealer_lead_id: str, *, stable_id: bool = False
     ) -> None:
         # Runs before the delivery-decision patch drew a random id; later ones derive it (EVENT_ID_NAMESPACE).
-        name = f"{LEAD_EVENT_DISTRIBUTED}:{self._lead_id}:{dealer_id}"
-        event_id = uuid.uuid5(EVENT_ID_NAMESPACE, name) if stable_id else workflow.uuid4()
+        name = f"{LEAD_EVENT_DISTRIBUTED}:{self._lead_id}:{dealer_id}" if stable_id else None
+        data = {"lead_id": self._lead_id, "dealer_id": dealer_id, "dealer_lead_id": dealer_lead_id}
+        await self._publish(LEAD_EVENT_DISTRIBUTED, name, data)
+
+    async def _publish(self, event_type: str, stable_name: str | None, data: dict[str, Any]) -> None:
+        """Publish a signed event about the lead; ``stable_name`` gives it the same id in every run."""
+        event_id = uuid.uuid5(EVENT_ID_NAMESPACE, stable_name) if stable_name else workflow.uuid4()
         event = cloud_event(
             event_id=str(event_id),
-            event_type=LEAD_EVENT_DISTRIBUTED,
+            event_type=event_type,
             source=EVENT_SOURCE,
             subject=self._lead_id,
             time=workflow.now(),
-            data={"lead_id": self._lead_id, "dealer_id": dealer_id, "dealer_lead_id": dealer_lead_id},
+            data=data,
         )
         try:
             await workflow.execute_activity_method(
@@ -442,6 +609,11 @@ class LeadDistributionWorkflow:
             start_to_close_timeout=LOCAL_STEP_TIMEOUT,
             retry_policy=DATABASE_RETRY,
         )
+
+    def _set_search_status(self, status: str) -> None:
+        """Show a step in the Web UI without a portal record (the activity that made it wrote one)."""
+        self._status = status
+        workflow.upsert_search_attributes([LEAD_STATUS.value_set(status)])
 
     def _attempts_summary(self) -> str:
         return ", ".join(f"{a.dealer_id}: {a.outcome}" for a in self._attempts) or "no dealer matched"

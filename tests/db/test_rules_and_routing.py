@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -38,11 +38,13 @@ def dealer(dealer_id: str, **routing_fields: object) -> dict[str, object]:
 
 
 async def candidates(
-    sessions: async_sessionmaker[AsyncSession], lead: LeadProfile, day: date
+    sessions: async_sessionmaker[AsyncSession], lead: LeadProfile, day: date, at: datetime | None = None
 ) -> list[Dealer]:
     """Active dealers that cover the lead and have capacity left on ``day``, best first (as routing ranks)."""
+    at = at or datetime.combine(day, time(12), UTC)
     async with sessions() as session:
-        return await routing.rank(session, await routing.active_dealers(session, lock=False), lead, day)
+        dealers = await routing.active_dealers(session, lock=False)
+        return await routing.rank(session, dealers, lead, day, at)
 
 
 async def load(sessions: async_sessionmaker[AsyncSession], *dealers: dict[str, object]) -> dict[str, int]:

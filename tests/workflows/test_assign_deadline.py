@@ -6,13 +6,9 @@ Activities are stand-ins registered under the real activity names, so a day pass
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import pytest
 from temporalio import activity
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -27,6 +23,8 @@ from activities.leads import (
     DeliverLeadResult,
     FetchLeadInput,
     FetchLeadResult,
+    FollowPlan,
+    FollowPlanInput,
     PublishEventInput,
     PublishEventResult,
     RecordStatusInput,
@@ -35,8 +33,6 @@ from activities.leads import (
     UpdateZohoLeadInput,
 )
 from contracts.leads import AssignDealerInput, LeadDistributionInput, LeadDistributionResult
-from core.constants import SEARCH_ATTRIBUTES
-from tests.conftest import TEST_CONVERTER, binary
 from workflows.lead_distribution import LeadDistributionWorkflow
 
 DAY = 24 * 3600
@@ -79,6 +75,10 @@ class StandIns:
         self.delivered_to.append(params.dealer_id)
         return DeliverLeadResult(dealer_lead_id="CRM-1")
 
+    @activity.defn(name="follow_plan")
+    async def follow_plan(self, params: FollowPlanInput) -> FollowPlan:
+        return FollowPlan(holds=True)  # no SLA: the run ends at delivery
+
     @activity.defn(name="update_zoho_lead")
     async def update_zoho_lead(self, params: UpdateZohoLeadInput) -> None:
         self.zoho_updates.append(params.fields)
@@ -86,24 +86,6 @@ class StandIns:
     @activity.defn(name="publish_event")
     async def publish_event(self, params: PublishEventInput) -> PublishEventResult:
         return PublishEventResult(delivered_to=["stand-in"])
-
-
-@pytest.fixture(scope="module")
-async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=binary("temporal-test-server"), data_converter=TEST_CONVERTER
-    )
-    # The test server knows no custom search attributes until told, as a real cluster's operator would.
-    await env.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=env.client.namespace,
-            search_attributes={
-                key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for key in SEARCH_ATTRIBUTES
-            },
-        )
-    )
-    yield env
-    await env.shutdown()
 
 
 async def start(
@@ -132,6 +114,7 @@ def worker(env: WorkflowEnvironment, stand_ins: StandIns, task_queue: str) -> Wo
             stand_ins.deliver_lead,
             stand_ins.update_zoho_lead,
             stand_ins.publish_event,
+            stand_ins.follow_plan,
         ],
     )
 

@@ -1,0 +1,110 @@
+"""Dealers' status webhooks: what a dealer did with a lead it received (accepted, contacted, ...).
+
+Each dealer has its own secret (``HUB_DEALER_WEBHOOK_SECRETS``). A report is recorded in the portal
+database first, against the lead's delivery record, then handed to the lead's workflow, which passes it
+on to Zoho and the subscribers. The answer comes once the report is durable; a resent report changes
+nothing and is answered the same way.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from fastapi import APIRouter, HTTPException, Path, Request, status
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+from api.body import JSON, WEBHOOK_ERRORS, ZOHO_ID_PATTERN, errors, json_object, parse_model, read_limited
+from api.body import request_body as declared_body
+from api.deps import IntakeDep, SessionsDep, SettingsDep, check_secret
+from api.openapi import DEALER_SECRET, security
+from contracts.leads import DealerStatusReport, report_dealer_status
+from core.constants import DEALER_STATUSES, LeadStatus
+from core.dealers import DEALER_ID_PATTERN
+from db import feedback
+
+webhooks = APIRouter(prefix="/webhooks/dealers", tags=["dealers"])
+
+DealerStatus = Literal["accepted", "contacted", "qualified", "lost", "sold"]
+assert set(DealerStatus.__args__) == {s.value for s in DEALER_STATUSES}  # type: ignore[attr-defined]
+
+
+class DealerStatusWebhook(BaseModel):
+    """What the dealer did with the lead, and when (ISO 8601 with its offset; default: now)."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    status: DealerStatus
+    at: AwareDatetime | None = None
+
+
+class DealerStatusAnswer(BaseModel):
+    """``applied``: the lead's newest status now; ``older``: kept in its history, a newer one stands;
+    ``repeated``: already recorded."""
+
+    outcome: Literal["applied", "older", "repeated"]
+    lead_id: str
+    dealer_id: str
+    status: DealerStatus
+
+
+DEALER_ERRORS = {
+    **WEBHOOK_ERRORS,
+    **errors(
+        e404="no such dealer, or the lead was never delivered to this dealer",
+        e409="the dealer lost the lead (it missed its SLA): the report is recorded, not taken",
+    ),
+}
+
+
+@webhooks.post(
+    "/{dealer_id}/leads/{lead_id}/status",
+    response_model=DealerStatusAnswer,
+    responses=DEALER_ERRORS,
+    openapi_extra={**declared_body(DealerStatusWebhook, JSON), **security(DEALER_SECRET)},
+)
+async def receive_dealer_status(
+    request: Request,
+    settings: SettingsDep,
+    sessions: SessionsDep,
+    intake: IntakeDep,
+    dealer_id: str = Path(pattern=DEALER_ID_PATTERN),
+    lead_id: str = Path(pattern=ZOHO_ID_PATTERN),
+) -> DealerStatusAnswer:
+    """Record the dealer's status of the lead, then hand it to the lead's workflow."""
+    secret = settings.dealer_webhook_secrets.get(dealer_id)
+    if secret is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dealer {dealer_id} takes status webhooks")
+    header = settings.dealer_webhook_secret_header
+    check_secret([secret], request.headers.get(header), header)
+    body = await read_limited(request, settings.webhook_max_body_bytes)
+    report = parse_model(DealerStatusWebhook, json_object(body))
+    now = datetime.now(UTC)
+    at = report.at or now
+    recorded = await feedback.record(
+        sessions,
+        lead_id=lead_id,
+        dealer_id=dealer_id,
+        status=LeadStatus(report.status),
+        at=at,
+        received_at=now,
+    )
+    if recorded.outcome is feedback.Outcome.UNKNOWN:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"lead {lead_id} was not delivered to {dealer_id}")
+    if recorded.outcome is feedback.Outcome.LATE:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"lead {lead_id} was withdrawn from {dealer_id} (SLA missed): report recorded, not taken",
+        )
+    if recorded.current:
+        # Also for a repeat: the first attempt may have stopped before the workflow had it.
+        signal = DealerStatusReport(dealer_id, report.status, at.isoformat())
+        await intake.submit(
+            lambda client, timeout: report_dealer_status(client, settings, lead_id, signal, timeout)
+        )
+    return DealerStatusAnswer(
+        outcome=recorded.outcome.value,
+        lead_id=lead_id,
+        dealer_id=dealer_id,
+        status=report.status,
+    )

@@ -1,0 +1,148 @@
+"""A dealer's opening hours: when it is open, and when an SLA counted in open time ends.
+
+Opening hours are per weekday in the dealer's time zone; national holidays (the ``holidays`` package)
+and the dealer's own closed days close the whole day. An SLA clock runs only while the dealer is open:
+a lead that arrives at night starts its clock at the next opening.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from functools import cache
+from itertools import pairwise
+from zoneinfo import ZoneInfo
+
+import holidays
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# How far ahead a deadline is looked for: a calendar with no open hour in a year is a configuration error.
+HORIZON_DAYS = 366
+
+
+@dataclass(frozen=True)
+class OpeningHours:
+    """Open intervals per weekday (``"mon"`` .. ``"sun"``), each ``(opens, closes)`` in local time."""
+
+    timezone: str = "America/Sao_Paulo"
+    weekly: dict[str, tuple[tuple[time, time], ...]] = field(default_factory=dict)
+    holiday_country: str | None = None  # e.g. "BR": its national holidays close the day
+    holiday_subdivision: str | None = None  # e.g. "SP": state holidays too
+    closed_days: frozenset[date] = frozenset()
+
+    @property
+    def always_open(self) -> bool:
+        return not self.weekly
+
+    def intervals_on(self, day: date) -> tuple[tuple[time, time], ...]:
+        """The day's open intervals, earliest first; none on a holiday or a closed day."""
+        if day in self.closed_days or self._is_holiday(day):
+            return ()
+        return self.weekly.get(WEEKDAYS[day.weekday()], ())
+
+    def _is_holiday(self, day: date) -> bool:
+        if not self.holiday_country:
+            return False
+        return day in _holidays(self.holiday_country, self.holiday_subdivision, day.year)
+
+    def is_open(self, at: datetime) -> bool:
+        """Whether the dealer is open at ``at`` (an aware datetime)."""
+        if self.always_open:
+            return True
+        local = at.astimezone(ZoneInfo(self.timezone))
+        return any(opens <= local.time() < closes for opens, closes in self.intervals_on(local.date()))
+
+    def add_open_time(self, start: datetime, duration: timedelta) -> datetime:
+        """The moment ``duration`` of open time has passed since ``start`` (aware; returned in UTC).
+
+        Friday 17:50 plus 30 minutes, closing at 18:00 and opening Monday at 08:00, is Monday 08:20.
+        """
+        if self.always_open:
+            return start + duration
+        zone = ZoneInfo(self.timezone)
+        local = start.astimezone(zone)
+        left = duration
+        for offset in range(HORIZON_DAYS):
+            day = local.date() + timedelta(days=offset)
+            for opens, closes in self.intervals_on(day):
+                begin = max(datetime.combine(day, opens, zone), local)
+                end = datetime.combine(day, closes, zone)
+                if begin >= end:
+                    continue
+                # Wall-clock arithmetic in the zone: Brazil keeps no daylight saving, and a zone that
+                # does shifts an interval by its offset change, which the UTC conversion below honours.
+                if begin + left <= end:
+                    return (begin + left).astimezone(ZoneInfo("UTC"))
+                left -= end - begin
+        raise ValueError(f"no open hours within {HORIZON_DAYS} days of {start.isoformat()}")
+
+
+@cache
+def _holidays(country: str, subdivision: str | None, year: int) -> holidays.HolidayBase:
+    return holidays.country_holidays(country, subdiv=subdivision, years=year)
+
+
+def parse_interval(text: str) -> tuple[time, time]:
+    """``"08:00-18:00"`` as (opens, closes); raises ValueError naming what is wrong."""
+    opens_text, sep, closes_text = text.partition("-")
+    if not sep:
+        raise ValueError(f"{text!r}: expected HH:MM-HH:MM")
+    try:
+        opens, closes = time.fromisoformat(opens_text.strip()), time.fromisoformat(closes_text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r}: expected HH:MM-HH:MM") from None
+    if opens >= closes:
+        raise ValueError(f"{text!r}: opens at or after it closes")
+    return opens, closes
+
+
+def check_intervals(day: str, intervals: list[tuple[time, time]]) -> None:
+    """Refuse overlapping intervals within a day."""
+    ordered = sorted(intervals)
+    for (_, closes), (next_opens, _) in pairwise(ordered):
+        if next_opens < closes:
+            raise ValueError(f"{day}: intervals overlap")
+
+
+def from_config(config: dict[str, object] | None) -> OpeningHours:
+    """Opening hours from their stored form (the dealer's ``hours`` in the rules file); None: always open.
+
+    ``{"timezone": "America/Sao_Paulo", "weekly": {"mon": ["08:00-18:00"]}, "holidays": "BR-SP",
+    "closed": ["2026-12-24"]}``. Raises ValueError naming what is wrong.
+    """
+    if not config:
+        return OpeningHours()
+    zone = str(config.get("timezone") or "America/Sao_Paulo")
+    try:
+        ZoneInfo(zone)
+    except (KeyError, ValueError):
+        raise ValueError(f"unknown time zone {zone!r}") from None
+    weekly: dict[str, tuple[tuple[time, time], ...]] = {}
+    raw_weekly = config.get("weekly") or {}
+    if not isinstance(raw_weekly, dict):
+        raise ValueError("weekly: expected a mapping of weekday to intervals")
+    for day, texts in raw_weekly.items():
+        if day not in WEEKDAYS:
+            raise ValueError(f"weekly: unknown weekday {day!r} (use {', '.join(WEEKDAYS)})")
+        intervals = [parse_interval(str(text)) for text in (texts or [])]
+        check_intervals(day, intervals)
+        weekly[day] = tuple(sorted(intervals))
+    country, subdivision = _holiday_region(config.get("holidays"))
+    closed_days = config.get("closed") or []
+    if not isinstance(closed_days, list):
+        raise ValueError("closed: expected a list of dates")
+    closed = frozenset(date.fromisoformat(str(day)) for day in closed_days)
+    return OpeningHours(zone, weekly, country, subdivision, closed)
+
+
+def _holiday_region(value: object) -> tuple[str | None, str | None]:
+    """``"BR"`` or ``"BR-SP"`` as (country, subdivision), checked against the holidays package."""
+    if not value:
+        return None, None
+    country, _, subdivision = str(value).partition("-")
+    supported = holidays.list_supported_countries()
+    if country not in supported:
+        raise ValueError(f"holidays: unknown country {country!r}")
+    if subdivision and subdivision not in supported[country]:
+        raise ValueError(f"holidays: {country} has no subdivision {subdivision!r}")
+    return country, subdivision or None

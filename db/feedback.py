@@ -1,0 +1,129 @@
+"""What dealers report doing with a lead (accepted, contacted, ...), kept against its delivery record.
+
+A report counts only from the dealer that holds the lead: it is checked and written in one transaction
+with the lead's delivery row locked, the same lock the SLA's withdrawal takes, so an acceptance and a
+withdrawal racing each other are decided once, in the database. A report from a dealer that already lost
+the lead is recorded as ``late`` and never taken. Repeats change nothing; an older report (by the time
+the dealer gives) joins the history without moving the lead's current status back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.constants import DEALER_STATUSES, LeadStatus, lead_workflow_id
+from core.timeutil import as_utc
+from db import lead_status
+from db.engine import lock_for_writing
+from db.models import DealerFeedback, Delivery, LeadStatusChange, Withdrawal
+
+DELIVERED = "delivered"
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What a report changed, and whether its status is the lead's newest (the one to pass on)."""
+
+    outcome: Outcome
+    current: bool
+
+
+class Outcome(StrEnum):
+    APPLIED = "applied"  # the lead's newest status now
+    OLDER = "older"  # in the history; a newer report stands
+    REPEATED = "repeated"  # already recorded
+    LATE = "late"  # the dealer had lost the lead: recorded, not taken
+    UNKNOWN = "unknown"  # the lead was never delivered to this dealer
+
+
+def funnel_rank(status: str | None) -> int:
+    """Where a status stands in the dealer's funnel; -1 for none."""
+    return DEALER_STATUSES.index(LeadStatus(status)) if status in DEALER_STATUSES else -1
+
+
+def is_newer(status: str, at: datetime, current: str | None, current_at: datetime | None) -> bool:
+    """Whether a report supersedes the current one: later by the dealer's clock, or as late and further on."""
+    if current is None or current_at is None:
+        return True
+    return (as_utc(at), funnel_rank(status)) > (as_utc(current_at), funnel_rank(current))
+
+
+async def record(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    lead_id: str,
+    dealer_id: str,
+    status: LeadStatus,
+    at: datetime,
+    received_at: datetime,
+) -> Recorded:
+    """Record a dealer's report about a lead; the outcome says what it changed."""
+    async with sessions.begin() as session:
+        await lock_for_writing(session)
+        delivery = await session.get(Delivery, lead_id, populate_existing=True, with_for_update=True)
+        holds = delivery is not None and delivery.dealer_id == dealer_id and delivery.status == DELIVERED
+        if not holds:
+            lost = await session.get(Withdrawal, (lead_id, dealer_id))
+            if lost is None:
+                return Recorded(Outcome.UNKNOWN, current=False)
+            await _add_report(session, lead_id, dealer_id, status, at, received_at, Outcome.LATE)
+            return Recorded(Outcome.LATE, current=False)
+        assert delivery is not None
+        newer = is_newer(status, at, delivery.dealer_status, delivery.dealer_status_at)
+        outcome = Outcome.APPLIED if newer else Outcome.OLDER
+        if not await _add_report(session, lead_id, dealer_id, status, at, received_at, outcome):
+            return Recorded(Outcome.REPEATED, current=delivery.dealer_status == status.value)
+        if newer:
+            delivery.dealer_status, delivery.dealer_status_at = status.value, at
+            await lead_status.write_status(
+                session,
+                lead_id=lead_id,
+                status=status,
+                workflow_id=lead_workflow_id(lead_id),
+                at=at,
+                dealer_id=dealer_id,
+                detail=f"reported by {dealer_id}",
+            )
+        else:
+            detail = f"reported by {dealer_id} after a newer {delivery.dealer_status}"
+            session.add(
+                LeadStatusChange(lead_id=lead_id, status=status, dealer_id=dealer_id, detail=detail, at=at)
+            )
+        return Recorded(outcome, current=newer)
+
+
+async def _add_report(
+    session: AsyncSession,
+    lead_id: str,
+    dealer_id: str,
+    status: LeadStatus,
+    at: datetime,
+    received_at: datetime,
+    outcome: Outcome,
+) -> bool:
+    """Add the report unless this (lead, dealer, status) is recorded already; True when added."""
+    seen = await session.scalar(
+        select(DealerFeedback.id).where(
+            DealerFeedback.lead_id == lead_id,
+            DealerFeedback.dealer_id == dealer_id,
+            DealerFeedback.status == status.value,
+        )
+    )
+    if seen is not None:
+        return False
+    session.add(
+        DealerFeedback(
+            lead_id=lead_id,
+            dealer_id=dealer_id,
+            status=status.value,
+            at=at,
+            received_at=received_at,
+            outcome=outcome.value,
+        )
+    )
+    return True

@@ -1,0 +1,250 @@
+"""The dealer's SLA, its status reports and re-routing, end to end on the time-skipping test server.
+
+The flows worker runs its real activities against SQLite and the dealer simulators over HTTP; only the
+waits of the SLA pass in a moment (``skipping_env.sleep``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from db.rules import RulesFile
+from tests.hub import Hub, running_hub
+from tests.support import eventually
+
+SLA = timedelta(minutes=30)
+FALLBACK_OWNER = "5725767000000999001"
+DEALER_SECRET = "dealer-hook-secret"
+BRT = ZoneInfo("America/Sao_Paulo")
+
+
+def sla_rules(sims_url: str) -> RulesFile:
+    """Three Paraná dealers in priority order, a Santa Catarina dealer asked for statuses, and a Rio
+    Grande do Sul dealer closed today and tomorrow; every one must accept within 30 open minutes."""
+
+    def rest(dealer_id: str, state: str, priority: int, **extra: Any) -> dict[str, Any]:
+        sla = {"accept_within_minutes": 30, **extra.pop("sla", {})}
+        return {
+            "id": dealer_id,
+            "name": dealer_id,
+            "crm": {"kind": "rest", "url": f"{sims_url}/dealer-rest/{dealer_id}"},
+            "routing": {"states": [state], "daily_capacity": 100, "priority": priority},
+            "sla": sla,
+            "field_mapping": {"external_id": "id", "first_name": "First_Name"},
+            **extra,
+        }
+
+    today = datetime.now(BRT).date()
+    every_day = {day: ["08:00-18:00"] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+    closed = [today, today + timedelta(days=1)]
+    return RulesFile.model_validate(
+        {
+            "dealers": [
+                rest("sla-a", "PR", 10),
+                rest("sla-b", "PR", 20),
+                rest("sla-c", "PR", 30),
+                rest("poll-sc", "SC", 10, sla={"status_poll_seconds": 60}),
+                rest("night-rs", "RS", 10, hours={"weekly": every_day, "closed": closed}),
+            ]
+        }
+    )
+
+
+@pytest.fixture
+async def sla_hub(skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str) -> AsyncIterator[Hub]:
+    dealers = ("sla-a", "sla-b", "sla-c", "poll-sc", "night-rs")
+    async with running_hub(
+        skipping_env.client,
+        sqlite_url,
+        task_queue,
+        role="flows",
+        rules=sla_rules,
+        simulator={"dealer_webhook_secret": DEALER_SECRET},
+        dealer_api_keys={d: f"key-{d}" for d in dealers},
+        dealer_webhook_secrets={d: DEALER_SECRET for d in dealers},
+        lead_max_reroutes=2,
+        lead_fallback_owner_id=FALLBACK_OWNER,
+    ) as hub:
+        yield hub
+
+
+async def dealer_reports(
+    hub: Hub, dealer_id: str, lead_id: str, status: str, *, at: datetime | None = None, callback: bool = True
+) -> dict[str, Any]:
+    """The dealer's salesperson sets the lead's status; the dealer CRM reports it to the hub."""
+    spec: dict[str, Any] = {"status": status, "callback": callback}
+    if at is not None:
+        spec["at"] = at.isoformat()
+    response = await hub.http.post(
+        f"{hub.sims_url}/_control/dealers/{dealer_id}/leads/{lead_id}/status", json=spec
+    )
+    response.raise_for_status()
+    return dict(response.json())
+
+
+async def at_dealer(hub: Hub, lead_id: str, dealer_id: str, status: str = "delivered") -> dict[str, Any]:
+    async def check() -> dict[str, Any] | None:
+        lead = await hub.lead(lead_id)
+        return lead if lead and (lead["status"], lead["dealer_id"]) == (status, dealer_id) else None
+
+    return await eventually(check, timeout=60)
+
+
+async def zoho_lead(hub: Hub, lead_id: str) -> dict[str, Any]:
+    return dict((await hub.http.get(f"{hub.sims_url}/_control/zoho/leads/{lead_id}")).json()["lead"])
+
+
+async def test_dealers_that_miss_the_sla_lose_the_lead_until_the_fallback_owner(
+    sla_hub: Hub, skipping_env: WorkflowEnvironment
+) -> None:
+    hub = sla_hub
+    lead_id = await hub.create_lead(State="PR", City="Curitiba", First_Name="Rui")
+    assert (await hub.post_webhook(lead_id)).status_code == 202
+    await at_dealer(hub, lead_id, "sla-a")
+
+    await skipping_env.sleep(SLA - timedelta(minutes=5))
+    assert (await hub.lead(lead_id) or {})["dealer_id"] == "sla-a"  # still within its SLA
+    for dealer_id in ("sla-b", "sla-c"):
+        await skipping_env.sleep(SLA)
+        await at_dealer(hub, lead_id, dealer_id)
+    await skipping_env.sleep(SLA + timedelta(minutes=1))
+    lead = await hub.wait_for_status(lead_id, "sla_exhausted")
+    result = await hub.handle(lead_id).result()
+    assert result.status == "sla_exhausted"
+
+    # Each dealer got the lead once and had it withdrawn once; none holds it now.
+    counters = (await hub.counters())["dealers"]
+    for dealer_id in ("sla-a", "sla-b", "sla-c"):
+        assert (counters[dealer_id]["created"], counters[dealer_id]["withdrawn"]) == (1, 1)
+    deliveries = lead["deliveries"]
+    assert [(d["dealer_id"], d["status"], d["withdrawal_at_crm"]) for d in deliveries] == [
+        ("sla-a", "withdrawn", "withdrawn"),
+        ("sla-b", "withdrawn", "withdrawn"),
+        ("sla-c", "withdrawn", "withdrawn"),
+    ]
+    assert all("SLA to accept passed" in str(d["withdrawal_reason"]) for d in deliveries)
+    assert all(str(d["reason"]).startswith("routed: covers the lead") for d in deliveries)
+    statuses = [(h["status"], h["dealer_id"]) for h in lead["history"]]
+    assert statuses[-2:] == [("withdrawn", "sla-c"), ("sla_exhausted", None)]
+    assert statuses.count(("withdrawn", "sla-a")) == 1
+
+    zoho = await zoho_lead(hub, lead_id)
+    assert zoho["Owner"]["id"] == FALLBACK_OWNER
+    assert zoho["Status_Distribuicao"] == "sla_exhausted"
+
+    # A late acceptance from a dealer that lost the lead is recorded and refused, never taken.
+    late = await dealer_reports(hub, "sla-a", lead_id, "accepted")
+    assert late["hub"]["status_code"] == 409
+    assert (await hub.lead(lead_id) or {})["status"] == "sla_exhausted"
+
+
+async def test_a_dealer_that_accepts_in_time_keeps_the_lead_and_its_statuses_reach_zoho(
+    sla_hub: Hub, skipping_env: WorkflowEnvironment
+) -> None:
+    hub = sla_hub
+    lead_id = await hub.create_lead(State="PR", City="Londrina")
+    await hub.post_webhook(lead_id)
+    await at_dealer(hub, lead_id, "sla-a")
+    await skipping_env.sleep(timedelta(minutes=10))
+
+    accepted = await dealer_reports(hub, "sla-a", lead_id, "accepted")
+    assert accepted["hub"] == {
+        "status_code": 200,
+        "body": {"outcome": "applied", "lead_id": lead_id, "dealer_id": "sla-a", "status": "accepted"},
+    }
+    result = await hub.handle(lead_id).result()  # acceptance ends the run: the SLA is met
+    assert (result.status, result.dealer_id) == ("accepted", "sla-a")
+    await skipping_env.sleep(SLA * 2)
+    assert (await hub.lead(lead_id) or {})["dealer_id"] == "sla-a"
+    assert (await hub.counters())["dealers"]["sla-a"]["withdrawn"] == 0
+    assert (await zoho_lead(hub, lead_id))["Lead_Status"] == "Not Contacted"
+
+    # Later statuses start a run that passes them on; repeats and older reports change nothing.
+    now = datetime.now(UTC)
+    qualified = await dealer_reports(hub, "sla-a", lead_id, "qualified", at=now + timedelta(hours=2))
+    assert qualified["hub"]["body"]["outcome"] == "applied"
+    older = await dealer_reports(hub, "sla-a", lead_id, "contacted", at=now + timedelta(hours=1))
+    assert older["hub"]["body"]["outcome"] == "older"
+    again = await dealer_reports(hub, "sla-a", lead_id, "qualified", at=now + timedelta(hours=2))
+    assert again["hub"]["body"]["outcome"] == "repeated"
+
+    async def zoho_qualified() -> dict[str, Any] | None:
+        lead = await zoho_lead(hub, lead_id)
+        return lead if lead.get("Lead_Status") == "Pre-Qualified" else None
+
+    await eventually(zoho_qualified)
+    lead = await hub.lead(lead_id) or {}
+    assert (lead["status"], lead["deliveries"][-1]["dealer_status"]) == ("qualified", "qualified")
+    reported = [h["status"] for h in lead["history"] if h["dealer_id"] == "sla-a"]
+    assert reported[-3:] == ["accepted", "contacted", "qualified"]  # by the dealer's times
+
+    async def status_events() -> list[dict[str, Any]] | None:
+        events = (await hub.http.get(f"{hub.sims_url}/_control/events/portal")).json()["events"]
+        mine = [e for e in events if e["type"] == "LeadStatusAtualizado" and e["data"]["lead_id"] == lead_id]
+        return mine if len(mine) >= 2 else None
+
+    events = await eventually(status_events)
+    assert sorted(e["data"]["status"] for e in events) == ["accepted", "qualified"]
+
+
+async def test_the_hub_asks_a_polled_dealer_for_its_status(
+    sla_hub: Hub, skipping_env: WorkflowEnvironment
+) -> None:
+    hub = sla_hub
+    lead_id = await hub.create_lead(State="SC", City="Joinville")
+    await hub.post_webhook(lead_id)
+    await at_dealer(hub, lead_id, "poll-sc")
+    await dealer_reports(hub, "poll-sc", lead_id, "accepted", callback=False)  # no webhook: only a read
+    await skipping_env.sleep(timedelta(minutes=2))
+    result = await hub.handle(lead_id).result()
+    assert result.status == "accepted"
+    assert (await hub.counters())["dealers"]["poll-sc"]["status_reads"] >= 1
+    assert (await hub.lead(lead_id) or {})["status"] == "accepted"
+
+
+async def test_a_night_lead_waits_for_opening_and_no_dealer_left_means_the_fallback(
+    sla_hub: Hub, skipping_env: WorkflowEnvironment
+) -> None:
+    """The only RS dealer is closed today and tomorrow: its 30 minutes start the day after at 08:00."""
+    hub = sla_hub
+    lead_id = await hub.create_lead(State="RS", City="Porto Alegre")
+    await hub.post_webhook(lead_id)
+    await at_dealer(hub, lead_id, "night-rs")  # the best dealer anyway, closed or not
+    await skipping_env.sleep(timedelta(hours=24))
+    assert (await hub.lead(lead_id) or {})["dealer_id"] == "night-rs"
+    await skipping_env.sleep(timedelta(days=2))
+    lead = await hub.wait_for_status(lead_id, "sla_exhausted")
+    opening = datetime.combine(datetime.now(BRT).date() + timedelta(days=2), datetime.min.time(), BRT)
+    deadline = (opening + timedelta(hours=8, minutes=30)).astimezone(UTC)
+    assert deadline.isoformat() in str(lead["deliveries"][0]["withdrawal_reason"])
+    assert "no dealer left" in str(lead["detail"])
+
+
+async def test_dealer_webhook_refuses_what_it_cannot_trust(sla_hub: Hub) -> None:
+    hub = sla_hub
+    lead_id = await hub.create_lead(State="PR", City="Maringá")
+    await hub.post_webhook(lead_id)
+    await at_dealer(hub, lead_id, "sla-a")
+    url = f"{hub.api_url}/webhooks/dealers/sla-a/leads/{lead_id}/status"
+    header = hub.settings.dealer_webhook_secret_header
+
+    async def post(target: str, body: Any, secret: str | None = DEALER_SECRET) -> int:
+        headers = {header: secret} if secret is not None else {}
+        return (await hub.http.post(target, json=body, headers=headers)).status_code
+
+    assert await post(url, {"status": "accepted"}, secret="wrong") == 401
+    assert await post(url, {"status": "accepted"}, secret=None) == 401
+    assert await post(url.replace("sla-a", "unknown-dealer"), {"status": "accepted"}) == 404
+    assert await post(url.replace("sla-a", "sla-b"), {"status": "accepted"}) == 404  # not its lead
+    assert await post(url.replace(lead_id, "999"), {"status": "accepted"}) == 404
+    assert await post(url, {"status": "bought"}) == 422
+    assert await post(url, {"status": "accepted", "at": "yesterday"}) == 422
+    assert await post(url, {"status": "accepted", "at": "2026-12-01T10:00:00"}) == 422  # no offset
+    assert (await hub.lead(lead_id) or {})["status"] == "delivered"  # nothing half-processed
+    assert await post(url, {"status": "accepted"}) == 200
