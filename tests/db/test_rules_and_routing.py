@@ -6,6 +6,7 @@ import asyncio
 from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -16,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from core.constants import LeadStatus
 from db import deliveries, lead_status, routing
 from db.engine import create_engine, session_factory
-from db.models import Dealer
+from db.models import Dealer, Delivery
 from db.routing import LeadProfile
 from db.rules import RulesFile, apply_rules, parse_rules
 from db.rules_cli import main as rules_main
@@ -26,9 +27,12 @@ DAY = date(2026, 11, 24)
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
-def dealer(dealer_id: str, **routing_fields: object) -> dict[str, object]:
+def dealer(
+    dealer_id: str, hours: dict[str, Any] | None = None, **routing_fields: object
+) -> dict[str, object]:
     routing_block = {"states": ["SP"], "daily_capacity": 10, **routing_fields}
     return {
+        **({"hours": hours} if hours else {}),
         "id": dealer_id,
         "name": dealer_id.title(),
         "crm": {"kind": "rest", "url": f"http://crm/{dealer_id}"},
@@ -214,3 +218,81 @@ async def test_concurrent_routing_from_two_workers_shares_the_rotation_fairly(da
             await engine.dispose()
     claimed = Counter(ranked[0] for ranked in firsts)
     assert claimed == {"a": 10, "b": 10, "c": 10}
+
+
+async def test_weights_share_leads_2_1_1_under_concurrent_workers(database_url: str) -> None:
+    """300 leads claimed at once through three engines (as three worker processes would): 150/75/75."""
+    engines = [create_engine(database_url) for _ in range(3)]
+    try:
+        pools = [session_factory(engine) for engine in engines]
+        await load(
+            pools[0],
+            dealer("heavy", weight=2, daily_capacity=1000),
+            dealer("light-1", daily_capacity=1000),
+            dealer("light-2", daily_capacity=1000),
+        )
+        lead = LeadProfile("SP", "Santos", "Onix")
+        claims = await asyncio.gather(
+            *(deliveries.claim_next(pools[n % 3], f"W{n}", lead, DAY, T0) for n in range(300))
+        )
+    finally:
+        for engine in engines:
+            await engine.dispose()
+    taken = Counter(claim.dealer_id for claim in claims if claim is not None)
+    expected = {"heavy": 150, "light-1": 75, "light-2": 75}
+    assert all(abs(taken[dealer_id] - share) <= 1 for dealer_id, share in expected.items()), taken
+
+
+async def test_weighted_turns_are_spread_and_respect_capacity(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    await load(sessions, dealer("a", weight=2, daily_capacity=3), dealer("b"), dealer("c"))
+    lead = LeadProfile("SP", "Santos", "Onix")
+    order = []
+    for n in range(8):
+        claim = await deliveries.claim_next(sessions, f"S{n}", lead, DAY, T0 + timedelta(seconds=n))
+        assert claim is not None
+        order.append(claim.dealer_id)
+    # Smooth: a never takes two in a row while others wait; once its 3 are used, b and c share the rest.
+    assert Counter(order[:4]) == {"a": 2, "b": 1, "c": 1}
+    assert "a" not in {order[i] for i in range(3) if order[i] == order[i + 1]}
+    assert order.count("a") == 3 and order.count("b") + order.count("c") == 5
+
+
+async def test_routing_prefers_open_dealers_and_says_why(sessions: async_sessionmaker[AsyncSession]) -> None:
+    closed_now = {"weekly": {"sun": ["00:00-00:01"]}}  # T0 is a weekday
+    await load(sessions, dealer("closed-best", priority=1, hours=closed_now), dealer("open", priority=50))
+    lead = LeadProfile("SP", "Santos", "Onix")
+    claim = await deliveries.claim_next(sessions, "O1", lead, DAY, T0)
+    assert claim is not None and claim.dealer_id == "open"
+    async with sessions() as session:
+        row = await session.get(Delivery, "O1")
+    assert row is not None and row.reason == (
+        "routed: covers the lead, open now, priority 50, its turn in the rotation among 1"
+    )
+    # Nobody open: the best dealer anyway (a night lead; its SLA starts at opening).
+    await load(sessions, dealer("closed-best", priority=1, hours=closed_now))
+    night = await deliveries.claim_next(sessions, "O2", lead, DAY, T0)
+    assert night is not None and night.dealer_id == "closed-best"
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"hours": {"weekly": {"mon": ["08:00-12:00", "11:30-18:00"]}}}, "mon: intervals overlap"),
+        ({"hours": {"timezone": "Mars/Olympus", "weekly": {"mon": ["08:00-18:00"]}}}, "unknown time zone"),
+        ({"sla": {"accept_within_minutes": 0}}, "greater than or equal to 1"),
+        ({"routing": {"states": ["SP"], "daily_capacity": 1, "weight": 0}}, "greater than or equal to 1"),
+    ],
+)
+def test_rules_refuse_bad_hours_and_sla(entry: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        RulesFile.model_validate({"dealers": [{**dealer("x"), **entry}]})
+
+
+def test_status_polls_are_for_rest_dealers_only() -> None:
+    soap = {**dealer("x"), "crm": {"kind": "soap", "url": "http://crm/x?wsdl"}}
+    with pytest.raises(ValueError, match="only REST dealers"):
+        RulesFile.model_validate(
+            {"dealers": [{**soap, "sla": {"accept_within_minutes": 30, "status_poll_seconds": 60}}]}
+        )

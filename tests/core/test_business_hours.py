@@ -1,0 +1,75 @@
+"""Opening hours: the SLA clock runs only while a dealer is open."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from core.business_hours import from_config
+
+BRT = ZoneInfo("America/Sao_Paulo")
+WEEKDAYS = {day: ["08:00-18:00"] for day in ("mon", "tue", "wed", "thu", "fri")}
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=BRT)
+
+
+def test_an_sla_that_crosses_friday_closing_resumes_monday_at_opening() -> None:
+    hours = from_config({"timezone": "America/Sao_Paulo", "weekly": WEEKDAYS})
+    friday = at("2026-11-27T17:50")  # a Friday
+    assert hours.add_open_time(friday, timedelta(minutes=30)) == at("2026-11-30T08:20")
+    assert hours.add_open_time(friday, timedelta(minutes=10)) == at("2026-11-27T18:00")
+
+
+def test_a_lead_at_night_starts_its_clock_at_opening() -> None:
+    hours = from_config({"weekly": WEEKDAYS})
+    assert hours.add_open_time(at("2026-12-01T22:15"), timedelta(minutes=30)) == at("2026-12-02T08:30")
+    assert not hours.is_open(at("2026-12-01T22:15"))
+    assert hours.is_open(at("2026-12-02T08:00"))
+    assert not hours.is_open(at("2026-12-02T18:00"))  # closing time is closed
+
+
+def test_national_holidays_and_the_dealers_own_closed_days_close_the_day() -> None:
+    hours = from_config({"weekly": WEEKDAYS, "holidays": "BR", "closed": ["2026-12-24"]})
+    # Friday 2026-12-25 is Christmas: from Wednesday 23rd 17:50, Thursday 24th is the dealer's own
+    # closed day, then the weekend: the remaining 20 minutes run on Monday 28th.
+    assert hours.add_open_time(at("2026-12-23T17:50"), timedelta(minutes=30)) == at("2026-12-28T08:20")
+    assert not hours.is_open(at("2026-11-20T10:00"))  # Consciência Negra, a national holiday since 2024
+    state = from_config({"weekly": WEEKDAYS, "holidays": "BR-SP"})
+    assert not state.is_open(at("2026-07-09T10:00"))  # Revolução Constitucionalista, São Paulo only
+    assert hours.is_open(at("2026-07-09T10:00"))
+
+
+def test_split_days_and_a_dealer_without_hours() -> None:
+    hours = from_config({"weekly": {"sat": ["08:00-12:00", "13:00-17:00"]}})
+    saturday = at("2026-12-05T11:50")
+    assert hours.add_open_time(saturday, timedelta(minutes=30)) == at("2026-12-05T13:20")
+    always = from_config(None)
+    assert always.add_open_time(saturday, timedelta(minutes=30)) == saturday + timedelta(minutes=30)
+    assert always.is_open(at("2026-12-06T03:00"))
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"timezone": "America/Sao_Pablo", "weekly": WEEKDAYS}, "unknown time zone"),
+        ({"weekly": {"mon": ["08:00-12:00", "11:00-18:00"]}}, "mon: intervals overlap"),
+        ({"weekly": {"monday": ["08:00-12:00"]}}, "unknown weekday 'monday'"),
+        ({"weekly": {"mon": ["18:00-08:00"]}}, "opens at or after it closes"),
+        ({"weekly": {"mon": ["8h-18h"]}}, "expected HH:MM-HH:MM"),
+        ({"weekly": WEEKDAYS, "holidays": "XX"}, "unknown country 'XX'"),
+        ({"weekly": WEEKDAYS, "holidays": "BR-ZZ"}, "BR has no subdivision 'ZZ'"),
+    ],
+)
+def test_bad_hours_are_refused_naming_what_is_wrong(config: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        from_config(config)
+
+
+def test_a_calendar_that_never_opens_is_an_error_not_a_hang() -> None:
+    never = from_config({"weekly": {"mon": []}})
+    with pytest.raises(ValueError, match="no open hours within 366 days"):
+        never.add_open_time(at("2026-12-01T10:00"), timedelta(minutes=30))
