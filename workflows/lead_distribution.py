@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         ClaimLeadResult,
         DealerLookupInput,
         DeliverLeadInput,
+        DeliverLeadResult,
         FetchLeadInput,
         FollowPlan,
         FollowPlanInput,
@@ -214,7 +215,7 @@ class LeadDistributionWorkflow:
             await self._publish_distributed(dealer_id, dealer_lead_id, stable_id=True)
             if not following:
                 return self._result(dealer_lead_id)
-            lost = await self._follow(dealer_id, dealer_lead_id)
+            lost = await self._follow(dealer_id, dealer_lead_id, followed=claim.followed)
             if lost is None:
                 return self._result(dealer_lead_id)
             if lost.withdrawals > params.max_reroutes:
@@ -237,7 +238,7 @@ class LeadDistributionWorkflow:
                 claim = await self._decide(LeadActivities.assign_lead, assigned)
                 continue
             await self._set_status(LeadStatus.ROUTED, dealer_id=claim.dealer_id, recorded=True)
-            dealer_lead_id = await self._deliver(
+            delivered = await self._deliver(
                 str(claim.dealer_id),
                 lead,
                 params,
@@ -247,8 +248,9 @@ class LeadDistributionWorkflow:
                     DELIVERY_HEARTBEAT_TIMEOUT, timedelta(seconds=params.delivery_attempt_timeout_seconds)
                 ),
             )
-            if dealer_lead_id is not None:
-                claim.delivered, claim.dealer_lead_id = True, dealer_lead_id
+            if delivered is not None:
+                claim.delivered, claim.dealer_lead_id = True, delivered.dealer_lead_id
+                claim.followed = delivered.followed
             else:
                 claim = await self._decide(
                     LeadActivities.claim_lead, self._claim_input(lead, release=claim.dealer_id)
@@ -260,9 +262,16 @@ class LeadDistributionWorkflow:
         """A status the dealer reported, already recorded in the portal database: pass it on."""
         self._reports.append(report)
 
-    async def _follow(self, dealer_id: str, dealer_lead_id: str) -> WithdrawLeadResult | None:
+    async def _follow(
+        self, dealer_id: str, dealer_lead_id: str, *, followed: bool
+    ) -> WithdrawLeadResult | None:
         """Follow the lead at its dealer until it accepts (None: it keeps the lead) or its SLA passes
-        (the withdrawal). Statuses the dealer reports go on to Zoho and the subscribers as they come."""
+        (the withdrawal). Statuses the dealer reports go on to Zoho and the subscribers as they come.
+
+        A dealer without an SLA or a status read is not followed: reports already in are passed on."""
+        if not followed:
+            await self._pass_on_reports(dealer_id)
+            return None
         plan = await self._follow_plan(dealer_id)
         status = plan.dealer_status
         sla_deadline = None
@@ -404,7 +413,7 @@ class LeadDistributionWorkflow:
         record_delivered: bool,
         idempotency_key: str = "",
         heartbeat_timeout: timedelta | None = None,
-    ) -> str | None:
+    ) -> DeliverLeadResult | None:
         """The dealer's id of the lead once its CRM has it; None when the dealer did not take it."""
         try:
             result = await workflow.execute_activity_method(
@@ -434,7 +443,7 @@ class LeadDistributionWorkflow:
             workflow.logger.warning("dealer %s did not take the lead: %s", dealer_id, detail)
             return None
         self._attempts.append(DeliveryAttempt(dealer_id, "delivered"))
-        return result.dealer_lead_id
+        return result
 
     @workflow.signal(name=REDRIVE_PARKED_SIGNAL)
     def redrive_parked(self) -> None:
@@ -493,11 +502,9 @@ class LeadDistributionWorkflow:
                 claim_dealer=index > 0,
                 recorded=routed and index == 0 and self._status_with_step,
             )
-            dealer_lead_id = await self._deliver(
-                dealer_id, lead, params, record_delivered=self._status_with_step
-            )
-            if dealer_lead_id is not None:
-                return dealer_id, dealer_lead_id
+            delivered = await self._deliver(dealer_id, lead, params, record_delivered=self._status_with_step)
+            if delivered is not None:
+                return dealer_id, delivered.dealer_lead_id
         return None
 
     async def _wait_for_assignment(self, deadline: datetime) -> str | None:

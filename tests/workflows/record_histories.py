@@ -46,6 +46,7 @@ from core.constants import (
 from core.settings import Settings
 from tests.hub import Hub, running_hub
 from tests.support import SMALL_STORE, eventually
+from tests.workflows.test_dealer_sla import SLA, at_dealer, dealer_reports, sla_hub
 from tests.workflows.test_vtex_catalog_sync import start_sync as start_catalog_sync
 from tests.workflows.test_vtex_customer_sync import start_sync as start_customer_sync
 from tests.workflows.test_vtex_order import LIFECYCLE
@@ -128,6 +129,22 @@ async def test_record_lead_resumed_after_terminate(hub: Hub) -> None:
     result = await hub.handle(lead_id).result()
     assert result.dealer_id == "rest-mg"
     await save(hub.client, lead_workflow_id(lead_id), "lead_resumed_after_terminate")
+
+
+async def test_record_lead_sla_missed_then_accepted(
+    skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str
+) -> None:
+    """The first dealer lets its SLA pass (the lead is withdrawn), the next accepts in time."""
+    async with sla_hub(skipping_env, sqlite_url, task_queue) as hub:
+        lead_id = await hub.create_lead(State="PR", City="Curitiba")
+        await hub.post_webhook(lead_id)
+        await at_dealer(hub, lead_id, "sla-a")
+        await skipping_env.sleep(SLA + timedelta(minutes=1))
+        await at_dealer(hub, lead_id, "sla-b")
+        await dealer_reports(hub, "sla-b", lead_id, "accepted")
+        result = await hub.handle(lead_id).result()
+        assert (result.status, result.dealer_id) == ("accepted", "sla-b")
+        await save(hub.client, lead_workflow_id(lead_id), "lead_sla_missed_then_accepted")
 
 
 async def test_record_opportunity_updates(hub: Hub) -> None:

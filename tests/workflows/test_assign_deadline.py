@@ -23,8 +23,6 @@ from activities.leads import (
     DeliverLeadResult,
     FetchLeadInput,
     FetchLeadResult,
-    FollowPlan,
-    FollowPlanInput,
     PublishEventInput,
     PublishEventResult,
     RecordStatusInput,
@@ -75,10 +73,6 @@ class StandIns:
         self.delivered_to.append(params.dealer_id)
         return DeliverLeadResult(dealer_lead_id="CRM-1")
 
-    @activity.defn(name="follow_plan")
-    async def follow_plan(self, params: FollowPlanInput) -> FollowPlan:
-        return FollowPlan(holds=True)  # no SLA: the run ends at delivery
-
     @activity.defn(name="update_zoho_lead")
     async def update_zoho_lead(self, params: UpdateZohoLeadInput) -> None:
         self.zoho_updates.append(params.fields)
@@ -114,7 +108,6 @@ def worker(env: WorkflowEnvironment, stand_ins: StandIns, task_queue: str) -> Wo
             stand_ins.deliver_lead,
             stand_ins.update_zoho_lead,
             stand_ins.publish_event,
-            stand_ins.follow_plan,
         ],
     )
 

@@ -7,6 +7,7 @@ waits of the SLA pass in a moment (``skipping_env.sleep``).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -56,11 +57,12 @@ def sla_rules(sims_url: str) -> RulesFile:
     )
 
 
-@pytest.fixture
-async def sla_hub(skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str) -> AsyncIterator[Hub]:
+@asynccontextmanager
+async def sla_hub(env: WorkflowEnvironment, sqlite_url: str, task_queue: str) -> AsyncIterator[Hub]:
+    """The flows role on ``env`` with the SLA dealers, their webhook secrets and a fallback owner."""
     dealers = ("sla-a", "sla-b", "sla-c", "poll-sc", "night-rs")
     async with running_hub(
-        skipping_env.client,
+        env.client,
         sqlite_url,
         task_queue,
         role="flows",
@@ -71,6 +73,14 @@ async def sla_hub(skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue
         lead_max_reroutes=2,
         lead_fallback_owner_id=FALLBACK_OWNER,
     ) as hub:
+        yield hub
+
+
+@pytest.fixture(name="sla_hub")
+async def sla_hub_fixture(
+    skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str
+) -> AsyncIterator[Hub]:
+    async with sla_hub(skipping_env, sqlite_url, task_queue) as hub:
         yield hub
 
 
