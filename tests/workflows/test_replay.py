@@ -96,6 +96,13 @@ def test_the_lead_histories_cover_both_homes_of_the_delivery_decision() -> None:
     assert steps("lead_rejected_then_delivered").count("claim_lead") == 2
     resumed = steps("lead_resumed_after_terminate")
     assert "claim_lead" in resumed and "deliver_lead" not in resumed
+    # Since the SLA patch: delivered, withdrawn when the SLA passed, claimed and delivered again, then
+    # the next dealer's acceptance arrived as a signal.
+    rerouted = steps("lead_sla_missed_then_accepted")
+    assert rerouted.count("deliver_lead") == 2 and rerouted.count("withdraw_lead") == 1
+    sla_events = saved(HISTORIES / "lead_sla_missed_then_accepted.json").events
+    assert any(e.HasField("timer_started_event_attributes") for e in sla_events)
+    assert any(e.HasField("workflow_execution_signaled_event_attributes") for e in sla_events)
 
 
 @pytest.mark.parametrize("name", ["opportunity_parked_then_redriven", "vtex_order_parked_then_redriven"])
