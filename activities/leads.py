@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -302,8 +302,11 @@ class LeadActivities:
             now,
             release=params.release_dealer_id,
             exclude=params.exclude,
-            on_claim=self._routed_hook(params.lead_id, now),
+            on_claim=self._routed_hook(params.lead_id, now, profile),
         )
+        if claim is None:  # no dealer: support decides, and ``hub leads explain`` shows why
+            async with self._sessions.begin() as session:
+                await lead_status.set_routing_profile(session, params.lead_id, asdict(profile))
         return await self._with_follow(ClaimLeadResult.of(claim))
 
     async def _with_follow(self, result: ClaimLeadResult) -> ClaimLeadResult:
@@ -351,7 +354,9 @@ class LeadActivities:
         """The business day that capacity is counted on."""
         return at.astimezone(self._timezone).date()
 
-    def _routed_hook(self, lead_id: str, at: datetime) -> deliveries.ClaimHook:
+    def _routed_hook(
+        self, lead_id: str, at: datetime, profile: routing.LeadProfile | None = None
+    ) -> deliveries.ClaimHook:
         async def record_routed(session: AsyncSession, dealer_id: str) -> None:
             await lead_status.write_status(
                 session,
@@ -361,6 +366,8 @@ class LeadActivities:
                 at=at,
                 dealer_id=dealer_id,
             )
+            if profile is not None:
+                await lead_status.set_routing_profile(session, lead_id, asdict(profile))
 
         return record_routed
 
@@ -390,7 +397,9 @@ class LeadActivities:
         try:
             with external_call(permanent_type=DEALER_REJECTED):
                 async with heartbeating():
-                    dealer_lead_id = await crm.create_lead(dealer, fields, params.lead_id, key)
+                    dealer_lead_id = await crm.create_lead(
+                        dealer, fields, params.lead_id, key, attempt=activity.info().attempt
+                    )
         except Exception as error:
             rejected = isinstance(error, ApplicationError) and error.non_retryable
             DEALER_DELIVERIES.labels(dealer.id, "rejected" if rejected else "unavailable").inc()

@@ -23,7 +23,7 @@ import argparse
 import asyncio
 import sys
 
-from cli import backfill, leads, orders, parked, replay, syncs
+from cli import backfill, leads, orders, parked, replay, routing, syncs
 from cli.command import Context
 from cli.output import Output
 from core.settings import Settings, get_settings
@@ -40,6 +40,7 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON lines")
     commands = hub.add_subparsers(dest="command", required=True)
     leads.add_commands(commands, common)
+    routing.add_commands(commands, common)
     orders.add_commands(commands, common)
     parked.add_commands(commands, common)
     replay.add_commands(commands, common)

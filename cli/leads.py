@@ -16,6 +16,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from cli.command import Context, Subcommands, command
 from cli.redrive import BROKE_OFF, Ended, Flow, add_options, any_of, recorded_history, redrive, started_with
+from cli.routing import add_explain
 from contracts.leads import (
     ASSIGN_DEALER_UPDATE,
     LEAD_DISTRIBUTION_WORKFLOW,
@@ -37,7 +38,7 @@ REDRIVABLE = {
 
 
 def add_commands(commands: Subcommands, common: argparse.ArgumentParser) -> None:
-    leads = commands.add_parser("leads", help="lead distribution: redrive, assign, reassign")
+    leads = commands.add_parser("leads", help="lead distribution: redrive, assign, reassign, explain")
     actions = leads.add_subparsers(dest="action", required=True)
     again = command(
         actions, "redrive", "distribute again the leads that ended failed or unrouted", common, redrive_leads
@@ -51,6 +52,7 @@ def add_commands(commands: Subcommands, common: argparse.ArgumentParser) -> None
     assign = command(
         actions, "assign", "deliver a lead waiting for assignment to a dealer", common, assign_lead
     )
+    add_explain(actions, common)
     assign.add_argument("lead_id", help="the Zoho lead id")
     assign.add_argument("dealer_id", help="the dealer's id in the routing rules")
     assign.add_argument("--by", required=True, help="who decides (a support login), kept in the history")

@@ -93,9 +93,16 @@ class ReportedStatus:
 
 class DealerCrm(Protocol):
     async def create_lead(
-        self, dealer: DealerConfig, fields: dict[str, str], external_id: str, idempotency_key: str
+        self,
+        dealer: DealerConfig,
+        fields: dict[str, str],
+        external_id: str,
+        idempotency_key: str,
+        *,
+        attempt: int = 1,
     ) -> str:
-        """Create the lead in the dealer's CRM and return the dealer-side id."""
+        """Create the lead in the dealer's CRM and return the dealer-side id (``attempt``: 1 for the
+        first send, more for retries, which ADF marks as re-sends)."""
         ...
 
     async def withdraw_lead(
@@ -135,7 +142,13 @@ class RestDealerCrm:
         self._url_check = url_check
 
     async def create_lead(
-        self, dealer: DealerConfig, fields: dict[str, str], external_id: str, idempotency_key: str
+        self,
+        dealer: DealerConfig,
+        fields: dict[str, str],
+        external_id: str,
+        idempotency_key: str,
+        *,
+        attempt: int = 1,
     ) -> str:
         checked(f"{SERVICE}:{dealer.id}", self._url_check, dealer.crm_url)
         headers = {"Idempotency-Key": idempotency_key}
@@ -241,7 +254,13 @@ class SoapDealerCrm:
         self._lock = asyncio.Lock()
 
     async def create_lead(
-        self, dealer: DealerConfig, fields: dict[str, str], external_id: str, idempotency_key: str
+        self,
+        dealer: DealerConfig,
+        fields: dict[str, str],
+        external_id: str,
+        idempotency_key: str,
+        *,
+        attempt: int = 1,
     ) -> str:
         service = f"{SERVICE}:{dealer.id}"
         client = await self._client(dealer)

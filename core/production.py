@@ -57,6 +57,8 @@ def _secret_problems(settings: Settings) -> list[str]:
                 problems.append(f"{name}[{dealer}] is empty")
             elif _is_local(name, key.get_secret_value(), settings):
                 problems.append(f"{name}[{dealer}] is a local placeholder")
+    if not settings.smtp_starttls:
+        problems.append("smtp_starttls is off: ADF lead e-mails would cross the network in clear text")
     if not settings.payload_encryption:
         problems.append("payload_encryption is off: histories would hold customer data in clear text")
     if not settings.payload_keys:

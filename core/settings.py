@@ -109,6 +109,13 @@ class Settings(BaseSettings):
     # e.g. {"dealer-sp-centro": "secret"}, sent in the header below. A dealer without one is refused.
     dealer_webhook_secrets: dict[str, SecretStr] = Field(default_factory=dict)
     dealer_webhook_secret_header: str = "X-Dealer-Webhook-Token"
+    # ADF dealers with a mailto: URL: the SMTP server their lead e-mails are handed to (STARTTLS).
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=587, gt=0, lt=65536)
+    smtp_starttls: bool = True
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_sender: str = "leads@hub.local"
 
     # Lead distribution
     business_timezone: str = "America/Sao_Paulo"  # dealers' daily capacity counts in this day

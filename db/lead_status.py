@@ -194,3 +194,17 @@ async def _deliveries(session: AsyncSession, lead_id: str) -> list[DeliveryView]
             )
         )
     return views
+
+
+async def set_routing_profile(session: AsyncSession, lead_id: str, profile: dict[str, str]) -> None:
+    """Keep what routing looked at for the lead (state, city, model), in the caller's transaction."""
+    lead = await session.get(Lead, lead_id)
+    if lead is not None:
+        lead.routing_profile = dict(profile)
+
+
+async def routing_profile(sessions: async_sessionmaker[AsyncSession], lead_id: str) -> dict[str, str] | None:
+    """What routing looked at for the lead; None for an unknown lead or one routed before it was kept."""
+    async with sessions() as session:
+        lead = await session.get(Lead, lead_id)
+    return dict(lead.routing_profile) if lead is not None and lead.routing_profile else None

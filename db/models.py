@@ -22,7 +22,7 @@ class Dealer(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     active: Mapped[bool] = mapped_column(default=True)
-    crm_kind: Mapped[str] = mapped_column(String(16))  # "rest" or "soap"
+    crm_kind: Mapped[str] = mapped_column(String(16))  # "rest", "soap" or "adf"
     crm_url: Mapped[str] = mapped_column(String(500))
     field_mapping: Mapped[dict[str, Any]] = mapped_column(JSON)
     states: Mapped[list[str]] = mapped_column(JSON)
@@ -117,6 +117,8 @@ class Lead(Base):
     workflow_id: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # What routing looked at: {"state", "city", "model"} (no personal data), for ``hub leads explain``.
+    routing_profile: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
 
 class LeadStatusChange(Base):

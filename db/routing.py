@@ -35,13 +35,20 @@ def normalise(text: str) -> str:
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
 
 
+def not_covered(dealer: Dealer, lead: LeadProfile) -> str | None:
+    """Why the dealer does not serve the lead's state, city or model; None when it does."""
+    if normalise(lead.state) not in {normalise(s) for s in dealer.states}:
+        return f"area: does not serve state {lead.state or '(none)'}"
+    if dealer.cities and normalise(lead.city) not in {normalise(c) for c in dealer.cities}:
+        return f"area: city {lead.city or '(none)'} is not among its cities"
+    if dealer.models and normalise(lead.model) not in {normalise(m) for m in dealer.models}:
+        return f"model: {lead.model or '(none)'} is not among its models"
+    return None
+
+
 def covers(dealer: Dealer, lead: LeadProfile) -> bool:
     """Whether the dealer serves the lead's state, city and model."""
-    if normalise(lead.state) not in {normalise(s) for s in dealer.states}:
-        return False
-    if dealer.cities and normalise(lead.city) not in {normalise(c) for c in dealer.cities}:
-        return False
-    return not dealer.models or normalise(lead.model) in {normalise(m) for m in dealer.models}
+    return not_covered(dealer, lead) is None
 
 
 def is_open(dealer: Dealer, at: datetime) -> bool:
@@ -212,4 +219,91 @@ async def dealer_config(sessions: async_sessionmaker[AsyncSession], dealer_id: s
         hours=dict(dealer.hours) if dealer.hours else None,
         sla_minutes=dealer.sla_minutes,
         status_poll_seconds=dealer.status_poll_seconds,
+    )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One dealer as routing saw it for a lead: kept or dropped, and why."""
+
+    dealer_id: str
+    kept: bool
+    why: str
+    priority: int
+    weight: int
+    open_now: bool
+    used_today: int
+    daily_capacity: int
+
+
+@dataclass(frozen=True)
+class Explanation:
+    verdicts: list[Verdict]  # kept dealers best first, then the dropped ones
+    chosen: str | None  # the dealer routing would claim now; None: support decides
+
+
+async def explain(
+    sessions: async_sessionmaker[AsyncSession],
+    lead: LeadProfile,
+    day: date,
+    at: datetime,
+    passed_over: frozenset[str] = frozenset(),
+) -> Explanation:
+    """What routing would decide for ``lead`` at ``at``, and why, without claiming anything.
+
+    ``passed_over``: dealers this lead already lost (they are never chosen again).
+    """
+    async with sessions() as session:
+        dealers = await active_dealers(session, lock=False)
+        used = await _deliveries_on(session, day)
+    dropped: list[Verdict] = []
+    eligible: list[Dealer] = []
+    for dealer in dealers:
+        why = not_covered(dealer, lead)
+        if why is None and used.get(dealer.id, 0) >= dealer.daily_capacity:
+            why = f"capacity: {used.get(dealer.id, 0)} of {dealer.daily_capacity} used on {day.isoformat()}"
+        if why is None and dealer.id in passed_over:
+            why = "lost this lead before (withdrawn after its SLA): never chosen again"
+        if why is None:
+            eligible.append(dealer)
+        else:
+            dropped.append(_verdict(dealer, at, used, kept=False, why=why))
+    ranked = sorted(eligible, key=lambda dealer: _rotation_key(dealer, at))
+    chosen = _choice(ranked, at) if ranked else None
+    kept = [
+        _verdict(dealer, at, used, kept=True, why=_standing(dealer, index, ranked, at, chosen))
+        for index, dealer in enumerate(ranked)
+    ]
+    return Explanation(kept + dropped, chosen.id if chosen else None)
+
+
+def _choice(ranked: list[Dealer], at: datetime) -> Dealer:
+    """The dealer ``take_turn`` would take, without moving anything."""
+    group = peers(ranked, at)
+    return ranked[0] if all(dealer.weight == 1 for dealer in group) else weighted_choice(group)[0]
+
+
+def _standing(dealer: Dealer, index: int, ranked: list[Dealer], at: datetime, chosen: Dealer | None) -> str:
+    hours = "open now" if is_open(dealer, at) else "closed now (its SLA would start at opening)"
+    place = f"rank {index + 1}: {hours}, priority {dealer.priority}"
+    if dealer not in peers(ranked, at):
+        return f"{place}: behind the best ones (fallback if they refuse)"
+    if any(d.weight != 1 for d in peers(ranked, at)):
+        share = f"weight {dealer.weight}, rotation credit {dealer.rotation_credit}"
+    else:
+        waited = dealer.last_assigned_at
+        share = f"last lead at {as_utc(waited).isoformat()}" if waited else "no lead yet"
+    return f"{place}, {share}" + (": chosen" if dealer is chosen else ": shares the lead's turn")
+
+
+def _verdict(dealer: Dealer, at: datetime, used: dict[str, int], *, kept: bool, why: str) -> Verdict:
+    return Verdict(
+        dealer_id=dealer.id,
+        kept=kept,
+        why=why,
+        priority=dealer.priority,
+        weight=dealer.weight,
+        open_now=is_open(dealer, at),
+        used_today=used.get(dealer.id, 0),
+        daily_capacity=dealer.daily_capacity,
     )

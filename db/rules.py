@@ -21,8 +21,21 @@ DealerId = Annotated[str, StringConstraints(pattern=DEALER_ID_PATTERN)]
 class CrmConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["rest", "soap"]
-    url: str = Field(min_length=1, description="REST base URL, or the SOAP service's WSDL URL")
+    kind: Literal["rest", "soap", "adf"]
+    url: str = Field(
+        min_length=1,
+        description="REST base URL, the SOAP service's WSDL URL, or for ADF the URL the XML is POSTed to"
+        " or mailto:<the dealer's lead inbox>",
+    )
+
+    @model_validator(mode="after")
+    def _url_fits_kind(self) -> CrmConfig:
+        mail = self.url.startswith("mailto:")
+        if mail and (self.kind != "adf" or "@" not in self.url):
+            raise ValueError("a mailto: URL is for ADF dealers and names an address (mailto:leads@dealer)")
+        if not mail and not self.url.startswith(("http://", "https://")):
+            raise ValueError("url: expected http(s)://... (or mailto: for an ADF dealer)")
+        return self
 
 
 class RoutingConfig(BaseModel):

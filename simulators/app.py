@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from simulators import (
+    dealer_adf,
     dealer_rest,
     dealer_soap,
     events,
@@ -43,12 +44,15 @@ def create_app(config: SimulatorConfig | None = None, *, clock: Clock = time.mon
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # The simulator posts webhooks (and VTEX hook pings) straight to the project's API: no proxies
         # from the environment.
+        inbox = dealer_adf.start_inbox(state)
         async with httpx.AsyncClient(timeout=config.webhook_timeout_seconds, trust_env=False) as http:
             state.http = http
             try:
                 yield
             finally:
                 state.http = None
+                if inbox is not None:
+                    inbox.stop()
 
     app = FastAPI(title="Integration simulators", lifespan=lifespan)
     app.state.simulator = state
@@ -66,6 +70,7 @@ def create_app(config: SimulatorConfig | None = None, *, clock: Clock = time.mon
         vtex_customers.control_router,
         dealer_rest.router,
         dealer_soap.router,
+        dealer_adf.router,
         events.router,
         events.control_router,
         faults.router,

@@ -32,6 +32,10 @@ class SimulatorConfig(BaseSettings):
     # Dealers report lead statuses to the hub's dealer webhook with this secret (the hub's local default).
     dealer_webhook_secret: str = Field(default=LOCAL_PLACEHOLDER, repr=False)
     dealer_webhook_secret_header: str = "X-Dealer-Webhook-Token"
+    # The dealers' ADF lead inboxes: an SMTP server on this port (0: none). An answer "lost" by a fault
+    # comes this late, after the sender's timeout.
+    smtp_port: int = Field(default=0, ge=0, lt=65536)
+    smtp_lost_answer_seconds: float = Field(default=15.0, gt=0)
     vtex_account: str = "localstore"
     vtex_app_key: str = "vtexappkey-localstore-LOCAL"
     vtex_app_token: str = Field(default=LOCAL_PLACEHOLDER, repr=False)

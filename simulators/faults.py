@@ -94,6 +94,9 @@ class FaultSpec(BaseModel):
     reject: bool = False
     answer_without_id_count: int = Field(default=0, ge=0, description="REST dealer: 201 without an id")
     conflict_count: int = Field(default=0, ge=0, description="REST dealer: 409 after storing the lead")
+    answer_lost_count: int = Field(
+        default=0, ge=0, description="ADF inbox: store the e-mail, then answer after the sender gave up"
+    )
 
 
 class CountersOut(BaseModel):
@@ -119,6 +122,7 @@ async def set_faults(spec: FaultSpec, state: StateDep) -> dict[str, Any]:
         reject=spec.reject,
         answer_without_id_remaining=spec.answer_without_id_count,
         conflict_remaining=spec.conflict_count,
+        answer_lost_remaining=spec.answer_lost_count,
     )
     state.faults[spec.target] = plan
     return {"target": spec.target, **asdict(plan)}

@@ -144,7 +144,7 @@ class DealerLead:
     """A lead as the dealer CRM stored it."""
 
     id: str
-    channel: Literal["rest", "soap"]
+    channel: Literal["rest", "soap", "adf"]
     external_id: str | None
     fields: dict[str, Any]
     created_at: str
@@ -170,7 +170,9 @@ class DealerState:
     creates_by_external_id: Counter[str] = field(default_factory=Counter)
     counters: DealerCounters = field(default_factory=DealerCounters)
 
-    def add_lead(self, channel: Literal["rest", "soap"], external_id: str | None, fields: Any) -> DealerLead:
+    def add_lead(
+        self, channel: Literal["rest", "soap", "adf"], external_id: str | None, fields: Any
+    ) -> DealerLead:
         """Store a new lead; no deduplication here, that is the caller's business.
 
         Args:
@@ -220,6 +222,7 @@ class FaultPlan:
     reject: bool = False
     answer_without_id_remaining: int = 0  # REST dealer: creates answered 201 with no ``id``
     conflict_remaining: int = 0  # REST dealer: creates answered 409 after storing the lead
+    answer_lost_remaining: int = 0  # ADF inbox: the e-mail stored, its answer sent too late
 
 
 @dataclass

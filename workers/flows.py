@@ -15,6 +15,7 @@ from temporalio.worker import Worker
 
 from activities.leads import LeadActivities
 from activities.opportunities import OpportunityActivities
+from clients.adf import AdfDealerCrm, SmtpRelay
 from clients.dealer_crm import RestDealerCrm, SoapDealerCrm
 from clients.pinned import PinnedTransport
 from clients.subscribers import EventPublisher
@@ -49,12 +50,22 @@ async def open_workers(client: Client, settings: Settings) -> AsyncIterator[list
     api_keys = {dealer: key.get_secret_value() for dealer, key in settings.dealer_api_keys.items()}
     rest = RestDealerCrm(dealer_http, api_keys, settings.check_outbound_url)
     soap = SoapDealerCrm(settings.dealer_http_timeout_seconds, api_keys, settings.check_outbound_url, rules)
+    smtp = SmtpRelay(
+        settings.smtp_host,
+        settings.smtp_port,
+        settings.smtp_sender,
+        starttls=settings.smtp_starttls,
+        username=settings.smtp_username,
+        password=settings.smtp_password.get_secret_value(),
+        timeout_seconds=settings.dealer_http_timeout_seconds,
+    )
+    adf = AdfDealerCrm(dealer_http, smtp, settings.check_outbound_url)
     sessions = session_factory(engine)
     zoho = ZohoClient(http, settings, DatabaseTokens(sessions))
     leads = LeadActivities(
         sessions=sessions,
         zoho=zoho,
-        dealer_crms={"rest": rest, "soap": soap},
+        dealer_crms={"rest": rest, "soap": soap, "adf": adf},
         publisher=EventPublisher(http, settings.event_signing_secret.get_secret_value()),
         subscribers=list(settings.event_subscribers),
         business_timezone=settings.business_timezone,

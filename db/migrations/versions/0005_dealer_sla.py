@@ -1,7 +1,7 @@
 """dealer SLA: opening hours, weights, the dealer's reported status, withdrawals
 
 Dealers gain opening hours, an SLA to accept, a status poll interval, a weight and the credit of the
-weighted rotation. A delivery keeps the newest status its dealer reported. ``withdrawals`` keeps every
+weighted rotation. A delivery keeps the newest status its dealer reported. A lead keeps what routing looked at (state, city, model). ``withdrawals`` keeps every
 delivery a lead lost when its dealer missed the SLA; ``dealer_feedback`` every status a dealer reported.
 
 Revision ID: 0005
@@ -27,6 +27,8 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("status_poll_seconds", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("weight", sa.Integer(), nullable=False, server_default="1"))
         batch_op.add_column(sa.Column("rotation_credit", sa.Integer(), nullable=False, server_default="0"))
+    with op.batch_alter_table("leads", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("routing_profile", sa.JSON(), nullable=True))
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
         batch_op.add_column(sa.Column("dealer_status", sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column("dealer_status_at", sa.DateTime(timezone=True), nullable=True))
@@ -69,6 +71,8 @@ def downgrade() -> None:
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
         batch_op.drop_column("dealer_status_at")
         batch_op.drop_column("dealer_status")
+    with op.batch_alter_table("leads", schema=None) as batch_op:
+        batch_op.drop_column("routing_profile")
     with op.batch_alter_table("dealers", schema=None) as batch_op:
         batch_op.drop_column("rotation_credit")
         batch_op.drop_column("weight")

@@ -1,0 +1,188 @@
+"""Dealers that take leads as ADF/XML (Auto-lead Data Format 1.0): by HTTP POST or in an e-mail.
+
+The document carries the hub's idempotency key in ``<id source="...">``, and an e-mail's Message-ID is
+derived from it, so a retried send is recognisable: the dealer's system (and the simulators' inbox)
+keeps one lead per id however often it arrives. A re-send is marked ``status="resend"``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from urllib.parse import urlsplit
+from xml.etree import ElementTree
+
+import aiosmtplib
+import httpx
+
+from clients.dealer_crm import RECORDED, SERVICE, UrlCheck, any_http_url, checked, refusals_permanent
+from clients.errors import PermanentError, TransientError, raise_for_status
+from core.dealers import DealerConfig
+
+ADF_SOURCE = "integrations-hub"  # the <id source>: the same for every lead the hub sends
+ADF_CONTENT_TYPE = "application/xml"
+# Dealer fields (the field mapping's targets) that have a place in the ADF document.
+CUSTOMER_NAME = {"first_name": "first", "last_name": "last", "full_name": "full"}
+VEHICLE = ("year", "make", "model", "trim")
+PHONE_TYPES = {"phone": "voice", "mobile": "cellphone"}
+
+
+def adf_document(
+    dealer: DealerConfig,
+    fields: Mapping[str, str],
+    idempotency_key: str,
+    request_date: datetime,
+    *,
+    resend: bool = False,
+) -> str:
+    """The ADF 1.0 document of one lead: prospect (id, requestdate, vehicle, customer, vendor, provider).
+
+    ``fields`` are the lead mapped with the dealer's field mapping, under the names above (``vehicle_``
+    prefixed for the vehicle, ``city``/``state`` for the address, ``comments``).
+    """
+    adf = ElementTree.Element("adf")
+    prospect = ElementTree.SubElement(adf, "prospect", status="resend" if resend else "new")
+    _text(prospect, "id", idempotency_key, sequence="1", source=ADF_SOURCE)
+    _text(prospect, "requestdate", request_date.isoformat(timespec="seconds"))
+    vehicle = ElementTree.SubElement(
+        prospect, "vehicle", interest=fields.get("vehicle_interest", "buy"), status="new"
+    )
+    for part in VEHICLE:
+        default = str(request_date.year) if part == "year" else None
+        if value := fields.get(f"vehicle_{part}", default):
+            _text(vehicle, part, value)
+    customer = ElementTree.SubElement(prospect, "customer")
+    contact = ElementTree.SubElement(customer, "contact")
+    for name, part in CUSTOMER_NAME.items():
+        if value := fields.get(name):
+            _text(contact, "name", value, part=part)
+    if email := fields.get("email"):
+        _text(contact, "email", email)
+    for name, kind in PHONE_TYPES.items():
+        if value := fields.get(name):
+            _text(contact, "phone", value, type=kind)
+    if fields.get("city") or fields.get("state"):
+        address = ElementTree.SubElement(contact, "address")
+        if city := fields.get("city"):
+            _text(address, "city", city)
+        if state := fields.get("state"):
+            _text(address, "regioncode", state)
+    if comments := fields.get("comments"):
+        _text(customer, "comments", comments)
+    vendor = ElementTree.SubElement(prospect, "vendor")
+    _text(vendor, "id", dealer.id, source=ADF_SOURCE)
+    _text(vendor, "vendorname", dealer.name)
+    _text(ElementTree.SubElement(vendor, "contact"), "name", dealer.name, part="full")
+    provider = ElementTree.SubElement(prospect, "provider")
+    _text(provider, "name", fields.get("provider", "Integrations Hub"), part="full")
+    body = ElementTree.tostring(adf, encoding="unicode")
+    # The spec's own <?ADF VERSION "1.0"?> is not well-formed XML; receivers accept this form.
+    return f'<?xml version="1.0" encoding="UTF-8"?>\n<?adf version="1.0"?>\n{body}\n'
+
+
+def _text(parent: ElementTree.Element, tag: str, text: str, **attributes: str) -> ElementTree.Element:
+    element = ElementTree.SubElement(parent, tag, attributes)
+    element.text = text
+    return element
+
+
+def message_id(idempotency_key: str, sender: str) -> str:
+    """The e-mail's Message-ID, the same for every send of one lead to one dealer."""
+    digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+    return f"<adf-{digest}@{sender.rpartition('@')[2] or 'hub.local'}>"
+
+
+class SmtpRelay:
+    """Where ADF e-mails are handed over: an SMTP server with STARTTLS (and a login, if it wants one)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        sender: str,
+        *,
+        starttls: bool = True,
+        username: str = "",
+        password: str = "",
+        timeout_seconds: float = 10.0,
+    ) -> None:
+        self.host, self.port, self.sender = host, port, sender
+        self.starttls, self.username, self.password = starttls, username, password
+        self.timeout = timeout_seconds
+
+
+class AdfDealerCrm:
+    """Dealers whose URL is ``http(s)://`` (the ADF POSTed) or ``mailto:`` (the ADF e-mailed)."""
+
+    def __init__(self, http: httpx.AsyncClient, smtp: SmtpRelay, url_check: UrlCheck = any_http_url) -> None:
+        self._http = http
+        self._smtp = smtp
+        self._url_check = url_check
+
+    async def create_lead(
+        self,
+        dealer: DealerConfig,
+        fields: dict[str, str],
+        external_id: str,
+        idempotency_key: str,
+        *,
+        attempt: int = 1,
+    ) -> str:
+        """Send the lead; the dealer's id of it is the hub's key (ADF receivers answer no id of their own).
+
+        The request date is the mapped ``request_date`` (Zoho's Created_Time), so every send of the lead
+        is the same document; a later attempt is marked a re-send."""
+        sent = fields.get("request_date")
+        request_date = datetime.fromisoformat(sent) if sent else datetime.now(UTC)
+        document = adf_document(dealer, fields, idempotency_key, request_date, resend=attempt > 1)
+        if dealer.crm_url.startswith("mailto:"):
+            await self._mail(dealer, document, idempotency_key)
+        else:
+            await self._post(dealer, document, idempotency_key)
+        return idempotency_key
+
+    async def withdraw_lead(
+        self, dealer: DealerConfig, dealer_lead_id: str | None, external_id: str, idempotency_key: str
+    ) -> str:
+        """ADF has no withdrawal: the hub records it (support tells the dealer if it must)."""
+        return RECORDED
+
+    async def _post(self, dealer: DealerConfig, document: str, idempotency_key: str) -> None:
+        service = f"{SERVICE}:{dealer.id}"
+        checked(service, self._url_check, dealer.crm_url)
+        headers = {"Content-Type": ADF_CONTENT_TYPE, "Idempotency-Key": idempotency_key}
+        with refusals_permanent(service):
+            response = await self._http.post(dealer.crm_url, content=document.encode(), headers=headers)
+        raise_for_status(service, response)
+
+    async def _mail(self, dealer: DealerConfig, document: str, idempotency_key: str) -> None:
+        service = f"{SERVICE}:{dealer.id}"
+        recipient = urlsplit(dealer.crm_url).path
+        if "@" not in recipient:
+            raise PermanentError(service, "the dealer's mailto: URL names no address")
+        relay = self._smtp
+        message = EmailMessage()
+        message["From"] = relay.sender
+        message["To"] = recipient
+        message["Subject"] = "ADF lead"  # the lead's data stays in the body: subjects are logged widely
+        message["Message-ID"] = message_id(idempotency_key, relay.sender)
+        message.set_content(document, subtype="plain", charset="utf-8")
+        try:
+            await aiosmtplib.send(
+                message,
+                hostname=relay.host,
+                port=relay.port,
+                start_tls=relay.starttls,
+                username=relay.username or None,
+                password=relay.password or None,
+                timeout=relay.timeout,
+            )
+        except aiosmtplib.SMTPResponseException as error:
+            # 5xx: the inbox refuses for good; 4xx: try again later. Only the code: texts echo addresses.
+            kind = PermanentError if error.code >= 500 else TransientError
+            raise kind(service, f"SMTP {error.code}", error.code) from None
+        except (aiosmtplib.SMTPException, OSError) as error:
+            # A timeout here may hide a delivered message: the retry carries the same id and Message-ID.
+            raise TransientError(service, f"SMTP {type(error).__name__}") from None

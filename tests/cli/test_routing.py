@@ -1,0 +1,63 @@
+"""``hub routing simulate`` and ``hub leads explain``: the candidates, why each is kept or dropped."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from tests.cli.conftest import HubCli
+from tests.hub import Hub
+from tests.workflows.test_dealer_sla import SLA, at_dealer, sla_hub
+
+
+@pytest.fixture
+async def hub(skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str) -> AsyncIterator[Hub]:
+    async with sla_hub(skipping_env, sqlite_url, task_queue) as running:
+        yield running
+
+
+async def test_simulate_ranks_the_dealers_and_says_why_others_are_dropped(hub: Hub, hub_cli: HubCli) -> None:
+    ran = await hub_cli(hub.settings, "routing", "simulate", "--state", "PR", "--city", "Curitiba", "--json")
+    assert ran.code == 0, ran.err
+    candidates = {row["dealer_id"]: row for row in ran.lines("candidate")}
+    assert [row["dealer_id"] for row in ran.lines("candidate") if row["kept"] == "yes"] == [
+        "sla-a",
+        "sla-b",
+        "sla-c",
+    ]
+    assert candidates["sla-a"]["why"].endswith(": chosen")
+    assert candidates["sla-b"]["why"].endswith("behind the best ones (fallback if they refuse)")
+    assert candidates["poll-sc"]["why"] == "area: does not serve state PR"
+    assert ran.lines("choice") == [{"type": "choice", "dealer_id": "sla-a"}]
+
+    text = await hub_cli(hub.settings, "routing", "simulate", "--state", "BA")
+    assert text.code == 0 and "choice: none (the lead would wait for support's assign)" in text.out
+
+
+async def test_explain_shows_each_delivery_and_that_a_lost_dealer_is_never_chosen_again(
+    hub: Hub, hub_cli: HubCli, skipping_env: WorkflowEnvironment
+) -> None:
+    lead_id = await hub.create_lead(State="PR", City="Cascavel")
+    await hub.post_webhook(lead_id)
+    await at_dealer(hub, lead_id, "sla-a")
+    await skipping_env.sleep(SLA + timedelta(minutes=1))
+    await at_dealer(hub, lead_id, "sla-b")
+
+    ran = await hub_cli(hub.settings, "leads", "explain", lead_id, "--json")
+    assert ran.code == 0, ran.err
+    deliveries = ran.lines("delivery")
+    assert [(d["dealer_id"], d["status"]) for d in deliveries] == [
+        ("sla-a", "withdrawn"),
+        ("sla-b", "delivered"),
+    ]
+    assert "SLA to accept passed" in deliveries[0]["withdrawal_reason"]
+    assert deliveries[1]["reason"].startswith("routed: covers the lead, open now, priority 20")
+    candidates = {row["dealer_id"]: row for row in ran.lines("candidate")}
+    assert candidates["sla-a"]["kept"] == "no"
+    assert candidates["sla-a"]["why"].startswith("lost this lead before")
+
+    unknown = await hub_cli(hub.settings, "leads", "explain", "999")
+    assert unknown.code == 1 and "no lead 999" in unknown.err

@@ -1,0 +1,66 @@
+"""ADF/XML documents: the structure dealers' systems read, the key that makes a re-send recognisable."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from clients.adf import ADF_SOURCE, adf_document, message_id
+from core.dealers import DealerConfig
+from simulators.dealer_adf import parse_adf
+
+DEALER = DealerConfig(
+    id="dealer-am", name="Concessionária Manaus & Cia", crm_kind="adf", crm_url="", field_mapping={}
+)
+FIELDS = {
+    "first_name": "Ana",
+    "last_name": "O'Neil <Souza>",
+    "email": "ana@example.com",
+    "mobile": "+55 92 99999-0000",
+    "vehicle_make": "Chevrolet",
+    "vehicle_model": "Onix",
+    "city": "Manaus",
+    "state": "AM",
+    "comments": "Quer test-drive & financiamento",
+}
+WHEN = datetime(2026, 12, 3, 13, 5, 7, tzinfo=UTC)
+
+
+def test_the_document_has_the_adf_structure_and_the_hubs_key() -> None:
+    document = adf_document(DEALER, FIELDS, "lead-1-dealer-am", WHEN)
+    assert document.startswith('<?xml version="1.0" encoding="UTF-8"?>\n<?adf version="1.0"?>\n<adf>')
+    lead = parse_adf(document)
+    assert (lead.id, lead.source, lead.status) == ("lead-1-dealer-am", ADF_SOURCE, "new")
+    assert lead.fields["names"] == {"first": "Ana", "last": "O'Neil <Souza>"}  # escaped, read back as sent
+    assert (lead.fields["make"], lead.fields["model"]) == ("Chevrolet", "Onix")
+    assert lead.fields["phones"] == ["+55 92 99999-0000"]
+    assert lead.fields["vendor"] == "Concessionária Manaus & Cia"
+    assert "<requestdate>2026-12-03T13:05:07+00:00</requestdate>" in document
+    assert "<year>2026</year>" in document  # a new car: the request's year unless mapped
+
+
+def test_a_resend_is_marked_and_keeps_its_id() -> None:
+    again = parse_adf(adf_document(DEALER, FIELDS, "lead-1-dealer-am", WHEN, resend=True))
+    assert (again.id, again.status) == ("lead-1-dealer-am", "resend")
+    assert message_id("lead-1-dealer-am", "leads@hub.example") == message_id(
+        "lead-1-dealer-am", "x@hub.example"
+    )
+    assert message_id("lead-1-dealer-am", "leads@hub.example").endswith("@hub.example>")
+    assert message_id("lead-1-dealer-am", "a@b") != message_id("lead-2-dealer-am", "a@b")
+
+
+@pytest.mark.parametrize(
+    ("broken", "message"),
+    [
+        ({"email": "", "mobile": ""}, "neither <email> nor <phone>"),
+        ({"vehicle_model": ""}, "<vehicle> has no <model>"),
+        ({"first_name": "", "last_name": ""}, "contact has no <name>"),
+    ],
+)
+def test_the_structure_check_refuses_what_a_dealer_could_not_use(
+    broken: dict[str, str], message: str
+) -> None:
+    fields = {k: v for k, v in {**FIELDS, **broken}.items() if v}
+    with pytest.raises(ValueError, match=message):
+        parse_adf(adf_document(DEALER, fields, "lead-1-dealer-am", WHEN))

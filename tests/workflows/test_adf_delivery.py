@@ -1,0 +1,88 @@
+"""ADF/XML dealers end to end: leads POSTed as XML and e-mailed to a lead inbox (the simulators' SMTP
+sink), exactly once even when the inbox's answer is lost and the hub sends again."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from db.rules import RulesFile
+from tests.hub import Hub, running_hub
+from tests.support import free_port
+
+ADF_MAPPING = {
+    "first_name": "First_Name",
+    "last_name": "Last_Name",
+    "email": "Email",
+    "mobile": "Mobile",
+    "vehicle_make": "=Chevrolet",
+    "vehicle_model": "Modelo_de_Interesse",
+    "city": "City",
+    "state": "State",
+    "request_date": "Created_Time",
+}
+
+
+def adf_rules(sims_url: str) -> RulesFile:
+    def adf(dealer_id: str, state: str, url: str) -> dict[str, Any]:
+        return {
+            "id": dealer_id,
+            "name": f"Concessionária {state}",
+            "crm": {"kind": "adf", "url": url},
+            "routing": {"states": [state], "daily_capacity": 100},
+            "field_mapping": ADF_MAPPING,
+        }
+
+    return RulesFile.model_validate(
+        {
+            "dealers": [
+                adf("adf-http", "AM", f"{sims_url}/dealer-adf/adf-http/leads"),
+                adf("adf-mail", "PA", "mailto:adf-mail@dealers.example"),
+            ]
+        }
+    )
+
+
+@pytest.fixture
+async def adf_hub(temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str) -> AsyncIterator[Hub]:
+    smtp_port = free_port()
+    async with running_hub(
+        temporal_env.client,
+        sqlite_url,
+        task_queue,
+        role="flows",
+        rules=adf_rules,
+        simulator={"smtp_port": smtp_port, "smtp_lost_answer_seconds": 3.0},
+        smtp_port=smtp_port,
+        smtp_starttls=False,  # the local sink speaks plain SMTP; production refuses this
+        dealer_http_timeout_seconds=1.0,
+    ) as hub:
+        yield hub
+
+
+async def test_an_adf_lead_posted_as_xml(adf_hub: Hub) -> None:
+    lead_id = await adf_hub.create_lead(State="AM", City="Manaus", Modelo_de_Interesse="Tracker")
+    await adf_hub.post_webhook(lead_id)
+    lead = await adf_hub.wait_for_status(lead_id, "delivered")
+    assert lead["dealer_id"] == "adf-http"
+    stored = await adf_hub.dealer_leads("adf-http")
+    key = f"lead-{lead_id}-adf-http"
+    assert stored["creates_by_external_id"] == {key: 1}
+    assert stored["leads"][0]["fields"]["model"] == "Tracker"
+    assert lead["dealer_lead_id"] == key  # ADF receivers name no id: the hub's key is the reference
+
+
+async def test_an_adf_email_resent_after_a_lost_answer_is_one_lead_at_the_inbox(adf_hub: Hub) -> None:
+    await adf_hub.fault(target="adf-mail", answer_lost_count=1)
+    lead_id = await adf_hub.create_lead(State="PA", City="Belém", First_Name="Rita")
+    await adf_hub.post_webhook(lead_id)
+    lead = await adf_hub.wait_for_status(lead_id, "delivered", timeout=90)
+    assert lead["dealer_id"] == "adf-mail"
+    stored = await adf_hub.dealer_leads("adf-mail")
+    assert stored["creates_by_external_id"] == {f"lead-{lead_id}-adf-mail": 1}
+    assert stored["leads"][0]["fields"]["names"]["first"] == "Rita"
+    counters = (await adf_hub.counters())["dealers"]["adf-mail"]
+    assert (counters["requests"], counters["replays"]) == (2, 1)  # sent twice, one lead
