@@ -2,6 +2,15 @@
 
     .venv/bin/python bench/leads.py --count 500 --rate 50
 
+    .venv/bin/python bench/leads.py --write-sla-rules var/bench-sla-dealers.yaml
+    python3 dev.py up --rules var/bench-sla-dealers.yaml        # in another terminal
+    .venv/bin/python bench/leads.py --count 5000 --rate 50 --accept-after 0 --no-skeleton
+
+With ``--accept-after``, every dealer has a 60-minute SLA: the leads wait for acceptance, the worker's
+memory is read with all of them waiting, then the dealers accept them (each acceptance is the dealer's
+status webhook, fired by the simulator) and the bench prints how fast acceptances close the leads' runs
+and how long after its acceptance each lead reads ``accepted`` at ``GET /v1/leads/{id}``.
+
 Sends N Zoho lead webhooks at a fixed rate and prints: accepted per second, acknowledgement latency
 p50/p99, leads delivered end to end per second, each hub process's resident and peak memory, and the
 rate of a skeleton workflow with as many no-op activities as a delivered lead's history scheduled (counted
@@ -36,6 +45,95 @@ from core.temporal import connect
 
 T = TypeVar("T")
 ENDED = ("delivered", "awaiting_assignment", "unrouted", "failed")
+EXAMPLE_RULES = Path(__file__).resolve().parents[1] / "config" / "dealers.example.yaml"
+
+
+def write_sla_rules(path: Path) -> None:
+    """The example dealers, each with room for any bench and a 60-minute SLA, open all hours."""
+    import yaml
+
+    rules = yaml.safe_load(EXAMPLE_RULES.read_text(encoding="utf-8"))
+    for dealer in rules["dealers"]:
+        dealer["routing"]["daily_capacity"] = 1_000_000
+        dealer.pop("hours", None)
+        dealer["sla"] = {"accept_within_minutes": 60}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(rules, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    print(f"wrote {path}: start the stack with  python3 dev.py up --rules {path}")
+
+
+async def count(client: Client, query: str) -> int:
+    return (await client.count_workflows(query)).count
+
+
+async def bench_acceptance(
+    args: argparse.Namespace, settings: Settings, client: Client, since: str, lead_ids: list[str]
+) -> None:
+    """All leads wait for acceptance; memory then; then every dealer accepts, as fast as it can."""
+    base = f"WorkflowType = 'LeadDistributionWorkflow' AND StartTime >= '{since}'"
+    waiting_query = f"{base} AND LeadStatus = 'awaiting_acceptance' AND ExecutionStatus = 'Running'"
+    deadline = time.perf_counter() + args.timeout
+    await until(lambda: count(client, waiting_query), len(lead_ids), deadline)
+    waiting = await count(client, waiting_query)
+    print(f"waiting on their SLA  {waiting} leads")
+    print_memory()
+    await asyncio.sleep(args.accept_after)
+    headers = {"Authorization": f"Bearer {settings.read_api_token.get_secret_value()}"}
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+        dealers = await lead_dealers(http, args.api, headers, lead_ids)
+        semaphore = asyncio.Semaphore(50)
+
+        async def accept(i: int) -> float | None:
+            lead_id = lead_ids[i]
+            async with semaphore:
+                url = f"{args.sims}/_control/dealers/{dealers[lead_id]}/leads/{lead_id}/status"
+                answer = (await http.post(url, json={"status": "accepted"})).json()
+                accepted_at = time.perf_counter()
+                if answer.get("hub", {}).get("status_code") != 200:
+                    return None
+                read = await http.get(f"{args.api}/v1/leads/{lead_id}", headers=headers)
+                while read.json().get("status") != "accepted":
+                    await asyncio.sleep(0.05)
+                    read = await http.get(f"{args.api}/v1/leads/{lead_id}", headers=headers)
+                return time.perf_counter() - accepted_at
+
+        first = time.perf_counter()
+        visible = await paced(len(lead_ids), 0, accept)
+        sent = time.perf_counter() - first
+    closed_query = f"{base} AND LeadStatus = 'accepted' AND ExecutionStatus = 'Completed'"
+    await until(lambda: count(client, closed_query), len(lead_ids), deadline)
+    closed_in = time.perf_counter() - first
+    closed = await count(client, closed_query)
+    seen = [seconds for seconds in visible if seconds is not None]
+    print(f"acceptances sent      {len(seen)}/{len(lead_ids)} in {sent:.1f} s ({len(seen) / sent:.1f}/s)")
+    print(f"leads closed          {closed} in {closed_in:.1f} s ({closed / closed_in:.1f}/s)")
+    if seen:
+        print(
+            f"acceptance to GET     p50 {percentile(seen, 50) * 1000:.0f} ms   "
+            f"p99 {percentile(seen, 99) * 1000:.0f} ms   (accepted in GET /v1/leads/{{id}})"
+        )
+    print_memory()
+
+
+async def until(read: Callable[[], Awaitable[int]], target: int, deadline: float) -> None:
+    """Poll ``read()`` every half second until it reaches ``target`` or the deadline passes."""
+    while time.perf_counter() < deadline:
+        if await read() >= target:
+            return
+        await asyncio.sleep(0.5)
+
+
+async def lead_dealers(
+    http: httpx.AsyncClient, api: str, headers: dict[str, str], lead_ids: list[str]
+) -> dict[str, str]:
+    """Each lead's dealer, from the read API."""
+    dealers = {}
+    for lead_id in lead_ids:
+        dealers[lead_id] = str(
+            (await http.get(f"{api}/v1/leads/{lead_id}", headers=headers)).json()["dealer_id"]
+        )
+    return dealers
 
 
 @dataclass
@@ -101,7 +199,7 @@ async def outcomes(client: Client, since: str) -> dict[str, int]:
 
 async def bench_leads(
     args: argparse.Namespace, settings: Settings, client: Client
-) -> tuple[list[Ack], float, dict[str, int], str]:
+) -> tuple[list[Ack], float, dict[str, int], str, list[str]]:
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     async with httpx.AsyncClient(timeout=30, limits=limits) as http:
         lead_ids = await create_leads(http, args.sims, args.count)
@@ -117,6 +215,8 @@ async def bench_leads(
         since = datetime.now(UTC).isoformat()
         first_sent = time.perf_counter()
         acks = await paced(args.count, args.rate, send)
+    if args.accept_after is not None:
+        return acks, time.perf_counter() - first_sent, {"delivered": 0}, since, lead_ids
     # A lead has ended its run here when delivered, given up, or waiting for support's decision.
     deadline = time.perf_counter() + args.timeout
     while time.perf_counter() < deadline:
@@ -124,7 +224,7 @@ async def bench_leads(
         if sum(counts.values()) >= args.count:
             break
         await asyncio.sleep(0.5)
-    return acks, time.perf_counter() - first_sent, counts, since
+    return acks, time.perf_counter() - first_sent, counts, since, lead_ids
 
 
 async def bench_skeleton(args: argparse.Namespace, client: Client, activities: int) -> float:
@@ -154,12 +254,19 @@ async def main() -> None:
     parser.add_argument("--temporal", default="127.0.0.1:7233")
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for the leads to finish")
     parser.add_argument("--no-skeleton", action="store_true", help="skip the skeleton comparison")
+    parser.add_argument(
+        "--accept-after", type=float, help="SLA mode (dealers from --write-sla-rules): accept after S seconds"
+    )
+    parser.add_argument("--write-sla-rules", type=Path, help="write the SLA mode's dealers here and exit")
     args = parser.parse_args()
+    if args.write_sla_rules:
+        write_sla_rules(args.write_sla_rules)
+        return
 
     settings = Settings()
     client = await connect(Settings(temporal_address=args.temporal))
     print(f"Sending {args.count} lead webhooks at {args.rate or 'max'}/s to {args.api} ...", flush=True)
-    acks, end_to_end, counts, since = await bench_leads(args, settings, client)
+    acks, end_to_end, counts, since, lead_ids = await bench_leads(args, settings, client)
     latencies = [a.seconds for a in acks]
     accepted = sum(1 for a in acks if a.status == 202)
     send_window = max(args.count / args.rate if args.rate else 0, max(latencies))
@@ -168,6 +275,9 @@ async def main() -> None:
         f"ack latency           p50 {percentile(latencies, 50) * 1000:.1f} ms   "
         f"p99 {percentile(latencies, 99) * 1000:.1f} ms   max {max(latencies) * 1000:.1f} ms"
     )
+    if args.accept_after is not None:
+        await bench_acceptance(args, settings, client, since, lead_ids)
+        return
     delivered = counts["delivered"]
     lead_rate = delivered / end_to_end
     print(

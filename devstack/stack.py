@@ -42,6 +42,7 @@ class Ports:
     codec_server: int = 8234  # next to the Web UI, whose browser pages call it
     prometheus: int = 9090  # when Debian's prometheus is installed
     warehouse_worker_metrics: int = 9465  # the warehouse role's worker; worker_metrics is the flows role's
+    smtp_sink: int = 8125  # the simulators' ADF lead inboxes (plain SMTP, local only)
 
     @classmethod
     def from_base(cls, base: int | None) -> Ports:
@@ -116,6 +117,10 @@ def stack_environment(ports: Ports, state_dir: Path, dealer_ids: list[str]) -> d
     env.setdefault(
         "HUB_DEALER_API_KEYS", json.dumps({dealer: f"local-key-{dealer}" for dealer in dealer_ids})
     )
+    # ADF dealers with a mailto: URL mail their leads to the simulators' inbox (no TLS on loopback).
+    env.setdefault("SIM_SMTP_PORT", str(ports.smtp_sink))
+    env.setdefault("HUB_SMTP_PORT", str(ports.smtp_sink))
+    env.setdefault("HUB_SMTP_STARTTLS", "false")
     # The simulated dealer CRMs report lead statuses with the simulators' placeholder secret.
     env.setdefault(
         "HUB_DEALER_WEBHOOK_SECRETS", json.dumps({dealer: LOCAL_PLACEHOLDER for dealer in dealer_ids})

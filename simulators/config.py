@@ -35,6 +35,7 @@ class SimulatorConfig(BaseSettings):
     # The dealers' ADF lead inboxes: an SMTP server on this port (0: none). An answer "lost" by a fault
     # comes this late, after the sender's timeout.
     smtp_port: int = Field(default=0, ge=0, lt=65536)
+    smtp_host: str = "127.0.0.1"  # 0.0.0.0 in a container, for the hub's services to reach
     smtp_lost_answer_seconds: float = Field(default=15.0, gt=0)
     vtex_account: str = "localstore"
     vtex_app_key: str = "vtexappkey-localstore-LOCAL"

@@ -147,6 +147,6 @@ def start_inbox(state: SimulatorState) -> Controller | None:
     """The SMTP sink on ``config.smtp_port`` (in a thread of its own), or None when the port is 0."""
     if not state.config.smtp_port:
         return None
-    controller = Controller(AdfInbox(state), hostname="127.0.0.1", port=state.config.smtp_port)
+    controller = Controller(AdfInbox(state), hostname=state.config.smtp_host, port=state.config.smtp_port)
     controller.start()
     return controller
