@@ -479,7 +479,10 @@ class LeadActivities:
             at=as_utc(reported.at),
             received_at=utcnow(),
         )
-        applied = recorded.outcome == feedback.Outcome.APPLIED
+        # A retry after the record committed finds it repeated: still the newest, still to pass on.
+        applied = recorded.outcome == feedback.Outcome.APPLIED or (
+            recorded.outcome == feedback.Outcome.REPEATED and recorded.current
+        )
         return PollStatusResult(reported.status, as_utc(reported.at).isoformat(), applied)
 
     @activity.defn

@@ -9,7 +9,8 @@
 With ``--accept-after``, every dealer has a 60-minute SLA: the leads wait for acceptance, the worker's
 memory is read with all of them waiting, then the dealers accept them (each acceptance is the dealer's
 status webhook, fired by the simulator) and the bench prints how fast acceptances close the leads' runs
-and how long after its acceptance each lead reads ``accepted`` at ``GET /v1/leads/{id}``.
+and how long after its acceptance (the dealer CRM's call to the hub) each lead reads ``accepted`` at
+``GET /v1/leads/{id}``.
 
 Sends N Zoho lead webhooks at a fixed rate and prints: accepted per second, acknowledgement latency
 p50/p99, leads delivered end to end per second, each hub process's resident and peak memory, and the
@@ -88,8 +89,8 @@ async def bench_acceptance(
             lead_id = lead_ids[i]
             async with semaphore:
                 url = f"{args.sims}/_control/dealers/{dealers[lead_id]}/leads/{lead_id}/status"
+                accepted_at = time.perf_counter()  # the dealer accepts: its CRM calls the hub
                 answer = (await http.post(url, json={"status": "accepted"})).json()
-                accepted_at = time.perf_counter()
                 if answer.get("hub", {}).get("status_code") != 200:
                     return None
                 read = await http.get(f"{args.api}/v1/leads/{lead_id}", headers=headers)

@@ -179,6 +179,9 @@ class AdfDealerCrm:
                 password=relay.password or None,
                 timeout=relay.timeout,
             )
+        except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPNotSupported) as error:
+            # The inbox does not exist, or the server cannot do what the settings ask (STARTTLS).
+            raise PermanentError(service, f"SMTP refused: {type(error).__name__}") from None
         except aiosmtplib.SMTPResponseException as error:
             # 5xx: the inbox refuses for good; 4xx: try again later. Only the code: texts echo addresses.
             kind = PermanentError if error.code >= 500 else TransientError

@@ -59,20 +59,20 @@ class OpeningHours:
         """
         if self.always_open:
             return start + duration
-        zone = ZoneInfo(self.timezone)
+        zone, utc = ZoneInfo(self.timezone), ZoneInfo("UTC")
         local = start.astimezone(zone)
         left = duration
         for offset in range(HORIZON_DAYS):
             day = local.date() + timedelta(days=offset)
             for opens, closes in self.intervals_on(day):
-                begin = max(datetime.combine(day, opens, zone), local)
-                end = datetime.combine(day, closes, zone)
+                # Elapsed time in UTC: aware datetimes of one zone subtract as wall clocks, which would
+                # count a daylight-saving change's hour twice or not at all.
+                begin = max(datetime.combine(day, opens, zone), local).astimezone(utc)
+                end = datetime.combine(day, closes, zone).astimezone(utc)
                 if begin >= end:
                     continue
-                # Wall-clock arithmetic in the zone: Brazil keeps no daylight saving, and a zone that
-                # does shifts an interval by its offset change, which the UTC conversion below honours.
                 if begin + left <= end:
-                    return (begin + left).astimezone(ZoneInfo("UTC"))
+                    return begin + left
                 left -= end - begin
         raise ValueError(f"no open hours within {HORIZON_DAYS} days of {start.isoformat()}")
 
@@ -127,6 +127,8 @@ def from_config(config: dict[str, object] | None) -> OpeningHours:
         intervals = [parse_interval(str(text)) for text in (texts or [])]
         check_intervals(day, intervals)
         weekly[day] = tuple(sorted(intervals))
+    if raw_weekly and not any(weekly.values()):
+        raise ValueError("weekly: no open hours on any day (leave hours out for a dealer always open)")
     country, subdivision = _holiday_region(config.get("holidays"))
     closed_days = config.get("closed") or []
     if not isinstance(closed_days, list):

@@ -283,20 +283,14 @@ async def withdraw(
         if row is not None and row.dealer_id == dealer_id:
             if funnel_rank(row.dealer_status) >= 0:
                 return WithdrawDecision(False, row.dealer_status, len(await lost_by(session, lead_id)))
-            session.add(
-                Withdrawal(
-                    lead_id=lead_id,
-                    dealer_id=dealer_id,
-                    day=row.day,
-                    routing_reason=row.reason,
-                    idempotency_key=row.idempotency_key,
-                    dealer_lead_id=row.dealer_lead_id,
-                    delivered_at=row.delivered_at,
-                    withdrawn_at=at,
-                    reason=reason,
-                    crm_outcome="pending",
-                )
+            # One row per (lead, dealer): support may have sent the lead back to a dealer that lost it.
+            lost = await session.get(Withdrawal, (lead_id, dealer_id)) or Withdrawal(
+                lead_id=lead_id, dealer_id=dealer_id
             )
+            lost.day, lost.routing_reason, lost.idempotency_key = row.day, row.reason, row.idempotency_key
+            lost.dealer_lead_id, lost.delivered_at = row.dealer_lead_id, row.delivered_at
+            lost.withdrawn_at, lost.reason, lost.crm_outcome = at, reason, "pending"
+            session.add(lost)
             await _drop(session, row)
             taken_now = True
             await lead_status.write_status(
@@ -308,16 +302,16 @@ async def withdraw(
                 dealer_id=dealer_id,
                 detail=reason,
             )
-        lost = await session.get(Withdrawal, (lead_id, dealer_id))
-        if lost is None:  # the lead is elsewhere and never was withdrawn here: nothing to take
+        found = await session.get(Withdrawal, (lead_id, dealer_id))
+        if found is None:  # the lead is elsewhere and never was withdrawn here: nothing to take
             return WithdrawDecision(False, None, len(await lost_by(session, lead_id)))
         return WithdrawDecision(
             True,
             None,
             len(await lost_by(session, lead_id)),
             taken_now=taken_now,
-            idempotency_key=lost.idempotency_key or idempotency_key(lead_id, dealer_id),
-            dealer_lead_id=lost.dealer_lead_id,
+            idempotency_key=found.idempotency_key or idempotency_key(lead_id, dealer_id),
+            dealer_lead_id=found.dealer_lead_id,
         )
 
 

@@ -22,8 +22,6 @@ from db import lead_status
 from db.engine import lock_for_writing
 from db.models import DealerFeedback, Delivery, LeadStatusChange, Withdrawal
 
-DELIVERED = "delivered"
-
 
 @dataclass(frozen=True)
 class Recorded:
@@ -66,7 +64,9 @@ async def record(
     async with sessions.begin() as session:
         await lock_for_writing(session)
         delivery = await session.get(Delivery, lead_id, populate_existing=True, with_for_update=True)
-        holds = delivery is not None and delivery.dealer_id == dealer_id and delivery.status == DELIVERED
+        # A claimed row counts too: a CRM that accepts at once may report before the hub recorded the
+        # delivery its create call made; the report is kept on the row the delivery then completes.
+        holds = delivery is not None and delivery.dealer_id == dealer_id
         if not holds:
             lost = await session.get(Withdrawal, (lead_id, dealer_id))
             if lost is None:

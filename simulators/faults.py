@@ -203,7 +203,13 @@ async def set_lead_status(
     """Set a lead's status at the dealer and, with ``callback``, report it to the hub's dealer webhook
     as the dealer's CRM would; the answer carries the hub's status code and body."""
     dealer = state.dealers.get(dealer_id)
-    lead = dealer.find_by_external_id(external_id) if dealer else None
+    # ADF leads are stored under the hub's key (lead-<zoho id>-<dealer>), the others under the Zoho id.
+    lead = (
+        dealer.find_by_external_id(external_id)
+        or dealer.find_by_external_id(f"lead-{external_id}-{dealer_id}")
+        if dealer
+        else None
+    )
     if dealer is None or lead is None:
         raise HTTPException(404, f"dealer {dealer_id} has no lead {external_id}")
     lead.status, lead.status_at = spec.status, spec.at or datetime.now(UTC).isoformat()

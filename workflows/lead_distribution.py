@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -103,16 +104,24 @@ class LeadDistributionWorkflow:
         self._status_with_step = False
         self._parking = Parking()
         self._reports: list[DealerStatusReport] = []  # recorded by the API, to pass on
+        self._passed_on: dict[str, tuple[datetime, int]] = {}  # per dealer: the newest report passed on
+        self._params: LeadDistributionInput | None = None
 
     @workflow.run
     async def run(self, params: LeadDistributionInput) -> LeadDistributionResult:
         self._lead_id = params.lead_id
+        self._params = params
         self._status_with_step = workflow.patched(STATUS_WITH_STEP)
         decision_in_database = workflow.patched(DELIVERY_CLAIM)
         workflow.upsert_search_attributes([LEAD_ID.value_set(params.lead_id)])
         await self._set_status(LeadStatus.RECEIVED)
         # Runs that keep their decision in the database also park a lead Zoho refuses to serve.
         lead = await self._fetch_lead(park_refused=decision_in_database)
+        if lead is None and self._reports:
+            # A dealer's status after the lead left Zoho's Leads (converted to a contact and a deal):
+            # the status is in the portal already; the subscribers still hear of it.
+            await self._pass_on_reports(self._reports[0].dealer_id)
+            return self._result()
         if lead is None:
             await self._set_status(LeadStatus.FAILED, detail=f"lead {params.lead_id} not found in Zoho")
             return self._result()
@@ -199,8 +208,11 @@ class LeadDistributionWorkflow:
             claim = await self._decide(LeadActivities.claim_lead, self._claim_input(lead))
         following = workflow.patched(DEALER_SLA)
         deadline = workflow.now() + timedelta(seconds=params.assign_deadline_seconds)
+        rerouted = False
         while True:
             delivered = await self._until_delivered(claim, lead, params, deadline)
+            if delivered is None and rerouted:
+                return await self._sla_exhausted(params, "no dealer that was tried took the lead")
             if delivered is None:
                 return await self._give_up()
             claim = delivered
@@ -220,6 +232,9 @@ class LeadDistributionWorkflow:
                 return self._result(dealer_lead_id)
             if lost.withdrawals > params.max_reroutes:
                 return await self._sla_exhausted(params, f"{lost.withdrawals} dealers missed their SLA")
+            if workflow.info().is_continue_as_new_suggested():
+                self._continue_as_new()
+            rerouted = True
             claim = await self._decide(LeadActivities.claim_lead, self._claim_input(lead))
             if claim.dealer_id is None:
                 return await self._sla_exhausted(params, "no dealer left to take the lead")
@@ -287,9 +302,14 @@ class LeadDistributionWorkflow:
                 withdrawal = await self._withdraw(dealer_id, plan.sla_deadline)
                 if withdrawal.withdrawn:
                     return withdrawal
+                if withdrawal.dealer_status is None:  # the lead is no longer at this dealer
+                    return None
                 status = withdrawal.dealer_status  # the acceptance committed first: the dealer keeps it
                 continue
-            self._set_search_status(AWAITING_ACCEPTANCE)
+            if workflow.info().is_continue_as_new_suggested():
+                self._continue_as_new()  # long waits with frequent status reads
+            if self._status != AWAITING_ACCEPTANCE:
+                self._set_search_status(AWAITING_ACCEPTANCE)
             wake = min(sla_deadline, now + poll) if poll else sla_deadline
             try:
                 await workflow.wait_condition(lambda: bool(self._reports), timeout=wake - now)
@@ -326,8 +346,8 @@ class LeadDistributionWorkflow:
         newest = None
         while self._reports:
             report = self._reports.pop(0)
-            if report.status not in DEALER_STATUSES:
-                continue
+            if report.status not in DEALER_STATUSES or not self._is_newest(report):
+                continue  # two reports signalled at once may arrive swapped: Zoho keeps the newer
             newest = report.status if report.dealer_id == dealer_id else newest
             self._set_search_status(report.status)
             await self._feed_back_to_zoho({"Lead_Status": ZOHO_LEAD_STATUS[LeadStatus(report.status)]})
@@ -335,6 +355,21 @@ class LeadDistributionWorkflow:
             data = {"lead_id": self._lead_id, "dealer_id": report.dealer_id, "status": report.status}
             await self._publish(LEAD_EVENT_STATUS_UPDATED, name, {**data, "at": report.at})
         return newest
+
+    def _continue_as_new(self) -> None:
+        """Go on in a new run with a short history: it resumes the lead from the database (a support
+        reassignment already applied is not applied again)."""
+        assert self._params is not None
+        workflow.continue_as_new(dataclasses.replace(self._params, reassign_to=None, event={}))
+
+    def _is_newest(self, report: DealerStatusReport) -> bool:
+        """Whether the report is newer (by the dealer's time, then the funnel) than the last passed on."""
+        key = (datetime.fromisoformat(report.at), DEALER_STATUSES.index(LeadStatus(report.status)))
+        last = self._passed_on.get(report.dealer_id)
+        if last is not None and key <= last:
+            return False
+        self._passed_on[report.dealer_id] = key
+        return True
 
     async def _withdraw(self, dealer_id: str, sla_deadline: str) -> WithdrawLeadResult:
         """Take the lead from a dealer that missed its SLA, then ask its CRM to drop it (recorded)."""

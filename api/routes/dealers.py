@@ -8,7 +8,7 @@ nothing and is answered the same way.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from fastapi import APIRouter, HTTPException, Path, Request, status
@@ -24,6 +24,7 @@ from core.dealers import DEALER_ID_PATTERN
 from db import feedback
 
 webhooks = APIRouter(prefix="/webhooks/dealers", tags=["dealers"])
+CLOCK_SKEW = timedelta(minutes=5)  # how far in the future a dealer's "at" may be
 
 DealerStatus = Literal["accepted", "contacted", "qualified", "lost", "sold"]
 assert set(DealerStatus.__args__) == {s.value for s in DEALER_STATUSES}  # type: ignore[attr-defined]
@@ -80,7 +81,8 @@ async def receive_dealer_status(
     body = await read_limited(request, settings.webhook_max_body_bytes)
     report = parse_model(DealerStatusWebhook, json_object(body))
     now = datetime.now(UTC)
-    at = report.at or now
+    # A dealer's clock ahead of ours must not make every later real status look older than it.
+    at = min(report.at or now, now + CLOCK_SKEW)
     recorded = await feedback.record(
         sessions,
         lead_id=lead_id,

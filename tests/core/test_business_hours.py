@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -69,7 +69,19 @@ def test_bad_hours_are_refused_naming_what_is_wrong(config: dict[str, object], m
         from_config(config)
 
 
-def test_a_calendar_that_never_opens_is_an_error_not_a_hang() -> None:
-    never = from_config({"weekly": {"mon": []}})
-    with pytest.raises(ValueError, match="no open hours within 366 days"):
-        never.add_open_time(at("2026-12-01T10:00"), timedelta(minutes=30))
+def test_a_calendar_that_never_opens_is_refused() -> None:
+    with pytest.raises(ValueError, match="no open hours on any day"):
+        from_config({"weekly": {"mon": []}})
+    closed_all_year = from_config({"weekly": {"mon": ["08:00-09:00"]}, "closed": []})
+    assert closed_all_year.add_open_time(at("2026-12-01T10:00"), timedelta(minutes=30)) == at(
+        "2026-12-07T08:30"
+    )
+
+
+def test_open_time_is_elapsed_time_across_daylight_saving() -> None:
+    """New York springs forward on 2026-03-08 at 02:00: 3 open hours from 00:30 end at 04:30 local."""
+    ny = ZoneInfo("America/New_York")
+    hours = from_config({"timezone": "America/New_York", "weekly": {"sun": ["00:00-23:00"]}})
+    start = datetime(2026, 3, 8, 0, 30, tzinfo=ny)
+    assert hours.add_open_time(start, timedelta(hours=3)) - start.astimezone(UTC) == timedelta(hours=3)
+    assert hours.add_open_time(start, timedelta(hours=3)).astimezone(ny).hour == 4
