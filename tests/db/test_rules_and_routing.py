@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.constants import LeadStatus
-from db import deliveries, lead_status, routing
+from db import deliveries, feedback, lead_status, routing
 from db.engine import create_engine, session_factory
 from db.models import Dealer, Delivery
 from db.routing import LeadProfile
@@ -296,3 +296,43 @@ def test_status_polls_are_for_rest_dealers_only() -> None:
         RulesFile.model_validate(
             {"dealers": [{**soap, "sla": {"accept_within_minutes": 30, "status_poll_seconds": 60}}]}
         )
+
+
+async def test_a_report_on_a_claimed_delivery_is_kept_and_a_dealer_can_lose_a_lead_twice(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A CRM that accepts at once may report before the hub recorded the delivery; support may send a
+    lead back to a dealer that lost it, which may lose it again."""
+    await load(sessions, dealer("a", priority=10), dealer("b", priority=20))
+    lead = LeadProfile("SP", "Santos", "Onix")
+    await lead_status.record_status(
+        sessions, lead_id="R1", status=LeadStatus.RECEIVED, workflow_id="w", at=T0
+    )
+    claim = await deliveries.claim_next(sessions, "R1", lead, DAY, T0)
+    assert claim is not None and claim.dealer_id == "a" and not claim.delivered
+    early = await feedback.record(
+        sessions, lead_id="R1", dealer_id="a", status=LeadStatus.ACCEPTED, at=T0, received_at=T0
+    )
+    assert (early.outcome, early.current) == (feedback.Outcome.APPLIED, True)
+    async with sessions.begin() as session:
+        await deliveries.mark_delivered(
+            session, lead_id="R1", dealer_id="a", dealer_lead_id="X", day=DAY, at=T0
+        )
+    assert (await deliveries.holding(sessions, "R1", "a")).dealer_status == "accepted"
+    kept = await deliveries.withdraw(sessions, "R1", "a", T0, reason="SLA")
+    assert not kept.withdrawn  # the acceptance stands
+
+    other = LeadProfile("SP", "Santos", "Onix")
+    claim = await deliveries.claim_next(sessions, "R2", other, DAY, T0)
+    assert claim is not None
+    async with sessions.begin() as session:
+        await deliveries.mark_delivered(
+            session, lead_id="R2", dealer_id=claim.dealer_id, dealer_lead_id="Y", day=DAY, at=T0
+        )
+    first = await deliveries.withdraw(sessions, "R2", claim.dealer_id, T0, reason="SLA 1")
+    assert first.withdrawn and first.taken_now and first.withdrawals == 1
+    again = await deliveries.withdraw(sessions, "R2", claim.dealer_id, T0, reason="SLA 1")  # a retry
+    assert again.withdrawn and not again.taken_now and again.withdrawals == 1
+    await deliveries.reassign(sessions, "R2", claim.dealer_id, DAY, T0, reason="back", reassigned_by="ana")
+    second = await deliveries.withdraw(sessions, "R2", claim.dealer_id, T0, reason="SLA 2")
+    assert second.withdrawn and second.taken_now and second.withdrawals == 1

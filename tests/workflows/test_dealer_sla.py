@@ -258,3 +258,20 @@ async def test_dealer_webhook_refuses_what_it_cannot_trust(sla_hub: Hub) -> None
     assert await post(url, {"status": "accepted", "at": "2026-12-01T10:00:00"}) == 422  # no offset
     assert (await hub.lead(lead_id) or {})["status"] == "delivered"  # nothing half-processed
     assert await post(url, {"status": "accepted"}) == 200
+
+
+def test_reports_signalled_at_once_never_move_the_status_back() -> None:
+    """Two status webhooks answered together signal the run concurrently; the older may come second."""
+    from contracts.leads import DealerStatusReport
+    from workflows.lead_distribution import LeadDistributionWorkflow
+
+    run = LeadDistributionWorkflow()
+    contacted = DealerStatusReport("sla-a", "contacted", "2026-12-03T10:05:00+00:00")
+    accepted = DealerStatusReport("sla-a", "accepted", "2026-12-03T10:00:00+00:00")
+    assert run._is_newest(contacted)
+    assert not run._is_newest(accepted)  # older by the dealer's clock: not passed on
+    assert not run._is_newest(contacted)  # a repeat
+    assert run._is_newest(
+        DealerStatusReport("sla-a", "sold", "2026-12-03T10:05:00+00:00")
+    )  # as late, further
+    assert run._is_newest(DealerStatusReport("sla-b", "accepted", "2026-12-03T09:00:00+00:00"))
