@@ -177,11 +177,11 @@ async def test_a_dealer_that_accepts_in_time_keeps_the_lead_and_its_statuses_rea
 
     # Later statuses start a run that passes them on; repeats and older reports change nothing.
     now = datetime.now(UTC)
-    qualified = await dealer_reports(hub, "sla-a", lead_id, "qualified", at=now + timedelta(hours=2))
+    qualified = await dealer_reports(hub, "sla-a", lead_id, "qualified", at=now + timedelta(minutes=2))
     assert qualified["hub"]["body"]["outcome"] == "applied"
-    older = await dealer_reports(hub, "sla-a", lead_id, "contacted", at=now + timedelta(hours=1))
+    older = await dealer_reports(hub, "sla-a", lead_id, "contacted", at=now + timedelta(minutes=1))
     assert older["hub"]["body"]["outcome"] == "older"
-    again = await dealer_reports(hub, "sla-a", lead_id, "qualified", at=now + timedelta(hours=2))
+    again = await dealer_reports(hub, "sla-a", lead_id, "qualified", at=now + timedelta(minutes=2))
     assert again["hub"]["body"]["outcome"] == "repeated"
 
     async def zoho_qualified() -> dict[str, Any] | None:
