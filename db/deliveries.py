@@ -28,9 +28,8 @@ from db.routing import (
     LeadProfile,
     RoutingContention,
     active_dealers,
-    is_open,
-    peers,
     rank,
+    routing_reason,
     take_turn,
 )
 
@@ -130,18 +129,6 @@ async def lost_by(session: AsyncSession, lead_id: str) -> set[str]:
     """The dealers the lead was withdrawn from: it never goes back to them."""
     rows = await session.scalars(select(Withdrawal.dealer_id).where(Withdrawal.lead_id == lead_id))
     return set(rows)
-
-
-def routing_reason(chosen: Dealer, ranked: list[Dealer], at: datetime) -> str:
-    """Why routing chose this dealer, as support reads it in the lead's deliveries."""
-    group = peers(ranked, at)
-    open_now = "open now" if is_open(chosen, at) else "none open now: best by priority"
-    share = (
-        f"weight {chosen.weight} of {sum(d.weight for d in group)}"
-        if any(d.weight != 1 for d in group)
-        else "its turn in the rotation"
-    )
-    return f"routed: covers the lead, {open_now}, priority {chosen.priority}, {share} among {len(group)}"
 
 
 async def assign(

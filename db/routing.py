@@ -46,11 +46,6 @@ def not_covered(dealer: Dealer, lead: LeadProfile) -> str | None:
     return None
 
 
-def covers(dealer: Dealer, lead: LeadProfile) -> bool:
-    """Whether the dealer serves the lead's state, city and model."""
-    return not_covered(dealer, lead) is None
-
-
 def is_open(dealer: Dealer, at: datetime) -> bool:
     """Whether the dealer is open at ``at`` (a dealer without opening hours always is)."""
     return from_config(dealer.hours).is_open(at)
@@ -91,8 +86,17 @@ async def rank(
     reserves its place in the transaction that takes it.
     """
     used = await _deliveries_on(session, day)
-    eligible = [d for d in dealers if covers(d, lead) and used.get(d.id, 0) < d.daily_capacity]
+    eligible = [d for d in dealers if unavailable(d, lead, used, day) is None]
     return sorted(eligible, key=lambda dealer: _rotation_key(dealer, at))
+
+
+def unavailable(dealer: Dealer, lead: LeadProfile, used: dict[str, int], day: date) -> str | None:
+    """Why the dealer cannot take the lead on ``day`` (its area, models or capacity); None when it can."""
+    if why := not_covered(dealer, lead):
+        return why
+    if used.get(dealer.id, 0) >= dealer.daily_capacity:
+        return f"capacity: {used.get(dealer.id, 0)} of {dealer.daily_capacity} used on {day.isoformat()}"
+    return None
 
 
 async def _ranked(
@@ -174,16 +178,18 @@ async def take_turn(session: AsyncSession, ranked: list[Dealer], at: datetime) -
     else the longest-waiting first. The credits are written in the caller's transaction, which holds
     the dealers' locks: concurrent claims in any worker process take turns on them.
     """
+    chosen, credits = choose(ranked, at)
+    for dealer_id, credit in credits.items():
+        await session.execute(update(Dealer).where(Dealer.id == dealer_id).values(rotation_credit=credit))
+    return chosen if await _claim(session, chosen, _back_of_rotation(ranked, at)) else None
+
+
+def choose(ranked: list[Dealer], at: datetime) -> tuple[Dealer, dict[str, int]]:
+    """The dealer that takes the lead, and the group's new rotation credits (none when unweighted)."""
     group = peers(ranked, at)
     if all(dealer.weight == 1 for dealer in group):
-        chosen = ranked[0]
-    else:
-        chosen, credits = weighted_choice(group)
-        for dealer in group:
-            await session.execute(
-                update(Dealer).where(Dealer.id == dealer.id).values(rotation_credit=credits[dealer.id])
-            )
-    return chosen if await _claim(session, chosen, _back_of_rotation(ranked, at)) else None
+        return ranked[0], {}
+    return weighted_choice(group)
 
 
 async def _claim(session: AsyncSession, dealer: Dealer, at: datetime) -> bool:
@@ -259,9 +265,7 @@ async def explain(
     dropped: list[Verdict] = []
     eligible: list[Dealer] = []
     for dealer in dealers:
-        why = not_covered(dealer, lead)
-        if why is None and used.get(dealer.id, 0) >= dealer.daily_capacity:
-            why = f"capacity: {used.get(dealer.id, 0)} of {dealer.daily_capacity} used on {day.isoformat()}"
+        why = unavailable(dealer, lead, used, day)
         if why is None and dealer.id in passed_over:
             why = "lost this lead before (withdrawn after its SLA): never chosen again"
         if why is None:
@@ -269,18 +273,12 @@ async def explain(
         else:
             dropped.append(_verdict(dealer, at, used, kept=False, why=why))
     ranked = sorted(eligible, key=lambda dealer: _rotation_key(dealer, at))
-    chosen = _choice(ranked, at) if ranked else None
+    chosen = choose(ranked, at)[0] if ranked else None  # what take_turn would take, moving nothing
     kept = [
         _verdict(dealer, at, used, kept=True, why=_standing(dealer, index, ranked, at, chosen))
         for index, dealer in enumerate(ranked)
     ]
     return Explanation(kept + dropped, chosen.id if chosen else None)
-
-
-def _choice(ranked: list[Dealer], at: datetime) -> Dealer:
-    """The dealer ``take_turn`` would take, without moving anything."""
-    group = peers(ranked, at)
-    return ranked[0] if all(dealer.weight == 1 for dealer in group) else weighted_choice(group)[0]
 
 
 def _standing(dealer: Dealer, index: int, ranked: list[Dealer], at: datetime, chosen: Dealer | None) -> str:
@@ -294,6 +292,18 @@ def _standing(dealer: Dealer, index: int, ranked: list[Dealer], at: datetime, ch
         waited = dealer.last_assigned_at
         share = f"last lead at {as_utc(waited).isoformat()}" if waited else "no lead yet"
     return f"{place}, {share}" + (": chosen" if dealer is chosen else ": shares the lead's turn")
+
+
+def routing_reason(chosen: Dealer, ranked: list[Dealer], at: datetime) -> str:
+    """Why routing chose this dealer, as support reads it in the lead's deliveries."""
+    group = peers(ranked, at)
+    open_now = "open now" if is_open(chosen, at) else "none open now: best by priority"
+    share = (
+        f"weight {chosen.weight} of {sum(d.weight for d in group)}"
+        if any(d.weight != 1 for d in group)
+        else "its turn in the rotation"
+    )
+    return f"routed: covers the lead, {open_now}, priority {chosen.priority}, {share} among {len(group)}"
 
 
 def _verdict(dealer: Dealer, at: datetime, used: dict[str, int], *, kept: bool, why: str) -> Verdict:
