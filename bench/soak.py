@@ -80,10 +80,12 @@ class Stream:
 
 
 def write_rules(path: Path) -> None:
-    """The example dealers with a daily capacity that covers any soak."""
+    """The example dealers with a daily capacity that covers any soak, and no SLA: nobody accepts the
+    soak's leads, which would otherwise move from dealer to dealer as their SLAs pass."""
     rules = yaml.safe_load(EXAMPLE_RULES.read_text(encoding="utf-8"))
     for dealer in rules["dealers"]:
         dealer["routing"]["daily_capacity"] = 1_000_000
+        dealer.pop("sla", None)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(rules, sort_keys=False, allow_unicode=True), encoding="utf-8")
     print(f"wrote {path}: start the stack with  python3 dev.py up --rules {path}")

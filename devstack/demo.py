@@ -46,7 +46,7 @@ async def run_demo(settings: Settings, api_url: str, simulators_url: str, ui_url
         leads = [await _send(http, simulators_url, fields, i) for i, fields in enumerate(DEMO_LEADS)]
         print(f"\nSent {len(leads)} Zoho lead webhooks; following them...", flush=True)
         client = await connect(settings)
-        await asyncio.gather(*(_follow(http, client, api_url, lead) for lead in leads))
+        await asyncio.gather(*(_follow(http, client, api_url, simulators_url, lead) for lead in leads))
         counters = (await http.get(f"{simulators_url}/_control/counters")).json()
 
     print(f"\n{'lead id':<21} {'where / model':<34} {'webhook':<8} {'status':<10} {'dealer':<20} note")
@@ -122,7 +122,9 @@ async def _send(http: httpx.AsyncClient, simulators_url: str, fields: dict[str, 
     return DemoLead(lead_id=str(lead["id"]), where=where, webhook_status=int(webhook.get("status_code", 0)))
 
 
-async def _follow(http: httpx.AsyncClient, client: Client, api_url: str, lead: DemoLead) -> None:
+async def _follow(
+    http: httpx.AsyncClient, client: Client, api_url: str, simulators_url: str, lead: DemoLead
+) -> None:
     assigned = False
     for _ in range(300):
         response = await http.get(f"{api_url}/v1/leads/{lead.lead_id}")
@@ -130,6 +132,11 @@ async def _follow(http: httpx.AsyncClient, client: Client, api_url: str, lead: D
             body = response.json()
             lead.status, lead.dealer_id = body["status"], body.get("dealer_id") or ""
             if lead.status in FINAL:
+                if lead.status == "delivered":
+                    # What the dealer's salesperson does: accept the lead. A dealer with an SLA would
+                    # otherwise hold the run open until its time passes and the lead moves on.
+                    accept = f"{simulators_url}/_control/dealers/{lead.dealer_id}/leads/{lead.lead_id}/status"
+                    (await http.post(accept, json={"status": "accepted"})).raise_for_status()
                 # The Zoho write-back and the event follow the final status: wait for them too.
                 await client.get_workflow_handle(lead_workflow_id(lead.lead_id)).result()
                 return
