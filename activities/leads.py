@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,7 +17,6 @@ from activities.heartbeats import heartbeating
 from clients.dealer_crm import RECORDED, DealerCrm, RestDealerCrm, map_fields
 from clients.subscribers import EventPublisher
 from clients.zoho import ZohoClient
-from core import business_hours
 from core.constants import DEALER_STATUSES, LeadStatus, lead_workflow_id
 from core.dealers import DealerConfig
 from core.metrics import DEALER_DELIVERIES, LEAD_RECEIVED_TO_DELIVERED, LEAD_WITHDRAWALS, LEADS_SLA_EXHAUSTED
@@ -446,9 +445,8 @@ class LeadActivities:
         if dealer is None or not held.holds:
             return FollowPlan(holds=False, withdrawals=held.withdrawals)
         deadline, remaining = "", 0.0
-        if dealer.sla_minutes and held.delivered_at is not None:
-            hours = business_hours.from_config(dealer.hours)
-            ends = hours.add_open_time(held.delivered_at, timedelta(minutes=dealer.sla_minutes))
+        ends = routing.accept_by(dealer, held.delivered_at) if held.delivered_at is not None else None
+        if ends is not None:
             deadline, remaining = ends.isoformat(), max((ends - utcnow()).total_seconds(), 0.0)
         polls = dealer.crm_kind == "rest" and bool(dealer.status_poll_seconds)
         return FollowPlan(

@@ -19,6 +19,7 @@ VERDICT_COLUMNS = {
     "why": "WHY",
     "used_today": "USED",
     "daily_capacity": "CAPACITY",
+    "accept_by": "ACCEPT BY",  # the SLA deadline of a lead delivered at the time routed
 }
 DELIVERY_COLUMNS = {
     "dealer_id": "DEALER",
@@ -27,6 +28,7 @@ DELIVERY_COLUMNS = {
     "reason": "WHY CHOSEN",
     "withdrawal_reason": "WHY WITHDRAWN",
     "withdrawal_at_crm": "AT ITS CRM",
+    "accept_by": "ACCEPT BY",
 }
 
 

@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.constants import DEALER_STATUSES, LeadStatus
 from core.timeutil import as_utc
-from db.models import Delivery, Lead, LeadStatusChange, Withdrawal
+from db import routing
+from db.models import Dealer, Delivery, Lead, LeadStatusChange, Withdrawal
 
 # A zombie activity attempt finishing late must not move a delivered lead back; only support's explicit
 # reassignment (``hub leads reassign``) moves a delivered lead on.
@@ -39,6 +40,8 @@ class DeliveryView(BaseModel):
     withdrawn_at: datetime | None = None
     withdrawal_reason: str | None = None
     withdrawal_at_crm: str | None = None  # withdrawn, recorded (the CRM cannot drop leads) or pending
+    # The dealer's SLA deadline while it holds the lead without accepting it: after it, the lead moves on.
+    accept_by: datetime | None = None
 
 
 class LeadView(BaseModel):
@@ -191,9 +194,17 @@ async def _deliveries(session: AsyncSession, lead_id: str) -> list[DeliveryView]
                 reason=current.reason,
                 dealer_status=current.dealer_status,
                 delivered_at=_time(current.delivered_at),
+                accept_by=await _accept_by(session, current),
             )
         )
     return views
+
+
+async def _accept_by(session: AsyncSession, delivery: Delivery) -> datetime | None:
+    if delivery.delivered_at is None or delivery.dealer_status is not None:
+        return None  # not at the dealer yet, or the dealer already acted on it
+    dealer = await session.get(Dealer, delivery.dealer_id)
+    return routing.accept_by(dealer, delivery.delivered_at) if dealer is not None else None
 
 
 async def set_routing_profile(session: AsyncSession, lead_id: str, profile: dict[str, str]) -> None:

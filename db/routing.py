@@ -51,6 +51,16 @@ def is_open(dealer: Dealer, at: datetime) -> bool:
     return from_config(dealer.hours).is_open(at)
 
 
+def accept_by(dealer: Dealer | DealerConfig, delivered_at: datetime) -> datetime | None:
+    """When the dealer's SLA to accept a lead delivered at ``delivered_at`` passes: its SLA minutes
+    counted in its open hours (a lead delivered at night waits for opening). None: it has no SLA."""
+    if not dealer.sla_minutes:
+        return None
+    return from_config(dealer.hours).add_open_time(
+        as_utc(delivered_at), timedelta(minutes=dealer.sla_minutes)
+    )
+
+
 def _rotation_key(dealer: Dealer, at: datetime) -> tuple[int, int, int, float, str]:
     # Dealers open now first (a night lead still goes to the best one), then lower priority numbers;
     # among equals, never-assigned dealers, then the one that waited longest.
@@ -240,6 +250,7 @@ class Verdict:
     open_now: bool
     used_today: int
     daily_capacity: int
+    accept_by: datetime | None  # its SLA deadline for a lead delivered at the time routed; None: no SLA
 
 
 @dataclass(frozen=True)
@@ -316,4 +327,5 @@ def _verdict(dealer: Dealer, at: datetime, used: dict[str, int], *, kept: bool, 
         open_now=is_open(dealer, at),
         used_today=used.get(dealer.id, 0),
         daily_capacity=dealer.daily_capacity,
+        accept_by=accept_by(dealer, at),
     )

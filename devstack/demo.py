@@ -15,6 +15,7 @@ from core.settings import Settings
 from core.temporal import connect
 from devstack.demo_gold import run_gold_demo
 from devstack.demo_orders import run_order_demo
+from devstack.demo_sla import send_sla_lead, show_night_lead, show_sla_lead
 from devstack.demo_syncs import run_sync_demo
 
 FINAL = {"delivered", "unrouted", "failed"}
@@ -40,9 +41,11 @@ class DemoLead:
 
 
 async def run_demo(settings: Settings, api_url: str, simulators_url: str, ui_url: str) -> bool:
-    """Send the demo leads, follow each to its end, print a table; True if every lead ended delivered."""
+    """Send the demo leads, follow each to its end, print a table. True if every lead was delivered and
+    accepted, and the SLA and night leads went as their dealers' rules say."""
     headers = {"Authorization": f"Bearer {settings.read_api_token.get_secret_value()}"}
     async with httpx.AsyncClient(timeout=15, headers=headers) as http:
+        sla_lead_id = await send_sla_lead(http, simulators_url)
         leads = [await _send(http, simulators_url, fields, i) for i, fields in enumerate(DEMO_LEADS)]
         print(f"\nSent {len(leads)} Zoho lead webhooks; following them...", flush=True)
         client = await connect(settings)
@@ -67,13 +70,15 @@ async def run_demo(settings: Settings, api_url: str, simulators_url: str, ui_url
         f"Read any lead's history in the Temporal Web UI: {ui_url}/namespaces/{settings.temporal_namespace}"
         f'/workflows/{lead_workflow_id(leads[0].lead_id)}  (or filter: LeadStatus="delivered")'
     )
+    night_ok = await show_night_lead(settings)
     deal_ok = await _demo_deal(settings, api_url, simulators_url)
     orders_ok = await run_order_demo(settings, simulators_url)
     syncs_ok = await run_sync_demo(settings)
     gold_ok = await run_gold_demo(settings)
-    return (
-        deal_ok and orders_ok and syncs_ok and gold_ok and all(lead.status == "delivered" for lead in leads)
-    )
+    async with httpx.AsyncClient(timeout=15, headers=headers) as http:
+        sla_ok = await show_sla_lead(http, api_url, sla_lead_id)  # its SLA ran during the rest
+    flows_ok = deal_ok and orders_ok and syncs_ok and gold_ok and sla_ok and night_ok
+    return flows_ok and all(lead.status == "accepted" for lead in leads)
 
 
 DEAL_STAGES = ["Needs Analysis", "Proposal/Price Quote", "Negotiation/Review", "Closed Won"]
@@ -109,6 +114,17 @@ async def _demo_deal(settings: Settings, api_url: str, simulators_url: str) -> b
     return True
 
 
+async def _reported(http: httpx.AsyncClient, api_url: str, lead_id: str) -> str:
+    """The lead's status once the dealer's report reached the portal (a few seconds at most)."""
+    status = "delivered"
+    for _ in range(50):
+        status = (await http.get(f"{api_url}/v1/leads/{lead_id}")).json()["status"]
+        if status != "delivered":
+            break
+        await asyncio.sleep(0.2)
+    return status
+
+
 async def _send(http: httpx.AsyncClient, simulators_url: str, fields: dict[str, str], index: int) -> DemoLead:
     fmt = "form" if index % 2 == 0 else "json"
     response = await http.post(
@@ -133,10 +149,12 @@ async def _follow(
             lead.status, lead.dealer_id = body["status"], body.get("dealer_id") or ""
             if lead.status in FINAL:
                 if lead.status == "delivered":
-                    # What the dealer's salesperson does: accept the lead. A dealer with an SLA would
-                    # otherwise hold the run open until its time passes and the lead moves on.
+                    # What the dealer's salesperson does: accept the lead, in time. The dealer's CRM
+                    # reports it to the hub's dealer webhook; Zoho's Lead_Status follows.
                     accept = f"{simulators_url}/_control/dealers/{lead.dealer_id}/leads/{lead.lead_id}/status"
                     (await http.post(accept, json={"status": "accepted"})).raise_for_status()
+                    lead.status = await _reported(http, api_url, lead.lead_id)
+                    lead.note = lead.note or "accepted by the dealer in time"
                 # The Zoho write-back and the event follow the final status: wait for them too.
                 await client.get_workflow_handle(lead_workflow_id(lead.lead_id)).result()
                 return

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from tests.cli.conftest import HubCli
 from tests.hub import Hub
-from tests.workflows.test_dealer_sla import SLA, at_dealer, sla_hub
+from tests.workflows.test_dealer_sla import BRT, SLA, at_dealer, sla_hub
 
 
 @pytest.fixture
@@ -35,6 +35,24 @@ async def test_simulate_ranks_the_dealers_and_says_why_others_are_dropped(hub: H
 
     text = await hub_cli(hub.settings, "routing", "simulate", "--state", "BA")
     assert text.code == 0 and "choice: none (the lead would wait for support's assign)" in text.out
+
+
+async def test_simulate_says_when_a_night_lead_must_be_accepted(hub: Hub, hub_cli: HubCli) -> None:
+    """The RS dealer opens at 08:00 and is closed today and tomorrow: a lead at 23:10 the day after
+    goes to it anyway, and its 30 minutes run from the next opening."""
+    night = datetime.combine(datetime.now(BRT).date() + timedelta(days=2), time(23, 10), BRT)
+    ran = await hub_cli(
+        hub.settings, "routing", "simulate", "--state", "RS", "--at", night.isoformat(), "--json"
+    )
+    assert ran.code == 0, ran.err
+    [candidate] = [row for row in ran.lines("candidate") if row["dealer_id"] == "night-rs"]
+    assert candidate["kept"] == "yes" and "closed now (its SLA would start at opening)" in candidate["why"]
+    morning = datetime.combine(night.date() + timedelta(days=1), time(8, 30), BRT)
+    assert datetime.fromisoformat(candidate["accept_by"]) == morning
+    assert ran.lines("choice") == [{"type": "choice", "dealer_id": "night-rs"}]
+    # A dealer without an SLA keeps leads with no deadline: the column says so.
+    text = await hub_cli(hub.settings, "routing", "simulate", "--state", "RS", "--at", night.isoformat())
+    assert "ACCEPT BY" in text.out
 
 
 async def test_explain_shows_each_delivery_and_that_a_lost_dealer_is_never_chosen_again(

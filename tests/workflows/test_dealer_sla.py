@@ -226,12 +226,15 @@ async def test_a_night_lead_waits_for_opening_and_no_dealer_left_means_the_fallb
     lead_id = await hub.create_lead(State="RS", City="Porto Alegre")
     await hub.post_webhook(lead_id)
     await at_dealer(hub, lead_id, "night-rs")  # the best dealer anyway, closed or not
+    opening = datetime.combine(datetime.now(BRT).date() + timedelta(days=2), datetime.min.time(), BRT)
+    deadline = (opening + timedelta(hours=8, minutes=30)).astimezone(UTC)
+    # Support reads when the lead moves on if the dealer does not accept it.
+    waiting = (await hub.lead(lead_id) or {})["deliveries"][-1]
+    assert datetime.fromisoformat(waiting["accept_by"]) == deadline
     await skipping_env.sleep(timedelta(hours=24))
     assert (await hub.lead(lead_id) or {})["dealer_id"] == "night-rs"
     await skipping_env.sleep(timedelta(days=2))
     lead = await hub.wait_for_status(lead_id, "sla_exhausted")
-    opening = datetime.combine(datetime.now(BRT).date() + timedelta(days=2), datetime.min.time(), BRT)
-    deadline = (opening + timedelta(hours=8, minutes=30)).astimezone(UTC)
     assert deadline.isoformat() in str(lead["deliveries"][0]["withdrawal_reason"])
     assert "no dealer left" in str(lead["detail"])
 
