@@ -327,5 +327,5 @@ def _verdict(dealer: Dealer, at: datetime, used: dict[str, int], *, kept: bool, 
         open_now=is_open(dealer, at),
         used_today=used.get(dealer.id, 0),
         daily_capacity=dealer.daily_capacity,
-        accept_by=accept_by(dealer, at),
+        accept_by=accept_by(dealer, at) if kept else None,
     )

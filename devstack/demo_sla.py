@@ -19,7 +19,8 @@ from db.engine import create_engine, session_factory
 SLA_LEAD = {"State": "PR", "City": "Curitiba", "Modelo_de_Interesse": "Onix"}
 SLA_DEALERS = ("dealer-pr-curitiba", "dealer-pr-londrina")  # where the lead goes first, then next
 MOVE_WAIT_SECONDS = 240.0  # the one-minute SLA, then the withdrawal and the second delivery
-NIGHT_LEAD = routing.LeadProfile(state="SP", city="São Paulo", model="Onix")
+# dealer-mg-bh, the only dealer in Minas Gerais, opens at 08:00 and must accept within 30 minutes.
+NIGHT_LEAD = routing.LeadProfile(state="MG", city="Belo Horizonte", model="Onix")
 FRIDAY = 4  # date.weekday()
 
 
@@ -60,8 +61,8 @@ async def show_sla_lead(http: httpx.AsyncClient, api_url: str, lead_id: str) -> 
 
 
 async def show_night_lead(settings: Settings) -> bool:
-    """Route a São Paulo lead arriving next Friday at 23:10, claiming nothing: the best dealer is closed,
-    takes it anyway, and must accept it by opening time plus its SLA."""
+    """Route a Belo Horizonte lead arriving next Friday at 23:10, claiming nothing: the best dealer is
+    closed, takes it anyway, and must accept it by opening time plus its SLA."""
     zone = ZoneInfo(settings.business_timezone)
     at = datetime.combine(_next(FRIDAY, datetime.now(zone).date()), datetime.min.time(), zone)
     at += timedelta(hours=23, minutes=10)
@@ -72,11 +73,12 @@ async def show_night_lead(settings: Settings) -> bool:
         await engine.dispose()
     chosen = next((v for v in explained.verdicts if v.dealer_id == explained.chosen), None)
     if chosen is None or chosen.accept_by is None:
-        print(f"\nA night lead from São Paulo on {at:%a %d %b %H:%M}: no dealer with an SLA would take it")
+        print(f"\nA night lead from Belo Horizonte on {at:%a %d %b %H:%M}: no dealer with an SLA takes it")
         return False
-    print(f"\nA lead from São Paulo arriving {at:%a %d %b at %H:%M} (hub routing simulate --state SP "
-          f"--at {at.isoformat()}):\n  {chosen.dealer_id} is {'open' if chosen.open_now else 'closed'} "
-          f"and takes it anyway ({chosen.why});\n  its SLA starts at opening: accept by "
+    state = "open" if chosen.open_now else "closed"
+    print(f"\nA lead from Belo Horizonte arriving {at:%a %d %b at %H:%M} (hub routing simulate --state MG "
+          f"--model Onix --at {at.isoformat()}):\n  {chosen.dealer_id} is {state} and takes it anyway "
+          f"({chosen.why});\n  its SLA starts at opening: accept by "
           f"{chosen.accept_by.astimezone(zone):%a %d %b %H:%M}.")  # fmt: skip
     return not chosen.open_now
 
