@@ -16,7 +16,6 @@ from datetime import datetime
 from functools import partial
 
 from aiolimiter import AsyncLimiter
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities.errors import external_call
@@ -25,7 +24,6 @@ from activities.pacing import RequestBudgets, first_attempt, paced
 from clients.errors import TransientError
 from clients.vtex import SCROLL_MAX_SIZE, ScrollExpired, ScrollPage, VtexClient, vtex_filter_time
 from core.metrics import count_sync
-from db.watermarks import advance_watermark, read_watermark
 from warehouse.landing import InvalidRecord, Warehouse
 from warehouse.streams import StreamCursor
 from warehouse.tables import QUARANTINE, VTEX_CUSTOMERS
@@ -76,48 +74,13 @@ class CustomerPageResult:
     restarted: bool = False  # the scroll was opened again from the window's start
 
 
-@dataclass
-class WatermarkInput:
-    name: str
-
-
-@dataclass
-class WatermarkResult:
-    watermark: str | None
-
-
-@dataclass
-class AdvanceWatermarkInput:
-    name: str
-    to: str
-
-
 class VtexCustomerActivities:
-    """Holds the VTEX client, the warehouse and the central database, built once per worker."""
+    """Holds the VTEX client and the warehouse, built once per worker."""
 
-    def __init__(
-        self,
-        vtex: VtexClient,
-        warehouse: Warehouse,
-        sessions: async_sessionmaker[AsyncSession],
-        budgets: RequestBudgets,
-    ) -> None:
+    def __init__(self, vtex: VtexClient, warehouse: Warehouse, budgets: RequestBudgets) -> None:
         self._vtex = vtex
         self._warehouse = warehouse
-        self._sessions = sessions
         self._budgets = budgets
-
-    @activity.defn
-    async def read_watermark(self, params: WatermarkInput) -> WatermarkResult:
-        """Where the sync landed up to, or None before its first complete run."""
-        watermark = await read_watermark(self._sessions, params.name)
-        return WatermarkResult(None if watermark is None else watermark.isoformat())
-
-    @activity.defn
-    async def advance_watermark(self, params: AdvanceWatermarkInput) -> WatermarkResult:
-        """Move the watermark forward to ``to`` (never back); call it once the window is landed."""
-        moved = await advance_watermark(self._sessions, params.name, datetime.fromisoformat(params.to))
-        return WatermarkResult(moved.isoformat())
 
     @activity.defn
     async def land_customer_page(self, params: CustomerPageInput) -> CustomerPageResult:

@@ -21,12 +21,14 @@ VTEX_FEED_RECONCILE = "vtex-orders-feed-reconcile"
 VTEX_HOOK_CONFIG = "vtex-orders-hook-config"
 VTEX_CATALOG_SYNC = "vtex-catalog-sync"
 VTEX_CUSTOMER_SYNC = "vtex-customer-sync"
+LEAD_WAREHOUSE_SYNC = "lead-warehouse-sync"
 # Each schedule's workflow type (its class name) and the task queue its runs go to.
 WORKFLOW_TYPES = {
     VTEX_FEED_RECONCILE: "VtexFeedReconcileWorkflow",
     VTEX_HOOK_CONFIG: "VtexHookConfigWorkflow",
     VTEX_CATALOG_SYNC: "CatalogSyncWorkflow",
     VTEX_CUSTOMER_SYNC: "CustomerSyncWorkflow",
+    LEAD_WAREHOUSE_SYNC: "LeadWarehouseSyncWorkflow",
 }
 
 
@@ -44,6 +46,7 @@ def scheduled(settings: Settings) -> list[Scheduled]:
         VTEX_HOOK_CONFIG: settings.vtex_hook_reassert_interval_seconds,
         VTEX_CATALOG_SYNC: settings.vtex_catalog_sync_interval_seconds,
         VTEX_CUSTOMER_SYNC: settings.vtex_customer_sync_interval_seconds,
+        LEAD_WAREHOUSE_SYNC: settings.lead_warehouse_sync_interval_seconds,
     }
     return [
         Scheduled(schedule_id, workflow_type, timedelta(seconds=every[schedule_id]))

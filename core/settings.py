@@ -164,6 +164,10 @@ class Settings(BaseSettings):
     # the last watermark, for documents whose update became searchable late.
     vtex_customer_sync_interval_seconds: int = Field(default=24 * 3600, gt=0)
     vtex_customer_sync_overlap_seconds: int = Field(default=600, ge=0)
+    # The lead flow's changes (portal database) to bronze: every minute, re-reading 10 minutes back so a
+    # transaction that committed late is still seen.
+    lead_warehouse_sync_interval_seconds: int = Field(default=60, gt=0)
+    lead_warehouse_sync_overlap_seconds: int = Field(default=600, ge=0)
 
     # Warehouse (BigQuery). An endpoint means a local emulator; empty means Google's BigQuery API.
     bigquery_project: str = "local-proj"

@@ -61,6 +61,8 @@ async def record(
     received_at: datetime,
 ) -> Recorded:
     """Record a dealer's report about a lead; the outcome says what it changed."""
+    # In UTC before it is stored: SQLite keeps no offset, and a dealer reports in its own zone.
+    at, received_at = as_utc(at), as_utc(received_at)
     async with sessions.begin() as session:
         await lock_for_writing(session)
         delivery = await session.get(Delivery, lead_id, populate_existing=True, with_for_update=True)

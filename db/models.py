@@ -9,6 +9,8 @@ from typing import Any
 from sqlalchemy import JSON, Date, DateTime, ForeignKey, Integer, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from core.timeutil import utcnow
+
 
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON, datetime: DateTime(timezone=True)}
@@ -62,6 +64,8 @@ class Delivery(Base):
     # The newest status the dealer reported for the lead (accepted, contacted, ...), and its time.
     dealer_status: Mapped[str | None] = mapped_column(String(16), default=None)
     dealer_status_at: Mapped[datetime | None] = mapped_column(default=None)
+    # When the row last changed, by the portal's clock: the warehouse sync reads changes in this order.
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, index=True)
 
 
 class Withdrawal(Base):
@@ -83,6 +87,7 @@ class Withdrawal(Base):
     withdrawn_at: Mapped[datetime]
     reason: Mapped[str] = mapped_column(Text)
     crm_outcome: Mapped[str] = mapped_column(String(16), default="pending")  # withdrawn, recorded, pending
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, index=True)
 
 
 class DealerFeedback(Base):
@@ -132,7 +137,8 @@ class LeadStatusChange(Base):
     status: Mapped[str] = mapped_column(String(16))
     dealer_id: Mapped[str] = mapped_column(String(64), default="")
     detail: Mapped[str | None] = mapped_column(Text, default=None)
-    at: Mapped[datetime]
+    at: Mapped[datetime]  # when the lead reached the status (a dealer's report: the dealer's time)
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)  # by the portal's clock
 
 
 class OAuthToken(Base):

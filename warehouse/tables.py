@@ -11,6 +11,10 @@ VTEX_ORDER_EVENTS = "vtex_order_events"  # one row per state change VTEX announc
 VTEX_SKUS = "vtex_skus"  # one row per version of a SKU (detail and price) the catalog sync saw change
 VTEX_CUSTOMERS = "vtex_customers"  # one row per version of a Master Data CL document (customer)
 QUARANTINE = "quarantine"  # records that failed validation, with the reason
+# The lead flow's records, from the portal database (ids, places, models, dealers, times, statuses only):
+LEAD_STATUS_CHANGES = "lead_status_changes"  # one row per status a lead went through
+LEAD_DELIVERIES = "lead_deliveries"  # one row per version of a lead's delivery to one dealer
+DEALER_FEEDBACK = "dealer_feedback"  # one row per status a dealer reported for a lead
 
 # Ingestion metadata every bronze row carries; ``payload`` is the source's JSON, untouched.
 BRONZE_SCHEMA = (
@@ -53,6 +57,37 @@ TYPED_COLUMNS: dict[str, tuple[SchemaField, ...]] = {
     VTEX_CUSTOMERS: (
         SchemaField("user_id", "STRING", description="userId: the profile id orders carry"),
         SchemaField("created_at", "TIMESTAMP", description="createdIn, cut to microseconds"),
+    ),
+    LEAD_STATUS_CHANGES: (
+        SchemaField("lead_id", "STRING", description="the Zoho lead id"),
+        SchemaField("status", "STRING", description="the portal status the lead reached"),
+        SchemaField("dealer_id", "STRING", description="the dealer the status concerns; empty: none"),
+        SchemaField("changed_at", "TIMESTAMP", description="when the lead reached the status"),
+        SchemaField("state", "STRING", description="the lead's state, as routing saw it"),
+        SchemaField("city", "STRING", description="the lead's city, as routing saw it"),
+        SchemaField("model", "STRING", description="the car model of interest"),
+    ),
+    LEAD_DELIVERIES: (
+        SchemaField("lead_id", "STRING", description="the Zoho lead id"),
+        SchemaField("dealer_id", "STRING", description="the dealer the lead went to"),
+        SchemaField("status", "STRING", description="claimed, delivered or withdrawn"),
+        SchemaField("routing_reason", "STRING", description="why routing (or support) chose the dealer"),
+        SchemaField("claimed_at", "TIMESTAMP", description="when routing chose the dealer"),
+        SchemaField("delivered_at", "TIMESTAMP", description="when the dealer's CRM confirmed the lead"),
+        SchemaField("accept_by", "TIMESTAMP", description="the dealer's SLA deadline; null: no SLA"),
+        SchemaField("dealer_status", "STRING", description="the newest status the dealer reported"),
+        SchemaField("dealer_status_at", "TIMESTAMP", description="when the dealer says that happened"),
+        SchemaField("withdrawn_at", "TIMESTAMP", description="when the lead was taken from the dealer"),
+        SchemaField("withdrawal_reason", "STRING", description="why it was taken (the SLA passed)"),
+        SchemaField("withdrawal_at_crm", "STRING", description="withdrawn, recorded or pending"),
+    ),
+    DEALER_FEEDBACK: (
+        SchemaField("lead_id", "STRING", description="the Zoho lead id"),
+        SchemaField("dealer_id", "STRING", description="the dealer that reported"),
+        SchemaField("status", "STRING", description="accepted, contacted, qualified, lost or sold"),
+        SchemaField("reported_at", "TIMESTAMP", description="when the dealer says it happened"),
+        SchemaField("received_at", "TIMESTAMP", description="when the hub received the report"),
+        SchemaField("outcome", "STRING", description="applied, older or late (the dealer had lost the lead)"),
     ),
 }
 

@@ -21,6 +21,7 @@ from temporalio.client import (
 )
 
 from contracts.schedules import (
+    LEAD_WAREHOUSE_SYNC,
     VTEX_CATALOG_SYNC,
     VTEX_CUSTOMER_SYNC,
     VTEX_FEED_RECONCILE,
@@ -29,6 +30,7 @@ from contracts.schedules import (
     scheduled,
 )
 from core.settings import Settings
+from workflows.lead_warehouse_sync import LeadSyncInput, LeadWarehouseSyncWorkflow
 from workflows.vtex_catalog_sync import CatalogSyncInput, CatalogSyncWorkflow
 from workflows.vtex_customer_sync import CustomerSyncInput, CustomerSyncWorkflow
 from workflows.vtex_feed_reconcile import VtexFeedReconcileInput, VtexFeedReconcileWorkflow
@@ -74,6 +76,15 @@ def actions(settings: Settings) -> dict[str, Action]:
                 overlap_seconds=settings.vtex_customer_sync_overlap_seconds, api_task_queue=api_queue
             ),
             trigger_immediately=False,
+            may_outlast_interval=True,
+        ),
+        # The first run lands the portal's history so far; later ones what changed in about a minute.
+        LEAD_WAREHOUSE_SYNC: Action(
+            LeadWarehouseSyncWorkflow.run,
+            LeadSyncInput(
+                overlap_seconds=settings.lead_warehouse_sync_overlap_seconds,
+                build_task_queue=settings.dbt_task_queue,
+            ),
             may_outlast_interval=True,
         ),
     }

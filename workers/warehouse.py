@@ -1,4 +1,5 @@
-"""The ``warehouse`` role: VTEX orders, the VTEX API queue, the backfill, the syncs and dbt builds.
+"""The ``warehouse`` role: VTEX orders, the VTEX API queue, the backfill, the syncs (VTEX's and the lead
+flow's, from the portal database) and dbt builds.
 
 Its process loads the VTEX client, the BigQuery client and pyarrow (the Storage Write API), and runs dbt
 in child processes. It polls the ``vtex-orders``, ``vtex-api`` and ``dbt`` task queues, and creates the
@@ -17,12 +18,14 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.dbt import BuildRequestActivities, DbtActivities
+from activities.lead_warehouse import LeadWarehouseActivities
 from activities.pacing import RequestBudgets
 from activities.vtex import VtexOrderActivities
 from activities.vtex_backfill import VtexBackfillActivities
 from activities.vtex_catalog import VtexCatalogActivities
 from activities.vtex_customers import VtexCustomerActivities
 from activities.vtex_feed import INVALID_FEED_ITEM, VtexFeedActivities
+from activities.watermarks import WatermarkActivities
 from clients.vtex import VtexClient
 from contracts.dbt_build import BuildRequester
 from core.background import in_background
@@ -44,6 +47,7 @@ from warehouse.vtex_orders import INVALID_ORDER
 from workers.options import webhook_queue_polling, workflow_options
 from workers.schedules import ensure_schedules
 from workflows.dbt_build import DbtBuildWorkflow
+from workflows.lead_warehouse_sync import LeadWarehouseSyncWorkflow
 from workflows.vtex_catalog_sync import CatalogSyncWorkflow
 from workflows.vtex_customer_sync import CustomerSyncWorkflow
 from workflows.vtex_feed_reconcile import VtexFeedReconcileWorkflow
@@ -60,6 +64,7 @@ VTEX_WORKFLOWS: tuple[type, ...] = (
     OrderBackfillWorkflow,
     CatalogSyncWorkflow,
     CustomerSyncWorkflow,
+    LeadWarehouseSyncWorkflow,
 )
 WORKFLOWS: tuple[type, ...] = (*VTEX_WORKFLOWS, DbtBuildWorkflow)
 # Every check that sends a record to quarantine, with the table the record was meant for.
@@ -115,7 +120,9 @@ def build_workers(
     feed = VtexFeedActivities(vtex, warehouse, settings, client)
     backfill = VtexBackfillActivities(vtex, warehouse, budgets)
     catalog = VtexCatalogActivities(vtex, warehouse, budgets)
-    customers = VtexCustomerActivities(vtex, warehouse, sessions, budgets)
+    customers = VtexCustomerActivities(vtex, warehouse, budgets)
+    watermarks = WatermarkActivities(sessions)
+    leads = LeadWarehouseActivities(warehouse, sessions)
     requests = BuildRequestActivities(builds)
     return [
         Worker(
@@ -124,7 +131,14 @@ def build_workers(
             workflows=VTEX_WORKFLOWS,
             **workflow_options(settings),
             **webhook_queue_polling(settings),
-            activities=[orders.land_order_events, feed.deliver_feed_items],
+            activities=[
+                orders.land_order_events,
+                feed.deliver_feed_items,
+                # The lead warehouse sync reads the portal database, never VTEX: not on the paced queue.
+                leads.land_lead_changes,
+                watermarks.read_watermark,
+                watermarks.advance_watermark,
+            ],
             max_concurrent_activities=settings.worker_max_concurrent_activities,
         ),
         Worker(
@@ -140,9 +154,9 @@ def build_workers(
                 backfill.land_orders,
                 catalog.land_catalog_page,
                 catalog.land_removed_skus,
-                customers.read_watermark,
+                watermarks.read_watermark,
                 customers.land_customer_page,
-                customers.advance_watermark,
+                watermarks.advance_watermark,
                 requests.request_dbt_build,
             ],
             max_concurrent_activities=settings.worker_max_concurrent_activities,

@@ -21,13 +21,12 @@ from workflows.policies import DATABASE_RETRY, LONG_JOB_RETRY, seconds_and_rate
 
 with workflow.unsafe.imports_passed_through():
     from activities.vtex_customers import (
-        AdvanceWatermarkInput,
         CustomerCursors,
         CustomerPageInput,
         CustomerWindow,
         VtexCustomerActivities,
-        WatermarkInput,
     )
+    from activities.watermarks import AdvanceWatermarkInput, WatermarkActivities, WatermarkInput
     from clients.vtex import SCROLL_MAX_SIZE
     from core.constants import PROGRESS_QUERY, VTEX_API_TASK_QUEUE
 
@@ -118,7 +117,7 @@ class CustomerSyncWorkflow:
     async def _open(self, params: CustomerSyncInput) -> CustomerSyncInput:
         """Fix the run's window: from the watermark less the overlap, to now."""
         stored = await workflow.execute_activity_method(
-            VtexCustomerActivities.read_watermark,
+            WatermarkActivities.read_watermark,
             WatermarkInput(WATERMARK),
             task_queue=params.api_task_queue,
             start_to_close_timeout=DATABASE_TIMEOUT,
@@ -138,7 +137,7 @@ class CustomerSyncWorkflow:
         """Every page is landed: move the watermark to the end of the window."""
         assert state.window is not None
         moved = await workflow.execute_activity_method(
-            VtexCustomerActivities.advance_watermark,
+            WatermarkActivities.advance_watermark,
             AdvanceWatermarkInput(WATERMARK, state.window.until),
             task_queue=state.api_task_queue,
             start_to_close_timeout=DATABASE_TIMEOUT,

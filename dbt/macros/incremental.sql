@@ -50,8 +50,8 @@
 {#- The rows of a bronze table this build reads: filtered by a constant before any window. ``typed``
     names a typed column every row landed by this version has: rows an earlier version landed get it from
     ``python -m warehouse.migrate``, and until then they are left out rather than merged as nulls. -#}
-{% macro landed_versions(table, typed=none) -%}
-    select * from {{ source('vtex', table) }}
+{% macro landed_versions(table, typed=none, source_name='vtex') -%}
+    select * from {{ source(source_name, table) }}
     where ingested_at >= {{ bronze_since() }}
     {%- if typed %} and {{ typed }} is not null{% endif %}
 {%- endmacro %}

@@ -1,0 +1,196 @@
+"""What changed in the lead flow's records within a time window, a page at a time, for the warehouse.
+
+Four kinds, each read in the order of when the portal recorded the change (never a dealer's own time,
+which may lie in the past when its report arrives) with a unique tie-breaker, so a page ends at a cursor
+and the next page starts after it (keyset paging: no row is read twice or skipped in a window):
+
+- ``status``: a status a lead reached (``lead_status_changes``), with what routing looked at (state,
+  city, model) from the lead;
+- ``feedback``: a status a dealer reported (``dealer_feedback``), by the time the hub received it;
+- ``delivery``: the current delivery of a lead, by its latest change (claimed, delivered, reported);
+- ``withdrawal``: a delivery the lead lost (withdrawn, then its CRM's answer).
+
+Only ids, places, models, dealers, times and statuses leave here: no name, e-mail or phone of a lead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.timeutil import as_utc
+from db.models import Dealer, DealerFeedback, Delivery, Lead, LeadStatusChange, Withdrawal
+from db.routing import accept_by
+
+KINDS = ("status", "feedback", "delivery", "withdrawal")
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """The last change of a page: the next page starts after (``at``, ``key``)."""
+
+    at: datetime
+    key: str
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: str
+    at: datetime  # the change time the kind is read in order of (UTC)
+    key: str  # unique within the kind; with ``at``, the page's cursor
+    fields: dict[str, Any]
+
+    @property
+    def cursor(self) -> Cursor:
+        return Cursor(self.at, self.key)
+
+
+async def changes(
+    sessions: async_sessionmaker[AsyncSession],
+    kind: str,
+    since: datetime | None,
+    until: datetime,
+    after: Cursor | None,
+    limit: int,
+) -> list[Change]:
+    """Up to ``limit`` changes of ``kind`` with a change time in (``since``, ``until``], after ``after``."""
+    async with sessions() as session:
+        if kind == "status":
+            return await _statuses(session, since, until, after, limit)
+        if kind == "feedback":
+            return await _feedback(session, since, until, after, limit)
+        if kind == "delivery":
+            return await _deliveries(session, since, until, after, limit)
+        if kind == "withdrawal":
+            return await _withdrawals(session, since, until, after, limit)
+    raise ValueError(f"unknown kind of lead change: {kind}")
+
+
+def _window(
+    at: Any, key: Any, since: datetime | None, until: datetime, after: Cursor | None, key_of: Any = str
+) -> ColumnElement[bool]:
+    bounds = [at <= until] + ([at > since] if since is not None else [])
+    if after is not None:
+        bounds.append(or_(at > after.at, and_(at == after.at, key > key_of(after.key))))
+    return and_(*bounds)
+
+
+async def _statuses(
+    session: AsyncSession, since: datetime | None, until: datetime, after: Cursor | None, limit: int
+) -> list[Change]:
+    change = LeadStatusChange
+    rows = await session.execute(
+        select(change, Lead)
+        .join(Lead, Lead.lead_id == change.lead_id)
+        .where(_window(change.recorded_at, change.id, since, until, after, int))
+        .order_by(change.recorded_at, change.id)
+        .limit(limit)
+    )
+    found = []
+    for row, lead in rows:
+        where = lead.routing_profile or {}
+        fields = {
+            "lead_id": row.lead_id,
+            "status": row.status,
+            "dealer_id": row.dealer_id,
+            "changed_at": as_utc(row.at),
+            "state": where.get("state"),
+            "city": where.get("city"),
+            "model": where.get("model"),
+        }
+        found.append(Change("status", as_utc(row.recorded_at), str(row.id), fields))
+    return found
+
+
+async def _feedback(
+    session: AsyncSession, since: datetime | None, until: datetime, after: Cursor | None, limit: int
+) -> list[Change]:
+    report = DealerFeedback
+    rows = await session.scalars(
+        select(report)
+        .where(_window(report.received_at, report.id, since, until, after, int))
+        .order_by(report.received_at, report.id)
+        .limit(limit)
+    )
+    return [
+        Change(
+            "feedback",
+            as_utc(row.received_at),
+            str(row.id),
+            {
+                "lead_id": row.lead_id,
+                "dealer_id": row.dealer_id,
+                "status": row.status,
+                "reported_at": as_utc(row.at),
+                "received_at": as_utc(row.received_at),
+                "outcome": row.outcome,
+            },
+        )
+        for row in rows.all()
+    ]
+
+
+async def _deliveries(
+    session: AsyncSession, since: datetime | None, until: datetime, after: Cursor | None, limit: int
+) -> list[Change]:
+    delivery = Delivery
+    rows = await session.execute(
+        select(delivery, Dealer)
+        .join(Dealer, Dealer.id == delivery.dealer_id)
+        .where(_window(delivery.updated_at, delivery.lead_id, since, until, after))
+        .order_by(delivery.updated_at, delivery.lead_id)
+        .limit(limit)
+    )
+    found = []
+    for row, dealer in rows:
+        delivered = as_utc(row.delivered_at) if row.delivered_at else None
+        fields = {
+            "lead_id": row.lead_id,
+            "dealer_id": row.dealer_id,
+            "status": row.status,
+            "routing_reason": row.reason,
+            "claimed_at": as_utc(row.claimed_at) if row.claimed_at else None,
+            "delivered_at": delivered,
+            "accept_by": accept_by(dealer, delivered) if delivered else None,
+            "dealer_status": row.dealer_status,
+            "dealer_status_at": as_utc(row.dealer_status_at) if row.dealer_status_at else None,
+        }
+        found.append(Change("delivery", as_utc(row.updated_at), row.lead_id, fields))
+    return found
+
+
+async def _withdrawals(
+    session: AsyncSession, since: datetime | None, until: datetime, after: Cursor | None, limit: int
+) -> list[Change]:
+    lost = Withdrawal
+    pair = lost.lead_id + "/" + lost.dealer_id
+    rows = await session.execute(
+        select(lost, Dealer)
+        .join(Dealer, Dealer.id == lost.dealer_id)
+        .where(_window(lost.updated_at, pair, since, until, after))
+        .order_by(lost.updated_at, pair)
+        .limit(limit)
+    )
+    found = []
+    for row, dealer in rows:
+        delivered = as_utc(row.delivered_at) if row.delivered_at else None
+        fields = {
+            "lead_id": row.lead_id,
+            "dealer_id": row.dealer_id,
+            "status": "withdrawn",
+            "routing_reason": row.routing_reason,
+            "claimed_at": None,
+            "delivered_at": delivered,
+            "accept_by": accept_by(dealer, delivered) if delivered else None,
+            "dealer_status": None,
+            "dealer_status_at": None,
+            "withdrawn_at": as_utc(row.withdrawn_at),
+            "withdrawal_reason": row.reason,
+            "withdrawal_at_crm": row.crm_outcome,
+        }
+        found.append(Change("withdrawal", as_utc(row.updated_at), f"{row.lead_id}/{row.dealer_id}", fields))
+    return found

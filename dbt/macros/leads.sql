@@ -1,0 +1,41 @@
+{#- The lead flow's rules, one home each, used by the gold models and checked by unit tests. -#}
+
+{#- How far along the funnel a status is: received 0, delivered 1, accepted 2, contacted 3,
+    qualified 4, sold 5; the statuses in between (routed, withdrawn, lost, ...) do not move a lead on. -#}
+{% macro funnel_rank(status) -%}
+    case {{ status }}
+        when 'received' then 0
+        when 'delivered' then 1
+        when 'accepted' then 2
+        when 'contacted' then 3
+        when 'qualified' then 4
+        when 'sold' then 5
+    end
+{%- endmacro %}
+
+{#- Whether a dealer's status means it took the lead: accepted, or any later step (a dealer that only
+    reports "contacted" accepted it then). "lost" is not taking it. -#}
+{% macro took_the_lead(status) -%}
+    {{ status }} in ('accepted', 'contacted', 'qualified', 'sold')
+{%- endmacro %}
+
+{#- The ``fraction`` percentile of the numbers in ``sorted_values`` (an array in ascending order), with
+    linear interpolation between the two nearest, as PERCENTILE_CONT computes it; null for an empty
+    array. Written with array offsets, so BigQuery and the emulator compute the same. -#}
+{% macro percentile(sorted_values, fraction) -%}
+    (
+        select if(
+            count_values = 0,
+            null,
+            {{ sorted_values }}[offset(cast(floor(position) as int64))]
+                + ({{ sorted_values }}[offset(cast(ceil(position) as int64))]
+                   - {{ sorted_values }}[offset(cast(floor(position) as int64))])
+                * (position - floor(position))
+        )
+        from (
+            select
+                array_length({{ sorted_values }}) as count_values,
+                {{ fraction }} * greatest(array_length({{ sorted_values }}) - 1, 0) as position
+        )
+    )
+{%- endmacro %}

@@ -1,0 +1,250 @@
+"""The lead flow's records in the warehouse: real lead runs (SLA misses, re-routes, late and out-of-order
+dealer reports) on the time-skipping server, LeadWarehouseSyncWorkflow landing their changes in bronze
+on the emulator, and dbt's gold against a recomputation from the portal database in Python."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import delete, select
+from temporalio import activity
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.lead_warehouse import LeadWarehouseActivities
+from activities.watermarks import WatermarkActivities
+from contracts.dbt_build import BuildRequest
+from core.settings import Settings
+from core.timeutil import as_utc
+from db.engine import create_engine, session_factory
+from db.models import Delivery, Lead, LeadStatusChange, SyncWatermark, Withdrawal
+from tests.dbt.test_models import dbt_build
+from tests.hub import Hub
+from tests.workflows.test_dealer_sla import SLA, at_dealer, dealer_reports, sla_hub, zoho_lead
+from warehouse.landing import Warehouse
+from warehouse.tables import DEALER_FEEDBACK, LEAD_DELIVERIES, LEAD_STATUS_CHANGES, every_partition
+from workflows.lead_warehouse_sync import LeadSyncInput, LeadSyncResult, LeadWarehouseSyncWorkflow
+
+LEAD_TABLES = (LEAD_STATUS_CHANGES, LEAD_DELIVERIES, DEALER_FEEDBACK)
+BRT = ZoneInfo("America/Sao_Paulo")
+TOOK = {"accepted", "contacted", "qualified", "sold"}
+FUNNEL = {"received": 0, "delivered": 1, "accepted": 2, "contacted": 3, "qualified": 4, "sold": 5}
+
+
+async def run_leads(hub: Hub, env: WorkflowEnvironment) -> list[str]:
+    """Four Paraná/Santa Catarina leads through the SLA dealers; the portal database records it all."""
+    in_time = await hub.create_lead(State="PR", City="Curitiba", Modelo_de_Interesse="Onix")
+    missed = await hub.create_lead(State="PR", City="Londrina", Modelo_de_Interesse="Tracker")
+    lost = await hub.create_lead(State="SC", City="Joinville", Modelo_de_Interesse="Onix")
+    for lead_id in (in_time, missed, lost):
+        assert (await hub.post_webhook(lead_id)).status_code == 202
+    await at_dealer(hub, in_time, "sla-a")
+    await at_dealer(hub, missed, "sla-a")
+    await at_dealer(hub, lost, "poll-sc")
+    await env.sleep(timedelta(minutes=10))
+    await dealer_reports(hub, "sla-a", in_time, "accepted")
+    await dealer_reports(hub, "poll-sc", lost, "lost")
+    await env.sleep(SLA)  # the missed lead moves on to sla-b
+    await at_dealer(hub, missed, "sla-b")
+    await dealer_reports(hub, "sla-a", missed, "accepted")  # late: recorded, answered 409, never taken
+    await dealer_reports(hub, "sla-b", missed, "contacted")
+    # Out of order: "sold" is reported before "contacted", with the dealer's earlier times.
+    now = datetime.now(BRT)
+    await dealer_reports(hub, "sla-a", in_time, "sold", at=now)
+    await dealer_reports(hub, "sla-a", in_time, "contacted", at=now - timedelta(minutes=5))
+    for lead_id, status in ((in_time, "sold"), (missed, "contacted"), (lost, "lost")):
+        await hub.wait_for_status(lead_id, status)
+    # The dealer's time, reported in its own zone, is the same moment in the portal.
+    history = (await hub.lead(in_time) or {})["history"]
+    [sold] = [change for change in history if change["status"] == "sold"]
+    assert datetime.fromisoformat(sold["at"]) == now
+    return [in_time, missed, lost]
+
+
+async def sync_once(env: WorkflowEnvironment, settings: Settings, warehouse: Warehouse) -> LeadSyncResult:
+    """One run of the sync on a warehouse-role worker of its own; the dbt build it asks for is noted."""
+    engine = create_engine(settings.database_url)
+    sessions = session_factory(engine)
+    leads, watermarks = LeadWarehouseActivities(warehouse, sessions), WatermarkActivities(sessions)
+
+    @activity.defn(name="request_dbt_build")
+    async def request_dbt_build(request: BuildRequest) -> None:
+        requested.append(request.reason)
+
+    requested: list[str] = []
+    queue = f"{settings.leads_task_queue}-warehouse"
+    try:
+        async with Worker(
+            env.client,
+            task_queue=queue,
+            workflows=[LeadWarehouseSyncWorkflow],
+            activities=[
+                leads.land_lead_changes, watermarks.read_watermark, watermarks.advance_watermark,
+                request_dbt_build,
+            ],
+        ):  # fmt: skip
+            result = await env.client.execute_workflow(
+                LeadWarehouseSyncWorkflow.run,
+                LeadSyncInput(page_size=3, build_task_queue=queue),  # pages of 3: the keyset paging
+                id=f"lead-warehouse-sync-{len(requested)}-{datetime.now().timestamp()}",
+                task_queue=queue,
+            )
+    finally:
+        await engine.dispose()
+    assert result.done
+    assert requested == (["lead warehouse sync"] if result.landed else [])
+    return result
+
+
+async def bronze_counts(warehouse: Warehouse) -> dict[str, tuple[int, int]]:
+    counts = {}
+    for table in LEAD_TABLES:
+        [row] = await warehouse.query(
+            f"select count(*) as n, count(distinct event_key) as keys "
+            f"from `{warehouse.table_id(warehouse.layers.bronze, table)}` where {every_partition(table)}"
+        )
+        counts[table] = (int(row["n"]), int(row["keys"]))
+    return counts
+
+
+async def test_leads_land_once_without_personal_data_and_gold_equals_a_recomputation(
+    skipping_env: WorkflowEnvironment,
+    sqlite_url: str,
+    task_queue: str,
+    warehouse_settings: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    async with sla_hub(skipping_env, sqlite_url, task_queue) as hub:
+        lead_ids = await run_leads(hub, skipping_env)
+        people = [await zoho_lead(hub, lead_id) for lead_id in lead_ids]
+    settings = Settings(
+        environment="test", bigquery_timeout_seconds=10, database_url=sqlite_url, **warehouse_settings
+    )
+    warehouse = Warehouse.from_settings(settings)
+    try:
+        first = await sync_once(skipping_env, settings, warehouse)
+        landed = await bronze_counts(warehouse)
+        assert first.landed == sum(rows for rows, _ in landed.values()) > 0
+        assert all(rows == keys for rows, keys in landed.values()), landed
+        assert first.pages > len(LEAD_TABLES)  # more than one page per kind
+
+        # The same changes landed again (the watermark forgotten: the whole history read) add nothing.
+        engine = create_engine(sqlite_url)
+        async with session_factory(engine).begin() as session:
+            await session.execute(delete(SyncWatermark))
+        again = await sync_once(skipping_env, settings, warehouse)
+        assert (again.landed, again.already_landed) == (0, first.landed)
+        assert await bronze_counts(warehouse) == landed
+
+        await assert_no_personal_data(warehouse, people)
+        await dbt_build(settings, tmp_path)
+        expected_dealers, expected_funnel = await recompute(session_factory(engine))
+        await engine.dispose()
+        assert await gold(warehouse, "dealer_performance", "dealer_id, day") == expected_dealers
+        assert await gold(warehouse, "lead_funnel", "received_date, state, model") == expected_funnel
+    finally:
+        await warehouse.aclose()
+
+
+async def assert_no_personal_data(warehouse: Warehouse, people: list[dict[str, Any]]) -> None:
+    """No lead's name, e-mail or phone anywhere in the lead tables of bronze, payload or columns."""
+    personal = {
+        str(person[field])
+        for person in people
+        for field in ("First_Name", "Last_Name", "Email", "Mobile", "Phone")
+        if person.get(field)
+    }
+    assert personal
+    for table in LEAD_TABLES:
+        rows = await warehouse.query(
+            f"select to_json_string(t) as row from `{warehouse.table_id(warehouse.layers.bronze, table)}` t"
+            f" where {every_partition(table)}"
+        )
+        text = "\n".join(str(row["row"]) for row in rows)
+        assert not [value for value in personal if value in text], table
+
+
+async def gold(warehouse: Warehouse, table: str, order: str) -> list[dict[str, Any]]:
+    rows = await warehouse.query(
+        f"select * from `{warehouse.table_id(warehouse.layers.gold, table)}` order by {order}"
+    )
+    return [{key: _plain(value) for key, value in row.items()} for row in rows]
+
+
+def _plain(value: Any) -> Any:
+    return round(float(value), 4) if isinstance(value, float) else value
+
+
+async def recompute(sessions: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """dealer_performance and lead_funnel from the portal database, by the rules the README states."""
+    async with sessions() as session:
+        changes = (await session.scalars(select(LeadStatusChange))).all()
+        current = (await session.scalars(select(Delivery))).all()
+        lost = (await session.scalars(select(Withdrawal))).all()
+        profiles = {lead_id: profile for lead_id, profile in await _profiles(session)}
+    taken: dict[tuple[str, str], datetime] = {}
+    sold = set()
+    for change in changes:
+        pair = (change.lead_id, change.dealer_id)
+        if change.status in TOOK:
+            taken[pair] = min(taken.get(pair, as_utc(change.at)), as_utc(change.at))
+        if change.status == "sold":
+            sold.add(pair)
+    deliveries = [(d.lead_id, d.dealer_id, d.delivered_at, False) for d in current if d.delivered_at]
+    deliveries += [(w.lead_id, w.dealer_id, w.delivered_at, True) for w in lost if w.delivered_at]
+    per_day: dict[tuple[str, Any], list[tuple[bool, datetime | None, datetime, bool]]] = defaultdict(list)
+    for lead_id, dealer_id, delivered, withdrawn in deliveries:
+        day = as_utc(delivered).astimezone(BRT).date()
+        per_day[(dealer_id, day)].append(
+            (withdrawn, taken.get((lead_id, dealer_id)), as_utc(delivered), (lead_id, dealer_id) in sold)
+        )
+    dealers = []
+    for (dealer_id, day), rows in sorted(per_day.items()):
+        minutes = sorted(max((t - d).total_seconds(), 0) / 60 for _, t, d, _ in rows if t is not None)
+        within = sum(1 for _, t, d, _ in rows if t is not None and t <= d + SLA)  # every dealer: 30 min
+        dealers.append({
+            "dealer_id": dealer_id, "day": day, "leads_received": len(rows),
+            "leads_accepted": len(minutes), "leads_with_sla": len(rows), "accepted_within_sla": within,
+            "median_minutes_to_accept": _quantile(minutes, 0.5),
+            "p90_minutes_to_accept": _quantile(minutes, 0.9),
+            "rerouted_away": sum(1 for w, *_ in rows if w), "leads_sold": sum(1 for *_, s in rows if s),
+            "conversion": round(sum(1 for *_, s in rows if s) / len(rows), 4),
+        })  # fmt: skip
+    furthest: dict[str, int] = {}
+    received: dict[str, datetime] = {}
+    for change in changes:
+        furthest[change.lead_id] = max(furthest.get(change.lead_id, 0), FUNNEL.get(change.status, 0))
+        if change.status == "received":
+            received[change.lead_id] = as_utc(change.at)
+    funnel: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0] * 6)
+    for lead_id, at in received.items():
+        profile = profiles.get(lead_id) or {}
+        counts = funnel[(at.astimezone(BRT).date(), profile.get("state"), profile.get("model"))]
+        for stage in range(furthest[lead_id] + 1):
+            counts[stage] += 1
+    stages = ("received", "delivered", "accepted", "contacted", "qualified", "sold")
+    rows = [
+        {"received_date": key[0], "state": key[1], "model": key[2], **dict(zip(stages, counts, strict=True))}
+        for key, counts in sorted(funnel.items(), key=lambda item: str(item[0]))
+    ]
+    return dealers, rows
+
+
+async def _profiles(session: Any) -> list[tuple[str, dict[str, Any] | None]]:
+    return [(row.lead_id, row.routing_profile) for row in (await session.scalars(select(Lead))).all()]
+
+
+def _quantile(values: list[float], fraction: float) -> float | None:
+    """PERCENTILE_CONT: linear interpolation between the nearest two."""
+    if not values:
+        return None
+    if len(values) == 1:
+        return round(values[0], 4)
+    position = fraction * (len(values) - 1)
+    low = int(position)
+    high = min(low + 1, len(values) - 1)
+    return round(values[low] + (values[high] - values[low]) * (position - low), 4)

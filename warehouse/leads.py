@@ -1,0 +1,61 @@
+"""Bronze records of the lead flow: each change of the portal database becomes one version, keyed so that
+landing the same change again adds nothing.
+
+The payload holds exactly the typed columns: ids, places, models, dealers, times and statuses. The
+portal database is the system of record; nothing personal about a lead (name, e-mail, phone) is in it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Any
+
+from warehouse.landing import BronzeRecord
+from warehouse.tables import DEALER_FEEDBACK, LEAD_DELIVERIES, LEAD_STATUS_CHANGES, TYPED_COLUMNS
+
+SOURCE = "portal"
+# Each kind of change (db.lead_changes) and the bronze table it lands in.
+TABLE_OF_KIND = {
+    "status": LEAD_STATUS_CHANGES,
+    "feedback": DEALER_FEEDBACK,
+    "delivery": LEAD_DELIVERIES,
+    "withdrawal": LEAD_DELIVERIES,
+}
+
+
+def lead_record(kind: str, fields: dict[str, Any]) -> BronzeRecord:
+    """The bronze version of one change; its event key names the version, not the read."""
+    table = TABLE_OF_KIND[kind]
+    columns = {column.name: fields.get(column.name) for column in TYPED_COLUMNS[table]}
+    payload = {name: _plain(value) for name, value in columns.items()}
+    if table == LEAD_STATUS_CHANGES:
+        # One row per (lead, status, dealer) in the portal: the same status again is the same event.
+        entity_id = str(fields["lead_id"])
+        key = f"{entity_id}:{fields['status']}:{fields['dealer_id']}"
+        changed = fields["changed_at"]
+    elif table == DEALER_FEEDBACK:
+        entity_id = str(fields["lead_id"])
+        key = f"{entity_id}:{fields['dealer_id']}:{fields['status']}"
+        changed = fields["received_at"]
+    else:
+        # A delivery changes in place (claimed, delivered, reported, withdrawn): each state is a version.
+        entity_id = f"{fields['lead_id']}/{fields['dealer_id']}"
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+        key = f"{entity_id}:{digest}"
+        # Its latest time orders the versions: a dealer's report may carry a time before the delivery.
+        times = ("claimed_at", "delivered_at", "dealer_status_at", "withdrawn_at")
+        changed = max((fields[name] for name in times if fields.get(name)), default=None)
+    return BronzeRecord(
+        source=SOURCE,
+        entity_id=entity_id,
+        event_key=f"{table}:{key}",
+        payload=payload,
+        source_updated_at=changed,
+        columns=columns,
+    )
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
