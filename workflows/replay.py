@@ -17,6 +17,7 @@ from core.settings import Settings
 from core.temporal import data_converter
 from workflows.dbt_build import DbtBuildWorkflow
 from workflows.lead_distribution import LeadDistributionWorkflow
+from workflows.lead_warehouse_sync import LeadWarehouseSyncWorkflow
 from workflows.opportunity_sync import OpportunitySyncWorkflow
 from workflows.sandbox import WORKFLOW_RUNNER
 from workflows.vtex_catalog_sync import CatalogSyncWorkflow
@@ -36,6 +37,7 @@ WORKFLOWS: tuple[type, ...] = (
     OrderBackfillWorkflow,
     CatalogSyncWorkflow,
     CustomerSyncWorkflow,
+    LeadWarehouseSyncWorkflow,
     DbtBuildWorkflow,
 )
 

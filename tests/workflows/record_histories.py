@@ -52,6 +52,7 @@ from tests.workflows.test_vtex_customer_sync import start_sync as start_customer
 from tests.workflows.test_vtex_order import LIFECYCLE
 from workflows.dbt_build import DbtBuildWorkflow
 from workflows.lead_distribution import LeadDistributionWorkflow
+from workflows.lead_warehouse_sync import LeadSyncInput, LeadWarehouseSyncWorkflow
 from workflows.sandbox import WORKFLOW_RUNNER
 from workflows.vtex_feed_reconcile import VtexFeedReconcileInput, VtexFeedReconcileWorkflow
 from workflows.vtex_hook_config import VtexHookConfigInput, VtexHookConfigWorkflow
@@ -236,6 +237,21 @@ async def test_record_customer_sync(hub: Hub) -> None:
     handle = await start_customer_sync(hub, page_size=10)
     assert (await handle.result()).done
     await save(hub.client, handle.id, "customer_sync")
+
+
+async def test_record_lead_warehouse_sync(hub: Hub) -> None:
+    """A delivered lead's changes, landed in pages of two, then the watermark and a build request."""
+    lead_id = await hub.create_lead(State="SP", City="São Paulo")
+    await hub.post_webhook(lead_id)
+    await hub.handle(lead_id).result()
+    handle = await hub.client.start_workflow(
+        LeadWarehouseSyncWorkflow.run,
+        LeadSyncInput(page_size=2, build_task_queue=hub.settings.dbt_task_queue),
+        id=f"lead-warehouse-sync-{uuid.uuid4().hex[:8]}",
+        task_queue=hub.settings.vtex_orders_task_queue,
+    )
+    assert (await handle.result()).landed > 0
+    await save(hub.client, handle.id, "lead_warehouse_sync")
 
 
 async def test_record_feed_reconcile(hub: Hub) -> None:
