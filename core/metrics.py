@@ -50,6 +50,7 @@ SYNC_COUNTS = {
     "catalog": ("read", "landed", "unchanged", "quarantined", "removed"),
     "customers": ("read", "landed", "unchanged", "quarantined"),
     "backfill": ("read", "landed", "unchanged", "quarantined", "missing"),
+    "leads": ("read", "landed", "unchanged"),  # the lead flow's changes, from the portal database
 }
 
 # --- Failures --------------------------------------------------------------------------------------------

@@ -93,3 +93,30 @@ async def _print_gold(warehouse: Warehouse) -> None:
             f"{day['sales_date']!s:<12} {day['orders_count']:>6} {day['revenue']:>12.2f}"
             f" {day['units_sold']:>6} {day['canceled_orders']:>8}"
         )
+    await _print_leads(warehouse)
+
+
+async def _print_leads(warehouse: Warehouse) -> None:
+    """The lead half of gold: each dealer's figures and the funnel (the lead warehouse sync lands the
+    demo's leads within a minute)."""
+    gold = warehouse.layers.gold
+    dealers = await warehouse.query(
+        f"select * from `{warehouse.table_id(gold, 'dealer_performance')}` order by day desc, dealer_id"
+    )
+    print(f"\n{'dealer':<20} {'day':<12} {'leads':>5} {'taken':>5} {'in SLA':>6} {'median min':>10} "
+          f"{'re-routed':>9} {'sold':>4}")  # fmt: skip
+    for row in dealers[:10]:
+        median = row["median_minutes_to_accept"]
+        print(
+            f"{row['dealer_id']:<20} {row['day']!s:<12} {row['leads_received']:>5} {row['leads_accepted']:>5}"
+            f" {row['accepted_within_sla']:>6} {'-' if median is None else f'{median:.1f}':>10}"
+            f" {row['rerouted_away']:>9} {row['leads_sold']:>4}"
+        )
+    funnel = await warehouse.query(
+        f"select state, sum(received) as received, sum(delivered) as delivered, sum(accepted) as accepted,"
+        f" sum(sold) as sold from `{warehouse.table_id(gold, 'lead_funnel')}` group by state order by state"
+    )
+    print(f"\n{'state':<6} {'received':>8} {'delivered':>9} {'accepted':>8} {'sold':>5}   (gold.lead_funnel)")
+    for row in funnel:
+        print(f"{row['state'] or '-':<6} {row['received']:>8} {row['delivered']:>9} {row['accepted']:>8}"
+              f" {row['sold']:>5}")  # fmt: skip
