@@ -42,6 +42,23 @@ class CustomerView(BaseModel):
     recent_orders: list[OrderSummary] = Field(
         description="the latest 10 orders, whatever their status (canceled and pending ones included)"
     )
+    figures_as_of: datetime | None = Field(
+        default=None, description="the build these figures are from: recency and tenure count up to it"
+    )
+    recency_days: int | None = Field(
+        default=None, description="whole days from the last order to figures_as_of"
+    )
+    tenure_frequency: float | None = Field(
+        default=None,
+        description="orders per 30 days from the first order to figures_as_of (at least 30 days)",
+    )
+    recency_score: int | None = Field(default=None, description="1-5 among buyers; 5: bought most recently")
+    frequency_score: int | None = Field(default=None, description="1-5 among buyers, by tenure_frequency")
+    monetary_score: int | None = Field(default=None, description="1-5 among buyers, by lifetime_value")
+    rfm_segment: str | None = Field(
+        default=None,
+        description="champions, loyal, new, needs_attention, at_risk, hibernating, or prospect (no orders)",
+    )
 
 
 class OrderItemView(BaseModel):

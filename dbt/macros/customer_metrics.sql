@@ -21,3 +21,41 @@
 {% macro days_between_orders(orders, first_at, last_at) -%}
     round(safe_divide({{ days_between(last_at, first_at) }}, {{ orders }} - 1), 1)
 {%- endmacro %}
+
+{#- The moment the build started, as a literal: recency and tenure are counted up to it, so every row of
+    one build shares it (customer_360.figures_as_of). -#}
+{% macro build_started() -%}
+    timestamp '{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S") }}+00'
+{%- endmacro %}
+
+{#- Orders per 30 days over the buyer's tenure: from the first order to the build, over at least 30
+    days. A buyer of two orders long ago scores low, unlike first-to-last frequency. -#}
+{% macro tenure_frequency(orders, first_at, as_of) -%}
+    round(safe_divide({{ orders }} * 30, greatest({{ days_between(as_of, first_at) }}, 30)), 4)
+{%- endmacro %}
+
+{#- An RFM score from 1 to 5: where the buyer stands among the buyers with orders (its percent rank,
+    in fifths; ties share a score). ``order`` puts the best last: recency_days desc, the others asc.
+    Null for a buyer without orders. -#}
+{% macro rfm_score(has_orders, order) -%}
+    if(
+        {{ has_orders }},
+        least(5, 1 + cast(floor(percent_rank() over (partition by {{ has_orders }} order by {{ order }}) * 5) as int64)),
+        null
+    )
+{%- endmacro %}
+
+{#- The named segment of a recency and a frequency score (README, "Customer 360 and RFM"):
+    champions R>=4 F>=4; loyal R>=3 F>=3; new R>=4 (F<=2); at_risk R<=2 F>=3; hibernating R<=2 F<=2;
+    needs_attention the rest (R=3, F<=2); prospect without orders. -#}
+{% macro rfm_segment(r, f) -%}
+    case
+        when {{ r }} is null then 'prospect'
+        when {{ r }} >= 4 and {{ f }} >= 4 then 'champions'
+        when {{ r }} >= 3 and {{ f }} >= 3 then 'loyal'
+        when {{ r }} >= 4 then 'new'
+        when {{ r }} <= 2 and {{ f }} >= 3 then 'at_risk'
+        when {{ r }} <= 2 then 'hibernating'
+        else 'needs_attention'
+    end
+{%- endmacro %}

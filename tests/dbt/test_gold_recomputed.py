@@ -61,8 +61,10 @@ def rounded(value: float, places: int) -> float:
     return float(Decimal(repr(value)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
 
 
-def recomputed(customers: list[dict[str, Any]], orders: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """customer_360's figures for each buyer, from the landed documents."""
+def recomputed(
+    customers: list[dict[str, Any]], orders: list[dict[str, Any]], as_of: datetime
+) -> dict[str, dict[str, Any]]:
+    """customer_360's figures for each buyer as of the build, from the landed documents."""
     known = {str(customer["userId"]): str(customer["id"]) for customer in customers}
     buyers = {str(customer["id"]) for customer in customers}
     bought: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -83,8 +85,36 @@ def recomputed(customers: list[dict[str, Any]], orders: list[dict[str, Any]]) ->
             expected["purchase_frequency"] = rounded(len(own) * 30 / max(days, 30), 4)
             expected["days_between_orders"] = rounded(days / (len(own) - 1), 1) if len(own) > 1 else None
             expected["first_order_at"], expected["last_order_at"] = min(times), max(times)
+            expected["recency_days"] = int((as_of - max(times)).total_seconds() // SECONDS_PER_DAY)
+            tenure = int((as_of - min(times)).total_seconds() // SECONDS_PER_DAY)
+            expected["tenure_frequency"] = rounded(len(own) * 30 / max(tenure, 30), 4)
         figures[buyer] = expected
+    scored = [figures[buyer] for buyer in figures if figures[buyer]["orders_count"]]
+    for name, key in (
+        ("recency_score", lambda f: -f["recency_days"]),
+        ("frequency_score", lambda f: f["tenure_frequency"]),
+        ("monetary_score", lambda f: f["lifetime_value"]),
+    ):
+        for figure in scored:
+            below = sum(1 for other in scored if key(other) < key(figure))  # RANK() - 1
+            fraction = below / (len(scored) - 1) if len(scored) > 1 else 0.0
+            figure[name] = min(5, 1 + math.floor(fraction * 5))
+    for figure in figures.values():
+        figure["rfm_segment"] = segment(figure.get("recency_score"), figure.get("frequency_score"))
     return figures
+
+
+def segment(recency: int | None, frequency: int | None) -> str:
+    """The README's RFM segments."""
+    if recency is None or frequency is None:
+        return "prospect"
+    if recency >= 4 and frequency >= 4:
+        return "champions"
+    if recency >= 3 and frequency >= 3:
+        return "loyal"
+    if recency >= 4:
+        return "new"
+    return ("at_risk" if frequency >= 3 else "hibernating") if recency <= 2 else "needs_attention"
 
 
 async def test_gold_equals_a_recomputation_with_bigquerys_rules(
@@ -114,7 +144,8 @@ async def test_gold_equals_a_recomputation_with_bigquerys_rules(
         f"select * from `{warehouse.table_id(warehouse.layers.gold, 'customer_360')}`"
     )
     served = {str(row["customer_id"]): row for row in gold}
-    expected = recomputed(customers, orders)
+    [as_of] = {row["figures_as_of"] for row in gold}  # one build, one moment
+    expected = recomputed(customers, orders, as_of)
     assert sum(1 for figures in expected.values() if figures["orders_count"] > 1) >= 10  # spans to compare
     assert {order["status"] for order in orders} - REVENUE  # orders that are not revenue, to leave out
 

@@ -79,4 +79,25 @@ final as (
     left join per_buyer on per_buyer.customer_id = people.customer_id
 )
 
-select * from final
+-- Recency, frequency over tenure and monetary value as of this build, scored among the buyers.
+measured as (
+    select
+        *,
+        {{ build_started() }} as figures_as_of,
+        {{ days_between(build_started(), 'last_order_at') }} as recency_days,
+        {{ tenure_frequency('nullif(orders_count, 0)', 'first_order_at', build_started()) }} as tenure_frequency,
+        orders_count > 0 as has_orders
+    from final
+),
+
+scored as (
+    select
+        * except (has_orders),
+        {{ rfm_score('has_orders', 'recency_days desc') }} as recency_score,
+        {{ rfm_score('has_orders', 'tenure_frequency') }} as frequency_score,
+        {{ rfm_score('has_orders', 'lifetime_value') }} as monetary_score
+    from measured
+)
+
+select *, {{ rfm_segment('recency_score', 'frequency_score') }} as rfm_segment
+from scored
