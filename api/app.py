@@ -74,7 +74,13 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app = FastAPI(title="Integrations hub", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     webhooks = (leads.webhooks, dealers.webhooks, opportunities.webhooks, vtex.router)
-    reads = (leads.reads, opportunities.reads, warehouse_reads.customers, warehouse_reads.orders)
+    reads = (
+        leads.reads,
+        opportunities.reads,
+        warehouse_reads.customers,
+        warehouse_reads.orders,
+        warehouse_reads.dealers,
+    )
     for router in (*webhooks, *reads, health.router):
         app.include_router(router)
     app.add_route("/metrics", metrics, include_in_schema=False)

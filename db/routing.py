@@ -220,6 +220,12 @@ async def mark_assigned(sessions: async_sessionmaker[AsyncSession], dealer_id: s
         await session.execute(update(Dealer).where(Dealer.id == dealer_id).values(last_assigned_at=at))
 
 
+async def dealer_known(sessions: async_sessionmaker[AsyncSession], dealer_id: str) -> bool:
+    """Whether the routing rules have (or had: inactive ones too) a dealer of this id."""
+    async with sessions() as session:
+        return await session.get(Dealer, dealer_id) is not None
+
+
 async def dealer_config(sessions: async_sessionmaker[AsyncSession], dealer_id: str) -> DealerConfig | None:
     """How to reach a dealer's CRM, or None when the dealer is unknown or inactive."""
     async with sessions() as session:

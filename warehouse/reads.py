@@ -1,7 +1,9 @@
-"""What the internal read API serves from the warehouse: a customer's 360 view (gold), an order (silver)."""
+"""What the internal read API serves from the warehouse: a customer's 360 view (gold), an order (silver),
+a dealer's performance (gold)."""
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -12,7 +14,7 @@ from pydantic import BaseModel
 from core.settings import Settings
 from warehouse.errors import WarehouseUnavailable
 from warehouse.landing import Warehouse
-from warehouse.views import CustomerView, OrderItemView, OrderView
+from warehouse.views import CustomerView, DealerDay, DealerPerformance, OrderItemView, OrderView
 
 
 async def read_customer(warehouse: Warehouse, customer_id: str) -> CustomerView | None:
@@ -45,6 +47,35 @@ async def read_order(warehouse: Warehouse, order_id: str) -> OrderView | None:
         for item in sorted(rows[0]["items"], key=lambda item: item["item_index"])
     ]
     return OrderView(**_fields(rows[0], OrderView, exclude=frozenset({"items"})), items=items)
+
+
+async def read_dealer_performance(
+    warehouse: Warehouse, dealer_id: str, start: date, end: date
+) -> DealerPerformance:
+    """The dealer's days from ``start`` to ``end`` (inclusive) in ``gold.dealer_performance``.
+
+    Raises:
+        WarehouseUnavailable: the warehouse did not answer in time.
+    """
+    # The table is partitioned by day and clustered by dealer: the read prunes to the range and dealer.
+    parameters = [
+        ScalarQueryParameter("dealer", "STRING", dealer_id),
+        ScalarQueryParameter("start", "DATE", start),
+        ScalarQueryParameter("end", "DATE", end),
+    ]
+    table = warehouse.table_id(warehouse.layers.gold, "dealer_performance")
+    sql = f"select * from `{table}` where dealer_id = @dealer and day between @start and @end order by day"
+    days = [DealerDay(**_fields(row, DealerDay)) for row in await _query_built(warehouse, sql, parameters)]
+    return DealerPerformance(
+        dealer_id=dealer_id,
+        start=start,
+        end=end,
+        days=days,
+        leads_received=sum(day.leads_received for day in days),
+        accepted_within_sla=sum(day.accepted_within_sla for day in days),
+        rerouted_away=sum(day.rerouted_away for day in days),
+        leads_sold=sum(day.leads_sold for day in days),
+    )
 
 
 def _line_total(item: dict[str, Any]) -> Decimal | None:
@@ -84,6 +115,9 @@ class BigQueryReads:
 
     async def order(self, order_id: str) -> OrderView | None:
         return await read_order(self._warehouse, order_id)
+
+    async def dealer_performance(self, dealer_id: str, start: date, end: date) -> DealerPerformance:
+        return await read_dealer_performance(self._warehouse, dealer_id, start, end)
 
     async def aclose(self) -> None:
         await self._warehouse.aclose()

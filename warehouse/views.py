@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Protocol
 
@@ -86,11 +86,41 @@ class OrderView(BaseModel):
     items: list[OrderItemView]
 
 
+class DealerDay(BaseModel):
+    """One day of a dealer's leads (``gold.dealer_performance``; the business time zone's days)."""
+
+    day: date
+    leads_received: int
+    leads_accepted: int = Field(description="the dealer reported accepted, or a later status")
+    leads_with_sla: int
+    accepted_within_sla: int = Field(description="taken by the dealer's SLA deadline")
+    median_minutes_to_accept: float | None
+    p90_minutes_to_accept: float | None
+    rerouted_away: int = Field(description="withdrawn from the dealer after its SLA passed")
+    leads_sold: int = Field(description="the dealer reported sold")
+    conversion: float | None = Field(description="leads_sold / leads_received")
+
+
+class DealerPerformance(BaseModel):
+    """A dealer's figures per day over a range of days, and their totals."""
+
+    dealer_id: str
+    start: date = Field(description="the first day, inclusive")
+    end: date = Field(description="the last day, inclusive")
+    days: list[DealerDay] = Field(description="the days it received leads, oldest first")
+    leads_received: int
+    accepted_within_sla: int
+    rerouted_away: int
+    leads_sold: int
+
+
 class WarehouseReads(Protocol):
     """The reads the API serves (``warehouse.reads.BigQueryReads``)."""
 
     async def customer(self, customer_id: str) -> CustomerView | None: ...
 
     async def order(self, order_id: str) -> OrderView | None: ...
+
+    async def dealer_performance(self, dealer_id: str, start: date, end: date) -> DealerPerformance: ...
 
     async def aclose(self) -> None: ...

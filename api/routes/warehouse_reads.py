@@ -1,17 +1,23 @@
-"""Internal read API over the warehouse: a customer's 360 view (gold) and an order (silver), for CRM/ERP."""
+"""Internal read API over the warehouse for CRM/ERP: a customer's 360 view (gold), an order (silver) and
+a dealer's performance (gold)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import TypeVar
+from datetime import date, timedelta
+from typing import Annotated, TypeVar
+from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, HTTPException, Path, status
+from fastapi import APIRouter, HTTPException, Path, Query, status
 
 from api.body import read_errors
-from api.deps import ReadTokenDep, WarehouseReadsDep
+from api.deps import ReadTokenDep, SessionsDep, SettingsDep, WarehouseReadsDep
 from api.openapi import READ_TOKEN, security
+from core.dealers import DEALER_ID_PATTERN
+from core.timeutil import utcnow
+from db.routing import dealer_known
 from warehouse.errors import WarehouseUnavailable
-from warehouse.views import CustomerView, OrderView
+from warehouse.views import CustomerView, DealerPerformance, OrderView
 
 T = TypeVar("T")
 
@@ -20,6 +26,9 @@ RECORD_ID_PATTERN = r"^[A-Za-z0-9-]{1,64}$"
 
 customers = APIRouter(prefix="/v1/customers", tags=["customers"], dependencies=[ReadTokenDep])
 orders = APIRouter(prefix="/v1/orders", tags=["orders"], dependencies=[ReadTokenDep])
+dealers = APIRouter(prefix="/v1/dealers", tags=["dealers"], dependencies=[ReadTokenDep])
+DEFAULT_DAYS = 30  # the range when the caller names none
+MAX_DAYS = 366  # one call reads at most a year
 
 
 UNAVAILABLE = "no read token configured, or the warehouse did not answer in time"
@@ -47,6 +56,34 @@ async def customer_view(
 async def order_view(reads: WarehouseReadsDep, order_id: str = Path(pattern=RECORD_ID_PATTERN)) -> OrderView:
     """The order's current status and consolidated values, with its items."""
     return await _found(reads.order(order_id), f"no order {order_id}")
+
+
+@dealers.get(
+    "/{dealer_id}/performance",
+    response_model=DealerPerformance,
+    responses=read_errors("dealer", UNAVAILABLE),
+    openapi_extra=security(READ_TOKEN),
+)
+async def dealer_performance(
+    reads: WarehouseReadsDep,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+    dealer_id: str = Path(pattern=DEALER_ID_PATTERN),
+    start: Annotated[date | None, Query(alias="from", description="first day, inclusive")] = None,
+    end: Annotated[date | None, Query(alias="to", description="last day, inclusive (default: today)")] = None,
+) -> DealerPerformance:
+    """The dealer's leads per day: received, taken within its SLA, time to accept, re-routed away, sold.
+    Without ``from``, the 30 days up to ``to``."""
+    today = utcnow().astimezone(ZoneInfo(settings.business_timezone)).date()
+    end = end or today
+    start = start or end - timedelta(days=DEFAULT_DAYS - 1)
+    if start > end or (end - start).days >= MAX_DAYS:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY, f"from must be on or before to, at most {MAX_DAYS} days"
+        )
+    if not await dealer_known(sessions, dealer_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dealer {dealer_id} in the routing rules")
+    return await _found(reads.dealer_performance(dealer_id, start, end), f"no dealer {dealer_id}")
 
 
 async def _found(read: Awaitable[T | None], missing: str) -> T:

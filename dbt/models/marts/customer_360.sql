@@ -77,7 +77,7 @@ final as (
         coalesce(per_buyer.recent_orders, []) as recent_orders
     from people
     left join per_buyer on per_buyer.customer_id = people.customer_id
-)
+),
 
 -- Recency, frequency over tenure and monetary value as of this build, scored among the buyers.
 measured as (
@@ -85,17 +85,16 @@ measured as (
         *,
         {{ build_started() }} as figures_as_of,
         {{ days_between(build_started(), 'last_order_at') }} as recency_days,
-        {{ tenure_frequency('nullif(orders_count, 0)', 'first_order_at', build_started()) }} as tenure_frequency,
-        orders_count > 0 as has_orders
+        {{ tenure_frequency('nullif(orders_count, 0)', 'first_order_at', build_started()) }} as tenure_frequency
     from final
 ),
 
 scored as (
     select
-        * except (has_orders),
-        {{ rfm_score('has_orders', 'recency_days desc') }} as recency_score,
-        {{ rfm_score('has_orders', 'tenure_frequency') }} as frequency_score,
-        {{ rfm_score('has_orders', 'lifetime_value') }} as monetary_score
+        *,
+        {{ rfm_score('orders_count > 0', 'recency_days desc') }} as recency_score,
+        {{ rfm_score('orders_count > 0', 'tenure_frequency') }} as frequency_score,
+        {{ rfm_score('orders_count > 0', 'lifetime_value') }} as monetary_score
     from measured
 )
 

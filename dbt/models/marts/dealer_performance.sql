@@ -1,7 +1,12 @@
 -- Per dealer and day (the day each lead reached it, in the business time zone): leads delivered,
 -- how many it took (accepted or a later status) and how many within its SLA, the median and p90
--- minutes from delivery to taking it (none below zero), how many were withdrawn from it after the SLA passed (re-routed
--- away), and how many it reported sold. Built from silver's deliveries and status history.
+-- minutes from delivery to taking it (none below zero), how many were withdrawn from it after the SLA
+-- passed (re-routed away), and how many it reported sold. From silver's deliveries and status history.
+-- Partitioned by day and clustered by dealer: GET /v1/dealers/{id}/performance reads one dealer's range.
+{{ config(
+    partition_by={'field': 'day', 'data_type': 'date', 'granularity': 'day'},
+    cluster_by=['dealer_id'],
+) }}
 with deliveries as (
     select *
     from {{ ref('lead_deliveries') }}
