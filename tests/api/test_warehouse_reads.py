@@ -76,3 +76,52 @@ async def test_warehouse_away_answers_503_in_time(
             raise AssertionError("the read API hung on a warehouse that is away") from error
         assert answer.status_code == 503
         assert answer.json() == {"detail": "the warehouse did not answer"}
+
+
+async def test_dealer_performance_reads_a_range_of_gold_days(
+    temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, warehouse_settings: dict[str, Any],
+) -> None:  # fmt: skip
+    async with running_hub(
+        temporal_env.client, sqlite_url, task_queue, worker=False, **warehouse_settings
+    ) as hub:
+        warehouse = hub.warehouse()
+        try:
+            await warehouse.ready()  # the datasets
+            # Gold as a build leaves it: two days of soap-rj, one of another dealer.
+            table = warehouse.table_id(warehouse.layers.gold, "dealer_performance")
+            columns = (
+                "dealer_id, day, leads_received, leads_accepted, leads_with_sla, accepted_within_sla,"
+                " median_minutes_to_accept, p90_minutes_to_accept, rerouted_away, leads_sold, conversion"
+            )
+            rows = [
+                "'soap-rj', date '2026-11-30', 4, 3, 4, 2, 12.5, 40.0, 1, 1, 0.25",
+                "'soap-rj', date '2026-12-01', 2, 0, 2, 0, cast(null as float64), cast(null as float64), 2, 0, 0.0",
+                "'rest-sp', date '2026-12-01', 9, 9, 9, 9, 1.0, 2.0, 0, 3, 0.3333",
+            ]
+            names = columns.split(", ")
+            selects = " union all ".join(
+                "select " + ", ".join(f"{value} as {name.strip()}" for value, name in zip(
+                    row.split(", "), names, strict=True
+                ))
+                for row in rows
+            )  # fmt: skip
+            await warehouse.execute(f"create table `{table}` as {selects}")
+        finally:
+            await warehouse.aclose()
+        url = f"{hub.api_url}/v1/dealers/soap-rj/performance"
+        answer = await hub.http.get(url, params={"from": "2026-11-01", "to": "2026-12-31"}, headers=AUTH)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert [day["day"] for day in body["days"]] == ["2026-11-30", "2026-12-01"]
+        assert body["days"][0]["median_minutes_to_accept"] == 12.5
+        assert body["days"][1]["median_minutes_to_accept"] is None  # nothing taken that day
+        assert (body["leads_received"], body["accepted_within_sla"], body["rerouted_away"]) == (6, 2, 3)
+        one_day = await hub.http.get(url, params={"from": "2026-12-01", "to": "2026-12-01"}, headers=AUTH)
+        assert [day["day"] for day in one_day.json()["days"]] == ["2026-12-01"]
+
+        backwards = await hub.http.get(url, params={"from": "2026-12-02", "to": "2026-12-01"}, headers=AUTH)
+        assert backwards.status_code == 422
+        assert (await hub.http.get(url, params={"from": "yesterday"}, headers=AUTH)).status_code == 422
+        unknown = await hub.http.get(f"{hub.api_url}/v1/dealers/nobody/performance", headers=AUTH)
+        assert unknown.status_code == 404
+        assert (await hub.http.get(url)).status_code == 401
