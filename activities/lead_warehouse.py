@@ -10,7 +10,7 @@ the last one) adds nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -22,6 +22,8 @@ from db import lead_changes
 from warehouse.landing import BronzeRecord, Warehouse
 from warehouse.leads import TABLE_OF_KIND, lead_record
 from warehouse.streams import StreamCursor
+
+LANDING_CLOCK_SKEW = timedelta(hours=1)
 
 
 @dataclass
@@ -78,9 +80,14 @@ class LeadWarehouseActivities:
         table = TABLE_OF_KIND[params.kind]
         records: dict[str, BronzeRecord] = {}
         for change in found:
-            record = lead_record(change.kind, change.fields)
+            record = lead_record(change.kind, change.fields, change.at)
             records.setdefault(record.event_key, record)
-        landed = await self._warehouse.landed_keys([table], list(records))
+        # No version can have landed before the portal recorded it (an hour for the clocks' skew).
+        since = min(change.at for change in found) - LANDING_CLOCK_SKEW
+        entities = sorted({record.entity_id for record in records.values()})
+        landed = await self._warehouse.landed_keys(
+            [table], list(records), entity_ids=entities, landed_since=since
+        )
         new = [record for key, record in records.items() if key not in landed]
         cursor = params.cursors.get(table, StreamCursor()) if first_attempt() else StreamCursor()
         result.cursors[table] = await self._warehouse.land_at(table, cursor, new)

@@ -22,7 +22,7 @@ from core.timeutil import as_utc
 from db import lead_status
 from db.engine import lock_for_writing
 from db.feedback import funnel_rank
-from db.models import Dealer, Delivery, Withdrawal
+from db.models import Dealer, Delivery, DeliveryRelease, Withdrawal
 from db.routing import (
     MAX_CLAIM_ATTEMPTS,
     LeadProfile,
@@ -80,9 +80,20 @@ async def _locked_decision(session: AsyncSession, lead_id: str) -> tuple[list[De
     return dealers, row
 
 
-async def _drop(session: AsyncSession, row: Delivery | None) -> None:
-    """Remove the lead's decision now (one row per lead): it no longer holds the dealer's capacity."""
+async def _drop(session: AsyncSession, row: Delivery | None, *, released: bool = True) -> None:
+    """Remove the lead's decision now (one row per lead): it no longer holds the dealer's capacity. A
+    release row keeps that the delivery ended, for the warehouse (a withdrawal keeps its own row)."""
     if row is not None:
+        if released:
+            session.add(
+                DeliveryRelease(
+                    lead_id=row.lead_id,
+                    dealer_id=row.dealer_id,
+                    status_before=row.status,
+                    routing_reason=row.reason,
+                    delivered_at=row.delivered_at,
+                )
+            )
         await session.delete(row)
         await session.flush()
 
@@ -278,7 +289,7 @@ async def withdraw(
             lost.dealer_lead_id, lost.delivered_at = row.dealer_lead_id, row.delivered_at
             lost.withdrawn_at, lost.reason, lost.crm_outcome = at, reason, "pending"
             session.add(lost)
-            await _drop(session, row)
+            await _drop(session, row, released=False)
             taken_now = True
             await lead_status.write_status(
                 session,

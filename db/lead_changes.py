@@ -8,7 +8,8 @@ and the next page starts after it (keyset paging: no row is read twice or skippe
   city, model) from the lead;
 - ``feedback``: a status a dealer reported (``dealer_feedback``), by the time the hub received it;
 - ``delivery``: the current delivery of a lead, by its latest change (claimed, delivered, reported);
-- ``withdrawal``: a delivery the lead lost (withdrawn, then its CRM's answer).
+- ``withdrawal``: a delivery the lead lost (withdrawn, then its CRM's answer);
+- ``release``: a delivery taken back without an SLA miss (a refused claim, support's (re)assignment).
 
 Only ids, places, models, dealers, times and statuses leave here: no name, e-mail or phone of a lead.
 """
@@ -23,10 +24,18 @@ from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.timeutil import as_utc
-from db.models import Dealer, DealerFeedback, Delivery, Lead, LeadStatusChange, Withdrawal
+from db.models import (
+    Dealer,
+    DealerFeedback,
+    Delivery,
+    DeliveryRelease,
+    Lead,
+    LeadStatusChange,
+    Withdrawal,
+)
 from db.routing import accept_by
 
-KINDS = ("status", "feedback", "delivery", "withdrawal")
+KINDS = ("status", "feedback", "delivery", "withdrawal", "release")
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,8 @@ async def changes(
             return await _deliveries(session, since, until, after, limit)
         if kind == "withdrawal":
             return await _withdrawals(session, since, until, after, limit)
+        if kind == "release":
+            return await _releases(session, since, until, after, limit)
     raise ValueError(f"unknown kind of lead change: {kind}")
 
 
@@ -194,3 +205,31 @@ async def _withdrawals(
         }
         found.append(Change("withdrawal", as_utc(row.updated_at), f"{row.lead_id}/{row.dealer_id}", fields))
     return found
+
+
+async def _releases(
+    session: AsyncSession, since: datetime | None, until: datetime, after: Cursor | None, limit: int
+) -> list[Change]:
+    released = DeliveryRelease
+    rows = await session.scalars(
+        select(released)
+        .where(_window(released.released_at, released.id, since, until, after, int))
+        .order_by(released.released_at, released.id)
+        .limit(limit)
+    )
+    return [
+        Change(
+            "release",
+            as_utc(row.released_at),
+            str(row.id),
+            {
+                "lead_id": row.lead_id,
+                "dealer_id": row.dealer_id,
+                "status": "released",
+                "routing_reason": row.routing_reason,
+                "delivered_at": as_utc(row.delivered_at) if row.delivered_at else None,
+                "released_at": as_utc(row.released_at),
+            },
+        )
+        for row in rows.all()
+    ]

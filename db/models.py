@@ -90,6 +90,22 @@ class Withdrawal(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, index=True)
 
 
+class DeliveryRelease(Base):
+    """A delivery support or routing took back without an SLA miss: a claim its dealer refused, or a
+    lead assigned or reassigned elsewhere. Kept so the warehouse sees the delivery end (the decision
+    row itself is replaced); unlike a withdrawal, it does not keep the lead from that dealer."""
+
+    __tablename__ = "delivery_releases"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    lead_id: Mapped[str] = mapped_column(String(64), index=True)
+    dealer_id: Mapped[str] = mapped_column(String(64))
+    status_before: Mapped[str] = mapped_column(String(16))  # claimed or delivered
+    routing_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    delivered_at: Mapped[datetime | None] = mapped_column(default=None)
+    released_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
 class DealerFeedback(Base):
     """A status a dealer reported for a lead; one row per (lead, dealer, status), however often sent.
 

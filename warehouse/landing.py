@@ -14,7 +14,7 @@ import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import pyarrow as pa
@@ -239,22 +239,44 @@ class Warehouse:
         count_quarantined(records)
         return after
 
-    async def landed_keys(self, tables: Sequence[str], keys: Sequence[str]) -> set[str]:
-        """Which of ``keys`` are event keys of rows already in any of these bronze tables (one query)."""
+    async def landed_keys(
+        self,
+        tables: Sequence[str],
+        keys: Sequence[str],
+        *,
+        entity_ids: Sequence[str] = (),
+        landed_since: datetime | None = None,
+    ) -> set[str]:
+        """Which of ``keys`` are event keys of rows already in any of these bronze tables (one query).
+
+        ``entity_ids`` (the records' entities) and ``landed_since`` (no version of them can have landed
+        before) narrow what the query reads: the tables are clustered by entity and partitioned by day.
+        """
         if not keys:
             return set()
         await self.ready()
-        rows = await self.query(*self._keys_query(tables, keys))
+        rows = await self.query(*self._keys_query(tables, keys, entity_ids, landed_since))
         return {str(row["event_key"]) for row in rows}
 
-    def _keys_query(self, tables: Sequence[str], keys: Sequence[str]) -> tuple[str, list[Any]]:
-        """The query (and its parameter) for which of ``keys`` are event keys in these bronze tables."""
+    def _keys_query(
+        self,
+        tables: Sequence[str],
+        keys: Sequence[str],
+        entity_ids: Sequence[str] = (),
+        landed_since: datetime | None = None,
+    ) -> tuple[str, list[Any]]:
+        """The query (and its parameters) for which of ``keys`` are event keys in these bronze tables."""
+        parameters: list[Any] = [bigquery.ArrayQueryParameter("keys", "STRING", list(keys))]
+        entities = ""
+        if entity_ids:
+            entities = " and entity_id in unnest(@entities)"
+            parameters.append(bigquery.ArrayQueryParameter("entities", "STRING", list(entity_ids)))
         selects = [
             f"select event_key from `{self.table_id(self.layers.bronze, table)}`"
-            f" where event_key in unnest(@keys) and {every_partition(table)}"
+            f" where event_key in unnest(@keys){entities} and {_partitions_since(table, landed_since)}"
             for table in tables
         ]
-        return " union distinct ".join(selects), [bigquery.ArrayQueryParameter("keys", "STRING", list(keys))]
+        return " union distinct ".join(selects), parameters
 
     async def latest_keys(self, table: str, entity_ids: Sequence[str]) -> dict[str, str]:
         """The event key of each entity's latest row (by ``ingested_at``) in ``bronze.<table>``.
@@ -398,6 +420,14 @@ class Warehouse:
                 f"alter table `{table.project}.{table.dataset_id}.{table.table_id}`"
                 f" add column if not exists {column.name} {column.field_type}"
             )
+
+
+def _partitions_since(table: str, since: datetime | None) -> str:
+    """A constant filter on the table's partition column (so BigQuery prunes): from ``since``'s day."""
+    if since is None:
+        return every_partition(table)
+    day = since.astimezone(UTC).strftime("%Y-%m-%d")
+    return f"{partition_column(table)} >= timestamp '{day} 00:00:00+00'"
 
 
 def count_landed(table: str, records: Sequence[BronzeRecord]) -> None:

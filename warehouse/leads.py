@@ -7,8 +7,6 @@ portal database is the system of record; nothing personal about a lead (name, e-
 
 from __future__ import annotations
 
-import hashlib
-import json
 from datetime import datetime
 from typing import Any
 
@@ -22,11 +20,13 @@ TABLE_OF_KIND = {
     "feedback": DEALER_FEEDBACK,
     "delivery": LEAD_DELIVERIES,
     "withdrawal": LEAD_DELIVERIES,
+    "release": LEAD_DELIVERIES,
 }
 
 
-def lead_record(kind: str, fields: dict[str, Any]) -> BronzeRecord:
-    """The bronze version of one change; its event key names the version, not the read."""
+def lead_record(kind: str, fields: dict[str, Any], recorded_at: datetime) -> BronzeRecord:
+    """The bronze version of one change the portal recorded at ``recorded_at``; its event key names the
+    version, not the read, so reading it again gives the same key."""
     table = TABLE_OF_KIND[kind]
     columns = {column.name: fields.get(column.name) for column in TYPED_COLUMNS[table]}
     payload = {name: _plain(value) for name, value in columns.items()}
@@ -36,17 +36,15 @@ def lead_record(kind: str, fields: dict[str, Any]) -> BronzeRecord:
         key = f"{entity_id}:{fields['status']}:{fields['dealer_id']}"
         changed = fields["changed_at"]
     elif table == DEALER_FEEDBACK:
-        entity_id = str(fields["lead_id"])
+        entity_id = str(fields["lead_id"])  # one row per (lead, dealer, status)
         key = f"{entity_id}:{fields['dealer_id']}:{fields['status']}"
         changed = fields["received_at"]
     else:
-        # A delivery changes in place (claimed, delivered, reported, withdrawn): each state is a version.
+        # A delivery changes in place (claimed, delivered, reported), then ends (withdrawn, released):
+        # each state is a version, named by when the portal recorded it.
         entity_id = f"{fields['lead_id']}/{fields['dealer_id']}"
-        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
-        key = f"{entity_id}:{digest}"
-        # Its latest time orders the versions: a dealer's report may carry a time before the delivery.
-        times = ("claimed_at", "delivered_at", "dealer_status_at", "withdrawn_at")
-        changed = max((fields[name] for name in times if fields.get(name)), default=None)
+        key = f"{entity_id}:{kind}:{recorded_at.isoformat()}"
+        changed = recorded_at
     return BronzeRecord(
         source=SOURCE,
         entity_id=entity_id,

@@ -80,6 +80,9 @@ TYPED_COLUMNS: dict[str, tuple[SchemaField, ...]] = {
         SchemaField("withdrawn_at", "TIMESTAMP", description="when the lead was taken from the dealer"),
         SchemaField("withdrawal_reason", "STRING", description="why it was taken (the SLA passed)"),
         SchemaField("withdrawal_at_crm", "STRING", description="withdrawn, recorded or pending"),
+        SchemaField(
+            "released_at", "TIMESTAMP", description="when routing or support took it back (not the SLA)"
+        ),
     ),
     DEALER_FEEDBACK: (
         SchemaField("lead_id", "STRING", description="the Zoho lead id"),

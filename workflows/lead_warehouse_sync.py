@@ -64,7 +64,7 @@ class LeadSyncInput:
     # Carried over continue-as-new:
     since: str | None = None
     until: str | None = None  # None: the window is not open yet
-    kind: int = 0  # index in KINDS of the kind being landed
+    kind: str | None = KINDS[0]  # the kind of change being landed (db.lead_changes); None: all landed
     after_at: str | None = None
     after_key: str | None = None
     cursors: dict[str, StreamCursor] = field(default_factory=dict)
@@ -86,12 +86,13 @@ class LeadWarehouseSyncWorkflow:
         assert state.until is not None
         self._result = state.result
         for _ in range(state.pages_per_run):
-            if state.kind >= len(KINDS):
+            kind = state.kind
+            if kind is None:
                 return await self._close(state)
             page = await workflow.execute_activity_method(
                 LeadWarehouseActivities.land_lead_changes,
                 LeadChangesPageInput(
-                    KINDS[state.kind],
+                    kind,
                     state.since,
                     state.until,
                     state.after_at,
@@ -103,10 +104,10 @@ class LeadWarehouseSyncWorkflow:
                 heartbeat_timeout=timedelta(seconds=30),
                 retry_policy=LONG_JOB_RETRY,
             )
-            self._count(KINDS[state.kind], page.read, page.landed, page.already_landed)
+            self._count(kind, page.read, page.landed, page.already_landed)
             state = replace(state, after_at=page.after_at, after_key=page.after_key, cursors=page.cursors)
             if page.done:  # the next kind, from the window's start
-                state = replace(state, kind=state.kind + 1, after_at=None, after_key=None)
+                state = replace(state, kind=_after(kind), after_at=None, after_key=None)
             workflow.upsert_memo({"progress": self._result.summary()})
         workflow.continue_as_new(replace(state, result=self._result))
 
@@ -148,3 +149,9 @@ class LeadWarehouseSyncWorkflow:
         result.read[kind] = result.read.get(kind, 0) + read
         result.landed += landed
         result.already_landed += already
+
+
+def _after(kind: str) -> str | None:
+    """The kind landed after ``kind``; None after the last."""
+    following = KINDS[KINDS.index(kind) + 1 :]
+    return following[0] if following else None

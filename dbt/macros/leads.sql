@@ -33,9 +33,10 @@
                 * (position - floor(position))
         )
         from (
+            -- An aggregate of nothing may be a null array: both count it as empty.
             select
-                array_length({{ sorted_values }}) as count_values,
-                {{ fraction }} * greatest(array_length({{ sorted_values }}) - 1, 0) as position
+                coalesce(array_length({{ sorted_values }}), 0) as count_values,
+                {{ fraction }} * greatest(coalesce(array_length({{ sorted_values }}), 0) - 1, 0) as position
         )
     )
 {%- endmacro %}

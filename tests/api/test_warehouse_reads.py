@@ -93,9 +93,10 @@ async def test_dealer_performance_reads_a_range_of_gold_days(
                 "dealer_id, day, leads_received, leads_accepted, leads_with_sla, accepted_within_sla,"
                 " median_minutes_to_accept, p90_minutes_to_accept, rerouted_away, leads_sold, conversion"
             )
+            none = "cast(null as float64)"
             rows = [
                 "'soap-rj', date '2026-11-30', 4, 3, 4, 2, 12.5, 40.0, 1, 1, 0.25",
-                "'soap-rj', date '2026-12-01', 2, 0, 2, 0, cast(null as float64), cast(null as float64), 2, 0, 0.0",
+                f"'soap-rj', date '2026-12-01', 2, 0, 2, 0, {none}, {none}, 2, 0, 0.0",
                 "'rest-sp', date '2026-12-01', 9, 9, 9, 9, 1.0, 2.0, 0, 3, 0.3333",
             ]
             names = columns.split(", ")

@@ -10,9 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.constants import LeadStatus
 from core.timeutil import utcnow
-from db import lead_changes
+from db import deliveries, lead_changes
 from db.lead_status import record_status
 from db.models import LeadStatusChange
+from db.routing import LeadProfile
+from db.rules import RulesFile, apply_rules
+from tests.db.test_rules_and_routing import dealer
 
 STEPS = (LeadStatus.RECEIVED, LeadStatus.ROUTED, LeadStatus.DELIVERED)
 
@@ -71,3 +74,33 @@ async def test_a_report_with_an_old_time_is_read_in_the_window_that_recorded_it(
     [accepted] = await read_all(sessions, first_until, utcnow(), 10)
     assert accepted.fields["status"] == "accepted"
     assert accepted.fields["changed_at"] == three_hours_ago  # its own time, in the warehouse
+
+
+async def test_a_delivery_support_moves_elsewhere_ends_in_the_changes(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Reassigned from d1 to d2: the warehouse sees d1's delivery end (released) and d2's begin."""
+    await apply_rules(sessions, RulesFile.model_validate({"dealers": [dealer("d1"), dealer("d2")]}))
+    lead_id = "5725767000000412077"
+    start = utcnow()
+    await record_status(
+        sessions, lead_id=lead_id, status=LeadStatus.RECEIVED, workflow_id=f"lead-{lead_id}", at=start
+    )
+    claim = await deliveries.claim_next(sessions, lead_id, LeadProfile("SP", "", ""), start.date(), start)
+    assert claim is not None
+    async with sessions.begin() as session:
+        await deliveries.mark_delivered(
+            session, lead_id=lead_id, dealer_id=claim.dealer_id, dealer_lead_id="CRM-1",
+            day=start.date(), at=utcnow(),
+        )  # fmt: skip
+    other = "d2" if claim.dealer_id == "d1" else "d1"
+    await deliveries.reassign(
+        sessions, lead_id, other, start.date(), utcnow(), reason="closer", reassigned_by="ana"
+    )
+    until = utcnow()
+    [released] = await lead_changes.changes(sessions, "release", None, until, None, 10)
+    assert released.fields["dealer_id"] == claim.dealer_id
+    assert released.fields["status"] == "released" and released.fields["delivered_at"] is not None
+    [current] = await lead_changes.changes(sessions, "delivery", None, until, None, 10)
+    assert (current.fields["dealer_id"], current.fields["status"]) == (other, "claimed")
+    assert current.fields["routing_reason"] == "reassigned by ana: closer"

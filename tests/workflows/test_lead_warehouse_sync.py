@@ -21,7 +21,7 @@ from contracts.dbt_build import BuildRequest
 from core.settings import Settings
 from core.timeutil import as_utc
 from db.engine import create_engine, session_factory
-from db.models import Delivery, Lead, LeadStatusChange, SyncWatermark, Withdrawal
+from db.models import Delivery, DeliveryRelease, Lead, LeadStatusChange, SyncWatermark, Withdrawal
 from tests.dbt.test_models import dbt_build
 from tests.hub import Hub
 from tests.workflows.test_dealer_sla import SLA, at_dealer, dealer_reports, sla_hub, zoho_lead
@@ -130,7 +130,7 @@ async def test_leads_land_once_without_personal_data_and_gold_equals_a_recomputa
         landed = await bronze_counts(warehouse)
         assert first.landed == sum(rows for rows, _ in landed.values()) > 0
         assert all(rows == keys for rows, keys in landed.values()), landed
-        assert first.pages > len(LEAD_TABLES)  # more than one page per kind
+        assert first.read["status"] > 3  # pages of 3: the status changes took several
 
         # The same changes landed again (the watermark forgotten: the whole history read) add nothing.
         engine = create_engine(sqlite_url)
@@ -185,6 +185,7 @@ async def recompute(sessions: Any) -> tuple[list[dict[str, Any]], list[dict[str,
         changes = (await session.scalars(select(LeadStatusChange))).all()
         current = (await session.scalars(select(Delivery))).all()
         lost = (await session.scalars(select(Withdrawal))).all()
+        released = (await session.scalars(select(DeliveryRelease))).all()
         profiles = {lead_id: profile for lead_id, profile in await _profiles(session)}
     taken: dict[tuple[str, str], datetime] = {}
     sold = set()
@@ -196,6 +197,7 @@ async def recompute(sessions: Any) -> tuple[list[dict[str, Any]], list[dict[str,
             sold.add(pair)
     deliveries = [(d.lead_id, d.dealer_id, d.delivered_at, False) for d in current if d.delivered_at]
     deliveries += [(w.lead_id, w.dealer_id, w.delivered_at, True) for w in lost if w.delivered_at]
+    deliveries += [(r.lead_id, r.dealer_id, r.delivered_at, False) for r in released if r.delivered_at]
     per_day: dict[tuple[str, Any], list[tuple[bool, datetime | None, datetime, bool]]] = defaultdict(list)
     for lead_id, dealer_id, delivered, withdrawn in deliveries:
         day = as_utc(delivered).astimezone(BRT).date()

@@ -31,7 +31,7 @@ per_delivery as (
     select
         deliveries.dealer_id,
         date(deliveries.delivered_at, '{{ var("business_timezone", "America/Sao_Paulo") }}') as day,
-        deliveries.status = 'withdrawn' as withdrawn,
+        deliveries.status = 'withdrawn' as withdrawn,  -- the SLA passed (a release is support's doing)
         taken.taken_at is not null as was_taken,
         deliveries.accept_by is not null as has_sla,
         taken.taken_at is not null

@@ -1,6 +1,7 @@
 -- Each delivery of a lead to a dealer in its latest state: claimed, delivered (with the dealer's SLA
--- deadline, accept_by), the newest status the dealer reported, or withdrawn after the SLA passed. A
--- lead goes to one dealer at a time; a withdrawn delivery is followed by the next dealer's.
+-- deadline, accept_by), the newest status the dealer reported, withdrawn after the SLA passed, or
+-- released (a claim the dealer refused, or support assigned the lead elsewhere). A lead is at one
+-- dealer at a time: every delivery but its latest has ended (withdrawn or released).
 -- Reads only the bronze rows landed since the last build; an older version never overwrites a newer one.
 {{ config(
     unique_key='delivery_id',
@@ -30,6 +31,7 @@ select
     withdrawn_at,
     withdrawal_reason,
     withdrawal_at_crm,
+    released_at,
     source_updated_at,
     ingested_at,
     event_key
