@@ -16,11 +16,12 @@ Only ids, places, models, dealers, times and statuses leave here: no name, e-mai
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.timeutil import as_utc
@@ -35,6 +36,7 @@ from db.models import (
 )
 from db.routing import accept_by
 
+T = TypeVar("T")
 KINDS = ("status", "feedback", "delivery", "withdrawal", "release")
 
 
@@ -90,6 +92,21 @@ def _window(
     return and_(*bounds)
 
 
+async def _by_id(
+    session: AsyncSession,
+    query: Select[T],
+    at: Any,
+    key: Any,
+    since: datetime | None,
+    until: datetime,
+    after: Cursor | None,
+    limit: int,
+) -> Sequence[T]:
+    """A page of a table whose rows are told apart by an integer id, in the order of ``at``."""
+    page = query.where(_window(at, key, since, until, after, int)).order_by(at, key).limit(limit)
+    return (await session.scalars(page)).all()
+
+
 async def _statuses(
     session: AsyncSession, since: datetime | None, until: datetime, after: Cursor | None, limit: int
 ) -> list[Change]:
@@ -121,12 +138,7 @@ async def _feedback(
     session: AsyncSession, since: datetime | None, until: datetime, after: Cursor | None, limit: int
 ) -> list[Change]:
     report = DealerFeedback
-    rows = await session.scalars(
-        select(report)
-        .where(_window(report.received_at, report.id, since, until, after, int))
-        .order_by(report.received_at, report.id)
-        .limit(limit)
-    )
+    rows = await _by_id(session, select(report), report.received_at, report.id, since, until, after, limit)
     return [
         Change(
             "feedback",
@@ -141,7 +153,7 @@ async def _feedback(
                 "outcome": row.outcome,
             },
         )
-        for row in rows.all()
+        for row in rows
     ]
 
 
@@ -211,11 +223,8 @@ async def _releases(
     session: AsyncSession, since: datetime | None, until: datetime, after: Cursor | None, limit: int
 ) -> list[Change]:
     released = DeliveryRelease
-    rows = await session.scalars(
-        select(released)
-        .where(_window(released.released_at, released.id, since, until, after, int))
-        .order_by(released.released_at, released.id)
-        .limit(limit)
+    rows = await _by_id(
+        session, select(released), released.released_at, released.id, since, until, after, limit
     )
     return [
         Change(
@@ -231,5 +240,5 @@ async def _releases(
                 "released_at": as_utc(row.released_at),
             },
         )
-        for row in rows.all()
+        for row in rows
     ]
