@@ -1,4 +1,5 @@
-"""``hub syncs``: run a catalog or customer sync now through its Schedule; how every schedule is doing."""
+"""``hub syncs``: run a catalog, customer or lead warehouse sync now through its Schedule; how every
+schedule is doing."""
 
 from __future__ import annotations
 
@@ -12,24 +13,40 @@ from temporalio.client import Client, ScheduleActionExecutionStartWorkflow, Work
 from cli.command import Context, Subcommands, command
 from cli.output import FAILED
 from cli.progress import follow
-from contracts.schedules import VTEX_CATALOG_SYNC, VTEX_CUSTOMER_SYNC, scheduled, trigger_run
+from contracts.schedules import (
+    LEAD_WAREHOUSE_SYNC,
+    VTEX_CATALOG_SYNC,
+    VTEX_CUSTOMER_SYNC,
+    scheduled,
+    trigger_run,
+)
 from core.constants import PROGRESS_QUERY
 from db.engine import create_engine, session_factory
 from db.watermarks import read_watermark
+from workflows import lead_warehouse_sync, vtex_customer_sync
+from workflows.lead_warehouse_sync import LeadSyncResult
 from workflows.vtex_catalog_sync import CatalogSyncResult
-from workflows.vtex_customer_sync import WATERMARK, CustomerSyncResult
+from workflows.vtex_customer_sync import CustomerSyncResult
+
+SyncResult = CatalogSyncResult | CustomerSyncResult | LeadSyncResult
 
 
 @dataclass
 class Sync:
     schedule_id: str
-    result_type: type[CatalogSyncResult] | type[CustomerSyncResult]
+    result_type: type[SyncResult]
     progress_query: str
 
 
 SYNCS = {
     "catalog": Sync(VTEX_CATALOG_SYNC, CatalogSyncResult, PROGRESS_QUERY),
     "customers": Sync(VTEX_CUSTOMER_SYNC, CustomerSyncResult, PROGRESS_QUERY),
+    "leads": Sync(LEAD_WAREHOUSE_SYNC, LeadSyncResult, PROGRESS_QUERY),
+}
+# The syncs that read changes since a watermark, and its name in the central database.
+WATERMARKS = {
+    VTEX_CUSTOMER_SYNC: vtex_customer_sync.WATERMARK,
+    LEAD_WAREHOUSE_SYNC: lead_warehouse_sync.WATERMARK,
 }
 STATUS_COLUMNS = {
     "schedule_id": "SCHEDULE",
@@ -65,7 +82,7 @@ async def trigger_sync(args: argparse.Namespace, ctx: Context) -> int:
         return 0
     handle = ctx.client.get_workflow_handle(workflow_id, result_type=sync.result_type)
 
-    def show(progress: CatalogSyncResult | CustomerSyncResult) -> None:
+    def show(progress: SyncResult) -> None:
         fields = {"sync": args.sync, **asdict(progress)}
         out.show("progress", fields, f"{args.sync}: {progress.summary()}")
 
@@ -77,11 +94,11 @@ async def trigger_sync(args: argparse.Namespace, ctx: Context) -> int:
 
 
 async def status(args: argparse.Namespace, ctx: Context) -> int:
-    watermark = await customer_watermark(ctx)
     rows = []
     for flow in scheduled(ctx.settings):
         row = await schedule_status(ctx.client, flow.schedule_id)
-        row["watermark"] = watermark if flow.schedule_id == VTEX_CUSTOMER_SYNC else None
+        name = WATERMARKS.get(flow.schedule_id)
+        row["watermark"] = await watermark(ctx, name) if name else None
         rows.append(row)
     ctx.out.table("schedule", rows, STATUS_COLUMNS)
     return 0
@@ -119,17 +136,17 @@ async def schedule_status(client: Client, schedule_id: str) -> dict[str, Any]:
     return row
 
 
-async def customer_watermark(ctx: Context) -> datetime | str | None:
-    """Where the customer sync has landed up to (its next run reads from there, less the overlap)."""
+async def watermark(ctx: Context, name: str) -> datetime | str | None:
+    """Where a sync has landed up to (its next run reads from there, less the overlap)."""
     engine = create_engine(ctx.settings.database_url)
     try:
-        moment = await read_watermark(session_factory(engine), WATERMARK)
+        moment = await read_watermark(session_factory(engine), name)
     except Exception as error:  # the status of the schedules is worth showing without the database
-        ctx.out.fail(f"the customer watermark could not be read: {type(error).__name__}: {error}")
+        ctx.out.fail(f"the {name} watermark could not be read: {type(error).__name__}: {error}")
         return None
     finally:
         await engine.dispose()
-    return moment or "none yet (the next run reads every customer)"
+    return moment or "none yet (the next run reads everything)"
 
 
 def _numbers(result: Any) -> str | None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from contracts.schedules import VTEX_CATALOG_SYNC, scheduled
+from contracts.schedules import LEAD_WAREHOUSE_SYNC, VTEX_CATALOG_SYNC, scheduled
 from tests.cli.conftest import HubCli
 from tests.hub import Hub, running_hub
 from warehouse.tables import VTEX_CUSTOMERS, VTEX_SKUS
@@ -46,7 +46,7 @@ async def test_trigger_the_customer_sync_then_read_its_status(hub: Hub, hub_cli:
     customers = by_schedule(before.lines("schedule"))["vtex-customer-sync"]
     assert (customers["outcome"], customers["watermark"]) == (
         "never run",
-        "none yet (the next run reads every customer)",
+        "none yet (the next run reads everything)",
     )
     assert datetime.fromisoformat(customers["next_run_at"]) > datetime.now(UTC)  # the schedule is on
 
@@ -66,6 +66,12 @@ async def test_trigger_the_customer_sync_then_read_its_status(hub: Hub, hub_cli:
     assert customers["result"]["read"] == 30
     assert customers["watermark"] == final["watermark"]  # the database's, where the run left it
     assert after[VTEX_CATALOG_SYNC]["outcome"] == "never run"
+
+    leads = await hub_cli(hub.settings, "syncs", "trigger", "leads", "--json")
+    assert leads.code == 0, leads.err
+    assert leads.lines("progress")[-1]["done"] is True
+    landed = by_schedule((await hub_cli(hub.settings, "syncs", "status", "--json")).lines("schedule"))
+    assert landed[LEAD_WAREHOUSE_SYNC]["watermark"] is not None  # where the lead sync has landed up to
 
     table = await hub_cli(hub.settings, "syncs", "status")
     header, *rows = table.out.splitlines()
