@@ -80,7 +80,8 @@ async def _print_gold(warehouse: Warehouse) -> None:
                 f"Customer 360 of {view.customer_id} (GET /v1/customers/{view.customer_id}):"
                 f" {view.orders_count} orders, LTV {view.lifetime_value:.2f},"
                 f" average ticket {view.average_ticket}, frequency {view.purchase_frequency} per 30 days,"
-                f" first {view.first_order_at:%Y-%m-%d}"
+                f" first {view.first_order_at:%Y-%m-%d}; RFM {view.recency_score}/{view.frequency_score}/"
+                f"{view.monetary_score}, segment {view.rfm_segment}"
                 if view.first_order_at
                 else f"Customer 360 of {view.customer_id}: no orders yet"
             )

@@ -3,7 +3,7 @@ a dealer's performance (gold)."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -47,6 +47,35 @@ async def read_order(warehouse: Warehouse, order_id: str) -> OrderView | None:
         for item in sorted(rows[0]["items"], key=lambda item: item["item_index"])
     ]
     return OrderView(**_fields(rows[0], OrderView, exclude=frozenset({"items"})), items=items)
+
+
+async def read_changed_customers(
+    warehouse: Warehouse, since: datetime, after: tuple[datetime, str] | None, limit: int
+) -> list[CustomerView]:
+    """Up to ``limit`` rows of ``gold.customer_360`` changed at or after ``since``, in the order of
+    (changed_at, customer_id), after the ``after`` position of the previous page.
+
+    Raises:
+        WarehouseUnavailable: the warehouse did not answer in time.
+    """
+    # customer_360 is partitioned by day of changed_at: a constant bound on it prunes the older days.
+    day = since.astimezone(UTC).strftime("%Y-%m-%d")
+    parameters: list[Any] = [ScalarQueryParameter("since", "TIMESTAMP", since)]
+    position = ""
+    if after is not None:
+        position = " and (changed_at > @at or (changed_at = @at and customer_id > @id))"
+        parameters += [
+            ScalarQueryParameter("at", "TIMESTAMP", after[0]),
+            ScalarQueryParameter("id", "STRING", after[1]),
+        ]
+    customers = warehouse.table_id(warehouse.layers.gold, "customer_360")
+    sql = (
+        f"select * from `{customers}` where changed_at >= timestamp '{day} 00:00:00+00'"
+        f" and changed_at >= @since{position} order by changed_at, customer_id limit {int(limit)}"
+    )
+    return [
+        CustomerView(**_fields(row, CustomerView)) for row in await _query_built(warehouse, sql, parameters)
+    ]
 
 
 async def read_dealer_performance(
@@ -118,6 +147,11 @@ class BigQueryReads:
 
     async def dealer_performance(self, dealer_id: str, start: date, end: date) -> DealerPerformance:
         return await read_dealer_performance(self._warehouse, dealer_id, start, end)
+
+    async def changed_customers(
+        self, since: datetime, after: tuple[datetime, str] | None, limit: int
+    ) -> list[CustomerView]:
+        return await read_changed_customers(self._warehouse, since, after, limit)
 
     async def aclose(self) -> None:
         await self._warehouse.aclose()

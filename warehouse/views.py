@@ -59,6 +59,20 @@ class CustomerView(BaseModel):
         default=None,
         description="champions, loyal, new, needs_attention, at_risk, hibernating, or prospect (no orders)",
     )
+    changed_at: datetime | None = Field(
+        default=None,
+        description="when the newest record behind these figures (the customer, an order) landed: the"
+        " change feed's order",
+    )
+
+
+class CustomerPage(BaseModel):
+    """Customers whose 360 changed since a moment, oldest change first."""
+
+    customers: list[CustomerView]
+    next_cursor: str | None = Field(
+        description="pass as cursor for the next page; null when this page is the last one so far"
+    )
 
 
 class OrderItemView(BaseModel):
@@ -122,5 +136,9 @@ class WarehouseReads(Protocol):
     async def order(self, order_id: str) -> OrderView | None: ...
 
     async def dealer_performance(self, dealer_id: str, start: date, end: date) -> DealerPerformance: ...
+
+    async def changed_customers(
+        self, since: datetime, after: tuple[datetime, str] | None, limit: int
+    ) -> list[CustomerView]: ...
 
     async def aclose(self) -> None: ...

@@ -3,21 +3,24 @@ a dealer's performance (gold)."""
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Awaitable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated, TypeVar
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
+from pydantic import AwareDatetime
 
-from api.body import read_errors
+from api.body import errors, read_errors
 from api.deps import ReadTokenDep, SessionsDep, SettingsDep, WarehouseReadsDep
 from api.openapi import READ_TOKEN, security
 from core.dealers import DEALER_ID_PATTERN
 from core.timeutil import utcnow
 from db.routing import dealer_known
 from warehouse.errors import WarehouseUnavailable
-from warehouse.views import CustomerView, DealerPerformance, OrderView
+from warehouse.views import CustomerPage, CustomerView, DealerPerformance, OrderView
 
 T = TypeVar("T")
 
@@ -29,9 +32,57 @@ orders = APIRouter(prefix="/v1/orders", tags=["orders"], dependencies=[ReadToken
 dealers = APIRouter(prefix="/v1/dealers", tags=["dealers"], dependencies=[ReadTokenDep])
 DEFAULT_DAYS = 30  # the range when the caller names none
 MAX_DAYS = 366  # one call reads at most a year
+DEFAULT_PAGE, MAX_PAGE = 100, 1000  # customers per page of the change feed
 
 
 UNAVAILABLE = "no read token configured, or the warehouse did not answer in time"
+
+
+@customers.get(
+    "",
+    response_model=CustomerPage,
+    responses=errors(
+        e401="missing or wrong bearer token",
+        e422="malformed changed_since, cursor or limit",
+        e503=UNAVAILABLE,
+    ),
+    openapi_extra=security(READ_TOKEN),
+)
+async def changed_customers(
+    reads: WarehouseReadsDep,
+    changed_since: Annotated[
+        AwareDatetime, Query(description="ISO 8601 with its offset: customers changed at or after it")
+    ],
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="next_cursor of the previous page")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
+) -> CustomerPage:
+    """The customers whose 360 changed since a moment, oldest change first, a page at a time: a CRM
+    keeps the last changed_at it saw and asks from there next time."""
+    after = _position(cursor) if cursor else None
+    page = await _found(reads.changed_customers(changed_since, after, limit), "")
+    last = page[-1] if len(page) == limit else None
+    next_cursor = _cursor(last.changed_at, last.customer_id) if last and last.changed_at else None
+    return CustomerPage(customers=page, next_cursor=next_cursor)
+
+
+def _cursor(changed_at: datetime, customer_id: str) -> str:
+    """An opaque position in the change feed: the last row's (changed_at, customer_id)."""
+    text = json.dumps([changed_at.isoformat(), customer_id])
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _position(cursor: str) -> tuple[datetime, str]:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        changed_at, customer_id = json.loads(text)
+        position = (datetime.fromisoformat(changed_at), str(customer_id))
+    except (ValueError, TypeError) as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "cursor: not one this API gave") from error
+    if position[0].tzinfo is None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "cursor: not one this API gave")
+    return position
 
 
 @customers.get(

@@ -119,7 +119,12 @@ async def test_generated_requests_get_no_5xx_and_only_documented_answers(api_onl
     assert "POST /webhooks/zoho/leads" in exercised
     assert "POST /webhooks/vtex/orders" in exercised
     assert "GET /v1/opportunities/{deal_id}" in exercised
-    assert {"GET /v1/customers/{customer_id}", "GET /v1/orders/{order_id}"} <= set(exercised)
+    assert {
+        "GET /v1/customers/{customer_id}",
+        "GET /v1/customers",
+        "GET /v1/orders/{order_id}",
+        "GET /v1/dealers/{dealer_id}/performance",
+    } <= set(exercised)
 
 
 def sample(metrics: str, name: str) -> float:

@@ -12,7 +12,7 @@ import httpx
 from temporalio.testing import WorkflowEnvironment
 
 from tests.dbt.fixture import EXPECTED_360, land_store
-from tests.hub import READ_TOKEN, running_hub
+from tests.hub import READ_TOKEN, Hub, running_hub
 from tests.support import free_port
 from warehouse.dbt import build_command, dbt_environment, parse_summary
 
@@ -56,6 +56,7 @@ async def test_customer_and_order_views_come_from_gold_and_silver(
         assert (body["status"], Decimal(body["order_value"])) == ("invoiced", Decimal("100"))
         assert [item["sku_id"] for item in body["items"]] == ["101", "102"]
 
+        await change_feed_pages_through_every_customer_once(hub)
         assert (await hub.http.get(f"{hub.api_url}/v1/customers/c-nobody", headers=AUTH)).status_code == 404
         assert (await hub.http.get(f"{hub.api_url}/v1/orders/o-404", headers=AUTH)).status_code == 404
         assert (await hub.http.get(f"{hub.api_url}/v1/orders/bad%20id", headers=AUTH)).status_code == 422
@@ -126,3 +127,31 @@ async def test_dealer_performance_reads_a_range_of_gold_days(
         unknown = await hub.http.get(f"{hub.api_url}/v1/dealers/nobody/performance", headers=AUTH)
         assert unknown.status_code == 404
         assert (await hub.http.get(url)).status_code == 401
+
+
+async def change_feed_pages_through_every_customer_once(hub: Hub) -> None:
+    """GET /v1/customers?changed_since=: pages of 2 hold every buyer of gold once, oldest change first."""
+    url = f"{hub.api_url}/v1/customers"
+    seen: list[tuple[str, str]] = []
+    params: dict[str, Any] = {"changed_since": "2000-01-01T00:00:00Z", "limit": 2}
+    while True:
+        answer = await hub.http.get(url, params=params, headers=AUTH)
+        assert answer.status_code == 200, answer.text
+        page = answer.json()
+        seen += [(row["changed_at"], row["customer_id"]) for row in page["customers"]]
+        if page["next_cursor"] is None:
+            break
+        params["cursor"] = page["next_cursor"]
+    ids = [customer_id for _, customer_id in seen]
+    assert sorted(ids) == sorted(set(ids)) and {"c-ana", "c-bruno", "c-carla"} <= set(ids)
+    assert [at for at, _ in seen] == sorted(at for at, _ in seen)
+    # A CRM that saw the newest change asks from there: nothing older comes back.
+    latest = max(at for at, _ in seen)
+    newer = await hub.http.get(url, params={"changed_since": latest}, headers=AUTH)
+    assert {row["changed_at"] for row in newer.json()["customers"]} == {latest}
+    far = await hub.http.get(url, params={"changed_since": "2999-01-01T00:00:00Z"}, headers=AUTH)
+    assert far.json() == {"customers": [], "next_cursor": None}
+    for bad in ({"changed_since": "2026-01-01T00:00:00"}, {"changed_since": "x"}, {}):
+        assert (await hub.http.get(url, params=bad, headers=AUTH)).status_code == 422, bad
+    broken = {"changed_since": "2000-01-01T00:00:00Z", "cursor": "not-a-cursor"}
+    assert (await hub.http.get(url, params=broken, headers=AUTH)).status_code == 422

@@ -2,8 +2,13 @@
 -- Every order has a buyer: orders whose VTEX profile has no customer document yet (a guest checkout,
 -- or a customer the daily sync has not landed) go to a row of their own, keyed "profile:<user id>", so
 -- lifetime values add up to the revenue of daily_sales. Built from customers and per-profile figures:
--- its cost follows the number of buyers, not of orders.
-{{ config(cluster_by=['customer_id']) }}
+-- its cost follows the number of buyers, not of orders. Partitioned by the day of changed_at (when the
+-- newest record behind a row landed), so the change feed (GET /v1/customers?changed_since=) reads only
+-- recent days; clustered by customer_id for the one-customer read.
+{{ config(
+    partition_by={'field': 'changed_at', 'data_type': 'timestamp', 'granularity': 'day'},
+    cluster_by=['customer_id'],
+) }}
 
 with customers as (
     select * from {{ ref('customers') }}
@@ -30,7 +35,8 @@ per_buyer as (
         profiles.last_order_at,
         profiles.purchase_frequency,
         profiles.days_between_orders,
-        profiles.recent_orders
+        profiles.recent_orders,
+        profiles.ingested_at as orders_landed_at
     from {{ ref('orders_per_profile') }} as profiles
     left join buyers on buyers.user_id = profiles.user_id
 ),
@@ -43,7 +49,8 @@ people as (
         last_name,
         email,
         email_is_masked,
-        true as is_known_customer
+        true as is_known_customer,
+        ingested_at as landed_at
     from customers
     union all
     select
@@ -53,7 +60,8 @@ people as (
         cast(null as string) as last_name,
         cast(null as string) as email,
         cast(null as bool) as email_is_masked,
-        false as is_known_customer
+        false as is_known_customer,
+        cast(null as timestamp) as landed_at
     from per_buyer
     where customer_id like 'profile:%'
 ),
@@ -74,7 +82,12 @@ final as (
         per_buyer.last_order_at,
         per_buyer.purchase_frequency,
         per_buyer.days_between_orders,
-        coalesce(per_buyer.recent_orders, []) as recent_orders
+        coalesce(per_buyer.recent_orders, []) as recent_orders,
+        -- When the newest record behind the row (the customer document, an order) landed.
+        greatest(
+            coalesce(people.landed_at, per_buyer.orders_landed_at),
+            coalesce(per_buyer.orders_landed_at, people.landed_at)
+        ) as changed_at
     from people
     left join per_buyer on per_buyer.customer_id = people.customer_id
 ),
