@@ -170,7 +170,7 @@ async def _deliveries(
     )
     found = []
     for row, dealer in rows:
-        delivered = as_utc(row.delivered_at) if row.delivered_at else None
+        delivered, deadline = _deadline(dealer, row.delivered_at)
         fields = {
             "lead_id": row.lead_id,
             "dealer_id": row.dealer_id,
@@ -178,12 +178,20 @@ async def _deliveries(
             "routing_reason": row.reason,
             "claimed_at": as_utc(row.claimed_at) if row.claimed_at else None,
             "delivered_at": delivered,
-            "accept_by": accept_by(dealer, delivered) if delivered else None,
+            "accept_by": deadline,
             "dealer_status": row.dealer_status,
             "dealer_status_at": as_utc(row.dealer_status_at) if row.dealer_status_at else None,
         }
         found.append(Change("delivery", as_utc(row.updated_at), row.lead_id, fields))
     return found
+
+
+def _deadline(dealer: Dealer, delivered_at: datetime | None) -> tuple[datetime | None, datetime | None]:
+    """When the lead reached the dealer (UTC) and its SLA deadline there; None for what is not known."""
+    if delivered_at is None:
+        return None, None
+    delivered = as_utc(delivered_at)
+    return delivered, accept_by(dealer, delivered)
 
 
 async def _withdrawals(
@@ -200,7 +208,7 @@ async def _withdrawals(
     )
     found = []
     for row, dealer in rows:
-        delivered = as_utc(row.delivered_at) if row.delivered_at else None
+        delivered, deadline = _deadline(dealer, row.delivered_at)
         fields = {
             "lead_id": row.lead_id,
             "dealer_id": row.dealer_id,
@@ -208,7 +216,7 @@ async def _withdrawals(
             "routing_reason": row.routing_reason,
             "claimed_at": None,
             "delivered_at": delivered,
-            "accept_by": accept_by(dealer, delivered) if delivered else None,
+            "accept_by": deadline,
             "dealer_status": None,
             "dealer_status_at": None,
             "withdrawn_at": as_utc(row.withdrawn_at),

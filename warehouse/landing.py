@@ -14,7 +14,7 @@ import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 import pyarrow as pa
@@ -33,7 +33,14 @@ from core.settings import Settings
 from warehouse.batching import SharedAppends
 from warehouse.errors import WarehouseUnavailable
 from warehouse.streams import StorageWriter, StreamCursor, TableGone, arrow_schema, write_client
-from warehouse.tables import BRONZE_TABLES, QUARANTINE, Layers, every_partition, partition_column
+from warehouse.tables import (
+    BRONZE_TABLES,
+    QUARANTINE,
+    Layers,
+    day_start,
+    every_partition,
+    partition_column,
+)
 
 SERVICE = "bigquery"
 T = TypeVar("T")
@@ -426,8 +433,7 @@ def _partitions_since(table: str, since: datetime | None) -> str:
     """A constant filter on the table's partition column (so BigQuery prunes): from ``since``'s day."""
     if since is None:
         return every_partition(table)
-    day = since.astimezone(UTC).strftime("%Y-%m-%d")
-    return f"{partition_column(table)} >= timestamp '{day} 00:00:00+00'"
+    return f"{partition_column(table)} >= {day_start(since)}"
 
 
 def count_landed(table: str, records: Sequence[BronzeRecord]) -> None:

@@ -3,7 +3,7 @@ a dealer's performance (gold)."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from core.settings import Settings
 from warehouse.errors import WarehouseUnavailable
 from warehouse.landing import Warehouse
+from warehouse.tables import day_start
 from warehouse.views import CustomerView, DealerDay, DealerPerformance, OrderItemView, OrderView
 
 
@@ -59,7 +60,6 @@ async def read_changed_customers(
         WarehouseUnavailable: the warehouse did not answer in time.
     """
     # customer_360 is partitioned by day of changed_at: a constant bound on it prunes the older days.
-    day = since.astimezone(UTC).strftime("%Y-%m-%d")
     parameters: list[Any] = [ScalarQueryParameter("since", "TIMESTAMP", since)]
     position = ""
     if after is not None:
@@ -70,7 +70,7 @@ async def read_changed_customers(
         ]
     customers = warehouse.table_id(warehouse.layers.gold, "customer_360")
     sql = (
-        f"select * from `{customers}` where changed_at >= timestamp '{day} 00:00:00+00'"
+        f"select * from `{customers}` where changed_at >= {day_start(since)}"
         f" and changed_at >= @since{position} order by changed_at, customer_id limit {int(limit)}"
     )
     return [

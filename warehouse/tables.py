@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from google.cloud.bigquery import SchemaField
 
@@ -93,6 +94,12 @@ TYPED_COLUMNS: dict[str, tuple[SchemaField, ...]] = {
         SchemaField("outcome", "STRING", description="applied, older or late (the dealer had lost the lead)"),
     ),
 }
+
+
+def day_start(moment: datetime) -> str:
+    """The start of ``moment``'s UTC day as a TIMESTAMP literal: a constant bound BigQuery prunes
+    partitions by (a query parameter or an expression would not)."""
+    return f"timestamp '{moment.astimezone(UTC):%Y-%m-%d} 00:00:00+00'"
 
 
 def every_partition(table: str) -> str:

@@ -61,7 +61,7 @@ async def changed_customers(
     """The customers whose 360 changed since a moment, oldest change first, a page at a time: a CRM
     keeps the last changed_at it saw and asks from there next time."""
     after = _position(cursor) if cursor else None
-    page = await _found(reads.changed_customers(changed_since, after, limit), "")
+    page = await _answered(reads.changed_customers(changed_since, after, limit))
     last = page[-1] if len(page) == limit else None
     next_cursor = _cursor(last.changed_at, last.customer_id) if last and last.changed_at else None
     return CustomerPage(customers=page, next_cursor=next_cursor)
@@ -134,15 +134,20 @@ async def dealer_performance(
         )
     if not await dealer_known(sessions, dealer_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dealer {dealer_id} in the routing rules")
-    return await _found(reads.dealer_performance(dealer_id, start, end), f"no dealer {dealer_id}")
+    return await _answered(reads.dealer_performance(dealer_id, start, end))
+
+
+async def _answered(read: Awaitable[T]) -> T:
+    """What the warehouse answered; 503 when it did not answer in time."""
+    try:
+        return await read
+    except WarehouseUnavailable as error:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the warehouse did not answer") from error
 
 
 async def _found(read: Awaitable[T | None], missing: str) -> T:
     """The view read, 404 when there is none, 503 when the warehouse did not answer in time."""
-    try:
-        view = await read
-    except WarehouseUnavailable as error:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the warehouse did not answer") from error
+    view = await _answered(read)
     if view is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, missing)
     return view
