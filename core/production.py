@@ -57,6 +57,8 @@ def _secret_problems(settings: Settings) -> list[str]:
                 problems.append(f"{name}[{dealer}] is empty")
             elif _is_local(name, key.get_secret_value(), settings):
                 problems.append(f"{name}[{dealer}] is a local placeholder")
+    if settings.temporal_api_key.get_secret_value() and _temporal_tls_disabled(settings):
+        problems.append("temporal_api_key is set but TLS to Temporal is disabled: it would cross in clear")
     if not settings.smtp_starttls:
         problems.append("smtp_starttls is off: ADF lead e-mails would cross the network in clear text")
     if not settings.payload_encryption:
@@ -70,6 +72,13 @@ def _secret_problems(settings: Settings) -> list[str]:
         if getattr(settings, name) == local:
             problems.append(f"{name} is the local stack's {local!r}")
     return problems
+
+
+def _temporal_tls_disabled(settings: Settings) -> bool:
+    """Whether Temporal's client configuration turns TLS off (TEMPORAL_TLS=false, ``tls.disabled``)
+    and no HUB_TEMPORAL_TLS* setting turns it back on."""
+    profile_tls = settings.temporal_profile_tls
+    return not settings.temporal_tls_given and profile_tls is not None and profile_tls.disabled is True
 
 
 def _is_local(name: str, value: str, settings: Settings) -> bool:

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from temporalio.envconfig import ClientConfigProfile, ClientConfigTLS
 
 from core.codec import LOCAL_PAYLOAD_KEY, LOCAL_PAYLOAD_KEY_ID, decode_key
 from core.constants import (
@@ -25,6 +26,7 @@ WorkerRole = Literal["flows", "warehouse", "all"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_PLACEHOLDER = "local-dev-only-change-me"
+DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"  # the dev server's
 LOCAL_UI_ORIGINS = ["http://localhost:8233", "http://127.0.0.1:8233"]  # the dev server's Web UI
 
 
@@ -40,11 +42,16 @@ class Settings(BaseSettings):
     state_dir: Path = PROJECT_ROOT / "var"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"  # of the API's and worker's JSON logs
 
-    # Temporal
-    temporal_address: str = "127.0.0.1:7233"
-    temporal_namespace: str = "default"
+    # Temporal. Temporal's own client configuration comes first (temporalio.envconfig: TEMPORAL_ADDRESS,
+    # TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS*, a temporal.toml profile chosen by
+    # TEMPORAL_CONFIG_FILE and TEMPORAL_PROFILE); each HUB_TEMPORAL_* setting given overrides it. Empty
+    # address and namespace: the profile's, else 127.0.0.1:7233 and "default".
+    temporal_client_config: bool = True  # false: the HUB_TEMPORAL_* settings alone (the local stack)
+    temporal_address: str = ""
+    temporal_namespace: str = ""
     # TLS to Temporal: on with any file below or an API key (Temporal Cloud), or by temporal_tls. The CA
-    # is needed for a private CA only; client certificate and key together give mTLS.
+    # is needed for a private CA only; client certificate and key together give mTLS. Without any of
+    # them, the TLS of Temporal's client configuration applies (false does not turn it off).
     temporal_tls: bool = False
     temporal_tls_ca_file: str = ""
     temporal_tls_cert_file: str = ""
@@ -271,8 +278,13 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r}") from error
         return value
 
+    # The TLS section and gRPC metadata of Temporal's client configuration, when it has them.
+    _temporal_profile_tls: ClientConfigTLS | None = PrivateAttr(default=None)
+    _temporal_rpc_metadata: dict[str, str] = PrivateAttr(default_factory=dict)
+
     @model_validator(mode="after")
     def _defaults_and_safety(self) -> Settings:
+        self._apply_temporal_client_config()
         if not self.database_url:
             self.database_url = f"sqlite:///{self.state_dir / 'portal.db'}"
         for certificate, key in (
@@ -288,6 +300,31 @@ class Settings(BaseSettings):
             if problems:
                 raise ValueError("refused in production: " + "; ".join(problems))
         return self
+
+    def _apply_temporal_client_config(self) -> None:
+        profile = ClientConfigProfile.load() if self.temporal_client_config else ClientConfigProfile()
+        self.temporal_address = self.temporal_address or profile.address or DEFAULT_TEMPORAL_ADDRESS
+        self.temporal_namespace = self.temporal_namespace or profile.namespace or "default"
+        if not self.temporal_api_key.get_secret_value() and profile.api_key:
+            self.temporal_api_key = SecretStr(profile.api_key)
+        self._temporal_profile_tls = profile.tls
+        self._temporal_rpc_metadata = dict(profile.grpc_meta)
+
+    @property
+    def temporal_tls_given(self) -> bool:
+        """Whether a HUB_TEMPORAL_TLS* setting decides TLS (else Temporal's client configuration may)."""
+        files = (self.temporal_tls_ca_file, self.temporal_tls_cert_file, self.temporal_tls_key_file)
+        return self.temporal_tls or any(files) or bool(self.temporal_tls_server_name)
+
+    @property
+    def temporal_profile_tls(self) -> ClientConfigTLS | None:
+        """The TLS section of Temporal's client configuration (None: it has none)."""
+        return self._temporal_profile_tls
+
+    @property
+    def temporal_rpc_metadata(self) -> dict[str, str]:
+        """gRPC metadata Temporal's client configuration sends with every call."""
+        return dict(self._temporal_rpc_metadata)
 
     def check_outbound_url(self, url: str) -> None:
         """Raise :class:`core.outbound.RefusedUrl` for a URL the hub may not call in this environment."""

@@ -44,13 +44,14 @@ async def connect(
     runtime: Runtime | None = None,
     retry_config: RetryConfig | None = None,
 ) -> Client:
-    """A client of the configured Temporal namespace."""
+    """A client of the configured Temporal namespace (HUB_TEMPORAL_* over Temporal's client configuration)."""
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=data_converter(settings),
         tls=tls_config(settings),
         api_key=settings.temporal_api_key.get_secret_value() or None,
+        rpc_metadata=settings.temporal_rpc_metadata,
         lazy=lazy,
         runtime=runtime,
         retry_config=retry_config,
@@ -58,17 +59,20 @@ async def connect(
 
 
 def tls_config(settings: Settings) -> TLSConfig | bool:
-    """TLS to Temporal from the settings: files read here, so a missing one fails at start, by name.
-
-    An API key (Temporal Cloud) needs TLS, with the system's CAs unless a CA file is given.
-    """
+    """TLS to Temporal: the HUB_TEMPORAL_TLS* settings when any is given, else the TLS section of
+    Temporal's client configuration, else on exactly when there is an API key (Temporal Cloud: the
+    system's CAs). Files are read here, so a missing one fails at start, by name."""
+    if not settings.temporal_tls_given:
+        if settings.temporal_profile_tls is not None:
+            return settings.temporal_profile_tls.to_connect_tls_config()
+        return bool(settings.temporal_api_key.get_secret_value())
     files = {
         "server_root_ca_cert": settings.temporal_tls_ca_file,
         "client_cert": settings.temporal_tls_cert_file,
         "client_private_key": settings.temporal_tls_key_file,
     }
     if not any(files.values()) and not settings.temporal_tls_server_name:
-        return settings.temporal_tls or bool(settings.temporal_api_key.get_secret_value())
+        return True
     contents = {name: Path(path).read_bytes() if path else None for name, path in files.items()}
     return TLSConfig(
         server_root_ca_cert=contents["server_root_ca_cert"],

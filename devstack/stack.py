@@ -102,6 +102,10 @@ def stack_environment(ports: Ports, state_dir: Path, dealer_ids: list[str]) -> d
     env["PYTHONPATH"] = emulator.with_project_root()  # the simulators run from the checkout
     env.setdefault("HUB_STATE_DIR", str(state_dir))
     env.setdefault("HUB_TEMPORAL_ADDRESS", f"127.0.0.1:{ports.temporal}")
+    env.setdefault("HUB_TEMPORAL_NAMESPACE", "default")
+    # The stack's own dev server: a developer's TEMPORAL_* variables or temporal.toml (their cloud
+    # namespace, an API key) must not reach it.
+    env.setdefault("HUB_TEMPORAL_CLIENT_CONFIG", "false")
     env.setdefault("HUB_ZOHO_API_BASE_URL", f"{sims}/zoho")
     env.setdefault("HUB_ZOHO_ACCOUNTS_URL", f"{sims}/zoho")
     env.setdefault("HUB_EVENT_SUBSCRIBERS", f"{sims}/events/portal")

@@ -33,6 +33,9 @@ from warehouse.landing import Warehouse
 
 POSTGRES_URL = os.environ.get("HUB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REQUIRE_POSTGRES = os.environ.get("HUB_REQUIRE_POSTGRES") == "1"
+# The tests run their own Temporal servers: a developer's TEMPORAL_* variables or temporal.toml must not
+# reach them (tests of Temporal's client configuration turn it back on).
+os.environ.setdefault("HUB_TEMPORAL_CLIENT_CONFIG", "false")
 # The project's data converter with the tests' key ring (the local key), as every hub in a test uses.
 TEST_CONVERTER = data_converter(Settings(environment="test"))
 
