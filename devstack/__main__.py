@@ -11,14 +11,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from core.settings import PROJECT_ROOT, Settings
 from db.rules import parse_rules
 from db.rules_cli import load
 from devstack.demo import run_demo
 from devstack.stack import STOP_SIGNALS, Ports, Stack, stack_environment
+from simulators.config import SimulatorConfig
 
 DEFAULT_RULES = PROJECT_ROOT / "config" / "dealers.example.yaml"
 HIGHEST_PORT = 65535
+FULL_CATALOG_SKUS = SimulatorConfig.model_fields["vtex_catalog_skus"].default
+DEMO_CATALOG_SKUS = 1_000
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -31,6 +36,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     up.add_argument("--demo", action="store_true", help="send demo lead webhooks once the stack is healthy")
     up.add_argument("--rules", type=Path, default=DEFAULT_RULES, help="dealers and routing rules (YAML)")
     up.add_argument("--state-dir", type=Path, default=PROJECT_ROOT / "var")
+    up.add_argument(
+        "--catalog-skus", type=sku_count, default=None, metavar="N",
+        help=f"SKUs in the simulated VTEX catalog (default: {DEMO_CATALOG_SKUS:,} with --demo, so the demo's"
+        f" catalog sync takes seconds; else the simulators' {FULL_CATALOG_SKUS:,})",
+    )  # fmt: skip
     add_port_base(up)
     demo = sub.add_parser("demo", help="send demo lead webhooks to a running stack")
     add_port_base(demo)
@@ -51,6 +61,14 @@ def port_base(text: str) -> int:
     if not 1024 <= base <= last:
         raise argparse.ArgumentTypeError(f"must be between 1024 and {last}")
     return base
+
+
+def sku_count(text: str) -> int:
+    """An argparse type: a catalog size the simulators accept."""
+    try:
+        return SimulatorConfig(vtex_catalog_skus=int(text)).vtex_catalog_skus
+    except ValidationError as error:
+        raise argparse.ArgumentTypeError(error.errors()[0]["msg"]) from error
 
 
 def client_settings(ports: Ports, **values: Any) -> Settings:
@@ -86,7 +104,9 @@ def up(args: argparse.Namespace) -> int:
     moved = f" as {rules}" if rules != args.rules else ""
     print(f"Routing rules: {args.rules}{moved} ({counts['created']} new, {counts['updated']} updated)")
     dealer_ids = [dealer.id for dealer in parse_rules(rules).dealers]
-    stack = Stack(ports, args.state_dir, dealer_ids, api_processes=settings.api_processes)
+    stack = Stack(
+        ports, args.state_dir, dealer_ids, api_processes=settings.api_processes, env=simulator_env(args)
+    )
     # From here on SIGTERM and SIGHUP take Ctrl-C's path: the finally below stops every child.
     for signum in STOP_SIGNALS:
         signal.signal(signum, stack.interrupt)
@@ -110,6 +130,14 @@ def up(args: argparse.Namespace) -> int:
         return 1
     finally:
         stop(stack)
+
+
+def simulator_env(args: argparse.Namespace) -> dict[str, str]:
+    """The simulators' settings the command line chose: the catalog's size."""
+    skus = args.catalog_skus if args.catalog_skus is not None else DEMO_CATALOG_SKUS if args.demo else None
+    if skus is None:
+        return {}  # SIM_VTEX_CATALOG_SKUS from the environment, or the simulators' default
+    return {"SIM_VTEX_CATALOG_SKUS": str(skus)}
 
 
 def stop(stack: Stack) -> None:

@@ -14,6 +14,7 @@ from core.constants import lead_workflow_id
 from core.settings import Settings
 from core.temporal import connect
 from devstack.demo_gold import run_gold_demo
+from devstack.demo_history import finish_history, start_history
 from devstack.demo_orders import run_order_demo
 from devstack.demo_sla import send_sla_lead, show_night_lead, show_sla_lead
 from devstack.demo_syncs import run_sync_demo
@@ -44,11 +45,12 @@ async def run_demo(settings: Settings, api_url: str, simulators_url: str, ui_url
     """Send the demo leads, follow each to its end, print a table. True if every lead was delivered and
     accepted, and the SLA and night leads went as their dealers' rules say."""
     headers = {"Authorization": f"Bearer {settings.read_api_token.get_secret_value()}"}
+    client = await connect(settings)
+    history = await start_history(client, settings)  # lands while the rest of the demo runs
     async with httpx.AsyncClient(timeout=15, headers=headers) as http:
         sla_lead_id = await send_sla_lead(http, simulators_url)
         leads = [await _send(http, simulators_url, fields, i) for i, fields in enumerate(DEMO_LEADS)]
         print(f"\nSent {len(leads)} Zoho lead webhooks; following them...", flush=True)
-        client = await connect(settings)
         await asyncio.gather(*(_follow(http, client, api_url, simulators_url, lead) for lead in leads))
         counters = (await http.get(f"{simulators_url}/_control/counters")).json()
 
@@ -74,10 +76,11 @@ async def run_demo(settings: Settings, api_url: str, simulators_url: str, ui_url
     deal_ok = await _demo_deal(settings, api_url, simulators_url)
     orders_ok = await run_order_demo(settings, simulators_url)
     syncs_ok = await run_sync_demo(settings)
+    history_ok = await finish_history(history)
     gold_ok = await run_gold_demo(settings)
     async with httpx.AsyncClient(timeout=15, headers=headers) as http:
         sla_ok = await show_sla_lead(http, api_url, sla_lead_id)  # its SLA ran during the rest
-    flows_ok = deal_ok and orders_ok and syncs_ok and gold_ok and sla_ok and night_ok
+    flows_ok = deal_ok and orders_ok and syncs_ok and history_ok and gold_ok and sla_ok and night_ok
     return flows_ok and all(lead.status == "accepted" for lead in leads)
 
 

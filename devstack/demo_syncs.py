@@ -14,7 +14,7 @@ from core.temporal import connect
 from workflows.vtex_catalog_sync import CatalogSyncResult
 from workflows.vtex_customer_sync import CustomerSyncResult
 
-PROGRESS_EVERY_SECONDS = 15.0
+PROGRESS_EVERY_SECONDS = 10.0
 
 
 async def run_sync_demo(settings: Settings) -> bool:

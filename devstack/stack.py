@@ -224,12 +224,19 @@ class Stack:
     (the Ctrl-C path) and ignores the rest, so a second signal cannot cut the shutdown short.
     """
 
-    def __init__(self, ports: Ports, state_dir: Path, dealer_ids: list[str], api_processes: int = 1) -> None:
+    def __init__(
+        self,
+        ports: Ports,
+        state_dir: Path,
+        dealer_ids: list[str],
+        api_processes: int = 1,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.ports = ports
         self.state_dir = state_dir
         self.log_dir = state_dir / "logs"
         self.parts = parts(ports, state_dir, api_processes)
-        self.env = stack_environment(ports, state_dir, dealer_ids)
+        self.env = {**stack_environment(ports, state_dir, dealer_ids), **(env or {})}
         self._spawning = False  # inside Popen: an exception now would lose the new child's pid
         self._deferred = False  # a signal came while spawning; raised once the child is recorded
         self._interrupted = False  # a signal has already been raised

@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from devstack import emulator, prometheus
+from devstack.__main__ import DEMO_CATALOG_SKUS, parse_args, simulator_env
 from devstack.stack import Ports, port_open
 
 # Prometheus joins when Debian's binary is installed (.ci/run installs it).
@@ -55,6 +56,18 @@ class Run:
 def test_port_base_moves_every_port_and_none_keeps_the_usual_ones() -> None:
     assert Ports.from_base(None) == Ports()
     assert dataclasses.astuple(Ports.from_base(20000)) == tuple(range(20000, 20000 + PORT_COUNT))
+
+
+def test_the_demo_reads_a_catalog_sized_for_a_demo_unless_told_otherwise() -> None:
+    def catalog(*argv: str) -> dict[str, str]:
+        return simulator_env(parse_args(["up", *argv]))
+
+    assert catalog("--demo") == {"SIM_VTEX_CATALOG_SKUS": str(DEMO_CATALOG_SKUS)}
+    assert catalog("--demo", "--catalog-skus", "20000") == {"SIM_VTEX_CATALOG_SKUS": "20000"}
+    assert catalog() == {}  # the simulators' own default (20,000) or SIM_VTEX_CATALOG_SKUS
+    assert catalog("--catalog-skus", "50") == {"SIM_VTEX_CATALOG_SKUS": "50"}
+    with pytest.raises(SystemExit):
+        catalog("--catalog-skus", "-1")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
