@@ -26,6 +26,7 @@ from core.logs import configure_logging
 from core.metrics import start_at_zero
 from core.production import api_tls_problem
 from core.settings import Settings, get_settings
+from core.tracing import start_tracing, tracing_on
 from db.engine import create_engine, session_factory
 
 WEBHOOK_PREFIX = "/webhooks/"
@@ -93,6 +94,8 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         if isinstance(route, APIRoute)
     }
     start_at_zero(webhook_series([*sources.values(), UNKNOWN_SOURCE]))
+    if tracing_on():
+        trace_requests(app)
 
     @app.middleware("http")
     async def measure_webhooks(
@@ -122,4 +125,17 @@ def app() -> FastAPI:
     configure_logging(settings.log_level)
     if problem := api_tls_problem(settings):
         raise RuntimeError(problem)
+    # Each uvicorn process its own, before its Temporal client connects.
+    start_tracing("hub-api", http_clients=False)
     return create_app(settings)
+
+
+def trace_requests(app: FastAPI) -> None:
+    """A server span per request (named by its route template, so ids in paths stay out of the name);
+    the probes and the metrics scrape are left out, and so are the ASGI send and receive steps (three
+    more spans per request that say nothing the request's own does not)."""
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(
+        app, excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"]
+    )

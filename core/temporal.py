@@ -13,6 +13,7 @@ from temporalio.service import RetryConfig, TLSConfig
 
 from core.codec import EncryptionCodec, KeyRing
 from core.settings import Settings
+from core.tracing import temporal_interceptors
 
 
 def payload_codec(settings: Settings) -> EncryptionCodec:
@@ -52,6 +53,7 @@ async def connect(
         tls=tls_config(settings),
         api_key=settings.temporal_api_key.get_secret_value() or None,
         rpc_metadata=settings.temporal_rpc_metadata,
+        interceptors=temporal_interceptors(),
         lazy=lazy,
         runtime=runtime,
         retry_config=retry_config,

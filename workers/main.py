@@ -33,6 +33,7 @@ from temporalio.worker import Worker
 from core.logs import configure_logging
 from core.settings import Settings, WorkerRole, get_settings
 from core.temporal import connect
+from core.tracing import start_tracing, stop_tracing
 from workers.metrics import serving_metrics
 
 log = logging.getLogger("workers")
@@ -113,7 +114,12 @@ def main() -> None:
     args = parser.parse_args()
     settings = get_settings()
     configure_logging(settings.log_level)
-    asyncio.run(run(settings, args.role or settings.worker_role))
+    role = args.role or settings.worker_role
+    start_tracing(f"hub-worker-{role}")
+    try:
+        asyncio.run(run(settings, role))
+    finally:
+        stop_tracing()  # export the last spans
 
 
 if __name__ == "__main__":

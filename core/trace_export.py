@@ -1,0 +1,83 @@
+"""What leaves the process in a span (loaded only when tracing is on, see :mod:`core.tracing`): the
+exporter the ``OTEL_*`` variables name, behind one that removes what could identify a customer."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from urllib.parse import urlsplit, urlunsplit
+
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter, SpanExportResult
+from opentelemetry.trace import Status
+from opentelemetry.util.types import AnyValue, Attributes
+
+# URL attributes of the HTTP semantic conventions (old and new): exported without their query string.
+URL_ATTRIBUTES = ("url.full", "http.url", "http.target")
+DROPPED_ATTRIBUTES = ("url.query", "exception.message", "exception.stacktrace")
+
+
+def configured_exporter() -> SpanExporter:
+    """The exporter the ``OTEL_*`` variables name; it reads its endpoint, headers and TLS from them."""
+    if os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "console":
+        return ConsoleSpanExporter()
+    protocol = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
+    )
+    if protocol.strip().lower() == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+
+        return GrpcExporter()
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+
+    return HttpExporter()
+
+
+class RedactingExporter(SpanExporter):
+    """Exports each span without URL query strings, exception messages and stack traces, or status
+    descriptions (see :mod:`core.tracing`)."""
+
+    def __init__(self, inner: SpanExporter) -> None:
+        self._inner = inner
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self._inner.export([redacted(span) for span in spans])
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
+def redacted(span: ReadableSpan) -> ReadableSpan:
+    """A copy of ``span`` that holds nothing a customer could be recognised by."""
+    events = [Event(event.name, _safe_attributes(event.attributes), event.timestamp) for event in span.events]
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=_safe_attributes(span.attributes),
+        events=events,
+        links=span.links,
+        kind=span.kind,
+        status=Status(span.status.status_code),
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+def _safe_attributes(attributes: Attributes) -> dict[str, AnyValue]:
+    safe: dict[str, AnyValue] = {}
+    for key, value in (attributes or {}).items():
+        if key in DROPPED_ATTRIBUTES:
+            continue
+        safe[key] = _without_query(value) if key in URL_ATTRIBUTES and isinstance(value, str) else value
+    return safe
+
+
+def _without_query(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
