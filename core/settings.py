@@ -223,6 +223,10 @@ class Settings(BaseSettings):
     # How often the worker asks Temporal for the gauges only it knows (leads waiting, freshness); 0: never.
     worker_metrics_poll_seconds: float = Field(default=30.0, ge=0)
     worker_max_concurrent_activities: int = Field(default=100, gt=0)
+    # On SIGTERM the worker stops polling and gives its running activities this long to finish before
+    # it cancels them (Temporal then retries them elsewhere). The pod's or container's grace period
+    # must be longer: compose's stop_grace_period and the k8s terminationGracePeriodSeconds are 45 s.
+    worker_graceful_shutdown_seconds: float = Field(default=30.0, ge=0)
     # Workflow runs a worker keeps in memory between their tasks (Temporal's sticky cache): most of a busy
     # worker's memory, a few hundred KiB each. An evicted run replays its history at its next task.
     worker_max_cached_workflows: int = Field(default=1000, ge=0)

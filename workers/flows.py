@@ -24,7 +24,7 @@ from core.metrics import LEADS_SLA_EXHAUSTED, start_at_zero
 from core.settings import Settings
 from db.engine import create_engine, session_factory
 from db.tokens import DatabaseTokens
-from workers.options import webhook_queue_polling, workflow_options
+from workers.options import shutdown_options, webhook_queue_polling, workflow_options
 from workflows.lead_distribution import LeadDistributionWorkflow
 from workflows.opportunity_sync import OpportunitySyncWorkflow
 
@@ -97,6 +97,7 @@ async def open_workers(client: Client, settings: Settings) -> AsyncIterator[list
                     leads.withdraw_at_dealer,
                 ],
                 max_concurrent_activities=settings.worker_max_concurrent_activities,
+                **shutdown_options(settings),
             ),
             Worker(
                 client,
@@ -106,6 +107,7 @@ async def open_workers(client: Client, settings: Settings) -> AsyncIterator[list
                 **polling,
                 activities=[opportunities.fetch_deal, opportunities.apply_deal_change],
                 max_concurrent_activities=settings.worker_max_concurrent_activities,
+                **shutdown_options(settings),
             ),
         ]
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from temporalio.worker import PollerBehaviorSimpleMaximum
@@ -21,6 +22,12 @@ def webhook_queue_polling(settings: Settings) -> dict[str, Any]:
         "workflow_task_poller_behavior": PollerBehaviorSimpleMaximum(settings.worker_workflow_task_polls),
         "nonsticky_to_sticky_poll_ratio": 0.5,
     }
+
+
+def shutdown_options(settings: Settings) -> dict[str, Any]:
+    """Every worker's: on SIGTERM, running activities get ``HUB_WORKER_GRACEFUL_SHUTDOWN_SECONDS`` to
+    finish (the SDK's default, 0, cancels them at once: a dealer call or a landing would start over)."""
+    return {"graceful_shutdown_timeout": timedelta(seconds=settings.worker_graceful_shutdown_seconds)}
 
 
 def workflow_options(settings: Settings) -> dict[str, Any]:

@@ -44,7 +44,7 @@ from warehouse.tables import (
 from warehouse.vtex_catalog import INVALID_SKU
 from warehouse.vtex_customers import INVALID_DATE, INVALID_EMAIL, MISSING_ID
 from warehouse.vtex_orders import INVALID_ORDER
-from workers.options import webhook_queue_polling, workflow_options
+from workers.options import shutdown_options, webhook_queue_polling, workflow_options
 from workers.schedules import ensure_schedules
 from workflows.dbt_build import DbtBuildWorkflow
 from workflows.lead_warehouse_sync import LeadWarehouseSyncWorkflow
@@ -140,6 +140,7 @@ def build_workers(
                 watermarks.advance_watermark,
             ],
             max_concurrent_activities=settings.worker_max_concurrent_activities,
+            **shutdown_options(settings),
         ),
         Worker(
             client,
@@ -160,6 +161,7 @@ def build_workers(
                 requests.request_dbt_build,
             ],
             max_concurrent_activities=settings.worker_max_concurrent_activities,
+            **shutdown_options(settings),
             # Enforced by the Temporal server across every worker polling this queue: VTEX's limit is
             # per account, not per process.
             max_task_queue_activities_per_second=settings.vtex_requests_per_second,
@@ -172,6 +174,7 @@ def build_workers(
             activities=[DbtActivities(settings).dbt_build, requests.request_dbt_build],
             # One build at a time per worker; the workflow never asks for two at once anyway.
             max_concurrent_activities=2,
+            **shutdown_options(settings),
         ),
     ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from pathlib import Path
@@ -54,3 +55,44 @@ async def test_killed_worker_delivers_exactly_once(
         assert counters["created"] == 1
         assert counters["requests"] >= 2  # the retry really reached the dealer again
         assert lead["dealer_lead_id"] == stored["leads"][0]["id"]
+
+
+async def test_sigterm_lets_the_running_delivery_finish(
+    temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, tmp_path: Path
+) -> None:
+    """A worker stopped the way compose and Kubernetes stop it (SIGTERM) lets its running activities
+    finish (HUB_WORKER_GRACEFUL_SHUTDOWN_SECONDS) instead of cancelling them: the dealer is called once."""
+    async with running_hub(
+        temporal_env.client,
+        sqlite_url,
+        task_queue,
+        worker=False,
+        dealer_delivery_attempt_timeout_seconds=10,
+        worker_metrics_port=0,
+    ) as hub:
+        env = {**os.environ, **environment_of(hub.settings)}
+        log = tmp_path / "worker.log"
+        await hub.fault(target="rest-mg", latency_ms=3000)
+        lead_id = await hub.create_lead(State="MG", City="Betim")
+        assert (await hub.post_webhook(lead_id)).status_code == 202
+
+        worker = start_worker_process(env, log)
+        try:
+
+            async def delivery_in_flight() -> bool:
+                return (await hub.counters())["dealers"].get("rest-mg", {}).get("requests", 0) >= 1
+
+            await eventually(delivery_in_flight, timeout=60)
+            worker.send_signal(signal.SIGTERM)
+            # Waited for off the event loop: the simulated dealer answering the delivery runs on it.
+            assert await asyncio.to_thread(worker.wait, 30) == 0  # once the delivery finished
+            assert (await hub.counters())["dealers"]["rest-mg"]["created"] == 1
+
+            worker = start_worker_process(env, log)  # the rest of the flow
+            await hub.wait_for_status(lead_id, "delivered", timeout=90)
+            await hub.handle(lead_id).result()
+        finally:
+            worker.kill()
+            worker.wait(timeout=10)
+        counters = (await hub.counters())["dealers"]["rest-mg"]
+        assert (counters["requests"], counters["created"]) == (1, 1)  # finished, never cancelled and retried
