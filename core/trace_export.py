@@ -51,7 +51,10 @@ class RedactingExporter(SpanExporter):
 
 
 def redacted(span: ReadableSpan) -> ReadableSpan:
-    """A copy of ``span`` that holds nothing a customer could be recognised by."""
+    """``span`` without anything a customer could be recognised by: itself when it holds nothing to
+    remove (most spans: Temporal's carry ids only), else a copy."""
+    if not _needs_redaction(span):
+        return span
     events = [Event(event.name, _safe_attributes(event.attributes), event.timestamp) for event in span.events]
     return ReadableSpan(
         name=span.name,
@@ -66,6 +69,15 @@ def redacted(span: ReadableSpan) -> ReadableSpan:
         start_time=span.start_time,
         end_time=span.end_time,
         instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+def _needs_redaction(span: ReadableSpan) -> bool:
+    if span.events or span.status.description:
+        return True
+    attributes = span.attributes or {}
+    return any(key in attributes for key in DROPPED_ATTRIBUTES) or any(
+        "?" in str(attributes.get(key, "")) or "#" in str(attributes.get(key, "")) for key in URL_ATTRIBUTES
     )
 
 
