@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -12,7 +12,7 @@ from activities.errors import PERMANENT_FAILURE, external_call
 from clients.zoho import ZohoClient
 from core.deals import DealState, InvalidDeal, deal_from_zoho
 from core.timeutil import utcnow
-from db.opportunities import apply_change
+from db.opportunities import apply_change, known_lead
 
 DEAL_NOT_FOUND = "DealNotFound"
 
@@ -47,9 +47,19 @@ class OpportunityActivities:
                 f"Zoho has no deal {params.deal_id}", type=DEAL_NOT_FOUND, non_retryable=True
             )
         try:
-            return deal_from_zoho(record)
+            deal = deal_from_zoho(record)
         except InvalidDeal as error:
             raise ApplicationError(str(error), type=PERMANENT_FAILURE, non_retryable=True) from error
+        return replace(deal, lead_id=await self._converted_from(deal))
+
+    async def _converted_from(self, deal: DealState) -> str | None:
+        """The lead the deal was converted from: looked up in Zoho the first time the hub sees the deal
+        (a conversion creates the deal, so its first change is the one to look at), then kept."""
+        replicated, lead_id = await known_lead(self._sessions, deal.deal_id)
+        if replicated or deal.created_time is None:
+            return lead_id
+        with external_call():
+            return await self._zoho.converted_lead_of(deal.deal_id, deal.created_time)
 
     @activity.defn
     async def apply_deal_change(self, params: ApplyDealInput) -> ApplyDealResult:

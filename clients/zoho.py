@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -17,6 +17,12 @@ SERVICE = "zoho"
 REFRESH_LEASE = timedelta(seconds=30)
 LEASE_WAIT_SECONDS = 0.25
 TOKEN_QUOTA_BACKOFF_SECONDS = 60.0
+
+# Looking for the lead a deal was converted from: conversions since a little before the deal's creation
+# (clocks differ), in pages of Zoho's largest size, a few at most (conversions are a few a minute).
+CONVERSION_LOOKBACK = timedelta(minutes=10)
+CONVERSION_PAGE_SIZE = 200
+CONVERSION_MAX_PAGES = 5
 
 
 class ZohoClient:
@@ -54,14 +60,54 @@ class ZohoClient:
             code = as_code(results[0].get("code")) or "(no code)"
             raise PermanentError(SERVICE, f"lead update refused: {code}", response.status_code)
 
-    async def _request(self, method: str, path: str, json: Any = None) -> httpx.Response:
+    async def converted_lead_of(self, deal_id: str, created: datetime) -> str | None:
+        """The lead whose conversion created the deal, or None.
+
+        Zoho keeps the link on the lead only (``$converted_detail.deal``), so this lists the leads
+        converted since shortly before the deal was created (``converted=true``, ``If-Modified-Since``),
+        oldest first, a few pages at most.
+        """
+        since = (created - CONVERSION_LOOKBACK).isoformat(timespec="seconds")
+        params = {
+            "converted": "true",
+            "fields": "id,$converted_detail",
+            "sort_by": "Modified_Time",
+            "sort_order": "asc",
+            "per_page": str(CONVERSION_PAGE_SIZE),
+        }
+        for page in range(1, CONVERSION_MAX_PAGES + 1):
+            response = await self._request(
+                "GET", "/Leads", params={**params, "page": str(page)}, headers={"If-Modified-Since": since}
+            )
+            if response.status_code == 204:  # none converted since
+                return None
+            body = response.json()
+            for lead in body.get("data") or []:
+                detail = lead.get("$converted_detail") or {}
+                if str(detail.get("deal") or "") == deal_id:
+                    return str(lead["id"])
+            if not (body.get("info") or {}).get("more_records"):
+                return None
+        return None
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
         url = f"{self._settings.zoho_api_base_url}/crm/{self._settings.zoho_api_version}{path}"
         token = await self.access_token()
-        response = await self._http.request(method, url, json=json, headers=_auth(token))
+        send = {"json": json, "params": params}
+        response = await self._http.request(method, url, **send, headers={**(headers or {}), **_auth(token)})
         if response.status_code == 401:
             # The shared token was revoked or expired early: replace it once, then give up.
             token = await self.access_token(rejected=token)
-            response = await self._http.request(method, url, json=json, headers=_auth(token))
+            response = await self._http.request(
+                method, url, **send, headers={**(headers or {}), **_auth(token)}
+            )
         raise_for_status(SERVICE, response)
         return response
 

@@ -29,6 +29,8 @@ class DealState:
     contact_name: str | None = None
     owner_name: str | None = None
     modified_by: str | None = None
+    created_time: datetime | None = None  # Zoho's Created_Time: where to look for its conversion
+    lead_id: str | None = None  # the lead it was converted from, once looked up (None: none, or unknown)
 
 
 class InvalidDeal(ValueError):
@@ -53,6 +55,8 @@ def deal_from_zoho(record: dict[str, Any]) -> DealState:
             raise ValueError("id is not a record id")
         amount = None if record.get("Amount") is None else Decimal(str(record["Amount"]))
         modified_time = as_utc(datetime.fromisoformat(str(record["Modified_Time"])))
+        created = record.get("Created_Time")
+        created_time = as_utc(datetime.fromisoformat(str(created))) if created else None
         probability = None if probability is None else int(probability)
     except (InvalidOperation, ValueError, TypeError, KeyError) as error:
         raise InvalidDeal(f"deal {record.get('id')!r:.40}: {type(error).__name__} in its fields") from error
@@ -68,4 +72,5 @@ def deal_from_zoho(record: dict[str, Any]) -> DealState:
         contact_name=_name(record.get("Contact_Name")),
         owner_name=_name(record.get("Owner")),
         modified_by=_name(record.get("Modified_By")),
+        created_time=created_time,
     )

@@ -182,6 +182,8 @@ class Opportunity(Base):
     account_name: Mapped[str | None] = mapped_column(String(300), default=None)
     contact_name: Mapped[str | None] = mapped_column(String(300), default=None)
     owner_name: Mapped[str | None] = mapped_column(String(300), default=None)
+    # The Zoho lead it was converted from (its $converted_detail names the deal); None: none found.
+    lead_id: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
     modified_time: Mapped[datetime]  # Zoho's Modified_Time of the state stored here
     updated_at: Mapped[datetime]
 

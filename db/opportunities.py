@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -36,6 +36,10 @@ class OpportunityView(BaseModel):
     account_name: str | None
     contact_name: str | None
     owner_name: str | None
+    lead_id: str | None = Field(
+        default=None,
+        description="the Zoho lead the deal was converted from (its $converted_detail), null when none was",
+    )
     modified_time: datetime
     updated_at: datetime
     stage_history: list[StageChangeView]
@@ -105,6 +109,15 @@ def _copy(state: DealState, row: Opportunity, at: datetime) -> None:
             setattr(row, name, value)
     if state.owner_name is not None:
         row.owner_name = state.owner_name
+    if state.lead_id is not None:  # a link once found stays
+        row.lead_id = state.lead_id
+
+
+async def known_lead(sessions: async_sessionmaker[AsyncSession], deal_id: str) -> tuple[bool, str | None]:
+    """Whether the deal is replicated already, and the lead it was converted from (None: none found)."""
+    async with sessions() as session:
+        row = await session.get(Opportunity, deal_id)
+        return (False, None) if row is None else (True, row.lead_id)
 
 
 def _transitions(changes: Iterable[OpportunityStageChange]) -> list[StageChangeView]:
@@ -147,6 +160,7 @@ async def get_opportunity(sessions: async_sessionmaker[AsyncSession], deal_id: s
         account_name=row.account_name,
         contact_name=row.contact_name,
         owner_name=row.owner_name,
+        lead_id=row.lead_id,
         modified_time=as_utc(row.modified_time),
         updated_at=as_utc(row.updated_at),
         stage_history=history,

@@ -20,6 +20,7 @@ from simulators import (
     vtex_catalog,
     vtex_customers,
     zoho,
+    zoho_conversion,
     zoho_deals,
 )
 from simulators.config import SimulatorConfig
@@ -62,6 +63,8 @@ def create_app(config: SimulatorConfig | None = None, *, clock: Clock = time.mon
         zoho.control_router,
         zoho_deals.router,
         zoho_deals.control_router,
+        zoho_conversion.router,
+        zoho_conversion.control_router,
         vtex.router,
         vtex.control_router,
         vtex_catalog.router,

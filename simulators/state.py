@@ -56,6 +56,8 @@ class ZohoCounters:
     deal_gets: int = 0
     deal_updates: int = 0
     deal_webhooks_sent: int = 0
+    lead_lists: int = 0  # GET /Leads (the list, e.g. of converted leads)
+    conversions: int = 0
 
 
 SEEDED_FIRST_SEQUENCE = 412001

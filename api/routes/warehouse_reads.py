@@ -34,6 +34,8 @@ DEFAULT_DAYS = 30  # the range when the caller names none
 MAX_DAYS = 366  # one call reads at most a year
 DEFAULT_PAGE, MAX_PAGE = 100, 1000  # customers per page of the change feed
 
+UNPROCESSABLE = 422  # Starlette renamed its constant (…_ENTITY to …_CONTENT): the number is stable
+
 
 UNAVAILABLE = "no read token configured, or the warehouse did not answer in time"
 
@@ -79,9 +81,9 @@ def _position(cursor: str) -> tuple[datetime, str]:
         changed_at, customer_id = json.loads(text)
         position = (datetime.fromisoformat(changed_at), str(customer_id))
     except (ValueError, TypeError) as error:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "cursor: not one this API gave") from error
+        raise HTTPException(UNPROCESSABLE, "cursor: not one this API gave") from error
     if position[0].tzinfo is None:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "cursor: not one this API gave")
+        raise HTTPException(UNPROCESSABLE, "cursor: not one this API gave")
     return position
 
 
@@ -129,9 +131,7 @@ async def dealer_performance(
     end = end or today
     start = start or end - timedelta(days=DEFAULT_DAYS - 1)
     if start > end or (end - start).days >= MAX_DAYS:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY, f"from must be on or before to, at most {MAX_DAYS} days"
-        )
+        raise HTTPException(UNPROCESSABLE, f"from must be on or before to, at most {MAX_DAYS} days")
     if not await dealer_known(sessions, dealer_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dealer {dealer_id} in the routing rules")
     return await _answered(reads.dealer_performance(dealer_id, start, end))

@@ -222,3 +222,37 @@ async def test_deal_webhook_needs_secret_and_size_limit(hub: Hub) -> None:
     big = {"deal_id": "1", "note": "x" * (hub.settings.webhook_max_body_bytes + 1)}
     headers = {hub.settings.zoho_webhook_secret_header: "test-webhook-secret"}
     assert (await hub.http.post(url, json=big, headers=headers)).status_code == 413
+
+
+async def test_a_deal_knows_the_lead_it_was_converted_from(hub: Hub) -> None:
+    """Zoho keeps the link on the lead ($converted_detail.deal): the hub finds it when it first
+    replicates the deal, keeps it through later changes, and leaves other deals unlinked."""
+    lead_id = await hub.create_lead(State="SP", City="Campinas")
+    converted = await hub.http.post(
+        f"{hub.sims_url}/_control/zoho/leads/{lead_id}/convert", json={"Stage": "Qualification"}
+    )
+    converted.raise_for_status()
+    assert converted.json()["webhook"]["status_code"] == 202
+    deal = converted.json()["deal"]
+    assert converted.json()["lead"]["$converted_detail"]["deal"] == deal["id"]
+    replicated = await hub.wait_for_modified_time(deal["id"], deal["Modified_Time"])
+    assert replicated["lead_id"] == lead_id
+    lists = (await hub.counters())["zoho"]["lead_lists"]
+
+    # Later changes keep the link without asking Zoho again.
+    moved = await hub.http.post(
+        f"{hub.sims_url}/_control/zoho/deals/{deal['id']}/stage",
+        json={"stage": "Closed Won", "send_webhook": True},
+    )
+    won = await hub.wait_for_modified_time(deal["id"], moved.json()["deal"]["Modified_Time"])
+    assert (won["stage"], won["lead_id"]) == ("Closed Won", lead_id)
+    assert (await hub.counters())["zoho"]["lead_lists"] == lists
+
+    # A deal created in Zoho directly, just after that conversion: no lead.
+    other_id = await hub.create_deal(Deal_Name="Frota 3 Spin", Created_Time=deal["Created_Time"])
+    created = await hub.http.post(
+        f"{hub.sims_url}/_control/zoho/deals/{other_id}/stage",
+        json={"stage": "Needs Analysis", "send_webhook": True},
+    )
+    other = await hub.wait_for_modified_time(other_id, created.json()["deal"]["Modified_Time"])
+    assert other["lead_id"] is None
