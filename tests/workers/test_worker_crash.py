@@ -9,7 +9,7 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
-from tests.hub import environment_of, running_hub, start_worker_process
+from tests.hub import Hub, environment_of, running_hub, start_worker_process
 from tests.support import eventually
 
 
@@ -27,17 +27,10 @@ async def test_killed_worker_delivers_exactly_once(
         env = {**os.environ, **environment_of(hub.settings)}
         log = tmp_path / "worker.log"
         # The dealer answers slowly, so the kill lands while the request is in flight.
-        await hub.fault(target="rest-mg", latency_ms=2000)
-        lead_id = await hub.create_lead(State="MG", City="Betim")
-        assert (await hub.post_webhook(lead_id)).status_code == 202
-
+        lead_id = await send_slow_lead(hub, latency_ms=2000)
         worker = start_worker_process(env, log)
         try:
-
-            async def delivery_in_flight() -> bool:
-                return (await hub.counters())["dealers"].get("rest-mg", {}).get("requests", 0) >= 1
-
-            await eventually(delivery_in_flight, timeout=60)
+            await delivery_in_flight(hub)
             worker.send_signal(signal.SIGKILL)
             worker.wait(timeout=10)
             assert (await hub.lead(lead_id) or {}).get("status") != "delivered"
@@ -72,17 +65,10 @@ async def test_sigterm_lets_the_running_delivery_finish(
     ) as hub:
         env = {**os.environ, **environment_of(hub.settings)}
         log = tmp_path / "worker.log"
-        await hub.fault(target="rest-mg", latency_ms=3000)
-        lead_id = await hub.create_lead(State="MG", City="Betim")
-        assert (await hub.post_webhook(lead_id)).status_code == 202
-
+        lead_id = await send_slow_lead(hub, latency_ms=3000)
         worker = start_worker_process(env, log)
         try:
-
-            async def delivery_in_flight() -> bool:
-                return (await hub.counters())["dealers"].get("rest-mg", {}).get("requests", 0) >= 1
-
-            await eventually(delivery_in_flight, timeout=60)
+            await delivery_in_flight(hub)
             worker.send_signal(signal.SIGTERM)
             # Waited for off the event loop: the simulated dealer answering the delivery runs on it.
             assert await asyncio.to_thread(worker.wait, 30) == 0  # once the delivery finished
@@ -96,3 +82,20 @@ async def test_sigterm_lets_the_running_delivery_finish(
             worker.wait(timeout=10)
         counters = (await hub.counters())["dealers"]["rest-mg"]
         assert (counters["requests"], counters["created"]) == (1, 1)  # finished, never cancelled and retried
+
+
+async def send_slow_lead(hub: Hub, latency_ms: int) -> str:
+    """A lead for the MG dealer, whose CRM takes ``latency_ms`` to answer; its webhook sent."""
+    await hub.fault(target="rest-mg", latency_ms=latency_ms)
+    lead_id = await hub.create_lead(State="MG", City="Betim")
+    assert (await hub.post_webhook(lead_id)).status_code == 202
+    return lead_id
+
+
+async def delivery_in_flight(hub: Hub) -> None:
+    """Until the MG dealer's CRM has the delivery's request."""
+
+    async def started() -> bool:
+        return (await hub.counters())["dealers"].get("rest-mg", {}).get("requests", 0) >= 1
+
+    await eventually(started, timeout=60)

@@ -17,17 +17,9 @@ from core.settings import Settings
 from core.temporal import connect
 from core.tracing import start_tracing, stop_tracing
 from tests.hub import running_hub
+from tests.workflows.test_encryption_at_rest import LEAD
 
-LEAD = {
-    "First_Name": "Rosângela",
-    "Last_Name": "Vasconcellos",
-    "Email": "rosangela.vasconcellos@example.com.br",
-    "Phone": "+55 11 3456-7890",
-    "Mobile": "+55 11 98123-4567",
-    "State": "SP",
-    "City": "Campinas",
-}
-PERSONAL = [LEAD[name] for name in ("First_Name", "Last_Name", "Email", "Phone", "Mobile")]
+PERSONAL = [LEAD[name] for name in ("First_Name", "Last_Name", "Email", "Phone", "Mobile", "CPF")]
 
 
 @pytest.fixture
