@@ -30,7 +30,15 @@ REQUIRED_SECRETS = (
     "vtex_hook_secret",
     "event_signing_secret",
 )
-OPTIONAL_SECRETS = ("zoho_webhook_previous_secret", "vtex_hook_previous_secret", "temporal_api_key")
+# Secrets that may be empty here (the codec server refuses to start without its token itself; SMTP may
+# need no login), but never a placeholder copied from an example.
+OPTIONAL_SECRETS = (
+    "zoho_webhook_previous_secret",
+    "vtex_hook_previous_secret",
+    "temporal_api_key",
+    "codec_server_token",
+    "smtp_password",
+)
 LOCAL_IDENTIFIERS = {"zoho_client_id": "local-client", "vtex_app_key": "vtexappkey-localstore-LOCAL"}
 
 

@@ -43,6 +43,8 @@ def test_a_real_production_configuration_loads() -> None:
         ({"payload_encryption": False}, "payload_encryption is off"),
         ({"metrics_token": ""}, "metrics_token is empty"),
         ({"metrics_token": "local-dev-only-change-me"}, "metrics_token is a local placeholder"),
+        ({"codec_server_token": "change-me"}, "codec_server_token is a local placeholder"),
+        ({"smtp_password": "change-me-smtp"}, "smtp_password is a local placeholder"),
     ],
 )  # fmt: skip
 def test_production_refuses(changes: dict[str, Any], reason: str) -> None:
