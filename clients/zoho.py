@@ -99,15 +99,16 @@ class ZohoClient:
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         url = f"{self._settings.zoho_api_base_url}/crm/{self._settings.zoho_api_version}{path}"
+
+        async def send(token: str) -> httpx.Response:
+            authorized = {**(headers or {}), **_auth(token)}
+            return await self._http.request(method, url, json=json, params=params, headers=authorized)
+
         token = await self.access_token()
-        send = {"json": json, "params": params}
-        response = await self._http.request(method, url, **send, headers={**(headers or {}), **_auth(token)})
+        response = await send(token)
         if response.status_code == 401:
             # The shared token was revoked or expired early: replace it once, then give up.
-            token = await self.access_token(rejected=token)
-            response = await self._http.request(
-                method, url, **send, headers={**(headers or {}), **_auth(token)}
-            )
+            response = await send(await self.access_token(rejected=token))
         raise_for_status(SERVICE, response)
         return response
 
