@@ -7,6 +7,8 @@ from typing import Any
 
 # A dealer's id: in the rules file, in URLs of the dealer webhooks, in metric labels.
 DEALER_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
+# Reserved: gold.dealer_performance's rows of won deals whose lead no dealer holds; no dealer takes it.
+UNLINKED_DEALER = "unlinked"
 
 
 @dataclass(frozen=True)

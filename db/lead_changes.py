@@ -9,16 +9,24 @@ and the next page starts after it (keyset paging: no row is read twice or skippe
 - ``feedback``: a status a dealer reported (``dealer_feedback``), by the time the hub received it;
 - ``delivery``: the current delivery of a lead, by its latest change (claimed, delivered, reported);
 - ``withdrawal``: a delivery the lead lost (withdrawn, then its CRM's answer);
-- ``release``: a delivery taken back without an SLA miss (a refused claim, support's (re)assignment).
+- ``release``: a delivery taken back without an SLA miss (a refused claim, support's (re)assignment);
 
-Only ids, places, models, dealers, times and statuses leave here: no name, e-mail or phone of a lead.
+and two of the deals that follow, from the central database (``DEAL_KINDS``):
+
+- ``deal``: each state of a deal the hub made current (``opportunities``, by when it did), with the lead
+  it was converted from;
+- ``deal_stage``: each stage a deal went through (``opportunity_stage_changes``, by when the hub
+  recorded it: a late change lies in the past).
+
+Only ids, places, models, dealers, times, statuses, stages and amounts leave here: no name, e-mail or
+phone of a lead, and of a deal neither its name, account nor contact (its owner, a salesperson, stays).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, or_, select
@@ -32,12 +40,15 @@ from db.models import (
     DeliveryRelease,
     Lead,
     LeadStatusChange,
+    Opportunity,
+    OpportunityStageChange,
     Withdrawal,
 )
 from db.routing import accept_by
 
 T = TypeVar("T")
 KINDS = ("status", "feedback", "delivery", "withdrawal", "release")
+DEAL_KINDS = ("deal", "deal_stage")  # landed after KINDS, by runs that know them (a patch)
 
 
 @dataclass(frozen=True)
@@ -80,6 +91,10 @@ async def changes(
             return await _withdrawals(session, since, until, after, limit)
         if kind == "release":
             return await _releases(session, since, until, after, limit)
+        if kind == "deal":
+            return await _deals(session, since, until, after, limit)
+        if kind == "deal_stage":
+            return await _deal_stages(session, since, until, after, limit)
     raise ValueError(f"unknown kind of lead change: {kind}")
 
 
@@ -250,3 +265,57 @@ async def _releases(
         )
         for row in rows
     ]
+
+
+async def _deals(
+    session: AsyncSession, since: datetime | None, until: datetime, after: Cursor | None, limit: int
+) -> list[Change]:
+    deal = Opportunity
+    rows = await session.scalars(
+        select(deal)
+        .where(_window(deal.updated_at, deal.deal_id, since, until, after))
+        .order_by(deal.updated_at, deal.deal_id)
+        .limit(limit)
+    )
+    return [
+        Change(
+            "deal",
+            as_utc(row.updated_at),
+            row.deal_id,
+            {
+                "deal_id": row.deal_id,
+                "lead_id": row.lead_id,
+                "stage": row.stage,
+                "amount_cents": None if row.amount is None else int(row.amount * 100),
+                "closing_date": _date(row.closing_date),
+                "probability": row.probability,
+                "owner": row.owner_name,
+                "modified_at": as_utc(row.modified_time),
+            },
+        )
+        for row in rows
+    ]
+
+
+async def _deal_stages(
+    session: AsyncSession, since: datetime | None, until: datetime, after: Cursor | None, limit: int
+) -> list[Change]:
+    change = OpportunityStageChange
+    rows = await _by_id(session, select(change), change.recorded_at, change.id, since, until, after, limit)
+    return [
+        Change(
+            "deal_stage",
+            as_utc(row.recorded_at),
+            str(row.id),
+            {"deal_id": row.deal_id, "stage": row.stage, "changed_at": as_utc(row.changed_at)},
+        )
+        for row in rows
+    ]
+
+
+def _date(text: str | None) -> date | None:
+    """Zoho's ``YYYY-MM-DD``; None for anything else (the warehouse column is a DATE)."""
+    try:
+        return date.fromisoformat(text) if text else None
+    except ValueError:
+        return None

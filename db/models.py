@@ -202,7 +202,8 @@ class OpportunityStageChange(Base):
     deal_id: Mapped[str] = mapped_column(ForeignKey("opportunities.deal_id"), index=True)
     stage: Mapped[str] = mapped_column(String(100))
     changed_by: Mapped[str | None] = mapped_column(String(300), default=None)
-    changed_at: Mapped[datetime]
+    changed_at: Mapped[datetime]  # Zoho's Modified_Time: a late change may lie far in the past
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)  # by the hub's clock
 
 
 class SyncWatermark(Base):

@@ -64,14 +64,14 @@ async def apply_change(
             row = Opportunity(deal_id=state.deal_id, modified_time=state.modified_time, updated_at=at)
             session.add(row)
             await session.flush()  # the stage history refers to this row
-        recorded = state.stage is not None and await _record_stage(session, state)
+        recorded = state.stage is not None and await _record_stage(session, state, at)
         if not newest:
             return "stale" if recorded else "repeated"
         _copy(state, row, at)
     return "applied"
 
 
-async def _record_stage(session: AsyncSession, state: DealState) -> bool:
+async def _record_stage(session: AsyncSession, state: DealState, at: datetime) -> bool:
     known = await session.scalar(
         select(OpportunityStageChange.id).where(
             OpportunityStageChange.deal_id == state.deal_id,
@@ -86,6 +86,7 @@ async def _record_stage(session: AsyncSession, state: DealState) -> bool:
             stage=state.stage,
             changed_by=state.modified_by,
             changed_at=state.modified_time,
+            recorded_at=at,
         )
     )
     return True

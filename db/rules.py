@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.business_hours import from_config
-from core.dealers import DEALER_ID_PATTERN
+from core.dealers import DEALER_ID_PATTERN, UNLINKED_DEALER
 from db.models import Dealer
 
 DealerId = Annotated[str, StringConstraints(pattern=DEALER_ID_PATTERN)]
@@ -98,6 +98,13 @@ class DealerEntry(BaseModel):
         min_length=1,
         description='target field -> Zoho lead field; a value starting with "=" is a literal',
     )
+
+    @field_validator("id")
+    @classmethod
+    def _not_reserved(cls, dealer_id: str) -> str:
+        if dealer_id == UNLINKED_DEALER:
+            raise ValueError(f"{UNLINKED_DEALER!r} is reserved: the warehouse's deals without a dealer")
+        return dealer_id
 
     @field_validator("sla")
     @classmethod

@@ -1,17 +1,25 @@
 """Bronze records of the lead flow: each change of the portal database becomes one version, keyed so that
 landing the same change again adds nothing.
 
-The payload holds exactly the typed columns: ids, places, models, dealers, times and statuses. The
-portal database is the system of record; nothing personal about a lead (name, e-mail, phone) is in it.
+The payload holds exactly the typed columns: ids, places, models, dealers, times and statuses, and of
+deals their stage, amount and owner. The portal and central databases are the systems of record; nothing
+personal about a lead (name, e-mail, phone) is in them, nor a deal's name, account or contact.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from warehouse.landing import BronzeRecord
-from warehouse.tables import DEALER_FEEDBACK, LEAD_DELIVERIES, LEAD_STATUS_CHANGES, TYPED_COLUMNS
+from warehouse.tables import (
+    DEAL_STAGE_CHANGES,
+    DEALER_FEEDBACK,
+    DEALS,
+    LEAD_DELIVERIES,
+    LEAD_STATUS_CHANGES,
+    TYPED_COLUMNS,
+)
 
 SOURCE = "portal"
 # Each kind of change (db.lead_changes) and the bronze table it lands in.
@@ -21,6 +29,8 @@ TABLE_OF_KIND = {
     "delivery": LEAD_DELIVERIES,
     "withdrawal": LEAD_DELIVERIES,
     "release": LEAD_DELIVERIES,
+    "deal": DEALS,
+    "deal_stage": DEAL_STAGE_CHANGES,
 }
 
 
@@ -39,6 +49,11 @@ def lead_record(kind: str, fields: dict[str, Any], recorded_at: datetime) -> Bro
         entity_id = str(fields["lead_id"])  # one row per (lead, dealer, status)
         key = f"{entity_id}:{fields['dealer_id']}:{fields['status']}"
         changed = fields["received_at"]
+    elif table in (DEALS, DEAL_STAGE_CHANGES):
+        # A deal's state, and a stage move, are each named by Zoho's Modified_Time (one per deal).
+        entity_id = str(fields["deal_id"])
+        changed = fields["modified_at"] if table == DEALS else fields["changed_at"]
+        key = f"{entity_id}:{changed.isoformat()}"
     else:
         # A delivery changes in place (claimed, delivered, reported), then ends (withdrawn, released):
         # each state is a version, named by when the portal recorded it.
@@ -56,4 +71,4 @@ def lead_record(kind: str, fields: dict[str, Any], recorded_at: datetime) -> Bro
 
 
 def _plain(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime) else value
+    return value.isoformat() if isinstance(value, date | datetime) else value

@@ -104,6 +104,8 @@ async def read_dealer_performance(
         accepted_within_sla=sum(day.accepted_within_sla for day in days),
         rerouted_away=sum(day.rerouted_away for day in days),
         leads_sold=sum(day.leads_sold for day in days),
+        deals_won=sum(day.deals_won for day in days),
+        won_amount=sum((day.won_amount for day in days), Decimal(0)),
     )
 
 

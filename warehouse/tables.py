@@ -16,6 +16,9 @@ QUARANTINE = "quarantine"  # records that failed validation, with the reason
 LEAD_STATUS_CHANGES = "lead_status_changes"  # one row per status a lead went through
 LEAD_DELIVERIES = "lead_deliveries"  # one row per version of a lead's delivery to one dealer
 DEALER_FEEDBACK = "dealer_feedback"  # one row per status a dealer reported for a lead
+# ... and the deals that follow, from the central database (no deal name, account or contact):
+DEALS = "deals"  # one row per state of a deal the hub made current
+DEAL_STAGE_CHANGES = "deal_stage_changes"  # one row per stage a deal went through
 
 # Ingestion metadata every bronze row carries; ``payload`` is the source's JSON, untouched.
 BRONZE_SCHEMA = (
@@ -92,6 +95,21 @@ TYPED_COLUMNS: dict[str, tuple[SchemaField, ...]] = {
         SchemaField("reported_at", "TIMESTAMP", description="when the dealer says it happened"),
         SchemaField("received_at", "TIMESTAMP", description="when the hub received the report"),
         SchemaField("outcome", "STRING", description="applied, older or late (the dealer had lost the lead)"),
+    ),
+    DEALS: (
+        SchemaField("deal_id", "STRING", description="the Zoho deal id"),
+        SchemaField("lead_id", "STRING", description="the Zoho lead it was converted from; null: none found"),
+        SchemaField("stage", "STRING", description="the deal's stage in this state"),
+        SchemaField("amount_cents", "INT64", description="Amount, in cents"),
+        SchemaField("closing_date", "DATE", description="Closing_Date"),
+        SchemaField("probability", "INT64", description="Probability, in percent"),
+        SchemaField("owner", "STRING", description="the deal's owner (a salesperson) in Zoho"),
+        SchemaField("modified_at", "TIMESTAMP", description="Zoho's Modified_Time of this state"),
+    ),
+    DEAL_STAGE_CHANGES: (
+        SchemaField("deal_id", "STRING", description="the Zoho deal id"),
+        SchemaField("stage", "STRING", description="the stage the deal moved to"),
+        SchemaField("changed_at", "TIMESTAMP", description="Zoho's Modified_Time of the move"),
     ),
 }
 

@@ -113,10 +113,17 @@ class DealerDay(BaseModel):
     rerouted_away: int = Field(description="withdrawn from the dealer after its SLA passed")
     leads_sold: int = Field(description="the dealer reported sold")
     conversion: float | None = Field(description="leads_sold / leads_received")
+    # Defaults: a table built before deals reached the warehouse has none of these yet.
+    deals_won: int = Field(default=0, description="deals won in Zoho from the leads it got that day")
+    won_amount: Decimal = Field(default=Decimal(0), description="the sum of those deals' Amount")
+    deal_conversion: float | None = Field(default=None, description="deals_won / leads_received")
 
 
 class DealerPerformance(BaseModel):
-    """A dealer's figures per day over a range of days, and their totals."""
+    """A dealer's figures per day over a range of days, and their totals.
+
+    The dealer id ``unlinked`` holds the deals won that no dealer holds the lead of, by the day won.
+    """
 
     dealer_id: str
     start: date = Field(description="the first day, inclusive")
@@ -126,6 +133,8 @@ class DealerPerformance(BaseModel):
     accepted_within_sla: int
     rerouted_away: int
     leads_sold: int
+    deals_won: int
+    won_amount: Decimal
 
 
 class WarehouseReads(Protocol):

@@ -1,6 +1,7 @@
 """LeadWarehouseSyncWorkflow: the lead flow's changes in the portal database, landed once in bronze.
 
-Started by the Schedule ``lead-warehouse-sync`` (every minute by default), on the warehouse role. Why a
+Started by the Schedule ``lead-warehouse-sync`` (every minute by default), on the warehouse role. It
+lands the lead flow's records and the deals that follow them (``db.lead_changes``). Why a
 sync of the database rather than rows handed over by the lead flows: the portal database is the system
 of record, written in the same transaction as each decision (a claim, a withdrawal, a dealer's report),
 so a sync reading committed rows sees every change, including those made by support, by runs that ended
@@ -27,10 +28,13 @@ with workflow.unsafe.imports_passed_through():
     from activities.lead_warehouse import LeadChangesPageInput, LeadWarehouseActivities
     from activities.watermarks import AdvanceWatermarkInput, WatermarkActivities, WatermarkInput
     from core.constants import DBT_TASK_QUEUE, PROGRESS_QUERY
-    from db.lead_changes import KINDS
+    from db.lead_changes import DEAL_KINDS, KINDS
     from warehouse.streams import StreamCursor
 
 WATERMARK = "portal-leads"
+# Runs from this patch on land the deals too, after the lead flow's kinds; a run begun before it ends
+# where it would have.
+DEALS_PATCH = "lead-sync-lands-deals"
 PAGE_TIMEOUT = timedelta(minutes=5)
 DATABASE_TIMEOUT = timedelta(seconds=30)
 
@@ -153,5 +157,6 @@ class LeadWarehouseSyncWorkflow:
 
 def _after(kind: str) -> str | None:
     """The kind landed after ``kind``; None after the last."""
-    following = KINDS[KINDS.index(kind) + 1 :]
+    kinds = KINDS + DEAL_KINDS if workflow.patched(DEALS_PATCH) else KINDS
+    following = kinds[kinds.index(kind) + 1 :]
     return following[0] if following else None

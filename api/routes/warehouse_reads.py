@@ -16,7 +16,7 @@ from pydantic import AwareDatetime
 from api.body import errors, read_errors
 from api.deps import ReadTokenDep, SessionsDep, SettingsDep, WarehouseReadsDep
 from api.openapi import READ_TOKEN, security
-from core.dealers import DEALER_ID_PATTERN
+from core.dealers import DEALER_ID_PATTERN, UNLINKED_DEALER
 from core.timeutil import utcnow
 from db.routing import dealer_known
 from warehouse.errors import WarehouseUnavailable
@@ -125,14 +125,15 @@ async def dealer_performance(
     start: Annotated[date | None, Query(alias="from", description="first day, inclusive")] = None,
     end: Annotated[date | None, Query(alias="to", description="last day, inclusive (default: today)")] = None,
 ) -> DealerPerformance:
-    """The dealer's leads per day: received, taken within its SLA, time to accept, re-routed away, sold.
-    Without ``from``, the 30 days up to ``to``."""
+    """The dealer's leads per day: received, taken within its SLA, time to accept, re-routed away, sold,
+    and the deals won from them. Without ``from``, the 30 days up to ``to``. The dealer id ``unlinked``
+    gives the deals won whose lead no dealer holds, by the day each was won."""
     today = utcnow().astimezone(ZoneInfo(settings.business_timezone)).date()
     end = end or today
     start = start or end - timedelta(days=DEFAULT_DAYS - 1)
     if start > end or (end - start).days >= MAX_DAYS:
         raise HTTPException(UNPROCESSABLE, f"from must be on or before to, at most {MAX_DAYS} days")
-    if not await dealer_known(sessions, dealer_id):
+    if dealer_id != UNLINKED_DEALER and not await dealer_known(sessions, dealer_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dealer {dealer_id} in the routing rules")
     return await _answered(reads.dealer_performance(dealer_id, start, end))
 

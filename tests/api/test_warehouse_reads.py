@@ -92,13 +92,15 @@ async def test_dealer_performance_reads_a_range_of_gold_days(
             table = warehouse.table_id(warehouse.layers.gold, "dealer_performance")
             columns = (
                 "dealer_id, day, leads_received, leads_accepted, leads_with_sla, accepted_within_sla,"
-                " median_minutes_to_accept, p90_minutes_to_accept, rerouted_away, leads_sold, conversion"
+                " median_minutes_to_accept, p90_minutes_to_accept, rerouted_away, leads_sold, conversion,"
+                " deals_won, won_amount, deal_conversion"
             )
-            none = "cast(null as float64)"
+            none, won = "cast(null as float64)", "numeric '150000.50'"
             rows = [
-                "'soap-rj', date '2026-11-30', 4, 3, 4, 2, 12.5, 40.0, 1, 1, 0.25",
-                f"'soap-rj', date '2026-12-01', 2, 0, 2, 0, {none}, {none}, 2, 0, 0.0",
-                "'rest-sp', date '2026-12-01', 9, 9, 9, 9, 1.0, 2.0, 0, 3, 0.3333",
+                f"'soap-rj', date '2026-11-30', 4, 3, 4, 2, 12.5, 40.0, 1, 1, 0.25, 1, {won}, 0.25",
+                f"'soap-rj', date '2026-12-01', 2, 0, 2, 0, {none}, {none}, 2, 0, 0.0, 0, numeric '0', 0.0",
+                "'rest-sp', date '2026-12-01', 9, 9, 9, 9, 1.0, 2.0, 0, 3, 0.3333, 0, numeric '0', 0.0",
+                f"'unlinked', date '2026-12-01', 0, 0, 0, 0, {none}, {none}, 0, 0, {none}, 2, 9, {none}",
             ]
             names = columns.split(", ")
             selects = " union all ".join(
@@ -118,6 +120,14 @@ async def test_dealer_performance_reads_a_range_of_gold_days(
         assert body["days"][0]["median_minutes_to_accept"] == 12.5
         assert body["days"][1]["median_minutes_to_accept"] is None  # nothing taken that day
         assert (body["leads_received"], body["accepted_within_sla"], body["rerouted_away"]) == (6, 2, 3)
+        assert (body["deals_won"], body["days"][0]["deal_conversion"]) == (1, 0.25)
+        assert Decimal(body["won_amount"]) == Decimal("150000.50")
+        # The won deals no dealer holds the lead of: no dealer in the rules, yet readable.
+        unlinked = await hub.http.get(
+            f"{hub.api_url}/v1/dealers/unlinked/performance", params={"from": "2026-12-01"}, headers=AUTH
+        )
+        assert unlinked.status_code == 200, unlinked.text
+        assert [(day["day"], day["deals_won"]) for day in unlinked.json()["days"]] == [("2026-12-01", 2)]
         one_day = await hub.http.get(url, params={"from": "2026-12-01", "to": "2026-12-01"}, headers=AUTH)
         assert [day["day"] for day in one_day.json()["days"]] == ["2026-12-01"]
 

@@ -3,16 +3,20 @@ order the portal recorded them (a dealer's report carrying an old time is still 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.constants import LeadStatus
+from core.deals import DealState
 from core.timeutil import utcnow
 from db import deliveries, lead_changes
 from db.lead_status import record_status
 from db.models import LeadStatusChange
+from db.opportunities import apply_change
 from db.routing import LeadProfile
 from db.rules import RulesFile, apply_rules
 from tests.db.test_rules_and_routing import dealer
@@ -104,3 +108,27 @@ async def test_a_delivery_support_moves_elsewhere_ends_in_the_changes(
     [current] = await lead_changes.changes(sessions, "delivery", None, until, None, 10)
     assert (current.fields["dealer_id"], current.fields["status"]) == (other, "claimed")
     assert current.fields["routing_reason"] == "reassigned by ana: closer"
+
+
+async def test_a_late_deal_move_is_read_in_the_window_that_recorded_it(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Deals are read by when the hub recorded them: a stage move Zoho made hours ago, arriving now,
+    is in the next window; a deal's state carries its lead and amount, never its name or contact."""
+    won_at = utcnow() - timedelta(minutes=5)
+    deal = DealState(
+        "5725767000000990001", won_at, stage="Closed Won", amount=Decimal("1234.56"), deal_name="Frota Ana",
+        contact_name="Ana Souza", owner_name="Bruno Lima", closing_date="2026-12-20", lead_id="l-1",
+    )  # fmt: skip
+    await apply_change(sessions, deal, utcnow())
+    first_until = utcnow()
+    [state] = await lead_changes.changes(sessions, "deal", None, first_until, None, 10)
+    assert state.fields == {
+        "deal_id": deal.deal_id, "lead_id": "l-1", "stage": "Closed Won", "amount_cents": 123456,
+        "closing_date": date(2026, 12, 20), "probability": None, "owner": "Bruno Lima", "modified_at": won_at,
+    }  # fmt: skip
+    late = replace(deal, modified_time=won_at - timedelta(hours=3), stage="Negotiation/Review")
+    assert await apply_change(sessions, late, utcnow()) == "stale"
+    assert await lead_changes.changes(sessions, "deal", first_until, utcnow(), None, 10) == []  # still won
+    [move] = await lead_changes.changes(sessions, "deal_stage", first_until, utcnow(), None, 10)
+    assert (move.fields["stage"], move.fields["changed_at"]) == ("Negotiation/Review", late.modified_time)

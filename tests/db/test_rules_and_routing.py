@@ -192,6 +192,9 @@ def test_invalid_files_are_refused(tmp_path: Path) -> None:
     bad.write_text(yaml.safe_dump({"dealers": [entry]}))
     with pytest.raises(ValidationError, match=r"crm\.kind"):
         parse_rules(bad)
+    bad.write_text(yaml.safe_dump({"dealers": [dealer("unlinked")]}))
+    with pytest.raises(ValidationError, match="reserved"):  # the warehouse's deals without a dealer
+        parse_rules(bad)
 
 
 def test_cli_loads_and_reports_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

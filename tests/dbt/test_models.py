@@ -76,7 +76,7 @@ async def test_build_passes_and_gold_matches_a_hand_computation(
     await warehouse.quarantine([refused.value.quarantine])
     summary = await dbt_build(settings, tmp_path)
     assert summary.success, summary.failures
-    assert (summary.models_built, summary.models_failed, summary.tests_failed) == (14, 0, 0)
+    assert (summary.models_built, summary.models_failed, summary.tests_failed) == (16, 0, 0)
     assert summary.tests_passed >= 25  # keys, relationships, accepted values, and the unit tests
     assert sorted(warning.split(":")[0] for warning in summary.warnings) == [
         "not_null_skus_base_price",
@@ -111,7 +111,7 @@ async def test_build_passes_and_gold_matches_a_hand_computation(
     assert await snapshot(warehouse) == built
     # The 30-second path: silver and customer_360, no tests (they run in the hourly full build).
     fast = await dbt_build(settings, tmp_path, fast=True)
-    assert (fast.success, fast.models_built, fast.tests_passed + fast.tests_warned) == (True, 10, 0)
+    assert (fast.success, fast.models_built, fast.tests_passed + fast.tests_warned) == (True, 12, 0)
     assert await snapshot(warehouse) == built
     # What ran would mean the same on BigQuery: no emulator leniency in the compiled SQL.
     assert compiled_violations(tmp_path / "target") == {}

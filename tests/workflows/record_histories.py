@@ -254,6 +254,33 @@ async def test_record_lead_warehouse_sync(hub: Hub) -> None:
     await save(hub.client, handle.id, "lead_warehouse_sync")
 
 
+async def test_record_lead_warehouse_sync_deals(hub: Hub) -> None:
+    """A delivered lead converted to a deal that was won: the lead's changes, then the deal's (the
+    deals patch), in pages of two, then the watermark and a build request."""
+    lead_id = await hub.create_lead(State="SP", City="São Paulo")
+    await hub.post_webhook(lead_id)
+    await hub.handle(lead_id).result()
+    converted = await hub.http.post(
+        f"{hub.sims_url}/_control/zoho/leads/{lead_id}/convert", json={"Stage": "Qualification"}
+    )
+    deal = converted.raise_for_status().json()["deal"]
+    await hub.wait_for_modified_time(deal["id"], deal["Modified_Time"])
+    moved = await hub.http.post(
+        f"{hub.sims_url}/_control/zoho/deals/{deal['id']}/stage",
+        json={"stage": "Closed Won", "send_webhook": True},
+    )
+    await hub.wait_for_modified_time(deal["id"], moved.raise_for_status().json()["deal"]["Modified_Time"])
+    handle = await hub.client.start_workflow(
+        LeadWarehouseSyncWorkflow.run,
+        LeadSyncInput(page_size=2, build_task_queue=hub.settings.dbt_task_queue),
+        id=f"lead-warehouse-sync-{uuid.uuid4().hex[:8]}",
+        task_queue=hub.settings.vtex_orders_task_queue,
+    )
+    result = await handle.result()
+    assert result.read["deal"] == 1 and result.read["deal_stage"] == 2
+    await save(hub.client, handle.id, "lead_warehouse_sync_deals")
+
+
 async def test_record_feed_reconcile(hub: Hub) -> None:
     """Hooks that were lost, found in Feed v3 and handed to the order's workflow."""
     order_id = await hub.create_order()

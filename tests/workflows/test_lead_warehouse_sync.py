@@ -5,7 +5,8 @@ on the emulator, and dbt's gold against a recomputation from the portal database
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,18 +19,36 @@ from temporalio.worker import Worker
 from activities.lead_warehouse import LeadWarehouseActivities
 from activities.watermarks import WatermarkActivities
 from contracts.dbt_build import BuildRequest
+from core.deals import DealState
 from core.settings import Settings
 from core.timeutil import as_utc
 from db.engine import create_engine, session_factory
-from db.models import Delivery, DeliveryRelease, Lead, LeadStatusChange, SyncWatermark, Withdrawal
+from db.models import (
+    Delivery,
+    DeliveryRelease,
+    Lead,
+    LeadStatusChange,
+    Opportunity,
+    OpportunityStageChange,
+    SyncWatermark,
+    Withdrawal,
+)
+from db.opportunities import apply_change
 from tests.dbt.test_models import dbt_build
 from tests.hub import Hub
 from tests.workflows.test_dealer_sla import SLA, at_dealer, dealer_reports, sla_hub, zoho_lead
 from warehouse.landing import Warehouse
-from warehouse.tables import DEALER_FEEDBACK, LEAD_DELIVERIES, LEAD_STATUS_CHANGES, every_partition
+from warehouse.tables import (
+    DEAL_STAGE_CHANGES,
+    DEALER_FEEDBACK,
+    DEALS,
+    LEAD_DELIVERIES,
+    LEAD_STATUS_CHANGES,
+    every_partition,
+)
 from workflows.lead_warehouse_sync import LeadSyncInput, LeadSyncResult, LeadWarehouseSyncWorkflow
 
-LEAD_TABLES = (LEAD_STATUS_CHANGES, LEAD_DELIVERIES, DEALER_FEEDBACK)
+LEAD_TABLES = (LEAD_STATUS_CHANGES, LEAD_DELIVERIES, DEALER_FEEDBACK, DEALS, DEAL_STAGE_CHANGES)
 BRT = ZoneInfo("America/Sao_Paulo")
 TOOK = {"accepted", "contacted", "qualified", "sold"}
 FUNNEL = {"received": 0, "delivered": 1, "accepted": 2, "contacted": 3, "qualified": 4, "sold": 5}
@@ -63,6 +82,33 @@ async def run_leads(hub: Hub, env: WorkflowEnvironment) -> list[str]:
     [sold] = [change for change in history if change["status"] == "sold"]
     assert datetime.fromisoformat(sold["at"]) == now
     return [in_time, missed, lost]
+
+
+async def make_deals(database_url: str, lead_ids: list[str]) -> None:
+    """Deals as the opportunity flow stores them in the central database: the sold lead's deal won after
+    a move, the re-routed lead's lost, one created in Zoho directly and won (unlinked), one converted
+    from a lead the hub never saw (unlinked too), and a late move that arrives after a newer one."""
+    sold, rerouted, _ = lead_ids
+    start = datetime(2026, 12, 1, 12, tzinfo=BRT)
+    moves = [
+        ("k-1", sold, "Qualification", None, 0, "Ana Souza"),
+        ("k-1", sold, "Closed Won", Decimal("150000.50"), 50, "Ana Souza"),
+        ("k-2", rerouted, "Closed Lost", Decimal("90000"), 55, "Bruno Lima"),
+        ("k-3", None, "Closed Won", Decimal("80000"), 60, "Caio Reis"),
+        ("k-4", "5725767000999999999", "Closed Won", None, 70, None),
+        ("k-1", sold, "Negotiation/Review", None, 40, "Ana Souza"),  # late: before the win, stale
+    ]
+    engine = create_engine(database_url)
+    sessions = session_factory(engine)
+    try:
+        for deal_id, lead_id, stage, amount, hours, owner in moves:
+            state = DealState(
+                deal_id, start + timedelta(hours=hours), stage=stage, amount=amount, owner_name=owner,
+                deal_name=f"{deal_id} Onix", contact_name="Maria Clara", lead_id=lead_id,
+            )  # fmt: skip
+            await apply_change(sessions, state, datetime.now(UTC))
+    finally:
+        await engine.dispose()
 
 
 async def sync_once(env: WorkflowEnvironment, settings: Settings, warehouse: Warehouse) -> LeadSyncResult:
@@ -121,6 +167,7 @@ async def test_leads_land_once_without_personal_data_and_gold_equals_a_recomputa
     async with sla_hub(skipping_env, sqlite_url, task_queue) as hub:
         lead_ids = await run_leads(hub, skipping_env)
         people = [await zoho_lead(hub, lead_id) for lead_id in lead_ids]
+    await make_deals(sqlite_url, lead_ids)
     settings = Settings(
         environment="test", bigquery_timeout_seconds=10, database_url=sqlite_url, **warehouse_settings
     )
@@ -131,6 +178,7 @@ async def test_leads_land_once_without_personal_data_and_gold_equals_a_recomputa
         assert first.landed == sum(rows for rows, _ in landed.values()) > 0
         assert all(rows == keys for rows, keys in landed.values()), landed
         assert first.read["status"] > 3  # pages of 3: the status changes took several
+        assert (first.read["deal"], first.read["deal_stage"]) == (4, 6)
 
         # The same changes landed again (the watermark forgotten: the whole history read) add nothing.
         engine = create_engine(sqlite_url)
@@ -157,7 +205,7 @@ async def assert_no_personal_data(warehouse: Warehouse, people: list[dict[str, A
         for person in people
         for field in ("First_Name", "Last_Name", "Email", "Mobile", "Phone")
         if person.get(field)
-    }
+    } | {"Maria Clara", "k-1 Onix"}  # a deal's contact and name
     assert personal
     for table in LEAD_TABLES:
         rows = await warehouse.query(
@@ -187,6 +235,8 @@ async def recompute(sessions: Any) -> tuple[list[dict[str, Any]], list[dict[str,
         lost = (await session.scalars(select(Withdrawal))).all()
         released = (await session.scalars(select(DeliveryRelease))).all()
         profiles = {lead_id: profile for lead_id, profile in await _profiles(session)}
+        deals = (await session.scalars(select(Opportunity))).all()
+        moves = (await session.scalars(select(OpportunityStageChange))).all()
     taken: dict[tuple[str, str], datetime] = {}
     sold = set()
     for change in changes:
@@ -204,10 +254,23 @@ async def recompute(sessions: Any) -> tuple[list[dict[str, Any]], list[dict[str,
         per_day[(dealer_id, day)].append(
             (withdrawn, taken.get((lead_id, dealer_id)), as_utc(delivered), (lead_id, dealer_id) in sold)
         )
+    # A won deal counts for the dealer holding its lead, on the day that dealer got it; else unlinked.
+    holders = {(d.lead_id): (d.dealer_id, d.delivered_at) for d in current if d.status == "delivered"}
+    won_by: dict[tuple[str, Any], list[Decimal]] = defaultdict(list)
+    for deal in (deal for deal in deals if deal.stage == "Closed Won"):
+        amount = deal.amount if deal.amount is not None else Decimal(0)
+        if deal.lead_id in holders:
+            dealer_id, delivered = holders[deal.lead_id]
+            won_by[(dealer_id, as_utc(delivered).astimezone(BRT).date())].append(amount)
+            continue
+        won = [as_utc(m.changed_at) for m in moves if m.deal_id == deal.deal_id and m.stage == "Closed Won"]
+        won_at = min(won) if won else as_utc(deal.modified_time)
+        won_by[("unlinked", won_at.astimezone(BRT).date())].append(amount)
     dealers = []
     for (dealer_id, day), rows in sorted(per_day.items()):
         minutes = sorted(max((t - d).total_seconds(), 0) / 60 for _, t, d, _ in rows if t is not None)
         within = sum(1 for _, t, d, _ in rows if t is not None and t <= d + SLA)  # every dealer: 30 min
+        won_deals = won_by.pop((dealer_id, day), [])
         dealers.append({
             "dealer_id": dealer_id, "day": day, "leads_received": len(rows),
             "leads_accepted": len(minutes), "leads_with_sla": len(rows), "accepted_within_sla": within,
@@ -215,7 +278,18 @@ async def recompute(sessions: Any) -> tuple[list[dict[str, Any]], list[dict[str,
             "p90_minutes_to_accept": _quantile(minutes, 0.9),
             "rerouted_away": sum(1 for w, *_ in rows if w), "leads_sold": sum(1 for *_, s in rows if s),
             "conversion": round(sum(1 for *_, s in rows if s) / len(rows), 4),
+            "deals_won": len(won_deals), "won_amount": sum(won_deals, Decimal(0)),
+            "deal_conversion": round(len(won_deals) / len(rows), 4),
         })  # fmt: skip
+    for (dealer_id, day), won_deals in won_by.items():
+        assert dealer_id == "unlinked", "a holder's deal on a day it got no lead"
+        dealers.append({
+            "dealer_id": dealer_id, "day": day, "leads_received": 0, "leads_accepted": 0,
+            "leads_with_sla": 0, "accepted_within_sla": 0, "median_minutes_to_accept": None,
+            "p90_minutes_to_accept": None, "rerouted_away": 0, "leads_sold": 0, "conversion": None,
+            "deals_won": len(won_deals), "won_amount": sum(won_deals, Decimal(0)), "deal_conversion": None,
+        })  # fmt: skip
+    dealers.sort(key=lambda row: (row["dealer_id"], row["day"]))
     furthest: dict[str, int] = {}
     received: dict[str, datetime] = {}
     for change in changes:
