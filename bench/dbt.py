@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import subprocess
@@ -38,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx
 from google.cloud.bigquery import ScalarQueryParameter
 
+from bench.lead_history import LeadHistory
 from contracts.dbt_build import DbtBuildSummary
 from core.settings import Settings
 from core.vtex import change_time
@@ -47,6 +49,7 @@ from simulators.vtex_store import Catalog, CatalogChanges, GeneratedStore, gener
 from warehouse.dbt import build_command, dbt_environment, parse_summary
 from warehouse.errors import WarehouseUnavailable
 from warehouse.landing import BronzeRecord, Warehouse
+from warehouse.leads import TABLE_OF_KIND
 from warehouse.streams import StreamCursor
 from warehouse.tables import VTEX_CUSTOMERS, VTEX_ORDERS, VTEX_SKUS
 from warehouse.vtex_catalog import sku_version
@@ -55,8 +58,12 @@ from warehouse.vtex_orders import order_version
 
 PAGE = 2_000  # records per exactly-once append
 LIFECYCLE = ["payment-pending", "payment-approved", "ready-for-handling", "handling", "invoiced"]
-MODELS = {"silver": ["orders", "order_items", "order_events", "skus", "customers"],
-          "gold": ["customer_360", "daily_sales", "product_performance"]}  # fmt: skip
+MODELS = {"silver": ["orders", "order_items", "order_events", "skus", "customers", "lead_status_changes",
+                     "lead_deliveries", "deals", "deal_stage_changes"],
+          "gold": ["customer_360", "daily_sales", "product_performance", "dealer_performance",
+                   "lead_funnel"]}  # fmt: skip
+LEAD_TABLES = sorted(set(TABLE_OF_KIND.values()))
+WORK_DIR = Path("var/bench-dbt").resolve()
 FRESHNESS_GOAL_SECONDS = 120.0
 
 
@@ -80,6 +87,18 @@ def pages(records: Iterable[BronzeRecord], size: int) -> Iterator[list[BronzeRec
         yield page
 
 
+async def land_leads(warehouse: Warehouse, history: LeadHistory, positions: range) -> int:
+    """Land the lead flow's and deals' records of the leads at ``positions``, a block of leads at a time."""
+    landed = 0
+    for start in range(positions.start, positions.stop, 5_000):
+        block: dict[str, list[BronzeRecord]] = {table: [] for table in LEAD_TABLES}
+        for table, record in history.records(range(start, min(start + 5_000, positions.stop))):
+            block[table].append(record)
+        for table, records in block.items():
+            landed += await land_all(warehouse, table, records)
+    return landed
+
+
 def history_orders(history: OrderHistory, positions: range) -> Iterator[BronzeRecord]:
     for position in positions:
         yield order_version(history.cached_document(position))
@@ -99,20 +118,22 @@ def customers(config: SimulatorConfig) -> Iterator[BronzeRecord]:
             continue  # the simulator's few invalid addresses: the customer sync quarantines them
 
 
-async def seed(warehouse: Warehouse, history: OrderHistory, orders: int) -> None:
+async def seed(warehouse: Warehouse, history: OrderHistory, orders: int, leads: LeadHistory) -> None:
     config = SimulatorConfig()
     started = time.perf_counter()
     skus = await land_all(warehouse, VTEX_SKUS, catalog_skus(config))
     people = await land_all(warehouse, VTEX_CUSTOMERS, customers(config))
     landed = await land_all(warehouse, VTEX_ORDERS, history_orders(history, range(orders)))
-    for table in (VTEX_SKUS, VTEX_CUSTOMERS, VTEX_ORDERS):
+    lead_rows = await land_leads(warehouse, leads, range(leads.leads))
+    for table in (VTEX_SKUS, VTEX_CUSTOMERS, VTEX_ORDERS, *LEAD_TABLES):
         await warehouse.execute(
             f"update `{warehouse.table_id(warehouse.layers.bronze, table)}` set ingested_at = least("
             "coalesce(timestamp_add(source_updated_at, interval 1 minute), ingested_at),"
             " timestamp_sub(ingested_at, interval 1 day)) where ingested_at >= timestamp '2000-01-01'"
         )
     print(
-        f"seeded bronze         {landed:,} orders, {people:,} customers, {skus:,} SKUs, dated as landed"
+        f"seeded bronze         {landed:,} orders, {people:,} customers, {skus:,} SKUs, {leads.leads:,}"
+        f" leads ({lead_rows:,} lead and deal records), dated as landed"
         f" when they happened, in {time.perf_counter() - started:.0f} s",
         flush=True,
     )
@@ -120,7 +141,7 @@ async def seed(warehouse: Warehouse, history: OrderHistory, orders: int) -> None
 
 def dbt_build(settings: Settings, full_refresh: bool, fast: bool = False) -> DbtBuildSummary:
     """One build in a child process, as the build activity runs it."""
-    command = build_command(Path("var/bench-dbt").resolve(), full_refresh=full_refresh, fast=fast)
+    command = build_command(WORK_DIR, full_refresh=full_refresh, fast=fast)
     done = subprocess.run(
         command,
         env={**os.environ, **dbt_environment(settings)},
@@ -142,6 +163,31 @@ def report_build(name: str, summary: DbtBuildSummary) -> None:
         f" passed, {summary.tests_failed} failed; {outcome}",
         flush=True,
     )
+
+
+def model_seconds() -> dict[str, float]:
+    """Seconds each silver and gold model took in the last build (dbt's run_results.json)."""
+    results = json.loads((WORK_DIR / "target" / "run_results.json").read_text())["results"]
+    wanted = {model for models in MODELS.values() for model in models}
+    return {
+        name: float(result["execution_time"])
+        for result in results
+        if (name := result["unique_id"].rsplit(".", 1)[-1]) in wanted
+        and result["unique_id"].startswith("model.")
+    }
+
+
+def report_models(full: dict[str, float], fast: list[dict[str, float]], hourly: dict[str, float]) -> None:
+    """Each model's time in the full build, the fast builds (median) and the hourly build, side by side."""
+    print(f"{'model seconds':<21} {'full':>7} {'fast med':>9} {'hourly':>7}  fast/full")
+    for layer, models in MODELS.items():
+        for model in models:
+            fast_times = [build[model] for build in fast if model in build]
+            median = statistics.median(fast_times) if fast_times else None
+            ratio = f"{median / full[model]:.2f}" if median is not None and full.get(model) else "-"
+            shown = [f"{value:.2f}" if value is not None else "-" for value in (
+                full.get(model), median, hourly.get(model))]  # fmt: skip
+            print(f"  {layer}.{model:<{19 - len(layer)}} {shown[0]:>7} {shown[1]:>9} {shown[2]:>7}  {ratio}")
 
 
 async def model_rows(warehouse: Warehouse) -> None:
@@ -238,24 +284,31 @@ async def run(args: argparse.Namespace) -> None:
         seed=args.seed,
         store=store,
     )
+    # Two years of leads up to now, as of the orders: the seeded ones first, the rounds' the newest.
+    leads = LeadHistory(leads=args.leads + args.rounds * args.more_leads, days=730, end=datetime.now(UTC))
     warehouse = Warehouse.from_settings(settings)
     await warehouse.ensure_schema()
     try:
         if not args.skip_seed:
-            await seed(warehouse, history, args.orders)
+            await seed(warehouse, history, args.orders, leads)
             full = await asyncio.to_thread(dbt_build, settings, True)
             report_build("full build", full)
+            full_models, fast_models = model_seconds(), []
             fast_seconds = []
             for round_ in range(args.rounds):
                 start = args.orders + round_ * args.more
                 more = await land_all(
                     warehouse, VTEX_ORDERS, history_orders(history, range(start, start + args.more))
                 )
+                first_lead = args.leads + round_ * args.more_leads
+                await land_leads(warehouse, leads, range(first_lead, first_lead + args.more_leads))
                 fast = await asyncio.to_thread(dbt_build, settings, False, True)
-                report_build(f"{more:,} more, fast", fast)
+                report_build(f"{more:,}+{args.more_leads:,} more, fast", fast)
                 fast_seconds.append(fast.seconds)
+                fast_models.append(model_seconds())
             hourly = await asyncio.to_thread(dbt_build, settings, False)
             report_build("incremental, hourly", hourly)
+            report_models(full_models, fast_models, model_seconds())
             median = statistics.median(fast_seconds)
             print(
                 f"incremental / full    fast median {median:.1f} s = {median / full.seconds:.2f} of the full"
@@ -289,6 +342,10 @@ def main() -> None:
     )
     parser.add_argument("--orders", type=int, default=100_000, help="orders seeded in bronze")
     parser.add_argument("--more", type=int, default=1_000, help="orders landed before each incremental build")
+    parser.add_argument("--leads", type=int, default=20_000, help="leads (and their deals) seeded in bronze")
+    parser.add_argument(
+        "--more-leads", type=int, default=200, help="leads landed before each incremental build"
+    )
     parser.add_argument(
         "--rounds", type=int, default=5, help="incremental fast builds, each after --more orders"
     )
