@@ -73,7 +73,7 @@ async def run_demo(settings: Settings, api_url: str, simulators_url: str, ui_url
         f'/workflows/{lead_workflow_id(leads[0].lead_id)}  (or filter: LeadStatus="delivered")'
     )
     night_ok = await show_night_lead(settings)
-    deal_ok = await _demo_deal(settings, api_url, simulators_url)
+    deal_ok = await _demo_deal(settings, api_url, simulators_url, leads[0].lead_id)
     orders_ok = await run_order_demo(settings, simulators_url)
     syncs_ok = await run_sync_demo(settings)
     history_ok = await finish_history(history)
@@ -87,15 +87,19 @@ async def run_demo(settings: Settings, api_url: str, simulators_url: str, ui_url
 DEAL_STAGES = ["Needs Analysis", "Proposal/Price Quote", "Negotiation/Review", "Closed Won"]
 
 
-async def _demo_deal(settings: Settings, api_url: str, simulators_url: str) -> bool:
-    """A fleet deal moving through the pipeline in Zoho, replicated stage by stage."""
+async def _demo_deal(settings: Settings, api_url: str, simulators_url: str, lead_id: str) -> bool:
+    """The first demo lead converted to a deal in Zoho, which moves through the pipeline to a win,
+    replicated stage by stage (gold counts the win for the dealer holding the lead)."""
     headers = {"Authorization": f"Bearer {settings.read_api_token.get_secret_value()}"}
     async with httpx.AsyncClient(timeout=15, headers=headers) as http:
-        created = await http.post(f"{simulators_url}/_control/zoho/deals", json={})
+        created = await http.post(
+            f"{simulators_url}/_control/zoho/leads/{lead_id}/convert", json={"Stage": "Qualification"}
+        )
         created.raise_for_status()
         deal = created.json()["deal"]
         print(
-            f"\nDeal {deal['id']} ({deal['Deal_Name']}) moves through {len(DEAL_STAGES)} stages in Zoho ..."
+            f"\nLead {lead_id} converted in Zoho: deal {deal['id']} ({deal['Deal_Name']}) moves through"
+            f" {len(DEAL_STAGES)} stages ..."
         )
         for stage in DEAL_STAGES:
             body = {"stage": stage, "modified_by": "Carla Mendes", "send_webhook": True}
@@ -110,7 +114,10 @@ async def _demo_deal(settings: Settings, api_url: str, simulators_url: str) -> b
             print("  not replicated after 30 s")
             return False
     replicated = response.json()
-    print(f"Central database: stage {replicated['stage']}, amount {replicated['amount']}; history:")
+    print(
+        f"Central database: stage {replicated['stage']}, amount {replicated['amount']},"
+        f" converted from lead {replicated['lead_id'] or '- (none found)'}; history:"
+    )
     for change in replicated["stage_history"]:
         print(f"  {change['changed_at']}  {change['from_stage'] or '-':<22} -> {change['to_stage']:<22} "
               f"by {change['changed_by']}")  # fmt: skip

@@ -147,13 +147,14 @@ async def _print_leads(warehouse: Warehouse) -> None:
         f"select * from `{warehouse.table_id(gold, 'dealer_performance')}` order by day desc, dealer_id"
     )
     print(f"\n{'dealer':<20} {'day':<12} {'leads':>5} {'taken':>5} {'in SLA':>6} {'median min':>10} "
-          f"{'re-routed':>9} {'sold':>4}")  # fmt: skip
+          f"{'re-routed':>9} {'sold':>4} {'won':>3} {'won amount':>12}")  # fmt: skip
     for row in dealers[:10]:
         median = row["median_minutes_to_accept"]
         print(
             f"{row['dealer_id']:<20} {row['day']!s:<12} {row['leads_received']:>5} {row['leads_accepted']:>5}"
             f" {_in_sla(row):>6} {'-' if median is None else f'{median:.1f}':>10}"
-            f" {row['rerouted_away']:>9} {row['leads_sold']:>4}"
+            f" {row['rerouted_away']:>9} {row['leads_sold']:>4} {row['deals_won']:>3}"
+            f" {row['won_amount']:>12.2f}"
         )
     funnel = await warehouse.query(
         f"select state, sum(received) as received, sum(delivered) as delivered, sum(accepted) as accepted,"
