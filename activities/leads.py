@@ -274,6 +274,7 @@ class LeadActivities:
             raise ApplicationError(
                 f"Zoho has no lead {params.lead_id}", type=LEAD_NOT_FOUND, non_retryable=True
             )
+        await lead_status.set_lead_source(self._sessions, params.lead_id, _lead_source(lead))
         return FetchLeadResult(lead=lead)
 
     @activity.defn
@@ -532,3 +533,9 @@ class LeadActivities:
             delivered.append(url)
             activity.heartbeat(delivered)
         return PublishEventResult(delivered_to=delivered)
+
+
+def _lead_source(lead: dict[str, Any]) -> str | None:
+    """Zoho's Lead_Source, a picklist value: cut to the column's size, None when empty or not text."""
+    source = lead.get("Lead_Source")
+    return source.strip()[:120] or None if isinstance(source, str) else None

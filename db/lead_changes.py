@@ -144,6 +144,7 @@ async def _statuses(
             "state": where.get("state"),
             "city": where.get("city"),
             "model": where.get("model"),
+            "lead_source": lead.lead_source,
         }
         found.append(Change("status", as_utc(row.recorded_at), str(row.id), fields))
     return found

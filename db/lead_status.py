@@ -214,6 +214,16 @@ async def set_routing_profile(session: AsyncSession, lead_id: str, profile: dict
         lead.routing_profile = dict(profile)
 
 
+async def set_lead_source(
+    sessions: async_sessionmaker[AsyncSession], lead_id: str, source: str | None
+) -> None:
+    """Keep the lead's channel (Zoho's Lead_Source) once its record is read; an unknown lead is left be."""
+    async with sessions.begin() as session:
+        lead = await session.get(Lead, lead_id)
+        if lead is not None and lead.lead_source != source:
+            lead.lead_source = source
+
+
 async def routing_profile(sessions: async_sessionmaker[AsyncSession], lead_id: str) -> dict[str, str] | None:
     """What routing looked at for the lead; None for an unknown lead or one routed before it was kept."""
     async with sessions() as session:

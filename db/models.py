@@ -140,6 +140,8 @@ class Lead(Base):
     updated_at: Mapped[datetime]
     # What routing looked at: {"state", "city", "model"} (no personal data), for ``hub leads explain``.
     routing_profile: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # Zoho's Lead_Source (a channel such as "Website", never a person), for the warehouse's funnel.
+    lead_source: Mapped[str | None] = mapped_column(String(120), default=None)
 
 
 class LeadStatusChange(Base):

@@ -70,6 +70,7 @@ TYPED_COLUMNS: dict[str, tuple[SchemaField, ...]] = {
         SchemaField("state", "STRING", description="the lead's state, as routing saw it"),
         SchemaField("city", "STRING", description="the lead's city, as routing saw it"),
         SchemaField("model", "STRING", description="the car model of interest"),
+        SchemaField("lead_source", "STRING", description="the lead's channel (Zoho's Lead_Source)"),
     ),
     LEAD_DELIVERIES: (
         SchemaField("lead_id", "STRING", description="the Zoho lead id"),

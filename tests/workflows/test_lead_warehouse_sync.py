@@ -193,7 +193,8 @@ async def test_leads_land_once_without_personal_data_and_gold_equals_a_recomputa
         expected_dealers, expected_funnel = await recompute(session_factory(engine))
         await engine.dispose()
         assert await gold(warehouse, "dealer_performance", "dealer_id, day") == expected_dealers
-        assert await gold(warehouse, "lead_funnel", "received_date, state, model") == expected_funnel
+        assert await gold(warehouse, "lead_funnel", "received_date, state, model, source") == expected_funnel
+        assert any(row["source"] for row in expected_funnel)  # Zoho's Lead_Source reached the funnel
     finally:
         await warehouse.aclose()
 
@@ -235,6 +236,7 @@ async def recompute(sessions: Any) -> tuple[list[dict[str, Any]], list[dict[str,
         lost = (await session.scalars(select(Withdrawal))).all()
         released = (await session.scalars(select(DeliveryRelease))).all()
         profiles = {lead_id: profile for lead_id, profile in await _profiles(session)}
+        sources = {lead.lead_id: lead.lead_source for lead in (await session.scalars(select(Lead))).all()}
         deals = (await session.scalars(select(Opportunity))).all()
         moves = (await session.scalars(select(OpportunityStageChange))).all()
     taken: dict[tuple[str, str], datetime] = {}
@@ -299,12 +301,19 @@ async def recompute(sessions: Any) -> tuple[list[dict[str, Any]], list[dict[str,
     funnel: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0] * 6)
     for lead_id, at in received.items():
         profile = profiles.get(lead_id) or {}
-        counts = funnel[(at.astimezone(BRT).date(), profile.get("state"), profile.get("model"))]
+        key = (at.astimezone(BRT).date(), profile.get("state"), profile.get("model"), sources.get(lead_id))
+        counts = funnel[key]
         for stage in range(furthest[lead_id] + 1):
             counts[stage] += 1
     stages = ("received", "delivered", "accepted", "contacted", "qualified", "sold")
     rows = [
-        {"received_date": key[0], "state": key[1], "model": key[2], **dict(zip(stages, counts, strict=True))}
+        {
+            "received_date": key[0],
+            "state": key[1],
+            "model": key[2],
+            "source": key[3],
+            **dict(zip(stages, counts, strict=True)),
+        }
         for key, counts in sorted(funnel.items(), key=lambda item: str(item[0]))
     ]
     return dealers, rows

@@ -21,6 +21,7 @@ select
     state,
     city,
     model,
+    lead_source as source,
     ingested_at
 from versions
 qualify row_number() over (partition by event_key order by ingested_at, entity_id) = 1

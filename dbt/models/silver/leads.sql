@@ -1,0 +1,28 @@
+-- One row per lead, from its status history: when it was received, what routing looked at (state,
+-- city, model), its channel (Zoho's Lead_Source), the furthest funnel stage it reached and its latest
+-- status. No personal data. Rebuilt whole from silver's history by the hourly build (a lead's row
+-- depends on all its changes), like the gold tables that read it; clustered by lead.
+{{ config(
+    materialized='table',
+    cluster_by=['lead_id'],
+    tags=['hourly'],
+) }}
+
+with history as (
+    select * from {{ ref('lead_status_changes') }}
+)
+
+select
+    lead_id,
+    min(if(status = 'received', changed_at, null)) as received_at,
+    -- What routing looked at and the channel travel on every change landed once they were known; a lead
+    -- that never reached routing has no place or model.
+    max(state) as state,
+    max(city) as city,
+    max(model) as model,
+    max(source) as source,
+    max({{ funnel_rank('status') }}) as furthest_rank,
+    array_agg(status order by changed_at desc, event_key desc limit 1)[offset(0)] as latest_status,
+    max(changed_at) as latest_change_at
+from history
+group by lead_id
