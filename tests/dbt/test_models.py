@@ -78,6 +78,15 @@ async def test_build_passes_and_gold_matches_a_hand_computation(
     assert summary.success, summary.failures
     assert (summary.models_built, summary.models_failed, summary.tests_failed) == (17, 0, 0)
     assert summary.tests_passed >= 25  # keys, relationships, accepted values, and the unit tests
+    # The models' docs are the tables' and columns' BigQuery descriptions (persist_docs).
+    table = await asyncio.to_thread(
+        warehouse._client.get_table, warehouse.table_id(warehouse.layers.gold, "dealer_performance")
+    )
+    assert table.description and table.description.startswith("Per dealer and day")
+    described = {field.name: field.description for field in table.schema}
+    assert (
+        described["deal_conversion"] == "deals_won / leads_received, to 4 places; null in an 'unlinked' row."
+    )
     assert sorted(warning.split(":")[0] for warning in summary.warnings) == [
         "not_null_skus_base_price",
         "orders_newer_version_quarantined",  # o-2: silver shows an older version than VTEX's newest

@@ -91,12 +91,12 @@ async def make_deals(database_url: str, lead_ids: list[str]) -> None:
     sold, rerouted, _ = lead_ids
     start = datetime(2026, 12, 1, 12, tzinfo=BRT)
     moves = [
-        ("k-1", sold, "Qualification", None, 0, "Ana Souza"),
-        ("k-1", sold, "Closed Won", Decimal("150000.50"), 50, "Ana Souza"),
-        ("k-2", rerouted, "Closed Lost", Decimal("90000"), 55, "Bruno Lima"),
-        ("k-3", None, "Closed Won", Decimal("80000"), 60, "Caio Reis"),
+        ("k-1", sold, "Qualification", None, 0, "Equipe Frotas"),
+        ("k-1", sold, "Closed Won", Decimal("150000.50"), 50, "Equipe Frotas"),
+        ("k-2", rerouted, "Closed Lost", Decimal("90000"), 55, "Gerente Regional"),
+        ("k-3", None, "Closed Won", Decimal("80000"), 60, "Vendas Diretas"),
         ("k-4", "5725767000999999999", "Closed Won", None, 70, None),
-        ("k-1", sold, "Negotiation/Review", None, 40, "Ana Souza"),  # late: before the win, stale
+        ("k-1", sold, "Negotiation/Review", None, 40, "Equipe Frotas"),  # late: before the win, stale
     ]
     engine = create_engine(database_url)
     sessions = session_factory(engine)
