@@ -58,8 +58,9 @@ from warehouse.vtex_orders import order_version
 
 PAGE = 2_000  # records per exactly-once append
 LIFECYCLE = ["payment-pending", "payment-approved", "ready-for-handling", "handling", "invoiced"]
-MODELS = {"silver": ["orders", "order_items", "order_events", "skus", "customers", "lead_status_changes",
-                     "lead_deliveries", "deals", "deal_stage_changes"],
+MODELS = {"silver": ["orders", "order_items", "order_events", "orders_per_profile", "skus", "products_active",
+                     "customers", "lead_status_changes", "lead_deliveries", "leads", "deals",
+                     "deal_stage_changes"],
           "gold": ["customer_360", "daily_sales", "product_performance", "dealer_performance",
                    "lead_funnel"]}  # fmt: skip
 LEAD_TABLES = sorted(set(TABLE_OF_KIND.values()))
@@ -179,7 +180,7 @@ def model_seconds() -> dict[str, float]:
 
 def report_models(full: dict[str, float], fast: list[dict[str, float]], hourly: dict[str, float]) -> None:
     """Each model's time in the full build, the fast builds (median) and the hourly build, side by side."""
-    print(f"{'model seconds':<21} {'full':>7} {'fast med':>9} {'hourly':>7}  fast/full")
+    print(f"{'model seconds':<28} {'full':>7} {'fast med':>9} {'hourly':>7}  fast/full")
     for layer, models in MODELS.items():
         for model in models:
             fast_times = [build[model] for build in fast if model in build]
@@ -187,7 +188,7 @@ def report_models(full: dict[str, float], fast: list[dict[str, float]], hourly: 
             ratio = f"{median / full[model]:.2f}" if median is not None and full.get(model) else "-"
             shown = [f"{value:.2f}" if value is not None else "-" for value in (
                 full.get(model), median, hourly.get(model))]  # fmt: skip
-            print(f"  {layer}.{model:<{19 - len(layer)}} {shown[0]:>7} {shown[1]:>9} {shown[2]:>7}  {ratio}")
+            print(f"  {layer}.{model:<{26 - len(layer)}} {shown[0]:>7} {shown[1]:>9} {shown[2]:>7}  {ratio}")
 
 
 async def model_rows(warehouse: Warehouse) -> None:

@@ -31,20 +31,20 @@ async def run_gold_demo(settings: Settings) -> bool:
     client = await connect(settings)
     await land_leads(client)
     workflow_id = dbt_build_workflow_id(settings)
-    before = await _builds(client, workflow_id)
-    await send_build_request(
-        client, settings, BuildRequest("demo", full=True)
-    )  # daily sales too, not only the fast path
-    print(f"\nAsked {workflow_id} for a dbt build of silver and gold; waiting...", flush=True)
+    before = await _last_full_at(client, workflow_id)
+    # A full build: daily sales and products too, not only the fast path.
+    await send_build_request(client, settings, BuildRequest("demo", full=True))
+    print(f"\nAsked {workflow_id} for a full dbt build of silver and gold; waiting...", flush=True)
     deadline = time.monotonic() + BUILD_WAIT_SECONDS
     status = DbtBuildStatus()
     while time.monotonic() < deadline:
         status = await client.get_workflow_handle(workflow_id).query(STATUS_QUERY, result_type=DbtBuildStatus)
-        if status.builds > before and not status.building and not status.pending:
+        # A full build started after the request (its start time changed) and none is running now.
+        if status.last_full_at != before and not status.building and not status.full_asked:
             break
         await asyncio.sleep(2)
-    last = status.last
-    if last is None or status.builds <= before:
+    last = status.last_full
+    if last is None or status.last_full_at == before or status.building:
         print("  no build finished in time")
         return False
     outcome = "passed" if last.success else "FAILED: " + "; ".join(last.failures)
@@ -71,13 +71,13 @@ async def land_leads(client: Client) -> None:
     print(f"\nLanded the portal's lead changes in bronze ({LEAD_WAREHOUSE_SYNC} run {workflow_id})")
 
 
-async def _builds(client: Client, workflow_id: str) -> int:
-    """Builds so far, 0 when the build workflow has not started yet."""
+async def _last_full_at(client: Client, workflow_id: str) -> str | None:
+    """When the last full build started, None when none did or the build workflow has not started."""
     try:
         status = await client.get_workflow_handle(workflow_id).query(STATUS_QUERY, result_type=DbtBuildStatus)
     except RPCError:
-        return 0
-    return int(status.builds)
+        return None
+    return status.last_full_at
 
 
 async def _print_gold(warehouse: Warehouse) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import os
 import subprocess
 from pathlib import Path
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 
@@ -18,8 +18,9 @@ from tests.dbt.fixture import EXPECTED_360, ORDERS, SKUS, insert_bronze_row, lan
 from warehouse.landing import Warehouse
 from contracts.dbt_build import DbtBuildSummary
 from warehouse.dbt import build_command, dbt_environment, parse_summary
-from warehouse.landing import InvalidRecord, bronze_rows
-from warehouse.tables import VTEX_ORDERS
+from warehouse.landing import BronzeRecord, InvalidRecord, bronze_rows
+from warehouse.leads import lead_record
+from warehouse.tables import LEAD_STATUS_CHANGES, VTEX_ORDERS
 from warehouse.vtex_orders import order_version
 
 # Every table a build writes, with the key its rows are sorted by for comparison.
@@ -36,6 +37,7 @@ BUILT = {
     ("silver", "lead_status_changes"): "event_key",
     ("silver", "lead_deliveries"): "delivery_id",
     ("gold", "dealer_performance"): "dealer_id, day",
+    ("silver", "leads"): "lead_id",
     ("gold", "lead_funnel"): "received_date, state, model",
 }
 
@@ -135,10 +137,26 @@ async def land_late(warehouse: Warehouse, document: dict[str, Any], minutes_behi
     )
 
 
+def lead_change(lead_id: str, status: str, at: str, dealer_id: str = "") -> BronzeRecord:
+    """A status change of a Campinas Onix lead from the site, as the lead warehouse sync lands it."""
+    changed_at = datetime.fromisoformat(at)
+    fields = {"lead_id": lead_id, "status": status, "dealer_id": dealer_id, "changed_at": changed_at}
+    place = {"state": "SP", "city": "Campinas", "model": "Onix", "lead_source": "Site"}
+    return lead_record("status", {**fields, **place}, changed_at)
+
+
 async def test_incremental_build_equals_a_full_rebuild(
     warehouse: Warehouse, settings: Settings, tmp_path: Path
 ) -> None:
     await land_store(warehouse)
+    await warehouse.land(
+        LEAD_STATUS_CHANGES,
+        [
+            lead_change("l-1", "received", "2026-03-01T12:00:00+00:00"),
+            lead_change("l-1", "delivered", "2026-03-01T12:01:00+00:00", "d-1"),
+            lead_change("l-2", "received", "2026-03-01T13:00:00+00:00"),
+        ],
+    )
     # Bruno's o-4 loses an item; that version landed five hours ago, long before the next landings.
     shrunk = order("o-4", "u-bruno", 4000, "2026-02-10T08:00:00.0000000Z", changed="2026-02-11T08:00:00Z")
     shrunk["items"] = shrunk["items"][:1]
@@ -148,8 +166,22 @@ async def test_incremental_build_equals_a_full_rebuild(
     canceled = order("o-2", "u-ana", 5000, "2026-03-02T10:00:00.0000000Z", "canceled", "2026-03-05T10:00:00Z")
     carla = order("o-5", "u-carla", 12345, "2026-04-01T12:00:00.0000000Z", "payment-approved")
     await warehouse.land(VTEX_ORDERS, [order_version(canceled), order_version(carla)])
+    # l-1's dealer accepts it; l-3 arrives. The hourly build recomputes those two leads only.
+    await warehouse.land(
+        LEAD_STATUS_CHANGES,
+        [
+            lead_change("l-1", "accepted", "2026-03-01T12:20:00+00:00", "d-1"),
+            lead_change("l-3", "received", "2026-03-02T09:00:00+00:00"),
+        ],
+    )
     assert (await dbt_build(settings, tmp_path)).success
     incremental = await snapshot(warehouse)
+    leads = {row["lead_id"]: row for row in incremental["leads"]}
+    assert {lead: (row["furthest_rank"], row["latest_status"]) for lead, row in leads.items()} == {
+        "l-1": (2, "accepted"),
+        "l-2": (0, "received"),
+        "l-3": (0, "received"),
+    }
     assert [item["sku_id"] for item in incremental["order_items"] if item["order_id"] == "o-4"] == ["101"]
     gold = {row["customer_id"]: row for row in incremental["customer_360"]}
     assert (gold["c-ana"]["orders_count"], gold["c-ana"]["lifetime_value"]) == (1, 100)

@@ -1,15 +1,23 @@
 -- One row per lead, from its status history: when it was received, what routing looked at (state,
 -- city, model), its channel (Zoho's Lead_Source), the furthest funnel stage it reached and its latest
--- status. No personal data. Rebuilt whole from silver's history by the hourly build (a lead's row
--- depends on all its changes), like the gold tables that read it; clustered by lead.
+-- status. No personal data. A lead's row depends on all its changes, so a build recomputes the leads
+-- with a change merged into silver since this model's last build, from all of their changes (clustered
+-- by lead, so only their blocks are read); built by the hourly build, like the gold tables that read it.
 {{ config(
-    materialized='table',
+    unique_key='lead_id',
     cluster_by=['lead_id'],
     tags=['hourly'],
 ) }}
 
 with history as (
     select * from {{ ref('lead_status_changes') }}
+    {% if is_incremental() %}
+    where lead_id in (
+        select lead_id
+        from {{ ref('lead_status_changes') }}
+        where ingested_at >= {{ bronze_since() }}
+    )
+    {% endif %}
 )
 
 select
@@ -23,6 +31,7 @@ select
     max(source) as source,
     max({{ funnel_rank('status') }}) as furthest_rank,
     array_agg(status order by changed_at desc, event_key desc limit 1)[offset(0)] as latest_status,
-    max(changed_at) as latest_change_at
+    max(changed_at) as latest_change_at,
+    max(ingested_at) as ingested_at
 from history
 group by lead_id
