@@ -16,6 +16,10 @@ Sends N Zoho lead webhooks at a fixed rate and prints: accepted per second, ackn
 p50/p99, leads delivered end to end per second, each hub process's resident and peak memory, and the
 rate of a skeleton workflow with as many no-op activities as a delivered lead's history scheduled (counted
 from that history, not assumed), on the same Temporal server.
+
+With ``--to-bronze K``, it then follows K of the delivered leads into the warehouse: how long after
+the portal recorded each one's ``delivered`` its row is in bronze ``lead_status_changes`` (the lead
+warehouse sync's schedule lands it; the goal is 5 minutes).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+from google.cloud.bigquery import ArrayQueryParameter
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -43,6 +48,8 @@ from bench.memory import print_memory
 from bench.skeleton import SkeletonInput, SkeletonWorkflow, no_op
 from core.settings import Settings
 from core.temporal import connect
+from warehouse.landing import Warehouse
+from warehouse.tables import LEAD_STATUS_CHANGES, day_start
 
 T = TypeVar("T")
 # A lead at a dealer with an SLA shows "awaiting_acceptance" once delivered: its run follows the dealer.
@@ -245,6 +252,32 @@ async def bench_leads(
     return acks, time.perf_counter() - first_sent, counts, since, lead_ids
 
 
+async def delivered_to_bronze(settings: Settings, lead_ids: list[str], wait: float) -> list[float]:
+    """Seconds from each lead's ``delivered`` (the portal's time of it) until its row is in bronze,
+    polled every second; leads not there within ``wait`` seconds are left out (the caller says how many)."""
+    warehouse = Warehouse.from_settings(settings)
+    table = warehouse.table_id(warehouse.layers.bronze, LEAD_STATUS_CHANGES)
+    waiting, seen = set(lead_ids), []
+    deadline = time.monotonic() + wait
+    today = day_start(datetime.now(UTC))
+    try:
+        while waiting and time.monotonic() < deadline:
+            rows = await warehouse.query(
+                f"select lead_id, changed_at from `{table}` where ingested_at >= {today}"
+                " and status = 'delivered' and lead_id in unnest(@ids)",
+                [ArrayQueryParameter("ids", "STRING", sorted(waiting))],
+            )
+            now = datetime.now(UTC)
+            for row in rows:
+                if row["lead_id"] in waiting:
+                    waiting.discard(row["lead_id"])
+                    seen.append((now - row["changed_at"]).total_seconds())
+            await asyncio.sleep(1)
+    finally:
+        await warehouse.aclose()
+    return seen
+
+
 async def bench_skeleton(args: argparse.Namespace, client: Client, activities: int) -> float:
     task_queue = f"bench-skeleton-{uuid.uuid4().hex[:8]}"
     async with Worker(client, task_queue=task_queue, workflows=[SkeletonWorkflow], activities=[no_op]):
@@ -276,6 +309,9 @@ async def main() -> None:
         "--accept-after", type=float, help="SLA mode (dealers from --write-sla-rules): accept after S seconds"
     )
     parser.add_argument("--write-sla-rules", type=Path, help="write the SLA mode's dealers here and exit")
+    parser.add_argument(
+        "--to-bronze", type=int, default=0, help="follow this many delivered leads until they are in bronze"
+    )
     args = parser.parse_args()
     if args.write_sla_rules:
         write_sla_rules(args.write_sla_rules)
@@ -303,6 +339,13 @@ async def main() -> None:
         + ", ".join(f"{k} {v}" for k, v in counts.items() if k not in DELIVERED)
     )
     print_memory()
+    if args.to_bronze:
+        sample = lead_ids[: args.to_bronze]
+        seconds = await delivered_to_bronze(settings, sample, wait=600)
+        print(
+            f"delivered to bronze   {len(seconds)}/{len(sample)} leads; p50 {percentile(seconds, 50):.1f} s,"
+            f" max {max(seconds, default=0):.1f} s (goal: 300 s)"
+        )
     if not args.no_skeleton:
         activities = await activities_per_delivered_lead(client, since)
         skeleton = await bench_skeleton(args, client, activities)
