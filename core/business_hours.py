@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import cache
 from itertools import pairwise
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-import holidays
+if TYPE_CHECKING:
+    import holidays
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # How far ahead a deadline is looked for: a calendar with no open hour in a year is a configuration error.
@@ -79,6 +81,8 @@ class OpeningHours:
 
 @cache
 def _holidays(country: str, subdivision: str | None, year: int) -> holidays.HolidayBase:
+    import holidays  # every country's calendar: loaded by the processes that meet a dealer with holidays
+
     return holidays.country_holidays(country, subdiv=subdivision, years=year)
 
 
@@ -141,6 +145,8 @@ def _holiday_region(value: object) -> tuple[str | None, str | None]:
     """``"BR"`` or ``"BR-SP"`` as (country, subdivision), checked against the holidays package."""
     if not value:
         return None, None
+    import holidays
+
     country, _, subdivision = str(value).partition("-")
     supported = holidays.list_supported_countries()
     if country not in supported:

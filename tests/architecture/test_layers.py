@@ -83,6 +83,15 @@ def test_the_api_loads_no_http_client() -> None:
     assert loaded_by("from api.app import create_app; create_app()", ["httpx"]) == []
 
 
+def test_holiday_calendars_load_only_for_a_dealer_with_holidays() -> None:
+    # Every country's calendar is ~7 MiB a process: the API and a worker whose dealers keep no holidays
+    # do without it.
+    assert loaded_by("from api.app import create_app; create_app()", ["holidays"]) == []
+    opens = "from core.business_hours import from_config; from_config({'weekly': {'mon': ['08:00-18:00']}})"
+    assert loaded_by(opens, ["holidays"]) == []
+    assert loaded_by(opens.replace("]}}", "]}, 'holidays': 'BR-SP'}"), ["holidays"]) == ["holidays"]
+
+
 def test_the_flows_worker_loads_no_warehouse() -> None:
     loaded = loaded_by("import workers.main, workers.flows")
     assert "activities" in loaded  # its own: leads and opportunities (zeep for SOAP dealers)
