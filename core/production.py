@@ -9,6 +9,7 @@ settings refuse to load, naming each one (never its value).
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
@@ -44,7 +45,21 @@ LOCAL_IDENTIFIERS = {"zoho_client_id": "local-client", "vtex_app_key": "vtexappk
 
 def production_problems(settings: Settings) -> list[str]:
     """Every reason these settings cannot run in production; empty when they can."""
-    return [*_secret_problems(settings), *_endpoint_problems(settings)]
+    return [*_secret_problems(settings), *_database_problems(settings), *_endpoint_problems(settings)]
+
+
+def _database_problems(settings: Settings) -> list[str]:
+    """Every API replica and worker must share one PostgreSQL: the local SQLite file is one machine's,
+    and a password copied from an example was never set for real."""
+    url = settings.database_url
+    if url.startswith("sqlite"):
+        return [
+            "database_url is the local SQLite file: set HUB_DATABASE_URL to the PostgreSQL all processes use"
+        ]
+    password = urlsplit(url).password or ""
+    if any(marker in password for marker in LOCAL_MARKERS):
+        return ["database_url's password is a local placeholder"]
+    return []
 
 
 def _secret_problems(settings: Settings) -> list[str]:

@@ -118,6 +118,7 @@ PRODUCTION_SETTINGS: dict[str, Any] = {
     "event_subscribers": ["https://portal.carmaker.example/hooks"],
     "bigquery_endpoint": "",
     "payload_keys": {"2026-11": "cHJvZHVjdGlvbiBwYXlsb2FkIGtleSAyMDI2LTExISE="},
+    "database_url": "postgresql+psycopg://hub:pg-6d1e@postgresql.carmaker.example:5432/hub",
 }
 
 

@@ -45,6 +45,10 @@ def test_a_real_production_configuration_loads() -> None:
         ({"metrics_token": "local-dev-only-change-me"}, "metrics_token is a local placeholder"),
         ({"codec_server_token": "change-me"}, "codec_server_token is a local placeholder"),
         ({"smtp_password": "change-me-smtp"}, "smtp_password is a local placeholder"),
+        ({"database_url": ""}, "database_url is the local SQLite file"),
+        ({"database_url": "sqlite:///var/portal.db"}, "database_url is the local SQLite file"),
+        ({"database_url": "postgresql+psycopg://hub:change-me@db.example/hub"},
+         "database_url's password is a local placeholder"),
     ],
 )  # fmt: skip
 def test_production_refuses(changes: dict[str, Any], reason: str) -> None:
