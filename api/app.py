@@ -26,7 +26,7 @@ from core.logs import configure_logging
 from core.metrics import start_at_zero
 from core.production import api_tls_problem
 from core.settings import Settings, get_settings
-from core.tracing import start_tracing, tracing_on
+from core.tracing import start_tracing, trace_requests, tracing_on
 from db.engine import create_engine, session_factory
 
 WEBHOOK_PREFIX = "/webhooks/"
@@ -128,14 +128,3 @@ def app() -> FastAPI:
     # Each uvicorn process its own, before its Temporal client connects.
     start_tracing("hub-api", http_clients=False)
     return create_app(settings)
-
-
-def trace_requests(app: FastAPI) -> None:
-    """A server span per request (named by its route template, so ids in paths stay out of the name);
-    the probes and the metrics scrape are left out, and so are the ASGI send and receive steps (three
-    more spans per request that say nothing the request's own does not)."""
-    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-
-    FastAPIInstrumentor.instrument_app(
-        app, excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"]
-    )

@@ -23,6 +23,7 @@ from api.body import read_limited
 from core.codec import PayloadKeyError
 from core.settings import Settings, get_settings
 from core.temporal import payload_codec
+from core.tracing import start_tracing, trace_requests, tracing_on
 
 # The UI sends the payloads of what it shows; Temporal refuses payloads over 2 MB, so this is generous.
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -72,6 +73,8 @@ def create_codec_app(settings: Settings | None = None) -> FastAPI:
         return await transform(request, codec.encode)
 
     app = FastAPI(title="Payload codec server", summary="Temporal's remote codec protocol")
+    if tracing_on():
+        trace_requests(app)
     app.include_router(codec_routes)
     app.add_api_route("/healthz", healthz, methods=["GET"])
     # The browser calls this server from the UI's origin, with the UI user's token when the UI passes it.
@@ -108,4 +111,5 @@ async def transform(request: Request, apply: Transform) -> dict[str, Any]:
 
 def app() -> FastAPI:
     """Factory for ``uvicorn --factory api.codec_server:app``."""
+    start_tracing("hub-codec-server", http_clients=False)  # the OTEL_* variables say whether
     return create_codec_app()

@@ -20,6 +20,7 @@ import httpx
 from clients.dealer_crm import RECORDED, SERVICE, UrlCheck, any_http_url, checked, refusals_permanent
 from clients.errors import PermanentError, TransientError, raise_for_status
 from core.dealers import DealerConfig
+from core.tracing import client_span
 
 ADF_SOURCE = "integrations-hub"  # the <id source>: the same for every lead the hub sends
 ADF_CONTENT_TYPE = "application/xml"
@@ -169,16 +170,22 @@ class AdfDealerCrm:
         message["Subject"] = "ADF lead"  # the lead's data stays in the body: subjects are logged widely
         message["Message-ID"] = message_id(idempotency_key, relay.sender)
         message.set_content(document, subtype="plain", charset="utf-8")
+        span: dict[str, str | int] = {
+            "server.address": relay.host,
+            "server.port": relay.port,
+            "hub.dealer_id": dealer.id,
+        }
         try:
-            await aiosmtplib.send(
-                message,
-                hostname=relay.host,
-                port=relay.port,
-                start_tls=relay.starttls,
-                username=relay.username or None,
-                password=relay.password or None,
-                timeout=relay.timeout,
-            )
+            with client_span("SMTP send", span):  # the inbox's address stays out: it may be a person's
+                await aiosmtplib.send(
+                    message,
+                    hostname=relay.host,
+                    port=relay.port,
+                    start_tls=relay.starttls,
+                    username=relay.username or None,
+                    password=relay.password or None,
+                    timeout=relay.timeout,
+                )
         except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPNotSupported) as error:
             # The inbox does not exist, or the server cannot do what the settings ask (STARTTLS).
             raise PermanentError(service, f"SMTP refused: {type(error).__name__}") from None

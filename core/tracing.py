@@ -20,9 +20,11 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
     from temporalio.client import Interceptor
@@ -91,6 +93,29 @@ def stop_tracing() -> None:
         HTTPXClientInstrumentor().uninstrument()
     _provider.shutdown()
     _provider = None
+
+
+def trace_requests(app: FastAPI) -> None:
+    """A server span per request (named by its route template, so ids in paths stay out of the name);
+    the probes and the metrics scrape are left out, and so are the ASGI send and receive steps (three
+    more spans per request that say nothing the request's own does not)."""
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(
+        app, excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"]
+    )
+
+
+def client_span(name: str, attributes: Mapping[str, str | int]) -> AbstractContextManager[object]:
+    """A client span around a call to a partner that httpx does not make (SMTP), under the current
+    span (the activity's); nothing while tracing is off. ``attributes``: ids and addresses of servers,
+    never a person's."""
+    if not tracing_on():
+        return nullcontext()
+    from opentelemetry import trace
+
+    tracer = trace.get_tracer("integrations-hub")
+    return tracer.start_as_current_span(name, kind=trace.SpanKind.CLIENT, attributes=dict(attributes))
 
 
 def temporal_interceptors() -> list[Interceptor]:

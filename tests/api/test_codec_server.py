@@ -10,11 +10,13 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import SecretStr
 
 from api.codec_server import create_codec_app
 from core.settings import LOCAL_UI_ORIGINS, Settings
 from core.temporal import data_converter
+from core.tracing import start_tracing, stop_tracing
 from tests.support import PRODUCTION_SETTINGS, new_key
 
 UI = LOCAL_UI_ORIGINS[0]
@@ -125,3 +127,19 @@ def test_production_refuses_to_start_without_a_token() -> None:
     with pytest.raises(RuntimeError, match="HUB_CODEC_SERVER_TOKEN"):
         create_codec_app(production)
     assert create_codec_app(production.model_copy(update={"codec_server_token": SecretStr(TOKEN)}))
+
+
+async def test_each_codec_request_is_a_span_without_the_payloads() -> None:
+    spans = InMemorySpanExporter()
+    assert start_tracing("hub-codec-server-test", exporter=spans, http_clients=False)
+    try:
+        sealed = await sealed_by_the_hub(Settings(environment="test"), LEAD)
+        async with client_of(create_codec_app(Settings(environment="test"))) as codec:
+            assert (await codec.post("/decode", json={"payloads": [sealed]})).status_code == 200
+            assert (await codec.get("/healthz")).status_code == 200  # probes make no span
+    finally:
+        stop_tracing()
+    (request,) = spans.get_finished_spans()
+    assert request.name == "POST /decode"
+    text = json.dumps(dict(request.attributes or {}))
+    assert not [value for value in LEAD.values() if value in text]

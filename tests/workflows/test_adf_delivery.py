@@ -7,8 +7,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
 from temporalio.testing import WorkflowEnvironment
 
+from core.tracing import start_tracing, stop_tracing
 from db.rules import RulesFile
 from tests.hub import Hub, running_hub
 from tests.support import free_port
@@ -86,3 +89,21 @@ async def test_an_adf_email_resent_after_a_lost_answer_is_one_lead_at_the_inbox(
     assert stored["leads"][0]["fields"]["names"]["first"] == "Rita"
     counters = (await adf_hub.counters())["dealers"]["adf-mail"]
     assert (counters["requests"], counters["replays"]) == (2, 1)  # sent twice, one lead
+
+
+async def test_an_adf_email_is_a_client_span_without_the_inbox_address(adf_hub: Hub) -> None:
+    spans = InMemorySpanExporter()
+    assert start_tracing("hub-test", exporter=spans)
+    try:
+        lead_id = await adf_hub.create_lead(State="PA", City="Santarém", First_Name="Lúcia")
+        await adf_hub.post_webhook(lead_id)
+        assert (await adf_hub.wait_for_status(lead_id, "delivered", timeout=60))["dealer_id"] == "adf-mail"
+    finally:
+        stop_tracing()
+    (sent,) = [span for span in spans.get_finished_spans() if span.name == "SMTP send"]
+    assert sent.kind is SpanKind.CLIENT and sent.status.status_code is not StatusCode.ERROR
+    attributes = dict(sent.attributes or {})
+    assert (
+        attributes["hub.dealer_id"] == "adf-mail" and attributes["server.port"] == adf_hub.settings.smtp_port
+    )
+    assert not [value for value in attributes.values() if "@" in str(value)]  # not the inbox's address
