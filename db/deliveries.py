@@ -160,7 +160,10 @@ async def assign(
         _, row = await _locked_decision(session, lead_id)
         if row is not None and (row.status == DELIVERED or row.dealer_id == dealer_id):
             return _as_claim(row, resumed=True)
-        claimed = _claim_row(lead_id, dealer_id, day, at, reason=f"assigned by {assigned_by or 'support'}")
+        key = await _key_for_return(session, lead_id, dealer_id, at)
+        claimed = _claim_row(
+            lead_id, dealer_id, day, at, reason=f"assigned by {assigned_by or 'support'}", key=key
+        )
         await _drop(session, row)
         session.add(claimed)
         if on_claim is not None:
@@ -187,7 +190,10 @@ async def reassign(
         if row is not None and row.dealer_id == dealer_id:
             return _as_claim(row, resumed=True)
         previous = row.dealer_id if row is not None else "no dealer"
-        claimed = _claim_row(lead_id, dealer_id, day, at, reason=f"reassigned by {reassigned_by}: {reason}")
+        key = await _key_for_return(session, lead_id, dealer_id, at)
+        claimed = _claim_row(
+            lead_id, dealer_id, day, at, reason=f"reassigned by {reassigned_by}: {reason}", key=key
+        )
         await _drop(session, row)
         session.add(claimed)
         await lead_status.write_status(
@@ -222,16 +228,30 @@ async def mark_delivered(
     return True
 
 
-def _claim_row(lead_id: str, dealer_id: str, day: date, at: datetime, *, reason: str) -> Delivery:
+def _claim_row(
+    lead_id: str, dealer_id: str, day: date, at: datetime, *, reason: str, key: str | None = None
+) -> Delivery:
     return Delivery(
         lead_id=lead_id,
         dealer_id=dealer_id,
         day=day,
         status=CLAIMED,
-        idempotency_key=idempotency_key(lead_id, dealer_id),
+        idempotency_key=key or idempotency_key(lead_id, dealer_id),
         reason=reason,
         claimed_at=at,
     )
+
+
+async def _key_for_return(session: AsyncSession, lead_id: str, dealer_id: str, at: datetime) -> str:
+    """The key of a delivery support sends back to a dealer that lost the lead. Where its CRM withdrew
+    the lead (or may have: the call is pending), the old key would replay the withdrawn lead: this
+    delivery is a new one, with a key of its own (kept in the claim, so its retries share it). Where
+    the CRM could only record the withdrawal, the dealer still holds its lead: the old key finds it."""
+    lost = await session.get(Withdrawal, (lead_id, dealer_id))
+    base = idempotency_key(lead_id, dealer_id)
+    if lost is None or lost.crm_outcome == "recorded":
+        return base
+    return f"{base}-{as_utc(at):%Y%m%dT%H%M%S%f}"
 
 
 @dataclass(frozen=True)

@@ -170,6 +170,35 @@ async def test_only_a_reassignment_moves_a_delivered_lead(sessions: async_sessio
     )
 
 
+@pytest.mark.parametrize(("crm_outcome", "new_key"), [("withdrawn", True), ("recorded", False)])
+async def test_a_lead_sent_back_to_the_dealer_that_lost_it(
+    sessions: async_sessionmaker[AsyncSession], crm_outcome: str, new_key: bool
+) -> None:
+    """Its CRM withdrew the lead: the old key would replay the withdrawn lead, so the new delivery has
+    a key of its own. Its CRM could only record the withdrawal: the dealer still holds the lead there."""
+    await load(sessions, dealer("a", priority=10), dealer("b", priority=20))
+    await lead_status.record_status(
+        sessions, lead_id="L1", status=LeadStatus.RECEIVED, workflow_id="lead-L1", at=T0
+    )
+    first = await deliveries.claim_next(sessions, "L1", LeadProfile("SP", "Santos", "Onix"), DAY, T0)
+    assert first is not None and (first.dealer_id, first.idempotency_key) == ("a", "lead-L1-a")
+    async with sessions.begin() as session:
+        await deliveries.mark_delivered(
+            session, lead_id="L1", dealer_id="a", dealer_lead_id="CRM-1", day=DAY, at=T0
+        )
+    later = T0 + timedelta(hours=1)
+    assert (await deliveries.withdraw(sessions, "L1", "a", later, reason="SLA passed")).taken_now
+    await deliveries.record_withdrawal(sessions, "L1", "a", crm_outcome)
+    back = await deliveries.reassign(
+        sessions, "L1", "a", DAY, later + timedelta(minutes=5), reason="customer asked", reassigned_by="ana"
+    )
+    assert back.dealer_id == "a" and not back.delivered
+    assert (back.idempotency_key != "lead-L1-a") is new_key
+    assert back.idempotency_key.startswith("lead-L1-a")
+    again = await deliveries.reassign(sessions, "L1", "a", DAY, later, reason="twice", reassigned_by="ana")
+    assert again.resumed and again.idempotency_key == back.idempotency_key  # its retries share its key
+
+
 async def test_reload_updates_and_deactivates(sessions: async_sessionmaker[AsyncSession]) -> None:
     await load(sessions, dealer("a"), dealer("b"))
     await routing.route(sessions, LeadProfile("SP", "x", "y"), DAY, T0)
