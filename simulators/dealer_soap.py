@@ -1,7 +1,9 @@
 """A legacy dealer CRM (DMS) with a SOAP 1.1 document/literal API, described by ``dealer_crm.wsdl``.
 
 Like many legacy systems it does not deduplicate: every ``CreateLead`` stores a new record, so a client
-must call ``FindLeadByExternalId`` first to create each lead exactly once.
+must call ``FindLeadByExternalId`` first to create each lead exactly once. ``WithdrawLead`` takes a lead
+back; version 1 of the service (``?wsdl&version=1``), which older DMS installations still run, has no
+such operation, and its WSDL does not offer it.
 """
 
 from __future__ import annotations
@@ -56,17 +58,29 @@ def dealer_wsdl(public_base_url: str, dealer_id: str) -> str:
     return wsdl_template().replace(ADDRESS_PLACEHOLDER, escape(address, {'"': "&quot;"}))
 
 
+def without_withdrawal(wsdl: str) -> str:
+    """Version 1 of the WSDL: every element, message and operation of ``WithdrawLead`` left out."""
+    root = etree.fromstring(wsdl.encode())
+    for node in root.xpath("//*[starts-with(@name, 'WithdrawLead')]"):
+        node.getparent().remove(node)
+    return str(etree.tostring(root, xml_declaration=True, encoding="UTF-8").decode())
+
+
 @router.get("/{dealer_id}")
 async def get_wsdl(dealer_id: str, request: Request, state: StateDep) -> Response:
-    """Serve the WSDL at ``?wsdl`` (not subject to injected faults, so clients can always be built)."""
+    """Serve the WSDL at ``?wsdl`` (not subject to injected faults, so clients can always be built);
+    ``&version=1`` serves the first version of the service, without ``WithdrawLead``."""
     if "wsdl" not in {key.lower() for key in request.query_params}:
         return PlainTextResponse("append ?wsdl to get the service description", status_code=404)
-    return Response(dealer_wsdl(state.config.public_base_url, dealer_id), media_type=SOAP_CONTENT_TYPE)
+    wsdl = dealer_wsdl(state.config.public_base_url, dealer_id)
+    if request.query_params.get("version") == "1":
+        wsdl = without_withdrawal(wsdl)
+    return Response(wsdl, media_type=SOAP_CONTENT_TYPE)
 
 
 @router.post("/{dealer_id}")
 async def soap_call(dealer_id: str, request: Request, state: StateDep) -> Response:
-    """Answer one SOAP call: ``FindLeadByExternalId`` or ``CreateLead``."""
+    """Answer one SOAP call: ``FindLeadByExternalId``, ``CreateLead`` or ``WithdrawLead``."""
     dealer = state.dealer(dealer_id)
     dealer.counters.requests += 1
     fault, retry_after = await take_fault(state, dealer_id)
@@ -95,6 +109,8 @@ def _dispatch(state: SimulatorState, dealer_id: str, dealer: DealerState, raw: b
         return _find_lead(dealer, operation)
     if qname.localname == "CreateLead":
         return _create_lead(state, dealer_id, dealer, operation)
+    if qname.localname == "WithdrawLead":
+        return _withdraw_lead(dealer, operation)
     raise SoapFault("Client", f"unknown operation {qname.localname}")
 
 
@@ -121,6 +137,18 @@ def _create_lead(state: SimulatorState, dealer_id: str, dealer: DealerState, ope
         raise SoapFault("Client", "LeadRejected: dealer does not accept this lead")
     lead = dealer.add_lead("soap", external_id, fields)
     return _leads_element("CreateLeadResponse", {"LeadId": lead.id})
+
+
+def _withdraw_lead(dealer: DealerState, operation: Any) -> Any:
+    """Take the lead back: ``Withdrawn`` true, also when it was already (asking again is safe); false
+    for a lead this DMS never had, which leaves nothing to take back."""
+    external_id = _child_texts(operation).get("ExternalId")
+    if not external_id:
+        raise SoapFault("Client", "ExternalId is required")
+    lead = dealer.find_by_external_id(external_id)
+    if lead is not None:
+        dealer.withdraw(lead)
+    return _leads_element("WithdrawLeadResponse", {"Withdrawn": "true" if lead else "false"})
 
 
 def _body_element(raw: bytes) -> Any:

@@ -26,8 +26,17 @@ BRT = ZoneInfo("America/Sao_Paulo")
 
 
 def sla_rules(sims_url: str) -> RulesFile:
-    """Three Paraná dealers in priority order, a Santa Catarina dealer asked for statuses, and a Rio
-    Grande do Sul dealer closed today and tomorrow; every one must accept within 30 open minutes."""
+    """Three Paraná dealers in priority order (a REST CRM, a SOAP DMS that can withdraw a lead, and one
+    on the first version of that DMS's service, which cannot), a Santa Catarina dealer asked for
+    statuses, and a Rio Grande do Sul dealer closed today and tomorrow; every one must accept within 30
+    open minutes."""
+
+    def soap(dealer_id: str, priority: int, wsdl_query: str) -> dict[str, Any]:
+        return {
+            **rest(dealer_id, "PR", priority),
+            "crm": {"kind": "soap", "url": f"{sims_url}/dealer-soap/{dealer_id}?{wsdl_query}"},
+            "field_mapping": {"ExternalId": "id", "Nome": "First_Name"},
+        }
 
     def rest(dealer_id: str, state: str, priority: int, **extra: Any) -> dict[str, Any]:
         sla = {"accept_within_minutes": 30, **extra.pop("sla", {})}
@@ -48,8 +57,8 @@ def sla_rules(sims_url: str) -> RulesFile:
         {
             "dealers": [
                 rest("sla-a", "PR", 10),
-                rest("sla-b", "PR", 20),
-                rest("sla-c", "PR", 30),
+                soap("sla-b", 20, "wsdl"),
+                soap("sla-c", 30, "wsdl&version=1"),
                 rest("poll-sc", "SC", 10, sla={"status_poll_seconds": 60}),
                 rest("night-rs", "RS", 10, hours={"weekly": every_day, "closed": closed}),
             ]
@@ -128,15 +137,18 @@ async def test_dealers_that_miss_the_sla_lose_the_lead_until_the_fallback_owner(
     result = await hub.handle(lead_id).result()
     assert result.status == "sla_exhausted"
 
-    # Each dealer got the lead once and had it withdrawn once; none holds it now.
+    # Each dealer got the lead once and had it withdrawn once, at its CRM where the CRM can (REST, the
+    # SOAP service's WithdrawLead) and in the hub only where it cannot; none holds it now.
     counters = (await hub.counters())["dealers"]
-    for dealer_id in ("sla-a", "sla-b", "sla-c"):
-        assert (counters[dealer_id]["created"], counters[dealer_id]["withdrawn"]) == (1, 1)
+    created_withdrawn = {
+        d: (counters[d]["created"], counters[d]["withdrawn"]) for d in ("sla-a", "sla-b", "sla-c")
+    }
+    assert created_withdrawn == {"sla-a": (1, 1), "sla-b": (1, 1), "sla-c": (1, 0)}
     deliveries = lead["deliveries"]
     assert [(d["dealer_id"], d["status"], d["withdrawal_at_crm"]) for d in deliveries] == [
         ("sla-a", "withdrawn", "withdrawn"),
         ("sla-b", "withdrawn", "withdrawn"),
-        ("sla-c", "withdrawn", "withdrawn"),
+        ("sla-c", "withdrawn", "recorded"),
     ]
     assert all("SLA to accept passed" in str(d["withdrawal_reason"]) for d in deliveries)
     assert all(str(d["reason"]).startswith("routed: covers the lead") for d in deliveries)
