@@ -138,7 +138,7 @@ async def test_gold_equals_a_recomputation_with_bigquerys_rules(
     await land(warehouse, VTEX_ORDERS, (order_version(order) for order in orders))
     assert any(re.search(r"\.\d{7}", order["creationDate"]) for order in orders)  # VTEX's 7 digits
 
-    summary = await dbt_build(settings, tmp_path)
+    summary = await dbt_build(settings, tmp_path, models_only=True)
     assert summary.models_failed == 0, summary.failures
     gold = await warehouse.query(
         f"select * from `{warehouse.table_id(warehouse.layers.gold, 'customer_360')}`"

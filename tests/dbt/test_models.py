@@ -43,10 +43,12 @@ BUILT = {
 
 
 async def dbt_build(
-    settings: Settings, work_dir: Path, full_refresh: bool = False, fast: bool = False
+    settings: Settings, work_dir: Path, full_refresh: bool = False, fast: bool = False, models_only: bool = False
 ) -> DbtBuildSummary:
-    """``python -m warehouse.dbt build``, as the build activity runs it."""
-    command = build_command(work_dir, full_refresh=full_refresh, fast=fast)
+    """``python -m warehouse.dbt build``, as the build activity runs it. ``models_only``: without the data
+    and unit tests (half of a build on the emulator), for tests that compare what the models wrote."""
+    select = ("resource_type:model",) if models_only else ()
+    command = build_command(work_dir, select=select, full_refresh=full_refresh, fast=fast)
     environment = {**os.environ, **dbt_environment(settings)}
     done = await asyncio.to_thread(
         subprocess.run, command, env=environment, capture_output=True, text=True, timeout=600, check=False
@@ -117,7 +119,7 @@ async def test_build_passes_and_gold_matches_a_hand_computation(
     assert daily["2026-02-01"]["revenue"] == 0 and daily["2026-02-01"]["canceled_orders"] == 1
     assert daily["2026-01-01"]["revenue"] == 100
 
-    again = await dbt_build(settings, tmp_path)  # nothing new landed
+    again = await dbt_build(settings, tmp_path, models_only=True)  # nothing new landed
     assert again.success
     assert await snapshot(warehouse) == built
     # The 30-second path: silver and customer_360, no tests (they run in the hourly full build).
@@ -161,7 +163,7 @@ async def test_incremental_build_equals_a_full_rebuild(
     shrunk = order("o-4", "u-bruno", 4000, "2026-02-10T08:00:00.0000000Z", changed="2026-02-11T08:00:00Z")
     shrunk["items"] = shrunk["items"][:1]
     await land_late(warehouse, shrunk, minutes_behind=300)
-    assert (await dbt_build(settings, tmp_path)).success
+    assert (await dbt_build(settings, tmp_path, models_only=True)).success
     # Later: o-2 is canceled, and Carla buys for the first time.
     canceled = order("o-2", "u-ana", 5000, "2026-03-02T10:00:00.0000000Z", "canceled", "2026-03-05T10:00:00Z")
     carla = order("o-5", "u-carla", 12345, "2026-04-01T12:00:00.0000000Z", "payment-approved")
@@ -174,7 +176,7 @@ async def test_incremental_build_equals_a_full_rebuild(
             lead_change("l-3", "received", "2026-03-02T09:00:00+00:00"),
         ],
     )
-    assert (await dbt_build(settings, tmp_path)).success
+    assert (await dbt_build(settings, tmp_path, models_only=True)).success
     incremental = await snapshot(warehouse)
     leads = {row["lead_id"]: row for row in incremental["leads"]}
     assert {lead: (row["furthest_rank"], row["latest_status"]) for lead, row in leads.items()} == {
@@ -197,7 +199,7 @@ async def test_incremental_build_equals_a_full_rebuild(
     await land_late(
         warehouse, order("o-6", "u-guest", 5000, "2026-04-02T12:00:00.0000000Z"), minutes_behind=60
     )
-    assert (await dbt_build(settings, tmp_path)).success
+    assert (await dbt_build(settings, tmp_path, models_only=True)).success
     incremental = await snapshot(warehouse)
     orders = {row["order_id"]: row for row in incremental["orders"]}
     assert (orders["o-4"]["items_count"], orders["o-4"]["status"]) == (1, "invoiced")  # not the older one
@@ -207,6 +209,6 @@ async def test_incremental_build_equals_a_full_rebuild(
     revenue = sum(day["revenue"] for day in incremental["daily_sales"])
     assert sum(row["lifetime_value"] for row in gold.values()) == revenue  # every revenue order counted once
 
-    assert (await dbt_build(settings, tmp_path, full_refresh=True)).success
+    assert (await dbt_build(settings, tmp_path, full_refresh=True, models_only=True)).success
     assert await snapshot(warehouse) == incremental
     assert len(ORDERS) == 5  # the fixture this comparison was made on

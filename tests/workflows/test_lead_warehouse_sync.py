@@ -189,7 +189,7 @@ async def test_leads_land_once_without_personal_data_and_gold_equals_a_recomputa
         assert await bronze_counts(warehouse) == landed
 
         await assert_no_personal_data(warehouse, people)
-        await dbt_build(settings, tmp_path)
+        await dbt_build(settings, tmp_path, models_only=True)
         expected_dealers, expected_funnel = await recompute(session_factory(engine))
         await engine.dispose()
         assert await gold(warehouse, "dealer_performance", "dealer_id, day") == expected_dealers
