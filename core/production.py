@@ -9,7 +9,7 @@ settings refuse to load, naming each one (never its value).
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import SecretStr
 
@@ -56,7 +56,10 @@ def _database_problems(settings: Settings) -> list[str]:
         return [
             "database_url is the local SQLite file: set HUB_DATABASE_URL to the PostgreSQL all processes use"
         ]
-    password = urlsplit(url).password or ""
+    try:
+        password = unquote(urlsplit(url).password or "")
+    except ValueError:  # not a URL urllib reads (SQLAlchemy reads more): the engine judges it
+        return []
     if any(marker in password for marker in LOCAL_MARKERS):
         return ["database_url's password is a local placeholder"]
     return []

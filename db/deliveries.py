@@ -249,8 +249,10 @@ async def _key_for_return(session: AsyncSession, lead_id: str, dealer_id: str, a
     the CRM could only record the withdrawal, the dealer still holds its lead: the old key finds it."""
     lost = await session.get(Withdrawal, (lead_id, dealer_id))
     base = idempotency_key(lead_id, dealer_id)
-    if lost is None or lost.crm_outcome == "recorded":
+    if lost is None:
         return base
+    if lost.crm_outcome == "recorded":
+        return lost.idempotency_key or base  # the key of the delivery the dealer still holds
     return f"{base}-{as_utc(at):%Y%m%dT%H%M%S%f}"
 
 

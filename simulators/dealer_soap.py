@@ -119,7 +119,7 @@ def _find_lead(dealer: DealerState, operation: Any) -> Any:
     external_id = _child_texts(operation).get("ExternalId")
     if not external_id:
         raise SoapFault("Client", "ExternalId is required")
-    lead = dealer.find_by_external_id(external_id)
+    lead = dealer.find_by_external_id(external_id, active_only=True)  # a withdrawn lead is gone
     values = {"Found": "true", "LeadId": lead.id} if lead else {"Found": "false"}
     return _leads_element("FindLeadByExternalIdResponse", values)
 

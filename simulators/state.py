@@ -208,9 +208,14 @@ class DealerState:
             lead.withdrawn = True
             self.counters.withdrawn += 1
 
-    def find_by_external_id(self, external_id: str) -> DealerLead | None:
-        """The first lead stored under an external id, if any."""
-        return next((lead for lead in self.leads if lead.external_id == external_id), None)
+    def find_by_external_id(self, external_id: str, *, active_only: bool = False) -> DealerLead | None:
+        """The lead stored under an external id: the one the dealer still holds, else (unless
+        ``active_only``: a search of live leads) one the hub withdrew."""
+        stored = [lead for lead in self.leads if lead.external_id == external_id]
+        active = next((lead for lead in stored if not lead.withdrawn), None)
+        if active is not None or active_only:
+            return active
+        return stored[0] if stored else None
 
 
 @dataclass

@@ -5,7 +5,9 @@ Only ``hub leads reassign`` moves a lead that reached a dealer, and the move is 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+from temporalio.testing import WorkflowEnvironment
 
 from db.engine import create_engine, session_factory
 from db.rules import apply_rules
@@ -13,6 +15,7 @@ from tests.cli.conftest import HubCli
 from tests.hub import Hub
 from tests.hub import test_rules as routing_rules
 from tests.support import eventually
+from tests.workflows.test_dealer_sla import SLA, at_dealer, sla_hub
 
 
 async def set_capacity(hub: Hub, dealer_id: str, capacity: int) -> None:
@@ -108,3 +111,31 @@ async def test_reassign_refuses_a_running_lead_and_an_unknown_one(hub: Hub, hub_
     assert running.code == 1 and "hub leads assign" in running.err
     unknown = await hub_cli(hub.settings, "leads", "reassign", "5725767000000000404", *args)
     assert unknown.code == 1 and "unknown lead" in unknown.err
+
+
+async def test_a_lead_sent_back_to_dealers_whose_crms_withdrew_it_is_a_new_lead_there(
+    skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, hub_cli: HubCli
+) -> None:
+    """A REST CRM and a SOAP DMS each withdrew the lead after a missed SLA; support sends it back to
+    each in turn. Each gets a lead of its own again (the old key or the old record would be the
+    withdrawn one), and the DMS that cannot withdraw keeps the lead it had."""
+    async with sla_hub(skipping_env, sqlite_url, task_queue) as hub:
+        lead_id = await hub.create_lead(State="PR", City="Curitiba", First_Name="Rui")
+        await hub.post_webhook(lead_id)
+        await at_dealer(hub, lead_id, "sla-a")
+        for dealer_id in ("sla-b", "sla-c"):
+            await skipping_env.sleep(SLA)
+            await at_dealer(hub, lead_id, dealer_id)
+        await skipping_env.sleep(SLA + timedelta(minutes=1))
+        await hub.wait_for_status(lead_id, "sla_exhausted")
+        await hub.handle(lead_id).result()
+        for dealer_id in ("sla-a", "sla-b", "sla-c"):
+            moved = await hub_cli(
+                hub.settings, "leads", "reassign", lead_id, dealer_id, "--reason", "it asked", "--by", "ana"
+            )
+            assert moved.code == 0, moved.err
+            await at_dealer(hub, lead_id, dealer_id)
+            await hub.handle(lead_id).terminate("next dealer")  # the test moves it on; support would wait
+        counters = (await hub.counters())["dealers"]
+        created = {dealer_id: counters[dealer_id]["created"] for dealer_id in ("sla-a", "sla-b", "sla-c")}
+        assert created == {"sla-a": 2, "sla-b": 2, "sla-c": 1}

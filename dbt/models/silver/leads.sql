@@ -1,22 +1,33 @@
 -- One row per lead, from its status history: when it was received, what routing looked at (state,
 -- city, model), its channel (Zoho's Lead_Source), the furthest funnel stage it reached and its latest
 -- status. No personal data. A lead's row depends on all its changes, so a build recomputes the leads
--- with a change merged into silver since this model's last build, from all of their changes (clustered
--- by lead, so only their blocks are read); built by the hourly build, like the gold tables that read it.
+-- with a change merged into silver since this model's last build, from all of their changes. Their ids
+-- are looked up first and written into the query as constants: BigQuery prunes the history's blocks
+-- (clustered by lead) only for a constant filter, never through a subquery. Past
+-- var('leads_recomputed_by_id') changed leads, or on a silver.leads built before it kept a watermark,
+-- every lead is recomputed. Built by the hourly build, like the gold tables that read it.
 {{ config(
     unique_key='lead_id',
     cluster_by=['lead_id'],
     tags=['hourly'],
 ) }}
 
+{%- set changed = none -%}
+{%- if is_incremental() and execute
+    and 'ingested_at' in (adapter.get_columns_in_relation(this) | map(attribute='name') | list) -%}
+    {%- set found = run_query(
+        "select distinct lead_id from " ~ ref('lead_status_changes') ~ " where ingested_at >= " ~ bronze_since()
+    ) -%}
+    {%- set changed = found.columns[0].values() | list -%}
+    {%- if changed | length > var('leads_recomputed_by_id', 10000) -%}
+        {%- set changed = none -%}
+    {%- endif -%}
+{%- endif %}
+
 with history as (
     select * from {{ ref('lead_status_changes') }}
-    {% if is_incremental() %}
-    where lead_id in (
-        select lead_id
-        from {{ ref('lead_status_changes') }}
-        where ingested_at >= {{ bronze_since() }}
-    )
+    {% if changed is not none %}
+    where lead_id in ({% for lead_id in changed %}{{ lead_id | tojson }}{{ ", " if not loop.last }}{% endfor %}{{ "null" if not changed }})
     {% endif %}
 )
 
