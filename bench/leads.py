@@ -32,7 +32,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -252,6 +252,13 @@ async def bench_leads(
     return acks, time.perf_counter() - first_sent, counts, since, lead_ids
 
 
+async def delivered_leads(client: Client, since: str) -> list[str]:
+    """The ids of the leads delivered since ``since`` (visibility query), newest first."""
+    statuses = " OR ".join(f"LeadStatus = '{status}'" for status in DELIVERED)
+    query = f"WorkflowType = 'LeadDistributionWorkflow' AND StartTime >= '{since}' AND ({statuses})"
+    return [found.id.removeprefix("lead-") async for found in client.list_workflows(query)]
+
+
 async def delivered_to_bronze(settings: Settings, lead_ids: list[str], wait: float) -> list[float]:
     """Seconds from each lead's ``delivered`` (the portal's time of it) until its row is in bronze,
     polled every second; leads not there within ``wait`` seconds are left out (the caller says how many)."""
@@ -259,11 +266,11 @@ async def delivered_to_bronze(settings: Settings, lead_ids: list[str], wait: flo
     table = warehouse.table_id(warehouse.layers.bronze, LEAD_STATUS_CHANGES)
     waiting, seen = set(lead_ids), []
     deadline = time.monotonic() + wait
-    today = day_start(datetime.now(UTC))
+    since = day_start(datetime.now(UTC) - timedelta(days=1))  # a run may cross midnight UTC
     try:
         while waiting and time.monotonic() < deadline:
             rows = await warehouse.query(
-                f"select lead_id, changed_at from `{table}` where ingested_at >= {today}"
+                f"select lead_id, changed_at from `{table}` where ingested_at >= {since}"
                 " and status = 'delivered' and lead_id in unnest(@ids)",
                 [ArrayQueryParameter("ids", "STRING", sorted(waiting))],
             )
@@ -313,6 +320,8 @@ async def main() -> None:
         "--to-bronze", type=int, default=0, help="follow this many delivered leads until they are in bronze"
     )
     args = parser.parse_args()
+    if args.to_bronze and args.accept_after is not None:
+        parser.error("--to-bronze follows the leads of a run without --accept-after")
     if args.write_sla_rules:
         write_sla_rules(args.write_sla_rules)
         return
@@ -340,12 +349,10 @@ async def main() -> None:
     )
     print_memory()
     if args.to_bronze:
-        sample = lead_ids[: args.to_bronze]
+        sample = (await delivered_leads(client, since))[: args.to_bronze]
         seconds = await delivered_to_bronze(settings, sample, wait=600)
-        print(
-            f"delivered to bronze   {len(seconds)}/{len(sample)} leads; p50 {percentile(seconds, 50):.1f} s,"
-            f" max {max(seconds, default=0):.1f} s (goal: 300 s)"
-        )
+        figures = f"p50 {percentile(seconds, 50):.1f} s, max {max(seconds):.1f} s" if seconds else "none seen"
+        print(f"delivered to bronze   {len(seconds)}/{len(sample)} leads; {figures} (goal: 300 s)")
     if not args.no_skeleton:
         activities = await activities_per_delivered_lead(client, since)
         skeleton = await bench_skeleton(args, client, activities)
