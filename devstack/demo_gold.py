@@ -77,7 +77,8 @@ async def _last_full_at(client: Client, workflow_id: str) -> str | None:
         status = await client.get_workflow_handle(workflow_id).query(STATUS_QUERY, result_type=DbtBuildStatus)
     except RPCError:
         return None
-    return status.last_full_at
+    started: str | None = status.last_full_at
+    return started
 
 
 async def _print_gold(warehouse: Warehouse) -> None:
