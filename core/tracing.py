@@ -73,11 +73,14 @@ def start_tracing(service: str, exporter: SpanExporter | None = None, *, http_cl
         provider.add_span_processor(BatchSpanProcessor(RedactingExporter(configured_exporter())))
     else:
         provider.add_span_processor(SimpleSpanProcessor(RedactingExporter(exporter)))
+    # Libraries that trace on their own (BigQuery's client) find it as the global provider, which can be
+    # set once per process; the hub's instrumentations get it explicitly, so tracing can stop and
+    # start again in one process (the tests do).
     trace.set_tracer_provider(provider)
     if http_clients:
         from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
-        HTTPXClientInstrumentor().instrument()
+        HTTPXClientInstrumentor().instrument(tracer_provider=provider)
     _provider = provider
     return True
 
@@ -102,7 +105,10 @@ def trace_requests(app: FastAPI) -> None:
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
     FastAPIInstrumentor.instrument_app(
-        app, excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"]
+        app,
+        excluded_urls="healthz,readyz,metrics",
+        exclude_spans=["receive", "send"],
+        tracer_provider=_provider,
     )
 
 
@@ -110,12 +116,12 @@ def client_span(name: str, attributes: Mapping[str, str | int]) -> AbstractConte
     """A client span around a call to a partner that httpx does not make (SMTP), under the current
     span (the activity's); nothing while tracing is off. ``attributes``: ids and addresses of servers,
     never a person's."""
-    if not tracing_on():
+    if _provider is None:
         return nullcontext()
-    from opentelemetry import trace
+    from opentelemetry.trace import SpanKind
 
-    tracer = trace.get_tracer("integrations-hub")
-    return tracer.start_as_current_span(name, kind=trace.SpanKind.CLIENT, attributes=dict(attributes))
+    tracer = _provider.get_tracer("integrations-hub")
+    return tracer.start_as_current_span(name, kind=SpanKind.CLIENT, attributes=dict(attributes))
 
 
 def temporal_interceptors() -> list[Interceptor]:
@@ -125,4 +131,5 @@ def temporal_interceptors() -> list[Interceptor]:
         return []
     from temporalio.contrib.opentelemetry import TracingInterceptor
 
-    return [TracingInterceptor()]
+    assert _provider is not None
+    return [TracingInterceptor(_provider.get_tracer("temporalio"))]
