@@ -127,9 +127,8 @@ def client_span(name: str, attributes: Mapping[str, str | int]) -> AbstractConte
 def temporal_interceptors() -> list[Interceptor]:
     """The Temporal SDK's tracing interceptor when tracing is on: it carries the trace from a client's
     start or signal into the workflow and its activities (their spans are children of the caller's)."""
-    if not tracing_on():
+    if _provider is None:
         return []
     from temporalio.contrib.opentelemetry import TracingInterceptor
 
-    assert _provider is not None
     return [TracingInterceptor(_provider.get_tracer("temporalio"))]

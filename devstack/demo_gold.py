@@ -39,12 +39,11 @@ async def run_gold_demo(settings: Settings) -> bool:
     status = DbtBuildStatus()
     while time.monotonic() < deadline:
         status = await client.get_workflow_handle(workflow_id).query(STATUS_QUERY, result_type=DbtBuildStatus)
-        # A full build started after the request (its start time changed) and none is running now.
-        if status.last_full_at != before and not status.building and not status.full_asked:
+        if full_build_done(status, before):
             break
         await asyncio.sleep(2)
     last = status.last_full
-    if last is None or status.last_full_at == before or status.building:
+    if last is None or not full_build_done(status, before):
         print("  no build finished in time")
         return False
     outcome = "passed" if last.success else "FAILED: " + "; ".join(last.failures)
@@ -69,6 +68,11 @@ async def land_leads(client: Client) -> None:
         workflow_id, _ = await trigger_run(client, LEAD_WAREHOUSE_SYNC)
         await client.get_workflow_handle(workflow_id).result()
     print(f"\nLanded the portal's lead changes in bronze ({LEAD_WAREHOUSE_SYNC} run {workflow_id})")
+
+
+def full_build_done(status: DbtBuildStatus, before: str | None) -> bool:
+    """A full build started after the request (its start time is not ``before``) and none is running."""
+    return status.last_full_at != before and not status.building and not status.full_asked
 
 
 async def _last_full_at(client: Client, workflow_id: str) -> str | None:

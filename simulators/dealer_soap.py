@@ -63,7 +63,7 @@ def without_withdrawal(wsdl: str) -> str:
     root = etree.fromstring(wsdl.encode())
     for node in root.xpath("//*[starts-with(@name, 'WithdrawLead')]"):
         node.getparent().remove(node)
-    return str(etree.tostring(root, xml_declaration=True, encoding="UTF-8").decode())
+    return str(etree.tostring(root, xml_declaration=True, encoding="UTF-8").decode())  # lxml is untyped
 
 
 @router.get("/{dealer_id}")
@@ -116,10 +116,7 @@ def _dispatch(state: SimulatorState, dealer_id: str, dealer: DealerState, raw: b
 
 def _find_lead(dealer: DealerState, operation: Any) -> Any:
     dealer.counters.lookups += 1
-    external_id = _child_texts(operation).get("ExternalId")
-    if not external_id:
-        raise SoapFault("Client", "ExternalId is required")
-    lead = dealer.find_by_external_id(external_id, active_only=True)  # a withdrawn lead is gone
+    lead = dealer.find_by_external_id(_external_id(operation), active_only=True)  # a withdrawn lead is gone
     values = {"Found": "true", "LeadId": lead.id} if lead else {"Found": "false"}
     return _leads_element("FindLeadByExternalIdResponse", values)
 
@@ -142,13 +139,18 @@ def _create_lead(state: SimulatorState, dealer_id: str, dealer: DealerState, ope
 def _withdraw_lead(dealer: DealerState, operation: Any) -> Any:
     """Take the lead back: ``Withdrawn`` true, also when it was already (asking again is safe); false
     for a lead this DMS never had, which leaves nothing to take back."""
-    external_id = _child_texts(operation).get("ExternalId")
-    if not external_id:
-        raise SoapFault("Client", "ExternalId is required")
-    lead = dealer.find_by_external_id(external_id)
+    lead = dealer.find_by_external_id(_external_id(operation))
     if lead is not None:
         dealer.withdraw(lead)
     return _leads_element("WithdrawLeadResponse", {"Withdrawn": "true" if lead else "false"})
+
+
+def _external_id(operation: Any) -> str:
+    """The operation's ``ExternalId``, which lookups and withdrawals require."""
+    external_id = _child_texts(operation).get("ExternalId")
+    if not external_id:
+        raise SoapFault("Client", "ExternalId is required")
+    return external_id
 
 
 def _body_element(raw: bytes) -> Any:

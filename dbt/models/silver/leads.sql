@@ -2,10 +2,10 @@
 -- city, model), its channel (Zoho's Lead_Source), the furthest funnel stage it reached and its latest
 -- status. No personal data. A lead's row depends on all its changes, so a build recomputes the leads
 -- with a change merged into silver since this model's last build, from all of their changes. Their ids
--- are looked up first and written into the query as constants: BigQuery prunes the history's blocks
--- (clustered by lead) only for a constant filter, never through a subquery. Past
--- var('leads_recomputed_by_id') changed leads, or on a silver.leads built before it kept a watermark,
--- every lead is recomputed. Built by the hourly build, like the gold tables that read it.
+-- are looked up first and written into the query as constants: BigQuery documents block pruning (the
+-- history is clustered by lead) for a constant filter on the clustered column, not through a
+-- subquery. Past var('leads_recomputed_by_id') changed leads, or on a silver.leads built before it
+-- kept a watermark, every lead is recomputed. Built by the hourly build, like the gold tables that read it.
 {{ config(
     unique_key='lead_id',
     cluster_by=['lead_id'],
