@@ -55,6 +55,8 @@ class LeadDistributionInput:
     # The dealer's SLA (db dealers.sla_minutes): misses move the lead on this often, then to this owner.
     max_reroutes: int = 3
     fallback_owner_id: str = ""
+    # Set when a run hands a delivered lead to a new run (continue-as-new) that waits for its dealer.
+    following: Following | None = None
 
     @classmethod
     def for_lead(
@@ -83,6 +85,33 @@ class DeliveryAttempt:
     dealer_id: str
     outcome: str  # "delivered", "rejected", "unavailable" or "withdrawn" (missed its SLA)
     detail: str = ""
+
+
+@dataclass
+class PassedOn:
+    """The newest report of a dealer passed on to Zoho and the subscribers: older ones are not."""
+
+    dealer_id: str
+    at: str  # ISO 8601, the dealer's time of the report
+    rank: int  # its place in the dealer's funnel
+
+
+@dataclass
+class Following:
+    """A delivered lead waiting for its dealer, as one run hands it to the next (continue-as-new).
+
+    The run that waits starts from this alone, so its history is a few events long: a dealer's status
+    signalled to it replays those, not the lead's whole delivery, when the worker no longer caches it.
+    """
+
+    dealer_id: str
+    dealer_lead_id: str
+    sla_deadline: str  # ISO 8601 in the dealer's open hours, as the withdrawal's reason shows it
+    wait_until: str  # the same moment on Temporal's clock: the run's timer runs to it
+    poll_seconds: int = 0  # 0: the dealer's webhook reports; else its CRM is asked this often
+    rerouted: bool = False  # an earlier dealer lost the lead (missed its SLA)
+    attempts: list[DeliveryAttempt] = field(default_factory=list)
+    passed_on: list[PassedOn] = field(default_factory=list)
 
 
 @dataclass

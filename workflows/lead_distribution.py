@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 from datetime import datetime, timedelta
@@ -22,8 +23,10 @@ from contracts.leads import (
     AssignDealerResult,
     DealerStatusReport,
     DeliveryAttempt,
+    Following,
     LeadDistributionInput,
     LeadDistributionResult,
+    PassedOn,
 )
 from workflows.parking import Parking
 from workflows.policies import DATABASE_RETRY, error_type
@@ -80,6 +83,10 @@ DELIVERY_CLAIM = "delivery-decision-in-database"
 # and the subscribers, and a dealer with an SLA that does not accept in time loses the lead to the next
 # dealer (at most max_reroutes times, then the fallback owner). Runs started before it end at delivery.
 DEALER_SLA = "dealer-sla-and-status"
+# Patch: a delivered lead that waits for its dealer waits in a new run (continue-as-new) that starts from
+# what it needs (contracts.leads.Following), so a status signalled to it replays a few events, not the
+# whole delivery, and a cached waiting run holds little. Runs before it wait where they delivered.
+FOLLOW_IN_OWN_RUN = "follow-dealer-in-own-run"
 
 LOCAL_STEP_TIMEOUT = timedelta(seconds=30)
 # How long the hub keeps asking a dealer's CRM to drop a lead it lost, before recording it as pending.
@@ -111,6 +118,8 @@ class LeadDistributionWorkflow:
     async def run(self, params: LeadDistributionInput) -> LeadDistributionResult:
         self._lead_id = params.lead_id
         self._params = params
+        if params.following is not None:
+            return await self._keep_following(params, params.following)
         self._status_with_step = workflow.patched(STATUS_WITH_STEP)
         decision_in_database = workflow.patched(DELIVERY_CLAIM)
         workflow.upsert_search_attributes([LEAD_ID.value_set(params.lead_id)])
@@ -207,8 +216,20 @@ class LeadDistributionWorkflow:
         else:
             claim = await self._decide(LeadActivities.claim_lead, self._claim_input(lead))
         following = workflow.patched(DEALER_SLA)
+        return await self._deliver_and_follow(claim, lead, params, following=following, rerouted=False)
+
+    async def _deliver_and_follow(
+        self,
+        claim: ClaimLeadResult,
+        lead: dict[str, Any],
+        params: LeadDistributionInput,
+        *,
+        following: bool,
+        rerouted: bool,
+    ) -> LeadDistributionResult:
+        """Deliver along the claim, then follow the dealer; one that misses its SLA loses the lead to
+        the next dealer it was never at, as a new claim (``rerouted``: an earlier one already lost it)."""
         deadline = workflow.now() + timedelta(seconds=params.assign_deadline_seconds)
-        rerouted = False
         while True:
             delivered = await self._until_delivered(claim, lead, params, deadline)
             if delivered is None and rerouted:
@@ -227,7 +248,7 @@ class LeadDistributionWorkflow:
             await self._publish_distributed(dealer_id, dealer_lead_id, stable_id=True)
             if not following:
                 return self._result(dealer_lead_id)
-            lost = await self._follow(dealer_id, dealer_lead_id, followed=claim.followed)
+            lost = await self._follow(dealer_id, dealer_lead_id, followed=claim.followed, own_run=False)
             if lost is None:
                 return self._result(dealer_lead_id)
             if lost.withdrawals > params.max_reroutes:
@@ -278,7 +299,7 @@ class LeadDistributionWorkflow:
         self._reports.append(report)
 
     async def _follow(
-        self, dealer_id: str, dealer_lead_id: str, *, followed: bool
+        self, dealer_id: str, dealer_lead_id: str, *, followed: bool, own_run: bool
     ) -> WithdrawLeadResult | None:
         """Follow the lead at its dealer until it accepts (None: it keeps the lead) or its SLA passes
         (the withdrawal). Statuses the dealer reports go on to Zoho and the subscribers as they come.
@@ -288,13 +309,26 @@ class LeadDistributionWorkflow:
             await self._pass_on_reports(dealer_id)
             return None
         plan = await self._follow_plan(dealer_id)
-        status = plan.dealer_status
-        sla_deadline = None
+        wait_until = None
         if plan.sla_deadline:
-            sla_deadline = workflow.now() + timedelta(seconds=plan.sla_remaining_seconds)
+            wait_until = workflow.now() + timedelta(seconds=plan.sla_remaining_seconds)
+        return await self._wait_for_dealer(dealer_id, dealer_lead_id, plan, wait_until, own_run=own_run)
+
+    async def _wait_for_dealer(
+        self,
+        dealer_id: str,
+        dealer_lead_id: str,
+        plan: FollowPlan,
+        sla_deadline: datetime | None,
+        *,
+        own_run: bool,
+    ) -> WithdrawLeadResult | None:
+        """Wait for the dealer's statuses until it accepts or ``sla_deadline`` (Temporal's clock) passes;
+        ``own_run``: this run only waits (it was handed the lead by the run that delivered it)."""
+        status = plan.dealer_status
         poll = timedelta(seconds=plan.poll_seconds) if plan.poll_seconds else None
         while True:
-            status = await self._pass_on_reports(dealer_id) or status
+            status = await self._pass_on_reports(dealer_id, together=own_run) or status
             if not plan.holds or sla_deadline is None or status in DEALER_STATUSES:
                 return None
             now = workflow.now()
@@ -306,6 +340,10 @@ class LeadDistributionWorkflow:
                     return None
                 status = withdrawal.dealer_status  # the acceptance committed first: the dealer keeps it
                 continue
+            if own_run and workflow.info().is_continue_as_new_suggested():
+                self._hand_on(dealer_id, dealer_lead_id, plan, sla_deadline)  # long waits, frequent reads
+            if not own_run and workflow.patched(FOLLOW_IN_OWN_RUN):
+                self._hand_on(dealer_id, dealer_lead_id, plan, sla_deadline)
             if workflow.info().is_continue_as_new_suggested():
                 self._continue_as_new()  # long waits with frequent status reads
             if self._status != AWAITING_ACCEPTANCE:
@@ -341,8 +379,9 @@ class LeadDistributionWorkflow:
         if polled.applied and polled.status:
             self._reports.append(DealerStatusReport(dealer_id, polled.status, polled.at))
 
-    async def _pass_on_reports(self, dealer_id: str) -> str | None:
-        """Pass each pending report on (Zoho's Lead_Status, a signed event); the newest status, if any."""
+    async def _pass_on_reports(self, dealer_id: str, *, together: bool = False) -> str | None:
+        """Pass each pending report on (Zoho's Lead_Status, a signed event); the newest status, if any.
+        ``together``: both at once (runs that only wait do; earlier runs did one after the other)."""
         newest = None
         while self._reports:
             report = self._reports.pop(0)
@@ -350,17 +389,71 @@ class LeadDistributionWorkflow:
                 continue  # two reports signalled at once may arrive swapped: Zoho keeps the newer
             newest = report.status if report.dealer_id == dealer_id else newest
             self._set_search_status(report.status)
-            await self._feed_back_to_zoho({"Lead_Status": ZOHO_LEAD_STATUS[LeadStatus(report.status)]})
+            to_zoho = self._feed_back_to_zoho({"Lead_Status": ZOHO_LEAD_STATUS[LeadStatus(report.status)]})
             name = f"{LEAD_EVENT_STATUS_UPDATED}:{self._lead_id}:{report.dealer_id}:{report.status}"
             data = {"lead_id": self._lead_id, "dealer_id": report.dealer_id, "status": report.status}
-            await self._publish(LEAD_EVENT_STATUS_UPDATED, name, {**data, "at": report.at})
+            event = self._publish(LEAD_EVENT_STATUS_UPDATED, name, {**data, "at": report.at})
+            if together:
+                await asyncio.gather(to_zoho, event)
+            else:
+                await to_zoho
+                await event
         return newest
+
+    def _hand_on(self, dealer_id: str, dealer_lead_id: str, plan: FollowPlan, sla_deadline: datetime) -> None:
+        """Go on waiting for the dealer in a new run that starts from the lead's place (no return)."""
+        assert self._params is not None
+        following = Following(
+            dealer_id=dealer_id,
+            dealer_lead_id=dealer_lead_id,
+            sla_deadline=plan.sla_deadline,
+            wait_until=sla_deadline.isoformat(),
+            poll_seconds=plan.poll_seconds,
+            attempts=list(self._attempts),
+            passed_on=[PassedOn(d, at.isoformat(), rank) for d, (at, rank) in self._passed_on.items()],
+        )
+        workflow.continue_as_new(
+            dataclasses.replace(self._params, reassign_to=None, event={}, following=following)
+        )
+
+    async def _keep_following(
+        self, params: LeadDistributionInput, following: Following
+    ) -> LeadDistributionResult:
+        """A run handed a delivered lead: wait for its dealer; one that misses its SLA loses the lead
+        to the next dealer, with the lead read from Zoho again for that delivery."""
+        self._status_with_step = True  # only runs of this code hand a lead on
+        self._dealer_id, self._attempts = following.dealer_id, list(following.attempts)
+        self._passed_on = {p.dealer_id: (datetime.fromisoformat(p.at), p.rank) for p in following.passed_on}
+        self._status = LeadStatus.DELIVERED.value  # until the wait shows it awaits acceptance
+        plan = FollowPlan(
+            holds=True, sla_deadline=following.sla_deadline, poll_seconds=following.poll_seconds
+        )
+        lost = await self._wait_for_dealer(
+            following.dealer_id,
+            following.dealer_lead_id,
+            plan,
+            datetime.fromisoformat(following.wait_until),
+            own_run=True,
+        )
+        if lost is None:
+            return self._result(following.dealer_lead_id)
+        if lost.withdrawals > params.max_reroutes:
+            return await self._sla_exhausted(params, f"{lost.withdrawals} dealers missed their SLA")
+        lead = await self._fetch_lead(park_refused=True)
+        if lead is None:
+            return await self._sla_exhausted(params, "the lead is no longer in Zoho's Leads")
+        claim = await self._decide(LeadActivities.claim_lead, self._claim_input(lead))
+        if claim.dealer_id is None:
+            return await self._sla_exhausted(params, "no dealer left to take the lead")
+        return await self._deliver_and_follow(claim, lead, params, following=True, rerouted=True)
 
     def _continue_as_new(self) -> None:
         """Go on in a new run with a short history: it resumes the lead from the database (a support
         reassignment already applied is not applied again)."""
         assert self._params is not None
-        workflow.continue_as_new(dataclasses.replace(self._params, reassign_to=None, event={}))
+        workflow.continue_as_new(
+            dataclasses.replace(self._params, reassign_to=None, event={}, following=None)
+        )
 
     def _is_newest(self, report: DealerStatusReport) -> bool:
         """Whether the report is newer (by the dealer's time, then the funnel) than the last passed on."""

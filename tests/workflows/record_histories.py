@@ -148,6 +148,34 @@ async def test_record_lead_sla_missed_then_accepted(
         await save(hub.client, lead_workflow_id(lead_id), "lead_sla_missed_then_accepted")
 
 
+async def test_record_lead_followed_in_its_own_runs(
+    skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str
+) -> None:
+    """As lead_sla_missed_then_accepted, with each wait for a dealer in a run of its own: the run that
+    delivers hands on, the next misses the SLA and delivers to the next dealer, the last is accepted."""
+    async with sla_hub(skipping_env, sqlite_url, task_queue) as hub:
+        lead_id = await hub.create_lead(State="PR", City="Curitiba")
+        await hub.post_webhook(lead_id)
+        await at_dealer(hub, lead_id, "sla-a")
+        await skipping_env.sleep(SLA + timedelta(minutes=1))
+        await at_dealer(hub, lead_id, "sla-b")
+        await dealer_reports(hub, "sla-b", lead_id, "accepted")
+        result = await hub.handle(lead_id).result()
+        assert (result.status, result.dealer_id) == ("accepted", "sla-b")
+        histories, run_id = [], None
+        while True:  # from the last run back: each names the run it continues
+            handle = hub.client.get_workflow_handle(lead_workflow_id(lead_id), run_id=run_id)
+            history = await handle.fetch_history()
+            histories.insert(0, history)
+            started = history.events[0].workflow_execution_started_event_attributes
+            if not started.continued_execution_run_id:
+                break
+            run_id = started.continued_execution_run_id
+        names = ("lead_delivered_then_handed_on", "lead_followed_sla_missed", "lead_followed_accepted")
+        for history, name in zip(histories, names, strict=True):
+            (HISTORIES / f"{name}.json").write_text(history.to_json() + "\n")
+
+
 async def test_record_opportunity_updates(hub: Hub) -> None:
     """Two stage changes sent in reverse order; the workflow ends once the deal is quiet."""
     deal_id = await hub.create_deal()

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from core.constants import lead_workflow_id
 from db.rules import RulesFile
 from tests.hub import Hub, running_hub
 from tests.support import eventually
@@ -174,6 +175,11 @@ async def test_a_dealer_that_accepts_in_time_keeps_the_lead_and_its_statuses_rea
     await hub.post_webhook(lead_id)
     await at_dealer(hub, lead_id, "sla-a")
     await skipping_env.sleep(timedelta(minutes=10))
+    # It waits in a run of its own a few events long: a status signalled to it, when the worker no
+    # longer caches the run, replays those instead of the whole delivery.
+    waiting = await hub.client.get_workflow_handle(lead_workflow_id(lead_id)).fetch_history()
+    started = waiting.events[0].workflow_execution_started_event_attributes
+    assert started.continued_execution_run_id and len(waiting.events) <= 6
 
     accepted = await dealer_reports(hub, "sla-a", lead_id, "accepted")
     assert accepted["hub"] == {

@@ -76,6 +76,15 @@ def test_the_saved_histories_hold_what_their_replay_proves() -> None:
     old_steps = [e.activity_task_scheduled_event_attributes.activity_type.name for e in old_sync.events]
     assert "request_dbt_build" not in old_steps and markers(old_sync) == 0
     assert markers(saved(HISTORIES / "vtex_order_hooks_as_they_come.json")) >= 1
+    # Leads followed their dealer in the run that delivered them, then in runs of their own.
+    waited_in_place = saved(HISTORIES / "lead_sla_missed_then_accepted.json")
+    assert not any(
+        e.HasField("workflow_execution_continued_as_new_event_attributes") for e in waited_in_place.events
+    )
+    handed_on = saved(HISTORIES / "lead_delivered_then_handed_on.json")
+    assert handed_on.events[-1].HasField("workflow_execution_continued_as_new_event_attributes")
+    followed = saved(HISTORIES / "lead_followed_accepted.json")
+    assert followed.events[0].workflow_execution_started_event_attributes.continued_execution_run_id
     for path in SAVED:
         if path.name not in BEFORE_ENCRYPTION:
             encodings = {p.metadata["encoding"] for p in payloads_in(*saved(path).events)}
