@@ -27,7 +27,7 @@ from contracts.leads import (
     Reassignment,
     start_lead_distribution,
 )
-from core.constants import LEAD_STATUS, LeadStatus, lead_workflow_id
+from core.constants import DEALER_STATUSES, LEAD_STATUS, LeadStatus, lead_workflow_id
 
 # What ``--status`` finds. A lead that ended failed or unrouted completed its run; a run that broke off
 # (its workflow failed, timed out or was terminated) left the lead undecided, so it counts as failed too.
@@ -89,7 +89,9 @@ async def reassign_lead(args: argparse.Namespace, ctx: Context) -> int:
     """A new run of the lead's workflow that first moves its delivery decision to ``dealer_id``.
 
     Only a lead whose workflow ended can be moved: a running one is still acting on its decision (one
-    waiting for a dealer takes ``hub leads assign``). Redrive and resent webhooks never move a lead.
+    waiting for a dealer takes ``hub leads assign``). The exception is a run that only reads an accepted
+    lead's later statuses from its dealer's CRM: it is ended first (terminated, with the reason). Redrive
+    and resent webhooks never move a lead.
     """
     out = ctx.out
     found = await lead_workflow(ctx, args.lead_id)
@@ -98,10 +100,13 @@ async def reassign_lead(args: argparse.Namespace, ctx: Context) -> int:
     handle, described = found
     if described.status == WorkflowExecutionStatus.RUNNING:
         status = described.typed_search_attributes.get(LEAD_STATUS)
-        return out.fail(
-            f"lead {args.lead_id} is still being distributed (lead {status}): reassign it once its workflow"
-            " ended, or use 'hub leads assign' while it waits for a dealer"
-        )
+        if status not in DEALER_STATUSES:
+            return out.fail(
+                f"lead {args.lead_id} is still being distributed (lead {status}): reassign it once its"
+                " workflow ended, or use 'hub leads assign' while it waits for a dealer"
+            )
+        # The dealer accepted; the run only reads its CRM for what came next: nothing is in flight.
+        await handle.terminate(reason=f"reassigned to {args.dealer_id} by {args.by}: {args.reason}")
     move = Reassignment(args.dealer_id, reason=args.reason, by=args.by)
     if not await start_again(ctx, await handle.fetch_history(), move):
         return out.fail(f"lead {args.lead_id} not reassigned: its workflow started again meanwhile")

@@ -55,6 +55,7 @@ class LeadDistributionInput:
     # The dealer's SLA (db dealers.sla_minutes): misses move the lead on this often, then to this owner.
     max_reroutes: int = 3
     fallback_owner_id: str = ""
+    follow_days: int = 30  # settings.lead_follow_days
     # Set when a run hands a delivered lead to a new run (continue-as-new) that waits for its dealer.
     following: Following | None = None
 
@@ -77,6 +78,7 @@ class LeadDistributionInput:
             reassigned_by=reassignment.by if reassignment else "",
             max_reroutes=settings.lead_max_reroutes,
             fallback_owner_id=settings.lead_fallback_owner_id,
+            follow_days=settings.lead_follow_days,
         )
 
 
@@ -109,7 +111,8 @@ class Following:
     sla_deadline: str  # ISO 8601 in the dealer's open hours, as the withdrawal's reason shows it
     wait_until: str  # the same moment on Temporal's clock: the run's timer runs to it
     poll_seconds: int = 0  # 0: the dealer's webhook reports; else its CRM is asked this often
-    rerouted: bool = False  # an earlier dealer lost the lead (missed its SLA)
+    dealer_status: str | None = None  # the newest status the dealer reported (accepted: SLA met)
+    read_until: str = ""  # Temporal's clock: a polled dealer's CRM is read after acceptance until then
     attempts: list[DeliveryAttempt] = field(default_factory=list)
     passed_on: list[PassedOn] = field(default_factory=list)
 

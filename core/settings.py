@@ -133,6 +133,9 @@ class Settings(BaseSettings):
     # (a Zoho user or queue id; empty: the lead keeps its owner) gets it and support is alerted.
     lead_max_reroutes: int = Field(default=3, ge=0, le=20)
     lead_fallback_owner_id: str = ""
+    # After a dealer whose CRM is read (sla.status_poll_seconds) accepts, its CRM is read hourly for the
+    # lead's later statuses (contacted, qualified, ...) until lost or sold, or this many days from delivery.
+    lead_follow_days: int = Field(default=30, ge=0, le=365)
 
     # Opportunity replication
     opportunity_idle_close_seconds: int = Field(default=3600, gt=0)  # a deal's workflow ends after this quiet

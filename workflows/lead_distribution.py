@@ -87,6 +87,10 @@ DEALER_SLA = "dealer-sla-and-status"
 # what it needs (contracts.leads.Following), so a status signalled to it replays a few events, not the
 # whole delivery, and a cached waiting run holds little. Runs before it wait where they delivered.
 FOLLOW_IN_OWN_RUN = "follow-dealer-in-own-run"
+# After acceptance, how often a dealer whose CRM is read (it sends no webhooks) is read for later statuses.
+READ_AFTER_ACCEPTANCE = timedelta(hours=1)
+# A lead the dealer lost or sold moves no further in its funnel: nothing more to read.
+FINAL_DEALER_STATUSES = (LeadStatus.LOST.value, LeadStatus.SOLD.value)
 
 LOCAL_STEP_TIMEOUT = timedelta(seconds=30)
 # How long the hub keeps asking a dealer's CRM to drop a lead it lost, before recording it as pending.
@@ -312,7 +316,11 @@ class LeadDistributionWorkflow:
         wait_until = None
         if plan.sla_deadline:
             wait_until = workflow.now() + timedelta(seconds=plan.sla_remaining_seconds)
-        return await self._wait_for_dealer(dealer_id, dealer_lead_id, plan, wait_until, own_run=own_run)
+        assert self._params is not None
+        read_until = workflow.now() + timedelta(days=self._params.follow_days)
+        return await self._wait_for_dealer(
+            dealer_id, dealer_lead_id, plan, wait_until, read_until, own_run=own_run
+        )
 
     async def _wait_for_dealer(
         self,
@@ -320,19 +328,26 @@ class LeadDistributionWorkflow:
         dealer_lead_id: str,
         plan: FollowPlan,
         sla_deadline: datetime | None,
+        read_until: datetime,
         *,
         own_run: bool,
     ) -> WithdrawLeadResult | None:
         """Wait for the dealer's statuses until it accepts or ``sla_deadline`` (Temporal's clock) passes;
-        ``own_run``: this run only waits (it was handed the lead by the run that delivered it)."""
+        a dealer whose CRM is read is read on after acceptance, hourly, until the lead is lost or sold or
+        ``read_until`` passes. ``own_run``: this run only waits (the run that delivered handed it on)."""
         status = plan.dealer_status
         poll = timedelta(seconds=plan.poll_seconds) if plan.poll_seconds else None
         while True:
             status = await self._pass_on_reports(dealer_id, together=own_run) or status
-            if not plan.holds or sla_deadline is None or status in DEALER_STATUSES:
+            if not plan.holds or sla_deadline is None or status in FINAL_DEALER_STATUSES:
                 return None
             now = workflow.now()
-            if now >= sla_deadline:
+            if status in DEALER_STATUSES:  # accepted: the SLA is met
+                # Runs before FOLLOW_IN_OWN_RUN ended here; now a dealer that only answers reads is read on.
+                if poll is None or now >= read_until or not (own_run or workflow.patched(FOLLOW_IN_OWN_RUN)):
+                    return None
+                wake = min(read_until, now + max(poll, READ_AFTER_ACCEPTANCE))
+            elif now >= sla_deadline:
                 withdrawal = await self._withdraw(dealer_id, plan.sla_deadline)
                 if withdrawal.withdrawn:
                     return withdrawal
@@ -340,19 +355,21 @@ class LeadDistributionWorkflow:
                     return None
                 status = withdrawal.dealer_status  # the acceptance committed first: the dealer keeps it
                 continue
+            else:
+                wake = min(sla_deadline, now + poll) if poll else sla_deadline
             if own_run and workflow.info().is_continue_as_new_suggested():
-                self._hand_on(dealer_id, dealer_lead_id, plan, sla_deadline)  # long waits, frequent reads
+                self._hand_on(dealer_id, dealer_lead_id, plan, status, sla_deadline, read_until)  # long reads
             if not own_run and workflow.patched(FOLLOW_IN_OWN_RUN):
-                self._hand_on(dealer_id, dealer_lead_id, plan, sla_deadline)
+                self._hand_on(dealer_id, dealer_lead_id, plan, status, sla_deadline, read_until)
             if workflow.info().is_continue_as_new_suggested():
                 self._continue_as_new()  # long waits with frequent status reads
-            if self._status != AWAITING_ACCEPTANCE:
+            accepted = status in DEALER_STATUSES
+            if not accepted and self._status != AWAITING_ACCEPTANCE:
                 self._set_search_status(AWAITING_ACCEPTANCE)
-            wake = min(sla_deadline, now + poll) if poll else sla_deadline
             try:
                 await workflow.wait_condition(lambda: bool(self._reports), timeout=wake - now)
             except TimeoutError:
-                if poll and wake < sla_deadline:
+                if poll and (accepted or wake < sla_deadline):
                     await self._poll_status(dealer_id, dealer_lead_id)
 
     async def _follow_plan(self, dealer_id: str) -> FollowPlan:
@@ -400,7 +417,15 @@ class LeadDistributionWorkflow:
                 await event
         return newest
 
-    def _hand_on(self, dealer_id: str, dealer_lead_id: str, plan: FollowPlan, sla_deadline: datetime) -> None:
+    def _hand_on(
+        self,
+        dealer_id: str,
+        dealer_lead_id: str,
+        plan: FollowPlan,
+        status: str | None,
+        sla_deadline: datetime,
+        read_until: datetime,
+    ) -> None:
         """Go on waiting for the dealer in a new run that starts from the lead's place (no return)."""
         assert self._params is not None
         following = Following(
@@ -409,6 +434,8 @@ class LeadDistributionWorkflow:
             sla_deadline=plan.sla_deadline,
             wait_until=sla_deadline.isoformat(),
             poll_seconds=plan.poll_seconds,
+            dealer_status=status,
+            read_until=read_until.isoformat(),
             attempts=list(self._attempts),
             passed_on=[PassedOn(d, at.isoformat(), rank) for d, (at, rank) in self._passed_on.items()],
         )
@@ -424,15 +451,20 @@ class LeadDistributionWorkflow:
         self._status_with_step = True  # only runs of this code hand a lead on
         self._dealer_id, self._attempts = following.dealer_id, list(following.attempts)
         self._passed_on = {p.dealer_id: (datetime.fromisoformat(p.at), p.rank) for p in following.passed_on}
-        self._status = LeadStatus.DELIVERED.value  # until the wait shows it awaits acceptance
+        # The Web UI's status until the wait shows it awaits acceptance, or the dealer's newest.
+        self._status = following.dealer_status or LeadStatus.DELIVERED.value
         plan = FollowPlan(
-            holds=True, sla_deadline=following.sla_deadline, poll_seconds=following.poll_seconds
+            holds=True,
+            sla_deadline=following.sla_deadline,
+            poll_seconds=following.poll_seconds,
+            dealer_status=following.dealer_status,
         )
         lost = await self._wait_for_dealer(
             following.dealer_id,
             following.dealer_lead_id,
             plan,
             datetime.fromisoformat(following.wait_until),
+            datetime.fromisoformat(following.read_until),
             own_run=True,
         )
         if lost is None:

@@ -230,10 +230,25 @@ async def test_the_hub_asks_a_polled_dealer_for_its_status(
     await at_dealer(hub, lead_id, "poll-sc")
     await dealer_reports(hub, "poll-sc", lead_id, "accepted", callback=False)  # no webhook: only a read
     await skipping_env.sleep(timedelta(minutes=2))
-    result = await hub.handle(lead_id).result()
-    assert result.status == "accepted"
+    await at_dealer(hub, lead_id, "poll-sc", status="accepted")
     assert (await hub.counters())["dealers"]["poll-sc"]["status_reads"] >= 1
-    assert (await hub.lead(lead_id) or {})["status"] == "accepted"
+
+    # After acceptance its CRM is read on, hourly: the later steps of its funnel reach the hub and Zoho,
+    # until the lead is sold (or lost), which ends the run.
+    await dealer_reports(hub, "poll-sc", lead_id, "contacted", callback=False)
+    await skipping_env.sleep(timedelta(hours=1, minutes=1))
+    await at_dealer(hub, lead_id, "poll-sc", status="contacted")
+
+    async def zoho_contacted() -> dict[str, Any] | None:
+        lead = await zoho_lead(hub, lead_id)
+        return lead if lead.get("Lead_Status") == "Contacted" else None
+
+    await eventually(zoho_contacted)
+    await dealer_reports(hub, "poll-sc", lead_id, "sold", callback=False)
+    await skipping_env.sleep(timedelta(hours=1, minutes=1))
+    result = await hub.handle(lead_id).result()
+    assert (result.status, result.dealer_id) == ("sold", "poll-sc")
+    assert (await hub.lead(lead_id) or {})["status"] == "sold"
 
 
 async def test_a_night_lead_waits_for_opening_and_no_dealer_left_means_the_fallback(
