@@ -137,6 +137,8 @@ class DeliverLeadInput:
 class DeliverLeadResult:
     dealer_lead_id: str
     followed: bool = False  # the dealer has an SLA or a status read: the run follows it after delivery
+    # How to follow it, as of the delivery: runs that follow in runs of their own need no follow_plan read.
+    plan: FollowPlan | None = None
 
 
 @dataclass
@@ -223,6 +225,22 @@ class PublishEventResult:
 def is_followed(dealer: DealerConfig) -> bool:
     """Whether a lead's run follows the dealer after delivery: it has an SLA, or its CRM is read."""
     return bool(dealer.sla_minutes) or bool(dealer.status_poll_seconds and dealer.crm_kind == "rest")
+
+
+def plan_to_follow(dealer: DealerConfig, delivered_at: datetime | None) -> FollowPlan:
+    """The dealer's deadline to accept a lead delivered then (its open hours counted), and whether its
+    CRM is read."""
+    deadline, remaining = "", 0.0
+    ends = routing.accept_by(dealer, delivered_at) if delivered_at is not None else None
+    if ends is not None:
+        deadline, remaining = ends.isoformat(), max((ends - utcnow()).total_seconds(), 0.0)
+    polls = dealer.crm_kind == "rest" and bool(dealer.status_poll_seconds)
+    return FollowPlan(
+        holds=True,
+        sla_deadline=deadline,
+        sla_remaining_seconds=remaining,
+        poll_seconds=dealer.status_poll_seconds or 0 if polls else 0,
+    )
 
 
 class LeadActivities:
@@ -429,7 +447,9 @@ class LeadActivities:
             activity.logger.warning("lead delivered to %s after it was reassigned", dealer.id)
         elif params.record_delivered:
             await self._measure_delivery(params.lead_id, dealer.id, now)
-        return DeliverLeadResult(dealer_lead_id=dealer_lead_id, followed=is_followed(dealer))
+        followed = is_followed(dealer)
+        plan = plan_to_follow(dealer, now) if kept and followed else None
+        return DeliverLeadResult(dealer_lead_id=dealer_lead_id, followed=followed, plan=plan)
 
     async def _measure_delivery(self, lead_id: str, dealer_id: str, delivered: datetime) -> None:
         received = await lead_status.received_at(self._sessions, lead_id)
@@ -445,19 +465,9 @@ class LeadActivities:
         held = await deliveries.holding(self._sessions, params.lead_id, params.dealer_id)
         if dealer is None or not held.holds:
             return FollowPlan(holds=False, withdrawals=held.withdrawals)
-        deadline, remaining = "", 0.0
-        ends = routing.accept_by(dealer, held.delivered_at) if held.delivered_at is not None else None
-        if ends is not None:
-            deadline, remaining = ends.isoformat(), max((ends - utcnow()).total_seconds(), 0.0)
-        polls = dealer.crm_kind == "rest" and bool(dealer.status_poll_seconds)
-        return FollowPlan(
-            holds=True,
-            sla_deadline=deadline,
-            sla_remaining_seconds=remaining,
-            dealer_status=held.dealer_status,
-            poll_seconds=dealer.status_poll_seconds or 0 if polls else 0,
-            withdrawals=held.withdrawals,
-        )
+        plan = plan_to_follow(dealer, held.delivered_at)
+        plan.dealer_status, plan.withdrawals = held.dealer_status, held.withdrawals
+        return plan
 
     @activity.defn
     async def poll_dealer_status(self, params: PollStatusInput) -> PollStatusResult:

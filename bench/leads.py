@@ -44,6 +44,7 @@ from temporalio.worker import Worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.cpu import CpuWindow
 from bench.memory import print_memory
 from bench.skeleton import SkeletonInput, SkeletonWorkflow, no_op
 from core.settings import Settings
@@ -112,6 +113,7 @@ async def bench_acceptance(
                 return time.perf_counter() - accepted_at
 
         first = time.perf_counter()
+        cpu = CpuWindow.start()
         visible = await paced(len(lead_ids), 0, accept)
         sent = time.perf_counter() - first
     closed_query = f"{base} AND LeadStatus = 'accepted' AND ExecutionStatus = 'Completed'"
@@ -126,6 +128,7 @@ async def bench_acceptance(
             f"acceptance to GET     p50 {percentile(seen, 50) * 1000:.0f} ms   "
             f"p99 {percentile(seen, 99) * 1000:.0f} ms   (accepted in GET /v1/leads/{{id}})"
         )
+    cpu.print()  # from the first acceptance until every lead's run closed
     print_memory()
 
 

@@ -7,7 +7,7 @@ back, then sends those hooks to the API itself, interleaved, at a fixed rate. Pr
 acknowledgement p50/p99; orders landed per second (every state change and the final version in
 bronze) against orders sent per second (goal: at least 0.95 of it); and hook-to-bronze latency p50/p99
 (the hook's send time until its state change is a row in ``bronze.vtex_order_events``; goal: p99 at
-most 5 s).
+most 5 s); and the CPU seconds each local-stack process used from the first hook until all landed.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from google.cloud.bigquery import ScalarQueryParameter
 
+from bench.cpu import CpuWindow
 from bench.leads import paced, percentile
 from bench.memory import print_memory
 from core.settings import Settings
@@ -138,6 +139,7 @@ async def main() -> None:
             return response.status_code, time.perf_counter() - started
 
         first = time.perf_counter()
+        cpu = CpuWindow.start()
         results = await paced(len(hooks), args.rate, send)
         sending = time.perf_counter() - first
 
@@ -153,6 +155,7 @@ async def main() -> None:
         events = await landed_rows(warehouse, VTEX_ORDER_EVENTS, since)
         landed_keys = {row["event_key"] for row in events}
     await warehouse.aclose()
+    cpu.print()  # from the first hook until all landed: which process the time went to
 
     latencies = [seconds for _, seconds in results]
     accepted = sum(1 for status, _ in results if status == 200)

@@ -116,6 +116,8 @@ class LeadDistributionWorkflow:
         self._parking = Parking()
         self._reports: list[DealerStatusReport] = []  # recorded by the API, to pass on
         self._passed_on: dict[str, tuple[datetime, int]] = {}  # per dealer: the newest report passed on
+        # The last delivery's follow plan and its SLA deadline on Temporal's clock (deliver_lead's result).
+        self._delivered_plan: tuple[FollowPlan, datetime | None] | None = None
         self._params: LeadDistributionInput | None = None
 
     @workflow.run
@@ -246,13 +248,24 @@ class LeadDistributionWorkflow:
             await self._set_status(
                 LeadStatus.DELIVERED, dealer_id=dealer_id, dealer_lead_id=dealer_lead_id, recorded=True
             )
-            await self._feed_back_to_zoho(
+            # Runs that hand the wait on tell Zoho and the subscribers at once, and follow the plan the
+            # delivery returned; earlier ones told them in turn and read the plan again.
+            own_runs = following and claim.followed and workflow.patched(FOLLOW_IN_OWN_RUN)
+            to_zoho = self._feed_back_to_zoho(
                 {"Status_Distribuicao": "delivered", "Concessionaria_Id": dealer_id}
             )
-            await self._publish_distributed(dealer_id, dealer_lead_id, stable_id=True)
+            event = self._publish_distributed(dealer_id, dealer_lead_id, stable_id=True)
+            if own_runs:
+                await asyncio.gather(to_zoho, event)
+            else:
+                await to_zoho
+                await event
             if not following:
                 return self._result(dealer_lead_id)
-            lost = await self._follow(dealer_id, dealer_lead_id, followed=claim.followed, own_run=False)
+            planned = self._delivered_plan if own_runs else None
+            lost = await self._follow(
+                dealer_id, dealer_lead_id, followed=claim.followed, own_run=False, planned=planned
+            )
             if lost is None:
                 return self._result(dealer_lead_id)
             if lost.withdrawals > params.max_reroutes:
@@ -269,6 +282,7 @@ class LeadDistributionWorkflow:
     ) -> ClaimLeadResult | None:
         """Deliver along the claim: a dealer that does not take the lead releases it and the next is
         claimed; none left, support decides until ``deadline``. None: nobody took it."""
+        self._delivered_plan = None
         while not claim.delivered:
             if claim.dealer_id is None:
                 dealer_id = await self._wait_for_assignment(deadline)
@@ -291,6 +305,10 @@ class LeadDistributionWorkflow:
             if delivered is not None:
                 claim.delivered, claim.dealer_lead_id = True, delivered.dealer_lead_id
                 claim.followed = delivered.followed
+                if delivered.plan is not None:
+                    wait = timedelta(seconds=delivered.plan.sla_remaining_seconds)
+                    deadline_at = workflow.now() + wait if delivered.plan.sla_deadline else None
+                    self._delivered_plan = (delivered.plan, deadline_at)
             else:
                 claim = await self._decide(
                     LeadActivities.claim_lead, self._claim_input(lead, release=claim.dealer_id)
@@ -303,7 +321,13 @@ class LeadDistributionWorkflow:
         self._reports.append(report)
 
     async def _follow(
-        self, dealer_id: str, dealer_lead_id: str, *, followed: bool, own_run: bool
+        self,
+        dealer_id: str,
+        dealer_lead_id: str,
+        *,
+        followed: bool,
+        own_run: bool,
+        planned: tuple[FollowPlan, datetime | None] | None = None,
     ) -> WithdrawLeadResult | None:
         """Follow the lead at its dealer until it accepts (None: it keeps the lead) or its SLA passes
         (the withdrawal). Statuses the dealer reports go on to Zoho and the subscribers as they come.
@@ -312,10 +336,13 @@ class LeadDistributionWorkflow:
         if not followed:
             await self._pass_on_reports(dealer_id)
             return None
-        plan = await self._follow_plan(dealer_id)
-        wait_until = None
-        if plan.sla_deadline:
-            wait_until = workflow.now() + timedelta(seconds=plan.sla_remaining_seconds)
+        if planned is not None:
+            plan, wait_until = planned
+        else:
+            plan = await self._follow_plan(dealer_id)
+            wait_until = None
+            if plan.sla_deadline:
+                wait_until = workflow.now() + timedelta(seconds=plan.sla_remaining_seconds)
         assert self._params is not None
         read_until = workflow.now() + timedelta(days=self._params.follow_days)
         return await self._wait_for_dealer(
