@@ -85,7 +85,9 @@ DELIVERY_CLAIM = "delivery-decision-in-database"
 DEALER_SLA = "dealer-sla-and-status"
 # Patch: a delivered lead that waits for its dealer waits in a new run (continue-as-new) that starts from
 # what it needs (contracts.leads.Following), so a status signalled to it replays a few events, not the
-# whole delivery, and a cached waiting run holds little. Runs before it wait where they delivered.
+# whole delivery, and a cached waiting run holds little. The delivery's result says how to follow the
+# dealer, and Zoho and the subscribers hear of the delivery at once. Runs before it wait where they
+# delivered, after reading the follow plan and telling Zoho, then the subscribers.
 FOLLOW_IN_OWN_RUN = "follow-dealer-in-own-run"
 # After acceptance, how often a dealer whose CRM is read (it sends no webhooks) is read for later statuses.
 READ_AFTER_ACCEPTANCE = timedelta(hours=1)
