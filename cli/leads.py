@@ -59,7 +59,8 @@ def add_commands(commands: Subcommands, common: argparse.ArgumentParser) -> None
     move = command(
         actions,
         "reassign",
-        "move a lead to another dealer, even one a dealer already has (its workflow must have ended)",
+        "move a lead to another dealer, even one a dealer already has (its workflow must have ended,"
+        " or only read an accepted lead's statuses)",
         common,
         reassign_lead,
     )
@@ -105,8 +106,15 @@ async def reassign_lead(args: argparse.Namespace, ctx: Context) -> int:
                 f"lead {args.lead_id} is still being distributed (lead {status}): reassign it once its"
                 " workflow ended, or use 'hub leads assign' while it waits for a dealer"
             )
-        # The dealer accepted; the run only reads its CRM for what came next: nothing is in flight.
-        await handle.terminate(reason=f"reassigned to {args.dealer_id} by {args.by}: {args.reason}")
+        # The dealer accepted and the run only reads its CRM for what comes next. A status it is still
+        # passing on to Zoho or the subscribers would be lost with the run: wait for that first.
+        steps = [a.activity_type.name for a in described.raw_description.pending_activities]
+        if steps:
+            return out.fail(
+                f"lead {args.lead_id} is passing a status on ({', '.join(steps)}): try again once it is done"
+            )
+        reading = ctx.client.get_workflow_handle(handle.id, run_id=described.run_id)  # not a newer run
+        await reading.terminate(reason=f"reassigned to {args.dealer_id} by {args.by}: {args.reason}")
     move = Reassignment(args.dealer_id, reason=args.reason, by=args.by)
     if not await start_again(ctx, await handle.fetch_history(), move):
         return out.fail(f"lead {args.lead_id} not reassigned: its workflow started again meanwhile")

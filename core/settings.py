@@ -134,7 +134,8 @@ class Settings(BaseSettings):
     lead_max_reroutes: int = Field(default=3, ge=0, le=20)
     lead_fallback_owner_id: str = ""
     # After a dealer whose CRM is read (sla.status_poll_seconds) accepts, its CRM is read hourly for the
-    # lead's later statuses (contacted, qualified, ...) until lost or sold, or this many days from delivery.
+    # lead's later statuses (contacted, qualified, ...) until lost or sold, or this many days after the
+    # lead's run began following it (a run that resumes the lead starts counting again).
     lead_follow_days: int = Field(default=30, ge=0, le=365)
 
     # Opportunity replication

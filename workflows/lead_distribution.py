@@ -395,6 +395,8 @@ class LeadDistributionWorkflow:
             accepted = status in DEALER_STATUSES
             if not accepted and self._status != AWAITING_ACCEPTANCE:
                 self._set_search_status(AWAITING_ACCEPTANCE)
+            elif accepted and self._status != status:  # reads on (runs of their own only reach this)
+                self._set_search_status(str(status))
             try:
                 await workflow.wait_condition(lambda: bool(self._reports), timeout=wake - now)
             except TimeoutError:
@@ -493,7 +495,8 @@ class LeadDistributionWorkflow:
             following.dealer_lead_id,
             plan,
             datetime.fromisoformat(following.wait_until),
-            datetime.fromisoformat(following.read_until),
+            # Empty: handed on without reads after acceptance (nothing to read on for).
+            datetime.fromisoformat(following.read_until) if following.read_until else workflow.now(),
             own_run=True,
         )
         if lost is None:

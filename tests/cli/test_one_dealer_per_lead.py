@@ -7,17 +7,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
-from core.constants import lead_workflow_id
 from db.engine import create_engine, session_factory
 from db.rules import apply_rules
 from tests.cli.conftest import HubCli
 from tests.hub import Hub
 from tests.hub import test_rules as routing_rules
 from tests.support import eventually
-from tests.workflows.test_dealer_sla import SLA, at_dealer, dealer_reports, sla_hub
+from tests.workflows.test_dealer_sla import SLA, at_dealer, sla_hub
 
 
 async def set_capacity(hub: Hub, dealer_id: str, capacity: int) -> None:
@@ -141,30 +139,3 @@ async def test_a_lead_sent_back_to_dealers_whose_crms_withdrew_it_is_a_new_lead_
         counters = (await hub.counters())["dealers"]
         created = {dealer_id: counters[dealer_id]["created"] for dealer_id in ("sla-a", "sla-b", "sla-c")}
         assert created == {"sla-a": 2, "sla-b": 2, "sla-c": 1}
-
-
-async def test_reassign_ends_the_run_that_only_reads_an_accepted_lead(
-    skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, hub_cli: HubCli
-) -> None:
-    """A dealer that only answers status reads accepted the lead; its run reads on for what comes next.
-    Support can still move the lead: that run is ended, with the reason, and the lead moves."""
-    async with sla_hub(skipping_env, sqlite_url, task_queue) as hub:
-        lead_id = await hub.create_lead(State="SC", City="Joinville")
-        await hub.post_webhook(lead_id)
-        await at_dealer(hub, lead_id, "poll-sc")
-        await dealer_reports(hub, "poll-sc", lead_id, "accepted", callback=False)
-        await skipping_env.sleep(timedelta(minutes=2))
-        await at_dealer(hub, lead_id, "poll-sc", status="accepted")
-        reading = await hub.handle(lead_id).describe()
-        assert reading.status == WorkflowExecutionStatus.RUNNING
-
-        moved = await hub_cli(
-            hub.settings, "leads", "reassign", lead_id, "sla-a", "--reason", "dealer closed", "--by", "ana"
-        )
-        assert moved.code == 0, moved.err
-        await at_dealer(hub, lead_id, "sla-a")
-        ended = await hub.client.get_workflow_handle(
-            lead_workflow_id(lead_id), run_id=reading.run_id
-        ).describe()
-        assert ended.status == WorkflowExecutionStatus.TERMINATED
-        assert await creates(hub, "sla-a") == {lead_id: 1}

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from core.constants import lead_workflow_id
+from core.constants import LEAD_STATUS, lead_workflow_id
 from db.rules import RulesFile
 from tests.hub import Hub, running_hub
 from tests.support import eventually
@@ -244,6 +244,8 @@ async def test_the_hub_asks_a_polled_dealer_for_its_status(
         return lead if lead.get("Lead_Status") == "Contacted" else None
 
     await eventually(zoho_contacted)
+    reading = await hub.handle(lead_id).describe()  # what support sees in the Web UI meanwhile
+    assert reading.typed_search_attributes.get(LEAD_STATUS) == "contacted"
     await dealer_reports(hub, "poll-sc", lead_id, "sold", callback=False)
     await skipping_env.sleep(timedelta(hours=1, minutes=1))
     result = await hub.handle(lead_id).result()
