@@ -148,6 +148,8 @@ def lead_change(lead_id: str, status: str, at: str, dealer_id: str = "") -> Bron
     return lead_record("status", {**fields, **place}, changed_at)
 
 
+# Four dbt builds against the emulator (about two minutes here): more room than the suite's default.
+@pytest.mark.timeout(360)
 async def test_incremental_build_equals_a_full_rebuild(
     warehouse: Warehouse, settings: Settings, tmp_path: Path
 ) -> None:
