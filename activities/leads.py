@@ -222,9 +222,14 @@ class PublishEventResult:
     delivered_to: list[str] = field(default_factory=list)
 
 
+def is_read(dealer: DealerConfig) -> bool:
+    """Whether the hub reads the dealer's CRM for a lead's status (REST dealers with a poll interval)."""
+    return bool(dealer.status_poll_seconds and dealer.crm_kind == "rest")
+
+
 def is_followed(dealer: DealerConfig) -> bool:
     """Whether a lead's run follows the dealer after delivery: it has an SLA, or its CRM is read."""
-    return bool(dealer.sla_minutes) or bool(dealer.status_poll_seconds and dealer.crm_kind == "rest")
+    return bool(dealer.sla_minutes) or is_read(dealer)
 
 
 def plan_to_follow(dealer: DealerConfig, delivered_at: datetime | None) -> FollowPlan:
@@ -234,12 +239,11 @@ def plan_to_follow(dealer: DealerConfig, delivered_at: datetime | None) -> Follo
     ends = routing.accept_by(dealer, delivered_at) if delivered_at is not None else None
     if ends is not None:
         deadline, remaining = ends.isoformat(), max((ends - utcnow()).total_seconds(), 0.0)
-    polls = dealer.crm_kind == "rest" and bool(dealer.status_poll_seconds)
     return FollowPlan(
         holds=True,
         sla_deadline=deadline,
         sla_remaining_seconds=remaining,
-        poll_seconds=dealer.status_poll_seconds or 0 if polls else 0,
+        poll_seconds=dealer.status_poll_seconds or 0 if is_read(dealer) else 0,
     )
 
 

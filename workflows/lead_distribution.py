@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
+from collections.abc import Awaitable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -102,6 +103,15 @@ DELIVERY_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 # Ids of the events the hub publishes about a lead: the same lead and dealer give the same id in every
 # run, so a subscriber drops the copy a redriven or resumed run sends (it dedupes on webhook-id).
 EVENT_ID_NAMESPACE = uuid.UUID("6f1d3c56-4c1e-4a8e-9a55-3f3e1f0f5a21")
+
+
+async def in_turn_or_together(first: Awaitable[None], second: Awaitable[None], *, together: bool) -> None:
+    """Both steps: scheduled at once, or the second after the first (the order older runs recorded)."""
+    if together:
+        await asyncio.gather(first, second)
+    else:
+        await first
+        await second
 
 
 @workflow.defn(name=LEAD_DISTRIBUTION_WORKFLOW)
@@ -253,15 +263,11 @@ class LeadDistributionWorkflow:
             # Runs that hand the wait on tell Zoho and the subscribers at once, and follow the plan the
             # delivery returned; earlier ones told them in turn and read the plan again.
             own_runs = following and claim.followed and workflow.patched(FOLLOW_IN_OWN_RUN)
-            to_zoho = self._feed_back_to_zoho(
-                {"Status_Distribuicao": "delivered", "Concessionaria_Id": dealer_id}
+            await in_turn_or_together(
+                self._feed_back_to_zoho({"Status_Distribuicao": "delivered", "Concessionaria_Id": dealer_id}),
+                self._publish_distributed(dealer_id, dealer_lead_id, stable_id=True),
+                together=own_runs,
             )
-            event = self._publish_distributed(dealer_id, dealer_lead_id, stable_id=True)
-            if own_runs:
-                await asyncio.gather(to_zoho, event)
-            else:
-                await to_zoho
-                await event
             if not following:
                 return self._result(dealer_lead_id)
             planned = self._delivered_plan if own_runs else None
@@ -441,11 +447,7 @@ class LeadDistributionWorkflow:
             name = f"{LEAD_EVENT_STATUS_UPDATED}:{self._lead_id}:{report.dealer_id}:{report.status}"
             data = {"lead_id": self._lead_id, "dealer_id": report.dealer_id, "status": report.status}
             event = self._publish(LEAD_EVENT_STATUS_UPDATED, name, {**data, "at": report.at})
-            if together:
-                await asyncio.gather(to_zoho, event)
-            else:
-                await to_zoho
-                await event
+            await in_turn_or_together(to_zoho, event, together=together)
         return newest
 
     def _hand_on(
