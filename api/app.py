@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -20,6 +20,7 @@ from api.body import validation_message
 from api.deps import bearer_token, check_secret
 from api.metrics import ACK_SECONDS, UNKNOWN_SOURCE, WEBHOOKS, outcome_of, webhook_series
 from api.openapi import document
+from api.relay import ReportRelay
 from api.routes import dealers, health, leads, opportunities, vtex, warehouse_reads
 from api.temporal import Intake, connect_for_api
 from core.logs import configure_logging
@@ -58,16 +59,21 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     """The API with one Temporal client and one database engine, opened and closed by the lifespan."""
     settings = settings or get_settings()
 
-    @asynccontextmanager
+    @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = temporal or await connect_for_api(settings)
         app.state.temporal = client
         app.state.intake = Intake(client, settings)
         engine = create_engine(settings.database_url)
         app.state.sessions = session_factory(engine)
+        app.state.relay = ReportRelay(client, settings, app.state.sessions)
+        sweeping = asyncio.create_task(app.state.relay.sweep_forever(), name="dealer-report-sweep")
         app.state.warehouse_reads = None  # opened by the first read (api.deps.get_warehouse_reads)
         app.state.warehouse_reads_opening = asyncio.Lock()
         yield
+        sweeping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeping
         if app.state.warehouse_reads is not None:
             await app.state.warehouse_reads.aclose()
         await engine.dispose()

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from api.body import json_object, parse_model, read_limited
+from api.relay import ReportRelay
 from api.temporal import Intake
 from api.vtex_hook import OrderHook
 from core.settings import Settings
@@ -37,6 +38,11 @@ async def get_temporal(request: Request) -> Client:
 async def get_intake(request: Request) -> Intake:
     intake: Intake = request.app.state.intake
     return intake
+
+
+async def get_relay(request: Request) -> ReportRelay:
+    relay: ReportRelay = request.app.state.relay
+    return relay
 
 
 async def get_sessions(request: Request) -> async_sessionmaker[AsyncSession]:
@@ -68,6 +74,7 @@ def open_warehouse_reads(settings: Settings) -> WarehouseReads:
 SettingsDep = Annotated[Settings, Depends(request_settings)]
 TemporalClientDep = Annotated[Client, Depends(get_temporal)]
 IntakeDep = Annotated[Intake, Depends(get_intake)]
+RelayDep = Annotated[ReportRelay, Depends(get_relay)]
 SessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessions)]
 WarehouseReadsDep = Annotated[WarehouseReads, Depends(get_warehouse_reads)]
 

@@ -44,3 +44,11 @@ def outcome_of(status_code: int) -> str:
     if status_code < 500:
         return "rejected"
     return "unavailable" if status_code == 503 else "error"  # 500: a bug in the hub
+
+
+REPORT_HANDOVERS = Counter(
+    "hub_dealer_report_handovers_total",
+    "Dealers' status reports handed to their lead's run after the answer, or by the sweep (failed: "
+    "Temporal did not take it; the sweep tries again).",
+    ["way", "result"],
+)

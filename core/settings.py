@@ -116,6 +116,8 @@ class Settings(BaseSettings):
     # e.g. {"dealer-sp-centro": "secret"}, sent in the header below. A dealer without one is refused.
     dealer_webhook_secrets: dict[str, SecretStr] = Field(default_factory=dict)
     dealer_webhook_secret_header: str = "X-Dealer-Webhook-Token"
+    # How often each API process hands on dealers' reports whose hand-over to the lead's run failed.
+    dealer_report_sweep_seconds: float = Field(default=15.0, gt=0)
     # ADF dealers with a mailto: URL: the SMTP server their lead e-mails are handed to (STARTTLS).
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(default=587, gt=0, lt=65536)

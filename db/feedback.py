@@ -5,15 +5,19 @@ with the lead's delivery row locked, the same lock the SLA's withdrawal takes, s
 withdrawal racing each other are decided once, in the database. A report from a dealer that already lost
 the lead is recorded as ``late`` and never taken. Repeats change nothing; an older report (by the time
 the dealer gives) joins the history without moving the lead's current status back.
+
+A webhook's report that becomes the lead's newest is also due to reach the lead's run: it carries
+``signal_due`` until the run has it (``handed_on``), and a sweep takes what is due (``due_reports``,
+``claim``), so a report answered to the dealer is never left unheard when its first hand-over failed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.constants import DEALER_STATUSES, LeadStatus, lead_workflow_id
@@ -22,13 +26,31 @@ from db import lead_status
 from db.engine import lock_for_writing
 from db.models import DealerFeedback, Delivery, LeadStatusChange, Withdrawal
 
+# How long the API's own hand-over of a report has before a sweep may take it over.
+HAND_OVER_GRACE = timedelta(seconds=30)
+
 
 @dataclass(frozen=True)
 class Recorded:
-    """What a report changed, and whether its status is the lead's newest (the one to pass on)."""
+    """What a report changed, and whether its status is the lead's newest (the one to pass on).
+    ``report_id`` with ``due``: the report still has to reach the lead's run."""
 
     outcome: Outcome
     current: bool
+    report_id: int | None = None
+    due: bool = False
+
+
+@dataclass(frozen=True)
+class DueReport:
+    """A recorded report the lead's run has yet to hear of."""
+
+    report_id: int
+    lead_id: str
+    dealer_id: str
+    status: str
+    at: datetime
+    signal_due: datetime
 
 
 class Outcome(StrEnum):
@@ -59,8 +81,11 @@ async def record(
     status: LeadStatus,
     at: datetime,
     received_at: datetime,
+    to_signal: bool = False,
 ) -> Recorded:
-    """Record a dealer's report about a lead; the outcome says what it changed."""
+    """Record a dealer's report about a lead; the outcome says what it changed. ``to_signal``: the
+    report came from outside the lead's run (the dealer's webhook), which must hear of it if it is the
+    newest."""
     # In UTC before it is stored: SQLite keeps no offset, and a dealer reports in its own zone.
     at, received_at = as_utc(at), as_utc(received_at)
     async with sessions.begin() as session:
@@ -78,8 +103,11 @@ async def record(
         assert delivery is not None
         newer = is_newer(status, at, delivery.dealer_status, delivery.dealer_status_at)
         outcome = Outcome.APPLIED if newer else Outcome.OLDER
-        if not await _add_report(session, lead_id, dealer_id, status, at, received_at, outcome):
-            return Recorded(Outcome.REPEATED, current=delivery.dealer_status == status.value)
+        due = received_at + HAND_OVER_GRACE if newer and to_signal else None
+        added = await _add_report(session, lead_id, dealer_id, status, at, received_at, outcome, due)
+        if isinstance(added, DealerFeedback):  # a repeat
+            current = delivery.dealer_status == status.value
+            return Recorded(Outcome.REPEATED, current, added.id, due=added.signal_due is not None)
         if newer:
             delivery.dealer_status, delivery.dealer_status_at = status.value, at
             await lead_status.write_status(
@@ -96,7 +124,7 @@ async def record(
             session.add(
                 LeadStatusChange(lead_id=lead_id, status=status, dealer_id=dealer_id, detail=detail, at=at)
             )
-        return Recorded(outcome, current=newer)
+        return Recorded(outcome, current=newer, report_id=added, due=due is not None)
 
 
 async def _add_report(
@@ -107,25 +135,65 @@ async def _add_report(
     at: datetime,
     received_at: datetime,
     outcome: Outcome,
-) -> bool:
-    """Add the report unless this (lead, dealer, status) is recorded already; True when added."""
+    signal_due: datetime | None = None,
+) -> DealerFeedback | int:
+    """Add the report unless this (lead, dealer, status) is recorded already: the new row's id, or the
+    row recorded before."""
     seen = await session.scalar(
-        select(DealerFeedback.id).where(
+        select(DealerFeedback).where(
             DealerFeedback.lead_id == lead_id,
             DealerFeedback.dealer_id == dealer_id,
             DealerFeedback.status == status.value,
         )
     )
     if seen is not None:
-        return False
-    session.add(
-        DealerFeedback(
-            lead_id=lead_id,
-            dealer_id=dealer_id,
-            status=status.value,
-            at=at,
-            received_at=received_at,
-            outcome=outcome.value,
-        )
+        return seen
+    row = DealerFeedback(
+        lead_id=lead_id,
+        dealer_id=dealer_id,
+        status=status.value,
+        at=at,
+        received_at=received_at,
+        outcome=outcome.value,
+        signal_due=signal_due,
     )
-    return True
+    session.add(row)
+    await session.flush()
+    return row.id
+
+
+async def due_reports(
+    sessions: async_sessionmaker[AsyncSession], now: datetime, limit: int
+) -> list[DueReport]:
+    """Reports due to be handed to their lead's run, the oldest first."""
+    async with sessions() as session:
+        rows = await session.scalars(
+            select(DealerFeedback)
+            .where(DealerFeedback.signal_due <= as_utc(now))
+            .order_by(DealerFeedback.id)
+            .limit(limit)
+        )
+        return [
+            DueReport(r.id, r.lead_id, r.dealer_id, r.status, as_utc(r.at), as_utc(r.signal_due))
+            for r in rows
+            if r.signal_due is not None
+        ]
+
+
+async def claim(sessions: async_sessionmaker[AsyncSession], report: DueReport, until: datetime) -> bool:
+    """Take a due report for one hand-over until ``until``; False when another process took it first."""
+    async with sessions.begin() as session:
+        taken = await session.execute(
+            update(DealerFeedback)
+            .where(DealerFeedback.id == report.report_id, DealerFeedback.signal_due == report.signal_due)
+            .values(signal_due=as_utc(until))
+        )
+        return bool(taken.rowcount)  # type: ignore[attr-defined]
+
+
+async def handed_on(sessions: async_sessionmaker[AsyncSession], report_id: int) -> None:
+    """The lead's run has the report: nothing is due any more."""
+    async with sessions.begin() as session:
+        await session.execute(
+            update(DealerFeedback).where(DealerFeedback.id == report_id).values(signal_due=None)
+        )

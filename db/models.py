@@ -110,7 +110,8 @@ class DealerFeedback(Base):
     """A status a dealer reported for a lead; one row per (lead, dealer, status), however often sent.
 
     ``outcome``: ``applied`` (the lead's newest), ``older`` (kept in history only) or ``late`` (the
-    dealer had already lost the lead: recorded, never taken).
+    dealer had already lost the lead: recorded, never taken). ``signal_due``: set while the lead's run
+    has yet to hear of the report, and when a sweep should hand it on (see ``api.relay``).
     """
 
     __tablename__ = "dealer_feedback"
@@ -123,6 +124,7 @@ class DealerFeedback(Base):
     at: Mapped[datetime]  # when the dealer says it happened
     received_at: Mapped[datetime]
     outcome: Mapped[str] = mapped_column(String(16))
+    signal_due: Mapped[datetime | None] = mapped_column(index=True)
 
 
 class Lead(Base):

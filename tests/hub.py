@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 from google.cloud.bigquery import ScalarQueryParameter
 from temporalio.client import Client, WorkflowHandle
 
@@ -85,6 +86,7 @@ class Hub:
     api_url: str
     sims_url: str
     http: httpx.AsyncClient
+    api: FastAPI | None = None  # the API's app, served in this process
 
     async def create_lead(self, **fields: Any) -> str:
         """A lead in the Zoho simulator (no webhook yet); returns its id."""
@@ -307,13 +309,14 @@ async def running_hub(
     await engine.dispose()
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(serve(create_simulators(sims_config), sims_port))
-        api_url = await stack.enter_async_context(serve(create_app(settings, temporal=client), api_port))
+        api = create_app(settings, temporal=client)
+        api_url = await stack.enter_async_context(serve(api, api_port))
         if worker:
             workers = await stack.enter_async_context(role_workers(client, settings, role))
             for each in workers:
                 await stack.enter_async_context(each)
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
-        yield Hub(settings=settings, client=client, api_url=api_url, sims_url=sims_url, http=http)
+        yield Hub(settings=settings, client=client, api_url=api_url, sims_url=sims_url, http=http, api=api)
         await asyncio.sleep(0)
 
 

@@ -1,9 +1,10 @@
 """Dealers' status webhooks: what a dealer did with a lead it received (accepted, contacted, ...).
 
 Each dealer has its own secret (``HUB_DEALER_WEBHOOK_SECRETS``). A report is recorded in the portal
-database first, against the lead's delivery record, then handed to the lead's workflow, which passes it
-on to Zoho and the subscribers. The answer comes once the report is durable; a resent report changes
-nothing and is answered the same way.
+database, against the lead's delivery record, and answered once committed: ``GET /v1/leads/{id}`` shows
+it from then on. It is then handed to the lead's workflow, which passes it on to Zoho and the
+subscribers (``api.relay``: right after the answer, or by a sweep if that failed). A resent report
+changes nothing and is answered the same way.
 """
 
 from __future__ import annotations
@@ -11,14 +12,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from fastapi import APIRouter, HTTPException, Path, Request, status
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Path, Request, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from api.body import JSON, WEBHOOK_ERRORS, ZOHO_ID_PATTERN, errors, json_object, parse_model, read_limited
 from api.body import request_body as declared_body
-from api.deps import IntakeDep, SessionsDep, SettingsDep, check_secret
+from api.deps import RelayDep, SessionsDep, SettingsDep, check_secret
 from api.openapi import DEALER_SECRET, security
-from contracts.leads import DealerStatusReport, report_dealer_status
 from core.constants import DEALER_STATUSES, LeadStatus
 from core.dealers import DEALER_ID_PATTERN
 from db import feedback
@@ -68,11 +68,12 @@ async def receive_dealer_status(
     request: Request,
     settings: SettingsDep,
     sessions: SessionsDep,
-    intake: IntakeDep,
+    relay: RelayDep,
+    after_answer: BackgroundTasks,
     dealer_id: str = Path(pattern=DEALER_ID_PATTERN),
     lead_id: str = Path(pattern=ZOHO_ID_PATTERN),
 ) -> DealerStatusAnswer:
-    """Record the dealer's status of the lead, then hand it to the lead's workflow."""
+    """Record the dealer's status of the lead; once answered, hand it to the lead's workflow."""
     secret = settings.dealer_webhook_secrets.get(dealer_id)
     if secret is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dealer {dealer_id} takes status webhooks")
@@ -90,6 +91,7 @@ async def receive_dealer_status(
         status=LeadStatus(report.status),
         at=at,
         received_at=now,
+        to_signal=True,
     )
     if recorded.outcome is feedback.Outcome.UNKNOWN:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"lead {lead_id} was not delivered to {dealer_id}")
@@ -98,12 +100,10 @@ async def receive_dealer_status(
             status.HTTP_409_CONFLICT,
             f"lead {lead_id} was withdrawn from {dealer_id} (SLA missed): report recorded, not taken",
         )
-    if recorded.current:
-        # Also for a repeat: the first attempt may have stopped before the workflow had it.
-        signal = DealerStatusReport(dealer_id, report.status, at.isoformat())
-        await intake.submit(
-            lambda client, timeout: report_dealer_status(client, settings, lead_id, signal, timeout)
-        )
+    if recorded.due and recorded.report_id is not None:
+        # Also for a repeat: the first hand-over may have failed (the sweep would take it, later).
+        due = feedback.DueReport(recorded.report_id, lead_id, dealer_id, report.status, at, now)
+        after_answer.add_task(relay.after_answer, due)
     return DealerStatusAnswer(
         outcome=recorded.outcome.value,
         lead_id=lead_id,

@@ -13,12 +13,16 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from prometheus_client import REGISTRY
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
+from api.relay import ReportRelay
 from core.constants import LEAD_STATUS, lead_workflow_id
+from db.feedback import HAND_OVER_GRACE
 from db.rules import RulesFile
 from tests.hub import Hub, running_hub
-from tests.support import eventually
+from tests.support import eventually, free_port
 
 SLA = timedelta(minutes=30)
 FALLBACK_OWNER = "5725767000000999001"
@@ -219,6 +223,49 @@ async def test_a_dealer_that_accepts_in_time_keeps_the_lead_and_its_statuses_rea
 
     events = await eventually(status_events)
     assert sorted(e["data"]["status"] for e in events) == ["accepted", "qualified"]
+
+
+async def test_a_report_taken_while_temporal_is_away_reaches_the_run_by_the_sweep(
+    sla_hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dealer is answered once its report is committed, and GET shows it at once; a hand-over to
+    the lead's run that fails leaves the report due, and the sweep hands it on: the dealer keeps the lead."""
+    hub = sla_hub
+    lead_id = await hub.create_lead(State="PR", City="Londrina")
+    await hub.post_webhook(lead_id)
+    await at_dealer(hub, lead_id, "sla-a")
+    assert hub.api is not None
+    relay: ReportRelay = hub.api.state.relay
+    # Temporal, as the API reaches it, is away: nothing answers where it is looked for.
+    away = await Client.connect(
+        f"127.0.0.1:{free_port()}", namespace=hub.settings.temporal_namespace, lazy=True
+    )
+    monkeypatch.setattr(relay, "_client", away)
+    failed = handovers("after_answer", "failed")
+
+    accepted = await dealer_reports(hub, "sla-a", lead_id, "accepted")
+    assert accepted["hub"]["status_code"] == 200 and accepted["hub"]["body"]["outcome"] == "applied"
+    assert (await hub.lead(lead_id) or {})["status"] == "accepted"
+
+    async def hand_over_failed() -> bool:
+        return handovers("after_answer", "failed") > failed
+
+    await eventually(hand_over_failed, timeout=30)
+    assert (await hub.handle(lead_id).describe()).status == WorkflowExecutionStatus.RUNNING
+
+    monkeypatch.setattr(relay, "_client", hub.client)  # Temporal is back
+    assert await relay.sweep() == 0  # within the grace the API's own hand-over may still be under way
+    monkeypatch.setattr("api.relay.utcnow", lambda: datetime.now(UTC) + HAND_OVER_GRACE)
+    assert await relay.sweep() == 1
+    result = await hub.handle(lead_id).result()
+    assert (result.status, result.dealer_id) == ("accepted", "sla-a")
+    assert (await zoho_lead(hub, lead_id))["Lead_Status"] == "Not Contacted"
+    assert await relay.sweep() == 0  # handed on once
+
+
+def handovers(way: str, result: str) -> float:
+    value = REGISTRY.get_sample_value("hub_dealer_report_handovers_total", {"way": way, "result": result})
+    return value or 0.0
 
 
 async def test_the_hub_asks_a_polled_dealer_for_its_status(

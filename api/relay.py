@@ -1,0 +1,102 @@
+"""Handing dealers' status reports to their leads' runs, once the dealer has its answer.
+
+The dealer status webhook answers as soon as the report is committed (``db.feedback``), not once Temporal
+has it: the dealer's CRM waits for the database alone, and a report taken while Temporal is away is not
+lost. Each report due to reach its lead's run is handed on right after the answer; a sweep in each API
+process hands on those whose first hand-over failed (the API stopped, Temporal did not answer in time),
+each claimed by one process at a time. A report handed on twice changes nothing: the run passes on only a
+status newer than the last it passed on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+
+from api.metrics import REPORT_HANDOVERS
+from api.temporal import temporal_unavailable
+from contracts.leads import DealerStatusReport, report_dealer_status
+from core.settings import Settings
+from core.timeutil import utcnow
+from db import feedback
+from db.feedback import DueReport
+
+log = logging.getLogger("api.relay")
+
+SWEEP_BATCH = 200
+CLAIM = timedelta(seconds=60)  # a claimed report whose hand-over failed is due again after this
+
+
+class ReportRelay:
+    """Hands recorded reports to their leads' runs (signal-with-start), and marks them handed on."""
+
+    def __init__(
+        self, client: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession]
+    ) -> None:
+        self._client = client
+        self._settings = settings
+        self._sessions = sessions
+        self._in_flight = 0
+
+    async def after_answer(self, report: DueReport) -> None:
+        """The first hand-over, once the dealer is answered. A burst beyond ``webhook_max_in_flight``
+        hand-overs under way, or a failure, leaves the report to the sweep."""
+        if self._in_flight >= self._settings.webhook_max_in_flight:
+            return
+        self._in_flight += 1
+        try:
+            handed = await self._hand_on(report)
+        except Exception:  # the report is committed and still due: the sweep hands it on
+            log.exception("dealer report %s not handed on", report.report_id)
+            handed = False
+        finally:
+            self._in_flight -= 1
+        REPORT_HANDOVERS.labels("after_answer", "handed_on" if handed else "failed").inc()
+
+    async def sweep(self) -> int:
+        """Hand on every report due now; how many were handed on. Stops at the first that Temporal did
+        not take (it is away: the next sweep tries again)."""
+        handed = 0
+        while True:
+            due = await feedback.due_reports(self._sessions, utcnow(), SWEEP_BATCH)
+            for report in due:
+                if not await feedback.claim(self._sessions, report, utcnow() + CLAIM):
+                    continue  # another API process has it
+                ok = await self._hand_on(report)
+                REPORT_HANDOVERS.labels("sweep", "handed_on" if ok else "failed").inc()
+                if not ok:
+                    return handed
+                handed += 1
+            if len(due) < SWEEP_BATCH:
+                return handed
+
+    async def sweep_forever(self) -> None:
+        """Sweep every ``dealer_report_sweep_seconds`` until cancelled."""
+        while True:
+            await asyncio.sleep(self._settings.dealer_report_sweep_seconds)
+            try:
+                if handed := await self.sweep():
+                    log.info("handed on %d dealer reports left due", handed)
+            except Exception:  # the database is away, or a bug: the next sweep tries again
+                log.exception("dealer report sweep failed")
+
+    async def _hand_on(self, report: DueReport) -> bool:
+        """Signal the lead's run (starting one where none runs); False when Temporal did not take it."""
+        signal = DealerStatusReport(report.dealer_id, report.status, report.at.isoformat())
+        budget = self._settings.webhook_ack_timeout_seconds
+        try:
+            async with asyncio.timeout(budget):
+                await report_dealer_status(
+                    self._client, self._settings, report.lead_id, signal, timedelta(seconds=budget)
+                )
+        except Exception as error:
+            if not temporal_unavailable(error):
+                raise  # a bug in the hub: its stack in the log
+            log.warning("dealer report %s not handed on: %s", report.report_id, type(error).__name__)
+            return False
+        await feedback.handed_on(self._sessions, report.report_id)
+        return True
