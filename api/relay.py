@@ -29,6 +29,9 @@ log = logging.getLogger("api.relay")
 
 SWEEP_BATCH = 200
 CLAIM = timedelta(seconds=60)  # a claimed report whose hand-over failed is due again after this
+# No sender waits on a hand-over: it may take longer than a webhook's acknowledgement, well within CLAIM
+# and the grace before a sweep takes a report over (db.feedback.HAND_OVER_GRACE).
+HAND_OVER_TIMEOUT = timedelta(seconds=10)
 
 
 class ReportRelay:
@@ -87,11 +90,10 @@ class ReportRelay:
     async def _hand_on(self, report: DueReport) -> bool:
         """Signal the lead's run (starting one where none runs); False when Temporal did not take it."""
         signal = DealerStatusReport(report.dealer_id, report.status, report.at.isoformat())
-        budget = self._settings.webhook_ack_timeout_seconds
         try:
-            async with asyncio.timeout(budget):
+            async with asyncio.timeout(HAND_OVER_TIMEOUT.total_seconds()):
                 await report_dealer_status(
-                    self._client, self._settings, report.lead_id, signal, timedelta(seconds=budget)
+                    self._client, self._settings, report.lead_id, signal, HAND_OVER_TIMEOUT
                 )
         except Exception as error:
             if not temporal_unavailable(error):
