@@ -10,7 +10,7 @@ With ``--accept-after``, every dealer has a 60-minute SLA: the leads wait for ac
 memory is read with all of them waiting, then the dealers accept them (each acceptance is the dealer's
 status webhook, fired by the simulator) and the bench prints how fast acceptances close the leads' runs
 and how long after its acceptance (the dealer CRM's call to the hub) each lead reads ``accepted`` at
-``GET /v1/leads/{id}``.
+``GET /v1/leads/{id}``. The dealers accept as fast as 50 at a time allow, or ``--accept-rate`` a second.
 
 Sends N Zoho lead webhooks at a fixed rate and prints: accepted per second, acknowledgement latency
 p50/p99, leads delivered end to end per second, each hub process's resident and peak memory, and the
@@ -114,7 +114,7 @@ async def bench_acceptance(
 
         first = time.perf_counter()
         cpu = CpuWindow.start()
-        visible = await paced(len(lead_ids), 0, accept)
+        visible = await paced(len(lead_ids), args.accept_rate, accept)
         sent = time.perf_counter() - first
     closed_query = f"{base} AND LeadStatus = 'accepted' AND ExecutionStatus = 'Completed'"
     await until(lambda: count(client, closed_query), len(lead_ids), deadline)
@@ -320,6 +320,9 @@ async def main() -> None:
     parser.add_argument("--no-skeleton", action="store_true", help="skip the skeleton comparison")
     parser.add_argument(
         "--accept-after", type=float, help="SLA mode (dealers from --write-sla-rules): accept after S seconds"
+    )
+    parser.add_argument(
+        "--accept-rate", type=float, default=0, help="SLA mode: acceptances a second (default: 50 at a time)"
     )
     parser.add_argument("--write-sla-rules", type=Path, help="write the SLA mode's dealers here and exit")
     parser.add_argument(
