@@ -110,9 +110,12 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         path = request.url.path
         if not path.startswith(WEBHOOK_PREFIX):
             return await call_next(request)
-        source = sources.get(path, UNKNOWN_SOURCE)  # a fixed set: unknown paths share one label
         started = time.perf_counter()
         response = await call_next(request)
+        # The route that matched, by its template (a dealer's webhook has the dealer and lead in its path):
+        # a fixed set of labels, unknown paths share one.
+        route = request.scope.get("route")
+        source = sources.get(route.path, UNKNOWN_SOURCE) if isinstance(route, APIRoute) else UNKNOWN_SOURCE
         ACK_SECONDS.labels(source).observe(time.perf_counter() - started)
         WEBHOOKS.labels(source, outcome_of(response.status_code)).inc()
         return response

@@ -143,7 +143,11 @@ async def test_unknown_webhook_paths_share_one_metric_label(api_only: Hub) -> No
         for n in range(5):
             await http.post(f"{api_only.api_url}/webhooks/probe-{n}/x", json={})
         await http.post(f"{api_only.api_url}/webhooks/zoho/leads", data={"lead_id": "1"})  # no secret: 401
+        # A route with the dealer and the lead in its path counts under its template.
+        await http.post(f"{api_only.api_url}/webhooks/dealers/dealer-x/leads/123/status", json={})
         after = (await http.get(f"{api_only.api_url}/metrics")).text
-    assert "probe" not in after
+    assert "probe" not in after and "dealer-x" not in after
     assert sample(after, other) - sample(before, other) == 5
     assert sample(after, unauthorised) - sample(before, unauthorised) == 1
+    dealer = 'hub_webhooks_total{outcome="rejected",source="dealers_{dealer_id}_leads_{lead_id}_status"}'
+    assert sample(after, dealer) - sample(before, dealer) == 1  # no such dealer: 404
