@@ -67,16 +67,18 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         engine = create_engine(settings.database_url)
         app.state.sessions = session_factory(engine)
         app.state.relay = ReportRelay(client, settings, app.state.sessions)
-        sweeping = asyncio.create_task(app.state.relay.sweep_forever(), name="dealer-report-sweep")
         app.state.warehouse_reads = None  # opened by the first read (api.deps.get_warehouse_reads)
         app.state.warehouse_reads_opening = asyncio.Lock()
-        yield
-        sweeping.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeping
-        if app.state.warehouse_reads is not None:
-            await app.state.warehouse_reads.aclose()
-        await engine.dispose()
+        sweeping = asyncio.create_task(app.state.relay.sweep_forever(), name="dealer-report-sweep")
+        try:
+            yield
+        finally:
+            sweeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeping
+            if app.state.warehouse_reads is not None:
+                await app.state.warehouse_reads.aclose()
+            await engine.dispose()
 
     app = FastAPI(title="Integrations hub", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings

@@ -48,7 +48,8 @@ def outcome_of(status_code: int) -> str:
 
 REPORT_HANDOVERS = Counter(
     "hub_dealer_report_handovers_total",
-    "Dealers' status reports handed to their lead's run after the answer, or by the sweep (failed: "
-    "Temporal did not take it; the sweep tries again).",
+    "Dealers' status reports handed to their lead's run after the answer, or by the sweep: handed_on; "
+    "failed (Temporal did not take it), error (a bug, logged) or deferred (too many under way): the "
+    "sweep tries again.",
     ["way", "result"],
 )

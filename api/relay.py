@@ -4,8 +4,9 @@ The dealer status webhook answers as soon as the report is committed (``db.feedb
 has it: the dealer's CRM waits for the database alone, and a report taken while Temporal is away is not
 lost. Each report due to reach its lead's run is handed on right after the answer; a sweep in each API
 process hands on those whose first hand-over failed (the API stopped, Temporal did not answer in time),
-each claimed by one process at a time. A report handed on twice changes nothing: the run passes on only a
-status newer than the last it passed on.
+each claimed by one process at a time. Only a lead's newest report is ever due (``db.feedback``), so an
+older status never reaches a run after a newer one; one handed on twice (a hand-over that timed out yet
+reached Temporal) is passed on again with the same values and the same event id.
 """
 
 from __future__ import annotations
@@ -49,16 +50,14 @@ class ReportRelay:
         """The first hand-over, once the dealer is answered. A burst beyond ``webhook_max_in_flight``
         hand-overs under way, or a failure, leaves the report to the sweep."""
         if self._in_flight >= self._settings.webhook_max_in_flight:
+            REPORT_HANDOVERS.labels("after_answer", "deferred").inc()
             return
         self._in_flight += 1
         try:
-            handed = await self._hand_on(report)
-        except Exception:  # the report is committed and still due: the sweep hands it on
-            log.exception("dealer report %s not handed on", report.report_id)
-            handed = False
+            result = await self._counted_hand_on(report)
         finally:
             self._in_flight -= 1
-        REPORT_HANDOVERS.labels("after_answer", "handed_on" if handed else "failed").inc()
+        REPORT_HANDOVERS.labels("after_answer", result).inc()
 
     async def sweep(self) -> int:
         """Hand on every report due now; how many were handed on. Stops at the first that Temporal did
@@ -69,11 +68,12 @@ class ReportRelay:
             for report in due:
                 if not await feedback.claim(self._sessions, report, utcnow() + CLAIM):
                     continue  # another API process has it
-                ok = await self._hand_on(report)
-                REPORT_HANDOVERS.labels("sweep", "handed_on" if ok else "failed").inc()
-                if not ok:
+                result = await self._counted_hand_on(report)
+                REPORT_HANDOVERS.labels("sweep", result).inc()
+                if result == "failed":
                     return handed
-                handed += 1
+                if result == "handed_on":
+                    handed += 1
             if len(due) < SWEEP_BATCH:
                 return handed
 
@@ -86,6 +86,15 @@ class ReportRelay:
                     log.info("handed on %d dealer reports left due", handed)
             except Exception:  # the database is away, or a bug: the next sweep tries again
                 log.exception("dealer report sweep failed")
+
+    async def _counted_hand_on(self, report: DueReport) -> str:
+        """``handed_on``, ``failed`` (Temporal did not take it) or ``error`` (a bug: its stack in the
+        log). The report stays due unless handed on."""
+        try:
+            return "handed_on" if await self._hand_on(report) else "failed"
+        except Exception:
+            log.exception("dealer report %s not handed on: a bug in the hub", report.report_id)
+            return "error"
 
     async def _hand_on(self, report: DueReport) -> bool:
         """Signal the lead's run (starting one where none runs); False when Temporal did not take it."""

@@ -31,19 +31,8 @@ HAND_OVER_GRACE = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
-class Recorded:
-    """What a report changed, and whether its status is the lead's newest (the one to pass on).
-    ``report_id`` with ``due``: the report still has to reach the lead's run."""
-
-    outcome: Outcome
-    current: bool
-    report_id: int | None = None
-    due: bool = False
-
-
-@dataclass(frozen=True)
 class DueReport:
-    """A recorded report the lead's run has yet to hear of."""
+    """A recorded report the lead's run has yet to hear of, as recorded."""
 
     report_id: int
     lead_id: str
@@ -51,6 +40,22 @@ class DueReport:
     status: str
     at: datetime
     signal_due: datetime
+
+    @classmethod
+    def of(cls, row: DealerFeedback) -> DueReport | None:
+        if row.signal_due is None:
+            return None
+        return cls(row.id, row.lead_id, row.dealer_id, row.status, as_utc(row.at), as_utc(row.signal_due))
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What a report changed, and whether its status is the lead's newest (the one to pass on).
+    ``due``: the report, still to reach the lead's run."""
+
+    outcome: Outcome
+    current: bool
+    due: DueReport | None = None
 
 
 class Outcome(StrEnum):
@@ -98,16 +103,26 @@ async def record(
             lost = await session.get(Withdrawal, (lead_id, dealer_id))
             if lost is None:
                 return Recorded(Outcome.UNKNOWN, current=False)
-            await _add_report(session, lead_id, dealer_id, status, at, received_at, Outcome.LATE)
+            if await _recorded(session, lead_id, dealer_id, status) is None:
+                await _add_report(session, lead_id, dealer_id, status, at, received_at, Outcome.LATE)
             return Recorded(Outcome.LATE, current=False)
         assert delivery is not None
+        seen = await _recorded(session, lead_id, dealer_id, status)
+        if seen is not None:
+            current = delivery.dealer_status == status.value
+            return Recorded(Outcome.REPEATED, current, DueReport.of(seen) if current else None)
         newer = is_newer(status, at, delivery.dealer_status, delivery.dealer_status_at)
         outcome = Outcome.APPLIED if newer else Outcome.OLDER
-        due = received_at + HAND_OVER_GRACE if newer and to_signal else None
-        added = await _add_report(session, lead_id, dealer_id, status, at, received_at, outcome, due)
-        if isinstance(added, DealerFeedback):  # a repeat
-            current = delivery.dealer_status == status.value
-            return Recorded(Outcome.REPEATED, current, added.id, due=added.signal_due is not None)
+        due = None
+        if newer:
+            # Only the newest report is ever due: an older one must not reach a run after it.
+            await session.execute(
+                update(DealerFeedback)
+                .where(DealerFeedback.lead_id == lead_id, DealerFeedback.signal_due.is_not(None))
+                .values(signal_due=None)
+            )
+            due = received_at + HAND_OVER_GRACE if to_signal else None
+        row = await _add_report(session, lead_id, dealer_id, status, at, received_at, outcome, due)
         if newer:
             delivery.dealer_status, delivery.dealer_status_at = status.value, at
             await lead_status.write_status(
@@ -124,7 +139,21 @@ async def record(
             session.add(
                 LeadStatusChange(lead_id=lead_id, status=status, dealer_id=dealer_id, detail=detail, at=at)
             )
-        return Recorded(outcome, current=newer, report_id=added, due=due is not None)
+        return Recorded(outcome, current=newer, due=DueReport.of(row))
+
+
+async def _recorded(
+    session: AsyncSession, lead_id: str, dealer_id: str, status: LeadStatus
+) -> DealerFeedback | None:
+    """The report of this (lead, dealer, status) recorded before, if any."""
+    found: DealerFeedback | None = await session.scalar(
+        select(DealerFeedback).where(
+            DealerFeedback.lead_id == lead_id,
+            DealerFeedback.dealer_id == dealer_id,
+            DealerFeedback.status == status.value,
+        )
+    )
+    return found
 
 
 async def _add_report(
@@ -136,18 +165,7 @@ async def _add_report(
     received_at: datetime,
     outcome: Outcome,
     signal_due: datetime | None = None,
-) -> DealerFeedback | int:
-    """Add the report unless this (lead, dealer, status) is recorded already: the new row's id, or the
-    row recorded before."""
-    seen = await session.scalar(
-        select(DealerFeedback).where(
-            DealerFeedback.lead_id == lead_id,
-            DealerFeedback.dealer_id == dealer_id,
-            DealerFeedback.status == status.value,
-        )
-    )
-    if seen is not None:
-        return seen
+) -> DealerFeedback:
     row = DealerFeedback(
         lead_id=lead_id,
         dealer_id=dealer_id,
@@ -158,8 +176,8 @@ async def _add_report(
         signal_due=signal_due,
     )
     session.add(row)
-    await session.flush()
-    return row.id
+    await session.flush()  # its id
+    return row
 
 
 async def due_reports(
@@ -173,11 +191,7 @@ async def due_reports(
             .order_by(DealerFeedback.id)
             .limit(limit)
         )
-        return [
-            DueReport(r.id, r.lead_id, r.dealer_id, r.status, as_utc(r.at), as_utc(r.signal_due))
-            for r in rows
-            if r.signal_due is not None
-        ]
+        return [due for row in rows if (due := DueReport.of(row)) is not None]
 
 
 async def claim(sessions: async_sessionmaker[AsyncSession], report: DueReport, until: datetime) -> bool:

@@ -50,8 +50,10 @@ class DealerStatusAnswer(BaseModel):
 
 
 DEALER_ERRORS = {
-    **WEBHOOK_ERRORS,
+    # No 503: the answer waits for the portal database only, never for Temporal.
+    **{code: answer for code, answer in WEBHOOK_ERRORS.items() if code != 503},
     **errors(
+        e500="not recorded because of a bug in the hub (logged with its stack)",
         e404="no such dealer, or the lead was never delivered to this dealer",
         e409="the dealer lost the lead (it missed its SLA): the report is recorded, not taken",
     ),
@@ -100,10 +102,9 @@ async def receive_dealer_status(
             status.HTTP_409_CONFLICT,
             f"lead {lead_id} was withdrawn from {dealer_id} (SLA missed): report recorded, not taken",
         )
-    if recorded.due and recorded.report_id is not None:
-        # Also for a repeat: the first hand-over may have failed (the sweep would take it, later).
-        due = feedback.DueReport(recorded.report_id, lead_id, dealer_id, report.status, at, now)
-        after_answer.add_task(relay.after_answer, due)
+    if recorded.due is not None:
+        # Also for a repeat still due: the first hand-over may have failed (the sweep would take it, later).
+        after_answer.add_task(relay.after_answer, recorded.due)
     return DealerStatusAnswer(
         outcome=recorded.outcome.value,
         lead_id=lead_id,

@@ -373,8 +373,9 @@ async def test_a_report_on_a_claimed_delivery_is_kept_and_a_dealer_can_lose_a_le
 async def test_a_webhook_report_stays_due_until_its_run_has_it_and_one_process_hands_it_on(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    """The dealer is answered once the report is committed: what the lead's run has yet to hear of is
-    due after a grace, taken by one sweeping process at a time, and due no more once handed on."""
+    """The dealer is answered once the report is committed: the lead's newest report, and only that one,
+    is due to reach its run after a grace, taken by one sweeping process at a time, and due no more once
+    handed on."""
     await load(sessions, dealer("a", priority=10))
     await lead_status.record_status(
         sessions, lead_id="D1", status=LeadStatus.RECEIVED, workflow_id="w", at=T0
@@ -382,26 +383,31 @@ async def test_a_webhook_report_stays_due_until_its_run_has_it_and_one_process_h
     claim = await deliveries.claim_next(sessions, "D1", LeadProfile("SP", "Santos", "Onix"), DAY, T0)
     assert claim is not None and claim.dealer_id == "a"
 
-    def report(status: LeadStatus, at: datetime, *, to_signal: bool = True) -> Any:
+    def report(status: LeadStatus, minutes: int, *, to_signal: bool = True) -> Any:
+        at = T0 + timedelta(minutes=minutes)
         return feedback.record(
             sessions, lead_id="D1", dealer_id="a", status=status, at=at, received_at=T0, to_signal=to_signal
         )
 
-    accepted = await report(LeadStatus.ACCEPTED, T0)
-    assert accepted.outcome == feedback.Outcome.APPLIED and accepted.due
-    polled = await report(LeadStatus.CONTACTED, T0 + timedelta(minutes=5), to_signal=False)
-    assert polled.outcome == feedback.Outcome.APPLIED and not polled.due  # the run read it itself
-    older = await report(LeadStatus.ACCEPTED, T0 - timedelta(minutes=1))
-    assert older.outcome == feedback.Outcome.REPEATED and older.due  # a resend of a report still due
-    assert not (await report(LeadStatus.QUALIFIED, T0 - timedelta(minutes=2))).due  # older: never passed on
+    accepted = await report(LeadStatus.ACCEPTED, 0)
+    assert accepted.outcome == feedback.Outcome.APPLIED and accepted.due is not None
+    again = await report(LeadStatus.ACCEPTED, 0)
+    assert again.outcome == feedback.Outcome.REPEATED and again.due == accepted.due  # resent, still due
+    polled = await report(LeadStatus.CONTACTED, 5, to_signal=False)
+    assert polled.outcome == feedback.Outcome.APPLIED and polled.due is None  # the run read it itself...
+    assert (await report(LeadStatus.ACCEPTED, 0)).due is None  # ...so the older acceptance is due no more
+    assert (await report(LeadStatus.LOST, -2)).outcome == feedback.Outcome.OLDER
+    assert await feedback.due_reports(sessions, T0 + timedelta(days=1), 10) == []  # none of those is due
 
+    sold = await report(LeadStatus.SOLD, 10)
+    assert sold.due is not None and (sold.due.status, sold.due.at) == ("sold", T0 + timedelta(minutes=10))
     assert await feedback.due_reports(sessions, T0, 10) == []  # the API's own hand-over goes first
     (due,) = await feedback.due_reports(sessions, T0 + feedback.HAND_OVER_GRACE, 10)
-    assert (due.report_id, due.status, due.at) == (accepted.report_id, "accepted", T0)
+    assert due == sold.due
     later = T0 + feedback.HAND_OVER_GRACE + timedelta(minutes=1)
     taken = await asyncio.gather(*(feedback.claim(sessions, due, later) for _ in range(2)))
     assert sorted(taken) == [False, True]  # two API processes sweeping at once: one hands it on
     assert await feedback.due_reports(sessions, later - timedelta(seconds=1), 10) == []
-    (again,) = await feedback.due_reports(sessions, later, 10)  # that hand-over failed: due again
-    await feedback.handed_on(sessions, again.report_id)
+    (again_due,) = await feedback.due_reports(sessions, later, 10)  # that hand-over failed: due again
+    await feedback.handed_on(sessions, again_due.report_id)
     assert await feedback.due_reports(sessions, later + timedelta(days=1), 10) == []

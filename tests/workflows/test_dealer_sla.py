@@ -86,6 +86,7 @@ async def sla_hub(env: WorkflowEnvironment, sqlite_url: str, task_queue: str) ->
         dealer_webhook_secrets={d: DEALER_SECRET for d in dealers},
         lead_max_reroutes=2,
         lead_fallback_owner_id=FALLBACK_OWNER,
+        dealer_report_sweep_seconds=3600,  # the tests sweep when they mean to
     ) as hub:
         yield hub
 
