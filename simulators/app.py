@@ -46,7 +46,12 @@ def create_app(config: SimulatorConfig | None = None, *, clock: Clock = time.mon
         # The simulator posts webhooks (and VTEX hook pings) straight to the project's API: no proxies
         # from the environment.
         inbox = dealer_adf.start_inbox(state)
-        async with httpx.AsyncClient(timeout=config.webhook_timeout_seconds, trust_env=False) as http:
+        # uvicorn closes a connection idle for 5 s; a client keeping idle ones as long (httpx's default)
+        # races that close and finds the connection cut as it reuses it. Idle ones are dropped first.
+        limits = httpx.Limits(keepalive_expiry=2.0)
+        async with httpx.AsyncClient(
+            timeout=config.webhook_timeout_seconds, trust_env=False, limits=limits
+        ) as http:
             state.http = http
             try:
                 yield

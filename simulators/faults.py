@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-import httpx
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
@@ -216,30 +215,16 @@ async def set_lead_status(
     lead.status, lead.status_at = spec.status, spec.at or datetime.now(UTC).isoformat()
     answer: dict[str, Any] = {"dealer_id": dealer_id, "lead": asdict(lead)}
     if spec.callback:
-        response = await _report_to_hub(state, dealer_id, external_id, lead.status, lead.status_at)
+        config = state.config
+        response = await state.client().post(
+            f"{config.api_url}/webhooks/dealers/{dealer_id}/leads/{external_id}/status",
+            json={"status": lead.status, "at": lead.status_at},
+            headers={config.dealer_webhook_secret_header: config.dealer_webhook_secret},
+            timeout=config.webhook_timeout_seconds,
+        )
         dealer.counters.callbacks_sent += 1
         answer["hub"] = {"status_code": response.status_code, "body": response.json()}
     return answer
-
-
-async def _report_to_hub(
-    state: SimulatorState, dealer_id: str, external_id: str, status: str, at: str
-) -> httpx.Response:
-    """POST the dealer's status webhook; once more when the connection was cut (a kept-alive one the
-    hub had just closed), as a dealer's CRM retries: the hub takes a resent report as a repeat."""
-    config = state.config
-    for attempt in (1, 2):
-        try:
-            return await state.client().post(
-                f"{config.api_url}/webhooks/dealers/{dealer_id}/leads/{external_id}/status",
-                json={"status": status, "at": at},
-                headers={config.dealer_webhook_secret_header: config.dealer_webhook_secret},
-                timeout=config.webhook_timeout_seconds,
-            )
-        except httpx.TransportError:
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
 
 
 @router.post("/reset")
