@@ -5,12 +5,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import socket
+import time
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import uvicorn
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from temporalio.api.testservice.v1 import SleepRequest
+from temporalio.testing import WorkflowEnvironment
 
 from core.codec import KEY_BYTES
 
@@ -53,6 +58,26 @@ async def eventually(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s (last value {result!r})")
         await asyncio.sleep(interval)
+
+
+# The test server moves its clock only while no activity runs, so a skip waits in real time for every
+# activity its timers wake. WorkflowEnvironment.sleep gives that the client's default RPC deadline
+# (30 s), which a loaded machine has exceeded; the skip then failed though nothing was wrong.
+SKIP_DEADLINE = timedelta(minutes=3)
+SLOW_SKIP_SECONDS = 10.0
+
+
+async def skip_time(env: WorkflowEnvironment, duration: timedelta) -> None:
+    """Move the time-skipping server's clock on by ``duration``, as ``env.sleep`` does, waiting up to
+    ``SKIP_DEADLINE`` for the activities on the way; a skip slower than ``SLOW_SKIP_SECONDS`` is reported
+    as a warning, so a stalled activity shows in the test report instead of passing unseen."""
+    request = SleepRequest()
+    request.duration.FromTimedelta(duration)
+    started = time.monotonic()
+    await env.client.test_service.unlock_time_skipping_with_sleep(request, timeout=SKIP_DEADLINE)
+    took = time.monotonic() - started
+    if took > SLOW_SKIP_SECONDS:
+        warnings.warn(f"skipping {duration} of server time took {took:.1f} s of real time", stacklevel=2)
 
 
 class TcpProxy:

@@ -14,7 +14,7 @@ from db.rules import apply_rules
 from tests.cli.conftest import HubCli
 from tests.hub import Hub
 from tests.hub import test_rules as routing_rules
-from tests.support import eventually
+from tests.support import eventually, skip_time
 from tests.workflows.test_dealer_sla import SLA, at_dealer, sla_hub
 
 
@@ -124,9 +124,9 @@ async def test_a_lead_sent_back_to_dealers_whose_crms_withdrew_it_is_a_new_lead_
         await hub.post_webhook(lead_id)
         await at_dealer(hub, lead_id, "sla-a")
         for dealer_id in ("sla-b", "sla-c"):
-            await skipping_env.sleep(SLA)
+            await skip_time(skipping_env, SLA)
             await at_dealer(hub, lead_id, dealer_id)
-        await skipping_env.sleep(SLA + timedelta(minutes=1))
+        await skip_time(skipping_env, SLA + timedelta(minutes=1))
         await hub.wait_for_status(lead_id, "sla_exhausted")
         await hub.handle(lead_id).result()
         for dealer_id in ("sla-a", "sla-b", "sla-c"):

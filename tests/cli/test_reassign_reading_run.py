@@ -14,6 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 from core.constants import lead_workflow_id
 from tests.cli.conftest import HubCli
 from tests.cli.test_one_dealer_per_lead import creates
+from tests.support import skip_time
 from tests.workflows.test_dealer_sla import at_dealer, dealer_reports, sla_hub
 
 
@@ -27,7 +28,7 @@ async def test_reassign_ends_the_run_that_only_reads_an_accepted_lead(
         await hub.post_webhook(lead_id)
         await at_dealer(hub, lead_id, "poll-sc")
         await dealer_reports(hub, "poll-sc", lead_id, "accepted", callback=False)
-        await skipping_env.sleep(timedelta(minutes=2))
+        await skip_time(skipping_env, timedelta(minutes=2))
         await at_dealer(hub, lead_id, "poll-sc", status="accepted")
         reading = await hub.handle(lead_id).describe()
         assert reading.status == WorkflowExecutionStatus.RUNNING

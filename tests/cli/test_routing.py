@@ -10,6 +10,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from tests.cli.conftest import HubCli
 from tests.hub import Hub
+from tests.support import skip_time
 from tests.workflows.test_dealer_sla import BRT, SLA, at_dealer, sla_hub
 
 
@@ -61,7 +62,7 @@ async def test_explain_shows_each_delivery_and_that_a_lost_dealer_is_never_chose
     lead_id = await hub.create_lead(State="PR", City="Cascavel")
     await hub.post_webhook(lead_id)
     await at_dealer(hub, lead_id, "sla-a")
-    await skipping_env.sleep(SLA + timedelta(minutes=1))
+    await skip_time(skipping_env, SLA + timedelta(minutes=1))
     await at_dealer(hub, lead_id, "sla-b")
 
     ran = await hub_cli(hub.settings, "leads", "explain", lead_id, "--json")

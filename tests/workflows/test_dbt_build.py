@@ -28,7 +28,7 @@ from core.settings import Settings
 from tests.conftest import TEST_CONVERTER, binary
 from tests.dbt.fixture import land_store, order
 from tests.hub import running_hub
-from tests.support import eventually
+from tests.support import eventually, skip_time
 from warehouse.tables import VTEX_ORDERS
 from warehouse.vtex_orders import order_version
 from workflows.dbt_build import DbtBuildWorkflow
@@ -125,13 +125,13 @@ async def test_requests_get_fast_builds_and_a_full_build_runs_every_hour(task_qu
             await built(2)  # then requests get fast builds
             memo = await (await env.client.get_workflow_handle(workflow_id).describe()).memo()
             assert memo["last_build"].startswith("passed (fast build, ")
-            await env.sleep(timedelta(minutes=61))  # nothing asked for since
+            await skip_time(env, timedelta(minutes=61))  # nothing asked for since
             await built(3)  # a full build followed the fast one within the hour, on its own
             memo = await (await env.client.get_workflow_handle(workflow_id).describe()).memo()
             assert (
                 "(full build, " in memo["last_build"] and "asked by hourly full build" in memo["last_build"]
             )
-            await env.sleep(timedelta(minutes=61))
+            await skip_time(env, timedelta(minutes=61))
             await built(4)  # and every hour after it, nothing asked for: its freshness check still runs
             await send_build_request(env.client, settings, BuildRequest("vtex orders"))
             await built(5)

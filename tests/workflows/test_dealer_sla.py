@@ -22,7 +22,7 @@ from core.constants import LEAD_STATUS, lead_workflow_id
 from db.feedback import HAND_OVER_GRACE
 from db.rules import RulesFile
 from tests.hub import Hub, running_hub
-from tests.support import eventually, free_port
+from tests.support import eventually, free_port, skip_time
 
 SLA = timedelta(minutes=30)
 FALLBACK_OWNER = "5725767000000999001"
@@ -133,12 +133,12 @@ async def test_dealers_that_miss_the_sla_lose_the_lead_until_the_fallback_owner(
     assert (await hub.post_webhook(lead_id)).status_code == 202
     await at_dealer(hub, lead_id, "sla-a")
 
-    await skipping_env.sleep(SLA - timedelta(minutes=5))
+    await skip_time(skipping_env, SLA - timedelta(minutes=5))
     assert (await hub.lead(lead_id) or {})["dealer_id"] == "sla-a"  # still within its SLA
     for dealer_id in ("sla-b", "sla-c"):
-        await skipping_env.sleep(SLA)
+        await skip_time(skipping_env, SLA)
         await at_dealer(hub, lead_id, dealer_id)
-    await skipping_env.sleep(SLA + timedelta(minutes=1))
+    await skip_time(skipping_env, SLA + timedelta(minutes=1))
     lead = await hub.wait_for_status(lead_id, "sla_exhausted")
     result = await hub.handle(lead_id).result()
     assert result.status == "sla_exhausted"
@@ -179,7 +179,7 @@ async def test_a_dealer_that_accepts_in_time_keeps_the_lead_and_its_statuses_rea
     lead_id = await hub.create_lead(State="PR", City="Londrina")
     await hub.post_webhook(lead_id)
     await at_dealer(hub, lead_id, "sla-a")
-    await skipping_env.sleep(timedelta(minutes=10))
+    await skip_time(skipping_env, timedelta(minutes=10))
     # It waits in a run of its own a few events long: a status signalled to it, when the worker no
     # longer caches the run, replays those instead of the whole delivery.
     waiting = await hub.client.get_workflow_handle(lead_workflow_id(lead_id)).fetch_history()
@@ -193,7 +193,7 @@ async def test_a_dealer_that_accepts_in_time_keeps_the_lead_and_its_statuses_rea
     }
     result = await hub.handle(lead_id).result()  # acceptance ends the run: the SLA is met
     assert (result.status, result.dealer_id) == ("accepted", "sla-a")
-    await skipping_env.sleep(SLA * 2)
+    await skip_time(skipping_env, SLA * 2)
     assert (await hub.lead(lead_id) or {})["dealer_id"] == "sla-a"
     assert (await hub.counters())["dealers"]["sla-a"]["withdrawn"] == 0
     assert (await zoho_lead(hub, lead_id))["Lead_Status"] == "Not Contacted"
@@ -277,14 +277,14 @@ async def test_the_hub_asks_a_polled_dealer_for_its_status(
     await hub.post_webhook(lead_id)
     await at_dealer(hub, lead_id, "poll-sc")
     await dealer_reports(hub, "poll-sc", lead_id, "accepted", callback=False)  # no webhook: only a read
-    await skipping_env.sleep(timedelta(minutes=2))
+    await skip_time(skipping_env, timedelta(minutes=2))
     await at_dealer(hub, lead_id, "poll-sc", status="accepted")
     assert (await hub.counters())["dealers"]["poll-sc"]["status_reads"] >= 1
 
     # After acceptance its CRM is read on, hourly: the later steps of its funnel reach the hub and Zoho,
     # until the lead is sold (or lost), which ends the run.
     await dealer_reports(hub, "poll-sc", lead_id, "contacted", callback=False)
-    await skipping_env.sleep(timedelta(hours=1, minutes=1))
+    await skip_time(skipping_env, timedelta(hours=1, minutes=1))
     await at_dealer(hub, lead_id, "poll-sc", status="contacted")
 
     async def zoho_contacted() -> dict[str, Any] | None:
@@ -295,7 +295,7 @@ async def test_the_hub_asks_a_polled_dealer_for_its_status(
     reading = await hub.handle(lead_id).describe()  # what support sees in the Web UI meanwhile
     assert reading.typed_search_attributes.get(LEAD_STATUS) == "contacted"
     await dealer_reports(hub, "poll-sc", lead_id, "sold", callback=False)
-    await skipping_env.sleep(timedelta(hours=1, minutes=1))
+    await skip_time(skipping_env, timedelta(hours=1, minutes=1))
     result = await hub.handle(lead_id).result()
     assert (result.status, result.dealer_id) == ("sold", "poll-sc")
     assert (await hub.lead(lead_id) or {})["status"] == "sold"
@@ -314,9 +314,9 @@ async def test_a_night_lead_waits_for_opening_and_no_dealer_left_means_the_fallb
     # Support reads when the lead moves on if the dealer does not accept it.
     waiting = (await hub.lead(lead_id) or {})["deliveries"][-1]
     assert datetime.fromisoformat(waiting["accept_by"]) == deadline
-    await skipping_env.sleep(timedelta(hours=24))
+    await skip_time(skipping_env, timedelta(hours=24))
     assert (await hub.lead(lead_id) or {})["dealer_id"] == "night-rs"
-    await skipping_env.sleep(timedelta(days=2))
+    await skip_time(skipping_env, timedelta(days=2))
     lead = await hub.wait_for_status(lead_id, "sla_exhausted")
     assert deadline.isoformat() in str(lead["deliveries"][0]["withdrawal_reason"])
     assert "no dealer left" in str(lead["detail"])

@@ -36,6 +36,7 @@ from db.models import (
 from db.opportunities import apply_change
 from tests.dbt.test_models import dbt_build
 from tests.hub import Hub
+from tests.support import skip_time
 from tests.workflows.test_dealer_sla import SLA, at_dealer, dealer_reports, sla_hub, zoho_lead
 from warehouse.landing import Warehouse
 from warehouse.tables import (
@@ -64,10 +65,10 @@ async def run_leads(hub: Hub, env: WorkflowEnvironment) -> list[str]:
     await at_dealer(hub, in_time, "sla-a")
     await at_dealer(hub, missed, "sla-a")
     await at_dealer(hub, lost, "poll-sc")
-    await env.sleep(timedelta(minutes=10))
+    await skip_time(env, timedelta(minutes=10))
     await dealer_reports(hub, "sla-a", in_time, "accepted")
     await dealer_reports(hub, "poll-sc", lost, "lost")
-    await env.sleep(SLA)  # the missed lead moves on to sla-b
+    await skip_time(env, SLA)  # the missed lead moves on to sla-b
     await at_dealer(hub, missed, "sla-b")
     await dealer_reports(hub, "sla-a", missed, "accepted")  # late: recorded, answered 409, never taken
     await dealer_reports(hub, "sla-b", missed, "contacted")
