@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -14,6 +15,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import Client
 
 from api.body import validation_message
@@ -28,7 +30,9 @@ from core.metrics import start_at_zero
 from core.production import api_tls_problem
 from core.settings import Settings, get_settings
 from core.tracing import start_tracing, trace_requests, tracing_on
-from db.engine import create_engine, session_factory
+from db.engine import create_engine, database_unavailable, session_factory
+
+log = logging.getLogger("api")
 
 WEBHOOK_PREFIX = "/webhooks/"
 
@@ -53,6 +57,24 @@ async def invalid_request(_: Request, error: Exception) -> JSONResponse:
     """Path and query parameters that fail validation: 422 naming them, in the same shape as every error."""
     assert isinstance(error, RequestValidationError)
     return JSONResponse({"detail": validation_message(error.errors(), "request")}, status_code=422)
+
+
+async def database_error(request: Request, error: Exception) -> Response:
+    """The portal database could not serve the request (down, out of connections, busy): 503 with
+    Retry-After, so a webhook's sender sends it again and nothing it reported is lost. Any other database
+    error is a bug: raised on, a 500 with its stack in the log."""
+    if not database_unavailable(error):
+        raise error
+    route = request.scope.get("route")
+    where = route.path if isinstance(route, APIRoute) else "?"
+    # The error's class only: its text names tables and statements, of no use to the sender.
+    log.warning("portal database unavailable for %s %s: %s", request.method, where, type(error).__name__)
+    settings: Settings = request.app.state.settings
+    return JSONResponse(
+        {"detail": "the portal database is unavailable, retry later"},
+        status_code=503,
+        headers={"Retry-After": str(settings.temporal_unavailable_retry_after_seconds)},
+    )
 
 
 def create_app(settings: Settings | None = None, temporal: Client | None = None) -> FastAPI:
@@ -94,6 +116,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         app.include_router(router)
     app.add_route("/metrics", metrics, include_in_schema=False)
     app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(SQLAlchemyError, database_error)
     app.openapi = document(app, settings)  # type: ignore[method-assign]
     sources = {
         route.path: route.path.removeprefix(WEBHOOK_PREFIX).replace("/", "_")
@@ -105,6 +128,14 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     if tracing_on():
         trace_requests(app)
 
+    def count(request: Request, started: float, status_code: int) -> None:
+        # The route that matched, by its template (a dealer's webhook has the dealer and lead in its path):
+        # a fixed set of labels, unknown paths share one.
+        route = request.scope.get("route")
+        source = sources.get(route.path, UNKNOWN_SOURCE) if isinstance(route, APIRoute) else UNKNOWN_SOURCE
+        ACK_SECONDS.labels(source).observe(time.perf_counter() - started)
+        WEBHOOKS.labels(source, outcome_of(status_code)).inc()
+
     @app.middleware("http")
     async def measure_webhooks(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
@@ -113,13 +144,14 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         if not path.startswith(WEBHOOK_PREFIX):
             return await call_next(request)
         started = time.perf_counter()
-        response = await call_next(request)
-        # The route that matched, by its template (a dealer's webhook has the dealer and lead in its path):
-        # a fixed set of labels, unknown paths share one.
-        route = request.scope.get("route")
-        source = sources.get(route.path, UNKNOWN_SOURCE) if isinstance(route, APIRoute) else UNKNOWN_SOURCE
-        ACK_SECONDS.labels(source).observe(time.perf_counter() - started)
-        WEBHOOKS.labels(source, outcome_of(response.status_code)).inc()
+        try:
+            response = await call_next(request)
+        except Exception:
+            # A bug no handler answered: the server's 500 is written outside this middleware, so it is
+            # counted here, or the HubWebhookErrors alert would never hear of it.
+            count(request, started, 500)
+            raise
+        count(request, started, response.status_code)
         return response
 
     return app

@@ -47,7 +47,7 @@ WEBHOOK_ERRORS = errors(
 
 
 def read_errors(
-    record: str, unavailable: str = "no read token configured"
+    record: str, unavailable: str = "no read token configured, or the portal database did not answer"
 ) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` of a read API route for one ``record`` by its id."""
     return errors(

@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     # Bearer token the API's /metrics requires. Empty leaves it open, which only local runs accept: the
     # endpoint is on the public API, so production refuses to start without one.
     metrics_token: SecretStr = SecretStr("")
+    # The Retry-After of a 503: Temporal or the portal database did not answer (the name is historical).
     temporal_unavailable_retry_after_seconds: int = Field(default=5, gt=0)
     # The whole wait for Temporal (connect, SDK retries, the call): past it the webhook gets 503.
     webhook_ack_timeout_seconds: float = Field(default=2.5, gt=0, le=30)

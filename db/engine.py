@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, exc, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
@@ -13,6 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Shorter than an activity's 30 s step: an attempt gives up waiting before Temporal times it out.
 POOL_WAIT_SECONDS = 20.0
+# SQLite's codes for a database that cannot serve now (held by another writer, file or disk away);
+# its other OperationalErrors (no such table, syntax) are bugs.
+SQLITE_UNAVAILABLE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_FULL")
 
 
 def _with_driver(url: str, sqlite_driver: str) -> str:
@@ -53,15 +57,25 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_engine(url: str) -> AsyncEngine:
-    """An async engine for ``url``; one per process, disposed on shutdown."""
+    """An async engine for ``url``; one per process, disposed on shutdown.
+
+    Its errors leave out the statement's parameters (``hide_parameters``): SQLAlchemy otherwise puts them
+    in the error's text, and that text reaches logs and workflow histories (contact and account names of
+    deals, for one)."""
     ensure_sqlite_dir(url)
     if make_url(url).get_backend_name() != "sqlite":
-        return create_async_engine(async_url(url), pool_pre_ping=True)
+        return create_async_engine(async_url(url), pool_pre_ping=True, hide_parameters=True)
     # SQLite takes one writer at a time; concurrent writers poll its busy handler with sleeps of up to
     # 100 ms, which under load costs seconds per transaction. One connection per process makes them
     # queue for the pool instead (an asyncio wait, served in order) and needs no pre-ping: a local file
     # does not drop connections.
-    engine = create_async_engine(async_url(url), pool_size=1, max_overflow=0, pool_timeout=POOL_WAIT_SECONDS)
+    engine = create_async_engine(
+        async_url(url),
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=POOL_WAIT_SECONDS,
+        hide_parameters=True,
+    )
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
 
@@ -76,3 +90,19 @@ async def lock_for_writing(session: AsyncSession) -> None:
     # the same snapshot; taking its write lock first makes them take turns (the busy timeout waits).
     if session.get_bind().dialect.name == "sqlite":
         await session.execute(text("BEGIN IMMEDIATE"))
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` says the database could not serve the statement now (down, unreachable, out of
+    connections, busy), so trying again later may succeed; False for a bug in the hub's SQL or data."""
+    if isinstance(error, exc.TimeoutError):  # no pooled connection came free in time
+        return True
+    if not isinstance(error, exc.DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    if isinstance(error.orig, sqlite3.Error):
+        return str(getattr(error.orig, "sqlite_errorname", "")).startswith(SQLITE_UNAVAILABLE)
+    # PostgreSQL's OperationalError classes: connection lost or refused, shutdown, out of resources,
+    # lock or statement timeouts, serialization failures. Syntax and missing tables are other classes.
+    return isinstance(error, exc.OperationalError)

@@ -50,10 +50,11 @@ class DealerStatusAnswer(BaseModel):
 
 
 DEALER_ERRORS = {
-    # No 503: the answer waits for the portal database only, never for Temporal.
-    **{code: answer for code, answer in WEBHOOK_ERRORS.items() if code != 503},
+    **WEBHOOK_ERRORS,
+    # The answer waits for the portal database only, never for Temporal.
     **errors(
         e500="not recorded because of a bug in the hub (logged with its stack)",
+        e503="not recorded: the portal database did not answer; send it again after the Retry-After delay",
         e404="no such dealer, or the lead was never delivered to this dealer",
         e409="the dealer lost the lead (it missed its SLA): the report is recorded, not taken",
     ),

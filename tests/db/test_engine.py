@@ -1,0 +1,60 @@
+"""The portal database's engine, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy.exc import DBAPIError
+
+from db.engine import create_engine, database_unavailable, sync_url
+from tests.support import free_port
+
+PERSON = "Maria Aparecida da Silva"
+
+
+async def test_a_failed_statement_names_no_parameter(database_url: str) -> None:
+    """A statement's error text reaches logs and workflow histories: it names the statement, never the
+    values it carried (a deal's contact name, say)."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            with pytest.raises(DBAPIError) as failed:
+                await connection.execute(text("select no_such_column, :contact"), {"contact": PERSON})
+    finally:
+        await engine.dispose()
+    assert "no_such_column" in str(failed.value)
+    assert PERSON not in str(failed.value)
+
+
+@pytest.mark.postgres
+def test_a_busy_or_absent_database_is_unavailable_and_a_bad_statement_is_not(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """``database_unavailable`` tells an outage (answer 503, try again) from a bug (500)."""
+    path = tmp_path / "portal.db"
+    holder = sqlite3.connect(path)
+    holder.execute("create table t (x int)")
+    holder.execute("begin immediate")  # another process holds the write lock
+    impatient = create_sync_engine(f"sqlite:///{path}", connect_args={"timeout": 0})
+    nobody_listens = create_sync_engine(f"postgresql+psycopg://hub@127.0.0.1:{free_port()}/portal")
+    postgres = create_sync_engine(sync_url(postgres_url))
+    try:
+        assert database_unavailable(failure(impatient, "insert into t values (1)"))
+        assert not database_unavailable(failure(impatient, "select * from no_such_table"))
+        assert database_unavailable(failure(nobody_listens, "select 1"))
+        assert not database_unavailable(failure(postgres, "select * from no_such_table"))
+        assert not database_unavailable(ValueError("not a database error"))
+    finally:
+        holder.close()
+        for engine in (impatient, nobody_listens, postgres):
+            engine.dispose()
+
+
+def failure(engine: Engine, statement: str) -> DBAPIError:
+    with pytest.raises(DBAPIError) as failed, engine.begin() as connection:
+        connection.execute(text(statement))
+    return failed.value
