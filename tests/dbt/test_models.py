@@ -51,6 +51,9 @@ async def dbt_build(
     select = ("resource_type:model",) if models_only else ()
     command = build_command(work_dir, select=select, full_refresh=full_refresh, fast=fast)
     environment = {**os.environ, **dbt_environment(settings)}
+    if models_only:
+        # dbt build also runs the tests of the models it selects (its "eager" indirect selection).
+        environment["DBT_INDIRECT_SELECTION"] = "empty"
     done = await asyncio.to_thread(
         subprocess.run, command, env=environment, capture_output=True, text=True, timeout=600, check=False
     )
