@@ -48,13 +48,26 @@ def run(command: list[str]) -> None:
         sys.exit(result.returncode)
 
 
+# Arguments that want one pytest process: a chosen number of them, output shown live, a debugger.
+SERIAL_ARGS = ("-n", "--numprocesses", "-s", "--capture=no", "--pdb", "--trace")
+
+
+def test_processes(pytest_args: list[str]) -> list[str]:
+    """Run the tests in as many processes as there are cores, up to four (pytest-xdist): most tests wait
+    on servers, so one process leaves a core idle. Each process starts its own Temporal dev server and
+    BigQuery emulator, hence the cap."""
+    if any(arg.startswith(SERIAL_ARGS) for arg in pytest_args):
+        return []
+    return ["-n", str(max(1, min(4, os.cpu_count() or 1)))]
+
+
 def test(pytest_args: list[str]) -> None:
     ensure_installed("dev,local")
     run([str(BIN / "ruff"), "check", "."])
     run([str(BIN / "ruff"), "format", "--check", "."])
     run([str(BIN / "mypy")])
     # The slowest tests are listed at the end: the suite must stay well under 15 minutes.
-    run([str(PYTHON), "-m", "pytest", "--durations=25", *pytest_args])
+    run([str(PYTHON), "-m", "pytest", "--durations=25", *test_processes(pytest_args), *pytest_args])
 
 
 def up(args: list[str]) -> None:
