@@ -28,6 +28,7 @@ from temporalio.client import Client
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.clients import bench_client
 from bench.leads import create_leads, percentile
 from bench.opportunities import STAGES, create_deals
 from bench.orders import held_hooks
@@ -154,7 +155,7 @@ async def main() -> None:
         settings.zoho_webhook_secret_header: settings.zoho_webhook_secret.get_secret_value(),
         settings.vtex_hook_secret_header: settings.vtex_hook_secret.get_secret_value(),
     }
-    async with httpx.AsyncClient(timeout=60) as http:
+    async with bench_client(100, timeout=60) as http:
         hooks = await KINDS[args.kind](http, args.sims, args.hooks)
     print(f"Sending {len(hooks)} {args.kind} webhooks at once to {args.api} ...", flush=True)
     answers = await burst(args.api, hooks, headers)

@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx
 from google.cloud.bigquery import ScalarQueryParameter
 
+from bench.clients import bench_client
 from bench.lead_history import LeadHistory
 from contracts.dbt_build import DbtBuildSummary
 from core.settings import Settings
@@ -319,7 +320,7 @@ async def run(args: argparse.Namespace) -> None:
             print(f"emulator peak memory  {emulator_peak_memory()}")
         headers = {"Authorization": f"Bearer {settings.read_api_token.get_secret_value()}"}
         silver, gold = [], []
-        async with httpx.AsyncClient(timeout=30, headers=headers) as http:
+        async with bench_client(100, headers=headers) as http:
             for sample in range(args.samples):
                 to_silver, to_gold = await hook_to_gold(http, warehouse, args.api, args.sims, args.timeout)
                 silver.append(to_silver)

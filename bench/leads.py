@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import httpx
 from google.cloud.bigquery import ArrayQueryParameter
@@ -44,6 +44,7 @@ from temporalio.worker import Worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.clients import bench_client
 from bench.cpu import CpuWindow
 from bench.memory import print_memory
 from bench.skeleton import SkeletonInput, SkeletonWorkflow, no_op
@@ -90,8 +91,7 @@ async def bench_acceptance(
     print_memory()
     await asyncio.sleep(args.accept_after)
     headers = {"Authorization": f"Bearer {settings.read_api_token.get_secret_value()}"}
-    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+    async with bench_client(100, timeout=60) as http:
         dealers = await lead_dealers(http, args.api, headers, lead_ids)
         if len(dealers) < len(lead_ids):  # the timeout passed first: only the waiting ones accept
             print(f"accepting only the {len(dealers)} leads at a dealer (--timeout passed)")
@@ -103,7 +103,7 @@ async def bench_acceptance(
             async with semaphore:
                 url = f"{args.sims}/_control/dealers/{dealers[lead_id]}/leads/{lead_id}/status"
                 accepted_at = time.perf_counter()  # the dealer accepts: its CRM calls the hub
-                answer = await post_again_if_cut(http, url, {"status": "accepted"})
+                answer = (await http.post(url, json={"status": "accepted"})).json()
                 if answer.get("hub", {}).get("status_code") != 200:
                     return None
                 read = await http.get(f"{args.api}/v1/leads/{lead_id}", headers=headers)
@@ -130,20 +130,6 @@ async def bench_acceptance(
         )
     cpu.print()  # from the first acceptance until every lead's run closed
     print_memory()
-
-
-async def post_again_if_cut(http: httpx.AsyncClient, url: str, body: dict[str, str]) -> dict[str, Any]:
-    """POST, once more when the connection was cut (a kept-alive one the server had just closed): the
-    dealer's status report is idempotent at the hub, a repeat is answered as such."""
-    for attempt in range(3):
-        try:
-            answer: dict[str, Any] = (await http.post(url, json=body)).json()
-            return answer
-        except httpx.TransportError:
-            if attempt == 2:
-                raise
-            await asyncio.sleep(0.2)
-    raise AssertionError("unreachable")
 
 
 async def until(read: Callable[[], Awaitable[int]], target: int, deadline: float) -> None:
@@ -231,8 +217,7 @@ async def outcomes(client: Client, since: str) -> dict[str, int]:
 async def bench_leads(
     args: argparse.Namespace, settings: Settings, client: Client
 ) -> tuple[list[Ack], float, dict[str, int], str, list[str]]:
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-    async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+    async with bench_client(200) as http:
         lead_ids = await create_leads(http, args.sims, args.count)
         headers = {settings.zoho_webhook_secret_header: settings.zoho_webhook_secret.get_secret_value()}
 

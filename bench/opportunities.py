@@ -20,6 +20,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.clients import bench_client
 from bench.leads import paced, percentile
 from core.settings import Settings
 
@@ -59,8 +60,7 @@ async def main() -> None:
     auth = {"Authorization": f"Bearer {settings.read_api_token.get_secret_value()}"}
     base = datetime.now(UTC).replace(microsecond=0)
 
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-    async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+    async with bench_client(200) as http:
         deal_ids = await create_deals(http, args.sims, args.deals)
         updates = [
             {

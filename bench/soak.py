@@ -35,6 +35,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.clients import bench_client
 from bench.memory import hub_processes
 from bench.opportunities import STAGES, create_deals
 from bench.orders import held_hooks
@@ -292,8 +293,7 @@ async def main() -> None:
     settings = Settings()
     client = await connect(settings)
     seconds = args.minutes * 60
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-    async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+    async with bench_client(200) as http:
         soak = Soak(args, settings, http)
         soak.deal_ids = await create_deals(http, args.sims, DEAL_POOL)
         since = datetime.now(UTC)
