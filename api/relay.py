@@ -24,6 +24,7 @@ from contracts.leads import DealerStatusReport, report_dealer_status
 from core.settings import Settings
 from core.timeutil import utcnow
 from db import feedback
+from db.engine import database_unavailable
 from db.feedback import DueReport
 
 log = logging.getLogger("api.relay")
@@ -88,11 +89,14 @@ class ReportRelay:
                 log.exception("dealer report sweep failed")
 
     async def _counted_hand_on(self, report: DueReport) -> str:
-        """``handed_on``, ``failed`` (Temporal did not take it) or ``error`` (a bug: its stack in the
-        log). The report stays due unless handed on."""
+        """``handed_on``, ``failed`` (Temporal did not take it, or the database did not record that it
+        did) or ``error`` (a bug: its stack in the log). The report stays due unless handed on."""
         try:
             return "handed_on" if await self._hand_on(report) else "failed"
-        except Exception:
+        except Exception as error:
+            if database_unavailable(error):
+                log.warning("dealer report %s still due: portal database unavailable", report.report_id)
+                return "failed"
             log.exception("dealer report %s not handed on: a bug in the hub", report.report_id)
             return "error"
 

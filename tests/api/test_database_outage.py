@@ -4,13 +4,19 @@ a bug in a database statement stays a 500, logged with its stack and counted as 
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, cast
 
 import httpx
 import pytest
 from prometheus_client import REGISTRY
+from temporalio.client import Client
 
 from api.app import create_app
+from api.relay import ReportRelay
+from db.engine import create_engine, session_factory
+from db.feedback import DueReport
 from tests.hub import READ_TOKEN, hub_settings
 from tests.support import free_port, serve
 
@@ -71,3 +77,43 @@ async def test_a_bug_in_a_statement_is_a_500_with_its_stack_counted_as_an_error(
     assert counted("error") - before == 1
     server_log = capfd.readouterr().err  # uvicorn writes a request's unhandled error to stderr
     assert "Traceback" in server_log and "no such table: deliveries" in server_log
+
+
+class TemporalTakesIt:
+    """A Temporal client whose signal-with-start always succeeds."""
+
+    async def start_workflow(self, *_: Any, **__: Any) -> None:
+        return None
+
+
+def handovers(result: str) -> float:
+    labels = {"way": "after_answer", "result": result}
+    return REGISTRY.get_sample_value("hub_dealer_report_handovers_total", labels) or 0.0
+
+
+@pytest.mark.parametrize(
+    ("database", "result"),
+    [("down", "failed"), ("never migrated", "error")],
+)
+async def test_a_hand_over_the_database_cannot_record_stays_due_and_only_a_bug_is_an_error(
+    database: str, result: str, tmp_path: Path
+) -> None:
+    """Temporal has the report, but marking it handed on fails: with the database down the report stays
+    due (``failed``, the sweep hands it on again, the run ignores the repeat); a statement the hub got
+    wrong is a bug (``error``, logged with its stack)."""
+    url = (
+        f"postgresql://hub@127.0.0.1:{free_port()}/portal"
+        if database == "down"
+        else f"sqlite:///{tmp_path / 'never-migrated.db'}"
+    )
+    settings = hub_settings(url, "127.0.0.1:9", "http://127.0.0.1:9", "test-outage")
+    engine = create_engine(url)
+    relay = ReportRelay(cast(Client, TemporalTakesIt()), settings, session_factory(engine))
+    now = datetime.now(UTC)
+    before = {outcome: handovers(outcome) for outcome in ("handed_on", "failed", "error")}
+    try:
+        await relay.after_answer(DueReport(1, LEAD, DEALER, "accepted", now, now))
+    finally:
+        await engine.dispose()
+    changed = {outcome: handovers(outcome) - count for outcome, count in before.items()}
+    assert changed == {"handed_on": 0, "failed": 0, "error": 0, result: 1}
