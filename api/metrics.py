@@ -49,7 +49,7 @@ def outcome_of(status_code: int) -> str:
 REPORT_HANDOVERS = Counter(
     "hub_dealer_report_handovers_total",
     "Dealers' status reports handed to their lead's run after the answer, or by the sweep: handed_on; "
-    "failed (Temporal did not take it, or the database did not record it), error (a bug, logged) or deferred (too many under way): the "
-    "sweep tries again.",
+    "failed (Temporal did not take it, or the database did not record it), error (a bug, logged) or "
+    "deferred (too many under way): the sweep tries again.",
     ["way", "result"],
 )
