@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -12,9 +10,9 @@ import httpx
 from temporalio.testing import WorkflowEnvironment
 
 from tests.dbt.fixture import EXPECTED_360, land_store
+from tests.dbt.test_models import dbt_build
 from tests.hub import READ_TOKEN, Hub, running_hub
 from tests.support import free_port
-from warehouse.dbt import build_command, dbt_environment, parse_summary
 
 AUTH = {"Authorization": f"Bearer {READ_TOKEN}"}
 
@@ -32,12 +30,8 @@ async def test_customer_and_order_views_come_from_gold_and_silver(
         finally:
             await warehouse.aclose()
         # The models only: the read API serves what they wrote (tests/dbt runs the data tests).
-        environment = {**os.environ, **dbt_environment(hub.settings), "DBT_INDIRECT_SELECTION": "empty"}
-        done = subprocess.run(
-            build_command(tmp_path, select=("resource_type:model",)), env=environment,
-            capture_output=True, text=True, timeout=600, check=False,
-        )  # fmt: skip
-        assert parse_summary(done.stdout).success, done.stdout[-2000:]
+        summary = await dbt_build(hub.settings, tmp_path, models_only=True)
+        assert summary.success, summary.failures
 
         answer = await hub.http.get(f"{hub.api_url}/v1/customers/c-ana", headers=AUTH)
         assert answer.status_code == 200, answer.text
