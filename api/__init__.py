@@ -1,0 +1,3 @@
+from core.lean_temporal import import_temporalio_without_grpc
+
+import_temporalio_without_grpc()

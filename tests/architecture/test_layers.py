@@ -83,6 +83,20 @@ def test_the_api_loads_no_http_client() -> None:
     assert loaded_by("from api.app import create_app; create_app()", ["httpx"]) == []
 
 
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "import api.__main__",
+        "from api.app import create_app; create_app()",
+        "import workers.main, workers.flows",
+    ],
+)
+def test_the_api_and_the_flows_worker_load_no_grpc(statement: str) -> None:
+    # temporalio speaks to the server through its own core; grpcio, there for BigQuery's libraries,
+    # would cost each of these processes ~15 MiB for temporalio's unused stubs (core/lean_temporal.py).
+    assert loaded_by(statement, ["grpc"]) == []
+
+
 def test_holiday_calendars_load_only_for_a_dealer_with_holidays() -> None:
     # Every country's calendar is ~7 MiB a process: the API and a worker whose dealers keep no holidays
     # do without it.
