@@ -536,8 +536,10 @@ class LeadActivities:
 
     @activity.defn
     async def publish_event(self, params: PublishEventInput) -> PublishEventResult:
-        """Send the event to every subscriber; after a retry, only to those that did not get it yet."""
-        details = activity.info().heartbeat_details
+        """Send the event to every subscriber; after a retry, only to those that did not get it yet
+        (a local activity keeps no heartbeat: its retry sends to every subscriber again)."""
+        info = activity.info()
+        details = info.heartbeat_details
         delivered: list[str] = list(details[0]) if details else []
         for url in self._subscribers:
             if url in delivered:
@@ -545,7 +547,8 @@ class LeadActivities:
             with external_call():
                 await self._publisher.publish(url, params.event, utcnow())
             delivered.append(url)
-            activity.heartbeat(delivered)
+            if not info.is_local:
+                activity.heartbeat(delivered)
         return PublishEventResult(delivered_to=delivered)
 
 

@@ -14,8 +14,8 @@ and how long after its acceptance (the dealer CRM's call to the hub) each lead r
 
 Sends N Zoho lead webhooks at a fixed rate and prints: accepted per second, acknowledgement latency
 p50/p99, leads delivered end to end per second, each hub process's resident and peak memory, and the
-rate of a skeleton workflow with as many no-op activities as a delivered lead's history scheduled (counted
-from that history, not assumed), on the same Temporal server.
+rate of a skeleton workflow with as many no-op activities and local activities as a delivered lead's
+history recorded (counted from that history, not assumed), on the same Temporal server.
 
 With ``--to-bronze K``, it then follows K of the delivered leads into the warehouse: how long after
 the portal recorded each one's ``delivered`` its row is in bronze ``lead_status_changes`` (the lead
@@ -39,6 +39,7 @@ from typing import TypeVar
 import httpx
 from google.cloud.bigquery import ArrayQueryParameter
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -52,6 +53,10 @@ from core.settings import Settings
 from core.temporal import connect
 from warehouse.landing import Warehouse
 from warehouse.tables import LEAD_STATUS_CHANGES, day_start
+
+SCHEDULED = EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+MARKER = EventType.EVENT_TYPE_MARKER_RECORDED
+LOCAL_MARKER = "core_local_activity"
 
 T = TypeVar("T")
 # A lead at a dealer with an SLA shows "awaiting_acceptance" once delivered: its run follows the dealer.
@@ -164,19 +169,24 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
 
 
-async def activities_per_delivered_lead(client: Client, since: str, sample: int = 20) -> int:
-    """How many activities a delivered lead's history scheduled: the median over ``sample`` leads
-    delivered since ``since`` (a lead whose first dealer refuses it runs more)."""
+async def activities_per_delivered_lead(client: Client, since: str, sample: int = 20) -> tuple[int, int]:
+    """How many activities and local activities a delivered lead's history recorded: the medians over
+    ``sample`` leads delivered since ``since`` (a lead whose first dealer refuses it runs more)."""
     query = f"WorkflowType = 'LeadDistributionWorkflow' AND StartTime >= '{since}'"
     query += " AND LeadStatus = 'delivered'"  # runs that ended at delivery (dealers without an SLA)
-    scheduled = EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-    counts = []
+    counts, local_counts = [], []
     async for execution in client.list_workflows(query, limit=sample):
         history = await client.get_workflow_handle(execution.id, run_id=execution.run_id).fetch_history()
-        counts.append(sum(1 for event in history.events if event.event_type == scheduled))
+        counts.append(sum(1 for event in history.events if event.event_type == SCHEDULED))
+        local_counts.append(sum(1 for event in history.events if local_activity(event)))
     if not counts:
         raise RuntimeError("no lead was delivered: nothing to count the activities of")
-    return round(statistics.median(counts))
+    return round(statistics.median(counts)), round(statistics.median(local_counts))
+
+
+def local_activity(event: HistoryEvent) -> bool:
+    """A local activity's record in a history: a marker the SDK core names ``core_local_activity``."""
+    return event.event_type == MARKER and event.marker_recorded_event_attributes.marker_name == LOCAL_MARKER
 
 
 async def paced(count: int, rate: float, send: Callable[[int], Awaitable[T]]) -> list[T]:
@@ -276,14 +286,17 @@ async def delivered_to_bronze(settings: Settings, lead_ids: list[str], wait: flo
     return seen
 
 
-async def bench_skeleton(args: argparse.Namespace, client: Client, activities: int) -> float:
+async def bench_skeleton(args: argparse.Namespace, client: Client, activities: tuple[int, int]) -> float:
     task_queue = f"bench-skeleton-{uuid.uuid4().hex[:8]}"
     async with Worker(client, task_queue=task_queue, workflows=[SkeletonWorkflow], activities=[no_op]):
         first = time.perf_counter()
 
         async def start(i: int) -> None:
             await client.execute_workflow(
-                SkeletonWorkflow.run, SkeletonInput(activities), id=f"{task_queue}-{i}", task_queue=task_queue
+                SkeletonWorkflow.run,
+                SkeletonInput(*activities),
+                id=f"{task_queue}-{i}",
+                task_queue=task_queue,
             )
 
         await paced(args.count, args.rate, start)
@@ -354,7 +367,8 @@ async def main() -> None:
         skeleton_rate = args.count / skeleton
         print(
             f"skeleton workflows    {args.count} in {skeleton:.1f} s ({skeleton_rate:.1f}/s, "
-            f"{activities} no-op activities each: the median a delivered lead's history scheduled)"
+            f"{activities[0]} no-op activities and {activities[1]} local ones each: the medians a "
+            "delivered lead's history recorded)"
         )
         print(f"end-to-end / skeleton {lead_rate / skeleton_rate:.2f}")
 

@@ -1,11 +1,13 @@
 """A workflow with as many no-op activities as a lead distribution: the engine's own cost, for comparison.
 
-The number is not typed here: ``bench/leads.py`` counts the activities a delivered lead's history
-scheduled and runs the skeleton with that many.
+The numbers are not typed here: ``bench/leads.py`` counts the activities and the local activities a
+delivered lead's history recorded and runs the skeleton with that many: the activities one after the
+other, then the local ones together (as a lead tells Zoho and the subscribers at once).
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -25,6 +27,7 @@ async def no_op(params: NoOpInput) -> None:
 @dataclass
 class SkeletonInput:
     activities: int
+    local_activities: int = 0
 
 
 @workflow.defn
@@ -35,3 +38,11 @@ class SkeletonWorkflow:
             await workflow.execute_activity(
                 no_op, NoOpInput(step), start_to_close_timeout=timedelta(seconds=30)
             )
+        await asyncio.gather(
+            *(
+                workflow.execute_local_activity(
+                    no_op, NoOpInput(step), start_to_close_timeout=timedelta(seconds=30)
+                )
+                for step in range(params.local_activities)
+            )
+        )

@@ -19,6 +19,7 @@ from temporalio.client import Client
 from core.codec import ENCODING
 
 PATCH_MARKER = "core_patch"
+LOCAL_ACTIVITY_MARKER = "core_local_activity"
 
 
 @dataclass
@@ -93,15 +94,32 @@ async def _history_of(client: Client, workflow_id: str, run_id: str) -> History:
 
 def payloads_in(*roots: Message) -> list[Payload]:
     """Every payload nested in ``roots``, except those plain by design (see ``plain_by_design``)."""
-    return [m for m in messages_in(*roots, skip=plain_by_design) if isinstance(m, Payload)]
+    found = []
+    for message in messages_in(*roots, skip=plain_by_design):
+        if isinstance(message, Payload):
+            found.append(message)
+        elif local_activity_marker(message):
+            # Only the SDK core's own "data" (ids, attempt, times) is plain: the result and failure are not.
+            assert isinstance(message, MarkerRecordedEventAttributes)
+            for key, payloads in message.details.items():
+                found += payloads.payloads if key != "data" else []
+            found += [m for m in messages_in(message.failure) if isinstance(m, Payload)]
+    return found
 
 
 def plain_by_design(message: Message) -> bool:
-    """Search attributes (Temporal indexes them) and the SDK's patch markers (a patch id the SDK core
-    records beneath the codec) are stored in plain text; neither holds personal data."""
+    """Search attributes (Temporal indexes them), the SDK's patch markers (a patch id the SDK core
+    records beneath the codec) and the core's record of a local activity's attempt (its id, type,
+    attempt and times) are stored in plain text; none holds personal data."""
     if isinstance(message, SearchAttributes):
         return True
+    if local_activity_marker(message):
+        return True
     return isinstance(message, MarkerRecordedEventAttributes) and message.marker_name == PATCH_MARKER
+
+
+def local_activity_marker(message: Message) -> bool:
+    return isinstance(message, MarkerRecordedEventAttributes) and message.marker_name == LOCAL_ACTIVITY_MARKER
 
 
 def messages_in(*roots: Message, skip: Callable[[Message], bool] | None = None) -> Iterator[Message]:

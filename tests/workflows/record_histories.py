@@ -162,6 +162,32 @@ async def test_record_lead_sla_missed_then_accepted(
             (HISTORIES / f"{name}.json").write_text(history.to_json() + "\n")
 
 
+async def test_record_lead_accepted_passed_on_locally(
+    skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str
+) -> None:
+    """A lead is delivered and its dealer accepts it: since the status-passed-on-in-local-activities
+    patch, the run that delivers tells Zoho and the subscribers in local activities, and so does the run
+    that waits for the dealer when the acceptance comes. Each run is saved."""
+    async with sla_hub(skipping_env, sqlite_url, task_queue) as hub:
+        lead_id = await hub.create_lead(State="PR", City="Curitiba")
+        await hub.post_webhook(lead_id)
+        await at_dealer(hub, lead_id, "sla-a")
+        await dealer_reports(hub, "sla-a", lead_id, "accepted")
+        result = await hub.handle(lead_id).result()
+        assert (result.status, result.dealer_id) == ("accepted", "sla-a")
+        handle = hub.client.get_workflow_handle(lead_workflow_id(lead_id))
+        following = await handle.fetch_history()
+        started = following.events[0].workflow_execution_started_event_attributes
+        delivering = await hub.client.get_workflow_handle(
+            lead_workflow_id(lead_id), run_id=started.continued_execution_run_id
+        ).fetch_history()
+        for history, name in (
+            (delivering, "lead_delivered_passed_on_locally"),
+            (following, "lead_accepted_passed_on_locally"),
+        ):
+            (HISTORIES / f"{name}.json").write_text(history.to_json() + "\n")
+
+
 async def test_record_opportunity_updates(hub: Hub) -> None:
     """Two stage changes sent in reverse order; the workflow ends once the deal is quiet."""
     deal_id = await hub.create_deal()

@@ -114,6 +114,27 @@ def test_the_lead_histories_cover_both_homes_of_the_delivery_decision() -> None:
     assert any(e.HasField("workflow_execution_signaled_event_attributes") for e in sla_events)
 
 
+def test_the_lead_histories_pass_statuses_on_in_activities_and_in_local_activities() -> None:
+    """A delivery and a dealer's acceptance went on to Zoho and the subscribers in two activities each,
+    and since the status-passed-on-in-local-activities patch in two local activities (markers)."""
+
+    def scheduled(name: str) -> list[str]:
+        events = saved(HISTORIES / f"{name}.json").events
+        return [e.activity_task_scheduled_event_attributes.activity_type.name for e in events if e.HasField(
+            "activity_task_scheduled_event_attributes")]  # fmt: skip
+
+    def marker_names(name: str) -> list[str]:
+        events = saved(HISTORIES / f"{name}.json").events
+        return [e.marker_recorded_event_attributes.marker_name for e in events if e.HasField(
+            "marker_recorded_event_attributes")]  # fmt: skip
+
+    for before in ("lead_delivered_then_handed_on", "lead_followed_accepted"):
+        assert {"update_zoho_lead", "publish_event"} <= set(scheduled(before))
+    for since in ("lead_delivered_passed_on_locally", "lead_accepted_passed_on_locally"):
+        assert not {"update_zoho_lead", "publish_event"} & set(scheduled(since))
+        assert marker_names(since).count("core_local_activity") == 2
+
+
 @pytest.mark.parametrize("name", ["opportunity_parked_then_redriven", "vtex_order_parked_then_redriven"])
 def test_the_parked_histories_hold_a_refusal_and_its_redrive(name: str) -> None:
     events = saved(HISTORIES / f"{name}.json").events
