@@ -107,8 +107,12 @@ async def reassign_lead(args: argparse.Namespace, ctx: Context) -> int:
                 " workflow ended, or use 'hub leads assign' while it waits for a dealer"
             )
         # The dealer accepted and the run only reads its CRM for what comes next. A status it is still
-        # passing on to Zoho or the subscribers would be lost with the run: wait for that first.
-        steps = [a.activity_type.name for a in described.raw_description.pending_activities]
+        # passing on to Zoho or the subscribers would be lost with the run: wait for that first. It does
+        # so in activities, or in local activities within a workflow task (none in the description).
+        raw = described.raw_description
+        steps = [a.activity_type.name for a in raw.pending_activities]
+        if raw.HasField("pending_workflow_task"):
+            steps.append("a workflow task")
         if steps:
             return out.fail(
                 f"lead {args.lead_id} is passing a status on ({', '.join(steps)}): try again once it is done"

@@ -11,7 +11,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 from contracts.leads import (
     ASSIGN_DEALER_UPDATE,
@@ -93,7 +93,15 @@ FOLLOW_IN_OWN_RUN = "follow-dealer-in-own-run"
 # Patch: a delivery, and each status the dealer reports, go on to Zoho and the subscribers in local
 # activities, run by the worker within the workflow task that delivered or took the report: no activity
 # tasks through the server, about half of what an acceptance costs it. Runs before it used two activities.
+# With it, a status of a dealer the lead has since left (a report still due when support moved the lead)
+# reaches only the subscribers: before, it also set the lead's status in Zoho and the Web UI.
 PASS_ON_LOCALLY = "status-passed-on-in-local-activities"
+# The local try of a step (_done_locally): a partner's call takes at most 10 s (the HTTP clients' timeout);
+# one retry a second later, then the step goes on as an activity.
+LOCAL_TRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_attempts=2, non_retryable_error_types=[PERMANENT_FAILURE]
+)
+LOCAL_TRY_TIMEOUT = timedelta(seconds=15)
 # After acceptance, how often a dealer whose CRM is read (it sends no webhooks) is read for later statuses.
 READ_AFTER_ACCEPTANCE = timedelta(hours=1)
 # A lead the dealer lost or sold moves no further in its funnel: nothing more to read.
@@ -449,13 +457,19 @@ class LeadDistributionWorkflow:
             if report.status not in DEALER_STATUSES or not self._is_newest(report):
                 continue  # two reports signalled at once may arrive swapped: Zoho keeps the newer
             newest = report.status if report.dealer_id == dealer_id else newest
-            self._set_search_status(report.status)
             local = workflow.patched(PASS_ON_LOCALLY)
-            zoho_status = ZOHO_LEAD_STATUS[LeadStatus(report.status)]
-            to_zoho = self._feed_back_to_zoho({"Lead_Status": zoho_status}, local=local)
             name = f"{LEAD_EVENT_STATUS_UPDATED}:{self._lead_id}:{report.dealer_id}:{report.status}"
             data = {"lead_id": self._lead_id, "dealer_id": report.dealer_id, "status": report.status}
             event = self._publish(LEAD_EVENT_STATUS_UPDATED, name, {**data, "at": report.at}, local=local)
+            if local and report.dealer_id != dealer_id:
+                # The dealer reported before support moved the lead away from it, and the report reached
+                # this run after the move: the subscribers hear of it, but the lead's status in Zoho and
+                # the Web UI stays the one of the dealer that holds it.
+                await event
+                continue
+            self._set_search_status(report.status)
+            zoho_status = ZOHO_LEAD_STATUS[LeadStatus(report.status)]
+            to_zoho = self._feed_back_to_zoho({"Lead_Status": zoho_status}, local=local)
             await in_turn_or_together(to_zoho, event, together=together or local)
         return newest
 
@@ -737,13 +751,15 @@ class LeadDistributionWorkflow:
         return self._result()
 
     async def _feed_back_to_zoho(self, fields: dict[str, Any], *, local: bool = False) -> None:
-        """``local``: in a local activity (a Zoho outage longer than a minute waits on a timer between
-        attempts, as Temporal schedules long local retries)."""
-        run = workflow.execute_local_activity_method if local else workflow.execute_activity_method
+        """``local``: tried in a local activity first (``_done_locally``)."""
+        zoho_lead = UpdateZohoLeadInput(lead_id=self._lead_id, fields=fields)
         try:
-            await run(
+            failed = f"Zoho lead {self._lead_id} not updated"
+            if local and await self._done_locally(LeadActivities.update_zoho_lead, zoho_lead, failed):
+                return
+            await workflow.execute_activity_method(
                 LeadActivities.update_zoho_lead,
-                UpdateZohoLeadInput(lead_id=self._lead_id, fields=fields),
+                zoho_lead,
                 start_to_close_timeout=LOCAL_STEP_TIMEOUT,
                 schedule_to_close_timeout=timedelta(hours=6),
                 retry_policy=RetryPolicy(
@@ -753,6 +769,27 @@ class LeadDistributionWorkflow:
         except ActivityError as error:
             # The delivery stands; a Zoho write-back that cannot be made is recorded, not fatal.
             workflow.logger.error("Zoho lead %s not updated: %s", self._lead_id, error.cause or error)
+
+    async def _done_locally(self, step: Any, arg: Any, failed: str) -> bool:
+        """Try a step in a local activity: the worker runs it within the workflow task, with no activity
+        task through the server. False when it failed: the caller runs it as an activity then, which the
+        Web UI shows with its attempts and last failure while a partner is away (a local activity's
+        retries show nowhere), and which ``hub leads reassign`` waits for. A permanent failure is logged
+        as ``failed`` and ends the step."""
+        try:
+            await workflow.execute_local_activity_method(
+                step, arg, start_to_close_timeout=LOCAL_TRY_TIMEOUT, retry_policy=LOCAL_TRY
+            )
+        except FailureError as error:  # a local activity's failure comes as its own error, not wrapped
+            cause = error.cause if isinstance(error, ActivityError) else error
+            if isinstance(cause, ApplicationError) and cause.type == PERMANENT_FAILURE:
+                workflow.logger.error("%s: %s", failed, cause)
+                return True
+            workflow.logger.warning(
+                "%s failed in the worker, retried as an activity: %s", step.__name__, cause
+            )
+            return False
+        return True
 
     async def _publish_distributed(
         self, dealer_id: str, dealer_lead_id: str, *, stable_id: bool = False, local: bool = False
@@ -766,8 +803,8 @@ class LeadDistributionWorkflow:
         self, event_type: str, stable_name: str | None, data: dict[str, Any], *, local: bool = False
     ) -> None:
         """Publish a signed event about the lead; ``stable_name`` gives it the same id in every run.
-        ``local``: in a local activity, whose retry sends to every subscriber again (a local activity
-        keeps no heartbeat of those already served; they drop the copy by its id)."""
+        ``local``: tried in a local activity first, which keeps no heartbeat of the subscribers already
+        served: the activity after a failed try sends to every one again (they drop a copy by its id)."""
         event_id = uuid.uuid5(EVENT_ID_NAMESPACE, stable_name) if stable_name else workflow.uuid4()
         event = cloud_event(
             event_id=str(event_id),
@@ -777,27 +814,21 @@ class LeadDistributionWorkflow:
             time=workflow.now(),
             data=data,
         )
-        retry = RetryPolicy(
-            maximum_interval=timedelta(minutes=10), non_retryable_error_types=[PERMANENT_FAILURE]
-        )
+        published = PublishEventInput(event=event)
         try:
-            if local:
-                await workflow.execute_local_activity_method(
-                    LeadActivities.publish_event,
-                    PublishEventInput(event=event),
-                    start_to_close_timeout=LOCAL_STEP_TIMEOUT,
-                    schedule_to_close_timeout=timedelta(hours=24),
-                    retry_policy=retry,
-                )
-            else:
-                await workflow.execute_activity_method(
-                    LeadActivities.publish_event,
-                    PublishEventInput(event=event),
-                    start_to_close_timeout=LOCAL_STEP_TIMEOUT,
-                    schedule_to_close_timeout=timedelta(hours=24),
-                    heartbeat_timeout=LOCAL_STEP_TIMEOUT,
-                    retry_policy=retry,
-                )
+            failed = f"event {event['id']} not published"
+            if local and await self._done_locally(LeadActivities.publish_event, published, failed):
+                return
+            await workflow.execute_activity_method(
+                LeadActivities.publish_event,
+                published,
+                start_to_close_timeout=LOCAL_STEP_TIMEOUT,
+                schedule_to_close_timeout=timedelta(hours=24),
+                heartbeat_timeout=LOCAL_STEP_TIMEOUT,
+                retry_policy=RetryPolicy(
+                    maximum_interval=timedelta(minutes=10), non_retryable_error_types=[PERMANENT_FAILURE]
+                ),
+            )
         except ActivityError as error:
             workflow.logger.error("event %s not published: %s", event["id"], error.cause or error)
 

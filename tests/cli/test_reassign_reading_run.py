@@ -6,16 +6,21 @@ A module of its own: the time-skipping server is one per module, and this test's
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
-from temporalio.client import WorkflowExecutionStatus
+import pytest
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
-from core.constants import lead_workflow_id
+from api.relay import ReportRelay
+from contracts.leads import AWAITING_ACCEPTANCE
+from core.constants import LEAD_STATUS, lead_workflow_id
+from db.feedback import HAND_OVER_GRACE
 from tests.cli.conftest import HubCli
 from tests.cli.test_one_dealer_per_lead import creates
-from tests.support import skip_time
-from tests.workflows.test_dealer_sla import at_dealer, dealer_reports, sla_hub
+from tests.hub import Hub
+from tests.support import eventually, free_port, skip_time
+from tests.workflows.test_dealer_sla import at_dealer, dealer_reports, handovers, sla_hub, zoho_lead
 
 
 async def test_reassign_ends_the_run_that_only_reads_an_accepted_lead(
@@ -43,3 +48,74 @@ async def test_reassign_ends_the_run_that_only_reads_an_accepted_lead(
         ).describe()
         assert ended.status == WorkflowExecutionStatus.TERMINATED
         assert await creates(hub, "sla-a") == {lead_id: 1}
+
+
+async def test_a_report_still_due_when_the_lead_moves_reaches_the_subscribers_not_zoho(
+    skipping_env: WorkflowEnvironment,
+    sqlite_url: str,
+    task_queue: str,
+    hub_cli: HubCli,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The dealer reported "contacted" while Temporal was away from the API, and support moved the lead
+    before the sweep handed the report on. The report is in the lead's history and reaches the
+    subscribers, but the lead's status in Zoho and the Web UI stays that of the dealer now holding it."""
+    async with sla_hub(skipping_env, sqlite_url, task_queue) as hub:
+        lead_id = await hub.create_lead(State="SC", City="Blumenau")
+        await hub.post_webhook(lead_id)
+        await at_dealer(hub, lead_id, "poll-sc")
+        await dealer_reports(hub, "poll-sc", lead_id, "accepted", callback=False)
+        await skip_time(skipping_env, timedelta(minutes=2))
+        await at_dealer(hub, lead_id, "poll-sc", status="accepted")
+
+        assert hub.api is not None
+        relay: ReportRelay = hub.api.state.relay
+        away = await Client.connect(f"127.0.0.1:{free_port()}", namespace=hub.client.namespace, lazy=True)
+        monkeypatch.setattr(relay, "_client", away)
+        failed = handovers("after_answer", "failed")
+        contacted = await dealer_reports(hub, "poll-sc", lead_id, "contacted")
+        assert contacted["hub"]["body"]["outcome"] == "applied"
+
+        async def hand_over_failed() -> bool:
+            return handovers("after_answer", "failed") > failed
+
+        await eventually(hand_over_failed, timeout=30)
+        moved = await hub_cli(
+            hub.settings, "leads", "reassign", lead_id, "sla-a", "--reason", "dealer closed", "--by", "ana"
+        )
+        assert moved.code == 0, moved.err
+        await at_dealer(hub, lead_id, "sla-a")
+
+        monkeypatch.setattr(relay, "_client", hub.client)  # Temporal is back
+        monkeypatch.setattr("api.relay.utcnow", lambda: datetime.now(UTC) + HAND_OVER_GRACE)
+        assert await relay.sweep() == 1
+        await eventually(lambda: contacted_event(hub, lead_id))
+        await eventually(lambda: passed_on(hub, lead_id))  # the run's task that passed it on completed
+
+        assert (await zoho_lead(hub, lead_id))["Lead_Status"] == "Not Contacted"  # poll-sc's acceptance
+        described = await hub.handle(lead_id).describe()
+        assert described.status == WorkflowExecutionStatus.RUNNING  # sla-a's SLA runs on
+        assert described.typed_search_attributes.get(LEAD_STATUS) == AWAITING_ACCEPTANCE
+        lead = await hub.lead(lead_id) or {}
+        assert ("poll-sc", "contacted") in [(h["dealer_id"], h["status"]) for h in lead["history"]]
+        assert (lead["status"], lead["dealer_id"]) == ("delivered", "sla-a")
+
+
+async def contacted_event(hub: Hub, lead_id: str) -> bool:
+    events = (await hub.http.get(f"{hub.sims_url}/_control/events/portal")).json()["events"]
+    return any(
+        e["type"] == "LeadStatusAtualizado"
+        and (e["data"]["lead_id"], e["data"]["dealer_id"], e["data"]["status"])
+        == (lead_id, "poll-sc", "contacted")
+        for e in events
+    )
+
+
+async def passed_on(hub: Hub, lead_id: str) -> bool:
+    """Whether the lead's latest run recorded a local activity (the status's publication) as done."""
+    history = await hub.handle(lead_id).fetch_history()
+    return any(
+        e.marker_recorded_event_attributes.marker_name == "core_local_activity"
+        for e in history.events
+        if e.HasField("marker_recorded_event_attributes")
+    )
