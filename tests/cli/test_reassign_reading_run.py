@@ -29,12 +29,7 @@ async def test_reassign_ends_the_run_that_only_reads_an_accepted_lead(
     """A dealer that only answers status reads accepted the lead; its run reads on for what comes next.
     Support can still move the lead: that run is ended, with the reason, and the lead moves."""
     async with sla_hub(skipping_env, sqlite_url, task_queue) as hub:
-        lead_id = await hub.create_lead(State="SC", City="Joinville")
-        await hub.post_webhook(lead_id)
-        await at_dealer(hub, lead_id, "poll-sc")
-        await dealer_reports(hub, "poll-sc", lead_id, "accepted", callback=False)
-        await skip_time(skipping_env, timedelta(minutes=2))
-        await at_dealer(hub, lead_id, "poll-sc", status="accepted")
+        lead_id = await accepted_by_a_dealer_that_is_read(hub, skipping_env, "Joinville")
         reading = await hub.handle(lead_id).describe()
         assert reading.status == WorkflowExecutionStatus.RUNNING
 
@@ -61,12 +56,7 @@ async def test_a_report_still_due_when_the_lead_moves_reaches_the_subscribers_no
     before the sweep handed the report on. The report is in the lead's history and reaches the
     subscribers, but the lead's status in Zoho and the Web UI stays that of the dealer now holding it."""
     async with sla_hub(skipping_env, sqlite_url, task_queue) as hub:
-        lead_id = await hub.create_lead(State="SC", City="Blumenau")
-        await hub.post_webhook(lead_id)
-        await at_dealer(hub, lead_id, "poll-sc")
-        await dealer_reports(hub, "poll-sc", lead_id, "accepted", callback=False)
-        await skip_time(skipping_env, timedelta(minutes=2))
-        await at_dealer(hub, lead_id, "poll-sc", status="accepted")
+        lead_id = await accepted_by_a_dealer_that_is_read(hub, skipping_env, "Blumenau")
 
         assert hub.api is not None
         relay: ReportRelay = hub.api.state.relay
@@ -99,6 +89,18 @@ async def test_a_report_still_due_when_the_lead_moves_reaches_the_subscribers_no
         lead = await hub.lead(lead_id) or {}
         assert ("poll-sc", "contacted") in [(h["dealer_id"], h["status"]) for h in lead["history"]]
         assert (lead["status"], lead["dealer_id"]) == ("delivered", "sla-a")
+
+
+async def accepted_by_a_dealer_that_is_read(hub: Hub, env: WorkflowEnvironment, city: str) -> str:
+    """A lead delivered to poll-sc (its CRM is read, it sends no webhooks), which accepted it: its run
+    now reads the dealer's CRM for what comes next."""
+    lead_id = await hub.create_lead(State="SC", City=city)
+    await hub.post_webhook(lead_id)
+    await at_dealer(hub, lead_id, "poll-sc")
+    await dealer_reports(hub, "poll-sc", lead_id, "accepted", callback=False)
+    await skip_time(env, timedelta(minutes=2))
+    await at_dealer(hub, lead_id, "poll-sc", status="accepted")
+    return lead_id
 
 
 async def contacted_event(hub: Hub, lead_id: str) -> bool:
