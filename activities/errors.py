@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
+from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from clients.errors import PermanentError, TransientError
@@ -25,6 +26,10 @@ def as_application_error(
     """Translate a client error into what Temporal's retry policy understands."""
     if isinstance(error, TransientError):
         delay = timedelta(seconds=error.retry_after) if error.retry_after is not None else None
+        if delay is not None and activity.in_activity() and activity.info().is_local:
+            # A local activity is a short first try (workflows' _done_locally): a long wait would hold
+            # the workflow task, or wait on a timer nobody sees. The activity it falls back to waits.
+            delay = None
         return ApplicationError(str(error), type=SERVICE_UNAVAILABLE, next_retry_delay=delay)
     return ApplicationError(str(error), type=permanent_type, non_retryable=True)
 

@@ -111,7 +111,8 @@ async def reassign_lead(args: argparse.Namespace, ctx: Context) -> int:
         # so in activities, or in local activities within a workflow task (none in the description).
         raw = described.raw_description
         steps = [a.activity_type.name for a in raw.pending_activities]
-        if raw.HasField("pending_workflow_task"):
+        # A task past its first attempt is failing, not passing anything on: support may still move it.
+        if raw.HasField("pending_workflow_task") and raw.pending_workflow_task.attempt <= 1:
             steps.append("a workflow task")
         if steps:
             return out.fail(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import json
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from google.protobuf.message import Message
 from temporalio.api.common.v1 import Payload, SearchAttributes
 from temporalio.api.failure.v1 import Failure
-from temporalio.api.history.v1 import History, MarkerRecordedEventAttributes
+from temporalio.api.history.v1 import History, HistoryEvent, MarkerRecordedEventAttributes
 from temporalio.api.workflowservice.v1 import (
     DescribeWorkflowExecutionRequest,
     DescribeWorkflowExecutionResponse,
@@ -116,6 +117,16 @@ def plain_by_design(message: Message) -> bool:
     if local_activity_marker(message):
         return True
     return isinstance(message, MarkerRecordedEventAttributes) and message.marker_name == PATCH_MARKER
+
+
+def local_activity_types(events: Iterable[HistoryEvent]) -> list[str]:
+    """The activity type of each local activity the history recorded, in order (from the SDK core's
+    plain record of it)."""
+    return [
+        json.loads(event.marker_recorded_event_attributes.details["data"].payloads[0].data)["activity_type"]
+        for event in events
+        if local_activity_marker(event.marker_recorded_event_attributes)
+    ]
 
 
 def local_activity_marker(message: Message) -> bool:

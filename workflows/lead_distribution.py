@@ -11,7 +11,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 
 from contracts.leads import (
     ASSIGN_DEALER_UPDATE,
@@ -96,11 +96,13 @@ FOLLOW_IN_OWN_RUN = "follow-dealer-in-own-run"
 # With it, a status of a dealer the lead has since left (a report still due when support moved the lead)
 # reaches only the subscribers: before, it also set the lead's status in Zoho and the Web UI.
 PASS_ON_LOCALLY = "status-passed-on-in-local-activities"
-# The local try of a step (_done_locally): a partner's call takes at most 10 s (the HTTP clients' timeout);
-# one retry a second later, then the step goes on as an activity.
+# The local try of a step (_done_locally): Zoho's update is one call of at most 10 s (the HTTP clients'
+# timeout), tried again a second later (a Retry-After is left to the activity it falls back to); an event
+# goes to each subscriber in turn, so its try is a single attempt: a retry would resend to every one.
 LOCAL_TRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_attempts=2, non_retryable_error_types=[PERMANENT_FAILURE]
 )
+LOCAL_SINGLE_TRY = RetryPolicy(maximum_attempts=1)
 LOCAL_TRY_TIMEOUT = timedelta(seconds=15)
 # After acceptance, how often a dealer whose CRM is read (it sends no webhooks) is read for later statuses.
 READ_AFTER_ACCEPTANCE = timedelta(hours=1)
@@ -770,7 +772,7 @@ class LeadDistributionWorkflow:
             # The delivery stands; a Zoho write-back that cannot be made is recorded, not fatal.
             workflow.logger.error("Zoho lead %s not updated: %s", self._lead_id, error.cause or error)
 
-    async def _done_locally(self, step: Any, arg: Any, failed: str) -> bool:
+    async def _done_locally(self, step: Any, arg: Any, failed: str, retry: RetryPolicy = LOCAL_TRY) -> bool:
         """Try a step in a local activity: the worker runs it within the workflow task, with no activity
         task through the server. False when it failed: the caller runs it as an activity then, which the
         Web UI shows with its attempts and last failure while a partner is away (a local activity's
@@ -778,10 +780,12 @@ class LeadDistributionWorkflow:
         as ``failed`` and ends the step."""
         try:
             await workflow.execute_local_activity_method(
-                step, arg, start_to_close_timeout=LOCAL_TRY_TIMEOUT, retry_policy=LOCAL_TRY
+                step, arg, start_to_close_timeout=LOCAL_TRY_TIMEOUT, retry_policy=retry
             )
         except FailureError as error:  # a local activity's failure comes as its own error, not wrapped
             cause = error.cause if isinstance(error, ActivityError) else error
+            if isinstance(cause, CancelledError):
+                return True  # the run is being cancelled: start nothing new
             if isinstance(cause, ApplicationError) and cause.type == PERMANENT_FAILURE:
                 workflow.logger.error("%s: %s", failed, cause)
                 return True
@@ -817,7 +821,8 @@ class LeadDistributionWorkflow:
         published = PublishEventInput(event=event)
         try:
             failed = f"event {event['id']} not published"
-            if local and await self._done_locally(LeadActivities.publish_event, published, failed):
+            step = LeadActivities.publish_event
+            if local and await self._done_locally(step, published, failed, LOCAL_SINGLE_TRY):
                 return
             await workflow.execute_activity_method(
                 LeadActivities.publish_event,

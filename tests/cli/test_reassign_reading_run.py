@@ -75,6 +75,9 @@ async def test_a_report_still_due_when_the_lead_moves_reaches_the_subscribers_no
         )
         assert moved.code == 0, moved.err
         await at_dealer(hub, lead_id, "sla-a")
+        # The report is to reach the run that waits for sla-a (the delivering run handed the wait on).
+        await eventually(lambda: idle_in_run(hub, lead_id, AWAITING_ACCEPTANCE, following=True))
+        assert not await passed_on(hub, lead_id)
 
         monkeypatch.setattr(relay, "_client", hub.client)  # Temporal is back
         monkeypatch.setattr("api.relay.utcnow", lambda: datetime.now(UTC) + HAND_OVER_GRACE)
@@ -100,7 +103,23 @@ async def accepted_by_a_dealer_that_is_read(hub: Hub, env: WorkflowEnvironment, 
     await dealer_reports(hub, "poll-sc", lead_id, "accepted", callback=False)
     await skip_time(env, timedelta(minutes=2))
     await at_dealer(hub, lead_id, "poll-sc", status="accepted")
+    await eventually(lambda: idle_in_run(hub, lead_id, "accepted"))  # done passing the acceptance on
     return lead_id
+
+
+async def idle_in_run(hub: Hub, lead_id: str, status: str, *, following: bool = False) -> bool:
+    """Whether the lead's latest run shows ``status`` and has nothing under way (no activity, no
+    workflow task); ``following``: and is a run that only waits (it continues an earlier one)."""
+    described = await hub.handle(lead_id).describe()
+    raw = described.raw_description
+    if described.typed_search_attributes.get(LEAD_STATUS) != status or raw.pending_activities:
+        return False
+    if raw.HasField("pending_workflow_task"):
+        return False
+    if following:
+        started = (await hub.handle(lead_id).fetch_history()).events[0]
+        return bool(started.workflow_execution_started_event_attributes.continued_execution_run_id)
+    return True
 
 
 async def contacted_event(hub: Hub, lead_id: str) -> bool:
@@ -114,7 +133,8 @@ async def contacted_event(hub: Hub, lead_id: str) -> bool:
 
 
 async def passed_on(hub: Hub, lead_id: str) -> bool:
-    """Whether the lead's latest run recorded a local activity (the status's publication) as done."""
+    """Whether the lead's latest run recorded a local activity (a status's publication) as done: a run
+    that only waits records none until a report reaches it."""
     history = await hub.handle(lead_id).fetch_history()
     return any(
         e.marker_recorded_event_attributes.marker_name == "core_local_activity"
