@@ -786,7 +786,7 @@ class LeadDistributionWorkflow:
             cause = error.cause if isinstance(error, ActivityError) else error
             if isinstance(cause, CancelledError):
                 return True  # the run is being cancelled: start nothing new
-            if isinstance(cause, ApplicationError) and cause.type == PERMANENT_FAILURE:
+            if error_type(error) == PERMANENT_FAILURE:
                 workflow.logger.error("%s: %s", failed, cause)
                 return True
             workflow.logger.warning(

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.errors import PERMANENT_FAILURE
@@ -30,7 +30,8 @@ def seconds_and_rate(started_at: str, done: int) -> tuple[float, float]:
     return seconds, round(done / seconds, 2) if seconds > 0 else 0.0
 
 
-def error_type(error: ActivityError) -> str | None:
-    """The type the activity gave its ``ApplicationError`` (e.g. ``PermanentFailure``); None for others."""
-    cause = error.cause
+def error_type(error: FailureError) -> str | None:
+    """The type the activity gave its ``ApplicationError`` (e.g. ``PermanentFailure``); None for others.
+    An activity's failure wraps it in an ``ActivityError``; a local activity's comes unwrapped."""
+    cause = error.cause if isinstance(error, ActivityError) else error
     return cause.type if isinstance(cause, ApplicationError) else None

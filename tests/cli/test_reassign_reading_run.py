@@ -19,6 +19,7 @@ from db.feedback import HAND_OVER_GRACE
 from tests.cli.conftest import HubCli
 from tests.cli.test_one_dealer_per_lead import creates
 from tests.hub import Hub
+from tests.stored import local_activity_types
 from tests.support import eventually, free_port, skip_time
 from tests.workflows.test_dealer_sla import at_dealer, dealer_reports, handovers, sla_hub, zoho_lead
 
@@ -136,8 +137,4 @@ async def passed_on(hub: Hub, lead_id: str) -> bool:
     """Whether the lead's latest run recorded a local activity (a status's publication) as done: a run
     that only waits records none until a report reaches it."""
     history = await hub.handle(lead_id).fetch_history()
-    return any(
-        e.marker_recorded_event_attributes.marker_name == "core_local_activity"
-        for e in history.events
-        if e.HasField("marker_recorded_event_attributes")
-    )
+    return "publish_event" in local_activity_types(history.events)
