@@ -6,8 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -20,7 +19,7 @@ from temporalio.client import Client
 
 from api.body import validation_message
 from api.deps import bearer_token, check_secret
-from api.metrics import ACK_SECONDS, UNKNOWN_SOURCE, WEBHOOKS, outcome_of, webhook_series
+from api.metrics import UNKNOWN_SOURCE, WebhookMetrics, webhook_series
 from api.openapi import document
 from api.relay import ReportRelay
 from api.routes import dealers, health, leads, opportunities, vtex, warehouse_reads
@@ -127,33 +126,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     start_at_zero(webhook_series([*sources.values(), UNKNOWN_SOURCE]))
     if tracing_on():
         trace_requests(app)
-
-    def count(request: Request, started: float, status_code: int) -> None:
-        # The route that matched, by its template (a dealer's webhook has the dealer and lead in its path):
-        # a fixed set of labels, unknown paths share one.
-        route = request.scope.get("route")
-        source = sources.get(route.path, UNKNOWN_SOURCE) if isinstance(route, APIRoute) else UNKNOWN_SOURCE
-        ACK_SECONDS.labels(source).observe(time.perf_counter() - started)
-        WEBHOOKS.labels(source, outcome_of(status_code)).inc()
-
-    @app.middleware("http")
-    async def measure_webhooks(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        path = request.url.path
-        if not path.startswith(WEBHOOK_PREFIX):
-            return await call_next(request)
-        started = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except Exception:
-            # A bug no handler answered: the server's 500 is written outside this middleware, so it is
-            # counted here, or the HubWebhookErrors alert would never hear of it.
-            count(request, started, 500)
-            raise
-        count(request, started, response.status_code)
-        return response
-
+    app.add_middleware(WebhookMetrics, prefix=WEBHOOK_PREFIX, sources=sources)
     return app
 
 
