@@ -50,13 +50,12 @@ from bench.cpu import CpuWindow
 from bench.memory import print_memory
 from bench.skeleton import SkeletonInput, SkeletonWorkflow, no_op
 from core.settings import Settings
-from core.temporal import connect
+from core.temporal import LOCAL_ACTIVITY_MARKER, connect
 from warehouse.landing import Warehouse
 from warehouse.tables import LEAD_STATUS_CHANGES, day_start
 
 SCHEDULED = EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
 MARKER = EventType.EVENT_TYPE_MARKER_RECORDED
-LOCAL_MARKER = "core_local_activity"
 
 T = TypeVar("T")
 # A lead at a dealer with an SLA shows "awaiting_acceptance" once delivered: its run follows the dealer.
@@ -186,7 +185,8 @@ async def activities_per_delivered_lead(client: Client, since: str, sample: int 
 
 def local_activity(event: HistoryEvent) -> bool:
     """A local activity's record in a history: a marker the SDK core names ``core_local_activity``."""
-    return event.event_type == MARKER and event.marker_recorded_event_attributes.marker_name == LOCAL_MARKER
+    marker = event.marker_recorded_event_attributes.marker_name
+    return event.event_type == MARKER and marker == LOCAL_ACTIVITY_MARKER
 
 
 async def paced(count: int, rate: float, send: Callable[[int], Awaitable[T]]) -> list[T]:

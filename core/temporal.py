@@ -33,6 +33,10 @@ def payload_codec(settings: Settings) -> EncryptionCodec:
     return EncryptionCodec(ring, encrypt=settings.payload_encryption)
 
 
+# The marker the SDK core records in a workflow's history for each local activity's result.
+LOCAL_ACTIVITY_MARKER = "core_local_activity"
+
+
 @functools.lru_cache(maxsize=1024)
 def type_adapter(type_hint: Any) -> TypeAdapter[Any]:
     """The process's one pydantic adapter (its validation schema, built once) of a payload's type."""

@@ -18,9 +18,9 @@ from temporalio.api.workflowservice.v1 import (
 from temporalio.client import Client
 
 from core.codec import ENCODING
+from core.temporal import LOCAL_ACTIVITY_MARKER
 
 PATCH_MARKER = "core_patch"
-LOCAL_ACTIVITY_MARKER = "core_local_activity"
 
 
 @dataclass
