@@ -30,7 +30,7 @@ from contracts.leads import (
     PassedOn,
 )
 from workflows.parking import Parking
-from workflows.policies import DATABASE_RETRY, error_type
+from workflows.policies import DATABASE_RETRY, error_type, failure_cause
 
 with workflow.unsafe.imports_passed_through():
     from activities.errors import PERMANENT_FAILURE
@@ -783,7 +783,7 @@ class LeadDistributionWorkflow:
                 step, arg, start_to_close_timeout=LOCAL_TRY_TIMEOUT, retry_policy=retry
             )
         except FailureError as error:  # a local activity's failure comes as its own error, not wrapped
-            cause = error.cause if isinstance(error, ActivityError) else error
+            cause = failure_cause(error)
             if isinstance(cause, CancelledError):
                 return True  # the run is being cancelled: start nothing new
             if error_type(error) == PERMANENT_FAILURE:

@@ -30,8 +30,13 @@ def seconds_and_rate(started_at: str, done: int) -> tuple[float, float]:
     return seconds, round(done / seconds, 2) if seconds > 0 else 0.0
 
 
+def failure_cause(error: FailureError) -> BaseException | None:
+    """What the activity raised: an activity's failure wraps it in an ``ActivityError``; a local
+    activity's comes unwrapped."""
+    return error.cause if isinstance(error, ActivityError) else error
+
+
 def error_type(error: FailureError) -> str | None:
-    """The type the activity gave its ``ApplicationError`` (e.g. ``PermanentFailure``); None for others.
-    An activity's failure wraps it in an ``ActivityError``; a local activity's comes unwrapped."""
-    cause = error.cause if isinstance(error, ActivityError) else error
+    """The type the activity gave its ``ApplicationError`` (e.g. ``PermanentFailure``); None for others."""
+    cause = failure_cause(error)
     return cause.type if isinstance(cause, ApplicationError) else None
