@@ -10,7 +10,9 @@ With ``--accept-after``, every dealer has a 60-minute SLA: the leads wait for ac
 memory is read with all of them waiting, then the dealers accept them (each acceptance is the dealer's
 status webhook, fired by the simulator) and the bench prints how fast acceptances close the leads' runs
 and how long after its acceptance (the dealer CRM's call to the hub) each lead reads ``accepted`` at
-``GET /v1/leads/{id}``. The dealers accept as fast as 50 at a time allow, or ``--accept-rate`` a second.
+``GET /v1/leads/{id}``. The dealers accept as fast as 50 at a time allow (a closed loop: with 50 under
+way, each waits for the others, so its time is about 50 / the rate), or ``--accept-rate`` a second (an
+open loop: each time counts from the lead's turn, so a stack that falls behind shows in the p99).
 
 Sends N Zoho lead webhooks at a fixed rate and prints: accepted per second, acknowledgement latency
 p50/p99, leads delivered end to end per second, each hub process's resident and peak memory, and the
@@ -104,9 +106,12 @@ async def bench_acceptance(
 
         async def accept(i: int) -> float | None:
             lead_id = lead_ids[i]
+            # Paced (open loop), the dealer accepts when its turn comes, even if the stack lags behind
+            # and the call waits for a free slot; otherwise when the call starts (50 under way at once).
+            scheduled_at = time.perf_counter()
             async with semaphore:
                 url = f"{args.sims}/_control/dealers/{dealers[lead_id]}/leads/{lead_id}/status"
-                accepted_at = time.perf_counter()  # the dealer accepts: its CRM calls the hub
+                accepted_at = scheduled_at if args.accept_rate > 0 else time.perf_counter()
                 answer = (await http.post(url, json={"status": "accepted"})).json()
                 if answer.get("hub", {}).get("status_code") != 200:
                     return None

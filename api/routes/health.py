@@ -1,4 +1,8 @@
-"""Liveness and readiness: is the process up, and can it reach Temporal and the database."""
+"""Is the process up (``/healthz``), and can it reach Temporal and the database (``/readyz``).
+
+In Kubernetes ``/readyz`` is the startup check only (deploy/k8s/base/api.yaml): a replica answers an
+outage every replica shares with its own 503 and Retry-After rather than leaving the Service empty.
+"""
 
 from __future__ import annotations
 

@@ -30,6 +30,7 @@ import pytest
 import yaml
 from fastapi import FastAPI
 from pydantic import SecretStr, ValidationError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 import core.settings
 from api.app import create_app
@@ -703,16 +704,17 @@ async def test_api_probes_point_at_paths_the_api_serves(
 ) -> None:
     container = container_of(of_kind(rendered, "Deployment")["hub-api"])
     api_port = int(option(container["args"], "--port"))
-    liveness, readiness = container["livenessProbe"], container["readinessProbe"]
-    for probe in (liveness, readiness):
+    probes = ("startupProbe", "livenessProbe", "readinessProbe")
+    startup, liveness, readiness = (container[key] for key in probes)
+    for probe in (startup, liveness, readiness):
         assert probe["httpGet"]["path"] in api_paths()
         assert port_number(container, probe["httpGet"]["port"]) == api_port
     # Liveness asks only whether the process answers: it must not restart replicas while Temporal is away.
     assert (await get_from_api(liveness["httpGet"]["path"])).status_code == 200
     assert liveness["httpGet"]["path"] == healthcheck_target(compose_services["api"])[1]
-    assert readiness["httpGet"]["path"] != liveness["httpGet"]["path"]
-    # Readiness waits for Temporal, then the database, each up to CHECK_TIMEOUT_SECONDS.
-    assert readiness["timeoutSeconds"] > 2 * CHECK_TIMEOUT_SECONDS
+    # The startup check waits for Temporal, then the database, each up to CHECK_TIMEOUT_SECONDS.
+    assert startup["httpGet"]["path"] != liveness["httpGet"]["path"]
+    assert startup["timeoutSeconds"] > 2 * CHECK_TIMEOUT_SECONDS
 
 
 class FakeService:
@@ -730,19 +732,26 @@ class FakeTemporal:
         self.service_client = FakeService(healthy)
 
 
-async def test_the_readiness_path_answers_503_while_temporal_is_away(
+async def probe_status(path: str, engine: AsyncEngine, temporal_healthy: bool) -> int:
+    app = create_app(Settings(_env_file=None))
+    app.dependency_overrides[get_temporal] = partial(FakeTemporal, temporal_healthy)
+    app.dependency_overrides[get_sessions] = partial(session_factory, engine)
+    async with asgi_client(app) as client:
+        return (await client.get(path)).status_code
+
+
+async def test_a_replica_starts_taking_traffic_once_it_reached_temporal_and_keeps_it_while_temporal_is_away(
     rendered: list[Object], tmp_path: Path
 ) -> None:
-    path = container_of(of_kind(rendered, "Deployment")["hub-api"])["readinessProbe"]["httpGet"]["path"]
+    """A new replica waits for Temporal (startup probe: 503, then 200); a running one stays in the Service
+    through an outage every replica shares (readiness: 200), where the API answers 503 itself."""
+    container = container_of(of_kind(rendered, "Deployment")["hub-api"])
+    startup, readiness = (container[key]["httpGet"]["path"] for key in ("startupProbe", "readinessProbe"))
     engine = create_engine(f"sqlite:///{tmp_path / 'portal.db'}")
     try:
-        for healthy, status in ((False, 503), (True, 200)):
-            app = create_app(Settings(_env_file=None))
-            app.dependency_overrides[get_temporal] = partial(FakeTemporal, healthy)
-            app.dependency_overrides[get_sessions] = partial(session_factory, engine)
-            async with asgi_client(app) as client:
-                response = await client.get(path)
-            assert response.status_code == status, response.text
+        assert await probe_status(startup, engine, temporal_healthy=False) == 503
+        assert await probe_status(startup, engine, temporal_healthy=True) == 200
+        assert await probe_status(readiness, engine, temporal_healthy=False) == 200
     finally:
         await engine.dispose()
 
