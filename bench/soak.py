@@ -6,11 +6,12 @@
 
 Sends, open loop, lead webhooks (5/s), deal changes (2/s) and VTEX order hooks (10/s); triggers a
 customer sync at a third of the run and starts an order backfill at half of it. Every minute it prints
-each hub process's resident memory and, per stream, what was sent, acknowledged, refused with 503 and
-failed otherwise. At the end it waits for the work to drain and checks that nothing acknowledged is
-missing: every lead ended delivered, every deal holds its last change, every order hook's state change is
-a row in bronze. Goals: no process grows more than 10 % after the first 5 minutes, no error, nothing
-missing.
+each hub process's resident memory, the runs each worker keeps in its cache per task queue (the SDK's
+``temporal_sticky_cache_size``, up to ``HUB_WORKER_MAX_CACHED_WORKFLOWS`` each) and, per stream, what
+was sent, acknowledged, refused with 503 and failed otherwise. At the end it waits for the work to
+drain and checks that nothing acknowledged is missing: every lead ended delivered, every deal holds its
+last change, every order hook's state change is a row in bronze. Goals: no process grows more than
+10 % after the first 5 minutes, no error, nothing missing.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import re
 import sys
 import time
 from collections import Counter
@@ -45,6 +47,7 @@ from core.constants import lead_workflow_id
 from core.settings import Settings
 from core.temporal import connect
 from core.vtex import change_key, order_event_key
+from devstack.stack import Ports
 from warehouse.landing import Warehouse
 from warehouse.tables import VTEX_ORDER_EVENTS
 from workflows.vtex_order_backfill import OrderBackfillInput, start_order_backfill
@@ -54,6 +57,7 @@ PLACES = [("SP", "São Paulo")] * 4 + [("RJ", "Rio de Janeiro")]
 DEAL_POOL = 200
 HOOKS_AHEAD = 300  # order hooks made ready before they are sent
 GROWTH_GOAL = 0.10
+CACHE_SIZE = re.compile(r'^temporal_sticky_cache_size\{[^}]*task_queue="([^"]+)"[^}]*\} (\S+)$', re.MULTILINE)
 
 
 @dataclass
@@ -202,12 +206,30 @@ class Soak:
             return
         print(f"order backfill        {handle.id} started", flush=True)
 
-    def report(self, minute: int, memory: dict[tuple[str, int], list[float]]) -> None:
+    async def report(
+        self, minute: int, memory: dict[tuple[str, int], list[float]], cached: dict[str, list[int]]
+    ) -> None:
         for process in hub_processes():
             memory.setdefault((process.kind, process.pid), []).append(process.rss_mib)
+        for queue, runs in (await self.cached_runs()).items():
+            cached.setdefault(queue, []).append(runs)
         rss = ", ".join(f"{kind} {values[-1]:.0f}" for (kind, _), values in sorted(memory.items()))
+        cache_line = ", ".join(f"{queue} {values[-1]}" for queue, values in sorted(cached.items()))
         streams = "; ".join(stream.line() for stream in (self.leads, self.deals, self.orders))
-        print(f"min {minute:3d}  RSS MiB: {rss}\n         {streams}", flush=True)
+        indent = "\n" + " " * 9
+        print(f"min {minute:3d}  RSS MiB: {rss}{indent}cached runs: {cache_line}{indent}{streams}", flush=True)
+
+    async def cached_runs(self) -> dict[str, int]:
+        """The runs each local worker keeps in its cache, per task queue, from its metrics endpoint."""
+        ports = Ports()
+        token = self.settings.metrics_token.get_secret_value()
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        found: dict[str, int] = {}
+        for port in (ports.worker_metrics, ports.warehouse_worker_metrics):
+            with contextlib.suppress(httpx.HTTPError):
+                text = (await self.http.get(f"http://127.0.0.1:{port}/metrics", headers=headers)).text
+                found.update((queue, int(float(value))) for queue, value in CACHE_SIZE.findall(text))
+        return found
 
 
 async def missing_leads(client: Client, since: str, accepted: list[str]) -> int:
@@ -300,6 +322,7 @@ async def main() -> None:
         print(f"Soaking for {args.minutes:g} min: leads {args.lead_rate}/s, deal changes {args.deal_rate}/s, "
               f"order hooks {args.order_rate}/s ...", flush=True)  # fmt: skip
         memory: dict[tuple[str, int], list[float]] = {}
+        cached: dict[str, list[int]] = {}
         traffic = [
             open_loop(soak.leads, seconds, soak.send_lead),
             open_loop(soak.deals, seconds, soak.send_deal_change),
@@ -313,7 +336,7 @@ async def main() -> None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(running), timeout=60)
             minute += 1
-            soak.report(minute, memory)
+            await soak.report(minute, memory, cached)
         await running
         print("Traffic over; waiting for the work to drain ...", flush=True)
         token = settings.read_api_token.get_secret_value()
@@ -331,6 +354,10 @@ async def main() -> None:
     print("\nmemory growth after the first 5 minutes (goal: at most 10 %)")
     for line in growth(memory, 5):
         print("  " + line)
+    print("cached runs per task queue at min 5 -> max (a full cache is the worker's working set, not a leak)")
+    for queue, values in sorted(cached.items()):
+        if len(values) > 5:
+            print(f"  {queue:<16} {values[4]:5d} -> {max(values[4:]):5d}")
     print("answers")
     for stream in (soak.leads, soak.deals, soak.orders):
         print("  " + stream.line())

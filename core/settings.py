@@ -234,8 +234,9 @@ class Settings(BaseSettings):
     # it cancels them (Temporal then retries them elsewhere). The pod's or container's grace period
     # must be longer: compose's stop_grace_period and the k8s terminationGracePeriodSeconds are 45 s.
     worker_graceful_shutdown_seconds: float = Field(default=30.0, ge=0)
-    # Workflow runs a worker keeps in memory between their tasks (Temporal's sticky cache): most of a busy
-    # worker's memory, a few hundred KiB each. An evicted run replays its history at its next task.
+    # Workflow runs a worker keeps in memory between their tasks (Temporal's sticky cache), per task queue:
+    # about 55 KiB each for a waiting lead (README, Benchmark). An evicted run replays its history at its
+    # next task.
     worker_max_cached_workflows: int = Field(default=1000, ge=0)
     # Workflow task polls each webhook-driven workflow worker (leads, opportunities, orders) keeps open,
     # half for workflows new to it: a burst of new orders starts dozens a second, too many for one poll.
