@@ -26,7 +26,7 @@ from db.engine import create_engine, session_factory
 from db.rules import RulesFile, apply_rules
 from simulators import SimulatorConfig
 from simulators import create_app as create_simulators
-from tests.support import eventually, free_port, serve
+from tests.support import eventually, port_of, reserved_port, serve
 from warehouse.errors import WarehouseUnavailable
 from warehouse.landing import Warehouse
 from workers.main import role_workers
@@ -287,8 +287,8 @@ async def running_hub(
 ) -> AsyncIterator[Hub]:
     """Start simulators (``simulator`` overrides their config), API and (unless ``worker=False``) a
     worker of ``role``, with the dealers of ``rules(simulators_url)``."""
-    sims_port = free_port()
-    api_port = free_port()
+    sims_socket, api_socket = reserved_port(), reserved_port()
+    sims_port, api_port = port_of(sims_socket), port_of(api_socket)
     sims_url = f"http://127.0.0.1:{sims_port}"
     sims_config = SimulatorConfig(
         public_base_url=sims_url,
@@ -308,9 +308,9 @@ async def running_hub(
     await apply_rules(session_factory(engine), rules(sims_url))
     await engine.dispose()
     async with AsyncExitStack() as stack:
-        await stack.enter_async_context(serve(create_simulators(sims_config), sims_port))
+        await stack.enter_async_context(serve(create_simulators(sims_config), sims_socket))
         api = create_app(settings, temporal=client)
-        api_url = await stack.enter_async_context(serve(api, api_port))
+        api_url = await stack.enter_async_context(serve(api, api_socket))
         if worker:
             workers = await stack.enter_async_context(role_workers(client, settings, role))
             for each in workers:

@@ -23,24 +23,39 @@ T = TypeVar("T")
 
 
 def free_port() -> int:
+    """A port nothing listens on right now: for an address that must not answer. A server's port comes
+    from ``reserved_port`` instead (another test process may take a port let go before it binds it)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
+def reserved_port() -> socket.socket:
+    """A socket bound to a free 127.0.0.1 port and held until ``serve`` listens on it, so the URL can be
+    handed out before the server starts and no other test process can take the port meanwhile."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def port_of(sock: socket.socket) -> int:
+    return int(sock.getsockname()[1])
+
+
 @asynccontextmanager
-async def serve(app: Any, port: int | None = None) -> AsyncIterator[str]:
-    """Serve an ASGI app over real HTTP on 127.0.0.1 for the duration of the block; yields its base URL."""
-    port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+async def serve(app: Any, port: socket.socket | None = None) -> AsyncIterator[str]:
+    """Serve an ASGI app over real HTTP on 127.0.0.1 for the duration of the block, on ``port`` (from
+    ``reserved_port``) or a new one; yields its base URL."""
+    sock = port or reserved_port()
+    config = uvicorn.Config(app, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         if task.done():
             task.result()
         await asyncio.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port_of(sock)}"
     finally:
         server.should_exit = True
         await task

@@ -19,7 +19,7 @@ from core.settings import Settings
 from simulators import SimulatorConfig
 from simulators import create_app as create_simulators
 from simulators.dealer_soap import SOAP_CONTENT_TYPE, dealer_wsdl, soap_fault
-from tests.support import PRODUCTION_SETTINGS, free_port, serve
+from tests.support import PRODUCTION_SETTINGS, free_port, port_of, reserved_port, serve
 
 LEAD = "5725767000000123456"
 EMAIL = "rosangela.vasconcellos@example.com.br"
@@ -27,9 +27,9 @@ EMAIL = "rosangela.vasconcellos@example.com.br"
 
 @pytest.fixture
 async def sims() -> AsyncIterator[str]:
-    port = free_port()
+    reserved = reserved_port()
     async with serve(
-        create_simulators(SimulatorConfig(public_base_url=f"http://127.0.0.1:{port}")), port
+        create_simulators(SimulatorConfig(public_base_url=f"http://127.0.0.1:{port_of(reserved)}")), reserved
     ) as url:
         yield url
 
@@ -124,9 +124,9 @@ async def test_rest_answers_that_hide_a_created_lead_are_looked_up(
 
 async def test_a_wsdl_that_sends_calls_to_another_host_is_refused(http: httpx.AsyncClient) -> None:
     """The WSDL is served here, but its soap:address names another port: no call goes there."""
-    port, elsewhere = free_port(), free_port()
+    elsewhere = free_port()
     config = SimulatorConfig(public_base_url=f"http://127.0.0.1:{elsewhere}")
-    async with serve(create_simulators(config), port) as sims:
+    async with serve(create_simulators(config)) as sims:
         soap = SoapDealerCrm(10, {"d1": "dealer-key"})
         try:
             with pytest.raises(PermanentError, match=f"sends calls to http://127.0.0.1:{elsewhere}"):
@@ -220,12 +220,12 @@ def legacy_dealer(import_from: str = "", fault: tuple[str, str] | None = None) -
 
 async def test_wsdl_imports_pass_the_url_check_before_they_are_fetched() -> None:
     """The WSDL is allowed, the schema it imports is not (an internal name): it is never fetched."""
-    port = free_port()
-    app, served = legacy_dealer(import_from=f"http://localhost:{port}/common.xsd")
+    reserved = reserved_port()
+    app, served = legacy_dealer(import_from=f"http://localhost:{port_of(reserved)}/common.xsd")
     url_check = partial(
         check_url, production=True, plain_http_hosts=["127.0.0.1", "localhost"], private_hosts=["127.0.0.1"]
     )
-    async with serve(app, port) as base:
+    async with serve(app, reserved) as base:
         legacy = DealerConfig(
             id="d1", name="d1", crm_kind="soap", crm_url=f"{base}/dealer-soap/d1?wsdl", field_mapping={}
         )

@@ -16,7 +16,7 @@ from db.engine import create_engine, session_factory
 from db.tokens import DatabaseTokens
 from simulators import SimulatorConfig
 from simulators import create_app as create_simulators
-from tests.support import free_port, serve
+from tests.support import port_of, reserved_port, serve
 
 EMAIL = "rosangela.vasconcellos@example.com.br"
 CLIENT_SECRET = "zc-41d9-not-for-urls"
@@ -45,7 +45,8 @@ async def test_the_token_refresh_sends_its_secrets_in_a_form_body(
     token_store: DatabaseTokens,
 ) -> None:
     """URLs reach access logs and traces; Zoho (and the simulator) take the secrets as a form."""
-    port = free_port()
+    reserved = reserved_port()
+    port = port_of(reserved)
     config = SimulatorConfig(
         public_base_url=f"http://127.0.0.1:{port}",
         zoho_client_secret=CLIENT_SECRET,
@@ -57,7 +58,7 @@ async def test_the_token_refresh_sends_its_secrets_in_a_form_body(
         sent.append(request)
 
     async with (
-        serve(create_simulators(config), port) as sims,
+        serve(create_simulators(config), reserved) as sims,
         httpx.AsyncClient(timeout=30, event_hooks={"request": [record]}) as http,
     ):
         token = await ZohoClient(http, settings_for(sims), token_store).access_token()
