@@ -216,8 +216,8 @@ class Soak:
         rss = ", ".join(f"{kind} {values[-1]:.0f}" for (kind, _), values in sorted(memory.items()))
         cache_line = ", ".join(f"{queue} {values[-1]}" for queue, values in sorted(cached.items()))
         streams = "; ".join(stream.line() for stream in (self.leads, self.deals, self.orders))
-        indent = "\n" + " " * 9
-        print(f"min {minute:3d}  RSS MiB: {rss}{indent}cached runs: {cache_line}{indent}{streams}", flush=True)
+        lines = [f"min {minute:3d}  RSS MiB: {rss}", f"cached runs: {cache_line}", streams]
+        print(("\n" + " " * 9).join(lines), flush=True)
 
     async def cached_runs(self) -> dict[str, int]:
         """The runs each local worker keeps in its cache, per task queue, from its metrics endpoint."""
