@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qsl
 
 from fastapi import HTTPException, Request, status
-from pydantic import AliasChoices, BaseModel, TypeAdapter, ValidationError
+from pydantic import AfterValidator, AliasChoices, AwareDatetime, BaseModel, TypeAdapter, ValidationError
+
+from core.timeutil import within_utc_range
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
 ZOHO_ID_PATTERN = r"^[0-9]{1,30}$"
+# A time from a sender or a caller: with its offset, and one that has a UTC time (422 otherwise).
+InstantWithOffset = Annotated[AwareDatetime, AfterValidator(within_utc_range)]
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -10,6 +10,16 @@ def as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def within_utc_range(value: datetime) -> datetime:
+    """``value`` unchanged if it has a UTC time; ValueError if, once in UTC, it falls outside the years
+    1 to 9999 (``0001-01-01T00:00:00+01:00``): a time no later step could compare, store or print."""
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("outside the years 1 to 9999 once in UTC") from None
+    return value
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

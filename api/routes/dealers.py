@@ -13,9 +13,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Path, Request, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict
 
-from api.body import JSON, WEBHOOK_ERRORS, ZOHO_ID_PATTERN, errors, json_object, parse_model, read_limited
+from api.body import (
+    JSON,
+    WEBHOOK_ERRORS,
+    ZOHO_ID_PATTERN,
+    InstantWithOffset,
+    errors,
+    json_object,
+    parse_model,
+    read_limited,
+)
 from api.body import request_body as declared_body
 from api.deps import RelayDep, SessionsDep, SettingsDep, check_secret
 from api.openapi import DEALER_SECRET, security
@@ -36,7 +45,7 @@ class DealerStatusWebhook(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
     status: DealerStatus
-    at: AwareDatetime | None = None
+    at: InstantWithOffset | None = None
 
 
 class DealerStatusAnswer(BaseModel):

@@ -7,13 +7,14 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Request, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.body import (
     FORM,
     JSON,
     WEBHOOK_ERRORS,
     ZOHO_ID_PATTERN,
+    InstantWithOffset,
     parse_fields,
     parse_model,
     read_errors,
@@ -42,7 +43,7 @@ class ZohoDealWebhook(BaseModel):
         validation_alias=spellings("deal_id", "id", "Id", "ID", "Potential_Id"), pattern=ZOHO_ID_PATTERN
     )
     stage: str | None = Field(default=None, max_length=100, validation_alias=spellings("stage"))
-    modified_time: AwareDatetime | None = Field(
+    modified_time: InstantWithOffset | None = Field(
         default=None, validation_alias=spellings("modified_time"), description="ISO 8601 with offset"
     )
     modified_by: str | None = Field(default=None, max_length=300, validation_alias=spellings("modified_by"))

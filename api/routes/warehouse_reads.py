@@ -11,9 +11,8 @@ from typing import Annotated, TypeVar
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
-from pydantic import AwareDatetime
 
-from api.body import errors, read_errors
+from api.body import InstantWithOffset, errors, read_errors
 from api.deps import ReadTokenDep, SessionsDep, SettingsDep, WarehouseReadsDep
 from api.openapi import READ_TOKEN, security
 from core.dealers import DEALER_ID_PATTERN, UNLINKED_DEALER
@@ -53,7 +52,7 @@ UNAVAILABLE = "no read token configured, or the warehouse did not answer in time
 async def changed_customers(
     reads: WarehouseReadsDep,
     changed_since: Annotated[
-        AwareDatetime, Query(description="ISO 8601 with its offset: customers changed at or after it")
+        InstantWithOffset, Query(description="ISO 8601 with its offset: customers changed at or after it")
     ],
     cursor: Annotated[
         str | None, Query(max_length=200, description="next_cursor of the previous page")

@@ -157,7 +157,14 @@ async def change_feed_pages_through_every_customer_once(hub: Hub) -> None:
     assert {row["changed_at"] for row in newer.json()["customers"]} == {latest}
     far = await hub.http.get(url, params={"changed_since": "2999-01-01T00:00:00Z"}, headers=AUTH)
     assert far.json() == {"customers": [], "next_cursor": None}
-    for bad in ({"changed_since": "2026-01-01T00:00:00"}, {"changed_since": "x"}, {}):
+    # No offset, not a time, none, and times with no UTC time (before year 1, after year 9999 in UTC).
+    edges = ("0001-01-01T00:00:00+01:00", "9999-12-31T23:00:00-02:00")
+    for bad in (
+        {"changed_since": "2026-01-01T00:00:00"},
+        {"changed_since": "x"},
+        {},
+        *({"changed_since": edge} for edge in edges),
+    ):
         assert (await hub.http.get(url, params=bad, headers=AUTH)).status_code == 422, bad
     broken = {"changed_since": "2000-01-01T00:00:00Z", "cursor": "not-a-cursor"}
     assert (await hub.http.get(url, params=broken, headers=AUTH)).status_code == 422

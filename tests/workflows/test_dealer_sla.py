@@ -342,6 +342,7 @@ async def test_dealer_webhook_refuses_what_it_cannot_trust(sla_hub: Hub) -> None
     assert await post(url, {"status": "bought"}) == 422
     assert await post(url, {"status": "accepted", "at": "yesterday"}) == 422
     assert await post(url, {"status": "accepted", "at": "2026-12-01T10:00:00"}) == 422  # no offset
+    assert await post(url, {"status": "accepted", "at": "0001-01-01T00:00:00+01:00"}) == 422  # no UTC time
     assert (await hub.lead(lead_id) or {})["status"] == "delivered"  # nothing half-processed
     assert await post(url, {"status": "accepted"}) == 200
 
