@@ -6,6 +6,8 @@ import argparse
 import re
 from datetime import UTC, date, datetime, time, timedelta
 
+from core.timeutil import within_utc_range
+
 UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
 DURATION = re.compile(r"(\d+)([mhdw])")
 
@@ -19,7 +21,12 @@ def moment(text: str, *, end_of_day: bool = False) -> datetime:
             value = datetime.fromisoformat(text)
         except ValueError as error:
             raise argparse.ArgumentTypeError(f"not a date or ISO 8601 time: {text!r}") from error
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
+        if not value.tzinfo:
+            return value.replace(tzinfo=UTC)
+        try:
+            return within_utc_range(value)  # as the API checks its times
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(f"{text!r}: {error}") from None
     start = datetime.combine(day, time(), tzinfo=UTC)
     return start + timedelta(days=1) - timedelta(milliseconds=1) if end_of_day else start
 

@@ -27,7 +27,7 @@ def free_port() -> int:
     from ``reserved_port`` instead (another test process may take a port let go before it binds it)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        return port_of(sock)
 
 
 def reserved_port() -> socket.socket:
@@ -43,10 +43,10 @@ def port_of(sock: socket.socket) -> int:
 
 
 @asynccontextmanager
-async def serve(app: Any, port: socket.socket | None = None) -> AsyncIterator[str]:
-    """Serve an ASGI app over real HTTP on 127.0.0.1 for the duration of the block, on ``port`` (from
-    ``reserved_port``) or a new one; yields its base URL."""
-    sock = port or reserved_port()
+async def serve(app: Any, listen_on: socket.socket | None = None) -> AsyncIterator[str]:
+    """Serve an ASGI app over real HTTP on 127.0.0.1 for the duration of the block, on ``listen_on``
+    (from ``reserved_port``) or a new port; yields its base URL."""
+    sock = listen_on or reserved_port()
     config = uvicorn.Config(app, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

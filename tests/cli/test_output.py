@@ -64,6 +64,8 @@ def test_since_reads_durations_dates_and_times() -> None:
     assert since("2026-11-20T09:30:00-03:00", now) == datetime(2026, 11, 20, 12, 30, tzinfo=UTC)
     with pytest.raises(argparse.ArgumentTypeError, match="not a date"):
         since("yesterday", now)
+    with pytest.raises(argparse.ArgumentTypeError, match="outside the years 1 to 9999"):
+        since("0001-01-01T00:00:00+01:00", now)
 
 
 @pytest.mark.parametrize(("answer", "redrive"), [("y", True), ("yes", True), ("", False), ("n", False)])
