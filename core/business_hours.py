@@ -3,6 +3,10 @@
 Opening hours are per weekday in the dealer's time zone; national holidays (the ``holidays`` package)
 and the dealer's own closed days close the whole day. An SLA clock runs only while the dealer is open:
 a lead that arrives at night starts its clock at the next opening.
+
+The holidays of a few years are resolved when the rules are loaded (``holiday_calendar``) and stored with
+the hours, so the worker routing leads does without the package: Brazil's calendar costs a process about
+17 MiB. A day outside the stored years (rules loaded long ago) is asked of the package, loaded then.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ if TYPE_CHECKING:
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # How far ahead a deadline is looked for: a calendar with no open hour in a year is a configuration error.
 HORIZON_DAYS = 366
+# The years of holidays stored when rules are loaded: the year before (a lead delivered before New Year)
+# to this many years ahead.
+HOLIDAY_YEARS_AHEAD = 5
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,9 @@ class OpeningHours:
     holiday_country: str | None = None  # e.g. "BR": its national holidays close the day
     holiday_subdivision: str | None = None  # e.g. "SP": state holidays too
     closed_days: frozenset[date] = frozenset()
+    # The region's holidays resolved at load, and the years (first, last) they cover.
+    holiday_dates: frozenset[date] = frozenset()
+    holiday_years: tuple[int, int] | None = None
 
     @property
     def always_open(self) -> bool:
@@ -45,6 +55,8 @@ class OpeningHours:
     def _is_holiday(self, day: date) -> bool:
         if not self.holiday_country:
             return False
+        if self.holiday_years and self.holiday_years[0] <= day.year <= self.holiday_years[1]:
+            return day in self.holiday_dates
         return day in _holidays(self.holiday_country, self.holiday_subdivision, day.year)
 
     def is_open(self, at: datetime) -> bool:
@@ -81,9 +93,20 @@ class OpeningHours:
 
 @cache
 def _holidays(country: str, subdivision: str | None, year: int) -> holidays.HolidayBase:
-    import holidays  # every country's calendar: loaded by the processes that meet a dealer with holidays
+    import holidays  # every country's calendar: loaded only where a day is not among the stored ones
 
     return holidays.country_holidays(country, subdiv=subdivision, years=year)
+
+
+def holiday_calendar(region: str, today: date) -> dict[str, object]:
+    """The stored form of the region's holidays (``"BR"``, ``"BR-SP"``) from the year before ``today``'s
+    to ``HOLIDAY_YEARS_AHEAD`` years after: ``{"years": [first, last], "dates": ["2026-01-01", ...]}``.
+    Raises ValueError for a region the holidays package does not know."""
+    country, subdivision = _holiday_region(region)
+    assert country is not None
+    first, last = today.year - 1, today.year + HOLIDAY_YEARS_AHEAD
+    days = sorted(day for year in range(first, last + 1) for day in _holidays(country, subdivision, year))
+    return {"years": [first, last], "dates": [day.isoformat() for day in days]}
 
 
 def parse_interval(text: str) -> tuple[time, time]:
@@ -112,7 +135,9 @@ def from_config(config: dict[str, object] | None) -> OpeningHours:
     """Opening hours from their stored form (the dealer's ``hours`` in the rules file); None: always open.
 
     ``{"timezone": "America/Sao_Paulo", "weekly": {"mon": ["08:00-18:00"]}, "holidays": "BR-SP",
-    "closed": ["2026-12-24"]}``. Raises ValueError naming what is wrong.
+    "holiday_calendar": {"years": [2025, 2031], "dates": [...]}, "closed": ["2026-12-24"]}``; without a
+    ``holiday_calendar`` (rules stored by an earlier version) the package answers for every day. Raises
+    ValueError naming what is wrong.
     """
     if not config:
         return OpeningHours()
@@ -133,12 +158,27 @@ def from_config(config: dict[str, object] | None) -> OpeningHours:
         weekly[day] = tuple(sorted(intervals))
     if raw_weekly and not any(weekly.values()):
         raise ValueError("weekly: no open hours on any day (leave hours out for a dealer always open)")
-    country, subdivision = _holiday_region(config.get("holidays"))
+    country, subdivision, holiday_dates, holiday_years = _holidays_of(config)
     closed_days = config.get("closed") or []
     if not isinstance(closed_days, list):
         raise ValueError("closed: expected a list of dates")
     closed = frozenset(date.fromisoformat(str(day)) for day in closed_days)
-    return OpeningHours(zone, weekly, country, subdivision, closed)
+    return OpeningHours(zone, weekly, country, subdivision, closed, holiday_dates, holiday_years)
+
+
+def _holidays_of(
+    config: dict[str, object],
+) -> tuple[str | None, str | None, frozenset[date], tuple[int, int] | None]:
+    """The holiday region, and its holidays resolved when the rules were stored with the years they
+    cover (none stored: the package answers every day)."""
+    calendar = config.get("holiday_calendar")
+    if not isinstance(calendar, dict):
+        return (*_holiday_region(config.get("holidays")), frozenset(), None)
+    # The region was checked against the package when its calendar was stored.
+    country, _, subdivision = str(config.get("holidays") or "").partition("-")
+    first, last = calendar["years"]
+    dates = frozenset(date.fromisoformat(day) for day in calendar["dates"])
+    return country or None, subdivision or None, dates, (int(first), int(last))
 
 
 def _holiday_region(value: object) -> tuple[str | None, str | None]:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.business_hours import from_config
+from core.business_hours import from_config, holiday_calendar
 from core.dealers import DEALER_ID_PATTERN, UNLINKED_DEALER
 from db.models import Dealer
 
@@ -64,13 +64,18 @@ class HoursConfig(BaseModel):
         from_config(self.stored())  # unknown zones, weekdays or regions, overlaps: a clear error
         return self
 
-    def stored(self) -> dict[str, Any]:
-        return {
+    def stored(self, today: date | None = None) -> dict[str, Any]:
+        """The form kept in the database, with the region's holidays of the years around ``today``
+        resolved now (``core.business_hours.holiday_calendar``)."""
+        stored: dict[str, Any] = {
             "timezone": self.timezone,
             "weekly": self.weekly,
             "holidays": self.holidays,
             "closed": [day.isoformat() for day in self.closed],
         }
+        if self.holidays:
+            stored["holiday_calendar"] = holiday_calendar(self.holidays, today or date.today())
+        return stored
 
 
 class SlaConfig(BaseModel):

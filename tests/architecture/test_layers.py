@@ -97,13 +97,25 @@ def test_the_api_and_the_flows_worker_load_no_grpc(statement: str) -> None:
     assert loaded_by(statement, ["grpc"]) == []
 
 
-def test_holiday_calendars_load_only_for_a_dealer_with_holidays() -> None:
-    # Every country's calendar is ~7 MiB a process: the API and a worker whose dealers keep no holidays
-    # do without it.
+def test_holiday_calendars_load_only_where_the_stored_years_do_not_answer() -> None:
+    # Brazil's calendar costs a process ~17 MiB: the API does without it, and so does the worker routing
+    # leads, asking the holidays resolved when the rules were loaded (db.rules.HoursConfig.stored).
     assert loaded_by("from api.app import create_app; create_app()", ["holidays"]) == []
-    opens = "from core.business_hours import from_config; from_config({'weekly': {'mon': ['08:00-18:00']}})"
-    assert loaded_by(opens, ["holidays"]) == []
-    assert loaded_by(opens.replace("]}}", "]}, 'holidays': 'BR-SP'}"), ["holidays"]) == ["holidays"]
+    stored = (
+        "from datetime import date; from db.rules import HoursConfig; "
+        "print(HoursConfig(weekly={'mon': ['08:00-18:00']}, holidays='BR-SP').stored(date(2026, 12, 5)))"
+    )
+    calendar = subprocess.run(
+        [sys.executable, "-c", stored], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout.strip()
+    parse = "from core.business_hours import from_config; from datetime import date"
+    opens = f"{parse}; h = from_config({calendar})"
+    assert loaded_by(f"{opens}; h.intervals_on(date(2026, 11, 20))", ["holidays"]) == []
+    assert loaded_by(f"{opens}; h.intervals_on(date(2031, 12, 25))", ["holidays"]) == []
+    # A day beyond the stored years, or rules stored without them, ask the package.
+    assert loaded_by(f"{opens}; h.intervals_on(date(2032, 1, 1))", ["holidays"]) == ["holidays"]
+    earlier = "{'weekly': {'mon': ['08:00-18:00']}, 'holidays': 'BR-SP'}"
+    assert loaded_by(f"{parse}; from_config({earlier})", ["holidays"]) == ["holidays"]
 
 
 def test_the_flows_worker_loads_no_warehouse() -> None:

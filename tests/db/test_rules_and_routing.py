@@ -14,12 +14,13 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core.business_hours import from_config
 from core.constants import LeadStatus
 from db import deliveries, feedback, lead_status, routing
 from db.engine import create_engine, session_factory
 from db.models import Dealer, Delivery
 from db.routing import LeadProfile
-from db.rules import RulesFile, apply_rules, parse_rules
+from db.rules import HoursConfig, RulesFile, apply_rules, parse_rules
 from db.rules_cli import main as rules_main
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "dealers.example.yaml"
@@ -315,11 +316,29 @@ async def test_routing_prefers_open_dealers_and_says_why(sessions: async_session
         ({"hours": {"timezone": "Mars/Olympus", "weekly": {"mon": ["08:00-18:00"]}}}, "unknown time zone"),
         ({"sla": {"accept_within_minutes": 0}}, "greater than or equal to 1"),
         ({"routing": {"states": ["SP"], "daily_capacity": 1, "weight": 0}}, "greater than or equal to 1"),
+        ({"hours": {"weekly": {"mon": ["08:00-18:00"]}, "holidays": "XX"}}, "unknown country 'XX'"),
+        ({"hours": {"weekly": {"mon": ["08:00-18:00"]}, "holidays": "BR-ZZ"}}, "no subdivision 'ZZ'"),
     ],
 )
 def test_rules_refuse_bad_hours_and_sla(entry: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         RulesFile.model_validate({"dealers": [{**dealer("x"), **entry}]})
+
+
+def test_holidays_resolved_at_load_answer_as_the_package_does() -> None:
+    every_day = {day: ["08:00-18:00"] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+    hours = HoursConfig(weekly=every_day, holidays="BR-SP")
+    stored = hours.stored(date(2026, 12, 5))
+    assert stored["holiday_calendar"]["years"] == [2025, 2031]
+    resolved = from_config(stored)
+    asked = from_config({key: value for key, value in stored.items() if key != "holiday_calendar"})
+    assert resolved.holiday_dates and not asked.holiday_dates
+    day, closed = date(2025, 1, 1), 0
+    while day <= date(2032, 12, 31):  # the stored years, and one beyond them
+        assert resolved.intervals_on(day) == asked.intervals_on(day), day
+        closed += not resolved.intervals_on(day)
+        day += timedelta(days=1)
+    assert closed == 8 * 11  # São Paulo's national and state holidays, 11 a year
 
 
 def test_status_polls_are_for_rest_dealers_only() -> None:
