@@ -30,6 +30,9 @@ from db.feedback import DueReport
 log = logging.getLogger("api.relay")
 
 SWEEP_BATCH = 200
+# Hand-overs under way at once in a sweep: a backlog left by a Temporal outage drains in seconds rather
+# than one report's round trips after another, while Temporal and the database see a bounded load.
+SWEEP_CONCURRENCY = 16
 CLAIM = timedelta(seconds=60)  # a claimed report whose hand-over failed is due again after this
 # No sender waits on a hand-over: it may take longer than a webhook's acknowledgement, well within CLAIM
 # and the grace before a sweep takes a report over (db.feedback.HAND_OVER_GRACE).
@@ -66,17 +69,30 @@ class ReportRelay:
         handed = 0
         while True:
             due = await feedback.due_reports(self._sessions, utcnow(), SWEEP_BATCH)
-            for report in due:
+            results = await self._sweep_batch(due)
+            handed += results.count("handed_on")
+            if "failed" in results or len(due) < SWEEP_BATCH:
+                return handed
+
+    async def _sweep_batch(self, due: list[DueReport]) -> list[str]:
+        """Claim and hand on each report, ``SWEEP_CONCURRENCY`` at a time; once one fails, the rest are
+        left for the next sweep."""
+        gate = asyncio.Semaphore(SWEEP_CONCURRENCY)
+        failed = asyncio.Event()
+
+        async def hand_on(report: DueReport) -> str:
+            async with gate:
+                if failed.is_set():
+                    return "left"
                 if not await feedback.claim(self._sessions, report, utcnow() + CLAIM):
-                    continue  # another API process has it
+                    return "taken"  # another API process has it
                 result = await self._counted_hand_on(report)
                 REPORT_HANDOVERS.labels("sweep", result).inc()
                 if result == "failed":
-                    return handed
-                if result == "handed_on":
-                    handed += 1
-            if len(due) < SWEEP_BATCH:
-                return handed
+                    failed.set()
+                return result
+
+        return list(await asyncio.gather(*(hand_on(report) for report in due)))
 
     async def sweep_forever(self) -> None:
         """Sweep every ``dealer_report_sweep_seconds`` until cancelled."""
