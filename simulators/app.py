@@ -23,7 +23,7 @@ from simulators import (
     zoho_conversion,
     zoho_deals,
 )
-from simulators.config import SimulatorConfig
+from simulators.config import CLIENT_KEEPALIVE_SECONDS, SimulatorConfig
 from simulators.state import Clock, EarlyReply, SimulatorState
 
 
@@ -46,9 +46,7 @@ def create_app(config: SimulatorConfig | None = None, *, clock: Clock = time.mon
         # The simulator posts webhooks (and VTEX hook pings) straight to the project's API: no proxies
         # from the environment.
         inbox = dealer_adf.start_inbox(state)
-        # uvicorn closes a connection idle for 5 s; a client keeping idle ones as long (httpx's default)
-        # races that close and finds the connection cut as it reuses it. Idle ones are dropped first.
-        limits = httpx.Limits(keepalive_expiry=2.0)
+        limits = httpx.Limits(keepalive_expiry=CLIENT_KEEPALIVE_SECONDS)
         async with httpx.AsyncClient(
             timeout=config.webhook_timeout_seconds, trust_env=False, limits=limits
         ) as http:

@@ -8,6 +8,10 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOCAL_PLACEHOLDER = "local-dev-only-change-me"
+# uvicorn closes a connection idle for 5 s; a client keeping idle ones as long (httpx's default) races
+# that close and finds the connection cut as it reuses it. The simulators' and the benchmarks' clients
+# drop idle connections first.
+CLIENT_KEEPALIVE_SECONDS = 2.0
 LOCAL_EVENT_SIGNING_SECRET = "whsec_bG9jYWwtZGV2LW9ubHktY2hhbmdlLW1lLXNpZ25pbmc="
 
 

@@ -27,7 +27,7 @@ from core.temporal import payload_codec
 from tests.api.test_vtex_webhook import hook
 from tests.conftest import TEST_CONVERTER, binary
 from tests.hub import VTEX_HOOK_SECRET, WEBHOOK_SECRET, Hub, hub_settings, running_hub
-from tests.support import eventually, free_port, serve
+from tests.support import eventually, port_of, serve
 
 SENDER_PATIENCE_SECONDS = 3.5
 
@@ -36,11 +36,12 @@ class BlackHole:
     """A TCP server that accepts connections and never answers: a Temporal that hangs."""
 
     def __init__(self) -> None:
-        self.port = free_port()
+        self.port = 0  # the one the system gives it as it starts listening
         self._server: asyncio.Server | None = None
 
     async def __aenter__(self) -> BlackHole:
-        self._server = await asyncio.start_server(self._swallow, "127.0.0.1", self.port)
+        self._server = await asyncio.start_server(self._swallow, "127.0.0.1", 0)
+        self.port = port_of(self._server.sockets[0])
         return self
 
     async def __aexit__(self, *_: object) -> None:

@@ -97,14 +97,6 @@ async def zoho_token(client: httpx.AsyncClient) -> str:
     return token
 
 
-def free_port() -> int:
-    """A port nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @contextmanager
 def live_server(build: Callable[[str], FastAPI]) -> Iterator[str]:
     """Serve an app with uvicorn in a thread on a free 127.0.0.1 port.

@@ -21,10 +21,10 @@ from tests.simulators.conftest import (
     VTEX_HEADERS,
     VTEX_HOOK_SECRET,
     FakeClock,
-    free_port,
     live_server,
     make_config,
 )
+from tests.support import free_port
 
 OMS_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{7}\+00:00$")
 HOOK_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{7}Z$")

@@ -12,7 +12,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from simulators import create_app, deal_webhook_fields
-from tests.simulators.conftest import free_port, live_server, make_config
+from tests.simulators.conftest import live_server, make_config
+from tests.support import free_port
 
 
 @pytest.fixture
