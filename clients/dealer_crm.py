@@ -11,13 +11,10 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
-import zeep
-import zeep.exceptions
-from zeep.transports import AsyncTransport
 
 from clients.errors import (
     PermanentError,
@@ -31,6 +28,11 @@ from clients.errors import (
 from clients.pinned import PinnedSyncTransport, PinnedTransport
 from core.dealers import DealerConfig
 from core.outbound import AddressRules, RefusedUrl, check_url
+
+if TYPE_CHECKING:
+    # zeep and lxml (about 9 MiB a process) load with the first SOAP dealer's call
+    # (SoapDealerCrm): a worker whose dealers are REST or ADF never loads them.
+    import zeep
 
 SERVICE = "dealer-crm"
 # The REST dealer's error code for a key already used with another body.
@@ -264,19 +266,21 @@ class SoapDealerCrm:
     ) -> str:
         service = f"{SERVICE}:{dealer.id}"
         client = await self._client(dealer)
+        from zeep.exceptions import Fault, TransportError  # loaded with the client
+
         with refusals_permanent(service):
             try:
                 found = await client.service.FindLeadByExternalId(ExternalId=external_id)
                 if found.Found and found.LeadId:
                     return str(found.LeadId)
                 created = await client.service.CreateLead(Lead={**fields, "ExternalId": external_id})
-            except zeep.exceptions.Fault as fault:
+            except Fault as fault:
                 # SOAP 1.1: a Client fault blames the request (permanent), a Server fault the service. The
                 # fault is not chained: Temporal's failures and logged tracebacks would carry its text.
                 if "client" in str(fault.code or "").lower():
                     raise PermanentError(service, fault_summary(fault), 500) from None
                 raise TransientError(service, fault_summary(fault), 500) from None
-            except zeep.exceptions.TransportError as error:
+            except TransportError as error:
                 raise_for_status(service, httpx.Response(error.status_code, content=error.content or b""))
                 raise TransientError(service, f"transport error {error.status_code}") from error
         return str(created)
@@ -289,10 +293,12 @@ class SoapDealerCrm:
         client = await self._client(dealer)
         if not has_operation(client, "WithdrawLead"):
             return RECORDED
+        from zeep.exceptions import Fault  # loaded with the client
+
         with refusals_permanent(service):
             try:
                 await client.service.WithdrawLead(ExternalId=external_id)
-            except zeep.exceptions.Fault as fault:
+            except Fault as fault:
                 raise TransientError(service, fault_summary(fault), 500) from None
         return WITHDRAWN
 
@@ -306,6 +312,9 @@ class SoapDealerCrm:
             return client
 
     def _build_client(self, dealer: DealerConfig) -> zeep.AsyncClient:
+        import zeep.exceptions  # the first SOAP dealer's call loads zeep (and lxml)
+        from zeep.transports import AsyncTransport
+
         service = f"{SERVICE}:{dealer.id}"
         checked(service, self._url_check, dealer.crm_url)
         transport = AsyncTransport(  # type: ignore[no-untyped-call]
