@@ -43,11 +43,16 @@ class ReportRelay:
     """Hands recorded reports to their leads' runs (signal-with-start), and marks them handed on."""
 
     def __init__(
-        self, client: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession]
+        self,
+        client: Client,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        sweep_concurrency: int = SWEEP_CONCURRENCY,
     ) -> None:
         self._client = client
         self._settings = settings
         self._sessions = sessions
+        self._sweep_concurrency = sweep_concurrency
         self._in_flight = 0
 
     async def after_answer(self, report: DueReport) -> None:
@@ -75,9 +80,9 @@ class ReportRelay:
                 return handed
 
     async def _sweep_batch(self, due: list[DueReport]) -> list[str]:
-        """Claim and hand on each report, ``SWEEP_CONCURRENCY`` at a time; once one fails, the rest are
+        """Claim and hand on each report, ``sweep_concurrency`` at a time; once one fails, the rest are
         left for the next sweep."""
-        gate = asyncio.Semaphore(SWEEP_CONCURRENCY)
+        gate = asyncio.Semaphore(self._sweep_concurrency)
         failed = asyncio.Event()
 
         async def hand_on(report: DueReport) -> str:
