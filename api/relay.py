@@ -80,8 +80,10 @@ class ReportRelay:
                 return handed
 
     async def _sweep_batch(self, due: list[DueReport]) -> list[str]:
-        """Claim and hand on each report, ``sweep_concurrency`` at a time; once one fails, the rest are
-        left for the next sweep."""
+        """Claim and hand on each report, ``sweep_concurrency`` at a time; once one fails, no other
+        starts and the rest are left for the next sweep. An error (the database away) ends the batch:
+        the hand-overs under way are cancelled (a report claimed stays due after ``CLAIM``), and it is
+        raised."""
         gate = asyncio.Semaphore(self._sweep_concurrency)
         failed = asyncio.Event()
 
@@ -97,7 +99,12 @@ class ReportRelay:
                     failed.set()
                 return result
 
-        return list(await asyncio.gather(*(hand_on(report) for report in due)))
+        try:
+            async with asyncio.TaskGroup() as batch:
+                tasks = [batch.create_task(hand_on(report)) for report in due]
+        except ExceptionGroup as errors:
+            raise errors.exceptions[0] from None  # the first; the others were cancelled with it
+        return [task.result() for task in tasks]
 
     async def sweep_forever(self) -> None:
         """Sweep every ``dealer_report_sweep_seconds`` until cancelled."""

@@ -100,13 +100,14 @@ def _holidays(country: str, subdivision: str | None, year: int) -> holidays.Holi
 
 def holiday_calendar(region: str, today: date) -> dict[str, object]:
     """The stored form of the region's holidays (``"BR"``, ``"BR-SP"``) from the year before ``today``'s
-    to ``HOLIDAY_YEARS_AHEAD`` years after: ``{"years": [first, last], "dates": ["2026-01-01", ...]}``.
+    to ``HOLIDAY_YEARS_AHEAD`` years after: ``{"region": "BR-SP", "years": [first, last], "dates":
+    ["2026-01-01", ...]}``.
     Raises ValueError for a region the holidays package does not know."""
     country, subdivision = _holiday_region(region)
     assert country is not None
     first, last = today.year - 1, today.year + HOLIDAY_YEARS_AHEAD
     days = sorted(day for year in range(first, last + 1) for day in _holidays(country, subdivision, year))
-    return {"years": [first, last], "dates": [day.isoformat() for day in days]}
+    return {"region": region, "years": [first, last], "dates": [day.isoformat() for day in days]}
 
 
 def parse_interval(text: str) -> tuple[time, time]:
@@ -135,9 +136,9 @@ def from_config(config: dict[str, object] | None) -> OpeningHours:
     """Opening hours from their stored form (the dealer's ``hours`` in the rules file); None: always open.
 
     ``{"timezone": "America/Sao_Paulo", "weekly": {"mon": ["08:00-18:00"]}, "holidays": "BR-SP",
-    "holiday_calendar": {"years": [2025, 2031], "dates": [...]}, "closed": ["2026-12-24"]}``; without a
-    ``holiday_calendar`` (rules stored by an earlier version) the package answers for every day. Raises
-    ValueError naming what is wrong.
+    "holiday_calendar": {"region": "BR-SP", "years": [2025, 2031], "dates": [...]}, "closed": [...]}``;
+    without a ``holiday_calendar`` for that region (rules stored by an earlier version) the package
+    answers for every day. Raises ValueError naming what is wrong.
     """
     if not config:
         return OpeningHours()
@@ -171,14 +172,18 @@ def _holidays_of(
 ) -> tuple[str | None, str | None, frozenset[date], tuple[int, int] | None]:
     """The holiday region, and its holidays resolved when the rules were stored with the years they
     cover (none stored: the package answers every day)."""
-    calendar = config.get("holiday_calendar")
-    if not isinstance(calendar, dict):
-        return (*_holiday_region(config.get("holidays")), frozenset(), None)
+    region, calendar = config.get("holidays"), config.get("holiday_calendar")
+    if not region or not isinstance(calendar, dict) or calendar.get("region") != region:
+        # None stored, or stored for another region (a hand-edited row): the package answers.
+        return (*_holiday_region(region), frozenset(), None)
     # The region was checked against the package when its calendar was stored.
-    country, _, subdivision = str(config.get("holidays") or "").partition("-")
-    first, last = calendar["years"]
-    dates = frozenset(date.fromisoformat(day) for day in calendar["dates"])
-    return country or None, subdivision or None, dates, (int(first), int(last))
+    country, _, subdivision = str(region).partition("-")
+    try:
+        first, last = calendar["years"]
+        dates = frozenset(date.fromisoformat(day) for day in calendar["dates"])
+        return country, subdivision or None, dates, (int(first), int(last))
+    except (KeyError, TypeError, ValueError):
+        raise ValueError("holiday_calendar: expected {region, years: [first, last], dates: [...]}") from None
 
 
 def _holiday_region(value: object) -> tuple[str | None, str | None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -34,8 +34,10 @@ class Temporal:
         self.asked += 1
         self.under_way += 1
         self.most_at_once = max(self.most_at_once, self.under_way)
-        await asyncio.sleep(0.05)
-        self.under_way -= 1
+        try:
+            await asyncio.sleep(0.05)
+        finally:
+            self.under_way -= 1
         if self.away:
             return False
         await feedback.handed_on(self.sessions, report.report_id)
@@ -99,3 +101,29 @@ async def test_a_sweep_that_meets_temporal_away_leaves_the_rest_due(
     assert len(await feedback.due_reports(sessions, next_sweep, 10 * LEADS)) == LEADS - temporal.asked
     after_claim = next_sweep + relay_module.CLAIM + timedelta(seconds=1)
     assert len(await feedback.due_reports(sessions, after_claim, 10 * LEADS)) == LEADS
+
+
+async def test_a_sweep_that_meets_the_database_away_stops_every_hand_over(
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await load(sessions, dealer("a", daily_capacity=10 * LEADS))
+    await reports_due(sessions, "E")
+    temporal = Temporal(sessions)
+    relay = relay_to(temporal, sessions, monkeypatch)
+    claims = 0
+    claim = feedback.claim
+
+    async def claim_until_the_database_goes(*args: Any) -> bool:
+        nonlocal claims
+        claims += 1
+        if claims == SWEEP_CONCURRENCY + 2:
+            raise ConnectionError("the portal database went away")
+        return await claim(*args)
+
+    monkeypatch.setattr(feedback, "claim", claim_until_the_database_goes)
+    with pytest.raises(ConnectionError):
+        await relay.sweep()
+    asked, claimed = temporal.asked, claims
+    await asyncio.sleep(0.2)  # longer than a hand-over: none goes on in the background
+    assert (temporal.asked, claims, temporal.under_way) == (asked, claimed, 0)
+    assert claimed < LEADS

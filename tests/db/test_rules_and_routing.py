@@ -339,6 +339,12 @@ def test_holidays_resolved_at_load_answer_as_the_package_does() -> None:
         closed += not resolved.intervals_on(day)
         day += timedelta(days=1)
     assert closed == 8 * 11  # São Paulo's national and state holidays, 11 a year
+    # A row whose region was edited by hand keeps a calendar of another region: the package answers.
+    edited = from_config({**stored, "holidays": "BR-RJ"})
+    assert not edited.holiday_dates and not edited.intervals_on(date(2026, 4, 23))  # São Jorge, RJ only
+    assert resolved.intervals_on(date(2026, 4, 23))
+    with pytest.raises(ValueError, match="holiday_calendar: expected"):
+        from_config({**stored, "holiday_calendar": {"region": "BR-SP", "dates": ["2026-13-01"]}})
 
 
 def test_status_polls_are_for_rest_dealers_only() -> None:
