@@ -3,11 +3,12 @@
     python3 dev.py up                                    # another terminal: the local Temporal
     .venv/bin/python bench/sweep.py --reports 1000
 
-Records ``--reports`` dealer acceptances in a scratch SQLite database as if Temporal had been away when
-they arrived (each due, none handed on), then sweeps them to the local Temporal as the API's sweep
-does, once one at a time and once ``SWEEP_CONCURRENCY`` at a time, each on its own fresh set, and prints
-reports per second for both and their ratio. The runs they start go to a task queue no worker polls,
-and are terminated at the end; the stack's own leads and database are not touched.
+Records ``--reports`` dealer acceptances in a scratch database (a SQLite file, or ``--database URL``)
+as if Temporal had been away when they arrived (each due, none handed on), then sweeps them to the
+local Temporal as the API's sweep does, once one at a time and once ``SWEEP_CONCURRENCY`` at a time,
+each on its own fresh set, and prints reports per second for both and their ratio. The runs they start
+go to a task queue no worker polls, and are terminated at the end; the stack's own leads and database
+are not touched.
 """
 
 from __future__ import annotations
@@ -65,28 +66,24 @@ async def reports_due(sessions: async_sessionmaker[AsyncSession], lead_ids: list
 
 
 async def sweep_once(
-    client: Client, settings: Settings, count: int, concurrency: int, database: Path
+    client: Client,
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    count: int,
+    concurrency: int,
 ) -> float:
-    """Seconds one sweep took to hand on ``count`` reports, ``concurrency`` at a time."""
-    url = f"sqlite:///{database}"
-    upgrade(url)
-    engine = create_engine(url)
-    sessions = session_factory(engine)
-    try:
-        await apply_rules(sessions, RulesFile.model_validate({"dealers": [DEALER]}))
-        run = uuid.uuid4().int % 10**12
-        lead_ids = [f"9{run:012d}{n:05d}" for n in range(count)]
-        await reports_due(sessions, lead_ids)
-        sweeper = ReportRelay(client, settings, sessions, sweep_concurrency=concurrency)
-        started = time.perf_counter()
-        handed = await sweeper.sweep()
-        seconds = time.perf_counter() - started
-        if handed != count:
-            raise SystemExit(f"the sweep handed on {handed} of {count} reports: is Temporal answering?")
-        await terminate(client, lead_ids)
-        return seconds
-    finally:
-        await engine.dispose()
+    """Seconds one sweep took to hand on ``count`` new reports, ``concurrency`` at a time."""
+    run = uuid.uuid4().int % 10**12
+    lead_ids = [f"9{run:012d}{n:05d}" for n in range(count)]
+    await reports_due(sessions, lead_ids)
+    sweeper = ReportRelay(client, settings, sessions, sweep_concurrency=concurrency)
+    started = time.perf_counter()
+    handed = await sweeper.sweep()
+    seconds = time.perf_counter() - started
+    if handed != count:
+        raise SystemExit(f"the sweep handed on {handed} of {count} reports: is Temporal answering?")
+    await terminate(client, lead_ids)
+    return seconds
 
 
 async def terminate(client: Client, lead_ids: list[str]) -> None:
@@ -106,25 +103,34 @@ async def main() -> None:
     parser.add_argument("--reports", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=1, help="sweeps of each kind, alternating (medians)")
     parser.add_argument("--temporal", default="127.0.0.1:7233")
+    parser.add_argument(
+        "--database", metavar="URL", help="an empty scratch database (default: a SQLite file, removed after)"
+    )
     args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        await bench(args, args.database or f"sqlite:///{Path(folder) / 'portal.db'}")
+
+
+async def bench(args: argparse.Namespace, database_url: str) -> None:
     concurrent = SWEEP_CONCURRENCY
     settings = Settings(
         temporal_address=args.temporal, leads_task_queue=f"sweep-bench-{uuid.uuid4().hex[:8]}"
     )
     client = await connect(settings)
+    upgrade(database_url)
+    engine = create_engine(database_url)
+    sessions = session_factory(engine)
+    await apply_rules(sessions, RulesFile.model_validate({"dealers": [DEALER]}))
+    print(f"sweeping {args.reports} reports at a time, database {engine.dialect.name}", flush=True)
     seconds: dict[int, list[float]] = {1: [], concurrent: []}
-    with tempfile.TemporaryDirectory() as folder:
-        for round_ in range(args.rounds):
+    try:
+        for _ in range(args.rounds):
             for concurrency in (1, concurrent):
-                took = await sweep_once(
-                    client,
-                    settings,
-                    args.reports,
-                    concurrency,
-                    Path(folder) / f"portal-{round_}-{concurrency}.db",
-                )
+                took = await sweep_once(client, settings, sessions, args.reports, concurrency)
                 seconds[concurrency].append(took)
                 print(f"  {concurrency:2d} at a time: {args.reports} reports in {took:.1f} s", flush=True)
+    finally:
+        await engine.dispose()
     one, many = (statistics.median(seconds[c]) for c in (1, concurrent))
     print(f"one at a time          {args.reports / one:7.1f} reports/s")
     print(f"{concurrent} at a time          {args.reports / many:7.1f} reports/s   ({one / many:.1f} x)")
