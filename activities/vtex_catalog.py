@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from google.cloud.bigquery import ScalarQueryParameter
 from temporalio import activity
 
 from activities.errors import external_call
@@ -24,6 +23,7 @@ from activities.pacing import RequestBudgets, first_attempt, paced
 from clients.vtex import SKU_IDS_MAX_PAGE_SIZE, VtexClient
 from core.metrics import count_sync
 from warehouse.landing import LATEST_PER_ENTITY, BronzeRecord, InvalidRecord, QuarantineRecord, Warehouse
+from warehouse.libraries import ScalarQueryParameter
 from warehouse.streams import StreamCursor
 from warehouse.tables import QUARANTINE, VTEX_SKUS, every_partition
 from warehouse.vtex_catalog import REMOVED_HASH, is_removed_key, sku_version

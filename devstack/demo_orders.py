@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from google.cloud.bigquery import ScalarQueryParameter
 
 from contracts.schedules import VTEX_FEED_RECONCILE
 from core.settings import Settings
 from core.temporal import connect
 from warehouse.errors import WarehouseUnavailable
 from warehouse.landing import Warehouse
+from warehouse.libraries import ScalarQueryParameter
 from warehouse.tables import VTEX_ORDER_EVENTS, VTEX_ORDERS, every_partition
 
 LIFECYCLE = ["payment-pending", "payment-approved", "ready-for-handling", "handling", "invoiced"]

@@ -23,7 +23,6 @@ from google.api_core import exceptions as google_errors
 from google.api_core.client_options import ClientOptions
 from google.api_core.retry import Retry
 from google.auth.credentials import AnonymousCredentials, Credentials
-from google.cloud import bigquery
 from google.oauth2 import service_account
 from pydantic import ValidationError
 
@@ -32,6 +31,7 @@ from core.metrics import BRONZE_ROWS, QUARANTINED_ROWS
 from core.settings import Settings
 from warehouse.batching import SharedAppends
 from warehouse.errors import WarehouseUnavailable
+from warehouse.libraries import bigquery
 from warehouse.streams import StorageWriter, StreamCursor, TableGone, arrow_schema, write_client
 from warehouse.tables import (
     BRONZE_TABLES,

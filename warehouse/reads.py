@@ -8,12 +8,12 @@ from decimal import Decimal
 from typing import Any
 
 from google.api_core import exceptions as google_errors
-from google.cloud.bigquery import ScalarQueryParameter
 from pydantic import BaseModel
 
 from core.settings import Settings
 from warehouse.errors import WarehouseUnavailable
 from warehouse.landing import Warehouse
+from warehouse.libraries import ScalarQueryParameter
 from warehouse.tables import day_start
 from warehouse.views import CustomerView, DealerDay, DealerPerformance, OrderItemView, OrderView
 

@@ -24,11 +24,9 @@ from typing import Any
 import grpc
 import pyarrow as pa
 from google.api_core import exceptions as google_errors
-from google.cloud.bigquery import SchemaField
-from google.cloud.bigquery_storage_v1 import BigQueryWriteClient, types
-from google.cloud.bigquery_storage_v1.services.big_query_write.transports import BigQueryWriteGrpcTransport
 
 from clients.errors import PermanentError, TransientError
+from warehouse.libraries import BigQueryWriteClient, BigQueryWriteGrpcTransport, SchemaField, types
 
 log = logging.getLogger(__name__)
 

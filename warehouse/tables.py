@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from google.cloud.bigquery import SchemaField
+from warehouse.libraries import SchemaField
 
 VTEX_ORDERS = "vtex_orders"  # one row per version of an order as the OMS served it
 VTEX_ORDER_EVENTS = "vtex_order_events"  # one row per state change VTEX announced (hook or feed)

@@ -118,6 +118,38 @@ def test_holiday_calendars_load_only_where_the_stored_years_do_not_answer() -> N
     assert loaded_by(f"{parse}; from_config({earlier})", ["holidays"]) == ["holidays"]
 
 
+BIGQUERY_LIBRARIES = ("google.cloud.bigquery", "google.cloud import bigquery")
+
+
+def test_the_warehouse_libraries_load_without_pandas() -> None:
+    # dbt-bigquery installs pandas, and BigQuery's libraries import it when it is there: ~40 MiB a
+    # process for DataFrames the hub never makes. The hub takes them from warehouse.libraries only,
+    # which loads them without it.
+    direct = [
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for package in LAYER_OF
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if path != ROOT / "warehouse" / "libraries.py"
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if any(
+            name.startswith(("google.cloud.bigquery", "google.cloud import bigquery"))
+            for name in imported(node)
+        )
+    ]
+    assert not direct, "BigQuery's libraries imported around warehouse.libraries:\n" + "\n".join(direct)
+    warehouse_worker = "import workers.main, workers.warehouse; import warehouse.reads"
+    assert loaded_by(warehouse_worker, ["google.cloud.bigquery", "pandas"]) == ["google.cloud.bigquery"]
+
+
+def imported(node: ast.AST) -> list[str]:
+    """The modules an import statement names (``from google.cloud import bigquery`` as such)."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if isinstance(node, ast.ImportFrom) and node.module:
+        return [node.module] + [f"{node.module} import {alias.name}" for alias in node.names]
+    return []
+
+
 def test_the_flows_worker_loads_no_warehouse_and_zeep_only_for_a_soap_dealer() -> None:
     # zeep and lxml (~9 MiB) load with the first SOAP dealer's call (tests/clients/test_dealer_crm.py
     # makes such calls), not with the adapter the worker builds at start.

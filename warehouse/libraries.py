@@ -1,0 +1,44 @@
+"""Google's BigQuery client libraries, loaded as an install without pandas would load them.
+
+dbt-bigquery requires ``google-cloud-bigquery[pandas]``, so pandas (with numpy, pandas-gbq and
+db-dtypes) is installed wherever the hub is. ``google-cloud-bigquery`` and ``google-cloud-bigquery-
+storage`` import it as they load, when it is there: about 40 MiB in every process that reaches the
+warehouse (the ``warehouse`` worker, an API process once it serves a warehouse read), for DataFrame
+conversions the hub never makes. The hub's modules take these libraries from here, so they load first
+without it. A later ``import pandas`` elsewhere in the process works as always.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def _load_without_pandas() -> None:
+    if "pandas" in sys.modules or "google.cloud.bigquery" in sys.modules:
+        return  # loaded already, one way or the other
+    sys.modules["pandas"] = None  # type: ignore[assignment]  # `import pandas` raises ImportError
+    try:
+        import google.cloud.bigquery  # its DataFrame helpers note pandas as missing
+        import google.cloud.bigquery_storage_v1  # noqa: F401  # and so does its stream reader
+    finally:
+        del sys.modules["pandas"]
+
+
+_load_without_pandas()
+
+# The names the hub uses, re-exported from the libraries loaded above.
+from google.cloud import bigquery  # noqa: E402
+from google.cloud.bigquery import ScalarQueryParameter, SchemaField  # noqa: E402
+from google.cloud.bigquery_storage_v1 import BigQueryWriteClient, types  # noqa: E402
+from google.cloud.bigquery_storage_v1.services.big_query_write.transports import (  # noqa: E402
+    BigQueryWriteGrpcTransport,
+)
+
+__all__ = [
+    "BigQueryWriteClient",
+    "BigQueryWriteGrpcTransport",
+    "ScalarQueryParameter",
+    "SchemaField",
+    "bigquery",
+    "types",
+]
