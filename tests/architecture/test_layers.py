@@ -137,7 +137,9 @@ def test_the_warehouse_libraries_load_without_pandas() -> None:
         )
     ]
     assert not direct, "BigQuery's libraries imported around warehouse.libraries:\n" + "\n".join(direct)
-    warehouse_worker = "import workers.main, workers.warehouse; import warehouse.reads"
+    # pyarrow asks for pandas the first time it converts Python values (rows landed as record batches).
+    landing = "import pyarrow; pyarrow.RecordBatch.from_pylist([{'order_id': '1'}])"
+    warehouse_worker = f"import workers.main, workers.warehouse, warehouse.reads; {landing}"
     assert loaded_by(warehouse_worker, ["google.cloud.bigquery", "pandas"]) == ["google.cloud.bigquery"]
 
 
