@@ -62,23 +62,24 @@ async def reports_due(sessions: async_sessionmaker[AsyncSession], prefix: str) -
         assert recorded.due is not None
 
 
-def relay_to(
-    temporal: Temporal, sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
-) -> ReportRelay:
+async def backlog(
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch, *, away: bool = False
+) -> tuple[Temporal, ReportRelay]:
+    """``LEADS`` reports due, and a relay whose hand-overs go to the stand-in, at the sweep's time."""
+    await load(sessions, dealer("a", daily_capacity=10 * LEADS))
+    await reports_due(sessions, "L")
+    temporal = Temporal(sessions, away=away)
     no_client = cast(Client, None)  # the hand-over itself is the stand-in's
     relay = ReportRelay(no_client, Settings(environment="test"), sessions)
     monkeypatch.setattr(relay, "_hand_on", temporal.hand_on)
     monkeypatch.setattr(relay_module, "utcnow", lambda: T0 + feedback.HAND_OVER_GRACE)
-    return relay
+    return temporal, relay
 
 
 async def test_a_backlog_of_reports_is_handed_on_several_at_a_time(
     sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await load(sessions, dealer("a", daily_capacity=10 * LEADS))
-    await reports_due(sessions, "B")
-    temporal = Temporal(sessions)
-    relay = relay_to(temporal, sessions, monkeypatch)
+    temporal, relay = await backlog(sessions, monkeypatch)
 
     assert await relay.sweep() == LEADS
     assert temporal.asked == LEADS
@@ -89,10 +90,7 @@ async def test_a_backlog_of_reports_is_handed_on_several_at_a_time(
 async def test_a_sweep_that_meets_temporal_away_leaves_the_rest_due(
     sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await load(sessions, dealer("a", daily_capacity=10 * LEADS))
-    await reports_due(sessions, "W")
-    temporal = Temporal(sessions, away=True)
-    relay = relay_to(temporal, sessions, monkeypatch)
+    temporal, relay = await backlog(sessions, monkeypatch, away=True)
 
     assert await relay.sweep() == 0
     assert 0 < temporal.asked <= SWEEP_CONCURRENCY  # those under way when the first failed, no more
@@ -106,10 +104,7 @@ async def test_a_sweep_that_meets_temporal_away_leaves_the_rest_due(
 async def test_a_sweep_that_meets_the_database_away_stops_every_hand_over(
     sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await load(sessions, dealer("a", daily_capacity=10 * LEADS))
-    await reports_due(sessions, "E")
-    temporal = Temporal(sessions)
-    relay = relay_to(temporal, sessions, monkeypatch)
+    temporal, relay = await backlog(sessions, monkeypatch)
     claims = 0
     claim = feedback.claim
 
