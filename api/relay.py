@@ -30,8 +30,10 @@ from db.feedback import DueReport
 log = logging.getLogger("api.relay")
 
 SWEEP_BATCH = 200
-# Hand-overs under way at once in a sweep: a backlog left by a Temporal outage drains in seconds rather
-# than one report's round trips after another, while Temporal and the database see a bounded load.
+# Hand-overs under way at once in a sweep, so a backlog left by a Temporal outage does not wait one
+# report's round trips after another, while Temporal and the database see a bounded load. Each is two
+# short transactions and a signal-with-start: bench/sweep.py measured 1.4 x one at a time on PostgreSQL,
+# 1.1 x on SQLite (one writer at a time).
 SWEEP_CONCURRENCY = 16
 CLAIM = timedelta(seconds=60)  # a claimed report whose hand-over failed is due again after this
 # No sender waits on a hand-over: it may take longer than a webhook's acknowledgement, well within CLAIM
