@@ -6,6 +6,7 @@ Also what the OpenAPI document says of them, so ``/docs`` shows a sender every f
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qsl
@@ -97,13 +98,34 @@ async def read_limited(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):  # 1e400: Python reads it as infinity, which no later step can store
+        raise ValueError(f"number out of range: {text}")
+    return number
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")  # Python's json module reads NaN and Infinity
+
+
 def json_object(body: bytes) -> dict[str, Any]:
-    """The body as a JSON object: 400 when it is not JSON, 422 when it is JSON but not an object."""
+    """The body as a JSON object: 400 when it is not standard JSON (RFC 8259), 422 when it is JSON but
+    not an object.
+
+    Python's reader takes more than the standard does: NaN, Infinity, numbers beyond a float's range,
+    and escaped lone surrogates (``"\\ud800"``). None of them can be encoded again for Temporal or
+    stored in a BigQuery JSON column, so an event carrying one would be acknowledged and then fail:
+    they are refused here instead.
+    """
     try:
-        data = json.loads(body.decode("utf-8"))
+        data = json.loads(body.decode("utf-8"), parse_float=_finite, parse_constant=_not_json)
+        json.dumps(data, ensure_ascii=False).encode("utf-8")  # a lone surrogate fails to encode
     except UnicodeDecodeError as error:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "body is not valid UTF-8") from error
-    except json.JSONDecodeError as error:
+    except UnicodeEncodeError as error:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "body holds a lone surrogate escape") from error
+    except ValueError as error:  # JSONDecodeError, and the refusals above
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"body is not valid JSON: {error}") from error
     if not isinstance(data, dict):
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "JSON body must be an object")

@@ -9,6 +9,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator
 
+from core.timeutil import within_utc_range
+
 # States that end an order's life: its workflow stops following it (a later hook starts a new run).
 FINAL_ORDER_STATES = frozenset({"invoiced", "canceled"})
 
@@ -44,7 +46,8 @@ def change_key(value: str) -> str:
     if match is None:
         raise ValueError(f"not an ISO 8601 timestamp: {value!r}")
     zone = match["zone"] or "Z"
-    moment = datetime.fromisoformat(match["base"] + ("+00:00" if zone == "Z" else zone))
+    # A date beyond the years 1 to 9999 once in UTC (0001-01-01T00:00:00+01:00) is a ValueError too.
+    moment = within_utc_range(datetime.fromisoformat(match["base"] + ("+00:00" if zone == "Z" else zone)))
     fraction = (match["fraction"] or "").ljust(7, "0")[:7]
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{fraction}Z"
 

@@ -25,6 +25,8 @@ T = TypeVar("T")
 
 # Master Data ids are UUIDs, VTEX order ids like "1480570412001-01": letters, digits, dashes.
 RECORD_ID_PATTERN = r"^[A-Za-z0-9-]{1,64}$"
+# customer_360 also keys buyers without a customer document by their profile: "profile:<VTEX user id>".
+CUSTOMER_ID_PATTERN = r"^(profile:)?[A-Za-z0-9-]{1,64}$"
 
 customers = APIRouter(prefix="/v1/customers", tags=["customers"], dependencies=[ReadTokenDep])
 orders = APIRouter(prefix="/v1/orders", tags=["orders"], dependencies=[ReadTokenDep])
@@ -93,7 +95,7 @@ def _position(cursor: str) -> tuple[datetime, str]:
     openapi_extra=security(READ_TOKEN),
 )
 async def customer_view(
-    reads: WarehouseReadsDep, customer_id: str = Path(pattern=RECORD_ID_PATTERN)
+    reads: WarehouseReadsDep, customer_id: str = Path(pattern=CUSTOMER_ID_PATTERN)
 ) -> CustomerView:
     """The customer's 360 view: lifetime value, average ticket, frequency, first, last and recent orders."""
     return await _found(reads.customer(customer_id), f"no customer {customer_id}")

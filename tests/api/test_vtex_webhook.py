@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 from temporalio.testing import WorkflowEnvironment
 
@@ -86,6 +88,21 @@ async def test_malformed_hooks_are_4xx_naming_the_problem(hub: Hub) -> None:
     no_time = hook()
     del no_time["LastChange"], no_time["CurrentChange"]
     assert (await hub.post_order_hook(no_time)).status_code == 422
+    # Outside the years 1 to 9999 once in UTC: no sortable change key, so refused, not a 500.
+    beyond = await hub.post_order_hook(hook(CurrentChange="0001-01-01T00:00:00+01:00"))
+    assert (beyond.status_code, "CurrentChange" in beyond.json()["detail"]) == (422, True)
+    # What Python's reader takes beyond standard JSON could not be encoded again for Temporal or stored
+    # in bronze's JSON column: an acknowledged event would then fail. Refused at the door instead.
+    valid = json.dumps(hook())
+    for extra, reason in (
+        ('"Extra": NaN', "NaN is not a JSON value"),
+        ('"Extra": -Infinity', "-Infinity is not a JSON value"),
+        ('"Extra": 1e400', "number out of range: 1e400"),
+        ('"Extra": "\\ud800"', "lone surrogate"),
+    ):
+        body = valid[:-1] + ", " + extra + "}"
+        refused = await hub.http.post(url, content=body.encode(), headers=headers)
+        assert (refused.status_code, reason in refused.json()["detail"]) == (400, True), (extra, refused.text)
     assert await hub.count_workflows(f"WorkflowId = 'vtex-order-{ORDER_ID}'") == 0
 
 

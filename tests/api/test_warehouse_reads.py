@@ -54,6 +54,10 @@ async def test_customer_and_order_views_come_from_gold_and_silver(
 
         await change_feed_pages_through_every_customer_once(hub)
         assert (await hub.http.get(f"{hub.api_url}/v1/customers/c-nobody", headers=AUTH)).status_code == 404
+        # A buyer without a customer document is keyed by its profile (README): asked, not refused.
+        guest = await hub.http.get(f"{hub.api_url}/v1/customers/profile:u-nobody", headers=AUTH)
+        assert guest.status_code == 404, guest.text
+        assert (await hub.http.get(f"{hub.api_url}/v1/customers/other:u-1", headers=AUTH)).status_code == 422
         assert (await hub.http.get(f"{hub.api_url}/v1/orders/o-404", headers=AUTH)).status_code == 404
         assert (await hub.http.get(f"{hub.api_url}/v1/orders/bad%20id", headers=AUTH)).status_code == 422
         assert (await hub.http.get(f"{hub.api_url}/v1/orders/o-1")).status_code == 401

@@ -95,6 +95,7 @@ async def test_order_events_keep_the_seventh_digit_apart(warehouse: Warehouse) -
         ({"value": 10.5}, "value"),
         ({"items": [{"id": "1", "quantity": 1, "price": "1000"}]}, "items.0.price"),
         ({"creationDate": "not a date"}, "creationDate"),
+        ({"lastChange": "0001-01-01T00:00:00+01:00"}, "lastChange"),  # before the year 1 in UTC
     ],
 )
 async def test_invalid_orders_go_to_quarantine_with_the_reason(

@@ -88,6 +88,7 @@ def test_masked_email_lands_flagged_and_empty_email_lands_noted() -> None:
         ({"id": None}, MISSING_ID),
         ({"id": ""}, MISSING_ID),
         ({"createdIn": "yesterday"}, INVALID_DATE),
+        ({"updatedIn": "0001-01-01T00:00:00+01:00"}, INVALID_DATE),  # before the year 1 in UTC
     ],
 )
 def test_invalid_customer_is_quarantined_under_its_check(fields: dict[str, Any], code: str) -> None:
