@@ -120,7 +120,9 @@ class VtexBackfillActivities:
                 *_bounds(params.window), page=params.page, per_page=params.per_page
             )
             keys = {_summary_key(order): str(order["orderId"]) for order in page.orders if "orderId" in order}
-            landed = await self._warehouse.landed_keys([VTEX_ORDERS, QUARANTINE], list(keys))
+            landed = await self._warehouse.landed_keys(
+                [VTEX_ORDERS, QUARANTINE], list(keys), entity_ids=list(keys.values())
+            )
         order_ids = [order_id for key, order_id in keys.items() if key not in landed]
         count_sync("backfill", unchanged=len(keys) - len(order_ids))
         return PlanPageResult(order_ids, listed=len(page.orders), total=page.total, pages=page.pages)

@@ -173,7 +173,9 @@ class VtexCatalogActivities:
 
     async def _not_quarantined(self, invalid: list[QuarantineRecord]) -> list[QuarantineRecord]:
         """The invalid versions not quarantined by an earlier sync (a broken SKU is kept once per version)."""
-        kept = await self._warehouse.landed_keys([QUARANTINE], [record.event_key for record in invalid])
+        kept = await self._warehouse.landed_keys(
+            [QUARANTINE], [record.event_key for record in invalid], entity_ids=[r.entity_id for r in invalid]
+        )
         return [record for record in invalid if record.event_key not in kept]
 
     async def _present_skus(self) -> set[str]:

@@ -130,7 +130,9 @@ class VtexCustomerActivities:
                 version = error
             # A scroll may serve a document twice while it is updated: its first version counts.
             versions.setdefault(_key(version), version)
-        landed = await self._warehouse.landed_keys([VTEX_CUSTOMERS, QUARANTINE], list(versions))
+        landed = await self._warehouse.landed_keys(
+            [VTEX_CUSTOMERS, QUARANTINE], list(versions), entity_ids=[_entity(v) for v in versions.values()]
+        )
         new = [version for key, version in versions.items() if key not in landed]
         valid = [version.record for version in new if isinstance(version, CustomerVersion)]
         invalid = [version.quarantine for version in new if isinstance(version, InvalidRecord)]
@@ -148,6 +150,11 @@ class VtexCustomerActivities:
 
 def _key(version: CustomerVersion | InvalidRecord) -> str:
     return version.record.event_key if isinstance(version, CustomerVersion) else version.quarantine.event_key
+
+
+def _entity(version: CustomerVersion | InvalidRecord) -> str | None:
+    """The customer id the version lands (or is quarantined) under; None for a document without one."""
+    return version.record.entity_id if isinstance(version, CustomerVersion) else version.quarantine.entity_id
 
 
 def _check_codes(versions: list[CustomerVersion | InvalidRecord]) -> list[str]:

@@ -251,13 +251,15 @@ class Warehouse:
         tables: Sequence[str],
         keys: Sequence[str],
         *,
-        entity_ids: Sequence[str] = (),
+        entity_ids: Sequence[str | None],
         landed_since: datetime | None = None,
     ) -> set[str]:
         """Which of ``keys`` are event keys of rows already in any of these bronze tables (one query).
 
-        ``entity_ids`` (the records' entities) and ``landed_since`` (no version of them can have landed
-        before) narrow what the query reads: the tables are clustered by entity and partitioned by day.
+        ``entity_ids`` are the records' entities (None for a record without one, kept in quarantine):
+        the tables are clustered by entity, so BigQuery reads only their blocks, where a read by key
+        alone would scan the key column of all of history on every call. ``landed_since`` (no version of
+        them can have landed before) also prunes the days before it.
         """
         if not keys:
             return set()
@@ -269,18 +271,21 @@ class Warehouse:
         self,
         tables: Sequence[str],
         keys: Sequence[str],
-        entity_ids: Sequence[str] = (),
+        entity_ids: Sequence[str | None],
         landed_since: datetime | None = None,
     ) -> tuple[str, list[Any]]:
         """The query (and its parameters) for which of ``keys`` are event keys in these bronze tables."""
-        parameters: list[Any] = [bigquery.ArrayQueryParameter("keys", "STRING", list(keys))]
-        entities = ""
-        if entity_ids:
-            entities = " and entity_id in unnest(@entities)"
-            parameters.append(bigquery.ArrayQueryParameter("entities", "STRING", list(entity_ids)))
+        named = sorted({entity for entity in entity_ids if entity is not None})
+        parameters: list[Any] = [
+            bigquery.ArrayQueryParameter("keys", "STRING", list(keys)),
+            bigquery.ArrayQueryParameter("entities", "STRING", named),
+        ]
+        entities = "entity_id in unnest(@entities)"
+        if None in entity_ids:
+            entities = f"({entities} or entity_id is null)"
         selects = [
             f"select event_key from `{self.table_id(self.layers.bronze, table)}`"
-            f" where event_key in unnest(@keys){entities} and {_partitions_since(table, landed_since)}"
+            f" where event_key in unnest(@keys) and {entities} and {_partitions_since(table, landed_since)}"
             for table in tables
         ]
         return " union distinct ".join(selects), parameters
@@ -329,10 +334,11 @@ class Warehouse:
         rows = job.result(timeout=self._timeout, retry=self._retry, job_retry=None)
         return [dict(row.items()) for row in rows]
 
-    def _held_keys(self, table: str, keys: list[str]) -> set[str]:
+    def _held_keys(self, table: str, entity_ids: list[str | None], keys: list[str]) -> set[str]:
         """``landed_keys`` for one table, blocking: for the writer's thread, when a retried append meets
-        its offset written."""
-        return {str(row["event_key"]) for row in self._run_query(*self._keys_query([table], keys))}
+        its offset written. ``entity_ids``: those of every row the append carries."""
+        query = self._keys_query([table], keys, entity_ids)
+        return {str(row["event_key"]) for row in self._run_query(*query)}
 
     async def _append_default(self, table: str, rows: list[dict[str, Any]]) -> None:
         await self.ready()
@@ -344,7 +350,8 @@ class Warehouse:
             return cursor
         await self.ready()
         path, schema = self._path(table), self._schemas[table]
-        held = functools.partial(self._held_keys, table)
+        entities = list({row.get("entity_id") for row in rows})
+        held = functools.partial(self._held_keys, table, entities)
         return await self._call(lambda: self._writer.append_at(path, schema, cursor, rows, held))
 
     def _path(self, table: str) -> str:

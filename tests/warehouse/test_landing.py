@@ -10,7 +10,7 @@ import pytest
 from core.settings import Settings
 from core.vtex import OrderEvent, change_key
 from simulators.vtex_orders import generate_order
-from warehouse.landing import BronzeRecord, InvalidRecord, Warehouse
+from warehouse.landing import BronzeRecord, InvalidRecord, QuarantineRecord, Warehouse
 from warehouse.tables import QUARANTINE, VTEX_ORDERS
 from warehouse.vtex_orders import order_event, order_version
 
@@ -111,6 +111,19 @@ async def test_invalid_orders_go_to_quarantine_with_the_reason(
     assert reason in rows[0]["reason"]
     assert rows[0]["entity"] == VTEX_ORDERS
     assert rows[0]["payload"] == order
+
+
+async def test_landed_keys_read_only_the_entities_named(warehouse: Warehouse) -> None:
+    """A lookup by key over all of history names the records' entities: bronze is clustered by entity,
+    so BigQuery reads their blocks only. A record without an id (quarantined) is still found."""
+    await warehouse.land(
+        VTEX_ORDERS, [BronzeRecord("vtex", "o-1", "o-1@k1", {}), BronzeRecord("vtex", "o-2", "o-2@k2", {})]
+    )
+    await warehouse.quarantine([QuarantineRecord("vtex", VTEX_ORDERS, "?@hash", "no orderId", {})])
+    tables, keys = [VTEX_ORDERS, QUARANTINE], ["o-1@k1", "o-2@k2", "?@hash"]
+    assert await warehouse.landed_keys(tables, keys, entity_ids=["o-1", "o-2", None]) == set(keys)
+    assert await warehouse.landed_keys(tables, keys, entity_ids=["o-1"]) == {"o-1@k1"}  # only o-1 was read
+    assert await warehouse.landed_keys(tables, keys, entity_ids=[None]) == {"?@hash"}
 
 
 async def test_unreachable_warehouse_is_a_transient_error(warehouse_prefix: str) -> None:

@@ -33,7 +33,9 @@ async def test_every_bronze_read_bounds_its_partition_column(monkeypatch: pytest
 
     monkeypatch.setattr(warehouse, "query", query)
     monkeypatch.setattr(warehouse, "ready", ready)
-    await warehouse.landed_keys([VTEX_ORDERS, QUARANTINE], ["o-1@2026-01-01T00:00:00.0000000Z"])
+    await warehouse.landed_keys(
+        [VTEX_ORDERS, QUARANTINE], ["o-1@2026-01-01T00:00:00.0000000Z"], entity_ids=["o-1"]
+    )
     await warehouse.latest_keys(VTEX_SKUS, ["101"])
     await VtexCatalogActivities(cast(Any, None), warehouse, cast(Any, None))._present_skus()
     await _rows(warehouse, VTEX_ORDERS, "o-1")
