@@ -309,6 +309,7 @@ async def withdraw(
             )
             lost.day, lost.routing_reason, lost.idempotency_key = row.day, row.reason, row.idempotency_key
             lost.dealer_lead_id, lost.delivered_at = row.dealer_lead_id, row.delivered_at
+            lost.claimed_at = row.claimed_at  # a late report names the delivery it is about
             lost.withdrawn_at, lost.reason, lost.crm_outcome = at, reason, "pending"
             session.add(lost)
             await _drop(session, row, released=False)

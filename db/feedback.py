@@ -3,8 +3,9 @@
 A report counts only from the dealer that holds the lead: it is checked and written in one transaction
 with the lead's delivery row locked, the same lock the SLA's withdrawal takes, so an acceptance and a
 withdrawal racing each other are decided once, in the database. A report from a dealer that already lost
-the lead is recorded as ``late`` and never taken. Repeats change nothing; an older report (by the time
-the dealer gives) joins the history without moving the lead's current status back.
+the lead is recorded as ``late`` and never taken. Repeats (of a report about the same delivery) change
+nothing; an older report (by the time the dealer gives) joins the history without moving the lead's
+current status back.
 
 A webhook's report that becomes the lead's newest is also due to reach the lead's run: it carries
 ``signal_due`` until the run has it (``handed_on``), and a sweep takes what is due (``due_reports``,
@@ -103,11 +104,14 @@ async def record(
             lost = await session.get(Withdrawal, (lead_id, dealer_id))
             if lost is None:
                 return Recorded(Outcome.UNKNOWN, current=False)
-            if await _recorded(session, lead_id, dealer_id, status) is None:
-                await _add_report(session, lead_id, dealer_id, status, at, received_at, Outcome.LATE)
+            if await _recorded(session, lead_id, dealer_id, status, lost.claimed_at) is None:
+                await _add_report(
+                    session, lead_id, dealer_id, status, at, received_at, Outcome.LATE, lost.claimed_at
+                )
             return Recorded(Outcome.LATE, current=False)
         assert delivery is not None
-        seen = await _recorded(session, lead_id, dealer_id, status)
+        # Repeats are of this delivery's reports: a dealer support sent the lead back to reports anew.
+        seen = await _recorded(session, lead_id, dealer_id, status, delivery.claimed_at)
         if seen is not None:
             current = delivery.dealer_status == status.value
             return Recorded(Outcome.REPEATED, current, DueReport.of(seen) if current else None)
@@ -122,7 +126,9 @@ async def record(
                 .values(signal_due=None)
             )
             due = received_at + HAND_OVER_GRACE if to_signal else None
-        row = await _add_report(session, lead_id, dealer_id, status, at, received_at, outcome, due)
+        row = await _add_report(
+            session, lead_id, dealer_id, status, at, received_at, outcome, delivery.claimed_at, due
+        )
         if newer:
             delivery.dealer_status, delivery.dealer_status_at = status.value, at
             await lead_status.write_status(
@@ -143,14 +149,17 @@ async def record(
 
 
 async def _recorded(
-    session: AsyncSession, lead_id: str, dealer_id: str, status: LeadStatus
+    session: AsyncSession, lead_id: str, dealer_id: str, status: LeadStatus, claimed_at: datetime | None
 ) -> DealerFeedback | None:
-    """The report of this (lead, dealer, status) recorded before, if any."""
+    """The report of this (lead, dealer, status) about the delivery claimed at ``claimed_at`` recorded
+    before, if any (None: a delivery from before claims were timed, as its reports were)."""
+    column = DealerFeedback.delivery_claimed_at
     found: DealerFeedback | None = await session.scalar(
         select(DealerFeedback).where(
             DealerFeedback.lead_id == lead_id,
             DealerFeedback.dealer_id == dealer_id,
             DealerFeedback.status == status.value,
+            column.is_(None) if claimed_at is None else column == claimed_at,
         )
     )
     return found
@@ -164,6 +173,7 @@ async def _add_report(
     at: datetime,
     received_at: datetime,
     outcome: Outcome,
+    claimed_at: datetime | None,
     signal_due: datetime | None = None,
 ) -> DealerFeedback:
     row = DealerFeedback(
@@ -174,6 +184,7 @@ async def _add_report(
         received_at=received_at,
         outcome=outcome.value,
         signal_due=signal_due,
+        delivery_claimed_at=claimed_at,
     )
     session.add(row)
     await session.flush()  # its id

@@ -84,6 +84,7 @@ class Withdrawal(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
     dealer_lead_id: Mapped[str | None] = mapped_column(String(200), default=None)
     delivered_at: Mapped[datetime | None] = mapped_column(default=None)
+    claimed_at: Mapped[datetime | None] = mapped_column(default=None)  # when the delivery withdrawn began
     withdrawn_at: Mapped[datetime]
     reason: Mapped[str] = mapped_column(Text)
     crm_outcome: Mapped[str] = mapped_column(String(16), default="pending")  # withdrawn, recorded, pending
@@ -107,7 +108,10 @@ class DeliveryRelease(Base):
 
 
 class DealerFeedback(Base):
-    """A status a dealer reported for a lead; one row per (lead, dealer, status), however often sent.
+    """A status a dealer reported for a lead; one row per (lead, dealer, status) and delivery, however
+    often sent. ``delivery_claimed_at`` names the delivery (when it was claimed): support may send a lead
+    back to a dealer, whose reports about that new delivery are new ones (None for reports and deliveries
+    from before the column, which compare as one delivery).
 
     ``outcome``: ``applied`` (the lead's newest), ``older`` (kept in history only) or ``late`` (the
     dealer had already lost the lead: recorded, never taken). ``signal_due``: set while the lead's run
@@ -115,7 +119,9 @@ class DealerFeedback(Base):
     """
 
     __tablename__ = "dealer_feedback"
-    __table_args__ = (UniqueConstraint("lead_id", "dealer_id", "status", name="uq_dealer_feedback"),)
+    __table_args__ = (
+        UniqueConstraint("lead_id", "dealer_id", "status", "delivery_claimed_at", name="uq_dealer_feedback"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     lead_id: Mapped[str] = mapped_column(String(64), index=True)
@@ -125,6 +131,7 @@ class DealerFeedback(Base):
     received_at: Mapped[datetime]
     outcome: Mapped[str] = mapped_column(String(16))
     signal_due: Mapped[datetime | None] = mapped_column(index=True)
+    delivery_claimed_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Lead(Base):

@@ -7,6 +7,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import command
 
+from db.engine import sync_url
 from db.migrate import alembic_config, upgrade
 
 
@@ -42,3 +43,28 @@ def test_deal_changes_take_their_change_time_and_the_lead_sync_reads_everything_
     assert str(recorded).startswith("2026-12-01 10:00:00")
     # The lead sync's next run reads every record once, the deals from before included; others keep theirs.
     assert watermarks == ["vtex-customers"]
+
+
+def test_reports_per_delivery_go_back_to_one_per_status_and_forward_again(database_url: str) -> None:
+    """0010 keys dealer reports by delivery as well; going back keeps each status's first report."""
+    engine = sa.create_engine(sync_url(database_url))
+    report = (
+        "insert into dealer_feedback (lead_id, dealer_id, status, at, received_at, outcome,"
+        " delivery_claimed_at) values ('L', 'a', 'accepted', :at, :at, :outcome, :claimed)"
+    )
+    with engine.begin() as connection:
+        for outcome, claimed in (("late", "2026-12-01 10:00:00"), ("applied", "2026-12-01 12:00:00")):
+            connection.execute(
+                sa.text(report), {"at": "2026-12-01 13:00:00", "outcome": outcome, "claimed": claimed}
+            )
+    command.downgrade(alembic_config(database_url), "0009")
+    with engine.connect() as connection:
+        kept = connection.execute(sa.text("select outcome from dealer_feedback")).scalars().all()
+    assert kept == ["late"]
+    upgrade(database_url)
+    with engine.connect() as connection:
+        claimed = (
+            connection.execute(sa.text("select delivery_claimed_at from dealer_feedback")).scalars().all()
+        )
+    assert claimed == [None]
+    engine.dispose()

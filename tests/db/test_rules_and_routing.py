@@ -18,7 +18,7 @@ from core.business_hours import from_config
 from core.constants import LeadStatus
 from db import deliveries, feedback, lead_status, routing
 from db.engine import create_engine, session_factory
-from db.models import Dealer, Delivery
+from db.models import Dealer, DealerFeedback, Delivery
 from db.routing import LeadProfile
 from db.rules import HoursConfig, RulesFile, apply_rules, parse_rules
 from db.rules_cli import main as rules_main
@@ -393,6 +393,57 @@ async def test_a_report_on_a_claimed_delivery_is_kept_and_a_dealer_can_lose_a_le
     await deliveries.reassign(sessions, "R2", claim.dealer_id, DAY, T0, reason="back", reassigned_by="ana")
     second = await deliveries.withdraw(sessions, "R2", claim.dealer_id, T0, reason="SLA 2")
     assert second.withdrawn and second.taken_now and second.withdrawals == 1
+
+
+@pytest.mark.parametrize("first_loss", ["withdrawn, then a late report", "accepted, then moved by support"])
+async def test_a_dealer_that_gets_a_lead_back_reports_about_the_new_delivery(
+    sessions: async_sessionmaker[AsyncSession], first_loss: str
+) -> None:
+    """Its earlier report of the same status was about the delivery it lost: its acceptance of the lead
+    it got back is taken (not a repeat) and keeps the lead against the SLA."""
+    await load(sessions, dealer("a", priority=10), dealer("b", priority=20))
+    await lead_status.record_status(sessions, lead_id="L", status=LeadStatus.RECEIVED, workflow_id="w", at=T0)
+
+    async def deliver(dealer_id: str, at: datetime) -> None:
+        async with sessions.begin() as session:
+            assert await deliveries.mark_delivered(
+                session, lead_id="L", dealer_id=dealer_id, dealer_lead_id="X", day=DAY, at=at
+            )
+
+    def accept(at: datetime) -> Any:
+        return feedback.record(
+            sessions, lead_id="L", dealer_id="a", status=LeadStatus.ACCEPTED, at=at, received_at=at,
+            to_signal=True,
+        )  # fmt: skip
+
+    assert (await deliveries.claim_next(sessions, "L", LeadProfile("SP", "", ""), DAY, T0)) is not None
+    await deliver("a", T0)
+    lost_at = T0 + timedelta(hours=1)
+    if first_loss.startswith("withdrawn"):
+        assert (await deliveries.withdraw(sessions, "L", "a", lost_at, reason="SLA")).withdrawn
+        assert (await accept(lost_at)).outcome == feedback.Outcome.LATE  # answered 409
+        assert (await accept(lost_at)).outcome == feedback.Outcome.LATE  # resent: still one row
+    else:
+        assert (await accept(lost_at)).outcome == feedback.Outcome.APPLIED
+        await deliveries.reassign(sessions, "L", "b", DAY, lost_at, reason="moved", reassigned_by="ana")
+        await deliver("b", lost_at)
+    back_at = lost_at + timedelta(hours=1)
+    await deliveries.reassign(sessions, "L", "a", DAY, back_at, reason="back", reassigned_by="ana")
+    await deliver("a", back_at)
+
+    accepted = await accept(back_at + timedelta(minutes=5))
+    assert (accepted.outcome, accepted.current, accepted.due is not None) == (
+        feedback.Outcome.APPLIED, True, True,
+    )  # fmt: skip
+    assert (await accept(back_at + timedelta(minutes=5))).outcome == feedback.Outcome.REPEATED
+    assert (await deliveries.holding(sessions, "L", "a")).dealer_status == "accepted"
+    kept = await deliveries.withdraw(sessions, "L", "a", back_at + timedelta(hours=1), reason="SLA 2")
+    assert not kept.withdrawn  # the acceptance stands
+    async with sessions() as session:
+        rows = (await session.scalars(select(DealerFeedback).where(DealerFeedback.lead_id == "L"))).all()
+    assert sorted(row.outcome for row in rows) == sorted(
+        ["applied", "late" if first_loss.startswith("withdrawn") else "applied"]
+    )
 
 
 async def test_a_webhook_report_stays_due_until_its_run_has_it_and_one_process_hands_it_on(
