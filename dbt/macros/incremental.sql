@@ -88,7 +88,10 @@
 
     - meta merge_newer_only: a matched row is updated only by a newer version (is_newer_version), so a
       version landed out of order (an older one after a newer one: a backfill, a late retry), read in a
-      later window than the newer one, does not overwrite it; meta merge_insert_only: never updated.
+      later window than the newer one, does not overwrite it; meta merge_insert_only: never updated,
+      and the statement has no UPDATE clause at all: BigQuery bills a MERGE with one (even one that never
+      applies) for every column of the target's partitions it reads, where an insert-only MERGE bills
+      only the columns it reads.
     - meta merge_bound (a column): the target is read only where that column is at least its oldest
       value among the rows merged, a literal, so BigQuery reads and rewrites only those partitions. The
       column must never change between an entity's versions (an order's creation time): a row outside
@@ -110,14 +113,20 @@
         {%- do predicates.append("(" ~ dest ~ " >= " ~ merging.oldest ~ " or " ~ dest ~ " is null)") -%}
     {%- endif -%}
     {%- set merge = default__get_merge_sql(target, source, unique_key, dest_columns, predicates) -%}
-    {%- set condition = "false" if meta.get("merge_insert_only") else (
-        is_newer_version("DBT_INTERNAL_SOURCE", "DBT_INTERNAL_DEST") if meta.get("merge_newer_only") else none
-    ) -%}
-    {%- set matched = "when matched then update set" -%}
-    {%- if condition and matched not in merge -%}
-        {%- do exceptions.raise_compiler_error("merge_newer_only: dbt's merge has no '" ~ matched ~ "'") -%}
+    {%- set matched, inserting = "when matched then update set", "when not matched then insert" -%}
+    {%- set newer_only = meta.get("merge_newer_only") or meta.get("merge_insert_only") -%}
+    {%- if newer_only and (matched not in merge or inserting not in merge) -%}
+        {%- do exceptions.raise_compiler_error("dbt's merge has no '" ~ matched ~ "' before '" ~ inserting ~ "'") -%}
     {%- endif -%}
-    {{ return(merge | replace(matched, "when matched and " ~ condition ~ " then update set") if condition else merge) }}
+    {%- if meta.get("merge_insert_only") -%}
+        {%- set head, rest = merge.split(matched, 1) -%}
+        {{ return(head ~ inserting ~ rest.split(inserting, 1)[1]) }}
+    {%- endif -%}
+    {%- if meta.get("merge_newer_only") -%}
+        {%- set condition = is_newer_version("DBT_INTERNAL_SOURCE", "DBT_INTERNAL_DEST") -%}
+        {{ return(merge | replace(matched, "when matched and " ~ condition ~ " then update set")) }}
+    {%- endif -%}
+    {{ return(merge) }}
 {%- endmacro %}
 
 {#- One row per entity: its latest version, by the source's change time, then by when it landed.

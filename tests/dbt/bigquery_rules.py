@@ -9,7 +9,10 @@ Read with a real SQL parser (sqlglot, BigQuery dialect), so a rule sees expressi
   ``quarantined_at`` for quarantine) in the SELECT that reads it
   (its WHERE, which applies before any window): BigQuery prunes partitions only on constant filters, so
   such a read bills all of history, and ``require_partition_filter`` refuses it. Use the
-  ``landed_versions`` macro.
+  ``landed_versions`` macro;
+- a MERGE with an UPDATE clause that never applies (``WHEN MATCHED AND FALSE``): BigQuery bills a MERGE
+  with an UPDATE clause for every column of the target it reads, an insert-only one for the columns it
+  reads. Leave the clause out (``merge_insert_only``).
 """
 
 from __future__ import annotations
@@ -43,6 +46,10 @@ def violations(sql: str) -> list[str]:
                 continue
             if made.this is not None and made.this.find(*JSON_READS) is not None:
                 found.append(made.sql("bigquery"))
+        for when in tree.find_all(exp.When):
+            condition = when.args.get("condition")
+            if when.args.get("matched") and isinstance(condition, exp.Boolean) and not condition.this:
+                found.append(when.sql("bigquery"))
         for select in tree.find_all(exp.Select):
             for table in _bronze_tables(select):
                 column = PARTITION_COLUMNS.get(table.name, LANDING_TIME)

@@ -61,3 +61,24 @@ def test_the_landed_versions_read_passes() -> None:
     """
     assert violations(now) == []
     assert violations("select * from `p`.`silver`.`orders`") == []  # only bronze is partitioned by landing
+
+
+def test_an_insert_only_merge_has_no_update_clause() -> None:
+    # What merge_insert_only compiled to before: an UPDATE clause that never applies, billed as one.
+    merge = """
+        merge into `p`.`silver`.`order_events` as DBT_INTERNAL_DEST using `p`.`silver`.`t` as DBT_INTERNAL_SOURCE
+        on (DBT_INTERNAL_SOURCE.order_event_id = DBT_INTERNAL_DEST.order_event_id)
+        {matched}
+        when not matched then insert (order_event_id) values (order_event_id)
+    """
+    before = merge.format(
+        matched="when matched and false then update set order_event_id = DBT_INTERNAL_SOURCE.order_event_id"
+    )
+    assert violations(before) == [
+        "WHEN MATCHED AND FALSE THEN UPDATE SET order_event_id = DBT_INTERNAL_SOURCE.order_event_id"
+    ]
+    assert violations(merge.format(matched="")) == []
+    newer = merge.format(
+        matched="when matched and DBT_INTERNAL_SOURCE.t > DBT_INTERNAL_DEST.t then update set t = 1"
+    )
+    assert violations(newer) == []  # a real condition: the update is meant
