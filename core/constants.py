@@ -29,9 +29,10 @@ ORDER_ID = SearchAttributeKey.for_keyword("OrderId")
 ORDER_STATE = SearchAttributeKey.for_keyword("OrderState")
 
 # Set while a run holds an event a partner refused for good (revoked credentials, a record it cannot
-# read): the partner's name, "zoho" or "vtex". Cleared when support redrives it (hub parked redrive).
+# read, an append the warehouse refuses): the partner's name. Cleared when support redrives it (hub
+# parked redrive).
 PARKED = SearchAttributeKey.for_keyword("Parked")
-PARTNERS = ("zoho", "vtex")
+PARTNERS = ("zoho", "vtex", "bigquery")
 REDRIVE_PARKED_SIGNAL = "redrive_parked"
 # The long jobs (backfill, catalog and customer syncs) answer it with where they are.
 PROGRESS_QUERY = "progress"

@@ -37,6 +37,9 @@ EVENTS_WITH_VERSION = "events-and-version-together"
 # Patch: an order the OMS refuses to serve for good (a revoked app token, say) is parked until support
 # redrives it; runs started before it noted it unreadable and waited for the order's next event.
 PARK_REFUSED = "park-refused-order-reads"
+# Patch: state changes BigQuery refuses to append for good (a permission taken away, a row it will not
+# take) are parked until support redrives them; runs started before it failed, with their events.
+PARK_REFUSED_LANDING = "park-refused-event-landings"
 STEP_TIMEOUT = timedelta(seconds=30)
 SEEN_KEYS_KEPT = 1000  # event keys carried over continue-as-new, to recognise repeats
 # The warehouse may be down for a while: keep trying, never lose an acknowledged event.
@@ -123,12 +126,21 @@ class VtexOrderWorkflow:
             await self._land_version(params, newest=newer[-1])
 
     async def _land_events(self, fresh: list[OrderEvent]) -> None:
-        await workflow.execute_activity_method(
-            VtexOrderActivities.land_order_events,
-            LandEventsInput(events=fresh),
-            start_to_close_timeout=STEP_TIMEOUT,
-            retry_policy=WAREHOUSE_RETRY,
-        )
+        while True:
+            try:
+                await workflow.execute_activity_method(
+                    VtexOrderActivities.land_order_events,
+                    LandEventsInput(events=fresh),
+                    start_to_close_timeout=STEP_TIMEOUT,
+                    retry_policy=WAREHOUSE_RETRY,
+                )
+                break
+            except ActivityError as error:
+                # Only a refusal for good gets here: the policy retries everything else without end.
+                if not workflow.patched(PARK_REFUSED_LANDING):
+                    raise
+                refused = f"{len(fresh)} state change(s): bronze refused the append: {error.cause}"
+                await self._parking.hold("bigquery", refused)
         self._seen += [event.key for event in fresh]
         self._status.events_landed += len(fresh)
 

@@ -49,7 +49,7 @@ from tests.support import SMALL_STORE, eventually, skip_time
 from tests.workflows.test_dealer_sla import SLA, at_dealer, dealer_reports, sla_hub
 from tests.workflows.test_vtex_catalog_sync import start_sync as start_catalog_sync
 from tests.workflows.test_vtex_customer_sync import start_sync as start_customer_sync
-from tests.workflows.test_vtex_order import LIFECYCLE
+from tests.workflows.test_vtex_order import LIFECYCLE, park_then_redrive, refusing_bronze, start_refused_order
 from workflows.dbt_build import DbtBuildWorkflow
 from workflows.lead_distribution import LeadDistributionWorkflow
 from workflows.lead_warehouse_sync import LeadSyncInput, LeadWarehouseSyncWorkflow
@@ -239,6 +239,17 @@ async def test_record_vtex_order_parked_then_redriven(hub: Hub) -> None:
     await hub.client.get_workflow_handle(workflow_id).signal(REDRIVE_PARKED_SIGNAL)
     await hub.client.get_workflow_handle(workflow_id).result()
     await save(hub.client, workflow_id, "vtex_order_parked_then_redriven")
+
+
+async def test_record_vtex_order_landing_parked_then_redriven(
+    temporal_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    """Bronze refuses the state change's append for good: the run parks it, then lands it once redriven.
+    (``vtex_order_landing_refused_before_parking`` was recorded by the code before: the run failed.)"""
+    async with refusing_bronze(temporal_env, task_queue) as bronze:
+        handle, event = await start_refused_order(temporal_env, task_queue)
+        await park_then_redrive(temporal_env, handle, event, bronze)
+    await save(temporal_env.client, handle.id, "vtex_order_landing_parked_then_redriven")
 
 
 async def test_record_vtex_order_to_invoiced(gathering_hub: Hub) -> None:

@@ -133,7 +133,14 @@ def test_the_lead_histories_pass_statuses_on_in_activities_and_in_local_activiti
         ]
 
 
-@pytest.mark.parametrize("name", ["opportunity_parked_then_redriven", "vtex_order_parked_then_redriven"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "opportunity_parked_then_redriven",
+        "vtex_order_parked_then_redriven",
+        "vtex_order_landing_parked_then_redriven",
+    ],
+)
 def test_the_parked_histories_hold_a_refusal_and_its_redrive(name: str) -> None:
     events = saved(HISTORIES / f"{name}.json").events
     signals = [
@@ -143,6 +150,18 @@ def test_the_parked_histories_hold_a_refusal_and_its_redrive(name: str) -> None:
     ]
     failed = [e for e in events if e.HasField("activity_task_failed_event_attributes")]
     assert "redrive_parked" in signals and failed  # refused once, then redriven
+
+
+def test_an_order_recorded_before_landings_parked_failed_on_the_refusal() -> None:
+    """Its replay proves runs of that code still fail the same way rather than park (no marker)."""
+    events = saved(HISTORIES / "vtex_order_landing_refused_before_parking.json").events
+    assert events[-1].HasField("workflow_execution_failed_event_attributes")
+    failed = [
+        e.activity_task_failed_event_attributes
+        for e in events
+        if e.HasField("activity_task_failed_event_attributes")
+    ]
+    assert len(failed) == 1 and failed[0].failure.application_failure_info.type == "PermanentFailure"
 
 
 def test_the_order_histories_cover_both_ways_of_taking_hooks() -> None:

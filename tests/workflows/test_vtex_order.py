@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from typing import Any, cast
 
 import pytest
-from temporalio.client import WorkflowExecutionStatus
+from temporalio import activity
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
-from contracts.orders import STATUS_QUERY, VtexOrderStatus
-from core.constants import vtex_order_workflow_id
+from activities.vtex import LandOrderInput, LandOrderResult, VtexOrderActivities
+from clients.errors import PermanentError
+from contracts.orders import ORDER_CHANGED, STATUS_QUERY, VtexOrderInput, VtexOrderStatus
+from core.constants import REDRIVE_PARKED_SIGNAL, vtex_order_workflow_id
+from core.vtex import OrderEvent, change_key, order_event_key
 from tests.conftest import BigQueryEmulator
 from tests.hub import Hub, running_hub
 from tests.support import TcpProxy, eventually
 from warehouse.errors import WarehouseUnavailable
 from warehouse.tables import QUARANTINE, VTEX_ORDER_EVENTS, VTEX_ORDERS
+from workflows.sandbox import WORKFLOW_RUNNER
 from workflows.vtex_feed_reconcile import VtexFeedReconcileInput, VtexFeedReconcileWorkflow
 from workflows.vtex_hook_config import VtexHookConfigInput, VtexHookConfigWorkflow
 from workflows.vtex_order import VtexOrderWorkflow
@@ -222,3 +230,99 @@ async def test_warehouse_outage_loses_nothing(proxied_hub: tuple[Hub, Proxies]) 
 
 async def _count(hub: Hub, query: str) -> int | None:
     return await hub.count_workflows(query) or None
+
+
+class RefusingBronze:
+    """Bronze as a warehouse that refuses the events' append for good until ``fixed`` (a permission taken
+    away), for the real ``land_order_events``; the OMS read is a stand-in."""
+
+    def __init__(self) -> None:
+        self.fixed = False
+        self.refused = 0
+        self.landed: list[str] = []
+
+    async def land(self, table: str, records: list[Any]) -> None:
+        if not self.fixed:
+            self.refused += 1
+            raise PermanentError("bigquery", "PERMISSION_DENIED: bigquery.tables.updateData denied")
+        self.landed += [record.event_key for record in records]
+
+    async def request_soon(self, reason: str, oldest_received_at: str | None = None) -> None:
+        return None
+
+    @activity.defn(name="land_order_version")
+    async def land_order_version(self, params: LandOrderInput) -> LandOrderResult:
+        return LandOrderResult(
+            status=None, last_change=None, event_key=f"{params.order_id}@k"
+        )  # the hook's state
+
+
+@asynccontextmanager
+async def refusing_bronze(env: WorkflowEnvironment, task_queue: str) -> AsyncIterator[RefusingBronze]:
+    """A worker for order workflows whose bronze refuses appends until ``fixed``."""
+    bronze = RefusingBronze()
+    real = VtexOrderActivities(cast(Any, None), cast(Any, bronze), cast(Any, bronze))
+    async with Worker(
+        env.client,
+        task_queue=task_queue,
+        workflows=[VtexOrderWorkflow],
+        activities=[real.land_order_events, bronze.land_order_version],
+        workflow_runner=WORKFLOW_RUNNER,
+    ):
+        yield bronze
+
+
+async def start_refused_order(
+    env: WorkflowEnvironment, task_queue: str
+) -> tuple[WorkflowHandle[Any, VtexOrderStatus], OrderEvent]:
+    """An order run and the first state change it was told of (its landing is refused)."""
+    order_id = f"refused-{uuid.uuid4().hex[:8]}"
+    handle = await env.client.start_workflow(
+        VtexOrderWorkflow.run,
+        VtexOrderInput(order_id=order_id, api_task_queue=task_queue, final_linger_seconds=0),
+        id=vtex_order_workflow_id(order_id),
+        task_queue=task_queue,
+    )
+    event = OrderEvent(order_id, "handling", change_key("2026-12-05T10:00:00Z"))
+    await handle.signal(ORDER_CHANGED, event)
+    return handle, event
+
+
+INVOICED_AT = change_key("2026-12-05T11:00:00Z")
+
+
+async def park_then_redrive(
+    env: WorkflowEnvironment,
+    handle: WorkflowHandle[Any, VtexOrderStatus],
+    event: OrderEvent,
+    bronze: RefusingBronze,
+) -> VtexOrderStatus:
+    """Wait for the run to park the refused landing, fix bronze, redrive, and invoice the order."""
+    query = f"WorkflowId = '{handle.id}' AND Parked = 'bigquery' AND ExecutionStatus = 'Running'"
+    await eventually(lambda: parked(env, query))
+    bronze.fixed = True
+    await handle.signal(REDRIVE_PARKED_SIGNAL)
+    await handle.signal(ORDER_CHANGED, replace(event, state="invoiced", change=INVOICED_AT))
+    return await handle.result()
+
+
+async def test_events_bronze_refuses_for_good_are_parked_until_redriven(
+    temporal_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    """Acknowledged state changes are never dropped: a refused append parks the run (Parked =
+    'bigquery', the memo says why); redriven once the cause is fixed, the same events land."""
+    async with refusing_bronze(temporal_env, task_queue) as bronze:
+        handle, event = await start_refused_order(temporal_env, task_queue)
+        query = f"WorkflowId = '{handle.id}' AND Parked = 'bigquery' AND ExecutionStatus = 'Running'"
+        await eventually(lambda: parked(temporal_env, query))
+        memo = await (await handle.describe()).memo_value("parked")
+        assert "bronze refused the append" in memo and "PERMISSION_DENIED" in memo
+        assert bronze.refused == 1 and bronze.landed == []  # refused for good: not retried in a loop
+        result = await park_then_redrive(temporal_env, handle, event, bronze)
+    invoiced = order_event_key(event.order_id, "invoiced", INVOICED_AT)
+    assert bronze.landed == [event.key, invoiced]  # the parked change first, then the next
+    assert (result.events_landed, result.state) == (2, "invoiced")
+
+
+async def parked(env: WorkflowEnvironment, query: str) -> bool:
+    return (await env.client.count_workflows(query)).count == 1
