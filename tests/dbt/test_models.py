@@ -32,6 +32,7 @@ BUILT = {
     ("silver", "order_events"): "order_event_id",
     ("silver", "skus"): "sku_id",
     ("silver", "customers"): "customer_id",
+    ("silver", "profile_orders"): "order_id",
     ("silver", "orders_per_profile"): "user_id",
     ("gold", "customer_360"): "customer_id",
     ("gold", "daily_sales"): "sales_date",
@@ -89,7 +90,7 @@ async def test_build_passes_and_gold_matches_a_hand_computation(
     await warehouse.quarantine([refused.value.quarantine])
     summary = await dbt_build(settings, tmp_path)
     assert summary.success, summary.failures
-    assert (summary.models_built, summary.models_failed, summary.tests_failed) == (17, 0, 0)
+    assert (summary.models_built, summary.models_failed, summary.tests_failed) == (18, 0, 0)
     assert summary.tests_passed >= 25  # keys, relationships, accepted values, and the unit tests
     # The models' docs are the tables' and columns' BigQuery descriptions (persist_docs).
     table = await asyncio.to_thread(
@@ -133,7 +134,7 @@ async def test_build_passes_and_gold_matches_a_hand_computation(
     assert await snapshot(warehouse) == built
     # The 30-second path: silver and customer_360, no tests (they run in the hourly full build).
     fast = await dbt_build(settings, tmp_path, fast=True)
-    assert (fast.success, fast.models_built, fast.tests_passed + fast.tests_warned) == (True, 12, 0)
+    assert (fast.success, fast.models_built, fast.tests_passed + fast.tests_warned) == (True, 13, 0)
     assert await snapshot(warehouse) == built
     # What ran would mean the same on BigQuery: no emulator leniency in the compiled SQL.
     assert compiled_violations(tmp_path / "target") == {}
@@ -208,6 +209,13 @@ async def test_incremental_build_equals_a_full_rebuild(
         tmp_path / "target" / "compiled" / "integrations_hub" / "models" / "silver" / "leads.sql"
     ).read_text()
     assert re.search(r'where lead_id in \(("l-\d", )*"l-3"', compiled), compiled
+    # The orders and profiles to recompute reach BigQuery as constants, taken from bronze's days since the
+    # last build: they prune silver.orders' (by order) and profile_orders' (by profile) clustered blocks.
+    silver = tmp_path / "target" / "compiled" / "integrations_hub" / "models" / "silver"
+    by_order = (silver / "profile_orders.sql").read_text()
+    assert re.search(r'where order_id in \(("o-\d", )*"o-5"', by_order), by_order
+    by_profile = (silver / "orders_per_profile.sql").read_text()
+    assert re.search(r'where user_id in \(("u-[a-z]+", )*"u-carla"', by_profile), by_profile
     # The events' merge reads the target from the oldest day it merges (o-1's, read again), and has no
     # UPDATE clause: BigQuery bills it for the columns it reads, not as a rewrite of the partitions.
     ran = (

@@ -1,25 +1,28 @@
 -- Per VTEX profile (the user id orders carry): revenue orders, lifetime value, average ticket,
 -- frequency, first and last order (revenue orders only, macros/orders.sql), and the latest orders of
--- any status. Incremental: a build recomputes only the profiles with an order merged into silver since
--- this model's last build, from all of their orders, so its cost follows what landed, not history.
+-- any status. Incremental: a build recomputes only the profiles with an order version landed since this
+-- model's last build, from all of their orders, so its cost follows what landed, not history. Their ids
+-- are looked up in bronze (pruned to those days) and written in as constants, which prune
+-- profile_orders' clustered blocks; past var('profiles_recomputed_by_id') of them, every profile is.
 {{ config(unique_key='user_id', cluster_by=['user_id']) }}
 
+{%- set changed = none -%}
+{%- if is_incremental() and execute -%}
+    {%- set found = run_query(
+        "select distinct coalesce(customer_profile_id, 'unknown') from " ~ source('vtex', 'vtex_orders')
+        ~ " where ingested_at >= " ~ bronze_since() ~ " and status is not null"
+    ) -%}
+    {%- set changed = found.columns[0].values() | list -%}
+    {%- if changed | length > var('profiles_recomputed_by_id', 10000) -%}
+        {%- set changed = none -%}
+    {%- endif -%}
+{%- endif %}
+
 with orders as (
-    select
-        coalesce(customer_user_id, 'unknown') as user_id,
-        order_id,
-        status,
-        is_revenue,
-        order_value,
-        created_at,
-        ingested_at
-    from {{ ref('orders') }}
-    {% if is_incremental() %}
-    where coalesce(customer_user_id, 'unknown') in (
-        select coalesce(customer_user_id, 'unknown')
-        from {{ ref('orders') }}
-        where ingested_at >= {{ bronze_since() }}
-    )
+    select user_id, order_id, status, is_revenue, order_value, created_at, ingested_at
+    from {{ ref('profile_orders') }}
+    {% if changed is not none %}
+    where user_id in ({% for user_id in changed %}{{ user_id | tojson }}{{ ", " if not loop.last }}{% endfor %}{{ "null" if not changed }})
     {% endif %}
 ),
 

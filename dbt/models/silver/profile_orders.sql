@@ -1,0 +1,39 @@
+-- Each order's current facts by the buyer's VTEX profile: the index orders_per_profile reads a profile's
+-- orders by. silver.orders is clustered by order (the read API's point reads), so reading a profile's
+-- orders there reads the whole table; this narrow copy is clustered by profile, so BigQuery reads only
+-- the blocks of the profiles it asks for. Incremental: the orders with a version landed since this
+-- model's last build are looked up in bronze (pruned to those days) and written in as constants, which
+-- prune silver.orders' clustered blocks; past var('orders_recomputed_by_id') of them, or on a full
+-- refresh, every order is read. Partitioned by creation day, which never changes: a merge reads and
+-- rewrites only the days of the orders it merges (meta merge_bound).
+{{ config(
+    unique_key='order_id',
+    partition_by={'field': 'created_at', 'data_type': 'timestamp', 'granularity': 'day'},
+    cluster_by=['user_id'],
+    meta={'merge_bound': 'created_at'},
+) }}
+
+{%- set changed = none -%}
+{%- if is_incremental() and execute -%}
+    {%- set found = run_query(
+        "select distinct entity_id from " ~ source('vtex', 'vtex_orders')
+        ~ " where ingested_at >= " ~ bronze_since() ~ " and status is not null"
+    ) -%}
+    {%- set changed = found.columns[0].values() | list -%}
+    {%- if changed | length > var('orders_recomputed_by_id', 10000) -%}
+        {%- set changed = none -%}
+    {%- endif -%}
+{%- endif %}
+
+select
+    coalesce(customer_user_id, 'unknown') as user_id,
+    order_id,
+    status,
+    is_revenue,
+    order_value,
+    created_at,
+    ingested_at
+from {{ ref('orders') }}
+{% if changed is not none %}
+where order_id in ({% for order_id in changed %}{{ order_id | tojson }}{{ ", " if not loop.last }}{% endfor %}{{ "null" if not changed }})
+{% endif %}
