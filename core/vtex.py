@@ -49,7 +49,9 @@ def change_key(value: str) -> str:
     # A date beyond the years 1 to 9999 once in UTC (0001-01-01T00:00:00+01:00) is a ValueError too.
     moment = within_utc_range(datetime.fromisoformat(match["base"] + ("+00:00" if zone == "Z" else zone)))
     fraction = (match["fraction"] or "").ljust(7, "0")[:7]
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{fraction}Z"
+    utc = moment.astimezone(UTC)
+    # The year padded by hand: strftime's %Y does not pad years before 1000 on every platform.
+    return f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S}.{fraction}Z"
 
 
 def change_time(value: str) -> datetime:

@@ -140,7 +140,9 @@ async def record(
                 dealer_id=dealer_id,
                 detail=f"reported by {dealer_id}",
             )
-        else:
+        elif not await lead_status.has_reached(session, lead_id, status, dealer_id):
+            # (The history keeps one row per status and dealer: a dealer support sent the lead back to
+            # may have reported this status about its first delivery.)
             detail = f"reported by {dealer_id} after a newer {delivery.dealer_status}"
             session.add(
                 LeadStatusChange(lead_id=lead_id, status=status, dealer_id=dealer_id, detail=detail, at=at)

@@ -167,6 +167,7 @@ async def _feedback(
                 "reported_at": as_utc(row.at),
                 "received_at": as_utc(row.received_at),
                 "outcome": row.outcome,
+                "delivery_claimed_at": as_utc(row.delivery_claimed_at) if row.delivery_claimed_at else None,
             },
         )
         for row in rows

@@ -112,6 +112,14 @@ async def write_status(
         lead.dealer_id = dealer_id
     if dealer_lead_id is not None:
         lead.dealer_lead_id = dealer_lead_id
+    if not await has_reached(session, lead_id, status, dealer_id):
+        session.add(
+            LeadStatusChange(lead_id=lead_id, status=status, dealer_id=dealer_id or "", detail=detail, at=at)
+        )
+
+
+async def has_reached(session: AsyncSession, lead_id: str, status: str, dealer_id: str | None) -> bool:
+    """Whether the lead's history holds this status with this dealer (one row each: retries add none)."""
     recorded = await session.scalar(
         select(LeadStatusChange.id).where(
             LeadStatusChange.lead_id == lead_id,
@@ -119,10 +127,7 @@ async def write_status(
             LeadStatusChange.dealer_id == (dealer_id or ""),
         )
     )
-    if recorded is None:
-        session.add(
-            LeadStatusChange(lead_id=lead_id, status=status, dealer_id=dealer_id or "", detail=detail, at=at)
-        )
+    return recorded is not None
 
 
 async def received_at(sessions: async_sessionmaker[AsyncSession], lead_id: str) -> datetime | None:

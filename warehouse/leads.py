@@ -46,8 +46,10 @@ def lead_record(kind: str, fields: dict[str, Any], recorded_at: datetime) -> Bro
         key = f"{entity_id}:{fields['status']}:{fields['dealer_id']}"
         changed = fields["changed_at"]
     elif table == DEALER_FEEDBACK:
-        entity_id = str(fields["lead_id"])  # one row per (lead, dealer, status)
+        entity_id = str(fields["lead_id"])  # one row per (lead, dealer, status) and delivery
         key = f"{entity_id}:{fields['dealer_id']}:{fields['status']}"
+        if claimed := fields.get("delivery_claimed_at"):  # none on reports from before it was kept
+            key += f"@{claimed.isoformat()}"
         changed = fields["received_at"]
     elif table in (DEALS, DEAL_STAGE_CHANGES):
         # A deal's state, and a stage move, are each named by Zoho's Modified_Time (one per deal).

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
 
-from db.engine import sync_url
+from core.constants import LeadStatus
+from db import deliveries, feedback, lead_status
+from db.engine import create_engine, session_factory, sync_url
 from db.migrate import alembic_config, upgrade
+from db.routing import LeadProfile
+from db.rules import RulesFile, apply_rules
 
 
 def test_deal_changes_take_their_change_time_and_the_lead_sync_reads_everything_once(tmp_path: Path) -> None:
@@ -43,6 +49,46 @@ def test_deal_changes_take_their_change_time_and_the_lead_sync_reads_everything_
     assert str(recorded).startswith("2026-12-01 10:00:00")
     # The lead sync's next run reads every record once, the deals from before included; others keep theirs.
     assert watermarks == ["vtex-customers"]
+
+
+async def test_a_report_recorded_before_0010_is_still_recognised_when_resent(tmp_path: Path) -> None:
+    """0010 names the delivery of the reports about the lead's current delivery: a dealer resending one
+    after the upgrade gets "repeated", not a second report (or a clash in the lead's history)."""
+    url = f"sqlite:///{tmp_path / 'portal.db'}"
+    upgrade(url)
+    engine = create_engine(url)
+    sessions = session_factory(engine)
+    dealer = {"id": "a", "name": "A", "crm": {"kind": "rest", "url": "http://crm/a"}}
+    rules = {
+        "dealers": [
+            {
+                **dealer,
+                "routing": {"states": ["SP"], "daily_capacity": 10},
+                "field_mapping": {"external_id": "id"},
+            }
+        ]
+    }
+    await apply_rules(sessions, RulesFile.model_validate(rules))
+    at = datetime(2026, 12, 1, 10, 5, tzinfo=UTC)
+    await lead_status.record_status(sessions, lead_id="L", status=LeadStatus.RECEIVED, workflow_id="w", at=at)
+    assert await deliveries.claim_next(sessions, "L", LeadProfile("SP", "", ""), at.date(), at) is not None
+    async with sessions.begin() as session:
+        await deliveries.mark_delivered(
+            session, lead_id="L", dealer_id="a", dealer_lead_id="X", day=at.date(), at=at
+        )
+
+    def accept(received: datetime) -> Any:
+        return feedback.record(
+            sessions, lead_id="L", dealer_id="a", status=LeadStatus.ACCEPTED, at=at, received_at=received
+        )
+
+    assert (await accept(at)).outcome == feedback.Outcome.APPLIED
+    await engine.dispose()
+    command.downgrade(alembic_config(url), "0009")  # the report as the version before kept it
+    upgrade(url)
+    resent = await accept(at + timedelta(hours=1))
+    await engine.dispose()
+    assert resent.outcome == feedback.Outcome.REPEATED
 
 
 def test_reports_per_delivery_go_back_to_one_per_status_and_forward_again(database_url: str) -> None:

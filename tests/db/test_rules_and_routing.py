@@ -16,12 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.business_hours import from_config
 from core.constants import LeadStatus
-from db import deliveries, feedback, lead_status, routing
+from db import deliveries, feedback, lead_changes, lead_status, routing
 from db.engine import create_engine, session_factory
 from db.models import Dealer, DealerFeedback, Delivery
 from db.routing import LeadProfile
 from db.rules import HoursConfig, RulesFile, apply_rules, parse_rules
 from db.rules_cli import main as rules_main
+from warehouse.leads import lead_record
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "dealers.example.yaml"
 DAY = date(2026, 11, 24)
@@ -425,6 +426,10 @@ async def test_a_dealer_that_gets_a_lead_back_reports_about_the_new_delivery(
         assert (await accept(lost_at)).outcome == feedback.Outcome.LATE  # resent: still one row
     else:
         assert (await accept(lost_at)).outcome == feedback.Outcome.APPLIED
+        contacted_first = await feedback.record(
+            sessions, lead_id="L", dealer_id="a", status=LeadStatus.CONTACTED, at=lost_at, received_at=lost_at
+        )
+        assert contacted_first.outcome == feedback.Outcome.APPLIED
         await deliveries.reassign(sessions, "L", "b", DAY, lost_at, reason="moved", reassigned_by="ana")
         await deliver("b", lost_at)
     back_at = lost_at + timedelta(hours=1)
@@ -439,11 +444,26 @@ async def test_a_dealer_that_gets_a_lead_back_reports_about_the_new_delivery(
     assert (await deliveries.holding(sessions, "L", "a")).dealer_status == "accepted"
     kept = await deliveries.withdraw(sessions, "L", "a", back_at + timedelta(hours=1), reason="SLA 2")
     assert not kept.withdrawn  # the acceptance stands
+    # A report of the new delivery older than its newest, of a status the first delivery reached too:
+    # in the history once (one row per status and dealer), not a clash answered 500.
+    later = back_at + timedelta(minutes=10)
+    qualified = await feedback.record(
+        sessions, lead_id="L", dealer_id="a", status=LeadStatus.QUALIFIED, at=later, received_at=later
+    )
+    assert qualified.outcome == feedback.Outcome.APPLIED
+    contacted = await feedback.record(
+        sessions, lead_id="L", dealer_id="a", status=LeadStatus.CONTACTED, at=later - timedelta(minutes=2),
+        received_at=later,
+    )  # fmt: skip
+    assert contacted.outcome == feedback.Outcome.OLDER
     async with sessions() as session:
         rows = (await session.scalars(select(DealerFeedback).where(DealerFeedback.lead_id == "L"))).all()
-    assert sorted(row.outcome for row in rows) == sorted(
-        ["applied", "late" if first_loss.startswith("withdrawn") else "applied"]
-    )
+    first = ["late"] if first_loss.startswith("withdrawn") else ["applied", "applied"]
+    assert sorted(row.outcome for row in rows) == sorted([*first, "applied", "applied", "older"])
+    # Each report reaches bronze under a key of its own: the two acceptances are two events.
+    reports = await lead_changes.changes(sessions, "feedback", None, later + timedelta(days=1), None, 10)
+    keys = [lead_record("feedback", report.fields, report.at).event_key for report in reports]
+    assert len(set(keys)) == len(reports) == len(rows)
 
 
 async def test_a_webhook_report_stays_due_until_its_run_has_it_and_one_process_hands_it_on(

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from core.settings import Settings
-from core.vtex import OrderEvent, change_key
+from core.vtex import OrderEvent, change_key, change_time
 from simulators.vtex_orders import generate_order
 from warehouse.landing import BronzeRecord, InvalidRecord, QuarantineRecord, Warehouse
 from warehouse.tables import QUARANTINE, VTEX_ORDERS
@@ -85,6 +85,19 @@ async def test_order_events_keep_the_seventh_digit_apart(warehouse: Warehouse) -
     second = OrderEvent("o-1", "handling", change_key("2026-11-24T10:00:00.0000002Z"), payload={"n": 2})
     assert first.key != second.key
     assert order_event(first).event_key < order_event(second).event_key
+
+
+def test_change_keys_sort_as_the_times_they_name_from_the_year_1() -> None:
+    keys = [
+        change_key(value)
+        for value in ("0001-01-01T00:00:00Z", "0999-12-31T23:59:59.5-03:00", "2026-01-01T00:00:00Z")
+    ]
+    assert keys == [
+        "0001-01-01T00:00:00.0000000Z",
+        "1000-01-01T02:59:59.5000000Z",
+        "2026-01-01T00:00:00.0000000Z",
+    ]
+    assert change_time(keys[0]) == datetime(1, 1, 1, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
