@@ -3,7 +3,8 @@
 Each caller hands over its rows and waits; the rows of every caller that arrived within ``max_delay``
 (or until ``max_rows`` gathered) go out in one append, and every caller of that append gets its outcome.
 A failed append fails exactly the callers whose rows it held: their activities retry, and the next
-batch is a new append.
+batch is a new append. An append refused for good (``PermanentError``) may be refused for one caller's
+rows: each caller's rows are then appended alone, so only the callers whose own rows are refused fail.
 """
 
 from __future__ import annotations
@@ -13,15 +14,36 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from clients.errors import PermanentError
+
 Rows = list[dict[str, Any]]
 Append = Callable[[str, Rows], Awaitable[None]]
 
 
 @dataclass
-class _Batch:
-    rows: Rows = field(default_factory=list)
+class _Part:
+    """One caller's rows in a batch, and their outcome."""
+
+    rows: Rows
     done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+    def settle(self, error: BaseException | None) -> None:
+        if error is None:
+            self.done.set_result(None)
+            return
+        self.done.set_exception(error)
+        self.done.exception()  # retrieved here: callers that gave up must not leave a warning
+
+
+@dataclass
+class _Batch:
+    parts: list[_Part] = field(default_factory=list)
+    size: int = 0
     timer: asyncio.TimerHandle | None = None
+
+    @property
+    def rows(self) -> Rows:
+        return [row for part in self.parts for row in part.rows]
 
 
 class SharedAppends:
@@ -51,11 +73,13 @@ class SharedAppends:
         if batch is None:
             batch = self._open[table] = _Batch()
             batch.timer = asyncio.get_running_loop().call_later(self._max_delay, self._flush, table, batch)
-        batch.rows.extend(rows)
-        if len(batch.rows) >= self._max_rows:
+        part = _Part(rows)
+        batch.parts.append(part)
+        batch.size += len(rows)
+        if batch.size >= self._max_rows:
             self._flush(table, batch)
         # Shielded: one caller giving up (its activity cancelled) must not cancel the others' append.
-        await asyncio.shield(batch.done)
+        await asyncio.shield(part.done)
 
     async def drain(self) -> None:
         """Send what is gathered and wait for every append under way (before the process stops)."""
@@ -78,12 +102,29 @@ class SharedAppends:
         slots = self._slots.setdefault(table, asyncio.Semaphore(self._max_in_flight))
         try:
             async with slots:
-                await self._append(table, batch.rows)
+                outcomes = await self._outcomes(table, batch)
         except asyncio.CancelledError:
-            batch.done.cancel()  # the process is stopping: the callers' activities retry elsewhere
+            for part in batch.parts:  # the process is stopping: the callers' activities retry elsewhere
+                part.done.cancel()
             raise
+        for part, error in zip(batch.parts, outcomes, strict=True):
+            part.settle(error)
+
+    async def _outcomes(self, table: str, batch: _Batch) -> list[BaseException | None]:
+        """Each caller's outcome: the batch's, or, when it was refused for good, that of its rows alone."""
+        try:
+            await self._append(table, batch.rows)
+        except PermanentError as error:
+            if len(batch.parts) == 1:
+                return [error]
+            return [await self._alone(table, part.rows) for part in batch.parts]
         except Exception as error:  # every caller of this batch sees it, whatever it is
-            batch.done.set_exception(error)
-            batch.done.exception()  # retrieved here: callers that gave up must not leave a warning
-        else:
-            batch.done.set_result(None)
+            return [error] * len(batch.parts)
+        return [None] * len(batch.parts)
+
+    async def _alone(self, table: str, rows: Rows) -> BaseException | None:
+        try:
+            await self._append(table, rows)
+        except Exception as error:
+            return error
+        return None

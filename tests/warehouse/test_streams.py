@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from clients.errors import TransientError
+from clients.errors import PermanentError, TransientError
 from core.settings import Settings
 from warehouse.landing import BronzeRecord, Warehouse
 from warehouse.streams import StreamCursor
@@ -115,6 +115,31 @@ async def test_a_failed_append_fails_only_its_own_callers(warehouse: Warehouse) 
     # The failed callers retry (as their activities do) and land.
     await asyncio.gather(*(warehouse.land(VTEX_ORDER_EVENTS, [r]) for r in records("i", 5)))
     assert await counts(warehouse, VTEX_ORDER_EVENTS) == (10, 10)
+
+
+async def test_rows_refused_for_good_fail_only_their_own_caller(warehouse: Warehouse) -> None:
+    """A shared append the service refuses for good may be refused for one caller's rows: each caller's
+    rows go again alone, so the others land and only that caller fails (its order parks, not all)."""
+    append = warehouse._writer.append_default
+    appends: list[int] = []
+
+    def refuses_k3(table: str, schema: Any, rows: list[dict[str, Any]]) -> None:
+        appends.append(len(rows))
+        if any(row["event_key"] == "k-3@1" for row in rows):
+            raise PermanentError("bigquery", "INVALID_ARGUMENT: a row the table will not take")
+        append(table, schema, rows)
+
+    warehouse._writer.append_default = refuses_k3  # type: ignore[method-assign]
+    await warehouse.ensure_schema()
+    outcomes = await asyncio.gather(
+        *(warehouse.land(VTEX_ORDER_EVENTS, [record]) for record in records("k", 5)), return_exceptions=True
+    )
+    assert [type(outcome).__name__ for outcome in outcomes] == ["NoneType"] * 3 + [
+        "PermanentError",
+        "NoneType",
+    ]
+    assert appends == [5, 1, 1, 1, 1, 1]  # the shared append, then each caller's alone
+    assert await counts(warehouse, VTEX_ORDER_EVENTS) == (4, 4)
 
 
 async def test_as_many_other_rows_at_a_written_offset_still_land(warehouse: Warehouse) -> None:
