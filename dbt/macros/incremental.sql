@@ -139,3 +139,20 @@
         order by source_updated_at desc nulls last, ingested_at desc, event_key desc
     ) = 1
 {%- endmacro %}
+
+{#- The ids ``query`` finds (its first column), for a model to write into its SQL as constants: BigQuery
+    prunes a clustered table's blocks for a constant filter on the clustering column, not for a filter
+    through a subquery. None when the build is not incremental, or past var(limit_var, 10000) ids: the
+    model then reads everything. -#}
+{% macro changed_ids(query, limit_var) -%}
+    {%- if not (is_incremental() and execute) -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set ids = run_query(query).columns[0].values() | list -%}
+    {{ return(none if ids | length > var(limit_var, 10000) else ids) }}
+{%- endmacro %}
+
+{#- ``column in (...)`` with ``ids`` as string constants (an empty list matches nothing). -#}
+{% macro in_constants(column, ids) -%}
+    {{ column }} in ({% for id in ids %}{{ id | tojson }}{{ ", " if not loop.last }}{% endfor %}{{ "null" if not ids }})
+{%- endmacro %}

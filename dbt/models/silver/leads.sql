@@ -15,19 +15,16 @@
 {%- set changed = none -%}
 {%- if is_incremental() and execute
     and 'ingested_at' in (adapter.get_columns_in_relation(this) | map(attribute='name') | list) -%}
-    {%- set found = run_query(
-        "select distinct lead_id from " ~ ref('lead_status_changes') ~ " where ingested_at >= " ~ bronze_since()
+    {%- set changed = changed_ids(
+        "select distinct lead_id from " ~ ref('lead_status_changes') ~ " where ingested_at >= " ~ bronze_since(),
+        'leads_recomputed_by_id'
     ) -%}
-    {%- set changed = found.columns[0].values() | list -%}
-    {%- if changed | length > var('leads_recomputed_by_id', 10000) -%}
-        {%- set changed = none -%}
-    {%- endif -%}
 {%- endif %}
 
 with history as (
     select * from {{ ref('lead_status_changes') }}
     {% if changed is not none %}
-    where lead_id in ({% for lead_id in changed %}{{ lead_id | tojson }}{{ ", " if not loop.last }}{% endfor %}{{ "null" if not changed }})
+    where {{ in_constants('lead_id', changed) }}
     {% endif %}
 )
 

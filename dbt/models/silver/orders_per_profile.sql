@@ -6,23 +6,17 @@
 -- profile_orders' clustered blocks; past var('profiles_recomputed_by_id') of them, every profile is.
 {{ config(unique_key='user_id', cluster_by=['user_id']) }}
 
-{%- set changed = none -%}
-{%- if is_incremental() and execute -%}
-    {%- set found = run_query(
-        "select distinct coalesce(customer_profile_id, 'unknown') from " ~ source('vtex', 'vtex_orders')
-        ~ " where ingested_at >= " ~ bronze_since() ~ " and status is not null"
-    ) -%}
-    {%- set changed = found.columns[0].values() | list -%}
-    {%- if changed | length > var('profiles_recomputed_by_id', 10000) -%}
-        {%- set changed = none -%}
-    {%- endif -%}
-{%- endif %}
+{%- set changed = changed_ids(
+    "select distinct coalesce(customer_profile_id, 'unknown') from " ~ source('vtex', 'vtex_orders')
+    ~ " where ingested_at >= " ~ bronze_since() ~ " and status is not null",
+    'profiles_recomputed_by_id'
+) %}
 
 with orders as (
     select user_id, order_id, status, is_revenue, order_value, created_at, ingested_at
     from {{ ref('profile_orders') }}
     {% if changed is not none %}
-    where user_id in ({% for user_id in changed %}{{ user_id | tojson }}{{ ", " if not loop.last }}{% endfor %}{{ "null" if not changed }})
+    where {{ in_constants('user_id', changed) }}
     {% endif %}
 ),
 

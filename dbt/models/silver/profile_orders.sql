@@ -13,17 +13,11 @@
     meta={'merge_bound': 'created_at'},
 ) }}
 
-{%- set changed = none -%}
-{%- if is_incremental() and execute -%}
-    {%- set found = run_query(
-        "select distinct entity_id from " ~ source('vtex', 'vtex_orders')
-        ~ " where ingested_at >= " ~ bronze_since() ~ " and status is not null"
-    ) -%}
-    {%- set changed = found.columns[0].values() | list -%}
-    {%- if changed | length > var('orders_recomputed_by_id', 10000) -%}
-        {%- set changed = none -%}
-    {%- endif -%}
-{%- endif %}
+{%- set changed = changed_ids(
+    "select distinct entity_id from " ~ source('vtex', 'vtex_orders')
+    ~ " where ingested_at >= " ~ bronze_since() ~ " and status is not null",
+    'orders_recomputed_by_id'
+) %}
 
 select
     coalesce(customer_user_id, 'unknown') as user_id,
@@ -35,5 +29,5 @@ select
     ingested_at
 from {{ ref('orders') }}
 {% if changed is not none %}
-where order_id in ({% for order_id in changed %}{{ order_id | tojson }}{{ ", " if not loop.last }}{% endfor %}{{ "null" if not changed }})
+where {{ in_constants('order_id', changed) }}
 {% endif %}
