@@ -74,14 +74,39 @@
     )
 {%- endmacro %}
 
-{#- What the rows to merge hold, read before the merge (the table dbt made of them is small): how many,
-    and the oldest ``column`` among them as a literal, or none when there is nothing to bound by (no
-    rows, or a row without the column: its target row could be in any partition). -#}
+{#- What the rows to merge hold, read before the merge (the table dbt made of them is small): how many;
+    the oldest ``column`` among them as a literal, or none when there is nothing to bound by (no rows, or
+    a row without the column: its target row could be in any partition); and the days (UTC) their
+    ``column`` falls on, as day numbers since the epoch, when they are at most var('merge_bound_days')
+    (31): a late change to an old order should not make the merge read every day since. -#}
 {% macro rows_to_merge(source, column=none) -%}
     {%- set oldest = "unix_micros(min(" ~ column ~ ")), countif(" ~ column ~ " is null)" if column else "null, 0" -%}
     {%- set found = run_query("select count(*), " ~ oldest ~ " from " ~ source ~ " as merged").rows[0] -%}
     {%- set bound = "" if found[1] is none or found[2] > 0 else micros_literal(found[1]) -%}
-    {{ return({"rows": found[0], "oldest": bound}) }}
+    {%- set days = [] -%}
+    {%- if bound -%}
+        {%- set days = run_query(
+            "select distinct unix_date(date(" ~ column ~ ")) from " ~ source ~ " as merged order by 1"
+            ~ " limit " ~ (var("merge_bound_days", 31) + 1)
+        ).columns[0].values() | map("int") | list -%}
+    {%- endif -%}
+    {{ return({"rows": found[0], "oldest": bound, "days": days if days | length <= var("merge_bound_days", 31) else []}) }}
+{%- endmacro %}
+
+{#- A bound on ``column`` of the merge's target to the given days: one constant range per day, so
+    BigQuery reads only those partitions (ranges on the partition column joined by OR still prune). -#}
+{% macro days_bound(column, days) -%}
+    {%- set epoch = modules.datetime.date(1970, 1, 1) -%}
+    {%- set ranges = [] -%}
+    {%- for day in days -%}
+        {%- set start = epoch + modules.datetime.timedelta(days=day) -%}
+        {%- set end = start + modules.datetime.timedelta(days=1) -%}
+        {%- do ranges.append(
+            "(" ~ column ~ " >= timestamp '" ~ start.isoformat() ~ " 00:00:00+00' and "
+            ~ column ~ " < timestamp '" ~ end.isoformat() ~ " 00:00:00+00')"
+        ) -%}
+    {%- endfor -%}
+    {{ return(ranges | join(" or ")) }}
 {%- endmacro %}
 
 {#- The silver merge, with three additions to the statement dbt writes (dbt's merge has none of them):
@@ -92,10 +117,10 @@
       and the statement has no UPDATE clause at all: BigQuery bills a MERGE with one (even one that never
       applies) for every column of the target's partitions it reads, where an insert-only MERGE bills
       only the columns it reads.
-    - meta merge_bound (a column): the target is read only where that column is at least its oldest
-      value among the rows merged, a literal, so BigQuery reads and rewrites only those partitions. The
-      column must never change between an entity's versions (an order's creation time): a row outside
-      the bound would not be matched and would be inserted again.
+    - meta merge_bound (a column): the target is read only on the days (UTC) that column holds among the
+      rows merged (past var('merge_bound_days') days: from the oldest on), as literals, so BigQuery reads
+      and rewrites only those partitions. The column must never change between an entity's versions (an
+      order's creation time): a row outside the bound would not be matched and would be inserted again.
     - no merge at all when nothing landed since the last build (the daily customers, between bursts). -#}
 {% macro bigquery__get_merge_sql(target, source, unique_key, dest_columns, incremental_predicates=none) -%}
     {%- set predicates = [] + (incremental_predicates or []) -%}
@@ -110,7 +135,8 @@
         {#- A target row without the column is always a candidate (an OR on the same column still
             prunes): it could be the row a merged version belongs to. -#}
         {%- set dest = "DBT_INTERNAL_DEST." ~ bound -%}
-        {%- do predicates.append("(" ~ dest ~ " >= " ~ merging.oldest ~ " or " ~ dest ~ " is null)") -%}
+        {%- set within = days_bound(dest, merging.days) if merging.days else dest ~ " >= " ~ merging.oldest -%}
+        {%- do predicates.append("(" ~ within ~ " or " ~ dest ~ " is null)") -%}
     {%- endif -%}
     {%- set merge = default__get_merge_sql(target, source, unique_key, dest_columns, predicates) -%}
     {%- set matched, inserting = "when matched then update set", "when not matched then insert" -%}

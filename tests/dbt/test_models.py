@@ -259,6 +259,13 @@ async def test_incremental_build_equals_a_full_rebuild(
     revenue = sum(day["revenue"] for day in incremental["daily_sales"])
     assert sum(row["lifetime_value"] for row in gold.values()) == revenue  # every revenue order counted once
 
+    # The orders' merge read the target only on the creation days of the orders it merged (all of them
+    # here: the lookback re-reads what landed in the last hours), each a constant range on the partition.
+    ran = (tmp_path / "target" / "run" / "integrations_hub" / "models" / "silver" / "orders.sql").read_text()
+    bounded = re.findall(
+        r"DBT_INTERNAL_DEST\.created_at >= timestamp '(\d{4}-\d\d-\d\d) 00:00:00\+00' and", ran
+    )
+    assert sorted(bounded) == sorted({str(row["created_at"].date()) for row in incremental["orders"]}), ran
     assert (await dbt_build(settings, tmp_path, full_refresh=True, models_only=True)).success
     assert await snapshot(warehouse) == incremental
     assert len(ORDERS) == 5  # the fixture this comparison was made on
