@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.constants import DEALER_STATUSES, LeadStatus, lead_workflow_id
@@ -154,15 +154,20 @@ async def _recorded(
     session: AsyncSession, lead_id: str, dealer_id: str, status: LeadStatus, claimed_at: datetime | None
 ) -> DealerFeedback | None:
     """The report of this (lead, dealer, status) about the delivery claimed at ``claimed_at`` recorded
-    before, if any (None: a delivery from before claims were timed, as its reports were)."""
-    column = DealerFeedback.delivery_claimed_at
+    before, if any (None: a delivery from before claims were timed, as its reports were).
+
+    A report recorded before reports named their delivery (migration 0010) is about this delivery if it
+    arrived after the claim and was taken (not late): so a report resent across the upgrade is a repeat.
+    """
+    report = DealerFeedback
+    about: ColumnElement[bool] = report.delivery_claimed_at.is_(None)
+    if claimed_at is not None:
+        before_0010 = and_(about, report.received_at >= claimed_at, report.outcome != Outcome.LATE.value)
+        about = or_(report.delivery_claimed_at == claimed_at, before_0010)
     found: DealerFeedback | None = await session.scalar(
-        select(DealerFeedback).where(
-            DealerFeedback.lead_id == lead_id,
-            DealerFeedback.dealer_id == dealer_id,
-            DealerFeedback.status == status.value,
-            column.is_(None) if claimed_at is None else column == claimed_at,
-        )
+        select(report)
+        .where(report.lead_id == lead_id, report.dealer_id == dealer_id, report.status == status.value, about)
+        .limit(1)
     )
     return found
 

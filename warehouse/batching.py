@@ -102,27 +102,26 @@ class SharedAppends:
         slots = self._slots.setdefault(table, asyncio.Semaphore(self._max_in_flight))
         try:
             async with slots:
-                outcomes = await self._outcomes(table, batch)
+                error = await self._attempt(table, batch.rows)
+            if isinstance(error, PermanentError) and len(batch.parts) > 1:
+                # Refused for good, perhaps for one caller's rows: each caller's rows alone, as many at
+                # once as the table's appends allow, each caller answered as its own append settles.
+                await asyncio.gather(*(self._alone(table, slots, part) for part in batch.parts))
+                return
         except asyncio.CancelledError:
             for part in batch.parts:  # the process is stopping: the callers' activities retry elsewhere
-                part.done.cancel()
+                if not part.done.done():
+                    part.done.cancel()
             raise
-        for part, error in zip(batch.parts, outcomes, strict=True):
+        for part in batch.parts:  # every caller of this batch sees its outcome, whatever it is
             part.settle(error)
 
-    async def _outcomes(self, table: str, batch: _Batch) -> list[BaseException | None]:
-        """Each caller's outcome: the batch's, or, when it was refused for good, that of its rows alone."""
-        try:
-            await self._append(table, batch.rows)
-        except PermanentError as error:
-            if len(batch.parts) == 1:
-                return [error]
-            return [await self._alone(table, part.rows) for part in batch.parts]
-        except Exception as error:  # every caller of this batch sees it, whatever it is
-            return [error] * len(batch.parts)
-        return [None] * len(batch.parts)
+    async def _alone(self, table: str, slots: asyncio.Semaphore, part: _Part) -> None:
+        async with slots:
+            part.settle(await self._attempt(table, part.rows))
 
-    async def _alone(self, table: str, rows: Rows) -> BaseException | None:
+    async def _attempt(self, table: str, rows: Rows) -> Exception | None:
+        """The append's error, or None once the rows are durable."""
         try:
             await self._append(table, rows)
         except Exception as error:

@@ -100,11 +100,11 @@
     {%- set ranges = [] -%}
     {%- for day in days -%}
         {%- set start = epoch + modules.datetime.timedelta(days=day) -%}
-        {%- set end = start + modules.datetime.timedelta(days=1) -%}
-        {%- do ranges.append(
-            "(" ~ column ~ " >= timestamp '" ~ start.isoformat() ~ " 00:00:00+00' and "
-            ~ column ~ " < timestamp '" ~ end.isoformat() ~ " 00:00:00+00')"
-        ) -%}
+        {#- The last day TIMESTAMP holds has no next day to end before. -#}
+        {%- set end = column ~ " <= timestamp '9999-12-31 23:59:59.999999+00'" if start.year == 9999
+            and start.month == 12 and start.day == 31 else
+            column ~ " < timestamp '" ~ (start + modules.datetime.timedelta(days=1)).isoformat() ~ " 00:00:00+00'" -%}
+        {%- do ranges.append("(" ~ column ~ " >= timestamp '" ~ start.isoformat() ~ " 00:00:00+00' and " ~ end ~ ")") -%}
     {%- endfor -%}
     {{ return(ranges | join(" or ")) }}
 {%- endmacro %}

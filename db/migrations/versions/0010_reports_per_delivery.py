@@ -4,10 +4,9 @@ Support may send a lead back to a dealer that had it before (``hub leads reassig
 row per (lead, dealer, status), so that dealer's acceptance of the lead it got back was taken for a
 repeat of its earlier one and changed nothing. ``dealer_feedback.delivery_claimed_at`` names the
 delivery a report is about (when it was claimed), and ``withdrawals.claimed_at`` keeps it for a late
-report about a delivery the lead lost. A report from before that the dealer sent after the claim of the
-lead's current delivery at that dealer is about that delivery and names it, so a resent report is still
-recognised; the others (late reports, and reports about a delivery since replaced) carry none, as the
-withdrawals from before do, and compare as one delivery, as they did.
+report about a delivery the lead lost. Rows from before carry none and are left as they are (their keys
+in bronze stay the same); ``db.feedback`` takes a report from before that arrived after the claim of the
+lead's current delivery at that dealer for one about that delivery, so a resent report is still a repeat.
 
 Revision ID: 0010
 Revises: 0009
@@ -34,15 +33,6 @@ def upgrade() -> None:
         batch.add_column(sa.Column("delivery_claimed_at", sa.DateTime(timezone=True), nullable=True))
         batch.drop_constraint("uq_dealer_feedback", type_="unique")
         batch.create_unique_constraint("uq_dealer_feedback", [*COLUMNS, "delivery_claimed_at"])
-    current = (
-        "from deliveries where deliveries.lead_id = dealer_feedback.lead_id"
-        " and deliveries.dealer_id = dealer_feedback.dealer_id"
-        " and deliveries.claimed_at <= dealer_feedback.received_at"
-    )
-    op.execute(
-        f"update dealer_feedback set delivery_claimed_at = (select deliveries.claimed_at {current})"
-        f" where outcome <> 'late' and exists (select 1 {current})"
-    )
 
 
 def downgrade() -> None:

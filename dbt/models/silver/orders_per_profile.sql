@@ -1,9 +1,10 @@
 -- Per VTEX profile (the user id orders carry): revenue orders, lifetime value, average ticket,
 -- frequency, first and last order (revenue orders only, macros/orders.sql), and the latest orders of
 -- any status. Incremental: a build recomputes only the profiles with an order version landed since this
--- model's last build, from all of their orders, so its cost follows what landed, not history. Their ids
--- are looked up in bronze (pruned to those days) and written in as constants, which prune
--- profile_orders' clustered blocks; past var('profiles_recomputed_by_id') of them, every profile is.
+-- model's last build, from all of their orders (profile_orders). Their ids are looked up in bronze
+-- (pruned to those days) and written in as constants, which prune profile_orders' clustered blocks where
+-- its day partitions are large enough to hold several; past var('profiles_recomputed_by_id') of them,
+-- every profile is. A profile an order left (its user id changed) is not recomputed: known, see README.
 {{ config(unique_key='user_id', cluster_by=['user_id']) }}
 
 {%- set changed = changed_ids(

@@ -1,11 +1,12 @@
--- Each order's current facts by the buyer's VTEX profile: the index orders_per_profile reads a profile's
--- orders by. silver.orders is clustered by order (the read API's point reads), so reading a profile's
--- orders there reads the whole table; this narrow copy is clustered by profile, so BigQuery reads only
--- the blocks of the profiles it asks for. Incremental: the orders with a version landed since this
--- model's last build are looked up in bronze (pruned to those days) and written in as constants, which
--- prune silver.orders' clustered blocks; past var('orders_recomputed_by_id') of them, or on a full
--- refresh, every order is read. Partitioned by creation day, which never changes: a merge reads and
--- rewrites only the days of the orders it merges (meta merge_bound).
+-- Each order's current facts by the buyer's VTEX profile, which orders_per_profile reads a profile's
+-- orders from: seven narrow columns, where reading them from silver.orders (clustered by order, for the
+-- read API's point reads) cost the same columns twice per build. Incremental: the orders with a version
+-- landed since this model's last build are looked up in bronze (pruned to those days) and written in as
+-- constants, which prune silver.orders' clustered blocks; past var('orders_recomputed_by_id') of them,
+-- or on a full refresh, every order is read. Partitioned by creation day, which never changes: a merge
+-- reads and rewrites only the days of the orders it merges (meta merge_bound). Clustered by profile,
+-- which prunes a profile's read only where a day's partition spans many blocks (a large store): below
+-- that, a read by profile reads the table whole, still once and narrow.
 {{ config(
     unique_key='order_id',
     partition_by={'field': 'created_at', 'data_type': 'timestamp', 'granularity': 'day'},
