@@ -52,8 +52,9 @@ def test_deal_changes_take_their_change_time_and_the_lead_sync_reads_everything_
 
 
 async def test_a_report_recorded_before_0010_is_still_recognised_when_resent(tmp_path: Path) -> None:
-    """0010 names the delivery of the reports about the lead's current delivery: a dealer resending one
-    after the upgrade gets "repeated", not a second report (or a clash in the lead's history)."""
+    """A report from before 0010 names no delivery; one that arrived after the current delivery's claim is
+    taken for a report about it: a dealer resending it after the upgrade gets "repeated", not a second
+    report (or a clash in the lead's history)."""
     url = f"sqlite:///{tmp_path / 'portal.db'}"
     upgrade(url)
     engine = create_engine(url)
