@@ -334,10 +334,10 @@ class Warehouse:
         rows = job.result(timeout=self._timeout, retry=self._retry, job_retry=None)
         return [dict(row.items()) for row in rows]
 
-    def _held_keys(self, table: str, entity_ids: list[str | None], keys: list[str]) -> set[str]:
+    def _held_keys(self, table: str, rows: list[dict[str, Any]], keys: list[str]) -> set[str]:
         """``landed_keys`` for one table, blocking: for the writer's thread, when a retried append meets
-        its offset written. ``entity_ids``: those of every row the append carries."""
-        query = self._keys_query([table], keys, entity_ids)
+        its offset written. ``rows``: the append's, whose entities narrow the read."""
+        query = self._keys_query([table], keys, list({row.get("entity_id") for row in rows}))
         return {str(row["event_key"]) for row in self._run_query(*query)}
 
     async def _append_default(self, table: str, rows: list[dict[str, Any]]) -> None:
@@ -350,8 +350,7 @@ class Warehouse:
             return cursor
         await self.ready()
         path, schema = self._path(table), self._schemas[table]
-        entities = list({row.get("entity_id") for row in rows})
-        held = functools.partial(self._held_keys, table, entities)
+        held = functools.partial(self._held_keys, table, rows)  # asked only when an offset was written
         return await self._call(lambda: self._writer.append_at(path, schema, cursor, rows, held))
 
     def _path(self, table: str) -> str:
