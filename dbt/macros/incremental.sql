@@ -140,8 +140,8 @@
     {%- endif -%}
     {%- set merge = default__get_merge_sql(target, source, unique_key, dest_columns, predicates) -%}
     {%- set matched, inserting = "when matched then update set", "when not matched then insert" -%}
-    {%- set newer_only = meta.get("merge_newer_only") or meta.get("merge_insert_only") -%}
-    {%- if newer_only and (matched not in merge or inserting not in merge) -%}
+    {%- set rewrites_matched = meta.get("merge_newer_only") or meta.get("merge_insert_only") -%}
+    {%- if rewrites_matched and (matched not in merge or inserting not in merge) -%}
         {%- do exceptions.raise_compiler_error("dbt's merge has no '" ~ matched ~ "' before '" ~ inserting ~ "'") -%}
     {%- endif -%}
     {%- if meta.get("merge_insert_only") -%}
@@ -174,8 +174,10 @@
     {%- if not (is_incremental() and execute) -%}
         {{ return(none) }}
     {%- endif -%}
-    {%- set ids = run_query(query).columns[0].values() | list -%}
-    {{ return(none if ids | length > var(limit_var, 10000) else ids) }}
+    {%- set most = var(limit_var, 10000) -%}
+    {#- One more than the most it writes in, to tell "too many" without fetching them all. -#}
+    {%- set ids = run_query(query ~ " limit " ~ (most + 1)).columns[0].values() | list -%}
+    {{ return(none if ids | length > most else ids) }}
 {%- endmacro %}
 
 {#- ``column in (...)`` with ``ids`` as string constants (an empty list matches nothing). -#}
