@@ -27,6 +27,7 @@ from db import deliveries, feedback, lead_status, routing
 LEAD_NOT_FOUND = "LeadNotFound"
 DEALER_REJECTED = "DealerRejected"
 UNKNOWN_DEALER = "UnknownDealer"
+LEAD_MOVED_ON = "LeadMovedOn"  # the delivery asked for is no longer the lead's decision
 
 
 @dataclass
@@ -83,6 +84,9 @@ class ClaimLeadInput:
     model: str
     release_dealer_id: str | None = None  # a dealer that did not take the lead: drop its claim first
     exclude: list[str] = field(default_factory=list)  # dealers this run already tried
+    # Runs that keep the re-routing cap in the database: a lead withdrawn more often than this is claimed
+    # nowhere (``exhausted``), whichever run asks. None: runs from before, which counted in the run.
+    max_reroutes: int | None = None
 
 
 @dataclass
@@ -110,6 +114,11 @@ class ClaimLeadResult:
     dealer_lead_id: str | None = None
     resumed: bool = False  # an earlier run (or attempt) took it: this run goes on from there
     followed: bool = False  # delivered, to a dealer with an SLA or a status read (see DeliverLeadResult)
+    # Asked with ``max_reroutes``: the lead's withdrawals so far, whether they exhaust the cap (then no
+    # dealer was claimed), and those whose CRM call an ended run left to make.
+    withdrawals: int = 0
+    exhausted: bool = False
+    pending_withdrawals: list[WithdrawAtDealerInput] = field(default_factory=list)
 
     @classmethod
     def of(cls, claim: deliveries.Claim | None) -> ClaimLeadResult:
@@ -325,11 +334,21 @@ class LeadActivities:
             release=params.release_dealer_id,
             exclude=params.exclude,
             on_claim=self._routed_hook(params.lead_id, now, profile),
+            max_withdrawals=params.max_reroutes,
         )
         if claim is None:  # no dealer: support decides, and ``hub leads explain`` shows why
             async with self._sessions.begin() as session:
                 await lead_status.set_routing_profile(session, params.lead_id, asdict(profile))
-        return await self._with_follow(ClaimLeadResult.of(claim))
+        result = await self._with_follow(ClaimLeadResult.of(claim))
+        if params.max_reroutes is not None:
+            losses = await deliveries.losses(self._sessions, params.lead_id)
+            result.withdrawals = losses.count
+            result.exhausted = claim is None and losses.count > params.max_reroutes
+            result.pending_withdrawals = [
+                WithdrawAtDealerInput(w.lead_id, w.dealer_id, w.idempotency_key or "", w.dealer_lead_id)
+                for w in losses.pending
+            ]
+        return result
 
     async def _with_follow(self, result: ClaimLeadResult) -> ClaimLeadResult:
         """A claim delivered by an earlier run says whether its dealer is followed (a run resumes it)."""
@@ -416,6 +435,9 @@ class LeadActivities:
         # Stable across retries, worker restarts and later runs: the dealer sees one lead however often
         # the hub calls. Heartbeats let Temporal see a live call, and cancel an attempt it gave up on.
         key = params.idempotency_key or deliveries.idempotency_key(params.lead_id, dealer.id)
+        moved_on = await deliveries.moved_on(self._sessions, params.lead_id, dealer.id, key)
+        if moved_on:  # a run reset to before this step: the dealer must not get the lead again
+            raise ApplicationError(moved_on, type=LEAD_MOVED_ON, non_retryable=True)
         try:
             with external_call(permanent_type=DEALER_REJECTED):
                 async with heartbeating():
@@ -478,8 +500,8 @@ class LeadActivities:
         """Ask a REST dealer's CRM for the lead's status and record it as its webhook would."""
         dealer = await routing.dealer_config(self._sessions, params.dealer_id)
         crm = self._dealer_crms.get("rest")
-        if dealer is None or not isinstance(crm, RestDealerCrm):
-            return PollStatusResult()
+        if dealer is None or not isinstance(crm, RestDealerCrm) or not params.dealer_lead_id:
+            return PollStatusResult()  # (no id: the dealer reported before its CRM answered the create)
         with external_call():
             reported = await crm.lead_status(dealer, params.dealer_lead_id)
         if reported is None or reported.status not in DEALER_STATUSES:

@@ -22,7 +22,7 @@ from core.timeutil import as_utc
 from db import lead_status
 from db.engine import lock_for_writing
 from db.feedback import funnel_rank
-from db.models import Dealer, Delivery, DeliveryRelease, Withdrawal
+from db.models import Dealer, Delivery, DeliveryRelease, LeadStatusChange, Withdrawal
 from db.routing import (
     MAX_CLAIM_ATTEMPTS,
     LeadProfile,
@@ -108,21 +108,30 @@ async def claim_next(
     release: str | None = None,
     exclude: Sequence[str] = (),
     on_claim: ClaimHook | None = None,
+    max_withdrawals: int | None = None,
 ) -> Claim | None:
     """The lead's claim: the one already taken, or the best dealer with capacity left, claimed now.
 
     ``release`` names a dealer that did not take the lead: its claim (never a delivered one) is dropped
-    first, in the same transaction. Dealers in ``exclude`` are passed over. ``on_claim(session,
+    first, in the same transaction; a claim its dealer reported about is delivered instead (its CRM has
+    the lead, whatever the create call answered). Dealers in ``exclude`` are passed over. ``on_claim(session,
     dealer_id)`` writes with a new claim (the lead's "routed" status): both commit together or not at
-    all. Returns None when no dealer covers the lead with capacity left.
+    all. Returns None when no dealer covers the lead with capacity left, or when the lead was withdrawn
+    more than ``max_withdrawals`` times (its re-routing cap: whichever run asks, after a terminate too).
     """
     for _ in range(MAX_CLAIM_ATTEMPTS):
         async with sessions.begin() as session:
             dealers, row = await _locked_decision(session, lead_id)
+            if row is not None and row.dealer_id == release and _reported(row):
+                await _delivered_as_reported(session, row, at)
+                return _as_claim(row, resumed=True)
             if row is not None and not (row.dealer_id == release and row.status == CLAIMED):
                 return _as_claim(row, resumed=True)
             await _drop(session, row)  # released (or none): ranking then counts its capacity free
-            passed_over = set(exclude) | await lost_by(session, lead_id)
+            lost = await lost_by(session, lead_id)
+            if max_withdrawals is not None and len(lost) > max_withdrawals:
+                return None
+            passed_over = set(exclude) | lost
             ranked = [d for d in await rank(session, dealers, lead, day, at) if d.id not in passed_over]
             if not ranked:
                 return None
@@ -136,10 +145,58 @@ async def claim_next(
     raise RoutingContention(f"the rotation moved under {MAX_CLAIM_ATTEMPTS} claims in a row")
 
 
+def _reported(row: Delivery) -> bool:
+    """Whether the dealer reported about the lead while its delivery was still a claim."""
+    return row.status == CLAIMED and funnel_rank(row.dealer_status) >= 0
+
+
+async def _delivered_as_reported(session: AsyncSession, row: Delivery, at: datetime) -> None:
+    """A claim whose create call never got an answer the hub could take (timeouts for the whole retry
+    window, or a refusal of what was in fact a repeat), while the dealer's own report says its CRM has
+    the lead: the lead stays there, delivered. Releasing it would put it at a second dealer."""
+    row.status, row.delivered_at = DELIVERED, at
+    detail = f"{row.dealer_id} reported {row.dealer_status}; its CRM never answered the create call"
+    await lead_status.write_status(
+        session,
+        lead_id=row.lead_id,
+        status=LeadStatus.DELIVERED,
+        workflow_id=lead_workflow_id(row.lead_id),
+        at=at,
+        dealer_id=row.dealer_id,
+        detail=detail,
+    )
+    # The dealer's report is the lead's status already, and stays so; the history still shows the step.
+    if not await lead_status.has_reached(session, row.lead_id, LeadStatus.DELIVERED, row.dealer_id):
+        session.add(
+            LeadStatusChange(
+                lead_id=row.lead_id,
+                status=LeadStatus.DELIVERED,
+                dealer_id=row.dealer_id,
+                detail=detail,
+                at=at,
+            )
+        )
+
+
 async def lost_by(session: AsyncSession, lead_id: str) -> set[str]:
     """The dealers the lead was withdrawn from: it never goes back to them."""
     rows = await session.scalars(select(Withdrawal.dealer_id).where(Withdrawal.lead_id == lead_id))
     return set(rows)
+
+
+@dataclass(frozen=True)
+class Losses:
+    """The lead's withdrawals so far, and those whose CRM call is still to be made (``pending``: the run
+    that decided them ended before the CRM answered: terminated, say)."""
+
+    count: int
+    pending: list[Withdrawal]
+
+
+async def losses(sessions: async_sessionmaker[AsyncSession], lead_id: str) -> Losses:
+    async with sessions() as session:
+        rows = list(await session.scalars(select(Withdrawal).where(Withdrawal.lead_id == lead_id)))
+    return Losses(len(rows), [row for row in rows if row.crm_outcome == "pending"])
 
 
 async def assign(
@@ -226,6 +283,27 @@ async def mark_delivered(
     row.dealer_lead_id = dealer_lead_id
     row.delivered_at = at
     return True
+
+
+async def moved_on(
+    sessions: async_sessionmaker[AsyncSession], lead_id: str, dealer_id: str, key: str
+) -> str | None:
+    """Why a delivery to ``dealer_id`` under ``key`` must not be made, or None when it may.
+
+    A run reset to before its delivery step (or a zombie attempt) asks again for a delivery the lead has
+    left since: it is now at another dealer, or was withdrawn from this one, or support sent it back here
+    as a new delivery with a key of its own. A lead without a decision (runs from before claims) may go.
+    """
+    async with sessions() as session:
+        row = await session.get(Delivery, lead_id)
+        if row is None:
+            lost = await session.get(Withdrawal, (lead_id, dealer_id))
+            return None if lost is None else f"the lead was withdrawn from {dealer_id}"
+    if row.dealer_id != dealer_id:
+        return f"the lead is at {row.dealer_id} now"
+    if row.idempotency_key and row.idempotency_key != key:
+        return f"the lead went back to {dealer_id} as a new delivery"
+    return None
 
 
 def _claim_row(

@@ -96,6 +96,11 @@ FOLLOW_IN_OWN_RUN = "follow-dealer-in-own-run"
 # With it, a status of a dealer the lead has since left (a report still due when support moved the lead)
 # reaches only the subscribers: before, it also set the lead's status in Zoho and the Web UI.
 PASS_ON_LOCALLY = "status-passed-on-in-local-activities"
+# Patch: the re-routing cap and the CRM withdrawals live in the portal database, not only in the run. A
+# new run of the lead (a resent webhook after a terminate, a redrive) makes the CRM calls of withdrawals an
+# ended run left pending, and a lead past its cap ends sla_exhausted instead of going to one more dealer.
+# Runs before it claimed a dealer whatever the lead's withdrawals.
+REROUTES_IN_DATABASE = "reroute-cap-and-withdrawals-in-database"
 # The local try of a step (_done_locally): Zoho's update is one call of at most 10 s (the HTTP clients'
 # timeout), tried again a second later (a Retry-After is left to the activity it falls back to); an event
 # goes to each subscriber in turn, so its try is a single attempt: a retry would resend to every one.
@@ -245,6 +250,14 @@ class LeadDistributionWorkflow:
                     self._lead_id, params.reassign_to, params.reassign_reason, params.reassigned_by
                 ),
             )
+        elif workflow.patched(REROUTES_IN_DATABASE):
+            capped = self._claim_input(lead, max_reroutes=params.max_reroutes)
+            claim = await self._decide(LeadActivities.claim_lead, capped)
+            if workflow.info().continued_run_id is None:  # a run continued as new: its own run tried them
+                for pending in claim.pending_withdrawals:
+                    await self._withdraw_at_dealer(pending)
+            if claim.exhausted:
+                return await self._sla_exhausted(params, f"{claim.withdrawals} dealers missed their SLA")
         else:
             claim = await self._decide(LeadActivities.claim_lead, self._claim_input(lead))
         following = workflow.patched(DEALER_SLA)
@@ -568,12 +581,17 @@ class LeadDistributionWorkflow:
             return decision
         self._attempts.append(DeliveryAttempt(dealer_id, "withdrawn", reason))
         self._set_search_status(LeadStatus.WITHDRAWN.value)
+        await self._withdraw_at_dealer(
+            WithdrawAtDealerInput(self._lead_id, dealer_id, decision.idempotency_key, decision.dealer_lead_id)
+        )
+        return decision
+
+    async def _withdraw_at_dealer(self, withdrawal: WithdrawAtDealerInput) -> None:
+        """Ask the CRM of a dealer that lost the lead to drop it; what it answered is recorded."""
         try:
             await workflow.execute_activity_method(
                 LeadActivities.withdraw_at_dealer,
-                WithdrawAtDealerInput(
-                    self._lead_id, dealer_id, decision.idempotency_key, decision.dealer_lead_id
-                ),
+                withdrawal,
                 start_to_close_timeout=LOCAL_STEP_TIMEOUT,
                 schedule_to_close_timeout=WITHDRAWAL_WINDOW,
                 retry_policy=RetryPolicy(
@@ -582,8 +600,8 @@ class LeadDistributionWorkflow:
             )
         except ActivityError as error:
             # The decision stands (the lead moves on); the withdrawal stays "pending" where support sees it.
+            dealer_id = withdrawal.dealer_id
             workflow.logger.error("dealer %s did not drop the lead: %s", dealer_id, error.cause or error)
-        return decision
 
     async def _sla_exhausted(self, params: LeadDistributionInput, why: str) -> LeadDistributionResult:
         """No dealer accepted in time: the fallback owner in Zoho gets the lead, and support is alerted."""
@@ -598,7 +616,9 @@ class LeadDistributionWorkflow:
         await self._feed_back_to_zoho(fields)
         return self._result()
 
-    def _claim_input(self, lead: dict[str, Any], release: str | None = None) -> ClaimLeadInput:
+    def _claim_input(
+        self, lead: dict[str, Any], release: str | None = None, max_reroutes: int | None = None
+    ) -> ClaimLeadInput:
         return ClaimLeadInput(
             lead_id=self._lead_id,
             state=str(lead.get("State") or ""),
@@ -606,6 +626,7 @@ class LeadDistributionWorkflow:
             model=str(lead.get("Modelo_de_Interesse") or ""),
             release_dealer_id=release,
             exclude=sorted({attempt.dealer_id for attempt in self._attempts}),
+            max_reroutes=max_reroutes,
         )
 
     async def _decide(self, step: Any, params: Any) -> ClaimLeadResult:

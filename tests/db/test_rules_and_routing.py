@@ -138,6 +138,71 @@ async def test_a_refusing_dealer_releases_its_claim_and_the_next_is_claimed(
     assert kept is not None and (kept.dealer_id, kept.delivered, kept.dealer_lead_id) == ("b", True, "CRM-9")
 
 
+async def test_a_claim_its_dealer_reported_about_is_delivered_not_released(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A CRM stored the lead and its dealer accepted, but the hub's create call never got an answer it
+    could take: the run gives the dealer up. The lead stays there, delivered, and no second dealer gets it."""
+    await load(sessions, dealer("a", priority=10), dealer("b", priority=20))
+    lead = LeadProfile("SP", "Santos", "Onix")
+    await lead_status.record_status(
+        sessions, lead_id="L1", status=LeadStatus.RECEIVED, workflow_id="w", at=T0
+    )
+    first = await deliveries.claim_next(sessions, "L1", lead, DAY, T0)
+    assert first is not None and first.dealer_id == "a"
+    report = await feedback.record(
+        sessions, lead_id="L1", dealer_id="a", status=LeadStatus.ACCEPTED, at=T0, received_at=T0
+    )
+    assert report.outcome == feedback.Outcome.APPLIED
+
+    later = T0 + timedelta(hours=6)
+    kept = await deliveries.claim_next(sessions, "L1", lead, DAY, later, release="a", exclude=["a"])
+    assert kept is not None and (kept.dealer_id, kept.delivered, kept.dealer_lead_id) == ("a", True, None)
+    assert (await deliveries.holding(sessions, "L1", "a")).holds
+    async with sessions() as session:
+        assert (await session.get(Delivery, "L1")).delivered_at is not None  # type: ignore[union-attr]
+    view = await lead_status.get_lead(sessions, "L1")
+    assert view is not None and (view.status, view.dealer_id) == ("accepted", "a")
+    delivered = [h for h in view.history if h.status == "delivered"]
+    assert [(h.dealer_id, "never answered" in str(h.detail)) for h in delivered] == [("a", True)]
+    # Asked again (a retried activity), it changes nothing; b's capacity was never taken.
+    again = await deliveries.claim_next(sessions, "L1", lead, DAY, later, release="a", exclude=["a"])
+    assert again == kept
+    other = await deliveries.claim_next(sessions, "L2", LeadProfile("SP", "", ""), DAY, T0)
+    assert other is not None and other.dealer_id == "a"
+
+
+async def test_a_delivery_the_lead_has_left_is_not_made_again(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A run reset to before its delivery asks for a delivery the lead has since left."""
+    await load(sessions, dealer("a", priority=10), dealer("b", priority=20))
+    lead = LeadProfile("SP", "Santos", "Onix")
+    assert await deliveries.moved_on(sessions, "L1", "a", "lead-L1-a") is None  # no decision yet
+    claim = await deliveries.claim_next(sessions, "L1", lead, DAY, T0)
+    assert claim is not None and claim.dealer_id == "a"
+    assert await deliveries.moved_on(sessions, "L1", "a", claim.idempotency_key) is None
+    async with sessions.begin() as session:
+        await deliveries.mark_delivered(
+            session, lead_id="L1", dealer_id="a", dealer_lead_id="X", day=DAY, at=T0
+        )
+    await deliveries.withdraw(sessions, "L1", "a", T0, reason="SLA")
+    assert (
+        await deliveries.moved_on(sessions, "L1", "a", claim.idempotency_key)
+        == "the lead was withdrawn from a"
+    )
+    moved = await deliveries.claim_next(sessions, "L1", lead, DAY, T0)
+    assert moved is not None and moved.dealer_id == "b"
+    assert await deliveries.moved_on(sessions, "L1", "a", claim.idempotency_key) == "the lead is at b now"
+    assert await deliveries.moved_on(sessions, "L1", "b", moved.idempotency_key) is None
+    back = await deliveries.reassign(sessions, "L1", "a", DAY, T0, reason="asked", reassigned_by="ana")
+    assert back.idempotency_key != claim.idempotency_key
+    assert await deliveries.moved_on(sessions, "L1", "a", claim.idempotency_key) == (
+        "the lead went back to a as a new delivery"
+    )
+    assert await deliveries.moved_on(sessions, "L1", "a", back.idempotency_key) is None
+
+
 async def test_only_a_reassignment_moves_a_delivered_lead(sessions: async_sessionmaker[AsyncSession]) -> None:
     await load(sessions, dealer("a", priority=10), dealer("b", priority=20))
     lead = LeadProfile("SP", "Santos", "Onix")

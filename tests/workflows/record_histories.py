@@ -46,7 +46,13 @@ from core.constants import (
 from core.settings import Settings
 from tests.hub import Hub, running_hub
 from tests.support import SMALL_STORE, eventually, skip_time
-from tests.workflows.test_dealer_sla import SLA, at_dealer, dealer_reports, sla_hub
+from tests.workflows.test_dealer_sla import (
+    SLA,
+    at_dealer,
+    dealer_reports,
+    sla_hub,
+    terminated_after_the_decision,
+)
 from tests.workflows.test_vtex_catalog_sync import start_sync as start_catalog_sync
 from tests.workflows.test_vtex_customer_sync import start_sync as start_customer_sync
 from tests.workflows.test_vtex_order import LIFECYCLE, park_then_redrive, refusing_bronze, start_refused_order
@@ -160,6 +166,24 @@ async def test_record_lead_sla_missed_then_accepted(
         names = ("lead_delivered_then_handed_on", "lead_followed_sla_missed", "lead_followed_accepted")
         for history, name in zip(histories, names, strict=True):
             (HISTORIES / f"{name}.json").write_text(history.to_json() + "\n")
+
+
+async def test_record_lead_withdrawal_resumed_then_sla_exhausted(
+    skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str
+) -> None:
+    """Since the reroute-cap-and-withdrawals-in-database patch: the run that a resent webhook starts
+    after a terminate makes the CRM call of the withdrawal the terminated run left pending, and ends the
+    lead sla_exhausted, its cap of re-routes passed. That run is saved."""
+    async with sla_hub(skipping_env, sqlite_url, task_queue) as hub:
+        lead_id = await hub.create_lead(State="PR", City="Curitiba")
+        await hub.post_webhook(lead_id)
+        for dealer_id in ("sla-a", "sla-b"):
+            await at_dealer(hub, lead_id, dealer_id)
+            await skip_time(skipping_env, SLA + timedelta(minutes=1))
+        await at_dealer(hub, lead_id, "sla-c")
+        await terminated_after_the_decision(hub, lead_id, "sla-c")
+        assert (await hub.handle(lead_id).result()).status == "sla_exhausted"
+        await save(hub.client, lead_workflow_id(lead_id), "lead_withdrawal_resumed_then_sla_exhausted")
 
 
 async def test_record_lead_accepted_passed_on_locally(

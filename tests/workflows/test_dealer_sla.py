@@ -19,6 +19,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.relay import ReportRelay
 from core.constants import LEAD_STATUS, lead_workflow_id
+from db.deliveries import withdraw
+from db.engine import create_engine, session_factory
 from db.feedback import HAND_OVER_GRACE
 from db.rules import RulesFile
 from tests.hub import Hub, running_hub
@@ -170,6 +172,57 @@ async def test_dealers_that_miss_the_sla_lose_the_lead_until_the_fallback_owner(
     late = await dealer_reports(hub, "sla-a", lead_id, "accepted")
     assert late["hub"]["status_code"] == 409
     assert (await hub.lead(lead_id) or {})["status"] == "sla_exhausted"
+
+
+async def terminated_after_the_decision(hub: Hub, lead_id: str, dealer_id: str) -> None:
+    """The lead's run is terminated between a withdrawal's decision (made here as the run makes it) and
+    its CRM call, which stays pending; then Zoho resends the webhook, which starts a new run."""
+    await hub.handle(lead_id).terminate(reason="stuck")
+    engine = create_engine(hub.settings.database_url)
+    try:
+        decided = await withdraw(
+            session_factory(engine), lead_id, dealer_id, datetime.now(UTC), reason="SLA passed"
+        )
+    finally:
+        await engine.dispose()
+    assert decided.taken_now
+    assert (await hub.post_webhook(lead_id)).status_code == 202
+
+
+async def test_a_run_after_a_terminate_makes_the_withdrawals_left_pending_and_keeps_the_cap(
+    sla_hub: Hub, skipping_env: WorkflowEnvironment
+) -> None:
+    """The resent webhook's run makes the CRM call of the withdrawal left pending before the lead goes
+    on, and, past the cap of 2 re-routes, ends the lead at the fallback owner instead of trying again."""
+    hub = sla_hub
+    lead_id = await hub.create_lead(State="PR", City="Maringá")
+    await hub.post_webhook(lead_id)
+    await at_dealer(hub, lead_id, "sla-a")
+    await skip_time(skipping_env, SLA + timedelta(minutes=1))
+    await at_dealer(hub, lead_id, "sla-b")
+
+    await terminated_after_the_decision(hub, lead_id, "sla-b")
+    await at_dealer(hub, lead_id, "sla-c")
+    assert (await hub.counters())["dealers"]["sla-b"]["withdrawn"] == 1  # asked before the lead went on
+    deliveries = (await hub.lead(lead_id) or {})["deliveries"]
+    assert [(d["dealer_id"], d["withdrawal_at_crm"]) for d in deliveries[:2]] == [
+        ("sla-a", "withdrawn"),
+        ("sla-b", "withdrawn"),
+    ]
+
+    await terminated_after_the_decision(hub, lead_id, "sla-c")  # the third withdrawal: past the cap
+    result = await hub.handle(lead_id).result()
+    assert result.status == "sla_exhausted"
+    lead = await hub.lead(lead_id) or {}
+    assert [(d["dealer_id"], d["withdrawal_at_crm"]) for d in lead["deliveries"]] == [
+        ("sla-a", "withdrawn"),
+        ("sla-b", "withdrawn"),
+        ("sla-c", "recorded"),  # its DMS's first service version cannot drop leads
+    ]
+    assert "3 dealers missed their SLA" in str(lead["detail"])
+    assert (await zoho_lead(hub, lead_id))["Owner"]["id"] == FALLBACK_OWNER
+    counters = (await hub.counters())["dealers"]
+    assert [counters[d]["created"] for d in ("sla-a", "sla-b", "sla-c")] == [1, 1, 1]
 
 
 async def test_a_dealer_that_accepts_in_time_keeps_the_lead_and_its_statuses_reach_zoho(

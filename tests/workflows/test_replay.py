@@ -112,6 +112,16 @@ def test_the_lead_histories_cover_both_homes_of_the_delivery_decision() -> None:
     sla_events = saved(HISTORIES / "lead_sla_missed_then_accepted.json").events
     assert any(e.HasField("timer_started_event_attributes") for e in sla_events)
     assert any(e.HasField("workflow_execution_signaled_event_attributes") for e in sla_events)
+    # Since the reroute-cap patch, a run after a terminate makes the withdrawal left pending and ends
+    # the lead at its cap (the earlier lead histories show runs from before it, which claimed anyway).
+    capped = steps("lead_withdrawal_resumed_then_sla_exhausted")
+    assert capped[capped.index("claim_lead") :] == [
+        "claim_lead",
+        "withdraw_at_dealer",
+        "record_lead_status",
+        "update_zoho_lead",
+    ]
+    assert "deliver_lead" not in capped
 
 
 def test_the_lead_histories_pass_statuses_on_in_activities_and_in_local_activities() -> None:
