@@ -166,7 +166,10 @@ async def _delivered_as_reported(session: AsyncSession, row: Delivery, at: datet
         detail=detail,
     )
     # The dealer's report is the lead's status already, and stays so; the history still shows the step.
-    if not await lead_status.has_reached(session, row.lead_id, LeadStatus.DELIVERED, row.dealer_id):
+    reached = await lead_status.has_reached(
+        session, row.lead_id, LeadStatus.DELIVERED, row.dealer_id, row.claimed_at
+    )
+    if not reached:
         session.add(
             LeadStatusChange(
                 lead_id=row.lead_id,
@@ -174,6 +177,7 @@ async def _delivered_as_reported(session: AsyncSession, row: Delivery, at: datet
                 dealer_id=row.dealer_id,
                 detail=detail,
                 at=at,
+                delivery_claimed_at=row.claimed_at,
             )
         )
 
@@ -390,8 +394,7 @@ async def withdraw(
             lost.claimed_at = row.claimed_at  # a late report names the delivery it is about
             lost.withdrawn_at, lost.reason, lost.crm_outcome = at, reason, "pending"
             session.add(lost)
-            await _drop(session, row, released=False)
-            taken_now = True
+            # Written while the delivery row still names the delivery it ends.
             await lead_status.write_status(
                 session,
                 lead_id=lead_id,
@@ -401,6 +404,8 @@ async def withdraw(
                 dealer_id=dealer_id,
                 detail=reason,
             )
+            await _drop(session, row, released=False)
+            taken_now = True
         found = await session.get(Withdrawal, (lead_id, dealer_id))
         if found is None:  # the lead is elsewhere and never was withdrawn here: nothing to take
             return WithdrawDecision(False, None, len(await lost_by(session, lead_id)))

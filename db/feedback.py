@@ -140,12 +140,17 @@ async def record(
                 dealer_id=dealer_id,
                 detail=f"reported by {dealer_id}",
             )
-        elif not await lead_status.has_reached(session, lead_id, status, dealer_id):
-            # (The history keeps one row per status and dealer: a dealer support sent the lead back to
-            # may have reported this status about its first delivery.)
+        elif not await lead_status.has_reached(session, lead_id, status, dealer_id, delivery.claimed_at):
             detail = f"reported by {dealer_id} after a newer {delivery.dealer_status}"
             session.add(
-                LeadStatusChange(lead_id=lead_id, status=status, dealer_id=dealer_id, detail=detail, at=at)
+                LeadStatusChange(
+                    lead_id=lead_id,
+                    status=status,
+                    dealer_id=dealer_id,
+                    detail=detail,
+                    at=at,
+                    delivery_claimed_at=delivery.claimed_at,
+                )
             )
         return Recorded(outcome, current=newer, due=DueReport.of(row))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.constants import DEALER_STATUSES, LeadStatus
@@ -112,20 +112,50 @@ async def write_status(
         lead.dealer_id = dealer_id
     if dealer_lead_id is not None:
         lead.dealer_lead_id = dealer_lead_id
-    if not await has_reached(session, lead_id, status, dealer_id):
+    claimed_at = await delivery_at(session, lead_id, dealer_id)
+    if not await has_reached(session, lead_id, status, dealer_id, claimed_at):
         session.add(
-            LeadStatusChange(lead_id=lead_id, status=status, dealer_id=dealer_id or "", detail=detail, at=at)
+            LeadStatusChange(
+                lead_id=lead_id,
+                status=status,
+                dealer_id=dealer_id or "",
+                detail=detail,
+                at=at,
+                delivery_claimed_at=claimed_at,
+            )
         )
 
 
-async def has_reached(session: AsyncSession, lead_id: str, status: str, dealer_id: str | None) -> bool:
-    """Whether the lead's history holds this status with this dealer (one row each: retries add none)."""
+async def delivery_at(session: AsyncSession, lead_id: str, dealer_id: str | None) -> datetime | None:
+    """When the lead's current delivery was claimed, if it is at ``dealer_id``: a status of that dealer
+    is about that delivery. None: the status is about no delivery (or one from before claims)."""
+    if not dealer_id:
+        return None
+    await session.flush()  # a claim this transaction made counts
+    row = await session.get(Delivery, lead_id)
+    return row.claimed_at if row is not None and row.dealer_id == dealer_id else None
+
+
+async def has_reached(
+    session: AsyncSession, lead_id: str, status: str, dealer_id: str | None, claimed_at: datetime | None
+) -> bool:
+    """Whether the lead's history holds this status with this dealer about the delivery claimed at
+    ``claimed_at`` (one row each: retries add none; a lead sent back to a dealer adds its statuses anew).
+
+    A row from before rows named their delivery (migration 0011) is about this delivery if it was
+    recorded after the claim: so a write retried across the upgrade still adds nothing.
+    """
+    change = LeadStatusChange
+    about: ColumnElement[bool] = change.delivery_claimed_at.is_(None)
+    if claimed_at is not None:
+        before_0011 = and_(about, change.recorded_at >= claimed_at)
+        about = or_(change.delivery_claimed_at == claimed_at, before_0011)
     recorded = await session.scalar(
-        select(LeadStatusChange.id).where(
-            LeadStatusChange.lead_id == lead_id,
-            LeadStatusChange.status == status,
-            LeadStatusChange.dealer_id == (dealer_id or ""),
+        select(change.id)
+        .where(
+            change.lead_id == lead_id, change.status == status, change.dealer_id == (dealer_id or ""), about
         )
+        .limit(1)
     )
     return recorded is not None
 

@@ -154,10 +154,17 @@ class Lead(Base):
 
 
 class LeadStatusChange(Base):
-    """Every status a lead went through; one row per (lead, status, dealer) so retries add nothing."""
+    """Every status a lead went through; one row per (lead, status, dealer) and delivery, so retries add
+    nothing. ``delivery_claimed_at`` names the delivery a dealer's status is about (when it was claimed): a
+    lead support sends back to a dealer goes through its statuses there again (None for statuses about
+    no delivery, and for rows from before the column)."""
 
     __tablename__ = "lead_status_changes"
-    __table_args__ = (UniqueConstraint("lead_id", "status", "dealer_id", name="uq_lead_status_change"),)
+    __table_args__ = (
+        UniqueConstraint(
+            "lead_id", "status", "dealer_id", "delivery_claimed_at", name="uq_lead_status_change"
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     lead_id: Mapped[str] = mapped_column(ForeignKey("leads.lead_id"), index=True)
@@ -166,6 +173,7 @@ class LeadStatusChange(Base):
     detail: Mapped[str | None] = mapped_column(Text, default=None)
     at: Mapped[datetime]  # when the lead reached the status (a dealer's report: the dealer's time)
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)  # by the portal's clock
+    delivery_claimed_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class OAuthToken(Base):

@@ -8,6 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.constants import LeadStatus
 from db import deliveries, feedback, lead_status
@@ -15,6 +16,19 @@ from db.engine import create_engine, session_factory, sync_url
 from db.migrate import alembic_config, upgrade
 from db.routing import LeadProfile
 from db.rules import RulesFile, apply_rules
+
+
+async def a_lead_claimed_by_dealer_a(url: str, sessions: async_sessionmaker[AsyncSession]) -> datetime:
+    """A portal at the newest schema with one dealer, ``a``, and lead ``L`` received and claimed by it;
+    the time of both."""
+    upgrade(url)
+    dealer = {"id": "a", "name": "A", "crm": {"kind": "rest", "url": "http://crm/a"}}
+    routing = {"routing": {"states": ["SP"], "daily_capacity": 10}, "field_mapping": {"external_id": "id"}}
+    await apply_rules(sessions, RulesFile.model_validate({"dealers": [{**dealer, **routing}]}))
+    at = datetime(2026, 12, 1, 10, 5, tzinfo=UTC)
+    await lead_status.record_status(sessions, lead_id="L", status=LeadStatus.RECEIVED, workflow_id="w", at=at)
+    assert await deliveries.claim_next(sessions, "L", LeadProfile("SP", "", ""), at.date(), at) is not None
+    return at
 
 
 def test_deal_changes_take_their_change_time_and_the_lead_sync_reads_everything_once(tmp_path: Path) -> None:
@@ -56,23 +70,9 @@ async def test_a_report_recorded_before_0010_is_still_recognised_when_resent(tmp
     taken for a report about it: a dealer resending it after the upgrade gets "repeated", not a second
     report (or a clash in the lead's history)."""
     url = f"sqlite:///{tmp_path / 'portal.db'}"
-    upgrade(url)
     engine = create_engine(url)
     sessions = session_factory(engine)
-    dealer = {"id": "a", "name": "A", "crm": {"kind": "rest", "url": "http://crm/a"}}
-    rules = {
-        "dealers": [
-            {
-                **dealer,
-                "routing": {"states": ["SP"], "daily_capacity": 10},
-                "field_mapping": {"external_id": "id"},
-            }
-        ]
-    }
-    await apply_rules(sessions, RulesFile.model_validate(rules))
-    at = datetime(2026, 12, 1, 10, 5, tzinfo=UTC)
-    await lead_status.record_status(sessions, lead_id="L", status=LeadStatus.RECEIVED, workflow_id="w", at=at)
-    assert await deliveries.claim_next(sessions, "L", LeadProfile("SP", "", ""), at.date(), at) is not None
+    at = await a_lead_claimed_by_dealer_a(url, sessions)
     async with sessions.begin() as session:
         await deliveries.mark_delivered(
             session, lead_id="L", dealer_id="a", dealer_lead_id="X", day=at.date(), at=at
@@ -115,3 +115,58 @@ def test_reports_per_delivery_go_back_to_one_per_status_and_forward_again(databa
         )
     assert claimed == [None]
     engine.dispose()
+
+
+def test_history_per_delivery_goes_back_to_one_row_per_status_and_forward_again(database_url: str) -> None:
+    """0011 keys the lead's history by delivery as well; going back keeps each status's first row."""
+    engine = sa.create_engine(sync_url(database_url))
+    change = (
+        "insert into lead_status_changes (lead_id, status, dealer_id, at, recorded_at, delivery_claimed_at)"
+        " values ('L', 'accepted', 'a', :at, :at, :claimed)"
+    )
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "insert into leads (lead_id, status, workflow_id, created_at, updated_at)"
+                " values ('L', 'accepted', 'lead-L', '2026-12-01 10:00:00', '2026-12-01 13:00:00')"
+            )
+        )
+        for at, claimed in (
+            ("2026-12-01 10:30:00", "2026-12-01 10:00:00"),
+            ("2026-12-01 13:00:00", "2026-12-01 12:00:00"),
+        ):
+            connection.execute(sa.text(change), {"at": at, "claimed": claimed})
+    command.downgrade(alembic_config(database_url), "0010")
+    with engine.connect() as connection:
+        kept = connection.execute(sa.text("select at from lead_status_changes")).scalars().all()
+    assert [str(at)[:19] for at in kept] == ["2026-12-01 10:30:00"]
+    upgrade(database_url)
+    with engine.connect() as connection:
+        claimed = (
+            connection.execute(sa.text("select delivery_claimed_at from lead_status_changes")).scalars().all()
+        )
+    assert claimed == [None]
+    engine.dispose()
+
+
+async def test_a_status_recorded_before_0011_is_not_recorded_again(tmp_path: Path) -> None:
+    """A status written before 0011 names no delivery; a retry of that write after the upgrade finds it
+    (recorded after the current delivery's claim) and adds nothing."""
+    url = f"sqlite:///{tmp_path / 'portal.db'}"
+    engine = create_engine(url)
+    sessions = session_factory(engine)
+    at = await a_lead_claimed_by_dealer_a(url, sessions)
+
+    def delivered() -> Any:
+        return lead_status.record_status(
+            sessions, lead_id="L", status=LeadStatus.DELIVERED, workflow_id="w", at=at, dealer_id="a"
+        )
+
+    await delivered()
+    await engine.dispose()
+    command.downgrade(alembic_config(url), "0010")  # the history as the version before kept it
+    upgrade(url)
+    await delivered()  # a retried activity
+    view = await lead_status.get_lead(sessions, "L")
+    await engine.dispose()
+    assert view is not None and [h.status for h in view.history] == ["received", "delivered"]

@@ -510,7 +510,7 @@ async def test_a_dealer_that_gets_a_lead_back_reports_about_the_new_delivery(
     kept = await deliveries.withdraw(sessions, "L", "a", back_at + timedelta(hours=1), reason="SLA 2")
     assert not kept.withdrawn  # the acceptance stands
     # A report of the new delivery older than its newest, of a status the first delivery reached too:
-    # in the history once (one row per status and dealer), not a clash answered 500.
+    # in the history as the new delivery's, not a clash answered 500.
     later = back_at + timedelta(minutes=10)
     qualified = await feedback.record(
         sessions, lead_id="L", dealer_id="a", status=LeadStatus.QUALIFIED, at=later, received_at=later
@@ -529,6 +529,13 @@ async def test_a_dealer_that_gets_a_lead_back_reports_about_the_new_delivery(
     reports = await lead_changes.changes(sessions, "feedback", None, later + timedelta(days=1), None, 10)
     keys = [lead_record("feedback", report.fields, report.at).event_key for report in reports]
     assert len(set(keys)) == len(reports) == len(rows)
+    # The lead's history goes through the new delivery's statuses: its latest (what silver.leads takes
+    # for the lead's latest status) is the dealer's newest, not the reassignment.
+    view = await lead_status.get_lead(sessions, "L")
+    assert view is not None and view.status == "qualified"
+    again = [h.status for h in view.history if h.dealer_id == "a" and h.at >= back_at]
+    assert again == ["reassigned", "accepted", "contacted", "qualified"]
+    assert view.history[-1].status == "qualified"
 
 
 async def test_a_webhook_report_stays_due_until_its_run_has_it_and_one_process_hands_it_on(
