@@ -145,6 +145,7 @@ async def _statuses(
             "city": where.get("city"),
             "model": where.get("model"),
             "lead_source": lead.lead_source,
+            "delivery_claimed_at": as_utc(row.delivery_claimed_at) if row.delivery_claimed_at else None,
         }
         found.append(Change("status", as_utc(row.recorded_at), str(row.id), fields))
     return found

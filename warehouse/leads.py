@@ -41,15 +41,14 @@ def lead_record(kind: str, fields: dict[str, Any], recorded_at: datetime) -> Bro
     columns = {column.name: fields.get(column.name) for column in TYPED_COLUMNS[table]}
     payload = {name: _plain(value) for name, value in columns.items()}
     if table == LEAD_STATUS_CHANGES:
-        # One row per (lead, status, dealer) in the portal: the same status again is the same event.
+        # One row per (lead, status, dealer) and delivery in the portal: the same status again is the
+        # same event; a lead sent back to a dealer reaches it again in a delivery of its own.
         entity_id = str(fields["lead_id"])
-        key = f"{entity_id}:{fields['status']}:{fields['dealer_id']}"
+        key = f"{entity_id}:{fields['status']}:{fields['dealer_id']}" + _delivery(fields)
         changed = fields["changed_at"]
     elif table == DEALER_FEEDBACK:
         entity_id = str(fields["lead_id"])  # one row per (lead, dealer, status) and delivery
-        key = f"{entity_id}:{fields['dealer_id']}:{fields['status']}"
-        if claimed := fields.get("delivery_claimed_at"):  # none on reports from before it was kept
-            key += f"@{claimed.isoformat()}"
+        key = f"{entity_id}:{fields['dealer_id']}:{fields['status']}" + _delivery(fields)
         changed = fields["received_at"]
     elif table in (DEALS, DEAL_STAGE_CHANGES):
         # A deal's state, and a stage move, are each named by Zoho's Modified_Time (one per deal).
@@ -70,6 +69,13 @@ def lead_record(kind: str, fields: dict[str, Any], recorded_at: datetime) -> Bro
         source_updated_at=changed,
         columns=columns,
     )
+
+
+def _delivery(fields: dict[str, Any]) -> str:
+    """The key's mark of the delivery a change is about; none on rows from before it was kept (their
+    keys stay as they were landed) and on statuses about no delivery."""
+    claimed = fields.get("delivery_claimed_at")
+    return f"@{claimed.isoformat()}" if claimed else ""
 
 
 def _plain(value: Any) -> Any:

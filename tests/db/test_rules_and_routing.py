@@ -536,6 +536,10 @@ async def test_a_dealer_that_gets_a_lead_back_reports_about_the_new_delivery(
     again = [h.status for h in view.history if h.dealer_id == "a" and h.at >= back_at]
     assert again == ["reassigned", "accepted", "contacted", "qualified"]
     assert view.history[-1].status == "qualified"
+    until = datetime.now(UTC) + timedelta(days=1)  # statuses are read by when the portal recorded them
+    statuses = await lead_changes.changes(sessions, "status", None, until, None, 50)
+    keys = [lead_record("status", change.fields, change.at).event_key for change in statuses]
+    assert len(set(keys)) == len(statuses) == len(view.history)  # each lands in bronze
 
 
 async def test_a_webhook_report_stays_due_until_its_run_has_it_and_one_process_hands_it_on(
