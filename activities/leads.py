@@ -219,6 +219,11 @@ class WithdrawAtDealerResult:
 class UpdateZohoLeadInput:
     lead_id: str
     fields: dict[str, Any]
+    # The dealer's report the fields pass on (its Lead_Status), if any: not written once a newer report
+    # of that delivery stands (one handed to a run after the newer one's run had ended).
+    report_dealer_id: str | None = None
+    report_status: str | None = None
+    reported_at: str = ""
 
 
 @dataclass
@@ -553,6 +558,12 @@ class LeadActivities:
     @activity.defn
     async def update_zoho_lead(self, params: UpdateZohoLeadInput) -> None:
         """Write the distribution outcome back to the Zoho lead without re-firing workflow rules."""
+        if params.report_dealer_id and params.report_status and params.reported_at:
+            reported_at = datetime.fromisoformat(params.reported_at)
+            dealer_id, status = params.report_dealer_id, params.report_status
+            if await deliveries.superseded(self._sessions, params.lead_id, dealer_id, status, reported_at):
+                activity.logger.info("a newer status than %s stands: Zoho keeps it", status)
+                return
         with external_call():
             await self._zoho.update_lead(params.lead_id, params.fields)
 

@@ -21,7 +21,7 @@ from core.constants import LeadStatus, lead_workflow_id
 from core.timeutil import as_utc
 from db import lead_status
 from db.engine import lock_for_writing
-from db.feedback import funnel_rank
+from db.feedback import funnel_rank, is_newer
 from db.models import Dealer, Delivery, DeliveryRelease, LeadStatusChange, Withdrawal
 from db.routing import (
     MAX_CLAIM_ATTEMPTS,
@@ -359,6 +359,18 @@ async def holding(sessions: async_sessionmaker[AsyncSession], lead_id: str, deal
         dealer_status=row.dealer_status if holds and row else None,
         withdrawals=withdrawals,
     )
+
+
+async def superseded(
+    sessions: async_sessionmaker[AsyncSession], lead_id: str, dealer_id: str, status: str, at: datetime
+) -> bool:
+    """Whether the dealer's delivery of the lead holds a newer report than this one (by the dealer's
+    time, then the funnel): the one the lead's status, and Zoho's, must keep."""
+    async with sessions() as session:
+        row = await session.get(Delivery, lead_id)
+    if row is None or row.dealer_id != dealer_id or row.dealer_status is None or row.dealer_status_at is None:
+        return False
+    return is_newer(row.dealer_status, row.dealer_status_at, status, at)
 
 
 @dataclass(frozen=True)

@@ -484,7 +484,7 @@ class LeadDistributionWorkflow:
                 continue
             self._set_search_status(report.status)
             zoho_status = ZOHO_LEAD_STATUS[LeadStatus(report.status)]
-            to_zoho = self._feed_back_to_zoho({"Lead_Status": zoho_status}, local=local)
+            to_zoho = self._feed_back_to_zoho({"Lead_Status": zoho_status}, local=local, report=report)
             await in_turn_or_together(to_zoho, event, together=together or local)
         return newest
 
@@ -773,9 +773,15 @@ class LeadDistributionWorkflow:
         await self._feed_back_to_zoho({"Status_Distribuicao": status.value})
         return self._result()
 
-    async def _feed_back_to_zoho(self, fields: dict[str, Any], *, local: bool = False) -> None:
-        """``local``: tried in a local activity first (``_done_locally``)."""
+    async def _feed_back_to_zoho(
+        self, fields: dict[str, Any], *, local: bool = False, report: DealerStatusReport | None = None
+    ) -> None:
+        """``local``: tried in a local activity first (``_done_locally``). ``report``: the dealer's report
+        the fields pass on, left out where a newer one stands in the database."""
         zoho_lead = UpdateZohoLeadInput(lead_id=self._lead_id, fields=fields)
+        if report is not None:
+            zoho_lead.report_dealer_id, zoho_lead.report_status = report.dealer_id, report.status
+            zoho_lead.reported_at = report.at
         try:
             failed = f"Zoho lead {self._lead_id} not updated"
             if local and await self._done_locally(LeadActivities.update_zoho_lead, zoho_lead, failed):

@@ -18,7 +18,9 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from api.relay import ReportRelay
-from core.constants import LEAD_STATUS, lead_workflow_id
+from contracts.leads import DealerStatusReport, report_dealer_status
+from core.constants import LEAD_STATUS, LeadStatus, lead_workflow_id
+from db import feedback
 from db.deliveries import withdraw
 from db.engine import create_engine, session_factory
 from db.feedback import HAND_OVER_GRACE
@@ -277,6 +279,39 @@ async def test_a_dealer_that_accepts_in_time_keeps_the_lead_and_its_statuses_rea
 
     events = await eventually(status_events)
     assert sorted(e["data"]["status"] for e in events) == ["accepted", "qualified"]
+
+
+async def test_an_older_report_handed_to_a_run_of_its_own_leaves_zoho_at_the_newer(
+    sla_hub: Hub,
+) -> None:
+    """A report was the newest when recorded, but its hand-over was slow: a newer one was recorded,
+    handed on and its run ended first. The older one then starts a run of its own, which knows nothing
+    of the newer: Zoho keeps the newer status all the same."""
+    hub = sla_hub
+    lead_id = await hub.create_lead(State="PR", City="Ponta Grossa")
+    await hub.post_webhook(lead_id)
+    await at_dealer(hub, lead_id, "sla-a")
+    await dealer_reports(hub, "sla-a", lead_id, "accepted")
+    await hub.handle(lead_id).result()
+    contacted_at = datetime.now(UTC) + timedelta(minutes=1)
+    engine = create_engine(hub.settings.database_url)
+    try:
+        recorded = await feedback.record(
+            session_factory(engine), lead_id=lead_id, dealer_id="sla-a", status=LeadStatus.CONTACTED,
+            at=contacted_at, received_at=datetime.now(UTC), to_signal=True,
+        )  # fmt: skip
+    finally:
+        await engine.dispose()
+    assert recorded.outcome == feedback.Outcome.APPLIED  # the newest, when it was recorded
+    await dealer_reports(hub, "sla-a", lead_id, "qualified", at=contacted_at + timedelta(minutes=1))
+    assert (await hub.handle(lead_id).result()).status == "qualified"
+    assert (await zoho_lead(hub, lead_id))["Lead_Status"] == "Pre-Qualified"
+
+    late = DealerStatusReport("sla-a", "contacted", contacted_at.isoformat())
+    await report_dealer_status(hub.client, hub.settings, lead_id, late)  # the slow hand-over
+    await hub.handle(lead_id).result()
+    assert (await zoho_lead(hub, lead_id))["Lead_Status"] == "Pre-Qualified"
+    assert (await hub.lead(lead_id) or {})["status"] == "qualified"
 
 
 async def test_a_report_taken_while_temporal_is_away_reaches_the_run_by_the_sweep(
