@@ -118,7 +118,8 @@ TYPED_COLUMNS: dict[str, tuple[SchemaField, ...]] = {
 def day_start(moment: datetime) -> str:
     """The start of ``moment``'s UTC day as a TIMESTAMP literal: a constant bound BigQuery prunes
     partitions by (a query parameter or an expression would not)."""
-    return f"timestamp '{moment.astimezone(UTC):%Y-%m-%d} 00:00:00+00'"
+    day = moment.astimezone(UTC)
+    return f"timestamp '{day.year:04d}-{day:%m-%d} 00:00:00+00'"  # %Y leaves years before 1000 short
 
 
 def every_partition(table: str) -> str:

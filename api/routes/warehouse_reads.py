@@ -16,7 +16,7 @@ from api.body import InstantWithOffset, errors, read_errors
 from api.deps import ReadTokenDep, SessionsDep, SettingsDep, WarehouseReadsDep
 from api.openapi import READ_TOKEN, security
 from core.dealers import DEALER_ID_PATTERN, UNLINKED_DEALER
-from core.timeutil import utcnow
+from core.timeutil import utcnow, within_utc_range
 from db.routing import dealer_known
 from warehouse.errors import WarehouseUnavailable
 from warehouse.views import CustomerPage, CustomerView, DealerPerformance, OrderView
@@ -80,7 +80,7 @@ def _position(cursor: str) -> tuple[datetime, str]:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         changed_at, customer_id = json.loads(text)
-        position = (datetime.fromisoformat(changed_at), str(customer_id))
+        position = (within_utc_range(datetime.fromisoformat(changed_at)), str(customer_id))
     except (ValueError, TypeError) as error:
         raise HTTPException(UNPROCESSABLE, "cursor: not one this API gave") from error
     if position[0].tzinfo is None:
@@ -131,6 +131,8 @@ async def dealer_performance(
     gives the deals won whose lead no dealer holds, by the day each was won."""
     today = utcnow().astimezone(ZoneInfo(settings.business_timezone)).date()
     end = end or today
+    if start is None and end.toordinal() < DEFAULT_DAYS:  # no 30 days before it in the calendar
+        raise HTTPException(UNPROCESSABLE, f"to must be at least {DEFAULT_DAYS} days after 0001-01-01")
     start = start or end - timedelta(days=DEFAULT_DAYS - 1)
     if start > end or (end - start).days >= MAX_DAYS:
         raise HTTPException(UNPROCESSABLE, f"from must be on or before to, at most {MAX_DAYS} days")

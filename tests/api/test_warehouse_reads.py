@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -134,6 +136,9 @@ async def test_dealer_performance_reads_a_range_of_gold_days(
         backwards = await hub.http.get(url, params={"from": "2026-12-02", "to": "2026-12-01"}, headers=AUTH)
         assert backwards.status_code == 422
         assert (await hub.http.get(url, params={"from": "yesterday"}, headers=AUTH)).status_code == 422
+        # 30 days before the first days of the calendar do not exist: a 422, not a 500.
+        first_days = await hub.http.get(url, params={"to": "0001-01-05"}, headers=AUTH)
+        assert first_days.status_code == 422, first_days.text
         unknown = await hub.http.get(f"{hub.api_url}/v1/dealers/nobody/performance", headers=AUTH)
         assert unknown.status_code == 404
         assert (await hub.http.get(url)).status_code == 401
@@ -172,3 +177,11 @@ async def change_feed_pages_through_every_customer_once(hub: Hub) -> None:
         assert (await hub.http.get(url, params=bad, headers=AUTH)).status_code == 422, bad
     broken = {"changed_since": "2000-01-01T00:00:00Z", "cursor": "not-a-cursor"}
     assert (await hub.http.get(url, params=broken, headers=AUTH)).status_code == 422
+    # A cursor this API never gave: a time with no UTC time in it.
+    forged = base64.urlsafe_b64encode(json.dumps([edges[0], "x"]).encode()).decode().rstrip("=")
+    far_back = {"changed_since": "2000-01-01T00:00:00Z", "cursor": forged}
+    assert (await hub.http.get(url, params=far_back, headers=AUTH)).status_code == 422
+    # A year before 1000 is a time BigQuery reads too: its literal is padded to four digits.
+    early = await hub.http.get(url, params={"changed_since": "0999-01-01T00:00:00Z"}, headers=AUTH)
+    assert early.status_code == 200, early.text
+    assert len(early.json()["customers"]) == min(len(ids), 100)

@@ -10,6 +10,8 @@ Read with a real SQL parser (sqlglot, BigQuery dialect), so a rule sees expressi
   (its WHERE, which applies before any window): BigQuery prunes partitions only on constant filters, so
   such a read bills all of history, and ``require_partition_filter`` refuses it. Use the
   ``landed_versions`` macro;
+- a DATE or TIMESTAMP literal out of BigQuery's canonical format (a year in fewer than four digits,
+  more than six fractional digits): BigQuery refuses the query, the emulator reads it;
 - a MERGE with an UPDATE clause that never applies (``WHEN MATCHED AND FALSE``): BigQuery bills a MERGE
   with an UPDATE clause for every column of the target it reads, an insert-only one for the columns it
   reads. Leave the clause out (``merge_insert_only``).
@@ -17,6 +19,7 @@ Read with a real SQL parser (sqlglot, BigQuery dialect), so a rule sees expressi
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import sqlglot
@@ -29,6 +32,12 @@ PARTITION_COLUMNS = {"quarantine": "quarantined_at"}
 LANDING_TIME = "ingested_at"
 BOUNDS = (exp.GTE, exp.GT, exp.EQ, exp.LT, exp.LTE, exp.Between)
 TIMESTAMP_TYPES = (exp.DataType.Type.TIMESTAMP, exp.DataType.Type.TIMESTAMPTZ)
+LITERAL_TYPES = (*TIMESTAMP_TYPES, exp.DataType.Type.DATE, exp.DataType.Type.DATETIME)
+# BigQuery's canonical date and time formats: YYYY-[M]M-[D]D[( |T)[H]H:[M]M:[S]S[.F{1,6}]][zone].
+CANONICAL_TIME = re.compile(
+    r"\d{4}-\d{1,2}-\d{1,2}([ T]\d{1,2}:\d{1,2}:\d{1,2}(\.\d{1,6})?)?"
+    r"( ?(Z|UTC|[+-]\d{1,2}(:\d{2})?|[A-Za-z_]+/[A-Za-z_/]+))?"
+)
 
 
 def violations(sql: str) -> list[str]:
@@ -41,6 +50,11 @@ def violations(sql: str) -> list[str]:
             unit = diff.args.get("unit")
             if unit is not None and unit.name.upper() in CALENDAR_UNITS:
                 found.append(diff.sql("bigquery"))
+        for cast in tree.find_all(exp.Cast):
+            text = cast.this
+            literal = cast.to.is_type(*LITERAL_TYPES) and isinstance(text, exp.Literal) and text.is_string
+            if literal and not CANONICAL_TIME.fullmatch(text.this):
+                found.append(cast.sql("bigquery"))
         for made in tree.find_all(exp.Timestamp, exp.Cast):
             if isinstance(made, exp.Cast) and not made.to.is_type(*TIMESTAMP_TYPES):
                 continue

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from tests.dbt.bigquery_rules import violations
+from warehouse.tables import day_start
 
 
 def test_the_models_before_the_time_macros_break_both_rules() -> None:
@@ -82,3 +85,17 @@ def test_an_insert_only_merge_has_no_update_clause() -> None:
         matched="when matched and DBT_INTERNAL_SOURCE.t > DBT_INTERNAL_DEST.t then update set t = 1"
     )
     assert violations(newer) == []  # a real condition: the update is meant
+
+
+def test_time_literals_are_in_the_canonical_format_and_the_readers_write_them_so() -> None:
+    canonical = (
+        "select timestamp '2026-01-01 00:00:00+00', timestamp '2026-1-1T10:00:00.123456Z',"
+        " date '0999-01-01', timestamp '2026-01-01 10:00:00 America/Sao_Paulo',"
+        " datetime '2026-01-01 10:00:00'"
+    )
+    assert violations(canonical) == []
+    # What day_start wrote for a year before 1000, and a time with VTEX's seven fractional digits.
+    assert len(violations("select timestamp '999-01-01 00:00:00+00'")) == 1
+    assert len(violations("select timestamp '2026-01-01 10:00:00.1234567Z'")) == 1
+    for year in (1, 999, 2026, 9999):
+        assert violations(f"select {day_start(datetime(year, 1, 1, 12, tzinfo=UTC))}") == []
