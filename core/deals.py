@@ -37,11 +37,26 @@ class InvalidDeal(ValueError):
     """A Zoho record the hub cannot replicate (retrying the read returns the same record)."""
 
 
-def _name(value: Any) -> str | None:
-    # Zoho lookups come as {"id", "name"}.
+# What the central database stores (``db.models.Opportunity``): PostgreSQL refuses a value beyond its
+# column, and a refusal retried would hold the deal's every later change behind it.
+AMOUNT_LIMIT = Decimal(10) ** 16  # NUMERIC(18, 2): sixteen digits before the point
+PROBABILITY_RANGE = range(-(2**31), 2**31)  # INTEGER
+TEXT_LIMITS = {"stage": 100, "closing_date": 10, "name": 300}
+
+
+def checked_amount(amount: Decimal | None) -> Decimal | None:
+    """``amount`` if the database can store it; ValueError otherwise."""
+    if amount is not None and not (amount.is_finite() and abs(amount) < AMOUNT_LIMIT):
+        raise ValueError("Amount is beyond 16 digits before the point")
+    return amount
+
+
+def _name(value: Any, limit: int = TEXT_LIMITS["name"]) -> str | None:
+    """A text field as stored: Zoho lookups come as {"id", "name"}; cut to its column's size (a longer
+    one is a display name or picklist value no Zoho layout shows whole anyway)."""
     if isinstance(value, dict):
-        return str(value.get("name")) if value.get("name") is not None else None
-    return str(value) if value not in (None, "") else None
+        value = value.get("name")
+    return str(value)[:limit] if value not in (None, "") else None
 
 
 def deal_from_zoho(record: dict[str, Any]) -> DealState:
@@ -53,20 +68,22 @@ def deal_from_zoho(record: dict[str, Any]) -> DealState:
         deal_id = str(record["id"])
         if not deal_id.strip() or isinstance(record["id"], dict | list):
             raise ValueError("id is not a record id")
-        amount = None if record.get("Amount") is None else Decimal(str(record["Amount"]))
+        amount = None if record.get("Amount") is None else checked_amount(Decimal(str(record["Amount"])))
         modified_time = as_utc(datetime.fromisoformat(str(record["Modified_Time"])))
         created = record.get("Created_Time")
         created_time = as_utc(datetime.fromisoformat(str(created))) if created else None
         probability = None if probability is None else int(probability)
+        if probability is not None and probability not in PROBABILITY_RANGE:
+            raise ValueError("Probability is beyond an integer")
     except (InvalidOperation, ValueError, TypeError, KeyError) as error:
         raise InvalidDeal(f"deal {record.get('id')!r:.40}: {type(error).__name__} in its fields") from error
     return DealState(
         deal_id=deal_id,
         modified_time=modified_time,
-        stage=_name(record.get("Stage")),
+        stage=_name(record.get("Stage"), TEXT_LIMITS["stage"]),
         deal_name=_name(record.get("Deal_Name")),
         amount=amount,
-        closing_date=_name(record.get("Closing_Date")),
+        closing_date=_name(record.get("Closing_Date"), TEXT_LIMITS["closing_date"]),
         probability=probability,
         account_name=_name(record.get("Account_Name")),
         contact_name=_name(record.get("Contact_Name")),

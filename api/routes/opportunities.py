@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Request, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from api.body import (
     FORM,
@@ -25,6 +25,7 @@ from api.body import request_body as declared_body
 from api.deps import IntakeDep, ReadTokenDep, SessionsDep, SettingsDep, ZohoSecretDep
 from api.openapi import READ_TOKEN, ZOHO_SECRET, security
 from contracts.opportunities import DealChange, signal_deal_change
+from core.deals import checked_amount
 from db.opportunities import OpportunityView, get_opportunity
 
 webhooks = APIRouter(prefix="/webhooks/zoho", tags=["zoho"], dependencies=[ZohoSecretDep])
@@ -47,7 +48,9 @@ class ZohoDealWebhook(BaseModel):
         default=None, validation_alias=spellings("modified_time"), description="ISO 8601 with offset"
     )
     modified_by: str | None = Field(default=None, max_length=300, validation_alias=spellings("modified_by"))
-    amount: Decimal | None = Field(default=None, validation_alias=spellings("amount"))
+    amount: Annotated[Decimal | None, AfterValidator(checked_amount)] = Field(
+        default=None, validation_alias=spellings("amount")
+    )
 
     def change(self) -> DealChange:
         # A merge field of blanks is as absent as an empty one.

@@ -1,53 +1,54 @@
-"""Opportunity upserts: newest state wins, stage history has each change once, on SQLite and PostgreSQL."""
+"""A Zoho deal as the central database stores it: what fits is stored, what cannot be is refused."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.deals import DealState
+from core.deals import InvalidDeal, deal_from_zoho
 from db.opportunities import apply_change, get_opportunity
 
-T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
-DEAL = "5725767000000900001"
+
+def zoho_deal(**fields: Any) -> dict[str, Any]:
+    return {"id": "5725767000000700001", "Modified_Time": "2026-12-01T10:00:00-03:00", **fields}
 
 
-def state(minutes: int, stage: str | None, **fields: object) -> DealState:
-    return DealState(deal_id=DEAL, modified_time=T0 + timedelta(minutes=minutes), stage=stage, **fields)  # type: ignore[arg-type]
-
-
-async def test_newer_states_apply_and_older_ones_are_stale(
-    sessions: async_sessionmaker[AsyncSession],
+async def test_the_largest_deal_zoho_may_send_is_stored_on_both_databases(
+    sessions: async_sessionmaker[AsyncSession], database_url: str
 ) -> None:
-    now = T0 + timedelta(hours=1)
-    first = state(
-        0, "Qualification", deal_name="Frota 40 Onix", amount=Decimal("1250000.50"), modified_by="Ana"
+    """PostgreSQL refuses a value beyond its column (SQLite stores anything): the record is brought to
+    the columns' sizes first, so the deal's change is stored, never retried for ever."""
+    deal = deal_from_zoho(
+        zoho_deal(
+            Amount="9999999999999999.99",
+            Probability=2**31 - 1,
+            Deal_Name="N" * 400,
+            Stage={"name": "S" * 150},
+            Account_Name={"id": "1", "name": "A" * 301},
+        )
     )
-    assert await apply_change(sessions, first, now) == "applied"
-    assert await apply_change(sessions, first, now) == "repeated"
-    assert await apply_change(sessions, state(2, "Negotiation/Review", modified_by="Bruno"), now) == "applied"
-    # Out of order and late: joins the stage history, leaves the current state alone.
-    assert await apply_change(sessions, state(1, "Needs Analysis", modified_by="Caio"), now) == "stale"
-    assert await apply_change(sessions, state(1, "Needs Analysis", modified_by="Caio"), now) == "repeated"
-    assert (
-        await apply_change(sessions, state(3, "Negotiation/Review", amount=Decimal("990000")), now)
-        == "applied"
-    )
+    assert await apply_change(sessions, deal, datetime.now(UTC)) == "applied"
+    stored = await get_opportunity(sessions, deal.deal_id)
+    assert stored is not None and stored.amount is not None
+    if database_url.startswith("postgresql"):  # SQLite keeps NUMERIC as a float: about 15 digits
+        assert stored.amount == Decimal("9999999999999999.99")
+    assert (len(stored.deal_name or ""), len(stored.stage or "")) == (300, 100)
 
-    deal = await get_opportunity(sessions, DEAL)
-    assert deal is not None
-    assert (deal.stage, deal.amount, deal.deal_name) == (
-        "Negotiation/Review",
-        Decimal("990000.00"),
-        "Frota 40 Onix",
-    )
-    assert deal.modified_time == T0 + timedelta(minutes=3)
-    assert [(c.from_stage, c.to_stage, c.changed_by) for c in deal.stage_history] == [
-        (None, "Qualification", "Ana"),
-        ("Qualification", "Needs Analysis", "Caio"),
-        ("Needs Analysis", "Negotiation/Review", "Bruno"),
-    ]
-    assert deal.stage_history[2].changed_at == T0 + timedelta(minutes=2)
-    assert await get_opportunity(sessions, "1") is None
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"Amount": 1e16}, "deal '5725767000000700001': ValueError in its fields"),
+        ({"Amount": "-1E+20"}, "ValueError"),
+        ({"Amount": "NaN"}, "ValueError"),
+        ({"Probability": 2**31}, "ValueError"),
+    ],
+)
+def test_a_deal_the_database_cannot_store_is_refused_by_name(fields: dict[str, Any], message: str) -> None:
+    """Refused as InvalidDeal: its change is parked where support sees it (fetch_deal)."""
+    with pytest.raises(InvalidDeal, match=message):
+        deal_from_zoho(zoho_deal(**fields))

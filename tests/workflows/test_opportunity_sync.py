@@ -206,6 +206,9 @@ async def test_idle_workflow_closes_and_long_ones_continue_as_new(
         ({"deal_id": "x1"}, 422, "deal_id: String should match pattern"),
         ({"deal_id": "1", "modified_time": "2026-11-24T09:00:00"}, 422, "modified_time"),
         ({"deal_id": "1", "amount": "muito"}, 422, "amount"),
+        # More than the central database stores (NUMERIC(18, 2)): refused, not stuck in its run.
+        ({"deal_id": "1", "amount": "1e16"}, 422, "amount: Value error, Amount is beyond 16 digits"),
+        ({"deal_id": "1", "amount": "NaN"}, 422, "amount"),
     ],
 )
 async def test_bad_deal_webhooks_are_refused(
