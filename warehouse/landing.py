@@ -370,7 +370,8 @@ class Warehouse:
             raise WarehouseUnavailable(SERVICE, f"{type(error).__name__}: {error}") from error
         except google_errors.GoogleAPICallError as error:
             raise PermanentError(SERVICE, str(error), error.code) from error
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as error:
+            # (A number beyond its column's INT64 is an OverflowError: retrying cannot make it fit.)
             raise PermanentError(SERVICE, f"rows do not fit the table: {error}") from error
 
     def dataset_definition(self, name: str) -> bigquery.Dataset:

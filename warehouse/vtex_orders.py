@@ -13,15 +13,18 @@ from warehouse.tables import VTEX_ORDERS
 SOURCE = "vtex"
 INVALID_ORDER = "invalid_order"  # the quarantine code: an id missing, money not cents, a date unreadable
 
-# Money is integer cents; a float or a string there means a broken export, not a price.
-Cents = Annotated[StrictInt, Field(ge=0)]
+# Money is integer cents; a float or a string there means a broken export, not a price. Every number
+# the warehouse types is an INT64: one beyond it is a broken export too (Arrow cannot hold it).
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+Int64 = Annotated[StrictInt, Field(ge=INT64_MIN, le=INT64_MAX)]
+Cents = Annotated[StrictInt, Field(ge=0, le=INT64_MAX)]
 
 
 class _Item(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     id: str = Field(min_length=1)
-    quantity: Annotated[StrictInt, Field(gt=0)]
+    quantity: Annotated[StrictInt, Field(gt=0, le=INT64_MAX)]
     price: Cents
     sellingPrice: Cents | None = None
 
@@ -30,7 +33,7 @@ class _Total(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     id: str = Field(min_length=1)
-    value: StrictInt  # "Discounts" is negative by design
+    value: Int64  # "Discounts" is negative by design
 
 
 class OrderDocument(BaseModel):
@@ -51,6 +54,17 @@ class OrderDocument(BaseModel):
     def _timestamp(cls, value: str) -> str:
         change_key(value)  # raises ValueError with the reason
         return value
+
+    @field_validator("totals")
+    @classmethod
+    def _sums(cls, totals: list[_Total]) -> list[_Total]:
+        """Each kind of total is summed into a column of its own (``order_columns``)."""
+        sums: dict[str, int] = {}
+        for total in totals:
+            sums[total.id] = sums.get(total.id, 0) + total.value
+            if not INT64_MIN <= sums[total.id] <= INT64_MAX:
+                raise ValueError(f"the {total.id} totals add up beyond a 64-bit integer")
+        return totals
 
 
 def order_version(document: dict[str, Any]) -> BronzeRecord:

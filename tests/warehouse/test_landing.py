@@ -109,6 +109,10 @@ def test_change_keys_sort_as_the_times_they_name_from_the_year_1() -> None:
         ({"items": [{"id": "1", "quantity": 1, "price": "1000"}]}, "items.0.price"),
         ({"creationDate": "not a date"}, "creationDate"),
         ({"lastChange": "0001-01-01T00:00:00+01:00"}, "lastChange"),  # before the year 1 in UTC
+        # Beyond the INT64 columns they are typed into:
+        ({"value": 2**63}, "value"),
+        ({"items": [{"id": "1", "quantity": 2**63, "price": 1}]}, "items.0.quantity"),
+        ({"totals": [{"id": "Items", "value": 2**62}, {"id": "Items", "value": 2**62}]}, "totals"),
     ],
 )
 async def test_invalid_orders_go_to_quarantine_with_the_reason(

@@ -149,3 +149,18 @@ async def test_as_many_other_rows_at_a_written_offset_still_land(warehouse: Ware
     retried = await warehouse.land_at(TABLE, StreamCursor(cursor.stream, 0), changed)
     assert retried.stream != cursor.stream and retried.offset == 10  # a new stream: they were not there
     assert await counts(warehouse) == (20, 20)
+
+
+async def test_a_number_beyond_its_int64_column_is_refused_for_good_for_its_caller_alone(
+    warehouse: Warehouse,
+) -> None:
+    """Arrow cannot hold it (an OverflowError): a refusal retrying cannot mend, not one retried for ever
+    that fails every order sharing the append with it."""
+    landed = records("n", 3)
+    landed[1] = BronzeRecord("vtex", "n-1", "n-1@1", {}, columns={"value_cents": 2**63})
+    await warehouse.ensure_schema()
+    outcomes = await asyncio.gather(
+        *(warehouse.land(TABLE, [record]) for record in landed), return_exceptions=True
+    )
+    assert [type(outcome).__name__ for outcome in outcomes] == ["NoneType", "PermanentError", "NoneType"]
+    assert await counts(warehouse) == (2, 2)
