@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import email.utils
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import httpx
@@ -105,6 +107,27 @@ def leading_code(message: str) -> str:
     """
     match = LEADING_CODE.match(message.strip())
     return match.group(1) if match and MACHINE_MADE.search(match.group(1)) else ""
+
+
+@contextmanager
+def readable_body(service: str, response: httpx.Response, what: str) -> Iterator[None]:
+    """Read a partner's success answer within this: one in a shape the hub does not know (not JSON, a
+    list for an object, a field missing) is a PermanentError naming ``what``, so its step parks where
+    support sees it, instead of a ValueError or KeyError retried for ever."""
+    try:
+        yield
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as error:
+        message = f"unexpected {what} ({type(error).__name__}): {describe(response)}"
+        raise PermanentError(service, message, response.status_code) from None
+
+
+def json_object(service: str, response: httpx.Response, what: str) -> dict[str, Any]:
+    """A success answer's JSON object; PermanentError (see :func:`readable_body`) for anything else."""
+    with readable_body(service, response, what):
+        body = response.json()
+        if not isinstance(body, dict):
+            raise TypeError(f"a JSON {type(body).__name__}, not an object")
+    return body
 
 
 def raise_for_status(service: str, response: httpx.Response) -> None:

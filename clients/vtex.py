@@ -13,7 +13,15 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from clients.errors import PermanentError, TransientError, describe, raise_for_status, retry_after_seconds
+from clients.errors import (
+    PermanentError,
+    TransientError,
+    describe,
+    json_object,
+    raise_for_status,
+    readable_body,
+    retry_after_seconds,
+)
 from core.settings import Settings
 from core.vtex import HOOK_ORDER_STATES, ORDER_ID_PATTERN, ChangeTime, OrderEvent, order_event
 
@@ -98,7 +106,7 @@ class VtexClient:
         if response.status_code == 404:
             return None
         raise_for_status(SERVICE, response)
-        return dict(response.json())
+        return json_object(SERVICE, response, "order")
 
     async def list_orders(
         self, created_from: datetime, created_to: datetime, page: int, per_page: int
@@ -153,7 +161,8 @@ class VtexClient:
             params={"page": page, "pagesize": page_size},
         )
         raise_for_status(SERVICE, response)
-        body = response.json()
+        with readable_body(SERVICE, response, "SKU id list"):
+            body = response.json()
         if not isinstance(body, list) or not all(isinstance(sku, int) for sku in body):
             raise PermanentError(SERVICE, f"unexpected SKU id list: {describe(response)}")
         return list(body)
@@ -190,13 +199,12 @@ class VtexClient:
         if token is not None and response.status_code in (400, 404):
             raise ScrollExpired(SERVICE, f"scroll token refused: {describe(response)}", response.status_code)
         raise_for_status(SERVICE, response)
-        body = response.json()
-        if not isinstance(body, list):
-            raise PermanentError(SERVICE, f"unexpected scroll page: {describe(response)}")
-        return ScrollPage(
-            documents=[dict(document) for document in body],
-            token=response.headers.get(MD_TOKEN_HEADER) or token,
-        )
+        with readable_body(SERVICE, response, "scroll page"):
+            body = response.json()
+            if not isinstance(body, list):
+                raise TypeError(f"a JSON {type(body).__name__}, not a list")
+            documents = [dict(document) for document in body]
+        return ScrollPage(documents=documents, token=response.headers.get(MD_TOKEN_HEADER) or token)
 
     async def read_feed(self, max_lot: int = FEED_MAX_LOT) -> list[dict[str, Any]]:
         """The next Feed v3 items; each stays invisible to other readers until committed or timed out."""
@@ -204,7 +212,8 @@ class VtexClient:
             "GET", "/api/orders/feed", params={"maxlot": min(max_lot, FEED_MAX_LOT)}
         )
         raise_for_status(SERVICE, response)
-        return list(response.json() or [])
+        with readable_body(SERVICE, response, "feed items"):
+            return [dict(item) for item in response.json() or []]
 
     async def commit_feed(self, handles: list[str]) -> None:
         """Remove the items with these handles from the feed for good."""
@@ -219,17 +228,15 @@ class VtexClient:
         }
         response = await self._request("POST", "/api/orders/hook/config", json=body)
         raise_for_status(SERVICE, response)
-        return dict(response.json() or {})
+        with readable_body(SERVICE, response, "hook config"):
+            return dict(response.json() or {})
 
     async def _get_document(self, path: str) -> dict[str, Any] | None:
         response = await self._request("GET", path)
         if response.status_code == 404:
             return None
         raise_for_status(SERVICE, response)
-        body = response.json()
-        if not isinstance(body, dict):
-            raise PermanentError(SERVICE, f"unexpected body at {path}: {describe(response)}")
-        return body
+        return json_object(SERVICE, response, f"body at {path}")
 
     async def _request(
         self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None

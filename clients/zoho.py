@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from clients.errors import PermanentError, TransientError, as_code, raise_for_status
+from clients.errors import PermanentError, TransientError, as_code, raise_for_status, readable_body
 from core.settings import Settings
 from core.timeutil import utcnow
 from core.tokens import StoredToken, TokenStore
@@ -47,17 +47,20 @@ class ZohoClient:
         response = await self._request("GET", f"/{module}/{record_id}")
         if response.status_code == 204:  # Zoho's answer for an id it does not know
             return None
-        records = response.json().get("data") or []
-        return dict(records[0]) if records else None
+        with readable_body(SERVICE, response, f"{module} record"):
+            records = response.json().get("data") or []
+            return dict(records[0]) if records else None
 
     async def update_lead(self, lead_id: str, fields: dict[str, Any]) -> None:
         """Update a lead without firing Zoho workflow rules (which would call our webhook again)."""
         body = {"data": [{"id": lead_id, **fields}], "trigger": []}
         response = await self._request("PUT", f"/Leads/{lead_id}", json=body)
-        results = response.json().get("data") or [{}]
-        if results[0].get("status") != "success":
+        with readable_body(SERVICE, response, "lead update answer"):
+            result = (response.json().get("data") or [{}])[0]
+            succeeded = result.get("status") == "success"
+        if not succeeded:
             # Only Zoho's code: the result's message and details echo the fields sent (e-mail, phone).
-            code = as_code(results[0].get("code")) or "(no code)"
+            code = as_code(result.get("code")) or "(no code)"
             raise PermanentError(SERVICE, f"lead update refused: {code}", response.status_code)
 
     async def converted_lead_of(self, deal_id: str, created: datetime) -> str | None:
@@ -81,13 +84,14 @@ class ZohoClient:
             )
             if response.status_code == 204:  # none converted since
                 return None
-            body = response.json()
-            for lead in body.get("data") or []:
-                detail = lead.get("$converted_detail") or {}
-                if str(detail.get("deal") or "") == deal_id:
-                    return str(lead["id"])
-            if not (body.get("info") or {}).get("more_records"):
-                return None
+            with readable_body(SERVICE, response, "converted lead list"):
+                body = response.json()
+                for lead in body.get("data") or []:
+                    detail = lead.get("$converted_detail") or {}
+                    if str(detail.get("deal") or "") == deal_id:
+                        return str(lead["id"])
+                if not (body.get("info") or {}).get("more_records"):
+                    return None
         return None
 
     async def _request(
@@ -158,15 +162,17 @@ class ZohoClient:
                     SERVICE, "token refresh quota exceeded", 400, TOKEN_QUOTA_BACKOFF_SECONDS
                 )
             raise_for_status(SERVICE, response)
-            body = response.json()
-            if "access_token" not in body:
-                # Zoho answers bad credentials with 200 and an "error" key; only a code-like one is kept.
-                code = as_code(body.get("error")) if isinstance(body, dict) else ""
-                raise PermanentError(SERVICE, f"token refresh refused: {code or '(no code)'}")
+            with readable_body(SERVICE, response, "token answer"):
+                body = response.json()
+                if not isinstance(body, dict) or "access_token" not in body:
+                    # Zoho answers bad credentials with 200 and an "error" key; only a code-like one is kept.
+                    code = as_code(body.get("error")) if isinstance(body, dict) else ""
+                    raise PermanentError(SERVICE, f"token refresh refused: {code or '(no code)'}")
+                lifetime = timedelta(seconds=int(body.get("expires_in", 3600)))
         except BaseException:
             await self._tokens.release_lease(self._token_name)
             raise
-        expires_at = utcnow() + timedelta(seconds=int(body.get("expires_in", 3600)))
+        expires_at = utcnow() + lifetime
         await self._tokens.store(self._token_name, body["access_token"], expires_at)
         self._cached = StoredToken(access_token=str(body["access_token"]), expires_at=expires_at)
         return self._cached.access_token

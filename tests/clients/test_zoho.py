@@ -123,3 +123,46 @@ async def test_a_refused_token_refresh_keeps_only_the_error_code(
             await zoho.access_token()
     assert str(refused.value) == f"zoho: token refresh refused: {expected}"
     nothing_personal(refused.value)
+
+
+def zoho_serving(answer: httpx.Response) -> httpx.MockTransport:
+    """Zoho answering every call but the token refresh with ``answer``."""
+
+    def serve_one(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/oauth/v2/token"):
+            return httpx.Response(200, json={"access_token": "1000.abc", "expires_in": 3600})
+        return answer
+
+    return httpx.MockTransport(serve_one)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(200, json={"data": {"id": LEAD}}),
+        httpx.Response(200, json={"data": [None]}),
+        httpx.Response(200, json=[{"id": LEAD}]),
+        httpx.Response(200, text="<html>Scheduled maintenance</html>", headers={"content-type": "text/html"}),
+    ],
+)
+async def test_a_success_in_a_shape_the_hub_cannot_read_is_refused_for_good(
+    token_store: DatabaseTokens, answer: httpx.Response
+) -> None:
+    """Retrying cannot change what Zoho serves: a PermanentError (the read parks), not a KeyError or a
+    ValueError retried for ever."""
+    async with httpx.AsyncClient(transport=zoho_serving(answer)) as http:
+        zoho = ZohoClient(http, settings_for("https://zoho.example"), token_store)
+        with pytest.raises(PermanentError, match="zoho: unexpected Deals record"):
+            await zoho.get_deal("5725767000000700001")
+        with pytest.raises(PermanentError, match="zoho: unexpected lead update answer"):
+            await zoho.update_lead(LEAD, {"Lead_Status": "Contacted"})
+
+
+async def test_a_token_answer_in_a_shape_the_hub_cannot_read_is_refused_for_good(
+    token_store: DatabaseTokens,
+) -> None:
+    token = {"access_token": "1000.abc", "expires_in": "an hour"}
+    async with httpx.AsyncClient(transport=zoho_answering({}, token=token)) as http:
+        zoho = ZohoClient(http, settings_for("https://zoho.example"), token_store)
+        with pytest.raises(PermanentError, match="zoho: unexpected token answer"):
+            await zoho.access_token()
