@@ -18,6 +18,7 @@ from warehouse.tables import VTEX_ORDER_EVENTS, VTEX_ORDERS
 from warehouse.vtex_orders import order_event, order_version
 
 ORDER_NOT_FOUND = "OrderNotFound"
+WAREHOUSE_REFUSED = "WarehouseRefused"  # BigQuery refused the order's version for good
 
 
 @dataclass
@@ -70,10 +71,12 @@ class VtexOrderActivities:
         """
         with external_call():
             document = await self._vtex.get_order(params.order_id)
-            if document is None:
-                raise ApplicationError(
-                    f"the OMS has no order {params.order_id}", type=ORDER_NOT_FOUND, non_retryable=True
-                )
+        if document is None:
+            raise ApplicationError(
+                f"the OMS has no order {params.order_id}", type=ORDER_NOT_FOUND, non_retryable=True
+            )
+        # A refusal for good from here on is BigQuery's, not the OMS's: the run parks it as such.
+        with external_call(permanent_type=WAREHOUSE_REFUSED):
             try:
                 record = order_version(document)
             except InvalidRecord as invalid:

@@ -23,7 +23,13 @@ from workflows.policies import error_type
 
 with workflow.unsafe.imports_passed_through():
     from activities.errors import PERMANENT_FAILURE
-    from activities.vtex import ORDER_NOT_FOUND, LandEventsInput, LandOrderInput, VtexOrderActivities
+    from activities.vtex import (
+        ORDER_NOT_FOUND,
+        WAREHOUSE_REFUSED,
+        LandEventsInput,
+        LandOrderInput,
+        VtexOrderActivities,
+    )
     from core.constants import (
         ORDER_ID,
         ORDER_STATE,
@@ -40,6 +46,10 @@ PARK_REFUSED = "park-refused-order-reads"
 # Patch: state changes BigQuery refuses to append for good (a permission taken away, a row it will not
 # take) are parked until support redrives them; runs started before it failed, with their events.
 PARK_REFUSED_LANDING = "park-refused-event-landings"
+# Patch: an order version BigQuery refuses for good is parked as BigQuery's refusal (Parked = bigquery,
+# the memo naming bronze), where ``hub parked redrive --partner bigquery`` finds it with the events.
+# Runs started before it parked it as the OMS's ("vtex").
+PARK_VERSION_AS_BIGQUERY = "park-refused-version-landings-as-bigquery"
 STEP_TIMEOUT = timedelta(seconds=30)
 SEEN_KEYS_KEPT = 1000  # event keys carried over continue-as-new, to recognise repeats
 # The warehouse may be down for a while: keep trying, never lose an acknowledged event.
@@ -52,7 +62,7 @@ WAREHOUSE_RETRY = RetryPolicy(
 VTEX_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(minutes=5),
-    non_retryable_error_types=[ORDER_NOT_FOUND, PERMANENT_FAILURE],
+    non_retryable_error_types=[ORDER_NOT_FOUND, PERMANENT_FAILURE],  # (and WAREHOUSE_REFUSED's own flag)
 )
 
 
@@ -168,6 +178,10 @@ class VtexOrderWorkflow:
                     # Not in the OMS (yet): the next event of this order reads it again.
                     self._note("unreadable", 1, str(error.cause or error))
                     return
+                if error_type(error) == WAREHOUSE_REFUSED and workflow.patched(PARK_VERSION_AS_BIGQUERY):
+                    refused = f"state {newest.state}: bronze refused the order version: {error.cause}"
+                    await self._parking.hold("bigquery", refused)
+                    continue
                 refused = f"state {newest.state}: the OMS refused the read: {error.cause}"
                 await self._parking.hold("vtex", refused)
         if landed.quarantined:

@@ -55,7 +55,13 @@ from tests.workflows.test_dealer_sla import (
 )
 from tests.workflows.test_vtex_catalog_sync import start_sync as start_catalog_sync
 from tests.workflows.test_vtex_customer_sync import start_sync as start_customer_sync
-from tests.workflows.test_vtex_order import LIFECYCLE, park_then_redrive, refusing_bronze, start_refused_order
+from tests.workflows.test_vtex_order import (
+    LIFECYCLE,
+    park_then_redrive,
+    refusing_bronze,
+    start_refused_order,
+    version_parked_then_redriven,
+)
 from workflows.dbt_build import DbtBuildWorkflow
 from workflows.lead_distribution import LeadDistributionWorkflow
 from workflows.lead_warehouse_sync import LeadSyncInput, LeadWarehouseSyncWorkflow
@@ -274,6 +280,15 @@ async def test_record_vtex_order_landing_parked_then_redriven(
         handle, event = await start_refused_order(temporal_env, task_queue)
         await park_then_redrive(temporal_env, handle, event, bronze)
     await save(temporal_env.client, handle.id, "vtex_order_landing_parked_then_redriven")
+
+
+async def test_record_vtex_order_version_parked_as_bigquery(
+    temporal_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    """Since the park-refused-version-landings-as-bigquery patch: BigQuery refuses an order version for
+    good; the run parks it as BigQuery's refusal, is redriven, and lands it and the next."""
+    workflow_id, _ = await version_parked_then_redriven(temporal_env, task_queue)
+    await save(temporal_env.client, workflow_id, "vtex_order_version_parked_as_bigquery")
 
 
 async def test_record_vtex_order_to_invoiced(gathering_hub: Hub) -> None:

@@ -149,6 +149,7 @@ def test_the_lead_histories_pass_statuses_on_in_activities_and_in_local_activiti
         "opportunity_parked_then_redriven",
         "vtex_order_parked_then_redriven",
         "vtex_order_landing_parked_then_redriven",
+        "vtex_order_version_parked_as_bigquery",
     ],
 )
 def test_the_parked_histories_hold_a_refusal_and_its_redrive(name: str) -> None:

@@ -19,6 +19,7 @@ from clients.errors import PermanentError
 from contracts.orders import ORDER_CHANGED, STATUS_QUERY, VtexOrderInput, VtexOrderStatus
 from core.constants import REDRIVE_PARKED_SIGNAL, vtex_order_workflow_id
 from core.vtex import OrderEvent, change_key, order_event_key
+from simulators.vtex_orders import generate_order
 from tests.conftest import BigQueryEmulator
 from tests.hub import Hub, running_hub
 from tests.support import TcpProxy, eventually
@@ -322,6 +323,56 @@ async def test_events_bronze_refuses_for_good_are_parked_until_redriven(
     invoiced = order_event_key(event.order_id, "invoiced", INVOICED_AT)
     assert bronze.landed == [event.key, invoiced]  # the parked change first, then the next
     assert (result.events_landed, result.state) == (2, "invoiced")
+
+
+class RefusingOrderVersions(RefusingBronze):
+    """Bronze that takes the state changes but refuses order versions for good until ``fixed``, behind
+    the real ``land_order_version``; the OMS answers every read with a valid order."""
+
+    async def land(self, table: str, records: list[Any]) -> None:
+        if table == VTEX_ORDER_EVENTS:
+            self.landed += [record.event_key for record in records]
+            return
+        await super().land(table, records)
+
+    async def get_order(self, order_id: str) -> dict[str, Any]:
+        status = "invoiced" if self.fixed else "handling"  # (invoiced by the time bronze is mended)
+        changed = "2026-12-05T11:00:00.0000000Z" if self.fixed else "2026-12-05T10:00:00.0000000Z"
+        return generate_order(1, order_id=order_id, overrides={"status": status, "lastChange": changed})
+
+
+async def version_parked_then_redriven(env: WorkflowEnvironment, task_queue: str) -> tuple[str, str]:
+    """An order run whose version BigQuery refuses until fixed: parked, fixed, redriven, landed; its
+    workflow id and the memo the park left."""
+    bronze = RefusingOrderVersions()
+    real = VtexOrderActivities(cast(Any, bronze), cast(Any, bronze), cast(Any, bronze))
+    async with Worker(
+        env.client,
+        task_queue=task_queue,
+        workflows=[VtexOrderWorkflow],
+        activities=[real.land_order_events, real.land_order_version],
+        workflow_runner=WORKFLOW_RUNNER,
+    ):
+        handle, event = await start_refused_order(env, task_queue)
+        query = f"WorkflowId = '{handle.id}' AND Parked = 'bigquery' AND ExecutionStatus = 'Running'"
+        await eventually(lambda: parked(env, query))
+        memo = await (await handle.describe()).memo_value("parked")
+        assert bronze.landed == [event.key] and bronze.refused == 1
+        bronze.fixed = True
+        await handle.signal(REDRIVE_PARKED_SIGNAL)
+        result = await handle.result()  # the OMS read again: invoiced meanwhile, the run's last state
+        assert (result.versions_landed, result.state) == (1, "invoiced")
+        assert bronze.landed[-1] == f"{event.order_id}@{INVOICED_AT}"
+    return handle.id, str(memo)
+
+
+async def test_an_order_version_bronze_refuses_for_good_is_parked_as_bigquery(
+    temporal_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    """The OMS answered; BigQuery refused the version's append: the run parks it as BigQuery's refusal,
+    which `hub parked redrive --partner bigquery` finds, not as the OMS's."""
+    _, memo = await version_parked_then_redriven(temporal_env, task_queue)
+    assert "bronze refused the order version" in memo and "PERMISSION_DENIED" in memo
 
 
 async def parked(env: WorkflowEnvironment, query: str) -> bool:
