@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from temporalio import activity
@@ -34,6 +34,8 @@ class DbtBuildInput:
     fast: bool = False  # leave out unit tests and what is tagged hourly (warehouse.dbt.FAST_BUILD_EXCLUDES)
     # The oldest order change this build brings to gold (``BuildRequest.oldest_received_at``).
     oldest_received_at: str | None = None
+    # Fast builds: models the last full build's error-level tests failed on, left out with what reads them.
+    blocked: list[str] = field(default_factory=list)
 
 
 class DbtActivities:
@@ -46,7 +48,9 @@ class DbtActivities:
     @activity.defn
     async def dbt_build(self, params: DbtBuildInput) -> DbtBuildSummary:
         """Run ``dbt build``; failed tests come back in the summary (a build that could not run raises)."""
-        command = build_command(self._work_dir, fast=params.fast)
+        command = build_command(
+            self._work_dir, fast=params.fast, blocked=params.blocked if params.fast else ()
+        )
         process = await asyncio.create_subprocess_exec(
             *command, env=self._environment, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
         )

@@ -47,6 +47,10 @@ class DbtBuildSummary:
     # (against the sources' warn_after/error_after), and when its newest row landed (ISO 8601 UTC).
     freshness: dict[str, str] = field(default_factory=dict)
     loaded_at: dict[str, str] = field(default_factory=dict)
+    # The models an error-level test failed on (a key not unique, say): dbt skipped what reads them in
+    # this build, and fast builds, which run no such tests, leave them and what reads them out until a
+    # full build passes them again.
+    blocked: list[str] = field(default_factory=list)
 
 
 @dataclass

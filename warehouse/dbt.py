@@ -48,7 +48,11 @@ def dbt_environment(settings: Settings) -> dict[str, str]:
 
 
 def build_command(
-    work_dir: Path, select: Sequence[str] = (), full_refresh: bool = False, fast: bool = False
+    work_dir: Path,
+    select: Sequence[str] = (),
+    full_refresh: bool = False,
+    fast: bool = False,
+    blocked: Sequence[str] = (),
 ) -> list[str]:
     """The child process that builds: this module, with where dbt keeps its target and logs."""
     command = [sys.executable, "-m", "warehouse.dbt", "build", "--work-dir", str(work_dir)]
@@ -58,6 +62,8 @@ def build_command(
         command.append("--full-refresh")
     if fast:
         command.append("--fast")
+    if blocked:
+        command += ["--blocked", *blocked]
     return command
 
 
@@ -84,6 +90,7 @@ def summarise(results: Sequence[Any]) -> DbtBuildSummary:
             elif status in ("fail", "error"):
                 summary.tests_failed += 1
                 summary.failures.append(message)
+                summary.blocked += [m for m in models_under_test(result.node) if m not in summary.blocked]
             else:
                 summary.skipped += 1
         elif status == "success":
@@ -97,8 +104,24 @@ def summarise(results: Sequence[Any]) -> DbtBuildSummary:
     return summary
 
 
+def models_under_test(node: Any) -> list[str]:
+    """The models a test checks: the one a generic test is attached to, or those a singular one reads."""
+    attached = getattr(node, "attached_node", None)
+    depends_on = getattr(getattr(node, "depends_on", None), "nodes", None) or []
+    ids = [attached] if attached else [n for n in depends_on if str(n).startswith("model.")]
+    return [str(unique_id).rsplit(".", 1)[-1] for unique_id in ids]
+
+
+def fast_build_excludes(blocked: Sequence[str]) -> list[str]:
+    """dbt's arguments that leave out of a fast build what it does not build (``FAST_BUILD_EXCLUDES``),
+    and each blocked model with everything that reads it (``orders+``)."""
+    if not blocked:
+        return list(FAST_BUILD_EXCLUDES)
+    return [*FAST_BUILD_EXCLUDES, *(f"{model}+" for model in blocked)]
+
+
 def run_build(
-    work_dir: Path, select: Sequence[str], full_refresh: bool, fast: bool = False
+    work_dir: Path, select: Sequence[str], full_refresh: bool, fast: bool = False, blocked: Sequence[str] = ()
 ) -> DbtBuildSummary:
     """Run ``dbt build`` in this process (the child's side)."""
     from dbt.cli.main import dbtRunner  # heavy: only the child process loads dbt
@@ -113,7 +136,7 @@ def run_build(
     if full_refresh:
         arguments.append("--full-refresh")
     if fast:
-        arguments += FAST_BUILD_EXCLUDES
+        arguments += fast_build_excludes(blocked)
     runner = dbtRunner()
     outcome = runner.invoke(arguments)
     results = getattr(outcome.result, "results", None)
@@ -161,8 +184,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--select", nargs="*", default=[])
     parser.add_argument("--full-refresh", action="store_true")
     parser.add_argument("--fast", action="store_true", help="leave out unit tests and what is tagged hourly")
+    parser.add_argument(
+        "--blocked", nargs="*", default=[], help="with --fast: models to leave out, with what reads them"
+    )
     args = parser.parse_args(argv)
-    summary = run_build(args.work_dir, args.select, args.full_refresh, args.fast)
+    summary = run_build(args.work_dir, args.select, args.full_refresh, args.fast, args.blocked)
     sys.stdout.write(SUMMARY_PREFIX + json.dumps(asdict(summary)) + "\n")
     sys.exit(0 if summary.success else 1)
 

@@ -47,6 +47,10 @@ CONTINUE_WHEN_SUGGESTED = "continue-as-new-when-suggested"
 # every build was full, and only when asked for).
 FAST_AND_HOURLY_FULL = "fast-builds-and-hourly-full-builds"
 FULL_BUILD_EVERY = timedelta(hours=1)
+# Patch: a fast build leaves out the models an error-level test failed on in the last full build, and
+# what reads them (fast builds run no such test, so they would build gold from the failing rows). Runs
+# started before it built them anyway.
+FAST_BUILDS_KEEP_BLOCKS = "fast-builds-leave-out-blocked-models"
 
 
 @workflow.defn(name=DBT_BUILD_WORKFLOW)
@@ -124,11 +128,18 @@ class DbtBuildWorkflow:
         due = datetime.fromisoformat(self._status.last_full_at) + FULL_BUILD_EVERY
         return max(due - workflow.now(), timedelta(seconds=1))
 
+    def _blocked(self, fast: bool) -> list[str]:
+        """What a fast build leaves out: the models the last full build's blocking tests failed on."""
+        last_full = self._status.last_full
+        if not fast or last_full is None or not last_full.blocked:
+            return []
+        return list(last_full.blocked) if workflow.patched(FAST_BUILDS_KEEP_BLOCKS) else []
+
     async def _build(self, oldest_received: str | None, fast: bool) -> DbtBuildSummary:
         try:
             return await workflow.execute_activity_method(
                 DbtActivities.dbt_build,
-                DbtBuildInput(oldest_received_at=oldest_received, fast=fast),
+                DbtBuildInput(oldest_received_at=oldest_received, fast=fast, blocked=self._blocked(fast)),
                 start_to_close_timeout=BUILD_TIMEOUT,
                 heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 retry_policy=RETRY,
@@ -157,6 +168,9 @@ class DbtBuildWorkflow:
             workflow.logger.warning("dbt build failed: %s", "; ".join(summary.failures)[:2000])
         outcome = "passed" if summary.success else f"FAILED: {'; '.join(summary.failures)[:1500]}"
         kind = ("full build, " if full else "fast build, ") if cadence else ""
+        held = self._blocked(fast=not full)
+        if held:
+            kind += f"left out until a full build passes them: {', '.join(held)} and what reads them; "
         workflow.upsert_memo(
             {
                 "last_build": (

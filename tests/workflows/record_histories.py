@@ -46,6 +46,7 @@ from core.constants import (
 from core.settings import Settings
 from tests.hub import Hub, running_hub
 from tests.support import SMALL_STORE, eventually, skip_time
+from tests.workflows.test_dbt_build import blocked_then_passed
 from tests.workflows.test_dealer_sla import (
     SLA,
     at_dealer,
@@ -412,6 +413,15 @@ async def passing_build(_: DbtBuildInput) -> DbtBuildSummary:
 async def test_record_dbt_build(hub: Hub) -> None:
     """Two requests, two builds; then the workflow (which never ends by itself) is terminated."""
     await record_builds(hub, "recorded", [("vtex orders", False), ("vtex catalog sync", False)], "dbt_build")
+
+
+async def test_record_dbt_build_fast_leaves_out_blocked(
+    temporal_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    """Since the fast-builds-leave-out-blocked-models patch: a full build's key test fails, the next fast
+    build leaves that model and what reads it out, until a full build passes it; then terminated."""
+    workflow_id, _, _ = await blocked_then_passed(temporal_env.client, task_queue)
+    await save(temporal_env.client, workflow_id, "dbt_build_fast_leaves_out_blocked")
 
 
 async def test_record_dbt_build_fast_and_full(hub: Hub) -> None:

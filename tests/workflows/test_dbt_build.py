@@ -147,6 +147,57 @@ async def test_requests_get_fast_builds_and_a_full_build_runs_every_hour(task_qu
         await env.shutdown()
 
 
+async def blocked_then_passed(client: Client, task_queue: str) -> tuple[str, list[DbtBuildInput], list[str]]:
+    """A full build whose key test fails on silver.orders, a fast build, a full build that passes, and
+    a fast build; the build workflow's id, each build's input and the memo after each."""
+    settings = own_warehouse_settings(task_queue)
+    duplicated = DbtBuildSummary(
+        models_built=9, tests_failed=1, failures=["unique_orders_order_id: Got 1 result"], blocked=["orders"]
+    )
+    answers = [duplicated, DbtBuildSummary(success=True)]
+    inputs: list[DbtBuildInput] = []
+    memos: list[str] = []
+    workflow_id = dbt_build_workflow_id(settings)
+
+    @activity.defn(name="dbt_build")
+    async def dbt_build(params: DbtBuildInput) -> DbtBuildSummary:
+        inputs.append(params)
+        return answers.pop(0) if answers else DbtBuildSummary(success=True)
+
+    async def build(request: BuildRequest) -> None:
+        count = len(inputs)
+        await send_build_request(client, settings, request)
+
+        async def done() -> DbtBuildStatus | None:
+            current = await status(client, workflow_id)
+            return current if current.builds == count + 1 and not current.building else None
+
+        await eventually(done, timeout=30)
+        memos.append(
+            str((await (await client.get_workflow_handle(workflow_id).describe()).memo())["last_build"])
+        )
+
+    async with Worker(client, task_queue=task_queue, workflows=[DbtBuildWorkflow], activities=[dbt_build]):
+        await build(BuildRequest("vtex orders"))  # the first build runs everything
+        await build(BuildRequest("vtex orders"))
+        await build(BuildRequest("support", full=True))  # the key is unique again
+        await build(BuildRequest("vtex orders"))
+        await client.get_workflow_handle(workflow_id).terminate("recorded")
+    return workflow_id, inputs, memos
+
+
+async def test_fast_builds_leave_out_what_a_full_build_s_blocking_test_failed_on(
+    temporal_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    """Fast builds run no data tests: after a full build found silver.orders' key duplicated (dbt then
+    skipped what reads it), they leave orders and what reads it out, until a full build passes it."""
+    _, inputs, memos = await blocked_then_passed(temporal_env.client, task_queue)
+    assert [(b.fast, b.blocked) for b in inputs] == [(False, []), (True, ["orders"]), (False, []), (True, [])]
+    assert "unique_orders_order_id" in memos[0]
+    assert "fast build, left out until a full build passes them: orders and what reads them" in memos[1]
+    assert "left out" not in memos[3]
+
+
 async def test_a_status_vtex_added_warns_and_gold_still_builds(
     temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, warehouse_settings: dict[str, Any]
 ) -> None:

@@ -1,0 +1,43 @@
+"""What a failing error-level test blocks: the model it checks, found in the project dbt parses, and
+what fast builds then leave out (that model and every model reading it), as dbt selects it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from dbt.cli.main import dbtRunner
+
+from core.settings import Settings
+from warehouse.dbt import PROJECT_DIR, dbt_environment, fast_build_excludes, models_under_test
+
+
+def dbt(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *arguments: str) -> object:
+    for name, value in dbt_environment(
+        Settings(environment="test", bigquery_endpoint="http://127.0.0.1:9")
+    ).items():
+        monkeypatch.setenv(name, value)
+    common = ["--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR)]
+    common += ["--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path / "logs")]
+    outcome = dbtRunner().invoke([arguments[0], *common, *arguments[1:]])  # parses only: no connection
+    assert outcome.success, outcome.exception
+    return outcome.result
+
+
+def test_a_key_test_blocks_its_model_and_fast_builds_leave_out_what_reads_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    manifest = dbt(monkeypatch, tmp_path, "parse")
+    tests = {node.name: node for node in manifest.nodes.values() if node.resource_type == "test"}  # type: ignore[attr-defined]
+    key_test = next(node for name, node in tests.items() if name.startswith("unique_orders_order_id"))
+    assert models_under_test(key_test) == ["orders"]
+
+    def fast_models(blocked: list[str]) -> set[str]:
+        listed = dbt(monkeypatch, tmp_path, "ls", "--resource-type", "model", "--output", "name", "--quiet",
+                     *fast_build_excludes(blocked))  # fmt: skip
+        return set(listed)  # type: ignore[call-overload]
+
+    every = fast_models([])
+    held = fast_models(["orders"])
+    assert {"orders", "order_items", "profile_orders", "orders_per_profile", "customer_360"} <= every - held
+    assert {"customers", "skus", "lead_status_changes", "deals"} <= held
