@@ -20,16 +20,19 @@ from temporalio import activity
 from activities.errors import external_call
 from activities.heartbeats import heartbeating
 from activities.pacing import RequestBudgets, first_attempt, paced
+from clients.errors import PermanentError
 from clients.vtex import SKU_IDS_MAX_PAGE_SIZE, VtexClient
 from core.metrics import count_sync
 from warehouse.landing import LATEST_PER_ENTITY, BronzeRecord, InvalidRecord, QuarantineRecord, Warehouse
 from warehouse.libraries import ScalarQueryParameter
 from warehouse.streams import StreamCursor
 from warehouse.tables import QUARANTINE, VTEX_SKUS, every_partition
-from warehouse.vtex_catalog import REMOVED_HASH, is_removed_key, sku_version
+from warehouse.vtex_catalog import REMOVED_HASH, is_removed_key, sku_version, unreadable_sku
 
 # SKUs of one page read at once (two requests each): enough to fill the budget while VTEX answers.
 READ_CONCURRENCY = 16
+# Refusals of the hub itself (its app key or token, its permissions), not of one SKU: the page fails.
+SYSTEMIC_REFUSALS = frozenset({401, 403})
 
 
 @dataclass
@@ -157,8 +160,17 @@ class VtexCatalogActivities:
 
         async def reader() -> None:
             for sku_id in queue:  # every reader takes the next id left
-                sku = await paced(limiter, partial(self._vtex.get_sku, sku_id))
-                price = None if sku is None else await paced(limiter, partial(self._vtex.get_price, sku_id))
+                try:
+                    sku = await paced(limiter, partial(self._vtex.get_sku, sku_id))
+                    price = (
+                        None if sku is None else await paced(limiter, partial(self._vtex.get_price, sku_id))
+                    )
+                except PermanentError as refused:
+                    if refused.status_code in SYSTEMIC_REFUSALS:
+                        raise  # the hub's credentials, not this SKU: the page fails, by name
+                    counts.vtex_requests += 1
+                    versions[sku_id] = unreadable_sku(sku_id, str(refused))
+                    continue
                 counts.vtex_requests += 1 if sku is None else 2
                 versions[sku_id] = _version(sku_id, sku, price)
 

@@ -55,7 +55,10 @@ async def get_sku(sku_id: str, request: Request, state: StateDep) -> JSONRespons
     """One SKU; 404 when unknown or deleted, 400 when the id is not an integer."""
     state.vtex.counters.catalog_sku_gets += 1
     await vtex_api_guard(request, state)
-    document = Catalog(state.config, state.vtex.catalog_changes).sku_document(_sku_number(sku_id))
+    number = _sku_number(sku_id)
+    if number in state.vtex.catalog_changes.refused:  # a SKU the catalog itself cannot serve
+        return vtex_error(400, "CAT004", f"SKU {sku_id} could not be loaded")
+    document = Catalog(state.config, state.vtex.catalog_changes).sku_document(number)
     if document is None:
         return vtex_error(404, "CAT003", f"SKU {sku_id} not found")
     return JSONResponse(document)
@@ -70,6 +73,21 @@ async def get_price(item_id: str, request: Request, state: StateDep) -> JSONResp
     if document is None:
         return vtex_error(404, "PRC001", f"No price found for SKU {item_id}")
     return JSONResponse(document)
+
+
+class RefusedSkus(BaseModel):
+    """SKUs whose record read is answered 400 from now on (until a reset)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sku_ids: list[int] = Field(min_length=1)
+
+
+@control_router.post("/catalog/refuse")
+async def refuse_skus(state: StateDep, body: Annotated[RefusedSkus, Body()]) -> JSONResponse:
+    """Make the catalog refuse these SKUs' reads (HTTP 400, CAT004), as a SKU broken in VTEX is."""
+    state.vtex.catalog_changes.refused.update(body.sku_ids)
+    return JSONResponse({"refused": sorted(state.vtex.catalog_changes.refused)})
 
 
 class CatalogChange(BaseModel):

@@ -95,6 +95,7 @@ class CatalogChanges:
     versions: dict[int, int] = field(default_factory=dict)
     deactivated: set[int] = field(default_factory=set)
     deleted: set[int] = field(default_factory=set)
+    refused: set[int] = field(default_factory=set)  # SKUs whose record read VTEX answers with a 400
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from warehouse.tables import VTEX_SKUS
 SOURCE = "vtex"
 REMOVED: dict[str, Any] = {"sku": None, "price": None}
 INVALID_SKU = "invalid_sku"  # the quarantine code: a field missing or of the wrong type, a negative price
+UNREADABLE_SKU = "unreadable_sku"  # the quarantine code: VTEX refused this one SKU's read for good
 
 
 class _Sku(BaseModel):
@@ -91,3 +92,14 @@ def _check(
         reason = "; ".join(problems)
         quarantine = QuarantineRecord(SOURCE, VTEX_SKUS, key, reason, payload, str(sku_id), INVALID_SKU)
         raise InvalidRecord(reason, quarantine)
+
+
+def unreadable_sku(sku_id: int, refusal: str) -> InvalidRecord:
+    """A SKU whose record or price VTEX refuses to serve for good (``refusal``: status and error code,
+    never a body): quarantined once per refusal, so one broken SKU does not stop the catalog's sync."""
+    payload = {"refused": refusal}
+    key = f"{sku_id}@refused-{content_hash(payload)}"
+    reason = f"VTEX refused the read of SKU {sku_id}: {refusal}"
+    return InvalidRecord(
+        reason, QuarantineRecord(SOURCE, VTEX_SKUS, key, reason, payload, str(sku_id), UNREADABLE_SKU)
+    )

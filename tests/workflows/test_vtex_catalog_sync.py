@@ -104,6 +104,31 @@ async def test_second_sync_lands_exactly_the_changed_skus(hub: Hub) -> None:
     assert await hub.bronze_counts(VTEX_SKUS) == (SKUS + 12, SKUS + 12)
 
 
+async def test_a_sku_vtex_refuses_to_serve_is_quarantined_and_the_rest_lands(hub: Hub) -> None:
+    """One broken SKU answered 400 for good: it is quarantined with VTEX's code (once), and every other
+    SKU of the catalog lands; before, its page failed the sync at every run."""
+    refused = await hub.http.post(f"{hub.sims_url}/_control/vtex/catalog/refuse", json={"sku_ids": [150]})
+    refused.raise_for_status()
+    first = await (await start_sync(hub)).result()
+    assert first.done and (first.counts.read, first.counts.quarantined) == (SKUS, 1)
+    assert await hub.bronze_counts(VTEX_SKUS) == (SKUS - 1, SKUS - 1)
+    warehouse = hub.warehouse()
+    try:
+        table = warehouse.table_id(warehouse.layers.bronze, QUARANTINE)
+        rows = await warehouse.query(f"select entity_id, reason from `{table}`")
+    finally:
+        await warehouse.aclose()
+    assert [row["entity_id"] for row in rows] == ["150"]
+    assert "VTEX refused the read of SKU 150: vtex: HTTP 400 CAT004" in rows[0]["reason"]
+    second = await (await start_sync(hub)).result()  # still refused: quarantined once, not again
+    assert second.counts.quarantined == 1
+    warehouse = hub.warehouse()
+    try:
+        assert len(await warehouse.query(f"select event_key from `{table}`")) == 1
+    finally:
+        await warehouse.aclose()
+
+
 async def test_sync_waits_out_rate_limits_and_outages(hub: Hub) -> None:
     await hub.fault(target="vtex", error_5xx_count=3, rate_limit_count=4, retry_after_seconds=1)
     handle = await start_sync(hub)
