@@ -50,6 +50,12 @@ PARK_REFUSED_LANDING = "park-refused-event-landings"
 # the memo naming bronze), where ``hub parked redrive --partner bigquery`` finds it with the events.
 # Runs started before it parked it as the OMS's ("vtex").
 PARK_VERSION_AS_BIGQUERY = "park-refused-version-landings-as-bigquery"
+# Patch: an order the OMS does not know (404) when its hook says it changed is read again after these
+# waits, then parked as "vtex" (wrong account, or an order gone): its version was landed by no read.
+# Runs started before it noted it unreadable and waited for the order's next event, which for a final
+# state (invoiced) never comes.
+RETRY_ORDER_NOT_FOUND = "read-an-order-not-found-again-then-park"
+NOT_FOUND_WAITS = (timedelta(seconds=30), timedelta(minutes=2), timedelta(minutes=5), timedelta(minutes=10))
 STEP_TIMEOUT = timedelta(seconds=30)
 SEEN_KEYS_KEPT = 1000  # event keys carried over continue-as-new, to recognise repeats
 # The warehouse may be down for a while: keep trying, never lose an acknowledged event.
@@ -163,6 +169,7 @@ class VtexOrderWorkflow:
         return list(fresh.values())
 
     async def _land_version(self, params: VtexOrderInput, newest: OrderEvent) -> None:
+        misses = 0  # reads the OMS answered 404
         while True:
             try:
                 landed = await workflow.execute_activity_method(
@@ -174,6 +181,18 @@ class VtexOrderWorkflow:
                 )
                 break
             except ActivityError as error:
+                if error_type(error) == ORDER_NOT_FOUND and workflow.patched(RETRY_ORDER_NOT_FOUND):
+                    if misses < len(NOT_FOUND_WAITS):
+                        await workflow.sleep(NOT_FOUND_WAITS[misses])
+                        misses += 1
+                        continue
+                    waited = sum(NOT_FOUND_WAITS, timedelta()).total_seconds() / 60
+                    missing = (
+                        f"state {newest.state}: the OMS has no order {params.order_id} ({waited:.0f} min)"
+                    )
+                    await self._parking.hold("vtex", missing)
+                    misses = 0
+                    continue
                 if error_type(error) == ORDER_NOT_FOUND or not workflow.patched(PARK_REFUSED):
                     # Not in the OMS (yet): the next event of this order reads it again.
                     self._note("unreadable", 1, str(error.cause or error))

@@ -6,15 +6,23 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any, cast
 
 import pytest
 from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.vtex import LandOrderInput, LandOrderResult, VtexOrderActivities
+from activities.vtex import (
+    ORDER_NOT_FOUND,
+    LandEventsInput,
+    LandOrderInput,
+    LandOrderResult,
+    VtexOrderActivities,
+)
 from clients.errors import PermanentError
 from contracts.orders import ORDER_CHANGED, STATUS_QUERY, VtexOrderInput, VtexOrderStatus
 from core.constants import REDRIVE_PARKED_SIGNAL, vtex_order_workflow_id
@@ -22,7 +30,7 @@ from core.vtex import OrderEvent, change_key, order_event_key
 from simulators.vtex_orders import generate_order
 from tests.conftest import BigQueryEmulator
 from tests.hub import Hub, running_hub
-from tests.support import TcpProxy, eventually
+from tests.support import TcpProxy, eventually, skip_time
 from warehouse.errors import WarehouseUnavailable
 from warehouse.tables import QUARANTINE, VTEX_ORDER_EVENTS, VTEX_ORDERS
 from workflows.sandbox import WORKFLOW_RUNNER
@@ -377,3 +385,48 @@ async def test_an_order_version_bronze_refuses_for_good_is_parked_as_bigquery(
 
 async def parked(env: WorkflowEnvironment, query: str) -> bool:
     return (await env.client.count_workflows(query)).count == 1
+
+
+class OmsWithoutTheOrder:
+    """The order's reads answered 404 until ``found``; its state changes land."""
+
+    def __init__(self) -> None:
+        self.found = False
+        self.reads = 0
+
+    @activity.defn(name="land_order_events")
+    async def land_order_events(self, params: LandEventsInput) -> None:
+        return None
+
+    @activity.defn(name="land_order_version")
+    async def land_order_version(self, params: LandOrderInput) -> LandOrderResult:
+        self.reads += 1
+        if not self.found:
+            raise ApplicationError(
+                f"the OMS has no order {params.order_id}", type=ORDER_NOT_FOUND, non_retryable=True
+            )
+        return LandOrderResult(status="invoiced", last_change=INVOICED_AT, event_key=f"{params.order_id}@v")
+
+
+async def test_an_order_the_oms_does_not_know_is_read_again_then_parked(
+    skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    """A hook said the order changed, the OMS answers 404: read again after 30 s, 2, 5 and 10 min, then
+    parked as "vtex" where support sees it; redriven once the OMS serves it, the version lands. (Before,
+    the version was given up on until the order's next event, which a final state never has.)"""
+    oms = OmsWithoutTheOrder()
+    async with Worker(
+        skipping_env.client,
+        task_queue=task_queue,
+        workflows=[VtexOrderWorkflow],
+        activities=[oms.land_order_events, oms.land_order_version],
+        workflow_runner=WORKFLOW_RUNNER,
+    ):
+        handle, _ = await start_refused_order(skipping_env, task_queue)
+        await skip_time(skipping_env, timedelta(minutes=20))
+        memo = await (await handle.describe()).memo_value("parked", default=None)
+        assert oms.reads == 5 and "the OMS has no order" in str(memo)
+        oms.found = True
+        await handle.signal(REDRIVE_PARKED_SIGNAL)
+        result = await handle.result()
+    assert (oms.reads, result.versions_landed, result.state) == (6, 1, "invoiced")
