@@ -58,6 +58,8 @@ from tests.workflows.test_vtex_catalog_sync import start_sync as start_catalog_s
 from tests.workflows.test_vtex_customer_sync import start_sync as start_customer_sync
 from tests.workflows.test_vtex_order import (
     LIFECYCLE,
+    OmsWithoutTheOrder,
+    order_not_found_then_found,
     park_then_redrive,
     refusing_bronze,
     start_refused_order,
@@ -69,6 +71,7 @@ from workflows.lead_warehouse_sync import LeadSyncInput, LeadWarehouseSyncWorkfl
 from workflows.sandbox import WORKFLOW_RUNNER
 from workflows.vtex_feed_reconcile import VtexFeedReconcileInput, VtexFeedReconcileWorkflow
 from workflows.vtex_hook_config import VtexHookConfigInput, VtexHookConfigWorkflow
+from workflows.vtex_order import VtexOrderWorkflow
 from workflows.vtex_order_backfill import OrderBackfillInput, start_order_backfill
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -290,6 +293,34 @@ async def test_record_vtex_order_version_parked_as_bigquery(
     good; the run parks it as BigQuery's refusal, is redriven, and lands it and the next."""
     workflow_id, _ = await version_parked_then_redriven(temporal_env, task_queue)
     await save(temporal_env.client, workflow_id, "vtex_order_version_parked_as_bigquery")
+
+
+async def test_record_vtex_order_not_found_read_again_then_parked(
+    skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    """Since the read-an-order-not-found-again-then-park patch: the OMS answers 404, the run reads again
+    after each wait, parks, and is redriven once the OMS serves the order."""
+    workflow_id, _ = await order_not_found_then_found(skipping_env, task_queue, OmsWithoutTheOrder())
+    await save(skipping_env.client, workflow_id, "vtex_order_not_found_read_again_then_parked")
+
+
+async def test_record_vtex_order_not_found_before_retries(
+    skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    """Recorded with the code from before the read-an-order-not-found-again-then-park patch (kept as it
+    was): the OMS answers 404 once, the change is noted unreadable, the run closes when idle."""
+    oms = OmsWithoutTheOrder()
+    async with Worker(
+        skipping_env.client,
+        task_queue=task_queue,
+        workflows=[VtexOrderWorkflow],
+        activities=[oms.land_order_events, oms.land_order_version],
+        workflow_runner=WORKFLOW_RUNNER,
+    ):
+        handle, _ = await start_refused_order(skipping_env, task_queue)
+        await handle.result()
+    assert oms.reads == 1
+    await save(skipping_env.client, handle.id, "vtex_order_not_found_before_retries")
 
 
 async def test_record_vtex_order_to_invoiced(gathering_hub: Hub) -> None:

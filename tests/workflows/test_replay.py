@@ -205,3 +205,22 @@ async def test_a_history_needs_the_key_it_was_encrypted_with() -> None:
     other = Settings(environment="test", payload_keys={"other": "A" * 43 + "="})
     failure = await replay(saved(HISTORIES / "hook_config.json"), other)
     assert failure is not None and "PayloadKeyError" in str(failure)
+
+
+def test_an_order_not_found_was_given_up_before_and_is_read_again_since() -> None:
+    """Before the read-an-order-not-found-again-then-park patch one 404 ended the read; since, the run
+    waits and reads again (four timers), then parks until redriven."""
+
+    def reads_and_timers(name: str) -> tuple[int, int]:
+        events = saved(HISTORIES / f"{name}.json").events
+        reads = sum(
+            1
+            for e in events
+            if e.HasField("activity_task_scheduled_event_attributes")
+            and e.activity_task_scheduled_event_attributes.activity_type.name == "land_order_version"
+        )
+        return reads, sum(1 for e in events if e.HasField("timer_started_event_attributes"))  # fmt: skip
+
+    assert reads_and_timers("vtex_order_not_found_before_retries")[0] == 1
+    reads, timers = reads_and_timers("vtex_order_not_found_read_again_then_parked")
+    assert reads == 6 and timers >= 4

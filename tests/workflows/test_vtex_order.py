@@ -415,18 +415,26 @@ async def test_an_order_the_oms_does_not_know_is_read_again_then_parked(
     parked as "vtex" where support sees it; redriven once the OMS serves it, the version lands. (Before,
     the version was given up on until the order's next event, which a final state never has.)"""
     oms = OmsWithoutTheOrder()
+    _, result = await order_not_found_then_found(skipping_env, task_queue, oms)
+    assert (oms.reads, result.versions_landed, result.state) == (6, 1, "invoiced")
+
+
+async def order_not_found_then_found(
+    env: WorkflowEnvironment, task_queue: str, oms: OmsWithoutTheOrder
+) -> tuple[str, VtexOrderStatus]:
+    """An order run told of a change the OMS has no order for, 20 minutes on; then the OMS finds it
+    and support redrives the run. Its workflow id and its result."""
     async with Worker(
-        skipping_env.client,
+        env.client,
         task_queue=task_queue,
         workflows=[VtexOrderWorkflow],
         activities=[oms.land_order_events, oms.land_order_version],
         workflow_runner=WORKFLOW_RUNNER,
     ):
-        handle, _ = await start_refused_order(skipping_env, task_queue)
-        await skip_time(skipping_env, timedelta(minutes=20))
+        handle, _ = await start_refused_order(env, task_queue)
+        await skip_time(env, timedelta(minutes=20))
         memo = await (await handle.describe()).memo_value("parked", default=None)
         assert oms.reads == 5 and "the OMS has no order" in str(memo)
         oms.found = True
         await handle.signal(REDRIVE_PARKED_SIGNAL)
-        result = await handle.result()
-    assert (oms.reads, result.versions_landed, result.state) == (6, 1, "invoiced")
+        return handle.id, await handle.result()
