@@ -10,6 +10,7 @@ appended at the workflow's stream cursors.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -74,6 +75,11 @@ class CustomerPageResult:
     restarted: bool = False  # the scroll was opened again from the window's start
 
 
+# A scroll call Master Data refuses with 429 is tried again with its token, after its Retry-After, this
+# many times in all before the window is scrolled again from its start.
+RATE_LIMITED_TRIES = 4
+
+
 class VtexCustomerActivities:
     """Holds the VTEX client and the warehouse, built once per worker."""
 
@@ -109,15 +115,21 @@ class VtexCustomerActivities:
         # A retried attempt may have consumed the page its token pointed at: start the window again.
         if params.token is None or not first_attempt():
             return await paced(limiter, fresh), params.token is not None
-        try:
-            # Never repeated: Master Data moves the scroll on every call, so a call that failed after
-            # the server answered may have taken a page with it. Any failure opens the window again.
-            async with limiter:
-                return await self._vtex.scroll_customers(token=params.token, size=params.page_size), False
-        except ScrollExpired:
-            activity.logger.info("Master Data scroll token expired: scrolling the window again")
-        except TransientError as error:
-            activity.logger.info("Master Data scroll call failed (%s): scrolling the window again", error)
+        for waited in range(RATE_LIMITED_TRIES):
+            try:
+                # Master Data moves the scroll on every call it serves, so a call that failed after the
+                # server answered may have taken a page with it: such a failure opens the window again.
+                async with limiter:
+                    return await self._vtex.scroll_customers(token=params.token, size=params.page_size), False
+            except ScrollExpired:
+                activity.logger.info("Master Data scroll token expired: scrolling the window again")
+            except TransientError as error:
+                if error.status_code == 429 and waited + 1 < RATE_LIMITED_TRIES:
+                    # Refused before it was served: the scroll stayed where it was, the token goes on.
+                    await asyncio.sleep(error.retry_after if error.retry_after is not None else 60)
+                    continue
+                activity.logger.info("Master Data scroll call failed (%s): scrolling the window again", error)
+            break
         return await paced(limiter, fresh), True
 
     async def _land(self, page: ScrollPage, result: CustomerPageResult) -> None:

@@ -129,6 +129,23 @@ async def test_expired_scroll_is_read_again_without_losing_or_repeating(hub: Hub
     assert await hub.bronze_counts(VTEX_CUSTOMERS) == (expected, expected)
 
 
+async def test_a_rate_limited_scroll_call_goes_on_with_its_token(hub: Hub) -> None:
+    """A 429 is refused before it is served: the scroll did not move, so the page is asked for again
+    with the same token after Retry-After, not by scrolling the window again from its start."""
+    before = await directory(hub)
+    handle = await start_sync(hub, page_size=20, requests_per_second=4)
+
+    async def some_pages_landed() -> bool:
+        return (await handle.query(PROGRESS_QUERY, result_type=CustomerSyncResult)).pages >= 2
+
+    await eventually(some_pages_landed, timeout=60)
+    await hub.fault(target="vtex", rate_limit_count=2, retry_after_seconds=1)
+    result = await handle.result()
+    assert (await hub.counters())["vtex"]["faults_served"] == 2
+    assert (result.scroll_restarts, result.already_landed) == (0, 0)
+    assert result.landed == before["documents"] - before["invalid_emails"]
+
+
 async def test_sync_waits_out_rate_limits_and_outages(hub: Hub) -> None:
     before = await directory(hub)
     await hub.fault(target="vtex", error_5xx_count=2, rate_limit_count=3, retry_after_seconds=1)
