@@ -87,6 +87,9 @@ class ClaimLeadInput:
     # Runs that keep the re-routing cap in the database: a lead withdrawn more often than this is claimed
     # nowhere (``exhausted``), whichever run asks. None: runs from before, which counted in the run.
     max_reroutes: int | None = None
+    # The released dealer's CRM never answered the create call (it may hold the lead): its release waits
+    # for the CRM to be asked to drop the lead, which the result's ``pending_withdrawals`` then names.
+    release_unanswered: bool = False
 
 
 @dataclass
@@ -340,18 +343,20 @@ class LeadActivities:
             exclude=params.exclude,
             on_claim=self._routed_hook(params.lead_id, now, profile),
             max_withdrawals=params.max_reroutes,
+            release_unanswered=params.release_unanswered,
         )
         if claim is None:  # no dealer: support decides, and ``hub leads explain`` shows why
             async with self._sessions.begin() as session:
                 await lead_status.set_routing_profile(session, params.lead_id, asdict(profile))
         result = await self._with_follow(ClaimLeadResult.of(claim))
-        if params.max_reroutes is not None:
+        if params.max_reroutes is not None or params.release_unanswered:
             losses = await deliveries.losses(self._sessions, params.lead_id)
             result.withdrawals = losses.count
-            result.exhausted = claim is None and losses.count > params.max_reroutes
+            cap = params.max_reroutes
+            result.exhausted = claim is None and cap is not None and losses.count > cap
             result.pending_withdrawals = [
-                WithdrawAtDealerInput(w.lead_id, w.dealer_id, w.idempotency_key or "", w.dealer_lead_id)
-                for w in losses.pending
+                WithdrawAtDealerInput(params.lead_id, d.dealer_id, d.idempotency_key, d.dealer_lead_id)
+                for d in losses.pending
             ]
         return result
 

@@ -35,6 +35,7 @@ from db.routing import (
 
 CLAIMED = "claimed"
 DELIVERED = "delivered"
+PENDING = "pending"  # a CRM not yet asked (or not yet answering) to drop a lead its dealer lost
 
 ClaimHook = Callable[[AsyncSession, str], Awaitable[None]]
 
@@ -80,9 +81,13 @@ async def _locked_decision(session: AsyncSession, lead_id: str) -> tuple[list[De
     return dealers, row
 
 
-async def _drop(session: AsyncSession, row: Delivery | None, *, released: bool = True) -> None:
+async def _drop(
+    session: AsyncSession, row: Delivery | None, *, released: bool = True, unanswered: bool = False
+) -> None:
     """Remove the lead's decision now (one row per lead): it no longer holds the dealer's capacity. A
-    release row keeps that the delivery ended, for the warehouse (a withdrawal keeps its own row)."""
+    release row keeps that the delivery ended, for the warehouse (a withdrawal keeps its own row).
+    ``unanswered``: its CRM never answered the create call, so it may hold the lead: the release waits
+    for the CRM to be asked to drop it (``pending``)."""
     if row is not None:
         if released:
             session.add(
@@ -92,6 +97,9 @@ async def _drop(session: AsyncSession, row: Delivery | None, *, released: bool =
                     status_before=row.status,
                     routing_reason=row.reason,
                     delivered_at=row.delivered_at,
+                    claimed_at=row.claimed_at,
+                    idempotency_key=row.idempotency_key,
+                    crm_outcome=PENDING if unanswered else None,
                 )
             )
         await session.delete(row)
@@ -109,15 +117,18 @@ async def claim_next(
     exclude: Sequence[str] = (),
     on_claim: ClaimHook | None = None,
     max_withdrawals: int | None = None,
+    release_unanswered: bool = False,
 ) -> Claim | None:
     """The lead's claim: the one already taken, or the best dealer with capacity left, claimed now.
 
     ``release`` names a dealer that did not take the lead: its claim (never a delivered one) is dropped
     first, in the same transaction; a claim its dealer reported about is delivered instead (its CRM has
-    the lead, whatever the create call answered). Dealers in ``exclude`` are passed over. ``on_claim(session,
-    dealer_id)`` writes with a new claim (the lead's "routed" status): both commit together or not at
-    all. Returns None when no dealer covers the lead with capacity left, or when the lead was withdrawn
-    more than ``max_withdrawals`` times (its re-routing cap: whichever run asks, after a terminate too).
+    the lead, whatever the create call answered). ``release_unanswered``: its CRM never answered the
+    create call, so the release waits for the CRM to be asked to drop the lead (``pending``). Dealers
+    in ``exclude`` are passed over. ``on_claim(session, dealer_id)`` writes with a new claim (the lead's
+    "routed" status): both commit together or not at all. Returns None when no dealer covers the lead
+    with capacity left, or when the lead was withdrawn more than ``max_withdrawals`` times (its
+    re-routing cap: whichever run asks, after a terminate too).
     """
     for _ in range(MAX_CLAIM_ATTEMPTS):
         async with sessions.begin() as session:
@@ -127,7 +138,8 @@ async def claim_next(
                 return _as_claim(row, resumed=True)
             if row is not None and not (row.dealer_id == release and row.status == CLAIMED):
                 return _as_claim(row, resumed=True)
-            await _drop(session, row)  # released (or none): ranking then counts its capacity free
+            # Released (or none): ranking then counts its capacity free.
+            await _drop(session, row, unanswered=release_unanswered and row is not None)
             lost = await lost_by(session, lead_id)
             if max_withdrawals is not None and len(lost) > max_withdrawals:
                 return None
@@ -189,18 +201,45 @@ async def lost_by(session: AsyncSession, lead_id: str) -> set[str]:
 
 
 @dataclass(frozen=True)
+class ToDrop:
+    """A dealer's CRM to ask to drop the lead: the delivery's key and the CRM's id of the lead."""
+
+    dealer_id: str
+    idempotency_key: str
+    dealer_lead_id: str | None
+
+
+@dataclass(frozen=True)
 class Losses:
-    """The lead's withdrawals so far, and those whose CRM call is still to be made (``pending``: the run
-    that decided them ended before the CRM answered: terminated, say)."""
+    """The lead's withdrawals so far, and the CRM calls still to make (``pending``: the run that decided
+    them ended before the CRM answered, terminated say; or a claim released unanswered)."""
 
     count: int
-    pending: list[Withdrawal]
+    pending: list[ToDrop]
 
 
 async def losses(sessions: async_sessionmaker[AsyncSession], lead_id: str) -> Losses:
     async with sessions() as session:
-        rows = list(await session.scalars(select(Withdrawal).where(Withdrawal.lead_id == lead_id)))
-    return Losses(len(rows), [row for row in rows if row.crm_outcome == "pending"])
+        lost = list(await session.scalars(select(Withdrawal).where(Withdrawal.lead_id == lead_id)))
+        unanswered = await session.scalars(
+            select(DeliveryRelease).where(
+                DeliveryRelease.lead_id == lead_id, DeliveryRelease.crm_outcome == PENDING
+            )
+        )
+        pending = [
+            ToDrop(
+                row.dealer_id,
+                row.idempotency_key or idempotency_key(lead_id, row.dealer_id),
+                row.dealer_lead_id,
+            )
+            for row in lost
+            if row.crm_outcome == PENDING
+        ]
+        pending += [
+            ToDrop(row.dealer_id, row.idempotency_key or idempotency_key(lead_id, row.dealer_id), None)
+            for row in unanswered
+        ]
+    return Losses(len(lost), pending)
 
 
 async def assign(
@@ -404,7 +443,7 @@ async def withdraw(
             lost.day, lost.routing_reason, lost.idempotency_key = row.day, row.reason, row.idempotency_key
             lost.dealer_lead_id, lost.delivered_at = row.dealer_lead_id, row.delivered_at
             lost.claimed_at = row.claimed_at  # a late report names the delivery it is about
-            lost.withdrawn_at, lost.reason, lost.crm_outcome = at, reason, "pending"
+            lost.withdrawn_at, lost.reason, lost.crm_outcome = at, reason, PENDING
             session.add(lost)
             # Written while the delivery row still names the delivery it ends.
             await lead_status.write_status(
@@ -439,3 +478,12 @@ async def record_withdrawal(
         lost = await session.get(Withdrawal, (lead_id, dealer_id), with_for_update=True)
         if lost is not None:
             lost.crm_outcome = crm_outcome
+        released = await session.scalars(
+            select(DeliveryRelease).where(
+                DeliveryRelease.lead_id == lead_id,
+                DeliveryRelease.dealer_id == dealer_id,
+                DeliveryRelease.crm_outcome == PENDING,
+            )
+        )
+        for unanswered in released:  # a claim released unanswered: the CRM was asked to drop it
+            unanswered.crm_outcome = crm_outcome

@@ -25,7 +25,7 @@ from core.constants import DEALER_STATUSES, LeadStatus, lead_workflow_id
 from core.timeutil import as_utc
 from db import lead_status
 from db.engine import lock_for_writing
-from db.models import DealerFeedback, Delivery, LeadStatusChange, Withdrawal
+from db.models import DealerFeedback, Delivery, DeliveryRelease, LeadStatusChange, Withdrawal
 
 # How long the API's own hand-over of a report has before a sweep may take it over.
 HAND_OVER_GRACE = timedelta(seconds=30)
@@ -101,12 +101,13 @@ async def record(
         # delivery its create call made; the report is kept on the row the delivery then completes.
         holds = delivery is not None and delivery.dealer_id == dealer_id
         if not holds:
-            lost = await session.get(Withdrawal, (lead_id, dealer_id))
+            lost = await _lost_delivery(session, lead_id, dealer_id)
             if lost is None:
                 return Recorded(Outcome.UNKNOWN, current=False)
-            if await _recorded(session, lead_id, dealer_id, status, lost.claimed_at) is None:
+            claimed_at = lost.claimed_at
+            if await _recorded(session, lead_id, dealer_id, status, claimed_at) is None:
                 await _add_report(
-                    session, lead_id, dealer_id, status, at, received_at, Outcome.LATE, lost.claimed_at
+                    session, lead_id, dealer_id, status, at, received_at, Outcome.LATE, claimed_at
                 )
             return Recorded(Outcome.LATE, current=False)
         assert delivery is not None
@@ -153,6 +154,27 @@ async def record(
                 )
             )
         return Recorded(outcome, current=newer, due=DueReport.of(row))
+
+
+async def _lost_delivery(
+    session: AsyncSession, lead_id: str, dealer_id: str
+) -> Withdrawal | DeliveryRelease | None:
+    """The delivery the dealer lost: withdrawn after its SLA, or released when its CRM never answered
+    the create call (it may have stored the lead, and report about it). None: the dealer never had it."""
+    lost = await session.get(Withdrawal, (lead_id, dealer_id))
+    if lost is not None:
+        return lost
+    released: DeliveryRelease | None = await session.scalar(
+        select(DeliveryRelease)
+        .where(
+            DeliveryRelease.lead_id == lead_id,
+            DeliveryRelease.dealer_id == dealer_id,
+            DeliveryRelease.crm_outcome.is_not(None),
+        )
+        .order_by(DeliveryRelease.released_at.desc())
+        .limit(1)
+    )
+    return released
 
 
 async def _recorded(

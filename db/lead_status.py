@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pydantic import BaseModel
 from sqlalchemy import ColumnElement, and_, or_, select
@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from core.constants import DEALER_STATUSES, LeadStatus
 from core.timeutil import as_utc
 from db import routing
-from db.models import Dealer, Delivery, Lead, LeadStatusChange, Withdrawal
+from db.models import Dealer, Delivery, DeliveryRelease, Lead, LeadStatusChange, Withdrawal
 
 # A zombie activity attempt finishing late must not move a delivered lead back; only support's explicit
 # reassignment (``hub leads reassign``) moves a delivered lead on.
@@ -33,7 +33,9 @@ class DeliveryView(BaseModel):
     """One dealer the lead went to: why, and what became of it."""
 
     dealer_id: str
-    status: str  # claimed, delivered or withdrawn
+    # claimed, delivered, withdrawn, or released (its CRM never answered the create call: the lead went
+    # on to the next dealer, and that CRM was asked to drop it: ``withdrawal_at_crm``)
+    status: str
     reason: str | None  # why routing (or support) chose this dealer
     dealer_status: str | None  # the newest status the dealer reported
     delivered_at: datetime | None
@@ -220,6 +222,25 @@ async def _deliveries(session: AsyncSession, lead_id: str) -> list[DeliveryView]
         )
         for row in lost
     ]
+    unanswered = await session.scalars(
+        select(DeliveryRelease)
+        .where(DeliveryRelease.lead_id == lead_id, DeliveryRelease.crm_outcome.is_not(None))
+        .order_by(DeliveryRelease.released_at)
+    )
+    views += [
+        DeliveryView(
+            dealer_id=row.dealer_id,
+            status="released",
+            reason=row.routing_reason,
+            dealer_status=None,
+            delivered_at=None,
+            withdrawn_at=_time(row.released_at),
+            withdrawal_reason="its CRM never answered the create call: it may hold the lead",
+            withdrawal_at_crm=row.crm_outcome,
+        )
+        for row in unanswered
+    ]
+    views.sort(key=lambda view: view.withdrawn_at or datetime.min.replace(tzinfo=UTC))
     current = await session.get(Delivery, lead_id)
     if current is not None:
         views.append(

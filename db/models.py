@@ -92,9 +92,14 @@ class Withdrawal(Base):
 
 
 class DeliveryRelease(Base):
-    """A delivery support or routing took back without an SLA miss: a claim its dealer refused, or a
-    lead assigned or reassigned elsewhere. Kept so the warehouse sees the delivery end (the decision
-    row itself is replaced); unlike a withdrawal, it does not keep the lead from that dealer."""
+    """A delivery support or routing took back without an SLA miss: a claim its dealer refused, a claim
+    whose CRM never answered the create call, or a lead assigned or reassigned elsewhere. Kept so the
+    warehouse sees the delivery end (the decision row itself is replaced); unlike a withdrawal, it does
+    not keep the lead from that dealer.
+
+    ``crm_outcome``: for a claim whose CRM never answered (it may have stored the lead), what the CRM
+    answered when asked to drop it: ``pending``, ``withdrawn`` or ``recorded``. None: no call needed.
+    """
 
     __tablename__ = "delivery_releases"
 
@@ -105,6 +110,9 @@ class DeliveryRelease(Base):
     routing_reason: Mapped[str | None] = mapped_column(Text, default=None)
     delivered_at: Mapped[datetime | None] = mapped_column(default=None)
     released_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(default=None)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    crm_outcome: Mapped[str | None] = mapped_column(String(16), default=None)
 
 
 class DealerFeedback(Base):

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 
-from simulators.faults import Fault, rejects_leads, take_answer_fault, take_fault
+from simulators.faults import Fault, rejects_leads, take_answer_fault, take_fault, take_unanswered_create
 from simulators.state import DealerState, EarlyReply, IdempotentResult, StateDep
 
 # Keys under which the sender may put its own id of the lead; the first one present is recorded.
@@ -73,6 +73,8 @@ async def create_lead(
         return dealer_error(400, "invalid_body", "the body must be a JSON object")
     previous = dealer.idempotency.get(idempotency_key)
     if previous is not None:
+        if take_unanswered_create(state, dealer_id):
+            return dealer_error(503, "unavailable", "the lead gateway did not answer")
         return _replay(dealer, previous, body)
     if rejects_leads(state, dealer_id):
         dealer.counters.rejected += 1
@@ -80,6 +82,8 @@ async def create_lead(
     lead = dealer.add_lead("rest", _external_id(body), body)
     response = {"id": lead.id, "status": "created", "received": body}
     dealer.idempotency[idempotency_key] = IdempotentResult(body=body, response=response)
+    if take_unanswered_create(state, dealer_id):  # stored, but the answer is a failure
+        return dealer_error(503, "unavailable", "the lead gateway did not answer")
     garbled = take_answer_fault(state, dealer_id)
     if garbled == "no_id":
         return JSONResponse({"status": "created"}, status_code=201)

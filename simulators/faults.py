@@ -68,6 +68,15 @@ def rejects_leads(state: SimulatorState, target: str) -> bool:
     return plan is not None and plan.reject
 
 
+def take_unanswered_create(state: SimulatorState, target: str) -> bool:
+    """Whether a create the dealer stored (or had stored) is answered 503 instead of its result."""
+    plan = state.faults.get(target)
+    if plan is None or plan.stored_unanswered_remaining <= 0:
+        return False
+    plan.stored_unanswered_remaining -= 1
+    return True
+
+
 def take_answer_fault(state: SimulatorState, target: str) -> str | None:
     """How a dealer garbles the answer to a create it performed: ``"no_id"`` (2xx without the lead's
     id), ``"conflict"`` (409, as when a create under the same key is still running), or None."""
@@ -97,6 +106,11 @@ class FaultSpec(BaseModel):
     answer_lost_count: int = Field(
         default=0, ge=0, description="ADF inbox: store the e-mail, then answer after the sender gave up"
     )
+    stored_unanswered_count: int = Field(
+        default=0,
+        ge=0,
+        description="REST dealer: creates and their retries answered 503 after storing the lead",
+    )
 
 
 class CountersOut(BaseModel):
@@ -123,6 +137,7 @@ async def set_faults(spec: FaultSpec, state: StateDep) -> dict[str, Any]:
         answer_without_id_remaining=spec.answer_without_id_count,
         conflict_remaining=spec.conflict_count,
         answer_lost_remaining=spec.answer_lost_count,
+        stored_unanswered_remaining=spec.stored_unanswered_count,
     )
     state.faults[spec.target] = plan
     return {"target": spec.target, **asdict(plan)}

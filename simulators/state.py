@@ -230,6 +230,9 @@ class FaultPlan:
     answer_without_id_remaining: int = 0  # REST dealer: creates answered 201 with no ``id``
     conflict_remaining: int = 0  # REST dealer: creates answered 409 after storing the lead
     answer_lost_remaining: int = 0  # ADF inbox: the e-mail stored, its answer sent too late
+    # REST dealer: creates (and their retries) answered 503 once the lead is stored, as a DMS whose
+    # gateway fails after the write: the hub cannot know the dealer has the lead.
+    stored_unanswered_remaining: int = 0
 
 
 @dataclass

@@ -101,6 +101,10 @@ PASS_ON_LOCALLY = "status-passed-on-in-local-activities"
 # ended run left pending, and a lead past its cap ends sla_exhausted instead of going to one more dealer.
 # Runs before it claimed a dealer whatever the lead's withdrawals.
 REROUTES_IN_DATABASE = "reroute-cap-and-withdrawals-in-database"
+# Patch: a dealer whose CRM never answered the create call for the whole retry window may have stored
+# the lead all the same: its claim is released as "unanswered", and its CRM is asked to drop the lead
+# before the next dealer gets it. Runs started before it released the claim and moved on.
+UNANSWERED_RELEASE = "unanswered-claim-withdrawn-at-crm"
 # The local try of a step (_done_locally): Zoho's update is one call of at most 10 s (the HTTP clients'
 # timeout), tried again a second later (a Retry-After is left to the activity it falls back to); an event
 # goes to each subscriber in turn, so its try is a single attempt: a retry would resend to every one.
@@ -117,6 +121,8 @@ FINAL_DEALER_STATUSES = (LeadStatus.LOST.value, LeadStatus.SOLD.value)
 LOCAL_STEP_TIMEOUT = timedelta(seconds=30)
 # How long the hub keeps asking a dealer's CRM to drop a lead it lost, before recording it as pending.
 WITHDRAWAL_WINDOW = timedelta(hours=1)
+# ... and a dealer's CRM that never answered the create call, before the next dealer gets the lead.
+UNANSWERED_WITHDRAWAL_WINDOW = timedelta(minutes=5)
 # A delivery attempt heartbeats every 2 s: one silent this long is dead, and its retry may start.
 DELIVERY_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 # Ids of the events the hub publishes about a lead: the same lead and dealer give the same id in every
@@ -348,9 +354,16 @@ class LeadDistributionWorkflow:
                     deadline_at = workflow.now() + wait if delivered.plan.sla_deadline else None
                     self._delivered_plan = (delivered.plan, deadline_at)
             else:
-                claim = await self._decide(
-                    LeadActivities.claim_lead, self._claim_input(lead, release=claim.dealer_id)
+                unanswered = self._attempts[-1].outcome == "unavailable" and workflow.patched(
+                    UNANSWERED_RELEASE
                 )
+                released = self._claim_input(lead, release=claim.dealer_id)
+                released.release_unanswered = unanswered
+                claim = await self._decide(LeadActivities.claim_lead, released)
+                for pending in claim.pending_withdrawals:  # (asked for only with release_unanswered)
+                    # A CRM away for the whole retry window is likely away still: the lead does not
+                    # wait long for it, and the release stays "pending" where support sees it.
+                    await self._withdraw_at_dealer(pending, window=UNANSWERED_WITHDRAWAL_WINDOW)
         return claim
 
     @workflow.signal(name=DEALER_STATUS_SIGNAL)
@@ -586,14 +599,17 @@ class LeadDistributionWorkflow:
         )
         return decision
 
-    async def _withdraw_at_dealer(self, withdrawal: WithdrawAtDealerInput) -> None:
-        """Ask the CRM of a dealer that lost the lead to drop it; what it answered is recorded."""
+    async def _withdraw_at_dealer(
+        self, withdrawal: WithdrawAtDealerInput, window: timedelta = WITHDRAWAL_WINDOW
+    ) -> None:
+        """Ask the CRM of a dealer that lost the lead to drop it, for at most ``window``; what it answered
+        is recorded."""
         try:
             await workflow.execute_activity_method(
                 LeadActivities.withdraw_at_dealer,
                 withdrawal,
                 start_to_close_timeout=LOCAL_STEP_TIMEOUT,
-                schedule_to_close_timeout=WITHDRAWAL_WINDOW,
+                schedule_to_close_timeout=window,
                 retry_policy=RetryPolicy(
                     maximum_interval=timedelta(minutes=5), non_retryable_error_types=[PERMANENT_FAILURE]
                 ),

@@ -170,3 +170,23 @@ async def test_a_status_recorded_before_0011_is_not_recorded_again(tmp_path: Pat
     view = await lead_status.get_lead(sessions, "L")
     await engine.dispose()
     assert view is not None and [h.status for h in view.history] == ["received", "delivered"]
+
+
+def test_unanswered_releases_go_back_and_forward(database_url: str) -> None:
+    """0012 adds what a release keeps of a claim whose CRM never answered; going back drops it."""
+    engine = sa.create_engine(sync_url(database_url))
+    release = (
+        "insert into delivery_releases (lead_id, dealer_id, status_before, released_at, crm_outcome)"
+        " values ('L', 'a', 'claimed', '2026-12-01 10:00:00', 'pending')"
+    )
+    with engine.begin() as connection:
+        connection.execute(sa.text(release))
+    command.downgrade(alembic_config(database_url), "0011")
+    with engine.connect() as connection:
+        kept = connection.execute(sa.text("select dealer_id from delivery_releases")).scalars().all()
+    assert kept == ["a"]
+    upgrade(database_url)
+    with engine.connect() as connection:
+        outcome = connection.execute(sa.text("select crm_outcome from delivery_releases")).scalars().all()
+    assert outcome == [None]
+    engine.dispose()

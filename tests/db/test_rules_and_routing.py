@@ -172,6 +172,44 @@ async def test_a_claim_its_dealer_reported_about_is_delivered_not_released(
     assert other is not None and other.dealer_id == "a"
 
 
+async def test_a_claim_released_unanswered_waits_for_its_crm_and_its_dealer_s_reports_are_late(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Its CRM never answered the create call, so it may hold the lead: the release is pending until
+    that CRM was asked to drop it, and a report from that dealer is late (409), not unknown (404)."""
+    await load(sessions, dealer("a", priority=10), dealer("b", priority=20), dealer("c", priority=30))
+    await lead_status.record_status(
+        sessions, lead_id="L1", status=LeadStatus.RECEIVED, workflow_id="w", at=T0
+    )
+    lead = LeadProfile("SP", "Santos", "Onix")
+    assert (await deliveries.claim_next(sessions, "L1", lead, DAY, T0)).dealer_id == "a"  # type: ignore[union-attr]
+    moved = await deliveries.claim_next(
+        sessions, "L1", lead, DAY, T0, release="a", exclude=["a"], release_unanswered=True
+    )
+    assert moved is not None and moved.dealer_id == "b"
+    losses = await deliveries.losses(sessions, "L1")
+    assert (losses.count, losses.pending) == (0, [deliveries.ToDrop("a", "lead-L1-a", None)])  # no SLA loss
+    late = await feedback.record(
+        sessions, lead_id="L1", dealer_id="a", status=LeadStatus.ACCEPTED, at=T0, received_at=T0
+    )
+    assert late.outcome == feedback.Outcome.LATE
+    await deliveries.record_withdrawal(sessions, "L1", "a", "withdrawn")
+    assert (await deliveries.losses(sessions, "L1")).pending == []
+    view = await lead_status.get_lead(sessions, "L1")
+    assert view is not None
+    assert [(d.dealer_id, d.status, d.withdrawal_at_crm) for d in view.deliveries] == [
+        ("a", "released", "withdrawn"),
+        ("b", "claimed", None),
+    ]
+    # A dealer that refused the lead is released with no CRM call, and never had it: unknown.
+    await deliveries.claim_next(sessions, "L1", lead, DAY, T0, release="b", exclude=["a", "b"])
+    assert (await deliveries.losses(sessions, "L1")).pending == []
+    unknown = await feedback.record(
+        sessions, lead_id="L1", dealer_id="b", status=LeadStatus.ACCEPTED, at=T0, received_at=T0
+    )
+    assert unknown.outcome == feedback.Outcome.UNKNOWN
+
+
 async def test_a_delivery_the_lead_has_left_is_not_made_again(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:

@@ -54,6 +54,10 @@ from tests.workflows.test_dealer_sla import (
     sla_hub,
     terminated_after_the_decision,
 )
+from tests.workflows.test_lead_distribution import (
+    delivered_past_an_unanswering_dealer,
+    unanswering_dealer_hub,
+)
 from tests.workflows.test_vtex_catalog_sync import start_sync as start_catalog_sync
 from tests.workflows.test_vtex_customer_sync import start_sync as start_customer_sync
 from tests.workflows.test_vtex_order import (
@@ -146,6 +150,28 @@ async def test_record_lead_resumed_after_terminate(hub: Hub) -> None:
     result = await hub.handle(lead_id).result()
     assert result.dealer_id == "rest-mg"
     await save(hub.client, lead_workflow_id(lead_id), "lead_resumed_after_terminate")
+
+
+async def test_record_lead_unanswered_claim_withdrawn(
+    temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, warehouse_settings: dict[str, Any]
+) -> None:
+    """Since the unanswered-claim-withdrawn-at-crm patch: the first dealer's CRM stores the lead and never
+    answers; its claim is released unanswered, its CRM asked to drop the lead, and the next dealer gets it."""
+    async with unanswering_dealer_hub(temporal_env, sqlite_url, task_queue, warehouse_settings) as hub:
+        lead_id, _ = await delivered_past_an_unanswering_dealer(hub)
+        await hub.handle(lead_id).result()
+        await save(hub.client, lead_workflow_id(lead_id), "lead_unanswered_claim_withdrawn")
+
+
+async def test_record_lead_unanswered_claim_before_withdrawal(
+    temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, warehouse_settings: dict[str, Any]
+) -> None:
+    """Recorded with the code from before the unanswered-claim-withdrawn-at-crm patch (kept as it was):
+    the claim is released and the next dealer gets the lead, with no call to the first dealer's CRM."""
+    async with unanswering_dealer_hub(temporal_env, sqlite_url, task_queue, warehouse_settings) as hub:
+        lead_id, _ = await delivered_past_an_unanswering_dealer(hub)
+        await hub.handle(lead_id).result()
+        await save(hub.client, lead_workflow_id(lead_id), "lead_unanswered_claim_before_withdrawal")
 
 
 async def test_record_lead_sla_missed_then_accepted(

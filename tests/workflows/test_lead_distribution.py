@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
 
 from contracts.leads import AssignDealerInput
-from tests.hub import Hub
+from tests.hub import Hub, running_hub
 from tests.stored import local_activity_types
 from tests.support import eventually
 from workflows.lead_distribution import LeadDistributionWorkflow
@@ -102,6 +106,51 @@ async def test_rejecting_dealer_passes_the_lead_to_the_next(hub: Hub) -> None:
         ("rest-sp-a", "rejected"),
         ("rest-sp-b", "delivered"),
     ]
+
+
+@asynccontextmanager
+async def unanswering_dealer_hub(
+    env: WorkflowEnvironment, sqlite_url: str, task_queue: str, warehouse_settings: dict[str, Any]
+) -> AsyncIterator[Hub]:
+    """A hub whose deliveries give a dealer 4 s to answer, and whose first SP dealer (rest-sp-a) stores
+    every lead and answers 503 to every create and retry."""
+    async with running_hub(
+        env.client, sqlite_url, task_queue, dealer_delivery_retry_window_seconds=4,
+        dealer_delivery_attempt_timeout_seconds=2, **warehouse_settings,
+    ) as hub:  # fmt: skip
+        await hub.fault(target="rest-sp-a", stored_unanswered_count=1000)
+        yield hub
+
+
+async def delivered_past_an_unanswering_dealer(hub: Hub) -> tuple[str, dict[str, Any]]:
+    """A São Paulo lead, sent until it is delivered; its id and its portal record."""
+    lead_id = await hub.create_lead(State="SP", City="Santos")
+    await hub.post_webhook(lead_id)
+    return lead_id, await hub.wait_for_status(lead_id, "delivered")
+
+
+async def test_a_dealer_whose_crm_stored_the_lead_but_never_answered_is_asked_to_drop_it(
+    temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, warehouse_settings: dict[str, Any]
+) -> None:
+    """The DMS stores the lead and its gateway answers 503, to every retry, for the whole retry window:
+    the hub cannot know the dealer has it. The lead goes on to the next dealer, but only after the first
+    dealer's CRM was asked to drop it: no dealer keeps a lead it lost without a withdrawal attempted."""
+    async with unanswering_dealer_hub(temporal_env, sqlite_url, task_queue, warehouse_settings) as hub:
+        lead_id, lead = await delivered_past_an_unanswering_dealer(hub)
+        assert lead["dealer_id"] == "rest-sp-b"
+        counters = (await hub.counters())["dealers"]
+        assert (counters["rest-sp-a"]["created"], counters["rest-sp-a"]["withdrawn"]) == (1, 1)
+        held = (await hub.dealer_leads("rest-sp-a"))["leads"]
+        assert [(held_lead["external_id"], held_lead["withdrawn"]) for held_lead in held] == [(lead_id, True)]
+        assert [(d["dealer_id"], d["status"], d["withdrawal_at_crm"]) for d in lead["deliveries"]] == [
+            ("rest-sp-a", "released", "withdrawn"),
+            ("rest-sp-b", "delivered", None),
+        ]
+        result = await hub.handle(lead_id).result()
+        assert [(a.dealer_id, a.outcome) for a in result.attempts] == [
+            ("rest-sp-a", "unavailable"),
+            ("rest-sp-b", "delivered"),
+        ]
 
 
 async def test_rate_limit_and_5xx_are_retried_honouring_retry_after(hub: Hub) -> None:

@@ -224,3 +224,19 @@ def test_an_order_not_found_was_given_up_before_and_is_read_again_since() -> Non
     assert reads_and_timers("vtex_order_not_found_before_retries")[0] == 1
     reads, timers = reads_and_timers("vtex_order_not_found_read_again_then_parked")
     assert reads == 6 and timers >= 4
+
+
+def test_an_unanswered_claim_was_released_before_and_is_withdrawn_at_its_crm_since() -> None:
+    """Since the unanswered-claim-withdrawn-at-crm patch the first dealer's CRM is asked to drop the lead
+    between its release and the next dealer's delivery; before it, no such call was made."""
+
+    def steps(name: str) -> list[str]:
+        events = saved(HISTORIES / f"{name}.json").events
+        return [e.activity_task_scheduled_event_attributes.activity_type.name for e in events if e.HasField(
+            "activity_task_scheduled_event_attributes")]  # fmt: skip
+
+    before = steps("lead_unanswered_claim_before_withdrawal")
+    assert before.count("deliver_lead") == 2 and "withdraw_at_dealer" not in before
+    since = steps("lead_unanswered_claim_withdrawn")
+    second_claim = since.index("claim_lead", since.index("deliver_lead"))
+    assert since[second_claim : second_claim + 3] == ["claim_lead", "withdraw_at_dealer", "deliver_lead"]
