@@ -482,6 +482,9 @@ class LeadDistributionWorkflow:
         newest = None
         while self._reports:
             report = self._reports.pop(0)
+            # A run that passed nothing on from this dealer yet (a run a report started, say) cannot tell
+            # whether a newer report went on before it: Zoho's write checks the database then.
+            unknown_before = report.dealer_id not in self._passed_on
             if report.status not in DEALER_STATUSES or not self._is_newest(report):
                 continue  # two reports signalled at once may arrive swapped: Zoho keeps the newer
             newest = report.status if report.dealer_id == dealer_id else newest
@@ -497,7 +500,8 @@ class LeadDistributionWorkflow:
                 continue
             self._set_search_status(report.status)
             zoho_status = ZOHO_LEAD_STATUS[LeadStatus(report.status)]
-            to_zoho = self._feed_back_to_zoho({"Lead_Status": zoho_status}, local=local, report=report)
+            checked = report if unknown_before else None
+            to_zoho = self._feed_back_to_zoho({"Lead_Status": zoho_status}, local=local, report=checked)
             await in_turn_or_together(to_zoho, event, together=together or local)
         return newest
 
