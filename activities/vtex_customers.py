@@ -10,7 +10,6 @@ appended at the workflow's stream cursors.
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,7 +20,7 @@ from temporalio import activity
 
 from activities.errors import external_call
 from activities.heartbeats import heartbeating
-from activities.pacing import RequestBudgets, first_attempt, paced
+from activities.pacing import RequestBudgets, first_attempt, paced, wait_alive
 from clients.errors import TransientError
 from clients.vtex import SCROLL_MAX_SIZE, ScrollExpired, ScrollPage, VtexClient, vtex_filter_time
 from core.metrics import count_sync
@@ -75,9 +74,11 @@ class CustomerPageResult:
     restarted: bool = False  # the scroll was opened again from the window's start
 
 
-# A scroll call Master Data refuses with 429 is tried again with its token, after its Retry-After, this
-# many times in all before the window is scrolled again from its start.
+# A scroll call Master Data refuses with 429 is tried again with its token, after its Retry-After, up to
+# this many times in all and this many seconds of waiting (well within the page's 5-minute timeout),
+# before the window is scrolled again from its start.
 RATE_LIMITED_TRIES = 4
+RATE_LIMITED_WAIT = 90.0
 
 
 class VtexCustomerActivities:
@@ -115,7 +116,8 @@ class VtexCustomerActivities:
         # A retried attempt may have consumed the page its token pointed at: start the window again.
         if params.token is None or not first_attempt():
             return await paced(limiter, fresh), params.token is not None
-        for waited in range(RATE_LIMITED_TRIES):
+        waited = 0.0
+        for tried in range(1, RATE_LIMITED_TRIES + 1):
             try:
                 # Master Data moves the scroll on every call it serves, so a call that failed after the
                 # server answered may have taken a page with it: such a failure opens the window again.
@@ -124,9 +126,15 @@ class VtexCustomerActivities:
             except ScrollExpired:
                 activity.logger.info("Master Data scroll token expired: scrolling the window again")
             except TransientError as error:
-                if error.status_code == 429 and waited + 1 < RATE_LIMITED_TRIES:
+                wait = error.retry_after if error.retry_after is not None else 60.0
+                if (
+                    error.status_code == 429
+                    and tried < RATE_LIMITED_TRIES
+                    and waited + wait <= RATE_LIMITED_WAIT
+                ):
                     # Refused before it was served: the scroll stayed where it was, the token goes on.
-                    await asyncio.sleep(error.retry_after if error.retry_after is not None else 60)
+                    await wait_alive(wait, "Master Data rate limit")
+                    waited += wait
                     continue
                 activity.logger.info("Master Data scroll call failed (%s): scrolling the window again", error)
             break

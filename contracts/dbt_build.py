@@ -49,8 +49,9 @@ class DbtBuildSummary:
     loaded_at: dict[str, str] = field(default_factory=dict)
     # The models an error-level test failed on (a key not unique, say): dbt skipped what reads them in
     # this build, and fast builds, which run no such tests, leave them and what reads them out until a
-    # full build passes them again.
+    # full build passes them again (``cleared``: models whose every test ran and passed or warned).
     blocked: list[str] = field(default_factory=list)
+    cleared: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -79,6 +80,9 @@ class DbtBuildStatus:
     last_full: DbtBuildSummary | None = None
     oldest_received_at: str | None = None  # of the pending requests' order changes
     full_asked: bool = False  # a pending request asked for a full build
+    # Models fast builds leave out, with what reads them: a full build's error-level test failed on
+    # each, and no full build since ran and passed its tests.
+    blocked: list[str] = field(default_factory=list)
 
 
 def dbt_build_workflow_id(settings: Settings) -> str:

@@ -36,6 +36,7 @@ from db.routing import (
 CLAIMED = "claimed"
 DELIVERED = "delivered"
 PENDING = "pending"  # a CRM not yet asked (or not yet answering) to drop a lead its dealer lost
+RETURNED = "returned"  # a claim released unanswered whose lead went back to that dealer under its key
 
 ClaimHook = Callable[[AsyncSession, str], Awaitable[None]]
 
@@ -149,7 +150,9 @@ async def claim_next(
                 return None
             chosen = await take_turn(session, ranked, at)
             if chosen is not None:
-                claimed = _claim_row(lead_id, chosen.id, day, at, reason=routing_reason(chosen, ranked, at))
+                key = await _key_for_return(session, lead_id, chosen.id, at)  # (routing may pick it again)
+                reason = routing_reason(chosen, ranked, at)
+                claimed = _claim_row(lead_id, chosen.id, day, at, reason=reason, key=key)
                 session.add(claimed)
                 if on_claim is not None:
                     await on_claim(session, claimed.dealer_id)
@@ -219,7 +222,11 @@ class Losses:
 
 
 async def losses(sessions: async_sessionmaker[AsyncSession], lead_id: str) -> Losses:
+    """The lead's losses; no CRM call is named for the dealer that holds the lead now (it went back
+    there), where asking its CRM to drop "the lead" could drop the delivery it holds."""
     async with sessions() as session:
+        current = await session.get(Delivery, lead_id)
+        holder = current.dealer_id if current is not None else None
         lost = list(await session.scalars(select(Withdrawal).where(Withdrawal.lead_id == lead_id)))
         unanswered = await session.scalars(
             select(DeliveryRelease).where(
@@ -233,11 +240,12 @@ async def losses(sessions: async_sessionmaker[AsyncSession], lead_id: str) -> Lo
                 row.dealer_lead_id,
             )
             for row in lost
-            if row.crm_outcome == PENDING
+            if row.crm_outcome == PENDING and row.dealer_id != holder
         ]
         pending += [
             ToDrop(row.dealer_id, row.idempotency_key or idempotency_key(lead_id, row.dealer_id), None)
             for row in unanswered
+            if row.dealer_id != holder
         ]
     return Losses(len(lost), pending)
 
@@ -340,8 +348,12 @@ async def moved_on(
     async with sessions() as session:
         row = await session.get(Delivery, lead_id)
         if row is None:
-            lost = await session.get(Withdrawal, (lead_id, dealer_id))
-            return None if lost is None else f"the lead was withdrawn from {dealer_id}"
+            if await session.get(Withdrawal, (lead_id, dealer_id)) is not None:
+                return f"the lead was withdrawn from {dealer_id}"
+            released = await _unanswered_release(session, lead_id, dealer_id)
+            if released is not None and released.crm_outcome in (PENDING, "withdrawn"):
+                return f"the lead was released from {dealer_id}, whose CRM never answered"
+            return None
     if row.dealer_id != dealer_id:
         return f"the lead is at {row.dealer_id} now"
     if row.idempotency_key and row.idempotency_key != key:
@@ -364,17 +376,45 @@ def _claim_row(
 
 
 async def _key_for_return(session: AsyncSession, lead_id: str, dealer_id: str, at: datetime) -> str:
-    """The key of a delivery support sends back to a dealer that lost the lead. Where its CRM withdrew
-    the lead (or may have: the call is pending), the old key would replay the withdrawn lead: this
-    delivery is a new one, with a key of its own (kept in the claim, so its retries share it). Where
-    the CRM could only record the withdrawal, the dealer still holds its lead: the old key finds it."""
+    """The key of a delivery to a dealer that had the lead before: sent back by support after it lost
+    the lead, or claimed again after its claim was released unanswered.
+
+    Where its CRM withdrew the lead (or may have: the call is pending), the old key would replay the
+    withdrawn lead: this delivery is a new one, with a key of its own (kept in the claim, so its retries
+    share it). Where the CRM could only record the withdrawal, the dealer still holds its lead: the old
+    key finds it. A claim released unanswered whose CRM was not asked yet to drop the lead goes on under
+    its key too: what the CRM may hold becomes this delivery, and no call will drop it (``returned``).
+    """
     lost = await session.get(Withdrawal, (lead_id, dealer_id))
     base = idempotency_key(lead_id, dealer_id)
-    if lost is None:
+    new_key = f"{base}-{as_utc(at):%Y%m%dT%H%M%S%f}"
+    if lost is not None:
+        if lost.crm_outcome == "recorded":
+            return lost.idempotency_key or base  # the key of the delivery the dealer still holds
+        return new_key
+    released = await _unanswered_release(session, lead_id, dealer_id)
+    if released is None:
         return base
-    if lost.crm_outcome == "recorded":
-        return lost.idempotency_key or base  # the key of the delivery the dealer still holds
-    return f"{base}-{as_utc(at):%Y%m%dT%H%M%S%f}"
+    if released.crm_outcome == "withdrawn":
+        return new_key
+    if released.crm_outcome == PENDING:
+        released.crm_outcome = RETURNED
+    return released.idempotency_key or base
+
+
+async def _unanswered_release(session: AsyncSession, lead_id: str, dealer_id: str) -> DeliveryRelease | None:
+    """The dealer's latest claim of the lead released because its CRM never answered, if any."""
+    found: DeliveryRelease | None = await session.scalar(
+        select(DeliveryRelease)
+        .where(
+            DeliveryRelease.lead_id == lead_id,
+            DeliveryRelease.dealer_id == dealer_id,
+            DeliveryRelease.crm_outcome.is_not(None),
+        )
+        .order_by(DeliveryRelease.released_at.desc(), DeliveryRelease.id.desc())
+        .limit(1)
+    )
+    return found
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,11 @@ def parse_summary(output: str) -> DbtBuildSummary:
 def summarise(results: Sequence[Any]) -> DbtBuildSummary:
     """Count dbt's run results by kind and status; name each failure."""
     summary = DbtBuildSummary()
+    tested: dict[str, set[str]] = {}  # model -> the statuses of its tests in this build
     for result in results:
+        if str(result.node.resource_type) == "test":
+            for model in models_under_test(result.node):
+                tested.setdefault(model, set()).add(str(result.status))
         kind, status, name = str(result.node.resource_type), str(result.status), result.node.name
         message = f"{name}: {result.message or status}"
         if kind in TEST_TYPES:
@@ -101,6 +105,7 @@ def summarise(results: Sequence[Any]) -> DbtBuildSummary:
         else:
             summary.skipped += 1
     summary.success = not summary.failures
+    summary.cleared = sorted(model for model, seen in tested.items() if seen <= {"pass", "warn"})
     return summary
 
 

@@ -88,6 +88,7 @@ class DbtBuildWorkflow:
             last_success_at=params.last_success_at,
             last_full_at=params.last_full_at,
             last_full=params.last_full,
+            blocked=list(params.blocked),
         )
         self._full_asked = self._full_asked or params.full_asked
         when_suggested = workflow.patched(CONTINUE_WHEN_SUGGESTED)
@@ -129,11 +130,22 @@ class DbtBuildWorkflow:
         return max(due - workflow.now(), timedelta(seconds=1))
 
     def _blocked(self, fast: bool) -> list[str]:
-        """What a fast build leaves out: the models the last full build's blocking tests failed on."""
-        last_full = self._status.last_full
-        if not fast or last_full is None or not last_full.blocked:
+        """What a fast build leaves out: the models a full build's blocking tests failed on, which no
+        full build since ran and passed."""
+        if not fast or not self._status.blocked:
             return []
-        return list(last_full.blocked) if workflow.patched(FAST_BUILDS_KEEP_BLOCKS) else []
+        return list(self._status.blocked) if workflow.patched(FAST_BUILDS_KEEP_BLOCKS) else []
+
+    def _update_blocked(self, summary: DbtBuildSummary) -> None:
+        """After a full build: what it failed on is blocked, what it passed is not; a model whose tests
+        did not run (skipped, or a build that could not run) keeps its state."""
+        was = self._status.blocked
+        if not (summary.blocked or was) or not workflow.patched(FAST_BUILDS_KEEP_BLOCKS):
+            return
+        if summary.error:
+            return
+        kept = [model for model in was if model not in summary.cleared and model not in summary.blocked]
+        self._status.blocked = sorted({*kept, *summary.blocked})
 
     async def _build(self, oldest_received: str | None, fast: bool) -> DbtBuildSummary:
         try:
@@ -157,6 +169,7 @@ class DbtBuildWorkflow:
         status.last = summary
         if full:
             status.last_full = summary
+            self._update_blocked(summary)
         status.builds += 1
         meter = workflow.metric_meter()
         meter.create_counter("dbt_builds", "dbt builds run").add(1)
@@ -168,7 +181,7 @@ class DbtBuildWorkflow:
             workflow.logger.warning("dbt build failed: %s", "; ".join(summary.failures)[:2000])
         outcome = "passed" if summary.success else f"FAILED: {'; '.join(summary.failures)[:1500]}"
         kind = ("full build, " if full else "fast build, ") if cadence else ""
-        held = self._blocked(fast=not full)
+        held = [] if full else self._blocked(fast=True)
         if held:
             kind += f"left out until a full build passes them: {', '.join(held)} and what reads them; "
         workflow.upsert_memo(

@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.errors import PERMANENT_FAILURE
     from activities.leads import (
         DEALER_REJECTED,
+        LEAD_MOVED_ON,
         LEAD_NOT_FOUND,
         UNKNOWN_DEALER,
         AssignLeadInput,
@@ -105,6 +106,8 @@ REROUTES_IN_DATABASE = "reroute-cap-and-withdrawals-in-database"
 # the lead all the same: its claim is released as "unanswered", and its CRM is asked to drop the lead
 # before the next dealer gets it. Runs started before it released the claim and moved on.
 UNANSWERED_RELEASE = "unanswered-claim-withdrawn-at-crm"
+# A delivery attempt's outcome when the lead had left that delivery (a run reset to before it).
+MOVED_ON = "moved on"
 # The local try of a step (_done_locally): Zoho's update is one call of at most 10 s (the HTTP clients'
 # timeout), tried again a second later (a Retry-After is left to the activity it falls back to); an event
 # goes to each subscriber in turn, so its try is a single attempt: a retry would resend to every one.
@@ -156,6 +159,7 @@ class LeadDistributionWorkflow:
         # The last delivery's follow plan and its SLA deadline on Temporal's clock (deliver_lead's result).
         self._delivered_plan: tuple[FollowPlan, datetime | None] | None = None
         self._params: LeadDistributionInput | None = None
+        self._exhausted: int | None = None  # the withdrawals of a lead found past its re-routing cap
 
     @workflow.run
     async def run(self, params: LeadDistributionInput) -> LeadDistributionResult:
@@ -283,6 +287,8 @@ class LeadDistributionWorkflow:
         deadline = workflow.now() + timedelta(seconds=params.assign_deadline_seconds)
         while True:
             delivered = await self._until_delivered(claim, lead, params, deadline)
+            if delivered is None and self._exhausted is not None:  # (runs reset past their cap only)
+                return await self._sla_exhausted(params, f"{self._exhausted} dealers missed their SLA")
             if delivered is None and rerouted:
                 return await self._sla_exhausted(params, "no dealer that was tried took the lead")
             if delivered is None:
@@ -353,6 +359,14 @@ class LeadDistributionWorkflow:
                     wait = timedelta(seconds=delivered.plan.sla_remaining_seconds)
                     deadline_at = workflow.now() + wait if delivered.plan.sla_deadline else None
                     self._delivered_plan = (delivered.plan, deadline_at)
+            elif self._attempts[-1].outcome == MOVED_ON:
+                # A run reset to before a delivery the lead has since left: go on where the lead is (its
+                # claim), or claim where it may go, its re-routing cap counted; nothing is released.
+                capped = self._claim_input(lead, max_reroutes=params.max_reroutes)
+                claim = await self._decide(LeadActivities.claim_lead, capped)
+                if claim.exhausted:
+                    self._exhausted = claim.withdrawals
+                    return None
             else:
                 unanswered = self._attempts[-1].outcome == "unavailable" and workflow.patched(
                     UNANSWERED_RELEASE
@@ -695,11 +709,11 @@ class LeadDistributionWorkflow:
                 ),
             )
         except ActivityError as error:
-            rejected = error_type(error) in (DEALER_REJECTED, UNKNOWN_DEALER)
+            kind = error_type(error)
+            rejected = kind in (DEALER_REJECTED, UNKNOWN_DEALER)
+            outcome = MOVED_ON if kind == LEAD_MOVED_ON else "rejected" if rejected else "unavailable"
             detail = str(error.cause or error)
-            self._attempts.append(
-                DeliveryAttempt(dealer_id, "rejected" if rejected else "unavailable", detail)
-            )
+            self._attempts.append(DeliveryAttempt(dealer_id, outcome, detail))
             workflow.logger.warning("dealer %s did not take the lead: %s", dealer_id, detail)
             return None
         self._attempts.append(DeliveryAttempt(dealer_id, "delivered"))

@@ -18,7 +18,7 @@ from core.business_hours import from_config
 from core.constants import LeadStatus
 from db import deliveries, feedback, lead_changes, lead_status, routing
 from db.engine import create_engine, session_factory
-from db.models import Dealer, DealerFeedback, Delivery
+from db.models import Dealer, DealerFeedback, Delivery, DeliveryRelease
 from db.routing import LeadProfile
 from db.rules import HoursConfig, RulesFile, apply_rules, parse_rules
 from db.rules_cli import main as rules_main
@@ -208,6 +208,35 @@ async def test_a_claim_released_unanswered_waits_for_its_crm_and_its_dealer_s_re
         sessions, lead_id="L1", dealer_id="b", status=LeadStatus.ACCEPTED, at=T0, received_at=T0
     )
     assert unknown.outcome == feedback.Outcome.UNKNOWN
+
+
+async def test_a_dealer_released_unanswered_gets_the_lead_back_under_the_key_its_crm_allows(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Routing (or support) may send a lead back to a dealer whose claim was released unanswered. Its
+    CRM not asked yet: the old key, so what it may hold becomes this delivery (and is never dropped).
+    Its CRM dropped it: a key of its own, or the CRM would replay the dropped lead."""
+    await load(sessions, dealer("a", priority=10), dealer("b", priority=20))
+    lead = LeadProfile("SP", "Santos", "Onix")
+    for lead_id, outcome in (("L1", None), ("L2", "withdrawn")):
+        await deliveries.claim_next(sessions, lead_id, lead, DAY, T0)
+        await deliveries.claim_next(
+            sessions, lead_id, lead, DAY, T0, release="a", exclude=["a"], release_unanswered=True
+        )
+        assert await deliveries.moved_on(sessions, lead_id, "a", f"lead-{lead_id}-a") is not None
+        if outcome is not None:
+            await deliveries.record_withdrawal(sessions, lead_id, "a", outcome)
+        back = await deliveries.claim_next(sessions, lead_id, lead, DAY, T0, release="b", exclude=["b"])
+        assert back is not None and back.dealer_id == "a"
+        assert (back.idempotency_key == f"lead-{lead_id}-a") is (outcome is None)
+        assert await deliveries.moved_on(sessions, lead_id, "a", back.idempotency_key) is None
+        assert (await deliveries.losses(sessions, lead_id)).pending == []  # nothing to drop at a now
+    async with sessions() as session:
+        rows = await session.scalars(select(DeliveryRelease).where(DeliveryRelease.dealer_id == "a"))
+        assert sorted((row.lead_id, row.crm_outcome) for row in rows) == [
+            ("L1", "returned"),
+            ("L2", "withdrawn"),
+        ]
 
 
 async def test_a_delivery_the_lead_has_left_is_not_made_again(

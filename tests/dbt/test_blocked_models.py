@@ -4,12 +4,13 @@ what fast builds then leave out (that model and every model reading it), as dbt 
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from dbt.cli.main import dbtRunner
 
 from core.settings import Settings
-from warehouse.dbt import PROJECT_DIR, dbt_environment, fast_build_excludes, models_under_test
+from warehouse.dbt import PROJECT_DIR, dbt_environment, fast_build_excludes, models_under_test, summarise
 
 
 def dbt(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *arguments: str) -> object:
@@ -41,3 +42,22 @@ def test_a_key_test_blocks_its_model_and_fast_builds_leave_out_what_reads_it(
     held = fast_models(["orders"])
     assert {"orders", "order_items", "profile_orders", "orders_per_profile", "customer_360"} <= every - held
     assert {"customers", "skus", "lead_status_changes", "deals"} <= held
+
+
+def test_a_model_is_cleared_only_when_every_test_of_it_ran_and_passed() -> None:
+    def result(test: str, model: str, status: str) -> SimpleNamespace:
+        node = SimpleNamespace(
+            resource_type="test", name=test, attached_node=f"model.integrations_hub.{model}"
+        )
+        return SimpleNamespace(node=node, status=status, message=None)
+
+    summary = summarise(
+        [
+            result("unique_orders_order_id", "orders", "pass"),
+            result("not_null_orders_order_id", "orders", "fail"),
+            result("unique_skus_sku_id", "skus", "pass"),
+            result("accepted_values_skus", "skus", "warn"),
+            result("unique_customers_id", "customers", "skipped"),
+        ]
+    )
+    assert (summary.blocked, summary.cleared) == (["orders"], ["skus"])

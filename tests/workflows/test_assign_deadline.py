@@ -10,10 +10,12 @@ from datetime import timedelta
 
 from temporalio import activity
 from temporalio.client import WorkflowHandle
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.leads import (
+    LEAD_MOVED_ON,
     AssignLeadInput,
     ClaimLeadInput,
     ClaimLeadResult,
@@ -144,3 +146,39 @@ async def test_assignment_before_the_deadline_delivers(
         result = await handle.result()
     assert (result.status, result.dealer_id, result.dealer_lead_id) == ("delivered", "dealer-x", "CRM-1")
     assert stand_ins.delivered_to == ["dealer-x"]
+
+
+class ResetPastItsCap(StandIns):
+    """A lead whose run was reset to before delivering to dealer-a, which it has since lost, and which
+    is past its re-routing cap: the delivery is refused (LeadMovedOn) and the decision says exhausted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claims: list[ClaimLeadInput] = []
+
+    @activity.defn(name="claim_lead")
+    async def claim_lead(self, params: ClaimLeadInput) -> ClaimLeadResult:
+        self.claims.append(params)
+        if not self.claims[:-1]:  # the first claim, as the reset run saw it: dealer-a
+            return ClaimLeadResult(dealer_id="dealer-a", idempotency_key="lead-x-dealer-a", resumed=True)
+        return ClaimLeadResult(dealer_id=None, withdrawals=2, exhausted=True)
+
+    @activity.defn(name="deliver_lead")
+    async def deliver_lead(self, params: DeliverLeadInput) -> DeliverLeadResult:
+        self.delivered_to.append(params.dealer_id)
+        raise ApplicationError("the lead was withdrawn from dealer-a", type=LEAD_MOVED_ON, non_retryable=True)
+
+
+async def test_a_reset_run_refused_a_delivery_it_left_ends_at_its_cap_not_at_another_dealer(
+    skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    """Nothing is released (the lead is not at dealer-a), the decision is read again with the cap, and
+    the lead ends sla_exhausted, as before the reset: not failed, not at a third dealer."""
+    stand_ins = ResetPastItsCap()
+    async with worker(skipping_env, stand_ins, task_queue):
+        result = await (await start(skipping_env, stand_ins, task_queue)).result()
+    assert result.status == "sla_exhausted"
+    assert [(a.dealer_id, a.outcome) for a in result.attempts] == [("dealer-a", "moved on")]
+    again = stand_ins.claims[1]
+    assert (again.release_dealer_id, again.release_unanswered, again.max_reroutes) == (None, False, 3)
+    assert stand_ins.zoho_updates[-1]["Status_Distribuicao"] == "sla_exhausted"

@@ -148,13 +148,16 @@ async def test_requests_get_fast_builds_and_a_full_build_runs_every_hour(task_qu
 
 
 async def blocked_then_passed(client: Client, task_queue: str) -> tuple[str, list[DbtBuildInput], list[str]]:
-    """A full build whose key test fails on silver.orders, a fast build, a full build that passes, and
-    a fast build; the build workflow's id, each build's input and the memo after each."""
+    """A full build whose key test fails on silver.orders; a fast build; a full build in which a model
+    upstream fails, so orders' tests do not run; a fast build; a full build that passes orders' tests;
+    and a fast build. The build workflow's id, each build's input and the memo after each."""
     settings = own_warehouse_settings(task_queue)
     duplicated = DbtBuildSummary(
         models_built=9, tests_failed=1, failures=["unique_orders_order_id: Got 1 result"], blocked=["orders"]
     )
-    answers = [duplicated, DbtBuildSummary(success=True)]
+    upstream = DbtBuildSummary(models_failed=1, failures=["stg_vtex__orders: Syntax error"], cleared=["skus"])
+    passed = DbtBuildSummary(success=True, cleared=["customer_360", "orders", "skus"])
+    answers = [duplicated, DbtBuildSummary(success=True), upstream, DbtBuildSummary(success=True), passed]
     inputs: list[DbtBuildInput] = []
     memos: list[str] = []
     workflow_id = dbt_build_workflow_id(settings)
@@ -180,6 +183,8 @@ async def blocked_then_passed(client: Client, task_queue: str) -> tuple[str, lis
     async with Worker(client, task_queue=task_queue, workflows=[DbtBuildWorkflow], activities=[dbt_build]):
         await build(BuildRequest("vtex orders"))  # the first build runs everything
         await build(BuildRequest("vtex orders"))
+        await build(BuildRequest("support", full=True))  # orders' tests skipped: it stays left out
+        await build(BuildRequest("vtex orders"))
         await build(BuildRequest("support", full=True))  # the key is unique again
         await build(BuildRequest("vtex orders"))
         await client.get_workflow_handle(workflow_id).terminate("recorded")
@@ -192,10 +197,17 @@ async def test_fast_builds_leave_out_what_a_full_build_s_blocking_test_failed_on
     """Fast builds run no data tests: after a full build found silver.orders' key duplicated (dbt then
     skipped what reads it), they leave orders and what reads it out, until a full build passes it."""
     _, inputs, memos = await blocked_then_passed(temporal_env.client, task_queue)
-    assert [(b.fast, b.blocked) for b in inputs] == [(False, []), (True, ["orders"]), (False, []), (True, [])]
+    assert [(b.fast, b.blocked) for b in inputs] == [
+        (False, []),
+        (True, ["orders"]),
+        (False, []),
+        (True, ["orders"]),
+        (False, []),
+        (True, []),
+    ]
     assert "unique_orders_order_id" in memos[0]
     assert "fast build, left out until a full build passes them: orders and what reads them" in memos[1]
-    assert "left out" not in memos[3]
+    assert "left out" not in memos[5]
 
 
 async def test_a_status_vtex_added_warns_and_gold_still_builds(
