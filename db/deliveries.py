@@ -21,7 +21,7 @@ from core.constants import LeadStatus, lead_workflow_id
 from core.timeutil import as_utc
 from db import lead_status
 from db.engine import lock_for_writing
-from db.feedback import funnel_rank, is_newer
+from db.feedback import funnel_rank, is_newer, unanswered_release
 from db.models import Dealer, Delivery, DeliveryRelease, LeadStatusChange, Withdrawal
 from db.routing import (
     MAX_CLAIM_ATTEMPTS,
@@ -350,7 +350,7 @@ async def moved_on(
         if row is None:
             if await session.get(Withdrawal, (lead_id, dealer_id)) is not None:
                 return f"the lead was withdrawn from {dealer_id}"
-            released = await _unanswered_release(session, lead_id, dealer_id)
+            released = await unanswered_release(session, lead_id, dealer_id)
             if released is not None and released.crm_outcome in (PENDING, "withdrawn"):
                 return f"the lead was released from {dealer_id}, whose CRM never answered"
             return None
@@ -392,7 +392,7 @@ async def _key_for_return(session: AsyncSession, lead_id: str, dealer_id: str, a
         if lost.crm_outcome == "recorded":
             return lost.idempotency_key or base  # the key of the delivery the dealer still holds
         return new_key
-    released = await _unanswered_release(session, lead_id, dealer_id)
+    released = await unanswered_release(session, lead_id, dealer_id)
     if released is None:
         return base
     if released.crm_outcome == "withdrawn":
@@ -400,21 +400,6 @@ async def _key_for_return(session: AsyncSession, lead_id: str, dealer_id: str, a
     if released.crm_outcome == PENDING:
         released.crm_outcome = RETURNED
     return released.idempotency_key or base
-
-
-async def _unanswered_release(session: AsyncSession, lead_id: str, dealer_id: str) -> DeliveryRelease | None:
-    """The dealer's latest claim of the lead released because its CRM never answered, if any."""
-    found: DeliveryRelease | None = await session.scalar(
-        select(DeliveryRelease)
-        .where(
-            DeliveryRelease.lead_id == lead_id,
-            DeliveryRelease.dealer_id == dealer_id,
-            DeliveryRelease.crm_outcome.is_not(None),
-        )
-        .order_by(DeliveryRelease.released_at.desc(), DeliveryRelease.id.desc())
-        .limit(1)
-    )
-    return found
 
 
 @dataclass(frozen=True)

@@ -162,19 +162,22 @@ async def _lost_delivery(
     """The delivery the dealer lost: withdrawn after its SLA, or released when its CRM never answered
     the create call (it may have stored the lead, and report about it). None: the dealer never had it."""
     lost = await session.get(Withdrawal, (lead_id, dealer_id))
-    if lost is not None:
-        return lost
-    released: DeliveryRelease | None = await session.scalar(
+    return lost if lost is not None else await unanswered_release(session, lead_id, dealer_id)
+
+
+async def unanswered_release(session: AsyncSession, lead_id: str, dealer_id: str) -> DeliveryRelease | None:
+    """The dealer's latest claim of the lead released because its CRM never answered, if any."""
+    found: DeliveryRelease | None = await session.scalar(
         select(DeliveryRelease)
         .where(
             DeliveryRelease.lead_id == lead_id,
             DeliveryRelease.dealer_id == dealer_id,
             DeliveryRelease.crm_outcome.is_not(None),
         )
-        .order_by(DeliveryRelease.released_at.desc())
+        .order_by(DeliveryRelease.released_at.desc(), DeliveryRelease.id.desc())
         .limit(1)
     )
-    return released
+    return found
 
 
 async def _recorded(

@@ -64,6 +64,7 @@ from tests.workflows.test_vtex_order import (
     LIFECYCLE,
     OmsWithoutTheOrder,
     order_not_found_then_found,
+    order_worker,
     park_then_redrive,
     refusing_bronze,
     start_refused_order,
@@ -75,7 +76,6 @@ from workflows.lead_warehouse_sync import LeadSyncInput, LeadWarehouseSyncWorkfl
 from workflows.sandbox import WORKFLOW_RUNNER
 from workflows.vtex_feed_reconcile import VtexFeedReconcileInput, VtexFeedReconcileWorkflow
 from workflows.vtex_hook_config import VtexHookConfigInput, VtexHookConfigWorkflow
-from workflows.vtex_order import VtexOrderWorkflow
 from workflows.vtex_order_backfill import OrderBackfillInput, start_order_backfill
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -336,13 +336,7 @@ async def test_record_vtex_order_not_found_before_retries(
     """Recorded with the code from before the read-an-order-not-found-again-then-park patch (kept as it
     was): the OMS answers 404 once, the change is noted unreadable, the run closes when idle."""
     oms = OmsWithoutTheOrder()
-    async with Worker(
-        skipping_env.client,
-        task_queue=task_queue,
-        workflows=[VtexOrderWorkflow],
-        activities=[oms.land_order_events, oms.land_order_version],
-        workflow_runner=WORKFLOW_RUNNER,
-    ):
+    async with order_worker(skipping_env, task_queue, oms.land_order_events, oms.land_order_version):
         handle, _ = await start_refused_order(skipping_env, task_queue)
         await handle.result()
     assert oms.reads == 1

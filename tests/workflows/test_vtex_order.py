@@ -266,18 +266,23 @@ class RefusingBronze:
         )  # the hook's state
 
 
+def order_worker(env: WorkflowEnvironment, task_queue: str, events: Any, version: Any) -> Worker:
+    """A worker for order workflows with these two steps (stand-ins, or the real ones over stand-ins)."""
+    return Worker(
+        env.client,
+        task_queue=task_queue,
+        workflows=[VtexOrderWorkflow],
+        activities=[events, version],
+        workflow_runner=WORKFLOW_RUNNER,
+    )
+
+
 @asynccontextmanager
 async def refusing_bronze(env: WorkflowEnvironment, task_queue: str) -> AsyncIterator[RefusingBronze]:
     """A worker for order workflows whose bronze refuses appends until ``fixed``."""
     bronze = RefusingBronze()
     real = VtexOrderActivities(cast(Any, None), cast(Any, bronze), cast(Any, bronze))
-    async with Worker(
-        env.client,
-        task_queue=task_queue,
-        workflows=[VtexOrderWorkflow],
-        activities=[real.land_order_events, bronze.land_order_version],
-        workflow_runner=WORKFLOW_RUNNER,
-    ):
+    async with order_worker(env, task_queue, real.land_order_events, bronze.land_order_version):
         yield bronze
 
 
@@ -354,13 +359,7 @@ async def version_parked_then_redriven(env: WorkflowEnvironment, task_queue: str
     workflow id and the memo the park left."""
     bronze = RefusingOrderVersions()
     real = VtexOrderActivities(cast(Any, bronze), cast(Any, bronze), cast(Any, bronze))
-    async with Worker(
-        env.client,
-        task_queue=task_queue,
-        workflows=[VtexOrderWorkflow],
-        activities=[real.land_order_events, real.land_order_version],
-        workflow_runner=WORKFLOW_RUNNER,
-    ):
+    async with order_worker(env, task_queue, real.land_order_events, real.land_order_version):
         handle, event = await start_refused_order(env, task_queue)
         query = f"WorkflowId = '{handle.id}' AND Parked = 'bigquery' AND ExecutionStatus = 'Running'"
         await eventually(lambda: parked(env, query))
@@ -424,13 +423,7 @@ async def order_not_found_then_found(
 ) -> tuple[str, VtexOrderStatus]:
     """An order run told of a change the OMS has no order for, 20 minutes on; then the OMS finds it
     and support redrives the run. Its workflow id and its result."""
-    async with Worker(
-        env.client,
-        task_queue=task_queue,
-        workflows=[VtexOrderWorkflow],
-        activities=[oms.land_order_events, oms.land_order_version],
-        workflow_runner=WORKFLOW_RUNNER,
-    ):
+    async with order_worker(env, task_queue, oms.land_order_events, oms.land_order_version):
         handle, _ = await start_refused_order(env, task_queue)
         await skip_time(env, timedelta(minutes=20))
         memo = await (await handle.describe()).memo_value("parked", default=None)
