@@ -81,6 +81,9 @@ class OrderEvent:
     # When the hub got the change (ISO 8601 UTC): the hook's arrival, or the reconciler reading the feed
     # (``event()`` stamps it). Latencies to bronze and gold count from it; older signals have None.
     received_at: str | None = None
+    # False: VTEX sent no CurrentChange, so ``change`` is LastChange, when the state before began. The
+    # change itself may be newer than the state last read: the order is read whatever ``change`` says.
+    timed: bool = True
 
     @property
     def key(self) -> str:
@@ -105,4 +108,4 @@ def order_event(
     change = current or last
     if change is None:
         raise ValueError("CurrentChange or LastChange is required")
-    return OrderEvent(order_id, state, change_key(change), payload, received_now())
+    return OrderEvent(order_id, state, change_key(change), payload, received_now(), timed=current is not None)

@@ -55,6 +55,9 @@ PARK_VERSION_AS_BIGQUERY = "park-refused-version-landings-as-bigquery"
 # Runs started before it noted it unreadable and waited for the order's next event, which for a final
 # state (invoiced) never comes.
 RETRY_ORDER_NOT_FOUND = "read-an-order-not-found-again-then-park"
+# Patch: a hook without CurrentChange (keyed by LastChange, the previous state's time) always reads the
+# order; runs started before it skipped it as older when a later state had been read.
+READ_UNTIMED_CHANGES = "read-changes-without-current-change"
 NOT_FOUND_WAITS = (timedelta(seconds=30), timedelta(minutes=2), timedelta(minutes=5), timedelta(minutes=10))
 STEP_TIMEOUT = timedelta(seconds=30)
 SEEN_KEYS_KEPT = 1000  # event keys carried over continue-as-new, to recognise repeats
@@ -129,7 +132,7 @@ class VtexOrderWorkflow:
         if not fresh:
             return
         last = self._status.last_applied
-        newer = [event for event in fresh if last is None or event.change > last]
+        newer = [event for event in fresh if last is None or event.change > last or self._untimed(event)]
         if len(newer) < len(fresh):
             # The OMS already served a later state: reading it again would land nothing new.
             self._note("ignored", len(fresh) - len(newer), f"older than the state of {last}")
@@ -159,6 +162,11 @@ class VtexOrderWorkflow:
                 await self._parking.hold("bigquery", refused)
         self._seen += [event.key for event in fresh]
         self._status.events_landed += len(fresh)
+
+    def _untimed(self, event: OrderEvent) -> bool:
+        """A change VTEX sent without CurrentChange: its time is the state before's, so it may look older
+        than the state last read while it is newer. Runs before this patch took it for older."""
+        return not event.timed and workflow.patched(READ_UNTIMED_CHANGES)
 
     def _first_sightings(self, batch: list[OrderEvent]) -> list[OrderEvent]:
         """The batch oldest first, without events landed before or repeated within it."""

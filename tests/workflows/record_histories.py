@@ -37,6 +37,8 @@ from contracts.dbt_build import (
     send_build_request,
 )
 from contracts.leads import AssignDealerInput
+from contracts.orders import STATUS_QUERY as ORDER_STATUS_QUERY
+from contracts.orders import VtexOrderStatus
 from core.constants import (
     REDRIVE_PARKED_SIGNAL,
     lead_workflow_id,
@@ -68,6 +70,7 @@ from tests.workflows.test_vtex_order import (
     park_then_redrive,
     refusing_bronze,
     start_refused_order,
+    untimed_invoiced_hook,
     version_parked_then_redriven,
 )
 from workflows.dbt_build import DbtBuildWorkflow
@@ -341,6 +344,28 @@ async def test_record_vtex_order_not_found_before_retries(
         await handle.result()
     assert oms.reads == 1
     await save(skipping_env.client, handle.id, "vtex_order_not_found_before_retries")
+
+
+async def test_record_vtex_order_untimed_hook_read(hub: Hub) -> None:
+    """Since the read-changes-without-current-change patch: an invoiced hook without CurrentChange,
+    after handling was read, reads the order; the run ends invoiced."""
+    order_id = await untimed_invoiced_hook(hub)
+    await hub.client.get_workflow_handle(vtex_order_workflow_id(order_id)).result()
+    await save(hub.client, vtex_order_workflow_id(order_id), "vtex_order_untimed_hook_read")
+
+
+async def test_record_vtex_order_untimed_hook_before_reading(hub: Hub) -> None:
+    """Recorded with the code from before the read-changes-without-current-change patch (kept as it
+    was): the invoiced hook without CurrentChange is ignored as older; the run is then terminated."""
+    order_id = await untimed_invoiced_hook(hub)
+    handle = hub.client.get_workflow_handle(vtex_order_workflow_id(order_id))
+
+    async def ignored() -> bool:
+        return bool((await handle.query(ORDER_STATUS_QUERY, result_type=VtexOrderStatus)).ignored)
+
+    await eventually(ignored)
+    await handle.terminate("recorded")
+    await save(hub.client, vtex_order_workflow_id(order_id), "vtex_order_untimed_hook_before_reading")
 
 
 async def test_record_vtex_order_to_invoiced(gathering_hub: Hub) -> None:

@@ -213,13 +213,8 @@ def test_an_order_not_found_was_given_up_before_and_is_read_again_since() -> Non
 
     def reads_and_timers(name: str) -> tuple[int, int]:
         events = saved(HISTORIES / f"{name}.json").events
-        reads = sum(
-            1
-            for e in events
-            if e.HasField("activity_task_scheduled_event_attributes")
-            and e.activity_task_scheduled_event_attributes.activity_type.name == "land_order_version"
-        )
-        return reads, sum(1 for e in events if e.HasField("timer_started_event_attributes"))  # fmt: skip
+        reads = scheduled_activities(name).count("land_order_version")
+        return reads, sum(1 for e in events if e.HasField("timer_started_event_attributes"))
 
     assert reads_and_timers("vtex_order_not_found_before_retries")[0] == 1
     reads, timers = reads_and_timers("vtex_order_not_found_read_again_then_parked")
@@ -230,13 +225,21 @@ def test_an_unanswered_claim_was_released_before_and_is_withdrawn_at_its_crm_sin
     """Since the unanswered-claim-withdrawn-at-crm patch the first dealer's CRM is asked to drop the lead
     between its release and the next dealer's delivery; before it, no such call was made."""
 
-    def steps(name: str) -> list[str]:
-        events = saved(HISTORIES / f"{name}.json").events
-        return [e.activity_task_scheduled_event_attributes.activity_type.name for e in events if e.HasField(
-            "activity_task_scheduled_event_attributes")]  # fmt: skip
-
-    before = steps("lead_unanswered_claim_before_withdrawal")
+    before = scheduled_activities("lead_unanswered_claim_before_withdrawal")
     assert before.count("deliver_lead") == 2 and "withdraw_at_dealer" not in before
-    since = steps("lead_unanswered_claim_withdrawn")
+    since = scheduled_activities("lead_unanswered_claim_withdrawn")
     second_claim = since.index("claim_lead", since.index("deliver_lead"))
     assert since[second_claim : second_claim + 3] == ["claim_lead", "withdraw_at_dealer", "deliver_lead"]
+
+
+def scheduled_activities(name: str) -> list[str]:
+    """The activity types a saved history scheduled, in order."""
+    events = saved(HISTORIES / f"{name}.json").events
+    scheduled = [e.activity_task_scheduled_event_attributes for e in events]
+    return [e.activity_type.name for e in scheduled if e.activity_type.name]
+
+
+def test_a_hook_without_current_change_was_ignored_before_and_reads_the_order_since() -> None:
+    before = scheduled_activities("vtex_order_untimed_hook_before_reading")
+    assert before.count("land_order_version") == 1  # handling only
+    assert scheduled_activities("vtex_order_untimed_hook_read").count("land_order_version") == 2

@@ -106,6 +106,28 @@ async def test_late_older_hook_is_landed_but_does_not_move_the_state_back(hub: H
     assert len(await hub.bronze(VTEX_ORDERS, order_id)) == 1  # no OMS read for older news
 
 
+async def untimed_invoiced_hook(hub: Hub) -> str:
+    """An order read at handling, then invoiced, whose invoiced hook arrives without CurrentChange."""
+    order_id = await hub.create_order()
+    all_delivered(await hub.move_order(order_id, "payment-approved", "handling"))
+    await landed(hub, order_id, VTEX_ORDERS, 1)
+    all_delivered(await hub.move_order(order_id, "invoiced", delivery="none"))
+    invoiced = (await hub.http.get(f"{hub.sims_url}/_control/vtex/orders/{order_id}")).json()["hooks"][-1]
+    assert invoiced["State"] == "invoiced"
+    del invoiced["CurrentChange"]
+    assert (await hub.post_order_hook(invoiced)).status_code == 200
+    return order_id
+
+
+async def test_a_hook_without_current_change_still_reads_the_order(hub: Hub) -> None:
+    """Some hooks carry no CurrentChange: their LastChange is when the state before began, so by its
+    time the change looks no newer than the state already read. The order is read all the same."""
+    order_id = await untimed_invoiced_hook(hub)
+    versions = await landed(hub, order_id, VTEX_ORDERS, 2)
+    assert versions[-1]["payload"]["status"] == "invoiced"
+    assert (await order_status(hub, order_id)).state == "invoiced"
+
+
 async def test_reconciler_recovers_hooks_that_were_lost(hub: Hub) -> None:
     order_id = await hub.create_order()
     moved = await hub.move_order(order_id, "payment-approved", "ready-for-handling", delivery="none")
