@@ -136,6 +136,8 @@ class VtexCustomerActivities:
                     await wait_alive(wait, "Master Data rate limit")
                     waited += wait
                     continue
+                if waited:  # still limited after waiting: this attempt ends, and the next scrolls anew
+                    raise  # (a fresh scroll's own waits here could outlast the page's timeout)
                 activity.logger.info("Master Data scroll call failed (%s): scrolling the window again", error)
             break
         return await paced(limiter, fresh), True

@@ -36,7 +36,6 @@ from db.routing import (
 CLAIMED = "claimed"
 DELIVERED = "delivered"
 PENDING = "pending"  # a CRM not yet asked (or not yet answering) to drop a lead its dealer lost
-RETURNED = "returned"  # a claim released unanswered whose lead went back to that dealer under its key
 
 ClaimHook = Callable[[AsyncSession, str], Awaitable[None]]
 
@@ -379,11 +378,10 @@ async def _key_for_return(session: AsyncSession, lead_id: str, dealer_id: str, a
     """The key of a delivery to a dealer that had the lead before: sent back by support after it lost
     the lead, or claimed again after its claim was released unanswered.
 
-    Where its CRM withdrew the lead (or may have: the call is pending), the old key would replay the
-    withdrawn lead: this delivery is a new one, with a key of its own (kept in the claim, so its retries
-    share it). Where the CRM could only record the withdrawal, the dealer still holds its lead: the old
-    key finds it. A claim released unanswered whose CRM was not asked yet to drop the lead goes on under
-    its key too: what the CRM may hold becomes this delivery, and no call will drop it (``returned``).
+    Where its CRM withdrew the lead (or may have: the call is pending, perhaps asked and not answered),
+    the old key would replay the withdrawn lead: this delivery is a new one, with a key of its own (kept
+    in the claim, so its retries share it). Where the CRM could only record the withdrawal, or never
+    named the lead, the dealer holds what it holds: the old key finds it.
     """
     lost = await session.get(Withdrawal, (lead_id, dealer_id))
     base = idempotency_key(lead_id, dealer_id)
@@ -395,10 +393,8 @@ async def _key_for_return(session: AsyncSession, lead_id: str, dealer_id: str, a
     released = await unanswered_release(session, lead_id, dealer_id)
     if released is None:
         return base
-    if released.crm_outcome == "withdrawn":
+    if released.crm_outcome in ("withdrawn", PENDING):
         return new_key
-    if released.crm_outcome == PENDING:
-        released.crm_outcome = RETURNED
     return released.idempotency_key or base
 
 

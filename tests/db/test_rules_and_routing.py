@@ -214,11 +214,11 @@ async def test_a_dealer_released_unanswered_gets_the_lead_back_under_the_key_its
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     """Routing (or support) may send a lead back to a dealer whose claim was released unanswered. Its
-    CRM not asked yet: the old key, so what it may hold becomes this delivery (and is never dropped).
-    Its CRM dropped it: a key of its own, or the CRM would replay the dropped lead."""
+    CRM dropped the lead, or may have (the call pending): a key of its own, or the CRM would replay a
+    dropped lead. Its CRM never named the lead (``recorded``): the old key finds what it holds."""
     await load(sessions, dealer("a", priority=10), dealer("b", priority=20))
     lead = LeadProfile("SP", "Santos", "Onix")
-    for lead_id, outcome in (("L1", None), ("L2", "withdrawn")):
+    for lead_id, outcome in (("L1", None), ("L2", "withdrawn"), ("L3", "recorded")):
         await deliveries.claim_next(sessions, lead_id, lead, DAY, T0)
         await deliveries.claim_next(
             sessions, lead_id, lead, DAY, T0, release="a", exclude=["a"], release_unanswered=True
@@ -228,14 +228,15 @@ async def test_a_dealer_released_unanswered_gets_the_lead_back_under_the_key_its
             await deliveries.record_withdrawal(sessions, lead_id, "a", outcome)
         back = await deliveries.claim_next(sessions, lead_id, lead, DAY, T0, release="b", exclude=["b"])
         assert back is not None and back.dealer_id == "a"
-        assert (back.idempotency_key == f"lead-{lead_id}-a") is (outcome is None)
+        assert (back.idempotency_key == f"lead-{lead_id}-a") is (outcome == "recorded")
         assert await deliveries.moved_on(sessions, lead_id, "a", back.idempotency_key) is None
         assert (await deliveries.losses(sessions, lead_id)).pending == []  # nothing to drop at a now
     async with sessions() as session:
         rows = await session.scalars(select(DeliveryRelease).where(DeliveryRelease.dealer_id == "a"))
         assert sorted((row.lead_id, row.crm_outcome) for row in rows) == [
-            ("L1", "returned"),
+            ("L1", "pending"),  # the lead is at a again: its first copy is not dropped by external id
             ("L2", "withdrawn"),
+            ("L3", "recorded"),
         ]
 
 
