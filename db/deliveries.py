@@ -22,7 +22,7 @@ from core.timeutil import as_utc
 from db import lead_status
 from db.engine import lock_for_writing
 from db.feedback import funnel_rank, is_newer, unanswered_release
-from db.models import Dealer, Delivery, DeliveryRelease, LeadStatusChange, Withdrawal
+from db.models import Dealer, Delivery, DeliveryRelease, Withdrawal
 from db.routing import (
     MAX_CLAIM_ATTEMPTS,
     LeadProfile,
@@ -180,20 +180,9 @@ async def _delivered_as_reported(session: AsyncSession, row: Delivery, at: datet
         detail=detail,
     )
     # The dealer's report is the lead's status already, and stays so; the history still shows the step.
-    reached = await lead_status.has_reached(
-        session, row.lead_id, LeadStatus.DELIVERED, row.dealer_id, row.claimed_at
+    await lead_status.add_to_history(
+        session, row.lead_id, LeadStatus.DELIVERED, row.dealer_id, at, detail, row.claimed_at
     )
-    if not reached:
-        session.add(
-            LeadStatusChange(
-                lead_id=row.lead_id,
-                status=LeadStatus.DELIVERED,
-                dealer_id=row.dealer_id,
-                detail=detail,
-                at=at,
-                delivery_claimed_at=row.claimed_at,
-            )
-        )
 
 
 async def lost_by(session: AsyncSession, lead_id: str) -> set[str]:

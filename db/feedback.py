@@ -25,7 +25,7 @@ from core.constants import DEALER_STATUSES, LeadStatus, lead_workflow_id
 from core.timeutil import as_utc
 from db import lead_status
 from db.engine import lock_for_writing
-from db.models import DealerFeedback, Delivery, DeliveryRelease, LeadStatusChange, Withdrawal
+from db.models import DealerFeedback, Delivery, DeliveryRelease, Withdrawal
 
 # How long the API's own hand-over of a report has before a sweep may take it over.
 HAND_OVER_GRACE = timedelta(seconds=30)
@@ -141,17 +141,10 @@ async def record(
                 dealer_id=dealer_id,
                 detail=f"reported by {dealer_id}",
             )
-        elif not await lead_status.has_reached(session, lead_id, status, dealer_id, delivery.claimed_at):
+        else:
             detail = f"reported by {dealer_id} after a newer {delivery.dealer_status}"
-            session.add(
-                LeadStatusChange(
-                    lead_id=lead_id,
-                    status=status,
-                    dealer_id=dealer_id,
-                    detail=detail,
-                    at=at,
-                    delivery_claimed_at=delivery.claimed_at,
-                )
+            await lead_status.add_to_history(
+                session, lead_id, status, dealer_id, at, detail, delivery.claimed_at
             )
         return Recorded(outcome, current=newer, due=DueReport.of(row))
 

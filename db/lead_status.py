@@ -115,6 +115,20 @@ async def write_status(
     if dealer_lead_id is not None:
         lead.dealer_lead_id = dealer_lead_id
     claimed_at = await delivery_at(session, lead_id, dealer_id)
+    await add_to_history(session, lead_id, status, dealer_id, at, detail, claimed_at)
+
+
+async def add_to_history(
+    session: AsyncSession,
+    lead_id: str,
+    status: str,
+    dealer_id: str | None,
+    at: datetime,
+    detail: str | None,
+    claimed_at: datetime | None,
+) -> None:
+    """Append the status to the lead's history, about the delivery claimed at ``claimed_at``, unless
+    the history holds it already (``has_reached``)."""
     if not await has_reached(session, lead_id, status, dealer_id, claimed_at):
         session.add(
             LeadStatusChange(

@@ -80,11 +80,12 @@ def summarise(results: Sequence[Any]) -> DbtBuildSummary:
     summary = DbtBuildSummary()
     tested: dict[str, set[str]] = {}  # model -> the statuses of its tests in this build
     for result in results:
-        if str(result.node.resource_type) == "test":
-            for model in models_under_test(result.node):
-                tested.setdefault(model, set()).add(str(result.status))
         kind, status, name = str(result.node.resource_type), str(result.status), result.node.name
         message = f"{name}: {result.message or status}"
+        models = models_under_test(result.node) if kind in TEST_TYPES else []
+        if kind == "test":
+            for model in models:
+                tested.setdefault(model, set()).add(status)
         if kind in TEST_TYPES:
             if status == "pass":
                 summary.tests_passed += 1
@@ -94,7 +95,7 @@ def summarise(results: Sequence[Any]) -> DbtBuildSummary:
             elif status in ("fail", "error"):
                 summary.tests_failed += 1
                 summary.failures.append(message)
-                summary.blocked += [m for m in models_under_test(result.node) if m not in summary.blocked]
+                summary.blocked += [model for model in models if model not in summary.blocked]
             else:
                 summary.skipped += 1
         elif status == "success":
@@ -120,8 +121,6 @@ def models_under_test(node: Any) -> list[str]:
 def fast_build_excludes(blocked: Sequence[str]) -> list[str]:
     """dbt's arguments that leave out of a fast build what it does not build (``FAST_BUILD_EXCLUDES``),
     and each blocked model with everything that reads it (``orders+``)."""
-    if not blocked:
-        return list(FAST_BUILD_EXCLUDES)
     return [*FAST_BUILD_EXCLUDES, *(f"{model}+" for model in blocked)]
 
 
