@@ -125,7 +125,8 @@ async def claim_next(
     first, in the same transaction; a claim its dealer reported about is delivered instead (its CRM has
     the lead, whatever the create call answered). ``release_unanswered``: its CRM never answered the
     create call, so the release waits for the CRM to be asked to drop the lead (``pending``). Dealers
-    in ``exclude`` are passed over. ``on_claim(session, dealer_id)`` writes with a new claim (the lead's
+    in ``exclude`` are passed over, as are those the lead was withdrawn from and those whose CRM still owes
+    a drop of it (``owing_drop``). ``on_claim(session, dealer_id)`` writes with a new claim (the lead's
     "routed" status): both commit together or not at all. Returns None when no dealer covers the lead
     with capacity left, or when the lead was withdrawn more than ``max_withdrawals`` times (its
     re-routing cap: whichever run asks, after a terminate too).
@@ -143,7 +144,7 @@ async def claim_next(
             lost = await lost_by(session, lead_id)
             if max_withdrawals is not None and len(lost) > max_withdrawals:
                 return None
-            passed_over = set(exclude) | lost
+            passed_over = set(exclude) | lost | await owing_drop(session, lead_id)
             ranked = [d for d in await rank(session, dealers, lead, day, at) if d.id not in passed_over]
             if not ranked:
                 return None
@@ -188,6 +189,20 @@ async def _delivered_as_reported(session: AsyncSession, row: Delivery, at: datet
 async def lost_by(session: AsyncSession, lead_id: str) -> set[str]:
     """The dealers the lead was withdrawn from: it never goes back to them."""
     rows = await session.scalars(select(Withdrawal.dealer_id).where(Withdrawal.lead_id == lead_id))
+    return set(rows)
+
+
+async def owing_drop(session: AsyncSession, lead_id: str) -> set[str]:
+    """The dealers whose claim was released unanswered and whose CRM was not yet asked, with an answer,
+    to drop the lead (``pending``): routing passes them over. Their CRM may hold the lead; a delivery
+    there now would be a second copy, and the drop still owed could no longer be made (asking by the
+    lead's external id would find the new delivery too). A new run of the lead makes the drop first
+    (``losses``); once the CRM answered, they may have the lead again."""
+    rows = await session.scalars(
+        select(DeliveryRelease.dealer_id).where(
+            DeliveryRelease.lead_id == lead_id, DeliveryRelease.crm_outcome == PENDING
+        )
+    )
     return set(rows)
 
 

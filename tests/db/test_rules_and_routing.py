@@ -213,31 +213,52 @@ async def test_a_claim_released_unanswered_waits_for_its_crm_and_its_dealer_s_re
 async def test_a_dealer_released_unanswered_gets_the_lead_back_under_the_key_its_crm_allows(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    """Routing (or support) may send a lead back to a dealer whose claim was released unanswered. Its
-    CRM dropped the lead, or may have (the call pending): a key of its own, or the CRM would replay a
-    dropped lead. Its CRM never named the lead (``recorded``): the old key finds what it holds."""
+    """Routing may send a lead back to a dealer whose claim was released unanswered once its CRM answered
+    the drop. It dropped the lead: a key of its own, or the CRM would replay a dropped lead. It never
+    named the lead (``recorded``): the old key finds what it holds."""
     await load(sessions, dealer("a", priority=10), dealer("b", priority=20))
     lead = LeadProfile("SP", "Santos", "Onix")
-    for lead_id, outcome in (("L1", None), ("L2", "withdrawn"), ("L3", "recorded")):
+    for lead_id, outcome in (("L2", "withdrawn"), ("L3", "recorded")):
         await deliveries.claim_next(sessions, lead_id, lead, DAY, T0)
         await deliveries.claim_next(
             sessions, lead_id, lead, DAY, T0, release="a", exclude=["a"], release_unanswered=True
         )
         assert await deliveries.moved_on(sessions, lead_id, "a", f"lead-{lead_id}-a") is not None
-        if outcome is not None:
-            await deliveries.record_withdrawal(sessions, lead_id, "a", outcome)
+        await deliveries.record_withdrawal(sessions, lead_id, "a", outcome)
         back = await deliveries.claim_next(sessions, lead_id, lead, DAY, T0, release="b", exclude=["b"])
         assert back is not None and back.dealer_id == "a"
         assert (back.idempotency_key == f"lead-{lead_id}-a") is (outcome == "recorded")
         assert await deliveries.moved_on(sessions, lead_id, "a", back.idempotency_key) is None
         assert (await deliveries.losses(sessions, lead_id)).pending == []  # nothing to drop at a now
+
+
+async def test_routing_passes_over_a_dealer_whose_crm_still_owes_a_drop(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A dealer released unanswered whose CRM was not yet asked to drop the lead (the run's window for
+    it passed, or the run was terminated) may hold it: routing never sends the lead back there (a
+    second copy, and the owed drop lost, since the CRM finds "the lead" by its external id). A later
+    run still makes that drop; support may still choose the dealer, under a key of its own."""
+    await load(sessions, dealer("a", priority=10), dealer("b", priority=20), dealer("c", priority=30))
+    lead = LeadProfile("SP", "Santos", "Onix")
+    await deliveries.claim_next(sessions, "L1", lead, DAY, T0)
+    await deliveries.claim_next(
+        sessions, "L1", lead, DAY, T0, release="a", exclude=["a"], release_unanswered=True
+    )
+    # A new run (a terminate, a resent webhook) knows nothing of the attempts of the one before: b
+    # refused the lead in it.
+    elsewhere = await deliveries.claim_next(sessions, "L1", lead, DAY, T0, release="b", exclude=["b"])
+    assert elsewhere is not None and elsewhere.dealer_id == "c"
+    last = await deliveries.claim_next(sessions, "L1", lead, DAY, T0, release="c", exclude=["b", "c"])
+    assert last is None
+    assert (await deliveries.losses(sessions, "L1")).pending == [deliveries.ToDrop("a", "lead-L1-a", None)]
+    chosen = await deliveries.assign(sessions, "L1", "a", DAY, T0, assigned_by="support")
+    assert chosen.dealer_id == "a" and chosen.idempotency_key != "lead-L1-a"
     async with sessions() as session:
         rows = await session.scalars(select(DeliveryRelease).where(DeliveryRelease.dealer_id == "a"))
-        assert sorted((row.lead_id, row.crm_outcome) for row in rows) == [
-            ("L1", "pending"),  # the lead is at a again: its first copy is not dropped by external id
-            ("L2", "withdrawn"),
-            ("L3", "recorded"),
-        ]
+        # The lead is at a again: its first copy is not dropped by external id (support chose so).
+        assert [row.crm_outcome for row in rows] == ["pending"]
+    assert (await deliveries.losses(sessions, "L1")).pending == []
 
 
 async def test_a_delivery_the_lead_has_left_is_not_made_again(
