@@ -35,6 +35,7 @@ COPY dbt/dbt_project.yml ./dbt/dbt_project.yml
 COPY dbt/profiles.yml ./dbt/profiles.yml
 COPY dbt/models ./dbt/models
 COPY dbt/macros ./dbt/macros
+COPY dbt/tests ./dbt/tests
 COPY cli ./cli
 COPY config ./config
 COPY deploy/dealers.compose.yaml ./deploy/dealers.compose.yaml

@@ -708,6 +708,20 @@ def test_dockerfile_installs_the_project_without_dev_extras() -> None:
     assert copies["/app/config"] == ROOT / "config"
 
 
+def test_the_image_holds_every_path_dbt_reads() -> None:
+    """dbt build in the image runs what it runs locally: its models, macros and singular tests (the
+    quarantine checks), and the project and profile files."""
+    project = yaml.safe_load((ROOT / "dbt" / "dbt_project.yml").read_text(encoding="utf-8"))
+    copies = dockerfile_copies()
+    folders = [folder for key, value in project.items() if key.endswith("-paths") for folder in value]
+    assert {"models", "macros", "tests"} <= set(folders)
+    for folder in folders:
+        if (ROOT / "dbt" / folder).exists():
+            assert copies.get(f"/app/dbt/{folder}") == ROOT / "dbt" / folder, f"the image lacks dbt/{folder}"
+    for name in ("dbt_project.yml", "profiles.yml"):
+        assert copies.get(f"/app/dbt/{name}") == ROOT / "dbt" / name
+
+
 def test_dockerfile_runs_as_non_root_without_secrets() -> None:
     instructions = dockerfile_instructions()
     users = [rest for keyword, rest in instructions if keyword == "USER"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -119,8 +120,12 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
             log.info("schedule %s created (every %s)", flow.schedule_id, flow.every)
         except ScheduleAlreadyRunningError:
 
-            def replace(_: ScheduleUpdateInput, new: Schedule = schedule) -> ScheduleUpdate:
-                return ScheduleUpdate(schedule=new)
+            def replace(current: ScheduleUpdateInput, new: Schedule = schedule) -> ScheduleUpdate:
+                # Settings own the action, spec and policy; support owns the state: a schedule paused
+                # (with its note) stays paused through every worker start and rollout.
+                return ScheduleUpdate(
+                    schedule=dataclasses.replace(new, state=current.description.schedule.state)
+                )
 
             await client.get_schedule_handle(flow.schedule_id).update(replace)
             log.info("schedule %s updated (every %s)", flow.schedule_id, flow.every)

@@ -35,8 +35,13 @@ async def test_schedules_are_created_then_updated(temporal_env: WorkflowEnvironm
     )
     try:
         await ensure_schedules(client, settings)
+        # Support paused the customer sync during a VTEX incident.
+        await client.get_schedule_handle(VTEX_CUSTOMER_SYNC).pause(note="VTEX incident 4711")
         changed = settings.model_copy(update={"vtex_reconcile_interval_seconds": 60})
         await ensure_schedules(client, changed)  # a second worker, or a new deploy
+
+        paused = await client.get_schedule_handle(VTEX_CUSTOMER_SYNC).describe()
+        assert (paused.schedule.state.paused, paused.schedule.state.note) == (True, "VTEX incident 4711")
 
         reconcile = await client.get_schedule_handle(VTEX_FEED_RECONCILE).describe()
         assert reconcile.schedule.spec.intervals[0].every == timedelta(seconds=60)
