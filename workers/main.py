@@ -87,13 +87,29 @@ async def run(settings: Settings, role: WorkerRole) -> None:
         loop.add_signal_handler(signum, stop.set)
     await prepare_role(client, settings, role)
     async with role_workers(client, settings, role) as workers, AsyncExitStack() as running:
+        await running.enter_async_context(polling(workers))
         for worker in workers:
-            await running.enter_async_context(worker)
             log.info("worker (%s) polling %s at %s", role, worker.task_queue, settings.temporal_address)
         if sdk_metrics_port:
             await running.enter_async_context(serving_metrics(settings, client, workers, sdk_metrics_port))
         await stop.wait()
+        grace = settings.worker_graceful_shutdown_seconds
+        log.info("worker stopping: tasks in flight get %.0f s to finish", grace)
     log.info("worker stopped")
+
+
+@asynccontextmanager
+async def polling(workers: list[Worker]) -> AsyncIterator[None]:
+    """The workers polling; on exit they all stop polling at once and drain together. One after another,
+    the later ones would poll on while the first drained, taking new tasks, and the drains would add up
+    past the pod's grace period (its SIGKILL then cuts the tasks in flight)."""
+    async with AsyncExitStack() as running:
+        for worker in workers:
+            await running.enter_async_context(worker)
+        try:
+            yield
+        finally:
+            await asyncio.gather(*(worker.shutdown() for worker in workers))
 
 
 def free_loopback_port() -> int:
