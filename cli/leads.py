@@ -119,7 +119,9 @@ async def reassign_lead(args: argparse.Namespace, ctx: Context) -> int:
                 f"lead {args.lead_id} is passing a status on ({', '.join(steps)}): try again once it is done"
             )
         reading = ctx.client.get_workflow_handle(handle.id, run_id=described.run_id)  # not a newer run
-        await reading.terminate(reason=f"reassigned to {args.dealer_id} by {args.by}: {args.reason}")
+        # A terminate's reason is plain text in the history (no codec): support's words about the
+        # customer stay in the encrypted input of the new run and the portal's history.
+        await reading.terminate(reason=f"reassigned to {args.dealer_id} by support (why: the lead's history)")
     move = Reassignment(args.dealer_id, reason=args.reason, by=args.by)
     if not await start_again(ctx, await handle.fetch_history(), move):
         return out.fail(f"lead {args.lead_id} not reassigned: its workflow started again meanwhile")

@@ -44,6 +44,16 @@ async def test_reassign_ends_the_run_that_only_reads_an_accepted_lead(
         ).describe()
         assert ended.status == WorkflowExecutionStatus.TERMINATED
         assert await creates(hub, "sla-a") == {lead_id: 1}
+        # The terminate's reason is plain text in the history: support's words stay out of it.
+        history = await hub.client.get_workflow_handle(
+            lead_workflow_id(lead_id), run_id=reading.run_id
+        ).fetch_history()
+        [terminated] = [
+            e for e in history.events if e.HasField("workflow_execution_terminated_event_attributes")
+        ]
+        reason = terminated.workflow_execution_terminated_event_attributes.reason
+        assert reason.startswith("reassigned to sla-a by support")
+        assert "dealer closed" not in reason and "ana" not in reason
 
 
 async def test_a_report_still_due_when_the_lead_moves_reaches_the_subscribers_not_zoho(
