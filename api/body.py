@@ -125,11 +125,30 @@ def json_object(body: bytes) -> dict[str, Any]:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "body is not valid UTF-8") from error
     except UnicodeEncodeError as error:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "body holds a lone surrogate escape") from error
+    except RecursionError as error:  # [[[[... deeper than the reader goes: a sender's mistake, not a bug
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "body nests too deeply") from error
     except ValueError as error:  # JSONDecodeError, and the refusals above
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"body is not valid JSON: {error}") from error
     if not isinstance(data, dict):
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "JSON body must be an object")
+    _refuse_nul(data)
     return data
+
+
+def _refuse_nul(data: dict[str, Any]) -> None:
+    """422 for a NUL character (U+0000) in any name or text of the body: JSON and form encoding carry it,
+    but PostgreSQL stores it in no text or JSON column, so the event would be acknowledged and then
+    fail for good in a later step."""
+    pending: list[Any] = [data]
+    while pending:  # (no recursion: the body's depth is the sender's)
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending += value.keys()
+            pending += value.values()
+        elif isinstance(value, list):
+            pending += value
+        elif isinstance(value, str) and "\x00" in value:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "body holds a NUL character (U+0000)")
 
 
 def parse_fields(body: bytes, content_type: str) -> dict[str, Any]:
@@ -137,9 +156,11 @@ def parse_fields(body: bytes, content_type: str) -> dict[str, Any]:
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type == FORM:
         try:
-            return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+            fields = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
         except UnicodeDecodeError as error:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "body is not valid UTF-8") from error
+        _refuse_nul(fields)
+        return fields
     if media_type == JSON or media_type.endswith("+json"):
         return json_object(body)
     raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, f"content type must be {FORM} or {JSON}")

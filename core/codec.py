@@ -26,6 +26,7 @@ ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
 KEY_BYTES = 32  # AES-256
 NONCE_BYTES = 12  # GCM's standard nonce; random per payload
+TAG_BYTES = 16  # GCM's authentication tag, at the end of the sealed data
 
 # The payload key local runs and tests use when HUB_PAYLOAD_KEYS is empty. It is public (it is right
 # here), so production refuses it.
@@ -110,6 +111,8 @@ class EncryptionCodec(PayloadCodec):
                 f"payload encrypted with key id {key_id!r}, which is not in the key ring ({known});"
                 " add that key to HUB_PAYLOAD_KEYS"
             )
+        if len(payload.data) < NONCE_BYTES + TAG_BYTES:  # the cipher would refuse the nonce: a plain 500
+            raise PayloadKeyError(f"payload marked with key id {key_id!r} is too short to be sealed data")
         nonce, sealed = payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:]
         try:
             plain = cipher.decrypt(nonce, sealed, key_id.encode())

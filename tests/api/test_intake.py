@@ -188,6 +188,23 @@ async def test_deal_fields_in_the_spellings_zoho_admins_use(api_only: Hub, field
     assert '"modified_time":"2026-11-24T' in payload
 
 
+async def test_a_deal_change_with_a_nul_character_is_refused_not_acknowledged(api_only: Hub) -> None:
+    """PostgreSQL stores no NUL in a text column: acknowledged, the change would fail for good in its
+    database step, and every later change of the deal would wait behind it."""
+    url = f"{api_only.api_url}/webhooks/zoho/opportunities"
+    headers = secret(api_only.settings)
+    form = "deal_id=5725767000000800009&stage=Won%00x&modified_time=2026-11-24T10:00:00Z"
+    as_form = await api_only.http.post(
+        url, content=form, headers={**headers, "content-type": "application/x-www-form-urlencoded"}
+    )
+    assert (as_form.status_code, as_form.json()["detail"]) == (422, "body holds a NUL character (U+0000)")
+    as_json = await api_only.http.post(
+        url, json={"deal_id": "5725767000000800009", "modified_by": {"name": "a\x00b"}}, headers=headers
+    )
+    assert as_json.status_code == 422
+    assert await api_only.count_workflows("WorkflowId = 'opportunity-5725767000000800009'") == 0
+
+
 @pytest.mark.parametrize(
     ("failure", "answer"),
     [
