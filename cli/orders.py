@@ -36,7 +36,7 @@ def add_commands(commands: Subcommands, common: argparse.ArgumentParser) -> None
 
 
 async def redrive_orders(args: argparse.Namespace, ctx: Context) -> int:
-    flow = Flow("order", VTEX_ORDER_WORKFLOW, ORDER_STATE, "order_state", restart_order)
+    flow = Flow("order", VTEX_ORDER_WORKFLOW, ORDER_STATE, "order_state", restart_order, superseded_too=True)
     return await redrive(args, ctx, flow, any_of(args.status or list(BROKE_OFF)))
 
 

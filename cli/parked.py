@@ -36,9 +36,13 @@ def parked_query(partner: str | None) -> str:
     return f"ExecutionStatus = 'Running' AND {PARKED.name} IN ({names})"
 
 
-async def find(ctx: Context, args: argparse.Namespace) -> list[dict[str, Any]]:
-    rows = []
-    async for execution in ctx.client.list_workflows(parked_query(args.partner), limit=args.limit):
+async def find(ctx: Context, args: argparse.Namespace) -> tuple[list[dict[str, Any]], bool]:
+    """The parked runs, at most ``--limit``, and whether more are parked (then the command says so)."""
+    rows: list[dict[str, Any]] = []
+    async for execution in ctx.client.list_workflows(parked_query(args.partner), limit=args.limit + 1):
+        if len(rows) == args.limit:
+            ctx.out.say(f"more than {args.limit} runs are parked: raise --limit, or name --partner")
+            return rows, True
         memo = await execution.memo()
         rows.append(
             {
@@ -48,24 +52,24 @@ async def find(ctx: Context, args: argparse.Namespace) -> list[dict[str, Any]]:
                 "reason": str(memo.get("parked") or ""),
             }
         )
-    return rows
+    return rows, False
 
 
 COLUMNS = {"workflow_id": "WORKFLOW ID", "workflow_type": "TYPE", "partner": "PARTNER", "reason": "WHY"}
 
 
 async def list_parked(args: argparse.Namespace, ctx: Context) -> int:
-    rows = await find(ctx, args)
+    rows, more = await find(ctx, args)
     if not rows:
         ctx.out.say("no parked events")
         return 0
     ctx.out.table("parked", rows, COLUMNS)
-    return 0
+    return 1 if more else 0
 
 
 async def redrive(args: argparse.Namespace, ctx: Context) -> int:
     out = ctx.out
-    rows = await find(ctx, args)
+    rows, more = await find(ctx, args)
     if not rows:
         out.say("no parked events")
         return 0
@@ -83,4 +87,4 @@ async def redrive(args: argparse.Namespace, ctx: Context) -> int:
             failed += 1
     out.table("parked", rows, {**COLUMNS, "action": "ACTION"})
     out.say(f"{len(rows) - failed} redriven, {failed} failed")
-    return 1 if failed else 0
+    return 1 if failed or more else 0

@@ -1,8 +1,11 @@
 """Redrive: start again the runs of a flow that ended badly, found by their search attributes.
 
 ``hub leads redrive`` and ``hub orders redrive`` share this; each gives its list filter and how to
-restart one run. Only a workflow's latest run is redriven: when a later run exists (redriven already,
-or started again by a webhook), the old one is skipped, so running a redrive twice restarts nothing twice.
+restart one run. For leads only a workflow's latest run is redriven: when a later run exists (redriven
+already, or started again by a webhook), the old one is skipped, so running a redrive twice restarts
+nothing twice. An order's run is redriven whatever came after it: the changes it held were acknowledged,
+and a later run (the order's next hook) holds only its own; delivered twice, a change lands once.
+At most ``--limit`` runs are redriven; where more match, the command says so and exits 1.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ WOULD = "would redrive"
 
 @dataclass
 class Ended:
-    """A run that ended and is still the latest run of its workflow id."""
+    """A run that ended (for leads, still the latest run of its workflow id)."""
 
     workflow_id: str
     run_id: str
@@ -49,6 +52,7 @@ class Flow:
     status_key: SearchAttributeKey[str]
     status_field: str  # the JSON name of ``status_key``'s value, e.g. "lead_status"
     restart: Callable[[Context, Ended], Awaitable[str]]  # restarts one run; says what it did
+    superseded_too: bool = False  # also runs a later run of the same workflow followed
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +66,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--yes", action="store_true", help="redrive without asking (needed without a terminal)"
     )
-    parser.add_argument("--limit", type=int, default=500, help="list at most this many runs (default 500)")
+    parser.add_argument("--limit", type=int, default=500, help="redrive at most this many runs (default 500)")
 
 
 def query(flow: Flow, args: argparse.Namespace, condition: str) -> str:
@@ -79,9 +83,11 @@ async def redrive(args: argparse.Namespace, ctx: Context, flow: Flow, condition:
     out = ctx.out
     listed = query(flow, args, condition)
     out.say(f"searching: {listed}")
-    found, superseded = await find(ctx.client, flow, listed, args.limit)
+    found, superseded, more = await find(ctx.client, flow, listed, args.limit)
     if superseded:
         out.say(f"{superseded} skipped: a later run of the same workflow exists")
+    if more:
+        out.say(f"more than {args.limit} {flow.noun}s match: narrow --since or raise --limit for the rest")
     if not found:
         out.say(f"no {flow.noun}s to redrive")
         return 0
@@ -89,29 +95,37 @@ async def redrive(args: argparse.Namespace, ctx: Context, flow: Flow, condition:
         show(out, flow, found, [WOULD] * len(found))
     if args.dry_run:
         out.say(f"{len(found)} {flow.noun}(s) would be redriven (dry run: nothing was changed)")
-        return 0
+        return FAILED if more else 0
     if not args.yes and not confirmed(out, len(found), flow.noun):
         return FAILED
     actions = [await restart(ctx, flow, run) for run in found]
     show(out, flow, found, actions)
     tally = Counter(action.split()[0].rstrip(":") for action in actions)
     out.say(f"{tally['redriven']} redriven, {tally['skipped']} skipped, {tally['failed']} failed")
-    return FAILED if tally["failed"] else 0
+    return FAILED if tally["failed"] or more else 0
 
 
-async def find(client: Client, flow: Flow, listed: str, limit: int) -> tuple[list[Ended], int]:
-    """The latest matching run of each workflow id, if it is still that id's latest run; and how many
-    were skipped because a later run exists."""
-    latest: dict[str, WorkflowExecution] = {}
-    async for execution in client.list_workflows(listed, limit=limit):
-        known = latest.get(execution.id)
-        if known is None or _closed(execution) > _closed(known):
-            latest[execution.id] = execution
+async def find(client: Client, flow: Flow, listed: str, limit: int) -> tuple[list[Ended], int, bool]:
+    """The matching runs to redrive, oldest first, at most ``limit``; how many were skipped because a
+    later run of the same workflow exists; and whether more would match beyond ``limit``."""
+    executions = [execution async for execution in client.list_workflows(listed)]
+    if not flow.superseded_too:
+        latest: dict[str, WorkflowExecution] = {}
+        for execution in executions:
+            known = latest.get(execution.id)
+            if known is None or _closed(execution) > _closed(known):
+                latest[execution.id] = execution
+        executions = list(latest.values())
     found: list[Ended] = []
-    for execution in sorted(latest.values(), key=_closed):
-        current = await client.get_workflow_handle(execution.id).describe()
-        if current.run_id != execution.run_id:
-            continue
+    superseded = 0
+    for execution in sorted(executions, key=_closed):
+        if len(found) == limit:
+            return found, superseded, True
+        if not flow.superseded_too:
+            current = await client.get_workflow_handle(execution.id).describe()
+            if current.run_id != execution.run_id:
+                superseded += 1
+                continue
         found.append(
             Ended(
                 workflow_id=execution.id,
@@ -121,7 +135,7 @@ async def find(client: Client, flow: Flow, listed: str, limit: int) -> tuple[lis
                 status=execution.typed_search_attributes.get(flow.status_key),
             )
         )
-    return found, len(latest) - len(found)
+    return found, superseded, False
 
 
 async def restart(ctx: Context, flow: Flow, run: Ended) -> str:

@@ -64,6 +64,28 @@ async def test_redrive_restarts_a_failed_lead_a_resent_webhook_does_not(hub: Hub
     assert await runs_of(hub, lead_id) == 2
 
 
+async def test_redrive_beyond_its_limit_says_so_and_a_second_call_takes_the_rest(
+    hub: Hub, hub_cli: HubCli
+) -> None:
+    since = datetime.now(UTC).isoformat()
+    lead_ids = [unknown_lead_id() for _ in range(2)]
+    for lead_id in lead_ids:  # Zoho does not know them (yet): each ends failed, in this order
+        await hub.post_webhook(lead_id)
+        await hub.wait_for_status(lead_id, "failed")
+        await hub.handle(lead_id).result()
+        await hub.create_lead(id=lead_id, State="SP", City="Santos")
+    redrive = ("leads", "redrive", "--status", "failed", "--since", since, "--yes", "--json", "--limit", "1")
+
+    first = await hub_cli(hub.settings, *redrive)
+    assert first.code == 1 and "more than 1 leads match" in first.out, first.out
+    assert [row["workflow_id"] for row in first.lines("lead")] == [f"lead-{lead_ids[0]}"]
+    second = await hub_cli(hub.settings, *redrive)
+    assert "1 skipped: a later run of the same workflow exists" in second.out  # the first, redriven
+    assert f"lead-{lead_ids[1]}" in [row["workflow_id"] for row in second.lines("lead")]
+    for lead_id in lead_ids:
+        await hub.wait_for_status(lead_id, "delivered")
+
+
 async def test_assign_a_waiting_lead_to_a_dealer(hub: Hub, hub_cli: HubCli) -> None:
     lead_id = await hub.create_lead(State="BA", City="Salvador")  # no dealer covers Bahia
     await hub.post_webhook(lead_id)
