@@ -11,7 +11,7 @@ landed, and long runs continue as new with that state.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
 from temporalio import workflow
@@ -87,8 +87,16 @@ class OrderBackfillInput:
 
 
 def backfill_workflow_id(start: str, end: str) -> str:
-    """One backfill per range at a time; dates only, so the id reads well in the UI."""
-    return f"vtex-orders-backfill-{start[:10]}-{end[:10]}"
+    """One backfill per range at a time. A bound at midnight UTC reads as its date; any other keeps its
+    time, so two ranges within the same days are two backfills, not one taken for the other."""
+    return f"vtex-orders-backfill-{_id_bound(start)}-{_id_bound(end)}"
+
+
+def _id_bound(bound: str) -> str:
+    moment = datetime.fromisoformat(bound).astimezone(UTC)
+    if moment == datetime.combine(moment.date(), time(), UTC):
+        return moment.date().isoformat()
+    return f"{moment:%Y-%m-%dT%H%M%S}.{moment.microsecond // 1000:03d}Z"  # milliseconds, as VTEX filters
 
 
 async def start_order_backfill(

@@ -11,6 +11,7 @@ from temporalio.testing import WorkflowEnvironment
 from tests.cli.conftest import HubCli
 from tests.hub import Hub, running_hub
 from warehouse.tables import VTEX_ORDERS
+from workflows.vtex_order_backfill import backfill_workflow_id
 
 HISTORY = {"vtex_history_orders": 30, "vtex_history_days": 10, "vtex_history_end": "2026-11-01T00:00:00Z"}
 
@@ -41,3 +42,17 @@ async def test_backfill_lands_the_range_and_reports_its_progress(hub: Hub, hub_c
 async def test_a_range_that_ends_before_it_starts_is_refused(hub: Hub, hub_cli: HubCli) -> None:
     ran = await hub_cli(hub.settings, "backfill", "orders", "--since", "2026-10-20", "--until", "2026-10-01")
     assert ran.code == 1 and "is before --since" in ran.err
+
+
+def test_two_ranges_within_the_same_days_are_two_backfills() -> None:
+    """A backfill of another range is refused only while the same range runs: the id holds the bounds'
+    times wherever they are not midnight UTC (dates alone would follow the other range and never land
+    its own)."""
+    days = backfill_workflow_id("2026-10-20T00:00:00.000+00:00", "2026-11-01T00:00:00.000+00:00")
+    assert days == "vtex-orders-backfill-2026-10-20-2026-11-01"  # as before: dates read well
+    morning = backfill_workflow_id("2026-10-20T00:00:00.000+00:00", "2026-10-20T12:00:00.000+00:00")
+    afternoon = backfill_workflow_id("2026-10-20T12:00:00.000+00:00", "2026-10-21T00:00:00.000+00:00")
+    assert len({days, morning, afternoon}) == 3
+    assert afternoon == "vtex-orders-backfill-2026-10-20T120000.000Z-2026-10-21"
+    # The same moment written with another offset is the same range.
+    assert backfill_workflow_id("2026-10-20T09:00:00.000-03:00", "2026-10-21T00:00:00Z") == afternoon
