@@ -19,9 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from api.metrics import REPORT_HANDOVERS
-from api.temporal import temporal_unavailable
 from contracts.leads import DealerStatusReport, report_dealer_status
 from core.settings import Settings
+from core.temporal import temporal_unavailable
 from core.timeutil import utcnow
 from db import feedback
 from db.engine import database_unavailable

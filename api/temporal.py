@@ -16,37 +16,15 @@ from typing import TypeVar
 
 from fastapi import HTTPException, status
 from temporalio.client import Client
-from temporalio.service import RetryConfig, RPCError, RPCStatusCode
+from temporalio.service import RetryConfig
 
 from api.metrics import IN_FLIGHT
 from core.settings import Settings
-from core.temporal import connect
+from core.temporal import connect, temporal_unavailable
 
 log = logging.getLogger("api")
 
 T = TypeVar("T")
-
-# What Temporal answers when it is away, overloaded or too slow: the sender should retry later. Any
-# other gRPC status (INVALID_ARGUMENT, PERMISSION_DENIED, NOT_FOUND ...) means the hub asked wrongly.
-UNAVAILABLE_STATUSES = frozenset(
-    {
-        RPCStatusCode.UNAVAILABLE,
-        RPCStatusCode.DEADLINE_EXCEEDED,
-        RPCStatusCode.RESOURCE_EXHAUSTED,
-        RPCStatusCode.CANCELLED,
-        RPCStatusCode.ABORTED,
-    }
-)
-
-
-def temporal_unavailable(error: BaseException) -> bool:
-    """Whether ``error`` says Temporal could not be reached in time (retry later), not a hub bug."""
-    if isinstance(error, TimeoutError):
-        return True
-    if isinstance(error, RPCError):
-        return error.status in UNAVAILABLE_STATUSES
-    # The lazy client's connection attempt fails with a plain RuntimeError (temporalio's bridge).
-    return isinstance(error, RuntimeError) and str(error).startswith("Failed client connect")
 
 
 def unavailable(settings: Settings, reason: str) -> HTTPException:

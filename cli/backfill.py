@@ -22,7 +22,7 @@ from workflows.vtex_order_backfill import (
 )
 
 
-def add_commands(commands: Subcommands, common: argparse.ArgumentParser, default_rate: float) -> None:
+def add_commands(commands: Subcommands, common: argparse.ArgumentParser) -> None:
     backfill = commands.add_parser("backfill", help="land history the live flows never saw")
     kinds = backfill.add_subparsers(dest="kind", required=True)
     orders = command(
@@ -36,8 +36,8 @@ def add_commands(commands: Subcommands, common: argparse.ArgumentParser, default
         help="last creation date (whole day) or ISO time",
     )  # fmt: skip
     orders.add_argument(
-        "--rate", type=float, default=default_rate,
-        help="VTEX requests per second the backfill may use (default %(default)s)",
+        "--rate", type=float,
+        help="VTEX requests per second the backfill may use (default: HUB_VTEX_BACKFILL_REQUESTS_PER_SECOND)",
     )  # fmt: skip
     orders.add_argument("--detach", action="store_true", help="start it and return; watch it in the UI")
 
@@ -46,13 +46,14 @@ async def backfill_orders(args: argparse.Namespace, ctx: Context) -> int:
     since, until = args.since, args.until
     if until < since:
         return ctx.out.fail(f"--until ({until.isoformat()}) is before --since ({since.isoformat()})")
-    if args.rate <= 0:
+    rate = ctx.settings.vtex_backfill_requests_per_second if args.rate is None else args.rate
+    if rate <= 0:
         return ctx.out.fail("--rate must be above 0")
     client, out = ctx.client, ctx.out
-    params = OrderBackfillInput.for_range(ctx.settings, since, until, args.rate)
+    params = OrderBackfillInput.for_range(ctx.settings, since, until, rate)
     try:
         handle = await start_order_backfill(client, ctx.settings, params)
-        out.say(f"started {handle.id} ({params.start} to {params.end}, {args.rate:g} VTEX requests/s)")
+        out.say(f"started {handle.id} ({params.start} to {params.end}, {rate:g} VTEX requests/s)")
     except WorkflowAlreadyStartedError:
         handle = client.get_workflow_handle_for(
             OrderBackfillWorkflow.run, backfill_workflow_id(params.start, params.end)

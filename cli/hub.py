@@ -23,14 +23,18 @@ import argparse
 import asyncio
 import sys
 
+from pydantic import ValidationError
+from temporalio.client import WorkflowFailureError
+from temporalio.service import RPCError
+
 from cli import backfill, leads, orders, parked, replay, routing, syncs
 from cli.command import Context
-from cli.output import Output
+from cli.output import FAILED, Output
 from core.settings import Settings, get_settings
-from core.temporal import connect
+from core.temporal import connect, temporal_unavailable
 
 
-def parser(settings: Settings) -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     hub = argparse.ArgumentParser(
         prog="hub", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -45,25 +49,60 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
     parked.add_commands(commands, common)
     replay.add_commands(commands, common)
     syncs.add_commands(commands, common)
-    backfill.add_commands(commands, common, settings.vtex_backfill_requests_per_second)
+    backfill.add_commands(commands, common)
     return hub
 
 
 async def run(argv: list[str] | None, settings: Settings) -> int:
     """Run one command; its exit code."""
-    args = parser(settings).parse_args(argv)
+    return await execute(parser().parse_args(argv), settings)
+
+
+async def execute(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the parsed command. Temporal is connected to at its first call: the commands that read only
+    the portal database (``leads explain``, ``routing simulate``) work while Temporal is away. What
+    Temporal answers, or its absence, is a message and exit code 1; anything else is a bug, with its
+    stack."""
     out = Output(args.json)
+    client = await connect(settings, lazy=True)
     try:
-        client = await connect(settings)
-    except RuntimeError as error:
-        return out.fail(f"cannot reach Temporal at {settings.temporal_address}: {error}")
-    code: int = await args.handler(args, Context(settings, client, out))
+        code: int = await args.handler(args, Context(settings, client, out))
+    except WorkflowFailureError as error:
+        return out.fail(f"the workflow failed: {error.cause or error}")
+    except TimeoutError as error:  # the SDK's, or a wait of the command's own (it names what it waited for)
+        return out.fail(
+            f"timed out: {error}"
+            if str(error)
+            else f"Temporal at {settings.temporal_address} did not answer in time"
+        )
+    except (RPCError, RuntimeError) as error:
+        if temporal_unavailable(error):
+            return out.fail(f"cannot reach Temporal at {settings.temporal_address}: {error}")
+        if isinstance(error, RPCError):
+            return out.fail(
+                f"Temporal refused the call ({error.status.name if error.status else '?'}): {error}"
+            )
+        raise
     return code
 
 
-def main(argv: list[str] | None = None) -> None:
+def settings_or_exit() -> Settings:
+    """The settings, or their faults named (never their values: some are secrets) and exit code 1."""
     try:
-        code = asyncio.run(run(argv, get_settings()))
+        return get_settings()
+    except ValidationError as error:
+        faults = "; ".join(
+            f"{'.'.join(str(part) for part in fault['loc']) or 'settings'}: {fault['msg']}"
+            for fault in error.errors(include_input=False, include_url=False)
+        )
+        print(f"hub: the settings are not valid: {faults}", file=sys.stderr)
+        sys.exit(FAILED)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)  # --help and wrong usage need no settings
+    try:
+        code = asyncio.run(execute(args, settings_or_exit()))
     except KeyboardInterrupt:
         print(
             "hub: interrupted; work already started in Temporal goes on (see the Temporal UI)",

@@ -19,7 +19,7 @@ from temporalio.converter import (
     JSONPlainPayloadConverter,
 )
 from temporalio.runtime import Runtime
-from temporalio.service import RetryConfig, TLSConfig
+from temporalio.service import RetryConfig, RPCError, RPCStatusCode, TLSConfig
 
 from core.codec import EncryptionCodec, KeyRing
 from core.settings import Settings
@@ -137,3 +137,26 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
         client_private_key=contents["client_private_key"],
         domain=settings.temporal_tls_server_name or None,
     )
+
+
+# What Temporal answers when it is away, overloaded or too slow: the sender should retry later. Any
+# other gRPC status (INVALID_ARGUMENT, PERMISSION_DENIED, NOT_FOUND ...) means the hub asked wrongly.
+UNAVAILABLE_STATUSES = frozenset(
+    {
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.RESOURCE_EXHAUSTED,
+        RPCStatusCode.CANCELLED,
+        RPCStatusCode.ABORTED,
+    }
+)
+
+
+def temporal_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` says Temporal could not be reached in time (retry later), not a hub bug."""
+    if isinstance(error, TimeoutError):
+        return True
+    if isinstance(error, RPCError):
+        return error.status in UNAVAILABLE_STATUSES
+    # The lazy client's connection attempt fails with a plain RuntimeError (temporalio's bridge).
+    return isinstance(error, RuntimeError) and str(error).startswith("Failed client connect")

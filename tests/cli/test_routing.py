@@ -10,7 +10,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from tests.cli.conftest import HubCli
 from tests.hub import Hub
-from tests.support import skip_time
+from tests.support import free_port, skip_time
 from tests.workflows.test_dealer_sla import BRT, SLA, at_dealer, sla_hub
 
 
@@ -80,3 +80,14 @@ async def test_explain_shows_each_delivery_and_that_a_lost_dealer_is_never_chose
 
     unknown = await hub_cli(hub.settings, "leads", "explain", "999")
     assert unknown.code == 1 and "no lead 999" in unknown.err
+
+
+async def test_simulate_needs_the_portal_database_only(hub: Hub, hub_cli: HubCli) -> None:
+    """Support explains routing while Temporal is away; a command that needs Temporal says it is away."""
+    away = hub.settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
+    ran = await hub_cli(away, "routing", "simulate", "--state", "PR", "--city", "Curitiba", "--json")
+    assert ran.code == 0, ran.err
+    assert ran.lines("choice") == [{"type": "choice", "dealer_id": "sla-a"}]
+    parked = await hub_cli(away, "parked", "list")
+    assert parked.code == 1
+    assert parked.err.startswith(f"hub: cannot reach Temporal at {away.temporal_address}")
