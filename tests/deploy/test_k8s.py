@@ -923,3 +923,79 @@ def test_the_ingress_exposes_the_webhooks_only(rendered: list[Object]) -> None:
     hook = env_file(OVERLAY / "config.env")["HUB_VTEX_HOOK_URL"]
     assert hook == f"https://{rule['host']}/webhooks/vtex/orders" and "/webhooks/vtex/orders" in exposed
     assert env_file(OVERLAY / "config.env")["HUB_API_BEHIND_TLS_PROXY"] == "true"
+
+
+# --- Prometheus on Kubernetes ------------------------------------------------------------------------------
+
+PROMETHEUS_K8S = ROOT / "deploy" / "prometheus" / "prometheus-kubernetes.yml"
+
+
+def selector_matches(selector: str, labels: dict[str, str]) -> bool:
+    """A Kubernetes label selector (``k=v`` and ``k in (a,b)`` terms, comma-separated) against labels."""
+    for term in re.findall(r"[^,(]+(?:\([^)]*\))?", selector):
+        term = term.strip()
+        if found := re.fullmatch(r"(\S+) in \(([^)]*)\)", term):
+            key, values = found.group(1), {v.strip() for v in found.group(2).split(",")}
+            if labels.get(key) not in values:
+                return False
+        else:
+            key, _, value = term.partition("=")
+            if labels.get(key) != value:
+                return False
+    return True
+
+
+def scraped_by(config: dict[str, Any], namespace: str, pod: Object) -> list[tuple[str, str]]:
+    """(job, address) of each scrape job that would take the pod: its discovery (namespace, label
+    selector) and its relabelling's keep rules and address, as Prometheus applies them."""
+    labels, annotations = pod["metadata"].get("labels", {}), pod["metadata"].get("annotations", {})
+    meta = {
+        "__meta_kubernetes_pod_annotation_prometheus_io_scrape": annotations.get("prometheus.io/scrape", ""),
+        "__meta_kubernetes_pod_annotation_prometheus_io_port": annotations.get("prometheus.io/port", ""),
+        "__meta_kubernetes_pod_phase": "Running",
+        "__meta_kubernetes_pod_ip": "10.0.0.7",
+        "__meta_kubernetes_pod_name": "pod-0",
+    }
+    taken = []
+    for job in config["scrape_configs"]:
+        [discovery] = job["kubernetes_sd_configs"]
+        if namespace not in discovery["namespaces"]["names"]:
+            continue
+        if not all(selector_matches(s["label"], labels) for s in discovery.get("selectors", [])):
+            continue
+        kept, address = True, ""
+        for rule in job["relabel_configs"]:
+            value = ";".join(meta.get(name, "") for name in rule["source_labels"])
+            matched = re.fullmatch(rule.get("regex", "(.*)"), value)
+            if rule.get("action") == "keep":
+                kept = kept and matched is not None
+            elif rule["target_label"] == "__address__" and matched:
+                address = matched.expand(rule["replacement"].replace("$", "\\"))
+        if kept:
+            taken.append((job["job_name"], address))
+    return taken
+
+
+def test_the_kubernetes_scrape_configuration_names_the_jobs_the_alerts_select(rendered: list[Object]) -> None:
+    """Every API and worker replica is scraped under the job its alerts select (up{job=...}), at the
+    port its pod announces; the codec server is not (it serves no metrics)."""
+    config = yaml.safe_load(PROMETHEUS_K8S.read_text(encoding="utf-8"))
+    alerts = (ROOT / "deploy" / "prometheus" / "alerts.yml").read_text(encoding="utf-8")
+    namespace = kustomization(OVERLAY)["namespace"]
+    deployments = of_kind(rendered, "Deployment")
+    expected = {"hub-api": "hub-api", "hub-worker-flows": "hub-worker", "hub-worker-warehouse": "hub-worker"}
+    for name, deployment in deployments.items():
+        pod = deployment["spec"]["template"]
+        jobs = scraped_by(config, namespace, pod)
+        if name not in expected:
+            assert jobs == [], name
+            continue
+        port = pod["metadata"]["annotations"]["prometheus.io/port"]
+        assert jobs == [(expected[name], f"10.0.0.7:{port}")], name
+        assert f'up{{job="{expected[name]}"}}' in alerts
+    compose = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text(encoding="utf-8"))
+    by_name = {job["job_name"]: job for job in compose["scrape_configs"]}
+    for job in config["scrape_configs"]:  # the same jobs as compose's, with the same token and path
+        assert job.get("authorization") == by_name[job["job_name"]].get("authorization")
+        assert job["metrics_path"] == by_name[job["job_name"]]["metrics_path"]
+    assert config["rule_files"] == compose["rule_files"]
