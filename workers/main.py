@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import logging
 import signal
@@ -34,9 +35,12 @@ from core.logs import configure_logging
 from core.settings import Settings, WorkerRole, get_settings
 from core.temporal import connect
 from core.tracing import start_tracing, stop_tracing
+from db.engine import create_engine, database_unavailable, session_factory
+from db.schema import schema_behind, schema_revision
 from workers.metrics import serving_metrics
 
 log = logging.getLogger("workers")
+SCHEMA_CHECK_SECONDS = 5.0
 
 # The modules of each role. Each has ``prepare(client, settings)``, what the role sets up once as it
 # starts (the warehouse's Schedules), and ``open_workers(client, settings)``, its workers.
@@ -85,6 +89,9 @@ async def run(settings: Settings, role: WorkerRole) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    if not await schema_ready(settings, stop):
+        log.info("worker stopped before the portal database had its schema")
+        return
     await prepare_role(client, settings, role)
     async with role_workers(client, settings, role) as workers, AsyncExitStack() as running:
         await running.enter_async_context(polling(workers))
@@ -96,6 +103,34 @@ async def run(settings: Settings, role: WorkerRole) -> None:
         grace = settings.worker_graceful_shutdown_seconds
         log.info("worker stopping: tasks in flight get %.0f s to finish", grace)
     log.info("worker stopped")
+
+
+async def schema_ready(settings: Settings, stop: asyncio.Event, every: float = SCHEMA_CHECK_SECONDS) -> bool:
+    """Wait, polling nothing, until the portal database has this code's schema (a rollout's new pods may
+    start before its migration ran: their work would fail on missing columns); False when told to stop
+    first. A database that does not answer yet is waited for the same way."""
+    engine = create_engine(settings.database_url)
+    sessions = session_factory(engine)
+    said = None
+    try:
+        while not stop.is_set():
+            try:
+                async with sessions() as session:
+                    behind = schema_behind(await schema_revision(session))
+            except Exception as error:
+                if not database_unavailable(error):
+                    raise
+                behind = f"unavailable ({type(error).__name__})"
+            if behind is None:
+                return True
+            if behind != said:
+                log.warning("worker waits before polling: the portal database is %s", behind)
+                said = behind
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
+        return False
+    finally:
+        await engine.dispose()
 
 
 @asynccontextmanager

@@ -1,4 +1,5 @@
-"""Is the process up (``/healthz``), and can it reach Temporal and the database (``/readyz``).
+"""Is the process up (``/healthz``), and can it reach Temporal and the database, whose schema is this
+code's (``/readyz``).
 
 In Kubernetes ``/readyz`` is the startup check only (deploy/k8s/base/api.yaml): a replica answers an
 outage every replica shares with its own 503 and Retry-After rather than leaving the Service empty.
@@ -9,9 +10,9 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, Response, status
-from sqlalchemy import text
 
 from api.deps import SessionsDep, TemporalClientDep
+from db.schema import schema_behind, schema_revision
 
 router = APIRouter(tags=["health"])
 CHECK_TIMEOUT_SECONDS = 2.0
@@ -22,9 +23,13 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "Temporal or the database does not answer"}})
+@router.get(
+    "/readyz",
+    responses={503: {"description": "Temporal or the database does not answer, or the schema is behind"}},
+)
 async def readyz(response: Response, temporal: TemporalClientDep, sessions: SessionsDep) -> dict[str, str]:
-    """200 when Temporal and the database answer, else 503 with the failing part named."""
+    """200 when Temporal and the database answer and the schema is this code's, else 503 naming what
+    is not."""
     checks = {"temporal": "ok", "database": "ok"}
     try:
         await asyncio.wait_for(temporal.service_client.check_health(), CHECK_TIMEOUT_SECONDS)
@@ -32,9 +37,12 @@ async def readyz(response: Response, temporal: TemporalClientDep, sessions: Sess
         checks["temporal"] = f"unavailable: {type(error).__name__}"
     try:
         async with sessions() as session:
-            await asyncio.wait_for(session.execute(text("select 1")), CHECK_TIMEOUT_SECONDS)
+            revision = await asyncio.wait_for(schema_revision(session), CHECK_TIMEOUT_SECONDS)
     except Exception as error:
         checks["database"] = f"unavailable: {type(error).__name__}"
+    else:
+        # A replica of new code on the old schema (the migration has not run yet) takes no traffic.
+        checks["schema"] = schema_behind(revision) or "ok"
     if any(value != "ok" for value in checks.values()):
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return checks

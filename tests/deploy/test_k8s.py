@@ -42,6 +42,7 @@ from core.production import REQUIRED_SECRETS, api_tls_problem
 from core.settings import Settings
 from core.temporal import tls_config
 from db.engine import create_engine, session_factory
+from db.migrate import upgrade
 from tests.test_compose import (
     COMPOSE_FILE,
     ROOT,
@@ -747,7 +748,9 @@ async def test_a_replica_starts_taking_traffic_once_it_reached_temporal_and_keep
     through an outage every replica shares (readiness: 200), where the API answers 503 itself."""
     container = container_of(of_kind(rendered, "Deployment")["hub-api"])
     startup, readiness = (container[key]["httpGet"]["path"] for key in ("startupProbe", "readinessProbe"))
-    engine = create_engine(f"sqlite:///{tmp_path / 'portal.db'}")
+    url = f"sqlite:///{tmp_path / 'portal.db'}"
+    upgrade(url)  # the migration Job ran (tests/api/test_readiness.py: before it did)
+    engine = create_engine(url)
     try:
         assert await probe_status(startup, engine, temporal_healthy=False) == 503
         assert await probe_status(startup, engine, temporal_healthy=True) == 200

@@ -1,18 +1,24 @@
-"""A worker process stops all its Temporal workers at once on SIGTERM: none takes new tasks while another
-drains, and the drains run side by side within one graceful period (the pod's grace period allows one)."""
+"""A worker process polls once the portal database has its schema, and stops all its Temporal workers at
+once on SIGTERM: none takes new tasks while another drains, and the drains run side by side within one
+graceful period (the pod's grace period allows one)."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
+from alembic import command
 from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from workers.main import polling
+from core.settings import Settings
+from db.migrate import alembic_config
+from db.schema import SCHEMA_HEAD
+from workers.main import polling, schema_ready
 
 started: list[str] = []
 finished: list[str] = []
@@ -71,3 +77,25 @@ async def test_the_workers_stop_polling_together_and_finish_what_they_hold(
     await sender
     assert sorted(finished) == sorted(queues)  # what each held finished in its graceful period
     assert "late" not in started  # no worker took a task after the stop
+
+
+async def test_a_worker_polls_only_once_the_portal_database_has_its_schema(tmp_path: Path) -> None:
+    """A rollout's new worker starts before the migration ran: it waits, and polls once it has run."""
+    url = f"sqlite:///{tmp_path / 'portal.db'}"
+    previous = f"{int(SCHEMA_HEAD) - 1:04d}"
+    command.upgrade(alembic_config(url), previous)
+    settings = Settings(environment="test", database_url=url)
+    stop = asyncio.Event()
+    waiting = asyncio.create_task(schema_ready(settings, stop, every=0.05))
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
+    await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
+    assert await asyncio.wait_for(waiting, 10) is True
+    # Told to stop while it waits: it ends without polling.
+    behind = f"sqlite:///{tmp_path / 'behind.db'}"
+    command.upgrade(alembic_config(behind), previous)
+    stopping = asyncio.Event()
+    stopping.set()
+    assert (
+        await schema_ready(Settings(environment="test", database_url=behind), stopping, every=0.05) is False
+    )
