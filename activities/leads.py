@@ -169,6 +169,7 @@ class FollowPlan:
     # worker's clock may not match to the second.
     sla_remaining_seconds: float = 0.0
     dealer_status: str | None = None  # the newest status the dealer reported so far
+    dealer_status_at: str = ""  # its time (ISO 8601) where the plan was read from the database
     poll_seconds: int = 0  # 0: the dealer's CRM is not asked, its webhook reports
     withdrawals: int = 0
 
@@ -503,6 +504,7 @@ class LeadActivities:
             return FollowPlan(holds=False, withdrawals=held.withdrawals)
         plan = plan_to_follow(dealer, held.delivered_at)
         plan.dealer_status, plan.withdrawals = held.dealer_status, held.withdrawals
+        plan.dealer_status_at = held.dealer_status_at.isoformat() if held.dealer_status_at else ""
         return plan
 
     @activity.defn

@@ -410,6 +410,7 @@ class Holding:
     delivered_at: datetime | None
     dealer_status: str | None  # the newest status the dealer reported
     withdrawals: int  # how often the lead moved on already
+    dealer_status_at: datetime | None = None  # the dealer's time of that status
 
 
 async def holding(sessions: async_sessionmaker[AsyncSession], lead_id: str, dealer_id: str) -> Holding:
@@ -422,6 +423,7 @@ async def holding(sessions: async_sessionmaker[AsyncSession], lead_id: str, deal
         delivered_at=as_utc(row.delivered_at) if holds and row and row.delivered_at else None,
         dealer_status=row.dealer_status if holds and row else None,
         withdrawals=withdrawals,
+        dealer_status_at=as_utc(row.dealer_status_at) if holds and row and row.dealer_status_at else None,
     )
 
 

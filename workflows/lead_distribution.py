@@ -106,6 +106,12 @@ REROUTES_IN_DATABASE = "reroute-cap-and-withdrawals-in-database"
 # the lead all the same: its claim is released as "unanswered", and its CRM is asked to drop the lead
 # before the next dealer gets it. Runs started before it released the claim and moved on.
 UNANSWERED_RELEASE = "unanswered-claim-withdrawn-at-crm"
+# Patch: a run that reads the lead's follow plan from the database passes the dealer's stored status on
+# (Zoho, the subscribers) before any signalled one. A run terminated after a report reached it and before
+# it passed the report on had left Zoho and the subscribers without it: the next run of the lead (a resent
+# webhook, a redrive) knew of the status only as its starting point. Passing it on again is harmless (the
+# event's id is stable; Zoho's write checks the database for a newer report). Runs before it did not.
+PASS_ON_STORED_STATUS = "pass-on-stored-dealer-status"
 # A delivery attempt's outcome when the lead had left that delivery (a run reset to before it).
 MOVED_ON = "moved on"
 # The local try of a step (_done_locally): Zoho's update is one call of at most 10 s (the HTTP clients'
@@ -408,6 +414,10 @@ class LeadDistributionWorkflow:
             wait_until = None
             if plan.sla_deadline:
                 wait_until = workflow.now() + timedelta(seconds=plan.sla_remaining_seconds)
+            reported = plan.dealer_status in DEALER_STATUSES and plan.dealer_status_at
+            if reported and workflow.patched(PASS_ON_STORED_STATUS):  # (marked only where it acts)
+                stored = DealerStatusReport(dealer_id, str(plan.dealer_status), plan.dealer_status_at)
+                self._reports.insert(0, stored)  # a signalled copy of it is then skipped as not newer
         assert self._params is not None
         read_until = workflow.now() + timedelta(days=self._params.follow_days)
         return await self._wait_for_dealer(

@@ -52,6 +52,7 @@ from tests.workflows.test_dbt_build import blocked_then_passed
 from tests.workflows.test_dealer_sla import (
     SLA,
     at_dealer,
+    contacted_reached_a_run_then_terminated,
     dealer_reports,
     sla_hub,
     terminated_after_the_decision,
@@ -223,6 +224,35 @@ async def test_record_lead_withdrawal_resumed_then_sla_exhausted(
         await terminated_after_the_decision(hub, lead_id, "sla-c")
         assert (await hub.handle(lead_id).result()).status == "sla_exhausted"
         await save(hub.client, lead_workflow_id(lead_id), "lead_withdrawal_resumed_then_sla_exhausted")
+
+
+async def test_record_lead_stored_status_passed_on(
+    skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str
+) -> None:
+    """Since the pass-on-stored-dealer-status patch: the run a resent webhook starts after a terminate
+    passes on the dealer's status the terminated run had not. That run is saved."""
+    await record_resumed_with_a_stored_status(
+        skipping_env, sqlite_url, task_queue, "lead_stored_status_passed_on"
+    )
+
+
+async def test_record_lead_stored_status_before_passing_on(
+    skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str
+) -> None:
+    """Recorded with the code from before the pass-on-stored-dealer-status patch (kept as it was): the
+    resumed run starts from the stored status and passes nothing on."""
+    name = "lead_stored_status_before_passing_on"
+    await record_resumed_with_a_stored_status(skipping_env, sqlite_url, task_queue, name)
+
+
+async def record_resumed_with_a_stored_status(
+    env: WorkflowEnvironment, sqlite_url: str, task_queue: str, name: str
+) -> None:
+    async with sla_hub(env, sqlite_url, task_queue) as hub:
+        lead_id = await contacted_reached_a_run_then_terminated(hub, "Cascavel")
+        await hub.post_webhook(lead_id)
+        await hub.handle(lead_id).result()
+        await save(hub.client, lead_workflow_id(lead_id), name)
 
 
 async def test_record_lead_accepted_passed_on_locally(

@@ -314,6 +314,45 @@ async def test_an_older_report_handed_to_a_run_of_its_own_leaves_zoho_at_the_new
     assert (await hub.lead(lead_id) or {})["status"] == "qualified"
 
 
+async def contacted_reached_a_run_then_terminated(hub: Hub, city: str) -> str:
+    """A lead accepted at sla-a, whose "contacted" reaches its run while Zoho is down; support then
+    terminates that run (Zoho is back after). The lead's id."""
+    lead_id = await hub.create_lead(State="PR", City=city)
+    await hub.post_webhook(lead_id)
+    await at_dealer(hub, lead_id, "sla-a")
+    await dealer_reports(hub, "sla-a", lead_id, "accepted")
+    await hub.handle(lead_id).result()
+    assert (await zoho_lead(hub, lead_id))["Lead_Status"] == "Not Contacted"
+
+    await hub.fault(target="zoho", error_5xx_count=10_000)
+    contacted = await dealer_reports(hub, "sla-a", lead_id, "contacted")
+    assert contacted["hub"]["body"]["outcome"] == "applied"
+
+    async def signalled() -> bool:  # the report is in the run's history: the relay is done with it
+        history = await hub.handle(lead_id).fetch_history()
+        return any(e.HasField("workflow_execution_signaled_event_attributes") for e in history.events)
+
+    await eventually(signalled)
+    await hub.handle(lead_id).terminate(reason="stuck on Zoho")
+    await hub.fault(target="zoho")
+    return lead_id
+
+
+async def test_a_report_whose_run_was_terminated_before_passing_it_on_reaches_zoho_with_the_next_run(
+    sla_hub: Hub,
+) -> None:
+    """The report is in the portal database (GET shows it); the next run of the lead (the resent
+    webhook) passes it on, so Zoho does not keep the older status."""
+    hub = sla_hub
+    lead_id = await contacted_reached_a_run_then_terminated(hub, "Cascavel")
+    assert (await zoho_lead(hub, lead_id))["Lead_Status"] == "Not Contacted"
+    assert (await hub.lead(lead_id) or {})["status"] == "contacted"
+
+    assert (await hub.post_webhook(lead_id)).status_code == 202
+    assert (await hub.handle(lead_id).result()).status == "contacted"
+    assert (await zoho_lead(hub, lead_id))["Lead_Status"] == "Contacted"
+
+
 async def test_a_report_taken_while_temporal_is_away_reaches_the_run_by_the_sweep(
     sla_hub: Hub, monkeypatch: pytest.MonkeyPatch
 ) -> None:

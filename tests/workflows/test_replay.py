@@ -91,6 +91,21 @@ def test_the_saved_histories_hold_what_their_replay_proves() -> None:
             assert encodings == {ENCODING}, path.name
 
 
+def test_a_resumed_lead_passes_its_stored_status_on_only_since_its_patch() -> None:
+    """A run resumed after a terminate, its dealer's "contacted" stored: before the
+    pass-on-stored-dealer-status patch it passed on only the delivery; since, the status too."""
+    before = saved(HISTORIES / "lead_stored_status_before_passing_on.json")
+    since = saved(HISTORIES / "lead_stored_status_passed_on.json")
+    assert local_activity_types(before.events) == ["publish_event", "update_zoho_lead"]
+    assert local_activity_types(since.events) == [
+        "publish_event",
+        "update_zoho_lead",
+        "update_zoho_lead",
+        "publish_event",
+    ]
+    assert markers(since) == markers(before) + 3  # the patch, and the status's two local activities
+
+
 def test_the_lead_histories_cover_both_homes_of_the_delivery_decision() -> None:
     """Leads recorded before the delivery-decision patch route in the run (route_lead); later ones claim
     in the database, and a run after a terminate resumes the delivered lead without calling a dealer."""
