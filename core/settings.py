@@ -116,6 +116,8 @@ class Settings(BaseSettings):
     # Dealers' status webhooks (POST /webhooks/dealers/{dealer}/leads/{lead}/status): a secret per dealer,
     # e.g. {"dealer-sp-centro": "secret"}, sent in the header below. A dealer without one is refused.
     dealer_webhook_secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    # While a dealer's secret rotates: its previous one, accepted alongside until removed.
+    dealer_webhook_previous_secrets: dict[str, SecretStr] = Field(default_factory=dict)
     dealer_webhook_secret_header: str = "X-Dealer-Webhook-Token"
     # How often each API process hands on dealers' reports whose hand-over to the lead's run failed.
     dealer_report_sweep_seconds: float = Field(default=15.0, gt=0)

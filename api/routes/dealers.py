@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Path, Request, status
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SecretStr
 
 from api.body import (
     JSON,
@@ -90,7 +90,8 @@ async def receive_dealer_status(
     if secret is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dealer {dealer_id} takes status webhooks")
     header = settings.dealer_webhook_secret_header
-    check_secret([secret], request.headers.get(header), header)
+    previous = settings.dealer_webhook_previous_secrets.get(dealer_id, SecretStr(""))
+    check_secret([secret, previous], request.headers.get(header), header)
     body = await read_limited(request, settings.webhook_max_body_bytes)
     report = parse_model(DealerStatusWebhook, json_object(body))
     now = datetime.now(UTC)

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from prometheus_client import REGISTRY
+from pydantic import SecretStr
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
@@ -470,8 +471,14 @@ async def test_dealer_webhook_refuses_what_it_cannot_trust(sla_hub: Hub) -> None
     assert await post(url, {"status": "accepted", "at": "yesterday"}) == 422
     assert await post(url, {"status": "accepted", "at": "2026-12-01T10:00:00"}) == 422  # no offset
     assert await post(url, {"status": "accepted", "at": "0001-01-01T00:00:00+01:00"}) == 422  # no UTC time
+    assert await post(url, {"status": "accepted"}, secret="rotated-out") == 401
     assert (await hub.lead(lead_id) or {})["status"] == "delivered"  # nothing half-processed
-    assert await post(url, {"status": "accepted"}) == 200
+    # sla-a's secret rotates: its previous one is accepted alongside until removed, for sla-a only.
+    assert hub.api is not None and hub.api.state.settings is hub.settings
+    hub.settings.dealer_webhook_previous_secrets["sla-a"] = SecretStr("rotated-out")
+    assert await post(url.replace("sla-a", "sla-b"), {"status": "accepted"}, secret="rotated-out") == 401
+    assert await post(url, {"status": "accepted"}, secret="rotated-out") == 200
+    assert await post(url, {"status": "accepted"}) == 200  # the new one too (a repeat now)
 
 
 def test_reports_signalled_at_once_never_move_the_status_back() -> None:
