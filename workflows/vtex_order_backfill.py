@@ -87,14 +87,18 @@ class OrderBackfillInput:
 
 
 def backfill_workflow_id(start: str, end: str) -> str:
-    """One backfill per range at a time. A bound at midnight UTC reads as its date; any other keeps its
-    time, so two ranges within the same days are two backfills, not one taken for the other."""
-    return f"vtex-orders-backfill-{_id_bound(start)}-{_id_bound(end)}"
+    """One backfill per range at a time. A range of whole days (from a day's start to a day's last
+    millisecond, as ``hub backfill`` reads dates) reads as its dates; any other bound keeps its time, so
+    two ranges within the same days are two backfills, not one taken for the other."""
+    return (
+        f"vtex-orders-backfill-{_id_bound(start, whole_day_ends=False)}-{_id_bound(end, whole_day_ends=True)}"
+    )
 
 
-def _id_bound(bound: str) -> str:
+def _id_bound(bound: str, *, whole_day_ends: bool) -> str:
     moment = datetime.fromisoformat(bound).astimezone(UTC)
-    if moment == datetime.combine(moment.date(), time(), UTC):
+    day_starts = moment + (timedelta(milliseconds=1) if whole_day_ends else timedelta())
+    if day_starts == datetime.combine(day_starts.date(), time(), UTC):
         return moment.date().isoformat()
     return f"{moment:%Y-%m-%dT%H%M%S}.{moment.microsecond // 1000:03d}Z"  # milliseconds, as VTEX filters
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from cli.times import moment
 from tests.cli.conftest import HubCli
 from tests.hub import Hub, running_hub
 from warehouse.tables import VTEX_ORDERS
@@ -46,13 +47,20 @@ async def test_a_range_that_ends_before_it_starts_is_refused(hub: Hub, hub_cli: 
 
 def test_two_ranges_within_the_same_days_are_two_backfills() -> None:
     """A backfill of another range is refused only while the same range runs: the id holds the bounds'
-    times wherever they are not midnight UTC (dates alone would follow the other range and never land
-    its own)."""
-    days = backfill_workflow_id("2026-10-20T00:00:00.000+00:00", "2026-11-01T00:00:00.000+00:00")
-    assert days == "vtex-orders-backfill-2026-10-20-2026-11-01"  # as before: dates read well
-    morning = backfill_workflow_id("2026-10-20T00:00:00.000+00:00", "2026-10-20T12:00:00.000+00:00")
-    afternoon = backfill_workflow_id("2026-10-20T12:00:00.000+00:00", "2026-10-21T00:00:00.000+00:00")
-    assert len({days, morning, afternoon}) == 3
-    assert afternoon == "vtex-orders-backfill-2026-10-20T120000.000Z-2026-10-21"
+    times wherever the range is not whole days (dates alone would follow the other range and never land
+    its own). Whole days, as the command reads dates, keep the ids they always had."""
+
+    def id_of(since: str, until: str) -> str:
+        start, end = moment(since), moment(until, end_of_day=True)
+        return backfill_workflow_id(
+            start.isoformat(timespec="milliseconds"), end.isoformat(timespec="milliseconds")
+        )
+
+    assert id_of("2024-11-01", "2026-10-31") == "vtex-orders-backfill-2024-11-01-2026-10-31"
+    morning = id_of("2026-10-20", "2026-10-20T12:00:00Z")
+    afternoon = id_of("2026-10-20T12:00:00Z", "2026-10-20")
+    assert len({id_of("2026-10-20", "2026-10-20"), morning, afternoon}) == 3
+    assert afternoon == "vtex-orders-backfill-2026-10-20T120000.000Z-2026-10-20"
+    assert morning == "vtex-orders-backfill-2026-10-20-2026-10-20T120000.000Z"
     # The same moment written with another offset is the same range.
-    assert backfill_workflow_id("2026-10-20T09:00:00.000-03:00", "2026-10-21T00:00:00Z") == afternoon
+    assert id_of("2026-10-20T09:00:00-03:00", "2026-10-20") == afternoon
