@@ -98,6 +98,11 @@ async def read_limited(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+# Objects and lists within objects and lists: partners' bodies nest a few levels; the workers' JSON
+# reader (pydantic's) refuses a payload nested a few hundred levels deep.
+MAX_DEPTH = 64
+
+
 def _finite(text: str) -> float:
     number = float(text)
     if not math.isfinite(number):  # 1e400: Python reads it as infinity, which no later step can store
@@ -131,22 +136,25 @@ def json_object(body: bytes) -> dict[str, Any]:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"body is not valid JSON: {error}") from error
     if not isinstance(data, dict):
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "JSON body must be an object")
-    _refuse_nul(data)
+    _refuse_unstorable(data)
     return data
 
 
-def _refuse_nul(data: dict[str, Any]) -> None:
+def _refuse_unstorable(data: dict[str, Any]) -> None:
     """422 for a NUL character (U+0000) in any name or text of the body: JSON and form encoding carry it,
     but PostgreSQL stores it in no text or JSON column, so the event would be acknowledged and then
-    fail for good in a later step."""
-    pending: list[Any] = [data]
+    fail for good in a later step. 400 for objects and lists nested deeper than ``MAX_DEPTH``: the
+    worker's reader refuses far less deep a payload than Python's does, so the event would be stuck."""
+    pending: list[tuple[Any, int]] = [(data, 1)]
     while pending:  # (no recursion: the body's depth is the sender's)
-        value = pending.pop()
+        value, depth = pending.pop()
+        if isinstance(value, dict | list) and depth > MAX_DEPTH:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, "body nests too deeply")
         if isinstance(value, dict):
-            pending += value.keys()
-            pending += value.values()
+            pending += [(key, depth) for key in value]
+            pending += [(item, depth + 1) for item in value.values()]
         elif isinstance(value, list):
-            pending += value
+            pending += [(item, depth + 1) for item in value]
         elif isinstance(value, str) and "\x00" in value:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "body holds a NUL character (U+0000)")
 
@@ -159,7 +167,7 @@ def parse_fields(body: bytes, content_type: str) -> dict[str, Any]:
             fields = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
         except UnicodeDecodeError as error:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "body is not valid UTF-8") from error
-        _refuse_nul(fields)
+        _refuse_unstorable(fields)
         return fields
     if media_type == JSON or media_type.endswith("+json"):
         return json_object(body)

@@ -7,6 +7,7 @@ for Temporal, connecting and the SDK's retries included, so a 503 comes well ins
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -20,10 +21,12 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
+from api.body import MAX_DEPTH, json_object
 from api.temporal import Intake
 from core.constants import SEARCH_ATTRIBUTES
 from core.settings import Settings
 from core.temporal import payload_codec
+from core.vtex import OrderEvent
 from tests.api.test_vtex_webhook import hook
 from tests.conftest import TEST_CONVERTER, binary
 from tests.hub import VTEX_HOOK_SECRET, WEBHOOK_SECRET, Hub, hub_settings, running_hub
@@ -235,3 +238,16 @@ async def test_only_an_unreachable_temporal_answers_503(
         assert raised.value.headers is None  # no Retry-After: retrying the same event cannot help
     else:
         assert record.levelno == logging.WARNING and raised.value.headers == {"Retry-After": "5"}
+
+
+async def test_a_body_nested_as_deep_as_the_workers_read_is_taken_one_level_more_is_not() -> None:
+    """Every payload the API takes must be readable by the workers' reader (pydantic's JSON), which
+    refuses a few hundred levels: the API refuses past MAX_DEPTH, far within that."""
+    at_limit = {"OrderId": "v1-01", "Extra": json.loads("[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1))}
+    assert json_object(json.dumps(at_limit).encode()) == at_limit
+    event = OrderEvent("v1-01", "handling", "2026-12-01T10:00:00.0000000+00:00", payload=at_limit)
+    (decoded,) = await TEST_CONVERTER.decode(await TEST_CONVERTER.encode([event]), [OrderEvent])
+    assert decoded == event  # a worker reads it back
+    with pytest.raises(HTTPException) as refused:
+        json_object(json.dumps({"a": [at_limit["Extra"]]}).encode())
+    assert (refused.value.status_code, refused.value.detail) == (400, "body nests too deeply")
