@@ -5,7 +5,8 @@ restart one run. For leads only a workflow's latest run is redriven: when a late
 already, or started again by a webhook), the old one is skipped, so running a redrive twice restarts
 nothing twice. An order's run is redriven whatever came after it: the changes it held were acknowledged,
 and a later run (the order's next hook) holds only its own; delivered twice, a change lands once.
-At most ``--limit`` runs are redriven; where more match, the command says so and exits 1.
+At most ``--limit`` runs are redriven, oldest first; where more match, the command says so, names the
+``--since`` that takes the rest, and exits 1.
 """
 
 from __future__ import annotations
@@ -66,7 +67,19 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--yes", action="store_true", help="redrive without asking (needed without a terminal)"
     )
-    parser.add_argument("--limit", type=int, default=500, help="redrive at most this many runs (default 500)")
+    parser.add_argument(
+        "--limit",
+        type=positive,
+        default=500,
+        help="redrive at most this many, oldest first (default 500)",
+    )
+
+
+def positive(text: str) -> int:
+    number = int(text)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more: {text}")
+    return number
 
 
 def query(flow: Flow, args: argparse.Namespace, condition: str) -> str:
@@ -86,8 +99,9 @@ async def redrive(args: argparse.Namespace, ctx: Context, flow: Flow, condition:
     found, superseded, more = await find(ctx.client, flow, listed, args.limit)
     if superseded:
         out.say(f"{superseded} skipped: a later run of the same workflow exists")
-    if more:
-        out.say(f"more than {args.limit} {flow.noun}s match: narrow --since or raise --limit for the rest")
+    if more:  # the next call goes on where this one stops: an order's runs are redriven again otherwise
+        rest = found[-1].closed_at.isoformat() if found and found[-1].closed_at else "a later time"
+        out.say(f"more than {args.limit} {flow.noun}s match: redrive the rest with --since {rest}")
     if not found:
         out.say(f"no {flow.noun}s to redrive")
         return 0
