@@ -24,6 +24,7 @@ import asyncio
 import sys
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from temporalio.client import WorkflowFailureError
 from temporalio.service import RPCError
 
@@ -95,8 +96,10 @@ def settings_or_exit() -> Settings:
             f"{'.'.join(str(part) for part in fault['loc']) or 'settings'}: {fault['msg']}"
             for fault in error.errors(include_input=False, include_url=False)
         )
-        print(f"hub: the settings are not valid: {faults}", file=sys.stderr)
-        sys.exit(FAILED)
+    except SettingsError as error:  # a value its type cannot even be read from (malformed JSON, say)
+        faults = str(error).split(":", 1)[0]  # "error parsing value for field ...", not the value
+    print(f"hub: the settings are not valid: {faults}", file=sys.stderr)
+    sys.exit(FAILED)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -77,10 +77,11 @@ def _secret_problems(settings: Settings) -> list[str]:
         value = getattr(settings, name).get_secret_value()
         if value and _is_local(name, value, settings):
             problems.append(f"{name} is a local placeholder")
-    for name in ("dealer_api_keys", "dealer_webhook_secrets"):
+    for name in ("dealer_api_keys", "dealer_webhook_secrets", "dealer_webhook_previous_secrets"):
         for dealer, key in getattr(settings, name).items():
             if not key.get_secret_value():
-                problems.append(f"{name}[{dealer}] is empty")
+                if name != "dealer_webhook_previous_secrets":  # (empty: no rotation under way)
+                    problems.append(f"{name}[{dealer}] is empty")
             elif _is_local(name, key.get_secret_value(), settings):
                 problems.append(f"{name}[{dealer}] is a local placeholder")
     if settings.temporal_api_key.get_secret_value() and _temporal_tls_disabled(settings):

@@ -22,6 +22,8 @@ def refused(**changes: Any) -> str:
 
 def test_a_real_production_configuration_loads() -> None:
     assert Settings(**REAL).environment == "production"
+    # No rotation under way: a dealer's previous secret may be empty.
+    assert Settings(**REAL, dealer_webhook_previous_secrets={"dealer-mg-bh": ""}).environment == "production"
 
 
 @pytest.mark.parametrize(
@@ -32,6 +34,8 @@ def test_a_real_production_configuration_loads() -> None:
         ({"dealer_api_keys": {"dealer-sp-centro": "local-key-dealer-sp-centro"}},
          "dealer_api_keys[dealer-sp-centro] is a local placeholder"),
         ({"dealer_api_keys": {"dealer-mg-bh": ""}}, "dealer_api_keys[dealer-mg-bh] is empty"),
+        ({"dealer_webhook_previous_secrets": {"dealer-mg-bh": "change-me"}},
+         "dealer_webhook_previous_secrets[dealer-mg-bh] is a local placeholder"),
         ({"zoho_client_id": "local-client"}, "zoho_client_id is the local stack's"),
         ({"vtex_hook_previous_secret": "local-dev-only-change-me"}, "vtex_hook_previous_secret is a local"),
         ({"zoho_api_base_url": "http://127.0.0.1:8100/zoho"}, "zoho_api_base_url: http://127.0.0.1:8100"),

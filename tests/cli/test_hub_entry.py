@@ -38,3 +38,20 @@ def test_settings_that_do_not_hold_are_named_not_shown(
     err = capsys.readouterr().err
     assert err.startswith("hub: the settings are not valid: ")
     assert "Traceback" not in err and "s3cr3t-value-never-printed" not in err
+
+
+def test_a_setting_that_cannot_be_read_is_named_not_shown(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    malformed = '{"dealer-sp-centro": "s3cr3t-value-never-printed'  # no closing quote nor brace
+    monkeypatch.setenv("HUB_DEALER_WEBHOOK_PREVIOUS_SECRETS", malformed)
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SystemExit) as ended:
+            main(["parked", "list"])
+    finally:
+        get_settings.cache_clear()
+    assert ended.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("hub: the settings are not valid: ") and "dealer_webhook_previous_secrets" in err
+    assert "Traceback" not in err and "s3cr3t-value-never-printed" not in err
