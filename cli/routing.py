@@ -72,6 +72,10 @@ async def simulate_lead(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+LOST = "lost this lead before (withdrawn after its SLA): never chosen again"
+OWES_A_DROP = "its CRM never answered the create, nor yet a drop of this lead: passed over until it has"
+
+
 async def explain_lead(args: argparse.Namespace, ctx: Context) -> int:
     engine = create_engine(ctx.settings.database_url)
     try:
@@ -82,9 +86,11 @@ async def explain_lead(args: argparse.Namespace, ctx: Context) -> int:
             return ctx.out.fail(f"no lead {args.lead_id} in the portal database")
         at = utcnow()
         async with sessions() as session:
-            lost = frozenset(await deliveries.lost_by(session, args.lead_id))
+            owing = await deliveries.owing_drop(session, args.lead_id)
+            lost = await deliveries.lost_by(session, args.lead_id)
+        passed_over = {dealer: OWES_A_DROP for dealer in owing} | {dealer: LOST for dealer in lost}
         explained = (
-            await routing.explain(sessions, routing.LeadProfile(**profile), _day(ctx, at), at, lost)
+            await routing.explain(sessions, routing.LeadProfile(**profile), _day(ctx, at), at, passed_over)
             if profile
             else None
         )

@@ -193,11 +193,11 @@ async def lost_by(session: AsyncSession, lead_id: str) -> set[str]:
 
 
 async def owing_drop(session: AsyncSession, lead_id: str) -> set[str]:
-    """The dealers whose claim was released unanswered and whose CRM was not yet asked, with an answer,
-    to drop the lead (``pending``): routing passes them over. Their CRM may hold the lead; a delivery
-    there now would be a second copy, and the drop still owed could no longer be made (asking by the
-    lead's external id would find the new delivery too). A new run of the lead makes the drop first
-    (``losses``); once the CRM answered, they may have the lead again."""
+    """The dealers whose claim was released unanswered and whose CRM has not yet answered a drop of the
+    lead (``pending``): routing passes them over. Their CRM may hold the lead; a delivery there now would
+    be a second copy, and the drop still owed could no longer be made (asking by the lead's external id
+    would find the new delivery too). A new run of the lead makes that drop (after its own claim, which
+    passes the dealer over); once the CRM answered, later claims may choose the dealer again."""
     rows = await session.scalars(
         select(DeliveryRelease.dealer_id).where(
             DeliveryRelease.lead_id == lead_id, DeliveryRelease.crm_outcome == PENDING

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -270,12 +270,14 @@ async def explain(
     lead: LeadProfile,
     day: date,
     at: datetime,
-    passed_over: frozenset[str] = frozenset(),
+    passed_over: Mapping[str, str] | None = None,
 ) -> Explanation:
     """What routing would decide for ``lead`` at ``at``, and why, without claiming anything.
 
-    ``passed_over``: dealers this lead already lost (they are never chosen again).
+    ``passed_over``: dealers routing passes over for this lead, and why (it lost them, or their CRM
+    still owes a drop of it).
     """
+    passed_over = passed_over or {}
     async with sessions() as session:
         dealers = await active_dealers(session, lock=False)
         used = await _deliveries_on(session, day)
@@ -284,7 +286,7 @@ async def explain(
     for dealer in dealers:
         why = unavailable(dealer, lead, used, day)
         if why is None and dealer.id in passed_over:
-            why = "lost this lead before (withdrawn after its SLA): never chosen again"
+            why = passed_over[dealer.id]
         if why is None:
             eligible.append(dealer)
         else:

@@ -252,6 +252,11 @@ async def test_routing_passes_over_a_dealer_whose_crm_still_owes_a_drop(
     last = await deliveries.claim_next(sessions, "L1", lead, DAY, T0, release="c", exclude=["b", "c"])
     assert last is None
     assert (await deliveries.losses(sessions, "L1")).pending == [deliveries.ToDrop("a", "lead-L1-a", None)]
+    async with sessions() as session:
+        owing = await deliveries.owing_drop(session, "L1")
+    explained = await routing.explain(sessions, lead, DAY, T0, dict.fromkeys(owing, "owes a drop"))
+    assert explained.chosen != "a"
+    assert [(v.dealer_id, v.why) for v in explained.verdicts if v.dealer_id == "a"] == [("a", "owes a drop")]
     chosen = await deliveries.assign(sessions, "L1", "a", DAY, T0, assigned_by="support")
     assert chosen.dealer_id == "a" and chosen.idempotency_key != "lead-L1-a"
     async with sessions() as session:
