@@ -32,14 +32,17 @@ def binary() -> str | None:
 def local_config(
     api_port: int, worker_ports: list[int], scrape_interval: str | None = None
 ) -> dict[str, Any]:
-    """The compose configuration with its jobs scraping 127.0.0.1 at these ports (a worker per role).
+    """The compose configuration with its jobs scraping 127.0.0.1 at these ports (a worker per role:
+    flows, then warehouse; one port alone takes the flows worker's labels).
 
     ``scrape_interval`` (e.g. ``"1s"``) replaces the global scrape and evaluation intervals.
     """
     config: dict[str, Any] = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
     ports = {API_JOB: [api_port], WORKER_JOB: worker_ports}
     for job in config["scrape_configs"]:
-        job["static_configs"] = [{"targets": [f"127.0.0.1:{port}" for port in ports[job["job_name"]]]}]
+        # The compose file's target groups in order (a worker's: flows, then warehouse), their labels kept.
+        groups = zip(job["static_configs"], ports[job["job_name"]], strict=False)
+        job["static_configs"] = [{**group, "targets": [f"127.0.0.1:{port}"]} for group, port in groups]
         authorization = job.get("authorization", {})
         if "credentials_file" in authorization:
             authorization["credentials_file"] = str(CONFIG.parent / authorization["credentials_file"])

@@ -996,6 +996,9 @@ def test_the_kubernetes_scrape_configuration_names_the_jobs_the_alerts_select(re
         port = pod["metadata"]["annotations"]["prometheus.io/port"]
         assert jobs == [(expected[name], f"10.0.0.7:{port}")], name
         assert f'up{{job="{expected[name]}"}}' in alerts
+        if expected[name] == "hub-worker":  # each role's absence has its alert, by the pods' component
+            component = pod["metadata"]["labels"]["app.kubernetes.io/component"]
+            assert f'absent(up{{job="hub-worker", component="{component}"}})' in alerts
     compose = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text(encoding="utf-8"))
     by_name = {job["job_name"]: job for job in compose["scrape_configs"]}
     for job in config["scrape_configs"]:  # the same jobs as compose's, with the same token and path

@@ -209,7 +209,10 @@ def test_local_prometheus_configuration_is_the_compose_one_on_local_ports(tmp_pa
     targets = {job["job_name"]: job["static_configs"] for job in local["scrape_configs"]}
     assert targets == {
         "hub-api": [{"targets": ["127.0.0.1:18000"]}],
-        "hub-worker": [{"targets": ["127.0.0.1:19464", "127.0.0.1:19465"]}],
+        "hub-worker": [
+            {"targets": ["127.0.0.1:19464"], "labels": {"component": "worker-flows"}},
+            {"targets": ["127.0.0.1:19465"], "labels": {"component": "worker-warehouse"}},
+        ],
     }
     assert [Path(name) for name in local["rule_files"]] == [
         prometheus.CONFIG.parent / name for name in compose["rule_files"]
