@@ -56,25 +56,24 @@ async def test_the_workers_stop_polling_together_and_finish_what_they_hold(
     queues = [f"shutdown-{uuid.uuid4().hex[:8]}-{n}" for n in range(3)]
     started.clear()
     finished.clear()
-    stop = asyncio.Event()
-    late_sent = asyncio.Event()
+    holding, leave = asyncio.Event(), asyncio.Event()
 
-    async def send_during_the_drain() -> None:
-        await stop.wait()
-        await asyncio.sleep(0.5)  # the drains are under way
-        # Given to the first worker: one after another, it would still be polling while the last drains.
-        await client.start_workflow(OneSlowStep.run, "late", id=f"late-{queues[0]}", task_queue=queues[0])
-        late_sent.set()
+    async def poll_until_told() -> None:
+        async with polling([worker(client, queue) for queue in queues]):
+            for queue in queues:
+                await client.start_workflow(OneSlowStep.run, queue, id=f"held-{queue}", task_queue=queue)
+            while len(started) < len(queues):
+                await asyncio.sleep(0.05)
+            holding.set()
+            await leave.wait()  # then the exit: SIGTERM's path
 
-    sender = asyncio.create_task(send_during_the_drain())
-    async with polling([worker(client, queue) for queue in queues]):
-        for queue in queues:
-            await client.start_workflow(OneSlowStep.run, queue, id=f"held-{queue}", task_queue=queue)
-        while len(started) < len(queues):
-            await asyncio.sleep(0.05)
-        stop.set()
-        await late_sent.wait()
-    await sender
+    running = asyncio.create_task(poll_until_told())
+    await holding.wait()
+    leave.set()
+    await asyncio.sleep(0.5)  # the drains are under way: each worker holds a step of 1.5 s
+    # Given to the first worker: one after another, it would still be polling while the last drains.
+    await client.start_workflow(OneSlowStep.run, "late", id=f"late-{queues[0]}", task_queue=queues[0])
+    await running
     assert sorted(finished) == sorted(queues)  # what each held finished in its graceful period
     assert "late" not in started  # no worker took a task after the stop
 
