@@ -6,6 +6,7 @@
     hub parked list
     hub parked redrive --partner zoho --yes
     hub orders redrive --since 24h --yes
+    hub opportunities redrive --status terminated --since 24h --yes
     hub replay --workflow-id lead-5725767000000412001
     hub syncs trigger catalog
     hub syncs status
@@ -28,7 +29,7 @@ from pydantic_settings import SettingsError
 from temporalio.client import WorkflowFailureError
 from temporalio.service import RPCError
 
-from cli import backfill, leads, orders, parked, replay, routing, syncs
+from cli import backfill, leads, opportunities, orders, parked, replay, routing, syncs
 from cli.command import Context
 from cli.output import FAILED, Output
 from core.settings import Settings, get_settings
@@ -47,6 +48,7 @@ def parser() -> argparse.ArgumentParser:
     leads.add_commands(commands, common)
     routing.add_commands(commands, common)
     orders.add_commands(commands, common)
+    opportunities.add_commands(commands, common)
     parked.add_commands(commands, common)
     replay.add_commands(commands, common)
     syncs.add_commands(commands, common)
