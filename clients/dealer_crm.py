@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from clients.errors import (
+    ExternalServiceError,
     PermanentError,
     TransientError,
     as_code,
@@ -24,6 +25,7 @@ from clients.errors import (
     error_code,
     leading_code,
     raise_for_status,
+    readable_body,
 )
 from clients.pinned import PinnedSyncTransport, PinnedTransport
 from core.dealers import DealerConfig
@@ -163,7 +165,7 @@ class RestDealerCrm:
         if response.status_code == 409 or error_code(response) == KEY_REUSED:
             # The dealer knows this key: a create under it is running, or was made with another body (the
             # lead changed in Zoho since). Either way the lead may be there already: never move on blind.
-            if found := await self._find(leads_url, external_id, headers):
+            if found := await self._find(service, leads_url, external_id, headers):
                 return found
             if response.status_code == 409:
                 raise TransientError(
@@ -173,7 +175,7 @@ class RestDealerCrm:
         raise_for_status(service, response)
         created = _id_of(response)
         # A 2xx is the dealer's word that it created the lead: never a reason to try another dealer.
-        return created or await self._find(leads_url, external_id, headers) or ""
+        return created or await self._find(service, leads_url, external_id, headers) or ""
 
     async def withdraw_lead(
         self, dealer: DealerConfig, dealer_lead_id: str | None, external_id: str, idempotency_key: str
@@ -183,9 +185,9 @@ class RestDealerCrm:
         checked(service, self._url_check, dealer.crm_url)
         leads_url = f"{dealer.crm_url.rstrip('/')}/api/v1/leads"
         headers = self._auth(dealer)
-        lead_id = dealer_lead_id or await self._find(leads_url, external_id, headers)
+        lead_id = dealer_lead_id or await self._lookup(service, leads_url, external_id, headers)
         if not lead_id:
-            return RECORDED  # the CRM never named the lead: nothing the hub can point at
+            return RECORDED  # the CRM answered that it holds no such lead: nothing the hub can point at
         with refusals_permanent(service):
             once = {"Idempotency-Key": f"withdraw-{idempotency_key}"}
             response = await self._http.delete(f"{leads_url}/{lead_id}", headers={**headers, **once})
@@ -213,22 +215,36 @@ class RestDealerCrm:
         key = self._api_keys.get(dealer.id)
         return {"Authorization": f"Bearer {key}"} if key else {}
 
-    async def _find(self, leads_url: str, external_id: str, headers: dict[str, str]) -> str | None:
-        """The dealer's id of the lead stored under ``external_id`` (the Zoho id), if it can be read."""
+    async def _find(
+        self, service: str, leads_url: str, external_id: str, headers: dict[str, str]
+    ) -> str | None:
+        """The dealer's id of the lead stored under ``external_id`` (the Zoho id), if it can be read: the
+        create's fallbacks, where a failed lookup changes nothing the dealer's answer said."""
+        try:
+            return await self._lookup(service, leads_url, external_id, headers)
+        except ExternalServiceError:
+            return None
+
+    async def _lookup(
+        self, service: str, leads_url: str, external_id: str, headers: dict[str, str]
+    ) -> str | None:
+        """The dealer's id of the lead stored under ``external_id``; None when the CRM answers that it
+        holds none (or has no lookup: 404). A lookup that fails raises (TransientError: timeouts, 429,
+        5xx; PermanentError: refusals, an answer it cannot read), never reads as "none": a withdrawal
+        would then be recorded while the CRM still holds the lead."""
         auth = {k: v for k, v in headers.items() if k == "Authorization"}
-        try:
-            response = await self._http.get(leads_url, params={"external_id": external_id}, headers=auth)
-        except (httpx.HTTPError, RefusedUrl):
+        with refusals_permanent(service):
+            try:
+                response = await self._http.get(leads_url, params={"external_id": external_id}, headers=auth)
+            except httpx.HTTPError as error:
+                raise TransientError(service, f"lead lookup failed: {type(error).__name__}") from None
+        if response.status_code == 404:
             return None
-        if not response.is_success:
-            return None
-        try:
+        raise_for_status(service, response)
+        with readable_body(service, response, "lead lookup answer"):
             stored = response.json().get("data") or []
-        except (ValueError, AttributeError):
-            return None
-        matches = [
-            lead for lead in stored if isinstance(lead, dict) and str(lead.get("external_id")) == external_id
-        ]
+            records = [lead for lead in stored if isinstance(lead, dict)]
+            matches = [lead for lead in records if str(lead.get("external_id")) == external_id]
         return str(matches[0]["id"]) if matches and matches[0].get("id") else None
 
 

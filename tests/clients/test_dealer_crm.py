@@ -275,3 +275,37 @@ async def test_soap_faults_keep_their_code_and_drop_their_text(
     # Nor in what a log of the error prints (its causes included), or what Temporal records of it.
     assert EMAIL not in "".join(traceback.format_exception(failed.value))
     assert "Rosangela" not in "".join(traceback.format_exception(failed.value))
+
+
+async def test_a_withdrawal_whose_lookup_fails_is_retried_not_recorded() -> None:
+    """A drop without the dealer's id of the lead looks it up by external id first. A lookup that fails
+    (503, a timeout) must not read as "the CRM holds none": the drop would be recorded, the dealer passed
+    over no more, and the CRM would keep the lead."""
+    found = {"data": [{"id": "CRM-7", "external_id": LEAD}]}
+    answers = [httpx.Response(503), httpx.Response(200, json=found)]
+    deleted: list[str] = []
+
+    def crm(request: httpx.Request) -> httpx.Response:
+        if request.method == "DELETE":
+            deleted.append(request.url.path)
+            return httpx.Response(204)
+        return answers.pop(0)
+
+    url = "http://crm.example/d1"
+    config = DealerConfig(id="d1", name="d1", crm_kind="rest", crm_url=url, field_mapping={})
+    async with httpx.AsyncClient(transport=httpx.MockTransport(crm)) as client:
+        rest = RestDealerCrm(client, {"d1": "k1"})
+        with pytest.raises(TransientError):
+            await rest.withdraw_lead(config, None, LEAD, f"lead-{LEAD}-d1")
+        assert deleted == []
+        assert await rest.withdraw_lead(config, None, LEAD, f"lead-{LEAD}-d1") == "withdrawn"
+        assert deleted == ["/d1/api/v1/leads/CRM-7"]
+        # The CRM answers that it holds no such lead, or has no lookup: only recorded.
+        answers[:] = [httpx.Response(200, json={"data": []}), httpx.Response(404)]
+        assert await rest.withdraw_lead(config, None, LEAD, "k") == "recorded"
+        assert await rest.withdraw_lead(config, None, LEAD, "k") == "recorded"
+        # An answer the hub cannot read, or a refusal, is no "none" either: it is refused for good.
+        answers[:] = [httpx.Response(200, text="<html>"), httpx.Response(403)]
+        for _ in range(2):
+            with pytest.raises(PermanentError):
+                await rest.withdraw_lead(config, None, LEAD, "k")
