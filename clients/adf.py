@@ -186,9 +186,14 @@ class AdfDealerCrm:
                     password=relay.password or None,
                     timeout=relay.timeout,
                 )
-        except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPNotSupported) as error:
-            # The inbox does not exist, or the server cannot do what the settings ask (STARTTLS).
-            raise PermanentError(service, f"SMTP refused: {type(error).__name__}") from None
+        except aiosmtplib.SMTPRecipientsRefused as error:
+            # 5xx: the inbox does not exist; 4xx (greylisting, a full mailbox): try again later.
+            codes = [refused.code for refused in error.recipients]
+            kind = PermanentError if codes and min(codes) >= 500 else TransientError
+            raise kind(service, f"SMTP recipient refused: {max(codes, default=0)}") from None
+        except aiosmtplib.SMTPNotSupported:
+            # The server cannot do what the settings ask (STARTTLS).
+            raise PermanentError(service, "SMTP refused: SMTPNotSupported") from None
         except aiosmtplib.SMTPResponseException as error:
             # 5xx: the inbox refuses for good; 4xx: try again later. Only the code: texts echo addresses.
             kind = PermanentError if error.code >= 500 else TransientError

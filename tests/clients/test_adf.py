@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import httpx
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import Envelope
 
-from clients.adf import ADF_SOURCE, adf_document, message_id
+from clients.adf import ADF_SOURCE, AdfDealerCrm, SmtpRelay, adf_document, message_id
+from clients.errors import PermanentError, TransientError
 from core.dealers import DealerConfig
 from simulators.dealer_adf import parse_adf
+from tests.support import free_port
 
 DEALER = DealerConfig(
     id="dealer-am", name="Concessionária Manaus & Cia", crm_kind="adf", crm_url="", field_mapping={}
@@ -64,3 +69,35 @@ def test_the_structure_check_refuses_what_a_dealer_could_not_use(
     fields = {k: v for k, v in {**FIELDS, **broken}.items() if v}
     with pytest.raises(ValueError, match=message):
         parse_adf(adf_document(DEALER, fields, "lead-1-dealer-am", WHEN))
+
+
+class RefusingInbox:
+    """An SMTP server that answers each recipient with the code its address names."""
+
+    async def handle_RCPT(
+        self, server: object, session: object, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if address.startswith("greylisted@"):
+            return "450 4.2.0 greylisted, try again later"
+        return "550 5.1.1 no such mailbox"
+
+
+@pytest.mark.parametrize(("inbox", "error"), [("greylisted", TransientError), ("gone", PermanentError)])
+async def test_an_inbox_refused_for_now_is_tried_again_one_refused_for_good_is_not(
+    inbox: str, error: type[Exception]
+) -> None:
+    """Greylisting (a 4xx to the recipient) is a delay, not the dealer refusing the lead: read as a
+    refusal, the lead would go on to the next dealer while the first gets it once the delay passes."""
+    controller = Controller(RefusingInbox(), hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        relay = SmtpRelay("127.0.0.1", controller.port, "hub@example.com", starttls=False)
+        async with httpx.AsyncClient() as http:
+            crm = AdfDealerCrm(http, relay)
+            dealer = DealerConfig(
+                id="d1", name="d1", crm_kind="adf", crm_url=f"mailto:{inbox}@dealer.example", field_mapping={}
+            )
+            with pytest.raises(error):
+                await crm.create_lead(dealer, {}, "5725767000000123456", "lead-5725767000000123456-d1")
+    finally:
+        controller.stop()
