@@ -61,6 +61,32 @@ def refusals_permanent(service: str) -> Iterator[None]:
         raise PermanentError(service, f"refused: {refused}") from refused
 
 
+@contextmanager
+def soap_errors(service: str) -> Iterator[None]:
+    """A SOAP call's failures as the hub classes them. None is chained: Temporal's failures and logged
+    tracebacks would carry the dealer's text, which echoes what it was sent.
+
+    - a Fault: SOAP 1.1's Client fault blames the request (permanent), a Server fault the service;
+    - an HTTP error answer (``TransportError``): by its status (zeep keeps no headers: no Retry-After);
+    - a request the dealer's WSDL cannot take (a mapped field it lacks, a value of another type): zeep
+      refuses it before sending, and no retry changes that (permanent).
+    """
+    from zeep.exceptions import Fault, TransportError  # loaded with the dealer's client
+    from zeep.exceptions import ValidationError as SoapValidationError
+
+    try:
+        yield
+    except Fault as fault:
+        kind = PermanentError if "client" in str(fault.code or "").lower() else TransientError
+        raise kind(service, fault_summary(fault), 500) from None
+    except TransportError as error:
+        raise_for_status(service, httpx.Response(error.status_code, content=error.content or b""))
+        raise TransientError(service, f"transport error {error.status_code}") from None
+    except (TypeError, SoapValidationError) as error:
+        refused = f"the dealer's WSDL does not take this request: {type(error).__name__}"
+        raise PermanentError(service, refused) from None
+
+
 def checked(service: str, url_check: UrlCheck, url: str) -> None:
     """Refuse a URL the hub may not call (see :func:`refusals_permanent`)."""
     with refusals_permanent(service):
@@ -282,23 +308,11 @@ class SoapDealerCrm:
     ) -> str:
         service = f"{SERVICE}:{dealer.id}"
         client = await self._client(dealer)
-        from zeep.exceptions import Fault, TransportError  # loaded with the client
-
-        with refusals_permanent(service):
-            try:
-                found = await client.service.FindLeadByExternalId(ExternalId=external_id)
-                if found.Found and found.LeadId:
-                    return str(found.LeadId)
-                created = await client.service.CreateLead(Lead={**fields, "ExternalId": external_id})
-            except Fault as fault:
-                # SOAP 1.1: a Client fault blames the request (permanent), a Server fault the service. The
-                # fault is not chained: Temporal's failures and logged tracebacks would carry its text.
-                if "client" in str(fault.code or "").lower():
-                    raise PermanentError(service, fault_summary(fault), 500) from None
-                raise TransientError(service, fault_summary(fault), 500) from None
-            except TransportError as error:
-                raise_for_status(service, httpx.Response(error.status_code, content=error.content or b""))
-                raise TransientError(service, f"transport error {error.status_code}") from error
+        with refusals_permanent(service), soap_errors(service):
+            found = await client.service.FindLeadByExternalId(ExternalId=external_id)
+            if found.Found and found.LeadId:
+                return str(found.LeadId)
+            created = await client.service.CreateLead(Lead={**fields, "ExternalId": external_id})
         return str(created)
 
     async def withdraw_lead(
@@ -309,13 +323,8 @@ class SoapDealerCrm:
         client = await self._client(dealer)
         if not has_operation(client, "WithdrawLead"):
             return RECORDED
-        from zeep.exceptions import Fault  # loaded with the client
-
-        with refusals_permanent(service):
-            try:
-                await client.service.WithdrawLead(ExternalId=external_id)
-            except Fault as fault:
-                raise TransientError(service, fault_summary(fault), 500) from None
+        with refusals_permanent(service), soap_errors(service):
+            await client.service.WithdrawLead(ExternalId=external_id)
         return WITHDRAWN
 
     async def _client(self, dealer: DealerConfig) -> zeep.AsyncClient:

@@ -269,12 +269,30 @@ async def test_soap_faults_keep_their_code_and_drop_their_text(
         try:
             with pytest.raises(error_type) as failed:
                 await soap.create_lead(legacy, {"Email": EMAIL}, LEAD, "key")
+            # A withdrawal's fault is classed the same way: a Client fault is not retried for an hour.
+            with pytest.raises(error_type) as withdrawal:
+                await soap.withdraw_lead(legacy, None, LEAD, "key")
         finally:
             await soap.aclose()
-    assert str(failed.value) == f"dealer-crm:d1: {kept}"
+    assert str(failed.value) == str(withdrawal.value) == f"dealer-crm:d1: {kept}"
     # Nor in what a log of the error prints (its causes included), or what Temporal records of it.
     assert EMAIL not in "".join(traceback.format_exception(failed.value))
     assert "Rosangela" not in "".join(traceback.format_exception(failed.value))
+
+
+async def test_a_lead_the_dealer_s_wsdl_cannot_take_is_refused_not_retried(
+    sims: str, http: httpx.AsyncClient
+) -> None:
+    """A field mapping naming an element the dealer's WSDL lacks: zeep refuses the request before
+    sending it, the same at every retry (six hours of them, before)."""
+    soap = SoapDealerCrm(10, {})
+    try:
+        with pytest.raises(PermanentError) as refused:
+            await soap.create_lead(dealer(sims, "soap"), {"Celular": "+55 11 97777-1234"}, LEAD, "key")
+    finally:
+        await soap.aclose()
+    assert str(refused.value) == "dealer-crm:d1: the dealer's WSDL does not take this request: TypeError"
+    assert (await http.get(f"{sims}/_control/counters")).json()["dealers"]["d1"]["created"] == 0
 
 
 async def test_a_withdrawal_whose_lookup_fails_is_retried_not_recorded() -> None:
