@@ -8,7 +8,14 @@ from typing import Any
 
 import httpx
 
-from clients.errors import PermanentError, TransientError, as_code, raise_for_status, readable_body
+from clients.errors import (
+    PermanentError,
+    TransientError,
+    as_code,
+    error_code,
+    raise_for_status,
+    readable_body,
+)
 from core.settings import Settings
 from core.timeutil import utcnow
 from core.tokens import StoredToken, TokenStore
@@ -17,6 +24,9 @@ SERVICE = "zoho"
 REFRESH_LEASE = timedelta(seconds=30)
 LEASE_WAIT_SECONDS = 0.25
 TOKEN_QUOTA_BACKOFF_SECONDS = 60.0
+# 401 codes a new token cannot cure (the refresh token's grant lacks the scope, the user the permission):
+# refreshing for them would spend the 10-tokens-per-10-minutes quota on every call, and hide the refusal.
+NOT_THE_TOKEN = frozenset({"OAUTH_SCOPE_MISMATCH", "NO_PERMISSION"})
 
 # Looking for the lead a deal was converted from: conversions since a little before the deal's creation
 # (clocks differ), in pages of Zoho's largest size, a few at most (conversions are a few a minute).
@@ -110,7 +120,7 @@ class ZohoClient:
 
         token = await self.access_token()
         response = await send(token)
-        if response.status_code == 401:
+        if response.status_code == 401 and error_code(response) not in NOT_THE_TOKEN:
             # The shared token was revoked or expired early: replace it once, then give up.
             response = await send(await self.access_token(rejected=token))
         raise_for_status(SERVICE, response)
@@ -169,6 +179,12 @@ class ZohoClient:
                     code = as_code(body.get("error")) if isinstance(body, dict) else ""
                     raise PermanentError(SERVICE, f"token refresh refused: {code or '(no code)'}")
                 lifetime = timedelta(seconds=int(body.get("expires_in", 3600)))
+        except TransientError as error:
+            # Over the quota (or Zoho's accounts service away): the lease is kept for the backoff, so the
+            # processes waiting for a token do not each call the token endpoint again at once.
+            held = utcnow() + timedelta(seconds=error.retry_after or TOKEN_QUOTA_BACKOFF_SECONDS)
+            await self._tokens.release_lease(self._token_name, held_until=held)
+            raise
         except BaseException:
             await self._tokens.release_lease(self._token_name)
             raise

@@ -76,11 +76,12 @@ class DatabaseTokens:
                 .values(access_token=access_token, expires_at=expires_at, refresh_lease_until=None)
             )
 
-    async def release_lease(self, name: str) -> None:
-        """Give the lease back after a failed refresh so another process can try at once."""
+    async def release_lease(self, name: str, *, held_until: datetime | None = None) -> None:
+        """Give the lease back after a failed refresh: at once, so another process can try; or at
+        ``held_until`` (a refresh refused for now: the others wait instead of asking again)."""
         async with self._sessions.begin() as session:
             await session.execute(
-                update(OAuthToken).where(OAuthToken.name == name).values(refresh_lease_until=None)
+                update(OAuthToken).where(OAuthToken.name == name).values(refresh_lease_until=held_until)
             )
 
     async def _ensure_row(self, name: str) -> None:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import traceback
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 
-from clients.errors import PermanentError
+from clients.errors import PermanentError, TransientError
 from clients.zoho import ZohoClient
 from core.settings import Settings
 from db.engine import create_engine, session_factory
@@ -166,3 +168,46 @@ async def test_a_token_answer_in_a_shape_the_hub_cannot_read_is_refused_for_good
         zoho = ZohoClient(http, settings_for("https://zoho.example"), token_store)
         with pytest.raises(PermanentError, match="zoho: unexpected token answer"):
             await zoho.access_token()
+
+
+async def test_a_401_a_new_token_cannot_cure_spends_no_refresh(token_store: DatabaseTokens) -> None:
+    """The refresh token's grant lacks a scope: every call is refused 401 OAUTH_SCOPE_MISMATCH. A refresh
+    per call would spend Zoho's 10 tokens per 10 minutes, and every call would then fail on the quota,
+    retried, instead of on the refusal, parked."""
+    refreshes: list[str] = []
+
+    def zoho(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/oauth/v2/token"):
+            refreshes.append("token")
+            return httpx.Response(200, json={"access_token": f"1000.t{len(refreshes)}", "expires_in": 3600})
+        return httpx.Response(401, json={"code": "OAUTH_SCOPE_MISMATCH", "message": "invalid oauth scope"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(zoho)) as http:
+        client = ZohoClient(http, settings_for("http://zoho.example"), token_store)
+        for _ in range(5):
+            with pytest.raises(PermanentError, match="OAUTH_SCOPE_MISMATCH"):
+                await client.get_lead(LEAD)
+    assert refreshes == ["token"]  # the first token only
+
+
+async def test_a_refresh_refused_for_now_holds_off_the_other_processes(token_store: DatabaseTokens) -> None:
+    """Over the token quota: the process that asked keeps the refresh lease for the backoff, so the
+    others wait for it instead of each asking the token endpoint again at once."""
+    asked: list[str] = []
+
+    def zoho(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.path)
+        too_many = "You have made too many requests continuously. Please try again after some time."
+        return httpx.Response(400, json={"error": "Access Denied", "error_description": too_many})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(zoho)) as http:
+        first = ZohoClient(http, settings_for("http://zoho.example"), token_store)
+        with pytest.raises(TransientError, match="quota"):
+            await first.access_token()
+        others = [ZohoClient(http, settings_for("http://zoho.example"), token_store) for _ in range(3)]
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("clients.zoho.REFRESH_LEASE", timedelta(seconds=0.5))  # wait 1 s, not 60
+            waits = [other.access_token() for other in others]
+            results = await asyncio.gather(*waits, return_exceptions=True)
+    assert all(isinstance(result, TransientError) for result in results)
+    assert len(asked) == 1  # the token endpoint was asked once
