@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from standardwebhooks.webhooks import Webhook
@@ -34,4 +35,11 @@ class EventPublisher:
         """Deliver ``event`` to ``url``; raises a Transient/Permanent error on failure."""
         body, headers = self.signed_request(event, timestamp)
         response = await self._http.post(url, content=body, headers=headers)
-        raise_for_status(f"subscriber {url}", response)
+        raise_for_status(f"subscriber {shown(url)}", response)
+
+
+def shown(url: str) -> str:
+    """A subscriber's URL as errors and logs carry it: no credentials, no query (tokens travel there)."""
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}{parts.path}"
