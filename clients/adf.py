@@ -156,6 +156,10 @@ class AdfDealerCrm:
         headers = {"Content-Type": ADF_CONTENT_TYPE, "Idempotency-Key": idempotency_key}
         with refusals_permanent(service):
             response = await self._http.post(dealer.crm_url, content=document.encode(), headers=headers)
+        if response.status_code == 409:
+            # The receiver holds a lead under this ADF id already: an earlier send whose answer was lost.
+            # Taken as a refusal, the lead would go on to a second dealer while this one has it.
+            return
         raise_for_status(service, response)
 
     async def _mail(self, dealer: DealerConfig, document: str, idempotency_key: str) -> None:

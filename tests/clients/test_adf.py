@@ -101,3 +101,22 @@ async def test_an_inbox_refused_for_now_is_tried_again_one_refused_for_good_is_n
                 await crm.create_lead(dealer, {}, "5725767000000123456", "lead-5725767000000123456-d1")
     finally:
         controller.stop()
+
+
+async def test_a_receiver_that_already_holds_the_lead_has_it() -> None:
+    """A re-send after a lost answer meets a receiver that has the lead under its ADF id (409): the
+    dealer has the lead, which must not go on to a second dealer as if it were refused."""
+    posted: list[bytes] = []
+
+    def receiver(request: httpx.Request) -> httpx.Response:
+        posted.append(request.content)
+        return httpx.Response(409, json={"error": "duplicate lead"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(receiver)) as http:
+        crm = AdfDealerCrm(http, SmtpRelay("127.0.0.1", 25, "hub@example.com"))
+        dealer = DealerConfig(
+            id="d1", name="d1", crm_kind="adf", crm_url="https://leads.dealer.example/adf", field_mapping={}
+        )
+        key = "lead-5725767000000123456-d1"
+        assert await crm.create_lead(dealer, {}, "5725767000000123456", key, attempt=2) == key
+    assert len(posted) == 1
