@@ -67,12 +67,9 @@ def soap_errors(service: str) -> Iterator[None]:
     tracebacks would carry the dealer's text, which echoes what it was sent.
 
     - a Fault: SOAP 1.1's Client fault blames the request (permanent), a Server fault the service;
-    - an HTTP error answer (``TransportError``): by its status (zeep keeps no headers: no Retry-After);
-    - a request the dealer's WSDL cannot take (a mapped field it lacks, a value of another type): zeep
-      refuses it before sending, and no retry changes that (permanent).
+    - an HTTP error answer (``TransportError``): by its status (zeep keeps no headers: no Retry-After).
     """
     from zeep.exceptions import Fault, TransportError  # loaded with the dealer's client
-    from zeep.exceptions import ValidationError as SoapValidationError
 
     try:
         yield
@@ -80,8 +77,25 @@ def soap_errors(service: str) -> Iterator[None]:
         kind = PermanentError if "client" in str(fault.code or "").lower() else TransientError
         raise kind(service, fault_summary(fault), 500) from None
     except TransportError as error:
-        raise_for_status(service, httpx.Response(error.status_code, content=error.content or b""))
-        raise TransientError(service, f"transport error {error.status_code}") from None
+        raise _by_status(service, error.status_code) from None
+
+
+def _by_status(service: str, status_code: int) -> ExternalServiceError:
+    try:
+        raise_for_status(service, httpx.Response(status_code))
+    except ExternalServiceError as classified:
+        return classified
+    return TransientError(service, f"transport error {status_code}")
+
+
+def takes_request(client: Any, operation: str, service: str, **arguments: Any) -> None:
+    """Refuse for good a request the dealer's WSDL cannot take (a mapped field it lacks, a value of
+    another type): zeep refuses it before sending, the same at every retry. Built here, apart from the
+    call, so that a TypeError from anything else (the answer, the transport) is not taken for this."""
+    from zeep.exceptions import ValidationError as SoapValidationError
+
+    try:
+        client.create_message(client.service, operation, **arguments)
     except (TypeError, SoapValidationError) as error:
         refused = f"the dealer's WSDL does not take this request: {type(error).__name__}"
         raise PermanentError(service, refused) from None
@@ -268,10 +282,17 @@ class RestDealerCrm:
             return None
         raise_for_status(service, response)
         with readable_body(service, response, "lead lookup answer"):
-            stored = response.json().get("data") or []
+            stored = response.json()["data"] or []
+            if not isinstance(stored, list):
+                raise TypeError(f"data is a JSON {type(stored).__name__}, not a list")
             records = [lead for lead in stored if isinstance(lead, dict)]
             matches = [lead for lead in records if str(lead.get("external_id")) == external_id]
-        return str(matches[0]["id"]) if matches and matches[0].get("id") else None
+            if not matches:
+                return None
+            found = matches[0]["id"]  # a match without an id is no answer the hub can act on
+            if found in (None, ""):
+                raise KeyError("id")
+        return str(found)
 
 
 class SoapDealerCrm:
@@ -312,7 +333,9 @@ class SoapDealerCrm:
             found = await client.service.FindLeadByExternalId(ExternalId=external_id)
             if found.Found and found.LeadId:
                 return str(found.LeadId)
-            created = await client.service.CreateLead(Lead={**fields, "ExternalId": external_id})
+            lead = {**fields, "ExternalId": external_id}
+            takes_request(client, "CreateLead", service, Lead=lead)
+            created = await client.service.CreateLead(Lead=lead)
         return str(created)
 
     async def withdraw_lead(

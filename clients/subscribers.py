@@ -39,7 +39,8 @@ class EventPublisher:
 
 
 def shown(url: str) -> str:
-    """A subscriber's URL as errors and logs carry it: no credentials, no query (tokens travel there)."""
+    """A subscriber's URL as errors and logs carry it: its origin only. Tokens travel in the user info,
+    the query, and (Slack's, Discord's webhooks) the path."""
     parts = urlsplit(url)
     port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{parts.hostname}{port}{parts.path}"
+    return f"{parts.scheme}://{parts.hostname}{port}"

@@ -24,6 +24,12 @@ SERVICE = "zoho"
 REFRESH_LEASE = timedelta(seconds=30)
 LEASE_WAIT_SECONDS = 0.25
 TOKEN_QUOTA_BACKOFF_SECONDS = 60.0
+# How long a call waits for another process's refresh (one takes about a second), within the steps'
+# timeouts; then it fails, to be retried, rather than be cut off by its own timeout.
+LEASE_WAIT_LIMIT = 10.0
+# A token due for a refresh (within the margin) but valid this much longer is used while another process
+# refreshes it, or while a refused refresh holds the others off.
+STILL_VALID = timedelta(seconds=30)
 # 401 codes a new token cannot cure (the refresh token's grant lacks the scope, the user the permission):
 # refreshing for them would spend the 10-tokens-per-10-minutes quota on every call, and hide the refusal.
 NOT_THE_TOKEN = frozenset({"OAUTH_SCOPE_MISMATCH", "NO_PERMISSION"})
@@ -136,7 +142,7 @@ class ZohoClient:
         cached = self._cached
         if cached and cached.access_token != rejected and cached.expires_at - margin > utcnow():
             return cached.access_token  # the shared token, already read from the database
-        deadline = asyncio.get_running_loop().time() + REFRESH_LEASE.total_seconds() * 2
+        deadline = asyncio.get_running_loop().time() + LEASE_WAIT_LIMIT
         while True:
             stored = await self._tokens.read(self._token_name)
             now = utcnow()
@@ -151,8 +157,12 @@ class ZohoClient:
                 rejected=rejected,
             ):
                 return await self._refresh()
+            if stored and stored.access_token != rejected and stored.expires_at - STILL_VALID > now:
+                return stored.access_token  # due for a refresh another process makes, but still valid
             if asyncio.get_running_loop().time() > deadline:
-                raise TransientError(SERVICE, "timed out waiting for another process to refresh the token")
+                raise TransientError(
+                    SERVICE, "waited for another process to refresh the token", retry_after=LEASE_WAIT_LIMIT
+                )
             await asyncio.sleep(LEASE_WAIT_SECONDS)
 
     async def _refresh(self) -> str:
@@ -168,7 +178,7 @@ class ZohoClient:
             response = await self._http.post(f"{settings.zoho_accounts_url}/oauth/v2/token", data=form)
             if response.status_code == 400 and "too many requests" in response.text.lower():
                 # Over the 10-tokens-per-10-minutes quota: waiting is the only cure.
-                raise TransientError(
+                raise TokenQuotaExceeded(
                     SERVICE, "token refresh quota exceeded", 400, TOKEN_QUOTA_BACKOFF_SECONDS
                 )
             raise_for_status(SERVICE, response)
@@ -179,10 +189,10 @@ class ZohoClient:
                     code = as_code(body.get("error")) if isinstance(body, dict) else ""
                     raise PermanentError(SERVICE, f"token refresh refused: {code or '(no code)'}")
                 lifetime = timedelta(seconds=int(body.get("expires_in", 3600)))
-        except TransientError as error:
-            # Over the quota (or Zoho's accounts service away): the lease is kept for the backoff, so the
-            # processes waiting for a token do not each call the token endpoint again at once.
-            held = utcnow() + timedelta(seconds=error.retry_after or TOKEN_QUOTA_BACKOFF_SECONDS)
+        except TokenQuotaExceeded:
+            # The lease is kept for the backoff: the processes waiting for a token do not each ask the
+            # token endpoint again at once (each asking would only prolong the refusal).
+            held = utcnow() + timedelta(seconds=TOKEN_QUOTA_BACKOFF_SECONDS)
             await self._tokens.release_lease(self._token_name, held_until=held)
             raise
         except BaseException:
@@ -192,6 +202,10 @@ class ZohoClient:
         await self._tokens.store(self._token_name, body["access_token"], expires_at)
         self._cached = StoredToken(access_token=str(body["access_token"]), expires_at=expires_at)
         return self._cached.access_token
+
+
+class TokenQuotaExceeded(TransientError):
+    """Zoho refused a token refresh: over its 10 tokens per refresh token in 10 minutes."""
 
 
 def _auth(token: str) -> dict[str, str]:

@@ -323,7 +323,14 @@ async def test_a_withdrawal_whose_lookup_fails_is_retried_not_recorded() -> None
         assert await rest.withdraw_lead(config, None, LEAD, "k") == "recorded"
         assert await rest.withdraw_lead(config, None, LEAD, "k") == "recorded"
         # An answer the hub cannot read, or a refusal, is no "none" either: it is refused for good.
-        answers[:] = [httpx.Response(200, text="<html>"), httpx.Response(403)]
-        for _ in range(2):
+        answers[:] = [
+            httpx.Response(200, text="<html>"),
+            httpx.Response(200, json={"data": {"id": "CRM-7", "external_id": LEAD}}),  # not a list
+            httpx.Response(200, json={"leads": [{"id": "CRM-7", "external_id": LEAD}]}),  # no data
+            httpx.Response(200, json={"data": [{"external_id": LEAD}]}),  # the match has no id
+            httpx.Response(403),
+        ]
+        for _ in range(5):
             with pytest.raises(PermanentError):
                 await rest.withdraw_lead(config, None, LEAD, "k")
+        assert deleted == ["/d1/api/v1/leads/CRM-7"]  # no other DELETE

@@ -14,6 +14,7 @@ import pytest
 from clients.errors import PermanentError, TransientError
 from clients.zoho import ZohoClient
 from core.settings import Settings
+from core.timeutil import utcnow
 from db.engine import create_engine, session_factory
 from db.tokens import DatabaseTokens
 from simulators import SimulatorConfig
@@ -206,8 +207,14 @@ async def test_a_refresh_refused_for_now_holds_off_the_other_processes(token_sto
             await first.access_token()
         others = [ZohoClient(http, settings_for("http://zoho.example"), token_store) for _ in range(3)]
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr("clients.zoho.REFRESH_LEASE", timedelta(seconds=0.5))  # wait 1 s, not 60
+            patch.setattr("clients.zoho.LEASE_WAIT_LIMIT", 1.0)
             waits = [other.access_token() for other in others]
             results = await asyncio.gather(*waits, return_exceptions=True)
-    assert all(isinstance(result, TransientError) for result in results)
-    assert len(asked) == 1  # the token endpoint was asked once
+        assert all(isinstance(result, TransientError) for result in results)
+        assert len(asked) == 1  # the token endpoint was asked once
+        # A token due for its refresh but still valid is used meanwhile, not waited for.
+        name = f"zoho:{settings_for('http://zoho.example').zoho_client_id}"
+        await token_store.store(name, "1000.still-valid", utcnow() + timedelta(seconds=120))
+        await token_store.release_lease(name, held_until=utcnow() + timedelta(seconds=60))
+        assert await others[0].access_token() == "1000.still-valid"
+    assert len(asked) == 1
