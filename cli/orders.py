@@ -4,35 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from cli.command import Context, Subcommands, command
-from cli.redrive import (
-    BROKE_OFF,
-    Ended,
-    Flow,
-    add_options,
-    any_of,
-    recorded_history,
-    redrive,
-    signals_received,
-    started_with,
-)
+from cli.command import Context, Subcommands
+from cli.redrive import BROKE_OFF, Ended, Flow, add_redrive_command, any_of, deliver_again, redrive
 from contracts.orders import ORDER_CHANGED, VTEX_ORDER_WORKFLOW, VtexOrderInput, signal_order_event
 from core.constants import ORDER_STATE
 from core.vtex import OrderEvent
 
 
 def add_commands(commands: Subcommands, common: argparse.ArgumentParser) -> None:
-    orders = commands.add_parser("orders", help="VTEX orders: redrive")
-    actions = orders.add_subparsers(dest="action", required=True)
-    again = command(
-        actions, "redrive", "land again the orders whose workflow failed, timed out or was terminated",
-        common, redrive_orders,
-    )  # fmt: skip
-    again.add_argument(
-        "--status", action="append", choices=sorted(BROKE_OFF),
-        help="how the run ended; repeat for several (default: all three)",
-    )  # fmt: skip
-    add_options(again)
+    summary = "land again the orders whose workflow failed, timed out or was terminated"
+    add_redrive_command(commands, common, "orders", "VTEX orders: redrive", summary, redrive_orders)
 
 
 async def redrive_orders(args: argparse.Namespace, ctx: Context) -> int:
@@ -47,11 +28,4 @@ async def restart_order(ctx: Context, run: Ended) -> str:
     the order once more; what the ended run had landed already may land a second time, which the silver
     layer's one row per event key absorbs.
     """
-    history = await recorded_history(ctx.client, run)
-    params = await started_with(ctx.client, history, VtexOrderInput)
-    events = [*params.pending, *await signals_received(ctx.client, history, ORDER_CHANGED, OrderEvent)]
-    if not events:
-        return "skipped: the run held no order change"
-    for event in events:
-        await signal_order_event(ctx.client, ctx.settings, event)
-    return f"redriven ({len(events)} change(s) delivered again)"
+    return await deliver_again(ctx, run, VtexOrderInput, ORDER_CHANGED, OrderEvent, signal_order_event)

@@ -22,9 +22,10 @@ from typing import Any, TypeVar
 from temporalio.client import Client, WorkflowExecution, WorkflowHistory
 from temporalio.common import SearchAttributeKey
 
-from cli.command import Context
+from cli.command import Context, Handler, Subcommands, command
 from cli.output import FAILED, Output
 from cli.times import since, visibility_time
+from core.settings import Settings
 
 T = TypeVar("T")
 
@@ -54,6 +55,45 @@ class Flow:
     status_field: str  # the JSON name of ``status_key``'s value, e.g. "lead_status"
     restart: Callable[[Context, Ended], Awaitable[str]]  # restarts one run; says what it did
     superseded_too: bool = False  # also runs a later run of the same workflow followed
+
+
+def add_redrive_command(
+    commands: Subcommands,
+    common: argparse.ArgumentParser,
+    group: str,
+    about: str,
+    summary: str,
+    handler: Handler,
+) -> None:
+    """``hub <group> redrive`` for a flow whose runs broke off (``--status``, then the common options)."""
+    parser = commands.add_parser(group, help=about)
+    actions = parser.add_subparsers(dest="action", required=True)
+    again = command(actions, "redrive", summary, common, handler)
+    again.add_argument(
+        "--status", action="append", choices=sorted(BROKE_OFF),
+        help="how the run ended; repeat for several (default: all three)",
+    )  # fmt: skip
+    add_options(again)
+
+
+async def deliver_again(
+    ctx: Context,
+    run: Ended,
+    started: type[Any],
+    signal: str,
+    change: type[T],
+    send: Callable[[Client, Settings, T], Awaitable[object]],
+) -> str:
+    """Every change the ended run held (``pending``, carried into it, and each ``signal`` it received),
+    delivered again as its webhook would be (``send``). The flow's workflow recognises one it has."""
+    history = await recorded_history(ctx.client, run)
+    params = await started_with(ctx.client, history, started)
+    changes = [*params.pending, *await signals_received(ctx.client, history, signal, change)]
+    if not changes:
+        return "skipped: the run held no change"
+    for held in changes:
+        await send(ctx.client, ctx.settings, held)
+    return f"redriven ({len(changes)} change(s) delivered again)"
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
