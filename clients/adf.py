@@ -75,7 +75,13 @@ def adf_document(
     vendor = ElementTree.SubElement(prospect, "vendor")
     _text(vendor, "id", dealer.id, source=ADF_SOURCE)
     _text(vendor, "vendorname", dealer.name)
-    _text(ElementTree.SubElement(vendor, "contact"), "name", dealer.name, part="full")
+    vendor_contact = ElementTree.SubElement(vendor, "contact")  # a name and an e-mail or phone (DTD)
+    _text(vendor_contact, "name", dealer.name, part="full")
+    inbox = dealer.crm_url.removeprefix("mailto:") if dealer.crm_url.startswith("mailto:") else ""
+    if vendor_email := fields.get("vendor_email") or inbox:
+        _text(vendor_contact, "email", vendor_email)
+    if vendor_phone := fields.get("vendor_phone"):
+        _text(vendor_contact, "phone", vendor_phone, type="voice")
     provider = ElementTree.SubElement(prospect, "provider")
     _text(provider, "name", fields.get("provider", "Integrations Hub"), part="full")
     body = ElementTree.tostring(adf, encoding="unicode")

@@ -119,6 +119,18 @@ class DealerEntry(BaseModel):
             raise ValueError("status_poll_seconds: only REST dealers can be asked for a lead's status")
         return sla
 
+    @model_validator(mode="after")
+    def _adf_vendor_contact(self) -> DealerEntry:
+        # ADF's vendor <contact> needs an e-mail or a phone: a mailto: dealer's inbox serves, one that
+        # takes POSTs names one in its mapping.
+        mapped = {"vendor_email", "vendor_phone"} & set(self.field_mapping)
+        if self.crm.kind == "adf" and not self.crm.url.startswith("mailto:") and not mapped:
+            raise ValueError(
+                'an ADF dealer over HTTP maps vendor_email or vendor_phone (a literal: "=leads@dealer"):'
+                " ADF's vendor contact needs one"
+            )
+        return self
+
 
 class RulesFile(BaseModel):
     model_config = ConfigDict(extra="forbid")

@@ -40,7 +40,8 @@ def parse_adf(document: str) -> AdfLead:
 
     The structure checked: ``adf`` holds a ``prospect`` with an ``id`` (``source`` attribute), an
     ISO 8601 ``requestdate``, a ``vehicle`` with ``make`` and ``model``, a ``customer`` whose
-    ``contact`` has a ``name`` and an ``email`` or ``phone``, and a ``vendor`` with its ``vendorname``.
+    ``contact`` has a ``name`` and an ``email`` or ``phone``, and a ``vendor`` with its ``vendorname``
+    and a ``contact`` with an ``email`` or ``phone``.
     """
     if '<?adf version="1.0"?>' not in document[:200]:
         raise ValueError('missing the <?adf version="1.0"?> processing instruction')
@@ -66,7 +67,11 @@ def parse_adf(document: str) -> AdfLead:
         raise ValueError("customer contact has no <name>")
     if contact.find("email") is None and contact.find("phone") is None:
         raise ValueError("customer contact has neither <email> nor <phone>")
-    _text(_one(prospect, "vendor"), "vendorname")
+    vendor = _one(prospect, "vendor")
+    _text(vendor, "vendorname")
+    vendor_contact = _one(vendor, "contact")
+    if vendor_contact.find("email") is None and vendor_contact.find("phone") is None:
+        raise ValueError("vendor contact has neither <email> nor <phone>")
     fields = {
         "make": _text(vehicle, "make"),
         "model": _text(vehicle, "model"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import httpx
@@ -28,6 +29,7 @@ FIELDS = {
     "city": "Manaus",
     "state": "AM",
     "comments": "Quer test-drive & financiamento",
+    "vendor_email": "vendas@manaus.example",
 }
 WHEN = datetime(2026, 12, 3, 13, 5, 7, tzinfo=UTC)
 
@@ -43,6 +45,16 @@ def test_the_document_has_the_adf_structure_and_the_hubs_key() -> None:
     assert lead.fields["vendor"] == "Concessionária Manaus & Cia"
     assert "<requestdate>2026-12-03T13:05:07+00:00</requestdate>" in document
     assert "<year>2026</year>" in document  # a new car: the request's year unless mapped
+
+
+def test_the_vendor_contact_has_the_dealer_s_inbox_or_its_mapped_address() -> None:
+    """ADF's vendor <contact> needs an e-mail or a phone: the mapped one, or a mailto: dealer's inbox."""
+    mapped = adf_document(DEALER, FIELDS | {"vendor_phone": "+55 92 3000-0000"}, "k", WHEN)
+    assert '<email>vendas@manaus.example</email><phone type="voice">+55 92 3000-0000</phone>' in mapped
+    mailed = replace(DEALER, crm_url="mailto:leads@manaus.example")
+    without = {k: v for k, v in FIELDS.items() if k != "vendor_email"}
+    document = adf_document(mailed, without, "k", WHEN)
+    assert "<email>leads@manaus.example</email></contact></vendor>" in document
 
 
 def test_a_resend_is_marked_and_keeps_its_id() -> None:
@@ -61,6 +73,7 @@ def test_a_resend_is_marked_and_keeps_its_id() -> None:
         ({"email": "", "mobile": ""}, "neither <email> nor <phone>"),
         ({"vehicle_model": ""}, "<vehicle> has no <model>"),
         ({"first_name": "", "last_name": ""}, "contact has no <name>"),
+        ({"vendor_email": ""}, "vendor contact has neither <email> nor <phone>"),
     ],
 )
 def test_the_structure_check_refuses_what_a_dealer_could_not_use(

@@ -677,3 +677,14 @@ async def test_a_webhook_report_stays_due_until_its_run_has_it_and_one_process_h
     (again_due,) = await feedback.due_reports(sessions, later, 10)  # that hand-over failed: due again
     await feedback.handed_on(sessions, again_due.report_id)
     assert await feedback.due_reports(sessions, later + timedelta(days=1), 10) == []
+
+
+def test_an_adf_dealer_over_http_names_its_vendor_contact() -> None:
+    """ADF's vendor <contact> needs an e-mail or a phone; a mailto: dealer's inbox serves, a dealer that
+    takes POSTs maps one."""
+    posted = dealer("adf-http") | {"crm": {"kind": "adf", "url": "https://dealer.example/adf"}}
+    with pytest.raises(ValidationError, match="maps vendor_email or vendor_phone"):
+        RulesFile.model_validate({"dealers": [posted]})
+    named = posted | {"field_mapping": {"external_id": "id", "vendor_email": "=leads@dealer.example"}}
+    mailed = dealer("adf-mail") | {"crm": {"kind": "adf", "url": "mailto:leads@dealer.example"}}
+    assert len(RulesFile.model_validate({"dealers": [named, mailed]}).dealers) == 2

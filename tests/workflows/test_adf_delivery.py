@@ -36,7 +36,7 @@ def adf_rules(sims_url: str) -> RulesFile:
             "name": f"Concessionária {state}",
             "crm": {"kind": "adf", "url": url},
             "routing": {"states": [state], "daily_capacity": 100},
-            "field_mapping": ADF_MAPPING,
+            "field_mapping": {**ADF_MAPPING, "vendor_email": f"=vendas@{dealer_id}.example"},
         }
 
     return RulesFile.model_validate(
