@@ -15,11 +15,18 @@ from temporalio.exceptions import ApplicationError
 from activities.errors import external_call
 from activities.heartbeats import heartbeating
 from clients.dealer_crm import RECORDED, DealerCrm, RestDealerCrm, map_fields
+from clients.errors import PermanentError
 from clients.subscribers import EventPublisher
 from clients.zoho import ZohoClient
 from core.constants import DEALER_STATUSES, LeadStatus, lead_workflow_id
 from core.dealers import DealerConfig
-from core.metrics import DEALER_DELIVERIES, LEAD_RECEIVED_TO_DELIVERED, LEAD_WITHDRAWALS, LEADS_SLA_EXHAUSTED
+from core.metrics import (
+    DEALER_DELIVERIES,
+    LEAD_RECEIVED_TO_DELIVERED,
+    LEAD_WITHDRAWALS,
+    LEADS_SLA_EXHAUSTED,
+    ZOHO_WRITEBACKS_REFUSED,
+)
 from core.timeutil import as_utc, utcnow
 from db import deliveries, feedback, lead_status, routing
 
@@ -572,7 +579,12 @@ class LeadActivities:
                 activity.logger.info("a newer status than %s stands: Zoho keeps it", status)
                 return
         with external_call():
-            await self._zoho.update_lead(params.lead_id, params.fields)
+            try:
+                await self._zoho.update_lead(params.lead_id, params.fields)
+            except PermanentError:
+                # The run logs it and goes on (the lead is at its dealer): support learns of it here.
+                ZOHO_WRITEBACKS_REFUSED.labels("leads").inc()
+                raise
 
     @activity.defn
     async def publish_event(self, params: PublishEventInput) -> PublishEventResult:

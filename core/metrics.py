@@ -110,6 +110,13 @@ LEADS_SLA_EXHAUSTED = Counter(
     ["flow"],
     registry=REGISTRY,
 )
+ZOHO_WRITEBACKS_REFUSED = Counter(
+    "hub_zoho_writebacks_refused_total",
+    "Writes of a lead's outcome back to Zoho that Zoho refused for good (credentials, a picklist value"
+    " the org lacks): the lead's flow went on, Zoho keeps the older value.",
+    ["flow"],
+    registry=REGISTRY,
+)
 LEAD_RECEIVED_TO_DELIVERED = Histogram(
     "hub_lead_received_to_delivered_seconds",
     "Time from a lead's webhook (its status received) to its creation in the dealer's CRM.",

@@ -20,7 +20,7 @@ from clients.dealer_crm import RestDealerCrm, SoapDealerCrm
 from clients.pinned import PinnedTransport
 from clients.subscribers import EventPublisher
 from clients.zoho import ZohoClient
-from core.metrics import LEADS_SLA_EXHAUSTED, start_at_zero
+from core.metrics import LEADS_SLA_EXHAUSTED, ZOHO_WRITEBACKS_REFUSED, start_at_zero
 from core.settings import Settings
 from db.engine import create_engine, session_factory
 from db.tokens import DatabaseTokens
@@ -38,7 +38,8 @@ async def prepare(client: Client, settings: Settings) -> None:
 @asynccontextmanager
 async def open_workers(client: Client, settings: Settings) -> AsyncIterator[list[Worker]]:
     """The role's workers with their clients (built once per process), closed again on exit."""
-    start_at_zero([(LEADS_SLA_EXHAUSTED, ("leads",))])  # its alert counts increases from the first
+    # Their alerts count increases from the first.
+    start_at_zero([(LEADS_SLA_EXHAUSTED, ("leads",)), (ZOHO_WRITEBACKS_REFUSED, ("leads",))])
     engine = create_engine(settings.database_url)
     http = httpx.AsyncClient(timeout=settings.dealer_http_timeout_seconds)
     # Dealer URLs come from the dealers' YAML and their WSDLs: their connections go only to addresses
