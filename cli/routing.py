@@ -72,10 +72,6 @@ async def simulate_lead(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
-LOST = "lost this lead before (withdrawn after its SLA): never chosen again"
-OWES_A_DROP = "its CRM never answered the create, nor yet a drop of this lead: passed over until it has"
-
-
 async def explain_lead(args: argparse.Namespace, ctx: Context) -> int:
     engine = create_engine(ctx.settings.database_url)
     try:
@@ -86,9 +82,7 @@ async def explain_lead(args: argparse.Namespace, ctx: Context) -> int:
             return ctx.out.fail(f"no lead {args.lead_id} in the portal database")
         at = utcnow()
         async with sessions() as session:
-            owing = await deliveries.owing_drop(session, args.lead_id)
-            lost = await deliveries.lost_by(session, args.lead_id)
-        passed_over = {dealer: OWES_A_DROP for dealer in owing} | {dealer: LOST for dealer in lost}
+            passed_over = await deliveries.passed_over(session, args.lead_id)
         explained = (
             await routing.explain(sessions, routing.LeadProfile(**profile), _day(ctx, at), at, passed_over)
             if profile

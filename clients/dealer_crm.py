@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -29,7 +28,7 @@ from clients.errors import (
 )
 from clients.pinned import PinnedSyncTransport, PinnedTransport
 from core.dealers import DealerConfig
-from core.outbound import AddressRules, RefusedUrl, check_url
+from core.outbound import AddressRules, RefusedUrl, check_url, origin
 
 if TYPE_CHECKING:
     # zeep and lxml (about 9 MiB a process) load with the first SOAP dealer's call
@@ -115,11 +114,6 @@ def _id_of(response: httpx.Response) -> str:
         return ""
     value = body.get("id") if isinstance(body, dict) else None
     return "" if value in (None, "") else str(value)
-
-
-def origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
 
 
 # What a withdrawal came to: the CRM dropped the lead, or it cannot, and the hub only recorded it.

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 from standardwebhooks.webhooks import Webhook
 
 from clients.errors import raise_for_status
+from core.outbound import origin
 
 
 class EventPublisher:
@@ -35,12 +35,4 @@ class EventPublisher:
         """Deliver ``event`` to ``url``; raises a Transient/Permanent error on failure."""
         body, headers = self.signed_request(event, timestamp)
         response = await self._http.post(url, content=body, headers=headers)
-        raise_for_status(f"subscriber {shown(url)}", response)
-
-
-def shown(url: str) -> str:
-    """A subscriber's URL as errors and logs carry it: its origin only. Tokens travel in the user info,
-    the query, and (Slack's, Discord's webhooks) the path."""
-    parts = urlsplit(url)
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{parts.hostname}{port}"
+        raise_for_status(f"subscriber {origin(url)}", response)  # no tokens: errors reach logs

@@ -54,6 +54,13 @@ def resolve(host: str) -> list[str]:
         return []
 
 
+def origin(url: str) -> str:
+    """A URL's scheme, host and port (the scheme's default where none is written): where it sends,
+    without its credentials, path or query, which may hold tokens."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+
+
 def check_url(
     url: str,
     *,

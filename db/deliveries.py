@@ -198,12 +198,29 @@ async def owing_drop(session: AsyncSession, lead_id: str) -> set[str]:
     be a second copy, and the drop still owed could no longer be made (asking by the lead's external id
     would find the new delivery too). A new run of the lead makes that drop (after its own claim, which
     passes the dealer over); once the CRM answered, later claims may choose the dealer again."""
-    rows = await session.scalars(
-        select(DeliveryRelease.dealer_id).where(
-            DeliveryRelease.lead_id == lead_id, DeliveryRelease.crm_outcome == PENDING
-        )
+    return {row.dealer_id for row in await _pending_releases(session, lead_id)}
+
+
+async def _pending_releases(
+    session: AsyncSession, lead_id: str, dealer_id: str | None = None
+) -> list[DeliveryRelease]:
+    """The lead's claims released unanswered whose CRM was not yet asked, with an answer, to drop it."""
+    query = select(DeliveryRelease).where(
+        DeliveryRelease.lead_id == lead_id, DeliveryRelease.crm_outcome == PENDING
     )
-    return set(rows)
+    if dealer_id is not None:
+        query = query.where(DeliveryRelease.dealer_id == dealer_id)
+    return list(await session.scalars(query))
+
+
+LOST = "lost this lead before (withdrawn after its SLA): never chosen again"
+OWES_A_DROP = "its CRM never answered the create, nor yet a drop of this lead: passed over until it has"
+
+
+async def passed_over(session: AsyncSession, lead_id: str) -> dict[str, str]:
+    """The dealers routing passes over for the lead whatever the run (``claim_next``), and why."""
+    reasons = dict.fromkeys(await owing_drop(session, lead_id), OWES_A_DROP)
+    return reasons | dict.fromkeys(await lost_by(session, lead_id), LOST)
 
 
 @dataclass(frozen=True)
@@ -231,11 +248,7 @@ async def losses(sessions: async_sessionmaker[AsyncSession], lead_id: str) -> Lo
         current = await session.get(Delivery, lead_id)
         holder = current.dealer_id if current is not None else None
         lost = list(await session.scalars(select(Withdrawal).where(Withdrawal.lead_id == lead_id)))
-        unanswered = await session.scalars(
-            select(DeliveryRelease).where(
-                DeliveryRelease.lead_id == lead_id, DeliveryRelease.crm_outcome == PENDING
-            )
-        )
+        unanswered = await _pending_releases(session, lead_id)
         pending = [
             ToDrop(
                 row.dealer_id,
@@ -505,12 +518,6 @@ async def record_withdrawal(
         lost = await session.get(Withdrawal, (lead_id, dealer_id), with_for_update=True)
         if lost is not None:
             lost.crm_outcome = crm_outcome
-        released = await session.scalars(
-            select(DeliveryRelease).where(
-                DeliveryRelease.lead_id == lead_id,
-                DeliveryRelease.dealer_id == dealer_id,
-                DeliveryRelease.crm_outcome == PENDING,
-            )
-        )
-        for unanswered in released:  # a claim released unanswered: the CRM was asked to drop it
+        # A claim released unanswered: its CRM was asked to drop the lead.
+        for unanswered in await _pending_releases(session, lead_id, dealer_id):
             unanswered.crm_outcome = crm_outcome
