@@ -28,7 +28,7 @@ from core.metrics import (
     ZOHO_WRITEBACKS_REFUSED,
 )
 from core.timeutil import as_utc, utcnow
-from db import deliveries, feedback, lead_status, routing
+from db import deliveries, feedback, lead_status, routing, zoho_writebacks
 
 # Error types the workflow tells apart; listed as non-retryable where retrying cannot help.
 LEAD_NOT_FOUND = "LeadNotFound"
@@ -581,10 +581,31 @@ class LeadActivities:
         with external_call():
             try:
                 await self._zoho.update_lead(params.lead_id, params.fields)
-            except PermanentError:
-                # The run logs it and goes on (the lead is at its dealer): support learns of it here.
+            except PermanentError as error:
+                # The run logs it and goes on (the lead is at its dealer): the fields wait for support's
+                # redrive (``hub parked``), and the count raises an alert.
+                await zoho_writebacks.park(
+                    self._sessions, params.lead_id, params.fields, str(error), utcnow()
+                )
                 ZOHO_WRITEBACKS_REFUSED.labels("leads").inc()
                 raise
+        await zoho_writebacks.written(self._sessions, params.lead_id, params.fields)
+
+    @activity.defn
+    async def redrive_zoho_writeback(self, lead_id: str) -> str:
+        """Write the lead's fields Zoho refused once more (support fixed the cause): ``written``,
+        ``refused again: ...`` (they stay parked) or ``nothing parked``."""
+        parked = await zoho_writebacks.get(self._sessions, lead_id)
+        if parked is None:
+            return "nothing parked"
+        with external_call():
+            try:
+                await self._zoho.update_lead(lead_id, parked.fields)
+            except PermanentError as error:
+                await zoho_writebacks.redriven(self._sessions, lead_id, str(error), utcnow())
+                return f"refused again: {error}"
+        await zoho_writebacks.written(self._sessions, lead_id, parked.fields, redrive=True)
+        return "written"
 
     @activity.defn
     async def publish_event(self, params: PublishEventInput) -> PublishEventResult:

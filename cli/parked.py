@@ -1,20 +1,28 @@
-"""``hub parked``: the runs holding an event a partner refused for good, and their redrive.
+"""``hub parked``: what a partner refused for good, and its redrive.
 
 A run parks an event when Zoho or VTEX refuses it in a way retrying cannot change (revoked credentials,
-a record the hub cannot read). Once the cause is fixed, ``hub parked redrive`` signals each such run to
-try again; a run whose cause is not fixed parks the event again.
+a record the hub cannot read). A lead's run does not wait on Zoho (its dealer's SLA clock runs), so the
+lead fields Zoho refused are parked in the portal database instead (``db.zoho_writebacks``). Once the
+cause is fixed, ``hub parked redrive`` signals each parked run to try again and writes each lead's parked
+fields once more (a ``ZohoWritebackWorkflow`` run per lead); what is still refused stays parked.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+from datetime import timedelta
 from typing import Any
 
+from temporalio.client import WorkflowFailureError
 from temporalio.service import RPCError
 
 from cli.command import Context, Subcommands, command
 from cli.redrive import confirmed
-from core.constants import PARKED, PARTNERS, REDRIVE_PARKED_SIGNAL
+from contracts.leads import start_zoho_writeback_redrive
+from core.constants import PARKED, PARTNERS, REDRIVE_PARKED_SIGNAL, lead_workflow_id
+from db import zoho_writebacks
+from db.engine import create_engine, session_factory
 
 
 def add_commands(commands: Subcommands, common: argparse.ArgumentParser) -> None:
@@ -55,11 +63,49 @@ async def find(ctx: Context, args: argparse.Namespace) -> tuple[list[dict[str, A
     return rows, False
 
 
+async def find_writebacks(ctx: Context, args: argparse.Namespace) -> tuple[list[dict[str, Any]], bool]:
+    """The leads whose fields Zoho refused, oldest first, at most ``--limit``; and whether more are."""
+    if args.partner not in (None, "zoho"):
+        return [], False
+    engine = create_engine(ctx.settings.database_url)
+    try:
+        parked, total = await zoho_writebacks.parked(session_factory(engine), args.limit)
+    finally:
+        await engine.dispose()
+    if total > len(parked):
+        ctx.out.say(
+            f"{total} leads' Zoho write-backs are parked, the oldest {len(parked)} shown: raise --limit"
+        )
+    rows = [
+        {
+            "workflow_id": lead_workflow_id(each.lead_id),
+            "workflow_type": WRITEBACK,
+            "partner": "zoho",
+            # Field names only: their values are the lead's (a redrive writes them).
+            "reason": f"{each.reason} ({', '.join(sorted(each.fields))}; redriven {each.redrives} times)",
+            "lead_id": each.lead_id,
+            "refused_at": each.refused_at.isoformat(),
+        }
+        for each in parked
+    ]
+    return rows, total > len(parked)
+
+
+async def find_all(ctx: Context, args: argparse.Namespace) -> tuple[list[dict[str, Any]], bool]:
+    runs, more_runs = await find(ctx, args)
+    writebacks, more_writebacks = await find_writebacks(ctx, args)
+    return runs + writebacks, more_runs or more_writebacks
+
+
+# Not a run: a lead's fields Zoho refused, kept in the portal database under the lead's id.
+WRITEBACK = "Zoho write-back"
 COLUMNS = {"workflow_id": "WORKFLOW ID", "workflow_type": "TYPE", "partner": "PARTNER", "reason": "WHY"}
+# How long the command waits for each write-back's redrive; one still trying shows in the Web UI.
+REDRIVE_WAIT = timedelta(seconds=60)
 
 
 async def list_parked(args: argparse.Namespace, ctx: Context) -> int:
-    rows, more = await find(ctx, args)
+    rows, more = await find_all(ctx, args)
     if not rows:
         ctx.out.say("no parked events")
         return 0
@@ -69,22 +115,39 @@ async def list_parked(args: argparse.Namespace, ctx: Context) -> int:
 
 async def redrive(args: argparse.Namespace, ctx: Context) -> int:
     out = ctx.out
-    rows, more = await find(ctx, args)
+    rows, more = await find_all(ctx, args)
     if not rows:
         out.say("no parked events")
         return 0
     if not args.yes:
         out.table("parked", rows, COLUMNS)
-        if not confirmed(out, len(rows), "parked run"):
+        if not confirmed(out, len(rows), "parked event"):
             return 1
-    failed = 0
-    for row in rows:
-        try:
-            await ctx.client.get_workflow_handle(row["workflow_id"]).signal(REDRIVE_PARKED_SIGNAL)
-            row["action"] = "redriven"
-        except RPCError as error:  # ended meanwhile, say: the others still go
-            row["action"] = f"failed: {error.status.name if error.status else error}"
-            failed += 1
+    outcomes = await asyncio.gather(*(redrive_one(ctx, row) for row in rows))
+    for row, outcome in zip(rows, outcomes, strict=True):
+        row["action"] = outcome
+    failed = sum(1 for outcome in outcomes if outcome not in REDRIVEN)
     out.table("parked", rows, {**COLUMNS, "action": "ACTION"})
-    out.say(f"{len(rows) - failed} redriven, {failed} failed")
+    out.say(f"{len(rows) - failed} redriven, {failed} failed or still parked")
     return 1 if failed or more else 0
+
+
+# What a redrive that did its part answers; anything else counts as failed.
+REDRIVEN = frozenset({"redriven", "written", "nothing parked"})
+
+
+async def redrive_one(ctx: Context, row: dict[str, Any]) -> str:
+    """Signal a parked run to try again, or write a lead's parked fields once more; what came of it."""
+    try:
+        if row["workflow_type"] != WRITEBACK:
+            await ctx.client.get_workflow_handle(row["workflow_id"]).signal(REDRIVE_PARKED_SIGNAL)
+            return "redriven"
+        handle = await start_zoho_writeback_redrive(ctx.client, ctx.settings, row["lead_id"])
+    except RPCError as error:  # ended meanwhile, say: the others still go
+        return f"failed: {error.status.name if error.status else error}"
+    try:
+        return await asyncio.wait_for(handle.result(), REDRIVE_WAIT.total_seconds())
+    except TimeoutError:
+        return f"still trying: workflow {handle.id} in the Web UI"
+    except WorkflowFailureError as error:
+        return f"failed: {error.cause}"

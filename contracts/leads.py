@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -215,4 +215,29 @@ async def report_dealer_status(
         start_signal_args=[report],
         search_attributes=TypedSearchAttributes([SearchAttributePair(LEAD_ID, lead_id)]),
         rpc_timeout=rpc_timeout,
+    )
+
+
+# Support's redrive of a lead's fields Zoho refused for good (``hub parked redrive``), on the leads queue.
+ZOHO_WRITEBACK_WORKFLOW = "ZohoWritebackWorkflow"
+
+
+def zoho_writeback_workflow_id(lead_id: str) -> str:
+    return f"zoho-writeback-{lead_id}"
+
+
+async def start_zoho_writeback_redrive(
+    client: Client, settings: Settings, lead_id: str
+) -> WorkflowHandle[Any, str]:
+    """Start writing the lead's parked fields to Zoho once more, in a run of their own (a redrive already
+    running is joined); its result: ``written``, ``refused again: ...`` or ``nothing parked``."""
+    return await client.start_workflow(
+        ZOHO_WRITEBACK_WORKFLOW,
+        lead_id,
+        id=zoho_writeback_workflow_id(lead_id),
+        task_queue=settings.leads_task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=TypedSearchAttributes([SearchAttributePair(LEAD_ID, lead_id)]),
+        result_type=str,
     )

@@ -184,6 +184,23 @@ class LeadStatusChange(Base):
     delivery_claimed_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
+class ZohoWritebackRefused(Base):
+    """A lead's fields Zoho refused for good (revoked credentials, a picklist value the org lacks): the
+    lead's run went on, so they wait here until support fixes the cause and redrives them (``hub parked``).
+
+    ``fields`` holds the newest refused value of each field; a later write of a field that Zoho took
+    removes it, so a redrive never puts back an older value. ``reason``: the error's type and Zoho's code,
+    never its message (it may echo the fields)."""
+
+    __tablename__ = "zoho_writebacks_refused"
+
+    lead_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    fields: Mapped[dict[str, Any]] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(Text)
+    refused_at: Mapped[datetime] = mapped_column(index=True)
+    redrives: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class OAuthToken(Base):
     """An access token shared by every worker, so the provider's token quota is respected."""
 

@@ -78,6 +78,9 @@ class ZohoState:
     token_expiry: dict[str, float] = field(default_factory=dict)
     issued_at: dict[str, deque[float]] = field(default_factory=dict)
     counters: ZohoCounters = field(default_factory=ZohoCounters)
+    # Restricted picklists of the org (field → the values it allows): an update with another value is
+    # refused with INVALID_DATA, as Zoho refuses one its admin removed. None set: every value goes.
+    picklists: dict[str, list[str]] = field(default_factory=dict)
     # Time-based start: ids stay unique across restarts, as Zoho's do (workflow ids derive from them).
     next_sequence: int = field(default_factory=lambda: int(time.time() * 1000) % 10**12)
 

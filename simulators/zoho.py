@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 import httpx
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from simulators.faults import ZOHO_TARGET, Fault, take_fault
 from simulators.leads import BRT, INTEGRATION_USER, zoho_timestamp
@@ -136,10 +136,22 @@ async def update_lead(lead_id: str, request: Request, state: StateDep) -> JSONRe
     lead = state.zoho.leads.get(lead_id)
     if lead is None:
         return invalid_id(lead_id)
+    refused = outside_picklists(state, record)
+    if refused is not None:
+        return refused
     state.zoho.counters.lead_updates += 1
     now = zoho_timestamp(datetime.now(BRT))
     item = apply_update(state, lead, record, payload, now, state.zoho.updates)
     return JSONResponse({"data": [item]})
+
+
+def outside_picklists(state: SimulatorState, record: dict[str, Any]) -> JSONResponse | None:
+    """Zoho's refusal of a record holding a value its restricted picklist lacks, naming the field."""
+    for name, allowed in state.zoho.picklists.items():
+        if name in record and record[name] not in allowed:
+            item = {"code": "INVALID_DATA", "details": {"api_name": name}, "message": "invalid data"}
+            return JSONResponse({"data": [{**item, "status": "error"}]}, status_code=400)
+    return None
 
 
 async def read_update(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -243,6 +255,21 @@ async def fire_webhook(
 ) -> dict[str, Any]:
     """Fire a lead's workflow-rule webhook at the project's API and report its answer."""
     return await send_lead_webhook(state, _known_lead(state, lead_id), (options or WebhookRequest()).format)
+
+
+class Picklist(BaseModel):
+    field: str = Field(min_length=1, description="a field's API name, such as Lead_Status")
+    values: list[str] | None = Field(description="the values the org allows; null: any value again")
+
+
+@control_router.post("/picklists")
+async def restrict_picklist(picklist: Picklist, state: StateDep) -> dict[str, Any]:
+    """Restrict a field to some values (an admin removed one from its picklist), or lift that."""
+    if picklist.values is None:
+        state.zoho.picklists.pop(picklist.field, None)
+    else:
+        state.zoho.picklists[picklist.field] = picklist.values
+    return {"picklists": state.zoho.picklists}
 
 
 @control_router.get("/leads/{lead_id}")

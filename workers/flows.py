@@ -27,8 +27,9 @@ from db.tokens import DatabaseTokens
 from workers.options import shutdown_options, webhook_queue_polling, workflow_options
 from workflows.lead_distribution import LeadDistributionWorkflow
 from workflows.opportunity_sync import OpportunitySyncWorkflow
+from workflows.zoho_writeback import ZohoWritebackWorkflow
 
-WORKFLOWS: tuple[type, ...] = (LeadDistributionWorkflow, OpportunitySyncWorkflow)
+WORKFLOWS: tuple[type, ...] = (LeadDistributionWorkflow, OpportunitySyncWorkflow, ZohoWritebackWorkflow)
 
 
 async def prepare(client: Client, settings: Settings) -> None:
@@ -78,7 +79,7 @@ async def open_workers(client: Client, settings: Settings) -> AsyncIterator[list
             Worker(
                 client,
                 task_queue=settings.leads_task_queue,
-                workflows=[LeadDistributionWorkflow],
+                workflows=[LeadDistributionWorkflow, ZohoWritebackWorkflow],
                 **workflow_options(settings),
                 **polling,
                 activities=[
@@ -91,6 +92,7 @@ async def open_workers(client: Client, settings: Settings) -> AsyncIterator[list
                     leads.lookup_dealer,
                     leads.deliver_lead,
                     leads.update_zoho_lead,
+                    leads.redrive_zoho_writeback,
                     leads.publish_event,
                     leads.follow_plan,
                     leads.poll_dealer_status,

@@ -26,6 +26,7 @@ from workflows.vtex_feed_reconcile import VtexFeedReconcileWorkflow
 from workflows.vtex_hook_config import VtexHookConfigWorkflow
 from workflows.vtex_order import VtexOrderWorkflow
 from workflows.vtex_order_backfill import OrderBackfillWorkflow
+from workflows.zoho_writeback import ZohoWritebackWorkflow
 
 # Every workflow some worker role registers (tests/architecture/test_layers.py checks the roles cover them).
 WORKFLOWS: tuple[type, ...] = (
@@ -39,6 +40,7 @@ WORKFLOWS: tuple[type, ...] = (
     CustomerSyncWorkflow,
     LeadWarehouseSyncWorkflow,
     DbtBuildWorkflow,
+    ZohoWritebackWorkflow,
 )
 
 

@@ -103,3 +103,46 @@ async def test_an_order_the_oms_refuses_is_parked_then_landed_once(hub: Hub, hub
     rows = await eventually(version_landed, timeout=60)
     assert len(rows) == 1
     assert not await parked_run(hub, workflow_id, "vtex")
+
+
+async def restrict(hub: Hub, field: str, values: list[str] | None) -> None:
+    """The Zoho org's admin restricts a picklist to ``values`` (None: lifts it)."""
+    response = await hub.http.post(
+        f"{hub.sims_url}/_control/zoho/picklists", json={"field": field, "values": values}
+    )
+    response.raise_for_status()
+
+
+async def test_a_lead_outcome_zoho_refuses_is_parked_for_support_and_written_by_the_redrive(
+    hub: Hub, hub_cli: HubCli
+) -> None:
+    """Zoho's admin removed "delivered" from Status_Distribuicao: the lead still reaches its dealer (its
+    run does not wait on Zoho), the refused fields wait in the portal database, and once the value is
+    back, ``hub parked redrive`` writes them."""
+    await restrict(hub, "Status_Distribuicao", ["received", "failed", "unrouted"])
+    lead_id = await hub.create_lead(State="MG", City="Contagem")
+    await hub.post_webhook(lead_id)
+    result = await hub.handle(lead_id).result()
+    assert (result.status, result.dealer_id) == ("delivered", "rest-mg")
+    zoho = (await hub.http.get(f"{hub.sims_url}/_control/zoho/leads/{lead_id}")).json()["lead"]
+    assert zoho.get("Status_Distribuicao") != "delivered"
+
+    listed = await hub_cli(hub.settings, "--json", "parked", "list", "--partner", "zoho")
+    assert listed.code == 0, listed.err
+    [row] = [row for row in listed.lines("parked") if row["workflow_id"] == f"lead-{lead_id}"]
+    assert row["workflow_type"] == "Zoho write-back" and "INVALID_DATA" in row["reason"]
+    assert "Concessionaria_Id, Status_Distribuicao" in row["reason"]
+    again = await hub_cli(hub.settings, "--json", "parked", "redrive", "--partner", "zoho", "--yes")
+    assert again.code == 1  # still refused: it stays parked
+    assert {r["workflow_id"]: r["action"] for r in again.lines("parked")}[f"lead-{lead_id}"].startswith(
+        "refused again"
+    )
+
+    await restrict(hub, "Status_Distribuicao", None)
+    done = await hub_cli(hub.settings, "--json", "parked", "redrive", "--partner", "zoho", "--yes")
+    assert done.code == 0, done.err
+    assert {r["workflow_id"]: r["action"] for r in done.lines("parked")}[f"lead-{lead_id}"] == "written"
+    zoho = (await hub.http.get(f"{hub.sims_url}/_control/zoho/leads/{lead_id}")).json()["lead"]
+    assert (zoho["Status_Distribuicao"], zoho["Concessionaria_Id"]) == ("delivered", "rest-mg")
+    after = await hub_cli(hub.settings, "parked", "list", "--partner", "zoho")
+    assert after.code == 0 and "no parked events" in after.out

@@ -36,7 +36,7 @@ from contracts.dbt_build import (
     dbt_build_workflow_id,
     send_build_request,
 )
-from contracts.leads import AssignDealerInput
+from contracts.leads import AssignDealerInput, start_zoho_writeback_redrive
 from contracts.orders import STATUS_QUERY as ORDER_STATUS_QUERY
 from contracts.orders import VtexOrderStatus
 from core.constants import (
@@ -319,6 +319,21 @@ async def test_record_opportunity_parked_then_redriven(hub: Hub) -> None:
     await hub.client.get_workflow_handle(workflow_id).signal(REDRIVE_PARKED_SIGNAL)
     await hub.client.get_workflow_handle(workflow_id).result()
     await save(hub.client, workflow_id, "opportunity_parked_then_redriven")
+
+
+async def test_record_zoho_writeback_redriven(hub: Hub) -> None:
+    """A lead whose outcome Zoho refused (a picklist value its admin removed, then put back): support's
+    redrive writes the parked fields."""
+    picklist = f"{hub.sims_url}/_control/zoho/picklists"
+    restricted = {"field": "Status_Distribuicao", "values": ["received"]}
+    (await hub.http.post(picklist, json=restricted)).raise_for_status()
+    lead_id = await hub.create_lead(State="MG", City="Contagem")
+    await hub.post_webhook(lead_id)
+    await hub.handle(lead_id).result()
+    (await hub.http.post(picklist, json={**restricted, "values": None})).raise_for_status()
+    redrive = await start_zoho_writeback_redrive(hub.client, hub.settings, lead_id)
+    assert await redrive.result() == "written"
+    await save(hub.client, redrive.id, "zoho_writeback_redriven")
 
 
 async def test_record_vtex_order_parked_then_redriven(hub: Hub) -> None:
