@@ -41,7 +41,8 @@ def adf_document(
     """The ADF 1.0 document of one lead: prospect (id, requestdate, vehicle, customer, vendor, provider).
 
     ``fields`` are the lead mapped with the dealer's field mapping, under the names above (``vehicle_``
-    prefixed for the vehicle, ``city``/``state`` for the address, ``comments``).
+    prefixed for the vehicle, ``street``/``city``/``state``/``postal_code``/``country`` for the address,
+    ``comments``).
     """
     adf = ElementTree.Element("adf")
     prospect = ElementTree.SubElement(adf, "prospect", status="resend" if resend else "new")
@@ -64,12 +65,8 @@ def adf_document(
     for name, kind in PHONE_TYPES.items():
         if value := fields.get(name):
             _text(contact, "phone", value, type=kind)
-    if fields.get("city") or fields.get("state"):
-        address = ElementTree.SubElement(contact, "address")
-        if city := fields.get("city"):
-            _text(address, "city", city)
-        if state := fields.get("state"):
-            _text(address, "regioncode", state)
+    if any(fields.get(name) for name in ADDRESS):
+        _address(contact, fields)
     if comments := fields.get("comments"):
         _text(customer, "comments", comments)
     vendor = ElementTree.SubElement(prospect, "vendor")
@@ -87,6 +84,27 @@ def adf_document(
     body = ElementTree.tostring(adf, encoding="unicode")
     # The spec's own <?ADF VERSION "1.0"?> is not well-formed XML; receivers accept this form.
     return f'<?xml version="1.0" encoding="UTF-8"?>\n<?adf version="1.0"?>\n{body}\n'
+
+
+# The address's parts in the order the DTD gives them (street+, apartment?, city?, regioncode?,
+# postalcode?, country?), under the mapped names that fill them.
+ADDRESS = {
+    "street": "street",
+    "city": "city",
+    "state": "regioncode",
+    "postal_code": "postalcode",
+    "country": "country",
+}
+
+
+def _address(contact: ElementTree.Element, fields: Mapping[str, str]) -> None:
+    """The customer's address; its one required part, a street line, is empty where none is mapped (a
+    receiver still takes the city and state)."""
+    address = ElementTree.SubElement(contact, "address")
+    _text(address, "street", fields.get("street", ""), line="1")
+    for name, tag in ADDRESS.items():
+        if name != "street" and (value := fields.get(name)):
+            _text(address, tag, value)
 
 
 def _text(parent: ElementTree.Element, tag: str, text: str, **attributes: str) -> ElementTree.Element:

@@ -40,8 +40,9 @@ def parse_adf(document: str) -> AdfLead:
 
     The structure checked: ``adf`` holds a ``prospect`` with an ``id`` (``source`` attribute), an
     ISO 8601 ``requestdate``, a ``vehicle`` with ``make`` and ``model``, a ``customer`` whose
-    ``contact`` has a ``name`` and an ``email`` or ``phone``, and a ``vendor`` with its ``vendorname``
-    and a ``contact`` with an ``email`` or ``phone``.
+    ``contact`` has a ``name`` and an ``email`` or ``phone`` (and an ``address``, if any, whose parts
+    start with a ``street`` and keep the DTD's order), and a ``vendor`` with its ``vendorname`` and a
+    ``contact`` with an ``email`` or ``phone``.
     """
     if '<?adf version="1.0"?>' not in document[:200]:
         raise ValueError('missing the <?adf version="1.0"?> processing instruction')
@@ -67,6 +68,9 @@ def parse_adf(document: str) -> AdfLead:
         raise ValueError("customer contact has no <name>")
     if contact.find("email") is None and contact.find("phone") is None:
         raise ValueError("customer contact has neither <email> nor <phone>")
+    address = contact.find("address")
+    if address is not None:
+        _check_address(address)
     vendor = _one(prospect, "vendor")
     _text(vendor, "vendorname")
     vendor_contact = _one(vendor, "contact")
@@ -78,10 +82,25 @@ def parse_adf(document: str) -> AdfLead:
         "names": {name.get("part", "full"): name.text for name in contact.findall("name")},
         "email": contact.findtext("email"),
         "phones": [phone.text for phone in contact.findall("phone")],
+        "address": {} if address is None else {part.tag: part.text or "" for part in address},
         "vendor": _text(_one(prospect, "vendor"), "vendorname"),
     }
     status = prospect.get("status", "new")
     return AdfLead(str(lead_id.text).strip(), str(lead_id.get("source")), status, fields)
+
+
+# The DTD's address: (street+, apartment?, city?, regioncode?, postalcode?, country?), in this order.
+ADDRESS_PARTS = ("street", "apartment", "city", "regioncode", "postalcode", "country")
+
+
+def _check_address(address: ElementTree.Element) -> None:
+    tags = [part.tag for part in address]
+    streets = next((n for n, tag in enumerate(tags) if tag != "street"), len(tags))
+    if not 1 <= streets <= 5:
+        raise ValueError("customer <address> does not start with one to five <street> lines")
+    rest = tags[streets:]
+    if not set(rest) <= set(ADDRESS_PARTS[1:]) or rest != sorted(set(rest), key=ADDRESS_PARTS.index):
+        raise ValueError(f"customer <address> holds {tags}, not the ADF order of {ADDRESS_PARTS}")
 
 
 def _one(parent: ElementTree.Element, tag: str) -> ElementTree.Element:

@@ -133,3 +133,38 @@ async def test_a_receiver_that_already_holds_the_lead_has_it() -> None:
         key = "lead-5725767000000123456-d1"
         assert await crm.create_lead(dealer, {}, "5725767000000123456", key, attempt=2) == key
     assert len(posted) == 1
+
+
+def test_the_customer_address_has_the_dtd_s_street_and_order() -> None:
+    """ADF's address is (street+, apartment?, city?, regioncode?, postalcode?, country?): a street line
+    comes first, empty where none is mapped, so a receiver validating against the DTD takes the lead."""
+    mapped = {**FIELDS, "street": "Rua das Flores, 12", "postal_code": "69005-000", "country": "BR"}
+    lead = parse_adf(adf_document(DEALER, mapped, "lead-1-dealer-am", WHEN))
+    assert lead.fields["address"] == {
+        "street": "Rua das Flores, 12",
+        "city": "Manaus",
+        "regioncode": "AM",
+        "postalcode": "69005-000",
+        "country": "BR",
+    }
+    assert '<street line="1">' in adf_document(DEALER, mapped, "lead-1-dealer-am", WHEN)
+    assert parse_adf(adf_document(DEALER, FIELDS, "lead-1-dealer-am", WHEN)).fields["address"] == {
+        "street": "",
+        "city": "Manaus",
+        "regioncode": "AM",
+    }
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "<address><city>Manaus</city></address>",
+        '<address><street line="1">x</street><regioncode>AM</regioncode><city>Manaus</city></address>',
+        '<address><street line="1">x</street><city>a</city><city>b</city></address>',
+    ],
+)
+def test_the_inbox_refuses_an_address_out_of_the_dtd(address: str) -> None:
+    document = adf_document(DEALER, {**FIELDS, "city": "", "state": ""}, "lead-1-dealer-am", WHEN)
+    broken = document.replace("</phone>", "</phone>" + address, 1)
+    with pytest.raises(ValueError, match="address"):
+        parse_adf(broken)
