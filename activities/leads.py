@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -15,7 +15,7 @@ from temporalio.exceptions import ApplicationError
 from activities.errors import external_call
 from activities.heartbeats import heartbeating
 from clients.dealer_crm import RECORDED, DealerCrm, RestDealerCrm, map_fields
-from clients.errors import PermanentError
+from clients.errors import PermanentError, TransientError
 from clients.subscribers import EventPublisher
 from clients.zoho import ZohoClient
 from core.constants import DEALER_STATUSES, LeadStatus, lead_workflow_id
@@ -32,6 +32,8 @@ from db import deliveries, feedback, lead_status, routing, zoho_writebacks
 
 # Error types the workflow tells apart; listed as non-retryable where retrying cannot help.
 LEAD_NOT_FOUND = "LeadNotFound"
+# The backoff assumed before a step's next attempt where its retry policy names no maximum.
+LAST_CHANCE_MARGIN = timedelta(minutes=5)
 DEALER_REJECTED = "DealerRejected"
 UNKNOWN_DEALER = "UnknownDealer"
 LEAD_MOVED_ON = "LeadMovedOn"  # the delivery asked for is no longer the lead's decision
@@ -578,34 +580,56 @@ class LeadActivities:
             if await deliveries.superseded(self._sessions, params.lead_id, dealer_id, status, reported_at):
                 activity.logger.info("a newer status than %s stands: Zoho keeps it", status)
                 return
-        with external_call():
-            try:
-                await self._zoho.update_lead(params.lead_id, params.fields)
-            except PermanentError as error:
-                # The run logs it and goes on (the lead is at its dealer): the fields wait for support's
-                # redrive (``hub parked``), and the count raises an alert.
-                await zoho_writebacks.park(
-                    self._sessions, params.lead_id, params.fields, str(error), utcnow()
-                )
+        lead_id, fields = params.lead_id, params.fields
+        try:
+            if await zoho_writebacks.get(self._sessions, lead_id) is None:  # the usual case
+                refusal = await self._write_to_zoho(lead_id, fields)
+                if refusal is not None:
+                    await zoho_writebacks.park(self._sessions, lead_id, fields, str(refusal), utcnow())
+            else:  # one at a time with a redrive of the parked fields, and take what Zoho took off them
+                async with zoho_writebacks.hold(self._sessions, lead_id, across_call=True) as held:
+                    refusal = await self._write_to_zoho(lead_id, fields)
+                    if refusal is None:
+                        held.took(fields)
+                    else:
+                        held.refused(fields, str(refusal), utcnow())
+        except TransientError as error:
+            if last_chance(activity.info()):  # Zoho away or out of credits for the whole window
+                await zoho_writebacks.park(self._sessions, lead_id, fields, f"{error}, all along", utcnow())
                 ZOHO_WRITEBACKS_REFUSED.labels("leads").inc()
+            with external_call():
                 raise
-        await zoho_writebacks.written(self._sessions, params.lead_id, params.fields)
+        if refusal is not None:
+            # The run logs it and goes on (the lead is at its dealer): the fields wait for support's
+            # redrive (``hub parked``), and the count raises an alert.
+            ZOHO_WRITEBACKS_REFUSED.labels("leads").inc()
+            with external_call():
+                raise refusal
 
     @activity.defn
     async def redrive_zoho_writeback(self, lead_id: str) -> str:
         """Write the lead's fields Zoho refused once more (support fixed the cause): ``written``,
-        ``refused again: ...`` (they stay parked) or ``nothing parked``."""
-        parked = await zoho_writebacks.get(self._sessions, lead_id)
-        if parked is None:
-            return "nothing parked"
+        ``refused again: ...`` (they stay parked) or ``nothing parked``. The parked row stays locked
+        meanwhile, so the lead's own run never writes a newer value in between."""
         with external_call():
-            try:
-                await self._zoho.update_lead(lead_id, parked.fields)
-            except PermanentError as error:
-                await zoho_writebacks.redriven(self._sessions, lead_id, str(error), utcnow())
-                return f"refused again: {error}"
-        await zoho_writebacks.written(self._sessions, lead_id, parked.fields, redrive=True)
-        return "written"
+            async with zoho_writebacks.hold(self._sessions, lead_id, across_call=True) as held:
+                fields = held.fields
+                if fields is None:
+                    return "nothing parked"
+                refusal = await self._write_to_zoho(lead_id, fields)
+                if refusal is None:
+                    held.took(fields)
+                    return "written"
+                held.refused({}, str(refusal), utcnow(), redrive=True)
+        return f"refused again: {refusal}"
+
+    async def _write_to_zoho(self, lead_id: str, fields: dict[str, Any]) -> PermanentError | None:
+        """Zoho's refusal for good, or None once it took the fields (a failure worth retrying raises)."""
+        try:
+            await self._zoho.update_lead(lead_id, fields)
+        except PermanentError as error:
+            return error
+        return None
 
     @activity.defn
     async def publish_event(self, params: PublishEventInput) -> PublishEventResult:
@@ -623,6 +647,16 @@ class LeadActivities:
             if not info.is_local:
                 activity.heartbeat(delivered)
         return PublishEventResult(delivered_to=delivered)
+
+
+def last_chance(info: activity.Info) -> bool:
+    """Whether an activity's retries end before its next attempt could start: within its longest
+    backoff of its schedule-to-close deadline (never for a local activity: an activity takes over)."""
+    if info.is_local or not info.schedule_to_close_timeout:
+        return False
+    policy = info.retry_policy
+    backoff = policy.maximum_interval if policy and policy.maximum_interval else LAST_CHANCE_MARGIN
+    return utcnow() + backoff >= info.scheduled_time + info.schedule_to_close_timeout
 
 
 def _lead_source(lead: dict[str, Any]) -> str | None:

@@ -26,6 +26,7 @@ import sys
 
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
+from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import WorkflowFailureError
 from temporalio.service import RPCError
 
@@ -34,6 +35,7 @@ from cli.command import Context
 from cli.output import FAILED, Output
 from core.settings import Settings, get_settings
 from core.temporal import connect, temporal_unavailable
+from db.engine import database_unavailable
 
 
 def parser() -> argparse.ArgumentParser:
@@ -84,6 +86,12 @@ async def execute(args: argparse.Namespace, settings: Settings) -> int:
         if isinstance(error, RPCError):
             return out.fail(
                 f"Temporal refused the call ({error.status.name if error.status else '?'}): {error}"
+            )
+        raise
+    except SQLAlchemyError as error:
+        if database_unavailable(error):
+            return out.fail(
+                f"cannot reach the portal database ({type(error).__name__}): see HUB_DATABASE_URL"
             )
         raise
     return code

@@ -14,13 +14,15 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ActivityError
 from temporalio.service import RPCError
 
 from cli.command import Context, Subcommands, command
 from cli.redrive import confirmed
-from contracts.leads import start_zoho_writeback_redrive
-from core.constants import PARKED, PARTNERS, REDRIVE_PARKED_SIGNAL, lead_workflow_id
+from contracts.leads import start_zoho_writeback_redrive, zoho_writeback_workflow_id
+from core.constants import PARKED, PARTNERS, REDRIVE_PARKED_SIGNAL
 from db import zoho_writebacks
 from db.engine import create_engine, session_factory
 
@@ -36,6 +38,10 @@ def add_commands(commands: Subcommands, common: argparse.ArgumentParser) -> None
     again.add_argument(
         "--yes", action="store_true", help="redrive without asking (needed without a terminal)"
     )
+    drop = command(
+        actions, "discard", "drop a lead's parked Zoho write-back Zoho will never take", common, discard
+    )
+    drop.add_argument("lead_id", help="the Zoho lead id (its write-back is listed as zoho-writeback-<id>)")
 
 
 def parked_query(partner: str | None) -> str:
@@ -63,22 +69,28 @@ async def find(ctx: Context, args: argparse.Namespace) -> tuple[list[dict[str, A
     return rows, False
 
 
-async def find_writebacks(ctx: Context, args: argparse.Namespace) -> tuple[list[dict[str, Any]], bool]:
-    """The leads whose fields Zoho refused, oldest first, at most ``--limit``; and whether more are."""
+class DatabaseAway(Exception):
+    """The portal database could not be read: the parked write-backs are unknown."""
+
+
+async def find_writebacks(
+    ctx: Context, args: argparse.Namespace, limit: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """The leads whose fields Zoho refused, oldest first, at most ``limit``; and whether more are."""
     if args.partner not in (None, "zoho"):
         return [], False
     engine = create_engine(ctx.settings.database_url)
     try:
-        parked, total = await zoho_writebacks.parked(session_factory(engine), args.limit)
+        parked, total = await zoho_writebacks.parked(session_factory(engine), limit)
+    except SQLAlchemyError as error:
+        raise DatabaseAway(type(error).__name__) from error
     finally:
         await engine.dispose()
     if total > len(parked):
-        ctx.out.say(
-            f"{total} leads' Zoho write-backs are parked, the oldest {len(parked)} shown: raise --limit"
-        )
+        ctx.out.say(f"{total} leads' Zoho write-backs are parked, {len(parked)} shown: raise --limit")
     rows = [
         {
-            "workflow_id": lead_workflow_id(each.lead_id),
+            "workflow_id": zoho_writeback_workflow_id(each.lead_id),  # the run a redrive starts
             "workflow_type": WRITEBACK,
             "partner": "zoho",
             # Field names only: their values are the lead's (a redrive writes them).
@@ -92,23 +104,31 @@ async def find_writebacks(ctx: Context, args: argparse.Namespace) -> tuple[list[
 
 
 async def find_all(ctx: Context, args: argparse.Namespace) -> tuple[list[dict[str, Any]], bool]:
+    """The parked runs, then the parked write-backs, at most ``--limit`` in all; and whether more are.
+    A portal database that cannot be read is said, and counts as more (the command exits 1)."""
     runs, more_runs = await find(ctx, args)
-    writebacks, more_writebacks = await find_writebacks(ctx, args)
+    try:
+        writebacks, more_writebacks = await find_writebacks(ctx, args, args.limit - len(runs))
+    except DatabaseAway as error:
+        ctx.out.say(f"the portal database could not be read ({error}): Zoho write-backs not listed")
+        return runs, True
     return runs + writebacks, more_runs or more_writebacks
 
 
-# Not a run: a lead's fields Zoho refused, kept in the portal database under the lead's id.
+# Not a run: a lead's fields Zoho refused, kept in the portal database.
 WRITEBACK = "Zoho write-back"
 COLUMNS = {"workflow_id": "WORKFLOW ID", "workflow_type": "TYPE", "partner": "PARTNER", "reason": "WHY"}
 # How long the command waits for each write-back's redrive; one still trying shows in the Web UI.
 REDRIVE_WAIT = timedelta(seconds=60)
+# Redrives at once: their writes share the leads queue with deliveries, and Zoho's API credits.
+REDRIVES_AT_ONCE = 10
 
 
 async def list_parked(args: argparse.Namespace, ctx: Context) -> int:
     rows, more = await find_all(ctx, args)
     if not rows:
         ctx.out.say("no parked events")
-        return 0
+        return 1 if more else 0
     ctx.out.table("parked", rows, COLUMNS)
     return 1 if more else 0
 
@@ -118,12 +138,18 @@ async def redrive(args: argparse.Namespace, ctx: Context) -> int:
     rows, more = await find_all(ctx, args)
     if not rows:
         out.say("no parked events")
-        return 0
+        return 1 if more else 0
     if not args.yes:
         out.table("parked", rows, COLUMNS)
         if not confirmed(out, len(rows), "parked event"):
             return 1
-    outcomes = await asyncio.gather(*(redrive_one(ctx, row) for row in rows))
+    turns = asyncio.Semaphore(REDRIVES_AT_ONCE)
+
+    async def in_turn(row: dict[str, Any]) -> str:
+        async with turns:
+            return await redrive_one(ctx, row)
+
+    outcomes = await asyncio.gather(*(in_turn(row) for row in rows))
     for row, outcome in zip(rows, outcomes, strict=True):
         row["action"] = outcome
     failed = sum(1 for outcome in outcomes if outcome not in REDRIVEN)
@@ -149,5 +175,22 @@ async def redrive_one(ctx: Context, row: dict[str, Any]) -> str:
         return await asyncio.wait_for(handle.result(), REDRIVE_WAIT.total_seconds())
     except TimeoutError:
         return f"still trying: workflow {handle.id} in the Web UI"
-    except WorkflowFailureError as error:
-        return f"failed: {error.cause}"
+    except WorkflowFailureError as error:  # the activity's own failure, not "Activity task failed"
+        cause = error.cause
+        return f"failed: {cause.cause if isinstance(cause, ActivityError) and cause.cause else cause}"
+    except RPCError as error:
+        return f"failed: {error.status.name if error.status else error}"
+
+
+async def discard(args: argparse.Namespace, ctx: Context) -> int:
+    """Drop a lead's parked write-back: the lead is gone from Zoho, say, so no redrive can write it."""
+    engine = create_engine(ctx.settings.database_url)
+    try:
+        fields = await zoho_writebacks.discard(session_factory(engine), args.lead_id)
+    finally:
+        await engine.dispose()
+    if fields is None:
+        ctx.out.say(f"no Zoho write-back of lead {args.lead_id} is parked")
+        return 1
+    ctx.out.say(f"lead {args.lead_id}: parked Zoho write-back of {', '.join(sorted(fields))} discarded")
+    return 0

@@ -113,7 +113,8 @@ LEADS_SLA_EXHAUSTED = Counter(
 ZOHO_WRITEBACKS_REFUSED = Counter(
     "hub_zoho_writebacks_refused_total",
     "Writes of a lead's outcome back to Zoho that Zoho refused for good (credentials, a picklist value"
-    " the org lacks): the lead's flow went on; the fields wait for hub parked redrive.",
+    " the org lacks) or that failed for their whole retry window: the lead's flow went on; the fields"
+    " wait for hub parked redrive.",
     ["flow"],
     registry=REGISTRY,
 )

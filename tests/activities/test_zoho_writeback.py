@@ -3,14 +3,18 @@ the run only logs it and goes on."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -40,25 +44,28 @@ async def test_a_write_back_zoho_refuses_for_good_is_counted_one_it_may_take_lat
         body = {"data": [{"code": "INVALID_DATA", "status": "error", "message": "invalid picklist value"}]}
         return httpx.Response(answer, json=body)
 
-    settings = Settings(
-        environment="test", zoho_api_base_url="http://zoho.example", zoho_accounts_url="http://zoho.example"
-    )
-    async with httpx.AsyncClient(transport=httpx.MockTransport(zoho)) as http:
-        zoho_client = ZohoClient(http, settings, DatabaseTokens(sessions))
-        steps = LeadActivities(
-            sessions,
-            zoho_client,
-            {},
-            EventPublisher(http, settings.event_signing_secret.get_secret_value()),
-            [],
-        )
+    async with zoho_steps(sessions, httpx.MockTransport(zoho)) as steps:
         before = refused()
         with pytest.raises(ApplicationError) as failed:
-            await ActivityEnvironment().run(
+            await attempt(timedelta(hours=6)).run(
                 steps.update_zoho_lead, UpdateZohoLeadInput(lead_id=LEAD, fields={"Lead_Status": "Sold"})
             )
     assert failed.value.non_retryable is (answer == 400)
     assert refused() - before == counted
+    assert (await zoho_writebacks.get(sessions, LEAD) is not None) is bool(counted)
+
+
+def attempt(left: timedelta) -> ActivityEnvironment:
+    """An attempt of a step retried for 6 hours (backoff up to 5 minutes), ``left`` before its end."""
+    environment = ActivityEnvironment()
+    window = timedelta(hours=6)
+    environment.info = dataclasses.replace(
+        environment.info,
+        schedule_to_close_timeout=window,
+        scheduled_time=utcnow() - window + left,
+        retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=5)),
+    )
+    return environment
 
 
 @asynccontextmanager
@@ -78,10 +85,19 @@ async def lead_steps(
         written.append(record)
         return httpx.Response(200, json={"data": [{"code": "SUCCESS", "status": "success"}]})
 
+    async with zoho_steps(sessions, httpx.MockTransport(zoho)) as steps:
+        yield steps
+
+
+@asynccontextmanager
+async def zoho_steps(
+    sessions: async_sessionmaker[AsyncSession], zoho: httpx.MockTransport
+) -> AsyncIterator[LeadActivities]:
+    """The lead activities against ``zoho``."""
     settings = Settings(
         environment="test", zoho_api_base_url="http://zoho.example", zoho_accounts_url="http://zoho.example"
     )
-    async with httpx.AsyncClient(transport=httpx.MockTransport(zoho)) as http:
+    async with httpx.AsyncClient(transport=zoho) as http:
         zoho_client = ZohoClient(http, settings, DatabaseTokens(sessions))
         publisher = EventPublisher(http, settings.event_signing_secret.get_secret_value())
         yield LeadActivities(sessions, zoho_client, {}, publisher, [])
@@ -131,14 +147,53 @@ async def test_refused_fields_wait_for_the_redrive_and_a_later_write_takes_what_
         assert await environment.run(steps.redrive_zoho_writeback, LEAD) == "nothing parked"
 
 
-async def test_a_value_refused_again_during_a_redrive_stays_parked(
+async def test_a_newer_write_waits_for_a_redrive_in_flight_so_zoho_keeps_the_newer_value(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    """The redrive wrote what it read; a newer value parked meanwhile is still owed."""
+    """The redrive's write of the older parked value is slow on the wire; the dealer's newer status goes
+    to Zoho meanwhile: it waits for the redrive, so Zoho ends with the newer value, and nothing is owed."""
+    zoho_values: dict[str, Any] = {}
+    redrive_sent = asyncio.Event()
+
+    async def zoho(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/oauth/v2/token"):
+            return httpx.Response(200, json={"access_token": "1000.t", "expires_in": 3600})
+        record = json.loads(request.content)["data"][0]
+        if record.get("Lead_Status") == "Contacted":  # the redrive's
+            redrive_sent.set()
+            await asyncio.sleep(0.5)
+        zoho_values.update(record)
+        return httpx.Response(200, json={"data": [{"code": "SUCCESS", "status": "success"}]})
+
     await zoho_writebacks.park(sessions, LEAD, {"Lead_Status": "Contacted"}, "refused", utcnow())
-    await zoho_writebacks.park(sessions, LEAD, {"Lead_Status": "Pre-Qualified"}, "refused", utcnow())
-    await zoho_writebacks.written(sessions, LEAD, {"Lead_Status": "Contacted"}, redrive=True)
-    parked = await zoho_writebacks.get(sessions, LEAD)
-    assert parked is not None and parked.fields == {"Lead_Status": "Pre-Qualified"}
-    await zoho_writebacks.written(sessions, LEAD, {"Lead_Status": "Pre-Qualified"}, redrive=True)
+    async with zoho_steps(sessions, httpx.MockTransport(zoho)) as steps:
+        redrive = asyncio.create_task(ActivityEnvironment().run(steps.redrive_zoho_writeback, LEAD))
+        await redrive_sent.wait()
+        assert await update(steps, {"Lead_Status": "Pre-Qualified"})
+        assert await redrive == "written"
+    assert zoho_values["Lead_Status"] == "Pre-Qualified"
     assert await zoho_writebacks.get(sessions, LEAD) is None
+
+
+@pytest.mark.parametrize(("left", "parked"), [(timedelta(hours=5), False), (timedelta(minutes=3), True)])
+async def test_a_write_back_zoho_keeps_failing_is_parked_on_its_last_chance(
+    sessions: async_sessionmaker[AsyncSession], left: timedelta, parked: bool
+) -> None:
+    """Zoho away (or out of API credits) for the step's whole retry window: its last attempt parks the
+    fields, where an earlier one leaves them to the next attempt."""
+
+    def zoho(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/oauth/v2/token"):
+            return httpx.Response(200, json={"access_token": "1000.t", "expires_in": 3600})
+        return httpx.Response(429, json={"code": "TOO_MANY_REQUESTS"})
+
+    async with zoho_steps(sessions, httpx.MockTransport(zoho)) as steps:
+        with pytest.raises(ApplicationError) as failed:
+            await attempt(left).run(
+                steps.update_zoho_lead, UpdateZohoLeadInput(lead_id=LEAD, fields={"Lead_Status": "Sold"})
+            )
+    assert not failed.value.non_retryable  # Temporal's retries (if any are left) go on
+    held = await zoho_writebacks.get(sessions, LEAD)
+    assert (held is not None) is parked
+    if held is not None:
+        assert held.fields == {"Lead_Status": "Sold"} and "429" in held.reason

@@ -118,31 +118,50 @@ async def test_a_lead_outcome_zoho_refuses_is_parked_for_support_and_written_by_
 ) -> None:
     """Zoho's admin removed "delivered" from Status_Distribuicao: the lead still reaches its dealer (its
     run does not wait on Zoho), the refused fields wait in the portal database, and once the value is
-    back, ``hub parked redrive`` writes them."""
+    back, ``hub parked redrive`` writes them. One Zoho will never take (the lead deleted) is discarded."""
     await restrict(hub, "Status_Distribuicao", ["received", "failed", "unrouted"])
-    lead_id = await hub.create_lead(State="MG", City="Contagem")
-    await hub.post_webhook(lead_id)
-    result = await hub.handle(lead_id).result()
-    assert (result.status, result.dealer_id) == ("delivered", "rest-mg")
+    lead_id, gone_id = await delivered_lead(hub, "Contagem"), await delivered_lead(hub, "Betim")
     zoho = (await hub.http.get(f"{hub.sims_url}/_control/zoho/leads/{lead_id}")).json()["lead"]
     assert zoho.get("Status_Distribuicao") != "delivered"
 
     listed = await hub_cli(hub.settings, "--json", "parked", "list", "--partner", "zoho")
     assert listed.code == 0, listed.err
-    [row] = [row for row in listed.lines("parked") if row["workflow_id"] == f"lead-{lead_id}"]
-    assert row["workflow_type"] == "Zoho write-back" and "INVALID_DATA" in row["reason"]
-    assert "Concessionaria_Id, Status_Distribuicao" in row["reason"]
+    rows = {row["lead_id"]: row for row in listed.lines("parked")}
+    assert rows.keys() == {lead_id, gone_id}
+    row = rows[lead_id]
+    assert (row["workflow_id"], row["workflow_type"]) == (f"zoho-writeback-{lead_id}", "Zoho write-back")
+    assert "INVALID_DATA" in row["reason"] and "Concessionaria_Id, Status_Distribuicao" in row["reason"]
+    dropped = await hub_cli(hub.settings, "parked", "discard", gone_id)
+    assert dropped.code == 0 and "Concessionaria_Id, Status_Distribuicao discarded" in dropped.out
+    assert (await hub_cli(hub.settings, "parked", "discard", gone_id)).code == 1  # nothing left
+
     again = await hub_cli(hub.settings, "--json", "parked", "redrive", "--partner", "zoho", "--yes")
     assert again.code == 1  # still refused: it stays parked
-    assert {r["workflow_id"]: r["action"] for r in again.lines("parked")}[f"lead-{lead_id}"].startswith(
-        "refused again"
-    )
+    [outcome] = [r["action"] for r in again.lines("parked")]
+    assert outcome.startswith("refused again") and "INVALID_DATA" in outcome
 
     await restrict(hub, "Status_Distribuicao", None)
     done = await hub_cli(hub.settings, "--json", "parked", "redrive", "--partner", "zoho", "--yes")
     assert done.code == 0, done.err
-    assert {r["workflow_id"]: r["action"] for r in done.lines("parked")}[f"lead-{lead_id}"] == "written"
+    assert [r["action"] for r in done.lines("parked")] == ["written"]
     zoho = (await hub.http.get(f"{hub.sims_url}/_control/zoho/leads/{lead_id}")).json()["lead"]
     assert (zoho["Status_Distribuicao"], zoho["Concessionaria_Id"]) == ("delivered", "rest-mg")
     after = await hub_cli(hub.settings, "parked", "list", "--partner", "zoho")
     assert after.code == 0 and "no parked events" in after.out
+
+
+async def delivered_lead(hub: Hub, city: str) -> str:
+    lead_id = await hub.create_lead(State="MG", City=city)
+    await hub.post_webhook(lead_id)
+    result = await hub.handle(lead_id).result()
+    assert (result.status, result.dealer_id) == ("delivered", "rest-mg")
+    return lead_id
+
+
+async def test_parked_runs_are_listed_while_the_portal_database_is_away(hub: Hub, hub_cli: HubCli) -> None:
+    away = hub.settings.model_copy(update={"database_url": "postgresql://hub@127.0.0.1:9/portal"})
+    listed = await hub_cli(away, "parked", "list")
+    assert listed.code == 1
+    assert "the portal database could not be read" in listed.out and "no parked events" in listed.out
+    dropped = await hub_cli(away, "parked", "discard", "5725767000000000001")
+    assert dropped.code == 1 and "cannot reach the portal database" in dropped.err + dropped.out
