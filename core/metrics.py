@@ -72,6 +72,12 @@ PARKED_WORKFLOWS = Gauge(
     ["partner"],
     registry=REGISTRY,
 )
+ZOHO_WRITEBACKS_PARKED = Gauge(
+    "hub_zoho_writebacks_parked",
+    "Leads whose outcome fields Zoho refused wait in the portal database for hub parked redrive"
+    " (or discard); every flows worker counts them.",
+    registry=REGISTRY,
+)
 RUNS_CLOSED_LAST_HOUR = Gauge(
     "hub_workflow_runs_closed_last_hour",
     "Workflow runs Temporal terminated or timed out in the last hour (failed: temporal_workflow_failed).",

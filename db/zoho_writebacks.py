@@ -153,6 +153,11 @@ async def discard(sessions: async_sessionmaker[AsyncSession], lead_id: str) -> d
     return fields
 
 
+async def count(sessions: async_sessionmaker[AsyncSession]) -> int:
+    async with sessions() as session:
+        return await session.scalar(select(func.count()).select_from(ZohoWritebackRefused)) or 0
+
+
 async def get(sessions: async_sessionmaker[AsyncSession], lead_id: str) -> ParkedWriteback | None:
     async with sessions() as session:
         row = await session.get(ZohoWritebackRefused, lead_id)

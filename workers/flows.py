@@ -6,10 +6,15 @@ dbt. It polls the ``leads`` and ``opportunities`` task queues.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -20,8 +25,10 @@ from clients.dealer_crm import RestDealerCrm, SoapDealerCrm
 from clients.pinned import PinnedTransport
 from clients.subscribers import EventPublisher
 from clients.zoho import ZohoClient
-from core.metrics import LEADS_SLA_EXHAUSTED, ZOHO_WRITEBACKS_REFUSED, start_at_zero
+from core.background import in_background
+from core.metrics import LEADS_SLA_EXHAUSTED, ZOHO_WRITEBACKS_PARKED, ZOHO_WRITEBACKS_REFUSED, start_at_zero
 from core.settings import Settings
+from db import zoho_writebacks
 from db.engine import create_engine, session_factory
 from db.tokens import DatabaseTokens
 from workers.options import shutdown_options, webhook_queue_polling, workflow_options
@@ -30,6 +37,8 @@ from workflows.opportunity_sync import OpportunitySyncWorkflow
 from workflows.zoho_writeback import ZohoWritebackWorkflow
 
 WORKFLOWS: tuple[type, ...] = (LeadDistributionWorkflow, OpportunitySyncWorkflow, ZohoWritebackWorkflow)
+
+log = logging.getLogger(__name__)
 
 
 async def prepare(client: Client, settings: Settings) -> None:
@@ -74,47 +83,61 @@ async def open_workers(client: Client, settings: Settings) -> AsyncIterator[list
     )
     opportunities = OpportunityActivities(sessions, zoho)
     polling = webhook_queue_polling(settings)
+    every = settings.worker_metrics_poll_seconds
+    counting = in_background(count_parked_writebacks(sessions, every)) if every else contextlib.nullcontext()
     try:
-        yield [
-            Worker(
-                client,
-                task_queue=settings.leads_task_queue,
-                workflows=[LeadDistributionWorkflow, ZohoWritebackWorkflow],
-                **workflow_options(settings),
-                **polling,
-                activities=[
-                    leads.record_lead_status,
-                    leads.fetch_lead,
-                    leads.route_lead,
-                    leads.claim_lead,
-                    leads.assign_lead,
-                    leads.reassign_lead,
-                    leads.lookup_dealer,
-                    leads.deliver_lead,
-                    leads.update_zoho_lead,
-                    leads.redrive_zoho_writeback,
-                    leads.publish_event,
-                    leads.follow_plan,
-                    leads.poll_dealer_status,
-                    leads.withdraw_lead,
-                    leads.withdraw_at_dealer,
-                ],
-                max_concurrent_activities=settings.worker_max_concurrent_activities,
-                **shutdown_options(settings),
-            ),
-            Worker(
-                client,
-                task_queue=settings.opportunities_task_queue,
-                workflows=[OpportunitySyncWorkflow],
-                **workflow_options(settings),
-                **polling,
-                activities=[opportunities.fetch_deal, opportunities.apply_deal_change],
-                max_concurrent_activities=settings.worker_max_concurrent_activities,
-                **shutdown_options(settings),
-            ),
-        ]
+        async with counting:
+            yield [
+                Worker(
+                    client,
+                    task_queue=settings.leads_task_queue,
+                    workflows=[LeadDistributionWorkflow, ZohoWritebackWorkflow],
+                    **workflow_options(settings),
+                    **polling,
+                    activities=[
+                        leads.record_lead_status,
+                        leads.fetch_lead,
+                        leads.route_lead,
+                        leads.claim_lead,
+                        leads.assign_lead,
+                        leads.reassign_lead,
+                        leads.lookup_dealer,
+                        leads.deliver_lead,
+                        leads.update_zoho_lead,
+                        leads.redrive_zoho_writeback,
+                        leads.publish_event,
+                        leads.follow_plan,
+                        leads.poll_dealer_status,
+                        leads.withdraw_lead,
+                        leads.withdraw_at_dealer,
+                    ],
+                    max_concurrent_activities=settings.worker_max_concurrent_activities,
+                    **shutdown_options(settings),
+                ),
+                Worker(
+                    client,
+                    task_queue=settings.opportunities_task_queue,
+                    workflows=[OpportunitySyncWorkflow],
+                    **workflow_options(settings),
+                    **polling,
+                    activities=[opportunities.fetch_deal, opportunities.apply_deal_change],
+                    max_concurrent_activities=settings.worker_max_concurrent_activities,
+                    **shutdown_options(settings),
+                ),
+            ]
     finally:
         await soap.aclose()
         await dealer_http.aclose()
         await http.aclose()
         await engine.dispose()
+
+
+async def count_parked_writebacks(sessions: async_sessionmaker[AsyncSession], every_seconds: float) -> None:
+    """Keep ``hub_zoho_writebacks_parked`` current: only the portal database knows it (its alert fires
+    while any lead's write-back waits)."""
+    while True:
+        try:
+            ZOHO_WRITEBACKS_PARKED.set(await zoho_writebacks.count(sessions))
+        except SQLAlchemyError as error:  # the database away: the gauge keeps its value
+            log.warning("parked Zoho write-backs not counted: %s", type(error).__name__)
+        await asyncio.sleep(every_seconds)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
@@ -21,11 +21,14 @@ from temporalio.testing import ActivityEnvironment
 from activities.leads import LeadActivities, UpdateZohoLeadInput
 from clients.subscribers import EventPublisher
 from clients.zoho import ZohoClient
+from core.background import in_background
 from core.metrics import REGISTRY
 from core.settings import Settings
 from core.timeutil import utcnow
 from db import zoho_writebacks
 from db.tokens import DatabaseTokens
+from tests.support import eventually
+from workers.flows import count_parked_writebacks
 
 LEAD = "5725767000000123456"
 
@@ -197,3 +200,20 @@ async def test_a_write_back_zoho_keeps_failing_is_parked_on_its_last_chance(
     assert (held is not None) is parked
     if held is not None:
         assert held.fields == {"Lead_Status": "Sold"} and "429" in held.reason
+
+
+async def test_the_flows_worker_counts_the_parked_write_backs_for_their_alert(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    def parked(count: int) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            return REGISTRY.get_sample_value("hub_zoho_writebacks_parked") == count
+
+        return check
+
+    await zoho_writebacks.park(sessions, LEAD, {"Lead_Status": "Contacted"}, "refused", utcnow())
+    await zoho_writebacks.park(sessions, "5725767000000123457", {"Lead_Status": "Sold"}, "refused", utcnow())
+    async with in_background(count_parked_writebacks(sessions, 0.05)):
+        await eventually(parked(2), timeout=5)
+        assert await zoho_writebacks.discard(sessions, LEAD) == {"Lead_Status": "Contacted"}
+        await eventually(parked(1), timeout=5)
