@@ -78,7 +78,10 @@
     the oldest ``column`` among them as a literal, or none when there is nothing to bound by (no rows, or
     a row without the column: its target row could be in any partition); and the days (UTC) their
     ``column`` falls on, as day numbers since the epoch, when they are at most var('merge_bound_days')
-    (31): a late change to an old order should not make the merge read every day since. -#}
+    (366): a late change to an old order should not make the merge read every day since. A build re-reads
+    the orders changed in the lookback's 3 hours, whose creation days easily span more than a month, so
+    the bound must hold that many days (one range of about 130 characters each, far within BigQuery's
+    query length). -#}
 {% macro rows_to_merge(source, column=none) -%}
     {%- set oldest = "unix_micros(min(" ~ column ~ ")), countif(" ~ column ~ " is null)" if column else "null, 0" -%}
     {%- set found = run_query("select count(*), " ~ oldest ~ " from " ~ source ~ " as merged").rows[0] -%}
@@ -87,10 +90,10 @@
     {%- if bound -%}
         {%- set days = run_query(
             "select distinct unix_date(date(" ~ column ~ ")) from " ~ source ~ " as merged order by 1"
-            ~ " limit " ~ (var("merge_bound_days", 31) + 1)
+            ~ " limit " ~ (var("merge_bound_days", 366) + 1)
         ).columns[0].values() | map("int") | list -%}
     {%- endif -%}
-    {{ return({"rows": found[0], "oldest": bound, "days": days if days | length <= var("merge_bound_days", 31) else []}) }}
+    {{ return({"rows": found[0], "oldest": bound, "days": days if days | length <= var("merge_bound_days", 366) else []}) }}
 {%- endmacro %}
 
 {#- A bound on ``column`` of the merge's target to the given days: one constant range per day, so
