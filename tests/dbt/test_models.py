@@ -79,6 +79,13 @@ async def snapshot(warehouse: Warehouse) -> dict[str, list[dict[str, Any]]]:
     return tables
 
 
+async def build_starts(warehouse: Warehouse) -> dict[str, datetime]:
+    """When each silver model's last successful build started, as its next build reads it."""
+    table = warehouse.table_id(warehouse.layers.silver, "build_watermarks")
+    rows = await warehouse.query(f"select model, build_started from `{table}`")
+    return {row["model"]: row["build_started"] for row in rows}
+
+
 async def test_build_passes_and_gold_matches_a_hand_computation(
     warehouse: Warehouse, settings: Settings, tmp_path: Path
 ) -> None:
@@ -239,6 +246,9 @@ async def test_incremental_build_equals_a_full_rebuild(
     assert (gold["c-ana"]["orders_count"], gold["c-ana"]["lifetime_value"]) == (1, 100)
     assert (gold["c-carla"]["orders_count"], float(gold["c-carla"]["lifetime_value"])) == (1, 123.45)
 
+    second_build = await build_starts(warehouse)
+    assert {"orders", "order_events", "customers", "leads", "lead_status_changes"} <= second_build.keys()
+
     # Then landings a watermark must not lose: an older version of o-4 landed now, hours after its newer
     # one (a backfill; the newer one is outside this build's window), a newer version of o-5 from a worker whose clock runs 20 minutes behind, and an order
     # of a guest (no customer document) landed an hour late.
@@ -266,6 +276,11 @@ async def test_incremental_build_equals_a_full_rebuild(
         r"DBT_INTERNAL_DEST\.created_at >= timestamp '(\d{4}-\d\d-\d\d) 00:00:00\+00' and", ran
     )
     assert sorted(bounded) == sorted({str(row["created_at"].date()) for row in incremental["orders"]}), ran
+    # Bronze was read from when the last build started, less the 3-hour lookback, as kept in the table of
+    # each model's builds: not from max(ingested_at), which BigQuery would bill for the whole column.
+    compiled = (silver / "orders.sql").read_text()
+    [since] = re.findall(r"ingested_at >= timestamp '([^']+)'", compiled)
+    assert datetime.fromisoformat(since) == second_build["orders"] - timedelta(minutes=180)
     assert (await dbt_build(settings, tmp_path, full_refresh=True, models_only=True)).success
     assert await snapshot(warehouse) == incremental
     assert len(ORDERS) == 5  # the fixture this comparison was made on
