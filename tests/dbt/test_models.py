@@ -284,3 +284,20 @@ async def test_incremental_build_equals_a_full_rebuild(
     assert (await dbt_build(settings, tmp_path, full_refresh=True, models_only=True)).success
     assert await snapshot(warehouse) == incremental
     assert len(ORDERS) == 5  # the fixture this comparison was made on
+
+
+async def test_an_order_counted_for_two_buyers_is_named_by_the_revenue_reconciliation(
+    warehouse: Warehouse, settings: Settings, tmp_path: Path
+) -> None:
+    """An invoiced order that moves to another VTEX profile, long after its first versions landed, stays
+    counted for the old profile until a full refresh (orders_per_profile recomputes the profiles of the
+    versions it reads): lifetime values then exceed revenue, and the hourly build's tests say so."""
+    await land_store(warehouse)
+    carla = order("o-9", "u-carla", 7000, "2026-03-20T10:00:00.0000000Z", "invoiced", "2026-03-21T10:00:00Z")
+    await land_late(warehouse, carla, minutes_behind=300)  # landed five hours ago: past the lookback
+    first = await dbt_build(settings, tmp_path)
+    assert "lifetime_values_add_up_to_revenue" not in [warning.split(":")[0] for warning in first.warnings]
+    moved = {**carla, "clientProfileData": {**carla["clientProfileData"], "userProfileId": "u-bruno"}}
+    await warehouse.land(VTEX_ORDERS, [order_version({**moved, "lastChange": "2026-03-22T10:00:00Z"})])
+    summary = await dbt_build(settings, tmp_path)
+    assert "lifetime_values_add_up_to_revenue" in [warning.split(":")[0] for warning in summary.warnings]
