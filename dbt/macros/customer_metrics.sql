@@ -59,3 +59,36 @@
         else 'needs_attention'
     end
 {%- endmacro %}
+
+{#- What a customer_360 row says of the buyer, as one string: equal for rows whose figures are equal.
+    ``row`` names the table or CTE. The RFM scores and figures_as_of (which move with time) are left out. -#}
+{% macro customer_fingerprint(row) -%}
+    to_json_string(struct(
+        {{ row }}.user_id, {{ row }}.is_known_customer, {{ row }}.first_name, {{ row }}.last_name,
+        {{ row }}.email, {{ row }}.email_is_masked, {{ row }}.orders_count, {{ row }}.lifetime_value,
+        {{ row }}.average_ticket, {{ row }}.first_order_at, {{ row }}.last_order_at,
+        {{ row }}.purchase_frequency, {{ row }}.days_between_orders, {{ row }}.recent_orders
+    ))
+{%- endmacro %}
+
+{#- customer_360's stamps: each buyer's changed_at and fingerprint as the table a build replaces said
+    them, copied by its pre-hook (a table cannot read itself while it is replaced). -#}
+{% macro customer_stamps() -%}
+    {%- if not execute or this is none -%}{{ return(none) }}{%- endif -%}  {#- a dbt unit test: none -#}
+    {%- set stamps = api.Relation.create(database=this.database, schema=this.schema, identifier=this.identifier ~ "_stamps") -%}
+    {%- if adapter.get_relation(this.database, this.schema, this.identifier) is none -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {{ return(stamps) }}
+{%- endmacro %}
+
+{% macro keep_customer_stamps() -%}
+    {%- set stamps = customer_stamps() -%}
+    {%- if stamps is not none -%}
+        create or replace table {{ stamps }} as
+        select customer_id, changed_at, {{ customer_fingerprint('replaced') }} as fingerprint
+        from {{ this }} as replaced
+    {%- else -%}
+        select 1  -- no table to replace yet
+    {%- endif -%}
+{%- endmacro %}

@@ -301,3 +301,24 @@ async def test_an_order_counted_for_two_buyers_is_named_by_the_revenue_reconcili
     await warehouse.land(VTEX_ORDERS, [order_version({**moved, "lastChange": "2026-03-22T10:00:00Z"})])
     summary = await dbt_build(settings, tmp_path)
     assert "lifetime_values_add_up_to_revenue" in [warning.split(":")[0] for warning in summary.warnings]
+
+
+async def test_the_change_feed_orders_customers_by_the_build_that_changed_them(
+    warehouse: Warehouse, settings: Settings, tmp_path: Path
+) -> None:
+    """A reader of GET /v1/customers?changed_since= keeps the last changed_at it saw. An order landed by
+    a worker whose clock runs 20 minutes behind reaches gold after that: its buyer's row carries the
+    build that changed it, not the order's landing time, so the reader gets it; a buyer nothing changed
+    for keeps its time."""
+    await land_store(warehouse)
+    assert (await dbt_build(settings, tmp_path, models_only=True)).success
+    before = {row["customer_id"]: row["changed_at"] for row in (await snapshot(warehouse))["customer_360"]}
+    seen = max(before.values())
+    late = order("o-8", "u-carla", 9900, "2026-04-05T12:00:00.0000000Z", "invoiced")
+    await land_late(warehouse, late, minutes_behind=20)
+    assert (await dbt_build(settings, tmp_path, models_only=True)).success
+    after = {row["customer_id"]: row for row in (await snapshot(warehouse))["customer_360"]}
+    assert float(after["c-carla"]["lifetime_value"]) == 99
+    changed = sorted(customer for customer, row in after.items() if row["changed_at"] > seen)
+    assert changed == ["c-carla"]
+    assert after["c-ana"]["changed_at"] == before["c-ana"]

@@ -2,13 +2,17 @@
 -- Every order has a buyer: orders whose VTEX profile has no customer document yet (a guest checkout,
 -- or a customer the daily sync has not landed) go to a row of their own, keyed "profile:<user id>", so
 -- lifetime values add up to the revenue of daily_sales. Built from customers and per-profile figures:
--- its cost follows the number of buyers, not of orders. Partitioned by the day of changed_at (when the
--- newest record behind a row landed), so the change feed (GET /v1/customers?changed_since=) reads only
--- recent days; clustered by customer_id for the one-customer read.
+-- its cost follows the number of buyers, not of orders. Partitioned by the day of changed_at (when a
+-- build last changed the row), so the change feed (GET /v1/customers?changed_since=) reads only recent
+-- days; clustered by customer_id for the one-customer read.
 {{ config(
     partition_by={'field': 'changed_at', 'data_type': 'timestamp', 'granularity': 'day'},
     cluster_by=['customer_id'],
+    pre_hook="{{ keep_customer_stamps() }}",
 ) }}
+
+{#- What the table this build replaces said of each buyer (kept by the pre-hook), where there is one. -#}
+{%- set previous = customer_stamps() -%}
 
 with customers as (
     select * from {{ ref('customers') }}
@@ -87,9 +91,33 @@ final as (
         greatest(
             coalesce(people.landed_at, per_buyer.orders_landed_at),
             coalesce(per_buyer.orders_landed_at, people.landed_at)
-        ) as changed_at
+        ) as landed_at
     from people
     left join per_buyer on per_buyer.customer_id = people.customer_id
+),
+
+-- When a build last changed the row: this build, where its figures differ from the row it replaces (or
+-- there was none). Not when its records landed: a record lands (by the landing worker's clock) before a
+-- build makes it visible, sometimes after the feed's reader has moved past that time, and an order moving
+-- to another buyer changes the old buyer's row with nothing of its own landing. So the feed's order is
+-- the order in which changes became visible, and a reader that keeps the last changed_at it saw misses
+-- none. The RFM scores move with time alone: they are not compared.
+stamped as (
+    select
+        final.* except (landed_at),
+        {%- if previous %}
+        if(
+            before.customer_id is not null
+                and before.fingerprint = {{ customer_fingerprint('final') }},
+            before.changed_at,
+            {{ build_started() }}
+        ) as changed_at
+    from final
+    left join {{ previous }} as before on before.customer_id = final.customer_id
+        {%- else %}
+        {{ build_started() }} as changed_at
+    from final
+        {%- endif %}
 ),
 
 -- Recency, frequency over tenure and monetary value as of this build, scored among the buyers.
@@ -99,7 +127,7 @@ measured as (
         {{ build_started() }} as figures_as_of,
         {{ days_between(build_started(), 'last_order_at') }} as recency_days,
         {{ tenure_frequency('nullif(orders_count, 0)', 'first_order_at', build_started()) }} as tenure_frequency
-    from final
+    from stamped
 ),
 
 scored as (
