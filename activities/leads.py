@@ -594,7 +594,7 @@ class LeadActivities:
                     else:
                         held.refused(fields, str(refusal), utcnow())
         except TransientError as error:
-            if last_chance(activity.info()):  # Zoho away or out of credits for the whole window
+            if last_chance(activity.info(), error.retry_after):  # Zoho away, or out of credits, all along
                 await zoho_writebacks.park(self._sessions, lead_id, fields, f"{error}, all along", utcnow())
                 ZOHO_WRITEBACKS_REFUSED.labels("leads").inc()
             with external_call():
@@ -649,13 +649,16 @@ class LeadActivities:
         return PublishEventResult(delivered_to=delivered)
 
 
-def last_chance(info: activity.Info) -> bool:
+def last_chance(info: activity.Info, retry_after: float | None = None) -> bool:
     """Whether an activity's retries end before its next attempt could start: within its longest
-    backoff of its schedule-to-close deadline (never for a local activity: an activity takes over)."""
+    backoff of its schedule-to-close deadline, or the delay the partner asked for (Retry-After, which
+    Temporal takes as given) reaching past it. Never for a local activity: an activity takes over."""
     if info.is_local or not info.schedule_to_close_timeout:
         return False
     policy = info.retry_policy
     backoff = policy.maximum_interval if policy and policy.maximum_interval else LAST_CHANCE_MARGIN
+    if retry_after is not None:
+        backoff = max(backoff, timedelta(seconds=retry_after))
     return utcnow() + backoff >= info.scheduled_time + info.schedule_to_close_timeout
 
 

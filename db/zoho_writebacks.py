@@ -9,6 +9,7 @@ never an older value over a newer one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -91,6 +92,8 @@ class Held:
         if self._refused is None:
             return
         fields, reason, at, redrive = self._refused
+        if row is None and not fields:
+            return  # a redrive refused again, its row discarded meanwhile: nothing is owed
         if row is None:
             session.add(ZohoWritebackRefused(lead_id=lead_id, fields=fields, reason=reason, refused_at=at))
             return
@@ -101,6 +104,9 @@ class Held:
 
 # One lock per lead in this process, kept while in use.
 _in_process: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+# Holds across a Zoho call at once in this process: each keeps a pooled connection for the call's length
+# and may need another (Zoho's token is in the database), so they must leave the pool (5 + 10) room.
+_across_calls = asyncio.Semaphore(4)
 
 
 @asynccontextmanager
@@ -124,7 +130,7 @@ async def hold(
                 await lock_for_writing(session)
                 await held.apply(session, lead_id, await session.get(ZohoWritebackRefused, lead_id))
             return
-        async with sessions.begin() as session:
+        async with _across_calls if across_call else contextlib.nullcontext(), sessions.begin() as session:
             await lock_for_writing(session)  # SQLite: writers take turns from the first read
             row = await session.get(ZohoWritebackRefused, lead_id, with_for_update=True)
             held = Held(None if row is None else dict(row.fields))

@@ -178,9 +178,17 @@ async def test_a_newer_write_waits_for_a_redrive_in_flight_so_zoho_keeps_the_new
     assert await zoho_writebacks.get(sessions, LEAD) is None
 
 
-@pytest.mark.parametrize(("left", "parked"), [(timedelta(hours=5), False), (timedelta(minutes=3), True)])
+@pytest.mark.parametrize(
+    ("left", "retry_after", "parked"),
+    [
+        (timedelta(hours=5), None, False),
+        (timedelta(minutes=3), None, True),
+        (timedelta(minutes=30), None, False),
+        (timedelta(minutes=30), "3600", True),  # Temporal waits the hour Zoho asked for: past the window
+    ],
+)
 async def test_a_write_back_zoho_keeps_failing_is_parked_on_its_last_chance(
-    sessions: async_sessionmaker[AsyncSession], left: timedelta, parked: bool
+    sessions: async_sessionmaker[AsyncSession], left: timedelta, retry_after: str | None, parked: bool
 ) -> None:
     """Zoho away (or out of API credits) for the step's whole retry window: its last attempt parks the
     fields, where an earlier one leaves them to the next attempt."""
@@ -188,7 +196,8 @@ async def test_a_write_back_zoho_keeps_failing_is_parked_on_its_last_chance(
     def zoho(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/oauth/v2/token"):
             return httpx.Response(200, json={"access_token": "1000.t", "expires_in": 3600})
-        return httpx.Response(429, json={"code": "TOO_MANY_REQUESTS"})
+        headers = {"Retry-After": retry_after} if retry_after else {}
+        return httpx.Response(429, json={"code": "TOO_MANY_REQUESTS"}, headers=headers)
 
     async with zoho_steps(sessions, httpx.MockTransport(zoho)) as steps:
         with pytest.raises(ApplicationError) as failed:
@@ -217,3 +226,16 @@ async def test_the_flows_worker_counts_the_parked_write_backs_for_their_alert(
         await eventually(parked(2), timeout=5)
         assert await zoho_writebacks.discard(sessions, LEAD) == {"Lead_Status": "Contacted"}
         await eventually(parked(1), timeout=5)
+
+
+async def test_a_redrive_refused_after_its_lead_was_discarded_leaves_nothing_parked(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Another process discarded the row while a redrive wrote (SQLite holds the lead only within a
+    process): the redrive refused again finds no row, and parks no empty one."""
+    held = zoho_writebacks.Held({"Lead_Status": "Contacted"})
+    held.refused({}, "refused again", utcnow(), redrive=True)
+    async with sessions.begin() as session:
+        await held.apply(session, LEAD, None)
+    assert await zoho_writebacks.get(sessions, LEAD) is None
+    assert await zoho_writebacks.count(sessions) == 0
