@@ -98,6 +98,9 @@ def summarise(results: Sequence[Any]) -> DbtBuildSummary:
                 summary.blocked += [model for model in models if model not in summary.blocked]
             else:
                 summary.skipped += 1
+        elif kind == "operation":  # an on-run-start/-end hook: it builds nothing, but its failure counts
+            if status == "error":
+                summary.failures.append(message)
         elif status == "success":
             summary.models_built += 1
         elif status == "error":
@@ -168,6 +171,8 @@ def check_freshness(runner: Any, work_dir: Path, summary: DbtBuildSummary) -> No
     arguments += ["--output", str(work_dir / "target" / "sources.json")]
     outcome = runner.invoke(arguments)
     for result in getattr(outcome.result, "results", None) or []:
+        if str(result.node.resource_type) != "source":  # the project's on-run-start/-end hooks run too
+            continue
         table, status = result.node.name, str(result.status)
         summary.freshness[table] = "error" if status == "runtime error" else status
         loaded = getattr(result, "max_loaded_at", None)

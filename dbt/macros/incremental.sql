@@ -35,11 +35,16 @@
     )) }}
 {%- endmacro %}
 
-{#- Where each silver model's builds stand: one row per model, the time its last successful build started
-    (dbt's run_started_at, before it read bronze). Reading a model's bound from here costs BigQuery's
-    10 MB minimum, where max(ingested_at) over the model reads that column whole, every 30 seconds. -#}
+{#- Where each silver model's builds stand: one row per model, when the last build that built it
+    started (dbt's run_started_at, before it read bronze). Reading a model's bound from here costs
+    BigQuery's 10 MB minimum, where max(ingested_at) over the model reads that column whole, every 30
+    seconds. One table in the silver dataset, made by on-run-start where it is missing and written once
+    per build, by on-run-end, in one statement: BigQuery runs two DML statements on a table at once and
+    fails those that touch the same partition together, so a statement per model would fail builds. -#}
 {% macro build_watermarks() -%}
-    {{ return(api.Relation.create(database=this.database, schema=this.schema, identifier="build_watermarks")) }}
+    {{ return(api.Relation.create(
+        database=target.database, schema=generate_schema_name("silver", none) | trim, identifier="build_watermarks"
+    )) }}
 {%- endmacro %}
 
 {#- The start of this model's last successful build, in microseconds since the epoch; none before one. -#}
@@ -53,18 +58,43 @@
     ).columns[0].values()[0]) }}
 {%- endmacro %}
 
-{#- Post-hooks of every silver model: its build succeeded, so the next reads from its start (less the
-    lookback). The table is made where it is missing. -#}
 {% macro create_build_watermarks() -%}
     create table if not exists {{ build_watermarks() }} (model string not null, build_started timestamp not null)
 {%- endmacro %}
 
-{% macro record_build_start() -%}
+{#- on-run-end: the incremental silver models this build built. Each next reads bronze from this build's
+    start, unless it read a silver model this build did not build (a selection, a failure upstream): then
+    from no later than that model's own watermark, which it cannot be ahead of. -#}
+{% macro record_build_starts(results) -%}
+    {%- set built = {} -%}
+    {%- for result in results
+        if result.node.resource_type == "model" and result.status == "success"
+        and result.node.config.materialized == "incremental" and result.node.fqn[1] == "silver" -%}
+        {%- do built.update({result.node.unique_id: result.node}) -%}
+    {%- endfor -%}
+    {%- if not built -%}
+        {{ return("select 0 as build_starts_recorded  -- no silver model built") }}
+    {%- endif -%}
+    {%- set known = {} -%}
+    {%- for row in run_query("select model, unix_micros(build_started) from " ~ build_watermarks()).rows -%}
+        {%- do known.update({row[0]: row[1]}) -%}
+    {%- endfor -%}
+    {%- set started = run_started_at.strftime("%Y-%m-%d %H:%M:%S") -%}
+    {%- set rows = [] -%}
+    {%- for node in built.values() -%}
+        {%- set behind = [] -%}
+        {%- for parent in node.depends_on.nodes if parent.startswith("model.") and parent not in built -%}
+            {%- set parent_node = graph.nodes[parent] -%}
+            {%- if parent_node.config.materialized == "incremental" and parent_node.fqn[1] == "silver" -%}
+                {#- none known: from the first day, as a full refresh would read -#}
+                {%- do behind.append(known.get(parent_node.name, 0)) -%}
+            {%- endif -%}
+        {%- endfor -%}
+        {%- set since = "timestamp '" ~ started ~ "+00'" if not behind else micros_literal(behind | min) -%}
+        {%- do rows.append("select '" ~ node.name ~ "' as model, least(timestamp '" ~ started ~ "+00', " ~ since ~ ") as build_started") -%}
+    {%- endfor -%}
     merge {{ build_watermarks() }} as known
-    using (
-        select '{{ this.identifier }}' as model,
-            timestamp '{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S") }}+00' as build_started
-    ) as built
+    using ({{ rows | join(" union all ") }}) as built
     on known.model = built.model
     when matched then update set build_started = built.build_started
     when not matched then insert (model, build_started) values (built.model, built.build_started)

@@ -61,3 +61,13 @@ def test_a_model_is_cleared_only_when_every_test_of_it_ran_and_passed() -> None:
         ]
     )
     assert (summary.blocked, summary.cleared) == (["orders"], ["skus"])
+
+
+def test_hooks_build_nothing_but_a_failed_one_fails_the_build() -> None:
+    def result(kind: str, name: str, status: str) -> SimpleNamespace:
+        return SimpleNamespace(node=SimpleNamespace(resource_type=kind, name=name), status=status, message=None)
+
+    done = summarise([result("model", "orders", "success"), result("operation", "on-run-end-0", "success")])
+    assert (done.models_built, done.success) == (1, True)
+    failed = summarise([result("model", "orders", "success"), result("operation", "on-run-end-0", "error")])
+    assert (failed.models_built, failed.success, failed.failures) == (1, False, ["on-run-end-0: error"])

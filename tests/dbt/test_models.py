@@ -51,10 +51,12 @@ async def dbt_build(
     full_refresh: bool = False,
     fast: bool = False,
     models_only: bool = False,
+    only: tuple[str, ...] = (),
 ) -> DbtBuildSummary:
     """``python -m warehouse.dbt build``, as the build activity runs it. ``models_only``: without the data
-    and unit tests (half of a build on the emulator), for tests that compare what the models wrote."""
-    select = ("resource_type:model",) if models_only else ()
+    and unit tests (half of a build on the emulator), for tests that compare what the models wrote;
+    ``only``: these models alone."""
+    select = only or (("resource_type:model",) if models_only else ())
     command = build_command(work_dir, select=select, full_refresh=full_refresh, fast=fast)
     environment = {**os.environ, **dbt_environment(settings)}
     if models_only:
@@ -322,3 +324,22 @@ async def test_the_change_feed_orders_customers_by_the_build_that_changed_them(
     changed = sorted(customer for customer, row in after.items() if row["changed_at"] > seen)
     assert changed == ["c-carla"]
     assert after["c-ana"]["changed_at"] == before["c-ana"]
+
+
+async def test_a_model_built_without_the_silver_model_it_reads_keeps_its_place(
+    warehouse: Warehouse, settings: Settings, tmp_path: Path
+) -> None:
+    """profile_orders reads silver.orders for the orders bronze says changed. Built alone (a selection),
+    it cannot be ahead of silver.orders: its next build reads bronze from where orders' does, so an order
+    landed meanwhile reaches its buyer once both are built."""
+    await land_store(warehouse)
+    assert (await dbt_build(settings, tmp_path, models_only=True)).success
+    first = await build_starts(warehouse)
+    await warehouse.land(VTEX_ORDERS, [order_version(order("o-7", "u-carla", 4400, "2026-04-06T12:00:00.0000000Z"))])
+    assert (await dbt_build(settings, tmp_path, only=("profile_orders",))).success
+    alone = await build_starts(warehouse)
+    assert alone["profile_orders"] == first["orders"]  # not this build's start: orders was not built
+    assert alone["orders"] == first["orders"]
+    assert (await dbt_build(settings, tmp_path, models_only=True)).success
+    gold = {row["customer_id"]: row for row in (await snapshot(warehouse))["customer_360"]}
+    assert float(gold["c-carla"]["lifetime_value"]) == 44
