@@ -8,7 +8,9 @@
 {{ config(
     partition_by={'field': 'changed_at', 'data_type': 'timestamp', 'granularity': 'day'},
     cluster_by=['customer_id'],
-    pre_hook="{{ keep_customer_stamps() }}",
+    pre_hook=[
+        "{{ keep_customer_stamps(0) }}", "{{ keep_customer_stamps(1) }}", "{{ keep_customer_stamps(2) }}"
+    ],
 ) }}
 
 {#- What the table this build replaces said of each buyer (kept by the pre-hook), where there is one. -#}
