@@ -24,7 +24,7 @@ from cli.redrive import confirmed
 from contracts.leads import start_zoho_writeback_redrive, zoho_writeback_workflow_id
 from core.constants import PARKED, PARTNERS, REDRIVE_PARKED_SIGNAL
 from db import zoho_writebacks
-from db.engine import create_engine, session_factory
+from db.engine import one_off_sessions
 
 
 def add_commands(commands: Subcommands, common: argparse.ArgumentParser) -> None:
@@ -79,13 +79,11 @@ async def find_writebacks(
     """The leads whose fields Zoho refused, oldest first, at most ``limit``; and whether more are."""
     if args.partner not in (None, "zoho"):
         return [], False
-    engine = create_engine(ctx.settings.database_url)
     try:
-        parked, total = await zoho_writebacks.parked(session_factory(engine), limit)
+        async with one_off_sessions(ctx.settings.database_url) as sessions:
+            parked, total = await zoho_writebacks.parked(sessions, limit)
     except SQLAlchemyError as error:
         raise DatabaseAway(type(error).__name__) from error
-    finally:
-        await engine.dispose()
     if total > len(parked):
         ctx.out.say(f"{total} leads' Zoho write-backs are parked, {len(parked)} shown: raise --limit")
     rows = [
@@ -184,11 +182,8 @@ async def redrive_one(ctx: Context, row: dict[str, Any]) -> str:
 
 async def discard(args: argparse.Namespace, ctx: Context) -> int:
     """Drop a lead's parked write-back: the lead is gone from Zoho, say, so no redrive can write it."""
-    engine = create_engine(ctx.settings.database_url)
-    try:
-        fields = await zoho_writebacks.discard(session_factory(engine), args.lead_id)
-    finally:
-        await engine.dispose()
+    async with one_off_sessions(ctx.settings.database_url) as sessions:
+        fields = await zoho_writebacks.discard(sessions, args.lead_id)
     if fields is None:
         ctx.out.say(f"no Zoho write-back of lead {args.lead_id} is parked")
         return 1

@@ -11,7 +11,7 @@ from cli.command import Context, Subcommands, command
 from cli.output import FAILED
 from core.timeutil import utcnow
 from db import deliveries, lead_status, routing
-from db.engine import create_engine, session_factory
+from db.engine import one_off_sessions
 
 VERDICT_COLUMNS = {
     "dealer_id": "DEALER",
@@ -63,19 +63,14 @@ async def simulate_lead(args: argparse.Namespace, ctx: Context) -> int:
     at = args.at or utcnow()
     if at.tzinfo is None:
         at = at.replace(tzinfo=ZoneInfo(ctx.settings.business_timezone))
-    engine = create_engine(ctx.settings.database_url)
-    try:
-        explained = await routing.explain(session_factory(engine), profile, _day(ctx, at), at)
-    finally:
-        await engine.dispose()
+    async with one_off_sessions(ctx.settings.database_url) as sessions:
+        explained = await routing.explain(sessions, profile, _day(ctx, at), at)
     _show(ctx, explained)
     return 0
 
 
 async def explain_lead(args: argparse.Namespace, ctx: Context) -> int:
-    engine = create_engine(ctx.settings.database_url)
-    try:
-        sessions = session_factory(engine)
+    async with one_off_sessions(ctx.settings.database_url) as sessions:
         lead = await lead_status.get_lead(sessions, args.lead_id)
         profile = await lead_status.routing_profile(sessions, args.lead_id)
         if lead is None:
@@ -88,8 +83,6 @@ async def explain_lead(args: argparse.Namespace, ctx: Context) -> int:
             if profile
             else None
         )
-    finally:
-        await engine.dispose()
     ctx.out.say(f"lead {lead.lead_id}: {lead.status}" + (f" at {lead.dealer_id}" if lead.dealer_id else ""))
     rows: list[dict[str, Any]] = [delivery.model_dump() for delivery in lead.deliveries]
     if rows:

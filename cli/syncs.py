@@ -21,7 +21,7 @@ from contracts.schedules import (
     trigger_run,
 )
 from core.constants import PROGRESS_QUERY
-from db.engine import create_engine, session_factory
+from db.engine import one_off_sessions
 from db.watermarks import read_watermark
 from workflows import lead_warehouse_sync, vtex_customer_sync
 from workflows.lead_warehouse_sync import LeadSyncResult
@@ -138,14 +138,12 @@ async def schedule_status(client: Client, schedule_id: str) -> dict[str, Any]:
 
 async def watermark(ctx: Context, name: str) -> datetime | str | None:
     """Where a sync has landed up to (its next run reads from there, less the overlap)."""
-    engine = create_engine(ctx.settings.database_url)
     try:
-        moment = await read_watermark(session_factory(engine), name)
+        async with one_off_sessions(ctx.settings.database_url) as sessions:
+            moment = await read_watermark(sessions, name)
     except Exception as error:  # the status of the schedules is worth showing without the database
         ctx.out.fail(f"the {name} watermark could not be read: {type(error).__name__}: {error}")
         return None
-    finally:
-        await engine.dispose()
     return moment or "none yet (the next run reads everything)"
 
 

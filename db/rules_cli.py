@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from core.settings import get_settings
-from db.engine import create_engine, session_factory
+from db.engine import one_off_sessions
 from db.migrate import upgrade
 from db.rules import apply_rules, parse_rules
 
@@ -19,11 +19,8 @@ async def load(path: Path, database_url: str) -> dict[str, int]:
     """Validate ``path`` and apply it to the database at ``database_url``."""
     rules = parse_rules(path)
     upgrade(database_url)
-    engine = create_engine(database_url)
-    try:
-        return await apply_rules(session_factory(engine), rules)
-    finally:
-        await engine.dispose()
+    async with one_off_sessions(database_url) as sessions:
+        return await apply_rules(sessions, rules)
 
 
 def main(argv: list[str] | None = None) -> int:

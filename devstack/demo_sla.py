@@ -13,7 +13,7 @@ import httpx
 
 from core.settings import Settings
 from db import routing
-from db.engine import create_engine, session_factory
+from db.engine import one_off_sessions
 
 # dealer-pr-curitiba (config/dealers.example.yaml) must accept within one minute; nobody accepts for it.
 SLA_LEAD = {"State": "PR", "City": "Curitiba", "Modelo_de_Interesse": "Onix"}
@@ -66,11 +66,8 @@ async def show_night_lead(settings: Settings) -> bool:
     zone = ZoneInfo(settings.business_timezone)
     at = datetime.combine(_next(FRIDAY, datetime.now(zone).date()), datetime.min.time(), zone)
     at += timedelta(hours=23, minutes=10)
-    engine = create_engine(settings.database_url)
-    try:
-        explained = await routing.explain(session_factory(engine), NIGHT_LEAD, at.date(), at)
-    finally:
-        await engine.dispose()
+    async with one_off_sessions(settings.database_url) as sessions:
+        explained = await routing.explain(sessions, NIGHT_LEAD, at.date(), at)
     chosen = next((v for v in explained.verdicts if v.dealer_id == explained.chosen), None)
     if chosen is None or chosen.accept_by is None:
         print(f"\nA night lead from Belo Horizonte on {at:%a %d %b %H:%M}: no dealer with an SLA takes it")
