@@ -53,12 +53,6 @@ async def park(
     raise RuntimeError(f"could not park the refused write-back of lead {lead_id}")
 
 
-async def written(sessions: async_sessionmaker[AsyncSession], lead_id: str, fields: dict[str, Any]) -> None:
-    """Zoho took ``fields``: none of them is owed any more (a redrive would write an older value)."""
-    async with hold(sessions, lead_id) as held:
-        held.took(fields)
-
-
 class Held:
     """A lead's parked write-back while :func:`hold` holds it: what was owed when it was taken, and
     what the holder learnt of Zoho meanwhile (applied as the hold ends, unless the block raised)."""
@@ -140,8 +134,8 @@ async def hold(
 
 async def parked(sessions: async_sessionmaker[AsyncSession], limit: int) -> tuple[list[ParkedWriteback], int]:
     """The parked write-backs, oldest refusal first, at most ``limit``; and how many are parked in all."""
+    total = await count(sessions)
     async with sessions() as session:
-        total = await session.scalar(select(func.count()).select_from(ZohoWritebackRefused)) or 0
         rows = await session.scalars(
             select(ZohoWritebackRefused)
             .order_by(ZohoWritebackRefused.refused_at, ZohoWritebackRefused.lead_id)
