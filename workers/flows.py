@@ -83,48 +83,50 @@ async def open_workers(client: Client, settings: Settings) -> AsyncIterator[list
     )
     opportunities = OpportunityActivities(sessions, zoho)
     polling = webhook_queue_polling(settings)
-    every = settings.worker_metrics_poll_seconds
+    # The gauge is served with the worker's metrics: without their endpoint, nothing reads it.
+    every = settings.worker_metrics_poll_seconds if settings.worker_metrics_port else 0
     counting = in_background(count_parked_writebacks(sessions, every)) if every else contextlib.nullcontext()
     try:
+        workers = [
+            Worker(
+                client,
+                task_queue=settings.leads_task_queue,
+                workflows=[LeadDistributionWorkflow, ZohoWritebackWorkflow],
+                **workflow_options(settings),
+                **polling,
+                activities=[
+                    leads.record_lead_status,
+                    leads.fetch_lead,
+                    leads.route_lead,
+                    leads.claim_lead,
+                    leads.assign_lead,
+                    leads.reassign_lead,
+                    leads.lookup_dealer,
+                    leads.deliver_lead,
+                    leads.update_zoho_lead,
+                    leads.redrive_zoho_writeback,
+                    leads.publish_event,
+                    leads.follow_plan,
+                    leads.poll_dealer_status,
+                    leads.withdraw_lead,
+                    leads.withdraw_at_dealer,
+                ],
+                max_concurrent_activities=settings.worker_max_concurrent_activities,
+                **shutdown_options(settings),
+            ),
+            Worker(
+                client,
+                task_queue=settings.opportunities_task_queue,
+                workflows=[OpportunitySyncWorkflow],
+                **workflow_options(settings),
+                **polling,
+                activities=[opportunities.fetch_deal, opportunities.apply_deal_change],
+                max_concurrent_activities=settings.worker_max_concurrent_activities,
+                **shutdown_options(settings),
+            ),
+        ]
         async with counting:
-            yield [
-                Worker(
-                    client,
-                    task_queue=settings.leads_task_queue,
-                    workflows=[LeadDistributionWorkflow, ZohoWritebackWorkflow],
-                    **workflow_options(settings),
-                    **polling,
-                    activities=[
-                        leads.record_lead_status,
-                        leads.fetch_lead,
-                        leads.route_lead,
-                        leads.claim_lead,
-                        leads.assign_lead,
-                        leads.reassign_lead,
-                        leads.lookup_dealer,
-                        leads.deliver_lead,
-                        leads.update_zoho_lead,
-                        leads.redrive_zoho_writeback,
-                        leads.publish_event,
-                        leads.follow_plan,
-                        leads.poll_dealer_status,
-                        leads.withdraw_lead,
-                        leads.withdraw_at_dealer,
-                    ],
-                    max_concurrent_activities=settings.worker_max_concurrent_activities,
-                    **shutdown_options(settings),
-                ),
-                Worker(
-                    client,
-                    task_queue=settings.opportunities_task_queue,
-                    workflows=[OpportunitySyncWorkflow],
-                    **workflow_options(settings),
-                    **polling,
-                    activities=[opportunities.fetch_deal, opportunities.apply_deal_change],
-                    max_concurrent_activities=settings.worker_max_concurrent_activities,
-                    **shutdown_options(settings),
-                ),
-            ]
+            yield workers
     finally:
         await soap.aclose()
         await dealer_http.aclose()
