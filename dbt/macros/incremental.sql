@@ -79,7 +79,6 @@
     {%- for row in run_query("select model, unix_micros(build_started) from " ~ build_watermarks()).rows -%}
         {%- do known.update({row[0]: row[1]}) -%}
     {%- endfor -%}
-    {%- set started = run_started_at.strftime("%Y-%m-%d %H:%M:%S") -%}
     {%- set rows = [] -%}
     {%- for node in built.values() -%}
         {%- set behind = [] -%}
@@ -90,8 +89,9 @@
                 {%- do behind.append(known.get(parent_node.name, 0)) -%}
             {%- endif -%}
         {%- endfor -%}
-        {%- set since = "timestamp '" ~ started ~ "+00'" if not behind else micros_literal(behind | min) -%}
-        {%- do rows.append("select '" ~ node.name ~ "' as model, least(timestamp '" ~ started ~ "+00', " ~ since ~ ") as build_started") -%}
+        {%- set since = build_started() if not behind
+            else "least(" ~ build_started() ~ ", " ~ micros_literal(behind | min) ~ ")" -%}
+        {%- do rows.append("select '" ~ node.name ~ "' as model, " ~ since ~ " as build_started") -%}
     {%- endfor -%}
     merge {{ build_watermarks() }} as known
     using ({{ rows | join(" union all ") }}) as built

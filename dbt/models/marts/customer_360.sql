@@ -41,8 +41,7 @@ per_buyer as (
         profiles.last_order_at,
         profiles.purchase_frequency,
         profiles.days_between_orders,
-        profiles.recent_orders,
-        profiles.ingested_at as orders_landed_at
+        profiles.recent_orders
     from {{ ref('orders_per_profile') }} as profiles
     left join buyers on buyers.user_id = profiles.user_id
 ),
@@ -55,8 +54,7 @@ people as (
         last_name,
         email,
         email_is_masked,
-        true as is_known_customer,
-        ingested_at as landed_at
+        true as is_known_customer
     from customers
     union all
     select
@@ -66,8 +64,7 @@ people as (
         cast(null as string) as last_name,
         cast(null as string) as email,
         cast(null as bool) as email_is_masked,
-        false as is_known_customer,
-        cast(null as timestamp) as landed_at
+        false as is_known_customer
     from per_buyer
     where customer_id like 'profile:%'
 ),
@@ -88,12 +85,7 @@ final as (
         per_buyer.last_order_at,
         per_buyer.purchase_frequency,
         per_buyer.days_between_orders,
-        coalesce(per_buyer.recent_orders, []) as recent_orders,
-        -- When the newest record behind the row (the customer document, an order) landed.
-        greatest(
-            coalesce(people.landed_at, per_buyer.orders_landed_at),
-            coalesce(per_buyer.orders_landed_at, people.landed_at)
-        ) as landed_at
+        coalesce(per_buyer.recent_orders, []) as recent_orders
     from people
     left join per_buyer on per_buyer.customer_id = people.customer_id
 ),
@@ -106,7 +98,7 @@ final as (
 -- none. The RFM scores move with time alone: they are not compared.
 stamped as (
     select
-        final.* except (landed_at),
+        final.*,
         {%- if previous %}
         if(
             before.customer_id is not null
