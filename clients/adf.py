@@ -65,7 +65,7 @@ def adf_document(
     for name, kind in PHONE_TYPES.items():
         if value := fields.get(name):
             _text(contact, "phone", value, type=kind)
-    if any(fields.get(name) for name in ADDRESS):
+    if any(fields.get(name) for name in ("street", *ADDRESS)):
         _address(contact, fields)
     if comments := fields.get("comments"):
         _text(customer, "comments", comments)
@@ -86,10 +86,9 @@ def adf_document(
     return f'<?xml version="1.0" encoding="UTF-8"?>\n<?adf version="1.0"?>\n{body}\n'
 
 
-# The address's parts in the order the DTD gives them (street+, apartment?, city?, regioncode?,
-# postalcode?, country?), under the mapped names that fill them.
+# The address's parts after its street line, in the order the DTD gives them (street+, apartment?,
+# city?, regioncode?, postalcode?, country?), under the mapped names that fill them.
 ADDRESS = {
-    "street": "street",
     "city": "city",
     "state": "regioncode",
     "postal_code": "postalcode",
@@ -103,7 +102,7 @@ def _address(contact: ElementTree.Element, fields: Mapping[str, str]) -> None:
     address = ElementTree.SubElement(contact, "address")
     _text(address, "street", fields.get("street", ""), line="1")
     for name, tag in ADDRESS.items():
-        if name != "street" and (value := fields.get(name)):
+        if value := fields.get(name):
             _text(address, tag, value)
 
 

@@ -72,7 +72,7 @@ def parse_adf(document: str) -> AdfLead:
     if address is not None:
         _check_address(address)
     vendor = _one(prospect, "vendor")
-    _text(vendor, "vendorname")
+    vendor_name = _text(vendor, "vendorname")
     vendor_contact = _one(vendor, "contact")
     if vendor_contact.find("email") is None and vendor_contact.find("phone") is None:
         raise ValueError("vendor contact has neither <email> nor <phone>")
@@ -83,7 +83,7 @@ def parse_adf(document: str) -> AdfLead:
         "email": contact.findtext("email"),
         "phones": [phone.text for phone in contact.findall("phone")],
         "address": {} if address is None else {part.tag: part.text or "" for part in address},
-        "vendor": _text(_one(prospect, "vendor"), "vendorname"),
+        "vendor": vendor_name,
     }
     status = prospect.get("status", "new")
     return AdfLead(str(lead_id.text).strip(), str(lead_id.get("source")), status, fields)
