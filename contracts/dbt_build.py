@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from temporalio.client import Client
@@ -63,6 +63,9 @@ class BuildRequest:
     # build that follows measures hook-to-gold from it.
     oldest_received_at: str | None = None
     full: bool = False  # every model and check now, not a fast build (the demo; support by hand)
+    # The least time between two builds' starts (``dbt_build_spacing_seconds`` of the sender's settings,
+    # set by ``send_build_request``); the newest request's holds.
+    spacing_seconds: float = 0.0
 
 
 @dataclass
@@ -76,6 +79,8 @@ class DbtBuildStatus:
     last: DbtBuildSummary | None = None
     last_success_at: str | None = None  # when the last build that passed ended (ISO 8601 UTC)
     last_full_at: str | None = None  # when the last full build (every model and check) started
+    last_started_at: str | None = None  # when the last build started (the next waits for the spacing)
+    spacing_seconds: float = 0.0  # the least time between two builds' starts, from the newest request
     # The last full build: its tests are the latest word on the data (fast builds run none).
     last_full: DbtBuildSummary | None = None
     oldest_received_at: str | None = None  # of the pending requests' order changes
@@ -95,8 +100,10 @@ async def send_build_request(client: Client, settings: Settings, request: BuildR
     """Ask the warehouse's build workflow for a build, starting it if it is not running.
 
     Contract: when this returns, a build that starts after this moment is guaranteed (a build already
-    running does not count: it may have read bronze before the caller's rows landed).
+    running does not count: it may have read bronze before the caller's rows landed). It starts once
+    the settings' spacing since the last build's start has passed.
     """
+    request = replace(request, spacing_seconds=settings.dbt_build_spacing_seconds)
     await client.start_workflow(
         DBT_BUILD_WORKFLOW,
         DbtBuildStatus(),

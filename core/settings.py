@@ -214,6 +214,11 @@ class Settings(BaseSettings):
     # interval after the oldest landing not asked for yet (per worker process; activities/dbt.py).
     dbt_orders_build_quiet_seconds: float = Field(default=5.0, ge=0)
     dbt_orders_build_interval_seconds: float = Field(default=30.0, ge=0)
+    # The least time between the starts of two builds; requests meanwhile wait and coalesce. Each build
+    # writes every model it builds, and BigQuery allows a table 1,500 writes a day (load, copy and query
+    # jobs that append to or overwrite it): 60 s keeps a table within 1,440 builds a day, however steady
+    # the landings (contracts/dbt_build.py).
+    dbt_build_spacing_seconds: float = Field(default=60.0, ge=0)
 
     # Outbound calls in production (core/outbound.py): hosts allowed over plain http, and hosts allowed to
     # be internal addresses (private, loopback, link-local). Both empty: https to public hosts only.

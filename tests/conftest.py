@@ -36,6 +36,8 @@ REQUIRE_POSTGRES = os.environ.get("HUB_REQUIRE_POSTGRES") == "1"
 # The tests run their own Temporal servers: a developer's TEMPORAL_* variables or temporal.toml must not
 # reach them (tests of Temporal's client configuration turn it back on).
 os.environ.setdefault("HUB_TEMPORAL_CLIENT_CONFIG", "false")
+# Builds one after another, as each test asks (the spacing has a test of its own).
+os.environ.setdefault("HUB_DBT_BUILD_SPACING_SECONDS", "0")
 # The project's data converter with the tests' key ring (the local key), as every hub in a test uses.
 TEST_CONVERTER = data_converter(Settings(environment="test"))
 

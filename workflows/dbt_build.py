@@ -2,7 +2,9 @@
 
 Flows that landed something signal ``request_build`` (with signal-with-start, so the workflow starts if
 it is not running). Requests that arrive while a build runs are coalesced into one more build after it:
-a build reads bronze when it starts, so rows landed during a build are picked up by the next. Each
+a build reads bronze when it starts, so rows landed during a build are picked up by the next. A build
+starts no sooner than the requests' spacing after the last one started (BigQuery's daily writes per
+table; ``dbt_build_spacing_seconds``), requests meanwhile joining it. Each
 build's summary (models built, tests passed, failed and warned, each failure by name) is in the history,
 the memo and the ``last_build`` query; a build with failures is logged as a warning and counted in the
 ``dbt_build_failures`` metric. The workflow continues as new after a number of builds.
@@ -51,6 +53,10 @@ FULL_BUILD_EVERY = timedelta(hours=1)
 # what reads them (fast builds run no such test, so they would build gold from the failing rows). Runs
 # started before it built them anyway.
 FAST_BUILDS_KEEP_BLOCKS = "fast-builds-leave-out-blocked-models"
+# Patch: a build starts no sooner than the requests' spacing after the last one started (requests
+# meanwhile coalesce into it), so however steady the landings, each table is written at most 86,400 /
+# spacing times a day: BigQuery allows 1,500. Runs started before it built back to back.
+SPACED_BUILDS = "builds-spaced-by-the-requests-spacing"
 
 
 @workflow.defn(name=DBT_BUILD_WORKFLOW)
@@ -60,6 +66,7 @@ class DbtBuildWorkflow:
         self._oldest_received: str | None = None  # the pending requests' oldest order change
         self._status = DbtBuildStatus()
         self._full_asked = False  # a pending request asked for a full build
+        self._spacing: float | None = None  # the newest request's spacing, in seconds
 
     @workflow.signal(name=REQUEST_BUILD_SIGNAL)
     def request_build(self, request: BuildRequest) -> None:
@@ -67,6 +74,7 @@ class DbtBuildWorkflow:
             self._pending.append(request.reason)
         self._oldest_received = earliest(self._oldest_received, request.oldest_received_at)
         self._full_asked = self._full_asked or request.full
+        self._spacing = request.spacing_seconds
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> DbtBuildStatus:
@@ -75,6 +83,7 @@ class DbtBuildWorkflow:
             pending=list(self._pending),
             oldest_received_at=self._oldest_received,
             full_asked=self._full_asked,
+            spacing_seconds=self._spacing or 0.0,
         )
 
     @workflow.run
@@ -89,10 +98,14 @@ class DbtBuildWorkflow:
             last_full_at=params.last_full_at,
             last_full=params.last_full,
             blocked=list(params.blocked),
+            last_started_at=params.last_started_at,
         )
         self._full_asked = self._full_asked or params.full_asked
+        if self._spacing is None:  # no request came with the start: the last run's
+            self._spacing = params.spacing_seconds
         when_suggested = workflow.patched(CONTINUE_WHEN_SUGGESTED)
         cadence = workflow.patched(FAST_AND_HOURLY_FULL)
+        spaced = workflow.patched(SPACED_BUILDS)
 
         def suggested() -> bool:
             return when_suggested and workflow.info().is_continue_as_new_suggested()
@@ -105,16 +118,29 @@ class DbtBuildWorkflow:
                 )
             if suggested():
                 break
+            if spaced:
+                await self._wait_for_spacing()
             full = not cadence or self._full_asked or self._full_due()
             self._full_asked = False
             reasons, self._pending = self._pending or ["hourly full build"], []
             oldest_received, self._oldest_received = self._oldest_received, None
             self._status.building = True
+            if spaced:
+                self._status.last_started_at = workflow.now().isoformat(timespec="microseconds")
             if cadence and full:
                 self._status.last_full_at = workflow.now().isoformat(timespec="microseconds")
             self._record(await self._build(oldest_received, fast=not full), reasons, cadence, full)
         # Requests that arrived meanwhile go on with the next run.
         workflow.continue_as_new(replace(self.status(), building=False))
+
+    async def _wait_for_spacing(self) -> None:
+        """Until the spacing since the last build's start has passed; requests meanwhile join this build."""
+        last = self._status.last_started_at
+        if last is None or not self._spacing:
+            return
+        wait = datetime.fromisoformat(last) + timedelta(seconds=self._spacing) - workflow.now()
+        if wait > timedelta(0):
+            await workflow.sleep(wait)
 
     def _full_due(self) -> bool:
         """Whether the next build runs everything: none ran yet, or the last one is an hour old."""

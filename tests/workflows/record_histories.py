@@ -551,10 +551,23 @@ async def test_record_dbt_build_fast_and_full(hub: Hub) -> None:
     await record_builds(hub, "cadence", requests, "dbt_build_fast_and_full")
 
 
-async def record_builds(hub: Hub, queue: str, requests: list[tuple[str, bool]], name: str) -> None:
+async def test_record_dbt_build_spaced(hub: Hub) -> None:
+    """Since the builds-spaced patch: three builds, each a second's spacing after the last one started."""
+    requests = [("vtex orders", False), ("vtex orders", False), ("demo", True)]
+    await record_builds(hub, "spaced", requests, "dbt_build_spaced", spacing_seconds=1.0)
+
+
+async def record_builds(
+    hub: Hub, queue: str, requests: list[tuple[str, bool]], name: str, spacing_seconds: float = 0.0
+) -> None:
     """Send these build requests (reason, full) one after another, each once the last was built."""
     # A task queue of its own: the hub's worker would run the real dbt.
-    settings = hub.settings.model_copy(update={"dbt_task_queue": f"{hub.settings.dbt_task_queue}-{queue}"})
+    settings = hub.settings.model_copy(
+        update={
+            "dbt_task_queue": f"{hub.settings.dbt_task_queue}-{queue}",
+            "dbt_build_spacing_seconds": spacing_seconds,
+        }
+    )
     workflow_id = dbt_build_workflow_id(settings)
     handle = hub.client.get_workflow_handle(workflow_id)
     async with Worker(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import activity
@@ -142,6 +142,53 @@ async def test_requests_get_fast_builds_and_a_full_build_runs_every_hour(task_qu
             assert [build.fast for build in builds.inputs] == [False, True, False, False, True, False]
             memo = await (await env.client.get_workflow_handle(workflow_id).describe()).memo()
             assert "(full build, " in memo["last_build"] and "asked by demo" in memo["last_build"]
+            await env.client.get_workflow_handle(workflow_id).terminate("test over")
+    finally:
+        await env.shutdown()
+
+
+async def test_a_build_starts_no_sooner_than_the_spacing_after_the_last_one_started(task_queue: str) -> None:
+    """BigQuery allows a table 1,500 writes a day: requests however steady get builds a spacing apart,
+    those that arrive meanwhile joining the next."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=binary("temporal-test-server"), data_converter=TEST_CONVERTER
+    )
+    settings = own_warehouse_settings(task_queue, dbt_build_spacing_seconds=60)
+    builds = StandInBuilds()
+    builds.release.set()  # each build is done at once
+    workflow_id = dbt_build_workflow_id(settings)
+
+    async def current() -> DbtBuildStatus:
+        return await status(env.client, workflow_id)
+
+    async def built(count: int) -> DbtBuildStatus:
+        async def done() -> DbtBuildStatus | None:
+            now = await current()
+            return now if now.builds == count and not now.building else None
+
+        return await eventually(done, timeout=30)
+
+    try:
+        async with Worker(
+            env.client, task_queue=task_queue, workflows=[DbtBuildWorkflow], activities=[builds.dbt_build]
+        ):
+            await send_build_request(env.client, settings, BuildRequest("vtex orders"))
+            first = await built(1)  # the first build waits for nothing
+            for reason in ("vtex orders", "vtex catalog sync"):
+                await send_build_request(env.client, settings, BuildRequest(reason))
+            await skip_time(env, timedelta(seconds=50))
+            waiting = await current()
+            assert (waiting.builds, waiting.pending) == (1, ["vtex orders", "vtex catalog sync"])
+            assert waiting.spacing_seconds == 60
+            await skip_time(env, timedelta(seconds=15))
+            second = await built(2)  # both requests, in one build
+            started = [datetime.fromisoformat(build.last_started_at) for build in (first, second)]
+            assert timedelta(seconds=60) <= started[1] - started[0] < timedelta(seconds=70)
+            memo = await (await env.client.get_workflow_handle(workflow_id).describe()).memo()
+            assert "asked by vtex orders, vtex catalog sync" in memo["last_build"]
+            await skip_time(env, timedelta(minutes=5))
+            await send_build_request(env.client, settings, BuildRequest("vtex orders"))
+            await built(3)  # the spacing long past: at once
             await env.client.get_workflow_handle(workflow_id).terminate("test over")
     finally:
         await env.shutdown()

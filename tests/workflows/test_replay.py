@@ -7,6 +7,7 @@ when to record one); they are encrypted with the local development key.
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 from pathlib import Path
 
@@ -63,6 +64,20 @@ def markers(history: WorkflowHistory) -> int:
     return sum(1 for event in history.events if event.HasField("marker_recorded_event_attributes"))
 
 
+def builds_after_a_timer(history: WorkflowHistory) -> int:
+    """How many activities the run scheduled right after a timer fired (workflow tasks aside)."""
+    kinds = [
+        event.WhichOneof("attributes")
+        for event in history.events
+        if not event.WhichOneof("attributes").startswith("workflow_task_")
+    ]
+    return sum(
+        1
+        for before, kind in itertools.pairwise(kinds)
+        if kind == "activity_task_scheduled_event_attributes" and before == "timer_fired_event_attributes"
+    )
+
+
 def test_the_saved_histories_hold_what_their_replay_proves() -> None:
     """A lead recorded before the status patch (its three separate record_lead_status steps), an order
     recorded before its events and version landed together (no patch marker), and every history
@@ -85,6 +100,9 @@ def test_the_saved_histories_hold_what_their_replay_proves() -> None:
     assert handed_on.events[-1].HasField("workflow_execution_continued_as_new_event_attributes")
     followed = saved(HISTORIES / "lead_followed_accepted.json")
     assert followed.events[0].workflow_execution_started_event_attributes.continued_execution_run_id
+    # Builds back to back before the spacing patch; since, a timer between a build's request and its start.
+    assert builds_after_a_timer(saved(HISTORIES / "dbt_build_fast_and_full.json")) == 0
+    assert builds_after_a_timer(saved(HISTORIES / "dbt_build_spaced.json")) >= 1
     for path in SAVED:
         if path.name not in BEFORE_ENCRYPTION:
             encodings = {p.metadata["encoding"] for p in payloads_in(*saved(path).events)}
