@@ -581,7 +581,14 @@ class LeadActivities:
                 activity.logger.info("a newer status than %s stands: Zoho keeps it", status)
                 return
         lead_id, fields = params.lead_id, params.fields
+        info = activity.info()
         try:
+            if last_chance(info, attempt=info.start_to_close_timeout):
+                # No retry follows this attempt: should it time out, or its database write after Zoho's
+                # answer fail, the fields (newer than any parked before) wait for support's redrive, and
+                # come off again once Zoho takes them.
+                reason = "no answer from Zoho by the last attempt"
+                await zoho_writebacks.park(self._sessions, lead_id, fields, reason, utcnow())
             if await zoho_writebacks.get(self._sessions, lead_id) is None:  # the usual case
                 refusal = await self._write_to_zoho(lead_id, fields)
                 if refusal is not None:
@@ -594,7 +601,7 @@ class LeadActivities:
                     else:
                         held.refused(fields, str(refusal), utcnow())
         except TransientError as error:
-            if last_chance(activity.info(), error.retry_after):  # Zoho away, or out of credits, all along
+            if last_chance(info, error.retry_after):  # Zoho away, or out of credits, all along
                 await zoho_writebacks.park(self._sessions, lead_id, fields, f"{error}, all along", utcnow())
                 ZOHO_WRITEBACKS_REFUSED.labels("leads").inc()
             with external_call():
@@ -649,17 +656,23 @@ class LeadActivities:
         return PublishEventResult(delivered_to=delivered)
 
 
-def last_chance(info: activity.Info, retry_after: float | None = None) -> bool:
+def last_chance(
+    info: activity.Info, retry_after: float | None = None, attempt: timedelta | None = None
+) -> bool:
     """Whether an activity's retries end before its next attempt could start: within its longest
     backoff of its schedule-to-close deadline, or the delay the partner asked for (Retry-After, which
-    Temporal takes as given) reaching past it. Never for a local activity: an activity takes over."""
+    Temporal takes as given) reaching past it. With ``attempt`` (the attempt's own timeout), asked as it
+    starts: whether a failure or a time-out of this attempt would be the end. Never for a local
+    activity: an activity takes over."""
     if info.is_local or not info.schedule_to_close_timeout:
         return False
     policy = info.retry_policy
     backoff = policy.maximum_interval if policy and policy.maximum_interval else LAST_CHANCE_MARGIN
     if retry_after is not None:
         backoff = max(backoff, timedelta(seconds=retry_after))
-    return utcnow() + backoff >= info.scheduled_time + info.schedule_to_close_timeout
+    return (
+        utcnow() + (attempt or timedelta(0)) + backoff >= info.scheduled_time + info.schedule_to_close_timeout
+    )
 
 
 def _lead_source(lead: dict[str, Any]) -> str | None:

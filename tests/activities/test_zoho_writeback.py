@@ -65,6 +65,7 @@ def attempt(left: timedelta) -> ActivityEnvironment:
     environment.info = dataclasses.replace(
         environment.info,
         schedule_to_close_timeout=window,
+        start_to_close_timeout=timedelta(seconds=30),
         scheduled_time=utcnow() - window + left,
         retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=5)),
     )
@@ -209,6 +210,51 @@ async def test_a_write_back_zoho_keeps_failing_is_parked_on_its_last_chance(
     assert (held is not None) is parked
     if held is not None:
         assert held.fields == {"Lead_Status": "Sold"} and "429" in held.reason
+
+
+@pytest.mark.parametrize(("left", "parked"), [(timedelta(minutes=3), True), (timedelta(minutes=30), False)])
+async def test_a_last_attempt_that_times_out_leaves_its_fields_parked_over_older_ones(
+    sessions: async_sessionmaker[AsyncSession], left: timedelta, parked: bool
+) -> None:
+    """Zoho does not answer the step's last attempt, which Temporal then times out: no retry follows,
+    so the fields wait parked for the redrive, newer than the value parked before. An earlier attempt
+    leaves them to the next."""
+    asked = asyncio.Event()
+
+    async def zoho(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/oauth/v2/token"):
+            return httpx.Response(200, json={"access_token": "1000.t", "expires_in": 3600})
+        asked.set()
+        await asyncio.Event().wait()  # no answer
+        raise AssertionError("unreachable")
+
+    older = {"Lead_Status": "Contacted"} if parked else None
+    if older:
+        await zoho_writebacks.park(sessions, LEAD, older, "refused", utcnow())
+    async with zoho_steps(sessions, httpx.MockTransport(zoho)) as steps:
+        write = UpdateZohoLeadInput(lead_id=LEAD, fields={"Lead_Status": "Sold"})
+        running = asyncio.create_task(attempt(left).run(steps.update_zoho_lead, write))
+        await asyncio.wait_for(asked.wait(), timeout=10)
+        running.cancel()  # the attempt's time-out
+        with pytest.raises(asyncio.CancelledError):
+            await running
+    held = await zoho_writebacks.get(sessions, LEAD)
+    if not parked:
+        assert held is None
+        return
+    assert held is not None and held.fields == {"Lead_Status": "Sold"}
+    assert "no answer from Zoho by the last attempt" in held.reason
+
+
+async def test_a_last_attempt_zoho_answers_leaves_nothing_parked(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    written: list[dict[str, Any]] = []
+    async with lead_steps(sessions, set(), written) as steps:
+        write = UpdateZohoLeadInput(lead_id=LEAD, fields={"Lead_Status": "Sold"})
+        await attempt(timedelta(minutes=3)).run(steps.update_zoho_lead, write)
+    assert written and written[-1]["Lead_Status"] == "Sold"
+    assert await zoho_writebacks.get(sessions, LEAD) is None
 
 
 async def test_the_flows_worker_counts_the_parked_write_backs_for_their_alert(
