@@ -218,6 +218,13 @@ async def test_incremental_build_equals_a_full_rebuild(
         tmp_path / "target" / "compiled" / "integrations_hub" / "models" / "silver" / "leads.sql"
     ).read_text()
     assert re.search(r'where lead_id in \(("l-\d", )*"l-3"', compiled), compiled
+    # Those ids are looked up in bronze, pruned to the days landed since the model's last build: silver's
+    # histories are partitioned by when things happened, so a filter on when they landed reads it whole.
+    log = (tmp_path / "logs" / "dbt.log").read_text()
+    lookups = re.findall(r"select distinct (.+?) from `[^`]+`\.`(\w+)`\.`\w+` where (.*) limit \d+", log)
+    assert {"lead_id", "entity_id"} <= {column for column, _, _ in lookups}, lookups
+    for _, dataset, where in lookups:
+        assert dataset.endswith("_bronze") and re.match(r"ingested_at >= timestamp '[^']+'", where), where
     # The orders and profiles to recompute reach BigQuery as constants, taken from bronze's days since the
     # last build: they prune silver.orders' (by order) and profile_orders' (by profile) clustered blocks.
     silver = tmp_path / "target" / "compiled" / "integrations_hub" / "models" / "silver"

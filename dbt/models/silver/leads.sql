@@ -1,10 +1,11 @@
 -- One row per lead, from its status history: when it was received, what routing looked at (state,
 -- city, model), its channel (Zoho's Lead_Source), the furthest funnel stage it reached and its latest
 -- status. No personal data. A lead's row depends on all its changes, so a build recomputes the leads
--- with a change merged into silver since this model's last build, from all of their changes. Their ids
--- are looked up first and written into the query as constants: BigQuery documents block pruning (the
--- history is clustered by lead) for a constant filter on the clustered column, not through a
--- subquery. Past var('leads_recomputed_by_id') changed leads, or on a silver.leads built before it
+-- with a change landed since this model's last build, from all of their changes. Their ids are looked
+-- up in bronze, pruned to the days landed since (silver's history is partitioned by the day of the
+-- change, so a filter on when it landed would read that column whole), and written into the query as
+-- constants: BigQuery documents block pruning (the history is clustered by lead) for a constant filter
+-- on the clustered column, not through a subquery. Past var('leads_recomputed_by_id') changed leads, or on a silver.leads built before it
 -- kept a watermark, every lead is recomputed. Built by the hourly build, like the gold tables that read it.
 {{ config(
     unique_key='lead_id',
@@ -16,7 +17,8 @@
 {%- if is_incremental() and execute
     and 'ingested_at' in (adapter.get_columns_in_relation(this) | map(attribute='name') | list) -%}
     {%- set changed = changed_ids(
-        "select distinct lead_id from " ~ ref('lead_status_changes') ~ " where ingested_at >= " ~ bronze_since(),
+        "select distinct lead_id from " ~ source('portal', 'lead_status_changes')
+        ~ " where ingested_at >= " ~ bronze_since() ~ " and lead_id is not null",
         'leads_recomputed_by_id'
     ) -%}
 {%- endif %}
