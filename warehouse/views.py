@@ -57,12 +57,13 @@ class CustomerView(BaseModel):
     monetary_score: int | None = Field(default=None, description="1-5 among buyers, by lifetime_value")
     rfm_segment: str | None = Field(
         default=None,
-        description="champions, loyal, new, needs_attention, at_risk, hibernating, or prospect (no orders)",
+        description="champions, loyal, new, needs_attention, at_risk, hibernating, prospect (no orders), or"
+        " unattributed (profile:unknown: the orders without a VTEX profile, not scored)",
     )
     changed_at: datetime | None = Field(
         default=None,
-        description="when the newest record behind these figures (the customer, an order) landed: the"
-        " change feed's order",
+        description="when the warehouse build that last changed these figures started: the change feed's"
+        " order",
     )
 
 

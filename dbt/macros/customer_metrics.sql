@@ -22,6 +22,12 @@
     round(safe_divide({{ days_between(last_at, first_at) }}, {{ orders }} - 1), 1)
 {%- endmacro %}
 
+{#- The user id the orders that carry no VTEX profile at all are counted under (profile:unknown in
+    customer_360): many buyers in one row, which the RFM scores leave out. -#}
+{% macro unattributed_user() -%}
+    'unknown'
+{%- endmacro %}
+
 {#- The moment the build started, as a literal: recency and tenure are counted up to it, so every row of
     one build shares it (customer_360.figures_as_of). -#}
 {% macro build_started() -%}

@@ -13,6 +13,9 @@
     ],
 ) }}
 
+{#- Who the scores rank: buyers with orders, the orders without a VTEX profile aside. -#}
+{%- set scored_buyer = "orders_count > 0 and user_id != " ~ unattributed_user() -%}
+
 {#- What the table this build replaces said of each buyer (kept by the pre-hook), where there is one. -#}
 {%- set previous = customer_stamps() -%}
 
@@ -114,7 +117,10 @@ stamped as (
         {%- endif %}
 ),
 
--- Recency, frequency over tenure and monetary value as of this build, scored among the buyers.
+-- Recency, frequency over tenure and monetary value as of this build, scored among the buyers. The row of
+-- the orders with no VTEX profile at all (profile:unknown) is many buyers in one: it keeps its figures,
+-- so lifetime values still add up to revenue, but takes no part in the scores (it would rank first on
+-- every one and push each buyer down) and has a segment of its own.
 measured as (
     select
         *,
@@ -127,11 +133,15 @@ measured as (
 scored as (
     select
         *,
-        {{ rfm_score('orders_count > 0', 'recency_days desc') }} as recency_score,
-        {{ rfm_score('orders_count > 0', 'tenure_frequency') }} as frequency_score,
-        {{ rfm_score('orders_count > 0', 'lifetime_value') }} as monetary_score
+        {{ rfm_score(scored_buyer, 'recency_days desc') }} as recency_score,
+        {{ rfm_score(scored_buyer, 'tenure_frequency') }} as frequency_score,
+        {{ rfm_score(scored_buyer, 'lifetime_value') }} as monetary_score
     from measured
 )
 
-select *, {{ rfm_segment('recency_score', 'frequency_score') }} as rfm_segment
+select
+    *,
+    if(
+        user_id = {{ unattributed_user() }}, 'unattributed', {{ rfm_segment('recency_score', 'frequency_score') }}
+    ) as rfm_segment
 from scored

@@ -8,7 +8,7 @@
 {{ config(unique_key='user_id', cluster_by=['user_id']) }}
 
 {%- set changed = changed_ids(
-    "select distinct coalesce(customer_profile_id, 'unknown') from " ~ source('vtex', 'vtex_orders')
+    "select distinct coalesce(customer_profile_id, " ~ unattributed_user() ~ ") from " ~ source('vtex', 'vtex_orders')
     ~ " where ingested_at >= " ~ bronze_since() ~ " and status is not null",
     'profiles_recomputed_by_id'
 ) %}

@@ -21,7 +21,7 @@
 ) %}
 
 select
-    coalesce(customer_user_id, 'unknown') as user_id,
+    coalesce(customer_user_id, {{ unattributed_user() }}) as user_id,
     order_id,
     status,
     is_revenue,
