@@ -43,7 +43,8 @@ class CustomerView(BaseModel):
         description="the latest 10 orders, whatever their status (canceled and pending ones included)"
     )
     figures_as_of: datetime | None = Field(
-        default=None, description="the build these figures are from: recency and tenure count up to it"
+        default=None,
+        description="the build these figures are from (at most a day old): recency and tenure count up to it",
     )
     recency_days: int | None = Field(
         default=None, description="whole days from the last order to figures_as_of"

@@ -66,41 +66,39 @@
     end
 {%- endmacro %}
 
-{#- What a customer_360 row says of the buyer, as one string: equal for rows whose figures are equal.
-    ``row`` names the table or CTE. The RFM scores and figures_as_of (which move with time) are left out. -#}
+{#- What a customer_360 row says of the buyer, as a number: equal for rows whose figures are equal.
+    ``row`` names the table or CTE. The RFM scores and figures_as_of (which move with time) are left out.
+    A hash, so the column carries no personal data of its own. -#}
 {% macro customer_fingerprint(row) -%}
-    to_json_string(struct(
+    farm_fingerprint(to_json_string(struct(
         {{ row }}.user_id, {{ row }}.is_known_customer, {{ row }}.first_name, {{ row }}.last_name,
         {{ row }}.email, {{ row }}.email_is_masked, {{ row }}.orders_count, {{ row }}.lifetime_value,
         {{ row }}.average_ticket, {{ row }}.first_order_at, {{ row }}.last_order_at,
         {{ row }}.purchase_frequency, {{ row }}.days_between_orders, {{ row }}.recent_orders
-    ))
+    )))
 {%- endmacro %}
 
-{#- customer_360's stamps: each buyer's changed_at and fingerprint as the table a build replaces said
-    them, copied by its pre-hook (a table cannot read itself while it is replaced). -#}
-{% macro customer_stamps() -%}
-    {%- if not execute or this is none -%}{{ return(none) }}{%- endif -%}  {#- a dbt unit test: none -#}
-    {%- set stamps = api.Relation.create(database=this.database, schema=this.schema, identifier=this.identifier ~ "_stamps") -%}
-    {%- if adapter.get_relation(this.database, this.schema, this.identifier) is none -%}
-        {{ return(none) }}
-    {%- endif -%}
-    {{ return(stamps) }}
+{#- Whether the customer_360 a build merges into has the figures' fingerprints (an earlier version's,
+    replaced whole by every build, has none). -#}
+{% macro customer_360_has_fingerprints() -%}
+    {{ return(execute and 'figures_fingerprint' in (adapter.get_columns_in_relation(this) | map(attribute='name') | list)) }}
 {%- endmacro %}
 
-{#- Pre-hook ``step`` (0-2) of customer_360, all in DML once the table is there: BigQuery allows a table
-    1,500 overwrites (load, copy or query jobs) a day, which 30-second builds would pass; DML statements
-    do not count. -#}
-{% macro keep_customer_stamps(step) -%}
-    {%- set stamps = customer_stamps() -%}
-    {%- if stamps is none -%}
-        select 1  -- no table to replace yet
-    {%- elif step == 0 -%}
-        create table if not exists {{ stamps }} (customer_id string, changed_at timestamp, fingerprint string)
-    {%- elif step == 1 -%}
-        delete from {{ stamps }} where true
+{#- customer_360's pre-hook: the fingerprint column, on the table an earlier version built (dbt's
+    append_new_columns would add it too, through the API, after the build computed its rows). -#}
+{% macro add_customer_360_fingerprints() -%}
+    {%- if is_incremental() and not customer_360_has_fingerprints() -%}
+        alter table {{ this }} add column if not exists figures_fingerprint int64
     {%- else -%}
-        insert into {{ stamps }} (customer_id, changed_at, fingerprint)
-        select customer_id, changed_at, {{ customer_fingerprint('replaced') }} from {{ this }} as replaced
+        select 1  -- the table is new, or has the column
     {%- endif -%}
+{%- endmacro %}
+
+{#- customer_360's post-hook: the profile:<user id> rows of buyers whose customer document has landed;
+    their figures went to the document's row, which the merge wrote. In DML, like the merge, which
+    BigQuery does not count among a table's 1,500 writes a day. -#}
+{% macro delete_buyers_with_a_document() -%}
+    delete from {{ this }}
+    where starts_with(customer_id, 'profile:')
+        and user_id in (select user_id from {{ ref('customers') }} where user_id is not null)
 {%- endmacro %}

@@ -15,14 +15,15 @@ import pytest
 
 from core.settings import Settings
 from tests.dbt.bigquery_rules import compiled_violations
-from tests.dbt.fixture import EXPECTED_360, ORDERS, SKUS, insert_bronze_row, land_store, order
+from tests.dbt.fixture import CUSTOMERS, EXPECTED_360, ORDERS, SKUS, insert_bronze_row, land_store, order
 from warehouse.landing import Warehouse
 from contracts.dbt_build import DbtBuildSummary
 from warehouse.dbt import build_command, dbt_environment, parse_summary
 from warehouse.landing import BronzeRecord, InvalidRecord, bronze_rows
 from warehouse.leads import lead_record
 from core.vtex import OrderEvent, change_key
-from warehouse.tables import LEAD_STATUS_CHANGES, VTEX_ORDER_EVENTS, VTEX_ORDERS
+from warehouse.tables import LEAD_STATUS_CHANGES, VTEX_CUSTOMERS, VTEX_ORDER_EVENTS, VTEX_ORDERS
+from warehouse.vtex_customers import customer_version
 from warehouse.vtex_orders import order_event, order_version
 
 # Every table a build writes, with the key its rows are sorted by for comparison.
@@ -291,7 +292,12 @@ async def test_incremental_build_equals_a_full_rebuild(
     [since] = re.findall(r"ingested_at >= timestamp '([^']+)'", compiled)
     assert datetime.fromisoformat(since) == second_build["orders"] - timedelta(minutes=180)
     assert (await dbt_build(settings, tmp_path, full_refresh=True, models_only=True)).success
-    assert await snapshot(warehouse) == incremental
+    rebuilt = await snapshot(warehouse)
+    # A full refresh stamps every buyer as changed by it (it has no rows to compare with); all else equal.
+    for tables in (rebuilt, incremental):
+        for row in tables["customer_360"]:
+            row.pop("changed_at")
+    assert rebuilt == incremental
     assert len(ORDERS) == 5  # the fixture this comparison was made on
 
 
@@ -333,6 +339,85 @@ async def test_the_change_feed_orders_customers_by_the_build_that_changed_them(
     assert after["c-ana"]["changed_at"] == before["c-ana"]
 
 
+async def test_a_build_rewrites_only_the_buyers_that_changed_and_drops_a_profile_row_given_its_document(
+    warehouse: Warehouse, settings: Settings, tmp_path: Path
+) -> None:
+    """customer_360 is merged, not replaced: a build writes the rows whose figures or scores changed and
+    leaves the others as they were (BigQuery counts each partition a job writes). A guest's row goes once
+    their customer document lands, the document's row taking their orders."""
+    await land_store(warehouse)
+    await warehouse.land(
+        VTEX_ORDERS, [order_version(order("o-6", "u-guest", 5000, "2026-04-02T12:00:00.0000000Z"))]
+    )
+    assert (await dbt_build(settings, tmp_path, models_only=True)).success
+    before = {row["customer_id"]: row for row in await customer_rows(warehouse)}
+    assert before["profile:u-guest"]["lifetime_value"] == 50
+    await warehouse.land(
+        VTEX_ORDERS, [order_version(order("o-7", "u-bruno", 4400, "2026-04-06T12:00:00.0000000Z"))]
+    )
+    assert (await dbt_build(settings, tmp_path, models_only=True)).success
+    after = {row["customer_id"]: row for row in await customer_rows(warehouse)}
+    rewritten = {
+        customer
+        for customer, row in after.items()
+        if row["figures_as_of"] != before[customer]["figures_as_of"]
+    }
+    assert rewritten == {
+        customer
+        for customer, row in after.items()
+        if row["figures_fingerprint"] != before[customer]["figures_fingerprint"]
+        or scores(row) != scores(before[customer])
+    }
+    assert "c-bruno" in rewritten and "c-carla" not in rewritten  # carla has no orders: nothing moved
+    guest = customer_version(
+        {
+            "id": "c-guest",
+            "userId": "u-guest",
+            "email": "g@example.com.br",
+            "createdIn": "2026-04-07T00:00:00Z",
+        }
+    )
+    await warehouse.land(VTEX_CUSTOMERS, [guest.record])
+    assert (await dbt_build(settings, tmp_path, models_only=True)).success
+    last = {row["customer_id"]: row for row in await customer_rows(warehouse)}
+    assert "profile:u-guest" not in last
+    assert (last["c-guest"]["orders_count"], last["c-guest"]["lifetime_value"]) == (1, 50)
+
+
+async def test_the_customer_360_an_earlier_version_replaced_whole_is_merged_into(
+    warehouse: Warehouse, settings: Settings, tmp_path: Path
+) -> None:
+    """The table an earlier version built has no fingerprints: the first build writes every row (the
+    merge adds the column), and the next ones compare."""
+    await land_store(warehouse)
+    assert (await dbt_build(settings, tmp_path, models_only=True)).success
+    table = warehouse.table_id(warehouse.layers.gold, "customer_360")
+    await warehouse.query(f"create table `{table}_before` as select * except (figures_fingerprint) from `{table}`")
+    await warehouse.query(f"drop table `{table}`")
+    await warehouse.query(
+        f"create table `{table}` partition by timestamp_trunc(changed_at, day) cluster by customer_id"
+        f" as select * from `{table}_before`"
+    )
+    assert "figures_fingerprint" not in (await customer_rows(warehouse))[0]
+    assert (await dbt_build(settings, tmp_path, models_only=True)).success
+    rows = await customer_rows(warehouse)
+    assert len(rows) == len(CUSTOMERS) and all(row["figures_fingerprint"] is not None for row in rows)
+    assert (await dbt_build(settings, tmp_path, models_only=True)).success
+    assert {row["customer_id"]: row for row in await customer_rows(warehouse)} == {
+        row["customer_id"]: row for row in rows
+    }  # nothing changed: nothing written
+
+
+async def customer_rows(warehouse: Warehouse) -> list[dict[str, Any]]:
+    return await warehouse.query(
+        f"select * from `{warehouse.table_id(warehouse.layers.gold, 'customer_360')}`"
+    )
+
+
+def scores(row: dict[str, Any]) -> tuple[Any, ...]:
+    return row["recency_score"], row["frequency_score"], row["monetary_score"]
+
+
 async def test_a_model_built_without_the_silver_model_it_reads_keeps_its_place(
     warehouse: Warehouse, settings: Settings, tmp_path: Path
 ) -> None:
@@ -342,7 +427,9 @@ async def test_a_model_built_without_the_silver_model_it_reads_keeps_its_place(
     await land_store(warehouse)
     assert (await dbt_build(settings, tmp_path, models_only=True)).success
     first = await build_starts(warehouse)
-    await warehouse.land(VTEX_ORDERS, [order_version(order("o-7", "u-carla", 4400, "2026-04-06T12:00:00.0000000Z"))])
+    await warehouse.land(
+        VTEX_ORDERS, [order_version(order("o-7", "u-carla", 4400, "2026-04-06T12:00:00.0000000Z"))]
+    )
     assert (await dbt_build(settings, tmp_path, only=("profile_orders",))).success
     alone = await build_starts(warehouse)
     assert alone["profile_orders"] == first["orders"]  # not this build's start: orders was not built
