@@ -584,11 +584,13 @@ class LeadActivities:
         info = activity.info()
         try:
             if last_chance(info, attempt=info.start_to_close_timeout):
-                # No retry follows this attempt: should it time out, or its database write after Zoho's
+                # No retry may follow this attempt: should it time out, or its database write after Zoho's
                 # answer fail, the fields (newer than any parked before) wait for support's redrive, and
-                # come off again once Zoho takes them.
-                reason = "no answer from Zoho by the last attempt"
-                await zoho_writebacks.park(self._sessions, lead_id, fields, reason, utcnow())
+                # come off again once Zoho takes them. A lead's row parked already keeps its reason.
+                reason = "no answer from Zoho within the write-back's retry window"
+                await zoho_writebacks.park(
+                    self._sessions, lead_id, fields, reason, utcnow(), keep_reason=True
+                )
             if await zoho_writebacks.get(self._sessions, lead_id) is None:  # the usual case
                 refusal = await self._write_to_zoho(lead_id, fields)
                 if refusal is not None:

@@ -64,8 +64,9 @@ class BuildRequest:
     oldest_received_at: str | None = None
     full: bool = False  # every model and check now, not a fast build (the demo; support by hand)
     # The least time between two builds' starts (``dbt_build_spacing_seconds`` of the sender's settings,
-    # set by ``send_build_request``); the newest request's holds.
-    spacing_seconds: float = 0.0
+    # set by ``send_build_request``); the newest request that says one holds. None: not said (a sender
+    # of an earlier version), which leaves the spacing as it was.
+    spacing_seconds: float | None = None
 
 
 @dataclass

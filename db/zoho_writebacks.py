@@ -41,12 +41,15 @@ async def park(
     fields: dict[str, Any],
     reason: str,
     at: datetime,
+    *,
+    keep_reason: bool = False,
 ) -> None:
-    """Keep ``fields`` Zoho refused for the lead, over any older refused values of the same fields."""
+    """Keep ``fields`` Zoho refused for the lead, over any older refused values of the same fields
+    (``keep_reason``: a lead's row already parked keeps its reason and time)."""
     for _ in range(2):  # a concurrent first refusal of the same lead: merge into its row then
         try:
             async with hold(sessions, lead_id) as held:
-                held.refused(fields, reason, at)
+                held.refused(fields, reason, at, keep_reason=keep_reason)
             return
         except IntegrityError:
             continue
@@ -60,7 +63,7 @@ class Held:
     def __init__(self, fields: dict[str, Any] | None) -> None:
         self._fields = fields
         self._took: dict[str, Any] = {}
-        self._refused: tuple[dict[str, Any], str, datetime, bool] | None = None
+        self._refused: tuple[dict[str, Any], str, datetime, bool, bool] | None = None
 
     @property
     def fields(self) -> dict[str, Any] | None:
@@ -71,9 +74,18 @@ class Held:
         """Zoho took ``fields``: they are owed no more; the row goes once nothing is."""
         self._took.update(fields)
 
-    def refused(self, fields: dict[str, Any], reason: str, at: datetime, *, redrive: bool = False) -> None:
-        """Zoho refused ``fields`` for ``reason`` (a ``redrive``: the fields parked, counted)."""
-        self._refused = (fields, reason, at, redrive)
+    def refused(
+        self,
+        fields: dict[str, Any],
+        reason: str,
+        at: datetime,
+        *,
+        redrive: bool = False,
+        keep_reason: bool = False,
+    ) -> None:
+        """Zoho refused ``fields`` for ``reason`` (a ``redrive``: the fields parked, counted;
+        ``keep_reason``: a row already there keeps its reason and time)."""
+        self._refused = (fields, reason, at, redrive, keep_reason)
 
     async def apply(self, session: AsyncSession, lead_id: str, row: ZohoWritebackRefused | None) -> None:
         if row is not None and self._took:
@@ -85,14 +97,15 @@ class Held:
                 row = None
         if self._refused is None:
             return
-        fields, reason, at, redrive = self._refused
+        fields, reason, at, redrive, keep_reason = self._refused
         if row is None and not fields:
             return  # a redrive refused again, its row discarded meanwhile: nothing is owed
         if row is None:
             session.add(ZohoWritebackRefused(lead_id=lead_id, fields=fields, reason=reason, refused_at=at))
             return
         row.fields = {**row.fields, **fields}
-        row.reason, row.refused_at = reason, at
+        if not keep_reason:
+            row.reason, row.refused_at = reason, at
         row.redrives += int(redrive)
 
 

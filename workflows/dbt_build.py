@@ -74,7 +74,8 @@ class DbtBuildWorkflow:
             self._pending.append(request.reason)
         self._oldest_received = earliest(self._oldest_received, request.oldest_received_at)
         self._full_asked = self._full_asked or request.full
-        self._spacing = request.spacing_seconds
+        if request.spacing_seconds is not None:
+            self._spacing = request.spacing_seconds
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> DbtBuildStatus:

@@ -24,6 +24,7 @@ from contracts.dbt_build import (
     dbt_build_workflow_id,
     send_build_request,
 )
+from core.constants import REQUEST_BUILD_SIGNAL
 from core.settings import Settings
 from tests.conftest import TEST_CONVERTER, binary
 from tests.dbt.fixture import land_store, order
@@ -186,9 +187,16 @@ async def test_a_build_starts_no_sooner_than_the_spacing_after_the_last_one_star
             assert timedelta(seconds=60) <= started[1] - started[0] < timedelta(seconds=70)
             memo = await (await env.client.get_workflow_handle(workflow_id).describe()).memo()
             assert "asked by vtex orders, vtex catalog sync" in memo["last_build"]
+            # A sender of an earlier version says no spacing: the spacing stands.
+            handle = env.client.get_workflow_handle(workflow_id)
+            await handle.signal(REQUEST_BUILD_SIGNAL, BuildRequest("older sender"))
+            await skip_time(env, timedelta(seconds=30))
+            assert ((await current()).builds, (await current()).spacing_seconds) == (2, 60)
+            await skip_time(env, timedelta(seconds=35))
+            await built(3)
             await skip_time(env, timedelta(minutes=5))
             await send_build_request(env.client, settings, BuildRequest("vtex orders"))
-            await built(3)  # the spacing long past: at once
+            await built(4)  # the spacing long past: at once
             await env.client.get_workflow_handle(workflow_id).terminate("test over")
     finally:
         await env.shutdown()
