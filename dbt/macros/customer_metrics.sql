@@ -94,11 +94,26 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- customer_360's post-hook: the profile:<user id> rows of buyers whose customer document has landed;
-    their figures went to the document's row, which the merge wrote. In DML, like the merge, which
-    BigQuery does not count among a table's 1,500 writes a day. -#}
+{#- customer_360's post-hook: the profile:<user id> rows of buyers whose customer document landed in the
+    day before the build (their figures went to the document's row, which the merge wrote), named as
+    constants, which prune the table's blocks (clustered by customer_id); none landed: no statement.
+    Past var('profiles_recomputed_by_id') documents, every profile row with one goes. A row deleted
+    though its document did not reach silver is written again by the next build. -#}
 {% macro delete_buyers_with_a_document() -%}
-    delete from {{ this }}
-    where starts_with(customer_id, 'profile:')
-        and user_id in (select user_id from {{ ref('customers') }} where user_id is not null)
+    {%- set documented = changed_ids(
+        "select distinct concat('profile:', user_id) from " ~ source('vtex', 'vtex_customers')
+        ~ " where ingested_at >= " ~ day_before_build() ~ " and user_id is not null",
+        'profiles_recomputed_by_id'
+    ) -%}
+    {%- if not is_incremental() -%}
+        select 1  -- built whole: no profile row of a buyer with a document
+    {%- elif documented is none -%}
+        delete from {{ this }}
+        where starts_with(customer_id, 'profile:')
+            and user_id in (select user_id from {{ ref('customers') }} where user_id is not null)
+    {%- elif documented -%}
+        delete from {{ this }} where {{ in_constants('customer_id', documented) }}
+    {%- else -%}
+        select 1  -- no customer document landed in the day before the build
+    {%- endif -%}
 {%- endmacro %}

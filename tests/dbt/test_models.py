@@ -381,17 +381,23 @@ async def test_a_build_rewrites_only_the_buyers_that_changed_and_drops_a_profile
     assert (await dbt_build(settings, tmp_path, models_only=True)).success
     last = {row["customer_id"]: row for row in await customer_rows(warehouse)}
     assert "profile:u-guest" not in last
+    # Deleted by name, the documents of the day before the build as constants (clustered by customer_id).
+    log = (tmp_path / "logs" / "dbt.log").read_text()
+    deletes = re.findall(r"delete from `[^`]+`\.`\w+`\.`customer_360` where (.*)", log)
+    assert deletes[-1].startswith("customer_id in (") and '"profile:u-guest"' in deletes[-1], deletes
     assert (last["c-guest"]["orders_count"], last["c-guest"]["lifetime_value"]) == (1, 50)
 
 
 async def test_the_customer_360_an_earlier_version_replaced_whole_is_merged_into(
     warehouse: Warehouse, settings: Settings, tmp_path: Path
 ) -> None:
-    """The table an earlier version built has no fingerprints: the first build writes every row (the
-    merge adds the column), and the next ones compare."""
+    """The table an earlier version built has no fingerprints: the first build computes them from its
+    columns, so no buyer is announced as changed, and writes every row with its fingerprint; the next
+    builds compare with those."""
     await land_store(warehouse)
     assert (await dbt_build(settings, tmp_path, models_only=True)).success
     table = warehouse.table_id(warehouse.layers.gold, "customer_360")
+    stamped = {row["customer_id"]: row["changed_at"] for row in await customer_rows(warehouse)}
     await warehouse.query(f"create table `{table}_before` as select * except (figures_fingerprint) from `{table}`")
     await warehouse.query(f"drop table `{table}`")
     await warehouse.query(
@@ -402,6 +408,7 @@ async def test_the_customer_360_an_earlier_version_replaced_whole_is_merged_into
     assert (await dbt_build(settings, tmp_path, models_only=True)).success
     rows = await customer_rows(warehouse)
     assert len(rows) == len(CUSTOMERS) and all(row["figures_fingerprint"] is not None for row in rows)
+    assert {row["customer_id"]: row["changed_at"] for row in rows} == stamped
     assert (await dbt_build(settings, tmp_path, models_only=True)).success
     assert {row["customer_id"]: row for row in await customer_rows(warehouse)} == {
         row["customer_id"]: row for row in rows

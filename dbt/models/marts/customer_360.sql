@@ -22,10 +22,11 @@
     post_hook=["{{ delete_buyers_with_a_document() }}"],
 ) }}
 
-{#- Whether the build compares each buyer with the table's row: not on a first build or a full refresh,
-    nor on the table an earlier version replaced whole, which has no fingerprints yet (that build writes
-    every row, and the merge adds the column). -#}
-{%- set compared = is_incremental() and customer_360_has_fingerprints() -%}
+{#- Whether the build compares each buyer with the table's row: not on a first build or a full refresh.
+    The table an earlier version replaced whole has no fingerprints yet (the pre-hook adds the column):
+    they are computed from its columns, so its rows keep their changed_at, and every row is written. -#}
+{%- set compared = is_incremental() -%}
+{%- set stored = compared and customer_360_has_fingerprints() -%}
 
 {#- Who the scores rank: buyers with orders, the orders without a VTEX profile aside. -#}
 {%- set scored_buyer = "orders_count > 0 and user_id != " ~ unattributed_user() -%}
@@ -125,9 +126,17 @@ stamped as (
         before
     from fingerprinted as fresh
     left join (
-        select customer_id, figures_fingerprint, changed_at, figures_as_of, recency_score, frequency_score,
+        select
+            customer_id,
+            {{ 'figures_fingerprint' if stored else customer_fingerprint('kept') ~ ' as figures_fingerprint' }},
+            -- none yet: every row is written, to store it
+            {{ 'figures_fingerprint' if stored else 'cast(null as int64)' }} as stored_fingerprint,
+            changed_at,
+            figures_as_of,
+            recency_score,
+            frequency_score,
             monetary_score
-        from {{ this }}
+        from {{ this }} as kept
     ) as before on before.customer_id = fresh.customer_id
         {%- else %}
         {{ build_started() }} as changed_at
@@ -166,7 +175,7 @@ select
     ) as rfm_segment
 from scored
 {%- if compared %}
-where coalesce(before.figures_fingerprint != figures_fingerprint, true)
+where coalesce(before.stored_fingerprint != figures_fingerprint, true)
     or to_json_string(struct(before.recency_score, before.frequency_score, before.monetary_score))
         != to_json_string(struct(recency_score, frequency_score, monetary_score))
     or before.figures_as_of <= timestamp_sub({{ build_started() }}, interval 1 day)
