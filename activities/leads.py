@@ -455,14 +455,19 @@ class LeadActivities:
         # Stable across retries, worker restarts and later runs: the dealer sees one lead however often
         # the hub calls. Heartbeats let Temporal see a live call, and cancel an attempt it gave up on.
         key = params.idempotency_key or deliveries.idempotency_key(params.lead_id, dealer.id)
-        moved_on = await deliveries.moved_on(self._sessions, params.lead_id, dealer.id, key)
-        if moved_on:  # a run reset to before this step: the dealer must not get the lead again
-            raise ApplicationError(moved_on, type=LEAD_MOVED_ON, non_retryable=True)
+        check = await deliveries.check_delivery(self._sessions, params.lead_id, dealer.id, key)
+        if check.moved_on:  # a run reset to before this step: the dealer must not get the lead again
+            raise ApplicationError(check.moved_on, type=LEAD_MOVED_ON, non_retryable=True)
         try:
             with external_call(permanent_type=DEALER_REJECTED):
                 async with heartbeating():
                     dealer_lead_id = await crm.create_lead(
-                        dealer, fields, params.lead_id, key, attempt=activity.info().attempt
+                        dealer,
+                        fields,
+                        params.lead_id,
+                        key,
+                        attempt=activity.info().attempt,
+                        claimed_at=check.claimed_at,
                     )
         except Exception as error:
             rejected = isinstance(error, ApplicationError) and error.non_retryable

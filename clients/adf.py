@@ -153,6 +153,7 @@ class AdfDealerCrm:
         idempotency_key: str,
         *,
         attempt: int = 1,
+        claimed_at: datetime | None = None,  # the inbox knows the document by its id
     ) -> str:
         """Send the lead; the dealer's id of it is the hub's key (ADF receivers answer no id of their own).
 

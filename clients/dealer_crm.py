@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
@@ -29,6 +29,7 @@ from clients.errors import (
 from clients.pinned import PinnedSyncTransport, PinnedTransport
 from core.dealers import DealerConfig
 from core.outbound import AddressRules, RefusedUrl, check_url, origin
+from core.timeutil import utcnow
 
 if TYPE_CHECKING:
     # zeep and lxml (about 9 MiB a process) load with the first SOAP dealer's call
@@ -38,6 +39,9 @@ if TYPE_CHECKING:
 SERVICE = "dealer-crm"
 # The REST dealer's error code for a key already used with another body.
 KEY_REUSED = "idempotency_key_reused"
+# How long a REST dealer is taken to keep an Idempotency-Key (commonly a day), less a margin: a create
+# under a key older than this may be made again, so the lead is looked up first.
+KEY_RETENTION = timedelta(hours=23)
 # Says whether the hub may call a URL (Settings.check_outbound_url in the worker): dealer URLs come from
 # YAML and a SOAP dealer's WSDL names where calls go, and the calls carry the dealer's API key.
 UrlCheck = Callable[[str], None]
@@ -138,9 +142,11 @@ class DealerCrm(Protocol):
         idempotency_key: str,
         *,
         attempt: int = 1,
+        claimed_at: datetime | None = None,
     ) -> str:
         """Create the lead in the dealer's CRM and return the dealer-side id (``attempt``: 1 for the
-        first send, more for retries, which ADF marks as re-sends)."""
+        first send, more for retries, which ADF marks as re-sends; ``claimed_at``: when the hub chose
+        this dealer under this key, so no create under it is older)."""
         ...
 
     async def withdraw_lead(
@@ -187,6 +193,7 @@ class RestDealerCrm:
         idempotency_key: str,
         *,
         attempt: int = 1,
+        claimed_at: datetime | None = None,
     ) -> str:
         checked(f"{SERVICE}:{dealer.id}", self._url_check, dealer.crm_url)
         headers = {"Idempotency-Key": idempotency_key}
@@ -194,6 +201,11 @@ class RestDealerCrm:
             headers["Authorization"] = f"Bearer {key}"
         service = f"{SERVICE}:{dealer.id}"
         leads_url = f"{dealer.crm_url.rstrip('/')}/api/v1/leads"
+        # A create under this key a day ago or more (a run resumed, a delivery retried that long) may be
+        # forgotten by the dealer with its key: ask before creating (a failed lookup raises).
+        stale = claimed_at is not None and utcnow() - claimed_at >= KEY_RETENTION
+        if stale and (found := await self._lookup(service, leads_url, external_id, headers)):
+            return found
         with refusals_permanent(service):
             response = await self._http.post(leads_url, json=fields, headers=headers)
         if response.status_code == 409 or error_code(response) == KEY_REUSED:
@@ -320,6 +332,7 @@ class SoapDealerCrm:
         idempotency_key: str,
         *,
         attempt: int = 1,
+        claimed_at: datetime | None = None,  # looked up first anyway
     ) -> str:
         service = f"{SERVICE}:{dealer.id}"
         client = await self._client(dealer)

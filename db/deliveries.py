@@ -352,10 +352,19 @@ async def mark_delivered(
     return True
 
 
-async def moved_on(
+@dataclass(frozen=True)
+class DeliveryCheck:
+    """What the lead's delivery record says of a delivery about to be made."""
+
+    moved_on: str | None  # why it must not be made; None: it may
+    # When routing (or support) chose this dealer under this key: no create under the key is older.
+    claimed_at: datetime | None = None
+
+
+async def check_delivery(
     sessions: async_sessionmaker[AsyncSession], lead_id: str, dealer_id: str, key: str
-) -> str | None:
-    """Why a delivery to ``dealer_id`` under ``key`` must not be made, or None when it may.
+) -> DeliveryCheck:
+    """Whether a delivery to ``dealer_id`` under ``key`` may be made, and since when it was decided.
 
     A run reset to before its delivery step (or a zombie attempt) asks again for a delivery the lead has
     left since: it is now at another dealer, or was withdrawn from this one, or support sent it back here
@@ -365,16 +374,16 @@ async def moved_on(
         row = await session.get(Delivery, lead_id)
         if row is None:
             if await session.get(Withdrawal, (lead_id, dealer_id)) is not None:
-                return f"the lead was withdrawn from {dealer_id}"
+                return DeliveryCheck(f"the lead was withdrawn from {dealer_id}")
             released = await unanswered_release(session, lead_id, dealer_id)
             if released is not None and released.crm_outcome in (PENDING, "withdrawn"):
-                return f"the lead was released from {dealer_id}, whose CRM never answered"
-            return None
+                return DeliveryCheck(f"the lead was released from {dealer_id}, whose CRM never answered")
+            return DeliveryCheck(None)
     if row.dealer_id != dealer_id:
-        return f"the lead is at {row.dealer_id} now"
+        return DeliveryCheck(f"the lead is at {row.dealer_id} now")
     if row.idempotency_key and row.idempotency_key != key:
-        return f"the lead went back to {dealer_id} as a new delivery"
-    return None
+        return DeliveryCheck(f"the lead went back to {dealer_id} as a new delivery")
+    return DeliveryCheck(None, as_utc(row.claimed_at) if row.claimed_at else None)
 
 
 def _claim_row(

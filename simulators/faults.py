@@ -203,6 +203,17 @@ async def dealer_leads(dealer_id: str, state: StateDep) -> dict[str, Any]:
     }
 
 
+@router.delete("/dealers/{dealer_id}/idempotency-keys")
+async def expire_idempotency_keys(dealer_id: str, state: StateDep) -> dict[str, Any]:
+    """Forget the dealer's idempotency keys, as a CRM does once their retention has passed (commonly a
+    day): a create under a key it knew is then a new create."""
+    dealer = state.dealers.get(dealer_id)
+    forgotten = len(dealer.idempotency) if dealer else 0
+    if dealer:
+        dealer.idempotency.clear()
+    return {"dealer_id": dealer_id, "forgotten": forgotten}
+
+
 class LeadStatusSpec(BaseModel):
     """What the dealer's salesperson did with a lead; with ``callback`` the CRM tells the hub."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from functools import partial
 
 import httpx
@@ -16,6 +17,7 @@ from clients.pinned import PinnedTransport
 from core.dealers import DealerConfig
 from core.outbound import AddressRules, check_url
 from core.settings import Settings
+from core.timeutil import utcnow
 from simulators import SimulatorConfig
 from simulators import create_app as create_simulators
 from simulators.dealer_soap import SOAP_CONTENT_TYPE, dealer_wsdl, soap_fault
@@ -120,6 +122,34 @@ async def test_rest_answers_that_hide_a_created_lead_are_looked_up(
     retried = await rest.create_lead(dealer(sims, "rest", "d4"), {}, other, "k-other")
     assert (await http.get(f"{sims}/_control/counters")).json()["dealers"]["d4"]["created"] == 1
     assert retried.startswith("CRM-")
+
+
+async def test_a_create_under_a_key_the_dealer_may_have_forgotten_looks_the_lead_up_first(
+    sims: str, http: httpx.AsyncClient
+) -> None:
+    """A REST dealer keeps an Idempotency-Key for a limited time (commonly a day). A create under a
+    key chosen a day ago or more (a run resumed, a delivery retried that long) asks for the lead
+    first, so a dealer that forgot the key does not get it twice; a recent key goes straight to the
+    create, the key guarding it."""
+    rest = RestDealerCrm(http, {"d1": "k1"})
+    key = f"lead-{LEAD}-d1"
+    created = await rest.create_lead(dealer(sims, "rest"), {"external_id": LEAD}, LEAD, key)
+    forgotten = await http.delete(f"{sims}/_control/dealers/d1/idempotency-keys")
+    assert forgotten.json()["forgotten"] == 1
+    chosen = utcnow() - timedelta(hours=25)
+    again = await rest.create_lead(dealer(sims, "rest"), {"external_id": LEAD}, LEAD, key, claimed_at=chosen)
+    assert again == created
+    assert (await http.get(f"{sims}/_control/dealers/d1/leads")).json()["creates_by_external_id"] == {LEAD: 1}
+    # Chosen an hour ago: the key is trusted, no lookup (a forgetful dealer would then create it again).
+    await http.delete(f"{sims}/_control/dealers/d1/idempotency-keys")
+    recent = utcnow() - timedelta(hours=1)
+    await rest.create_lead(dealer(sims, "rest"), {"external_id": LEAD}, LEAD, key, claimed_at=recent)
+    assert (await http.get(f"{sims}/_control/dealers/d1/leads")).json()["creates_by_external_id"] == {LEAD: 2}
+    # A lookup that fails is no answer: the create waits for the next attempt.
+    await http.post(f"{sims}/_control/faults", json={"target": "d1", "error_5xx_count": 1})
+    with pytest.raises(TransientError):
+        await rest.create_lead(dealer(sims, "rest"), {"external_id": LEAD}, LEAD, key, claimed_at=chosen)
+    assert (await http.get(f"{sims}/_control/dealers/d1/leads")).json()["creates_by_external_id"] == {LEAD: 2}
 
 
 async def test_a_wsdl_that_sends_calls_to_another_host_is_refused(http: httpx.AsyncClient) -> None:

@@ -223,12 +223,16 @@ async def test_a_dealer_released_unanswered_gets_the_lead_back_under_the_key_its
         await deliveries.claim_next(
             sessions, lead_id, lead, DAY, T0, release="a", exclude=["a"], release_unanswered=True
         )
-        assert await deliveries.moved_on(sessions, lead_id, "a", f"lead-{lead_id}-a") is not None
+        assert (
+            await deliveries.check_delivery(sessions, lead_id, "a", f"lead-{lead_id}-a")
+        ).moved_on is not None
         await deliveries.record_withdrawal(sessions, lead_id, "a", outcome)
         back = await deliveries.claim_next(sessions, lead_id, lead, DAY, T0, release="b", exclude=["b"])
         assert back is not None and back.dealer_id == "a"
         assert (back.idempotency_key == f"lead-{lead_id}-a") is (outcome == "recorded")
-        assert await deliveries.moved_on(sessions, lead_id, "a", back.idempotency_key) is None
+        assert (
+            await deliveries.check_delivery(sessions, lead_id, "a", back.idempotency_key)
+        ).moved_on is None
         assert (await deliveries.losses(sessions, lead_id)).pending == []  # nothing to drop at a now
 
 
@@ -272,29 +276,32 @@ async def test_a_delivery_the_lead_has_left_is_not_made_again(
     """A run reset to before its delivery asks for a delivery the lead has since left."""
     await load(sessions, dealer("a", priority=10), dealer("b", priority=20))
     lead = LeadProfile("SP", "Santos", "Onix")
-    assert await deliveries.moved_on(sessions, "L1", "a", "lead-L1-a") is None  # no decision yet
+    assert (
+        await deliveries.check_delivery(sessions, "L1", "a", "lead-L1-a")
+    ).moved_on is None  # no decision yet
     claim = await deliveries.claim_next(sessions, "L1", lead, DAY, T0)
     assert claim is not None and claim.dealer_id == "a"
-    assert await deliveries.moved_on(sessions, "L1", "a", claim.idempotency_key) is None
+    assert (await deliveries.check_delivery(sessions, "L1", "a", claim.idempotency_key)).moved_on is None
     async with sessions.begin() as session:
         await deliveries.mark_delivered(
             session, lead_id="L1", dealer_id="a", dealer_lead_id="X", day=DAY, at=T0
         )
     await deliveries.withdraw(sessions, "L1", "a", T0, reason="SLA")
     assert (
-        await deliveries.moved_on(sessions, "L1", "a", claim.idempotency_key)
-        == "the lead was withdrawn from a"
-    )
+        await deliveries.check_delivery(sessions, "L1", "a", claim.idempotency_key)
+    ).moved_on == "the lead was withdrawn from a"
     moved = await deliveries.claim_next(sessions, "L1", lead, DAY, T0)
     assert moved is not None and moved.dealer_id == "b"
-    assert await deliveries.moved_on(sessions, "L1", "a", claim.idempotency_key) == "the lead is at b now"
-    assert await deliveries.moved_on(sessions, "L1", "b", moved.idempotency_key) is None
+    assert (
+        await deliveries.check_delivery(sessions, "L1", "a", claim.idempotency_key)
+    ).moved_on == "the lead is at b now"
+    assert (await deliveries.check_delivery(sessions, "L1", "b", moved.idempotency_key)).moved_on is None
     back = await deliveries.reassign(sessions, "L1", "a", DAY, T0, reason="asked", reassigned_by="ana")
     assert back.idempotency_key != claim.idempotency_key
-    assert await deliveries.moved_on(sessions, "L1", "a", claim.idempotency_key) == (
+    assert (await deliveries.check_delivery(sessions, "L1", "a", claim.idempotency_key)).moved_on == (
         "the lead went back to a as a new delivery"
     )
-    assert await deliveries.moved_on(sessions, "L1", "a", back.idempotency_key) is None
+    assert (await deliveries.check_delivery(sessions, "L1", "a", back.idempotency_key)).moved_on is None
 
 
 async def test_only_a_reassignment_moves_a_delivered_lead(sessions: async_sessionmaker[AsyncSession]) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,6 +15,9 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from contracts.leads import AssignDealerInput
+from core.timeutil import utcnow
+from db.engine import one_off_sessions
+from db.models import Delivery
 from tests.hub import Hub, running_hub
 from tests.stored import local_activity_types
 from tests.support import eventually
@@ -87,6 +91,36 @@ async def test_duplicate_webhooks_make_one_workflow_and_one_dealer_lead(hub: Hub
     stored = await hub.dealer_leads("rest-mg")
     assert stored["creates_by_external_id"] == {lead_id: 1}
     assert (await hub.counters())["dealers"]["rest-mg"]["created"] == 1
+
+
+async def test_a_lead_resumed_a_day_after_its_dealer_stored_it_unanswered_is_not_created_again(
+    hub: Hub,
+) -> None:
+    """The dealer's CRM stores the lead and answers 503; support stops the run; a day later Zoho sends
+    the webhook again. By then the dealer has forgotten the Idempotency-Key, so a create under it would
+    be a second lead: the resumed run, whose claim is a day old, asks the dealer first and finds it."""
+    await hub.fault(target="rest-mg", stored_unanswered_count=1000)
+    lead_id = await hub.create_lead(State="MG", City="Contagem")
+    await hub.post_webhook(lead_id)
+
+    async def stored() -> bool:
+        return (await hub.dealer_leads("rest-mg"))["creates_by_external_id"].get(lead_id) == 1
+
+    await eventually(stored, timeout=30)
+    await hub.handle(lead_id).terminate("stopped by support")
+    async with one_off_sessions(hub.settings.database_url) as sessions, sessions.begin() as session:
+        claim = await session.get(Delivery, lead_id)
+        assert claim is not None and claim.dealer_id == "rest-mg"
+        claim.claimed_at = utcnow() - timedelta(hours=25)
+    (await hub.http.delete(f"{hub.sims_url}/_control/dealers/rest-mg/idempotency-keys")).raise_for_status()
+    (await hub.http.delete(f"{hub.sims_url}/_control/faults/rest-mg")).raise_for_status()
+
+    await hub.post_webhook(lead_id)
+    lead = await hub.wait_for_status(lead_id, "delivered")
+    assert lead["dealer_id"] == "rest-mg"
+    held = await hub.dealer_leads("rest-mg")
+    assert held["creates_by_external_id"] == {lead_id: 1}
+    assert lead["dealer_lead_id"] == held["leads"][0]["id"]
 
 
 async def test_rejecting_dealer_passes_the_lead_to_the_next(hub: Hub) -> None:
