@@ -467,7 +467,7 @@ class LeadActivities:
                         params.lead_id,
                         key,
                         attempt=activity.info().attempt,
-                        claimed_at=check.claimed_at,
+                        claimed_at=check.key_first_claimed_at,
                     )
         except Exception as error:
             rejected = isinstance(error, ApplicationError) and error.non_retryable

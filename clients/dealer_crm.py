@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
@@ -29,7 +29,7 @@ from clients.errors import (
 from clients.pinned import PinnedSyncTransport, PinnedTransport
 from core.dealers import DealerConfig
 from core.outbound import AddressRules, RefusedUrl, check_url, origin
-from core.timeutil import utcnow
+from core.timeutil import as_utc, utcnow
 
 if TYPE_CHECKING:
     # zeep and lxml (about 9 MiB a process) load with the first SOAP dealer's call
@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 SERVICE = "dealer-crm"
 # The REST dealer's error code for a key already used with another body.
 KEY_REUSED = "idempotency_key_reused"
+# How far a dealer's clock may run behind the hub's, when its record of a lead is dated.
+CLOCK_SKEW = timedelta(minutes=5)
 # How long a REST dealer is taken to keep an Idempotency-Key (commonly a day), less a margin: a create
 # under a key older than this may be made again, so the lead is looked up first.
 KEY_RETENTION = timedelta(hours=23)
@@ -110,6 +112,16 @@ def checked(service: str, url_check: UrlCheck, url: str) -> None:
         url_check(url)
 
 
+def _created(lead: dict[str, Any]) -> datetime | None:
+    """When the dealer's record says it created the lead (UTC where it names no zone); None: unreadable."""
+    value = lead.get("created_at")
+    try:
+        created = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return None if created is None else as_utc(created)
+
+
 def _id_of(response: httpx.Response) -> str:
     """The created lead's id in a dealer's 2xx answer, or "" when it names none."""
     try:
@@ -145,8 +157,8 @@ class DealerCrm(Protocol):
         claimed_at: datetime | None = None,
     ) -> str:
         """Create the lead in the dealer's CRM and return the dealer-side id (``attempt``: 1 for the
-        first send, more for retries, which ADF marks as re-sends; ``claimed_at``: when the hub chose
-        this dealer under this key, so no create under it is older)."""
+        first send, more for retries, which ADF marks as re-sends; ``claimed_at``: when the hub first
+        chose this dealer under this key, so no create under it is older)."""
         ...
 
     async def withdraw_lead(
@@ -201,11 +213,12 @@ class RestDealerCrm:
             headers["Authorization"] = f"Bearer {key}"
         service = f"{SERVICE}:{dealer.id}"
         leads_url = f"{dealer.crm_url.rstrip('/')}/api/v1/leads"
-        # A create under this key a day ago or more (a run resumed, a delivery retried that long) may be
-        # forgotten by the dealer with its key: ask before creating (a failed lookup raises).
-        stale = claimed_at is not None and utcnow() - claimed_at >= KEY_RETENTION
-        if stale and (found := await self._lookup(service, leads_url, external_id, headers)):
-            return found
+        # A create under this key a day ago or more (a run resumed the next day, a lead sent back to a
+        # dealer that holds it) may be forgotten by the dealer with its key: ask before creating.
+        if claimed_at is not None and utcnow() - claimed_at >= KEY_RETENTION:
+            found = await self._lookup_before_create(service, leads_url, external_id, headers, claimed_at)
+            if found:
+                return found
         with refusals_permanent(service):
             response = await self._http.post(leads_url, json=fields, headers=headers)
         if response.status_code == 409 or error_code(response) == KEY_REUSED:
@@ -271,8 +284,26 @@ class RestDealerCrm:
         except ExternalServiceError:
             return None
 
+    async def _lookup_before_create(
+        self, service: str, leads_url: str, external_id: str, headers: dict[str, str], claimed_at: datetime
+    ) -> str | None:
+        """The lead the dealer stored under ``external_id`` since it was claimed under this key. A lookup
+        that fails, even for good, is no answer: the create waits for the next attempt, never creating
+        blind nor taking the dealer for one that refuses the lead."""
+        since = claimed_at - CLOCK_SKEW
+        try:
+            return await self._lookup(service, leads_url, external_id, headers, created_since=since)
+        except ExternalServiceError as error:
+            raise TransientError(service, f"lead lookup before a create under an old key: {error}") from None
+
     async def _lookup(
-        self, service: str, leads_url: str, external_id: str, headers: dict[str, str]
+        self,
+        service: str,
+        leads_url: str,
+        external_id: str,
+        headers: dict[str, str],
+        *,
+        created_since: datetime | None = None,
     ) -> str | None:
         """The dealer's id of the lead stored under ``external_id``; None when the CRM answers that it
         holds none (or has no lookup: 404). A lookup that fails raises (TransientError: timeouts, 429,
@@ -293,9 +324,12 @@ class RestDealerCrm:
                 raise TypeError(f"data is a JSON {type(stored).__name__}, not a list")
             records = [lead for lead in stored if isinstance(lead, dict)]
             matches = [lead for lead in records if str(lead.get("external_id")) == external_id]
+            if created_since is not None:  # an earlier delivery's record (withdrawn since) is not this one
+                matches = [lead for lead in matches if (_created(lead) or created_since) >= created_since]
             if not matches:
                 return None
-            found = matches[0]["id"]  # a match without an id is no answer the hub can act on
+            # The newest (a dealer that took the lead twice); a match without an id is no answer to act on.
+            found = max(matches, key=lambda lead: _created(lead) or datetime.min.replace(tzinfo=UTC))["id"]
             if found in (None, ""):
                 raise KeyError("id")
         return str(found)

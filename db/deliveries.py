@@ -357,8 +357,9 @@ class DeliveryCheck:
     """What the lead's delivery record says of a delivery about to be made."""
 
     moved_on: str | None  # why it must not be made; None: it may
-    # When routing (or support) chose this dealer under this key: no create under the key is older.
-    claimed_at: datetime | None = None
+    # When this dealer was first chosen for the lead under this key (a lead sent back to a dealer may
+    # take up the key of its earlier delivery there): no create under the key is older.
+    key_first_claimed_at: datetime | None = None
 
 
 async def check_delivery(
@@ -379,11 +380,30 @@ async def check_delivery(
             if released is not None and released.crm_outcome in (PENDING, "withdrawn"):
                 return DeliveryCheck(f"the lead was released from {dealer_id}, whose CRM never answered")
             return DeliveryCheck(None)
-    if row.dealer_id != dealer_id:
-        return DeliveryCheck(f"the lead is at {row.dealer_id} now")
-    if row.idempotency_key and row.idempotency_key != key:
-        return DeliveryCheck(f"the lead went back to {dealer_id} as a new delivery")
-    return DeliveryCheck(None, as_utc(row.claimed_at) if row.claimed_at else None)
+        if row.dealer_id != dealer_id:
+            return DeliveryCheck(f"the lead is at {row.dealer_id} now")
+        if row.idempotency_key and row.idempotency_key != key:
+            return DeliveryCheck(f"the lead went back to {dealer_id} as a new delivery")
+        return DeliveryCheck(None, await _key_first_claimed(session, lead_id, dealer_id, key, row.claimed_at))
+
+
+async def _key_first_claimed(
+    session: AsyncSession, lead_id: str, dealer_id: str, key: str, claimed_at: datetime | None
+) -> datetime | None:
+    """The earliest claim of the lead at this dealer under ``key``: this one, or an earlier delivery's
+    whose key a return took up (``_key_for_return``). None where no claim was timed."""
+    base = idempotency_key(lead_id, dealer_id)
+    claims = [claimed_at]
+    lost = await session.get(Withdrawal, (lead_id, dealer_id))
+    if lost is not None and (lost.idempotency_key or base) == key:
+        claims.append(lost.claimed_at)
+    released = await session.execute(
+        select(DeliveryRelease.idempotency_key, DeliveryRelease.claimed_at).where(
+            DeliveryRelease.lead_id == lead_id, DeliveryRelease.dealer_id == dealer_id
+        )
+    )
+    claims += [at for used, at in released if (used or base) == key]
+    return min((as_utc(at) for at in claims if at is not None), default=None)
 
 
 def _claim_row(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import httpx
@@ -145,11 +145,44 @@ async def test_a_create_under_a_key_the_dealer_may_have_forgotten_looks_the_lead
     recent = utcnow() - timedelta(hours=1)
     await rest.create_lead(dealer(sims, "rest"), {"external_id": LEAD}, LEAD, key, claimed_at=recent)
     assert (await http.get(f"{sims}/_control/dealers/d1/leads")).json()["creates_by_external_id"] == {LEAD: 2}
-    # A lookup that fails is no answer: the create waits for the next attempt.
+    # A lookup that fails is no answer: the create waits for the next attempt, even where the lookup is
+    # refused for good (no key for it here), which must not read as the dealer refusing the lead.
     await http.post(f"{sims}/_control/faults", json={"target": "d1", "error_5xx_count": 1})
     with pytest.raises(TransientError):
         await rest.create_lead(dealer(sims, "rest"), {"external_id": LEAD}, LEAD, key, claimed_at=chosen)
+    with pytest.raises(TransientError) as refused:
+        await RestDealerCrm(http, {}).create_lead(
+            dealer(sims, "rest"), {"external_id": LEAD}, LEAD, key, claimed_at=chosen
+        )
+    assert "401" in str(refused.value)
     assert (await http.get(f"{sims}/_control/dealers/d1/leads")).json()["creates_by_external_id"] == {LEAD: 2}
+
+
+@pytest.mark.parametrize(
+    ("stored_at", "created"), [("2026-11-01T10:00:00-03:00", True), ("2026-11-21T10:00:00-03:00", False)]
+)
+async def test_a_lookup_before_a_create_takes_no_record_older_than_the_claim(
+    stored_at: str, created: bool
+) -> None:
+    """The dealer holds a record of the lead from before this key was claimed (an earlier delivery,
+    withdrawn since): not the lead this key created, so the create goes on. One from after is."""
+    posts: list[httpx.Request] = []
+
+    def dealer_crm(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(
+                200, json={"data": [{"id": "CRM-1", "external_id": LEAD, "created_at": stored_at}]}
+            )
+        posts.append(request)
+        return httpx.Response(201, json={"id": "CRM-2"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(dealer_crm)) as client:
+        rest = RestDealerCrm(client, {"d1": "k1"})
+        claimed = datetime(2026, 11, 20, 12, tzinfo=UTC)
+        found = await rest.create_lead(
+            dealer("http://dealer.example", "rest"), {}, LEAD, "k", claimed_at=claimed
+        )
+    assert (found, len(posts)) == (("CRM-2", 1) if created else ("CRM-1", 0))
 
 
 async def test_a_wsdl_that_sends_calls_to_another_host_is_refused(http: httpx.AsyncClient) -> None:

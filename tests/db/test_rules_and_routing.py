@@ -304,6 +304,31 @@ async def test_a_delivery_the_lead_has_left_is_not_made_again(
     assert (await deliveries.check_delivery(sessions, "L1", "a", back.idempotency_key)).moved_on is None
 
 
+async def test_a_lead_sent_back_under_its_earlier_key_is_known_by_that_key_s_first_claim(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Support moves a delivered lead from a to b, and days later back to a: the return takes up the key
+    of a's first delivery (a still holds it), so a create under it may be days old, and the dealer may
+    have forgotten the key: the check names the first claim, not the return's."""
+    await load(sessions, dealer("a", priority=10), dealer("b", priority=20))
+    claim = await deliveries.claim_next(sessions, "L1", LeadProfile("SP", "Santos", "Onix"), DAY, T0)
+    assert claim is not None and claim.dealer_id == "a"
+    async with sessions.begin() as session:
+        await deliveries.mark_delivered(
+            session, lead_id="L1", dealer_id="a", dealer_lead_id="X", day=DAY, at=T0
+        )
+    first = await deliveries.check_delivery(sessions, "L1", "a", claim.idempotency_key)
+    assert first.key_first_claimed_at == T0
+    later = T0 + timedelta(days=3)
+    await deliveries.reassign(
+        sessions, "L1", "b", DAY, T0 + timedelta(days=1), reason="asked", reassigned_by="ana"
+    )
+    back = await deliveries.reassign(sessions, "L1", "a", DAY, later, reason="asked", reassigned_by="ana")
+    assert back.idempotency_key == claim.idempotency_key  # a holds the lead: its key finds it
+    check = await deliveries.check_delivery(sessions, "L1", "a", back.idempotency_key)
+    assert (check.moved_on, check.key_first_claimed_at) == (None, T0)
+
+
 async def test_only_a_reassignment_moves_a_delivered_lead(sessions: async_sessionmaker[AsyncSession]) -> None:
     await load(sessions, dealer("a", priority=10), dealer("b", priority=20))
     lead = LeadProfile("SP", "Santos", "Onix")
