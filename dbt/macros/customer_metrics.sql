@@ -78,31 +78,43 @@
     )))
 {%- endmacro %}
 
-{#- Whether the customer_360 a build merges into has the figures' fingerprints (an earlier version's,
-    replaced whole by every build, has none). -#}
+{#- Whether every row of the customer_360 a build merges into has its figures' fingerprint: an earlier
+    version's table, replaced whole by every build, has no such column, and one whose first merge after
+    the pre-hook added it failed holds none yet. Reads that one narrow column. -#}
 {% macro customer_360_has_fingerprints() -%}
-    {{ return(execute and 'figures_fingerprint' in (adapter.get_columns_in_relation(this) | map(attribute='name') | list)) }}
+    {%- if not execute or 'figures_fingerprint' not in (
+        adapter.get_columns_in_relation(this) | map(attribute='name') | list
+    ) -%}
+        {{ return(false) }}
+    {%- endif -%}
+    {{ return(run_query(
+        "select countif(figures_fingerprint is null) = 0 from " ~ this
+    ).columns[0].values()[0]) }}
 {%- endmacro %}
 
 {#- customer_360's pre-hook: the fingerprint column, on the table an earlier version built (dbt's
     append_new_columns would add it too, through the API, after the build computed its rows). -#}
 {% macro add_customer_360_fingerprints() -%}
-    {%- if is_incremental() and not customer_360_has_fingerprints() -%}
+    {%- if is_incremental() and execute and 'figures_fingerprint' not in (
+        adapter.get_columns_in_relation(this) | map(attribute='name') | list
+    ) -%}
         alter table {{ this }} add column if not exists figures_fingerprint int64
     {%- else -%}
         select 1  -- the table is new, or has the column
     {%- endif -%}
 {%- endmacro %}
 
-{#- customer_360's post-hook: the profile:<user id> rows of buyers whose customer document landed in the
-    day before the build (their figures went to the document's row, which the merge wrote), named as
-    constants, which prune the table's blocks (clustered by customer_id); none landed: no statement.
-    Past var('profiles_recomputed_by_id') documents, every profile row with one goes. A row deleted
-    though its document did not reach silver is written again by the next build. -#}
+{#- customer_360's post-hook: the profile:<user id> rows of buyers whose customer document landed since the
+    last build of customer_360 (less the lookback; their figures went to the document's row, which the
+    merge wrote) and is in silver, named as constants, which prune the table's blocks (clustered by
+    customer_id); none landed: no statement. Before a build of it was recorded, or past
+    var('profiles_recomputed_by_id') documents, every profile row with a document goes. -#}
 {% macro delete_buyers_with_a_document() -%}
-    {%- set documented = changed_ids(
+    {%- set started = last_build_start() if execute else none -%}
+    {%- set documented = none if started is none else changed_ids(
         "select distinct concat('profile:', user_id) from " ~ source('vtex', 'vtex_customers')
-        ~ " where ingested_at >= " ~ day_before_build() ~ " and user_id is not null",
+        ~ " where ingested_at >= " ~ micros_literal(started - var("incremental_lookback_minutes", 180) * 60 * 1000000)
+        ~ " and user_id in (select user_id from " ~ ref('customers') ~ " where user_id is not null)",
         'profiles_recomputed_by_id'
     ) -%}
     {%- if not is_incremental() -%}
@@ -114,6 +126,6 @@
     {%- elif documented -%}
         delete from {{ this }} where {{ in_constants('customer_id', documented) }}
     {%- else -%}
-        select 1  -- no customer document landed in the day before the build
+        select 1  -- no customer document landed since the last build
     {%- endif -%}
 {%- endmacro %}

@@ -62,18 +62,19 @@
     create table if not exists {{ build_watermarks() }} (model string not null, build_started timestamp not null)
 {%- endmacro %}
 
-{#- on-run-end: the incremental silver models this build built. Each next reads bronze from this build's
-    start, unless it read a silver model this build did not build (a selection, a failure upstream): then
-    from no later than that model's own watermark, which it cannot be ahead of. -#}
+{#- on-run-end: the incremental models this build built (silver's, and customer_360, whose post-hook reads
+    the customer documents landed since). Each next reads bronze from this build's start, unless it read
+    a silver model this build did not build (a selection, a failure upstream): then from no later than
+    that model's own watermark, which it cannot be ahead of. -#}
 {% macro record_build_starts(results) -%}
     {%- set built = {} -%}
     {%- for result in results
         if result.node.resource_type == "model" and result.status == "success"
-        and result.node.config.materialized == "incremental" and result.node.fqn[1] == "silver" -%}
+        and result.node.config.materialized == "incremental" -%}
         {%- do built.update({result.node.unique_id: result.node}) -%}
     {%- endfor -%}
     {%- if not built -%}
-        {{ return("select 0 as build_starts_recorded  -- no silver model built") }}
+        {{ return("select 0 as build_starts_recorded  -- no incremental model built") }}
     {%- endif -%}
     {%- set known = {} -%}
     {%- for row in run_query("select model, unix_micros(build_started) from " ~ build_watermarks()).rows -%}
