@@ -113,13 +113,16 @@ def checked(service: str, url_check: UrlCheck, url: str) -> None:
 
 
 def _created(lead: dict[str, Any]) -> datetime | None:
-    """When the dealer's record says it created the lead (UTC where it names no zone); None: unreadable."""
+    """When the dealer's record says it created the lead; None where it does not say so with a UTC
+    offset (a local time without one, a date, no time at all), which the hub cannot compare."""
     value = lead.get("created_at")
-    try:
-        created = datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
+    if not isinstance(value, str):
         return None
-    return None if created is None else as_utc(created)
+    try:
+        created = datetime.fromisoformat(value)
+        return as_utc(created) if created.tzinfo is not None and "T" in value else None
+    except (ValueError, OverflowError):
+        return None
 
 
 def _id_of(response: httpx.Response) -> str:
@@ -324,7 +327,9 @@ class RestDealerCrm:
                 raise TypeError(f"data is a JSON {type(stored).__name__}, not a list")
             records = [lead for lead in stored if isinstance(lead, dict)]
             matches = [lead for lead in records if str(lead.get("external_id")) == external_id]
-            if created_since is not None:  # an earlier delivery's record (withdrawn since) is not this one
+            # An earlier delivery's record (withdrawn since) is not this one; a record whose time cannot
+            # be compared is kept: taking it is safer than creating the lead again.
+            if created_since is not None:
                 matches = [lead for lead in matches if (_created(lead) or created_since) >= created_since]
             if not matches:
                 return None

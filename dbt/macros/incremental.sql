@@ -35,7 +35,7 @@
     )) }}
 {%- endmacro %}
 
-{#- Where each silver model's builds stand: one row per model, when the last build that built it
+{#- Where each incremental model's builds stand (silver's, and customer_360): one row per model, when the last build that built it
     started (dbt's run_started_at, before it read bronze). Reading a model's bound from here costs
     BigQuery's 10 MB minimum, where max(ingested_at) over the model reads that column whole, every 30
     seconds. One table in the silver dataset, made by on-run-start where it is missing and written once

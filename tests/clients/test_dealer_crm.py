@@ -159,13 +159,23 @@ async def test_a_create_under_a_key_the_dealer_may_have_forgotten_looks_the_lead
 
 
 @pytest.mark.parametrize(
-    ("stored_at", "created"), [("2026-11-01T10:00:00-03:00", True), ("2026-11-21T10:00:00-03:00", False)]
+    ("stored_at", "created"),
+    [
+        ("2026-11-01T10:00:00-03:00", True),
+        ("2026-11-21T10:00:00-03:00", False),
+        # Times the hub cannot compare (local time without an offset: 09:00 in Brasília is 12:00 UTC,
+        # the claim's; a date alone; a year out of range once in UTC): taken, never created again.
+        ("2026-11-20T09:00:10", False),
+        ("2026-11-01", False),
+        ("0001-01-01T00:00:00+01:00", False),
+    ],
 )
 async def test_a_lookup_before_a_create_takes_no_record_older_than_the_claim(
     stored_at: str, created: bool
 ) -> None:
     """The dealer holds a record of the lead from before this key was claimed (an earlier delivery,
-    withdrawn since): not the lead this key created, so the create goes on. One from after is."""
+    withdrawn since): not the lead this key created, so the create goes on. One from after is, and so
+    is one whose time cannot be compared."""
     posts: list[httpx.Request] = []
 
     def dealer_crm(request: httpx.Request) -> httpx.Response:

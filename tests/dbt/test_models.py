@@ -83,7 +83,7 @@ async def snapshot(warehouse: Warehouse) -> dict[str, list[dict[str, Any]]]:
 
 
 async def build_starts(warehouse: Warehouse) -> dict[str, datetime]:
-    """When each silver model's last successful build started, as its next build reads it."""
+    """When each incremental model's last successful build started, as its next build reads it."""
     table = warehouse.table_id(warehouse.layers.silver, "build_watermarks")
     rows = await warehouse.query(f"select model, build_started from `{table}`")
     return {row["model"]: row["build_started"] for row in rows}
