@@ -32,11 +32,11 @@ from db import deliveries, feedback, lead_status, routing, zoho_writebacks
 
 # Error types the workflow tells apart; listed as non-retryable where retrying cannot help.
 LEAD_NOT_FOUND = "LeadNotFound"
-# The backoff assumed before a step's next attempt where its retry policy names no maximum.
-LAST_CHANCE_MARGIN = timedelta(minutes=5)
 DEALER_REJECTED = "DealerRejected"
 UNKNOWN_DEALER = "UnknownDealer"
 LEAD_MOVED_ON = "LeadMovedOn"  # the delivery asked for is no longer the lead's decision
+# The backoff assumed before a step's next attempt where its retry policy names no maximum.
+LAST_CHANCE_MARGIN = timedelta(minutes=5)
 
 
 @dataclass
@@ -588,7 +588,8 @@ class LeadActivities:
         lead_id, fields = params.lead_id, params.fields
         info = activity.info()
         try:
-            if last_chance(info, attempt=info.start_to_close_timeout):
+            parked = last_chance(info, attempt=info.start_to_close_timeout)
+            if parked:
                 # No retry may follow this attempt: should it time out, or its database write after Zoho's
                 # answer fail, the fields (newer than any parked before) wait for support's redrive, and
                 # come off again once Zoho takes them. A lead's row parked already keeps its reason.
@@ -596,7 +597,7 @@ class LeadActivities:
                 await zoho_writebacks.park(
                     self._sessions, lead_id, fields, reason, utcnow(), keep_reason=True
                 )
-            if await zoho_writebacks.get(self._sessions, lead_id) is None:  # the usual case
+            if not parked and await zoho_writebacks.get(self._sessions, lead_id) is None:  # the usual case
                 refusal = await self._write_to_zoho(lead_id, fields)
                 if refusal is not None:
                     await zoho_writebacks.park(self._sessions, lead_id, fields, str(refusal), utcnow())
