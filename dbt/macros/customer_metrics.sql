@@ -82,9 +82,7 @@
     version's table, replaced whole by every build, has no such column, and one whose first merge after
     the pre-hook added it failed holds none yet. Reads that one narrow column. -#}
 {% macro customer_360_has_fingerprints() -%}
-    {%- if not execute or 'figures_fingerprint' not in (
-        adapter.get_columns_in_relation(this) | map(attribute='name') | list
-    ) -%}
+    {%- if not this_has_column('figures_fingerprint') -%}
         {{ return(false) }}
     {%- endif -%}
     {{ return(run_query(
@@ -95,9 +93,7 @@
 {#- customer_360's pre-hook: the fingerprint column, on the table an earlier version built (dbt's
     append_new_columns would add it too, through the API, after the build computed its rows). -#}
 {% macro add_customer_360_fingerprints() -%}
-    {%- if is_incremental() and execute and 'figures_fingerprint' not in (
-        adapter.get_columns_in_relation(this) | map(attribute='name') | list
-    ) -%}
+    {%- if is_incremental() and execute and not this_has_column('figures_fingerprint') -%}
         alter table {{ this }} add column if not exists figures_fingerprint int64
     {%- else -%}
         select 1  -- the table is new, or has the column
@@ -110,16 +106,17 @@
     customer_id); none landed: no statement. Before a build of it was recorded, or past
     var('profiles_recomputed_by_id') documents, every profile row with a document goes. -#}
 {% macro delete_buyers_with_a_document() -%}
-    {%- set started = last_build_start() if execute else none -%}
-    {%- set documented = none if started is none else changed_ids(
+    {%- if not (is_incremental() and execute) -%}
+        {{ return("select 1  -- built whole: no profile row of a buyer with a document") }}
+    {%- endif -%}
+    {%- set since = watermark_since() -%}
+    {%- set documented = none if since is none else changed_ids(
         "select distinct concat('profile:', user_id) from " ~ source('vtex', 'vtex_customers')
-        ~ " where ingested_at >= " ~ micros_literal(started - var("incremental_lookback_minutes", 180) * 60 * 1000000)
+        ~ " where ingested_at >= " ~ since
         ~ " and user_id in (select user_id from " ~ ref('customers') ~ " where user_id is not null)",
         'profiles_recomputed_by_id'
     ) -%}
-    {%- if not is_incremental() -%}
-        select 1  -- built whole: no profile row of a buyer with a document
-    {%- elif documented is none -%}
+    {%- if documented is none -%}
         delete from {{ this }}
         where starts_with(customer_id, 'profile:')
             and user_id in (select user_id from {{ ref('customers') }} where user_id is not null)

@@ -24,11 +24,11 @@
     {%- if not (is_incremental() and execute) -%}
         {{ return(bronze_begin()) }}
     {%- endif -%}
-    {%- set lookback = var("incremental_lookback_minutes", 180) -%}
-    {%- set started = last_build_start() -%}
-    {%- if started is not none -%}
-        {{ return(micros_literal(started - lookback * 60 * 1000000)) }}
+    {%- set since = watermark_since() -%}
+    {%- if since is not none -%}
+        {{ return(since) }}
     {%- endif -%}
+    {%- set lookback = var("incremental_lookback_minutes", 180) -%}
     {{ return(timestamp_literal(
         "timestamp_sub(max(ingested_at), interval " ~ lookback ~ " minute)", "select ingested_at from " ~ this,
         default=bronze_begin()
@@ -56,6 +56,20 @@
     {{ return(run_query(
         "select unix_micros(max(build_started)) from " ~ table ~ " where model = '" ~ this.identifier ~ "'"
     ).columns[0].values()[0]) }}
+{%- endmacro %}
+
+{#- When this model's last successful build started, less the lookback, as a literal; none before one. -#}
+{% macro watermark_since() -%}
+    {%- set started = last_build_start() -%}
+    {%- if started is none -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {{ return(micros_literal(started - var("incremental_lookback_minutes", 180) * 60 * 1000000)) }}
+{%- endmacro %}
+
+{#- Whether this model's table has the column ``name`` (a table an earlier version built may lack it). -#}
+{% macro this_has_column(name) -%}
+    {{ return(execute and name in (adapter.get_columns_in_relation(this) | map(attribute='name') | list)) }}
 {%- endmacro %}
 
 {% macro create_build_watermarks() -%}

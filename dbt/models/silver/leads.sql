@@ -14,8 +14,7 @@
 ) }}
 
 {%- set changed = none -%}
-{%- if is_incremental() and execute
-    and 'ingested_at' in (adapter.get_columns_in_relation(this) | map(attribute='name') | list) -%}
+{%- if is_incremental() and this_has_column('ingested_at') -%}
     {%- set changed = changed_ids(
         "select distinct lead_id from " ~ source('portal', 'lead_status_changes')
         ~ " where ingested_at >= " ~ bronze_since() ~ " and lead_id is not null",
