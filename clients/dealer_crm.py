@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
+from clients.bounded import answer_hooks, sync_answer_hooks
 from clients.errors import (
     ExternalServiceError,
     PermanentError,
@@ -27,6 +28,7 @@ from clients.errors import (
     readable_body,
 )
 from clients.pinned import PinnedSyncTransport, PinnedTransport
+from core.constants import PARTNER_ANSWER_MAX_BYTES
 from core.dealers import DealerConfig
 from core.outbound import AddressRules, RefusedUrl, check_url, origin
 from core.timeutil import as_utc, utcnow
@@ -355,8 +357,10 @@ class SoapDealerCrm:
         api_keys: Mapping[str, str],
         url_check: UrlCheck = any_http_url,
         rules: AddressRules = ANY_ADDRESS,
+        answer_limit: int = PARTNER_ANSWER_MAX_BYTES,
     ) -> None:
         self._timeout = timeout_seconds
+        self._answer_limit = answer_limit
         self._api_keys = api_keys
         self._url_check = url_check
         self._rules = rules
@@ -411,12 +415,18 @@ class SoapDealerCrm:
 
         service = f"{SERVICE}:{dealer.id}"
         checked(service, self._url_check, dealer.crm_url)
+        wsdl_hooks = sync_answer_hooks(self._answer_limit)
+        wsdl_hooks["request"].insert(0, self._check_fetch)
         transport = AsyncTransport(  # type: ignore[no-untyped-call]
-            client=httpx.AsyncClient(timeout=self._timeout, transport=PinnedTransport(self._rules)),
+            client=httpx.AsyncClient(
+                timeout=self._timeout,
+                transport=PinnedTransport(self._rules),
+                event_hooks=answer_hooks(self._answer_limit),
+            ),
             wsdl_client=httpx.Client(
                 timeout=self._timeout,
                 transport=PinnedSyncTransport(self._rules),
-                event_hooks={"request": [self._check_fetch]},
+                event_hooks=wsdl_hooks,
             ),
         )
         # AsyncTransport replaces the clients' headers, so credentials go in afterwards.

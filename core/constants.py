@@ -12,6 +12,9 @@ VTEX_ORDERS_TASK_QUEUE = "vtex-orders"
 VTEX_API_TASK_QUEUE = "vtex-api"
 DBT_TASK_QUEUE = "dbt"
 
+# The most of a partner's answer a call reads, decoded (HUB_PARTNER_ANSWER_MAX_BYTES's default).
+PARTNER_ANSWER_MAX_BYTES = 16 * 1024 * 1024
+
 # The one workflow that builds silver and gold; flows ask it for builds with this signal.
 DBT_BUILD_WORKFLOW = "DbtBuildWorkflow"
 DBT_BUILD_WORKFLOW_ID = "dbt-build"

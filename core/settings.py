@@ -17,6 +17,7 @@ from core.constants import (
     DBT_TASK_QUEUE,
     LEADS_TASK_QUEUE,
     OPPORTUNITIES_TASK_QUEUE,
+    PARTNER_ANSWER_MAX_BYTES,
     VTEX_API_TASK_QUEUE,
     VTEX_ORDERS_TASK_QUEUE,
 )
@@ -113,6 +114,9 @@ class Settings(BaseSettings):
     # Dealer CRMs: API keys by dealer id, e.g. {"dealer-sp-centro": "key"}
     dealer_api_keys: dict[str, SecretStr] = Field(default_factory=dict)
     dealer_http_timeout_seconds: float = Field(default=10.0, gt=0)
+    # The most of a partner's answer (Zoho, VTEX, a dealer CRM, a subscriber) a call reads, decoded:
+    # past it the call fails as a dropped connection does and is retried (clients/bounded.py).
+    partner_answer_max_bytes: int = Field(default=PARTNER_ANSWER_MAX_BYTES, gt=0)
     # Dealers' status webhooks (POST /webhooks/dealers/{dealer}/leads/{lead}/status): a secret per dealer,
     # e.g. {"dealer-sp-centro": "secret"}, sent in the header below. A dealer without one is refused.
     dealer_webhook_secrets: dict[str, SecretStr] = Field(default_factory=dict)

@@ -21,6 +21,7 @@ from temporalio.worker import Worker
 from activities.leads import LeadActivities
 from activities.opportunities import OpportunityActivities
 from clients.adf import AdfDealerCrm, SmtpRelay
+from clients.bounded import answer_hooks
 from clients.dealer_crm import RestDealerCrm, SoapDealerCrm
 from clients.pinned import PinnedTransport
 from clients.subscribers import EventPublisher
@@ -51,16 +52,23 @@ async def open_workers(client: Client, settings: Settings) -> AsyncIterator[list
     # Their alerts count increases from the first.
     start_at_zero([(LEADS_SLA_EXHAUSTED, ("leads",)), (ZOHO_WRITEBACKS_REFUSED, ("leads",))])
     engine = create_engine(settings.database_url)
-    http = httpx.AsyncClient(timeout=settings.dealer_http_timeout_seconds)
+    answers = answer_hooks(settings.partner_answer_max_bytes)
+    http = httpx.AsyncClient(timeout=settings.dealer_http_timeout_seconds, event_hooks=answers)
     # Dealer URLs come from the dealers' YAML and their WSDLs: their connections go only to addresses
     # checked as they open (a name cannot pass the URL check and then resolve to an internal address).
     rules = settings.outbound_rules()
     dealer_http = httpx.AsyncClient(
-        timeout=settings.dealer_http_timeout_seconds, transport=PinnedTransport(rules)
+        timeout=settings.dealer_http_timeout_seconds, transport=PinnedTransport(rules), event_hooks=answers
     )
     api_keys = {dealer: key.get_secret_value() for dealer, key in settings.dealer_api_keys.items()}
     rest = RestDealerCrm(dealer_http, api_keys, settings.check_outbound_url)
-    soap = SoapDealerCrm(settings.dealer_http_timeout_seconds, api_keys, settings.check_outbound_url, rules)
+    soap = SoapDealerCrm(
+        settings.dealer_http_timeout_seconds,
+        api_keys,
+        settings.check_outbound_url,
+        rules,
+        answer_limit=settings.partner_answer_max_bytes,
+    )
     smtp = SmtpRelay(
         settings.smtp_host,
         settings.smtp_port,

@@ -26,6 +26,7 @@ from activities.vtex_catalog import VtexCatalogActivities
 from activities.vtex_customers import VtexCustomerActivities
 from activities.vtex_feed import INVALID_FEED_ITEM, VtexFeedActivities
 from activities.watermarks import WatermarkActivities
+from clients.bounded import answer_hooks
 from clients.vtex import VtexClient
 from contracts.dbt_build import BuildRequester
 from core.background import in_background
@@ -89,7 +90,10 @@ async def open_workers(client: Client, settings: Settings) -> AsyncIterator[list
         warehouse_series([table for table in BRONZE_TABLES if table != QUARANTINE], QUARANTINE_CHECKS)
     )
     engine = create_engine(settings.database_url)
-    http = httpx.AsyncClient(timeout=settings.dealer_http_timeout_seconds)
+    http = httpx.AsyncClient(
+        timeout=settings.dealer_http_timeout_seconds,
+        event_hooks=answer_hooks(settings.partner_answer_max_bytes),
+    )
     vtex = VtexClient(http, settings)
     warehouse = Warehouse.from_settings(settings)
     budgets = RequestBudgets()  # the long jobs' VTEX request budgets, shared by this process's activities
