@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, replace
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -15,6 +16,9 @@ from core.timeutil import utcnow
 from db.opportunities import apply_change, known_lead
 
 DEAL_NOT_FOUND = "DealNotFound"
+# The most a deal's first read spends looking for the lead it was converted from (several pages of
+# Zoho's converted leads): well within the step's 30 s, which the read of the deal shares.
+LEAD_LOOKUP_SECONDS = 15
 
 
 @dataclass
@@ -29,7 +33,7 @@ class ApplyDealInput:
 
 @dataclass
 class ApplyDealResult:
-    outcome: str  # "applied", "stale" (history only) or "repeated"
+    outcome: str  # "applied", "current" (stored before, still current), "stale" (history only) or "repeated"
 
 
 class OpportunityActivities:
@@ -54,12 +58,24 @@ class OpportunityActivities:
 
     async def _converted_from(self, deal: DealState) -> str | None:
         """The lead the deal was converted from: looked up in Zoho the first time the hub sees the deal
-        (a conversion creates the deal, so its first change is the one to look at), then kept."""
+        (a conversion creates the deal, so its first change is the one to look at), then kept; None
+        where the lookup takes longer than LEAD_LOOKUP_SECONDS."""
         replicated, lead_id = await known_lead(self._sessions, deal.deal_id)
         if replicated or deal.created_time is None:
             return lead_id
-        with external_call():
-            return await self._zoho.converted_lead_of(deal.deal_id, deal.created_time)
+        try:
+            async with asyncio.timeout(LEAD_LOOKUP_SECONDS):
+                with external_call():
+                    return await self._zoho.converted_lead_of(deal.deal_id, deal.created_time)
+        except TimeoutError:
+            # A slow Zoho over several pages would time out every attempt of the step, and the deal
+            # would never be stored: the link is left out instead, and the deal goes on.
+            activity.logger.warning(
+                "deal %s: no answer to the lookup of its converted lead within %d s; stored without it",
+                deal.deal_id,
+                LEAD_LOOKUP_SECONDS,
+            )
+            return None
 
     @activity.defn
     async def apply_deal_change(self, params: ApplyDealInput) -> ApplyDealResult:

@@ -32,7 +32,7 @@ async def restart_deal(ctx: Context, run: Ended) -> str:
     """Every change the ended run held (carried over or signalled), delivered again as a webhook would be.
 
     The deal's workflow (a new run, or one a later webhook started) stores what the database does not
-    hold yet; a change stored already is recognised ("repeated") and changes nothing. A later run of
+    hold yet; a change stored already is recognised and changes nothing. A later run of
     the same deal does not make the ended run's changes moot: it holds only its own.
     """
     return await deliver_again(ctx, run, OpportunitySyncInput, DEAL_CHANGED, DealChange, signal_deal_change)

@@ -47,11 +47,13 @@ class OpportunityView(BaseModel):
 
 async def apply_change(
     sessions: async_sessionmaker[AsyncSession], state: DealState, at: datetime
-) -> Literal["applied", "stale", "repeated"]:
+) -> Literal["applied", "current", "stale", "repeated"]:
     """Record the change in the stage history and, if it is the newest, make it the current state.
 
+    "current": this very change was stored before and is still the current state (an attempt retried
+    after its commit, a webhook sent again): the database holds it as "applied" would leave it.
     "stale": an older change arriving late: its stage joins the history in time order, the current
-    state keeps the newer values. "repeated": this very change was stored before. Check and write share
+    state keeps the newer values. "repeated": this older change was stored before. Check and write share
     one transaction (the row is locked on PostgreSQL), so retried or late activity attempts can neither
     move a deal backwards nor record a change twice.
     """
@@ -66,7 +68,9 @@ async def apply_change(
             await session.flush()  # the stage history refers to this row
         recorded = state.stage is not None and await _record_stage(session, state, at)
         if not newest:
-            return "stale" if recorded else "repeated"
+            if recorded:
+                return "stale"
+            return "current" if as_utc(row.modified_time) == state.modified_time else "repeated"
         _copy(state, row, at)
     return "applied"
 

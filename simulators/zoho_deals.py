@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from simulators.deals import STAGE_PROBABILITIES, DealStage, stage_probability
 from simulators.leads import BRT, INTEGRATION_USER, OWNERS, ZOHO_ORG_PREFIX, zoho_timestamp
@@ -136,6 +136,34 @@ async def change_stage(deal_id: str, change: StageChange, state: StateDep) -> di
     if change.send_webhook:
         webhook = await send_deal_webhook(state, deal, change.webhook_format, partial=change.partial)
     return {"deal": deal, "webhook": webhook}
+
+
+class DealEdit(BaseModel):
+    """A user editing a deal's fields other than its stage (the amount, the closing date, ...)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fields: dict[str, Any] = Field(min_length=1)
+    modified_by: str | None = Field(default=None, min_length=1, max_length=100)
+
+    @field_validator("fields")
+    @classmethod
+    def _not_the_stage(cls, fields: dict[str, Any]) -> dict[str, Any]:
+        moved = {"Stage", "id", "Modified_Time", "Modified_By"} & fields.keys()
+        if moved:
+            raise ValueError(f"{sorted(moved)} are not edited here (the stage moves at /stage)")
+        return fields
+
+
+@control_router.patch("/deals/{deal_id}")
+async def edit_deal(deal_id: str, edit: DealEdit, state: StateDep) -> dict[str, Any]:
+    """Edit a deal's fields, as a user saving the record: ``Modified_Time`` moves on (one second past
+    the current one at least), and no webhook goes out, since the rule fires on a Stage change only."""
+    deal = _known_deal(state, deal_id)
+    deal.update(edit.fields)
+    deal["Modified_By"] = user_named(edit.modified_by) if edit.modified_by else _owner_of(deal)
+    deal["Modified_Time"] = later_modified_time(deal.get("Modified_Time"), datetime.now(BRT))
+    return {"deal": deal}
 
 
 @control_router.post("/deals/{deal_id}/webhook")

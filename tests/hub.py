@@ -32,6 +32,9 @@ from warehouse.landing import Warehouse
 from workers.main import role_workers
 from workflows.lead_distribution import LeadDistributionWorkflow
 
+# When the deals tests create were last modified in Zoho: before any change a test sends.
+DEAL_CREATED = "2026-01-05T09:00:00-03:00"
+
 WEBHOOK_SECRET = "test-webhook-secret"
 ROOT = Path(__file__).resolve().parents[1]
 READ_TOKEN = "test-read-token"
@@ -127,7 +130,10 @@ class Hub:
         return await eventually(check)
 
     async def create_deal(self, **fields: Any) -> str:
-        """A deal in the Zoho simulator; returns its id."""
+        """A deal in the Zoho simulator; returns its id. Last modified long ago unless ``Modified_Time``
+        says otherwise: the webhooks tests compose are then newer than Zoho's record, as Zoho's own are
+        (the hub keeps a record newer than a webhook as the deal's state)."""
+        fields.setdefault("Modified_Time", DEAL_CREATED)
         response = await self.http.post(f"{self.sims_url}/_control/zoho/deals", json=fields)
         response.raise_for_status()
         return str(response.json()["deal"]["id"])

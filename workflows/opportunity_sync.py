@@ -35,10 +35,18 @@ STEP_TIMEOUT = timedelta(seconds=30)
 DROP_REASONS = {
     "stale": "older than the current state: recorded in the stage history only",
     "repeated": "repeated: this change was stored before",
+    "current": "repeated: this change was stored before",
 }
+# What storing a change may answer that leaves it the deal's current state: "current" when an attempt
+# committed it and was retried (a worker killed, a reset), or a new run got the webhook again.
+STORED = ("applied", "current")
 # Patch: a change Zoho refuses for good (credentials, a record the hub cannot read) is parked until
 # support redrives it; runs started before it dropped the change with a memo note.
 PARK_REFUSED = "park-refused-deal-changes"
+# Patch: a webhook handled after Zoho's record changed again (an edit that moves no stage fires no
+# webhook) leaves that newer record as the current state, its own stage joining the history at its
+# time; runs started before it laid the webhook's stage, time and amount over the newer record.
+NEWER_RECORD_WINS = "newer-zoho-record-stays-current"
 ZOHO_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5), non_retryable_error_types=[DEAL_NOT_FOUND])
 
 
@@ -86,16 +94,7 @@ class OpportunitySyncWorkflow:
     async def _apply(self, change: DealChange) -> None:
         if change.modified_time and self._is_stale(change.modified_time):
             # Too late for the current state, but the stage it reports still belongs in the history.
-            outcome = "stale"
-            if change.stage:
-                outcome = await self._store(
-                    DealState(
-                        deal_id=change.deal_id,
-                        modified_time=change.modified_time,
-                        stage=change.stage,
-                        modified_by=change.modified_by,
-                    )
-                )
+            outcome = await self._store(_stage_of(change)) if change.stage else "stale"
             self._drop(change, DROP_REASONS.get(outcome, outcome))
             return
         deal = await self._current_deal(change)
@@ -103,13 +102,17 @@ class OpportunitySyncWorkflow:
             self._drop(change, deal)
             return
         outcome = await self._store(deal)
-        if outcome != "applied":
+        if outcome not in STORED:
             self._drop(change, DROP_REASONS[outcome])
             return
         self._applied += 1
         self._last_applied = deal.modified_time
         if deal.stage:
             workflow.upsert_search_attributes([DEAL_STAGE.value_set(deal.stage)])
+        if change.stage and change.modified_time and deal.modified_time > change.modified_time:
+            # Zoho's newer record is the state now; the stage move this webhook reports joins the history
+            # at its own time (after the record, so the database never shows the older state between).
+            await self._store(_stage_of(change))
 
     async def _store(self, deal: DealState) -> str:
         result = await workflow.execute_activity_method(
@@ -121,9 +124,8 @@ class OpportunitySyncWorkflow:
         return result.outcome
 
     async def _current_deal(self, change: DealChange) -> DealState | str:
-        """The full deal from Zoho, with the webhook's own stage, time and author laid over it.
-
-        The webhook's values describe this very change; the fetched record may already be newer.
+        """The full deal from Zoho, with the webhook's own stage, time and author laid over it, or Zoho's
+        record as it is where it changed since the webhook's change.
         Returns why not, when Zoho has no such deal. A read Zoho refuses for good parks the change until
         support redrives it (runs started before that patch returned why, and dropped the change).
         """
@@ -146,6 +148,8 @@ class OpportunitySyncWorkflow:
                 await self._parking.hold("zoho", refused)
         if not (change.stage and change.modified_time):
             return fetched  # a partial webhook: Zoho's current state is the change
+        if fetched.modified_time > change.modified_time and workflow.patched(NEWER_RECORD_WINS):
+            return fetched  # Zoho's record changed since (an amount, a date): it is the current state
         return replace(
             fetched,
             stage=change.stage,
@@ -164,6 +168,16 @@ class OpportunitySyncWorkflow:
         note = f"dropped change of {when} ({change.stage or '-'}): {reason}"
         workflow.logger.info(note)
         workflow.upsert_memo({"last_dropped": note, "dropped": self._dropped})
+
+
+def _stage_of(change: DealChange) -> DealState:
+    """The stage move a webhook reports, alone: for the stage history."""
+    return DealState(
+        deal_id=change.deal_id,
+        modified_time=change.modified_time or _EPOCH,
+        stage=change.stage,
+        modified_by=change.modified_by,
+    )
 
 
 _EPOCH = datetime.fromisoformat("0001-01-01T00:00:00+00:00")

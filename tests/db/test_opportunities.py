@@ -52,3 +52,18 @@ def test_a_deal_the_database_cannot_store_is_refused_by_name(fields: dict[str, A
     """Refused as InvalidDeal: its change is parked where support sees it (fetch_deal)."""
     with pytest.raises(InvalidDeal, match=message):
         deal_from_zoho(zoho_deal(**fields))
+
+
+async def test_a_change_stored_before_is_told_apart_from_an_older_one(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Stored again (an attempt retried after its commit): "current", the database holding it as the
+    deal's state; an older change stored before: "repeated"; an older one not yet in the history: "stale"."""
+    earlier = "2026-12-01T09:00:00-03:00"
+    older = deal_from_zoho(zoho_deal(Stage={"name": "Qualification"}, Modified_Time=earlier))
+    newer = deal_from_zoho(zoho_deal(Stage={"name": "Needs Analysis"}))
+    at = datetime.now(UTC)
+    assert await apply_change(sessions, newer, at) == "applied"
+    assert await apply_change(sessions, newer, at) == "current"
+    assert await apply_change(sessions, older, at) == "stale"
+    assert await apply_change(sessions, older, at) == "repeated"

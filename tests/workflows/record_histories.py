@@ -46,6 +46,7 @@ from core.constants import (
     vtex_order_workflow_id,
 )
 from core.settings import Settings
+from simulators.zoho_deals import deal_webhook_fields
 from tests.hub import Hub, running_hub
 from tests.support import SMALL_STORE, eventually, skip_time
 from tests.workflows.test_dbt_build import blocked_then_passed
@@ -293,6 +294,21 @@ async def test_record_opportunity_updates(hub: Hub) -> None:
         assert (await hub.post_deal_webhook(change)).status_code == 202
     await hub.client.get_workflow_handle(opportunity_workflow_id(deal_id)).result()
     await save(hub.client, opportunity_workflow_id(deal_id), "opportunity_updates")
+
+
+async def test_record_opportunity_newer_record_kept(hub: Hub) -> None:
+    """A stage move's webhook handled after a later edit of the deal in Zoho: Zoho's newer record stays
+    the current state (patch newer-zoho-record-stays-current)."""
+    deal_id = await hub.create_deal()
+    moved = await hub.http.post(
+        f"{hub.sims_url}/_control/zoho/deals/{deal_id}/stage",
+        json={"stage": "Negotiation/Review", "send_webhook": False},
+    )
+    edit = {"fields": {"Amount": 98000}}
+    (await hub.http.patch(f"{hub.sims_url}/_control/zoho/deals/{deal_id}", json=edit)).raise_for_status()
+    assert (await hub.post_deal_webhook(deal_webhook_fields(moved.json()["deal"]))).status_code == 202
+    await hub.client.get_workflow_handle(opportunity_workflow_id(deal_id)).result()
+    await save(hub.client, opportunity_workflow_id(deal_id), "opportunity_newer_record_kept")
 
 
 async def parked(hub: Hub, workflow_id: str, partner: str) -> bool:

@@ -6,15 +6,18 @@ import asyncio
 import random
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy.engine import make_url
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.client import WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
-from core.constants import opportunity_workflow_id
+import activities.opportunities
+from core.constants import DEAL_STAGE, opportunity_workflow_id
+from simulators.zoho_deals import deal_webhook_fields
 from tests.hub import Hub, running_hub
 from tests.support import TcpProxy, eventually
 
@@ -82,6 +85,56 @@ async def test_concurrent_out_of_order_updates_end_newest_without_gaps(hub: Hub)
     await eventually(dropped)
     again = await hub.opportunity(deal_id)
     assert again is not None and history_of(again) == expected_history(changes)
+
+
+async def test_a_webhook_handled_after_a_later_edit_keeps_zohos_newer_record(hub: Hub) -> None:
+    """The rule's webhook for a stage move is handled after the deal was edited again in Zoho (its
+    amount: an edit that moves no stage fires no webhook). The database keeps Zoho's newer record, not
+    the webhook's older amount, and the stage move joins the history at its own time."""
+    deal_id = await hub.create_deal(Amount=150000)
+    moved = await hub.http.post(
+        f"{hub.sims_url}/_control/zoho/deals/{deal_id}/stage",
+        json={"stage": "Closed Won", "send_webhook": False},
+    )
+    webhook = deal_webhook_fields(moved.json()["deal"])
+    edited = await hub.http.patch(
+        f"{hub.sims_url}/_control/zoho/deals/{deal_id}", json={"fields": {"Amount": 162500.5}}
+    )
+    edited.raise_for_status()
+    assert (await hub.post_deal_webhook(webhook)).status_code == 202
+
+    deal = await hub.wait_for_modified_time(deal_id, webhook["modified_time"])
+    assert datetime.fromisoformat(deal["modified_time"]) == datetime.fromisoformat(
+        edited.json()["deal"]["Modified_Time"]
+    )
+    assert (deal["stage"], Decimal(str(deal["amount"]))) == ("Closed Won", Decimal("162500.5"))
+    won = deal["stage_history"][-1]
+    assert won["to_stage"] == "Closed Won"
+    assert datetime.fromisoformat(won["changed_at"]) == datetime.fromisoformat(webhook["modified_time"])
+
+
+async def test_a_change_the_database_holds_already_is_applied_by_a_new_run(hub: Hub) -> None:
+    """A change stored by an attempt whose worker died before Temporal heard of it, or sent again after
+    the deal's run ended: the database's current state is that change, so the run counts it applied
+    and support sees the deal's stage (DealStage), where it used to drop it as repeated."""
+    deal_id = await hub.create_deal()
+    first = change(deal_id, 1, "Needs Analysis")
+    assert (await hub.post_deal_webhook(first)).status_code == 202
+    await hub.wait_for_modified_time(deal_id, first["modified_time"])
+    handle = hub.client.get_workflow_handle(opportunity_workflow_id(deal_id))
+    ended = (await handle.describe()).run_id
+    await handle.terminate("a run that ended")
+
+    assert (await hub.post_deal_webhook(first)).status_code == 202
+
+    async def staged() -> WorkflowExecutionDescription | None:
+        described = await handle.describe()
+        stage = described.typed_search_attributes.get(DEAL_STAGE)
+        return described if described.run_id != ended and stage else None
+
+    described = await eventually(staged)
+    assert described.typed_search_attributes.get(DEAL_STAGE) == "Needs Analysis"
+    assert "dropped" not in await described.memo()
 
 
 async def test_fifty_deals_interleaved(hub: Hub) -> None:
@@ -259,3 +312,22 @@ async def test_a_deal_knows_the_lead_it_was_converted_from(hub: Hub) -> None:
     )
     other = await hub.wait_for_modified_time(other_id, created.json()["deal"]["Modified_Time"])
     assert other["lead_id"] is None
+
+
+async def test_a_lead_lookup_slower_than_its_budget_stores_the_deal_without_the_link(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Zoho answering slowly: the lookup of the converted lead (several pages, each a call) would take
+    every attempt of the deal's first read past its timeout, and the deal would never be stored. Past
+    its budget the lookup gives up, and the deal is stored without the link."""
+    monkeypatch.setattr(activities.opportunities, "LEAD_LOOKUP_SECONDS", 1)
+    lead_id = await hub.create_lead(State="SP", City="Campinas")
+    slow = {"target": "zoho", "latency_ms": 1500}
+    (await hub.http.post(f"{hub.sims_url}/_control/faults", json=slow)).raise_for_status()
+    converted = await hub.http.post(
+        f"{hub.sims_url}/_control/zoho/leads/{lead_id}/convert", json={"Stage": "Qualification"}
+    )
+    assert converted.json()["webhook"]["status_code"] == 202
+    deal = converted.json()["deal"]
+    replicated = await hub.wait_for_modified_time(deal["id"], deal["Modified_Time"])
+    assert (replicated["stage"], replicated["lead_id"]) == ("Qualification", None)

@@ -100,6 +100,9 @@ def test_the_saved_histories_hold_what_their_replay_proves() -> None:
     assert handed_on.events[-1].HasField("workflow_execution_continued_as_new_event_attributes")
     followed = saved(HISTORIES / "lead_followed_accepted.json")
     assert followed.events[0].workflow_execution_started_event_attributes.continued_execution_run_id
+    # A deal's webhook laid over Zoho's record before the newer-record patch; since, a newer record stays.
+    assert markers(saved(HISTORIES / "opportunity_updates.json")) == 0
+    assert markers(saved(HISTORIES / "opportunity_newer_record_kept.json")) == 1
     # Builds back to back before the spacing patch; since, a timer between a build's request and its start.
     assert builds_after_a_timer(saved(HISTORIES / "dbt_build_fast_and_full.json")) == 0
     assert builds_after_a_timer(saved(HISTORIES / "dbt_build_spaced.json")) >= 1
