@@ -3,7 +3,7 @@
 Every VTEX request of a backfill waits for its turn under the backfill's own rate budget (requests per
 second, shared by every backfill activity in this worker), so a backfill leaves VTEX's account limit
 to the live flows. A page's orders are landed exactly once: the workflow keeps the stream cursors and
-passes them in, so an attempt that meets rows an earlier attempt landed adds none.
+passes them in, and a retried page lands only the versions bronze does not hold yet.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from temporalio import activity
 
 from activities.errors import external_call
-from activities.pacing import RequestBudgets, paced
+from activities.pacing import RequestBudgets, first_attempt, paced
 from clients.vtex import VtexClient
 from core.metrics import count_sync
 from warehouse.landing import BronzeRecord, InvalidRecord, QuarantineRecord, Warehouse
@@ -149,9 +149,15 @@ class VtexBackfillActivities:
         with external_call():
             documents = await asyncio.gather(*(read(order_id) for order_id in params.order_ids))
             records, invalid, missing = _records(params.order_ids, documents)
+            # The page's versions are in bronze once this returns: landed by this attempt, or (retried)
+            # by the one before it, whose answer was lost; the counts are the page's either way.
+            to_land, to_quarantine, cursors = records, invalid, params.cursors
+            if not first_attempt():
+                to_land, to_quarantine = await self._not_landed(records, invalid)
+                cursors = BackfillCursors()
             cursors = BackfillCursors(
-                orders=await self._warehouse.land_at(VTEX_ORDERS, params.cursors.orders, records),
-                quarantine=await self._warehouse.quarantine_at(params.cursors.quarantine, invalid),
+                orders=await self._warehouse.land_at(VTEX_ORDERS, cursors.orders, to_land),
+                quarantine=await self._warehouse.quarantine_at(cursors.quarantine, to_quarantine),
             )
         count_sync(
             "backfill",
@@ -161,6 +167,23 @@ class VtexBackfillActivities:
             missing=len(missing),
         )
         return LandOrdersResult(cursors, landed=len(records), quarantined=len(invalid), missing=missing)
+
+    async def _not_landed(
+        self, records: list[BronzeRecord], invalid: list[QuarantineRecord]
+    ) -> tuple[list[BronzeRecord], list[QuarantineRecord]]:
+        """A retried page's versions bronze does not hold yet. The attempt before may have landed the
+        page and died before the workflow heard of its cursor: a page that opened its stream (the first,
+        or the first after a stream was lost) would then land again at a new one. The rest go to new
+        streams, as a retried sync page's do (``first_attempt``)."""
+        keys = [record.event_key for record in records] + [record.event_key for record in invalid]
+        entities = [record.entity_id for record in records] + [record.entity_id for record in invalid]
+        landed = await self._warehouse.landed_keys([VTEX_ORDERS, QUARANTINE], keys, entity_ids=entities)
+        if landed:
+            log.info("a retried page: %d of its versions landed before, not again", len(landed))
+        return (
+            [record for record in records if record.event_key not in landed],
+            [record for record in invalid if record.event_key not in landed],
+        )
 
 
 def _bounds(window: CreationWindow) -> tuple[datetime, datetime]:

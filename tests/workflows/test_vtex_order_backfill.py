@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
-from temporalio.testing import WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
+from activities.pacing import RequestBudgets
+from activities.vtex_backfill import (
+    BackfillCursors,
+    CreationWindow,
+    LandOrdersInput,
+    PlanPageInput,
+    VtexBackfillActivities,
+)
+from clients.vtex import VtexClient
 from contracts.orders import STATUS_QUERY, VtexOrderStatus
 from core.constants import PROGRESS_QUERY, vtex_order_workflow_id
 from tests.hub import Hub, environment_of, running_hub, start_worker_process
@@ -177,3 +188,28 @@ async def test_killed_worker_backfill_completes_exactly_once(
         assert (await hub.bronze_counts(QUARANTINE))[0] == 0
         # The killed pages were read again: more reads than orders, still one row each.
         assert (await hub.counters())["vtex"]["oms_gets"] > expected
+
+
+async def test_a_page_retried_after_its_attempt_landed_it_lands_nothing_twice(hub: Hub) -> None:
+    """The worker dies after a page's append and before Temporal hears of it. Where the page opened its
+    stream (the backfill's first page, or the first after a stream was lost), the retry comes with the
+    same empty cursor: it must not land the page again at a new stream."""
+    window = CreationWindow(start="2026-09-01T00:00:00.000Z", end="2026-11-01T00:00:00.000Z")
+    warehouse = hub.warehouse()
+    async with httpx.AsyncClient(timeout=10) as http:
+        backfill = VtexBackfillActivities(VtexClient(http, hub.settings), warehouse, RequestBudgets())
+        try:
+            page = await ActivityEnvironment().run(
+                backfill.plan_page, PlanPageInput(window, page=1, per_page=PER_PAGE, requests_per_second=400)
+            )
+            assert len(page.order_ids) == PER_PAGE
+            land = LandOrdersInput(page.order_ids, BackfillCursors(), requests_per_second=400)
+            first = await ActivityEnvironment().run(backfill.land_orders, land)  # its answer is lost
+            assert first.landed == PER_PAGE
+            retry = ActivityEnvironment()
+            retry.info = dataclasses.replace(retry.info, attempt=2)
+            again = await retry.run(backfill.land_orders, land)
+        finally:
+            await warehouse.aclose()
+    assert again.landed == PER_PAGE  # the page's versions are in bronze: the workflow counts them once
+    assert await hub.bronze_counts(VTEX_ORDERS) == (PER_PAGE, PER_PAGE)
