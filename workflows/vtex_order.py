@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         WAREHOUSE_REFUSED,
         LandEventsInput,
         LandOrderInput,
+        LandOrderResult,
         VtexOrderActivities,
     )
     from core.constants import (
@@ -58,6 +59,11 @@ RETRY_ORDER_NOT_FOUND = "read-an-order-not-found-again-then-park"
 # Patch: a hook without CurrentChange (keyed by LastChange, the previous state's time) always reads the
 # order; runs started before it skipped it as older when a later state had been read.
 READ_UNTIMED_CHANGES = "read-changes-without-current-change"
+# Patch: a read that serves an order version older than the change a hook announced (another state, an
+# earlier lastChange: the OMS behind its own hooks) is read again after the same waits, then parked as
+# "vtex". Runs started before it took that older version as the hook's and waited for the next change,
+# which a final state (invoiced) never has: the invoiced version never landed.
+READ_A_LAGGING_OMS_AGAIN = "read-an-order-served-behind-its-hook-again"
 NOT_FOUND_WAITS = (timedelta(seconds=30), timedelta(minutes=2), timedelta(minutes=5), timedelta(minutes=10))
 STEP_TIMEOUT = timedelta(seconds=30)
 SEEN_KEYS_KEPT = 1000  # event keys carried over continue-as-new, to recognise repeats
@@ -178,6 +184,7 @@ class VtexOrderWorkflow:
 
     async def _land_version(self, params: VtexOrderInput, newest: OrderEvent) -> None:
         misses = 0  # reads the OMS answered 404
+        behind = 0  # reads that served a version older than the hook's change
         while True:
             try:
                 landed = await workflow.execute_activity_method(
@@ -187,7 +194,6 @@ class VtexOrderWorkflow:
                     start_to_close_timeout=STEP_TIMEOUT,
                     retry_policy=VTEX_RETRY,
                 )
-                break
             except ActivityError as error:
                 if error_type(error) == ORDER_NOT_FOUND and workflow.patched(RETRY_ORDER_NOT_FOUND):
                     if misses < len(NOT_FOUND_WAITS):
@@ -211,6 +217,21 @@ class VtexOrderWorkflow:
                     continue
                 refused = f"state {newest.state}: the OMS refused the read: {error.cause}"
                 await self._parking.hold("vtex", refused)
+                continue
+            if not self._served_behind(newest, landed):
+                break
+            # The version it served landed (a true version of the order); the hook's one is still due.
+            if behind < len(NOT_FOUND_WAITS):
+                await workflow.sleep(NOT_FOUND_WAITS[behind])
+                behind += 1
+                continue
+            waited = sum(NOT_FOUND_WAITS, timedelta()).total_seconds() / 60
+            lagging = (
+                f"state {newest.state} of {newest.change}: the OMS still serves {landed.status} of"
+                f" {landed.last_change} ({waited:.0f} min)"
+            )
+            await self._parking.hold("vtex", lagging)
+            behind = 0
         if landed.quarantined:
             self._status.quarantined += 1
             workflow.upsert_memo({"last_quarantined": f"{landed.event_key}: {landed.quarantined}"})
@@ -219,6 +240,18 @@ class VtexOrderWorkflow:
         self._status.last_applied = max(newest.change, landed.last_change or newest.change)
         self._status.state = landed.status or newest.state
         workflow.upsert_search_attributes([ORDER_STATE.value_set(self._status.state)])
+
+    def _served_behind(self, newest: OrderEvent, landed: LandOrderResult) -> bool:
+        """Whether the OMS served a version older than the change ``newest`` announced: another state,
+        changed before it. (The same state is the hook's, whatever the times' precision.)"""
+        return (
+            newest.timed
+            and landed.status is not None
+            and landed.status != newest.state
+            and landed.last_change is not None
+            and landed.last_change < newest.change
+            and workflow.patched(READ_A_LAGGING_OMS_AGAIN)
+        )
 
     def _is_final(self) -> bool:
         return self._status.state in FINAL_ORDER_STATES

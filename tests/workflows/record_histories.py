@@ -37,8 +37,8 @@ from contracts.dbt_build import (
     send_build_request,
 )
 from contracts.leads import AssignDealerInput, start_zoho_writeback_redrive
+from contracts.orders import ORDER_CHANGED, VtexOrderInput, VtexOrderStatus
 from contracts.orders import STATUS_QUERY as ORDER_STATUS_QUERY
-from contracts.orders import VtexOrderStatus
 from core.constants import (
     REDRIVE_PARKED_SIGNAL,
     lead_workflow_id,
@@ -46,6 +46,7 @@ from core.constants import (
     vtex_order_workflow_id,
 )
 from core.settings import Settings
+from core.vtex import OrderEvent
 from simulators.zoho_deals import deal_webhook_fields
 from tests.hub import Hub, running_hub
 from tests.support import SMALL_STORE, eventually, skip_time
@@ -65,8 +66,11 @@ from tests.workflows.test_lead_distribution import (
 from tests.workflows.test_vtex_catalog_sync import start_sync as start_catalog_sync
 from tests.workflows.test_vtex_customer_sync import start_sync as start_customer_sync
 from tests.workflows.test_vtex_order import (
+    INVOICED_AT,
     LIFECYCLE,
+    OmsBehindItsHooks,
     OmsWithoutTheOrder,
+    invoiced_behind_the_oms,
     order_not_found_then_found,
     order_worker,
     park_then_redrive,
@@ -81,6 +85,7 @@ from workflows.lead_warehouse_sync import LeadSyncInput, LeadWarehouseSyncWorkfl
 from workflows.sandbox import WORKFLOW_RUNNER
 from workflows.vtex_feed_reconcile import VtexFeedReconcileInput, VtexFeedReconcileWorkflow
 from workflows.vtex_hook_config import VtexHookConfigInput, VtexHookConfigWorkflow
+from workflows.vtex_order import VtexOrderWorkflow
 from workflows.vtex_order_backfill import OrderBackfillInput, start_order_backfill
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -392,6 +397,35 @@ async def test_record_vtex_order_not_found_read_again_then_parked(
     after each wait, parks, and is redriven once the OMS serves the order."""
     workflow_id, _ = await order_not_found_then_found(skipping_env, task_queue, OmsWithoutTheOrder())
     await save(skipping_env.client, workflow_id, "vtex_order_not_found_read_again_then_parked")
+
+
+async def test_record_vtex_order_served_behind_its_hook(
+    skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    """Since the read-an-order-served-behind-its-hook-again patch: the invoiced hook came, the OMS still
+    serves the order handling; the run reads again after each wait, parks, and is redriven."""
+    workflow_id, _ = await invoiced_behind_the_oms(skipping_env, task_queue, OmsBehindItsHooks())
+    await save(skipping_env.client, workflow_id, "vtex_order_served_behind_its_hook")
+
+
+async def test_record_vtex_order_served_behind_before_reading_again(
+    skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    """Recorded with the code from before the read-an-order-served-behind-its-hook-again patch (kept as
+    it was): the invoiced hook came, the OMS served the order handling, the run took that and closed."""
+    oms = OmsBehindItsHooks()
+    async with order_worker(skipping_env, task_queue, oms.land_order_events, oms.land_order_version):
+        order_id = f"behind-{uuid.uuid4().hex[:8]}"
+        handle = await skipping_env.client.start_workflow(
+            VtexOrderWorkflow.run,
+            VtexOrderInput(order_id=order_id, api_task_queue=task_queue, idle_close_seconds=60),
+            id=vtex_order_workflow_id(order_id),
+            task_queue=task_queue,
+        )
+        await handle.signal(ORDER_CHANGED, OrderEvent(order_id, "invoiced", INVOICED_AT))
+        assert (await handle.result()).state == "handling"
+    assert oms.reads == 1
+    await save(skipping_env.client, handle.id, "vtex_order_served_behind_before_reading_again")
 
 
 async def test_record_vtex_order_not_found_before_retries(

@@ -257,6 +257,16 @@ def test_an_order_not_found_was_given_up_before_and_is_read_again_since() -> Non
     assert reads == 6 and timers >= 4
 
 
+def test_an_order_served_behind_its_hook_was_taken_before_and_is_read_again_since() -> None:
+    """Before the read-an-order-served-behind-its-hook-again patch the older version the OMS served was
+    taken for the hook's; since, the run reads again after each wait (four timers), parks, is redriven."""
+    before = scheduled_activities("vtex_order_served_behind_before_reading_again")
+    assert before.count("land_order_version") == 1
+    events = saved(HISTORIES / "vtex_order_served_behind_its_hook.json").events
+    assert scheduled_activities("vtex_order_served_behind_its_hook").count("land_order_version") == 6
+    assert sum(1 for e in events if e.HasField("timer_started_event_attributes")) >= 4
+
+
 def test_an_unanswered_claim_was_released_before_and_is_withdrawn_at_its_crm_since() -> None:
     """Since the unanswered-claim-withdrawn-at-crm patch the first dealer's CRM is asked to drop the lead
     between its release and the next dealer's delivery; before it, no such call was made."""

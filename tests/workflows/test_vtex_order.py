@@ -440,6 +440,81 @@ async def test_an_order_the_oms_does_not_know_is_read_again_then_parked(
     assert (oms.reads, result.versions_landed, result.state) == (6, 1, "invoiced")
 
 
+class OmsBehindItsHooks:
+    """An OMS that serves the order's previous version (handling, changed before the invoiced hook)
+    until ``caught_up``; its state changes land."""
+
+    def __init__(self, *, caught_up_after: int | None = None) -> None:
+        self.caught_up_after = caught_up_after  # reads served behind, then the hook's version
+        self.reads = 0
+
+    @activity.defn(name="land_order_events")
+    async def land_order_events(self, params: LandEventsInput) -> None:
+        return None
+
+    @activity.defn(name="land_order_version")
+    async def land_order_version(self, params: LandOrderInput) -> LandOrderResult:
+        self.reads += 1
+        if self.caught_up_after is None or self.reads <= self.caught_up_after:
+            return LandOrderResult("handling", HANDLING_AT, event_key=f"{params.order_id}@h")
+        return LandOrderResult("invoiced", INVOICED_AT, event_key=f"{params.order_id}@i")
+
+
+HANDLING_AT = change_key("2026-12-05T10:00:00Z")
+
+
+async def invoiced_behind_the_oms(
+    env: WorkflowEnvironment, task_queue: str, oms: OmsBehindItsHooks
+) -> tuple[str, VtexOrderStatus]:
+    """An order run told it was invoiced while the OMS still serves it handling, for 20 minutes; then
+    the OMS catches up and support redrives the run. Its workflow id and its result."""
+    async with order_worker(env, task_queue, oms.land_order_events, oms.land_order_version):
+        order_id = f"behind-{uuid.uuid4().hex[:8]}"
+        handle = await env.client.start_workflow(
+            VtexOrderWorkflow.run,
+            VtexOrderInput(order_id=order_id, api_task_queue=task_queue, final_linger_seconds=0),
+            id=vtex_order_workflow_id(order_id),
+            task_queue=task_queue,
+        )
+        await handle.signal(ORDER_CHANGED, OrderEvent(order_id, "invoiced", INVOICED_AT))
+        await skip_time(env, timedelta(minutes=20))
+        memo = await (await handle.describe()).memo_value("parked", default=None)
+        assert oms.reads == 5 and "the OMS still serves handling" in str(memo), memo
+        oms.caught_up_after = oms.reads
+        await handle.signal(REDRIVE_PARKED_SIGNAL)
+        return handle.id, await handle.result()
+
+
+async def test_an_order_the_oms_serves_behind_its_hook_is_read_again_then_parked(
+    skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    """The invoiced hook came; the OMS still serves the order handling, changed before it. That version
+    lands, and the order is read again after 30 s, 2, 5 and 10 min, then parked as "vtex"; redriven once
+    the OMS serves it, the invoiced version lands. (Before, the run took handling for the hook's state
+    and waited for a next change that an invoiced order never has.)"""
+    oms = OmsBehindItsHooks()
+    _, result = await invoiced_behind_the_oms(skipping_env, task_queue, oms)
+    assert (oms.reads, result.state, result.versions_landed) == (6, "invoiced", 1)
+
+
+async def test_an_oms_that_catches_up_within_the_waits_lands_the_hooks_version(
+    skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    oms = OmsBehindItsHooks(caught_up_after=2)
+    async with order_worker(skipping_env, task_queue, oms.land_order_events, oms.land_order_version):
+        order_id = f"behind-{uuid.uuid4().hex[:8]}"
+        handle = await skipping_env.client.start_workflow(
+            VtexOrderWorkflow.run,
+            VtexOrderInput(order_id=order_id, api_task_queue=task_queue, final_linger_seconds=0),
+            id=vtex_order_workflow_id(order_id),
+            task_queue=task_queue,
+        )
+        await handle.signal(ORDER_CHANGED, OrderEvent(order_id, "invoiced", INVOICED_AT))
+        result = await handle.result()
+    assert (oms.reads, result.state, result.last_applied) == (3, "invoiced", INVOICED_AT)
+    assert await (await handle.describe()).memo_value("parked", default=None) is None
+
+
 async def order_not_found_then_found(
     env: WorkflowEnvironment, task_queue: str, oms: OmsWithoutTheOrder
 ) -> tuple[str, VtexOrderStatus]:
