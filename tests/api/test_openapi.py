@@ -82,6 +82,10 @@ async def test_openapi_declares_bodies_and_security(api_only: Hub) -> None:
     }
 
 
+# What uvicorn answers a request that is not valid HTTP, before any application code runs.
+MALFORMED_HTTP = "Invalid HTTP request received."
+
+
 def fuzz(base_url: str, headers: dict[str, str]) -> list[str]:
     """Every operation, valid and invalid data; returns the operations exercised."""
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
@@ -101,6 +105,8 @@ def fuzz(base_url: str, headers: dict[str, str]) -> list[str]:
         @given(case=strategy)
         def check(case: Any) -> None:
             response = case.call(base_url=base_url, headers=headers, timeout=10)
+            if response.status_code == 400 and response.text == MALFORMED_HTTP:
+                return  # not valid HTTP (an empty Content-Length): uvicorn refused it, the API never saw it
             case.validate_response(response, checks=CHECKS, headers=headers)
 
         check()
