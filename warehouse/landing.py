@@ -21,7 +21,6 @@ import pyarrow as pa
 import requests
 from google.api_core import exceptions as google_errors
 from google.api_core.client_options import ClientOptions
-from google.api_core.retry import Retry
 from google.auth.credentials import AnonymousCredentials, Credentials
 from google.oauth2 import service_account
 from pydantic import ValidationError
@@ -54,6 +53,29 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     TimeoutError,
     ConnectionError,
 )
+
+
+# BigQuery's reasons for refusals that backing off overcomes (its troubleshooting page: "retry using
+# exponential backoff"), though they come as 403 or 400: a short-term rate limit, a project's concurrent
+# query quota, a backend hiccup.
+RETRYABLE_REASONS = frozenset(
+    {
+        "rateLimitExceeded",
+        "jobRateLimitExceeded",
+        "quotaExceeded",
+        "backendError",
+        "internalError",
+        "badGateway",
+    }
+)
+
+
+def reason_of(error: google_errors.GoogleAPICallError) -> str:
+    """The reason BigQuery gave for an error (``errors[0].reason``), or ``""``."""
+    try:
+        return str(error.errors[0]["reason"])
+    except (AttributeError, IndexError, KeyError, TypeError):
+        return ""
 
 
 # Keeps each entity's latest bronze row (by landing time); the syncs read what they landed last with it.
@@ -165,8 +187,9 @@ class Warehouse:
         self._writer = writer
         self.layers = layers
         self._timeout = timeout_seconds
-        # The client's default retries last 10 minutes; Temporal owns the longer retries.
-        self._retry = Retry(deadline=timeout_seconds)
+        # The client's own retry rule (rate limits and backend errors by their reason, not only 429 and
+        # 5xx), within the call's deadline: its default lasts 10 minutes; Temporal owns longer retries.
+        self._retry = bigquery.DEFAULT_RETRY.with_deadline(timeout_seconds)
         self._schema_ready = False
         self._creating_schema: asyncio.Future[None] | None = None  # the attempt callers share
         self._schemas = {name: arrow_schema(fields) for name, fields in BRONZE_TABLES.items()}
@@ -369,6 +392,8 @@ class Warehouse:
         except TRANSIENT_ERRORS as error:
             raise WarehouseUnavailable(SERVICE, f"{type(error).__name__}: {error}") from error
         except google_errors.GoogleAPICallError as error:
+            if reason_of(error) in RETRYABLE_REASONS:  # a 403 rateLimitExceeded is no refusal for good
+                raise WarehouseUnavailable(SERVICE, f"{type(error).__name__}: {error}") from error
             raise PermanentError(SERVICE, str(error), error.code) from error
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as error:
             # (A number beyond its column's INT64 is an OverflowError: retrying cannot make it fit.)

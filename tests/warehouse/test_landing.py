@@ -6,10 +6,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from google.api_core import exceptions as google_errors
 
+from clients.errors import PermanentError
 from core.settings import Settings
 from core.vtex import OrderEvent, change_key, change_time
 from simulators.vtex_orders import generate_order
+from warehouse.errors import WarehouseUnavailable
 from warehouse.landing import BronzeRecord, InvalidRecord, QuarantineRecord, Warehouse
 from warehouse.tables import QUARANTINE, VTEX_ORDERS
 from warehouse.vtex_orders import order_event, order_version
@@ -162,3 +165,28 @@ async def test_unreachable_warehouse_is_a_transient_error(warehouse_prefix: str)
 
 def _order(order_id: str, last_change: str) -> dict[str, Any]:
     return generate_order(3, order_id=order_id, overrides={"lastChange": last_change})
+
+
+@pytest.mark.parametrize(
+    ("refusal", "unavailable"),
+    [
+        (google_errors.Forbidden("Exceeded rate limits", errors=[{"reason": "rateLimitExceeded"}]), True),
+        (google_errors.Forbidden("Quota exceeded", errors=[{"reason": "quotaExceeded"}]), True),
+        (google_errors.BadRequest("backend", errors=[{"reason": "backendError"}]), True),
+        (google_errors.Forbidden("Access Denied: Table", errors=[{"reason": "accessDenied"}]), False),
+        (google_errors.BadRequest("Syntax error", errors=[{"reason": "invalidQuery"}]), False),
+    ],
+)
+async def test_a_rate_limit_bigquery_answers_with_a_403_is_a_pause_not_a_refusal(
+    warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch, refusal: Exception, unavailable: bool
+) -> None:
+    """BigQuery answers its short-term limits with 403 rateLimitExceeded (and quotaExceeded, backend
+    errors with 400 or 403), to be retried with backoff: the warehouse is unavailable for now (a sync's
+    step retries, a read answers 503), where a refusal for good fails the step by name."""
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise refusal
+
+    monkeypatch.setattr(warehouse._client, "query", refused)
+    with pytest.raises(WarehouseUnavailable if unavailable else PermanentError):
+        await warehouse.query("select 1")
