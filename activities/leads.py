@@ -532,19 +532,21 @@ class LeadActivities:
             reported = await crm.lead_status(dealer, params.dealer_lead_id)
         if reported is None or reported.status not in DEALER_STATUSES:
             return PollStatusResult()
+        now = utcnow()
+        at = min(as_utc(reported.at), now + feedback.CLOCK_SKEW)  # as feedback.record keeps it
         recorded = await feedback.record(
             self._sessions,
             lead_id=params.lead_id,
             dealer_id=params.dealer_id,
             status=LeadStatus(reported.status),
-            at=as_utc(reported.at),
-            received_at=utcnow(),
+            at=at,
+            received_at=now,
         )
         # A retry after the record committed finds it repeated: still the newest, still to pass on.
         applied = recorded.outcome == feedback.Outcome.APPLIED or (
             recorded.outcome == feedback.Outcome.REPEATED and recorded.current
         )
-        return PollStatusResult(reported.status, as_utc(reported.at).isoformat(), applied)
+        return PollStatusResult(reported.status, at.isoformat(), applied)
 
     @activity.defn
     async def withdraw_lead(self, params: WithdrawLeadInput) -> WithdrawLeadResult:

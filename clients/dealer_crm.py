@@ -271,9 +271,14 @@ class RestDealerCrm:
         try:
             body = response.json()
             status, at = body.get("status"), body.get("at")
-            return None if not status else ReportedStatus(str(status), datetime.fromisoformat(str(at)))
+            if not status:
+                return None
+            when = datetime.fromisoformat(str(at))
         except (ValueError, AttributeError, TypeError) as error:
             raise PermanentError(service, f"unreadable status answer: {type(error).__name__}", 502) from None
+        if when.tzinfo is None:  # as the dealers' webhook refuses it: whose clock, which zone?
+            raise PermanentError(service, "unreadable status answer: a time without a UTC offset", 502)
+        return ReportedStatus(str(status), when)
 
     def _auth(self, dealer: DealerConfig) -> dict[str, str]:
         key = self._api_keys.get(dealer.id)

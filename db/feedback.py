@@ -27,6 +27,9 @@ from db import lead_status
 from db.engine import lock_for_writing
 from db.models import DealerFeedback, Delivery, DeliveryRelease, Withdrawal
 
+# How far past a report's arrival its time may be (a dealer's clock ahead of ours) before it is cut to it.
+CLOCK_SKEW = timedelta(minutes=5)
+
 # How long the API's own hand-over of a report has before a sweep may take it over.
 HAND_OVER_GRACE = timedelta(seconds=30)
 
@@ -92,8 +95,11 @@ async def record(
     """Record a dealer's report about a lead; the outcome says what it changed. ``to_signal``: the
     report came from outside the lead's run (the dealer's webhook), which must hear of it if it is the
     newest."""
-    # In UTC before it is stored: SQLite keeps no offset, and a dealer reports in its own zone.
+    # In UTC before it is stored: SQLite keeps no offset, and a dealer reports in its own zone. A dealer's
+    # clock ahead of ours (its webhook's "at", or its CRM's answer to a poll) must not make every later
+    # real status look older than it: a time past the report's arrival counts as its arrival.
     at, received_at = as_utc(at), as_utc(received_at)
+    at = min(at, received_at + CLOCK_SKEW)
     async with sessions.begin() as session:
         await lock_for_writing(session)
         delivery = await session.get(Delivery, lead_id, populate_existing=True, with_for_update=True)

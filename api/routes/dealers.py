@@ -9,7 +9,7 @@ changes nothing and is answered the same way.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Literal
 
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Path, Request, status
@@ -33,7 +33,6 @@ from core.dealers import DEALER_ID_PATTERN
 from db import feedback
 
 webhooks = APIRouter(prefix="/webhooks/dealers", tags=["dealers"])
-CLOCK_SKEW = timedelta(minutes=5)  # how far in the future a dealer's "at" may be
 
 DealerStatus = Literal["accepted", "contacted", "qualified", "lost", "sold"]
 assert set(DealerStatus.__args__) == {s.value for s in DEALER_STATUSES}  # type: ignore[attr-defined]
@@ -95,8 +94,7 @@ async def receive_dealer_status(
     body = await read_limited(request, settings.webhook_max_body_bytes)
     report = parse_model(DealerStatusWebhook, json_object(body))
     now = datetime.now(UTC)
-    # A dealer's clock ahead of ours must not make every later real status look older than it.
-    at = min(report.at or now, now + CLOCK_SKEW)
+    at = report.at or now  # (one past ``now`` by more than a clock's skew is cut to it: feedback.record)
     recorded = await feedback.record(
         sessions,
         lead_id=lead_id,

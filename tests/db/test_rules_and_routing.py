@@ -720,3 +720,29 @@ def test_an_adf_dealer_over_http_names_its_vendor_contact() -> None:
     named = posted | {"field_mapping": {"external_id": "id", "vendor_email": "=leads@dealer.example"}}
     mailed = dealer("adf-mail") | {"crm": {"kind": "adf", "url": "mailto:leads@dealer.example"}}
     assert len(RulesFile.model_validate({"dealers": [named, mailed]}).dealers) == 2
+
+
+async def test_a_report_timed_ahead_of_the_hubs_clock_does_not_outrank_later_real_ones(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A dealer's clock (its webhook's "at", its CRM's answer to a poll) three hours ahead: the report
+    counts as made within a clock's skew of its arrival, so the dealer's real later "sold" is applied,
+    not answered older until that future time."""
+    await load(sessions, dealer("a", priority=10))
+    await lead_status.record_status(
+        sessions, lead_id="L1", status=LeadStatus.RECEIVED, workflow_id="w", at=T0
+    )
+    claimed = await deliveries.claim_next(sessions, "L1", LeadProfile("SP", "Santos", "Onix"), DAY, T0)
+    assert claimed is not None and claimed.dealer_id == "a"
+    ahead = await feedback.record(
+        sessions, lead_id="L1", dealer_id="a", status=LeadStatus.ACCEPTED,
+        at=T0 + timedelta(hours=3), received_at=T0,
+    )  # fmt: skip
+    assert ahead.outcome == feedback.Outcome.APPLIED
+    sold = await feedback.record(
+        sessions, lead_id="L1", dealer_id="a", status=LeadStatus.SOLD,
+        at=T0 + timedelta(minutes=10), received_at=T0 + timedelta(minutes=10),
+    )  # fmt: skip
+    assert sold.outcome == feedback.Outcome.APPLIED
+    view = await lead_status.get_lead(sessions, "L1")
+    assert view is not None and view.status == "sold"
