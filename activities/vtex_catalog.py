@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from aiolimiter import AsyncLimiter
 from temporalio import activity
 
 from activities.errors import external_call
@@ -140,11 +141,25 @@ class VtexCatalogActivities:
                         break
                     listed.update(str(sku_id) for sku_id in ids)
                 present = await self._present_skus()
-                gone = [sku_version(int(sku_id), None, None) for sku_id in sorted(present - listed, key=int)]
+                unlisted = sorted(present - listed, key=int)
+                gone = [
+                    sku_version(sku_id, None, None) for sku_id in await self._gone(unlisted, limiter, counts)
+                ]
                 cursors = await self._land(params.cursors, gone, [])
         counts.removed = len(gone)
         count_sync("catalog", removed=counts.removed)
         return RemovedSkusResult(cursors, counts)
+
+    async def _gone(self, unlisted: list[str], limiter: AsyncLimiter, counts: CatalogCounts) -> list[int]:
+        """The unlisted SKUs VTEX does not serve either. The list pages by position: a SKU deleted while
+        it was paged shifts a live one out of the pages read, and that one is not gone (one read each;
+        the removals of a sync are few)."""
+        gone = []
+        for sku_id in map(int, unlisted):
+            counts.vtex_requests += 1
+            if await paced(limiter, partial(self._vtex.get_sku, sku_id)) is None:
+                gone.append(sku_id)
+        return gone
 
     async def _read_skus(
         self, ids: list[int], counts: CatalogCounts, requests_per_second: float

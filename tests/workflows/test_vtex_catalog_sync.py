@@ -13,6 +13,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
+from clients.vtex import VtexClient
 from core.constants import PROGRESS_QUERY
 from tests.hub import Hub, environment_of, running_hub, start_worker_process
 from tests.support import eventually
@@ -183,3 +184,21 @@ async def test_killed_worker_sync_lands_each_version_once(
         gets = (await hub.counters())["vtex"]["catalog_sku_gets"]
         assert SKUS < gets < 2 * SKUS
         assert result.done and result.counts.changed + result.counts.unchanged == SKUS
+
+
+async def test_a_live_sku_the_paged_list_left_out_is_not_recorded_removed(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """VTEX's SKU list pages by position: a SKU deleted while the list is paged shifts a live one out of
+    the pages read. Bronze has it, the list did not name it: VTEX still serves it, so it is not gone."""
+    assert (await (await start_sync(hub)).result()).counts.changed == SKUS
+    listed = VtexClient.list_sku_ids
+
+    async def shifted(self: VtexClient, page: int, page_size: int) -> list[int]:
+        ids = await listed(self, page, page_size)
+        return ids[1:] if page == 1 else ids  # the first SKU slid onto a page already read
+
+    monkeypatch.setattr(VtexClient, "list_sku_ids", shifted)
+    second = await (await start_sync(hub)).result()
+    assert (second.counts.removed, second.counts.changed) == (0, 0)
+    assert await hub.bronze_counts(VTEX_SKUS) == (SKUS, SKUS)
