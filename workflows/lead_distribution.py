@@ -112,6 +112,10 @@ UNANSWERED_RELEASE = "unanswered-claim-withdrawn-at-crm"
 # webhook, a redrive) knew of the status only as its starting point. Passing it on again is harmless (the
 # event's id is stable; Zoho's write checks the database for a newer report). Runs before it did not.
 PASS_ON_STORED_STATUS = "pass-on-stored-dealer-status"
+# Patch: a dealer whose CRM is read (sla.status_poll_seconds) is read once more as its SLA passes, before
+# the lead is withdrawn: one that accepted after the last read (or, reads as long as the SLA, was never
+# read) keeps the lead. Runs started before it withdrew the lead at the deadline without reading.
+READ_BEFORE_WITHDRAWAL = "read-dealer-status-before-withdrawal"
 # A delivery attempt's outcome when the lead had left that delivery (a run reset to before it).
 MOVED_ON = "moved on"
 # The local try of a step (_done_locally): Zoho's update is one call of at most 10 s (the HTTP clients'
@@ -473,7 +477,8 @@ class LeadDistributionWorkflow:
             try:
                 await workflow.wait_condition(lambda: bool(self._reports), timeout=wake - now)
             except TimeoutError:
-                if poll and (accepted or wake < sla_deadline):
+                # At the deadline too (since the patch): an acceptance after the last read keeps the lead.
+                if poll and (accepted or wake < sla_deadline or workflow.patched(READ_BEFORE_WITHDRAWAL)):
                     await self._poll_status(dealer_id, dealer_lead_id)
 
     async def _follow_plan(self, dealer_id: str) -> FollowPlan:

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from temporalio import activity
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -212,6 +212,57 @@ async def test_record_lead_sla_missed_then_accepted(
         names = ("lead_delivered_then_handed_on", "lead_followed_sla_missed", "lead_followed_accepted")
         for history, name in zip(histories, names, strict=True):
             (HISTORIES / f"{name}.json").write_text(history.to_json() + "\n")
+
+
+async def the_run_that(client: Client, workflow_id: str, scheduled: str) -> WorkflowHistory:
+    """The latest run of the workflow (or one it continues) whose history schedules ``scheduled``."""
+    run_id = None
+    while True:
+        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        kinds = [
+            event.activity_task_scheduled_event_attributes.activity_type.name
+            for event in history.events
+            if event.HasField("activity_task_scheduled_event_attributes")
+        ]
+        if scheduled in kinds:
+            return history
+        run_id = history.events[0].workflow_execution_started_event_attributes.continued_execution_run_id
+        assert run_id, f"no run of {workflow_id} scheduled {scheduled}"
+
+
+async def polled_dealer_accepted_unheard(hub: Hub, env: WorkflowEnvironment) -> str:
+    """A lead at a dealer read hourly with 30 minutes to accept, accepted in its CRM with no webhook,
+    and the SLA passed; the lead's id."""
+    lead_id = await hub.create_lead(State="SE", City="Aracaju")
+    await hub.post_webhook(lead_id)
+    await at_dealer(hub, lead_id, "poll-se")
+    await dealer_reports(hub, "poll-se", lead_id, "accepted", callback=False)
+    await skip_time(env, SLA + timedelta(minutes=1))
+    return lead_id
+
+
+async def test_record_lead_polled_read_before_withdrawal(
+    skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str
+) -> None:
+    """Since the read-dealer-status-before-withdrawal patch: the dealer's CRM is read as its SLA passes,
+    and the acceptance found keeps the lead there. The run that read is saved."""
+    async with sla_hub(skipping_env, sqlite_url, task_queue) as hub:
+        lead_id = await polled_dealer_accepted_unheard(hub, skipping_env)
+        await at_dealer(hub, lead_id, "poll-se", status="accepted")
+        history = await the_run_that(hub.client, lead_workflow_id(lead_id), "poll_dealer_status")
+        (HISTORIES / "lead_polled_read_before_withdrawal.json").write_text(history.to_json() + "\n")
+
+
+async def test_record_lead_polled_withdrawn_unread(
+    skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str
+) -> None:
+    """Recorded with the code from before the read-dealer-status-before-withdrawal patch (kept as it
+    was): the SLA passed without a read, the lead was withdrawn and went to the next dealer."""
+    async with sla_hub(skipping_env, sqlite_url, task_queue) as hub:
+        lead_id = await polled_dealer_accepted_unheard(hub, skipping_env)
+        await at_dealer(hub, lead_id, "next-se")
+        history = await the_run_that(hub.client, lead_workflow_id(lead_id), "withdraw_lead")
+        (HISTORIES / "lead_polled_withdrawn_unread.json").write_text(history.to_json() + "\n")
 
 
 async def test_record_lead_withdrawal_resumed_then_sla_exhausted(

@@ -39,8 +39,8 @@ BRT = ZoneInfo("America/Sao_Paulo")
 def sla_rules(sims_url: str) -> RulesFile:
     """Three Paraná dealers in priority order (a REST CRM, a SOAP DMS that can withdraw a lead, and one
     on the first version of that DMS's service, which cannot), a Santa Catarina dealer asked for
-    statuses, and a Rio Grande do Sul dealer closed today and tomorrow; every one must accept within 30
-    open minutes."""
+    statuses, two Sergipe dealers (the first asked hourly), and a Rio Grande do Sul dealer closed today
+    and tomorrow; every one must accept within 30 open minutes."""
 
     def soap(dealer_id: str, priority: int, wsdl_query: str) -> dict[str, Any]:
         return {
@@ -71,6 +71,8 @@ def sla_rules(sims_url: str) -> RulesFile:
                 soap("sla-b", 20, "wsdl"),
                 soap("sla-c", 30, "wsdl&version=1"),
                 rest("poll-sc", "SC", 10, sla={"status_poll_seconds": 60}),
+                rest("poll-se", "SE", 10, sla={"status_poll_seconds": 3600}),
+                rest("next-se", "SE", 20),
                 rest("night-rs", "RS", 10, hours={"weekly": every_day, "closed": closed}),
             ]
         }
@@ -80,7 +82,7 @@ def sla_rules(sims_url: str) -> RulesFile:
 @asynccontextmanager
 async def sla_hub(env: WorkflowEnvironment, sqlite_url: str, task_queue: str) -> AsyncIterator[Hub]:
     """The flows role on ``env`` with the SLA dealers, their webhook secrets and a fallback owner."""
-    dealers = ("sla-a", "sla-b", "sla-c", "poll-sc", "night-rs")
+    dealers = ("sla-a", "sla-b", "sla-c", "poll-sc", "poll-se", "next-se", "night-rs")
     async with running_hub(
         env.client,
         sqlite_url,
@@ -443,6 +445,25 @@ async def test_the_hub_asks_a_polled_dealer_for_its_status(
     result = await hub.handle(lead_id).result()
     assert (result.status, result.dealer_id) == ("sold", "poll-sc")
     assert (await hub.lead(lead_id) or {})["status"] == "sold"
+
+
+async def test_a_polled_dealer_that_accepted_after_its_last_read_keeps_the_lead(
+    sla_hub: Hub, skipping_env: WorkflowEnvironment
+) -> None:
+    """A dealer asked hourly with 30 minutes to accept: no read comes before its SLA passes. It accepts
+    in its CRM and sends no webhook; as the SLA passes it is read once more, and keeps the lead (it used
+    to be withdrawn without a read, and the lead went to the next dealer)."""
+    hub = sla_hub
+    lead_id = await hub.create_lead(State="SE", City="Aracaju")
+    await hub.post_webhook(lead_id)
+    await at_dealer(hub, lead_id, "poll-se")
+    await dealer_reports(hub, "poll-se", lead_id, "accepted", callback=False)
+    await skip_time(skipping_env, timedelta(minutes=31))
+    lead = await at_dealer(hub, lead_id, "poll-se", status="accepted")
+    assert [delivery["dealer_id"] for delivery in lead["deliveries"]] == ["poll-se"]
+    counters = (await hub.counters())["dealers"]
+    assert (counters["poll-se"]["status_reads"], counters["poll-se"]["withdrawn"]) == (1, 0)
+    assert counters.get("next-se", {}).get("created", 0) == 0
 
 
 async def test_a_night_lead_waits_for_opening_and_no_dealer_left_means_the_fallback(

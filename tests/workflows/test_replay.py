@@ -267,6 +267,15 @@ def test_an_order_served_behind_its_hook_was_taken_before_and_is_read_again_sinc
     assert sum(1 for e in events if e.HasField("timer_started_event_attributes")) >= 4
 
 
+def test_a_polled_dealer_was_withdrawn_unread_before_and_is_read_at_its_deadline_since() -> None:
+    """Before the read-dealer-status-before-withdrawal patch a dealer read hourly with 30 minutes to
+    accept lost the lead at its deadline unread; since, it is read then, and its acceptance keeps it."""
+    before = scheduled_activities("lead_polled_withdrawn_unread")
+    assert "withdraw_lead" in before and "poll_dealer_status" not in before
+    since = scheduled_activities("lead_polled_read_before_withdrawal")
+    assert "poll_dealer_status" in since and "withdraw_lead" not in since
+
+
 def test_an_unanswered_claim_was_released_before_and_is_withdrawn_at_its_crm_since() -> None:
     """Since the unanswered-claim-withdrawn-at-crm patch the first dealer's CRM is asked to drop the lead
     between its release and the next dealer's delivery; before it, no such call was made."""
