@@ -512,7 +512,7 @@ class LeadActivities:
     async def follow_plan(self, params: FollowPlanInput) -> FollowPlan:
         """The dealer's SLA deadline for the lead (open hours counted from its delivery) and what the
         dealer reported so far, from the lead's delivery record: every run of the lead computes the same."""
-        dealer = await routing.dealer_config(self._sessions, params.dealer_id)
+        dealer = await routing.dealer_config(self._sessions, params.dealer_id, inactive_too=True)
         held = await deliveries.holding(self._sessions, params.lead_id, params.dealer_id)
         if dealer is None or not held.holds:
             return FollowPlan(holds=False, withdrawals=held.withdrawals)
@@ -524,7 +524,7 @@ class LeadActivities:
     @activity.defn
     async def poll_dealer_status(self, params: PollStatusInput) -> PollStatusResult:
         """Ask a REST dealer's CRM for the lead's status and record it as its webhook would."""
-        dealer = await routing.dealer_config(self._sessions, params.dealer_id)
+        dealer = await routing.dealer_config(self._sessions, params.dealer_id, inactive_too=True)
         crm = self._dealer_crms.get("rest")
         if dealer is None or not isinstance(crm, RestDealerCrm) or not params.dealer_lead_id:
             return PollStatusResult()  # (no id: the dealer reported before its CRM answered the create)
@@ -567,7 +567,7 @@ class LeadActivities:
     @activity.defn
     async def withdraw_at_dealer(self, params: WithdrawAtDealerInput) -> WithdrawAtDealerResult:
         """Ask the dealer's CRM to drop a lead it lost, and record what it answered."""
-        dealer = await routing.dealer_config(self._sessions, params.dealer_id)
+        dealer = await routing.dealer_config(self._sessions, params.dealer_id, inactive_too=True)
         crm = self._dealer_crms.get(dealer.crm_kind) if dealer else None
         outcome = RECORDED
         if dealer is not None and crm is not None:

@@ -226,11 +226,15 @@ async def dealer_known(sessions: async_sessionmaker[AsyncSession], dealer_id: st
         return await session.get(Dealer, dealer_id) is not None
 
 
-async def dealer_config(sessions: async_sessionmaker[AsyncSession], dealer_id: str) -> DealerConfig | None:
-    """How to reach a dealer's CRM, or None when the dealer is unknown or inactive."""
+async def dealer_config(
+    sessions: async_sessionmaker[AsyncSession], dealer_id: str, *, inactive_too: bool = False
+) -> DealerConfig | None:
+    """How to reach a dealer's CRM, or None when the dealer is unknown or inactive. ``inactive_too``:
+    for a lead the dealer still holds (its SLA, its status, dropping it), which a dealer taken out of
+    the rules since keeps until it is withdrawn."""
     async with sessions() as session:
         dealer = await session.get(Dealer, dealer_id)
-    if dealer is None or not dealer.active:
+    if dealer is None or not (dealer.active or inactive_too):
         return None
     return DealerConfig(
         id=dealer.id,

@@ -25,7 +25,7 @@ from db import feedback
 from db.deliveries import withdraw
 from db.engine import create_engine, session_factory
 from db.feedback import HAND_OVER_GRACE
-from db.rules import RulesFile
+from db.rules import RulesFile, apply_rules
 from tests.hub import Hub, running_hub
 from tests.support import eventually, free_port, skip_time
 from workflows.lead_distribution import LeadDistributionWorkflow
@@ -464,6 +464,31 @@ async def test_a_polled_dealer_that_accepted_after_its_last_read_keeps_the_lead(
     counters = (await hub.counters())["dealers"]
     assert (counters["poll-se"]["status_reads"], counters["poll-se"]["withdrawn"]) == (1, 0)
     assert counters.get("next-se", {}).get("created", 0) == 0
+
+
+async def test_a_dealer_taken_out_of_the_rules_while_it_holds_a_lead_is_asked_to_drop_it(
+    sla_hub: Hub, skipping_env: WorkflowEnvironment
+) -> None:
+    """`hub-rules load` deactivates the dealer a lead waits at. The lead still moves on when the SLA
+    passes, and that dealer's CRM is asked to drop it (it was only recorded as withdrawn, and the CRM
+    kept a lead the next dealer had too)."""
+    hub = sla_hub
+    lead_id = await hub.create_lead(State="PR", City="Curitiba")
+    await hub.post_webhook(lead_id)
+    await at_dealer(hub, lead_id, "sla-a")
+    rules = sla_rules(hub.sims_url)
+    rules.dealers[0].active = False
+    assert rules.dealers[0].id == "sla-a"
+    engine = create_engine(hub.settings.database_url)
+    try:
+        await apply_rules(session_factory(engine), rules)
+    finally:
+        await engine.dispose()
+    await skip_time(skipping_env, SLA + timedelta(minutes=1))
+    lead = await at_dealer(hub, lead_id, "sla-b")
+    first = lead["deliveries"][0]
+    assert (first["dealer_id"], first["withdrawal_at_crm"]) == ("sla-a", "withdrawn")
+    assert (await hub.counters())["dealers"]["sla-a"]["withdrawn"] == 1
 
 
 async def test_a_night_lead_waits_for_opening_and_no_dealer_left_means_the_fallback(
