@@ -131,6 +131,10 @@ class ClaimLeadResult:
     withdrawals: int = 0
     exhausted: bool = False
     pending_withdrawals: list[WithdrawAtDealerInput] = field(default_factory=list)
+    # Delivered by an earlier run to a dealer that is not followed: the newest status it reported, and
+    # its time, which the run passes on (one terminated before it did had left Zoho without it).
+    dealer_status: str = ""
+    dealer_status_at: str = ""
 
     @classmethod
     def of(cls, claim: deliveries.Claim | None) -> ClaimLeadResult:
@@ -358,7 +362,7 @@ class LeadActivities:
         if claim is None:  # no dealer: support decides, and ``hub leads explain`` shows why
             async with self._sessions.begin() as session:
                 await lead_status.set_routing_profile(session, params.lead_id, asdict(profile))
-        result = await self._with_follow(ClaimLeadResult.of(claim))
+        result = await self._with_follow(params.lead_id, ClaimLeadResult.of(claim))
         if params.max_reroutes is not None or params.release_unanswered:
             losses = await deliveries.losses(self._sessions, params.lead_id)
             result.withdrawals = losses.count
@@ -370,11 +374,17 @@ class LeadActivities:
             ]
         return result
 
-    async def _with_follow(self, result: ClaimLeadResult) -> ClaimLeadResult:
-        """A claim delivered by an earlier run says whether its dealer is followed (a run resumes it)."""
+    async def _with_follow(self, lead_id: str, result: ClaimLeadResult) -> ClaimLeadResult:
+        """A claim delivered by an earlier run says whether its dealer is followed (a run resumes it),
+        and, where it is not, the status the dealer reported last (a followed one's comes with its plan)."""
         if result.delivered and result.dealer_id:
-            dealer = await routing.dealer_config(self._sessions, result.dealer_id)
+            dealer = await routing.dealer_config(self._sessions, result.dealer_id, inactive_too=True)
             result.followed = dealer is not None and is_followed(dealer)
+            if not result.followed:
+                held = await deliveries.holding(self._sessions, lead_id, result.dealer_id)
+                if held.holds and held.dealer_status in DEALER_STATUSES and held.dealer_status_at:
+                    result.dealer_status = str(held.dealer_status)
+                    result.dealer_status_at = held.dealer_status_at.isoformat()
         return result
 
     @activity.defn

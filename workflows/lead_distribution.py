@@ -116,6 +116,10 @@ PASS_ON_STORED_STATUS = "pass-on-stored-dealer-status"
 # the lead is withdrawn: one that accepted after the last read (or, reads as long as the SLA, was never
 # read) keeps the lead. Runs started before it withdrew the lead at the deadline without reading.
 READ_BEFORE_WITHDRAWAL = "read-dealer-status-before-withdrawal"
+# Patch: PASS_ON_STORED_STATUS for a dealer that is not followed (no SLA, no status reads): a run that
+# resumes its delivered lead from the database passes the dealer's stored status on. Runs before it
+# passed on only the reports signalled to them.
+PASS_ON_STORED_STATUS_UNFOLLOWED = "pass-on-stored-status-of-unfollowed-dealer"
 # A delivery attempt's outcome when the lead had left that delivery (a run reset to before it).
 MOVED_ON = "moved on"
 # The local try of a step (_done_locally): Zoho's update is one call of at most 10 s (the HTTP clients'
@@ -323,6 +327,10 @@ class LeadDistributionWorkflow:
             if not following:
                 return self._result(dealer_lead_id)
             planned = self._delivered_plan if own_runs else None
+            stored = claim.dealer_status and not claim.followed
+            if stored and workflow.patched(PASS_ON_STORED_STATUS_UNFOLLOWED):  # (marked only where it acts)
+                report = DealerStatusReport(dealer_id, claim.dealer_status, claim.dealer_status_at)
+                self._reports.insert(0, report)  # a signalled copy of it is then skipped as not newer
             lost = await self._follow(
                 dealer_id, dealer_lead_id, followed=claim.followed, own_run=False, planned=planned
             )

@@ -58,6 +58,7 @@ from tests.workflows.test_dealer_sla import (
     dealer_reports,
     sla_hub,
     terminated_after_the_decision,
+    unfollowed_report_run_terminated_then_resent,
 )
 from tests.workflows.test_lead_distribution import (
     delivered_past_an_unanswering_dealer,
@@ -263,6 +264,28 @@ async def test_record_lead_polled_withdrawn_unread(
         await at_dealer(hub, lead_id, "next-se")
         history = await the_run_that(hub.client, lead_workflow_id(lead_id), "withdraw_lead")
         (HISTORIES / "lead_polled_withdrawn_unread.json").write_text(history.to_json() + "\n")
+
+
+async def test_record_lead_unfollowed_stored_status_passed_on(
+    skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str
+) -> None:
+    """Since the pass-on-stored-status-of-unfollowed-dealer patch: the run a resent webhook starts after
+    a terminate passes on the stored status of a dealer without an SLA. That run is saved."""
+    async with sla_hub(skipping_env, sqlite_url, task_queue) as hub:
+        lead_id = await unfollowed_report_run_terminated_then_resent(hub)
+        await hub.handle(lead_id).result()
+        await save(hub.client, lead_workflow_id(lead_id), "lead_unfollowed_stored_status_passed_on")
+
+
+async def test_record_lead_unfollowed_stored_status_before_passing_on(
+    skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str
+) -> None:
+    """Recorded with the code from before the pass-on-stored-status-of-unfollowed-dealer patch (kept as
+    it was): the run a resent webhook starts after a terminate passes on the delivery only."""
+    async with sla_hub(skipping_env, sqlite_url, task_queue) as hub:
+        lead_id = await unfollowed_report_run_terminated_then_resent(hub)
+        await hub.handle(lead_id).result()
+        await save(hub.client, lead_workflow_id(lead_id), "lead_unfollowed_stored_status_before_passing_on")
 
 
 async def test_record_lead_withdrawal_resumed_then_sla_exhausted(

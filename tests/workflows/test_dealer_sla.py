@@ -39,8 +39,8 @@ BRT = ZoneInfo("America/Sao_Paulo")
 def sla_rules(sims_url: str) -> RulesFile:
     """Three Paraná dealers in priority order (a REST CRM, a SOAP DMS that can withdraw a lead, and one
     on the first version of that DMS's service, which cannot), a Santa Catarina dealer asked for
-    statuses, two Sergipe dealers (the first asked hourly), and a Rio Grande do Sul dealer closed today
-    and tomorrow; every one must accept within 30 open minutes."""
+    statuses, two Sergipe dealers (the first asked hourly), an Alagoas dealer without an SLA, and a Rio
+    Grande do Sul dealer closed today and tomorrow; every other one must accept within 30 open minutes."""
 
     def soap(dealer_id: str, priority: int, wsdl_query: str) -> dict[str, Any]:
         return {
@@ -73,6 +73,7 @@ def sla_rules(sims_url: str) -> RulesFile:
                 rest("poll-sc", "SC", 10, sla={"status_poll_seconds": 60}),
                 rest("poll-se", "SE", 10, sla={"status_poll_seconds": 3600}),
                 rest("next-se", "SE", 20),
+                {key: value for key, value in rest("plain-al", "AL", 10).items() if key != "sla"},
                 rest("night-rs", "RS", 10, hours={"weekly": every_day, "closed": closed}),
             ]
         }
@@ -82,7 +83,7 @@ def sla_rules(sims_url: str) -> RulesFile:
 @asynccontextmanager
 async def sla_hub(env: WorkflowEnvironment, sqlite_url: str, task_queue: str) -> AsyncIterator[Hub]:
     """The flows role on ``env`` with the SLA dealers, their webhook secrets and a fallback owner."""
-    dealers = ("sla-a", "sla-b", "sla-c", "poll-sc", "poll-se", "next-se", "night-rs")
+    dealers = ("sla-a", "sla-b", "sla-c", "poll-sc", "poll-se", "next-se", "plain-al", "night-rs")
     async with running_hub(
         env.client,
         sqlite_url,
@@ -489,6 +490,42 @@ async def test_a_dealer_taken_out_of_the_rules_while_it_holds_a_lead_is_asked_to
     first = lead["deliveries"][0]
     assert (first["dealer_id"], first["withdrawal_at_crm"]) == ("sla-a", "withdrawn")
     assert (await hub.counters())["dealers"]["sla-a"]["withdrawn"] == 1
+
+
+async def test_a_report_of_a_dealer_without_an_sla_reaches_zoho_after_its_run_was_terminated(
+    sla_hub: Hub, skipping_env: WorkflowEnvironment
+) -> None:
+    """A dealer without an SLA: the run ends at delivery. Its "contacted" is stored and handed to a run
+    of its own, which Zoho's outage keeps retrying until support terminates it. The run a resent webhook
+    starts resumes the delivered lead and passes the stored status on (it passed on only the reports
+    signalled to it, and Zoho never heard of "contacted")."""
+    lead_id = await unfollowed_report_run_terminated_then_resent(sla_hub)
+    await sla_hub.handle(lead_id).result()
+    assert (await zoho_lead(sla_hub, lead_id)).get("Lead_Status") == "Contacted"
+
+
+async def unfollowed_report_run_terminated_then_resent(hub: Hub) -> str:
+    """A lead at the dealer without an SLA, its "contacted" stored while Zoho is down, the run passing it
+    on terminated, Zoho back, and the lead's webhook sent again; the lead's id."""
+    lead_id = await hub.create_lead(State="AL", City="Maceió")
+    await hub.post_webhook(lead_id)
+    await at_dealer(hub, lead_id, "plain-al")
+    delivered_by = await hub.handle(lead_id).result()
+    assert delivered_by.dealer_id == "plain-al"
+    first = (await hub.handle(lead_id).describe()).run_id
+    await hub.fault(target="zoho", error_5xx_count=10_000)
+    reported = await dealer_reports(hub, "plain-al", lead_id, "contacted")
+    assert reported["hub"]["body"]["outcome"] == "applied"
+
+    async def passing_it_on() -> bool:
+        described = await hub.handle(lead_id).describe()
+        return described.run_id != first and described.status == WorkflowExecutionStatus.RUNNING
+
+    await eventually(passing_it_on)
+    await hub.handle(lead_id).terminate(reason="stuck on Zoho")
+    await hub.fault(target="zoho")
+    assert (await hub.post_webhook(lead_id)).status_code == 202
+    return lead_id
 
 
 async def test_a_night_lead_waits_for_opening_and_no_dealer_left_means_the_fallback(

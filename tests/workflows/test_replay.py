@@ -127,6 +127,16 @@ def test_a_resumed_lead_passes_its_stored_status_on_only_since_its_patch() -> No
     assert markers(since) == markers(before) + 3  # the patch, and the status's two local activities
 
 
+def test_a_resumed_lead_at_an_unfollowed_dealer_passes_its_stored_status_on_only_since_its_patch() -> None:
+    """A dealer without an SLA, its "contacted" stored, the run passing it on terminated: the run a resent
+    webhook starts passed on only the delivery before the pass-on-stored-status-of-unfollowed-dealer
+    patch; since, the stored status too."""
+    before = saved(HISTORIES / "lead_unfollowed_stored_status_before_passing_on.json")
+    since = saved(HISTORIES / "lead_unfollowed_stored_status_passed_on.json")
+    assert sorted(local_activity_types(before.events)) == ["publish_event", "update_zoho_lead"]
+    assert sorted(local_activity_types(since.events)) == ["publish_event"] * 2 + ["update_zoho_lead"] * 2
+
+
 def test_the_lead_histories_cover_both_homes_of_the_delivery_decision() -> None:
     """Leads recorded before the delivery-decision patch route in the run (route_lead); later ones claim
     in the database, and a run after a terminate resumes the delivered lead without calling a dealer."""
