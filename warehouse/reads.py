@@ -3,19 +3,23 @@ a dealer's performance (gold)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from google.api_core import exceptions as google_errors
 from pydantic import BaseModel
 
 from core.settings import Settings
 from warehouse.errors import WarehouseUnavailable
-from warehouse.landing import Warehouse
+from warehouse.landing import SERVICE, Warehouse
 from warehouse.libraries import ScalarQueryParameter
 from warehouse.tables import day_start
 from warehouse.views import CustomerView, DealerDay, DealerPerformance, OrderItemView, OrderView
+
+T = TypeVar("T")
 
 
 async def read_customer(warehouse: Warehouse, customer_id: str) -> CustomerView | None:
@@ -133,27 +137,36 @@ def _fields(
 
 
 class BigQueryReads:
-    """The read API's warehouse client: short deadlines, so a caller waiting on it gets a 503, not a hang."""
+    """The read API's warehouse client: each read answers within ``read_api_warehouse_timeout_seconds``
+    or raises WarehouseUnavailable, so a caller waiting on it gets a 503, not a hang. (The client's own
+    deadlines hold per call, and a read makes several: a job's creation, its results.)"""
 
     def __init__(self, settings: Settings) -> None:
-        timeout = settings.read_api_warehouse_timeout_seconds
+        self._deadline = settings.read_api_warehouse_timeout_seconds
         self._warehouse = Warehouse.from_settings(
-            settings.model_copy(update={"bigquery_timeout_seconds": timeout})
+            settings.model_copy(update={"bigquery_timeout_seconds": self._deadline})
         )
 
+    async def _within_deadline(self, read: Awaitable[T]) -> T:
+        try:
+            async with asyncio.timeout(self._deadline):
+                return await read
+        except TimeoutError as error:
+            raise WarehouseUnavailable(SERVICE, f"no answer within {self._deadline:g} s") from error
+
     async def customer(self, customer_id: str) -> CustomerView | None:
-        return await read_customer(self._warehouse, customer_id)
+        return await self._within_deadline(read_customer(self._warehouse, customer_id))
 
     async def order(self, order_id: str) -> OrderView | None:
-        return await read_order(self._warehouse, order_id)
+        return await self._within_deadline(read_order(self._warehouse, order_id))
 
     async def dealer_performance(self, dealer_id: str, start: date, end: date) -> DealerPerformance:
-        return await read_dealer_performance(self._warehouse, dealer_id, start, end)
+        return await self._within_deadline(read_dealer_performance(self._warehouse, dealer_id, start, end))
 
     async def changed_customers(
         self, since: datetime, after: tuple[datetime, str] | None, limit: int
     ) -> list[CustomerView]:
-        return await read_changed_customers(self._warehouse, since, after, limit)
+        return await self._within_deadline(read_changed_customers(self._warehouse, since, after, limit))
 
     async def aclose(self) -> None:
         await self._warehouse.aclose()

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 from temporalio.testing import WorkflowEnvironment
 
 from tests.dbt.fixture import EXPECTED_360, land_store
 from tests.dbt.test_models import dbt_build
 from tests.hub import READ_TOKEN, Hub, running_hub
-from tests.support import free_port
+from tests.support import free_port, serve
 
 AUTH = {"Authorization": f"Bearer {READ_TOKEN}"}
 
@@ -79,6 +85,47 @@ async def test_warehouse_away_answers_503_in_time(
             raise AssertionError("the read API hung on a warehouse that is away") from error
         assert answer.status_code == 503
         assert answer.json() == {"detail": "the warehouse did not answer"}
+
+
+async def started_job(request: Request) -> JSONResponse:
+    """BigQuery's jobs.insert: the query job is created, and runs."""
+    project = request.path_params["project"]
+    job = {"projectId": project, "jobId": "job-that-never-ends", "location": "US"}
+    return JSONResponse({"jobReference": job, "status": {"state": "RUNNING"}, "configuration": {"query": {}}})
+
+
+async def results_never_come(request: Request) -> JSONResponse:
+    await asyncio.sleep(8)  # past every deadline of the test; the server's shutdown waits for it
+    return JSONResponse({}, status_code=503)
+
+
+# A BigQuery that creates the read's job at once, then never gives its results.
+SLOW_BIGQUERY = Starlette(
+    routes=[
+        Route("/bigquery/v2/projects/{project}/jobs", started_job, methods=["POST"]),
+        Route("/bigquery/v2/projects/{project}/queries/{job}", results_never_come),
+        Route("/bigquery/v2/projects/{project}/jobs/{job}", results_never_come),
+    ]
+)
+
+
+async def test_a_read_whose_job_never_ends_gets_a_503_within_the_setting(
+    temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str
+) -> None:
+    """A read makes several calls (the job, its results), each with the client's deadline: the answer
+    comes within HUB_READ_API_WAREHOUSE_TIMEOUT_SECONDS all the same, not a multiple of it."""
+    async with (
+        serve(SLOW_BIGQUERY) as bigquery,
+        running_hub(
+            temporal_env.client, sqlite_url, task_queue, worker=False, bigquery_endpoint=bigquery,
+            read_api_warehouse_timeout_seconds=2,
+        ) as hub,
+    ):  # fmt: skip
+        started = time.monotonic()
+        answer = await hub.http.get(f"{hub.api_url}/v1/customers/c-ana", headers=AUTH, timeout=30)
+        waited = time.monotonic() - started
+    assert answer.status_code == 503
+    assert waited < 2 + 1.5, f"answered after {waited:.1f} s"  # the setting, and room for a busy machine
 
 
 async def test_dealer_performance_reads_a_range_of_gold_days(
