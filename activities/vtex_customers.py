@@ -136,8 +136,12 @@ class VtexCustomerActivities:
                     await wait_alive(wait, "Master Data rate limit")
                     waited += wait
                     continue
-                if waited:  # still limited after waiting: this attempt ends, and the next scrolls anew
-                    raise  # (a fresh scroll's own waits here could outlast the page's timeout)
+                if waited or error.status_code == 429:
+                    # Still limited after waiting, or asked to wait longer than this attempt may: the
+                    # attempt ends, and its retry waits the Retry-After (next_retry_delay), then scrolls
+                    # anew. Scrolling anew at once would call Master Data within the wait it asked for
+                    # (and a fresh scroll's own waits here could outlast the page's timeout).
+                    raise
                 activity.logger.info("Master Data scroll call failed (%s): scrolling the window again", error)
             break
         return await paced(limiter, fresh), True

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from google.cloud.bigquery import ArrayQueryParameter
 from temporalio.client import WorkflowHandle
-from temporalio.testing import WorkflowEnvironment
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
+from activities.pacing import RequestBudgets
+from activities.vtex_customers import (
+    CustomerCursors,
+    CustomerPageInput,
+    CustomerWindow,
+    VtexCustomerActivities,
+)
+from clients.vtex import VtexClient
 from core.constants import PROGRESS_QUERY
 from tests.hub import Hub, running_hub
 from tests.support import eventually
@@ -152,3 +163,25 @@ async def test_sync_waits_out_rate_limits_and_outages(hub: Hub) -> None:
     result = await (await start_sync(hub, page_size=200)).result()
     assert result.landed == before["documents"] - before["invalid_emails"]
     assert (await hub.counters())["vtex"]["faults_served"] == 5
+
+
+async def test_a_rate_limit_asking_for_a_longer_wait_than_a_page_has_ends_the_attempt(hub: Hub) -> None:
+    """Master Data asks for two minutes (Retry-After: 120), more than a page waits in its attempt: the
+    attempt ends with that delay for Temporal's retry, and no new scroll is opened within the wait
+    (it used to scroll the window again at once, calling Master Data inside the wait it asked for)."""
+    window = CustomerWindow(since=None, until=datetime.now(UTC).isoformat())
+    warehouse = hub.warehouse()
+    async with httpx.AsyncClient(timeout=10) as http:
+        vtex = VtexClient(http, hub.settings)
+        customers = VtexCustomerActivities(vtex, warehouse, RequestBudgets())
+        try:
+            first = await vtex.scroll_customers(where=window.where(), size=20)
+            await hub.fault(target="vtex", rate_limit_count=1, retry_after_seconds=120)
+            opened = (await hub.counters())["vtex"]["md_scrolls_opened"]
+            page = CustomerPageInput(window, first.token, CustomerCursors(), 50, page_size=20)
+            with pytest.raises(ApplicationError) as ended:
+                await ActivityEnvironment().run(customers.land_customer_page, page)
+        finally:
+            await warehouse.aclose()
+    assert ended.value.next_retry_delay == timedelta(seconds=120)
+    assert (await hub.counters())["vtex"]["md_scrolls_opened"] == opened
