@@ -536,10 +536,10 @@ class LeadActivities:
         """Ask a REST dealer's CRM for the lead's status and record it as its webhook would."""
         dealer = await routing.dealer_config(self._sessions, params.dealer_id, inactive_too=True)
         crm = self._dealer_crms.get("rest")
-        if dealer is None or not isinstance(crm, RestDealerCrm) or not params.dealer_lead_id:
-            return PollStatusResult()  # (no id: the dealer reported before its CRM answered the create)
-        with external_call():
-            reported = await crm.lead_status(dealer, params.dealer_lead_id)
+        if dealer is None or not isinstance(crm, RestDealerCrm):
+            return PollStatusResult()
+        with external_call():  # (without the dealer's id, as its create answer carried none: looked up)
+            reported = await crm.lead_status(dealer, params.dealer_lead_id, external_id=params.lead_id)
         if reported is None or reported.status not in DEALER_STATUSES:
             return PollStatusResult()
         now = utcnow()

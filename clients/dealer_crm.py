@@ -260,11 +260,20 @@ class RestDealerCrm:
         raise_for_status(service, response)
         return WITHDRAWN
 
-    async def lead_status(self, dealer: DealerConfig, dealer_lead_id: str) -> ReportedStatus | None:
-        """``GET {url}/api/v1/leads/{id}/status``: the dealer's status of the lead; None before it has one."""
+    async def lead_status(
+        self, dealer: DealerConfig, dealer_lead_id: str, external_id: str = ""
+    ) -> ReportedStatus | None:
+        """``GET {url}/api/v1/leads/{id}/status``: the dealer's status of the lead; None before it has one.
+        Without the dealer's id (its create answer carried none), the lead is looked up by
+        ``external_id`` first; None when the CRM holds none."""
         service = f"{SERVICE}:{dealer.id}"
         checked(service, self._url_check, dealer.crm_url)
-        url = f"{dealer.crm_url.rstrip('/')}/api/v1/leads/{dealer_lead_id}/status"
+        leads_url = f"{dealer.crm_url.rstrip('/')}/api/v1/leads"
+        if not dealer_lead_id and external_id:
+            dealer_lead_id = await self._lookup(service, leads_url, external_id, self._auth(dealer)) or ""
+        if not dealer_lead_id:
+            return None
+        url = f"{leads_url}/{dealer_lead_id}/status"
         with refusals_permanent(service):
             response = await self._http.get(url, headers=self._auth(dealer))
         raise_for_status(service, response)

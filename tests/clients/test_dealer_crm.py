@@ -407,3 +407,18 @@ async def test_a_withdrawal_whose_lookup_fails_is_retried_not_recorded() -> None
             with pytest.raises(PermanentError):
                 await rest.withdraw_lead(config, None, LEAD, "k")
         assert deleted == ["/d1/api/v1/leads/CRM-7"]  # no other DELETE
+
+
+async def test_a_status_read_without_the_dealers_id_looks_the_lead_up_first(
+    sims: str, http: httpx.AsyncClient
+) -> None:
+    """A create answer that carried no id leaves the hub without the dealer's id of the lead: its status
+    is read all the same, the lead found by its external id (it was never read before)."""
+    rest = RestDealerCrm(http, {"d1": "k1"})
+    await rest.create_lead(dealer(sims, "rest"), {"external_id": LEAD}, LEAD, f"lead-{LEAD}-d1")
+    assert await rest.lead_status(dealer(sims, "rest"), "", external_id=LEAD) is None  # nothing done yet
+    spec = {"status": "accepted", "callback": False}
+    (await http.post(f"{sims}/_control/dealers/d1/leads/{LEAD}/status", json=spec)).raise_for_status()
+    reported = await rest.lead_status(dealer(sims, "rest"), "", external_id=LEAD)
+    assert reported is not None and reported.status == "accepted"
+    assert await rest.lead_status(dealer(sims, "rest"), "", external_id="5725767000000999999") is None
