@@ -38,21 +38,24 @@ class _Decoder:
         self._raw_fallback = encoding == "deflate"
         # 32 + MAX_WBITS: a zlib or gzip header, whichever the answer has.
         self._zlib = zlib.decompressobj(32 + zlib.MAX_WBITS)
-        self._decoded_any = False
+        self._head = b""  # what was fed before the first decoded byte: fed again to a raw decoder
 
     def pieces(self, data: bytes) -> Iterator[bytes]:
+        if self._raw_fallback:
+            self._head += data
         while data:
             try:
                 piece = self._zlib.decompress(data, PIECE)
             except zlib.error as error:
-                if self._raw_fallback and not self._decoded_any:
+                if self._raw_fallback:  # nothing decoded yet: it may be raw deflate, from its start
                     self._raw_fallback = False
                     self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+                    data, self._head = self._head, b""
                     continue
                 raise httpx.DecodingError(f"the answer's compressed body is damaged: {error}") from None
-            self._decoded_any = True
             data = self._zlib.unconsumed_tail
             if piece:
+                self._raw_fallback, self._head = False, b""
                 yield piece
 
     def rest(self) -> Iterator[bytes]:
@@ -115,14 +118,26 @@ def _offer_decodable(request: httpx.Request) -> None:
 
 def _bound(response: httpx.Response, limit: int) -> None:
     """Hand ``response`` a body that ends at ``limit`` decoded bytes, or raise at once when its
-    declared length is over."""
-    encoding = response.headers.get("Content-Encoding", "").strip().lower()
+    declared length is over or its encoding is not one decoded here."""
+    encodings = [
+        name.strip().lower()
+        for value in response.headers.get_list("Content-Encoding")
+        for name in value.split(",")
+        if name.strip().lower() not in ("", "identity")
+    ]
     declared = response.headers.get("Content-Length", "").strip()
-    if encoding in ("", "identity") and declared.isdigit() and int(declared) > limit:
+    if not encodings and declared.isdigit() and int(declared) > limit:
         raise too_large(response.request, limit)
     decoder = None
-    if encoding in DECODED_HERE:
-        decoder = _Decoder(encoding)
+    if encodings:
+        # Stacked encodings (gzip twice) or one not offered (br): httpx would decode them without a
+        # limit, so they are not read at all.
+        if len(encodings) > 1 or encodings[0] not in DECODED_HERE:
+            raise httpx.DecodingError(
+                f"the answer is encoded as {', '.join(encodings)}, not one of {OFFERED_ENCODINGS}",
+                request=response.request,
+            )
+        decoder = _Decoder(encodings[0])
         # Decoded here: httpx must not decode it again, and the length was the compressed one.
         del response.headers["Content-Encoding"]
         response.headers.pop("Content-Length", None)

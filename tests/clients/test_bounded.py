@@ -28,6 +28,7 @@ from tests.support import serve
 LIMIT = 64 * 1024
 ORDER = {"orderId": "1480570412001-01", "items": [{"id": str(n), "name": "Pneu aro 15"} for n in range(500)]}
 BODY = json.dumps(ORDER).encode()  # within the limit
+GZIP_TWICE = gzip.compress(gzip.compress(bytes(LIMIT * 64)))  # a few hundred bytes, 4 MiB once decoded
 
 
 def zlib_stream(wbits: int) -> bytes:
@@ -54,6 +55,24 @@ def encoded(body: bytes, encoding: str) -> Response:
     return Response(body, media_type="application/json", headers={"Content-Encoding": encoding})
 
 
+def twice_in_two_headers() -> Response:
+    """gzip on gzip, named in two Content-Encoding headers."""
+    headers = [(b"content-encoding", b"gzip"), (b"content-encoding", b"gzip")]
+    response = Response(GZIP_TWICE, media_type="application/json")
+    response.raw_headers.extend(headers)
+    return response
+
+
+def trickled(body: bytes) -> StreamingResponse:
+    """The body a byte at a time: a decoder learns what it holds only from later chunks."""
+
+    async def bytes_one_by_one() -> AsyncIterator[bytes]:
+        for index in range(len(body)):
+            yield body[index : index + 1]
+
+    return StreamingResponse(bytes_one_by_one(), headers={"Content-Encoding": "deflate"})
+
+
 async def offered(request: Request) -> Response:
     return JSONResponse({"accept_encoding": request.headers.get("accept-encoding")})
 
@@ -71,6 +90,13 @@ PARTNER = Starlette(
             "/bomb.gz",
             lambda request: StreamingResponse(endless_gzip_of_zeros(), headers={"Content-Encoding": "gzip"}),
         ),
+        Route(
+            "/twice.gz",
+            lambda request: encoded(gzip.compress(gzip.compress(bytes(LIMIT * 64))), "gzip, gzip"),
+        ),
+        Route("/two-headers.gz", lambda request: twice_in_two_headers()),
+        Route("/order.br", lambda request: encoded(BODY, "br")),
+        Route("/trickled.deflate", lambda request: trickled(zlib_stream(-zlib.MAX_WBITS))),
         Route("/offered", offered),
         Route("/api/oms/pvt/orders/{order_id}", lambda request: StreamingResponse(endless(b"{}"))),
         Route(
@@ -94,7 +120,9 @@ async def bounded(partner: str) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-@pytest.mark.parametrize("path", ["/order", "/order.gz", "/order.zlib", "/order.deflate"])
+@pytest.mark.parametrize(
+    "path", ["/order", "/order.gz", "/order.zlib", "/order.deflate", "/trickled.deflate"]
+)
 async def test_an_answer_within_the_limit_is_read_whole_and_decoded(
     bounded: httpx.AsyncClient, path: str
 ) -> None:
@@ -125,6 +153,16 @@ async def test_an_answer_past_the_limit_fails_the_call_as_a_dropped_connection(
 async def test_a_damaged_compressed_answer_is_a_decoding_error(bounded: httpx.AsyncClient) -> None:
     with pytest.raises(httpx.DecodingError, match="damaged"):
         await bounded.get("/damaged.gz")
+
+
+@pytest.mark.parametrize("path", ["/twice.gz", "/two-headers.gz", "/order.br"])
+async def test_an_answer_in_encodings_not_decoded_here_is_not_read(
+    bounded: httpx.AsyncClient, path: str
+) -> None:
+    """gzip on gzip (one header or two) would be decoded by httpx without a limit (a 4 MiB body from
+    a few hundred bytes here), and brotli was not offered: such answers are refused unread."""
+    with pytest.raises(httpx.DecodingError, match="not one of gzip, deflate"):
+        await bounded.get(path)
 
 
 async def test_a_blocking_client_loading_a_wsdl_is_bounded_too(partner: str) -> None:
