@@ -19,6 +19,7 @@ DEAL_NOT_FOUND = "DealNotFound"
 # The most a deal's first read spends looking for the lead it was converted from (several pages of
 # Zoho's converted leads): well within the step's 30 s, which the read of the deal shares.
 LEAD_LOOKUP_SECONDS = 15
+LEAD_LOOKUP_ATTEMPTS = 3  # attempts of the read whose lookups may time out before the link is left out
 
 
 @dataclass
@@ -69,11 +70,18 @@ class OpportunityActivities:
                     return await self._zoho.converted_lead_of(deal.deal_id, deal.created_time)
         except TimeoutError:
             # A slow Zoho over several pages would time out every attempt of the step, and the deal
-            # would never be stored: the link is left out instead, and the deal goes on.
+            # would never be stored. Its next attempts look again (a slow moment passes); past
+            # LEAD_LOOKUP_ATTEMPTS the deal is stored without the link, which no later change looks for.
+            if activity.info().attempt < LEAD_LOOKUP_ATTEMPTS:
+                raise ApplicationError(
+                    f"no answer to the lookup of the deal's converted lead within {LEAD_LOOKUP_SECONDS} s"
+                ) from None
             activity.logger.warning(
-                "deal %s: no answer to the lookup of its converted lead within %d s; stored without it",
+                "deal %s: no answer to the lookup of its converted lead within %d s, %d times; stored"
+                " without it",
                 deal.deal_id,
                 LEAD_LOOKUP_SECONDS,
+                LEAD_LOOKUP_ATTEMPTS,
             )
             return None
 

@@ -326,7 +326,7 @@ async def test_a_lead_lookup_slower_than_its_budget_stores_the_deal_without_the_
 ) -> None:
     """Zoho answering slowly: the lookup of the converted lead (several pages, each a call) would take
     every attempt of the deal's first read past its timeout, and the deal would never be stored. Past
-    its budget the lookup gives up, and the deal is stored without the link."""
+    its budget in three attempts the lookup gives up, and the deal is stored without the link."""
     monkeypatch.setattr(activities.opportunities, "LEAD_LOOKUP_SECONDS", 1)
     lead_id = await hub.create_lead(State="SP", City="Campinas")
     slow = {"target": "zoho", "latency_ms": 1500}
@@ -338,3 +338,6 @@ async def test_a_lead_lookup_slower_than_its_budget_stores_the_deal_without_the_
     deal = converted.json()["deal"]
     replicated = await hub.wait_for_modified_time(deal["id"], deal["Modified_Time"])
     assert (replicated["stage"], replicated["lead_id"]) == ("Qualification", None)
+    history = await hub.client.get_workflow_handle(opportunity_workflow_id(deal["id"])).fetch_history()
+    failed = [e for e in history.events if e.HasField("activity_task_started_event_attributes")]
+    assert max(e.activity_task_started_event_attributes.attempt for e in failed) >= 3  # looked again
