@@ -17,6 +17,7 @@ from typing import Any
 from temporalio import activity
 
 from activities.errors import external_call
+from activities.heartbeats import heartbeating
 from activities.pacing import RequestBudgets, first_attempt, paced
 from clients.vtex import VtexClient
 from core.metrics import count_sync
@@ -153,12 +154,12 @@ class VtexBackfillActivities:
             # by the one before it, whose answer was lost; the counts are the page's either way.
             to_land, to_quarantine, cursors = records, invalid, params.cursors
             if not first_attempt():
-                to_land, to_quarantine = await self._not_landed(records, invalid)
-                cursors = BackfillCursors()
-            cursors = BackfillCursors(
-                orders=await self._warehouse.land_at(VTEX_ORDERS, cursors.orders, to_land),
-                quarantine=await self._warehouse.quarantine_at(cursors.quarantine, to_quarantine),
-            )
+                to_land, to_quarantine = await self._not_landed(cursors, records, invalid)
+            async with heartbeating():  # an append can take BigQuery's deadline, longer than a heartbeat
+                cursors = BackfillCursors(
+                    orders=await self._warehouse.land_at(VTEX_ORDERS, cursors.orders, to_land),
+                    quarantine=await self._warehouse.quarantine_at(cursors.quarantine, to_quarantine),
+                )
         count_sync(
             "backfill",
             read=len(params.order_ids) - len(missing),
@@ -169,21 +170,30 @@ class VtexBackfillActivities:
         return LandOrdersResult(cursors, landed=len(records), quarantined=len(invalid), missing=missing)
 
     async def _not_landed(
-        self, records: list[BronzeRecord], invalid: list[QuarantineRecord]
+        self, cursors: BackfillCursors, records: list[BronzeRecord], invalid: list[QuarantineRecord]
     ) -> tuple[list[BronzeRecord], list[QuarantineRecord]]:
-        """A retried page's versions bronze does not hold yet. The attempt before may have landed the
-        page and died before the workflow heard of its cursor: a page that opened its stream (the first,
-        or the first after a stream was lost) would then land again at a new one. The rest go to new
-        streams, as a retried sync page's do (``first_attempt``)."""
-        keys = [record.event_key for record in records] + [record.event_key for record in invalid]
-        entities = [record.entity_id for record in records] + [record.entity_id for record in invalid]
-        landed = await self._warehouse.landed_keys([VTEX_ORDERS, QUARANTINE], keys, entity_ids=entities)
+        """What a retried page still has to land. Where the page opened its stream (the first, or the
+        first after a stream was lost), the attempt before may have landed it and died before the
+        workflow heard of the stream: only the versions bronze does not hold go to a new one. At a
+        stream's offset, BigQuery itself refuses what was written there already."""
+        checked: list[BronzeRecord | QuarantineRecord] = [
+            *([] if cursors.orders.stream else records),
+            *([] if cursors.quarantine.stream else invalid),
+        ]
+        if not checked:
+            return records, invalid
+        landed = await self._warehouse.landed_keys(
+            [VTEX_ORDERS, QUARANTINE],
+            [record.event_key for record in checked],
+            entity_ids=[record.entity_id for record in checked],
+        )
         if landed:
             log.info("a retried page: %d of its versions landed before, not again", len(landed))
-        return (
-            [record for record in records if record.event_key not in landed],
-            [record for record in invalid if record.event_key not in landed],
-        )
+        if not cursors.orders.stream:
+            records = [record for record in records if record.event_key not in landed]
+        if not cursors.quarantine.stream:
+            invalid = [record for record in invalid if record.event_key not in landed]
+        return records, invalid
 
 
 def _bounds(window: CreationWindow) -> tuple[datetime, datetime]:

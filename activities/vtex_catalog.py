@@ -154,12 +154,17 @@ class VtexCatalogActivities:
         """The unlisted SKUs VTEX does not serve either. The list pages by position: a SKU deleted while
         it was paged shifts a live one out of the pages read, and that one is not gone (one read each;
         the removals of a sync are few)."""
-        gone = []
-        for sku_id in map(int, unlisted):
+        gate = asyncio.Semaphore(READ_CONCURRENCY)  # a mass deletion is read as fast as the budget allows
+
+        async def served(sku_id: int) -> bool:
+            async with gate:
+                sku = await paced(limiter, partial(self._vtex.get_sku, sku_id))
             counts.vtex_requests += 1
-            if await paced(limiter, partial(self._vtex.get_sku, sku_id)) is None:
-                gone.append(sku_id)
-        return gone
+            return sku is not None
+
+        ids = [int(sku_id) for sku_id in unlisted]
+        still = await asyncio.gather(*(served(sku_id) for sku_id in ids))
+        return [sku_id for sku_id, live in zip(ids, still, strict=True) if not live]
 
     async def _read_skus(
         self, ids: list[int], counts: CatalogCounts, requests_per_second: float
