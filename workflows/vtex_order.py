@@ -196,16 +196,8 @@ class VtexOrderWorkflow:
                 )
             except ActivityError as error:
                 if error_type(error) == ORDER_NOT_FOUND and workflow.patched(RETRY_ORDER_NOT_FOUND):
-                    if misses < len(NOT_FOUND_WAITS):
-                        await workflow.sleep(NOT_FOUND_WAITS[misses])
-                        misses += 1
-                        continue
-                    waited = sum(NOT_FOUND_WAITS, timedelta()).total_seconds() / 60
-                    missing = (
-                        f"state {newest.state}: the OMS has no order {params.order_id} ({waited:.0f} min)"
-                    )
-                    await self._parking.hold("vtex", missing)
-                    misses = 0
+                    missing = f"state {newest.state}: the OMS has no order {params.order_id}"
+                    misses = await self._wait_or_park(misses, missing)
                     continue
                 if error_type(error) == ORDER_NOT_FOUND or not workflow.patched(PARK_REFUSED):
                     # Not in the OMS (yet): the next event of this order reads it again.
@@ -221,17 +213,11 @@ class VtexOrderWorkflow:
             if not self._served_behind(newest, landed):
                 break
             # The version it served landed (a true version of the order); the hook's one is still due.
-            if behind < len(NOT_FOUND_WAITS):
-                await workflow.sleep(NOT_FOUND_WAITS[behind])
-                behind += 1
-                continue
-            waited = sum(NOT_FOUND_WAITS, timedelta()).total_seconds() / 60
             lagging = (
                 f"state {newest.state} of {newest.change}: the OMS still serves {landed.status} of"
-                f" {landed.last_change} ({waited:.0f} min)"
+                f" {landed.last_change}"
             )
-            await self._parking.hold("vtex", lagging)
-            behind = 0
+            behind = await self._wait_or_park(behind, lagging)
         if landed.quarantined:
             self._status.quarantined += 1
             workflow.upsert_memo({"last_quarantined": f"{landed.event_key}: {landed.quarantined}"})
@@ -240,6 +226,16 @@ class VtexOrderWorkflow:
         self._status.last_applied = max(newest.change, landed.last_change or newest.change)
         self._status.state = landed.status or newest.state
         workflow.upsert_search_attributes([ORDER_STATE.value_set(self._status.state)])
+
+    async def _wait_or_park(self, tries: int, why: str) -> int:
+        """Before the order is read again: the next of NOT_FOUND_WAITS after ``tries`` reads, or past
+        the last, parked as "vtex" (``why``) until support redrives it. The tries to count from then."""
+        if tries < len(NOT_FOUND_WAITS):
+            await workflow.sleep(NOT_FOUND_WAITS[tries])
+            return tries + 1
+        waited = sum(NOT_FOUND_WAITS, timedelta()).total_seconds() / 60
+        await self._parking.hold("vtex", f"{why} ({waited:.0f} min)")
+        return 0
 
     def _served_behind(self, newest: OrderEvent, landed: LandOrderResult) -> bool:
         """Whether the OMS served a version older than the change ``newest`` announced: another state,

@@ -37,8 +37,8 @@ from contracts.dbt_build import (
     send_build_request,
 )
 from contracts.leads import AssignDealerInput, start_zoho_writeback_redrive
-from contracts.orders import ORDER_CHANGED, VtexOrderInput, VtexOrderStatus
 from contracts.orders import STATUS_QUERY as ORDER_STATUS_QUERY
+from contracts.orders import VtexOrderStatus
 from core.constants import (
     REDRIVE_PARKED_SIGNAL,
     lead_workflow_id,
@@ -46,7 +46,6 @@ from core.constants import (
     vtex_order_workflow_id,
 )
 from core.settings import Settings
-from core.vtex import OrderEvent
 from simulators.zoho_deals import deal_webhook_fields
 from tests.hub import Hub, running_hub
 from tests.support import SMALL_STORE, eventually, skip_time
@@ -67,7 +66,6 @@ from tests.workflows.test_lead_distribution import (
 from tests.workflows.test_vtex_catalog_sync import start_sync as start_catalog_sync
 from tests.workflows.test_vtex_customer_sync import start_sync as start_customer_sync
 from tests.workflows.test_vtex_order import (
-    INVOICED_AT,
     LIFECYCLE,
     OmsBehindItsHooks,
     OmsWithoutTheOrder,
@@ -77,6 +75,7 @@ from tests.workflows.test_vtex_order import (
     park_then_redrive,
     refusing_bronze,
     start_refused_order,
+    told_it_was_invoiced,
     untimed_invoiced_hook,
     version_parked_then_redriven,
 )
@@ -86,7 +85,6 @@ from workflows.lead_warehouse_sync import LeadSyncInput, LeadWarehouseSyncWorkfl
 from workflows.sandbox import WORKFLOW_RUNNER
 from workflows.vtex_feed_reconcile import VtexFeedReconcileInput, VtexFeedReconcileWorkflow
 from workflows.vtex_hook_config import VtexHookConfigInput, VtexHookConfigWorkflow
-from workflows.vtex_order import VtexOrderWorkflow
 from workflows.vtex_order_backfill import OrderBackfillInput, start_order_backfill
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -489,14 +487,7 @@ async def test_record_vtex_order_served_behind_before_reading_again(
     it was): the invoiced hook came, the OMS served the order handling, the run took that and closed."""
     oms = OmsBehindItsHooks()
     async with order_worker(skipping_env, task_queue, oms.land_order_events, oms.land_order_version):
-        order_id = f"behind-{uuid.uuid4().hex[:8]}"
-        handle = await skipping_env.client.start_workflow(
-            VtexOrderWorkflow.run,
-            VtexOrderInput(order_id=order_id, api_task_queue=task_queue, idle_close_seconds=60),
-            id=vtex_order_workflow_id(order_id),
-            task_queue=task_queue,
-        )
-        await handle.signal(ORDER_CHANGED, OrderEvent(order_id, "invoiced", INVOICED_AT))
+        handle = await told_it_was_invoiced(skipping_env, task_queue, idle_close_seconds=60)
         assert (await handle.result()).state == "handling"
     assert oms.reads == 1
     await save(skipping_env.client, handle.id, "vtex_order_served_behind_before_reading_again")

@@ -408,16 +408,21 @@ async def parked(env: WorkflowEnvironment, query: str) -> bool:
     return (await env.client.count_workflows(query)).count == 1
 
 
-class OmsWithoutTheOrder:
-    """The order's reads answered 404 until ``found``; its state changes land."""
+class StandInOms:
+    """Stand-ins for an order run's two steps: its state changes land; its reads, as a subclass says."""
 
-    def __init__(self) -> None:
-        self.found = False
-        self.reads = 0
+    reads = 0
 
     @activity.defn(name="land_order_events")
     async def land_order_events(self, params: LandEventsInput) -> None:
         return None
+
+
+class OmsWithoutTheOrder(StandInOms):
+    """The order's reads answered 404 until ``found``; its state changes land."""
+
+    def __init__(self) -> None:
+        self.found = False
 
     @activity.defn(name="land_order_version")
     async def land_order_version(self, params: LandOrderInput) -> LandOrderResult:
@@ -440,17 +445,12 @@ async def test_an_order_the_oms_does_not_know_is_read_again_then_parked(
     assert (oms.reads, result.versions_landed, result.state) == (6, 1, "invoiced")
 
 
-class OmsBehindItsHooks:
+class OmsBehindItsHooks(StandInOms):
     """An OMS that serves the order's previous version (handling, changed before the invoiced hook)
     until ``caught_up``; its state changes land."""
 
     def __init__(self, *, caught_up_after: int | None = None) -> None:
         self.caught_up_after = caught_up_after  # reads served behind, then the hook's version
-        self.reads = 0
-
-    @activity.defn(name="land_order_events")
-    async def land_order_events(self, params: LandEventsInput) -> None:
-        return None
 
     @activity.defn(name="land_order_version")
     async def land_order_version(self, params: LandOrderInput) -> LandOrderResult:
@@ -463,20 +463,28 @@ class OmsBehindItsHooks:
 HANDLING_AT = change_key("2026-12-05T10:00:00Z")
 
 
+async def told_it_was_invoiced(
+    env: WorkflowEnvironment, task_queue: str, **params: Any
+) -> WorkflowHandle[Any, VtexOrderStatus]:
+    """A new order run (``params`` for its input), and the invoiced hook it was told of."""
+    order_id = f"invoiced-{uuid.uuid4().hex[:8]}"
+    handle = await env.client.start_workflow(
+        VtexOrderWorkflow.run,
+        VtexOrderInput(order_id=order_id, api_task_queue=task_queue, **params),
+        id=vtex_order_workflow_id(order_id),
+        task_queue=task_queue,
+    )
+    await handle.signal(ORDER_CHANGED, OrderEvent(order_id, "invoiced", INVOICED_AT))
+    return handle
+
+
 async def invoiced_behind_the_oms(
     env: WorkflowEnvironment, task_queue: str, oms: OmsBehindItsHooks
 ) -> tuple[str, VtexOrderStatus]:
     """An order run told it was invoiced while the OMS still serves it handling, for 20 minutes; then
     the OMS catches up and support redrives the run. Its workflow id and its result."""
     async with order_worker(env, task_queue, oms.land_order_events, oms.land_order_version):
-        order_id = f"behind-{uuid.uuid4().hex[:8]}"
-        handle = await env.client.start_workflow(
-            VtexOrderWorkflow.run,
-            VtexOrderInput(order_id=order_id, api_task_queue=task_queue, final_linger_seconds=0),
-            id=vtex_order_workflow_id(order_id),
-            task_queue=task_queue,
-        )
-        await handle.signal(ORDER_CHANGED, OrderEvent(order_id, "invoiced", INVOICED_AT))
+        handle = await told_it_was_invoiced(env, task_queue, final_linger_seconds=0)
         await skip_time(env, timedelta(minutes=20))
         memo = await (await handle.describe()).memo_value("parked", default=None)
         assert oms.reads == 5 and "the OMS still serves handling" in str(memo), memo
@@ -502,14 +510,7 @@ async def test_an_oms_that_catches_up_within_the_waits_lands_the_hooks_version(
 ) -> None:
     oms = OmsBehindItsHooks(caught_up_after=2)
     async with order_worker(skipping_env, task_queue, oms.land_order_events, oms.land_order_version):
-        order_id = f"behind-{uuid.uuid4().hex[:8]}"
-        handle = await skipping_env.client.start_workflow(
-            VtexOrderWorkflow.run,
-            VtexOrderInput(order_id=order_id, api_task_queue=task_queue, final_linger_seconds=0),
-            id=vtex_order_workflow_id(order_id),
-            task_queue=task_queue,
-        )
-        await handle.signal(ORDER_CHANGED, OrderEvent(order_id, "invoiced", INVOICED_AT))
+        handle = await told_it_was_invoiced(skipping_env, task_queue, final_linger_seconds=0)
         result = await handle.result()
     assert (oms.reads, result.state, result.last_applied) == (3, "invoiced", INVOICED_AT)
     assert await (await handle.describe()).memo_value("parked", default=None) is None
