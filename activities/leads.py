@@ -538,8 +538,13 @@ class LeadActivities:
         crm = self._dealer_crms.get("rest")
         if dealer is None or not isinstance(crm, RestDealerCrm):
             return PollStatusResult()
-        with external_call():  # (without the dealer's id, as its create answer carried none: looked up)
-            reported = await crm.lead_status(dealer, params.dealer_lead_id, external_id=params.lead_id)
+        delivered_at = None
+        if not params.dealer_lead_id:  # its create answer carried none: the lead is looked up
+            delivered_at = (await deliveries.holding(self._sessions, params.lead_id, dealer.id)).delivered_at
+        with external_call():
+            reported = await crm.lead_status(
+                dealer, params.dealer_lead_id, external_id=params.lead_id, delivered_at=delivered_at
+            )
         if reported is None or reported.status not in DEALER_STATUSES:
             return PollStatusResult()
         now = utcnow()

@@ -261,16 +261,24 @@ class RestDealerCrm:
         return WITHDRAWN
 
     async def lead_status(
-        self, dealer: DealerConfig, dealer_lead_id: str, external_id: str = ""
+        self,
+        dealer: DealerConfig,
+        dealer_lead_id: str,
+        external_id: str = "",
+        delivered_at: datetime | None = None,
     ) -> ReportedStatus | None:
         """``GET {url}/api/v1/leads/{id}/status``: the dealer's status of the lead; None before it has one.
         Without the dealer's id (its create answer carried none), the lead is looked up by
-        ``external_id`` first; None when the CRM holds none."""
+        ``external_id`` first, among the records created since ``delivered_at`` (an earlier delivery's
+        record, withdrawn since, is not this one); None when the CRM holds none."""
         service = f"{SERVICE}:{dealer.id}"
         checked(service, self._url_check, dealer.crm_url)
         leads_url = f"{dealer.crm_url.rstrip('/')}/api/v1/leads"
         if not dealer_lead_id and external_id:
-            dealer_lead_id = await self._lookup(service, leads_url, external_id, self._auth(dealer)) or ""
+            since = delivered_at - CLOCK_SKEW if delivered_at else None
+            auth = self._auth(dealer)
+            found = await self._lookup(service, leads_url, external_id, auth, created_since=since)
+            dealer_lead_id = found or ""
         if not dealer_lead_id:
             return None
         url = f"{leads_url}/{dealer_lead_id}/status"
