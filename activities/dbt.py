@@ -1,8 +1,9 @@
 """Activities that build silver and gold with dbt, and that ask for such a build.
 
 The build runs ``python -m warehouse.dbt build`` as a child process and heartbeats while it waits: a
-cancelled or timed-out activity kills the child. Asking for a build is a signal-with-start of the one
-``DbtBuildWorkflow`` (``contracts.dbt_build``), which coalesces the requests that arrive while it builds.
+cancelled or timed-out activity kills the child, and a worker killed outright takes it along. Asking for
+a build is a signal-with-start of the one ``DbtBuildWorkflow`` (``contracts.dbt_build``), which
+coalesces the requests that arrive while it builds.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +27,13 @@ from core.timeutil import seconds_since
 from warehouse.dbt import build_command, dbt_environment, parse_summary
 
 log = logging.getLogger("activities.dbt")
+# The build must not outlive its worker. A worker killed outright (SIGKILL, the OOM killer on a bare host)
+# runs no ``finally``, and its orphaned build would go on beside the one Temporal's retry starts on
+# another worker, both writing the same tables. setpriv (util-linux, in the image) has the kernel kill the
+# child with its parent (PR_SET_PDEATHSIG). In a container the two die together anyway.
+DIES_WITH_WORKER: tuple[str, ...] = (
+    ("setpriv", "--pdeathsig", "KILL", "--") if shutil.which("setpriv") else ()
+)
 # A build that cannot run until someone fixes the dbt project or profile (parse, compile, configuration).
 DBT_PROJECT_BROKEN = "DbtProjectBroken"
 
@@ -52,7 +61,11 @@ class DbtActivities:
             self._work_dir, fast=params.fast, blocked=params.blocked if params.fast else ()
         )
         process = await asyncio.create_subprocess_exec(
-            *command, env=self._environment, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+            *DIES_WITH_WORKER,
+            *command,
+            env=self._environment,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
         try:
             async with heartbeating():

@@ -1,0 +1,60 @@
+"""A dbt build's child process dies with its worker, however the worker dies."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from activities.dbt import DIES_WITH_WORKER
+
+ROOT = Path(__file__).resolve().parents[2]
+# A worker as far as its build goes: it starts a child as the dbt activity does, then waits.
+WORKER = """
+import asyncio, sys
+from activities.dbt import DIES_WITH_WORKER
+
+async def main() -> None:
+    command = (sys.executable, "-c", "import time; time.sleep(120)")
+    child = await asyncio.create_subprocess_exec(*DIES_WITH_WORKER, *command)
+    print(child.pid, flush=True)
+    await asyncio.sleep(120)
+
+asyncio.run(main())
+"""
+
+
+def running(pid: int) -> bool:
+    """Whether the process runs (a zombie waiting for its new parent to reap it does not)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+@pytest.mark.skipif(not DIES_WITH_WORKER, reason="setpriv (util-linux) is not installed")
+def test_a_build_dies_with_a_worker_killed_outright() -> None:
+    """SIGKILL (the OOM killer, say) runs none of the worker's cleanup: the kernel ends the build, so no
+    orphaned build goes on beside the one Temporal's retry starts on another worker."""
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    worker = subprocess.Popen(
+        [sys.executable, "-c", WORKER], stdout=subprocess.PIPE, text=True, env=environment
+    )
+    try:
+        assert worker.stdout is not None
+        build = int(worker.stdout.readline())
+        assert running(build)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while running(build) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not running(build), "the build outlived its worker"
+    finally:
+        worker.kill()
