@@ -27,7 +27,7 @@ from core.metrics import (
     LEADS_SLA_EXHAUSTED,
     ZOHO_WRITEBACKS_REFUSED,
 )
-from core.timeutil import as_utc, utcnow
+from core.timeutil import utcnow
 from db import deliveries, feedback, lead_status, routing, zoho_writebacks
 
 # Error types the workflow tells apart; listed as non-retryable where retrying cannot help.
@@ -548,7 +548,7 @@ class LeadActivities:
         if reported is None or reported.status not in DEALER_STATUSES:
             return PollStatusResult()
         now = utcnow()
-        at = min(as_utc(reported.at), now + feedback.CLOCK_SKEW)  # as feedback.record keeps it
+        at = feedback.kept_time(reported.at, now)  # as feedback.record keeps it
         recorded = await feedback.record(
             self._sessions,
             lead_id=params.lead_id,

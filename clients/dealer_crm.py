@@ -127,6 +127,11 @@ def _created(lead: dict[str, Any]) -> datetime | None:
         return None
 
 
+def _leads_url(dealer: DealerConfig) -> str:
+    """A REST dealer's collection of leads: ``{url}/api/v1/leads``."""
+    return f"{dealer.crm_url.rstrip('/')}/api/v1/leads"
+
+
 def _id_of(response: httpx.Response) -> str:
     """The created lead's id in a dealer's 2xx answer, or "" when it names none."""
     try:
@@ -217,7 +222,7 @@ class RestDealerCrm:
         if key := self._api_keys.get(dealer.id):
             headers["Authorization"] = f"Bearer {key}"
         service = f"{SERVICE}:{dealer.id}"
-        leads_url = f"{dealer.crm_url.rstrip('/')}/api/v1/leads"
+        leads_url = _leads_url(dealer)
         # A create under this key a day ago or more (a run resumed the next day, a lead sent back to a
         # dealer that holds it) may be forgotten by the dealer with its key: ask before creating.
         if claimed_at is not None and utcnow() - claimed_at >= KEY_RETENTION:
@@ -247,7 +252,7 @@ class RestDealerCrm:
         """``DELETE {url}/api/v1/leads/{id}``: gone or already gone (404) is withdrawn; repeating is safe."""
         service = f"{SERVICE}:{dealer.id}"
         checked(service, self._url_check, dealer.crm_url)
-        leads_url = f"{dealer.crm_url.rstrip('/')}/api/v1/leads"
+        leads_url = _leads_url(dealer)
         headers = self._auth(dealer)
         lead_id = dealer_lead_id or await self._lookup(service, leads_url, external_id, headers)
         if not lead_id:
@@ -273,7 +278,7 @@ class RestDealerCrm:
         record, withdrawn since, is not this one); None when the CRM holds none."""
         service = f"{SERVICE}:{dealer.id}"
         checked(service, self._url_check, dealer.crm_url)
-        leads_url = f"{dealer.crm_url.rstrip('/')}/api/v1/leads"
+        leads_url = _leads_url(dealer)
         if not dealer_lead_id and external_id:
             since = delivered_at - CLOCK_SKEW if delivered_at else None
             auth = self._auth(dealer)

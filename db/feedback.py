@@ -82,6 +82,11 @@ def is_newer(status: str, at: datetime, current: str | None, current_at: datetim
     return (as_utc(at), funnel_rank(status)) > (as_utc(current_at), funnel_rank(current))
 
 
+def kept_time(at: datetime, received_at: datetime) -> datetime:
+    """A report's time as it is kept: in UTC, and no later than a clock's skew past its arrival."""
+    return min(as_utc(at), as_utc(received_at) + CLOCK_SKEW)
+
+
 async def record(
     sessions: async_sessionmaker[AsyncSession],
     *,
@@ -98,8 +103,7 @@ async def record(
     # In UTC before it is stored: SQLite keeps no offset, and a dealer reports in its own zone. A dealer's
     # clock ahead of ours (its webhook's "at", or its CRM's answer to a poll) must not make every later
     # real status look older than it: a time past the report's arrival counts as its arrival.
-    at, received_at = as_utc(at), as_utc(received_at)
-    at = min(at, received_at + CLOCK_SKEW)
+    at, received_at = kept_time(at, received_at), as_utc(received_at)
     async with sessions.begin() as session:
         await lock_for_writing(session)
         delivery = await session.get(Delivery, lead_id, populate_existing=True, with_for_update=True)

@@ -264,26 +264,32 @@ async def test_record_lead_polled_withdrawn_unread(
         (HISTORIES / "lead_polled_withdrawn_unread.json").write_text(history.to_json() + "\n")
 
 
+async def record_unfollowed_stored_status(
+    env: WorkflowEnvironment, sqlite_url: str, task_queue: str, name: str
+) -> None:
+    """The run a resent webhook starts after a terminate, at a dealer without an SLA whose "contacted"
+    is stored, saved as ``name``."""
+    async with sla_hub(env, sqlite_url, task_queue) as hub:
+        lead_id = await unfollowed_report_run_terminated_then_resent(hub)
+        await hub.handle(lead_id).result()
+        await save(hub.client, lead_workflow_id(lead_id), name)
+
+
 async def test_record_lead_unfollowed_stored_status_passed_on(
     skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str
 ) -> None:
-    """Since the pass-on-stored-status-of-unfollowed-dealer patch: the run a resent webhook starts after
-    a terminate passes on the stored status of a dealer without an SLA. That run is saved."""
-    async with sla_hub(skipping_env, sqlite_url, task_queue) as hub:
-        lead_id = await unfollowed_report_run_terminated_then_resent(hub)
-        await hub.handle(lead_id).result()
-        await save(hub.client, lead_workflow_id(lead_id), "lead_unfollowed_stored_status_passed_on")
+    """Since the pass-on-stored-status-of-unfollowed-dealer patch: that run passes the stored status on."""
+    name = "lead_unfollowed_stored_status_passed_on"
+    await record_unfollowed_stored_status(skipping_env, sqlite_url, task_queue, name)
 
 
 async def test_record_lead_unfollowed_stored_status_before_passing_on(
     skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str
 ) -> None:
     """Recorded with the code from before the pass-on-stored-status-of-unfollowed-dealer patch (kept as
-    it was): the run a resent webhook starts after a terminate passes on the delivery only."""
-    async with sla_hub(skipping_env, sqlite_url, task_queue) as hub:
-        lead_id = await unfollowed_report_run_terminated_then_resent(hub)
-        await hub.handle(lead_id).result()
-        await save(hub.client, lead_workflow_id(lead_id), "lead_unfollowed_stored_status_before_passing_on")
+    it was): that run passes on the delivery only."""
+    name = "lead_unfollowed_stored_status_before_passing_on"
+    await record_unfollowed_stored_status(skipping_env, sqlite_url, task_queue, name)
 
 
 async def test_record_lead_withdrawal_resumed_then_sla_exhausted(
