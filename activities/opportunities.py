@@ -55,35 +55,36 @@ class OpportunityActivities:
             deal = deal_from_zoho(record)
         except InvalidDeal as error:
             raise ApplicationError(str(error), type=PERMANENT_FAILURE, non_retryable=True) from error
-        return replace(deal, lead_id=await self._converted_from(deal))
+        return await self._with_converted_lead(deal)
 
-    async def _converted_from(self, deal: DealState) -> str | None:
-        """The lead the deal was converted from: looked up in Zoho the first time the hub sees the deal
-        (a conversion creates the deal, so its first change is the one to look at), then kept; None
-        where the lookup takes longer than LEAD_LOOKUP_SECONDS."""
-        replicated, lead_id = await known_lead(self._sessions, deal.deal_id)
-        if replicated or deal.created_time is None:
-            return lead_id
+    async def _with_converted_lead(self, deal: DealState) -> DealState:
+        """The deal with the lead it was converted from: looked up in Zoho the first time the hub sees
+        the deal (a conversion creates the deal, so its first change is the one to look at), then kept.
+        A lookup Zoho did not answer in time is tried again by the deal's next change."""
+        known = await known_lead(self._sessions, deal.deal_id)
+        if (known.replicated and not known.lookup_missed) or deal.created_time is None:
+            return replace(deal, lead_id=known.lead_id)
         try:
             async with asyncio.timeout(LEAD_LOOKUP_SECONDS):
                 with external_call():
-                    return await self._zoho.converted_lead_of(deal.deal_id, deal.created_time)
+                    lead_id = await self._zoho.converted_lead_of(deal.deal_id, deal.created_time)
+            return replace(deal, lead_id=lead_id, lead_lookup_missed=False)
         except TimeoutError:
             # A slow Zoho over several pages would time out every attempt of the step, and the deal
-            # would never be stored. Its next attempts look again (a slow moment passes); past
-            # LEAD_LOOKUP_ATTEMPTS the deal is stored without the link, which no later change looks for.
-            if activity.info().attempt < LEAD_LOOKUP_ATTEMPTS:
+            # would never be stored. The first change's next attempts look again (a slow moment
+            # passes); past LEAD_LOOKUP_ATTEMPTS, and at once for a later change, the deal is stored
+            # without the link and marked, so that its next change looks again.
+            if not known.replicated and activity.info().attempt < LEAD_LOOKUP_ATTEMPTS:
                 raise ApplicationError(
                     f"no answer to the lookup of the deal's converted lead within {LEAD_LOOKUP_SECONDS} s"
                 ) from None
             activity.logger.warning(
-                "deal %s: no answer to the lookup of its converted lead within %d s, %d times; stored"
-                " without it",
+                "deal %s: no answer to the lookup of its converted lead within %d s; stored without"
+                " it, its next change looks again",
                 deal.deal_id,
                 LEAD_LOOKUP_SECONDS,
-                LEAD_LOOKUP_ATTEMPTS,
             )
-            return None
+            return replace(deal, lead_id=None, lead_lookup_missed=True)
 
     @activity.defn
     async def apply_deal_change(self, params: ApplyDealInput) -> ApplyDealResult:

@@ -31,6 +31,9 @@ class DealState:
     modified_by: str | None = None
     created_time: datetime | None = None  # Zoho's Created_Time: where to look for its conversion
     lead_id: str | None = None  # the lead it was converted from, once looked up (None: none, or unknown)
+    # Whether Zoho answered this read's lookup of that lead in time: True, not in time (the deal's next
+    # change looks again); False, it answered; None, this state did not look it up.
+    lead_lookup_missed: bool | None = None
 
 
 class InvalidDeal(ValueError):

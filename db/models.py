@@ -6,7 +6,19 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Date, DateTime, ForeignKey, Integer, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from core.timeutil import utcnow
@@ -228,6 +240,8 @@ class Opportunity(Base):
     owner_name: Mapped[str | None] = mapped_column(String(300), default=None)
     # The Zoho lead it was converted from (its $converted_detail names the deal); None: none found.
     lead_id: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
+    # Zoho did not answer the lookup of that lead in time: the deal's next change looks again.
+    lead_lookup_missed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     modified_time: Mapped[datetime]  # Zoho's Modified_Time of the state stored here
     updated_at: Mapped[datetime]
 

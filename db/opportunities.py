@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Literal
@@ -67,12 +67,23 @@ async def apply_change(
             session.add(row)
             await session.flush()  # the stage history refers to this row
         recorded = state.stage is not None and await _record_stage(session, state, at)
+        _link_lead(state, row)
         if not newest:
             if recorded:
                 return "stale"
             return "current" if as_utc(row.modified_time) == state.modified_time else "repeated"
         _copy(state, row, at)
     return "applied"
+
+
+def _link_lead(state: DealState, row: Opportunity) -> None:
+    """The converted lead belongs to the deal, not to a change: whichever change looked it up (a late
+    or repeated one too) stores what it found. A link once found stays."""
+    if state.lead_id is not None:
+        row.lead_id = state.lead_id
+        row.lead_lookup_missed = False
+    elif state.lead_lookup_missed is not None and row.lead_id is None:
+        row.lead_lookup_missed = state.lead_lookup_missed
 
 
 async def _record_stage(session: AsyncSession, state: DealState, at: datetime) -> bool:
@@ -114,15 +125,22 @@ def _copy(state: DealState, row: Opportunity, at: datetime) -> None:
             setattr(row, name, value)
     if state.owner_name is not None:
         row.owner_name = state.owner_name
-    if state.lead_id is not None:  # a link once found stays
-        row.lead_id = state.lead_id
 
 
-async def known_lead(sessions: async_sessionmaker[AsyncSession], deal_id: str) -> tuple[bool, str | None]:
-    """Whether the deal is replicated already, and the lead it was converted from (None: none found)."""
+@dataclass(frozen=True)
+class KnownLead:
+    replicated: bool  # the deal is in the database
+    lead_id: str | None  # the lead it was converted from (None: none found, or the lookup was missed)
+    lookup_missed: bool  # Zoho did not answer the lookup in time: look again
+
+
+async def known_lead(sessions: async_sessionmaker[AsyncSession], deal_id: str) -> KnownLead:
+    """What the database knows of the lead the deal was converted from."""
     async with sessions() as session:
         row = await session.get(Opportunity, deal_id)
-        return (False, None) if row is None else (True, row.lead_id)
+        if row is None:
+            return KnownLead(replicated=False, lead_id=None, lookup_missed=False)
+        return KnownLead(replicated=True, lead_id=row.lead_id, lookup_missed=row.lead_lookup_missed)
 
 
 def _transitions(changes: Iterable[OpportunityStageChange]) -> list[StageChangeView]:

@@ -326,7 +326,8 @@ async def test_a_lead_lookup_slower_than_its_budget_stores_the_deal_without_the_
 ) -> None:
     """Zoho answering slowly: the lookup of the converted lead (several pages, each a call) would take
     every attempt of the deal's first read past its timeout, and the deal would never be stored. Past
-    its budget in three attempts the lookup gives up, and the deal is stored without the link."""
+    its budget in three attempts the lookup gives up, and the deal is stored without the link; the
+    deal's next change, with Zoho answering again, looks again and links it."""
     monkeypatch.setattr(activities.opportunities, "LEAD_LOOKUP_SECONDS", 1)
     lead_id = await hub.create_lead(State="SP", City="Campinas")
     slow = {"target": "zoho", "latency_ms": 1500}
@@ -341,3 +342,21 @@ async def test_a_lead_lookup_slower_than_its_budget_stores_the_deal_without_the_
     history = await hub.client.get_workflow_handle(opportunity_workflow_id(deal["id"])).fetch_history()
     failed = [e for e in history.events if e.HasField("activity_task_started_event_attributes")]
     assert max(e.activity_task_started_event_attributes.attempt for e in failed) >= 3  # looked again
+
+    (await hub.http.delete(f"{hub.sims_url}/_control/faults")).raise_for_status()
+    moved = await hub.http.post(
+        f"{hub.sims_url}/_control/zoho/deals/{deal['id']}/stage",
+        json={"stage": "Closed Won", "send_webhook": True},
+    )
+    won = await hub.wait_for_modified_time(deal["id"], moved.json()["deal"]["Modified_Time"])
+    assert (won["stage"], won["lead_id"]) == ("Closed Won", lead_id)
+    lists = (await hub.counters())["zoho"]["lead_lists"]
+
+    # Found once, the link stays, and later changes do not ask Zoho again.
+    lost = await hub.http.post(
+        f"{hub.sims_url}/_control/zoho/deals/{deal['id']}/stage",
+        json={"stage": "Closed Lost", "send_webhook": True},
+    )
+    again = await hub.wait_for_modified_time(deal["id"], lost.json()["deal"]["Modified_Time"])
+    assert (again["stage"], again["lead_id"]) == ("Closed Lost", lead_id)
+    assert (await hub.counters())["zoho"]["lead_lists"] == lists
