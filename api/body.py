@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl
 
 from fastapi import HTTPException, Request, status
 from pydantic import AfterValidator, AliasChoices, AwareDatetime, BaseModel, TypeAdapter, ValidationError
+from starlette.requests import ClientDisconnect
 
 from core.timeutil import within_utc_range
 
@@ -90,11 +91,17 @@ async def read_limited(request: Request, limit: int) -> bytes:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body exceeds {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body exceeds {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body exceeds {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # The sender's fault, not a bug: counted as a refused request, never as an error to page on.
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, "the connection closed before the whole body arrived"
+        ) from None
     return b"".join(chunks)
 
 
@@ -159,6 +166,17 @@ def _refuse_unstorable(data: dict[str, Any]) -> None:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "body holds a NUL character (U+0000)")
 
 
+def _is_json(media_type: str) -> bool:
+    return media_type == JSON or media_type.endswith("+json")
+
+
+def json_fields(body: bytes, content_type: str) -> dict[str, Any]:
+    """A body our own contract declares JSON: a JSON object, or 415 for another declared type."""
+    if not _is_json(content_type.split(";", 1)[0].strip().lower()):
+        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, f"content type must be {JSON}")
+    return json_object(body)
+
+
 def parse_fields(body: bytes, content_type: str) -> dict[str, Any]:
     """Zoho webhooks send form-encoded pairs or a raw JSON object; anything else is a 4xx."""
     media_type = content_type.split(";", 1)[0].strip().lower()
@@ -169,7 +187,7 @@ def parse_fields(body: bytes, content_type: str) -> dict[str, Any]:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "body is not valid UTF-8") from error
         _refuse_unstorable(fields)
         return fields
-    if media_type == JSON or media_type.endswith("+json"):
+    if _is_json(media_type):
         return json_object(body)
     raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, f"content type must be {FORM} or {JSON}")
 

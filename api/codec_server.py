@@ -97,8 +97,9 @@ async def transform(request: Request, apply: Transform) -> dict[str, Any]:
     """Run the payloads of the request body through ``apply``: one clear 400 for each fault."""
     body = await read_limited(request, MAX_BODY_BYTES)
     try:
-        payloads = json_format.Parse(body, Payloads())
-    except json_format.ParseError as error:
+        payloads = json_format.Parse(body.decode(), Payloads())
+    except (json_format.ParseError, UnicodeDecodeError, RecursionError) as error:
+        # Not UTF-8, or nested past the JSON reader's depth, is as wrong as any other body.
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"not a payloads JSON body: {error}") from error
     try:
         result = Payloads(payloads=await apply(payloads.payloads))

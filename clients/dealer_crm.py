@@ -31,7 +31,7 @@ from clients.pinned import PinnedSyncTransport, PinnedTransport
 from core.constants import PARTNER_ANSWER_MAX_BYTES
 from core.dealers import DealerConfig
 from core.outbound import AddressRules, RefusedUrl, check_url, origin
-from core.timeutil import as_utc, utcnow
+from core.timeutil import CLOCK_SKEW, as_utc, utcnow
 
 if TYPE_CHECKING:
     # zeep and lxml (about 9 MiB a process) load with the first SOAP dealer's call
@@ -41,8 +41,6 @@ if TYPE_CHECKING:
 SERVICE = "dealer-crm"
 # The REST dealer's error code for a key already used with another body.
 KEY_REUSED = "idempotency_key_reused"
-# How far a dealer's clock may run behind the hub's, when its record of a lead is dated.
-CLOCK_SKEW = timedelta(minutes=5)
 # How long a REST dealer is taken to keep an Idempotency-Key (commonly a day), less a margin: a create
 # under a key older than this may be made again, so the lead is looked up first.
 KEY_RETENTION = timedelta(hours=23)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from core.timeutil import as_utc
@@ -43,15 +43,24 @@ class InvalidDeal(ValueError):
 # What the central database stores (``db.models.Opportunity``): PostgreSQL refuses a value beyond its
 # column, and a refusal retried would hold the deal's every later change behind it.
 AMOUNT_LIMIT = Decimal(10) ** 16  # NUMERIC(18, 2): sixteen digits before the point
+CENT = Decimal("0.01")
 PROBABILITY_RANGE = range(-(2**31), 2**31)  # INTEGER
 TEXT_LIMITS = {"stage": 100, "closing_date": 10, "name": 300}
 
 
 def checked_amount(amount: Decimal | None) -> Decimal | None:
-    """``amount`` if the database can store it; ValueError otherwise."""
-    if amount is not None and not (amount.is_finite() and abs(amount) < AMOUNT_LIMIT):
+    """``amount`` to the cent (rounded half away from zero, as the database would round it) if the
+    database can store it; ValueError otherwise. Checked once rounded: 9999999999999999.995 rounds to
+    seventeen digits, and a value of thousands of decimals overflows the database's own numeric."""
+    if amount is None:
+        return None
+    try:
+        cents = amount.quantize(CENT, rounding=ROUND_HALF_UP) if amount.is_finite() else None
+    except InvalidOperation:
+        cents = None
+    if cents is None or abs(cents) >= AMOUNT_LIMIT:
         raise ValueError("Amount is beyond 16 digits before the point")
-    return amount
+    return cents
 
 
 def _name(value: Any, limit: int = TEXT_LIMITS["name"]) -> str | None:

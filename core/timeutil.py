@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 
 def as_utc(value: datetime) -> datetime:
@@ -18,6 +18,10 @@ def within_utc_range(value: datetime) -> datetime:
     except OverflowError:
         raise ValueError("outside the years 1 to 9999 once in UTC") from None
     return value
+
+
+# How far a partner's clock may run from the hub's: a dealer's report or CRM record, a Zoho webhook.
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 def utcnow() -> datetime:

@@ -16,6 +16,22 @@ from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Shorter than an activity's 30 s step: an attempt gives up waiting before Temporal times it out.
 POOL_WAIT_SECONDS = 20.0
+# PostgreSQL that does not answer is "unavailable" (a 503 for a webhook, a retry for a step) within
+# seconds, not after the driver's two-minute connect timeout, a TCP timeout or an endless lock wait.
+# Each is a default: the same parameter in the database URL's query wins.
+POSTGRES_CONNECT_ARGS: dict[str, Any] = {
+    "connect_timeout": 5,
+    # A server gone without a word (a dropped route, a failed-over host) is noticed by the kernel
+    # within a minute instead of hours; pre-ping then replaces the connection.
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
+# Each lock wait and statement is cut (an OperationalError: unavailable, tried again) past these. The
+# hub's statements are single rows or pages; a minute is far more than any takes. Options in the URL
+# (``?options=-c...``) come after these, so theirs win.
+POSTGRES_OPTIONS = "-c lock_timeout=10s -c statement_timeout=60s"
 # SQLite's codes for a database that cannot serve now (held by another writer, file or disk away);
 # its other OperationalErrors (no such table, syntax) are bugs.
 SQLITE_UNAVAILABLE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_FULL")
@@ -66,7 +82,13 @@ def create_engine(url: str) -> AsyncEngine:
     deals, for one)."""
     ensure_sqlite_dir(url)
     if make_url(url).get_backend_name() != "sqlite":
-        return create_async_engine(async_url(url), pool_pre_ping=True, hide_parameters=True)
+        return create_async_engine(
+            async_url(url),
+            pool_pre_ping=True,
+            pool_timeout=POOL_WAIT_SECONDS,
+            connect_args=_postgres_connect_args(url),
+            hide_parameters=True,
+        )
     # SQLite takes one writer at a time; concurrent writers poll its busy handler with sleeps of up to
     # 100 ms, which under load costs seconds per transaction. One connection per process makes them
     # queue for the pool instead (an asyncio wait, served in order) and needs no pre-ping: a local file
@@ -80,6 +102,14 @@ def create_engine(url: str) -> AsyncEngine:
     )
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _postgres_connect_args(url: str) -> dict[str, Any]:
+    given = make_url(url).query
+    options = given.get("options", "")
+    options = " ".join(options) if isinstance(options, tuple) else options
+    defaults = {name: value for name, value in POSTGRES_CONNECT_ARGS.items() if name not in given}
+    return {**defaults, "options": f"{POSTGRES_OPTIONS} {options}".strip()}
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -22,13 +22,10 @@ from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.constants import DEALER_STATUSES, LeadStatus, lead_workflow_id
-from core.timeutil import as_utc
+from core.timeutil import CLOCK_SKEW, as_utc
 from db import lead_status
 from db.engine import lock_for_writing
 from db.models import DealerFeedback, Delivery, DeliveryRelease, Withdrawal
-
-# How far past a report's arrival its time may be (a dealer's clock ahead of ours) before it is cut to it.
-CLOCK_SKEW = timedelta(minutes=5)
 
 # How long the API's own hand-over of a report has before a sweep may take it over.
 HAND_OVER_GRACE = timedelta(seconds=30)
@@ -83,7 +80,8 @@ def is_newer(status: str, at: datetime, current: str | None, current_at: datetim
 
 
 def kept_time(at: datetime, received_at: datetime) -> datetime:
-    """A report's time as it is kept: in UTC, and no later than a clock's skew past its arrival."""
+    """A report's time as it is kept: in UTC, and no later than a clock's skew past its arrival (a
+    dealer's clock ahead of ours)."""
     return min(as_utc(at), as_utc(received_at) + CLOCK_SKEW)
 
 

@@ -9,6 +9,7 @@ changes nothing and is answered the same way.
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -21,7 +22,7 @@ from api.body import (
     ZOHO_ID_PATTERN,
     InstantWithOffset,
     errors,
-    json_object,
+    json_fields,
     parse_model,
     read_limited,
 )
@@ -57,13 +58,17 @@ class DealerStatusAnswer(BaseModel):
     status: DealerStatus
 
 
+# What a dealer without a secret is compared with: no sender knows it (a new one in every process).
+NO_DEALER_SECRET = SecretStr(secrets.token_urlsafe(32))
+
 DEALER_ERRORS = {
     **WEBHOOK_ERRORS,
     # The answer waits for the portal database only, never for Temporal.
     **errors(
         e500="not recorded because of a bug in the hub (logged with its stack)",
         e503="not recorded: the portal database did not answer; send it again after the Retry-After delay",
-        e404="no such dealer, or the lead was never delivered to this dealer",
+        e401="missing or wrong secret, or no such dealer takes status webhooks",
+        e404="the lead was never delivered to this dealer",
         e409="the dealer lost the lead (it missed its SLA): the report is recorded, not taken",
     ),
 }
@@ -85,14 +90,14 @@ async def receive_dealer_status(
     lead_id: str = Path(pattern=ZOHO_ID_PATTERN),
 ) -> DealerStatusAnswer:
     """Record the dealer's status of the lead; once answered, hand it to the lead's workflow."""
-    secret = settings.dealer_webhook_secrets.get(dealer_id)
-    if secret is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dealer {dealer_id} takes status webhooks")
+    # A dealer without a secret is answered as a wrong secret is (401, after as long a comparison), so
+    # that the answers do not tell an outsider which dealers exist.
+    secret = settings.dealer_webhook_secrets.get(dealer_id, NO_DEALER_SECRET)
     header = settings.dealer_webhook_secret_header
     previous = settings.dealer_webhook_previous_secrets.get(dealer_id, SecretStr(""))
     check_secret([secret, previous], request.headers.get(header), header)
     body = await read_limited(request, settings.webhook_max_body_bytes)
-    report = parse_model(DealerStatusWebhook, json_object(body))
+    report = parse_model(DealerStatusWebhook, json_fields(body, request.headers.get("content-type", "")))
     now = datetime.now(UTC)
     at = report.at or now  # (one past ``now`` by more than a clock's skew is cut to it: feedback.record)
     recorded = await feedback.record(

@@ -26,10 +26,20 @@ from api.deps import IntakeDep, ReadTokenDep, SessionsDep, SettingsDep, ZohoSecr
 from api.openapi import READ_TOKEN, ZOHO_SECRET, security
 from contracts.opportunities import DealChange, signal_deal_change
 from core.deals import checked_amount
+from core.timeutil import CLOCK_SKEW
 from db.opportunities import OpportunityView, get_opportunity
 
 webhooks = APIRouter(prefix="/webhooks/zoho", tags=["zoho"], dependencies=[ZohoSecretDep])
 reads = APIRouter(prefix="/v1/opportunities", tags=["opportunities"], dependencies=[ReadTokenDep])
+
+
+def not_ahead(value: datetime | None) -> datetime | None:
+    """A change's time no further ahead of the hub's clock than a clock's skew. One from the future
+    (a wrong offset in the webhook's template) would stay the deal's newest for as long, and every real
+    change before it would count as late."""
+    if value is not None and value > datetime.now(UTC) + CLOCK_SKEW:
+        raise ValueError(f"Modified_Time is more than {CLOCK_SKEW} ahead of the hub's clock")
+    return value
 
 
 class ZohoDealWebhook(BaseModel):
@@ -44,8 +54,10 @@ class ZohoDealWebhook(BaseModel):
         validation_alias=spellings("deal_id", "id", "Id", "ID", "Potential_Id"), pattern=ZOHO_ID_PATTERN
     )
     stage: str | None = Field(default=None, max_length=100, validation_alias=spellings("stage"))
-    modified_time: InstantWithOffset | None = Field(
-        default=None, validation_alias=spellings("modified_time"), description="ISO 8601 with offset"
+    modified_time: Annotated[InstantWithOffset | None, AfterValidator(not_ahead)] = Field(
+        default=None,
+        validation_alias=spellings("modified_time"),
+        description="ISO 8601 with offset; at most 5 minutes ahead of the hub's clock",
     )
     modified_by: str | None = Field(default=None, max_length=300, validation_alias=spellings("modified_by"))
     amount: Annotated[Decimal | None, AfterValidator(checked_amount)] = Field(

@@ -77,6 +77,10 @@ async def test_faults_get_a_clear_400(codec: httpx.AsyncClient) -> None:
     response = await codec.post("/decode", content=b'{"payloads": [{"data": "not base64!"}]}')
     assert response.status_code == 400
     assert "not a payloads JSON body" in response.json()["detail"]
+    for body in (b"\xff\xfe", b"[" * 100_000):  # not UTF-8; nested past the JSON reader's depth
+        response = await codec.post("/decode", content=body)
+        assert response.status_code == 400, body[:4]
+        assert "not a payloads JSON body" in response.json()["detail"]
     truncated = {**await sealed_by_the_hub(Settings(environment="test"), LEAD), "data": b64(b"short")}
     response = await codec.post("/decode", json={"payloads": [truncated]})
     assert response.status_code == 400

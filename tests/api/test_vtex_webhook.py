@@ -8,6 +8,7 @@ import httpx
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
+from api.metrics import WEBHOOKS
 from core.settings import Settings
 from tests.hub import VTEX_ACCOUNT, VTEX_HOOK_SECRET, Hub, hub_settings
 from tests.support import free_port, serve
@@ -150,3 +151,44 @@ async def test_temporal_unreachable_is_503(
         assert "retry later" in response.json()["detail"]
         metrics = (await http.get(f"{base}/metrics")).text
         assert 'hub_webhooks_total{outcome="unavailable",source="vtex_orders"}' in metrics
+
+
+async def test_a_sender_gone_mid_body_is_a_refused_request_not_an_error() -> None:
+    """A connection closed before its declared body arrived is the sender's fault: 400 (401 without the
+    secret), counted as rejected, never a 500 that pages whoever is on call."""
+    settings = Settings(environment="test", vtex_hook_secret=VTEX_HOOK_SECRET)
+    app = create_app(settings)
+    app.state.intake = None  # no lifespan here: nothing may reach Temporal
+    header = settings.vtex_hook_secret_header.lower().encode()
+
+    async def answer(headers: list[tuple[bytes, bytes]]) -> int:
+        messages = iter(
+            [
+                {"type": "http.request", "body": b'{"OrderId": ', "more_body": True},
+                {"type": "http.disconnect"},
+            ]
+        )
+        sent: list[dict[str, object]] = []
+
+        async def receive() -> dict[str, object]:
+            return next(messages, {"type": "http.disconnect"})
+
+        async def send(message: dict[str, object]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+            "scheme": "http", "path": "/webhooks/vtex/orders", "raw_path": b"/webhooks/vtex/orders",
+            "query_string": b"", "root_path": "", "client": ("127.0.0.1", 1), "server": ("api", 80),
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"100"), *headers],
+        }  # fmt: skip
+        await app(scope, receive, send)
+        return int(next(m["status"] for m in sent if m["type"] == "http.response.start"))  # type: ignore[call-overload]
+
+    def count(outcome: str) -> float:
+        return WEBHOOKS.labels("vtex_orders", outcome)._value.get()
+
+    errors, rejected = count("error"), count("rejected")
+    assert await answer([(header, VTEX_HOOK_SECRET.encode())]) == 400
+    assert await answer([]) == 401  # no secret: not a ping, so the secret is asked for
+    assert (count("error"), count("rejected")) == (errors, rejected + 2)

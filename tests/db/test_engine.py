@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,28 @@ def failure(engine: Engine, statement: str) -> DBAPIError:
     with pytest.raises(DBAPIError) as failed, engine.begin() as connection:
         connection.execute(text(statement))
     return failed.value
+
+
+@pytest.mark.postgres
+async def test_a_lock_held_too_long_is_unavailable_not_a_hang(postgres_url: str) -> None:
+    """A row another transaction holds (a worker stuck mid-transaction) is waited for a bounded time,
+    then the database counts as unavailable (a webhook's 503, a step's retry), never an endless wait.
+    The URL's own options (here the test's schema) still apply."""
+    engine = create_engine(postgres_url)
+    try:
+        async with engine.begin() as setup:
+            await setup.execute(text("create table held (id int primary key)"))
+            await setup.execute(text("insert into held values (1)"))
+        async with engine.connect() as holder, engine.connect() as waiter:
+            await holder.execute(text("begin"))
+            await holder.execute(text("select * from held where id = 1 for update"))
+            assert await waiter.scalar(text("show lock_timeout")) == "10s"
+            started = time.monotonic()
+            with pytest.raises(DBAPIError) as failed:
+                await waiter.execute(text("select * from held where id = 1 for update"))
+            waited = time.monotonic() - started
+            await holder.rollback()
+    finally:
+        await engine.dispose()
+    assert database_unavailable(failed.value)
+    assert 9 < waited < 30

@@ -563,10 +563,14 @@ async def test_dealer_webhook_refuses_what_it_cannot_trust(sla_hub: Hub) -> None
 
     assert await post(url, {"status": "accepted"}, secret="wrong") == 401
     assert await post(url, {"status": "accepted"}, secret=None) == 401
-    assert await post(url.replace("sla-a", "unknown-dealer"), {"status": "accepted"}) == 404
+    # No dealer of that id: answered as a wrong secret, so outsiders cannot list the dealers.
+    assert await post(url.replace("sla-a", "unknown-dealer"), {"status": "accepted"}) == 401
+    assert await post(url.replace("sla-a", "unknown-dealer"), {"status": "accepted"}, secret=None) == 401
     assert await post(url.replace("sla-a", "sla-b"), {"status": "accepted"}) == 404  # not its lead
     assert await post(url.replace(lead_id, "999"), {"status": "accepted"}) == 404
     assert await post(url, {"status": "bought"}) == 422
+    form = await hub.http.post(url, data={"status": "accepted"}, headers={header: DEALER_SECRET})
+    assert (form.status_code, form.json()["detail"]) == (415, "content type must be application/json")
     assert await post(url, {"status": "accepted", "at": "yesterday"}) == 422
     assert await post(url, {"status": "accepted", "at": "2026-12-01T10:00:00"}) == 422  # no offset
     assert await post(url, {"status": "accepted", "at": "0001-01-01T00:00:00+01:00"}) == 422  # no UTC time

@@ -269,6 +269,10 @@ async def test_idle_workflow_closes_and_long_ones_continue_as_new(
         # More than the central database stores (NUMERIC(18, 2)): refused, not stuck in its run.
         ({"deal_id": "1", "amount": "1e16"}, 422, "amount: Value error, Amount is beyond 16 digits"),
         ({"deal_id": "1", "amount": "NaN"}, 422, "amount"),
+        # Rounded to the cent as the database would: seventeen digits.
+        ({"deal_id": "1", "amount": "9999999999999999.995"}, 422, "Amount is beyond 16 digits"),
+        # From the future: it would stay the newest, and every real change before it would count as late.
+        ({"deal_id": "1", "modified_time": "2999-01-01T00:00:00Z"}, 422, "ahead of the hub's clock"),
     ],
 )
 async def test_bad_deal_webhooks_are_refused(
