@@ -8,6 +8,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -22,11 +23,13 @@ from core.constants import DEALER_STATUSES, LeadStatus, lead_workflow_id
 from core.dealers import DealerConfig
 from core.metrics import (
     DEALER_DELIVERIES,
+    EVENTS_REFUSED,
     LEAD_RECEIVED_TO_DELIVERED,
     LEAD_WITHDRAWALS,
     LEADS_SLA_EXHAUSTED,
     ZOHO_WRITEBACKS_REFUSED,
 )
+from core.outbound import origin
 from core.timeutil import utcnow
 from db import deliveries, feedback, lead_status, routing, zoho_writebacks
 
@@ -665,20 +668,45 @@ class LeadActivities:
 
     @activity.defn
     async def publish_event(self, params: PublishEventInput) -> PublishEventResult:
-        """Send the event to every subscriber; after a retry, only to those that did not get it yet
-        (a local activity keeps no heartbeat: its retry sends to every subscriber again)."""
+        """Send the event to every subscriber, each on its own: one that is away or refuses it keeps
+        none of the others from getting it. After a retry, only to those that neither got it nor
+        refused it for good (a local activity keeps no heartbeat: its retry sends to every subscriber
+        again; they drop a copy by its id). Fails, retryable, while a subscriber is away; then, for
+        good, where one refused it (each refusal is logged and counted: hub_events_refused_total)."""
         info = activity.info()
         details = info.heartbeat_details
         delivered: list[str] = list(details[0]) if details else []
+        refused: list[str] = list(details[1]) if len(details) > 1 else []
+        away: TransientError | None = None
         for url in self._subscribers:
-            if url in delivered:
+            if url in delivered or url in refused:
                 continue
-            with external_call():
+            try:
                 await self._publisher.publish(url, params.event, utcnow())
-            delivered.append(url)
+                delivered.append(url)
+            except PermanentError as error:
+                refused.append(url)
+                EVENTS_REFUSED.labels(origin(url)).inc()
+                activity.logger.error("event %s refused by a subscriber: %s", params.event["id"], error)
+            except (TransientError, httpx.HTTPError) as error:
+                away = away or _as_transient(url, error)
+                continue
             if not info.is_local:
-                activity.heartbeat(delivered)
+                activity.heartbeat(delivered, refused)
+        with external_call():
+            if away is not None:
+                raise away
+            if refused:
+                origins = ", ".join(origin(url) for url in refused)
+                raise PermanentError("subscribers", f"event {params.event['id']} refused by {origins}")
         return PublishEventResult(delivered_to=delivered)
+
+
+def _as_transient(url: str, error: TransientError | httpx.HTTPError) -> TransientError:
+    """A subscriber that did not answer (or answered "later") as a failure worth retrying."""
+    if isinstance(error, TransientError):
+        return error
+    return TransientError(f"subscriber {origin(url)}", type(error).__name__)
 
 
 def last_chance(

@@ -124,6 +124,13 @@ ZOHO_WRITEBACKS_REFUSED = Counter(
     ["flow"],
     registry=REGISTRY,
 )
+EVENTS_REFUSED = Counter(
+    "hub_events_refused_total",
+    "Signed lead events a subscriber refused for good (a 4xx other than 408, 425 and 429); the other"
+    " subscribers still got them. By the subscriber's origin (scheme, host and port of a configured URL).",
+    ["subscriber"],
+    registry=REGISTRY,
+)
 LEAD_RECEIVED_TO_DELIVERED = Histogram(
     "hub_lead_received_to_delivered_seconds",
     "Time from a lead's webhook (its status received) to its creation in the dealer's CRM.",
