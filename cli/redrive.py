@@ -29,8 +29,10 @@ from core.settings import Settings
 
 T = TypeVar("T")
 
-# ExecutionStatus values of a run that broke off (as Temporal's list filter spells them).
-BROKE_OFF = {"failed": "Failed", "terminated": "Terminated", "timed-out": "TimedOut"}
+# ExecutionStatus values of a run that broke off (as Temporal's list filter spells them). The hub cancels
+# no run itself: a canceled one was cancelled by hand (the Web UI's "Request Cancellation") with what it
+# held, as a terminated one was.
+BROKE_OFF = {"failed": "Failed", "terminated": "Terminated", "timed-out": "TimedOut", "canceled": "Canceled"}
 WOULD = "would redrive"
 
 

@@ -54,7 +54,7 @@ SDK_SCRAPE_TIMEOUT_SECONDS = 5.0
 RPC_TIMEOUT = timedelta(seconds=10)
 CLOSED_WINDOW = timedelta(hours=1)
 # Statuses only Temporal knows: a failed run is counted by the SDK itself (temporal_workflow_failed).
-CLOSED_STATUSES = {"Terminated": "terminated", "TimedOut": "timed_out"}
+CLOSED_STATUSES = {"Terminated": "terminated", "TimedOut": "timed_out", "Canceled": "canceled"}
 # A lead workflow's LeadStatus while it runs; the final statuses end the run.
 RUNNING_LEAD_STATUSES = ("received", "routed", AWAITING_ASSIGNMENT)
 DBT_FLOW = "dbt-build"

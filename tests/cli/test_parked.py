@@ -3,6 +3,10 @@ attribute ``Parked``, memo, metric) and lands once after ``hub parked redrive``,
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+from temporalio.client import WorkflowExecutionStatus
+
 from core.constants import vtex_order_workflow_id
 from tests.cli.conftest import HubCli
 from tests.hub import Hub
@@ -64,6 +68,37 @@ async def test_a_deal_change_refused_by_zoho_is_parked_then_applied_once(hub: Hu
     deal = await hub.wait_for_modified_time(deal_id, moved.json()["deal"]["Modified_Time"])
     assert deal["stage"] == "Negotiation/Review"
     assert [c["to_stage"] for c in deal["stage_history"]] == ["Negotiation/Review"]
+
+
+async def test_a_parked_deal_run_cancelled_by_hand_is_redriven_with_the_change_it_held(
+    hub: Hub, hub_cli: HubCli
+) -> None:
+    """Support cancels a parked run in the Web UI: the run closes with the change it held, and the
+    redrive of broken-off runs finds it like a terminated one and delivers the change again."""
+    since = datetime.now(UTC).isoformat()
+    deal_id = await hub.create_deal(Deal_Name="Frota 4 Onix")
+    await revoke(hub, "zoho")
+    moved = await hub.http.post(
+        f"{hub.sims_url}/_control/zoho/deals/{deal_id}/stage",
+        json={"stage": "Negotiation/Review", "partial": True},
+    )
+    assert moved.json()["webhook"]["status_code"] == 202
+    workflow_id = f"opportunity-{deal_id}"
+    await eventually(lambda: parked_run(hub, workflow_id, "zoho"))
+    handle = hub.client.get_workflow_handle(workflow_id)
+    await handle.cancel()
+
+    async def canceled() -> bool:
+        return (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+
+    await eventually(canceled)
+    await revoke(hub, "zoho", revoked=False)
+    done = await hub_cli(hub.settings, "opportunities", "redrive", "--since", since, "--json", "--yes")
+    assert done.code == 0, done.err
+    [row] = [r for r in done.lines("deal") if r["workflow_id"] == workflow_id]
+    assert (row["ended"], row["action"]) == ("canceled", "redriven (1 change(s) delivered again)")
+    deal = await hub.wait_for_modified_time(deal_id, moved.json()["deal"]["Modified_Time"])
+    assert deal["stage"] == "Negotiation/Review"
 
 
 async def test_a_malformed_deal_record_is_parked_not_retried_forever(hub: Hub, hub_cli: HubCli) -> None:
