@@ -20,7 +20,7 @@ from temporalio.exceptions import ActivityError
 from temporalio.service import RPCError
 
 from cli.command import Context, Subcommands, command
-from cli.redrive import confirmed
+from cli.redrive import confirmed, positive
 from contracts.leads import start_zoho_writeback_redrive, zoho_writeback_workflow_id
 from core.constants import PARKED, PARTNERS, REDRIVE_PARKED_SIGNAL
 from db import zoho_writebacks
@@ -34,7 +34,7 @@ def add_commands(commands: Subcommands, common: argparse.ArgumentParser) -> None
     again = command(actions, "redrive", "try the parked events again (the cause is fixed)", common, redrive)
     for each in (listed, again):
         each.add_argument("--partner", choices=PARTNERS, help="only events this partner refused")
-        each.add_argument("--limit", type=int, default=500, help="at most this many runs (default 500)")
+        each.add_argument("--limit", type=positive, default=500, help="at most this many runs (default 500)")
     again.add_argument(
         "--yes", action="store_true", help="redrive without asking (needed without a terminal)"
     )

@@ -94,14 +94,17 @@ async def trigger_sync(args: argparse.Namespace, ctx: Context) -> int:
 
 
 async def status(args: argparse.Namespace, ctx: Context) -> int:
+    """The schedules' table; exits 1 when a watermark could not be read (the rest is still shown)."""
     rows = []
+    unread = False
     for flow in scheduled(ctx.settings):
         row = await schedule_status(ctx.client, flow.schedule_id)
         name = WATERMARKS.get(flow.schedule_id)
         row["watermark"] = await watermark(ctx, name) if name else None
+        unread = unread or (name is not None and row["watermark"] is None)
         rows.append(row)
     ctx.out.table("schedule", rows, STATUS_COLUMNS)
-    return 0
+    return FAILED if unread else 0
 
 
 async def schedule_status(client: Client, schedule_id: str) -> dict[str, Any]:

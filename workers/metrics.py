@@ -158,7 +158,17 @@ class VisibilityPoll:
             LEADS_IN_PROGRESS.labels(status).set(count)
 
     async def _parked(self) -> None:
-        queues = ", ".join(f"'{queue}'" for queue in sorted(set(self._queues.values())))
+        # Every role's queues, not only this worker's: with every flows worker gone, the warehouse
+        # worker still reports the leads and deals parked (the alert takes the highest report).
+        settings = self._settings
+        every_queue = {
+            settings.leads_task_queue,
+            settings.opportunities_task_queue,
+            settings.vtex_orders_task_queue,
+            settings.vtex_api_task_queue,
+            settings.dbt_task_queue,
+        }
+        queues = ", ".join(f"'{queue}'" for queue in sorted(every_queue))
         for partner in PARTNERS:
             query = f"ExecutionStatus = 'Running' AND TaskQueue IN ({queues}) AND {PARKED.name} = '{partner}'"
             PARKED_WORKFLOWS.labels(partner).set(await self._count(query))

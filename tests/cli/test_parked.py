@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from temporalio.client import WorkflowExecutionStatus
 
 from core.constants import vtex_order_workflow_id
@@ -200,3 +201,13 @@ async def test_parked_runs_are_listed_while_the_portal_database_is_away(hub: Hub
     assert "the portal database could not be read" in listed.out and "no parked events" in listed.out
     dropped = await hub_cli(away, "parked", "discard", "5725767000000000001")
     assert dropped.code == 1 and "cannot reach the portal database" in dropped.err + dropped.out
+
+
+async def test_a_limit_below_one_is_refused_before_anything_is_read(
+    hub: Hub, hub_cli: HubCli, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for limit in ("0", "-5"):
+        with pytest.raises(SystemExit) as refused:
+            await hub_cli(hub.settings, "parked", "list", "--limit", limit)
+        assert refused.value.code == 2
+        assert "must be 1 or more" in capsys.readouterr().err

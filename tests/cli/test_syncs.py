@@ -12,6 +12,7 @@ from temporalio.testing import WorkflowEnvironment
 from contracts.schedules import LEAD_WAREHOUSE_SYNC, VTEX_CATALOG_SYNC, scheduled
 from tests.cli.conftest import HubCli
 from tests.hub import Hub, running_hub
+from tests.support import free_port
 from warehouse.tables import VTEX_CUSTOMERS, VTEX_SKUS
 from workers.schedules import ensure_schedules
 
@@ -79,6 +80,17 @@ async def test_trigger_the_customer_sync_then_read_its_status(hub: Hub, hub_cli:
     [row] = [row for row in rows if row.startswith("vtex-customer-sync ")]
     assert row[header.index("OUTCOME") :].startswith("completed ")
     assert row[header.index("COUNTS") :].startswith("done: 30 read")
+
+
+async def test_status_exits_1_when_a_watermark_cannot_be_read(hub: Hub, hub_cli: HubCli) -> None:
+    """The schedules are shown without the portal database, and the exit code says what was not."""
+    away = hub.settings.model_copy(
+        update={"database_url": f"postgresql://hub@127.0.0.1:{free_port()}/portal"}
+    )
+    shown = await hub_cli(away, "syncs", "status", "--json")
+    assert shown.code == 1
+    assert "watermark could not be read" in shown.err
+    assert by_schedule(shown.lines("schedule"))["vtex-customer-sync"]["outcome"] == "never run"
 
 
 async def test_a_trigger_while_the_sync_runs_follows_that_run(hub: Hub, hub_cli: HubCli) -> None:

@@ -162,8 +162,9 @@ def sdk_stand_in(body: bytes) -> Iterator[int]:
 
 
 async def test_the_poll_counts_runs_holding_a_refused_event(hub: Hub) -> None:
+    # A warehouse worker's poll counts a parked lead too: with every flows worker gone, it still tells.
     poll = VisibilityPoll(
-        hub.client, hub.settings, {"LeadDistributionWorkflow": hub.settings.leads_task_queue}
+        hub.client, hub.settings, {"VtexOrderWorkflow": hub.settings.vtex_orders_task_queue}
     )
     lead_id = await hub.create_lead(State="MG", City="Betim")
     await hub.http.post(f"{hub.sims_url}/_control/credentials", json={"target": "zoho", "revoked": True})
