@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
-from temporalio.client import WorkflowFailureError
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import ActivityError
 from temporalio.service import RPCError
 
@@ -61,6 +61,7 @@ async def find(ctx: Context, args: argparse.Namespace) -> tuple[list[dict[str, A
         rows.append(
             {
                 "workflow_id": execution.id,
+                "run_id": execution.run_id,  # the run listed: a redrive signals it, not a later one
                 "workflow_type": execution.workflow_type,
                 "partner": execution.typed_search_attributes.get(PARKED),
                 "reason": str(memo.get("parked") or ""),
@@ -118,6 +119,8 @@ WRITEBACK = "Zoho write-back"
 COLUMNS = {"workflow_id": "WORKFLOW ID", "workflow_type": "TYPE", "partner": "PARTNER", "reason": "WHY"}
 # How long the command waits for each write-back's redrive; one still trying shows in the Web UI.
 REDRIVE_WAIT = timedelta(seconds=60)
+# How long it watches a redriven run leave its parked state before it reports the run still parked.
+UNPARK_WAIT = timedelta(seconds=10)
 # Redrives at once: their writes share the leads queue with deliveries, and Zoho's API credits.
 REDRIVES_AT_ONCE = 10
 
@@ -164,8 +167,7 @@ async def redrive_one(ctx: Context, row: dict[str, Any]) -> str:
     """Signal a parked run to try again, or write a lead's parked fields once more; what came of it."""
     try:
         if row["workflow_type"] != WRITEBACK:
-            await ctx.client.get_workflow_handle(row["workflow_id"]).signal(REDRIVE_PARKED_SIGNAL)
-            return "redriven"
+            return await redrive_run(ctx, row["workflow_id"], row["run_id"])
         handle = await start_zoho_writeback_redrive(ctx.client, ctx.settings, row["lead_id"])
     except RPCError as error:  # ended meanwhile, say: the others still go
         return f"failed: {error.status.name if error.status else error}"
@@ -178,6 +180,23 @@ async def redrive_one(ctx: Context, row: dict[str, Any]) -> str:
         return f"failed: {cause.cause if isinstance(cause, ActivityError) and cause.cause else cause}"
     except RPCError as error:
         return f"failed: {error.status.name if error.status else error}"
+
+
+async def redrive_run(ctx: Context, workflow_id: str, run_id: str) -> str:
+    """Signal the parked run listed to try again, and watch it leave its parked state: ``redriven``, or
+    ``still parked: <why>`` where the refused step failed the same way again (the cause is not fixed)."""
+    handle = ctx.client.get_workflow_handle(workflow_id, run_id=run_id)
+    await handle.signal(REDRIVE_PARKED_SIGNAL)
+    deadline = asyncio.get_running_loop().time() + UNPARK_WAIT.total_seconds()
+    while True:
+        described = await handle.describe()
+        if described.status != WorkflowExecutionStatus.RUNNING or not described.typed_search_attributes.get(
+            PARKED
+        ):
+            return "redriven"
+        if asyncio.get_running_loop().time() >= deadline:
+            return f"still parked: {(await described.memo()).get('parked') or 'see the Web UI'}"
+        await asyncio.sleep(0.5)
 
 
 async def discard(args: argparse.Namespace, ctx: Context) -> int:

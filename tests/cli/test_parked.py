@@ -45,6 +45,13 @@ async def test_a_lead_read_refused_by_zoho_is_parked_then_delivered_once(hub: Hu
     lead = await hub.lead(lead_id)
     assert lead is not None and lead["status"] == "received"  # not "failed as not found"
 
+    # Redriven before the cause is fixed: the read is refused again, and the command says so.
+    early = await hub_cli(hub.settings, "--json", "parked", "redrive", "--partner", "zoho", "--yes")
+    assert early.code == 1
+    action = {r["workflow_id"]: r["action"] for r in early.lines("parked")}[f"lead-{lead_id}"]
+    assert action.startswith("still parked: ") and "refused" in action
+    assert await parked_run(hub, f"lead-{lead_id}", "zoho")
+
     await revoke(hub, "zoho", revoked=False)
     await redrive_parked(hub, hub_cli, f"lead-{lead_id}", "zoho")
     result = await hub.handle(lead_id).result()
