@@ -690,8 +690,7 @@ class LeadActivities:
                 activity.logger.error("event %s refused by a subscriber: %s", params.event["id"], error)
             except (TransientError, httpx.HTTPError) as error:
                 away = away or _as_transient(url, error)
-                continue
-            if not info.is_local:
+            if not info.is_local:  # after each one, answered or not: the attempt is alive
                 activity.heartbeat(delivered, refused)
         with external_call():
             if away is not None:

@@ -42,7 +42,7 @@ class Ended:
 
     workflow_id: str
     run_id: str
-    ended: str  # how the run ended: completed, failed, terminated, timed_out
+    ended: str  # how the run ended: completed, failed, terminated, timed_out, canceled
     closed_at: datetime | None
     status: str | None  # the flow's own status in its search attributes (a lead's LeadStatus, ...)
 
@@ -73,7 +73,7 @@ def add_redrive_command(
     again = command(actions, "redrive", summary, common, handler)
     again.add_argument(
         "--status", action="append", choices=sorted(BROKE_OFF),
-        help="how the run ended; repeat for several (default: all three)",
+        help="how the run ended; repeat for several (default: all four)",
     )  # fmt: skip
     add_options(again)
 

@@ -126,8 +126,9 @@ ZOHO_WRITEBACKS_REFUSED = Counter(
 )
 EVENTS_REFUSED = Counter(
     "hub_events_refused_total",
-    "Signed lead events a subscriber refused for good (a 4xx other than 408, 425 and 429); the other"
-    " subscribers still got them. By the subscriber's origin (scheme, host and port of a configured URL).",
+    "Signed lead events a subscriber refused for good (an answer other than 2xx, 408, 425, 429, 500, 502,"
+    " 503 and 504); the other subscribers still got them. By the subscriber's origin (scheme, host and"
+    " port of a configured URL).",
     ["subscriber"],
     registry=REGISTRY,
 )

@@ -29,9 +29,11 @@ POSTGRES_CONNECT_ARGS: dict[str, Any] = {
     "keepalives_count": 3,
 }
 # Each lock wait and statement is cut (an OperationalError: unavailable, tried again) past these. The
-# hub's statements are single rows or pages; a minute is far more than any takes. Options in the URL
-# (``?options=-c...``) come after these, so theirs win.
-POSTGRES_OPTIONS = "-c lock_timeout=10s -c statement_timeout=60s"
+# hub's statements are single rows or pages; a minute is far more than any takes. Set on each new
+# connection only where nothing else set them (the URL's ``?options=-c...``, PGOPTIONS, a service file,
+# ``ALTER ROLE ... SET``): a DBA's own limits stand. Set after connecting, not as startup options,
+# which poolers such as PgBouncer may refuse.
+POSTGRES_TIMEOUTS = {"lock_timeout": "10s", "statement_timeout": "60s"}
 # SQLite's codes for a database that cannot serve now (held by another writer, file or disk away);
 # its other OperationalErrors (no such table, syntax) are bugs.
 SQLITE_UNAVAILABLE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_FULL")
@@ -82,13 +84,15 @@ def create_engine(url: str) -> AsyncEngine:
     deals, for one)."""
     ensure_sqlite_dir(url)
     if make_url(url).get_backend_name() != "sqlite":
-        return create_async_engine(
+        engine = create_async_engine(
             async_url(url),
             pool_pre_ping=True,
             pool_timeout=POOL_WAIT_SECONDS,
             connect_args=_postgres_connect_args(url),
             hide_parameters=True,
         )
+        event.listen(engine.sync_engine, "connect", _postgres_timeouts)
+        return engine
     # SQLite takes one writer at a time; concurrent writers poll its busy handler with sleeps of up to
     # 100 ms, which under load costs seconds per transaction. One connection per process makes them
     # queue for the pool instead (an asyncio wait, served in order) and needs no pre-ping: a local file
@@ -106,10 +110,20 @@ def create_engine(url: str) -> AsyncEngine:
 
 def _postgres_connect_args(url: str) -> dict[str, Any]:
     given = make_url(url).query
-    options = given.get("options", "")
-    options = " ".join(options) if isinstance(options, tuple) else options
-    defaults = {name: value for name, value in POSTGRES_CONNECT_ARGS.items() if name not in given}
-    return {**defaults, "options": f"{POSTGRES_OPTIONS} {options}".strip()}
+    return {name: value for name, value in POSTGRES_CONNECT_ARGS.items() if name not in given}
+
+
+def _postgres_timeouts(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute(
+        "select set_config(name, case name"
+        + "".join(f" when '{name}' then '{value}'" for name, value in POSTGRES_TIMEOUTS.items())
+        + " end, false) from pg_settings where source = 'default' and name in ("
+        + ", ".join(f"'{name}'" for name in POSTGRES_TIMEOUTS)
+        + ")"
+    )
+    cursor.close()
+    dbapi_connection.commit()  # a setting made in a transaction rolled back is undone
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -67,7 +67,7 @@ async def apply_change(
             session.add(row)
             await session.flush()  # the stage history refers to this row
         recorded = state.stage is not None and await _record_stage(session, state, at)
-        _link_lead(state, row)
+        _link_lead(state, row, at)
         if not newest:
             if recorded:
                 return "stale"
@@ -76,10 +76,12 @@ async def apply_change(
     return "applied"
 
 
-def _link_lead(state: DealState, row: Opportunity) -> None:
+def _link_lead(state: DealState, row: Opportunity, at: datetime) -> None:
     """The converted lead belongs to the deal, not to a change: whichever change looked it up (a late
     or repeated one too) stores what it found. A link once found stays."""
     if state.lead_id is not None:
+        if row.lead_id != state.lead_id:
+            row.updated_at = at  # the lead warehouse sync pages deals by it: the link must reach it
         row.lead_id = state.lead_id
         row.lead_lookup_missed = False
     elif state.lead_lookup_missed is not None and row.lead_id is None:

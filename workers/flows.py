@@ -27,7 +27,14 @@ from clients.pinned import PinnedTransport
 from clients.subscribers import EventPublisher
 from clients.zoho import ZohoClient
 from core.background import in_background
-from core.metrics import LEADS_SLA_EXHAUSTED, ZOHO_WRITEBACKS_PARKED, ZOHO_WRITEBACKS_REFUSED, start_at_zero
+from core.metrics import (
+    EVENTS_REFUSED,
+    LEADS_SLA_EXHAUSTED,
+    ZOHO_WRITEBACKS_PARKED,
+    ZOHO_WRITEBACKS_REFUSED,
+    start_at_zero,
+)
+from core.outbound import origin
 from core.settings import Settings
 from db import zoho_writebacks
 from db.engine import create_engine, session_factory
@@ -50,7 +57,8 @@ async def prepare(client: Client, settings: Settings) -> None:
 async def open_workers(client: Client, settings: Settings) -> AsyncIterator[list[Worker]]:
     """The role's workers with their clients (built once per process), closed again on exit."""
     # Their alerts count increases from the first.
-    start_at_zero([(LEADS_SLA_EXHAUSTED, ("leads",)), (ZOHO_WRITEBACKS_REFUSED, ("leads",))])
+    refused_events = [(EVENTS_REFUSED, (origin(url),)) for url in settings.event_subscribers]
+    start_at_zero([(LEADS_SLA_EXHAUSTED, ("leads",)), (ZOHO_WRITEBACKS_REFUSED, ("leads",)), *refused_events])
     engine = create_engine(settings.database_url)
     answers = answer_hooks(settings.partner_answer_max_bytes)
     http = httpx.AsyncClient(timeout=settings.dealer_http_timeout_seconds, event_hooks=answers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -29,17 +30,10 @@ from core.deals import checked_amount
 from core.timeutil import CLOCK_SKEW
 from db.opportunities import OpportunityView, get_opportunity
 
+log = logging.getLogger("api")
+
 webhooks = APIRouter(prefix="/webhooks/zoho", tags=["zoho"], dependencies=[ZohoSecretDep])
 reads = APIRouter(prefix="/v1/opportunities", tags=["opportunities"], dependencies=[ReadTokenDep])
-
-
-def not_ahead(value: datetime | None) -> datetime | None:
-    """A change's time no further ahead of the hub's clock than a clock's skew. One from the future
-    (a wrong offset in the webhook's template) would stay the deal's newest for as long, and every real
-    change before it would count as late."""
-    if value is not None and value > datetime.now(UTC) + CLOCK_SKEW:
-        raise ValueError(f"Modified_Time is more than {CLOCK_SKEW} ahead of the hub's clock")
-    return value
 
 
 class ZohoDealWebhook(BaseModel):
@@ -54,10 +48,10 @@ class ZohoDealWebhook(BaseModel):
         validation_alias=spellings("deal_id", "id", "Id", "ID", "Potential_Id"), pattern=ZOHO_ID_PATTERN
     )
     stage: str | None = Field(default=None, max_length=100, validation_alias=spellings("stage"))
-    modified_time: Annotated[InstantWithOffset | None, AfterValidator(not_ahead)] = Field(
+    modified_time: InstantWithOffset | None = Field(
         default=None,
         validation_alias=spellings("modified_time"),
-        description="ISO 8601 with offset; at most 5 minutes ahead of the hub's clock",
+        description="ISO 8601 with offset; one more than 5 minutes ahead of the hub's clock is left out",
     )
     modified_by: str | None = Field(default=None, max_length=300, validation_alias=spellings("modified_by"))
     amount: Annotated[Decimal | None, AfterValidator(checked_amount)] = Field(
@@ -66,14 +60,29 @@ class ZohoDealWebhook(BaseModel):
 
     def change(self) -> DealChange:
         # A merge field of blanks is as absent as an empty one.
+        received_at = datetime.now(UTC)
         return DealChange(
             deal_id=self.deal_id,
             stage=self.stage or None,
-            modified_time=self.modified_time,
+            modified_time=self._time_not_ahead(received_at),
             modified_by=self.modified_by or None,
             amount=self.amount,
-            received_at=datetime.now(UTC),
+            received_at=received_at,
         )
+
+    def _time_not_ahead(self, received_at: datetime) -> datetime | None:
+        """The change's time, left out where it is ahead of the hub's clock by more than a clock's skew
+        (a wrong offset in the webhook's template): it would stay the deal's newest for as long, and
+        every real change before it would count as late. Without it, the change is a partial one: the
+        deal as Zoho has it now is read and stored, so nothing the webhook announced is lost."""
+        if self.modified_time is None or self.modified_time <= received_at + CLOCK_SKEW:
+            return self.modified_time
+        log.warning(
+            "deal %s: webhook Modified_Time %s is ahead of the hub's clock; the deal is read from Zoho",
+            self.deal_id,
+            self.modified_time.isoformat(),
+        )
+        return None
 
 
 class UpdateAccepted(BaseModel):

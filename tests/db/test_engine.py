@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, make_url, text
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.exc import DBAPIError
 
@@ -65,7 +65,9 @@ def failure(engine: Engine, statement: str) -> DBAPIError:
 async def test_a_lock_held_too_long_is_unavailable_not_a_hang(postgres_url: str) -> None:
     """A row another transaction holds (a worker stuck mid-transaction) is waited for a bounded time,
     then the database counts as unavailable (a webhook's 503, a step's retry), never an endless wait.
-    The URL's own options (here the test's schema) still apply."""
+    The URL's own options (here the test's schema) still apply, and a limit they set stands."""
+    schema = make_url(postgres_url).query["options"]
+    assert isinstance(schema, str) and schema.startswith("-csearch_path=")
     engine = create_engine(postgres_url)
     try:
         async with engine.begin() as setup:
@@ -75,6 +77,7 @@ async def test_a_lock_held_too_long_is_unavailable_not_a_hang(postgres_url: str)
             await holder.execute(text("begin"))
             await holder.execute(text("select * from held where id = 1 for update"))
             assert await waiter.scalar(text("show lock_timeout")) == "10s"
+            assert await waiter.scalar(text("show search_path")) == schema.removeprefix("-csearch_path=")
             started = time.monotonic()
             with pytest.raises(DBAPIError) as failed:
                 await waiter.execute(text("select * from held where id = 1 for update"))
@@ -84,3 +87,11 @@ async def test_a_lock_held_too_long_is_unavailable_not_a_hang(postgres_url: str)
         await engine.dispose()
     assert database_unavailable(failed.value)
     assert 9 < waited < 30
+
+    own = create_engine(f"{postgres_url} -cstatement_timeout=5s")  # a limit of the URL's own
+    try:
+        async with own.connect() as connection:
+            assert await connection.scalar(text("show statement_timeout")) == "5s"
+            assert await connection.scalar(text("show lock_timeout")) == "10s"
+    finally:
+        await own.dispose()

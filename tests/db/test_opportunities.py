@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -10,6 +11,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.deals import InvalidDeal, deal_from_zoho
+from core.timeutil import as_utc
+from db.models import Opportunity
 from db.opportunities import apply_change, get_opportunity
 
 
@@ -67,3 +70,21 @@ async def test_a_change_stored_before_is_told_apart_from_an_older_one(
     assert await apply_change(sessions, newer, at) == "current"
     assert await apply_change(sessions, older, at) == "stale"
     assert await apply_change(sessions, older, at) == "repeated"
+
+
+async def test_a_lead_found_by_a_repeated_change_reaches_the_deal_and_its_change_time(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A lookup missed at first, found when the same change comes again ("current"): the link is stored
+    and the row counts as changed (the lead warehouse sync pages deals by ``updated_at``)."""
+    deal = deal_from_zoho(zoho_deal(Stage="Qualification"))
+    first, again = datetime(2026, 12, 1, 14, tzinfo=UTC), datetime(2026, 12, 1, 15, tzinfo=UTC)
+    missed = replace(deal, lead_lookup_missed=True)
+    assert await apply_change(sessions, missed, first) == "applied"
+    found = replace(deal, lead_id="5725767000000123456", lead_lookup_missed=False)
+    assert await apply_change(sessions, found, again) == "current"
+    async with sessions() as session:
+        row = await session.get(Opportunity, deal.deal_id)
+    assert row is not None
+    assert (row.lead_id, row.lead_lookup_missed) == ("5725767000000123456", False)
+    assert as_utc(row.updated_at) == again

@@ -571,6 +571,8 @@ async def test_dealer_webhook_refuses_what_it_cannot_trust(sla_hub: Hub) -> None
     assert await post(url, {"status": "bought"}) == 422
     form = await hub.http.post(url, data={"status": "accepted"}, headers={header: DEALER_SECRET})
     assert (form.status_code, form.json()["detail"]) == (415, "content type must be application/json")
+    undeclared = await hub.http.post(url, content=b'{"status": "bought"}', headers={header: DEALER_SECRET})
+    assert undeclared.status_code == 422  # no content type: read as JSON (and its status checked)
     assert await post(url, {"status": "accepted", "at": "yesterday"}) == 422
     assert await post(url, {"status": "accepted", "at": "2026-12-01T10:00:00"}) == 422  # no offset
     assert await post(url, {"status": "accepted", "at": "0001-01-01T00:00:00+01:00"}) == 422  # no UTC time
