@@ -80,7 +80,8 @@ ZOHO_WRITEBACKS_PARKED = Gauge(
 )
 RUNS_CLOSED_LAST_HOUR = Gauge(
     "hub_workflow_runs_closed_last_hour",
-    "Workflow runs Temporal terminated or timed out in the last hour (failed: temporal_workflow_failed).",
+    "Workflow runs that failed, timed out, or were terminated or cancelled in the last hour (lead runs a"
+    " later run took over from, as a reassign does, left out).",
     ["workflow_type", "status"],
     registry=REGISTRY,
 )

@@ -53,8 +53,18 @@ log = logging.getLogger("workers.metrics")
 SDK_SCRAPE_TIMEOUT_SECONDS = 5.0
 RPC_TIMEOUT = timedelta(seconds=10)
 CLOSED_WINDOW = timedelta(hours=1)
-# Statuses only Temporal knows: a failed run is counted by the SDK itself (temporal_workflow_failed).
-CLOSED_STATUSES = {"Terminated": "terminated", "TimedOut": "timed_out", "Canceled": "canceled"}
+# How runs broke off. Failed ones are counted here too, not only by the SDK (temporal_workflow_failed):
+# the SDK's series of a workflow type appears with its first failure, which an increase() cannot see.
+CLOSED_STATUSES = {
+    "Failed": "failed",
+    "Terminated": "terminated",
+    "TimedOut": "timed_out",
+    "Canceled": "canceled",
+}
+# Superseded lead runs broke off by design: support's reassign terminates the run and starts the next.
+# Counted are only the runs still the latest of their lead (what hub leads redrive finds), up to this
+# many looked up per poll.
+SUPERSEDED_CHECKS = 100
 # A lead workflow's LeadStatus while it runs; the final statuses end the run.
 RUNNING_LEAD_STATUSES = ("received", "routed", AWAITING_ASSIGNMENT)
 DBT_FLOW = "dbt-build"
@@ -182,8 +192,26 @@ class VisibilityPoll:
                 rpc_timeout=RPC_TIMEOUT,
             )
             by_status = {str(group.group_values[0]): group.count for group in counted.groups}
+            if workflow_type == LEAD_DISTRIBUTION_WORKFLOW:
+                for status in ("Terminated", "Canceled"):
+                    if by_status.get(status):
+                        by_status[status] -= await self._superseded(workflow_type, task_queue, status, since)
             for status, label in CLOSED_STATUSES.items():
                 RUNS_CLOSED_LAST_HOUR.labels(workflow_type, label).set(by_status.get(status, 0))
+
+    async def _superseded(self, workflow_type: str, task_queue: str, status: str, since: str) -> int:
+        """How many of these runs a later run of their workflow took over from."""
+        query = (
+            f"WorkflowType = '{workflow_type}' AND TaskQueue = '{task_queue}'"
+            f" AND CloseTime > '{since}' AND ExecutionStatus = '{status}'"
+        )
+        superseded = 0
+        async for execution in self._client.list_workflows(
+            query, limit=SUPERSEDED_CHECKS, rpc_timeout=RPC_TIMEOUT
+        ):
+            latest = await self._client.get_workflow_handle(execution.id).describe(rpc_timeout=RPC_TIMEOUT)
+            superseded += latest.run_id != execution.run_id
+        return superseded
 
     async def _scheduled_flows(self) -> None:
         task_queue = self._settings.vtex_orders_task_queue  # where the schedules start their runs

@@ -105,6 +105,16 @@ async def test_the_poll_reads_leads_waiting_and_runs_terminated(hub: Hub) -> Non
         )
 
     await eventually(polled, timeout=30, interval=0.5)
+    # The lead's webhook sent again starts its next run (as support's reassign does): the terminated
+    # run no longer counts as broken off, since nothing waits for its redrive.
+    assert (await hub.post_webhook(waiting[0])).status_code == 202
+
+    async def superseded() -> bool:
+        await poll.poll()
+        labels = {"workflow_type": "LeadDistributionWorkflow", "status": "terminated"}
+        return value("hub_workflow_runs_closed_last_hour", **labels) == 0
+
+    await eventually(superseded, timeout=30, interval=0.5)
     assert (
         value(
             "hub_workflow_runs_closed_last_hour", workflow_type="LeadDistributionWorkflow", status="timed_out"
