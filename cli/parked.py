@@ -15,7 +15,8 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
-from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ActivityError
 from temporalio.service import RPCError
 
@@ -119,8 +120,10 @@ WRITEBACK = "Zoho write-back"
 COLUMNS = {"workflow_id": "WORKFLOW ID", "workflow_type": "TYPE", "partner": "PARTNER", "reason": "WHY"}
 # How long the command waits for each write-back's redrive; one still trying shows in the Web UI.
 REDRIVE_WAIT = timedelta(seconds=60)
-# How long it watches a redriven run leave its parked state before it reports the run still parked.
-UNPARK_WAIT = timedelta(seconds=10)
+# How long it waits for a worker to take a parked run's redrive signal, and then watches the run for a
+# refusal that comes again at once (the cause not fixed) before it reports the run redriven.
+PICKUP_WAIT = timedelta(seconds=10)
+UNPARK_WAIT = timedelta(seconds=5)
 # Redrives at once: their writes share the leads queue with deliveries, and Zoho's API credits.
 REDRIVES_AT_ONCE = 10
 
@@ -183,20 +186,45 @@ async def redrive_one(ctx: Context, row: dict[str, Any]) -> str:
 
 
 async def redrive_run(ctx: Context, workflow_id: str, run_id: str) -> str:
-    """Signal the parked run listed to try again, and watch it leave its parked state: ``redriven``, or
-    ``still parked: <why>`` where the refused step failed the same way again (the cause is not fixed)."""
+    """Signal the parked run listed to try again, then say what came of it within the watch:
+    ``redriven`` (a worker took the signal and the run is not parked again: it is trying the refused
+    step, which may still fail and park it later), ``still parked: <why>`` (it failed the same way at
+    once: the cause is not fixed), ``not taken yet`` (no worker took the signal in time), or the way
+    the run ended meanwhile."""
     handle = ctx.client.get_workflow_handle(workflow_id, run_id=run_id)
     await handle.signal(REDRIVE_PARKED_SIGNAL)
-    deadline = asyncio.get_running_loop().time() + UNPARK_WAIT.total_seconds()
+    clock = asyncio.get_running_loop()
+    pickup_by = clock.time() + PICKUP_WAIT.total_seconds()
+    taken_at: float | None = None
     while True:
+        # Whether the signal was taken first, then the run's state: a state read before would be older.
+        if taken_at is None and await _signal_taken(handle):
+            taken_at = clock.time()
         described = await handle.describe()
-        if described.status != WorkflowExecutionStatus.RUNNING or not described.typed_search_attributes.get(
-            PARKED
-        ):
-            return "redriven"
-        if asyncio.get_running_loop().time() >= deadline:
+        if described.status != WorkflowExecutionStatus.RUNNING:
+            ended = described.status.name.lower() if described.status else "unknown"
+            return "redriven" if ended == "completed" else f"failed: the run {ended}"
+        parked = described.typed_search_attributes.get(PARKED)
+        if taken_at is not None and parked:
             return f"still parked: {(await described.memo()).get('parked') or 'see the Web UI'}"
+        if taken_at is not None and clock.time() >= taken_at + UNPARK_WAIT.total_seconds():
+            return "redriven"
+        if taken_at is None and clock.time() >= pickup_by:
+            return f"not taken yet: no worker took the signal within {PICKUP_WAIT.seconds} s"
         await asyncio.sleep(0.5)
+
+
+async def _signal_taken(handle: WorkflowHandle[Any, Any]) -> bool:
+    """Whether a workflow task completed after the run's last redrive signal (the run acted on it)."""
+    signalled = False
+    taken = False
+    async for event in handle.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+            if event.workflow_execution_signaled_event_attributes.signal_name == REDRIVE_PARKED_SIGNAL:
+                signalled, taken = True, False
+        elif signalled and event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            taken = True
+    return taken
 
 
 async def discard(args: argparse.Namespace, ctx: Context) -> int:

@@ -38,6 +38,14 @@ def running(pid: int) -> bool:
     return "\nState:\tZ" not in status
 
 
+def became_the_build(pid: int) -> bool:
+    """Whether the child runs the build's command now, no longer setpriv."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().startswith(sys.executable.encode())
+    except FileNotFoundError:
+        return False
+
+
 @pytest.mark.skipif(not DIES_WITH_WORKER, reason="setpriv (util-linux) is not installed")
 def test_a_build_dies_with_a_worker_killed_outright() -> None:
     """SIGKILL (the OOM killer, say) runs none of the worker's cleanup: the kernel ends the build, so no
@@ -50,6 +58,12 @@ def test_a_build_dies_with_a_worker_killed_outright() -> None:
         assert worker.stdout is not None
         build = int(worker.stdout.readline())
         assert running(build)
+        # setpriv arms the signal, then becomes the build: kill the worker once it has (a worker killed
+        # within that instant of starting a build is a race no parent-death signal closes).
+        started = time.monotonic() + 10
+        while not became_the_build(build) and time.monotonic() < started:
+            time.sleep(0.01)
+        assert became_the_build(build)
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=10)
         deadline = time.monotonic() + 10
