@@ -60,8 +60,10 @@ async def test_a_lead_read_refused_by_zoho_is_parked_then_delivered_once(hub: Hu
     assert not await parked_run(hub, f"lead-{lead_id}", "zoho")
 
 
-async def test_a_deal_change_refused_by_zoho_is_parked_then_applied_once(hub: Hub, hub_cli: HubCli) -> None:
-    deal_id = await hub.create_deal(Deal_Name="Frota 8 Tracker")
+async def parked_deal_change(hub: Hub, name: str) -> tuple[str, str]:
+    """A deal whose stage move Zoho refuses to serve (credentials revoked): its run parks the change.
+    The deal's id, and the Modified_Time of the move."""
+    deal_id = await hub.create_deal(Deal_Name=name)
     await revoke(hub, "zoho")
     moved = await hub.http.post(
         f"{hub.sims_url}/_control/zoho/deals/{deal_id}/stage",
@@ -69,11 +71,16 @@ async def test_a_deal_change_refused_by_zoho_is_parked_then_applied_once(hub: Hu
     )
     assert moved.json()["webhook"]["status_code"] == 202
     await eventually(lambda: parked_run(hub, f"opportunity-{deal_id}", "zoho"))
+    return deal_id, str(moved.json()["deal"]["Modified_Time"])
+
+
+async def test_a_deal_change_refused_by_zoho_is_parked_then_applied_once(hub: Hub, hub_cli: HubCli) -> None:
+    deal_id, moved_at = await parked_deal_change(hub, "Frota 8 Tracker")
     assert await hub.opportunity(deal_id) is None  # held, not dropped
 
     await revoke(hub, "zoho", revoked=False)
     await redrive_parked(hub, hub_cli, f"opportunity-{deal_id}", "zoho")
-    deal = await hub.wait_for_modified_time(deal_id, moved.json()["deal"]["Modified_Time"])
+    deal = await hub.wait_for_modified_time(deal_id, moved_at)
     assert deal["stage"] == "Negotiation/Review"
     assert [c["to_stage"] for c in deal["stage_history"]] == ["Negotiation/Review"]
 
@@ -84,15 +91,8 @@ async def test_a_parked_deal_run_cancelled_by_hand_is_redriven_with_the_change_i
     """Support cancels a parked run in the Web UI: the run closes with the change it held, and the
     redrive of broken-off runs finds it like a terminated one and delivers the change again."""
     since = datetime.now(UTC).isoformat()
-    deal_id = await hub.create_deal(Deal_Name="Frota 4 Onix")
-    await revoke(hub, "zoho")
-    moved = await hub.http.post(
-        f"{hub.sims_url}/_control/zoho/deals/{deal_id}/stage",
-        json={"stage": "Negotiation/Review", "partial": True},
-    )
-    assert moved.json()["webhook"]["status_code"] == 202
+    deal_id, moved_at = await parked_deal_change(hub, "Frota 4 Onix")
     workflow_id = f"opportunity-{deal_id}"
-    await eventually(lambda: parked_run(hub, workflow_id, "zoho"))
     handle = hub.client.get_workflow_handle(workflow_id)
     await handle.cancel()
 
@@ -105,7 +105,7 @@ async def test_a_parked_deal_run_cancelled_by_hand_is_redriven_with_the_change_i
     assert done.code == 0, done.err
     [row] = [r for r in done.lines("deal") if r["workflow_id"] == workflow_id]
     assert (row["ended"], row["action"]) == ("canceled", "redriven (1 change(s) delivered again)")
-    deal = await hub.wait_for_modified_time(deal_id, moved.json()["deal"]["Modified_Time"])
+    deal = await hub.wait_for_modified_time(deal_id, moved_at)
     assert deal["stage"] == "Negotiation/Review"
 
 

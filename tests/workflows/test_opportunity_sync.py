@@ -45,6 +45,14 @@ def change(deal_id: str, n: int, stage: str | None = None, **extra: Any) -> dict
     }
 
 
+async def moved_with_webhook(hub: Hub, deal_id: str, stage: str) -> dict[str, Any]:
+    """The deal once its stage move in Zoho, sent as Zoho's webhook, is stored."""
+    moved = await hub.http.post(
+        f"{hub.sims_url}/_control/zoho/deals/{deal_id}/stage", json={"stage": stage, "send_webhook": True}
+    )
+    return await hub.wait_for_modified_time(deal_id, moved.json()["deal"]["Modified_Time"])
+
+
 def expected_history(changes: list[dict[str, Any]]) -> list[tuple[str | None, str]]:
     history: list[tuple[str | None, str]] = []
     previous = None
@@ -191,11 +199,7 @@ async def test_a_webhook_time_from_the_future_is_left_out_and_the_deal_read(hub:
     deal = await hub.wait_for_modified_time(deal_id, record["Modified_Time"])
     assert deal["stage"] == "Needs Analysis"  # Zoho's record, not the webhook's stage at a future time
 
-    later = await hub.http.post(
-        f"{hub.sims_url}/_control/zoho/deals/{deal_id}/stage",
-        json={"stage": "Negotiation/Review", "send_webhook": True},
-    )
-    deal = await hub.wait_for_modified_time(deal_id, later.json()["deal"]["Modified_Time"])
+    deal = await moved_with_webhook(hub, deal_id, "Negotiation/Review")
     assert deal["stage"] == "Negotiation/Review"
 
 
@@ -329,11 +333,7 @@ async def test_a_deal_knows_the_lead_it_was_converted_from(hub: Hub) -> None:
     lists = (await hub.counters())["zoho"]["lead_lists"]
 
     # Later changes keep the link without asking Zoho again.
-    moved = await hub.http.post(
-        f"{hub.sims_url}/_control/zoho/deals/{deal['id']}/stage",
-        json={"stage": "Closed Won", "send_webhook": True},
-    )
-    won = await hub.wait_for_modified_time(deal["id"], moved.json()["deal"]["Modified_Time"])
+    won = await moved_with_webhook(hub, deal["id"], "Closed Won")
     assert (won["stage"], won["lead_id"]) == ("Closed Won", lead_id)
     assert (await hub.counters())["zoho"]["lead_lists"] == lists
 
@@ -370,19 +370,11 @@ async def test_a_lead_lookup_slower_than_its_budget_stores_the_deal_without_the_
     assert max(e.activity_task_started_event_attributes.attempt for e in failed) >= 3  # looked again
 
     (await hub.http.delete(f"{hub.sims_url}/_control/faults")).raise_for_status()
-    moved = await hub.http.post(
-        f"{hub.sims_url}/_control/zoho/deals/{deal['id']}/stage",
-        json={"stage": "Closed Won", "send_webhook": True},
-    )
-    won = await hub.wait_for_modified_time(deal["id"], moved.json()["deal"]["Modified_Time"])
+    won = await moved_with_webhook(hub, deal["id"], "Closed Won")
     assert (won["stage"], won["lead_id"]) == ("Closed Won", lead_id)
     lists = (await hub.counters())["zoho"]["lead_lists"]
 
     # Found once, the link stays, and later changes do not ask Zoho again.
-    lost = await hub.http.post(
-        f"{hub.sims_url}/_control/zoho/deals/{deal['id']}/stage",
-        json={"stage": "Closed Lost", "send_webhook": True},
-    )
-    again = await hub.wait_for_modified_time(deal["id"], lost.json()["deal"]["Modified_Time"])
+    again = await moved_with_webhook(hub, deal["id"], "Closed Lost")
     assert (again["stage"], again["lead_id"]) == ("Closed Lost", lead_id)
     assert (await hub.counters())["zoho"]["lead_lists"] == lists
