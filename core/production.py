@@ -96,8 +96,11 @@ def _secret_problems(settings: Settings) -> list[str]:
         if key.get_secret_value() == LOCAL_PAYLOAD_KEY:
             problems.append(f"payload_keys[{key_id}] is the local development key")
     for name, local in LOCAL_IDENTIFIERS.items():
-        if getattr(settings, name) == local:
+        value = getattr(settings, name)
+        if value == local:
             problems.append(f"{name} is the local stack's {local!r}")
+        elif any(marker in value for marker in LOCAL_MARKERS):  # copied from secrets.env.example
+            problems.append(f"{name} is a local placeholder")
     return problems
 
 

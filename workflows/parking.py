@@ -28,12 +28,14 @@ class Parking:
     async def hold(self, partner: str, reason: str) -> None:
         """Wait until support redrives the run; the caller then tries the refused step again.
 
-        ``reason`` reaches the memo and the log: ids, error types and status codes only, never a
-        partner's body (it may echo personal data).
+        ``reason`` reaches the memo: ids, error types and status codes only, never a partner's body
+        (it may echo personal data).
         """
         seen = self.redrives
         self.reason = reason
-        workflow.logger.warning("parked until redriven (%s): %s", partner, reason)
+        # The reason goes to the memo (encrypted with the history), not to the log: it carries the
+        # partner's error message, which may quote a value the hub sent (pyarrow quotes what it refused).
+        workflow.logger.warning("parked until redriven (%s); the memo says why", partner)
         workflow.upsert_search_attributes([PARKED.value_set(partner)])
         workflow.upsert_memo({"parked": reason})
         await workflow.wait_condition(lambda: self.redrives > seen)

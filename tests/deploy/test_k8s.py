@@ -38,7 +38,7 @@ from api.codec_server import create_codec_app
 from api.deps import get_sessions, get_temporal
 from api.routes.health import CHECK_TIMEOUT_SECONDS
 from core.outbound import check_url
-from core.production import REQUIRED_SECRETS, api_tls_problem
+from core.production import LOCAL_IDENTIFIERS, REQUIRED_SECRETS, api_tls_problem
 from core.settings import Settings
 from core.temporal import tls_config
 from db.engine import create_engine, session_factory
@@ -631,6 +631,8 @@ def test_the_example_secrets_are_refused_in_production(
     for name in REQUIRED_SECRETS:
         assert f"{name} is a local placeholder" in str(refused.value), name
     assert "dealer_api_keys[dealer-sp-centro] is a local placeholder" in str(refused.value)
+    for name in LOCAL_IDENTIFIERS:  # the client id and app key the example leaves to fill in
+        assert f"{name} is a local placeholder" in str(refused.value), name
 
 
 # --- the processes: compose's commands, ports, probes and metrics ----------------------------------------
