@@ -402,7 +402,8 @@ class Warehouse:
     def dataset_definition(self, name: str) -> bigquery.Dataset:
         """A layer's dataset: in the client's location, its tables encrypted with the KMS key if one is set.
 
-        The key is the dataset's default, so the tables dbt creates in silver and gold use it too.
+        The key is the dataset's default, so the tables dbt creates in silver, gold and the audit dataset
+        use it too.
         """
         dataset = bigquery.Dataset(f"{self._client.project}.{name}")
         dataset.location = self._client.location
@@ -413,7 +414,8 @@ class Warehouse:
         return dataset
 
     def _create_schema(self) -> None:
-        for name in self.layers.all():
+        # The audit dataset too: dbt would create it without the key, and it holds rows of silver and gold.
+        for name in self.layers.datasets():
             wanted = self.dataset_definition(name)
             dataset = self._client.create_dataset(
                 wanted, exists_ok=True, retry=self._retry, timeout=self._timeout

@@ -147,10 +147,21 @@ class Layers:
     bronze: str = "bronze"
     silver: str = "silver"
     gold: str = "gold"
+    # Where dbt keeps the failing rows of its tests: copies of silver's and gold's rows.
+    audit: str = "dbt_test__audit"
 
     @classmethod
     def with_prefix(cls, prefix: str) -> Layers:
-        return cls(bronze=f"{prefix}bronze", silver=f"{prefix}silver", gold=f"{prefix}gold")
+        return cls(
+            bronze=f"{prefix}bronze",
+            silver=f"{prefix}silver",
+            gold=f"{prefix}gold",
+            audit=f"{prefix}dbt_test__audit",
+        )
 
     def all(self) -> tuple[str, str, str]:
         return (self.bronze, self.silver, self.gold)
+
+    def datasets(self) -> tuple[str, ...]:
+        """Every dataset the hub writes: the layers, and the one dbt keeps its tests' failing rows in."""
+        return (*self.all(), self.audit)

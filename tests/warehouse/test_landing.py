@@ -59,7 +59,9 @@ async def test_the_kms_key_setting_reaches_every_dataset_definition(
         await warehouse.ensure_schema()
     finally:
         await warehouse.aclose()
-    assert sorted(dataset.dataset_id for dataset in sent) == sorted(warehouse.layers.all())
+    # The audit dataset too, where dbt keeps copies of failing rows (customers' among them).
+    assert sorted(dataset.dataset_id for dataset in sent) == sorted(warehouse.layers.datasets())
+    assert warehouse.layers.audit.endswith("dbt_test__audit")
     assert {dataset.default_encryption_configuration.kms_key_name for dataset in sent} == {key}
     unset = Warehouse.from_settings(Settings(environment="test", **warehouse_settings))
     assert unset.dataset_definition("bronze").default_encryption_configuration is None
