@@ -166,6 +166,11 @@ def _refuse_unstorable(data: dict[str, Any]) -> None:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "body holds a NUL character (U+0000)")
 
 
+def _media_type(content_type: str) -> str:
+    """``application/json; charset=utf-8`` -> ``application/json``."""
+    return content_type.split(";", 1)[0].strip().lower()
+
+
 def _is_json(media_type: str) -> bool:
     return media_type == JSON or media_type.endswith("+json")
 
@@ -173,7 +178,7 @@ def _is_json(media_type: str) -> bool:
 def json_fields(body: bytes, content_type: str) -> dict[str, Any]:
     """A body our own contract declares JSON: a JSON object, or 415 for another declared type (none
     declared is taken for JSON: senders that leave the header out worked before it was checked)."""
-    media_type = content_type.split(";", 1)[0].strip().lower()
+    media_type = _media_type(content_type)
     if media_type and not _is_json(media_type):
         raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, f"content type must be {JSON}")
     return json_object(body)
@@ -181,7 +186,7 @@ def json_fields(body: bytes, content_type: str) -> dict[str, Any]:
 
 def parse_fields(body: bytes, content_type: str) -> dict[str, Any]:
     """Zoho webhooks send form-encoded pairs or a raw JSON object; anything else is a 4xx."""
-    media_type = content_type.split(";", 1)[0].strip().lower()
+    media_type = _media_type(content_type)
     if media_type == FORM:
         try:
             fields = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
