@@ -31,7 +31,7 @@ from core.metrics import (
 )
 from core.outbound import origin
 from core.timeutil import utcnow
-from db import deliveries, feedback, lead_status, routing, zoho_writebacks
+from db import deliveries, feedback, lead_status, refused_events, routing, zoho_writebacks
 
 # Error types the workflow tells apart; listed as non-retryable where retrying cannot help.
 LEAD_NOT_FOUND = "LeadNotFound"
@@ -672,22 +672,32 @@ class LeadActivities:
         none of the others from getting it. After a retry, only to those that neither got it nor
         refused it for good (a local activity keeps no heartbeat: its retry sends to every subscriber
         again; they drop a copy by its id). Fails, retryable, while a subscriber is away; then, for
-        good, where one refused it (each refusal is logged and counted: hub_events_refused_total)."""
+        good, where one refused it. Each refusal is logged, counted (hub_events_refused_total) and
+        parked for support's redrive (``db.refused_events``), as is the event for every subscriber
+        still away when the last attempt the retry window allows starts."""
+        event = params.event
         info = activity.info()
         details = info.heartbeat_details
         delivered: list[str] = list(details[0]) if details else []
         refused: list[str] = list(details[1]) if len(details) > 1 else []
+        owed = [url for url in self._subscribers if url not in delivered and url not in refused]
+        last = last_chance(info, attempt=info.start_to_close_timeout)
+        if last:  # should this attempt time out or fail, the event waits for support's redrive
+            reason = "no answer within the event's retry window"
+            for url in owed:
+                await refused_events.park(self._sessions, event, url, reason, utcnow(), keep_reason=True)
         away: TransientError | None = None
-        for url in self._subscribers:
-            if url in delivered or url in refused:
-                continue
+        for url in owed:
             try:
-                await self._publisher.publish(url, params.event, utcnow())
+                await self._publisher.publish(url, event, utcnow())
                 delivered.append(url)
+                if last or info.attempt > 1:  # it may have been parked by an earlier attempt
+                    await refused_events.took(self._sessions, str(event["id"]), url)
             except PermanentError as error:
                 refused.append(url)
                 EVENTS_REFUSED.labels(origin(url)).inc()
-                activity.logger.error("event %s refused by a subscriber: %s", params.event["id"], error)
+                activity.logger.error("event %s refused by a subscriber: %s", event["id"], error)
+                await refused_events.park(self._sessions, event, url, str(error), utcnow())
             except (TransientError, httpx.HTTPError) as error:
                 away = away or _as_transient(url, error)
             if not info.is_local:  # after each one, answered or not: the attempt is alive
@@ -697,8 +707,39 @@ class LeadActivities:
                 raise away
             if refused:
                 origins = ", ".join(origin(url) for url in refused)
-                raise PermanentError("subscribers", f"event {params.event['id']} refused by {origins}")
+                raise PermanentError("subscribers", f"event {event['id']} refused by {origins}")
         return PublishEventResult(delivered_to=delivered)
+
+    @activity.defn
+    async def redrive_event(self, event_id: str) -> str:
+        """Send a parked event again to each subscriber it is parked for (support fixed the cause):
+        ``delivered``, ``refused again: ...`` (it stays parked for that subscriber) or ``nothing
+        parked``. Fails, retryable, while a subscriber is away; the rows of those that took it are gone
+        by then, so a retry sends only to the others."""
+        parked = await refused_events.of_event(self._sessions, event_id)
+        if not parked:
+            return "nothing parked"
+        refusals: list[str] = []
+        away: TransientError | None = None
+        for each in parked:
+            url = refused_events.configured_url(each.subscriber_key, self._subscribers)
+            if url is None:
+                refusals.append(f"{each.subscriber}: no longer a configured subscriber")
+                continue
+            try:
+                await self._publisher.publish(url, each.event, utcnow())
+            except PermanentError as error:
+                refusals.append(f"{each.subscriber}: {error}")
+                await refused_events.refused_again(self._sessions, each, str(error), utcnow())
+                continue
+            except (TransientError, httpx.HTTPError) as error:
+                away = away or _as_transient(url, error)
+                continue
+            await refused_events.redriven(self._sessions, each)
+        with external_call():
+            if away is not None:
+                raise away
+        return f"refused again: {'; '.join(refusals)}" if refusals else "delivered"
 
 
 def _as_transient(url: str, error: TransientError | httpx.HTTPError) -> TransientError:

@@ -2,9 +2,11 @@
 
 A run parks an event when Zoho or VTEX refuses it in a way retrying cannot change (revoked credentials,
 a record the hub cannot read). A lead's run does not wait on Zoho (its dealer's SLA clock runs), so the
-lead fields Zoho refused are parked in the portal database instead (``db.zoho_writebacks``). Once the
-cause is fixed, ``hub parked redrive`` signals each parked run to try again and writes each lead's parked
-fields once more (a ``ZohoWritebackWorkflow`` run per lead); what is still refused stays parked.
+lead fields Zoho refused, and the lead events a subscriber refused, are parked in the portal database
+instead (``db.zoho_writebacks``, ``db.refused_events``). Once the cause is fixed, ``hub parked redrive``
+signals each parked run to try again, writes each lead's parked fields once more (a
+``ZohoWritebackWorkflow`` run per lead) and sends each parked event again (an ``EventRedriveWorkflow``
+run per event); what is still refused stays parked.
 """
 
 from __future__ import annotations
@@ -22,9 +24,14 @@ from temporalio.service import RPCError
 
 from cli.command import Context, Subcommands, command
 from cli.redrive import confirmed, positive
-from contracts.leads import start_zoho_writeback_redrive, zoho_writeback_workflow_id
+from contracts.leads import (
+    event_redrive_workflow_id,
+    start_event_redrive,
+    start_zoho_writeback_redrive,
+    zoho_writeback_workflow_id,
+)
 from core.constants import PARKED, PARTNERS, REDRIVE_PARKED_SIGNAL
-from db import zoho_writebacks
+from db import refused_events, zoho_writebacks
 from db.engine import one_off_sessions
 
 
@@ -34,7 +41,7 @@ def add_commands(commands: Subcommands, common: argparse.ArgumentParser) -> None
     listed = command(actions, "list", "the runs holding a refused event, and why", common, list_parked)
     again = command(actions, "redrive", "try the parked events again (the cause is fixed)", common, redrive)
     for each in (listed, again):
-        each.add_argument("--partner", choices=PARTNERS, help="only events this partner refused")
+        each.add_argument("--partner", choices=CLI_PARTNERS, help="only events this partner refused")
         each.add_argument("--limit", type=positive, default=500, help="at most this many runs (default 500)")
     again.add_argument(
         "--yes", action="store_true", help="redrive without asking (needed without a terminal)"
@@ -43,10 +50,19 @@ def add_commands(commands: Subcommands, common: argparse.ArgumentParser) -> None
         actions, "discard", "drop a lead's parked Zoho write-back Zoho will never take", common, discard
     )
     drop.add_argument("lead_id", help="the Zoho lead id (its write-back is listed as zoho-writeback-<id>)")
+    drop_event = command(
+        actions, "discard-event", "drop a lead event no subscriber will take", common, discard_event
+    )
+    drop_event.add_argument("event_id", help="the event's id (it is listed as event-redrive-<id>)")
+
+
+# Who refuses what ``hub parked`` lists: the partners of parked runs, and the lead events' subscribers.
+SUBSCRIBERS = "subscribers"
+CLI_PARTNERS = (*PARTNERS, SUBSCRIBERS)
 
 
 def parked_query(partner: str | None) -> str:
-    wanted = [partner] if partner else list(PARTNERS)
+    wanted = [partner] if partner in PARTNERS else list(PARTNERS)
     names = ", ".join(f"'{name}'" for name in wanted)
     return f"ExecutionStatus = 'Running' AND {PARKED.name} IN ({names})"
 
@@ -54,6 +70,8 @@ def parked_query(partner: str | None) -> str:
 async def find(ctx: Context, args: argparse.Namespace) -> tuple[list[dict[str, Any]], bool]:
     """The parked runs, at most ``--limit``, and whether more are parked (then the command says so)."""
     rows: list[dict[str, Any]] = []
+    if args.partner == SUBSCRIBERS:
+        return rows, False
     async for execution in ctx.client.list_workflows(parked_query(args.partner), limit=args.limit + 1):
         if len(rows) == args.limit:
             ctx.out.say(f"more than {args.limit} runs are parked: raise --limit, or name --partner")
@@ -72,7 +90,7 @@ async def find(ctx: Context, args: argparse.Namespace) -> tuple[list[dict[str, A
 
 
 class DatabaseAway(Exception):
-    """The portal database could not be read: the parked write-backs are unknown."""
+    """The portal database could not be read: the parked write-backs and events are unknown."""
 
 
 async def find_writebacks(
@@ -103,20 +121,60 @@ async def find_writebacks(
     return rows, total > len(parked)
 
 
+async def find_events(
+    ctx: Context, args: argparse.Namespace, limit: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """The lead events a subscriber refused, oldest first, from at most ``limit`` parked rows (one row
+    shown per event); and whether more are."""
+    if args.partner not in (None, SUBSCRIBERS):
+        return [], False
+    try:
+        async with one_off_sessions(ctx.settings.database_url) as sessions:
+            parked, total = await refused_events.parked(sessions, limit)
+    except SQLAlchemyError as error:
+        raise DatabaseAway(type(error).__name__) from error
+    rows: dict[str, dict[str, Any]] = {}
+    for each in parked:  # one row per event: its redrive sends to every subscriber it is parked for
+        row = rows.setdefault(
+            each.event_id,
+            {
+                "workflow_id": event_redrive_workflow_id(each.event_id),  # the run a redrive starts
+                "workflow_type": EVENT,
+                "partner": SUBSCRIBERS,
+                "reason": "",
+                "event_id": each.event_id,
+                "event_type": each.event_type,
+                "lead_id": each.lead_id,
+                "refused_at": each.refused_at.isoformat(),
+            },
+        )
+        why = f"{each.subscriber}: {each.reason} (redriven {each.redrives} times)"
+        row["reason"] = f"{row['reason']}; {why}" if row["reason"] else f"{each.event_type}, {why}"
+    if total > len(parked):
+        ctx.out.say(f"{total} events are parked for a subscriber, {len(parked)} shown: raise --limit")
+    return list(rows.values()), total > len(parked)
+
+
 async def find_all(ctx: Context, args: argparse.Namespace) -> tuple[list[dict[str, Any]], bool]:
-    """The parked runs, then the parked write-backs, at most ``--limit`` in all; and whether more are.
-    A portal database that cannot be read is said, and counts as more (the command exits 1)."""
+    """The parked runs, then the parked write-backs, then the parked events, at most ``--limit`` in
+    all; and whether more are. A portal database that cannot be read is said, and counts as more (the
+    command exits 1)."""
     runs, more_runs = await find(ctx, args)
     try:
         writebacks, more_writebacks = await find_writebacks(ctx, args, args.limit - len(runs))
+        events, more_events = await find_events(ctx, args, args.limit - len(runs) - len(writebacks))
     except DatabaseAway as error:
-        ctx.out.say(f"the portal database could not be read ({error}): Zoho write-backs not listed")
+        ctx.out.say(
+            f"the portal database could not be read ({error}): Zoho write-backs and events not listed"
+        )
         return runs, True
-    return runs + writebacks, more_runs or more_writebacks
+    return runs + writebacks + events, more_runs or more_writebacks or more_events
 
 
 # Not a run: a lead's fields Zoho refused, kept in the portal database.
 WRITEBACK = "Zoho write-back"
+# Not a run either: a lead event a subscriber refused, kept in the portal database.
+EVENT = "lead event"
 COLUMNS = {"workflow_id": "WORKFLOW ID", "workflow_type": "TYPE", "partner": "PARTNER", "reason": "WHY"}
 # How long the command waits for each write-back's redrive; one still trying shows in the Web UI.
 REDRIVE_WAIT = timedelta(seconds=60)
@@ -163,15 +221,19 @@ async def redrive(args: argparse.Namespace, ctx: Context) -> int:
 
 
 # What a redrive that did its part answers; anything else counts as failed.
-REDRIVEN = frozenset({"redriven", "written", "nothing parked"})
+REDRIVEN = frozenset({"redriven", "written", "delivered", "nothing parked"})
 
 
 async def redrive_one(ctx: Context, row: dict[str, Any]) -> str:
-    """Signal a parked run to try again, or write a lead's parked fields once more; what came of it."""
+    """Signal a parked run to try again, write a lead's parked fields once more, or send a parked event
+    again; what came of it."""
     try:
-        if row["workflow_type"] != WRITEBACK:
+        if row["workflow_type"] == WRITEBACK:
+            handle = await start_zoho_writeback_redrive(ctx.client, ctx.settings, row["lead_id"])
+        elif row["workflow_type"] == EVENT:
+            handle = await start_event_redrive(ctx.client, ctx.settings, row["event_id"], row["lead_id"])
+        else:
             return await redrive_run(ctx, row["workflow_id"], row["run_id"])
-        handle = await start_zoho_writeback_redrive(ctx.client, ctx.settings, row["lead_id"])
     except RPCError as error:  # ended meanwhile, say: the others still go
         return f"failed: {error.status.name if error.status else error}"
     try:
@@ -235,4 +297,15 @@ async def discard(args: argparse.Namespace, ctx: Context) -> int:
         ctx.out.say(f"no Zoho write-back of lead {args.lead_id} is parked")
         return 1
     ctx.out.say(f"lead {args.lead_id}: parked Zoho write-back of {', '.join(sorted(fields))} discarded")
+    return 0
+
+
+async def discard_event(args: argparse.Namespace, ctx: Context) -> int:
+    """Drop a parked lead event: its subscriber is gone for good, say, so no redrive can deliver it."""
+    async with one_off_sessions(ctx.settings.database_url) as sessions:
+        subscribers = await refused_events.discard(sessions, args.event_id)
+    if not subscribers:
+        ctx.out.say(f"no event {args.event_id} is parked")
+        return 1
+    ctx.out.say(f"event {args.event_id}: parked for {', '.join(subscribers)}, discarded")
     return 0

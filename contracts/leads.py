@@ -241,3 +241,31 @@ async def start_zoho_writeback_redrive(
         search_attributes=TypedSearchAttributes([SearchAttributePair(LEAD_ID, lead_id)]),
         result_type=str,
     )
+
+
+# Support's redrive of a lead event a subscriber refused for good (``hub parked redrive``), on the leads
+# queue.
+EVENT_REDRIVE_WORKFLOW = "EventRedriveWorkflow"
+
+
+def event_redrive_workflow_id(event_id: str) -> str:
+    return f"event-redrive-{event_id}"
+
+
+async def start_event_redrive(
+    client: Client, settings: Settings, event_id: str, lead_id: str | None
+) -> WorkflowHandle[Any, str]:
+    """Start sending a parked event once more to the subscribers it is parked for, in a run of its own
+    (a redrive already running is joined); its result: ``delivered``, ``refused again: ...`` or
+    ``nothing parked``."""
+    pairs = [SearchAttributePair(LEAD_ID, lead_id)] if lead_id else []
+    return await client.start_workflow(
+        EVENT_REDRIVE_WORKFLOW,
+        event_id,
+        id=event_redrive_workflow_id(event_id),
+        task_queue=settings.leads_task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=TypedSearchAttributes(pairs),
+        result_type=str,
+    )

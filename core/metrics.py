@@ -78,6 +78,13 @@ ZOHO_WRITEBACKS_PARKED = Gauge(
     " (or discard); every flows worker counts them.",
     registry=REGISTRY,
 )
+EVENTS_PARKED = Gauge(
+    "hub_events_parked",
+    "Lead events a subscriber refused for good, or did not take within their retry window, waiting in the"
+    " portal database for hub parked redrive (or discard), one per event and subscriber; every flows"
+    " worker counts them.",
+    registry=REGISTRY,
+)
 RUNS_CLOSED_LAST_HOUR = Gauge(
     "hub_workflow_runs_closed_last_hour",
     "Workflow runs that failed, timed out, or were terminated or cancelled in the last hour (lead runs a"

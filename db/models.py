@@ -213,6 +213,28 @@ class ZohoWritebackRefused(Base):
     redrives: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class EventRefused(Base):
+    """A lead event one subscriber refused for good, or did not take within the event's retry window: the
+    lead's run went on, so the event waits here, one row per event and subscriber, until support fixes
+    the cause and redrives it (``hub parked``). A redrive sends it again as it was (same id and time).
+
+    ``subscriber`` is the subscriber's origin, for people to read; ``subscriber_key`` a digest of its
+    configured URL, which may carry a token and is kept in settings only: a redrive sends to the
+    configured URL with that digest."""
+
+    __tablename__ = "events_refused"
+
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subscriber_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subscriber: Mapped[str] = mapped_column(String(255))
+    event_type: Mapped[str] = mapped_column(String(64))
+    lead_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    event: Mapped[dict[str, Any]] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(Text)
+    refused_at: Mapped[datetime] = mapped_column(index=True)
+    redrives: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class OAuthToken(Base):
     """An access token shared by every worker, so the provider's token quota is respected."""
 

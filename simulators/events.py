@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from simulators.faults import Fault, rejects_leads, take_fault
 from simulators.state import ReceivedEvent, StateDep, SubscriberState
 
 router = APIRouter(prefix="/events", tags=["events"])
@@ -17,9 +18,20 @@ control_router = APIRouter(prefix="/_control/events", tags=["control"])
 
 @router.post("/{subscriber}")
 async def receive_event(subscriber: str, request: Request, state: StateDep) -> JSONResponse:
-    """Verify signature and timestamp (5 min tolerance), drop repeats of a ``webhook-id``, keep the rest."""
+    """Verify signature and timestamp (5 min tolerance), drop repeats of a ``webhook-id``, keep the rest.
+
+    Faults, under the target ``events/<subscriber>``: ``error_5xx_count`` answers 503 (away),
+    ``reject`` refuses every event for good (422), as a subscriber whose contract changed would."""
     raw = await request.body()
     inbox = state.subscriber(subscriber)
+    target = f"events/{subscriber}"
+    fault, _ = await take_fault(state, target)
+    if fault is not Fault.NONE:
+        inbox.counters.unavailable += 1
+        return JSONResponse({"error": "unavailable"}, status_code=503)
+    if rejects_leads(state, target):
+        inbox.counters.rejected += 1
+        return JSONResponse({"error": "unprocessable", "message": "unknown event schema"}, status_code=422)
     try:
         payload = state.event_verifier.verify(raw, dict(request.headers))
     # The library lets malformed headers or bodies escape as ValueError (base64, unpacking, JSON).

@@ -95,7 +95,7 @@ def take_answer_fault(state: SimulatorState, target: str) -> str | None:
 class FaultSpec(BaseModel):
     """Failures to inject for one target; replaces what was set for it before."""
 
-    target: str = Field(min_length=1, description='"zoho", "vtex" or a dealer id')
+    target: str = Field(min_length=1, description='"zoho", "vtex", a dealer id or "events/<subscriber>"')
     latency_ms: int = Field(default=0, ge=0, le=60_000)
     error_5xx_count: int = Field(default=0, ge=0)
     rate_limit_count: int = Field(default=0, ge=0)
@@ -173,7 +173,7 @@ async def clear_faults(state: StateDep) -> dict[str, Any]:
     return {"cleared": "all"}
 
 
-@router.delete("/faults/{target}")
+@router.delete("/faults/{target:path}")
 async def clear_target_faults(target: str, state: StateDep) -> dict[str, Any]:
     """Remove the failures injected for one target."""
     state.faults.pop(target, None)

@@ -245,6 +245,8 @@ class EventCounters:
     received: int = 0
     duplicates: int = 0
     invalid: int = 0
+    unavailable: int = 0  # answered 503 by an injected fault
+    rejected: int = 0  # refused for good (422) by an injected fault
 
 
 @dataclass

@@ -28,6 +28,7 @@ from clients.subscribers import EventPublisher
 from clients.zoho import ZohoClient
 from core.background import in_background
 from core.metrics import (
+    EVENTS_PARKED,
     EVENTS_REFUSED,
     LEADS_SLA_EXHAUSTED,
     ZOHO_WRITEBACKS_PARKED,
@@ -36,15 +37,21 @@ from core.metrics import (
 )
 from core.outbound import origin
 from core.settings import Settings
-from db import zoho_writebacks
+from db import refused_events, zoho_writebacks
 from db.engine import create_engine, session_factory
 from db.tokens import DatabaseTokens
 from workers.options import shutdown_options, webhook_queue_polling, workflow_options
+from workflows.event_redrive import EventRedriveWorkflow
 from workflows.lead_distribution import LeadDistributionWorkflow
 from workflows.opportunity_sync import OpportunitySyncWorkflow
 from workflows.zoho_writeback import ZohoWritebackWorkflow
 
-WORKFLOWS: tuple[type, ...] = (LeadDistributionWorkflow, OpportunitySyncWorkflow, ZohoWritebackWorkflow)
+WORKFLOWS: tuple[type, ...] = (
+    LeadDistributionWorkflow,
+    OpportunitySyncWorkflow,
+    ZohoWritebackWorkflow,
+    EventRedriveWorkflow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -101,13 +108,13 @@ async def open_workers(client: Client, settings: Settings) -> AsyncIterator[list
     polling = webhook_queue_polling(settings)
     # The gauge is served with the worker's metrics: without their endpoint, nothing reads it.
     every = settings.worker_metrics_poll_seconds if settings.worker_metrics_port else 0
-    counting = in_background(count_parked_writebacks(sessions, every)) if every else contextlib.nullcontext()
+    counting = in_background(count_parked(sessions, every)) if every else contextlib.nullcontext()
     try:
         workers = [
             Worker(
                 client,
                 task_queue=settings.leads_task_queue,
-                workflows=[LeadDistributionWorkflow, ZohoWritebackWorkflow],
+                workflows=[LeadDistributionWorkflow, ZohoWritebackWorkflow, EventRedriveWorkflow],
                 **workflow_options(settings),
                 **polling,
                 activities=[
@@ -122,6 +129,7 @@ async def open_workers(client: Client, settings: Settings) -> AsyncIterator[list
                     leads.update_zoho_lead,
                     leads.redrive_zoho_writeback,
                     leads.publish_event,
+                    leads.redrive_event,
                     leads.follow_plan,
                     leads.poll_dealer_status,
                     leads.withdraw_lead,
@@ -150,12 +158,13 @@ async def open_workers(client: Client, settings: Settings) -> AsyncIterator[list
         await engine.dispose()
 
 
-async def count_parked_writebacks(sessions: async_sessionmaker[AsyncSession], every_seconds: float) -> None:
-    """Keep ``hub_zoho_writebacks_parked`` current: only the portal database knows it (its alert fires
-    while any lead's write-back waits)."""
+async def count_parked(sessions: async_sessionmaker[AsyncSession], every_seconds: float) -> None:
+    """Keep ``hub_zoho_writebacks_parked`` and ``hub_events_parked`` current: only the portal database
+    knows them (their alerts fire while any lead's write-back or event waits)."""
     while True:
         try:
             ZOHO_WRITEBACKS_PARKED.set(await zoho_writebacks.count(sessions))
-        except SQLAlchemyError as error:  # the database away: the gauge keeps its value
-            log.warning("parked Zoho write-backs not counted: %s", type(error).__name__)
+            EVENTS_PARKED.set(await refused_events.count(sessions))
+        except SQLAlchemyError as error:  # the database away: the gauges keep their values
+            log.warning("parked write-backs and events not counted: %s", type(error).__name__)
         await asyncio.sleep(every_seconds)

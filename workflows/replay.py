@@ -16,6 +16,7 @@ from temporalio.worker import Replayer
 from core.settings import Settings
 from core.temporal import data_converter
 from workflows.dbt_build import DbtBuildWorkflow
+from workflows.event_redrive import EventRedriveWorkflow
 from workflows.lead_distribution import LeadDistributionWorkflow
 from workflows.lead_warehouse_sync import LeadWarehouseSyncWorkflow
 from workflows.opportunity_sync import OpportunitySyncWorkflow
@@ -41,6 +42,7 @@ WORKFLOWS: tuple[type, ...] = (
     LeadWarehouseSyncWorkflow,
     DbtBuildWorkflow,
     ZohoWritebackWorkflow,
+    EventRedriveWorkflow,
 )
 
 

@@ -1,16 +1,19 @@
 """A lead event reaches every subscriber on its own: one that refuses it or is away keeps none of the
 others from getting it, a retry sends only to those that neither got nor refused it, and a refusal is
-counted for its alert."""
+counted for its alert and parked for support's redrive, as is an event a subscriber did not take within
+its retry window."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -20,6 +23,8 @@ from clients.subscribers import EventPublisher
 from clients.zoho import ZohoClient
 from core.metrics import REGISTRY
 from core.settings import Settings
+from core.timeutil import utcnow
+from db import refused_events
 from db.tokens import DatabaseTokens
 
 SUBSCRIBERS = ["https://refuses.example/hooks", "https://away.example/hooks", "https://takes.example/hooks"]
@@ -30,7 +35,9 @@ def refusals(origin: str) -> float:
     return REGISTRY.get_sample_value("hub_events_refused_total", {"subscriber": origin}) or 0.0
 
 
-async def test_each_subscriber_gets_the_event_whatever_the_others_answer() -> None:
+async def test_each_subscriber_gets_the_event_whatever_the_others_answer(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     calls: Counter[str] = Counter()
 
     def subscribers(request: httpx.Request) -> httpx.Response:
@@ -43,7 +50,6 @@ async def test_each_subscriber_gets_the_event_whatever_the_others_answer() -> No
         return httpx.Response(200, json={"status": "received"})
 
     settings = Settings(environment="test")
-    sessions: async_sessionmaker[AsyncSession] = async_sessionmaker()  # publishing reads no database
     beats: list[Any] = []
     async with httpx.AsyncClient(transport=httpx.MockTransport(subscribers)) as http:
         publisher = EventPublisher(http, settings.event_signing_secret.get_secret_value())
@@ -66,3 +72,120 @@ async def test_each_subscriber_gets_the_event_whatever_the_others_answer() -> No
     assert (refused.value.non_retryable, refused.value.type) == (True, PERMANENT_FAILURE)
     assert "refused by https://refuses.example" in str(refused.value)
     assert refusals("https://refuses.example:443") - before == 1
+    [parked] = await refused_events.of_event(sessions, EVENT["id"])  # for the one that refused only
+    assert (parked.subscriber, parked.event, parked.redrives) == ("https://refuses.example:443", EVENT, 0)
+    assert parked.reason.startswith("subscriber https://refuses.example:443: ") and "410" in parked.reason
+
+
+class Subscribers:
+    """Subscribers at ``SUBSCRIBERS``' hosts, answering as ``answers`` says (200 where it says nothing)."""
+
+    def __init__(self) -> None:
+        self.answers: dict[str, int] = {}
+        self.calls: Counter[str] = Counter()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        host = request.url.host
+        self.calls[host] += 1
+        status = self.answers.get(host, 200)
+        return httpx.Response(status, json={"status": "received" if status == 200 else "error"})
+
+    def steps(
+        self, http: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], subscribers: list[str]
+    ) -> LeadActivities:
+        settings = Settings(environment="test")
+        publisher = EventPublisher(http, settings.event_signing_secret.get_secret_value())
+        zoho = ZohoClient(http, settings, DatabaseTokens(sessions))
+        return LeadActivities(sessions, zoho, {}, publisher, subscribers)
+
+
+def attempt(left: timedelta, number: int = 1) -> ActivityEnvironment:
+    """An attempt of the lead flow's publish step (retried for 24 hours, backoff up to 10 minutes),
+    ``left`` before its window ends."""
+    environment = ActivityEnvironment()
+    window = timedelta(hours=24)
+    environment.info = dataclasses.replace(
+        environment.info,
+        attempt=number,
+        schedule_to_close_timeout=window,
+        start_to_close_timeout=timedelta(seconds=30),
+        scheduled_time=utcnow() - window + left,
+        retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=10)),
+    )
+    return environment
+
+
+async def test_an_event_a_subscriber_did_not_take_all_window_long_waits_for_the_redrive(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Away all along: the last attempt the window allows parks the event for that subscriber before it
+    tries (should it time out, the event still waits), and a subscriber that takes it then is taken off."""
+    fake = Subscribers()
+    fake.answers = {"away.example": 503, "takes.example": 503}
+    async with httpx.AsyncClient(transport=httpx.MockTransport(fake)) as http:
+        steps = fake.steps(http, sessions, SUBSCRIBERS[1:])
+        with pytest.raises(ApplicationError):
+            await attempt(timedelta(hours=2), number=5).run(
+                steps.publish_event, PublishEventInput(event=EVENT)
+            )
+        assert await refused_events.count(sessions) == 0  # hours left: retried, not parked
+
+        fake.answers = {"away.example": 503}
+        with pytest.raises(ApplicationError) as last:
+            await attempt(timedelta(minutes=5), number=90).run(
+                steps.publish_event, PublishEventInput(event=EVENT)
+            )
+    assert not last.value.non_retryable  # the window ends it: nothing more is owed to the run
+    [parked] = await refused_events.of_event(sessions, EVENT["id"])
+    assert (parked.subscriber, parked.reason) == (
+        "https://away.example:443",
+        "no answer within the event's retry window",
+    )
+
+
+async def test_a_redrive_sends_the_parked_event_to_whom_it_is_parked_for_until_each_takes_it(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    fake = Subscribers()
+    at = utcnow()
+    await refused_events.park(sessions, EVENT, SUBSCRIBERS[0], "subscriber refuses: 410", at)
+    await refused_events.park(
+        sessions, EVENT, SUBSCRIBERS[1], "no answer within the event's retry window", at
+    )
+    async with httpx.AsyncClient(transport=httpx.MockTransport(fake)) as http:
+        steps = fake.steps(http, sessions, SUBSCRIBERS)
+        fake.answers = {"refuses.example": 410, "away.example": 503}
+        with pytest.raises(ApplicationError) as away:
+            await ActivityEnvironment().run(steps.redrive_event, EVENT["id"])
+        assert not away.value.non_retryable  # the workflow's retry sends again, the Web UI shows it
+        refused = {each.subscriber: each for each in await refused_events.of_event(sessions, EVENT["id"])}
+        assert refused["https://refuses.example:443"].redrives == 1
+        assert refused["https://away.example:443"].redrives == 0
+
+        fake.answers = {"refuses.example": 410}
+        outcome = await ActivityEnvironment().run(steps.redrive_event, EVENT["id"])
+        assert outcome.startswith("refused again: https://refuses.example:443: ") and "410" in outcome
+        [left] = await refused_events.of_event(sessions, EVENT["id"])
+        assert (left.subscriber, left.redrives) == ("https://refuses.example:443", 2)
+
+        fake.answers = {}
+        assert await ActivityEnvironment().run(steps.redrive_event, EVENT["id"]) == "delivered"
+        assert await ActivityEnvironment().run(steps.redrive_event, EVENT["id"]) == "nothing parked"
+    assert fake.calls == {"refuses.example": 3, "away.example": 2}  # never one that took it
+    assert await refused_events.count(sessions) == 0
+
+
+async def test_an_event_parked_for_a_subscriber_no_longer_configured_stays_for_support_to_discard(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    fake = Subscribers()
+    await refused_events.park(sessions, EVENT, "https://old.example/hooks?token=s3cr3t", "gone", utcnow())
+    async with httpx.AsyncClient(transport=httpx.MockTransport(fake)) as http:
+        steps = fake.steps(http, sessions, SUBSCRIBERS)
+        outcome = await ActivityEnvironment().run(steps.redrive_event, EVENT["id"])
+    assert outcome == "refused again: https://old.example:443: no longer a configured subscriber"
+    assert not fake.calls
+    [parked] = await refused_events.of_event(sessions, EVENT["id"])
+    assert "s3cr3t" not in repr(parked)  # the URL's token is kept in settings only
+    assert await refused_events.discard(sessions, EVENT["id"]) == ["https://old.example:443"]
+    assert await refused_events.count(sessions) == 0

@@ -25,10 +25,10 @@ from core.background import in_background
 from core.metrics import REGISTRY
 from core.settings import Settings
 from core.timeutil import utcnow
-from db import zoho_writebacks
+from db import refused_events, zoho_writebacks
 from db.tokens import DatabaseTokens
 from tests.support import eventually
-from workers.flows import count_parked_writebacks
+from workers.flows import count_parked
 
 LEAD = "5725767000000123456"
 
@@ -263,21 +263,28 @@ async def test_a_last_attempt_zoho_answers_leaves_nothing_parked(
     assert await zoho_writebacks.get(sessions, LEAD) is None
 
 
-async def test_the_flows_worker_counts_the_parked_write_backs_for_their_alert(
+async def test_the_flows_worker_counts_the_parked_write_backs_and_events_for_their_alerts(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    def parked(count: int) -> Callable[[], Awaitable[bool]]:
+    def parked(writebacks: int, events: int) -> Callable[[], Awaitable[bool]]:
         async def check() -> bool:
-            return REGISTRY.get_sample_value("hub_zoho_writebacks_parked") == count
+            counted = (
+                REGISTRY.get_sample_value("hub_zoho_writebacks_parked"),
+                REGISTRY.get_sample_value("hub_events_parked"),
+            )
+            return counted == (writebacks, events)
 
         return check
 
     await zoho_writebacks.park(sessions, LEAD, {"Lead_Status": "Contacted"}, "refused", utcnow())
     await zoho_writebacks.park(sessions, "5725767000000123457", {"Lead_Status": "Sold"}, "refused", utcnow())
-    async with in_background(count_parked_writebacks(sessions, 0.05)):
-        await eventually(parked(2), timeout=5)
+    event = {"id": "5b7c7f0e-0000-4000-8000-000000000002", "type": "LeadStatusAtualizado", "subject": LEAD}
+    await refused_events.park(sessions, event, "https://portal.example/hooks", "refused", utcnow())
+    async with in_background(count_parked(sessions, 0.05)):
+        await eventually(parked(2, 1), timeout=5)
         assert await zoho_writebacks.discard(sessions, LEAD) == {"Lead_Status": "Contacted"}
-        await eventually(parked(1), timeout=5)
+        assert await refused_events.discard(sessions, event["id"]) == ["https://portal.example:443"]
+        await eventually(parked(1, 0), timeout=5)
 
 
 async def test_a_redrive_refused_after_its_lead_was_discarded_leaves_nothing_parked(

@@ -4,6 +4,7 @@ attribute ``Parked``, memo, metric) and lands once after ``hub parked redrive``,
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from temporalio.client import WorkflowExecutionStatus
@@ -218,3 +219,51 @@ async def test_a_limit_below_one_is_refused_before_anything_is_read(
             await hub_cli(hub.settings, "parked", "list", "--limit", limit)
         assert refused.value.code == 2
         assert "must be 1 or more" in capsys.readouterr().err
+
+
+async def subscriber_refuses(hub: Hub, refuses: bool) -> None:
+    faults = f"{hub.sims_url}/_control/faults"
+    if refuses:
+        (await hub.http.post(faults, json={"target": "events/portal", "reject": True})).raise_for_status()
+    else:
+        (await hub.http.delete(f"{faults}/events/portal")).raise_for_status()
+
+
+async def test_a_lead_event_the_subscriber_refuses_is_parked_for_support_and_sent_by_the_redrive(
+    hub: Hub, hub_cli: HubCli
+) -> None:
+    """The car maker's portal refuses the hub's events for good (its schema changed, say): the lead still
+    reaches its dealer, its event waits in the portal database, and once the portal takes events again,
+    ``hub parked redrive`` sends it: the portal has it once. One no subscriber will take is discarded."""
+    await subscriber_refuses(hub, True)
+    lead_id, gone_id = await delivered_lead(hub, "Contagem"), await delivered_lead(hub, "Betim")
+
+    async def both_parked() -> list[dict[str, Any]]:
+        listed = await hub_cli(hub.settings, "--json", "parked", "list", "--partner", "subscribers")
+        assert listed.code == 0, listed.err
+        rows = listed.lines("parked")
+        return rows if {row["lead_id"] for row in rows} == {lead_id, gone_id} else []
+
+    rows = {row["lead_id"]: row for row in await eventually(both_parked)}
+    row = rows[lead_id]
+    assert (row["workflow_type"], row["partner"]) == ("lead event", "subscribers")
+    assert row["workflow_id"] == f"event-redrive-{row['event_id']}"
+    assert row["reason"].startswith("LeadDistribuidoComSucesso, http://127.0.0.1:") and "422" in row["reason"]
+    dropped = await hub_cli(hub.settings, "parked", "discard-event", rows[gone_id]["event_id"])
+    assert dropped.code == 0 and "discarded" in dropped.out
+    assert (await hub_cli(hub.settings, "parked", "discard-event", rows[gone_id]["event_id"])).code == 1
+
+    again = await hub_cli(hub.settings, "--json", "parked", "redrive", "--partner", "subscribers", "--yes")
+    assert again.code == 1  # still refused: it stays parked
+    [outcome] = [r["action"] for r in again.lines("parked")]
+    assert outcome.startswith("refused again") and "422" in outcome
+
+    await subscriber_refuses(hub, False)
+    done = await hub_cli(hub.settings, "--json", "parked", "redrive", "--partner", "subscribers", "--yes")
+    assert done.code == 0, done.err
+    assert [r["action"] for r in done.lines("parked")] == ["delivered"]
+    events = (await hub.http.get(f"{hub.sims_url}/_control/events/portal")).json()["events"]
+    distributed = [e for e in events if e["type"] == "LeadDistribuidoComSucesso"]
+    assert [e["data"]["lead_id"] for e in distributed] == [lead_id]
+    after = await hub_cli(hub.settings, "parked", "list", "--partner", "subscribers")
+    assert after.code == 0 and "no parked events" in after.out

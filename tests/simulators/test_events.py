@@ -44,7 +44,7 @@ async def test_signed_event_is_kept_once(client: httpx.AsyncClient) -> None:
         ("msg_1", "LeadDistribuidoComSucesso", {"lead_id": "1"})
     ]
     counters = (await client.get("/_control/counters")).json()["events"]["crm-dashboard"]
-    assert counters == {"received": 1, "duplicates": 1, "invalid": 0}
+    assert counters == {"received": 1, "duplicates": 1, "invalid": 0, "unavailable": 0, "rejected": 0}
 
 
 async def test_bad_events_are_rejected(client: httpx.AsyncClient) -> None:
@@ -63,6 +63,21 @@ async def test_bad_events_are_rejected(client: httpx.AsyncClient) -> None:
         assert response.status_code == 400, headers
     assert (await post_event(client, tampered, body.replace(b'"1"', b'"2"'))).status_code == 400
     counters = (await client.get("/_control/counters")).json()["events"]["crm-dashboard"]
-    assert counters == {"received": 0, "duplicates": 0, "invalid": 6}
+    assert counters == {"received": 0, "duplicates": 0, "invalid": 6, "unavailable": 0, "rejected": 0}
     # A rejected delivery does not burn its id: the genuine one is still accepted.
     assert (await post_event(client, tampered, body)).json()["status"] == "received"
+
+
+async def test_a_subscriber_away_or_refusing_answers_as_set_then_takes_the_event(
+    client: httpx.AsyncClient,
+) -> None:
+    body = json.dumps(EVENT).encode()
+    faults = {"target": "events/crm-dashboard", "error_5xx_count": 1, "reject": True}
+    (await client.post("/_control/faults", json=faults)).raise_for_status()
+    assert (await post_event(client, signed(body, "msg_3"), body)).status_code == 503
+    refused = await post_event(client, signed(body, "msg_3"), body)
+    assert (refused.status_code, refused.json()["error"]) == (422, "unprocessable")
+    (await client.delete("/_control/faults/events/crm-dashboard")).raise_for_status()
+    assert (await post_event(client, signed(body, "msg_3"), body)).json()["status"] == "received"
+    counters = (await client.get("/_control/counters")).json()["events"]["crm-dashboard"]
+    assert counters == {"received": 1, "duplicates": 0, "invalid": 0, "unavailable": 1, "rejected": 1}

@@ -36,7 +36,7 @@ from contracts.dbt_build import (
     dbt_build_workflow_id,
     send_build_request,
 )
-from contracts.leads import AssignDealerInput, start_zoho_writeback_redrive
+from contracts.leads import AssignDealerInput, start_event_redrive, start_zoho_writeback_redrive
 from contracts.orders import STATUS_QUERY as ORDER_STATUS_QUERY
 from contracts.orders import VtexOrderStatus
 from core.constants import (
@@ -46,6 +46,8 @@ from core.constants import (
     vtex_order_workflow_id,
 )
 from core.settings import Settings
+from db import refused_events
+from db.engine import one_off_sessions
 from simulators.zoho_deals import deal_webhook_fields
 from tests.hub import Hub, running_hub
 from tests.support import SMALL_STORE, eventually, skip_time
@@ -433,6 +435,26 @@ async def test_record_zoho_writeback_redriven(hub: Hub) -> None:
     redrive = await start_zoho_writeback_redrive(hub.client, hub.settings, lead_id)
     assert await redrive.result() == "written"
     await save(hub.client, redrive.id, "zoho_writeback_redriven")
+
+
+async def test_record_event_redriven(hub: Hub) -> None:
+    """A lead event the portal refused (its schema check, then fixed): support's redrive sends it."""
+    faults = f"{hub.sims_url}/_control/faults"
+    (await hub.http.post(faults, json={"target": "events/portal", "reject": True})).raise_for_status()
+    lead_id = await hub.create_lead(State="MG", City="Contagem")
+    await hub.post_webhook(lead_id)
+    await hub.handle(lead_id).result()
+    (await hub.http.delete(f"{faults}/events/portal")).raise_for_status()
+
+    async def parked_of_lead() -> list[refused_events.ParkedEvent]:
+        async with one_off_sessions(hub.settings.database_url) as sessions:
+            rows, _ = await refused_events.parked(sessions, 100)
+        return [row for row in rows if row.lead_id == lead_id]
+
+    [parked] = await eventually(parked_of_lead)
+    redrive = await start_event_redrive(hub.client, hub.settings, parked.event_id, lead_id)
+    assert await redrive.result() == "delivered"
+    await save(hub.client, redrive.id, "event_redriven")
 
 
 async def test_record_vtex_order_parked_then_redriven(hub: Hub) -> None:
