@@ -672,74 +672,103 @@ class LeadActivities:
         none of the others from getting it. After a retry, only to those that neither got it nor
         refused it for good (a local activity keeps no heartbeat: its retry sends to every subscriber
         again; they drop a copy by its id). Fails, retryable, while a subscriber is away; then, for
-        good, where one refused it. Each refusal is logged, counted (hub_events_refused_total) and
-        parked for support's redrive (``db.refused_events``), as is the event for every subscriber
-        still away when the last attempt the retry window allows starts."""
+        good, where one refused it.
+
+        A refusal is logged, counted once (hub_events_refused_total) and parked for support's redrive
+        (``db.refused_events``); so is the event for each subscriber still away when the retry window
+        ends: parked as the last attempt it allows starts (should that attempt time out, the event still
+        waits), or as a subscriber's Retry-After reaches past it. A parked subscriber that takes the
+        event later (a retry, or a later run of the lead: event ids are stable) is taken off."""
         event = params.event
         info = activity.info()
         details = info.heartbeat_details
         delivered: list[str] = list(details[0]) if details else []
         refused: list[str] = list(details[1]) if len(details) > 1 else []
         owed = [url for url in self._subscribers if url not in delivered and url not in refused]
+        parked_before = await refused_events.parked_keys(self._sessions, str(event["id"]))
+        parked = set(parked_before)
         last = last_chance(info, attempt=info.start_to_close_timeout)
-        if last:  # should this attempt time out or fail, the event waits for support's redrive
-            reason = "no answer within the event's retry window"
-            for url in owed:
-                await refused_events.park(self._sessions, event, url, reason, utcnow(), keep_reason=True)
+        if last:
+            await self._park_for_window(event, owed, WINDOW_PASSED)
+            parked.update(refused_events.subscriber_key(url) for url in owed)
         away: TransientError | None = None
+        away_urls: list[str] = []
         for url in owed:
+            key = refused_events.subscriber_key(url)
             try:
                 await self._publisher.publish(url, event, utcnow())
                 delivered.append(url)
-                if last or info.attempt > 1:  # it may have been parked by an earlier attempt
+                if key in parked:
                     await refused_events.took(self._sessions, str(event["id"]), url)
             except PermanentError as error:
                 refused.append(url)
-                EVENTS_REFUSED.labels(origin(url)).inc()
                 activity.logger.error("event %s refused by a subscriber: %s", event["id"], error)
                 await refused_events.park(self._sessions, event, url, str(error), utcnow())
+                if key not in parked_before:  # an earlier try's refusal was counted then
+                    EVENTS_REFUSED.labels(origin(url)).inc()
             except (TransientError, httpx.HTTPError) as error:
                 away = away or _as_transient(url, error)
+                away_urls.append(url)
             if not info.is_local:  # after each one, answered or not: the attempt is alive
                 activity.heartbeat(delivered, refused)
         with external_call():
             if away is not None:
+                if last or last_chance(info, away.retry_after):  # no retry follows
+                    await self._park_for_window(event, away_urls, f"{away}, all along")
+                    for url in away_urls:
+                        if refused_events.subscriber_key(url) not in parked_before:
+                            EVENTS_REFUSED.labels(origin(url)).inc()
                 raise away
             if refused:
                 origins = ", ".join(origin(url) for url in refused)
                 raise PermanentError("subscribers", f"event {event['id']} refused by {origins}")
         return PublishEventResult(delivered_to=delivered)
 
+    async def _park_for_window(self, event: dict[str, Any], urls: list[str], reason: str) -> None:
+        """Park ``event`` for the subscribers at ``urls``, which its retry window ends without; one
+        parked already keeps its reason (a refusal, say)."""
+        for url in urls:
+            await refused_events.park(self._sessions, event, url, reason, utcnow(), keep_reason=True)
+
     @activity.defn
     async def redrive_event(self, event_id: str) -> str:
         """Send a parked event again to each subscriber it is parked for (support fixed the cause):
         ``delivered``, ``refused again: ...`` (it stays parked for that subscriber) or ``nothing
-        parked``. Fails, retryable, while a subscriber is away; the rows of those that took it are gone
-        by then, so a retry sends only to the others."""
+        parked``. Fails, retryable, while a subscriber is away. A retry sends neither to those that
+        took it (their rows are gone) nor to those that refused it in this redrive (the heartbeat
+        keeps them), so a partner that refuses is asked once per redrive."""
+        details = activity.info().heartbeat_details
+        refused_keys: list[str] = list(details[0]) if details else []
         parked = await refused_events.of_event(self._sessions, event_id)
-        if not parked:
-            return "nothing parked"
+        if not parked:  # on a retry: the others took it on an earlier attempt
+            return "delivered" if details else "nothing parked"
         refusals: list[str] = []
         away: TransientError | None = None
         for each in parked:
-            url = refused_events.configured_url(each.subscriber_key, self._subscribers)
+            url = refused_events.configured_url(each, self._subscribers)
             if url is None:
                 refusals.append(f"{each.subscriber}: no longer a configured subscriber")
-                continue
-            try:
-                await self._publisher.publish(url, each.event, utcnow())
-            except PermanentError as error:
-                refusals.append(f"{each.subscriber}: {error}")
-                await refused_events.refused_again(self._sessions, each, str(error), utcnow())
-                continue
-            except (TransientError, httpx.HTTPError) as error:
-                away = away or _as_transient(url, error)
-                continue
-            await refused_events.redriven(self._sessions, each)
+            elif each.subscriber_key in refused_keys:
+                refusals.append(f"{each.subscriber}: {each.reason}")
+            else:
+                try:
+                    await self._publisher.publish(url, each.event, utcnow())
+                    await refused_events.redriven(self._sessions, each)
+                except PermanentError as error:
+                    refusals.append(f"{each.subscriber}: {error}")
+                    refused_keys.append(each.subscriber_key)
+                    await refused_events.refused_again(self._sessions, each, str(error), utcnow())
+                except (TransientError, httpx.HTTPError) as error:
+                    away = away or _as_transient(url, error)
+            activity.heartbeat(refused_keys)
         with external_call():
             if away is not None:
                 raise away
         return f"refused again: {'; '.join(refusals)}" if refusals else "delivered"
+
+
+# Why an event waits for a subscriber that never answered: its last attempt started, the window ends.
+WINDOW_PASSED = "no answer within the event's retry window"
 
 
 def _as_transient(url: str, error: TransientError | httpx.HTTPError) -> TransientError:

@@ -124,8 +124,8 @@ async def find_writebacks(
 async def find_events(
     ctx: Context, args: argparse.Namespace, limit: int
 ) -> tuple[list[dict[str, Any]], bool]:
-    """The lead events a subscriber refused, oldest first, from at most ``limit`` parked rows (one row
-    shown per event); and whether more are."""
+    """The lead events a subscriber refused, oldest first, at most ``limit`` (one row per event, naming
+    every subscriber it is parked for); and whether more are."""
     if args.partner not in (None, SUBSCRIBERS):
         return [], False
     try:
@@ -150,9 +150,9 @@ async def find_events(
         )
         why = f"{each.subscriber}: {each.reason} (redriven {each.redrives} times)"
         row["reason"] = f"{row['reason']}; {why}" if row["reason"] else f"{each.event_type}, {why}"
-    if total > len(parked):
-        ctx.out.say(f"{total} events are parked for a subscriber, {len(parked)} shown: raise --limit")
-    return list(rows.values()), total > len(parked)
+    if total > len(rows):
+        ctx.out.say(f"{total} lead events are parked for a subscriber, {len(rows)} shown: raise --limit")
+    return list(rows.values()), total > len(rows)
 
 
 async def find_all(ctx: Context, args: argparse.Namespace) -> tuple[list[dict[str, Any]], bool]:

@@ -81,8 +81,8 @@ ZOHO_WRITEBACKS_PARKED = Gauge(
 EVENTS_PARKED = Gauge(
     "hub_events_parked",
     "Lead events a subscriber refused for good, or did not take within their retry window, waiting in the"
-    " portal database for hub parked redrive (or discard), one per event and subscriber; every flows"
-    " worker counts them.",
+    " portal database for hub parked redrive (or discard-event), each counted once whatever the number"
+    " of subscribers it waits for; every flows worker counts them.",
     registry=REGISTRY,
 )
 RUNS_CLOSED_LAST_HOUR = Gauge(

@@ -44,9 +44,15 @@ def subscriber_key(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()
 
 
-def configured_url(key: str, subscribers: list[str]) -> str | None:
-    """The configured subscriber URL whose digest is ``key``; None: it is configured no more."""
-    return next((url for url in subscribers if subscriber_key(url) == key), None)
+def configured_url(parked: ParkedEvent, subscribers: list[str]) -> str | None:
+    """Where to send ``parked`` now: the configured URL it was parked for, or else the one configured
+    URL of the same origin (its path moved, or the token in it was rotated: the usual fixes of what
+    the subscriber refused); None: no such subscriber is configured any more."""
+    same = next((url for url in subscribers if subscriber_key(url) == parked.subscriber_key), None)
+    if same is not None:
+        return same
+    of_origin = [url for url in subscribers if origin(url) == parked.subscriber]
+    return of_origin[0] if len(of_origin) == 1 else None
 
 
 async def park(
@@ -121,6 +127,15 @@ async def redriven(sessions: async_sessionmaker[AsyncSession], parked: ParkedEve
     await _delete(sessions, parked.event_id, parked.subscriber_key)
 
 
+async def parked_keys(sessions: async_sessionmaker[AsyncSession], event_id: str) -> set[str]:
+    """The digests of the subscribers the event is parked for (usually none)."""
+    async with sessions() as session:
+        keys = await session.scalars(
+            select(EventRefused.subscriber_key).where(EventRefused.event_id == event_id)
+        )
+        return set(keys)
+
+
 async def of_event(sessions: async_sessionmaker[AsyncSession], event_id: str) -> list[ParkedEvent]:
     """The event's parked rows, one per subscriber that has not taken it."""
     async with sessions() as session:
@@ -131,15 +146,22 @@ async def of_event(sessions: async_sessionmaker[AsyncSession], event_id: str) ->
 
 
 async def parked(sessions: async_sessionmaker[AsyncSession], limit: int) -> tuple[list[ParkedEvent], int]:
-    """The parked events, oldest refusal first, at most ``limit`` rows; and how many rows there are."""
+    """The rows of the parked events, oldest first refusal first, of at most ``limit`` events (every
+    subscriber each is parked for); and how many events are parked in all."""
     total = await count(sessions)
+    first_refused = func.min(EventRefused.refused_at)
+    oldest = (
+        select(EventRefused.event_id)
+        .group_by(EventRefused.event_id)
+        .order_by(first_refused, EventRefused.event_id)
+        .limit(limit)
+    )
     async with sessions() as session:
-        rows = await session.scalars(
-            select(EventRefused)
-            .order_by(EventRefused.refused_at, EventRefused.event_id, EventRefused.subscriber_key)
-            .limit(limit)
-        )
-        return [_view(row) for row in rows], total
+        event_ids = list(await session.scalars(oldest))
+        rows = await session.scalars(select(EventRefused).where(EventRefused.event_id.in_(event_ids)))
+        order = {event_id: position for position, event_id in enumerate(event_ids)}
+        views = sorted((_view(row) for row in rows), key=lambda each: (order[each.event_id], each.subscriber))
+        return views, total
 
 
 async def discard(sessions: async_sessionmaker[AsyncSession], event_id: str) -> list[str]:
@@ -153,8 +175,9 @@ async def discard(sessions: async_sessionmaker[AsyncSession], event_id: str) -> 
 
 
 async def count(sessions: async_sessionmaker[AsyncSession]) -> int:
+    """How many events are parked (for one subscriber or more)."""
     async with sessions() as session:
-        return await session.scalar(select(func.count()).select_from(EventRefused)) or 0
+        return await session.scalar(select(func.count(func.distinct(EventRefused.event_id)))) or 0
 
 
 def _view(row: EventRefused) -> ParkedEvent:

@@ -21,12 +21,16 @@ async def receive_event(subscriber: str, request: Request, state: StateDep) -> J
     """Verify signature and timestamp (5 min tolerance), drop repeats of a ``webhook-id``, keep the rest.
 
     Faults, under the target ``events/<subscriber>``: ``error_5xx_count`` answers 503 (away),
-    ``reject`` refuses every event for good (422), as a subscriber whose contract changed would."""
+    ``rate_limit_count`` 429 with ``retry_after_seconds``, ``reject`` refuses every event for good
+    (422), as a subscriber whose contract changed would."""
     raw = await request.body()
     inbox = state.subscriber(subscriber)
     target = f"events/{subscriber}"
-    fault, _ = await take_fault(state, target)
-    if fault is not Fault.NONE:
+    fault, retry_after = await take_fault(state, target)
+    if fault is Fault.RATE_LIMITED:
+        inbox.counters.unavailable += 1
+        return JSONResponse({"error": "too_many_requests"}, 429, headers={"Retry-After": str(retry_after)})
+    if fault is Fault.UNAVAILABLE:
         inbox.counters.unavailable += 1
         return JSONResponse({"error": "unavailable"}, status_code=503)
     if rejects_leads(state, target):

@@ -72,12 +72,14 @@ async def test_a_subscriber_away_or_refusing_answers_as_set_then_takes_the_event
     client: httpx.AsyncClient,
 ) -> None:
     body = json.dumps(EVENT).encode()
-    faults = {"target": "events/crm-dashboard", "error_5xx_count": 1, "reject": True}
+    faults = {"target": "events/crm-dashboard", "error_5xx_count": 1, "rate_limit_count": 1, "reject": True}
     (await client.post("/_control/faults", json=faults)).raise_for_status()
     assert (await post_event(client, signed(body, "msg_3"), body)).status_code == 503
+    limited = await post_event(client, signed(body, "msg_3"), body)
+    assert (limited.status_code, limited.headers["retry-after"]) == (429, "1")
     refused = await post_event(client, signed(body, "msg_3"), body)
     assert (refused.status_code, refused.json()["error"]) == (422, "unprocessable")
     (await client.delete("/_control/faults/events/crm-dashboard")).raise_for_status()
     assert (await post_event(client, signed(body, "msg_3"), body)).json()["status"] == "received"
     counters = (await client.get("/_control/counters")).json()["events"]["crm-dashboard"]
-    assert counters == {"received": 1, "duplicates": 0, "invalid": 0, "unavailable": 1, "rejected": 1}
+    assert counters == {"received": 1, "duplicates": 0, "invalid": 0, "unavailable": 2, "rejected": 1}
