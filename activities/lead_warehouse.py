@@ -10,7 +10,7 @@ the last one) adds nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -19,11 +19,9 @@ from activities.heartbeats import heartbeating
 from activities.pacing import first_attempt
 from core.metrics import count_sync
 from db import lead_changes
-from warehouse.landing import BronzeRecord, Warehouse
+from warehouse.landing import BronzeRecord, Warehouse, landed_since
 from warehouse.leads import TABLE_OF_KIND, lead_record
 from warehouse.streams import StreamCursor
-
-LANDING_CLOCK_SKEW = timedelta(hours=1)
 
 
 @dataclass
@@ -82,8 +80,7 @@ class LeadWarehouseActivities:
         for change in found:
             record = lead_record(change.kind, change.fields, change.at)
             records.setdefault(record.event_key, record)
-        # No version can have landed before the portal recorded it (an hour for the clocks' skew).
-        since = min(change.at for change in found) - LANDING_CLOCK_SKEW
+        since = landed_since(change.at for change in found)  # none landed before the portal had it
         entities = sorted({record.entity_id for record in records.values()})
         landed = await self._warehouse.landed_keys(
             [table], list(records), entity_ids=entities, landed_since=since

@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import pyarrow as pa
@@ -112,6 +112,21 @@ class QuarantineRecord:
     payload: dict[str, Any]
     entity_id: str | None = None
     code: str = "invalid"
+
+
+# How far the clocks of a source and of the landing may disagree: no version lands before its source
+# time less this, so a read of what landed can start its days there.
+LANDING_CLOCK_SKEW = timedelta(hours=1)
+
+
+def landed_since(source_times: Iterable[datetime | None]) -> datetime | None:
+    """The earliest moment records changed at ``source_times`` can have landed (the oldest, less the
+    clocks' skew), which bounds the days a read of what landed scans; None where one time is unknown
+    (the read then scans every day)."""
+    times = list(source_times)
+    if not times or any(at is None for at in times):
+        return None
+    return min(at for at in times if at is not None) - LANDING_CLOCK_SKEW
 
 
 class InvalidRecord(ValueError):
