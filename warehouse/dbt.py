@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -40,6 +41,7 @@ def dbt_environment(settings: Settings) -> dict[str, str]:
         "HUB_BIGQUERY_CREDENTIALS_FILE": settings.bigquery_credentials_file,
         "HUB_DBT_TARGET": settings.dbt_target or ("emulator" if settings.bigquery_endpoint else "bigquery"),
         "HUB_DBT_MAXIMUM_BYTES_BILLED": str(settings.dbt_maximum_bytes_billed),
+        "HUB_BUSINESS_TIMEZONE": settings.business_timezone,  # the marts' days, as the API's
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
     if settings.bigquery_endpoint:
@@ -197,6 +199,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--blocked", nargs="*", default=[], help="with --fast: models to leave out, with what reads them"
     )
     args = parser.parse_args(argv)
+    if "HUB_DBT_TARGET" not in os.environ:  # run by hand (the build activity names everything)
+        os.environ.update({**dbt_environment(Settings()), **os.environ})
     summary = run_build(args.work_dir, args.select, args.full_refresh, args.fast, args.blocked)
     sys.stdout.write(SUMMARY_PREFIX + json.dumps(asdict(summary)) + "\n")
     sys.exit(0 if summary.success else 1)

@@ -450,3 +450,19 @@ async def test_a_model_built_without_the_silver_model_it_reads_keeps_its_place(
     assert (await dbt_build(settings, tmp_path, models_only=True)).success
     gold = {row["customer_id"]: row for row in (await snapshot(warehouse))["customer_360"]}
     assert float(gold["c-carla"]["lifetime_value"]) == 44
+
+
+async def test_the_marts_count_days_in_the_hubs_business_time_zone(
+    warehouse: Warehouse, settings: Settings, tmp_path: Path
+) -> None:
+    """A store set to another time zone (HUB_BUSINESS_TIMEZONE, as the API's "today" and the dealers'
+    daily capacity count days) gets its daily sales on that zone's days: an order at 20:30 UTC on May 1
+    is a sale of May 2 in Tokyo."""
+    await land_store(warehouse)
+    evening = order("o-7", "u-ana", 4200, "2026-05-01T20:30:00.0000000Z", "invoiced", "2026-05-01T21:00:00Z")
+    await warehouse.land(VTEX_ORDERS, [order_version(evening)])
+    tokyo = settings.model_copy(update={"business_timezone": "Asia/Tokyo"})
+    assert (await dbt_build(tokyo, tmp_path, models_only=True)).success
+    daily = {str(row["sales_date"]): row for row in (await snapshot(warehouse))["daily_sales"]}
+    assert "2026-05-01" not in daily and float(daily["2026-05-02"]["revenue"]) == 42
+

@@ -12,6 +12,8 @@ from dbt.config.renderer import ProfileRenderer
 from dbt.flags import set_from_args
 from dbt_common.context import set_invocation_context
 
+import warehouse.dbt
+from contracts.dbt_build import DbtBuildSummary
 from core.settings import Settings
 from warehouse.dbt import PROJECT_DIR, dbt_environment
 
@@ -38,3 +40,29 @@ def test_a_query_billing_more_than_the_setting_fails(monkeypatch: pytest.MonkeyP
 def test_every_query_is_labelled_with_its_model() -> None:
     project = yaml.safe_load((PROJECT_DIR / "dbt_project.yml").read_text())
     assert project["query-comment"] == {"job-label": True}  # dbt's comment (node_id, ...) as job labels
+
+
+def test_a_build_run_by_hand_takes_its_target_and_guard_from_the_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``python -m warehouse.dbt build --full-refresh``, which the README has support run after a
+    migration: without the build activity's environment, the profile's defaults are the emulator's
+    (a fake token) and no cap on the bytes billed. The settings decide, as for the activity's builds."""
+    for name in dbt_environment(Settings(environment="test")):
+        monkeypatch.setenv(name, "")  # so that monkeypatch restores what main() sets
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HUB_BIGQUERY_ENDPOINT", "")
+    monkeypatch.setenv("HUB_BIGQUERY_PROJECT", "acme-analytics")
+    monkeypatch.setenv("HUB_BUSINESS_TIMEZONE", "America/Manaus")
+    seen: dict[str, str] = {}
+
+    def build(*args: object) -> DbtBuildSummary:
+        seen.update(os.environ)
+        return DbtBuildSummary()
+
+    monkeypatch.setattr(warehouse.dbt, "run_build", build)
+    with pytest.raises(SystemExit):
+        warehouse.dbt.main(["build", "--full-refresh"])
+    assert (seen["HUB_DBT_TARGET"], seen["HUB_BIGQUERY_PROJECT"]) == ("bigquery", "acme-analytics")
+    assert seen["HUB_DBT_MAXIMUM_BYTES_BILLED"] == str(50 * 1024**3)
+    assert seen["HUB_BUSINESS_TIMEZONE"] == "America/Manaus"  # what was set stands

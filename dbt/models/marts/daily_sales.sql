@@ -2,7 +2,7 @@
 with orders as (
     select
         *,
-        date(created_at, '{{ var("business_timezone", "America/Sao_Paulo") }}') as sales_date,
+        date(created_at, '{{ business_timezone() }}') as sales_date,
         (select sum(item.quantity) from unnest(items) as item) as units
     from {{ ref('orders') }}
 ),

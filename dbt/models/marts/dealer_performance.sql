@@ -17,12 +17,17 @@ with deliveries as (
     where delivered_at is not null
 ),
 
--- When each dealer took each lead: its first status that means it did.
+-- When each dealer took each lead: its first status that means it did, in this delivery. A lead sent
+-- back to a dealer that had it before is one delivery row again (its latest): a status reported for
+-- the earlier one does not count (five minutes allowed for the dealer's clock, as the webhook allows).
 taken as (
-    select lead_id, dealer_id, min(changed_at) as taken_at
-    from {{ ref('lead_status_changes') }}
-    where dealer_id is not null and {{ took_the_lead('status') }}
-    group by lead_id, dealer_id
+    select changes.lead_id, changes.dealer_id, min(changes.changed_at) as taken_at
+    from {{ ref('lead_status_changes') }} as changes
+    inner join deliveries using (lead_id, dealer_id)
+    where {{ took_the_lead('changes.status') }}
+        and (deliveries.claimed_at is null
+            or changes.changed_at >= timestamp_sub(deliveries.claimed_at, interval 5 minute))
+    group by changes.lead_id, changes.dealer_id
 ),
 
 sold as (
@@ -64,7 +69,7 @@ won_per_lead as (
 per_delivery as (
     select
         deliveries.dealer_id,
-        date(deliveries.delivered_at, '{{ var("business_timezone", "America/Sao_Paulo") }}') as day,
+        date(deliveries.delivered_at, '{{ business_timezone() }}') as day,
         deliveries.status = 'withdrawn' as withdrawn,  -- the SLA passed (a release is support's doing)
         taken.taken_at is not null as was_taken,
         deliveries.accept_by is not null as has_sla,
@@ -104,7 +109,7 @@ per_day as (
 unlinked as (
     select
         'unlinked' as dealer_id,
-        date(won.won_at, '{{ var("business_timezone", "America/Sao_Paulo") }}') as day,
+        date(won.won_at, '{{ business_timezone() }}') as day,
         count(*) as deals_won,
         coalesce(sum(won.amount), 0) as won_amount
     from won

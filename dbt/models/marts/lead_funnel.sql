@@ -3,7 +3,7 @@
 -- counts at every stage up to the furthest it reached (a dealer that reports "sold" first also accepted
 -- it). From silver.leads.
 select
-    date(received_at, '{{ var("business_timezone", "America/Sao_Paulo") }}') as received_date,
+    date(received_at, '{{ business_timezone() }}') as received_date,
     state,
     model,
     source,
