@@ -1,4 +1,4 @@
--- Sales per day in the store's time zone (Brasília): revenue orders, revenue and units; canceled apart.
+-- Sales per day in the store's time zone (HUB_BUSINESS_TIMEZONE, Brasília by default): revenue orders, revenue and units; canceled apart.
 with orders as (
     select
         *,
