@@ -219,13 +219,17 @@ class AdfDealerCrm:
             codes = [refused.code for refused in error.recipients]
             kind = PermanentError if codes and min(codes) >= 500 else TransientError
             raise kind(service, f"SMTP recipient refused: {max(codes, default=0)}") from None
-        except aiosmtplib.SMTPNotSupported:
-            # The server cannot do what the settings ask (STARTTLS).
-            raise PermanentError(service, "SMTP refused: SMTPNotSupported") from None
-        except aiosmtplib.SMTPResponseException as error:
-            # 5xx: the inbox refuses for good; 4xx: try again later. Only the code: texts echo addresses.
+        except (aiosmtplib.SMTPRecipientRefused, aiosmtplib.SMTPDataError) as error:
+            # 5xx: the inbox refuses the lead for good; 4xx: try again later. Only the code: texts echo
+            # addresses.
             kind = PermanentError if error.code >= 500 else TransientError
             raise kind(service, f"SMTP {error.code}", error.code) from None
+        except aiosmtplib.SMTPResponseException as error:
+            # The hub's own relay refused the hub (a rotated password, the sender not allowed, a refused
+            # greeting): the dealer refused nothing, so the lead keeps its claim and the send is retried
+            # once the relay is fixed. The Web UI shows the attempts and the code.
+            raise TransientError(service, f"SMTP relay refused: {error.code}", error.code) from None
         except (aiosmtplib.SMTPException, OSError) as error:
+            # SMTPNotSupported (the relay offers no STARTTLS) is the relay's set-up too.
             # A timeout here may hide a delivered message: the retry carries the same id and Message-ID.
             raise TransientError(service, f"SMTP {type(error).__name__}") from None

@@ -116,6 +116,48 @@ async def test_an_inbox_refused_for_now_is_tried_again_one_refused_for_good_is_n
         controller.stop()
 
 
+class RelayRefusingTheSender:
+    """The hub's own relay, set to refuse the hub's sender (as after a change of its allowed senders)."""
+
+    async def handle_MAIL(
+        self, server: object, session: object, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        return "553 5.7.1 sender not allowed"
+
+
+class RelayRefusingTheMessage:
+    """A dealer's server that takes the recipient, then refuses the message itself for good."""
+
+    async def handle_DATA(self, server: object, session: object, envelope: Envelope) -> str:
+        return "554 5.6.0 message refused"
+
+
+@pytest.mark.parametrize(
+    ("handler", "starttls", "error"),
+    [
+        (RelayRefusingTheSender(), False, TransientError),  # the relay's set-up: the dealer refused nothing
+        (RefusingInbox(), True, TransientError),  # STARTTLS asked of a relay that offers none
+        (RelayRefusingTheMessage(), False, PermanentError),  # the dealer's server refused the lead
+    ],
+)
+async def test_only_the_dealers_inbox_refusing_the_lead_is_a_refusal_not_the_hubs_relay(
+    handler: object, starttls: bool, error: type[Exception]
+) -> None:
+    """A refusal the hub's relay makes of the hub itself (its sender, its password, STARTTLS) leaves the
+    lead's claim with the dealer and is tried again once the relay is fixed: read as the dealer refusing,
+    every e-mail dealer would lose every lead while the relay is misconfigured."""
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        relay = SmtpRelay("127.0.0.1", controller.port, "hub@example.com", starttls=starttls)
+        async with httpx.AsyncClient() as http:
+            dealer = replace(DEALER, crm_url="mailto:leads@dealer.example")
+            with pytest.raises(error):
+                await AdfDealerCrm(http, relay).create_lead(dealer, {}, "5725767000000123456", "lead-1-d1")
+    finally:
+        controller.stop()
+
+
 async def test_a_receiver_that_already_holds_the_lead_has_it() -> None:
     """A re-send after a lost answer meets a receiver that has the lead under its ADF id (409): the
     dealer has the lead, which must not go on to a second dealer as if it were refused."""
