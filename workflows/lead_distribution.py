@@ -120,6 +120,11 @@ READ_BEFORE_WITHDRAWAL = "read-dealer-status-before-withdrawal"
 # resumes its delivered lead from the database passes the dealer's stored status on. Runs before it
 # passed on only the reports signalled to them.
 PASS_ON_STORED_STATUS_UNFOLLOWED = "pass-on-stored-status-of-unfollowed-dealer"
+# Patch: READ_BEFORE_WITHDRAWAL for a run that finds the SLA passed without its timer firing: one that
+# resumes the lead from the database after the deadline (a resent webhook or a redrive after a
+# terminate, a handed-on run whose first task came late). It reads the dealer's CRM once before it
+# withdraws; runs before it withdrew the lead unread, though the dealer may have accepted in time.
+READ_WHEN_RESUMED_PAST_DEADLINE = "read-dealer-status-when-resumed-past-deadline"
 # A delivery attempt's outcome when the lead had left that delivery (a run reset to before it).
 MOVED_ON = "moved on"
 # The local try of a step (_done_locally): Zoho's update is one call of at most 10 s (the HTTP clients'
@@ -451,6 +456,7 @@ class LeadDistributionWorkflow:
         ``read_until`` passes. ``own_run``: this run only waits (the run that delivered handed it on)."""
         status = plan.dealer_status
         poll = timedelta(seconds=plan.poll_seconds) if plan.poll_seconds else None
+        read_past_deadline = False  # the dealer's CRM was read once the SLA had passed
         while True:
             status = await self._pass_on_reports(dealer_id, together=own_run) or status
             if not plan.holds or sla_deadline is None or status in FINAL_DEALER_STATUSES:
@@ -462,6 +468,11 @@ class LeadDistributionWorkflow:
                     return None
                 wake = min(read_until, now + max(poll, READ_AFTER_ACCEPTANCE))
             elif now >= sla_deadline:
+                # Marked only where it acts: a run whose timer fired read the dealer at the deadline.
+                if poll and not read_past_deadline and workflow.patched(READ_WHEN_RESUMED_PAST_DEADLINE):
+                    read_past_deadline = True
+                    await self._poll_status(dealer_id, dealer_lead_id)
+                    continue
                 withdrawal = await self._withdraw(dealer_id, plan.sla_deadline)
                 if withdrawal.withdrawn:
                     return withdrawal
@@ -488,6 +499,7 @@ class LeadDistributionWorkflow:
                 # At the deadline too (since the patch): an acceptance after the last read keeps the lead.
                 if poll and (accepted or wake < sla_deadline or workflow.patched(READ_BEFORE_WITHDRAWAL)):
                     await self._poll_status(dealer_id, dealer_lead_id)
+                    read_past_deadline = workflow.now() >= sla_deadline
 
     async def _follow_plan(self, dealer_id: str) -> FollowPlan:
         plan: FollowPlan = await workflow.execute_activity_method(

@@ -57,6 +57,7 @@ from tests.workflows.test_dealer_sla import (
     at_dealer,
     contacted_reached_a_run_then_terminated,
     dealer_reports,
+    polled_dealer_accepted_then_run_resumed_late,
     sla_hub,
     terminated_after_the_decision,
     unfollowed_report_run_terminated_then_resent,
@@ -264,6 +265,38 @@ async def test_record_lead_polled_withdrawn_unread(
         await at_dealer(hub, lead_id, "next-se")
         history = await the_run_that(hub.client, lead_workflow_id(lead_id), "withdraw_lead")
         (HISTORIES / "lead_polled_withdrawn_unread.json").write_text(history.to_json() + "\n")
+
+
+async def record_resumed_past_deadline(
+    env: WorkflowEnvironment, sqlite_url: str, task_queue: str, name: str, dealer_id: str
+) -> None:
+    """The run a resent webhook starts after a terminate, past the SLA of a dealer read hourly that
+    accepted in its CRM; saved as ``name`` once the lead is at ``dealer_id``."""
+    async with sla_hub(env, sqlite_url, task_queue) as hub:
+        lead_id = await polled_dealer_accepted_then_run_resumed_late(hub)
+        read = dealer_id == "poll-se"
+        await at_dealer(hub, lead_id, dealer_id, status="accepted" if read else "delivered")
+        step = "poll_dealer_status" if read else "withdraw_lead"
+        history = await the_run_that(hub.client, lead_workflow_id(lead_id), step)
+        (HISTORIES / f"{name}.json").write_text(history.to_json() + "\n")
+
+
+async def test_record_lead_resumed_past_deadline_read_first(
+    skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str
+) -> None:
+    """Since the read-dealer-status-when-resumed-past-deadline patch: that run reads the dealer's CRM
+    first, and the acceptance keeps the lead there."""
+    name = "lead_resumed_past_deadline_read_first"
+    await record_resumed_past_deadline(skipping_env, sqlite_url, task_queue, name, "poll-se")
+
+
+async def test_record_lead_resumed_past_deadline_withdrawn_unread(
+    skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str
+) -> None:
+    """Recorded with the code from before the read-dealer-status-when-resumed-past-deadline patch (kept
+    as it was): that run withdrew the lead unread, and it went to the next dealer."""
+    name = "lead_resumed_past_deadline_withdrawn_unread"
+    await record_resumed_past_deadline(skipping_env, sqlite_url, task_queue, name, "next-se")
 
 
 async def record_unfollowed_stored_status(

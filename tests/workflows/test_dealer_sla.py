@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
+from sqlalchemy import update
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
@@ -25,6 +26,7 @@ from db import feedback
 from db.deliveries import withdraw
 from db.engine import create_engine, session_factory
 from db.feedback import HAND_OVER_GRACE
+from db.models import Delivery
 from db.rules import RulesFile, apply_rules
 from tests.hub import Hub, running_hub
 from tests.support import eventually, free_port, skip_time
@@ -462,6 +464,44 @@ async def test_a_polled_dealer_that_accepted_after_its_last_read_keeps_the_lead(
     await skip_time(skipping_env, timedelta(minutes=31))
     lead = await at_dealer(hub, lead_id, "poll-se", status="accepted")
     assert [delivery["dealer_id"] for delivery in lead["deliveries"]] == ["poll-se"]
+    counters = (await hub.counters())["dealers"]
+    assert (counters["poll-se"]["status_reads"], counters["poll-se"]["withdrawn"]) == (1, 0)
+    assert counters.get("next-se", {}).get("created", 0) == 0
+
+
+async def polled_dealer_accepted_then_run_resumed_late(hub: Hub) -> str:
+    """A lead at a dealer read hourly with 30 minutes to accept, accepted in its CRM in time (no
+    webhook); its run terminated, and the resent webhook's run starting only after the SLA passed (31
+    minutes after the delivery, by the portal's clock). The lead's id."""
+    lead_id = await hub.create_lead(State="SE", City="Aracaju")
+    await hub.post_webhook(lead_id)
+    await at_dealer(hub, lead_id, "poll-se")
+    await dealer_reports(hub, "poll-se", lead_id, "accepted", callback=False)
+    await hub.handle(lead_id).terminate(reason="stuck")
+    engine = create_engine(hub.settings.database_url)
+    try:
+        async with session_factory(engine).begin() as session:
+            await session.execute(
+                update(Delivery)
+                .where(Delivery.lead_id == lead_id)
+                .values(delivered_at=datetime.now(UTC) - timedelta(minutes=31))
+            )
+    finally:
+        await engine.dispose()
+    assert (await hub.post_webhook(lead_id)).status_code == 202
+    return lead_id
+
+
+async def test_a_run_resumed_past_the_deadline_reads_the_polled_dealer_before_withdrawing(
+    sla_hub: Hub,
+) -> None:
+    """The resumed run finds the SLA passed without its timer firing: it reads the dealer's CRM once, finds
+    the acceptance, and the dealer keeps the lead (it used to be withdrawn unread, and the lead went on
+    to the next dealer)."""
+    hub = sla_hub
+    lead_id = await polled_dealer_accepted_then_run_resumed_late(hub)
+    lead = await at_dealer(hub, lead_id, "poll-se", status="accepted")
+    assert [(each["dealer_id"], each["status"]) for each in lead["deliveries"]] == [("poll-se", "delivered")]
     counters = (await hub.counters())["dealers"]
     assert (counters["poll-se"]["status_reads"], counters["poll-se"]["withdrawn"]) == (1, 0)
     assert counters.get("next-se", {}).get("created", 0) == 0

@@ -286,6 +286,16 @@ def test_a_polled_dealer_was_withdrawn_unread_before_and_is_read_at_its_deadline
     assert "poll_dealer_status" in since and "withdraw_lead" not in since
 
 
+def test_a_run_resumed_past_a_polled_dealers_deadline_withdrew_unread_before_and_reads_first_since() -> None:
+    """Before the read-dealer-status-when-resumed-past-deadline patch a run that resumed the lead after
+    the SLA passed withdrew it at once; since, it reads the dealer's CRM first, and the acceptance found
+    keeps the lead there."""
+    before = scheduled_activities("lead_resumed_past_deadline_withdrawn_unread")
+    assert "withdraw_lead" in before and "poll_dealer_status" not in before
+    since = scheduled_activities("lead_resumed_past_deadline_read_first")
+    assert "poll_dealer_status" in since and "withdraw_lead" not in since
+
+
 def test_an_unanswered_claim_was_released_before_and_is_withdrawn_at_its_crm_since() -> None:
     """Since the unanswered-claim-withdrawn-at-crm patch the first dealer's CRM is asked to drop the lead
     between its release and the next dealer's delivery; before it, no such call was made."""
