@@ -160,10 +160,23 @@ async def record(
 async def _lost_delivery(
     session: AsyncSession, lead_id: str, dealer_id: str
 ) -> Withdrawal | DeliveryRelease | None:
-    """The delivery the dealer lost: withdrawn after its SLA, or released when its CRM never answered
-    the create call (it may have stored the lead, and report about it). None: the dealer never had it."""
+    """The delivery the dealer lost: withdrawn after its SLA, released when its CRM never answered the
+    create call (it may have stored the lead, and report about it), or moved away from it by support
+    once delivered. None: the dealer never had it."""
     lost = await session.get(Withdrawal, (lead_id, dealer_id))
-    return lost if lost is not None else await unanswered_release(session, lead_id, dealer_id)
+    if lost is not None:
+        return lost
+    found: DeliveryRelease | None = await session.scalar(
+        select(DeliveryRelease)
+        .where(
+            DeliveryRelease.lead_id == lead_id,
+            DeliveryRelease.dealer_id == dealer_id,
+            or_(DeliveryRelease.crm_outcome.is_not(None), DeliveryRelease.status_before == "delivered"),
+        )
+        .order_by(DeliveryRelease.released_at.desc(), DeliveryRelease.id.desc())
+        .limit(1)
+    )
+    return found
 
 
 async def unanswered_release(session: AsyncSession, lead_id: str, dealer_id: str) -> DeliveryRelease | None:

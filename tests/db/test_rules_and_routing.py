@@ -210,6 +210,33 @@ async def test_a_claim_released_unanswered_waits_for_its_crm_and_its_dealer_s_re
     assert unknown.outcome == feedback.Outcome.UNKNOWN
 
 
+async def test_a_dealer_support_moved_a_delivered_lead_away_from_reports_late_not_unknown(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The lead reached a, then support reassigned it to b: a's "accepted" after that is recorded as late
+    (answered 409), as for a dealer whose SLA passed, not refused as a lead a never had (404)."""
+    await load(sessions, dealer("a", priority=10), dealer("b", priority=20))
+    await lead_status.record_status(
+        sessions, lead_id="L1", status=LeadStatus.RECEIVED, workflow_id="w", at=T0
+    )
+    lead = LeadProfile("SP", "Santos", "Onix")
+    assert (await deliveries.claim_next(sessions, "L1", lead, DAY, T0)).dealer_id == "a"  # type: ignore[union-attr]
+    async with sessions.begin() as session:
+        await deliveries.mark_delivered(
+            session, lead_id="L1", dealer_id="a", dealer_lead_id="CRM-1", day=DAY, at=T0
+        )
+    moved = await deliveries.reassign(
+        sessions, "L1", "b", DAY, T0, reason="customer moved", reassigned_by="ana"
+    )
+    assert moved.dealer_id == "b"
+    late = await feedback.record(
+        sessions, lead_id="L1", dealer_id="a", status=LeadStatus.ACCEPTED, at=T0, received_at=T0
+    )
+    assert (late.outcome, late.current) == (feedback.Outcome.LATE, False)
+    view = await lead_status.get_lead(sessions, "L1")
+    assert view is not None and view.dealer_id == "b" and view.status != "accepted"
+
+
 async def test_a_dealer_released_unanswered_gets_the_lead_back_under_the_key_its_crm_allows(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
