@@ -26,20 +26,34 @@ from warehouse.streams import StreamCursor
 from warehouse.tables import QUARANTINE, VTEX_ORDERS, VTEX_SKUS, Layers
 
 
-async def test_every_bronze_read_bounds_its_partition_column(monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = Settings(environment="test")
-    warehouse = Warehouse(bigquery_client(settings), storage_writer(settings), Layers.with_prefix("t1_"), 5)
-    sent: list[str] = []
+class Listening:
+    """A warehouse that sends nothing: each query's SQL is kept in ``sent``, and answers no rows; the
+    landings land nothing."""
 
-    async def query(sql: str, parameters: Any = ()) -> list[dict[str, Any]]:
-        sent.append(sql)
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        settings = Settings(environment="test")
+        self.warehouse = Warehouse(
+            bigquery_client(settings), storage_writer(settings), Layers.with_prefix("t1_"), 5
+        )
+        self.sent: list[str] = []
+        stubs = {"query": self.query, "ready": self.ready, "land_at": self.land, "quarantine_at": self.land}
+        for name, stub in stubs.items():
+            monkeypatch.setattr(self.warehouse, name, stub)
+
+    async def query(self, sql: str, parameters: Any = ()) -> list[dict[str, Any]]:
+        self.sent.append(sql)
         return []
 
-    async def ready() -> None:
+    async def ready(self) -> None:
         return None
 
-    monkeypatch.setattr(warehouse, "query", query)
-    monkeypatch.setattr(warehouse, "ready", ready)
+    async def land(self, *args: Any) -> StreamCursor:
+        return StreamCursor()
+
+
+async def test_every_bronze_read_bounds_its_partition_column(monkeypatch: pytest.MonkeyPatch) -> None:
+    listening = Listening(monkeypatch)
+    warehouse, sent = listening.warehouse, listening.sent
     await warehouse.landed_keys(
         [VTEX_ORDERS, QUARANTINE], ["o-1@2026-01-01T00:00:00.0000000Z"], entity_ids=["o-1"]
     )
@@ -65,22 +79,8 @@ async def test_the_syncs_look_for_what_landed_only_from_their_pages_oldest_chang
     """A customer sync page and a backfill page ask bronze which of their versions landed already. Each
     reads from its oldest change's day (less the clocks' skew) on, not every day of history: customer
     ids spread over every clustered block, so only the days prune that read."""
-    settings = Settings(environment="test")
-    warehouse = Warehouse(bigquery_client(settings), storage_writer(settings), Layers.with_prefix("t1_"), 5)
-    sent: list[str] = []
-
-    async def query(sql: str, parameters: Any = ()) -> list[dict[str, Any]]:
-        sent.append(sql)
-        return []
-
-    async def ready() -> None:
-        return None
-
-    async def land(*args: Any) -> StreamCursor:
-        return StreamCursor()
-
-    for name, stub in {"query": query, "ready": ready, "land_at": land, "quarantine_at": land}.items():
-        monkeypatch.setattr(warehouse, name, stub)
+    listening = Listening(monkeypatch)
+    warehouse, sent = listening.warehouse, listening.sent
     customers = VtexCustomerActivities(cast(Any, None), warehouse, cast(Any, None))
     documents = [
         {"id": "c-1", "email": "ana@example.com", "updatedIn": "2026-03-02T10:00:00.000Z"},
