@@ -8,6 +8,7 @@ keeps one lead per id however often it arrives. A re-send is marked ``status="re
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -110,6 +111,25 @@ def _text(parent: ElementTree.Element, tag: str, text: str, **attributes: str) -
     element = ElementTree.SubElement(parent, tag, attributes)
     element.text = text
     return element
+
+
+# RFC 3463's enhanced status code at the start of a reply's text: class.subject.detail.
+ENHANCED_STATUS = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
+# Replies that name the recipient's mailbox as the fault where no enhanced code says more (RFC 5321:
+# mailbox unavailable, user not local, mailbox name not allowed).
+NO_SUCH_MAILBOX = frozenset({550, 551, 553})
+
+
+def _no_such_inbox(code: int, message: str) -> bool:
+    """Whether an SMTP reply says the recipient's mailbox is bad for good: 5.1.x (addressing) or 5.2.1
+    (mailbox disabled); without an enhanced code, a 550, 551 or 553. The hub speaks to its relay only,
+    so any other refusal (5.7.x relay access or sender policy, 5.2.0, 5.3.x, a 554) may be the relay's,
+    never a sign that the dealer refused the lead."""
+    enhanced = ENHANCED_STATUS.match(message or "")
+    if enhanced is None:
+        return code in NO_SUCH_MAILBOX
+    kind, subject, detail = (int(part) for part in enhanced.groups())
+    return kind == 5 and (subject == 1 or (subject, detail) == (2, 1))
 
 
 def message_id(idempotency_key: str, sender: str) -> str:
@@ -215,20 +235,19 @@ class AdfDealerCrm:
                     timeout=relay.timeout,
                 )
         except aiosmtplib.SMTPRecipientsRefused as error:
-            # 5xx: the inbox does not exist; 4xx (greylisting, a full mailbox): try again later.
-            codes = [refused.code for refused in error.recipients]
-            kind = PermanentError if codes and min(codes) >= 500 else TransientError
+            # The dealer's inbox does not exist: the dealer refuses the lead. Anything else (greylisting,
+            # the relay's policy): try again later. Only the codes: texts echo addresses.
+            refused = error.recipients
+            gone = bool(refused) and all(_no_such_inbox(each.code, each.message) for each in refused)
+            codes = [each.code for each in refused]
+            kind = PermanentError if gone else TransientError
             raise kind(service, f"SMTP recipient refused: {max(codes, default=0)}") from None
-        except (aiosmtplib.SMTPRecipientRefused, aiosmtplib.SMTPDataError) as error:
-            # 5xx: the inbox refuses the lead for good; 4xx: try again later. Only the code: texts echo
-            # addresses.
-            kind = PermanentError if error.code >= 500 else TransientError
-            raise kind(service, f"SMTP {error.code}", error.code) from None
         except aiosmtplib.SMTPResponseException as error:
-            # The hub's own relay refused the hub (a rotated password, the sender not allowed, a refused
-            # greeting): the dealer refused nothing, so the lead keeps its claim and the send is retried
-            # once the relay is fixed. The Web UI shows the attempts and the code.
-            raise TransientError(service, f"SMTP relay refused: {error.code}", error.code) from None
+            # The hub's own relay refused the hub (a rotated password, the sender not allowed, relay access
+            # denied, a refused greeting or message): the dealer refused nothing, so the lead keeps its
+            # claim and the send is retried once the relay is fixed. The Web UI shows the attempts.
+            kind = PermanentError if _no_such_inbox(error.code, error.message) else TransientError
+            raise kind(service, f"SMTP {error.code}", error.code) from None
         except (aiosmtplib.SMTPException, OSError) as error:
             # SMTPNotSupported (the relay offers no STARTTLS) is the relay's set-up too.
             # A timeout here may hide a delivered message: the retry carries the same id and Message-ID.

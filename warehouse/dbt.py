@@ -199,8 +199,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--blocked", nargs="*", default=[], help="with --fast: models to leave out, with what reads them"
     )
     args = parser.parse_args(argv)
-    if "HUB_DBT_TARGET" not in os.environ:  # run by hand (the build activity names everything)
-        os.environ.update({**dbt_environment(Settings()), **os.environ})
+    if not os.environ.get("HUB_DBT_TARGET"):  # run by hand (the build activity names everything)
+        # What the environment sets stands; an empty value (.env.example's HUB_DBT_TARGET=) does not.
+        given = {name: value for name, value in os.environ.items() if value}
+        os.environ.update({**dbt_environment(Settings()), **given})
     summary = run_build(args.work_dir, args.select, args.full_refresh, args.fast, args.blocked)
     sys.stdout.write(SUMMARY_PREFIX + json.dumps(asdict(summary)) + "\n")
     sys.exit(0 if summary.success else 1)

@@ -126,7 +126,10 @@ def landed_since(source_times: Iterable[datetime | None]) -> datetime | None:
     times = list(source_times)
     if not times or any(at is None for at in times):
         return None
-    return min(at for at in times if at is not None) - LANDING_CLOCK_SKEW
+    try:
+        return min(at for at in times if at is not None) - LANDING_CLOCK_SKEW
+    except OverflowError:  # a source time in the year 1 (Master Data serves such dates): every day
+        return None
 
 
 class InvalidRecord(ValueError):

@@ -69,7 +69,8 @@ DEALER_ERRORS = {
         e503="not recorded: the portal database did not answer; send it again after the Retry-After delay",
         e401="missing or wrong secret, or no such dealer takes status webhooks",
         e404="the lead was never delivered to this dealer",
-        e409="the dealer lost the lead (it missed its SLA): the report is recorded, not taken",
+        e409="the lead is no longer with the dealer (its SLA passed, its CRM never answered the create"
+        " call, or support moved it elsewhere): the report is recorded, not taken",
     ),
 }
 
@@ -114,7 +115,7 @@ async def receive_dealer_status(
     if recorded.outcome is feedback.Outcome.LATE:
         raise HTTPException(
             status.HTTP_409_CONFLICT,
-            f"lead {lead_id} was withdrawn from {dealer_id} (SLA missed): report recorded, not taken",
+            f"lead {lead_id} is no longer with {dealer_id}: report recorded, not taken",
         )
     if recorded.due is not None:
         # Also for a repeat still due: the first hand-over may have failed (the sweep would take it, later).

@@ -116,37 +116,46 @@ async def test_an_inbox_refused_for_now_is_tried_again_one_refused_for_good_is_n
         controller.stop()
 
 
-class RelayRefusingTheSender:
-    """The hub's own relay, set to refuse the hub's sender (as after a change of its allowed senders)."""
+class Relay:
+    """The hub's SMTP relay, answering the step ``refuses`` names (MAIL, RCPT or DATA) with ``reply``."""
+
+    def __init__(self, refuses: str, reply: str) -> None:
+        self.refuses, self.reply = refuses, reply
 
     async def handle_MAIL(
         self, server: object, session: object, envelope: Envelope, address: str, options: list[str]
     ) -> str:
-        return "553 5.7.1 sender not allowed"
+        envelope.mail_from = address
+        return self.reply if self.refuses == "MAIL" else "250 OK"
 
-
-class RelayRefusingTheMessage:
-    """A dealer's server that takes the recipient, then refuses the message itself for good."""
+    async def handle_RCPT(
+        self, server: object, session: object, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        envelope.rcpt_tos.append(address)
+        return self.reply if self.refuses == "RCPT" else "250 OK"
 
     async def handle_DATA(self, server: object, session: object, envelope: Envelope) -> str:
-        return "554 5.6.0 message refused"
+        return self.reply if self.refuses == "DATA" else "250 OK"
 
 
 @pytest.mark.parametrize(
-    ("handler", "starttls", "error"),
+    ("refuses", "reply", "starttls", "error"),
     [
-        (RelayRefusingTheSender(), False, TransientError),  # the relay's set-up: the dealer refused nothing
-        (RefusingInbox(), True, TransientError),  # STARTTLS asked of a relay that offers none
-        (RelayRefusingTheMessage(), False, PermanentError),  # the dealer's server refused the lead
+        ("RCPT", "550 5.1.1 no such mailbox", False, PermanentError),  # the dealer's inbox is gone
+        ("RCPT", "550 no such user here", False, PermanentError),  # the same, without an enhanced code
+        ("RCPT", "554 5.7.1 Relay access denied", False, TransientError),  # the worker left its allowlist
+        ("MAIL", "553 5.7.1 sender not allowed", False, TransientError),  # the hub's sender, not the lead
+        ("DATA", "554 5.2.0 SendAsDenied", False, TransientError),  # the relay's policy on the sender
+        ("RCPT", "550 5.1.1 no such mailbox", True, TransientError),  # STARTTLS asked, none offered
     ],
 )
-async def test_only_the_dealers_inbox_refusing_the_lead_is_a_refusal_not_the_hubs_relay(
-    handler: object, starttls: bool, error: type[Exception]
+async def test_only_the_dealers_inbox_being_gone_is_a_refusal_not_the_hubs_relay(
+    refuses: str, reply: str, starttls: bool, error: type[Exception]
 ) -> None:
-    """A refusal the hub's relay makes of the hub itself (its sender, its password, STARTTLS) leaves the
-    lead's claim with the dealer and is tried again once the relay is fixed: read as the dealer refusing,
-    every e-mail dealer would lose every lead while the relay is misconfigured."""
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    """The hub speaks to its own relay only: a refusal the relay makes of the hub (its allowlist, its
+    sender, its password, STARTTLS) leaves the lead's claim with the dealer and is tried again once the
+    relay is fixed. Read as the dealer refusing, every e-mail dealer would lose every lead meanwhile."""
+    controller = Controller(Relay(refuses, reply), hostname="127.0.0.1", port=free_port())
     controller.start()
     try:
         relay = SmtpRelay("127.0.0.1", controller.port, "hub@example.com", starttls=starttls)

@@ -49,8 +49,9 @@ def test_a_build_run_by_hand_takes_its_target_and_guard_from_the_settings(
     migration: without the build activity's environment, the profile's defaults are the emulator's
     (a fake token) and no cap on the bytes billed. The settings decide, as for the activity's builds."""
     for name in dbt_environment(Settings(environment="test")):
-        monkeypatch.setenv(name, "")  # so that monkeypatch restores what main() sets
+        monkeypatch.setenv(name, "x")  # so that monkeypatch restores what main() sets
         monkeypatch.delenv(name)
+    monkeypatch.setenv("HUB_DBT_TARGET", "")  # as .env.example leaves it
     monkeypatch.setenv("HUB_BIGQUERY_ENDPOINT", "")
     monkeypatch.setenv("HUB_BIGQUERY_PROJECT", "acme-analytics")
     monkeypatch.setenv("HUB_BUSINESS_TIMEZONE", "America/Manaus")

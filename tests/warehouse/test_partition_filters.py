@@ -71,6 +71,7 @@ def test_a_page_read_from_its_oldest_change_less_the_clocks_skew() -> None:
     assert landed_since(changed) == datetime(2026, 2, 28, 23, 30, tzinfo=UTC)
     assert landed_since([*changed, None]) is None  # one unknown: every day may hold it
     assert landed_since([]) is None
+    assert landed_since([datetime(1, 1, 1, tzinfo=UTC)]) is None  # no day before it to start from
 
 
 async def test_the_syncs_look_for_what_landed_only_from_their_pages_oldest_change(

@@ -240,31 +240,23 @@ async def recompute(sessions: Any) -> tuple[list[dict[str, Any]], list[dict[str,
         sources = {lead.lead_id: lead.lead_source for lead in (await session.scalars(select(Lead))).all()}
         deals = (await session.scalars(select(Opportunity))).all()
         moves = (await session.scalars(select(OpportunityStageChange))).all()
-    took: dict[tuple[str, str], list[datetime]] = defaultdict(list)
+    taken: dict[tuple[str, str], datetime] = {}
     sold = set()
     for change in changes:
         pair = (change.lead_id, change.dealer_id)
         if change.status in TOOK:
-            took[pair].append(as_utc(change.at))
+            taken[pair] = min(taken.get(pair, as_utc(change.at)), as_utc(change.at))
         if change.status == "sold":
             sold.add(pair)
-
-    def taken(pair: tuple[str, str], claimed: datetime | None) -> datetime | None:
-        """The dealer's first status that took the lead in the delivery claimed then (5 minutes for its
-        clock): one reported for an earlier delivery to it does not count."""
-        since = as_utc(claimed) - timedelta(minutes=5) if claimed else None
-        return min((at for at in took[pair] if since is None or at >= since), default=None)
-
-    deliveries = [
-        (each.lead_id, each.dealer_id, each.delivered_at, each.claimed_at, each in lost)
-        for each in [*current, *lost, *released]
-        if each.delivered_at
-    ]
+    deliveries = [(d.lead_id, d.dealer_id, d.delivered_at, False) for d in current if d.delivered_at]
+    deliveries += [(w.lead_id, w.dealer_id, w.delivered_at, True) for w in lost if w.delivered_at]
+    deliveries += [(r.lead_id, r.dealer_id, r.delivered_at, False) for r in released if r.delivered_at]
     per_day: dict[tuple[str, Any], list[tuple[bool, datetime | None, datetime, bool]]] = defaultdict(list)
-    for lead_id, dealer_id, delivered, claimed, withdrawn in deliveries:
+    for lead_id, dealer_id, delivered, withdrawn in deliveries:
         day = as_utc(delivered).astimezone(BRT).date()
-        pair = (lead_id, dealer_id)
-        per_day[(dealer_id, day)].append((withdrawn, taken(pair, claimed), as_utc(delivered), pair in sold))
+        per_day[(dealer_id, day)].append(
+            (withdrawn, taken.get((lead_id, dealer_id)), as_utc(delivered), (lead_id, dealer_id) in sold)
+        )
     # A won deal counts for the dealer holding its lead, on the day that dealer got it; else unlinked.
     holders = {(d.lead_id): (d.dealer_id, d.delivered_at) for d in current if d.status == "delivered"}
     won_by: dict[tuple[str, Any], list[Decimal]] = defaultdict(list)

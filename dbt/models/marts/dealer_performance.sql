@@ -17,17 +17,12 @@ with deliveries as (
     where delivered_at is not null
 ),
 
--- When each dealer took each lead: its first status that means it did, in this delivery. A lead sent
--- back to a dealer that had it before is one delivery row again (its latest): a status reported for
--- the earlier one does not count (five minutes allowed for the dealer's clock, as the webhook allows).
+-- When each dealer took each lead: its first status that means it did.
 taken as (
-    select changes.lead_id, changes.dealer_id, min(changes.changed_at) as taken_at
-    from {{ ref('lead_status_changes') }} as changes
-    inner join deliveries using (lead_id, dealer_id)
-    where {{ took_the_lead('changes.status') }}
-        and (deliveries.claimed_at is null
-            or changes.changed_at >= timestamp_sub(deliveries.claimed_at, interval 5 minute))
-    group by changes.lead_id, changes.dealer_id
+    select lead_id, dealer_id, min(changed_at) as taken_at
+    from {{ ref('lead_status_changes') }}
+    where dealer_id is not null and {{ took_the_lead('status') }}
+    group by lead_id, dealer_id
 ),
 
 sold as (
