@@ -125,6 +125,11 @@ PASS_ON_STORED_STATUS_UNFOLLOWED = "pass-on-stored-status-of-unfollowed-dealer"
 # terminate, a handed-on run whose first task came late). It reads the dealer's CRM once before it
 # withdraws; runs before it withdrew the lead unread, though the dealer may have accepted in time.
 READ_WHEN_RESUMED_PAST_DEADLINE = "read-dealer-status-when-resumed-past-deadline"
+# Patch: after a re-route, a next dealer that does not take the lead (it refuses it, or its CRM never
+# answers) with no other dealer left hands the lead to the fallback owner at once, as no dealer left at
+# the re-route's own claim does. Runs before it waited for support's assign_dealer until the assignment
+# deadline (24 hours from the run's start by default), the lead with no owner meanwhile.
+FALLBACK_WHEN_REROUTE_NOT_TAKEN = "fallback-owner-when-reroute-not-taken"
 # A delivery attempt's outcome when the lead had left that delivery (a run reset to before it).
 MOVED_ON = "moved on"
 # The local try of a step (_done_locally): Zoho's update is one call of at most 10 s (the HTTP clients'
@@ -305,7 +310,7 @@ class LeadDistributionWorkflow:
         the next dealer it was never at, as a new claim (``rerouted``: an earlier one already lost it)."""
         deadline = workflow.now() + timedelta(seconds=params.assign_deadline_seconds)
         while True:
-            delivered = await self._until_delivered(claim, lead, params, deadline)
+            delivered = await self._until_delivered(claim, lead, params, deadline, rerouted=rerouted)
             if delivered is None and self._exhausted is not None:  # (runs reset past their cap only)
                 return await self._sla_exhausted(params, f"{self._exhausted} dealers missed their SLA")
             if delivered is None and rerouted:
@@ -351,13 +356,22 @@ class LeadDistributionWorkflow:
                 return await self._sla_exhausted(params, "no dealer left to take the lead")
 
     async def _until_delivered(
-        self, claim: ClaimLeadResult, lead: dict[str, Any], params: LeadDistributionInput, deadline: datetime
+        self,
+        claim: ClaimLeadResult,
+        lead: dict[str, Any],
+        params: LeadDistributionInput,
+        deadline: datetime,
+        *,
+        rerouted: bool = False,
     ) -> ClaimLeadResult | None:
         """Deliver along the claim: a dealer that does not take the lead releases it and the next is
-        claimed; none left, support decides until ``deadline``. None: nobody took it."""
+        claimed; none left, support decides until ``deadline`` (``rerouted``: the fallback owner takes
+        it at once instead). None: nobody took it."""
         self._delivered_plan = None
         while not claim.delivered:
             if claim.dealer_id is None:
+                if rerouted and workflow.patched(FALLBACK_WHEN_REROUTE_NOT_TAKEN):  # (marked where it acts)
+                    return None
                 dealer_id = await self._wait_for_assignment(deadline)
                 if dealer_id is None:
                     return None

@@ -40,6 +40,7 @@ from contracts.leads import AssignDealerInput, start_event_redrive, start_zoho_w
 from contracts.orders import STATUS_QUERY as ORDER_STATUS_QUERY
 from contracts.orders import VtexOrderStatus
 from core.constants import (
+    LEAD_STATUS,
     REDRIVE_PARKED_SIGNAL,
     lead_workflow_id,
     opportunity_workflow_id,
@@ -58,6 +59,7 @@ from tests.workflows.test_dealer_sla import (
     contacted_reached_a_run_then_terminated,
     dealer_reports,
     polled_dealer_accepted_then_run_resumed_late,
+    rerouted_to_a_refusing_dealer,
     sla_hub,
     terminated_after_the_decision,
     unfollowed_report_run_terminated_then_resent,
@@ -297,6 +299,40 @@ async def test_record_lead_resumed_past_deadline_withdrawn_unread(
     as it was): that run withdrew the lead unread, and it went to the next dealer."""
     name = "lead_resumed_past_deadline_withdrawn_unread"
     await record_resumed_past_deadline(skipping_env, sqlite_url, task_queue, name, "next-se")
+
+
+async def record_reroute_not_taken(
+    env: WorkflowEnvironment, sqlite_url: str, task_queue: str, name: str, *, status: str
+) -> None:
+    """The run that re-routes a lead its first dealer did not accept in time to a dealer that refuses
+    it, none left; saved as ``name`` once the lead's search status is ``status``."""
+    async with sla_hub(env, sqlite_url, task_queue) as hub:
+        lead_id = await rerouted_to_a_refusing_dealer(hub, env)
+
+        async def reached() -> bool:
+            described = await hub.handle(lead_id).describe()
+            return described.typed_search_attributes.get(LEAD_STATUS) == status
+
+        await eventually(reached, timeout=60)
+        history = await the_run_that(hub.client, lead_workflow_id(lead_id), "withdraw_lead")
+        (HISTORIES / f"{name}.json").write_text(history.to_json() + "\n")
+
+
+async def test_record_lead_reroute_not_taken_to_fallback(
+    skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str
+) -> None:
+    """Since the fallback-owner-when-reroute-not-taken patch: the fallback owner gets the lead at once."""
+    name = "lead_reroute_not_taken_to_fallback"
+    await record_reroute_not_taken(skipping_env, sqlite_url, task_queue, name, status="sla_exhausted")
+
+
+async def test_record_lead_reroute_not_taken_awaiting_assignment(
+    skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str
+) -> None:
+    """Recorded with the code from before the fallback-owner-when-reroute-not-taken patch (kept as it
+    was): the run waited for support's assign_dealer."""
+    name = "lead_reroute_not_taken_awaiting_assignment"
+    await record_reroute_not_taken(skipping_env, sqlite_url, task_queue, name, status="awaiting_assignment")
 
 
 async def record_unfollowed_stored_status(

@@ -507,6 +507,39 @@ async def test_a_run_resumed_past_the_deadline_reads_the_polled_dealer_before_wi
     assert counters.get("next-se", {}).get("created", 0) == 0
 
 
+async def rerouted_to_a_refusing_dealer(hub: Hub, env: WorkflowEnvironment) -> str:
+    """A lead at a dealer read hourly with 30 minutes to accept, which never accepts; the only other
+    dealer of its state refuses every lead. The SLA passes: the lead is withdrawn, re-routed to that
+    dealer, and refused. The lead's id."""
+    faults = {"target": "next-se", "reject": True}
+    (await hub.http.post(f"{hub.sims_url}/_control/faults", json=faults)).raise_for_status()
+    lead_id = await hub.create_lead(State="SE", City="Aracaju")
+    await hub.post_webhook(lead_id)
+    await at_dealer(hub, lead_id, "poll-se")
+    await skip_time(env, SLA + timedelta(minutes=1))
+    return lead_id
+
+
+async def test_a_re_route_no_dealer_takes_goes_to_the_fallback_owner_at_once(
+    sla_hub: Hub, skipping_env: WorkflowEnvironment
+) -> None:
+    """After a re-route, a next dealer that refuses the lead with none left hands it to the fallback
+    owner at once, as no dealer left at the re-route does: runs before waited a day for support, the
+    lead with no owner meanwhile."""
+    hub = sla_hub
+    lead_id = await rerouted_to_a_refusing_dealer(hub, skipping_env)
+
+    async def exhausted() -> dict[str, Any] | None:
+        lead = await hub.lead(lead_id)
+        return lead if lead and lead["status"] == "sla_exhausted" else None
+
+    lead = await eventually(exhausted, timeout=60)  # no time skipped: no day's wait for support
+    assert [(d["dealer_id"], d["status"]) for d in lead["deliveries"]] == [("poll-se", "withdrawn")]
+    assert (await zoho_lead(hub, lead_id))["Owner"]["id"] == FALLBACK_OWNER
+    counters = (await hub.counters())["dealers"]
+    assert (counters["poll-se"]["withdrawn"], counters["next-se"]["created"]) == (1, 0)
+
+
 async def test_a_dealer_taken_out_of_the_rules_while_it_holds_a_lead_is_asked_to_drop_it(
     sla_hub: Hub, skipping_env: WorkflowEnvironment
 ) -> None:

@@ -296,6 +296,25 @@ def test_a_run_resumed_past_a_polled_dealers_deadline_withdrew_unread_before_and
     assert "poll_dealer_status" in since and "withdraw_lead" not in since
 
 
+def test_a_re_route_no_dealer_took_waited_for_support_before_and_goes_to_the_fallback_owner_since() -> None:
+    """Before the fallback-owner-when-reroute-not-taken patch a re-routed lead the next dealer refused,
+    none left, waited a day for support (a second timer, after the SLA's); since, the fallback owner
+    gets it at once (Zoho's owner written)."""
+
+    def timers(name: str) -> int:
+        events = saved(HISTORIES / f"{name}.json").events
+        return sum(1 for event in events if event.HasField("timer_started_event_attributes"))
+
+    before = scheduled_activities("lead_reroute_not_taken_awaiting_assignment")
+    since = scheduled_activities("lead_reroute_not_taken_to_fallback")
+    withdrawn = ["withdraw_lead", "withdraw_at_dealer", "fetch_lead"]
+    refused = [*withdrawn, "claim_lead", "deliver_lead", "claim_lead"]
+    assert before[1:7] == since[1:7] == refused  # re-routed, refused, none left
+    assert before[7:] == ["record_lead_status"] and timers("lead_reroute_not_taken_awaiting_assignment") == 2
+    assert since[7:] == ["record_lead_status", "update_zoho_lead"]
+    assert timers("lead_reroute_not_taken_to_fallback") == 1
+
+
 def test_an_unanswered_claim_was_released_before_and_is_withdrawn_at_its_crm_since() -> None:
     """Since the unanswered-claim-withdrawn-at-crm patch the first dealer's CRM is asked to drop the lead
     between its release and the next dealer's delivery; before it, no such call was made."""
