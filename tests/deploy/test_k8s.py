@@ -1007,3 +1007,58 @@ def test_the_kubernetes_scrape_configuration_names_the_jobs_the_alerts_select(re
         assert job.get("authorization") == by_name[job["job_name"]].get("authorization")
         assert job["metrics_path"] == by_name[job["job_name"]]["metrics_path"]
     assert config["rule_files"] == compose["rule_files"]
+
+
+# --- who may reach the pods ------------------------------------------------------------------------------
+
+
+def selects(selector: Object, labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels, matchExpressions with In) selects these labels."""
+    if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In", "the test reads In only"
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
+
+
+def reachable(policies: list[Object], template: Object) -> dict[str, list[Object]]:
+    """Each named port of the pod that some policy lets a connection reach, with who may open it
+    (the policies' ``from`` peers; an empty list: anyone)."""
+    ports: dict[str, list[Object]] = {}
+    for policy in policies:
+        if not selects(policy["spec"]["podSelector"], template["metadata"]["labels"]):
+            continue
+        for rule in policy["spec"].get("ingress", []):
+            for port in rule["ports"]:
+                ports.setdefault(port["port"], []).extend(rule.get("from", []))
+    return ports
+
+
+def test_each_pod_is_reachable_only_on_its_own_ports_and_the_codec_server_only_by_its_clients(
+    rendered: list[Object],
+) -> None:
+    """The read API and the codec server serve plain HTTP inside the cluster: what the policies let in
+    is each process's one port, and the codec server, which decrypts customers' payloads, only from the
+    pods labelled as its clients (the support staff's sign-on proxy)."""
+    policies = list(of_kind(rendered, "NetworkPolicy").values())
+    deny = named(rendered, "NetworkPolicy", "hub-deny-ingress")
+    assert deny["spec"]["policyTypes"] == ["Ingress"] and not deny["spec"].get("ingress")
+    templates = {
+        obj["metadata"]["name"]: obj["spec"]["template"]
+        for obj in rendered
+        if obj["kind"] in ("Deployment", "Job")
+    }
+    for name, template in templates.items():
+        assert selects(deny["spec"]["podSelector"], template["metadata"]["labels"]), f"{name}: not denied"
+        named_ports = {port["name"] for c in template["spec"]["containers"] for port in c.get("ports", [])}
+        assert set(reachable(policies, template)) <= named_ports, name  # no policy names a port it lacks
+    opened = {name: reachable(policies, template) for name, template in templates.items()}
+    assert opened["hub-api"] == {"http": []}  # the ingress controller, the kubelet, Prometheus
+    prometheus = {"metrics": [{"namespaceSelector": {}}]}
+    assert opened["hub-worker-flows"] == opened["hub-worker-warehouse"] == prometheus
+    assert opened["hub-migrate"] == {}
+    labelled = {"matchLabels": {"integrations-hub/codec-client": "true"}}
+    assert opened["hub-codec-server"] == {"http": [{"namespaceSelector": {}, "podSelector": labelled}]}
+    assert "integrations-hub/codec-client" in README.read_text(encoding="utf-8")
