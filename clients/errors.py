@@ -19,6 +19,9 @@ ERROR_CODE = re.compile(r"[A-Za-z0-9_.:-]{1,40}")
 # machines, with a digit, an underscore or an inner capital, so that a name ("Ana: ...") is not taken.
 LEADING_CODE = re.compile(r"([A-Za-z0-9_.-]{1,40}):")
 MACHINE_MADE = re.compile(r"[0-9_]|[a-z][A-Z]")
+# A phone number, a CPF or CNPJ, a card number: seven digits or more without a letter is a customer's
+# value a partner echoed, never a code (codes such as 429, 1042 or OMS003 are shorter, or have letters).
+PERSONAL_NUMBER = re.compile(r"^[^A-Za-z]*(?:\d[^A-Za-z\d]*){7,}$")
 # Retrying these can succeed; every other 4xx means the request itself is wrong.
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -95,8 +98,9 @@ def error_code(response: httpx.Response) -> str:
 def as_code(value: object) -> str:
     """``value`` when it looks like an error code (:data:`ERROR_CODE`), else ``""``: partners' fields
     meant for codes can hold sentences, and sentences can hold customer data."""
-    if isinstance(value, str | int) and ERROR_CODE.fullmatch(str(value)):
-        return str(value)
+    text = str(value) if isinstance(value, str | int) else ""
+    if ERROR_CODE.fullmatch(text) and not PERSONAL_NUMBER.match(text):
+        return text
     return ""
 
 
@@ -106,7 +110,9 @@ def leading_code(message: str) -> str:
     The rest of the message is never kept: partners write what they were sent into it.
     """
     match = LEADING_CODE.match(message.strip())
-    return match.group(1) if match and MACHINE_MADE.search(match.group(1)) else ""
+    if match is None or not MACHINE_MADE.search(match.group(1)) or PERSONAL_NUMBER.match(match.group(1)):
+        return ""
+    return match.group(1)
 
 
 @contextmanager

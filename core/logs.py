@@ -46,8 +46,9 @@ ACTIVITY_FIELDS = {
     "namespace": "namespace",
     "attempt": "attempt",
 }
-# Loggers that talk too much at INFO: a line per HTTP request or per scrape.
-QUIET_LOGGERS = ("httpx", "httpcore", "google", "urllib3", "grpc")
+# Loggers that talk too much at INFO (a line per HTTP request or per scrape), or at DEBUG write what the
+# hub sends: zeep logs each SOAP request and answer whole, a lead's name, e-mail and phone included.
+QUIET_LOGGERS = ("httpx", "httpcore", "google", "urllib3", "grpc", "zeep")
 # uvicorn sets up its own handlers before it loads the app; they go through ours instead.
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 

@@ -24,6 +24,7 @@ phone of a lead, and of a deal neither its name, account nor contact (its owner,
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -193,7 +194,7 @@ async def _deliveries(
             "lead_id": row.lead_id,
             "dealer_id": row.dealer_id,
             "status": row.status,
-            "routing_reason": row.reason,
+            "routing_reason": landed_reason(row.reason),
             "claimed_at": as_utc(row.claimed_at) if row.claimed_at else None,
             "delivered_at": delivered,
             "accept_by": deadline,
@@ -202,6 +203,16 @@ async def _deliveries(
         }
         found.append(Change("delivery", as_utc(row.updated_at), row.lead_id, fields))
     return found
+
+
+# A reason support wrote (``hub leads reassign --reason``): its words may be about the customer ("moved
+# to Paulista"), so the warehouse gets who moved the lead, not why; the portal database keeps the words.
+SUPPORT_REASON = re.compile(r"^(reassigned by [^:]*): .*$", re.DOTALL)
+
+
+def landed_reason(reason: str | None) -> str | None:
+    """The routing reason as the warehouse lands it: support's own words left out."""
+    return SUPPORT_REASON.sub(r"\1", reason) if reason else reason
 
 
 def _deadline(dealer: Dealer, delivered_at: datetime | None) -> tuple[datetime | None, datetime | None]:
@@ -231,7 +242,7 @@ async def _withdrawals(
             "lead_id": row.lead_id,
             "dealer_id": row.dealer_id,
             "status": "withdrawn",
-            "routing_reason": row.routing_reason,
+            "routing_reason": landed_reason(row.routing_reason),
             "claimed_at": None,
             "delivered_at": delivered,
             "accept_by": deadline,
@@ -261,7 +272,7 @@ async def _releases(
                 "lead_id": row.lead_id,
                 "dealer_id": row.dealer_id,
                 "status": "released",
-                "routing_reason": row.routing_reason,
+                "routing_reason": landed_reason(row.routing_reason),
                 "delivered_at": as_utc(row.delivered_at) if row.delivered_at else None,
                 "released_at": as_utc(row.released_at),
             },

@@ -166,7 +166,7 @@ class OpportunitySyncWorkflow:
         self._dropped += 1
         when = change.modified_time.isoformat() if change.modified_time else "unknown time"
         note = f"dropped change of {when} ({change.stage or '-'}): {reason}"
-        workflow.logger.info(note)
+        workflow.logger.info("dropped change of %s; the memo says why", when)  # a partner's error: memo only
         workflow.upsert_memo({"last_dropped": note, "dropped": self._dropped})
 
 

@@ -257,5 +257,7 @@ class VtexOrderWorkflow:
         if kind == "ignored":
             self._status.ignored += count
         note = f"{kind} {count} event(s): {reason}"
-        workflow.logger.info(note)
+        # The reason may quote a partner's error (pyarrow quotes the value it refused): the memo,
+        # encrypted with the history, says it; the log does not.
+        workflow.logger.info("%s %d event(s); the memo says why", kind, count)
         workflow.upsert_memo({f"last_{kind}": note})

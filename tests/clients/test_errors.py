@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from clients.errors import PermanentError, TransientError, raise_for_status
+from clients.errors import PermanentError, TransientError, as_code, leading_code, raise_for_status
 
 EMAIL = "rosangela.vasconcellos@example.com.br"
 
@@ -33,3 +33,23 @@ def test_messages_keep_the_code_and_drop_the_body(status: int, body: object, exp
     assert str(error.value).startswith(f"dealer-crm:x: {expected}")
     assert EMAIL not in str(error.value)
     assert isinstance(error.value, TransientError) == (status == 500)
+
+
+@pytest.mark.parametrize(
+    ("message", "code"),
+    [
+        ("LeadRejected: duplicated", "LeadRejected"),
+        ("E1042: invalid model", "E1042"),
+        ("123.456.789-00: CPF ja cadastrado", ""),  # a customer's CPF, echoed where a code would be
+        ("11999990000: telefone duplicado", ""),  # a phone number
+        ("Ana: duplicated", ""),  # a name
+    ],
+)
+def test_a_leading_code_is_never_a_customers_number_or_name(message: str, code: str) -> None:
+    assert leading_code(message) == code
+
+
+def test_a_code_field_holding_a_customers_number_is_no_code() -> None:
+    assert [as_code(value) for value in (429, "OMS003", "1042", "12345678900", "+55 11 99999-0000")] == [
+        "429", "OMS003", "1042", "", "",
+    ]  # fmt: skip

@@ -23,7 +23,7 @@ import httpx
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from contracts.leads import AssignDealerInput
-from core.logs import JsonFormatter
+from core.logs import JsonFormatter, configure_logging
 from core.settings import Settings
 from tests.hub import WEBHOOK_SECRET, Hub, environment_of, running_hub, start_worker_process
 from tests.support import free_port
@@ -228,3 +228,25 @@ def eventually_sync(check: Any, process: subprocess.Popen[bytes], output: Path, 
     while not check():
         assert process.poll() is None and time.monotonic() < deadline, output.read_text(errors="replace")
         time.sleep(0.2)
+
+
+def test_debug_logs_leave_out_what_zeep_sends_a_soap_dealer() -> None:
+    """At HUB_LOG_LEVEL=DEBUG zeep logs each SOAP request whole: a lead's name, e-mail and phone. It is
+    held at WARNING with the other libraries that log every call."""
+    root = logging.getLogger()
+    before = (list(root.handlers), root.level)
+    quiet = {name: logging.getLogger(name).level for name in ("zeep", "httpx")}
+    stream = io.StringIO()
+    try:
+        configure_logging("DEBUG", stream)
+        logging.getLogger("zeep.transports").debug(
+            "HTTP Post to https://dealer.example/soap: <Email>ana@x.br"
+        )
+        logging.getLogger("integrations").debug("a line of the hub's own")
+    finally:
+        root.handlers[:] = before[0]
+        root.setLevel(before[1])
+        for name, level in quiet.items():
+            logging.getLogger(name).setLevel(level)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["logger"] for line in lines] == ["integrations"]

@@ -107,7 +107,8 @@ async def test_a_delivery_support_moves_elsewhere_ends_in_the_changes(
     assert released.fields["status"] == "released" and released.fields["delivered_at"] is not None
     [current] = await lead_changes.changes(sessions, "delivery", None, until, None, 10)
     assert (current.fields["dealer_id"], current.fields["status"]) == (other, "claimed")
-    assert current.fields["routing_reason"] == "reassigned by ana: closer"
+    # Support's words may be about the customer: the warehouse gets who moved the lead, not why.
+    assert current.fields["routing_reason"] == "reassigned by ana"
 
 
 async def test_a_late_deal_move_is_read_in_the_window_that_recorded_it(
