@@ -21,7 +21,7 @@ from temporalio.api.common.v1 import Payload, Payloads
 
 from api.body import read_limited
 from core.codec import PayloadKeyError
-from core.settings import Settings, get_settings
+from core.settings import CodecServerSettings, Settings
 from core.temporal import payload_codec
 from core.tracing import start_tracing, trace_requests, tracing_on
 
@@ -37,7 +37,7 @@ def create_codec_app(settings: Settings | None = None) -> FastAPI:
     Raises:
         RuntimeError: in production without ``codec_server_token``: it would decrypt for anyone.
     """
-    settings = settings or get_settings()
+    settings = settings or CodecServerSettings()
     token = settings.codec_server_token.get_secret_value()
     if settings.environment == "production" and not token:
         raise RuntimeError("the codec server refuses to start in production without HUB_CODEC_SERVER_TOKEN")

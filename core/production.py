@@ -48,6 +48,31 @@ def production_problems(settings: Settings) -> list[str]:
     return [*_secret_problems(settings), *_database_problems(settings), *_endpoint_problems(settings)]
 
 
+def codec_server_problems(settings: Settings) -> list[str]:
+    """Every reason these settings cannot run the codec server in production. It decrypts with the key
+    ring for the Web UI and calls nothing (no partner, no database, no Temporal), so it is given its
+    keys and its token only: a pod that decrypts customers' payloads holds no partner's credentials."""
+    problems = _payload_key_problems(settings)
+    token = settings.codec_server_token.get_secret_value()
+    if not token:
+        problems.append("codec_server_token is empty: the codec server would decrypt for anyone")
+    elif _is_local("codec_server_token", token, settings):
+        problems.append("codec_server_token is a local placeholder")
+    return problems
+
+
+def _payload_key_problems(settings: Settings) -> list[str]:
+    problems = []
+    if not settings.payload_encryption:
+        problems.append("payload_encryption is off: histories would hold customer data in clear text")
+    if not settings.payload_keys:
+        problems.append("payload_keys is empty: encrypt payloads with keys of your own (HUB_PAYLOAD_KEYS)")
+    for key_id, key in settings.payload_keys.items():
+        if key.get_secret_value() == LOCAL_PAYLOAD_KEY:
+            problems.append(f"payload_keys[{key_id}] is the local development key")
+    return problems
+
+
 def _database_problems(settings: Settings) -> list[str]:
     """Every API replica and worker must share one PostgreSQL: the local SQLite file is one machine's,
     and a password copied from an example was never set for real."""
@@ -88,13 +113,7 @@ def _secret_problems(settings: Settings) -> list[str]:
         problems.append("temporal_api_key is set but TLS to Temporal is disabled: it would cross in clear")
     if not settings.smtp_starttls:
         problems.append("smtp_starttls is off: ADF lead e-mails would cross the network in clear text")
-    if not settings.payload_encryption:
-        problems.append("payload_encryption is off: histories would hold customer data in clear text")
-    if not settings.payload_keys:
-        problems.append("payload_keys is empty: encrypt payloads with keys of your own (HUB_PAYLOAD_KEYS)")
-    for key_id, key in settings.payload_keys.items():
-        if key.get_secret_value() == LOCAL_PAYLOAD_KEY:
-            problems.append(f"payload_keys[{key_id}] is the local development key")
+    problems += _payload_key_problems(settings)
     for name, local in LOCAL_IDENTIFIERS.items():
         value = getattr(settings, name)
         if value == local:

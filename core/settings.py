@@ -317,12 +317,15 @@ class Settings(BaseSettings):
             if bool(getattr(self, certificate)) != bool(getattr(self, key)):
                 raise ValueError(f"{certificate} and {key} go together: set both or neither")
         if self.environment == "production":
-            from core.production import production_problems  # it reads these settings
-
-            problems = production_problems(self)
+            problems = self._production_problems()
             if problems:
                 raise ValueError("refused in production: " + "; ".join(problems))
         return self
+
+    def _production_problems(self) -> list[str]:
+        from core.production import production_problems  # it reads these settings
+
+        return production_problems(self)
 
     def _apply_temporal_client_config(self) -> None:
         profile = ClientConfigProfile.load() if self.temporal_client_config else ClientConfigProfile()
@@ -376,6 +379,16 @@ class Settings(BaseSettings):
             known = ", ".join(sorted(self.payload_keys))
             raise ValueError(f"HUB_PAYLOAD_ACTIVE_KEY must name one of the payload keys ({known})")
         return self
+
+
+class CodecServerSettings(Settings):
+    """The codec server's settings: in production it needs its key ring and its token only, and its pod
+    is given nothing else (no partner's credentials, no database): ``codec_server_problems``."""
+
+    def _production_problems(self) -> list[str]:
+        from core.production import codec_server_problems
+
+        return codec_server_problems(self)
 
 
 @lru_cache

@@ -39,7 +39,7 @@ from api.deps import get_sessions, get_temporal
 from api.routes.health import CHECK_TIMEOUT_SECONDS
 from core.outbound import check_url
 from core.production import LOCAL_IDENTIFIERS, REQUIRED_SECRETS, api_tls_problem
-from core.settings import Settings
+from core.settings import CodecServerSettings, Settings
 from core.temporal import tls_config
 from db.engine import create_engine, session_factory
 from db.migrate import upgrade
@@ -361,7 +361,12 @@ def pod_environment(objects: list[Object], deployment: Object) -> dict[str, str]
         if "secretRef" in source:
             environment |= secret_data(named(objects, "Secret", source["secretRef"]["name"]))
     for variable in container.get("env", []):
-        environment[variable["name"]] = variable["value"]
+        if "valueFrom" in variable:
+            reference = variable["valueFrom"]["secretKeyRef"]
+            secret = secret_data(named(objects, "Secret", reference["name"]))
+            environment[variable["name"]] = secret[reference["key"]]
+        else:
+            environment[variable["name"]] = variable["value"]
     return environment
 
 
@@ -605,9 +610,12 @@ def test_the_overlay_is_a_production_configuration_once_the_secrets_are_filled_i
 ) -> None:
     deployments = of_kind(rendered, "Deployment")
     config = env_file(OVERLAY / "config.env")
+    example = env_file(OVERLAY / USER_FILES["secrets.env"])
     for name in DEPLOYMENTS.values():
+        if name == DEPLOYMENTS["codec-server"]:
+            continue
         environment = pod_environment(rendered, deployments[name])
-        secrets = {key: environment[key] for key in env_file(OVERLAY / USER_FILES["secrets.env"])}
+        secrets = {key: environment[key] for key in example}
         settings = load_settings(monkeypatch, environment | filled_in(secrets))
         assert settings.environment == "production"
         assert settings.temporal_address == config["TEMPORAL_ADDRESS"], "TEMPORAL_* reach the settings"
@@ -615,7 +623,31 @@ def test_the_overlay_is_a_production_configuration_once_the_secrets_are_filled_i
         assert settings.temporal_api_key.get_secret_value() and tls_config(settings), "Cloud: API key, TLS"
         assert settings.bigquery_endpoint == "", "Google's BigQuery, not the emulator"
         assert api_tls_problem(settings) == "", "the API starts behind the ingress's TLS"
-        create_codec_app(settings)  # refuses to start in production without its token
+
+
+@pytest.mark.usefixtures("production_environment")
+def test_the_codec_server_holds_its_keys_and_token_and_no_other_secret(
+    rendered: list[Object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It decrypts customers' payloads for the Web UI and calls nothing: its pod is given the key ring
+    and its token, no partner's credentials and no database URL, and production starts it so."""
+    environment = pod_environment(rendered, of_kind(rendered, "Deployment")[DEPLOYMENTS["codec-server"]])
+    example = env_file(OVERLAY / USER_FILES["secrets.env"])
+    held = set(environment) & set(example)
+    assert held == {"HUB_PAYLOAD_KEYS", "HUB_PAYLOAD_ACTIVE_KEY", "HUB_CODEC_SERVER_TOKEN"}
+    secrets = filled_in({key: environment[key] for key in held} | {"HUB_EVENT_SIGNING_SECRET": ""})
+    del secrets["HUB_EVENT_SIGNING_SECRET"]
+    for name, value in (environment | secrets).items():
+        monkeypatch.setenv(name, value)
+    settings = CodecServerSettings(_env_file=None)
+    assert settings.environment == "production"
+    assert settings.temporal_namespace == env_file(OVERLAY / "config.env")["TEMPORAL_NAMESPACE"]
+    create_codec_app(settings)  # refuses to start in production without its token
+    monkeypatch.setenv("HUB_CODEC_SERVER_TOKEN", "")
+    with pytest.raises(ValidationError, match="codec_server_token is empty"):
+        CodecServerSettings(_env_file=None)
+    with pytest.raises(ValidationError, match="zoho_client_secret is"):  # what the other processes need
+        Settings(_env_file=None)
 
 
 @pytest.mark.usefixtures("production_environment")
@@ -651,7 +683,7 @@ def test_each_deployment_runs_the_compose_command_on_the_compose_port(
         assert container["args"] == command, name
         assert "command" not in container, name
         # The name each process gives its traces when none is set (api/app.py, workers/main.py).
-        assert {v["name"]: v["value"] for v in container["env"]}["OTEL_SERVICE_NAME"] == f"hub-{service}"
+        assert {v["name"]: v.get("value") for v in container["env"]}["OTEL_SERVICE_NAME"] == f"hub-{service}"
         ports = {p["containerPort"] for p in container["ports"]}
         if "--port" in command:
             assert ports == {int(option(command, "--port"))}, name
