@@ -29,7 +29,10 @@ def add_commands(commands: Subcommands, common: argparse.ArgumentParser) -> None
         kinds, "orders", "VTEX orders created in a range of dates (both inclusive)", common, backfill_orders
     )
     orders.add_argument(
-        "--since", required=True, type=moment, help="first creation date (2024-11-01) or ISO time"
+        "--since",
+        required=True,
+        type=moment,
+        help="first creation date (2024-11-01) or ISO time, in UTC unless it names an offset",
     )
     orders.add_argument(
         "--until", required=True, type=partial(moment, end_of_day=True),

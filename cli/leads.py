@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import (
@@ -11,6 +13,7 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowHistory,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -28,6 +31,9 @@ from contracts.leads import (
     start_lead_distribution,
 )
 from core.constants import DEALER_STATUSES, LEAD_STATUS, LeadStatus, lead_workflow_id
+from db import deliveries, routing
+from db.engine import one_off_sessions
+from db.models import Delivery
 
 # What ``--status`` finds. A lead that ended failed or unrouted completed its run; a run that broke off
 # (its workflow failed, timed out or was terminated) left the lead undecided, so it counts as failed too.
@@ -35,6 +41,11 @@ REDRIVABLE = {
     LeadStatus.FAILED.value: f"(LeadStatus = '{LeadStatus.FAILED}' OR {any_of(list(BROKE_OFF))})",
     LeadStatus.UNROUTED.value: f"LeadStatus = '{LeadStatus.UNROUTED}'",
 }
+
+
+# How long ``reassign`` watches the new run for the move in the portal database, and ``assign`` waits for
+# a worker to take the decision, before saying it is not confirmed (the Web UI shows the run).
+CONFIRM_WAIT = timedelta(seconds=30)
 
 
 def add_commands(commands: Subcommands, common: argparse.ArgumentParser) -> None:
@@ -99,6 +110,13 @@ async def reassign_lead(args: argparse.Namespace, ctx: Context) -> int:
     if found is None:
         return out.fail(f"unknown lead {args.lead_id}: there is no workflow {lead_workflow_id(args.lead_id)}")
     handle, described = found
+    refused, holder = await dealer_refused(ctx, args.lead_id, args.dealer_id)
+    if refused:
+        return out.fail(f"lead {args.lead_id} not reassigned: {refused}")
+    if holder == args.dealer_id:
+        fields = {"lead_id": args.lead_id, "dealer_id": args.dealer_id, "reassigned_by": None}
+        out.show("reassignment", fields, f"lead {args.lead_id} is at {args.dealer_id} already: nothing moved")
+        return 0
     if described.status == WorkflowExecutionStatus.RUNNING:
         status = described.typed_search_attributes.get(LEAD_STATUS)
         if status not in DEALER_STATUSES:
@@ -125,6 +143,9 @@ async def reassign_lead(args: argparse.Namespace, ctx: Context) -> int:
     move = Reassignment(args.dealer_id, reason=args.reason, by=args.by)
     if not await start_again(ctx, await handle.fetch_history(), move):
         return out.fail(f"lead {args.lead_id} not reassigned: its workflow started again meanwhile")
+    not_moved = await moved_or_why_not(ctx, handle, args.lead_id, args.dealer_id)
+    if not_moved:
+        return out.fail(f"lead {args.lead_id}: {not_moved}")
     fields = {"lead_id": args.lead_id, "dealer_id": args.dealer_id, "reassigned_by": args.by}
     out.show(
         "reassignment",
@@ -132,6 +153,48 @@ async def reassign_lead(args: argparse.Namespace, ctx: Context) -> int:
         f"lead {args.lead_id} reassigned to {args.dealer_id} by {args.by}; its workflow delivers it now",
     )
     return 0
+
+
+async def dealer_refused(ctx: Context, lead_id: str, dealer_id: str) -> tuple[str, str | None]:
+    """Why support may not give the lead to ``dealer_id`` (``""``: it may), and which dealer holds the
+    lead's decision now. A dealer whose CRM still owes a drop of the lead may hold a copy of it: a new
+    delivery there would be a second one (routing passes such a dealer over too)."""
+    async with one_off_sessions(ctx.settings.database_url) as sessions:
+        if await routing.dealer_config(sessions, dealer_id) is None:
+            return f"no active dealer {dealer_id}", None
+        owed = {drop.dealer_id for drop in (await deliveries.losses(sessions, lead_id)).pending}
+        async with sessions() as session:
+            decision = await session.get(Delivery, lead_id)
+    if dealer_id in owed:
+        return (
+            f"{dealer_id}'s CRM has not yet answered a drop of this lead (it may hold a copy): try again"
+            " once a run of the lead made that drop (hub leads redrive, or Zoho's next webhook)",
+            None,
+        )
+    return "", decision.dealer_id if decision is not None else None
+
+
+async def moved_or_why_not(ctx: Context, handle: LeadHandle, lead_id: str, dealer_id: str) -> str:
+    """Watch the new run until the portal database has the lead's decision at ``dealer_id``: ``""``, or
+    why the move is not confirmed (the run ended without it, or it did not happen in time)."""
+    clock = asyncio.get_running_loop()
+    until = clock.time() + CONFIRM_WAIT.total_seconds()
+    async with one_off_sessions(ctx.settings.database_url) as sessions:
+        while True:
+            async with sessions() as session:
+                decision = await session.get(Delivery, lead_id, populate_existing=True)
+            if decision is not None and decision.dealer_id == dealer_id:
+                return ""
+            described = await handle.describe()
+            if described.status != WorkflowExecutionStatus.RUNNING:
+                ended = described.status.name.lower() if described.status else "closed"
+                return f"not reassigned: its new run {ended} before moving it (the Web UI says why)"
+            if clock.time() >= until:
+                return (
+                    f"reassignment to {dealer_id} started, not applied within {CONFIRM_WAIT.seconds} s:"
+                    f" see workflow {handle.id} in the Web UI"
+                )
+            await asyncio.sleep(0.5)
 
 
 async def redrive_leads(args: argparse.Namespace, ctx: Context) -> int:
@@ -167,14 +230,23 @@ async def assign_lead(args: argparse.Namespace, ctx: Context) -> int:
         return out.fail(
             f"lead {args.lead_id} is not waiting for a dealer: its workflow {ended} (lead {status})"
         )
+    refused, _ = await dealer_refused(ctx, args.lead_id, args.dealer_id)
+    if refused:
+        return out.fail(f"lead {args.lead_id} not assigned: {refused}")
     try:
         assigned = await handle.execute_update(
             ASSIGN_DEALER_UPDATE,
             AssignDealerInput(args.dealer_id, assigned_by=args.by),
             result_type=AssignDealerResult,
+            rpc_timeout=CONFIRM_WAIT,
         )
     except WorkflowUpdateFailedError as error:  # refused: not waiting (any more), or no such dealer
         return out.fail(f"lead {args.lead_id} not assigned: {error.cause or error}")
+    except WorkflowUpdateRPCTimeoutOrCancelledError:  # no worker took it in time, or Ctrl-C
+        return out.fail(
+            f"lead {args.lead_id}: the assignment is not confirmed (no worker took it within"
+            f" {CONFIRM_WAIT.seconds} s): see its workflow in the Web UI before trying again"
+        )
     except RPCError as error:
         if error.status == RPCStatusCode.NOT_FOUND:  # its run ended between the check and the update
             return out.fail(f"lead {args.lead_id} is not waiting for a dealer: its workflow ended meanwhile")

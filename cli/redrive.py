@@ -103,7 +103,8 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         "--since",
         default="24h",
         type=since,
-        help="runs that ended since: 30m, 24h, 7d, a date or an ISO time (default 24h)",
+        help="runs that ended since: 30m, 24h, 7d, a date or an ISO time, in UTC unless it names an offset"
+        " (default 24h)",
     )
     parser.add_argument("--dry-run", action="store_true", help="list what would be redriven; change nothing")
     parser.add_argument(
@@ -175,13 +176,13 @@ async def find(client: Client, flow: Flow, listed: str, limit: int) -> tuple[lis
     found: list[Ended] = []
     superseded = 0
     for execution in sorted(executions, key=_closed):
-        if len(found) == limit:
-            return found, superseded, True
         if not flow.superseded_too:
             current = await client.get_workflow_handle(execution.id).describe()
             if current.run_id != execution.run_id:
                 superseded += 1
                 continue
+        if len(found) == limit:  # one more to redrive than the limit (superseded runs are not)
+            return found, superseded, True
         found.append(
             Ended(
                 workflow_id=execution.id,

@@ -96,6 +96,15 @@ async def test_terminate_redrive_and_resend_never_reach_a_second_dealer(hub: Hub
     assert statuses[-2:] == [("reassigned", "rest-sp-b"), ("delivered", "rest-sp-b")]
     assert "from rest-sp-a to rest-sp-b by ana: customer moved" in lead["history"][-2]["detail"]
 
+    # The same move again moves nothing; a dealer that does not exist is refused before anything changes.
+    runs = await hub.count_workflows(f"WorkflowId = 'lead-{lead_id}'")
+    why = ("--reason", "again", "--by", "ana")
+    same = await hub_cli(hub.settings, "leads", "reassign", lead_id, "rest-sp-b", *why)
+    assert same.code == 0 and "at rest-sp-b already: nothing moved" in same.out
+    nobody = await hub_cli(hub.settings, "leads", "reassign", lead_id, "no-such-dealer", *why)
+    assert nobody.code == 1 and "no active dealer no-such-dealer" in nobody.err
+    assert await hub.count_workflows(f"WorkflowId = 'lead-{lead_id}'") == runs
+
     # And a later redrive or resend leaves it where support put it.
     again = await hub.post_webhook(lead_id)
     assert again.json()["status"] == "duplicate"

@@ -6,7 +6,8 @@ import asyncio
 from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -14,8 +15,11 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from cli.command import Context
+from cli.leads import dealer_refused
 from core.business_hours import from_config
 from core.constants import LeadStatus
+from core.settings import Settings
 from db import deliveries, feedback, lead_changes, lead_status, routing
 from db.engine import create_engine, session_factory
 from db.models import Dealer, DealerFeedback, Delivery, DeliveryRelease
@@ -235,6 +239,30 @@ async def test_a_dealer_support_moved_a_delivered_lead_away_from_reports_late_no
     assert (late.outcome, late.current) == (feedback.Outcome.LATE, False)
     view = await lead_status.get_lead(sessions, "L1")
     assert view is not None and view.dealer_id == "b" and view.status != "accepted"
+
+
+async def test_support_cannot_give_a_lead_to_a_dealer_whose_crm_still_owes_its_drop(
+    sessions: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    """Its CRM never answered the create call and has not answered the drop either: it may hold a copy,
+    so ``hub leads assign|reassign`` refuse it, as routing passes it over (a new delivery under a new key
+    would be a second lead there). An unknown dealer is refused too; the lead's own dealer is named."""
+    await load(sessions, dealer("a", priority=10), dealer("b", priority=20))
+    await lead_status.record_status(
+        sessions, lead_id="L1", status=LeadStatus.RECEIVED, workflow_id="w", at=T0
+    )
+    lead = LeadProfile("SP", "Santos", "Onix")
+    assert (await deliveries.claim_next(sessions, "L1", lead, DAY, T0)).dealer_id == "a"  # type: ignore[union-attr]
+    await deliveries.claim_next(
+        sessions, "L1", lead, DAY, T0, release="a", exclude=["a"], release_unanswered=True
+    )
+    ctx = cast(Context, SimpleNamespace(settings=Settings(environment="test", database_url=database_url)))
+    refused, holder = await dealer_refused(ctx, "L1", "a")
+    assert "a's CRM has not yet answered a drop of this lead" in refused and holder is None
+    assert await dealer_refused(ctx, "L1", "b") == ("", "b")  # the lead's claim is at b
+    assert (await dealer_refused(ctx, "L1", "zz"))[0] == "no active dealer zz"
+    await deliveries.record_withdrawal(sessions, "L1", "a", "withdrawn")  # the CRM answered the drop
+    assert await dealer_refused(ctx, "L1", "a") == ("", "b")
 
 
 async def test_a_dealer_released_unanswered_gets_the_lead_back_under_the_key_its_crm_allows(
