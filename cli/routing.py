@@ -78,6 +78,7 @@ async def explain_lead(args: argparse.Namespace, ctx: Context) -> int:
         at = utcnow()
         async with sessions() as session:
             passed_over = await deliveries.passed_over(session, args.lead_id)
+        withdrawals = (await deliveries.losses(sessions, args.lead_id)).count
         explained = (
             await routing.explain(sessions, routing.LeadProfile(**profile), _day(ctx, at), at, passed_over)
             if profile
@@ -91,6 +92,12 @@ async def explain_lead(args: argparse.Namespace, ctx: Context) -> int:
         ctx.out.say("its routing profile was not kept (routed before this version): use hub routing simulate")
         return FAILED if not rows else 0
     ctx.out.say(f"routing now for {profile}:")
+    cap = ctx.settings.lead_max_reroutes
+    if withdrawals > cap:  # as the lead's run decides: no dealer is claimed past the cap
+        ctx.out.table("candidate", _rows(explained), VERDICT_COLUMNS)
+        why = f"{withdrawals} dealers missed their SLA, more than HUB_LEAD_MAX_REROUTES={cap}"
+        ctx.out.show("choice", {"dealer_id": None}, f"choice: none ({why}: the fallback owner has it)")
+        return 0
     _show(ctx, explained)
     return 0
 
@@ -99,9 +106,12 @@ def _day(ctx: Context, at: datetime) -> Any:
     return at.astimezone(ZoneInfo(ctx.settings.business_timezone)).date()
 
 
+def _rows(explained: routing.Explanation) -> list[dict[str, Any]]:
+    return [{**vars(verdict), "kept": "yes" if verdict.kept else "no"} for verdict in explained.verdicts]
+
+
 def _show(ctx: Context, explained: routing.Explanation) -> None:
-    rows = [{**vars(verdict), "kept": "yes" if verdict.kept else "no"} for verdict in explained.verdicts]
-    ctx.out.table("candidate", rows, VERDICT_COLUMNS)
+    ctx.out.table("candidate", _rows(explained), VERDICT_COLUMNS)
     if explained.chosen:
         ctx.out.show("choice", {"dealer_id": explained.chosen}, f"choice: {explained.chosen}")
     else:

@@ -82,6 +82,24 @@ async def test_explain_shows_each_delivery_and_that_a_lost_dealer_is_never_chose
     assert unknown.code == 1 and "no lead 999" in unknown.err
 
 
+async def test_explain_says_no_dealer_is_chosen_past_the_re_routing_cap(
+    hub: Hub, hub_cli: HubCli, skipping_env: WorkflowEnvironment
+) -> None:
+    """Three dealers missed their SLA, past the cap of two re-routes: the run gave the lead to the
+    fallback owner, and explain says routing claims no dealer for it, as the run decided."""
+    lead_id = await hub.create_lead(State="PR", City="Curitiba")
+    await hub.post_webhook(lead_id)
+    await at_dealer(hub, lead_id, "sla-a")
+    for dealer_id in ("sla-b", "sla-c"):
+        await skip_time(skipping_env, SLA)
+        await at_dealer(hub, lead_id, dealer_id)
+    await skip_time(skipping_env, SLA + timedelta(minutes=1))
+    await hub.wait_for_status(lead_id, "sla_exhausted")
+    ran = await hub_cli(hub.settings, "leads", "explain", lead_id)
+    assert ran.code == 0, ran.err
+    assert "choice: none (3 dealers missed their SLA, more than HUB_LEAD_MAX_REROUTES=2" in ran.out
+
+
 async def test_simulate_needs_the_portal_database_only(hub: Hub, hub_cli: HubCli) -> None:
     """Support explains routing while Temporal is away; a command that needs Temporal says it is away."""
     away = hub.settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
