@@ -5,7 +5,7 @@ Only ``hub leads reassign`` moves a lead that reached a dealer, and the move is 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from temporalio.testing import WorkflowEnvironment
 
@@ -14,8 +14,8 @@ from db.rules import apply_rules
 from tests.cli.conftest import HubCli
 from tests.hub import Hub
 from tests.hub import test_rules as routing_rules
-from tests.support import eventually, skip_time
-from tests.workflows.test_dealer_sla import SLA, at_dealer, sla_hub
+from tests.support import eventually
+from tests.workflows.test_dealer_sla import at_dealer, sla_exhausted_lead, sla_hub
 
 
 async def set_capacity(hub: Hub, dealer_id: str, capacity: int) -> None:
@@ -129,14 +129,7 @@ async def test_a_lead_sent_back_to_dealers_whose_crms_withdrew_it_is_a_new_lead_
     each in turn. Each gets a lead of its own again (the old key or the old record would be the
     withdrawn one), and the DMS that cannot withdraw keeps the lead it had."""
     async with sla_hub(skipping_env, sqlite_url, task_queue) as hub:
-        lead_id = await hub.create_lead(State="PR", City="Curitiba", First_Name="Rui")
-        await hub.post_webhook(lead_id)
-        await at_dealer(hub, lead_id, "sla-a")
-        for dealer_id in ("sla-b", "sla-c"):
-            await skip_time(skipping_env, SLA)
-            await at_dealer(hub, lead_id, dealer_id)
-        await skip_time(skipping_env, SLA + timedelta(minutes=1))
-        await hub.wait_for_status(lead_id, "sla_exhausted")
+        lead_id = await sla_exhausted_lead(hub, skipping_env, First_Name="Rui")
         await hub.handle(lead_id).result()
         for dealer_id in ("sla-a", "sla-b", "sla-c"):
             moved = await hub_cli(

@@ -11,7 +11,7 @@ from temporalio.testing import WorkflowEnvironment
 from tests.cli.conftest import HubCli
 from tests.hub import Hub
 from tests.support import free_port, skip_time
-from tests.workflows.test_dealer_sla import BRT, SLA, at_dealer, sla_hub
+from tests.workflows.test_dealer_sla import BRT, SLA, at_dealer, sla_exhausted_lead, sla_hub
 
 
 @pytest.fixture
@@ -87,14 +87,7 @@ async def test_explain_says_no_dealer_is_chosen_past_the_re_routing_cap(
 ) -> None:
     """Three dealers missed their SLA, past the cap of two re-routes: the run gave the lead to the
     fallback owner, and explain says routing claims no dealer for it, as the run decided."""
-    lead_id = await hub.create_lead(State="PR", City="Curitiba")
-    await hub.post_webhook(lead_id)
-    await at_dealer(hub, lead_id, "sla-a")
-    for dealer_id in ("sla-b", "sla-c"):
-        await skip_time(skipping_env, SLA)
-        await at_dealer(hub, lead_id, dealer_id)
-    await skip_time(skipping_env, SLA + timedelta(minutes=1))
-    await hub.wait_for_status(lead_id, "sla_exhausted")
+    lead_id = await sla_exhausted_lead(hub, skipping_env)
     ran = await hub_cli(hub.settings, "leads", "explain", lead_id)
     assert ran.code == 0, ran.err
     assert "choice: none (3 dealers missed their SLA, more than HUB_LEAD_MAX_REROUTES=2" in ran.out

@@ -150,6 +150,20 @@ async def zoho_lead(hub: Hub, lead_id: str) -> dict[str, Any]:
     return dict((await hub.http.get(f"{hub.sims_url}/_control/zoho/leads/{lead_id}")).json()["lead"])
 
 
+async def sla_exhausted_lead(hub: Hub, env: WorkflowEnvironment, **fields: str) -> str:
+    """A Curitiba lead each of the three PR dealers failed to accept in time, past the cap of two
+    re-routes: at the fallback owner. Its id."""
+    lead_id = await hub.create_lead(State="PR", City="Curitiba", **fields)
+    await hub.post_webhook(lead_id)
+    await at_dealer(hub, lead_id, "sla-a")
+    for dealer_id in ("sla-b", "sla-c"):
+        await skip_time(env, SLA)
+        await at_dealer(hub, lead_id, dealer_id)
+    await skip_time(env, SLA + timedelta(minutes=1))
+    await hub.wait_for_status(lead_id, "sla_exhausted")
+    return lead_id
+
+
 async def test_dealers_that_miss_the_sla_lose_the_lead_until_the_fallback_owner(
     sla_hub: Hub, skipping_env: WorkflowEnvironment
 ) -> None:
