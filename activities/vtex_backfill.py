@@ -21,7 +21,7 @@ from activities.heartbeats import heartbeating
 from activities.pacing import RequestBudgets, first_attempt, paced
 from clients.vtex import VtexClient
 from core.metrics import count_sync
-from core.vtex import change_time
+from core.vtex import readable_change_time
 from warehouse.landing import BronzeRecord, InvalidRecord, QuarantineRecord, Warehouse, landed_since
 from warehouse.streams import StreamCursor
 from warehouse.tables import QUARANTINE, VTEX_ORDERS
@@ -127,7 +127,11 @@ class VtexBackfillActivities:
                 list(keys),
                 entity_ids=list(keys.values()),
                 # No version landed before its lastChange: the read starts at the page's oldest.
-                landed_since=landed_since(_last_change(order) for order in page.orders if "orderId" in order),
+                landed_since=landed_since(
+                    readable_change_time(order.get("lastChange"))
+                    for order in page.orders
+                    if "orderId" in order
+                ),
             )
         order_ids = [order_id for key, order_id in keys.items() if key not in landed]
         count_sync("backfill", unchanged=len(keys) - len(order_ids))
@@ -203,14 +207,6 @@ class VtexBackfillActivities:
 
 def _bounds(window: CreationWindow) -> tuple[datetime, datetime]:
     return datetime.fromisoformat(window.start), datetime.fromisoformat(window.end)
-
-
-def _last_change(order: dict[str, Any]) -> datetime | None:
-    """When the order last changed, by its list summary; None where it does not say readably."""
-    try:
-        return change_time(str(order.get("lastChange")))
-    except ValueError:
-        return None
 
 
 def _summary_key(order: dict[str, Any]) -> str:

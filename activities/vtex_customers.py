@@ -14,7 +14,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from typing import Any
 
 from aiolimiter import AsyncLimiter
 from temporalio import activity
@@ -25,7 +24,7 @@ from activities.pacing import RequestBudgets, first_attempt, paced, wait_alive
 from clients.errors import TransientError
 from clients.vtex import SCROLL_MAX_SIZE, ScrollExpired, ScrollPage, VtexClient, vtex_filter_time
 from core.metrics import count_sync
-from core.vtex import change_time
+from core.vtex import readable_change_time
 from warehouse.landing import InvalidRecord, Warehouse, landed_since
 from warehouse.streams import StreamCursor
 from warehouse.tables import QUARANTINE, VTEX_CUSTOMERS
@@ -164,7 +163,9 @@ class VtexCustomerActivities:
             entity_ids=[_entity(v) for v in versions.values()],
             # No version landed before Master Data changed it: the read starts at the page's oldest
             # change (customer ids spread over every clustered block, so only days prune the read).
-            landed_since=landed_since(_changed_at(document) for document in page.documents),
+            landed_since=landed_since(
+                readable_change_time(doc.get("updatedIn") or doc.get("createdIn")) for doc in page.documents
+            ),
         )
         new = [version for key, version in versions.items() if key not in landed]
         valid = [version.record for version in new if isinstance(version, CustomerVersion)]
@@ -188,14 +189,6 @@ def _key(version: CustomerVersion | InvalidRecord) -> str:
 def _entity(version: CustomerVersion | InvalidRecord) -> str | None:
     """The customer id the version lands (or is quarantined) under; None for a document without one."""
     return version.record.entity_id if isinstance(version, CustomerVersion) else version.quarantine.entity_id
-
-
-def _changed_at(document: dict[str, Any]) -> datetime | None:
-    """When Master Data last changed the document; None where it does not say readably."""
-    try:
-        return change_time(str(document.get("updatedIn") or document.get("createdIn")))
-    except ValueError:
-        return None
 
 
 def _check_codes(versions: list[CustomerVersion | InvalidRecord]) -> list[str]:

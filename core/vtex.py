@@ -60,6 +60,16 @@ def change_time(value: str) -> datetime:
     return datetime.fromisoformat(key[:26] + "+00:00")
 
 
+def readable_change_time(value: object) -> datetime | None:
+    """:func:`change_time` of a field a record may leave out or garble: None where it is no timestamp."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return change_time(value)
+    except ValueError:
+        return None
+
+
 def received_now() -> str:
     """Now, as ``OrderEvent.received_at`` holds it (ISO 8601 UTC, microseconds: the texts sort as times)."""
     return datetime.now(UTC).isoformat(timespec="microseconds")

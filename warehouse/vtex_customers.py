@@ -22,7 +22,7 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
-from core.vtex import change_key, change_time
+from core.vtex import change_key, change_time, readable_change_time
 from warehouse.landing import BronzeRecord, InvalidRecord, QuarantineRecord
 from warehouse.tables import VTEX_CUSTOMERS
 
@@ -76,11 +76,9 @@ def customer_version(document: dict[str, Any]) -> CustomerVersion:
 
 def customer_columns(document: dict[str, Any]) -> dict[str, Any]:
     """The typed columns of a CL document (``warehouse.tables.TYPED_COLUMNS``); None where unreadable."""
-    user, created = document.get("userId"), document.get("createdIn")
-    try:
-        created_at = change_time(created) if isinstance(created, str) else None
-    except ValueError:
-        created_at = None  # the version is keyed by updatedIn; a broken createdIn alone does not stop it
+    user = document.get("userId")
+    # The version is keyed by updatedIn: a broken createdIn alone does not stop it.
+    created_at = readable_change_time(document.get("createdIn"))
     return {"user_id": None if user is None else str(user), "created_at": created_at}
 
 
