@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,9 @@ TEST_TYPES = {"test", "unit_test"}
 # tagged "hourly" (daily_sales, product_performance, and the tests that scan whole tables). A full
 # build runs everything; the build workflow runs one at least hourly (README, "Silver and gold").
 FAST_BUILD_EXCLUDES = ["--exclude-resource-type", "unit_test", "--exclude", "tag:hourly"]
+# How far back a source freshness check reads bronze: longer than any source's error_after (72 hours),
+# so a table stale enough to matter still shows when it last landed, up to a week back.
+FRESHNESS_LOOKBACK = timedelta(days=7)
 
 
 def dbt_environment(settings: Settings) -> dict[str, str]:
@@ -167,7 +171,9 @@ def check_freshness(runner: Any, work_dir: Path, summary: DbtBuildSummary) -> No
 
     It only reads ``max(ingested_at)``; a stale table is a warning of the build (and the
     ``hub_bronze_freshness`` metric), not a failure: the models built from what is there are right.
+    The sources' filter reads ``HUB_FRESHNESS_SINCE``: a literal, which BigQuery prunes partitions by.
     """
+    os.environ["HUB_FRESHNESS_SINCE"] = freshness_since(datetime.now(UTC))
     arguments = ["source", "freshness", "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR)]
     arguments += ["--target-path", str(work_dir / "target"), "--log-path", str(work_dir / "logs")]
     arguments += ["--output", str(work_dir / "target" / "sources.json")]
@@ -183,9 +189,15 @@ def check_freshness(runner: Any, work_dir: Path, summary: DbtBuildSummary) -> No
         else:
             loaded = None
         if status != "pass":
-            summary.warnings.append(
-                f"source {table}: freshness {status}, newest row landed {loaded or 'never'}"
-            )
+            newest = loaded or f"not since {os.environ['HUB_FRESHNESS_SINCE']}"
+            summary.warnings.append(f"source {table}: freshness {status}, newest row landed {newest}")
+
+
+def freshness_since(now: datetime) -> str:
+    """The start of the day ``FRESHNESS_LOOKBACK`` before ``now``, as a BigQuery timestamp literal: the
+    same value all day, so dbt re-parses the sources once a day, not at every check."""
+    day = (now.astimezone(UTC) - FRESHNESS_LOOKBACK).date()
+    return f"{day.isoformat()} 00:00:00+00"
 
 
 def main(argv: Sequence[str] | None = None) -> None:

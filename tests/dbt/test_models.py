@@ -7,7 +7,7 @@ import os
 import re
 import subprocess
 from pathlib import Path
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 
@@ -18,7 +18,7 @@ from tests.dbt.bigquery_rules import compiled_violations
 from tests.dbt.fixture import CUSTOMERS, EXPECTED_360, ORDERS, SKUS, insert_bronze_row, land_store, order
 from warehouse.landing import Warehouse
 from contracts.dbt_build import DbtBuildSummary
-from warehouse.dbt import build_command, dbt_environment, parse_summary
+from warehouse.dbt import build_command, dbt_environment, freshness_since, parse_summary
 from warehouse.landing import BronzeRecord, InvalidRecord, bronze_rows
 from warehouse.leads import lead_record
 from core.vtex import OrderEvent, change_key
@@ -121,6 +121,10 @@ async def test_build_passes_and_gold_matches_a_hand_computation(
     fresh = {"vtex_orders": "pass", "vtex_customers": "pass", "vtex_skus": "pass"}
     assert summary.freshness == {**fresh, "vtex_order_events": "error"}
     assert set(summary.loaded_at) == set(fresh)
+    # Each freshness query reads a week of bronze, bounded by a literal BigQuery prunes by.
+    since = freshness_since(datetime.now(UTC))
+    queries = (tmp_path / "logs" / "dbt.log").read_text()
+    assert queries.count(f"where ingested_at >= timestamp '{since}'") == 4, since
 
     built = await snapshot(warehouse)
     gold = {row["customer_id"]: row for row in built["customer_360"]}

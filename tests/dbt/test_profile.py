@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 
 import pytest
 import yaml
@@ -67,3 +68,11 @@ def test_a_build_run_by_hand_takes_its_target_and_guard_from_the_settings(
     assert (seen["HUB_DBT_TARGET"], seen["HUB_BIGQUERY_PROJECT"]) == ("bigquery", "acme-analytics")
     assert seen["HUB_DBT_MAXIMUM_BYTES_BILLED"] == str(50 * 1024**3)
     assert seen["HUB_BUSINESS_TIMEZONE"] == "America/Manaus"  # what was set stands
+
+
+def test_freshness_reads_from_the_start_of_the_day_a_week_back_in_utc() -> None:
+    # 02:30 in São Paulo on the 8th is 05:30 UTC on the 8th: a week back is the 1st, at midnight UTC.
+    local = datetime.fromisoformat("2026-12-08T02:30:00-03:00")
+    assert warehouse.dbt.freshness_since(local) == "2026-12-01 00:00:00+00"
+    # The literal is BigQuery's: a date, a time and an offset, which prunes bronze's days.
+    assert warehouse.dbt.freshness_since(datetime(2026, 1, 3, 23, 59, tzinfo=UTC)) == "2025-12-27 00:00:00+00"
