@@ -181,9 +181,12 @@ class FollowPlan:
 
     holds: bool  # the dealer has the lead (support may have moved it meanwhile)
     sla_deadline: str = ""  # ISO 8601, in the dealer's open hours; "": the dealer has no SLA
-    # Seconds from now to the deadline: the run waits this long on its own clock (Temporal's), which a
-    # worker's clock may not match to the second.
+    # Seconds from the plan's reading to the deadline: what runs before the next field waited from the
+    # time they handled the plan (a worker away in between lengthened the SLA by as long).
     sla_remaining_seconds: float = 0.0
+    # The deadline on Temporal's clock (ISO 8601), which the run's timers keep: the hub's deadline moved
+    # by how far Temporal's clock was from the worker's when the activity started. "": no SLA.
+    sla_wait_until: str = ""
     dealer_status: str | None = None  # the newest status the dealer reported so far
     dealer_status_at: str = ""  # its time (ISO 8601) where the plan was read from the database
     poll_seconds: int = 0  # 0: the dealer's CRM is not asked, its webhook reports
@@ -266,17 +269,26 @@ def is_followed(dealer: DealerConfig) -> bool:
     return bool(dealer.sla_minutes) or is_read(dealer)
 
 
-def plan_to_follow(dealer: DealerConfig, delivered_at: datetime | None) -> FollowPlan:
-    """The dealer's deadline to accept a lead delivered then (its open hours counted), and whether its
-    CRM is read."""
-    deadline, remaining = "", 0.0
+def temporal_clock_offset() -> timedelta:
+    """How far Temporal's clock is ahead of this worker's, read when the activity's attempt starts (the
+    time the server gave it, less the worker's clock now; on a time-skipping test server, the time it
+    skipped). Call it first thing: the difference is then only the task's way from server to worker."""
+    return activity.info().started_time - utcnow()
+
+
+def plan_to_follow(dealer: DealerConfig, delivered_at: datetime | None, offset: timedelta) -> FollowPlan:
+    """The dealer's deadline to accept a lead delivered then (its open hours counted), on the hub's clock
+    and on Temporal's (``offset`` ahead, ``temporal_clock_offset``), and whether its CRM is read."""
+    deadline, remaining, wait_until = "", 0.0, ""
     ends = routing.accept_by(dealer, delivered_at) if delivered_at is not None else None
     if ends is not None:
         deadline, remaining = ends.isoformat(), max((ends - utcnow()).total_seconds(), 0.0)
+        wait_until = (ends + offset).isoformat()
     return FollowPlan(
         holds=True,
         sla_deadline=deadline,
         sla_remaining_seconds=remaining,
+        sla_wait_until=wait_until,
         poll_seconds=dealer.status_poll_seconds or 0 if is_read(dealer) else 0,
     )
 
@@ -454,6 +466,7 @@ class LeadActivities:
     @activity.defn
     async def deliver_lead(self, params: DeliverLeadInput) -> DeliverLeadResult:
         """Create the lead in the dealer's CRM exactly once and count it against the dealer's capacity."""
+        offset = temporal_clock_offset()
         dealer = await routing.dealer_config(self._sessions, params.dealer_id)
         if dealer is None:
             raise ApplicationError(
@@ -512,7 +525,7 @@ class LeadActivities:
         elif params.record_delivered:
             await self._measure_delivery(params.lead_id, dealer.id, now)
         followed = is_followed(dealer)
-        plan = plan_to_follow(dealer, now) if kept and followed else None
+        plan = plan_to_follow(dealer, now, offset) if kept and followed else None
         return DeliverLeadResult(dealer_lead_id=dealer_lead_id, followed=followed, plan=plan)
 
     async def _measure_delivery(self, lead_id: str, dealer_id: str, delivered: datetime) -> None:
@@ -525,11 +538,12 @@ class LeadActivities:
     async def follow_plan(self, params: FollowPlanInput) -> FollowPlan:
         """The dealer's SLA deadline for the lead (open hours counted from its delivery) and what the
         dealer reported so far, from the lead's delivery record: every run of the lead computes the same."""
+        offset = temporal_clock_offset()
         dealer = await routing.dealer_config(self._sessions, params.dealer_id, inactive_too=True)
         held = await deliveries.holding(self._sessions, params.lead_id, params.dealer_id)
         if dealer is None or not held.holds:
             return FollowPlan(holds=False, withdrawals=held.withdrawals)
-        plan = plan_to_follow(dealer, held.delivered_at)
+        plan = plan_to_follow(dealer, held.delivered_at, offset)
         plan.dealer_status, plan.withdrawals = held.dealer_status, held.withdrawals
         plan.dealer_status_at = held.dealer_status_at.isoformat() if held.dealer_status_at else ""
         return plan

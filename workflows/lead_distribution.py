@@ -130,6 +130,10 @@ READ_WHEN_RESUMED_PAST_DEADLINE = "read-dealer-status-when-resumed-past-deadline
 # the re-route's own claim does. Runs before it waited for support's assign_dealer until the assignment
 # deadline (24 hours from the run's start by default), the lead with no owner meanwhile.
 FALLBACK_WHEN_REROUTE_NOT_TAKEN = "fallback-owner-when-reroute-not-taken"
+# Patch: the SLA deadline the run waits until is the hub's deadline on Temporal's clock, as the activity
+# that read it computed (FollowPlan.sla_wait_until). Runs before it waited the seconds left at the read
+# from the time they handled its result: a worker away in between gave the dealer as much more time.
+SLA_DEADLINE_ON_TEMPORAL_CLOCK = "sla-deadline-on-temporal-clock"
 # A delivery attempt's outcome when the lead had left that delivery (a run reset to before it).
 MOVED_ON = "moved on"
 # The local try of a step (_done_locally): Zoho's update is one call of at most 10 s (the HTTP clients'
@@ -393,9 +397,7 @@ class LeadDistributionWorkflow:
                 claim.delivered, claim.dealer_lead_id = True, delivered.dealer_lead_id
                 claim.followed = delivered.followed
                 if delivered.plan is not None:
-                    wait = timedelta(seconds=delivered.plan.sla_remaining_seconds)
-                    deadline_at = workflow.now() + wait if delivered.plan.sla_deadline else None
-                    self._delivered_plan = (delivered.plan, deadline_at)
+                    self._delivered_plan = (delivered.plan, _sla_wait_until(delivered.plan))
             elif self._attempts[-1].outcome == MOVED_ON:
                 # A run reset to before a delivery the lead has since left: go on where the lead is (its
                 # claim), or claim where it may go, its re-routing cap counted; nothing is released.
@@ -442,9 +444,7 @@ class LeadDistributionWorkflow:
             plan, wait_until = planned
         else:
             plan = await self._follow_plan(dealer_id)
-            wait_until = None
-            if plan.sla_deadline:
-                wait_until = workflow.now() + timedelta(seconds=plan.sla_remaining_seconds)
+            wait_until = _sla_wait_until(plan)
             reported = plan.dealer_status in DEALER_STATUSES and plan.dealer_status_at
             if reported and workflow.patched(PASS_ON_STORED_STATUS):  # (marked only where it acts)
                 stored = DealerStatusReport(dealer_id, str(plan.dealer_status), plan.dealer_status_at)
@@ -999,3 +999,12 @@ class LeadDistributionWorkflow:
             dealer_lead_id=dealer_lead_id,
             attempts=list(self._attempts),
         )
+
+
+def _sla_wait_until(plan: FollowPlan) -> datetime | None:
+    """Until when the run waits for the dealer to accept, on Temporal's clock; None: no SLA."""
+    if not plan.sla_deadline:
+        return None
+    if plan.sla_wait_until and workflow.patched(SLA_DEADLINE_ON_TEMPORAL_CLOCK):  # marked where it acts
+        return datetime.fromisoformat(plan.sla_wait_until)
+    return workflow.now() + timedelta(seconds=plan.sla_remaining_seconds)

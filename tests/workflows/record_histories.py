@@ -799,3 +799,38 @@ async def record_builds(
 async def has_built(handle: WorkflowHandle[Any, Any], count: int) -> bool:
     status = await handle.query(STATUS_QUERY, result_type=DbtBuildStatus)
     return status.builds == count and not status.building
+
+
+async def record_sla_missed_at_first_dealer(
+    env: WorkflowEnvironment, sqlite_url: str, task_queue: str, name: str
+) -> None:
+    """The run of a lead its first dealer did not accept within its SLA, re-routed to the next one;
+    saved as ``name``."""
+    async with sla_hub(env, sqlite_url, task_queue) as hub:
+        lead_id = await hub.create_lead(State="PR", City="Curitiba")
+        await hub.post_webhook(lead_id)
+        await at_dealer(hub, lead_id, "sla-a")
+        await skip_time(env, SLA + timedelta(minutes=1))
+        await at_dealer(hub, lead_id, "sla-b")
+        history = await the_run_that(hub.client, lead_workflow_id(lead_id), "withdraw_lead")
+        (HISTORIES / f"{name}.json").write_text(history.to_json() + "\n")
+
+
+async def test_record_lead_sla_deadline_on_temporal_clock(
+    skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str
+) -> None:
+    """Since the sla-deadline-on-temporal-clock patch: the run waits until the deadline its activity put
+    on Temporal's clock."""
+    await record_sla_missed_at_first_dealer(
+        skipping_env, sqlite_url, task_queue, "lead_sla_deadline_on_temporal_clock"
+    )
+
+
+async def test_record_lead_sla_deadline_from_handling(
+    skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str
+) -> None:
+    """Recorded with the code from before the sla-deadline-on-temporal-clock patch (kept as it was): the
+    run waited the seconds left from when it handled the plan."""
+    await record_sla_missed_at_first_dealer(
+        skipping_env, sqlite_url, task_queue, "lead_sla_deadline_from_handling"
+    )

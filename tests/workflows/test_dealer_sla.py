@@ -6,8 +6,9 @@ waits of the SLA pass in a moment (``skipping_env.sleep``).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,6 +17,7 @@ import pytest
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from sqlalchemy import update
+from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
@@ -30,12 +32,14 @@ from db.models import Delivery
 from db.rules import RulesFile, apply_rules
 from tests.hub import Hub, running_hub
 from tests.support import eventually, free_port, skip_time
+from workers.main import role_workers
 from workflows.lead_distribution import LeadDistributionWorkflow
 
 SLA = timedelta(minutes=30)
 FALLBACK_OWNER = "5725767000000999001"
 DEALER_SECRET = "dealer-hook-secret"
 BRT = ZoneInfo("America/Sao_Paulo")
+STARTED = PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
 
 
 def sla_rules(sims_url: str) -> RulesFile:
@@ -83,13 +87,17 @@ def sla_rules(sims_url: str) -> RulesFile:
 
 
 @asynccontextmanager
-async def sla_hub(env: WorkflowEnvironment, sqlite_url: str, task_queue: str) -> AsyncIterator[Hub]:
-    """The flows role on ``env`` with the SLA dealers, their webhook secrets and a fallback owner."""
+async def sla_hub(
+    env: WorkflowEnvironment, sqlite_url: str, task_queue: str, *, worker: bool = True
+) -> AsyncIterator[Hub]:
+    """The flows role on ``env`` with the SLA dealers, their webhook secrets and a fallback owner
+    (``worker=False``: without its worker, which the test runs)."""
     dealers = ("sla-a", "sla-b", "sla-c", "poll-sc", "poll-se", "next-se", "plain-al", "night-rs")
     async with running_hub(
         env.client,
         sqlite_url,
         task_queue,
+        worker=worker,
         role="flows",
         rules=sla_rules,
         simulator={"dealer_webhook_secret": DEALER_SECRET},
@@ -209,6 +217,76 @@ async def test_dealers_that_miss_the_sla_lose_the_lead_until_the_fallback_owner(
     late = await dealer_reports(hub, "sla-a", lead_id, "accepted")
     assert late["hub"]["status_code"] == 409
     assert (await hub.lead(lead_id) or {})["status"] == "sla_exhausted"
+
+
+@asynccontextmanager
+async def flows_worker(hub: Hub) -> AsyncIterator[None]:
+    """The hub's flows worker, running until the block ends (then shut down as on SIGTERM)."""
+    async with role_workers(hub.client, hub.settings, "flows") as workers, AsyncExitStack() as running:
+        for worker in workers:
+            await running.enter_async_context(worker)
+        yield
+
+
+async def delivering(hub: Hub, lead_id: str) -> None:
+    """Until the lead's delivery is under way at its dealer's CRM."""
+
+    async def started() -> bool:
+        pending = (await hub.handle(lead_id).describe()).raw_description.pending_activities
+        return any(a.activity_type.name == "deliver_lead" and a.state == STARTED for a in pending)
+
+    await eventually(started, timeout=30)
+
+
+def one_minute_rules(sims_url: str) -> RulesFile:
+    """Two Paraná REST dealers in priority order, each to accept within one minute."""
+    return RulesFile.model_validate(
+        {
+            "dealers": [
+                {
+                    "id": dealer_id,
+                    "name": dealer_id,
+                    "crm": {"kind": "rest", "url": f"{sims_url}/dealer-rest/{dealer_id}"},
+                    "routing": {"states": ["PR"], "daily_capacity": 100, "priority": priority},
+                    "sla": {"accept_within_minutes": 1},
+                    "field_mapping": {"external_id": "id"},
+                }
+                for dealer_id, priority in (("sla-a", 10), ("sla-b", 20))
+            ]
+        }
+    )
+
+
+async def test_a_worker_away_after_the_delivery_does_not_lengthen_the_dealers_sla(
+    temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str
+) -> None:
+    """On the dev server, in real time: the time-skipping server cannot move its clock while a workflow
+    task waits for a worker, which is the case here."""
+    away = timedelta(seconds=20)
+    async with running_hub(
+        temporal_env.client,
+        sqlite_url,
+        task_queue,
+        worker=False,
+        role="flows",
+        rules=one_minute_rules,
+        dealer_api_keys={"sla-a": "key-sla-a", "sla-b": "key-sla-b"},
+    ) as hub:
+        await hub.fault(target="sla-a", latency_ms=1000)  # the dealer's CRM takes a moment to answer
+        lead_id = await hub.create_lead(State="PR", City="Curitiba")
+        async with flows_worker(hub):
+            await hub.post_webhook(lead_id)
+            await delivering(hub, lead_id)
+        # The worker stopped as the delivery ended (its grace let it finish): the run learns of it only
+        # when a worker is back, 20 seconds of the dealer's minute later.
+        await at_dealer(hub, lead_id, "sla-a")
+        await asyncio.sleep(away.total_seconds())
+        async with flows_worker(hub):
+            lead = await at_dealer(hub, lead_id, "sla-b")
+    first = lead["deliveries"][0]
+    took = datetime.fromisoformat(first["withdrawn_at"]) - datetime.fromisoformat(first["delivered_at"])
+    # Withdrawn at its deadline (and the CRM's second to answer the withdrawal), not 20 s after it.
+    assert timedelta(minutes=1) <= took < timedelta(minutes=1) + away / 2, took
 
 
 async def terminated_after_the_decision(hub: Hub, lead_id: str, dealer_id: str) -> None:

@@ -315,6 +315,20 @@ def test_a_re_route_no_dealer_took_waited_for_support_before_and_goes_to_the_fal
     assert timers("lead_reroute_not_taken_to_fallback") == 1
 
 
+def test_a_dealers_sla_was_waited_from_handling_before_and_until_its_deadline_on_temporal_clock_since() -> (
+    None
+):
+    """The run that withdraws a lead from its first dealer at its SLA and delivers it to the next,
+    recorded before and since the sla-deadline-on-temporal-clock patch: the same steps, and since, the
+    patch's marker where the run took the next dealer's deadline on Temporal's clock."""
+    before = saved(HISTORIES / "lead_sla_deadline_from_handling.json")
+    since = saved(HISTORIES / "lead_sla_deadline_on_temporal_clock.json")
+    steps = scheduled_activities("lead_sla_deadline_from_handling")
+    assert steps == scheduled_activities("lead_sla_deadline_on_temporal_clock")
+    assert steps[:5] == ["withdraw_lead", "withdraw_at_dealer", "fetch_lead", "claim_lead", "deliver_lead"]
+    assert markers(since) == markers(before) + 1
+
+
 def test_an_unanswered_claim_was_released_before_and_is_withdrawn_at_its_crm_since() -> None:
     """Since the unanswered-claim-withdrawn-at-crm patch the first dealer's CRM is asked to drop the lead
     between its release and the next dealer's delivery; before it, no such call was made."""
