@@ -23,6 +23,7 @@ from cli.routing import add_explain
 from contracts.leads import (
     ASSIGN_DEALER_UPDATE,
     LEAD_DISTRIBUTION_WORKFLOW,
+    NOT_REASSIGNED,
     AssignDealerInput,
     AssignDealerResult,
     LeadDistributionInput,
@@ -143,7 +144,7 @@ async def reassign_lead(args: argparse.Namespace, ctx: Context) -> int:
     move = Reassignment(args.dealer_id, reason=args.reason, by=args.by)
     if not await start_again(ctx, await handle.fetch_history(), move):
         return out.fail(f"lead {args.lead_id} not reassigned: its workflow started again meanwhile")
-    not_moved = await moved_or_why_not(ctx, handle, args.lead_id, args.dealer_id)
+    not_moved = await moved_or_why_not(ctx, handle, args.lead_id, args.dealer_id, holder)
     if not_moved:
         return out.fail(f"lead {args.lead_id}: {not_moved}")
     fields = {"lead_id": args.lead_id, "dealer_id": args.dealer_id, "reassigned_by": args.by}
@@ -174,9 +175,12 @@ async def dealer_refused(ctx: Context, lead_id: str, dealer_id: str) -> tuple[st
     return "", decision.dealer_id if decision is not None else None
 
 
-async def moved_or_why_not(ctx: Context, handle: LeadHandle, lead_id: str, dealer_id: str) -> str:
+async def moved_or_why_not(
+    ctx: Context, handle: LeadHandle, lead_id: str, dealer_id: str, holder: str | None
+) -> str:
     """Watch the new run until the portal database has the lead's decision at ``dealer_id``: ``""``, or
-    why the move is not confirmed (the run ended without it, or it did not happen in time)."""
+    why the move is not confirmed (the run ended without it, or it did not happen in time). ``holder``:
+    the dealer that had the lead."""
     clock = asyncio.get_running_loop()
     until = clock.time() + CONFIRM_WAIT.total_seconds()
     async with one_off_sessions(ctx.settings.database_url) as sessions:
@@ -186,6 +190,11 @@ async def moved_or_why_not(ctx: Context, handle: LeadHandle, lead_id: str, deale
             if decision is not None and decision.dealer_id == dealer_id:
                 return ""
             described = await handle.describe()
+            if described.status == WorkflowExecutionStatus.COMPLETED:
+                result = await handle.result()
+                if result.status == NOT_REASSIGNED:
+                    where = f"it stays at {holder}" if holder else "it stays where it was"
+                    return f"not reassigned: Zoho no longer has the lead (deleted, or converted); {where}"
             if described.status != WorkflowExecutionStatus.RUNNING:
                 ended = described.status.name.lower() if described.status else "closed"
                 return f"not reassigned: its new run {ended} before moving it (the Web UI says why)"

@@ -27,6 +27,9 @@ ASSIGN_DEALER_UPDATE = "assign_dealer"
 AWAITING_ASSIGNMENT = "awaiting_assignment"
 # Workflow-only status for the Web UI: delivered, waiting for the dealer to accept within its SLA.
 AWAITING_ACCEPTANCE = "awaiting_acceptance"
+# Workflow-only status for the Web UI, and the result of a run support started to move the lead (hub leads
+# reassign) that found Zoho no longer has it (deleted, converted): nothing moved, the portal as it was.
+NOT_REASSIGNED = "not_reassigned"
 # A status the dealer reported (recorded in the portal database first), for the run to pass on.
 DEALER_STATUS_SIGNAL = "dealer_status"
 

@@ -272,6 +272,13 @@ async def restrict_picklist(picklist: Picklist, state: StateDep) -> dict[str, An
     return {"picklists": state.zoho.picklists}
 
 
+@control_router.delete("/leads/{lead_id}")
+async def delete_lead(lead_id: str, state: StateDep) -> dict[str, Any]:
+    """What a salesperson's "Delete" does: the lead goes to the recycle bin, and reads of it answer 204."""
+    _known_lead(state, lead_id)
+    return {"lead": state.zoho.leads.pop(lead_id)}
+
+
 @control_router.get("/leads/{lead_id}")
 async def show_lead(lead_id: str, state: StateDep) -> dict[str, Any]:
     """A lead and the updates the project made to it."""

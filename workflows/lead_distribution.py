@@ -19,6 +19,7 @@ from contracts.leads import (
     AWAITING_ASSIGNMENT,
     DEALER_STATUS_SIGNAL,
     LEAD_DISTRIBUTION_WORKFLOW,
+    NOT_REASSIGNED,
     STATE_QUERY,
     AssignDealerInput,
     AssignDealerResult,
@@ -134,6 +135,11 @@ FALLBACK_WHEN_REROUTE_NOT_TAKEN = "fallback-owner-when-reroute-not-taken"
 # that read it computed (FollowPlan.sla_wait_until). Runs before it waited the seconds left at the read
 # from the time they handled its result: a worker away in between gave the dealer as much more time.
 SLA_DEADLINE_ON_TEMPORAL_CLOCK = "sla-deadline-on-temporal-clock"
+# Patch: a run support started to move the lead (reassign_to) reads it from Zoho before it records any
+# status; one Zoho no longer has (deleted, or converted) ends NOT_REASSIGNED, the lead at its dealer and
+# its status as they were. Runs before it recorded "received" then "failed" over a lead still at its
+# dealer, which moved nothing.
+REASSIGN_ONLY_A_LEAD_IN_ZOHO = "reassign-only-a-lead-zoho-has"
 # A delivery attempt's outcome when the lead had left that delivery (a run reset to before it).
 MOVED_ON = "moved on"
 # The local try of a step (_done_locally): Zoho's update is one call of at most 10 s (the HTTP clients'
@@ -198,9 +204,16 @@ class LeadDistributionWorkflow:
         self._status_with_step = workflow.patched(STATUS_WITH_STEP)
         decision_in_database = workflow.patched(DELIVERY_CLAIM)
         workflow.upsert_search_attributes([LEAD_ID.value_set(params.lead_id)])
-        await self._set_status(LeadStatus.RECEIVED)
-        # Runs that keep their decision in the database also park a lead Zoho refuses to serve.
-        lead = await self._fetch_lead(park_refused=decision_in_database)
+        if params.reassign_to and workflow.patched(REASSIGN_ONLY_A_LEAD_IN_ZOHO):
+            # Read before any status: a lead Zoho no longer has stays where it is, its status too.
+            lead = await self._fetch_lead(park_refused=True)
+            if lead is None:
+                return self._not_reassigned(params.reassign_to)
+            await self._set_status(LeadStatus.RECEIVED)
+        else:
+            await self._set_status(LeadStatus.RECEIVED)
+            # Runs that keep their decision in the database also park a lead Zoho refuses to serve.
+            lead = await self._fetch_lead(park_refused=decision_in_database)
         if lead is None and self._reports:
             # A dealer's status after the lead left Zoho's Leads (converted to a contact and a deal):
             # the status is in the portal already; the subscribers still hear of it.
@@ -982,6 +995,13 @@ class LeadDistributionWorkflow:
             start_to_close_timeout=LOCAL_STEP_TIMEOUT,
             retry_policy=DATABASE_RETRY,
         )
+
+    def _not_reassigned(self, dealer_id: str) -> LeadDistributionResult:
+        """Support's move of a lead Zoho no longer has: nothing moved (the memo says why)."""
+        workflow.logger.warning("lead not reassigned to %s: Zoho no longer has it", dealer_id)
+        workflow.upsert_memo({"not_reassigned": f"to {dealer_id}: Zoho no longer has the lead"})
+        self._set_search_status(NOT_REASSIGNED)
+        return self._result()
 
     def _set_search_status(self, status: str) -> None:
         """Show a step in the Web UI without a portal record (the activity that made it wrote one)."""

@@ -122,6 +122,28 @@ async def test_reassign_refuses_a_running_lead_and_an_unknown_one(hub: Hub, hub_
     assert unknown.code == 1 and "unknown lead" in unknown.err
 
 
+async def test_reassign_of_a_lead_zoho_no_longer_has_moves_nothing_and_says_why(
+    hub: Hub, hub_cli: HubCli
+) -> None:
+    lead_id = await hub.create_lead(State="SP", City="São Paulo", Modelo_de_Interesse="Onix")
+    await hub.post_webhook(lead_id)
+    await hub.handle(lead_id).result()
+    history = (await hub.lead(lead_id) or {})["history"]
+    # A salesperson deletes the lead in Zoho; support then tries to move it.
+    (await hub.http.delete(f"{hub.sims_url}/_control/zoho/leads/{lead_id}")).raise_for_status()
+    why = ("--reason", "customer moved", "--by", "ana")
+    moved = await hub_cli(hub.settings, "leads", "reassign", lead_id, "rest-sp-b", *why)
+    assert moved.code == 1
+    assert "Zoho no longer has the lead (deleted, or converted); it stays at rest-sp-a" in moved.err
+    # The lead is where it was, as it was: no "failed" over a lead its dealer has, no second dealer.
+    lead = await hub.lead(lead_id)
+    assert lead is not None and (lead["status"], lead["dealer_id"]) == ("delivered", "rest-sp-a")
+    assert lead["history"] == history
+    assert await creates(hub, "rest-sp-b") == {}
+    result = await hub.handle(lead_id).result()
+    assert (result.status, result.dealer_id) == ("not_reassigned", None)
+
+
 async def test_a_lead_sent_back_to_dealers_whose_crms_withdrew_it_is_a_new_lead_there(
     skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, hub_cli: HubCli
 ) -> None:

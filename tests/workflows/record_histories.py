@@ -28,6 +28,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.dbt import DbtBuildInput
+from cli.redrive import started_with
 from contracts.dbt_build import (
     STATUS_QUERY,
     BuildRequest,
@@ -36,7 +37,14 @@ from contracts.dbt_build import (
     dbt_build_workflow_id,
     send_build_request,
 )
-from contracts.leads import AssignDealerInput, start_event_redrive, start_zoho_writeback_redrive
+from contracts.leads import (
+    AssignDealerInput,
+    LeadDistributionInput,
+    Reassignment,
+    start_event_redrive,
+    start_lead_distribution,
+    start_zoho_writeback_redrive,
+)
 from contracts.orders import STATUS_QUERY as ORDER_STATUS_QUERY
 from contracts.orders import VtexOrderStatus
 from core.constants import (
@@ -834,3 +842,32 @@ async def test_record_lead_sla_deadline_from_handling(
     await record_sla_missed_at_first_dealer(
         skipping_env, sqlite_url, task_queue, "lead_sla_deadline_from_handling"
     )
+
+
+async def record_reassigned_gone_from_zoho(hub: Hub, name: str) -> None:
+    """Support's move of a delivered lead a salesperson then deleted in Zoho (``hub leads reassign``
+    starts that run); the run saved as ``name``."""
+    lead_id = await hub.create_lead(State="SP", City="São Paulo", Modelo_de_Interesse="Onix")
+    await hub.post_webhook(lead_id)
+    await hub.handle(lead_id).result()
+    first = await started_with(hub.client, await hub.handle(lead_id).fetch_history(), LeadDistributionInput)
+    (await hub.http.delete(f"{hub.sims_url}/_control/zoho/leads/{lead_id}")).raise_for_status()
+    move = Reassignment("rest-sp-b", reason="customer moved", by="ana")
+    assert await start_lead_distribution(
+        hub.client, hub.settings, lead_id, first.event, redrive=True, reassignment=move
+    )
+    await hub.handle(lead_id).result()
+    history = await hub.handle(lead_id).fetch_history()
+    (HISTORIES / f"{name}.json").write_text(history.to_json() + "\n")
+
+
+async def test_record_lead_reassigned_gone_from_zoho_kept(hub: Hub) -> None:
+    """Since the reassign-only-a-lead-zoho-has patch: the run reads the lead first and, Zoho without it,
+    ends not_reassigned, recording nothing."""
+    await record_reassigned_gone_from_zoho(hub, "lead_reassigned_gone_from_zoho_kept")
+
+
+async def test_record_lead_reassigned_gone_from_zoho_failed(hub: Hub) -> None:
+    """Recorded with the code from before the reassign-only-a-lead-zoho-has patch (kept as it was): the
+    run recorded "received", then "failed" over the lead still at its dealer."""
+    await record_reassigned_gone_from_zoho(hub, "lead_reassigned_gone_from_zoho_failed")

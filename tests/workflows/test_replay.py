@@ -329,6 +329,15 @@ def test_a_dealers_sla_was_waited_from_handling_before_and_until_its_deadline_on
     assert markers(since) == markers(before) + 1
 
 
+def test_a_reassigned_lead_gone_from_zoho_ended_failed_before_and_moves_nothing_since() -> None:
+    """Support's move of a lead Zoho no longer has, before and since the reassign-only-a-lead-zoho-has
+    patch: before, the run recorded "received" and "failed" over the lead at its dealer; since, it reads
+    the lead first and records nothing."""
+    before = scheduled_activities("lead_reassigned_gone_from_zoho_failed")
+    assert before == ["record_lead_status", "fetch_lead", "record_lead_status"]
+    assert scheduled_activities("lead_reassigned_gone_from_zoho_kept") == ["fetch_lead"]
+
+
 def test_an_unanswered_claim_was_released_before_and_is_withdrawn_at_its_crm_since() -> None:
     """Since the unanswered-claim-withdrawn-at-crm patch the first dealer's CRM is asked to drop the lead
     between its release and the next dealer's delivery; before it, no such call was made."""
