@@ -15,7 +15,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.errors import external_call
 from activities.heartbeats import heartbeating
-from clients.dealer_crm import RECORDED, DealerCrm, RestDealerCrm, map_fields
+from clients.dealer_crm import RECORDED, DealerCrm, RestDealerCrm, keepable_lead_id, map_fields
 from clients.errors import PermanentError, TransientError
 from clients.subscribers import EventPublisher
 from clients.zoho import ZohoClient
@@ -500,6 +500,10 @@ class LeadActivities:
             DEALER_DELIVERIES.labels(dealer.id, "rejected" if rejected else "unavailable").inc()
             raise
         DEALER_DELIVERIES.labels(dealer.id, "delivered").inc()
+        kept_id = keepable_lead_id(dealer_lead_id)
+        if kept_id != dealer_lead_id:
+            activity.logger.warning("dealer %s named the lead by an id the hub cannot keep", dealer.id)
+            dealer_lead_id = kept_id
         now = utcnow()
         async with self._sessions.begin() as session:
             kept = await deliveries.mark_delivered(

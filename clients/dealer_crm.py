@@ -176,6 +176,20 @@ class DealerCrm(Protocol):
         ...
 
 
+# The longest id of a lead in a dealer's CRM the portal keeps (db.models: dealer_lead_id).
+DEALER_LEAD_ID_LIMIT = 200
+
+
+def keepable_lead_id(dealer_lead_id: str) -> str:
+    """The dealer's id of its lead as the hub keeps it: "" (no id, as for an answer that names none: the
+    lead is then found by its external id) where the CRM's id holds a NUL character or is longer than
+    ``DEALER_LEAD_ID_LIMIT``. PostgreSQL stores neither, and a delivery it cannot record would be retried
+    for ever, each retry answered with the same id."""
+    if "\x00" in dealer_lead_id or len(dealer_lead_id) > DEALER_LEAD_ID_LIMIT:
+        return ""
+    return dealer_lead_id
+
+
 def map_fields(mapping: Mapping[str, Any], lead: Mapping[str, Any]) -> dict[str, str]:
     """The dealer's fields for ``lead``: ``target -> Zoho field``, or ``"=literal"``.
 

@@ -65,10 +65,12 @@ def checked_amount(amount: Decimal | None) -> Decimal | None:
 
 def _name(value: Any, limit: int = TEXT_LIMITS["name"]) -> str | None:
     """A text field as stored: Zoho lookups come as {"id", "name"}; cut to its column's size (a longer
-    one is a display name or picklist value no Zoho layout shows whole anyway)."""
+    one is a display name or picklist value no Zoho layout shows whole anyway), without NUL characters
+    (PostgreSQL stores none in text: one pasted into Zoho would fail the deal's every change)."""
     if isinstance(value, dict):
         value = value.get("name")
-    return str(value)[:limit] if value not in (None, "") else None
+    text = "" if value is None else str(value).replace("\x00", "")
+    return text[:limit] or None
 
 
 def deal_from_zoho(record: dict[str, Any]) -> DealState:

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request, Response
 
-from clients.dealer_crm import RestDealerCrm, SoapDealerCrm, map_fields
+from clients.dealer_crm import RestDealerCrm, SoapDealerCrm, keepable_lead_id, map_fields
 from clients.errors import ExternalServiceError, PermanentError, TransientError
 from clients.pinned import PinnedTransport
 from core.dealers import DealerConfig
@@ -422,3 +422,12 @@ async def test_a_status_read_without_the_dealers_id_looks_the_lead_up_first(
     reported = await rest.lead_status(dealer(sims, "rest"), "", external_id=LEAD)
     assert reported is not None and reported.status == "accepted"
     assert await rest.lead_status(dealer(sims, "rest"), "", external_id="5725767000000999999") is None
+
+
+def test_a_dealers_lead_id_the_portal_cannot_store_is_kept_as_none() -> None:
+    """PostgreSQL stores no NUL and the column holds 200 characters: such an id is left out (the lead is
+    found by its external id), where recording the delivery failed at every retry."""
+    assert keepable_lead_id("crm-42") == "crm-42"
+    assert keepable_lead_id("x" * 200) == "x" * 200
+    assert keepable_lead_id("x" * 201) == ""
+    assert keepable_lead_id("crm\x0042") == ""

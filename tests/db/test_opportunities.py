@@ -42,6 +42,21 @@ async def test_the_largest_deal_zoho_may_send_is_stored_on_both_databases(
     assert (len(stored.deal_name or ""), len(stored.stage or "")) == (300, 100)
 
 
+async def test_a_nul_character_in_a_deals_text_is_left_out_on_both_databases(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """PostgreSQL stores no NUL (U+0000) in text: a Zoho record holding one (a paste from elsewhere) is
+    stored without it, where its change was retried for ever."""
+    deal = deal_from_zoho(
+        zoho_deal(Deal_Name="Onix\x00 LT", Stage="Qualifica\x00\x00tion", Owner={"id": "1", "name": "\x00"})
+    )
+    assert await apply_change(sessions, deal, datetime.now(UTC)) == "applied"
+    stored = await get_opportunity(sessions, deal.deal_id)
+    assert stored is not None
+    assert (stored.deal_name, stored.stage, stored.owner_name) == ("Onix LT", "Qualification", None)
+    assert [change.to_stage for change in stored.stage_history] == ["Qualification"]
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
