@@ -15,7 +15,7 @@ import uvicorn
 
 from core.logs import configure_logging
 from core.production import api_tls_problem
-from core.settings import get_settings
+from core.settings import ApiSettings, get_settings
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -25,7 +25,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=1, help="processes (locally; replicas in production)")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
-    settings = get_settings()
+    settings = get_settings(ApiSettings)
     if problem := api_tls_problem(settings):
         sys.exit(f"error: {problem}")
     configure_logging(settings.log_level)  # uvicorn's own lines too, also in its supervisor process

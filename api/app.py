@@ -27,7 +27,7 @@ from api.temporal import Intake, connect_for_api
 from core.logs import configure_logging
 from core.metrics import start_at_zero
 from core.production import api_tls_problem
-from core.settings import Settings, get_settings
+from core.settings import ApiSettings, Settings, get_settings
 from core.tracing import start_tracing, trace_requests, tracing_on
 from db.engine import create_engine, database_unavailable, session_factory
 
@@ -78,7 +78,7 @@ async def database_error(request: Request, error: Exception) -> Response:
 
 def create_app(settings: Settings | None = None, temporal: Client | None = None) -> FastAPI:
     """The API with one Temporal client and one database engine, opened and closed by the lifespan."""
-    settings = settings or get_settings()
+    settings = settings or get_settings(ApiSettings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -137,7 +137,7 @@ def app() -> FastAPI:
     Logging is set up here, the one place every API process passes (uvicorn has set up its own loggers
     by now; their lines join ours as JSON).
     """
-    settings = get_settings()
+    settings = get_settings(ApiSettings)
     configure_logging(settings.log_level)
     if problem := api_tls_problem(settings):
         raise RuntimeError(problem)

@@ -8,6 +8,7 @@ settings refuse to load, naming each one (never its value).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
@@ -21,18 +22,8 @@ if TYPE_CHECKING:
 
 # Values only the local stack uses: a secret containing one of them was never set for real.
 LOCAL_MARKERS = ("local-dev-only", "local-key-", "change-me")
-REQUIRED_SECRETS = (
-    "zoho_webhook_secret",
-    "zoho_client_secret",
-    "zoho_refresh_token",
-    "read_api_token",
-    "metrics_token",
-    "vtex_app_token",
-    "vtex_hook_secret",
-    "event_signing_secret",
-)
-# Secrets that may be empty here (the codec server refuses to start without its token itself; SMTP may
-# need no login), but never a placeholder copied from an example.
+# Secrets that may be empty (the codec server refuses to start without its token itself; SMTP may need no
+# login; no rotation under way), but never a placeholder copied from an example.
 OPTIONAL_SECRETS = (
     "zoho_webhook_previous_secret",
     "vtex_hook_previous_secret",
@@ -40,12 +31,73 @@ OPTIONAL_SECRETS = (
     "codec_server_token",
     "smtp_password",
 )
+DEALER_SECRETS = ("dealer_api_keys", "dealer_webhook_secrets", "dealer_webhook_previous_secrets")
 LOCAL_IDENTIFIERS = {"zoho_client_id": "local-client", "vtex_app_key": "vtexappkey-localstore-LOCAL"}
 
 
-def production_problems(settings: Settings) -> list[str]:
-    """Every reason these settings cannot run in production; empty when they can."""
-    return [*_secret_problems(settings), *_database_problems(settings), *_endpoint_problems(settings)]
+@dataclass(frozen=True)
+class Needs:
+    """What one kind of process uses, which production requires it to be given: secrets (by setting
+    name), per-dealer secrets, partner identifiers, the payload key ring (it reads or writes Temporal
+    payloads), ADF e-mail. A secret it does not use need not be set, and its pod is not given it
+    (deploy/k8s): an API replica, which faces the internet, holds no partner's credentials."""
+
+    secrets: frozenset[str] = frozenset()
+    dealer_secrets: frozenset[str] = frozenset()
+    identifiers: frozenset[str] = frozenset()
+    optional: frozenset[str] = frozenset()  # secrets it reads where set (a rotation's previous one)
+    payloads: bool = False
+    mail: bool = False
+
+    def __or__(self, other: Needs) -> Needs:
+        return Needs(
+            self.secrets | other.secrets,
+            self.dealer_secrets | other.dealer_secrets,
+            self.identifiers | other.identifiers,
+            self.optional | other.optional,
+            self.payloads or other.payloads,
+            self.mail or other.mail,
+        )
+
+
+# The API checks webhooks and serves reads; it calls no partner.
+API_NEEDS = Needs(
+    secrets=frozenset({"zoho_webhook_secret", "vtex_hook_secret", "read_api_token", "metrics_token"}),
+    dealer_secrets=frozenset({"dealer_webhook_secrets"}),
+    optional=frozenset(
+        {"zoho_webhook_previous_secret", "vtex_hook_previous_secret", "dealer_webhook_previous_secrets"}
+    ),
+    payloads=True,
+)
+# The flows worker reads and writes Zoho, delivers to dealers' CRMs and inboxes, signs events.
+FLOWS_NEEDS = Needs(
+    secrets=frozenset({"zoho_client_secret", "zoho_refresh_token", "event_signing_secret"}),
+    dealer_secrets=frozenset({"dealer_api_keys"}),
+    identifiers=frozenset({"zoho_client_id"}),
+    optional=frozenset({"smtp_password"}),
+    payloads=True,
+    mail=True,
+)
+# The warehouse worker reads VTEX and registers VTEX's order hook, with the secret its calls carry.
+WAREHOUSE_NEEDS = Needs(
+    secrets=frozenset({"vtex_app_token", "vtex_hook_secret"}),
+    identifiers=frozenset({"vtex_app_key"}),
+    payloads=True,
+)
+WORKER_NEEDS = {"flows": FLOWS_NEEDS, "warehouse": WAREHOUSE_NEEDS, "all": FLOWS_NEEDS | WAREHOUSE_NEEDS}
+SUPPORT_NEEDS = Needs(payloads=True)  # the hub command: the database, Temporal, and its payloads
+MIGRATION_NEEDS = Needs()  # the portal's schema migration: the database alone
+EVERY_SECRET = (API_NEEDS | FLOWS_NEEDS | WAREHOUSE_NEEDS).secrets
+
+
+def production_problems(settings: Settings, needs: Needs) -> list[str]:
+    """Every reason these settings cannot run a process that ``needs`` so in production; empty when
+    they can."""
+    return [
+        *_secret_problems(settings, needs),
+        *_database_problems(settings),
+        *_endpoint_problems(settings),
+    ]
 
 
 def codec_server_problems(settings: Settings) -> list[str]:
@@ -90,33 +142,33 @@ def _database_problems(settings: Settings) -> list[str]:
     return []
 
 
-def _secret_problems(settings: Settings) -> list[str]:
+def _secret_problems(settings: Settings, needs: Needs) -> list[str]:
+    """Secrets the process needs that are empty; any secret given that is a placeholder."""
     problems = []
-    for name in REQUIRED_SECRETS:
+    for name in sorted(EVERY_SECRET | set(OPTIONAL_SECRETS)):
         value = getattr(settings, name).get_secret_value()
-        if not value:
+        if name not in needs.secrets and value == _default(settings, name):
+            continue  # not given to this process: it does not use it
+        if not value and name in needs.secrets:
             problems.append(f"{name} is empty")
-        elif _is_local(name, value, settings):
+        elif value and _is_local(name, value, settings):
             problems.append(f"{name} is a local placeholder")
-    for name in OPTIONAL_SECRETS:
-        value = getattr(settings, name).get_secret_value()
-        if value and _is_local(name, value, settings):
-            problems.append(f"{name} is a local placeholder")
-    for name in ("dealer_api_keys", "dealer_webhook_secrets", "dealer_webhook_previous_secrets"):
+    for name in DEALER_SECRETS:
         for dealer, key in getattr(settings, name).items():
             if not key.get_secret_value():
-                if name != "dealer_webhook_previous_secrets":  # (empty: no rotation under way)
+                if name in needs.dealer_secrets:
                     problems.append(f"{name}[{dealer}] is empty")
             elif _is_local(name, key.get_secret_value(), settings):
                 problems.append(f"{name}[{dealer}] is a local placeholder")
     if settings.temporal_api_key.get_secret_value() and _temporal_tls_disabled(settings):
         problems.append("temporal_api_key is set but TLS to Temporal is disabled: it would cross in clear")
-    if not settings.smtp_starttls:
+    if needs.mail and not settings.smtp_starttls:
         problems.append("smtp_starttls is off: ADF lead e-mails would cross the network in clear text")
-    problems += _payload_key_problems(settings)
+    if needs.payloads:
+        problems += _payload_key_problems(settings)
     for name, local in LOCAL_IDENTIFIERS.items():
         value = getattr(settings, name)
-        if value == local:
+        if value == local and name in needs.identifiers:
             problems.append(f"{name} is the local stack's {local!r}")
         elif any(marker in value for marker in LOCAL_MARKERS):  # copied from secrets.env.example
             problems.append(f"{name} is a local placeholder")
@@ -131,9 +183,12 @@ def _temporal_tls_disabled(settings: Settings) -> bool:
 
 
 def _is_local(name: str, value: str, settings: Settings) -> bool:
+    return value == _default(settings, name) or any(marker in value for marker in LOCAL_MARKERS)
+
+
+def _default(settings: Settings, name: str) -> str:
     default = type(settings).model_fields[name].default
-    default_value = default.get_secret_value() if isinstance(default, SecretStr) else default
-    return value == default_value or any(marker in value for marker in LOCAL_MARKERS)
+    return str(default.get_secret_value() if isinstance(default, SecretStr) else default)
 
 
 def _endpoint_problems(settings: Settings) -> list[str]:

@@ -323,9 +323,11 @@ class Settings(BaseSettings):
         return self
 
     def _production_problems(self) -> list[str]:
-        from core.production import production_problems  # it reads these settings
+        """What production refuses in these settings, for the process they are loaded in (the hub
+        command by default; the API, workers and codec server load a subclass that names theirs)."""
+        from core.production import SUPPORT_NEEDS, production_problems  # it reads these settings
 
-        return production_problems(self)
+        return production_problems(self, SUPPORT_NEEDS)
 
     def _apply_temporal_client_config(self) -> None:
         profile = ClientConfigProfile.load() if self.temporal_client_config else ClientConfigProfile()
@@ -381,6 +383,35 @@ class Settings(BaseSettings):
         return self
 
 
+class ApiSettings(Settings):
+    """The API's settings: in production it needs the webhooks' and the read API's secrets, and no
+    partner's credentials (it calls no partner): ``core.production.API_NEEDS``."""
+
+    def _production_problems(self) -> list[str]:
+        from core.production import API_NEEDS, production_problems
+
+        return production_problems(self, API_NEEDS)
+
+
+class WorkerSettings(Settings):
+    """A worker's settings: in production it needs the credentials of the partners its role calls
+    (``core.production.WORKER_NEEDS``), and no webhook's secret."""
+
+    def _production_problems(self) -> list[str]:
+        from core.production import WORKER_NEEDS, production_problems
+
+        return production_problems(self, WORKER_NEEDS[self.worker_role])
+
+
+class MigrationSettings(Settings):
+    """The portal migration's settings: in production it needs the database alone."""
+
+    def _production_problems(self) -> list[str]:
+        from core.production import MIGRATION_NEEDS, production_problems
+
+        return production_problems(self, MIGRATION_NEEDS)
+
+
 class CodecServerSettings(Settings):
     """The codec server's settings: in production it needs its key ring and its token only, and its pod
     is given nothing else (no partner's credentials, no database): ``codec_server_problems``."""
@@ -392,6 +423,6 @@ class CodecServerSettings(Settings):
 
 
 @lru_cache
-def get_settings() -> Settings:
-    """The process-wide settings, read once."""
-    return Settings()
+def get_settings(kind: type[Settings] = Settings) -> Settings:
+    """The process-wide settings, read once, as ``kind`` checks them (the process's own subclass)."""
+    return kind()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import command
 from alembic.config import Config
 
-from core.settings import get_settings
+from core.settings import MigrationSettings, get_settings
 from db.engine import ensure_sqlite_dir, sync_url
 
 
@@ -24,7 +24,7 @@ def upgrade(url: str) -> None:
 
 
 def main() -> None:
-    upgrade(get_settings().database_url)
+    upgrade(get_settings(MigrationSettings).database_url)
 
 
 if __name__ == "__main__":

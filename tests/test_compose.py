@@ -33,7 +33,7 @@ from api.codec_server import create_codec_app
 from api.metrics import ACK_SECONDS, WEBHOOKS
 from core import metrics as worker_metrics
 from core.constants import SEARCH_ATTRIBUTES
-from core.settings import Settings, WorkerRole
+from core.settings import ApiSettings, Settings, WorkerRole, WorkerSettings
 from db.engine import async_url
 from db.rules import parse_rules
 from simulators.__main__ import build_config, parse_args
@@ -370,14 +370,16 @@ def test_compose_environment_holds_no_production_secrets(
 ) -> None:
     monkeypatch.setenv("HUB_ENVIRONMENT", "production")
     with pytest.raises(ValidationError, match="zoho_webhook_secret is a local placeholder"):
-        Settings(_env_file=None)
+        ApiSettings(_env_file=None)
+    with pytest.raises(ValidationError, match="zoho_client_secret is a local placeholder"):
+        WorkerSettings(_env_file=None, worker_role="flows")
     # Even with every secret set for real, the file's dealer keys and simulator URLs are refused.
     for name in ("ZOHO_WEBHOOK_SECRET", "ZOHO_CLIENT_SECRET", "ZOHO_REFRESH_TOKEN", "READ_API_TOKEN",
                  "VTEX_APP_TOKEN", "VTEX_HOOK_SECRET"):  # fmt: skip
         monkeypatch.setenv(f"HUB_{name}", f"real-{name.lower()}")
     monkeypatch.setenv("HUB_EVENT_SIGNING_SECRET", "whsec_cHJvZHVjdGlvbi1rZXk=")
     with pytest.raises(ValidationError) as refused:
-        Settings(_env_file=None)
+        Settings(_env_file=None)  # what every process refuses, the hub command included
     message = str(refused.value)
     assert "dealer_api_keys[dealer-sp-centro] is a local placeholder" in message
     assert "dealer_webhook_secrets[dealer-sp-centro] is a local placeholder" in message

@@ -3,27 +3,74 @@
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
+import core.settings
 from core.outbound import RefusedUrl, check_url
 from core.production import api_tls_problem
-from core.settings import Settings
+from core.settings import ApiSettings, Settings, WorkerSettings
 from tests.support import PRODUCTION_SETTINGS as REAL
 
 
+@pytest.fixture(autouse=True)
+def public_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Partner hosts resolve to a public address at once: this machine's resolver, which has no way out,
+    answers each name only after its time-out (the checks of resolved addresses have their own test)."""
+    monkeypatch.setattr(
+        core.settings, "check_url", partial(check_url, resolver=lambda host: ["93.184.215.14"])
+    )
+
+
 def refused(**changes: Any) -> str:
-    with pytest.raises(ValidationError) as error:
-        Settings(**{**REAL, **changes})
-    return str(error.value)
+    """What the API or a worker of both roles refuses in these settings."""
+    messages = []
+    for kind, role in ((ApiSettings, {}), (WorkerSettings, {"worker_role": "all"})):
+        try:
+            kind(**{**REAL, **changes, **role})
+        except ValidationError as error:
+            messages.append(str(error))
+    assert messages, "both processes loaded"
+    return "\n".join(messages)
 
 
 def test_a_real_production_configuration_loads() -> None:
-    assert Settings(**REAL).environment == "production"
+    for kind in (Settings, ApiSettings, WorkerSettings):
+        assert kind(**REAL).environment == "production"
     # No rotation under way: a dealer's previous secret may be empty.
-    assert Settings(**REAL, dealer_webhook_previous_secrets={"dealer-mg-bh": ""}).environment == "production"
+    assert (
+        ApiSettings(**REAL, dealer_webhook_previous_secrets={"dealer-mg-bh": ""}).environment == "production"
+    )
+
+
+def test_each_process_needs_only_the_secrets_it_uses() -> None:
+    """The API calls no partner: it starts without their credentials. A worker checks no webhook: it
+    starts without their secrets. Each refuses to start without one of its own."""
+    partners = {
+        "zoho_client_secret": "", "zoho_refresh_token": "", "event_signing_secret": "", "smtp_password": "",
+        "vtex_app_token": "", "dealer_api_keys": {}, "zoho_client_id": "local-client",
+        "vtex_app_key": "vtexappkey-localstore-LOCAL",
+    }  # fmt: skip
+    webhooks = {
+        "zoho_webhook_secret": "", "read_api_token": "", "metrics_token": "", "dealer_webhook_secrets": {},
+    }  # fmt: skip
+    assert ApiSettings(**{**REAL, **partners}).environment == "production"
+    flows = WorkerSettings(
+        **{**REAL, **webhooks, "vtex_app_token": "", "vtex_hook_secret": ""}, worker_role="flows"
+    )
+    assert flows.environment == "production"
+    warehouse = {**REAL, **webhooks, "zoho_client_secret": "", "dealer_api_keys": {}}
+    assert WorkerSettings(**warehouse, worker_role="warehouse").environment == "production"
+    assert Settings(**{**REAL, **partners, **webhooks}).environment == "production"  # the hub command
+    with pytest.raises(ValidationError, match="vtex_app_token is empty"):
+        WorkerSettings(**{**warehouse, "vtex_app_token": ""}, worker_role="warehouse")
+    with pytest.raises(ValidationError, match="zoho_client_secret is empty"):
+        WorkerSettings(**warehouse, worker_role="all")
+    with pytest.raises(ValidationError, match="zoho_client_id is the local stack's"):
+        WorkerSettings(**{**REAL, "zoho_client_id": "local-client"}, worker_role="flows")
 
 
 @pytest.mark.parametrize(

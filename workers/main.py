@@ -32,7 +32,7 @@ from temporalio.runtime import (
 from temporalio.worker import Worker
 
 from core.logs import configure_logging
-from core.settings import Settings, WorkerRole, get_settings
+from core.settings import Settings, WorkerRole, WorkerSettings
 from core.temporal import connect
 from core.tracing import start_tracing, stop_tracing
 from db.engine import create_engine, database_unavailable, session_factory
@@ -163,9 +163,10 @@ def main() -> None:
         " (default: HUB_WORKER_ROLE, else all)",
     )
     args = parser.parse_args()
-    settings = get_settings()
+    # Production checks the credentials of the role it runs, given here or by HUB_WORKER_ROLE.
+    settings = WorkerSettings(**({"worker_role": args.role} if args.role else {}))
     configure_logging(settings.log_level)
-    role = args.role or settings.worker_role
+    role = settings.worker_role
     start_tracing(f"hub-worker-{role}")
     try:
         asyncio.run(run(settings, role))

@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from api.app import create_app
-from core.settings import Settings
+from core.settings import ApiSettings, Settings
 from tests.support import PRODUCTION_SETTINGS
 
 TOKEN = "mt-3c9d-scraper"
@@ -38,5 +38,5 @@ async def test_without_a_token_metrics_stay_open_locally() -> None:
 
 def test_production_refuses_to_start_without_a_metrics_token() -> None:
     with pytest.raises(ValidationError, match="metrics_token is empty"):
-        Settings(**{**PRODUCTION_SETTINGS, "metrics_token": ""})
-    assert Settings(**PRODUCTION_SETTINGS).metrics_token.get_secret_value()
+        ApiSettings(**{**PRODUCTION_SETTINGS, "metrics_token": ""})
+    assert ApiSettings(**PRODUCTION_SETTINGS).metrics_token.get_secret_value()

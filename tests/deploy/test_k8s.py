@@ -38,8 +38,16 @@ from api.codec_server import create_codec_app
 from api.deps import get_sessions, get_temporal
 from api.routes.health import CHECK_TIMEOUT_SECONDS
 from core.outbound import check_url
-from core.production import LOCAL_IDENTIFIERS, REQUIRED_SECRETS, api_tls_problem
-from core.settings import CodecServerSettings, Settings
+from core.production import (
+    API_NEEDS,
+    EVERY_SECRET,
+    LOCAL_IDENTIFIERS,
+    MIGRATION_NEEDS,
+    WORKER_NEEDS,
+    Needs,
+    api_tls_problem,
+)
+from core.settings import ApiSettings, CodecServerSettings, MigrationSettings, Settings, WorkerSettings
 from core.temporal import tls_config
 from db.engine import create_engine, session_factory
 from db.migrate import upgrade
@@ -302,8 +310,9 @@ def references(pod: Object) -> Iterator[Reference]:
 
 
 def pod_specs(objects: list[Object]) -> Iterator[Object]:
+    """The pods of the Deployments and of the migration Job."""
     for obj in objects:
-        if obj["kind"] == "Deployment":
+        if obj["kind"] in ("Deployment", "Job"):
             yield obj["spec"]["template"]["spec"]
 
 
@@ -364,7 +373,8 @@ def pod_environment(objects: list[Object], deployment: Object) -> dict[str, str]
         if "valueFrom" in variable:
             reference = variable["valueFrom"]["secretKeyRef"]
             secret = secret_data(named(objects, "Secret", reference["name"]))
-            environment[variable["name"]] = secret[reference["key"]]
+            if reference["key"] in secret or not reference.get("optional"):
+                environment[variable["name"]] = secret[reference["key"]]
         else:
             environment[variable["name"]] = variable["value"]
     return environment
@@ -558,7 +568,7 @@ def test_secrets_are_in_the_secret_and_only_there(rendered: list[Object]) -> Non
         assert name != "TEMPORAL_API_KEY" and name != "HUB_DATABASE_URL", f"{name} belongs in the Secret"
         assert not (name.startswith("HUB_") and is_secret_setting(name)), f"{name} belongs in the Secret"
     keys = set(secret_data(secret))
-    wanted = {f"HUB_{name.upper()}" for name in REQUIRED_SECRETS}
+    wanted = {f"HUB_{name.upper()}" for name in EVERY_SECRET}
     wanted |= {
         "HUB_PAYLOAD_KEYS", "HUB_PAYLOAD_ACTIVE_KEY", "HUB_DEALER_API_KEYS", "HUB_DEALER_WEBHOOK_SECRETS",
         "HUB_CODEC_SERVER_TOKEN", "TEMPORAL_API_KEY", "HUB_DATABASE_URL", "HUB_ZOHO_WEBHOOK_PREVIOUS_SECRET",
@@ -593,15 +603,36 @@ def filled_in(secrets: dict[str, str]) -> dict[str, str]:
     filled = {
         name: value.replace("change-me", f"real-{i}") for i, (name, value) in enumerate(secrets.items())
     }
-    filled["HUB_PAYLOAD_KEYS"] = payload_keys(secrets["HUB_PAYLOAD_ACTIVE_KEY"])
-    filled["HUB_EVENT_SIGNING_SECRET"] = "whsec_" + base64.b64encode(os.urandom(24)).decode()
+    if "HUB_PAYLOAD_ACTIVE_KEY" in secrets:
+        filled["HUB_PAYLOAD_KEYS"] = payload_keys(secrets["HUB_PAYLOAD_ACTIVE_KEY"])
+    if "HUB_EVENT_SIGNING_SECRET" in secrets:
+        filled["HUB_EVENT_SIGNING_SECRET"] = "whsec_" + base64.b64encode(os.urandom(24)).decode()
     return filled
 
 
-def load_settings(monkeypatch: pytest.MonkeyPatch, environment: dict[str, str]) -> Settings:
+# Each Deployment's process: how it loads its settings (its class, and a worker's --role), and what
+# production requires it to hold.
+PROCESSES: dict[str, tuple[type[Settings], dict[str, Any], Needs]] = {
+    "hub-api": (ApiSettings, {}, API_NEEDS),
+    "hub-worker-flows": (WorkerSettings, {"worker_role": "flows"}, WORKER_NEEDS["flows"]),
+    "hub-worker-warehouse": (WorkerSettings, {"worker_role": "warehouse"}, WORKER_NEEDS["warehouse"]),
+    "hub-migrate": (MigrationSettings, {}, MIGRATION_NEEDS),
+}
+
+
+def load_settings(
+    monkeypatch: pytest.MonkeyPatch,
+    environment: dict[str, str],
+    process: tuple[type[Settings], dict[str, Any], Needs] = PROCESSES["hub-api"],
+) -> Settings:
+    """The settings ``process`` loads from ``environment`` and nothing else."""
+    for name in list(os.environ):
+        if name.startswith(("HUB_", "TEMPORAL_API_KEY", "OTEL_EXPORTER")):
+            monkeypatch.delenv(name)
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
-    return Settings(_env_file=None)
+    kind, arguments, _ = process
+    return kind(_env_file=None, **arguments)
 
 
 @pytest.mark.usefixtures("production_environment")
@@ -615,8 +646,8 @@ def test_the_overlay_is_a_production_configuration_once_the_secrets_are_filled_i
         if name == DEPLOYMENTS["codec-server"]:
             continue
         environment = pod_environment(rendered, deployments[name])
-        secrets = {key: environment[key] for key in example}
-        settings = load_settings(monkeypatch, environment | filled_in(secrets))
+        secrets = {key: environment[key] for key in example if key in environment}
+        settings = load_settings(monkeypatch, environment | filled_in(secrets), PROCESSES[name])
         assert settings.environment == "production"
         assert settings.temporal_address == config["TEMPORAL_ADDRESS"], "TEMPORAL_* reach the settings"
         assert settings.temporal_namespace == config["TEMPORAL_NAMESPACE"]
@@ -635,8 +666,7 @@ def test_the_codec_server_holds_its_keys_and_token_and_no_other_secret(
     example = env_file(OVERLAY / USER_FILES["secrets.env"])
     held = set(environment) & set(example)
     assert held == {"HUB_PAYLOAD_KEYS", "HUB_PAYLOAD_ACTIVE_KEY", "HUB_CODEC_SERVER_TOKEN"}
-    secrets = filled_in({key: environment[key] for key in held} | {"HUB_EVENT_SIGNING_SECRET": ""})
-    del secrets["HUB_EVENT_SIGNING_SECRET"]
+    secrets = filled_in({key: environment[key] for key in held})
     for name, value in (environment | secrets).items():
         monkeypatch.setenv(name, value)
     settings = CodecServerSettings(_env_file=None)
@@ -646,25 +676,55 @@ def test_the_codec_server_holds_its_keys_and_token_and_no_other_secret(
     monkeypatch.setenv("HUB_CODEC_SERVER_TOKEN", "")
     with pytest.raises(ValidationError, match="codec_server_token is empty"):
         CodecServerSettings(_env_file=None)
-    with pytest.raises(ValidationError, match="zoho_client_secret is"):  # what the other processes need
-        Settings(_env_file=None)
+    with pytest.raises(ValidationError, match="zoho_client_secret is"):  # what the flows worker needs
+        WorkerSettings(_env_file=None, worker_role="flows")
 
 
 @pytest.mark.usefixtures("production_environment")
 def test_the_example_secrets_are_refused_in_production(
     rendered: list[Object], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    environment = pod_environment(rendered, of_kind(rendered, "Deployment")["hub-api"])
+    deployments = of_kind(rendered, "Deployment")
+    environment = pod_environment(rendered, deployments["hub-api"])
     with pytest.raises(ValidationError, match="payload key 'k1' is not valid base64"):
         load_settings(monkeypatch, environment)
-    real_key = {"HUB_PAYLOAD_KEYS": payload_keys(environment["HUB_PAYLOAD_ACTIVE_KEY"])}
-    with pytest.raises(ValidationError) as refused:
-        load_settings(monkeypatch, environment | real_key)
-    for name in REQUIRED_SECRETS:
-        assert f"{name} is a local placeholder" in str(refused.value), name
-    assert "dealer_api_keys[dealer-sp-centro] is a local placeholder" in str(refused.value)
-    for name in LOCAL_IDENTIFIERS:  # the client id and app key the example leaves to fill in
-        assert f"{name} is a local placeholder" in str(refused.value), name
+    placeholders: set[str] = set()
+    for name in ("hub-api", "hub-worker-flows", "hub-worker-warehouse"):
+        environment = pod_environment(rendered, deployments[name])
+        real_key = {"HUB_PAYLOAD_KEYS": payload_keys(environment["HUB_PAYLOAD_ACTIVE_KEY"])}
+        with pytest.raises(ValidationError) as refused:
+            load_settings(monkeypatch, environment | real_key, PROCESSES[name])
+        placeholders |= set(re.findall(r"(\w+(?:\[[\w-]+\])?) is a local placeholder", str(refused.value)))
+    assert placeholders >= EVERY_SECRET
+    assert "dealer_api_keys[dealer-sp-centro]" in placeholders
+    assert "dealer_webhook_secrets[dealer-sp-centro]" in placeholders
+    assert set(LOCAL_IDENTIFIERS) <= placeholders  # the client id and app key the example leaves to fill in
+
+
+@pytest.mark.usefixtures("production_environment")
+def test_each_process_holds_the_secrets_it_uses_and_no_other(
+    rendered: list[Object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API, which faces the internet, holds no partner's credentials; each worker holds its role's
+    partners' only; the migration, the database's URL. Each starts so in production, and refuses to
+    without one of its own."""
+    example = env_file(OVERLAY / USER_FILES["secrets.env"])
+    jobs = {obj["metadata"]["name"]: obj for obj in rendered if obj["kind"] == "Job"}
+    for name, process in PROCESSES.items():
+        pod = jobs.get(name) or of_kind(rendered, "Deployment")[name]
+        environment = pod_environment(rendered, pod)
+        needs = process[2]
+        held = needs.secrets | needs.dealer_secrets | needs.identifiers | needs.optional
+        wanted = {f"HUB_{setting.upper()}" for setting in held} | {"HUB_DATABASE_URL"}
+        if needs.payloads:
+            wanted |= {"HUB_PAYLOAD_KEYS", "HUB_PAYLOAD_ACTIVE_KEY", "TEMPORAL_API_KEY"}
+        assert set(environment) & set(example) == wanted, name
+        filled = environment | filled_in({key: environment[key] for key in wanted})
+        assert load_settings(monkeypatch, filled, process).environment == "production"
+        for setting in sorted(needs.secrets):
+            without = {**filled, f"HUB_{setting.upper()}": ""}
+            with pytest.raises(ValidationError, match=f"{setting} is empty"):
+                load_settings(monkeypatch, without, process)
 
 
 # --- the processes: compose's commands, ports, probes and metrics ----------------------------------------
