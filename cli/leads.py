@@ -191,7 +191,10 @@ async def moved_or_why_not(
                 return ""
             described = await handle.describe()
             if described.status == WorkflowExecutionStatus.COMPLETED:
-                result = await handle.result()
+                run = ctx.client.get_workflow_handle(  # that run, not one a dealer's report started since
+                    handle.id, run_id=described.run_id, result_type=LeadDistributionResult
+                )
+                result = await run.result(follow_runs=False)
                 if result.status == NOT_REASSIGNED:
                     where = f"it stays at {holder}" if holder else "it stays where it was"
                     return f"not reassigned: Zoho no longer has the lead (deleted, or converted); {where}"

@@ -142,6 +142,9 @@ def run_build(
     from dbt_common.exceptions import CompilationError, DbtConfigError
 
     started = time.monotonic()
+    # Set for the build too: dbt's saved parse records the sources' filter, and a value that changed
+    # between the build and the freshness check would have each of them parse the project again.
+    os.environ["HUB_FRESHNESS_SINCE"] = freshness_since(datetime.now(UTC))
     arguments = ["build", "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR)]
     arguments += ["--target-path", str(work_dir / "target"), "--log-path", str(work_dir / "logs")]
     if select:
@@ -171,9 +174,9 @@ def check_freshness(runner: Any, work_dir: Path, summary: DbtBuildSummary) -> No
 
     It only reads ``max(ingested_at)``; a stale table is a warning of the build (and the
     ``hub_bronze_freshness`` metric), not a failure: the models built from what is there are right.
-    The sources' filter reads ``HUB_FRESHNESS_SINCE``: a literal, which BigQuery prunes partitions by.
+    The sources' filter reads ``HUB_FRESHNESS_SINCE`` (``run_build`` sets it): a literal, which BigQuery
+    prunes partitions by.
     """
-    os.environ["HUB_FRESHNESS_SINCE"] = freshness_since(datetime.now(UTC))
     arguments = ["source", "freshness", "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR)]
     arguments += ["--target-path", str(work_dir / "target"), "--log-path", str(work_dir / "logs")]
     arguments += ["--output", str(work_dir / "target" / "sources.json")]
@@ -188,9 +191,14 @@ def check_freshness(runner: Any, work_dir: Path, summary: DbtBuildSummary) -> No
             summary.loaded_at[table] = loaded.isoformat()
         else:
             loaded = None
-        if status != "pass":
-            newest = loaded or f"not since {os.environ['HUB_FRESHNESS_SINCE']}"
-            summary.warnings.append(f"source {table}: freshness {status}, newest row landed {newest}")
+        if status == "runtime error":  # the check failed (no row in the week, or the query itself)
+            since = os.environ["HUB_FRESHNESS_SINCE"]
+            why = str(getattr(result, "message", "") or "no row").splitlines()[0]
+            summary.warnings.append(f"source {table}: freshness error, checked since {since}: {why}")
+        elif status != "pass":
+            summary.warnings.append(
+                f"source {table}: freshness {status}, newest row landed {loaded or 'never'}"
+            )
 
 
 def freshness_since(now: datetime) -> str:

@@ -208,7 +208,7 @@ class LeadDistributionWorkflow:
             # Read before any status: a lead Zoho no longer has stays where it is, its status too.
             lead = await self._fetch_lead(park_refused=True)
             if lead is None:
-                return self._not_reassigned(params.reassign_to)
+                return await self._not_reassigned(params.reassign_to)
             await self._set_status(LeadStatus.RECEIVED)
         else:
             await self._set_status(LeadStatus.RECEIVED)
@@ -996,11 +996,14 @@ class LeadDistributionWorkflow:
             retry_policy=DATABASE_RETRY,
         )
 
-    def _not_reassigned(self, dealer_id: str) -> LeadDistributionResult:
-        """Support's move of a lead Zoho no longer has: nothing moved (the memo says why)."""
+    async def _not_reassigned(self, dealer_id: str) -> LeadDistributionResult:
+        """Support's move of a lead Zoho no longer has: nothing moved (the memo says why). A dealer's
+        status handed to this run meanwhile (the lead's workflow while it ran) still goes on."""
         workflow.logger.warning("lead not reassigned to %s: Zoho no longer has it", dealer_id)
         workflow.upsert_memo({"not_reassigned": f"to {dealer_id}: Zoho no longer has the lead"})
         self._set_search_status(NOT_REASSIGNED)
+        if self._reports:
+            await self._pass_on_reports(self._reports[0].dealer_id)
         return self._result()
 
     def _set_search_status(self, status: str) -> None:

@@ -19,6 +19,13 @@
     {{ status }} in ('accepted', 'contacted', 'qualified', 'sold')
 {%- endmacro %}
 
+{#- The delivery a status change is about, from its event key: when that delivery was claimed (the
+    key's "@" mark, Python's isoformat of a UTC time, warehouse/leads.py); null on changes landed
+    before keys named it. Its "T" is made a space: the timestamp's canonical text. -#}
+{% macro delivery_claimed_at(event_key) -%}
+    safe_cast(replace(regexp_extract({{ event_key }}, r'@([^@]+)$'), 'T', ' ') as timestamp)
+{%- endmacro %}
+
 {#- The ``fraction`` percentile of the numbers in ``sorted_values`` (an array in ascending order), with
     linear interpolation between the two nearest, as PERCENTILE_CONT computes it; null for an empty
     array. Written with array offsets, so BigQuery and the emulator compute the same. -#}

@@ -17,18 +17,29 @@ with deliveries as (
     where delivered_at is not null
 ),
 
+-- The statuses each dealer reported about its delivery of the lead. A lead sent back to a dealer is
+-- a delivery of its own: a change names its delivery in its key (when that delivery was claimed), so
+-- the first delivery's acceptance does not count as taking the second at once. A change landed before
+-- changes named their delivery counts for the dealer's delivery of the lead, as it did then.
+reported as (
+    select changes.lead_id, changes.dealer_id, changes.status, changes.changed_at
+    from {{ ref('lead_status_changes') }} as changes
+    inner join deliveries using (lead_id, dealer_id)
+    where coalesce({{ delivery_claimed_at('changes.event_key') }} = deliveries.claimed_at, true)
+),
+
 -- When each dealer took each lead: its first status that means it did.
 taken as (
     select lead_id, dealer_id, min(changed_at) as taken_at
-    from {{ ref('lead_status_changes') }}
-    where dealer_id is not null and {{ took_the_lead('status') }}
+    from reported
+    where {{ took_the_lead('status') }}
     group by lead_id, dealer_id
 ),
 
 sold as (
     select distinct lead_id, dealer_id
-    from {{ ref('lead_status_changes') }}
-    where dealer_id is not null and status = 'sold'
+    from reported
+    where status = 'sold'
 ),
 
 -- When each deal was first won (a deal won before any move was seen: its last change).
