@@ -1001,9 +1001,9 @@ class LeadDistributionWorkflow:
         status handed to this run meanwhile (the lead's workflow while it ran) still goes on."""
         workflow.logger.warning("lead not reassigned to %s: Zoho no longer has it", dealer_id)
         workflow.upsert_memo({"not_reassigned": f"to {dealer_id}: Zoho no longer has the lead"})
-        self._set_search_status(NOT_REASSIGNED)
         if self._reports:
             await self._pass_on_reports(self._reports[0].dealer_id)
+        self._set_search_status(NOT_REASSIGNED)  # the run's outcome, whatever status went on
         return self._result()
 
     def _set_search_status(self, status: str) -> None:

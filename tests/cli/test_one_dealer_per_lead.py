@@ -5,6 +5,7 @@ Only ``hub leads reassign`` moves a lead that reached a dealer, and the move is 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 from temporalio.testing import WorkflowEnvironment
@@ -15,7 +16,7 @@ from tests.cli.conftest import HubCli
 from tests.hub import Hub
 from tests.hub import test_rules as routing_rules
 from tests.support import eventually
-from tests.workflows.test_dealer_sla import at_dealer, sla_exhausted_lead, sla_hub
+from tests.workflows.test_dealer_sla import at_dealer, dealer_reports, sla_exhausted_lead, sla_hub
 
 
 async def set_capacity(hub: Hub, dealer_id: str, capacity: int) -> None:
@@ -144,6 +145,30 @@ async def test_reassign_of_a_lead_zoho_no_longer_has_moves_nothing_and_says_why(
     assert (result.status, result.dealer_id) == ("not_reassigned", None)
 
 
+async def test_a_status_reported_while_a_reassign_finds_the_lead_gone_still_goes_on(
+    skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, hub_cli: HubCli
+) -> None:
+    """The reassign run is the lead's workflow while it reads Zoho: a dealer's status the API hands to it
+    then reaches the subscribers, though the run moves nothing."""
+    async with sla_hub(skipping_env, sqlite_url, task_queue) as hub:
+        lead_id = await hub.create_lead(State="AL", City="Maceió")  # plain-al: the run ends at delivery
+        await hub.post_webhook(lead_id)
+        await hub.handle(lead_id).result()
+        (await hub.http.delete(f"{hub.sims_url}/_control/zoho/leads/{lead_id}")).raise_for_status()
+        await hub.fault(target="zoho", error_5xx_count=10_000)  # the move's read of the lead waits on Zoho
+        why = ("--reason", "customer moved", "--by", "ana")
+        moving = asyncio.create_task(hub_cli(hub.settings, "leads", "reassign", lead_id, "sla-a", *why))
+        await eventually(lambda: retrying(hub, lead_id, "fetch_lead"))
+        reported = await dealer_reports(hub, "plain-al", lead_id, "contacted")
+        assert reported["hub"]["body"]["outcome"] == "applied"
+        await hub.fault(target="zoho")  # Zoho answers again: it has no such lead
+        moved = await moving
+        assert moved.code == 1 and "Zoho no longer has the lead" in moved.err
+        await eventually(lambda: contacted_event(hub, lead_id, "plain-al"))
+        lead = await hub.lead(lead_id)
+        assert lead is not None and (lead["status"], lead["dealer_id"]) == ("contacted", "plain-al")
+
+
 async def test_a_lead_sent_back_to_dealers_whose_crms_withdrew_it_is_a_new_lead_there(
     skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, hub_cli: HubCli
 ) -> None:
@@ -163,3 +188,14 @@ async def test_a_lead_sent_back_to_dealers_whose_crms_withdrew_it_is_a_new_lead_
         counters = (await hub.counters())["dealers"]
         created = {dealer_id: counters[dealer_id]["created"] for dealer_id in ("sla-a", "sla-b", "sla-c")}
         assert created == {"sla-a": 2, "sla-b": 2, "sla-c": 1}
+
+
+async def contacted_event(hub: Hub, lead_id: str, dealer_id: str) -> bool:
+    """Whether the subscribers got the lead's "contacted" at ``dealer_id``."""
+    events = (await hub.http.get(f"{hub.sims_url}/_control/events/portal")).json()["events"]
+    return any(
+        e["type"] == "LeadStatusAtualizado"
+        and (e["data"]["lead_id"], e["data"]["dealer_id"], e["data"]["status"])
+        == (lead_id, dealer_id, "contacted")
+        for e in events
+    )
