@@ -142,9 +142,11 @@ async def reassign_lead(args: argparse.Namespace, ctx: Context) -> int:
         # customer stay in the encrypted input of the new run and the portal's history.
         await reading.terminate(reason=f"reassigned to {args.dealer_id} by support (why: the lead's history)")
     move = Reassignment(args.dealer_id, reason=args.reason, by=args.by)
-    if not await start_again(ctx, await handle.fetch_history(), move):
+    run_id = await start_again(ctx, await handle.fetch_history(), move)
+    if run_id is None:
         return out.fail(f"lead {args.lead_id} not reassigned: its workflow started again meanwhile")
-    not_moved = await moved_or_why_not(ctx, handle, args.lead_id, args.dealer_id, holder)
+    moving = ctx.client.get_workflow_handle(handle.id, run_id=run_id, result_type=LeadDistributionResult)
+    not_moved = await moved_or_why_not(ctx, moving, args.lead_id, args.dealer_id, holder)
     if not_moved:
         return out.fail(f"lead {args.lead_id}: {not_moved}")
     fields = {"lead_id": args.lead_id, "dealer_id": args.dealer_id, "reassigned_by": args.by}
@@ -178,9 +180,9 @@ async def dealer_refused(ctx: Context, lead_id: str, dealer_id: str) -> tuple[st
 async def moved_or_why_not(
     ctx: Context, handle: LeadHandle, lead_id: str, dealer_id: str, holder: str | None
 ) -> str:
-    """Watch the new run until the portal database has the lead's decision at ``dealer_id``: ``""``, or
-    why the move is not confirmed (the run ended without it, or it did not happen in time). ``holder``:
-    the dealer that had the lead."""
+    """Watch the new run (``handle``, that run's) until the portal database has the lead's decision at
+    ``dealer_id``: ``""``, or why the move is not confirmed (the run ended without it, or it did not
+    happen in time). ``holder``: the dealer that had the lead."""
     clock = asyncio.get_running_loop()
     until = clock.time() + CONFIRM_WAIT.total_seconds()
     async with one_off_sessions(ctx.settings.database_url) as sessions:
@@ -191,10 +193,7 @@ async def moved_or_why_not(
                 return ""
             described = await handle.describe()
             if described.status == WorkflowExecutionStatus.COMPLETED:
-                run = ctx.client.get_workflow_handle(  # that run, not one a dealer's report started since
-                    handle.id, run_id=described.run_id, result_type=LeadDistributionResult
-                )
-                result = await run.result(follow_runs=False)
+                result = await handle.result(follow_runs=False)  # not a run a dealer's report started since
                 if result.status == NOT_REASSIGNED:
                     where = f"it stays at {holder}" if holder else "it stays where it was"
                     return f"not reassigned: Zoho no longer has the lead (deleted, or converted); {where}"
@@ -221,9 +220,9 @@ async def restart_lead(ctx: Context, run: Ended) -> str:
 
 async def start_again(
     ctx: Context, history: WorkflowHistory, reassignment: Reassignment | None = None
-) -> bool:
-    """A new run of the lead's workflow with the webhook's event its ended run was started with; False
-    when a run is under way already."""
+) -> str | None:
+    """A new run of the lead's workflow with the webhook's event its ended run was started with: its run
+    id, None when a run is under way already."""
     previous = await started_with(ctx.client, history, LeadDistributionInput)
     return await start_lead_distribution(
         ctx.client, ctx.settings, previous.lead_id, previous.event, redrive=True, reassignment=reassignment

@@ -161,8 +161,9 @@ async def start_lead_distribution(
     *,
     redrive: bool = False,
     reassignment: Reassignment | None = None,
-) -> bool:
-    """Start a run of the lead's workflow; True when this call started it, False when it was joined.
+) -> str | None:
+    """Start a run of the lead's workflow; the new run's id when this call started it, None when it was
+    joined.
 
     The workflow id is the idempotency key: concurrent and later duplicates are refused by the server
     and joined here. A webhook starts a new run only where the last one broke off (its workflow failed,
@@ -180,7 +181,7 @@ async def start_lead_distribution(
         else WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY
     )
     try:
-        await client.start_workflow(
+        handle = await client.start_workflow(
             LEAD_DISTRIBUTION_WORKFLOW,
             LeadDistributionInput.for_lead(settings, lead_id, event, reassignment),
             id=lead_workflow_id(lead_id),
@@ -191,8 +192,8 @@ async def start_lead_distribution(
             rpc_timeout=rpc_timeout,
         )
     except WorkflowAlreadyStartedError:
-        return False
-    return True
+        return None
+    return handle.first_execution_run_id
 
 
 async def report_dealer_status(

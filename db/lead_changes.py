@@ -243,7 +243,7 @@ async def _withdrawals(
             "dealer_id": row.dealer_id,
             "status": "withdrawn",
             "routing_reason": landed_reason(row.routing_reason),
-            "claimed_at": None,
+            "claimed_at": as_utc(row.claimed_at) if row.claimed_at else None,  # names the delivery
             "delivered_at": delivered,
             "accept_by": deadline,
             "dealer_status": None,
@@ -273,6 +273,7 @@ async def _releases(
                 "dealer_id": row.dealer_id,
                 "status": "released",
                 "routing_reason": landed_reason(row.routing_reason),
+                "claimed_at": as_utc(row.claimed_at) if row.claimed_at else None,  # names the delivery
                 "delivered_at": as_utc(row.delivered_at) if row.delivered_at else None,
                 "released_at": as_utc(row.released_at),
             },

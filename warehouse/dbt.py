@@ -191,14 +191,13 @@ def check_freshness(runner: Any, work_dir: Path, summary: DbtBuildSummary) -> No
             summary.loaded_at[table] = loaded.isoformat()
         else:
             loaded = None
-        if status == "runtime error":  # the check failed (no row in the week, or the query itself)
-            since = os.environ["HUB_FRESHNESS_SINCE"]
-            why = str(getattr(result, "message", "") or "no row").splitlines()[0]
+        since = os.environ["HUB_FRESHNESS_SINCE"]
+        if status == "runtime error":  # the check's query failed
+            why = str(getattr(result, "message", "") or "no answer").splitlines()[0]
             summary.warnings.append(f"source {table}: freshness error, checked since {since}: {why}")
         elif status != "pass":
-            summary.warnings.append(
-                f"source {table}: freshness {status}, newest row landed {loaded or 'never'}"
-            )
+            newest = loaded or f"none since {since}"  # the check reads the week from ``since``
+            summary.warnings.append(f"source {table}: freshness {status}, newest row landed {newest}")
 
 
 def freshness_since(now: datetime) -> str:

@@ -552,9 +552,12 @@ class LeadDistributionWorkflow:
         if polled.applied and polled.status:
             self._reports.append(DealerStatusReport(dealer_id, polled.status, polled.at))
 
-    async def _pass_on_reports(self, dealer_id: str, *, together: bool = False) -> str | None:
+    async def _pass_on_reports(
+        self, dealer_id: str, *, together: bool = False, write_zoho: bool = True
+    ) -> str | None:
         """Pass each pending report on (Zoho's Lead_Status, a signed event); the newest status, if any.
-        ``together``: both at once (runs that only wait do; earlier runs did one after the other)."""
+        ``together``: both at once (runs that only wait do; earlier runs did one after the other).
+        ``write_zoho=False``: the event only (Zoho no longer has the lead)."""
         newest = None
         while self._reports:
             report = self._reports.pop(0)
@@ -568,6 +571,9 @@ class LeadDistributionWorkflow:
             name = f"{LEAD_EVENT_STATUS_UPDATED}:{self._lead_id}:{report.dealer_id}:{report.status}"
             data = {"lead_id": self._lead_id, "dealer_id": report.dealer_id, "status": report.status}
             event = self._publish(LEAD_EVENT_STATUS_UPDATED, name, {**data, "at": report.at}, local=local)
+            if not write_zoho:
+                await event
+                continue
             if local and report.dealer_id != dealer_id:
                 # The dealer reported before support moved the lead away from it, and the report reached
                 # this run after the move: the subscribers hear of it, but the lead's status in Zoho and
@@ -1001,8 +1007,8 @@ class LeadDistributionWorkflow:
         status handed to this run meanwhile (the lead's workflow while it ran) still goes on."""
         workflow.logger.warning("lead not reassigned to %s: Zoho no longer has it", dealer_id)
         workflow.upsert_memo({"not_reassigned": f"to {dealer_id}: Zoho no longer has the lead"})
-        if self._reports:
-            await self._pass_on_reports(self._reports[0].dealer_id)
+        if self._reports:  # to the subscribers: Zoho would refuse a write to a lead it has not
+            await self._pass_on_reports(self._reports[0].dealer_id, write_zoho=False)
         self._set_search_status(NOT_REASSIGNED)  # the run's outcome, whatever status went on
         return self._result()
 

@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 
 from temporalio.testing import WorkflowEnvironment
 
-from db.engine import create_engine, session_factory
+from db import zoho_writebacks
+from db.engine import create_engine, one_off_sessions, session_factory
 from db.rules import apply_rules
 from tests.cli.conftest import HubCli
 from tests.hub import Hub
@@ -167,6 +168,9 @@ async def test_a_status_reported_while_a_reassign_finds_the_lead_gone_still_goes
         await eventually(lambda: contacted_event(hub, lead_id, "plain-al"))
         lead = await hub.lead(lead_id)
         assert lead is not None and (lead["status"], lead["dealer_id"]) == ("contacted", "plain-al")
+        # Zoho, which has no such lead, is not written to: nothing parked that no redrive could place.
+        async with one_off_sessions(hub.settings.database_url) as sessions:
+            assert await zoho_writebacks.count(sessions) == 0
 
 
 async def test_a_lead_sent_back_to_dealers_whose_crms_withdrew_it_is_a_new_lead_there(

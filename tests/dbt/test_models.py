@@ -123,6 +123,8 @@ async def test_build_passes_and_gold_matches_a_hand_computation(
     assert set(summary.loaded_at) == set(fresh)
     # Each freshness query reads a week of bronze, bounded by a literal BigQuery prunes by.
     since = freshness_since(datetime.now(UTC))
+    stale = f"source vtex_order_events: freshness error, newest row landed none since {since}"
+    assert stale in summary.warnings
     queries = (tmp_path / "logs" / "dbt.log").read_text()
     assert queries.count(f"where ingested_at >= timestamp '{since}'") == 4, since
 

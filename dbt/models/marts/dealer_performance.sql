@@ -21,11 +21,33 @@ with deliveries as (
 -- a delivery of its own: a change names its delivery in its key (when that delivery was claimed), so
 -- the first delivery's acceptance does not count as taking the second at once. A change landed before
 -- changes named their delivery counts for the dealer's delivery of the lead, as it did then.
+marked as (
+    select lead_id, dealer_id, status, changed_at, {{ delivery_claimed_at('event_key') }} as claim
+    from {{ ref('lead_status_changes') }}
+    where dealer_id is not null
+),
+
+-- The claim of each delivery: its row's, or, for a delivery that ended (withdrawn, released) before
+-- ended deliveries landed their claim, the newest claim its dealer's changes name up to its delivery
+-- (its own "delivered" names it).
+claims as (
+    select
+        deliveries.lead_id,
+        deliveries.dealer_id,
+        coalesce(any_value(deliveries.claimed_at), max(marked.claim)) as claimed_at
+    from deliveries
+    left join marked
+        on marked.lead_id = deliveries.lead_id
+        and marked.dealer_id = deliveries.dealer_id
+        and marked.claim <= deliveries.delivered_at
+    group by deliveries.lead_id, deliveries.dealer_id
+),
+
 reported as (
-    select changes.lead_id, changes.dealer_id, changes.status, changes.changed_at
-    from {{ ref('lead_status_changes') }} as changes
-    inner join deliveries using (lead_id, dealer_id)
-    where coalesce({{ delivery_claimed_at('changes.event_key') }} = deliveries.claimed_at, true)
+    select marked.lead_id, marked.dealer_id, marked.status, marked.changed_at
+    from marked
+    inner join claims using (lead_id, dealer_id)
+    where coalesce(marked.claim = claims.claimed_at, true)
 ),
 
 -- When each dealer took each lead: its first status that means it did.
