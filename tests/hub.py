@@ -231,6 +231,17 @@ class Hub:
         return (await self.client.count_workflows(query)).count
 
 
+async def contacted_event(hub: Hub, lead_id: str, dealer_id: str) -> bool:
+    """Whether the subscribers got the lead's "contacted" at ``dealer_id``."""
+    events = (await hub.http.get(f"{hub.sims_url}/_control/events/portal")).json()["events"]
+    return any(
+        e["type"] == "LeadStatusAtualizado"
+        and (e["data"]["lead_id"], e["data"]["dealer_id"], e["data"]["status"])
+        == (lead_id, dealer_id, "contacted")
+        for e in events
+    )
+
+
 def hub_settings(
     database_url: str, temporal_address: str, sims_url: str, task_queue: str, **extra: Any
 ) -> Settings:

@@ -144,7 +144,7 @@ def run_build(
     started = time.monotonic()
     # Set for the build too: dbt's saved parse records the sources' filter, and a value that changed
     # between the build and the freshness check would have each of them parse the project again.
-    os.environ["HUB_FRESHNESS_SINCE"] = freshness_since(datetime.now(UTC))
+    since = os.environ["HUB_FRESHNESS_SINCE"] = freshness_since(datetime.now(UTC))
     arguments = ["build", "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR)]
     arguments += ["--target-path", str(work_dir / "target"), "--log-path", str(work_dir / "logs")]
     if select:
@@ -164,18 +164,18 @@ def run_build(
         summary = summarise(results)
         summary.success = summary.success and outcome.success
         if not fast and not select:
-            check_freshness(runner, work_dir, summary)
+            check_freshness(runner, work_dir, summary, since)
     summary.seconds = round(time.monotonic() - started, 3)
     return summary
 
 
-def check_freshness(runner: Any, work_dir: Path, summary: DbtBuildSummary) -> None:
+def check_freshness(runner: Any, work_dir: Path, summary: DbtBuildSummary, since: str) -> None:
     """Run ``dbt source freshness`` and note each bronze table's status and newest landing in ``summary``.
 
     It only reads ``max(ingested_at)``; a stale table is a warning of the build (and the
     ``hub_bronze_freshness`` metric), not a failure: the models built from what is there are right.
-    The sources' filter reads ``HUB_FRESHNESS_SINCE`` (``run_build`` sets it): a literal, which BigQuery
-    prunes partitions by.
+    The sources' filter reads ``HUB_FRESHNESS_SINCE``, ``since`` (``run_build`` sets it): a literal,
+    which BigQuery prunes partitions by.
     """
     arguments = ["source", "freshness", "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR)]
     arguments += ["--target-path", str(work_dir / "target"), "--log-path", str(work_dir / "logs")]
@@ -191,7 +191,6 @@ def check_freshness(runner: Any, work_dir: Path, summary: DbtBuildSummary) -> No
             summary.loaded_at[table] = loaded.isoformat()
         else:
             loaded = None
-        since = os.environ["HUB_FRESHNESS_SINCE"]
         if status == "runtime error":  # the check's query failed
             why = str(getattr(result, "message", "") or "no answer").splitlines()[0]
             summary.warnings.append(f"source {table}: freshness error, checked since {since}: {why}")

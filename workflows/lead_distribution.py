@@ -571,13 +571,10 @@ class LeadDistributionWorkflow:
             name = f"{LEAD_EVENT_STATUS_UPDATED}:{self._lead_id}:{report.dealer_id}:{report.status}"
             data = {"lead_id": self._lead_id, "dealer_id": report.dealer_id, "status": report.status}
             event = self._publish(LEAD_EVENT_STATUS_UPDATED, name, {**data, "at": report.at}, local=local)
-            if not write_zoho:
-                await event
-                continue
-            if local and report.dealer_id != dealer_id:
-                # The dealer reported before support moved the lead away from it, and the report reached
-                # this run after the move: the subscribers hear of it, but the lead's status in Zoho and
-                # the Web UI stays the one of the dealer that holds it.
+            # The subscribers only: where Zoho no longer has the lead, or where the dealer reported before
+            # support moved the lead away from it and the report reached this run after the move (the
+            # lead's status in Zoho and the Web UI stays the one of the dealer that holds it).
+            if not write_zoho or (local and report.dealer_id != dealer_id):
                 await event
                 continue
             self._set_search_status(report.status)

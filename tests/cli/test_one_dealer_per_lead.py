@@ -14,7 +14,7 @@ from db import zoho_writebacks
 from db.engine import create_engine, one_off_sessions, session_factory
 from db.rules import apply_rules
 from tests.cli.conftest import HubCli
-from tests.hub import Hub
+from tests.hub import Hub, contacted_event
 from tests.hub import test_rules as routing_rules
 from tests.support import eventually
 from tests.workflows.test_dealer_sla import at_dealer, dealer_reports, sla_exhausted_lead, sla_hub
@@ -192,14 +192,3 @@ async def test_a_lead_sent_back_to_dealers_whose_crms_withdrew_it_is_a_new_lead_
         counters = (await hub.counters())["dealers"]
         created = {dealer_id: counters[dealer_id]["created"] for dealer_id in ("sla-a", "sla-b", "sla-c")}
         assert created == {"sla-a": 2, "sla-b": 2, "sla-c": 1}
-
-
-async def contacted_event(hub: Hub, lead_id: str, dealer_id: str) -> bool:
-    """Whether the subscribers got the lead's "contacted" at ``dealer_id``."""
-    events = (await hub.http.get(f"{hub.sims_url}/_control/events/portal")).json()["events"]
-    return any(
-        e["type"] == "LeadStatusAtualizado"
-        and (e["data"]["lead_id"], e["data"]["dealer_id"], e["data"]["status"])
-        == (lead_id, dealer_id, "contacted")
-        for e in events
-    )

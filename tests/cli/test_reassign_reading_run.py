@@ -18,7 +18,7 @@ from core.constants import LEAD_STATUS, lead_workflow_id
 from db.feedback import HAND_OVER_GRACE
 from tests.cli.conftest import HubCli
 from tests.cli.test_one_dealer_per_lead import creates
-from tests.hub import Hub
+from tests.hub import Hub, contacted_event
 from tests.stored import local_activity_types
 from tests.support import eventually, free_port, skip_time
 from tests.workflows.test_dealer_sla import at_dealer, dealer_reports, handovers, sla_hub, zoho_lead
@@ -93,7 +93,7 @@ async def test_a_report_still_due_when_the_lead_moves_reaches_the_subscribers_no
         monkeypatch.setattr(relay, "_client", hub.client)  # Temporal is back
         monkeypatch.setattr("api.relay.utcnow", lambda: datetime.now(UTC) + HAND_OVER_GRACE)
         assert await relay.sweep() == 1
-        await eventually(lambda: contacted_event(hub, lead_id))
+        await eventually(lambda: contacted_event(hub, lead_id, "poll-sc"))
         await eventually(lambda: passed_on(hub, lead_id))  # the run's task that passed it on completed
 
         assert (await zoho_lead(hub, lead_id))["Lead_Status"] == "Not Contacted"  # poll-sc's acceptance
@@ -131,16 +131,6 @@ async def idle_in_run(hub: Hub, lead_id: str, status: str, *, following: bool = 
         started = (await hub.handle(lead_id).fetch_history()).events[0]
         return bool(started.workflow_execution_started_event_attributes.continued_execution_run_id)
     return True
-
-
-async def contacted_event(hub: Hub, lead_id: str) -> bool:
-    events = (await hub.http.get(f"{hub.sims_url}/_control/events/portal")).json()["events"]
-    return any(
-        e["type"] == "LeadStatusAtualizado"
-        and (e["data"]["lead_id"], e["data"]["dealer_id"], e["data"]["status"])
-        == (lead_id, "poll-sc", "contacted")
-        for e in events
-    )
 
 
 async def passed_on(hub: Hub, lead_id: str) -> bool:
