@@ -26,6 +26,10 @@ from warehouse.tables import LEAD_STATUS_CHANGES, VTEX_CUSTOMERS, VTEX_ORDER_EVE
 from warehouse.vtex_customers import customer_version
 from warehouse.vtex_orders import order_event, order_version
 
+# What the tests that read a few tables build: those tables and the models they read (dbt's selection).
+CUSTOMER_360 = ("+customer_360",)
+RECONCILIATION = ("+lifetime_values_add_up_to_revenue",)  # the data test, and the models it reads
+
 # Every table a build writes, with the key its rows are sorted by for comparison.
 BUILT = {
     ("silver", "orders"): "order_id",
@@ -55,12 +59,13 @@ async def dbt_build(
     only: tuple[str, ...] = (),
 ) -> DbtBuildSummary:
     """``python -m warehouse.dbt build``, as the build activity runs it. ``models_only``: without the data
-    and unit tests (half of a build on the emulator), for tests that compare what the models wrote;
-    ``only``: these models alone."""
+    and unit tests (most of a build on the emulator), for tests that compare what the models wrote;
+    ``only``: these nodes alone (dbt's selection syntax: ``+customer_360`` is it and what it reads), for
+    tests that read a few models: a build of all of them takes a few seconds more each time."""
     select = only or (("resource_type:model",) if models_only else ())
     command = build_command(work_dir, select=select, full_refresh=full_refresh, fast=fast)
     environment = {**os.environ, **dbt_environment(settings)}
-    if models_only:
+    if models_only or only:
         # dbt build also runs the tests of the models it selects (its "eager" indirect selection).
         environment["DBT_INDIRECT_SELECTION"] = "empty"
     done = await asyncio.to_thread(
@@ -316,11 +321,11 @@ async def test_an_order_counted_for_two_buyers_is_named_by_the_revenue_reconcili
     await land_store(warehouse)
     carla = order("o-9", "u-carla", 7000, "2026-03-20T10:00:00.0000000Z", "invoiced", "2026-03-21T10:00:00Z")
     await land_late(warehouse, carla, minutes_behind=300)  # landed five hours ago: past the lookback
-    first = await dbt_build(settings, tmp_path)
+    first = await dbt_build(settings, tmp_path, only=RECONCILIATION)
     assert "lifetime_values_add_up_to_revenue" not in [warning.split(":")[0] for warning in first.warnings]
     moved = {**carla, "clientProfileData": {**carla["clientProfileData"], "userProfileId": "u-bruno"}}
     await warehouse.land(VTEX_ORDERS, [order_version({**moved, "lastChange": "2026-03-22T10:00:00Z"})])
-    summary = await dbt_build(settings, tmp_path)
+    summary = await dbt_build(settings, tmp_path, only=RECONCILIATION)
     assert "lifetime_values_add_up_to_revenue" in [warning.split(":")[0] for warning in summary.warnings]
 
 
@@ -332,13 +337,13 @@ async def test_the_change_feed_orders_customers_by_the_build_that_changed_them(
     build that changed it, not the order's landing time, so the reader gets it; a buyer nothing changed
     for keeps its time."""
     await land_store(warehouse)
-    assert (await dbt_build(settings, tmp_path, models_only=True)).success
-    before = {row["customer_id"]: row["changed_at"] for row in (await snapshot(warehouse))["customer_360"]}
+    assert (await dbt_build(settings, tmp_path, only=CUSTOMER_360)).success
+    before = {row["customer_id"]: row["changed_at"] for row in await customer_rows(warehouse)}
     seen = max(before.values())
     late = order("o-8", "u-carla", 9900, "2026-04-05T12:00:00.0000000Z", "invoiced")
     await land_late(warehouse, late, minutes_behind=20)
-    assert (await dbt_build(settings, tmp_path, models_only=True)).success
-    after = {row["customer_id"]: row for row in (await snapshot(warehouse))["customer_360"]}
+    assert (await dbt_build(settings, tmp_path, only=CUSTOMER_360)).success
+    after = {row["customer_id"]: row for row in await customer_rows(warehouse)}
     assert float(after["c-carla"]["lifetime_value"]) == 99
     changed = sorted(customer for customer, row in after.items() if row["changed_at"] > seen)
     assert changed == ["c-carla"]
@@ -355,13 +360,13 @@ async def test_a_build_rewrites_only_the_buyers_that_changed_and_drops_a_profile
     await warehouse.land(
         VTEX_ORDERS, [order_version(order("o-6", "u-guest", 5000, "2026-04-02T12:00:00.0000000Z"))]
     )
-    assert (await dbt_build(settings, tmp_path, models_only=True)).success
+    assert (await dbt_build(settings, tmp_path, only=CUSTOMER_360)).success
     before = {row["customer_id"]: row for row in await customer_rows(warehouse)}
     assert before["profile:u-guest"]["lifetime_value"] == 50
     await warehouse.land(
         VTEX_ORDERS, [order_version(order("o-7", "u-bruno", 4400, "2026-04-06T12:00:00.0000000Z"))]
     )
-    assert (await dbt_build(settings, tmp_path, models_only=True)).success
+    assert (await dbt_build(settings, tmp_path, only=CUSTOMER_360)).success
     after = {row["customer_id"]: row for row in await customer_rows(warehouse)}
     rewritten = {
         customer
@@ -384,7 +389,7 @@ async def test_a_build_rewrites_only_the_buyers_that_changed_and_drops_a_profile
         }
     )
     await warehouse.land(VTEX_CUSTOMERS, [guest.record])
-    assert (await dbt_build(settings, tmp_path, models_only=True)).success
+    assert (await dbt_build(settings, tmp_path, only=CUSTOMER_360)).success
     last = {row["customer_id"]: row for row in await customer_rows(warehouse)}
     assert "profile:u-guest" not in last
     # Deleted by name, the documents of the day before the build as constants (clustered by customer_id).
@@ -401,7 +406,7 @@ async def test_the_customer_360_an_earlier_version_replaced_whole_is_merged_into
     columns, so no buyer is announced as changed, and writes every row with its fingerprint; the next
     builds compare with those."""
     await land_store(warehouse)
-    assert (await dbt_build(settings, tmp_path, models_only=True)).success
+    assert (await dbt_build(settings, tmp_path, only=CUSTOMER_360)).success
     table = warehouse.table_id(warehouse.layers.gold, "customer_360")
     stamped = {row["customer_id"]: row["changed_at"] for row in await customer_rows(warehouse)}
     await warehouse.query(f"create table `{table}_before` as select * except (figures_fingerprint) from `{table}`")
@@ -411,26 +416,28 @@ async def test_the_customer_360_an_earlier_version_replaced_whole_is_merged_into
         f" as select * from `{table}_before`"
     )
     assert "figures_fingerprint" not in (await customer_rows(warehouse))[0]
-    assert (await dbt_build(settings, tmp_path, models_only=True)).success
+    assert (await dbt_build(settings, tmp_path, only=CUSTOMER_360)).success
     rows = await customer_rows(warehouse)
     assert len(rows) == len(CUSTOMERS) and all(row["figures_fingerprint"] is not None for row in rows)
     assert {row["customer_id"]: row["changed_at"] for row in rows} == stamped
     # A migration whose merge failed after the pre-hook added the column left it empty: the same again.
     await warehouse.query(f"update `{table}` set figures_fingerprint = null where true")
-    assert (await dbt_build(settings, tmp_path, models_only=True)).success
+    assert (await dbt_build(settings, tmp_path, only=CUSTOMER_360)).success
     rows = await customer_rows(warehouse)
     assert all(row["figures_fingerprint"] is not None for row in rows)
     assert {row["customer_id"]: row["changed_at"] for row in rows} == stamped
-    assert (await dbt_build(settings, tmp_path, models_only=True)).success
+    assert (await dbt_build(settings, tmp_path, only=CUSTOMER_360)).success
     assert {row["customer_id"]: row for row in await customer_rows(warehouse)} == {
         row["customer_id"]: row for row in rows
     }  # nothing changed: nothing written
 
 
 async def customer_rows(warehouse: Warehouse) -> list[dict[str, Any]]:
-    return await warehouse.query(
-        f"select * from `{warehouse.table_id(warehouse.layers.gold, 'customer_360')}`"
-    )
+    return await rows_of(warehouse, "gold", "customer_360")
+
+
+async def rows_of(warehouse: Warehouse, layer: str, table: str) -> list[dict[str, Any]]:
+    return await warehouse.query(f"select * from `{warehouse.table_id(getattr(warehouse.layers, layer), table)}`")
 
 
 def scores(row: dict[str, Any]) -> tuple[Any, ...]:
@@ -444,7 +451,7 @@ async def test_a_model_built_without_the_silver_model_it_reads_keeps_its_place(
     it cannot be ahead of silver.orders: its next build reads bronze from where orders' does, so an order
     landed meanwhile reaches its buyer once both are built."""
     await land_store(warehouse)
-    assert (await dbt_build(settings, tmp_path, models_only=True)).success
+    assert (await dbt_build(settings, tmp_path, only=CUSTOMER_360)).success
     first = await build_starts(warehouse)
     await warehouse.land(
         VTEX_ORDERS, [order_version(order("o-7", "u-carla", 4400, "2026-04-06T12:00:00.0000000Z"))]
@@ -453,8 +460,8 @@ async def test_a_model_built_without_the_silver_model_it_reads_keeps_its_place(
     alone = await build_starts(warehouse)
     assert alone["profile_orders"] == first["orders"]  # not this build's start: orders was not built
     assert alone["orders"] == first["orders"]
-    assert (await dbt_build(settings, tmp_path, models_only=True)).success
-    gold = {row["customer_id"]: row for row in (await snapshot(warehouse))["customer_360"]}
+    assert (await dbt_build(settings, tmp_path, only=CUSTOMER_360)).success
+    gold = {row["customer_id"]: row for row in await customer_rows(warehouse)}
     assert float(gold["c-carla"]["lifetime_value"]) == 44
 
 
@@ -468,7 +475,7 @@ async def test_the_marts_count_days_in_the_hubs_business_time_zone(
     evening = order("o-7", "u-ana", 4200, "2026-05-01T20:30:00.0000000Z", "invoiced", "2026-05-01T21:00:00Z")
     await warehouse.land(VTEX_ORDERS, [order_version(evening)])
     tokyo = settings.model_copy(update={"business_timezone": "Asia/Tokyo"})
-    assert (await dbt_build(tokyo, tmp_path, models_only=True)).success
-    daily = {str(row["sales_date"]): row for row in (await snapshot(warehouse))["daily_sales"]}
+    assert (await dbt_build(tokyo, tmp_path, only=("+daily_sales",))).success
+    daily = {str(row["sales_date"]): row for row in await rows_of(warehouse, "gold", "daily_sales")}
     assert "2026-05-01" not in daily and float(daily["2026-05-02"]["revenue"]) == 42
 

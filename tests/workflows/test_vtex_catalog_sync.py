@@ -24,8 +24,8 @@ from workflows.vtex_catalog_sync import (
     CatalogSyncWorkflow,
 )
 
-SKUS = 600
-PAGE_SIZE = 100  # six pages, so paging, resuming and continue-as-new are all exercised
+SKUS = 300
+PAGE_SIZE = 50  # six pages, so paging, resuming and continue-as-new are all exercised
 CATALOG = {"vtex_catalog_skus": SKUS}
 
 
@@ -151,8 +151,8 @@ async def test_killed_worker_sync_lands_each_version_once(
     ) as hub:  # fmt: skip
         env = {**os.environ, **environment_of(hub.settings)}
         log = tmp_path / "worker.log"
-        # A slow budget keeps each page in flight for a while (200 requests at 80/s), so kills land mid-page.
-        handle = await start_sync(hub, requests_per_second=80, heartbeat_seconds=3, pages_per_run=2)
+        # A slow budget keeps each page in flight for a while (100 requests at 60/s), so kills land mid-page.
+        handle = await start_sync(hub, requests_per_second=60, heartbeat_seconds=3, pages_per_run=2)
         worker = start_worker_process(env, log)
         kills = 0
         try:

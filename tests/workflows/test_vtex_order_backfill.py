@@ -41,21 +41,23 @@ HISTORY = {"vtex_history_orders": 700, "vtex_history_days": 60, "vtex_history_en
 PER_PAGE = 10
 SINCE = datetime.fromisoformat("2026-09-01T00:00:00+00:00")
 UNTIL = datetime.fromisoformat("2026-11-01T00:00:00+00:00")
+# The range's last days (about 60 orders), for tests that need a backfill but not a split range.
+LAST_DAYS = UNTIL - timedelta(days=5)
 
 
-def backfill_input(hub: Hub, **overrides: Any) -> OrderBackfillInput:
-    params = OrderBackfillInput.for_range(hub.settings, SINCE, UNTIL, rate=400)
+def backfill_input(hub: Hub, since: datetime = SINCE, **overrides: Any) -> OrderBackfillInput:
+    params = OrderBackfillInput.for_range(hub.settings, since, UNTIL, rate=400)
     params.per_page = PER_PAGE
     for name, value in overrides.items():
         setattr(params, name, value)
     return params
 
 
-async def orders_in_range(hub: Hub) -> int:
+async def orders_in_range(hub: Hub, since: datetime = SINCE) -> int:
     response = await hub.http.get(
         f"{hub.sims_url}/_control/vtex/history",
         params={
-            "from": SINCE.isoformat().replace("+00:00", "Z"),
+            "from": since.isoformat().replace("+00:00", "Z"),
             "to": UNTIL.isoformat().replace("+00:00", "Z"),
         },
     )
@@ -98,10 +100,11 @@ async def test_backfill_lands_every_order_once_and_a_second_run_lands_nothing(hu
 
 
 async def test_backfill_goes_on_through_rate_limits_and_outages(hub: Hub) -> None:
-    expected = await orders_in_range(hub)
+    expected = await orders_in_range(hub, LAST_DAYS)
     # VTEX answers the first requests with 503s, then 429s asking to wait a second.
     await hub.fault(target="vtex", error_5xx_count=2, rate_limit_count=4, retry_after_seconds=1)
-    progress = await (await start_order_backfill(hub.client, hub.settings, backfill_input(hub))).result()
+    backfill = backfill_input(hub, LAST_DAYS)
+    progress = await (await start_order_backfill(hub.client, hub.settings, backfill)).result()
     assert progress.orders_landed == expected
     assert await hub.bronze_counts(VTEX_ORDERS) == (expected, expected)
     assert (await hub.counters())["vtex"]["faults_served"] > 0
@@ -119,8 +122,9 @@ async def test_order_backfilled_and_hooked_lands_one_version_per_change(hub: Hub
     )
     moved.raise_for_status()
 
-    progress = await (await start_order_backfill(hub.client, hub.settings, backfill_input(hub))).result()
-    assert progress.orders_landed == await orders_in_range(hub)
+    backfill = backfill_input(hub, LAST_DAYS)
+    progress = await (await start_order_backfill(hub.client, hub.settings, backfill)).result()
+    assert progress.orders_landed == await orders_in_range(hub, LAST_DAYS)
     backfilled = await hub.bronze(VTEX_ORDERS, order_id)
     assert [row["payload"]["status"] for row in backfilled] == ["invoiced"]
 
