@@ -19,6 +19,7 @@ from clients.dealer_crm import RECORDED, DealerCrm, RestDealerCrm, keepable_lead
 from clients.errors import PermanentError, TransientError
 from clients.subscribers import EventPublisher
 from clients.zoho import ZohoClient
+from contracts.leads import WRITEBACK_DROPPED
 from core.constants import DEALER_STATUSES, LeadStatus, lead_workflow_id
 from core.dealers import DealerConfig
 from core.metrics import (
@@ -40,6 +41,12 @@ UNKNOWN_DEALER = "UnknownDealer"
 LEAD_MOVED_ON = "LeadMovedOn"  # the delivery asked for is no longer the lead's decision
 # The backoff assumed before a step's next attempt where its retry policy names no maximum.
 LAST_CHANCE_MARGIN = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class ZohoRefusal:
+    error: PermanentError
+    lead_gone: bool  # Zoho no longer has the lead (deleted, or converted): no write could place the fields
 
 
 @dataclass
@@ -637,51 +644,59 @@ class LeadActivities:
                 )
             if not parked and await zoho_writebacks.get(self._sessions, lead_id) is None:  # the usual case
                 refusal = await self._write_to_zoho(lead_id, fields)
-                if refusal is not None:
-                    await zoho_writebacks.park(self._sessions, lead_id, fields, str(refusal), utcnow())
+                if refusal is not None and not refusal.lead_gone:
+                    await zoho_writebacks.park(self._sessions, lead_id, fields, str(refusal.error), utcnow())
             else:  # one at a time with a redrive of the parked fields, and take what Zoho took off them
                 async with zoho_writebacks.hold(self._sessions, lead_id, across_call=True) as held:
                     refusal = await self._write_to_zoho(lead_id, fields)
                     if refusal is None:
                         held.took(fields)
+                    elif refusal.lead_gone:  # nothing is owed to a lead Zoho no longer has
+                        held.took({**(held.fields or {}), **fields})
                     else:
-                        held.refused(fields, str(refusal), utcnow())
+                        held.refused(fields, str(refusal.error), utcnow())
         except TransientError as error:
             if last_chance(info, error.retry_after):  # Zoho away, or out of credits, all along
                 await zoho_writebacks.park(self._sessions, lead_id, fields, f"{error}, all along", utcnow())
                 ZOHO_WRITEBACKS_REFUSED.labels("leads").inc()
             with external_call():
                 raise
-        if refusal is not None:
+        if refusal is not None and not refusal.lead_gone:
             # The run logs it and goes on (the lead is at its dealer): the fields wait for support's
             # redrive (``hub parked``), and the count raises an alert.
             ZOHO_WRITEBACKS_REFUSED.labels("leads").inc()
             with external_call():
-                raise refusal
+                raise refusal.error
 
     @activity.defn
     async def redrive_zoho_writeback(self, lead_id: str) -> str:
         """Write the lead's fields Zoho refused once more (support fixed the cause): ``written``,
-        ``refused again: ...`` (they stay parked) or ``nothing parked``. The parked row stays locked
-        meanwhile, so the lead's own run never writes a newer value in between."""
+        ``refused again: ...`` (they stay parked), ``nothing parked``, or ``WRITEBACK_DROPPED`` (Zoho no
+        longer has the lead: the fields go). The parked row stays locked meanwhile, so the lead's own run
+        never writes a newer value in between."""
         with external_call():
             async with zoho_writebacks.hold(self._sessions, lead_id, across_call=True) as held:
                 fields = held.fields
                 if fields is None:
                     return "nothing parked"
                 refusal = await self._write_to_zoho(lead_id, fields)
-                if refusal is None:
+                if refusal is None or refusal.lead_gone:
                     held.took(fields)
-                    return "written"
-                held.refused({}, str(refusal), utcnow(), redrive=True)
-        return f"refused again: {refusal}"
+                    return "written" if refusal is None else WRITEBACK_DROPPED
+                held.refused({}, str(refusal.error), utcnow(), redrive=True)
+        return f"refused again: {refusal.error}"
 
-    async def _write_to_zoho(self, lead_id: str, fields: dict[str, Any]) -> PermanentError | None:
+    async def _write_to_zoho(self, lead_id: str, fields: dict[str, Any]) -> ZohoRefusal | None:
         """Zoho's refusal for good, or None once it took the fields (a failure worth retrying raises)."""
         try:
             await self._zoho.update_lead(lead_id, fields)
         except PermanentError as error:
-            return error
+            # A lead deleted in Zoho, or converted, since: Zoho refuses any write to it, so no redrive
+            # could place the fields. Its read says so (Zoho answers 204 for a lead it has not).
+            gone = await self._zoho.get_lead(lead_id) is None
+            if gone:
+                activity.logger.warning("Zoho lead %s not updated: Zoho no longer has it", lead_id)
+            return ZohoRefusal(error, lead_gone=gone)
         return None
 
     @activity.defn

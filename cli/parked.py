@@ -25,6 +25,7 @@ from temporalio.service import RPCError
 from cli.command import Context, Subcommands, command
 from cli.redrive import confirmed, positive
 from contracts.leads import (
+    WRITEBACK_DROPPED,
     event_redrive_workflow_id,
     start_event_redrive,
     start_zoho_writeback_redrive,
@@ -221,7 +222,7 @@ async def redrive(args: argparse.Namespace, ctx: Context) -> int:
 
 
 # What a redrive that did its part answers; anything else counts as failed.
-REDRIVEN = frozenset({"redriven", "written", "delivered", "nothing parked"})
+REDRIVEN = frozenset({"redriven", "written", "delivered", "nothing parked", WRITEBACK_DROPPED})
 
 
 async def redrive_one(ctx: Context, row: dict[str, Any]) -> str:

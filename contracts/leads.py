@@ -224,6 +224,8 @@ async def report_dealer_status(
 
 # Support's redrive of a lead's fields Zoho refused for good (``hub parked redrive``), on the leads queue.
 ZOHO_WRITEBACK_WORKFLOW = "ZohoWritebackWorkflow"
+# What the redrive answers where Zoho no longer has the lead: no write could place the fields.
+WRITEBACK_DROPPED = "dropped: Zoho no longer has the lead (deleted, or converted)"
 
 
 def zoho_writeback_workflow_id(lead_id: str) -> str:
@@ -234,7 +236,8 @@ async def start_zoho_writeback_redrive(
     client: Client, settings: Settings, lead_id: str
 ) -> WorkflowHandle[Any, str]:
     """Start writing the lead's parked fields to Zoho once more, in a run of their own (a redrive already
-    running is joined); its result: ``written``, ``refused again: ...`` or ``nothing parked``."""
+    running is joined); its result: ``written``, ``refused again: ...``, ``nothing parked`` or
+    ``WRITEBACK_DROPPED``."""
     return await client.start_workflow(
         ZOHO_WRITEBACK_WORKFLOW,
         lead_id,

@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
 class ZohoWritebackWorkflow:
     @workflow.run
     async def run(self, lead_id: str) -> str:
-        """``written``, ``refused again: ...`` (still parked) or ``nothing parked``."""
+        """``written``, ``refused again: ...`` (still parked), ``nothing parked`` or ``WRITEBACK_DROPPED``."""
         return await workflow.execute_activity_method(
             LeadActivities.redrive_zoho_writeback,
             lead_id,

@@ -21,6 +21,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.leads import LeadActivities, UpdateZohoLeadInput
 from clients.subscribers import EventPublisher
 from clients.zoho import ZohoClient
+from contracts.leads import WRITEBACK_DROPPED
 from core.background import in_background
 from core.metrics import REGISTRY
 from core.settings import Settings
@@ -44,6 +45,8 @@ async def test_a_write_back_zoho_refuses_for_good_is_counted_one_it_may_take_lat
     def zoho(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/oauth/v2/token"):
             return httpx.Response(200, json={"access_token": "1000.t", "expires_in": 3600})
+        if request.method == "GET":  # the lead, which Zoho still has
+            return httpx.Response(200, json={"data": [{"id": LEAD}]})
         body = {"data": [{"code": "INVALID_DATA", "status": "error", "message": "invalid picklist value"}]}
         return httpx.Response(answer, json=body)
 
@@ -82,6 +85,8 @@ async def lead_steps(
     def zoho(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/oauth/v2/token"):
             return httpx.Response(200, json={"access_token": "1000.t", "expires_in": 3600})
+        if request.method == "GET":  # the lead, which Zoho still has
+            return httpx.Response(200, json={"data": [{"id": LEAD}]})
         record = json.loads(request.content)["data"][0]
         if refused & {value for value in record.values() if isinstance(value, str)}:
             body = {"data": [{"code": "INVALID_DATA", "status": "error", "message": "invalid data"}]}
@@ -176,6 +181,38 @@ async def test_a_newer_write_waits_for_a_redrive_in_flight_so_zoho_keeps_the_new
         assert await update(steps, {"Lead_Status": "Pre-Qualified"})
         assert await redrive == "written"
     assert zoho_values["Lead_Status"] == "Pre-Qualified"
+    assert await zoho_writebacks.get(sessions, LEAD) is None
+
+
+@pytest.mark.parametrize("parked_before", [False, True])
+async def test_a_write_back_to_a_lead_zoho_no_longer_has_is_not_parked_and_a_redrive_drops_it(
+    sessions: async_sessionmaker[AsyncSession], parked_before: bool
+) -> None:
+    """The lead was deleted in Zoho (or converted): Zoho refuses every write to it and answers its read
+    with 204. The write-back is not parked (no redrive could place it) nor counted for the alert, and a
+    redrive of fields parked before drops them."""
+
+    def zoho(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/oauth/v2/token"):
+            return httpx.Response(200, json={"access_token": "1000.t", "expires_in": 3600})
+        if request.method == "GET":
+            return httpx.Response(204)
+        item = {
+            "code": "INVALID_DATA",
+            "details": {"id": LEAD},
+            "message": "the id given seems to be invalid",
+        }
+        return httpx.Response(400, json={"data": [{**item, "status": "error"}]})
+
+    if parked_before:
+        await zoho_writebacks.park(sessions, LEAD, {"Status_Distribuicao": "delivered"}, "refused", utcnow())
+    async with zoho_steps(sessions, httpx.MockTransport(zoho)) as steps:
+        before = refused()
+        assert await update(steps, {"Lead_Status": "Contacted"})
+        assert refused() == before
+        assert await zoho_writebacks.get(sessions, LEAD) is None  # and what was parked before goes too
+        await zoho_writebacks.park(sessions, LEAD, {"Lead_Status": "Sold"}, "refused", utcnow())
+        assert await ActivityEnvironment().run(steps.redrive_zoho_writeback, LEAD) == WRITEBACK_DROPPED
     assert await zoho_writebacks.get(sessions, LEAD) is None
 
 

@@ -24,13 +24,13 @@ from temporalio.testing import WorkflowEnvironment
 from api.relay import ReportRelay
 from contracts.leads import DealerStatusReport, LeadDistributionResult, report_dealer_status
 from core.constants import LEAD_STATUS, LeadStatus, lead_workflow_id
-from db import feedback
+from db import feedback, zoho_writebacks
 from db.deliveries import withdraw
-from db.engine import create_engine, session_factory
+from db.engine import create_engine, one_off_sessions, session_factory
 from db.feedback import HAND_OVER_GRACE
 from db.models import Delivery
 from db.rules import RulesFile, apply_rules
-from tests.hub import Hub, running_hub
+from tests.hub import Hub, contacted_event, running_hub
 from tests.support import eventually, free_port, skip_time
 from workers.main import role_workers
 from workflows.lead_distribution import LeadDistributionWorkflow
@@ -682,6 +682,26 @@ async def test_a_report_of_a_dealer_without_an_sla_reaches_zoho_after_its_run_wa
     lead_id = await unfollowed_report_run_terminated_then_resent(sla_hub)
     await sla_hub.handle(lead_id).result()
     assert (await zoho_lead(sla_hub, lead_id)).get("Lead_Status") == "Contacted"
+
+
+async def test_a_status_of_a_lead_zoho_no_longer_has_goes_to_the_subscribers_and_nothing_is_parked(
+    sla_hub: Hub,
+) -> None:
+    """The lead's team deleted it in Zoho after its delivery; its dealer still reports. The status goes to
+    the subscribers and the portal; Zoho refuses the write, and nothing is parked: no redrive could place
+    it, and support would be alerted for nothing."""
+    lead_id = await sla_hub.create_lead(State="AL", City="Maceió")  # plain-al: the run ends at delivery
+    await sla_hub.post_webhook(lead_id)
+    await sla_hub.handle(lead_id).result()
+    (await sla_hub.http.delete(f"{sla_hub.sims_url}/_control/zoho/leads/{lead_id}")).raise_for_status()
+    reported = await dealer_reports(sla_hub, "plain-al", lead_id, "contacted")
+    assert reported["hub"]["body"]["outcome"] == "applied"
+    await sla_hub.handle(lead_id).result()  # the run the report started, once it passed the status on
+    assert await contacted_event(sla_hub, lead_id, "plain-al")
+    lead = await sla_hub.lead(lead_id)
+    assert lead is not None and (lead["status"], lead["dealer_id"]) == ("contacted", "plain-al")
+    async with one_off_sessions(sla_hub.settings.database_url) as sessions:
+        assert await zoho_writebacks.count(sessions) == 0
 
 
 async def unfollowed_report_run_terminated_then_resent(hub: Hub) -> str:
