@@ -53,12 +53,13 @@ SERIAL_ARGS = ("-n", "--numprocesses", "-s", "--capture=no", "--pdb", "--trace")
 
 
 def test_processes(pytest_args: list[str]) -> list[str]:
-    """Run the tests in as many processes as there are cores, up to four (pytest-xdist): most tests wait
-    on servers, so one process leaves a core idle. Each process starts its own Temporal dev server and
-    BigQuery emulator, hence the cap."""
+    """Run the tests in one process more than there are cores, up to four (pytest-xdist): most tests
+    wait on servers (Temporal, the emulator, dbt's child process, the simulators), so a process per core
+    leaves the cores idle part of the time. Each process starts its own Temporal dev server and BigQuery
+    emulator, hence the cap."""
     if any(arg.startswith(SERIAL_ARGS) for arg in pytest_args):
         return []
-    return ["-n", str(max(1, min(4, os.cpu_count() or 1)))]
+    return ["-n", str(max(1, min(4, (os.cpu_count() or 1) + 1)))]
 
 
 def test(pytest_args: list[str]) -> None:
