@@ -33,7 +33,15 @@ from api.codec_server import create_codec_app
 from api.metrics import ACK_SECONDS, WEBHOOKS
 from core import metrics as worker_metrics
 from core.constants import SEARCH_ATTRIBUTES
-from core.settings import ApiSettings, Settings, WorkerRole, WorkerSettings
+from core.production import API_NEEDS, MIGRATION_NEEDS, SUPPORT_NEEDS, WORKER_NEEDS, Needs
+from core.settings import (
+    ApiSettings,
+    CodecServerSettings,
+    MigrationSettings,
+    Settings,
+    WorkerRole,
+    WorkerSettings,
+)
 from db.engine import async_url
 from db.rules import parse_rules
 from simulators.__main__ import build_config, parse_args
@@ -95,7 +103,17 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def hub_env(compose: dict[str, Any]) -> dict[str, str]:
+    """What every hub process is given."""
     env: dict[str, str] = compose["x-hub-env"]
+    return env
+
+
+@pytest.fixture(scope="module")
+def all_env(services: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Every hub setting the file gives some process (each service merges its own over ``x-hub-env``)."""
+    env: dict[str, str] = {}
+    for name in HUB_SERVICES:
+        env |= services[name]["environment"]
     return env
 
 
@@ -318,12 +336,11 @@ async def test_the_ui_decodes_through_the_codec_server_from_the_browser(
         assert (await client.get(health_path.group(1))).status_code == 200
 
 
-def test_worker_healthcheck_uses_the_metrics_port(
-    services: dict[str, dict[str, Any]], hub_env: dict[str, str]
-) -> None:
+def test_worker_healthcheck_uses_the_metrics_port(services: dict[str, dict[str, Any]]) -> None:
     for service in WORKERS:
         healthcheck = " ".join(services[service]["healthcheck"]["test"])
-        assert f"127.0.0.1:{hub_env['HUB_WORKER_METRICS_PORT']}/metrics" in healthcheck
+        port = services[service]["environment"]["HUB_WORKER_METRICS_PORT"]
+        assert f"127.0.0.1:{port}/metrics" in healthcheck
 
 
 # --- settings ---------------------------------------------------------------------------------------------
@@ -337,19 +354,52 @@ def test_every_hub_variable_is_a_settings_field(services: dict[str, dict[str, An
                 assert field in Settings.model_fields, f"{name}: {variable} is not a setting"
 
 
-def test_hub_services_share_the_hub_environment(
-    services: dict[str, dict[str, Any]], hub_env: dict[str, str]
+# Each hub service's process, as core/production.py names what it uses.
+PROCESSES: dict[str, tuple[type[Settings], dict[str, Any], Needs]] = {
+    "api": (ApiSettings, {}, API_NEEDS),
+    "worker-flows": (WorkerSettings, {"worker_role": "flows"}, WORKER_NEEDS["flows"]),
+    "worker-warehouse": (WorkerSettings, {"worker_role": "warehouse"}, WORKER_NEEDS["warehouse"]),
+    "migrate": (MigrationSettings, {}, MIGRATION_NEEDS),
+    "codec-server": (CodecServerSettings, {}, SUPPORT_NEEDS),
+}
+
+
+def secret_variables(needs: Needs) -> set[str]:
+    held = needs.secrets | needs.dealer_secrets | needs.identifiers | needs.optional
+    return {f"HUB_{name.upper()}" for name in held}
+
+
+def test_each_hub_service_is_given_the_secrets_its_process_uses_and_no_other(
+    services: dict[str, dict[str, Any]], hub_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in ("migrate", "api", *WORKERS, "codec-server"):
-        assert services[name]["environment"] == hub_env, name
+    """As each Kubernetes pod: the API, which faces the internet, holds no partner's credentials; each
+    worker holds its role's partners' only. Every one shares where the database and Temporal are."""
+    every_secret = set().union(*(secret_variables(needs) for _, _, needs in PROCESSES.values()))
+    assert set(PROCESSES) == set(HUB_SERVICES)
+    for name, (kind, arguments, needs) in PROCESSES.items():
+        environment = services[name]["environment"]
+        assert hub_env.items() <= environment.items(), name
+        assert set(environment) & every_secret <= secret_variables(needs), name
+        if not needs.mail:
+            assert not [variable for variable in environment if variable.startswith("HUB_SMTP_")], name
+        for variable in list(os.environ):
+            if variable.startswith("HUB_"):
+                monkeypatch.delenv(variable)
+        for variable, value in environment.items():
+            monkeypatch.setenv(variable, str(value))
+        assert kind(_env_file=None, **arguments).environment == "local", name
+    # The placeholders the file gives, where they are used.
+    assert "HUB_DEALER_API_KEYS" in services["worker-flows"]["environment"]
+    assert {"HUB_DEALER_WEBHOOK_SECRETS", "HUB_METRICS_TOKEN"} <= set(services["api"]["environment"])
 
 
 @pytest.fixture
-def compose_settings(monkeypatch: pytest.MonkeyPatch, hub_env: dict[str, str]) -> Settings:
+def compose_settings(monkeypatch: pytest.MonkeyPatch, all_env: dict[str, str]) -> Settings:
+    """The settings of every hub setting the file gives."""
     for variable in list(os.environ):
         if variable.startswith("HUB_"):
             monkeypatch.delenv(variable)
-    for variable, value in hub_env.items():
+    for variable, value in all_env.items():
         monkeypatch.setenv(variable, str(value))
     return Settings(_env_file=None)
 
@@ -388,7 +438,7 @@ def test_compose_environment_holds_no_production_secrets(
 
 
 def test_hub_environment_points_at_compose_services(
-    services: dict[str, dict[str, Any]], hub_env: dict[str, str]
+    services: dict[str, dict[str, Any]], hub_env: dict[str, str], all_env: dict[str, str]
 ) -> None:
     def container_ports(name: str) -> set[int]:
         return {container for _, _, container in published_ports(services[name])}
@@ -397,10 +447,10 @@ def test_hub_environment_points_at_compose_services(
     assert host == "temporal" and int(port) in container_ports("temporal")
     assert hub_env["HUB_TEMPORAL_NAMESPACE"] == services["temporal"]["environment"]["DEFAULT_NAMESPACE"]
     for variable in ("HUB_ZOHO_API_BASE_URL", "HUB_ZOHO_ACCOUNTS_URL", "HUB_EVENT_SUBSCRIBERS"):
-        url = urlsplit(hub_env[variable])
+        url = urlsplit(all_env[variable])
         assert url.hostname == "simulators" and url.port in container_ports("simulators"), variable
-    assert urlsplit(hub_env["HUB_ZOHO_API_BASE_URL"]).path == "/zoho"
-    assert urlsplit(hub_env["HUB_EVENT_SUBSCRIBERS"]).path.startswith("/events/")
+    assert urlsplit(all_env["HUB_ZOHO_API_BASE_URL"]).path == "/zoho"
+    assert urlsplit(all_env["HUB_EVENT_SUBSCRIBERS"]).path.startswith("/events/")
 
 
 def test_portal_database_is_created_on_the_postgresql_service(
@@ -596,9 +646,7 @@ def job_for(target: str) -> dict[str, Any]:
     raise AssertionError(f"Prometheus does not scrape {target}")
 
 
-async def test_prometheus_scrapes_the_api_metrics_path(
-    services: dict[str, dict[str, Any]], hub_env: dict[str, str]
-) -> None:
+async def test_prometheus_scrapes_the_api_metrics_path(services: dict[str, dict[str, Any]]) -> None:
     job = job_for("api:8000")
     path = job.get("metrics_path", "/metrics")
     # Prometheus sends, from a mounted file, the token the compose API wants.
@@ -606,7 +654,7 @@ async def test_prometheus_scrapes_the_api_metrics_path(
     credentials = PROMETHEUS_CONFIG.parent / authorization["credentials_file"]
     assert bind_mounts(services["prometheus"])[f"/etc/prometheus/{credentials.name}"] == credentials
     token = credentials.read_text(encoding="utf-8").strip()
-    assert token == hub_env["HUB_METRICS_TOKEN"]
+    assert token == services["api"]["environment"]["HUB_METRICS_TOKEN"]
     settings = Settings(_env_file=None, metrics_token=token)
     assert (await get_from_api(path, settings)).status_code == 401
     response = await get_from_api(path, settings, {"Authorization": f"{authorization['type']} {token}"})
@@ -615,14 +663,16 @@ async def test_prometheus_scrapes_the_api_metrics_path(
     assert "hub_webhook_ack_seconds" in response.text
 
 
-def test_prometheus_scrapes_the_worker_metrics_port(
-    services: dict[str, dict[str, Any]], hub_env: dict[str, str]
-) -> None:
+def test_prometheus_scrapes_the_worker_metrics_port(services: dict[str, dict[str, Any]]) -> None:
     for service in WORKERS:
-        job_for(f"{service}:{hub_env['HUB_WORKER_METRICS_PORT']}")
-    # Bound to all interfaces: 127.0.0.1 inside the worker's container is unreachable from Prometheus.
-    assert hub_env["HUB_WORKER_METRICS_HOST"] == "0.0.0.0"
-    assert int(hub_env["HUB_WORKER_METRICS_PORT"]) == Settings.model_fields["worker_metrics_port"].default
+        environment = services[service]["environment"]
+        job_for(f"{service}:{environment['HUB_WORKER_METRICS_PORT']}")
+        # Bound to all interfaces: 127.0.0.1 inside the worker's container is unreachable from Prometheus.
+        assert environment["HUB_WORKER_METRICS_HOST"] == "0.0.0.0"
+        assert (
+            int(environment["HUB_WORKER_METRICS_PORT"])
+            == Settings.model_fields["worker_metrics_port"].default
+        )
     assert bind_mounts(services["prometheus"])["/etc/prometheus/prometheus.yml"] == PROMETHEUS_CONFIG
 
 
