@@ -28,6 +28,7 @@ from core.metrics import (
     LEAD_RECEIVED_TO_DELIVERED,
     LEAD_WITHDRAWALS,
     LEADS_SLA_EXHAUSTED,
+    ZOHO_WRITEBACKS_DROPPED,
     ZOHO_WRITEBACKS_REFUSED,
 )
 from core.outbound import origin
@@ -46,7 +47,7 @@ LAST_CHANCE_MARGIN = timedelta(minutes=5)
 @dataclass(frozen=True)
 class ZohoRefusal:
     error: PermanentError
-    lead_gone: bool  # Zoho no longer has the lead (deleted, or converted): no write could place the fields
+    lead_gone: bool  # Zoho no longer has the lead (deleted there): no write could place the fields
 
 
 @dataclass
@@ -691,13 +692,22 @@ class LeadActivities:
         try:
             await self._zoho.update_lead(lead_id, fields)
         except PermanentError as error:
-            # A lead deleted in Zoho, or converted, since: Zoho refuses any write to it, so no redrive
-            # could place the fields. Its read says so (Zoho answers 204 for a lead it has not).
-            gone = await self._zoho.get_lead(lead_id) is None
-            if gone:
-                activity.logger.warning("Zoho lead %s not updated: Zoho no longer has it", lead_id)
-            return ZohoRefusal(error, lead_gone=gone)
+            return ZohoRefusal(error, lead_gone=await self._gone_from_zoho(lead_id))
         return None
+
+    async def _gone_from_zoho(self, lead_id: str) -> bool:
+        """Whether Zoho, which refused a write to the lead, no longer has it (deleted there since): no
+        redrive could place the fields then. Its read says so (204 for a lead it has not). A read that
+        fails tells nothing: the refusal is then parked as any other."""
+        try:
+            gone = await self._zoho.get_lead(lead_id) is None
+        except (PermanentError, TransientError) as error:
+            activity.logger.warning("Zoho lead %s refused the write and was not read: %s", lead_id, error)
+            return False
+        if gone:
+            activity.logger.warning("Zoho lead %s not updated: Zoho no longer has it", lead_id)
+            ZOHO_WRITEBACKS_DROPPED.labels("leads").inc()
+        return gone
 
     @activity.defn
     async def publish_event(self, params: PublishEventInput) -> PublishEventResult:

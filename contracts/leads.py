@@ -225,7 +225,7 @@ async def report_dealer_status(
 # Support's redrive of a lead's fields Zoho refused for good (``hub parked redrive``), on the leads queue.
 ZOHO_WRITEBACK_WORKFLOW = "ZohoWritebackWorkflow"
 # What the redrive answers where Zoho no longer has the lead: no write could place the fields.
-WRITEBACK_DROPPED = "dropped: Zoho no longer has the lead (deleted, or converted)"
+WRITEBACK_DROPPED = "dropped: Zoho no longer has the lead"
 
 
 def zoho_writeback_workflow_id(lead_id: str) -> str:

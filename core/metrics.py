@@ -132,6 +132,14 @@ ZOHO_WRITEBACKS_REFUSED = Counter(
     ["flow"],
     registry=REGISTRY,
 )
+ZOHO_WRITEBACKS_DROPPED = Counter(
+    "hub_zoho_writebacks_dropped_total",
+    "Writes of a lead's outcome back to Zoho left out because Zoho no longer has the lead (deleted there"
+    " after its delivery): Zoho refused them, and its read of the lead answered none. Not parked: no"
+    " redrive could place them.",
+    ["flow"],
+    registry=REGISTRY,
+)
 EVENTS_REFUSED = Counter(
     "hub_events_refused_total",
     "Signed lead events a subscriber refused for good (an answer other than 2xx, 408, 425, 429, 500, 502,"

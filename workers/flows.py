@@ -31,6 +31,7 @@ from core.metrics import (
     EVENTS_PARKED,
     EVENTS_REFUSED,
     LEADS_SLA_EXHAUSTED,
+    ZOHO_WRITEBACKS_DROPPED,
     ZOHO_WRITEBACKS_PARKED,
     ZOHO_WRITEBACKS_REFUSED,
     start_at_zero,
@@ -65,7 +66,14 @@ async def open_workers(client: Client, settings: Settings) -> AsyncIterator[list
     """The role's workers with their clients (built once per process), closed again on exit."""
     # Their alerts count increases from the first.
     refused_events = [(EVENTS_REFUSED, (origin(url),)) for url in settings.event_subscribers]
-    start_at_zero([(LEADS_SLA_EXHAUSTED, ("leads",)), (ZOHO_WRITEBACKS_REFUSED, ("leads",)), *refused_events])
+    start_at_zero(
+        [
+            (LEADS_SLA_EXHAUSTED, ("leads",)),
+            (ZOHO_WRITEBACKS_REFUSED, ("leads",)),
+            (ZOHO_WRITEBACKS_DROPPED, ("leads",)),
+            *refused_events,
+        ]
+    )
     engine = create_engine(settings.database_url)
     answers = answer_hooks(settings.partner_answer_max_bytes)
     http = httpx.AsyncClient(timeout=settings.dealer_http_timeout_seconds, event_hooks=answers)

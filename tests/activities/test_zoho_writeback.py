@@ -38,6 +38,10 @@ def refused() -> float:
     return REGISTRY.get_sample_value("hub_zoho_writebacks_refused_total", {"flow": "leads"}) or 0.0
 
 
+def dropped() -> float:
+    return REGISTRY.get_sample_value("hub_zoho_writebacks_dropped_total", {"flow": "leads"}) or 0.0
+
+
 @pytest.mark.parametrize(("answer", "counted"), [(400, 1), (503, 0)])
 async def test_a_write_back_zoho_refuses_for_good_is_counted_one_it_may_take_later_is_not(
     sessions: async_sessionmaker[AsyncSession], answer: int, counted: int
@@ -207,13 +211,40 @@ async def test_a_write_back_to_a_lead_zoho_no_longer_has_is_not_parked_and_a_red
     if parked_before:
         await zoho_writebacks.park(sessions, LEAD, {"Status_Distribuicao": "delivered"}, "refused", utcnow())
     async with zoho_steps(sessions, httpx.MockTransport(zoho)) as steps:
-        before = refused()
+        before, dropped_before = refused(), dropped()
         assert await update(steps, {"Lead_Status": "Contacted"})
-        assert refused() == before
+        assert (refused() - before, dropped() - dropped_before) == (0, 1)
         assert await zoho_writebacks.get(sessions, LEAD) is None  # and what was parked before goes too
         await zoho_writebacks.park(sessions, LEAD, {"Lead_Status": "Sold"}, "refused", utcnow())
         assert await ActivityEnvironment().run(steps.redrive_zoho_writeback, LEAD) == WRITEBACK_DROPPED
     assert await zoho_writebacks.get(sessions, LEAD) is None
+
+
+@pytest.mark.parametrize("read_answer", [401, 503])
+async def test_a_refusal_whose_lead_could_not_be_read_is_parked_as_refused(
+    sessions: async_sessionmaker[AsyncSession], read_answer: int
+) -> None:
+    """Zoho refuses the write, then its read of the lead fails (for good, or for now): that tells nothing
+    of the lead, so the refusal is parked and counted as any other, with Zoho's refusal as the reason."""
+
+    def zoho(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/oauth/v2/token"):
+            return httpx.Response(200, json={"access_token": "1000.t", "expires_in": 3600})
+        if request.method == "GET":
+            return httpx.Response(read_answer, json={"code": "INVALID_TOKEN"})
+        body = {"data": [{"code": "INVALID_DATA", "status": "error", "message": "invalid picklist value"}]}
+        return httpx.Response(400, json=body)
+
+    async with zoho_steps(sessions, httpx.MockTransport(zoho)) as steps:
+        before, dropped_before = refused(), dropped()
+        with pytest.raises(ApplicationError) as failed:
+            await attempt(timedelta(hours=6)).run(
+                steps.update_zoho_lead, UpdateZohoLeadInput(lead_id=LEAD, fields={"Lead_Status": "Sold"})
+            )
+    assert failed.value.non_retryable
+    assert (refused() - before, dropped() - dropped_before) == (1, 0)
+    parked = await zoho_writebacks.get(sessions, LEAD)
+    assert parked is not None and "INVALID_DATA" in parked.reason
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,8 @@ from workflows.vtex_catalog_sync import (
 SKUS = 300
 PAGE_SIZE = 50  # six pages, so paging, resuming and continue-as-new are all exercised
 CATALOG = {"vtex_catalog_skus": SKUS}
+# The worker-kill test's pages are longer (200 requests at 80/s), so each kill lands well within one.
+KILLED_SKUS, KILLED_PAGE_SIZE = 600, 100
 
 
 async def start_sync(hub: Hub, **overrides: Any) -> WorkflowHandle[CatalogSyncWorkflow, CatalogSyncResult]:
@@ -145,27 +147,36 @@ async def test_killed_worker_sync_lands_each_version_once(
     temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, warehouse_settings: dict[str, Any],
     tmp_path: Path,
 ) -> None:  # fmt: skip
+    catalog = {"vtex_catalog_skus": KILLED_SKUS}
     async with running_hub(
-        temporal_env.client, sqlite_url, task_queue, worker=False, simulator=CATALOG, worker_metrics_port=0,
+        temporal_env.client, sqlite_url, task_queue, worker=False, simulator=catalog, worker_metrics_port=0,
         **warehouse_settings,
     ) as hub:  # fmt: skip
         env = {**os.environ, **environment_of(hub.settings)}
         log = tmp_path / "worker.log"
-        # A slow budget keeps each page in flight for a while (100 requests at 60/s), so kills land mid-page.
-        handle = await start_sync(hub, requests_per_second=60, heartbeat_seconds=3, pages_per_run=2)
+        # A slow budget keeps each page in flight for a while, so kills land mid-page.
+        handle = await start_sync(
+            hub, requests_per_second=80, heartbeat_seconds=3, pages_per_run=2, page_size=KILLED_PAGE_SIZE
+        )
         worker = start_worker_process(env, log)
         kills = 0
         try:
             for pages_before_kill in (1, 2, 4):
+                reads_when_done: list[int] = []  # the SKU reads when the pages before the kill were done
 
-                async def mid_page(pages: int = pages_before_kill) -> bool:
+                async def mid_page(pages: int = pages_before_kill, done: list[int] = reads_when_done) -> bool:
                     try:
                         progress = await handle.query(PROGRESS_QUERY, result_type=CatalogSyncResult)
                     except RPCError:
                         # A query needs a worker: while the restarted one starts, the server gives up on it.
                         return False
+                    if progress.pages < pages:
+                        return False
+                    # Counted from then: the reads include SKUs a killed page had read, which it reads again.
                     gets = (await hub.counters())["vtex"]["catalog_sku_gets"]
-                    return progress.pages >= pages and gets > progress.pages * PAGE_SIZE + 20
+                    if not done:
+                        done.append(gets)
+                    return gets > done[0] + 20  # the next page's reads under way
 
                 await eventually(mid_page, timeout=120)
                 worker.send_signal(signal.SIGKILL)
@@ -178,12 +189,12 @@ async def test_killed_worker_sync_lands_each_version_once(
             worker.wait(timeout=10)
         assert kills == 3
         assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
-        assert await hub.bronze_counts(VTEX_SKUS) == (SKUS, SKUS)  # one row per SKU version
+        assert await hub.bronze_counts(VTEX_SKUS) == (KILLED_SKUS, KILLED_SKUS)  # one row per SKU version
         assert (await hub.bronze_counts(QUARANTINE))[0] == 0
         # Killed pages were read again, yet only their SKUs: the sync resumed, it did not start over.
         gets = (await hub.counters())["vtex"]["catalog_sku_gets"]
-        assert SKUS < gets < 2 * SKUS
-        assert result.done and result.counts.changed + result.counts.unchanged == SKUS
+        assert KILLED_SKUS < gets < 2 * KILLED_SKUS
+        assert result.done and result.counts.changed + result.counts.unchanged == KILLED_SKUS
 
 
 async def test_a_live_sku_the_paged_list_left_out_is_not_recorded_removed(
