@@ -155,7 +155,9 @@ class Soak:
 
     async def send_deal_change(self, i: int) -> None:
         deal_id = self.deal_ids[i % len(self.deal_ids)]
-        modified = self.base_time + timedelta(seconds=i)  # later changes are newer, whatever the order
+        # When the change is due to be sent: later changes are newer, whatever the order they arrive in,
+        # and none is ahead of the hub's clock (the API leaves out a time more than 5 minutes ahead).
+        modified = self.base_time + timedelta(seconds=i / self.args.deal_rate)
         change = {
             "deal_id": deal_id,
             "stage": STAGES[(i // len(self.deal_ids)) % len(STAGES)],
