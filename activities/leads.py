@@ -662,12 +662,16 @@ class LeadActivities:
                 ZOHO_WRITEBACKS_REFUSED.labels("leads").inc()
             with external_call():
                 raise
-        if refusal is not None and not refusal.lead_gone:
-            # The run logs it and goes on (the lead is at its dealer): the fields wait for support's
-            # redrive (``hub parked``), and the count raises an alert.
-            ZOHO_WRITEBACKS_REFUSED.labels("leads").inc()
-            with external_call():
-                raise refusal.error
+        if refusal is None:
+            return
+        if refusal.lead_gone:  # counted once the parked row is up to date (a retry would count it again)
+            ZOHO_WRITEBACKS_DROPPED.labels("leads").inc()
+            return
+        # The run logs it and goes on (the lead is at its dealer): the fields wait for support's redrive
+        # (``hub parked``), and the count raises an alert.
+        ZOHO_WRITEBACKS_REFUSED.labels("leads").inc()
+        with external_call():
+            raise refusal.error
 
     @activity.defn
     async def redrive_zoho_writeback(self, lead_id: str) -> str:
@@ -683,8 +687,13 @@ class LeadActivities:
                 refusal = await self._write_to_zoho(lead_id, fields)
                 if refusal is None or refusal.lead_gone:
                     held.took(fields)
-                    return "written" if refusal is None else WRITEBACK_DROPPED
-                held.refused({}, str(refusal.error), utcnow(), redrive=True)
+                else:
+                    held.refused({}, str(refusal.error), utcnow(), redrive=True)
+        if refusal is None:
+            return "written"
+        if refusal.lead_gone:
+            ZOHO_WRITEBACKS_DROPPED.labels("leads").inc()
+            return WRITEBACK_DROPPED
         return f"refused again: {refusal.error}"
 
     async def _write_to_zoho(self, lead_id: str, fields: dict[str, Any]) -> ZohoRefusal | None:
@@ -701,12 +710,11 @@ class LeadActivities:
         fails tells nothing: the refusal is then parked as any other."""
         try:
             gone = await self._zoho.get_lead(lead_id) is None
-        except (PermanentError, TransientError) as error:
+        except (PermanentError, TransientError, httpx.HTTPError) as error:
             activity.logger.warning("Zoho lead %s refused the write and was not read: %s", lead_id, error)
             return False
         if gone:
             activity.logger.warning("Zoho lead %s not updated: Zoho no longer has it", lead_id)
-            ZOHO_WRITEBACKS_DROPPED.labels("leads").inc()
         return gone
 
     @activity.defn

@@ -391,6 +391,22 @@ def test_each_hub_service_is_given_the_secrets_its_process_uses_and_no_other(
     # The placeholders the file gives, where they are used.
     assert "HUB_DEALER_API_KEYS" in services["worker-flows"]["environment"]
     assert {"HUB_DEALER_WEBHOOK_SECRETS", "HUB_METRICS_TOKEN"} <= set(services["api"]["environment"])
+    assert "HUB_SMTP_HOST" in services["worker-flows"]["environment"]
+
+
+# In production every process checks every partner's address (core/production.py): one it lacks would be
+# the local default, plain http, and refused. So they are in what every hub service shares.
+PARTNER_ADDRESSES = (
+    "HUB_ZOHO_API_BASE_URL",
+    "HUB_ZOHO_ACCOUNTS_URL",
+    "HUB_VTEX_API_BASE_URL",
+    "HUB_VTEX_HOOK_URL",
+    "HUB_EVENT_SUBSCRIBERS",
+)
+
+
+def test_every_hub_service_shares_the_partners_addresses(hub_env: dict[str, str]) -> None:
+    assert set(PARTNER_ADDRESSES) <= set(hub_env)
 
 
 @pytest.fixture

@@ -220,16 +220,19 @@ async def test_a_write_back_to_a_lead_zoho_no_longer_has_is_not_parked_and_a_red
     assert await zoho_writebacks.get(sessions, LEAD) is None
 
 
-@pytest.mark.parametrize("read_answer", [401, 503])
+@pytest.mark.parametrize("read_answer", [401, 503, None])  # None: the connection fails
 async def test_a_refusal_whose_lead_could_not_be_read_is_parked_as_refused(
-    sessions: async_sessionmaker[AsyncSession], read_answer: int
+    sessions: async_sessionmaker[AsyncSession], read_answer: int | None
 ) -> None:
-    """Zoho refuses the write, then its read of the lead fails (for good, or for now): that tells nothing
-    of the lead, so the refusal is parked and counted as any other, with Zoho's refusal as the reason."""
+    """Zoho refuses the write, then its read of the lead fails (for good, for now, or on the network):
+    that tells nothing of the lead, so the refusal is parked and counted as any other, with Zoho's
+    refusal as the reason."""
 
     def zoho(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/oauth/v2/token"):
             return httpx.Response(200, json={"access_token": "1000.t", "expires_in": 3600})
+        if request.method == "GET" and read_answer is None:
+            raise httpx.ConnectError("connection refused", request=request)
         if request.method == "GET":
             return httpx.Response(read_answer, json={"code": "INVALID_TOKEN"})
         body = {"data": [{"code": "INVALID_DATA", "status": "error", "message": "invalid picklist value"}]}
