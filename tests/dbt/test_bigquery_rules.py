@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+from pathlib import Path
 
 from tests.dbt.bigquery_rules import violations
+from warehouse.leads import lead_record
 from warehouse.tables import day_start
 
 
@@ -99,3 +102,27 @@ def test_time_literals_are_in_the_canonical_format_and_the_readers_write_them_so
     assert len(violations("select timestamp '2026-01-01 10:00:00.1234567Z'")) == 1
     for year in (1, 999, 2026, 9999):
         assert violations(f"select {day_start(datetime(year, 1, 1, 12, tzinfo=UTC))}") == []
+
+
+def test_the_delivery_mark_the_lead_sync_writes_reads_back_as_its_claim_time() -> None:
+    """dealer_performance tells a lead's deliveries apart by the "@" mark the lead sync puts in each status
+    change's event key (warehouse/leads.py), which the delivery_claimed_at macro casts to a timestamp. The
+    macro's own regex and replacement, applied to keys the sync writes, give canonical timestamp text
+    (BigQuery's cast refuses other text, and safe_cast would make it null) naming the claim exactly."""
+    macro = (Path(__file__).resolve().parents[2] / "dbt" / "macros" / "leads.sql").read_text()
+    body = macro.split("macro delivery_claimed_at(event_key)", 1)[1].split("endmacro", 1)[0]
+    written = re.search(r"replace\(regexp_extract\(\{\{ event_key \}\}, r'(.+?)'\), '(.)', '(.)'\)", body)
+    assert written is not None, body
+    pattern, old, new = written.groups()
+    for claimed in (
+        datetime(2026, 3, 1, 12, 0, tzinfo=UTC),
+        datetime(2026, 3, 1, 12, 0, 5, 250000, tzinfo=UTC),
+        datetime(2026, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    ):
+        fields = {"lead_id": "l-1", "status": "contacted", "dealer_id": "d-1", "changed_at": claimed}
+        record = lead_record("status", {**fields, "delivery_claimed_at": claimed}, claimed)
+        match = re.search(pattern, record.event_key)
+        assert match is not None, record.event_key
+        text = match.group(1).replace(old, new)
+        assert violations(f"select timestamp '{text}'") == [], text
+        assert datetime.fromisoformat(text) == claimed
