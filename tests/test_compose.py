@@ -373,7 +373,7 @@ def test_each_hub_service_is_given_the_secrets_its_process_uses_and_no_other(
     services: dict[str, dict[str, Any]], hub_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """As each Kubernetes pod: the API, which faces the internet, holds no partner's credentials; each
-    worker holds its role's partners' only. Every one shares where the database and Temporal are."""
+    worker holds its role's partners' only. Every one shares where everything is (x-hub-env)."""
     every_secret = set().union(*(secret_variables(needs) for _, _, needs in PROCESSES.values()))
     assert set(PROCESSES) == set(HUB_SERVICES)
     for name, (kind, arguments, needs) in PROCESSES.items():
@@ -382,11 +382,7 @@ def test_each_hub_service_is_given_the_secrets_its_process_uses_and_no_other(
         assert set(environment) & every_secret <= secret_variables(needs), name
         if not needs.mail:
             assert not [variable for variable in environment if variable.startswith("HUB_SMTP_")], name
-        for variable in list(os.environ):
-            if variable.startswith("HUB_"):
-                monkeypatch.delenv(variable)
-        for variable, value in environment.items():
-            monkeypatch.setenv(variable, str(value))
+        use_environment(monkeypatch, environment)
         assert kind(_env_file=None, **arguments).environment == "local", name
     # The placeholders the file gives, where they are used.
     assert "HUB_DEALER_API_KEYS" in services["worker-flows"]["environment"]
@@ -412,12 +408,17 @@ def test_every_hub_service_shares_the_partners_addresses(hub_env: dict[str, str]
 @pytest.fixture
 def compose_settings(monkeypatch: pytest.MonkeyPatch, all_env: dict[str, str]) -> Settings:
     """The settings of every hub setting the file gives."""
+    use_environment(monkeypatch, all_env)
+    return Settings(_env_file=None)
+
+
+def use_environment(monkeypatch: pytest.MonkeyPatch, environment: dict[str, str]) -> None:
+    """The hub settings of this process: ``environment``'s, none of this machine's."""
     for variable in list(os.environ):
         if variable.startswith("HUB_"):
             monkeypatch.delenv(variable)
-    for variable, value in all_env.items():
+    for variable, value in environment.items():
         monkeypatch.setenv(variable, str(value))
-    return Settings(_env_file=None)
 
 
 def test_compose_environment_is_valid_local_settings(compose_settings: Settings) -> None:
