@@ -10,14 +10,20 @@ from datetime import UTC, datetime
 
 from temporalio.testing import WorkflowEnvironment
 
-from db import zoho_writebacks
-from db.engine import create_engine, one_off_sessions, session_factory
+from db.engine import create_engine, session_factory
 from db.rules import apply_rules
 from tests.cli.conftest import HubCli
 from tests.hub import Hub, contacted_event
 from tests.hub import test_rules as routing_rules
 from tests.support import eventually
-from tests.workflows.test_dealer_sla import at_dealer, dealer_reports, sla_exhausted_lead, sla_hub
+from tests.workflows.test_dealer_sla import (
+    at_dealer,
+    dealer_reports,
+    delivered_then_deleted_in_zoho,
+    parked_writebacks,
+    sla_exhausted_lead,
+    sla_hub,
+)
 
 
 async def set_capacity(hub: Hub, dealer_id: str, capacity: int) -> None:
@@ -152,10 +158,7 @@ async def test_a_status_reported_while_a_reassign_finds_the_lead_gone_still_goes
     """The reassign run is the lead's workflow while it reads Zoho: a dealer's status the API hands to it
     then reaches the subscribers, though the run moves nothing."""
     async with sla_hub(skipping_env, sqlite_url, task_queue) as hub:
-        lead_id = await hub.create_lead(State="AL", City="Maceió")  # plain-al: the run ends at delivery
-        await hub.post_webhook(lead_id)
-        await hub.handle(lead_id).result()
-        (await hub.http.delete(f"{hub.sims_url}/_control/zoho/leads/{lead_id}")).raise_for_status()
+        lead_id = await delivered_then_deleted_in_zoho(hub)
         await hub.fault(target="zoho", error_5xx_count=10_000)  # the move's read of the lead waits on Zoho
         why = ("--reason", "customer moved", "--by", "ana")
         moving = asyncio.create_task(hub_cli(hub.settings, "leads", "reassign", lead_id, "sla-a", *why))
@@ -169,8 +172,7 @@ async def test_a_status_reported_while_a_reassign_finds_the_lead_gone_still_goes
         lead = await hub.lead(lead_id)
         assert lead is not None and (lead["status"], lead["dealer_id"]) == ("contacted", "plain-al")
         # Zoho, which has no such lead, is not written to: nothing parked that no redrive could place.
-        async with one_off_sessions(hub.settings.database_url) as sessions:
-            assert await zoho_writebacks.count(sessions) == 0
+        assert await parked_writebacks(hub) == 0
 
 
 async def test_a_lead_sent_back_to_dealers_whose_crms_withdrew_it_is_a_new_lead_there(

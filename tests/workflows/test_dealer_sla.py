@@ -690,18 +690,29 @@ async def test_a_status_of_a_lead_zoho_no_longer_has_goes_to_the_subscribers_and
     """The lead's team deleted it in Zoho after its delivery; its dealer still reports. The status goes to
     the subscribers and the portal; Zoho refuses the write, and nothing is parked: no redrive could place
     it, and support would be alerted for nothing."""
-    lead_id = await sla_hub.create_lead(State="AL", City="Maceió")  # plain-al: the run ends at delivery
-    await sla_hub.post_webhook(lead_id)
-    await sla_hub.handle(lead_id).result()
-    (await sla_hub.http.delete(f"{sla_hub.sims_url}/_control/zoho/leads/{lead_id}")).raise_for_status()
+    lead_id = await delivered_then_deleted_in_zoho(sla_hub)
     reported = await dealer_reports(sla_hub, "plain-al", lead_id, "contacted")
     assert reported["hub"]["body"]["outcome"] == "applied"
     await sla_hub.handle(lead_id).result()  # the run the report started, once it passed the status on
     assert await contacted_event(sla_hub, lead_id, "plain-al")
     lead = await sla_hub.lead(lead_id)
     assert lead is not None and (lead["status"], lead["dealer_id"]) == ("contacted", "plain-al")
-    async with one_off_sessions(sla_hub.settings.database_url) as sessions:
-        assert await zoho_writebacks.count(sessions) == 0
+    assert await parked_writebacks(sla_hub) == 0
+
+
+async def delivered_then_deleted_in_zoho(hub: Hub) -> str:
+    """A lead delivered to plain-al (its run ends at delivery), then deleted in Zoho by its team; its id."""
+    lead_id = await hub.create_lead(State="AL", City="Maceió")
+    await hub.post_webhook(lead_id)
+    await hub.handle(lead_id).result()
+    (await hub.http.delete(f"{hub.sims_url}/_control/zoho/leads/{lead_id}")).raise_for_status()
+    return lead_id
+
+
+async def parked_writebacks(hub: Hub) -> int:
+    """The leads whose Zoho write-back waits parked for support's redrive."""
+    async with one_off_sessions(hub.settings.database_url) as sessions:
+        return await zoho_writebacks.count(sessions)
 
 
 async def unfollowed_report_run_terminated_then_resent(hub: Hub) -> str:
