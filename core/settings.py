@@ -249,6 +249,11 @@ class Settings(BaseSettings):
     # about 55 KiB each for a waiting lead (README, Benchmark). An evicted run replays its history at its
     # next task.
     worker_max_cached_workflows: int = Field(default=1000, ge=0)
+    # The vtex-orders queue's own cache. An order's run lives until a week after its last change, and most
+    # of its changes come minutes to days apart: a cached run rarely still waits there when its next hook
+    # comes, and each costs the warehouse worker about 110 KiB (README, Benchmark). The cache serves the
+    # hooks of one order that come seconds apart: 250 runs hold those of about 30 new orders a second.
+    worker_max_cached_order_workflows: int = Field(default=250, ge=0)
     # Workflow task polls each webhook-driven workflow worker (leads, opportunities, orders) keeps open,
     # half for workflows new to it: a burst of new orders starts dozens a second, too many for one poll.
     worker_workflow_task_polls: int = Field(default=10, ge=2)

@@ -1,0 +1,39 @@
+"""Each worker caches the runs of its task queue as its settings say: the order queue, whose runs wait
+days between their hooks, has a cache of its own, so a warehouse worker does not hold a thousand idle
+order runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio.testing import WorkflowEnvironment
+
+from tests.hub import hub_settings
+from workers.main import role_workers
+
+
+async def test_the_order_queue_has_its_own_cache_size_and_the_other_workflow_queues_share_one(
+    temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, warehouse_settings: dict[str, Any]
+) -> None:
+    client = temporal_env.client
+    settings = hub_settings(
+        sqlite_url,
+        client.service_client.config.target_host,
+        "http://127.0.0.1:9",  # nothing is called: the workers are built, not started
+        task_queue,
+        worker_max_cached_workflows=700,
+        worker_max_cached_order_workflows=70,
+        **warehouse_settings,
+    )
+    async with role_workers(client, settings, "all") as workers:
+        cached = {
+            worker.task_queue: worker.config()["max_cached_workflows"]
+            for worker in workers
+            if worker.config()["workflows"]
+        }
+    assert cached == {
+        settings.leads_task_queue: 700,
+        settings.opportunities_task_queue: 700,
+        settings.vtex_orders_task_queue: 70,
+        settings.dbt_task_queue: 700,
+    }
