@@ -58,7 +58,11 @@ PLACES = [("SP", "São Paulo")] * 4 + [("RJ", "Rio de Janeiro")]
 DEAL_POOL = 200
 HOOKS_AHEAD = 300  # order hooks made ready before they are sent
 GROWTH_GOAL = 0.10
-CACHE_SIZE = re.compile(r'^temporal_sticky_cache_size\{[^}]*task_queue="([^"]+)"[^}]*\} (\S+)$', re.MULTILINE)
+# The SDK's cache figures per task queue: the runs it holds, and the workflow tasks that found their run
+# there (hits, a series per workflow type) or had to replay its history (misses).
+CACHE_FIGURES = re.compile(
+    r'^temporal_sticky_cache_(size|hit|miss)\{[^}]*task_queue="([^"]+)"[^}]*\} (\S+)$', re.MULTILINE
+)
 
 
 @dataclass
@@ -214,24 +218,30 @@ class Soak:
     ) -> None:
         for process in hub_processes():
             memory.setdefault((process.kind, process.pid), []).append(process.rss_mib)
-        for queue, runs in (await self.cached_runs()).items():
-            cached.setdefault(queue, []).append(runs)
+        figures = await self.cache_figures()
+        for queue, counts in figures.items():
+            cached.setdefault(queue, []).append(counts["size"])
         rss = ", ".join(f"{kind} {values[-1]:.0f}" for (kind, _), values in sorted(memory.items()))
-        cache_line = ", ".join(f"{queue} {values[-1]}" for queue, values in sorted(cached.items()))
+        cache_line = ", ".join(
+            f"{queue} {counts['size']} ({counts['hit']} hits, {counts['miss']} misses)"
+            for queue, counts in sorted(figures.items())
+        )
         streams = "; ".join(stream.line() for stream in (self.leads, self.deals, self.orders))
         lines = [f"min {minute:3d}  RSS MiB: {rss}", f"cached runs: {cache_line}", streams]
         print(("\n" + " " * 9).join(lines), flush=True)
 
-    async def cached_runs(self) -> dict[str, int]:
-        """The runs each local worker keeps in its cache, per task queue, from its metrics endpoint."""
+    async def cache_figures(self) -> dict[str, Counter[str]]:
+        """Per task queue, the runs the local workers keep in their caches and the workflow tasks that
+        hit or missed them since the workers started, from their metrics endpoints."""
         ports = Ports()
         token = self.settings.metrics_token.get_secret_value()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        found: dict[str, int] = {}
+        found: dict[str, Counter[str]] = {}
         for port in (ports.worker_metrics, ports.warehouse_worker_metrics):
             with contextlib.suppress(httpx.HTTPError):
                 text = (await self.http.get(f"http://127.0.0.1:{port}/metrics", headers=headers)).text
-                found.update((queue, int(float(value))) for queue, value in CACHE_SIZE.findall(text))
+                for figure, queue, value in CACHE_FIGURES.findall(text):
+                    found.setdefault(queue, Counter())[figure] += int(float(value))
         return found
 
 

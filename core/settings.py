@@ -245,14 +245,15 @@ class Settings(BaseSettings):
     # it cancels them (Temporal then retries them elsewhere). The pod's or container's grace period
     # must be longer: compose's stop_grace_period and the k8s terminationGracePeriodSeconds are 45 s.
     worker_graceful_shutdown_seconds: float = Field(default=30.0, ge=0)
-    # Workflow runs a worker keeps in memory between their tasks (Temporal's sticky cache), per task queue:
-    # about 55 KiB each for a waiting lead (README, Benchmark). An evicted run replays its history at its
-    # next task.
+    # Workflow runs a worker keeps in memory between their tasks (Temporal's sticky cache), per task queue
+    # (vtex-orders has its own, below): about 55 KiB each for a waiting lead (README, Benchmark). An
+    # evicted run replays its history at its next task.
     worker_max_cached_workflows: int = Field(default=1000, ge=0)
     # The vtex-orders queue's own cache. An order's run lives until a week after its last change, and most
-    # of its changes come minutes to days apart: a cached run rarely still waits there when its next hook
-    # comes, and each costs the warehouse worker about 110 KiB (README, Benchmark). The cache serves the
-    # hooks of one order that come seconds apart: 250 runs hold those of about 30 new orders a second.
+    # of its hooks come hours or days apart: a cached run is seldom still there when its next hook comes,
+    # and each held the warehouse worker's memory up by about 100 KiB (README, Benchmark). 250 runs serve
+    # the hooks of new orders that come seconds apart. The same cache holds the backfill's and the syncs'
+    # runs: evicted, each replays its run's history (at most a few thousand events) at its next page.
     worker_max_cached_order_workflows: int = Field(default=250, ge=0)
     # Workflow task polls each webhook-driven workflow worker (leads, opportunities, orders) keeps open,
     # half for workflows new to it: a burst of new orders starts dozens a second, too many for one poll.
