@@ -1,6 +1,6 @@
 """Each worker caches the runs of its task queue as its settings say: the order queue, whose runs wait
-days between their hooks, has a cache of its own, so a warehouse worker does not hold a thousand idle
-order runs."""
+hours or days between most of their hooks, has a cache of its own, which an operator can make smaller
+than the lead queues' to save the memory idle order runs hold."""
 
 from __future__ import annotations
 
