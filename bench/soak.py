@@ -7,12 +7,12 @@
 Sends, open loop, lead webhooks (5/s), deal changes (2/s) and VTEX order hooks (10/s); triggers a
 customer sync at a third of the run and starts an order backfill at half of it. Every minute it prints
 each hub process's resident memory, the runs each worker keeps in its cache per task queue (the SDK's
-``temporal_sticky_cache_size``, up to ``HUB_WORKER_MAX_CACHED_WORKFLOWS`` each, ``vtex-orders``
-up to ``HUB_WORKER_MAX_CACHED_ORDER_WORKFLOWS``) and, per stream, what
-was sent, acknowledged, refused with 503 and failed otherwise. At the end it waits for the work to
-drain and checks that nothing acknowledged is missing: every lead ended delivered, every deal holds its
-last change, every order hook's state change is a row in bronze. Goals: no process grows more than
-10 % after the first 5 minutes, no error, nothing missing.
+``temporal_sticky_cache_size``, up to ``HUB_WORKER_MAX_CACHED_WORKFLOWS`` each, ``vtex-orders`` up to
+``HUB_WORKER_MAX_CACHED_ORDER_WORKFLOWS``) with the workflow tasks that hit and missed it, and, per
+stream, what was sent, acknowledged, refused with 503 and failed otherwise. At the end it waits for
+the work to drain and checks that nothing acknowledged is missing: every lead ended delivered, every
+deal holds its last change, every order hook's state change is a row in bronze. Goals: no process grows
+more than 10 % after the first 5 minutes, no error, nothing missing.
 """
 
 from __future__ import annotations
