@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from warehouse.libraries import SchemaField
 
@@ -120,6 +120,15 @@ def day_start(moment: datetime) -> str:
     partitions by (a query parameter or an expression would not)."""
     day = moment.astimezone(UTC)
     return f"timestamp '{day.year:04d}-{day:%m-%d} 00:00:00+00'"  # %Y leaves years before 1000 short
+
+
+def within_day(column: str, moment: datetime) -> str:
+    """A filter keeping ``moment``'s UTC day of ``column``, by constant bounds: BigQuery then reads that
+    day's partition only."""
+    start = f"{column} >= {day_start(moment)}"
+    if moment.astimezone(UTC).date() == date.max:  # the last day TIMESTAMP holds has no next day
+        return start
+    return f"{start} and {column} < {day_start(moment + timedelta(days=1))}"
 
 
 def every_partition(table: str) -> str:

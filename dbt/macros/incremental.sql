@@ -210,6 +210,10 @@
       rows merged (past var('merge_bound_days') days: from the oldest on), as literals, so BigQuery reads
       and rewrites only those partitions. The column must never change between an entity's versions (an
       order's creation time): a row outside the bound would not be matched and would be inserted again.
+    - meta merge_ids (the unique key's column, of a table clustered by it): the target is read only
+      where it may hold the ids merged, written in as constants (past var('merge_ids_most') of them:
+      all of it), so BigQuery reads only the clustered blocks that can hold them: the cost of a merge
+      into an unpartitioned table then follows what it merges, not the table's size.
     - no merge at all when nothing landed since the last build (the daily customers, between bursts). -#}
 {% macro bigquery__get_merge_sql(target, source, unique_key, dest_columns, incremental_predicates=none) -%}
     {%- set predicates = [] + (incremental_predicates or []) -%}
@@ -226,6 +230,13 @@
         {%- set dest = "DBT_INTERNAL_DEST." ~ bound -%}
         {%- set within = days_bound(dest, merging.days) if merging.days else dest ~ " >= " ~ merging.oldest -%}
         {%- do predicates.append("(" ~ within ~ " or " ~ dest ~ " is null)") -%}
+    {%- endif -%}
+    {%- if meta.get("merge_ids") -%}
+        {%- set column = meta.get("merge_ids") -%}
+        {%- set ids = changed_ids("select distinct " ~ column ~ " from " ~ source, "merge_ids_most") -%}
+        {%- if ids is not none -%}
+            {%- do predicates.append(in_constants("DBT_INTERNAL_DEST." ~ column, ids)) -%}
+        {%- endif -%}
     {%- endif -%}
     {%- set merge = default__get_merge_sql(target, source, unique_key, dest_columns, predicates) -%}
     {%- set matched, inserting = "when matched then update set", "when not matched then insert" -%}

@@ -6,21 +6,27 @@ import asyncio
 import base64
 import json
 import time
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from temporalio.testing import WorkflowEnvironment
 
+from core.settings import Settings
 from tests.dbt.fixture import EXPECTED_360, land_store
 from tests.dbt.test_models import dbt_build
 from tests.hub import READ_TOKEN, Hub, running_hub
 from tests.support import free_port, serve
+from warehouse.landing import Warehouse, bigquery_client
+from warehouse.reads import read_order
+from warehouse.tables import Layers
 
 AUTH = {"Authorization": f"Bearer {READ_TOKEN}"}
 
@@ -69,6 +75,51 @@ async def test_customer_and_order_views_come_from_gold_and_silver(
         assert (await hub.http.get(f"{hub.api_url}/v1/orders/o-404", headers=AUTH)).status_code == 404
         assert (await hub.http.get(f"{hub.api_url}/v1/orders/bad%20id", headers=AUTH)).status_code == 422
         assert (await hub.http.get(f"{hub.api_url}/v1/orders/o-1")).status_code == 401
+
+        # A hub installed before silver.order_days reads every day of orders until a build makes it.
+        warehouse = hub.warehouse()
+        try:
+            await warehouse.query(f"drop table `{warehouse.table_id(warehouse.layers.silver, 'order_days')}`")
+        finally:
+            await warehouse.aclose()
+        order = await hub.http.get(f"{hub.api_url}/v1/orders/o-1", headers=AUTH)
+        assert order.status_code == 200 and order.json() == body
+        assert (await hub.http.get(f"{hub.api_url}/v1/orders/o-404", headers=AUTH)).status_code == 404
+
+
+async def test_an_order_is_read_from_its_one_day_of_silver_orders(monkeypatch: pytest.MonkeyPatch) -> None:
+    """silver.orders is partitioned by creation day: the order's day is read first (silver.order_days,
+    clustered by order_id), and the order's row then from that day alone, by constant bounds BigQuery
+    prunes by. An order order_days does not know is not looked for in every day."""
+    warehouse = Warehouse(bigquery_client(Settings(environment="test")), None, Layers.with_prefix("t1_"), 5)
+    created = datetime(2026, 3, 2, 23, 59, 59, 999999, tzinfo=UTC)
+    answers = [[{"created_at": created}], [], []]
+    sent = []
+
+    async def query(sql: str, parameters: Any = ()) -> list[dict[str, Any]]:
+        sent.append((sql, [(p.name, p.value) for p in parameters]))
+        return answers.pop(0)
+
+    monkeypatch.setattr(warehouse, "query", query)
+    assert await read_order(warehouse, "1234-01") is None  # order_days knows it, silver.orders not yet
+    assert await read_order(warehouse, "9999-01") is None
+    assert sent == [
+        (
+            "select created_at from `local-proj.t1_silver.order_days` where order_id = @id",
+            [("id", "1234-01")],
+        ),
+        (
+            "select * from `local-proj.t1_silver.orders` where order_id = @id"
+            " and created_at >= timestamp '2026-03-02 00:00:00+00'"
+            " and created_at < timestamp '2026-03-03 00:00:00+00'",
+            [("id", "1234-01")],
+        ),
+        (
+            "select created_at from `local-proj.t1_silver.order_days` where order_id = @id",
+            [("id", "9999-01")],
+        ),
+    ]
+    await warehouse.aclose()
 
 
 async def test_warehouse_away_answers_503_in_time(

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+import cli.leads
 from db.engine import create_engine, session_factory
 from db.rules import apply_rules
 from tests.cli.conftest import HubCli
@@ -116,6 +117,33 @@ async def test_assign_a_waiting_lead_to_a_dealer(hub: Hub, hub_cli: HubCli) -> N
 
     late = await hub_cli(hub.settings, "leads", "assign", lead_id, "rest-sp-a", "--by", "ana")
     assert late.code == 1 and "not waiting for a dealer" in late.err
+
+
+async def test_assign_no_worker_takes_is_not_called_done(
+    temporal_env: WorkflowEnvironment,
+    sqlite_url: str,
+    task_queue: str,
+    warehouse_settings: dict[str, Any],
+    hub_cli: HubCli,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With no worker to take it, ``assign`` stops waiting and says the move is not confirmed: support
+    is sent to the Web UI, never told the lead moved, and the portal still has it waiting."""
+    async with running_hub(temporal_env.client, sqlite_url, task_queue, **warehouse_settings) as hub:
+        lead_id = await hub.create_lead(State="BA", City="Salvador")  # no dealer covers Bahia
+        await hub.post_webhook(lead_id)
+        await hub.wait_for_awaiting(lead_id)
+    monkeypatch.setattr(cli.leads, "CONFIRM_WAIT", timedelta(seconds=2))
+    async with running_hub(
+        temporal_env.client, sqlite_url, task_queue, worker=False, **warehouse_settings
+    ) as hub:  # the lead's run still waits, with no worker on its queue
+        waited = await hub_cli(hub.settings, "leads", "assign", lead_id, "rest-mg", "--by", "ana", "--json")
+        assert waited.code == 1 and not waited.lines("assignment")
+        assert "the assignment is not confirmed (no worker took it within 2 s)" in waited.err
+        assert "see its workflow in the Web UI before trying again" in waited.err
+        lead = await hub.lead(lead_id)
+        assert lead is not None and lead["dealer_id"] is None
+        assert (await hub.dealer_leads("rest-mg"))["creates_by_external_id"] == {}
 
 
 @pytest.fixture

@@ -87,6 +87,15 @@ async def snapshot(warehouse: Warehouse) -> dict[str, list[dict[str, Any]]]:
     return tables
 
 
+async def order_days(warehouse: Warehouse) -> dict[str, datetime]:
+    """Each order's creation time, as silver.order_days holds it (one row per order: a dict would hide
+    a second)."""
+    table = warehouse.table_id(warehouse.layers.silver, "order_days")
+    rows = await warehouse.query(f"select order_id, created_at from `{table}`")
+    assert len({row["order_id"] for row in rows}) == len(rows), rows
+    return {row["order_id"]: row["created_at"] for row in rows}
+
+
 async def build_starts(warehouse: Warehouse) -> dict[str, datetime]:
     """When each incremental model's last successful build started, as its next build reads it."""
     table = warehouse.table_id(warehouse.layers.silver, "build_watermarks")
@@ -105,7 +114,7 @@ async def test_build_passes_and_gold_matches_a_hand_computation(
     await warehouse.quarantine([refused.value.quarantine])
     summary = await dbt_build(settings, tmp_path)
     assert summary.success, summary.failures
-    assert (summary.models_built, summary.models_failed, summary.tests_failed) == (18, 0, 0)
+    assert (summary.models_built, summary.models_failed, summary.tests_failed) == (19, 0, 0)
     assert summary.tests_passed >= 25  # keys, relationships, accepted values, and the unit tests
     # The models' docs are the tables' and columns' BigQuery descriptions (persist_docs).
     table = await asyncio.to_thread(
@@ -155,7 +164,7 @@ async def test_build_passes_and_gold_matches_a_hand_computation(
     assert await snapshot(warehouse) == built
     # The 30-second path: silver and customer_360, no tests (they run in the hourly full build).
     fast = await dbt_build(settings, tmp_path, fast=True)
-    assert (fast.success, fast.models_built, fast.tests_passed + fast.tests_warned) == (True, 13, 0)
+    assert (fast.success, fast.models_built, fast.tests_passed + fast.tests_warned) == (True, 14, 0)
     assert await snapshot(warehouse) == built
     # What ran would mean the same on BigQuery: no emulator leniency in the compiled SQL.
     assert compiled_violations(tmp_path / "target") == {}
@@ -297,6 +306,15 @@ async def test_incremental_build_equals_a_full_rebuild(
         r"DBT_INTERNAL_DEST\.created_at >= timestamp '(\d{4}-\d\d-\d\d) 00:00:00\+00' and", ran
     )
     assert sorted(bounded) == sorted({str(row["created_at"].date()) for row in incremental["orders"]}), ran
+    # Where the read API finds each order's day: order_days' merge reads its target only by the ids it
+    # merges, as constants (they prune its clustered blocks), and has no UPDATE clause.
+    ran = (
+        tmp_path / "target" / "run" / "integrations_hub" / "models" / "silver" / "order_days.sql"
+    ).read_text()
+    assert re.search(r'DBT_INTERNAL_DEST\.order_id in \(("o-\d", )*"o-\d"\)', ran), ran
+    assert "when matched" not in ran.lower(), ran
+    created = {row["order_id"]: row["created_at"] for row in incremental["orders"]}
+    assert await order_days(warehouse) == created
     # Bronze was read from when the last build started, less the 3-hour lookback, as kept in the table of
     # each model's builds: not from max(ingested_at), which BigQuery would bill for the whole column.
     compiled = (silver / "orders.sql").read_text()
@@ -309,6 +327,7 @@ async def test_incremental_build_equals_a_full_rebuild(
         for row in tables["customer_360"]:
             row.pop("changed_at")
     assert rebuilt == incremental
+    assert await order_days(warehouse) == created
     assert len(ORDERS) == 5  # the fixture this comparison was made on
 
 
