@@ -4,7 +4,7 @@ a dealer's performance (gold)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -28,10 +28,19 @@ async def read_customer(warehouse: Warehouse, customer_id: str) -> CustomerView 
     Raises:
         WarehouseUnavailable: the warehouse did not answer in time.
     """
-    # One row: customer_360 is clustered by customer_id and carries the latest orders.
+    # One row: customer_360 carries the latest orders. Its row is read from the days it may be in: from
+    # the newest change gold.customer_days knows on (a row's changed_at only moves forward).
     parameters = [ScalarQueryParameter("id", "STRING", customer_id)]
+    keys = warehouse.table_id(warehouse.layers.gold, "customer_days")
+    days = await _key_days(
+        warehouse, keys, "customer_id", "changed_at", lambda at: f"changed_at >= {day_start(at)}", parameters
+    )
+    if days is None:
+        return None
     customers = warehouse.table_id(warehouse.layers.gold, "customer_360")
-    rows = await _query_built(warehouse, f"select * from `{customers}` where customer_id = @id", parameters)
+    rows = await _query_built(
+        warehouse, f"select * from `{customers}` where customer_id = @id{days}", parameters
+    )
     return CustomerView(**_fields(rows[0], CustomerView)) if rows else None
 
 
@@ -41,9 +50,13 @@ async def read_order(warehouse: Warehouse, order_id: str) -> OrderView | None:
     Raises:
         WarehouseUnavailable: the warehouse did not answer in time.
     """
-    # One row: silver.orders keeps the order's items with it.
+    # One row: silver.orders keeps the order's items with it. Its row is read from the order's creation
+    # day, which silver.order_days holds (it never changes).
     parameters = [ScalarQueryParameter("id", "STRING", order_id)]
-    day = await _order_day(warehouse, parameters)
+    keys = warehouse.table_id(warehouse.layers.silver, "order_days")
+    day = await _key_days(
+        warehouse, keys, "order_id", "created_at", lambda at: within_day("created_at", at), parameters
+    )
     if day is None:
         return None
     orders = warehouse.table_id(warehouse.layers.silver, "orders")
@@ -57,22 +70,32 @@ async def read_order(warehouse: Warehouse, order_id: str) -> OrderView | None:
     return OrderView(**_fields(rows[0], OrderView, exclude=frozenset({"items"})), items=items)
 
 
-async def _order_day(warehouse: Warehouse, parameters: list[Any]) -> str | None:
-    """The filter that keeps the order's creation day of ``silver.orders`` (" and created_at ..."), read
-    from ``silver.order_days``; None when it has no such order.
+async def _key_days(
+    warehouse: Warehouse,
+    keys: str,
+    key: str,
+    column: str,
+    bound: Callable[[datetime], str],
+    parameters: list[Any],
+) -> str | None:
+    """The filter (" and ...") that keeps the days where the id's row is: ``bound`` of the newest
+    ``column`` the key table ``keys`` holds for the id; None when it has no such id; "" (every day) when
+    dbt has not built ``keys`` yet (a hub installed before it), until the next build.
 
-    silver.orders is partitioned by creation day, and BigQuery prunes partitions only on a constant filter:
-    a read by id alone would open every day, billing all of history on every call. order_days is narrow
-    and clustered by order_id, so finding the day reads a few blocks.
+    The tables the read API serves are partitioned by day, and BigQuery prunes partitions only on a
+    constant filter: a read by id alone would open every day, billing all of history on every call.
+    The key tables are narrow and clustered by id, so finding the day reads a few blocks.
     """
-    days = warehouse.table_id(warehouse.layers.silver, "order_days")
     try:
-        found = await warehouse.query(f"select created_at from `{days}` where order_id = @id", parameters)
+        found = await warehouse.query(
+            f"select max({column}) as at from `{keys}` where {key} = @id", parameters
+        )
     except WarehouseUnavailable as error:
         if isinstance(error.__cause__, google_errors.NotFound):
-            return ""  # installed before order_days: every day, until the next build makes it
+            return ""
         raise
-    return f" and {within_day('created_at', found[0]['created_at'])}" if found else None
+    at = found[0]["at"] if found else None
+    return None if at is None else f" and {bound(at)}"
 
 
 async def read_changed_customers(

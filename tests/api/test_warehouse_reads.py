@@ -24,8 +24,8 @@ from tests.dbt.fixture import EXPECTED_360, land_store
 from tests.dbt.test_models import dbt_build
 from tests.hub import READ_TOKEN, Hub, running_hub
 from tests.support import free_port, serve
-from warehouse.landing import Warehouse, bigquery_client
-from warehouse.reads import read_order
+from warehouse.landing import Warehouse, bigquery_client, storage_writer
+from warehouse.reads import read_customer, read_order
 from warehouse.tables import Layers
 
 AUTH = {"Authorization": f"Bearer {READ_TOKEN}"}
@@ -76,48 +76,50 @@ async def test_customer_and_order_views_come_from_gold_and_silver(
         assert (await hub.http.get(f"{hub.api_url}/v1/orders/bad%20id", headers=AUTH)).status_code == 422
         assert (await hub.http.get(f"{hub.api_url}/v1/orders/o-1")).status_code == 401
 
-        # A hub installed before silver.order_days reads every day of orders until a build makes it.
+        # A hub installed before the key tables reads every day until a build makes them.
         warehouse = hub.warehouse()
         try:
-            await warehouse.query(f"drop table `{warehouse.table_id(warehouse.layers.silver, 'order_days')}`")
+            for layer, table in (("silver", "order_days"), ("gold", "customer_days")):
+                dataset = getattr(warehouse.layers, layer)
+                await warehouse.query(f"drop table `{warehouse.table_id(dataset, table)}`")
         finally:
             await warehouse.aclose()
         order = await hub.http.get(f"{hub.api_url}/v1/orders/o-1", headers=AUTH)
         assert order.status_code == 200 and order.json() == body
         assert (await hub.http.get(f"{hub.api_url}/v1/orders/o-404", headers=AUTH)).status_code == 404
+        answer = await hub.http.get(f"{hub.api_url}/v1/customers/c-ana", headers=AUTH)
+        assert answer.status_code == 200 and answer.json() == ana
 
 
-async def test_an_order_is_read_from_its_one_day_of_silver_orders(monkeypatch: pytest.MonkeyPatch) -> None:
-    """silver.orders is partitioned by creation day: the order's day is read first (silver.order_days,
-    clustered by order_id), and the order's row then from that day alone, by constant bounds BigQuery
-    prunes by. An order order_days does not know is not looked for in every day."""
-    warehouse = Warehouse(bigquery_client(Settings(environment="test")), None, Layers.with_prefix("t1_"), 5)
+async def test_orders_and_customers_are_read_from_their_days_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """silver.orders and gold.customer_360 are partitioned by day: the row's day is read first from a
+    narrow key table clustered by id (silver.order_days, gold.customer_days), and the row then from
+    that day (an order's creation day; a customer's newest change on), by constant bounds BigQuery prunes
+    by. An id the key table does not know is not looked for in every day."""
+    settings = Settings(environment="test")
+    warehouse = Warehouse(bigquery_client(settings), storage_writer(settings), Layers.with_prefix("t1_"), 5)
     created = datetime(2026, 3, 2, 23, 59, 59, 999999, tzinfo=UTC)
-    answers = [[{"created_at": created}], [], []]
+    answers = [[{"at": created}], [], [{"at": None}], [{"at": created}], []]
     sent = []
 
     async def query(sql: str, parameters: Any = ()) -> list[dict[str, Any]]:
-        sent.append((sql, [(p.name, p.value) for p in parameters]))
+        assert [(p.name, p.value) for p in parameters] == [("id", "x-1")]
+        sent.append(sql)
         return answers.pop(0)
 
     monkeypatch.setattr(warehouse, "query", query)
-    assert await read_order(warehouse, "1234-01") is None  # order_days knows it, silver.orders not yet
-    assert await read_order(warehouse, "9999-01") is None
+    assert await read_order(warehouse, "x-1") is None  # order_days knows it, silver.orders not yet
+    assert await read_order(warehouse, "x-1") is None  # neither does
+    assert await read_customer(warehouse, "x-1") is None
     assert sent == [
-        (
-            "select created_at from `local-proj.t1_silver.order_days` where order_id = @id",
-            [("id", "1234-01")],
-        ),
-        (
-            "select * from `local-proj.t1_silver.orders` where order_id = @id"
-            " and created_at >= timestamp '2026-03-02 00:00:00+00'"
-            " and created_at < timestamp '2026-03-03 00:00:00+00'",
-            [("id", "1234-01")],
-        ),
-        (
-            "select created_at from `local-proj.t1_silver.order_days` where order_id = @id",
-            [("id", "9999-01")],
-        ),
+        "select max(created_at) as at from `local-proj.t1_silver.order_days` where order_id = @id",
+        "select * from `local-proj.t1_silver.orders` where order_id = @id"
+        " and created_at >= timestamp '2026-03-02 00:00:00+00'"
+        " and created_at < timestamp '2026-03-03 00:00:00+00'",
+        "select max(created_at) as at from `local-proj.t1_silver.order_days` where order_id = @id",
+        "select max(changed_at) as at from `local-proj.t1_gold.customer_days` where customer_id = @id",
+        "select * from `local-proj.t1_gold.customer_360` where customer_id = @id"
+        " and changed_at >= timestamp '2026-03-02 00:00:00+00'",
     ]
     await warehouse.aclose()
 

@@ -96,6 +96,17 @@ async def order_days(warehouse: Warehouse) -> dict[str, datetime]:
     return {row["order_id"]: row["created_at"] for row in rows}
 
 
+async def customers_found_on_their_day(warehouse: Warehouse) -> int:
+    """How many buyers customer_360 has, each checked: customer_days' newest change of it is the row's
+    changed_at (where the read API looks for it)."""
+    days = warehouse.table_id(warehouse.layers.gold, "customer_days")
+    rows = await warehouse.query(f"select customer_id, max(changed_at) as at from `{days}` group by 1")
+    newest = {row["customer_id"]: row["at"] for row in rows}
+    changed = {row["customer_id"]: row["changed_at"] for row in await rows_of(warehouse, "gold", "customer_360")}
+    assert {customer: newest.get(customer) for customer in changed} == changed
+    return len(changed)
+
+
 async def build_starts(warehouse: Warehouse) -> dict[str, datetime]:
     """When each incremental model's last successful build started, as its next build reads it."""
     table = warehouse.table_id(warehouse.layers.silver, "build_watermarks")
@@ -114,7 +125,7 @@ async def test_build_passes_and_gold_matches_a_hand_computation(
     await warehouse.quarantine([refused.value.quarantine])
     summary = await dbt_build(settings, tmp_path)
     assert summary.success, summary.failures
-    assert (summary.models_built, summary.models_failed, summary.tests_failed) == (19, 0, 0)
+    assert (summary.models_built, summary.models_failed, summary.tests_failed) == (20, 0, 0)
     assert summary.tests_passed >= 25  # keys, relationships, accepted values, and the unit tests
     # The models' docs are the tables' and columns' BigQuery descriptions (persist_docs).
     table = await asyncio.to_thread(
@@ -164,7 +175,7 @@ async def test_build_passes_and_gold_matches_a_hand_computation(
     assert await snapshot(warehouse) == built
     # The 30-second path: silver and customer_360, no tests (they run in the hourly full build).
     fast = await dbt_build(settings, tmp_path, fast=True)
-    assert (fast.success, fast.models_built, fast.tests_passed + fast.tests_warned) == (True, 14, 0)
+    assert (fast.success, fast.models_built, fast.tests_passed + fast.tests_warned) == (True, 15, 0)
     assert await snapshot(warehouse) == built
     # What ran would mean the same on BigQuery: no emulator leniency in the compiled SQL.
     assert compiled_violations(tmp_path / "target") == {}
@@ -315,6 +326,13 @@ async def test_incremental_build_equals_a_full_rebuild(
     assert "when matched" not in ran.lower(), ran
     created = {row["order_id"]: row["created_at"] for row in incremental["orders"]}
     assert await order_days(warehouse) == created
+    # And each buyer's row of customer_360: customer_days, the same way, one row per change of it.
+    ran = (
+        tmp_path / "target" / "run" / "integrations_hub" / "models" / "marts" / "customer_days.sql"
+    ).read_text()
+    assert re.search(r'DBT_INTERNAL_DEST\.customer_id in \(("[\w:-]+", )*"[\w:-]+"\)', ran), ran
+    assert "when matched" not in ran.lower(), ran
+    assert await customers_found_on_their_day(warehouse)
     # Bronze was read from when the last build started, less the 3-hour lookback, as kept in the table of
     # each model's builds: not from max(ingested_at), which BigQuery would bill for the whole column.
     compiled = (silver / "orders.sql").read_text()
@@ -328,6 +346,7 @@ async def test_incremental_build_equals_a_full_rebuild(
             row.pop("changed_at")
     assert rebuilt == incremental
     assert await order_days(warehouse) == created
+    assert await customers_found_on_their_day(warehouse)
     assert len(ORDERS) == 5  # the fixture this comparison was made on
 
 
