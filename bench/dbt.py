@@ -59,12 +59,12 @@ from warehouse.vtex_orders import order_version
 
 PAGE = 2_000  # records per exactly-once append
 LIFECYCLE = ["payment-pending", "payment-approved", "ready-for-handling", "handling", "invoiced"]
-MODELS = {"silver": ["orders", "order_items", "order_events", "profile_orders", "orders_per_profile", "skus",
-                     "products_active",
+MODELS = {"silver": ["orders", "order_days", "order_items", "order_events", "profile_orders",
+                     "orders_per_profile", "skus", "products_active",
                      "customers", "lead_status_changes", "lead_deliveries", "leads", "deals",
                      "deal_stage_changes"],
-          "gold": ["customer_360", "daily_sales", "product_performance", "dealer_performance",
-                   "lead_funnel"]}  # fmt: skip
+          "gold": ["customer_360", "customer_days", "daily_sales", "product_performance",
+                   "dealer_performance", "lead_funnel"]}  # fmt: skip
 LEAD_TABLES = sorted(set(TABLE_OF_KIND.values()))
 WORK_DIR = Path("var/bench-dbt").resolve()
 FRESHNESS_GOAL_SECONDS = 120.0
