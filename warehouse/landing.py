@@ -36,9 +36,9 @@ from warehouse.tables import (
     BRONZE_TABLES,
     QUARANTINE,
     Layers,
-    day_start,
     every_partition,
     partition_column,
+    partitions_since,
 )
 
 SERVICE = "bigquery"
@@ -326,7 +326,7 @@ class Warehouse:
             entities = f"({entities} or entity_id is null)"
         selects = [
             f"select event_key from `{self.table_id(self.layers.bronze, table)}`"
-            f" where event_key in unnest(@keys) and {entities} and {_partitions_since(table, landed_since)}"
+            f" where event_key in unnest(@keys) and {entities} and {partitions_since(table, landed_since)}"
             for table in tables
         ]
         return " union distinct ".join(selects), parameters
@@ -479,13 +479,6 @@ class Warehouse:
                 f"alter table `{table.project}.{table.dataset_id}.{table.table_id}`"
                 f" add column if not exists {column.name} {column.field_type}"
             )
-
-
-def _partitions_since(table: str, since: datetime | None) -> str:
-    """A constant filter on the table's partition column (so BigQuery prunes): from ``since``'s day."""
-    if since is None:
-        return every_partition(table)
-    return f"{partition_column(table)} >= {day_start(since)}"
 
 
 def count_landed(table: str, records: Sequence[BronzeRecord]) -> None:

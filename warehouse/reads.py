@@ -4,8 +4,9 @@ a dealer's performance (gold)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from datetime import date, datetime
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -16,10 +17,13 @@ from core.settings import Settings
 from warehouse.errors import WarehouseUnavailable
 from warehouse.landing import SERVICE, Warehouse
 from warehouse.libraries import ScalarQueryParameter
-from warehouse.tables import day_start, within_day
+from warehouse.tables import VTEX_ORDERS, day_start, partitions_since, within_day
 from warehouse.views import CustomerView, DealerDay, DealerPerformance, OrderItemView, OrderView
 
 T = TypeVar("T")
+# dbt's incremental_lookback_minutes: a key model's build reads again what changed this long before its
+# last build began, so rows changed since then may not be in its key table yet.
+KEY_LOOKBACK = timedelta(minutes=180)
 
 
 async def read_customer(warehouse: Warehouse, customer_id: str) -> CustomerView | None:
@@ -28,20 +32,17 @@ async def read_customer(warehouse: Warehouse, customer_id: str) -> CustomerView 
     Raises:
         WarehouseUnavailable: the warehouse did not answer in time.
     """
-    # One row: customer_360 carries the latest orders. Its row is read from the days it may be in: from
-    # the newest change gold.customer_days knows on (a row's changed_at only moves forward).
+    # One row: customer_360 carries the latest orders.
     parameters = [ScalarQueryParameter("id", "STRING", customer_id)]
-    keys = warehouse.table_id(warehouse.layers.gold, "customer_days")
-    days = await _key_days(
-        warehouse, keys, "customer_id", "changed_at", lambda at: f"changed_at >= {day_start(at)}", parameters
+    keyed = await _keyed(
+        warehouse, warehouse.layers.gold, "customer_days", "customer_id", "changed_at", parameters
     )
-    if days is None:
-        return None
     customers = warehouse.table_id(warehouse.layers.gold, "customer_360")
-    rows = await _query_built(
-        warehouse, f"select * from `{customers}` where customer_id = @id{days}", parameters
-    )
-    return CustomerView(**_fields(rows[0], CustomerView)) if rows else None
+    for days in _customer_days(keyed):
+        sql = f"select * from `{customers}` where customer_id = @id{days}"
+        if rows := await _query_built(warehouse, sql, parameters):
+            return CustomerView(**_fields(rows[0], CustomerView))
+    return None
 
 
 async def read_order(warehouse: Warehouse, order_id: str) -> OrderView | None:
@@ -50,13 +51,12 @@ async def read_order(warehouse: Warehouse, order_id: str) -> OrderView | None:
     Raises:
         WarehouseUnavailable: the warehouse did not answer in time.
     """
-    # One row: silver.orders keeps the order's items with it. Its row is read from the order's creation
-    # day, which silver.order_days holds (it never changes).
+    # One row: silver.orders keeps the order's items with it.
     parameters = [ScalarQueryParameter("id", "STRING", order_id)]
-    keys = warehouse.table_id(warehouse.layers.silver, "order_days")
-    day = await _key_days(
-        warehouse, keys, "order_id", "created_at", lambda at: within_day("created_at", at), parameters
+    keyed = await _keyed(
+        warehouse, warehouse.layers.silver, "order_days", "order_id", "created_at", parameters
     )
+    day = await _order_day(warehouse, keyed, parameters)
     if day is None:
         return None
     orders = warehouse.table_id(warehouse.layers.silver, "orders")
@@ -70,32 +70,72 @@ async def read_order(warehouse: Warehouse, order_id: str) -> OrderView | None:
     return OrderView(**_fields(rows[0], OrderView, exclude=frozenset({"items"})), items=items)
 
 
-async def _key_days(
-    warehouse: Warehouse,
-    keys: str,
-    key: str,
-    column: str,
-    bound: Callable[[datetime], str],
-    parameters: list[Any],
-) -> str | None:
-    """The filter (" and ...") that keeps the days where the id's row is: ``bound`` of the newest
-    ``column`` the key table ``keys`` holds for the id; None when it has no such id; "" (every day) when
-    dbt has not built ``keys`` yet (a hub installed before it), until the next build.
+@dataclass(frozen=True)
+class Keyed:
+    """What a key table (``silver.order_days``, ``gold.customer_days``) holds of one id.
 
-    The tables the read API serves are partitioned by day, and BigQuery prunes partitions only on a
-    constant filter: a read by id alone would open every day, billing all of history on every call.
-    The key tables are narrow and clustered by id, so finding the day reads a few blocks.
+    The tables the read API serves by id are partitioned by day, and BigQuery prunes partitions only on
+    a constant filter: a read by id alone would open every day, billing all of history on every call.
+    Each has a narrow key table clustered by id, which gives the day for a few blocks' read.
     """
+
+    known: bool  # the key table holds the id
+    at: datetime | None  # the newest time it holds for it (an order's creation time may be unknown)
+    unkeyed_since: datetime | None  # rows changed from then on may not be keyed yet; None: never built
+
+
+async def _keyed(
+    warehouse: Warehouse, dataset: str, table: str, key: str, column: str, parameters: list[Any]
+) -> Keyed | None:
+    """What the key table holds of the id, and since when rows may not be keyed yet (its model's last
+    build, as dbt's on-run-end recorded it, less the lookback its builds read again); None when dbt has
+    not built the key table yet (a hub installed before it)."""
+    keys = warehouse.table_id(dataset, table)
+    builds = warehouse.table_id(warehouse.layers.silver, "build_watermarks")
+    sql = (
+        "select keyed.known, keyed.at, built.at as built"
+        f" from (select count(*) > 0 as known, max({column}) as at from `{keys}` where {key} = @id) as keyed"
+        f" cross join (select max(build_started) as at from `{builds}` where model = '{table}') as built"
+    )
     try:
-        found = await warehouse.query(
-            f"select max({column}) as at from `{keys}` where {key} = @id", parameters
-        )
+        [row] = await warehouse.query(sql, parameters)
     except WarehouseUnavailable as error:
         if isinstance(error.__cause__, google_errors.NotFound):
-            return ""
+            return None
         raise
-    at = found[0]["at"] if found else None
-    return None if at is None else f" and {bound(at)}"
+    return Keyed(row["known"], row["at"], row["built"] - KEY_LOOKBACK if row["built"] else None)
+
+
+def _customer_days(keyed: Keyed | None) -> list[str]:
+    """The filters to look for a customer's row of ``customer_360`` by, in turn: the day of its newest
+    change ``customer_days`` holds, then the days since that model's last build (a row's changed_at only
+    moves forward: one it has not seen, new or moved, is there). Every day where it was never built."""
+    if keyed is None or keyed.unkeyed_since is None:
+        return [""]
+    since = f" and changed_at >= {day_start(keyed.unkeyed_since)}"
+    if keyed.at is None or keyed.at.astimezone(UTC).date() >= keyed.unkeyed_since.astimezone(UTC).date():
+        return [since]  # that day is among those
+    return [f" and {within_day('changed_at', keyed.at)}", since]
+
+
+async def _order_day(warehouse: Warehouse, keyed: Keyed | None, parameters: list[Any]) -> str | None:
+    """The filter to read the order's row of ``silver.orders`` by: its creation day, as ``order_days``
+    holds it or, for an order landed since that model's last build, as bronze does; None when neither
+    has the order. Every day where ``order_days`` was never built."""
+    if keyed is None or (not keyed.known and keyed.unkeyed_since is None):
+        return ""
+    if not keyed.known:
+        orders = warehouse.table_id(warehouse.layers.bronze, VTEX_ORDERS)
+        sql = (
+            f"select count(*) > 0 as known, max(created_at) as at from `{orders}` where entity_id = @id"
+            f" and {partitions_since(VTEX_ORDERS, keyed.unkeyed_since)} and status is not null"
+        )
+        [row] = await warehouse.query(sql, parameters)
+        if not row["known"]:
+            return None
+        keyed = Keyed(True, row["at"], keyed.unkeyed_since)
+    # An order whose creation time VTEX sent unreadable is in the partition of rows without a day.
+    return f" and {within_day('created_at', keyed.at)}" if keyed.at else " and created_at is null"
 
 
 async def read_changed_customers(

@@ -131,6 +131,14 @@ def within_day(column: str, moment: datetime) -> str:
     return f"{start} and {column} < {day_start(moment + timedelta(days=1))}"
 
 
+def partitions_since(table: str, since: datetime | None) -> str:
+    """A constant filter on the bronze table's partition column (so BigQuery prunes): from ``since``'s
+    day; every day for None."""
+    if since is None:
+        return every_partition(table)
+    return f"{partition_column(table)} >= {day_start(since)}"
+
+
 def every_partition(table: str) -> str:
     """A filter on the table's partition column that keeps every partition: for the few reads that need
     all of history (by key, pruned by clustering instead), since bronze tables require a partition filter

@@ -35,7 +35,7 @@
     )) }}
 {%- endmacro %}
 
-{#- Where each incremental model's builds stand (silver's, and customer_360): one row per model, when the last build that built it
+{#- Where each incremental model's builds stand (silver's, customer_360 and customer_days): one row per model, when the last build that built it
     started (dbt's run_started_at, before it read bronze). Reading a model's bound from here costs
     BigQuery's 10 MB minimum, where max(ingested_at) over the model reads that column whole, every 30
     seconds. One table in the silver dataset, made by on-run-start where it is missing and written once
@@ -76,7 +76,7 @@
     create table if not exists {{ build_watermarks() }} (model string not null, build_started timestamp not null)
 {%- endmacro %}
 
-{#- on-run-end: the incremental models this build built (silver's, and customer_360, whose post-hook reads
+{#- on-run-end: the incremental models this build built (silver's, customer_days, and customer_360, whose post-hook reads
     the customer documents landed since). Each next reads bronze from this build's start, unless it read
     a silver model this build did not build (a selection, a failure upstream): then from no later than
     that model's own watermark, which it cannot be ahead of. -#}
@@ -282,5 +282,12 @@
 
 {#- ``column in (...)`` with ``ids`` as string constants (an empty list matches nothing). -#}
 {% macro in_constants(column, ids) -%}
-    {{ column }} in ({% for id in ids %}{{ id | tojson }}{{ ", " if not loop.last }}{% endfor %}{{ "null" if not ids }})
+    {{ column }} in ({% for id in ids %}{{ string_literal(id) }}{{ ", " if not loop.last }}{% endfor %}{{ "null" if not ids }})
+{%- endmacro %}
+
+{#- ``text`` as a BigQuery string literal. Ids come from partners (VTEX, Zoho): quoted and escaped here,
+    not JSON-encoded (JSON writes a character beyond U+FFFF as two \u escapes, which BigQuery refuses),
+    so no id can break or change the statement. Other characters stand as they are (UTF-8). -#}
+{% macro string_literal(text) -%}
+    '{{ text | string | replace("\\", "\\\\") | replace("'", "\\'") | replace("\n", "\\n") | replace("\r", "\\r") }}'
 {%- endmacro %}

@@ -20,6 +20,7 @@ from starlette.routing import Route
 from temporalio.testing import WorkflowEnvironment
 
 from core.settings import Settings
+from tests.dbt.bigquery_rules import violations
 from tests.dbt.fixture import EXPECTED_360, land_store
 from tests.dbt.test_models import dbt_build
 from tests.hub import READ_TOKEN, Hub, running_hub
@@ -91,37 +92,111 @@ async def test_customer_and_order_views_come_from_gold_and_silver(
         assert answer.status_code == 200 and answer.json() == ana
 
 
-async def test_orders_and_customers_are_read_from_their_days_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """silver.orders and gold.customer_360 are partitioned by day: the row's day is read first from a
-    narrow key table clustered by id (silver.order_days, gold.customer_days), and the row then from
-    that day (an order's creation day; a customer's newest change on), by constant bounds BigQuery prunes
-    by. An id the key table does not know is not looked for in every day."""
-    settings = Settings(environment="test")
-    warehouse = Warehouse(bigquery_client(settings), storage_writer(settings), Layers.with_prefix("t1_"), 5)
-    created = datetime(2026, 3, 2, 23, 59, 59, 999999, tzinfo=UTC)
-    answers = [[{"at": created}], [], [{"at": None}], [{"at": created}], []]
-    sent = []
+class KeyedReads:
+    """A warehouse that answers each query from a queue and keeps its SQL; no query is sent."""
 
-    async def query(sql: str, parameters: Any = ()) -> list[dict[str, Any]]:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, answers: list[list[dict[str, Any]]]) -> None:
+        settings = Settings(environment="test")
+        self.warehouse = Warehouse(
+            bigquery_client(settings), storage_writer(settings), Layers.with_prefix("t1_"), 5
+        )
+        self.answers, self.sent = answers, []
+        monkeypatch.setattr(self.warehouse, "query", self.query)
+
+    async def query(self, sql: str, parameters: Any = ()) -> list[dict[str, Any]]:
         assert [(p.name, p.value) for p in parameters] == [("id", "x-1")]
-        sent.append(sql)
-        return answers.pop(0)
+        self.sent.append(sql)
+        return self.answers.pop(0)
 
-    monkeypatch.setattr(warehouse, "query", query)
-    assert await read_order(warehouse, "x-1") is None  # order_days knows it, silver.orders not yet
-    assert await read_order(warehouse, "x-1") is None  # neither does
-    assert await read_customer(warehouse, "x-1") is None
-    assert sent == [
-        "select max(created_at) as at from `local-proj.t1_silver.order_days` where order_id = @id",
-        "select * from `local-proj.t1_silver.orders` where order_id = @id"
-        " and created_at >= timestamp '2026-03-02 00:00:00+00'"
-        " and created_at < timestamp '2026-03-03 00:00:00+00'",
-        "select max(created_at) as at from `local-proj.t1_silver.order_days` where order_id = @id",
-        "select max(changed_at) as at from `local-proj.t1_gold.customer_days` where customer_id = @id",
-        "select * from `local-proj.t1_gold.customer_360` where customer_id = @id"
-        " and changed_at >= timestamp '2026-03-02 00:00:00+00'",
+    def reads(self, table: str) -> list[str]:
+        """The filters the reads of ``table`` added to the id's."""
+        head = f"select * from `local-proj.{table}` where "
+        return [sql.removeprefix(head) for sql in self.sent if sql.startswith(head)]
+
+
+KEY_SQL = (
+    "select keyed.known, keyed.at, built.at as built"
+    " from (select count(*) > 0 as known, max({column}) as at from `local-proj.{keys}` where {key} = @id)"
+    " as keyed cross join (select max(build_started) as at from `local-proj.t1_silver.build_watermarks`"
+    " where model = '{model}') as built"
+)
+BUILT = datetime(2026, 3, 5, 1, 0, tzinfo=UTC)  # the key model's last build: from 2026-03-04 22:00 on
+CREATED = datetime(2026, 3, 2, 23, 59, 59, 999999, tzinfo=UTC)
+
+
+async def test_an_order_is_read_from_its_one_day_of_silver_orders(monkeypatch: pytest.MonkeyPatch) -> None:
+    """silver.orders is partitioned by creation day: the day comes from silver.order_days (clustered by
+    order_id) or, for an order landed since that model's last build, from bronze (partitioned by landing
+    day, clustered by id); the row is then read from that day alone, by constant bounds BigQuery prunes
+    by. An order neither knows is not looked for in every day."""
+    keyed = KeyedReads(
+        monkeypatch,
+        [
+            [{"known": True, "at": CREATED, "built": BUILT}],
+            [],  # order_days knows it, silver.orders not yet: no other day is read
+            [{"known": False, "at": None, "built": BUILT}],
+            [{"known": True, "at": CREATED}],  # landed since order_days' last build
+            [],
+            [{"known": False, "at": None, "built": BUILT}],
+            [{"known": False, "at": None}],  # nowhere
+            [{"known": True, "at": None, "built": BUILT}],  # its creation time unreadable
+            [],
+        ],
+    )
+    for _ in range(4):
+        assert await read_order(keyed.warehouse, "x-1") is None
+    day = (
+        "order_id = @id and created_at >= timestamp '2026-03-02 00:00:00+00'"
+        " and created_at < timestamp '2026-03-03 00:00:00+00'"
+    )
+    assert keyed.reads("t1_silver.orders") == [day, day, "order_id = @id and created_at is null"]
+    key_sql = KEY_SQL.format(
+        column="created_at", keys="t1_silver.order_days", key="order_id", model="order_days"
+    )
+    landed_sql = (
+        "select count(*) > 0 as known, max(created_at) as at from `local-proj.t1_bronze.vtex_orders`"
+        " where entity_id = @id and ingested_at >= timestamp '2026-03-04 00:00:00+00' and status is not null"
+    )
+    assert [sql for sql in keyed.sent if "t1_silver.orders" not in sql] == [
+        key_sql, key_sql, landed_sql, key_sql, landed_sql, key_sql
+    ]  # fmt: skip
+    assert {sql: violations(sql) for sql in keyed.sent} == {sql: [] for sql in keyed.sent}
+    await keyed.warehouse.aclose()
+
+
+async def test_a_customer_is_read_from_its_newest_change_then_from_the_unkeyed_days(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """gold.customer_360 is partitioned by the day of changed_at, which only moves forward: its row is
+    looked for on the day of the newest change gold.customer_days holds, then in the days since that
+    model's last build (a change it has not seen), never in every day."""
+    keyed = KeyedReads(
+        monkeypatch,
+        [
+            [{"known": True, "at": CREATED, "built": BUILT}],
+            [],  # moved since: a build of customer_360 without customer_days
+            [],
+            [{"known": False, "at": None, "built": BUILT}],  # new since
+            [],
+            [{"known": True, "at": BUILT, "built": BUILT}],  # its day is among the unkeyed ones
+            [],
+        ],
+    )
+    for _ in range(3):
+        assert await read_customer(keyed.warehouse, "x-1") is None
+    since = "customer_id = @id and changed_at >= timestamp '2026-03-04 00:00:00+00'"
+    assert keyed.reads("t1_gold.customer_360") == [
+        "customer_id = @id and changed_at >= timestamp '2026-03-02 00:00:00+00'"
+        " and changed_at < timestamp '2026-03-03 00:00:00+00'",
+        since,
+        since,
+        since,
     ]
-    await warehouse.aclose()
+    key_sql = KEY_SQL.format(
+        column="changed_at", keys="t1_gold.customer_days", key="customer_id", model="customer_days"
+    )
+    assert [sql for sql in keyed.sent if "customer_360" not in sql] == [key_sql] * 3
+    await keyed.warehouse.aclose()
 
 
 async def test_warehouse_away_answers_503_in_time(

@@ -3,8 +3,10 @@
 -- on created_at: a read by order_id alone opens every day of it, so its cost would grow with history.
 -- This narrow table is unpartitioned and clustered by order_id: the read API first reads the few blocks
 -- that can hold the id here, then the order's row from its one day (warehouse/reads.py). An order's
--- creation time never changes, so rows are only inserted (meta merge_insert_only), and a merge reads
--- only the blocks that can hold the orders it merges (meta merge_ids), not the whole table.
+-- creation time never changes (silver.orders' merge bound relies on it too), so rows are only inserted
+-- (meta merge_insert_only), and a merge reads only the blocks that can hold the orders it merges (meta
+-- merge_ids), not the whole table. An order landed since this model's last build may not be here yet:
+-- the read API then finds its day in bronze.
 {{ config(
     unique_key='order_id',
     cluster_by=['order_id'],
@@ -13,12 +15,13 @@
 
 with versions as (
     {{ landed_versions('vtex_orders', typed='status') }}
+),
+
+latest as (
+    {{ latest_version('versions') }}
 )
 
-select
-    entity_id as order_id,
-    min(created_at) as created_at,
-    min(ingested_at) as ingested_at  -- its first landing: what a full build finds too
-from versions
-where created_at is not null
-group by entity_id
+-- An order whose creation time VTEX sent unreadable is kept with none (silver.orders holds it so, in its
+-- partition of rows without a day): the read API then looks for it there.
+select entity_id as order_id, created_at, ingested_at
+from latest
