@@ -56,18 +56,20 @@ async def read_order(warehouse: Warehouse, order_id: str) -> OrderView | None:
     keyed = await _keyed(
         warehouse, warehouse.layers.silver, "order_days", "order_id", "created_at", parameters
     )
-    day = await _order_day(warehouse, keyed, parameters)
-    if day is None:
-        return None
     orders = warehouse.table_id(warehouse.layers.silver, "orders")
-    rows = await _query_built(warehouse, f"select * from `{orders}` where order_id = @id{day}", parameters)
-    if not rows:
-        return None
+    for days in await _order_days(warehouse, keyed, parameters):
+        sql = f"select * from `{orders}` where order_id = @id{days}"
+        if rows := await _query_built(warehouse, sql, parameters):
+            return _order_view(rows[0])
+    return None
+
+
+def _order_view(row: dict[str, Any]) -> OrderView:
     items = [
         OrderItemView(**_fields(item, OrderItemView), line_total=_line_total(item))
-        for item in sorted(rows[0]["items"], key=lambda item: item["item_index"])
+        for item in sorted(row["items"], key=lambda item: item["item_index"])
     ]
-    return OrderView(**_fields(rows[0], OrderView, exclude=frozenset({"items"})), items=items)
+    return OrderView(**_fields(row, OrderView, exclude=frozenset({"items"})), items=items)
 
 
 @dataclass(frozen=True)
@@ -93,9 +95,10 @@ async def _keyed(
     keys = warehouse.table_id(dataset, table)
     builds = warehouse.table_id(warehouse.layers.silver, "build_watermarks")
     sql = (
-        "select keyed.known, keyed.at, built.at as built"
-        f" from (select count(*) > 0 as known, max({column}) as at from `{keys}` where {key} = @id) as keyed"
-        f" cross join (select max(build_started) as at from `{builds}` where model = '{table}') as built"
+        "select keyed.known, keyed.newest, built.started"
+        f" from (select count(*) > 0 as known, max({column}) as newest from `{keys}` where {key} = @id)"
+        f" as keyed cross join (select max(build_started) as started from `{builds}` where model = '{table}')"
+        " as built"
     )
     try:
         [row] = await warehouse.query(sql, parameters)
@@ -103,7 +106,8 @@ async def _keyed(
         if isinstance(error.__cause__, google_errors.NotFound):
             return None
         raise
-    return Keyed(row["known"], row["at"], row["built"] - KEY_LOOKBACK if row["built"] else None)
+    started = row["started"]
+    return Keyed(row["known"], row["newest"], started - KEY_LOOKBACK if started else None)
 
 
 def _customer_days(keyed: Keyed | None) -> list[str]:
@@ -118,24 +122,27 @@ def _customer_days(keyed: Keyed | None) -> list[str]:
     return [f" and {within_day('changed_at', keyed.at)}", since]
 
 
-async def _order_day(warehouse: Warehouse, keyed: Keyed | None, parameters: list[Any]) -> str | None:
-    """The filter to read the order's row of ``silver.orders`` by: its creation day, as ``order_days``
-    holds it or, for an order landed since that model's last build, as bronze does; None when neither
-    has the order. Every day where ``order_days`` was never built."""
+async def _order_days(warehouse: Warehouse, keyed: Keyed | None, parameters: list[Any]) -> list[str]:
+    """The filters to look for the order's row of ``silver.orders`` by, in turn: its creation day, as
+    ``order_days`` holds it or, for an order landed since that model's last build, as bronze does; none
+    when neither has the order. Every day where ``order_days`` was never built."""
     if keyed is None or (not keyed.known and keyed.unkeyed_since is None):
-        return ""
+        return [""]
     if not keyed.known:
         orders = warehouse.table_id(warehouse.layers.bronze, VTEX_ORDERS)
         sql = (
-            f"select count(*) > 0 as known, max(created_at) as at from `{orders}` where entity_id = @id"
+            f"select count(*) > 0 as known, max(created_at) as newest from `{orders}` where entity_id = @id"
             f" and {partitions_since(VTEX_ORDERS, keyed.unkeyed_since)} and status is not null"
         )
         [row] = await warehouse.query(sql, parameters)
         if not row["known"]:
-            return None
-        keyed = Keyed(True, row["at"], keyed.unkeyed_since)
-    # An order whose creation time VTEX sent unreadable is in the partition of rows without a day.
-    return f" and {within_day('created_at', keyed.at)}" if keyed.at else " and created_at is null"
+            return []
+        keyed = Keyed(True, row["newest"], keyed.unkeyed_since)
+    if keyed.at is None:
+        # Its creation time came unreadable: in the partition of rows without a day, unless a later
+        # version brought a readable one (silver.orders then moved it; order_days keeps its first).
+        return [" and created_at is null", ""]
+    return [f" and {within_day('created_at', keyed.at)}"]
 
 
 async def read_changed_customers(

@@ -280,9 +280,9 @@
     {{ return(none if ids | length > most else ids) }}
 {%- endmacro %}
 
-{#- ``column in (...)`` with ``ids`` as string constants (an empty list matches nothing). -#}
+{#- ``column in (...)`` with ``ids`` as string constants (an empty list matches nothing, nor does a none). -#}
 {% macro in_constants(column, ids) -%}
-    {{ column }} in ({% for id in ids %}{{ string_literal(id) }}{{ ", " if not loop.last }}{% endfor %}{{ "null" if not ids }})
+    {{ column }} in ({% for id in ids %}{{ "null" if id is none else string_literal(id) }}{{ ", " if not loop.last }}{% endfor %}{{ "null" if not ids }})
 {%- endmacro %}
 
 {#- ``text`` as a BigQuery string literal. Ids come from partners (VTEX, Zoho): quoted and escaped here,

@@ -14,7 +14,8 @@ Read with a real SQL parser (sqlglot, BigQuery dialect), so a rule sees expressi
   more than six fractional digits): BigQuery refuses the query, the emulator reads it;
 - a MERGE with an UPDATE clause that never applies (``WHEN MATCHED AND FALSE``): BigQuery bills a MERGE
   with an UPDATE clause for every column of the target it reads, an insert-only one for the columns it
-  reads. Leave the clause out (``merge_insert_only``).
+  reads. Leave the clause out (``merge_insert_only``);
+- a reserved keyword as an unquoted alias (``max(x) as at``): BigQuery refuses the query.
 """
 
 from __future__ import annotations
@@ -26,6 +27,16 @@ import sqlglot
 from sqlglot import exp
 
 JSON_READS = (exp.JSONExtractScalar, exp.JSONExtract)
+# BigQuery's reserved keywords (GoogleSQL lexical structure): one is a name only in backquotes. The
+# emulator and the parser here take ``max(x) as at``; BigQuery refuses it with a syntax error.
+RESERVED = set(
+    """ALL AND ANY ARRAY AS ASC ASSERT_ROWS_MODIFIED AT BETWEEN BY CASE CAST COLLATE CONTAINS CREATE CROSS
+    CUBE CURRENT DEFAULT DEFINE DESC DISTINCT ELSE END ENUM ESCAPE EXCEPT EXCLUDE EXISTS EXTRACT FALSE FETCH
+    FOLLOWING FOR FROM FULL GROUP GROUPING GROUPS HASH HAVING IF IGNORE IN INNER INTERSECT INTERVAL INTO IS
+    JOIN LATERAL LEFT LIKE LIMIT LOOKUP MERGE NATURAL NEW NO NOT NULL NULLS OF ON OR ORDER OUTER OVER
+    PARTITION PRECEDING PROTO QUALIFY RANGE RECURSIVE RESPECT RIGHT ROLLUP ROWS SELECT SET SOME STRUCT
+    TABLESAMPLE THEN TO TREAT TRUE UNBOUNDED UNION UNNEST USING WHEN WHERE WINDOW WITH WITHIN""".split()
+)
 CALENDAR_UNITS = {"DAY", "WEEK"}
 # Bronze tables are partitioned by landing time; quarantine by when the record was refused.
 PARTITION_COLUMNS = {"quarantine": "quarantined_at"}
@@ -64,6 +75,10 @@ def violations(sql: str) -> list[str]:
             condition = when.args.get("condition")
             if when.args.get("matched") and isinstance(condition, exp.Boolean) and not condition.this:
                 found.append(when.sql("bigquery"))
+        for alias in tree.find_all(exp.Alias, exp.TableAlias):
+            name = alias.args.get("alias") if isinstance(alias, exp.Alias) else alias.this
+            if isinstance(name, exp.Identifier) and not name.quoted and name.name.upper() in RESERVED:
+                found.append(f"reserved keyword {name.name} as an alias: {alias.sql('bigquery')}")
         for select in tree.find_all(exp.Select):
             for table in _bronze_tables(select):
                 column = PARTITION_COLUMNS.get(table.name, LANDING_TIME)

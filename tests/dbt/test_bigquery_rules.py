@@ -90,6 +90,17 @@ def test_an_insert_only_merge_has_no_update_clause() -> None:
     assert violations(newer) == []  # a real condition: the update is meant
 
 
+def test_a_reserved_keyword_is_no_alias_unless_quoted() -> None:
+    # The key lookup's first form: the emulator answered it, BigQuery refuses "as at".
+    before = "select count(*) > 0 as known, max(changed_at) as at from `p`.`gold`.`customer_days` as range"
+    assert [found.split(":")[0] for found in violations(before)] == [
+        "reserved keyword at as an alias",
+        "reserved keyword range as an alias",
+    ]
+    quoted = "select max(changed_at) as `at`, max(changed_at) as newest from `p`.`gold`.`customer_days` as days"
+    assert violations(quoted) == []
+
+
 def test_time_literals_are_in_the_canonical_format_and_the_readers_write_them_so() -> None:
     canonical = (
         "select timestamp '2026-01-01 00:00:00+00', timestamp '2026-1-1T10:00:00.123456Z',"
