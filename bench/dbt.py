@@ -10,8 +10,8 @@
    two years, not in the last minute, and builds read bronze by landing time.
 2. Times a full build (``dbt build --full-refresh``, as ``python -m warehouse.dbt`` runs it).
 3. ``--rounds`` times, lands ``--more`` newer orders and times the incremental build the 30-second path
-   runs (fast: silver and customer_360); then the hourly full build (every model and check). Prints the
-   fast builds' median and the hourly build against the full build.
+   runs (fast: silver, customer_360 and customer_days); then the hourly full build (every model and
+   check). Prints the fast builds' median and the hourly build against the full build.
 4. Prints the rows of each silver and gold model, and the emulator's peak resident memory so far.
 5. Hook-to-gold: ``--samples`` orders are created in the VTEX simulator and moved to ``invoiced``; their
    hooks go through the API and the order flow, which asks the build workflow for builds. Measures the
