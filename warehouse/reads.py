@@ -113,11 +113,15 @@ async def _keyed(
 def _customer_days(keyed: Keyed | None) -> list[str]:
     """The filters to look for a customer's row of ``customer_360`` by, in turn: the day of its newest
     change ``customer_days`` holds, then the days since that model's last build (a row's changed_at only
-    moves forward: one it has not seen, new or moved, is there). Every day where it was never built."""
-    if keyed is None or keyed.unkeyed_since is None:
+    moves forward: one it has not seen, new or moved, is there). Every day where it was never built (or
+    never recorded a build)."""
+    if keyed is None:
         return [""]
-    since = f" and changed_at >= {day_start(keyed.unkeyed_since)}"
-    if keyed.at is None or keyed.at.astimezone(UTC).date() >= keyed.unkeyed_since.astimezone(UTC).date():
+    since = "" if keyed.unkeyed_since is None else f" and changed_at >= {day_start(keyed.unkeyed_since)}"
+    if keyed.at is None or (
+        keyed.unkeyed_since is not None
+        and keyed.at.astimezone(UTC).date() >= keyed.unkeyed_since.astimezone(UTC).date()
+    ):
         return [since]  # that day is among those
     return [f" and {within_day('changed_at', keyed.at)}", since]
 

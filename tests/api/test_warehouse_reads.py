@@ -203,22 +203,23 @@ async def test_a_customer_is_read_from_its_newest_change_then_from_the_unkeyed_d
             [],
             [{"known": True, "newest": BUILT, "started": BUILT}],  # its day is among the unkeyed ones
             [],
+            [{"known": True, "newest": CREATED, "started": None}],  # no build recorded: then every day
+            [],
+            [],
         ],
     )
-    for _ in range(3):
+    for _ in range(4):
         assert await read_customer(keyed.warehouse, "x-1") is None
-    since = "customer_id = @id and changed_at >= timestamp '2026-03-04 00:00:00+00'"
-    assert keyed.reads("t1_gold.customer_360") == [
+    day = (
         "customer_id = @id and changed_at >= timestamp '2026-03-02 00:00:00+00'"
-        " and changed_at < timestamp '2026-03-03 00:00:00+00'",
-        since,
-        since,
-        since,
-    ]
+        " and changed_at < timestamp '2026-03-03 00:00:00+00'"
+    )
+    since = "customer_id = @id and changed_at >= timestamp '2026-03-04 00:00:00+00'"
+    assert keyed.reads("t1_gold.customer_360") == [day, since, since, since, day, "customer_id = @id"]
     key_sql = KEY_SQL.format(
         column="changed_at", keys="t1_gold.customer_days", key="customer_id", model="customer_days"
     )
-    assert [sql for sql in keyed.sent if "customer_360" not in sql] == [key_sql] * 3
+    assert [sql for sql in keyed.sent if "customer_360" not in sql] == [key_sql] * 4
     await keyed.warehouse.aclose()
 
 
