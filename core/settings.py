@@ -250,7 +250,8 @@ class Settings(BaseSettings):
     # evicted run replays its history at its next task.
     worker_max_cached_workflows: int = Field(default=1000, ge=0)
     # The vtex-orders queue's own cache, the same size by default. An order's run lives a week past its last
-    # change, so in a steady flow the cache holds idle runs, 100-150 KiB each (README, Benchmark): a smaller
+    # change (5 minutes once invoiced or canceled), so in a steady flow the cache holds idle runs,
+    # 100-150 KiB each (README, Benchmark): a smaller
     # one saves that memory, but a burst of more new orders than it holds replays their runs between their
     # hooks (at 50 hooks/s with 250: 0.64x the orders sent, against 0.90x with 1,000). It also holds the
     # backfill's and the syncs' runs: evicted, each replays its history (a few thousand events at most).

@@ -19,16 +19,15 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from temporalio.testing import WorkflowEnvironment
 
-from core.settings import Settings
 from tests.dbt.bigquery_rules import violations
 from tests.dbt.fixture import EXPECTED_360, land_store
 from tests.dbt.fixture import order as oms_order
 from tests.dbt.test_models import dbt_build
 from tests.hub import READ_TOKEN, Hub, running_hub
 from tests.support import free_port, serve
-from warehouse.landing import Warehouse, bigquery_client, storage_writer
+from tests.warehouse.test_partition_filters import Listening
 from warehouse.reads import read_customer, read_order
-from warehouse.tables import VTEX_ORDERS, Layers
+from warehouse.tables import VTEX_ORDERS
 from warehouse.vtex_orders import order_version
 
 AUTH = {"Authorization": f"Bearer {READ_TOKEN}"}
@@ -109,26 +108,13 @@ async def test_customer_and_order_views_come_from_gold_and_silver(
         assert answer.status_code == 200 and answer.json() == ana
 
 
-class KeyedReads:
-    """A warehouse that answers each query from a queue and keeps its SQL; no query is sent."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, answers: list[list[dict[str, Any]]]) -> None:
-        settings = Settings(environment="test")
-        self.warehouse = Warehouse(
-            bigquery_client(settings), storage_writer(settings), Layers.with_prefix("t1_"), 5
-        )
-        self.answers, self.sent = answers, []
-        monkeypatch.setattr(self.warehouse, "query", self.query)
-
-    async def query(self, sql: str, parameters: Any = ()) -> list[dict[str, Any]]:
-        assert [(p.name, p.value) for p in parameters] == [("id", "x-1")]
-        self.sent.append(sql)
-        return self.answers.pop(0)
-
-    def reads(self, table: str) -> list[str]:
-        """The filters the reads of ``table`` added to the id's."""
-        head = f"select * from `local-proj.{table}` where "
-        return [sql.removeprefix(head) for sql in self.sent if sql.startswith(head)]
+def reads(keyed: Listening, table: str) -> list[str]:
+    """The filters the reads of ``table`` added to the id's, all of the id "x-1"."""
+    assert {tuple((p.name, p.value) for p in parameters) for parameters in keyed.parameters} == {
+        (("id", "x-1"),)
+    }
+    head = f"select * from `local-proj.{table}` where "
+    return [sql.removeprefix(head) for sql in keyed.sent if sql.startswith(head)]
 
 
 KEY_SQL = (
@@ -146,7 +132,7 @@ async def test_an_order_is_read_from_its_one_day_of_silver_orders(monkeypatch: p
     order_id) or, for an order landed since that model's last build, from bronze (partitioned by landing
     day, clustered by id); the row is then read from that day alone, by constant bounds BigQuery prunes
     by. An order neither knows is not looked for in every day."""
-    keyed = KeyedReads(
+    keyed = Listening(
         monkeypatch,
         [
             [{"known": True, "newest": CREATED, "started": BUILT}],
@@ -167,7 +153,7 @@ async def test_an_order_is_read_from_its_one_day_of_silver_orders(monkeypatch: p
         "order_id = @id and created_at >= timestamp '2026-03-02 00:00:00+00'"
         " and created_at < timestamp '2026-03-03 00:00:00+00'"
     )
-    assert keyed.reads("t1_silver.orders") == [
+    assert reads(keyed, "t1_silver.orders") == [
         day,
         day,
         "order_id = @id and created_at is null",
@@ -193,7 +179,7 @@ async def test_a_customer_is_read_from_its_newest_change_then_from_the_unkeyed_d
     """gold.customer_360 is partitioned by the day of changed_at, which only moves forward: its row is
     looked for on the day of the newest change gold.customer_days holds, then in the days since that
     model's last build (a change it has not seen), never in every day."""
-    keyed = KeyedReads(
+    keyed = Listening(
         monkeypatch,
         [
             [{"known": True, "newest": CREATED, "started": BUILT}],
@@ -215,7 +201,7 @@ async def test_a_customer_is_read_from_its_newest_change_then_from_the_unkeyed_d
         " and changed_at < timestamp '2026-03-03 00:00:00+00'"
     )
     since = "customer_id = @id and changed_at >= timestamp '2026-03-04 00:00:00+00'"
-    assert keyed.reads("t1_gold.customer_360") == [day, since, since, since, day, "customer_id = @id"]
+    assert reads(keyed, "t1_gold.customer_360") == [day, since, since, since, day, "customer_id = @id"]
     key_sql = KEY_SQL.format(
         column="changed_at", keys="t1_gold.customer_days", key="customer_id", model="customer_days"
     )

@@ -27,22 +27,28 @@ from warehouse.tables import QUARANTINE, VTEX_ORDERS, VTEX_SKUS, Layers
 
 
 class Listening:
-    """A warehouse that sends nothing: each query's SQL is kept in ``sent``, and answers no rows; the
-    landings land nothing."""
+    """A warehouse that sends nothing: each query's SQL is kept in ``sent`` and its parameters in
+    ``parameters``, and it answers the next rows of ``answers`` (none once they run out); the landings
+    land nothing."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(
+        self, monkeypatch: pytest.MonkeyPatch, answers: list[list[dict[str, Any]]] | None = None
+    ) -> None:
         settings = Settings(environment="test")
         self.warehouse = Warehouse(
             bigquery_client(settings), storage_writer(settings), Layers.with_prefix("t1_"), 5
         )
+        self.answers = answers if answers is not None else []
         self.sent: list[str] = []
+        self.parameters: list[list[Any]] = []
         stubs = {"query": self.query, "ready": self.ready, "land_at": self.land, "quarantine_at": self.land}
         for name, stub in stubs.items():
             monkeypatch.setattr(self.warehouse, name, stub)
 
     async def query(self, sql: str, parameters: Any = ()) -> list[dict[str, Any]]:
         self.sent.append(sql)
-        return []
+        self.parameters.append(list(parameters))
+        return self.answers.pop(0) if self.answers else []
 
     async def ready(self) -> None:
         return None
