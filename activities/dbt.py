@@ -1,7 +1,9 @@
 """Activities that build silver and gold with dbt, and that ask for such a build.
 
 The build runs ``python -m warehouse.dbt build`` as a child process and heartbeats while it waits: a
-cancelled or timed-out activity kills the child, and a worker killed outright takes it along. Asking for
+cancelled or timed-out activity kills the child, and a worker killed outright takes it along. A worker
+cut off from Temporal hears of neither, so each build also holds a lease in the portal database
+(``db.leases``): Temporal's retry on another worker waits for it, and a build that loses it stops. Asking for
 a build is a signal-with-start of the one ``DbtBuildWorkflow`` (``contracts.dbt_build``), which
 coalesces the requests that arrive while it builds.
 """
@@ -13,9 +15,12 @@ import contextlib
 import logging
 import os
 import shutil
+import socket
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -24,6 +29,7 @@ from contracts.dbt_build import BuildRequest, BuildRequester, DbtBuildSummary
 from core.metrics import ORDER_CHANGE_LATENCY
 from core.settings import Settings
 from core.timeutil import seconds_since
+from db.leases import held
 from warehouse.dbt import build_command, dbt_environment, parse_summary
 
 log = logging.getLogger("activities.dbt")
@@ -36,6 +42,9 @@ DIES_WITH_WORKER: tuple[str, ...] = (
 )
 # A build that cannot run until someone fixes the dbt project or profile (parse, compile, configuration).
 DBT_PROJECT_BROKEN = "DbtProjectBroken"
+# A build stopped because it lost its lease: another may be building; the retry waits for the lease.
+DBT_BUILD_LEASE_LOST = "DbtBuildLeaseLost"
+BUILD_LEASE = "dbt-build"
 
 
 @dataclass
@@ -50,9 +59,11 @@ class DbtBuildInput:
 class DbtActivities:
     """Runs dbt builds for this worker's settings."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._environment = {**os.environ, **dbt_environment(settings)}
         self._work_dir = Path(settings.dbt_work_dir).resolve()
+        self._sessions = sessions
+        self._lease = timedelta(seconds=settings.dbt_build_lease_seconds)
 
     @activity.defn
     async def dbt_build(self, params: DbtBuildInput) -> DbtBuildSummary:
@@ -60,21 +71,8 @@ class DbtActivities:
         command = build_command(
             self._work_dir, fast=params.fast, blocked=params.blocked if params.fast else ()
         )
-        process = await asyncio.create_subprocess_exec(
-            *DIES_WITH_WORKER,
-            *command,
-            env=self._environment,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        try:
-            async with heartbeating():
-                output, _ = await process.communicate()
-        finally:
-            if process.returncode is None:  # cancelled or timed out: the build must not outlive us
-                process.kill()
-                with contextlib.suppress(ProcessLookupError):
-                    await process.wait()
+        async with heartbeating(), held(self._sessions, BUILD_LEASE, _holder(), self._lease) as lost:
+            output = await self._run(command, lost)
         text = output.decode(errors="replace")
         summary = parse_summary(text)
         if summary.error:
@@ -91,6 +89,37 @@ class DbtActivities:
         elif params.oldest_received_at:
             ORDER_CHANGE_LATENCY.labels("gold").observe(seconds_since(params.oldest_received_at))
         return summary
+
+    async def _run(self, command: list[str], lost: asyncio.Event) -> bytes:
+        """The child's output once it ends; killed, and an error raised, once the lease is lost."""
+        process = await asyncio.create_subprocess_exec(
+            *DIES_WITH_WORKER,
+            *command,
+            env=self._environment,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        build = asyncio.ensure_future(process.communicate())
+        lease = asyncio.ensure_future(lost.wait())
+        try:
+            await asyncio.wait((build, lease), return_when=asyncio.FIRST_COMPLETED)
+            if build.done():
+                return build.result()[0]
+            raise ApplicationError("the dbt build lost its lease and stopped", type=DBT_BUILD_LEASE_LOST)
+        finally:
+            build.cancel()  # (nothing when done)
+            lease.cancel()
+            if process.returncode is None:  # cancelled, timed out or lost: the build must not outlive us
+                process.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    await process.wait()
+
+
+def _holder() -> str:
+    """This attempt, in this process: what support reads in the lease row and in the waiting log."""
+    info = activity.info()
+    attempt = f"{info.workflow_id} {info.activity_id}#{info.attempt}"
+    return f"{attempt} on {socket.gethostname()}:{os.getpid()}"[:255]
 
 
 class BuildRequestActivities:

@@ -223,6 +223,11 @@ class Settings(BaseSettings):
     # jobs that append to or overwrite it): 60 s keeps a table within 1,440 builds a day, however steady
     # the landings (contracts/dbt_build.py).
     dbt_build_spacing_seconds: float = Field(default=60.0, ge=0)
+    # A build holds a lease in the portal database (db/leases.py), renewed every quarter of this: a
+    # retry of a build whose worker Temporal lost waits for it rather than build beside it. A build that
+    # cannot renew it for three quarters of this stops. Longer: a worker that died outright blocks the
+    # next build for longer; shorter: a slow database stops builds sooner.
+    dbt_build_lease_seconds: float = Field(default=120.0, ge=4)
 
     # Outbound calls in production (core/outbound.py): hosts allowed over plain http, and hosts allowed to
     # be internal addresses (private, loopback, link-local). Both empty: https to public hosts only.

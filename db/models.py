@@ -294,3 +294,17 @@ class SyncWatermark(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     watermark: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class Lease(Base):
+    """Work that must never run twice at once (a dbt build): who holds it and until when.
+
+    The holder renews it while it works and deletes it when done; another may take it only once it has
+    expired unrenewed (its holder died, or lost the database)."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(255))  # the activity attempt and the process: no personal data
+    taken_at: Mapped[datetime]
+    expires_at: Mapped[datetime]

@@ -175,7 +175,7 @@ def build_workers(
             task_queue=settings.dbt_task_queue,
             workflows=[DbtBuildWorkflow],
             **workflow_options(settings.worker_max_cached_workflows),
-            activities=[DbtActivities(settings).dbt_build, requests.request_dbt_build],
+            activities=[DbtActivities(settings, sessions).dbt_build, requests.request_dbt_build],
             # One build at a time per worker; the workflow never asks for two at once anyway.
             max_concurrent_activities=2,
             **shutdown_options(settings),

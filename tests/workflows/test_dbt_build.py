@@ -26,6 +26,7 @@ from contracts.dbt_build import (
 )
 from core.constants import REQUEST_BUILD_SIGNAL
 from core.settings import Settings
+from db.engine import create_engine, session_factory
 from tests.conftest import TEST_CONVERTER, binary
 from tests.dbt.fixture import land_store, order
 from tests.hub import running_hub
@@ -446,16 +447,20 @@ async def test_each_request_carries_the_oldest_change_landed_since_the_last(
 
 
 async def test_a_broken_profile_fails_its_build_instead_of_retrying_forever(
-    temporal_env: WorkflowEnvironment, task_queue: str, tmp_path: Any
+    temporal_env: WorkflowEnvironment,
+    task_queue: str,
+    tmp_path: Any,
+    sqlite_url: str,
 ) -> None:
     client = temporal_env.client
     settings = own_warehouse_settings(task_queue, dbt_target="no-such-target", dbt_work_dir=str(tmp_path))
     workflow_id = dbt_build_workflow_id(settings)
+    engine = create_engine(sqlite_url)
     async with Worker(
         client,
         task_queue=task_queue,
         workflows=[DbtBuildWorkflow],
-        activities=[DbtActivities(settings).dbt_build],
+        activities=[DbtActivities(settings, session_factory(engine)).dbt_build],
     ):
         await send_build_request(client, settings, BuildRequest("vtex orders"))
 
@@ -471,3 +476,4 @@ async def test_a_broken_profile_fails_its_build_instead_of_retrying_forever(
         memo = await described.memo()
         assert memo["last_build"].startswith("FAILED: dbt project or profile broken")
         await client.get_workflow_handle(workflow_id).terminate("test over")
+    await engine.dispose()

@@ -1,0 +1,117 @@
+"""Leases in the portal database, on SQLite and PostgreSQL: one holder at a time, until it lets go or
+its lease expires unrenewed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.timeutil import utcnow
+from db.engine import create_engine, lock_for_writing, session_factory
+from db.leases import held, release, renew, take
+from db.models import Lease
+
+LONG = timedelta(minutes=5)
+
+
+async def expire(sessions: async_sessionmaker[AsyncSession], name: str) -> None:
+    """As if its holder stopped renewing it long ago (a worker that died)."""
+    async with sessions.begin() as session:
+        await session.execute(update(Lease).where(Lease.name == name).values(expires_at=utcnow() - LONG))
+
+
+async def test_one_holder_at_a_time_until_it_lets_go_or_its_lease_expires(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    first = await take(sessions, "build", "worker-a", LONG)
+    assert first.holder == "worker-a"
+    assert (await take(sessions, "build", "worker-b", LONG)).holder == "worker-a"
+    assert (await take(sessions, "other", "worker-b", LONG)).holder == "worker-b"  # leases are by name
+    again = await take(sessions, "build", "worker-a", LONG)  # its holder takes it again: renewed
+    assert again.holder == "worker-a" and again.expires_at >= first.expires_at
+
+    await release(sessions, "build", "worker-b")  # not its lease: nothing
+    assert (await take(sessions, "build", "worker-b", LONG)).holder == "worker-a"
+    await release(sessions, "build", "worker-a")
+    assert (await take(sessions, "build", "worker-b", LONG)).holder == "worker-b"
+
+    await expire(sessions, "build")
+    assert await renew(sessions, "build", "worker-b", LONG)  # expired, but no one took it: still its own
+    await expire(sessions, "build")
+    assert (await take(sessions, "build", "worker-c", LONG)).holder == "worker-c"
+    assert not await renew(sessions, "build", "worker-b", LONG)  # the old holder learns it lost it
+
+
+async def test_concurrent_takers_get_one_holder(sessions: async_sessionmaker[AsyncSession]) -> None:
+    holdings = await asyncio.gather(*(take(sessions, "build", f"worker-{n}", LONG) for n in range(6)))
+    holders = {holding.holder for holding in holdings}
+    assert len(holders) == 1
+    winner = holders.pop()
+    assert sum(1 for n in range(6) if f"worker-{n}" == winner) == 1
+
+
+async def test_a_second_holder_waits_until_the_first_lets_go(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    order: list[str] = []
+
+    async def work(holder: str, seconds: float) -> None:
+        async with held(sessions, "build", holder, LONG, poll_seconds=0.05):
+            order.append(f"{holder} starts")
+            await asyncio.sleep(seconds)
+            order.append(f"{holder} ends")
+
+    first = asyncio.create_task(work("worker-a", 0.5))
+    await asyncio.sleep(0.1)
+    await work("worker-b", 0.0)
+    await first
+    assert order == ["worker-a starts", "worker-a ends", "worker-b starts", "worker-b ends"]
+    assert (await take(sessions, "build", "worker-c", LONG)).holder == "worker-c"  # released after it
+
+
+async def test_a_holder_whose_expired_lease_another_took_is_told_it_lost_it(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The worker that lost the database (or was paused) for longer than its lease: another took the
+    lease meanwhile, so the first must stop its work as soon as it can tell."""
+    length = timedelta(seconds=1)
+    async with held(sessions, "build", "worker-a", length) as lost:
+        await expire(sessions, "build")
+        assert (await take(sessions, "build", "worker-b", LONG)).holder == "worker-b"
+        await asyncio.wait_for(lost.wait(), timeout=5)  # at its next renewal, a quarter of the lease on
+    # Its release leaves the other's lease alone.
+    assert (await take(sessions, "build", "worker-c", LONG)).holder == "worker-b"
+
+
+async def test_a_held_lease_is_renewed_and_not_lost(sessions: async_sessionmaker[AsyncSession]) -> None:
+    length = timedelta(seconds=1)
+    async with held(sessions, "build", "worker-a", length) as lost:
+        await asyncio.sleep(2.5)  # two and a half lease lengths: renewed every quarter
+        assert not lost.is_set()
+        assert (await take(sessions, "build", "worker-b", length)).holder == "worker-a"
+
+
+async def test_a_holder_that_cannot_renew_in_time_is_told_to_stop(
+    sessions: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    """A database that answers nothing (locked, slow, away): past three quarters of the lease without a
+    renewal, the holder must stop before another may take the lease."""
+    length = timedelta(seconds=1)
+    other = create_engine(database_url)
+    try:
+        async with (
+            held(sessions, "build", "worker-a", length) as lost,
+            session_factory(other).begin() as session,
+        ):
+            await lock_for_writing(session)  # SQLite: the write lock; PostgreSQL: the row's, below
+            await session.execute(update(Lease).where(Lease.name == "build").values(taken_at=utcnow()))
+            started = time.monotonic()
+            await asyncio.wait_for(lost.wait(), timeout=10)
+            assert time.monotonic() - started < length.total_seconds()
+            await session.rollback()
+    finally:
+        await other.dispose()
