@@ -44,7 +44,6 @@ DIES_WITH_WORKER: tuple[str, ...] = (
 DBT_PROJECT_BROKEN = "DbtProjectBroken"
 # A build stopped because it lost its lease: another may be building; the retry waits for the lease.
 DBT_BUILD_LEASE_LOST = "DbtBuildLeaseLost"
-BUILD_LEASE = "dbt-build"
 
 
 @dataclass
@@ -71,7 +70,9 @@ class DbtActivities:
         command = build_command(
             self._work_dir, fast=params.fast, blocked=params.blocked if params.fast else ()
         )
-        async with heartbeating(), held(self._sessions, BUILD_LEASE, _holder(), self._lease) as lost:
+        # One lease per build workflow (per warehouse dataset prefix): the builds that write the same tables.
+        lease = activity.info().workflow_id or "dbt-build"
+        async with heartbeating(), held(self._sessions, lease, _holder(), self._lease) as lost:
             output = await self._run(command, lost)
         text = output.decode(errors="replace")
         summary = parse_summary(text)

@@ -304,7 +304,7 @@ class Lease(Base):
 
     __tablename__ = "leases"
 
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
     holder: Mapped[str] = mapped_column(String(255))  # the activity attempt and the process: no personal data
     taken_at: Mapped[datetime]
     expires_at: Mapped[datetime]

@@ -20,7 +20,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 import activities.dbt
-from activities.dbt import BUILD_LEASE, DBT_BUILD_LEASE_LOST, DbtActivities, DbtBuildInput
+from activities.dbt import DBT_BUILD_LEASE_LOST, DbtActivities, DbtBuildInput
 from core.settings import Settings
 from core.timeutil import utcnow
 from db.leases import take
@@ -52,9 +52,12 @@ async def started(log: Path) -> bool | None:
     return log.exists() or None
 
 
+BUILD_LEASE = "dbt-build"  # the build workflow's id names its lease
+
+
 def attempt(number: int) -> ActivityEnvironment:
     environment = ActivityEnvironment()
-    environment.info = dataclasses.replace(environment.info, workflow_id="dbt-build", attempt=number)
+    environment.info = dataclasses.replace(environment.info, workflow_id=BUILD_LEASE, attempt=number)
     return environment
 
 

@@ -23,7 +23,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table(
         "leases",
-        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("name", sa.String(255), primary_key=True),
         sa.Column("holder", sa.String(255), nullable=False),
         sa.Column("taken_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
