@@ -15,7 +15,9 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import socket
+import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -29,7 +31,7 @@ from contracts.dbt_build import BuildRequest, BuildRequester, DbtBuildSummary
 from core.metrics import ORDER_CHANGE_LATENCY
 from core.settings import Settings
 from core.timeutil import seconds_since
-from db.leases import held
+from db.leases import Held, held
 from warehouse.dbt import build_command, dbt_environment, parse_summary
 
 log = logging.getLogger("activities.dbt")
@@ -44,6 +46,12 @@ DIES_WITH_WORKER: tuple[str, ...] = (
 DBT_PROJECT_BROKEN = "DbtProjectBroken"
 # A build stopped because it lost its lease: another may be building; the retry waits for the lease.
 DBT_BUILD_LEASE_LOST = "DbtBuildLeaseLost"
+# The longest a BigQuery job of a build may run (dbt/profiles.yml's job_execution_timeout_seconds, the
+# job's own time-out on the server): a build killed outright leaves its jobs running that long, so the
+# next waits that much past its lease's end.
+BIGQUERY_JOB_TIMEOUT = timedelta(seconds=600)
+# A build told to stop (SIGINT) cancels its BigQuery jobs and exits; past this it is killed.
+STOP_GRACE_SECONDS = 10.0
 
 
 @dataclass
@@ -71,9 +79,12 @@ class DbtActivities:
             self._work_dir, fast=params.fast, blocked=params.blocked if params.fast else ()
         )
         # One lease per build workflow (per warehouse dataset prefix): the builds that write the same tables.
-        lease = activity.info().workflow_id or "dbt-build"
-        async with heartbeating(), held(self._sessions, lease, _holder(), self._lease) as lost:
-            output = await self._run(command, lost)
+        name = activity.info().workflow_id or "dbt-build"
+        async with (
+            heartbeating(),
+            held(self._sessions, name, _holder(), self._lease, drain=BIGQUERY_JOB_TIMEOUT) as lease,
+        ):
+            output = await self._run(command, lease)
         text = output.decode(errors="replace")
         summary = parse_summary(text)
         if summary.error:
@@ -91,8 +102,8 @@ class DbtActivities:
             ORDER_CHANGE_LATENCY.labels("gold").observe(seconds_since(params.oldest_received_at))
         return summary
 
-    async def _run(self, command: list[str], lost: asyncio.Event) -> bytes:
-        """The child's output once it ends; killed, and an error raised, once the lease is lost."""
+    async def _run(self, command: list[str], lease: Held) -> bytes:
+        """The child's output once it ends; stopped, and an error raised, once the lease is lost."""
         process = await asyncio.create_subprocess_exec(
             *DIES_WITH_WORKER,
             *command,
@@ -101,25 +112,39 @@ class DbtActivities:
             stderr=asyncio.subprocess.STDOUT,
         )
         build = asyncio.ensure_future(process.communicate())
-        lease = asyncio.ensure_future(lost.wait())
+        lost = asyncio.ensure_future(lease.lost.wait())
         try:
-            await asyncio.wait((build, lease), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((build, lost), return_when=asyncio.FIRST_COMPLETED)
             if build.done():
                 return build.result()[0]
             raise ApplicationError("the dbt build lost its lease and stopped", type=DBT_BUILD_LEASE_LOST)
         finally:
-            build.cancel()  # (nothing when done)
-            lease.cancel()
+            lost.cancel()
             if process.returncode is None:  # cancelled, timed out or lost: the build must not outlive us
-                process.kill()
-                with contextlib.suppress(ProcessLookupError):
-                    await process.wait()
+                lease.lingering = not await stop(process)
+            build.cancel()  # (nothing when done)
+
+
+async def stop(process: asyncio.subprocess.Process) -> bool:
+    """Stop a build: True when it exited on being told to (dbt cancels its BigQuery jobs on SIGINT),
+    False when it had to be killed after STOP_GRACE_SECONDS (its jobs run on until their time-out)."""
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGINT)
+    try:
+        await asyncio.wait_for(process.wait(), STOP_GRACE_SECONDS)
+        return True
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+        return False
 
 
 def _holder() -> str:
-    """This attempt, in this process: what support reads in the lease row and in the waiting log."""
+    """This attempt, in this process (what support reads in the lease row and the waiting log), and a
+    token of its own: a reset or restarted workflow repeats run-less ids and attempt numbers."""
     info = activity.info()
-    attempt = f"{info.workflow_id} {info.activity_id}#{info.attempt}"
+    attempt = f"{info.workflow_run_id} {info.activity_id}#{info.attempt} {uuid.uuid4().hex[:12]}"
     return f"{attempt} on {socket.gethostname()}:{os.getpid()}"[:255]
 
 

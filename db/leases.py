@@ -3,9 +3,10 @@
 Temporal runs an activity attempt at a time only as far as it can tell: a worker cut off from it beyond
 the heartbeat timeout goes on working while the retry starts the same work on another worker. Where two
 at once would do harm (two dbt builds writing the same tables), the work holds a lease here: the retry
-waits until its holder lets go, or until the lease expires unrenewed (the holder died, or lost the
-database, and stopped). Expiry is read on the workers' clocks, which must agree to well within a lease's
-length (NTP does).
+waits until its holder lets go, or until the lease expired unrenewed (the holder died, or lost the
+database and stopped) and a drain passed, the longest that work stopped from outside may linger (a
+killed dbt's BigQuery jobs run on until their time-out). Expiry is read on the workers' clocks, which
+must agree to well within a lease's length (NTP does).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, update
@@ -28,10 +29,11 @@ from db.engine import lock_for_writing
 from db.models import Lease
 
 log = logging.getLogger(__name__)
-# The holder renews every quarter of the lease, and stops (the lost event) once three quarters passed
-# since the start of its last renewal that succeeded: the last quarter is its margin to stop the work
-# before another may take the lease.
+# The holder renews every quarter of the lease (a sixteenth after a failed renewal), and stops (the lost
+# event) once three quarters passed since the start of its last renewal that succeeded: the last quarter
+# is its margin to stop the work before the lease expires.
 RENEW_EVERY = 0.25
+RETRY_EVERY = 0.0625
 STOP_AFTER = 0.75
 
 
@@ -41,11 +43,24 @@ class Holding:
     expires_at: datetime
 
 
+@dataclass
+class Held:
+    """A lease while its block runs: ``lost`` is set once it is lost; the block sets ``lingering`` when it
+    had to stop its work by force, which may leave some of it running for the drain."""
+
+    lost: asyncio.Event = field(default_factory=asyncio.Event)
+    lingering: bool = False
+
+
 async def take(
-    sessions: async_sessionmaker[AsyncSession], name: str, holder: str, length: timedelta
+    sessions: async_sessionmaker[AsyncSession],
+    name: str,
+    holder: str,
+    length: timedelta,
+    drain: timedelta = timedelta(0),
 ) -> Holding:
-    """Take the lease for ``length`` if it is free, expired, or already ``holder``'s; return who holds it
-    now (another holder: not taken)."""
+    """Take the lease for ``length`` if it is free, already ``holder``'s, or expired at least ``drain``
+    ago; return who holds it now (another holder: not taken)."""
     for _ in range(2):  # a concurrent first take: read the row it inserted, once more
         try:
             async with sessions.begin() as session:
@@ -55,7 +70,7 @@ async def take(
                 if row is None:
                     row = Lease(name=name, holder=holder, taken_at=now, expires_at=now + length)
                     session.add(row)
-                elif row.holder == holder or as_utc(row.expires_at) <= now:
+                elif row.holder == holder or as_utc(row.expires_at) + drain <= now:
                     if row.holder != holder:
                         row.holder, row.taken_at = holder, now
                     row.expires_at = now + length
@@ -79,9 +94,17 @@ async def renew(
 
 
 async def release(sessions: async_sessionmaker[AsyncSession], name: str, holder: str) -> None:
-    """Let go of ``holder``'s lease (nothing when another holds it)."""
+    """Let go of ``holder``'s lease: the next may take it at once (nothing when another holds it)."""
     async with sessions.begin() as session:
         await session.execute(delete(Lease).where(Lease.name == name, Lease.holder == holder))
+
+
+async def expire(sessions: async_sessionmaker[AsyncSession], name: str, holder: str) -> None:
+    """End ``holder``'s lease now, its work stopped by force: the next waits the drain before taking it."""
+    async with sessions.begin() as session:
+        await session.execute(
+            update(Lease).where(Lease.name == name, Lease.holder == holder).values(expires_at=utcnow())
+        )
 
 
 @asynccontextmanager
@@ -91,29 +114,52 @@ async def held(
     holder: str,
     length: timedelta,
     *,
+    drain: timedelta = timedelta(0),
     poll_seconds: float = 5.0,
-) -> AsyncIterator[asyncio.Event]:
-    """Hold the lease ``name`` while the block runs: wait until no one else holds it, take it, renew it,
-    and release it after the block.
+) -> AsyncIterator[Held]:
+    """Hold the lease ``name`` while the block runs: wait until it is free (see ``take``), take it,
+    renew it, and let go of it after the block (``expire`` where the block set ``lingering``).
 
-    The event it yields is set once the lease is lost: another holder took it, or it could not be
-    renewed for three quarters of ``length``. The block must then stop its work at once.
+    ``Held.lost`` is set once the lease is lost: another holder took it, or it could not be renewed for
+    three quarters of ``length``. The block must then stop its work at once.
     """
+    kept_since = await _wait_and_take(sessions, name, holder, length, drain, poll_seconds)
+    lease = Held()
+    try:
+        async with in_background(_keep(sessions, name, holder, length, kept_since, lease.lost)):
+            yield lease
+    finally:
+        # A failed let-go leaves the lease to expire: the next waits that long, and the drain.
+        with suppress(SQLAlchemyError):
+            await (expire if lease.lingering else release)(sessions, name, holder)
+
+
+async def _wait_and_take(
+    sessions: async_sessionmaker[AsyncSession],
+    name: str,
+    holder: str,
+    length: timedelta,
+    drain: timedelta,
+    poll_seconds: float,
+) -> float:
+    """Take the lease once it is free; the monotonic time the take that got it started."""
+    waiting_for = None
     while True:
         started = time.monotonic()
-        holding = await take(sessions, name, holder, length)
+        try:
+            holding = await take(sessions, name, holder, length, drain)
+        except BaseException:
+            # Cancelled (or failed) as it committed: it may hold the lease, with no work to do.
+            with suppress(SQLAlchemyError):
+                await release(sessions, name, holder)
+            raise
         if holding.holder == holder:
-            break
-        until = (holding.expires_at - utcnow()).total_seconds()
-        log.info("lease %s is held by %s until %s: waiting", name, holding.holder, holding.expires_at)
-        await asyncio.sleep(min(poll_seconds, max(until, 0.0)) + 0.01)  # it may be released sooner
-    lost = asyncio.Event()
-    try:
-        async with in_background(_keep(sessions, name, holder, length, started, lost)):
-            yield lost
-    finally:
-        with suppress(SQLAlchemyError):  # a release that fails lets the lease expire instead
-            await release(sessions, name, holder)
+            return started
+        if holding.holder != waiting_for:
+            log.info("lease %s is held by %s until %s: waiting", name, holding.holder, holding.expires_at)
+            waiting_for = holding.holder
+        free_in = (holding.expires_at + drain - utcnow()).total_seconds()
+        await asyncio.sleep(min(poll_seconds, max(free_in, 0.0)) + 0.01)  # it may be released sooner
 
 
 async def _keep(
@@ -124,7 +170,7 @@ async def _keep(
     kept_since: float,
     lost: asyncio.Event,
 ) -> None:
-    """Renew the lease every quarter of its length; set ``lost`` once it is lost, or once this fails."""
+    """Renew the lease until it is lost; then set ``lost`` (also when this fails)."""
     try:
         await _renew_until_lost(sessions, name, holder, length, kept_since)
     except asyncio.CancelledError:
@@ -138,33 +184,36 @@ async def _renew_until_lost(
     sessions: async_sessionmaker[AsyncSession], name: str, holder: str, length: timedelta, kept_since: float
 ) -> None:
     seconds = length.total_seconds()
+    renew_at = kept_since + seconds * RENEW_EVERY
     while True:
-        await asyncio.sleep(seconds * RENEW_EVERY)
-        started = time.monotonic()
         stop_at = kept_since + seconds * STOP_AFTER
+        await asyncio.sleep(max(min(renew_at, stop_at) - time.monotonic(), 0.0))
+        started = time.monotonic()
+        if started >= stop_at:
+            log.error("lease %s not renewed for %.0f s: stopping", name, seconds * STOP_AFTER)
+            return
         attempt = asyncio.ensure_future(renew(sessions, name, holder, length))
         try:
-            await asyncio.wait({attempt}, timeout=max(stop_at - started, 0.0))
+            await asyncio.wait({attempt}, timeout=stop_at - started)
         finally:
             if not attempt.done():
                 # A driver blocked in its thread (SQLite waiting out a lock) lets go of a cancelled
                 # statement only once it returns: the holder does not wait for that.
                 attempt.add_done_callback(_ignore_outcome)
                 attempt.cancel()
-        if attempt.cancelled():
-            kept = False
-        else:
-            try:
-                kept = attempt.result()
-            except SQLAlchemyError as error:
-                if time.monotonic() < stop_at:
-                    log.warning("lease %s not renewed (tried again soon): %s", name, error)
-                    continue
-                kept = False
-        if not kept:
-            log.error("lease %s lost: another holder took it, or it went unrenewed too long", name)
+        if not attempt.done():
+            log.error("lease %s not renewed for %.0f s: stopping", name, seconds * STOP_AFTER)
             return
-        kept_since = started
+        try:
+            kept = attempt.result()
+        except SQLAlchemyError as error:
+            log.warning("lease %s not renewed (tried again soon): %s", name, error)
+            renew_at = started + seconds * RETRY_EVERY
+            continue
+        if not kept:
+            log.error("lease %s lost: another holder took it", name)
+            return
+        kept_since, renew_at = started, started + seconds * RENEW_EVERY
 
 
 def _ignore_outcome(attempt: asyncio.Future[bool]) -> None:

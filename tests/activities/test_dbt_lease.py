@@ -10,17 +10,19 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 import activities.dbt
-from activities.dbt import DBT_BUILD_LEASE_LOST, DbtActivities, DbtBuildInput
+from activities.dbt import BIGQUERY_JOB_TIMEOUT, DBT_BUILD_LEASE_LOST, DbtActivities, DbtBuildInput
 from core.settings import Settings
 from core.timeutil import utcnow
 from db.leases import take
@@ -28,22 +30,26 @@ from db.models import Lease
 from tests.support import eventually
 from warehouse.dbt import SUMMARY_PREFIX
 
-# A build as far as the lease goes: it logs when it starts and ends, and prints a passing summary.
+# A build as far as the lease goes: it logs when it starts (with its pid) and ends, and prints a passing
+# summary. "stubborn" ignores SIGINT, as a build stuck in a call that does not return would.
 BUILD = """
-import json, sys, time
-log, label, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
-with open(log, "a") as out: out.write(f"{{label}} start\\n")
+import json, os, signal, sys, time
+log, label, seconds, stubborn = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4] == "stubborn"
+if stubborn: signal.signal(signal.SIGINT, signal.SIG_IGN)
+with open(log, "a") as out: out.write(f"{{label}} start {{os.getpid()}}\\n")
 time.sleep(seconds)
 with open(log, "a") as out: out.write(f"{{label}} end\\n")
 print({prefix!r} + json.dumps({{"success": True, "models_built": 1}}), flush=True)
 """
 
 
-def stand_in(monkeypatch: pytest.MonkeyPatch, log: Path, label: str, seconds: float) -> None:
+def stand_in(
+    monkeypatch: pytest.MonkeyPatch, log: Path, label: str, seconds: float, stubborn: bool = False
+) -> None:
     script = BUILD.format(prefix=SUMMARY_PREFIX)
 
     def command(*_: Any, **__: Any) -> list[str]:
-        return [sys.executable, "-c", script, str(log), label, str(seconds)]
+        return [sys.executable, "-c", script, str(log), label, str(seconds), "stubborn" if stubborn else ""]
 
     monkeypatch.setattr(activities.dbt, "build_command", command)
 
@@ -52,7 +58,24 @@ async def started(log: Path) -> bool | None:
     return log.exists() or None
 
 
+def lines(log: Path) -> list[str]:
+    """The log without pids."""
+    return [" ".join(line.split()[:2]) for line in log.read_text().splitlines()]
+
+
+def build_pid(log: Path) -> int:
+    return int(log.read_text().split()[2])
+
+
+def running(pid: int) -> bool:
+    try:
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+
+
 BUILD_LEASE = "dbt-build"  # the build workflow's id names its lease
+PROFILES = Path(__file__).resolve().parents[2] / "dbt" / "profiles.yml"
 
 
 def attempt(number: int) -> ActivityEnvironment:
@@ -78,7 +101,7 @@ async def test_a_retried_build_waits_for_the_attempt_still_building(
     retry = await attempt(2).run(builds.dbt_build, DbtBuildInput())
     assert retry.success and (await first).success
     # The retry's build started only once the first attempt's had ended and let go of the lease.
-    assert log.read_text().splitlines() == ["first start", "first end", "retry start", "retry end"]
+    assert lines(log) == ["first start", "first end", "retry start", "retry end"]
 
 
 async def test_a_build_that_lost_its_lease_stops_at_once(
@@ -99,8 +122,7 @@ async def test_a_build_that_lost_its_lease_stops_at_once(
     with pytest.raises(ApplicationError) as stopped:
         await asyncio.wait_for(build, timeout=5)  # at its next renewal: a quarter of the lease
     assert stopped.value.type == DBT_BUILD_LEASE_LOST and not stopped.value.non_retryable
-    await asyncio.sleep(0.5)
-    assert log.read_text() == "build start\n"  # killed: it never reached its end
+    assert not running(build_pid(log)) and lines(log) == ["build start"]  # stopped before its end
 
 
 async def test_a_build_releases_its_lease_when_it_fails(
@@ -115,3 +137,60 @@ async def test_a_build_releases_its_lease_when_it_fails(
     with pytest.raises(RuntimeError, match="no summary"):
         await attempt(1).run(builds.dbt_build, DbtBuildInput())
     assert (await take(sessions, BUILD_LEASE, "next attempt", builds._lease)).holder == "next attempt"
+
+
+async def test_a_cancelled_build_that_stops_when_told_lets_go_of_its_lease_at_once(
+    builds: DbtActivities,
+    sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Told to stop (SIGINT), dbt cancels its BigQuery jobs and exits: nothing of it lingers."""
+    log = tmp_path / "build.log"
+    stand_in(monkeypatch, log, "build", seconds=60)
+    environment = attempt(1)
+    build = asyncio.create_task(environment.run(builds.dbt_build, DbtBuildInput()))
+    await eventually(lambda: started(log), timeout=10, interval=0.02)
+    environment.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(build, timeout=5)
+    assert not running(build_pid(log))
+    next_build = await take(sessions, BUILD_LEASE, "next attempt", builds._lease, BIGQUERY_JOB_TIMEOUT)
+    assert next_build.holder == "next attempt"
+
+
+async def test_a_build_killed_after_the_grace_keeps_the_next_waiting_for_its_jobs_time_out(
+    builds: DbtActivities,
+    sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A build that does not stop when told is killed; its BigQuery jobs may run on until their own
+    time-out, so the lease ends now and the next build waits that long past it."""
+    monkeypatch.setattr(activities.dbt, "STOP_GRACE_SECONDS", 0.5)
+    log = tmp_path / "build.log"
+    stand_in(monkeypatch, log, "build", seconds=60, stubborn=True)
+    environment = attempt(1)
+    build = asyncio.create_task(environment.run(builds.dbt_build, DbtBuildInput()))
+    await eventually(lambda: started(log), timeout=10, interval=0.02)
+    environment.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(build, timeout=5)
+    assert not running(build_pid(log))
+    held_by = await take(sessions, BUILD_LEASE, "next attempt", builds._lease, BIGQUERY_JOB_TIMEOUT)
+    assert held_by.holder != "next attempt" and held_by.expires_at <= utcnow()
+    # Ten minutes on, the time-out of its last jobs passed: the next build takes the lease.
+    async with sessions.begin() as session:
+        ended = utcnow() - BIGQUERY_JOB_TIMEOUT - timedelta(seconds=1)
+        await session.execute(update(Lease).where(Lease.name == BUILD_LEASE).values(expires_at=ended))
+    next_build = await take(sessions, BUILD_LEASE, "next attempt", builds._lease, BIGQUERY_JOB_TIMEOUT)
+    assert next_build.holder == "next attempt"
+
+
+def test_the_drain_covers_the_longest_job_time_out_of_every_dbt_target() -> None:
+    profiles = yaml.safe_load(PROFILES.read_text())
+    outputs = profiles["integrations_hub"]["outputs"]
+    timeouts = {name: output["job_execution_timeout_seconds"] for name, output in outputs.items()}
+    assert timeouts and all(
+        0 < seconds <= BIGQUERY_JOB_TIMEOUT.total_seconds() for seconds in timeouts.values()
+    )

@@ -7,18 +7,21 @@ import asyncio
 import time
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+import db.leases
 from core.timeutil import utcnow
 from db.engine import create_engine, lock_for_writing, session_factory
-from db.leases import held, release, renew, take
+from db.leases import expire, held, release, renew, take
 from db.models import Lease
 
 LONG = timedelta(minutes=5)
 
 
-async def expire(sessions: async_sessionmaker[AsyncSession], name: str) -> None:
+async def expire_long_ago(sessions: async_sessionmaker[AsyncSession], name: str) -> None:
     """As if its holder stopped renewing it long ago (a worker that died)."""
     async with sessions.begin() as session:
         await session.execute(update(Lease).where(Lease.name == name).values(expires_at=utcnow() - LONG))
@@ -39,19 +42,24 @@ async def test_one_holder_at_a_time_until_it_lets_go_or_its_lease_expires(
     await release(sessions, "build", "worker-a")
     assert (await take(sessions, "build", "worker-b", LONG)).holder == "worker-b"
 
-    await expire(sessions, "build")
+    await expire_long_ago(sessions, "build")
     assert await renew(sessions, "build", "worker-b", LONG)  # expired, but no one took it: still its own
-    await expire(sessions, "build")
+    await expire_long_ago(sessions, "build")
     assert (await take(sessions, "build", "worker-c", LONG)).holder == "worker-c"
     assert not await renew(sessions, "build", "worker-b", LONG)  # the old holder learns it lost it
 
 
-async def test_concurrent_takers_get_one_holder(sessions: async_sessionmaker[AsyncSession]) -> None:
-    holdings = await asyncio.gather(*(take(sessions, "build", f"worker-{n}", LONG) for n in range(6)))
-    holders = {holding.holder for holding in holdings}
-    assert len(holders) == 1
-    winner = holders.pop()
-    assert sum(1 for n in range(6) if f"worker-{n}" == winner) == 1
+async def test_concurrent_takers_get_one_holder(database_url: str) -> None:
+    """Six workers (an engine each, as processes have) take the free lease at once: one gets it."""
+    engines = [create_engine(database_url) for _ in range(6)]
+    try:
+        holdings = await asyncio.gather(
+            *(take(session_factory(engine), "build", f"worker-{n}", LONG) for n, engine in enumerate(engines))
+        )
+    finally:
+        for engine in engines:
+            await engine.dispose()
+    assert len({holding.holder for holding in holdings}) == 1
 
 
 async def test_a_second_holder_waits_until_the_first_lets_go(
@@ -60,7 +68,7 @@ async def test_a_second_holder_waits_until_the_first_lets_go(
     order: list[str] = []
 
     async def work(holder: str, seconds: float) -> None:
-        async with held(sessions, "build", holder, LONG, poll_seconds=0.05):
+        async with held(sessions, "build", holder, LONG, poll_seconds=0.05):  # released after the block
             order.append(f"{holder} starts")
             await asyncio.sleep(seconds)
             order.append(f"{holder} ends")
@@ -79,19 +87,19 @@ async def test_a_holder_whose_expired_lease_another_took_is_told_it_lost_it(
     """The worker that lost the database (or was paused) for longer than its lease: another took the
     lease meanwhile, so the first must stop its work as soon as it can tell."""
     length = timedelta(seconds=1)
-    async with held(sessions, "build", "worker-a", length) as lost:
-        await expire(sessions, "build")
+    async with held(sessions, "build", "worker-a", length) as lease:
+        await expire_long_ago(sessions, "build")
         assert (await take(sessions, "build", "worker-b", LONG)).holder == "worker-b"
-        await asyncio.wait_for(lost.wait(), timeout=5)  # at its next renewal, a quarter of the lease on
+        await asyncio.wait_for(lease.lost.wait(), timeout=5)  # at its next renewal, a quarter of the lease on
     # Its release leaves the other's lease alone.
     assert (await take(sessions, "build", "worker-c", LONG)).holder == "worker-b"
 
 
 async def test_a_held_lease_is_renewed_and_not_lost(sessions: async_sessionmaker[AsyncSession]) -> None:
     length = timedelta(seconds=1)
-    async with held(sessions, "build", "worker-a", length) as lost:
+    async with held(sessions, "build", "worker-a", length) as lease:
         await asyncio.sleep(2.5)  # two and a half lease lengths: renewed every quarter
-        assert not lost.is_set()
+        assert not lease.lost.is_set()
         assert (await take(sessions, "build", "worker-b", length)).holder == "worker-a"
 
 
@@ -104,14 +112,51 @@ async def test_a_holder_that_cannot_renew_in_time_is_told_to_stop(
     other = create_engine(database_url)
     try:
         async with (
-            held(sessions, "build", "worker-a", length) as lost,
+            held(sessions, "build", "worker-a", length) as lease,
             session_factory(other).begin() as session,
         ):
             await lock_for_writing(session)  # SQLite: the write lock; PostgreSQL: the row's, below
             await session.execute(update(Lease).where(Lease.name == "build").values(taken_at=utcnow()))
             started = time.monotonic()
-            await asyncio.wait_for(lost.wait(), timeout=10)
+            await asyncio.wait_for(lease.lost.wait(), timeout=10)
             assert time.monotonic() - started < length.total_seconds()
             await session.rollback()
     finally:
         await other.dispose()
+
+
+async def test_a_lease_whose_work_was_stopped_by_force_is_taken_only_after_the_drain(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Work killed outright may linger (a dbt's BigQuery jobs): the next holder waits the drain past the
+    lease's end, whether its holder marked it (``lingering``) or died and left it to expire."""
+    drain = timedelta(seconds=1)
+    async with held(sessions, "build", "worker-a", LONG, drain=drain) as lease:
+        lease.lingering = True
+    assert (await take(sessions, "build", "worker-b", LONG, drain)).holder == "worker-a"
+    await asyncio.sleep(1.1)
+    assert (await take(sessions, "build", "worker-b", LONG, drain)).holder == "worker-b"
+
+    await expire_long_ago(sessions, "build")  # worker-b died: expired long ago, its drain passed too
+    assert (await take(sessions, "build", "worker-c", LONG, drain)).holder == "worker-c"
+    await expire(sessions, "build", "worker-c")  # expired just now
+    assert (await take(sessions, "build", "worker-d", LONG, drain)).holder == "worker-c"
+    assert (await take(sessions, "build", "worker-d", LONG)).holder == "worker-d"  # no drain: at once
+
+
+async def test_a_holder_whose_renewals_fail_stops_within_three_quarters_of_its_lease(
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Renewals that fail slowly (a reconnect that times out) must not eat the holder's margin: it stops
+    by three quarters of the lease, a quarter before another may take it."""
+    length = timedelta(seconds=2)
+
+    async def failing(*_: object) -> bool:
+        await asyncio.sleep(0.3)
+        raise OperationalError("update leases", {}, Exception("connection refused"))
+
+    async with held(sessions, "build", "worker-a", length) as lease:
+        started = time.monotonic()
+        monkeypatch.setattr(db.leases, "renew", failing)
+        await asyncio.wait_for(lease.lost.wait(), timeout=5)
+        assert time.monotonic() - started <= length.total_seconds() * 0.75 + 0.1
