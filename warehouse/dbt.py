@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -217,6 +218,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--blocked", nargs="*", default=[], help="with --fast: models to leave out, with what reads them"
     )
     args = parser.parse_args(argv)
+    # SIGINT is how the build activity stops a build: dbt then cancels its BigQuery jobs. A process
+    # started with SIGINT ignored (a shell's background job) would run on to its end.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if not os.environ.get("HUB_DBT_TARGET"):  # run by hand (the build activity names everything)
         # What the environment sets stands; an empty value (.env.example's HUB_DBT_TARGET=) does not.
         given = {name: value for name, value in os.environ.items() if value}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import signal
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -22,7 +23,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 import activities.dbt
+import warehouse.dbt
 from activities.dbt import BIGQUERY_JOB_TIMEOUT, DBT_BUILD_LEASE_LOST, DbtActivities, DbtBuildInput
+from contracts.dbt_build import DbtBuildSummary
 from core.settings import Settings
 from core.timeutil import utcnow
 from db.leases import take
@@ -194,3 +197,25 @@ def test_the_drain_covers_the_longest_job_time_out_of_every_dbt_target() -> None
     assert timeouts and all(
         0 < seconds <= BIGQUERY_JOB_TIMEOUT.total_seconds() for seconds in timeouts.values()
     )
+
+
+def test_a_build_started_with_sigint_ignored_still_stops_when_told(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """SIGINT is how a build is told to stop (dbt then cancels its BigQuery jobs). A process started
+    with it ignored (a shell's background job, some supervisors) would run on to its end."""
+    handlers: list[Any] = []
+
+    def build(*_: Any, **__: Any) -> DbtBuildSummary:
+        handlers.append(signal.getsignal(signal.SIGINT))
+        return DbtBuildSummary(success=True)
+
+    monkeypatch.setattr(warehouse.dbt, "run_build", build)
+    monkeypatch.setenv("HUB_DBT_TARGET", "emulator")
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with pytest.raises(SystemExit) as ended:
+            warehouse.dbt.main(["build", "--work-dir", str(tmp_path)])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert ended.value.code == 0 and handlers == [signal.default_int_handler]

@@ -33,6 +33,7 @@ from pydantic import SecretStr, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import core.settings
+from activities.dbt import STOP_GRACE_SECONDS
 from api.app import create_app
 from api.codec_server import create_codec_app
 from api.deps import get_sessions, get_temporal
@@ -890,6 +891,10 @@ def test_grace_periods(rendered: list[Object], compose_services: dict[str, dict[
             # Running activities get the worker's graceful shutdown, then the worker closes.
             graceful = Settings.model_fields["worker_graceful_shutdown_seconds"].default
             assert pod["terminationGracePeriodSeconds"] >= graceful + 10, name
+    # The warehouse's dbt build, cancelled then, gets its grace to cancel its BigQuery jobs (else the
+    # next build waits out their time-out).
+    warehouse = deployments["hub-worker-warehouse"]["spec"]["template"]["spec"]
+    assert warehouse["terminationGracePeriodSeconds"] >= graceful + STOP_GRACE_SECONDS + 10
     api = deployments["hub-api"]["spec"]["template"]["spec"]
     (sleep, seconds) = container_of(deployments["hub-api"])["lifecycle"]["preStop"]["exec"]["command"]
     assert sleep == "sleep"
