@@ -142,15 +142,11 @@ async def test_a_build_releases_its_lease_when_it_fails(
     assert (await take(sessions, BUILD_LEASE, "next attempt", builds._lease)).holder == "next attempt"
 
 
-async def test_a_cancelled_build_that_stops_when_told_lets_go_of_its_lease_at_once(
-    builds: DbtActivities,
-    sessions: async_sessionmaker[AsyncSession],
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
+async def cancel_mid_build(
+    builds: DbtActivities, monkeypatch: pytest.MonkeyPatch, log: Path, *, stubborn: bool
 ) -> None:
-    """Told to stop (SIGINT), dbt cancels its BigQuery jobs and exits: nothing of it lingers."""
-    log = tmp_path / "build.log"
-    stand_in(monkeypatch, log, "build", seconds=60)
+    """Cancel an attempt (its worker stopping, Temporal's time-out) while its build runs; the build ends."""
+    stand_in(monkeypatch, log, "build", seconds=60, stubborn=stubborn)
     environment = attempt(1)
     build = asyncio.create_task(environment.run(builds.dbt_build, DbtBuildInput()))
     await eventually(lambda: started(log), timeout=10, interval=0.02)
@@ -158,6 +154,16 @@ async def test_a_cancelled_build_that_stops_when_told_lets_go_of_its_lease_at_on
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(build, timeout=5)
     assert not running(build_pid(log))
+
+
+async def test_a_cancelled_build_that_stops_when_told_lets_go_of_its_lease_at_once(
+    builds: DbtActivities,
+    sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Told to stop (SIGINT), dbt cancels its BigQuery jobs and exits: nothing of it lingers."""
+    await cancel_mid_build(builds, monkeypatch, tmp_path / "build.log", stubborn=False)
     next_build = await take(sessions, BUILD_LEASE, "next attempt", builds._lease, BIGQUERY_JOB_TIMEOUT)
     assert next_build.holder == "next attempt"
 
@@ -171,15 +177,7 @@ async def test_a_build_killed_after_the_grace_keeps_the_next_waiting_for_its_job
     """A build that does not stop when told is killed; its BigQuery jobs may run on until their own
     time-out, so the lease ends now and the next build waits that long past it."""
     monkeypatch.setattr(activities.dbt, "STOP_GRACE_SECONDS", 0.5)
-    log = tmp_path / "build.log"
-    stand_in(monkeypatch, log, "build", seconds=60, stubborn=True)
-    environment = attempt(1)
-    build = asyncio.create_task(environment.run(builds.dbt_build, DbtBuildInput()))
-    await eventually(lambda: started(log), timeout=10, interval=0.02)
-    environment.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await asyncio.wait_for(build, timeout=5)
-    assert not running(build_pid(log))
+    await cancel_mid_build(builds, monkeypatch, tmp_path / "build.log", stubborn=True)
     held_by = await take(sessions, BUILD_LEASE, "next attempt", builds._lease, BIGQUERY_JOB_TIMEOUT)
     assert held_by.holder != "next attempt" and held_by.expires_at <= utcnow()
     # Ten minutes on, the time-out of its last jobs passed: the next build takes the lease.
