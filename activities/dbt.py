@@ -1,9 +1,10 @@
 """Activities that build silver and gold with dbt, and that ask for such a build.
 
 The build runs ``python -m warehouse.dbt build`` as a child process and heartbeats while it waits: a
-cancelled or timed-out activity kills the child, and a worker killed outright takes it along. A worker
-cut off from Temporal hears of neither, so each build also holds a lease in the portal database
-(``db.leases``): Temporal's retry on another worker waits for it, and a build that loses it stops. Asking for
+cancelled or timed-out activity stops the child (SIGINT, then a kill), and a worker killed outright takes
+it along. A worker cut off from Temporal hears of neither, so each build also holds a lease in the
+portal database (``db.leases``): Temporal's retry on another worker waits for it, and a build that
+loses it stops. Asking for
 a build is a signal-with-start of the one ``DbtBuildWorkflow`` (``contracts.dbt_build``), which
 coalesces the requests that arrive while it builds.
 """
@@ -50,9 +51,12 @@ DBT_BUILD_LEASE_LOST = "DbtBuildLeaseLost"
 # job's own time-out on the server): a build killed outright leaves its jobs running that long, so the
 # next waits that much past its lease's end.
 BIGQUERY_JOB_TIMEOUT = timedelta(seconds=600)
-# A build told to stop (SIGINT) cancels its BigQuery jobs and exits (7 s measured on the emulator, the
-# machine idle); past this it is killed.
+# A build told to stop (SIGINT) cancels the BigQuery jobs of the models it runs and exits (7 s measured on
+# the emulator, the machine idle); past this it is killed.
 STOP_GRACE_SECONDS = 15.0
+# What a build stopped that way may leave running: a hook's query between models, a job whose cancel
+# BigQuery (best effort) has not done yet. The next build waits this long.
+SETTLE_AFTER_STOP = timedelta(seconds=60)
 
 
 @dataclass
@@ -117,12 +121,16 @@ class DbtActivities:
         try:
             await asyncio.wait((build, lost), return_when=asyncio.FIRST_COMPLETED)
             if build.done():
+                if (process.returncode or 0) < 0:  # killed from outside (the OOM killer): its jobs run on
+                    lease.lingers_for = BIGQUERY_JOB_TIMEOUT
                 return build.result()[0]
             raise ApplicationError("the dbt build lost its lease and stopped", type=DBT_BUILD_LEASE_LOST)
         finally:
             lost.cancel()
             if process.returncode is None:  # cancelled, timed out or lost: the build must not outlive us
-                lease.lingering = not await stop(process)
+                lease.lingers_for = BIGQUERY_JOB_TIMEOUT  # until it is known to have stopped when told
+                if await stop(process):
+                    lease.lingers_for = SETTLE_AFTER_STOP
             build.cancel()  # (nothing when done)
 
 
@@ -135,10 +143,17 @@ async def stop(process: asyncio.subprocess.Process) -> bool:
         await asyncio.wait_for(process.wait(), STOP_GRACE_SECONDS)
         return True
     except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
+        _kill(process)
         await process.wait()
         return False
+    except BaseException:  # cancelled again meanwhile: the build still must not outlive us
+        _kill(process)
+        raise
+
+
+def _kill(process: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        process.kill()
 
 
 def _holder() -> str:

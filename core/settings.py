@@ -227,7 +227,8 @@ class Settings(BaseSettings):
     # retry of a build whose worker Temporal lost waits for it rather than build beside it. A build that
     # cannot renew it for three quarters of this stops. Longer: a worker that died outright blocks the
     # next build for longer; shorter: a slow database stops builds sooner.
-    dbt_build_lease_seconds: float = Field(default=120.0, ge=4)
+    # (At least 60 s: the last quarter of it covers the 15 s a build told to stop has to exit.)
+    dbt_build_lease_seconds: float = Field(default=120.0, ge=60)
 
     # Outbound calls in production (core/outbound.py): hosts allowed over plain http, and hosts allowed to
     # be internal addresses (private, loopback, link-local). Both empty: https to public hosts only.

@@ -45,11 +45,12 @@ class Holding:
 
 @dataclass
 class Held:
-    """A lease while its block runs: ``lost`` is set once it is lost; the block sets ``lingering`` when it
-    had to stop its work by force, which may leave some of it running for the drain."""
+    """A lease while its block runs. ``lost`` is set once it is lost. The block sets ``lingers_for`` to
+    how long some of its work may go on after it (stopped by force: the drain; told to stop: what it
+    leaves to finish), and the lease ends so that the next holder waits that long."""
 
     lost: asyncio.Event = field(default_factory=asyncio.Event)
-    lingering: bool = False
+    lingers_for: timedelta = timedelta(0)
 
 
 async def take(
@@ -99,11 +100,13 @@ async def release(sessions: async_sessionmaker[AsyncSession], name: str, holder:
         await session.execute(delete(Lease).where(Lease.name == name, Lease.holder == holder))
 
 
-async def expire(sessions: async_sessionmaker[AsyncSession], name: str, holder: str) -> None:
-    """End ``holder``'s lease now, its work stopped by force: the next waits the drain before taking it."""
+async def expire(
+    sessions: async_sessionmaker[AsyncSession], name: str, holder: str, at: datetime | None = None
+) -> None:
+    """End ``holder``'s lease ``at`` (now), its work stopped: the next waits the drain past it."""
     async with sessions.begin() as session:
         await session.execute(
-            update(Lease).where(Lease.name == name, Lease.holder == holder).values(expires_at=utcnow())
+            update(Lease).where(Lease.name == name, Lease.holder == holder).values(expires_at=at or utcnow())
         )
 
 
@@ -118,7 +121,8 @@ async def held(
     poll_seconds: float = 5.0,
 ) -> AsyncIterator[Held]:
     """Hold the lease ``name`` while the block runs: wait until it is free (see ``take``), take it,
-    renew it, and let go of it after the block (``expire`` where the block set ``lingering``).
+    renew it, and let go of it after the block (released, or ended so that the next holder waits the
+    block's ``lingers_for``).
 
     ``Held.lost`` is set once the lease is lost: another holder took it, or it could not be renewed for
     three quarters of ``length``. The block must then stop its work at once.
@@ -131,7 +135,10 @@ async def held(
     finally:
         # A failed let-go leaves the lease to expire: the next waits that long, and the drain.
         with suppress(SQLAlchemyError):
-            await (expire if lease.lingering else release)(sessions, name, holder)
+            if lease.lingers_for > timedelta(0):
+                await expire(sessions, name, holder, utcnow() + lease.lingers_for - drain)
+            else:
+                await release(sessions, name, holder)
 
 
 async def _wait_and_take(

@@ -299,8 +299,8 @@ class SyncWatermark(Base):
 class Lease(Base):
     """Work that must never run twice at once (a dbt build): who holds it and until when.
 
-    The holder renews it while it works and deletes it when done; another may take it only once it has
-    expired unrenewed (its holder died, or lost the database)."""
+    The holder renews it while it works and deletes it when done, or ends it (``expires_at``) where some
+    of its work may linger. Another may take it only once it expired and a drain passed (db/leases.py)."""
 
     __tablename__ = "leases"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import signal
 import sys
 from datetime import timedelta
@@ -24,7 +25,13 @@ from temporalio.testing import ActivityEnvironment
 
 import activities.dbt
 import warehouse.dbt
-from activities.dbt import BIGQUERY_JOB_TIMEOUT, DBT_BUILD_LEASE_LOST, DbtActivities, DbtBuildInput
+from activities.dbt import (
+    BIGQUERY_JOB_TIMEOUT,
+    DBT_BUILD_LEASE_LOST,
+    SETTLE_AFTER_STOP,
+    DbtActivities,
+    DbtBuildInput,
+)
 from contracts.dbt_build import DbtBuildSummary
 from core.settings import Settings
 from core.timeutil import utcnow
@@ -38,7 +45,10 @@ from warehouse.dbt import SUMMARY_PREFIX
 BUILD = """
 import json, os, signal, sys, time
 log, label, seconds, stubborn = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4] == "stubborn"
-if stubborn: signal.signal(signal.SIGINT, signal.SIG_IGN)
+def interrupted(*_):
+    with open(log, "a") as out: out.write(f"{{label}} interrupted\\n")
+    sys.exit(1)
+signal.signal(signal.SIGINT, signal.SIG_IGN if stubborn else interrupted)
 with open(log, "a") as out: out.write(f"{{label}} start {{os.getpid()}}\\n")
 time.sleep(seconds)
 with open(log, "a") as out: out.write(f"{{label}} end\\n")
@@ -89,8 +99,9 @@ def attempt(number: int) -> ActivityEnvironment:
 
 @pytest.fixture
 def builds(tmp_path: Path, sessions: async_sessionmaker[AsyncSession]) -> DbtActivities:
-    settings = Settings(environment="test", dbt_work_dir=str(tmp_path), dbt_build_lease_seconds=4)
-    return DbtActivities(settings, sessions)
+    builds = DbtActivities(Settings(environment="test", dbt_work_dir=str(tmp_path)), sessions)
+    builds._lease = timedelta(seconds=4)  # renewed each second: the tests need not wait a minute's quarter
+    return builds
 
 
 async def test_a_retried_build_waits_for_the_attempt_still_building(
@@ -114,7 +125,7 @@ async def test_a_build_that_lost_its_lease_stops_at_once(
     tmp_path: Path,
 ) -> None:
     """The lease expired unrenewed (the database away) and another attempt took it: this one's build is
-    killed, and the attempt fails retryable, to wait for the lease like any retry."""
+    told to stop, and the attempt fails retryable, to wait for the lease like any retry."""
     log = tmp_path / "build.log"
     stand_in(monkeypatch, log, "build", seconds=60)
     build = asyncio.create_task(attempt(1).run(builds.dbt_build, DbtBuildInput()))
@@ -125,7 +136,7 @@ async def test_a_build_that_lost_its_lease_stops_at_once(
     with pytest.raises(ApplicationError) as stopped:
         await asyncio.wait_for(build, timeout=5)  # at its next renewal: a quarter of the lease
     assert stopped.value.type == DBT_BUILD_LEASE_LOST and not stopped.value.non_retryable
-    assert not running(build_pid(log)) and lines(log) == ["build start"]  # stopped before its end
+    assert not running(build_pid(log)) and lines(log) == ["build start", "build interrupted"]
 
 
 async def test_a_build_releases_its_lease_when_it_fails(
@@ -156,16 +167,21 @@ async def cancel_mid_build(
     assert not running(build_pid(log))
 
 
-async def test_a_cancelled_build_that_stops_when_told_lets_go_of_its_lease_at_once(
+async def test_a_cancelled_build_that_stops_when_told_keeps_the_next_waiting_a_minute(
     builds: DbtActivities,
     sessions: async_sessionmaker[AsyncSession],
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    """Told to stop (SIGINT), dbt cancels its BigQuery jobs and exits: nothing of it lingers."""
-    await cancel_mid_build(builds, monkeypatch, tmp_path / "build.log", stubborn=False)
-    next_build = await take(sessions, BUILD_LEASE, "next attempt", builds._lease, BIGQUERY_JOB_TIMEOUT)
-    assert next_build.holder == "next attempt"
+    """Told to stop (SIGINT), dbt cancels the BigQuery jobs of its models and exits."""
+    log = tmp_path / "build.log"
+    await cancel_mid_build(builds, monkeypatch, log, stubborn=False)
+    assert lines(log) == ["build start", "build interrupted"]
+    # What it may have left running (a hook's query, a cancel BigQuery has not done yet) gets a minute.
+    held_by = await take(sessions, BUILD_LEASE, "next attempt", builds._lease, BIGQUERY_JOB_TIMEOUT)
+    free_in = held_by.expires_at + BIGQUERY_JOB_TIMEOUT - utcnow()
+    assert held_by.holder != "next attempt" and SETTLE_AFTER_STOP - timedelta(seconds=5) < free_in
+    assert free_in <= SETTLE_AFTER_STOP
 
 
 async def test_a_build_killed_after_the_grace_keeps_the_next_waiting_for_its_jobs_time_out(
@@ -217,3 +233,22 @@ def test_a_build_started_with_sigint_ignored_still_stops_when_told(
     finally:
         signal.signal(signal.SIGINT, previous)
     assert ended.value.code == 0 and handlers == [signal.default_int_handler]
+
+
+async def test_a_build_killed_from_outside_keeps_the_next_waiting_for_its_jobs_time_out(
+    builds: DbtActivities,
+    sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """The OOM killer takes dbt alone (its memory is why it runs in a child): the attempt fails and is
+    retried, and the jobs it had running go on until their time-out, so the lease ends now."""
+    log = tmp_path / "build.log"
+    stand_in(monkeypatch, log, "build", seconds=60)
+    build = asyncio.create_task(attempt(1).run(builds.dbt_build, DbtBuildInput()))
+    await eventually(lambda: started(log), timeout=10, interval=0.02)
+    os.kill(build_pid(log), signal.SIGKILL)
+    with pytest.raises(RuntimeError, match="no summary"):
+        await asyncio.wait_for(build, timeout=5)
+    held_by = await take(sessions, BUILD_LEASE, "next attempt", builds._lease, BIGQUERY_JOB_TIMEOUT)
+    assert held_by.holder != "next attempt" and held_by.expires_at <= utcnow()
