@@ -115,23 +115,33 @@ class DbtActivities:
             env=self._environment,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,  # a Ctrl-C at the worker's terminal is the worker's to handle
         )
         build = asyncio.ensure_future(process.communicate())
         lost = asyncio.ensure_future(lease.lost.wait())
         try:
             await asyncio.wait((build, lost), return_when=asyncio.FIRST_COMPLETED)
             if build.done():
-                if (process.returncode or 0) < 0:  # killed from outside (the OOM killer): its jobs run on
-                    lease.lingers_for = BIGQUERY_JOB_TIMEOUT
                 return build.result()[0]
             raise ApplicationError("the dbt build lost its lease and stopped", type=DBT_BUILD_LEASE_LOST)
         finally:
             lost.cancel()
-            if process.returncode is None:  # cancelled, timed out or lost: the build must not outlive us
-                lease.lingers_for = BIGQUERY_JOB_TIMEOUT  # until it is known to have stopped when told
-                if await stop(process):
-                    lease.lingers_for = SETTLE_AFTER_STOP
-            build.cancel()  # (nothing when done)
+            try:
+                if process.returncode is None:  # cancelled, timed out or lost: it must not outlive us
+                    lease.lingers_for = BIGQUERY_JOB_TIMEOUT  # until it is known to have stopped when told
+                    if await stop(process):
+                        lease.lingers_for = SETTLE_AFTER_STOP
+            finally:
+                build.cancel()  # (nothing when done)
+            lease.lingers_for = max(lease.lingers_for, lingering(process.returncode))
+
+
+def lingering(returncode: int | None) -> timedelta:
+    """How long a build that exited so may leave BigQuery jobs running: killed by a signal (the OOM
+    killer, or past the grace), until their time-out; ended by SIGINT, a minute; otherwise nothing."""
+    if returncode is None or returncode >= 0:
+        return timedelta(0)
+    return SETTLE_AFTER_STOP if returncode == -signal.SIGINT else BIGQUERY_JOB_TIMEOUT
 
 
 async def stop(process: asyncio.subprocess.Process) -> bool:

@@ -158,7 +158,8 @@ def run_build(
     outcome = runner.invoke(arguments)
     results = getattr(outcome.result, "results", None)
     if results is None:
-        summary = DbtBuildSummary(error=str(outcome.exception or "dbt did not run"))
+        failure = outcome.exception
+        summary = DbtBuildSummary(error=str(failure or "dbt did not run") or type(failure).__name__)
         if isinstance(outcome.exception, DbtConfigError | ParsingError | CompilationError):
             summary.error_kind = "project"
     else:

@@ -195,7 +195,8 @@ async def test_a_build_killed_after_the_grace_keeps_the_next_waiting_for_its_job
     monkeypatch.setattr(activities.dbt, "STOP_GRACE_SECONDS", 0.5)
     await cancel_mid_build(builds, monkeypatch, tmp_path / "build.log", stubborn=True)
     held_by = await take(sessions, BUILD_LEASE, "next attempt", builds._lease, BIGQUERY_JOB_TIMEOUT)
-    assert held_by.holder != "next attempt" and held_by.expires_at <= utcnow()
+    assert held_by.holder != "next attempt"
+    assert utcnow() - timedelta(seconds=5) < held_by.expires_at <= utcnow()  # the next waits 600 s past it
     # Ten minutes on, the time-out of its last jobs passed: the next build takes the lease.
     async with sessions.begin() as session:
         ended = utcnow() - BIGQUERY_JOB_TIMEOUT - timedelta(seconds=1)
@@ -251,4 +252,31 @@ async def test_a_build_killed_from_outside_keeps_the_next_waiting_for_its_jobs_t
     with pytest.raises(RuntimeError, match="no summary"):
         await asyncio.wait_for(build, timeout=5)
     held_by = await take(sessions, BUILD_LEASE, "next attempt", builds._lease, BIGQUERY_JOB_TIMEOUT)
-    assert held_by.holder != "next attempt" and held_by.expires_at <= utcnow()
+    assert held_by.holder != "next attempt"
+    assert utcnow() - timedelta(seconds=5) < held_by.expires_at <= utcnow()  # the next waits 600 s past it
+
+
+async def test_a_build_cancelled_again_while_told_to_stop_is_killed_at_once(
+    builds: DbtActivities,
+    sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A worker stopping after the server cancelled the attempt cancels it a second time: the build
+    still must not outlive the attempt, and its jobs may run on, so the next waits their time-out."""
+    monkeypatch.setattr(activities.dbt, "STOP_GRACE_SECONDS", 30)
+    log = tmp_path / "build.log"
+    stand_in(monkeypatch, log, "build", seconds=60, stubborn=True)
+    environment = attempt(1)
+    build = asyncio.create_task(environment.run(builds.dbt_build, DbtBuildInput()))
+    await eventually(lambda: started(log), timeout=10, interval=0.02)
+    environment.cancel()
+    await asyncio.sleep(0.5)
+    assert running(build_pid(log))  # told to stop, and ignoring it
+    build.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(build, timeout=5)
+    assert not running(build_pid(log))
+    held_by = await take(sessions, BUILD_LEASE, "next attempt", builds._lease, BIGQUERY_JOB_TIMEOUT)
+    assert held_by.holder != "next attempt"
+    assert utcnow() - timedelta(seconds=5) < held_by.expires_at <= utcnow()
