@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -26,7 +27,7 @@ from tests.dbt.test_models import dbt_build
 from tests.hub import READ_TOKEN, Hub, running_hub
 from tests.support import free_port, serve
 from tests.warehouse.test_partition_filters import Listening
-from warehouse.reads import read_customer, read_order
+from warehouse.reads import KEY_LOOKBACK, read_customer, read_order
 from warehouse.tables import VTEX_ORDERS
 from warehouse.vtex_orders import order_version
 
@@ -370,3 +371,19 @@ async def change_feed_pages_through_every_customer_once(hub: Hub) -> None:
     early = await hub.http.get(url, params={"changed_since": "0999-01-01T00:00:00Z"}, headers=AUTH)
     assert early.status_code == 200, early.text
     assert len(early.json()["customers"]) == min(len(ids), 100)
+
+
+def test_the_key_tables_lookback_is_the_builds_own() -> None:
+    """A key miss is read from the days since the key model's last build less the lookback its build
+    reads again: a shorter one in the read API than in dbt would miss rows the key table lacks."""
+    project = Path(__file__).resolve().parents[2] / "dbt"
+    minutes = {
+        int(found)
+        for path in project.rglob("*.sql")
+        for found in re.findall(
+            r"""var\(\s*["']incremental_lookback_minutes["']\s*,\s*(\d+)\s*\)""", path.read_text()
+        )
+    }
+    assert minutes == {KEY_LOOKBACK.total_seconds() / 60}
+    # The project sets no other value: the default holds.
+    assert "incremental_lookback_minutes" not in (project / "dbt_project.yml").read_text()
