@@ -37,6 +37,7 @@ from core.settings import Settings
 from core.timeutil import utcnow
 from db.leases import take
 from db.models import Lease
+from tests.activities.test_dbt_child import running
 from tests.support import eventually
 from warehouse.dbt import SUMMARY_PREFIX
 
@@ -78,13 +79,6 @@ def lines(log: Path) -> list[str]:
 
 def build_pid(log: Path) -> int:
     return int(log.read_text().split()[2])
-
-
-def running(pid: int) -> bool:
-    try:
-        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
 
 
 BUILD_LEASE = "dbt-build"  # the build workflow's id names its lease
