@@ -1,3 +1,3 @@
-from core.lean_temporal import import_temporalio_without_grpc
+from core.lean_imports import import_temporalio_without_grpc
 
 import_temporalio_without_grpc()

@@ -37,6 +37,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         workers=args.workers,
         log_level=args.log_level,
         log_config=None,  # keep the JSON logging set up above
+        ws="none",  # no WebSocket routes: the protocol's modules are not loaded (~1 MiB a process)
         ssl_certfile=settings.api_tls_cert_file or None,
         ssl_keyfile=settings.api_tls_key_file or None,
         proxy_headers=settings.api_behind_tls_proxy,

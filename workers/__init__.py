@@ -1,3 +1,4 @@
-from core.lean_temporal import import_temporalio_without_grpc
+from core.lean_imports import import_httpx_without_cli, import_temporalio_without_grpc
 
 import_temporalio_without_grpc()
+import_httpx_without_cli()

@@ -93,8 +93,16 @@ def test_the_api_loads_no_http_client() -> None:
 )
 def test_the_api_and_the_flows_worker_load_no_grpc(statement: str) -> None:
     # temporalio speaks to the server through its own core; grpcio, there for BigQuery's libraries,
-    # would cost each of these processes ~15 MiB for temporalio's unused stubs (core/lean_temporal.py).
+    # would cost each of these processes ~15 MiB for temporalio's unused stubs (core/lean_imports.py).
     assert loaded_by(statement, ["grpc"]) == []
+
+
+def test_the_workers_load_httpx_without_its_command_line_client() -> None:
+    # httpx imports click, pygments and rich for its CLI whenever they are installed (rich comes with
+    # the test tools): ~5 MiB a worker process for a command nothing runs (core/lean_imports.py).
+    for role in ("flows", "warehouse"):
+        statement = f"import workers.main; workers.main.role_modules({role!r})"
+        assert loaded_by(statement, ["httpx", "rich", "pygments"]) == ["httpx"], role
 
 
 def test_holiday_calendars_load_only_where_the_stored_years_do_not_answer() -> None:
