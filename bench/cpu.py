@@ -77,9 +77,14 @@ class CpuWindow:
         seconds["idle, or ended"] = max(idle, 0) / TICKS
         return time.perf_counter() - self.started, seconds
 
-    def print(self) -> None:
-        elapsed, seconds = self.shares()
-        capacity = elapsed * (os.cpu_count() or 1)
-        print(f"cpu over {elapsed:.1f} s on {os.cpu_count()} cores ({capacity:.0f} core-seconds):")
-        for name, spent in sorted(seconds.items(), key=lambda item: -item[1]):
-            print(f"  {name:<20} {spent:7.1f} s   {spent / capacity:6.1%}")
+    def print(self, per: tuple[int, str] | None = None) -> None:
+        """The window's CPU per process kind; with ``per=(count, "lead")`` also milliseconds per lead."""
+        print_shares(*self.shares(), per=per)
+
+
+def print_shares(elapsed: float, seconds: dict[str, float], per: tuple[int, str] | None = None) -> None:
+    capacity = elapsed * (os.cpu_count() or 1)
+    print(f"cpu over {elapsed:.1f} s on {os.cpu_count()} cores ({capacity:.0f} core-seconds):")
+    for name, spent in sorted(seconds.items(), key=lambda item: -item[1]):
+        each = f"   {spent / per[0] * 1000:7.1f} ms per {per[1]}" if per and per[0] else ""
+        print(f"  {name:<20} {spent:7.1f} s   {spent / capacity:6.1%}{each}")

@@ -33,6 +33,7 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -48,8 +49,9 @@ from temporalio.worker import Worker
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.clients import bench_client
-from bench.cpu import CpuWindow
+from bench.cpu import CpuWindow, print_shares
 from bench.memory import print_memory
+from bench.quiet import warehouse_paused
 from bench.skeleton import SkeletonInput, SkeletonWorkflow, no_op
 from core.settings import Settings
 from core.temporal import LOCAL_ACTIVITY_MARKER, connect
@@ -229,9 +231,17 @@ async def outcomes(client: Client, since: str) -> dict[str, int]:
     return counts
 
 
-async def bench_leads(
-    args: argparse.Namespace, settings: Settings, client: Client
-) -> tuple[list[Ack], float, dict[str, int], str, list[str]]:
+@dataclass
+class LeadRun:
+    acks: list[Ack]
+    seconds: float  # from the first webhook until every lead's run ended (or the last was sent)
+    outcomes: dict[str, int]
+    since: str
+    lead_ids: list[str]
+    cpu: tuple[float, dict[str, float]]  # CPU per process kind over those seconds
+
+
+async def bench_leads(args: argparse.Namespace, settings: Settings, client: Client) -> LeadRun:
     async with bench_client(200) as http:
         lead_ids = await create_leads(http, args.sims, args.count)
         headers = {settings.zoho_webhook_secret_header: settings.zoho_webhook_secret.get_secret_value()}
@@ -244,10 +254,11 @@ async def bench_leads(
             return Ack(response.status_code, time.perf_counter() - started)
 
         since = datetime.now(UTC).isoformat()
-        first_sent = time.perf_counter()
+        cpu = CpuWindow.start()
         acks = await paced(args.count, args.rate, send)
     if args.accept_after is not None:
-        return acks, time.perf_counter() - first_sent, {"delivered": 0}, since, lead_ids
+        sent = time.perf_counter() - cpu.started
+        return LeadRun(acks, sent, {"delivered": 0}, since, lead_ids, cpu.shares())
     # A lead has ended its run here when delivered, given up, or waiting for support's decision.
     deadline = time.perf_counter() + args.timeout
     while time.perf_counter() < deadline:
@@ -255,7 +266,7 @@ async def bench_leads(
         if sum(counts.values()) >= args.count:
             break
         await asyncio.sleep(0.5)
-    return acks, time.perf_counter() - first_sent, counts, since, lead_ids
+    return LeadRun(acks, time.perf_counter() - cpu.started, counts, since, lead_ids, cpu.shares())
 
 
 async def delivered_leads(client: Client, since: str) -> list[str]:
@@ -291,10 +302,13 @@ async def delivered_to_bronze(settings: Settings, lead_ids: list[str], wait: flo
     return seen
 
 
-async def bench_skeleton(args: argparse.Namespace, client: Client, activities: tuple[int, int]) -> float:
+async def bench_skeleton(
+    args: argparse.Namespace, client: Client, activities: tuple[int, int]
+) -> tuple[float, dict[str, float]]:
+    """Seconds from the first start until every skeleton ended, and the CPU per process kind meanwhile."""
     task_queue = f"bench-skeleton-{uuid.uuid4().hex[:8]}"
     async with Worker(client, task_queue=task_queue, workflows=[SkeletonWorkflow], activities=[no_op]):
-        first = time.perf_counter()
+        cpu = CpuWindow.start()
 
         async def start(i: int) -> None:
             await client.execute_workflow(
@@ -305,7 +319,7 @@ async def bench_skeleton(args: argparse.Namespace, client: Client, activities: t
             )
 
         await paced(args.count, args.rate, start)
-        return time.perf_counter() - first
+        return cpu.shares()
 
 
 async def main() -> None:
@@ -329,6 +343,11 @@ async def main() -> None:
     )
     parser.add_argument("--write-sla-rules", type=Path, help="write the SLA mode's dealers here and exit")
     parser.add_argument(
+        "--with-warehouse",
+        action="store_true",
+        help="leave the warehouse's Schedules and dbt builds running while measuring (bench/quiet.py)",
+    )
+    parser.add_argument(
         "--to-bronze", type=int, default=0, help="follow this many delivered leads until they are in bronze"
     )
     args = parser.parse_args()
@@ -340,42 +359,58 @@ async def main() -> None:
 
     settings = Settings()
     client = await connect(Settings(temporal_address=args.temporal))
-    print(f"Sending {args.count} lead webhooks at {args.rate or 'max'}/s to {args.api} ...", flush=True)
-    acks, end_to_end, counts, since, lead_ids = await bench_leads(args, settings, client)
-    latencies = [a.seconds for a in acks]
-    accepted = sum(1 for a in acks if a.status == 202)
-    send_window = max(args.count / args.rate if args.rate else 0, max(latencies))
-    print(f"accepted              {accepted}/{args.count} ({accepted / send_window:.1f}/s)")
-    print(
-        f"ack latency           p50 {percentile(latencies, 50) * 1000:.1f} ms   "
-        f"p99 {percentile(latencies, 99) * 1000:.1f} ms   max {max(latencies) * 1000:.1f} ms"
-    )
-    if args.accept_after is not None:  # the leads whose webhook was taken (a 503 is Zoho's to resend)
-        taken = [lead_id for lead_id, ack in zip(lead_ids, acks, strict=True) if ack.status == 202]
-        await bench_acceptance(args, settings, client, since, taken)
+    quiet = nullcontext() if args.with_warehouse else warehouse_paused(client, settings)
+    if args.accept_after is not None:
+        async with quiet:  # the whole run: the leads delivered, then accepted
+            run = await send_leads(args, settings, client)
+            # the leads whose webhook was taken (a 503 is Zoho's to resend)
+            acks = zip(run.lead_ids, run.acks, strict=True)
+            taken = [lead_id for lead_id, ack in acks if ack.status == 202]
+            await bench_acceptance(args, settings, client, run.since, taken)
         return
-    delivered = sum(counts[status] for status in DELIVERED)
-    lead_rate = delivered / end_to_end
+    async with quiet:
+        run = await send_leads(args, settings, client)
+    delivered = sum(run.outcomes[status] for status in DELIVERED)
+    lead_rate = delivered / run.seconds
     print(
-        f"delivered end to end  {delivered} in {end_to_end:.1f} s ({lead_rate:.1f} leads/s); others: "
-        + ", ".join(f"{k} {v}" for k, v in counts.items() if k not in DELIVERED)
+        f"delivered end to end  {delivered} in {run.seconds:.1f} s ({lead_rate:.1f} leads/s); others: "
+        + ", ".join(f"{k} {v}" for k, v in run.outcomes.items() if k not in DELIVERED)
     )
+    print_shares(*run.cpu, per=(delivered, "lead"))
     print_memory()
     if args.to_bronze:
-        sample = (await delivered_leads(client, since))[: args.to_bronze]
+        sample = (await delivered_leads(client, run.since))[: args.to_bronze]
         seconds = await delivered_to_bronze(settings, sample, wait=600)
         figures = f"p50 {percentile(seconds, 50):.1f} s, max {max(seconds):.1f} s" if seconds else "none seen"
         print(f"delivered to bronze   {len(seconds)}/{len(sample)} leads; {figures} (goal: 300 s)")
     if not args.no_skeleton:
-        activities = await activities_per_delivered_lead(client, since)
-        skeleton = await bench_skeleton(args, client, activities)
+        activities = await activities_per_delivered_lead(client, run.since)
+        quiet = nullcontext() if args.with_warehouse else warehouse_paused(client, settings)
+        async with quiet:
+            skeleton, cpu = await bench_skeleton(args, client, activities)
         skeleton_rate = args.count / skeleton
         print(
             f"skeleton workflows    {args.count} in {skeleton:.1f} s ({skeleton_rate:.1f}/s, "
             f"{activities[0]} no-op activities and {activities[1]} local ones each: the medians a "
             "delivered lead's history recorded)"
         )
+        print_shares(skeleton, cpu, per=(args.count, "skeleton"))
         print(f"end-to-end / skeleton {lead_rate / skeleton_rate:.2f}")
+
+
+async def send_leads(args: argparse.Namespace, settings: Settings, client: Client) -> LeadRun:
+    """Send the webhooks and wait for the leads' runs; print what the senders saw."""
+    print(f"Sending {args.count} lead webhooks at {args.rate or 'max'}/s to {args.api} ...", flush=True)
+    run = await bench_leads(args, settings, client)
+    latencies = [a.seconds for a in run.acks]
+    accepted = sum(1 for a in run.acks if a.status == 202)
+    send_window = max(args.count / args.rate if args.rate else 0, max(latencies))
+    print(f"accepted              {accepted}/{args.count} ({accepted / send_window:.1f}/s)")
+    print(
+        f"ack latency           p50 {percentile(latencies, 50) * 1000:.1f} ms   "
+        f"p99 {percentile(latencies, 99) * 1000:.1f} ms   max {max(latencies) * 1000:.1f} ms"
+    )
+    return run
 
 
 if __name__ == "__main__":
