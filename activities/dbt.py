@@ -19,6 +19,7 @@ import shutil
 import signal
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -28,12 +29,12 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.heartbeats import heartbeating
-from contracts.dbt_build import BuildRequest, BuildRequester, DbtBuildSummary
+from contracts.dbt_build import BuildRequest, BuildRequester, DbtBuildSummary, dbt_build_workflow_id
 from core.metrics import ORDER_CHANGE_LATENCY
 from core.settings import Settings
 from core.timeutil import seconds_since
-from db.leases import Held, held
-from warehouse.dbt import build_command, dbt_environment, parse_summary
+from db.leases import Held, Holding, held
+from warehouse.dbt import SUMMARY_PREFIX, build_command, dbt_environment, parse_summary
 
 log = logging.getLogger("activities.dbt")
 # The build must not outlive its worker. A worker killed outright (SIGKILL, the OOM killer on a bare host)
@@ -57,6 +58,8 @@ STOP_GRACE_SECONDS = 15.0
 # What a build stopped that way may leave running: a hook's query between models, a job whose cancel
 # BigQuery (best effort) has not done yet. The next build waits this long.
 SETTLE_AFTER_STOP = timedelta(seconds=60)
+# The child's longest line read (its summary, one JSON line, can be long); asyncio's default is 64 KiB.
+OUTPUT_LINE_LIMIT = 16 * 1024 * 1024
 
 
 @dataclass
@@ -89,7 +92,7 @@ class DbtActivities:
             heartbeating(),
             held(self._sessions, name, _holder(), self._lease, drain=BIGQUERY_JOB_TIMEOUT) as lease,
         ):
-            output = await self._run(command, lease)
+            output = await run_child(command, self._environment, lease)
         text = output.decode(errors="replace")
         summary = parse_summary(text)
         if summary.error:
@@ -107,33 +110,55 @@ class DbtActivities:
             ORDER_CHANGE_LATENCY.labels("gold").observe(seconds_since(params.oldest_received_at))
         return summary
 
-    async def _run(self, command: list[str], lease: Held) -> bytes:
-        """The child's output once it ends; stopped, and an error raised, once the lease is lost."""
-        process = await asyncio.create_subprocess_exec(
-            *DIES_WITH_WORKER,
-            *command,
-            env=self._environment,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,  # a Ctrl-C at the worker's terminal is the worker's to handle
-        )
-        build = asyncio.ensure_future(process.communicate())
-        lost = asyncio.ensure_future(lease.lost.wait())
+
+async def run_child(
+    command: list[str],
+    environment: dict[str, str],
+    lease: Held,
+    echo: Callable[[str], None] | None = None,
+) -> bytes:
+    """Run a build's child under ``lease``: its output once it ends (each line handed to ``echo`` as it
+    comes); stopped, and an error raised, once the lease is lost. A child still running when this ends
+    (cancelled, timed out, lost) is stopped, and the lease ends so that the next build waits for what
+    it may leave running."""
+    process = await asyncio.create_subprocess_exec(
+        *DIES_WITH_WORKER,
+        *command,
+        env=environment,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,  # a Ctrl-C at the worker's terminal is the worker's to handle
+        limit=OUTPUT_LINE_LIMIT,
+    )
+    build = asyncio.ensure_future(_output(process, echo))
+    lost = asyncio.ensure_future(lease.lost.wait())
+    try:
+        await asyncio.wait((build, lost), return_when=asyncio.FIRST_COMPLETED)
+        if build.done():
+            return build.result()
+        raise ApplicationError("the dbt build lost its lease and stopped", type=DBT_BUILD_LEASE_LOST)
+    finally:
+        lost.cancel()
         try:
-            await asyncio.wait((build, lost), return_when=asyncio.FIRST_COMPLETED)
-            if build.done():
-                return build.result()[0]
-            raise ApplicationError("the dbt build lost its lease and stopped", type=DBT_BUILD_LEASE_LOST)
+            if process.returncode is None:  # cancelled, timed out or lost: it must not outlive us
+                lease.lingers_for = BIGQUERY_JOB_TIMEOUT  # until it is known to have stopped when told
+                if await stop(process):
+                    lease.lingers_for = SETTLE_AFTER_STOP
         finally:
-            lost.cancel()
-            try:
-                if process.returncode is None:  # cancelled, timed out or lost: it must not outlive us
-                    lease.lingers_for = BIGQUERY_JOB_TIMEOUT  # until it is known to have stopped when told
-                    if await stop(process):
-                        lease.lingers_for = SETTLE_AFTER_STOP
-            finally:
-                build.cancel()  # (nothing when done)
-            lease.lingers_for = max(lease.lingers_for, lingering(process.returncode))
+            build.cancel()  # (nothing when done)
+        lease.lingers_for = max(lease.lingers_for, lingering(process.returncode))
+
+
+async def _output(process: asyncio.subprocess.Process, echo: Callable[[str], None] | None) -> bytes:
+    """The child's output once it exited, each line handed to ``echo`` on the way."""
+    assert process.stdout is not None
+    lines = []
+    async for line in process.stdout:
+        lines.append(line)
+        if echo is not None and not line.startswith(SUMMARY_PREFIX.encode()):
+            echo(line.decode(errors="replace").rstrip("\n"))
+    await process.wait()
+    return b"".join(lines)
 
 
 def lingering(returncode: int | None) -> timedelta:
@@ -172,6 +197,24 @@ def _holder() -> str:
     info = activity.info()
     attempt = f"{info.workflow_run_id} {info.activity_id}#{info.attempt} {uuid.uuid4().hex[:12]}"
     return f"{attempt} on {socket.gethostname()}:{os.getpid()}"[:255]
+
+
+async def build_by_hand(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    command: list[str],
+    echo: Callable[[str], None],
+    waiting: Callable[[Holding], None],
+) -> DbtBuildSummary:
+    """A build support runs (``hub dbt build``), under the lease of the scheduled builds of the same
+    warehouse: it waits for one under way, and they wait for it. ``echo`` gets dbt's output lines."""
+    holder = f"hub dbt build {uuid.uuid4().hex[:12]} on {socket.gethostname()}:{os.getpid()}"[:255]
+    environment = {**os.environ, **dbt_environment(settings)}
+    length = timedelta(seconds=settings.dbt_build_lease_seconds)
+    name = dbt_build_workflow_id(settings)
+    async with held(sessions, name, holder, length, drain=BIGQUERY_JOB_TIMEOUT, waiting=waiting) as lease:
+        output = await run_child(command, environment, lease, echo)
+    return parse_summary(output.decode(errors="replace"))
 
 
 class BuildRequestActivities:

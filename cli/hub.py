@@ -11,6 +11,7 @@
     hub syncs trigger catalog
     hub syncs status
     hub backfill orders --since 2024-11-01 --until 2026-10-31 --rate 20
+    hub dbt build --full-refresh
 
 A command that starts long work prints its progress until the work ends (Ctrl-C stops watching; the
 work goes on in Temporal), or returns at once with ``--detach``. ``--json`` prints JSON lines, one
@@ -30,7 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import WorkflowFailureError
 from temporalio.service import RPCError
 
-from cli import backfill, leads, opportunities, orders, parked, replay, routing, syncs
+from cli import backfill, dbt, leads, opportunities, orders, parked, replay, routing, syncs
 from cli.command import Context
 from cli.output import FAILED, Output
 from core.settings import Settings, get_settings
@@ -55,6 +56,7 @@ def parser() -> argparse.ArgumentParser:
     replay.add_commands(commands, common)
     syncs.add_commands(commands, common)
     backfill.add_commands(commands, common)
+    dbt.add_commands(commands, common)
     return hub
 
 
@@ -117,10 +119,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = asyncio.run(execute(args, settings_or_exit()))
     except KeyboardInterrupt:
-        print(
-            "hub: interrupted; work already started in Temporal goes on (see the Temporal UI)",
-            file=sys.stderr,
+        goes_on = (
+            "the build stopped"  # hub dbt build runs its build itself
+            if args.command == "dbt"
+            else "work already started in Temporal goes on (see the Temporal UI)"
         )
+        print(f"hub: interrupted; {goes_on}", file=sys.stderr)
         code = 130
     sys.exit(code)
 

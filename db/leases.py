@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -119,15 +119,16 @@ async def held(
     *,
     drain: timedelta = timedelta(0),
     poll_seconds: float = 5.0,
+    waiting: Callable[[Holding], None] | None = None,
 ) -> AsyncIterator[Held]:
     """Hold the lease ``name`` while the block runs: wait until it is free (see ``take``), take it,
     renew it, and let go of it after the block (released, or ended so that the next holder waits the
-    block's ``lingers_for``).
+    block's ``lingers_for``). ``waiting`` hears of each other holder it waits for (the log does too).
 
     ``Held.lost`` is set once the lease is lost: another holder took it, or it could not be renewed for
     three quarters of ``length``. The block must then stop its work at once.
     """
-    kept_since = await _wait_and_take(sessions, name, holder, length, drain, poll_seconds)
+    kept_since = await _wait_and_take(sessions, name, holder, length, drain, poll_seconds, waiting)
     lease = Held()
     try:
         async with in_background(_keep(sessions, name, holder, length, kept_since, lease.lost)):
@@ -148,6 +149,7 @@ async def _wait_and_take(
     length: timedelta,
     drain: timedelta,
     poll_seconds: float,
+    waiting: Callable[[Holding], None] | None,
 ) -> float:
     """Take the lease once it is free; the monotonic time the take that got it started."""
     waiting_for = None
@@ -165,6 +167,8 @@ async def _wait_and_take(
         if holding.holder != waiting_for:
             log.info("lease %s is held by %s until %s: waiting", name, holding.holder, holding.expires_at)
             waiting_for = holding.holder
+            if waiting is not None:
+                waiting(holding)
         free_in = (holding.expires_at + drain - utcnow()).total_seconds()
         await asyncio.sleep(min(poll_seconds, max(free_in, 0.0)) + 0.01)  # it may be released sooner
 

@@ -223,6 +223,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     # started with SIGINT ignored (a shell's background job) would run on to its end.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     if not os.environ.get("HUB_DBT_TARGET"):  # run by hand (the build activity names everything)
+        sys.stderr.write(
+            "warning: a build run this way takes no lease and may run beside a scheduled build;"
+            " `hub dbt build` waits for one under way, and they wait for it\n"
+        )
         # What the environment sets stands; an empty value (.env.example's HUB_DBT_TARGET=) does not.
         given = {name: value for name, value in os.environ.items() if value}
         os.environ.update({**dbt_environment(Settings()), **given})

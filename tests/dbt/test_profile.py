@@ -44,11 +44,12 @@ def test_every_query_is_labelled_with_its_model() -> None:
 
 
 def test_a_build_run_by_hand_takes_its_target_and_guard_from_the_settings(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``python -m warehouse.dbt build --full-refresh``, which the README has support run after a
-    migration: without the build activity's environment, the profile's defaults are the emulator's
-    (a fake token) and no cap on the bytes billed. The settings decide, as for the activity's builds."""
+    """``python -m warehouse.dbt build --full-refresh`` run directly (the worker's child command; support
+    runs ``hub dbt build``): without the build activity's environment, the profile's defaults are the
+    emulator's (a fake token) and no cap on the bytes billed. The settings decide, as for the activity's
+    builds, and it warns that it holds no lease."""
     for name in dbt_environment(Settings(environment="test")):
         monkeypatch.setenv(name, "x")  # so that monkeypatch restores what main() sets
         monkeypatch.delenv(name)
@@ -68,6 +69,8 @@ def test_a_build_run_by_hand_takes_its_target_and_guard_from_the_settings(
     assert (seen["HUB_DBT_TARGET"], seen["HUB_BIGQUERY_PROJECT"]) == ("bigquery", "acme-analytics")
     assert seen["HUB_DBT_MAXIMUM_BYTES_BILLED"] == str(50 * 1024**3)
     assert seen["HUB_BUSINESS_TIMEZONE"] == "America/Manaus"  # what was set stands
+    warning = capsys.readouterr().err
+    assert "takes no lease" in warning and "`hub dbt build`" in warning
 
 
 def test_freshness_reads_from_the_start_of_the_day_a_week_back_in_utc() -> None:

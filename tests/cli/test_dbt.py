@@ -1,0 +1,117 @@
+"""``hub dbt build``: support's build never runs beside a scheduled one.
+
+It holds the lease the scheduled builds hold (``activities.dbt``): it waits for one under way, and a
+scheduled build waits for it. The builds are stand-in children that log their start and end, as in the
+lease tests of the build activity; the CLI and the activity handle them as they handle dbt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+import cli.dbt
+from activities.dbt import DbtActivities, DbtBuildInput
+from core.settings import Settings
+from tests.activities.test_dbt_lease import attempt, lines, stand_in, started
+from tests.cli.conftest import HubCli
+from tests.support import eventually
+from warehouse.dbt import SUMMARY_PREFIX
+
+# What support sees of dbt: its lines as they come, then the summary.
+BY_HAND = """
+import json, os, sys, time
+log, label, seconds, success = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4] == "pass"
+with open(log, "a") as out: out.write(f"{{label}} start {{os.getpid()}}\\n")
+print("1 of 1 START sql table model gold.customer_360", flush=True)
+time.sleep(seconds)
+with open(log, "a") as out: out.write(f"{{label}} end\\n")
+failed = [] if success else ["unique_customer_360_customer_id: Got 2 results, configured to fail if != 0"]
+summary = {{"success": success, "models_built": 1, "tests_failed": len(failed), "failures": failed}}
+print({prefix!r} + json.dumps(summary), flush=True)
+"""
+
+
+def by_hand(monkeypatch: pytest.MonkeyPatch, log: Path, seconds: float, success: bool = True) -> None:
+    script = BY_HAND.format(prefix=SUMMARY_PREFIX)
+
+    def command(*_: Any, **__: Any) -> list[str]:
+        return [sys.executable, "-c", script, str(log), "by-hand", str(seconds), "pass" if success else ""]
+
+    monkeypatch.setattr(cli.dbt, "build_command", command)
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(environment="test", database_url=database_url, dbt_work_dir=str(tmp_path))
+
+
+@pytest.fixture
+def scheduled(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> DbtActivities:
+    builds = DbtActivities(settings, sessions)
+    builds._lease = timedelta(seconds=4)
+    return builds
+
+
+async def test_a_build_by_hand_waits_for_the_scheduled_build_under_way(
+    hub_cli: HubCli,
+    settings: Settings,
+    scheduled: DbtActivities,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "builds.log"
+    stand_in(monkeypatch, log, "scheduled", seconds=1.5)
+    under_way = asyncio.create_task(attempt(1).run(scheduled.dbt_build, DbtBuildInput()))
+    await eventually(lambda: started(log), timeout=10, interval=0.02)
+    by_hand(monkeypatch, log, seconds=0)
+
+    ran = await hub_cli(settings, "dbt", "build", "--full-refresh", "--json")
+
+    assert ran.code == 0, ran.err
+    assert (await under_way).success
+    assert lines(log) == ["scheduled start", "scheduled end", "by-hand start", "by-hand end"]
+    [waited] = ran.lines("waiting")
+    assert "on " in waited["holder"] and waited["expires_at"]  # the scheduled attempt, host and pid
+    assert [line["line"] for line in ran.lines("dbt")] == ["1 of 1 START sql table model gold.customer_360"]
+    [summary] = ran.lines("summary")
+    assert summary["success"] and summary["models_built"] == 1
+
+
+async def test_a_scheduled_build_waits_for_the_build_by_hand(
+    hub_cli: HubCli,
+    settings: Settings,
+    scheduled: DbtActivities,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "builds.log"
+    by_hand(monkeypatch, log, seconds=1.5)
+    support = asyncio.create_task(hub_cli(settings, "dbt", "build"))
+    await eventually(lambda: started(log), timeout=10, interval=0.02)
+    stand_in(monkeypatch, log, "scheduled", seconds=0)
+
+    assert (await attempt(1).run(scheduled.dbt_build, DbtBuildInput())).success
+
+    assert (await support).code == 0
+    assert lines(log) == ["by-hand start", "by-hand end", "scheduled start", "scheduled end"]
+
+
+async def test_a_failed_build_by_hand_says_what_failed_and_exits_1(
+    hub_cli: HubCli, settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    by_hand(monkeypatch, tmp_path / "builds.log", seconds=0, success=False)
+
+    ran = await hub_cli(settings, "dbt", "build")
+
+    assert ran.code == 1
+    assert "failed: unique_customer_360_customer_id: Got 2 results" in ran.out
+    assert "dbt build FAILED" in ran.out
+    assert "1 of 1 START sql table model gold.customer_360" in ran.out  # dbt's own lines, as they came
+    assert "DBT-SUMMARY" not in ran.out
