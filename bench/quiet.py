@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from temporalio.client import Client, WorkflowQueryFailedError
+from temporalio.client import Client, ScheduleHandle, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from contracts.dbt_build import STATUS_QUERY, DbtBuildStatus, dbt_build_workflow_id
@@ -27,31 +27,59 @@ NOTE = "paused by a benchmark while it measures"
 
 @asynccontextmanager
 async def warehouse_paused(client: Client, settings: Settings, wait: float = 300) -> AsyncIterator[None]:
-    """Pause the Schedules, wait up to ``wait`` seconds for the dbt build to be idle, then measure."""
+    """Pause the Schedules, wait up to ``wait`` seconds for their runs under way and the dbt build to
+    end, then measure; resume what this paused (one another pause meanwhile leaves paused)."""
     paused = []
     try:
         for schedule_id in WORKFLOW_TYPES:
             handle = client.get_schedule_handle(schedule_id)
             try:
-                if (await handle.describe()).schedule.state.paused:
+                state = (await handle.describe()).schedule.state
+                if state.paused and state.note != NOTE:
                     continue  # someone else's pause: left as it is
-                await handle.pause(note=NOTE)
+                await handle.pause(note=NOTE)  # (again, where a run of this that crashed left its own)
             except RPCError as error:
                 if error.status != RPCStatusCode.NOT_FOUND:
                     raise
                 continue
             paused.append(handle)
-        await dbt_build_idle(client, settings, wait)
+        deadline = time.monotonic() + wait
+        await scheduled_runs_ended(client, deadline)
+        await dbt_build_idle(client, settings, deadline)
         yield
     finally:
-        for handle in paused:
-            await handle.unpause(note="the benchmark's measurement ended")
+        await resume(paused)
 
 
-async def dbt_build_idle(client: Client, settings: Settings, wait: float) -> None:
+async def resume(paused: list[ScheduleHandle]) -> None:
+    """Unpause each Schedule this paused that is still paused by it; say which could not be."""
+    for handle in paused:
+        try:
+            state = (await handle.describe()).schedule.state
+            if state.paused and state.note == NOTE:
+                await handle.unpause(note="the benchmark's measurement ended")
+        except Exception as error:  # the others still get resumed
+            print(f"schedule {handle.id} left paused ({error}): hub syncs status shows it", flush=True)
+
+
+async def scheduled_runs_ended(client: Client, deadline: float) -> None:
+    """Until no run a Schedule started is under way: a sync started before the pause asks for a build."""
+    types = ", ".join(f"'{name}'" for name in WORKFLOW_TYPES.values())
+    query = f"WorkflowType IN ({types}) AND ExecutionStatus = 'Running'"
+    said = False
+    while (await client.count_workflows(query)).count:
+        if time.monotonic() > deadline:
+            print("a scheduled run is still under way: measuring beside it", flush=True)
+            return
+        if not said:
+            print("waiting for the scheduled runs under way to end before measuring ...", flush=True)
+            said = True
+        await asyncio.sleep(2)
+
+
+async def dbt_build_idle(client: Client, settings: Settings, deadline: float) -> None:
     """Until the dbt build workflow neither builds nor holds a request (it builds those it holds)."""
     handle = client.get_workflow_handle(dbt_build_workflow_id(settings))
-    deadline = time.monotonic() + wait
     said = False
     while True:
         try:
@@ -61,7 +89,7 @@ async def dbt_build_idle(client: Client, settings: Settings, wait: float) -> Non
         if not status.building and not status.pending:
             return
         if time.monotonic() > deadline:
-            print(f"the dbt build is still busy after {wait:.0f} s: measuring beside it", flush=True)
+            print("the dbt build is still busy: measuring beside it", flush=True)
             return
         if not said:
             print("waiting for the running dbt build to end before measuring ...", flush=True)

@@ -1,25 +1,31 @@
 """``hub dbt build``: build silver and gold now, from where support runs the command.
 
-It holds the same lease as the scheduled builds of the warehouse (``activities.dbt``): it waits for a
-build under way, and the scheduled builds wait for it, so two builds never write the same tables at
-once (after an upgrade's ``--full-refresh``, say). It runs dbt as a child process, as the worker does,
-and prints dbt's lines as they come; Ctrl-C stops the build (dbt cancels its BigQuery jobs).
+It holds the lease of the warehouse's scheduled builds (``activities.dbt``): it waits for a build under
+way, and the scheduled builds wait for it, so two builds never write the same tables at once (an
+upgrade's ``--full-refresh`` beside an hourly build, say). It runs dbt as a child process, as the worker
+does (``warehouse.dbt_child``), and prints dbt's lines as they come; Ctrl-C stops the build (dbt cancels
+its BigQuery jobs).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
+import socket
+import uuid
 from dataclasses import asdict
+from datetime import datetime, timedelta
 from pathlib import Path
 
-from activities.dbt import build_by_hand
 from cli.command import Context, Subcommands, command
-from cli.output import FAILED
-from contracts.dbt_build import DbtBuildSummary
+from cli.output import FAILED, Output
+from contracts.dbt_build import DbtBuildSummary, dbt_build_workflow_id
 from core.settings import Settings
 from db.engine import one_off_sessions
-from db.leases import Holding
-from warehouse.dbt import build_command
+from db.leases import held
+from warehouse.dbt import build_command, dbt_environment, parse_summary
+from warehouse.dbt_child import BIGQUERY_JOB_TIMEOUT, LeaseLost, run_child
 
 
 def add_commands(commands: Subcommands, common: argparse.ArgumentParser) -> None:
@@ -36,24 +42,37 @@ def add_commands(commands: Subcommands, common: argparse.ArgumentParser) -> None
 
 
 async def build_now(args: argparse.Namespace, ctx: Context) -> int:
+    """Take the lease (waiting for another holder), build, let go; exit 1 unless the build passed."""
     out, settings = ctx.out, ctx.settings
-    build = child_command(args, settings)
+    holder = f"hub dbt build {uuid.uuid4().hex[:12]} on {socket.gethostname()}:{os.getpid()}"[:255]
+    length = timedelta(seconds=settings.dbt_build_lease_seconds)
 
-    def waiting(holding: Holding) -> None:
+    def waiting(other: str, free_by: datetime) -> None:
         out.show(
             "waiting",
-            {"holder": holding.holder, "expires_at": holding.expires_at},
-            f"waiting: another build holds the lease ({holding.holder}, until {holding.expires_at:%H:%M:%S}"
-            " UTC, or until it ends)",
+            {"holder": other, "free_by": free_by},
+            f"waiting: another build holds the lease ({other}); free by {free_by:%H:%M:%S} UTC at the"
+            " latest, as soon as it ends",
         )
 
-    def echo(line: str) -> None:
-        out.show("dbt", {"line": line}, line)
+    async def echo(line: str) -> None:
+        # A paused terminal holds dbt's output back, not the loop that renews the lease.
+        await asyncio.to_thread(out.show, "dbt", {"line": line}, line)
 
+    build, environment = child_command(args, settings), child_environment(settings)
     async with one_off_sessions(settings.database_url) as sessions:
-        summary = await build_by_hand(settings, sessions, build, echo, waiting)
-    out.show("summary", asdict(summary), describe(summary))
-    return 0 if summary.success else FAILED
+        lease_name = dbt_build_workflow_id(settings)
+        try:
+            async with held(
+                sessions, lease_name, holder, length, drain=BIGQUERY_JOB_TIMEOUT, waiting=waiting
+            ) as lease:
+                output = await run_child(build, environment, lease, echo)
+        except LeaseLost:
+            return out.fail(
+                "the build lost its lease (the portal database did not answer its renewals, or another"
+                " holder took it) and was stopped"
+            )
+    return report(out, parse_summary(output.decode(errors="replace")))
 
 
 def child_command(args: argparse.Namespace, settings: Settings) -> list[str]:
@@ -61,8 +80,17 @@ def child_command(args: argparse.Namespace, settings: Settings) -> list[str]:
     return build_command(work_dir, select=args.select, full_refresh=args.full_refresh, fast=args.fast)
 
 
+def child_environment(settings: Settings) -> dict[str, str]:
+    return {**os.environ, **dbt_environment(settings)}
+
+
+def report(out: Output, summary: DbtBuildSummary) -> int:
+    out.show("summary", asdict(summary), describe(summary))
+    return 0 if summary.success else FAILED
+
+
 def describe(summary: DbtBuildSummary) -> str:
-    """The build's outcome in a few lines: what failed first, then the counts."""
+    """The build's outcome in a few lines: what failed, then the counts."""
     if summary.error:
         return f"dbt build could not run: {summary.error}"
     lines = [*(f"failed: {failure}" for failure in summary.failures)]

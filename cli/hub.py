@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         code = asyncio.run(execute(args, settings_or_exit()))
     except KeyboardInterrupt:
         goes_on = (
-            "the build stopped"  # hub dbt build runs its build itself
+            "no build left running"  # hub dbt build runs its build itself, and stops it
             if args.command == "dbt"
             else "work already started in Temporal goes on (see the Temporal UI)"
         )

@@ -119,11 +119,12 @@ async def held(
     *,
     drain: timedelta = timedelta(0),
     poll_seconds: float = 5.0,
-    waiting: Callable[[Holding], None] | None = None,
+    waiting: Callable[[str, datetime], None] | None = None,
 ) -> AsyncIterator[Held]:
     """Hold the lease ``name`` while the block runs: wait until it is free (see ``take``), take it,
     renew it, and let go of it after the block (released, or ended so that the next holder waits the
-    block's ``lingers_for``). ``waiting`` hears of each other holder it waits for (the log does too).
+    block's ``lingers_for``). ``waiting`` hears of each other holder it waits for, and when the lease is
+    free at the latest (the log says so too).
 
     ``Held.lost`` is set once the lease is lost: another holder took it, or it could not be renewed for
     three quarters of ``length``. The block must then stop its work at once.
@@ -149,7 +150,7 @@ async def _wait_and_take(
     length: timedelta,
     drain: timedelta,
     poll_seconds: float,
-    waiting: Callable[[Holding], None] | None,
+    waiting: Callable[[str, datetime], None] | None,
 ) -> float:
     """Take the lease once it is free; the monotonic time the take that got it started."""
     waiting_for = None
@@ -168,7 +169,7 @@ async def _wait_and_take(
             log.info("lease %s is held by %s until %s: waiting", name, holding.holder, holding.expires_at)
             waiting_for = holding.holder
             if waiting is not None:
-                waiting(holding)
+                waiting(holding.holder, holding.expires_at + drain)
         free_in = (holding.expires_at + drain - utcnow()).total_seconds()
         await asyncio.sleep(min(poll_seconds, max(free_in, 0.0)) + 0.01)  # it may be released sooner
 

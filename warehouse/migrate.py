@@ -12,7 +12,7 @@
    which now requires a partition filter.
 
 Run it once after upgrading the workers, then rebuild silver and gold from all of bronze:
-``.venv/bin/python -m warehouse.dbt build --full-refresh``. On BigQuery each UPDATE bills the table's
+``.venv/bin/hub dbt build --full-refresh``. On BigQuery each UPDATE bills the table's
 payload and typed columns once, and the rewrite of the partitions it changes (about twice the table).
 """
 
@@ -87,7 +87,7 @@ async def main() -> None:
     try:
         for table, rows in (await migrate(warehouse)).items():
             sys.stdout.write(f"bronze.{table}: typed columns filled on {rows:,} rows\n")
-        sys.stdout.write("next: .venv/bin/python -m warehouse.dbt build --full-refresh\n")
+        sys.stdout.write("next: .venv/bin/hub dbt build --full-refresh\n")
     finally:
         await warehouse.aclose()
 

@@ -1,4 +1,4 @@
-"""A dbt build's child process dies with its worker, however the worker dies."""
+"""A dbt build's child process dies with its worker, however the worker dies; its output is read whole."""
 
 from __future__ import annotations
 
@@ -11,13 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from activities.dbt import DIES_WITH_WORKER
+from db.leases import Held
+from warehouse.dbt import SUMMARY_PREFIX
+from warehouse.dbt_child import DIES_WITH_WORKER, run_child
 
 ROOT = Path(__file__).resolve().parents[2]
 # A worker as far as its build goes: it starts a child as the dbt activity does, then waits.
 WORKER = """
 import asyncio, sys
-from activities.dbt import DIES_WITH_WORKER
+from warehouse.dbt_child import DIES_WITH_WORKER
 
 async def main() -> None:
     command = (sys.executable, "-c", "import time; time.sleep(120)")
@@ -72,3 +74,19 @@ def test_a_build_dies_with_a_worker_killed_outright() -> None:
         assert not running(build), "the build outlived its worker"
     finally:
         worker.kill()
+
+
+async def test_the_childs_output_is_read_whole_and_echoed_line_by_line() -> None:
+    # dbt's lines reach the holder as they come (hub dbt build prints them), the summary line is the
+    # holder's to read, and a line longer than asyncio's line limit (64 KiB) is read like any other.
+    long_line = "x" * 200_000
+    script = f"print('START model'); print('x' * 200_000); print({SUMMARY_PREFIX!r} + '{{}}', end='')"
+    echoed: list[str] = []
+
+    async def echo(line: str) -> None:
+        echoed.append(line)
+
+    output = await run_child([sys.executable, "-c", script], dict(os.environ), Held(), echo)
+
+    assert echoed == ["START model", long_line]
+    assert output.decode().endswith(SUMMARY_PREFIX + "{}") and long_line in output.decode()

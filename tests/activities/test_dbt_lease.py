@@ -25,13 +25,8 @@ from temporalio.testing import ActivityEnvironment
 
 import activities.dbt
 import warehouse.dbt
-from activities.dbt import (
-    BIGQUERY_JOB_TIMEOUT,
-    DBT_BUILD_LEASE_LOST,
-    SETTLE_AFTER_STOP,
-    DbtActivities,
-    DbtBuildInput,
-)
+import warehouse.dbt_child
+from activities.dbt import DBT_BUILD_LEASE_LOST, DbtActivities, DbtBuildInput
 from contracts.dbt_build import DbtBuildSummary
 from core.settings import Settings
 from core.timeutil import utcnow
@@ -40,6 +35,7 @@ from db.models import Lease
 from tests.activities.test_dbt_child import running
 from tests.support import eventually
 from warehouse.dbt import SUMMARY_PREFIX
+from warehouse.dbt_child import BIGQUERY_JOB_TIMEOUT, SETTLE_AFTER_STOP
 
 # A build as far as the lease goes: it logs when it starts (with its pid) and ends, and prints a passing
 # summary. "stubborn" ignores SIGINT, as a build stuck in a call that does not return would.
@@ -186,7 +182,7 @@ async def test_a_build_killed_after_the_grace_keeps_the_next_waiting_for_its_job
 ) -> None:
     """A build that does not stop when told is killed; its BigQuery jobs may run on until their own
     time-out, so the lease ends now and the next build waits that long past it."""
-    monkeypatch.setattr(activities.dbt, "STOP_GRACE_SECONDS", 0.5)
+    monkeypatch.setattr(warehouse.dbt_child, "STOP_GRACE_SECONDS", 0.5)
     await cancel_mid_build(builds, monkeypatch, tmp_path / "build.log", stubborn=True)
     held_by = await take(sessions, BUILD_LEASE, "next attempt", builds._lease, BIGQUERY_JOB_TIMEOUT)
     assert held_by.holder != "next attempt"
@@ -258,7 +254,7 @@ async def test_a_build_cancelled_again_while_told_to_stop_is_killed_at_once(
 ) -> None:
     """A worker stopping after the server cancelled the attempt cancels it a second time: the build
     still must not outlive the attempt, and its jobs may run on, so the next waits their time-out."""
-    monkeypatch.setattr(activities.dbt, "STOP_GRACE_SECONDS", 30)
+    monkeypatch.setattr(warehouse.dbt_child, "STOP_GRACE_SECONDS", 30)
     log = tmp_path / "build.log"
     stand_in(monkeypatch, log, "build", seconds=60, stubborn=True)
     environment = attempt(1)

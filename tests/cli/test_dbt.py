@@ -78,7 +78,7 @@ async def test_a_build_by_hand_waits_for_the_scheduled_build_under_way(
     assert (await under_way).success
     assert lines(log) == ["scheduled start", "scheduled end", "by-hand start", "by-hand end"]
     [waited] = ran.lines("waiting")
-    assert "on " in waited["holder"] and waited["expires_at"]  # the scheduled attempt, host and pid
+    assert " on " in waited["holder"] and waited["free_by"]  # the scheduled attempt, its host and pid
     assert [line["line"] for line in ran.lines("dbt")] == ["1 of 1 START sql table model gold.customer_360"]
     [summary] = ran.lines("summary")
     assert summary["success"] and summary["models_built"] == 1

@@ -33,7 +33,6 @@ from pydantic import SecretStr, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import core.settings
-from activities.dbt import STOP_GRACE_SECONDS
 from api.app import create_app
 from api.codec_server import create_codec_app
 from api.deps import get_sessions, get_temporal
@@ -60,6 +59,7 @@ from tests.test_compose import (
     published_ports,
     scrape_jobs,
 )
+from warehouse.dbt_child import STOP_GRACE_SECONDS
 
 K8S = ROOT / "deploy" / "k8s"
 BASE = K8S / "base"
