@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from temporalio.client import Client, ScheduleHandle, WorkflowQueryFailedError
@@ -66,32 +66,35 @@ async def scheduled_runs_ended(client: Client, deadline: float) -> None:
     """Until no run a Schedule started is under way: a sync started before the pause asks for a build."""
     types = ", ".join(f"'{name}'" for name in WORKFLOW_TYPES.values())
     query = f"WorkflowType IN ({types}) AND ExecutionStatus = 'Running'"
-    said = False
-    while (await client.count_workflows(query)).count:
-        if time.monotonic() > deadline:
-            print("a scheduled run is still under way: measuring beside it", flush=True)
-            return
-        if not said:
-            print("waiting for the scheduled runs under way to end before measuring ...", flush=True)
-            said = True
-        await asyncio.sleep(2)
+
+    async def running() -> bool:
+        return bool((await client.count_workflows(query)).count)
+
+    await wait_while(running, "the scheduled runs under way", deadline)
 
 
 async def dbt_build_idle(client: Client, settings: Settings, deadline: float) -> None:
     """Until the dbt build workflow neither builds nor holds a request (it builds those it holds)."""
     handle = client.get_workflow_handle(dbt_build_workflow_id(settings))
-    said = False
-    while True:
+
+    async def busy() -> bool:
         try:
             status = await handle.query(STATUS_QUERY, result_type=DbtBuildStatus)
         except (RPCError, WorkflowQueryFailedError):
-            return  # no build workflow (none asked for yet), or it ended: nothing to wait for
-        if not status.building and not status.pending:
-            return
+            return False  # no build workflow (none asked for yet), or it ended: nothing to wait for
+        return status.building or bool(status.pending)
+
+    await wait_while(busy, "the dbt build", deadline)
+
+
+async def wait_while(busy: Callable[[], Awaitable[bool]], what: str, deadline: float) -> None:
+    """Poll ``busy`` until it is False, saying once that it waits; past ``deadline``, measure anyway."""
+    said = False
+    while await busy():
         if time.monotonic() > deadline:
-            print("the dbt build is still busy: measuring beside it", flush=True)
+            print(f"{what} still busy: measuring beside it", flush=True)
             return
         if not said:
-            print("waiting for the running dbt build to end before measuring ...", flush=True)
+            print(f"waiting for {what} to end before measuring ...", flush=True)
             said = True
         await asyncio.sleep(2)
