@@ -1,4 +1,4 @@
-"""``hub dbt build``: build silver and gold now, from where support runs the command.
+"""``hub dbt build``: build silver and gold now, from where support runs the command; ``hub dbt status``.
 
 It holds the lease of the warehouse's scheduled builds (``activities.dbt``): it waits for a build under
 way, and the scheduled builds wait for it, so two builds never write the same tables at once (an
@@ -18,14 +18,19 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from temporalio.service import RPCError, RPCStatusCode
+
 from cli.command import Context, Subcommands, command
 from cli.output import FAILED, Output
-from contracts.dbt_build import DbtBuildSummary, dbt_build_workflow_id
+from contracts.dbt_build import STATUS_QUERY, DbtBuildStatus, DbtBuildSummary, dbt_build_workflow_id
 from core.settings import Settings
 from db.engine import one_off_sessions
-from db.leases import held
+from db.leases import Holding, held, holding
 from warehouse.dbt import build_command, dbt_environment, parse_summary
 from warehouse.dbt_child import BIGQUERY_JOB_TIMEOUT, LeaseLost, run_child
+
+# A status query waits for a warehouse worker to answer; none up is said after this.
+STATUS_TIMEOUT = timedelta(seconds=10)
 
 
 def add_commands(commands: Subcommands, common: argparse.ArgumentParser) -> None:
@@ -39,6 +44,13 @@ def add_commands(commands: Subcommands, common: argparse.ArgumentParser) -> None
     )
     build.add_argument("--select", nargs="+", default=[], metavar="MODEL", help="dbt's node selection")
     build.add_argument("--fast", action="store_true", help="leave out unit tests and what is tagged hourly")
+    command(
+        actions,
+        "status",
+        "the build workflow's state and last builds, and who holds the build lease",
+        common,
+        show_status,
+    )
 
 
 async def build_now(args: argparse.Namespace, ctx: Context) -> int:
@@ -73,6 +85,67 @@ async def build_now(args: argparse.Namespace, ctx: Context) -> int:
                 " holder took it) and was stopped"
             )
     return report(out, parse_summary(output.decode(errors="replace")))
+
+
+async def show_status(args: argparse.Namespace, ctx: Context) -> int:
+    """What the build workflow says (a build under way, requests waiting, the last builds, the models
+    fast builds leave out) and the lease; exit 1 when the workflow did not answer."""
+    out, settings = ctx.out, ctx.settings
+    workflow_id = dbt_build_workflow_id(settings)
+    async with one_off_sessions(settings.database_url) as sessions:
+        lease = await holding(sessions, workflow_id)
+    unanswered = False
+    try:
+        status: DbtBuildStatus | None = await ctx.client.get_workflow_handle(workflow_id).query(
+            STATUS_QUERY, result_type=DbtBuildStatus, rpc_timeout=STATUS_TIMEOUT
+        )
+    except RPCError as error:
+        # A query no worker takes ends at its own time-out (the client's "Timeout expired" is CANCELLED).
+        unanswered = error.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED)
+        if error.status != RPCStatusCode.NOT_FOUND and not unanswered:
+            raise
+        status = None
+    fields = {
+        "workflow_id": workflow_id,
+        "status": status and asdict(status),
+        "lease": lease and asdict(lease),
+    }
+    text = [*describe_status(workflow_id, status), describe_lease(workflow_id, lease)]
+    out.show("dbt_status", fields, "\n".join(text))
+    if status is None and unanswered:
+        return out.fail(
+            f"{workflow_id} did not answer in {STATUS_TIMEOUT.seconds} s: is a warehouse worker up?"
+        )
+    return 0
+
+
+def describe_status(workflow_id: str, status: DbtBuildStatus | None) -> list[str]:
+    if status is None:
+        return [f"{workflow_id}: no build asked for yet, or no answer"]
+    doing = "building" if status.building else "waiting for requests"
+    if status.pending:
+        doing += f"; {len(status.pending)} request(s) waiting: {', '.join(status.pending)}"
+    lines = [
+        f"{workflow_id}: {doing}",
+        f"builds: {status.builds} ({status.failed_builds} failed); last started"
+        f" {status.last_started_at or '-'}, last passed {status.last_success_at or '-'}, last full build"
+        f" started {status.last_full_at or '-'}",
+    ]
+    if status.last is not None:
+        lines.append("last build: " + describe(status.last).replace("\n", "; "))
+    if status.blocked:
+        lines.append(f"left out of fast builds until a full build passes: {', '.join(status.blocked)}")
+    return lines
+
+
+def describe_lease(name: str, lease: Holding | None) -> str:
+    if lease is None:
+        return f"lease {name}: free"
+    free_by = lease.expires_at + BIGQUERY_JOB_TIMEOUT
+    return (
+        f"lease {name}: {lease.holder}, until {lease.expires_at:%Y-%m-%d %H:%M:%S} UTC (free by"
+        f" {free_by:%H:%M:%S} UTC at the latest)"
+    )
 
 
 def child_command(args: argparse.Namespace, settings: Settings) -> list[str]:

@@ -12,6 +12,7 @@
     hub syncs status
     hub backfill orders --since 2024-11-01 --until 2026-10-31 --rate 20
     hub dbt build --full-refresh
+    hub dbt status
 
 A command that starts long work prints its progress until the work ends (Ctrl-C stops watching; the
 work goes on in Temporal), or returns at once with ``--detach``. ``--json`` prints JSON lines, one

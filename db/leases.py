@@ -81,6 +81,13 @@ async def take(
     raise RuntimeError(f"could not take the lease {name}")
 
 
+async def holding(sessions: async_sessionmaker[AsyncSession], name: str) -> Holding | None:
+    """Who holds the lease ``name`` and until when (it may have expired since); None when no one."""
+    async with sessions() as session:
+        row = await session.get(Lease, name)
+    return None if row is None else Holding(row.holder, as_utc(row.expires_at))
+
+
 async def renew(
     sessions: async_sessionmaker[AsyncSession], name: str, holder: str, length: timedelta
 ) -> bool:

@@ -1,4 +1,4 @@
-"""``hub dbt build``: support's build never runs beside a scheduled one.
+"""``hub dbt build``: support's build never runs beside a scheduled one; ``hub dbt status``.
 
 It holds the lease the scheduled builds hold (``activities.dbt``): it waits for one under way, and a
 scheduled build waits for it. The builds are stand-in children that log their start and end, as in the
@@ -15,14 +15,21 @@ from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 import cli.dbt
 from activities.dbt import DbtActivities, DbtBuildInput
+from contracts.dbt_build import BuildRequest, DbtBuildStatus, dbt_build_workflow_id, send_build_request
 from core.settings import Settings
+from db.engine import create_engine, session_factory
+from db.leases import release, take
 from tests.activities.test_dbt_lease import attempt, lines, stand_in, started
 from tests.cli.conftest import HubCli
 from tests.support import eventually
+from tests.workflows.test_dbt_build import StandInBuilds, own_warehouse_settings, status
 from warehouse.dbt import SUMMARY_PREFIX
+from workflows.dbt_build import DbtBuildWorkflow
 
 # What support sees of dbt: its lines as they come, then the summary.
 BY_HAND = """
@@ -115,3 +122,59 @@ async def test_a_failed_build_by_hand_says_what_failed_and_exits_1(
     assert "dbt build FAILED" in ran.out
     assert "1 of 1 START sql table model gold.customer_360" in ran.out  # dbt's own lines, as they came
     assert "DBT-SUMMARY" not in ran.out
+
+
+async def test_status_shows_the_build_under_way_its_lease_and_the_last_build(
+    hub_cli: HubCli,
+    temporal_env: WorkflowEnvironment,
+    task_queue: str,
+    sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client = temporal_env.client
+    engine = create_engine(sqlite_url)
+    sessions = session_factory(engine)
+    address = client.service_client.config.target_host
+    settings = own_warehouse_settings(task_queue, database_url=sqlite_url, temporal_address=address)
+    workflow_id = dbt_build_workflow_id(settings)
+
+    before = await hub_cli(settings, "dbt", "status", "--json")
+    assert before.code == 0
+    assert before.lines("dbt_status") == [
+        {"type": "dbt_status", "workflow_id": workflow_id, "status": None, "lease": None}
+    ]
+
+    builds = StandInBuilds()
+    async with Worker(
+        client, task_queue=task_queue, workflows=[DbtBuildWorkflow], activities=[builds.dbt_build]
+    ):
+        await send_build_request(client, settings, BuildRequest("vtex orders"))
+        await asyncio.wait_for(builds.started.wait(), timeout=30)
+        await take(sessions, workflow_id, "attempt 1 on worker-7:42", timedelta(minutes=2))
+
+        under_way = await hub_cli(settings, "dbt", "status")
+        assert under_way.code == 0, under_way.err
+        assert f"{workflow_id}: building" in under_way.out
+        assert f"lease {workflow_id}: attempt 1 on worker-7:42, until" in under_way.out
+
+        builds.release.set()
+        await release(sessions, workflow_id, "attempt 1 on worker-7:42")
+
+        async def built() -> DbtBuildStatus | None:
+            current = await status(client, workflow_id)
+            return current if current.builds == 1 and not current.building else None
+
+        await eventually(built, timeout=30)
+        after = await hub_cli(settings, "dbt", "status")
+    assert f"{workflow_id}: waiting for requests" in after.out
+    assert "last build: dbt build passed" in after.out and "13 models built" in after.out
+    assert f"lease {workflow_id}: free" in after.out
+
+    # No warehouse worker answers the status query: said so, the lease still shown.
+    monkeypatch.setattr(cli.dbt, "STATUS_TIMEOUT", timedelta(seconds=2))
+    no_worker = await hub_cli(settings, "dbt", "status")
+    await client.get_workflow_handle(workflow_id).terminate("test over")
+    await engine.dispose()
+    assert no_worker.code == 1
+    assert f"{workflow_id} did not answer in 2 s: is a warehouse worker up?" in no_worker.err
+    assert f"lease {workflow_id}: free" in no_worker.out
