@@ -132,7 +132,8 @@ def describe_status(workflow_id: str, status: DbtBuildStatus | None) -> list[str
         f" started {status.last_full_at or '-'}",
     ]
     if status.last is not None:
-        lines.append("last build: " + describe(status.last).replace("\n", "; "))
+        *details, outcome = describe(status.last).splitlines()
+        lines.append("last build: " + "; ".join([outcome, *details]))  # the outcome first
     if status.blocked:
         lines.append(f"left out of fast builds until a full build passes: {', '.join(status.blocked)}")
     return lines
