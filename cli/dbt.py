@@ -14,17 +14,20 @@ import asyncio
 import os
 import socket
 import uuid
-from dataclasses import asdict
-from datetime import datetime, timedelta
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+from temporalio.client import Client, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from cli.command import Context, Subcommands, command
 from cli.output import FAILED, Output
 from contracts.dbt_build import STATUS_QUERY, DbtBuildStatus, DbtBuildSummary, dbt_build_workflow_id
 from core.settings import Settings
-from db.engine import one_off_sessions
+from core.timeutil import utcnow
+from db.engine import database_unavailable, one_off_sessions
 from db.leases import Holding, held, holding
 from warehouse.dbt import build_command, dbt_environment, parse_summary
 from warehouse.dbt_child import BIGQUERY_JOB_TIMEOUT, LeaseLost, run_child
@@ -89,47 +92,79 @@ async def build_now(args: argparse.Namespace, ctx: Context) -> int:
 
 async def show_status(args: argparse.Namespace, ctx: Context) -> int:
     """What the build workflow says (a build under way, requests waiting, the last builds, the models
-    fast builds leave out) and the lease; exit 1 when the workflow did not answer."""
+    fast builds leave out) and the lease. Each part is shown when the other cannot be read; exit 1 when
+    one could not."""
     out, settings = ctx.out, ctx.settings
     workflow_id = dbt_build_workflow_id(settings)
-    async with one_off_sessions(settings.database_url) as sessions:
-        lease = await holding(sessions, workflow_id)
-    unanswered = False
+    problems = []
+    lease: LeaseView | None = None
+    lease_line = f"lease {workflow_id}: not read"
     try:
-        status: DbtBuildStatus | None = await ctx.client.get_workflow_handle(workflow_id).query(
-            STATUS_QUERY, result_type=DbtBuildStatus, rpc_timeout=STATUS_TIMEOUT
-        )
-    except RPCError as error:
-        # A query no worker takes ends at its own time-out (the client's "Timeout expired" is CANCELLED).
-        unanswered = error.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED)
-        if error.status != RPCStatusCode.NOT_FOUND and not unanswered:
+        async with one_off_sessions(settings.database_url) as sessions:
+            lease = lease_view(await holding(sessions, workflow_id), utcnow())
+        lease_line = describe_lease(workflow_id, lease)
+    except SQLAlchemyError as error:
+        if not database_unavailable(error):
             raise
-        status = None
+        problems.append(
+            f"the lease could not be read: the portal database did not answer ({type(error).__name__})"
+        )
+    workflow, status, problem = await read_status(ctx.client, workflow_id)
+    problems += [problem] if problem else []
     fields = {
         "workflow_id": workflow_id,
+        "workflow": workflow,
         "status": status and asdict(status),
         "lease": lease and asdict(lease),
     }
-    text = [*describe_status(workflow_id, status), describe_lease(workflow_id, lease)]
+    text = [*describe_status(workflow_id, workflow, status), lease_line]
     out.show("dbt_status", fields, "\n".join(text))
-    if status is None and unanswered:
-        return out.fail(
-            f"{workflow_id} did not answer in {STATUS_TIMEOUT.seconds} s: is a warehouse worker up?"
+    for problem in problems:
+        out.fail(problem)
+    return FAILED if problems else 0
+
+
+async def read_status(client: Client, workflow_id: str) -> tuple[str, DbtBuildStatus | None, str | None]:
+    """The build workflow's ``status`` query: ``answered``, ``not_found`` (no build asked for yet),
+    ``no_answer`` or ``cannot_answer``, with the answer and what went wrong."""
+    try:
+        status = await client.get_workflow_handle(workflow_id).query(
+            STATUS_QUERY, result_type=DbtBuildStatus, rpc_timeout=STATUS_TIMEOUT
         )
-    return 0
+        return "answered", status, None
+    except WorkflowQueryFailedError as error:  # its query handler failed, or its task did
+        return "cannot_answer", None, f"{workflow_id} cannot answer: {error}"
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return "not_found", None, None
+        if error.status == RPCStatusCode.FAILED_PRECONDITION:  # its workflow task keeps failing
+            return "cannot_answer", None, f"{workflow_id} cannot answer: {error}"
+        # The client's own time-out ("Timeout expired") is CANCELLED; the server's DEADLINE_EXCEEDED.
+        if error.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
+            waited = f"{STATUS_TIMEOUT.total_seconds():g} s"
+            why = "no warehouse worker polling, or Temporal slow"
+            return "no_answer", None, f"{workflow_id} did not answer in {waited}: {why}"
+        raise
 
 
-def describe_status(workflow_id: str, status: DbtBuildStatus | None) -> list[str]:
+def describe_status(workflow_id: str, workflow: str, status: DbtBuildStatus | None) -> list[str]:
     if status is None:
-        return [f"{workflow_id}: no build asked for yet, or no answer"]
-    doing = "building" if status.building else "waiting for requests"
+        said = {"not_found": "no build workflow yet (no build asked for)"}
+        return [f"{workflow_id}: {said.get(workflow, 'its state could not be read (see below)')}"]
+    if status.building:
+        doing = "building"
+    elif status.pending and status.last_started_at:  # waiting out the spacing since the last start
+        due = datetime.fromisoformat(status.last_started_at) + timedelta(seconds=status.spacing_seconds)
+        doing = f"next build due at {when(due)}"
+    else:
+        doing = "next build starting" if status.pending else "idle"
     if status.pending:
         doing += f"; {len(status.pending)} request(s) waiting: {', '.join(status.pending)}"
     lines = [
         f"{workflow_id}: {doing}",
         f"builds: {status.builds} ({status.failed_builds} failed); last started"
-        f" {status.last_started_at or '-'}, last passed {status.last_success_at or '-'}, last full build"
-        f" started {status.last_full_at or '-'}",
+        f" {when(status.last_started_at)}, last passed {when(status.last_success_at)}, last full build"
+        f" started {when(status.last_full_at)}",
     ]
     if status.last is not None:
         *details, outcome = describe(status.last).splitlines()
@@ -139,14 +174,48 @@ def describe_status(workflow_id: str, status: DbtBuildStatus | None) -> list[str
     return lines
 
 
-def describe_lease(name: str, lease: Holding | None) -> str:
+@dataclass
+class LeaseView:
+    """The build lease as support reads it: ``held`` (renewed while its build runs), ``draining`` (its
+    holder ended, or stopped renewing: what it left may still run), or ``free`` (by ``free_by``)."""
+
+    state: str
+    holder: str
+    expires_at: datetime
+    free_by: datetime
+
+
+def lease_view(lease: Holding | None, now: datetime) -> LeaseView | None:
+    if lease is None:
+        return None
+    free_by = lease.expires_at + BIGQUERY_JOB_TIMEOUT  # ``take`` gives it to another from then on
+    state = "held" if now < lease.expires_at else "draining" if now < free_by else "free"
+    return LeaseView(state, lease.holder, lease.expires_at, free_by)
+
+
+def describe_lease(name: str, lease: LeaseView | None) -> str:
     if lease is None:
         return f"lease {name}: free"
-    free_by = lease.expires_at + BIGQUERY_JOB_TIMEOUT
-    return (
-        f"lease {name}: {lease.holder}, until {lease.expires_at:%Y-%m-%d %H:%M:%S} UTC (free by"
-        f" {free_by:%H:%M:%S} UTC at the latest)"
-    )
+    if lease.state == "held":
+        return (
+            f"lease {name}: held by {lease.holder}, renewed while its build runs (were it to stop now,"
+            f" free at {when(lease.free_by)})"
+        )
+    if lease.state == "draining":
+        return (
+            f"lease {name}: {lease.holder} ended or stopped renewing; free at {when(lease.free_by)}, once"
+            " what it left running has had time to end"
+        )
+    return f"lease {name}: free (last held by {lease.holder}, free since {when(lease.free_by)})"
+
+
+def when(moment: datetime | str | None) -> str:
+    """A time as the hub command's tables show it."""
+    if moment is None:
+        return "-"
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
 
 
 def child_command(args: argparse.Namespace, settings: Settings) -> list[str]:

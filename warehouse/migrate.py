@@ -87,7 +87,7 @@ async def main() -> None:
     try:
         for table, rows in (await migrate(warehouse)).items():
             sys.stdout.write(f"bronze.{table}: typed columns filled on {rows:,} rows\n")
-        sys.stdout.write("next: .venv/bin/hub dbt build --full-refresh\n")
+        sys.stdout.write("next: hub dbt build --full-refresh (.venv/bin/hub in a checkout)\n")
     finally:
         await warehouse.aclose()
 

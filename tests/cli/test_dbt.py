@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +23,13 @@ from activities.dbt import DbtActivities, DbtBuildInput
 from contracts.dbt_build import BuildRequest, DbtBuildStatus, dbt_build_workflow_id, send_build_request
 from core.settings import Settings
 from db.engine import create_engine, session_factory
-from db.leases import release, take
+from db.leases import Holding, release, take
 from tests.activities.test_dbt_lease import attempt, lines, stand_in, started
 from tests.cli.conftest import HubCli
 from tests.support import eventually
 from tests.workflows.test_dbt_build import StandInBuilds, own_warehouse_settings, status
 from warehouse.dbt import SUMMARY_PREFIX
+from warehouse.dbt_child import BIGQUERY_JOB_TIMEOUT
 from workflows.dbt_build import DbtBuildWorkflow
 
 # What support sees of dbt: its lines as they come, then the summary.
@@ -141,7 +142,13 @@ async def test_status_shows_the_build_under_way_its_lease_and_the_last_build(
     before = await hub_cli(settings, "dbt", "status", "--json")
     assert before.code == 0
     assert before.lines("dbt_status") == [
-        {"type": "dbt_status", "workflow_id": workflow_id, "status": None, "lease": None}
+        {
+            "type": "dbt_status",
+            "workflow_id": workflow_id,
+            "workflow": "not_found",
+            "status": None,
+            "lease": None,
+        }
     ]
 
     builds = StandInBuilds()
@@ -155,7 +162,10 @@ async def test_status_shows_the_build_under_way_its_lease_and_the_last_build(
         under_way = await hub_cli(settings, "dbt", "status")
         assert under_way.code == 0, under_way.err
         assert f"{workflow_id}: building" in under_way.out
-        assert f"lease {workflow_id}: attempt 1 on worker-7:42, until" in under_way.out
+        assert (
+            f"lease {workflow_id}: held by attempt 1 on worker-7:42, renewed while its build runs"
+            in under_way.out
+        )
 
         builds.release.set()
         await release(sessions, workflow_id, "attempt 1 on worker-7:42")
@@ -166,7 +176,7 @@ async def test_status_shows_the_build_under_way_its_lease_and_the_last_build(
 
         await eventually(built, timeout=30)
         after = await hub_cli(settings, "dbt", "status")
-    assert f"{workflow_id}: waiting for requests" in after.out
+    assert f"{workflow_id}: idle" in after.out
     assert "last build: dbt build passed" in after.out and "13 models built" in after.out
     assert f"lease {workflow_id}: free" in after.out
 
@@ -176,5 +186,25 @@ async def test_status_shows_the_build_under_way_its_lease_and_the_last_build(
     await client.get_workflow_handle(workflow_id).terminate("test over")
     await engine.dispose()
     assert no_worker.code == 1
-    assert f"{workflow_id} did not answer in 2 s: is a warehouse worker up?" in no_worker.err
+    assert f"{workflow_id} did not answer in 2 s: no warehouse worker polling" in no_worker.err
     assert f"lease {workflow_id}: free" in no_worker.out
+
+
+def test_the_lease_reads_held_then_draining_then_free() -> None:
+    # Renewed while its build runs; once it ended or stopped renewing, what it left may run until the
+    # drain passed; only then does another build take it (db.leases.take), whatever the row still says.
+    expires = datetime(2026, 12, 6, 20, 0, tzinfo=UTC)
+    lease = Holding("attempt 1 on worker-7:42", expires)
+    free_by = expires + BIGQUERY_JOB_TIMEOUT
+    states = [cli.dbt.lease_view(lease, expires + after) for after in (-SECOND, SECOND, BIGQUERY_JOB_TIMEOUT)]
+    assert [(view.state, view.free_by) for view in states if view] == [
+        ("held", free_by),
+        ("draining", free_by),
+        ("free", free_by),
+    ]
+    assert "free at 2026-12-06 20:10:00 UTC" in cli.dbt.describe_lease("dbt-build", states[1])
+    assert "free (last held by attempt 1" in cli.dbt.describe_lease("dbt-build", states[2])
+    assert cli.dbt.lease_view(None, expires) is None
+
+
+SECOND = timedelta(seconds=1)
