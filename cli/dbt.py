@@ -66,8 +66,8 @@ async def build_now(args: argparse.Namespace, ctx: Context) -> int:
         out.show(
             "waiting",
             {"holder": other, "free_by": free_by},
-            f"waiting: another build holds the lease ({other}); free by {free_by:%H:%M:%S} UTC at the"
-            " latest, as soon as it ends",
+            f"waiting for the build holding the lease to end ({other}; were it to stop renewing now,"
+            f" the lease would be free at {free_by:%H:%M:%S} UTC)",
         )
 
     async def echo(line: str) -> None:
