@@ -283,8 +283,8 @@ class Stack:
         process = self._spawn(part, log_path)
         deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
         while not part.ready():
-            if process.poll() is not None:
-                raise RuntimeError(f"{part.name} exited with {process.returncode}; see {log_path}")
+            if (code := exit_code(process)) is not None:
+                raise RuntimeError(f"{part.name} exited with {code}; see {log_path}")
             if time.monotonic() > deadline:
                 raise RuntimeError(
                     f"{part.name} not healthy after {STARTUP_TIMEOUT_SECONDS:.0f}s; see {log_path}"
@@ -316,7 +316,7 @@ class Stack:
     def check(self) -> str | None:
         """The name of a part that died, if any."""
         for part in self.parts:
-            if part.process is not None and part.process.poll() is not None:
+            if part.process is not None and exited(part.process):
                 return part.name
         return None
 
@@ -334,11 +334,11 @@ class Stack:
                 signal.signal(signum, handler)
 
     def _stop_part(self, name: str, process: subprocess.Popen[bytes]) -> None:
-        was_running = process.poll() is None
+        was_running = not exited(process)
         # Even a part that died may have left children in its group (uvicorn's workers, say).
         signal_group(process.pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-        while process.poll() is None or group_exists(process.pid):
+        while not exited(process) or group_exists(process.pid):
             if time.monotonic() > deadline:
                 signal_group(process.pid, signal.SIGKILL)
                 break
@@ -346,6 +346,28 @@ class Stack:
         process.wait()
         if was_running:
             say(f"  {name:<16} stopped")
+
+
+def exited(process: subprocess.Popen[bytes]) -> bool:
+    return exit_code(process) is not None
+
+
+def exit_code(process: subprocess.Popen[bytes]) -> int | None:
+    """The part's leader's exit code (negative: the signal that ended it), None while it runs; left
+    unreaped where the system allows (Linux: waitid with WNOWAIT). The kernel hands out no pid a
+    process still holds, zombies included, so the part's group id keeps naming its own group, never one
+    a new process leads under the recycled number, until ``_stop_part`` reaps it."""
+    if process.returncode is not None:
+        return process.returncode
+    if not hasattr(os, "waitid"):  # macOS: reaped by poll(), as before
+        return process.poll()
+    try:
+        found = os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:  # reaped meanwhile
+        return process.poll()
+    if found is None:
+        return None
+    return found.si_status if found.si_code == os.CLD_EXITED else -found.si_status
 
 
 def signal_group(pgid: int, signum: int) -> None:
@@ -356,7 +378,11 @@ def signal_group(pgid: int, signum: int) -> None:
 
 
 def group_exists(pgid: int) -> bool:
-    """Whether any process of the group is left (a part's children may outlive it)."""
+    """Whether any live process of the group is left (a part's children may outlive it); its leader,
+    kept unreaped by ``exit_code``, is a zombie and does not count."""
+    proc = Path("/proc")
+    if hasattr(os, "waitid") and proc.is_dir():
+        return any(_live_in_group(stat, pgid) for stat in proc.glob("[0-9]*/stat"))
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
@@ -364,3 +390,11 @@ def group_exists(pgid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _live_in_group(stat: Path, pgid: int) -> bool:
+    try:
+        fields = stat.read_text().rsplit(")", 1)[1].split()  # after the command's name, which may hold ")"
+    except (OSError, IndexError):
+        return False  # ended while read
+    return fields[2] == str(pgid) and fields[0] != "Z"

@@ -270,6 +270,7 @@ def kill_everything(run: Run) -> None:
                 os.killpg(child.pid, signal.SIGKILL)
             with suppress(psutil.NoSuchProcess):
                 child.kill()
-    with suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
+    if process.returncode is None:  # not reaped: its pid (the group's id) is not another's yet
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
     process.wait()
