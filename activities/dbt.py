@@ -11,9 +11,6 @@ it, and a build that loses it stops. Asking for a build is a signal-with-start o
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -28,8 +25,8 @@ from core.metrics import ORDER_CHANGE_LATENCY
 from core.settings import Settings
 from core.timeutil import seconds_since
 from db.leases import held
-from warehouse.dbt import build_command, dbt_environment, parse_summary
-from warehouse.dbt_child import BIGQUERY_JOB_TIMEOUT, LeaseLost, run_child
+from warehouse.dbt import build_command, parse_summary
+from warehouse.dbt_child import BIGQUERY_JOB_TIMEOUT, LeaseLost, child_environment, lease_holder, run_child
 
 log = logging.getLogger("activities.dbt")
 # A build that cannot run until someone fixes the dbt project or profile (parse, compile, configuration).
@@ -51,7 +48,7 @@ class DbtActivities:
     """Runs dbt builds for this worker's settings."""
 
     def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self._environment = {**os.environ, **dbt_environment(settings)}
+        self._environment = child_environment(settings)
         self._work_dir = Path(settings.dbt_work_dir).resolve()
         self._sessions = sessions
         self._lease = timedelta(seconds=settings.dbt_build_lease_seconds)
@@ -91,11 +88,9 @@ class DbtActivities:
 
 
 def _holder() -> str:
-    """This attempt, in this process (what support reads in the lease row and the waiting log), and a
-    token of its own: a reset or restarted workflow repeats run-less ids and attempt numbers."""
+    """This attempt, in this process."""
     info = activity.info()
-    attempt = f"{info.workflow_run_id} {info.activity_id}#{info.attempt} {uuid.uuid4().hex[:12]}"
-    return f"{attempt} on {socket.gethostname()}:{os.getpid()}"[:255]
+    return lease_holder(f"{info.workflow_run_id} {info.activity_id}#{info.attempt}")
 
 
 class BuildRequestActivities:

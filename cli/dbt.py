@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import socket
-import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,8 +26,8 @@ from core.settings import Settings
 from core.timeutil import utcnow
 from db.engine import database_unavailable, one_off_sessions
 from db.leases import Holding, held, holding
-from warehouse.dbt import build_command, dbt_environment, parse_summary
-from warehouse.dbt_child import BIGQUERY_JOB_TIMEOUT, LeaseLost, run_child
+from warehouse.dbt import build_command, parse_summary
+from warehouse.dbt_child import BIGQUERY_JOB_TIMEOUT, LeaseLost, child_environment, lease_holder, run_child
 
 # A status query waits for a warehouse worker to answer; none up is said after this.
 STATUS_TIMEOUT = timedelta(seconds=10)
@@ -59,7 +56,7 @@ def add_commands(commands: Subcommands, common: argparse.ArgumentParser) -> None
 async def build_now(args: argparse.Namespace, ctx: Context) -> int:
     """Take the lease (waiting for another holder), build, let go; exit 1 unless the build passed."""
     out, settings = ctx.out, ctx.settings
-    holder = f"hub dbt build {uuid.uuid4().hex[:12]} on {socket.gethostname()}:{os.getpid()}"[:255]
+    holder = lease_holder("hub dbt build")
     length = timedelta(seconds=settings.dbt_build_lease_seconds)
 
     def waiting(other: str, free_by: datetime) -> None:
@@ -221,10 +218,6 @@ def when(moment: datetime | str | None) -> str:
 def child_command(args: argparse.Namespace, settings: Settings) -> list[str]:
     work_dir = Path(settings.dbt_work_dir).resolve()  # where the child keeps dbt's target and logs
     return build_command(work_dir, select=args.select, full_refresh=args.full_refresh, fast=args.fast)
-
-
-def child_environment(settings: Settings) -> dict[str, str]:
-    return {**os.environ, **dbt_environment(settings)}
 
 
 def report(out: Output, summary: DbtBuildSummary) -> int:

@@ -11,13 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import signal
+import socket
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from db.leases import Held
-from warehouse.dbt import SUMMARY_PREFIX
+from warehouse.dbt import SUMMARY_PREFIX, dbt_environment
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 # The build must not outlive its worker. A worker killed outright (SIGKILL, the OOM killer on a bare host)
 # runs no ``finally``, and its orphaned build would go on beside the one Temporal's retry starts on
@@ -41,6 +48,19 @@ READ_SIZE = 64 * 1024
 # Hands one line of dbt's output on; awaited, so a slow reader (a paused terminal) holds the child's
 # output back, never the event loop that renews the lease.
 Echo = Callable[[str], Awaitable[None]]
+
+
+def child_environment(settings: Settings) -> dict[str, str]:
+    """The child's environment: this process's, with what dbt's profile and models read set from
+    ``settings``."""
+    return {**os.environ, **dbt_environment(settings)}
+
+
+def lease_holder(who: str) -> str:
+    """A build's name in the lease row (what support reads there and in the waiting log): ``who`` runs
+    it, with a token of its own (a reset or restarted workflow repeats run-less ids and attempts) and
+    the host and process it runs in."""
+    return f"{who} {uuid.uuid4().hex[:12]} on {socket.gethostname()}:{os.getpid()}"[:255]
 
 
 class LeaseLost(Exception):
