@@ -74,17 +74,28 @@ async def run_child(
     to ``echo`` as it comes); stopped, and ``LeaseLost`` raised, once the lease is lost. A child still
     running when this ends (cancelled, timed out, lost) is stopped, and the lease ends so that the next
     build waits for what it may leave running."""
-    process = await asyncio.create_subprocess_exec(
-        *DIES_WITH_WORKER,
-        *command,
-        env=environment,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True,  # a Ctrl-C at the holder's terminal is the holder's to handle
+    starting = asyncio.ensure_future(
+        asyncio.create_subprocess_exec(
+            *DIES_WITH_WORKER,
+            *command,
+            env=environment,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,  # a Ctrl-C at the holder's terminal is the holder's to handle
+        )
     )
+    # The child runs before its pipes are connected: a cancellation meanwhile would have asyncio kill
+    # it outright, past the stop below and what the lease must then wait. So the start is let finish.
+    cancelled = False
+    try:
+        process = await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        process, cancelled = await starting, True
     build = asyncio.ensure_future(_output(process, echo))
     lost = asyncio.ensure_future(lease.lost.wait())
     try:
+        if cancelled:
+            raise asyncio.CancelledError
         await asyncio.wait((build, lost), return_when=asyncio.FIRST_COMPLETED)
         if build.done():
             return build.result()
