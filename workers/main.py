@@ -15,7 +15,7 @@ import importlib
 import logging
 import signal
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from types import ModuleType
 from typing import get_args
@@ -32,7 +32,7 @@ from temporalio.runtime import (
 from temporalio.worker import Worker
 
 from core.logs import configure_logging
-from core.settings import Settings, WorkerRole, WorkerSettings
+from core.settings import EventLoop, Settings, WorkerRole, WorkerSettings
 from core.temporal import connect
 from core.tracing import start_tracing, stop_tracing
 from db.engine import create_engine, database_unavailable, session_factory
@@ -87,6 +87,7 @@ async def run(settings: Settings, role: WorkerRole) -> None:
     client = await connect(settings, runtime=worker_runtime(sdk_metrics_port))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    log.info("worker (%s) runs on %s's event loop", role, type(loop).__module__.partition(".")[0])
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     if not await schema_ready(settings, stop):
@@ -154,6 +155,18 @@ def free_loopback_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def loop_factory(kind: EventLoop) -> Callable[[], asyncio.AbstractEventLoop]:
+    """New event loops of ``kind`` (``HUB_WORKER_EVENT_LOOP``): uvloop's, where it is installed."""
+    if kind == "uvloop":
+        try:
+            import uvloop
+        except ImportError:  # not built for this platform (Windows): asyncio's own loop does the same work
+            log.warning("uvloop is not installed: the worker runs on asyncio's own event loop")
+        else:
+            return uvloop.new_event_loop
+    return asyncio.new_event_loop
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="hub-worker", description="Run the integrations worker.")
     parser.add_argument(
@@ -169,7 +182,8 @@ def main() -> None:
     role = settings.worker_role
     start_tracing(f"hub-worker-{role}")
     try:
-        asyncio.run(run(settings, role))
+        with asyncio.Runner(loop_factory=loop_factory(settings.worker_event_loop)) as runner:
+            runner.run(run(settings, role))
     finally:
         stop_tracing()  # export the last spans
 

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
+import warehouse.dbt_child
 from db.leases import Held
 from warehouse.dbt import SUMMARY_PREFIX
-from warehouse.dbt_child import DIES_WITH_WORKER, run_child
+from warehouse.dbt_child import BIGQUERY_JOB_TIMEOUT, DIES_WITH_WORKER, SETTLE_AFTER_STOP, run_child
+from workers.main import loop_factory
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[2]
 # A worker as far as its build goes: it starts a child as the dbt activity does, then waits.
@@ -90,3 +97,76 @@ async def test_the_childs_output_is_read_whole_and_echoed_line_by_line() -> None
 
     assert echoed == ["START model", long_line]
     assert output.decode().endswith(SUMMARY_PREFIX + "{}") and long_line in output.decode()
+
+
+def on_loop(kind: str, scenario: Callable[[], Awaitable[T]]) -> T:
+    """Run ``scenario`` on a new event loop of ``kind``, as a worker process would (HUB_WORKER_EVENT_LOOP):
+    the child's start, stop and kill go through each loop's own subprocess handling."""
+    with asyncio.Runner(loop_factory=loop_factory(kind)) as runner:
+        return runner.run(scenario())
+
+
+# A build that logs its pid, then runs until stopped ("stubborn": ignoring SIGINT, as a build stuck in a
+# call that does not return would).
+CHILD = """
+import os, signal, sys, time
+if sys.argv[2] == "stubborn":
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+with open(sys.argv[1], "a") as out: out.write(f"{os.getpid()}\\n")
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+@pytest.mark.parametrize("yields", [1, 2, 3, 5, 10])
+def test_a_build_cancelled_while_its_child_starts_is_still_told_to_stop(
+    loop: str, yields: int, tmp_path: Path
+) -> None:
+    """A cancellation that lands while the child is being started (before its pipes are connected)
+    stops it with SIGINT like any other, so dbt can cancel its BigQuery jobs: the lease then waits a
+    minute, not the jobs' time-out that a child killed outright would cost."""
+
+    async def scenario() -> Held:
+        lease = Held()
+        log = tmp_path / f"child-{loop}-{yields}.log"
+        build = asyncio.ensure_future(run_child([sys.executable, "-c", CHILD, str(log), ""], {}, lease))
+        for _ in range(yields):  # the cancellation lands at a different step of the start each time
+            await asyncio.sleep(0)
+        build.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await build
+        return lease
+
+    assert on_loop(loop, scenario).lingers_for == SETTLE_AFTER_STOP
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_build_that_ignores_the_stop_is_killed_after_the_grace(
+    loop: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(warehouse.dbt_child, "STOP_GRACE_SECONDS", 0.5)
+    log = tmp_path / "child.log"
+
+    async def scenario() -> Held:
+        lease = Held()
+        command = [sys.executable, "-c", CHILD, str(log), "stubborn"]
+        build = asyncio.ensure_future(run_child(command, {}, lease))
+        while not log.exists() or not log.read_text().endswith("\n"):  # running, SIGINT ignored
+            await asyncio.sleep(0.02)
+        build.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await build
+        return lease
+
+    lease = on_loop(loop, scenario)
+    assert lease.lingers_for == BIGQUERY_JOB_TIMEOUT  # its jobs may run on until their time-out
+    assert not running(int(log.read_text()))
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_build_that_ends_gives_its_output_and_holds_nothing_after_it(loop: str) -> None:
+    script = f"print('START model'); print({SUMMARY_PREFIX!r} + '{{}}', end='')"
+    lease = Held()
+    output = on_loop(loop, lambda: run_child([sys.executable, "-c", script], dict(os.environ), lease))
+    assert output.decode() == "START model\n" + SUMMARY_PREFIX + "{}"
+    assert lease.lingers_for.total_seconds() == 0

@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -113,6 +114,9 @@ async def test_flow_logs_carry_ids_and_no_personal_data_or_secrets(
     lines = [line for line in worker_log.read_text().splitlines() if line.strip()]
     lines += api_log.getvalue().splitlines()
     records = [json.loads(line) for line in lines]  # every line is one JSON object
+
+    # The flows above ran in a worker process on its default event loop.
+    assert any(re.fullmatch(r"worker \(\w+\) runs on uvloop's event loop", r["message"]) for r in records)
 
     run_lines = [record for record in records if record["logger"] in RUN_LOGGERS]
     assert run_lines, "no line about a run"
