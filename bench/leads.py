@@ -17,7 +17,8 @@ open loop: each time counts from the lead's turn, so a stack that falls behind s
 Sends N Zoho lead webhooks at a fixed rate and prints: accepted per second, acknowledgement latency
 p50/p99, leads delivered end to end per second, each hub process's resident and peak memory, and the
 rate of a skeleton workflow with as many no-op activities and local activities as a delivered lead's
-history recorded (counted from that history, not assumed), on the same Temporal server.
+history recorded (counted from that history, not assumed), on the same Temporal server, its worker on
+the event loop the hub's workers run on (``HUB_WORKER_EVENT_LOOP``).
 
 With ``--to-bronze K``, it then follows K of the delivered leads into the warehouse: how long after
 the portal recorded each one's ``delivered`` its row is in bronze ``lead_status_changes`` (the lead
@@ -57,6 +58,7 @@ from core.settings import Settings
 from core.temporal import LOCAL_ACTIVITY_MARKER, connect
 from warehouse.landing import Warehouse
 from warehouse.tables import LEAD_STATUS_CHANGES, day_start
+from workers.main import loop_factory
 
 SCHEDULED = EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
 MARKER = EventType.EVENT_TYPE_MARKER_RECORDED
@@ -414,4 +416,6 @@ async def send_leads(args: argparse.Namespace, settings: Settings, client: Clien
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    # The skeleton's worker runs here: on the event loop the hub's workers run on, like with like.
+    with asyncio.Runner(loop_factory=loop_factory(Settings().worker_event_loop)) as runner:
+        runner.run(main())
