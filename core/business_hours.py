@@ -74,14 +74,15 @@ class OpeningHours:
         if self.always_open:
             return start + duration
         zone, utc = ZoneInfo(self.timezone), ZoneInfo("UTC")
-        local = start.astimezone(zone)
+        first_day, started = start.astimezone(zone).date(), start.astimezone(utc)
         left = duration
         for offset in range(HORIZON_DAYS):
-            day = local.date() + timedelta(days=offset)
+            day = first_day + timedelta(days=offset)
             for opens, closes in self.intervals_on(day):
-                # Elapsed time in UTC: aware datetimes of one zone subtract as wall clocks, which would
-                # count a daylight-saving change's hour twice or not at all.
-                begin = max(datetime.combine(day, opens, zone), local).astimezone(utc)
+                # Compared and subtracted in UTC: aware datetimes of one zone do both as wall clocks, which
+                # would count a daylight-saving change's hour twice or not at all, and in an autumn change's
+                # repeated hour take an opening that already passed for one still to come.
+                begin = max(datetime.combine(day, opens, zone).astimezone(utc), started)
                 end = datetime.combine(day, closes, zone).astimezone(utc)
                 if begin >= end:
                     continue

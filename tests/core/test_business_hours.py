@@ -85,3 +85,14 @@ def test_open_time_is_elapsed_time_across_daylight_saving() -> None:
     start = datetime(2026, 3, 8, 0, 30, tzinfo=ny)
     assert hours.add_open_time(start, timedelta(hours=3)) - start.astimezone(UTC) == timedelta(hours=3)
     assert hours.add_open_time(start, timedelta(hours=3)).astimezone(ny).hour == 4
+
+
+def test_a_lead_in_the_repeated_hour_of_an_autumn_change_counts_only_time_after_it_arrived() -> None:
+    """New York falls back on 2026-11-01 at 02:00, so 01:00-02:00 happens twice. A lead arriving at 01:10
+    the second time is 40 minutes after 01:30 the first time: the dealer's opening at 01:30 has passed,
+    and its 30 minutes count from the lead's arrival."""
+    ny = ZoneInfo("America/New_York")
+    hours = from_config({"timezone": "America/New_York", "weekly": {"sun": ["01:30-18:00"]}})
+    arrived = datetime(2026, 11, 1, 1, 10, fold=1, tzinfo=ny)  # 06:10 UTC (EST)
+    assert arrived.astimezone(UTC) == datetime(2026, 11, 1, 6, 10, tzinfo=UTC)
+    assert hours.add_open_time(arrived, timedelta(minutes=30)) == datetime(2026, 11, 1, 6, 40, tzinfo=UTC)
