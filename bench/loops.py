@@ -3,12 +3,13 @@
     python3 dev.py up                      # another terminal (a fresh var/)
     .venv/bin/python bench/loops.py --count 500 --rate 50
 
-Starts a second ``flows`` worker beside the stack's, with the same settings but the other event loop
-(``HUB_WORKER_EVENT_LOOP``), runs ``bench/leads.py`` (its lead phase), and prints for each worker the
-CPU it used, the tasks it ran (activities, local activities and workflow tasks, from its SDK metrics)
-and its CPU per task. Temporal hands the tasks of one task queue to both workers' polls alike, so both
-get about half of the same work, on the same machine at the same moment: the ratio compares like with
-like on a machine whose speed varies from one minute to the next. Then it stops the second worker.
+Starts two more ``flows`` workers beside the stack's, with its settings, one on each event loop
+(``HUB_WORKER_EVENT_LOOP``); sends a first batch of leads that is not measured (each new worker builds
+its clients, caches and connections), then runs ``bench/leads.py`` (its lead phase) and prints, for each
+of the two, the CPU it used, the tasks it ran (activities, local activities and workflow tasks, from its
+SDK metrics) and its CPU per task. Temporal hands a queue's tasks to all its workers' polls alike, so
+the two get about the same share of the same work, on the same machine at the same moment: the ratio
+compares like with like on a machine whose speed varies from one minute to the next. Then it stops them.
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.memory import hub_processes  # noqa: E402
-from core.settings import Settings  # noqa: E402
 from workers.main import free_loopback_port  # noqa: E402
 
 # The SDK's counts of what a worker ran, summed over task queues and types.
@@ -37,7 +38,6 @@ TASKS = {
     "temporal_local_activity_execution_latency_count": "local activities",
     "temporal_workflow_task_execution_latency_count": "workflow tasks",
 }
-OTHER = {"uvloop": "asyncio", "asyncio": "uvloop"}
 
 
 @dataclass
@@ -64,19 +64,20 @@ def environment(pid: int) -> dict[str, str]:
     return dict(pair.decode().split("=", 1) for pair in pairs if b"=" in pair)
 
 
-def stack_worker() -> tuple[Worker, dict[str, str]]:
-    flows = [process for process in hub_processes() if process.kind in ("worker flows", "worker all")]
+def stack_worker() -> dict[str, str]:
+    """The settings of the stack's ``flows`` worker (its environment)."""
+    flows = [process for process in hub_processes() if process.kind == "worker flows"]
     if len(flows) != 1:
-        sys.exit(f"expected one flows (or all) worker of a running stack, found {len(flows)}")
-    env = environment(flows[0].pid)
-    loop = env.get("HUB_WORKER_EVENT_LOOP", Settings.model_fields["worker_event_loop"].default)
-    port = int(env.get("HUB_WORKER_METRICS_PORT", Settings.model_fields["worker_metrics_port"].default))
-    if not port:
-        sys.exit("the stack's worker serves no metrics (HUB_WORKER_METRICS_PORT=0)")
-    return Worker(flows[0].pid, loop, port), env
+        sys.exit(f"expected the stack's one flows worker (python3 dev.py up), found {len(flows)}")
+    return environment(flows[0].pid)
 
 
-def start_second(env: dict[str, str], loop: str, log: Path) -> tuple[subprocess.Popen[bytes], Worker]:
+def loop_of(pid: int) -> str:
+    """The event loop a worker runs on: uvloop's where it loaded uvloop's loop (whatever it was asked)."""
+    return "uvloop" if "/uvloop/loop." in Path(f"/proc/{pid}/maps").read_text() else "asyncio"
+
+
+def start_worker(env: dict[str, str], loop: str, log: Path) -> tuple[subprocess.Popen[bytes], Worker]:
     port = free_loopback_port()
     env = {**env, "HUB_WORKER_EVENT_LOOP": loop, "HUB_WORKER_METRICS_PORT": str(port)}
     with log.open("wb") as out:
@@ -86,9 +87,17 @@ def start_second(env: dict[str, str], loop: str, log: Path) -> tuple[subprocess.
     while b"polling leads" not in log.read_bytes():
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            sys.exit(f"the second worker did not start polling: see {log}")
+            sys.exit(f"a worker did not start polling: see {log}")
         time.sleep(0.5)
+    if loop_of(process.pid) != loop:
+        process.kill()
+        sys.exit(f"the worker asked to run on {loop} runs on {loop_of(process.pid)}: see {log}")
     return process, Worker(process.pid, loop, port)
+
+
+def send_leads(count: int, rate: float, **options: Any) -> None:
+    command = [sys.executable, "bench/leads.py", "--count", str(count), "--rate", str(rate), "--no-skeleton"]
+    subprocess.run(command, cwd=ROOT, check=True, **options)
 
 
 def main() -> None:
@@ -97,20 +106,24 @@ def main() -> None:
     )
     parser.add_argument("--count", type=int, default=500, help="leads to send (bench/leads.py --count)")
     parser.add_argument("--rate", type=float, default=50, help="webhooks a second (bench/leads.py --rate)")
+    parser.add_argument("--warm-up", type=int, default=100, help="leads sent first, not measured")
     args = parser.parse_args()
-    first, env = stack_worker()
-    log = ROOT / "var" / "logs" / "bench-loops-worker.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    process, second = start_second(env, OTHER[first.loop], log)
-    workers = (first, second)
+    env = stack_worker()
+    logs = ROOT / "var" / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    started = [start_worker(env, loop, logs / f"bench-loops-{loop}.log") for loop in ("uvloop", "asyncio")]
+    workers = [worker for _, worker in started]
     try:
+        print(f"warming up the new workers with {args.warm_up} leads (not measured) ...", flush=True)
+        send_leads(args.warm_up, args.rate, stdout=subprocess.DEVNULL)
         before = [(worker.cpu_seconds(), worker.tasks()) for worker in workers]
-        leads = [sys.executable, "bench/leads.py", "--count", str(args.count), "--rate", str(args.rate)]
-        subprocess.run([*leads, "--no-skeleton"], cwd=ROOT, check=True)
+        send_leads(args.count, args.rate)
         after = [(worker.cpu_seconds(), worker.tasks()) for worker in workers]
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
+        for process, _ in started:
+            process.send_signal(signal.SIGTERM)
+        for process, _ in started:
+            process.wait(timeout=60)
     per_task = {}
     print()
     for worker, (cpu0, tasks0), (cpu1, tasks1) in zip(workers, before, after, strict=True):

@@ -12,7 +12,7 @@ the hours, so the worker routing leads does without the package: Brazil's calend
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from itertools import pairwise
 from typing import TYPE_CHECKING
@@ -63,33 +63,60 @@ class OpeningHours:
         """Whether the dealer is open at ``at`` (an aware datetime)."""
         if self.always_open:
             return True
-        local = at.astimezone(ZoneInfo(self.timezone))
-        return any(opens <= local.time() < closes for opens, closes in self.intervals_on(local.date()))
+        zone, instant = ZoneInfo(self.timezone), at.astimezone(UTC)
+        day = instant.astimezone(zone).date()
+        return any(
+            _first_shown(day, opens, zone) <= instant < _first_shown(day, closes, zone)
+            for opens, closes in self.intervals_on(day)
+        )
 
     def add_open_time(self, start: datetime, duration: timedelta) -> datetime:
         """The moment ``duration`` of open time has passed since ``start`` (aware; returned in UTC).
 
         Friday 17:50 plus 30 minutes, closing at 18:00 and opening Monday at 08:00, is Monday 08:20.
         """
+        started = start.astimezone(UTC)
         if self.always_open:
-            return start + duration
-        zone, utc = ZoneInfo(self.timezone), ZoneInfo("UTC")
-        first_day, started = start.astimezone(zone).date(), start.astimezone(utc)
+            return started + duration
+        zone = ZoneInfo(self.timezone)
+        first_day = started.astimezone(zone).date()
         left = duration
         for offset in range(HORIZON_DAYS):
             day = first_day + timedelta(days=offset)
             for opens, closes in self.intervals_on(day):
-                # Compared and subtracted in UTC: aware datetimes of one zone do both as wall clocks, which
-                # would count a daylight-saving change's hour twice or not at all, and in an autumn change's
-                # repeated hour take an opening that already passed for one still to come.
-                begin = max(datetime.combine(day, opens, zone).astimezone(utc), started)
-                end = datetime.combine(day, closes, zone).astimezone(utc)
+                begin = max(_first_shown(day, opens, zone), started)
+                end = _first_shown(day, closes, zone)
                 if begin >= end:
                     continue
                 if begin + left <= end:
                     return begin + left
                 left -= end - begin
         raise ValueError(f"no open hours within {HORIZON_DAYS} days of {start.isoformat()}")
+
+
+def _first_shown(day: date, wall: time, zone: ZoneInfo) -> datetime:
+    """The moment (UTC) the dealer's clock first shows ``wall`` on ``day``: the first of a time an autumn
+    change repeats, and for a time a spring change skips, the change itself (the clock jumps past it).
+
+    Times are compared and subtracted as such moments: aware datetimes of one zone do both as wall
+    clocks, which would count a change's hour twice or not at all, and in a repeated hour take an opening
+    that already passed for one still to come.
+    """
+    local = datetime.combine(day, wall, zone)  # fold 0: the first of a repeated time
+    instant = local.astimezone(UTC)
+    if instant.astimezone(zone).replace(tzinfo=None) == local.replace(tzinfo=None):
+        return instant
+    # Skipped: read with the offset after the change it is a moment before the change, with the offset
+    # before it one after. The change lies between (whole seconds apart in every zone's rules).
+    before, after = int(local.replace(fold=1).timestamp()), int(instant.timestamp())
+    offset_after = instant.astimezone(zone).utcoffset()
+    while after - before > 1:
+        middle = (before + after) // 2
+        if datetime.fromtimestamp(middle, zone).utcoffset() == offset_after:
+            after = middle
+        else:
+            before = middle
+    return datetime.fromtimestamp(after, UTC)
 
 
 @cache

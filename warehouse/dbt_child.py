@@ -84,13 +84,18 @@ async def run_child(
             start_new_session=True,  # a Ctrl-C at the holder's terminal is the holder's to handle
         )
     )
-    # The child runs before its pipes are connected: a cancellation meanwhile would have asyncio kill
-    # it outright, past the stop below and what the lease must then wait. So the start is let finish.
+    # The child runs before its pipes are connected: a cancellation meanwhile would have the event loop
+    # kill it outright, past the stop below and what the lease must then wait. So the start is let
+    # finish, however often the build is cancelled meanwhile.
     cancelled = False
-    try:
-        process = await asyncio.shield(starting)
-    except asyncio.CancelledError:
-        process, cancelled = await starting, True
+    while True:
+        try:
+            process = await asyncio.shield(starting)
+            break
+        except asyncio.CancelledError:
+            if starting.cancelled():
+                raise
+            cancelled = True
     build = asyncio.ensure_future(_output(process, echo))
     lost = asyncio.ensure_future(lease.lost.wait())
     try:

@@ -84,10 +84,10 @@ def worker_runtime(sdk_metrics_port: int | None) -> Runtime:
 async def run(settings: Settings, role: WorkerRole) -> None:
     """Run until SIGINT/SIGTERM, then finish in-flight tasks and stop."""
     sdk_metrics_port = free_loopback_port() if settings.worker_metrics_port else None
-    client = await connect(settings, runtime=worker_runtime(sdk_metrics_port))
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     log.info("worker (%s) runs on %s's event loop", role, type(loop).__module__.partition(".")[0])
+    client = await connect(settings, runtime=worker_runtime(sdk_metrics_port))
+    stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     if not await schema_ready(settings, stop):
@@ -155,8 +155,9 @@ def free_loopback_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def loop_factory(kind: EventLoop) -> Callable[[], asyncio.AbstractEventLoop]:
-    """New event loops of ``kind`` (``HUB_WORKER_EVENT_LOOP``): uvloop's, where it is installed."""
+def loop_factory(kind: EventLoop) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """What makes event loops of ``kind`` (``HUB_WORKER_EVENT_LOOP``) for ``asyncio.Runner``: uvloop's
+    where it is installed; None, asyncio's own, as ``asyncio.run`` makes it."""
     if kind == "uvloop":
         try:
             import uvloop
@@ -164,7 +165,7 @@ def loop_factory(kind: EventLoop) -> Callable[[], asyncio.AbstractEventLoop]:
             log.warning("uvloop is not installed: the worker runs on asyncio's own event loop")
         else:
             return uvloop.new_event_loop
-    return asyncio.new_event_loop
+    return None
 
 
 def main() -> None:

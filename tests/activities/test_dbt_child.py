@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -102,8 +102,13 @@ async def test_the_childs_output_is_read_whole_and_echoed_line_by_line() -> None
 def on_loop(kind: str, scenario: Callable[[], Awaitable[T]]) -> T:
     """Run ``scenario`` on a new event loop of ``kind``, as a worker process would (HUB_WORKER_EVENT_LOOP):
     the child's start, stop and kill go through each loop's own subprocess handling."""
-    with asyncio.Runner(loop_factory=loop_factory(kind)) as runner:
-        return runner.run(scenario())
+
+    async def checked() -> T:
+        assert type(asyncio.get_running_loop()).__module__.partition(".")[0] == kind  # no quiet fallback
+        return await scenario()
+
+    with asyncio.Runner(loop_factory=loop_factory(kind) or asyncio.new_event_loop) as runner:
+        return runner.run(checked())
 
 
 # A build that logs its pid, then runs until stopped ("stubborn": ignoring SIGINT, as a build stuck in a
@@ -118,23 +123,36 @@ time.sleep(60)
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
-@pytest.mark.parametrize("yields", [1, 2, 3, 5, 10])
+@pytest.mark.parametrize("cancels", [1, 2])
+@pytest.mark.parametrize("yields", [1, 2])
 def test_a_build_cancelled_while_its_child_starts_is_still_told_to_stop(
-    loop: str, yields: int, tmp_path: Path
+    loop: str, yields: int, cancels: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A cancellation that lands while the child is being started (before its pipes are connected)
-    stops it with SIGINT like any other, so dbt can cancel its BigQuery jobs: the lease then waits a
-    minute, not the jobs' time-out that a child killed outright would cost."""
+    """A cancellation that lands while the child is being started (before its pipes are connected),
+    once or again meanwhile, stops it with SIGINT like any other, so dbt can cancel its BigQuery jobs:
+    the lease then waits a minute, not the jobs' time-out that a child killed outright would cost."""
+    started: list[bool] = []
+    spawn = asyncio.create_subprocess_exec
+
+    async def recorded_spawn(*args: Any, **kwargs: Any) -> asyncio.subprocess.Process:
+        process = await spawn(*args, **kwargs)
+        started.append(True)
+        return process
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", recorded_spawn)
 
     async def scenario() -> Held:
         lease = Held()
-        log = tmp_path / f"child-{loop}-{yields}.log"
+        log = tmp_path / f"child-{loop}-{yields}-{cancels}.log"
         build = asyncio.ensure_future(run_child([sys.executable, "-c", CHILD, str(log), ""], {}, lease))
-        for _ in range(yields):  # the cancellation lands at a different step of the start each time
-            await asyncio.sleep(0)
-        build.cancel()
+        for _ in range(cancels):
+            for _ in range(yields):  # the cancellation lands at a different step of the start each time
+                await asyncio.sleep(0)
+            assert not started, "the start ended before the cancellation"
+            build.cancel()
         with pytest.raises(asyncio.CancelledError):
             await build
+        assert started
         return lease
 
     assert on_loop(loop, scenario).lingers_for == SETTLE_AFTER_STOP

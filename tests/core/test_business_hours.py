@@ -96,3 +96,34 @@ def test_a_lead_in_the_repeated_hour_of_an_autumn_change_counts_only_time_after_
     arrived = datetime(2026, 11, 1, 1, 10, fold=1, tzinfo=ny)  # 06:10 UTC (EST)
     assert arrived.astimezone(UTC) == datetime(2026, 11, 1, 6, 10, tzinfo=UTC)
     assert hours.add_open_time(arrived, timedelta(minutes=30)) == datetime(2026, 11, 1, 6, 40, tzinfo=UTC)
+    assert hours.is_open(arrived)  # open since 01:30 the first time, as the SLA clock says
+
+
+def test_a_closing_in_the_repeated_hour_is_the_first_time_the_clock_shows_it() -> None:
+    ny = ZoneInfo("America/New_York")
+    hours = from_config(
+        {"timezone": "America/New_York", "weekly": {"sun": ["00:00-01:30"], "mon": ["09:00-18:00"]}}
+    )
+    second_time = datetime(2026, 11, 1, 1, 10, fold=1, tzinfo=ny)  # after 01:30 the first time: closed
+    assert not hours.is_open(second_time)
+    assert hours.is_open(datetime(2026, 11, 1, 1, 10, tzinfo=ny))  # 01:10 the first time
+    monday_0910 = datetime(2026, 11, 2, 9, 10, tzinfo=ny)
+    assert hours.add_open_time(second_time, timedelta(minutes=10)) == monday_0910
+
+
+def test_an_opening_in_the_hour_a_spring_change_skips_is_the_change() -> None:
+    """New York's clocks jump from 02:00 to 03:00 on 2026-03-08: a dealer opening at 02:30 opens at the
+    jump (03:00, 07:00 UTC), when its clock has passed 02:30."""
+    ny = ZoneInfo("America/New_York")
+    hours = from_config({"timezone": "America/New_York", "weekly": {"sun": ["02:30-18:00"]}})
+    jump = datetime(2026, 3, 8, 7, 0, tzinfo=UTC)
+    assert not hours.is_open(jump - timedelta(seconds=1)) and hours.is_open(jump)
+    assert jump.astimezone(ny).hour == 3
+    before_opening = datetime(2026, 3, 8, 1, 0, tzinfo=ny)
+    assert hours.add_open_time(before_opening, timedelta(minutes=30)) == jump + timedelta(minutes=30)
+
+
+def test_a_dealer_always_open_counts_in_utc() -> None:
+    start = at("2026-12-01T22:15")
+    assert from_config(None).add_open_time(start, timedelta(minutes=30)).utcoffset() == timedelta(0)
+    assert from_config(None).add_open_time(start, timedelta(minutes=30)) == start + timedelta(minutes=30)
