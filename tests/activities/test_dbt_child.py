@@ -115,8 +115,9 @@ def on_loop(kind: str, scenario: Callable[[], Awaitable[T]]) -> T:
 # call that does not return would).
 CHILD = """
 import os, signal, sys, time
-if sys.argv[2] == "stubborn":
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+# As the build does: SIGINT stops it, even where the worker was started with SIGINT ignored (a test
+# runner's worker processes are), since a child started by asyncio inherits that.
+signal.signal(signal.SIGINT, signal.SIG_IGN if sys.argv[2] == "stubborn" else signal.default_int_handler)
 with open(sys.argv[1], "a") as out: out.write(f"{os.getpid()}\\n")
 time.sleep(60)
 """

@@ -118,6 +118,7 @@ async def build_starts(warehouse: Warehouse) -> dict[str, datetime]:
     return {row["model"]: row["build_started"] for row in rows}
 
 
+@pytest.mark.timeout(360)  # a whole build and its tests on the emulator: minutes on a loaded machine
 async def test_build_passes_and_gold_matches_a_hand_computation(
     warehouse: Warehouse, settings: Settings, tmp_path: Path
 ) -> None:

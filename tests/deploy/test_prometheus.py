@@ -104,6 +104,7 @@ def test_dashboard_queries_fill_every_variable() -> None:
 
 
 @needs_prometheus
+@pytest.mark.timeout(360)  # whole dbt builds on the emulator: minutes on a loaded machine
 async def test_every_dashboard_query_returns_data(
     temporal_env: WorkflowEnvironment,
     sqlite_url: str,

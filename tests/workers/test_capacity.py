@@ -41,6 +41,17 @@ async def decided(hub: Hub, lead_id: str) -> str | None:
     return "waiting" if (lead["detail"] or "").startswith("awaiting assign_dealer") else None
 
 
+async def accepted(hub: Hub, lead_id: str, patience: float = 60) -> int:
+    """The webhook's answer, sent again after each 503 as Zoho does (on a loaded machine Temporal may
+    answer the first burst too late, while the two workers start beside it)."""
+    answer = await hub.post_webhook(lead_id)
+    deadline = asyncio.get_running_loop().time() + patience
+    while answer.status_code == 503 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(float(answer.headers.get("Retry-After", "1")))
+        answer = await hub.post_webhook(lead_id)
+    return answer.status_code
+
+
 @pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def test_leads_fired_together_never_exceed_capacity(
     database: str,
@@ -58,8 +69,8 @@ async def test_leads_fired_together_never_exceed_capacity(
         workers = [start_worker_process(env, tmp_path / f"worker-{n}.log") for n in range(2)]
         try:
             lead_ids = [await hub.create_lead(State="SP", City="Santos") for _ in range(LEADS)]
-            answers = await asyncio.gather(*(hub.post_webhook(lead_id) for lead_id in lead_ids))
-            assert [a.status_code for a in answers] == [202] * LEADS
+            answers = await asyncio.gather(*(accepted(hub, lead_id) for lead_id in lead_ids))
+            assert answers == [202] * LEADS
             outcomes = [await eventually(lambda i=i: decided(hub, i), timeout=120) for i in lead_ids]
         finally:
             for worker in workers:

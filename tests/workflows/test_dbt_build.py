@@ -266,6 +266,7 @@ async def test_fast_builds_leave_out_what_a_full_build_s_blocking_test_failed_on
     assert "left out" not in memos[5]
 
 
+@pytest.mark.timeout(360)  # whole dbt builds on the emulator: minutes on a loaded machine
 async def test_a_status_vtex_added_warns_and_gold_still_builds(
     temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, warehouse_settings: dict[str, Any]
 ) -> None:
