@@ -111,9 +111,11 @@ def main() -> None:
     env = stack_worker()
     logs = ROOT / "var" / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    started = [start_worker(env, loop, logs / f"bench-loops-{loop}.log") for loop in ("uvloop", "asyncio")]
-    workers = [worker for _, worker in started]
-    try:
+    started: list[tuple[subprocess.Popen[bytes], Worker]] = []
+    try:  # (a worker that fails to start ends the run: those started are stopped below)
+        for loop in ("uvloop", "asyncio"):
+            started.append(start_worker(env, loop, logs / f"bench-loops-{loop}.log"))
+        workers = [worker for _, worker in started]
         print(f"warming up the new workers with {args.warm_up} leads (not measured) ...", flush=True)
         send_leads(args.warm_up, args.rate, stdout=subprocess.DEVNULL)
         before = [(worker.cpu_seconds(), worker.tasks()) for worker in workers]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from itertools import pairwise
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -94,6 +94,7 @@ class OpeningHours:
         raise ValueError(f"no open hours within {HORIZON_DAYS} days of {start.isoformat()}")
 
 
+@lru_cache(maxsize=4096)  # routing asks it for each dealer's hours, for each lead
 def _first_shown(day: date, wall: time, zone: ZoneInfo) -> datetime:
     """The moment (UTC) the dealer's clock first shows ``wall`` on ``day``: the first of a time an autumn
     change repeats, and for a time a spring change skips, the change itself (the clock jumps past it).

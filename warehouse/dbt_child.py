@@ -96,6 +96,10 @@ async def run_child(
             if starting.cancelled():
                 raise
             cancelled = True
+        except Exception:
+            if cancelled:  # no child to stop: the cancellation is what the caller must see
+                raise asyncio.CancelledError from None
+            raise
     build = asyncio.ensure_future(_output(process, echo))
     lost = asyncio.ensure_future(lease.lost.wait())
     try:

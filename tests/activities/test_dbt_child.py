@@ -104,20 +104,30 @@ def on_loop(kind: str, scenario: Callable[[], Awaitable[T]]) -> T:
     the child's start, stop and kill go through each loop's own subprocess handling."""
 
     async def checked() -> T:
-        assert type(asyncio.get_running_loop()).__module__.partition(".")[0] == kind  # no quiet fallback
-        return await scenario()
+        loop = asyncio.get_running_loop()
+        assert type(loop).__module__.partition(".")[0] == kind  # no quiet fallback
+        # As the worker does (workers.main): its children start with SIGINT's default handling, even in
+        # a process started with SIGINT ignored (a test runner's workers, a background job).
+        loop.add_signal_handler(signal.SIGINT, lambda: None)
+        try:
+            return await scenario()
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
 
-    with asyncio.Runner(loop_factory=loop_factory(kind) or asyncio.new_event_loop) as runner:
-        return runner.run(checked())
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        with asyncio.Runner(loop_factory=loop_factory(kind) or asyncio.new_event_loop) as runner:
+            return runner.run(checked())
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # A build that logs its pid, then runs until stopped ("stubborn": ignoring SIGINT, as a build stuck in a
 # call that does not return would).
 CHILD = """
 import os, signal, sys, time
-# As the build does: SIGINT stops it, even where the worker was started with SIGINT ignored (a test
-# runner's worker processes are), since a child started by asyncio inherits that.
-signal.signal(signal.SIGINT, signal.SIG_IGN if sys.argv[2] == "stubborn" else signal.default_int_handler)
+if sys.argv[2] == "stubborn":
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 with open(sys.argv[1], "a") as out: out.write(f"{os.getpid()}\\n")
 time.sleep(60)
 """

@@ -41,9 +41,13 @@ async def decided(hub: Hub, lead_id: str) -> str | None:
     return "waiting" if (lead["detail"] or "").startswith("awaiting assign_dealer") else None
 
 
+async def polling(logs: list[Path]) -> bool | None:
+    return all(log.exists() and b"polling leads" in log.read_bytes() for log in logs) or None
+
+
 async def accepted(hub: Hub, lead_id: str, patience: float = 60) -> int:
     """The webhook's answer, sent again after each 503 as Zoho does (on a loaded machine Temporal may
-    answer the first burst too late, while the two workers start beside it)."""
+    answer part of the burst too late)."""
     answer = await hub.post_webhook(lead_id)
     deadline = asyncio.get_running_loop().time() + patience
     while answer.status_code == 503 and asyncio.get_running_loop().time() < deadline:
@@ -66,9 +70,11 @@ async def test_leads_fired_together_never_exceed_capacity(
     ) as hub:
         await limit_capacity(hub)
         env = {**os.environ, **environment_of(hub.settings)}
-        workers = [start_worker_process(env, tmp_path / f"worker-{n}.log") for n in range(2)]
+        logs = [tmp_path / f"worker-{n}.log" for n in range(2)]
+        workers = [start_worker_process(env, log) for log in logs]
         try:
             lead_ids = [await hub.create_lead(State="SP", City="Santos") for _ in range(LEADS)]
+            await eventually(lambda: polling(logs), timeout=60)  # fired together at two polling workers
             answers = await asyncio.gather(*(accepted(hub, lead_id) for lead_id in lead_ids))
             assert answers == [202] * LEADS
             outcomes = [await eventually(lambda i=i: decided(hub, i), timeout=120) for i in lead_ids]
