@@ -42,7 +42,8 @@ async def decided(hub: Hub, lead_id: str) -> str | None:
 
 
 async def polling(logs: list[Path]) -> bool | None:
-    return all(log.exists() and b"polling leads" in log.read_bytes() for log in logs) or None
+    """Whether each worker process logged that it polls (``worker (all) polling <queue> at ...``)."""
+    return all(log.exists() and b") polling " in log.read_bytes() for log in logs) or None
 
 
 async def accepted(hub: Hub, lead_id: str, patience: float = 60) -> int:
