@@ -43,11 +43,16 @@ def process_ticks() -> Counter[str]:
     ticks: Counter[str] = Counter()
     for proc in procs:
         try:
-            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks[f"{kind(proc, supervisors)}@{proc.pid}"] = cpu_ticks(proc.pid)
         except OSError:
             continue
-        ticks[f"{kind(proc, supervisors)}@{proc.pid}"] = int(fields[11]) + int(fields[12])
     return ticks
+
+
+def cpu_ticks(pid: int) -> int:
+    """CPU ticks (user + system) the process used since it started."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
 
 
 def machine_ticks() -> int:

@@ -58,7 +58,7 @@ from core.settings import Settings
 from core.temporal import LOCAL_ACTIVITY_MARKER, connect
 from warehouse.landing import Warehouse
 from warehouse.tables import LEAD_STATUS_CHANGES, day_start
-from workers.main import loop_factory
+from workers.main import run_on
 
 SCHEDULED = EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
 MARKER = EventType.EVENT_TYPE_MARKER_RECORDED
@@ -417,5 +417,4 @@ async def send_leads(args: argparse.Namespace, settings: Settings, client: Clien
 
 if __name__ == "__main__":
     # The skeleton's worker runs here: on the event loop the hub's workers run on, like with like.
-    with asyncio.Runner(loop_factory=loop_factory(Settings().worker_event_loop)) as runner:
-        runner.run(main())
+    run_on(Settings().worker_event_loop, main())

@@ -15,7 +15,6 @@ compares like with like on a machine whose speed varies from one minute to the n
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import signal
 import subprocess
@@ -29,6 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.cpu import TICKS, cpu_ticks  # noqa: E402
 from bench.memory import hub_processes  # noqa: E402
 from workers.main import free_loopback_port  # noqa: E402
 
@@ -47,8 +47,7 @@ class Worker:
     metrics_port: int
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+        return cpu_ticks(self.pid) / TICKS
 
     def tasks(self) -> dict[str, float]:
         text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).read()

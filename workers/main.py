@@ -15,10 +15,10 @@ import importlib
 import logging
 import signal
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
 from types import ModuleType
-from typing import get_args
+from typing import Any, TypeVar, get_args
 
 from temporalio.client import Client
 from temporalio.runtime import (
@@ -40,6 +40,7 @@ from db.schema import schema_behind, schema_revision
 from workers.metrics import serving_metrics
 
 log = logging.getLogger("workers")
+T = TypeVar("T")
 SCHEMA_CHECK_SECONDS = 5.0
 
 # The modules of each role. Each has ``prepare(client, settings)``, what the role sets up once as it
@@ -84,10 +85,10 @@ def worker_runtime(sdk_metrics_port: int | None) -> Runtime:
 async def run(settings: Settings, role: WorkerRole) -> None:
     """Run until SIGINT/SIGTERM, then finish in-flight tasks and stop."""
     sdk_metrics_port = free_loopback_port() if settings.worker_metrics_port else None
-    loop = asyncio.get_running_loop()
-    log.info("worker (%s) runs on %s's event loop", role, type(loop).__module__.partition(".")[0])
+    log.info("worker (%s) runs on %s's event loop", role, running_loop_name())
     client = await connect(settings, runtime=worker_runtime(sdk_metrics_port))
     stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     if not await schema_ready(settings, stop):
@@ -168,6 +169,17 @@ def loop_factory(kind: EventLoop) -> Callable[[], asyncio.AbstractEventLoop] | N
     return None
 
 
+def run_on(kind: EventLoop, main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` to its end on a new event loop of ``kind``, as ``asyncio.run`` does."""
+    with asyncio.Runner(loop_factory=loop_factory(kind)) as runner:
+        return runner.run(main)
+
+
+def running_loop_name() -> str:
+    """``uvloop`` or ``asyncio``: whose event loop runs the caller."""
+    return type(asyncio.get_running_loop()).__module__.partition(".")[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="hub-worker", description="Run the integrations worker.")
     parser.add_argument(
@@ -183,8 +195,7 @@ def main() -> None:
     role = settings.worker_role
     start_tracing(f"hub-worker-{role}")
     try:
-        with asyncio.Runner(loop_factory=loop_factory(settings.worker_event_loop)) as runner:
-            runner.run(run(settings, role))
+        run_on(settings.worker_event_loop, run(settings, role))
     finally:
         stop_tracing()  # export the last spans
 

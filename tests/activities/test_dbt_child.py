@@ -18,7 +18,7 @@ import warehouse.dbt_child
 from db.leases import Held
 from warehouse.dbt import SUMMARY_PREFIX
 from warehouse.dbt_child import BIGQUERY_JOB_TIMEOUT, DIES_WITH_WORKER, SETTLE_AFTER_STOP, run_child
-from workers.main import loop_factory
+from workers.main import loop_factory, running_loop_name
 
 T = TypeVar("T")
 
@@ -105,7 +105,7 @@ def on_loop(kind: str, scenario: Callable[[], Awaitable[T]]) -> T:
 
     async def checked() -> T:
         loop = asyncio.get_running_loop()
-        assert type(loop).__module__.partition(".")[0] == kind  # no quiet fallback
+        assert running_loop_name() == kind  # no quiet fallback
         # As the worker does (workers.main): its children start with SIGINT's default handling, even in
         # a process started with SIGINT ignored (a test runner's workers, a background job).
         loop.add_signal_handler(signal.SIGINT, lambda: None)
