@@ -82,7 +82,16 @@ class DbtActivities:
             raise RuntimeError(f"dbt build could not run: {summary.error}")
         if not summary.success:
             log.warning("dbt build failed: %s", "; ".join(summary.failures)[:2000])
-        elif params.oldest_received_at:
+            return summary
+        log.info(
+            "dbt %s build passed in %.0f s: %d models, %d tests, %d warned",
+            "fast" if params.fast else "full",
+            summary.seconds,
+            summary.models_built,
+            summary.tests_passed,
+            summary.tests_warned,
+        )
+        if params.oldest_received_at:
             ORDER_CHANGE_LATENCY.labels("gold").observe(seconds_since(params.oldest_received_at))
         return summary
 

@@ -42,6 +42,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         ssl_keyfile=settings.api_tls_key_file or None,
         proxy_headers=settings.api_behind_tls_proxy,
         forwarded_allow_ips="*" if settings.api_behind_tls_proxy else None,
+        timeout_keep_alive=settings.api_keep_alive_seconds,
     )
 
 

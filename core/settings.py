@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     api_tls_cert_file: str = ""
     api_tls_key_file: str = ""
     api_behind_tls_proxy: bool = False
+    # How long an idle connection stays open for the next request. Longer than the idle timeout of the
+    # load balancer or ingress in front (60 s for ingress-nginx and AWS load balancers), or it reuses a
+    # connection the API is closing and answers the webhook 502.
+    api_keep_alive_seconds: int = Field(default=75, gt=0)
     webhook_max_body_bytes: int = Field(default=256 * 1024, gt=0)
     zoho_webhook_secret: SecretStr = SecretStr(LOCAL_PLACEHOLDER)
     # While a secret rotates: the previous one, accepted alongside until removed.
