@@ -24,7 +24,9 @@ from api.openapi import document
 from api.relay import ReportRelay
 from api.routes import dealers, health, leads, opportunities, vtex, warehouse_reads
 from api.temporal import Intake, connect_for_api
+from core.background import in_background
 from core.logs import configure_logging
+from core.memory import give_back_periodically
 from core.metrics import start_at_zero
 from core.production import api_tls_problem
 from core.settings import ApiSettings, Settings, get_settings
@@ -92,7 +94,8 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         app.state.warehouse_reads_opening = asyncio.Lock()
         sweeping = asyncio.create_task(app.state.relay.sweep_forever(), name="dealer-report-sweep")
         try:
-            yield
+            async with in_background(give_back_periodically(settings.memory_trim_seconds)):
+                yield
         finally:
             sweeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):

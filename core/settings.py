@@ -256,6 +256,9 @@ class Settings(BaseSettings):
     # of the worker's CPU for the same tasks than asyncio's own loop (README, Benchmark: bench/loops.py);
     # asyncio is there to fall back on. Workflow code runs on the SDK's own loop either way.
     worker_event_loop: EventLoop = "uvloop"
+    # Every this many seconds the API and the workers hand back to the system the memory bursts of work
+    # freed, which glibc's malloc otherwise keeps (core/memory.py); 0 never does.
+    memory_trim_seconds: float = Field(default=60, ge=0)
     # On SIGTERM the worker stops polling and gives its running activities this long to finish before
     # it cancels them (Temporal then retries them elsewhere). The pod's or container's grace period
     # must be longer: compose's stop_grace_period and the k8s terminationGracePeriodSeconds are 45 s.

@@ -31,7 +31,9 @@ from temporalio.runtime import (
 )
 from temporalio.worker import Worker
 
+from core.background import in_background
 from core.logs import configure_logging
+from core.memory import give_back_periodically
 from core.settings import EventLoop, Settings, WorkerRole, WorkerSettings
 from core.temporal import connect
 from core.tracing import start_tracing, stop_tracing
@@ -101,6 +103,7 @@ async def run(settings: Settings, role: WorkerRole) -> None:
             log.info("worker (%s) polling %s at %s", role, worker.task_queue, settings.temporal_address)
         if sdk_metrics_port:
             await running.enter_async_context(serving_metrics(settings, client, workers, sdk_metrics_port))
+        await running.enter_async_context(in_background(give_back_periodically(settings.memory_trim_seconds)))
         await stop.wait()
         grace = settings.worker_graceful_shutdown_seconds
         log.info("worker stopping: tasks in flight get %.0f s to finish", grace)

@@ -1,0 +1,48 @@
+"""Handing back to the system the memory a burst of work freed.
+
+glibc's malloc keeps what a process frees for reuse, and gives back only the top of its main heap, and
+only past a threshold. After a burst (50 webhooks at once, a batch of activities) a process stays near
+its burst size although Python freed the objects; the threads of Temporal's client (its Rust runtime)
+each allocate from an arena of their own, which glibc does not trim by itself. ``malloc_trim`` hands
+every arena's free pages back. Measured on the API: about 6 MiB a process after 600 lead webhooks (see
+README, Benchmark). Where the C library is not glibc (musl, macOS) there is no such call and nothing is
+done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+from collections.abc import Callable
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError):  # not glibc
+        return None
+    return trim
+
+
+MALLOC_TRIM = _malloc_trim()
+
+
+def give_back_freed_memory() -> bool:
+    """Return the free pages of every malloc arena to the system; False where the C library cannot."""
+    if MALLOC_TRIM is None:
+        return False
+    MALLOC_TRIM(0)
+    return True
+
+
+async def give_back_periodically(every_seconds: float) -> None:
+    """Hand freed memory back every ``every_seconds`` (0: never), for as long as the process runs.
+
+    Each call takes a few milliseconds on the event loop's thread (2 to 4 ms with 300 MiB of fragmented
+    heap), while other threads' allocations wait on the arena locks it holds.
+    """
+    if every_seconds <= 0 or MALLOC_TRIM is None:
+        return
+    while True:
+        await asyncio.sleep(every_seconds)
+        give_back_freed_memory()
