@@ -4,9 +4,9 @@ glibc's malloc keeps what a process frees for reuse, and gives back only the top
 only past a threshold. After a burst (50 webhooks at once, a batch of activities) a process stays near
 its burst size although Python freed the objects; the threads of Temporal's client (its Rust runtime)
 each allocate from an arena of their own, which glibc does not trim by itself. ``malloc_trim`` hands
-every arena's free pages back. Measured on the API: about 6 MiB a process after 600 lead webhooks (see
-README, Benchmark). Where the C library is not glibc (musl, macOS) there is no such call and nothing is
-done.
+every arena's free pages back: measured after the lead benchmark, 2 to 3 MiB of each API process and
+4 MiB of the ``flows`` worker (README, Benchmark). Where the C library is not glibc (musl, macOS) there
+is no such call and nothing is done.
 """
 
 from __future__ import annotations
