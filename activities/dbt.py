@@ -84,7 +84,7 @@ class DbtActivities:
             log.warning("dbt build failed: %s", "; ".join(summary.failures)[:2000])
             return summary
         log.info(
-            "dbt %s build passed in %.0f s: %d models, %d tests, %d warned",
+            "dbt %s build passed in %.0f s: %d models, %d tests passed, %d warned",
             "fast" if params.fast else "full",
             summary.seconds,
             summary.models_built,

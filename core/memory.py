@@ -1,12 +1,13 @@
 """Handing back to the system the memory a burst of work freed.
 
-glibc's malloc keeps what a process frees for reuse, and gives back only the top of its main heap, and
-only past a threshold. After a burst (50 webhooks at once, a batch of activities) a process stays near
-its burst size although Python freed the objects; the threads of Temporal's client (its Rust runtime)
-each allocate from an arena of their own, which glibc does not trim by itself. ``malloc_trim`` hands
-every arena's free pages back: measured after the lead benchmark, 2 to 3 MiB of each API process and
-4 MiB of the ``flows`` worker (README, Benchmark). Where the C library is not glibc (musl, macOS) there
-is no such call and nothing is done.
+glibc's malloc keeps what a process frees for reuse: on its own it gives back only the free top of a
+heap, past a threshold, and large blocks it mapped apart. Free pages below a block still in use stay
+the process's, so after a burst (50 webhooks at once, a batch of activities) a process stays near its
+burst size although Python (and the Rust runtime of Temporal's client, which allocates with the same
+malloc from its own threads) freed the objects. ``malloc_trim`` hands those pages back in every arena:
+measured after the lead benchmark, 2 to 3 MiB of each API process and 4 MiB of the ``flows`` worker
+(README, Benchmark). Where the C library is not glibc (musl, macOS) there is no such call and nothing
+is done.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from collections.abc import Callable
 
 def _malloc_trim() -> Callable[[int], int] | None:
     try:
-        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
-    except (AttributeError, OSError):  # not glibc
+        trim = ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError, TypeError):  # not glibc (Windows cannot even open "no library")
         return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
     return trim
 
 

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     environment: Literal["local", "test", "production"] = "local"
     state_dir: Path = PROJECT_ROOT / "var"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"  # of the API's and worker's JSON logs
+    # Every this many seconds the API and the workers hand back to the system the free pages glibc's malloc
+    # keeps inside its heaps after bursts of work (core/memory.py); 0 never does.
+    memory_trim_seconds: float = Field(default=60, ge=0)
 
     # Temporal. Temporal's own client configuration comes first (temporalio.envconfig: TEMPORAL_ADDRESS,
     # TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS*, a temporal.toml profile chosen by
@@ -87,8 +90,8 @@ class Settings(BaseSettings):
     api_tls_key_file: str = ""
     api_behind_tls_proxy: bool = False
     # How long an idle connection stays open for the next request. Longer than the idle timeout of the
-    # load balancer or ingress in front (60 s for ingress-nginx and AWS load balancers), or it reuses a
-    # connection the API is closing and answers the webhook 502.
+    # load balancer or ingress in front (60 s for ingress-nginx and AWS's Application Load Balancer by
+    # default), or it reuses a connection the API is closing and answers the webhook 502.
     api_keep_alive_seconds: int = Field(default=75, gt=0)
     webhook_max_body_bytes: int = Field(default=256 * 1024, gt=0)
     zoho_webhook_secret: SecretStr = SecretStr(LOCAL_PLACEHOLDER)
@@ -256,9 +259,6 @@ class Settings(BaseSettings):
     # of the worker's CPU for the same tasks than asyncio's own loop (README, Benchmark: bench/loops.py);
     # asyncio is there to fall back on. Workflow code runs on the SDK's own loop either way.
     worker_event_loop: EventLoop = "uvloop"
-    # Every this many seconds the API and the workers hand back to the system the memory bursts of work
-    # freed, which glibc's malloc otherwise keeps (core/memory.py); 0 never does.
-    memory_trim_seconds: float = Field(default=60, ge=0)
     # On SIGTERM the worker stops polling and gives its running activities this long to finish before
     # it cancels them (Temporal then retries them elsewhere). The pod's or container's grace period
     # must be longer: compose's stop_grace_period and the k8s terminationGracePeriodSeconds are 45 s.

@@ -9,7 +9,7 @@ from typing import Any
 import uvicorn
 
 from simulators.app import create_app
-from simulators.config import SimulatorConfig
+from simulators.config import SERVER_KEEPALIVE_SECONDS, SimulatorConfig
 
 # CLI flag (dest) -> SimulatorConfig field; flags left out keep the SIM_* environment value or the default.
 FLAG_FIELDS = {
@@ -69,7 +69,13 @@ def build_config(args: argparse.Namespace) -> SimulatorConfig:
 def main(argv: Sequence[str] | None = None) -> None:
     """Serve the simulators until interrupted."""
     args = parse_args(argv)
-    uvicorn.run(create_app(build_config(args)), host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.run(
+        create_app(build_config(args)),
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        timeout_keep_alive=SERVER_KEEPALIVE_SECONDS,
+    )
 
 
 if __name__ == "__main__":

@@ -8,10 +8,12 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOCAL_PLACEHOLDER = "local-dev-only-change-me"
-# uvicorn closes a connection idle for 5 s; a client keeping idle ones as long (httpx's default) races
-# that close and finds the connection cut as it reuses it. The simulators' and the benchmarks' clients
-# drop idle connections first.
+# A client keeping an idle connection as long as the server it calls (uvicorn's default and httpx's are
+# both 5 s) races the server's close and finds the connection cut as it reuses it. The simulators keep
+# theirs open SERVER_KEEPALIVE_SECONDS, as the partners' servers and the hub's API do (longer than the
+# hub's clients keep theirs); the simulators' and the benchmarks' own clients drop idle ones first.
 CLIENT_KEEPALIVE_SECONDS = 2.0
+SERVER_KEEPALIVE_SECONDS = 75
 LOCAL_EVENT_SIGNING_SECRET = "whsec_bG9jYWwtZGV2LW9ubHktY2hhbmdlLW1lLXNpZ25pbmc="
 
 

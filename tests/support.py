@@ -18,8 +18,10 @@ from temporalio.api.testservice.v1 import SleepRequest
 from temporalio.testing import WorkflowEnvironment
 
 from core.codec import KEY_BYTES
+from core.settings import Settings
 
 T = TypeVar("T")
+API_KEEP_ALIVE = Settings.model_fields["api_keep_alive_seconds"].default
 
 
 def free_port() -> int:
@@ -47,9 +49,9 @@ async def serve(app: Any, listen_on: socket.socket | None = None) -> AsyncIterat
     """Serve an ASGI app over real HTTP on 127.0.0.1 for the duration of the block, on ``listen_on``
     (from ``reserved_port``) or a new port; yields its base URL."""
     sock = listen_on or reserved_port()
-    # As `python -m api` (Settings.api_keep_alive_seconds): longer than httpx keeps an idle connection
-    # (5 s), so a client never sends on a connection the server is closing (uvicorn's default is 5 s too).
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_keep_alive=75)
+    # As `python -m api` does: longer than httpx keeps an idle connection (5 s), so a client never sends
+    # on a connection the server is closing (uvicorn's default is 5 s too).
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_keep_alive=API_KEEP_ALIVE)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:

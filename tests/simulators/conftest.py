@@ -14,6 +14,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from simulators import SimulatorConfig, create_app
+from simulators.config import SERVER_KEEPALIVE_SECONDS
 
 ZOHO_CREDENTIALS = {
     "grant_type": "refresh_token",
@@ -110,7 +111,12 @@ def live_server(build: Callable[[str], FastAPI]) -> Iterator[str]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    config = uvicorn.Config(build(base_url), log_level="warning", timeout_graceful_shutdown=1)
+    config = uvicorn.Config(
+        build(base_url),
+        log_level="warning",
+        timeout_graceful_shutdown=1,
+        timeout_keep_alive=SERVER_KEEPALIVE_SECONDS,
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
