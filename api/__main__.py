@@ -2,7 +2,8 @@
 
 uvicorn with the hub's TLS settings: with ``HUB_API_TLS_CERT_FILE`` and ``HUB_API_TLS_KEY_FILE`` it
 serves https only. In production it refuses to start without them unless ``HUB_API_BEHIND_TLS_PROXY``
-says a proxy in front terminates TLS; then the proxy's ``X-Forwarded-*`` headers are trusted.
+says a proxy in front terminates TLS; then the proxy's ``X-Forwarded-*`` headers are trusted. Idle
+connections stay open ``HUB_API_KEEP_ALIVE_SECONDS``, longer than the proxy in front keeps its own.
 """
 
 from __future__ import annotations

@@ -134,7 +134,8 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
 
 
 def app() -> FastAPI:
-    """Factory for ``uvicorn --factory api.app:app`` (``python -m api`` adds the TLS settings).
+    """Factory for ``uvicorn --factory api.app:app`` (``python -m api`` adds the TLS and keep-alive
+    settings: run bare, uvicorn closes idle connections after its own 5 s).
 
     Refuses in production without TLS settings or a TLS-terminating proxy, however uvicorn was started.
     Logging is set up here, the one place every API process passes (uvicorn has set up its own loggers

@@ -91,7 +91,8 @@ class Settings(BaseSettings):
     api_behind_tls_proxy: bool = False
     # How long an idle connection stays open for the next request. Longer than the idle timeout of the
     # load balancer or ingress in front (60 s for ingress-nginx and AWS's Application Load Balancer by
-    # default), or it reuses a connection the API is closing and answers the webhook 502.
+    # default; Google Cloud's, GKE's Ingress included, 600 s: set 620), or it reuses a connection the
+    # API is closing and answers the webhook 502.
     api_keep_alive_seconds: int = Field(default=75, gt=0)
     webhook_max_body_bytes: int = Field(default=256 * 1024, gt=0)
     zoho_webhook_secret: SecretStr = SecretStr(LOCAL_PLACEHOLDER)

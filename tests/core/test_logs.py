@@ -24,6 +24,7 @@ import httpx
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from contracts.leads import AssignDealerInput
+from core import memory
 from core.logs import JsonFormatter, configure_logging
 from core.settings import Settings
 from tests.hub import WEBHOOK_SECRET, Hub, environment_of, running_hub, start_worker_process
@@ -111,12 +112,15 @@ async def test_flow_logs_carry_ids_and_no_personal_data_or_secrets(
         finally:
             worker.terminate()
             worker.wait(timeout=30)
-    lines = [line for line in worker_log.read_text().splitlines() if line.strip()]
-    lines += api_log.getvalue().splitlines()
+    worker_lines = [line for line in worker_log.read_text().splitlines() if line.strip()]
+    lines = worker_lines + api_log.getvalue().splitlines()
     records = [json.loads(line) for line in lines]  # every line is one JSON object
 
-    # The flows above ran in a worker process on its default event loop.
+    # The flows above ran in a worker process on its default event loop, handing freed memory back.
     assert any(re.fullmatch(r"worker \(\w+\) runs on uvloop's event loop", r["message"]) for r in records)
+    if memory.MALLOC_TRIM is not None:
+        trims = "hands memory freed by bursts of work back to the system every 60 s"
+        assert any(json.loads(line)["message"] == trims for line in worker_lines)
 
     run_lines = [record for record in records if record["logger"] in RUN_LOGGERS]
     assert run_lines, "no line about a run"
