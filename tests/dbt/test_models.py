@@ -26,6 +26,8 @@ from warehouse.tables import LEAD_STATUS_CHANGES, VTEX_CUSTOMERS, VTEX_ORDER_EVE
 from warehouse.vtex_customers import customer_version
 from warehouse.vtex_orders import order_event, order_version
 
+# Each test builds models and runs their tests on the emulator: minutes on a loaded machine.
+pytestmark = pytest.mark.timeout(360)
 # What the tests that read a few tables build: those tables and the models they read (dbt's selection).
 CUSTOMER_360 = ("+customer_360",)
 RECONCILIATION = ("+lifetime_values_add_up_to_revenue",)  # the data test, and the models it reads

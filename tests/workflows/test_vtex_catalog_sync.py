@@ -143,6 +143,7 @@ async def test_sync_waits_out_rate_limits_and_outages(hub: Hub) -> None:
     assert f"{SKUS} SKUs read, {SKUS} changed" in memo["progress"]
 
 
+@pytest.mark.timeout(360)  # worker processes killed and started again: minutes on a loaded machine
 async def test_killed_worker_sync_lands_each_version_once(
     temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, warehouse_settings: dict[str, Any],
     tmp_path: Path,

@@ -145,6 +145,7 @@ async def test_order_backfilled_and_hooked_lands_one_version_per_change(hub: Hub
     assert {row["event_key"] for row in versions} == {backfilled[0]["event_key"]}
 
 
+@pytest.mark.timeout(360)  # three kills, each waited for up to 2 minutes: more than 3 on a loaded machine
 async def test_killed_worker_backfill_completes_exactly_once(
     temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, warehouse_settings: dict[str, Any],
     tmp_path: Path,
