@@ -1,7 +1,8 @@
 """Resident memory of the local stack's hub processes, read from /proc (Linux only).
 
 Each process is named by what it serves: each worker by its ``--role``; the API by its uvicorn
-processes (``api``), which the supervisor (``api supervisor``, ``python -m api``) starts.
+processes (``api``), which the supervisor (``api supervisor``, ``python -m api``) starts beside
+multiprocessing's resource tracker (``api resource tracker``).
 """
 
 from __future__ import annotations
@@ -58,7 +59,9 @@ def kind_of(proc: Proc, supervisors: set[int]) -> str | None:
     if proc.pid in supervisors:
         return "api supervisor"
     if proc.parent in supervisors:
-        return "api"
+        # Besides its uvicorn processes the supervisor starts multiprocessing's resource tracker (13 MiB),
+        # which serves no request.
+        return "api resource tracker" if any(b"resource_tracker" in arg for arg in argv) else "api"
     return None
 
 
