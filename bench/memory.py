@@ -80,9 +80,9 @@ def hub_processes() -> list[ProcessMemory]:
 def print_memory() -> None:
     found = hub_processes()
     if not found:
-        print("memory                (no hub process found)")
+        print("memory                    (no hub process found)")
     for process in found:
         print(
-            f"memory {process.kind:<16} pid {process.pid:<7} resident {process.rss_mib:4.0f} MiB"
+            f"memory {process.kind:<20} pid {process.pid:<7} resident {process.rss_mib:4.0f} MiB"
             f"   peak {process.peak_mib:4.0f} MiB"
         )
