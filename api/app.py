@@ -92,14 +92,13 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         app.state.relay = ReportRelay(client, settings, app.state.sessions)
         app.state.warehouse_reads = None  # opened by the first read (api.deps.get_warehouse_reads)
         app.state.warehouse_reads_opening = asyncio.Lock()
-        sweeping = asyncio.create_task(app.state.relay.sweep_forever(), name="dealer-report-sweep")
         try:
-            async with in_background(give_back_periodically(settings.memory_trim_seconds)):
+            async with (
+                in_background(app.state.relay.sweep_forever()),
+                in_background(give_back_periodically(settings.memory_trim_seconds)),
+            ):
                 yield
         finally:
-            sweeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeping
             if app.state.warehouse_reads is not None:
                 await app.state.warehouse_reads.aclose()
             await engine.dispose()

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import socket
+import subprocess
 import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
 import uvicorn
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.testservice.v1 import SleepRequest
@@ -77,6 +80,19 @@ async def eventually(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s (last value {result!r})")
         await asyncio.sleep(interval)
+
+
+def until_ready(
+    ready: Callable[[], T | None], process: subprocess.Popen[bytes], log: Path, timeout: float = 60
+) -> T:
+    """Poll ``ready`` until it returns something other than None/False, and return that; fail with the
+    end of the process's ``log`` when the process ends first or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while not (result := ready()):
+        if process.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"{process.args[0]} did not start:\n{log.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.2)
+    return result
 
 
 # The test server moves its clock only while no activity runs, so a skip waits in real time for every

@@ -21,7 +21,7 @@ import pytest
 import uvicorn
 
 from tests.api.test_tls import ROOT, api_environment
-from tests.support import free_port
+from tests.support import free_port, until_ready
 
 UVICORN_KEEP_ALIVE = inspect.signature(uvicorn.Config).parameters["timeout_keep_alive"].default
 
@@ -38,7 +38,7 @@ def api_connection(tmp_path: Path, keep_alive_seconds: int) -> Iterator[http.cli
             cwd=ROOT, env=environment, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
-        connection = answered_health(port, process, log)
+        connection = until_ready(lambda: answered_health(port), process, log, timeout=30)
         try:
             yield connection
         finally:
@@ -48,21 +48,18 @@ def api_connection(tmp_path: Path, keep_alive_seconds: int) -> Iterator[http.cli
         process.wait(timeout=15)
 
 
-def answered_health(port: int, process: subprocess.Popen[bytes], log: Path) -> http.client.HTTPConnection:
-    deadline = time.monotonic() + 30
-    while True:
-        assert process.poll() is None, f"the API stopped:\n{log.read_text(errors='replace')[-3000:]}"
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-        try:
-            connection.request("GET", "/healthz")
-            response = connection.getresponse()
-            response.read()  # headers and body: nothing of the answer is left to read
-            assert response.status == 200
-            return connection
-        except OSError:
-            connection.close()
-            assert time.monotonic() < deadline, f"no answer:\n{log.read_text(errors='replace')[-3000:]}"
-            time.sleep(0.2)
+def answered_health(port: int) -> http.client.HTTPConnection | None:
+    """A connection that has had one whole answer to ``GET /healthz``; None while nothing answers."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        connection.request("GET", "/healthz")
+        response = connection.getresponse()
+        response.read()  # headers and body: nothing of the answer is left to read
+    except OSError:
+        connection.close()
+        return None
+    assert response.status == 200
+    return connection
 
 
 def still_open(connection: http.client.HTTPConnection) -> bool:

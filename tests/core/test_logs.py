@@ -14,7 +14,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,7 +27,7 @@ from core import memory
 from core.logs import JsonFormatter, configure_logging
 from core.settings import Settings
 from tests.hub import WEBHOOK_SECRET, Hub, environment_of, running_hub, start_worker_process
-from tests.support import free_port
+from tests.support import free_port, until_ready
 from tests.workflows.test_encryption_at_rest import BUYER, LEAD, run_lead_rejected_once, run_order
 from workflows.lead_distribution import LeadDistributionWorkflow
 
@@ -157,7 +156,7 @@ def test_the_api_process_logs_its_own_lines_as_json(tmp_path: Path) -> None:
             stderr=subprocess.STDOUT,
         )
     try:
-        eventually_sync(lambda: http_status(f"http://127.0.0.1:{port}/healthz") == 200, api, output)
+        until_ready(lambda: http_status(f"http://127.0.0.1:{port}/healthz") == 200, api, output, timeout=30)
         answer = httpx.post(
             f"http://127.0.0.1:{port}/webhooks/zoho/leads",
             data={"lead_id": "5725767000000412001"},
@@ -229,13 +228,6 @@ def http_status(url: str) -> int:
         return httpx.get(url, timeout=2).status_code
     except httpx.HTTPError:
         return 0
-
-
-def eventually_sync(check: Any, process: subprocess.Popen[bytes], output: Path, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert process.poll() is None and time.monotonic() < deadline, output.read_text(errors="replace")
-        time.sleep(0.2)
 
 
 def test_debug_logs_leave_out_what_zeep_sends_a_soap_dealer() -> None:

@@ -14,7 +14,7 @@ import pytest
 from api.app import create_app
 from core import memory
 from core.settings import Settings
-from tests.support import free_port, serve
+from tests.support import eventually, free_port, serve
 
 on_glibc = platform.libc_ver()[0] == "glibc"
 
@@ -49,11 +49,11 @@ class Trims:
         self.pads.append(pad)
         return 1
 
-    async def at_least(self, calls: int, timeout: float = 10) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while len(self.pads) < calls:
-            assert asyncio.get_running_loop().time() < deadline, f"{len(self.pads)} trims, wanted {calls}"
-            await asyncio.sleep(0.01)
+    async def at_least(self, calls: int) -> None:
+        async def enough() -> bool:
+            return len(self.pads) >= calls
+
+        await eventually(enough, timeout=10, interval=0.01)
 
 
 @pytest.fixture

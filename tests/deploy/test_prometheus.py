@@ -33,7 +33,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from devstack import prometheus
 from tests.hub import Hub, environment_of, running_hub, start_worker_process
-from tests.support import eventually, free_port
+from tests.support import eventually, free_port, until_ready
 from tests.workflows.test_vtex_catalog_sync import start_sync as start_catalog_sync
 from tests.workflows.test_vtex_customer_sync import start_sync as start_customer_sync
 from tests.workflows.test_vtex_order import LIFECYCLE
@@ -229,7 +229,7 @@ async def rule_health(prometheus_url: str) -> dict[str, str]:
 def worker_process(env: dict[str, str], log: Path, port: int) -> Iterator[None]:
     worker = start_worker_process(env, log)
     try:
-        wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/metrics"), worker, log)
+        until_ready(lambda: http_ok(f"http://127.0.0.1:{port}/metrics"), worker, log)
         yield
     finally:
         worker.terminate()
@@ -258,19 +258,11 @@ def prometheus_server(tmp_path: Path, api_port: int, worker_port: int) -> Iterat
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: http_ok(f"{url}/-/ready"), server, log)
+        until_ready(lambda: http_ok(f"{url}/-/ready"), server, log)
         yield url
     finally:
         server.terminate()
         server.wait(timeout=30)
-
-
-def wait_until(ready: Any, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if process.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"{process.args[0]} did not start:\n{log.read_text(errors='replace')[-3000:]}")
-        time.sleep(0.2)
 
 
 def http_ok(url: str) -> bool:
