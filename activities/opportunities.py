@@ -30,6 +30,9 @@ class FetchDealInput:
 @dataclass
 class ApplyDealInput:
     deal: DealState
+    # Zoho's record as read after the change, not a webhook laid over it: at the current state's own
+    # time (second precision) it is the later of two moves made within that second.
+    record_read: bool = False
 
 
 @dataclass
@@ -89,5 +92,5 @@ class OpportunityActivities:
     @activity.defn
     async def apply_deal_change(self, params: ApplyDealInput) -> ApplyDealResult:
         """Upsert the deal unless the database already has a newer state; retried while it is down."""
-        outcome = await apply_change(self._sessions, params.deal, utcnow())
+        outcome = await apply_change(self._sessions, params.deal, utcnow(), record_read=params.record_read)
         return ApplyDealResult(outcome=outcome)

@@ -39,6 +39,7 @@ class OpportunitySyncInput:
     changes_per_run: int = 500
     # Carried over continue-as-new:
     last_applied: datetime | None = None
+    last_stage: str | None = None  # the stage at last_applied (two moves within a second share their time)
     pending: list[DealChange] = field(default_factory=list)
 
     @classmethod

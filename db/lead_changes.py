@@ -16,7 +16,8 @@ and two of the deals that follow, from the central database (``DEAL_KINDS``):
 - ``deal``: each state of a deal the hub made current (``opportunities``, by when it did), with the lead
   it was converted from;
 - ``deal_stage``: each stage a deal went through (``opportunity_stage_changes``, by when the hub
-  recorded it: a late change lies in the past).
+  recorded it: a late change lies in the past), and whether an earlier recorded stage shares its time
+  (``shares_time``: two moves Zoho made within one second).
 
 Only ids, places, models, dealers, times, statuses, stages and amounts leave here: no name, e-mail or
 phone of a lead, and of a deal neither its name, account nor contact (its owner, a salesperson, stays).
@@ -30,8 +31,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 
 from core.timeutil import as_utc
 from db.models import (
@@ -315,16 +317,29 @@ async def _deals(
 async def _deal_stages(
     session: AsyncSession, since: datetime | None, until: datetime, after: Cursor | None, limit: int
 ) -> list[Change]:
-    change = OpportunityStageChange
-    rows = await _by_id(session, select(change), change.recorded_at, change.id, since, until, after, limit)
+    change, earlier = OpportunityStageChange, aliased(OpportunityStageChange)
+    shares_time = exists().where(
+        earlier.deal_id == change.deal_id, earlier.changed_at == change.changed_at, earlier.id < change.id
+    )
+    rows = await session.execute(
+        select(change, shares_time)
+        .where(_window(change.recorded_at, change.id, since, until, after, int))
+        .order_by(change.recorded_at, change.id)
+        .limit(limit)
+    )
     return [
         Change(
             "deal_stage",
             as_utc(row.recorded_at),
             str(row.id),
-            {"deal_id": row.deal_id, "stage": row.stage, "changed_at": as_utc(row.changed_at)},
+            {
+                "deal_id": row.deal_id,
+                "stage": row.stage,
+                "changed_at": as_utc(row.changed_at),
+                "shares_time": bool(later),
+            },
         )
-        for row in rows
+        for row, later in rows
     ]
 
 

@@ -269,14 +269,15 @@ class Opportunity(Base):
 
 
 class OpportunityStageChange(Base):
-    """The stage a deal had at one ``Modified_Time``, and who changed it.
+    """A stage a deal had at one ``Modified_Time``, and who changed it.
 
-    One row per (deal, time): a change is recorded once however often it arrives, and a late one slots
-    into place. Transitions (from -> to) are derived in time order when read.
+    One row per (deal, time, stage): a change is recorded once however often it arrives, and a late one
+    slots into place. Zoho's times have second precision, so two moves made within one second share a
+    time and both are kept. Transitions (from -> to) are derived in time order when read.
     """
 
     __tablename__ = "opportunity_stage_changes"
-    __table_args__ = (UniqueConstraint("deal_id", "changed_at", name="uq_opportunity_stage_change"),)
+    __table_args__ = (UniqueConstraint("deal_id", "changed_at", "stage", name="uq_opportunity_stage_change"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     deal_id: Mapped[str] = mapped_column(ForeignKey("opportunities.deal_id"), index=True)

@@ -46,14 +46,19 @@ class OpportunityView(BaseModel):
 
 
 async def apply_change(
-    sessions: async_sessionmaker[AsyncSession], state: DealState, at: datetime
+    sessions: async_sessionmaker[AsyncSession], state: DealState, at: datetime, *, record_read: bool = False
 ) -> Literal["applied", "current", "stale", "repeated"]:
     """Record the change in the stage history and, if it is the newest, make it the current state.
 
+    ``record_read``: ``state`` is Zoho's record as read after the change. Zoho's times have second
+    precision, so a record read at the current state's own time is the last word of that second (a
+    second move made within it): it replaces the current state where it differs.
+
     "current": this very change was stored before and is still the current state (an attempt retried
     after its commit, a webhook sent again): the database holds it as "applied" would leave it.
-    "stale": an older change arriving late: its stage joins the history in time order, the current
-    state keeps the newer values. "repeated": this older change was stored before. Check and write share
+    "stale": an older change arriving late, or a webhook's other stage at the current state's own
+    second: its stage joins the history in time order, the current state keeps its values. "repeated":
+    such a change was stored before. Check and write share
     one transaction (the row is locked on PostgreSQL), so retried or late activity attempts can neither
     move a deal backwards nor record a change twice.
     """
@@ -62,6 +67,8 @@ async def apply_change(
     async with sessions.begin() as session:
         row = await session.get(Opportunity, state.deal_id, with_for_update=True)
         newest = row is None or as_utc(row.modified_time) < state.modified_time
+        if record_read and row is not None and as_utc(row.modified_time) == state.modified_time:
+            newest = _differs(state, row)
         if row is None:
             row = Opportunity(deal_id=state.deal_id, modified_time=state.modified_time, updated_at=at)
             session.add(row)
@@ -71,7 +78,8 @@ async def apply_change(
         if not newest:
             if recorded:
                 return "stale"
-            return "current" if as_utc(row.modified_time) == state.modified_time else "repeated"
+            held = as_utc(row.modified_time) == state.modified_time and state.stage in (None, row.stage)
+            return "current" if held else "repeated"
         _copy(state, row, at)
     return "applied"
 
@@ -93,6 +101,7 @@ async def _record_stage(session: AsyncSession, state: DealState, at: datetime) -
         select(OpportunityStageChange.id).where(
             OpportunityStageChange.deal_id == state.deal_id,
             OpportunityStageChange.changed_at == state.modified_time,
+            OpportunityStageChange.stage == state.stage,
         )
     )
     if known is not None or state.stage is None:
@@ -109,24 +118,34 @@ async def _record_stage(session: AsyncSession, state: DealState, at: datetime) -
     return True
 
 
+# The deal's fields a change may set; a partial state (a webhook with a few merge fields) keeps what it
+# does not mention.
+FIELDS = (
+    "stage",
+    "deal_name",
+    "amount",
+    "closing_date",
+    "probability",
+    "account_name",
+    "contact_name",
+    "owner_name",
+)
+
+
 def _copy(state: DealState, row: Opportunity, at: datetime) -> None:
     row.modified_time = state.modified_time
     row.updated_at = at
-    # A partial state (a webhook with a few merge fields) keeps what it does not mention.
-    for name in (
-        "stage",
-        "deal_name",
-        "amount",
-        "closing_date",
-        "probability",
-        "account_name",
-        "contact_name",
-    ):
+    for name in FIELDS:
         value = getattr(state, name)
         if value is not None:
             setattr(row, name, value)
-    if state.owner_name is not None:
-        row.owner_name = state.owner_name
+
+
+def _differs(state: DealState, row: Opportunity) -> bool:
+    """Whether storing ``state`` would change a field of ``row``."""
+    return any(
+        getattr(state, name) is not None and getattr(state, name) != getattr(row, name) for name in FIELDS
+    )
 
 
 @dataclass(frozen=True)
@@ -145,11 +164,21 @@ async def known_lead(sessions: async_sessionmaker[AsyncSession], deal_id: str) -
         return KnownLead(replicated=True, lead_id=row.lead_id, lookup_missed=row.lead_lookup_missed)
 
 
-def _transitions(changes: Iterable[OpportunityStageChange]) -> list[StageChangeView]:
-    """Stage moves in time order; updates that kept the stage are not moves."""
+def _transitions(changes: Iterable[OpportunityStageChange], current: Opportunity) -> list[StageChangeView]:
+    """Stage moves in time order; updates that kept the stage are not moves.
+
+    Moves within one second share their time: they come in the order they were recorded, except that
+    at the deal's own time its current stage (what Zoho's record showed last) comes last.
+    """
+    now = (as_utc(current.modified_time), current.stage)
+
+    def order(change: OpportunityStageChange) -> tuple[datetime, bool, int]:
+        at = as_utc(change.changed_at)
+        return at, (at, change.stage) == now, change.id
+
     moves: list[StageChangeView] = []
     previous: str | None = None
-    for change in changes:
+    for change in sorted(changes, key=order):
         if change.stage != previous:
             moves.append(
                 StageChangeView(
@@ -166,15 +195,19 @@ def _transitions(changes: Iterable[OpportunityStageChange]) -> list[StageChangeV
 async def get_opportunity(sessions: async_sessionmaker[AsyncSession], deal_id: str) -> OpportunityView | None:
     """The deal's current state and its stage changes, oldest first; None when unknown."""
     async with sessions() as session:
-        row = await session.get(Opportunity, deal_id)
-        if row is None:
+        # One statement: the state and its history as of one moment. Two reads, each seeing what was
+        # committed before it, could show a move stored between them without the state it made.
+        rows = (
+            await session.execute(
+                select(Opportunity, OpportunityStageChange)
+                .outerjoin(OpportunityStageChange, OpportunityStageChange.deal_id == Opportunity.deal_id)
+                .where(Opportunity.deal_id == deal_id)
+            )
+        ).all()
+        if not rows:
             return None
-        changes = await session.scalars(
-            select(OpportunityStageChange)
-            .where(OpportunityStageChange.deal_id == deal_id)
-            .order_by(OpportunityStageChange.changed_at, OpportunityStageChange.id)
-        )
-        history = _transitions(changes)
+        row = rows[0][0]
+        history = _transitions((change for _, change in rows if change is not None), row)
     return OpportunityView(
         deal_id=row.deal_id,
         deal_name=row.deal_name,

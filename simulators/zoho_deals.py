@@ -1,7 +1,8 @@
 """Zoho CRM Deals: get/update over the REST API, and a workflow rule "on Stage change" firing its webhook.
 
-A deal's ``Modified_Time`` only ever moves forward (second precision, as Zoho shows it), so the project
-can order the updates it receives by it.
+A deal's ``Modified_Time`` never moves backward (second precision, as Zoho shows it), so the project
+can order the updates it receives by it, except that two changes made within one second share it: a
+stage move given the deal's current ``modified_time`` stands for that.
 """
 
 from __future__ import annotations
@@ -104,8 +105,9 @@ async def create_deal(
 async def change_stage(deal_id: str, change: StageChange, state: StateDep) -> dict[str, Any]:
     """Move a deal to a stage (with its probability) and fire the rule's webhook unless told not to.
 
-    ``Modified_Time`` is ``modified_time`` when given (it must be later than the current one, else 409),
-    otherwise now, or one second after the current one if now is not later. ``Modified_By`` is the user
+    ``Modified_Time`` is ``modified_time`` when given (it must not be earlier than the current one, else
+    409; equal is a second change within the same second, which Zoho stamps alike), otherwise now, or one
+    second after the current one if now is not later. ``Modified_By`` is the user
     named ``modified_by``, by default the deal's owner. The change is kept even if the webhook then fails.
     """
     deal = _known_deal(state, deal_id)
@@ -114,10 +116,10 @@ async def change_stage(deal_id: str, change: StageChange, state: StateDep) -> di
         modified_time = later_modified_time(deal.get("Modified_Time"), datetime.now(BRT))
     else:
         wanted = change.modified_time.astimezone(BRT).replace(microsecond=0)
-        if current is not None and wanted <= current:
+        if current is not None and wanted < current:
             failure = {
-                "error": "modified_time_not_later",
-                "message": "modified_time must be later than the deal's current Modified_Time (seconds)",
+                "error": "modified_time_earlier",
+                "message": "modified_time must not be earlier than the deal's current Modified_Time",
                 "deal_id": deal_id,
                 "current_modified_time": deal.get("Modified_Time"),
             }

@@ -50,11 +50,20 @@ def lead_record(kind: str, fields: dict[str, Any], recorded_at: datetime) -> Bro
         entity_id = str(fields["lead_id"])  # one row per (lead, dealer, status) and delivery
         key = f"{entity_id}:{fields['dealer_id']}:{fields['status']}" + _delivery(fields)
         changed = fields["received_at"]
-    elif table in (DEALS, DEAL_STAGE_CHANGES):
-        # A deal's state, and a stage move, are each named by Zoho's Modified_Time (one per deal).
+    elif table == DEALS:
+        # A deal's state is named by Zoho's Modified_Time and when the hub stored it: Zoho's record of
+        # a second can settle on a later move within it, and a lead link found later changes no time.
         entity_id = str(fields["deal_id"])
-        changed = fields["modified_at"] if table == DEALS else fields["changed_at"]
-        key = f"{entity_id}:{changed.isoformat()}"
+        changed = fields["modified_at"]
+        key = f"{entity_id}:{changed.isoformat()}@{recorded_at.isoformat()}"
+    elif table == DEAL_STAGE_CHANGES:
+        # A stage move is named by Zoho's Modified_Time; a second move within the same second (Zoho
+        # stamps them alike) by its stage too, the first keeping the key it was always landed with.
+        entity_id = str(fields["deal_id"])
+        changed = fields["changed_at"]
+        key = f"{entity_id}:{changed.isoformat()}" + (
+            f":{fields['stage']}" if fields.get("shares_time") else ""
+        )
     else:
         # A delivery changes in place (claimed, delivered, reported), then ends (withdrawn, released):
         # each state is a version, named by when the portal recorded it.

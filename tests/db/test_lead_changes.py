@@ -20,6 +20,7 @@ from db.opportunities import apply_change
 from db.routing import LeadProfile
 from db.rules import RulesFile, apply_rules
 from tests.db.test_rules_and_routing import dealer
+from warehouse.leads import lead_record
 
 STEPS = (LeadStatus.RECEIVED, LeadStatus.ROUTED, LeadStatus.DELIVERED)
 
@@ -133,3 +134,26 @@ async def test_a_late_deal_move_is_read_in_the_window_that_recorded_it(
     assert await lead_changes.changes(sessions, "deal", first_until, utcnow(), None, 10) == []  # still won
     [move] = await lead_changes.changes(sessions, "deal_stage", first_until, utcnow(), None, 10)
     assert (move.fields["stage"], move.fields["changed_at"]) == ("Negotiation/Review", late.modified_time)
+
+
+async def test_two_moves_within_one_second_land_as_two_moves_and_two_states(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Zoho stamps two moves made within one second alike: each move lands under a key of its own (the
+    first under the key moves always had), and the state Zoho's record settled on is a version of its
+    own, not taken for the one already landed."""
+    at = utcnow().replace(microsecond=0) - timedelta(minutes=5)
+    first = DealState("5725767000000990002", at, stage="Needs Analysis")
+    assert await apply_change(sessions, first, utcnow()) == "applied"
+    [before] = await lead_changes.changes(sessions, "deal", None, utcnow(), None, 10)
+    later = replace(first, stage="Value Proposition")
+    assert await apply_change(sessions, later, utcnow(), record_read=True) == "applied"
+    until = utcnow()
+    moves = await lead_changes.changes(sessions, "deal_stage", None, until, None, 10)
+    keys = [lead_record(move.kind, move.fields, move.at).event_key for move in moves]
+    plain = f"deal_stage_changes:{first.deal_id}:{at.isoformat()}"
+    assert keys == [plain, f"{plain}:Value Proposition"]
+    [after] = await lead_changes.changes(sessions, "deal", None, until, None, 10)
+    assert (before.fields["stage"], after.fields["stage"]) == ("Needs Analysis", "Value Proposition")
+    versions = {lead_record(state.kind, state.fields, state.at).event_key for state in (before, after)}
+    assert len(versions) == 2

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -189,4 +190,35 @@ def test_unanswered_releases_go_back_and_forward(database_url: str) -> None:
     with engine.connect() as connection:
         outcome = connection.execute(sa.text("select crm_outcome from delivery_releases")).scalars().all()
     assert outcome == [None]
+    engine.dispose()
+
+
+def test_moves_within_one_second_go_back_to_one_per_time_and_forward_again(database_url: str) -> None:
+    """0017 keeps every stage Zoho stamped with one second; going back keeps the first recorded, as the
+    code before kept it, and its key refuses a second one again."""
+    engine = sa.create_engine(sync_url(database_url))
+    move = (
+        "insert into opportunity_stage_changes (deal_id, stage, changed_at, recorded_at)"
+        " values ('k-1', :stage, '2026-12-01 10:00:00', '2026-12-01 10:00:02')"
+    )
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "insert into opportunities (deal_id, stage, modified_time, updated_at)"
+                " values ('k-1', 'Value Proposition', '2026-12-01 10:00:00', '2026-12-01 10:00:02')"
+            )
+        )
+        for stage in ("Needs Analysis", "Value Proposition"):
+            connection.execute(sa.text(move), {"stage": stage})
+    command.downgrade(alembic_config(database_url), "0016")
+    with engine.connect() as connection:
+        kept = connection.execute(sa.text("select stage from opportunity_stage_changes")).scalars().all()
+    assert kept == ["Needs Analysis"]
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as connection:
+        connection.execute(sa.text(move), {"stage": "Value Proposition"})
+    upgrade(database_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text(move), {"stage": "Value Proposition"})
+        stages = connection.execute(sa.text("select stage from opportunity_stage_changes order by id"))
+        assert stages.scalars().all() == ["Needs Analysis", "Value Proposition"]
     engine.dispose()

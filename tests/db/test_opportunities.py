@@ -87,6 +87,41 @@ async def test_a_change_stored_before_is_told_apart_from_an_older_one(
     assert await apply_change(sessions, older, at) == "repeated"
 
 
+async def test_two_moves_within_one_second_are_both_kept_and_zohos_record_settles_which_is_current(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Zoho stamps two moves made within one second alike. A webhook's stage at the current state's time
+    joins the history only; Zoho's record read at that time is the later move and becomes the state."""
+    first = deal_from_zoho(zoho_deal(Stage="Needs Analysis"))
+    second = replace(first, stage="Value Proposition")
+    at = datetime.now(UTC)
+    assert await apply_change(sessions, first, at) == "applied"
+    assert await apply_change(sessions, second, at) == "stale"  # a webhook: history only
+    assert await apply_change(sessions, second, at) == "repeated"
+    assert await apply_change(sessions, second, at, record_read=True) == "applied"
+    assert await apply_change(sessions, second, at, record_read=True) == "current"
+    assert await apply_change(sessions, first, at, record_read=False) == "repeated"
+    stored = await get_opportunity(sessions, first.deal_id)
+    assert stored is not None and stored.stage == "Value Proposition"
+    moves = [(move.from_stage, move.to_stage) for move in stored.stage_history]
+    assert moves == [(None, "Needs Analysis"), ("Needs Analysis", "Value Proposition")]
+
+
+async def test_moves_within_one_second_read_with_the_current_stage_last(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The later move's record stored before the earlier move's webhook came: the history still ends on
+    the deal's current stage."""
+    later = deal_from_zoho(zoho_deal(Stage="Value Proposition"))
+    at = datetime.now(UTC)
+    assert await apply_change(sessions, later, at, record_read=True) == "applied"
+    assert await apply_change(sessions, replace(later, stage="Needs Analysis"), at) == "stale"
+    stored = await get_opportunity(sessions, later.deal_id)
+    assert stored is not None and stored.stage == "Value Proposition"
+    moves = [(move.from_stage, move.to_stage) for move in stored.stage_history]
+    assert moves == [(None, "Needs Analysis"), ("Needs Analysis", "Value Proposition")]
+
+
 async def test_a_lead_found_by_a_repeated_change_reaches_the_deal_and_its_change_time(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:

@@ -251,19 +251,23 @@ async def test_modified_time_strictly_increases(client: httpx.AsyncClient) -> No
     assert moved["Modified_Time"] == (future + timedelta(seconds=1)).isoformat()
 
 
-async def test_given_modified_time_must_be_later(client: httpx.AsyncClient) -> None:
+async def test_given_modified_time_must_not_be_earlier(client: httpx.AsyncClient) -> None:
     deal = await new_deal(client, Modified_Time="2026-11-24T09:00:00-03:00")
     # Any offset is accepted and shown the Zoho way, in Brasília time at second precision.
     given = {"modified_time": "2026-11-24T12:00:05.750Z", **NO_WEBHOOK}
     moved = (await move(client, deal["id"], "Needs Analysis", **given)).json()["deal"]
     assert moved["Modified_Time"] == "2026-11-24T09:00:05-03:00"
-    for earlier in ("2026-11-24T09:00:05-03:00", "2026-11-24T08:00:00-03:00"):
+    for earlier in ("2026-11-24T09:00:04-03:00", "2026-11-24T08:00:00-03:00"):
         refused = await move(client, deal["id"], "Closed Won", modified_time=earlier, **NO_WEBHOOK)
         assert refused.status_code == 409
-        assert refused.json()["error"] == "modified_time_not_later"
+        assert refused.json()["error"] == "modified_time_earlier"
         assert refused.json()["current_modified_time"] == "2026-11-24T09:00:05-03:00"
+    # A second move within the same second shares its time, as Zoho stamps it.
+    same = {"modified_time": "2026-11-24T09:00:05-03:00", **NO_WEBHOOK}
+    again = (await move(client, deal["id"], "Value Proposition", **same)).json()["deal"]
+    assert again["Modified_Time"] == "2026-11-24T09:00:05-03:00"
     body = await shown(client, deal["id"])
-    assert (body["deal"]["Stage"], len(body["stage_history"])) == ("Needs Analysis", 2)
+    assert (body["deal"]["Stage"], len(body["stage_history"])) == ("Value Proposition", 3)
 
 
 @pytest.mark.parametrize(

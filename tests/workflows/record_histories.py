@@ -76,6 +76,7 @@ from tests.workflows.test_lead_distribution import (
     delivered_past_an_unanswering_dealer,
     unanswering_dealer_hub,
 )
+from tests.workflows.test_opportunity_sync import moved_twice_within_one_second
 from tests.workflows.test_vtex_catalog_sync import start_sync as start_catalog_sync
 from tests.workflows.test_vtex_customer_sync import start_sync as start_customer_sync
 from tests.workflows.test_vtex_order import (
@@ -471,6 +472,16 @@ async def test_record_opportunity_newer_record_kept(hub: Hub) -> None:
     assert (await hub.post_deal_webhook(deal_webhook_fields(moved.json()["deal"]))).status_code == 202
     await hub.client.get_workflow_handle(opportunity_workflow_id(deal_id)).result()
     await save(hub.client, opportunity_workflow_id(deal_id), "opportunity_newer_record_kept")
+
+
+async def test_record_opportunity_same_second_changes(hub: Hub) -> None:
+    """Two stage moves Zoho stamped with the same second, their webhooks sent in order: Zoho's record of
+    that second is the deal's state and both stages join the history (patch same-second-deal-changes)."""
+    deal_id, _ = await moved_twice_within_one_second(hub, "in order")
+    await hub.client.get_workflow_handle(opportunity_workflow_id(deal_id)).result()
+    # opportunity_same_second_before_patch.json holds the same path from before the patch: the first
+    # webhook's stage laid over the record, the second dropped as stored before.
+    await save(hub.client, opportunity_workflow_id(deal_id), "opportunity_same_second_changes")
 
 
 async def parked(hub: Hub, workflow_id: str, partner: str) -> bool:

@@ -53,6 +53,29 @@ async def moved_with_webhook(hub: Hub, deal_id: str, stage: str) -> dict[str, An
     return await hub.wait_for_modified_time(deal_id, moved.json()["deal"]["Modified_Time"])
 
 
+async def moved_twice_within_one_second(hub: Hub, order: str) -> tuple[str, list[dict[str, str]]]:
+    """A deal moved to Needs Analysis, then to Value Proposition within the same second (Zoho stamps both
+    moves alike), and the moves' webhooks: sent "in order" or "later first" once both moves are made, or
+    the first one "handled between" the moves. Returns the deal's id and the webhooks, in move order."""
+    deal_id = await hub.create_deal()
+    at = change(deal_id, 1)["modified_time"]
+    webhooks = []
+    for stage in ("Needs Analysis", "Value Proposition"):
+        moved = await hub.http.post(
+            f"{hub.sims_url}/_control/zoho/deals/{deal_id}/stage",
+            json={"stage": stage, "modified_time": at, "send_webhook": False},
+        )
+        moved.raise_for_status()
+        webhooks.append(deal_webhook_fields(moved.json()["deal"]))
+        if order == "handled between" and len(webhooks) == 1:
+            assert (await hub.post_deal_webhook(webhooks[0])).status_code == 202
+            await hub.wait_for_modified_time(deal_id, at)
+    to_send = {"in order": webhooks, "later first": webhooks[::-1], "handled between": webhooks[1:]}[order]
+    for webhook in to_send:
+        assert (await hub.post_deal_webhook(webhook)).status_code == 202
+    return deal_id, webhooks
+
+
 def expected_history(changes: list[dict[str, Any]]) -> list[tuple[str | None, str]]:
     history: list[tuple[str | None, str]] = []
     previous = None
@@ -126,6 +149,30 @@ async def test_a_webhook_handled_after_a_later_edit_keeps_zohos_newer_record(hub
     )
     assert (deal["stage"], Decimal(str(deal["amount"]))) == ("Closed Won", Decimal("162500.5"))
     assert history_of(deal) == [(None, "Closed Won")]  # the amount edit moved no stage
+
+
+@pytest.mark.parametrize("order", ["in order", "later first", "handled between"])
+async def test_two_moves_within_one_second_both_join_the_history_and_the_later_is_current(
+    hub: Hub, order: str
+) -> None:
+    """Zoho stamps two stage moves made within one second with the same Modified_Time. The second is not
+    the first sent again: Zoho's record says which came last, that stage is the deal's, and both moves
+    are in its history in the order they were made, however the webhooks came."""
+    deal_id, webhooks = await moved_twice_within_one_second(hub, order)
+
+    async def both_moves() -> dict[str, Any] | None:
+        deal = await hub.opportunity(deal_id)
+        return deal if deal and len(deal["stage_history"]) == 2 else None
+
+    deal = await eventually(both_moves)
+    assert deal["stage"] == "Value Proposition"
+    assert history_of(deal) == [(None, "Needs Analysis"), ("Needs Analysis", "Value Proposition")]
+    assert {c["changed_at"] for c in deal["stage_history"]} == {deal["modified_time"]}
+    assert datetime.fromisoformat(deal["modified_time"]) == datetime.fromisoformat(
+        webhooks[0]["modified_time"]
+    )
+    described = await hub.client.get_workflow_handle(opportunity_workflow_id(deal_id)).describe()
+    assert described.typed_search_attributes.get(DEAL_STAGE) == "Value Proposition"  # what support sees
 
 
 async def test_a_change_the_database_holds_already_is_applied_by_a_new_run(hub: Hub) -> None:

@@ -64,6 +64,19 @@ def markers(history: WorkflowHistory) -> int:
     return sum(1 for event in history.events if event.HasField("marker_recorded_event_attributes"))
 
 
+def scheduled_activities(name: str) -> list[str]:
+    """The activity types a saved history scheduled, in order."""
+    events = saved(HISTORIES / f"{name}.json").events
+    scheduled = [e.activity_task_scheduled_event_attributes for e in events]
+    return [e.activity_type.name for e in scheduled if e.activity_type.name]
+
+
+def test_a_hook_without_current_change_was_ignored_before_and_reads_the_order_since() -> None:
+    before = scheduled_activities("vtex_order_untimed_hook_before_reading")
+    assert before.count("land_order_version") == 1  # handling only
+    assert scheduled_activities("vtex_order_untimed_hook_read").count("land_order_version") == 2
+
+
 def builds_after_a_timer(history: WorkflowHistory) -> int:
     """How many activities the run scheduled right after a timer fired (workflow tasks aside)."""
     kinds = [
@@ -82,13 +95,11 @@ def test_the_saved_histories_hold_what_their_replay_proves() -> None:
     """A lead recorded before the status patch (its three separate record_lead_status steps), an order
     recorded before its events and version landed together (no patch marker), and every history
     recorded since payload encryption with its payloads encrypted."""
-    before_patch = saved(HISTORIES / "lead_delivered_before_status_patch.json")
-    steps = [e.activity_task_scheduled_event_attributes.activity_type.name for e in before_patch.events]
-    assert steps.count("record_lead_status") == 3
+    assert scheduled_activities("lead_delivered_before_status_patch").count("record_lead_status") == 3
     old_order = saved(HISTORIES / "vtex_order_before_events_with_version.json")
     assert markers(old_order) == 0
     old_sync = saved(HISTORIES / "customer_sync_before_build_requests.json")
-    old_steps = [e.activity_task_scheduled_event_attributes.activity_type.name for e in old_sync.events]
+    old_steps = scheduled_activities("customer_sync_before_build_requests")
     assert "request_dbt_build" not in old_steps and markers(old_sync) == 0
     assert markers(saved(HISTORIES / "vtex_order_hooks_as_they_come.json")) >= 1
     # Leads followed their dealer in the run that delivered them, then in runs of their own.
@@ -103,6 +114,12 @@ def test_the_saved_histories_hold_what_their_replay_proves() -> None:
     # A deal's webhook laid over Zoho's record before the newer-record patch; since, a newer record stays.
     assert markers(saved(HISTORIES / "opportunity_updates.json")) == 0
     assert markers(saved(HISTORIES / "opportunity_newer_record_kept.json")) == 1
+    # Two moves within one second: before the same-second patch the second was dropped as stored before
+    # (two stores); since, Zoho's record of that second is stored, then the first move's stage (three).
+    for name, marked, stores in (("before_patch", 0, 2), ("changes", 1, 3)):
+        history = f"opportunity_same_second_{name}"
+        assert markers(saved(HISTORIES / f"{history}.json")) == marked
+        assert scheduled_activities(history).count("apply_deal_change") == stores
     # Builds back to back before the spacing patch; since, a timer between a build's request and its start.
     assert builds_after_a_timer(saved(HISTORIES / "dbt_build_fast_and_full.json")) == 0
     assert builds_after_a_timer(saved(HISTORIES / "dbt_build_spaced.json")) >= 1
@@ -140,11 +157,7 @@ def test_a_resumed_lead_at_an_unfollowed_dealer_passes_its_stored_status_on_only
 def test_the_lead_histories_cover_both_homes_of_the_delivery_decision() -> None:
     """Leads recorded before the delivery-decision patch route in the run (route_lead); later ones claim
     in the database, and a run after a terminate resumes the delivered lead without calling a dealer."""
-
-    def steps(name: str) -> list[str]:
-        events = saved(HISTORIES / f"{name}.json").events
-        return [e.activity_task_scheduled_event_attributes.activity_type.name for e in events if e.HasField(
-            "activity_task_scheduled_event_attributes")]  # fmt: skip
+    steps = scheduled_activities
 
     assert "route_lead" in steps("lead_assigned_by_support")
     assert "assign_lead" in steps("lead_assigned_by_support_decision_in_database")
@@ -173,11 +186,7 @@ def test_the_lead_histories_cover_both_homes_of_the_delivery_decision() -> None:
 def test_the_lead_histories_pass_statuses_on_in_activities_and_in_local_activities() -> None:
     """A delivery and a dealer's acceptance went on to Zoho and the subscribers in two activities each,
     and since the status-passed-on-in-local-activities patch in two local activities (markers)."""
-
-    def scheduled(name: str) -> list[str]:
-        events = saved(HISTORIES / f"{name}.json").events
-        return [e.activity_task_scheduled_event_attributes.activity_type.name for e in events if e.HasField(
-            "activity_task_scheduled_event_attributes")]  # fmt: skip
+    scheduled = scheduled_activities
 
     for before in ("lead_delivered_then_handed_on", "lead_followed_accepted"):
         assert {"update_zoho_lead", "publish_event"} <= set(scheduled(before))
@@ -347,16 +356,3 @@ def test_an_unanswered_claim_was_released_before_and_is_withdrawn_at_its_crm_sin
     since = scheduled_activities("lead_unanswered_claim_withdrawn")
     second_claim = since.index("claim_lead", since.index("deliver_lead"))
     assert since[second_claim : second_claim + 3] == ["claim_lead", "withdraw_at_dealer", "deliver_lead"]
-
-
-def scheduled_activities(name: str) -> list[str]:
-    """The activity types a saved history scheduled, in order."""
-    events = saved(HISTORIES / f"{name}.json").events
-    scheduled = [e.activity_task_scheduled_event_attributes for e in events]
-    return [e.activity_type.name for e in scheduled if e.activity_type.name]
-
-
-def test_a_hook_without_current_change_was_ignored_before_and_reads_the_order_since() -> None:
-    before = scheduled_activities("vtex_order_untimed_hook_before_reading")
-    assert before.count("land_order_version") == 1  # handling only
-    assert scheduled_activities("vtex_order_untimed_hook_read").count("land_order_version") == 2
