@@ -67,7 +67,7 @@ def ensure_sqlite_dir(url: str) -> None:
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # busy_timeout makes writers queue instead of failing. It comes first: switching a new database to
     # WAL takes its exclusive lock, which processes connecting at once wait for too (the driver's own
-    # 5 s ran out under load). WAL lets the API read while a worker writes.
+    # 5 s can run out under load). WAL lets the API read while a worker writes.
     cursor = dbapi_connection.cursor()
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA journal_mode=WAL")
