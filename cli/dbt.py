@@ -23,7 +23,6 @@ from cli.command import Context, Subcommands, command
 from cli.output import FAILED, Output
 from contracts.dbt_build import STATUS_QUERY, DbtBuildStatus, DbtBuildSummary, dbt_build_workflow_id
 from core.settings import Settings
-from core.timeutil import utcnow
 from db.engine import database_unavailable, one_off_sessions
 from db.leases import Holding, held, holding
 from warehouse.dbt import build_command, parse_summary
@@ -98,7 +97,7 @@ async def show_status(args: argparse.Namespace, ctx: Context) -> int:
     lease_line = f"lease {workflow_id}: not read"
     try:
         async with one_off_sessions(settings.database_url) as sessions:
-            lease = lease_view(await holding(sessions, workflow_id), utcnow())
+            lease = lease_view(*await holding(sessions, workflow_id))
         lease_line = describe_lease(workflow_id, lease)
     except SQLAlchemyError as error:
         if not database_unavailable(error):

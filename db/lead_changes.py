@@ -336,10 +336,10 @@ async def _deal_stages(
                 "deal_id": row.deal_id,
                 "stage": row.stage,
                 "changed_at": as_utc(row.changed_at),
-                "shares_time": bool(later),
+                "shares_time": bool(shares),
             },
         )
-        for row, later in rows
+        for row, shares in rows
     ]
 
 

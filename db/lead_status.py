@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from core.constants import DEALER_STATUSES, LeadStatus
 from core.timeutil import as_utc
 from db import routing
+from db.engine import snapshot
 from db.models import Dealer, Delivery, DeliveryRelease, Lead, LeadStatusChange, Withdrawal
 
 # A zombie activity attempt finishing late must not move a delivered lead back; only support's explicit
@@ -185,7 +186,7 @@ async def received_at(sessions: async_sessionmaker[AsyncSession], lead_id: str) 
 
 async def get_lead(sessions: async_sessionmaker[AsyncSession], lead_id: str) -> LeadView | None:
     """The lead's current status and its history, oldest first; None when unknown."""
-    async with sessions() as session:
+    async with snapshot(sessions) as session:
         lead = await session.get(Lead, lead_id)
         if lead is None:
             return None

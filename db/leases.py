@@ -5,8 +5,9 @@ the heartbeat timeout goes on working while the retry starts the same work on an
 at once would do harm (two dbt builds writing the same tables), the work holds a lease here: the retry
 waits until its holder lets go, or until the lease expired unrenewed (the holder died, or lost the
 database and stopped) and a drain passed, the longest that work stopped from outside may linger (a
-killed dbt's BigQuery jobs run on until their time-out). Expiry is read on the workers' clocks, which
-must agree to well within a lease's length (NTP does).
+killed dbt's BigQuery jobs run on until their time-out). Times are the database's (PostgreSQL's clock;
+SQLite is a file on the one machine whose clock every process reads): holders on machines whose clocks
+disagree still agree on when a lease expires.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -53,6 +54,13 @@ class Held:
     lingers_for: timedelta = timedelta(0)
 
 
+async def database_now(session: AsyncSession) -> datetime:
+    """The database's clock (the machine's own where the database is a SQLite file on it)."""
+    if session.get_bind().dialect.name == "sqlite":
+        return utcnow()
+    return as_utc((await session.execute(select(func.clock_timestamp()))).scalar_one())
+
+
 async def take(
     sessions: async_sessionmaker[AsyncSession],
     name: str,
@@ -66,7 +74,7 @@ async def take(
         try:
             async with sessions.begin() as session:
                 await lock_for_writing(session)
-                now = utcnow()
+                now = await database_now(session)
                 row = await session.get(Lease, name, with_for_update=True)
                 if row is None:
                     row = Lease(name=name, holder=holder, taken_at=now, expires_at=now + length)
@@ -81,11 +89,13 @@ async def take(
     raise RuntimeError(f"could not take the lease {name}")
 
 
-async def holding(sessions: async_sessionmaker[AsyncSession], name: str) -> Holding | None:
-    """Who holds the lease ``name`` and until when (it may have expired since); None when no one."""
+async def holding(sessions: async_sessionmaker[AsyncSession], name: str) -> tuple[Holding | None, datetime]:
+    """Who holds the lease ``name`` and until when (it may have expired since; None when no one), and
+    the database's time now, on whose clock that expiry is read."""
     async with sessions() as session:
         row = await session.get(Lease, name)
-    return None if row is None else Holding(row.holder, as_utc(row.expires_at))
+        now = await database_now(session)
+    return (None if row is None else Holding(row.holder, as_utc(row.expires_at))), now
 
 
 async def renew(
@@ -93,10 +103,9 @@ async def renew(
 ) -> bool:
     """Extend ``holder``'s lease to ``length`` from now; False when another holder has it."""
     async with sessions.begin() as session:
+        expires_at = await database_now(session) + length
         done = await session.execute(
-            update(Lease)
-            .where(Lease.name == name, Lease.holder == holder)
-            .values(expires_at=utcnow() + length)
+            update(Lease).where(Lease.name == name, Lease.holder == holder).values(expires_at=expires_at)
         )
     return bool(getattr(done, "rowcount", 0))
 
@@ -108,12 +117,13 @@ async def release(sessions: async_sessionmaker[AsyncSession], name: str, holder:
 
 
 async def expire(
-    sessions: async_sessionmaker[AsyncSession], name: str, holder: str, at: datetime | None = None
+    sessions: async_sessionmaker[AsyncSession], name: str, holder: str, after: timedelta = timedelta(0)
 ) -> None:
-    """End ``holder``'s lease ``at`` (now), its work stopped: the next waits the drain past it."""
+    """End ``holder``'s lease ``after`` from now, its work stopped: the next waits the drain past it."""
     async with sessions.begin() as session:
+        expires_at = await database_now(session) + after
         await session.execute(
-            update(Lease).where(Lease.name == name, Lease.holder == holder).values(expires_at=at or utcnow())
+            update(Lease).where(Lease.name == name, Lease.holder == holder).values(expires_at=expires_at)
         )
 
 
@@ -145,7 +155,7 @@ async def held(
         # A failed let-go leaves the lease to expire: the next waits that long, and the drain.
         with suppress(SQLAlchemyError):
             if lease.lingers_for > timedelta(0):
-                await expire(sessions, name, holder, utcnow() + lease.lingers_for - drain)
+                await expire(sessions, name, holder, lease.lingers_for - drain)
             else:
                 await release(sessions, name, holder)
 
@@ -177,6 +187,7 @@ async def _wait_and_take(
             waiting_for = holding.holder
             if waiting is not None:
                 waiting(holding.holder, holding.expires_at + drain)
+        # On this machine's clock: a skewed one wakes early or late by the skew, at most a poll later.
         free_in = (holding.expires_at + drain - utcnow()).total_seconds()
         await asyncio.sleep(min(poll_seconds, max(free_in, 0.0)) + 0.01)  # it may be released sooner
 

@@ -273,7 +273,8 @@ class OpportunityStageChange(Base):
 
     One row per (deal, time, stage): a change is recorded once however often it arrives, and a late one
     slots into place. Zoho's times have second precision, so two moves made within one second share a
-    time and both are kept. Transitions (from -> to) are derived in time order when read.
+    time and both are kept; ``settled`` marks the stage Zoho's record showed at that second, the move
+    that came last. Transitions (from -> to) are derived in time order when read.
     """
 
     __tablename__ = "opportunity_stage_changes"
@@ -285,6 +286,7 @@ class OpportunityStageChange(Base):
     changed_by: Mapped[str | None] = mapped_column(String(300), default=None)
     changed_at: Mapped[datetime]  # Zoho's Modified_Time: a late change may lie far in the past
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)  # by the hub's clock
+    settled: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class SyncWatermark(Base):

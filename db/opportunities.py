@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.deals import DealState
@@ -52,7 +52,9 @@ async def apply_change(
 
     ``record_read``: ``state`` is Zoho's record as read after the change. Zoho's times have second
     precision, so a record read at the current state's own time is the last word of that second (a
-    second move made within it): it replaces the current state where it differs.
+    second move made within it): it replaces the current state where it differs, and its stage is the
+    move that came last in that second (``settled``). That relies on Zoho's read after its webhook
+    showing the change the webhook reports, or a later one.
 
     "current": this very change was stored before and is still the current state (an attempt retried
     after its commit, a webhook sent again): the database holds it as "applied" would leave it.
@@ -79,8 +81,12 @@ async def apply_change(
             if recorded:
                 return "stale"
             held = as_utc(row.modified_time) == state.modified_time and state.stage in (None, row.stage)
+            if held and record_read:
+                await _settle(session, state)
             return "current" if held else "repeated"
         _copy(state, row, at)
+        if record_read:
+            await _settle(session, state)
     return "applied"
 
 
@@ -132,6 +138,20 @@ FIELDS = (
 )
 
 
+async def _settle(session: AsyncSession, state: DealState) -> None:
+    """Mark ``state``'s stage as the one its second ended on: the last of the moves made within it."""
+    if state.stage is None:
+        return
+    await session.flush()  # the move just recorded is marked too
+    change = OpportunityStageChange
+    await session.execute(
+        update(change)
+        .where(change.deal_id == state.deal_id, change.changed_at == state.modified_time)
+        .values(settled=change.stage == state.stage)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def _copy(state: DealState, row: Opportunity, at: datetime) -> None:
     row.modified_time = state.modified_time
     row.updated_at = at
@@ -143,9 +163,16 @@ def _copy(state: DealState, row: Opportunity, at: datetime) -> None:
 
 def _differs(state: DealState, row: Opportunity) -> bool:
     """Whether storing ``state`` would change a field of ``row``."""
-    return any(
-        getattr(state, name) is not None and getattr(state, name) != getattr(row, name) for name in FIELDS
-    )
+    return any(not _same(name, getattr(state, name), getattr(row, name)) for name in FIELDS)
+
+
+def _same(name: str, given: object, stored: object) -> bool:
+    if given is None:
+        return True  # a partial state keeps what it does not mention
+    if name == "amount" and stored is not None:
+        # SQLite keeps NUMERIC as a float: an amount beyond its 15 digits comes back rounded.
+        return float(str(given)) == float(str(stored))
+    return given == stored
 
 
 @dataclass(frozen=True)
@@ -164,17 +191,15 @@ async def known_lead(sessions: async_sessionmaker[AsyncSession], deal_id: str) -
         return KnownLead(replicated=True, lead_id=row.lead_id, lookup_missed=row.lead_lookup_missed)
 
 
-def _transitions(changes: Iterable[OpportunityStageChange], current: Opportunity) -> list[StageChangeView]:
+def _transitions(changes: Iterable[OpportunityStageChange]) -> list[StageChangeView]:
     """Stage moves in time order; updates that kept the stage are not moves.
 
-    Moves within one second share their time: they come in the order they were recorded, except that
-    at the deal's own time its current stage (what Zoho's record showed last) comes last.
+    Moves within one second share their time: the one Zoho's record showed at that second (settled)
+    came last, the others in the order they were recorded.
     """
-    now = (as_utc(current.modified_time), current.stage)
 
     def order(change: OpportunityStageChange) -> tuple[datetime, bool, int]:
-        at = as_utc(change.changed_at)
-        return at, (at, change.stage) == now, change.id
+        return as_utc(change.changed_at), change.settled, change.id
 
     moves: list[StageChangeView] = []
     previous: str | None = None
@@ -207,7 +232,7 @@ async def get_opportunity(sessions: async_sessionmaker[AsyncSession], deal_id: s
         if not rows:
             return None
         row = rows[0][0]
-        history = _transitions((change for _, change in rows if change is not None), row)
+        history = _transitions(change for _, change in rows if change is not None)
     return OpportunityView(
         deal_id=row.deal_id,
         deal_name=row.deal_name,

@@ -3,7 +3,8 @@
 During a rollout, new API replicas and workers can start before the migration Job (or ``db.migrate``)
 has run. Rather than take work and fail it on missing tables or columns, an API replica is not ready
 (``/readyz`` 503 naming the schema) and a worker waits before it polls. A database newer than the code
-(an old replica during the same rollout) is fine: migrations only add.
+(an old replica during the same rollout) is fine: migrations only add, or loosen a key (0017) that the
+older code goes on using as before (a second stage move within one second is lost by it, as it was).
 """
 
 from __future__ import annotations

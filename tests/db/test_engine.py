@@ -11,7 +11,7 @@ from sqlalchemy import Engine, make_url, text
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.exc import DBAPIError
 
-from db.engine import create_engine, database_unavailable, sync_url
+from db.engine import create_engine, database_unavailable, session_factory, snapshot, sync_url
 from tests.support import free_port
 
 PERSON = "Maria Aparecida da Silva"
@@ -95,3 +95,27 @@ async def test_a_lock_held_too_long_is_unavailable_not_a_hang(postgres_url: str)
             assert await connection.scalar(text("show lock_timeout")) == "10s"
     finally:
         await own.dispose()
+
+
+async def test_a_snapshot_reads_one_moment_while_another_process_commits(database_url: str) -> None:
+    """A view read in several statements (a lead and its history) is of one moment: a change another
+    process commits between them is not half in it. Sessions after it see the change."""
+    reader, writer = create_engine(database_url), create_engine(database_url)
+    status = "select status from leads where lead_id = 'L'"
+    insert = (
+        "insert into leads (lead_id, status, workflow_id, created_at, updated_at)"
+        " values ('L', 'received', 'lead-L', '2026-12-01 10:00:00', '2026-12-01 10:00:00')"
+    )
+    try:
+        async with writer.begin() as connection:
+            await connection.execute(text(insert))
+        async with snapshot(session_factory(reader)) as session:
+            assert await session.scalar(text(status)) == "received"
+            async with writer.begin() as connection:
+                await connection.execute(text("update leads set status = 'delivered' where lead_id = 'L'"))
+            assert await session.scalar(text(status)) == "received"
+        async with session_factory(reader)() as session:
+            assert await session.scalar(text(status)) == "delivered"
+    finally:
+        await reader.dispose()
+        await writer.dispose()

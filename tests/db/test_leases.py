@@ -160,3 +160,27 @@ async def test_a_holder_whose_renewals_fail_stops_within_three_quarters_of_its_l
         monkeypatch.setattr(db.leases, "renew", failing)
         await asyncio.wait_for(lease.lost.wait(), timeout=5)
         assert time.monotonic() - started <= length.total_seconds() * 0.75 + 0.1
+
+
+@pytest.mark.postgres
+async def test_a_worker_whose_clock_runs_ahead_still_waits_for_the_lease(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Expiry is read on the database's clock: a worker whose own clock is two hours ahead neither takes
+    a lease its holder keeps renewing, nor makes its own lease last two hours longer."""
+    engine = create_engine(postgres_url)
+    sessions = session_factory(engine)
+    try:
+        assert (await take(sessions, "build", "worker-a", LONG)).holder == "worker-a"
+        ahead = utcnow() + timedelta(hours=2)
+        monkeypatch.setattr(db.leases, "utcnow", lambda: ahead)
+        assert (await take(sessions, "build", "worker-b", LONG)).holder == "worker-a"
+        await release(sessions, "build", "worker-a")
+        taken = await take(sessions, "build", "worker-b", LONG)
+        assert taken.holder == "worker-b" and taken.expires_at < utcnow() + LONG + timedelta(minutes=1)
+        assert await renew(sessions, "build", "worker-b", LONG)
+        await expire(sessions, "build", "worker-b")
+        monkeypatch.undo()
+        assert (await take(sessions, "build", "worker-c", LONG)).holder == "worker-c"
+    finally:
+        await engine.dispose()

@@ -194,13 +194,14 @@ def test_unanswered_releases_go_back_and_forward(database_url: str) -> None:
 
 
 def test_moves_within_one_second_go_back_to_one_per_time_and_forward_again(database_url: str) -> None:
-    """0017 keeps every stage Zoho stamped with one second; going back keeps the first recorded, as the
-    code before kept it, and its key refuses a second one again."""
+    """0017 keeps every stage Zoho stamped with one second; going back keeps the one the second ended on
+    (the deal's stage there), and the older key refuses a second one again."""
     engine = sa.create_engine(sync_url(database_url))
     move = (
-        "insert into opportunity_stage_changes (deal_id, stage, changed_at, recorded_at)"
-        " values ('k-1', :stage, '2026-12-01 10:00:00', '2026-12-01 10:00:02')"
+        "insert into opportunity_stage_changes (deal_id, stage, changed_at, recorded_at, settled)"
+        " values ('k-1', :stage, '2026-12-01 10:00:00', '2026-12-01 10:00:02', :settled)"
     )
+    old_move = move.replace(", settled)", ")").replace(", :settled)", ")")
     with engine.begin() as connection:
         connection.execute(
             sa.text(
@@ -208,17 +209,18 @@ def test_moves_within_one_second_go_back_to_one_per_time_and_forward_again(datab
                 " values ('k-1', 'Value Proposition', '2026-12-01 10:00:00', '2026-12-01 10:00:02')"
             )
         )
-        for stage in ("Needs Analysis", "Value Proposition"):
-            connection.execute(sa.text(move), {"stage": stage})
+        # The record of that second, stored first, then the earlier move's webhook.
+        for stage, settled in (("Value Proposition", True), ("Needs Analysis", False)):
+            connection.execute(sa.text(move), {"stage": stage, "settled": settled})
     command.downgrade(alembic_config(database_url), "0016")
     with engine.connect() as connection:
         kept = connection.execute(sa.text("select stage from opportunity_stage_changes")).scalars().all()
-    assert kept == ["Needs Analysis"]
+    assert kept == ["Value Proposition"]
     with pytest.raises(sa.exc.IntegrityError), engine.begin() as connection:
-        connection.execute(sa.text(move), {"stage": "Value Proposition"})
+        connection.execute(sa.text(old_move), {"stage": "Needs Analysis"})
     upgrade(database_url)
     with engine.begin() as connection:
-        connection.execute(sa.text(move), {"stage": "Value Proposition"})
+        connection.execute(sa.text(move), {"stage": "Needs Analysis", "settled": False})
         stages = connection.execute(sa.text("select stage from opportunity_stage_changes order by id"))
-        assert stages.scalars().all() == ["Needs Analysis", "Value Proposition"]
+        assert stages.scalars().all() == ["Value Proposition", "Needs Analysis"]
     engine.dispose()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -107,19 +107,24 @@ async def test_two_moves_within_one_second_are_both_kept_and_zohos_record_settle
     assert moves == [(None, "Needs Analysis"), ("Needs Analysis", "Value Proposition")]
 
 
-async def test_moves_within_one_second_read_with_the_current_stage_last(
+async def test_moves_within_one_second_keep_their_order_after_the_deal_moves_on(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    """The later move's record stored before the earlier move's webhook came: the history still ends on
-    the deal's current stage."""
+    """The later move's record stored before the earlier move's webhook came: its stage is the one the
+    second ended on, before the deal moves on and after."""
     later = deal_from_zoho(zoho_deal(Stage="Value Proposition"))
     at = datetime.now(UTC)
     assert await apply_change(sessions, later, at, record_read=True) == "applied"
     assert await apply_change(sessions, replace(later, stage="Needs Analysis"), at) == "stale"
-    stored = await get_opportunity(sessions, later.deal_id)
-    assert stored is not None and stored.stage == "Value Proposition"
-    moves = [(move.from_stage, move.to_stage) for move in stored.stage_history]
-    assert moves == [(None, "Needs Analysis"), ("Needs Analysis", "Value Proposition")]
+    assert await apply_change(sessions, later, at, record_read=True) == "current"  # read again: still last
+    moved_on = replace(later, stage="Proposal/Price Quote", modified_time=later.modified_time + timedelta(1))
+    for current in ("Value Proposition", "Proposal/Price Quote"):
+        stored = await get_opportunity(sessions, later.deal_id)
+        assert stored is not None and stored.stage == current
+        moves = [(move.from_stage, move.to_stage) for move in stored.stage_history]
+        assert moves[:2] == [(None, "Needs Analysis"), ("Needs Analysis", "Value Proposition")]
+        assert await apply_change(sessions, moved_on, at, record_read=True) in ("applied", "current")
+    assert moves[2:] == [("Value Proposition", "Proposal/Price Quote")]
 
 
 async def test_a_lead_found_by_a_repeated_change_reaches_the_deal_and_its_change_time(

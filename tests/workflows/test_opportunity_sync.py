@@ -173,6 +173,13 @@ async def test_two_moves_within_one_second_both_join_the_history_and_the_later_i
     )
     described = await hub.client.get_workflow_handle(opportunity_workflow_id(deal_id)).describe()
     assert described.typed_search_attributes.get(DEAL_STAGE) == "Value Proposition"  # what support sees
+    # The deal moves on: the two moves of that second keep their order.
+    deal = await moved_with_webhook(hub, deal_id, "Id. Decision Makers")
+    assert history_of(deal) == [
+        (None, "Needs Analysis"),
+        ("Needs Analysis", "Value Proposition"),
+        ("Value Proposition", "Id. Decision Makers"),
+    ]
 
 
 async def test_a_change_the_database_holds_already_is_applied_by_a_new_run(hub: Hub) -> None:
