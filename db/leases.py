@@ -42,6 +42,7 @@ STOP_AFTER = 0.75
 class Holding:
     holder: str
     expires_at: datetime
+    as_of: datetime | None = None  # the database's time when it was read: the clock to read expiry on
 
 
 @dataclass
@@ -74,8 +75,8 @@ async def take(
         try:
             async with sessions.begin() as session:
                 await lock_for_writing(session)
-                now = await database_now(session)
                 row = await session.get(Lease, name, with_for_update=True)
+                now = await database_now(session)  # after any wait for the row
                 if row is None:
                     row = Lease(name=name, holder=holder, taken_at=now, expires_at=now + length)
                     session.add(row)
@@ -83,7 +84,7 @@ async def take(
                     if row.holder != holder:
                         row.holder, row.taken_at = holder, now
                     row.expires_at = now + length
-                return Holding(row.holder, as_utc(row.expires_at))
+                return Holding(row.holder, as_utc(row.expires_at), now)
         except IntegrityError:
             continue
     raise RuntimeError(f"could not take the lease {name}")
@@ -95,7 +96,7 @@ async def holding(sessions: async_sessionmaker[AsyncSession], name: str) -> tupl
     async with sessions() as session:
         row = await session.get(Lease, name)
         now = await database_now(session)
-    return (None if row is None else Holding(row.holder, as_utc(row.expires_at))), now
+    return (None if row is None else Holding(row.holder, as_utc(row.expires_at), now)), now
 
 
 async def renew(
@@ -187,8 +188,7 @@ async def _wait_and_take(
             waiting_for = holding.holder
             if waiting is not None:
                 waiting(holding.holder, holding.expires_at + drain)
-        # On this machine's clock: a skewed one wakes early or late by the skew, at most a poll later.
-        free_in = (holding.expires_at + drain - utcnow()).total_seconds()
+        free_in = (holding.expires_at + drain - (holding.as_of or utcnow())).total_seconds()
         await asyncio.sleep(min(poll_seconds, max(free_in, 0.0)) + 0.01)  # it may be released sooner
 
 

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.deals import DealState
@@ -70,7 +70,7 @@ async def apply_change(
         row = await session.get(Opportunity, state.deal_id, with_for_update=True)
         newest = row is None or as_utc(row.modified_time) < state.modified_time
         if record_read and row is not None and as_utc(row.modified_time) == state.modified_time:
-            newest = _differs(state, row)
+            newest = _differs(state, row, exact=session.get_bind().dialect.name != "sqlite")
         if row is None:
             row = Opportunity(deal_id=state.deal_id, modified_time=state.modified_time, updated_at=at)
             session.add(row)
@@ -139,15 +139,23 @@ FIELDS = (
 
 
 async def _settle(session: AsyncSession, state: DealState) -> None:
-    """Mark ``state``'s stage as the one its second ended on: the last of the moves made within it."""
+    """Mark ``state``'s stage as the one its second ended on: the last of the moves made within it.
+
+    The record was read after that second ended: the workflow gathers a deal's webhooks for its batch
+    window (2 s) before it reads Zoho. Nothing is written where the marks are right already.
+    """
     if state.stage is None:
         return
     await session.flush()  # the move just recorded is marked too
     change = OpportunityStageChange
+    of_that_second = (change.deal_id == state.deal_id, change.changed_at == state.modified_time)
+    marked = change.stage == state.stage
+    if not await session.scalar(select(func.count()).where(*of_that_second, change.settled != marked)):
+        return
     await session.execute(
         update(change)
-        .where(change.deal_id == state.deal_id, change.changed_at == state.modified_time)
-        .values(settled=change.stage == state.stage)
+        .where(*of_that_second)
+        .values(settled=marked)
         .execution_options(synchronize_session=False)
     )
 
@@ -161,16 +169,18 @@ def _copy(state: DealState, row: Opportunity, at: datetime) -> None:
             setattr(row, name, value)
 
 
-def _differs(state: DealState, row: Opportunity) -> bool:
-    """Whether storing ``state`` would change a field of ``row``."""
-    return any(not _same(name, getattr(state, name), getattr(row, name)) for name in FIELDS)
+def _differs(state: DealState, row: Opportunity, *, exact: bool) -> bool:
+    """Whether storing ``state`` would change a field of ``row`` (amounts ``exact`` or as floats: SQLite
+    keeps NUMERIC as a float, so an amount beyond its 15 digits comes back rounded)."""
+    return any(
+        not _same(getattr(state, name), getattr(row, name), name == "amount" and not exact) for name in FIELDS
+    )
 
 
-def _same(name: str, given: object, stored: object) -> bool:
+def _same(given: object, stored: object, as_floats: bool) -> bool:
     if given is None:
         return True  # a partial state keeps what it does not mention
-    if name == "amount" and stored is not None:
-        # SQLite keeps NUMERIC as a float: an amount beyond its 15 digits comes back rounded.
+    if as_floats and stored is not None:
         return float(str(given)) == float(str(stored))
     return given == stored
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import update
@@ -167,7 +168,8 @@ async def test_a_worker_whose_clock_runs_ahead_still_waits_for_the_lease(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Expiry is read on the database's clock: a worker whose own clock is two hours ahead neither takes
-    a lease its holder keeps renewing, nor makes its own lease last two hours longer."""
+    a lease its holder keeps renewing, nor makes its own lease last two hours longer, nor polls without
+    pause for one it waits for."""
     engine = create_engine(postgres_url)
     sessions = session_factory(engine)
     try:
@@ -179,6 +181,23 @@ async def test_a_worker_whose_clock_runs_ahead_still_waits_for_the_lease(
         taken = await take(sessions, "build", "worker-b", LONG)
         assert taken.holder == "worker-b" and taken.expires_at < utcnow() + LONG + timedelta(minutes=1)
         assert await renew(sessions, "build", "worker-b", LONG)
+
+        # Waiting for it, the skewed worker polls at its pace: it does not take the lease for free.
+        takes = 0
+        take_once = db.leases.take
+
+        async def counted(*args: Any, **kwargs: Any) -> db.leases.Holding:
+            nonlocal takes
+            takes += 1
+            return await take_once(*args, **kwargs)
+
+        monkeypatch.setattr(db.leases, "take", counted)
+        waiter = asyncio.create_task(held(sessions, "build", "worker-c", LONG, poll_seconds=0.5).__aenter__())
+        await asyncio.sleep(1.6)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert 2 <= takes <= 5
         await expire(sessions, "build", "worker-b")
         monkeypatch.undo()
         assert (await take(sessions, "build", "worker-c", LONG)).holder == "worker-c"
