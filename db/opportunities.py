@@ -60,9 +60,9 @@ async def apply_change(
     after its commit, a webhook sent again): the database holds it as "applied" would leave it.
     "stale": an older change arriving late, or a webhook's other stage at the current state's own
     second: its stage joins the history in time order, the current state keeps its values. "repeated":
-    such a change was stored before. Check and write share
-    one transaction (the row is locked on PostgreSQL), so retried or late activity attempts can neither
-    move a deal backwards nor record a change twice.
+    such a change was stored before. Check and write share one transaction (the row is locked on
+    PostgreSQL), so retried or late activity attempts can neither move a deal backwards nor record a
+    change twice.
     """
     # SQLite keeps datetimes without their zone: store UTC, whatever offset Zoho wrote.
     state = replace(state, modified_time=as_utc(state.modified_time))
@@ -142,7 +142,8 @@ async def _settle(session: AsyncSession, state: DealState) -> None:
     """Mark ``state``'s stage as the one its second ended on: the last of the moves made within it.
 
     The record was read after that second ended: the workflow gathers a deal's webhooks for its batch
-    window (2 s) before it reads Zoho. Nothing is written where the marks are right already.
+    window (``HUB_OPPORTUNITY_BATCH_WINDOW_SECONDS``, 2 s) before it reads Zoho. Nothing is written where
+    the marks are right already.
     """
     if state.stage is None:
         return
