@@ -75,18 +75,16 @@ async def apply_change(
             row = Opportunity(deal_id=state.deal_id, modified_time=state.modified_time, updated_at=at)
             session.add(row)
             await session.flush()  # the stage history refers to this row
-        recorded = state.stage is not None and await _record_stage(session, state, at)
+        recorded = state.stage is not None and await _record_stage(session, state, at, settled=record_read)
+        if record_read:
+            await _settle(session, state)
         _link_lead(state, row, at)
         if not newest:
             if recorded:
                 return "stale"
             held = as_utc(row.modified_time) == state.modified_time and state.stage in (None, row.stage)
-            if held and record_read:
-                await _settle(session, state)
             return "current" if held else "repeated"
         _copy(state, row, at)
-        if record_read:
-            await _settle(session, state)
     return "applied"
 
 
@@ -102,7 +100,7 @@ def _link_lead(state: DealState, row: Opportunity, at: datetime) -> None:
         row.lead_lookup_missed = state.lead_lookup_missed
 
 
-async def _record_stage(session: AsyncSession, state: DealState, at: datetime) -> bool:
+async def _record_stage(session: AsyncSession, state: DealState, at: datetime, *, settled: bool) -> bool:
     known = await session.scalar(
         select(OpportunityStageChange.id).where(
             OpportunityStageChange.deal_id == state.deal_id,
@@ -119,6 +117,7 @@ async def _record_stage(session: AsyncSession, state: DealState, at: datetime) -
             changed_by=state.modified_by,
             changed_at=state.modified_time,
             recorded_at=at,
+            settled=settled,
         )
     )
     return True
@@ -143,7 +142,7 @@ async def _settle(session: AsyncSession, state: DealState) -> None:
 
     The record was read after that second ended: the workflow gathers a deal's webhooks for its batch
     window (``HUB_OPPORTUNITY_BATCH_WINDOW_SECONDS``, 2 s) before it reads Zoho. Nothing is written where
-    the marks are right already.
+    the marks are right already (a record's move is recorded marked).
     """
     if state.stage is None:
         return
