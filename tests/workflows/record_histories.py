@@ -76,7 +76,7 @@ from tests.workflows.test_lead_distribution import (
     delivered_past_an_unanswering_dealer,
     unanswering_dealer_hub,
 )
-from tests.workflows.test_opportunity_sync import moved_twice_within_one_second
+from tests.workflows.test_opportunity_sync import moved_twice_within_one_second, resent_to_the_next_run
 from tests.workflows.test_vtex_catalog_sync import start_sync as start_catalog_sync
 from tests.workflows.test_vtex_customer_sync import start_sync as start_customer_sync
 from tests.workflows.test_vtex_order import (
@@ -482,6 +482,20 @@ async def test_record_opportunity_same_second_changes(hub: Hub) -> None:
     # opportunity_same_second_before_patch.json holds the same path from before the patch: the first
     # webhook's stage laid over the record, the second dropped as stored before.
     await save(hub.client, opportunity_workflow_id(deal_id), "opportunity_same_second_changes")
+
+
+async def test_record_opportunity_resent_to_the_next_run(
+    temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, warehouse_settings: dict[str, Any]
+) -> None:
+    """A run started by continue-as-new with the stage of its last applied second (since the
+    same-second-deal-changes patch), which drops the same change sent again, then continues as new."""
+    async with running_hub(
+        temporal_env.client, sqlite_url, task_queue, simulator=SMALL_STORE, opportunity_idle_close_seconds=2,
+        opportunity_changes_per_run=1, opportunity_batch_window_seconds=0.2, **warehouse_settings,
+    ) as hub:  # fmt: skip
+        workflow_id, run_id, _ = await resent_to_the_next_run(hub)
+        history = await hub.client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        (HISTORIES / "opportunity_resent_to_the_next_run.json").write_text(history.to_json() + "\n")
 
 
 async def parked(hub: Hub, workflow_id: str, partner: str) -> bool:

@@ -341,6 +341,34 @@ async def test_idle_workflow_closes_and_long_ones_continue_as_new(
         assert history_of(deal) == expected_history([*sent, late])
 
 
+async def resent_to_the_next_run(hub: Hub) -> tuple[str, str, str]:
+    """A change applied by a deal's run that then continued as new (a hub of one change per run), and the
+    same change sent again to the next run. Returns the workflow's id, the id of the run that had it
+    sent again, and the note that run dropped it with."""
+    deal_id = await hub.create_deal()
+    workflow_id = opportunity_workflow_id(deal_id)
+    first = change(deal_id, 1, "Needs Analysis")
+    assert (await hub.post_deal_webhook(first)).status_code == 202
+    await hub.wait_for_modified_time(deal_id, first["modified_time"])
+
+    async def continued() -> bool:
+        return await hub.count_workflows(f"WorkflowId = '{workflow_id}'") >= 2
+
+    await eventually(continued)
+    assert (await hub.post_deal_webhook(first)).status_code == 202  # to the next run
+
+    async def dropped() -> list[tuple[str, str]]:
+        runs = hub.client.list_workflows(f"WorkflowId = '{workflow_id}'")
+        return [
+            (run.run_id, str(memo["last_dropped"]))
+            async for run in runs
+            if "last_dropped" in (memo := await run.memo())
+        ]
+
+    [(run_id, note)] = await eventually(dropped)  # that run then continued as new too
+    return workflow_id, run_id, note
+
+
 async def test_the_next_run_knows_the_stage_of_the_last_applied_second(
     temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str
 ) -> None:
@@ -353,28 +381,8 @@ async def test_the_next_run_knows_the_stage_of_the_last_applied_second(
         opportunity_changes_per_run=1,
         opportunity_batch_window_seconds=0.2,
     ) as hub:
-        deal_id = await hub.create_deal()
-        workflow_id = opportunity_workflow_id(deal_id)
-        first = change(deal_id, 1, "Needs Analysis")
-        assert (await hub.post_deal_webhook(first)).status_code == 202
-        await hub.wait_for_modified_time(deal_id, first["modified_time"])
-
-        async def continued() -> bool:
-            return await hub.count_workflows(f"WorkflowId = '{workflow_id}'") >= 2
-
-        await eventually(continued)
-        assert (await hub.post_deal_webhook(first)).status_code == 202  # to the next run
-
-        async def dropped() -> list[str]:
-            runs = hub.client.list_workflows(f"WorkflowId = '{workflow_id}'")
-            return [
-                str(memo["last_dropped"])
-                async for run in runs
-                if "last_dropped" in (memo := await run.memo())
-            ]
-
-        [note] = await eventually(dropped)  # by the run the change reached (it then continued as new)
-        assert note.endswith("(Needs Analysis): repeated: this change was stored before")
+        _, _, note = await resent_to_the_next_run(hub)
+    assert note.endswith("(Needs Analysis): repeated: this change was stored before")
 
 
 @pytest.mark.parametrize(

@@ -120,6 +120,10 @@ def test_the_saved_histories_hold_what_their_replay_proves() -> None:
         history = f"opportunity_same_second_{name}"
         assert markers(saved(HISTORIES / f"{history}.json")) == marked
         assert scheduled_activities(history).count("apply_deal_change") == stores
+    # A run continued as new knows its last applied second's stage: the same change again, no Zoho read.
+    resent = saved(HISTORIES / "opportunity_resent_to_the_next_run.json")
+    assert resent.events[0].workflow_execution_started_event_attributes.continued_execution_run_id
+    assert scheduled_activities("opportunity_resent_to_the_next_run") == ["apply_deal_change"]
     # Builds back to back before the spacing patch; since, a timer between a build's request and its start.
     assert builds_after_a_timer(saved(HISTORIES / "dbt_build_fast_and_full.json")) == 0
     assert builds_after_a_timer(saved(HISTORIES / "dbt_build_spaced.json")) >= 1
