@@ -52,8 +52,9 @@ async def apply_change(
 
     ``record_read``: ``state`` is Zoho's record as read after the change. Zoho's times have second
     precision, so a record read at the current state's own time is the last word of that second (a
-    second move made within it): it replaces the current state where it differs, and its stage is the
-    move that came last in that second (``settled``). That relies on Zoho's read after its webhook
+    second move made within it): it replaces the current state where it differs. Where it is, or
+    becomes, the current state, its stage is marked as the move its second ended on (``settled``); an
+    older record read (a late attempt) marks nothing. That relies on Zoho's read after its webhook
     showing the change the webhook reports, or a later one.
 
     "current": this very change was stored before and is still the current state (an attempt retried
@@ -75,16 +76,19 @@ async def apply_change(
             row = Opportunity(deal_id=state.deal_id, modified_time=state.modified_time, updated_at=at)
             session.add(row)
             await session.flush()  # the stage history refers to this row
-        recorded = state.stage is not None and await _record_stage(session, state, at, settled=record_read)
-        if record_read:
-            await _settle(session, state)
+        settles = record_read and newest  # a record read that becomes the state: its second's last move
+        recorded = state.stage is not None and await _record_stage(session, state, at, settled=settles)
         _link_lead(state, row, at)
         if not newest:
             if recorded:
                 return "stale"
             held = as_utc(row.modified_time) == state.modified_time and state.stage in (None, row.stage)
+            if held and record_read:
+                await _settle(session, state)
             return "current" if held else "repeated"
         _copy(state, row, at)
+        if settles:
+            await _settle(session, state)
     return "applied"
 
 
@@ -140,9 +144,11 @@ FIELDS = (
 async def _settle(session: AsyncSession, state: DealState) -> None:
     """Mark ``state``'s stage as the one its second ended on: the last of the moves made within it.
 
-    The record was read after that second ended: the workflow gathers a deal's webhooks for its batch
-    window (``HUB_OPPORTUNITY_BATCH_WINDOW_SECONDS``, 2 s) before it reads Zoho. Nothing is written where
-    the marks are right already (a record's move is recorded marked).
+    The record is read a batch window (``HUB_OPPORTUNITY_BATCH_WINDOW_SECONDS``, 2 s by default) after a
+    webhook came, so after the second of the move it reports had ended. A record whose own time is a
+    later move, made as Zoho was read, may have a third move follow within that second: that move's
+    webhook then brings a read of its own, which marks it. Nothing is written where the marks are right
+    already (a record's move that becomes the state is recorded marked).
     """
     if state.stage is None:
         return

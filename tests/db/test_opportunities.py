@@ -125,6 +125,11 @@ async def test_moves_within_one_second_keep_their_order_after_the_deal_moves_on(
         assert moves[:2] == [(None, "Needs Analysis"), ("Needs Analysis", "Value Proposition")]
         assert await apply_change(sessions, moved_on, at, record_read=True) in ("applied", "current")
     assert moves[2:] == [("Value Proposition", "Proposal/Price Quote")]
+    # A late attempt's older read of that second, from before its second move: it marks nothing.
+    early_read = replace(later, stage="Needs Analysis")
+    assert await apply_change(sessions, early_read, at, record_read=True) == "repeated"
+    stored = await get_opportunity(sessions, later.deal_id)
+    assert stored is not None and [(m.from_stage, m.to_stage) for m in stored.stage_history] == moves
 
 
 async def test_a_lead_found_by_a_repeated_change_reaches_the_deal_and_its_change_time(
