@@ -97,7 +97,7 @@ async def show_status(args: argparse.Namespace, ctx: Context) -> int:
     lease_line = f"lease {workflow_id}: not read"
     try:
         async with one_off_sessions(settings.database_url) as sessions:
-            lease = lease_view(*await holding(sessions, workflow_id))
+            lease = lease_view(await holding(sessions, workflow_id))
         lease_line = describe_lease(workflow_id, lease)
     except SQLAlchemyError as error:
         if not database_unavailable(error):
@@ -181,10 +181,12 @@ class LeaseView:
     free_by: datetime
 
 
-def lease_view(lease: Holding | None, now: datetime) -> LeaseView | None:
+def lease_view(lease: Holding | None) -> LeaseView | None:
+    """The lease as of when it was read, on the database's clock."""
     if lease is None:
         return None
     free_by = lease.expires_at + BIGQUERY_JOB_TIMEOUT  # ``take`` gives it to another from then on
+    now = lease.as_of
     state = "held" if now < lease.expires_at else "draining" if now < free_by else "free"
     return LeaseView(state, lease.holder, lease.expires_at, free_by)
 

@@ -42,7 +42,7 @@ STOP_AFTER = 0.75
 class Holding:
     holder: str
     expires_at: datetime
-    as_of: datetime | None = None  # the database's time when it was read: the clock to read expiry on
+    as_of: datetime  # the database's time when it was read: the clock to read expiry on
 
 
 @dataclass
@@ -90,13 +90,13 @@ async def take(
     raise RuntimeError(f"could not take the lease {name}")
 
 
-async def holding(sessions: async_sessionmaker[AsyncSession], name: str) -> tuple[Holding | None, datetime]:
-    """Who holds the lease ``name`` and until when (it may have expired since; None when no one), and
-    the database's time now, on whose clock that expiry is read."""
+async def holding(sessions: async_sessionmaker[AsyncSession], name: str) -> Holding | None:
+    """Who holds the lease ``name`` and until when (it may have expired since); None when no one."""
     async with sessions() as session:
         row = await session.get(Lease, name)
-        now = await database_now(session)
-    return (None if row is None else Holding(row.holder, as_utc(row.expires_at), now)), now
+        return (
+            None if row is None else Holding(row.holder, as_utc(row.expires_at), await database_now(session))
+        )
 
 
 async def renew(
@@ -188,7 +188,7 @@ async def _wait_and_take(
             waiting_for = holding.holder
             if waiting is not None:
                 waiting(holding.holder, holding.expires_at + drain)
-        free_in = (holding.expires_at + drain - (holding.as_of or utcnow())).total_seconds()
+        free_in = (holding.expires_at + drain - holding.as_of).total_seconds()
         await asyncio.sleep(min(poll_seconds, max(free_in, 0.0)) + 0.01)  # it may be released sooner
 
 

@@ -208,18 +208,10 @@ async def known_lead(sessions: async_sessionmaker[AsyncSession], deal_id: str) -
 
 
 def _transitions(changes: Iterable[OpportunityStageChange]) -> list[StageChangeView]:
-    """Stage moves in time order; updates that kept the stage are not moves.
-
-    Moves within one second share their time: the one Zoho's record showed at that second (settled)
-    came last, the others in the order they were recorded.
-    """
-
-    def order(change: OpportunityStageChange) -> tuple[datetime, bool, int]:
-        return as_utc(change.changed_at), change.settled, change.id
-
+    """Stage moves from changes in time order; updates that kept the stage are not moves."""
     moves: list[StageChangeView] = []
     previous: str | None = None
-    for change in sorted(changes, key=order):
+    for change in changes:
         if change.stage != previous:
             moves.append(
                 StageChangeView(
@@ -243,6 +235,12 @@ async def get_opportunity(sessions: async_sessionmaker[AsyncSession], deal_id: s
                 select(Opportunity, OpportunityStageChange)
                 .outerjoin(OpportunityStageChange, OpportunityStageChange.deal_id == Opportunity.deal_id)
                 .where(Opportunity.deal_id == deal_id)
+                # Moves of one second share their time: the one its second ended on comes last.
+                .order_by(
+                    OpportunityStageChange.changed_at,
+                    OpportunityStageChange.settled,
+                    OpportunityStageChange.id,
+                )
             )
         ).all()
         if not rows:

@@ -194,9 +194,11 @@ def test_the_lease_reads_held_then_draining_then_free() -> None:
     # Renewed while its build runs; once it ended or stopped renewing, what it left may run until the
     # drain passed; only then does another build take it (db.leases.take), whatever the row still says.
     expires = datetime(2026, 12, 6, 20, 0, tzinfo=UTC)
-    lease = Holding("attempt 1 on worker-7:42", expires)
     free_by = expires + BIGQUERY_JOB_TIMEOUT
-    states = [cli.dbt.lease_view(lease, expires + after) for after in (-SECOND, SECOND, BIGQUERY_JOB_TIMEOUT)]
+    states = [
+        cli.dbt.lease_view(Holding("attempt 1 on worker-7:42", expires, as_of=expires + after))
+        for after in (-SECOND, SECOND, BIGQUERY_JOB_TIMEOUT)
+    ]
     assert [(view.state, view.free_by) for view in states if view] == [
         ("held", free_by),
         ("draining", free_by),
@@ -204,7 +206,7 @@ def test_the_lease_reads_held_then_draining_then_free() -> None:
     ]
     assert "free at 2026-12-06 20:10:00 UTC" in cli.dbt.describe_lease("dbt-build", states[1])
     assert "free (last held by attempt 1" in cli.dbt.describe_lease("dbt-build", states[2])
-    assert cli.dbt.lease_view(None, expires) is None
+    assert cli.dbt.lease_view(None) is None
 
 
 SECOND = timedelta(seconds=1)
