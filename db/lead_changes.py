@@ -50,6 +50,7 @@ from db.models import (
 from db.routing import accept_by
 
 T = TypeVar("T")
+PageQuery = TypeVar("PageQuery", bound=Select[*tuple[Any, ...]])
 KINDS = ("status", "feedback", "delivery", "withdrawal", "release")
 DEAL_KINDS = ("deal", "deal_stage")  # landed after KINDS, by runs that know them (a patch)
 
@@ -110,6 +111,20 @@ def _window(
     return and_(*bounds)
 
 
+def _page(
+    query: PageQuery,
+    at: Any,
+    key: Any,
+    since: datetime | None,
+    until: datetime,
+    after: Cursor | None,
+    limit: int,
+    key_of: Any = str,
+) -> PageQuery:
+    """``query`` narrowed to the window's next page, in the order of ``at``, then ``key``."""
+    return query.where(_window(at, key, since, until, after, key_of)).order_by(at, key).limit(limit)
+
+
 async def _by_id(
     session: AsyncSession,
     query: Select[T],
@@ -121,20 +136,16 @@ async def _by_id(
     limit: int,
 ) -> Sequence[T]:
     """A page of a table whose rows are told apart by an integer id, in the order of ``at``."""
-    page = query.where(_window(at, key, since, until, after, int)).order_by(at, key).limit(limit)
-    return (await session.scalars(page)).all()
+    return (await session.scalars(_page(query, at, key, since, until, after, limit, int))).all()
 
 
 async def _statuses(
     session: AsyncSession, since: datetime | None, until: datetime, after: Cursor | None, limit: int
 ) -> list[Change]:
     change = LeadStatusChange
+    joined = select(change, Lead).join(Lead, Lead.lead_id == change.lead_id)
     rows = await session.execute(
-        select(change, Lead)
-        .join(Lead, Lead.lead_id == change.lead_id)
-        .where(_window(change.recorded_at, change.id, since, until, after, int))
-        .order_by(change.recorded_at, change.id)
-        .limit(limit)
+        _page(joined, change.recorded_at, change.id, since, until, after, limit, int)
     )
     found = []
     for row, lead in rows:
@@ -182,12 +193,9 @@ async def _deliveries(
     session: AsyncSession, since: datetime | None, until: datetime, after: Cursor | None, limit: int
 ) -> list[Change]:
     delivery = Delivery
+    joined = select(delivery, Dealer).join(Dealer, Dealer.id == delivery.dealer_id)
     rows = await session.execute(
-        select(delivery, Dealer)
-        .join(Dealer, Dealer.id == delivery.dealer_id)
-        .where(_window(delivery.updated_at, delivery.lead_id, since, until, after))
-        .order_by(delivery.updated_at, delivery.lead_id)
-        .limit(limit)
+        _page(joined, delivery.updated_at, delivery.lead_id, since, until, after, limit)
     )
     found = []
     for row, dealer in rows:
@@ -230,13 +238,8 @@ async def _withdrawals(
 ) -> list[Change]:
     lost = Withdrawal
     pair = lost.lead_id + "/" + lost.dealer_id
-    rows = await session.execute(
-        select(lost, Dealer)
-        .join(Dealer, Dealer.id == lost.dealer_id)
-        .where(_window(lost.updated_at, pair, since, until, after))
-        .order_by(lost.updated_at, pair)
-        .limit(limit)
-    )
+    joined = select(lost, Dealer).join(Dealer, Dealer.id == lost.dealer_id)
+    rows = await session.execute(_page(joined, lost.updated_at, pair, since, until, after, limit))
     found = []
     for row, dealer in rows:
         delivered, deadline = _deadline(dealer, row.delivered_at)
@@ -289,10 +292,7 @@ async def _deals(
 ) -> list[Change]:
     deal = Opportunity
     rows = await session.scalars(
-        select(deal)
-        .where(_window(deal.updated_at, deal.deal_id, since, until, after))
-        .order_by(deal.updated_at, deal.deal_id)
-        .limit(limit)
+        _page(select(deal), deal.updated_at, deal.deal_id, since, until, after, limit)
     )
     return [
         Change(
@@ -321,12 +321,8 @@ async def _deal_stages(
     shares_time = exists().where(
         earlier.deal_id == change.deal_id, earlier.changed_at == change.changed_at, earlier.id < change.id
     )
-    rows = await session.execute(
-        select(change, shares_time)
-        .where(_window(change.recorded_at, change.id, since, until, after, int))
-        .order_by(change.recorded_at, change.id)
-        .limit(limit)
-    )
+    query = select(change, shares_time)
+    rows = await session.execute(_page(query, change.recorded_at, change.id, since, until, after, limit, int))
     return [
         Change(
             "deal_stage",
