@@ -143,13 +143,18 @@ async def one_off_sessions(url: str) -> AsyncIterator[async_sessionmaker[AsyncSe
         await engine.dispose()
 
 
+def on_sqlite(session: AsyncSession) -> bool:
+    """Whether the session's database is a SQLite file (its own locking, clock and number types)."""
+    return session.get_bind().dialect.name == "sqlite"
+
+
 @asynccontextmanager
 async def snapshot(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
     """A session whose reads all see the database as of its first one, for a view read in several
     statements: each statement on its own sees what was committed before it, so a lead's status could
     come from before a commit and its history from after it."""
     async with sessions() as session:
-        if session.get_bind().dialect.name == "sqlite":
+        if on_sqlite(session):
             # SQLite's driver begins no transaction for reads; in WAL mode one keeps its first read's view.
             await session.execute(text("BEGIN"))
         else:
@@ -160,7 +165,7 @@ async def snapshot(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[
 async def lock_for_writing(session: AsyncSession) -> None:
     # SQLite starts a transaction only at the first write, so two worker processes would both rank on
     # the same snapshot; taking its write lock first makes them take turns (the busy timeout waits).
-    if session.get_bind().dialect.name == "sqlite":
+    if on_sqlite(session):
         await session.execute(text("BEGIN IMMEDIATE"))
 
 

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.background import in_background
 from core.timeutil import as_utc, utcnow
-from db.engine import lock_for_writing
+from db.engine import lock_for_writing, on_sqlite
 from db.models import Lease
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class Held:
 
 async def database_now(session: AsyncSession) -> datetime:
     """The database's clock (the machine's own where the database is a SQLite file on it)."""
-    if session.get_bind().dialect.name == "sqlite":
+    if on_sqlite(session):
         return utcnow()
     return as_utc((await session.execute(select(func.clock_timestamp()))).scalar_one())
 

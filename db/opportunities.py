@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.deals import DealState
 from core.timeutil import as_utc
+from db.engine import on_sqlite
 from db.models import Opportunity, OpportunityStageChange
 
 
@@ -71,7 +72,7 @@ async def apply_change(
         row = await session.get(Opportunity, state.deal_id, with_for_update=True)
         newest = row is None or as_utc(row.modified_time) < state.modified_time
         if record_read and row is not None and as_utc(row.modified_time) == state.modified_time:
-            newest = _differs(state, row, exact=session.get_bind().dialect.name != "sqlite")
+            newest = _differs(state, row, exact=not on_sqlite(session))
         if row is None:
             row = Opportunity(deal_id=state.deal_id, modified_time=state.modified_time, updated_at=at)
             session.add(row)
