@@ -26,7 +26,6 @@ phone of a lead, and of a deal neither its name, account nor contact (its owner,
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, TypeVar
@@ -49,7 +48,6 @@ from db.models import (
 )
 from db.routing import accept_by
 
-T = TypeVar("T")
 PageQuery = TypeVar("PageQuery", bound=Select[*tuple[Any, ...]])
 KINDS = ("status", "feedback", "delivery", "withdrawal", "release")
 DEAL_KINDS = ("deal", "deal_stage")  # landed after KINDS, by runs that know them (a patch)
@@ -125,20 +123,6 @@ def _page(
     return query.where(_window(at, key, since, until, after, key_of)).order_by(at, key).limit(limit)
 
 
-async def _by_id(
-    session: AsyncSession,
-    query: Select[T],
-    at: Any,
-    key: Any,
-    since: datetime | None,
-    until: datetime,
-    after: Cursor | None,
-    limit: int,
-) -> Sequence[T]:
-    """A page of a table whose rows are told apart by an integer id, in the order of ``at``."""
-    return (await session.scalars(_page(query, at, key, since, until, after, limit, int))).all()
-
-
 async def _statuses(
     session: AsyncSession, since: datetime | None, until: datetime, after: Cursor | None, limit: int
 ) -> list[Change]:
@@ -169,7 +153,8 @@ async def _feedback(
     session: AsyncSession, since: datetime | None, until: datetime, after: Cursor | None, limit: int
 ) -> list[Change]:
     report = DealerFeedback
-    rows = await _by_id(session, select(report), report.received_at, report.id, since, until, after, limit)
+    page = _page(select(report), report.received_at, report.id, since, until, after, limit, int)
+    rows = await session.scalars(page)
     return [
         Change(
             "feedback",
@@ -265,9 +250,8 @@ async def _releases(
     session: AsyncSession, since: datetime | None, until: datetime, after: Cursor | None, limit: int
 ) -> list[Change]:
     released = DeliveryRelease
-    rows = await _by_id(
-        session, select(released), released.released_at, released.id, since, until, after, limit
-    )
+    page = _page(select(released), released.released_at, released.id, since, until, after, limit, int)
+    rows = await session.scalars(page)
     return [
         Change(
             "release",
