@@ -158,7 +158,9 @@ class Settings(BaseSettings):
 
     # Opportunity replication
     opportunity_idle_close_seconds: int = Field(default=3600, gt=0)  # a deal's workflow ends after this quiet
-    opportunity_batch_window_seconds: float = Field(default=2.0, ge=0)  # gathers out-of-order updates
+    # Gathers a deal's out-of-order updates before Zoho's record is read. At least 1 s: Zoho's times have
+    # second precision, and a record read within the second of a move may not show that second's last move.
+    opportunity_batch_window_seconds: float = Field(default=2.0, ge=1)
     opportunity_changes_per_run: int = Field(default=500, gt=0)  # then continue-as-new (history stays small)
 
     # VTEX (production base URL: https://<account>.vtexcommercestable.com.br)

@@ -43,6 +43,14 @@ def test_unknown_business_timezone_is_refused() -> None:
         Settings(business_timezone="America/Atlantis")
 
 
+def test_a_deal_batch_window_under_one_second_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Zoho's record read within the second of a move may not show that second's last move.
+    monkeypatch.setenv("HUB_OPPORTUNITY_BATCH_WINDOW_SECONDS", "0.5")
+    with pytest.raises(ValidationError, match="opportunity_batch_window_seconds"):
+        Settings()
+    assert Settings(opportunity_batch_window_seconds=1).opportunity_batch_window_seconds == 1
+
+
 PRODUCTION_SECRETS = {name: value for name, value in PRODUCTION_SETTINGS.items() if name != "payload_keys"}
 
 

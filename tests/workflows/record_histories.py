@@ -491,7 +491,7 @@ async def test_record_opportunity_resent_to_the_next_run(
     same-second-deal-changes patch), which drops the same change sent again, then continues as new."""
     async with running_hub(
         temporal_env.client, sqlite_url, task_queue, simulator=SMALL_STORE, opportunity_idle_close_seconds=60,
-        opportunity_changes_per_run=1, opportunity_batch_window_seconds=0.2, **warehouse_settings,
+        opportunity_changes_per_run=1, opportunity_batch_window_seconds=1.0, **warehouse_settings,
     ) as hub:  # fmt: skip
         workflow_id, run_id, _ = await resent_to_the_next_run(hub)
         history = await hub.client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()

@@ -317,7 +317,7 @@ async def test_idle_workflow_closes_and_long_ones_continue_as_new(
         task_queue,
         opportunity_idle_close_seconds=3,
         opportunity_changes_per_run=2,
-        opportunity_batch_window_seconds=0.2,
+        opportunity_batch_window_seconds=1.0,
     ) as hub:
         deal_id = await hub.create_deal()
         handle = hub.client.get_workflow_handle(opportunity_workflow_id(deal_id))
@@ -379,7 +379,7 @@ async def test_the_next_run_knows_the_stage_of_the_last_applied_second(
         sqlite_url,
         task_queue,
         opportunity_changes_per_run=1,
-        opportunity_batch_window_seconds=0.2,
+        opportunity_batch_window_seconds=1.0,
     ) as hub:
         _, _, note = await resent_to_the_next_run(hub)
     assert note.endswith("(Needs Analysis): repeated: this change was stored before")
