@@ -119,6 +119,12 @@ def plain_by_design(message: Message) -> bool:
     return isinstance(message, MarkerRecordedEventAttributes) and message.marker_name == PATCH_MARKER
 
 
+def activity_types(events: Iterable[HistoryEvent]) -> list[str]:
+    """The activity type of each activity task the history scheduled, in order."""
+    scheduled = [e.activity_task_scheduled_event_attributes for e in events]
+    return [e.activity_type.name for e in scheduled if e.activity_type.name]
+
+
 def local_activity_types(events: Iterable[HistoryEvent]) -> list[str]:
     """The activity type of each local activity the history recorded, in order (from the SDK core's
     plain record of it)."""

@@ -140,6 +140,12 @@ SLA_DEADLINE_ON_TEMPORAL_CLOCK = "sla-deadline-on-temporal-clock"
 # its status as they were. Runs before it recorded "received" then "failed" over a lead still at its
 # dealer, which moved nothing.
 REASSIGN_ONLY_A_LEAD_IN_ZOHO = "reassign-only-a-lead-zoho-has"
+# Patch: a new lead's first steps (its "received" record, the read of the lead from Zoho, the claim of a
+# dealer) are tried in local activities, run by the worker within the lead's first workflow task: a lead
+# then costs the server two workflow tasks before its delivery, not five, which under a burst of leads
+# is what their tasks queued behind. A step whose local try fails runs as an activity, as before, where
+# the Web UI shows its attempts. Runs before it ran the three steps as activities.
+LOCAL_FIRST_STEPS = "first-steps-tried-locally"
 # A delivery attempt's outcome when the lead had left that delivery (a run reset to before it).
 MOVED_ON = "moved on"
 # The local try of a step (_done_locally): Zoho's update is one call of at most 10 s (the HTTP clients'
@@ -194,6 +200,7 @@ class LeadDistributionWorkflow:
         self._delivered_plan: tuple[FollowPlan, datetime | None] | None = None
         self._params: LeadDistributionInput | None = None
         self._exhausted: int | None = None  # the withdrawals of a lead found past its re-routing cap
+        self._local_first = False  # LOCAL_FIRST_STEPS
 
     @workflow.run
     async def run(self, params: LeadDistributionInput) -> LeadDistributionResult:
@@ -204,14 +211,15 @@ class LeadDistributionWorkflow:
         self._status_with_step = workflow.patched(STATUS_WITH_STEP)
         decision_in_database = workflow.patched(DELIVERY_CLAIM)
         workflow.upsert_search_attributes([LEAD_ID.value_set(params.lead_id)])
+        self._local_first = decision_in_database and workflow.patched(LOCAL_FIRST_STEPS)
         if params.reassign_to and workflow.patched(REASSIGN_ONLY_A_LEAD_IN_ZOHO):
             # Read before any status: a lead Zoho no longer has stays where it is, its status too.
             lead = await self._fetch_lead(park_refused=True)
             if lead is None:
                 return await self._not_reassigned(params.reassign_to)
-            await self._set_status(LeadStatus.RECEIVED)
+            await self._set_status(LeadStatus.RECEIVED, local=self._local_first)
         else:
-            await self._set_status(LeadStatus.RECEIVED)
+            await self._set_status(LeadStatus.RECEIVED, local=self._local_first)
             # Runs that keep their decision in the database also park a lead Zoho refuses to serve.
             lead = await self._fetch_lead(park_refused=decision_in_database)
         if lead is None and self._reports:
@@ -303,7 +311,7 @@ class LeadDistributionWorkflow:
             )
         elif workflow.patched(REROUTES_IN_DATABASE):
             capped = self._claim_input(lead, max_reroutes=params.max_reroutes)
-            claim = await self._decide(LeadActivities.claim_lead, capped)
+            claim = await self._decide(LeadActivities.claim_lead, capped, local=self._local_first)
             if workflow.info().continued_run_id is None:  # a run continued as new: its own run tried them
                 for pending in claim.pending_withdrawals:
                     await self._withdraw_at_dealer(pending)
@@ -728,17 +736,21 @@ class LeadDistributionWorkflow:
             max_reroutes=max_reroutes,
         )
 
-    async def _decide(self, step: Any, params: Any) -> ClaimLeadResult:
-        """Run one of the steps that read or take the lead's delivery decision (claim, assign, reassign)."""
-        claim: ClaimLeadResult = await workflow.execute_activity_method(
-            step,
-            params,
-            start_to_close_timeout=LOCAL_STEP_TIMEOUT,
-            retry_policy=RetryPolicy(
-                maximum_interval=DATABASE_RETRY.maximum_interval,
-                non_retryable_error_types=[UNKNOWN_DEALER],
-            ),
-        )
+    async def _decide(self, step: Any, params: Any, *, local: bool = False) -> ClaimLeadResult:
+        """Run one of the steps that read or take the lead's delivery decision (claim, assign, reassign);
+        ``local``: tried in a local activity first (``_tried_locally``)."""
+        done, claim = await self._tried_locally(step, params) if local else (False, None)
+        if not done:
+            claim = await workflow.execute_activity_method(
+                step,
+                params,
+                start_to_close_timeout=LOCAL_STEP_TIMEOUT,
+                retry_policy=RetryPolicy(
+                    maximum_interval=DATABASE_RETRY.maximum_interval,
+                    non_retryable_error_types=[UNKNOWN_DEALER],
+                ),
+            )
+        assert isinstance(claim, ClaimLeadResult)
         if claim.resumed and claim.dealer_id:
             workflow.logger.info("lead resumes its delivery decision: dealer %s", claim.dealer_id)
         return claim
@@ -792,8 +804,18 @@ class LeadDistributionWorkflow:
     async def _fetch_lead(self, *, park_refused: bool) -> dict[str, Any] | None:
         """The lead from Zoho; None when Zoho does not know it. A read Zoho refuses for good (bad
         credentials, ...) is parked until support redrives it, never taken for "not found"."""
+        # Tried locally once: a lead Zoho does not know, or a read it refuses, is then read as an activity,
+        # which tells them apart as before (and parks a refusal where the Web UI shows it).
+        local = self._local_first
         while True:
             try:
+                if local:
+                    local = False
+                    done, read = await self._tried_locally(
+                        LeadActivities.fetch_lead, FetchLeadInput(lead_id=self._lead_id)
+                    )
+                    if done:
+                        return dict(read.lead)
                 fetched = await workflow.execute_activity_method(
                     LeadActivities.fetch_lead,
                     FetchLeadInput(lead_id=self._lead_id),
@@ -921,6 +943,23 @@ class LeadDistributionWorkflow:
             return False
         return True
 
+    async def _tried_locally(self, step: Any, arg: Any) -> tuple[bool, Any]:
+        """``(True, result)`` from a step run in a local activity (``LOCAL_TRY``); ``(False, None)``
+        when it failed there, for the caller to run it as an activity, which handles its errors as it
+        always did. The steps tried so are the portal's records and reads of Zoho: each is idempotent, so
+        a try cut off by a lost worker or a timeout is safe to make again."""
+        try:
+            result = await workflow.execute_local_activity_method(
+                step, arg, start_to_close_timeout=LOCAL_TRY_TIMEOUT, retry_policy=LOCAL_TRY
+            )
+        except FailureError as error:  # a local activity's failure comes as its own error, not wrapped
+            cause = failure_cause(error)
+            if isinstance(cause, CancelledError):
+                raise  # the run is being cancelled: as an activity's cancellation would
+            workflow.logger.warning("%s failed in the worker, run as an activity: %s", step.__name__, cause)
+            return False, None
+        return True, result
+
     async def _publish_distributed(
         self, dealer_id: str, dealer_lead_id: str, *, stable_id: bool = False, local: bool = False
     ) -> None:
@@ -973,8 +1012,10 @@ class LeadDistributionWorkflow:
         claim_dealer: bool = False,
         search_status: str | None = None,
         recorded: bool = False,
+        local: bool = False,
     ) -> None:
-        """Show the status in the Web UI and record it in the portal (unless an activity ``recorded`` it)."""
+        """Show the status in the Web UI and record it in the portal (unless an activity ``recorded`` it);
+        ``local``: the record tried in a local activity first (``_tried_locally``)."""
         self._status = search_status or status.value
         if dealer_id is not None:
             self._dealer_id = dealer_id
@@ -984,17 +1025,20 @@ class LeadDistributionWorkflow:
         workflow.upsert_search_attributes(pairs)
         if recorded:
             return
+        record = RecordStatusInput(
+            lead_id=self._lead_id,
+            workflow_id=workflow.info().workflow_id,
+            status=status,
+            dealer_id=dealer_id,
+            dealer_lead_id=dealer_lead_id,
+            detail=detail,
+            claim_dealer=claim_dealer,
+        )
+        if local and (await self._tried_locally(LeadActivities.record_lead_status, record))[0]:
+            return
         await workflow.execute_activity_method(
             LeadActivities.record_lead_status,
-            RecordStatusInput(
-                lead_id=self._lead_id,
-                workflow_id=workflow.info().workflow_id,
-                status=status,
-                dealer_id=dealer_id,
-                dealer_lead_id=dealer_lead_id,
-                detail=detail,
-                claim_dealer=claim_dealer,
-            ),
+            record,
             start_to_close_timeout=LOCAL_STEP_TIMEOUT,
             retry_policy=DATABASE_RETRY,
         )

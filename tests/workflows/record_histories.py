@@ -155,6 +155,16 @@ async def test_record_lead_rejected_then_delivered(hub: Hub) -> None:
     await save(hub.client, lead_workflow_id(lead_id), "lead_rejected_then_delivered")
 
 
+async def test_record_lead_first_steps_tried_locally(hub: Hub) -> None:
+    """Since the first-steps-tried-locally patch: the lead's "received" record and its claim are local
+    activities; Zoho fails the read's local try, so the read runs as an activity, then the delivery."""
+    await hub.fault(target="zoho", error_5xx_count=2)
+    lead_id = await hub.create_lead(State="SP", City="Santos")
+    await hub.post_webhook(lead_id)
+    await hub.handle(lead_id).result()
+    await save(hub.client, lead_workflow_id(lead_id), "lead_first_steps_tried_locally")
+
+
 async def test_record_lead_resumed_after_terminate(hub: Hub) -> None:
     """A delivered lead's run is terminated before its feedback; the resent webhook's run resumes it."""
     await hub.fault(target="rest-mg", latency_ms=1000)

@@ -19,7 +19,7 @@ from core.timeutil import utcnow
 from db.engine import one_off_sessions
 from db.models import Delivery
 from tests.hub import Hub, running_hub
-from tests.stored import local_activity_types
+from tests.stored import activity_types, local_activity_types
 from tests.support import eventually
 from workflows.lead_distribution import LeadDistributionWorkflow
 
@@ -238,27 +238,39 @@ async def test_workers_share_one_zoho_token(hub: Hub) -> None:
     assert (await hub.counters())["zoho"]["tokens_issued"] == 1
 
 
-async def test_a_delivered_lead_takes_four_activities_and_tells_zoho_and_subscribers_locally(
-    hub: Hub,
-) -> None:
+async def test_a_delivered_lead_takes_one_activity_and_two_workflow_tasks(hub: Hub) -> None:
+    """Its first steps and its feedback run in the worker, within the lead's workflow tasks: the server
+    dispatches the delivery alone (what a burst of leads queues behind)."""
     lead_id = await hub.create_lead(State="SP", City="Santos")
     await hub.post_webhook(lead_id)
     await hub.handle(lead_id).result()
     history = await hub.handle(lead_id).fetch_history()
-    steps = [
-        e.activity_task_scheduled_event_attributes.activity_type.name
-        for e in history.events
-        if e.HasField("activity_task_scheduled_event_attributes")
-    ]
-    assert steps == [
+    assert activity_types(history.events) == ["deliver_lead"]
+    assert local_activity_types(history.events) == [
         "record_lead_status",
         "fetch_lead",
         "claim_lead",
-        "deliver_lead",
+        "update_zoho_lead",
+        "publish_event",
     ]
-    assert sorted(local_activity_types(history.events)) == ["publish_event", "update_zoho_lead"]
+    assert sum(e.HasField("workflow_task_completed_event_attributes") for e in history.events) == 2
     zoho = await hub.http.get(f"{hub.sims_url}/_control/zoho/leads/{lead_id}")
     assert zoho.json()["lead"]["Status_Distribuicao"] == "delivered"
     lead = await hub.lead(lead_id)
     assert lead is not None
     assert [change["status"] for change in lead["history"]] == ["received", "routed", "delivered"]
+
+
+async def test_a_first_step_that_fails_in_the_worker_runs_as_an_activity(hub: Hub) -> None:
+    """Zoho fails the local try's two reads: the read is then an activity, whose attempts the Web UI
+    shows, and the lead is delivered once."""
+    await hub.fault(target="zoho", error_5xx_count=2)
+    lead_id = await hub.create_lead(State="SP", City="Santos")
+    await hub.post_webhook(lead_id)
+    assert (await hub.handle(lead_id).result()).status == "delivered"
+    history = await hub.handle(lead_id).fetch_history()
+    assert activity_types(history.events) == ["fetch_lead", "deliver_lead"]
+    assert local_activity_types(history.events)[:3] == ["record_lead_status", "fetch_lead", "claim_lead"]
+    counters = await hub.counters()
+    assert (counters["zoho"]["faults_served"], counters["zoho"]["lead_gets"]) == (2, 1)
+    assert counters["dealers"]["rest-sp-a"]["created"] == 1

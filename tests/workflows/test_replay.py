@@ -18,7 +18,7 @@ from temporalio.workflow import NondeterminismError
 
 from core.codec import ENCODING, LOCAL_PAYLOAD_KEY, LOCAL_PAYLOAD_KEY_ID
 from core.settings import Settings
-from tests.stored import local_activity_types, payloads_in
+from tests.stored import activity_types, local_activity_types, payloads_in
 from tests.workflows.changed_workflows import HookConfigWithAPauseFirst
 from workflows.replay import WORKFLOWS, replay
 
@@ -66,9 +66,7 @@ def markers(history: WorkflowHistory) -> int:
 
 def scheduled_activities(name: str) -> list[str]:
     """The activity types a saved history scheduled, in order."""
-    events = saved(HISTORIES / f"{name}.json").events
-    scheduled = [e.activity_task_scheduled_event_attributes for e in events]
-    return [e.activity_type.name for e in scheduled if e.activity_type.name]
+    return activity_types(saved(HISTORIES / f"{name}.json").events)
 
 
 def test_a_hook_without_current_change_was_ignored_before_and_reads_the_order_since() -> None:
@@ -200,6 +198,20 @@ def test_the_lead_histories_pass_statuses_on_in_activities_and_in_local_activiti
             "publish_event",
             "update_zoho_lead",
         ]
+
+
+def test_a_new_leads_first_steps_were_activities_before_and_are_tried_locally_since() -> None:
+    """Before the first-steps-tried-locally patch, the "received" record, the read from Zoho and the
+    claim were three activities; since, local activities, with the read an activity where its local try
+    failed (Zoho answered 503 twice)."""
+    assert scheduled_activities("lead_rejected_then_delivered")[:3] == [
+        "record_lead_status",
+        "fetch_lead",
+        "claim_lead",
+    ]
+    assert scheduled_activities("lead_first_steps_tried_locally") == ["fetch_lead", "deliver_lead"]
+    since = saved(HISTORIES / "lead_first_steps_tried_locally.json")
+    assert local_activity_types(since.events)[:3] == ["record_lead_status", "fetch_lead", "claim_lead"]
 
 
 @pytest.mark.parametrize(
