@@ -66,6 +66,8 @@ MARKER = EventType.EVENT_TYPE_MARKER_RECORDED
 T = TypeVar("T")
 # A lead at a dealer with an SLA shows "awaiting_acceptance" once delivered: its run follows the dealer.
 DELIVERED = ("delivered", "awaiting_acceptance")
+# One run per lead: its latest (a run continued as new keeps the status it handed on with).
+LATEST_LEAD_RUNS = "WorkflowType = 'LeadDistributionWorkflow' AND ExecutionStatus != 'ContinuedAsNew'"
 ENDED = (*DELIVERED, "awaiting_assignment", "unrouted", "failed")
 EXAMPLE_RULES = Path(__file__).resolve().parents[1] / "config" / "dealers.example.yaml"
 
@@ -225,8 +227,11 @@ async def create_leads(http: httpx.AsyncClient, sims: str, count: int) -> list[s
 
 
 async def outcomes(client: Client, since: str) -> dict[str, int]:
-    """How many lead workflows started since ``since`` are in each status (visibility query)."""
-    base = f"WorkflowType = 'LeadDistributionWorkflow' AND StartTime >= '{since}'"
+    """How many leads whose workflow started since ``since`` are in each status (visibility query).
+
+    Each lead counts once, by its latest run: a lead delivered to a dealer with an SLA goes on waiting in
+    a new run (continue-as-new), and the run that delivered it keeps its status too."""
+    base = f"{LATEST_LEAD_RUNS} AND StartTime >= '{since}'"
     counts = {}
     for status in ENDED:
         counts[status] = (await client.count_workflows(f"{base} AND LeadStatus = '{status}'")).count
@@ -274,7 +279,7 @@ async def bench_leads(args: argparse.Namespace, settings: Settings, client: Clie
 async def delivered_leads(client: Client, since: str) -> list[str]:
     """The ids of the leads delivered since ``since`` (visibility query), newest first."""
     statuses = " OR ".join(f"LeadStatus = '{status}'" for status in DELIVERED)
-    query = f"WorkflowType = 'LeadDistributionWorkflow' AND StartTime >= '{since}' AND ({statuses})"
+    query = f"{LATEST_LEAD_RUNS} AND StartTime >= '{since}' AND ({statuses})"
     return [found.id.removeprefix("lead-") async for found in client.list_workflows(query)]
 
 
