@@ -182,8 +182,10 @@ def percentile(values: list[float], pct: float) -> float:
 async def activities_per_delivered_lead(client: Client, since: str, sample: int = 20) -> tuple[int, int]:
     """How many activities and local activities a delivered lead's history recorded: the medians over
     ``sample`` leads delivered since ``since`` (a lead whose first dealer refuses it runs more)."""
+    # Runs that ended at delivery: completed (dealers without an SLA) or continued as new to wait for
+    # the dealer (a waiting run shows "delivered" too until its dealer acts, with no activity yet).
     query = f"WorkflowType = 'LeadDistributionWorkflow' AND StartTime >= '{since}'"
-    query += " AND LeadStatus = 'delivered'"  # runs that ended at delivery (dealers without an SLA)
+    query += " AND LeadStatus = 'delivered' AND ExecutionStatus != 'Running'"
     counts, local_counts = [], []
     async for execution in client.list_workflows(query, limit=sample):
         history = await client.get_workflow_handle(execution.id, run_id=execution.run_id).fetch_history()
@@ -266,11 +268,13 @@ async def bench_leads(args: argparse.Namespace, settings: Settings, client: Clie
     if args.accept_after is not None:
         sent = time.perf_counter() - cpu.started
         return LeadRun(acks, sent, {"delivered": 0}, since, lead_ids, cpu.shares())
-    # A lead has ended its run here when delivered, given up, or waiting for support's decision.
+    # A lead has ended its run here when delivered, given up, or waiting for support's decision. Only
+    # leads whose webhook was taken have a run.
+    taken = sum(1 for ack in acks if ack.status == 202)
     deadline = time.perf_counter() + args.timeout
     while time.perf_counter() < deadline:
         counts = await outcomes(client, since)
-        if sum(counts.values()) >= args.count:
+        if sum(counts.values()) >= taken:
             break
         await asyncio.sleep(0.5)
     return LeadRun(acks, time.perf_counter() - cpu.started, counts, since, lead_ids, cpu.shares())

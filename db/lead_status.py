@@ -108,6 +108,11 @@ async def write_status(
         session.add(lead)
     elif lead.status in FINAL_STATUSES and status != lead.status and status not in LEAVES_FINAL:
         return
+    elif status == LeadStatus.RECEIVED and detail is None and lead.status == LeadStatus.ROUTED:
+        # A run's start recorded again over a lead claimed since: the lead's first workflow task retried
+        # after its claim committed (its worker was lost), or a new run that resumes the claim. The lead
+        # is still at its dealer's claim. (Waiting for support's assignment records "received" with why.)
+        return
     lead.status = status
     lead.updated_at = at
     lead.detail = detail

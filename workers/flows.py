@@ -144,6 +144,9 @@ async def open_workers(client: Client, settings: Settings) -> AsyncIterator[list
                     leads.withdraw_at_dealer,
                 ],
                 max_concurrent_activities=settings.worker_max_concurrent_activities,
+                # The lead's first steps and its feedback run as local activities: as many at once, on
+                # the same database pool and partners.
+                max_concurrent_local_activities=settings.worker_max_concurrent_activities,
                 **shutdown_options(settings),
             ),
             Worker(

@@ -142,9 +142,9 @@ SLA_DEADLINE_ON_TEMPORAL_CLOCK = "sla-deadline-on-temporal-clock"
 REASSIGN_ONLY_A_LEAD_IN_ZOHO = "reassign-only-a-lead-zoho-has"
 # Patch: a new lead's first steps (its "received" record, the read of the lead from Zoho, the claim of a
 # dealer) are tried in local activities, run by the worker within the lead's first workflow task: a lead
-# then costs the server two workflow tasks before its delivery, not five, which under a burst of leads
-# is what their tasks queued behind. A step whose local try fails runs as an activity, as before, where
-# the Web UI shows its attempts. Runs before it ran the three steps as activities.
+# delivered to a dealer then costs the server two workflow tasks, not five, and one activity task, not
+# four, which is what a burst of leads queued behind. A step whose local try fails runs as an activity,
+# as before, where the Web UI shows its attempts. Runs before it ran the three steps as activities.
 LOCAL_FIRST_STEPS = "first-steps-tried-locally"
 # A delivery attempt's outcome when the lead had left that delivery (a run reset to before it).
 MOVED_ON = "moved on"
@@ -944,13 +944,14 @@ class LeadDistributionWorkflow:
         return True
 
     async def _tried_locally(self, step: Any, arg: Any) -> tuple[bool, Any]:
-        """``(True, result)`` from a step run in a local activity (``LOCAL_TRY``); ``(False, None)``
-        when it failed there, for the caller to run it as an activity, which handles its errors as it
-        always did. The steps tried so are the portal's records and reads of Zoho: each is idempotent, so
-        a try cut off by a lost worker or a timeout is safe to make again."""
+        """``(True, result)`` from a step run once in a local activity; ``(False, None)`` when it failed
+        there, for the caller to run it as an activity, which retries it (honouring a ``Retry-After``) and
+        handles its errors as it always did. The try has the activity's own time (its waits for the
+        database's pool and Zoho's token fit in it). The steps tried so are the portal's records and reads
+        of Zoho: each is idempotent, so a try cut off by a lost worker or a timeout is safe to make again."""
         try:
             result = await workflow.execute_local_activity_method(
-                step, arg, start_to_close_timeout=LOCAL_TRY_TIMEOUT, retry_policy=LOCAL_TRY
+                step, arg, start_to_close_timeout=LOCAL_STEP_TIMEOUT, retry_policy=LOCAL_SINGLE_TRY
             )
         except FailureError as error:  # a local activity's failure comes as its own error, not wrapped
             cause = failure_cause(error)

@@ -42,6 +42,31 @@ async def test_status_history_is_idempotent(sessions: async_sessionmaker[AsyncSe
     assert await get_lead(sessions, "1") is None
 
 
+async def test_a_runs_start_recorded_again_leaves_a_claimed_lead_routed(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The lead's first workflow task retried after its claim committed records its arrival again: the
+    lead stays routed. Waiting for support's decision (a "received" that says why) still sets it."""
+    common = {"lead_id": "5725767000000412002", "workflow_id": "lead-5725767000000412002"}
+    await record_status(sessions, status=LeadStatus.RECEIVED, at=T0, **common)
+    await record_status(
+        sessions, status=LeadStatus.ROUTED, dealer_id="d1", at=T0 + timedelta(seconds=1), **common
+    )
+    await record_status(sessions, status=LeadStatus.RECEIVED, at=T0 + timedelta(seconds=2), **common)
+    lead = await get_lead(sessions, "5725767000000412002")
+    assert lead is not None
+    assert (lead.status, lead.dealer_id) == ("routed", "d1")
+    assert [h.status for h in lead.history] == ["received", "routed"]
+
+    awaiting = "awaiting assign_dealer until 2026-11-25T12:00:00+00:00 (d1: rejected)"
+    await record_status(
+        sessions, status=LeadStatus.RECEIVED, detail=awaiting, at=T0 + timedelta(seconds=3), **common
+    )
+    lead = await get_lead(sessions, "5725767000000412002")
+    assert lead is not None
+    assert (lead.status, lead.detail) == ("received", awaiting)
+
+
 async def test_only_one_process_refreshes(sessions: async_sessionmaker[AsyncSession]) -> None:
     lease = timedelta(seconds=30)
     tokens = DatabaseTokens(sessions)

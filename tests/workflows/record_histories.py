@@ -158,7 +158,7 @@ async def test_record_lead_rejected_then_delivered(hub: Hub) -> None:
 async def test_record_lead_first_steps_tried_locally(hub: Hub) -> None:
     """Since the first-steps-tried-locally patch: the lead's "received" record and its claim are local
     activities; Zoho fails the read's local try, so the read runs as an activity, then the delivery."""
-    await hub.fault(target="zoho", error_5xx_count=2)
+    await hub.fault(target="zoho", error_5xx_count=1)
     lead_id = await hub.create_lead(State="SP", City="Santos")
     await hub.post_webhook(lead_id)
     await hub.handle(lead_id).result()

@@ -203,7 +203,7 @@ def test_the_lead_histories_pass_statuses_on_in_activities_and_in_local_activiti
 def test_a_new_leads_first_steps_were_activities_before_and_are_tried_locally_since() -> None:
     """Before the first-steps-tried-locally patch, the "received" record, the read from Zoho and the
     claim were three activities; since, local activities, with the read an activity where its local try
-    failed (Zoho answered 503 twice)."""
+    failed (Zoho answered 503)."""
     assert scheduled_activities("lead_rejected_then_delivered")[:3] == [
         "record_lead_status",
         "fetch_lead",
