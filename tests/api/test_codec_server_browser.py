@@ -28,7 +28,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="no chromium binary (Debian: apt-get install chromium; .ci/run installs it)"
 )
-FIRST_NAME = "Zuleica"  # the first field of the lead the history page previews
+FIRST_NAME = "Zuleica"
 
 
 class DecodeCalls:
@@ -66,7 +66,7 @@ async def ui_with_codec() -> AsyncIterator[tuple[WorkflowEnvironment, str, Decod
             await env.shutdown()
 
 
-async def test_web_ui_shows_the_lead_decoded(
+async def test_web_ui_shows_the_leads_run_decoded(
     ui_with_codec: tuple[WorkflowEnvironment, str, DecodeCalls],
     sqlite_url: str,
     task_queue: str,
@@ -78,12 +78,13 @@ async def test_web_ui_shows_the_lead_decoded(
             First_Name=FIRST_NAME, Last_Name="Quaresma", Email="zuleica.quaresma@example.com.br", State="SP"
         )
         assert (await hub.post_webhook(lead_id)).status_code == 202
-        await hub.handle(lead_id).result()
+        delivered = (await hub.handle(lead_id).result()).dealer_lead_id
         run_id = (await hub.handle(lead_id).describe()).run_id
 
     page = await rendered(f"{ui}/namespaces/default/workflows/lead-{lead_id}/{run_id}/history", tmp_path)
-    # The fetch_lead result, as the history page previews it: decoded, so the name reads as sent.
-    assert f'"First_Name":"{FIRST_NAME}"' in page, "the UI did not show the lead decoded"
+    # The delivery's result, as the history page previews it: decoded, so the dealer's id of the lead
+    # reads as its CRM answered it (encrypted, the preview would show the codec's encoding).
+    assert delivered and f'{{"dealer_lead_id":"{delivered}"' in page, "the delivery is not shown decoded"
     assert codec.origins and set(codec.origins) == {ui}  # asked by the browser, from the UI's page
 
 
