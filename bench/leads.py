@@ -13,6 +13,8 @@ and how long after its acceptance (the dealer CRM's call to the hub) each lead r
 ``GET /v1/leads/{id}``. The dealers accept as fast as 50 at a time allow (a closed loop: with 50 under
 way, each waits for the others, so its time is about 50 / the rate), or ``--accept-rate`` a second (an
 open loop: each time counts from the lead's turn, so a stack that falls behind shows in the p99).
+An acceptance that fails (a connection cut, the hub answering the dealer other than 200) is not timed:
+it is counted and printed with why.
 
 Sends N Zoho lead webhooks at a fixed rate and prints: accepted per second, acknowledgement latency
 p50/p99, leads delivered end to end per second, each hub process's resident and peak memory, and the
@@ -33,6 +35,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -109,6 +112,7 @@ async def bench_acceptance(
             print(f"accepting only the {len(dealers)} leads at a dealer (--timeout passed)")
         lead_ids = [lead_id for lead_id in lead_ids if lead_id in dealers]
         semaphore = asyncio.Semaphore(50)
+        failed: Counter[str] = Counter()  # why an acceptance was not seen: counted, printed
 
         async def accept(i: int) -> float | None:
             lead_id = lead_ids[i]
@@ -118,25 +122,37 @@ async def bench_acceptance(
             async with semaphore:
                 url = f"{args.sims}/_control/dealers/{dealers[lead_id]}/leads/{lead_id}/status"
                 accepted_at = scheduled_at if args.accept_rate > 0 else time.perf_counter()
-                answer = (await http.post(url, json={"status": "accepted"})).json()
-                if answer.get("hub", {}).get("status_code") != 200:
+                try:
+                    answer = (await http.post(url, json={"status": "accepted"})).json()
+                except httpx.TransportError as error:
+                    failed[f"the dealer's call (simulators): {type(error).__name__}"] += 1
                     return None
-                read = await http.get(f"{args.api}/v1/leads/{lead_id}", headers=headers)
-                while read.json().get("status") != "accepted":
-                    await asyncio.sleep(0.05)
+                if (hub := answer.get("hub", {}).get("status_code")) != 200:
+                    failed[f"the hub answered the dealer {hub}"] += 1
+                    return None
+                try:
                     read = await http.get(f"{args.api}/v1/leads/{lead_id}", headers=headers)
+                    while read.json().get("status") != "accepted":
+                        await asyncio.sleep(0.05)
+                        read = await http.get(f"{args.api}/v1/leads/{lead_id}", headers=headers)
+                except httpx.TransportError as error:
+                    failed[f"GET /v1/leads/{{id}}: {type(error).__name__}"] += 1
+                    return None
                 return time.perf_counter() - accepted_at
 
         first = time.perf_counter()
         cpu = CpuWindow.start()
         visible = await paced(len(lead_ids), args.accept_rate, accept)
         sent = time.perf_counter() - first
+    seen = [seconds for seconds in visible if seconds is not None]
+    taken = len(lead_ids) - sum(n for why, n in failed.items() if not why.startswith("GET"))
     closed_query = f"{base} AND LeadStatus = 'accepted' AND ExecutionStatus = 'Completed'"
-    await until(lambda: count(client, closed_query), len(lead_ids), deadline)
+    await until(lambda: count(client, closed_query), taken, deadline)
     closed_in = time.perf_counter() - first
     closed = await count(client, closed_query)
-    seen = [seconds for seconds in visible if seconds is not None]
     print(f"acceptances sent      {len(seen)}/{len(lead_ids)} in {sent:.1f} s ({len(seen) / sent:.1f}/s)")
+    for why, times in failed.most_common():
+        print(f"  not seen            {times}: {why}")
     print(f"leads closed          {closed} in {closed_in:.1f} s ({closed / closed_in:.1f}/s)")
     if seen:
         print(
