@@ -112,7 +112,9 @@ async def bench_acceptance(
             print(f"accepting only the {len(dealers)} leads at a dealer (--timeout passed)")
         lead_ids = [lead_id for lead_id in lead_ids if lead_id in dealers]
         semaphore = asyncio.Semaphore(50)
-        failed: Counter[str] = Counter()  # why an acceptance was not seen: counted, printed
+        # Why an acceptance was not seen, counted and printed: not taken by the hub, or taken and not read.
+        not_taken: Counter[str] = Counter()
+        not_read: Counter[str] = Counter()
 
         async def accept(i: int) -> float | None:
             lead_id = lead_ids[i]
@@ -125,10 +127,10 @@ async def bench_acceptance(
                 try:
                     answer = (await http.post(url, json={"status": "accepted"})).json()
                 except httpx.TransportError as error:
-                    failed[f"the dealer's call (simulators): {type(error).__name__}"] += 1
+                    not_taken[f"the dealer's call (simulators): {type(error).__name__}"] += 1
                     return None
                 if (hub := answer.get("hub", {}).get("status_code")) != 200:
-                    failed[f"the hub answered the dealer {hub}"] += 1
+                    not_taken[f"the hub answered the dealer {hub}"] += 1
                     return None
                 try:
                     read = await http.get(f"{args.api}/v1/leads/{lead_id}", headers=headers)
@@ -136,7 +138,7 @@ async def bench_acceptance(
                         await asyncio.sleep(0.05)
                         read = await http.get(f"{args.api}/v1/leads/{lead_id}", headers=headers)
                 except httpx.TransportError as error:
-                    failed[f"GET /v1/leads/{{id}}: {type(error).__name__}"] += 1
+                    not_read[f"GET /v1/leads/{{id}}: {type(error).__name__}"] += 1
                     return None
                 return time.perf_counter() - accepted_at
 
@@ -145,13 +147,13 @@ async def bench_acceptance(
         visible = await paced(len(lead_ids), args.accept_rate, accept)
         sent = time.perf_counter() - first
     seen = [seconds for seconds in visible if seconds is not None]
-    taken = len(lead_ids) - sum(n for why, n in failed.items() if not why.startswith("GET"))
+    taken = len(lead_ids) - sum(not_taken.values())
     closed_query = f"{base} AND LeadStatus = 'accepted' AND ExecutionStatus = 'Completed'"
     await until(lambda: count(client, closed_query), taken, deadline)
     closed_in = time.perf_counter() - first
     closed = await count(client, closed_query)
     print(f"acceptances sent      {len(seen)}/{len(lead_ids)} in {sent:.1f} s ({len(seen) / sent:.1f}/s)")
-    for why, times in failed.most_common():
+    for why, times in (not_taken + not_read).most_common():
         print(f"  not seen            {times}: {why}")
     print(f"leads closed          {closed} in {closed_in:.1f} s ({closed / closed_in:.1f}/s)")
     if seen:

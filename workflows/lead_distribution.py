@@ -806,16 +806,12 @@ class LeadDistributionWorkflow:
         credentials, ...) is parked until support redrives it, never taken for "not found"."""
         # Tried locally once: a lead Zoho does not know, or a read it refuses, is then read as an activity,
         # which tells them apart as before (and parks a refusal where the Web UI shows it).
-        local = self._local_first
+        if self._local_first:
+            done, read = await self._tried_locally(LeadActivities.fetch_lead, FetchLeadInput(self._lead_id))
+            if done:
+                return read.lead  # type: ignore[no-any-return]
         while True:
             try:
-                if local:
-                    local = False
-                    done, read = await self._tried_locally(
-                        LeadActivities.fetch_lead, FetchLeadInput(lead_id=self._lead_id)
-                    )
-                    if done:
-                        return dict(read.lead)
                 fetched = await workflow.execute_activity_method(
                     LeadActivities.fetch_lead,
                     FetchLeadInput(lead_id=self._lead_id),
