@@ -36,8 +36,8 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
-from contextlib import nullcontext
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -372,6 +372,13 @@ async def main() -> None:
     )
     parser.add_argument("--write-sla-rules", type=Path, help="write the SLA mode's dealers here and exit")
     parser.add_argument(
+        "--partner-latency-ms",
+        type=int,
+        default=0,
+        help="Zoho and every example dealer answer this much later (the simulators' faults), as partners"
+        " far away do: the worker's concurrency then matters more than its CPU",
+    )
+    parser.add_argument(
         "--with-warehouse",
         action="store_true",
         help="leave the warehouse's Schedules and dbt builds running while measuring (bench/quiet.py)",
@@ -388,6 +395,36 @@ async def main() -> None:
 
     settings = Settings()
     client = await connect(Settings(temporal_address=args.temporal))
+    async with partners_answering_after(args.sims, args.partner_latency_ms):
+        await bench(args, settings, client)
+
+
+@asynccontextmanager
+async def partners_answering_after(sims: str, latency_ms: int) -> AsyncIterator[None]:
+    """Zoho and the example dealers answer ``latency_ms`` later while the bench runs (none with 0)."""
+    if not latency_ms:
+        yield
+        return
+    import yaml
+
+    dealers = [
+        dealer["id"] for dealer in yaml.safe_load(EXAMPLE_RULES.read_text(encoding="utf-8"))["dealers"]
+    ]
+    async with httpx.AsyncClient(timeout=10) as http:
+        for target in ["zoho", *dealers]:
+            response = await http.post(
+                f"{sims}/_control/faults", json={"target": target, "latency_ms": latency_ms}
+            )
+            response.raise_for_status()
+        print(f"partners answer       {latency_ms} ms later (Zoho and {len(dealers)} dealers)")
+        try:
+            yield
+        finally:
+            for target in ["zoho", *dealers]:
+                await http.delete(f"{sims}/_control/faults/{target}")
+
+
+async def bench(args: argparse.Namespace, settings: Settings, client: Client) -> None:
     quiet = nullcontext() if args.with_warehouse else warehouse_paused(client, settings)
     if args.accept_after is not None:
         async with quiet:  # the whole run: the leads delivered, then accepted

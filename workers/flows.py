@@ -123,7 +123,7 @@ async def open_workers(client: Client, settings: Settings) -> AsyncIterator[list
                 client,
                 task_queue=settings.leads_task_queue,
                 workflows=[LeadDistributionWorkflow, ZohoWritebackWorkflow, EventRedriveWorkflow],
-                **workflow_options(settings.worker_max_cached_workflows),
+                **workflow_options(settings, settings.worker_max_cached_workflows),
                 **polling,
                 activities=[
                     leads.record_lead_status,
@@ -153,7 +153,7 @@ async def open_workers(client: Client, settings: Settings) -> AsyncIterator[list
                 client,
                 task_queue=settings.opportunities_task_queue,
                 workflows=[OpportunitySyncWorkflow],
-                **workflow_options(settings.worker_max_cached_workflows),
+                **workflow_options(settings, settings.worker_max_cached_workflows),
                 **polling,
                 activities=[opportunities.fetch_deal, opportunities.apply_deal_change],
                 max_concurrent_activities=settings.worker_max_concurrent_activities,

@@ -30,8 +30,13 @@ def shutdown_options(settings: Settings) -> dict[str, Any]:
     return {"graceful_shutdown_timeout": timedelta(seconds=settings.worker_graceful_shutdown_seconds)}
 
 
-def workflow_options(max_cached_workflows: int) -> dict[str, Any]:
-    """How every worker runs its workflows: in the shared sandbox, keeping up to ``max_cached_workflows``
-    runs in memory between their tasks (``HUB_WORKER_MAX_CACHED_WORKFLOWS``, or for the ``vtex-orders``
-    queue ``HUB_WORKER_MAX_CACHED_ORDER_WORKFLOWS``)."""
-    return {"workflow_runner": WORKFLOW_RUNNER, "max_cached_workflows": max_cached_workflows}
+def workflow_options(settings: Settings, max_cached_workflows: int) -> dict[str, Any]:
+    """How every worker runs its workflows: in the shared sandbox, at most
+    ``HUB_WORKER_MAX_CONCURRENT_WORKFLOW_TASKS`` tasks at once (in the SDK's pool of as many threads), keeping
+    up to ``max_cached_workflows`` runs in memory between their tasks (``HUB_WORKER_MAX_CACHED_WORKFLOWS``,
+    or for the ``vtex-orders`` queue ``HUB_WORKER_MAX_CACHED_ORDER_WORKFLOWS``)."""
+    return {
+        "workflow_runner": WORKFLOW_RUNNER,
+        "max_cached_workflows": max_cached_workflows,
+        "max_concurrent_workflow_tasks": settings.worker_max_concurrent_workflow_tasks,
+    }

@@ -133,7 +133,7 @@ def build_workers(
             client,
             task_queue=settings.vtex_orders_task_queue,
             workflows=VTEX_WORKFLOWS,
-            **workflow_options(settings.worker_max_cached_order_workflows),
+            **workflow_options(settings, settings.worker_max_cached_order_workflows),
             **webhook_queue_polling(settings),
             activities=[
                 orders.land_order_events,
@@ -174,7 +174,7 @@ def build_workers(
             client,
             task_queue=settings.dbt_task_queue,
             workflows=[DbtBuildWorkflow],
-            **workflow_options(settings.worker_max_cached_workflows),
+            **workflow_options(settings, settings.worker_max_cached_workflows),
             activities=[DbtActivities(settings, sessions).dbt_build, requests.request_dbt_build],
             # One build at a time per worker; the workflow never asks for two at once anyway.
             max_concurrent_activities=2,

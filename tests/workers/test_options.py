@@ -37,3 +37,32 @@ async def test_the_order_queue_has_its_own_cache_size_and_the_other_workflow_que
         settings.vtex_orders_task_queue: 70,
         settings.dbt_task_queue: 700,
     }
+
+
+async def test_every_workflow_queue_works_on_as_many_tasks_at_once_as_its_setting_says(
+    temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, warehouse_settings: dict[str, Any]
+) -> None:
+    client = temporal_env.client
+    settings = hub_settings(
+        sqlite_url,
+        client.service_client.config.target_host,
+        "http://127.0.0.1:9",
+        task_queue,
+        worker_max_concurrent_workflow_tasks=12,
+        **warehouse_settings,
+    )
+    async with role_workers(client, settings, "all") as workers:
+        slots = {
+            worker.task_queue: worker.config()["max_concurrent_workflow_tasks"]
+            for worker in workers
+            if worker.config()["workflows"]
+        }
+    assert slots == dict.fromkeys(
+        [
+            settings.leads_task_queue,
+            settings.opportunities_task_queue,
+            settings.vtex_orders_task_queue,
+            settings.dbt_task_queue,
+        ],
+        12,
+    )
