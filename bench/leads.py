@@ -389,6 +389,9 @@ async def main() -> None:
     args = parser.parse_args()
     if args.to_bronze and args.accept_after is not None:
         parser.error("--to-bronze follows the leads of a run without --accept-after")
+    if args.partner_latency_ms and not args.no_skeleton:
+        # The skeleton calls no partner: its rate beside leads slowed by their partners compares unlike.
+        parser.error("--partner-latency-ms measures the leads alone: add --no-skeleton")
     if args.write_sla_rules:
         write_sla_rules(args.write_sla_rules)
         return
