@@ -22,6 +22,10 @@ rate of a skeleton workflow with as many no-op activities and local activities a
 history recorded (counted from that history, not assumed), on the same Temporal server, its worker on
 the event loop the hub's workers run on (``HUB_WORKER_EVENT_LOOP``).
 
+With ``--partner-latency-ms N`` (and ``--no-skeleton``), Zoho and the example dealers answer N ms later
+for the run, as partners far away do (the simulators' latency fault): the worker's concurrency then
+matters more than its CPU.
+
 With ``--to-bronze K``, it then follows K of the delivered leads into the warehouse: how long after
 the portal recorded each one's ``delivered`` its row is in bronze ``lead_status_changes`` (the lead
 warehouse sync's schedule lands it; the goal is 5 minutes).
@@ -332,11 +336,18 @@ async def delivered_to_bronze(settings: Settings, lead_ids: list[str], wait: flo
 
 
 async def bench_skeleton(
-    args: argparse.Namespace, client: Client, activities: tuple[int, int]
+    args: argparse.Namespace, settings: Settings, client: Client, activities: tuple[int, int]
 ) -> tuple[float, dict[str, float]]:
     """Seconds from the first start until every skeleton ended, and the CPU per process kind meanwhile."""
     task_queue = f"bench-skeleton-{uuid.uuid4().hex[:8]}"
-    async with Worker(client, task_queue=task_queue, workflows=[SkeletonWorkflow], activities=[no_op]):
+    async with Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[SkeletonWorkflow],
+        activities=[no_op],
+        # as many workflow tasks at once as the hub's workers take: like with like
+        max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+    ):
         cpu = CpuWindow.start()
 
         async def start(i: int) -> None:
@@ -373,7 +384,7 @@ async def main() -> None:
     parser.add_argument("--write-sla-rules", type=Path, help="write the SLA mode's dealers here and exit")
     parser.add_argument(
         "--partner-latency-ms",
-        type=int,
+        type=latency_ms,
         default=0,
         help="Zoho and every example dealer answer this much later (the simulators' faults), as partners"
         " far away do: the worker's concurrency then matters more than its CPU",
@@ -389,7 +400,7 @@ async def main() -> None:
     args = parser.parse_args()
     if args.to_bronze and args.accept_after is not None:
         parser.error("--to-bronze follows the leads of a run without --accept-after")
-    if args.partner_latency_ms and not args.no_skeleton:
+    if args.partner_latency_ms and args.accept_after is None and not args.no_skeleton:
         # The skeleton calls no partner: its rate beside leads slowed by their partners compares unlike.
         parser.error("--partner-latency-ms measures the leads alone: add --no-skeleton")
     if args.write_sla_rules:
@@ -402,9 +413,18 @@ async def main() -> None:
         await bench(args, settings, client)
 
 
+def latency_ms(text: str) -> int:
+    """A latency the simulators' faults take: whole milliseconds up to a minute."""
+    value = int(text)
+    if not 0 <= value <= 60_000:
+        raise argparse.ArgumentTypeError("from 0 to 60000 ms")
+    return value
+
+
 @asynccontextmanager
 async def partners_answering_after(sims: str, latency_ms: int) -> AsyncIterator[None]:
-    """Zoho and the example dealers answer ``latency_ms`` later while the bench runs (none with 0)."""
+    """Zoho and the example dealers (their ids in config/dealers.example.yaml) answer ``latency_ms``
+    later while the bench runs (none with 0). Each target's faults are replaced, then cleared after."""
     if not latency_ms:
         yield
         return
@@ -413,18 +433,23 @@ async def partners_answering_after(sims: str, latency_ms: int) -> AsyncIterator[
     dealers = [
         dealer["id"] for dealer in yaml.safe_load(EXAMPLE_RULES.read_text(encoding="utf-8"))["dealers"]
     ]
+    slowed: list[str] = []
     async with httpx.AsyncClient(timeout=10) as http:
-        for target in ["zoho", *dealers]:
-            response = await http.post(
-                f"{sims}/_control/faults", json={"target": target, "latency_ms": latency_ms}
-            )
-            response.raise_for_status()
-        print(f"partners answer       {latency_ms} ms later (Zoho and {len(dealers)} dealers)")
         try:
+            for target in ["zoho", *dealers]:
+                response = await http.post(
+                    f"{sims}/_control/faults", json={"target": target, "latency_ms": latency_ms}
+                )
+                response.raise_for_status()
+                slowed.append(target)
+            print(f"partners answer       {latency_ms} ms later (Zoho and {len(dealers)} dealers)")
             yield
         finally:
-            for target in ["zoho", *dealers]:
-                await http.delete(f"{sims}/_control/faults/{target}")
+            for target in slowed:
+                try:
+                    (await http.delete(f"{sims}/_control/faults/{target}")).raise_for_status()
+                except httpx.HTTPError as error:
+                    print(f"could not clear the latency of {target} at the simulators: {error!r}")
 
 
 async def bench(args: argparse.Namespace, settings: Settings, client: Client) -> None:
@@ -456,7 +481,7 @@ async def bench(args: argparse.Namespace, settings: Settings, client: Client) ->
         activities = await activities_per_delivered_lead(client, run.since)
         quiet = nullcontext() if args.with_warehouse else warehouse_paused(client, settings)
         async with quiet:
-            skeleton, cpu = await bench_skeleton(args, client, activities)
+            skeleton, cpu = await bench_skeleton(args, settings, client, activities)
         skeleton_rate = args.count / skeleton
         print(
             f"skeleton workflows    {args.count} in {skeleton:.1f} s ({skeleton_rate:.1f}/s, "

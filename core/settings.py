@@ -280,11 +280,12 @@ class Settings(BaseSettings):
     # Workflow task polls each webhook-driven workflow worker (leads, opportunities, orders) keeps open,
     # half for workflows new to it: a burst of new orders starts dozens a second, too many for one poll.
     worker_workflow_task_polls: int = Field(default=10, ge=2)
-    # Workflow tasks each worker (task queue) works on at once, in a pool of as many threads (the SDK's).
-    # A lead's first steps and its feedback run as local activities inside its task, so a task waits on
-    # Zoho and the database while it holds its place. Fewer places take less memory (each task holds its
-    # run and its thread); too few make a busy worker wait on slow partners (README, Benchmark).
-    worker_max_concurrent_workflow_tasks: int = Field(default=100, gt=0)
+    # Workflow tasks each worker (task queue) works on at once: the SDK's own default, and the size of its
+    # pool of threads that run them (at least 2, and no more than the runs it caches). A lead's first
+    # steps and its feedback run as local activities inside its task, which holds its place while they
+    # wait on Zoho and the database. Fewer places let fewer runs into the worker at once, so fewer are in
+    # memory at the peak; too few make a busy worker wait on slow partners (README, Benchmark).
+    worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=2)
 
     @field_validator(
         "event_subscribers",

@@ -51,6 +51,15 @@ def test_a_deal_batch_window_under_one_second_is_refused(monkeypatch: pytest.Mon
     assert Settings(opportunity_batch_window_seconds=1).opportunity_batch_window_seconds == 1
 
 
+def test_a_worker_with_one_workflow_task_at_once_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The SDK asks for at least two where the worker caches runs (max_concurrent_workflow_tasks' docs).
+    monkeypatch.setenv("HUB_WORKER_MAX_CONCURRENT_WORKFLOW_TASKS", "1")
+    with pytest.raises(ValidationError, match="worker_max_concurrent_workflow_tasks"):
+        Settings()
+    monkeypatch.setenv("HUB_WORKER_MAX_CONCURRENT_WORKFLOW_TASKS", "2")
+    assert Settings().worker_max_concurrent_workflow_tasks == 2
+
+
 PRODUCTION_SECRETS = {name: value for name, value in PRODUCTION_SETTINGS.items() if name != "payload_keys"}
 
 

@@ -32,7 +32,7 @@ def shutdown_options(settings: Settings) -> dict[str, Any]:
 
 def workflow_options(settings: Settings, max_cached_workflows: int) -> dict[str, Any]:
     """How every worker runs its workflows: in the shared sandbox, at most
-    ``HUB_WORKER_MAX_CONCURRENT_WORKFLOW_TASKS`` tasks at once (in the SDK's pool of as many threads), keeping
+    ``HUB_WORKER_MAX_CONCURRENT_WORKFLOW_TASKS`` tasks at once (the SDK's pool has as many threads), keeping
     up to ``max_cached_workflows`` runs in memory between their tasks (``HUB_WORKER_MAX_CACHED_WORKFLOWS``,
     or for the ``vtex-orders`` queue ``HUB_WORKER_MAX_CACHED_ORDER_WORKFLOWS``)."""
     return {

@@ -1,6 +1,7 @@
 """Each worker caches the runs of its task queue as its settings say: the order queue, whose runs wait
 hours or days between most of their hooks, has a cache of its own, which an operator can make smaller
-than the lead queues' to save the memory idle order runs hold."""
+than the lead queues' to save the memory idle order runs hold. Every workflow queue works on as many
+tasks at once as ``HUB_WORKER_MAX_CONCURRENT_WORKFLOW_TASKS`` says."""
 
 from __future__ import annotations
 
