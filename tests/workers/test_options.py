@@ -9,30 +9,42 @@ from typing import Any
 
 from temporalio.testing import WorkflowEnvironment
 
+from core.settings import Settings
 from tests.hub import hub_settings
 from workers.main import role_workers
+
+
+async def workflow_queue_options(
+    temporal_env: WorkflowEnvironment, settings: Settings, option: str
+) -> dict[str, Any]:
+    """``option`` of each worker of the ``all`` role that runs workflows, by task queue (built, not
+    started)."""
+    async with role_workers(temporal_env.client, settings, "all") as workers:
+        return {
+            worker.task_queue: worker.config()[option] for worker in workers if worker.config()["workflows"]
+        }
+
+
+def settings_of(
+    temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, **overrides: Any
+) -> Settings:
+    target = temporal_env.client.service_client.config.target_host
+    # nothing is called: the workers are built, not started
+    return hub_settings(sqlite_url, target, "http://127.0.0.1:9", task_queue, **overrides)
 
 
 async def test_the_order_queue_has_its_own_cache_size_and_the_other_workflow_queues_share_one(
     temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, warehouse_settings: dict[str, Any]
 ) -> None:
-    client = temporal_env.client
-    settings = hub_settings(
+    settings = settings_of(
+        temporal_env,
         sqlite_url,
-        client.service_client.config.target_host,
-        "http://127.0.0.1:9",  # nothing is called: the workers are built, not started
         task_queue,
         worker_max_cached_workflows=700,
         worker_max_cached_order_workflows=70,
         **warehouse_settings,
     )
-    async with role_workers(client, settings, "all") as workers:
-        cached = {
-            worker.task_queue: worker.config()["max_cached_workflows"]
-            for worker in workers
-            if worker.config()["workflows"]
-        }
-    assert cached == {
+    assert await workflow_queue_options(temporal_env, settings, "max_cached_workflows") == {
         settings.leads_task_queue: 700,
         settings.opportunities_task_queue: 700,
         settings.vtex_orders_task_queue: 70,
@@ -43,27 +55,12 @@ async def test_the_order_queue_has_its_own_cache_size_and_the_other_workflow_que
 async def test_every_workflow_queue_works_on_as_many_tasks_at_once_as_its_setting_says(
     temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, warehouse_settings: dict[str, Any]
 ) -> None:
-    client = temporal_env.client
-    settings = hub_settings(
-        sqlite_url,
-        client.service_client.config.target_host,
-        "http://127.0.0.1:9",
-        task_queue,
-        worker_max_concurrent_workflow_tasks=12,
-        **warehouse_settings,
+    settings = settings_of(
+        temporal_env, sqlite_url, task_queue, worker_max_concurrent_workflow_tasks=12, **warehouse_settings
     )
-    async with role_workers(client, settings, "all") as workers:
-        slots = {
-            worker.task_queue: worker.config()["max_concurrent_workflow_tasks"]
-            for worker in workers
-            if worker.config()["workflows"]
-        }
-    assert slots == dict.fromkeys(
-        [
-            settings.leads_task_queue,
-            settings.opportunities_task_queue,
-            settings.vtex_orders_task_queue,
-            settings.dbt_task_queue,
-        ],
-        12,
-    )
+    assert await workflow_queue_options(temporal_env, settings, "max_concurrent_workflow_tasks") == {
+        settings.leads_task_queue: 12,
+        settings.opportunities_task_queue: 12,
+        settings.vtex_orders_task_queue: 12,
+        settings.dbt_task_queue: 12,
+    }
