@@ -19,6 +19,7 @@ class ProcessMemory:
     kind: str
     rss_mib: float
     peak_mib: float
+    threads: int  # each holds its stack; a worker's pool of workflow task threads grows with its load
 
 
 @dataclass
@@ -28,6 +29,7 @@ class Proc:
     argv: list[bytes]
     rss_mib: float
     peak_mib: float
+    threads: int
 
 
 def processes() -> list[Proc]:
@@ -43,7 +45,8 @@ def processes() -> list[Proc]:
         except OSError:
             continue  # it ended meanwhile
         rss, peak = (mib(status.get(name, "")) for name in ("VmRSS", "VmHWM"))
-        found.append(Proc(int(proc.name), int(status.get("PPid", "0")), argv, rss, peak))
+        threads = int(status.get("Threads", "0"))
+        found.append(Proc(int(proc.name), int(status.get("PPid", "0")), argv, rss, peak, threads))
     return found
 
 
@@ -66,11 +69,12 @@ def kind_of(proc: Proc, supervisors: set[int]) -> str | None:
 
 
 def hub_processes() -> list[ProcessMemory]:
-    """Every running hub process with its resident (VmRSS) and peak resident (VmHWM) memory."""
+    """Every running hub process with its resident (VmRSS) and peak resident (VmHWM) memory, and its
+    threads."""
     procs = processes()
     supervisors = {proc.pid for proc in procs if proc.argv[1:3] == [b"-m", b"api"]}
     found = [
-        ProcessMemory(proc.pid, kind, proc.rss_mib, proc.peak_mib)
+        ProcessMemory(proc.pid, kind, proc.rss_mib, proc.peak_mib, proc.threads)
         for proc in procs
         if (kind := kind_of(proc, supervisors)) is not None
     ]

@@ -6,13 +6,13 @@
 
 Sends, open loop, lead webhooks (5/s), deal changes (2/s) and VTEX order hooks (10/s); triggers a
 customer sync at a third of the run and starts an order backfill at half of it. Every minute it prints
-each hub process's resident memory, the runs each worker keeps in its cache per task queue (the SDK's
-``temporal_sticky_cache_size``, up to ``HUB_WORKER_MAX_CACHED_WORKFLOWS`` each, ``vtex-orders`` up to
-``HUB_WORKER_MAX_CACHED_ORDER_WORKFLOWS``) with the workflow tasks that hit and missed it, and, per
-stream, what was sent, acknowledged, refused with 503 and failed otherwise. At the end it waits for
-the work to drain and checks that nothing acknowledged is missing: every lead ended delivered, every
-deal holds its last change, every order hook's state change is a row in bronze. Goals: no process grows
-more than 10 % after the first 5 minutes, no error, nothing missing.
+each hub process's resident memory, each worker's threads, the runs each worker keeps in its cache per
+task queue (the SDK's ``temporal_sticky_cache_size``, up to ``HUB_WORKER_MAX_CACHED_WORKFLOWS`` each,
+``vtex-orders`` up to ``HUB_WORKER_MAX_CACHED_ORDER_WORKFLOWS``) with the workflow tasks that hit and
+missed it, and, per stream, what was sent, acknowledged, refused with 503 and failed otherwise. At the
+end it waits for the work to drain and checks that nothing acknowledged is missing: every lead ended
+delivered, every deal holds its last change, every order hook's state change is a row in bronze. Goals:
+no process grows more than 10 % after the first 5 minutes, no error, nothing missing.
 """
 
 from __future__ import annotations
@@ -216,8 +216,10 @@ class Soak:
     async def report(
         self, minute: int, memory: dict[tuple[str, int], list[float]], cached: dict[str, list[int]]
     ) -> None:
-        for process in hub_processes():
+        processes = hub_processes()
+        for process in processes:
             memory.setdefault((process.kind, process.pid), []).append(process.rss_mib)
+        threads = ", ".join(f"{p.kind} {p.threads}" for p in processes if p.kind.startswith("worker"))
         figures = await self.cache_figures()
         for queue, counts in figures.items():
             cached.setdefault(queue, []).append(counts["size"])
@@ -227,7 +229,12 @@ class Soak:
             for queue, counts in sorted(figures.items())
         )
         streams = "; ".join(stream.line() for stream in (self.leads, self.deals, self.orders))
-        lines = [f"min {minute:3d}  RSS MiB: {rss}", f"cached runs: {cache_line}", streams]
+        lines = [
+            f"min {minute:3d}  RSS MiB: {rss}",
+            f"threads: {threads}",
+            f"cached runs: {cache_line}",
+            streams,
+        ]
         print(("\n" + " " * 9).join(lines), flush=True)
 
     async def cache_figures(self) -> dict[str, Counter[str]]:
