@@ -61,6 +61,7 @@ from bench.clients import bench_client
 from bench.cpu import CpuWindow, print_shares
 from bench.memory import print_memory
 from bench.quiet import warehouse_paused
+from bench.rules import example_dealer_ids, example_rules, write_rules
 from bench.skeleton import SkeletonInput, SkeletonWorkflow, no_op
 from core.settings import Settings
 from core.temporal import LOCAL_ACTIVITY_MARKER, connect
@@ -78,21 +79,16 @@ DELIVERED = ("delivered", "awaiting_acceptance")
 # One run per lead: its latest (a run continued as new keeps the status it handed on with).
 LATEST_LEAD_RUNS = "WorkflowType = 'LeadDistributionWorkflow' AND ExecutionStatus != 'ContinuedAsNew'"
 ENDED = (*DELIVERED, "awaiting_assignment", "unrouted", "failed")
-EXAMPLE_RULES = Path(__file__).resolve().parents[1] / "config" / "dealers.example.yaml"
 
 
 def write_sla_rules(path: Path) -> None:
     """The example dealers, each with room for any bench and a 60-minute SLA, open all hours."""
-    import yaml
-
-    rules = yaml.safe_load(EXAMPLE_RULES.read_text(encoding="utf-8"))
+    rules = example_rules()
     for dealer in rules["dealers"]:
         dealer["routing"]["daily_capacity"] = 1_000_000
         dealer.pop("hours", None)
         dealer["sla"] = {"accept_within_minutes": 60}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(rules, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    print(f"wrote {path}: start the stack with  python3 dev.py up --rules {path}")
+    write_rules(path, rules)
 
 
 async def count(client: Client, query: str) -> int:
@@ -430,11 +426,7 @@ async def partners_answering_after(sims: str, latency_ms: int) -> AsyncIterator[
     if not latency_ms:
         yield
         return
-    import yaml
-
-    dealers = [
-        dealer["id"] for dealer in yaml.safe_load(EXAMPLE_RULES.read_text(encoding="utf-8"))["dealers"]
-    ]
+    dealers = example_dealer_ids()
     slowed: list[str] = []
     async with httpx.AsyncClient(timeout=10) as http:
         try:

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 from google.cloud.bigquery import ScalarQueryParameter
 from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -42,6 +41,7 @@ from bench.clients import bench_client
 from bench.memory import hub_processes
 from bench.opportunities import STAGES, create_deals
 from bench.orders import held_hooks
+from bench.rules import example_rules, write_rules
 from cli.times import moment
 from contracts.schedules import VTEX_CUSTOMER_SYNC, trigger_run
 from core.constants import lead_workflow_id
@@ -53,7 +53,6 @@ from warehouse.landing import Warehouse
 from warehouse.tables import VTEX_ORDER_EVENTS
 from workflows.vtex_order_backfill import OrderBackfillInput, start_order_backfill
 
-EXAMPLE_RULES = Path(__file__).resolve().parents[1] / "config" / "dealers.example.yaml"
 PLACES = [("SP", "São Paulo")] * 4 + [("RJ", "Rio de Janeiro")]
 DEAL_POOL = 200
 HOOKS_AHEAD = 300  # order hooks made ready before they are sent
@@ -89,16 +88,14 @@ class Stream:
         return f"{self.name} {sent} sent, {answers['ok']} ok, {answers['503']} 503, {answers['error']} errors"
 
 
-def write_rules(path: Path) -> None:
+def write_soak_rules(path: Path) -> None:
     """The example dealers with a daily capacity that covers any soak, and no SLA: nobody accepts the
     soak's leads, which would otherwise move from dealer to dealer as their SLAs pass."""
-    rules = yaml.safe_load(EXAMPLE_RULES.read_text(encoding="utf-8"))
+    rules = example_rules()
     for dealer in rules["dealers"]:
         dealer["routing"]["daily_capacity"] = 1_000_000
         dealer.pop("sla", None)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(rules, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    print(f"wrote {path}: start the stack with  python3 dev.py up --rules {path}")
+    write_rules(path, rules)
 
 
 async def post(http: httpx.AsyncClient, url: str, **kwargs: Any) -> int | None:
@@ -330,7 +327,7 @@ async def main() -> None:
     parser.add_argument("--drain-timeout", type=float, default=600)
     args = parser.parse_args()
     if args.write_rules:
-        write_rules(args.write_rules)
+        write_soak_rules(args.write_rules)
         return
     settings = Settings()
     client = await connect(settings)
