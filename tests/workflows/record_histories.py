@@ -896,6 +896,22 @@ async def record_reassigned_gone_from_zoho(hub: Hub, name: str) -> None:
     (HISTORIES / f"{name}.json").write_text(history.to_json() + "\n")
 
 
+async def test_record_lead_reassigned_first_steps_locally(hub: Hub) -> None:
+    """Since the first-steps-tried-locally patch: support's move of a delivered lead (``hub leads
+    reassign`` starts that run) reads the lead and records "received" in local activities, then decides
+    and delivers as activities."""
+    lead_id = await hub.create_lead(State="SP", City="São Paulo", Modelo_de_Interesse="Onix")
+    await hub.post_webhook(lead_id)
+    assert (await hub.handle(lead_id).result()).dealer_id == "rest-sp-a"
+    first = await started_with(hub.client, await hub.handle(lead_id).fetch_history(), LeadDistributionInput)
+    move = Reassignment("rest-sp-b", reason="customer moved", by="ana")
+    assert await start_lead_distribution(
+        hub.client, hub.settings, lead_id, first.event, redrive=True, reassignment=move
+    )
+    assert (await hub.handle(lead_id).result()).dealer_id == "rest-sp-b"
+    await save(hub.client, lead_workflow_id(lead_id), "lead_reassigned_first_steps_locally")
+
+
 async def test_record_lead_reassigned_gone_from_zoho_kept(hub: Hub) -> None:
     """Since the reassign-only-a-lead-zoho-has patch: the run reads the lead first and, Zoho without it,
     ends not_reassigned, recording nothing."""

@@ -363,6 +363,20 @@ def test_a_reassigned_lead_gone_from_zoho_ended_failed_before_and_moves_nothing_
     assert scheduled_activities("lead_reassigned_gone_from_zoho_kept") == ["fetch_lead"]
 
 
+def test_a_reassignment_since_local_first_steps_reads_and_records_in_the_worker() -> None:
+    """Support's move of a delivered lead since the first-steps-tried-locally patch: the lead's read and
+    its "received" run in the worker; the move's decision and the delivery stay activities, which
+    ``hub leads reassign`` waits on and the Web UI shows. Its saved history replays (above)."""
+    since = saved(HISTORIES / "lead_reassigned_first_steps_locally.json")
+    assert activity_types(since.events) == ["reassign_lead", "deliver_lead"]
+    assert local_activity_types(since.events) == [
+        "fetch_lead",
+        "record_lead_status",
+        "update_zoho_lead",
+        "publish_event",
+    ]
+
+
 def test_an_unanswered_claim_was_released_before_and_is_withdrawn_at_its_crm_since() -> None:
     """Since the unanswered-claim-withdrawn-at-crm patch the first dealer's CRM is asked to drop the lead
     between its release and the next dealer's delivery; before it, no such call was made."""
