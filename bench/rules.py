@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-EXAMPLE_RULES = Path(__file__).resolve().parents[1] / "config" / "dealers.example.yaml"
+from devstack.stack import EXAMPLE_RULES
 
 
 def example_rules() -> dict[str, Any]:

@@ -17,10 +17,9 @@ from core.settings import PROJECT_ROOT, Settings
 from db.rules import parse_rules
 from db.rules_cli import load
 from devstack.demo import run_demo
-from devstack.stack import STOP_SIGNALS, Ports, Stack, stack_environment
+from devstack.stack import EXAMPLE_RULES, STOP_SIGNALS, Ports, Stack, stack_environment
 from simulators.config import SimulatorConfig
 
-DEFAULT_RULES = PROJECT_ROOT / "config" / "dealers.example.yaml"
 HIGHEST_PORT = 65535
 FULL_CATALOG_SKUS = SimulatorConfig.model_fields["vtex_catalog_skus"].default
 DEMO_CATALOG_SKUS = 1_000
@@ -34,7 +33,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="start Temporal, the simulators, the API and the worker; Ctrl-C (or SIGTERM, SIGHUP) stops all",
     )
     up.add_argument("--demo", action="store_true", help="send demo lead webhooks once the stack is healthy")
-    up.add_argument("--rules", type=Path, default=DEFAULT_RULES, help="dealers and routing rules (YAML)")
+    up.add_argument("--rules", type=Path, default=EXAMPLE_RULES, help="dealers and routing rules (YAML)")
     up.add_argument("--state-dir", type=Path, default=PROJECT_ROOT / "var")
     up.add_argument(
         "--catalog-skus", type=sku_count, default=None, metavar="N",

@@ -23,6 +23,9 @@ from core.constants import SEARCH_ATTRIBUTES
 from core.settings import LOCAL_PLACEHOLDER, PROJECT_ROOT
 from devstack import emulator, prometheus
 
+# The dealers and routing rules the stack loads unless told otherwise (`dev.py up --rules FILE`); the
+# benchmarks adapt them for their own stacks.
+EXAMPLE_RULES = PROJECT_ROOT / "config" / "dealers.example.yaml"
 STARTUP_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 15.0  # per part; then its process group is killed
 # Each stops the stack the way Ctrl-C does: a closed terminal (SIGHUP) or `kill` (SIGTERM) must not leave

@@ -26,9 +26,9 @@ from db.models import Dealer, DealerFeedback, Delivery, DeliveryRelease
 from db.routing import LeadProfile
 from db.rules import HoursConfig, RulesFile, apply_rules, parse_rules
 from db.rules_cli import main as rules_main
+from devstack.stack import EXAMPLE_RULES
 from warehouse.leads import lead_record
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "dealers.example.yaml"
 DAY = date(2026, 11, 24)
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -62,8 +62,8 @@ async def load(sessions: async_sessionmaker[AsyncSession], *dealers: dict[str, o
 
 
 async def test_example_file_loads(sessions: async_sessionmaker[AsyncSession]) -> None:
-    counts = await apply_rules(sessions, parse_rules(EXAMPLE))
-    assert counts["created"] == len(parse_rules(EXAMPLE).dealers) == 7
+    counts = await apply_rules(sessions, parse_rules(EXAMPLE_RULES))
+    assert counts["created"] == len(parse_rules(EXAMPLE_RULES).dealers) == 7
     ranked = await candidates(sessions, LeadProfile("SP", "São Paulo", "Onix"), DAY)
     assert [d.id for d in ranked] == ["dealer-sp-centro", "dealer-sp-paulista", "dealer-sp-interior"]
 
@@ -476,8 +476,8 @@ def test_invalid_files_are_refused(tmp_path: Path) -> None:
 
 def test_cli_loads_and_reports_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
-    assert rules_main(["load", str(EXAMPLE), "--database-url", url]) == 0
-    assert f"{len(parse_rules(EXAMPLE).dealers)} created" in capsys.readouterr().out
+    assert rules_main(["load", str(EXAMPLE_RULES), "--database-url", url]) == 0
+    assert f"{len(parse_rules(EXAMPLE_RULES).dealers)} created" in capsys.readouterr().out
     missing = tmp_path / "missing.yaml"
     assert rules_main(["load", str(missing), "--database-url", url]) == 2
     assert "missing.yaml" in capsys.readouterr().err
