@@ -4,9 +4,10 @@ The dealer status webhook answers as soon as the report is committed (``db.feedb
 has it: the dealer's CRM waits for the database alone, and a report taken while Temporal is away is not
 lost. Each report due to reach its lead's run is handed on right after the answer; a sweep in each API
 process hands on those whose first hand-over failed (the API stopped, Temporal did not answer in time),
-each claimed by one process at a time. Only a lead's newest report is ever due (``db.feedback``), so an
-older status never reaches a run after a newer one; one handed on twice (a hand-over that timed out yet
-reached Temporal) is passed on again with the same values and the same event id.
+each claimed by one process at a time. Only the newest report of a delivery is ever due
+(``db.feedback``), so an older status never reaches a run after a newer one; one handed on twice (a
+hand-over that timed out yet reached Temporal) is passed on again with the same values and the same
+event id.
 """
 
 from __future__ import annotations

@@ -472,11 +472,16 @@ async def holding(sessions: async_sessionmaker[AsyncSession], lead_id: str, deal
 async def superseded(
     sessions: async_sessionmaker[AsyncSession], lead_id: str, dealer_id: str, status: str, at: datetime
 ) -> bool:
-    """Whether the dealer's delivery of the lead holds a newer report than this one (by the dealer's
-    time, then the funnel): the one the lead's status, and Zoho's, must keep."""
+    """Whether the lead's status, and Zoho's, must keep another than this report of the dealer's: a newer
+    report of its delivery (by the dealer's time, then the funnel), or the lead is at another dealer now
+    (support moved it after the report: the status is the holder's)."""
     async with sessions() as session:
         row = await session.get(Delivery, lead_id)
-    if row is None or row.dealer_id != dealer_id or row.dealer_status is None or row.dealer_status_at is None:
+    if row is None:
+        return False
+    if row.dealer_id != dealer_id:
+        return True
+    if row.dealer_status is None or row.dealer_status_at is None:
         return False
     return is_newer(row.dealer_status, row.dealer_status_at, status, at)
 

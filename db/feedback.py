@@ -7,7 +7,7 @@ the lead is recorded as ``late`` and never taken. Repeats (of a report about the
 nothing; an older report (by the time the dealer gives) joins the history without moving the lead's
 current status back.
 
-A webhook's report that becomes the lead's newest is also due to reach the lead's run: it carries
+A webhook's report that becomes its delivery's newest is also due to reach the lead's run: it carries
 ``signal_due`` until the run has it (``handed_on``), and a sweep takes what is due (``due_reports``,
 ``claim``), so a report answered to the dealer is never left unheard when its first hand-over failed.
 """
@@ -128,10 +128,17 @@ async def record(
         outcome = Outcome.APPLIED if newer else Outcome.OLDER
         due = None
         if newer:
-            # Only the newest report is ever due: an older one must not reach a run after it.
+            # Only the newest report of this delivery is ever due: an older one must not reach a run
+            # after it. A report of an earlier delivery (a dealer support moved the lead away from)
+            # stays due: its run passes it on to the subscribers, who would otherwise never hear of it.
             await session.execute(
                 update(DealerFeedback)
-                .where(DealerFeedback.lead_id == lead_id, DealerFeedback.signal_due.is_not(None))
+                .where(
+                    DealerFeedback.lead_id == lead_id,
+                    DealerFeedback.dealer_id == dealer_id,
+                    _about(delivery.claimed_at),
+                    DealerFeedback.signal_due.is_not(None),
+                )
                 .values(signal_due=None)
             )
             due = received_at + HAND_OVER_GRACE if to_signal else None
@@ -198,22 +205,31 @@ async def _recorded(
     session: AsyncSession, lead_id: str, dealer_id: str, status: LeadStatus, claimed_at: datetime | None
 ) -> DealerFeedback | None:
     """The report of this (lead, dealer, status) about the delivery claimed at ``claimed_at`` recorded
-    before, if any (None: a delivery from before claims were timed, as its reports were).
+    before, if any (``_about``: so a report resent across migration 0010 is a repeat)."""
+    report = DealerFeedback
+    found: DealerFeedback | None = await session.scalar(
+        select(report)
+        .where(
+            report.lead_id == lead_id,
+            report.dealer_id == dealer_id,
+            report.status == status.value,
+            _about(claimed_at),
+        )
+        .limit(1)
+    )
+    return found
 
-    A report recorded before reports named their delivery (migration 0010) is about this delivery if it
-    arrived after the claim and was taken (not late): so a report resent across the upgrade is a repeat.
-    """
+
+def _about(claimed_at: datetime | None) -> ColumnElement[bool]:
+    """Reports about the delivery claimed at ``claimed_at`` (None: a delivery from before claims were
+    timed, as its reports were). A report recorded before reports named their delivery (migration 0010)
+    is about this delivery if it arrived after the claim and was taken (not late)."""
     report = DealerFeedback
     about: ColumnElement[bool] = report.delivery_claimed_at.is_(None)
     if claimed_at is not None:
         before_0010 = and_(about, report.received_at >= claimed_at, report.outcome != Outcome.LATE.value)
         about = or_(report.delivery_claimed_at == claimed_at, before_0010)
-    found: DealerFeedback | None = await session.scalar(
-        select(report)
-        .where(report.lead_id == lead_id, report.dealer_id == dealer_id, report.status == status.value, about)
-        .limit(1)
-    )
-    return found
+    return about
 
 
 async def _add_report(

@@ -766,6 +766,45 @@ async def test_a_webhook_report_stays_due_until_its_run_has_it_and_one_process_h
     assert await feedback.due_reports(sessions, later + timedelta(days=1), 10) == []
 
 
+async def test_a_report_still_due_when_support_moves_the_lead_stays_due_after_the_next_dealers(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Dealer a's report, answered but not yet handed to the lead's run, stays due when support moves the
+    lead and dealer b reports: the subscribers still hear of it (its run passes it on to them). Zoho
+    keeps b's status: a's report is superseded there."""
+    await load(sessions, dealer("a", priority=10), dealer("b", priority=20))
+    await lead_status.record_status(
+        sessions, lead_id="M1", status=LeadStatus.RECEIVED, workflow_id="w", at=T0
+    )
+    await deliveries.claim_next(sessions, "M1", LeadProfile("SP", "Santos", "Onix"), DAY, T0)
+    async with sessions.begin() as session:
+        await deliveries.mark_delivered(
+            session, lead_id="M1", dealer_id="a", dealer_lead_id="CRM-1", day=DAY, at=T0
+        )
+
+    def report(dealer_id: str, status: LeadStatus, minutes: int) -> Any:
+        at = T0 + timedelta(minutes=minutes)
+        return feedback.record(
+            sessions, lead_id="M1", dealer_id=dealer_id, status=status, at=at, received_at=at, to_signal=True
+        )
+
+    contacted = await report("a", LeadStatus.CONTACTED, 1)
+    assert contacted.outcome == feedback.Outcome.APPLIED and contacted.due is not None
+    moved = T0 + timedelta(minutes=2)
+    await deliveries.reassign(sessions, "M1", "b", DAY, moved, reason="customer moved", reassigned_by="ana")
+    accepted = await report("b", LeadStatus.ACCEPTED, 3)
+    assert accepted.outcome == feedback.Outcome.APPLIED and accepted.due is not None
+    due = await feedback.due_reports(sessions, T0 + timedelta(days=1), 10)
+    assert sorted((d.dealer_id, d.status) for d in due) == [("a", "contacted"), ("b", "accepted")]
+    # b's own newer report still makes its older one due no more.
+    assert (await report("b", LeadStatus.CONTACTED, 4)).due is not None
+    due = await feedback.due_reports(sessions, T0 + timedelta(days=1), 10)
+    assert sorted((d.dealer_id, d.status) for d in due) == [("a", "contacted"), ("b", "contacted")]
+    at = T0 + timedelta(minutes=1)
+    assert await deliveries.superseded(sessions, "M1", "a", "contacted", at)  # the lead is at b now
+    assert not await deliveries.superseded(sessions, "M1", "b", "sold", T0 + timedelta(minutes=5))
+
+
 def test_an_adf_dealer_over_http_names_its_vendor_contact() -> None:
     """ADF's vendor <contact> needs an e-mail or a phone; a mailto: dealer's inbox serves, a dealer that
     takes POSTs maps one."""
