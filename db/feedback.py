@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.constants import DEALER_STATUSES, LeadStatus, lead_workflow_id
@@ -102,6 +103,25 @@ async def record(
     # clock ahead of ours (its webhook's "at", or its CRM's answer to a poll) must not make every later
     # real status look older than it: a time past the report's arrival counts as its arrival.
     at, received_at = kept_time(at, received_at), as_utc(received_at)
+    report = (lead_id, dealer_id, status, at, received_at, to_signal)
+    try:
+        return await _record_once(sessions, *report)
+    except IntegrityError:
+        # The same report committed at once by another request (a dealer resending it while the first
+        # is under way) where no delivery row serialises them (a lead the dealer lost): this one is a
+        # repeat, and the second pass answers it as such.
+        return await _record_once(sessions, *report)
+
+
+async def _record_once(
+    sessions: async_sessionmaker[AsyncSession],
+    lead_id: str,
+    dealer_id: str,
+    status: LeadStatus,
+    at: datetime,
+    received_at: datetime,
+    to_signal: bool,
+) -> Recorded:
     async with sessions.begin() as session:
         await lock_for_writing(session)
         delivery = await session.get(Delivery, lead_id, populate_existing=True, with_for_update=True)

@@ -12,7 +12,7 @@ from typing import Any, cast
 import pytest
 import yaml
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cli.command import Context
@@ -803,6 +803,41 @@ async def test_a_report_still_due_when_support_moves_the_lead_stays_due_after_th
     at = T0 + timedelta(minutes=1)
     assert await deliveries.superseded(sessions, "M1", "a", "contacted", at)  # the lead is at b now
     assert not await deliveries.superseded(sessions, "M1", "b", "sold", T0 + timedelta(minutes=5))
+
+
+async def test_the_same_late_report_sent_twice_at_once_is_recorded_once_and_answered_late(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A dealer that lost the lead sends its acceptance and, its first answer slow, sends it again: with
+    no delivery row to lock, both find no earlier report; the second insert meets the first's row and
+    is answered as the first (late), not as a bug in the hub."""
+    await load(sessions, dealer("a", priority=10), dealer("b", priority=20))
+    await lead_status.record_status(
+        sessions, lead_id="W1", status=LeadStatus.RECEIVED, workflow_id="w", at=T0
+    )
+    await deliveries.claim_next(sessions, "W1", LeadProfile("SP", "Santos", "Onix"), DAY, T0)
+    async with sessions.begin() as session:
+        await deliveries.mark_delivered(
+            session, lead_id="W1", dealer_id="a", dealer_lead_id="CRM-1", day=DAY, at=T0
+        )
+    withdrawn = await deliveries.withdraw(sessions, "W1", "a", T0 + timedelta(minutes=30), reason="sla")
+    assert withdrawn.withdrawn
+    at = T0 + timedelta(minutes=31)
+    for _ in range(5):  # (the two must meet between their reads and their inserts: tried a few times)
+        async with sessions.begin() as session:
+            await session.execute(delete(DealerFeedback).where(DealerFeedback.lead_id == "W1"))
+        twice = await asyncio.gather(
+            *(
+                feedback.record(
+                    sessions, lead_id="W1", dealer_id="a", status=LeadStatus.ACCEPTED, at=at, received_at=at
+                )
+                for _ in range(2)
+            )
+        )
+        assert [r.outcome for r in twice] == [feedback.Outcome.LATE] * 2
+        async with sessions() as session:
+            rows = (await session.scalars(select(DealerFeedback).where(DealerFeedback.lead_id == "W1"))).all()
+        assert [(row.dealer_id, row.status, row.outcome) for row in rows] == [("a", "accepted", "late")]
 
 
 def test_an_adf_dealer_over_http_names_its_vendor_contact() -> None:
