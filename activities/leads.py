@@ -301,6 +301,14 @@ def plan_to_follow(dealer: DealerConfig, delivered_at: datetime | None, offset: 
     )
 
 
+def _withdrawals(lead_id: str, losses: deliveries.Losses) -> list[WithdrawAtDealerInput]:
+    """The CRM calls still owed for the lead: each asks a dealer that lost it to drop it."""
+    return [
+        WithdrawAtDealerInput(lead_id, drop.dealer_id, drop.idempotency_key, drop.dealer_lead_id)
+        for drop in losses.pending
+    ]
+
+
 class LeadActivities:
     """Holds the clients built once per worker; each method is one activity."""
 
@@ -391,10 +399,7 @@ class LeadActivities:
             result.withdrawals = losses.count
             cap = params.max_reroutes
             result.exhausted = claim is None and cap is not None and losses.count > cap
-            result.pending_withdrawals = [
-                WithdrawAtDealerInput(params.lead_id, d.dealer_id, d.idempotency_key, d.dealer_lead_id)
-                for d in losses.pending
-            ]
+            result.pending_withdrawals = _withdrawals(params.lead_id, losses)
         return result
 
     async def _with_follow(self, lead_id: str, result: ClaimLeadResult) -> ClaimLeadResult:
@@ -442,7 +447,14 @@ class LeadActivities:
             reason=params.reason,
             reassigned_by=params.reassigned_by,
         )
-        return ClaimLeadResult.of(claim)
+        result = ClaimLeadResult.of(claim)
+        # The dealer that had the lead may hold it: the move's run asks its CRM to drop it (and any drop
+        # an earlier run left owed).
+        result.pending_withdrawals = await self._pending_withdrawals(params.lead_id)
+        return result
+
+    async def _pending_withdrawals(self, lead_id: str) -> list[WithdrawAtDealerInput]:
+        return _withdrawals(lead_id, await deliveries.losses(self._sessions, lead_id))
 
     def _day(self, at: datetime) -> date:
         """The business day that capacity is counted on."""

@@ -82,12 +82,12 @@ async def _locked_decision(session: AsyncSession, lead_id: str) -> tuple[list[De
 
 
 async def _drop(
-    session: AsyncSession, row: Delivery | None, *, released: bool = True, unanswered: bool = False
+    session: AsyncSession, row: Delivery | None, *, released: bool = True, drop_owed: bool = False
 ) -> None:
     """Remove the lead's decision now (one row per lead): it no longer holds the dealer's capacity. A
     release row keeps that the delivery ended, for the warehouse (a withdrawal keeps its own row).
-    ``unanswered``: its CRM never answered the create call, so it may hold the lead: the release waits
-    for the CRM to be asked to drop it (``pending``)."""
+    ``drop_owed``: its CRM may hold the lead (it never answered the create call, or support moved the
+    lead away): the release waits for the CRM to be asked to drop it (``pending``)."""
     if row is not None:
         if released:
             session.add(
@@ -99,7 +99,7 @@ async def _drop(
                     delivered_at=row.delivered_at,
                     claimed_at=row.claimed_at,
                     idempotency_key=row.idempotency_key,
-                    crm_outcome=PENDING if unanswered else None,
+                    crm_outcome=PENDING if drop_owed else None,
                 )
             )
         await session.delete(row)
@@ -140,7 +140,7 @@ async def claim_next(
             if row is not None and not (row.dealer_id == release and row.status == CLAIMED):
                 return _as_claim(row, resumed=True)
             # Released (or none): ranking then counts its capacity free.
-            await _drop(session, row, unanswered=release_unanswered and row is not None)
+            await _drop(session, row, drop_owed=release_unanswered and row is not None)
             lost = await lost_by(session, lead_id)
             if max_withdrawals is not None and len(lost) > max_withdrawals:
                 return None
@@ -193,18 +193,20 @@ async def lost_by(session: AsyncSession, lead_id: str) -> set[str]:
 
 
 async def owing_drop(session: AsyncSession, lead_id: str) -> set[str]:
-    """The dealers whose claim was released unanswered and whose CRM has not yet answered a drop of the
-    lead (``pending``): routing passes them over. Their CRM may hold the lead; a delivery there now would
-    be a second copy, and the drop still owed could no longer be made (asking by the lead's external id
-    would find the new delivery too). A new run of the lead makes that drop (after its own claim, which
-    passes the dealer over); once the CRM answered, later claims may choose the dealer again."""
+    """The dealers whose claim was released unanswered, or whose delivery support moved away, and whose
+    CRM has not yet answered a drop of the lead (``pending``): routing passes them over. Their CRM may
+    hold the lead; a delivery there now would be a second copy, and the drop still owed could no longer
+    be made (asking by the lead's external id would find the new delivery too). A run of the lead makes
+    that drop (a new one after its own claim, which passes the dealer over; support's move right after
+    it); once the CRM answered, later claims may choose the dealer again."""
     return {row.dealer_id for row in await _pending_releases(session, lead_id)}
 
 
 async def _pending_releases(
     session: AsyncSession, lead_id: str, dealer_id: str | None = None
 ) -> list[DeliveryRelease]:
-    """The lead's claims released unanswered whose CRM was not yet asked, with an answer, to drop it."""
+    """The lead's releases owing a drop (claims released unanswered, deliveries support moved away) whose
+    CRM was not yet asked, with an answer, to drop it."""
     query = select(DeliveryRelease).where(
         DeliveryRelease.lead_id == lead_id, DeliveryRelease.crm_outcome == PENDING
     )
@@ -235,7 +237,7 @@ class ToDrop:
 @dataclass(frozen=True)
 class Losses:
     """The lead's withdrawals so far, and the CRM calls still to make (``pending``: the run that decided
-    them ended before the CRM answered, terminated say; or a claim released unanswered)."""
+    them ended before the CRM answered, terminated say; or a release owing a drop)."""
 
     count: int
     pending: list[ToDrop]
@@ -307,7 +309,10 @@ async def reassign(
 ) -> Claim:
     """Support moves the lead to ``dealer_id``, delivered or not; recorded in the lead's history.
 
-    Repeating it (a retried activity, a redriven run) changes nothing once the lead is at that dealer.
+    The dealer that had it may hold it (delivered, or its create call sent): its release owes a drop of
+    the lead at its CRM (``pending``, in ``losses``), which the move's run then asks for; until its CRM
+    answered, routing passes that dealer over for this lead. Repeating it (a retried activity, a
+    redriven run) changes nothing once the lead is at that dealer.
     """
     async with sessions.begin() as session:
         _, row = await _locked_decision(session, lead_id)
@@ -318,7 +323,7 @@ async def reassign(
         claimed = _claim_row(
             lead_id, dealer_id, day, at, reason=f"reassigned by {reassigned_by}: {reason}", key=key
         )
-        await _drop(session, row)
+        await _drop(session, row, drop_owed=True)
         session.add(claimed)
         await lead_status.write_status(
             session,
@@ -552,6 +557,7 @@ async def record_withdrawal(
         lost = await session.get(Withdrawal, (lead_id, dealer_id), with_for_update=True)
         if lost is not None:
             lost.crm_outcome = crm_outcome
-        # A claim released unanswered: its CRM was asked to drop the lead.
+        # A release owing a drop (a claim released unanswered, a delivery support moved away): its CRM
+        # was asked to drop the lead.
         for unanswered in await _pending_releases(session, lead_id, dealer_id):
             unanswered.crm_outcome = crm_outcome

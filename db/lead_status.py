@@ -253,9 +253,9 @@ async def _deliveries(session: AsyncSession, lead_id: str) -> list[DeliveryView]
             status="released",
             reason=row.routing_reason,
             dealer_status=None,
-            delivered_at=None,
+            delivered_at=_time(row.delivered_at),
             withdrawn_at=_time(row.released_at),
-            withdrawal_reason="its CRM never answered the create call: it may hold the lead",
+            withdrawal_reason=_release_reason(row),
             withdrawal_at_crm=row.crm_outcome,
         )
         for row in unanswered
@@ -274,6 +274,15 @@ async def _deliveries(session: AsyncSession, lead_id: str) -> list[DeliveryView]
             )
         )
     return views
+
+
+def _release_reason(row: DeliveryRelease) -> str:
+    if row.status_before == LeadStatus.DELIVERED.value:  # only support's move releases a delivered lead
+        return "support moved the lead to another dealer: its CRM is asked to drop it"
+    return (
+        "its CRM never answered the create call, or support moved the lead before it did: it may hold"
+        " the lead"
+    )
 
 
 async def _accept_by(session: AsyncSession, delivery: Delivery) -> datetime | None:

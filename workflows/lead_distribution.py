@@ -146,6 +146,11 @@ REASSIGN_ONLY_A_LEAD_IN_ZOHO = "reassign-only-a-lead-zoho-has"
 # four, which is what a burst of leads queued behind. A step whose local try fails runs as an activity,
 # as before, where the Web UI shows its attempts. Runs before it ran the three steps as activities.
 LOCAL_FIRST_STEPS = "first-steps-tried-locally"
+# Patch: support's move of a lead (reassign_to) asks the CRM of the dealer that had it to drop it (and
+# makes any drop an earlier run left owed) before the new dealer gets it: that dealer holds no lead it
+# lost without a withdrawal asked for and recorded. Runs before it moved the lead and left the first
+# dealer's CRM holding it (support told that dealer).
+REASSIGN_WITHDRAWS_AT_PREVIOUS = "reassign-withdraws-at-previous-dealer"
 # A delivery attempt's outcome when the lead had left that delivery (a run reset to before it).
 MOVED_ON = "moved on"
 # The local try of a step (_done_locally): Zoho's update is one call of at most 10 s (the HTTP clients'
@@ -309,6 +314,11 @@ class LeadDistributionWorkflow:
                     self._lead_id, params.reassign_to, params.reassign_reason, params.reassigned_by
                 ),
             )
+            if claim.pending_withdrawals and workflow.patched(REASSIGN_WITHDRAWS_AT_PREVIOUS):
+                for pending in claim.pending_withdrawals:  # (marked only where it acts)
+                    # Not waited on long: the new dealer gets the lead once its CRM answered or after
+                    # the window, the drop then "pending" where support sees it.
+                    await self._withdraw_at_dealer(pending, window=UNANSWERED_WITHDRAWAL_WINDOW)
         elif workflow.patched(REROUTES_IN_DATABASE):
             capped = self._claim_input(lead, max_reroutes=params.max_reroutes)
             claim = await self._decide(LeadActivities.claim_lead, capped, local=self._local_first)

@@ -98,11 +98,16 @@ async def test_terminate_redrive_and_resend_never_reach_a_second_dealer(hub: Hub
     assert (result.status, result.dealer_id) == ("delivered", "rest-sp-b")
     assert await creates(hub, "rest-sp-b") == {lead_id: 1}
     assert await creates(hub, "rest-sp-a") == {lead_id: 1}
+    # The first dealer's CRM was asked to drop the lead before the second got it, and answered.
+    counters = (await hub.counters())["dealers"]
+    assert (counters["rest-sp-a"]["withdrawn"], counters["rest-sp-b"]["withdrawn"]) == (1, 0)
     lead = await hub.lead(lead_id)
     assert lead is not None and (lead["status"], lead["dealer_id"]) == ("delivered", "rest-sp-b")
     statuses = [(h["status"], h["dealer_id"]) for h in lead["history"]]
     assert statuses[-2:] == [("reassigned", "rest-sp-b"), ("delivered", "rest-sp-b")]
     assert "from rest-sp-a to rest-sp-b by ana: customer moved" in lead["history"][-2]["detail"]
+    moved_away = [(d["dealer_id"], d["status"], d["withdrawal_at_crm"]) for d in lead["deliveries"]]
+    assert moved_away == [("rest-sp-a", "released", "withdrawn"), ("rest-sp-b", "delivered", None)]
 
     # The same move again moves nothing; a dealer that does not exist is refused before anything changes.
     runs = await hub.count_workflows(f"WorkflowId = 'lead-{lead_id}'")

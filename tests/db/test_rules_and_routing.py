@@ -362,9 +362,10 @@ async def test_a_delivery_the_lead_has_left_is_not_made_again(
 async def test_a_lead_sent_back_under_its_earlier_key_is_known_by_that_key_s_first_claim(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    """Support moves a delivered lead from a to b, and days later back to a: the return takes up the key
-    of a's first delivery (a still holds it), so a create under it may be days old, and the dealer may
-    have forgotten the key: the check names the first claim, not the return's."""
+    """Support moves a delivered lead from a (whose CRM can only record the drop) to b, and days later
+    back to a: the return takes up the key of a's first delivery (a still holds it), so a create under it
+    may be days old, and the dealer may have forgotten the key: the check names the first claim, not the
+    return's."""
     await load(sessions, dealer("a", priority=10), dealer("b", priority=20))
     claim = await deliveries.claim_next(sessions, "L1", LeadProfile("SP", "Santos", "Onix"), DAY, T0)
     assert claim is not None and claim.dealer_id == "a"
@@ -378,6 +379,7 @@ async def test_a_lead_sent_back_under_its_earlier_key_is_known_by_that_key_s_fir
     await deliveries.reassign(
         sessions, "L1", "b", DAY, T0 + timedelta(days=1), reason="asked", reassigned_by="ana"
     )
+    await deliveries.record_withdrawal(sessions, "L1", "a", "recorded")  # the move's drop, as a's CRM can
     back = await deliveries.reassign(sessions, "L1", "a", DAY, later, reason="asked", reassigned_by="ana")
     assert back.idempotency_key == claim.idempotency_key  # a holds the lead: its key finds it
     check = await deliveries.check_delivery(sessions, "L1", "a", back.idempotency_key)
@@ -416,6 +418,49 @@ async def test_only_a_reassignment_moves_a_delivered_lead(sessions: async_sessio
     assert (await deliveries.claim_next(sessions, "L1", lead, DAY, T0)) == moved.__class__(
         "L1", "b", "lead-L1-b", delivered=False, dealer_lead_id=None, resumed=True
     )
+
+
+@pytest.mark.parametrize("delivered", [True, False])
+async def test_a_lead_support_moves_away_owes_a_drop_at_the_first_dealers_crm(
+    sessions: async_sessionmaker[AsyncSession], delivered: bool
+) -> None:
+    """Delivered, or only claimed (its create call may have reached the CRM: a run terminated mid-call),
+    the lead may be at the first dealer: the move owes a drop there, which routing and support wait for,
+    and that dealer's later reports are late (409), not unknown (404)."""
+    await load(sessions, dealer("a", priority=10), dealer("b", priority=20))
+    lead = LeadProfile("SP", "Santos", "Onix")
+    await lead_status.record_status(
+        sessions, lead_id="R1", status=LeadStatus.RECEIVED, workflow_id="w", at=T0
+    )
+    await deliveries.claim_next(sessions, "R1", lead, DAY, T0)
+    if delivered:
+        async with sessions.begin() as session:
+            await deliveries.mark_delivered(
+                session, lead_id="R1", dealer_id="a", dealer_lead_id="CRM-1", day=DAY, at=T0
+            )
+    reported = await feedback.record(
+        sessions, lead_id="R1", dealer_id="a", status=LeadStatus.ACCEPTED, at=T0, received_at=T0
+    )
+    assert reported.outcome == feedback.Outcome.APPLIED
+    moved = T0 + timedelta(minutes=5)
+    await deliveries.reassign(sessions, "R1", "b", DAY, moved, reason="customer moved", reassigned_by="ana")
+    assert (await deliveries.losses(sessions, "R1")).pending == [deliveries.ToDrop("a", "lead-R1-a", None)]
+    async with sessions() as session:
+        assert await deliveries.owing_drop(session, "R1") == {"a"}
+    later = moved + timedelta(minutes=1)
+    contacted = await feedback.record(
+        sessions, lead_id="R1", dealer_id="a", status=LeadStatus.CONTACTED, at=later, received_at=later
+    )
+    assert contacted.outcome == feedback.Outcome.LATE
+    view = await lead_status.get_lead(sessions, "R1")
+    assert view is not None
+    assert [(d.dealer_id, d.status, d.withdrawal_at_crm) for d in view.deliveries] == [
+        ("a", "released", "pending"),
+        ("b", "claimed", None),
+    ]
+    # Once its CRM answered the drop, nothing more is owed.
+    await deliveries.record_withdrawal(sessions, "R1", "a", "withdrawn")
+    assert (await deliveries.losses(sessions, "R1")).pending == []
 
 
 @pytest.mark.parametrize(("crm_outcome", "new_key"), [("withdrawn", True), ("recorded", False)])

@@ -896,10 +896,9 @@ async def record_reassigned_gone_from_zoho(hub: Hub, name: str) -> None:
     (HISTORIES / f"{name}.json").write_text(history.to_json() + "\n")
 
 
-async def test_record_lead_reassigned_first_steps_locally(hub: Hub) -> None:
-    """Since the first-steps-tried-locally patch: support's move of a delivered lead (``hub leads
-    reassign`` starts that run) reads the lead and records "received" in local activities, then decides
-    and delivers as activities."""
+async def record_reassigned(hub: Hub, name: str) -> None:
+    """Support's move of a delivered lead from rest-sp-a to rest-sp-b (``hub leads reassign`` starts that
+    run); the run saved as ``name``."""
     lead_id = await hub.create_lead(State="SP", City="São Paulo", Modelo_de_Interesse="Onix")
     await hub.post_webhook(lead_id)
     assert (await hub.handle(lead_id).result()).dealer_id == "rest-sp-a"
@@ -909,7 +908,21 @@ async def test_record_lead_reassigned_first_steps_locally(hub: Hub) -> None:
         hub.client, hub.settings, lead_id, first.event, redrive=True, reassignment=move
     )
     assert (await hub.handle(lead_id).result()).dealer_id == "rest-sp-b"
-    await save(hub.client, lead_workflow_id(lead_id), "lead_reassigned_first_steps_locally")
+    await save(hub.client, lead_workflow_id(lead_id), name)
+
+
+async def test_record_lead_reassigned_withdrawn_at_previous(hub: Hub) -> None:
+    """Since the reassign-withdraws-at-previous-dealer patch: the move's run asks rest-sp-a's CRM to drop
+    the lead before rest-sp-b gets it."""
+    await record_reassigned(hub, "lead_reassigned_withdrawn_at_previous")
+
+
+async def test_record_lead_reassigned_first_steps_locally(hub: Hub) -> None:
+    """Recorded since the first-steps-tried-locally patch, with the code from before the
+    reassign-withdraws-at-previous-dealer patch (kept as it was): the move's run reads the lead and
+    records "received" in local activities, then decides and delivers as activities, and asks the first
+    dealer's CRM for nothing."""
+    await record_reassigned(hub, "lead_reassigned_first_steps_locally")
 
 
 async def test_record_lead_reassigned_gone_from_zoho_kept(hub: Hub) -> None:

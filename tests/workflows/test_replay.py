@@ -363,18 +363,18 @@ def test_a_reassigned_lead_gone_from_zoho_ended_failed_before_and_moves_nothing_
     assert scheduled_activities("lead_reassigned_gone_from_zoho_kept") == ["fetch_lead"]
 
 
-def test_a_reassignment_since_local_first_steps_reads_and_records_in_the_worker() -> None:
-    """Support's move of a delivered lead since the first-steps-tried-locally patch: the lead's read and
-    its "received" run in the worker; the move's decision and the delivery stay activities, which
-    ``hub leads reassign`` waits on and the Web UI shows. Its saved history replays (above)."""
-    since = saved(HISTORIES / "lead_reassigned_first_steps_locally.json")
-    assert activity_types(since.events) == ["reassign_lead", "deliver_lead"]
-    assert local_activity_types(since.events) == [
-        "fetch_lead",
-        "record_lead_status",
-        "update_zoho_lead",
-        "publish_event",
-    ]
+def test_a_reassignment_left_the_first_dealer_holding_the_lead_before_and_has_it_dropped_since() -> None:
+    """Support's move of a delivered lead, before and since the reassign-withdraws-at-previous-dealer
+    patch (both since first-steps-tried-locally: the lead's read and its "received" run in the worker,
+    the move's decision and the delivery are activities). Before, the first dealer's CRM kept the lead;
+    since, it is asked to drop it before the new dealer gets it. Both saved histories replay (above)."""
+    before = saved(HISTORIES / "lead_reassigned_first_steps_locally.json")
+    since = saved(HISTORIES / "lead_reassigned_withdrawn_at_previous.json")
+    assert activity_types(before.events) == ["reassign_lead", "deliver_lead"]
+    assert activity_types(since.events) == ["reassign_lead", "withdraw_at_dealer", "deliver_lead"]
+    local = ["fetch_lead", "record_lead_status", "update_zoho_lead", "publish_event"]
+    assert local_activity_types(before.events) == local_activity_types(since.events) == local
+    assert markers(since) == markers(before) + 1
 
 
 def test_an_unanswered_claim_was_released_before_and_is_withdrawn_at_its_crm_since() -> None:
