@@ -151,6 +151,11 @@ LOCAL_FIRST_STEPS = "first-steps-tried-locally"
 # lost without a withdrawal asked for and recorded. Runs before it moved the lead and left the first
 # dealer's CRM holding it (support told that dealer).
 REASSIGN_WITHDRAWS_AT_PREVIOUS = "reassign-withdraws-at-previous-dealer"
+# Patch: a dealer taken out of the rules (inactive) while its delivery attempts went on, its CRM not
+# answering, may hold the lead all the same (an earlier attempt's create reached it): its claim is released
+# as UNANSWERED_RELEASE releases one, and its CRM is asked to drop the lead before the next dealer gets
+# it. Runs before it released the claim as refused and moved on, leaving that CRM holding the lead.
+RELEASE_INACTIVE_DEALER_OWING_DROP = "inactive-dealer-released-owing-drop"
 # A delivery attempt's outcome when the lead had left that delivery (a run reset to before it).
 MOVED_ON = "moved on"
 # The local try of a step (_done_locally): Zoho's update is one call of at most 10 s (the HTTP clients'
@@ -194,6 +199,7 @@ class LeadDistributionWorkflow:
         self._status = LeadStatus.RECEIVED.value
         self._dealer_id: str | None = None
         self._attempts: list[DeliveryAttempt] = []
+        self._dealer_gone = False  # the last delivery attempt found its dealer inactive (UNKNOWN_DEALER)
         self._awaiting_assignment = False
         self._assigned: str | None = None
         self._assigned_by = ""
@@ -441,6 +447,8 @@ class LeadDistributionWorkflow:
                 unanswered = self._attempts[-1].outcome == "unavailable" and workflow.patched(
                     UNANSWERED_RELEASE
                 )
+                if self._dealer_gone and workflow.patched(RELEASE_INACTIVE_DEALER_OWING_DROP):
+                    unanswered = True  # (marked only where it acts)
                 released = self._claim_input(lead, release=claim.dealer_id)
                 released.release_unanswered = unanswered
                 claim = await self._decide(LeadActivities.claim_lead, released)
@@ -798,6 +806,7 @@ class LeadDistributionWorkflow:
         except ActivityError as error:
             kind = error_type(error)
             rejected = kind in (DEALER_REJECTED, UNKNOWN_DEALER)
+            self._dealer_gone = kind == UNKNOWN_DEALER
             outcome = MOVED_ON if kind == LEAD_MOVED_ON else "rejected" if rejected else "unavailable"
             detail = str(error.cause or error)
             self._attempts.append(DeliveryAttempt(dealer_id, outcome, detail))

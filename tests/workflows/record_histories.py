@@ -73,7 +73,9 @@ from tests.workflows.test_dealer_sla import (
     unfollowed_report_run_terminated_then_resent,
 )
 from tests.workflows.test_lead_distribution import (
+    delivered_after_its_dealer_left_the_rules,
     delivered_past_an_unanswering_dealer,
+    retrying_unanswered_hub,
     unanswering_dealer_hub,
 )
 from tests.workflows.test_opportunity_sync import moved_twice_within_one_second, resent_to_the_next_run
@@ -205,6 +207,39 @@ async def test_record_lead_unanswered_claim_before_withdrawal(
         lead_id, _ = await delivered_past_an_unanswering_dealer(hub)
         await hub.handle(lead_id).result()
         await save(hub.client, lead_workflow_id(lead_id), "lead_unanswered_claim_before_withdrawal")
+
+
+async def record_inactive_dealer_released(
+    temporal_env: WorkflowEnvironment,
+    sqlite_url: str,
+    task_queue: str,
+    warehouse_settings: dict[str, Any],
+    name: str,
+) -> None:
+    async with retrying_unanswered_hub(temporal_env, sqlite_url, task_queue, warehouse_settings) as hub:
+        lead_id, _ = await delivered_after_its_dealer_left_the_rules(hub)
+        await hub.handle(lead_id).result()
+        await save(hub.client, lead_workflow_id(lead_id), name)
+
+
+async def test_record_lead_inactive_dealer_released_owing_drop(
+    temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, warehouse_settings: dict[str, Any]
+) -> None:
+    """Since the inactive-dealer-released-owing-drop patch: rest-sp-a, taken out of the rules while its
+    CRM stored the lead unanswered, is asked to drop it before rest-sp-b gets it."""
+    await record_inactive_dealer_released(
+        temporal_env, sqlite_url, task_queue, warehouse_settings, "lead_inactive_dealer_released_owing_drop"
+    )
+
+
+async def test_record_lead_inactive_dealer_released_as_refused(
+    temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, warehouse_settings: dict[str, Any]
+) -> None:
+    """Recorded with the code from before the inactive-dealer-released-owing-drop patch (kept as it was):
+    rest-sp-a's claim was released as refused, its CRM holding the lead, and rest-sp-b got it."""
+    await record_inactive_dealer_released(
+        temporal_env, sqlite_url, task_queue, warehouse_settings, "lead_inactive_dealer_released_as_refused"
+    )
 
 
 async def test_record_lead_sla_missed_then_accepted(

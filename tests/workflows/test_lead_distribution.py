@@ -18,7 +18,9 @@ from contracts.leads import AssignDealerInput
 from core.timeutil import utcnow
 from db.engine import one_off_sessions
 from db.models import Delivery
+from db.rules import apply_rules
 from tests.hub import Hub, running_hub
+from tests.hub import test_rules as routing_rules
 from tests.stored import activity_types, local_activity_types
 from tests.support import eventually
 from workflows.lead_distribution import LeadDistributionWorkflow
@@ -161,6 +163,59 @@ async def delivered_past_an_unanswering_dealer(hub: Hub) -> tuple[str, dict[str,
     lead_id = await hub.create_lead(State="SP", City="Santos")
     await hub.post_webhook(lead_id)
     return lead_id, await hub.wait_for_status(lead_id, "delivered")
+
+
+@asynccontextmanager
+async def retrying_unanswered_hub(
+    env: WorkflowEnvironment, sqlite_url: str, task_queue: str, warehouse_settings: dict[str, Any]
+) -> AsyncIterator[Hub]:
+    """A hub whose deliveries give a dealer a minute of 2-second attempts, and whose first SP dealer
+    (rest-sp-a) stores every lead and answers 503 to every create and retry."""
+    async with running_hub(
+        env.client, sqlite_url, task_queue, dealer_delivery_retry_window_seconds=60,
+        dealer_delivery_attempt_timeout_seconds=2, **warehouse_settings,
+    ) as hub:  # fmt: skip
+        await hub.fault(target="rest-sp-a", stored_unanswered_count=1000)
+        yield hub
+
+
+async def delivered_after_its_dealer_left_the_rules(hub: Hub) -> tuple[str, dict[str, Any]]:
+    """A São Paulo lead stored at rest-sp-a, which ops then take out of the rules (`hub-rules load`) while
+    the hub retries it; its id and its portal record once delivered."""
+    lead_id = await hub.create_lead(State="SP", City="Santos")
+    await hub.post_webhook(lead_id)
+
+    async def stored_at_a() -> bool:
+        return (await hub.counters())["dealers"].get("rest-sp-a", {}).get("created", 0) >= 1
+
+    await eventually(stored_at_a)
+    rules = routing_rules(hub.sims_url)
+    next(d for d in rules.dealers if d.id == "rest-sp-a").active = False
+    async with one_off_sessions(hub.settings.database_url) as sessions:
+        await apply_rules(sessions, rules)
+    return lead_id, await hub.wait_for_status(lead_id, "delivered")
+
+
+async def test_a_dealer_taken_out_of_the_rules_while_its_crm_does_not_answer_is_asked_to_drop_the_lead(
+    temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, warehouse_settings: dict[str, Any]
+) -> None:
+    """rest-sp-a's DMS stores the lead and answers 503; while the hub retries, ops take the dealer out of
+    the rules. Its next attempt finds it inactive: the lead goes on to the next dealer, but only after
+    rest-sp-a's CRM was asked to drop the copy it may hold."""
+    async with retrying_unanswered_hub(temporal_env, sqlite_url, task_queue, warehouse_settings) as hub:
+        lead_id, lead = await delivered_after_its_dealer_left_the_rules(hub)
+        assert lead["dealer_id"] == "rest-sp-b"
+        counters = (await hub.counters())["dealers"]
+        assert (counters["rest-sp-a"]["created"], counters["rest-sp-a"]["withdrawn"]) == (1, 1)
+        assert [(d["dealer_id"], d["status"], d["withdrawal_at_crm"]) for d in lead["deliveries"]] == [
+            ("rest-sp-a", "released", "withdrawn"),
+            ("rest-sp-b", "delivered", None),
+        ]
+        result = await hub.handle(lead_id).result()
+        assert [(a.dealer_id, a.outcome) for a in result.attempts] == [
+            ("rest-sp-a", "rejected"),
+            ("rest-sp-b", "delivered"),
+        ]
 
 
 async def test_a_dealer_whose_crm_stored_the_lead_but_never_answered_is_asked_to_drop_it(

@@ -377,6 +377,16 @@ def test_a_reassignment_left_the_first_dealer_holding_the_lead_before_and_has_it
     assert markers(since) == markers(before) + 1
 
 
+def test_a_dealer_gone_inactive_mid_delivery_was_released_as_refused_before_and_owes_a_drop_since() -> None:
+    """A dealer taken out of the rules while its CRM stored the lead unanswered: before the
+    inactive-dealer-released-owing-drop patch its claim was released as refused and the next dealer got
+    the lead; since, its CRM is asked to drop the lead first."""
+    before = scheduled_activities("lead_inactive_dealer_released_as_refused")
+    assert before == ["deliver_lead", "claim_lead", "deliver_lead"]
+    since = scheduled_activities("lead_inactive_dealer_released_owing_drop")
+    assert since == ["deliver_lead", "claim_lead", "withdraw_at_dealer", "deliver_lead"]
+
+
 def test_an_unanswered_claim_was_released_before_and_is_withdrawn_at_its_crm_since() -> None:
     """Since the unanswered-claim-withdrawn-at-crm patch the first dealer's CRM is asked to drop the lead
     between its release and the next dealer's delivery; before it, no such call was made."""
