@@ -418,6 +418,11 @@ class SoapDealerCrm:
     ) -> str:
         service = f"{SERVICE}:{dealer.id}"
         client = await self._client(dealer)
+        if attempt > 1:
+            # SOAP carries no idempotency key: the lookup is what keeps a retry from creating the lead
+            # twice. An earlier attempt's create may still be landing (a DMS slow under load stores it
+            # after the call timed out): look only after a pause as long as a call may take.
+            await asyncio.sleep(self._timeout)
         with refusals_permanent(service), soap_errors(service):
             found = await client.service.FindLeadByExternalId(ExternalId=external_id)
             if found.Found and found.LeadId:

@@ -8,6 +8,7 @@ such operation, and its WSDL does not offer it.
 
 from __future__ import annotations
 
+import asyncio
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -18,7 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 from lxml import etree
 
-from simulators.faults import Fault, rejects_leads, take_fault
+from simulators.faults import Fault, rejects_leads, take_fault, take_slow_store
 from simulators.state import DealerState, SimulatorState, StateDep
 
 SOAP_ENV_NS = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -94,6 +95,36 @@ async def soap_call(dealer_id: str, request: Request, state: StateDep) -> Respon
             "Too Many Requests", status_code=429, headers={"Retry-After": str(retry_after)}
         )
     raw = await request.body()
+    try:
+        creates = etree.QName(_body_element(raw)).localname == "CreateLead"
+        if creates and (delay := take_slow_store(state, dealer_id)):
+            return await _stored_late(delay, state, dealer_id, dealer, raw)
+        return _answer(state, dealer_id, dealer, raw)
+    except SoapFault as exc:
+        return soap_fault(exc.code, exc.message)
+
+
+# Creates a slow DMS stores late: each goes on after its caller gave up (held here until done).
+_LATE_STORES: set[asyncio.Task[Response]] = set()
+
+
+async def _stored_late(
+    delay: float, state: SimulatorState, dealer_id: str, dealer: DealerState, raw: bytes
+) -> Response:
+    """A DMS slow under load: the create is stored ``delay`` seconds after it arrived, then answered; a
+    caller that gives up sooner (its connection closed) does not stop the store."""
+
+    async def store() -> Response:
+        await asyncio.sleep(delay)
+        return _answer(state, dealer_id, dealer, raw)
+
+    task = asyncio.ensure_future(store())
+    _LATE_STORES.add(task)
+    task.add_done_callback(_LATE_STORES.discard)
+    return await asyncio.shield(task)
+
+
+def _answer(state: SimulatorState, dealer_id: str, dealer: DealerState, raw: bytes) -> Response:
     try:
         return _envelope(_dispatch(state, dealer_id, dealer, raw))
     except SoapFault as exc:

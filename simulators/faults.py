@@ -77,6 +77,15 @@ def take_unanswered_create(state: SimulatorState, target: str) -> bool:
     return True
 
 
+def take_slow_store(state: SimulatorState, target: str) -> float:
+    """How many seconds a create waits before the dealer stores it (0: none)."""
+    plan = state.faults.get(target)
+    if plan is None or plan.slow_store_remaining <= 0:
+        return 0.0
+    plan.slow_store_remaining -= 1
+    return plan.slow_store_ms / 1000
+
+
 def take_answer_fault(state: SimulatorState, target: str) -> str | None:
     """How a dealer garbles the answer to a create it performed: ``"no_id"`` (2xx without the lead's
     id), ``"conflict"`` (409, as when a create under the same key is still running), or None."""
@@ -111,6 +120,12 @@ class FaultSpec(BaseModel):
         ge=0,
         description="REST dealer: creates and their retries answered 503 after storing the lead",
     )
+    slow_store_ms: int = Field(
+        default=0, ge=0, le=60_000, description="SOAP dealer: how late a slow create is stored"
+    )
+    slow_store_count: int = Field(
+        default=0, ge=0, description="SOAP dealer: creates stored slow_store_ms after arriving, then answered"
+    )
 
 
 class CountersOut(BaseModel):
@@ -138,6 +153,8 @@ async def set_faults(spec: FaultSpec, state: StateDep) -> dict[str, Any]:
         conflict_remaining=spec.conflict_count,
         answer_lost_remaining=spec.answer_lost_count,
         stored_unanswered_remaining=spec.stored_unanswered_count,
+        slow_store_ms=spec.slow_store_ms,
+        slow_store_remaining=spec.slow_store_count,
     )
     state.faults[spec.target] = plan
     return {"target": spec.target, **asdict(plan)}

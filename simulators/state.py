@@ -236,6 +236,10 @@ class FaultPlan:
     # REST dealer: creates (and their retries) answered 503 once the lead is stored, as a DMS whose
     # gateway fails after the write: the hub cannot know the dealer has the lead.
     stored_unanswered_remaining: int = 0
+    # SOAP dealer: creates stored this long after they arrive (then answered), as a DMS slow under load: a
+    # client that gave up sooner finds the lead only once it is stored.
+    slow_store_ms: int = 0
+    slow_store_remaining: int = 0
 
 
 @dataclass

@@ -78,6 +78,26 @@ async def test_soap_dealer_gets_the_lead_once(hub: Hub) -> None:
     assert stored["leads"][0]["fields"]["Nome"] == "Ana"
 
 
+async def test_a_slow_soap_dms_gets_the_lead_once_when_the_hub_retries_before_it_stored_it(
+    temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, warehouse_settings: dict[str, Any]
+) -> None:
+    """The DMS stores the lead 2.5 s after the create arrives; the hub's call gave up after 1 s. SOAP has
+    no idempotency key: the retry looks the lead up only after a pause as long as a call may take, finds
+    it, and creates nothing (at once, it would have found nothing and created a second lead)."""
+    async with running_hub(
+        temporal_env.client, sqlite_url, task_queue, dealer_http_timeout_seconds=1, **warehouse_settings
+    ) as hub:
+        await hub.fault(target="soap-rj", slow_store_ms=2500, slow_store_count=1)
+        lead_id = await hub.create_lead(State="RJ", City="Niterói")
+        await hub.post_webhook(lead_id)
+        lead = await hub.wait_for_status(lead_id, "delivered")
+        assert lead["dealer_id"] == "soap-rj"
+        await asyncio.sleep(2.5)  # the slow create, which arrived before the delivery, is stored by now
+        stored = await hub.dealer_leads("soap-rj")
+        assert stored["creates_by_external_id"] == {lead_id: 1}
+        assert lead["dealer_lead_id"] == stored["leads"][0]["id"]
+
+
 async def test_duplicate_webhooks_make_one_workflow_and_one_dealer_lead(hub: Hub) -> None:
     lead_id = await hub.create_lead(State="MG", City="Contagem")
     first = await asyncio.gather(*(hub.post_webhook(lead_id, form=i % 2 == 0) for i in range(3)))
