@@ -398,7 +398,13 @@ class LeadActivities:
             losses = await deliveries.losses(self._sessions, params.lead_id)
             result.withdrawals = losses.count
             cap = params.max_reroutes
-            result.exhausted = claim is None and cap is not None and losses.count > cap
+            # Past its cap, or at its fallback owner already (an earlier run's decision, kept in the
+            # lead's history): the run hands it to the fallback owner (again), never to a dealer.
+            result.exhausted = (
+                claim is None
+                and cap is not None
+                and (losses.count > cap or await self._with_fallback_owner(params.lead_id))
+            )
             result.pending_withdrawals = _withdrawals(params.lead_id, losses)
         return result
 
@@ -452,6 +458,10 @@ class LeadActivities:
         # an earlier run left owed).
         result.pending_withdrawals = await self._pending_withdrawals(params.lead_id)
         return result
+
+    async def _with_fallback_owner(self, lead_id: str) -> bool:
+        async with self._sessions() as session:
+            return await deliveries.with_fallback_owner(session, lead_id)
 
     async def _pending_withdrawals(self, lead_id: str) -> list[WithdrawAtDealerInput]:
         return _withdrawals(lead_id, await deliveries.losses(self._sessions, lead_id))

@@ -22,7 +22,7 @@ from core.timeutil import as_utc
 from db import lead_status
 from db.engine import lock_for_writing
 from db.feedback import funnel_rank, is_newer, unanswered_release
-from db.models import Dealer, Delivery, DeliveryRelease, Withdrawal
+from db.models import Dealer, Delivery, DeliveryRelease, LeadStatusChange, Withdrawal
 from db.routing import (
     MAX_CLAIM_ATTEMPTS,
     LeadProfile,
@@ -129,7 +129,8 @@ async def claim_next(
     a drop of it (``owing_drop``). ``on_claim(session, dealer_id)`` writes with a new claim (the lead's
     "routed" status): both commit together or not at all. Returns None when no dealer covers the lead
     with capacity left, or when the lead was withdrawn more than ``max_withdrawals`` times (its
-    re-routing cap: whichever run asks, after a terminate too).
+    re-routing cap: whichever run asks, after a terminate too) or went to its fallback owner already
+    (``with_fallback_owner``; both only where ``max_withdrawals`` is given).
     """
     for _ in range(MAX_CLAIM_ATTEMPTS):
         async with sessions.begin() as session:
@@ -142,7 +143,9 @@ async def claim_next(
             # Released (or none): ranking then counts its capacity free.
             await _drop(session, row, drop_owed=release_unanswered and row is not None)
             lost = await lost_by(session, lead_id)
-            if max_withdrawals is not None and len(lost) > max_withdrawals:
+            if max_withdrawals is not None and (
+                len(lost) > max_withdrawals or await with_fallback_owner(session, lead_id)
+            ):
                 return None
             passed_over = set(exclude) | lost | await owing_drop(session, lead_id)
             ranked = [d for d in await rank(session, dealers, lead, day, at) if d.id not in passed_over]
@@ -158,6 +161,24 @@ async def claim_next(
                     await on_claim(session, claimed.dealer_id)
                 return _as_claim(claimed, resumed=False)
     raise RoutingContention(f"the rotation moved under {MAX_CLAIM_ATTEMPTS} claims in a row")
+
+
+async def with_fallback_owner(session: AsyncSession, lead_id: str) -> bool:
+    """Whether the lead went to its fallback owner (``sla_exhausted``) and support has not moved it since
+    (``hub leads reassign``): a decision that outlives the run that took it. A later run of the lead (a
+    resent webhook after a terminate, a redrive) must not give it to a dealer that has capacity again, or
+    one that refused it, while Zoho hands it to the fallback owner."""
+    change = LeadStatusChange
+    latest = await session.scalar(
+        select(change.status)
+        .where(
+            change.lead_id == lead_id,
+            change.status.in_([LeadStatus.SLA_EXHAUSTED.value, LeadStatus.REASSIGNED.value]),
+        )
+        .order_by(change.id.desc())
+        .limit(1)
+    )
+    return latest == LeadStatus.SLA_EXHAUSTED.value
 
 
 def _reported(row: Delivery) -> bool:

@@ -463,6 +463,42 @@ async def test_a_lead_support_moves_away_owes_a_drop_at_the_first_dealers_crm(
     assert (await deliveries.losses(sessions, "R1")).pending == []
 
 
+async def test_a_lead_at_its_fallback_owner_goes_to_no_dealer_until_support_moves_it(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A run handed the lead to its fallback owner with no dealer left for it (a withdrawn after its SLA,
+    b and c passed over by that run). A later run (a resent webhook after a terminate, a redrive) finds b
+    and c with room: it must claim neither, below its cap as it is, while Zoho gives the lead to the
+    fallback owner. Support's move lifts that: the moved lead is re-routed as any other when its dealer
+    misses its SLA."""
+    await load(sessions, dealer("a", priority=10), dealer("b", priority=20), dealer("c", priority=30))
+    lead = LeadProfile("SP", "Santos", "Onix")
+    received = {"lead_id": "F1", "status": LeadStatus.RECEIVED, "workflow_id": "w", "at": T0}
+    await lead_status.record_status(sessions, **received)
+    await deliveries.claim_next(sessions, "F1", lead, DAY, T0, exclude=["b", "c"], max_withdrawals=3)
+    async with sessions.begin() as session:
+        await deliveries.mark_delivered(
+            session, lead_id="F1", dealer_id="a", dealer_lead_id="CRM-1", day=DAY, at=T0
+        )
+    await deliveries.withdraw(sessions, "F1", "a", T0 + timedelta(minutes=30), reason="sla")
+    exhausted_at = T0 + timedelta(minutes=31)
+    await lead_status.record_status(
+        sessions, lead_id="F1", status=LeadStatus.SLA_EXHAUSTED, workflow_id="w", at=exhausted_at
+    )
+    # The next run records "received" again, then claims: b and c have room, yet nothing is claimed.
+    await lead_status.record_status(sessions, **received)
+    assert await deliveries.claim_next(sessions, "F1", lead, DAY, exhausted_at, max_withdrawals=3) is None
+    await deliveries.reassign(sessions, "F1", "c", DAY, exhausted_at, reason="asked", reassigned_by="ana")
+    async with sessions.begin() as session:
+        await deliveries.mark_delivered(
+            session, lead_id="F1", dealer_id="c", dealer_lead_id="CRM-3", day=DAY, at=exhausted_at
+        )
+    await deliveries.withdraw(sessions, "F1", "c", exhausted_at + timedelta(hours=1), reason="sla")
+    later = exhausted_at + timedelta(hours=1)
+    claim = await deliveries.claim_next(sessions, "F1", lead, DAY, later, max_withdrawals=3)
+    assert claim is not None and claim.dealer_id == "b"
+
+
 @pytest.mark.parametrize(("crm_outcome", "new_key"), [("withdrawn", True), ("recorded", False)])
 async def test_a_lead_sent_back_to_the_dealer_that_lost_it(
     sessions: async_sessionmaker[AsyncSession], crm_outcome: str, new_key: bool

@@ -22,7 +22,14 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from api.relay import ReportRelay
-from contracts.leads import DealerStatusReport, LeadDistributionResult, report_dealer_status
+from cli.redrive import started_with
+from contracts.leads import (
+    DealerStatusReport,
+    LeadDistributionInput,
+    LeadDistributionResult,
+    report_dealer_status,
+    start_lead_distribution,
+)
 from core.constants import LEAD_STATUS, LeadStatus, lead_workflow_id
 from db import feedback, zoho_writebacks
 from db.deliveries import withdraw
@@ -758,6 +765,28 @@ async def test_a_night_lead_waits_for_opening_and_no_dealer_left_means_the_fallb
     lead = await hub.wait_for_status(lead_id, "sla_exhausted")
     assert deadline.isoformat() in str(lead["deliveries"][0]["withdrawal_reason"])
     assert "no dealer left" in str(lead["detail"])
+
+    # A later run of the lead (a redrive, a resent webhook after a terminate) finds an RS dealer open
+    # now: the lead stays with the fallback owner, never going to a dealer behind Zoho's back.
+    await hub.handle(lead_id).result()
+    rules = sla_rules(hub.sims_url)
+    day_rs = {
+        "id": "day-rs",
+        "name": "day-rs",
+        "crm": {"kind": "rest", "url": f"{hub.sims_url}/dealer-rest/day-rs"},
+        "routing": {"states": ["RS"], "daily_capacity": 100, "priority": 20},
+        "field_mapping": {"external_id": "id", "first_name": "First_Name"},
+    }
+    rules.dealers.append(RulesFile.model_validate({"dealers": [day_rs]}).dealers[0])
+    async with one_off_sessions(hub.settings.database_url) as sessions:
+        await apply_rules(sessions, rules)
+    first = await started_with(hub.client, await hub.handle(lead_id).fetch_history(), LeadDistributionInput)
+    assert await start_lead_distribution(hub.client, hub.settings, lead_id, first.event, redrive=True)
+    assert (await hub.handle(lead_id).result()).status == "sla_exhausted"
+    assert (await hub.counters())["dealers"].get("day-rs", {}).get("created", 0) == 0
+    lead = await hub.lead(lead_id) or {}
+    assert lead["status"] == "sla_exhausted"
+    assert [d["dealer_id"] for d in lead["deliveries"]] == ["night-rs"]
 
 
 async def test_dealer_webhook_refuses_what_it_cannot_trust(sla_hub: Hub) -> None:
