@@ -40,6 +40,7 @@ LEAD_NOT_FOUND = "LeadNotFound"
 DEALER_REJECTED = "DealerRejected"
 UNKNOWN_DEALER = "UnknownDealer"
 LEAD_MOVED_ON = "LeadMovedOn"  # the delivery asked for is no longer the lead's decision
+DROP_OWED = "DropOwed"  # support's move names a dealer whose CRM still owes a drop of the lead
 # The backoff assumed before a step's next attempt where its retry policy names no maximum.
 LAST_CHANCE_MARGIN = timedelta(minutes=5)
 
@@ -444,15 +445,18 @@ class LeadActivities:
                 f"no active dealer {params.dealer_id}", type=UNKNOWN_DEALER, non_retryable=True
             )
         now = utcnow()
-        claim = await deliveries.reassign(
-            self._sessions,
-            params.lead_id,
-            params.dealer_id,
-            self._day(now),
-            now,
-            reason=params.reason,
-            reassigned_by=params.reassigned_by,
-        )
+        try:
+            claim = await deliveries.reassign(
+                self._sessions,
+                params.lead_id,
+                params.dealer_id,
+                self._day(now),
+                now,
+                reason=params.reason,
+                reassigned_by=params.reassigned_by,
+            )
+        except deliveries.DropOwed as owed:  # the run fails, the lead where it was; a redrive tries again
+            raise ApplicationError(str(owed), type=DROP_OWED, non_retryable=True) from None
         result = ClaimLeadResult.of(claim)
         # The dealer that had the lead may hold it: the move's run asks its CRM to drop it (and any drop
         # an earlier run left owed).

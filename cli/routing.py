@@ -78,6 +78,7 @@ async def explain_lead(args: argparse.Namespace, ctx: Context) -> int:
         at = utcnow()
         async with sessions() as session:
             passed_over = await deliveries.passed_over(session, args.lead_id)
+            with_fallback_owner = await deliveries.with_fallback_owner(session, args.lead_id)
         withdrawals = (await deliveries.losses(sessions, args.lead_id)).count
         explained = (
             await routing.explain(sessions, routing.LeadProfile(**profile), _day(ctx, at), at, passed_over)
@@ -93,9 +94,14 @@ async def explain_lead(args: argparse.Namespace, ctx: Context) -> int:
         return FAILED if not rows else 0
     ctx.out.say(f"routing now for {profile}:")
     cap = ctx.settings.lead_max_reroutes
-    if withdrawals > cap:  # as the lead's run decides: no dealer is claimed past the cap
+    # As the lead's run decides: no dealer is claimed past the cap, nor for a lead at its fallback owner.
+    if withdrawals > cap or with_fallback_owner:
         ctx.out.table("candidate", _rows(explained), VERDICT_COLUMNS)
-        why = f"{withdrawals} dealers missed their SLA, more than HUB_LEAD_MAX_REROUTES={cap}"
+        why = (
+            f"{withdrawals} dealers missed their SLA, more than HUB_LEAD_MAX_REROUTES={cap}"
+            if withdrawals > cap
+            else "it went to its fallback owner, and support has not moved it since"
+        )
         ctx.out.show("choice", {"dealer_id": None}, f"choice: none ({why}: the fallback owner has it)")
         return 0
     _show(ctx, explained)

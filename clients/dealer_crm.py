@@ -397,8 +397,11 @@ class SoapDealerCrm:
         url_check: UrlCheck = any_http_url,
         rules: AddressRules = ANY_ADDRESS,
         answer_limit: int = PARTNER_ANSWER_MAX_BYTES,
+        retry_pause_seconds: float | None = None,
     ) -> None:
         self._timeout = timeout_seconds
+        # Before a retried create's lookup (create_lead): a call's time unless told less.
+        self._retry_pause = timeout_seconds if retry_pause_seconds is None else retry_pause_seconds
         self._answer_limit = answer_limit
         self._api_keys = api_keys
         self._url_check = url_check
@@ -421,8 +424,9 @@ class SoapDealerCrm:
         if attempt > 1:
             # SOAP carries no idempotency key: the lookup is what keeps a retry from creating the lead
             # twice. An earlier attempt's create may still be landing (a DMS slow under load stores it
-            # after the call timed out): look only after a pause as long as a call may take.
-            await asyncio.sleep(self._timeout)
+            # after the call timed out): look only after a pause as long as a call may take, or what
+            # the attempt's time leaves beside its lookup and create (workers.flows.soap_retry_pause).
+            await asyncio.sleep(self._retry_pause)
         with refusals_permanent(service), soap_errors(service):
             found = await client.service.FindLeadByExternalId(ExternalId=external_id)
             if found.Found and found.LeadId:

@@ -22,7 +22,7 @@ from core.timeutil import as_utc
 from db import lead_status
 from db.engine import lock_for_writing
 from db.feedback import funnel_rank, is_newer, unanswered_release
-from db.models import Dealer, Delivery, DeliveryRelease, LeadStatusChange, Withdrawal
+from db.models import Dealer, Delivery, DeliveryRelease, Lead, Withdrawal
 from db.routing import (
     MAX_CLAIM_ATTEMPTS,
     LeadProfile,
@@ -50,6 +50,10 @@ class Claim:
     delivered: bool
     dealer_lead_id: str | None = None
     resumed: bool = False  # taken by an earlier run (or attempt), not by this call
+
+
+class DropOwed(RuntimeError):
+    """Support's move names a dealer whose CRM still owes a drop of the lead (it may hold a copy)."""
 
 
 def idempotency_key(lead_id: str, dealer_id: str) -> str:
@@ -164,21 +168,13 @@ async def claim_next(
 
 
 async def with_fallback_owner(session: AsyncSession, lead_id: str) -> bool:
-    """Whether the lead went to its fallback owner (``sla_exhausted``) and support has not moved it since
-    (``hub leads reassign``): a decision that outlives the run that took it. A later run of the lead (a
-    resent webhook after a terminate, a redrive) must not give it to a dealer that has capacity again, or
-    one that refused it, while Zoho hands it to the fallback owner."""
-    change = LeadStatusChange
-    latest = await session.scalar(
-        select(change.status)
-        .where(
-            change.lead_id == lead_id,
-            change.status.in_([LeadStatus.SLA_EXHAUSTED.value, LeadStatus.REASSIGNED.value]),
-        )
-        .order_by(change.id.desc())
-        .limit(1)
-    )
-    return latest == LeadStatus.SLA_EXHAUSTED.value
+    """Whether the lead is at its fallback owner (``sla_exhausted``; a new run's start leaves that status
+    as it is) and support has not moved it since (``hub leads reassign``): a decision that outlives the
+    run that took it. A later run of the lead (a resent webhook after a terminate, a redrive) must not
+    give it to a dealer that has room again, or one that refused it, while Zoho hands it to the fallback
+    owner."""
+    lead = await session.get(Lead, lead_id)
+    return lead is not None and lead.status == LeadStatus.SLA_EXHAUSTED.value
 
 
 def _reported(row: Delivery) -> bool:
@@ -237,7 +233,10 @@ async def _pending_releases(
 
 
 LOST = "lost this lead before (withdrawn after its SLA): never chosen again"
-OWES_A_DROP = "its CRM never answered the create, nor yet a drop of this lead: passed over until it has"
+OWES_A_DROP = (
+    "its CRM may hold this lead (a create never answered, or support moved it away) and has not yet"
+    " answered a drop of it: passed over until it has"
+)
 
 
 async def passed_over(session: AsyncSession, lead_id: str) -> dict[str, str]:
@@ -339,6 +338,11 @@ async def reassign(
         _, row = await _locked_decision(session, lead_id)
         if row is not None and row.dealer_id == dealer_id:
             return _as_claim(row, resumed=True)
+        if dealer_id in await owing_drop(session, lead_id):
+            # Its CRM may hold a copy of the lead it was asked to drop: neither key is safe (the old one
+            # could replay a dropped lead, a new one make a second copy). `hub leads reassign` refuses it
+            # first; this is the move that raced that check.
+            raise DropOwed(f"{dealer_id}'s CRM has not yet answered a drop of lead {lead_id}")
         previous = row.dealer_id if row is not None else "no dealer"
         key = await _key_for_return(session, lead_id, dealer_id, at)
         claimed = _claim_row(

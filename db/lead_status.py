@@ -18,6 +18,8 @@ from db.models import Dealer, Delivery, DeliveryRelease, Lead, LeadStatusChange,
 # reassignment (``hub leads reassign``) moves a delivered lead on.
 # Past delivery, the dealer's reports move the lead on, and so does the SLA (withdrawn, then exhausted).
 FINAL_STATUSES = frozenset({LeadStatus.DELIVERED, *DEALER_STATUSES})
+# Statuses a run's start ("received" without a reason) leaves as they are.
+AT_RUN_START_KEPT = frozenset({LeadStatus.ROUTED, LeadStatus.SLA_EXHAUSTED})
 LEAVES_FINAL = frozenset(
     {LeadStatus.REASSIGNED, LeadStatus.WITHDRAWN, LeadStatus.SLA_EXHAUSTED, *DEALER_STATUSES}
 )
@@ -108,10 +110,11 @@ async def write_status(
         session.add(lead)
     elif lead.status in FINAL_STATUSES and status != lead.status and status not in LEAVES_FINAL:
         return
-    elif status == LeadStatus.RECEIVED and detail is None and lead.status == LeadStatus.ROUTED:
+    elif status == LeadStatus.RECEIVED and detail is None and lead.status in AT_RUN_START_KEPT:
         # A run's start recorded again over a lead claimed since: the lead's first workflow task retried
         # after its claim committed (its worker was lost), or a new run that resumes the claim. The lead
         # is still at its dealer's claim. (Waiting for support's assignment records "received" with why.)
+        # Or over a lead at its fallback owner: a new run finds it there (deliveries.with_fallback_owner).
         return
     lead.status = status
     lead.updated_at = at

@@ -109,8 +109,10 @@ class DeliveryRelease(Base):
     warehouse sees the delivery end (the decision row itself is replaced); unlike a withdrawal, it does
     not keep the lead from that dealer.
 
-    ``crm_outcome``: for a claim whose CRM never answered (it may have stored the lead), what the CRM
-    answered when asked to drop it: ``pending``, ``withdrawn`` or ``recorded``. None: no call needed.
+    ``crm_outcome``: for a delivery whose CRM may hold the lead (a claim whose create call it never
+    answered, one whose dealer was taken out of the rules meanwhile, or a lead support moved away), what
+    the CRM answered when asked to drop it: ``pending``, ``withdrawn`` or ``recorded``. None: no call
+    needed.
     """
 
     __tablename__ = "delivery_releases"

@@ -55,6 +55,16 @@ WORKFLOWS: tuple[type, ...] = (
 )
 
 log = logging.getLogger(__name__)
+# What a SOAP delivery attempt keeps beyond its calls (the dealer's row, the WSDL, the database writes).
+SOAP_ATTEMPT_MARGIN_SECONDS = 5.0
+
+
+def soap_retry_pause(settings: Settings) -> float:
+    """How long a retried SOAP create waits before its lookup (``SoapDealerCrm``): a call's time, less
+    where the attempt would then have no time left for its lookup and create (two calls) and a margin."""
+    call = settings.dealer_http_timeout_seconds
+    left = settings.dealer_delivery_attempt_timeout_seconds - 2 * call - SOAP_ATTEMPT_MARGIN_SECONDS
+    return max(0.0, min(call, left))
 
 
 async def prepare(client: Client, settings: Settings) -> None:
@@ -91,6 +101,7 @@ async def open_workers(client: Client, settings: Settings) -> AsyncIterator[list
         settings.check_outbound_url,
         rules,
         answer_limit=settings.partner_answer_max_bytes,
+        retry_pause_seconds=soap_retry_pause(settings),
     )
     smtp = SmtpRelay(
         settings.smtp_host,

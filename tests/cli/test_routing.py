@@ -93,6 +93,21 @@ async def test_explain_says_no_dealer_is_chosen_past_the_re_routing_cap(
     assert "choice: none (3 dealers missed their SLA, more than HUB_LEAD_MAX_REROUTES=2" in ran.out
 
 
+async def test_explain_says_no_dealer_is_chosen_for_a_lead_at_its_fallback_owner(
+    hub: Hub, hub_cli: HubCli, skipping_env: WorkflowEnvironment
+) -> None:
+    """The only RS dealer missed its SLA and none was left: the fallback owner has the lead, below the
+    re-routing cap. Explain says routing claims no dealer for it, as a later run of the lead decides."""
+    lead_id = await hub.create_lead(State="RS", City="Porto Alegre")
+    await hub.post_webhook(lead_id)
+    await at_dealer(hub, lead_id, "night-rs")
+    await skip_time(skipping_env, timedelta(days=3))
+    await hub.wait_for_status(lead_id, "sla_exhausted")
+    ran = await hub_cli(hub.settings, "leads", "explain", lead_id)
+    assert ran.code == 0, ran.err
+    assert "choice: none (it went to its fallback owner, and support has not moved it since" in ran.out
+
+
 async def test_simulate_needs_the_portal_database_only(hub: Hub, hub_cli: HubCli) -> None:
     """Support explains routing while Temporal is away; a command that needs Temporal says it is away."""
     away = hub.settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})

@@ -458,9 +458,14 @@ async def test_a_lead_support_moves_away_owes_a_drop_at_the_first_dealers_crm(
         ("a", "released", "pending"),
         ("b", "claimed", None),
     ]
-    # Once its CRM answered the drop, nothing more is owed.
+    # Support cannot send it back to a while that drop is owed (a copy may be there): refused, not moved.
+    with pytest.raises(deliveries.DropOwed):
+        await deliveries.reassign(sessions, "R1", "a", DAY, later, reason="back", reassigned_by="ana")
+    # Once its CRM answered the drop, nothing more is owed, and the lead may go back as a new delivery.
     await deliveries.record_withdrawal(sessions, "R1", "a", "withdrawn")
     assert (await deliveries.losses(sessions, "R1")).pending == []
+    back = await deliveries.reassign(sessions, "R1", "a", DAY, later, reason="back", reassigned_by="ana")
+    assert back.dealer_id == "a" and back.idempotency_key != "lead-R1-a"
 
 
 async def test_a_lead_at_its_fallback_owner_goes_to_no_dealer_until_support_moves_it(
@@ -495,8 +500,21 @@ async def test_a_lead_at_its_fallback_owner_goes_to_no_dealer_until_support_move
         )
     await deliveries.withdraw(sessions, "F1", "c", exhausted_at + timedelta(hours=1), reason="sla")
     later = exhausted_at + timedelta(hours=1)
-    claim = await deliveries.claim_next(sessions, "F1", lead, DAY, later, max_withdrawals=3)
-    assert claim is not None and claim.dealer_id == "b"
+    async with sessions() as session:
+        assert not await deliveries.with_fallback_owner(session, "F1")  # re-routed as any other lead
+    # Its run passes b over and finds no dealer left: the fallback owner again, and a later run's claim
+    # finds the lead there (its history holds one sla_exhausted row; its status says where it is).
+    assert (
+        await deliveries.claim_next(sessions, "F1", lead, DAY, later, exclude=["b"], max_withdrawals=3)
+        is None
+    )
+    await lead_status.record_status(
+        sessions, lead_id="F1", status=LeadStatus.SLA_EXHAUSTED, workflow_id="w", at=later
+    )
+    await lead_status.record_status(sessions, **received)
+    assert await deliveries.claim_next(sessions, "F1", lead, DAY, later, max_withdrawals=3) is None
+    view = await lead_status.get_lead(sessions, "F1")
+    assert view is not None and view.status == "sla_exhausted"
 
 
 @pytest.mark.parametrize(("crm_outcome", "new_key"), [("withdrawn", True), ("recorded", False)])
@@ -758,6 +776,7 @@ async def test_a_dealer_that_gets_a_lead_back_reports_about_the_new_delivery(
         )
         assert contacted_first.outcome == feedback.Outcome.APPLIED
         await deliveries.reassign(sessions, "L", "b", DAY, lost_at, reason="moved", reassigned_by="ana")
+        await deliveries.record_withdrawal(sessions, "L", "a", "withdrawn")  # the move's drop at a's CRM
         await deliver("b", lost_at)
     back_at = lost_at + timedelta(hours=1)
     await deliveries.reassign(sessions, "L", "a", DAY, back_at, reason="back", reassigned_by="ana")

@@ -11,6 +11,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from core.settings import Settings
 from tests.hub import hub_settings
+from workers.flows import soap_retry_pause
 from workers.main import role_workers
 
 
@@ -64,3 +65,13 @@ async def test_every_workflow_queue_works_on_as_many_tasks_at_once_as_its_settin
         settings.vtex_orders_task_queue: 12,
         settings.dbt_task_queue: 12,
     }
+
+
+def test_a_retried_soap_create_pauses_a_calls_time_or_what_its_attempt_leaves() -> None:
+    """The pause before a retried SOAP create's lookup leaves the attempt time for its lookup, its create
+    and a margin: at the defaults (10 s calls, 30 s attempts) 5 s; a call's time where there is room."""
+    assert soap_retry_pause(Settings(environment="test")) == 5.0
+    roomy = Settings(environment="test", dealer_http_timeout_seconds=1)
+    assert soap_retry_pause(roomy) == 1.0
+    cramped = Settings(environment="test", dealer_http_timeout_seconds=14)
+    assert soap_retry_pause(cramped) == 0.0

@@ -81,9 +81,10 @@ async def test_soap_dealer_gets_the_lead_once(hub: Hub) -> None:
 async def test_a_slow_soap_dms_gets_the_lead_once_when_the_hub_retries_before_it_stored_it(
     temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, warehouse_settings: dict[str, Any]
 ) -> None:
-    """The DMS stores the lead 2.5 s after the create arrives; the hub's call gave up after 1 s. SOAP has
-    no idempotency key: the retry looks the lead up only after a pause as long as a call may take, finds
-    it, and creates nothing (at once, it would have found nothing and created a second lead)."""
+    """The DMS stores the lead 2.5 s after the create arrives; the hub's call gave up after 1 s, and its
+    retry starts a second later. SOAP has no idempotency key: the retry looks the lead up only after a
+    pause (a call's time, 1 s), finds it, and creates nothing (at once, it would have found nothing and
+    created a second lead)."""
     async with running_hub(
         temporal_env.client, sqlite_url, task_queue, dealer_http_timeout_seconds=1, **warehouse_settings
     ) as hub:
