@@ -40,6 +40,8 @@ LEAD_NOT_FOUND = "LeadNotFound"
 DEALER_REJECTED = "DealerRejected"
 UNKNOWN_DEALER = "UnknownDealer"
 LEAD_MOVED_ON = "LeadMovedOn"  # the delivery asked for is no longer the lead's decision
+# An UNKNOWN_DEALER delivery attempt's detail: it was the first, so no attempt of it reached the CRM.
+NO_EARLIER_ATTEMPT = "no-earlier-attempt"
 DROP_OWED = "DropOwed"  # support's move names a dealer whose CRM still owes a drop of the lead
 # The backoff assumed before a step's next attempt where its retry policy names no maximum.
 LAST_CHANCE_MARGIN = timedelta(minutes=5)
@@ -503,8 +505,14 @@ class LeadActivities:
         offset = temporal_clock_offset()
         dealer = await routing.dealer_config(self._sessions, params.dealer_id)
         if dealer is None:
+            # Taken out of the rules. Past the first attempt an earlier one may have reached its CRM
+            # (the workflow then has it asked to drop the lead); the details say when none ran.
+            first = activity.info().attempt == 1
             raise ApplicationError(
-                f"no active dealer {params.dealer_id}", type=UNKNOWN_DEALER, non_retryable=True
+                f"no active dealer {params.dealer_id}",
+                *([NO_EARLIER_ATTEMPT] if first else []),
+                type=UNKNOWN_DEALER,
+                non_retryable=True,
             )
         crm = self._dealer_crms.get(dealer.crm_kind)
         if crm is None:

@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         DEALER_REJECTED,
         LEAD_MOVED_ON,
         LEAD_NOT_FOUND,
+        NO_EARLIER_ATTEMPT,
         UNKNOWN_DEALER,
         AssignLeadInput,
         ClaimLeadInput,
@@ -806,7 +807,7 @@ class LeadDistributionWorkflow:
         except ActivityError as error:
             kind = error_type(error)
             rejected = kind in (DEALER_REJECTED, UNKNOWN_DEALER)
-            self._dealer_gone = kind == UNKNOWN_DEALER
+            self._dealer_gone = kind == UNKNOWN_DEALER and _after_earlier_attempts(error)
             outcome = MOVED_ON if kind == LEAD_MOVED_ON else "rejected" if rejected else "unavailable"
             detail = str(error.cause or error)
             self._attempts.append(DeliveryAttempt(dealer_id, outcome, detail))
@@ -1094,3 +1095,11 @@ def _sla_wait_until(plan: FollowPlan) -> datetime | None:
     if plan.sla_wait_until and workflow.patched(SLA_DEADLINE_ON_TEMPORAL_CLOCK):  # marked where it acts
         return datetime.fromisoformat(plan.sla_wait_until)
     return workflow.now() + timedelta(seconds=plan.sla_remaining_seconds)
+
+
+def _after_earlier_attempts(error: ActivityError) -> bool:
+    """Whether a delivery that found its dealer inactive had attempts before (which may have reached its
+    CRM). Failures from before the activity said so (no details) count as such."""
+    cause = failure_cause(error)
+    details = cause.details if isinstance(cause, ApplicationError) else ()
+    return NO_EARLIER_ATTEMPT not in details
