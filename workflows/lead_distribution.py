@@ -330,8 +330,11 @@ class LeadDistributionWorkflow:
             capped = self._claim_input(lead, max_reroutes=params.max_reroutes)
             claim = await self._decide(LeadActivities.claim_lead, capped, local=self._local_first)
             if workflow.info().continued_run_id is None:  # a run continued as new: its own run tried them
+                # Where the lead is at its dealer already (a run a report started, say), the drops
+                # owed elsewhere gate nothing: its statuses wait for them only briefly.
+                window = UNANSWERED_WITHDRAWAL_WINDOW if claim.delivered else WITHDRAWAL_WINDOW
                 for pending in claim.pending_withdrawals:
-                    await self._withdraw_at_dealer(pending)
+                    await self._withdraw_at_dealer(pending, window=window)
             if claim.exhausted:
                 return await self._sla_exhausted(params, f"{claim.withdrawals} dealers missed their SLA")
         else:
