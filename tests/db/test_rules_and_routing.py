@@ -866,21 +866,26 @@ async def test_a_webhook_report_stays_due_until_its_run_has_it_and_one_process_h
     assert await feedback.due_reports(sessions, later + timedelta(days=1), 10) == []
 
 
+async def delivered_at_a(sessions: async_sessionmaker[AsyncSession], lead_id: str) -> None:
+    """Dealers a and b; the lead received, claimed by a (its priority) and delivered there at T0."""
+    await load(sessions, dealer("a", priority=10), dealer("b", priority=20))
+    await lead_status.record_status(
+        sessions, lead_id=lead_id, status=LeadStatus.RECEIVED, workflow_id="w", at=T0
+    )
+    await deliveries.claim_next(sessions, lead_id, LeadProfile("SP", "Santos", "Onix"), DAY, T0)
+    async with sessions.begin() as session:
+        await deliveries.mark_delivered(
+            session, lead_id=lead_id, dealer_id="a", dealer_lead_id="CRM-1", day=DAY, at=T0
+        )
+
+
 async def test_a_report_still_due_when_support_moves_the_lead_stays_due_after_the_next_dealers(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     """Dealer a's report, answered but not yet handed to the lead's run, stays due when support moves the
     lead and dealer b reports: the subscribers still hear of it (its run passes it on to them). Zoho
     keeps b's status: a's report is superseded there."""
-    await load(sessions, dealer("a", priority=10), dealer("b", priority=20))
-    await lead_status.record_status(
-        sessions, lead_id="M1", status=LeadStatus.RECEIVED, workflow_id="w", at=T0
-    )
-    await deliveries.claim_next(sessions, "M1", LeadProfile("SP", "Santos", "Onix"), DAY, T0)
-    async with sessions.begin() as session:
-        await deliveries.mark_delivered(
-            session, lead_id="M1", dealer_id="a", dealer_lead_id="CRM-1", day=DAY, at=T0
-        )
+    await delivered_at_a(sessions, "M1")
 
     def report(dealer_id: str, status: LeadStatus, minutes: int) -> Any:
         at = T0 + timedelta(minutes=minutes)
@@ -911,15 +916,7 @@ async def test_the_same_late_report_sent_twice_at_once_is_recorded_once_and_answ
     """A dealer that lost the lead sends its acceptance and, its first answer slow, sends it again: with
     no delivery row to lock, both find no earlier report; the second insert meets the first's row and
     is answered as the first (late), not as a bug in the hub."""
-    await load(sessions, dealer("a", priority=10), dealer("b", priority=20))
-    await lead_status.record_status(
-        sessions, lead_id="W1", status=LeadStatus.RECEIVED, workflow_id="w", at=T0
-    )
-    await deliveries.claim_next(sessions, "W1", LeadProfile("SP", "Santos", "Onix"), DAY, T0)
-    async with sessions.begin() as session:
-        await deliveries.mark_delivered(
-            session, lead_id="W1", dealer_id="a", dealer_lead_id="CRM-1", day=DAY, at=T0
-        )
+    await delivered_at_a(sessions, "W1")
     withdrawn = await deliveries.withdraw(sessions, "W1", "a", T0 + timedelta(minutes=30), reason="sla")
     assert withdrawn.withdrawn
     at = T0 + timedelta(minutes=31)

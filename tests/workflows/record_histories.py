@@ -75,7 +75,6 @@ from tests.workflows.test_dealer_sla import (
 from tests.workflows.test_lead_distribution import (
     delivered_after_its_dealer_left_the_rules,
     delivered_past_an_unanswering_dealer,
-    retrying_unanswered_hub,
     unanswering_dealer_hub,
 )
 from tests.workflows.test_opportunity_sync import moved_twice_within_one_second, resent_to_the_next_run
@@ -216,7 +215,7 @@ async def record_inactive_dealer_released(
     warehouse_settings: dict[str, Any],
     name: str,
 ) -> None:
-    async with retrying_unanswered_hub(temporal_env, sqlite_url, task_queue, warehouse_settings) as hub:
+    async with unanswering_dealer_hub(temporal_env, sqlite_url, task_queue, warehouse_settings, 60) as hub:
         lead_id, _ = await delivered_after_its_dealer_left_the_rules(hub)
         await hub.handle(lead_id).result()
         await save(hub.client, lead_workflow_id(lead_id), name)

@@ -167,12 +167,16 @@ async def test_rejecting_dealer_passes_the_lead_to_the_next(hub: Hub) -> None:
 
 @asynccontextmanager
 async def unanswering_dealer_hub(
-    env: WorkflowEnvironment, sqlite_url: str, task_queue: str, warehouse_settings: dict[str, Any]
+    env: WorkflowEnvironment,
+    sqlite_url: str,
+    task_queue: str,
+    warehouse_settings: dict[str, Any],
+    retry_window_seconds: int = 4,
 ) -> AsyncIterator[Hub]:
-    """A hub whose deliveries give a dealer 4 s to answer, and whose first SP dealer (rest-sp-a) stores
-    every lead and answers 503 to every create and retry."""
+    """A hub whose deliveries give a dealer ``retry_window_seconds`` of 2-second attempts, and whose first
+    SP dealer (rest-sp-a) stores every lead and answers 503 to every create and retry."""
     async with running_hub(
-        env.client, sqlite_url, task_queue, dealer_delivery_retry_window_seconds=4,
+        env.client, sqlite_url, task_queue, dealer_delivery_retry_window_seconds=retry_window_seconds,
         dealer_delivery_attempt_timeout_seconds=2, **warehouse_settings,
     ) as hub:  # fmt: skip
         await hub.fault(target="rest-sp-a", stored_unanswered_count=1000)
@@ -184,20 +188,6 @@ async def delivered_past_an_unanswering_dealer(hub: Hub) -> tuple[str, dict[str,
     lead_id = await hub.create_lead(State="SP", City="Santos")
     await hub.post_webhook(lead_id)
     return lead_id, await hub.wait_for_status(lead_id, "delivered")
-
-
-@asynccontextmanager
-async def retrying_unanswered_hub(
-    env: WorkflowEnvironment, sqlite_url: str, task_queue: str, warehouse_settings: dict[str, Any]
-) -> AsyncIterator[Hub]:
-    """A hub whose deliveries give a dealer a minute of 2-second attempts, and whose first SP dealer
-    (rest-sp-a) stores every lead and answers 503 to every create and retry."""
-    async with running_hub(
-        env.client, sqlite_url, task_queue, dealer_delivery_retry_window_seconds=60,
-        dealer_delivery_attempt_timeout_seconds=2, **warehouse_settings,
-    ) as hub:  # fmt: skip
-        await hub.fault(target="rest-sp-a", stored_unanswered_count=1000)
-        yield hub
 
 
 async def delivered_after_its_dealer_left_the_rules(hub: Hub) -> tuple[str, dict[str, Any]]:
@@ -223,7 +213,8 @@ async def test_a_dealer_taken_out_of_the_rules_while_its_crm_does_not_answer_is_
     """rest-sp-a's DMS stores the lead and answers 503; while the hub retries, ops take the dealer out of
     the rules. Its next attempt finds it inactive: the lead goes on to the next dealer, but only after
     rest-sp-a's CRM was asked to drop the copy it may hold."""
-    async with retrying_unanswered_hub(temporal_env, sqlite_url, task_queue, warehouse_settings) as hub:
+    # A minute of attempts: ops take the dealer out while the hub still retries it.
+    async with unanswering_dealer_hub(temporal_env, sqlite_url, task_queue, warehouse_settings, 60) as hub:
         lead_id, lead = await delivered_after_its_dealer_left_the_rules(hub)
         assert lead["dealer_id"] == "rest-sp-b"
         counters = (await hub.counters())["dealers"]
