@@ -32,7 +32,8 @@ from contracts.leads import (
     start_lead_distribution,
 )
 from core.constants import DEALER_STATUSES, LEAD_STATUS, LeadStatus, lead_workflow_id
-from db import deliveries, routing
+from core.timeutil import utcnow
+from db import deliveries, feedback, routing
 from db.engine import one_off_sessions
 from db.models import Delivery
 
@@ -145,6 +146,11 @@ async def reassign_lead(args: argparse.Namespace, ctx: Context) -> int:
     run_id = await start_again(ctx, await handle.fetch_history(), move)
     if run_id is None:
         return out.fail(f"lead {args.lead_id} not reassigned: its workflow started again meanwhile")
+    if described.status == WorkflowExecutionStatus.RUNNING and holder:
+        # A report the dealer made as the reading run was ended may have died with it: the sweep hands
+        # the newest one to the new run (now that it runs), which passes it on to the subscribers.
+        async with one_off_sessions(ctx.settings.database_url) as sessions:
+            await feedback.due_again(sessions, args.lead_id, holder, utcnow())
     moving = ctx.client.get_workflow_handle(handle.id, run_id=run_id, result_type=LeadDistributionResult)
     not_moved = await moved_or_why_not(ctx, moving, args.lead_id, args.dealer_id, holder)
     if not_moved:

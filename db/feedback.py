@@ -309,3 +309,27 @@ async def handed_on(sessions: async_sessionmaker[AsyncSession], report_id: int) 
         await session.execute(
             update(DealerFeedback).where(DealerFeedback.id == report_id).values(signal_due=None)
         )
+
+
+async def due_again(
+    sessions: async_sessionmaker[AsyncSession], lead_id: str, dealer_id: str, at: datetime
+) -> None:
+    """Make the dealer's newest taken report of the lead due again at ``at``: its run was ended by hand
+    (``hub leads reassign``), and a report handed to it just before may have died with it. Handing it on
+    twice is harmless: the event keeps its id (subscribers drop a copy) and Zoho's write checks the
+    database for what stands."""
+    async with sessions.begin() as session:
+        newest = await session.scalar(
+            select(DealerFeedback.id)
+            .where(
+                DealerFeedback.lead_id == lead_id,
+                DealerFeedback.dealer_id == dealer_id,
+                DealerFeedback.outcome == Outcome.APPLIED.value,
+            )
+            .order_by(DealerFeedback.id.desc())
+            .limit(1)
+        )
+        if newest is not None:
+            await session.execute(
+                update(DealerFeedback).where(DealerFeedback.id == newest).values(signal_due=as_utc(at))
+            )

@@ -7,9 +7,10 @@ A module of its own: the time-skipping server is one per module, and this test's
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from api.relay import ReportRelay
@@ -102,6 +103,51 @@ async def test_a_report_still_due_when_the_lead_moves_reaches_the_subscribers_no
         assert described.typed_search_attributes.get(LEAD_STATUS) == AWAITING_ACCEPTANCE
         lead = await hub.lead(lead_id) or {}
         assert ("poll-sc", "contacted") in [(h["dealer_id"], h["status"]) for h in lead["history"]]
+        assert (lead["status"], lead["dealer_id"]) == ("delivered", "sla-a")
+
+
+async def test_a_report_handed_to_the_reading_run_as_support_ends_it_still_reaches_the_subscribers(
+    skipping_env: WorkflowEnvironment,
+    sqlite_url: str,
+    task_queue: str,
+    hub_cli: HubCli,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The dealer reports "contacted" between the command's look at the reading run and its end: the
+    report reached that run, which dies before passing it on (Zoho and the subscribers fail their first
+    call). The command makes the report due again once the new run runs: the sweep hands it there, and
+    the subscribers hear of it."""
+    async with sla_hub(skipping_env, sqlite_url, task_queue) as hub:
+        lead_id = await accepted_by_a_dealer_that_is_read(hub, skipping_env, "Itajaí")
+        terminate = WorkflowHandle.terminate
+
+        async def reported_then_terminated(
+            handle: WorkflowHandle[Any, Any], *args: Any, **kwargs: Any
+        ) -> None:
+            await hub.fault(target="zoho", error_5xx_count=2)
+            await hub.fault(target="events/portal", error_5xx_count=1)
+            handed = handovers("after_answer", "handed_on")
+            await dealer_reports(hub, "poll-sc", lead_id, "contacted")
+
+            async def handed_to_the_reading_run() -> bool:
+                return handovers("after_answer", "handed_on") > handed
+
+            await eventually(handed_to_the_reading_run)
+            await terminate(handle, *args, **kwargs)
+
+        monkeypatch.setattr(WorkflowHandle, "terminate", reported_then_terminated)
+        moved = await hub_cli(
+            hub.settings, "leads", "reassign", lead_id, "sla-a", "--reason", "dealer closed", "--by", "ana"
+        )
+        assert moved.code == 0, moved.err
+        await at_dealer(hub, lead_id, "sla-a")
+        assert not await contacted_event(hub, lead_id, "poll-sc")  # died with the reading run
+
+        assert hub.api is not None
+        relay: ReportRelay = hub.api.state.relay
+        assert await relay.sweep() == 1
+        await eventually(lambda: contacted_event(hub, lead_id, "poll-sc"))
+        lead = await hub.lead(lead_id) or {}
         assert (lead["status"], lead["dealer_id"]) == ("delivered", "sla-a")
 
 
