@@ -336,7 +336,14 @@ class LeadDistributionWorkflow:
                 for pending in claim.pending_withdrawals:
                     await self._withdraw_at_dealer(pending, window=window)
             if claim.exhausted:
-                return await self._sla_exhausted(params, f"{claim.withdrawals} dealers missed their SLA")
+                # Below the cap, an earlier run gave the lead to its fallback owner (no dealer left).
+                past_cap = claim.withdrawals > params.max_reroutes
+                why = (
+                    f"{claim.withdrawals} dealers missed their SLA"
+                    if past_cap
+                    else "at its fallback owner already"
+                )
+                return await self._sla_exhausted(params, why)
         else:
             claim = await self._decide(LeadActivities.claim_lead, self._claim_input(lead))
         following = workflow.patched(DEALER_SLA)

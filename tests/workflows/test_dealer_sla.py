@@ -786,6 +786,7 @@ async def test_a_night_lead_waits_for_opening_and_no_dealer_left_means_the_fallb
     assert (await hub.counters())["dealers"].get("day-rs", {}).get("created", 0) == 0
     lead = await hub.lead(lead_id) or {}
     assert lead["status"] == "sla_exhausted"
+    assert "at its fallback owner already" in str(lead["detail"])
     assert [d["dealer_id"] for d in lead["deliveries"]] == ["night-rs"]
 
 
