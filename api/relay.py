@@ -94,9 +94,10 @@ class ReportRelay:
             async with gate:
                 if failed.is_set():
                     return "left"
-                if not await feedback.claim(self._sessions, report, utcnow() + CLAIM):
+                taken = await feedback.claim(self._sessions, report, utcnow() + CLAIM)
+                if taken is None:
                     return "taken"  # another API process has it
-                result = await self._counted_hand_on(report)
+                result = await self._counted_hand_on(taken)
                 REPORT_HANDOVERS.labels("sweep", result).inc()
                 if result == "failed":
                     failed.set()
@@ -144,5 +145,5 @@ class ReportRelay:
                 raise  # a bug in the hub: its stack in the log
             log.warning("dealer report %s not handed on: %s", report.report_id, type(error).__name__)
             return False
-        await feedback.handed_on(self._sessions, report.report_id)
+        await feedback.handed_on(self._sessions, report)
         return True

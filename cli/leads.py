@@ -22,6 +22,7 @@ from cli.redrive import BROKE_OFF, Ended, Flow, add_options, any_of, recorded_hi
 from cli.routing import add_explain
 from contracts.leads import (
     ASSIGN_DEALER_UPDATE,
+    DEALER_STATUS_SIGNAL,
     LEAD_DISTRIBUTION_WORKFLOW,
     NOT_REASSIGNED,
     AssignDealerInput,
@@ -142,13 +143,15 @@ async def reassign_lead(args: argparse.Namespace, ctx: Context) -> int:
         # A terminate's reason is plain text in the history (no codec): support's words about the
         # customer stay in the encrypted input of the new run and the portal's history.
         await reading.terminate(reason=f"reassigned to {args.dealer_id} by support (why: the lead's history)")
+    ended = await handle.fetch_history()
     move = Reassignment(args.dealer_id, reason=args.reason, by=args.by)
-    run_id = await start_again(ctx, await handle.fetch_history(), move)
+    run_id = await start_again(ctx, ended, move)
     if run_id is None:
         return out.fail(f"lead {args.lead_id} not reassigned: its workflow started again meanwhile")
-    if described.status == WorkflowExecutionStatus.RUNNING and holder:
-        # A report the dealer made as the reading run was ended may have died with it: the sweep hands
-        # the newest one to the new run (now that it runs), which passes it on to the subscribers.
+    if holder and reported_after(ended, described.raw_description.workflow_execution_info.history_length):
+        # The dealer's report reached the reading run after the look above, and died with it: the sweep
+        # hands the dealer's newest to the new run (now that it runs), which passes it on to the
+        # subscribers.
         async with one_off_sessions(ctx.settings.database_url) as sessions:
             await feedback.due_again(sessions, args.lead_id, holder, utcnow())
     moving = ctx.client.get_workflow_handle(handle.id, run_id=run_id, result_type=LeadDistributionResult)
@@ -162,6 +165,16 @@ async def reassign_lead(args: argparse.Namespace, ctx: Context) -> int:
         f"lead {args.lead_id} reassigned to {args.dealer_id} by {args.by}; its workflow delivers it now",
     )
     return 0
+
+
+def reported_after(history: WorkflowHistory, length: int) -> bool:
+    """Whether a dealer's status reached the run past the first ``length`` events of its history."""
+    return any(
+        event.event_id > length
+        and event.workflow_execution_signaled_event_attributes.signal_name == DEALER_STATUS_SIGNAL
+        for event in history.events
+        if event.HasField("workflow_execution_signaled_event_attributes")
+    )
 
 
 async def dealer_refused(ctx: Context, lead_id: str, dealer_id: str) -> tuple[str, str | None]:

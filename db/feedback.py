@@ -14,6 +14,7 @@ A webhook's report that becomes its delivery's newest is also due to reach the l
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -292,22 +293,29 @@ async def due_reports(
         return [due for row in rows if (due := DueReport.of(row)) is not None]
 
 
-async def claim(sessions: async_sessionmaker[AsyncSession], report: DueReport, until: datetime) -> bool:
-    """Take a due report for one hand-over until ``until``; False when another process took it first."""
+async def claim(
+    sessions: async_sessionmaker[AsyncSession], report: DueReport, until: datetime
+) -> DueReport | None:
+    """Take a due report for one hand-over until ``until`` (the report as taken); None when another
+    process took it first."""
+    taken_until = as_utc(until)
     async with sessions.begin() as session:
         taken = await session.execute(
             update(DealerFeedback)
             .where(DealerFeedback.id == report.report_id, DealerFeedback.signal_due == report.signal_due)
-            .values(signal_due=as_utc(until))
+            .values(signal_due=taken_until)
         )
-        return bool(taken.rowcount)  # type: ignore[attr-defined]
+    return dataclasses.replace(report, signal_due=taken_until) if taken.rowcount else None  # type: ignore[attr-defined]
 
 
-async def handed_on(sessions: async_sessionmaker[AsyncSession], report_id: int) -> None:
-    """The lead's run has the report: nothing is due any more."""
+async def handed_on(sessions: async_sessionmaker[AsyncSession], report: DueReport) -> None:
+    """The lead's run has the report: nothing is due any more, unless it was made due again meanwhile
+    (``due_again``), which a hand-over that took it before must not undo."""
     async with sessions.begin() as session:
         await session.execute(
-            update(DealerFeedback).where(DealerFeedback.id == report_id).values(signal_due=None)
+            update(DealerFeedback)
+            .where(DealerFeedback.id == report.report_id, DealerFeedback.signal_due == report.signal_due)
+            .values(signal_due=None)
         )
 
 

@@ -40,7 +40,7 @@ class Temporal:
             self.under_way -= 1
         if self.away:
             return False
-        await feedback.handed_on(self.sessions, report.report_id)
+        await feedback.handed_on(self.sessions, report)
         return True
 
 
@@ -108,7 +108,7 @@ async def test_a_sweep_that_meets_the_database_away_stops_every_hand_over(
     claims = 0
     claim = feedback.claim
 
-    async def claim_until_the_database_goes(*args: Any) -> bool:
+    async def claim_until_the_database_goes(*args: Any) -> DueReport | None:
         nonlocal claims
         claims += 1
         if claims == SWEEP_CONCURRENCY + 2:

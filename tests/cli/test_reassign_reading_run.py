@@ -114,9 +114,9 @@ async def test_a_report_handed_to_the_reading_run_as_support_ends_it_still_reach
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The dealer reports "contacted" between the command's look at the reading run and its end: the
-    report reached that run, which dies before passing it on (Zoho and the subscribers fail their first
-    call). The command makes the report due again once the new run runs: the sweep hands it there, and
-    the subscribers hear of it."""
+    report reached that run, which dies before passing it on (Zoho and the subscribers fail meanwhile).
+    The command, seeing the report's signal in the ended run's history, makes it due again once the new
+    run runs: the sweep hands it there, the subscribers hear of it, and Zoho keeps its status."""
     async with sla_hub(skipping_env, sqlite_url, task_queue) as hub:
         lead_id = await accepted_by_a_dealer_that_is_read(hub, skipping_env, "Itajaí")
         terminate = WorkflowHandle.terminate
@@ -124,8 +124,9 @@ async def test_a_report_handed_to_the_reading_run_as_support_ends_it_still_reach
         async def reported_then_terminated(
             handle: WorkflowHandle[Any, Any], *args: Any, **kwargs: Any
         ) -> None:
-            await hub.fault(target="zoho", error_5xx_count=2)
-            await hub.fault(target="events/portal", error_5xx_count=1)
+            # Zoho and the subscriber fail every call until the run is ended: it passes nothing on.
+            await hub.fault(target="zoho", error_5xx_count=1000)
+            await hub.fault(target="events/portal", error_5xx_count=1000)
             handed = handovers("after_answer", "handed_on")
             await dealer_reports(hub, "poll-sc", lead_id, "contacted")
 
@@ -134,6 +135,8 @@ async def test_a_report_handed_to_the_reading_run_as_support_ends_it_still_reach
 
             await eventually(handed_to_the_reading_run)
             await terminate(handle, *args, **kwargs)
+            await hub.fault(target="zoho")  # back
+            await hub.fault(target="events/portal")
 
         monkeypatch.setattr(WorkflowHandle, "terminate", reported_then_terminated)
         moved = await hub_cli(
@@ -149,6 +152,7 @@ async def test_a_report_handed_to_the_reading_run_as_support_ends_it_still_reach
         await eventually(lambda: contacted_event(hub, lead_id, "poll-sc"))
         lead = await hub.lead(lead_id) or {}
         assert (lead["status"], lead["dealer_id"]) == ("delivered", "sla-a")
+        assert (await zoho_lead(hub, lead_id))["Lead_Status"] == "Not Contacted"  # poll-sc's acceptance
 
 
 async def accepted_by_a_dealer_that_is_read(hub: Hub, env: WorkflowEnvironment, city: str) -> str:
