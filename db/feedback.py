@@ -20,7 +20,6 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import ColumnElement, and_, or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.constants import DEALER_STATUSES, LeadStatus, lead_workflow_id
@@ -104,25 +103,6 @@ async def record(
     # clock ahead of ours (its webhook's "at", or its CRM's answer to a poll) must not make every later
     # real status look older than it: a time past the report's arrival counts as its arrival.
     at, received_at = kept_time(at, received_at), as_utc(received_at)
-    report = (lead_id, dealer_id, status, at, received_at, to_signal)
-    try:
-        return await _record_once(sessions, *report)
-    except IntegrityError:
-        # The same report committed at once by another request (a dealer resending it while the first
-        # is under way) where no delivery row serialises them (a lead the dealer lost): this one is a
-        # repeat, and the second pass answers it as such.
-        return await _record_once(sessions, *report)
-
-
-async def _record_once(
-    sessions: async_sessionmaker[AsyncSession],
-    lead_id: str,
-    dealer_id: str,
-    status: LeadStatus,
-    at: datetime,
-    received_at: datetime,
-    to_signal: bool,
-) -> Recorded:
     async with sessions.begin() as session:
         await lock_for_writing(session)
         delivery = await session.get(Delivery, lead_id, populate_existing=True, with_for_update=True)
@@ -190,8 +170,12 @@ async def _lost_delivery(
 ) -> Withdrawal | DeliveryRelease | None:
     """The delivery the dealer lost: withdrawn after its SLA, released when its CRM never answered the
     create call (it may have stored the lead, and report about it), or moved away from it by support
-    once delivered. None: the dealer never had it."""
-    lost = await session.get(Withdrawal, (lead_id, dealer_id))
+    once delivered. None: the dealer never had it.
+
+    Its row is locked, as the delivery row is for a lead the dealer holds: the same report sent twice at
+    once (a dealer resending while its first request is under way) is then recorded once, the second
+    finding the first's row (on SQLite the write lock taken first serialises them already)."""
+    lost = await session.get(Withdrawal, (lead_id, dealer_id), with_for_update=True)
     if lost is not None:
         return lost
     found: DeliveryRelease | None = await session.scalar(
@@ -203,6 +187,7 @@ async def _lost_delivery(
         )
         .order_by(DeliveryRelease.released_at.desc(), DeliveryRelease.id.desc())
         .limit(1)
+        .with_for_update()
     )
     return found
 
