@@ -402,7 +402,7 @@ class LeadActivities:
             result.withdrawals = losses.count
             cap = params.max_reroutes
             # Past its cap, or at its fallback owner already (an earlier run's decision, kept in the
-            # lead's history): the run hands it to the fallback owner (again), never to a dealer.
+            # lead's status): the run hands it to the fallback owner (again), never to a dealer.
             result.exhausted = (
                 claim is None
                 and cap is not None
@@ -462,15 +462,13 @@ class LeadActivities:
         result = ClaimLeadResult.of(claim)
         # The dealer that had the lead may hold it: the move's run asks its CRM to drop it (and any drop
         # an earlier run left owed).
-        result.pending_withdrawals = await self._pending_withdrawals(params.lead_id)
+        losses = await deliveries.losses(self._sessions, params.lead_id)
+        result.pending_withdrawals = _withdrawals(params.lead_id, losses)
         return result
 
     async def _with_fallback_owner(self, lead_id: str) -> bool:
         async with self._sessions() as session:
             return await deliveries.with_fallback_owner(session, lead_id)
-
-    async def _pending_withdrawals(self, lead_id: str) -> list[WithdrawAtDealerInput]:
-        return _withdrawals(lead_id, await deliveries.losses(self._sessions, lead_id))
 
     def _day(self, at: datetime) -> date:
         """The business day that capacity is counted on."""
