@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 
 from contracts.leads import ASSIGN_DEALER_UPDATE, AssignDealerInput
-from core.constants import lead_workflow_id
+from core.constants import LEAD_STATUS, lead_workflow_id
 from core.settings import Settings
 from core.temporal import connect
 from devstack.demo_gold import run_gold_demo
@@ -148,6 +148,21 @@ async def _send(http: httpx.AsyncClient, simulators_url: str, fields: dict[str, 
     return DemoLead(lead_id=str(lead["id"]), where=where, webhook_status=int(webhook.get("status_code", 0)))
 
 
+async def _passed_on(client: Client, lead_id: str, status: str) -> None:
+    """Until the lead's run ended, or shows ``status`` with nothing under way: a dealer whose CRM is read
+    is read on after it accepts (its run goes on for hours), once the acceptance went to Zoho."""
+    handle = client.get_workflow_handle(lead_workflow_id(lead_id))
+    while True:
+        described = await handle.describe()
+        raw = described.raw_description
+        if described.status != WorkflowExecutionStatus.RUNNING:
+            return
+        idle = not raw.pending_activities and not raw.HasField("pending_workflow_task")
+        if idle and described.typed_search_attributes.get(LEAD_STATUS) == status:
+            return
+        await asyncio.sleep(0.2)
+
+
 async def _follow(
     http: httpx.AsyncClient, client: Client, api_url: str, simulators_url: str, lead: DemoLead
 ) -> None:
@@ -166,7 +181,7 @@ async def _follow(
                     lead.status = await _reported(http, api_url, lead.lead_id)
                     lead.note = lead.note or "accepted by the dealer in time"
                 # The Zoho write-back and the event follow the final status: wait for them too.
-                await client.get_workflow_handle(lead_workflow_id(lead.lead_id)).result()
+                await _passed_on(client, lead.lead_id, lead.status)
                 return
             if not assigned and (body.get("detail") or "").startswith("awaiting assign_dealer"):
                 # What a support person does in the Temporal UI or CLI: decide the dealer.
