@@ -546,7 +546,7 @@ class LeadActivities:
             dealer_lead_id = kept_id
         now = utcnow()
         async with self._sessions.begin() as session:
-            kept = await deliveries.mark_delivered(
+            delivered_at = await deliveries.mark_delivered(
                 session,
                 lead_id=params.lead_id,
                 dealer_id=dealer.id,
@@ -554,6 +554,7 @@ class LeadActivities:
                 day=self._day(now),
                 at=now,
             )
+            kept = delivered_at is not None
             if kept and params.record_delivered:
                 await lead_status.write_status(
                     session,
@@ -564,12 +565,12 @@ class LeadActivities:
                     dealer_id=dealer.id,
                     dealer_lead_id=dealer_lead_id,
                 )
-        if not kept:  # support moved the lead while this call was under way: the move stands
+        if delivered_at is None:  # support moved the lead while this call was under way: the move stands
             activity.logger.warning("lead delivered to %s after it was reassigned", dealer.id)
-        elif params.record_delivered:
+        elif params.record_delivered and delivered_at == now:  # (a retry measured nothing new)
             await self._measure_delivery(params.lead_id, dealer.id, now)
         followed = is_followed(dealer)
-        plan = plan_to_follow(dealer, now, offset) if kept and followed else None
+        plan = plan_to_follow(dealer, delivered_at, offset) if delivered_at and followed else None
         return DeliverLeadResult(dealer_lead_id=dealer_lead_id, followed=followed, plan=plan)
 
     async def _measure_delivery(self, lead_id: str, dealer_id: str, delivered: datetime) -> None:

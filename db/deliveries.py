@@ -364,9 +364,10 @@ async def reassign(
 
 async def mark_delivered(
     session: AsyncSession, *, lead_id: str, dealer_id: str, dealer_lead_id: str, day: date, at: datetime
-) -> bool:
-    """Record that the dealer's CRM has the lead, in the caller's transaction; False when the lead's
-    claim names another dealer (support moved it while this delivery was under way).
+) -> datetime | None:
+    """Record that the dealer's CRM has the lead, in the caller's transaction: when it got it (``at``,
+    or the time recorded first where a retried attempt records the same delivery again); None when the
+    lead's claim names another dealer (support moved it while this delivery was under way).
 
     A lead without a claim (a run started before claims existed) gets its delivered row here.
     """
@@ -375,11 +376,14 @@ async def mark_delivered(
         row = _claim_row(lead_id, dealer_id, day, at, reason="routed")
         session.add(row)
     elif row.dealer_id != dealer_id:
-        return False
+        return None
+    # An attempt whose answer was lost after its commit is retried: the dealer's SLA runs from the
+    # first record, not from the retry's.
+    if row.status != DELIVERED or row.delivered_at is None:
+        row.delivered_at = at
     row.status = DELIVERED
     row.dealer_lead_id = dealer_lead_id
-    row.delivered_at = at
-    return True
+    return as_utc(row.delivered_at)
 
 
 @dataclass(frozen=True)

@@ -414,7 +414,7 @@ async def test_only_a_reassignment_moves_a_delivered_lead(sessions: async_sessio
         kept = await deliveries.mark_delivered(
             session, lead_id="L1", dealer_id="a", dealer_lead_id="CRM-1", day=DAY, at=T0
         )
-    assert kept is False
+    assert kept is None
     assert (await deliveries.claim_next(sessions, "L1", lead, DAY, T0)) == moved.__class__(
         "L1", "b", "lead-L1-b", delivered=False, dealer_lead_id=None, resumed=True
     )

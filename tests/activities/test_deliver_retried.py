@@ -1,0 +1,59 @@
+"""A delivery attempt whose answer was lost after it recorded the delivery is retried: the dealer's SLA
+still runs from the first record, so a retry gives the dealer no extra time to accept."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.testing import ActivityEnvironment
+
+from activities import leads
+from activities.leads import DeliverLeadInput, LeadActivities
+from clients.subscribers import EventPublisher
+from db import deliveries
+from db.routing import LeadProfile
+from tests.db.test_rules_and_routing import dealer, load
+
+T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+class StoringCrm:
+    """A dealer CRM that stores every lead it is sent (the hub's key makes a repeat the same lead)."""
+
+    def __init__(self) -> None:
+        self.creates: dict[str, int] = {}
+
+    async def create_lead(self, _dealer: Any, _fields: Any, lead_id: str, key: str, **_: Any) -> str:
+        self.creates[key] = self.creates.get(key, 0) + 1
+        return f"CRM-{lead_id}"
+
+
+async def test_a_retried_delivery_keeps_the_time_the_dealers_sla_runs_from(
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await load(sessions, {**dealer("a"), "sla": {"accept_within_minutes": 30}})
+    claim = await deliveries.claim_next(
+        sessions, "L1", LeadProfile("SP", "Santos", "Onix"), date(2026, 11, 24), T0
+    )
+    assert claim is not None and claim.dealer_id == "a"
+    crm = StoringCrm()
+    async with httpx.AsyncClient() as http:
+        steps = LeadActivities(sessions, None, {"rest": crm}, EventPublisher(http, "secret"), [])  # type: ignore[arg-type]
+        attempt = DeliverLeadInput(
+            lead_id="L1", dealer_id="a", lead={}, idempotency_key=claim.idempotency_key
+        )
+        deadlines = []
+        # The first attempt recorded the delivery and its answer was lost; the retry comes 20 min later.
+        for now in (T0, T0 + timedelta(minutes=20)):
+            monkeypatch.setattr(leads, "utcnow", lambda now=now: now)
+            result = await ActivityEnvironment().run(steps.deliver_lead, attempt)
+            assert result.plan is not None
+            deadlines.append(result.plan.sla_deadline)
+    assert crm.creates == {claim.idempotency_key: 2}  # the same lead twice: the CRM's key finds it
+    assert deadlines == [(T0 + timedelta(minutes=30)).isoformat()] * 2
+    held = await deliveries.holding(sessions, "L1", "a")
+    assert held.delivered_at == T0
