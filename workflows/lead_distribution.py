@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import Awaitable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -157,6 +157,17 @@ REASSIGN_WITHDRAWS_AT_PREVIOUS = "reassign-withdraws-at-previous-dealer"
 # as UNANSWERED_RELEASE releases one, and its CRM is asked to drop the lead before the next dealer gets
 # it. Runs before it released the claim as refused and moved on, leaving that CRM holding the lead.
 RELEASE_INACTIVE_DEALER_OWING_DROP = "inactive-dealer-released-owing-drop"
+# Patch: a dealer's report that reached the run and was not yet passed on when the run ends goes on
+# before it ends: where the run gives up or hands the lead to the fallback owner (the subscribers only),
+# and where it fails (support's move refused). A report the dealer's webhook was answered for before
+# support moved the lead away reaches the move's run; runs before it ended without it, and the
+# subscribers never heard of it.
+REPORTS_PASSED_ON_AT_EVERY_END = "reports-passed-on-at-every-end"
+# Patch: a lead's event ids are derived from the delivery (the distributed event: its idempotency key)
+# and from the report (a status event: its dealer, status and time), not only from the dealer and status.
+# A dealer support sends the lead back to gets it as a new delivery and reports anew: those are new
+# events. Runs before it gave them the first delivery's ids, which the subscribers dropped as repeats.
+EVENT_ID_PER_DELIVERY = "event-id-per-delivery-and-report"
 # A delivery attempt's outcome when the lead had left that delivery (a run reset to before it).
 MOVED_ON = "moved on"
 # The local try of a step (_done_locally): Zoho's update is one call of at most 10 s (the HTTP clients'
@@ -169,6 +180,8 @@ LOCAL_SINGLE_TRY = RetryPolicy(maximum_attempts=1)
 LOCAL_TRY_TIMEOUT = timedelta(seconds=15)
 # After acceptance, how often a dealer whose CRM is read (it sends no webhooks) is read for later statuses.
 READ_AFTER_ACCEPTANCE = timedelta(hours=1)
+# A run that ends so leaves the lead at no dealer.
+UNHELD_STATUSES = (LeadStatus.FAILED.value, LeadStatus.UNROUTED.value, LeadStatus.SLA_EXHAUSTED.value)
 # A lead the dealer lost or sold moves no further in its funnel: nothing more to read.
 FINAL_DEALER_STATUSES = (LeadStatus.LOST.value, LeadStatus.SOLD.value)
 
@@ -218,6 +231,19 @@ class LeadDistributionWorkflow:
     async def run(self, params: LeadDistributionInput) -> LeadDistributionResult:
         self._lead_id = params.lead_id
         self._params = params
+        try:
+            result = await self._run(params)
+        except ActivityError:
+            if self._reports and workflow.patched(REPORTS_PASSED_ON_AT_EVERY_END):  # (marked where it acts)
+                await self._pass_on_reports(self._reports[0].dealer_id)  # the lead is where it was
+            raise
+        if self._reports and workflow.patched(REPORTS_PASSED_ON_AT_EVERY_END):
+            # Where the lead is at no dealer now, Zoho keeps the outcome, and the subscribers hear.
+            held = self._status not in UNHELD_STATUSES
+            await self._pass_on_reports(self._dealer_id or "", write_zoho=held)
+        return result
+
+    async def _run(self, params: LeadDistributionInput) -> LeadDistributionResult:
         if params.following is not None:
             return await self._keep_following(params, params.following)
         self._status_with_step = workflow.patched(STATUS_WITH_STEP)
@@ -383,7 +409,9 @@ class LeadDistributionWorkflow:
                 self._feed_back_to_zoho(
                     {"Status_Distribuicao": "delivered", "Concessionaria_Id": dealer_id}, local=local
                 ),
-                self._publish_distributed(dealer_id, dealer_lead_id, stable_id=True, local=local),
+                self._publish_distributed(
+                    dealer_id, dealer_lead_id, stable_id=True, local=local, key=claim.idempotency_key
+                ),
                 together=own_runs or local,
             )
             if not following:
@@ -606,6 +634,8 @@ class LeadDistributionWorkflow:
             newest = report.status if report.dealer_id == dealer_id else newest
             local = workflow.patched(PASS_ON_LOCALLY)
             name = f"{LEAD_EVENT_STATUS_UPDATED}:{self._lead_id}:{report.dealer_id}:{report.status}"
+            if workflow.patched(EVENT_ID_PER_DELIVERY):  # (marked where it acts)
+                name += f":{_instant(report.at)}"  # every run passes a report on under one id
             data = {"lead_id": self._lead_id, "dealer_id": report.dealer_id, "status": report.status}
             event = self._publish(LEAD_EVENT_STATUS_UPDATED, name, {**data, "at": report.at}, local=local)
             # The subscribers only: where Zoho no longer has the lead, or where the dealer reported before
@@ -988,10 +1018,19 @@ class LeadDistributionWorkflow:
         return True, result
 
     async def _publish_distributed(
-        self, dealer_id: str, dealer_lead_id: str, *, stable_id: bool = False, local: bool = False
+        self,
+        dealer_id: str,
+        dealer_lead_id: str,
+        *,
+        stable_id: bool = False,
+        local: bool = False,
+        key: str = "",
     ) -> None:
+        """``key``: the delivery's idempotency key, which names the delivery in the event's id."""
         # Runs before the delivery-decision patch drew a random id; later ones derive it (EVENT_ID_NAMESPACE).
         name = f"{LEAD_EVENT_DISTRIBUTED}:{self._lead_id}:{dealer_id}" if stable_id else None
+        if name and key and workflow.patched(EVENT_ID_PER_DELIVERY):
+            name += f":{key}"
         data = {"lead_id": self._lead_id, "dealer_id": dealer_id, "dealer_lead_id": dealer_lead_id}
         await self._publish(LEAD_EVENT_DISTRIBUTED, name, data, local=local)
 
@@ -1105,6 +1144,15 @@ def _sla_wait_until(plan: FollowPlan) -> datetime | None:
     if plan.sla_wait_until and workflow.patched(SLA_DEADLINE_ON_TEMPORAL_CLOCK):  # marked where it acts
         return datetime.fromisoformat(plan.sla_wait_until)
     return workflow.now() + timedelta(seconds=plan.sla_remaining_seconds)
+
+
+def _instant(at: str) -> str:
+    """A report's time in one spelling whatever its source (the webhook's hand-over, the database): UTC,
+    to the microsecond (a time without an offset is UTC, as the portal database keeps it)."""
+    moment = datetime.fromisoformat(at)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _after_earlier_attempts(error: ActivityError) -> bool:

@@ -6,16 +6,18 @@ Only ``hub leads reassign`` moves a lead that reached a dealer, and the move is 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 from temporalio.testing import WorkflowEnvironment
 
 from db.engine import create_engine, session_factory
 from db.rules import apply_rules
-from tests.cli.conftest import HubCli
+from tests.cli.conftest import HubCli, Ran
 from tests.hub import Hub, contacted_event
 from tests.hub import test_rules as routing_rules
-from tests.support import eventually
+from tests.support import eventually, skip_time
 from tests.workflows.test_dealer_sla import (
     at_dealer,
     dealer_reports,
@@ -23,7 +25,11 @@ from tests.workflows.test_dealer_sla import (
     parked_writebacks,
     sla_exhausted_lead,
     sla_hub,
+    sla_rules,
+    zoho_lead,
 )
+
+T = TypeVar("T")
 
 
 async def set_capacity(hub: Hub, dealer_id: str, capacity: int) -> None:
@@ -199,3 +205,140 @@ async def test_a_lead_sent_back_to_dealers_whose_crms_withdrew_it_is_a_new_lead_
         counters = (await hub.counters())["dealers"]
         created = {dealer_id: counters[dealer_id]["created"] for dealer_id in ("sla-a", "sla-b", "sla-c")}
         assert created == {"sla-a": 2, "sla-b": 2, "sla-c": 1}
+
+
+async def status_events(hub: Hub, lead_id: str, dealer_id: str, status: str) -> list[str]:
+    """The ids of the status events the subscribers kept for the lead's ``status`` at ``dealer_id``."""
+    events = (await hub.http.get(f"{hub.sims_url}/_control/events/portal")).json()["events"]
+    return [
+        e["id"]
+        for e in events
+        if e["type"] == "LeadStatusAtualizado"
+        and (e["data"]["lead_id"], e["data"]["dealer_id"], e["data"]["status"])
+        == (lead_id, dealer_id, status)
+    ]
+
+
+async def test_a_dealer_the_lead_is_sent_back_to_reports_anew_and_the_subscribers_hear_it_again(
+    skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, hub_cli: HubCli
+) -> None:
+    """plain-al contacted the customer; support moved the lead to sla-a, then back to plain-al, which
+    contacts the customer again. The second "contacted" is a report of its own: the subscribers get an
+    event for each, not one they drop as a repeat of the first."""
+    async with sla_hub(skipping_env, sqlite_url, task_queue) as hub:
+        lead_id = await hub.create_lead(State="AL", City="Maceió")
+        await hub.post_webhook(lead_id)
+        await hub.handle(lead_id).result()  # plain-al has no SLA: the run ends at delivery
+        reported = await dealer_reports(hub, "plain-al", lead_id, "contacted")
+        assert reported["hub"]["body"]["outcome"] == "applied"
+        first = await eventually(lambda: status_events(hub, lead_id, "plain-al", "contacted"))
+
+        why = ("--reason", "customer moved", "--by", "ana")
+        for dealer_id in ("sla-a", "plain-al"):
+            moved = await hub_cli(hub.settings, "leads", "reassign", lead_id, dealer_id, *why)
+            assert moved.code == 0, moved.err
+            await at_dealer(hub, lead_id, dealer_id)
+            if dealer_id == "sla-a":
+                await hub.handle(lead_id).terminate("next dealer")  # the test moves it on; support would wait
+        await hub.handle(lead_id).result()
+        again = await dealer_reports(hub, "plain-al", lead_id, "contacted")
+        assert again["hub"]["body"]["outcome"] == "applied"
+
+        async def heard_twice() -> list[str] | None:
+            ids = await status_events(hub, lead_id, "plain-al", "contacted")
+            return ids if len(ids) == 2 else None
+
+        ids = await eventually(heard_twice)
+        assert ids[0] == first[0] and ids[1] != first[0]
+        # Each delivery is an event of its own too: the second at plain-al is no repeat of the first.
+        events = (await hub.http.get(f"{hub.sims_url}/_control/events/portal")).json()["events"]
+        kept = [(e["type"], e["data"]["dealer_id"], e["data"].get("status")) for e in events]
+        assert kept == [
+            ("LeadDistribuidoComSucesso", "plain-al", None),
+            ("LeadStatusAtualizado", "plain-al", "contacted"),
+            ("LeadDistribuidoComSucesso", "sla-a", None),
+            ("LeadDistribuidoComSucesso", "plain-al", None),
+            ("LeadStatusAtualizado", "plain-al", "contacted"),
+        ]
+
+
+def reassign_by_cli(hub: Hub, hub_cli: HubCli, dealer_id: str) -> Callable[[str], Coroutine[Any, Any, Ran]]:
+    """Support's ``hub leads reassign`` of a lead to ``dealer_id``."""
+
+    async def reassign(lead_id: str) -> Ran:
+        return await hub_cli(
+            hub.settings, "leads", "reassign", lead_id, dealer_id, "--reason", "moved", "--by", "ana"
+        )
+
+    return reassign
+
+
+async def reported_as_support_moves(
+    hub: Hub, move: Callable[[str], Coroutine[Any, Any, T]]
+) -> tuple[str, asyncio.Task[T]]:
+    """A lead at plain-al (no SLA: its run ended at delivery) that support moves to sla-a (``move``, given
+    the lead's id) while Zoho is down, plain-al's "contacted" reaching the move's run as it waits on Zoho:
+    the lead's id, and the move under way (Zoho still down)."""
+    lead_id = await hub.create_lead(State="AL", City="Maceió")
+    await hub.post_webhook(lead_id)
+    await hub.handle(lead_id).result()
+    await hub.fault(target="zoho", error_5xx_count=10_000)  # the move's read of the lead waits on Zoho
+    moving = asyncio.create_task(move(lead_id))
+    await eventually(lambda: retrying(hub, lead_id, "fetch_lead"))
+    reported = await dealer_reports(hub, "plain-al", lead_id, "contacted")
+    assert reported["hub"]["body"]["outcome"] == "applied"
+    return lead_id, moving
+
+
+async def refused_with_its_drop_owed(hub: Hub, env: WorkflowEnvironment, lead_id: str) -> None:
+    """The move of ``reported_as_support_moves``, Zoho back: sla-a refuses the lead, plain-al's CRM does
+    not answer its drop, and no other dealer covers the lead, until support's time to assign one passed."""
+    await hub.fault(target="plain-al", error_5xx_count=10_000)  # its drop stays owed
+    await hub.fault(target="sla-a", reject=True)
+    await hub.fault(target="zoho")
+    await eventually(lambda: retrying(hub, lead_id, "withdraw_at_dealer"))
+    await skip_time(env, timedelta(minutes=6))  # plain-al's CRM is not waited on longer
+    await hub.wait_for_status(lead_id, "received")  # awaiting support's assign_dealer
+    await skip_time(env, timedelta(hours=24))  # ... until its deadline
+
+
+async def taken_out_of_the_rules(hub: Hub, dealer_id: str) -> None:
+    rules = sla_rules(hub.sims_url)
+    rules.dealers = [d for d in rules.dealers if d.id != dealer_id]  # inactive from here on
+    engine = create_engine(hub.settings.database_url)
+    await apply_rules(session_factory(engine), rules)
+    await engine.dispose()
+
+
+async def test_a_status_reported_as_support_moves_the_lead_reaches_the_subscribers_when_no_dealer_takes_it(
+    skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, hub_cli: HubCli
+) -> None:
+    """The new dealer refuses the lead, plain-al's CRM does not answer its drop, and no other dealer
+    covers the lead: the move's run ends unrouted. The subscribers still hear of plain-al's report."""
+    async with sla_hub(skipping_env, sqlite_url, task_queue) as hub:
+        lead_id, moving = await reported_as_support_moves(hub, reassign_by_cli(hub, hub_cli, "sla-a"))
+        await refused_with_its_drop_owed(hub, skipping_env, lead_id)
+        assert (await moving).code == 0  # the decision moved to sla-a, which then refused the lead
+        result = await hub.handle(lead_id).result()
+        assert (result.status, [a.outcome for a in result.attempts]) == ("unrouted", ["rejected"])
+        assert await contacted_event(hub, lead_id, "plain-al")
+        lead = await hub.lead(lead_id)
+        assert lead is not None and lead["status"] == "unrouted"
+        assert (await zoho_lead(hub, lead_id)).get("Lead_Status") != "Contacted"  # no dealer holds it
+
+
+async def test_a_status_reported_as_a_refused_move_fails_reaches_zoho_and_the_subscribers(
+    skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, hub_cli: HubCli
+) -> None:
+    """sla-a is taken out of the rules while the move waits on Zoho: the move's run fails, the lead
+    stays at plain-al, and plain-al's report that reached that run goes on to Zoho and the subscribers."""
+    async with sla_hub(skipping_env, sqlite_url, task_queue) as hub:
+        lead_id, moving = await reported_as_support_moves(hub, reassign_by_cli(hub, hub_cli, "sla-a"))
+        await taken_out_of_the_rules(hub, "sla-a")
+        await hub.fault(target="zoho")
+        moved = await moving
+        assert moved.code == 1 and "its new run failed before moving it" in moved.err
+        assert await contacted_event(hub, lead_id, "plain-al")
+        assert (await zoho_lead(hub, lead_id)).get("Lead_Status") == "Contacted"
+        lead = await hub.lead(lead_id)
+        assert lead is not None and (lead["status"], lead["dealer_id"]) == ("contacted", "plain-al")

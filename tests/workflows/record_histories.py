@@ -16,14 +16,14 @@ old history, so CI proves the old runs still replay.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 from temporalio import activity
-from temporalio.client import Client, WorkflowHandle, WorkflowHistory
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -58,6 +58,11 @@ from core.settings import Settings
 from db import refused_events
 from db.engine import one_off_sessions
 from simulators.zoho_deals import deal_webhook_fields
+from tests.cli.test_one_dealer_per_lead import (
+    refused_with_its_drop_owed,
+    reported_as_support_moves,
+    taken_out_of_the_rules,
+)
 from tests.hub import Hub, running_hub
 from tests.support import SMALL_STORE, eventually, skip_time
 from tests.workflows.test_dbt_build import blocked_then_passed
@@ -919,15 +924,25 @@ async def record_reassigned_gone_from_zoho(hub: Hub, name: str) -> None:
     lead_id = await hub.create_lead(State="SP", City="São Paulo", Modelo_de_Interesse="Onix")
     await hub.post_webhook(lead_id)
     await hub.handle(lead_id).result()
-    first = await started_with(hub.client, await hub.handle(lead_id).fetch_history(), LeadDistributionInput)
     (await hub.http.delete(f"{hub.sims_url}/_control/zoho/leads/{lead_id}")).raise_for_status()
-    move = Reassignment("rest-sp-b", reason="customer moved", by="ana")
-    assert await start_lead_distribution(
-        hub.client, hub.settings, lead_id, first.event, redrive=True, reassignment=move
-    )
+    assert await start_move(hub, "rest-sp-b")(lead_id)
     await hub.handle(lead_id).result()
     history = await hub.handle(lead_id).fetch_history()
     (HISTORIES / f"{name}.json").write_text(history.to_json() + "\n")
+
+
+def start_move(hub: Hub, dealer_id: str) -> Callable[[str], Coroutine[Any, Any, str | None]]:
+    """Support's move of a lead whose run ended to ``dealer_id``: the run ``hub leads reassign`` starts."""
+
+    async def move(lead_id: str) -> str | None:
+        ended = await hub.handle(lead_id).fetch_history()
+        first = await started_with(hub.client, ended, LeadDistributionInput)
+        to = Reassignment(dealer_id, reason="customer moved", by="ana")
+        return await start_lead_distribution(
+            hub.client, hub.settings, lead_id, first.event, redrive=True, reassignment=to
+        )
+
+    return move
 
 
 async def record_reassigned(hub: Hub, name: str) -> None:
@@ -936,13 +951,90 @@ async def record_reassigned(hub: Hub, name: str) -> None:
     lead_id = await hub.create_lead(State="SP", City="São Paulo", Modelo_de_Interesse="Onix")
     await hub.post_webhook(lead_id)
     assert (await hub.handle(lead_id).result()).dealer_id == "rest-sp-a"
-    first = await started_with(hub.client, await hub.handle(lead_id).fetch_history(), LeadDistributionInput)
-    move = Reassignment("rest-sp-b", reason="customer moved", by="ana")
-    assert await start_lead_distribution(
-        hub.client, hub.settings, lead_id, first.event, redrive=True, reassignment=move
-    )
+    assert await start_move(hub, "rest-sp-b")(lead_id)
     assert (await hub.handle(lead_id).result()).dealer_id == "rest-sp-b"
     await save(hub.client, lead_workflow_id(lead_id), name)
+
+
+async def record_report_to_a_move_no_dealer_takes(
+    env: WorkflowEnvironment, sqlite_url: str, task_queue: str, name: str
+) -> None:
+    """plain-al's report reaches support's move of the lead to sla-a, which refuses it; no dealer left,
+    the run ends unrouted. Saved as ``name``."""
+    async with sla_hub(env, sqlite_url, task_queue) as hub:
+        lead_id, moving = await reported_as_support_moves(hub, start_move(hub, "sla-a"))
+        assert await moving
+        await refused_with_its_drop_owed(hub, env, lead_id)
+        assert (await hub.handle(lead_id).result()).status == "unrouted"
+        await save(hub.client, lead_workflow_id(lead_id), name)
+
+
+async def test_record_lead_report_to_a_move_passed_on_at_its_end(
+    skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str
+) -> None:
+    """Since the reports-passed-on-at-every-end and event-id-per-delivery-and-report patches: the run
+    passes the report on to the subscribers (an event whose id names the report's time) as it ends."""
+    name = "lead_report_to_a_move_passed_on_at_its_end"
+    await record_report_to_a_move_no_dealer_takes(skipping_env, sqlite_url, task_queue, name)
+
+
+async def test_record_lead_report_to_a_move_left_at_its_end(
+    skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str
+) -> None:
+    """Recorded with the code from before the reports-passed-on-at-every-end patch (kept as it was): the
+    run ended unrouted with the report it was handed."""
+    name = "lead_report_to_a_move_left_at_its_end"
+    await record_report_to_a_move_no_dealer_takes(skipping_env, sqlite_url, task_queue, name)
+
+
+async def record_report_to_a_failed_move(
+    env: WorkflowEnvironment, sqlite_url: str, task_queue: str, name: str
+) -> None:
+    """plain-al's report reaches support's move of the lead to sla-a, which is taken out of the rules
+    before the move: the run fails. Saved as ``name``."""
+    async with sla_hub(env, sqlite_url, task_queue) as hub:
+        lead_id, moving = await reported_as_support_moves(hub, start_move(hub, "sla-a"))
+        assert await moving
+        await taken_out_of_the_rules(hub, "sla-a")
+        await hub.fault(target="zoho")
+        with pytest.raises(WorkflowFailureError):
+            await hub.handle(lead_id).result()
+        await save(hub.client, lead_workflow_id(lead_id), name)
+
+
+async def test_record_lead_report_to_a_failed_move_passed_on(
+    skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str
+) -> None:
+    """Since the reports-passed-on-at-every-end patch: the failing run passes the report on (Zoho, the
+    subscribers) before it fails."""
+    name = "lead_report_to_a_failed_move_passed_on"
+    await record_report_to_a_failed_move(skipping_env, sqlite_url, task_queue, name)
+
+
+async def test_record_lead_report_to_a_failed_move_left(
+    skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str
+) -> None:
+    """Recorded with the code from before the reports-passed-on-at-every-end patch (kept as it was): the
+    run failed with the report it was handed."""
+    name = "lead_report_to_a_failed_move_left"
+    await record_report_to_a_failed_move(skipping_env, sqlite_url, task_queue, name)
+
+
+async def test_record_lead_sent_back_event_per_delivery(
+    skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str
+) -> None:
+    """Since the event-id-per-delivery-and-report patch: support sends the lead back to plain-al, whose
+    CRM withdrew it; the move's run delivers it as a new delivery, whose event's id names its key."""
+    async with sla_hub(skipping_env, sqlite_url, task_queue) as hub:
+        lead_id = await hub.create_lead(State="AL", City="Maceió")
+        await hub.post_webhook(lead_id)
+        await hub.handle(lead_id).result()
+        assert await start_move(hub, "sla-a")(lead_id)
+        await at_dealer(hub, lead_id, "sla-a")
+        await hub.handle(lead_id).terminate("next dealer")
+        assert await start_move(hub, "plain-al")(lead_id)
+        assert (await hub.handle(lead_id).result()).dealer_id == "plain-al"
+        await save(hub.client, lead_workflow_id(lead_id), "lead_sent_back_event_per_delivery")
 
 
 async def test_record_lead_reassigned_withdrawn_at_previous(hub: Hub) -> None:

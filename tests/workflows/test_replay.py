@@ -8,6 +8,7 @@ when to record one); they are encrypted with the local development key.
 from __future__ import annotations
 
 import itertools
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -396,3 +397,40 @@ def test_an_unanswered_claim_was_released_before_and_is_withdrawn_at_its_crm_sin
     since = scheduled_activities("lead_unanswered_claim_withdrawn")
     second_claim = since.index("claim_lead", since.index("deliver_lead"))
     assert since[second_claim : second_claim + 3] == ["claim_lead", "withdraw_at_dealer", "deliver_lead"]
+
+
+def patch_ids(name: str) -> list[str]:
+    """The patch markers a saved history recorded, in order (the SDK core keeps their ids in plain text)."""
+    return [
+        json.loads(event.marker_recorded_event_attributes.details["patch-data"].payloads[0].data)["id"]
+        for event in saved(HISTORIES / f"{name}.json").events
+        if event.marker_recorded_event_attributes.marker_name == "core_patch"
+    ]
+
+
+def local_steps(name: str) -> list[str]:
+    return local_activity_types(saved(HISTORIES / f"{name}.json").events)
+
+
+def test_a_report_handed_to_a_move_that_ends_unrouted_was_left_before_and_goes_on_since() -> None:
+    """A dealer's report reached support's move of the lead, which no dealer then took. Before the
+    reports-passed-on-at-every-end patch the run ended with it; since, it publishes it first (to the
+    subscribers only: no dealer holds the lead, so Zoho is not written)."""
+    assert "publish_event" not in local_steps("lead_report_to_a_move_left_at_its_end")
+    since = "lead_report_to_a_move_passed_on_at_its_end"
+    assert local_steps(since)[-1] == "publish_event" and "update_zoho_lead" not in local_steps(since)
+    assert {"reports-passed-on-at-every-end", "event-id-per-delivery-and-report"} <= set(patch_ids(since))
+
+
+def test_a_report_handed_to_a_move_that_fails_was_left_before_and_goes_on_since() -> None:
+    """The move's run fails (its dealer left the rules). Before the patch it failed with the report it
+    was handed; since, the report goes to Zoho and the subscribers first (the lead is where it was)."""
+    before = local_steps("lead_report_to_a_failed_move_left")
+    assert "publish_event" not in before and "update_zoho_lead" not in before
+    assert {"update_zoho_lead", "publish_event"} <= set(local_steps("lead_report_to_a_failed_move_passed_on"))
+
+
+def test_a_delivery_to_a_dealer_the_lead_was_sent_back_to_has_an_event_id_of_its_own() -> None:
+    assert "event-id-per-delivery-and-report" in patch_ids("lead_sent_back_event_per_delivery")
+    # Histories from before the patch deliver and report without it, and replay above.
+    assert "event-id-per-delivery-and-report" not in patch_ids("lead_delivered_passed_on_locally")
