@@ -104,6 +104,7 @@ async def _drop(
                     claimed_at=row.claimed_at,
                     idempotency_key=row.idempotency_key,
                     crm_outcome=PENDING if drop_owed else None,
+                    dealer_lead_id=row.dealer_lead_id,  # the drop owed names the lead by it
                 )
             )
         await session.delete(row)
@@ -281,7 +282,11 @@ async def losses(sessions: async_sessionmaker[AsyncSession], lead_id: str) -> Lo
             if row.crm_outcome == PENDING and row.dealer_id != holder
         ]
         pending += [
-            ToDrop(row.dealer_id, row.idempotency_key or idempotency_key(lead_id, row.dealer_id), None)
+            ToDrop(
+                row.dealer_id,
+                row.idempotency_key or idempotency_key(lead_id, row.dealer_id),
+                row.dealer_lead_id,
+            )
             for row in unanswered
             if row.dealer_id != holder
         ]

@@ -127,6 +127,7 @@ class DeliveryRelease(Base):
     claimed_at: Mapped[datetime | None] = mapped_column(default=None)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
     crm_outcome: Mapped[str | None] = mapped_column(String(16), default=None)
+    dealer_lead_id: Mapped[str | None] = mapped_column(String(200), default=None)  # the CRM's, if delivered
 
 
 class DealerFeedback(Base):

@@ -193,6 +193,29 @@ def test_unanswered_releases_go_back_and_forward(database_url: str) -> None:
     engine.dispose()
 
 
+def test_a_release_keeps_the_dealers_lead_id_from_0018_and_drops_it_going_back(database_url: str) -> None:
+    """0018 adds the CRM's id of a lead support moved away; releases from before have none (their drop
+    looks the lead up by its external id, as before)."""
+    upgrade(database_url)
+    engine = sa.create_engine(sync_url(database_url))
+    release = (
+        "insert into delivery_releases (lead_id, dealer_id, status_before, released_at, crm_outcome, {})"
+        " values ('L', 'a', 'delivered', '2026-12-01 10:00:00', 'pending', {})"
+    )
+    with engine.begin() as connection:
+        connection.execute(sa.text(release.format("dealer_lead_id", "'CRM-1'")))
+    command.downgrade(alembic_config(database_url), "0017")
+    with engine.begin() as connection:
+        kept = connection.execute(sa.text("select dealer_id from delivery_releases")).scalars().all()
+        connection.execute(sa.text(release.format("idempotency_key", "'lead-L-a'")))
+    assert kept == ["a"]
+    upgrade(database_url)
+    with engine.connect() as connection:
+        ids = connection.execute(sa.text("select dealer_lead_id from delivery_releases")).scalars().all()
+    assert ids == [None, None]
+    engine.dispose()
+
+
 def test_moves_within_one_second_go_back_to_one_per_time_and_forward_again(database_url: str) -> None:
     """0017 keeps every stage Zoho stamped with one second; going back keeps the one the second ended on
     (the deal's stage there), and the older key refuses a second one again."""
