@@ -118,6 +118,7 @@ class Following:
     read_until: str = ""  # Temporal's clock: a polled dealer's CRM is read after acceptance until then
     attempts: list[DeliveryAttempt] = field(default_factory=list)
     passed_on: list[PassedOn] = field(default_factory=list)
+    delivery_key: str = ""  # the delivery's idempotency key ("": handed on before runs carried it)
 
 
 @dataclass

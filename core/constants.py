@@ -97,6 +97,12 @@ def lead_workflow_id(lead_id: str) -> str:
     return f"lead-{lead_id}"
 
 
+def lead_delivery_key(lead_id: str, dealer_id: str) -> str:
+    """The idempotency key of the lead's first delivery to a dealer (a later delivery there after its
+    CRM withdrew the lead has a key of its own: ``db.deliveries``)."""
+    return f"lead-{lead_id}-{dealer_id}"
+
+
 def opportunity_workflow_id(deal_id: str) -> str:
     """Workflow id of a deal: every update of one deal goes through this one workflow, in order."""
     return f"opportunity-{deal_id}"

@@ -17,7 +17,7 @@ from datetime import date, datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.constants import LeadStatus, lead_workflow_id
+from core.constants import LeadStatus, lead_delivery_key, lead_workflow_id
 from core.timeutil import as_utc
 from db import lead_status
 from db.engine import lock_for_writing
@@ -59,7 +59,7 @@ class DropOwed(RuntimeError):
 def idempotency_key(lead_id: str, dealer_id: str) -> str:
     """The key of every create call for this lead at this dealer: the dealer sees one lead however often
     the hub calls (and the key the hub always sent, so leads delivered before claims keep theirs)."""
-    return f"lead-{lead_id}-{dealer_id}"
+    return lead_delivery_key(lead_id, dealer_id)
 
 
 def _as_claim(row: Delivery, *, resumed: bool) -> Claim:

@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import Awaitable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.errors import PERMANENT_FAILURE
     from activities.leads import (
         DEALER_REJECTED,
+        DROP_OWED,
         LEAD_MOVED_ON,
         LEAD_NOT_FOUND,
         NO_EARLIER_ATTEMPT,
@@ -72,6 +73,7 @@ with workflow.unsafe.imports_passed_through():
         REDRIVE_PARKED_SIGNAL,
         ZOHO_LEAD_STATUS,
         LeadStatus,
+        lead_delivery_key,
     )
     from core.events import cloud_event
 
@@ -157,16 +159,16 @@ REASSIGN_WITHDRAWS_AT_PREVIOUS = "reassign-withdraws-at-previous-dealer"
 # as UNANSWERED_RELEASE releases one, and its CRM is asked to drop the lead before the next dealer gets
 # it. Runs before it released the claim as refused and moved on, leaving that CRM holding the lead.
 RELEASE_INACTIVE_DEALER_OWING_DROP = "inactive-dealer-released-owing-drop"
-# Patch: a dealer's report that reached the run and was not yet passed on when the run ends goes on
-# before it ends: where the run gives up or hands the lead to the fallback owner (the subscribers only),
-# and where it fails (support's move refused). A report the dealer's webhook was answered for before
-# support moved the lead away reaches the move's run; runs before it ended without it, and the
-# subscribers never heard of it.
+# Patch: a dealer's report that reached the run and was not yet passed on goes on before the run ends
+# or continues as new: where it gives the lead up or hands it to the fallback owner, or where support's
+# move is refused (its dealer left the rules, or owes a drop), and where it continues as new after a
+# withdrawal. A report the dealer's webhook was answered for before support moved the lead away reaches
+# the move's run; runs before it ended without it, and the subscribers never heard of it.
 REPORTS_PASSED_ON_AT_EVERY_END = "reports-passed-on-at-every-end"
-# Patch: a lead's event ids are derived from the delivery (the distributed event: its idempotency key)
-# and from the report (a status event: its dealer, status and time), not only from the dealer and status.
-# A dealer support sends the lead back to gets it as a new delivery and reports anew: those are new
-# events. Runs before it gave them the first delivery's ids, which the subscribers dropped as repeats.
+# Patch: the events of a delivery to a dealer the lead was sent back to (a new delivery, under a key of
+# its own) have ids derived from that key too: the delivery and the dealer's reports are new events.
+# Runs before it gave them the first delivery's ids, which the subscribers dropped as repeats. A first
+# delivery's ids are as they were, so no run in flight sends an event again under a new id.
 EVENT_ID_PER_DELIVERY = "event-id-per-delivery-and-report"
 # A delivery attempt's outcome when the lead had left that delivery (a run reset to before it).
 MOVED_ON = "moved on"
@@ -226,21 +228,15 @@ class LeadDistributionWorkflow:
         self._params: LeadDistributionInput | None = None
         self._exhausted: int | None = None  # the withdrawals of a lead found past its re-routing cap
         self._local_first = False  # LOCAL_FIRST_STEPS
+        self._delivery_key = ""  # the idempotency key of the delivery the run follows
 
     @workflow.run
     async def run(self, params: LeadDistributionInput) -> LeadDistributionResult:
         self._lead_id = params.lead_id
         self._params = params
-        try:
-            result = await self._run(params)
-        except ActivityError:
-            if self._reports and workflow.patched(REPORTS_PASSED_ON_AT_EVERY_END):  # (marked where it acts)
-                await self._pass_on_reports(self._reports[0].dealer_id)  # the lead is where it was
-            raise
-        if self._reports and workflow.patched(REPORTS_PASSED_ON_AT_EVERY_END):
-            # Where the lead is at no dealer now, Zoho keeps the outcome, and the subscribers hear.
-            held = self._status not in UNHELD_STATUSES
-            await self._pass_on_reports(self._dealer_id or "", write_zoho=held)
+        result = await self._run(params)
+        # Where the lead is at no dealer now, Zoho keeps the outcome, and the subscribers hear.
+        await self._pass_on_left(self._dealer_id or "", write_zoho=self._status not in UNHELD_STATUSES)
         return result
 
     async def _run(self, params: LeadDistributionInput) -> LeadDistributionResult:
@@ -341,12 +337,15 @@ class LeadDistributionWorkflow:
         not accept in time loses the lead, which goes to the next dealer it was never at, as a new claim.
         """
         if params.reassign_to:
-            claim = await self._decide(
-                LeadActivities.reassign_lead,
-                ReassignLeadInput(
-                    self._lead_id, params.reassign_to, params.reassign_reason, params.reassigned_by
-                ),
+            move = ReassignLeadInput(
+                self._lead_id, params.reassign_to, params.reassign_reason, params.reassigned_by
             )
+            try:
+                claim = await self._decide(LeadActivities.reassign_lead, move)
+            except ActivityError as error:
+                if error_type(error) in (UNKNOWN_DEALER, DROP_OWED):  # refused: the lead is where it was
+                    await self._pass_on_left(None)
+                raise
             if claim.pending_withdrawals and workflow.patched(REASSIGN_WITHDRAWS_AT_PREVIOUS):
                 for pending in claim.pending_withdrawals:  # (marked only where it acts)
                     # Not waited on long: the new dealer gets the lead once its CRM answered or after
@@ -397,6 +396,7 @@ class LeadDistributionWorkflow:
                 return await self._give_up()
             claim = delivered
             dealer_id, dealer_lead_id = str(claim.dealer_id), claim.dealer_lead_id or ""
+            self._delivery_key = claim.idempotency_key
             # Recorded with the delivery, in the transaction that marked the decision delivered.
             await self._set_status(
                 LeadStatus.DELIVERED, dealer_id=dealer_id, dealer_lead_id=dealer_lead_id, recorded=True
@@ -409,9 +409,7 @@ class LeadDistributionWorkflow:
                 self._feed_back_to_zoho(
                     {"Status_Distribuicao": "delivered", "Concessionaria_Id": dealer_id}, local=local
                 ),
-                self._publish_distributed(
-                    dealer_id, dealer_lead_id, stable_id=True, local=local, key=claim.idempotency_key
-                ),
+                self._publish_distributed(dealer_id, dealer_lead_id, stable_id=True, local=local),
                 together=own_runs or local,
             )
             if not following:
@@ -429,6 +427,7 @@ class LeadDistributionWorkflow:
             if lost.withdrawals > params.max_reroutes:
                 return await self._sla_exhausted(params, f"{lost.withdrawals} dealers missed their SLA")
             if workflow.info().is_continue_as_new_suggested():
+                await self._pass_on_left("", write_zoho=False)  # (the withdrawal took a while)
                 self._continue_as_new()
             rerouted = True
             claim = await self._decide(LeadActivities.claim_lead, self._claim_input(lead))
@@ -617,25 +616,39 @@ class LeadDistributionWorkflow:
         if polled.applied and polled.status:
             self._reports.append(DealerStatusReport(dealer_id, polled.status, polled.at))
 
+    async def _pass_on_left(self, dealer_id: str | None, *, write_zoho: bool = True) -> None:
+        """The reports that reached the run and are not passed on yet, as it ends or continues as new
+        (``dealer_id`` None: the run cannot tell which dealer holds the lead). Zoho's write checks the
+        database for each: the dealer may have lost the lead since."""
+        if self._reports and workflow.patched(REPORTS_PASSED_ON_AT_EVERY_END):  # (marked where it acts)
+            await self._pass_on_reports(dealer_id, write_zoho=write_zoho, check_zoho=True)
+
     async def _pass_on_reports(
-        self, dealer_id: str, *, together: bool = False, write_zoho: bool = True
+        self,
+        holder: str | None,
+        *,
+        together: bool = False,
+        write_zoho: bool = True,
+        check_zoho: bool = False,
     ) -> str | None:
-        """Pass each pending report on (Zoho's Lead_Status, a signed event); the newest status, if any.
+        """Pass each pending report on (Zoho's Lead_Status, a signed event); the newest status of the
+        dealer that holds the lead (``holder``; None: each report's own dealer), if any.
         ``together``: both at once (runs that only wait do; earlier runs did one after the other).
-        ``write_zoho=False``: the event only (Zoho no longer has the lead)."""
+        ``write_zoho=False``: the event only (Zoho no longer has the lead). ``check_zoho``: Zoho's
+        write checks the database for every report."""
         newest = None
         while self._reports:
             report = self._reports.pop(0)
+            dealer_id = report.dealer_id if holder is None else holder
             # A run that passed nothing on from this dealer yet (a run a report started, say) cannot tell
             # whether a newer report went on before it: Zoho's write checks the database then.
-            unknown_before = report.dealer_id not in self._passed_on
+            unknown_before = check_zoho or report.dealer_id not in self._passed_on
             if report.status not in DEALER_STATUSES or not self._is_newest(report):
                 continue  # two reports signalled at once may arrive swapped: Zoho keeps the newer
             newest = report.status if report.dealer_id == dealer_id else newest
             local = workflow.patched(PASS_ON_LOCALLY)
             name = f"{LEAD_EVENT_STATUS_UPDATED}:{self._lead_id}:{report.dealer_id}:{report.status}"
-            if workflow.patched(EVENT_ID_PER_DELIVERY):  # (marked where it acts)
-                name += f":{_instant(report.at)}"  # every run passes a report on under one id
+            name += self._delivery_named(report.dealer_id)
             data = {"lead_id": self._lead_id, "dealer_id": report.dealer_id, "status": report.status}
             event = self._publish(LEAD_EVENT_STATUS_UPDATED, name, {**data, "at": report.at}, local=local)
             # The subscribers only: where Zoho no longer has the lead, or where the dealer reported before
@@ -672,6 +685,7 @@ class LeadDistributionWorkflow:
             read_until=read_until.isoformat(),
             attempts=list(self._attempts),
             passed_on=[PassedOn(d, at.isoformat(), rank) for d, (at, rank) in self._passed_on.items()],
+            delivery_key=self._delivery_key,
         )
         workflow.continue_as_new(
             dataclasses.replace(self._params, reassign_to=None, event={}, following=following)
@@ -684,6 +698,7 @@ class LeadDistributionWorkflow:
         to the next dealer, with the lead read from Zoho again for that delivery."""
         self._status_with_step = True  # only runs of this code hand a lead on
         self._dealer_id, self._attempts = following.dealer_id, list(following.attempts)
+        self._delivery_key = following.delivery_key
         self._passed_on = {p.dealer_id: (datetime.fromisoformat(p.at), p.rank) for p in following.passed_on}
         # The Web UI's status until the wait shows it awaits acceptance, or the dealer's newest.
         self._status = following.dealer_status or LeadStatus.DELIVERED.value
@@ -1017,20 +1032,22 @@ class LeadDistributionWorkflow:
             return False, None
         return True, result
 
+    def _delivery_named(self, dealer_id: str) -> str:
+        """What an event's id adds for the delivery it is about: its key where the run follows a delivery
+        to ``dealer_id`` the lead was sent back to (a first delivery's ids stay as they always were)."""
+        first = lead_delivery_key(self._lead_id, dealer_id)
+        again = dealer_id == self._dealer_id and self._delivery_key not in ("", first)
+        if again and workflow.patched(EVENT_ID_PER_DELIVERY):  # (marked where it acts)
+            return f":{self._delivery_key}"
+        return ""
+
     async def _publish_distributed(
-        self,
-        dealer_id: str,
-        dealer_lead_id: str,
-        *,
-        stable_id: bool = False,
-        local: bool = False,
-        key: str = "",
+        self, dealer_id: str, dealer_lead_id: str, *, stable_id: bool = False, local: bool = False
     ) -> None:
-        """``key``: the delivery's idempotency key, which names the delivery in the event's id."""
         # Runs before the delivery-decision patch drew a random id; later ones derive it (EVENT_ID_NAMESPACE).
         name = f"{LEAD_EVENT_DISTRIBUTED}:{self._lead_id}:{dealer_id}" if stable_id else None
-        if name and key and workflow.patched(EVENT_ID_PER_DELIVERY):
-            name += f":{key}"
+        if name:
+            name += self._delivery_named(dealer_id)
         data = {"lead_id": self._lead_id, "dealer_id": dealer_id, "dealer_lead_id": dealer_lead_id}
         await self._publish(LEAD_EVENT_DISTRIBUTED, name, data, local=local)
 
@@ -1144,15 +1161,6 @@ def _sla_wait_until(plan: FollowPlan) -> datetime | None:
     if plan.sla_wait_until and workflow.patched(SLA_DEADLINE_ON_TEMPORAL_CLOCK):  # marked where it acts
         return datetime.fromisoformat(plan.sla_wait_until)
     return workflow.now() + timedelta(seconds=plan.sla_remaining_seconds)
-
-
-def _instant(at: str) -> str:
-    """A report's time in one spelling whatever its source (the webhook's hand-over, the database): UTC,
-    to the microsecond (a time without an offset is UTC, as the portal database keeps it)."""
-    moment = datetime.fromisoformat(at)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _after_earlier_attempts(error: ActivityError) -> bool:

@@ -3,6 +3,7 @@ still runs from the first record, so a retry gives the dealer no extra time to a
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -14,11 +15,14 @@ from temporalio.testing import ActivityEnvironment
 from activities import leads
 from activities.leads import DeliverLeadInput, LeadActivities
 from clients.subscribers import EventPublisher
-from db import deliveries
+from core.constants import LeadStatus
+from core.metrics import REGISTRY
+from db import deliveries, lead_status
 from db.routing import LeadProfile
 from tests.db.test_rules_and_routing import dealer, load
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+MEASURED = "hub_lead_received_to_delivered_seconds_count"
 
 
 class StoringCrm:
@@ -40,20 +44,30 @@ async def test_a_retried_delivery_keeps_the_time_the_dealers_sla_runs_from(
         sessions, "L1", LeadProfile("SP", "Santos", "Onix"), date(2026, 11, 24), T0
     )
     assert claim is not None and claim.dealer_id == "a"
+    await lead_status.record_status(
+        sessions, lead_id="L1", status=LeadStatus.RECEIVED, workflow_id="w", at=T0
+    )
+    measured = REGISTRY.get_sample_value(MEASURED, {"dealer": "a"}) or 0.0
     crm = StoringCrm()
     async with httpx.AsyncClient() as http:
         steps = LeadActivities(sessions, None, {"rest": crm}, EventPublisher(http, "secret"), [])  # type: ignore[arg-type]
         attempt = DeliverLeadInput(
-            lead_id="L1", dealer_id="a", lead={}, idempotency_key=claim.idempotency_key
+            lead_id="L1", dealer_id="a", lead={}, idempotency_key=claim.idempotency_key, record_delivered=True
         )
         deadlines = []
         # The first attempt recorded the delivery and its answer was lost; the retry comes 20 min later.
         for now in (T0, T0 + timedelta(minutes=20)):
             monkeypatch.setattr(leads, "utcnow", lambda now=now: now)
-            result = await ActivityEnvironment().run(steps.deliver_lead, attempt)
+            environment = ActivityEnvironment()  # Temporal's clock and the hub's agree
+            environment.info = dataclasses.replace(environment.info, started_time=now)
+            result = await environment.run(steps.deliver_lead, attempt)
             assert result.plan is not None
-            deadlines.append(result.plan.sla_deadline)
+            deadlines.append((result.plan.sla_deadline, result.plan.sla_wait_until))
     assert crm.creates == {claim.idempotency_key: 2}  # the same lead twice: the CRM's key finds it
-    assert deadlines == [(T0 + timedelta(minutes=30)).isoformat()] * 2
+    deadline = T0 + timedelta(minutes=30)
+    assert [at for at, _ in deadlines] == [deadline.isoformat()] * 2
+    assert len({until for _, until in deadlines}) == 1  # the run's timer too (Temporal's clock)
     held = await deliveries.holding(sessions, "L1", "a")
     assert held.delivered_at == T0
+    # The time from the webhook to the dealer's CRM is measured once, not again by the retry.
+    assert REGISTRY.get_sample_value(MEASURED, {"dealer": "a"}) == measured + 1

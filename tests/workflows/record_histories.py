@@ -972,8 +972,8 @@ async def record_report_to_a_move_no_dealer_takes(
 async def test_record_lead_report_to_a_move_passed_on_at_its_end(
     skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str
 ) -> None:
-    """Since the reports-passed-on-at-every-end and event-id-per-delivery-and-report patches: the run
-    passes the report on to the subscribers (an event whose id names the report's time) as it ends."""
+    """Since the reports-passed-on-at-every-end patch: the run passes the report on to the subscribers
+    as it ends."""
     name = "lead_report_to_a_move_passed_on_at_its_end"
     await record_report_to_a_move_no_dealer_takes(skipping_env, sqlite_url, task_queue, name)
 
@@ -1024,7 +1024,7 @@ async def test_record_lead_sent_back_event_per_delivery(
     skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str
 ) -> None:
     """Since the event-id-per-delivery-and-report patch: support sends the lead back to plain-al, whose
-    CRM withdrew it; the move's run delivers it as a new delivery, whose event's id names its key."""
+    CRM withdrew it; the move's run delivers it under a key of its own, which its event's id names."""
     async with sla_hub(skipping_env, sqlite_url, task_queue) as hub:
         lead_id = await hub.create_lead(State="AL", City="Maceió")
         await hub.post_webhook(lead_id)
