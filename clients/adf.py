@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from email.utils import parseaddr
 from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
@@ -20,7 +21,7 @@ import httpx
 
 from clients.dealer_crm import RECORDED, SERVICE, UrlCheck, any_http_url, checked, refusals_permanent
 from clients.errors import PermanentError, TransientError, raise_for_status
-from core.dealers import DealerConfig
+from core.dealers import DealerConfig, adf_missing
 from core.tracing import client_span
 
 ADF_SOURCE = "integrations-hub"  # the <id source>: the same for every lead the hub sends
@@ -107,10 +108,24 @@ def _address(contact: ElementTree.Element, fields: Mapping[str, str]) -> None:
             _text(address, tag, value)
 
 
+# What XML 1.0 cannot carry, even escaped (control characters, lone surrogates): a comment pasted with a
+# vertical tab would make the whole document unreadable, and a lone surrogate could not even be encoded.
+NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
 def _text(parent: ElementTree.Element, tag: str, text: str, **attributes: str) -> ElementTree.Element:
-    element = ElementTree.SubElement(parent, tag, attributes)
-    element.text = text
+    element = ElementTree.SubElement(
+        parent, tag, {name: NOT_XML.sub("", value) for name, value in attributes.items()}
+    )
+    element.text = NOT_XML.sub("", text)
     return element
+
+
+def missing_parts(dealer: DealerConfig, fields: Mapping[str, str]) -> list[str]:
+    """What ADF requires (``core.dealers.ADF_REQUIRED``) that this lead, mapped, does not have: its
+    mapping names a target that Zoho left empty for this lead."""
+    filled = {name for name, value in fields.items() if NOT_XML.sub("", value).strip()}
+    return list(adf_missing(dealer.crm_url, filled))
 
 
 # RFC 3463's enhanced status code at the start of a reply's text: class.subject.detail.
@@ -133,9 +148,10 @@ def _no_such_inbox(code: int, message: str) -> bool:
 
 
 def message_id(idempotency_key: str, sender: str) -> str:
-    """The e-mail's Message-ID, the same for every send of one lead to one dealer."""
+    """The e-mail's Message-ID, the same for every send of one lead to one dealer (in the sender's
+    domain; a sender given with a display name, ``Hub <leads@hub.example>``, too)."""
     digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
-    return f"<adf-{digest}@{sender.rpartition('@')[2] or 'hub.local'}>"
+    return f"<adf-{digest}@{parseaddr(sender)[1].rpartition('@')[2] or 'hub.local'}>"
 
 
 class SmtpRelay:
@@ -179,6 +195,12 @@ class AdfDealerCrm:
 
         The request date is the mapped ``request_date`` (Zoho's Created_Time), so every send of the lead
         is the same document; a later attempt is marked a re-send."""
+        if missing := missing_parts(dealer, fields):
+            # Refused here, as a receiver would: the dealer cannot take this lead as ADF (the next may).
+            missed = ", ".join(missing)
+            raise PermanentError(
+                f"{SERVICE}:{dealer.id}", f"ADF requires {missed}: the lead, as mapped, has none"
+            )
         sent = fields.get("request_date")
         request_date = datetime.fromisoformat(sent) if sent else datetime.now(UTC)
         document = adf_document(dealer, fields, idempotency_key, request_date, resend=attempt > 1)
@@ -246,7 +268,12 @@ class AdfDealerCrm:
             # The hub's own relay refused the hub (a rotated password, the sender not allowed, relay access
             # denied, a refused greeting or message): the dealer refused nothing, so the lead keeps its
             # claim and the send is retried once the relay is fixed. The Web UI shows the attempts.
-            kind = PermanentError if _no_such_inbox(error.code, error.message) else TransientError
+            # Only an enhanced code naming the mailbox counts as the dealer's: a bare 550 or 553 here
+            # ("sender address not allowed", "message rejected") is the relay refusing the hub.
+            enhanced = ENHANCED_STATUS.match(error.message or "") is not None
+            kind = (
+                PermanentError if enhanced and _no_such_inbox(error.code, error.message) else TransientError
+            )
             raise kind(service, f"SMTP {error.code}", error.code) from None
         except (aiosmtplib.SMTPException, OSError) as error:
             # SMTPNotSupported (the relay offers no STARTTLS) is the relay's set-up too.

@@ -139,13 +139,19 @@ def holiday_calendar(region: str, today: date) -> dict[str, object]:
     return {"region": region, "years": [first, last], "dates": [day.isoformat() for day in days]}
 
 
+# A day's end as a closing time ("22:00-24:00"): the last moment of the day.
+END_OF_DAY = "24:00"
+
+
 def parse_interval(text: str) -> tuple[time, time]:
-    """``"08:00-18:00"`` as (opens, closes); raises ValueError naming what is wrong."""
+    """``"08:00-18:00"`` as (opens, closes), ``24:00`` closing at the day's end; raises ValueError naming
+    what is wrong."""
     opens_text, sep, closes_text = text.partition("-")
     if not sep:
         raise ValueError(f"{text!r}: expected HH:MM-HH:MM")
     try:
-        opens, closes = time.fromisoformat(opens_text.strip()), time.fromisoformat(closes_text.strip())
+        opens = time.fromisoformat(opens_text.strip())
+        closes = time.max if closes_text.strip() == END_OF_DAY else time.fromisoformat(closes_text.strip())
     except ValueError:
         raise ValueError(f"{text!r}: expected HH:MM-HH:MM") from None
     if opens >= closes:
@@ -192,6 +198,12 @@ def from_config(config: dict[str, object] | None) -> OpeningHours:
     closed_days = config.get("closed") or []
     if not isinstance(closed_days, list):
         raise ValueError("closed: expected a list of dates")
+    if not weekly and (country or closed_days):
+        # Without weekly hours the dealer is always open: its holidays and closed days would close nothing.
+        raise ValueError(
+            'holidays and closed days need weekly hours (a dealer open around the clock: "00:00-24:00"'
+            " on each day)"
+        )
     closed = frozenset(date.fromisoformat(str(day)) for day in closed_days)
     return OpeningHours(zone, weekly, country, subdivision, closed, holiday_dates, holiday_years)
 

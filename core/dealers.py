@@ -9,6 +9,22 @@ from typing import Any
 DEALER_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 # Reserved: gold.dealer_performance's rows of won deals whose lead no dealer holds; no dealer takes it.
 UNLINKED_DEALER = "unlinked"
+# What ADF 1.0 requires of a lead, and the field-mapping targets that fill it (any one of each). A
+# receiver drops a document without them; a lead inbox does so after the hub's send succeeded.
+ADF_REQUIRED = {
+    "the vehicle's make": ("vehicle_make",),
+    "the vehicle's model": ("vehicle_model",),
+    "the customer's name": ("first_name", "last_name", "full_name"),
+    "the customer's e-mail or phone": ("email", "phone", "mobile"),
+    "the vendor's e-mail or phone": ("vendor_email", "vendor_phone"),  # a mailto: dealer's inbox serves
+}
+
+
+def adf_missing(crm_url: str, targets: set[str]) -> dict[str, tuple[str, ...]]:
+    """What ADF requires that ``targets`` (mapped, or filled for a lead) leave out, with what would fill
+    it; a ``mailto:`` dealer's inbox is the vendor's e-mail."""
+    filled = targets | ({"vendor_email"} if crm_url.startswith("mailto:") else set())
+    return {part: names for part, names in ADF_REQUIRED.items() if not filled & set(names)}
 
 
 @dataclass(frozen=True)

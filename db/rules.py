@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -11,8 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.business_hours import from_config, holiday_calendar
-from core.dealers import DEALER_ID_PATTERN, UNLINKED_DEALER
+from core.business_hours import HORIZON_DAYS, from_config, holiday_calendar
+from core.dealers import DEALER_ID_PATTERN, UNLINKED_DEALER, adf_missing
+from core.timeutil import utcnow
 from db.models import Dealer
 
 DealerId = Annotated[str, StringConstraints(pattern=DEALER_ID_PATTERN)]
@@ -120,14 +121,33 @@ class DealerEntry(BaseModel):
         return sla
 
     @model_validator(mode="after")
-    def _adf_vendor_contact(self) -> DealerEntry:
-        # ADF's vendor <contact> needs an e-mail or a phone: a mailto: dealer's inbox serves, one that
-        # takes POSTs names one in its mapping.
-        mapped = {"vendor_email", "vendor_phone"} & set(self.field_mapping)
-        if self.crm.kind == "adf" and not self.crm.url.startswith("mailto:") and not mapped:
+    def _sla_fits_in_open_hours(self) -> DealerEntry:
+        # The SLA clock runs in open time: hours too few for the SLA within a year would fail each
+        # delivery's deadline after the dealer's CRM already took the lead.
+        if self.sla is None or self.hours is None:
+            return self
+        minutes = self.sla.accept_within_minutes
+        try:
+            from_config(self.hours.stored()).add_open_time(utcnow(), timedelta(minutes=minutes))
+        except ValueError:
             raise ValueError(
-                'an ADF dealer over HTTP maps vendor_email or vendor_phone (a literal: "=leads@dealer"):'
-                " ADF's vendor contact needs one"
+                f"sla.accept_within_minutes: {minutes} open minutes do not fit in a year of this dealer's"
+                f" hours from today ({HORIZON_DAYS} days)"
+            ) from None
+        return self
+
+    @model_validator(mode="after")
+    def _adf_required_parts(self) -> DealerEntry:
+        # ADF requires a vehicle's make and model, the customer's name and an e-mail or phone, and the
+        # vendor's e-mail or phone (a mailto: dealer's inbox serves): the mapping must name each.
+        if self.crm.kind != "adf":
+            return self
+        missing = adf_missing(self.crm.url, set(self.field_mapping))
+        if missing:
+            wanted = "; ".join(f"{part}: {' or '.join(names)}" for part, names in missing.items())
+            raise ValueError(
+                f"an ADF dealer maps what ADF requires, and this one does not map {wanted} (a literal"
+                ' serves: "=Chevrolet", "=leads@dealer")'
             )
         return self
 

@@ -84,6 +84,48 @@ def test_the_structure_check_refuses_what_a_dealer_could_not_use(
         parse_adf(adf_document(DEALER, fields, "lead-1-dealer-am", WHEN))
 
 
+def test_what_xml_cannot_carry_is_left_out_not_sent_as_an_unreadable_document() -> None:
+    """A comment pasted with control characters, or a name with a lone surrogate from Zoho's JSON: the
+    document stays well-formed (a receiver would drop it whole) and can be encoded."""
+    fields = FIELDS | {"comments": "liga\x0b depois\x1b", "first_name": "Ana\ud83d"}
+    document = adf_document(DEALER, fields, "lead-1-dealer-am", WHEN)
+    document.encode()
+    lead = parse_adf(document)
+    assert lead.fields["names"]["first"] == "Ana"
+    assert "<comments>liga depois</comments>" in document
+
+
+@pytest.mark.parametrize(
+    ("left_empty", "missing"),
+    [
+        ({"vehicle_model": ""}, "the vehicle's model"),
+        ({"email": "", "mobile": " "}, "the customer's e-mail or phone"),
+        ({"first_name": "", "last_name": "\x0b"}, "the customer's name"),
+    ],
+)
+async def test_a_lead_adf_cannot_carry_is_refused_before_it_is_sent(
+    left_empty: dict[str, str], missing: str
+) -> None:
+    """Zoho left a field the dealer's mapping fills empty for this lead: the document would lack what ADF
+    requires, which a lead inbox drops after taking the e-mail. The hub refuses the lead for this dealer
+    instead (the next dealer may take it), saying what is missing, and sends nothing."""
+    sent: list[httpx.Request] = []
+    transport = httpx.MockTransport(lambda request: sent.append(request) or httpx.Response(201))
+    async with httpx.AsyncClient(transport=transport) as http:
+        dealer = replace(DEALER, crm_url="https://dealer.example/adf")
+        relay = SmtpRelay("127.0.0.1", 1, "hub@example.com")
+        with pytest.raises(PermanentError, match=f"ADF requires {missing}"):
+            await AdfDealerCrm(http, relay).create_lead(
+                dealer, FIELDS | left_empty, "57", "lead-57-dealer-am"
+            )
+    assert sent == []
+
+
+def test_the_message_id_is_in_the_senders_domain_whatever_its_display_name() -> None:
+    assert message_id("k", "Hub Leads <leads@hub.example>") == message_id("k", "leads@hub.example")
+    assert message_id("k", "Hub Leads <leads@hub.example>").endswith("@hub.example>")
+
+
 class RefusingInbox:
     """An SMTP server that answers each recipient with the code its address names."""
 
@@ -111,7 +153,7 @@ async def test_an_inbox_refused_for_now_is_tried_again_one_refused_for_good_is_n
                 id="d1", name="d1", crm_kind="adf", crm_url=f"mailto:{inbox}@dealer.example", field_mapping={}
             )
             with pytest.raises(error):
-                await crm.create_lead(dealer, {}, "5725767000000123456", "lead-5725767000000123456-d1")
+                await crm.create_lead(dealer, FIELDS, "5725767000000123456", "lead-5725767000000123456-d1")
     finally:
         controller.stop()
 
@@ -146,6 +188,8 @@ class Relay:
         ("RCPT", "554 5.7.1 Relay access denied", False, TransientError),  # the worker left its allowlist
         ("MAIL", "553 5.7.1 sender not allowed", False, TransientError),  # the hub's sender, not the lead
         ("DATA", "554 5.2.0 SendAsDenied", False, TransientError),  # the relay's policy on the sender
+        ("MAIL", "553 Sender address not allowed", False, TransientError),  # no enhanced code: the relay's
+        ("DATA", "550 Message rejected", False, TransientError),  # the relay's content policy
         ("RCPT", "550 5.1.1 no such mailbox", True, TransientError),  # STARTTLS asked, none offered
     ],
 )
@@ -162,7 +206,9 @@ async def test_only_the_dealers_inbox_being_gone_is_a_refusal_not_the_hubs_relay
         async with httpx.AsyncClient() as http:
             dealer = replace(DEALER, crm_url="mailto:leads@dealer.example")
             with pytest.raises(error):
-                await AdfDealerCrm(http, relay).create_lead(dealer, {}, "5725767000000123456", "lead-1-d1")
+                await AdfDealerCrm(http, relay).create_lead(
+                    dealer, FIELDS, "5725767000000123456", "lead-1-d1"
+                )
     finally:
         controller.stop()
 
@@ -182,7 +228,7 @@ async def test_a_receiver_that_already_holds_the_lead_has_it() -> None:
             id="d1", name="d1", crm_kind="adf", crm_url="https://leads.dealer.example/adf", field_mapping={}
         )
         key = "lead-5725767000000123456-d1"
-        assert await crm.create_lead(dealer, {}, "5725767000000123456", key, attempt=2) == key
+        assert await crm.create_lead(dealer, FIELDS, "5725767000000123456", key, attempt=2) == key
     assert len(posted) == 1
 
 

@@ -62,6 +62,10 @@ def test_split_days_and_a_dealer_without_hours() -> None:
         ({"weekly": {"mon": ["8h-18h"]}}, "expected HH:MM-HH:MM"),
         ({"weekly": WEEKDAYS, "holidays": "XX"}, "unknown country 'XX'"),
         ({"weekly": WEEKDAYS, "holidays": "BR-ZZ"}, "BR has no subdivision 'ZZ'"),
+        # Without weekly hours the dealer is always open: holidays and closed days would close nothing.
+        ({"weekly": {}, "holidays": "BR"}, "holidays and closed days need weekly hours"),
+        ({"weekly": {}, "closed": ["2026-12-24"]}, "holidays and closed days need weekly hours"),
+        ({"weekly": {"mon": ["08:00-25:00"]}}, "expected HH:MM-HH:MM"),
     ],
 )
 def test_bad_hours_are_refused_naming_what_is_wrong(config: dict[str, object], message: str) -> None:
@@ -127,3 +131,13 @@ def test_a_dealer_always_open_counts_in_utc() -> None:
     start = at("2026-12-01T22:15")
     assert from_config(None).add_open_time(start, timedelta(minutes=30)).utcoffset() == timedelta(0)
     assert from_config(None).add_open_time(start, timedelta(minutes=30)) == start + timedelta(minutes=30)
+
+
+def test_a_dealer_open_around_the_clock_closes_on_its_holidays() -> None:
+    """Open day and night ("00:00-24:00" every day), closed on Christmas: an SLA running into Christmas
+    Eve's midnight resumes the day after."""
+    every_day = {day: ["00:00-24:00"] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+    hours = from_config({"weekly": every_day, "holidays": "BR"})
+    assert hours.is_open(at("2026-12-24T23:59")) and not hours.is_open(at("2026-12-25T12:00"))
+    resumed = hours.add_open_time(at("2026-12-24T23:50"), timedelta(minutes=30))
+    assert abs(resumed - at("2026-12-26T00:20")) < timedelta(milliseconds=1)  # 24:00 is the day's last moment

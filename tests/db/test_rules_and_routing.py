@@ -946,15 +946,41 @@ async def test_the_same_late_report_sent_twice_at_once_is_recorded_once_and_answ
         assert [(row.dealer_id, row.status, row.outcome) for row in rows] == [("a", "accepted", "late")]
 
 
-def test_an_adf_dealer_over_http_names_its_vendor_contact() -> None:
-    """ADF's vendor <contact> needs an e-mail or a phone; a mailto: dealer's inbox serves, a dealer that
-    takes POSTs maps one."""
+def test_an_sla_that_does_not_fit_in_a_year_of_the_dealers_hours_is_refused_as_the_rules_load() -> None:
+    """One open hour a week and a week's SLA: no delivery could get a deadline (after its CRM took the
+    lead), so the rules are refused, naming the SLA."""
+    saturdays = {"hours": {"weekly": {"sat": ["09:00-10:00"]}}}
+    with pytest.raises(ValidationError, match="10080 open minutes do not fit in a year"):
+        RulesFile.model_validate(
+            {"dealers": [dealer("a") | saturdays | {"sla": {"accept_within_minutes": 10080}}]}
+        )
+    fits = dealer("a") | saturdays | {"sla": {"accept_within_minutes": 120}}
+    assert len(RulesFile.model_validate({"dealers": [fits]}).dealers) == 1
+
+
+ADF_LEAD = {"vehicle_make": "=Chevrolet", "vehicle_model": "Modelo_de_Interesse", "first_name": "First_Name"}
+
+
+def test_an_adf_dealer_maps_what_adf_requires() -> None:
+    """ADF requires a vehicle's make and model, the customer's name and an e-mail or phone, and the
+    vendor's e-mail or phone: a dealer whose mapping leaves one out is refused as the rules load, not
+    lead by lead. A mailto: dealer's inbox is the vendor's e-mail; a dealer that takes POSTs maps one."""
     posted = dealer("adf-http") | {"crm": {"kind": "adf", "url": "https://dealer.example/adf"}}
-    with pytest.raises(ValidationError, match="maps vendor_email or vendor_phone"):
+    with pytest.raises(ValidationError) as refused:
         RulesFile.model_validate({"dealers": [posted]})
-    named = posted | {"field_mapping": {"external_id": "id", "vendor_email": "=leads@dealer.example"}}
-    mailed = dealer("adf-mail") | {"crm": {"kind": "adf", "url": "mailto:leads@dealer.example"}}
+    message = str(refused.value)
+    assert "the vehicle's make: vehicle_make; the vehicle's model: vehicle_model" in message
+    assert "the customer's e-mail or phone: email or phone or mobile" in message
+    assert "the vendor's e-mail or phone: vendor_email or vendor_phone" in message
+    lead = {**ADF_LEAD, "mobile": "Mobile"}
+    named = posted | {"field_mapping": {**lead, "vendor_email": "=leads@dealer.example"}}
+    mailed = dealer("adf-mail") | {
+        "crm": {"kind": "adf", "url": "mailto:leads@dealer.example"},
+        "field_mapping": lead,
+    }
     assert len(RulesFile.model_validate({"dealers": [named, mailed]}).dealers) == 2
+    with pytest.raises(ValidationError, match="the customer's e-mail or phone"):
+        RulesFile.model_validate({"dealers": [mailed | {"field_mapping": ADF_LEAD}]})
 
 
 async def test_a_report_timed_ahead_of_the_hubs_clock_does_not_outrank_later_real_ones(
