@@ -25,6 +25,7 @@ from core.dealers import DealerConfig
 from core.metrics import (
     DEALER_DELIVERIES,
     EVENTS_REFUSED,
+    LEAD_DROPS_RECORDED,
     LEAD_RECEIVED_TO_DELIVERED,
     LEAD_WITHDRAWALS,
     LEADS_SLA_EXHAUSTED,
@@ -653,6 +654,12 @@ class LeadActivities:
                     dealer, params.dealer_lead_id, params.lead_id, params.idempotency_key
                 )
         await deliveries.record_withdrawal(self._sessions, params.lead_id, params.dealer_id, outcome)
+        if outcome == RECORDED:
+            # The customer may hear from two dealers: support tells this one (GET /v1/leads/{id} shows it).
+            LEAD_DROPS_RECORDED.labels(params.dealer_id).inc()
+            activity.logger.warning(
+                "lead %s: %s's CRM could not be asked to drop it (recorded)", params.lead_id, params.dealer_id
+            )
         return WithdrawAtDealerResult(crm_outcome=outcome)
 
     @activity.defn

@@ -25,6 +25,7 @@ from core.dealers import DealerConfig, adf_missing
 from core.tracing import client_span
 
 ADF_SOURCE = "integrations-hub"  # the <id source>: the same for every lead the hub sends
+ZOHO_LEAD_SOURCE = "zoho-lead"  # the customer's <id source>: the lead's id in Zoho
 ADF_CONTENT_TYPE = "application/xml"
 # Dealer fields (the field mapping's targets) that have a place in the ADF document.
 CUSTOMER_NAME = {"first_name": "first", "last_name": "last", "full_name": "full"}
@@ -39,12 +40,14 @@ def adf_document(
     request_date: datetime,
     *,
     resend: bool = False,
+    lead_id: str = "",
 ) -> str:
     """The ADF 1.0 document of one lead: prospect (id, requestdate, vehicle, customer, vendor, provider).
 
     ``fields`` are the lead mapped with the dealer's field mapping, under the names above (``vehicle_``
     prefixed for the vehicle, ``street``/``city``/``state``/``postal_code``/``country`` for the address,
-    ``comments``).
+    ``comments``). ``lead_id``: the Zoho lead's id, in ``<customer><id source="zoho-lead">``, which a
+    dealer reporting statuses to the hub's webhook puts in its URL.
     """
     adf = ElementTree.Element("adf")
     prospect = ElementTree.SubElement(adf, "prospect", status="resend" if resend else "new")
@@ -69,6 +72,8 @@ def adf_document(
             _text(contact, "phone", value, type=kind)
     if any(fields.get(name) for name in ("street", *ADDRESS)):
         _address(contact, fields)
+    if lead_id:
+        _text(customer, "id", lead_id, source=ZOHO_LEAD_SOURCE)
     if comments := fields.get("comments"):
         _text(customer, "comments", comments)
     vendor = ElementTree.SubElement(prospect, "vendor")
@@ -203,7 +208,9 @@ class AdfDealerCrm:
             )
         sent = fields.get("request_date")
         request_date = datetime.fromisoformat(sent) if sent else datetime.now(UTC)
-        document = adf_document(dealer, fields, idempotency_key, request_date, resend=attempt > 1)
+        document = adf_document(
+            dealer, fields, idempotency_key, request_date, resend=attempt > 1, lead_id=external_id
+        )
         if dealer.crm_url.startswith("mailto:"):
             await self._mail(dealer, document, idempotency_key)
         else:

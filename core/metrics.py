@@ -118,6 +118,13 @@ LEAD_WITHDRAWALS = Counter(
     ["dealer"],
     registry=REGISTRY,
 )
+LEAD_DROPS_RECORDED = Counter(
+    "hub_lead_drops_recorded_total",
+    "Leads a dealer lost whose CRM could not be asked to drop them (ADF, a SOAP DMS without"
+    " WithdrawLead, a REST CRM that named no such lead): recorded; the dealer may still hold the lead.",
+    ["dealer"],
+    registry=REGISTRY,
+)
 LEADS_SLA_EXHAUSTED = Counter(
     "hub_leads_sla_exhausted_total",
     "Leads no dealer accepted within the re-routes allowed: handed to the fallback owner in Zoho.",

@@ -57,6 +57,12 @@ def test_the_vendor_contact_has_the_dealer_s_inbox_or_its_mapped_address() -> No
     assert "<email>leads@manaus.example</email></contact></vendor>" in document
 
 
+def test_the_customer_carries_the_zoho_lead_id_a_dealer_reports_statuses_under() -> None:
+    document = adf_document(DEALER, FIELDS, "lead-57-dealer-am", WHEN, lead_id="5725767000000123456")
+    assert '<id source="zoho-lead">5725767000000123456</id><comments>' in document
+    parse_adf(document)  # customer (contact, id*, comments?): in the DTD's order
+
+
 def test_a_resend_is_marked_and_keeps_its_id() -> None:
     again = parse_adf(adf_document(DEALER, FIELDS, "lead-1-dealer-am", WHEN, resend=True))
     assert (again.id, again.status) == ("lead-1-dealer-am", "resend")

@@ -31,6 +31,7 @@ from contracts.leads import (
     start_lead_distribution,
 )
 from core.constants import LEAD_STATUS, LeadStatus, lead_workflow_id
+from core.metrics import REGISTRY as HUB_METRICS
 from db import feedback, zoho_writebacks
 from db.deliveries import withdraw
 from db.engine import create_engine, one_off_sessions, session_factory
@@ -179,10 +180,16 @@ async def sla_exhausted_lead(hub: Hub, env: WorkflowEnvironment, **fields: str) 
     return lead_id
 
 
+def drops_recorded(dealer_id: str) -> float:
+    """Leads ``dealer_id`` lost whose CRM could not be asked to drop them (this process's worker)."""
+    return HUB_METRICS.get_sample_value("hub_lead_drops_recorded_total", {"dealer": dealer_id}) or 0.0
+
+
 async def test_dealers_that_miss_the_sla_lose_the_lead_until_the_fallback_owner(
     sla_hub: Hub, skipping_env: WorkflowEnvironment
 ) -> None:
     hub = sla_hub
+    recorded_before = drops_recorded("sla-c")
     lead_id = await hub.create_lead(State="PR", City="Curitiba", First_Name="Rui")
     assert (await hub.post_webhook(lead_id)).status_code == 202
     await at_dealer(hub, lead_id, "sla-a")
@@ -212,6 +219,8 @@ async def test_dealers_that_miss_the_sla_lose_the_lead_until_the_fallback_owner(
     ]
     assert all("SLA to accept passed" in str(d["withdrawal_reason"]) for d in deliveries)
     assert all(str(d["reason"]).startswith("routed: covers the lead") for d in deliveries)
+    # Support hears of the one dealer that may still hold the lead (the HubLeadDropsRecorded ticket).
+    assert drops_recorded("sla-c") == recorded_before + 1 and drops_recorded("sla-a") == 0
     statuses = [(h["status"], h["dealer_id"]) for h in lead["history"]]
     assert statuses[-2:] == [("withdrawn", "sla-c"), ("sla_exhausted", None)]
     assert statuses.count(("withdrawn", "sla-a")) == 1
