@@ -525,22 +525,12 @@ class LeadActivities:
         check = await deliveries.check_delivery(self._sessions, params.lead_id, dealer.id, key)
         if check.moved_on:  # a run reset to before this step: the dealer must not get the lead again
             raise ApplicationError(check.moved_on, type=LEAD_MOVED_ON, non_retryable=True)
-        try:
-            with external_call(permanent_type=DEALER_REJECTED):
-                async with heartbeating():
-                    dealer_lead_id = await crm.create_lead(
-                        dealer,
-                        fields,
-                        params.lead_id,
-                        key,
-                        attempt=activity.info().attempt,
-                        claimed_at=check.key_first_claimed_at,
-                    )
-        except Exception as error:
-            rejected = isinstance(error, ApplicationError) and error.non_retryable
-            DEALER_DELIVERIES.labels(dealer.id, "rejected" if rejected else "unavailable").inc()
-            raise
-        DEALER_DELIVERIES.labels(dealer.id, "delivered").inc()
+        if check.recorded_as is not None:
+            # An earlier attempt delivered it and recorded so; only its answer was lost: no second call
+            # (an ADF inbox would get a second e-mail, a SOAP DMS a second lookup).
+            dealer_lead_id = check.recorded_as
+        else:
+            dealer_lead_id = await self._create_at_dealer(dealer, crm, fields, params.lead_id, key, check)
         kept_id = keepable_lead_id(dealer_lead_id)
         if kept_id != dealer_lead_id:
             activity.logger.warning("dealer %s named the lead by an id the hub cannot keep", dealer.id)
@@ -573,6 +563,34 @@ class LeadActivities:
         followed = is_followed(dealer)
         plan = plan_to_follow(dealer, delivered_at, offset) if delivered_at and followed else None
         return DeliverLeadResult(dealer_lead_id=dealer_lead_id, followed=followed, plan=plan)
+
+    async def _create_at_dealer(
+        self,
+        dealer: DealerConfig,
+        crm: DealerCrm,
+        fields: dict[str, str],
+        lead_id: str,
+        key: str,
+        check: deliveries.DeliveryCheck,
+    ) -> str:
+        """The create call: the dealer's id of the lead; counted by its outcome."""
+        try:
+            with external_call(permanent_type=DEALER_REJECTED):
+                async with heartbeating():
+                    dealer_lead_id = await crm.create_lead(
+                        dealer,
+                        fields,
+                        lead_id,
+                        key,
+                        attempt=activity.info().attempt,
+                        claimed_at=check.key_first_claimed_at,
+                    )
+        except Exception as error:
+            rejected = isinstance(error, ApplicationError) and error.non_retryable
+            DEALER_DELIVERIES.labels(dealer.id, "rejected" if rejected else "unavailable").inc()
+            raise
+        DEALER_DELIVERIES.labels(dealer.id, "delivered").inc()
+        return dealer_lead_id
 
     async def _measure_delivery(self, lead_id: str, dealer_id: str, delivered: datetime) -> None:
         received = await lead_status.received_at(self._sessions, lead_id)

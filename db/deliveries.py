@@ -399,6 +399,9 @@ class DeliveryCheck:
     # When this dealer was first chosen for the lead under this key (a lead sent back to a dealer may
     # take up the key of its earlier delivery there): no create under the key is older.
     key_first_claimed_at: datetime | None = None
+    # The dealer's id of the lead ("" where its CRM named none) where this delivery is recorded already:
+    # an attempt whose answer was lost after its commit, retried. None: not recorded yet.
+    recorded_as: str | None = None
 
 
 async def check_delivery(
@@ -423,7 +426,9 @@ async def check_delivery(
             return DeliveryCheck(f"the lead is at {row.dealer_id} now")
         if row.idempotency_key and row.idempotency_key != key:
             return DeliveryCheck(f"the lead went back to {dealer_id} as a new delivery")
-        return DeliveryCheck(None, await _key_first_claimed(session, lead_id, dealer_id, key, row.claimed_at))
+        first_claimed = await _key_first_claimed(session, lead_id, dealer_id, key, row.claimed_at)
+        recorded_as = (row.dealer_lead_id or "") if row.status == DELIVERED else None
+        return DeliveryCheck(None, first_claimed, recorded_as)
 
 
 async def _key_first_claimed(
