@@ -126,11 +126,16 @@ def _text(parent: ElementTree.Element, tag: str, text: str, **attributes: str) -
     return element
 
 
+def xml_fields(fields: Mapping[str, str]) -> dict[str, str]:
+    """The mapped lead as ADF can carry it: what XML cannot hold left out, blank values dropped."""
+    cleaned = {name: NOT_XML.sub("", value) for name, value in fields.items()}
+    return {name: value for name, value in cleaned.items() if value.strip()}
+
+
 def missing_parts(dealer: DealerConfig, fields: Mapping[str, str]) -> list[str]:
-    """What ADF requires (``core.dealers.ADF_REQUIRED``) that this lead, mapped, does not have: its
-    mapping names a target that Zoho left empty for this lead."""
-    filled = {name for name, value in fields.items() if NOT_XML.sub("", value).strip()}
-    return list(adf_missing(dealer.crm_url, filled))
+    """What ADF requires (``core.dealers.ADF_REQUIRED``) that this lead, mapped (``xml_fields``), does
+    not have: its mapping names a target that Zoho left empty for this lead."""
+    return list(adf_missing(dealer.crm_url, set(fields)))
 
 
 # RFC 3463's enhanced status code at the start of a reply's text: class.subject.detail.
@@ -200,6 +205,7 @@ class AdfDealerCrm:
 
         The request date is the mapped ``request_date`` (Zoho's Created_Time), so every send of the lead
         is the same document; a later attempt is marked a re-send."""
+        fields = xml_fields(fields)
         if missing := missing_parts(dealer, fields):
             # Refused here, as a receiver would: the dealer cannot take this lead as ADF (the next may).
             missed = ", ".join(missing)
@@ -271,6 +277,9 @@ class AdfDealerCrm:
             codes = [each.code for each in refused]
             kind = PermanentError if gone else TransientError
             raise kind(service, f"SMTP recipient refused: {max(codes, default=0)}") from None
+        except aiosmtplib.SMTPSenderRefused as error:
+            # MAIL FROM refused (even as 5.1.7/5.1.8): the hub's sender, never the dealer's inbox.
+            raise TransientError(service, f"SMTP sender refused: {error.code}", error.code) from None
         except aiosmtplib.SMTPResponseException as error:
             # The hub's own relay refused the hub (a rotated password, the sender not allowed, relay access
             # denied, a refused greeting or message): the dealer refused nothing, so the lead keeps its

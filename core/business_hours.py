@@ -66,7 +66,7 @@ class OpeningHours:
         zone, instant = ZoneInfo(self.timezone), at.astimezone(UTC)
         day = instant.astimezone(zone).date()
         return any(
-            _first_shown(day, opens, zone) <= instant < _first_shown(day, closes, zone)
+            _first_shown(day, opens, zone) <= instant < _closing(day, closes, zone)
             for opens, closes in self.intervals_on(day)
         )
 
@@ -85,13 +85,21 @@ class OpeningHours:
             day = first_day + timedelta(days=offset)
             for opens, closes in self.intervals_on(day):
                 begin = max(_first_shown(day, opens, zone), started)
-                end = _first_shown(day, closes, zone)
+                end = _closing(day, closes, zone)
                 if begin >= end:
                     continue
                 if begin + left <= end:
                     return begin + left
                 left -= end - begin
         raise ValueError(f"no open hours within {HORIZON_DAYS} days of {start.isoformat()}")
+
+
+def _closing(day: date, closes: time, zone: ZoneInfo) -> datetime:
+    """When an interval of ``day`` closes: ``24:00`` (``time.max``) is the next day's first moment, so a
+    dealer open around the clock is open through a change of the clocks at midnight too."""
+    if closes == time.max:
+        return _first_shown(day + timedelta(days=1), time(0), zone)
+    return _first_shown(day, closes, zone)
 
 
 @lru_cache(maxsize=4096)  # routing asks it for each dealer's hours, for each lead
@@ -198,12 +206,7 @@ def from_config(config: dict[str, object] | None) -> OpeningHours:
     closed_days = config.get("closed") or []
     if not isinstance(closed_days, list):
         raise ValueError("closed: expected a list of dates")
-    if not weekly and (country or closed_days):
-        # Without weekly hours the dealer is always open: its holidays and closed days would close nothing.
-        raise ValueError(
-            'holidays and closed days need weekly hours (a dealer open around the clock: "00:00-24:00"'
-            " on each day)"
-        )
+
     closed = frozenset(date.fromisoformat(str(day)) for day in closed_days)
     return OpeningHours(zone, weekly, country, subdivision, closed, holiday_dates, holiday_years)
 

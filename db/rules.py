@@ -62,6 +62,12 @@ class HoursConfig(BaseModel):
 
     @model_validator(mode="after")
     def _valid_calendar(self) -> HoursConfig:
+        if not self.weekly and (self.holidays or self.closed):
+            # Without weekly hours the dealer is always open: its holidays and closed days close nothing.
+            raise ValueError(
+                'holidays and closed days need weekly hours (a dealer open around the clock: "00:00-24:00"'
+                " on each day)"
+            )
         from_config(self.stored())  # unknown zones, weekdays or regions, overlaps: a clear error
         return self
 
@@ -142,7 +148,8 @@ class DealerEntry(BaseModel):
         # vendor's e-mail or phone (a mailto: dealer's inbox serves): the mapping must name each.
         if self.crm.kind != "adf":
             return self
-        missing = adf_missing(self.crm.url, set(self.field_mapping))
+        mapped = {target for target, source in self.field_mapping.items() if source.strip() not in ("", "=")}
+        missing = adf_missing(self.crm.url, mapped)
         if missing:
             wanted = "; ".join(f"{part}: {' or '.join(names)}" for part, names in missing.items())
             raise ValueError(

@@ -195,6 +195,12 @@ class Relay:
         ("MAIL", "553 5.7.1 sender not allowed", False, TransientError),  # the hub's sender, not the lead
         ("DATA", "554 5.2.0 SendAsDenied", False, TransientError),  # the relay's policy on the sender
         ("MAIL", "553 Sender address not allowed", False, TransientError),  # no enhanced code: the relay's
+        (
+            "MAIL",
+            "553 5.1.8 Sender address rejected",
+            False,
+            TransientError,
+        ),  # a mailbox code, for the sender
         ("DATA", "550 Message rejected", False, TransientError),  # the relay's content policy
         ("RCPT", "550 5.1.1 no such mailbox", True, TransientError),  # STARTTLS asked, none offered
     ],

@@ -62,9 +62,6 @@ def test_split_days_and_a_dealer_without_hours() -> None:
         ({"weekly": {"mon": ["8h-18h"]}}, "expected HH:MM-HH:MM"),
         ({"weekly": WEEKDAYS, "holidays": "XX"}, "unknown country 'XX'"),
         ({"weekly": WEEKDAYS, "holidays": "BR-ZZ"}, "BR has no subdivision 'ZZ'"),
-        # Without weekly hours the dealer is always open: holidays and closed days would close nothing.
-        ({"weekly": {}, "holidays": "BR"}, "holidays and closed days need weekly hours"),
-        ({"weekly": {}, "closed": ["2026-12-24"]}, "holidays and closed days need weekly hours"),
         ({"weekly": {"mon": ["08:00-25:00"]}}, "expected HH:MM-HH:MM"),
     ],
 )
@@ -141,3 +138,15 @@ def test_a_dealer_open_around_the_clock_closes_on_its_holidays() -> None:
     assert hours.is_open(at("2026-12-24T23:59")) and not hours.is_open(at("2026-12-25T12:00"))
     resumed = hours.add_open_time(at("2026-12-24T23:50"), timedelta(minutes=30))
     assert abs(resumed - at("2026-12-26T00:20")) < timedelta(milliseconds=1)  # 24:00 is the day's last moment
+
+
+def test_around_the_clock_holds_through_a_change_of_the_clocks_at_midnight() -> None:
+    """Santiago's clocks go back at midnight (2026-04-05 00:00 -03 is 2026-04-04 23:00 -04): a dealer open
+    "00:00-24:00" stays open through the repeated hour; 24:00 is the next day's first moment."""
+    every_day = {day: ["00:00-24:00"] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+    hours = from_config({"timezone": "America/Santiago", "weekly": every_day})
+    santiago = ZoneInfo("America/Santiago")
+    repeated = datetime(2026, 4, 4, 23, 30, tzinfo=santiago).replace(fold=1)  # -04, after the change
+    assert hours.is_open(repeated)
+    start = datetime(2026, 4, 4, 22, 0, tzinfo=santiago)
+    assert hours.add_open_time(start, timedelta(hours=3)) == start + timedelta(hours=3)  # elapsed time

@@ -958,6 +958,15 @@ def test_an_sla_that_does_not_fit_in_a_year_of_the_dealers_hours_is_refused_as_t
     assert len(RulesFile.model_validate({"dealers": [fits]}).dealers) == 1
 
 
+def test_holidays_without_weekly_hours_are_refused_as_the_rules_load() -> None:
+    """Without weekly hours a dealer is always open: holidays or closed days given with none would close
+    nothing, so the file is refused (rows stored so by an earlier version still load, open always)."""
+    for hours in ({"weekly": {}, "holidays": "BR"}, {"weekly": {}, "closed": ["2026-12-24"]}):
+        with pytest.raises(ValidationError, match="holidays and closed days need weekly hours"):
+            RulesFile.model_validate({"dealers": [dealer("a") | {"hours": hours}]})
+    assert from_config({"weekly": {}, "holidays": "BR"}).always_open
+
+
 ADF_LEAD = {"vehicle_make": "=Chevrolet", "vehicle_model": "Modelo_de_Interesse", "first_name": "First_Name"}
 
 
@@ -981,6 +990,9 @@ def test_an_adf_dealer_maps_what_adf_requires() -> None:
     assert len(RulesFile.model_validate({"dealers": [named, mailed]}).dealers) == 2
     with pytest.raises(ValidationError, match="the customer's e-mail or phone"):
         RulesFile.model_validate({"dealers": [mailed | {"field_mapping": ADF_LEAD}]})
+    blank = {**lead, "vehicle_make": "= "}  # a literal of nothing fills nothing
+    with pytest.raises(ValidationError, match="the vehicle's make: vehicle_make"):
+        RulesFile.model_validate({"dealers": [mailed | {"field_mapping": blank}]})
 
 
 async def test_a_report_timed_ahead_of_the_hubs_clock_does_not_outrank_later_real_ones(
