@@ -288,11 +288,16 @@ def temporal_clock_offset() -> timedelta:
     return activity.info().started_time - utcnow()
 
 
-def plan_to_follow(dealer: DealerConfig, delivered_at: datetime | None, offset: timedelta) -> FollowPlan:
-    """The dealer's deadline to accept a lead delivered then (its open hours counted), on the hub's clock
-    and on Temporal's (``offset`` ahead, ``temporal_clock_offset``), and whether its CRM is read."""
+def plan_to_follow(
+    dealer: DealerConfig, delivered_at: datetime | None, offset: timedelta, accept_by: datetime | None = None
+) -> FollowPlan:
+    """The dealer's deadline to accept a lead delivered then (``accept_by``, as the delivery recorded it;
+    None: its open hours counted now), on the hub's clock and on Temporal's (``offset`` ahead,
+    ``temporal_clock_offset``), and whether its CRM is read."""
     deadline, remaining, wait_until = "", 0.0, ""
-    ends = routing.accept_by(dealer, delivered_at) if delivered_at is not None else None
+    ends = accept_by
+    if ends is None and delivered_at is not None:
+        ends = routing.accept_by(dealer, delivered_at)
     if ends is not None:
         deadline, remaining = ends.isoformat(), max((ends - utcnow()).total_seconds(), 0.0)
         wait_until = (ends + offset).isoformat()
@@ -537,15 +542,16 @@ class LeadActivities:
             dealer_lead_id = kept_id
         now = utcnow()
         async with self._sessions.begin() as session:
-            delivered_at = await deliveries.mark_delivered(
+            delivered = await deliveries.mark_delivered(
                 session,
                 lead_id=params.lead_id,
                 dealer_id=dealer.id,
                 dealer_lead_id=dealer_lead_id,
                 day=self._day(now),
                 at=now,
+                accept_by=routing.accept_by(dealer, now),
             )
-            kept = delivered_at is not None
+            kept = delivered is not None
             if kept and params.record_delivered:
                 await lead_status.write_status(
                     session,
@@ -556,12 +562,14 @@ class LeadActivities:
                     dealer_id=dealer.id,
                     dealer_lead_id=dealer_lead_id,
                 )
-        if delivered_at is None:  # support moved the lead while this call was under way: the move stands
+        if delivered is None:  # support moved the lead while this call was under way: the move stands
             activity.logger.warning("lead delivered to %s after it was reassigned", dealer.id)
-        elif params.record_delivered and delivered_at == now:  # (a retry measured nothing new)
+        elif params.record_delivered and delivered.at == now:  # (a retry measured nothing new)
             await self._measure_delivery(params.lead_id, dealer.id, now)
         followed = is_followed(dealer)
-        plan = plan_to_follow(dealer, delivered_at, offset) if delivered_at and followed else None
+        plan = None
+        if delivered is not None and followed:
+            plan = plan_to_follow(dealer, delivered.at, offset, delivered.accept_by)
         return DeliverLeadResult(dealer_lead_id=dealer_lead_id, followed=followed, plan=plan)
 
     async def _create_at_dealer(
@@ -607,7 +615,7 @@ class LeadActivities:
         held = await deliveries.holding(self._sessions, params.lead_id, params.dealer_id)
         if dealer is None or not held.holds:
             return FollowPlan(holds=False, withdrawals=held.withdrawals)
-        plan = plan_to_follow(dealer, held.delivered_at, offset)
+        plan = plan_to_follow(dealer, held.delivered_at, offset, held.accept_by)
         plan.dealer_status, plan.withdrawals = held.dealer_status, held.withdrawals
         plan.dealer_status_at = held.dealer_status_at.isoformat() if held.dealer_status_at else ""
         return plan

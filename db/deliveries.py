@@ -367,12 +367,28 @@ async def reassign(
         return _as_claim(claimed, resumed=False)
 
 
+@dataclass(frozen=True)
+class Delivered:
+    """A delivery as recorded: when the dealer's CRM took the lead, and the SLA deadline it was given."""
+
+    at: datetime
+    accept_by: datetime | None
+
+
 async def mark_delivered(
-    session: AsyncSession, *, lead_id: str, dealer_id: str, dealer_lead_id: str, day: date, at: datetime
-) -> datetime | None:
-    """Record that the dealer's CRM has the lead, in the caller's transaction: when it got it (``at``,
-    or the time recorded first where a retried attempt records the same delivery again); None when the
-    lead's claim names another dealer (support moved it while this delivery was under way).
+    session: AsyncSession,
+    *,
+    lead_id: str,
+    dealer_id: str,
+    dealer_lead_id: str,
+    day: date,
+    at: datetime,
+    accept_by: datetime | None = None,
+) -> Delivered | None:
+    """Record that the dealer's CRM has the lead, in the caller's transaction, with its SLA deadline
+    (``accept_by``, for a delivery at ``at``): the delivery as recorded (a retried attempt recording the
+    same delivery again keeps the first time and deadline); None when the lead's claim names another
+    dealer (support moved it while this delivery was under way).
 
     A lead without a claim (a run started before claims existed) gets its delivered row here.
     """
@@ -385,10 +401,10 @@ async def mark_delivered(
     # An attempt whose answer was lost after its commit is retried: the dealer's SLA runs from the
     # first record, not from the retry's.
     if row.status != DELIVERED or row.delivered_at is None:
-        row.delivered_at = at
+        row.delivered_at, row.accept_by = at, accept_by
     row.status = DELIVERED
     row.dealer_lead_id = dealer_lead_id
-    return as_utc(row.delivered_at)
+    return Delivered(as_utc(row.delivered_at), as_utc(row.accept_by) if row.accept_by else None)
 
 
 @dataclass(frozen=True)
@@ -497,6 +513,7 @@ class Holding:
     dealer_status: str | None  # the newest status the dealer reported
     withdrawals: int  # how often the lead moved on already
     dealer_status_at: datetime | None = None  # the dealer's time of that status
+    accept_by: datetime | None = None  # the SLA deadline the delivery was given (None: compute it)
 
 
 async def holding(sessions: async_sessionmaker[AsyncSession], lead_id: str, dealer_id: str) -> Holding:
@@ -510,6 +527,7 @@ async def holding(sessions: async_sessionmaker[AsyncSession], lead_id: str, deal
         dealer_status=row.dealer_status if holds and row else None,
         withdrawals=withdrawals,
         dealer_status_at=as_utc(row.dealer_status_at) if holds and row and row.dealer_status_at else None,
+        accept_by=as_utc(row.accept_by) if holds and row and row.accept_by else None,
     )
 
 
@@ -560,6 +578,7 @@ async def withdraw(
             )
             lost.day, lost.routing_reason, lost.idempotency_key = row.day, row.reason, row.idempotency_key
             lost.dealer_lead_id, lost.delivered_at = row.dealer_lead_id, row.delivered_at
+            lost.accept_by = row.accept_by
             lost.claimed_at = row.claimed_at  # a late report names the delivery it is about
             lost.withdrawn_at, lost.reason, lost.crm_outcome = at, reason, PENDING
             session.add(lost)

@@ -184,7 +184,7 @@ async def _deliveries(
     )
     found = []
     for row, dealer in rows:
-        delivered, deadline = _deadline(dealer, row.delivered_at)
+        delivered, deadline = _deadline(dealer, row.delivered_at, row.accept_by)
         fields = {
             "lead_id": row.lead_id,
             "dealer_id": row.dealer_id,
@@ -210,12 +210,15 @@ def landed_reason(reason: str | None) -> str | None:
     return SUPPORT_REASON.sub(r"\1", reason) if reason else reason
 
 
-def _deadline(dealer: Dealer, delivered_at: datetime | None) -> tuple[datetime | None, datetime | None]:
-    """When the lead reached the dealer (UTC) and its SLA deadline there; None for what is not known."""
+def _deadline(
+    dealer: Dealer, delivered_at: datetime | None, given: datetime | None
+) -> tuple[datetime | None, datetime | None]:
+    """When the lead reached the dealer (UTC) and its SLA deadline there (``given`` with the delivery;
+    rows from before it kept one: computed); None for what is not known."""
     if delivered_at is None:
         return None, None
     delivered = as_utc(delivered_at)
-    return delivered, accept_by(dealer, delivered)
+    return delivered, as_utc(given) if given else accept_by(dealer, delivered)
 
 
 async def _withdrawals(
@@ -227,7 +230,7 @@ async def _withdrawals(
     rows = await session.execute(_page(joined, lost.updated_at, pair, since, until, after, limit))
     found = []
     for row, dealer in rows:
-        delivered, deadline = _deadline(dealer, row.delivered_at)
+        delivered, deadline = _deadline(dealer, row.delivered_at, row.accept_by)
         fields = {
             "lead_id": row.lead_id,
             "dealer_id": row.dealer_id,

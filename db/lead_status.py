@@ -291,6 +291,8 @@ def _release_reason(row: DeliveryRelease) -> str:
 async def _accept_by(session: AsyncSession, delivery: Delivery) -> datetime | None:
     if delivery.delivered_at is None or delivery.dealer_status is not None:
         return None  # not at the dealer yet, or the dealer already acted on it
+    if delivery.accept_by is not None:  # as the delivery was given it (a later rules load moves nothing)
+        return as_utc(delivery.accept_by)
     dealer = await session.get(Dealer, delivery.dealer_id)
     return routing.accept_by(dealer, delivery.delivered_at) if dealer is not None else None
 

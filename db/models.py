@@ -73,6 +73,9 @@ class Delivery(Base):
     claimed_at: Mapped[datetime | None] = mapped_column(default=None)
     dealer_lead_id: Mapped[str | None] = mapped_column(String(200), default=None)
     delivered_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The dealer's SLA deadline to accept, as computed when its CRM took the lead (None: no SLA then, or
+    # delivered before the column: computed from the current rules).
+    accept_by: Mapped[datetime | None] = mapped_column(default=None)
     # The newest status the dealer reported for the lead (accepted, contacted, ...), and its time.
     dealer_status: Mapped[str | None] = mapped_column(String(16), default=None)
     dealer_status_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -96,6 +99,7 @@ class Withdrawal(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
     dealer_lead_id: Mapped[str | None] = mapped_column(String(200), default=None)
     delivered_at: Mapped[datetime | None] = mapped_column(default=None)
+    accept_by: Mapped[datetime | None] = mapped_column(default=None)  # the delivery's SLA deadline
     claimed_at: Mapped[datetime | None] = mapped_column(default=None)  # when the delivery withdrawn began
     withdrawn_at: Mapped[datetime]
     reason: Mapped[str] = mapped_column(Text)

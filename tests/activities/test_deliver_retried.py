@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import ActivityEnvironment
 
 from activities import leads
-from activities.leads import DeliverLeadInput, LeadActivities
+from activities.leads import DeliverLeadInput, FollowPlanInput, LeadActivities
 from clients.subscribers import EventPublisher
 from core.constants import LeadStatus
 from core.metrics import REGISTRY
@@ -72,3 +72,32 @@ async def test_a_retried_delivery_keeps_the_time_the_dealers_sla_runs_from(
     assert held.delivered_at == T0
     # The time from the webhook to the dealer's CRM is measured once, not again by the retry.
     assert REGISTRY.get_sample_value(MEASURED, {"dealer": "a"}) == measured + 1
+
+
+async def test_a_rules_load_after_the_delivery_moves_not_its_deadline(
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ops lengthen the dealer's SLA while a lead waits on it: the run's timer keeps the deadline the
+    delivery was given, and so do a later run of the lead (its follow plan) and GET /v1/leads/{id}."""
+    await load(sessions, {**dealer("a"), "sla": {"accept_within_minutes": 30}})
+    claim = await deliveries.claim_next(
+        sessions, "L2", LeadProfile("SP", "Santos", "Onix"), date(2026, 11, 24), T0
+    )
+    assert claim is not None
+    await lead_status.record_status(
+        sessions, lead_id="L2", status=LeadStatus.RECEIVED, workflow_id="w", at=T0
+    )
+    monkeypatch.setattr(leads, "utcnow", lambda: T0)
+    async with httpx.AsyncClient() as http:
+        steps = LeadActivities(sessions, None, {"rest": StoringCrm()}, EventPublisher(http, "secret"), [])  # type: ignore[arg-type]
+        delivery = DeliverLeadInput(
+            lead_id="L2", dealer_id="a", lead={}, idempotency_key=claim.idempotency_key, record_delivered=True
+        )
+        delivered = await ActivityEnvironment().run(steps.deliver_lead, delivery)
+        await load(sessions, {**dealer("a"), "sla": {"accept_within_minutes": 240}})
+        later = await ActivityEnvironment().run(steps.follow_plan, FollowPlanInput("L2", "a"))
+    given = T0 + timedelta(minutes=30)
+    assert delivered.plan is not None and delivered.plan.sla_deadline == given.isoformat()
+    assert later.sla_deadline == given.isoformat()
+    view = await lead_status.get_lead(sessions, "L2")
+    assert view is not None and [d.accept_by for d in view.deliveries] == [given]

@@ -212,6 +212,9 @@ def test_a_release_keeps_the_dealers_lead_id_from_0018_and_drops_it_going_back(d
     upgrade(database_url)
     with engine.connect() as connection:
         ids = connection.execute(sa.text("select dealer_lead_id from delivery_releases")).scalars().all()
+        # 0019 (gone and back with it): deliveries and withdrawals keep the deadline they were given.
+        for table in ("deliveries", "withdrawals"):
+            assert connection.execute(sa.text(f"select accept_by from {table}")).all() == []
     assert ids == [None, None]
     engine.dispose()
 

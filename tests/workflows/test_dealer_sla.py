@@ -602,12 +602,13 @@ async def polled_dealer_accepted_then_run_resumed_late(hub: Hub) -> str:
     await dealer_reports(hub, "poll-se", lead_id, "accepted", callback=False)
     await hub.handle(lead_id).terminate(reason="stuck")
     engine = create_engine(hub.settings.database_url)
+    delivered = datetime.now(UTC) - timedelta(minutes=31)
     try:
         async with session_factory(engine).begin() as session:
             await session.execute(
                 update(Delivery)
                 .where(Delivery.lead_id == lead_id)
-                .values(delivered_at=datetime.now(UTC) - timedelta(minutes=31))
+                .values(delivered_at=delivered, accept_by=delivered + timedelta(minutes=30))
             )
     finally:
         await engine.dispose()
