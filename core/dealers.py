@@ -20,6 +20,19 @@ ADF_REQUIRED = {
 }
 
 
+# Every field-mapping target an ADF document has a place for (clients.adf): a mapping naming another
+# would fill nothing, so the rules refuse it.
+ADF_TARGETS = frozenset(
+    {
+        *(name for names in ADF_REQUIRED.values() for name in names),
+        *("vehicle_year", "vehicle_trim", "vehicle_interest"),
+        *("street", "city", "state", "postal_code", "country", "comments", "request_date", "provider"),
+    }
+)
+# The vehicle's ``interest`` attribute: the values ADF 1.0 allows.
+ADF_INTERESTS = ("buy", "lease", "sell", "trade-in", "test-drive")
+
+
 def adf_missing(crm_url: str, targets: set[str]) -> dict[str, tuple[str, ...]]:
     """What ADF requires that ``targets`` (mapped, or filled for a lead) leave out, with what would fill
     it; a ``mailto:`` dealer's inbox is the vendor's e-mail."""

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.business_hours import HORIZON_DAYS, from_config, holiday_calendar
-from core.dealers import DEALER_ID_PATTERN, UNLINKED_DEALER, adf_missing
+from core.dealers import ADF_INTERESTS, ADF_TARGETS, DEALER_ID_PATTERN, UNLINKED_DEALER, adf_missing
 from core.timeutil import utcnow
 from db.models import Dealer
 
@@ -148,6 +148,14 @@ class DealerEntry(BaseModel):
         # vendor's e-mail or phone (a mailto: dealer's inbox serves): the mapping must name each.
         if self.crm.kind != "adf":
             return self
+        if unknown := sorted(set(self.field_mapping) - ADF_TARGETS):
+            raise ValueError(
+                f"field_mapping: ADF has no place for {', '.join(unknown)} (its targets: "
+                f"{', '.join(sorted(ADF_TARGETS))})"
+            )
+        interest = self.field_mapping.get("vehicle_interest", "")
+        if interest.startswith("=") and interest[1:] not in ADF_INTERESTS:
+            raise ValueError(f"vehicle_interest: {interest[1:]!r} is not one of {', '.join(ADF_INTERESTS)}")
         mapped = {target for target, source in self.field_mapping.items() if source.strip() not in ("", "=")}
         missing = adf_missing(self.crm.url, mapped)
         if missing:

@@ -12,7 +12,7 @@ from aiosmtpd.smtp import Envelope
 
 from clients.adf import ADF_SOURCE, AdfDealerCrm, SmtpRelay, adf_document, message_id
 from clients.errors import PermanentError, TransientError
-from core.dealers import DealerConfig
+from core.dealers import ADF_TARGETS, DealerConfig
 from simulators.dealer_adf import parse_adf
 from tests.support import free_port
 
@@ -55,6 +55,15 @@ def test_the_vendor_contact_has_the_dealer_s_inbox_or_its_mapped_address() -> No
     without = {k: v for k, v in FIELDS.items() if k != "vendor_email"}
     document = adf_document(mailed, without, "k", WHEN)
     assert "<email>leads@manaus.example</email></contact></vendor>" in document
+
+
+def test_every_target_an_adf_mapping_may_name_has_a_place_in_the_document() -> None:
+    """The rules refuse targets outside ADF_TARGETS; each one they take is somewhere in the document."""
+    values = {target: f"v-{index}" for index, target in enumerate(sorted(ADF_TARGETS))}
+    values |= {"request_date": WHEN.isoformat(), "vehicle_interest": "lease"}
+    document = adf_document(DEALER, values, "lead-1-dealer-am", WHEN)
+    assert [t for t, v in values.items() if v not in document and t != "request_date"] == []
+    assert 'interest="lease"' in document
 
 
 def test_the_customer_carries_the_zoho_lead_id_a_dealer_reports_statuses_under() -> None:

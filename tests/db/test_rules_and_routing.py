@@ -974,7 +974,10 @@ def test_an_adf_dealer_maps_what_adf_requires() -> None:
     """ADF requires a vehicle's make and model, the customer's name and an e-mail or phone, and the
     vendor's e-mail or phone: a dealer whose mapping leaves one out is refused as the rules load, not
     lead by lead. A mailto: dealer's inbox is the vendor's e-mail; a dealer that takes POSTs maps one."""
-    posted = dealer("adf-http") | {"crm": {"kind": "adf", "url": "https://dealer.example/adf"}}
+    posted = dealer("adf-http") | {
+        "crm": {"kind": "adf", "url": "https://dealer.example/adf"},
+        "field_mapping": {"first_name": "First_Name"},
+    }
     with pytest.raises(ValidationError) as refused:
         RulesFile.model_validate({"dealers": [posted]})
     message = str(refused.value)
@@ -993,6 +996,15 @@ def test_an_adf_dealer_maps_what_adf_requires() -> None:
     blank = {**lead, "vehicle_make": "= "}  # a literal of nothing fills nothing
     with pytest.raises(ValidationError, match="the vehicle's make: vehicle_make"):
         RulesFile.model_validate({"dealers": [mailed | {"field_mapping": blank}]})
+    # A REST mapping copied over, or a value ADF does not allow: refused, not filled with nothing.
+    with pytest.raises(ValidationError, match="ADF has no place for cpf, external_id"):
+        RulesFile.model_validate(
+            {"dealers": [mailed | {"field_mapping": {**lead, "external_id": "id", "cpf": "CPF"}}]}
+        )
+    with pytest.raises(ValidationError, match="'Comprar' is not one of buy, lease"):
+        RulesFile.model_validate(
+            {"dealers": [mailed | {"field_mapping": {**lead, "vehicle_interest": "=Comprar"}}]}
+        )
 
 
 async def test_a_report_timed_ahead_of_the_hubs_clock_does_not_outrank_later_real_ones(
