@@ -20,7 +20,7 @@ from clients.errors import PermanentError, TransientError
 from clients.subscribers import EventPublisher
 from clients.zoho import ZohoClient
 from contracts.leads import WRITEBACK_DROPPED
-from core.constants import DEALER_STATUSES, LeadStatus, lead_workflow_id
+from core.constants import DEALER_STATUSES, LeadStatus, lead_delivery_key, lead_workflow_id
 from core.dealers import DealerConfig
 from core.metrics import (
     DEALER_DELIVERIES,
@@ -295,9 +295,7 @@ def plan_to_follow(
     None: its open hours counted now), on the hub's clock and on Temporal's (``offset`` ahead,
     ``temporal_clock_offset``), and whether its CRM is read."""
     deadline, remaining, wait_until = "", 0.0, ""
-    ends = accept_by
-    if ends is None and delivered_at is not None:
-        ends = routing.accept_by(dealer, delivered_at)
+    ends = routing.accept_by(dealer, delivered_at, accept_by) if delivered_at is not None else None
     if ends is not None:
         deadline, remaining = ends.isoformat(), max((ends - utcnow()).total_seconds(), 0.0)
         wait_until = (ends + offset).isoformat()
@@ -526,7 +524,7 @@ class LeadActivities:
         fields = map_fields(dealer.field_mapping, params.lead)
         # Stable across retries, worker restarts and later runs: the dealer sees one lead however often
         # the hub calls. Heartbeats let Temporal see a live call, and cancel an attempt it gave up on.
-        key = params.idempotency_key or deliveries.idempotency_key(params.lead_id, dealer.id)
+        key = params.idempotency_key or lead_delivery_key(params.lead_id, dealer.id)
         check = await deliveries.check_delivery(self._sessions, params.lead_id, dealer.id, key)
         if check.moved_on:  # a run reset to before this step: the dealer must not get the lead again
             raise ApplicationError(check.moved_on, type=LEAD_MOVED_ON, non_retryable=True)

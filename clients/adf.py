@@ -132,12 +132,6 @@ def xml_fields(fields: Mapping[str, str]) -> dict[str, str]:
     return {name: value for name, value in cleaned.items() if value.strip()}
 
 
-def missing_parts(dealer: DealerConfig, fields: Mapping[str, str]) -> list[str]:
-    """What ADF requires (``core.dealers.ADF_REQUIRED``) that this lead, mapped (``xml_fields``), does
-    not have: its mapping names a target that Zoho left empty for this lead."""
-    return list(adf_missing(dealer.crm_url, set(fields)))
-
-
 # RFC 3463's enhanced status code at the start of a reply's text: class.subject.detail.
 ENHANCED_STATUS = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 # Replies that name the recipient's mailbox as the fault where no enhanced code says more (RFC 5321:
@@ -206,7 +200,8 @@ class AdfDealerCrm:
         The request date is the mapped ``request_date`` (Zoho's Created_Time), so every send of the lead
         is the same document; a later attempt is marked a re-send."""
         fields = xml_fields(fields)
-        if missing := missing_parts(dealer, fields):
+        # What ADF requires that this lead, mapped, lacks: Zoho left a field the mapping names empty.
+        if missing := adf_missing(dealer.crm_url, set(fields)):
             # Refused here, as a receiver would: the dealer cannot take this lead as ADF (the next may).
             missed = ", ".join(missing)
             raise PermanentError(

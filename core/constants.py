@@ -98,8 +98,10 @@ def lead_workflow_id(lead_id: str) -> str:
 
 
 def lead_delivery_key(lead_id: str, dealer_id: str) -> str:
-    """The idempotency key of the lead's first delivery to a dealer (a later delivery there after its
-    CRM withdrew the lead has a key of its own: ``db.deliveries``)."""
+    """The idempotency key of every create call of the lead's first delivery to a dealer: the dealer sees
+    one lead however often the hub calls (and the key the hub always sent, so leads delivered before
+    claims keep theirs). A later delivery there after its CRM withdrew the lead has a key of its own
+    (``db.deliveries``)."""
     return f"lead-{lead_id}-{dealer_id}"
 
 

@@ -56,17 +56,11 @@ class DropOwed(RuntimeError):
     """Support's move names a dealer whose CRM still owes a drop of the lead (it may hold a copy)."""
 
 
-def idempotency_key(lead_id: str, dealer_id: str) -> str:
-    """The key of every create call for this lead at this dealer: the dealer sees one lead however often
-    the hub calls (and the key the hub always sent, so leads delivered before claims keep theirs)."""
-    return lead_delivery_key(lead_id, dealer_id)
-
-
 def _as_claim(row: Delivery, *, resumed: bool) -> Claim:
     return Claim(
         lead_id=row.lead_id,
         dealer_id=row.dealer_id,
-        idempotency_key=row.idempotency_key or idempotency_key(row.lead_id, row.dealer_id),
+        idempotency_key=row.idempotency_key or lead_delivery_key(row.lead_id, row.dealer_id),
         delivered=row.status == DELIVERED,
         dealer_lead_id=row.dealer_lead_id,
         resumed=resumed,
@@ -275,7 +269,7 @@ async def losses(sessions: async_sessionmaker[AsyncSession], lead_id: str) -> Lo
         pending = [
             ToDrop(
                 row.dealer_id,
-                row.idempotency_key or idempotency_key(lead_id, row.dealer_id),
+                row.idempotency_key or lead_delivery_key(lead_id, row.dealer_id),
                 row.dealer_lead_id,
             )
             for row in lost
@@ -284,7 +278,7 @@ async def losses(sessions: async_sessionmaker[AsyncSession], lead_id: str) -> Lo
         pending += [
             ToDrop(
                 row.dealer_id,
-                row.idempotency_key or idempotency_key(lead_id, row.dealer_id),
+                row.idempotency_key or lead_delivery_key(lead_id, row.dealer_id),
                 row.dealer_lead_id,
             )
             for row in unanswered
@@ -452,7 +446,7 @@ async def _key_first_claimed(
 ) -> datetime | None:
     """The earliest claim of the lead at this dealer under ``key``: this one, or an earlier delivery's
     whose key a return took up (``_key_for_return``). None where no claim was timed."""
-    base = idempotency_key(lead_id, dealer_id)
+    base = lead_delivery_key(lead_id, dealer_id)
     claims = [claimed_at]
     lost = await session.get(Withdrawal, (lead_id, dealer_id))
     if lost is not None and (lost.idempotency_key or base) == key:
@@ -474,7 +468,7 @@ def _claim_row(
         dealer_id=dealer_id,
         day=day,
         status=CLAIMED,
-        idempotency_key=key or idempotency_key(lead_id, dealer_id),
+        idempotency_key=key or lead_delivery_key(lead_id, dealer_id),
         reason=reason,
         claimed_at=at,
     )
@@ -490,7 +484,7 @@ async def _key_for_return(session: AsyncSession, lead_id: str, dealer_id: str, a
     named the lead, the dealer holds what it holds: the old key finds it.
     """
     lost = await session.get(Withdrawal, (lead_id, dealer_id))
-    base = idempotency_key(lead_id, dealer_id)
+    base = lead_delivery_key(lead_id, dealer_id)
     new_key = f"{base}-{as_utc(at):%Y%m%dT%H%M%S%f}"
     if lost is not None:
         if lost.crm_outcome == "recorded":
@@ -602,7 +596,7 @@ async def withdraw(
             None,
             len(await lost_by(session, lead_id)),
             taken_now=taken_now,
-            idempotency_key=found.idempotency_key or idempotency_key(lead_id, dealer_id),
+            idempotency_key=found.idempotency_key or lead_delivery_key(lead_id, dealer_id),
             dealer_lead_id=found.dealer_lead_id,
         )
 

@@ -218,7 +218,7 @@ def _deadline(
     if delivered_at is None:
         return None, None
     delivered = as_utc(delivered_at)
-    return delivered, as_utc(given) if given else accept_by(dealer, delivered)
+    return delivered, accept_by(dealer, delivered, given)
 
 
 async def _withdrawals(

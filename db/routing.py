@@ -51,9 +51,14 @@ def is_open(dealer: Dealer, at: datetime) -> bool:
     return from_config(dealer.hours).is_open(at)
 
 
-def accept_by(dealer: Dealer | DealerConfig, delivered_at: datetime) -> datetime | None:
-    """When the dealer's SLA to accept a lead delivered at ``delivered_at`` passes: its SLA minutes
-    counted in its open hours (a lead delivered at night waits for opening). None: it has no SLA."""
+def accept_by(
+    dealer: Dealer | DealerConfig, delivered_at: datetime, given: datetime | None = None
+) -> datetime | None:
+    """When the dealer's SLA to accept a lead delivered at ``delivered_at`` passes: ``given``, the
+    deadline the delivery kept (a rules load since moves nothing), or else its SLA minutes counted in its
+    open hours now (a lead delivered at night waits for opening). None: it has no SLA."""
+    if given is not None:
+        return as_utc(given)
     if not dealer.sla_minutes:
         return None
     return from_config(dealer.hours).add_open_time(
