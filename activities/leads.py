@@ -507,9 +507,12 @@ class LeadActivities:
         offset = temporal_clock_offset()
         dealer = await routing.dealer_config(self._sessions, params.dealer_id)
         if dealer is None:
-            # Taken out of the rules. Past the first attempt an earlier one may have reached its CRM
-            # (the workflow then has it asked to drop the lead); the details say when none ran.
-            first = activity.info().attempt == 1
+            # Taken out of the rules. Past the first attempt, or where an earlier run of the lead sent a
+            # create, its CRM may have the lead (the workflow then has it asked to drop the lead); the
+            # details say when none was sent.
+            key = params.idempotency_key or lead_delivery_key(params.lead_id, params.dealer_id)
+            check = await deliveries.check_delivery(self._sessions, params.lead_id, params.dealer_id, key)
+            first = activity.info().attempt == 1 and not check.sent_before
             raise ApplicationError(
                 f"no active dealer {params.dealer_id}",
                 *([NO_EARLIER_ATTEMPT] if first else []),
@@ -579,17 +582,16 @@ class LeadActivities:
         key: str,
         check: deliveries.DeliveryCheck,
     ) -> str:
-        """The create call: the dealer's id of the lead; counted by its outcome."""
+        """The create call: the dealer's id of the lead; counted by its outcome. Noted before it goes out,
+        so that a later attempt, of this run or another, tells the CRM it may be a re-send."""
+        resend = activity.info().attempt > 1 or check.sent_before
+        if not check.sent_before:
+            await deliveries.note_sent(self._sessions, lead_id, dealer.id, utcnow())
         try:
             with external_call(permanent_type=DEALER_REJECTED):
                 async with heartbeating():
                     dealer_lead_id = await crm.create_lead(
-                        dealer,
-                        fields,
-                        lead_id,
-                        key,
-                        attempt=activity.info().attempt,
-                        claimed_at=check.key_first_claimed_at,
+                        dealer, fields, lead_id, key, resend=resend, claimed_at=check.key_first_claimed_at
                     )
         except Exception as error:
             rejected = isinstance(error, ApplicationError) and error.non_retryable

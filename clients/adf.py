@@ -192,13 +192,13 @@ class AdfDealerCrm:
         external_id: str,
         idempotency_key: str,
         *,
-        attempt: int = 1,
+        resend: bool = False,
         claimed_at: datetime | None = None,  # the inbox knows the document by its id
     ) -> str:
         """Send the lead; the dealer's id of it is the hub's key (ADF receivers answer no id of their own).
 
         The request date is the mapped ``request_date`` (Zoho's Created_Time), so every send of the lead
-        is the same document; a later attempt is marked a re-send."""
+        is the same document; a re-send (a retry, or another run of the lead) is marked so."""
         fields = xml_fields(fields)
         # What ADF requires that this lead, mapped, lacks: Zoho left a field the mapping names empty.
         if missing := adf_missing(dealer.crm_url, set(fields)):
@@ -210,7 +210,7 @@ class AdfDealerCrm:
         sent = fields.get("request_date")
         request_date = datetime.fromisoformat(sent) if sent else datetime.now(UTC)
         document = adf_document(
-            dealer, fields, idempotency_key, request_date, resend=attempt > 1, lead_id=external_id
+            dealer, fields, idempotency_key, request_date, resend=resend, lead_id=external_id
         )
         if dealer.crm_url.startswith("mailto:"):
             await self._mail(dealer, document, idempotency_key)

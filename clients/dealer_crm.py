@@ -161,11 +161,12 @@ class DealerCrm(Protocol):
         external_id: str,
         idempotency_key: str,
         *,
-        attempt: int = 1,
+        resend: bool = False,
         claimed_at: datetime | None = None,
     ) -> str:
-        """Create the lead in the dealer's CRM and return the dealer-side id (``attempt``: 1 for the
-        first send, more for retries, which ADF marks as re-sends; ``claimed_at``: when the hub first
+        """Create the lead in the dealer's CRM and return the dealer-side id (``resend``: a create under
+        this key may have gone out before, from a retry or an earlier run of the lead: ADF marks it a
+        re-send, SOAP lets the earlier one land before it looks; ``claimed_at``: when the hub first
         chose this dealer under this key, so no create under it is older)."""
         ...
 
@@ -226,7 +227,7 @@ class RestDealerCrm:
         external_id: str,
         idempotency_key: str,
         *,
-        attempt: int = 1,
+        resend: bool = False,
         claimed_at: datetime | None = None,
     ) -> str:
         checked(f"{SERVICE}:{dealer.id}", self._url_check, dealer.crm_url)
@@ -416,16 +417,17 @@ class SoapDealerCrm:
         external_id: str,
         idempotency_key: str,
         *,
-        attempt: int = 1,
+        resend: bool = False,
         claimed_at: datetime | None = None,  # looked up first anyway
     ) -> str:
         service = f"{SERVICE}:{dealer.id}"
         client = await self._client(dealer)
-        if attempt > 1:
-            # SOAP carries no idempotency key: the lookup is what keeps a retry from creating the lead
-            # twice. An earlier attempt's create may still be landing (a DMS slow under load stores it
-            # after the call timed out): look only after a pause as long as a call may take, or what
-            # the attempt's time leaves beside its lookup and create (workers.flows.soap_retry_pause).
+        if resend:
+            # SOAP carries no idempotency key: the lookup is what keeps a re-send from creating the lead
+            # twice. An earlier create (of this run or an earlier one) may still be landing (a DMS slow
+            # under load stores it after the call timed out): look only after a pause as long as a call
+            # may take, or what the attempt's time leaves beside its lookup and create
+            # (workers.flows.soap_retry_pause).
             await asyncio.sleep(self._retry_pause)
         with refusals_permanent(service), soap_errors(service):
             found = await client.service.FindLeadByExternalId(ExternalId=external_id)

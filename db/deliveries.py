@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.constants import LeadStatus, lead_delivery_key, lead_workflow_id
@@ -412,6 +412,9 @@ class DeliveryCheck:
     # The dealer's id of the lead ("" where its CRM named none) where this delivery is recorded already:
     # an attempt whose answer was lost after its commit, retried. None: not recorded yet.
     recorded_as: str | None = None
+    # Whether a create under ``key`` may have gone out before: an earlier attempt or run of the lead sent
+    # one (``note_sent``), or an earlier delivery at this dealer used the key. The next is a re-send.
+    sent_before: bool = False
 
 
 async def check_delivery(
@@ -438,7 +441,22 @@ async def check_delivery(
             return DeliveryCheck(f"the lead went back to {dealer_id} as a new delivery")
         first_claimed = await _key_first_claimed(session, lead_id, dealer_id, key, row.claimed_at)
         recorded_as = (row.dealer_lead_id or "") if row.status == DELIVERED else None
-        return DeliveryCheck(None, first_claimed, recorded_as)
+        claimed = as_utc(row.claimed_at) if row.claimed_at else None
+        key_used_before = first_claimed is not None and claimed is not None and first_claimed < claimed
+        return DeliveryCheck(None, first_claimed, recorded_as, row.sent_at is not None or key_used_before)
+
+
+async def note_sent(
+    sessions: async_sessionmaker[AsyncSession], lead_id: str, dealer_id: str, at: datetime
+) -> None:
+    """Note, before the first create of the lead's delivery goes out, that it did: every later attempt,
+    of this run or of any later one (a resent webhook, a redrive, a reset), is then a re-send."""
+    async with sessions.begin() as session:
+        await session.execute(
+            update(Delivery)
+            .where(Delivery.lead_id == lead_id, Delivery.dealer_id == dealer_id, Delivery.sent_at.is_(None))
+            .values(sent_at=at)
+        )
 
 
 async def _key_first_claimed(

@@ -72,6 +72,9 @@ class Delivery(Base):
     reason: Mapped[str | None] = mapped_column(Text, default=None)  # routed, assigned or reassigned, by whom
     claimed_at: Mapped[datetime | None] = mapped_column(default=None)
     dealer_lead_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    # When a create under ``idempotency_key`` first went out to the dealer's CRM: any later one, by a
+    # retry or by another run of the lead, is a re-send (None: none yet, or sent before the column).
+    sent_at: Mapped[datetime | None] = mapped_column(default=None)
     delivered_at: Mapped[datetime | None] = mapped_column(default=None)
     # The dealer's SLA deadline to accept, as computed when its CRM took the lead (None: no SLA then, or
     # delivered before the column: computed from the current rules).

@@ -119,6 +119,8 @@ def _text(parent: ElementTree.Element, tag: str) -> str:
 
 def store(dealer: DealerState, lead: AdfLead) -> tuple[str, bool]:
     """Keep the lead once per prospect id; (the dealer's lead id, whether it is new)."""
+    if lead.status == "resend":
+        dealer.counters.marked_resent += 1
     previous = dealer.find_by_external_id(lead.id)
     if previous is not None:
         dealer.counters.replays += 1

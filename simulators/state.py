@@ -136,6 +136,7 @@ class DealerCounters:
     requests: int = 0
     created: int = 0
     replays: int = 0
+    marked_resent: int = 0  # ADF documents that said status="resend"
     lookups: int = 0
     rejected: int = 0
     faults_served: int = 0

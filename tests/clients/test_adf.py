@@ -249,7 +249,7 @@ async def test_a_receiver_that_already_holds_the_lead_has_it() -> None:
             id="d1", name="d1", crm_kind="adf", crm_url="https://leads.dealer.example/adf", field_mapping={}
         )
         key = "lead-5725767000000123456-d1"
-        assert await crm.create_lead(dealer, FIELDS, "5725767000000123456", key, attempt=2) == key
+        assert await crm.create_lead(dealer, FIELDS, "5725767000000123456", key, resend=True) == key
     assert len(posted) == 1
 
 

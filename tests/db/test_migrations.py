@@ -215,6 +215,8 @@ def test_a_release_keeps_the_dealers_lead_id_from_0018_and_drops_it_going_back(d
         # 0019 (gone and back with it): deliveries and withdrawals keep the deadline they were given.
         for table in ("deliveries", "withdrawals"):
             assert connection.execute(sa.text(f"select accept_by from {table}")).all() == []
+        # 0020 (gone and back too): a delivery notes when its first create went out.
+        assert connection.execute(sa.text("select sent_at from deliveries")).all() == []
     assert ids == [None, None]
     engine.dispose()
 

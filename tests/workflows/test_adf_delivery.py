@@ -14,7 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 from core.tracing import start_tracing, stop_tracing
 from db.rules import RulesFile
 from tests.hub import Hub, running_hub
-from tests.support import free_port
+from tests.support import eventually, free_port
 
 ADF_MAPPING = {
     "first_name": "First_Name",
@@ -88,7 +88,31 @@ async def test_an_adf_email_resent_after_a_lost_answer_is_one_lead_at_the_inbox(
     assert stored["creates_by_external_id"] == {f"lead-{lead_id}-adf-mail": 1}
     assert stored["leads"][0]["fields"]["names"]["first"] == "Rita"
     counters = (await adf_hub.counters())["dealers"]["adf-mail"]
-    assert (counters["requests"], counters["replays"]) == (2, 1)  # sent twice, one lead
+    # Sent twice, one lead; the second document said it was a re-send.
+    assert (counters["requests"], counters["replays"], counters["marked_resent"]) == (2, 1, 1)
+
+
+async def test_an_adf_email_sent_again_by_a_later_run_of_the_lead_says_it_is_a_resend(adf_hub: Hub) -> None:
+    """The inbox keeps the lead but its answers are lost; support terminates the run and Zoho resends the
+    webhook. The new run's first send is a re-send of the same document, and the inbox keeps one lead."""
+    await adf_hub.fault(target="adf-mail", answer_lost_count=10_000)
+    lead_id = await adf_hub.create_lead(State="PA", City="Belém", First_Name="Rita")
+    await adf_hub.post_webhook(lead_id)
+
+    async def sent() -> bool:
+        return (await adf_hub.counters())["dealers"].get("adf-mail", {}).get("requests", 0) >= 1
+
+    await eventually(sent)
+    await adf_hub.handle(lead_id).terminate(reason="the inbox never answers")
+    before = (await adf_hub.counters())["dealers"]["adf-mail"]
+    await adf_hub.http.delete(f"{adf_hub.sims_url}/_control/faults/adf-mail")
+    assert (await adf_hub.post_webhook(lead_id)).json()["status"] == "accepted"
+    assert (await adf_hub.wait_for_status(lead_id, "delivered", timeout=60))["dealer_id"] == "adf-mail"
+    counters = (await adf_hub.counters())["dealers"]["adf-mail"]
+    assert counters["requests"] == before["requests"] + 1  # the new run sent once
+    assert counters["marked_resent"] == counters["requests"] - 1  # every send but the very first
+    stored = await adf_hub.dealer_leads("adf-mail")
+    assert stored["creates_by_external_id"] == {f"lead-{lead_id}-adf-mail": 1}
 
 
 async def test_an_adf_email_is_a_client_span_without_the_inbox_address(adf_hub: Hub) -> None:
