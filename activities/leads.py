@@ -20,7 +20,7 @@ from clients.errors import PermanentError, TransientError
 from clients.subscribers import EventPublisher
 from clients.zoho import ZohoClient
 from contracts.leads import WRITEBACK_DROPPED
-from core.constants import DEALER_STATUSES, LeadStatus, lead_delivery_key, lead_workflow_id
+from core.constants import DEALER_STATUSES, ZOHO_OWNER_FIELD, LeadStatus, lead_delivery_key, lead_workflow_id
 from core.dealers import DealerConfig
 from core.metrics import (
     DEALER_DELIVERIES,
@@ -339,7 +339,7 @@ class LeadActivities:
     async def record_lead_status(self, params: RecordStatusInput) -> None:
         """Write the portal status of a lead (idempotent)."""
         now = utcnow()
-        await lead_status.record_status(
+        entered = await lead_status.record_status(
             self._sessions,
             lead_id=params.lead_id,
             status=params.status,
@@ -353,7 +353,7 @@ class LeadActivities:
             await routing.mark_assigned(self._sessions, params.dealer_id, now)
         if params.status == LeadStatus.DELIVERED and params.dealer_id:
             await self._measure_delivery(params.lead_id, params.dealer_id, now)
-        if params.status == LeadStatus.SLA_EXHAUSTED:
+        if params.status == LeadStatus.SLA_EXHAUSTED and entered:  # (not again by a later run)
             LEADS_SLA_EXHAUSTED.labels("leads").inc()
 
     @activity.defn
@@ -698,6 +698,10 @@ class LeadActivities:
                 activity.logger.info("a newer status than %s stands: Zoho keeps it", status)
                 return
         lead_id, fields = params.lead_id, params.fields
+        if ZOHO_OWNER_FIELD in fields and await lead_status.fallback_owner_set(self._sessions, lead_id):
+            # An earlier run's hand-over set it; sales may have changed it by hand since.
+            activity.logger.info("Zoho's owner was set to the fallback owner already: left as it is")
+            fields = {name: value for name, value in fields.items() if name != ZOHO_OWNER_FIELD}
         info = activity.info()
         try:
             parked = last_chance(info, attempt=info.start_to_close_timeout)
@@ -729,6 +733,7 @@ class LeadActivities:
             with external_call():
                 raise
         if refusal is None:
+            await self._took(lead_id, fields)
             return
         if refusal.lead_gone:  # counted once the parked row is up to date (a retry would count it again)
             ZOHO_WRITEBACKS_DROPPED.labels("leads").inc()
@@ -756,11 +761,17 @@ class LeadActivities:
                 else:
                     held.refused({}, str(refusal.error), utcnow(), redrive=True)
         if refusal is None:
+            await self._took(lead_id, fields)
             return "written"
         if refusal.lead_gone:
             ZOHO_WRITEBACKS_DROPPED.labels("leads").inc()
             return WRITEBACK_DROPPED
         return f"refused again: {refusal.error}"
+
+    async def _took(self, lead_id: str, fields: dict[str, Any]) -> None:
+        """What Zoho took that a later write must know: the fallback owner (``_sla_exhausted``)."""
+        if ZOHO_OWNER_FIELD in fields:
+            await lead_status.note_fallback_owner_set(self._sessions, lead_id, utcnow())
 
     async def _write_to_zoho(self, lead_id: str, fields: dict[str, Any]) -> ZohoRefusal | None:
         """Zoho's refusal for good, or None once it took the fields (a failure worth retrying raises)."""

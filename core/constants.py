@@ -81,6 +81,9 @@ DEALER_STATUSES = (
 )
 
 
+# The Zoho lead's field a lead no dealer accepted is handed over in, to its fallback owner (a user or queue).
+ZOHO_OWNER_FIELD = "Owner"
+
 # Zoho's Lead_Status for each status a dealer reports: the standard picklist's values, and "Sold", which
 # the org adds to that picklist (Zoho's standard values stop at qualification).
 ZOHO_LEAD_STATUS = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.constants import DEALER_STATUSES, LeadStatus
@@ -74,13 +74,14 @@ async def record_status(
     dealer_id: str | None = None,
     dealer_lead_id: str | None = None,
     detail: str | None = None,
-) -> None:
-    """Set the lead's current status and append it to its history, in one transaction.
+) -> bool:
+    """Set the lead's current status and append it to its history, in one transaction; whether the lead
+    entered that status now (it was in another, or unknown).
 
     Repeating a call (a retried activity) changes nothing.
     """
     async with sessions.begin() as session:
-        await write_status(
+        return await write_status(
             session,
             lead_id=lead_id,
             status=status,
@@ -102,29 +103,56 @@ async def write_status(
     dealer_id: str | None = None,
     dealer_lead_id: str | None = None,
     detail: str | None = None,
-) -> None:
+) -> bool:
     """``record_status`` inside a transaction the caller holds (a write that must commit with it)."""
     lead = await session.get(Lead, lead_id, with_for_update=True)
+    entered = lead is None or lead.status != status
     if lead is None:
         lead = Lead(lead_id=lead_id, status=status, workflow_id=workflow_id, created_at=at, updated_at=at)
         session.add(lead)
     elif lead.status in FINAL_STATUSES and status != lead.status and status not in LEAVES_FINAL:
-        return
+        return False
     elif status == LeadStatus.RECEIVED and detail is None and lead.status in AT_RUN_START_KEPT:
         # A run's start recorded again over a lead claimed since: the lead's first workflow task retried
         # after its claim committed (its worker was lost), or a new run that resumes the claim. The lead
         # is still at its dealer's claim. (Waiting for support's assignment records "received" with why.)
         # Or over a lead at its fallback owner: a new run finds it there (deliveries.with_fallback_owner).
-        return
+        return False
+    handed_over = status == LeadStatus.SLA_EXHAUSTED and entered
     lead.status = status
     lead.updated_at = at
     lead.detail = detail
+    if status == LeadStatus.REASSIGNED:
+        lead.fallback_owner_set_at = None  # support moved it: a later hand-over sets the owner again
     if dealer_id is not None:
         lead.dealer_id = dealer_id
     if dealer_lead_id is not None:
         lead.dealer_lead_id = dealer_lead_id
     claimed_at = await delivery_at(session, lead_id, dealer_id)
-    await add_to_history(session, lead_id, status, dealer_id, at, detail, claimed_at)
+    if handed_over:  # to the fallback owner anew (after support moved it): a row even where one was
+        session.add(LeadStatusChange(lead_id=lead_id, status=status, dealer_id="", detail=detail, at=at))
+    else:
+        await add_to_history(session, lead_id, status, dealer_id, at, detail, claimed_at)
+    return entered
+
+
+async def fallback_owner_set(sessions: async_sessionmaker[AsyncSession], lead_id: str) -> bool:
+    """Whether Zoho's Owner was set to the lead's fallback owner since support last moved it."""
+    async with sessions() as session:
+        at = await session.scalar(select(Lead.fallback_owner_set_at).where(Lead.lead_id == lead_id))
+    return at is not None
+
+
+async def note_fallback_owner_set(
+    sessions: async_sessionmaker[AsyncSession], lead_id: str, at: datetime
+) -> None:
+    """Note that Zoho took the fallback owner as the lead's Owner (kept from its first time)."""
+    async with sessions.begin() as session:
+        await session.execute(
+            update(Lead)
+            .where(Lead.lead_id == lead_id, Lead.fallback_owner_set_at.is_(None))
+            .values(fallback_owner_set_at=at)
+        )
 
 
 async def add_to_history(

@@ -181,6 +181,9 @@ class Lead(Base):
     routing_profile: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     # Zoho's Lead_Source (a channel such as "Website", never a person), for the warehouse's funnel.
     lead_source: Mapped[str | None] = mapped_column(String(120), default=None)
+    # When Zoho's Owner was set to the fallback owner (``sla_exhausted``): a later run's hand-over leaves
+    # it as it is, since sales may have changed it by hand. Support's move (``reassigned``) clears it.
+    fallback_owner_set_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class LeadStatusChange(Base):

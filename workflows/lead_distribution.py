@@ -72,6 +72,7 @@ with workflow.unsafe.imports_passed_through():
         LEAD_STATUS,
         REDRIVE_PARKED_SIGNAL,
         ZOHO_LEAD_STATUS,
+        ZOHO_OWNER_FIELD,
         LeadStatus,
         lead_delivery_key,
     )
@@ -793,7 +794,7 @@ class LeadDistributionWorkflow:
         )
         fields: dict[str, Any] = {"Status_Distribuicao": LeadStatus.SLA_EXHAUSTED.value}
         if owner:
-            fields["Owner"] = {"id": owner}
+            fields[ZOHO_OWNER_FIELD] = {"id": owner}
         await self._feed_back_to_zoho(fields)
         return self._result()
 

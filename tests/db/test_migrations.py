@@ -217,6 +217,8 @@ def test_a_release_keeps_the_dealers_lead_id_from_0018_and_drops_it_going_back(d
             assert connection.execute(sa.text(f"select accept_by from {table}")).all() == []
         # 0020 (gone and back too): a delivery notes when its first create went out.
         assert connection.execute(sa.text("select sent_at from deliveries")).all() == []
+        # 0021: a lead notes when Zoho took its fallback owner.
+        assert connection.execute(sa.text("select fallback_owner_set_at from leads")).all() == []
     assert ids == [None, None]
     engine.dispose()
 

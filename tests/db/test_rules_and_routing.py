@@ -494,10 +494,13 @@ async def test_a_lead_at_its_fallback_owner_goes_to_no_dealer_until_support_move
     await lead_status.record_status(
         sessions, lead_id="F1", status=LeadStatus.SLA_EXHAUSTED, workflow_id="w", at=exhausted_at
     )
+    await lead_status.note_fallback_owner_set(sessions, "F1", exhausted_at)  # Zoho took the owner
     # The next run records "received" again, then claims: b and c have room, yet nothing is claimed.
     await lead_status.record_status(sessions, **received)
     assert await deliveries.claim_next(sessions, "F1", lead, DAY, exhausted_at, max_withdrawals=3) is None
+    assert await lead_status.fallback_owner_set(sessions, "F1")  # that run leaves Zoho's Owner be
     await deliveries.reassign(sessions, "F1", "c", DAY, exhausted_at, reason="asked", reassigned_by="ana")
+    assert not await lead_status.fallback_owner_set(sessions, "F1")  # a later hand-over sets it again
     async with sessions.begin() as session:
         await deliveries.mark_delivered(
             session, lead_id="F1", dealer_id="c", dealer_lead_id="CRM-3", day=DAY, at=exhausted_at
@@ -506,8 +509,8 @@ async def test_a_lead_at_its_fallback_owner_goes_to_no_dealer_until_support_move
     later = exhausted_at + timedelta(hours=1)
     async with sessions() as session:
         assert not await deliveries.with_fallback_owner(session, "F1")  # re-routed as any other lead
-    # Its run passes b over and finds no dealer left: the fallback owner again, and a later run's claim
-    # finds the lead there (its history holds one sla_exhausted row; its status says where it is).
+    # Its run passes b over and finds no dealer left: the fallback owner again (a hand-over of its own in
+    # the history), and a later run's claim finds the lead there.
     assert (
         await deliveries.claim_next(sessions, "F1", lead, DAY, later, exclude=["b"], max_withdrawals=3)
         is None
@@ -517,8 +520,13 @@ async def test_a_lead_at_its_fallback_owner_goes_to_no_dealer_until_support_move
     )
     await lead_status.record_status(sessions, **received)
     assert await deliveries.claim_next(sessions, "F1", lead, DAY, later, max_withdrawals=3) is None
+    await lead_status.record_status(  # that later run hands it over again: the same hand-over
+        sessions, lead_id="F1", status=LeadStatus.SLA_EXHAUSTED, workflow_id="w", at=later
+    )
     view = await lead_status.get_lead(sessions, "F1")
     assert view is not None and view.status == "sla_exhausted"
+    handed = [change.at for change in view.history if change.status == "sla_exhausted"]
+    assert handed == [exhausted_at, later]
 
 
 @pytest.mark.parametrize(("crm_outcome", "new_key"), [("withdrawn", True), ("recorded", False)])

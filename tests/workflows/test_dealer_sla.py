@@ -23,6 +23,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.relay import ReportRelay
 from cli.redrive import started_with
+from clients.zoho import ZohoClient
 from contracts.leads import (
     DealerStatusReport,
     LeadDistributionInput,
@@ -38,6 +39,7 @@ from db.engine import create_engine, one_off_sessions, session_factory
 from db.feedback import HAND_OVER_GRACE
 from db.models import Delivery
 from db.rules import RulesFile, apply_rules
+from db.tokens import DatabaseTokens
 from tests.hub import Hub, contacted_event, running_hub
 from tests.support import eventually, free_port, skip_time
 from workers.main import role_workers
@@ -233,6 +235,32 @@ async def test_dealers_that_miss_the_sla_lose_the_lead_until_the_fallback_owner(
     late = await dealer_reports(hub, "sla-a", lead_id, "accepted")
     assert late["hub"]["status_code"] == 409
     assert (await hub.lead(lead_id) or {})["status"] == "sla_exhausted"
+
+
+async def test_a_later_run_at_the_fallback_owner_leaves_the_owner_sales_set_by_hand(
+    sla_hub: Hub, skipping_env: WorkflowEnvironment
+) -> None:
+    """Sales give the lead to someone else in Zoho after the hand-over; then support redrives the lead's
+    run (as `hub leads redrive` does; a resent webhook after a terminate starts one too). The new run
+    finds the lead at its fallback owner and hands it over again, without taking it back from the
+    person sales chose."""
+    hub = sla_hub
+    lead_id = await sla_exhausted_lead(hub, skipping_env)
+    await hub.handle(lead_id).result()
+    assert (await zoho_lead(hub, lead_id))["Owner"]["id"] == FALLBACK_OWNER
+    async with one_off_sessions(hub.settings.database_url) as sessions:
+        sales = ZohoClient(hub.http, hub.settings, DatabaseTokens(sessions))
+        await sales.update_lead(lead_id, {"Owner": {"id": "5725767000000777002"}})
+    counted = HUB_METRICS.get_sample_value("hub_leads_sla_exhausted_total", {"flow": "leads"})
+    first = await started_with(hub.client, await hub.handle(lead_id).fetch_history(), LeadDistributionInput)
+    assert await start_lead_distribution(hub.client, hub.settings, lead_id, first.event, redrive=True)
+    again = await hub.handle(lead_id).result()
+    assert again.status == "sla_exhausted"
+    zoho = await zoho_lead(hub, lead_id)
+    assert (zoho["Owner"]["id"], zoho["Status_Distribuicao"]) == ("5725767000000777002", "sla_exhausted")
+    history = [h["status"] for h in (await hub.lead(lead_id) or {})["history"]]
+    assert history.count("sla_exhausted") == 1  # the same hand-over, counted once (no second alert)
+    assert HUB_METRICS.get_sample_value("hub_leads_sla_exhausted_total", {"flow": "leads"}) == counted
 
 
 @asynccontextmanager
