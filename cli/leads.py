@@ -49,6 +49,10 @@ REDRIVABLE = {
 # How long ``reassign`` watches the new run for the move in the portal database, and ``assign`` waits for
 # a worker to take the decision, before saying it is not confirmed (the Web UI shows the run).
 CONFIRM_WAIT = timedelta(seconds=30)
+# How long a move has, from ending the run that reads an accepted lead to starting its new run and
+# looking at what reached the ended one, before the dealer's newest report is handed on anyway (a
+# command that died in between; a copy handed on is dropped by its event id).
+MOVE_GUARD = timedelta(minutes=2)
 
 
 def add_commands(commands: Subcommands, common: argparse.ArgumentParser) -> None:
@@ -120,6 +124,7 @@ async def reassign_lead(args: argparse.Namespace, ctx: Context) -> int:
         fields = {"lead_id": args.lead_id, "dealer_id": args.dealer_id, "reassigned_by": None}
         out.show("reassignment", fields, f"lead {args.lead_id} is at {args.dealer_id} already: nothing moved")
         return 0
+    guard: feedback.DueReport | None = None
     if described.status == WorkflowExecutionStatus.RUNNING:
         status = described.typed_search_attributes.get(LEAD_STATUS)
         if status not in DEALER_STATUSES:
@@ -140,6 +145,8 @@ async def reassign_lead(args: argparse.Namespace, ctx: Context) -> int:
                 f"lead {args.lead_id} is passing a status on ({', '.join(steps)}): try again once it is done"
             )
         reading = ctx.client.get_workflow_handle(handle.id, run_id=described.run_id)  # not a newer run
+        if holder:  # should this command die before it looks at the ended run (below)
+            guard = await guard_reports(ctx, args.lead_id, holder)
         # A terminate's reason is plain text in the history (no codec): support's words about the
         # customer stay in the encrypted input of the new run and the portal's history.
         await reading.terminate(reason=f"reassigned to {args.dealer_id} by support (why: the lead's history)")
@@ -154,6 +161,9 @@ async def reassign_lead(args: argparse.Namespace, ctx: Context) -> int:
         # subscribers.
         async with one_off_sessions(ctx.settings.database_url) as sessions:
             await feedback.due_again(sessions, args.lead_id, holder, utcnow())
+    elif guard is not None:  # nothing reached the ended run after the look: nothing to hand on again
+        async with one_off_sessions(ctx.settings.database_url) as sessions:
+            await feedback.handed_on(sessions, guard)
     moving = ctx.client.get_workflow_handle(handle.id, run_id=run_id, result_type=LeadDistributionResult)
     not_moved = await moved_or_why_not(ctx, moving, args.lead_id, args.dealer_id, holder)
     if not_moved:
@@ -165,6 +175,13 @@ async def reassign_lead(args: argparse.Namespace, ctx: Context) -> int:
         f"lead {args.lead_id} reassigned to {args.dealer_id} by {args.by}; its workflow delivers it now",
     )
     return 0
+
+
+async def guard_reports(ctx: Context, lead_id: str, holder: str) -> feedback.DueReport | None:
+    """Before the run reading the lead is ended: the holder's newest report, made due a while later
+    unless this command clears it once it saw no report die with the run (``due_unless_cleared``)."""
+    async with one_off_sessions(ctx.settings.database_url) as sessions:
+        return await feedback.due_unless_cleared(sessions, lead_id, holder, utcnow() + MOVE_GUARD)
 
 
 def reported_after(history: WorkflowHistory, length: int) -> bool:

@@ -312,17 +312,38 @@ async def due_again(
     twice is harmless: the event keeps its id (subscribers drop a copy) and Zoho's write checks the
     database for what stands."""
     async with sessions.begin() as session:
-        newest = await session.scalar(
-            select(DealerFeedback.id)
-            .where(
-                DealerFeedback.lead_id == lead_id,
-                DealerFeedback.dealer_id == dealer_id,
-                DealerFeedback.outcome == Outcome.APPLIED.value,
-            )
-            .order_by(DealerFeedback.id.desc())
-            .limit(1)
-        )
+        newest = await _newest_taken(session, lead_id, dealer_id)
         if newest is not None:
-            await session.execute(
-                update(DealerFeedback).where(DealerFeedback.id == newest).values(signal_due=as_utc(at))
-            )
+            newest.signal_due = as_utc(at)
+
+
+async def due_unless_cleared(
+    sessions: async_sessionmaker[AsyncSession], lead_id: str, dealer_id: str, at: datetime
+) -> DueReport | None:
+    """Make the dealer's newest taken report of the lead due at ``at`` unless cleared before then
+    (``handed_on`` with what this returns; None where no report was taken, or one is due already).
+
+    Written before ``hub leads reassign`` ends the run reading the lead: a report handed to that run
+    just before dies with it, and should the command die too before it looked, the sweep still hands
+    the report on once ``at`` passes."""
+    async with sessions.begin() as session:
+        newest = await _newest_taken(session, lead_id, dealer_id)
+        if newest is None or newest.signal_due is not None:
+            return None
+        newest.signal_due = as_utc(at)
+        return DueReport.of(newest)
+
+
+async def _newest_taken(session: AsyncSession, lead_id: str, dealer_id: str) -> DealerFeedback | None:
+    """The dealer's newest report of the lead that moved it on (taken), locked for writing."""
+    return await session.scalar(
+        select(DealerFeedback)
+        .where(
+            DealerFeedback.lead_id == lead_id,
+            DealerFeedback.dealer_id == dealer_id,
+            DealerFeedback.outcome == Outcome.APPLIED.value,
+        )
+        .order_by(DealerFeedback.id.desc())
+        .limit(1)
+        .with_for_update()
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -179,6 +180,20 @@ class RulesFile(BaseModel):
         if duplicates:
             raise ValueError(f"dealer ids must be unique: {', '.join(duplicates)}")
         return self
+
+
+def unheard_dealers(rules: RulesFile, webhook_secrets: Collection[str]) -> list[str]:
+    """Active dealers with an SLA that could never report an acceptance in time: no webhook secret (their
+    reports would be answered 401) and a CRM the hub does not read. Each of their leads would be withdrawn
+    when the SLA passed."""
+    return [
+        dealer.id
+        for dealer in rules.dealers
+        if dealer.active
+        and dealer.sla is not None
+        and not dealer.sla.status_poll_seconds
+        and dealer.id not in webhook_secrets
+    ]
 
 
 def parse_rules(path: Path) -> RulesFile:

@@ -14,9 +14,12 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+import cli.leads
 from api.relay import ReportRelay
 from contracts.leads import AWAITING_ACCEPTANCE
 from core.constants import LEAD_STATUS, lead_workflow_id
+from db import feedback
+from db.engine import one_off_sessions
 from db.feedback import HAND_OVER_GRACE
 from tests.cli.conftest import HubCli
 from tests.cli.test_one_dealer_per_lead import creates
@@ -57,6 +60,9 @@ async def test_reassign_ends_the_run_that_only_reads_an_accepted_lead(
         reason = terminated.workflow_execution_terminated_event_attributes.reason
         assert reason.startswith("reassigned to sla-a by support")
         assert "dealer closed" not in reason and "ana" not in reason
+        # Nothing reached the ended run after the command's look: no report is left to hand on later.
+        async with one_off_sessions(hub.settings.database_url) as sessions:
+            assert await feedback.due_reports(sessions, datetime.now(UTC) + timedelta(hours=1), 10) == []
 
 
 async def test_a_report_still_due_when_the_lead_moves_reaches_the_subscribers_not_zoho(
@@ -159,6 +165,56 @@ async def test_a_report_handed_to_the_reading_run_as_support_ends_it_still_reach
         lead = await hub.lead(lead_id) or {}
         assert (lead["status"], lead["dealer_id"]) == ("delivered", "sla-a")
         assert (await zoho_lead(hub, lead_id))["Lead_Status"] == "Not Contacted"  # poll-sc's acceptance
+
+
+async def test_a_report_that_died_with_the_reading_run_is_handed_on_when_the_command_dies_too(
+    skipping_env: WorkflowEnvironment,
+    sqlite_url: str,
+    task_queue: str,
+    hub_cli: HubCli,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As above, the dealer's "contacted" reaches the reading run just before the command ends it; then
+    the command dies before it starts the new run and looks at the ended one. The report, made due
+    before the terminate, is handed on once the move's time passes: the lead, still at its dealer
+    (nothing moved), gets a run that passes the status on."""
+    async with sla_hub(skipping_env, sqlite_url, task_queue) as hub:
+        lead_id = await accepted_by_a_dealer_that_is_read(hub, skipping_env, "Blumenau")
+        terminate = WorkflowHandle.terminate
+
+        async def reported_then_terminated(
+            handle: WorkflowHandle[Any, Any], *args: Any, **kwargs: Any
+        ) -> None:
+            await hub.fault(target="events/portal", error_5xx_count=1000)  # it passes nothing on
+            handed = handovers("after_answer", "handed_on")
+            await dealer_reports(hub, "poll-sc", lead_id, "contacted")
+
+            async def handed_to_the_reading_run() -> bool:
+                return handovers("after_answer", "handed_on") > handed
+
+            await eventually(handed_to_the_reading_run)
+            await terminate(handle, *args, **kwargs)
+            await hub.fault(target="events/portal")
+
+        async def dies(*_: Any, **__: Any) -> None:
+            raise ConnectionResetError("the command's host went away")
+
+        monkeypatch.setattr(WorkflowHandle, "terminate", reported_then_terminated)
+        monkeypatch.setattr(cli.leads, "start_again", dies)
+        monkeypatch.setattr(cli.leads, "MOVE_GUARD", timedelta(seconds=1))
+        with pytest.raises(ConnectionResetError):
+            await hub_cli(
+                hub.settings, "leads", "reassign", lead_id, "sla-a", "--reason", "closed", "--by", "ana"
+            )
+        assert not await contacted_event(hub, lead_id, "poll-sc")  # died with the reading run
+
+        assert hub.api is not None
+        relay: ReportRelay = hub.api.state.relay
+        await asyncio.sleep(1.5)
+        assert await relay.sweep() == 1
+        await eventually(lambda: contacted_event(hub, lead_id, "poll-sc"))
+        lead = await hub.lead(lead_id) or {}
+        assert (lead["status"], lead["dealer_id"]) == ("contacted", "poll-sc")  # nothing moved
 
 
 async def accepted_by_a_dealer_that_is_read(hub: Hub, env: WorkflowEnvironment, city: str) -> str:

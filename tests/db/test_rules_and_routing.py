@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -19,7 +20,7 @@ from cli.command import Context
 from cli.leads import dealer_refused
 from core.business_hours import from_config
 from core.constants import LeadStatus
-from core.settings import Settings
+from core.settings import Settings, get_settings
 from db import deliveries, feedback, lead_changes, lead_status, routing
 from db.engine import create_engine, session_factory
 from db.models import Dealer, DealerFeedback, Delivery, DeliveryRelease
@@ -592,6 +593,34 @@ def test_cli_loads_and_reports_errors(tmp_path: Path, capsys: pytest.CaptureFixt
     missing = tmp_path / "missing.yaml"
     assert rules_main(["load", str(missing), "--database-url", url]) == 2
     assert "missing.yaml" in capsys.readouterr().err
+
+
+def test_cli_warns_of_an_sla_dealer_that_can_report_no_acceptance(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the dealers' webhook secrets set, an SLA dealer with none, whose CRM is not read either,
+    is named: every lead it got would move on when its SLA passed. Read dealers and those with a
+    secret are not; nor is anything where no secret is set at all (the rules loaded apart from the API)."""
+    sla = {"sla": {"accept_within_minutes": 30}}
+    read = {"sla": {"accept_within_minutes": 30, "status_poll_seconds": 300}}
+    dealers = [
+        {**dealer("heard"), **sla},
+        {**dealer("unheard"), **sla},
+        {**dealer("read"), **read},
+        dealer("plain"),
+    ]
+    rules = tmp_path / "dealers.yaml"
+    rules.write_text(yaml.safe_dump({"dealers": dealers}))
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    for secrets, named in (({"heard": "s-1"}, ["unheard"]), ({}, [])):
+        monkeypatch.setenv("HUB_DEALER_WEBHOOK_SECRETS", json.dumps(secrets))
+        get_settings.cache_clear()
+        assert rules_main(["load", str(rules), "--database-url", url]) == 0
+        warned = [
+            line.split()[1] for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")
+        ]
+        assert warned == named
+    get_settings.cache_clear()
 
 
 async def test_concurrent_routing_from_two_workers_shares_the_rotation_fairly(database_url: str) -> None:
