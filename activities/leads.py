@@ -585,8 +585,10 @@ class LeadActivities:
         """The create call: the dealer's id of the lead; counted by its outcome. Noted before it goes out,
         so that a later attempt, of this run or another, tells the CRM it may be a re-send."""
         resend = activity.info().attempt > 1 or check.sent_before
-        if not check.sent_before:
-            await deliveries.note_sent(self._sessions, lead_id, dealer.id, utcnow())
+        if not check.sent_before and not await deliveries.note_sent(
+            self._sessions, lead_id, dealer.id, utcnow()
+        ):
+            resend = True  # another attempt noted its send first
         try:
             with external_call(permanent_type=DEALER_REJECTED):
                 async with heartbeating():

@@ -50,8 +50,8 @@ REDRIVABLE = {
 # a worker to take the decision, before saying it is not confirmed (the Web UI shows the run).
 CONFIRM_WAIT = timedelta(seconds=30)
 # How long a move has, from ending the run that reads an accepted lead to starting its new run and
-# looking at what reached the ended one, before the dealer's newest report is handed on anyway (a
-# command that died in between; a copy handed on is dropped by its event id).
+# looking at what reached the ended one, before the dealer's newest report is handed on anyway (the
+# command died in between; a copy handed on is dropped by its event id): feedback.guard.
 MOVE_GUARD = timedelta(minutes=2)
 
 
@@ -124,7 +124,7 @@ async def reassign_lead(args: argparse.Namespace, ctx: Context) -> int:
         fields = {"lead_id": args.lead_id, "dealer_id": args.dealer_id, "reassigned_by": None}
         out.show("reassignment", fields, f"lead {args.lead_id} is at {args.dealer_id} already: nothing moved")
         return 0
-    guard: feedback.DueReport | None = None
+    guarded: str | None = None  # the dealer whose reports the move guards
     if described.status == WorkflowExecutionStatus.RUNNING:
         status = described.typed_search_attributes.get(LEAD_STATUS)
         if status not in DEALER_STATUSES:
@@ -145,25 +145,30 @@ async def reassign_lead(args: argparse.Namespace, ctx: Context) -> int:
                 f"lead {args.lead_id} is passing a status on ({', '.join(steps)}): try again once it is done"
             )
         reading = ctx.client.get_workflow_handle(handle.id, run_id=described.run_id)  # not a newer run
-        if holder:  # should this command die before it looks at the ended run (below)
-            guard = await guard_reports(ctx, args.lead_id, holder)
-        # A terminate's reason is plain text in the history (no codec): support's words about the
-        # customer stay in the encrypted input of the new run and the portal's history.
-        await reading.terminate(reason=f"reassigned to {args.dealer_id} by support (why: the lead's history)")
+        guarded = holder
+        if guarded:  # should this command die before it looks at the ended run (below)
+            async with one_off_sessions(ctx.settings.database_url) as sessions:
+                await feedback.guard(sessions, args.lead_id, guarded, utcnow() + MOVE_GUARD)
+        try:
+            # A terminate's reason is plain text in the history (no codec): support's words about the
+            # customer stay in the encrypted input of the new run and the portal's history.
+            await reading.terminate(
+                reason=f"reassigned to {args.dealer_id} by support (why: the lead's history)"
+            )
+        except RPCError as error:
+            if guarded and error.status == RPCStatusCode.NOT_FOUND:  # it closed by itself: none died
+                await settle_guard(ctx, args.lead_id, guarded, died=False)
+            raise
     ended = await handle.fetch_history()
     move = Reassignment(args.dealer_id, reason=args.reason, by=args.by)
     run_id = await start_again(ctx, ended, move)
+    if guarded:
+        # A report that reached the reading run after the look above died with it: the sweep hands the
+        # dealer's newest on to the lead's run now (the new one), which passes it on to the subscribers.
+        length = described.raw_description.workflow_execution_info.history_length
+        await settle_guard(ctx, args.lead_id, guarded, died=reported_after(ended, length))
     if run_id is None:
         return out.fail(f"lead {args.lead_id} not reassigned: its workflow started again meanwhile")
-    if holder and reported_after(ended, described.raw_description.workflow_execution_info.history_length):
-        # The dealer's report reached the reading run after the look above, and died with it: the sweep
-        # hands the dealer's newest to the new run (now that it runs), which passes it on to the
-        # subscribers.
-        async with one_off_sessions(ctx.settings.database_url) as sessions:
-            await feedback.due_again(sessions, args.lead_id, holder, utcnow())
-    elif guard is not None:  # nothing reached the ended run after the look: nothing to hand on again
-        async with one_off_sessions(ctx.settings.database_url) as sessions:
-            await feedback.handed_on(sessions, guard)
     moving = ctx.client.get_workflow_handle(handle.id, run_id=run_id, result_type=LeadDistributionResult)
     not_moved = await moved_or_why_not(ctx, moving, args.lead_id, args.dealer_id, holder)
     if not_moved:
@@ -177,11 +182,11 @@ async def reassign_lead(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
-async def guard_reports(ctx: Context, lead_id: str, holder: str) -> feedback.DueReport | None:
-    """Before the run reading the lead is ended: the holder's newest report, made due a while later
-    unless this command clears it once it saw no report die with the run (``due_unless_cleared``)."""
+async def settle_guard(ctx: Context, lead_id: str, holder: str, *, died: bool) -> None:
+    """Clear the guard over the holder's reports, handing its newest on now where one ``died`` with the
+    run the command ended."""
     async with one_off_sessions(ctx.settings.database_url) as sessions:
-        return await feedback.due_unless_cleared(sessions, lead_id, holder, utcnow() + MOVE_GUARD)
+        await feedback.unguard(sessions, lead_id, holder, rehand_at=utcnow() if died else None)
 
 
 def reported_after(history: WorkflowHistory, length: int) -> bool:

@@ -448,15 +448,19 @@ async def check_delivery(
 
 async def note_sent(
     sessions: async_sessionmaker[AsyncSession], lead_id: str, dealer_id: str, at: datetime
-) -> None:
+) -> bool:
     """Note, before the first create of the lead's delivery goes out, that it did: every later attempt,
-    of this run or of any later one (a resent webhook, a redrive, a reset), is then a re-send."""
+    of this run or of any later one (a resent webhook, a redrive, a reset), is then a re-send. False
+    where another attempt noted it first (a zombie beside its retry): this one is a re-send too."""
     async with sessions.begin() as session:
-        await session.execute(
-            update(Delivery)
-            .where(Delivery.lead_id == lead_id, Delivery.dealer_id == dealer_id, Delivery.sent_at.is_(None))
-            .values(sent_at=at)
+        this_delivery = (Delivery.lead_id == lead_id, Delivery.dealer_id == dealer_id)
+        noted = await session.execute(
+            update(Delivery).where(*this_delivery, Delivery.sent_at.is_(None)).values(sent_at=at)
         )
+        if noted.rowcount:  # type: ignore[attr-defined]
+            return True
+        # A lead without a claim (runs from before claims) has no row to note it in: a first send.
+        return await session.scalar(select(Delivery.lead_id).where(*this_delivery)) is None
 
 
 async def _key_first_claimed(

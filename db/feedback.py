@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.constants import DEALER_STATUSES, LeadStatus, lead_workflow_id
 from core.timeutil import CLOCK_SKEW, as_utc
 from db import lead_status
 from db.engine import lock_for_writing
-from db.models import DealerFeedback, Delivery, DeliveryRelease, Withdrawal
+from db.models import DealerFeedback, Delivery, DeliveryRelease, ReportGuard, Withdrawal
 
 # How long the API's own hand-over of a report has before a sweep may take it over.
 HAND_OVER_GRACE = timedelta(seconds=30)
@@ -304,34 +304,39 @@ async def handed_on(sessions: async_sessionmaker[AsyncSession], report: DueRepor
         )
 
 
-async def due_again(
+async def guard(
     sessions: async_sessionmaker[AsyncSession], lead_id: str, dealer_id: str, at: datetime
 ) -> None:
-    """Make the dealer's newest taken report of the lead due again at ``at``: its run was ended by hand
-    (``hub leads reassign``), and a report handed to it just before may have died with it. Handing it on
-    twice is harmless: the event keeps its id (subscribers drop a copy) and Zoho's write checks the
-    database for what stands."""
+    """Hand the dealer's newest taken report of the lead on again at ``at`` unless ``unguard`` comes
+    first (``ReportGuard``): written before ``hub leads reassign`` ends the run reading the lead."""
     async with sessions.begin() as session:
-        newest = await _newest_taken(session, lead_id, dealer_id)
-        if newest is not None:
-            newest.signal_due = as_utc(at)
+        await session.merge(ReportGuard(lead_id=lead_id, dealer_id=dealer_id, due_at=as_utc(at)))
 
 
-async def due_unless_cleared(
-    sessions: async_sessionmaker[AsyncSession], lead_id: str, dealer_id: str, at: datetime
-) -> DueReport | None:
-    """Make the dealer's newest taken report of the lead due at ``at`` unless cleared before then
-    (``handed_on`` with what this returns; None where no report was taken, or one is due already).
-
-    Written before ``hub leads reassign`` ends the run reading the lead: a report handed to that run
-    just before dies with it, and should the command die too before it looked, the sweep still hands
-    the report on once ``at`` passes."""
+async def unguard(
+    sessions: async_sessionmaker[AsyncSession], lead_id: str, dealer_id: str, *, rehand_at: datetime | None
+) -> None:
+    """Clear the guard; ``rehand_at``: make the newest report due then instead (one died with the run)."""
     async with sessions.begin() as session:
-        newest = await _newest_taken(session, lead_id, dealer_id)
-        if newest is None or newest.signal_due is not None:
-            return None
-        newest.signal_due = as_utc(at)
-        return DueReport.of(newest)
+        if rehand_at is not None and (newest := await _newest_taken(session, lead_id, dealer_id)) is not None:
+            newest.signal_due = as_utc(rehand_at)
+        await session.execute(
+            delete(ReportGuard).where(ReportGuard.lead_id == lead_id, ReportGuard.dealer_id == dealer_id)
+        )
+
+
+async def guards_passed(sessions: async_sessionmaker[AsyncSession], now: datetime) -> int:
+    """Make the newest report of each guard past its time due now (its command died before it looked at
+    the run it ended), and clear those guards; how many."""
+    async with sessions() as session:
+        passed = (
+            await session.execute(
+                select(ReportGuard.lead_id, ReportGuard.dealer_id).where(ReportGuard.due_at <= as_utc(now))
+            )
+        ).all()
+    for lead_id, dealer_id in passed:
+        await unguard(sessions, lead_id, dealer_id, rehand_at=now)
+    return len(passed)
 
 
 async def _newest_taken(session: AsyncSession, lead_id: str, dealer_id: str) -> DealerFeedback | None:

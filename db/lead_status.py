@@ -146,11 +146,16 @@ async def fallback_owner_set(sessions: async_sessionmaker[AsyncSession], lead_id
 async def note_fallback_owner_set(
     sessions: async_sessionmaker[AsyncSession], lead_id: str, at: datetime
 ) -> None:
-    """Note that Zoho took the fallback owner as the lead's Owner (kept from its first time)."""
+    """Note that Zoho took the fallback owner as the lead's Owner (kept from its first time), while the
+    lead is at it: an old parked write redriven after support moved the lead notes nothing."""
     async with sessions.begin() as session:
         await session.execute(
             update(Lead)
-            .where(Lead.lead_id == lead_id, Lead.fallback_owner_set_at.is_(None))
+            .where(
+                Lead.lead_id == lead_id,
+                Lead.status == LeadStatus.SLA_EXHAUSTED.value,
+                Lead.fallback_owner_set_at.is_(None),
+            )
             .values(fallback_owner_set_at=at)
         )
 

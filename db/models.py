@@ -137,6 +137,19 @@ class DeliveryRelease(Base):
     dealer_lead_id: Mapped[str | None] = mapped_column(String(200), default=None)  # the CRM's, if delivered
 
 
+class ReportGuard(Base):
+    """A dealer's newest report of a lead to hand on again at ``due_at``, unless cleared first: written by
+    ``hub leads reassign`` before it ends the run reading the lead, since a report handed to that run
+    just before dies with it; the command clears it once it saw none did. Kept apart from the reports,
+    whose due times a newer report or a hand-over clears."""
+
+    __tablename__ = "report_guards"
+
+    lead_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    dealer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    due_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class DealerFeedback(Base):
     """A status a dealer reported for a lead; one row per (lead, dealer, status) and delivery, however
     often sent. ``delivery_claimed_at`` names the delivery (when it was claimed): support may send a lead

@@ -219,6 +219,8 @@ def test_a_release_keeps_the_dealers_lead_id_from_0018_and_drops_it_going_back(d
         assert connection.execute(sa.text("select sent_at from deliveries")).all() == []
         # 0021: a lead notes when Zoho took its fallback owner.
         assert connection.execute(sa.text("select fallback_owner_set_at from leads")).all() == []
+        # 0022: a move's guards over the reports of the run it ends.
+        assert connection.execute(sa.text("select due_at from report_guards")).all() == []
     assert ids == [None, None]
     engine.dispose()
 

@@ -905,11 +905,20 @@ async def test_a_webhook_report_stays_due_until_its_run_has_it_and_one_process_h
     (again_due,) = await feedback.due_reports(sessions, later, 10)  # that hand-over failed: due again
     # Made due again meanwhile (support ended the run it reached): that hand-over does not undo it.
     rearmed = later + timedelta(minutes=1)
-    await feedback.due_again(sessions, "D1", "a", rearmed)
+    await feedback.unguard(sessions, "D1", "a", rehand_at=rearmed)
     await feedback.handed_on(sessions, again_due)
     (still_due,) = await feedback.due_reports(sessions, rearmed, 10)
     await feedback.handed_on(sessions, still_due)
     assert await feedback.due_reports(sessions, later + timedelta(days=1), 10) == []
+    # A move's guard (its command died before it looked): the newest is handed on once it passed, even
+    # where a newer report and its hand-over cleared every due time since.
+    await feedback.guard(sessions, "D1", "a", rearmed + timedelta(minutes=2))
+    await report(LeadStatus.SOLD, 5)  # (a repeat: nothing due)
+    assert await feedback.guards_passed(sessions, rearmed + timedelta(minutes=1)) == 0
+    assert await feedback.guards_passed(sessions, rearmed + timedelta(minutes=2)) == 1
+    (guarded,) = await feedback.due_reports(sessions, rearmed + timedelta(minutes=2), 10)
+    assert guarded.status == "sold"
+    assert await feedback.guards_passed(sessions, rearmed + timedelta(days=1)) == 0  # cleared
 
 
 async def delivered_at_a(sessions: async_sessionmaker[AsyncSession], lead_id: str) -> None:

@@ -8,7 +8,7 @@ before have none: their next hand-over writes the owner, as before.
 
 Revision ID: 0021
 Revises: 0020
-Create Date: 2026-12-07 18:20:00.000000
+Create Date: 2026-12-07 18:50:00.000000
 """
 
 from collections.abc import Sequence
