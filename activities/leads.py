@@ -16,7 +16,7 @@ from temporalio.exceptions import ApplicationError
 from activities.errors import external_call
 from activities.heartbeats import heartbeating
 from clients.dealer_crm import RECORDED, DealerCrm, RestDealerCrm, keepable_lead_id, map_fields
-from clients.errors import PermanentError, TransientError
+from clients.errors import PermanentError, TransientError, as_code
 from clients.subscribers import EventPublisher
 from clients.zoho import ZohoClient
 from contracts.leads import WRITEBACK_DROPPED
@@ -636,10 +636,16 @@ class LeadActivities:
             reported = await crm.lead_status(
                 dealer, params.dealer_lead_id, external_id=params.lead_id, delivered_at=delivered_at
             )
-        if reported is None or reported.status not in DEALER_STATUSES:
+        if reported is None:
+            return PollStatusResult()
+        if reported.status not in DEALER_STATUSES:  # the webhook would answer 422: say so, take nothing
+            named = as_code(reported.status) or "(not a status word)"
+            activity.logger.warning(
+                "%s's CRM answered status %s, which the hub does not know", dealer.id, named
+            )
             return PollStatusResult()
         now = utcnow()
-        at = feedback.kept_time(reported.at, now)  # as feedback.record keeps it
+        at = feedback.kept_time(reported.at or now, now)  # as feedback.record keeps it
         recorded = await feedback.record(
             self._sessions,
             lead_id=params.lead_id,
@@ -648,11 +654,12 @@ class LeadActivities:
             at=at,
             received_at=now,
         )
-        # A retry after the record committed finds it repeated: still the newest, still to pass on.
+        # A retry after the record committed finds it repeated: still the newest, still to pass on, with
+        # the time it is kept with (a CRM whose time moves on each read would pass it on anew each time).
         applied = recorded.outcome == feedback.Outcome.APPLIED or (
             recorded.outcome == feedback.Outcome.REPEATED and recorded.current
         )
-        return PollStatusResult(reported.status, at.isoformat(), applied)
+        return PollStatusResult(reported.status, (recorded.kept_at or at).isoformat(), applied)
 
     @activity.defn
     async def withdraw_lead(self, params: WithdrawLeadInput) -> WithdrawLeadResult:

@@ -53,6 +53,7 @@ CONFIRM_WAIT = timedelta(seconds=30)
 # looking at what reached the ended one, before the dealer's newest report is handed on anyway (the
 # command died in between; a copy handed on is dropped by its event id): feedback.guard.
 MOVE_GUARD = timedelta(minutes=2)
+POLL_STEP = "poll_dealer_status"  # the activity that reads a dealer's CRM for the lead's status
 
 
 def add_commands(commands: Subcommands, common: argparse.ArgumentParser) -> None:
@@ -190,13 +191,19 @@ async def settle_guard(ctx: Context, lead_id: str, holder: str, *, died: bool) -
 
 
 def reported_after(history: WorkflowHistory, length: int) -> bool:
-    """Whether a dealer's status reached the run past the first ``length`` events of its history."""
-    return any(
-        event.event_id > length
-        and event.workflow_execution_signaled_event_attributes.signal_name == DEALER_STATUS_SIGNAL
+    """Whether a dealer's status reached the run past the first ``length`` events of its history: a
+    signal, or a read of the dealer's CRM (which records what it read before the run hears of it)."""
+    signalled = (
+        event.workflow_execution_signaled_event_attributes.signal_name == DEALER_STATUS_SIGNAL
         for event in history.events
-        if event.HasField("workflow_execution_signaled_event_attributes")
+        if event.event_id > length and event.HasField("workflow_execution_signaled_event_attributes")
     )
+    read = (
+        event.activity_task_scheduled_event_attributes.activity_type.name == POLL_STEP
+        for event in history.events
+        if event.event_id > length and event.HasField("activity_task_scheduled_event_attributes")
+    )
+    return any(signalled) or any(read)
 
 
 async def dealer_refused(ctx: Context, lead_id: str, dealer_id: str) -> tuple[str, str | None]:

@@ -149,8 +149,8 @@ RECORDED = "recorded"
 class ReportedStatus:
     """A lead's status as the dealer's CRM reports it, and when it took it."""
 
-    status: str
-    at: datetime
+    status: str  # lower-cased, as the hub's statuses are
+    at: datetime | None  # None: the CRM named no time (taken as the read's, as the webhook does)
 
 
 class DealerCrm(Protocol):
@@ -308,12 +308,12 @@ class RestDealerCrm:
             status, at = body.get("status"), body.get("at")
             if not status:
                 return None
-            when = datetime.fromisoformat(str(at))
+            when = None if at is None else datetime.fromisoformat(str(at))
         except (ValueError, AttributeError, TypeError) as error:
             raise PermanentError(service, f"unreadable status answer: {type(error).__name__}", 502) from None
-        if when.tzinfo is None:  # as the dealers' webhook refuses it: whose clock, which zone?
+        if when is not None and when.tzinfo is None:  # as the dealers' webhook refuses it: which zone?
             raise PermanentError(service, "unreadable status answer: a time without a UTC offset", 502)
-        return ReportedStatus(str(status), when)
+        return ReportedStatus(str(status).strip().lower(), when)
 
     def _auth(self, dealer: DealerConfig) -> dict[str, str]:
         key = self._api_keys.get(dealer.id)

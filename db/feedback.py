@@ -58,6 +58,8 @@ class Recorded:
     outcome: Outcome
     current: bool
     due: DueReport | None = None
+    # A repeat of the current status: the time it is kept with (its first report's), not the repeat's.
+    kept_at: datetime | None = None
 
 
 class Outcome(StrEnum):
@@ -124,7 +126,8 @@ async def record(
         seen = await _recorded(session, lead_id, dealer_id, status, delivery.claimed_at)
         if seen is not None:
             current = delivery.dealer_status == status.value
-            return Recorded(Outcome.REPEATED, current, DueReport.of(seen) if current else None)
+            kept_at = as_utc(delivery.dealer_status_at) if current and delivery.dealer_status_at else None
+            return Recorded(Outcome.REPEATED, current, DueReport.of(seen) if current else None, kept_at)
         newer = is_newer(status, at, delivery.dealer_status, delivery.dealer_status_at)
         outcome = Outcome.APPLIED if newer else Outcome.OLDER
         due = None

@@ -183,6 +183,14 @@ LOCAL_SINGLE_TRY = RetryPolicy(maximum_attempts=1)
 LOCAL_TRY_TIMEOUT = timedelta(seconds=15)
 # After acceptance, how often a dealer whose CRM is read (it sends no webhooks) is read for later statuses.
 READ_AFTER_ACCEPTANCE = timedelta(hours=1)
+# A read of a dealer's CRM that fails changes nothing: the next read decides. Except the read past the SLA
+# deadline, which decides whether the lead is withdrawn: its CRM, briefly away or rate-limiting (a burst of
+# deadlines after an outage), is asked again for this long before the lead moves on unread. (Options of
+# the same activity: replays see the same commands.)
+READ_AT_DEADLINE_WINDOW = timedelta(minutes=10)
+READ_AT_DEADLINE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1)
+)
 # A run that ends so leaves the lead at no dealer.
 UNHELD_STATUSES = (LeadStatus.FAILED.value, LeadStatus.UNROUTED.value, LeadStatus.SLA_EXHAUSTED.value)
 # A lead the dealer lost or sold moves no further in its funnel: nothing more to read.
@@ -563,7 +571,7 @@ class LeadDistributionWorkflow:
                 # Marked only where it acts: a run whose timer fired read the dealer at the deadline.
                 if poll and not read_past_deadline and workflow.patched(READ_WHEN_RESUMED_PAST_DEADLINE):
                     read_past_deadline = True
-                    await self._poll_status(dealer_id, dealer_lead_id)
+                    await self._poll_status(dealer_id, dealer_lead_id, deciding=True)
                     continue
                 withdrawal = await self._withdraw(dealer_id, plan.sla_deadline)
                 if withdrawal.withdrawn:
@@ -590,7 +598,8 @@ class LeadDistributionWorkflow:
             except TimeoutError:
                 # At the deadline too (since the patch): an acceptance after the last read keeps the lead.
                 if poll and (accepted or wake < sla_deadline or workflow.patched(READ_BEFORE_WITHDRAWAL)):
-                    await self._poll_status(dealer_id, dealer_lead_id)
+                    deciding = not accepted and wake >= sla_deadline
+                    await self._poll_status(dealer_id, dealer_lead_id, deciding=deciding)
                     read_past_deadline = workflow.now() >= sla_deadline
 
     async def _follow_plan(self, dealer_id: str) -> FollowPlan:
@@ -602,14 +611,16 @@ class LeadDistributionWorkflow:
         )
         return plan
 
-    async def _poll_status(self, dealer_id: str, dealer_lead_id: str) -> None:
-        """Ask the dealer's CRM; a status newer than the hub's is passed on as a report would be."""
+    async def _poll_status(self, dealer_id: str, dealer_lead_id: str, *, deciding: bool = False) -> None:
+        """Ask the dealer's CRM; a status newer than the hub's is passed on as a report would be.
+        ``deciding``: the read past the SLA deadline, asked again for ``READ_AT_DEADLINE_WINDOW``."""
         try:
             polled = await workflow.execute_activity_method(
                 LeadActivities.poll_dealer_status,
                 PollStatusInput(self._lead_id, dealer_id, dealer_lead_id),
                 start_to_close_timeout=LOCAL_STEP_TIMEOUT,
-                retry_policy=RetryPolicy(maximum_attempts=3),
+                schedule_to_close_timeout=READ_AT_DEADLINE_WINDOW if deciding else None,
+                retry_policy=READ_AT_DEADLINE_RETRY if deciding else RetryPolicy(maximum_attempts=3),
             )
         except ActivityError as error:  # the next poll, or the SLA, decides: a failed read changes nothing
             workflow.logger.warning("status of the lead at %s not read: %s", dealer_id, error.cause or error)

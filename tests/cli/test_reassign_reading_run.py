@@ -15,6 +15,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 import cli.leads
+from activities.leads import LeadActivities
 from api.relay import ReportRelay
 from contracts.leads import AWAITING_ACCEPTANCE
 from core.constants import LEAD_STATUS, lead_workflow_id
@@ -135,13 +136,7 @@ async def test_a_report_handed_to_the_reading_run_as_support_ends_it_still_reach
             # Zoho and the subscriber fail every call until the run is ended: it passes nothing on.
             await hub.fault(target="zoho", error_5xx_count=1000)
             await hub.fault(target="events/portal", error_5xx_count=1000)
-            handed = handovers("after_answer", "handed_on")
-            await dealer_reports(hub, "poll-sc", lead_id, "contacted")
-
-            async def handed_to_the_reading_run() -> bool:
-                return handovers("after_answer", "handed_on") > handed
-
-            await eventually(handed_to_the_reading_run)
+            await contacted_reaches_the_run(hub, lead_id)
             await terminate(handle, *args, **kwargs)
             # The run's local try of Zoho's write, retried a second after its first failure, may outlive
             # the terminate: Zoho comes back after it, as it would have written poll-sc's "contacted"
@@ -186,13 +181,7 @@ async def test_a_report_that_died_with_the_reading_run_is_handed_on_when_the_com
             handle: WorkflowHandle[Any, Any], *args: Any, **kwargs: Any
         ) -> None:
             await hub.fault(target="events/portal", error_5xx_count=1000)  # it passes nothing on
-            handed = handovers("after_answer", "handed_on")
-            await dealer_reports(hub, "poll-sc", lead_id, "contacted")
-
-            async def handed_to_the_reading_run() -> bool:
-                return handovers("after_answer", "handed_on") > handed
-
-            await eventually(handed_to_the_reading_run)
+            await contacted_reaches_the_run(hub, lead_id)
             await terminate(handle, *args, **kwargs)
             await hub.fault(target="events/portal")
 
@@ -215,6 +204,17 @@ async def test_a_report_that_died_with_the_reading_run_is_handed_on_when_the_com
         await eventually(lambda: contacted_event(hub, lead_id, "poll-sc"))
         lead = await hub.lead(lead_id) or {}
         assert (lead["status"], lead["dealer_id"]) == ("contacted", "poll-sc")  # nothing moved
+
+
+async def contacted_reaches_the_run(hub: Hub, lead_id: str) -> None:
+    """poll-sc reports "contacted" by its webhook, and the API hands it to the lead's run."""
+    handed = handovers("after_answer", "handed_on")
+    await dealer_reports(hub, "poll-sc", lead_id, "contacted")
+
+    async def handed_to_the_run() -> bool:
+        return handovers("after_answer", "handed_on") > handed
+
+    await eventually(handed_to_the_run)
 
 
 async def accepted_by_a_dealer_that_is_read(hub: Hub, env: WorkflowEnvironment, city: str) -> str:
@@ -250,3 +250,8 @@ async def passed_on(hub: Hub, lead_id: str) -> bool:
     that only waits records none until a report reaches it."""
     history = await hub.handle(lead_id).fetch_history()
     return "publish_event" in local_activity_types(history.events)
+
+
+def test_the_move_knows_a_read_of_the_dealers_crm_by_its_activity_name() -> None:
+    """The command looks for that activity in the ended run's history by name (it imports no activities)."""
+    assert LeadActivities.poll_dealer_status.__name__ == cli.leads.POLL_STEP

@@ -620,6 +620,26 @@ async def test_a_polled_dealer_that_accepted_after_its_last_read_keeps_the_lead(
     assert counters.get("next-se", {}).get("created", 0) == 0
 
 
+async def test_a_polled_dealer_whose_crm_fails_the_read_at_its_deadline_is_read_again_not_withdrawn(
+    sla_hub: Hub, skipping_env: WorkflowEnvironment
+) -> None:
+    """As above, but the dealer's CRM answers 503 to the first reads at the deadline (away a moment, or
+    a burst of deadlines after an outage): the read that decides is asked again, finds the acceptance,
+    and the dealer keeps the lead (three failed tries used to withdraw it unread)."""
+    hub = sla_hub
+    lead_id = await hub.create_lead(State="SE", City="Lagarto")
+    await hub.post_webhook(lead_id)
+    await at_dealer(hub, lead_id, "poll-se")
+    await dealer_reports(hub, "poll-se", lead_id, "accepted", callback=False)
+    await hub.fault(target="poll-se", error_5xx_count=3)
+    await skip_time(skipping_env, timedelta(minutes=31))
+    lead = await at_dealer(hub, lead_id, "poll-se", status="accepted")
+    assert [delivery["dealer_id"] for delivery in lead["deliveries"]] == ["poll-se"]
+    counters = (await hub.counters())["dealers"]
+    assert (counters["poll-se"]["faults_served"], counters["poll-se"]["withdrawn"]) == (3, 0)
+    assert counters.get("next-se", {}).get("created", 0) == 0
+
+
 async def polled_dealer_accepted_then_run_resumed_late(hub: Hub) -> str:
     """A lead at a dealer read hourly with 30 minutes to accept, accepted in its CRM in time (no
     webhook); its run terminated, and the resent webhook's run starting only after the SLA passed (31
