@@ -75,7 +75,10 @@ class ReportRelay:
         """Hand on every report due now; how many were handed on. Stops at the first that Temporal did
         not take (it is away: the next sweep tries again)."""
         handed = 0
-        await feedback.guards_passed(self._sessions, utcnow())  # a move's command that died midway
+        try:
+            await feedback.guards_passed(self._sessions, utcnow())  # a move's command that died midway
+        except Exception:  # the due reports are handed on all the same; the next sweep tries again
+            log.exception("guards of support's moves not checked")
         while True:
             due = await feedback.due_reports(self._sessions, utcnow(), SWEEP_BATCH)
             results = await self._sweep_batch(due)

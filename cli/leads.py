@@ -160,7 +160,8 @@ async def reassign_lead(args: argparse.Namespace, ctx: Context) -> int:
             if guarded and error.status == RPCStatusCode.NOT_FOUND:  # it closed by itself: none died
                 await settle_guard(ctx, args.lead_id, guarded, died=False)
             raise
-    ended = await handle.fetch_history()
+    # The run the command looked at (a new run may have started meanwhile), else the ended latest one.
+    ended = await (reading if guarded else handle).fetch_history()
     move = Reassignment(args.dealer_id, reason=args.reason, by=args.by)
     run_id = await start_again(ctx, ended, move)
     if guarded:

@@ -298,7 +298,7 @@ async def claim(
 
 async def handed_on(sessions: async_sessionmaker[AsyncSession], report: DueReport) -> None:
     """The lead's run has the report: nothing is due any more, unless it was made due again meanwhile
-    (``due_again``), which a hand-over that took it before must not undo."""
+    (``unguard``), which a hand-over that took it before must not undo."""
     async with sessions.begin() as session:
         await session.execute(
             update(DealerFeedback)
@@ -317,15 +317,30 @@ async def guard(
 
 
 async def unguard(
-    sessions: async_sessionmaker[AsyncSession], lead_id: str, dealer_id: str, *, rehand_at: datetime | None
-) -> None:
-    """Clear the guard; ``rehand_at``: make the newest report due then instead (one died with the run)."""
+    sessions: async_sessionmaker[AsyncSession],
+    lead_id: str,
+    dealer_id: str,
+    *,
+    rehand_at: datetime | None,
+    passed_by: datetime | None = None,
+) -> bool:
+    """Clear the guard; ``rehand_at``: make the newest report due then instead (one died with the run).
+    ``passed_by``: only a guard due by then (one a command wrote again since stays). Whether it cleared
+    one; a report is made due only then, or where the guard was gone already and no ``passed_by``."""
     async with sessions.begin() as session:
+        await lock_for_writing(session)  # in turn with a report being recorded (only the newest is due)
+        await session.get(Delivery, lead_id, with_for_update=True)
+        cleared = delete(ReportGuard).where(
+            ReportGuard.lead_id == lead_id, ReportGuard.dealer_id == dealer_id
+        )
+        if passed_by is not None:
+            cleared = cleared.where(ReportGuard.due_at <= as_utc(passed_by))
+        found = bool((await session.execute(cleared)).rowcount)  # type: ignore[attr-defined]
+        if passed_by is not None and not found:
+            return False  # another sweep acted on it, or the command wrote it again
         if rehand_at is not None and (newest := await _newest_taken(session, lead_id, dealer_id)) is not None:
             newest.signal_due = as_utc(rehand_at)
-        await session.execute(
-            delete(ReportGuard).where(ReportGuard.lead_id == lead_id, ReportGuard.dealer_id == dealer_id)
-        )
+        return found
 
 
 async def guards_passed(sessions: async_sessionmaker[AsyncSession], now: datetime) -> int:
@@ -337,9 +352,8 @@ async def guards_passed(sessions: async_sessionmaker[AsyncSession], now: datetim
                 select(ReportGuard.lead_id, ReportGuard.dealer_id).where(ReportGuard.due_at <= as_utc(now))
             )
         ).all()
-    for lead_id, dealer_id in passed:
-        await unguard(sessions, lead_id, dealer_id, rehand_at=now)
-    return len(passed)
+    acted = [await unguard(sessions, lead, dealer, rehand_at=now, passed_by=now) for lead, dealer in passed]
+    return sum(acted)
 
 
 async def _newest_taken(session: AsyncSession, lead_id: str, dealer_id: str) -> DealerFeedback | None:

@@ -61,9 +61,12 @@ async def test_reassign_ends_the_run_that_only_reads_an_accepted_lead(
         reason = terminated.workflow_execution_terminated_event_attributes.reason
         assert reason.startswith("reassigned to sla-a by support")
         assert "dealer closed" not in reason and "ana" not in reason
-        # Nothing reached the ended run after the command's look: no report is left to hand on later.
+        # Nothing reached the ended run after the command's look: no report is left to hand on later,
+        # and no guard of the move.
         async with one_off_sessions(hub.settings.database_url) as sessions:
-            assert await feedback.due_reports(sessions, datetime.now(UTC) + timedelta(hours=1), 10) == []
+            later = datetime.now(UTC) + timedelta(hours=1)
+            assert await feedback.guards_passed(sessions, later) == 0
+            assert await feedback.due_reports(sessions, later, 10) == []
 
 
 async def test_a_report_still_due_when_the_lead_moves_reaches_the_subscribers_not_zoho(
