@@ -624,10 +624,12 @@ class LeadActivities:
 
     @activity.defn
     async def poll_dealer_status(self, params: PollStatusInput) -> PollStatusResult:
-        """Ask a REST dealer's CRM for the lead's status and record it as its webhook would."""
+        """Ask a REST dealer's CRM for the lead's status and record it as its webhook would. A dealer the
+        rules no longer have read (its ``status_poll_seconds`` taken out since the run planned the reads)
+        is not asked."""
         dealer = await routing.dealer_config(self._sessions, params.dealer_id, inactive_too=True)
         crm = self._dealer_crms.get("rest")
-        if dealer is None or not isinstance(crm, RestDealerCrm):
+        if dealer is None or not is_read(dealer) or not isinstance(crm, RestDealerCrm):
             return PollStatusResult()
         delivered_at = None
         if not params.dealer_lead_id:  # its create answer carried none: the lead is looked up

@@ -23,17 +23,26 @@ from tests.db.test_rules_and_routing import dealer, load
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
+READ = {"sla": {"accept_within_minutes": 30, "status_poll_seconds": 300}}
+
+
 async def read_twice(
-    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch, *answers: dict[str, Any]
+    sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+    *answers: dict[str, Any],
+    rules_since: dict[str, Any] | None = None,
 ) -> list[tuple[str, str, bool]]:
     """Lead P1 delivered to dealer a (read every 5 minutes) at T0; its CRM answers ``answers`` in turn,
-    one read a minute from T0 + 10 min: what each read returned (status, time, applied)."""
-    await load(sessions, {**dealer("a"), "sla": {"accept_within_minutes": 30, "status_poll_seconds": 300}})
+    one read a minute from T0 + 10 min: what each read returned (status, time, applied).
+    ``rules_since``: dealer a's rules as loaded after the delivery."""
+    await load(sessions, {**dealer("a"), **READ})
     await deliveries.claim_next(sessions, "P1", LeadProfile("SP", "Santos", "Onix"), date(2026, 11, 24), T0)
     async with sessions.begin() as session:
         await deliveries.mark_delivered(
             session, lead_id="P1", dealer_id="a", dealer_lead_id="CRM-1", day=T0.date(), at=T0
         )
+    if rules_since is not None:
+        await load(sessions, rules_since)
     replies = iter(answers)
     transport = httpx.MockTransport(lambda _: httpx.Response(200, json=next(replies)))
     read = []
@@ -79,3 +88,11 @@ async def test_a_status_read_again_keeps_its_first_time(
         {"status": "accepted", "at": (first + timedelta(minutes=6)).isoformat()},
     )
     assert read == [("accepted", first.isoformat(), True)] * 2
+
+
+async def test_a_dealer_whose_reads_the_rules_took_out_is_not_asked(
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unread = {**dealer("a"), "sla": {"accept_within_minutes": 30}}
+    read = await read_twice(sessions, monkeypatch, {"status": "accepted"}, rules_since=unread)
+    assert read == [(None, "", False)]  # (asked, its CRM would have given the acceptance)
