@@ -7,6 +7,7 @@ A module of its own: the time-skipping server is one per module, and this test's
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -131,18 +132,7 @@ async def test_a_report_handed_to_the_reading_run_as_support_ends_it_still_reach
     run runs: the sweep hands it there, the subscribers hear of it, and Zoho keeps its status."""
     async with sla_hub(skipping_env, sqlite_url, task_queue) as hub:
         lead_id = await accepted_by_a_dealer_that_is_read(hub, skipping_env, "Itajaí")
-        terminate = WorkflowHandle.terminate
-
-        async def reported_then_terminated(
-            handle: WorkflowHandle[Any, Any], *args: Any, **kwargs: Any
-        ) -> None:
-            # Zoho and the subscriber fail every call until the run is ended: it passes nothing on.
-            await zoho_and_subscriber_down(hub)
-            await contacted_reaches_the_run(hub, lead_id)
-            await terminate(handle, *args, **kwargs)
-            await back_after_the_runs_last_try(hub)
-
-        monkeypatch.setattr(WorkflowHandle, "terminate", reported_then_terminated)
+        monkeypatch.setattr(WorkflowHandle, "terminate", reporting_as_it_ends(hub, lead_id, back_after=True))
         moved = await hub_cli(
             hub.settings, "leads", "reassign", lead_id, "sla-a", "--reason", "dealer closed", "--by", "ana"
         )
@@ -172,19 +162,11 @@ async def test_a_report_that_died_with_the_reading_run_is_handed_on_when_the_com
     (nothing moved), gets a run that passes the status on."""
     async with sla_hub(skipping_env, sqlite_url, task_queue) as hub:
         lead_id = await accepted_by_a_dealer_that_is_read(hub, skipping_env, "Blumenau")
-        terminate = WorkflowHandle.terminate
-
-        async def reported_then_terminated(
-            handle: WorkflowHandle[Any, Any], *args: Any, **kwargs: Any
-        ) -> None:
-            await zoho_and_subscriber_down(hub)  # it passes nothing on
-            await contacted_reaches_the_run(hub, lead_id)
-            await terminate(handle, *args, **kwargs)
 
         async def dies(*_: Any, **__: Any) -> None:
             raise ConnectionResetError("the command's host went away")
 
-        monkeypatch.setattr(WorkflowHandle, "terminate", reported_then_terminated)
+        monkeypatch.setattr(WorkflowHandle, "terminate", reporting_as_it_ends(hub, lead_id, back_after=False))
         monkeypatch.setattr(cli.leads, "start_again", dies)
         monkeypatch.setattr(cli.leads, "MOVE_GUARD", timedelta(seconds=1))
         with pytest.raises(ConnectionResetError):
@@ -200,6 +182,22 @@ async def test_a_report_that_died_with_the_reading_run_is_handed_on_when_the_com
         await eventually(lambda: contacted_event(hub, lead_id, "poll-sc"))
         lead = await hub.lead(lead_id) or {}
         assert (lead["status"], lead["dealer_id"]) == ("contacted", "poll-sc")  # nothing moved
+
+
+def reporting_as_it_ends(hub: Hub, lead_id: str, *, back_after: bool) -> Callable[..., Awaitable[None]]:
+    """``WorkflowHandle.terminate`` as the dealer reports "contacted" just before the command ends the
+    reading run: Zoho and the subscriber fail every call until then, so the run passes nothing on
+    (``back_after``: and are back once its last try is over)."""
+    terminate = WorkflowHandle.terminate
+
+    async def reported_then_terminated(handle: WorkflowHandle[Any, Any], *args: Any, **kwargs: Any) -> None:
+        await zoho_and_subscriber_down(hub)
+        await contacted_reaches_the_run(hub, lead_id)
+        await terminate(handle, *args, **kwargs)
+        if back_after:
+            await back_after_the_runs_last_try(hub)
+
+    return reported_then_terminated
 
 
 async def zoho_and_subscriber_down(hub: Hub) -> None:
