@@ -505,12 +505,14 @@ class LeadActivities:
     async def deliver_lead(self, params: DeliverLeadInput) -> DeliverLeadResult:
         """Create the lead in the dealer's CRM exactly once and count it against the dealer's capacity."""
         offset = temporal_clock_offset()
+        # Stable across retries, worker restarts and later runs: the dealer sees one lead however often
+        # the hub calls. Heartbeats let Temporal see a live call, and cancel an attempt it gave up on.
+        key = params.idempotency_key or lead_delivery_key(params.lead_id, params.dealer_id)
         dealer = await routing.dealer_config(self._sessions, params.dealer_id)
         if dealer is None:
             # Taken out of the rules. Past the first attempt, or where an earlier run of the lead sent a
             # create, its CRM may have the lead (the workflow then has it asked to drop the lead); the
             # details say when none was sent.
-            key = params.idempotency_key or lead_delivery_key(params.lead_id, params.dealer_id)
             check = await deliveries.check_delivery(self._sessions, params.lead_id, params.dealer_id, key)
             first = activity.info().attempt == 1 and not check.sent_before
             raise ApplicationError(
@@ -525,9 +527,6 @@ class LeadActivities:
                 f"unsupported CRM kind {dealer.crm_kind}", type=UNKNOWN_DEALER, non_retryable=True
             )
         fields = map_fields(dealer.field_mapping, params.lead)
-        # Stable across retries, worker restarts and later runs: the dealer sees one lead however often
-        # the hub calls. Heartbeats let Temporal see a live call, and cancel an attempt it gave up on.
-        key = params.idempotency_key or lead_delivery_key(params.lead_id, dealer.id)
         check = await deliveries.check_delivery(self._sessions, params.lead_id, dealer.id, key)
         if check.moved_on:  # a run reset to before this step: the dealer must not get the lead again
             raise ApplicationError(check.moved_on, type=LEAD_MOVED_ON, non_retryable=True)
@@ -584,11 +583,11 @@ class LeadActivities:
     ) -> str:
         """The create call: the dealer's id of the lead; counted by its outcome. Noted before it goes out,
         so that a later attempt, of this run or another, tells the CRM it may be a re-send."""
-        resend = activity.info().attempt > 1 or check.sent_before
-        if not check.sent_before and not await deliveries.note_sent(
+        # The first send is the one that notes it (a zombie attempt beside its retry may note it first).
+        first = not check.sent_before and await deliveries.note_sent(
             self._sessions, lead_id, dealer.id, utcnow()
-        ):
-            resend = True  # another attempt noted its send first
+        )
+        resend = activity.info().attempt > 1 or not first
         try:
             with external_call(permanent_type=DEALER_REJECTED):
                 async with heartbeating():

@@ -7,6 +7,7 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import (
     WorkflowExecutionDescription,
     WorkflowExecutionStatus,
@@ -194,17 +195,15 @@ async def settle_guard(ctx: Context, lead_id: str, holder: str, *, died: bool) -
 def reported_after(history: WorkflowHistory, length: int) -> bool:
     """Whether a dealer's status reached the run past the first ``length`` events of its history: a
     signal, or a read of the dealer's CRM (which records what it read before the run hears of it)."""
-    signalled = (
-        event.workflow_execution_signaled_event_attributes.signal_name == DEALER_STATUS_SIGNAL
-        for event in history.events
-        if event.event_id > length and event.HasField("workflow_execution_signaled_event_attributes")
-    )
-    read = (
-        event.activity_task_scheduled_event_attributes.activity_type.name == POLL_STEP
-        for event in history.events
-        if event.event_id > length and event.HasField("activity_task_scheduled_event_attributes")
-    )
-    return any(signalled) or any(read)
+    return any(_brings_a_status(event) for event in history.events if event.event_id > length)
+
+
+def _brings_a_status(event: HistoryEvent) -> bool:
+    if event.HasField("workflow_execution_signaled_event_attributes"):
+        return event.workflow_execution_signaled_event_attributes.signal_name == DEALER_STATUS_SIGNAL
+    if event.HasField("activity_task_scheduled_event_attributes"):
+        return event.activity_task_scheduled_event_attributes.activity_type.name == POLL_STEP
+    return False
 
 
 async def dealer_refused(ctx: Context, lead_id: str, dealer_id: str) -> tuple[str, str | None]:

@@ -324,9 +324,12 @@ async def unguard(
     rehand_at: datetime | None,
     passed_by: datetime | None = None,
 ) -> bool:
-    """Clear the guard; ``rehand_at``: make the newest report due then instead (one died with the run).
-    ``passed_by``: only a guard due by then (one a command wrote again since stays). Whether it cleared
-    one; a report is made due only then, or where the guard was gone already and no ``passed_by``."""
+    """Clear the guard; ``rehand_at``: make the dealer's newest report due then (one died with the run).
+    Whether a guard was cleared.
+
+    The command that wrote it calls it with no ``passed_by``: the report is made due whether or not a
+    sweep cleared the guard first. A sweep passes ``passed_by``: only a guard due by then is cleared (the
+    command's next try may have written it again since), and the report is made due only where one was."""
     async with sessions.begin() as session:
         await lock_for_writing(session)  # in turn with a report being recorded (only the newest is due)
         await session.get(Delivery, lead_id, with_for_update=True)

@@ -128,10 +128,10 @@ async def write_status(
         lead.dealer_id = dealer_id
     if dealer_lead_id is not None:
         lead.dealer_lead_id = dealer_lead_id
-    claimed_at = await delivery_at(session, lead_id, dealer_id)
     if handed_over:  # to the fallback owner anew (after support moved it): a row even where one was
         session.add(LeadStatusChange(lead_id=lead_id, status=status, dealer_id="", detail=detail, at=at))
     else:
+        claimed_at = await delivery_at(session, lead_id, dealer_id)
         await add_to_history(session, lead_id, status, dealer_id, at, detail, claimed_at)
     return entered
 
