@@ -160,19 +160,25 @@ async def test_two_moves_within_one_second_both_join_the_history_and_the_later_i
     are in its history in the order they were made, however the webhooks came."""
     deal_id, webhooks = await moved_twice_within_one_second(hub, order)
 
-    async def both_moves() -> dict[str, Any] | None:
+    async def both_moves_and_zohos_last_word() -> dict[str, Any] | None:
+        # The second move's webhook, at the current state's own second, first joins the history only;
+        # the read of Zoho's record a batch window later makes its stage the deal's.
         deal = await hub.opportunity(deal_id)
-        return deal if deal and len(deal["stage_history"]) == 2 else None
+        settled = deal and len(deal["stage_history"]) == 2 and deal["stage"] == "Value Proposition"
+        return deal if settled else None
 
-    deal = await eventually(both_moves)
-    assert deal["stage"] == "Value Proposition"
+    deal = await eventually(both_moves_and_zohos_last_word)
     assert history_of(deal) == [(None, "Needs Analysis"), ("Needs Analysis", "Value Proposition")]
     assert {c["changed_at"] for c in deal["stage_history"]} == {deal["modified_time"]}
     assert datetime.fromisoformat(deal["modified_time"]) == datetime.fromisoformat(
         webhooks[0]["modified_time"]
     )
-    described = await hub.client.get_workflow_handle(opportunity_workflow_id(deal_id)).describe()
-    assert described.typed_search_attributes.get(DEAL_STAGE) == "Value Proposition"  # what support sees
+
+    async def shown_to_support() -> bool:  # the run sets it once the read's activity answered
+        described = await hub.client.get_workflow_handle(opportunity_workflow_id(deal_id)).describe()
+        return described.typed_search_attributes.get(DEAL_STAGE) == "Value Proposition"
+
+    await eventually(shown_to_support)
     # The deal moves on: the two moves of that second keep their order.
     deal = await moved_with_webhook(hub, deal_id, "Id. Decision Makers")
     assert history_of(deal) == [
