@@ -630,14 +630,23 @@ class LeadActivities:
         crm = self._dealer_crms.get("rest")
         if dealer is None or not is_read(dealer) or not isinstance(crm, RestDealerCrm):
             return PollStatusResult()
-        delivered_at = None
-        if not params.dealer_lead_id:  # its create answer carried none: the lead is looked up
-            delivered_at = (await deliveries.holding(self._sessions, params.lead_id, dealer.id)).delivered_at
+        basis = await deliveries.read_basis(self._sessions, params.lead_id, dealer.id)
         with external_call():
             reported = await crm.lead_status(
-                dealer, params.dealer_lead_id, external_id=params.lead_id, delivered_at=delivered_at
+                dealer,
+                params.dealer_lead_id,
+                external_id=params.lead_id,  # where its create answer named no id: the lead is looked up
+                earlier_ids=basis.earlier_ids,
+                created_since=basis.lookup_since,
             )
         if reported is None:
+            return PollStatusResult()
+        if basis.earlier_status(params.dealer_lead_id, reported.at):
+            activity.logger.info(
+                "%s's CRM answered the lead's record from an earlier delivery there, with a status from"
+                " before this one: not taken",
+                dealer.id,
+            )
             return PollStatusResult()
         if reported.status not in DEALER_STATUSES:  # the webhook would answer 422: say so, take nothing
             named = as_code(reported.status) or "(not a status word)"

@@ -7,7 +7,7 @@ SOAP adapter looks the lead up by its external id before creating it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -283,19 +283,23 @@ class RestDealerCrm:
         dealer: DealerConfig,
         dealer_lead_id: str,
         external_id: str = "",
-        delivered_at: datetime | None = None,
+        *,
+        earlier_ids: Collection[str] = (),
+        created_since: datetime | None = None,
     ) -> ReportedStatus | None:
         """``GET {url}/api/v1/leads/{id}/status``: the dealer's status of the lead; None before it has one.
         Without the dealer's id (its create answer carried none), the lead is looked up by
-        ``external_id`` first, among the records created since ``delivered_at`` (an earlier delivery's
-        record, withdrawn since, is not this one); None when the CRM holds none."""
+        ``external_id`` first; None when the CRM holds none. An earlier delivery's record (withdrawn
+        since) is not this one: those named ``earlier_ids`` are left out, and, where given, those
+        created before ``created_since``."""
         service = f"{SERVICE}:{dealer.id}"
         checked(service, self._url_check, dealer.crm_url)
         leads_url = _leads_url(dealer)
         if not dealer_lead_id and external_id:
-            since = delivered_at - CLOCK_SKEW if delivered_at else None
             auth = self._auth(dealer)
-            found = await self._lookup(service, leads_url, external_id, auth, created_since=since)
+            found = await self._lookup(
+                service, leads_url, external_id, auth, created_since=created_since, excluding=earlier_ids
+            )
             dealer_lead_id = found or ""
         if not dealer_lead_id:
             return None
@@ -349,6 +353,7 @@ class RestDealerCrm:
         headers: dict[str, str],
         *,
         created_since: datetime | None = None,
+        excluding: Collection[str] = (),
     ) -> str | None:
         """The dealer's id of the lead stored under ``external_id``; None when the CRM answers that it
         holds none (or has no lookup: 404). A lookup that fails raises (TransientError: timeouts, 429,
@@ -369,8 +374,10 @@ class RestDealerCrm:
                 raise TypeError(f"data is a JSON {type(stored).__name__}, not a list")
             records = [lead for lead in stored if isinstance(lead, dict)]
             matches = [lead for lead in records if str(lead.get("external_id")) == external_id]
-            # An earlier delivery's record (withdrawn since) is not this one; a record whose time cannot
-            # be compared is kept: taking it is safer than creating the lead again.
+            # An earlier delivery's record (withdrawn since) is not this one: by its id where the hub
+            # knows it, else by its time; a record whose time cannot be compared is kept: taking it is
+            # safer than creating the lead again.
+            matches = [lead for lead in matches if str(lead.get("id")) not in excluding]
             if created_since is not None:
                 matches = [lead for lead in matches if (_created(lead) or created_since) >= created_since]
             if not matches:

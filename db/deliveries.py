@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.constants import LeadStatus, lead_delivery_key, lead_workflow_id
-from core.timeutil import as_utc
+from core.timeutil import CLOCK_SKEW, as_utc
 from db import lead_status
 from db.engine import lock_for_writing
 from db.feedback import funnel_rank, is_newer, unanswered_release
@@ -544,6 +544,62 @@ async def holding(sessions: async_sessionmaker[AsyncSession], lead_id: str, deal
         withdrawals=withdrawals,
         dealer_status_at=as_utc(row.dealer_status_at) if holds and row and row.dealer_status_at else None,
         accept_by=as_utc(row.accept_by) if holds and row and row.accept_by else None,
+    )
+
+
+@dataclass(frozen=True)
+class ReadBasis:
+    """What a read of the dealer's CRM needs to take only this delivery's record of the lead: the
+    delivery's times, and what the CRM may still hold from the lead's earlier deliveries there
+    (withdrawn, released, moved away by support and sent back): their records' ids where known, and
+    whether one may be there under an id the hub never learnt."""
+
+    claimed_at: datetime | None = None
+    delivered_at: datetime | None = None
+    earlier_ids: frozenset[str] = frozenset()
+    earlier_unnamed: bool = False
+
+    @property
+    def lookup_since(self) -> datetime | None:
+        """Where the lead is looked up by its external id, the records created since then are this
+        delivery's. Only where an earlier delivery's record cannot be told by its id: a time filter
+        depends on the CRM's clock, which may run behind ours."""
+        if not self.earlier_unnamed or self.delivered_at is None:
+            return None
+        return self.delivered_at - CLOCK_SKEW
+
+    def earlier_status(self, dealer_lead_id: str, at: datetime | None) -> bool:
+        """Whether a status the CRM gives for record ``dealer_lead_id`` is an earlier delivery's: the
+        record is one an earlier delivery made (a CRM that keeps one record per lead answers a lead
+        sent back with it), and the status is timed before this delivery was claimed."""
+        if dealer_lead_id not in self.earlier_ids or at is None or self.claimed_at is None:
+            return False
+        return as_utc(at) < self.claimed_at - CLOCK_SKEW
+
+
+async def read_basis(sessions: async_sessionmaker[AsyncSession], lead_id: str, dealer_id: str) -> ReadBasis:
+    """What a status read of the lead at ``dealer_id`` needs (``ReadBasis``)."""
+    async with sessions() as session:
+        row = await session.get(Delivery, lead_id)
+        lost = await session.get(Withdrawal, (lead_id, dealer_id))
+        released = await session.scalars(
+            select(DeliveryRelease).where(
+                DeliveryRelease.lead_id == lead_id, DeliveryRelease.dealer_id == dealer_id
+            )
+        )
+        # Each earlier delivery whose CRM may hold a record: delivered, or a create it never answered.
+        earlier: list[Withdrawal | DeliveryRelease] = [
+            each for each in released if each.status_before == DELIVERED or each.crm_outcome is not None
+        ]
+        if lost is not None:
+            earlier.append(lost)
+    if row is None or row.dealer_id != dealer_id:
+        return ReadBasis()
+    return ReadBasis(
+        claimed_at=as_utc(row.claimed_at) if row.claimed_at else None,
+        delivered_at=as_utc(row.delivered_at) if row.delivered_at else None,
+        earlier_ids=frozenset(each.dealer_lead_id for each in earlier if each.dealer_lead_id),
+        earlier_unnamed=any(not each.dealer_lead_id for each in earlier),
     )
 
 

@@ -4,11 +4,12 @@ the time it was first kept with, so the run does not pass it on anew each read."
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import ActivityEnvironment
 
@@ -17,6 +18,7 @@ from activities.leads import LeadActivities, PollStatusInput
 from clients.dealer_crm import RestDealerCrm
 from clients.subscribers import EventPublisher
 from db import deliveries
+from db.models import DeliveryRelease
 from db.routing import LeadProfile
 from tests.db.test_rules_and_routing import dealer, load
 
@@ -36,24 +38,43 @@ async def read_twice(
     one read a minute from T0 + 10 min: what each read returned (status, time, applied).
     ``rules_since``: dealer a's rules as loaded after the delivery."""
     await load(sessions, {**dealer("a"), **READ})
-    await deliveries.claim_next(sessions, "P1", LeadProfile("SP", "Santos", "Onix"), date(2026, 11, 24), T0)
-    async with sessions.begin() as session:
-        await deliveries.mark_delivered(
-            session, lead_id="P1", dealer_id="a", dealer_lead_id="CRM-1", day=T0.date(), at=T0
-        )
+    await deliver(sessions, "a", "CRM-1", T0)
     if rules_since is not None:
         await load(sessions, rules_since)
     replies = iter(answers)
-    transport = httpx.MockTransport(lambda _: httpx.Response(200, json=next(replies)))
+    crm = httpx.MockTransport(lambda _: httpx.Response(200, json=next(replies)))
+    times = [T0 + timedelta(minutes=10 + minute) for minute in range(len(answers))]
+    return await read_at(sessions, monkeypatch, crm, "CRM-1", times)
+
+
+async def deliver(
+    sessions: async_sessionmaker[AsyncSession], dealer_id: str, dealer_lead_id: str, at: datetime
+) -> None:
+    """Lead P1 routed to ``dealer_id`` (the only dealer the rules have) and delivered at ``at``."""
+    await deliveries.claim_next(sessions, "P1", LeadProfile("SP", "Santos", "Onix"), at.date(), at)
+    async with sessions.begin() as session:
+        await deliveries.mark_delivered(
+            session, lead_id="P1", dealer_id=dealer_id, dealer_lead_id=dealer_lead_id, day=at.date(), at=at
+        )
+
+
+async def read_at(
+    sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+    crm: httpx.MockTransport,
+    dealer_lead_id: str,
+    times: list[datetime],
+) -> list[tuple[str, str, bool]]:
+    """Dealer a's CRM (``crm``) read for lead P1 at each of ``times``, as the run knows the lead there
+    (``dealer_lead_id``): what each read returned (status, time, applied)."""
     read = []
-    async with httpx.AsyncClient(transport=transport) as crm_http, httpx.AsyncClient() as http:
-        crm = RestDealerCrm(crm_http, {})
-        steps = LeadActivities(sessions, None, {"rest": crm}, EventPublisher(http, "secret"), [])  # type: ignore[arg-type]
-        for minute in range(len(answers)):
-            now = T0 + timedelta(minutes=10 + minute)
+    async with httpx.AsyncClient(transport=crm) as crm_http, httpx.AsyncClient() as http:
+        rest = RestDealerCrm(crm_http, {})
+        steps = LeadActivities(sessions, None, {"rest": rest}, EventPublisher(http, "secret"), [])  # type: ignore[arg-type]
+        for now in times:
             monkeypatch.setattr(leads, "utcnow", lambda now=now: now)
             polled = await ActivityEnvironment().run(
-                steps.poll_dealer_status, PollStatusInput("P1", "a", "CRM-1")
+                steps.poll_dealer_status, PollStatusInput("P1", "a", dealer_lead_id)
             )
             read.append((polled.status, polled.at, polled.applied))
     return read
@@ -96,3 +117,62 @@ async def test_a_dealer_whose_reads_the_rules_took_out_is_not_asked(
     unread = {**dealer("a"), "sla": {"accept_within_minutes": 30}}
     read = await read_twice(sessions, monkeypatch, {"status": "accepted"}, rules_since=unread)
     assert read == [(None, "", False)]  # (asked, its CRM would have given the acceptance)
+
+
+async def test_a_lead_looked_up_at_a_crm_whose_clock_runs_behind_is_found(
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dealer's create answer named no id, and its CRM's clock runs 10 minutes behind ours: the
+    record it stamped as created before the delivery is this delivery's all the same (the lead was
+    never at this dealer before), and its acceptance is taken."""
+    await load(sessions, {**dealer("a"), **READ})
+    await deliver(sessions, "a", "", T0)
+    behind = T0 - timedelta(minutes=10)
+    record = {"id": "CRM-9", "external_id": "P1", "created_at": behind.isoformat()}
+    status = {"status": "accepted", "at": (behind + timedelta(minutes=3)).isoformat()}
+
+    def crm(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/status"):
+            assert request.url.path == "/a/api/v1/leads/CRM-9/status"
+            return httpx.Response(200, json=status)
+        return httpx.Response(200, json={"data": [record]})
+
+    read = await read_at(sessions, monkeypatch, httpx.MockTransport(crm), "", [T0 + timedelta(minutes=10)])
+    assert read == [("accepted", status["at"], True)]
+
+
+async def test_a_lead_sent_back_to_a_dealer_takes_no_status_of_its_earlier_record(
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Support moved the lead from dealer a to b, then back to a, whose CRM keeps one record per lead
+    and answers the create with the record it made the first time (CRM-1). Its status, timed before
+    the lead came back, is the earlier delivery's acceptance and is not taken; the dealer's acceptance
+    after it is. Where the create named no id, the lookup leaves the earlier record out."""
+    await load(sessions, {**dealer("a"), **READ}, dealer("b"))
+    await deliver(sessions, "a", "CRM-1", T0)
+    back = T0 + timedelta(hours=2)
+    for to, at in (("b", T0 + timedelta(hours=1)), ("a", back)):
+        await deliveries.reassign(sessions, "P1", to, at.date(), at, reason="test", reassigned_by="support")
+        async with sessions.begin() as session:  # the drop each move owes, answered
+            await session.execute(update(DeliveryRelease).values(crm_outcome="withdrawn"))
+    async with sessions.begin() as session:
+        await deliveries.mark_delivered(
+            session, lead_id="P1", dealer_id="a", dealer_lead_id="CRM-1", day=back.date(), at=back
+        )
+    earlier = {"status": "accepted", "at": (T0 + timedelta(minutes=20)).isoformat()}
+    anew = {"status": "accepted", "at": (back + timedelta(minutes=12)).isoformat()}
+    answers = iter([earlier, anew])
+    crm = httpx.MockTransport(lambda _: httpx.Response(200, json=next(answers)))
+    times = [back + timedelta(minutes=10), back + timedelta(minutes=15)]
+    assert await read_at(sessions, monkeypatch, crm, "CRM-1", times) == [
+        (None, "", False),
+        ("accepted", anew["at"], True),
+    ]
+
+    def looked_up(request: httpx.Request) -> httpx.Response:
+        assert not request.url.path.endswith("/status")  # the earlier record is not read
+        return httpx.Response(200, json={"data": [{"id": "CRM-1", "external_id": "P1"}]})
+
+    assert await read_at(sessions, monkeypatch, httpx.MockTransport(looked_up), "", [back]) == [
+        (None, "", False)
+    ]
