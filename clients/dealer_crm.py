@@ -305,7 +305,10 @@ class RestDealerCrm:
             return None
         url = f"{leads_url}/{dealer_lead_id}/status"
         with refusals_permanent(service):
-            response = await self._http.get(url, headers=self._auth(dealer))
+            try:
+                response = await self._http.get(url, headers=self._auth(dealer))
+            except httpx.HTTPError as error:  # retried as the adapters' failures are, its name logged
+                raise TransientError(service, f"status read failed: {type(error).__name__}") from None
         raise_for_status(service, response)
         try:
             body = response.json()

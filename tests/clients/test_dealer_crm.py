@@ -424,6 +424,20 @@ async def test_a_status_read_without_the_dealers_id_looks_the_lead_up_first(
     assert await rest.lead_status(dealer(sims, "rest"), "", external_id="5725767000000999999") is None
 
 
+async def test_a_status_read_that_times_out_is_a_transient_failure() -> None:
+    """As the adapters' other failures: retried, its cause named, not a stack of the HTTP client's."""
+
+    def crm(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    config = DealerConfig(
+        id="d1", name="d1", crm_kind="rest", crm_url="http://crm.example/d1", field_mapping={}
+    )
+    async with httpx.AsyncClient(transport=httpx.MockTransport(crm)) as client:
+        with pytest.raises(TransientError, match="status read failed: ReadTimeout"):
+            await RestDealerCrm(client, {}).lead_status(config, "CRM-7")
+
+
 def test_a_dealers_lead_id_the_portal_cannot_store_is_kept_as_none() -> None:
     """PostgreSQL stores no NUL and the column holds 200 characters: such an id is left out (the lead is
     found by its external id), where recording the delivery failed at every retry."""
