@@ -38,8 +38,16 @@ class RequestBudgets:
     def at(self, requests_per_second: float) -> AsyncLimiter:
         limiter = self._limiters.get(requests_per_second)
         if limiter is None:
-            limiter = self._limiters[requests_per_second] = AsyncLimiter(requests_per_second, 1.0)
+            limiter = self._limiters[requests_per_second] = _limiter(requests_per_second)
         return limiter
+
+
+def _limiter(requests_per_second: float) -> AsyncLimiter:
+    """A budget of ``requests_per_second``. Below one a second, one request per period: a limiter's
+    capacity under one request refuses every request (aiolimiter raises ValueError on each)."""
+    if requests_per_second < 1:
+        return AsyncLimiter(1, 1 / requests_per_second)
+    return AsyncLimiter(requests_per_second, 1.0)
 
 
 async def paced(limiter: AsyncLimiter, call: Callable[[], Awaitable[T]]) -> T:
