@@ -68,6 +68,7 @@ RETRYABLE_REASONS = frozenset(
         "badGateway",
     }
 )
+UPGRADE_ATTEMPTS = 3  # a table another process upgraded meanwhile is read again (``_upgrade``)
 
 
 def reason_of(error: google_errors.GoogleAPICallError) -> str:
@@ -459,7 +460,16 @@ class Warehouse:
     def _upgrade(self, table: bigquery.Table, schema: Sequence[bigquery.SchemaField]) -> None:
         """Bring a table made by an earlier version up to this one, in place: the (nullable) columns
         added since, and the partition filter it requires. One update: a second one would carry the
-        table's old etag and be refused."""
+        table's old etag and be refused. So is the update of a second replica upgrading at the same
+        moment (412): it reads the table again and finds what is left to do, most likely nothing."""
+        for _ in range(UPGRADE_ATTEMPTS - 1):
+            try:
+                return self._upgrade_once(table, schema)
+            except google_errors.PreconditionFailed:
+                table = self._client.get_table(table.reference, retry=self._retry, timeout=self._timeout)
+        return self._upgrade_once(table, schema)
+
+    def _upgrade_once(self, table: bigquery.Table, schema: Sequence[bigquery.SchemaField]) -> None:
         have = {column.name for column in table.schema}
         missing = [column for column in schema if column.name not in have]
         fields = []

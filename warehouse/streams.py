@@ -271,14 +271,14 @@ class StorageWriter:
             raise TransientError(SERVICE, f"{type(error).__name__}: {error}") from error
         except google_errors.GoogleAPICallError as error:
             code = error.grpc_status_code
-            if code in _TRANSIENT_CODES:
+            if code in _TRANSIENT_CODES or _schema_not_seen_yet(code, str(error)):
                 raise TransientError(SERVICE, str(error)) from error
             raise PermanentError(SERVICE, str(error)) from error
         except grpc.RpcError as error:  # raised by the stream itself, outside the API core wrappers
             code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
             if code in _TRANSIENT_CODES or code is grpc.StatusCode.UNKNOWN:
                 raise TransientError(SERVICE, f"{code.name}: {error}") from error
-            raise PermanentError(SERVICE, f"{code.name}: {error}") from error
+            raise _error(code, str(error)) from error
 
 
 _STREAM_STATE_ERRORS = (
@@ -304,6 +304,16 @@ def _status(code: int) -> grpc.StatusCode:
 
 
 def _error(code: grpc.StatusCode, message: str) -> TransientError | PermanentError:
-    if code in _TRANSIENT_CODES:
+    if code in _TRANSIENT_CODES or _schema_not_seen_yet(code, message):
         return TransientError(SERVICE, f"{code.name}: {message}")
     return PermanentError(SERVICE, f"{code.name}: {message}")
+
+
+# The Storage Write API sees a table's new columns some minutes after the update that added them (an
+# upgrade of bronze, ``Warehouse._upgrade``): until then it refuses rows that carry them with this
+# invalid argument, "Input schema has more fields than BigQuery schema, extra fields: ...". It passes.
+_SCHEMA_NOT_SEEN_YET = "schema has more fields than bigquery schema"
+
+
+def _schema_not_seen_yet(code: grpc.StatusCode | None, message: str) -> bool:
+    return code is grpc.StatusCode.INVALID_ARGUMENT and _SCHEMA_NOT_SEEN_YET in message.lower()

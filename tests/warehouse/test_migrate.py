@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from google.api_core import exceptions as google_errors
 from google.cloud import bigquery
 
 from tests.dbt.fixture import ORDERS, insert_bronze_row
 from warehouse.landing import Warehouse, bronze_rows
 from warehouse.migrate import migrate
-from warehouse.tables import BRONZE_SCHEMA, TYPED_COLUMNS, VTEX_CUSTOMERS, VTEX_ORDERS
+from warehouse.tables import BRONZE_SCHEMA, BRONZE_TABLES, TYPED_COLUMNS, VTEX_CUSTOMERS, VTEX_ORDERS
 from warehouse.vtex_customers import customer_version
 from warehouse.vtex_orders import order_version
 
@@ -64,3 +66,30 @@ async def test_migrate_adds_and_fills_the_typed_columns_as_the_landing_would(
     # Landings go on with the typed columns, and a second run changes nothing.
     await warehouse.land(VTEX_CUSTOMERS, [customer_version({**CUSTOMER, "id": "c-2"}).record])
     assert await migrate(warehouse) == {VTEX_ORDERS: 0, "vtex_order_events": 0, VTEX_CUSTOMERS: 0}
+
+
+async def test_an_upgrade_raced_by_another_replica_reads_the_table_again(
+    warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two replicas of a new version upgrade bronze at once: the second's update carries the table's old
+    etag and BigQuery refuses it (412). It reads the table again and finds the columns there, instead of
+    failing the landings that wait on it for good."""
+    await warehouse.ensure_schema()
+    table_id = warehouse.table_id(warehouse.layers.bronze, VTEX_ORDERS)
+    upgraded = warehouse._client.get_table(table_id)
+    seen_before = bigquery.Table(table_id, schema=upgraded.schema[:-1])  # read before the other's update
+    seen_before.require_partition_filter = True
+    updates: list[list[str]] = []
+    real_update = warehouse._client.update_table
+
+    def update_table(table: bigquery.Table, fields: list[str], **kwargs: Any) -> bigquery.Table:
+        updates.append(fields)
+        if len(updates) == 1:
+            raise google_errors.PreconditionFailed("Precondition check failed.")
+        return real_update(table, fields, **kwargs)
+
+    monkeypatch.setattr(warehouse._client, "update_table", update_table)
+    warehouse._upgrade(seen_before, BRONZE_TABLES[VTEX_ORDERS])
+    # One refused update; the table read again has the columns. (The emulator keeps no partition
+    # filter setting, so it is set again there; BigQuery has it already.)
+    assert updates[0] == ["schema"] and all("schema" not in fields for fields in updates[1:])

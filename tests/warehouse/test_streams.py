@@ -5,11 +5,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import grpc
+import pytest
+from google.rpc import status_pb2
+
 from clients.errors import PermanentError, TransientError
 from core.settings import Settings
-from warehouse.landing import BronzeRecord, Warehouse
-from warehouse.streams import StreamCursor
-from warehouse.tables import VTEX_ORDER_EVENTS, VTEX_ORDERS
+from warehouse.landing import BronzeRecord, Warehouse, bronze_rows
+from warehouse.libraries import types
+from warehouse.streams import StorageWriter, StreamCursor, arrow_schema
+from warehouse.tables import BRONZE_TABLES, VTEX_ORDER_EVENTS, VTEX_ORDERS
 
 TABLE = VTEX_ORDERS
 
@@ -164,3 +169,35 @@ async def test_a_number_beyond_its_int64_column_is_refused_for_good_for_its_call
     )
     assert [type(outcome).__name__ for outcome in outcomes] == ["NoneType", "PermanentError", "NoneType"]
     assert await counts(warehouse) == (2, 2)
+
+
+class SchemaNotSeenYet:
+    """A Storage Write API that does not see the table's new columns yet: BigQuery's answer for a few
+    minutes after bronze was upgraded, before its backend takes the new schema."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def append_rows(self, requests: Any, **kwargs: Any) -> list[types.AppendRowsResponse]:
+        list(requests)
+        error = status_pb2.Status(code=grpc.StatusCode.INVALID_ARGUMENT.value[0], message=self.message)
+        return [types.AppendRowsResponse(error=error)]
+
+
+@pytest.mark.parametrize(
+    ("message", "passes"),
+    [
+        ("Input schema has more fields than BigQuery schema, extra fields: 'order_status'", True),
+        ("Cannot convert value to integer", False),
+    ],
+)
+def test_rows_with_columns_bigquery_does_not_see_yet_wait_instead_of_parking(
+    message: str, passes: bool
+) -> None:
+    """Refused for good, the landing parks its order (and ends a backfill); the schema's delay passes."""
+    writer = StorageWriter(SchemaNotSeenYet(message), timeout_seconds=5)  # type: ignore[arg-type]
+    schema = arrow_schema(BRONZE_TABLES[TABLE])
+    rows = bronze_rows(records("s", 1))
+    with pytest.raises(TransientError if passes else PermanentError) as refused:
+        writer.append_default("projects/p/datasets/d/tables/t", schema, rows)
+    assert type(refused.value) is (TransientError if passes else PermanentError)
