@@ -64,6 +64,10 @@ READ_UNTIMED_CHANGES = "read-changes-without-current-change"
 # "vtex". Runs started before it took that older version as the hook's and waited for the next change,
 # which a final state (invoiced) never has: the invoiced version never landed.
 READ_A_LAGGING_OMS_AGAIN = "read-an-order-served-behind-its-hook-again"
+# The same for a hook without CurrentChange, whose change is LastChange (when the state before began): a
+# version of another state changed no later than that is the state before, or older. Runs started before
+# it took that version for current, and a final state's version never landed.
+READ_BEHIND_AN_UNTIMED_HOOK = "read-an-order-served-behind-an-untimed-hook-again"
 NOT_FOUND_WAITS = (timedelta(seconds=30), timedelta(minutes=2), timedelta(minutes=5), timedelta(minutes=10))
 STEP_TIMEOUT = timedelta(seconds=30)
 SEEN_KEYS_KEPT = 1000  # event keys carried over continue-as-new, to recognise repeats
@@ -239,15 +243,14 @@ class VtexOrderWorkflow:
 
     def _served_behind(self, newest: OrderEvent, landed: LandOrderResult) -> bool:
         """Whether the OMS served a version older than the change ``newest`` announced: another state,
-        changed before it. (The same state is the hook's, whatever the times' precision.)"""
-        return (
-            newest.timed
-            and landed.status is not None
-            and landed.status != newest.state
-            and landed.last_change is not None
-            and landed.last_change < newest.change
-            and workflow.patched(READ_A_LAGGING_OMS_AGAIN)
-        )
+        changed before it; for a change without its own time (LastChange, when the state before
+        began), changed no later than that. (The same state is the hook's, whatever the times'
+        precision.)"""
+        if landed.status is None or landed.status == newest.state or landed.last_change is None:
+            return False
+        if newest.timed:
+            return landed.last_change < newest.change and workflow.patched(READ_A_LAGGING_OMS_AGAIN)
+        return landed.last_change <= newest.change and workflow.patched(READ_BEHIND_AN_UNTIMED_HOOK)
 
     def _is_final(self) -> bool:
         return self._status.state in FINAL_ORDER_STATES

@@ -96,6 +96,7 @@ from tests.workflows.test_vtex_order import (
     refusing_bronze,
     start_refused_order,
     told_it_was_invoiced,
+    told_it_was_invoiced_untimed,
     untimed_invoiced_hook,
     version_parked_then_redriven,
 )
@@ -670,6 +671,31 @@ async def test_record_vtex_order_served_behind_before_reading_again(
         assert (await handle.result()).state == "handling"
     assert oms.reads == 1
     await save(skipping_env.client, handle.id, "vtex_order_served_behind_before_reading_again")
+
+
+async def test_record_vtex_order_served_behind_an_untimed_hook(
+    skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    """Since the read-an-order-served-behind-an-untimed-hook-again patch: the invoiced hook came without
+    CurrentChange, the OMS still serves the order handling; the run reads again after each wait, parks,
+    and is redriven."""
+    oms = OmsBehindItsHooks()
+    workflow_id, _ = await invoiced_behind_the_oms(skipping_env, task_queue, oms, timed=False)
+    await save(skipping_env.client, workflow_id, "vtex_order_served_behind_an_untimed_hook")
+
+
+async def test_record_vtex_order_served_behind_an_untimed_hook_before_reading_again(
+    skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    """Recorded with the code from before the read-an-order-served-behind-an-untimed-hook-again patch
+    (kept as it was): the invoiced hook came without CurrentChange, the OMS served the order handling,
+    the run took that and closed."""
+    oms = OmsBehindItsHooks()
+    async with order_worker(skipping_env, task_queue, oms.land_order_events, oms.land_order_version):
+        handle = await told_it_was_invoiced_untimed(skipping_env, task_queue, idle_close_seconds=60)
+        assert (await handle.result()).state == "handling"
+    assert oms.reads == 1
+    await save(skipping_env.client, handle.id, "vtex_order_served_behind_an_untimed_hook_before")
 
 
 async def test_record_vtex_order_not_found_before_retries(

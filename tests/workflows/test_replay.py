@@ -303,6 +303,16 @@ def test_an_order_served_behind_its_hook_was_taken_before_and_is_read_again_sinc
     assert sum(1 for e in events if e.HasField("timer_started_event_attributes")) >= 4
 
 
+def test_an_order_served_behind_an_untimed_hook_was_taken_before_and_is_read_again_since() -> None:
+    """The same for a hook without CurrentChange, since the read-an-order-served-behind-an-untimed-hook-
+    again patch: before, the version of the state before it was taken for current and the run closed."""
+    before = scheduled_activities("vtex_order_served_behind_an_untimed_hook_before")
+    assert before.count("land_order_version") == 1
+    events = saved(HISTORIES / "vtex_order_served_behind_an_untimed_hook.json").events
+    assert scheduled_activities("vtex_order_served_behind_an_untimed_hook").count("land_order_version") == 6
+    assert sum(1 for e in events if e.HasField("timer_started_event_attributes")) >= 4
+
+
 def test_a_polled_dealer_was_withdrawn_unread_before_and_is_read_at_its_deadline_since() -> None:
     """Before the read-dealer-status-before-withdrawal patch a dealer read hourly with 30 minutes to
     accept lost the lead at its deadline unread; since, it is read then, and its acceptance keeps it."""

@@ -478,13 +478,31 @@ async def told_it_was_invoiced(
     return handle
 
 
+async def told_it_was_invoiced_untimed(
+    env: WorkflowEnvironment, task_queue: str, **params: Any
+) -> WorkflowHandle[Any, VtexOrderStatus]:
+    """A new order run, and an invoiced hook without CurrentChange: its change is LastChange, when the
+    state before (handling) began."""
+    order_id = f"invoiced-{uuid.uuid4().hex[:8]}"
+    handle = await env.client.start_workflow(
+        VtexOrderWorkflow.run,
+        VtexOrderInput(order_id=order_id, api_task_queue=task_queue, **params),
+        id=vtex_order_workflow_id(order_id),
+        task_queue=task_queue,
+    )
+    await handle.signal(ORDER_CHANGED, OrderEvent(order_id, "invoiced", HANDLING_AT, timed=False))
+    return handle
+
+
 async def invoiced_behind_the_oms(
-    env: WorkflowEnvironment, task_queue: str, oms: OmsBehindItsHooks
+    env: WorkflowEnvironment, task_queue: str, oms: OmsBehindItsHooks, *, timed: bool = True
 ) -> tuple[str, VtexOrderStatus]:
     """An order run told it was invoiced while the OMS still serves it handling, for 20 minutes; then
-    the OMS catches up and support redrives the run. Its workflow id and its result."""
+    the OMS catches up and support redrives the run. Its workflow id and its result. ``timed``: the
+    hook carried CurrentChange."""
+    told = told_it_was_invoiced if timed else told_it_was_invoiced_untimed
     async with order_worker(env, task_queue, oms.land_order_events, oms.land_order_version):
-        handle = await told_it_was_invoiced(env, task_queue, final_linger_seconds=0)
+        handle = await told(env, task_queue, final_linger_seconds=0)
         await skip_time(env, timedelta(minutes=20))
         memo = await (await handle.describe()).memo_value("parked", default=None)
         assert oms.reads == 5 and "the OMS still serves handling" in str(memo), memo
@@ -502,6 +520,18 @@ async def test_an_order_the_oms_serves_behind_its_hook_is_read_again_then_parked
     and waited for a next change that an invoiced order never has.)"""
     oms = OmsBehindItsHooks()
     _, result = await invoiced_behind_the_oms(skipping_env, task_queue, oms)
+    assert (oms.reads, result.state, result.versions_landed) == (6, "invoiced", 1)
+
+
+async def test_an_order_the_oms_serves_behind_a_hook_without_current_change_is_read_again(
+    skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    """The invoiced hook carried no CurrentChange, so its change is LastChange, when handling began; the
+    OMS still serves the order handling, changed then. That is the state before the hook's, not a newer
+    one: the order is read again, parked, and redriven once the OMS serves it invoiced. (Before, the
+    run took handling for current, and the invoiced version never landed.)"""
+    oms = OmsBehindItsHooks()
+    _, result = await invoiced_behind_the_oms(skipping_env, task_queue, oms, timed=False)
     assert (oms.reads, result.state, result.versions_landed) == (6, "invoiced", 1)
 
 
