@@ -162,9 +162,16 @@ class VtexBackfillActivities:
             # The page's versions are in bronze once this returns: landed by this attempt, or (retried)
             # by the one before it, whose answer was lost; the counts are the page's either way.
             to_land, to_quarantine, cursors = records, invalid, params.cursors
-            if not first_attempt():
-                to_land, to_quarantine = await self._not_landed(cursors, records, invalid)
-            async with heartbeating():  # an append can take BigQuery's deadline, longer than a heartbeat
+            # A read of bronze or an append can take BigQuery's deadline, longer than a heartbeat.
+            async with heartbeating():
+                if not first_attempt():
+                    # No version landed before its lastChange: the read starts at the page's oldest.
+                    since = landed_since(
+                        readable_change_time(document.get("lastChange"))
+                        for document in documents
+                        if document is not None
+                    )
+                    to_land, to_quarantine = await self._not_landed(cursors, records, invalid, since)
                 cursors = BackfillCursors(
                     orders=await self._warehouse.land_at(VTEX_ORDERS, cursors.orders, to_land),
                     quarantine=await self._warehouse.quarantine_at(cursors.quarantine, to_quarantine),
@@ -179,12 +186,17 @@ class VtexBackfillActivities:
         return LandOrdersResult(cursors, landed=len(records), quarantined=len(invalid), missing=missing)
 
     async def _not_landed(
-        self, cursors: BackfillCursors, records: list[BronzeRecord], invalid: list[QuarantineRecord]
+        self,
+        cursors: BackfillCursors,
+        records: list[BronzeRecord],
+        invalid: list[QuarantineRecord],
+        since: datetime | None,
     ) -> tuple[list[BronzeRecord], list[QuarantineRecord]]:
         """What a retried page still has to land. Where the page opened its stream (the first, or the
         first after a stream was lost), the attempt before may have landed it and died before the
         workflow heard of the stream: only the versions bronze does not hold go to a new one. At a
-        stream's offset, BigQuery itself refuses what was written there already."""
+        stream's offset, BigQuery itself refuses what was written there already; at a stream lost since,
+        the writer asks bronze (``StorageWriter.append_at``). ``since``: no version landed before it."""
         checked: list[BronzeRecord | QuarantineRecord] = [
             *([] if cursors.orders.stream else records),
             *([] if cursors.quarantine.stream else invalid),
@@ -195,6 +207,7 @@ class VtexBackfillActivities:
             [VTEX_ORDERS, QUARANTINE],
             [record.event_key for record in checked],
             entity_ids=[record.entity_id for record in checked],
+            landed_since=since,
         )
         if landed:
             log.info("a retried page: %d of its versions landed before, not again", len(landed))

@@ -156,6 +156,11 @@ class StorageWriter:
             elif code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
                 log.warning("stream %s is gone (%s); appending to a new one", stream, message)
                 stream = ""
+                # An earlier attempt may have met the same lost stream and landed these rows in a new
+                # one before its answer was lost: rows the table holds already are not appended again.
+                if self._all_held(batches[index:], held):
+                    log.info("the rows of %s's lost stream landed before, in another: not again", table)
+                    index = len(batches)
             elif code is grpc.StatusCode.OUT_OF_RANGE:
                 # The stream holds fewer rows than the job landed: it is not the stream the job wrote.
                 log.error("stream %s is behind offset %d (%s); using a new one", stream, offset, message)
@@ -193,6 +198,14 @@ class StorageWriter:
             stream, rows, offset,
         )  # fmt: skip
         return 0
+
+    @classmethod
+    def _all_held(cls, batches: Sequence[pa.RecordBatch], held: HeldKeys | None) -> bool:
+        """Whether the table is known to hold every event key of ``batches`` (False when it cannot be
+        asked, or the rows have no event keys)."""
+        if held is None or "event_key" not in batches[0].schema.names:
+            return False
+        return cls._held(batches, held)
 
     @staticmethod
     def _held(batches: Sequence[pa.RecordBatch], held: HeldKeys | None) -> bool:

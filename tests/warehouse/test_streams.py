@@ -81,6 +81,21 @@ async def test_a_finalized_stream_is_replaced(warehouse: Warehouse) -> None:
     assert await counts(warehouse) == (10, 10)
 
 
+async def test_a_page_landed_past_a_lost_stream_by_an_attempt_that_died_is_not_landed_again(
+    warehouse: Warehouse,
+) -> None:
+    """A backfill's stream was finalized while it was idle. Its next page meets the lost stream, lands
+    in a new one, and the worker dies before the workflow hears of that stream: the retry, with the
+    old cursor, meets the lost stream too, and finds the page in bronze."""
+    cursor = await warehouse.land_at(TABLE, StreamCursor(), records("h", 5))
+    await asyncio.to_thread(warehouse._writer._finalize, cursor.stream)  # as the service does to idle streams
+    page = records("i", 6)
+    await warehouse.land_at(TABLE, cursor, page)  # its answer lost
+    retried = await warehouse.land_at(TABLE, cursor, page)
+    assert await counts(warehouse) == (11, 11)
+    assert retried.stream == ""  # the next page opens a new stream
+
+
 async def test_concurrent_landings_share_one_append(warehouse: Warehouse) -> None:
     appends: list[int] = []
     append = warehouse._writer.append_default
