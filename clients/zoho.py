@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -65,7 +66,7 @@ class ZohoClient:
             return None
         with readable_body(SERVICE, response, f"{module} record"):
             records = response.json().get("data") or []
-            return dict(records[0]) if records else None
+            return whole_characters(dict(records[0])) if records else None
 
     async def update_lead(self, lead_id: str, fields: dict[str, Any]) -> None:
         """Update a lead without firing Zoho workflow rules (which would call our webhook again)."""
@@ -210,3 +211,21 @@ class TokenQuotaExceeded(TransientError):
 
 def _auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Zoho-oauthtoken {token}"}
+
+
+# Half of a UTF-16 surrogate pair, which Zoho's JSON can carry (a text cut inside an emoji): no UTF-8
+# encoder takes it, so a record holding one could never be passed to a workflow, and its lead or deal
+# would be retried for ever.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def whole_characters(value: Any) -> Any:
+    """``value`` (a record read from JSON) with each lone surrogate in its texts and keys replaced by
+    U+FFFD, the replacement character."""
+    if isinstance(value, str):
+        return LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {whole_characters(key): whole_characters(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [whole_characters(item) for item in value]
+    return value

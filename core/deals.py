@@ -34,6 +34,10 @@ class DealState:
     # Whether Zoho answered this read's lookup of that lead in time: True, not in time (the deal's next
     # change looks again); False, it answered; None, this state did not look it up.
     lead_lookup_missed: bool | None = None
+    # Zoho's whole record (read, or a webhook laid over it): a field it leaves empty was cleared in Zoho,
+    # and is cleared in the database too. False: a part of the deal (a webhook's stage move), whose
+    # None means "not known from this source" (and states carried by runs from before the field).
+    complete: bool = False
 
 
 class InvalidDeal(ValueError):
@@ -104,4 +108,5 @@ def deal_from_zoho(record: dict[str, Any]) -> DealState:
         owner_name=_name(record.get("Owner")),
         modified_by=_name(record.get("Modified_By")),
         created_time=created_time,
+        complete=True,
     )

@@ -172,7 +172,7 @@ def _copy(state: DealState, row: Opportunity, at: datetime) -> None:
     row.updated_at = at
     for name in FIELDS:
         value = getattr(state, name)
-        if value is not None:
+        if value is not None or state.complete:  # Zoho's whole record: an empty field was cleared there
             setattr(row, name, value)
 
 
@@ -180,13 +180,14 @@ def _differs(state: DealState, row: Opportunity, *, exact: bool) -> bool:
     """Whether storing ``state`` would change a field of ``row`` (amounts ``exact`` or as floats: SQLite
     keeps NUMERIC as a float, so an amount beyond its 15 digits comes back rounded)."""
     return any(
-        not _same(getattr(state, name), getattr(row, name), name == "amount" and not exact) for name in FIELDS
+        not _same(getattr(state, name), getattr(row, name), name == "amount" and not exact, state.complete)
+        for name in FIELDS
     )
 
 
-def _same(given: object, stored: object, as_floats: bool) -> bool:
+def _same(given: object, stored: object, as_floats: bool, complete: bool) -> bool:
     if given is None:
-        return True  # a partial state keeps what it does not mention
+        return stored is None or not complete  # a partial state keeps what it does not mention
     if as_floats and stored is not None:
         return float(str(given)) == float(str(stored))
     return given == stored

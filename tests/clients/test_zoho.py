@@ -11,9 +11,12 @@ from typing import Any
 import httpx
 import pytest
 
+from activities.leads import FetchLeadResult
 from clients.errors import PermanentError, TransientError
 from clients.zoho import ZohoClient
+from core.deals import deal_from_zoho
 from core.settings import Settings
+from core.temporal import HubPayloadConverter
 from core.timeutil import utcnow
 from db.engine import create_engine, session_factory
 from db.tokens import DatabaseTokens
@@ -218,3 +221,30 @@ async def test_a_refresh_refused_for_now_holds_off_the_other_processes(token_sto
         await token_store.release_lease(name, held_until=utcnow() + timedelta(seconds=60))
         assert await others[0].access_token() == "1000.still-valid"
     assert len(asked) == 1
+
+
+async def test_a_record_holding_half_an_emoji_can_be_passed_to_its_workflow(
+    token_store: DatabaseTokens,
+) -> None:
+    """Zoho's JSON may carry a lone surrogate (a text cut inside an emoji). No UTF-8 encoder takes one:
+    the lead's or deal's read could never be handed to its workflow, and was retried for ever. It is
+    read as U+FFFD, the replacement character."""
+    record = (
+        '{"data": [{"id": "5725767000000700001", "Last_Name": "Souza \\ud83d", "Deal_Name": "Onix \\ud83d",'
+        ' "Tags": [{"name": "\\ude00vip"}], "Modified_Time": "2026-12-01T10:00:00-03:00"}]}'
+    )
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/oauth/v2/token"):
+            return httpx.Response(200, json={"access_token": "1000.abc", "expires_in": 3600})
+        return httpx.Response(200, content=record.encode(), headers={"content-type": "application/json"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        zoho = ZohoClient(http, settings_for("https://zoho.example"), token_store)
+        lead = await zoho.get_lead(LEAD)
+        deal = deal_from_zoho(await zoho.get_deal("5725767000000700001") or {})
+    assert (
+        lead is not None and lead["Last_Name"] == "Souza \ufffd" and lead["Tags"] == [{"name": "\ufffdvip"}]
+    )
+    assert deal.deal_name == "Onix \ufffd"
+    HubPayloadConverter().to_payloads([FetchLeadResult(lead=lead), deal])  # raised before

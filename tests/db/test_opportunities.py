@@ -87,6 +87,44 @@ async def test_a_change_stored_before_is_told_apart_from_an_older_one(
     assert await apply_change(sessions, older, at) == "repeated"
 
 
+async def test_a_field_cleared_in_zoho_is_cleared_in_the_database(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Sales empty a deal's amount, closing date and contact in Zoho: the record read after the change
+    leaves them empty, and so does the database (it kept the old values under the new time). A stage
+    move a webhook reports alone changes only the history. A record of the same second that only
+    clears a field is that second's last word too."""
+    full = {"Amount": "1000", "Closing_Date": "2026-12-20", "Contact_Name": {"id": "9", "name": "Ana"}}
+    at = datetime.now(UTC)
+    assert (
+        await apply_change(sessions, deal_from_zoho(zoho_deal(Stage="Qualification", **full)), at)
+        == "applied"
+    )
+    cleared = deal_from_zoho(zoho_deal(Stage="Needs Analysis", Modified_Time="2026-12-01T11:00:00-03:00"))
+    assert await apply_change(sessions, cleared, at, record_read=True) == "applied"
+    stored = await get_opportunity(sessions, cleared.deal_id)
+    assert stored is not None
+    assert (stored.amount, stored.closing_date, stored.contact_name) == (None, None, None)
+
+    again = deal_from_zoho(
+        zoho_deal(Stage="Needs Analysis", Modified_Time="2026-12-01T12:00:00-03:00", **full)
+    )
+    assert await apply_change(sessions, again, at) == "applied"
+    stage_only = replace(
+        again, deal_name=None, amount=None, closing_date=None, contact_name=None, complete=False
+    )
+    assert (
+        await apply_change(sessions, replace(stage_only, stage="Proposal"), at, record_read=True) == "applied"
+    )
+    unmentioned_kept = await get_opportunity(sessions, again.deal_id)
+    assert unmentioned_kept is not None and unmentioned_kept.contact_name == "Ana"
+
+    same_second = deal_from_zoho(zoho_deal(Stage="Proposal", Modified_Time="2026-12-01T12:00:00-03:00"))
+    assert await apply_change(sessions, same_second, at, record_read=True) == "applied"
+    stored = await get_opportunity(sessions, again.deal_id)
+    assert stored is not None and (stored.amount, stored.contact_name) == (None, None)
+
+
 async def test_two_moves_within_one_second_are_both_kept_and_zohos_record_settles_which_is_current(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
