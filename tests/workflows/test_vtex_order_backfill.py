@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from temporalio.client import WorkflowExecutionStatus
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
@@ -23,6 +24,7 @@ from activities.vtex_backfill import (
     PlanPageInput,
     VtexBackfillActivities,
 )
+from clients.errors import PermanentError
 from clients.vtex import VtexClient
 from contracts.orders import STATUS_QUERY, VtexOrderStatus
 from core.constants import PROGRESS_QUERY, vtex_order_workflow_id
@@ -224,3 +226,45 @@ async def test_a_page_retried_after_its_attempt_landed_it_lands_nothing_twice(hu
             await warehouse.aclose()
     assert again.landed == PER_PAGE  # the page's versions are in bronze: the workflow counts them once
     assert await hub.bronze_counts(VTEX_ORDERS) == (PER_PAGE, PER_PAGE)
+
+
+class OmsRefusingOne(VtexClient):
+    """The OMS refuses the read of one order (``status``), and serves the others."""
+
+    def __init__(self, http: httpx.AsyncClient, hub: Hub, order_id: str, status: int) -> None:
+        super().__init__(http, hub.settings)
+        self.refused, self.status = order_id, status
+
+    async def get_order(self, order_id: str) -> dict[str, Any] | None:
+        if order_id == self.refused:
+            raise PermanentError("vtex", f"{self.status} refused", self.status)
+        return await super().get_order(order_id)
+
+
+async def test_an_order_the_oms_refuses_to_serve_is_counted_missing_and_the_page_lands(hub: Hub) -> None:
+    """One order whose read the OMS refuses for good no longer fails the whole backfill (again at the
+    same page on every run over the range): it is counted missing, the rest of its page lands. A
+    refusal of the account (403) still stops it."""
+    window = CreationWindow(start="2026-09-01T00:00:00.000Z", end="2026-11-01T00:00:00.000Z")
+    warehouse = hub.warehouse()
+    async with httpx.AsyncClient(timeout=10) as http:
+        plain = VtexBackfillActivities(VtexClient(http, hub.settings), warehouse, RequestBudgets())
+        try:
+            page = await ActivityEnvironment().run(
+                plain.plan_page, PlanPageInput(window, page=1, per_page=PER_PAGE, requests_per_second=400)
+            )
+            refused = page.order_ids[3]
+            land = LandOrdersInput(page.order_ids, BackfillCursors(), requests_per_second=400)
+            account = OmsRefusingOne(http, hub, refused, 403)
+            with pytest.raises(ApplicationError, match="403 refused"):
+                await ActivityEnvironment().run(
+                    VtexBackfillActivities(account, warehouse, RequestBudgets()).land_orders, land
+                )
+            one = OmsRefusingOne(http, hub, refused, 400)
+            landed = await ActivityEnvironment().run(
+                VtexBackfillActivities(one, warehouse, RequestBudgets()).land_orders, land
+            )
+        finally:
+            await warehouse.aclose()
+    assert (landed.landed, landed.missing) == (PER_PAGE - 1, [refused])
+    assert await hub.bronze_counts(VTEX_ORDERS) == (PER_PAGE - 1, PER_PAGE - 1)
