@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, replace
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -20,6 +21,8 @@ DEAL_NOT_FOUND = "DealNotFound"
 # Zoho's converted leads): well within the step's 30 s, which the read of the deal shares.
 LEAD_LOOKUP_SECONDS = 15
 LEAD_LOOKUP_ATTEMPTS = 3  # attempts of the read whose lookups may time out before the link is left out
+# What the step keeps, after the lookup, to return the deal without the link before its own timeout.
+LOOKUP_MARGIN_SECONDS = 3
 
 
 @dataclass
@@ -48,6 +51,7 @@ class OpportunityActivities:
     @activity.defn
     async def fetch_deal(self, params: FetchDealInput) -> DealState:
         """The deal as Zoho has it now (webhooks carry only a few merge fields)."""
+        began = time.monotonic()
         with external_call():
             record = await self._zoho.get_deal(params.deal_id)
         if record is None:
@@ -58,17 +62,19 @@ class OpportunityActivities:
             deal = deal_from_zoho(record)
         except InvalidDeal as error:
             raise ApplicationError(str(error), type=PERMANENT_FAILURE, non_retryable=True) from error
-        return await self._with_converted_lead(deal)
+        return await self._with_converted_lead(deal, _lookup_budget(began))
 
-    async def _with_converted_lead(self, deal: DealState) -> DealState:
+    async def _with_converted_lead(self, deal: DealState, budget: float) -> DealState:
         """The deal with the lead it was converted from: looked up in Zoho the first time the hub sees
         the deal (a conversion creates the deal, so its first change is the one to look at), then kept.
-        A lookup Zoho did not answer in time is tried again by the deal's next change."""
+        A lookup Zoho did not answer within ``budget`` seconds is tried again by the deal's next change."""
         known = await known_lead(self._sessions, deal.deal_id)
         if (known.replicated and not known.lookup_missed) or deal.created_time is None:
             return replace(deal, lead_id=known.lead_id)
         try:
-            async with asyncio.timeout(LEAD_LOOKUP_SECONDS):
+            if budget <= 0:
+                raise TimeoutError  # the read of the deal took the step's time: no lookup fits in it
+            async with asyncio.timeout(budget):
                 with external_call():
                     lead_id = await self._zoho.converted_lead_of(deal.deal_id, deal.created_time)
             return replace(deal, lead_id=lead_id, lead_lookup_missed=False)
@@ -79,13 +85,13 @@ class OpportunityActivities:
             # without the link and marked, so that its next change looks again.
             if not known.replicated and activity.info().attempt < LEAD_LOOKUP_ATTEMPTS:
                 raise ApplicationError(
-                    f"no answer to the lookup of the deal's converted lead within {LEAD_LOOKUP_SECONDS} s"
+                    f"no answer to the lookup of the deal's converted lead within {budget:.0f} s"
                 ) from None
             activity.logger.warning(
-                "deal %s: no answer to the lookup of its converted lead within %d s; stored without"
+                "deal %s: no answer to the lookup of its converted lead within %.0f s; stored without"
                 " it, its next change looks again",
                 deal.deal_id,
-                LEAD_LOOKUP_SECONDS,
+                budget,
             )
             return replace(deal, lead_id=None, lead_lookup_missed=True)
 
@@ -94,3 +100,14 @@ class OpportunityActivities:
         """Upsert the deal unless the database already has a newer state; retried while it is down."""
         outcome = await apply_change(self._sessions, params.deal, utcnow(), record_read=params.record_read)
         return ApplyDealResult(outcome=outcome)
+
+
+def _lookup_budget(began: float) -> float:
+    """Seconds the converted lead's lookup may take: ``LEAD_LOOKUP_SECONDS``, within what the step has
+    left once Zoho's token and the deal's read took their time (``began``: the step's start), so that an
+    attempt gives up the lookup and returns the deal before its own timeout ends it."""
+    timeout = activity.info().start_to_close_timeout
+    if timeout is None:
+        return LEAD_LOOKUP_SECONDS
+    left = timeout.total_seconds() - (time.monotonic() - began) - LOOKUP_MARGIN_SECONDS
+    return min(LEAD_LOOKUP_SECONDS, left)
