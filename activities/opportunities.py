@@ -59,7 +59,7 @@ class OpportunityActivities:
                 f"Zoho has no deal {params.deal_id}", type=DEAL_NOT_FOUND, non_retryable=True
             )
         try:
-            deal = deal_from_zoho(record)
+            deal = replace(deal_from_zoho(record), read_at=utcnow())
         except InvalidDeal as error:
             raise ApplicationError(str(error), type=PERMANENT_FAILURE, non_retryable=True) from error
         return await self._with_converted_lead(deal, _lookup_budget(began))

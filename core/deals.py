@@ -38,6 +38,9 @@ class DealState:
     # and is cleared in the database too. False: a part of the deal (a webhook's stage move), whose
     # None means "not known from this source" (and states carried by runs from before the field).
     complete: bool = False
+    # When the hub read this record from Zoho (the worker's clock; None: not known). Two reads of one
+    # second are ordered by it: an attempt of the older one arriving late moves nothing back.
+    read_at: datetime | None = None
 
 
 class InvalidDeal(ValueError):

@@ -291,6 +291,9 @@ class Opportunity(Base):
     # Zoho did not answer the lookup of that lead in time: the deal's next change looks again.
     lead_lookup_missed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     modified_time: Mapped[datetime]  # Zoho's Modified_Time of the state stored here
+    # When the hub read the Zoho record stored here (the worker's clock; None: a webhook's state, or one
+    # from before the column): a read of the same second counts only where it was made later.
+    record_read_at: Mapped[datetime | None] = mapped_column(default=None)
     updated_at: Mapped[datetime]
 
 

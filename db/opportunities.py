@@ -53,7 +53,8 @@ async def apply_change(
 
     ``record_read``: ``state`` is Zoho's record as read after the change. Zoho's times have second
     precision, so a record read at the current state's own time is the last word of that second (a
-    second move made within it): it replaces the current state where it differs. Where it is, or
+    second move made within it): it replaces the current state where it differs, unless it was read
+    before the record stored (a late attempt of an older read). Where it is, or
     becomes, the current state, its stage is marked as the move its second ended on (``settled``); an
     older record read (a late attempt) marks nothing. That relies on Zoho's read after its webhook
     showing the change the webhook reports, or a later one.
@@ -72,7 +73,7 @@ async def apply_change(
         row = await session.get(Opportunity, state.deal_id, with_for_update=True)
         newest = row is None or as_utc(row.modified_time) < state.modified_time
         if record_read and row is not None and as_utc(row.modified_time) == state.modified_time:
-            newest = _differs(state, row, exact=not on_sqlite(session))
+            newest = _differs(state, row, exact=not on_sqlite(session)) and _read_since(state, row)
         if row is None:
             row = Opportunity(deal_id=state.deal_id, modified_time=state.modified_time, updated_at=at)
             session.add(row)
@@ -88,9 +89,20 @@ async def apply_change(
                 await _settle(session, state)
             return "current" if held else "repeated"
         _copy(state, row, at)
+        if record_read:
+            row.record_read_at = as_utc(state.read_at) if state.read_at else None
         if settles:
             await _settle(session, state)
     return "applied"
+
+
+def _read_since(state: DealState, row: Opportunity) -> bool:
+    """Whether Zoho's record ``state`` was read after the one ``row`` holds of the same second: an
+    attempt of an older read arriving late (a frozen worker, a run reset to after its read) is not the
+    second's last word. Either time unknown (a state from before reads were timed): taken, as before."""
+    if state.read_at is None or row.record_read_at is None:
+        return True
+    return as_utc(state.read_at) > as_utc(row.record_read_at)
 
 
 def _link_lead(state: DealState, row: Opportunity, at: datetime) -> None:

@@ -145,6 +145,25 @@ async def test_two_moves_within_one_second_are_both_kept_and_zohos_record_settle
     assert moves == [(None, "Needs Analysis"), ("Needs Analysis", "Value Proposition")]
 
 
+async def test_a_late_attempt_of_an_older_read_of_the_same_second_does_not_move_the_deal_back(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Two moves within one second, each read from Zoho after its webhook. The first read's store stalls
+    (a frozen worker); Temporal's retry stores it, the second read is stored after it; then the frozen
+    attempt wakes and commits. Zoho's times cannot order the two reads: the times they were read at do."""
+    read = datetime(2026, 12, 1, 13, 0, 2, tzinfo=UTC)
+    first = replace(deal_from_zoho(zoho_deal(Stage="Needs Analysis")), read_at=read)
+    second = replace(first, stage="Value Proposition", read_at=read + timedelta(seconds=40))
+    at = datetime.now(UTC)
+    assert await apply_change(sessions, first, at, record_read=True) == "applied"
+    assert await apply_change(sessions, second, at, record_read=True) == "applied"
+    assert await apply_change(sessions, first, at, record_read=True) == "repeated"  # the frozen attempt
+    stored = await get_opportunity(sessions, first.deal_id)
+    assert stored is not None and stored.stage == "Value Proposition"
+    unknown = replace(first, read_at=None)  # a state from before reads were timed: taken, as before
+    assert await apply_change(sessions, unknown, at, record_read=True) == "applied"
+
+
 async def test_moves_within_one_second_keep_their_order_after_the_deal_moves_on(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
