@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, exists, or_, select
+from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
@@ -128,9 +128,10 @@ async def _statuses(
 ) -> list[Change]:
     change = LeadStatusChange
     joined = select(change, Lead).join(Lead, Lead.lead_id == change.lead_id)
-    rows = await session.execute(
-        _page(joined, change.recorded_at, change.id, since, until, after, limit, int)
-    )
+    rows = (
+        await session.execute(_page(joined, change.recorded_at, change.id, since, until, after, limit, int))
+    ).all()
+    firsts = await _first_of_each(session, [row for row, _ in rows if row.delivery_claimed_at is None])
     found = []
     for row, lead in rows:
         where = lead.routing_profile or {}
@@ -144,9 +145,32 @@ async def _statuses(
             "model": where.get("model"),
             "lead_source": lead.lead_source,
             "delivery_claimed_at": as_utc(row.delivery_claimed_at) if row.delivery_claimed_at else None,
+            # The same status about no delivery again (a hand-over to the fallback owner after support
+            # moved the lead): a row of its own, which its event key must tell from the first.
+            "again": row.delivery_claimed_at is None
+            and firsts[(row.lead_id, row.status, row.dealer_id)] != row.id,
         }
         found.append(Change("status", as_utc(row.recorded_at), str(row.id), fields))
     return found
+
+
+def _status_of(row: LeadStatusChange) -> tuple[str, str, str]:
+    return row.lead_id, row.status, row.dealer_id
+
+
+async def _first_of_each(
+    session: AsyncSession, rows: list[LeadStatusChange]
+) -> dict[tuple[str, str, str], int]:
+    """The first row (its id) of each (lead, status, dealer) of ``rows`` about no delivery."""
+    if not rows:
+        return {}
+    change = LeadStatusChange
+    firsts = await session.execute(
+        select(change.lead_id, change.status, change.dealer_id, func.min(change.id))
+        .where(change.lead_id.in_({row.lead_id for row in rows}), change.delivery_claimed_at.is_(None))
+        .group_by(change.lead_id, change.status, change.dealer_id)
+    )
+    return {(lead, status, dealer): first for lead, status, dealer, first in firsts.all()}
 
 
 async def _feedback(

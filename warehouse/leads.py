@@ -46,6 +46,8 @@ def lead_record(kind: str, fields: dict[str, Any], recorded_at: datetime) -> Bro
         entity_id = str(fields["lead_id"])
         key = f"{entity_id}:{fields['status']}:{fields['dealer_id']}" + _delivery(fields)
         changed = fields["changed_at"]
+        if fields.get("again"):  # the same status about no delivery again: the first keeps its key
+            key += f"#{changed.isoformat()}"
     elif table == DEALER_FEEDBACK:
         entity_id = str(fields["lead_id"])  # one row per (lead, dealer, status) and delivery
         key = f"{entity_id}:{fields['dealer_id']}:{fields['status']}" + _delivery(fields)

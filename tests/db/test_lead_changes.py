@@ -157,3 +157,28 @@ async def test_two_moves_within_one_second_land_as_two_moves_and_two_states(
     assert (before.fields["stage"], after.fields["stage"]) == ("Needs Analysis", "Value Proposition")
     versions = {lead_record(state.kind, state.fields, state.at).event_key for state in (before, after)}
     assert len(versions) == 2
+
+
+async def test_a_second_hand_over_to_the_fallback_owner_lands_under_a_key_of_its_own(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A lead handed to its fallback owner, moved by support, and handed over again has two such rows
+    about no delivery. Under one event key, silver's merge kept both (its unique test then held the
+    lead models out of every build) or dropped the second; the first keeps the key it landed with."""
+    start = utcnow() - timedelta(hours=3)
+    steps = [
+        (LeadStatus.RECEIVED, None),
+        (LeadStatus.SLA_EXHAUSTED, None),
+        (LeadStatus.REASSIGNED, "d1"),
+        (LeadStatus.SLA_EXHAUSTED, None),
+    ]
+    for minutes, (status, dealer_id) in enumerate(steps):
+        at = start + timedelta(minutes=30 * minutes)
+        await record_status(
+            sessions, lead_id="F1", status=status, workflow_id="lead-F1", at=at, dealer_id=dealer_id
+        )
+    found = await read_all(sessions, None, utcnow(), 2)  # the two hand-overs on different pages
+    handed = [change for change in found if change.fields["status"] == "sla_exhausted"]
+    keys = [lead_record("status", change.fields, change.at).event_key for change in handed]
+    first = "lead_status_changes:F1:sla_exhausted:"
+    assert keys == [first, f"{first}#{(start + timedelta(minutes=90)).isoformat()}"]
