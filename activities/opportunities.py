@@ -62,15 +62,17 @@ class OpportunityActivities:
             deal = replace(deal_from_zoho(record), read_at=utcnow())
         except InvalidDeal as error:
             raise ApplicationError(str(error), type=PERMANENT_FAILURE, non_retryable=True) from error
-        return await self._with_converted_lead(deal, _lookup_budget(began))
+        return await self._with_converted_lead(deal, began)
 
-    async def _with_converted_lead(self, deal: DealState, budget: float) -> DealState:
+    async def _with_converted_lead(self, deal: DealState, began: float) -> DealState:
         """The deal with the lead it was converted from: looked up in Zoho the first time the hub sees
         the deal (a conversion creates the deal, so its first change is the one to look at), then kept.
-        A lookup Zoho did not answer within ``budget`` seconds is tried again by the deal's next change."""
+        A lookup Zoho did not answer in the time the step has left (``began``: its start) is tried again
+        by the deal's next change."""
         known = await known_lead(self._sessions, deal.deal_id)
         if (known.replicated and not known.lookup_missed) or deal.created_time is None:
             return replace(deal, lead_id=known.lead_id)
+        budget = _lookup_budget(began)
         try:
             if budget <= 0:
                 raise TimeoutError  # the read of the deal took the step's time: no lookup fits in it
@@ -85,13 +87,13 @@ class OpportunityActivities:
             # without the link and marked, so that its next change looks again.
             if not known.replicated and activity.info().attempt < LEAD_LOOKUP_ATTEMPTS:
                 raise ApplicationError(
-                    f"no answer to the lookup of the deal's converted lead within {budget:.0f} s"
+                    f"no answer to the lookup of the deal's converted lead within {max(budget, 0):.0f} s"
                 ) from None
             activity.logger.warning(
                 "deal %s: no answer to the lookup of its converted lead within %.0f s; stored without"
                 " it, its next change looks again",
                 deal.deal_id,
-                budget,
+                max(budget, 0),
             )
             return replace(deal, lead_id=None, lead_lookup_missed=True)
 

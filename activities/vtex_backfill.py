@@ -151,6 +151,7 @@ class VtexBackfillActivities:
         limiter = self._budgets.at(params.requests_per_second)
         gate = asyncio.Semaphore(READ_CONCURRENCY)
         done = 0
+        refused: list[PermanentError] = []
 
         async def read(order_id: str) -> dict[str, Any] | None:
             nonlocal done
@@ -164,6 +165,7 @@ class VtexBackfillActivities:
                     # counted missing, as one it does not know, so the rest of the range still lands;
                     # a run over the same range reads it again.
                     log.warning("order %s: the OMS refused its read (%s); counted missing", order_id, error)
+                    refused.append(error)
                     document = None
             done += 1
             activity.heartbeat(f"{done}/{len(params.order_ids)} orders read")
@@ -171,23 +173,26 @@ class VtexBackfillActivities:
 
         with external_call():
             documents = await asyncio.gather(*(read(order_id) for order_id in params.order_ids))
+            if refused and len(refused) == len(params.order_ids):
+                raise refused[0]  # every read of the page refused alike: a fault of the request, named
             records, invalid, missing = _records(params.order_ids, documents)
             # The page's versions are in bronze once this returns: landed by this attempt, or (retried)
             # by the one before it, whose answer was lost; the counts are the page's either way.
             to_land, to_quarantine, cursors = records, invalid, params.cursors
+            # No version landed before its lastChange: a read of what landed starts at the page's oldest.
+            since = landed_since(
+                readable_change_time(document.get("lastChange")) for document in documents if document
+            )
             # A read of bronze or an append can take BigQuery's deadline, longer than a heartbeat.
             async with heartbeating():
                 if not first_attempt():
-                    # No version landed before its lastChange: the read starts at the page's oldest.
-                    since = landed_since(
-                        readable_change_time(document.get("lastChange"))
-                        for document in documents
-                        if document is not None
-                    )
                     to_land, to_quarantine = await self._not_landed(cursors, records, invalid, since)
+                warehouse = self._warehouse
                 cursors = BackfillCursors(
-                    orders=await self._warehouse.land_at(VTEX_ORDERS, cursors.orders, to_land),
-                    quarantine=await self._warehouse.quarantine_at(cursors.quarantine, to_quarantine),
+                    orders=await warehouse.land_at(VTEX_ORDERS, cursors.orders, to_land, landed_since=since),
+                    quarantine=await warehouse.quarantine_at(
+                        cursors.quarantine, to_quarantine, landed_since=since
+                    ),
                 )
         count_sync(
             "backfill",

@@ -13,6 +13,7 @@ from cli.output import FAILED, Output
 from cli.progress import follow
 from cli.times import moment
 from core.constants import PROGRESS_QUERY
+from core.settings import LONG_JOB_MIN_RATE
 from workflows.vtex_order_backfill import (
     BackfillProgress,
     OrderBackfillInput,
@@ -50,8 +51,8 @@ async def backfill_orders(args: argparse.Namespace, ctx: Context) -> int:
     if until < since:
         return ctx.out.fail(f"--until ({until.isoformat()}) is before --since ({since.isoformat()})")
     rate = ctx.settings.vtex_backfill_requests_per_second if args.rate is None else args.rate
-    if rate <= 0:
-        return ctx.out.fail("--rate must be above 0")
+    if rate < LONG_JOB_MIN_RATE:
+        return ctx.out.fail(f"--rate must be at least {LONG_JOB_MIN_RATE:g} (one request every 10 s)")
     client, out = ctx.client, ctx.out
     params = OrderBackfillInput.for_range(ctx.settings, since, until, rate)
     try:

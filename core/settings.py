@@ -30,6 +30,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_PLACEHOLDER = "local-dev-only-change-me"
 DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"  # the dev server's
 LOCAL_UI_ORIGINS = ["http://localhost:8233", "http://127.0.0.1:8233"]  # the dev server's Web UI
+# The least a long VTEX job (backfill, catalog and customer syncs) may be paced at: one request every
+# 10 s, so a request waiting for its turn still comes within its activity's 20 s heartbeat.
+LONG_JOB_MIN_RATE = 0.1
 
 
 class Settings(BaseSettings):
@@ -186,11 +189,11 @@ class Settings(BaseSettings):
     vtex_order_final_linger_seconds: float = Field(default=300.0, ge=0)  # late hooks after invoiced/canceled
     vtex_order_events_per_run: int = Field(default=200, gt=0)  # then continue-as-new
     # What an order history backfill may use of VTEX's limit by default (`hub backfill orders --rate`).
-    vtex_backfill_requests_per_second: float = Field(default=20.0, gt=0)
+    vtex_backfill_requests_per_second: float = Field(default=20.0, ge=LONG_JOB_MIN_RATE)
     # Catalog sync (Schedule vtex-catalog-sync): how often, and the catalog requests per second it may use
     # (VTEX allows about 250/s per catalog endpoint; each SKU takes two: its detail and its price).
     vtex_catalog_sync_interval_seconds: int = Field(default=6 * 3600, gt=0)
-    vtex_catalog_requests_per_second: float = Field(default=100.0, gt=0)
+    vtex_catalog_requests_per_second: float = Field(default=100.0, ge=LONG_JOB_MIN_RATE)
     # Customer sync (Schedule vtex-customer-sync): how often, and how far back each run re-reads before
     # the last watermark, for documents whose update became searchable late.
     vtex_customer_sync_interval_seconds: int = Field(default=24 * 3600, gt=0)

@@ -550,21 +550,22 @@ async def holding(sessions: async_sessionmaker[AsyncSession], lead_id: str, deal
 @dataclass(frozen=True)
 class ReadBasis:
     """What a read of the dealer's CRM needs to take only this delivery's record of the lead: the
-    delivery's times, and what the CRM may still hold from the lead's earlier deliveries there
-    (withdrawn, released, moved away by support and sent back): their records' ids where known, and
-    whether one may be there under an id the hub never learnt."""
+    delivery's times, and whether the lead was at this dealer before (withdrawn, released, moved away by
+    support and sent back), whose CRM may still hold those deliveries' records, with their ids where
+    the hub learnt them."""
 
     claimed_at: datetime | None = None
     delivered_at: datetime | None = None
     earlier_ids: frozenset[str] = frozenset()
-    earlier_unnamed: bool = False
+    here_before: bool = False
 
     @property
     def lookup_since(self) -> datetime | None:
         """Where the lead is looked up by its external id, the records created since then are this
-        delivery's. Only where an earlier delivery's record cannot be told by its id: a time filter
-        depends on the CRM's clock, which may run behind ours."""
-        if not self.earlier_unnamed or self.delivered_at is None:
+        delivery's. Only where the lead was at this dealer before: a time filter depends on the CRM's
+        clock, which may run behind ours, and an earlier delivery's id may be unknown or overwritten
+        (one withdrawal row per dealer), so the ids alone cannot tell its records apart."""
+        if not self.here_before or self.delivered_at is None:
             return None
         return self.delivered_at - CLOCK_SKEW
 
@@ -599,7 +600,7 @@ async def read_basis(sessions: async_sessionmaker[AsyncSession], lead_id: str, d
         claimed_at=as_utc(row.claimed_at) if row.claimed_at else None,
         delivered_at=as_utc(row.delivered_at) if row.delivered_at else None,
         earlier_ids=frozenset(each.dealer_lead_id for each in earlier if each.dealer_lead_id),
-        earlier_unnamed=any(not each.dealer_lead_id for each in earlier),
+        here_before=bool(earlier),
     )
 
 

@@ -31,7 +31,14 @@ from core.settings import Settings
 from warehouse.batching import SharedAppends
 from warehouse.errors import WarehouseUnavailable
 from warehouse.libraries import bigquery
-from warehouse.streams import StorageWriter, StreamCursor, TableGone, arrow_schema, write_client
+from warehouse.streams import (
+    SchemaNotSeen,
+    StorageWriter,
+    StreamCursor,
+    TableGone,
+    arrow_schema,
+    write_client,
+)
 from warehouse.tables import (
     BRONZE_TABLES,
     QUARANTINE,
@@ -271,20 +278,32 @@ class Warehouse:
         count_quarantined(records)
 
     async def land_at(
-        self, table: str, cursor: StreamCursor, records: Sequence[BronzeRecord]
+        self,
+        table: str,
+        cursor: StreamCursor,
+        records: Sequence[BronzeRecord],
+        *,
+        landed_since: datetime | None = None,
     ) -> StreamCursor:
         """Land ``records`` in ``bronze.<table>`` at ``cursor``, exactly once; return the cursor after them.
 
         For long jobs that keep the cursor in workflow state: retried with the same cursor and records, an
-        append that already landed adds nothing.
+        append that already landed adds nothing. ``landed_since``: none of them can have landed before
+        (bounds the days a check of what landed reads, where one is needed).
         """
-        after = await self._append_at(table, cursor, bronze_rows(records))
+        after = await self._append_at(table, cursor, bronze_rows(records), landed_since)
         count_landed(table, records)
         return after
 
-    async def quarantine_at(self, cursor: StreamCursor, records: Sequence[QuarantineRecord]) -> StreamCursor:
+    async def quarantine_at(
+        self,
+        cursor: StreamCursor,
+        records: Sequence[QuarantineRecord],
+        *,
+        landed_since: datetime | None = None,
+    ) -> StreamCursor:
         """``land_at`` for quarantined records."""
-        after = await self._append_at(QUARANTINE, cursor, quarantine_rows(records))
+        after = await self._append_at(QUARANTINE, cursor, quarantine_rows(records), landed_since)
         count_quarantined(records)
         return after
 
@@ -376,10 +395,13 @@ class Warehouse:
         rows = job.result(timeout=self._timeout, retry=self._retry, job_retry=None)
         return [dict(row.items()) for row in rows]
 
-    def _held_keys(self, table: str, rows: list[dict[str, Any]], keys: list[str]) -> set[str]:
+    def _held_keys(
+        self, table: str, rows: list[dict[str, Any]], landed_since: datetime | None, keys: list[str]
+    ) -> set[str]:
         """``landed_keys`` for one table, blocking: for the writer's thread, when a retried append meets
-        its offset written. ``rows``: the append's, whose entities narrow the read."""
-        query = self._keys_query([table], keys, list({row.get("entity_id") for row in rows}))
+        its offset written, or a stream lost. ``rows``: the append's, whose entities narrow the read."""
+        entities = list({row.get("entity_id") for row in rows})
+        query = self._keys_query([table], keys, entities, landed_since)
         return {str(row["event_key"]) for row in self._run_query(*query)}
 
     async def _append_default(self, table: str, rows: list[dict[str, Any]]) -> None:
@@ -387,12 +409,15 @@ class Warehouse:
         path, schema = self._path(table), self._schemas[table]
         await self._call(lambda: self._writer.append_default(path, schema, rows))
 
-    async def _append_at(self, table: str, cursor: StreamCursor, rows: list[dict[str, Any]]) -> StreamCursor:
+    async def _append_at(
+        self, table: str, cursor: StreamCursor, rows: list[dict[str, Any]], landed_since: datetime | None
+    ) -> StreamCursor:
         if not rows:
             return cursor
         await self.ready()
         path, schema = self._path(table), self._schemas[table]
-        held = functools.partial(self._held_keys, table, rows)  # asked only when an offset was written
+        # Asked only where an offset was written already, or the stream was lost.
+        held = functools.partial(self._held_keys, table, rows, landed_since)
         return await self._call(lambda: self._writer.append_at(path, schema, cursor, rows, held))
 
     def _path(self, table: str) -> str:
@@ -406,6 +431,9 @@ class Warehouse:
             # A dataset or table dropped under us: recreate it on the next attempt.
             self._schema_ready = False
             raise WarehouseUnavailable(SERVICE, f"not found: {error}") from error
+        except SchemaNotSeen:
+            self._schema_ready = False  # the next attempt checks the table's columns again (_upgrade)
+            raise
         except (TransientError, PermanentError):
             raise
         except TRANSIENT_ERRORS as error:

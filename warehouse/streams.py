@@ -60,6 +60,12 @@ class TableGone(TransientError):
     """The table is not there (dropped, or not created yet): create the schema and retry."""
 
 
+class SchemaNotSeen(TransientError):
+    """The Storage Write API refused rows carrying columns it does not see in the table: minutes after an
+    upgrade added them, it passes; a table recreated without them (an older version's replica) needs the
+    upgrade again, which the next attempt makes."""
+
+
 class StreamGone(TransientError):
     """The stream is no longer usable (unknown, finalized, or behind the job's offset): start a new one."""
 
@@ -284,7 +290,9 @@ class StorageWriter:
             raise TransientError(SERVICE, f"{type(error).__name__}: {error}") from error
         except google_errors.GoogleAPICallError as error:
             code = error.grpc_status_code
-            if code in _TRANSIENT_CODES or _schema_not_seen_yet(code, str(error)):
+            if _schema_not_seen_yet(code, str(error)):
+                raise SchemaNotSeen(SERVICE, str(error)) from error
+            if code in _TRANSIENT_CODES:
                 raise TransientError(SERVICE, str(error)) from error
             raise PermanentError(SERVICE, str(error)) from error
         except grpc.RpcError as error:  # raised by the stream itself, outside the API core wrappers
@@ -317,7 +325,9 @@ def _status(code: int) -> grpc.StatusCode:
 
 
 def _error(code: grpc.StatusCode, message: str) -> TransientError | PermanentError:
-    if code in _TRANSIENT_CODES or _schema_not_seen_yet(code, message):
+    if _schema_not_seen_yet(code, message):
+        return SchemaNotSeen(SERVICE, f"{code.name}: {message}")
+    if code in _TRANSIENT_CODES:
         return TransientError(SERVICE, f"{code.name}: {message}")
     return PermanentError(SERVICE, f"{code.name}: {message}")
 

@@ -174,6 +174,9 @@ class OpportunitySyncWorkflow:
             modified_time=change.modified_time,
             modified_by=change.modified_by or fetched.modified_by,
             amount=change.amount if change.amount is not None else fetched.amount,
+            # Zoho's record older than the change (its read lagging): a field it shows empty may have
+            # been set since, so it clears nothing. (An activity's input: replay compares no inputs.)
+            complete=False,
         )
         return deal, False
 

@@ -228,15 +228,15 @@ async def test_a_page_retried_after_its_attempt_landed_it_lands_nothing_twice(hu
     assert await hub.bronze_counts(VTEX_ORDERS) == (PER_PAGE, PER_PAGE)
 
 
-class OmsRefusingOne(VtexClient):
-    """The OMS refuses the read of one order (``status``), and serves the others."""
+class OmsRefusing(VtexClient):
+    """The OMS refuses the reads of some orders (``status``), and serves the others."""
 
-    def __init__(self, http: httpx.AsyncClient, hub: Hub, order_id: str, status: int) -> None:
+    def __init__(self, http: httpx.AsyncClient, hub: Hub, order_ids: list[str], status: int) -> None:
         super().__init__(http, hub.settings)
-        self.refused, self.status = order_id, status
+        self.refused, self.status = set(order_ids), status
 
     async def get_order(self, order_id: str) -> dict[str, Any] | None:
-        if order_id == self.refused:
+        if order_id in self.refused:
             raise PermanentError("vtex", f"{self.status} refused", self.status)
         return await super().get_order(order_id)
 
@@ -244,7 +244,7 @@ class OmsRefusingOne(VtexClient):
 async def test_an_order_the_oms_refuses_to_serve_is_counted_missing_and_the_page_lands(hub: Hub) -> None:
     """One order whose read the OMS refuses for good no longer fails the whole backfill (again at the
     same page on every run over the range): it is counted missing, the rest of its page lands. A
-    refusal of the account (403) still stops it."""
+    refusal of the account (403), or of every read of the page, still stops it."""
     window = CreationWindow(start="2026-09-01T00:00:00.000Z", end="2026-11-01T00:00:00.000Z")
     warehouse = hub.warehouse()
     async with httpx.AsyncClient(timeout=10) as http:
@@ -255,12 +255,14 @@ async def test_an_order_the_oms_refuses_to_serve_is_counted_missing_and_the_page
             )
             refused = page.order_ids[3]
             land = LandOrdersInput(page.order_ids, BackfillCursors(), requests_per_second=400)
-            account = OmsRefusingOne(http, hub, refused, 403)
-            with pytest.raises(ApplicationError, match="403 refused"):
-                await ActivityEnvironment().run(
-                    VtexBackfillActivities(account, warehouse, RequestBudgets()).land_orders, land
-                )
-            one = OmsRefusingOne(http, hub, refused, 400)
+            account = OmsRefusing(http, hub, [refused], 403)
+            every = OmsRefusing(http, hub, page.order_ids, 400)  # a fault of the request, not of orders
+            for oms in (account, every):
+                with pytest.raises(ApplicationError, match="refused"):
+                    await ActivityEnvironment().run(
+                        VtexBackfillActivities(oms, warehouse, RequestBudgets()).land_orders, land
+                    )
+            one = OmsRefusing(http, hub, [refused], 400)
             landed = await ActivityEnvironment().run(
                 VtexBackfillActivities(one, warehouse, RequestBudgets()).land_orders, land
             )
