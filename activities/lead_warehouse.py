@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
+from activities.errors import external_call
 from activities.heartbeats import heartbeating
 from activities.pacing import first_attempt
 from core.metrics import count_sync
@@ -60,15 +61,23 @@ class LeadWarehouseActivities:
         if params.after_at is not None and params.after_key is not None:
             after = lead_changes.Cursor(datetime.fromisoformat(params.after_at), params.after_key)
         since = datetime.fromisoformat(params.since) if params.since else None
-        async with heartbeating():
-            found = await lead_changes.changes(
-                self._sessions, params.kind, since, datetime.fromisoformat(params.until), after, params.limit
-            )
-            result = LeadChangesPageResult(
-                params.after_at, params.after_key, len(found) < params.limit, dict(params.cursors)
-            )
-            if found:
-                await self._land(params, found, result)
+        # A warehouse refusal for good (access denied, rows the table will not take) fails the run by
+        # name, as the other syncs' pages do, instead of being retried as if BigQuery were away.
+        with external_call():
+            async with heartbeating():
+                found = await lead_changes.changes(
+                    self._sessions,
+                    params.kind,
+                    since,
+                    datetime.fromisoformat(params.until),
+                    after,
+                    params.limit,
+                )
+                result = LeadChangesPageResult(
+                    params.after_at, params.after_key, len(found) < params.limit, dict(params.cursors)
+                )
+                if found:
+                    await self._land(params, found, result)
         count_sync("leads", read=result.read, landed=result.landed, unchanged=result.already_landed)
         return result
 
