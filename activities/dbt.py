@@ -30,7 +30,10 @@ from warehouse.dbt_child import BIGQUERY_JOB_TIMEOUT, LeaseLost, child_environme
 
 log = logging.getLogger("activities.dbt")
 # A build that cannot run until someone fixes the dbt project or profile (parse, compile, configuration).
-DBT_PROJECT_BROKEN = "DbtProjectBroken"
+DBT_PROJECT_BROKEN = "DbtProjectBroken"  # or could not run in CANNOT_RUN_ATTEMPTS: not retried
+# Attempts of a build that cannot run (the workflow's RETRY: 5 s doubling to 5 min, about 20 minutes)
+# before it is recorded as failed.
+CANNOT_RUN_ATTEMPTS = 10
 # A build stopped because it lost its lease: another may be building; the retry waits for the lease.
 DBT_BUILD_LEASE_LOST = "DbtBuildLeaseLost"
 
@@ -76,6 +79,15 @@ class DbtActivities:
             if summary.error_kind == "project":  # a broken profile or model: retrying cannot help
                 raise ApplicationError(
                     f"dbt project or profile broken: {summary.error}"[:2000],
+                    type=DBT_PROJECT_BROKEN,
+                    non_retryable=True,
+                )
+            if activity.info().attempt >= CANNOT_RUN_ATTEMPTS:
+                # Not a warehouse away for a while (revoked credentials, a child that crashes): recorded
+                # as a failed build, named and alerted on, so the requests waiting behind it go on; the
+                # next request tries again.
+                raise ApplicationError(
+                    f"dbt build could not run in {CANNOT_RUN_ATTEMPTS} attempts: {summary.error}"[:2000],
                     type=DBT_PROJECT_BROKEN,
                     non_retryable=True,
                 )

@@ -26,7 +26,13 @@ from temporalio.testing import ActivityEnvironment
 import activities.dbt
 import warehouse.dbt
 import warehouse.dbt_child
-from activities.dbt import DBT_BUILD_LEASE_LOST, DbtActivities, DbtBuildInput
+from activities.dbt import (
+    CANNOT_RUN_ATTEMPTS,
+    DBT_BUILD_LEASE_LOST,
+    DBT_PROJECT_BROKEN,
+    DbtActivities,
+    DbtBuildInput,
+)
 from contracts.dbt_build import DbtBuildSummary
 from core.settings import Settings
 from core.timeutil import utcnow
@@ -141,6 +147,23 @@ async def test_a_build_releases_its_lease_when_it_fails(
     with pytest.raises(RuntimeError, match="no summary"):
         await attempt(1).run(builds.dbt_build, DbtBuildInput())
     assert (await take(sessions, BUILD_LEASE, "next attempt", builds._lease)).holder == "next attempt"
+
+
+async def test_a_build_that_still_cannot_run_after_its_attempts_is_recorded_as_failed(
+    builds: DbtActivities, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child that crashes before dbt's summary (or credentials revoked) is no warehouse away for a
+    while: after its attempts the build is not retried but recorded as failed (the workflow takes this
+    type as such), so the requests waiting behind it go on and the alert names it."""
+    monkeypatch.setattr(
+        activities.dbt, "build_command", lambda *_, **__: [sys.executable, "-c", "print('no summary')"]
+    )
+    with pytest.raises(RuntimeError, match="no summary"):
+        await attempt(CANNOT_RUN_ATTEMPTS - 1).run(builds.dbt_build, DbtBuildInput())
+    with pytest.raises(ApplicationError) as recorded:
+        await attempt(CANNOT_RUN_ATTEMPTS).run(builds.dbt_build, DbtBuildInput())
+    assert recorded.value.type == DBT_PROJECT_BROKEN and recorded.value.non_retryable
+    assert f"could not run in {CANNOT_RUN_ATTEMPTS} attempts" in recorded.value.message
 
 
 async def cancel_mid_build(
