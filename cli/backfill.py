@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import asdict
 from functools import partial
 
@@ -51,7 +52,7 @@ async def backfill_orders(args: argparse.Namespace, ctx: Context) -> int:
     if until < since:
         return ctx.out.fail(f"--until ({until.isoformat()}) is before --since ({since.isoformat()})")
     rate = ctx.settings.vtex_backfill_requests_per_second if args.rate is None else args.rate
-    if rate < LONG_JOB_MIN_RATE:
+    if not math.isfinite(rate) or rate < LONG_JOB_MIN_RATE:
         return ctx.out.fail(f"--rate must be at least {LONG_JOB_MIN_RATE:g} (one request every 10 s)")
     client, out = ctx.client, ctx.out
     params = OrderBackfillInput.for_range(ctx.settings, since, until, rate)

@@ -37,7 +37,7 @@ from cli.command import Context
 from cli.output import FAILED, Output
 from core.settings import Settings, get_settings
 from core.temporal import connect, temporal_unavailable
-from db.engine import database_unavailable
+from db.engine import database_busy, database_unavailable
 
 
 def parser() -> argparse.ArgumentParser:
@@ -92,6 +92,11 @@ async def execute(args: argparse.Namespace, settings: Settings) -> int:
             )
         raise
     except SQLAlchemyError as error:
+        if database_busy(error):
+            return out.fail(
+                "the portal database is busy (another process holds what this command changes, a lock or"
+                " statement timed out): try again"
+            )
         if database_unavailable(error):
             return out.fail(
                 f"cannot reach the portal database ({type(error).__name__}): see HUB_DATABASE_URL"

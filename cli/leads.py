@@ -158,8 +158,15 @@ async def reassign_lead(args: argparse.Namespace, ctx: Context) -> int:
                 reason=f"reassigned to {args.dealer_id} by support (why: the lead's history)"
             )
         except RPCError as error:
-            if guarded and error.status == RPCStatusCode.NOT_FOUND:  # it closed by itself: none died
-                await settle_guard(ctx, args.lead_id, guarded, died=False)
+            if guarded and error.status == RPCStatusCode.NOT_FOUND:
+                # Another move's command ended it (terminated), relying on the guard too: it stays for
+                # that command to settle. Closed by itself, no report died with it: cleared.
+                if (await reading.describe()).status != WorkflowExecutionStatus.TERMINATED:
+                    await settle_guard(ctx, args.lead_id, guarded, died=False)
+                return out.fail(
+                    f"lead {args.lead_id} not reassigned: its workflow ended meanwhile (by itself, or by"
+                    " another move): run the command again"
+                )
             raise
     # The run the command looked at (a new run may have started meanwhile), else the ended latest one.
     ended = await (reading if guarded else handle).fetch_history()

@@ -266,7 +266,9 @@ async def redrive_run(ctx: Context, workflow_id: str, run_id: str) -> str:
         described = await handle.describe()
         if described.status != WorkflowExecutionStatus.RUNNING:
             ended = described.status.name.lower() if described.status else "unknown"
-            return "redriven" if ended == "completed" else f"failed: the run {ended}"
+            # A run that went on as a new one (after its changes per run) took the redrive with it.
+            going_on = ("completed", "continued_as_new")
+            return "redriven" if ended in going_on else f"failed: the run {ended}"
         parked = described.typed_search_attributes.get(PARKED)
         if taken_at is not None and parked:
             return f"still parked: {(await described.memo()).get('parked') or 'see the Web UI'}"

@@ -27,6 +27,9 @@ POSTGRES_CONNECT_ARGS: dict[str, Any] = {
     "keepalives_idle": 30,
     "keepalives_interval": 10,
     "keepalives_count": 3,
+    # Data sent and never acknowledged (a request to a server gone mid-connection, pre-ping's included)
+    # fails after this many milliseconds, where keepalives cover idle connections only.
+    "tcp_user_timeout": 30_000,
 }
 # Each lock wait and statement is cut (an OperationalError: unavailable, tried again) past these. The
 # hub's statements are single rows or pages; a minute is far more than any takes. Set on each new
@@ -167,6 +170,21 @@ async def lock_for_writing(session: AsyncSession) -> None:
     # the same snapshot; taking its write lock first makes them take turns (the busy timeout waits).
     if on_sqlite(session):
         await session.execute(text("BEGIN IMMEDIATE"))
+
+
+# PostgreSQL's SQLSTATEs of a database that answers but is busy: a lock not granted in time, a
+# statement cut by its timeout, a serialization failure, a deadlock.
+POSTGRES_BUSY = frozenset({"55P03", "57014", "40001", "40P01"})
+
+
+def database_busy(error: BaseException) -> bool:
+    """Whether ``error`` is a database that answered but could not serve the statement in time (rows
+    another process holds), rather than one that could not be reached."""
+    if not isinstance(error, exc.DBAPIError):
+        return False
+    if isinstance(error.orig, sqlite3.Error):
+        return str(getattr(error.orig, "sqlite_errorname", "")).startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
+    return getattr(error.orig, "sqlstate", None) in POSTGRES_BUSY
 
 
 def database_unavailable(error: BaseException) -> bool:

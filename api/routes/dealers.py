@@ -9,6 +9,8 @@ changes nothing and is answered the same way.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
 from datetime import UTC, datetime
 from typing import Literal
@@ -34,6 +36,11 @@ from core.dealers import DEALER_ID_PATTERN
 from db import feedback
 
 webhooks = APIRouter(prefix="/webhooks/dealers", tags=["dealers"])
+log = logging.getLogger("api.dealers")
+
+# How long a report may wait for the portal database (a free connection, the delivery row's lock, the
+# commit) before the dealer is answered 503: well within a dealer CRM's own call time-out.
+RECORD_TIMEOUT_SECONDS = 10
 
 DealerStatus = Literal["accepted", "contacted", "qualified", "lost", "sold"]
 assert set(DealerStatus.__args__) == {s.value for s in DEALER_STATUSES}  # type: ignore[attr-defined]
@@ -66,7 +73,8 @@ DEALER_ERRORS = {
     # The answer waits for the portal database only, never for Temporal.
     **errors(
         e500="not recorded because of a bug in the hub (logged with its stack)",
-        e503="not recorded: the portal database did not answer; send it again after the Retry-After delay",
+        e503="not recorded: the portal database did not answer (in time); send it again after the Retry-After"
+        " delay",
         e401="missing or wrong secret, or no such dealer takes status webhooks",
         e404="the lead was never delivered to this dealer",
         e409="the lead is no longer with the dealer (its SLA passed, its CRM never answered the create"
@@ -101,15 +109,29 @@ async def receive_dealer_status(
     report = parse_model(DealerStatusWebhook, json_fields(body, request.headers.get("content-type", "")))
     now = datetime.now(UTC)
     at = report.at or now  # (one past ``now`` by more than a clock's skew is cut to it: feedback.record)
-    recorded = await feedback.record(
-        sessions,
-        lead_id=lead_id,
-        dealer_id=dealer_id,
-        status=LeadStatus(report.status),
-        at=at,
-        received_at=now,
-        to_signal=True,
-    )
+    try:
+        # A database that stops answering mid-request (a failover, a dropped route) holds no webhook
+        # open until TCP gives up: the dealer sends it again, and a report recorded meanwhile is "repeated".
+        async with asyncio.timeout(RECORD_TIMEOUT_SECONDS):
+            recorded = await feedback.record(
+                sessions,
+                lead_id=lead_id,
+                dealer_id=dealer_id,
+                status=LeadStatus(report.status),
+                at=at,
+                received_at=now,
+                to_signal=True,
+            )
+    except TimeoutError:
+        log.warning(
+            "dealer report not recorded within %d s: portal database too slow", RECORD_TIMEOUT_SECONDS
+        )
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "not recorded: the portal database did not answer in time; send it again after the Retry-After"
+            " delay",
+            headers={"Retry-After": str(settings.temporal_unavailable_retry_after_seconds)},
+        ) from None
     if recorded.outcome is feedback.Outcome.UNKNOWN:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"lead {lead_id} was not delivered to {dealer_id}")
     if recorded.outcome is feedback.Outcome.LATE:

@@ -3,6 +3,7 @@ a bug in a database statement stays a 500, logged with its stack and counted as 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +16,7 @@ from temporalio.client import Client
 
 from api.app import create_app
 from api.relay import ReportRelay
+from api.routes import dealers
 from db.engine import create_engine, session_factory
 from db.feedback import DueReport
 from tests.hub import READ_TOKEN, hub_settings
@@ -117,3 +119,21 @@ async def test_a_hand_over_the_database_cannot_record_stays_due_and_only_a_bug_i
         await engine.dispose()
     changed = {outcome: handovers(outcome) - count for outcome, count in before.items()}
     assert changed == {"handed_on": 0, "failed": 0, "error": 0, result: 1}
+
+
+async def test_a_database_that_stops_answering_mid_request_is_a_503_not_a_hung_webhook(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failover or a dropped route leaves pooled connections open and silent: the report's record
+    would wait until TCP gave up (minutes). It is cut at the route's time limit and answered 503 with
+    Retry-After; the dealer's resend is recorded once (``repeated`` where the first had committed)."""
+
+    async def silent(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(3600)
+
+    monkeypatch.setattr(dealers.feedback, "record", silent)
+    monkeypatch.setattr(dealers, "RECORD_TIMEOUT_SECONDS", 0.5)
+    reported, _ = await report(f"sqlite:///{tmp_path / 'portal.db'}")
+    assert reported.status_code == 503, reported.text
+    assert reported.headers["Retry-After"] == "5"
+    assert "did not answer in time" in reported.json()["detail"]

@@ -45,6 +45,16 @@ async def test_a_range_that_ends_before_it_starts_is_refused(hub: Hub, hub_cli: 
     assert ran.code == 1 and "is before --since" in ran.err
 
 
+@pytest.mark.parametrize("rate", ["0", "0.05", "nan", "inf"])
+async def test_a_rate_the_backfill_cannot_pace_is_refused(hub: Hub, hub_cli: HubCli, rate: str) -> None:
+    """Under one request every 10 s a request waiting its turn outlives its activity's heartbeat, and a
+    rate that is no number starts a run that retries without end: refused before anything starts."""
+    ran = await hub_cli(
+        hub.settings, "backfill", "orders", "--since", "2026-10-20", "--until", "2026-10-31", "--rate", rate
+    )
+    assert ran.code == 1 and "--rate must be at least 0.1" in ran.err
+
+
 def test_two_ranges_within_the_same_days_are_two_backfills() -> None:
     """A backfill of another range is refused only while the same range runs: the id holds the bounds'
     times wherever the range is not whole days (dates alone would follow the other range and never land

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from temporalio.client import WorkflowExecutionStatus
 
+from cli.command import Context
+from cli.parked import redrive_run
 from core.constants import vtex_order_workflow_id
 from tests.cli.conftest import HubCli
 from tests.hub import Hub
@@ -267,3 +269,24 @@ async def test_a_lead_event_the_subscriber_refuses_is_parked_for_support_and_sen
     assert [e["data"]["lead_id"] for e in distributed] == [lead_id]
     after = await hub_cli(hub.settings, "parked", "list", "--partner", "subscribers")
     assert after.code == 0 and "no parked events" in after.out
+
+
+class WentOnAsNew:
+    """A parked run that, redriven, continued as new at once (its changes per run reached)."""
+
+    async def signal(self, *args: Any) -> None:
+        return None
+
+    async def describe(self) -> Any:
+        return type("Described", (), {"status": WorkflowExecutionStatus.CONTINUED_AS_NEW})()
+
+    async def fetch_history_events(self) -> Any:
+        for _ in ():
+            yield _
+
+
+async def test_a_redriven_run_that_went_on_as_a_new_one_counts_as_redriven() -> None:
+    """It took the redrive with it: not "failed: the run continued_as_new", which made the command exit 1."""
+    client = type("Client", (), {"get_workflow_handle": lambda self, *a, **k: WentOnAsNew()})()
+    ctx = Context(settings=None, client=client, out=None)  # type: ignore[arg-type]
+    assert await redrive_run(ctx, "opportunity-1", "run-1") == "redriven"

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
@@ -23,6 +24,7 @@ from core.constants import LEAD_STATUS, lead_workflow_id
 from db import feedback
 from db.engine import one_off_sessions
 from db.feedback import HAND_OVER_GRACE
+from db.models import ReportGuard
 from tests.cli.conftest import HubCli
 from tests.cli.test_one_dealer_per_lead import creates
 from tests.hub import Hub, contacted_event
@@ -182,6 +184,38 @@ async def test_a_report_that_died_with_the_reading_run_is_handed_on_when_the_com
         await eventually(lambda: contacted_event(hub, lead_id, "poll-sc"))
         lead = await hub.lead(lead_id) or {}
         assert (lead["status"], lead["dealer_id"]) == ("contacted", "poll-sc")  # nothing moved
+
+
+async def test_a_move_whose_run_another_move_ended_first_leaves_that_moves_guard(
+    skipping_env: WorkflowEnvironment,
+    sqlite_url: str,
+    task_queue: str,
+    hub_cli: HubCli,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two terminals move the lead at once: the other command ends the reading run first. This one says
+    so and leaves the guard, which the other command (or, were it to die, the sweep) settles; it once
+    cleared it, and a report that died with the run was then never handed on."""
+    async with sla_hub(skipping_env, sqlite_url, task_queue) as hub:
+        lead_id = await accepted_by_a_dealer_that_is_read(hub, skipping_env, "Joinville")
+        terminate = WorkflowHandle.terminate
+
+        async def ended_by_the_other_move_first(
+            handle: WorkflowHandle[Any, Any], *args: Any, **kwargs: Any
+        ) -> None:
+            await terminate(handle, reason="the other terminal's move")
+            await terminate(handle, *args, **kwargs)
+
+        monkeypatch.setattr(WorkflowHandle, "terminate", ended_by_the_other_move_first)
+        ran = await hub_cli(
+            hub.settings, "leads", "reassign", lead_id, "sla-a", "--reason", "x", "--by", "ana"
+        )
+        assert ran.code == 1 and "its workflow ended meanwhile" in ran.err, ran.err
+        async with one_off_sessions(hub.settings.database_url) as sessions, sessions() as session:
+            guards = (
+                await session.execute(select(ReportGuard.dealer_id).where(ReportGuard.lead_id == lead_id))
+            ).all()
+        assert [dealer for (dealer,) in guards] == ["poll-sc"]
 
 
 def reporting_as_it_ends(hub: Hub, lead_id: str, *, back_after: bool) -> Callable[..., Awaitable[None]]:

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, make_url, text
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.exc import DBAPIError
 
-from db.engine import create_engine, database_unavailable, session_factory, snapshot, sync_url
+from db.engine import create_engine, database_busy, database_unavailable, session_factory, snapshot, sync_url
 from tests.support import free_port
 
 PERSON = "Maria Aparecida da Silva"
@@ -44,9 +44,11 @@ def test_a_busy_or_absent_database_is_unavailable_and_a_bad_statement_is_not(
     nobody_listens = create_sync_engine(f"postgresql+psycopg://hub@127.0.0.1:{free_port()}/portal")
     postgres = create_sync_engine(sync_url(postgres_url))
     try:
-        assert database_unavailable(failure(impatient, "insert into t values (1)"))
+        held = failure(impatient, "insert into t values (1)")
+        assert database_unavailable(held) and database_busy(held)  # `hub` says busy, not "cannot reach"
         assert not database_unavailable(failure(impatient, "select * from no_such_table"))
-        assert database_unavailable(failure(nobody_listens, "select 1"))
+        absent = failure(nobody_listens, "select 1")
+        assert database_unavailable(absent) and not database_busy(absent)
         assert not database_unavailable(failure(postgres, "select * from no_such_table"))
         assert not database_unavailable(ValueError("not a database error"))
     finally:
@@ -86,6 +88,7 @@ async def test_a_lock_held_too_long_is_unavailable_not_a_hang(postgres_url: str)
     finally:
         await engine.dispose()
     assert database_unavailable(failed.value)
+    assert database_busy(failed.value)  # `hub` says busy, not "cannot reach": the rows are held
     assert 9 < waited < 30
 
     own = create_engine(f"{postgres_url} -cstatement_timeout=5s")  # a limit of the URL's own
