@@ -24,6 +24,7 @@ from activities.pacing import RequestBudgets, first_attempt, paced
 from clients.errors import PermanentError
 from clients.vtex import SKU_IDS_MAX_PAGE_SIZE, VtexClient
 from core.metrics import count_sync
+from core.timeutil import utcnow
 from warehouse.landing import LATEST_PER_ENTITY, BronzeRecord, InvalidRecord, QuarantineRecord, Warehouse
 from warehouse.libraries import ScalarQueryParameter
 from warehouse.streams import StreamCursor
@@ -143,7 +144,8 @@ class VtexCatalogActivities:
                 present = await self._present_skus()
                 unlisted = sorted(present - listed, key=int)
                 gone = [
-                    sku_version(sku_id, None, None) for sku_id in await self._gone(unlisted, limiter, counts)
+                    sku_version(sku_id, None, None, utcnow())
+                    for sku_id in await self._gone(unlisted, limiter, counts)
                 ]
                 cursors = await self._land(params.cursors, gone, [])
         counts.removed = len(gone)
@@ -235,7 +237,7 @@ def _version(
     sku_id: int, sku: dict[str, Any] | None, price: dict[str, Any] | None
 ) -> BronzeRecord | InvalidRecord:
     try:
-        return sku_version(sku_id, sku, price)
+        return sku_version(sku_id, sku, price, utcnow())  # read just now
     except InvalidRecord as invalid:
         return invalid
 

@@ -87,8 +87,11 @@ def reason_of(error: google_errors.GoogleAPICallError) -> str:
 
 
 # Keeps each entity's latest bronze row (by landing time); the syncs read what they landed last with it.
+# Each entity's newest row, in silver's order (the macro latest_version): by the source's time (a SKU's:
+# when it was read), then by when it landed.
 LATEST_PER_ENTITY = (
-    "qualify row_number() over (partition by entity_id order by ingested_at desc, event_key) = 1"
+    "qualify row_number() over (partition by entity_id"
+    " order by source_updated_at desc nulls last, ingested_at desc, event_key) = 1"
 )
 
 
@@ -352,7 +355,7 @@ class Warehouse:
         return " union distinct ".join(selects), parameters
 
     async def latest_keys(self, table: str, entity_ids: Sequence[str]) -> dict[str, str]:
-        """The event key of each entity's latest row (by ``ingested_at``) in ``bronze.<table>``.
+        """The event key of each entity's latest row (``LATEST_PER_ENTITY``) in ``bronze.<table>``.
 
         For syncs that land a version only when the content changed: the key carries the content's hash.
         """

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
@@ -41,8 +42,12 @@ class _Price(BaseModel):
     costPrice: float | None = Field(default=None, ge=0)
 
 
-def sku_version(sku_id: int, sku: dict[str, Any] | None, price: dict[str, Any] | None) -> BronzeRecord:
-    """The bronze record of a SKU as read now; ``sku`` None means VTEX no longer has it.
+def sku_version(
+    sku_id: int, sku: dict[str, Any] | None, price: dict[str, Any] | None, read_at: datetime | None = None
+) -> BronzeRecord:
+    """The bronze record of a SKU as read now; ``sku`` None means VTEX no longer has it. ``read_at``: when
+    it was read, its version's time (VTEX's SKU carries no change time): a version read earlier by an
+    attempt that landed late (a worker out of touch, superseded by its retry) is not taken for the newest.
 
     Raises:
         InvalidRecord: the record's id is not the SKU's, a required field is missing or of the wrong type,
@@ -52,7 +57,9 @@ def sku_version(sku_id: int, sku: dict[str, Any] | None, price: dict[str, Any] |
     key = sku_version_key(sku_id, payload)
     if sku is not None:
         _check(sku_id, sku, price, key, payload)
-    return BronzeRecord(source=SOURCE, entity_id=str(sku_id), event_key=key, payload=payload)
+    return BronzeRecord(
+        source=SOURCE, entity_id=str(sku_id), event_key=key, payload=payload, source_updated_at=read_at
+    )
 
 
 def sku_version_key(sku_id: int, payload: dict[str, Any]) -> str:

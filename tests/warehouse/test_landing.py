@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,7 +14,9 @@ from core.vtex import OrderEvent, change_key, change_time
 from simulators.vtex_orders import generate_order
 from warehouse.errors import WarehouseUnavailable
 from warehouse.landing import BronzeRecord, InvalidRecord, QuarantineRecord, Warehouse
-from warehouse.tables import QUARANTINE, VTEX_ORDERS
+from warehouse.streams import StreamCursor
+from warehouse.tables import QUARANTINE, VTEX_ORDERS, VTEX_SKUS
+from warehouse.vtex_catalog import sku_version
 from warehouse.vtex_orders import order_event, order_version
 
 
@@ -192,3 +194,16 @@ async def test_a_rate_limit_bigquery_answers_with_a_403_is_a_pause_not_a_refusal
     monkeypatch.setattr(warehouse._client, "query", refused)
     with pytest.raises(WarehouseUnavailable if unavailable else PermanentError):
         await warehouse.query("select 1")
+
+
+async def test_a_sku_read_earlier_and_landed_late_is_not_taken_for_the_newest(warehouse: Warehouse) -> None:
+    """A catalog page's attempt reads SKU 7, loses touch with Temporal, and lands after its retry, which
+    read the SKU changed since: the retry's version stays the newest (the next sync lands nothing, and
+    silver keeps it), though the older read landed last."""
+    sku = {"Id": 7, "ProductId": 1, "IsActive": True, "Name": "Tapete"}
+    read = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    newer = sku_version(7, sku, {"basePrice": 99.0}, read + timedelta(seconds=40))
+    older = sku_version(7, sku, {"basePrice": 89.0}, read)
+    await warehouse.land_at(VTEX_SKUS, StreamCursor(), [newer])  # the retry's
+    await warehouse.land_at(VTEX_SKUS, StreamCursor(), [older])  # the attempt out of touch, landing late
+    assert await warehouse.latest_keys(VTEX_SKUS, ["7"]) == {"7": newer.event_key}
