@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -75,7 +76,9 @@ def add_commands(commands: Subcommands, common: argparse.ArgumentParser) -> None
     add_explain(actions, common)
     assign.add_argument("lead_id", help="the Zoho lead id")
     assign.add_argument("dealer_id", help="the dealer's id in the routing rules")
-    assign.add_argument("--by", required=True, help="who decides (a support login), kept in the history")
+    assign.add_argument(
+        "--by", required=True, type=support_login, help="who decides (a support login), kept in the history"
+    )
     move = command(
         actions,
         "reassign",
@@ -87,10 +90,22 @@ def add_commands(commands: Subcommands, common: argparse.ArgumentParser) -> None
     move.add_argument("lead_id", help="the Zoho lead id")
     move.add_argument("dealer_id", help="the dealer that takes the lead now")
     move.add_argument("--reason", required=True, help="why (kept in the lead's status history)")
-    move.add_argument("--by", required=True, help="who decides (a support login), kept in the history")
+    move.add_argument(
+        "--by", required=True, type=support_login, help="who decides (a support login), kept in the history"
+    )
 
 
 LeadHandle = WorkflowHandle[Any, LeadDistributionResult]
+
+# A login: what the history and the warehouse keep of who moved a lead (never support's words, which a
+# login must not be able to carry: no spaces or colons).
+SUPPORT_LOGIN = re.compile(r"[\w.@+-]{1,64}")
+
+
+def support_login(value: str) -> str:
+    if not SUPPORT_LOGIN.fullmatch(value):
+        raise argparse.ArgumentTypeError("a support login: letters, digits and . _ @ + - only, 64 at most")
+    return value
 
 
 async def lead_workflow(ctx: Context, lead_id: str) -> tuple[LeadHandle, WorkflowExecutionDescription] | None:

@@ -9,10 +9,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter, SpanExportResult
-from opentelemetry.trace import Status
+from opentelemetry.trace import SpanKind, Status
 from opentelemetry.util.types import AnyValue, Attributes
 
-# URL attributes of the HTTP semantic conventions (old and new): exported without their query string.
+# URL attributes of the HTTP semantic conventions (old and new): exported without their query string,
+# and for a call the hub makes (a client span), as its origin alone: a partner's URL may carry a token in
+# its path (a subscriber's hook, a dealer's ADF endpoint), and the span keeps the method and host.
 URL_ATTRIBUTES = ("url.full", "http.url", "http.target")
 DROPPED_ATTRIBUTES = ("url.query", "exception.message", "exception.stacktrace")
 
@@ -61,7 +63,7 @@ def redacted(span: ReadableSpan) -> ReadableSpan:
         context=span.context,
         parent=span.parent,
         resource=span.resource,
-        attributes=_safe_attributes(span.attributes),
+        attributes=_safe_attributes(span.attributes, outbound=span.kind == SpanKind.CLIENT),
         events=events,
         links=span.links,
         kind=span.kind,
@@ -76,20 +78,32 @@ def _needs_redaction(span: ReadableSpan) -> bool:
     if span.events or span.status.description:
         return True
     attributes = span.attributes or {}
+    if span.kind == SpanKind.CLIENT and any(key in attributes for key in URL_ATTRIBUTES):
+        return True
     return any(key in attributes for key in DROPPED_ATTRIBUTES) or any(
         "?" in str(attributes.get(key, "")) or "#" in str(attributes.get(key, "")) for key in URL_ATTRIBUTES
     )
 
 
-def _safe_attributes(attributes: Attributes) -> dict[str, AnyValue]:
+def _safe_attributes(attributes: Attributes, *, outbound: bool = False) -> dict[str, AnyValue]:
     safe: dict[str, AnyValue] = {}
     for key, value in (attributes or {}).items():
         if key in DROPPED_ATTRIBUTES:
             continue
-        safe[key] = _without_query(value) if key in URL_ATTRIBUTES and isinstance(value, str) else value
+        if key in URL_ATTRIBUTES and isinstance(value, str):
+            value = _origin(value) if outbound else _without_query(value)
+        safe[key] = value
     return safe
 
 
 def _without_query(url: str) -> str:
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def _origin(url: str) -> str:
+    """Scheme, host and port: no user, path, query or fragment."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    return urlunsplit((parts.scheme, f"{netloc}:{parts.port}" if parts.port else netloc, "", "", ""))

@@ -25,7 +25,6 @@ phone of a lead, and of a deal neither its name, account nor contact (its owner,
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, TypeVar
@@ -226,12 +225,15 @@ async def _deliveries(
 
 # A reason support wrote (``hub leads reassign --reason``): its words may be about the customer ("moved
 # to Paulista"), so the warehouse gets who moved the lead, not why; the portal database keeps the words.
-SUPPORT_REASON = re.compile(r"^(reassigned by [^:]*): .*$", re.DOTALL)
+SUPPORT_MOVE = "reassigned by "
 
 
 def landed_reason(reason: str | None) -> str | None:
-    """The routing reason as the warehouse lands it: support's own words left out."""
-    return SUPPORT_REASON.sub(r"\1", reason) if reason else reason
+    """The routing reason as the warehouse lands it: support's own words left out (everything after the
+    first ": ", which a login never holds; a colon within one does not keep them in)."""
+    if reason and reason.startswith(SUPPORT_MOVE):
+        return reason.partition(": ")[0]
+    return reason
 
 
 def _deadline(

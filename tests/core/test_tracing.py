@@ -57,10 +57,32 @@ def test_exported_spans_lose_query_strings_and_exception_messages() -> None:
     (exported,) = memory.get_finished_spans()
     attributes = dict(exported.attributes or {})
     assert attributes == {
-        "http.url": "https://carmaker.vtexcommercestable.com.br/api/dataentities/CL/search",
-        "url.full": "https://carmaker.vtexcommercestable.com.br/api/dataentities/CL/search",
+        # A call the hub makes: its origin alone (a partner's path may hold a token, see below).
+        "http.url": "https://carmaker.vtexcommercestable.com.br",
+        "url.full": "https://carmaker.vtexcommercestable.com.br",
         "temporalWorkflowID": "lead-5725767796336525460",  # ids stay: they are how a trace is found
     }
     (event,) = exported.events
     assert dict(event.attributes or {}) == {"exception.type": "ValueError", "exception.escaped": "False"}
     assert exported.status.status_code is StatusCode.ERROR and not exported.status.description
+
+
+def test_a_partners_url_exports_its_origin_and_the_hubs_own_routes_their_path() -> None:
+    """A subscriber's hook URL holds its secret in the path (`/catch/123/<token>/`): a client span
+    exported it whole. The API's own spans keep their path (ids only), never a query."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(RedactingExporter(memory)))
+    tracer = provider.get_tracer(__name__)
+    with tracer.start_as_current_span("POST", kind=SpanKind.CLIENT) as span:
+        span.set_attribute("url.full", "https://user:pw@hooks.example:8443/catch/123/s3cr3t-t0ken/")
+    with tracer.start_as_current_span("POST /webhooks/zoho/leads", kind=SpanKind.SERVER) as span:
+        span.set_attributes(
+            {"http.target": "/v1/leads/5725767000000412001?x=1", "http.route": "/v1/leads/{id}"}
+        )
+    client, server = memory.get_finished_spans()
+    assert dict(client.attributes or {}) == {"url.full": "https://hooks.example:8443"}
+    assert dict(server.attributes or {}) == {
+        "http.target": "/v1/leads/5725767000000412001",
+        "http.route": "/v1/leads/{id}",
+    }

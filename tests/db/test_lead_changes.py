@@ -3,13 +3,16 @@ order the portal recorded them (a dealer's report carrying an old time is still 
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from cli.leads import support_login
 from core.constants import LeadStatus
 from core.deals import DealState
 from core.timeutil import utcnow
@@ -182,3 +185,25 @@ async def test_a_second_hand_over_to_the_fallback_owner_lands_under_a_key_of_its
     keys = [lead_record("status", change.fields, change.at).event_key for change in handed]
     first = "lead_status_changes:F1:sla_exhausted:"
     assert keys == [first, f"{first}#{(start + timedelta(minutes=90)).isoformat()}"]
+
+
+@pytest.mark.parametrize(
+    ("stored", "landed"),
+    [
+        ("reassigned by ana: the customer asked, call Ana on 11 98765-4321", "reassigned by ana"),
+        ("reassigned by ana:ops: call Ana on 11 98765-4321", "reassigned by ana:ops"),  # from before --by
+        ("reassigned by ana", "reassigned by ana"),
+        ("assigned by ana", "assigned by ana"),
+        ("routed: priority 10, SP", "routed: priority 10, SP"),  # routing's own words stay
+    ],
+)
+def test_support_s_words_never_reach_the_warehouse(stored: str, landed: str) -> None:
+    """A login with a colon once kept the whole reason, a customer's name and phone with it."""
+    assert lead_changes.landed_reason(stored) == landed
+
+
+@pytest.mark.parametrize("login", ["ana:ops", "ana souza", "ana\nx", "", "a" * 65])
+def test_a_support_login_that_could_carry_words_is_refused(login: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        support_login(login)
+    assert support_login("ana.souza@carmaker") == "ana.souza@carmaker"
