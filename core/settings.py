@@ -35,6 +35,17 @@ LOCAL_UI_ORIGINS = ["http://localhost:8233", "http://127.0.0.1:8233"]  # the dev
 LONG_JOB_MIN_RATE = 0.1
 
 
+def sendable_secret(secret: SecretStr) -> SecretStr:
+    """A secret as an HTTP header can carry it: without the spaces or line break a paste (or a file
+    mounted as a Kubernetes secret) leaves around it. One with a control character inside is refused:
+    the HTTP client would refuse every request with the secret quoted in its error, which reaches the
+    activity's failure and the logs."""
+    text = secret.get_secret_value().strip()
+    if any(ord(character) < 0x20 or ord(character) == 0x7F for character in text):
+        raise ValueError("holds a control character (a line break pasted inside it?)")
+    return SecretStr(text)
+
+
 class Settings(BaseSettings):
     """Every setting of the system; `.env.example` documents each one."""
 
@@ -305,6 +316,20 @@ class Settings(BaseSettings):
                 return json.loads(value)
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @field_validator(
+        "temporal_api_key", "codec_server_token", "zoho_webhook_secret", "zoho_webhook_previous_secret",
+        "read_api_token", "metrics_token", "zoho_client_secret", "zoho_refresh_token", "smtp_password",
+        "vtex_app_token", "vtex_hook_secret", "vtex_hook_previous_secret", "event_signing_secret",
+    )  # fmt: skip
+    @classmethod
+    def _secret_as_pasted(cls, value: SecretStr) -> SecretStr:
+        return sendable_secret(value)
+
+    @field_validator("dealer_api_keys", "dealer_webhook_secrets", "dealer_webhook_previous_secrets")
+    @classmethod
+    def _secrets_as_pasted(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        return {dealer: sendable_secret(secret) for dealer, secret in value.items()}
 
     @field_validator("payload_keys", mode="before")
     @classmethod

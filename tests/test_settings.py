@@ -116,3 +116,19 @@ def test_bad_payload_keys_are_refused_without_showing_them(
     with pytest.raises(ValidationError, match=message) as refused:
         Settings()
     assert key not in str(refused.value)
+
+
+def test_a_secret_pasted_with_a_line_break_is_taken_without_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A token pasted (or mounted from a file) with its line break made the HTTP client refuse every
+    request, quoting the token in its error, which reached the activity's failure and the logs."""
+    monkeypatch.setenv("HUB_VTEX_APP_TOKEN", " vtex-token-1\n")
+    monkeypatch.setenv("HUB_DEALER_API_KEYS", '{"d1": "key-1\\r\\n"}')
+    settings = Settings(environment="test")
+    assert settings.vtex_app_token.get_secret_value() == "vtex-token-1"
+    assert settings.dealer_api_keys["d1"].get_secret_value() == "key-1"
+
+
+def test_a_secret_with_a_control_character_inside_is_refused_without_showing_it() -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(environment="test", zoho_client_secret="zc-41d9\nnot-for-logs")
+    assert "zoho_client_secret" in str(refused.value) and "not-for-logs" not in str(refused.value)
