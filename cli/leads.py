@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 from datetime import timedelta
 from typing import Any
 
@@ -27,6 +26,7 @@ from contracts.leads import (
     DEALER_STATUS_SIGNAL,
     LEAD_DISTRIBUTION_WORKFLOW,
     NOT_REASSIGNED,
+    SUPPORT_LOGIN,
     AssignDealerInput,
     AssignDealerResult,
     LeadDistributionInput,
@@ -35,7 +35,7 @@ from contracts.leads import (
     start_lead_distribution,
 )
 from core.constants import DEALER_STATUSES, LEAD_STATUS, LeadStatus, lead_workflow_id
-from core.timeutil import utcnow
+from core.timeutil import CLOCK_SKEW, utcnow
 from db import deliveries, feedback, routing
 from db.engine import one_off_sessions
 from db.models import Delivery
@@ -96,10 +96,6 @@ def add_commands(commands: Subcommands, common: argparse.ArgumentParser) -> None
 
 
 LeadHandle = WorkflowHandle[Any, LeadDistributionResult]
-
-# A login: what the history and the warehouse keep of who moved a lead (never support's words, which a
-# login must not be able to carry: no spaces or colons).
-SUPPORT_LOGIN = re.compile(r"[\w.@+-]{1,64}")
 
 
 def support_login(value: str) -> str:
@@ -163,9 +159,10 @@ async def reassign_lead(args: argparse.Namespace, ctx: Context) -> int:
             )
         reading = ctx.client.get_workflow_handle(handle.id, run_id=described.run_id)  # not a newer run
         guarded = holder
+        guarded_at = utcnow()
         if guarded:  # should this command die before it looks at the ended run (below)
             async with one_off_sessions(ctx.settings.database_url) as sessions:
-                await feedback.guard(sessions, args.lead_id, guarded, utcnow() + MOVE_GUARD)
+                await feedback.guard(sessions, args.lead_id, guarded, guarded_at + MOVE_GUARD)
         try:
             # A terminate's reason is plain text in the history (no codec): support's words about the
             # customer stay in the encrypted input of the new run and the portal's history.
@@ -174,9 +171,14 @@ async def reassign_lead(args: argparse.Namespace, ctx: Context) -> int:
             )
         except RPCError as error:
             if guarded and error.status == RPCStatusCode.NOT_FOUND:
-                # Another move's command ended it (terminated), relying on the guard too: it stays for
-                # that command to settle. Closed by itself, no report died with it: cleared.
-                if (await reading.describe()).status != WorkflowExecutionStatus.TERMINATED:
+                # Another move's command ended it since this one wrote the guard, relying on the guard
+                # too: it stays for that command to settle. Closed by itself, or ended before (the
+                # other command settled then): no report died with it that this guard covers.
+                closed = await reading.describe()
+                by_another_move = closed.status == WorkflowExecutionStatus.TERMINATED and (
+                    closed.close_time is None or closed.close_time >= guarded_at - CLOCK_SKEW
+                )
+                if not by_another_move:
                     await settle_guard(ctx, args.lead_id, guarded, died=False)
                 return out.fail(
                     f"lead {args.lead_id} not reassigned: its workflow ended meanwhile (by itself, or by"

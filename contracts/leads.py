@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -141,10 +142,17 @@ class DealerStatusReport:
     at: str
 
 
+# A support login: what the history and the warehouse keep of who decided (never support's words, which
+# a login must not be able to carry: no spaces or colons).
+SUPPORT_LOGIN = re.compile(r"[\w.@+-]{1,64}")
+
+
 @dataclass
 class AssignDealerInput:
     dealer_id: str
-    assigned_by: str = ""  # who decided, for the history; a support login, never customer data
+    assigned_by: str = (
+        ""  # who decided, for the history; a support login (SUPPORT_LOGIN), never customer data
+    )
 
 
 @dataclass

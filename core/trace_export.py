@@ -102,8 +102,12 @@ def _without_query(url: str) -> str:
 
 
 def _origin(url: str) -> str:
-    """Scheme, host and port: no user, path, query or fragment."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
+    """Scheme, host and port: no user, path, query or fragment ("" for a URL that cannot be read, which
+    must not fail the export of the whole batch)."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port
+    except ValueError:  # a port that is no number
+        return ""
     netloc = f"[{host}]" if ":" in host else host
-    return urlunsplit((parts.scheme, f"{netloc}:{parts.port}" if parts.port else netloc, "", "", ""))
+    return urlunsplit((parts.scheme, f"{netloc}:{port}" if port else netloc, "", "", ""))

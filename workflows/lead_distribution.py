@@ -21,6 +21,7 @@ from contracts.leads import (
     LEAD_DISTRIBUTION_WORKFLOW,
     NOT_REASSIGNED,
     STATE_QUERY,
+    SUPPORT_LOGIN,
     AssignDealerInput,
     AssignDealerResult,
     DealerStatusReport,
@@ -320,6 +321,9 @@ class LeadDistributionWorkflow:
         # Rejected updates leave no trace in history, so bad calls cost nothing.
         if not params.dealer_id.strip():
             raise ValueError("dealer_id is required")
+        if params.assigned_by and not SUPPORT_LOGIN.fullmatch(params.assigned_by):
+            # It is kept in the history and the warehouse: a login, never words about the customer.
+            raise ValueError("assigned_by is a support login: letters, digits and . _ @ + - only, 64 at most")
         if not self._awaiting_assignment:
             raise ValueError(f"the lead is not waiting for a dealer (status {self._status})")
 

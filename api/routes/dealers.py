@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Coroutine
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Path, Request, status
 from pydantic import BaseModel, ConfigDict, SecretStr
@@ -34,6 +35,7 @@ from api.openapi import DEALER_SECRET, security
 from core.constants import DEALER_STATUSES, LeadStatus
 from core.dealers import DEALER_ID_PATTERN
 from db import feedback
+from db.engine import database_unavailable
 
 webhooks = APIRouter(prefix="/webhooks/dealers", tags=["dealers"])
 log = logging.getLogger("api.dealers")
@@ -41,6 +43,37 @@ log = logging.getLogger("api.dealers")
 # How long a report may wait for the portal database (a free connection, the delivery row's lock, the
 # commit) before the dealer is answered 503: well within a dealer CRM's own call time-out.
 RECORD_TIMEOUT_SECONDS = 10
+# Recordings the answer stopped waiting for, held until they end (the loop keeps no hold on a task).
+_OUTLIVING: set[asyncio.Task[Any]] = set()
+
+
+async def recorded_in_time(recording: Coroutine[Any, Any, feedback.Recorded]) -> feedback.Recorded | None:
+    """The recording's outcome (or its error), or None where it did not end within
+    RECORD_TIMEOUT_SECONDS. A database gone silent mid-connection (a failover, a dropped route) would
+    hold the webhook until TCP gave up, and neither a commit under way nor SQLite's busy wait stops for
+    a cancellation: the recording goes on alone, and may still record the report, which the dealer's
+    resend then finds ("repeated") and the sweep hands on."""
+    task = asyncio.ensure_future(recording)
+    try:
+        await asyncio.wait({task}, timeout=RECORD_TIMEOUT_SECONDS)
+    finally:  # (also where the request itself is cancelled: its sender went away)
+        if not task.done():
+            _OUTLIVING.add(task)
+            task.add_done_callback(_ended_alone)
+    if task.done():
+        return task.result()  # its error too: the database unavailable (503), or a bug (500)
+    log.warning("dealer report not recorded within %s s: portal database too slow", RECORD_TIMEOUT_SECONDS)
+    return None
+
+
+def _ended_alone(task: asyncio.Task[Any]) -> None:
+    """A recording no answer waited for any more ended: its failure is logged here, a bug's with its
+    stack (the database unavailable is what the dealer was answered already)."""
+    _OUTLIVING.discard(task)
+    if task.cancelled() or (error := task.exception()) is None or database_unavailable(error):
+        return
+    log.error("dealer report recording failed: a bug in the hub", exc_info=error)
+
 
 DealerStatus = Literal["accepted", "contacted", "qualified", "lost", "sold"]
 assert set(DealerStatus.__args__) == {s.value for s in DEALER_STATUSES}  # type: ignore[attr-defined]
@@ -109,29 +142,24 @@ async def receive_dealer_status(
     report = parse_model(DealerStatusWebhook, json_fields(body, request.headers.get("content-type", "")))
     now = datetime.now(UTC)
     at = report.at or now  # (one past ``now`` by more than a clock's skew is cut to it: feedback.record)
-    try:
-        # A database that stops answering mid-request (a failover, a dropped route) holds no webhook
-        # open until TCP gives up: the dealer sends it again, and a report recorded meanwhile is "repeated".
-        async with asyncio.timeout(RECORD_TIMEOUT_SECONDS):
-            recorded = await feedback.record(
-                sessions,
-                lead_id=lead_id,
-                dealer_id=dealer_id,
-                status=LeadStatus(report.status),
-                at=at,
-                received_at=now,
-                to_signal=True,
-            )
-    except TimeoutError:
-        log.warning(
-            "dealer report not recorded within %d s: portal database too slow", RECORD_TIMEOUT_SECONDS
+    recorded = await recorded_in_time(
+        feedback.record(
+            sessions,
+            lead_id=lead_id,
+            dealer_id=dealer_id,
+            status=LeadStatus(report.status),
+            at=at,
+            received_at=now,
+            to_signal=True,
         )
+    )
+    if recorded is None:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
-            "not recorded: the portal database did not answer in time; send it again after the Retry-After"
-            " delay",
+            "may not be recorded: the portal database did not answer in time; send it again after the"
+            " Retry-After delay",
             headers={"Retry-After": str(settings.temporal_unavailable_retry_after_seconds)},
-        ) from None
+        )
     if recorded.outcome is feedback.Outcome.UNKNOWN:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"lead {lead_id} was not delivered to {dealer_id}")
     if recorded.outcome is feedback.Outcome.LATE:

@@ -96,7 +96,6 @@ from tests.workflows.test_vtex_order import (
     refusing_bronze,
     start_refused_order,
     told_it_was_invoiced,
-    told_it_was_invoiced_untimed,
     untimed_invoiced_hook,
     version_parked_then_redriven,
 )
@@ -692,7 +691,7 @@ async def test_record_vtex_order_served_behind_an_untimed_hook_before_reading_ag
     the run took that and closed."""
     oms = OmsBehindItsHooks()
     async with order_worker(skipping_env, task_queue, oms.land_order_events, oms.land_order_version):
-        handle = await told_it_was_invoiced_untimed(skipping_env, task_queue, idle_close_seconds=60)
+        handle = await told_it_was_invoiced(skipping_env, task_queue, timed=False, idle_close_seconds=60)
         assert (await handle.result()).state == "handling"
     assert oms.reads == 1
     await save(skipping_env.client, handle.id, "vtex_order_served_behind_an_untimed_hook_before")

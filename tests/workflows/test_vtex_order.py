@@ -464,9 +464,11 @@ HANDLING_AT = change_key("2026-12-05T10:00:00Z")
 
 
 async def told_it_was_invoiced(
-    env: WorkflowEnvironment, task_queue: str, **params: Any
+    env: WorkflowEnvironment, task_queue: str, *, timed: bool = True, **params: Any
 ) -> WorkflowHandle[Any, VtexOrderStatus]:
-    """A new order run (``params`` for its input), and the invoiced hook it was told of."""
+    """A new order run (``params`` for its input), and the invoiced hook it was told of: with
+    CurrentChange (``timed``), or without, its change then LastChange, when the state before (handling)
+    began."""
     order_id = f"invoiced-{uuid.uuid4().hex[:8]}"
     handle = await env.client.start_workflow(
         VtexOrderWorkflow.run,
@@ -474,23 +476,8 @@ async def told_it_was_invoiced(
         id=vtex_order_workflow_id(order_id),
         task_queue=task_queue,
     )
-    await handle.signal(ORDER_CHANGED, OrderEvent(order_id, "invoiced", INVOICED_AT))
-    return handle
-
-
-async def told_it_was_invoiced_untimed(
-    env: WorkflowEnvironment, task_queue: str, **params: Any
-) -> WorkflowHandle[Any, VtexOrderStatus]:
-    """A new order run, and an invoiced hook without CurrentChange: its change is LastChange, when the
-    state before (handling) began."""
-    order_id = f"invoiced-{uuid.uuid4().hex[:8]}"
-    handle = await env.client.start_workflow(
-        VtexOrderWorkflow.run,
-        VtexOrderInput(order_id=order_id, api_task_queue=task_queue, **params),
-        id=vtex_order_workflow_id(order_id),
-        task_queue=task_queue,
-    )
-    await handle.signal(ORDER_CHANGED, OrderEvent(order_id, "invoiced", HANDLING_AT, timed=False))
+    change = INVOICED_AT if timed else HANDLING_AT
+    await handle.signal(ORDER_CHANGED, OrderEvent(order_id, "invoiced", change, timed=timed))
     return handle
 
 
@@ -500,9 +487,8 @@ async def invoiced_behind_the_oms(
     """An order run told it was invoiced while the OMS still serves it handling, for 20 minutes; then
     the OMS catches up and support redrives the run. Its workflow id and its result. ``timed``: the
     hook carried CurrentChange."""
-    told = told_it_was_invoiced if timed else told_it_was_invoiced_untimed
     async with order_worker(env, task_queue, oms.land_order_events, oms.land_order_version):
-        handle = await told(env, task_queue, final_linger_seconds=0)
+        handle = await told_it_was_invoiced(env, task_queue, timed=timed, final_linger_seconds=0)
         await skip_time(env, timedelta(minutes=20))
         memo = await (await handle.describe()).memo_value("parked", default=None)
         assert oms.reads == 5 and "the OMS still serves handling" in str(memo), memo
