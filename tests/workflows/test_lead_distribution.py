@@ -280,6 +280,12 @@ async def test_unmatched_lead_waits_for_support_then_is_delivered(hub: Hub) -> N
         await handle.execute_update(
             LeadDistributionWorkflow.assign_dealer, AssignDealerInput("no-such-dealer")
         )
+    # Who decided is kept in the history and the warehouse: a login, never words about the customer,
+    # whatever the client (the Web UI, the temporal CLI).
+    words = AssignDealerInput("rest-mg", assigned_by="ana: the customer, Ana Souza, asked for Contagem")
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(LeadDistributionWorkflow.assign_dealer, words)
+    assert "support login" in str(refused.value.cause)
     assigned = await handle.execute_update(
         LeadDistributionWorkflow.assign_dealer, AssignDealerInput("rest-mg", assigned_by="support-ana")
     )
