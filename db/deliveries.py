@@ -21,7 +21,7 @@ from core.constants import LeadStatus, lead_delivery_key, lead_workflow_id
 from core.timeutil import CLOCK_SKEW, as_utc
 from db import lead_status
 from db.engine import lock_for_writing
-from db.feedback import funnel_rank, is_newer, unanswered_release
+from db.feedback import funnel_rank, is_newer, may_hold_the_lead, unanswered_release
 from db.models import Dealer, Delivery, DeliveryRelease, Lead, Withdrawal
 from db.routing import (
     MAX_CLAIM_ATTEMPTS,
@@ -582,20 +582,18 @@ async def read_basis(sessions: async_sessionmaker[AsyncSession], lead_id: str, d
     """What a status read of the lead at ``dealer_id`` needs (``ReadBasis``)."""
     async with sessions() as session:
         row = await session.get(Delivery, lead_id)
+        if row is None or row.dealer_id != dealer_id:
+            return ReadBasis()
         lost = await session.get(Withdrawal, (lead_id, dealer_id))
+        # Each earlier delivery whose CRM may hold a record: delivered, or a create it never answered.
         released = await session.scalars(
             select(DeliveryRelease).where(
-                DeliveryRelease.lead_id == lead_id, DeliveryRelease.dealer_id == dealer_id
+                DeliveryRelease.lead_id == lead_id,
+                DeliveryRelease.dealer_id == dealer_id,
+                may_hold_the_lead(),
             )
         )
-        # Each earlier delivery whose CRM may hold a record: delivered, or a create it never answered.
-        earlier: list[Withdrawal | DeliveryRelease] = [
-            each for each in released if each.status_before == DELIVERED or each.crm_outcome is not None
-        ]
-        if lost is not None:
-            earlier.append(lost)
-    if row is None or row.dealer_id != dealer_id:
-        return ReadBasis()
+        earlier: list[Withdrawal | DeliveryRelease] = [*released, *([lost] if lost is not None else [])]
     return ReadBasis(
         claimed_at=as_utc(row.claimed_at) if row.claimed_at else None,
         delivered_at=as_utc(row.delivered_at) if row.delivered_at else None,

@@ -39,7 +39,8 @@ POSTGRES_CONNECT_ARGS: dict[str, Any] = {
 POSTGRES_TIMEOUTS = {"lock_timeout": "10s", "statement_timeout": "60s"}
 # SQLite's codes for a database that cannot serve now (held by another writer, file or disk away);
 # its other OperationalErrors (no such table, syntax) are bugs.
-SQLITE_UNAVAILABLE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_FULL")
+SQLITE_BUSY = ("SQLITE_BUSY", "SQLITE_LOCKED")  # held by another writer: it answers, but not in time
+SQLITE_UNAVAILABLE = (*SQLITE_BUSY, "SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_FULL")
 
 
 def _with_driver(url: str, sqlite_driver: str) -> str:
@@ -183,7 +184,7 @@ def database_busy(error: BaseException) -> bool:
     if not isinstance(error, exc.DBAPIError):
         return False
     if isinstance(error.orig, sqlite3.Error):
-        return str(getattr(error.orig, "sqlite_errorname", "")).startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
+        return str(getattr(error.orig, "sqlite_errorname", "")).startswith(SQLITE_BUSY)
     return getattr(error.orig, "sqlstate", None) in POSTGRES_BUSY
 
 

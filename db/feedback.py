@@ -168,6 +168,12 @@ async def record(
         return Recorded(outcome, current=newer, due=DueReport.of(row))
 
 
+def may_hold_the_lead() -> ColumnElement[bool]:
+    """Releases whose dealer's CRM may hold the lead: delivered there before support moved it away, or a
+    claim whose create call its CRM never answered (``crm_outcome`` set)."""
+    return or_(DeliveryRelease.crm_outcome.is_not(None), DeliveryRelease.status_before == "delivered")
+
+
 async def _lost_delivery(
     session: AsyncSession, lead_id: str, dealer_id: str
 ) -> Withdrawal | DeliveryRelease | None:
@@ -186,7 +192,7 @@ async def _lost_delivery(
         .where(
             DeliveryRelease.lead_id == lead_id,
             DeliveryRelease.dealer_id == dealer_id,
-            or_(DeliveryRelease.crm_outcome.is_not(None), DeliveryRelease.status_before == "delivered"),
+            may_hold_the_lead(),
         )
         .order_by(DeliveryRelease.released_at.desc(), DeliveryRelease.id.desc())
         .limit(1)
