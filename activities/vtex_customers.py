@@ -3,9 +3,10 @@
 Master Data keeps one scroll per account and moves it forward on every call: a page that was served but
 not landed (the worker died in between) cannot be asked for again with the same token. So a retried
 page, a token Master Data no longer knows (20 minutes idle) or a scroll replaced by another all lead to
-the same recovery: a new scroll over the run's window, from its start. Pages read again are harmless:
-each version's event key is checked against bronze and quarantine before landing, and what lands is
-appended at the workflow's stream cursors.
+the same recovery: a new scroll over the run's window, from its start. So does a token used further
+than the run knows (``db.scrolls``: a run reset to an earlier page holds a token Master Data has moved
+on). Pages read again are harmless: each version's event key is checked against bronze and quarantine
+before landing, and what lands is appended at the workflow's stream cursors.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import datetime
 from functools import partial
 
 from aiolimiter import AsyncLimiter
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities.errors import external_call
@@ -25,6 +27,7 @@ from clients.errors import TransientError
 from clients.vtex import SCROLL_MAX_SIZE, ScrollExpired, ScrollPage, VtexClient, vtex_filter_time
 from core.metrics import count_sync
 from core.vtex import readable_change_time
+from db.scrolls import claim_scroll_call
 from warehouse.landing import InvalidRecord, Warehouse, landed_since
 from warehouse.streams import StreamCursor
 from warehouse.tables import QUARANTINE, VTEX_CUSTOMERS
@@ -60,6 +63,7 @@ class CustomerPageInput:
     cursors: CustomerCursors
     requests_per_second: float
     page_size: int = SCROLL_MAX_SIZE
+    token_calls: int = 0  # calls made with the token, as far as the run knows
 
 
 @dataclass
@@ -73,6 +77,7 @@ class CustomerPageResult:
     quarantined: int = 0
     checks: dict[str, int] = field(default_factory=dict)  # data-quality code -> documents
     restarted: bool = False  # the scroll was opened again from the window's start
+    token_calls: int = 0  # calls made with the token returned
 
 
 # A scroll call Master Data refuses with 429 is tried again with its token, after its Retry-After, up to
@@ -85,10 +90,17 @@ RATE_LIMITED_WAIT = 90.0
 class VtexCustomerActivities:
     """Holds the VTEX client and the warehouse, built once per worker."""
 
-    def __init__(self, vtex: VtexClient, warehouse: Warehouse, budgets: RequestBudgets) -> None:
+    def __init__(
+        self,
+        vtex: VtexClient,
+        warehouse: Warehouse,
+        budgets: RequestBudgets,
+        sessions: async_sessionmaker[AsyncSession],
+    ) -> None:
         self._vtex = vtex
         self._warehouse = warehouse
         self._budgets = budgets
+        self._sessions = sessions  # where each scroll call is claimed (db.scrolls)
 
     @activity.defn
     async def land_customer_page(self, params: CustomerPageInput) -> CustomerPageResult:
@@ -96,9 +108,9 @@ class VtexCustomerActivities:
         limiter = self._budgets.at(params.requests_per_second)
         with external_call():
             async with heartbeating():
-                page, restarted = await self._next_page(params, limiter)
+                page, restarted, calls = await self._next_page(params, limiter)
                 result = CustomerPageResult(
-                    page.token, not page.documents, params.cursors, restarted=restarted
+                    page.token, not page.documents, params.cursors, restarted=restarted, token_calls=calls
                 )
                 if page.documents:
                     await self._land(page, result)
@@ -111,19 +123,31 @@ class VtexCustomerActivities:
         )
         return result
 
-    async def _next_page(self, params: CustomerPageInput, limiter: AsyncLimiter) -> tuple[ScrollPage, bool]:
-        """The next page, and whether the scroll had to be opened again from the window's start."""
+    async def _next_page(
+        self, params: CustomerPageInput, limiter: AsyncLimiter
+    ) -> tuple[ScrollPage, bool, int]:
+        """The next page, whether the scroll had to be opened again from the window's start, and the calls
+        made with the token it returns."""
         fresh = partial(self._vtex.scroll_customers, where=params.window.where(), size=params.page_size)
         # A retried attempt may have consumed the page its token pointed at: start the window again.
         if params.token is None or not first_attempt():
-            return await paced(limiter, fresh), params.token is not None
-        waited = 0.0
+            return await paced(limiter, fresh), params.token is not None, 0
+        made, waited = params.token_calls, 0.0
         for tried in range(1, RATE_LIMITED_TRIES + 1):
+            claimed = await claim_scroll_call(self._sessions, params.token, made)
+            if claimed is None:
+                activity.logger.info(
+                    "Master Data scroll token used further than this run knows (a reset"
+                    " run): scrolling the window again"
+                )
+                break
+            made = claimed
             try:
                 # Master Data moves the scroll on every call it serves, so a call that failed after the
                 # server answered may have taken a page with it: such a failure opens the window again.
                 async with limiter:
-                    return await self._vtex.scroll_customers(token=params.token, size=params.page_size), False
+                    page = await self._vtex.scroll_customers(token=params.token, size=params.page_size)
+                return page, False, made if page.token == params.token else 0
             except ScrollExpired:
                 activity.logger.info("Master Data scroll token expired: scrolling the window again")
             except TransientError as error:
@@ -145,7 +169,7 @@ class VtexCustomerActivities:
                     raise
                 activity.logger.info("Master Data scroll call failed (%s): scrolling the window again", error)
             break
-        return await paced(limiter, fresh), True
+        return await paced(limiter, fresh), True, 0
 
     async def _land(self, page: ScrollPage, result: CustomerPageResult) -> None:
         """Land the page's versions not in bronze or quarantine yet; count the checks of those only."""

@@ -328,6 +328,19 @@ class SyncWatermark(Base):
     updated_at: Mapped[datetime]
 
 
+class ScrollCall(Base):
+    """How many calls a Master Data scroll token has served: a customer sync claims each call here first,
+    so a run that knows less of the scroll than Master Data does (one reset to an earlier page) opens a
+    new scroll instead of skipping the pages another run took. Keyed by the token's SHA-256, not the
+    token."""
+
+    __tablename__ = "scroll_calls"
+
+    token_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    calls: Mapped[int]
+    used_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class Lease(Base):
     """Work that must never run twice at once (a dbt build): who holds it and until when.
 

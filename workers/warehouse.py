@@ -124,7 +124,7 @@ def build_workers(
     feed = VtexFeedActivities(vtex, warehouse, settings, client)
     backfill = VtexBackfillActivities(vtex, warehouse, budgets)
     catalog = VtexCatalogActivities(vtex, warehouse, budgets)
-    customers = VtexCustomerActivities(vtex, warehouse, budgets)
+    customers = VtexCustomerActivities(vtex, warehouse, budgets, sessions)
     watermarks = WatermarkActivities(sessions)
     leads = LeadWarehouseActivities(warehouse, sessions)
     requests = BuildRequestActivities(builds)

@@ -4,8 +4,9 @@ Started by the Schedule ``vtex-customer-sync`` (daily by default). A run reads t
 last complete run landed up to), scrolls the documents updated since then, or never updated and created
 since then, less a small overlap, up to the moment the run started, lands their new versions, and only
 then moves the watermark to that moment. The scroll token, the stream cursors and the counts are
-workflow state; a page whose activity is retried, or whose token expired, scrolls the window again from
-its start, and versions already in bronze are not landed twice.
+workflow state; a page whose activity is retried, whose token expired, or whose token was used further
+than the run knows (a run reset to an earlier page: ``db.scrolls``), scrolls the window again from its
+start, and versions already in bronze are not landed twice.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class CustomerSyncInput:
     # Carried over continue-as-new:
     window: CustomerWindow | None = None
     token: str | None = None
+    token_calls: int = 0  # calls made with the token (db.scrolls), as this run knows
     cursors: CustomerCursors = field(default_factory=CustomerCursors)
     result: CustomerSyncResult = field(default_factory=CustomerSyncResult)
     started_at: str = ""
@@ -99,7 +101,12 @@ class CustomerSyncWorkflow:
             page = await workflow.execute_activity_method(
                 VtexCustomerActivities.land_customer_page,
                 CustomerPageInput(
-                    state.window, state.token, state.cursors, state.requests_per_second, state.page_size
+                    state.window,
+                    state.token,
+                    state.cursors,
+                    state.requests_per_second,
+                    state.page_size,
+                    state.token_calls,
                 ),
                 task_queue=state.api_task_queue,
                 start_to_close_timeout=PAGE_TIMEOUT,
@@ -108,7 +115,7 @@ class CustomerSyncWorkflow:
             )
             self._count(page.read, page.landed, page.already_landed, page.quarantined, page.checks)
             self._result.scroll_restarts += page.restarted
-            state = replace(state, token=page.token, cursors=page.cursors)
+            state = replace(state, token=page.token, token_calls=page.token_calls, cursors=page.cursors)
             if page.done:
                 return await self._close(state)
             self._publish(state)

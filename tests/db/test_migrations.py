@@ -223,6 +223,8 @@ def test_a_release_keeps_the_dealers_lead_id_from_0018_and_drops_it_going_back(d
         assert connection.execute(sa.text("select due_at from report_guards")).all() == []
         # 0023: a deal notes when the Zoho record it holds was read.
         assert connection.execute(sa.text("select record_read_at from opportunities")).all() == []
+        # 0024: the calls each Master Data scroll token served.
+        assert connection.execute(sa.text("select calls from scroll_calls")).all() == []
     assert ids == [None, None]
     engine.dispose()
 

@@ -88,7 +88,7 @@ async def test_the_syncs_look_for_what_landed_only_from_their_pages_oldest_chang
     ids spread over every clustered block, so only the days prune that read."""
     listening = Listening(monkeypatch)
     warehouse, sent = listening.warehouse, listening.sent
-    customers = VtexCustomerActivities(cast(Any, None), warehouse, cast(Any, None))
+    customers = VtexCustomerActivities(cast(Any, None), warehouse, cast(Any, None), cast(Any, None))
     documents = [
         {"id": "c-1", "email": "ana@example.com", "updatedIn": "2026-03-02T10:00:00.000Z"},
         {"id": "c-2", "email": "not-an-address", "createdIn": "2026-03-01T00:30:00.000Z"},

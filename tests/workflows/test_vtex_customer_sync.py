@@ -9,6 +9,9 @@ from typing import Any
 import httpx
 import pytest
 from google.cloud.bigquery import ArrayQueryParameter
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
 from temporalio.client import WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
@@ -22,6 +25,7 @@ from activities.vtex_customers import (
 )
 from clients.vtex import VtexClient
 from core.constants import PROGRESS_QUERY
+from db.engine import create_engine, session_factory
 from tests.hub import Hub, running_hub
 from tests.support import eventually
 from warehouse.tables import QUARANTINE, VTEX_CUSTOMERS
@@ -140,6 +144,51 @@ async def test_expired_scroll_is_read_again_without_losing_or_repeating(hub: Hub
     assert await hub.bronze_counts(VTEX_CUSTOMERS) == (expected, expected)
 
 
+async def reset_to_after_page(handle: WorkflowHandle[Any, Any], page: int) -> str:
+    """Reset the run (as ``temporal workflow reset`` does) to the workflow task that took its ``page``-th
+    page; the new run's id."""
+    completed, target = 0, None
+    async for event in handle.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            completed += 1
+        elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED and completed == page + 1:
+            target = event.event_id  # the watermark read is the run's first activity
+            break
+    assert target is not None
+    reset = await handle._client.workflow_service.reset_workflow_execution(
+        ResetWorkflowExecutionRequest(
+            namespace=handle._client.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=handle.id, run_id=handle.result_run_id or ""),
+            reason="test: reset to an earlier page",
+            workflow_task_finish_event_id=target,
+            request_id=uuid.uuid4().hex,
+        )
+    )
+    return reset.run_id
+
+
+async def test_a_run_reset_to_an_earlier_page_reads_every_customer_of_its_window(hub: Hub) -> None:
+    """Support resets a sync run to after its first page. The run before the reset took more pages with
+    the same token, so Master Data's scroll is past them: the reset run scrolls its window again instead
+    of going on with the token, and the run that moves the watermark read every customer (it went on
+    with the token, and skipped the pages the run before took)."""
+    before = await directory(hub)
+    expected = before["documents"] - before["invalid_emails"]
+    handle = await start_sync(hub, page_size=20, requests_per_second=4)
+
+    async def some_pages_landed() -> bool:
+        return (await handle.query(PROGRESS_QUERY, result_type=CustomerSyncResult)).pages >= 4
+
+    await eventually(some_pages_landed, timeout=60)
+    run_id = await reset_to_after_page(handle, 1)
+    result = await hub.client.get_workflow_handle(
+        handle.id, run_id=run_id, result_type=CustomerSyncResult
+    ).result()
+    assert result.read >= before["documents"]  # every customer of the window, some twice
+    assert result.scroll_restarts >= 1
+    assert await hub.bronze_counts(VTEX_CUSTOMERS) == (expected, expected)
+
+
 async def test_a_rate_limited_scroll_call_goes_on_with_its_token(hub: Hub) -> None:
     """A 429 is refused before it is served: the scroll did not move, so the page is asked for again
     with the same token after Retry-After, not by scrolling the window again from its start."""
@@ -170,10 +219,10 @@ async def test_a_rate_limit_asking_for_a_longer_wait_than_a_page_has_ends_the_at
     attempt ends with that delay for Temporal's retry, and no new scroll is opened within the wait
     (it used to scroll the window again at once, calling Master Data inside the wait it asked for)."""
     window = CustomerWindow(since=None, until=datetime.now(UTC).isoformat())
-    warehouse = hub.warehouse()
+    warehouse, engine = hub.warehouse(), create_engine(hub.settings.database_url)
     async with httpx.AsyncClient(timeout=10) as http:
         vtex = VtexClient(http, hub.settings)
-        customers = VtexCustomerActivities(vtex, warehouse, RequestBudgets())
+        customers = VtexCustomerActivities(vtex, warehouse, RequestBudgets(), session_factory(engine))
         try:
             first = await vtex.scroll_customers(where=window.where(), size=20)
             await hub.fault(target="vtex", rate_limit_count=1, retry_after_seconds=120)
@@ -183,5 +232,6 @@ async def test_a_rate_limit_asking_for_a_longer_wait_than_a_page_has_ends_the_at
                 await ActivityEnvironment().run(customers.land_customer_page, page)
         finally:
             await warehouse.aclose()
+            await engine.dispose()
     assert ended.value.next_retry_delay == timedelta(seconds=120)
     assert (await hub.counters())["vtex"]["md_scrolls_opened"] == opened
