@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from temporalio import workflow
@@ -172,6 +173,13 @@ REPORTS_PASSED_ON_AT_EVERY_END = "reports-passed-on-at-every-end"
 # Runs before it gave them the first delivery's ids, which the subscribers dropped as repeats. A first
 # delivery's ids are as they were, so no run in flight sends an event again under a new id.
 EVENT_ID_PER_DELIVERY = "event-id-per-delivery-and-report"
+# Patch: what goes to Zoho and to the subscribers goes beside the lead's flow, in a lane per partner that
+# keeps its order (workflows.lead_distribution.Lane), instead of being waited for in the flow: a Zoho out
+# of API credits or a subscriber away for hours no longer holds up the dealer's SLA, the re-routing, or
+# the other partner's news. The run waits for its lanes before it ends or continues as new, and hands a
+# delivered lead's wait on (FOLLOW_IN_OWN_RUN) once they are clear. Runs before it waited for each write
+# and event in turn, up to 6 and 24 hours, before their dealer's SLA was looked at.
+FEEDBACK_BESIDE_THE_FLOW = "feedback-beside-the-flow"
 # A delivery attempt's outcome when the lead had left that delivery (a run reset to before it).
 MOVED_ON = "moved on"
 # The local try of a step (_done_locally): Zoho's update is one call of at most 10 s (the HTTP clients'
@@ -218,6 +226,36 @@ async def in_turn_or_together(first: Awaitable[None], second: Awaitable[None], *
         await second
 
 
+class Lane:
+    """Steps run one after another beside a run's flow, which goes on without waiting for them."""
+
+    def __init__(self) -> None:
+        self._steps: list[Callable[[], Awaitable[None]]] = []
+        self._running: asyncio.Task[None] | None = None
+
+    @property
+    def idle(self) -> bool:
+        return self._running is None
+
+    def add(self, step: Callable[[], Awaitable[None]]) -> None:
+        self._steps.append(step)
+        if self._running is None:
+            self._running = asyncio.create_task(self._run())
+
+    async def done(self) -> None:
+        """Once every step added is done; raises what a step raised (a bug: steps handle their failures)."""
+        while self._running is not None:
+            await self._running
+
+    async def _run(self) -> None:
+        try:
+            while self._steps:
+                await self._steps[0]()
+                self._steps.pop(0)
+        finally:
+            self._running = None
+
+
 @workflow.defn(name=LEAD_DISTRIBUTION_WORKFLOW)
 class LeadDistributionWorkflow:
     def __init__(self) -> None:
@@ -239,15 +277,36 @@ class LeadDistributionWorkflow:
         self._exhausted: int | None = None  # the withdrawals of a lead found past its re-routing cap
         self._local_first = False  # LOCAL_FIRST_STEPS
         self._delivery_key = ""  # the idempotency key of the delivery the run follows
+        # What Zoho and the subscribers are still to get, each in order (FEEDBACK_BESIDE_THE_FLOW).
+        self._to_zoho, self._to_subscribers = Lane(), Lane()
+        self._local_tries = 0  # of what Zoho and the subscribers get, under way in the workflow task
 
     @workflow.run
     async def run(self, params: LeadDistributionInput) -> LeadDistributionResult:
         self._lead_id = params.lead_id
         self._params = params
-        result = await self._run(params)
+        try:
+            result = await self._run(params)
+        except FailureError as error:
+            if not isinstance(error, CancelledError):  # what went out before the run failed still goes
+                await self._fed_back()
+            raise
         # Where the lead is at no dealer now, Zoho keeps the outcome, and the subscribers hear.
         await self._pass_on_left(self._dealer_id or "", write_zoho=self._status not in UNHELD_STATUSES)
+        await self._fed_back()
         return result
+
+    def _woken(self, handing_on: bool) -> bool:
+        """Whether the wait for a dealer has work: a report, or a hand-on Zoho and the subscribers held up."""
+        return bool(self._reports) or (handing_on and self._feedback_idle())
+
+    def _feedback_idle(self) -> bool:
+        return self._to_zoho.idle and self._to_subscribers.idle
+
+    async def _fed_back(self) -> None:
+        """Once Zoho and the subscribers have what the run sent them (or it was parked): before it ends or
+        continues as new, which would drop what is still under way."""
+        await asyncio.gather(self._to_zoho.done(), self._to_subscribers.done())
 
     async def _run(self, params: LeadDistributionInput) -> LeadDistributionResult:
         if params.following is not None:
@@ -441,6 +500,7 @@ class LeadDistributionWorkflow:
                 return await self._sla_exhausted(params, f"{lost.withdrawals} dealers missed their SLA")
             if workflow.info().is_continue_as_new_suggested():
                 await self._pass_on_left("", write_zoho=False)  # (the withdrawal took a while)
+                await self._fed_back()
                 self._continue_as_new()
             rerouted = True
             claim = await self._decide(LeadActivities.claim_lead, self._claim_input(lead))
@@ -561,6 +621,7 @@ class LeadDistributionWorkflow:
         status = plan.dealer_status
         poll = timedelta(seconds=plan.poll_seconds) if plan.poll_seconds else None
         read_past_deadline = False  # the dealer's CRM was read once the SLA had passed
+        handing_on = False  # the wait goes to a run of its own once Zoho and the subscribers are served
         while True:
             status = await self._pass_on_reports(dealer_id, together=own_run) or status
             if not plan.holds or sla_deadline is None or status in FINAL_DEALER_STATUSES:
@@ -587,10 +648,18 @@ class LeadDistributionWorkflow:
             else:
                 wake = min(sla_deadline, now + poll) if poll else sla_deadline
             if own_run and workflow.info().is_continue_as_new_suggested():
+                await self._fed_back()
                 self._hand_on(dealer_id, dealer_lead_id, plan, status, sla_deadline, read_until)  # long reads
             if not own_run and workflow.patched(FOLLOW_IN_OWN_RUN):
-                self._hand_on(dealer_id, dealer_lead_id, plan, status, sla_deadline, read_until)
+                # Once Zoho and the subscribers have the news (their local tries end within the workflow
+                # task, so the wait goes on here only where a partner's activity is retrying).
+                handing_on = True
+                if self._local_tries:
+                    await workflow.wait_condition(lambda: not self._local_tries)
+                if self._feedback_idle():
+                    self._hand_on(dealer_id, dealer_lead_id, plan, status, sla_deadline, read_until)
             if workflow.info().is_continue_as_new_suggested():
+                await self._fed_back()
                 self._continue_as_new()  # long waits with frequent status reads
             accepted = status in DEALER_STATUSES
             if not accepted and self._status != AWAITING_ACCEPTANCE:
@@ -598,7 +667,7 @@ class LeadDistributionWorkflow:
             elif accepted and self._status != status:  # reads on (runs of their own only reach this)
                 self._set_search_status(str(status))
             try:
-                await workflow.wait_condition(lambda: bool(self._reports), timeout=wake - now)
+                await workflow.wait_condition(partial(self._woken, handing_on), timeout=wake - now)
             except TimeoutError:
                 # At the deadline too (since the patch): an acceptance after the last read keeps the lead.
                 if poll and (accepted or wake < sla_deadline or workflow.patched(READ_BEFORE_WITHDRAWAL)):
@@ -990,6 +1059,12 @@ class LeadDistributionWorkflow:
         if report is not None:
             zoho_lead.report_dealer_id, zoho_lead.report_status = report.dealer_id, report.status
             zoho_lead.reported_at = report.at
+        if workflow.patched(FEEDBACK_BESIDE_THE_FLOW):
+            self._to_zoho.add(lambda: self._write_to_zoho(zoho_lead, local=local))
+        else:
+            await self._write_to_zoho(zoho_lead, local=local)
+
+    async def _write_to_zoho(self, zoho_lead: UpdateZohoLeadInput, *, local: bool) -> None:
         try:
             failed = f"Zoho lead {self._lead_id} not updated"
             if local and await self._done_locally(LeadActivities.update_zoho_lead, zoho_lead, failed):
@@ -1013,6 +1088,7 @@ class LeadDistributionWorkflow:
         Web UI shows with its attempts and last failure while a partner is away (a local activity's
         retries show nowhere), and which ``hub leads reassign`` waits for. A permanent failure is logged
         as ``failed`` and ends the step."""
+        self._local_tries += 1
         try:
             await workflow.execute_local_activity_method(
                 step, arg, start_to_close_timeout=LOCAL_TRY_TIMEOUT, retry_policy=retry
@@ -1028,6 +1104,8 @@ class LeadDistributionWorkflow:
                 "%s failed in the worker, retried as an activity: %s", step.__name__, cause
             )
             return False
+        finally:
+            self._local_tries -= 1
         return True
 
     async def _tried_locally(self, step: Any, arg: Any) -> tuple[bool, Any]:
@@ -1083,6 +1161,13 @@ class LeadDistributionWorkflow:
             data=data,
         )
         published = PublishEventInput(event=event)
+        if workflow.patched(FEEDBACK_BESIDE_THE_FLOW):
+            self._to_subscribers.add(lambda: self._send_event(published, local=local))
+        else:
+            await self._send_event(published, local=local)
+
+    async def _send_event(self, published: PublishEventInput, *, local: bool) -> None:
+        event = published.event
         try:
             failed = f"event {event['id']} not published"
             step = LeadActivities.publish_event

@@ -23,7 +23,13 @@ from typing import Any
 
 import pytest
 from temporalio import activity
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowHistory
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowHistory,
+)
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -73,6 +79,7 @@ from tests.workflows.test_dealer_sla import (
     dealer_reports,
     polled_dealer_accepted_then_run_resumed_late,
     rerouted_to_a_refusing_dealer,
+    rerouted_while_the_subscriber_is_away,
     sla_hub,
     terminated_after_the_decision,
     unfollowed_report_run_terminated_then_resent,
@@ -274,6 +281,49 @@ async def test_record_lead_sla_missed_then_accepted(
         names = ("lead_delivered_then_handed_on", "lead_followed_sla_missed", "lead_followed_accepted")
         for history, name in zip(histories, names, strict=True):
             (HISTORIES / f"{name}.json").write_text(history.to_json() + "\n")
+
+
+async def test_record_lead_feedback_beside_the_flow(
+    skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str
+) -> None:
+    """Since the feedback-beside-the-flow patch: the subscriber is away from the delivery on, and the
+    first dealer's SLA passes all the same; the next dealer gets the lead, the subscriber comes back and
+    gets both events, then the run hands the wait on."""
+    async with sla_hub(skipping_env, sqlite_url, task_queue) as hub:
+        lead_id = await rerouted_while_the_subscriber_is_away(hub, skipping_env)
+        (await hub.http.delete(f"{hub.sims_url}/_control/faults/events/portal")).raise_for_status()
+        await skip_time(skipping_env, timedelta(minutes=11))  # the event's next retry
+        history = await the_run_that(hub.client, lead_workflow_id(lead_id), "withdraw_lead")
+        await eventually(lambda: history_ended(hub, history))
+        history = await the_run_that(hub.client, lead_workflow_id(lead_id), "withdraw_lead")
+        (HISTORIES / "lead_feedback_beside_the_flow.json").write_text(history.to_json() + "\n")
+
+
+async def test_record_lead_feedback_in_the_flow(
+    skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str
+) -> None:
+    """Recorded with the code from before the feedback-beside-the-flow patch (kept as it was): the run
+    waits for the subscriber before it looks at the first dealer's SLA."""
+    async with sla_hub(skipping_env, sqlite_url, task_queue) as hub:
+        await hub.fault(target="events/portal", error_5xx_count=100_000)
+        lead_id = await hub.create_lead(State="PR", City="Maringá")
+        await hub.post_webhook(lead_id)
+        await at_dealer(hub, lead_id, "sla-a")
+        await skip_time(skipping_env, SLA + timedelta(minutes=1))
+        (await hub.http.delete(f"{hub.sims_url}/_control/faults/events/portal")).raise_for_status()
+        await skip_time(skipping_env, timedelta(minutes=11))
+        await at_dealer(hub, lead_id, "sla-b")
+        history = await the_run_that(hub.client, lead_workflow_id(lead_id), "withdraw_lead")
+        await eventually(lambda: history_ended(hub, history))
+        history = await the_run_that(hub.client, lead_workflow_id(lead_id), "withdraw_lead")
+        (HISTORIES / "lead_feedback_in_the_flow.json").write_text(history.to_json() + "\n")
+
+
+async def history_ended(hub: Hub, history: WorkflowHistory) -> bool:
+    """Whether the run of ``history`` has ended (continued as new, here)."""
+    run_id = history.events[0].workflow_execution_started_event_attributes.original_execution_run_id
+    described = await hub.client.get_workflow_handle(history.workflow_id, run_id=run_id).describe()
+    return described.status != WorkflowExecutionStatus.RUNNING
 
 
 async def the_run_that(client: Client, workflow_id: str, scheduled: str) -> WorkflowHistory:

@@ -453,6 +453,49 @@ async def test_a_dealer_that_accepts_in_time_keeps_the_lead_and_its_statuses_rea
     assert sorted(e["data"]["status"] for e in events) == ["accepted", "qualified"]
 
 
+async def test_a_subscriber_away_for_hours_does_not_hold_up_the_dealers_sla(
+    sla_hub: Hub, skipping_env: WorkflowEnvironment
+) -> None:
+    """The subscriber answers 503 from before the delivery on, and Zoho 503 for the first writes. The
+    dealer that does not accept loses the lead at its SLA all the same (the run waited for the event
+    for up to 24 hours before it looked at the SLA); once the subscriber is back, it gets every event,
+    in the order they happened."""
+    hub = sla_hub
+    lead_id = await rerouted_while_the_subscriber_is_away(hub, skipping_env)
+    lead = await hub.lead(lead_id) or {}
+    assert (lead["deliveries"][0]["dealer_id"], lead["deliveries"][0]["status"]) == ("sla-a", "withdrawn")
+    assert not await published(hub, lead_id)
+
+    (await hub.http.delete(f"{hub.sims_url}/_control/faults/events/portal")).raise_for_status()
+    await skip_time(skipping_env, timedelta(minutes=11))  # the event's next retry
+    events = await eventually(lambda: published(hub, lead_id, at_least=2))
+    assert [(e["type"], e["data"]["dealer_id"]) for e in events] == [
+        ("LeadDistribuidoComSucesso", "sla-a"),
+        ("LeadDistribuidoComSucesso", "sla-b"),
+    ]
+    assert (await zoho_lead(hub, lead_id))["Concessionaria_Id"] == "sla-b"  # Zoho's writes in order too
+
+
+async def rerouted_while_the_subscriber_is_away(hub: Hub, env: WorkflowEnvironment) -> str:
+    """A Maringá lead delivered to sla-a while the subscriber answers 503 (and Zoho, three times), then
+    sla-a's SLA passed: the lead at sla-b, the subscriber still away. Its id."""
+    await hub.fault(target="events/portal", error_5xx_count=100_000)
+    await hub.fault(target="zoho", error_5xx_count=3)
+    lead_id = await hub.create_lead(State="PR", City="Maringá")
+    await hub.post_webhook(lead_id)
+    await at_dealer(hub, lead_id, "sla-a")
+    await skip_time(env, SLA + timedelta(minutes=1))
+    await at_dealer(hub, lead_id, "sla-b")
+    return lead_id
+
+
+async def published(hub: Hub, lead_id: str, at_least: int = 1) -> list[dict[str, Any]] | None:
+    """The events the subscriber got about the lead, in the order it got them (None: fewer)."""
+    events = (await hub.http.get(f"{hub.sims_url}/_control/events/portal")).json()["events"]
+    mine = [e for e in events if e["data"]["lead_id"] == lead_id]
+    return mine if len(mine) >= at_least else None
+
+
 async def test_an_older_report_handed_to_a_run_of_its_own_leaves_zoho_at_the_newer(
     sla_hub: Hub,
 ) -> None:

@@ -450,3 +450,24 @@ def test_a_delivery_to_a_dealer_the_lead_was_sent_back_to_has_an_event_id_of_its
     events keep the ids they always had, so its runs record no marker."""
     assert "event-id-per-delivery-and-report" in patch_ids("lead_sent_back_event_per_delivery")
     assert "event-id-per-delivery-and-report" not in patch_ids("lead_reassigned_withdrawn_at_previous")
+
+
+def test_a_lead_waited_for_an_absent_subscriber_before_its_sla_before_and_goes_on_beside_it_since() -> None:
+    """The subscriber away from the delivery on. Before the feedback-beside-the-flow patch, the run
+    waited for the event (retried as an activity) and only then found the SLA passed: no timer, the
+    dealer kept the lead until the subscriber was back. Since, the SLA's timer runs while the event is
+    retried, the lead moves at its deadline, and the run hands the wait on once the subscriber has both
+    events."""
+
+    def timers(name: str) -> int:
+        events = saved(HISTORIES / f"{name}.json").events
+        return sum(1 for event in events if event.HasField("timer_started_event_attributes"))
+
+    moved = ["withdraw_lead", "withdraw_at_dealer", "claim_lead", "deliver_lead"]
+    before = scheduled_activities("lead_feedback_in_the_flow")
+    assert before[before.index("publish_event") + 1 :] == moved
+    assert timers("lead_feedback_in_the_flow") == 0
+    since = scheduled_activities("lead_feedback_beside_the_flow")
+    assert since[since.index("publish_event") + 1 :] == moved and timers("lead_feedback_beside_the_flow") >= 1
+    handed_on = saved(HISTORIES / "lead_feedback_beside_the_flow.json").events[-1]
+    assert handed_on.HasField("workflow_execution_continued_as_new_event_attributes")
