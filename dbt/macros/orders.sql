@@ -3,6 +3,8 @@
     Counted: orders whose payment was approved, up to and after invoicing. Left out, with the reason:
     - pending (order-created, payment-pending, the waiting-for-*-authorization states, approve-payment,
       window-to-change-payment, waiting-for-seller-decision): not paid yet, and many never will be;
+      waiting-ffmt-authorization too ("waiting for authorization to dispatch": a seller's order whose
+      marketplace has not confirmed the payment yet);
     - payment-denied, cancel, canceled, order-create(ion)-error: no sale;
     - request-cancel, cancellation-requested: a cancellation is being decided (a refused one comes back
       as invoice-after-cancellation-deny, which counts);
@@ -14,8 +16,8 @@
 {% macro revenue_statuses() -%}
     {{ return([
         "payment-approved", "window-to-cancel", "authorize-fulfillment", "waiting-for-fulfillment",
-        "waiting-ffmt-authorization", "waiting-seller-handling", "ready-for-handling", "start-handling",
-        "handling", "ready-for-invoicing", "invoice", "invoiced", "invoice-after-cancellation-deny",
+        "waiting-seller-handling", "ready-for-handling", "start-handling", "handling",
+        "ready-for-invoicing", "invoice", "invoiced", "invoice-after-cancellation-deny",
     ]) }}
 {%- endmacro %}
 

@@ -23,7 +23,7 @@ SKUS = {"101": ("11", "Tapete de borracha", 4000), "102": ("12", "Engate reboque
 UNPRICED_SKU = "103"
 CUSTOMERS = [
     ("c-ana", "u-ana", "ana.souza@example.com.br"),
-    ("c-bruno", "u-bruno", "5d1f0c2b9a@ct.vtex.com.br"),
+    ("c-bruno", "u-bruno", "5d1f0c2b9a@CT.vtex.com.br\n"),  # as Master Data may keep it, line break too
     ("c-carla", "u-carla", "carla.dias@example.com.br"),
 ]
 EXPECTED_360 = {

@@ -44,8 +44,8 @@ UNKNOWN = f"profile:{UNATTRIBUTED}"
 # The documented revenue rule: from payment approval through invoicing.
 REVENUE = {
     "payment-approved", "window-to-cancel", "authorize-fulfillment", "waiting-for-fulfillment",
-    "waiting-ffmt-authorization", "waiting-seller-handling", "ready-for-handling", "start-handling",
-    "handling", "ready-for-invoicing", "invoice", "invoiced", "invoice-after-cancellation-deny",
+    "waiting-seller-handling", "ready-for-handling", "start-handling", "handling", "ready-for-invoicing",
+    "invoice", "invoiced", "invoice-after-cancellation-deny",
 }  # fmt: skip
 
 

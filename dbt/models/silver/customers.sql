@@ -21,8 +21,10 @@ renamed as (
         entity_id as customer_id,
         user_id,  -- typed at landing (warehouse/vtex_customers.py), as created_at
         json_value(payload, '$.email') as email,
-        -- Same rule as the ingestion check (warehouse/vtex_customers.py): the address is VTEX's relay.
-        coalesce(ends_with(lower(json_value(payload, '$.email')), '@ct.vtex.com.br'), false) as email_is_masked,
+        -- Same rule as the ingestion check (warehouse/vtex_customers.py): the address is VTEX's relay,
+        -- whatever spaces or line breaks stand around it.
+        coalesce(ends_with(lower(trim(json_value(payload, '$.email'), ' \t\r\n')), '@ct.vtex.com.br'), false)
+            as email_is_masked,
         json_value(payload, '$.firstName') as first_name,
         json_value(payload, '$.lastName') as last_name,
         json_value(payload, '$.document') as document,
