@@ -31,7 +31,7 @@ from core.metrics import start_at_zero
 from core.production import api_tls_problem
 from core.settings import ApiSettings, Settings, get_settings
 from core.tracing import start_tracing, trace_requests, tracing_on
-from db.engine import create_engine, database_unavailable, session_factory
+from db.engine import database_unavailable, engine_for, session_factory
 
 log = logging.getLogger("api")
 
@@ -87,7 +87,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         client = temporal or await connect_for_api(settings)
         app.state.temporal = client
         app.state.intake = Intake(client, settings)
-        engine = create_engine(settings.database_url)
+        engine = engine_for(settings)
         app.state.sessions = session_factory(engine)
         app.state.relay = ReportRelay(client, settings, app.state.sessions)
         app.state.warehouse_reads = None  # opened by the first read (api.deps.get_warehouse_reads)

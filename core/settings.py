@@ -97,6 +97,9 @@ class Settings(BaseSettings):
 
     # Portal / central database (SQLAlchemy URL, sync driver form)
     database_url: str = ""
+    # PostgreSQL connections each process keeps, and may open beyond them at a peak (SQLite: one).
+    database_pool_size: int = Field(default=5, ge=1)
+    database_max_overflow: int = Field(default=10, ge=0)
 
     # Webhook API. TLS: `python -m api` serves https with a certificate and key; in production it refuses
     # to start without them unless api_behind_tls_proxy says a proxy in front terminates TLS.
@@ -326,6 +329,12 @@ class Settings(BaseSettings):
     def _secret_as_pasted(cls, value: SecretStr) -> SecretStr:
         return sendable_secret(value)
 
+    @field_validator("database_url", "zoho_client_id", "vtex_app_key")
+    @classmethod
+    def _value_as_pasted(cls, value: str) -> str:
+        # Credentials too (the database's password in its URL; VTEX's key goes in a header as is).
+        return sendable_secret(SecretStr(value)).get_secret_value()
+
     @field_validator("dealer_api_keys", "dealer_webhook_secrets", "dealer_webhook_previous_secrets")
     @classmethod
     def _secrets_as_pasted(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
@@ -396,7 +405,7 @@ class Settings(BaseSettings):
         self.temporal_address = self.temporal_address or profile.address or DEFAULT_TEMPORAL_ADDRESS
         self.temporal_namespace = self.temporal_namespace or profile.namespace or "default"
         if not self.temporal_api_key.get_secret_value() and profile.api_key:
-            self.temporal_api_key = SecretStr(profile.api_key)
+            self.temporal_api_key = sendable_secret(SecretStr(profile.api_key))  # Temporal's own setting
         self._temporal_profile_tls = profile.tls
         self._temporal_rpc_metadata = dict(profile.grpc_meta)
 

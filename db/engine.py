@@ -13,6 +13,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 
+from core.settings import Settings
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Shorter than an activity's 30 s step: an attempt gives up waiting before Temporal times it out.
 POOL_WAIT_SECONDS = 20.0
@@ -82,8 +84,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(url: str) -> AsyncEngine:
-    """An async engine for ``url``; one per process, disposed on shutdown.
+def create_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> AsyncEngine:
+    """An async engine for ``url``; one per process, disposed on shutdown. ``pool_size`` and
+    ``max_overflow``: PostgreSQL's connections kept, and opened beyond them at a peak.
 
     Its errors leave out the statement's parameters (``hide_parameters``): SQLAlchemy otherwise puts them
     in the error's text, and that text reaches logs and workflow histories (contact and account names of
@@ -93,6 +96,8 @@ def create_engine(url: str) -> AsyncEngine:
         engine = create_async_engine(
             async_url(url),
             pool_pre_ping=True,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
             pool_timeout=POOL_WAIT_SECONDS,
             connect_args=_postgres_connect_args(url),
             hide_parameters=True,
@@ -112,6 +117,15 @@ def create_engine(url: str) -> AsyncEngine:
     )
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def engine_for(settings: Settings) -> AsyncEngine:
+    """The process's engine for the portal database its settings name, with their pool."""
+    return create_engine(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+    )
 
 
 def _postgres_connect_args(url: str) -> dict[str, Any]:

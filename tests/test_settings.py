@@ -123,9 +123,18 @@ def test_a_secret_pasted_with_a_line_break_is_taken_without_it(monkeypatch: pyte
     request, quoting the token in its error, which reached the activity's failure and the logs."""
     monkeypatch.setenv("HUB_VTEX_APP_TOKEN", " vtex-token-1\n")
     monkeypatch.setenv("HUB_DEALER_API_KEYS", '{"d1": "key-1\\r\\n"}')
+    monkeypatch.setenv("HUB_TEMPORAL_CLIENT_CONFIG", "true")
+    monkeypatch.setenv("TEMPORAL_API_KEY", "temporal-key-1\n")  # read through Temporal's own settings
+    monkeypatch.setenv("HUB_VTEX_APP_KEY", "vtexappkey-store-1 \n")
+    monkeypatch.setenv("HUB_DATABASE_URL", "postgresql://hub:pw@db/hub\n")
     settings = Settings(environment="test")
     assert settings.vtex_app_token.get_secret_value() == "vtex-token-1"
     assert settings.dealer_api_keys["d1"].get_secret_value() == "key-1"
+    assert settings.temporal_api_key.get_secret_value() == "temporal-key-1"
+    assert (settings.vtex_app_key, settings.database_url) == (
+        "vtexappkey-store-1",
+        "postgresql://hub:pw@db/hub",
+    )
 
 
 def test_a_secret_with_a_control_character_inside_is_refused_without_showing_it() -> None:

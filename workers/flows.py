@@ -39,7 +39,7 @@ from core.metrics import (
 from core.outbound import origin
 from core.settings import Settings
 from db import refused_events, zoho_writebacks
-from db.engine import create_engine, session_factory
+from db.engine import engine_for, session_factory
 from db.tokens import DatabaseTokens
 from workers.options import shutdown_options, webhook_queue_polling, workflow_options
 from workflows.event_redrive import EventRedriveWorkflow
@@ -84,7 +84,7 @@ async def open_workers(client: Client, settings: Settings) -> AsyncIterator[list
             *refused_events,
         ]
     )
-    engine = create_engine(settings.database_url)
+    engine = engine_for(settings)
     answers = answer_hooks(settings.partner_answer_max_bytes)
     http = httpx.AsyncClient(timeout=settings.dealer_http_timeout_seconds, event_hooks=answers)
     # Dealer URLs come from the dealers' YAML and their WSDLs: their connections go only to addresses

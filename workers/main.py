@@ -37,7 +37,7 @@ from core.memory import give_back_periodically
 from core.settings import EventLoop, Settings, WorkerRole, WorkerSettings
 from core.temporal import connect
 from core.tracing import start_tracing, stop_tracing
-from db.engine import create_engine, database_unavailable, session_factory
+from db.engine import database_unavailable, engine_for, session_factory
 from db.schema import schema_behind, schema_revision
 from workers.metrics import serving_metrics
 
@@ -114,7 +114,7 @@ async def schema_ready(settings: Settings, stop: asyncio.Event, every: float = S
     """Wait, polling nothing, until the portal database has this code's schema (a rollout's new pods may
     start before its migration ran: their work would fail on missing columns); False when told to stop
     first. A database that does not answer yet is waited for the same way."""
-    engine = create_engine(settings.database_url)
+    engine = engine_for(settings)
     sessions = session_factory(engine)
     said = None
     try:

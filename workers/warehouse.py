@@ -32,7 +32,7 @@ from contracts.dbt_build import BuildRequester
 from core.background import in_background
 from core.metrics import start_at_zero, warehouse_series
 from core.settings import Settings
-from db.engine import create_engine, session_factory
+from db.engine import engine_for, session_factory
 from warehouse.landing import Warehouse
 from warehouse.tables import (
     BRONZE_TABLES,
@@ -89,7 +89,7 @@ async def open_workers(client: Client, settings: Settings) -> AsyncIterator[list
     start_at_zero(
         warehouse_series([table for table in BRONZE_TABLES if table != QUARANTINE], QUARANTINE_CHECKS)
     )
-    engine = create_engine(settings.database_url)
+    engine = engine_for(settings)
     http = httpx.AsyncClient(
         timeout=settings.dealer_http_timeout_seconds,
         event_hooks=answer_hooks(settings.partner_answer_max_bytes),

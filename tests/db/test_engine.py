@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from pathlib import Path
@@ -11,7 +12,16 @@ from sqlalchemy import Engine, make_url, text
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.exc import DBAPIError
 
-from db.engine import create_engine, database_busy, database_unavailable, session_factory, snapshot, sync_url
+from core.settings import Settings
+from db.engine import (
+    create_engine,
+    database_busy,
+    database_unavailable,
+    engine_for,
+    session_factory,
+    snapshot,
+    sync_url,
+)
 from tests.support import free_port
 
 PERSON = "Maria Aparecida da Silva"
@@ -122,3 +132,24 @@ async def test_a_snapshot_reads_one_moment_while_another_process_commits(databas
     finally:
         await reader.dispose()
         await writer.dispose()
+
+
+async def test_each_process_holds_at_most_the_connections_its_settings_allow(postgres_url: str) -> None:
+    """Replicas x (pool + overflow) is what PostgreSQL's max_connections must hold: the settings size it."""
+    settings = Settings(
+        environment="test", database_url=postgres_url, database_pool_size=2, database_max_overflow=1
+    )
+    engine = engine_for(settings)
+    try:
+        sessions = session_factory(engine)
+        held = [sessions() for _ in range(3)]
+        for session in held:
+            await session.execute(text("select 1"))
+        assert engine.pool.checkedout() == 3  # type: ignore[attr-defined]
+        with pytest.raises(TimeoutError):  # a fourth waits for one of them
+            async with sessions() as fourth:
+                await asyncio.wait_for(fourth.execute(text("select 1")), 1)
+        for session in held:
+            await session.close()
+    finally:
+        await engine.dispose()

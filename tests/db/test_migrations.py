@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -259,4 +260,25 @@ def test_moves_within_one_second_go_back_to_one_per_time_and_forward_again(datab
         connection.execute(sa.text(move), {"stage": "Needs Analysis", "settled": False})
         stages = connection.execute(sa.text("select stage from opportunity_stage_changes order by id"))
         assert stages.scalars().all() == ["Value Proposition", "Needs Analysis"]
+    engine.dispose()
+
+
+def test_a_migration_behind_an_open_transaction_gives_up_instead_of_queueing_every_statement(
+    postgres_url: str,
+) -> None:
+    """0023 adds a column to opportunities, which waits for every transaction that read the table. Held
+    behind one, it gives up after a few seconds (the migration Job runs again), rather than hold every
+    statement on opportunities queued behind it for as long as that transaction stays open."""
+    command.downgrade(alembic_config(postgres_url), "0022")
+    engine, pool = sa.create_engine(sync_url(postgres_url)), ThreadPoolExecutor(1)
+    with engine.connect() as holder:
+        holder.execute(sa.text("select count(*) from opportunities"))  # a transaction left open
+        migrating = pool.submit(upgrade, postgres_url)
+        try:
+            with pytest.raises(sa.exc.OperationalError, match="lock timeout"):
+                migrating.result(timeout=30)
+        finally:
+            holder.rollback()
+            pool.shutdown()
+    upgrade(postgres_url)  # run again once the table is free
     engine.dispose()

@@ -817,15 +817,15 @@ class FakeService:
     def __init__(self, healthy: bool) -> None:
         self.healthy = healthy
 
-    async def check_health(self) -> bool:
+    async def get_system_info(self, request: Any) -> Any:
         if not self.healthy:
             raise ConnectionError("Temporal is away")
-        return True
+        return object()
 
 
 class FakeTemporal:
     def __init__(self, healthy: bool) -> None:
-        self.service_client = FakeService(healthy)
+        self.workflow_service = FakeService(healthy)
 
 
 async def probe_status(path: str, engine: AsyncEngine, temporal_healthy: bool) -> int:
@@ -943,6 +943,10 @@ def test_pods_run_as_the_dockerfile_user_under_the_restricted_profile(rendered: 
         assert {dockerfile_state_dir(), "/tmp"} <= mounts, name
         # Service links would add HUB_<SERVICE>_PORT=tcp://... and the like: the settings' own prefix.
         assert pod["enableServiceLinks"] is False, name
+        # No process calls the Kubernetes API: no pod holds a token for it (the API faces the internet).
+        account = named(rendered, "ServiceAccount", pod["serviceAccountName"])
+        mounted = pod.get("automountServiceAccountToken", account.get("automountServiceAccountToken", True))
+        assert mounted is False, name
 
 
 def test_memory_follows_the_measured_figures(rendered: list[Object]) -> None:
