@@ -12,7 +12,13 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    FailureError,
+    is_cancelled_exception,
+)
 
 from contracts.leads import (
     ASSIGN_DEALER_UPDATE,
@@ -227,31 +233,37 @@ async def in_turn_or_together(first: Awaitable[None], second: Awaitable[None], *
 
 
 class Lane:
-    """Steps run one after another beside a run's flow, which goes on without waiting for them."""
+    """Steps run one after another beside a run's flow, which goes on without waiting for them.
+
+    Steps handle their partner's failures themselves; one that raises is a bug, kept in ``failed`` with
+    the steps after it: the run raises it (``check``), failing its workflow task as it would have failed
+    in the flow, rather than end with those steps dropped."""
 
     def __init__(self) -> None:
         self._steps: list[Callable[[], Awaitable[None]]] = []
         self._running: asyncio.Task[None] | None = None
+        self.failed: BaseException | None = None
 
     @property
     def idle(self) -> bool:
-        return self._running is None
+        return self._running is None and not self._steps
 
     def add(self, step: Callable[[], Awaitable[None]]) -> None:
         self._steps.append(step)
-        if self._running is None:
+        if self._running is None and self.failed is None:
             self._running = asyncio.create_task(self._run())
 
-    async def done(self) -> None:
-        """Once every step added is done; raises what a step raised (a bug: steps handle their failures)."""
-        while self._running is not None:
-            await self._running
+    def check(self) -> None:
+        if self.failed is not None:
+            raise self.failed
 
     async def _run(self) -> None:
         try:
             while self._steps:
                 await self._steps[0]()
                 self._steps.pop(0)
+        except BaseException as error:
+            self.failed = error
         finally:
             self._running = None
 
@@ -288,25 +300,45 @@ class LeadDistributionWorkflow:
         try:
             result = await self._run(params)
         except FailureError as error:
-            if not isinstance(error, CancelledError):  # what went out before the run failed still goes
-                await self._fed_back()
+            if not is_cancelled_exception(error):  # what went out before the run failed still goes
+                await self._fed_back(None)
             raise
         # Where the lead is at no dealer now, Zoho keeps the outcome, and the subscribers hear.
-        await self._pass_on_left(self._dealer_id or "", write_zoho=self._status not in UNHELD_STATUSES)
-        await self._fed_back()
+        holder, write_zoho = self._dealer_id or "", self._status not in UNHELD_STATUSES
+        await self._pass_on_left(holder, write_zoho=write_zoho)
+        await self._fed_back(holder, write_zoho=write_zoho)
         return result
 
-    def _woken(self, handing_on: bool) -> bool:
-        """Whether the wait for a dealer has work: a report, or a hand-on Zoho and the subscribers held up."""
-        return bool(self._reports) or (handing_on and self._feedback_idle())
+    def _woken(self, held_up: bool) -> bool:
+        """Whether the wait for a dealer has work: a report, or a hand-on (or continue-as-new) ``held_up``
+        until Zoho and the subscribers had the run's news, or a lane's bug to raise."""
+        return bool(self._reports) or (held_up and self._feedback_idle()) or self._lane_failed()
+
+    def _lane_failed(self) -> bool:
+        return self._to_zoho.failed is not None or self._to_subscribers.failed is not None
 
     def _feedback_idle(self) -> bool:
+        self._to_zoho.check()
+        self._to_subscribers.check()
         return self._to_zoho.idle and self._to_subscribers.idle
 
-    async def _fed_back(self) -> None:
-        """Once Zoho and the subscribers have what the run sent them (or it was parked): before it ends or
-        continues as new, which would drop what is still under way."""
-        await asyncio.gather(self._to_zoho.done(), self._to_subscribers.done())
+    async def _clear_to_go_on(self) -> bool:
+        """Whether the run may end its part here (hand on, continue as new): Zoho and the subscribers have
+        its news and no report waits. Local tries end within the workflow task, so they are waited for;
+        a partner's activity retrying (for hours, maybe) is not: the run goes on meanwhile."""
+        if self._local_tries:
+            await workflow.wait_condition(lambda: not self._local_tries or self._lane_failed())
+        return self._feedback_idle() and not self._reports
+
+    async def _fed_back(self, holder: str | None, *, write_zoho: bool = True) -> None:
+        """Once Zoho and the subscribers have what the run sent them (or it was parked), with the reports
+        that reached the run meanwhile passed on too (as ``_pass_on_left`` does): before it ends, which
+        would drop what is still under way."""
+        while not self._feedback_idle():
+            await workflow.wait_condition(
+                lambda: self._feedback_idle() or bool(self._reports) or self._lane_failed()
+            )
+            await self._pass_on_left(holder, write_zoho=write_zoho)
 
     async def _run(self, params: LeadDistributionInput) -> LeadDistributionResult:
         if params.following is not None:
@@ -500,8 +532,8 @@ class LeadDistributionWorkflow:
                 return await self._sla_exhausted(params, f"{lost.withdrawals} dealers missed their SLA")
             if workflow.info().is_continue_as_new_suggested():
                 await self._pass_on_left("", write_zoho=False)  # (the withdrawal took a while)
-                await self._fed_back()
-                self._continue_as_new()
+                if await self._clear_to_go_on():  # else the run re-routes itself, a partner away
+                    self._continue_as_new()
             rerouted = True
             claim = await self._decide(LeadActivities.claim_lead, self._claim_input(lead))
             if claim.dealer_id is None:
@@ -621,7 +653,7 @@ class LeadDistributionWorkflow:
         status = plan.dealer_status
         poll = timedelta(seconds=plan.poll_seconds) if plan.poll_seconds else None
         read_past_deadline = False  # the dealer's CRM was read once the SLA had passed
-        handing_on = False  # the wait goes to a run of its own once Zoho and the subscribers are served
+        held_up = False  # a hand-on or continue-as-new waits for Zoho and the subscribers
         while True:
             status = await self._pass_on_reports(dealer_id, together=own_run) or status
             if not plan.holds or sla_deadline is None or status in FINAL_DEALER_STATUSES:
@@ -647,27 +679,27 @@ class LeadDistributionWorkflow:
                 continue
             else:
                 wake = min(sla_deadline, now + poll) if poll else sla_deadline
+            # Each hand-on or continue-as-new waits until Zoho and the subscribers have the run's news
+            # and no report waits: meanwhile (a partner away) the wait goes on here.
             if own_run and workflow.info().is_continue_as_new_suggested():
-                await self._fed_back()
-                self._hand_on(dealer_id, dealer_lead_id, plan, status, sla_deadline, read_until)  # long reads
-            if not own_run and workflow.patched(FOLLOW_IN_OWN_RUN):
-                # Once Zoho and the subscribers have the news (their local tries end within the workflow
-                # task, so the wait goes on here only where a partner's activity is retrying).
-                handing_on = True
-                if self._local_tries:
-                    await workflow.wait_condition(lambda: not self._local_tries)
-                if self._feedback_idle():
+                if await self._clear_to_go_on():  # (long reads after acceptance)
                     self._hand_on(dealer_id, dealer_lead_id, plan, status, sla_deadline, read_until)
+                held_up = True
+            if not own_run and workflow.patched(FOLLOW_IN_OWN_RUN):
+                if await self._clear_to_go_on():
+                    self._hand_on(dealer_id, dealer_lead_id, plan, status, sla_deadline, read_until)
+                held_up = True
             if workflow.info().is_continue_as_new_suggested():
-                await self._fed_back()
-                self._continue_as_new()  # long waits with frequent status reads
+                if await self._clear_to_go_on():
+                    self._continue_as_new()  # long waits with frequent status reads
+                held_up = True
             accepted = status in DEALER_STATUSES
             if not accepted and self._status != AWAITING_ACCEPTANCE:
                 self._set_search_status(AWAITING_ACCEPTANCE)
             elif accepted and self._status != status:  # reads on (runs of their own only reach this)
                 self._set_search_status(str(status))
             try:
-                await workflow.wait_condition(partial(self._woken, handing_on), timeout=wake - now)
+                await workflow.wait_condition(partial(self._woken, held_up), timeout=wake - now)
             except TimeoutError:
                 # At the deadline too (since the patch): an acceptance after the last read keeps the lead.
                 if poll and (accepted or wake < sla_deadline or workflow.patched(READ_BEFORE_WITHDRAWAL)):

@@ -476,6 +476,38 @@ async def test_a_subscriber_away_for_hours_does_not_hold_up_the_dealers_sla(
     assert (await zoho_lead(hub, lead_id))["Concessionaria_Id"] == "sla-b"  # Zoho's writes in order too
 
 
+async def test_reports_that_reach_a_run_waiting_on_an_absent_subscriber_are_passed_on(
+    sla_hub: Hub, skipping_env: WorkflowEnvironment
+) -> None:
+    """The subscriber is away from the delivery on. The dealer accepts (the run ends its part and waits
+    for the subscriber to get its events), then reports "contacted" to that run: the report goes on to
+    Zoho and, once back, the subscriber, after the earlier ones."""
+    hub = sla_hub
+    await hub.fault(target="events/portal", error_5xx_count=100_000)
+    lead_id = await hub.create_lead(State="PR", City="Ponta Grossa")
+    await hub.post_webhook(lead_id)
+    await at_dealer(hub, lead_id, "sla-a")
+    now = datetime.now(UTC)
+    await dealer_reports(hub, "sla-a", lead_id, "accepted", at=now)
+    await at_dealer(hub, lead_id, "sla-a", status="accepted")
+    contacted = await dealer_reports(hub, "sla-a", lead_id, "contacted", at=now + timedelta(minutes=1))
+    assert contacted["hub"]["body"]["outcome"] == "applied"
+
+    async def zoho_contacted() -> bool:
+        return (await zoho_lead(hub, lead_id)).get("Lead_Status") == "Contacted"
+
+    await eventually(zoho_contacted)
+    (await hub.http.delete(f"{hub.sims_url}/_control/faults/events/portal")).raise_for_status()
+    await skip_time(skipping_env, timedelta(minutes=11))  # the events' next retry
+    events = await eventually(lambda: published(hub, lead_id, at_least=3))
+    assert [(e["type"], e["data"].get("status")) for e in events] == [
+        ("LeadDistribuidoComSucesso", None),
+        ("LeadStatusAtualizado", "accepted"),
+        ("LeadStatusAtualizado", "contacted"),
+    ]
+    await hub.handle(lead_id).result()  # its part ended once the subscriber had them
+
+
 async def rerouted_while_the_subscriber_is_away(hub: Hub, env: WorkflowEnvironment) -> str:
     """A Maringá lead delivered to sla-a while the subscriber answers 503 (and Zoho, three times), then
     sla-a's SLA passed: the lead at sla-b, the subscriber still away. Its id."""
