@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -840,24 +841,32 @@ class LeadActivities:
             parked.update(refused_events.subscriber_key(url) for url in owed)
         away: TransientError | None = None
         away_urls: list[str] = []
-        for url in owed:
+
+        async def send(url: str) -> None:
+            nonlocal away
             key = refused_events.subscriber_key(url)
+            # Named in the heartbeat (which the others' sends may beat) only once its row is settled: a
+            # retry after the database failed here sends to it again, and parks a refusal then.
             try:
                 await self._publisher.publish(url, event, utcnow())
-                delivered.append(url)
                 if key in parked:
                     await refused_events.took(self._sessions, str(event["id"]), url)
+                delivered.append(url)
             except PermanentError as error:
-                refused.append(url)
                 activity.logger.error("event %s refused by a subscriber: %s", event["id"], error)
                 await refused_events.park(self._sessions, event, url, str(error), utcnow())
+                refused.append(url)
                 if key not in parked_before:  # an earlier try's refusal was counted then
                     EVENTS_REFUSED.labels(origin(url)).inc()
             except (TransientError, httpx.HTTPError) as error:
-                away = away or _as_transient(url, error)
+                away = _longest_wait(away, _as_transient(url, error))
                 away_urls.append(url)
             if not info.is_local:  # after each one, answered or not: the attempt is alive
                 activity.heartbeat(delivered, refused)
+
+        # Every subscriber at once: one that never answers (each waits out the HTTP timeouts) keeps the
+        # others neither waiting nor cut off by the attempt's own timeout.
+        await _all_of(send(url) for url in owed)
         with external_call():
             if away is not None:
                 if last or last_chance(info, away.retry_after):  # no retry follows
@@ -916,6 +925,22 @@ class LeadActivities:
 
 # Why an event waits for a subscriber that never answered: its last attempt started, the window ends.
 WINDOW_PASSED = "no answer within the event's retry window"
+
+
+async def _all_of(steps: Iterable[Awaitable[None]]) -> None:
+    """Run the steps at once and wait for every one; then raise the first one's error, if any (a bug, or
+    the database away: the attempt fails and is retried)."""
+    outcomes = await asyncio.gather(*steps, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+
+
+def _longest_wait(first: TransientError | None, other: TransientError) -> TransientError:
+    """Of two subscribers away, the one that asked for the longer wait (it decides whether a retry fits)."""
+    if first is None or (other.retry_after or 0) > (first.retry_after or 0):
+        return other
+    return first
 
 
 def _as_transient(url: str, error: TransientError | httpx.HTTPError) -> TransientError:

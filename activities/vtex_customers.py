@@ -17,6 +17,7 @@ from datetime import datetime
 from functools import partial
 
 from aiolimiter import AsyncLimiter
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
@@ -27,6 +28,7 @@ from clients.errors import TransientError
 from clients.vtex import SCROLL_MAX_SIZE, ScrollExpired, ScrollPage, VtexClient, vtex_filter_time
 from core.metrics import count_sync
 from core.vtex import readable_change_time
+from db.engine import database_unavailable
 from db.scrolls import claim_scroll_call
 from warehouse.landing import InvalidRecord, Warehouse, landed_since
 from warehouse.streams import StreamCursor
@@ -63,7 +65,9 @@ class CustomerPageInput:
     cursors: CustomerCursors
     requests_per_second: float
     page_size: int = SCROLL_MAX_SIZE
-    token_calls: int = 0  # calls made with the token, as far as the run knows
+    # Calls made with the token, as far as the run knows; None: not counted (a run, or an attempt, of
+    # code from before db.scrolls, during a rollout), its calls made unclaimed as they were then.
+    token_calls: int | None = None
 
 
 @dataclass
@@ -77,7 +81,7 @@ class CustomerPageResult:
     quarantined: int = 0
     checks: dict[str, int] = field(default_factory=dict)  # data-quality code -> documents
     restarted: bool = False  # the scroll was opened again from the window's start
-    token_calls: int = 0  # calls made with the token returned
+    token_calls: int | None = None  # calls made with the token returned (None: not counted)
 
 
 # A scroll call Master Data refuses with 429 is tried again with its token, after its Retry-After, up to
@@ -85,6 +89,9 @@ class CustomerPageResult:
 # before the window is scrolled again from its start.
 RATE_LIMITED_TRIES = 4
 RATE_LIMITED_WAIT = 90.0
+# A scroll call's claim (db.scrolls) is tried this often, this far apart, while the database is away.
+CLAIM_TRIES = 4
+CLAIM_RETRY_SECONDS = 5.0
 
 
 class VtexCustomerActivities:
@@ -125,7 +132,7 @@ class VtexCustomerActivities:
 
     async def _next_page(
         self, params: CustomerPageInput, limiter: AsyncLimiter
-    ) -> tuple[ScrollPage, bool, int]:
+    ) -> tuple[ScrollPage, bool, int | None]:
         """The next page, whether the scroll had to be opened again from the window's start, and the calls
         made with the token it returns."""
         fresh = partial(self._vtex.scroll_customers, where=params.window.where(), size=params.page_size)
@@ -134,14 +141,15 @@ class VtexCustomerActivities:
             return await paced(limiter, fresh), params.token is not None, 0
         made, waited = params.token_calls, 0.0
         for tried in range(1, RATE_LIMITED_TRIES + 1):
-            claimed = await claim_scroll_call(self._sessions, params.token, made)
-            if claimed is None:
-                activity.logger.info(
-                    "Master Data scroll token used further than this run knows (a reset"
-                    " run): scrolling the window again"
-                )
-                break
-            made = claimed
+            if made is not None:
+                claimed = await self._claim(params.token, made)
+                if claimed is None:
+                    activity.logger.info(
+                        "Master Data scroll token used further than this run knows (a reset"
+                        " run): scrolling the window again"
+                    )
+                    break
+                made = claimed
             try:
                 # Master Data moves the scroll on every call it serves, so a call that failed after the
                 # server answered may have taken a page with it: such a failure opens the window again.
@@ -170,6 +178,18 @@ class VtexCustomerActivities:
                 activity.logger.info("Master Data scroll call failed (%s): scrolling the window again", error)
             break
         return await paced(limiter, fresh), True, 0
+
+    async def _claim(self, token: str, made: int) -> int | None:
+        """``claim_scroll_call``, waiting out a database briefly away: the token has not moved, so the
+        page goes on with it rather than scroll the window again on the attempt's retry."""
+        for tried in range(1, CLAIM_TRIES + 1):
+            try:
+                return await claim_scroll_call(self._sessions, token, made)
+            except SQLAlchemyError as error:
+                if tried == CLAIM_TRIES or not database_unavailable(error):
+                    raise
+                await wait_alive(CLAIM_RETRY_SECONDS, "the portal database")
+        raise AssertionError("unreachable")
 
     async def _land(self, page: ScrollPage, result: CustomerPageResult) -> None:
         """Land the page's versions not in bronze or quarantine yet; count the checks of those only."""

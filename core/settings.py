@@ -405,7 +405,10 @@ class Settings(BaseSettings):
         self.temporal_address = self.temporal_address or profile.address or DEFAULT_TEMPORAL_ADDRESS
         self.temporal_namespace = self.temporal_namespace or profile.namespace or "default"
         if not self.temporal_api_key.get_secret_value() and profile.api_key:
-            self.temporal_api_key = sendable_secret(SecretStr(profile.api_key))  # Temporal's own setting
+            try:  # Temporal's own setting (TEMPORAL_API_KEY, or its profile), so named here
+                self.temporal_api_key = sendable_secret(SecretStr(profile.api_key))
+            except ValueError as error:
+                raise ValueError(f"TEMPORAL_API_KEY {error}") from None
         self._temporal_profile_tls = profile.tls
         self._temporal_rpc_metadata = dict(profile.grpc_meta)
 

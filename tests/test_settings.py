@@ -137,6 +137,16 @@ def test_a_secret_pasted_with_a_line_break_is_taken_without_it(monkeypatch: pyte
     )
 
 
+def test_temporals_own_api_key_with_a_control_character_inside_is_refused_by_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HUB_TEMPORAL_CLIENT_CONFIG", "true")
+    monkeypatch.setenv("TEMPORAL_API_KEY", "tk-41d9\nnot-for-logs")
+    with pytest.raises(ValidationError) as refused:
+        Settings(environment="test")
+    assert "TEMPORAL_API_KEY" in str(refused.value) and "not-for-logs" not in str(refused.value)
+
+
 def test_a_secret_with_a_control_character_inside_is_refused_without_showing_it() -> None:
     with pytest.raises(ValidationError) as refused:
         Settings(environment="test", zoho_client_secret="zc-41d9\nnot-for-logs")

@@ -4,6 +4,7 @@ a dealer's performance (gold)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -19,6 +20,8 @@ from warehouse.landing import SERVICE, Warehouse
 from warehouse.libraries import ScalarQueryParameter
 from warehouse.tables import VTEX_ORDERS, day_start, partitions_since, within_day
 from warehouse.views import CustomerView, DealerDay, DealerPerformance, OrderItemView, OrderView
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 # dbt's incremental_lookback_minutes: a key model's build reads again what changed this long before its
@@ -104,6 +107,7 @@ async def _keyed(
         [row] = await warehouse.query(sql, parameters)
     except WarehouseUnavailable as error:
         if isinstance(error.__cause__, google_errors.NotFound):
+            _not_built(error)
             return None
         raise
     started = row["started"]
@@ -220,8 +224,15 @@ async def _query_built(warehouse: Warehouse, sql: str, parameters: list[Any]) ->
         return await warehouse.query(sql, parameters)
     except WarehouseUnavailable as error:
         if isinstance(error.__cause__, google_errors.NotFound):
+            _not_built(error)
             return []
         raise
+
+
+def _not_built(error: WarehouseUnavailable) -> None:
+    # Before dbt's first build, or a dataset prefix, project or location this process does not share
+    # with the warehouse worker: the reads answer "nothing known", and the log says which table is missing.
+    log.warning("warehouse read found no table, answered as not built yet: %s", error.__cause__)
 
 
 def _fields(

@@ -77,7 +77,7 @@ class CustomerSyncInput:
     # Carried over continue-as-new:
     window: CustomerWindow | None = None
     token: str | None = None
-    token_calls: int = 0  # calls made with the token (db.scrolls), as this run knows
+    token_calls: int | None = None  # calls made with the token (db.scrolls), as this run knows
     cursors: CustomerCursors = field(default_factory=CustomerCursors)
     result: CustomerSyncResult = field(default_factory=CustomerSyncResult)
     started_at: str = ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import Awaitable
 from datetime import date, datetime, timedelta
 from typing import Annotated, TypeVar
@@ -20,6 +21,8 @@ from core.timeutil import utcnow, within_utc_range
 from db.routing import dealer_known
 from warehouse.errors import WarehouseUnavailable
 from warehouse.views import CustomerPage, CustomerView, DealerPerformance, OrderView
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -146,6 +149,7 @@ async def _answered(read: Awaitable[T]) -> T:
     try:
         return await read
     except WarehouseUnavailable as error:
+        log.warning("warehouse read answered 503: %s", error)  # BigQuery's words: no row, no customer
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the warehouse did not answer") from error
 
 

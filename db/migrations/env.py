@@ -13,13 +13,17 @@ from db.models import Base
 config = context.config
 # A migration waiting for a table's lock (behind an open transaction) holds every statement on that
 # table queued behind it, each then cut by its own lock timeout (10 s: a webhook's 503, a step's retry).
-# It gives up after this instead; the migration Job runs it again.
+# It gives up after this instead, unless a DBA set a lock timeout of their own; the Job runs it again.
 LOCK_TIMEOUT = "5s"
 
 
 def _lock_timeout(dbapi_connection: Any, _record: Any) -> None:
+    # Where nothing else set one (the URL's options, ALTER ROLE ... SET): a DBA's own limit stands.
     cursor = dbapi_connection.cursor()
-    cursor.execute(f"set lock_timeout = '{LOCK_TIMEOUT}'")
+    cursor.execute(
+        f"select set_config('lock_timeout', '{LOCK_TIMEOUT}', false) from pg_settings"
+        " where name = 'lock_timeout' and source = 'default'"
+    )
     cursor.close()
     dbapi_connection.commit()  # a setting made in a transaction rolled back is undone
 

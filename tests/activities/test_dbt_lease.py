@@ -74,6 +74,10 @@ async def started(log: Path) -> bool | None:
     return log.exists() or None
 
 
+async def killed(pid: int) -> bool:
+    return not running(pid)
+
+
 def lines(log: Path) -> list[str]:
     """The log without pids."""
     return [" ".join(line.split()[:2]) for line in log.read_text().splitlines()]
@@ -289,7 +293,8 @@ async def test_a_build_cancelled_again_while_told_to_stop_is_killed_at_once(
     build.cancel()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(build, timeout=5)
-    assert not running(build_pid(log))
+    # Killed (SIGKILL sent as the attempt ends; the kernel takes a moment on a busy machine).
+    await eventually(lambda: killed(build_pid(log)), timeout=5, interval=0.02)
     held_by = await take(sessions, BUILD_LEASE, "next attempt", builds._lease, BIGQUERY_JOB_TIMEOUT)
     assert held_by.holder != "next attempt"
     assert utcnow() - timedelta(seconds=5) < held_by.expires_at <= utcnow()

@@ -5,6 +5,7 @@ its retry window."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections import Counter
 from datetime import timedelta
@@ -75,6 +76,38 @@ async def test_each_subscriber_gets_the_event_whatever_the_others_answer(
     [parked] = await refused_events.of_event(sessions, EVENT["id"])  # for the one that refused only
     assert (parked.subscriber, parked.event, parked.redrives) == ("https://refuses.example:443", EVENT, 0)
     assert parked.reason.startswith("subscriber https://refuses.example:443: ") and "410" in parked.reason
+
+
+async def test_a_subscriber_that_never_answers_keeps_no_other_waiting(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The first subscriber's host takes the connection and never answers: each attempt waited out its
+    HTTP timeouts before the next subscriber, and three such (or one with a timeout as long as the
+    attempt's 30 s) cut every attempt before the healthy one got the event. They are sent to at once."""
+    answered, taken = asyncio.Event(), asyncio.Event()
+
+    async def subscribers(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "silent.example":
+            await answered.wait()  # still waiting when the other one takes the event
+            raise httpx.ReadTimeout("no answer", request=request)
+        taken.set()
+        return httpx.Response(200, json={"status": "received"})
+
+    settings = Settings(environment="test")
+    urls = ["https://silent.example/hooks", "https://takes.example/hooks"]
+    async with httpx.AsyncClient(transport=httpx.MockTransport(subscribers)) as http:
+        publisher = EventPublisher(http, settings.event_signing_secret.get_secret_value())
+        steps = LeadActivities(sessions, ZohoClient(http, settings, DatabaseTokens(sessions)), {}, publisher,
+                               urls)  # fmt: skip
+        publishing = asyncio.create_task(
+            ActivityEnvironment().run(steps.publish_event, PublishEventInput(EVENT))
+        )
+        await asyncio.wait_for(taken.wait(), 5)
+        assert not publishing.done()  # the silent one is still being waited for
+        answered.set()
+        with pytest.raises(ApplicationError) as away:
+            await publishing
+    assert not away.value.non_retryable and "silent.example" in str(away.value)
 
 
 class Subscribers:

@@ -211,7 +211,7 @@ async def test_a_customer_is_read_from_its_newest_change_then_from_the_unkeyed_d
 
 
 async def test_warehouse_away_answers_503_in_time(
-    temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str
+    temporal_env: WorkflowEnvironment, sqlite_url: str, task_queue: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     nowhere = f"http://127.0.0.1:{free_port()}"
     async with running_hub(
@@ -224,6 +224,8 @@ async def test_warehouse_away_answers_503_in_time(
             raise AssertionError("the read API hung on a warehouse that is away") from error
         assert answer.status_code == 503
         assert answer.json() == {"detail": "the warehouse did not answer"}
+    # The operator learns why from the log (the answer only says the warehouse did not answer).
+    assert any(r.message.startswith("warehouse read answered 503: ") for r in caplog.records)
 
 
 async def started_job(request: Request) -> JSONResponse:
