@@ -52,6 +52,17 @@ async def start_sync(hub: Hub, **overrides: Any) -> WorkflowHandle[CustomerSyncW
     )
 
 
+async def sync_under_way(hub: Hub, pages: int) -> WorkflowHandle[CustomerSyncWorkflow, CustomerSyncResult]:
+    """A sync of small pages at 4 a second (its scroll open for several seconds), ``pages`` landed."""
+    handle = await start_sync(hub, page_size=20, requests_per_second=4)
+
+    async def landed() -> bool:
+        return (await handle.query(PROGRESS_QUERY, result_type=CustomerSyncResult)).pages >= pages
+
+    await eventually(landed, timeout=60)
+    return handle
+
+
 async def directory(hub: Hub) -> dict[str, Any]:
     return dict((await hub.http.get(f"{hub.sims_url}/_control/vtex/customers")).json())
 
@@ -129,13 +140,7 @@ async def test_first_run_lands_all_then_only_what_changed(hub: Hub) -> None:
 async def test_expired_scroll_is_read_again_without_losing_or_repeating(hub: Hub) -> None:
     before = await directory(hub)
     expected = before["documents"] - before["invalid_emails"]
-    # Small pages at 4 a second: the scroll is open for several seconds.
-    handle = await start_sync(hub, page_size=20, requests_per_second=4)
-
-    async def some_pages_landed() -> bool:
-        return (await handle.query(PROGRESS_QUERY, result_type=CustomerSyncResult)).pages >= 3
-
-    await eventually(some_pages_landed, timeout=60)
+    handle = await sync_under_way(hub, pages=3)
     assert (await control(hub, "expire-scrolls"))["expired"] == 1
     result = await handle.result()
     assert result.scroll_restarts >= 1
@@ -174,12 +179,7 @@ async def test_a_run_reset_to_an_earlier_page_reads_every_customer_of_its_window
     with the token, and skipped the pages the run before took)."""
     before = await directory(hub)
     expected = before["documents"] - before["invalid_emails"]
-    handle = await start_sync(hub, page_size=20, requests_per_second=4)
-
-    async def some_pages_landed() -> bool:
-        return (await handle.query(PROGRESS_QUERY, result_type=CustomerSyncResult)).pages >= 4
-
-    await eventually(some_pages_landed, timeout=60)
+    handle = await sync_under_way(hub, pages=4)
     run_id = await reset_to_after_page(handle, 1)
     result = await hub.client.get_workflow_handle(
         handle.id, run_id=run_id, result_type=CustomerSyncResult
@@ -193,12 +193,7 @@ async def test_a_rate_limited_scroll_call_goes_on_with_its_token(hub: Hub) -> No
     """A 429 is refused before it is served: the scroll did not move, so the page is asked for again
     with the same token after Retry-After, not by scrolling the window again from its start."""
     before = await directory(hub)
-    handle = await start_sync(hub, page_size=20, requests_per_second=4)
-
-    async def some_pages_landed() -> bool:
-        return (await handle.query(PROGRESS_QUERY, result_type=CustomerSyncResult)).pages >= 2
-
-    await eventually(some_pages_landed, timeout=60)
+    handle = await sync_under_way(hub, pages=2)
     await hub.fault(target="vtex", rate_limit_count=2, retry_after_seconds=1)
     result = await handle.result()
     assert (await hub.counters())["vtex"]["faults_served"] == 2
