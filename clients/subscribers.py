@@ -32,7 +32,12 @@ class EventPublisher:
         return body.encode(), headers
 
     async def publish(self, url: str, event: dict[str, Any], timestamp: datetime) -> None:
-        """Deliver ``event`` to ``url``; raises a Transient/Permanent error on failure."""
+        """Deliver ``event`` to ``url``; raises a Transient/Permanent error on failure.
+
+        409 Conflict is the subscriber saying it has an event of this id already (a copy sent again after
+        an answer that was lost, a redrive): delivered, not refused."""
         body, headers = self.signed_request(event, timestamp)
         response = await self._http.post(url, content=body, headers=headers)
+        if response.status_code == httpx.codes.CONFLICT:
+            return
         raise_for_status(f"subscriber {origin(url)}", response)  # no tokens: errors reach logs

@@ -110,6 +110,20 @@ async def test_a_subscriber_that_never_answers_keeps_no_other_waiting(
     assert not away.value.non_retryable and "silent.example" in str(away.value)
 
 
+async def test_a_subscriber_that_answers_a_copy_with_409_has_the_event(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A receiver that drops a copy by its webhook-id may say so with 409 Conflict (the first answer
+    was lost, or support redrove the event): delivered, not parked as a refusal for support."""
+    subscribers = Subscribers()
+    subscribers.answers["takes.example"] = 409
+    async with httpx.AsyncClient(transport=httpx.MockTransport(subscribers)) as http:
+        steps = subscribers.steps(http, sessions, ["https://takes.example/hooks"])
+        result = await ActivityEnvironment().run(steps.publish_event, PublishEventInput(event=EVENT))
+    assert result.delivered_to == ["https://takes.example/hooks"]
+    assert await refused_events.of_event(sessions, EVENT["id"]) == []
+
+
 class Subscribers:
     """Subscribers at ``SUBSCRIBERS``' hosts, answering as ``answers`` says (200 where it says nothing;
     a 503 with ``retry_after`` seconds where that is set)."""
