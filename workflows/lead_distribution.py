@@ -312,12 +312,13 @@ class LeadDistributionWorkflow:
     def _woken(self, held_up: bool) -> bool:
         """Whether the wait for a dealer has work: a report, or a hand-on (or continue-as-new) ``held_up``
         until Zoho and the subscribers had the run's news, or a lane's bug to raise."""
-        return bool(self._reports) or (held_up and self._feedback_idle()) or self._lane_failed()
+        return self._lane_failed() or bool(self._reports) or (held_up and self._feedback_idle())
 
     def _lane_failed(self) -> bool:
         return self._to_zoho.failed is not None or self._to_subscribers.failed is not None
 
     def _feedback_idle(self) -> bool:
+        """Whether both lanes are done; raises a lane's bug (conditions ask ``_lane_failed`` first)."""
         self._to_zoho.check()
         self._to_subscribers.check()
         return self._to_zoho.idle and self._to_subscribers.idle
@@ -336,7 +337,7 @@ class LeadDistributionWorkflow:
         would drop what is still under way."""
         while not self._feedback_idle():
             await workflow.wait_condition(
-                lambda: self._feedback_idle() or bool(self._reports) or self._lane_failed()
+                lambda: self._lane_failed() or self._feedback_idle() or bool(self._reports)
             )
             await self._pass_on_left(holder, write_zoho=write_zoho)
 
