@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -102,7 +102,7 @@ def create_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> As
             connect_args=_postgres_connect_args(url),
             hide_parameters=True,
         )
-        event.listen(engine.sync_engine, "connect", _postgres_timeouts)
+        event.listen(engine.sync_engine, "connect", timeouts_where_unset(POSTGRES_TIMEOUTS))
         return engine
     # SQLite takes one writer at a time; concurrent writers poll its busy handler with sleeps of up to
     # 100 ms, which under load costs seconds per transaction. One connection per process makes them
@@ -133,17 +133,24 @@ def _postgres_connect_args(url: str) -> dict[str, Any]:
     return {name: value for name, value in POSTGRES_CONNECT_ARGS.items() if name not in given}
 
 
-def _postgres_timeouts(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute(
+def timeouts_where_unset(timeouts: dict[str, str]) -> Callable[[Any, Any], None]:
+    """A PostgreSQL engine's ``connect`` listener: it sets each of ``timeouts`` for the session where
+    nothing else set it (the URL's options, PGOPTIONS, ALTER ROLE ... SET: a DBA's own limits stand)."""
+    statement = (
         "select set_config(name, case name"
-        + "".join(f" when '{name}' then '{value}'" for name, value in POSTGRES_TIMEOUTS.items())
+        + "".join(f" when '{name}' then '{value}'" for name, value in timeouts.items())
         + " end, false) from pg_settings where source = 'default' and name in ("
-        + ", ".join(f"'{name}'" for name in POSTGRES_TIMEOUTS)
+        + ", ".join(f"'{name}'" for name in timeouts)
         + ")"
     )
-    cursor.close()
-    dbapi_connection.commit()  # a setting made in a transaction rolled back is undone
+
+    def set_where_unset(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(statement)
+        cursor.close()
+        dbapi_connection.commit()  # a setting made in a transaction rolled back is undone
+
+    return set_where_unset
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -103,13 +103,10 @@ async def _keyed(
         f" as keyed cross join (select max(build_started) as started from `{builds}` where model = '{table}')"
         " as built"
     )
-    try:
-        [row] = await warehouse.query(sql, parameters)
-    except WarehouseUnavailable as error:
-        if isinstance(error.__cause__, google_errors.NotFound):
-            _not_built(error)
-            return None
-        raise
+    rows = await _query_built(warehouse, sql, parameters)
+    if not rows:  # the aggregate always answers one row: none means the key table is not built
+        return None
+    [row] = rows
     started = row["started"]
     return Keyed(row["known"], row["newest"], started - KEY_LOOKBACK if started else None)
 
@@ -224,15 +221,11 @@ async def _query_built(warehouse: Warehouse, sql: str, parameters: list[Any]) ->
         return await warehouse.query(sql, parameters)
     except WarehouseUnavailable as error:
         if isinstance(error.__cause__, google_errors.NotFound):
-            _not_built(error)
+            # Before dbt's first build, or a dataset prefix, project or location this process does not
+            # share with the warehouse worker: "nothing known", and the log says which table is missing.
+            log.warning("warehouse read found no table, answered as not built yet: %s", error.__cause__)
             return []
         raise
-
-
-def _not_built(error: WarehouseUnavailable) -> None:
-    # Before dbt's first build, or a dataset prefix, project or location this process does not share
-    # with the warehouse worker: the reads answer "nothing known", and the log says which table is missing.
-    log.warning("warehouse read found no table, answered as not built yet: %s", error.__cause__)
 
 
 def _fields(

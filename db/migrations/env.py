@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from alembic import context
 from sqlalchemy import create_engine, event, pool
 
-from db.engine import sync_url
+from db.engine import sync_url, timeouts_where_unset
 from db.models import Base
 
 config = context.config
@@ -17,22 +15,11 @@ config = context.config
 LOCK_TIMEOUT = "5s"
 
 
-def _lock_timeout(dbapi_connection: Any, _record: Any) -> None:
-    # Where nothing else set one (the URL's options, ALTER ROLE ... SET): a DBA's own limit stands.
-    cursor = dbapi_connection.cursor()
-    cursor.execute(
-        f"select set_config('lock_timeout', '{LOCK_TIMEOUT}', false) from pg_settings"
-        " where name = 'lock_timeout' and source = 'default'"
-    )
-    cursor.close()
-    dbapi_connection.commit()  # a setting made in a transaction rolled back is undone
-
-
 def run_migrations_online() -> None:
     url = sync_url(config.get_main_option("sqlalchemy.url") or "")
     connectable = create_engine(url, poolclass=pool.NullPool)
     if connectable.dialect.name == "postgresql":
-        event.listen(connectable, "connect", _lock_timeout)
+        event.listen(connectable, "connect", timeouts_where_unset({"lock_timeout": LOCK_TIMEOUT}))
     with connectable.connect() as connection:
         context.configure(
             connection=connection,
